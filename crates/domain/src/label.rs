@@ -1,0 +1,202 @@
+//! Sensitivity labels and the policy each carries. A label is chosen when a group is created and
+//! decides, before anything is written, who may join it and how.
+
+use crate::{DomainError, LabelName};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use utoipa::ToSchema;
+
+/// How people get into a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinPolicy {
+    /// Anyone the label admits joins at once.
+    Open,
+    /// A request that an owner approves (this shows the requester to the owners).
+    Approval,
+    /// Only with an invite code from an owner.
+    Invite,
+}
+
+impl JoinPolicy {
+    /// All policies, in a stable order.
+    pub const ALL: [JoinPolicy; 3] = [Self::Open, Self::Approval, Self::Invite];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Approval => "approval",
+            Self::Invite => "invite",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| DomainError::invalid("join_policy", "must be open, approval or invite"))
+    }
+}
+
+impl fmt::Display for JoinPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who may send mail to a group's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderPolicy {
+    /// Anyone from the configured corporate domains.
+    Anyone,
+    /// Members of the group only.
+    Members,
+    /// The group's owners only.
+    Owners,
+}
+
+impl SenderPolicy {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anyone => "anyone",
+            Self::Members => "members",
+            Self::Owners => "owners",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        [Self::Anyone, Self::Members, Self::Owners]
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| DomainError::invalid("sender_policy", "must be anyone, members or owners"))
+    }
+}
+
+/// What a label allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelPolicy {
+    /// Whether guest identities may be members.
+    pub guests_allowed: bool,
+    /// Whether AI agents may be members.
+    pub agents_allowed: bool,
+    /// Which join policies a group under this label may use (at least one).
+    pub join_policies: Vec<JoinPolicy>,
+    /// Who may send mail to groups under this label.
+    pub sender_policy: SenderPolicy,
+}
+
+impl LabelPolicy {
+    /// Checks the policy is usable: at least one join policy, no duplicates.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        if self.join_policies.is_empty() {
+            return Err(DomainError::invalid(
+                "join_policies",
+                "must allow at least one join policy",
+            ));
+        }
+        let mut seen = Vec::new();
+        for p in &self.join_policies {
+            if seen.contains(p) {
+                return Err(DomainError::invalid("join_policies", "must not repeat a policy"));
+            }
+            seen.push(*p);
+        }
+        Ok(())
+    }
+
+    /// Whether a group under this label may use `policy`.
+    pub fn allows_join_policy(&self, policy: JoinPolicy) -> bool {
+        self.join_policies.contains(&policy)
+    }
+}
+
+/// A sensitivity label: a name, an explanation for people choosing it, and its policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Label {
+    /// Unique name, e.g. `Confidential`.
+    pub name: LabelName,
+    /// Plain-language explanation shown when choosing a label.
+    pub description: String,
+    /// What the label allows.
+    pub policy: LabelPolicy,
+}
+
+impl Label {
+    /// The three labels every new installation starts with.
+    pub fn defaults() -> Vec<Label> {
+        let name = |s: &str| LabelName::parse(s).expect("default label names are valid");
+        vec![
+            Label {
+                name: name("General"),
+                description: "Open to employees and guests; anyone may join, ask to join or be invited. AI agents may not join.".into(),
+                policy: LabelPolicy {
+                    guests_allowed: true,
+                    agents_allowed: false,
+                    join_policies: vec![JoinPolicy::Open, JoinPolicy::Approval, JoinPolicy::Invite],
+                    sender_policy: SenderPolicy::Anyone,
+                },
+            },
+            Label {
+                name: name("Confidential"),
+                description: "Employees only, no guests or AI agents; joining needs an owner's approval or an invite.".into(),
+                policy: LabelPolicy {
+                    guests_allowed: false,
+                    agents_allowed: false,
+                    join_policies: vec![JoinPolicy::Approval, JoinPolicy::Invite],
+                    sender_policy: SenderPolicy::Anyone,
+                },
+            },
+            Label {
+                name: name("Highly Confidential"),
+                description: "Employees only, by invite only; only members may send mail to the group.".into(),
+                policy: LabelPolicy {
+                    guests_allowed: false,
+                    agents_allowed: false,
+                    join_policies: vec![JoinPolicy::Invite],
+                    sender_policy: SenderPolicy::Members,
+                },
+            },
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_policies() {
+        let d = Label::defaults();
+        assert_eq!(d.len(), 3);
+        assert!(d.iter().all(|l| l.policy.validate().is_ok()));
+        let hc = &d[2];
+        assert_eq!(hc.name.as_str(), "Highly Confidential");
+        assert_eq!(hc.policy.join_policies, vec![JoinPolicy::Invite]);
+        assert_eq!(hc.policy.sender_policy, SenderPolicy::Members);
+        assert!(d[0].policy.guests_allowed && !d[1].policy.guests_allowed);
+    }
+
+    #[test]
+    fn a_policy_needs_a_join_policy_and_no_repeats() {
+        let mut p = Label::defaults()[0].policy.clone();
+        p.join_policies.clear();
+        assert!(p.validate().is_err());
+        p.join_policies = vec![JoinPolicy::Open, JoinPolicy::Open];
+        assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        for p in JoinPolicy::ALL {
+            assert_eq!(JoinPolicy::parse(p.as_str()).unwrap(), p);
+        }
+        assert!(JoinPolicy::parse("secret").is_err());
+        assert!(SenderPolicy::parse("owners").is_ok());
+    }
+}

@@ -1,0 +1,16 @@
+//! Pure types and rules of Hush. No I/O lives here: every service parses its input into these
+//! types at the edge, so a value of one of them is valid by construction, and every policy
+//! decision (may this identity enter a group under this label?) is one pure function that all
+//! paths share.
+
+mod error;
+mod ids;
+mod label;
+mod membership;
+
+pub use error::DomainError;
+pub use ids::{Email, GroupId, GroupName, LabelName, LocalPart, Subject};
+pub use label::{JoinPolicy, Label, LabelPolicy, SenderPolicy};
+pub use membership::{
+    may_enter, CountBucket, EntryRefusal, GroupState, IdentityKind, ServiceName,
+};

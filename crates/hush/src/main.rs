@@ -1,0 +1,2 @@
+//! The hush binary.
+fn main() {}

@@ -1,0 +1,44 @@
+//! `/healthz` (the process is alive) and `/readyz` (its dependencies answer). Both are outside
+//! the API prefix and reveal nothing but up or down.
+
+use crate::Problem;
+use axum::{routing::get, Json, Router};
+use serde_json::json;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A readiness check: `Ok` when the dependency answers, else a short reason for the log.
+pub type ReadyCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// Builds a check from an async closure.
+pub fn check<F, Fut>(f: F) -> ReadyCheck
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    Arc::new(move || Box::pin(f()))
+}
+
+/// The health routes; `checks` are named so the log says which dependency failed.
+pub fn router<S: Clone + Send + Sync + 'static>(checks: Vec<(&'static str, ReadyCheck)>) -> Router<S> {
+    let checks = Arc::new(checks);
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/readyz",
+            get(move || {
+                let checks = checks.clone();
+                async move {
+                    for (name, check) in checks.iter() {
+                        if let Err(reason) = check().await {
+                            tracing::warn!(dependency = name, %reason, "not ready");
+                            return Err(Problem::unavailable(format!("{name} is not answering")));
+                        }
+                    }
+                    Ok(Json(json!({ "status": "ready" })))
+                }
+            }),
+        )
+}

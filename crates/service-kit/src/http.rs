@@ -1,0 +1,194 @@
+//! The HTTP layers every service wears, and serving with graceful shutdown.
+//!
+//! Order matters: the request id is set first so the trace span and any error carry it; the
+//! problem mapper sits inside the trace layer so the logged status is the one the client saw.
+
+use crate::Problem;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http::{header, HeaderName, StatusCode};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// The header that carries the request id in and out.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Limits every service applies to every request. Each is documented in the README.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpArgs {
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    #[arg(long, env = "HUSH_BODY_LIMIT_BYTES", default_value_t = 64 * 1024)]
+    pub body_limit_bytes: usize,
+    /// Longest a request may take, in seconds, before it is answered 408.
+    #[arg(long, env = "HUSH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+}
+
+impl Default for HttpArgs {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 64 * 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// Wraps a service's router in the common layers: request id, tracing on the route template,
+/// body limit, timeout, and problem+json for every error a layer or the router produces itself.
+pub fn with_common_layers(router: Router, limits: &HttpArgs) -> Router {
+    router
+        .fallback(|| async { Problem::from_status(StatusCode::NOT_FOUND) })
+        .layer(axum::middleware::map_response(problemize))
+        .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(limits.request_timeout_secs),
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // INV-6: the route template, never the URI (which may hold a group id) and never
+            // anything about the caller.
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            let request_id = req
+                .headers()
+                .get(&REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), route, request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Turns any error response that is not already problem+json (404 from the router, 405, 408 from
+/// the timeout, 413 from the body limit, 415, …) into one, keeping headers such as `Allow`.
+async fn problemize(res: Response) -> Response {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let is_problem = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(crate::problem::PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return res;
+    }
+    let (mut parts, _) = res.into_parts();
+    let mut fresh = Problem::from_status(status).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in fresh.headers() {
+        parts.headers.insert(name, value.clone());
+    }
+    *fresh.headers_mut() = parts.headers;
+    fresh
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        let r = Router::new().route("/echo", post(|body: String| async move { body }));
+        with_common_layers(
+            r,
+            &HttpArgs {
+                body_limit_bytes: 16,
+                request_timeout_secs: 5,
+            },
+        )
+    }
+
+    async fn send(req: Request) -> Response {
+        app().oneshot(req).await.unwrap()
+    }
+
+    fn ctype(res: &Response) -> &str {
+        res.headers()[header::CONTENT_TYPE].to_str().unwrap()
+    }
+
+    #[tokio::test]
+    async fn unknown_routes_are_problem_json_404_with_a_request_id() {
+        let res = send(Request::get("/nope").body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert_eq!(ctype(&res), "application/problem+json");
+        assert!(res.headers().contains_key(&REQUEST_ID));
+    }
+
+    #[tokio::test]
+    async fn oversized_bodies_are_problem_json_413() {
+        let res = send(Request::post("/echo").body(Body::from("x".repeat(17))).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(ctype(&res), "application/problem+json");
+        let ok = send(Request::post("/echo").body(Body::from("x".repeat(16))).unwrap()).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn wrong_methods_keep_allow_and_become_problem_json() {
+        let res = send(Request::get("/echo").body(Body::empty()).unwrap()).await;
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(ctype(&res), "application/problem+json");
+        assert!(res.headers().contains_key(header::ALLOW));
+    }
+
+    #[tokio::test]
+    async fn a_given_request_id_is_echoed() {
+        let res = send(
+            Request::get("/nope")
+                .header("x-request-id", "abc")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(res.headers()[&REQUEST_ID], "abc");
+    }
+}

@@ -1,0 +1,14 @@
+//! What every Hush service shares at its edge. Services differ in what they own; they should not
+//! differ in how they fail, log, limit, shut down or connect to their database, so that lives
+//! here once.
+
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod json;
+pub mod problem;
+pub mod telemetry;
+
+pub use http::{serve, shutdown_signal, with_common_layers, HttpArgs};
+pub use json::AppJson;
+pub use problem::Problem;

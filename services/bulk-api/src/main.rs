@@ -1,0 +1,2 @@
+//! Runs bulk-api.
+fn main() {}

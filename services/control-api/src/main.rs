@@ -1,0 +1,2 @@
+//! Runs control-api.
+fn main() {}

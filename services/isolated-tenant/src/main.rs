@@ -1,0 +1,2 @@
+//! Runs isolated-tenant.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Routine membership: join, leave, my groups, am I a member.

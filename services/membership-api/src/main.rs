@@ -1,0 +1,2 @@
+//! Runs membership-api.
+fn main() {}
