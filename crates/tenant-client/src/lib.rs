@@ -1,1 +1,291 @@
-//! Typed HTTP client for the isolated tenant, and the request/response types of its API.
+//! Typed HTTP client for the isolated tenant, and the request/response types of its API
+//! ([`api`]).
+//!
+//! Every request carries a fresh service token minted by the calling service's own
+//! [`ServiceSigner`] for the audience `isolated-tenant` (INV-9), and nothing else about who is
+//! calling: no user token, no forwarded headers. Subjects and addresses travel in bodies only.
+//!
+//! Failures come back as a [`TenantError`] a caller can act on: `Unavailable` (could not
+//! connect, timed out, 5xx, 429: retry later), `NotFound`, `Conflict`, or `Refused` (another
+//! 4xx, with the tenant's problem detail). Error texts never hold a URL, so they may be logged
+//! as they are (a URL would carry a group id: INV-6).
+
+pub mod api;
+
+pub use api::{
+    DistributionGroup, GroupsOf, MemberCount, MemberRef, MembershipCheck, MembershipQuery, Pong,
+    ProvisionGroup, SubjectRef,
+};
+
+use api::paths;
+use auth::ServiceSigner;
+use domain::{CountBucket, GroupId, ServiceName, Subject};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How long connecting may take before the tenant counts as unavailable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a whole request may take before the tenant counts as unavailable.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a call to the tenant did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TenantError {
+    /// The tenant could not be reached, timed out, failed (5xx) or asked to slow down (429).
+    /// Safe to retry later.
+    #[error("the tenant is unavailable: {0}")]
+    Unavailable(String),
+    /// The tenant has no such group (404).
+    #[error("not found in the tenant: {0}")]
+    NotFound(String),
+    /// The request conflicts with the tenant's state (409), e.g. an address another group has.
+    #[error("conflict in the tenant: {0}")]
+    Conflict(String),
+    /// The tenant refused the request (another 4xx: 401, 403, 413, 422, …).
+    #[error("the tenant refused the request ({status}): {detail}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The problem detail the tenant gave.
+        detail: String,
+    },
+    /// Something other than the tenant's contract happened: a bad base URL, or a success
+    /// answer that did not parse.
+    #[error("unexpected failure talking to the tenant: {0}")]
+    Unexpected(String),
+}
+
+impl TenantError {
+    /// Whether retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// The part of a problem+json body the client reports.
+#[derive(Deserialize)]
+struct ProblemBody {
+    title: Option<String>,
+    detail: Option<String>,
+}
+
+/// A client of the isolated tenant for one calling service. Cheap to clone (the connection pool
+/// and the signing key are shared).
+#[derive(Clone)]
+pub struct TenantClient {
+    base: String,
+    http: reqwest::Client,
+    signer: ServiceSigner,
+}
+
+impl std::fmt::Debug for TenantClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantClient")
+            .field("base", &self.base)
+            .field("service", &self.signer.service())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantClient {
+    /// A client of the tenant at `base_url` (e.g. `http://isolated-tenant:8083`) that signs
+    /// its tokens with `signer`, with the default timeouts.
+    pub fn new(base_url: impl Into<String>, signer: ServiceSigner) -> Result<Self, TenantError> {
+        Self::with_timeouts(base_url, signer, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+    }
+
+    /// As [`Self::new`], with explicit connect and request timeouts.
+    pub fn with_timeouts(
+        base_url: impl Into<String>,
+        signer: ServiceSigner,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<Self, TenantError> {
+        let base = base_url.into().trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(TenantError::Unexpected(
+                "the tenant URL must start with http:// or https://".into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect)
+            .timeout(request)
+            // The tenant never redirects; following one could send a token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|_| TenantError::Unexpected("could not build the HTTP client".into()))?;
+        Ok(Self { base, http, signer })
+    }
+
+    /// The base URL this client talks to.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Succeeds when the tenant answers and accepts this service's token (`/tenant/v1/ping`).
+    pub async fn ping(&self) -> Result<(), TenantError> {
+        let _: Pong = self.json(Method::GET, paths::PING, None::<&()>).await?;
+        Ok(())
+    }
+
+    /// Creates the distribution group `request.group_id`, or confirms it (and takes the new
+    /// display name) when it exists with the same address. `Conflict` when the address belongs
+    /// to another group or the group has another address.
+    pub async fn provision_group(
+        &self,
+        request: &ProvisionGroup,
+    ) -> Result<DistributionGroup, TenantError> {
+        self.json(Method::POST, paths::GROUPS, Some(request)).await
+    }
+
+    /// Removes the distribution group `group` and all of its membership. Succeeds when it is
+    /// already gone.
+    pub async fn deprovision_group(&self, group: GroupId) -> Result<(), TenantError> {
+        let path = paths::for_group(paths::GROUP, group);
+        self.empty(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// Makes `member` a member of `group`. Succeeds the same way whether or not they already
+    /// were (INV-3). `NotFound` when the group is not provisioned.
+    pub async fn add_member(&self, group: GroupId, member: MemberRef) -> Result<(), TenantError> {
+        let path = paths::for_group(paths::MEMBERS, group);
+        self.empty(Method::POST, &path, Some(&member)).await
+    }
+
+    /// Makes sure `subject` is not a member of `group`. Succeeds the same way whether or not
+    /// they were (INV-3). `NotFound` when the group is not provisioned.
+    pub async fn remove_member(
+        &self,
+        group: GroupId,
+        subject: &Subject,
+    ) -> Result<(), TenantError> {
+        let path = paths::for_group(paths::MEMBERS_REMOVE, group);
+        let body = SubjectRef {
+            subject: subject.clone(),
+        };
+        self.empty(Method::POST, &path, Some(&body)).await
+    }
+
+    /// Whether `subject` is a member of `group`.
+    pub async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, TenantError> {
+        let body = MembershipQuery {
+            group_id: group,
+            subject: subject.clone(),
+        };
+        let answer: MembershipCheck = self
+            .json(Method::POST, paths::MEMBERSHIP_CHECK, Some(&body))
+            .await?;
+        Ok(answer.member)
+    }
+
+    /// The groups `subject` is a member of (empty for a subject the tenant has not seen).
+    pub async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, TenantError> {
+        let body = SubjectRef {
+            subject: subject.clone(),
+        };
+        let answer: GroupsOf = self
+            .json(Method::POST, paths::GROUPS_OF, Some(&body))
+            .await?;
+        Ok(answer.groups)
+    }
+
+    /// The bucket of `group`'s member count (INV-4).
+    pub async fn member_count(&self, group: GroupId) -> Result<CountBucket, TenantError> {
+        let path = paths::for_group(paths::COUNT, group);
+        let answer: MemberCount = self.json(Method::GET, &path, None::<&()>).await?;
+        Ok(answer.bucket)
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<reqwest::Response, TenantError> {
+        // A fresh token per request: short-lived, never reused, never shared between callers.
+        let token = self.signer.mint(ServiceName::IsolatedTenant);
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let res = req.send().await.map_err(|e| transport(&e))?;
+        check(res).await
+    }
+
+    async fn json<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, TenantError> {
+        let res = self.send(method, path, body).await?;
+        res.json::<T>().await.map_err(|e| {
+            if e.is_timeout() {
+                TenantError::Unavailable("timed out reading the answer".into())
+            } else {
+                TenantError::Unexpected("the answer did not match the tenant's API".into())
+            }
+        })
+    }
+
+    async fn empty<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(), TenantError> {
+        self.send(method, path, body).await.map(drop)
+    }
+}
+
+/// Describes a transport failure without its URL (which would carry a group id).
+fn transport(e: &reqwest::Error) -> TenantError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_request() || e.is_body() {
+        "the request could not be sent"
+    } else {
+        "the connection failed"
+    };
+    TenantError::Unavailable(what.into())
+}
+
+/// Passes a success through; turns any other answer into the matching [`TenantError`].
+async fn check(res: reqwest::Response) -> Result<reqwest::Response, TenantError> {
+    let status = res.status();
+    if status.is_success() {
+        return Ok(res);
+    }
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(TenantError::Unavailable(format!(
+            "status {}",
+            status.as_u16()
+        )));
+    }
+    let detail = res
+        .json::<ProblemBody>()
+        .await
+        .ok()
+        .and_then(|p| p.detail.or(p.title))
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("no detail").to_string());
+    Err(match status {
+        StatusCode::NOT_FOUND => TenantError::NotFound(detail),
+        StatusCode::CONFLICT => TenantError::Conflict(detail),
+        s if s.is_client_error() => TenantError::Refused {
+            status: s.as_u16(),
+            detail,
+        },
+        // 1xx/3xx: the tenant never answers these.
+        s => TenantError::Unexpected(format!("status {}", s.as_u16())),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,2 +1,12 @@
-//! Runs bulk-api.
-fn main() {}
+//! Runs bulk-api: `cargo run -p bulk-api -- --help` lists the flags and their `HUSH_*`
+//! environment variables.
+
+use clap::Parser as _;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = bulk_api::Config::parse();
+    service_kit::telemetry::init();
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    bulk_api::run(config, listener, service_kit::shutdown_signal()).await
+}

@@ -1,1 +1,172 @@
-//! The isolated tenant: identities, distribution groups and sealed membership; reachable only with service tokens.
+//! The isolated tenant: identities, distribution groups and sealed membership; reachable only
+//! with service tokens.
+//!
+//! It is the membership truth of Hush and the one place that could ever say who is in a group,
+//! so it is built to say as little as possible:
+//!
+//! - No user ever talks to it (INV-9): there is no login, no user token path, no UI. Every
+//!   route under `/tenant/v1` needs a service token from a trusted service, and each service is
+//!   allowed only its own operations ([`may_call`]).
+//! - No route lists a group's members (INV-1); questions are about one person at a time, and
+//!   the public services ask them only about their own caller (INV-2).
+//! - Adding and removing answer alike and do the same work whether or not the person was a
+//!   member (INV-3); counts leave only as buckets (INV-4).
+//! - At rest, nothing names a person in clear and nothing links two membership rows of the same
+//!   person without the tenant's keys (INV-5; see [`seal`] and [`store`]).
+//!
+//! Run it with `cargo run -p isolated-tenant -- --help` (every flag has a `HUSH_*` variable),
+//! or as part of the whole stack with `hush up`. Tests call [`router`] with a state they build,
+//! or [`run`] on a listener bound to port 0.
+
+mod access;
+mod config;
+mod error;
+mod extract;
+mod groups;
+mod members;
+mod meta;
+pub mod seal;
+pub mod store;
+
+pub use access::{may_call, op, Op, Operation, Permit};
+pub use config::{generate_seal_keys_file, parse_trusted_keys, Config, Redacted};
+pub use error::ApiError;
+pub use seal::SealKeys;
+pub use store::{Store, StoreError};
+
+use auth::ServiceVerifier;
+use axum::extract::FromRef;
+use axum::{Extension, Router};
+use service_kit::{health, HttpArgs};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Most database connections one replica holds: every request is one short statement or
+/// transaction, and other replicas share the same database.
+const MAX_DB_CONNECTIONS: u32 = 8;
+
+/// Everything a request handler may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Checks service tokens addressed to the tenant; the [`Permit`] extractor reaches it
+    /// through `FromRef`. It trusts only the public services' keys.
+    pub verifier: ServiceVerifier,
+    /// The sealed store: groups, identities, membership. It holds the seal keys.
+    pub store: Arc<dyn Store>,
+    /// Body size and time limits the router enforces.
+    pub http: HttpArgs,
+}
+
+impl FromRef<AppState> for ServiceVerifier {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+/// Builds the state from configuration: loads the seal keys and the trusted services' public
+/// keys, then connects to and migrates the database.
+pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
+    let keys = Arc::new(config.load_seal_keys()?);
+    let verifier = config.load_verifier()?;
+    let store = store::connect(&config.database_url, MAX_DB_CONNECTIONS, keys).await?;
+    Ok(AppState {
+        verifier,
+        store,
+        http: config.http.clone(),
+    })
+}
+
+/// The OpenAPI description of the tenant's internal API, served at `/tenant/v1/openapi.json`
+/// to trusted services only.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hush isolated-tenant",
+        description = "The membership truth of Hush, for its own services only: distribution groups, \
+                       identities (sign-in disabled) and sealed membership. Every route needs a service \
+                       token (an ES256 JWT with aud = isolated-tenant, signed by a trusted service's own key), \
+                       and each service may call only its own operations. No route lists a group's members. \
+                       Every error is application/problem+json (RFC 9457) with a stable `type`."
+    ),
+    modifiers(&ServiceTokenAuth),
+    security(("service_token" = [])),
+    tags(
+        (name = "groups", description = "Distribution groups and their coarse member counts."),
+        (name = "members", description = "One person's membership at a time."),
+        (name = "meta", description = "Token checks and this document."),
+    )
+)]
+pub struct ApiDoc;
+
+struct ServiceTokenAuth;
+
+impl utoipa::Modify for ServiceTokenAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT (ES256 service token)".into());
+        scheme.description = Some(
+            "A service token minted by control-api, membership-api or bulk-api for the audience \
+             isolated-tenant. User tokens are refused."
+                .into(),
+        );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("service_token", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The API routes and their OpenAPI document, before state and layers.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(groups::router())
+        .merge(members::router())
+        .merge(meta::router())
+        .split_for_parts()
+}
+
+/// The OpenAPI document of the tenant's API (what `/tenant/v1/openapi.json` serves).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole service: the API under `/tenant/v1` (service tokens only), its OpenAPI document,
+/// `/healthz` and `/readyz` (the database answers), in the common layers.
+pub fn router(state: AppState) -> Router {
+    let (api, doc) = api();
+    let store = state.store.clone();
+    let checks = vec![(
+        "database",
+        health::check(move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        }),
+    )];
+    let http = state.http.clone();
+    let app = api
+        .layer(Extension::<meta::Doc>(Arc::new(doc)))
+        .merge(health::router(checks))
+        .layer(axum::middleware::map_response(error::log_failures))
+        .with_state(state);
+    service_kit::with_common_layers(app, &http)
+}
+
+/// Serves the tenant on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let state = build_state(&config).await?;
+    tracing::info!(addr = %listener.local_addr()?, "isolated-tenant listening");
+    service_kit::serve(listener, router(state), shutdown).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

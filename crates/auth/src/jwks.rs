@@ -1,0 +1,205 @@
+//! The issuer's signing keys: parsed from a JWKS document, each pinned to the one algorithm its
+//! type allows, cached, and refetched when a token names a key we do not know (the IdP rotated)
+//! — but at most once per interval, so a flood of tokens with made-up key ids cannot turn this
+//! service into a load generator against the IdP.
+
+use crate::AuthError;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, RwLock};
+
+/// Keys older than this are refetched on the next request (keeping the old ones if the IdP does
+/// not answer), so a key the IdP withdrew stops being accepted within this time.
+const MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// Largest JWKS document accepted; real ones are a few kilobytes.
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// One usable verification key and the only algorithm it may verify.
+#[derive(Clone)]
+pub(crate) struct PinnedKey {
+    pub(crate) alg: Algorithm,
+    pub(crate) key: DecodingKey,
+}
+
+/// Parses a JWKS document into usable keys by `kid`. Keys that are not signature keys, have no
+/// `kid`, are of a type we do not accept, or declare an algorithm their type does not allow are
+/// skipped (and logged), so one odd key does not take the whole set down.
+pub(crate) fn parse_jwks(doc: &serde_json::Value) -> Result<HashMap<String, PinnedKey>, String> {
+    let keys = doc
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or("the document has no 'keys' array")?;
+    let mut out = HashMap::new();
+    for raw in keys {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
+            tracing::debug!("skipping a JWK of a form we do not read");
+            continue;
+        };
+        let Some(kid) = jwk.common.key_id.clone() else {
+            tracing::debug!("skipping a JWK without kid");
+            continue;
+        };
+        match pin(&jwk) {
+            Ok(pinned) => {
+                out.insert(kid, pinned);
+            }
+            Err(why) => tracing::debug!(%kid, why, "skipping a JWK"),
+        }
+    }
+    Ok(out)
+}
+
+/// The algorithm a key may be used with: EC P-256 → ES256, RSA → RS256, nothing else. A JWK
+/// `alg`, when present, must agree.
+fn pin(jwk: &Jwk) -> Result<PinnedKey, &'static str> {
+    if matches!(&jwk.common.public_key_use, Some(u) if *u != PublicKeyUse::Signature) {
+        return Err("not a signature key");
+    }
+    let alg = match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        _ => return Err("key type not accepted (only EC P-256 and RSA)"),
+    };
+    let declared_ok = match jwk.common.key_algorithm {
+        None => true,
+        Some(KeyAlgorithm::ES256) => alg == Algorithm::ES256,
+        Some(KeyAlgorithm::RS256) => alg == Algorithm::RS256,
+        Some(_) => false,
+    };
+    if !declared_ok {
+        return Err("declared alg not allowed for the key type");
+    }
+    let key = DecodingKey::from_jwk(jwk).map_err(|_| "key material does not parse")?;
+    Ok(PinnedKey { alg, key })
+}
+
+/// Where keys come from.
+pub(crate) enum Source {
+    /// Fetched over HTTP(S) and cached.
+    Remote {
+        url: String,
+        client: reqwest::Client,
+        min_refetch: Duration,
+    },
+    /// Fixed at construction (the in-process dev issuer, tests); never refetched.
+    Static,
+}
+
+struct Cache {
+    keys: HashMap<String, PinnedKey>,
+    fetched_at: Option<Instant>,
+}
+
+/// The key cache of one verifier.
+pub(crate) struct KeySet {
+    source: Source,
+    cache: RwLock<Arc<Cache>>,
+    /// Serialises fetches and remembers when the last one was attempted (successful or not).
+    last_attempt: Mutex<Option<Instant>>,
+}
+
+impl KeySet {
+    pub(crate) fn remote(url: String, client: reqwest::Client, min_refetch: Duration) -> Self {
+        Self::with(
+            Source::Remote {
+                url,
+                client,
+                min_refetch,
+            },
+            HashMap::new(),
+        )
+    }
+
+    pub(crate) fn fixed(keys: HashMap<String, PinnedKey>) -> Self {
+        Self::with(Source::Static, keys)
+    }
+
+    fn with(source: Source, keys: HashMap<String, PinnedKey>) -> Self {
+        Self {
+            source,
+            cache: RwLock::new(Arc::new(Cache {
+                keys,
+                fetched_at: None,
+            })),
+            last_attempt: Mutex::new(None),
+        }
+    }
+
+    /// The key named `kid`, fetching the set if it is unknown or stale and the rate limit allows.
+    pub(crate) async fn get(&self, kid: &str) -> Result<Option<PinnedKey>, AuthError> {
+        let Source::Remote {
+            url,
+            client,
+            min_refetch,
+        } = &self.source
+        else {
+            return Ok(self.cache.read().await.keys.get(kid).cloned());
+        };
+        let cached = self.cache.read().await.clone();
+        let fresh = cached.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE);
+        if fresh {
+            if let Some(k) = cached.keys.get(kid) {
+                return Ok(Some(k.clone()));
+            }
+        }
+
+        let stale_hit = cached.keys.get(kid).cloned();
+        let mut last = match (self.last_attempt.try_lock(), stale_hit) {
+            (Ok(guard), _) => guard,
+            // Another request is refreshing a stale set that already knows this key: answer
+            // from the stale set rather than queue behind a possibly slow IdP.
+            (Err(_), Some(k)) => return Ok(Some(k)),
+            (Err(_), None) => self.last_attempt.lock().await,
+        };
+        // Someone may have fetched while we waited for the lock.
+        let cached = self.cache.read().await.clone();
+        if cached.fetched_at.is_some_and(|t| t.elapsed() < MAX_AGE) {
+            if let Some(k) = cached.keys.get(kid) {
+                return Ok(Some(k.clone()));
+            }
+        }
+        if last.is_some_and(|t| t.elapsed() < *min_refetch) {
+            // Rate-limited: answer from what we have, however old.
+            return Ok(cached.keys.get(kid).cloned());
+        }
+        *last = Some(Instant::now());
+        match fetch(client, url).await {
+            Ok(keys) => {
+                let found = keys.get(kid).cloned();
+                *self.cache.write().await = Arc::new(Cache {
+                    keys,
+                    fetched_at: Some(Instant::now()),
+                });
+                Ok(found)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "fetching the identity provider's JWKS failed");
+                match cached.keys.get(kid) {
+                    // Stale but known: better than refusing everyone while the IdP is down.
+                    Some(k) => Ok(Some(k.clone())),
+                    None => Err(AuthError::KeysUnavailable(e)),
+                }
+            }
+        }
+    }
+}
+
+async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<HashMap<String, PinnedKey>> {
+    let res = client.get(url).send().await?.error_for_status()?;
+    if res
+        .content_length()
+        .is_some_and(|n| n > MAX_JWKS_BYTES as u64)
+    {
+        anyhow::bail!("JWKS document larger than {MAX_JWKS_BYTES} bytes");
+    }
+    let body = res.bytes().await?;
+    if body.len() > MAX_JWKS_BYTES {
+        anyhow::bail!("JWKS document larger than {MAX_JWKS_BYTES} bytes");
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&body)?;
+    parse_jwks(&doc).map_err(|e| anyhow::anyhow!("JWKS document refused: {e}"))
+}

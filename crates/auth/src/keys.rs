@@ -1,0 +1,142 @@
+//! Key files and the small pieces of key arithmetic the issuers share: P-256 keys as PKCS#8 /
+//! SPKI PEM, files that are created once with owner-only permissions and never overwritten,
+//! and the RFC 7638 thumbprint used as a key id.
+
+use crate::AuthError;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+use p256::{PublicKey, SecretKey};
+use sha2::{Digest, Sha256};
+use std::io::Write as _;
+use std::path::Path;
+
+/// Seconds since the Unix epoch, the unit of JWT time claims.
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A fresh random P-256 key.
+pub(crate) fn random_p256() -> SecretKey {
+    SecretKey::random(&mut rand::rngs::OsRng)
+}
+
+/// Signs a compact JWS with ES256: `base64url(header).base64url(claims).base64url(r || s)`.
+///
+/// Signing with p256 directly (RFC 6979 deterministic nonces) cannot fail, so minting needs no
+/// error path; jsonwebtoken only verifies.
+pub(crate) fn sign_es256(
+    key: &p256::ecdsa::SigningKey,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> String {
+    use p256::ecdsa::signature::Signer as _;
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let signature: p256::ecdsa::Signature = key.sign(message.as_bytes());
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
+}
+
+/// The key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), the form jsonwebtoken signs with.
+pub(crate) fn private_pem(key: &SecretKey) -> Result<String, AuthError> {
+    key.to_pkcs8_pem(LineEnding::LF)
+        .map(|pem| pem.to_string())
+        .map_err(|e| AuthError::Key(format!("cannot encode the private key: {e}")))
+}
+
+/// The public key as SPKI PEM (`-----BEGIN PUBLIC KEY-----`).
+pub(crate) fn public_pem(key: &PublicKey) -> Result<String, AuthError> {
+    key.to_public_key_pem(LineEnding::LF)
+        .map_err(|e| AuthError::Key(format!("cannot encode the public key: {e}")))
+}
+
+/// Reads a PKCS#8 PEM P-256 private key from `path`.
+pub(crate) fn read_private(path: &Path) -> Result<SecretKey, AuthError> {
+    let pem = std::fs::read_to_string(path).map_err(|e| AuthError::key_file(path, e))?;
+    warn_if_readable_by_others(path);
+    SecretKey::from_pkcs8_pem(&pem)
+        .map_err(|_| AuthError::key_file(path, "not a PKCS#8 PEM P-256 private key"))
+}
+
+/// The RFC 7638 JWK thumbprint of a P-256 public key, base64url: a key id that is derived from
+/// the key itself, so the same key always gets the same id and a new key a new one.
+pub(crate) fn thumbprint(key: &PublicKey) -> String {
+    let (x, y) = xy(key);
+    // Members in lexicographic order, no whitespace, as the RFC requires.
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// The base64url affine coordinates of a P-256 public key, as a JWK carries them.
+pub(crate) fn xy(key: &PublicKey) -> (String, String) {
+    use p256::elliptic_curve::sec1::ToEncodedPoint as _;
+    let point = key.to_encoded_point(false);
+    let enc = |b: Option<&p256::FieldBytes>| {
+        URL_SAFE_NO_PAD.encode(b.map(|b| b.as_slice()).unwrap_or_default())
+    };
+    (enc(point.x()), enc(point.y()))
+}
+
+/// Writes `contents` to `path` only if no file is there yet, readable by the owner alone when
+/// `private`. The file appears whole or not at all: it is written beside the target and then
+/// linked into place, which fails rather than replaces if someone else got there first.
+///
+/// Returns whether this call created the file.
+pub(crate) fn write_new(path: &Path, contents: &str, private: bool) -> Result<bool, AuthError> {
+    if path.exists() {
+        return Ok(false);
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| AuthError::key_file(dir, e))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let result =
+        write_tmp(&tmp, contents, private).and_then(|()| match std::fs::hard_link(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(AuthError::key_file(path, e)),
+        });
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+fn write_tmp(tmp: &Path, contents: &str, private: bool) -> Result<(), AuthError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(if private { 0o600 } else { 0o644 });
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts.open(tmp).map_err(|e| AuthError::key_file(tmp, e))?;
+    f.write_all(contents.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| AuthError::key_file(tmp, e))
+}
+
+/// A private key that others can read is a private key no longer; say so, but keep working
+/// (the operator may have reasons, such as a mounted secret with group access).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(path = %path.display(), "private key file is readable by others; chmod 600 it");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}

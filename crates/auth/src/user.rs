@@ -1,0 +1,356 @@
+//! Users' tokens: the company IdP's JWTs, checked against its JWKS and turned into a [`Caller`].
+
+use crate::error::describe_jwt_error;
+use crate::jwks::{parse_jwks, KeySet};
+use crate::{AuthError, DEV_ISSUER};
+use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
+use domain::{Email, IdentityKind, Subject};
+use http::header;
+use http::request::Parts;
+use jsonwebtoken::Validation;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Least time between two fetches of the IdP's JWKS. A token naming an unknown key triggers a
+/// fetch (the IdP may have rotated); this bounds how often made-up key ids can make us call it.
+pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECS: u64 = 30;
+
+/// Default claim holding the caller's e-mail address.
+pub const DEFAULT_EMAIL_CLAIM: &str = "email";
+/// Default claim holding the identity kind (`member`, `guest`, `agent`).
+pub const DEFAULT_KIND_CLAIM: &str = "hush_kind";
+/// Default claim holding the caller's roles.
+pub const DEFAULT_ROLES_CLAIM: &str = "roles";
+
+/// How a service checks users' tokens. Flatten it into a service's `Config`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct JwtArgs {
+    /// The issuer (`iss`) users' tokens must carry: the company IdP's issuer identifier.
+    #[arg(long, env = "HUSH_JWT_ISSUER")]
+    pub jwt_issuer: String,
+    /// The audience (`aud`) users' tokens must carry: this deployment's client id at the IdP.
+    #[arg(long, env = "HUSH_JWT_AUDIENCE")]
+    pub jwt_audience: String,
+    /// Where the IdP publishes its signing keys (JWKS); http or https.
+    #[arg(long, env = "HUSH_JWKS_URL")]
+    pub jwks_url: String,
+    /// Claim holding the caller's e-mail address. A dotted path (`a.b`) reaches into objects.
+    #[arg(long, env = "HUSH_CLAIM_EMAIL", default_value = DEFAULT_EMAIL_CLAIM)]
+    pub claim_email: String,
+    /// Claim holding the identity kind (member, guest or agent); absent means member.
+    #[arg(long, env = "HUSH_CLAIM_KIND", default_value = DEFAULT_KIND_CLAIM)]
+    pub claim_kind: String,
+    /// Claim holding the caller's roles (an array, or one space-separated string); absent means
+    /// none. A dotted path (`realm_access.roles`) reaches into objects.
+    #[arg(long, env = "HUSH_CLAIM_ROLES", default_value = DEFAULT_ROLES_CLAIM)]
+    pub claim_roles: String,
+    /// Development mode: accept tokens from the built-in dev issuer. Never set in production;
+    /// without it, configuring the dev issuer is refused at start-up.
+    #[arg(long, env = "HUSH_DEV_MODE")]
+    pub dev_mode: bool,
+}
+
+impl JwtArgs {
+    /// Arguments with the default claim names and dev mode off.
+    pub fn new(
+        issuer: impl Into<String>,
+        audience: impl Into<String>,
+        jwks_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            jwt_issuer: issuer.into(),
+            jwt_audience: audience.into(),
+            jwks_url: jwks_url.into(),
+            claim_email: DEFAULT_EMAIL_CLAIM.into(),
+            claim_kind: DEFAULT_KIND_CLAIM.into(),
+            claim_roles: DEFAULT_ROLES_CLAIM.into(),
+            dev_mode: false,
+        }
+    }
+
+    /// Checks what can be checked without the network.
+    fn validate(&self) -> Result<(), AuthError> {
+        if self.jwt_issuer.trim().is_empty() {
+            return Err(AuthError::Config("the JWT issuer must not be empty".into()));
+        }
+        if self.jwt_audience.trim().is_empty() {
+            return Err(AuthError::Config(
+                "the JWT audience must not be empty".into(),
+            ));
+        }
+        if self.jwt_issuer == DEV_ISSUER && !self.dev_mode {
+            return Err(AuthError::Config(format!(
+                "the issuer is the built-in dev issuer ({DEV_ISSUER}), whose key sits on local disk \
+                 and which mints tokens for anyone; it is accepted only in dev mode \
+                 (--dev-mode / HUSH_DEV_MODE=true). Configure the company IdP instead"
+            )));
+        }
+        for (what, name) in [
+            ("email", &self.claim_email),
+            ("kind", &self.claim_kind),
+            ("roles", &self.claim_roles),
+        ] {
+            if name.trim().is_empty() {
+                return Err(AuthError::Config(format!(
+                    "the {what} claim name must not be empty"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl From<&JwtArgs> for JwtArgs {
+    fn from(args: &JwtArgs) -> Self {
+        args.clone()
+    }
+}
+
+/// Who is calling: the authenticated user behind a request, as the IdP describes them.
+///
+/// Extract it in a handler to require authentication; `Option<Caller>` accepts anonymous
+/// requests but still refuses a bad token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The IdP's stable identifier for the user (`sub`).
+    pub subject: Subject,
+    /// The user's e-mail address, when the token carries one.
+    pub email: Option<Email>,
+    /// Member, guest or agent; decides which labels' groups the caller may enter.
+    pub kind: IdentityKind,
+    /// Roles the IdP grants (e.g. operator, privacy officer), as named there.
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    /// Whether the IdP granted the caller `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Checks users' tokens. Cheap to clone; clones share the key cache.
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: JwtArgs,
+    keys: KeySet,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier that fetches the IdP's keys from `args.jwks_url` on first use and caches them.
+    /// Accepts `JwtArgs` or `&JwtArgs`.
+    ///
+    /// Refuses the dev issuer outside dev mode, and a JWKS URL that is not http(s).
+    pub fn new(args: impl Into<JwtArgs>) -> Result<Self, AuthError> {
+        Self::with_refetch_interval(args, MIN_REFETCH_INTERVAL)
+    }
+
+    /// As [`Self::new`], with `min_refetch` as the least time between two fetches of the JWKS
+    /// instead of [`MIN_REFETCH_INTERVAL`] (tests of key rotation use zero).
+    pub fn with_refetch_interval(
+        args: impl Into<JwtArgs>,
+        min_refetch: Duration,
+    ) -> Result<Self, AuthError> {
+        let config = args.into();
+        config.validate()?;
+        let url = reqwest::Url::parse(&config.jwks_url)
+            .map_err(|e| AuthError::Config(format!("the JWKS URL does not parse: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(AuthError::Config(
+                "the JWKS URL must be http:// or https://".into(),
+            ));
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| AuthError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let keys = KeySet::remote(url.to_string(), client, min_refetch);
+        Ok(Self {
+            inner: Arc::new(Inner { config, keys }),
+        })
+    }
+
+    /// A verifier with a fixed key set, never fetched: for the in-process dev issuer and for
+    /// tests. `config.jwks_url` is not used. The same configuration checks apply.
+    pub fn with_jwks(args: impl Into<JwtArgs>, jwks: &Value) -> Result<Self, AuthError> {
+        let config = args.into();
+        config.validate()?;
+        let keys = parse_jwks(jwks).map_err(|e| AuthError::Config(format!("invalid JWKS: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                keys: KeySet::fixed(keys),
+            }),
+        })
+    }
+
+    /// The configuration this verifier enforces.
+    pub fn config(&self) -> &JwtArgs {
+        &self.inner.config
+    }
+
+    /// Checks `token` (signature, `alg`, `iss`, `aud`, `exp`, `nbf`) and reads the caller from it.
+    pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        let config = &self.inner.config;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| AuthError::invalid("the token is malformed"))?;
+        let kid = header
+            .kid
+            .as_deref()
+            .ok_or_else(|| AuthError::invalid("the token does not name its signing key (kid)"))?;
+        let pinned = self.inner.keys.get(kid).await?.ok_or_else(|| {
+            AuthError::invalid("the token is signed with a key this service does not know")
+        })?;
+        if header.alg != pinned.alg {
+            return Err(AuthError::invalid(
+                "the token's algorithm is not allowed for its key",
+            ));
+        }
+        let mut validation = Validation::new(pinned.alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.set_issuer(&[&config.jwt_issuer]);
+        validation.set_audience(&[&config.jwt_audience]);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &pinned.key, &validation)
+            .map_err(|e| describe_jwt_error(&e))?;
+        caller_from_claims(config, &data.claims)
+    }
+}
+
+/// Reads a claim by name, or by dotted path into nested objects when no claim has that exact
+/// name (Keycloak's `realm_access.roles`).
+fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(name) {
+        return Some(v);
+    }
+    let mut parts = name.split('.');
+    let mut v = claims.get(parts.next()?)?;
+    for p in parts {
+        v = v.get(p)?;
+    }
+    Some(v)
+}
+
+fn caller_from_claims(config: &JwtArgs, claims: &Map<String, Value>) -> Result<Caller, AuthError> {
+    let subject = claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .and_then(|s| Subject::parse(s).ok())
+        .ok_or_else(|| AuthError::invalid("the token's subject is missing or invalid"))?;
+    let email = match claim(claims, &config.claim_email) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .and_then(|s| Email::parse(s).ok())
+                .ok_or_else(|| AuthError::invalid("the token's e-mail claim is not an address"))?,
+        ),
+    };
+    let kind = match claim(claims, &config.claim_kind) {
+        None | Some(Value::Null) => IdentityKind::Member,
+        Some(v) => v
+            .as_str()
+            .and_then(|s| IdentityKind::parse(s).ok())
+            .ok_or_else(|| {
+                AuthError::invalid("the token's identity kind is not member, guest or agent")
+            })?,
+    };
+    let roles = match claim(claims, &config.claim_roles) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|r| r.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| AuthError::invalid("the token's roles claim is not a list of names"))?,
+        Some(_) => {
+            return Err(AuthError::invalid(
+                "the token's roles claim is not a list of names",
+            ))
+        }
+    };
+    Ok(Caller {
+        subject,
+        email,
+        kind,
+        roles,
+    })
+}
+
+/// The token in `Authorization: Bearer <token>`, if the header is there. A header in another
+/// scheme or with an empty token is refused rather than ignored.
+pub(crate) fn bearer(parts: &Parts) -> Result<Option<&str>, AuthError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| AuthError::invalid("the Authorization header is not valid text"))?;
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::invalid(
+            "the Authorization header must use the Bearer scheme",
+        ));
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::invalid("the bearer token is empty"));
+    }
+    Ok(Some(token))
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        <Self as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
+            .await?
+            .ok_or(AuthError::MissingToken)
+    }
+}
+
+impl<S> OptionalFromRequestParts<S> for Caller
+where
+    Verifier: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        // A handler (or a middleware before it) may already have verified this request.
+        if let Some(c) = parts.extensions.get::<Caller>() {
+            return Ok(Some(c.clone()));
+        }
+        let Some(token) = bearer(parts)? else {
+            return Ok(None);
+        };
+        let caller = Verifier::from_ref(state).verify(token).await?;
+        parts.extensions.insert(caller.clone());
+        Ok(Some(caller))
+    }
+}

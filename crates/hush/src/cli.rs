@@ -1,0 +1,192 @@
+//! Command-line parsing and dispatch. Each command is a few lines that call into a module.
+
+use crate::deploy;
+use crate::stack::{Stack, StackConfig};
+use clap::{Parser, Subcommand};
+use domain::IdentityKind;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Hush: a control plane for hidden-membership groups.
+#[derive(Debug, Parser)]
+#[command(name = "hush", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole stack in one process on embedded SQLite, with a dev issuer. For trying
+    /// Hush out and for development; never for production.
+    Up(UpArgs),
+    /// Print a token from the dev issuer of `hush up` (same --data-dir).
+    Token(TokenArgs),
+    /// Run one service, configured from flags and HUSH_* environment variables (the container
+    /// image's entry point).
+    #[command(subcommand)]
+    Serve(ServeCommand),
+    /// Write the keys and secrets docker-compose needs under OUT/secrets (keeps existing ones).
+    DeployInit(DeployInitArgs),
+    /// Exit 0 when URL answers 2xx within 3 s (for container healthchecks; no curl needed).
+    Healthcheck {
+        /// The URL to GET, e.g. http://127.0.0.1:8080/readyz.
+        url: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Where the SQLite databases, keys and the dev issuer's key live.
+    #[arg(long, env = "HUSH_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// First port: control-api on N, membership-api N+1, bulk-api N+2, isolated-tenant N+3
+    /// (loopback only), dev issuer N+6.
+    #[arg(long, env = "HUSH_PORT_BASE", default_value_t = 8080)]
+    port_base: u16,
+    /// Address the public services bind to. The tenant and the dev issuer always bind to
+    /// 127.0.0.1.
+    #[arg(long, env = "HUSH_PUBLIC_HOST", default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Mail domain of the groups' contact addresses.
+    #[arg(long, env = "HUSH_MAIL_DOMAIN", default_value = "groups.hush.localhost")]
+    mail_domain: String,
+}
+
+#[derive(Debug, clap::Args)]
+struct TokenArgs {
+    /// The subject (`sub`) of the token.
+    #[arg(long)]
+    sub: String,
+    /// The e-mail address claim.
+    #[arg(long)]
+    email: Option<String>,
+    /// The identity kind: member, guest or agent.
+    #[arg(long, default_value = "member", value_parser = parse_kind)]
+    kind: IdentityKind,
+    /// A role (repeatable): label-admin, operator, auditor, privacy-officer.
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// The data dir of the `hush up` whose dev issuer signs the token.
+    #[arg(long, env = "HUSH_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Lifetime in minutes.
+    #[arg(long, default_value_t = 60)]
+    ttl_minutes: u64,
+    /// The audience (`aud`).
+    #[arg(long, default_value = "hush")]
+    audience: String,
+}
+
+fn parse_kind(s: &str) -> Result<IdentityKind, String> {
+    IdentityKind::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+enum ServeCommand {
+    /// The group and label catalog.
+    ControlApi(control_api::Config),
+    /// Routine membership: join, leave, my groups.
+    MembershipApi(membership_api::Config),
+    /// Bulk membership jobs.
+    BulkApi(bulk_api::Config),
+    /// The isolated tenant (internal only).
+    IsolatedTenant(isolated_tenant::Config),
+}
+
+#[derive(Debug, clap::Args)]
+struct DeployInitArgs {
+    /// The deploy folder (secrets go to OUT/secrets).
+    #[arg(long, default_value = "deploy")]
+    out: PathBuf,
+}
+
+/// Parses the process arguments and runs the command.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hush: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => up(args).await,
+        Command::Token(args) => {
+            let issuer = auth::DevIssuer::load_or_create(&args.data_dir.join("dev-issuer"))?;
+            let claims = auth::DevClaims {
+                sub: domain::Subject::parse(args.sub)?.into_inner(),
+                email: args.email.map(|e| domain::Email::parse(e).map(|e| e.to_string())).transpose()?,
+                kind: args.kind,
+                roles: args.roles,
+            };
+            let ttl = Duration::from_secs(args.ttl_minutes.saturating_mul(60));
+            println!("{}", issuer.mint(&claims, &args.audience, ttl));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve(cmd) => serve(cmd).await,
+        Command::DeployInit(args) => {
+            for line in deploy::init(&args.out)? {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck { url } => Ok(healthcheck(&url).await),
+    }
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    service_kit::telemetry::init();
+    let cfg = StackConfig::for_up(&args.data_dir, args.host, args.port_base, &args.mail_domain)?;
+    let stack = Stack::start(cfg).await?;
+    let u = stack.urls();
+    println!(
+        "\nHush is up (SQLite under {dir}).\n\n  control-api     {c}/control/v1/\n  membership-api  {m}/membership/v1/\n  bulk-api        {b}/bulk/v1/\n  isolated-tenant {t} (loopback only, service tokens only)\n  dev issuer      {i}/.well-known/jwks.json\n\nGet a token:  cargo run -p hush -- token --sub alice --email alice@corp.example{dd}\n              (add --kind guest|agent, --role label-admin|operator|auditor|privacy-officer)\nThen:         curl -H \"Authorization: Bearer $TOKEN\" {c}/control/v1/labels\n\nCtrl-C stops.",
+        dir = args.data_dir.display(),
+        c = u.control, m = u.membership, b = u.bulk, t = u.tenant, i = u.issuer,
+        dd = if args.data_dir == PathBuf::from("./data") { String::new() } else { format!(" --data-dir {}", args.data_dir.display()) },
+    );
+    service_kit::shutdown_signal().await;
+    stack.stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
+    service_kit::telemetry::init();
+    let shutdown = service_kit::shutdown_signal();
+    match cmd {
+        ServeCommand::ControlApi(cfg) => {
+            let l = tokio::net::TcpListener::bind(cfg.listen).await?;
+            control_api::run(cfg, l, shutdown).await?;
+        }
+        ServeCommand::MembershipApi(cfg) => {
+            let l = tokio::net::TcpListener::bind(cfg.listen).await?;
+            membership_api::run(cfg, l, shutdown).await?;
+        }
+        ServeCommand::BulkApi(cfg) => {
+            let l = tokio::net::TcpListener::bind(cfg.listen).await?;
+            bulk_api::run(cfg, l, shutdown).await?;
+        }
+        ServeCommand::IsolatedTenant(cfg) => {
+            let l = tokio::net::TcpListener::bind(cfg.listen).await?;
+            isolated_tenant::run(cfg, l, shutdown).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn healthcheck(url: &str) -> ExitCode {
+    let client = match reqwest::Client::builder().timeout(Duration::from_secs(3)).build() {
+        Ok(c) => c,
+        Err(_) => return ExitCode::FAILURE,
+    };
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}

@@ -1,0 +1,390 @@
+//! The whole Hush stack in one process: the dev issuer and the four services, each on its own
+//! listener with its own database, talking over real HTTP on loopback exactly as they do when
+//! deployed apart. `hush up` uses it with fixed ports and SQLite under the data dir; the
+//! end-to-end tests use it with port 0 and either backend, and stop and restart single services
+//! (the tenant going down and coming back) through it.
+
+use anyhow::Context;
+use auth::{DevIssuer, JwtArgs, ServiceKeyArgs};
+use domain::ServiceName;
+use service_kit::HttpArgs;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// One of the processes-in-a-process the stack runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// control-api.
+    Control,
+    /// membership-api.
+    Membership,
+    /// bulk-api.
+    Bulk,
+    /// isolated-tenant.
+    Tenant,
+    /// The dev issuer's JWKS endpoint.
+    Issuer,
+}
+
+impl Part {
+    const ALL: [Part; 5] = [
+        Part::Issuer,
+        Part::Tenant,
+        Part::Control,
+        Part::Membership,
+        Part::Bulk,
+    ];
+}
+
+/// The database URL of each stateful service.
+#[derive(Debug, Clone)]
+pub struct Databases {
+    /// control-api's catalog.
+    pub control: String,
+    /// membership-api's intents.
+    pub membership: String,
+    /// bulk-api's jobs.
+    pub bulk: String,
+    /// The tenant's sealed membership.
+    pub tenant: String,
+}
+
+impl Databases {
+    /// One SQLite file per service under `dir`.
+    pub fn sqlite_in(dir: &Path) -> Self {
+        let url = |name: &str| format!("sqlite://{}", dir.join(format!("{name}.db")).display());
+        Self {
+            control: url("control"),
+            membership: url("membership"),
+            bulk: url("bulk"),
+            tenant: url("tenant"),
+        }
+    }
+}
+
+/// How to run the stack.
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    /// Keys (service signing keys, the tenant's seal keys, the dev issuer's key) live here.
+    pub data_dir: PathBuf,
+    /// Address the public services bind to.
+    pub public_host: IpAddr,
+    /// Port of each part; 0 picks a free one.
+    pub ports: HashMap<Part, u16>,
+    /// Where each service keeps its data.
+    pub databases: Databases,
+    /// Mail domain of group contact addresses.
+    pub mail_domain: String,
+    /// Limits applied to every service.
+    pub http: HttpArgs,
+}
+
+impl StackConfig {
+    /// `hush up`: SQLite under `data_dir`, ports from `port_base`.
+    pub fn for_up(
+        data_dir: &Path,
+        public_host: IpAddr,
+        port_base: u16,
+        mail_domain: &str,
+    ) -> anyhow::Result<Self> {
+        let port = |offset: u16| {
+            port_base
+                .checked_add(offset)
+                .context("--port-base is too high: it needs N..N+6 free")
+        };
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            public_host,
+            ports: HashMap::from([
+                (Part::Control, port(0)?),
+                (Part::Membership, port(1)?),
+                (Part::Bulk, port(2)?),
+                (Part::Tenant, port(3)?),
+                (Part::Issuer, port(6)?),
+            ]),
+            databases: Databases::sqlite_in(data_dir),
+            mail_domain: mail_domain.to_string(),
+            http: HttpArgs::default(),
+        })
+    }
+
+    /// Tests: every part on a free loopback port.
+    pub fn for_tests(data_dir: &Path, databases: Databases) -> Self {
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            public_host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: Part::ALL.iter().map(|p| (*p, 0)).collect(),
+            databases,
+            mail_domain: "groups.test.example".into(),
+            http: HttpArgs::default(),
+        }
+    }
+}
+
+/// Base URLs of the running parts.
+#[derive(Debug, Clone)]
+pub struct Urls {
+    /// control-api.
+    pub control: String,
+    /// membership-api.
+    pub membership: String,
+    /// bulk-api.
+    pub bulk: String,
+    /// isolated-tenant (loopback).
+    pub tenant: String,
+    /// The dev issuer.
+    pub issuer: String,
+}
+
+struct Running {
+    shutdown: oneshot::Sender<()>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+/// A running stack.
+pub struct Stack {
+    cfg: StackConfig,
+    issuer: Arc<DevIssuer>,
+    addrs: HashMap<Part, SocketAddr>,
+    running: HashMap<Part, Running>,
+    keys: PathBuf,
+}
+
+impl Stack {
+    /// Generates missing keys, binds every listener, starts every part and waits until each
+    /// service answers `/readyz`.
+    pub async fn start(cfg: StackConfig) -> anyhow::Result<Self> {
+        let keys = cfg.data_dir.join("keys");
+        std::fs::create_dir_all(&keys)?;
+        for s in [
+            ServiceName::ControlApi,
+            ServiceName::MembershipApi,
+            ServiceName::BulkApi,
+        ] {
+            auth::generate_service_key(&keys, s)?;
+        }
+        isolated_tenant::generate_seal_keys_file(&keys.join("tenant-seal.keys"))?;
+        let issuer = Arc::new(DevIssuer::load_or_create(&cfg.data_dir.join("dev-issuer"))?);
+
+        let mut listeners = HashMap::new();
+        let mut addrs = HashMap::new();
+        for part in Part::ALL {
+            // The tenant and the issuer are internal: loopback whatever the public host is.
+            let host = match part {
+                Part::Tenant | Part::Issuer => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                _ => cfg.public_host,
+            };
+            let addr = SocketAddr::new(host, cfg.ports.get(&part).copied().unwrap_or(0));
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {part:?} on {addr} (is the port free?)"))?;
+            addrs.insert(part, l.local_addr()?);
+            listeners.insert(part, l);
+        }
+        let mut stack = Self {
+            cfg,
+            issuer,
+            addrs,
+            running: HashMap::new(),
+            keys,
+        };
+        for part in Part::ALL {
+            let l = listeners.remove(&part).expect("bound above");
+            stack.spawn(part, l)?;
+        }
+        stack.wait_ready(Duration::from_secs(30)).await?;
+        Ok(stack)
+    }
+
+    /// Base URLs of the parts.
+    pub fn urls(&self) -> Urls {
+        let url = |p: Part| format!("http://{}", self.addrs[&p]);
+        Urls {
+            control: url(Part::Control),
+            membership: url(Part::Membership),
+            bulk: url(Part::Bulk),
+            tenant: url(Part::Tenant),
+            issuer: url(Part::Issuer),
+        }
+    }
+
+    /// The dev issuer, for minting tokens.
+    pub fn issuer(&self) -> &DevIssuer {
+        &self.issuer
+    }
+
+    /// Where the service keys are (tests sign their own service tokens with them).
+    pub fn keys_dir(&self) -> &Path {
+        &self.keys
+    }
+
+    /// Stops one part gracefully (its port stays reserved for `restart`).
+    pub async fn stop_part(&mut self, part: Part) -> anyhow::Result<()> {
+        if let Some(r) = self.running.remove(&part) {
+            let _ = r.shutdown.send(());
+            tokio::time::timeout(Duration::from_secs(15), r.handle)
+                .await
+                .context("a part did not stop within 15 s")???;
+        }
+        Ok(())
+    }
+
+    /// Starts a stopped part again on the same address.
+    pub async fn start_part(&mut self, part: Part) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.running.contains_key(&part), "{part:?} is running");
+        let l = TcpListener::bind(self.addrs[&part]).await?;
+        self.spawn(part, l)?;
+        Ok(())
+    }
+
+    /// Stops every part.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        for part in [Part::Bulk, Part::Membership, Part::Control, Part::Tenant, Part::Issuer] {
+            self.stop_part(part).await?;
+        }
+        Ok(())
+    }
+
+    fn jwt(&self) -> JwtArgs {
+        JwtArgs {
+            jwt_issuer: auth::DEV_ISSUER.to_string(),
+            jwt_audience: "hush".into(),
+            jwks_url: format!("http://{}/.well-known/jwks.json", self.addrs[&Part::Issuer]),
+            claim_email: "email".into(),
+            claim_kind: "hush_kind".into(),
+            claim_roles: "roles".into(),
+            dev_mode: true,
+        }
+    }
+
+    fn key(&self, s: ServiceName) -> ServiceKeyArgs {
+        ServiceKeyArgs {
+            service_key_file: self.keys.join(format!("{s}.key.pem")),
+        }
+    }
+
+    fn trusted(&self, services: &[ServiceName]) -> String {
+        services
+            .iter()
+            .map(|s| format!("{s}={}", self.keys.join(format!("{s}.pub.pem")).display()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn spawn(&mut self, part: Part, listener: TcpListener) -> anyhow::Result<()> {
+        let (tx, rx) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        let url = |p: Part| format!("http://{}", self.addrs[&p]);
+        let listen = self.addrs[&part];
+        let cfg = &self.cfg;
+        let handle: JoinHandle<anyhow::Result<()>> = match part {
+            Part::Issuer => {
+                let router = self.issuer.router();
+                tokio::spawn(async move {
+                    service_kit::serve(listener, router, shutdown).await?;
+                    Ok(())
+                })
+            }
+            Part::Tenant => {
+                let c = isolated_tenant::Config {
+                    listen,
+                    database_url: cfg.databases.tenant.clone(),
+                    trusted_service_keys: self.trusted(&[
+                        ServiceName::ControlApi,
+                        ServiceName::MembershipApi,
+                        ServiceName::BulkApi,
+                    ]),
+                    seal_keys: None,
+                    seal_keys_file: Some(self.keys.join("tenant-seal.keys")),
+                    http: cfg.http.clone(),
+                };
+                tokio::spawn(isolated_tenant::run(c, listener, shutdown))
+            }
+            Part::Control => {
+                let c = control_api::Config {
+                    listen,
+                    database_url: cfg.databases.control.clone(),
+                    tenant_url: url(Part::Tenant),
+                    mail_domain: cfg.mail_domain.clone(),
+                    trusted_service_keys: self
+                        .trusted(&[ServiceName::MembershipApi, ServiceName::BulkApi]),
+                    jwt: self.jwt(),
+                    service_key: self.key(ServiceName::ControlApi),
+                    http: cfg.http.clone(),
+                };
+                tokio::spawn(control_api::run(c, listener, shutdown))
+            }
+            Part::Membership => {
+                let c = membership_api::Config {
+                    listen,
+                    database_url: cfg.databases.membership.clone(),
+                    tenant_url: url(Part::Tenant),
+                    control_url: url(Part::Control),
+                    jwt: self.jwt(),
+                    service_key: self.key(ServiceName::MembershipApi),
+                    http: cfg.http.clone(),
+                };
+                tokio::spawn(membership_api::run(c, listener, shutdown))
+            }
+            Part::Bulk => {
+                let c = bulk_api::Config {
+                    listen,
+                    database_url: cfg.databases.bulk.clone(),
+                    tenant_url: url(Part::Tenant),
+                    control_url: url(Part::Control),
+                    jwt: self.jwt(),
+                    service_key: self.key(ServiceName::BulkApi),
+                    http: cfg.http.clone(),
+                };
+                tokio::spawn(bulk_api::run(c, listener, shutdown))
+            }
+        };
+        self.running.insert(
+            part,
+            Running {
+                shutdown: tx,
+                handle,
+            },
+        );
+        Ok(())
+    }
+
+    /// Polls `/readyz` of every service until all answer 200, or fails naming the laggard.
+    /// A part whose task ended (bad config, migration failure) fails at once with its error.
+    pub async fn wait_ready(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + limit;
+        for part in [Part::Tenant, Part::Control, Part::Membership, Part::Bulk] {
+            let url = format!("http://{}/readyz", self.addrs[&part]);
+            loop {
+                if let Some(r) = self.running.get(&part) {
+                    if r.handle.is_finished() {
+                        let r = self.running.remove(&part).expect("present");
+                        r.handle.await??;
+                        anyhow::bail!("{part:?} stopped during start-up");
+                    }
+                }
+                match client.get(&url).send().await {
+                    Ok(res) if res.status().is_success() => break,
+                    _ if Instant::now() > deadline => {
+                        anyhow::bail!("{part:?} was not ready within {limit:?}")
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! docker-compose.yml, checked without a Docker engine: first its structure (the tenant on an
+//! internal network with no published port, a healthcheck and a `hush serve` command per
+//! service, every HUSH_* variable known to the service it configures); then the same topology
+//! as separate `hush serve` processes, with the environment the compose file gives them.
+
+use crate::helpers::*;
+use clap::CommandFactory;
+use reqwest::StatusCode;
+use serde_json::json;
+use serde_yaml::Value as Yaml;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+const SERVICES: [&str; 4] = ["isolated-tenant", "control-api", "membership-api", "bulk-api"];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn compose() -> Yaml {
+    let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
+    serde_yaml::from_str(&text).expect("docker-compose.yml is YAML")
+}
+
+/// The env var names a service's Config reads, from its clap definition.
+fn known_env(service: &str) -> BTreeSet<String> {
+    let cmd = match service {
+        "control-api" => control_api::Config::command(),
+        "membership-api" => membership_api::Config::command(),
+        "bulk-api" => bulk_api::Config::command(),
+        "isolated-tenant" => isolated_tenant::Config::command(),
+        other => panic!("unknown service {other}"),
+    };
+    cmd.get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// Env vars a service's Config requires (no default, not optional).
+fn required_env(service: &str) -> BTreeSet<String> {
+    let cmd = match service {
+        "control-api" => control_api::Config::command(),
+        "membership-api" => membership_api::Config::command(),
+        "bulk-api" => bulk_api::Config::command(),
+        _ => isolated_tenant::Config::command(),
+    };
+    cmd.get_arguments()
+        .filter(|a| a.is_required_set())
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect()
+}
+
+fn env_file(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|_| panic!("{} exists", path.display()))
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+fn strs(v: &Yaml) -> Vec<String> {
+    v.as_sequence()
+        .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_compose_file_describes_the_documented_topology() {
+    let c = compose();
+    let services = &c["services"];
+    assert_eq!(c["networks"]["internal"]["internal"], Yaml::Bool(true), "the internal network has no route out");
+
+    let tenant = &services["isolated-tenant"];
+    assert!(tenant.get("ports").is_none(), "the tenant publishes no port (INV-9)");
+    assert_eq!(strs(&tenant["networks"]), vec!["internal"], "the tenant is only on the internal network");
+    assert_eq!(strs(&services["postgres"]["networks"]), vec!["internal"]);
+
+    for s in SERVICES {
+        let svc = &services[s];
+        assert_eq!(strs(&svc["command"]), vec!["serve".to_string(), s.to_string()], "{s} runs `hush serve {s}`");
+        assert!(svc["healthcheck"]["test"].as_sequence().is_some_and(|t| !t.is_empty()), "{s} has a healthcheck");
+        let files = strs(&svc["env_file"]);
+        assert!(files.iter().any(|f| f.starts_with("deploy/secrets/")), "{s} takes its secrets from a generated env file");
+        let mut provided = BTreeSet::from(["HUSH_DATABASE_URL".to_string()]);
+        for f in files.iter().filter(|f| !f.starts_with("deploy/secrets/")) {
+            for key in env_file(&repo().join(f)).into_keys() {
+                assert!(
+                    key == "HUSH_LOG_FORMAT" || known_env(s).contains(&key),
+                    "{f} sets {key}, which {s} does not read"
+                );
+                provided.insert(key);
+            }
+        }
+        for need in required_env(s) {
+            assert!(provided.contains(&need), "{s} requires {need}, which compose does not set");
+        }
+        for secret in strs(&svc["secrets"]) {
+            assert!(c["secrets"][secret.as_str()]["file"].as_str().is_some_and(|f| f.starts_with("deploy/secrets/")));
+        }
+    }
+    assert!(repo().join("Dockerfile").exists());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs `hush deploy-init`, returning the folder it wrote.
+async fn deploy_init(dir: &Path) -> PathBuf {
+    let out = Command::new(env!("CARGO_BIN_EXE_hush"))
+        .args(["deploy-init", "--out"])
+        .arg(dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "deploy-init: {}", String::from_utf8_lossy(&out.stderr));
+    dir.join("secrets")
+}
+
+struct Proc(Child);
+
+impl Proc {
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().expect("running").to_string();
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        tokio::time::timeout(Duration::from_secs(15), self.0.wait())
+            .await
+            .expect("stops within 15 s of SIGTERM")
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_compose_topology_runs_as_separate_processes_with_its_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = deploy_init(&tmp.path().join("deploy")).await;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(secrets.join("control-api.key.pem")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "private keys are readable by their owner only");
+    }
+    let (dbs, _pg) = fresh_databases(tmp.path()).await;
+    let issuer = auth::DevIssuer::load_or_create(&tmp.path().join("issuer")).unwrap();
+    let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks = format!("http://{}/.well-known/jwks.json", issuer_listener.local_addr().unwrap());
+    let (stop_issuer, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(service_kit::serve(issuer_listener, issuer.router(), async { let _ = stopped.await; }));
+
+    let c = compose();
+    let ports: BTreeMap<&str, u16> = SERVICES.iter().map(|s| (*s, free_port())).collect();
+    // Compose mounts secrets at /run/secrets/<name> and configs at /<name>; here they are the
+    // files deploy-init wrote.
+    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+    for (kind, prefix) in [("secrets", "/run/secrets/"), ("configs", "/")] {
+        for (name, def) in c[kind].as_mapping().unwrap() {
+            let file = def["file"].as_str().unwrap();
+            let local = secrets.join(Path::new(file).file_name().unwrap());
+            assert!(local.exists(), "deploy-init wrote {file}");
+            mounts.push((format!("{prefix}{}", name.as_str().unwrap()), local));
+        }
+    }
+    mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+    let db_of = |s: &str| match s {
+        "control-api" => dbs.control.clone(),
+        "membership-api" => dbs.membership.clone(),
+        "bulk-api" => dbs.bulk.clone(),
+        _ => dbs.tenant.clone(),
+    };
+
+    let mut procs = Vec::new();
+    for s in SERVICES {
+        let mut env = BTreeMap::new();
+        for f in strs(&c["services"][s]["env_file"]).iter().filter(|f| !f.starts_with("deploy/secrets/")) {
+            env.extend(env_file(&repo().join(f)));
+        }
+        assert!(env_file(&secrets.join(format!("{s}.env"))).contains_key("HUSH_DATABASE_URL"));
+        for v in env.values_mut() {
+            for (host, svc) in [("isolated-tenant:8083", "isolated-tenant"), ("control-api:8080", "control-api")] {
+                *v = v.replace(host, &format!("127.0.0.1:{}", ports[svc]));
+            }
+            for (mount, local) in &mounts {
+                *v = v.replace(mount.as_str(), &local.display().to_string());
+            }
+        }
+        env.insert("HUSH_LISTEN".into(), format!("127.0.0.1:{}", ports[s]));
+        env.insert("HUSH_DATABASE_URL".into(), db_of(s));
+        env.insert("HUSH_LOG_FORMAT".into(), "json".into());
+        if env.contains_key("HUSH_JWKS_URL") {
+            // The one deliberate change: our dev issuer instead of the company IdP.
+            env.insert("HUSH_JWKS_URL".into(), jwks.clone());
+            env.insert("HUSH_JWT_ISSUER".into(), auth::DEV_ISSUER.into());
+            env.insert("HUSH_DEV_MODE".into(), "true".into());
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_hush"))
+            .args(["serve", s])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .envs(&env)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        procs.push((s, Proc(child)));
+    }
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for s in SERVICES {
+        let url = format!("http://127.0.0.1:{}/readyz", ports[s]);
+        loop {
+            if matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{s} never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // The slice across the processes.
+    let token = |sub: &str| issuer.mint(&auth::DevClaims { sub: sub.into(), email: Some(format!("{sub}@corp.example")), kind: IdentityKind::Member, roles: vec![] }, "hush", Duration::from_secs(300));
+    let control = format!("http://127.0.0.1:{}/control/v1", ports["control-api"]);
+    let membership = format!("http://127.0.0.1:{}/membership/v1", ports["membership-api"]);
+    let created: serde_json::Value = http
+        .post(format!("{control}/groups"))
+        .bearer_auth(token("alice"))
+        .json(&json!({"name": "Compose Check", "description": "", "label": "General", "join_policy": "open"}))
+        .send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().expect("created").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let g: serde_json::Value = http.get(format!("{control}/groups/{id}")).bearer_auth(token("alice")).send().await.unwrap().json().await.unwrap();
+        if g["state"] == "active" { break; }
+        assert!(Instant::now() < deadline, "never provisioned: {g}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let joined = http.post(format!("{membership}/groups/{id}/join")).bearer_auth(token("bob")).json(&json!({})).send().await.unwrap();
+    assert_eq!(joined.status(), StatusCode::OK);
+    let me: serde_json::Value = http.get(format!("{membership}/groups/{id}/me")).bearer_auth(token("bob")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["member"], true);
+    let anon = http.post(format!("http://127.0.0.1:{}/tenant/v1/membership/check", ports["isolated-tenant"]))
+        .json(&json!({"group_id": id, "subject": "bob"})).send().await.unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+
+    // SIGTERM: every process finishes in-flight work and exits cleanly.
+    for (s, p) in procs.into_iter().rev() {
+        let status = p.terminate().await;
+        assert!(status.success(), "{s} exited with {status} on SIGTERM");
+    }
+    let _ = stop_issuer.send(());
+}
+
+#[tokio::test]
+async fn production_mode_refuses_the_dev_issuer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = deploy_init(tmp.path()).await;
+    let out = Command::new(env!("CARGO_BIN_EXE_hush"))
+        .args(["serve", "control-api"])
+        .env_clear()
+        .env("HUSH_LISTEN", "127.0.0.1:0")
+        .env("HUSH_DATABASE_URL", format!("sqlite://{}", tmp.path().join("c.db").display()))
+        .env("HUSH_TENANT_URL", "http://127.0.0.1:9")
+        .env("HUSH_MAIL_DOMAIN", "groups.corp.example")
+        .env("HUSH_JWT_AUDIENCE", "hush")
+        .env("HUSH_JWT_ISSUER", auth::DEV_ISSUER)
+        .env("HUSH_JWKS_URL", "http://127.0.0.1:9/.well-known/jwks.json")
+        .env("HUSH_SERVICE_KEY_FILE", secrets.join("control-api.key.pem"))
+        .env("HUSH_TRUSTED_SERVICE_KEYS", "")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("exits by itself").unwrap();
+    assert!(!out.status.success(), "the dev issuer must be refused outside dev mode");
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("dev issuer") || err.contains("dev-issuer") || err.contains("dev mode"), "says why: {err}");
+}

@@ -1,0 +1,209 @@
+//! Spawns the real stack for a test: the four services on their own loopback ports with real
+//! HTTP between them, each with a fresh database on the backend under test (SQLite by default;
+//! Postgres when HUSH_TEST_POSTGRES_URL is set, one new database per service per test).
+
+use hush::stack::{Databases, Part, Stack, StackConfig};
+use reqwest::{header::HeaderMap, Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use std::time::{Duration, Instant};
+
+pub use domain::IdentityKind;
+
+/// A running stack plus what the test needs to talk to it.
+pub struct App {
+    pub stack: Stack,
+    pub urls: hush::stack::Urls,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pg: Option<(String, Vec<String>)>,
+}
+
+/// A response reduced to what tests assert on.
+#[derive(Debug)]
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Res {
+    /// The `content-type` header.
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts a problem+json error with this status.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(self.content_type(), "application/problem+json", "body: {}", self.text);
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["type"].as_str().unwrap_or("").starts_with("urn:hush:problem:"));
+        self
+    }
+}
+
+/// Which backend this run tests.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("HUSH_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// Creates fresh databases for one test: SQLite files in `dir`, or new Postgres databases.
+pub async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<(String, Vec<String>)>) {
+    let Some(admin) = postgres_url() else {
+        return (Databases::sqlite_in(dir), None);
+    };
+    let tag: String = (0..12).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to Postgres");
+    let mut names = Vec::new();
+    for s in ["control", "membership", "bulk", "tenant"] {
+        let name = format!("hush_t_{tag}_{s}");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        names.push(name);
+    }
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+    let url = |n: &str| format!("{base}/{n}");
+    (
+        Databases {
+            control: url(&names[0]),
+            membership: url(&names[1]),
+            bulk: url(&names[2]),
+            tenant: url(&names[3]),
+        },
+        Some((admin, names)),
+    )
+}
+
+impl App {
+    /// Starts a fresh stack.
+    pub async fn spawn() -> App {
+        service_kit::telemetry::init_for_test();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (dbs, pg) = fresh_databases(dir.path()).await;
+        let stack = Stack::start(StackConfig::for_tests(dir.path(), dbs))
+            .await
+            .expect("stack starts");
+        let urls = stack.urls();
+        App {
+            stack,
+            urls,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            dir,
+            pg,
+        }
+    }
+
+    /// Stops the stack and drops its Postgres databases.
+    pub async fn stop(self) {
+        self.stack.stop().await.expect("stack stops cleanly");
+        if let Some((admin, names)) = self.pg {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                for n in names {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// A token from the dev issuer.
+    pub fn token(&self, sub: &str, kind: IdentityKind, roles: &[&str]) -> String {
+        self.stack.issuer().mint(
+            &auth::DevClaims {
+                sub: sub.into(),
+                email: Some(format!("{sub}@corp.example")),
+                kind,
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+            },
+            "hush",
+            Duration::from_secs(600),
+        )
+    }
+
+    /// A member-kind user's token.
+    pub fn member(&self, sub: &str) -> String {
+        self.token(sub, IdentityKind::Member, &[])
+    }
+
+    /// Sends a request; `body` is sent as JSON when given.
+    pub async fn call(&self, method: Method, url: &str, token: Option<&str>, body: Option<Value>) -> Res {
+        let mut req = self.http.request(method, url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request reaches the service");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Res { status, headers, body, text }
+    }
+
+    pub async fn get(&self, url: &str, token: &str) -> Res {
+        self.call(Method::GET, url, Some(token), None).await
+    }
+
+    pub async fn post(&self, url: &str, token: &str, body: Value) -> Res {
+        self.call(Method::POST, url, Some(token), Some(body)).await
+    }
+
+    pub fn control(&self, path: &str) -> String {
+        format!("{}/control/v1{path}", self.urls.control)
+    }
+
+    pub fn membership(&self, path: &str) -> String {
+        format!("{}/membership/v1{path}", self.urls.membership)
+    }
+
+    /// Creates a group as `owner` and waits until the tenant has provisioned it.
+    pub async fn active_group(&self, owner: &str, name: &str, label: &str, policy: &str) -> String {
+        let res = self
+            .post(
+                &self.control("/groups"),
+                owner,
+                json!({"name": name, "description": format!("{name} group"), "label": label, "join_policy": policy}),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "create: {}", res.text);
+        let id = res.body["id"].as_str().expect("group id").to_string();
+        self.wait_state(owner, &id, "active", Duration::from_secs(20)).await;
+        id
+    }
+
+    /// Polls the group until it reaches `state`.
+    pub async fn wait_state(&self, owner: &str, id: &str, state: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let res = self.get(&self.control(&format!("/groups/{id}")), owner).await;
+            if res.body["state"] == state {
+                return res.body;
+            }
+            assert!(Instant::now() < deadline, "group never became {state}: {}", res.text);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops or starts one part of the stack.
+    pub async fn stop_part(&mut self, p: Part) {
+        self.stack.stop_part(p).await.expect("part stops");
+    }
+
+    pub async fn start_part(&mut self, p: Part) {
+        self.stack.start_part(p).await.expect("part starts");
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the four real services on their own loopback ports, real HTTP between
+//! them, on SQLite (default) or Postgres (HUSH_TEST_POSTGRES_URL). Each test gets a fresh stack
+//! and fresh databases, and stops them when it ends.
+
+mod compose;
+mod helpers;
+mod jwt;
+mod labels;
+mod privacy;
+mod slice;

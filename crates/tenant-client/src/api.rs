@@ -1,0 +1,199 @@
+//! The wire types of the isolated tenant's API (`/tenant/v1`), shared by the tenant (which
+//! serves them) and [`crate::TenantClient`] (which sends them), so the two cannot drift.
+//!
+//! Subjects and addresses travel in request bodies only, never in paths or query strings, so
+//! no access log, proxy or span on the way records who a request is about (INV-6). For the same
+//! reason the `Debug` output of every type that holds one leaves it out.
+
+use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, ServiceName, Subject};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use utoipa::ToSchema;
+
+/// Where the tenant's API lives; every path below starts with it.
+pub const PREFIX: &str = "/tenant/v1";
+
+/// The paths of the API, as the tenant routes them (with `{group_id}` placeholders) and as the
+/// client fills them in.
+pub mod paths {
+    use domain::GroupId;
+
+    /// `GET` answers which service called ([`super::Pong`]): a check of the token itself.
+    pub const PING: &str = "/tenant/v1/ping";
+    /// `POST` provisions a distribution group ([`super::ProvisionGroup`]).
+    pub const GROUPS: &str = "/tenant/v1/groups";
+    /// `DELETE` deprovisions a distribution group.
+    pub const GROUP: &str = "/tenant/v1/groups/{group_id}";
+    /// `GET` the coarse member count ([`super::MemberCount`]).
+    pub const COUNT: &str = "/tenant/v1/groups/{group_id}/count";
+    /// `POST` adds a member ([`super::MemberRef`]).
+    pub const MEMBERS: &str = "/tenant/v1/groups/{group_id}/members";
+    /// `POST` removes a member ([`super::SubjectRef`]).
+    pub const MEMBERS_REMOVE: &str = "/tenant/v1/groups/{group_id}/members/remove";
+    /// `POST` answers whether a subject is a member of a group ([`super::MembershipQuery`]).
+    pub const MEMBERSHIP_CHECK: &str = "/tenant/v1/membership/check";
+    /// `POST` lists the groups a subject is in ([`super::SubjectRef`]).
+    pub const GROUPS_OF: &str = "/tenant/v1/identities/groups";
+    /// `GET` the OpenAPI document (service token required).
+    pub const OPENAPI: &str = "/tenant/v1/openapi.json";
+
+    /// `template` with `{group_id}` replaced by `group`.
+    pub fn for_group(template: &str, group: GroupId) -> String {
+        template.replace("{group_id}", &group.to_string())
+    }
+}
+
+/// The answer to a ping: the service the tenant recognised in the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pong {
+    /// The calling service, as its token proved.
+    pub service: ServiceName,
+}
+
+/// Creates (or confirms) the distribution group behind a catalog group. Idempotent: sending
+/// the same request again answers the same group; a new `display_name` renames it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionGroup {
+    /// The catalog's id of the group.
+    pub group_id: GroupId,
+    /// The group's mail address, unique in the tenant.
+    pub address: Email,
+    /// The name recipients see on the group's mail.
+    pub display_name: GroupName,
+}
+
+/// A distribution group as the tenant holds it. Carries no member and no count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DistributionGroup {
+    /// The catalog's id of the group.
+    pub group_id: GroupId,
+    /// The group's mail address.
+    pub address: Email,
+    /// The name recipients see on the group's mail.
+    pub display_name: GroupName,
+}
+
+/// The person or agent a membership write is about. The tenant creates a guest identity with
+/// sign-in disabled for a subject it has not seen, and refreshes the address and kind of one it
+/// has.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRef {
+    /// The IdP's subject (`sub`).
+    pub subject: Subject,
+    /// Where the group's mail reaches them.
+    pub email: Email,
+    /// Member, guest or agent, as the IdP says.
+    pub kind: IdentityKind,
+}
+
+/// INV-6: says what kind of identity, never which one.
+impl fmt::Debug for MemberRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberRef")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A question or a removal about one subject.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectRef {
+    /// The IdP's subject (`sub`).
+    pub subject: Subject,
+}
+
+/// INV-6: never shows the subject.
+impl fmt::Debug for SubjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubjectRef").finish_non_exhaustive()
+    }
+}
+
+/// "Is this subject a member of this group?"
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipQuery {
+    /// The catalog's id of the group.
+    pub group_id: GroupId,
+    /// The IdP's subject (`sub`).
+    pub subject: Subject,
+}
+
+/// INV-6: names the group, never the subject.
+impl fmt::Debug for MembershipQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MembershipQuery")
+            .field("group_id", &self.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether the subject asked about is a member of the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MembershipCheck {
+    /// True when they are a member.
+    pub member: bool,
+}
+
+/// The groups one subject is in (and only theirs: INV-2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupsOf {
+    /// Ids of the groups, sorted; empty for a subject the tenant has not seen.
+    pub groups: Vec<GroupId>,
+}
+
+/// A group's member count, as a bucket only (INV-4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MemberCount {
+    /// The bucket the number of members falls in.
+    pub bucket: CountBucket,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_names_the_person() {
+        let m = MemberRef {
+            subject: Subject::parse("alice-sub").unwrap(),
+            email: Email::parse("alice@corp.example").unwrap(),
+            kind: IdentityKind::Guest,
+        };
+        let q = MembershipQuery {
+            group_id: GroupId::new(),
+            subject: m.subject.clone(),
+        };
+        let d = format!(
+            "{m:?} {:?} {q:?}",
+            SubjectRef {
+                subject: m.subject.clone()
+            }
+        );
+        assert!(!d.contains("alice"), "{d}");
+        assert!(d.contains("Guest"));
+    }
+
+    #[test]
+    fn requests_refuse_unknown_fields_and_invalid_values() {
+        let ok = r#"{"subject":"s","email":"a@b.example","kind":"guest"}"#;
+        assert!(serde_json::from_str::<MemberRef>(ok).is_ok());
+        let extra = r#"{"subject":"s","email":"a@b.example","kind":"guest","x":1}"#;
+        assert!(serde_json::from_str::<MemberRef>(extra).is_err());
+        let bad = r#"{"subject":"","email":"a@b.example","kind":"guest"}"#;
+        assert!(serde_json::from_str::<MemberRef>(bad).is_err());
+    }
+
+    #[test]
+    fn group_paths_are_filled_in() {
+        let g = GroupId::new();
+        assert_eq!(
+            paths::for_group(paths::MEMBERS_REMOVE, g),
+            format!("/tenant/v1/groups/{g}/members/remove")
+        );
+        assert!(paths::GROUPS_OF.starts_with(PREFIX));
+    }
+}

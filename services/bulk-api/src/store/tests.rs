@@ -1,0 +1,240 @@
+//! The store's tests, run on SQLite always and on Postgres when `HUSH_TEST_POSTGRES_URL` names a
+//! server (each test gets a fresh database `hush_t_<random hex>` there, dropped at the end).
+
+use super::{PgStore, SqliteStore, Store};
+use crate::jobs::JobState;
+use async_trait::async_trait;
+use uuid::Uuid;
+
+/// A raw insert for the listing tests (jobs are submitted through the API in a later issue),
+/// written once for both backends like the store itself.
+#[async_trait]
+trait Raw: Store {
+    async fn insert_job(
+        &self,
+        id: Uuid,
+        state: &str,
+        created_at: i64,
+        counts: [i64; 3],
+    ) -> Result<(), sqlx::Error>;
+}
+
+macro_rules! raw {
+    ($ty:ty) => {
+        #[async_trait]
+        impl Raw for $ty {
+            async fn insert_job(
+                &self,
+                id: Uuid,
+                state: &str,
+                created_at: i64,
+                [total, applied, rejected]: [i64; 3],
+            ) -> Result<(), sqlx::Error> {
+                sqlx::query(
+                    "INSERT INTO jobs (id, state, submitted_by, created_at, total, applied, rejected) \
+                     VALUES ($1, $2, 'operator-1', $3, $4, $5, $6)",
+                )
+                .bind(id)
+                .bind(state)
+                .bind(created_at)
+                .bind(total)
+                .bind(applied)
+                .bind(rejected)
+                .execute(self.pool())
+                .await
+                .map(drop)
+            }
+        }
+    };
+}
+raw!(PgStore);
+raw!(SqliteStore);
+
+/// One backend under test, and what to remove once the test is done with it.
+struct Backend {
+    name: &'static str,
+    store: Box<dyn Raw>,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(std::path::PathBuf),
+    Database { admin_url: String, name: String },
+}
+
+impl Backend {
+    async fn finish(self) {
+        drop(self.store);
+        match self.cleanup {
+            Cleanup::File(path) => remove_sqlite(&path),
+            Cleanup::Database { admin_url, name } => {
+                use sqlx::Connection as _;
+                if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
+                    let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(&drop_db).execute(&mut c).await;
+                }
+            }
+        }
+    }
+}
+
+fn temp_sqlite() -> (std::path::PathBuf, String) {
+    let path = std::env::temp_dir().join(format!("hush-bulk-{}.db", Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}", path.display());
+    (path, url)
+}
+
+fn remove_sqlite(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// A fresh SQLite file, and a fresh Postgres database when the environment offers a server.
+async fn backends() -> Vec<Backend> {
+    let (path, url) = temp_sqlite();
+    let sqlite = SqliteStore::migrate(service_kit::db::connect_sqlite(&url, 4).await.unwrap())
+        .await
+        .unwrap();
+    let mut out = vec![Backend {
+        name: "sqlite",
+        store: Box::new(sqlite),
+        cleanup: Cleanup::File(path),
+    }];
+    if let Ok(admin_url) = std::env::var("HUSH_TEST_POSTGRES_URL") {
+        let (url, name) = fresh_postgres(&admin_url).await;
+        let pg = PgStore::migrate(service_kit::db::connect_postgres(&url, 4).await.unwrap())
+            .await
+            .unwrap();
+        out.push(Backend {
+            name: "postgres",
+            store: Box::new(pg),
+            cleanup: Cleanup::Database { admin_url, name },
+        });
+    }
+    out
+}
+
+/// Creates `hush_t_<random hex>` on the server `admin_url` names; returns its URL and name.
+async fn fresh_postgres(admin_url: &str) -> (String, String) {
+    use sqlx::Connection as _;
+    let name = format!("hush_t_{}", Uuid::new_v4().simple());
+    let mut c = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("HUSH_TEST_POSTGRES_URL must reach a Postgres server");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await
+        .expect("creating the test database");
+    (with_database(admin_url, &name), name)
+}
+
+/// `admin_url` with its database path replaced by `name` (query parameters kept).
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = admin_url
+        .split_once('?')
+        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[after_scheme..]
+        .find('/')
+        .map_or(base.len(), |i| after_scheme + i);
+    let mut url = format!("{}/{name}", &base[..authority_end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+#[tokio::test]
+async fn ping_answers_on_every_backend() {
+    for b in backends().await {
+        b.store
+            .ping()
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", b.name));
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_empty_store_lists_no_jobs() {
+    for b in backends().await {
+        assert!(
+            b.store.list_jobs(10).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn jobs_are_listed_newest_first_up_to_the_limit() {
+    for b in backends().await {
+        let (old, mid, new) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        b.store
+            .insert_job(mid, "running", 2_000, [10, 4, 1])
+            .await
+            .unwrap();
+        b.store
+            .insert_job(old, "succeeded", 1_000, [3, 2, 1])
+            .await
+            .unwrap();
+        b.store
+            .insert_job(new, "queued", 3_000, [0, 0, 0])
+            .await
+            .unwrap();
+
+        let all = b.store.list_jobs(10).await.unwrap();
+        let ids: Vec<Uuid> = all.iter().map(|j| j.id).collect();
+        assert_eq!(ids, [new, mid, old], "{}", b.name);
+        let running = &all[1];
+        assert_eq!(running.state, JobState::Running, "{}", b.name);
+        assert_eq!(running.submitted_by.as_str(), "operator-1");
+        assert_eq!(
+            (
+                running.created_at_ms,
+                running.total,
+                running.applied,
+                running.rejected
+            ),
+            (2_000, 10, 4, 1)
+        );
+
+        let two = b.store.list_jobs(2).await.unwrap();
+        assert_eq!(
+            two.iter().map(|j| j.id).collect::<Vec<_>>(),
+            [new, mid],
+            "{}",
+            b.name
+        );
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn the_schema_refuses_impossible_jobs() {
+    for b in backends().await {
+        let bad_state = b
+            .store
+            .insert_job(Uuid::new_v4(), "paused", 1, [0, 0, 0])
+            .await;
+        assert!(bad_state.is_err(), "{}: unknown state accepted", b.name);
+        let overcounted = b
+            .store
+            .insert_job(Uuid::new_v4(), "running", 1, [2, 2, 1])
+            .await;
+        assert!(
+            overcounted.is_err(),
+            "{}: applied + rejected > total accepted",
+            b.name
+        );
+        let negative = b
+            .store
+            .insert_job(Uuid::new_v4(), "running", 1, [-1, 0, 0])
+            .await;
+        assert!(negative.is_err(), "{}: negative total accepted", b.name);
+        b.finish().await;
+    }
+}

@@ -1,0 +1,64 @@
+//! `GET /bulk/v1/jobs`: operators only, bounded, problem+json on every refusal.
+
+use crate::helpers::{assert_problem, spawn_app, Tenant};
+use http::StatusCode;
+
+#[tokio::test]
+async fn without_a_token_the_answer_is_401_problem_json() {
+    let app = spawn_app(Tenant::Up).await;
+    let got = app.get("/bulk/v1/jobs", None).await;
+    assert_problem(&got, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_forged_token_is_401_problem_json() {
+    let app = spawn_app(Tenant::Up).await;
+    let other = spawn_app(Tenant::Up).await;
+    // Signed by another issuer's key: same claims, wrong signature.
+    let forged = other.token("op", &["operator"]);
+    let got = app.get("/bulk/v1/jobs", Some(&forged)).await;
+    assert_problem(&got, StatusCode::UNAUTHORIZED, "unauthorized");
+    let got = app.get("/bulk/v1/jobs", Some("not-a-jwt")).await;
+    assert_problem(&got, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn callers_without_the_operator_role_get_403_problem_json() {
+    let app = spawn_app(Tenant::Up).await;
+    for roles in [&[][..], &["auditor"], &["label-admin", "privacy-officer"]] {
+        let got = app
+            .get("/bulk/v1/jobs", Some(&app.token("someone", roles)))
+            .await;
+        assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+    }
+}
+
+#[tokio::test]
+async fn operators_list_jobs() {
+    let app = spawn_app(Tenant::Up).await;
+    let token = app.token("op", &["operator"]);
+    let (status, _, body) = app.get("/bulk/v1/jobs", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, serde_json::json!({ "jobs": [] }));
+    let (status, _, _) = app.get("/bulk/v1/jobs?limit=200", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_limit_out_of_range_or_not_a_number_is_422_problem_json() {
+    let app = spawn_app(Tenant::Up).await;
+    let token = app.token("op", &["operator"]);
+    for q in ["limit=0", "limit=201", "limit=ten", "limit=-1"] {
+        let got = app.get(&format!("/bulk/v1/jobs?{q}"), Some(&token)).await;
+        assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    }
+}
+
+#[tokio::test]
+async fn the_role_is_checked_before_the_input() {
+    let app = spawn_app(Tenant::Up).await;
+    let got = app
+        .get("/bulk/v1/jobs?limit=0", Some(&app.token("someone", &[])))
+        .await;
+    assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
+}

@@ -1,0 +1,264 @@
+//! The typed client of control-api's internal endpoint, for membership-api and bulk-api, and
+//! the wire types it shares with the server so the two cannot drift.
+//!
+//! A caller learns what it needs to decide who may enter a group — its label and policy, join
+//! policy, state and owners — and nothing about its members, which control-api never holds.
+//! Group ids travel in the request body, never in the URL, so no access log on the way records
+//! which groups a service asked about. Every request carries a fresh service token minted by the
+//! calling service's own key for the audience `control-api`.
+
+use auth::ServiceSigner;
+use domain::{Email, GroupId, GroupName, GroupState, JoinPolicy, Label, ServiceName, Subject};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// The internal lookup endpoint.
+pub const LOOKUP_PATH: &str = "/control/v1/internal/groups/lookup";
+/// Most ids one lookup may carry; the client splits longer lists.
+pub const MAX_LOOKUP_IDS: usize = 500;
+/// How long connecting may take before control-api counts as unavailable.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a whole request may take before control-api counts as unavailable.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What another service needs to know about a group to decide who may enter it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupPolicyView {
+    /// The group's id.
+    pub id: GroupId,
+    /// Its display name.
+    pub name: GroupName,
+    /// Where it is in its life; only `active` groups take members.
+    pub state: GroupState,
+    /// Its sensitivity label, with the policy every path that adds a member checks first.
+    pub label: Label,
+    /// How people get in.
+    pub join_policy: JoinPolicy,
+    /// Who may approve requests and hand out invites.
+    #[schema(value_type = Vec<String>)]
+    pub owners: Vec<Subject>,
+    /// The address that mails its members; mail reaches them once the group is active.
+    pub contact_address: Email,
+}
+
+/// A lookup of groups by id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LookupRequest {
+    /// The ids to look up: 1 to [`MAX_LOOKUP_IDS`] of them.
+    #[schema(value_type = Vec<String>, max_items = 500)]
+    pub ids: Vec<GroupId>,
+}
+
+/// The groups found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LookupResponse {
+    /// Those of the asked-for groups that exist, in no particular order; unknown ids are left
+    /// out.
+    pub groups: Vec<GroupPolicyView>,
+}
+
+/// Why a call to control-api did not succeed. The texts never hold a URL or a group id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// control-api could not be reached, timed out, failed (5xx) or asked to slow down (429).
+    /// Safe to retry later.
+    #[error("control-api is unavailable: {0}")]
+    Unavailable(String),
+    /// control-api refused the request (a 4xx: 401 or 403 for a token it does not accept,
+    /// 413, 422 …).
+    #[error("control-api refused the request ({status}): {detail}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The problem detail control-api gave.
+        detail: String,
+    },
+    /// Something outside the contract: a bad base URL, or an answer that did not parse.
+    #[error("unexpected failure talking to control-api: {0}")]
+    Unexpected(String),
+}
+
+impl ControlError {
+    /// Whether retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// A client of control-api's internal endpoint for one calling service. Cheap to clone.
+#[derive(Clone)]
+pub struct ControlClient {
+    base: String,
+    http: reqwest::Client,
+    signer: ServiceSigner,
+}
+
+impl std::fmt::Debug for ControlClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlClient")
+            .field("base", &self.base)
+            .field("service", &self.signer.service())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlClient {
+    /// A client of control-api at `base_url` (e.g. `http://control-api:8080`) that signs its
+    /// tokens with `signer`, with the default timeouts.
+    pub fn new(base_url: impl Into<String>, signer: ServiceSigner) -> Result<Self, ControlError> {
+        Self::with_timeouts(base_url, signer, CONNECT_TIMEOUT, REQUEST_TIMEOUT)
+    }
+
+    /// As [`Self::new`], with explicit connect and request timeouts.
+    pub fn with_timeouts(
+        base_url: impl Into<String>,
+        signer: ServiceSigner,
+        connect: Duration,
+        request: Duration,
+    ) -> Result<Self, ControlError> {
+        let base = base_url.into().trim_end_matches('/').to_string();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(ControlError::Unexpected(
+                "the control-api URL must start with http:// or https://".into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect)
+            .timeout(request)
+            // control-api never redirects; following one could send a token elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|_| ControlError::Unexpected("could not build the HTTP client".into()))?;
+        Ok(Self { base, http, signer })
+    }
+
+    /// The base URL this client talks to.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// One group; `None` when no group has this id.
+    pub async fn group(&self, id: GroupId) -> Result<Option<GroupPolicyView>, ControlError> {
+        Ok(self
+            .lookup(&[id])
+            .await?
+            .into_iter()
+            .find(|g| g.id == id))
+    }
+
+    /// The groups among `ids` that exist, in no particular order. Long lists are sent in
+    /// several requests of at most [`MAX_LOOKUP_IDS`].
+    pub async fn groups(&self, ids: &[GroupId]) -> Result<Vec<GroupPolicyView>, ControlError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_LOOKUP_IDS) {
+            out.extend(self.lookup(chunk).await?);
+        }
+        Ok(out)
+    }
+
+    async fn lookup(&self, ids: &[GroupId]) -> Result<Vec<GroupPolicyView>, ControlError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A fresh token per request: short-lived, never reused.
+        let token = self.signer.mint(ServiceName::ControlApi);
+        let res = self
+            .http
+            .post(format!("{}{LOOKUP_PATH}", self.base))
+            .bearer_auth(token)
+            .json(&LookupRequest { ids: ids.to_vec() })
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        let status = res.status();
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(ControlError::Unavailable(format!(
+                "status {}",
+                status.as_u16()
+            )));
+        }
+        if !status.is_success() {
+            let detail = res
+                .json::<service_kit::Problem>()
+                .await
+                .ok()
+                .and_then(|p| p.detail.or(Some(p.title)))
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("no detail").into());
+            return Err(if status.is_client_error() {
+                ControlError::Refused {
+                    status: status.as_u16(),
+                    detail,
+                }
+            } else {
+                ControlError::Unexpected(format!("status {}", status.as_u16()))
+            });
+        }
+        res.json::<LookupResponse>()
+            .await
+            .map(|r| r.groups)
+            .map_err(|e| {
+                if e.is_timeout() {
+                    ControlError::Unavailable("timed out reading the answer".into())
+                } else {
+                    ControlError::Unexpected("the answer did not match control-api's API".into())
+                }
+            })
+    }
+}
+
+/// Describes a transport failure without its URL.
+fn transport(e: &reqwest::Error) -> ControlError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_request() || e.is_body() {
+        "the request could not be sent"
+    } else {
+        "the connection failed"
+    };
+    ControlError::Unavailable(what.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_refuse_unknown_fields() {
+        let id = GroupId::new();
+        let ok = format!(r#"{{"ids":["{id}"]}}"#);
+        assert!(serde_json::from_str::<LookupRequest>(&ok).is_ok());
+        let extra = format!(r#"{{"ids":["{id}"],"subject":"x"}}"#);
+        assert!(serde_json::from_str::<LookupRequest>(&extra).is_err());
+    }
+
+    #[test]
+    fn only_http_urls_are_accepted() {
+        let signer = ServiceSigner::generate(ServiceName::MembershipApi).unwrap();
+        assert!(ControlClient::new("ftp://x", signer.clone()).is_err());
+        let c = ControlClient::new("http://control:8080/", signer).unwrap();
+        assert_eq!(c.base_url(), "http://control:8080");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_control_api_is_retryable_and_names_no_url() {
+        let signer = ServiceSigner::generate(ServiceName::MembershipApi).unwrap();
+        // Port 9 on loopback: nothing listens there.
+        let c = ControlClient::with_timeouts(
+            "http://127.0.0.1:9",
+            signer,
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let id = GroupId::new();
+        let err = c.group(id).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert!(!err.to_string().contains("127.0.0.1") && !err.to_string().contains(&id.to_string()));
+        assert!(c.groups(&[]).await.unwrap().is_empty(), "no ids, no request");
+    }
+}

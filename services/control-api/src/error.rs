@@ -1,0 +1,155 @@
+//! control-api's one error type.
+//!
+//! Policy: a 4xx says what is wrong with the request in words the caller can act on. A group the
+//! caller may not see is answered exactly as a group that does not exist (404, same body), so
+//! no answer confirms a hidden group's existence. A 5xx says only that something failed; its
+//! cause rides in the response's extensions to the logging layer ([`log_failures`]), which
+//! writes it inside the request's span (so with the request id) and never sends it.
+
+use crate::store::StoreError;
+use axum::response::{IntoResponse, Response};
+use domain::{GroupState, JoinPolicy, Label};
+use http::StatusCode;
+use service_kit::Problem;
+use std::sync::Arc;
+
+/// Everything a control-api handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A value in the path, query or body is not acceptable; the text says which and why.
+    #[error("{0}")]
+    Invalid(String),
+    /// No group has this id, or the caller may not see it (the two are answered alike).
+    #[error("no group with this id")]
+    GroupNotFound,
+    /// No label has this name.
+    #[error("no label named '{0}'")]
+    LabelNotFound(String),
+    /// The label named for a new group does not exist.
+    #[error("no label named '{0}'; list the labels at /control/v1/labels")]
+    UnknownLabel(String),
+    /// The label does not allow the join policy asked for.
+    #[error("{}", join_policy_refused(.policy, .label))]
+    JoinPolicyRefused {
+        /// What was asked for.
+        policy: JoinPolicy,
+        /// The label that refuses it.
+        label: Box<Label>,
+    },
+    /// Only employees create groups.
+    #[error("only employees may create groups; {0} identities may not")]
+    CreatorKind(&'static str),
+    /// The caller lacks the role an operation needs.
+    #[error("this needs the role '{0}'")]
+    MissingRole(&'static str),
+    /// The caller may see the group but is not one of its owners.
+    #[error("only the group's owners may do this")]
+    NotOwner,
+    /// The calling service may not use this endpoint.
+    #[error("{0} may not call this endpoint")]
+    ServiceNotAllowed(String),
+    /// A state conflict the caller can resolve: a taken address or name, a label in use, an
+    /// archived group.
+    #[error("{0}")]
+    Conflict(String),
+    /// The group is being archived or is archived.
+    #[error("the group is {}; it takes no more changes", .0.as_str())]
+    NotEditable(GroupState),
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn join_policy_refused(policy: &JoinPolicy, label: &Label) -> String {
+    let allowed: Vec<&str> = label
+        .policy
+        .join_policies
+        .iter()
+        .map(|p| p.as_str())
+        .collect();
+    format!(
+        "the label '{}' does not allow the join policy '{}'; it allows: {}",
+        label.name,
+        policy.as_str(),
+        allowed.join(", ")
+    )
+}
+
+/// The cause of a 5xx, for [`log_failures`] only.
+#[derive(Debug, Clone)]
+struct FailureCause(Arc<str>);
+
+impl ApiError {
+    /// The problem+json body this error is answered with.
+    pub fn problem(&self) -> Problem {
+        let detail = self.to_string();
+        match self {
+            Self::Invalid(_) | Self::UnknownLabel(_) => Problem::invalid(detail),
+            Self::JoinPolicyRefused { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "join-policy",
+                "Join policy not allowed by the label",
+            )
+            .with_detail(detail),
+            Self::GroupNotFound | Self::LabelNotFound(_) => Problem::not_found(detail),
+            Self::CreatorKind(_) | Self::MissingRole(_) | Self::NotOwner | Self::ServiceNotAllowed(_) => {
+                Problem::forbidden(detail)
+            }
+            Self::Conflict(_) | Self::NotEditable(_) => Problem::conflict(detail),
+            Self::Store(_) => Problem::internal(),
+        }
+    }
+}
+
+impl From<domain::DomainError> for ApiError {
+    fn from(e: domain::DomainError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = self.problem().into_response();
+        if res.status().is_server_error() {
+            res.extensions_mut()
+                .insert(FailureCause(self.to_string().into()));
+        }
+        res
+    }
+}
+
+/// Logs the cause of every 5xx a handler answered, inside the request's span.
+pub async fn log_failures(res: Response) -> Response {
+    if let Some(FailureCause(cause)) = res.extensions().get::<FailureCause>() {
+        tracing::error!(status = res.status().as_u16(), %cause, "request failed");
+    }
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_join_policy_names_the_allowed_ones() {
+        let label = Label::defaults().remove(2);
+        let p = ApiError::JoinPolicyRefused {
+            policy: JoinPolicy::Open,
+            label: Box::new(label),
+        }
+        .problem();
+        assert_eq!((p.status, p.type_.as_str()), (422, "urn:hush:problem:join-policy"));
+        assert_eq!(
+            p.detail.as_deref(),
+            Some("the label 'Highly Confidential' does not allow the join policy 'open'; it allows: invite")
+        );
+    }
+
+    #[test]
+    fn hidden_and_missing_groups_read_alike_and_store_failures_hide_their_cause() {
+        assert_eq!(ApiError::GroupNotFound.problem().status, 404);
+        let p = ApiError::Store(StoreError::Corrupt("secret detail".into())).problem();
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.unwrap().contains("secret"));
+    }
+}

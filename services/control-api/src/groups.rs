@@ -1,0 +1,554 @@
+//! The group catalog: create, discover, read, edit and archive groups.
+//!
+//! Nothing here knows or tells who is in a group (INV-1). Owners see a coarse member count, a
+//! bucket from the tenant (INV-4); everyone else sees no count at all. A group the caller may not
+//! see (its label does not admit their kind of identity, or it is archived and they do not own
+//! it) is answered exactly like one that does not exist, so no answer confirms it exists.
+
+use crate::error::ApiError;
+use crate::extract::{Employee, GroupPath};
+use crate::model::{Description, GroupChanges, GroupRecord, NewGroup, Owners};
+use crate::store::{DiscoverQuery, GroupInsert, GroupWrite, StoreError};
+use crate::AppState;
+use auth::Caller;
+use axum::extract::{Query, State};
+use axum::response::IntoResponse;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use domain::{
+    CountBucket, Email, GroupId, GroupName, GroupState, JoinPolicy, LabelName, LocalPart,
+    SenderPolicy, Subject,
+};
+use http::{header, StatusCode};
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use service_kit::db::now_ms;
+use service_kit::{AppJson, Problem};
+use time::format_description::well_known::Rfc3339;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Default page size of discovery.
+pub const DEFAULT_LIMIT: u32 = 50;
+/// Largest page size of discovery.
+pub const MAX_LIMIT: u32 = 200;
+/// Longest search text, in characters.
+pub const MAX_QUERY_LEN: usize = 200;
+/// How many fresh suffixes creation tries when a derived address is taken.
+const ADDRESS_TRIES: usize = 4;
+
+/// The group routes, documented.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(discover, create_group))
+        .routes(routes!(get_group, update_group))
+        .routes(routes!(archive_group))
+}
+
+/// A group as a caller sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupView {
+    /// The group's id.
+    pub id: GroupId,
+    /// Display name.
+    #[schema(value_type = String)]
+    pub name: GroupName,
+    /// What the group is for.
+    pub description: String,
+    /// The address that mails the group's members (once the group is active).
+    #[schema(value_type = String, format = Email, example = "parents-at-work-x7k2qd@groups.corp.example")]
+    pub contact_address: Email,
+    /// The sensitivity label; chosen at creation, never changed.
+    #[schema(value_type = String, example = "General")]
+    pub label: LabelName,
+    /// How people get in.
+    pub join_policy: JoinPolicy,
+    /// Who may send mail to the group (the label's rule).
+    pub sender_policy: SenderPolicy,
+    /// `provisioning` until the tenant confirmed the group, then `active`; `archiving`, then
+    /// `archived`, once an owner archived it.
+    pub state: GroupState,
+    /// When the group was created (RFC 3339).
+    pub created_at: String,
+    /// When the group last changed (RFC 3339).
+    pub updated_at: String,
+    /// The group's owners. Present only when the caller is one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub owners: Option<Vec<Subject>>,
+    /// How many members, as a coarse bucket (INV-4). Present only when the caller owns the
+    /// group and it is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_count: Option<CountBucket>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+impl GroupView {
+    /// The view of `g` for a caller who does (`owner`) or does not own it.
+    fn of(g: &GroupRecord, owner: bool) -> Self {
+        Self {
+            id: g.id,
+            name: g.name.clone(),
+            description: g.description.to_string(),
+            contact_address: g.contact_address.clone(),
+            label: g.label.name.clone(),
+            join_policy: g.join_policy,
+            sender_policy: g.label.policy.sender_policy,
+            state: g.state,
+            created_at: rfc3339(g.created_at),
+            updated_at: rfc3339(g.updated_at),
+            owners: owner.then(|| g.owners.as_slice().to_vec()),
+            member_count: None,
+        }
+    }
+
+    /// The view of `g` for `caller`.
+    fn for_caller(g: &GroupRecord, caller: &Caller) -> Self {
+        Self::of(g, g.is_owner(caller))
+    }
+}
+
+/// A new group.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewGroupRequest {
+    /// Display name: 1 to 120 characters.
+    #[schema(value_type = String, example = "Parents at Work")]
+    pub name: GroupName,
+    /// What the group is for: at most 2000 characters.
+    #[serde(default)]
+    #[schema(value_type = String, example = "Support for working parents")]
+    pub description: Description,
+    /// The sensitivity label; it must exist and cannot be changed later.
+    #[schema(value_type = String, example = "General")]
+    pub label: LabelName,
+    /// How people get in; the label must allow it.
+    pub join_policy: JoinPolicy,
+    /// The local part of the contact address (before `@`): lowercase letters, digits, `.`, `-`
+    /// and `_`. By default derived from the name with a short random suffix.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "parents-at-work")]
+    pub address: Option<LocalPart>,
+}
+
+/// An owner's changes to a group; absent fields stay as they are.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupChangeRequest {
+    /// New description: at most 2000 characters.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Description>,
+    /// New join policy; the label must allow it.
+    #[serde(default)]
+    pub join_policy: Option<JoinPolicy>,
+    /// The complete new owner list: 1 to 50 subjects.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub owners: Option<Owners>,
+    /// Not changeable: a group's label is chosen at creation. Sending it is refused (422).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub label: bool,
+}
+
+/// True whenever the field is there, whatever it holds (`null` included).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d)?;
+    Ok(true)
+}
+
+/// Discovery's query string.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DiscoverParams {
+    /// Text to look for in names and descriptions, ignoring case; at most 200 characters.
+    q: Option<String>,
+    /// Page size: 1 to 200, default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// One page of discovered groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupPage {
+    /// Active groups the caller may join, by name.
+    pub groups: Vec<GroupView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Where discovery resumes: the last (name, id) of a page. Opaque to clients.
+fn encode_cursor(g: &GroupRecord) -> String {
+    let raw = serde_json::to_vec(&(g.name.as_str(), g.id)).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_cursor(s: &str) -> Result<(String, GroupId), ApiError> {
+    let bad = || ApiError::Invalid("cursor: not a cursor this service handed out".into());
+    let raw = URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    serde_json::from_slice::<(String, GroupId)>(&raw).map_err(|_| bad())
+}
+
+fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    match raw.trim().parse::<u32>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ApiError::Invalid(format!(
+            "limit: must be a whole number from 1 to {MAX_LIMIT}"
+        ))),
+    }
+}
+
+/// Finds active groups the caller may join.
+///
+/// Only groups whose label admits the caller's kind of identity are listed (a guest never sees
+/// a group whose label bars guests). Matching is a case-insensitive substring of the name or the
+/// description; results are in name order, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/control/v1/groups",
+    tag = "groups",
+    params(DiscoverParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of groups.", body = GroupPage),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` is not 1 to 200, `q` is longer than 200 characters, or `cursor` was not handed out by this service.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn discover(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<DiscoverParams>,
+) -> Result<AppJson<GroupPage>, ApiError> {
+    let limit = parse_limit(params.limit.as_deref())?;
+    let text = params.q.unwrap_or_default();
+    if text.chars().count() > MAX_QUERY_LEN {
+        return Err(ApiError::Invalid(format!(
+            "q: must be at most {MAX_QUERY_LEN} characters"
+        )));
+    }
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let mut found = state
+        .store
+        .discover(&DiscoverQuery {
+            kind: caller.kind,
+            text: text.trim().to_string(),
+            after,
+            limit: limit + 1,
+        })
+        .await?;
+    let next_cursor = if found.len() > limit as usize {
+        found.truncate(limit as usize);
+        found.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let groups = found
+        .iter()
+        // The query already applied the label rule; this is the same rule from the domain,
+        // so a mistake in either cannot show a group to someone its label bars.
+        .filter(|g| g.admits(caller.kind))
+        .map(|g| GroupView::for_caller(g, &caller))
+        .collect();
+    Ok(AppJson(GroupPage {
+        groups,
+        next_cursor,
+    }))
+}
+
+/// A derived local part: the name's slug and a short random suffix, so two groups with the
+/// same name do not clash.
+fn derived_local_part(name: &GroupName) -> LocalPart {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..6)
+        .map(|_| char::from(ALPHABET[rng.gen_range(0..ALPHABET.len())]))
+        .collect();
+    let slug = LocalPart::slug_of(name.as_str());
+    let base = slug.as_ref().map_or("group", LocalPart::as_str);
+    LocalPart::parse(format!("{base}-{suffix}")).expect("a slug and a suffix make a local part")
+}
+
+/// Creates a group; the caller becomes its first owner.
+///
+/// Answered 202: the group is written to the catalog as `provisioning` and becomes `active`
+/// once the isolated tenant has created its distribution group. Only employees (identity kind
+/// `member`) may create groups.
+#[utoipa::path(
+    post,
+    path = "/control/v1/groups",
+    tag = "groups",
+    request_body = NewGroupRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted: the group is `provisioning`; `Location` names it.", body = GroupView),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Guests and AI agents may not create groups.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The contact address is taken.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, unknown or invalid; the label does not exist; or `urn:hush:problem:join-policy`: the label does not allow the join policy (the detail names those it allows).", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_group(
+    State(state): State<AppState>,
+    Employee(caller): Employee,
+    AppJson(input): AppJson<NewGroupRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    let chosen = input.address.is_some();
+    let mut tries = 0;
+    let record = loop {
+        tries += 1;
+        let local_part = input
+            .address
+            .clone()
+            .unwrap_or_else(|| derived_local_part(&input.name));
+        let contact_address = Email::parse(format!("{}@{}", local_part.as_str(), state.mail_domain))?;
+        let group = NewGroup {
+            id: GroupId::new(),
+            name: input.name.clone(),
+            description: input.description.clone(),
+            local_part,
+            contact_address,
+            label: input.label.clone(),
+            join_policy: input.join_policy,
+            creator: caller.subject.clone(),
+        };
+        match state.store.insert_group(&group, now_ms()).await? {
+            GroupInsert::Created(record) => break record,
+            GroupInsert::AddressTaken if !chosen && tries < ADDRESS_TRIES => continue,
+            GroupInsert::AddressTaken => {
+                return Err(ApiError::Conflict(format!(
+                    "the address {} is taken; choose another",
+                    group.contact_address
+                )))
+            }
+            GroupInsert::NoSuchLabel => return Err(ApiError::UnknownLabel(input.label.to_string())),
+            GroupInsert::JoinPolicyRefused(label) => {
+                return Err(ApiError::JoinPolicyRefused {
+                    policy: input.join_policy,
+                    label: Box::new(label),
+                })
+            }
+        }
+    };
+    state.saga_wake.notify_one();
+    let location = format!("/control/v1/groups/{}", record.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        AppJson(GroupView::of(&record, true)),
+    ))
+}
+
+/// Loads a group the caller may see; anything else is "no such group".
+async fn visible_group(state: &AppState, id: GroupId, caller: &Caller) -> Result<GroupRecord, ApiError> {
+    state
+        .store
+        .get_group(id)
+        .await?
+        .filter(|g| g.visible_to(caller))
+        .ok_or(ApiError::GroupNotFound)
+}
+
+/// Reads a group.
+///
+/// Owners always see their groups, with the owner list and a coarse member count (INV-4).
+/// Others see a group only when its label admits their kind of identity and it is not archived;
+/// otherwise the answer is 404, as for a group that does not exist.
+#[utoipa::path(
+    get,
+    path = "/control/v1/groups/{id}",
+    tag = "groups",
+    params(("id" = String, Path, format = Uuid, description = "The group's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The group.", body = GroupView),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No group with this id that the caller may see.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    GroupPath(id): GroupPath,
+) -> Result<AppJson<GroupView>, ApiError> {
+    let group = visible_group(&state, id, &caller).await?;
+    let mut view = GroupView::for_caller(&group, &caller);
+    if view.owners.is_some() && group.state == GroupState::Active {
+        // The count is a courtesy to owners: when the tenant cannot answer, the rest of the
+        // catalog still can.
+        match state.tenant.member_count(id).await {
+            Ok(bucket) => view.member_count = Some(bucket),
+            Err(e) => tracing::warn!(error = %e, "member count unavailable; answered without it"),
+        }
+    }
+    Ok(AppJson(view))
+}
+
+/// Changes a group's description, join policy or owners (owners only).
+///
+/// The join policy must be one the group's label allows. The label itself cannot be changed:
+/// a body naming `label` is refused with 422. Unknown fields are refused with 422 too.
+#[utoipa::path(
+    patch,
+    path = "/control/v1/groups/{id}",
+    tag = "groups",
+    params(("id" = String, Path, format = Uuid, description = "The group's id.")),
+    request_body = GroupChangeRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The group as it is now.", body = GroupView),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not one of the group's owners.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No group with this id that the caller may see.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The group is being archived or is archived.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is unknown or invalid; `label` was sent; or `urn:hush:problem:join-policy`: the label does not allow the join policy.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn update_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    GroupPath(id): GroupPath,
+    AppJson(input): AppJson<GroupChangeRequest>,
+) -> Result<AppJson<GroupView>, ApiError> {
+    // Refused before the group is looked at, so the answer says nothing about the group.
+    if input.label {
+        return Err(ApiError::Invalid("label: a group's label cannot be changed".into()));
+    }
+    let group = visible_group(&state, id, &caller).await?;
+    if !group.is_owner(&caller) {
+        return Err(ApiError::NotOwner);
+    }
+    let changes = GroupChanges {
+        description: input.description,
+        join_policy: input.join_policy,
+        owners: input.owners,
+    };
+    match state
+        .store
+        .update_group(id, &caller.subject, &changes, now_ms())
+        .await?
+    {
+        GroupWrite::Done(record) => Ok(AppJson(GroupView::for_caller(&record, &caller))),
+        GroupWrite::NotFound => Err(ApiError::GroupNotFound),
+        GroupWrite::NotOwner => Err(ApiError::NotOwner),
+        GroupWrite::NotEditable(state) => Err(ApiError::NotEditable(state)),
+        GroupWrite::JoinPolicyRefused(label) => Err(ApiError::JoinPolicyRefused {
+            policy: changes.join_policy.unwrap_or(group.join_policy),
+            label: Box::new(label),
+        }),
+    }
+}
+
+/// Archives a group (owners only).
+///
+/// Answered 202: the group becomes `archiving`, the isolated tenant removes its distribution
+/// group and purges its membership, and the group ends `archived` — kept in the catalog as a
+/// record, its address never reused. Archiving an archived group changes nothing.
+#[utoipa::path(
+    post,
+    path = "/control/v1/groups/{id}/archive",
+    tag = "groups",
+    params(("id" = String, Path, format = Uuid, description = "The group's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted: the group is `archiving` (or already `archived`).", body = GroupView),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller is not one of the group's owners.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No group with this id that the caller may see.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn archive_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    GroupPath(id): GroupPath,
+) -> Result<impl IntoResponse, ApiError> {
+    let group = visible_group(&state, id, &caller).await?;
+    if !group.is_owner(&caller) {
+        return Err(ApiError::NotOwner);
+    }
+    match state.store.archive_group(id, &caller.subject, now_ms()).await? {
+        GroupWrite::Done(record) => {
+            state.saga_wake.notify_one();
+            Ok((StatusCode::ACCEPTED, AppJson(GroupView::for_caller(&record, &caller))))
+        }
+        GroupWrite::NotFound => Err(ApiError::GroupNotFound),
+        GroupWrite::NotOwner => Err(ApiError::NotOwner),
+        GroupWrite::NotEditable(state) => Err(ApiError::NotEditable(state)),
+        GroupWrite::JoinPolicyRefused(_) => Err(ApiError::Store(StoreError::Corrupt(
+            "archiving answered a join-policy refusal".into(),
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_forgeries() {
+        let id = GroupId::new();
+        let raw = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&("Book Club", id)).unwrap());
+        assert_eq!(decode_cursor(&raw).unwrap(), ("Book Club".to_string(), id));
+        assert!(decode_cursor("not base64!").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode(b"[1,2]")).is_err());
+    }
+
+    #[test]
+    fn limits_default_to_50_and_stay_within_1_to_200() {
+        assert_eq!(parse_limit(None).unwrap(), 50);
+        assert_eq!(parse_limit(Some("200")).unwrap(), 200);
+        for bad in ["0", "201", "-1", "ten", ""] {
+            assert!(parse_limit(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn derived_addresses_keep_the_slug_and_differ_by_suffix() {
+        let name = GroupName::parse("Parents at Work!").unwrap();
+        let a = derived_local_part(&name);
+        let b = derived_local_part(&name);
+        assert!(a.as_str().starts_with("parents-at-work-"), "{}", a.as_str());
+        assert_eq!(a.as_str().len(), "parents-at-work-".len() + 6);
+        assert_ne!(a, b);
+        let symbols = derived_local_part(&GroupName::parse("!!!").unwrap());
+        assert!(symbols.as_str().starts_with("group-"));
+        let long = derived_local_part(&GroupName::parse("x".repeat(120)).unwrap());
+        assert!(long.as_str().len() <= 64);
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+    }
+}

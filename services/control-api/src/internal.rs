@@ -1,0 +1,75 @@
+//! The internal endpoint: membership-api and bulk-api look groups up by id to learn their label,
+//! join policy, state and owners before they add anyone. Service tokens only (audience
+//! `control-api`), and only from those two services.
+
+use crate::client::{GroupPolicyView, LookupRequest, LookupResponse, MAX_LOOKUP_IDS};
+use crate::config::INTERNAL_CALLERS;
+use crate::error::ApiError;
+use crate::model::GroupRecord;
+use crate::AppState;
+use auth::ServiceCaller;
+use axum::extract::State;
+use service_kit::{AppJson, Problem};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// The internal routes, documented.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(lookup_groups))
+}
+
+impl From<GroupRecord> for GroupPolicyView {
+    fn from(g: GroupRecord) -> Self {
+        Self {
+            id: g.id,
+            name: g.name,
+            state: g.state,
+            label: g.label,
+            join_policy: g.join_policy,
+            owners: g.owners.as_slice().to_vec(),
+            contact_address: g.contact_address,
+        }
+    }
+}
+
+/// Looks groups up by id (membership-api and bulk-api only).
+///
+/// Unknown ids are left out of the answer. Archived groups are included, with their state.
+#[utoipa::path(
+    post,
+    path = "/control/v1/internal/groups/lookup",
+    tag = "internal",
+    request_body = LookupRequest,
+    security(("service" = [])),
+    responses(
+        (status = 200, description = "The groups that exist among those asked for.", body = LookupResponse),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid service token addressed to control-api.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The calling service may not use this endpoint.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, unknown or invalid, or more than 500 ids were sent.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn lookup_groups(
+    State(state): State<AppState>,
+    service: ServiceCaller,
+    AppJson(request): AppJson<LookupRequest>,
+) -> Result<AppJson<LookupResponse>, ApiError> {
+    if !INTERNAL_CALLERS.contains(&service.service) {
+        return Err(ApiError::ServiceNotAllowed(service.service.to_string()));
+    }
+    if request.ids.len() > MAX_LOOKUP_IDS {
+        return Err(ApiError::Invalid(format!(
+            "ids: at most {MAX_LOOKUP_IDS} per lookup"
+        )));
+    }
+    let groups = state
+        .store
+        .lookup_groups(&request.ids)
+        .await?
+        .into_iter()
+        .map(GroupPolicyView::from)
+        .collect();
+    Ok(AppJson(LookupResponse { groups }))
+}

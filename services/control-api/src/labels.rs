@@ -1,0 +1,259 @@
+//! The label catalog: sensitivity labels and the policy each carries. Anyone signed in may read
+//! them (people choose one when they create a group); only callers with the role `label-admin`
+//! create, change or delete them.
+
+use crate::error::ApiError;
+use crate::extract::{LabelAdmin, LabelPath};
+use crate::model::Description;
+use crate::store::{LabelDelete, LabelInsert, LabelUpdate};
+use crate::AppState;
+use auth::Caller;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use domain::{Label, LabelName, LabelPolicy};
+use http::{header, StatusCode};
+use serde::Deserialize;
+use service_kit::db::now_ms;
+use service_kit::{AppJson, Problem};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// The role that may create, change and delete labels.
+pub const LABEL_ADMIN: &str = "label-admin";
+
+/// The label routes, documented.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_labels, create_label))
+        .routes(routes!(get_label, update_label, delete_label))
+}
+
+/// A new label.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewLabel {
+    /// Unique name (ignoring case): letters, digits, spaces, `-` and `_`, at most 64.
+    #[schema(value_type = String, example = "Staff Only")]
+    pub name: LabelName,
+    /// Plain-language explanation shown to people choosing a label; at most 2000 characters.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub description: Description,
+    /// What the label allows.
+    pub policy: LabelPolicy,
+}
+
+/// A label's new description and policy. The name is the label's identity and cannot change.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelChange {
+    /// Plain-language explanation; at most 2000 characters.
+    #[serde(default)]
+    #[schema(value_type = String)]
+    pub description: Description,
+    /// What the label allows from now on. Dropping a join policy that a group under this
+    /// label uses is refused (409) until those groups change or are archived.
+    pub policy: LabelPolicy,
+}
+
+fn checked(name: LabelName, description: Description, policy: LabelPolicy) -> Result<Label, ApiError> {
+    policy.validate()?;
+    Ok(Label {
+        name,
+        description: description.into_inner(),
+        policy,
+    })
+}
+
+/// `s` percent-encoded for use as one path segment (label names may hold spaces and any
+/// letter).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Lists every label, by name.
+#[utoipa::path(
+    get,
+    path = "/control/v1/labels",
+    tag = "labels",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every label with its policy, by name.", body = Vec<Label>),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_labels(State(state): State<AppState>, _caller: Caller) -> Result<AppJson<Vec<Label>>, ApiError> {
+    Ok(AppJson(state.store.list_labels().await?))
+}
+
+/// Reads one label.
+#[utoipa::path(
+    get,
+    path = "/control/v1/labels/{name}",
+    tag = "labels",
+    params(("name" = String, Path, description = "The label's name.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The label.", body = Label),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No label has this name.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The name is not a valid label name.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_label(
+    State(state): State<AppState>,
+    _caller: Caller,
+    LabelPath(name): LabelPath,
+) -> Result<AppJson<Label>, ApiError> {
+    state
+        .store
+        .get_label(&name)
+        .await?
+        .map(AppJson)
+        .ok_or_else(|| ApiError::LabelNotFound(name.to_string()))
+}
+
+/// Creates a label (role `label-admin`).
+#[utoipa::path(
+    post,
+    path = "/control/v1/labels",
+    tag = "labels",
+    request_body = NewLabel,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` names it.", body = Label),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the role `label-admin`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A label with this name (ignoring case) exists.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, unknown or invalid (e.g. a policy without a join policy).", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn create_label(
+    State(state): State<AppState>,
+    LabelAdmin(admin): LabelAdmin,
+    AppJson(input): AppJson<NewLabel>,
+) -> Result<impl IntoResponse, ApiError> {
+    let label = checked(input.name, input.description, input.policy)?;
+    match state.store.insert_label(&label, now_ms()).await? {
+        LabelInsert::Created => {
+            tracing::info!(admin = %admin.subject, label = %label.name, "label created");
+        }
+        LabelInsert::NameTaken => {
+            return Err(ApiError::Conflict(format!(
+                "a label named '{}' exists (names are compared ignoring case)",
+                label.name
+            )))
+        }
+    }
+    let location = format!("/control/v1/labels/{}", path_segment(label.name.as_str()));
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], AppJson(label)))
+}
+
+/// Replaces a label's description and policy (role `label-admin`).
+#[utoipa::path(
+    put,
+    path = "/control/v1/labels/{name}",
+    tag = "labels",
+    params(("name" = String, Path, description = "The label's name.")),
+    request_body = LabelChange,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The label as it is now.", body = Label),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the role `label-admin`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No label has this name.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The new policy drops a join policy that groups under this label use.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is missing, unknown or invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn update_label(
+    State(state): State<AppState>,
+    LabelAdmin(admin): LabelAdmin,
+    LabelPath(name): LabelPath,
+    AppJson(input): AppJson<LabelChange>,
+) -> Result<AppJson<Label>, ApiError> {
+    let label = checked(name, input.description, input.policy)?;
+    match state.store.update_label(&label, now_ms()).await? {
+        LabelUpdate::Updated(label) => {
+            tracing::info!(admin = %admin.subject, label = %label.name, "label changed");
+            Ok(AppJson(label))
+        }
+        LabelUpdate::NotFound => Err(ApiError::LabelNotFound(label.name.to_string())),
+        LabelUpdate::JoinPoliciesInUse(used) => {
+            let used: Vec<&str> = used.iter().map(|p| p.as_str()).collect();
+            Err(ApiError::Conflict(format!(
+                "groups under the label '{}' use the join policy {}; change or archive them first",
+                label.name,
+                used.join(", ")
+            )))
+        }
+    }
+}
+
+/// Deletes a label no group uses (role `label-admin`).
+#[utoipa::path(
+    delete,
+    path = "/control/v1/labels/{name}",
+    tag = "labels",
+    params(("name" = String, Path, description = "The label's name.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the role `label-admin`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No label has this name.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A group (archived ones included) uses the label.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The name is not a valid label name.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn delete_label(
+    State(state): State<AppState>,
+    LabelAdmin(admin): LabelAdmin,
+    LabelPath(name): LabelPath,
+) -> Result<StatusCode, ApiError> {
+    match state.store.delete_label(&name).await? {
+        LabelDelete::Deleted => {
+            tracing::info!(admin = %admin.subject, label = %name, "label deleted");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        LabelDelete::NotFound => Err(ApiError::LabelNotFound(name.to_string())),
+        LabelDelete::InUse => Err(ApiError::Conflict(format!(
+            "the label '{name}' is used by groups (archived ones included) and cannot be deleted"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_names_become_path_segments() {
+        assert_eq!(path_segment("Highly Confidential"), "Highly%20Confidential");
+        assert_eq!(path_segment("Équipe_A-1"), "%C3%89quipe_A-1");
+    }
+}

@@ -1,0 +1,234 @@
+//! What the catalog holds, as the handlers and the saga use it: groups with their label's
+//! policy, and the few values with rules of their own (descriptions, owner lists).
+
+use auth::Caller;
+use domain::{
+    DomainError, Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label,
+    LocalPart, Subject,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use utoipa::ToSchema;
+
+/// Most owners a group may have.
+pub const MAX_OWNERS: usize = 50;
+
+/// Free text that explains a group or a label: at most [`Description::MAX_LEN`] characters,
+/// possibly empty, with line breaks and tabs but no other control characters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = String, example = "Support for working parents")]
+pub struct Description(String);
+
+impl Description {
+    /// Longest accepted description, in characters.
+    pub const MAX_LEN: usize = 2000;
+
+    /// Accepts up to `MAX_LEN` characters without control characters other than `\n`, `\r`
+    /// and `\t`.
+    pub fn parse(s: impl Into<String>) -> Result<Self, DomainError> {
+        let s = s.into();
+        if s.chars().count() > Self::MAX_LEN {
+            return Err(invalid(
+                "description",
+                format!("must be at most {} characters", Self::MAX_LEN),
+            ));
+        }
+        if s.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        {
+            return Err(invalid(
+                "description",
+                "must not contain control characters other than line breaks and tabs",
+            ));
+        }
+        Ok(Self(s))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for Description {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Description {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The domain's error shape for a rule this crate owns, so every refusal reads alike.
+fn invalid(field: &'static str, reason: impl Into<String>) -> DomainError {
+    DomainError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// A group's owners: one to [`MAX_OWNERS`] distinct subjects, kept sorted so every reader sees
+/// the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Vec<String>, example = json!(["alice"]))]
+pub struct Owners(Vec<Subject>);
+
+impl Owners {
+    /// Accepts 1..=MAX_OWNERS subjects; repeats are folded into one.
+    pub fn parse(mut subjects: Vec<Subject>) -> Result<Self, DomainError> {
+        subjects.sort();
+        subjects.dedup();
+        if subjects.is_empty() {
+            return Err(invalid("owners", "a group needs at least one owner"));
+        }
+        if subjects.len() > MAX_OWNERS {
+            return Err(invalid(
+                "owners",
+                format!("a group may have at most {MAX_OWNERS} owners"),
+            ));
+        }
+        Ok(Self(subjects))
+    }
+
+    /// The single owner of a new group.
+    pub fn one(subject: Subject) -> Self {
+        Self(vec![subject])
+    }
+
+    /// Whether `subject` is among them.
+    pub fn contains(&self, subject: &Subject) -> bool {
+        self.0.binary_search(subject).is_ok()
+    }
+
+    /// The subjects, sorted.
+    pub fn as_slice(&self) -> &[Subject] {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for Owners {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(Vec::<Subject>::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A group as the catalog holds it, with the label that governs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    /// The group's id.
+    pub id: GroupId,
+    /// Display name.
+    pub name: GroupName,
+    /// What the group is for.
+    pub description: Description,
+    /// Where mail to the group goes.
+    pub contact_address: Email,
+    /// The label, with its current policy.
+    pub label: Label,
+    /// How people get in.
+    pub join_policy: JoinPolicy,
+    /// Where the group is in its life.
+    pub state: GroupState,
+    /// Who may edit and archive it.
+    pub owners: Owners,
+    /// Milliseconds since the epoch.
+    pub created_at: i64,
+    /// Milliseconds since the epoch.
+    pub updated_at: i64,
+}
+
+impl GroupRecord {
+    /// Whether `caller` owns the group.
+    pub fn is_owner(&self, caller: &Caller) -> bool {
+        self.owners.contains(&caller.subject)
+    }
+
+    /// Whether the group's label admits identities of `kind` (the same rule joining applies).
+    pub fn admits(&self, kind: IdentityKind) -> bool {
+        domain::may_enter(kind, &self.label.name, &self.label.policy).is_ok()
+    }
+
+    /// Whether `caller` may see the group at all: owners always; others only when its label
+    /// admits their kind and it is not archived. Everyone else is told it does not exist.
+    pub fn visible_to(&self, caller: &Caller) -> bool {
+        self.is_owner(caller) || (self.admits(caller.kind) && self.state != GroupState::Archived)
+    }
+}
+
+/// A group about to be written for the first time.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    /// Fresh id.
+    pub id: GroupId,
+    /// Display name.
+    pub name: GroupName,
+    /// What it is for.
+    pub description: Description,
+    /// Chosen or derived local part.
+    pub local_part: LocalPart,
+    /// `local_part@mail-domain`.
+    pub contact_address: Email,
+    /// The label (must exist).
+    pub label: domain::LabelName,
+    /// Allowed by the label.
+    pub join_policy: JoinPolicy,
+    /// The creator, its first owner.
+    pub creator: Subject,
+}
+
+/// What an owner may change. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct GroupChanges {
+    /// New description.
+    pub description: Option<Description>,
+    /// New join policy (already checked against the label).
+    pub join_policy: Option<JoinPolicy>,
+    /// The new, complete owner list.
+    pub owners: Option<Owners>,
+}
+
+impl GroupChanges {
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.description.is_none() && self.join_policy.is_none() && self.owners.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_allow_line_breaks_and_refuse_other_control_characters_and_length() {
+        assert!(Description::parse("").is_ok());
+        assert!(Description::parse("two\nlines\tand a tab").is_ok());
+        assert!(Description::parse("bell\u{7}").is_err());
+        assert!(Description::parse("x".repeat(2000)).is_ok());
+        let err = Description::parse("x".repeat(2001)).unwrap_err().to_string();
+        assert!(err.contains("2000"), "{err}");
+    }
+
+    #[test]
+    fn owners_are_sorted_deduplicated_non_empty_and_bounded() {
+        let s = |v: &str| Subject::parse(v).unwrap();
+        let o = Owners::parse(vec![s("carol"), s("alice"), s("carol")]).unwrap();
+        assert_eq!(o.as_slice(), &[s("alice"), s("carol")]);
+        assert!(o.contains(&s("carol")) && !o.contains(&s("bob")));
+        assert!(Owners::parse(vec![]).is_err());
+        let many: Vec<Subject> = (0..51).map(|i| s(&format!("u{i}"))).collect();
+        assert!(Owners::parse(many[..50].to_vec()).is_ok());
+        assert!(Owners::parse(many).is_err());
+        let bad: Result<Owners, _> = serde_json::from_str("[]");
+        assert!(bad.is_err());
+    }
+}

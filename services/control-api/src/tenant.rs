@@ -1,0 +1,41 @@
+//! What control-api asks of the isolated tenant, behind a trait so handler and saga tests can
+//! stand in for it, while the running service (and the end-to-end tests) use the real client.
+//!
+//! control-api never asks the tenant who is in a group: only to create and remove a group's
+//! distribution group and for an owner's coarse count (INV-1, INV-4).
+
+use async_trait::async_trait;
+use domain::{CountBucket, GroupId};
+use tenant_client::{ProvisionGroup, TenantClient, TenantError};
+
+/// The tenant, as control-api uses it.
+#[async_trait]
+pub trait Tenant: Send + Sync + 'static {
+    /// Creates (or confirms) the distribution group behind `request.group_id`.
+    async fn provision_group(&self, request: &ProvisionGroup) -> Result<(), TenantError>;
+    /// Removes the distribution group and all its membership; succeeds when already gone.
+    async fn deprovision_group(&self, group: GroupId) -> Result<(), TenantError>;
+    /// The bucket of the group's member count.
+    async fn member_count(&self, group: GroupId) -> Result<CountBucket, TenantError>;
+    /// Answers when the tenant does (readiness).
+    async fn ping(&self) -> Result<(), TenantError>;
+}
+
+#[async_trait]
+impl Tenant for TenantClient {
+    async fn provision_group(&self, request: &ProvisionGroup) -> Result<(), TenantError> {
+        TenantClient::provision_group(self, request).await.map(drop)
+    }
+
+    async fn deprovision_group(&self, group: GroupId) -> Result<(), TenantError> {
+        TenantClient::deprovision_group(self, group).await
+    }
+
+    async fn member_count(&self, group: GroupId) -> Result<CountBucket, TenantError> {
+        TenantClient::member_count(self, group).await
+    }
+
+    async fn ping(&self) -> Result<(), TenantError> {
+        TenantClient::ping(self).await
+    }
+}

@@ -1,0 +1,361 @@
+//! Builds control-api around a stand-in tenant, a fresh database (SQLite, or Postgres when
+//! `HUSH_TEST_POSTGRES_URL` is set: a new database `hush_t_<random hex>` per test) and the dev
+//! issuer, whose JWKS is served on 127.0.0.1:0 exactly as an IdP's would be; then sends it
+//! requests with `tower::ServiceExt::oneshot`, or serves it on port 0.
+
+use async_trait::async_trait;
+use auth::{DevClaims, DevIssuer, ServiceSigner, ServiceVerifier, Verifier};
+use axum::body::Body;
+use control_api::{AppState, Saga, SagaSettings, Tenant};
+use domain::{CountBucket, GroupId, IdentityKind, ServiceName};
+use http::{header, HeaderMap, Method, Request, StatusCode};
+use serde_json::{json, Value};
+use service_kit::HttpArgs;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tenant_client::{ProvisionGroup, TenantError};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower::ServiceExt as _;
+
+/// The audience test tokens are minted for.
+pub const AUDIENCE: &str = "hush";
+/// The mail domain of test groups.
+pub const MAIL_DOMAIN: &str = "groups.test.example";
+
+/// A stand-in for the isolated tenant: up or down at the test's word, remembering which
+/// distribution groups exist.
+#[derive(Debug)]
+pub struct FakeTenant {
+    up: AtomicBool,
+    groups: Mutex<HashSet<GroupId>>,
+    provision_calls: Mutex<Vec<ProvisionGroup>>,
+}
+
+impl Default for FakeTenant {
+    fn default() -> Self {
+        Self {
+            up: AtomicBool::new(true),
+            groups: Mutex::new(HashSet::new()),
+            provision_calls: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl FakeTenant {
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+
+    pub fn has(&self, id: GroupId) -> bool {
+        self.groups.lock().unwrap().contains(&id)
+    }
+
+    pub fn provision_calls(&self) -> Vec<ProvisionGroup> {
+        self.provision_calls.lock().unwrap().clone()
+    }
+
+    fn check(&self) -> Result<(), TenantError> {
+        if self.up.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(TenantError::Unavailable("could not connect".into()))
+        }
+    }
+}
+
+#[async_trait]
+impl Tenant for FakeTenant {
+    async fn provision_group(&self, request: &ProvisionGroup) -> Result<(), TenantError> {
+        self.check()?;
+        self.provision_calls.lock().unwrap().push(request.clone());
+        self.groups.lock().unwrap().insert(request.group_id);
+        Ok(())
+    }
+
+    async fn deprovision_group(&self, group: GroupId) -> Result<(), TenantError> {
+        self.check()?;
+        self.groups.lock().unwrap().remove(&group);
+        Ok(())
+    }
+
+    async fn member_count(&self, group: GroupId) -> Result<CountBucket, TenantError> {
+        self.check()?;
+        if self.has(group) {
+            Ok(CountBucket::of(3))
+        } else {
+            Err(TenantError::NotFound("no such group".into()))
+        }
+    }
+
+    async fn ping(&self) -> Result<(), TenantError> {
+        self.check()
+    }
+}
+
+/// Where a test's database lives, to remove it afterwards.
+enum Cleanup {
+    Dir,
+    Database { admin_url: String, name: String },
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// A fresh database URL for one test.
+async fn fresh_database(dir: &std::path::Path) -> (String, Cleanup) {
+    let Some(admin_url) = std::env::var("HUSH_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
+        return (format!("sqlite://{}", dir.join("control.db").display()), Cleanup::Dir);
+    };
+    let name = format!("hush_t_{}", uuid::Uuid::new_v4().simple());
+    let admin = service_kit::db::connect_postgres(&admin_url, 1).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    (with_database(&admin_url, &name), Cleanup::Database { admin_url, name })
+}
+
+/// A status, headers, the body as JSON (`Null` when it is not) and as text.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// Asserts a problem+json answer with `status`, and returns its detail.
+    #[track_caller]
+    pub fn problem(&self, status: u16) -> String {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        assert_eq!(
+            self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+            "body: {}",
+            self.text
+        );
+        assert_eq!(self.body["status"], status, "body: {}", self.text);
+        assert!(
+            self.body["type"].as_str().unwrap_or("").starts_with("urn:hush:problem:"),
+            "body: {}",
+            self.text
+        );
+        self.body["detail"].as_str().unwrap_or("").to_string()
+    }
+
+    /// Asserts a success with `status`.
+    #[track_caller]
+    pub fn ok(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
+        &self.body
+    }
+}
+
+/// control-api under test.
+pub struct TestApp {
+    pub state: AppState,
+    pub tenant: Arc<FakeTenant>,
+    pub issuer: DevIssuer,
+    /// membership-api's and bulk-api's signers, both trusted by the app.
+    pub membership: ServiceSigner,
+    pub bulk: ServiceSigner,
+    jwks: tokio::task::JoinHandle<()>,
+    cleanup: Cleanup,
+    dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        service_kit::telemetry::init_for_test();
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = DevIssuer::load_or_create(&dir.path().join("issuer")).unwrap();
+        // The issuer's JWKS over real HTTP, as the verifier fetches an IdP's.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let jwks_url = format!("http://{}{}", listener.local_addr().unwrap(), auth::JWKS_PATH);
+        let jwks_router: axum::Router = issuer.router();
+        let jwks = tokio::spawn(async move {
+            let _ = axum::serve(listener, jwks_router).await;
+        });
+        let verifier = Verifier::new(issuer.jwt_args(AUDIENCE, &jwks_url)).unwrap();
+
+        let membership = ServiceSigner::generate(ServiceName::MembershipApi).unwrap();
+        let bulk = ServiceSigner::generate(ServiceName::BulkApi).unwrap();
+        let services = ServiceVerifier::new(ServiceName::ControlApi)
+            .trust(ServiceName::MembershipApi, membership.public_key_pem())
+            .unwrap()
+            .trust(ServiceName::BulkApi, bulk.public_key_pem())
+            .unwrap();
+
+        let (url, cleanup) = fresh_database(dir.path()).await;
+        let store = control_api::store::connect(&url, 4).await.unwrap();
+        store
+            .seed_labels(&domain::Label::defaults(), service_kit::db::now_ms())
+            .await
+            .unwrap();
+        let tenant = Arc::new(FakeTenant::default());
+        let state = AppState {
+            verifier,
+            services,
+            store,
+            tenant: tenant.clone(),
+            mail_domain: MAIL_DOMAIN.into(),
+            saga_wake: Arc::new(Notify::new()),
+            http: HttpArgs::default(),
+        };
+        Self {
+            state,
+            tenant,
+            issuer,
+            membership,
+            bulk,
+            jwks,
+            cleanup,
+            dir,
+        }
+    }
+
+    /// Stops the JWKS server and removes the database.
+    pub async fn stop(self) {
+        self.jwks.abort();
+        let Self { state, cleanup, dir, .. } = self;
+        drop(state);
+        if let Cleanup::Database { admin_url, name } = cleanup {
+            if let Ok(admin) = service_kit::db::connect_postgres(&admin_url, 1).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&admin)
+                    .await;
+            }
+        }
+        drop(dir);
+    }
+
+    /// A user's token.
+    pub fn token(&self, sub: &str, kind: IdentityKind, roles: &[&str]) -> String {
+        self.issuer.mint(
+            &DevClaims {
+                sub: sub.into(),
+                email: Some(format!("{sub}@corp.example")),
+                kind,
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+            },
+            AUDIENCE,
+            Duration::from_secs(600),
+        )
+    }
+
+    /// An employee's token.
+    pub fn member(&self, sub: &str) -> String {
+        self.token(sub, IdentityKind::Member, &[])
+    }
+
+    /// A guest's token.
+    pub fn guest(&self, sub: &str) -> String {
+        self.token(sub, IdentityKind::Guest, &[])
+    }
+
+    /// A label admin's token.
+    pub fn label_admin(&self) -> String {
+        self.token("lena", IdentityKind::Member, &["label-admin"])
+    }
+
+    /// Sends a request with a raw body and content type.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<(&str, String)>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some((ctype, text)) => {
+                req = req.header(header::CONTENT_TYPE, ctype);
+                Body::from(text)
+            }
+            None => Body::empty(),
+        };
+        let res = control_api::router(self.state.clone())
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    /// Sends a request, with `body` as JSON when given.
+    pub async fn send(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let body = body.map(|b| ("application/json", b.to_string()));
+        self.send_raw(method, uri, token, body).await
+    }
+
+    pub async fn get(&self, uri: &str, token: &str) -> Answer {
+        self.send(Method::GET, uri, Some(token), None).await
+    }
+
+    pub async fn post(&self, uri: &str, token: &str, body: Value) -> Answer {
+        self.send(Method::POST, uri, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, uri: &str, token: &str, body: Value) -> Answer {
+        self.send(Method::PATCH, uri, Some(token), Some(body)).await
+    }
+
+    /// Creates a group as `owner` (a token) and returns its id; it stays provisioning.
+    pub async fn create(&self, owner: &str, name: &str, label: &str, policy: &str) -> String {
+        let res = self
+            .post(
+                "/control/v1/groups",
+                owner,
+                json!({"name": name, "description": format!("About {name}"), "label": label, "join_policy": policy}),
+            )
+            .await;
+        res.ok(202);
+        res.body["id"].as_str().unwrap().to_string()
+    }
+
+    /// Runs the saga until nothing is due (what the background worker does).
+    pub async fn settle(&self) {
+        let saga = Saga::new(
+            self.state.store.clone(),
+            self.state.tenant.clone(),
+            self.state.saga_wake.clone(),
+            SagaSettings::default(),
+        );
+        while saga.step().await.unwrap() {}
+    }
+
+    /// Creates a group and lets the saga activate it.
+    pub async fn active(&self, owner: &str, name: &str, label: &str, policy: &str) -> String {
+        let id = self.create(owner, name, label, policy).await;
+        self.settle().await;
+        id
+    }
+}

@@ -1,0 +1,248 @@
+//! The service as it runs: served on port 0 with its saga beside it, health, the OpenAPI
+//! document, and `ControlClient` against the real endpoint.
+
+use crate::helpers::*;
+use control_api::client::ControlClient;
+use control_api::SagaSettings;
+use domain::{GroupId, GroupState, ServiceName};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// The app served on a loopback port with its saga; stop it with the returned sender.
+async fn serve(app: &TestApp, saga: SagaSettings) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(control_api::run_with_state(app.state.clone(), saga, listener, async move {
+        let _ = rx.await;
+    }));
+    (base, tx, handle)
+}
+
+async fn state_of(http: &reqwest::Client, base: &str, id: &str, token: &str) -> Value {
+    http.get(format!("{base}/control/v1/groups/{id}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["state"]
+        .clone()
+}
+
+#[tokio::test]
+async fn the_saga_retries_while_the_tenant_is_down_and_activates_the_group_when_it_is_back() {
+    let app = TestApp::spawn().await;
+    let quick = SagaSettings {
+        poll: Duration::from_millis(50),
+        lease: Duration::from_secs(10),
+        first_retry: Duration::from_millis(40),
+        max_retry: Duration::from_millis(200),
+    };
+    let (base, stop, handle) = serve(&app, quick).await;
+    let http = reqwest::Client::new();
+    let alice = app.member("alice");
+    app.tenant.set_up(false);
+
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "readyz reports the tenant down");
+    let created = http
+        .post(format!("{base}/control/v1/groups"))
+        .bearer_auth(&alice)
+        .json(&json!({"name": "Night Shift", "description": "", "label": "General", "join_policy": "open"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 202);
+    let id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let group_id = GroupId::parse(&id).unwrap();
+
+    // Down: the group stays provisioning while the attempts are recorded.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(state_of(&http, &base, &id, &alice).await, "provisioning");
+    let status = app.state.store.saga_status(group_id).await.unwrap().unwrap();
+    assert!(status.attempts >= 2, "retried: {status:?}");
+    assert!(status.last_error.unwrap().contains("unavailable"));
+
+    // Back: active soon after, and ready.
+    app.tenant.set_up(true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state_of(&http, &base, &id, &alice).await != "active" {
+        assert!(Instant::now() < deadline, "never became active");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(app.tenant.has(group_id));
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle).await.expect("stops promptly").unwrap().unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn new_work_wakes_the_saga_without_waiting_for_its_poll() {
+    let app = TestApp::spawn().await;
+    let lazy = SagaSettings {
+        poll: Duration::from_secs(3600),
+        ..SagaSettings::default()
+    };
+    let (base, stop, handle) = serve(&app, lazy).await;
+    let http = reqwest::Client::new();
+    let alice = app.member("alice");
+    // Let the worker drain its first round and go to sleep.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let id = http
+        .post(format!("{base}/control/v1/groups"))
+        .bearer_auth(&alice)
+        .json(&json!({"name": "Prompt", "description": "", "label": "General", "join_policy": "open"}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state_of(&http, &base, &id, &alice).await != "active" {
+        assert!(Instant::now() < deadline, "the saga was not woken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Archive wakes it too.
+    let archived = http
+        .post(format!("{base}/control/v1/groups/{id}/archive"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(archived.status().as_u16(), 202);
+    while state_of(&http, &base, &id, &alice).await != "archived" {
+        assert!(Instant::now() < deadline, "the saga was not woken for archiving");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle).await.expect("stops promptly").unwrap().unwrap();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn control_client_reads_what_the_catalog_holds() {
+    let app = TestApp::spawn().await;
+    let alice = app.member("alice");
+    let a = GroupId::parse(&app.active(&alice, "Alpha", "Highly Confidential", "invite").await).unwrap();
+    let b = GroupId::parse(&app.create(&alice, "Beta", "General", "open").await).unwrap();
+    let (base, stop, handle) = serve(&app, SagaSettings::default()).await;
+
+    let client = ControlClient::new(base.clone(), app.membership.clone()).unwrap();
+    let view = client.group(a).await.unwrap().expect("found");
+    assert_eq!(view.id, a);
+    assert_eq!(view.state, GroupState::Active);
+    assert_eq!(view.label.name.as_str(), "Highly Confidential");
+    assert_eq!(view.join_policy, domain::JoinPolicy::Invite);
+    assert_eq!(view.owners.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["alice"]);
+    assert!(view.contact_address.as_str().ends_with("@groups.test.example"));
+    assert!(client.group(GroupId::new()).await.unwrap().is_none());
+    let ids: Vec<GroupId> = (0..1200).map(|_| GroupId::new()).chain([a, b]).collect();
+    let mut found: Vec<GroupId> = client.groups(&ids).await.unwrap().into_iter().map(|g| g.id).collect();
+    found.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(found, want, "long lists are split and answered whole");
+
+    // A service control-api does not trust is refused, and says so as a non-retryable error.
+    let stranger = auth::ServiceSigner::generate(ServiceName::BulkApi).unwrap();
+    let err = ControlClient::new(base.clone(), stranger).unwrap().group(a).await.unwrap_err();
+    assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("401"), "{err}");
+
+    stop.send(()).unwrap();
+    handle.await.unwrap().unwrap();
+    app.stop().await;
+}
+
+/// Every property name anywhere in an OpenAPI document.
+fn property_names(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = map.get("properties") {
+                out.extend(props.keys().cloned());
+            }
+            map.values().for_each(|x| property_names(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| property_names(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json() {
+    let app = TestApp::spawn().await;
+    let res = app.send(http::Method::GET, "/control/v1/openapi.json", None, None).await;
+    let doc = res.ok(200);
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["service"]["scheme"], "bearer");
+
+    let paths = doc["paths"].as_object().unwrap();
+    let mut ops = Vec::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            ops.push(format!("{method} {path}"));
+            let responses = op["responses"].as_object().unwrap();
+            assert!(responses.contains_key("401"), "{method} {path} documents 401");
+            assert!(responses.contains_key("500"), "{method} {path} documents 500");
+            for (status, r) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        r["content"].get("application/problem+json").is_some(),
+                        "{method} {path} {status} is problem+json"
+                    );
+                }
+            }
+            assert!(op.get("security").is_some(), "{method} {path} names its security");
+        }
+    }
+    ops.sort();
+    assert_eq!(
+        ops,
+        [
+            "delete /control/v1/labels/{name}",
+            "get /control/v1/groups",
+            "get /control/v1/groups/{id}",
+            "get /control/v1/labels",
+            "get /control/v1/labels/{name}",
+            "patch /control/v1/groups/{id}",
+            "post /control/v1/groups",
+            "post /control/v1/groups/{id}/archive",
+            "post /control/v1/internal/groups/lookup",
+            "post /control/v1/labels",
+            "put /control/v1/labels/{name}",
+        ]
+    );
+
+    // INV-1: no member-list shape anywhere in the document.
+    let mut names = Vec::new();
+    property_names(doc, &mut names);
+    for bad in ["members", "member_list", "subjects", "emails", "recipients", "member_subjects"] {
+        assert!(!names.iter().any(|n| n == bad), "documents a '{bad}' property");
+    }
+    assert!(names.iter().any(|n| n == "member_count"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn health_answers_and_unknown_routes_are_problem_json() {
+    let app = TestApp::spawn().await;
+    app.send(http::Method::GET, "/healthz", None, None).await.ok(200);
+    app.send(http::Method::GET, "/readyz", None, None).await.ok(200);
+    app.tenant.set_up(false);
+    app.send(http::Method::GET, "/readyz", None, None).await.problem(503);
+    app.send(http::Method::GET, "/control/v1/nope", None, None).await.problem(404);
+    app.send(http::Method::DELETE, "/control/v1/groups", Some(&app.member("a")), None).await.problem(405);
+    app.stop().await;
+}

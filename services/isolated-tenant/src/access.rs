@@ -1,0 +1,277 @@
+//! Who may call what (INV-9). The tenant has no users: every request under `/tenant/v1` must
+//! carry a service token from a service it trusts, and that service must be allowed the
+//! operation. The table is [`may_call`]; handlers state their operation in their signature by
+//! taking a [`Permit`], so no handler can forget the check, and the check runs before the body
+//! is even read.
+
+use crate::error::ApiError;
+use auth::{ServiceCaller, ServiceVerifier};
+use axum::extract::{FromRef, FromRequestParts};
+use domain::ServiceName;
+use http::request::Parts;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// Everything a caller can ask of the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Check that the token is accepted ("which service am I to the tenant?").
+    Ping,
+    /// Create or confirm a distribution group.
+    ProvisionGroup,
+    /// Remove a distribution group and its membership.
+    DeprovisionGroup,
+    /// Add one person to a group.
+    AddMember,
+    /// Remove one person from a group.
+    RemoveMember,
+    /// Ask whether one person is in a group.
+    CheckMember,
+    /// List the groups one person is in.
+    GroupsOf,
+    /// A group's member count, as a bucket.
+    MemberCount,
+    /// The API's OpenAPI document.
+    ReadApiDoc,
+}
+
+impl Operation {
+    /// Every operation, in a stable order.
+    pub const ALL: [Operation; 9] = [
+        Self::Ping,
+        Self::ProvisionGroup,
+        Self::DeprovisionGroup,
+        Self::AddMember,
+        Self::RemoveMember,
+        Self::CheckMember,
+        Self::GroupsOf,
+        Self::MemberCount,
+        Self::ReadApiDoc,
+    ];
+
+    /// The operation's name in refusals and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::ProvisionGroup => "provision-group",
+            Self::DeprovisionGroup => "deprovision-group",
+            Self::AddMember => "add-member",
+            Self::RemoveMember => "remove-member",
+            Self::CheckMember => "check-member",
+            Self::GroupsOf => "groups-of",
+            Self::MemberCount => "member-count",
+            Self::ReadApiDoc => "read-api-doc",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether `service` may perform `op`. Least privilege, one line per service:
+///
+/// - control-api owns the catalog: it provisions and deprovisions groups and shows owners a
+///   count bucket (INV-4). It never touches a person's membership.
+/// - membership-api acts for one person at a time: add, remove, "am I a member", "my groups"
+///   (INV-2).
+/// - bulk-api: nothing yet beyond ping. When jobs are applied it will get add and remove, never
+///   a question about who is a member, so its reports cannot say "already a member" per person
+///   (INV-3).
+/// - the tenant itself is not a caller; nothing it does goes through its API.
+///
+/// Every trusted service may ping and read the API document.
+pub fn may_call(service: ServiceName, op: Operation) -> bool {
+    use Operation as O;
+    use ServiceName as S;
+    match service {
+        S::ControlApi => matches!(
+            op,
+            O::Ping | O::ReadApiDoc | O::ProvisionGroup | O::DeprovisionGroup | O::MemberCount
+        ),
+        S::MembershipApi => matches!(
+            op,
+            O::Ping | O::ReadApiDoc | O::AddMember | O::RemoveMember | O::CheckMember | O::GroupsOf
+        ),
+        S::BulkApi => matches!(op, O::Ping | O::ReadApiDoc),
+        S::IsolatedTenant => false,
+    }
+}
+
+/// An operation named at the type level, so a handler's signature says what it does.
+pub trait Op: Send + Sync + 'static {
+    /// The operation.
+    const OP: Operation;
+}
+
+/// Marker types for [`Permit`], one per [`Operation`].
+pub mod op {
+    use super::{Op, Operation};
+
+    macro_rules! ops {
+        ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+            $(
+                $(#[$doc])*
+                #[derive(Debug, Clone, Copy)]
+                pub struct $name;
+                impl Op for $name {
+                    const OP: Operation = Operation::$name;
+                }
+            )*
+        };
+    }
+
+    ops!(
+        /// See [`Operation::Ping`].
+        Ping,
+        /// See [`Operation::ProvisionGroup`].
+        ProvisionGroup,
+        /// See [`Operation::DeprovisionGroup`].
+        DeprovisionGroup,
+        /// See [`Operation::AddMember`].
+        AddMember,
+        /// See [`Operation::RemoveMember`].
+        RemoveMember,
+        /// See [`Operation::CheckMember`].
+        CheckMember,
+        /// See [`Operation::GroupsOf`].
+        GroupsOf,
+        /// See [`Operation::MemberCount`].
+        MemberCount,
+        /// See [`Operation::ReadApiDoc`].
+        ReadApiDoc,
+    );
+}
+
+/// Proof that the request carries a valid service token from a service allowed to perform
+/// `O`. Rejects with 401 (no or bad token) or 403 (a service not allowed this operation).
+#[derive(Debug, Clone)]
+pub struct Permit<O: Op> {
+    /// The authenticated service.
+    pub caller: ServiceCaller,
+    _op: PhantomData<O>,
+}
+
+impl<S, O> FromRequestParts<S> for Permit<O>
+where
+    ServiceVerifier: FromRef<S>,
+    S: Send + Sync,
+    O: Op,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = ServiceCaller::from_request_parts(parts, state).await?;
+        if !may_call(caller.service, O::OP) {
+            return Err(ApiError::Forbidden {
+                service: caller.service,
+                op: O::OP,
+            });
+        }
+        Ok(Self {
+            caller,
+            _op: PhantomData,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole table, written out: a change to [`may_call`] must change this test too.
+    #[test]
+    fn may_call_matches_the_table_for_every_service_and_operation() {
+        use Operation as O;
+        let expected = |s: ServiceName| -> &'static [Operation] {
+            match s {
+                ServiceName::ControlApi => &[
+                    O::Ping,
+                    O::ReadApiDoc,
+                    O::ProvisionGroup,
+                    O::DeprovisionGroup,
+                    O::MemberCount,
+                ],
+                ServiceName::MembershipApi => &[
+                    O::Ping,
+                    O::ReadApiDoc,
+                    O::AddMember,
+                    O::RemoveMember,
+                    O::CheckMember,
+                    O::GroupsOf,
+                ],
+                ServiceName::BulkApi => &[O::Ping, O::ReadApiDoc],
+                ServiceName::IsolatedTenant => &[],
+            }
+        };
+        for service in ServiceName::ALL {
+            for op in Operation::ALL {
+                assert_eq!(
+                    may_call(service, op),
+                    expected(service).contains(&op),
+                    "{service} / {op}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_membership_api_touches_a_person() {
+        for service in ServiceName::ALL {
+            for op in [
+                Operation::AddMember,
+                Operation::RemoveMember,
+                Operation::CheckMember,
+                Operation::GroupsOf,
+            ] {
+                assert_eq!(
+                    may_call(service, op),
+                    service == ServiceName::MembershipApi,
+                    "{service} / {op}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_control_api_manages_groups_and_sees_counts() {
+        for service in ServiceName::ALL {
+            for op in [
+                Operation::ProvisionGroup,
+                Operation::DeprovisionGroup,
+                Operation::MemberCount,
+            ] {
+                assert_eq!(
+                    may_call(service, op),
+                    service == ServiceName::ControlApi,
+                    "{service} / {op}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_caller_may_ping_and_the_tenant_itself_may_do_nothing() {
+        for service in [
+            ServiceName::ControlApi,
+            ServiceName::MembershipApi,
+            ServiceName::BulkApi,
+        ] {
+            assert!(may_call(service, Operation::Ping) && may_call(service, Operation::ReadApiDoc));
+        }
+        assert!(Operation::ALL
+            .iter()
+            .all(|op| !may_call(ServiceName::IsolatedTenant, *op)));
+    }
+
+    #[test]
+    fn markers_name_their_operations() {
+        assert_eq!(<op::AddMember as Op>::OP, Operation::AddMember);
+        assert_eq!(<op::ReadApiDoc as Op>::OP, Operation::ReadApiDoc);
+        let names: std::collections::HashSet<_> =
+            Operation::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names.len(), Operation::ALL.len());
+    }
+}

@@ -1,0 +1,102 @@
+//! Distribution groups: provisioning and deprovisioning (control-api's saga steps when a group
+//! is created or archived) and the coarse member count owners see (INV-4).
+
+use crate::access::{op, Permit};
+use crate::error::ApiError;
+use crate::extract::GroupPath;
+use crate::AppState;
+use axum::extract::State;
+use http::StatusCode;
+use service_kit::{AppJson, Problem};
+use tenant_client::{DistributionGroup, MemberCount, ProvisionGroup};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// The group routes, documented.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(provision))
+        .routes(routes!(deprovision))
+        .routes(routes!(member_count))
+}
+
+/// Creates the distribution group, or confirms it.
+///
+/// Idempotent, so a saga may retry it: the same request again answers 200 with the same group;
+/// a new display name renames it. Allowed to control-api.
+#[utoipa::path(
+    post,
+    path = "/tenant/v1/groups",
+    tag = "groups",
+    request_body = ProvisionGroup,
+    responses(
+        (status = 200, description = "The group is provisioned with this address and display name (created now, or already there).", body = DistributionGroup),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The calling service may not provision groups.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`address-taken`: another group has this address; or `address-mismatch`: the group exists with another address.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (the group id is not a UUID, the address is not an address, …).", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn provision(
+    _: Permit<op::ProvisionGroup>,
+    State(state): State<AppState>,
+    AppJson(request): AppJson<ProvisionGroup>,
+) -> Result<AppJson<DistributionGroup>, ApiError> {
+    let provisioned = state.store.provision_group(&request).await?;
+    Ok(AppJson(provisioned.group))
+}
+
+/// Removes the distribution group and all of its membership.
+///
+/// Every member's sealed list loses the group in the same transaction. Idempotent: a group
+/// that is not there answers 204 too. Allowed to control-api.
+#[utoipa::path(
+    delete,
+    path = "/tenant/v1/groups/{group_id}",
+    tag = "groups",
+    params(("group_id" = String, Path, format = Uuid, description = "The catalog's id of the group.")),
+    responses(
+        (status = 204, description = "The group is gone (or was never there)."),
+        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The calling service may not deprovision groups.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn deprovision(
+    _: Permit<op::DeprovisionGroup>,
+    State(state): State<AppState>,
+    GroupPath(id): GroupPath,
+) -> Result<StatusCode, ApiError> {
+    state.store.deprovision_group(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The group's member count, as a bucket (INV-4).
+///
+/// Never a number and never a list. Allowed to control-api, which shows it to owners.
+#[utoipa::path(
+    get,
+    path = "/tenant/v1/groups/{group_id}/count",
+    tag = "groups",
+    params(("group_id" = String, Path, format = Uuid, description = "The catalog's id of the group.")),
+    responses(
+        (status = 200, description = "The bucket the member count falls in.", body = MemberCount),
+        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The calling service may not read counts.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No distribution group with this id is provisioned.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn member_count(
+    _: Permit<op::MemberCount>,
+    State(state): State<AppState>,
+    GroupPath(id): GroupPath,
+) -> Result<AppJson<MemberCount>, ApiError> {
+    let bucket = state.store.member_count(id).await?;
+    Ok(AppJson(MemberCount { bucket }))
+}

@@ -1,0 +1,581 @@
+//! The tenant's keys and everything it does with them (INV-5).
+//!
+//! An operator configures one or more *master keys* (`kid:base64`, the first one active). From
+//! each master key three subkeys are derived with HMAC-SHA256, one per purpose, so that no key
+//! is ever used for two things:
+//!
+//! - `subject-tag`: the keyed hash of a subject that finds an identity without storing the
+//!   subject in clear;
+//! - `member-tag`: the keyed hash of (group, identity) that finds a membership row without
+//!   saying whose it is, and differs between groups for the same person;
+//! - `seal`: the XChaCha20-Poly1305 key that seals profiles, group lists and the identity id
+//!   inside a membership row.
+//!
+//! Every sealed value is `nonce (24 random bytes) || ciphertext`, and its associated data names
+//! the purpose and the row it belongs to, so a value copied into another row (or another
+//! column) does not open. Plaintexts are padded so a ciphertext's length says nothing useful:
+//! a profile to a multiple of [`PROFILE_BLOCK`] bytes, a group list to a multiple of
+//! [`LIST_BLOCK`] entries.
+//!
+//! Writes always use the active key; reads try every configured key, so keys can be rotated by
+//! putting a new one first and keeping the old ones until every row has been rewritten.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use domain::{Email, GroupId, IdentityKind, Subject};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::fmt;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+/// Length of a master key, in bytes.
+pub const KEY_LEN: usize = 32;
+/// Length of the random nonce in front of every sealed value.
+const NONCE_LEN: usize = 24;
+/// A group list is padded to a multiple of this many entries (at least one block), so the
+/// ciphertext's length hides how many groups someone is in.
+pub const LIST_BLOCK: usize = 16;
+/// A profile's plaintext is padded to a multiple of this many bytes, so the ciphertext's length
+/// hides the length of the subject and the address.
+pub const PROFILE_BLOCK: usize = 256;
+/// Longest accepted key id.
+const MAX_KID_LEN: usize = 32;
+/// Domain separation for everything derived or sealed here.
+const DOMAIN: &[u8] = b"hush-tenant/v1/";
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Why the configured keys were refused. Never holds key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyConfigError {
+    /// No key at all.
+    #[error("no seal key is configured; expected kid:base64-32-bytes[,kid2:…]")]
+    Empty,
+    /// An entry is not `kid:base64`.
+    #[error("seal key #{0} is not of the form kid:base64-32-bytes")]
+    Malformed(usize),
+    /// A key id has characters other than letters, digits, `-`, `_`, or is too long.
+    #[error("seal key #{0} has an invalid id: use 1 to 32 letters, digits, '-' or '_'")]
+    BadKid(usize),
+    /// The key is not base64 of exactly 32 bytes.
+    #[error("seal key #{0} is not base64 of exactly 32 bytes")]
+    BadKey(usize),
+    /// Two keys share an id.
+    #[error("seal key id '{0}' is configured twice")]
+    DuplicateKid(String),
+}
+
+/// A sealed value did not open: the wrong key, or a value that was altered or moved to another
+/// row. Either way the database is not what this tenant wrote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealError {
+    /// The row names a key id that is not configured.
+    #[error("a row is sealed with key '{0}', which is not configured")]
+    UnknownKey(String),
+    /// Authentication failed or the plaintext is malformed.
+    #[error("a sealed {0} does not open or is malformed")]
+    Corrupt(&'static str),
+}
+
+/// What a sealed value is for; part of its associated data.
+#[derive(Debug, Clone, Copy)]
+enum Purpose {
+    Profile,
+    GroupList,
+    Membership,
+}
+
+impl Purpose {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Profile => "identity-profile",
+            Self::GroupList => "identity-groups",
+            Self::Membership => "membership-identity",
+        }
+    }
+}
+
+/// One master key, as the subkeys derived from it.
+pub struct SealKey {
+    id: String,
+    subject_tag: Zeroizing<[u8; 32]>,
+    member_tag: Zeroizing<[u8; 32]>,
+    seal: Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for SealKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+impl SealKey {
+    fn derive(id: String, master: &[u8; KEY_LEN]) -> Self {
+        let sub = |purpose: &[u8]| Zeroizing::new(hmac(master, &[DOMAIN, b"subkey/", purpose]));
+        Self {
+            id,
+            subject_tag: sub(b"subject-tag"),
+            member_tag: sub(b"member-tag"),
+            seal: sub(b"seal"),
+        }
+    }
+
+    /// The key's id, stored beside every value it sealed.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The keyed hash that finds `subject`'s identity.
+    pub fn subject_tag(&self, subject: &Subject) -> Vec<u8> {
+        hmac(self.subject_tag.as_ref(), &[subject.as_str().as_bytes()]).to_vec()
+    }
+
+    /// The keyed hash that finds the membership of `identity` in `group`.
+    pub fn member_tag(&self, group: GroupId, identity: Uuid) -> Vec<u8> {
+        hmac(
+            self.member_tag.as_ref(),
+            &[group.as_uuid().as_bytes(), identity.as_bytes()],
+        )
+        .to_vec()
+    }
+
+    fn aad(purpose: Purpose, context: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(DOMAIN.len() + 32 + context.len());
+        aad.extend_from_slice(DOMAIN);
+        aad.extend_from_slice(purpose.name().as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(context);
+        aad
+    }
+
+    fn seal(&self, purpose: Purpose, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let cipher = XChaCha20Poly1305::new(self.seal.as_ref().into());
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let aad = Self::aad(purpose, context);
+        let ciphertext = cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("XChaCha20-Poly1305 seals any plaintext that fits in memory");
+        let mut out = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    fn open(
+        &self,
+        purpose: Purpose,
+        context: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let corrupt = || SealError::Corrupt(purpose.name());
+        if sealed.len() < NONCE_LEN {
+            return Err(corrupt());
+        }
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+        let cipher = XChaCha20Poly1305::new(self.seal.as_ref().into());
+        let aad = Self::aad(purpose, context);
+        cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| corrupt())
+    }
+
+    /// Seals an identity's profile, bound to the identity's id.
+    pub fn seal_profile(&self, identity: Uuid, profile: &Profile) -> Vec<u8> {
+        let json = Zeroizing::new(serde_json::to_vec(profile).expect("a profile serialises"));
+        let len = u16::try_from(json.len()).expect("a profile is far below 64 KiB");
+        let padded_len = (2 + json.len()).div_ceil(PROFILE_BLOCK) * PROFILE_BLOCK;
+        let mut plain = Zeroizing::new(Vec::with_capacity(padded_len));
+        plain.extend_from_slice(&len.to_be_bytes());
+        plain.extend_from_slice(&json);
+        plain.resize(padded_len, 0);
+        self.seal(Purpose::Profile, identity.as_bytes(), &plain)
+    }
+
+    /// Opens a profile sealed by [`Self::seal_profile`] for the same identity.
+    pub fn open_profile(&self, identity: Uuid, sealed: &[u8]) -> Result<Profile, SealError> {
+        let corrupt = || SealError::Corrupt(Purpose::Profile.name());
+        let plain = self.open(Purpose::Profile, identity.as_bytes(), sealed)?;
+        let (len, rest) = plain.split_first_chunk::<2>().ok_or_else(corrupt)?;
+        let json = rest
+            .get(..usize::from(u16::from_be_bytes(*len)))
+            .ok_or_else(corrupt)?;
+        serde_json::from_slice(json).map_err(|_| corrupt())
+    }
+
+    /// Seals the list of groups an identity is in, bound to the identity's id, padded to a
+    /// multiple of [`LIST_BLOCK`] entries.
+    pub fn seal_group_list(&self, identity: Uuid, groups: &[GroupId]) -> Vec<u8> {
+        let slots = groups.len().div_ceil(LIST_BLOCK).max(1) * LIST_BLOCK;
+        let count = u32::try_from(groups.len()).expect("fewer than 4 billion groups");
+        let mut plain = Zeroizing::new(Vec::with_capacity(4 + slots * 16));
+        plain.extend_from_slice(&count.to_be_bytes());
+        for g in groups {
+            plain.extend_from_slice(g.as_uuid().as_bytes());
+        }
+        plain.resize(4 + slots * 16, 0);
+        self.seal(Purpose::GroupList, identity.as_bytes(), &plain)
+    }
+
+    /// Opens a list sealed by [`Self::seal_group_list`] for the same identity.
+    pub fn open_group_list(
+        &self,
+        identity: Uuid,
+        sealed: &[u8],
+    ) -> Result<Vec<GroupId>, SealError> {
+        let corrupt = || SealError::Corrupt(Purpose::GroupList.name());
+        let plain = self.open(Purpose::GroupList, identity.as_bytes(), sealed)?;
+        let (count, entries) = plain.split_first_chunk::<4>().ok_or_else(corrupt)?;
+        let count = usize::try_from(u32::from_be_bytes(*count)).map_err(|_| corrupt())?;
+        if entries.len() % (LIST_BLOCK * 16) != 0 || count * 16 > entries.len() {
+            return Err(corrupt());
+        }
+        Ok(entries[..count * 16]
+            .chunks_exact(16)
+            .map(|c| GroupId::from(Uuid::from_bytes(c.try_into().expect("16-byte chunk"))))
+            .collect())
+    }
+
+    /// Seals the identity id of a membership row, bound to the row's group.
+    pub fn seal_member(&self, group: GroupId, identity: Uuid) -> Vec<u8> {
+        self.seal(
+            Purpose::Membership,
+            group.as_uuid().as_bytes(),
+            identity.as_bytes(),
+        )
+    }
+
+    /// Opens the identity id of a membership row of `group`.
+    pub fn open_member(&self, group: GroupId, sealed: &[u8]) -> Result<Uuid, SealError> {
+        let plain = self.open(Purpose::Membership, group.as_uuid().as_bytes(), sealed)?;
+        let bytes: [u8; 16] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| SealError::Corrupt(Purpose::Membership.name()))?;
+        Ok(Uuid::from_bytes(bytes))
+    }
+}
+
+/// Who an identity is, as only the tenant (holding the keys) can read it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    /// The IdP's subject.
+    pub subject: Subject,
+    /// Where the groups' mail goes, when known.
+    pub email: Option<Email>,
+    /// Member, guest or agent.
+    pub kind: IdentityKind,
+}
+
+/// INV-6: a profile never reaches a log line, not even by `{:?}`.
+impl fmt::Debug for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Profile")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The configured master keys, the first one active. Cheap to share behind an `Arc`.
+pub struct SealKeys {
+    keys: Vec<SealKey>,
+}
+
+impl fmt::Debug for SealKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.keys.iter().map(SealKey::id))
+            .finish()
+    }
+}
+
+impl SealKeys {
+    /// Parses `kid:base64[,kid2:base64…]` (commas or line breaks between entries; blank lines
+    /// and lines starting with `#` are ignored). The first key is the active one.
+    pub fn parse(text: &str) -> Result<Self, KeyConfigError> {
+        let entries = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with('#'))
+            .flat_map(|l| l.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        let mut keys: Vec<SealKey> = Vec::new();
+        for (i, entry) in entries.enumerate() {
+            let n = i + 1;
+            let (kid, b64) = entry.split_once(':').ok_or(KeyConfigError::Malformed(n))?;
+            let kid = kid.trim();
+            if kid.is_empty()
+                || kid.len() > MAX_KID_LEN
+                || !kid
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(KeyConfigError::BadKid(n));
+            }
+            let bytes = Zeroizing::new(
+                STANDARD
+                    .decode(b64.trim())
+                    .map_err(|_| KeyConfigError::BadKey(n))?,
+            );
+            let master: Zeroizing<[u8; KEY_LEN]> = Zeroizing::new(
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| KeyConfigError::BadKey(n))?,
+            );
+            if keys.iter().any(|k| k.id == kid) {
+                return Err(KeyConfigError::DuplicateKid(kid.to_string()));
+            }
+            keys.push(SealKey::derive(kid.to_string(), &master));
+        }
+        if keys.is_empty() {
+            return Err(KeyConfigError::Empty);
+        }
+        Ok(Self { keys })
+    }
+
+    /// A fresh random key in the configuration format, `k<8 hex>:<base64>`.
+    pub fn generate_text() -> Zeroizing<String> {
+        let mut master = Zeroizing::new([0u8; KEY_LEN]);
+        rand::thread_rng().fill_bytes(master.as_mut());
+        let mut kid = [0u8; 4];
+        rand::thread_rng().fill_bytes(&mut kid);
+        let kid: String = kid.iter().map(|b| format!("{b:02x}")).collect();
+        Zeroizing::new(format!("k{kid}:{}", STANDARD.encode(master.as_ref())))
+    }
+
+    /// The key every write uses.
+    pub fn active(&self) -> &SealKey {
+        &self.keys[0]
+    }
+
+    /// Every configured key, the active one first: reads try them in this order.
+    pub fn all(&self) -> &[SealKey] {
+        &self.keys
+    }
+
+    /// The configured keys other than the active one.
+    pub fn retired(&self) -> &[SealKey] {
+        &self.keys[1..]
+    }
+
+    /// The key with id `kid`, as stored beside a sealed value.
+    pub fn get(&self, kid: &str) -> Result<&SealKey, SealError> {
+        self.keys
+            .iter()
+            .find(|k| k.id == kid)
+            .ok_or_else(|| SealError::UnknownKey(kid.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(text: &str) -> SealKeys {
+        SealKeys::parse(text).unwrap()
+    }
+
+    fn one() -> SealKeys {
+        keys(&SealKeys::generate_text())
+    }
+
+    fn profile() -> Profile {
+        Profile {
+            subject: Subject::parse("alice").unwrap(),
+            email: Some(Email::parse("alice@corp.example").unwrap()),
+            kind: IdentityKind::Member,
+        }
+    }
+
+    #[test]
+    fn key_text_parses_with_commas_or_lines_and_the_first_is_active() {
+        let a = SealKeys::generate_text();
+        let b = SealKeys::generate_text();
+        let ring = keys(&format!("{},{}", a.as_str(), b.as_str()));
+        assert_eq!(ring.all().len(), 2);
+        assert_eq!(ring.active().id(), a.split(':').next().unwrap());
+        let ring = keys(&format!("# rotated\n{}\n\n{}\n", b.as_str(), a.as_str()));
+        assert_eq!(ring.active().id(), b.split(':').next().unwrap());
+        assert_eq!(ring.retired().len(), 1);
+    }
+
+    #[test]
+    fn bad_key_text_is_refused_without_echoing_key_material() {
+        let k32 = STANDARD.encode([7u8; 32]);
+        let k31 = STANDARD.encode([7u8; 31]);
+        assert_eq!(SealKeys::parse("").unwrap_err(), KeyConfigError::Empty);
+        assert_eq!(
+            SealKeys::parse("nocolon").unwrap_err(),
+            KeyConfigError::Malformed(1)
+        );
+        assert_eq!(
+            SealKeys::parse(&format!("a b:{k32}")).unwrap_err(),
+            KeyConfigError::BadKid(1)
+        );
+        assert_eq!(
+            SealKeys::parse(&format!("a:{k31}")).unwrap_err(),
+            KeyConfigError::BadKey(1)
+        );
+        assert_eq!(
+            SealKeys::parse("a:!!!").unwrap_err(),
+            KeyConfigError::BadKey(1)
+        );
+        assert_eq!(
+            SealKeys::parse(&format!("a:{k32},a:{k32}")).unwrap_err(),
+            KeyConfigError::DuplicateKid("a".into())
+        );
+        let err = SealKeys::parse(&format!("a:{k31}"))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains(&k31));
+        assert!(!format!("{:?}", keys(&format!("a:{k32}"))).contains(&k32));
+    }
+
+    #[test]
+    fn subkeys_differ_per_purpose_and_tags_per_key() {
+        let k = SealKey::derive("a".into(), &[1u8; 32]);
+        assert_ne!(*k.subject_tag, *k.member_tag);
+        assert_ne!(*k.member_tag, *k.seal);
+        let other = SealKey::derive("b".into(), &[2u8; 32]);
+        let s = Subject::parse("alice").unwrap();
+        assert_ne!(k.subject_tag(&s), other.subject_tag(&s));
+        assert_eq!(k.subject_tag(&s), k.subject_tag(&s));
+    }
+
+    #[test]
+    fn member_tags_differ_between_groups_for_the_same_identity() {
+        let k = one();
+        let id = Uuid::new_v4();
+        let (g1, g2) = (GroupId::new(), GroupId::new());
+        assert_ne!(k.active().member_tag(g1, id), k.active().member_tag(g2, id));
+    }
+
+    #[test]
+    fn profiles_round_trip_and_are_bound_to_their_identity() {
+        let k = one();
+        let id = Uuid::new_v4();
+        let sealed = k.active().seal_profile(id, &profile());
+        assert_eq!(k.active().open_profile(id, &sealed).unwrap(), profile());
+        assert!(k.active().open_profile(Uuid::new_v4(), &sealed).is_err());
+        assert!(
+            k.active().open_group_list(id, &sealed).is_err(),
+            "purpose is bound"
+        );
+        assert_eq!((sealed.len() - NONCE_LEN - 16) % PROFILE_BLOCK, 0);
+    }
+
+    #[test]
+    fn profiles_of_different_lengths_seal_to_the_same_length() {
+        let k = one();
+        let mut long = profile();
+        long.subject = Subject::parse("s".repeat(100)).unwrap();
+        long.email = Some(Email::parse(format!("{}@corp.example", "e".repeat(60))).unwrap());
+        let short = Profile {
+            email: None,
+            ..profile()
+        };
+        let id = Uuid::new_v4();
+        assert_eq!(
+            k.active().seal_profile(id, &long).len(),
+            k.active().seal_profile(id, &short).len()
+        );
+    }
+
+    #[test]
+    fn group_lists_round_trip_and_their_length_moves_in_blocks_of_sixteen() {
+        let k = one();
+        let id = Uuid::new_v4();
+        let lens: Vec<usize> = [0, 1, 15, 16, 17, 32, 33]
+            .iter()
+            .map(|&n| {
+                let groups: Vec<GroupId> = (0..n).map(|_| GroupId::new()).collect();
+                let sealed = k.active().seal_group_list(id, &groups);
+                assert_eq!(k.active().open_group_list(id, &sealed).unwrap(), groups);
+                sealed.len()
+            })
+            .collect();
+        assert!(
+            lens[..4].iter().all(|&l| l == lens[0]),
+            "0..=16 entries look alike"
+        );
+        assert!(lens[4] > lens[3] && lens[4] == lens[5]);
+        assert!(lens[6] > lens[5]);
+    }
+
+    #[test]
+    fn membership_seals_are_bound_to_their_group_and_fresh_each_time() {
+        let k = one();
+        let (g, id) = (GroupId::new(), Uuid::new_v4());
+        let a = k.active().seal_member(g, id);
+        let b = k.active().seal_member(g, id);
+        assert_ne!(a, b, "a fresh nonce every time");
+        assert_eq!(k.active().open_member(g, &a).unwrap(), id);
+        assert!(k.active().open_member(GroupId::new(), &a).is_err());
+        let mut tampered = a.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(k.active().open_member(g, &tampered).is_err());
+    }
+
+    #[test]
+    fn values_sealed_with_a_retired_key_still_open_by_its_id() {
+        let old = SealKeys::generate_text();
+        let ring_before = keys(&old);
+        let (g, id) = (GroupId::new(), Uuid::new_v4());
+        let sealed = ring_before.active().seal_member(g, id);
+        let kid = ring_before.active().id().to_string();
+        let ring_after = keys(&format!(
+            "{},{}",
+            SealKeys::generate_text().as_str(),
+            old.as_str()
+        ));
+        assert_ne!(ring_after.active().id(), kid);
+        assert_eq!(
+            ring_after
+                .get(&kid)
+                .unwrap()
+                .open_member(g, &sealed)
+                .unwrap(),
+            id
+        );
+        assert!(matches!(
+            ring_after.get("nope"),
+            Err(SealError::UnknownKey(_))
+        ));
+    }
+
+    #[test]
+    fn profile_debug_shows_neither_subject_nor_email() {
+        let d = format!("{:?}", profile());
+        assert!(!d.contains("alice"));
+    }
+}

@@ -1,0 +1,736 @@
+//! The real router over a real SQLite store, driven with `oneshot`: who gets in (INV-9), what
+//! each service may do, and that writes answer alike whether or not someone was a member
+//! (INV-3).
+
+use super::*;
+use auth::ServiceSigner;
+use axum::body::{to_bytes, Body, Bytes};
+use domain::{GroupId, ServiceName};
+use http::{header, HeaderMap, Method, Request, StatusCode};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use p256::pkcs8::{EncodePrivateKey, LineEnding};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use tower::ServiceExt as _;
+use uuid::Uuid;
+
+/// A router with its own SQLite file and one key pair per public service.
+struct TestApp {
+    router: Router,
+    /// Each service's private key (PKCS#8 PEM), to forge tokens the signer would never make.
+    private: HashMap<ServiceName, String>,
+    signers: HashMap<ServiceName, ServiceSigner>,
+    _dir: tempfile::TempDir,
+}
+
+fn p256_pem() -> String {
+    p256::SecretKey::random(&mut rand::rngs::OsRng)
+        .to_pkcs8_pem(LineEnding::LF)
+        .unwrap()
+        .to_string()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// An ES256 token with exactly these claims, signed with `pem`.
+fn forge(pem: &str, claims: &Value) -> String {
+    let key = EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&Header::new(Algorithm::ES256), claims, &key).unwrap()
+}
+
+fn service_claims(iss: &str, aud: &str, iat: u64, exp: u64) -> Value {
+    json!({ "iss": iss, "sub": iss, "aud": aud, "iat": iat, "exp": exp, "jti": Uuid::new_v4().to_string() })
+}
+
+impl TestApp {
+    async fn new() -> Self {
+        service_kit::telemetry::init_for_test();
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Arc::new(SealKeys::parse(&SealKeys::generate_text()).unwrap());
+        let url = format!("sqlite://{}", dir.path().join("tenant.db").display());
+        let store = store::connect(&url, 4, keys).await.unwrap();
+        let mut verifier = ServiceVerifier::new(ServiceName::IsolatedTenant);
+        let (mut private, mut signers) = (HashMap::new(), HashMap::new());
+        for s in [
+            ServiceName::ControlApi,
+            ServiceName::MembershipApi,
+            ServiceName::BulkApi,
+        ] {
+            let pem = p256_pem();
+            let signer = ServiceSigner::from_pem(s, &pem).unwrap();
+            verifier = verifier.trust(s, signer.public_key_pem()).unwrap();
+            private.insert(s, pem);
+            signers.insert(s, signer);
+        }
+        let router = router(AppState {
+            verifier,
+            store,
+            http: HttpArgs::default(),
+        });
+        Self {
+            router,
+            private,
+            signers,
+            _dir: dir,
+        }
+    }
+
+    /// A fresh, valid token of `service` for the tenant.
+    fn token(&self, service: ServiceName) -> String {
+        self.signers[&service].mint(ServiceName::IsolatedTenant)
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let mut headers = res.headers().clone();
+        // The one header that differs on every answer by design.
+        headers.remove(service_kit::http::REQUEST_ID);
+        let body = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Calls as `service` with a fresh token.
+    async fn as_service(
+        &self,
+        service: ServiceName,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let token = self.token(service);
+        self.call(method, path, Some(&token), body).await
+    }
+
+    async fn provision(&self, local: &str) -> GroupId {
+        let id = GroupId::new();
+        let res = self
+            .as_service(
+                ServiceName::ControlApi,
+                Method::POST,
+                "/tenant/v1/groups",
+                Some(json!({ "group_id": id, "address": format!("{local}@groups.test.example"), "display_name": local })),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        id
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| panic!("not JSON: {}", self.text()))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn is_problem(&self, status: StatusCode, slug: &str) {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.headers[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        assert_eq!(
+            self.json()["type"],
+            format!("urn:hush:problem:{slug}"),
+            "{}",
+            self.text()
+        );
+    }
+}
+
+const M: ServiceName = ServiceName::MembershipApi;
+
+fn alice() -> Value {
+    json!({ "subject": "alice", "email": "alice@corp.example", "kind": "member" })
+}
+
+fn members_path(g: GroupId) -> String {
+    format!("/tenant/v1/groups/{g}/members")
+}
+
+// ---- INV-9: no service token, no entry ----
+
+#[tokio::test]
+async fn a_request_without_a_token_is_401_with_a_bearer_challenge_inv_9() {
+    let app = TestApp::new().await;
+    let res = app.call(Method::GET, "/tenant/v1/ping", None, None).await;
+    res.is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(res.headers[header::WWW_AUTHENTICATE], "Bearer");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_401() {
+    let app = TestApp::new().await;
+    let t = now() - 3_600;
+    let token = forge(
+        &app.private[&M],
+        &service_claims("membership-api", "isolated-tenant", t - 60, t),
+    );
+    let res = app
+        .call(Method::GET, "/tenant/v1/ping", Some(&token), None)
+        .await;
+    res.is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(res.json()["detail"], "the token has expired");
+}
+
+#[tokio::test]
+async fn a_token_for_another_audience_is_401() {
+    let app = TestApp::new().await;
+    let token = app.signers[&M].mint(ServiceName::ControlApi);
+    let res = app
+        .call(Method::GET, "/tenant/v1/ping", Some(&token), None)
+        .await;
+    res.is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_eq!(
+        res.json()["detail"],
+        "the token is not meant for this service"
+    );
+}
+
+#[tokio::test]
+async fn a_token_signed_with_another_key_is_401() {
+    let app = TestApp::new().await;
+    let now = now();
+    // Claims to be membership-api, signed by a key the tenant does not trust for it.
+    let stranger = forge(
+        &p256_pem(),
+        &service_claims("membership-api", "isolated-tenant", now, now + 60),
+    );
+    app.call(Method::GET, "/tenant/v1/ping", Some(&stranger), None)
+        .await
+        .is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    // And bulk-api's key cannot speak for membership-api.
+    let borrowed = forge(
+        &app.private[&ServiceName::BulkApi],
+        &service_claims("membership-api", "isolated-tenant", now, now + 60),
+    );
+    app.call(Method::GET, "/tenant/v1/ping", Some(&borrowed), None)
+        .await
+        .is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_user_token_is_401_whoever_signed_it_inv_9() {
+    let app = TestApp::new().await;
+    let now = now();
+    let user = json!({
+        "iss": "https://idp.corp.example", "sub": "alice", "aud": "isolated-tenant",
+        "email": "alice@corp.example", "roles": ["operator"], "iat": now, "exp": now + 600,
+    });
+    for pem in [p256_pem(), app.private[&M].clone()] {
+        let res = app
+            .call(
+                Method::GET,
+                "/tenant/v1/ping",
+                Some(&forge(&pem, &user)),
+                None,
+            )
+            .await;
+        res.is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    // The dev issuer of `hush up` is no service either.
+    let dev = json!({ "iss": auth::DEV_ISSUER, "sub": "alice", "aud": "isolated-tenant", "iat": now, "exp": now + 600 });
+    app.call(
+        Method::GET,
+        "/tenant/v1/ping",
+        Some(&forge(&p256_pem(), &dev)),
+        None,
+    )
+    .await
+    .is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn malformed_and_unsigned_tokens_are_401() {
+    let app = TestApp::new().await;
+    let now = now();
+    let header = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        br#"{"alg":"none","typ":"JWT"}"#,
+    );
+    let claims = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        service_claims("membership-api", "isolated-tenant", now, now + 60).to_string(),
+    );
+    for token in [
+        format!("{header}.{claims}."),
+        "not-a-token".to_string(),
+        String::new(),
+    ] {
+        let res = app
+            .call(Method::GET, "/tenant/v1/ping", Some(&token), None)
+            .await;
+        res.is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+}
+
+#[tokio::test]
+async fn authentication_comes_before_anything_about_the_request() {
+    let app = TestApp::new().await;
+    // A bad group id and a bad body still get 401 first: nothing is parsed for strangers.
+    app.call(
+        Method::POST,
+        "/tenant/v1/groups/not-a-uuid/members",
+        None,
+        Some(json!({})),
+    )
+    .await
+    .is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    // And a service not allowed the operation gets 403 before its body is read.
+    app.as_service(
+        ServiceName::BulkApi,
+        Method::POST,
+        "/tenant/v1/membership/check",
+        Some(json!({"nonsense": 1})),
+    )
+    .await
+    .is_problem(StatusCode::FORBIDDEN, "forbidden");
+}
+
+// ---- per-service permissions ----
+
+#[tokio::test]
+async fn each_service_is_refused_what_it_may_not_do() {
+    let app = TestApp::new().await;
+    let g = app.provision("perm").await;
+    let check = json!({ "group_id": g, "subject": "alice" });
+    let cases: Vec<(ServiceName, Method, String, Option<Value>, &str)> = vec![
+        (
+            ServiceName::BulkApi,
+            Method::POST,
+            members_path(g),
+            Some(alice()),
+            "add-member",
+        ),
+        (
+            ServiceName::BulkApi,
+            Method::POST,
+            "/tenant/v1/membership/check".into(),
+            Some(check.clone()),
+            "check-member",
+        ),
+        (
+            ServiceName::ControlApi,
+            Method::POST,
+            members_path(g),
+            Some(alice()),
+            "add-member",
+        ),
+        (
+            ServiceName::ControlApi,
+            Method::POST,
+            format!("{}/remove", members_path(g)),
+            Some(json!({"subject": "alice"})),
+            "remove-member",
+        ),
+        (
+            ServiceName::ControlApi,
+            Method::POST,
+            "/tenant/v1/membership/check".into(),
+            Some(check),
+            "check-member",
+        ),
+        (
+            ServiceName::ControlApi,
+            Method::POST,
+            "/tenant/v1/identities/groups".into(),
+            Some(json!({"subject": "alice"})),
+            "groups-of",
+        ),
+        (
+            M,
+            Method::POST,
+            "/tenant/v1/groups".into(),
+            Some(
+                json!({"group_id": GroupId::new(), "address": "x@groups.test.example", "display_name": "x"}),
+            ),
+            "provision-group",
+        ),
+        (
+            M,
+            Method::DELETE,
+            format!("/tenant/v1/groups/{g}"),
+            None,
+            "deprovision-group",
+        ),
+        (
+            M,
+            Method::GET,
+            format!("/tenant/v1/groups/{g}/count"),
+            None,
+            "member-count",
+        ),
+        (
+            ServiceName::BulkApi,
+            Method::GET,
+            format!("/tenant/v1/groups/{g}/count"),
+            None,
+            "member-count",
+        ),
+    ];
+    for (service, method, path, body, op) in cases {
+        let res = app.as_service(service, method, &path, body).await;
+        res.is_problem(StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(res.json()["detail"], format!("{service} may not call {op}"));
+    }
+}
+
+#[tokio::test]
+async fn every_trusted_service_may_ping_and_is_named_back() {
+    let app = TestApp::new().await;
+    for s in [ServiceName::ControlApi, M, ServiceName::BulkApi] {
+        let res = app
+            .as_service(s, Method::GET, "/tenant/v1/ping", None)
+            .await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert_eq!(res.json(), json!({ "service": s.as_str() }));
+    }
+}
+
+// ---- INV-3: writes answer alike ----
+
+#[tokio::test]
+async fn add_answers_byte_for_byte_alike_whether_or_not_already_a_member_inv_3() {
+    let app = TestApp::new().await;
+    let g = app.provision("inv3-add").await;
+    let first = app
+        .as_service(M, Method::POST, &members_path(g), Some(alice()))
+        .await;
+    let again = app
+        .as_service(M, Method::POST, &members_path(g), Some(alice()))
+        .await;
+    assert_eq!(first.status, StatusCode::NO_CONTENT);
+    assert!(first.body.is_empty());
+    assert_eq!(first, again);
+}
+
+#[tokio::test]
+async fn remove_answers_byte_for_byte_alike_whether_or_not_a_member_inv_3() {
+    let app = TestApp::new().await;
+    let g = app.provision("inv3-remove").await;
+    app.as_service(M, Method::POST, &members_path(g), Some(alice()))
+        .await;
+    let remove = format!("{}/remove", members_path(g));
+    let was_member = app
+        .as_service(M, Method::POST, &remove, Some(json!({"subject": "alice"})))
+        .await;
+    let was_not = app
+        .as_service(M, Method::POST, &remove, Some(json!({"subject": "alice"})))
+        .await;
+    let never_seen = app
+        .as_service(M, Method::POST, &remove, Some(json!({"subject": "nobody"})))
+        .await;
+    assert_eq!(was_member.status, StatusCode::NO_CONTENT);
+    assert!(was_member.body.is_empty());
+    assert_eq!(was_member, was_not);
+    assert_eq!(was_member, never_seen);
+}
+
+// ---- membership questions ----
+
+#[tokio::test]
+async fn check_and_groups_of_answer_about_one_person() {
+    let app = TestApp::new().await;
+    let (g1, g2) = (app.provision("one").await, app.provision("two").await);
+    for g in [g1, g2] {
+        let res = app
+            .as_service(M, Method::POST, &members_path(g), Some(alice()))
+            .await;
+        assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    }
+    let check = |g: GroupId, s: &str| json!({ "group_id": g, "subject": s });
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/membership/check",
+            Some(check(g1, "alice")),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "member": true }));
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/membership/check",
+            Some(check(g1, "bob")),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "member": false }));
+
+    let mut both = vec![g1.to_string(), g2.to_string()];
+    both.sort();
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/identities/groups",
+            Some(json!({"subject": "alice"})),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "groups": both }));
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/identities/groups",
+            Some(json!({"subject": "bob"})),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "groups": [] }));
+
+    let res = app
+        .as_service(
+            ServiceName::ControlApi,
+            Method::GET,
+            &format!("/tenant/v1/groups/{g1}/count"),
+            None,
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "bucket": "<10" }));
+}
+
+#[tokio::test]
+async fn unknown_groups_are_404_and_bad_ids_and_bodies_are_refused() {
+    let app = TestApp::new().await;
+    let nowhere = GroupId::new();
+    app.as_service(M, Method::POST, &members_path(nowhere), Some(alice()))
+        .await
+        .is_problem(StatusCode::NOT_FOUND, "not-found");
+    app.as_service(
+        M,
+        Method::POST,
+        "/tenant/v1/membership/check",
+        Some(json!({"group_id": nowhere, "subject": "alice"})),
+    )
+    .await
+    .is_problem(StatusCode::NOT_FOUND, "not-found");
+    app.as_service(
+        ServiceName::ControlApi,
+        Method::GET,
+        &format!("/tenant/v1/groups/{nowhere}/count"),
+        None,
+    )
+    .await
+    .is_problem(StatusCode::NOT_FOUND, "not-found");
+    app.as_service(
+        M,
+        Method::POST,
+        "/tenant/v1/groups/not-a-uuid/members",
+        Some(alice()),
+    )
+    .await
+    .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+
+    let g = app.provision("bodies").await;
+    let bad_kind = json!({ "subject": "alice", "email": "alice@corp.example", "kind": "admin" });
+    let extra = json!({ "subject": "alice", "email": "alice@corp.example", "kind": "member", "sign_in": true });
+    let no_email = json!({ "subject": "alice", "kind": "member" });
+    for body in [
+        bad_kind,
+        extra,
+        no_email,
+        json!({ "subject": "", "email": "a@b.example", "kind": "guest" }),
+    ] {
+        app.as_service(M, Method::POST, &members_path(g), Some(body))
+            .await
+            .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    }
+    let token = app.token(M);
+    let mut req = Request::post(members_path(g))
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    req = Request::post(members_path(g))
+        .header(header::AUTHORIZATION, format!("Bearer {}", app.token(M)))
+        .body(Body::from(alice().to_string()))
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+// ---- groups ----
+
+#[tokio::test]
+async fn provisioning_is_idempotent_and_address_clashes_are_409() {
+    let app = TestApp::new().await;
+    let id = GroupId::new();
+    let body = json!({ "group_id": id, "address": "parents@groups.test.example", "display_name": "Parents" });
+    let first = app
+        .as_service(
+            ServiceName::ControlApi,
+            Method::POST,
+            "/tenant/v1/groups",
+            Some(body.clone()),
+        )
+        .await;
+    let again = app
+        .as_service(
+            ServiceName::ControlApi,
+            Method::POST,
+            "/tenant/v1/groups",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first, again);
+    assert_eq!(first.json(), body);
+
+    let clash = json!({ "group_id": GroupId::new(), "address": "parents@groups.test.example", "display_name": "Other" });
+    app.as_service(
+        ServiceName::ControlApi,
+        Method::POST,
+        "/tenant/v1/groups",
+        Some(clash),
+    )
+    .await
+    .is_problem(StatusCode::CONFLICT, "address-taken");
+    let moved = json!({ "group_id": id, "address": "elsewhere@groups.test.example", "display_name": "Parents" });
+    app.as_service(
+        ServiceName::ControlApi,
+        Method::POST,
+        "/tenant/v1/groups",
+        Some(moved),
+    )
+    .await
+    .is_problem(StatusCode::CONFLICT, "address-mismatch");
+}
+
+#[tokio::test]
+async fn deprovisioning_empties_the_group_and_is_idempotent() {
+    let app = TestApp::new().await;
+    let g = app.provision("doomed").await;
+    app.as_service(M, Method::POST, &members_path(g), Some(alice()))
+        .await;
+    for _ in 0..2 {
+        let res = app
+            .as_service(
+                ServiceName::ControlApi,
+                Method::DELETE,
+                &format!("/tenant/v1/groups/{g}"),
+                None,
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::NO_CONTENT);
+    }
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/identities/groups",
+            Some(json!({"subject": "alice"})),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "groups": [] }));
+}
+
+// ---- the open routes and the document ----
+
+#[tokio::test]
+async fn health_routes_are_open() {
+    let app = TestApp::new().await;
+    assert_eq!(
+        app.call(Method::GET, "/healthz", None, None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.call(Method::GET, "/readyz", None, None).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_needs_a_token_and_documents_every_route() {
+    let app = TestApp::new().await;
+    app.call(Method::GET, "/tenant/v1/openapi.json", None, None)
+        .await
+        .is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+    let doc = app
+        .as_service(
+            ServiceName::BulkApi,
+            Method::GET,
+            "/tenant/v1/openapi.json",
+            None,
+        )
+        .await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let doc = doc.json();
+    use tenant_client::api::paths;
+    let expected = [
+        (paths::PING, "get"),
+        (paths::GROUPS, "post"),
+        (paths::GROUP, "delete"),
+        (paths::COUNT, "get"),
+        (paths::MEMBERS, "post"),
+        (paths::MEMBERS_REMOVE, "post"),
+        (paths::MEMBERSHIP_CHECK, "post"),
+        (paths::GROUPS_OF, "post"),
+        (paths::OPENAPI, "get"),
+    ];
+    let documented: usize = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p.as_object().unwrap().len())
+        .sum();
+    assert_eq!(
+        documented,
+        expected.len(),
+        "every route is documented, and nothing else"
+    );
+    for (path, method) in expected {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is not documented");
+        for status in ["401", "403"] {
+            assert!(
+                op["responses"][status].is_object(),
+                "{method} {path} does not document {status}"
+            );
+        }
+    }
+    assert!(doc["components"]["securitySchemes"]["service_token"].is_object());
+    let text = doc.to_string();
+    assert!(
+        !text.contains("/members\":{\"get"),
+        "no route lists members"
+    );
+}

@@ -1,0 +1,99 @@
+//! The real [`Directory`] and [`Catalog`]: the tenant's and control-api's HTTP clients, with
+//! their errors turned into [`UpstreamError`]s whose text names a status or a transport failure
+//! only (never a URL, group id or subject: INV-6).
+
+use crate::error::UpstreamError;
+use crate::ports::{Catalog, Directory};
+use async_trait::async_trait;
+use control_api::client::{ControlClient, ControlError, GroupPolicyView};
+use domain::{GroupId, Subject};
+use tenant_client::{MemberRef, TenantClient, TenantError};
+
+const TENANT: &str = "the tenant";
+const CONTROL: &str = "control-api";
+
+/// The isolated tenant, through its typed client.
+#[derive(Debug, Clone)]
+pub struct TenantDirectory(pub TenantClient);
+
+fn tenant_error(e: TenantError) -> UpstreamError {
+    match e {
+        TenantError::Unavailable(reason) => UpstreamError::Unavailable {
+            service: TENANT,
+            reason,
+        },
+        // The tenant's own detail is left out: it is about a request that named a person.
+        TenantError::NotFound(_) => failed(TENANT, "no such group (404)"),
+        TenantError::Conflict(_) => failed(TENANT, "conflict (409)"),
+        TenantError::Refused { status, .. } => failed(TENANT, format!("refused ({status})")),
+        TenantError::Unexpected(reason) => failed(TENANT, reason),
+    }
+}
+
+fn failed(service: &'static str, reason: impl Into<String>) -> UpstreamError {
+    UpstreamError::Failed {
+        service,
+        reason: reason.into(),
+    }
+}
+
+#[async_trait]
+impl Directory for TenantDirectory {
+    async fn add_member(&self, group: GroupId, member: MemberRef) -> Result<(), UpstreamError> {
+        // `NotFound` here means the catalog calls the group active while the tenant has no
+        // distribution group for it: a fault on our side, answered 500 and logged.
+        self.0.add_member(group, member).await.map_err(tenant_error)
+    }
+
+    async fn remove_member(&self, group: GroupId, subject: &Subject) -> Result<(), UpstreamError> {
+        match self.0.remove_member(group, subject).await {
+            // No distribution group (never provisioned, or archived): nobody is in it, and
+            // leaving answers as it always does.
+            Ok(()) | Err(TenantError::NotFound(_)) => Ok(()),
+            Err(e) => Err(tenant_error(e)),
+        }
+    }
+
+    async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, UpstreamError> {
+        match self.0.is_member(group, subject).await {
+            Ok(member) => Ok(member),
+            // No distribution group: nobody is a member of it.
+            Err(TenantError::NotFound(_)) => Ok(false),
+            Err(e) => Err(tenant_error(e)),
+        }
+    }
+
+    async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, UpstreamError> {
+        self.0.groups_of(subject).await.map_err(tenant_error)
+    }
+
+    async fn ping(&self) -> Result<(), UpstreamError> {
+        self.0.ping().await.map_err(tenant_error)
+    }
+}
+
+/// control-api's catalog, through its typed client.
+#[derive(Debug, Clone)]
+pub struct ControlCatalog(pub ControlClient);
+
+fn control_error(e: &ControlError) -> UpstreamError {
+    if e.is_retryable() {
+        UpstreamError::Unavailable {
+            service: CONTROL,
+            reason: e.to_string(),
+        }
+    } else {
+        failed(CONTROL, e.to_string())
+    }
+}
+
+#[async_trait]
+impl Catalog for ControlCatalog {
+    async fn group(&self, id: GroupId) -> Result<Option<GroupPolicyView>, UpstreamError> {
+        self.0.group(id).await.map_err(|e| control_error(&e))
+    }
+
+    async fn groups(&self, ids: &[GroupId]) -> Result<Vec<GroupPolicyView>, UpstreamError> {
+        self.0.groups(ids).await.map_err(|e| control_error(&e))
+    }
+}
