@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// The identifier of a group: a random UUID chosen by control-api at creation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(transparent)]
 #[schema(value_type = String, format = Uuid)]
 pub struct GroupId(Uuid);
@@ -185,9 +187,13 @@ impl LocalPart {
     /// Accepts a conservative dot-atom local part (see the type's doc).
     pub fn parse(s: impl Into<String>) -> Result<Self, DomainError> {
         let s = s.into();
-        let ok_edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_edge =
+            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
         if s.is_empty() || s.len() > 64 {
-            return Err(DomainError::invalid("address", "must be 1 to 64 characters"));
+            return Err(DomainError::invalid(
+                "address",
+                "must be 1 to 64 characters",
+            ));
         }
         if !s
             .chars()
@@ -246,7 +252,10 @@ impl Email {
     pub fn parse(s: impl AsRef<str>) -> Result<Self, DomainError> {
         let s = s.as_ref().trim().to_ascii_lowercase();
         if s.len() > 254 {
-            return Err(DomainError::invalid("email", "must be at most 254 characters"));
+            return Err(DomainError::invalid(
+                "email",
+                "must be at most 254 characters",
+            ));
         }
         let Some((local, domain)) = s.split_once('@') else {
             return Err(DomainError::invalid("email", "must contain '@'"));
@@ -298,8 +307,22 @@ mod tests {
 
     #[test]
     fn emails_are_lowercased_and_checked() {
-        assert_eq!(Email::parse(" Alice@Corp.Example ").unwrap().as_str(), "alice@corp.example");
-        for bad in ["", "alice", "@corp.example", "alice@", "alice@corp", "a b@corp.example", "a@b@c.example", "<a>@corp.example", "a@corp..example", "a@-corp.example"] {
+        assert_eq!(
+            Email::parse(" Alice@Corp.Example ").unwrap().as_str(),
+            "alice@corp.example"
+        );
+        for bad in [
+            "",
+            "alice",
+            "@corp.example",
+            "alice@",
+            "alice@corp",
+            "a b@corp.example",
+            "a@b@c.example",
+            "<a>@corp.example",
+            "a@corp..example",
+            "a@-corp.example",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
@@ -328,7 +351,12 @@ mod tests {
         assert!(LocalPart::parse("Upper").is_err());
         assert!(LocalPart::parse("-edge").is_err());
         assert!(LocalPart::parse("a..b").is_err());
-        assert_eq!(LocalPart::slug_of("Women in Engineering!").unwrap().as_str(), "women-in-engineering");
+        assert_eq!(
+            LocalPart::slug_of("Women in Engineering!")
+                .unwrap()
+                .as_str(),
+            "women-in-engineering"
+        );
         assert!(LocalPart::slug_of("!!!").is_none());
     }
 

@@ -73,7 +73,9 @@ impl SenderPolicy {
         [Self::Anyone, Self::Members, Self::Owners]
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| DomainError::invalid("sender_policy", "must be anyone, members or owners"))
+            .ok_or_else(|| {
+                DomainError::invalid("sender_policy", "must be anyone, members or owners")
+            })
     }
 }
 
@@ -103,7 +105,10 @@ impl LabelPolicy {
         let mut seen = Vec::new();
         for p in &self.join_policies {
             if seen.contains(p) {
-                return Err(DomainError::invalid("join_policies", "must not repeat a policy"));
+                return Err(DomainError::invalid(
+                    "join_policies",
+                    "must not repeat a policy",
+                ));
             }
             seen.push(*p);
         }

@@ -11,6 +11,4 @@ mod membership;
 pub use error::DomainError;
 pub use ids::{Email, GroupId, GroupName, LabelName, LocalPart, Subject};
 pub use label::{JoinPolicy, Label, LabelPolicy, SenderPolicy};
-pub use membership::{
-    may_enter, CountBucket, EntryRefusal, GroupState, IdentityKind, ServiceName,
-};
+pub use membership::{may_enter, CountBucket, EntryRefusal, GroupState, IdentityKind, ServiceName};

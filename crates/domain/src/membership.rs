@@ -34,7 +34,10 @@ impl IdentityKind {
             "member" => Ok(Self::Member),
             "guest" => Ok(Self::Guest),
             "agent" => Ok(Self::Agent),
-            _ => Err(DomainError::invalid("kind", "must be member, guest or agent")),
+            _ => Err(DomainError::invalid(
+                "kind",
+                "must be member, guest or agent",
+            )),
         }
     }
 }
@@ -235,14 +238,25 @@ mod tests {
     fn refusals_name_the_label_and_the_kind_only() {
         let label = LabelName::parse("Confidential").unwrap();
         let err = may_enter(IdentityKind::Guest, &label, &policy(false, false)).unwrap_err();
-        assert_eq!(err.to_string(), "the label 'Confidential' does not allow guests");
+        assert_eq!(
+            err.to_string(),
+            "the label 'Confidential' does not allow guests"
+        );
     }
 
     #[test]
     fn count_buckets_have_exact_edges() {
         let cases = [
-            (0, "<10"), (9, "<10"), (10, "10-49"), (49, "10-49"), (50, "50-249"),
-            (249, "50-249"), (250, "250-999"), (999, "250-999"), (1000, "1000+"), (u64::MAX, "1000+"),
+            (0, "<10"),
+            (9, "<10"),
+            (10, "10-49"),
+            (49, "10-49"),
+            (50, "50-249"),
+            (249, "50-249"),
+            (250, "250-999"),
+            (999, "250-999"),
+            (1000, "1000+"),
+            (u64::MAX, "1000+"),
         ];
         for (n, want) in cases {
             assert_eq!(CountBucket::of(n).as_str(), want, "n = {n}");
@@ -252,13 +266,22 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for k in [IdentityKind::Member, IdentityKind::Guest, IdentityKind::Agent] {
+        for k in [
+            IdentityKind::Member,
+            IdentityKind::Guest,
+            IdentityKind::Agent,
+        ] {
             assert_eq!(IdentityKind::parse(k.as_str()).unwrap(), k);
         }
         for s in ServiceName::ALL {
             assert_eq!(ServiceName::parse(s.as_str()).unwrap(), s);
         }
-        for s in [GroupState::Provisioning, GroupState::Active, GroupState::Archiving, GroupState::Archived] {
+        for s in [
+            GroupState::Provisioning,
+            GroupState::Active,
+            GroupState::Archiving,
+            GroupState::Archived,
+        ] {
             assert_eq!(GroupState::parse(s.as_str()).unwrap(), s);
         }
     }

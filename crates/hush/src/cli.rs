@@ -50,7 +50,11 @@ struct UpArgs {
     #[arg(long, env = "HUSH_PUBLIC_HOST", default_value = "127.0.0.1")]
     host: std::net::IpAddr,
     /// Mail domain of the groups' contact addresses.
-    #[arg(long, env = "HUSH_MAIL_DOMAIN", default_value = "groups.hush.localhost")]
+    #[arg(
+        long,
+        env = "HUSH_MAIL_DOMAIN",
+        default_value = "groups.hush.localhost"
+    )]
     mail_domain: String,
 }
 
@@ -121,7 +125,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let issuer = auth::DevIssuer::load_or_create(&args.data_dir.join("dev-issuer"))?;
             let claims = auth::DevClaims {
                 sub: domain::Subject::parse(args.sub)?.into_inner(),
-                email: args.email.map(|e| domain::Email::parse(e).map(|e| e.to_string())).transpose()?,
+                email: args
+                    .email
+                    .map(|e| domain::Email::parse(e).map(|e| e.to_string()))
+                    .transpose()?,
                 kind: args.kind,
                 roles: args.roles,
             };
@@ -181,7 +188,10 @@ async fn serve(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn healthcheck(url: &str) -> ExitCode {
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(3)).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+    {
         Ok(c) => c,
         Err(_) => return ExitCode::FAILURE,
     };

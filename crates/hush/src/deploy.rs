@@ -23,7 +23,10 @@ pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {
     let mut report = Vec::new();
     for s in PUBLIC {
         auth::generate_service_key(&dir, s)?;
-        report.push(format!("key pair   {}/{s}.key.pem (+ .pub.pem)", dir.display()));
+        report.push(format!(
+            "key pair   {}/{s}.key.pem (+ .pub.pem)",
+            dir.display()
+        ));
     }
     isolated_tenant::generate_seal_keys_file(&dir.join("tenant-seal.keys"))?;
     report.push(format!("seal keys  {}/tenant-seal.keys", dir.display()));
@@ -33,7 +36,10 @@ pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {
         Some(p) => p,
         None => {
             let p = random_hex(24);
-            write_secret(&pg_env, &format!("POSTGRES_USER=hush\nPOSTGRES_PASSWORD={p}\n"))?;
+            write_secret(
+                &pg_env,
+                &format!("POSTGRES_USER=hush\nPOSTGRES_PASSWORD={p}\n"),
+            )?;
             p
         }
     };

@@ -247,7 +247,13 @@ impl Stack {
 
     /// Stops every part.
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        for part in [Part::Bulk, Part::Membership, Part::Control, Part::Tenant, Part::Issuer] {
+        for part in [
+            Part::Bulk,
+            Part::Membership,
+            Part::Control,
+            Part::Tenant,
+            Part::Issuer,
+        ] {
             self.stop_part(part).await?;
         }
         Ok(())

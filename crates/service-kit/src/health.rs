@@ -22,10 +22,15 @@ where
 }
 
 /// The health routes; `checks` are named so the log says which dependency failed.
-pub fn router<S: Clone + Send + Sync + 'static>(checks: Vec<(&'static str, ReadyCheck)>) -> Router<S> {
+pub fn router<S: Clone + Send + Sync + 'static>(
+    checks: Vec<(&'static str, ReadyCheck)>,
+) -> Router<S> {
     let checks = Arc::new(checks);
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route(
             "/readyz",
             get(move || {

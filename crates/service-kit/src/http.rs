@@ -77,10 +77,10 @@ async fn problemize(res: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
-    let is_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(crate::problem::PROBLEM_JSON.as_bytes()));
+    let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .starts_with(crate::problem::PROBLEM_JSON.as_bytes())
+    });
     if is_problem {
         return res;
     }
@@ -165,10 +165,20 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_bodies_are_problem_json_413() {
-        let res = send(Request::post("/echo").body(Body::from("x".repeat(17))).unwrap()).await;
+        let res = send(
+            Request::post("/echo")
+                .body(Body::from("x".repeat(17)))
+                .unwrap(),
+        )
+        .await;
         assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(ctype(&res), "application/problem+json");
-        let ok = send(Request::post("/echo").body(Body::from("x".repeat(16))).unwrap()).await;
+        let ok = send(
+            Request::post("/echo")
+                .body(Body::from("x".repeat(16)))
+                .unwrap(),
+        )
+        .await;
         assert_eq!(ok.status(), StatusCode::OK);
     }
 

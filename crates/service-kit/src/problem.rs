@@ -56,8 +56,12 @@ impl Problem {
 
     /// 422: the request is well-formed but a value is not acceptable.
     pub fn invalid(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input", "Invalid input")
-            .with_detail(detail)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-input",
+            "Invalid input",
+        )
+        .with_detail(detail)
     }
 
     /// 404.
@@ -99,10 +103,22 @@ impl Problem {
     pub fn from_status(status: StatusCode) -> Self {
         let (slug, detail) = match status {
             StatusCode::NOT_FOUND => ("not-found", "no such resource"),
-            StatusCode::METHOD_NOT_ALLOWED => ("method-not-allowed", "this method is not allowed on this resource"),
-            StatusCode::PAYLOAD_TOO_LARGE => ("payload-too-large", "the request body is larger than this service accepts"),
-            StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took longer than this service allows"),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported-media-type", "send the body as application/json"),
+            StatusCode::METHOD_NOT_ALLOWED => (
+                "method-not-allowed",
+                "this method is not allowed on this resource",
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE => (
+                "payload-too-large",
+                "the request body is larger than this service accepts",
+            ),
+            StatusCode::REQUEST_TIMEOUT => (
+                "timeout",
+                "the request took longer than this service allows",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+                "unsupported-media-type",
+                "send the body as application/json",
+            ),
             StatusCode::TOO_MANY_REQUESTS => ("rate-limited", "too many requests; retry later"),
             StatusCode::UNAUTHORIZED => ("unauthorized", "a valid bearer token is required"),
             StatusCode::SERVICE_UNAVAILABLE => ("unavailable", "the service is not ready"),

@@ -14,7 +14,12 @@ pub fn init() {
     let registry = tracing_subscriber::registry().with(filter);
     let _ = if json {
         registry
-            .with(fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init()
     } else {
         registry.with(fmt::layer()).try_init()

@@ -142,11 +142,7 @@ impl ControlClient {
 
     /// One group; `None` when no group has this id.
     pub async fn group(&self, id: GroupId) -> Result<Option<GroupPolicyView>, ControlError> {
-        Ok(self
-            .lookup(&[id])
-            .await?
-            .into_iter()
-            .find(|g| g.id == id))
+        Ok(self.lookup(&[id]).await?.into_iter().find(|g| g.id == id))
     }
 
     /// The groups among `ids` that exist, in no particular order. Long lists are sent in
@@ -258,7 +254,12 @@ mod tests {
         let id = GroupId::new();
         let err = c.group(id).await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
-        assert!(!err.to_string().contains("127.0.0.1") && !err.to_string().contains(&id.to_string()));
-        assert!(c.groups(&[]).await.unwrap().is_empty(), "no ids, no request");
+        assert!(
+            !err.to_string().contains("127.0.0.1") && !err.to_string().contains(&id.to_string())
+        );
+        assert!(
+            c.groups(&[]).await.unwrap().is_empty(),
+            "no ids, no request"
+        );
     }
 }

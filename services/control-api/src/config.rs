@@ -132,7 +132,10 @@ mod tests {
 
     #[test]
     fn the_mail_domain_is_lowercased_and_checked() {
-        assert_eq!(parse(&[]).unwrap().checked_mail_domain().unwrap(), "groups.corp.example");
+        assert_eq!(
+            parse(&[]).unwrap().checked_mail_domain().unwrap(),
+            "groups.corp.example"
+        );
         assert!(check_mail_domain("localhost").is_err());
         assert!(check_mail_domain("bad domain.example").is_err());
     }

@@ -92,9 +92,10 @@ impl ApiError {
             )
             .with_detail(detail),
             Self::GroupNotFound | Self::LabelNotFound(_) => Problem::not_found(detail),
-            Self::CreatorKind(_) | Self::MissingRole(_) | Self::NotOwner | Self::ServiceNotAllowed(_) => {
-                Problem::forbidden(detail)
-            }
+            Self::CreatorKind(_)
+            | Self::MissingRole(_)
+            | Self::NotOwner
+            | Self::ServiceNotAllowed(_) => Problem::forbidden(detail),
             Self::Conflict(_) | Self::NotEditable(_) => Problem::conflict(detail),
             Self::Store(_) => Problem::internal(),
         }
@@ -138,7 +139,10 @@ mod tests {
             label: Box::new(label),
         }
         .problem();
-        assert_eq!((p.status, p.type_.as_str()), (422, "urn:hush:problem:join-policy"));
+        assert_eq!(
+            (p.status, p.type_.as_str()),
+            (422, "urn:hush:problem:join-policy")
+        );
         assert_eq!(
             p.detail.as_deref(),
             Some("the label 'Highly Confidential' does not allow the join policy 'open'; it allows: invite")

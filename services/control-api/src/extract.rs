@@ -55,7 +55,10 @@ pub struct LabelAdmin(pub Caller);
 impl FromRequestParts<AppState> for LabelAdmin {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let caller = caller(parts, state).await?;
         if !caller.has_role(LABEL_ADMIN) {
             return Err(ApiError::MissingRole(LABEL_ADMIN).into_response());
@@ -71,7 +74,10 @@ pub struct Employee(pub Caller);
 impl FromRequestParts<AppState> for Employee {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let caller = caller(parts, state).await?;
         match caller.kind {
             IdentityKind::Member => Ok(Self(caller)),

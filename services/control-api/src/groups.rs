@@ -321,7 +321,8 @@ async fn create_group(
             .address
             .clone()
             .unwrap_or_else(|| derived_local_part(&input.name));
-        let contact_address = Email::parse(format!("{}@{}", local_part.as_str(), state.mail_domain))?;
+        let contact_address =
+            Email::parse(format!("{}@{}", local_part.as_str(), state.mail_domain))?;
         let group = NewGroup {
             id: GroupId::new(),
             name: input.name.clone(),
@@ -341,7 +342,9 @@ async fn create_group(
                     group.contact_address
                 )))
             }
-            GroupInsert::NoSuchLabel => return Err(ApiError::UnknownLabel(input.label.to_string())),
+            GroupInsert::NoSuchLabel => {
+                return Err(ApiError::UnknownLabel(input.label.to_string()))
+            }
             GroupInsert::JoinPolicyRefused(label) => {
                 return Err(ApiError::JoinPolicyRefused {
                     policy: input.join_policy,
@@ -360,7 +363,11 @@ async fn create_group(
 }
 
 /// Loads a group the caller may see; anything else is "no such group".
-async fn visible_group(state: &AppState, id: GroupId, caller: &Caller) -> Result<GroupRecord, ApiError> {
+async fn visible_group(
+    state: &AppState,
+    id: GroupId,
+    caller: &Caller,
+) -> Result<GroupRecord, ApiError> {
     state
         .store
         .get_group(id)
@@ -440,7 +447,9 @@ async fn update_group(
 ) -> Result<AppJson<GroupView>, ApiError> {
     // Refused before the group is looked at, so the answer says nothing about the group.
     if input.label {
-        return Err(ApiError::Invalid("label: a group's label cannot be changed".into()));
+        return Err(ApiError::Invalid(
+            "label: a group's label cannot be changed".into(),
+        ));
     }
     let group = visible_group(&state, id, &caller).await?;
     if !group.is_owner(&caller) {
@@ -497,10 +506,17 @@ async fn archive_group(
     if !group.is_owner(&caller) {
         return Err(ApiError::NotOwner);
     }
-    match state.store.archive_group(id, &caller.subject, now_ms()).await? {
+    match state
+        .store
+        .archive_group(id, &caller.subject, now_ms())
+        .await?
+    {
         GroupWrite::Done(record) => {
             state.saga_wake.notify_one();
-            Ok((StatusCode::ACCEPTED, AppJson(GroupView::for_caller(&record, &caller))))
+            Ok((
+                StatusCode::ACCEPTED,
+                AppJson(GroupView::for_caller(&record, &caller)),
+            ))
         }
         GroupWrite::NotFound => Err(ApiError::GroupNotFound),
         GroupWrite::NotOwner => Err(ApiError::NotOwner),

@@ -56,7 +56,11 @@ pub struct LabelChange {
     pub policy: LabelPolicy,
 }
 
-fn checked(name: LabelName, description: Description, policy: LabelPolicy) -> Result<Label, ApiError> {
+fn checked(
+    name: LabelName,
+    description: Description,
+    policy: LabelPolicy,
+) -> Result<Label, ApiError> {
     policy.validate()?;
     Ok(Label {
         name,
@@ -92,7 +96,10 @@ fn path_segment(s: &str) -> String {
         (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
-async fn list_labels(State(state): State<AppState>, _caller: Caller) -> Result<AppJson<Vec<Label>>, ApiError> {
+async fn list_labels(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<AppJson<Vec<Label>>, ApiError> {
     Ok(AppJson(state.store.list_labels().await?))
 }
 
@@ -163,7 +170,11 @@ async fn create_label(
         }
     }
     let location = format!("/control/v1/labels/{}", path_segment(label.name.as_str()));
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], AppJson(label)))
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        AppJson(label),
+    ))
 }
 
 /// Replaces a label's description and policy (role `label-admin`).

@@ -24,7 +24,9 @@ pub mod tenant;
 
 pub use config::{check_mail_domain, Config, INTERNAL_CALLERS};
 pub use error::ApiError;
-pub use groups::{GroupChangeRequest, GroupPage, GroupView, NewGroupRequest, DEFAULT_LIMIT, MAX_LIMIT};
+pub use groups::{
+    GroupChangeRequest, GroupPage, GroupView, NewGroupRequest, DEFAULT_LIMIT, MAX_LIMIT,
+};
 pub use labels::{LabelChange, NewLabel, LABEL_ADMIN};
 pub use saga::{Saga, SagaSettings};
 pub use store::Store;
@@ -237,7 +239,10 @@ pub async fn run_with_state(
     let served = service_kit::serve(listener, router(state), shutdown).await;
     let _ = stop.send(true);
     let abort = worker.abort_handle();
-    if tokio::time::timeout(SAGA_STOP_TIMEOUT, worker).await.is_err() {
+    if tokio::time::timeout(SAGA_STOP_TIMEOUT, worker)
+        .await
+        .is_err()
+    {
         abort.abort();
         tracing::warn!("the provisioning saga did not stop in time; its lease will run out");
     }

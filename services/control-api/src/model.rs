@@ -3,8 +3,8 @@
 
 use auth::Caller;
 use domain::{
-    DomainError, Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label,
-    LocalPart, Subject,
+    DomainError, Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, LocalPart,
+    Subject,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -214,7 +214,9 @@ mod tests {
         assert!(Description::parse("two\nlines\tand a tab").is_ok());
         assert!(Description::parse("bell\u{7}").is_err());
         assert!(Description::parse("x".repeat(2000)).is_ok());
-        let err = Description::parse("x".repeat(2001)).unwrap_err().to_string();
+        let err = Description::parse("x".repeat(2001))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("2000"), "{err}");
     }
 

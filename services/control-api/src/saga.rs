@@ -57,7 +57,9 @@ pub fn retry_delay(settings: &SagaSettings, failures: u32, rng: &mut impl rand::
         .saturating_mul(1u32 << doublings)
         .min(settings.max_retry);
     let half = nominal / 2;
-    half + nominal.saturating_sub(half).mul_f64(rng.gen_range(0.0..=1.0))
+    half + nominal
+        .saturating_sub(half)
+        .mul_f64(rng.gen_range(0.0..=1.0))
 }
 
 /// The worker. Cheap to clone.
@@ -181,7 +183,10 @@ impl Saga {
                     .map_err(|e| e.to_string())?;
                 Ok(GroupState::Archived)
             }
-            other => Err(format!("a group in state {} has no tenant work", other.as_str())),
+            other => Err(format!(
+                "a group in state {} has no tenant work",
+                other.as_str()
+            )),
         }
     }
 }
@@ -199,10 +204,21 @@ mod tests {
     fn retries_double_from_one_second_to_a_thirty_second_cap_with_jitter() {
         let s = SagaSettings::default();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for (failures, nominal) in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 16.0), (6, 30.0), (50, 30.0)] {
+        for (failures, nominal) in [
+            (1, 1.0),
+            (2, 2.0),
+            (3, 4.0),
+            (4, 8.0),
+            (5, 16.0),
+            (6, 30.0),
+            (50, 30.0),
+        ] {
             for _ in 0..200 {
                 let d = retry_delay(&s, failures, &mut rng).as_secs_f64();
-                assert!(d >= nominal / 2.0 && d <= nominal, "failure {failures}: {d} s");
+                assert!(
+                    d >= nominal / 2.0 && d <= nominal,
+                    "failure {failures}: {d} s"
+                );
             }
         }
         let spread: std::collections::BTreeSet<u128> = (0..50)

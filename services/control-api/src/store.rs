@@ -23,8 +23,8 @@
 use crate::model::{Description, GroupChanges, GroupRecord, NewGroup, Owners};
 use async_trait::async_trait;
 use domain::{
-    Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, LabelName,
-    LabelPolicy, SenderPolicy, Subject,
+    Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, LabelName, LabelPolicy,
+    SenderPolicy, Subject,
 };
 use service_kit::db::{self, Backend};
 use std::collections::HashMap;
@@ -212,8 +212,7 @@ pub trait Store: Send + Sync + 'static {
     /// The tenant confirmed `claim`'s work: move the group to `to` and clear the saga columns.
     /// If the group changed state meanwhile (archived while provisioning), nothing moves and
     /// the lease is released so the new work is due at once. Returns whether the group moved.
-    async fn complete(&self, claim: &Claim, to: GroupState, now: i64)
-        -> Result<bool, StoreError>;
+    async fn complete(&self, claim: &Claim, to: GroupState, now: i64) -> Result<bool, StoreError>;
 
     /// The tenant call for `claim` failed: record it and release the lease until `retry_at`
     /// (or now, if the group changed state meanwhile).
@@ -294,8 +293,22 @@ fn label_from(t: LabelTuple) -> Result<Label, StoreError> {
 }
 
 fn group_from(t: GroupTuple, owners: Vec<Subject>) -> Result<GroupRecord, StoreError> {
-    let (id, name, description, address, join_policy, state, created_at, updated_at, ln, ld, lg, la, lj, ls) =
-        t;
+    let (
+        id,
+        name,
+        description,
+        address,
+        join_policy,
+        state,
+        created_at,
+        updated_at,
+        ln,
+        ld,
+        lg,
+        la,
+        lj,
+        ls,
+    ) = t;
     Ok(GroupRecord {
         id: GroupId::from(id),
         name: GroupName::parse(name).map_err(corrupt)?,
@@ -916,12 +929,12 @@ sql_store!(
 /// connections, and migrates it.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match Backend::from_url(url)? {
-        Backend::Postgres => Arc::new(
-            PgStore::migrate(db::connect_postgres(url, max_connections).await?).await?,
-        ),
-        Backend::Sqlite => Arc::new(
-            SqliteStore::migrate(db::connect_sqlite(url, max_connections).await?).await?,
-        ),
+        Backend::Postgres => {
+            Arc::new(PgStore::migrate(db::connect_postgres(url, max_connections).await?).await?)
+        }
+        Backend::Sqlite => {
+            Arc::new(SqliteStore::migrate(db::connect_sqlite(url, max_connections).await?).await?)
+        }
     })
 }
 

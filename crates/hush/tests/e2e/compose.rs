@@ -13,7 +13,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
-const SERVICES: [&str; 4] = ["isolated-tenant", "control-api", "membership-api", "bulk-api"];
+const SERVICES: [&str; 4] = [
+    "isolated-tenant",
+    "control-api",
+    "membership-api",
+    "bulk-api",
+];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -57,13 +62,20 @@ fn env_file(path: &Path) -> BTreeMap<String, String> {
         .unwrap_or_else(|_| panic!("{} exists", path.display()))
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 
 fn strs(v: &Yaml) -> Vec<String> {
     v.as_sequence()
-        .map(|s| s.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -71,19 +83,42 @@ fn strs(v: &Yaml) -> Vec<String> {
 fn the_compose_file_describes_the_documented_topology() {
     let c = compose();
     let services = &c["services"];
-    assert_eq!(c["networks"]["internal"]["internal"], Yaml::Bool(true), "the internal network has no route out");
+    assert_eq!(
+        c["networks"]["internal"]["internal"],
+        Yaml::Bool(true),
+        "the internal network has no route out"
+    );
 
     let tenant = &services["isolated-tenant"];
-    assert!(tenant.get("ports").is_none(), "the tenant publishes no port (INV-9)");
-    assert_eq!(strs(&tenant["networks"]), vec!["internal"], "the tenant is only on the internal network");
+    assert!(
+        tenant.get("ports").is_none(),
+        "the tenant publishes no port (INV-9)"
+    );
+    assert_eq!(
+        strs(&tenant["networks"]),
+        vec!["internal"],
+        "the tenant is only on the internal network"
+    );
     assert_eq!(strs(&services["postgres"]["networks"]), vec!["internal"]);
 
     for s in SERVICES {
         let svc = &services[s];
-        assert_eq!(strs(&svc["command"]), vec!["serve".to_string(), s.to_string()], "{s} runs `hush serve {s}`");
-        assert!(svc["healthcheck"]["test"].as_sequence().is_some_and(|t| !t.is_empty()), "{s} has a healthcheck");
+        assert_eq!(
+            strs(&svc["command"]),
+            vec!["serve".to_string(), s.to_string()],
+            "{s} runs `hush serve {s}`"
+        );
+        assert!(
+            svc["healthcheck"]["test"]
+                .as_sequence()
+                .is_some_and(|t| !t.is_empty()),
+            "{s} has a healthcheck"
+        );
         let files = strs(&svc["env_file"]);
-        assert!(files.iter().any(|f| f.starts_with("deploy/secrets/")), "{s} takes its secrets from a generated env file");
+        assert!(
+            files.iter().any(|f| f.starts_with("deploy/secrets/")),
+            "{s} takes its secrets from a generated env file"
+        );
         let mut provided = BTreeSet::from(["HUSH_DATABASE_URL".to_string()]);
         for f in files.iter().filter(|f| !f.starts_with("deploy/secrets/")) {
             for key in env_file(&repo().join(f)).into_keys() {
@@ -95,17 +130,26 @@ fn the_compose_file_describes_the_documented_topology() {
             }
         }
         for need in required_env(s) {
-            assert!(provided.contains(&need), "{s} requires {need}, which compose does not set");
+            assert!(
+                provided.contains(&need),
+                "{s} requires {need}, which compose does not set"
+            );
         }
         for secret in strs(&svc["secrets"]) {
-            assert!(c["secrets"][secret.as_str()]["file"].as_str().is_some_and(|f| f.starts_with("deploy/secrets/")));
+            assert!(c["secrets"][secret.as_str()]["file"]
+                .as_str()
+                .is_some_and(|f| f.starts_with("deploy/secrets/")));
         }
     }
     assert!(repo().join("Dockerfile").exists());
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs `hush deploy-init`, returning the folder it wrote.
@@ -116,7 +160,11 @@ async fn deploy_init(dir: &Path) -> PathBuf {
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "deploy-init: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "deploy-init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dir.join("secrets")
 }
 
@@ -125,7 +173,9 @@ struct Proc(Child);
 impl Proc {
     async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.0.id().expect("running").to_string();
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
         tokio::time::timeout(Duration::from_secs(15), self.0.wait())
             .await
             .expect("stops within 15 s of SIGTERM")
@@ -140,15 +190,31 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment() 
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(secrets.join("control-api.key.pem")).unwrap().permissions().mode();
-        assert_eq!(mode & 0o077, 0, "private keys are readable by their owner only");
+        let mode = std::fs::metadata(secrets.join("control-api.key.pem"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "private keys are readable by their owner only"
+        );
     }
     let (dbs, _pg) = fresh_databases(tmp.path()).await;
     let issuer = auth::DevIssuer::load_or_create(&tmp.path().join("issuer")).unwrap();
     let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwks = format!("http://{}/.well-known/jwks.json", issuer_listener.local_addr().unwrap());
+    let jwks = format!(
+        "http://{}/.well-known/jwks.json",
+        issuer_listener.local_addr().unwrap()
+    );
     let (stop_issuer, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(service_kit::serve(issuer_listener, issuer.router(), async { let _ = stopped.await; }));
+    tokio::spawn(service_kit::serve(
+        issuer_listener,
+        issuer.router(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let c = compose();
     let ports: BTreeMap<&str, u16> = SERVICES.iter().map(|s| (*s, free_port())).collect();
@@ -174,12 +240,18 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment() 
     let mut procs = Vec::new();
     for s in SERVICES {
         let mut env = BTreeMap::new();
-        for f in strs(&c["services"][s]["env_file"]).iter().filter(|f| !f.starts_with("deploy/secrets/")) {
+        for f in strs(&c["services"][s]["env_file"])
+            .iter()
+            .filter(|f| !f.starts_with("deploy/secrets/"))
+        {
             env.extend(env_file(&repo().join(f)));
         }
         assert!(env_file(&secrets.join(format!("{s}.env"))).contains_key("HUSH_DATABASE_URL"));
         for v in env.values_mut() {
-            for (host, svc) in [("isolated-tenant:8083", "isolated-tenant"), ("control-api:8080", "control-api")] {
+            for (host, svc) in [
+                ("isolated-tenant:8083", "isolated-tenant"),
+                ("control-api:8080", "control-api"),
+            ] {
                 *v = v.replace(host, &format!("127.0.0.1:{}", ports[svc]));
             }
             for (mount, local) in &mounts {
@@ -207,7 +279,10 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment() 
         procs.push((s, Proc(child)));
     }
 
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     for s in SERVICES {
         let url = format!("http://127.0.0.1:{}/readyz", ports[s]);
@@ -221,7 +296,18 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment() 
     }
 
     // The slice across the processes.
-    let token = |sub: &str| issuer.mint(&auth::DevClaims { sub: sub.into(), email: Some(format!("{sub}@corp.example")), kind: IdentityKind::Member, roles: vec![] }, "hush", Duration::from_secs(300));
+    let token = |sub: &str| {
+        issuer.mint(
+            &auth::DevClaims {
+                sub: sub.into(),
+                email: Some(format!("{sub}@corp.example")),
+                kind: IdentityKind::Member,
+                roles: vec![],
+            },
+            "hush",
+            Duration::from_secs(300),
+        )
+    };
     let control = format!("http://127.0.0.1:{}/control/v1", ports["control-api"]);
     let membership = format!("http://127.0.0.1:{}/membership/v1", ports["membership-api"]);
     let created: serde_json::Value = http
@@ -232,17 +318,48 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment() 
     let id = created["id"].as_str().expect("created").to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let g: serde_json::Value = http.get(format!("{control}/groups/{id}")).bearer_auth(token("alice")).send().await.unwrap().json().await.unwrap();
-        if g["state"] == "active" { break; }
+        let g: serde_json::Value = http
+            .get(format!("{control}/groups/{id}"))
+            .bearer_auth(token("alice"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if g["state"] == "active" {
+            break;
+        }
         assert!(Instant::now() < deadline, "never provisioned: {g}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let joined = http.post(format!("{membership}/groups/{id}/join")).bearer_auth(token("bob")).json(&json!({})).send().await.unwrap();
+    let joined = http
+        .post(format!("{membership}/groups/{id}/join"))
+        .bearer_auth(token("bob"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(joined.status(), StatusCode::OK);
-    let me: serde_json::Value = http.get(format!("{membership}/groups/{id}/me")).bearer_auth(token("bob")).send().await.unwrap().json().await.unwrap();
+    let me: serde_json::Value = http
+        .get(format!("{membership}/groups/{id}/me"))
+        .bearer_auth(token("bob"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["member"], true);
-    let anon = http.post(format!("http://127.0.0.1:{}/tenant/v1/membership/check", ports["isolated-tenant"]))
-        .json(&json!({"group_id": id, "subject": "bob"})).send().await.unwrap();
+    let anon = http
+        .post(format!(
+            "http://127.0.0.1:{}/tenant/v1/membership/check",
+            ports["isolated-tenant"]
+        ))
+        .json(&json!({"group_id": id, "subject": "bob"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
 
     // SIGTERM: every process finishes in-flight work and exits cleanly.
@@ -261,7 +378,10 @@ async fn production_mode_refuses_the_dev_issuer() {
         .args(["serve", "control-api"])
         .env_clear()
         .env("HUSH_LISTEN", "127.0.0.1:0")
-        .env("HUSH_DATABASE_URL", format!("sqlite://{}", tmp.path().join("c.db").display()))
+        .env(
+            "HUSH_DATABASE_URL",
+            format!("sqlite://{}", tmp.path().join("c.db").display()),
+        )
         .env("HUSH_TENANT_URL", "http://127.0.0.1:9")
         .env("HUSH_MAIL_DOMAIN", "groups.corp.example")
         .env("HUSH_JWT_AUDIENCE", "hush")
@@ -271,8 +391,17 @@ async fn production_mode_refuses_the_dev_issuer() {
         .env("HUSH_TRUSTED_SERVICE_KEYS", "")
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(30), out).await.expect("exits by itself").unwrap();
-    assert!(!out.status.success(), "the dev issuer must be refused outside dev mode");
+    let out = tokio::time::timeout(Duration::from_secs(30), out)
+        .await
+        .expect("exits by itself")
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the dev issuer must be refused outside dev mode"
+    );
     let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
-    assert!(err.contains("dev issuer") || err.contains("dev-issuer") || err.contains("dev mode"), "says why: {err}");
+    assert!(
+        err.contains("dev issuer") || err.contains("dev-issuer") || err.contains("dev mode"),
+        "says why: {err}"
+    );
 }

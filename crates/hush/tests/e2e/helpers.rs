@@ -41,16 +41,26 @@ impl Res {
     #[track_caller]
     pub fn assert_problem(&self, status: u16) -> &Self {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
-        assert_eq!(self.content_type(), "application/problem+json", "body: {}", self.text);
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "body: {}",
+            self.text
+        );
         assert_eq!(self.body["status"], status);
-        assert!(self.body["type"].as_str().unwrap_or("").starts_with("urn:hush:problem:"));
+        assert!(self.body["type"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("urn:hush:problem:"));
         self
     }
 }
 
 /// Which backend this run tests.
 pub fn postgres_url() -> Option<String> {
-    std::env::var("HUSH_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+    std::env::var("HUSH_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
 }
 
 /// Creates fresh databases for one test: SQLite files in `dir`, or new Postgres databases.
@@ -58,8 +68,12 @@ pub async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<(Strin
     let Some(admin) = postgres_url() else {
         return (Databases::sqlite_in(dir), None);
     };
-    let tag: String = (0..12).map(|_| format!("{:x}", rand::random::<u8>() % 16)).collect();
-    let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to Postgres");
+    let tag: String = (0..12)
+        .map(|_| format!("{:x}", rand::random::<u8>() % 16))
+        .collect();
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to Postgres");
     let mut names = Vec::new();
     for s in ["control", "membership", "bulk", "tenant"] {
         let name = format!("hush_t_{tag}_{s}");
@@ -69,7 +83,10 @@ pub async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<(Strin
             .expect("create test database");
         names.push(name);
     }
-    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+    let base = admin
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .unwrap_or(admin.clone());
     let url = |n: &str| format!("{base}/{n}");
     (
         Databases {
@@ -138,7 +155,13 @@ impl App {
     }
 
     /// Sends a request; `body` is sent as JSON when given.
-    pub async fn call(&self, method: Method, url: &str, token: Option<&str>, body: Option<Value>) -> Res {
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Res {
         let mut req = self.http.request(method, url);
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -151,7 +174,12 @@ impl App {
         let headers = res.headers().clone();
         let text = res.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Res { status, headers, body, text }
+        Res {
+            status,
+            headers,
+            body,
+            text,
+        }
     }
 
     pub async fn get(&self, url: &str, token: &str) -> Res {
@@ -181,7 +209,8 @@ impl App {
             .await;
         assert_eq!(res.status, StatusCode::ACCEPTED, "create: {}", res.text);
         let id = res.body["id"].as_str().expect("group id").to_string();
-        self.wait_state(owner, &id, "active", Duration::from_secs(20)).await;
+        self.wait_state(owner, &id, "active", Duration::from_secs(20))
+            .await;
         id
     }
 
@@ -189,11 +218,17 @@ impl App {
     pub async fn wait_state(&self, owner: &str, id: &str, state: &str, limit: Duration) -> Value {
         let deadline = Instant::now() + limit;
         loop {
-            let res = self.get(&self.control(&format!("/groups/{id}")), owner).await;
+            let res = self
+                .get(&self.control(&format!("/groups/{id}")), owner)
+                .await;
             if res.body["state"] == state {
                 return res.body;
             }
-            assert!(Instant::now() < deadline, "group never became {state}: {}", res.text);
+            assert!(
+                Instant::now() < deadline,
+                "group never became {state}: {}",
+                res.text
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -11,19 +11,47 @@ async fn a_guest_is_refused_a_group_whose_label_bars_guests_and_nothing_is_writt
     let guest = app.token("gina", IdentityKind::Guest, &[]);
     let agent = app.token("robot", IdentityKind::Agent, &[]);
     // General admits guests but not agents; an owner switches its join policy to open.
-    let general = app.active_group(&alice, "Book Club", "General", "open").await;
+    let general = app
+        .active_group(&alice, "Book Club", "General", "open")
+        .await;
 
-    let refused = app.post(&app.membership(&format!("/groups/{general}/join")), &agent, json!({})).await;
+    let refused = app
+        .post(
+            &app.membership(&format!("/groups/{general}/join")),
+            &agent,
+            json!({}),
+        )
+        .await;
     refused.assert_problem(403);
     assert_eq!(refused.body["type"], "urn:hush:problem:label-refused");
-    assert!(refused.body["detail"].as_str().unwrap().contains("AI agents"), "{}", refused.text);
-    let me = app.get(&app.membership(&format!("/groups/{general}/me")), &agent).await;
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("AI agents"),
+        "{}",
+        refused.text
+    );
+    let me = app
+        .get(&app.membership(&format!("/groups/{general}/me")), &agent)
+        .await;
     assert_eq!(me.body["member"], false, "the refused join wrote nothing");
     let mine = app.get(&app.membership("/me/groups"), &agent).await;
     assert_eq!(mine.body["groups"], json!([]));
 
-    let ok = app.post(&app.membership(&format!("/groups/{general}/join")), &guest, json!({})).await;
-    assert_eq!(ok.status, StatusCode::OK, "General admits guests: {}", ok.text);
+    let ok = app
+        .post(
+            &app.membership(&format!("/groups/{general}/join")),
+            &guest,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        ok.status,
+        StatusCode::OK,
+        "General admits guests: {}",
+        ok.text
+    );
 
     // A label that bars guests, with an open join policy, to isolate the label check.
     let admin = app.token("lena", IdentityKind::Member, &["label-admin"]);
@@ -35,11 +63,25 @@ async fn a_guest_is_refused_a_group_whose_label_bars_guests_and_nothing_is_writt
         )
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
-    let staff = app.active_group(&alice, "Staff Lounge", "Staff Only", "open").await;
-    let refused = app.post(&app.membership(&format!("/groups/{staff}/join")), &guest, json!({})).await;
+    let staff = app
+        .active_group(&alice, "Staff Lounge", "Staff Only", "open")
+        .await;
+    let refused = app
+        .post(
+            &app.membership(&format!("/groups/{staff}/join")),
+            &guest,
+            json!({}),
+        )
+        .await;
     refused.assert_problem(403);
-    assert!(refused.body["detail"].as_str().unwrap().contains("guests"), "{}", refused.text);
-    let me = app.get(&app.membership(&format!("/groups/{staff}/me")), &guest).await;
+    assert!(
+        refused.body["detail"].as_str().unwrap().contains("guests"),
+        "{}",
+        refused.text
+    );
+    let me = app
+        .get(&app.membership(&format!("/groups/{staff}/me")), &guest)
+        .await;
     assert_eq!(me.body["member"], false);
 
     app.stop().await;
@@ -49,16 +91,25 @@ async fn a_guest_is_refused_a_group_whose_label_bars_guests_and_nothing_is_writt
 async fn guests_do_not_discover_groups_whose_label_bars_them() {
     let app = App::spawn().await;
     let alice = app.member("alice");
-    app.active_group(&alice, "Open Forum", "General", "open").await;
-    app.active_group(&alice, "Hidden Forum", "Confidential", "approval").await;
+    app.active_group(&alice, "Open Forum", "General", "open")
+        .await;
+    app.active_group(&alice, "Hidden Forum", "Confidential", "approval")
+        .await;
     let guest = app.token("gina", IdentityKind::Guest, &[]);
 
     let names = |res: &Res| -> Vec<String> {
-        res.body["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap().to_string()).collect()
+        res.body["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap().to_string())
+            .collect()
     };
     let as_guest = app.get(&app.control("/groups?q=forum"), &guest).await;
     assert_eq!(names(&as_guest), vec!["Open Forum"]);
-    let as_member = app.get(&app.control("/groups?q=forum"), &app.member("bob")).await;
+    let as_member = app
+        .get(&app.control("/groups?q=forum"), &app.member("bob"))
+        .await;
     let mut got = names(&as_member);
     got.sort();
     assert_eq!(got, vec!["Hidden Forum", "Open Forum"]);
@@ -72,25 +123,52 @@ async fn the_three_default_labels_are_seeded_and_only_label_admins_change_labels
     let bob = app.member("bob");
     let labels = app.get(&app.control("/labels"), &bob).await;
     assert_eq!(labels.status, StatusCode::OK, "{}", labels.text);
-    let names: Vec<&str> = labels.body.as_array().unwrap().iter().filter_map(|l| l["name"].as_str()).collect();
+    let names: Vec<&str> = labels
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
     for n in ["General", "Confidential", "Highly Confidential"] {
         assert!(names.contains(&n), "{n} seeded: {names:?}");
     }
-    let hc = app.get(&app.control("/labels/Highly%20Confidential"), &bob).await;
+    let hc = app
+        .get(&app.control("/labels/Highly%20Confidential"), &bob)
+        .await;
     assert_eq!(hc.body["policy"]["join_policies"], json!(["invite"]));
     assert_eq!(hc.body["policy"]["sender_policy"], "members");
 
     let body = json!({"name": "Mine", "description": "", "policy": {"guests_allowed": true, "agents_allowed": true, "join_policies": ["open"], "sender_policy": "anyone"}});
-    app.post(&app.control("/labels"), &bob, body.clone()).await.assert_problem(403);
+    app.post(&app.control("/labels"), &bob, body.clone())
+        .await
+        .assert_problem(403);
     let admin = app.token("lena", IdentityKind::Member, &["label-admin"]);
     let bad = json!({"name": "Bad", "description": "", "policy": {"guests_allowed": true, "agents_allowed": true, "join_policies": [], "sender_policy": "anyone"}});
-    app.post(&app.control("/labels"), &admin, bad).await.assert_problem(422);
-    assert_eq!(app.post(&app.control("/labels"), &admin, body.clone()).await.status, StatusCode::CREATED);
-    app.post(&app.control("/labels"), &admin, body).await.assert_problem(409);
+    app.post(&app.control("/labels"), &admin, bad)
+        .await
+        .assert_problem(422);
+    assert_eq!(
+        app.post(&app.control("/labels"), &admin, body.clone())
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    app.post(&app.control("/labels"), &admin, body)
+        .await
+        .assert_problem(409);
 
     // A label in use cannot be deleted.
-    app.active_group(&app.member("alice"), "Uses Mine", "Mine", "open").await;
-    let del = app.call(Method::DELETE, &app.control("/labels/Mine"), Some(&admin), None).await;
+    app.active_group(&app.member("alice"), "Uses Mine", "Mine", "open")
+        .await;
+    let del = app
+        .call(
+            Method::DELETE,
+            &app.control("/labels/Mine"),
+            Some(&admin),
+            None,
+        )
+        .await;
     del.assert_problem(409);
 
     app.stop().await;
@@ -104,10 +182,18 @@ async fn a_group_must_use_a_join_policy_its_label_allows() {
         .post(&app.control("/groups"), &alice, json!({"name": "Secret", "description": "", "label": "Highly Confidential", "join_policy": "open"}))
         .await;
     res.assert_problem(422);
-    assert!(res.text.contains("invite"), "names the allowed policies: {}", res.text);
+    assert!(
+        res.text.contains("invite"),
+        "names the allowed policies: {}",
+        res.text
+    );
     let guest = app.token("gina", IdentityKind::Guest, &[]);
     let res = app
-        .post(&app.control("/groups"), &guest, json!({"name": "Mine", "description": "", "label": "General", "join_policy": "open"}))
+        .post(
+            &app.control("/groups"),
+            &guest,
+            json!({"name": "Mine", "description": "", "label": "General", "join_policy": "open"}),
+        )
         .await;
     res.assert_problem(403);
     app.stop().await;

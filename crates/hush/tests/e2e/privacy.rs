@@ -25,20 +25,48 @@ fn property_names(v: &Value, out: &mut Vec<String>) {
 async fn inv1_no_endpoint_or_document_lists_members() {
     let app = App::spawn().await;
     let alice = app.member("alice");
-    let id = app.active_group(&alice, "Witness Support", "General", "open").await;
+    let id = app
+        .active_group(&alice, "Witness Support", "General", "open")
+        .await;
     for who in ["bob", "carol"] {
-        let r = app.post(&app.membership(&format!("/groups/{id}/join")), &app.member(who), json!({})).await;
+        let r = app
+            .post(
+                &app.membership(&format!("/groups/{id}/join")),
+                &app.member(who),
+                json!({}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::OK);
     }
 
     // No OpenAPI document of a public service has a member-list shape.
-    for (base, prefix) in [(&app.urls.control, "control"), (&app.urls.membership, "membership"), (&app.urls.bulk, "bulk")] {
-        let doc = app.get(&format!("{base}/{prefix}/v1/openapi.json"), &alice).await;
-        assert_eq!(doc.status, StatusCode::OK, "{prefix} serves its OpenAPI document");
+    for (base, prefix) in [
+        (&app.urls.control, "control"),
+        (&app.urls.membership, "membership"),
+        (&app.urls.bulk, "bulk"),
+    ] {
+        let doc = app
+            .get(&format!("{base}/{prefix}/v1/openapi.json"), &alice)
+            .await;
+        assert_eq!(
+            doc.status,
+            StatusCode::OK,
+            "{prefix} serves its OpenAPI document"
+        );
         let mut names = Vec::new();
         property_names(&doc.body, &mut names);
-        for bad in ["members", "member_list", "subjects", "emails", "recipients", "member_subjects"] {
-            assert!(!names.iter().any(|n| n == bad), "{prefix} documents a '{bad}' property");
+        for bad in [
+            "members",
+            "member_list",
+            "subjects",
+            "emails",
+            "recipients",
+            "member_subjects",
+        ] {
+            assert!(
+                !names.iter().any(|n| n == bad),
+                "{prefix} documents a '{bad}' property"
+            );
         }
         for (path, ops) in doc.body["paths"].as_object().unwrap() {
             assert!(
@@ -52,8 +80,14 @@ async fn inv1_no_endpoint_or_document_lists_members() {
     let readers = [
         ("owner", alice.clone()),
         ("outsider", app.member("dave")),
-        ("label-admin", app.token("lena", IdentityKind::Member, &["label-admin"])),
-        ("operator", app.token("otto", IdentityKind::Member, &["operator"])),
+        (
+            "label-admin",
+            app.token("lena", IdentityKind::Member, &["label-admin"]),
+        ),
+        (
+            "operator",
+            app.token("otto", IdentityKind::Member, &["operator"]),
+        ),
     ];
     for (role, token) in &readers {
         for url in [
@@ -69,15 +103,27 @@ async fn inv1_no_endpoint_or_document_lists_members() {
         ] {
             let res = app.get(&url, token).await;
             for secret in ["bob", "carol"] {
-                assert!(!res.text.contains(secret), "{role} learned '{secret}' from GET {url}: {}", res.text);
+                assert!(
+                    !res.text.contains(secret),
+                    "{role} learned '{secret}' from GET {url}: {}",
+                    res.text
+                );
             }
         }
     }
     // The owner sees a coarse bucket, never a number (INV-4).
-    let g = app.get(&app.control(&format!("/groups/{id}")), &alice).await;
+    let g = app
+        .get(&app.control(&format!("/groups/{id}")), &alice)
+        .await;
     assert_eq!(g.body["member_count"], "<10", "{}", g.text);
-    let g = app.get(&app.control(&format!("/groups/{id}")), &app.member("dave")).await;
-    assert!(g.body.get("member_count").is_none(), "only owners see the bucket: {}", g.text);
+    let g = app
+        .get(&app.control(&format!("/groups/{id}")), &app.member("dave"))
+        .await;
+    assert!(
+        g.body.get("member_count").is_none(),
+        "only owners see the bucket: {}",
+        g.text
+    );
 
     app.stop().await;
 }
@@ -90,47 +136,85 @@ async fn inv2_a_caller_learns_only_their_own_memberships() {
     let b = app.active_group(&alice, "Group B", "General", "open").await;
     let bob = app.member("bob");
     let carol = app.member("carol");
-    app.post(&app.membership(&format!("/groups/{a}/join")), &bob, json!({})).await;
-    app.post(&app.membership(&format!("/groups/{b}/join")), &carol, json!({})).await;
+    app.post(
+        &app.membership(&format!("/groups/{a}/join")),
+        &bob,
+        json!({}),
+    )
+    .await;
+    app.post(
+        &app.membership(&format!("/groups/{b}/join")),
+        &carol,
+        json!({}),
+    )
+    .await;
 
     let mine = app.get(&app.membership("/me/groups"), &bob).await;
-    let ids: Vec<&str> = mine.body["groups"].as_array().unwrap().iter().filter_map(|g| g["id"].as_str()).collect();
+    let ids: Vec<&str> = mine.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["id"].as_str())
+        .collect();
     assert_eq!(ids, vec![a.as_str()], "bob sees exactly his own group");
 
     // Asking about someone else is not possible: extra parameters are ignored or refused, and
     // the answer is always about the caller.
     for url in [
         app.membership(&format!("/groups/{b}/me?subject=carol")),
-        app.membership(&format!("/groups/{b}/me?sub=carol&email=carol@corp.example")),
+        app.membership(&format!(
+            "/groups/{b}/me?sub=carol&email=carol@corp.example"
+        )),
     ] {
         let res = app.get(&url, &bob).await;
         assert!(res.status == StatusCode::OK || res.status.is_client_error());
-        assert_ne!(res.body["member"], true, "bob learned carol's membership via {url}");
+        assert_ne!(
+            res.body["member"], true,
+            "bob learned carol's membership via {url}"
+        );
     }
-    let res = app.get(&app.membership("/me/groups?subject=carol"), &bob).await;
-    assert!(!res.text.contains(&b), "bob saw carol's group: {}", res.text);
+    let res = app
+        .get(&app.membership("/me/groups?subject=carol"), &bob)
+        .await;
+    assert!(
+        !res.text.contains(&b),
+        "bob saw carol's group: {}",
+        res.text
+    );
     // Without a token there is nothing at all.
-    let anon = app.call(Method::GET, &app.membership("/me/groups"), None, None).await;
+    let anon = app
+        .call(Method::GET, &app.membership("/me/groups"), None, None)
+        .await;
     anon.assert_problem(401);
 
     app.stop().await;
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Signs arbitrary service-token claims with a service's key from the stack.
 fn sign(app: &App, service: ServiceName, claims: &Value) -> String {
     let pem = std::fs::read(app.stack.keys_dir().join(format!("{service}.key.pem"))).unwrap();
     let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), claims, &key).unwrap()
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        claims,
+        &key,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
 async fn inv9_the_tenant_refuses_every_call_without_a_valid_service_token() {
     let app = App::spawn().await;
-    let id = app.active_group(&app.member("alice"), "Tenant Probe", "General", "open").await;
+    let id = app
+        .active_group(&app.member("alice"), "Tenant Probe", "General", "open")
+        .await;
     let tenant = |p: &str| format!("{}/tenant/v1{p}", app.urls.tenant);
     let check_body = json!({"group_id": id, "subject": "bob"});
     let t = now();
@@ -143,49 +227,111 @@ async fn inv9_the_tenant_refuses_every_call_without_a_valid_service_token() {
     .unwrap()
     .mint(ServiceName::IsolatedTenant);
     let membership_key = app.stack.keys_dir().join("membership-api.key.pem");
-    let signer = auth::ServiceSigner::from_pem_file(ServiceName::MembershipApi, &membership_key).unwrap();
+    let signer =
+        auth::ServiceSigner::from_pem_file(ServiceName::MembershipApi, &membership_key).unwrap();
 
     let bad_tokens: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
         ("garbage", Some("not-a-jwt".into())),
         ("a user's token", Some(app.member("bob"))),
-        ("expired", Some(sign(&app, ServiceName::MembershipApi, &json!({"iss": "membership-api", "sub": "membership-api", "aud": "isolated-tenant", "iat": t - 600, "exp": t - 300})))),
+        (
+            "expired",
+            Some(sign(
+                &app,
+                ServiceName::MembershipApi,
+                &json!({"iss": "membership-api", "sub": "membership-api", "aud": "isolated-tenant", "iat": t - 600, "exp": t - 300}),
+            )),
+        ),
         ("wrongly signed", Some(forged)),
         ("wrong audience", Some(signer.mint(ServiceName::ControlApi))),
-        ("no expiry", Some(sign(&app, ServiceName::MembershipApi, &json!({"iss": "membership-api", "sub": "membership-api", "aud": "isolated-tenant", "iat": t})))),
+        (
+            "no expiry",
+            Some(sign(
+                &app,
+                ServiceName::MembershipApi,
+                &json!({"iss": "membership-api", "sub": "membership-api", "aud": "isolated-tenant", "iat": t}),
+            )),
+        ),
     ];
     for (what, token) in &bad_tokens {
         for (method, path, body) in [
-            (Method::POST, "/membership/check".to_string(), Some(check_body.clone())),
-            (Method::POST, "/identities/groups".to_string(), Some(json!({"subject": "bob"}))),
-            (Method::POST, format!("/groups/{id}/members"), Some(json!({"subject": "mallory", "kind": "member"}))),
+            (
+                Method::POST,
+                "/membership/check".to_string(),
+                Some(check_body.clone()),
+            ),
+            (
+                Method::POST,
+                "/identities/groups".to_string(),
+                Some(json!({"subject": "bob"})),
+            ),
+            (
+                Method::POST,
+                format!("/groups/{id}/members"),
+                Some(json!({"subject": "mallory", "kind": "member"})),
+            ),
             (Method::GET, format!("/groups/{id}/count"), None),
             (Method::GET, "/openapi.json".to_string(), None),
         ] {
-            let res = app.call(method.clone(), &tenant(&path), token.as_deref(), body).await;
-            assert_eq!(res.status, StatusCode::UNAUTHORIZED, "{what} on {method} {path}: {}", res.text);
+            let res = app
+                .call(method.clone(), &tenant(&path), token.as_deref(), body)
+                .await;
+            assert_eq!(
+                res.status,
+                StatusCode::UNAUTHORIZED,
+                "{what} on {method} {path}: {}",
+                res.text
+            );
             assert_eq!(res.content_type(), "application/problem+json");
         }
     }
     // A valid token of a service that may not perform the operation is refused too.
-    let control = auth::ServiceSigner::from_pem_file(ServiceName::ControlApi, &app.stack.keys_dir().join("control-api.key.pem"))
-        .unwrap()
-        .mint(ServiceName::IsolatedTenant);
-    let res = app.call(Method::POST, &tenant("/membership/check"), Some(&control), Some(check_body.clone())).await;
+    let control = auth::ServiceSigner::from_pem_file(
+        ServiceName::ControlApi,
+        &app.stack.keys_dir().join("control-api.key.pem"),
+    )
+    .unwrap()
+    .mint(ServiceName::IsolatedTenant);
+    let res = app
+        .call(
+            Method::POST,
+            &tenant("/membership/check"),
+            Some(&control),
+            Some(check_body.clone()),
+        )
+        .await;
     res.assert_problem(403);
     // The probes above changed nothing: mallory was never added.
     let res = app
-        .call(Method::POST, &tenant("/membership/check"), Some(&signer.mint(ServiceName::IsolatedTenant)), Some(json!({"group_id": id, "subject": "mallory"})))
+        .call(
+            Method::POST,
+            &tenant("/membership/check"),
+            Some(&signer.mint(ServiceName::IsolatedTenant)),
+            Some(json!({"group_id": id, "subject": "mallory"})),
+        )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text);
     assert_eq!(res.body["member"], false);
     // There is no way to list a group's members, even for a trusted service.
-    for svc in [ServiceName::ControlApi, ServiceName::MembershipApi, ServiceName::BulkApi] {
-        let tok = auth::ServiceSigner::from_pem_file(svc, &app.stack.keys_dir().join(format!("{svc}.key.pem")))
-            .unwrap()
-            .mint(ServiceName::IsolatedTenant);
-        let res = app.get(&tenant(&format!("/groups/{id}/members")), &tok).await;
-        assert!(matches!(res.status.as_u16(), 404 | 405), "{svc}: {}", res.text);
+    for svc in [
+        ServiceName::ControlApi,
+        ServiceName::MembershipApi,
+        ServiceName::BulkApi,
+    ] {
+        let tok = auth::ServiceSigner::from_pem_file(
+            svc,
+            &app.stack.keys_dir().join(format!("{svc}.key.pem")),
+        )
+        .unwrap()
+        .mint(ServiceName::IsolatedTenant);
+        let res = app
+            .get(&tenant(&format!("/groups/{id}/members")), &tok)
+            .await;
+        assert!(
+            matches!(res.status.as_u16(), 404 | 405),
+            "{svc}: {}",
+            res.text
+        );
     }
 
     app.stop().await;

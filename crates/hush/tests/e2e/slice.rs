@@ -24,36 +24,67 @@ async fn a_member_creates_discovers_joins_sees_and_leaves_a_group() {
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
     assert_eq!(created.body["state"], "provisioning");
     let id = created.body["id"].as_str().unwrap().to_string();
-    let group = app.wait_state(&alice, &id, "active", Duration::from_secs(20)).await;
-    assert!(group["contact_address"].as_str().unwrap().ends_with("@groups.test.example"));
+    let group = app
+        .wait_state(&alice, &id, "active", Duration::from_secs(20))
+        .await;
+    assert!(group["contact_address"]
+        .as_str()
+        .unwrap()
+        .ends_with("@groups.test.example"));
     assert_eq!(group["owners"], json!(["alice"]));
 
     // Discover: bob finds it by a word of its name, case-insensitively.
     let found = app.get(&app.control("/groups?q=PARENTS"), &bob).await;
     assert_eq!(found.status, StatusCode::OK, "{}", found.text);
-    let ids: Vec<&str> = found.body["groups"].as_array().unwrap().iter().filter_map(|g| g["id"].as_str()).collect();
+    let ids: Vec<&str> = found.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["id"].as_str())
+        .collect();
     assert_eq!(ids, vec![id.as_str()]);
 
     // Join, then "my groups" and "am I a member".
-    let joined = app.post(&app.membership(&format!("/groups/{id}/join")), &bob, json!({})).await;
+    let joined = app
+        .post(
+            &app.membership(&format!("/groups/{id}/join")),
+            &bob,
+            json!({}),
+        )
+        .await;
     assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
     assert_eq!(joined.body["member"], true);
     let mine = app.get(&app.membership("/me/groups"), &bob).await;
     assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
     assert_eq!(mine.body["groups"][0]["id"], id.as_str());
     assert_eq!(mine.body["groups"][0]["name"], "Parents at Work");
-    let me = app.get(&app.membership(&format!("/groups/{id}/me")), &bob).await;
+    let me = app
+        .get(&app.membership(&format!("/groups/{id}/me")), &bob)
+        .await;
     assert_eq!(me.body["member"], true);
-    let alice_me = app.get(&app.membership(&format!("/groups/{id}/me")), &alice).await;
-    assert_eq!(alice_me.body["member"], false, "owning a group is not being in it");
+    let alice_me = app
+        .get(&app.membership(&format!("/groups/{id}/me")), &alice)
+        .await;
+    assert_eq!(
+        alice_me.body["member"], false,
+        "owning a group is not being in it"
+    );
 
     // Leave: gone from my groups at once.
-    let left = app.post(&app.membership(&format!("/groups/{id}/leave")), &bob, json!({})).await;
+    let left = app
+        .post(
+            &app.membership(&format!("/groups/{id}/leave")),
+            &bob,
+            json!({}),
+        )
+        .await;
     assert_eq!(left.status, StatusCode::OK, "{}", left.text);
     assert_eq!(left.body["member"], false);
     let mine = app.get(&app.membership("/me/groups"), &bob).await;
     assert_eq!(mine.body["groups"], json!([]));
-    let me = app.get(&app.membership(&format!("/groups/{id}/me")), &bob).await;
+    let me = app
+        .get(&app.membership(&format!("/groups/{id}/me")), &bob)
+        .await;
     assert_eq!(me.body["member"], false);
 
     app.stop().await;
@@ -78,17 +109,37 @@ async fn the_saga_keeps_a_group_provisioning_while_the_tenant_is_down_and_activa
     // While the tenant is down the group stays provisioning: never active half-made, never
     // discoverable, and nobody can join it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let g = app.get(&app.control(&format!("/groups/{id}")), &alice).await;
+    let g = app
+        .get(&app.control(&format!("/groups/{id}")), &alice)
+        .await;
     assert_eq!(g.body["state"], "provisioning", "{}", g.text);
-    let found = app.get(&app.control("/groups?q=night"), &app.member("bob")).await;
+    let found = app
+        .get(&app.control("/groups?q=night"), &app.member("bob"))
+        .await;
     assert_eq!(found.body["groups"], json!([]));
-    let ready = app.http.get(format!("{}/readyz", app.urls.control)).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "readyz reports the tenant down");
+    let ready = app
+        .http
+        .get(format!("{}/readyz", app.urls.control))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "readyz reports the tenant down"
+    );
 
     // The tenant comes back: the saga retries with backoff and completes.
     app.start_part(Part::Tenant).await;
-    app.wait_state(&alice, &id, "active", Duration::from_secs(45)).await;
-    let joined = app.post(&app.membership(&format!("/groups/{id}/join")), &app.member("bob"), json!({})).await;
+    app.wait_state(&alice, &id, "active", Duration::from_secs(45))
+        .await;
+    let joined = app
+        .post(
+            &app.membership(&format!("/groups/{id}/join")),
+            &app.member("bob"),
+            json!({}),
+        )
+        .await;
     assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
 
     app.stop().await;
@@ -99,21 +150,53 @@ async fn archiving_deprovisions_the_group_and_purges_its_membership() {
     let app = App::spawn().await;
     let alice = app.member("alice");
     let bob = app.member("bob");
-    let id = app.active_group(&alice, "Old Project", "General", "open").await;
-    app.post(&app.membership(&format!("/groups/{id}/join")), &bob, json!({})).await;
+    let id = app
+        .active_group(&alice, "Old Project", "General", "open")
+        .await;
+    app.post(
+        &app.membership(&format!("/groups/{id}/join")),
+        &bob,
+        json!({}),
+    )
+    .await;
 
-    let other = app.post(&app.control(&format!("/groups/{id}/archive")), &bob, json!({})).await;
+    let other = app
+        .post(
+            &app.control(&format!("/groups/{id}/archive")),
+            &bob,
+            json!({}),
+        )
+        .await;
     other.assert_problem(403);
-    let archived = app.post(&app.control(&format!("/groups/{id}/archive")), &alice, json!({})).await;
+    let archived = app
+        .post(
+            &app.control(&format!("/groups/{id}/archive")),
+            &alice,
+            json!({}),
+        )
+        .await;
     assert_eq!(archived.status, StatusCode::ACCEPTED, "{}", archived.text);
-    app.wait_state(&alice, &id, "archived", Duration::from_secs(20)).await;
+    app.wait_state(&alice, &id, "archived", Duration::from_secs(20))
+        .await;
 
     let mine = app.get(&app.membership("/me/groups"), &bob).await;
     assert_eq!(mine.body["groups"], json!([]), "membership purged");
-    let me = app.get(&app.membership(&format!("/groups/{id}/me")), &bob).await;
+    let me = app
+        .get(&app.membership(&format!("/groups/{id}/me")), &bob)
+        .await;
     assert_eq!(me.body["member"], false);
-    let join = app.post(&app.membership(&format!("/groups/{id}/join")), &bob, json!({})).await;
-    assert!(join.status.is_client_error(), "an archived group takes no members: {}", join.text);
+    let join = app
+        .post(
+            &app.membership(&format!("/groups/{id}/join")),
+            &bob,
+            json!({}),
+        )
+        .await;
+    assert!(
+        join.status.is_client_error(),
+        "an archived group takes no members: {}",
+        join.text
+    );
 
     app.stop().await;
 }
@@ -122,12 +205,28 @@ async fn archiving_deprovisions_the_group_and_purges_its_membership() {
 async fn owners_edit_within_the_label_and_cannot_change_it() {
     let app = App::spawn().await;
     let alice = app.member("alice");
-    let id = app.active_group(&alice, "Editors", "Confidential", "approval").await;
+    let id = app
+        .active_group(&alice, "Editors", "Confidential", "approval")
+        .await;
     let url = app.control(&format!("/groups/{id}"));
 
-    let res = app.call(reqwest::Method::PATCH, &url, Some(&alice), Some(json!({"label": "General"}))).await;
+    let res = app
+        .call(
+            reqwest::Method::PATCH,
+            &url,
+            Some(&alice),
+            Some(json!({"label": "General"})),
+        )
+        .await;
     res.assert_problem(422);
-    let res = app.call(reqwest::Method::PATCH, &url, Some(&alice), Some(json!({"join_policy": "open"}))).await;
+    let res = app
+        .call(
+            reqwest::Method::PATCH,
+            &url,
+            Some(&alice),
+            Some(json!({"join_policy": "open"})),
+        )
+        .await;
     res.assert_problem(422);
     let res = app
         .call(reqwest::Method::PATCH, &url, Some(&alice), Some(json!({"join_policy": "invite", "description": "New words", "owners": ["alice", "carol"]})))
@@ -135,7 +234,14 @@ async fn owners_edit_within_the_label_and_cannot_change_it() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text);
     assert_eq!(res.body["join_policy"], "invite");
     assert_eq!(res.body["label"], "Confidential");
-    let res = app.call(reqwest::Method::PATCH, &url, Some(&app.member("mallory")), Some(json!({"description": "x"}))).await;
+    let res = app
+        .call(
+            reqwest::Method::PATCH,
+            &url,
+            Some(&app.member("mallory")),
+            Some(json!({"description": "x"})),
+        )
+        .await;
     assert!(matches!(res.status.as_u16(), 403 | 404), "{}", res.text);
 
     app.stop().await;

@@ -28,8 +28,14 @@ enum Cleanup {
 impl Raw {
     async fn execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match self {
-            Raw::Sqlite(s) => sqlx::query(sql).execute(s.pool()).await.map(|r| r.rows_affected()),
-            Raw::Pg(s) => sqlx::query(sql).execute(s.pool()).await.map(|r| r.rows_affected()),
+            Raw::Sqlite(s) => sqlx::query(sql)
+                .execute(s.pool())
+                .await
+                .map(|r| r.rows_affected()),
+            Raw::Pg(s) => sqlx::query(sql)
+                .execute(s.pool())
+                .await
+                .map(|r| r.rows_affected()),
         }
     }
 
@@ -43,7 +49,9 @@ impl Raw {
 
 /// `url` with its database name replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[scheme_end..].find('/') {
         Some(i) => &base[..scheme_end + i],
@@ -57,7 +65,8 @@ fn with_database(url: &str, name: &str) -> String {
 
 impl TestDb {
     async fn sqlite() -> Self {
-        let path = std::env::temp_dir().join(format!("hush-control-{}.db", Uuid::new_v4().simple()));
+        let path =
+            std::env::temp_dir().join(format!("hush-control-{}.db", Uuid::new_v4().simple()));
         let url = format!("sqlite://{}", path.display());
         let store = SqliteStore::migrate(db::connect_sqlite(&url, 4).await.unwrap())
             .await
@@ -70,7 +79,9 @@ impl TestDb {
     }
 
     async fn postgres() -> Option<Self> {
-        let admin_url = std::env::var("HUSH_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+        let admin_url = std::env::var("HUSH_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
         let name = format!("hush_t_{}", Uuid::new_v4().simple());
         let admin = db::connect_postgres(&admin_url, 1).await.unwrap();
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -186,7 +197,11 @@ async fn default_labels_are_seeded_once_and_admin_edits_and_deletions_stick() {
             .into_iter()
             .map(|l| l.name.to_string())
             .collect();
-        assert_eq!(names, ["Confidential", "General", "Highly Confidential"], "{backend}");
+        assert_eq!(
+            names,
+            ["Confidential", "General", "Highly Confidential"],
+            "{backend}"
+        );
         assert_eq!(store.list_labels().await.unwrap(), {
             let mut d = Label::defaults();
             d.sort_by(|a, b| a.name.cmp(&b.name));
@@ -194,14 +209,44 @@ async fn default_labels_are_seeded_once_and_admin_edits_and_deletions_stick() {
         });
 
         // An admin edits General and deletes Confidential; a restart seeds nothing.
-        let mut general = store.get_label(&label_name("General")).await.unwrap().unwrap();
+        let mut general = store
+            .get_label(&label_name("General"))
+            .await
+            .unwrap()
+            .unwrap();
         general.description = "Edited by an admin".into();
         general.policy.guests_allowed = false;
-        assert!(matches!(store.update_label(&general, T0 + 1).await.unwrap(), LabelUpdate::Updated(_)));
-        assert_eq!(store.delete_label(&label_name("Confidential")).await.unwrap(), LabelDelete::Deleted);
-        assert!(!store.seed_labels(&Label::defaults(), T0 + 2).await.unwrap(), "{backend}");
-        assert_eq!(store.get_label(&label_name("General")).await.unwrap().unwrap(), general);
-        assert!(store.get_label(&label_name("Confidential")).await.unwrap().is_none(), "{backend}");
+        assert!(matches!(
+            store.update_label(&general, T0 + 1).await.unwrap(),
+            LabelUpdate::Updated(_)
+        ));
+        assert_eq!(
+            store
+                .delete_label(&label_name("Confidential"))
+                .await
+                .unwrap(),
+            LabelDelete::Deleted
+        );
+        assert!(
+            !store.seed_labels(&Label::defaults(), T0 + 2).await.unwrap(),
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .get_label(&label_name("General"))
+                .await
+                .unwrap()
+                .unwrap(),
+            general
+        );
+        assert!(
+            store
+                .get_label(&label_name("Confidential"))
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
     })
     .await;
 }
@@ -211,18 +256,41 @@ async fn label_names_are_unique_ignoring_case() {
     on_each_backend(|store, backend, _| async move {
         seeded(&store).await;
         let mut l = Label::defaults()[0].clone();
-        assert_eq!(store.insert_label(&l, T0).await.unwrap(), LabelInsert::NameTaken, "{backend}");
+        assert_eq!(
+            store.insert_label(&l, T0).await.unwrap(),
+            LabelInsert::NameTaken,
+            "{backend}"
+        );
         l.name = label_name("general");
-        assert_eq!(store.insert_label(&l, T0).await.unwrap(), LabelInsert::NameTaken, "{backend}");
+        assert_eq!(
+            store.insert_label(&l, T0).await.unwrap(),
+            LabelInsert::NameTaken,
+            "{backend}"
+        );
         l.name = label_name("Team Only");
-        assert_eq!(store.insert_label(&l, T0).await.unwrap(), LabelInsert::Created);
+        assert_eq!(
+            store.insert_label(&l, T0).await.unwrap(),
+            LabelInsert::Created
+        );
         assert_eq!(store.get_label(&l.name).await.unwrap().unwrap(), l);
-        assert_eq!(store.update_label(&{
-            let mut x = l.clone();
-            x.name = label_name("Nobody");
-            x
-        }, T0).await.unwrap(), LabelUpdate::NotFound);
-        assert_eq!(store.delete_label(&label_name("Nobody")).await.unwrap(), LabelDelete::NotFound);
+        assert_eq!(
+            store
+                .update_label(
+                    &{
+                        let mut x = l.clone();
+                        x.name = label_name("Nobody");
+                        x
+                    },
+                    T0
+                )
+                .await
+                .unwrap(),
+            LabelUpdate::NotFound
+        );
+        assert_eq!(
+            store.delete_label(&label_name("Nobody")).await.unwrap(),
+            LabelDelete::NotFound
+        );
     })
     .await;
 }
@@ -231,8 +299,16 @@ async fn label_names_are_unique_ignoring_case() {
 async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_uses() {
     on_each_backend(|store, backend, _| async move {
         seeded(&store).await;
-        let g = created(&store, &new_group("Book Club", "General", JoinPolicy::Open, "alice")).await;
-        assert_eq!(store.delete_label(&label_name("General")).await.unwrap(), LabelDelete::InUse, "{backend}");
+        let g = created(
+            &store,
+            &new_group("Book Club", "General", JoinPolicy::Open, "alice"),
+        )
+        .await;
+        assert_eq!(
+            store.delete_label(&label_name("General")).await.unwrap(),
+            LabelDelete::InUse,
+            "{backend}"
+        );
 
         let mut general = g.label.clone();
         general.policy.join_policies = vec![JoinPolicy::Invite];
@@ -244,10 +320,19 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_us
         // Once the group is archived, its join policy no longer binds the label; the group
         // still names it, so the label stays undeletable.
         settle(&store, T0).await;
-        store.archive_group(g.id, &subject("alice"), T0).await.unwrap();
+        store
+            .archive_group(g.id, &subject("alice"), T0)
+            .await
+            .unwrap();
         settle(&store, T0).await;
-        assert!(matches!(store.update_label(&general, T0).await.unwrap(), LabelUpdate::Updated(_)));
-        assert_eq!(store.delete_label(&label_name("General")).await.unwrap(), LabelDelete::InUse);
+        assert!(matches!(
+            store.update_label(&general, T0).await.unwrap(),
+            LabelUpdate::Updated(_)
+        ));
+        assert_eq!(
+            store.delete_label(&label_name("General")).await.unwrap(),
+            LabelDelete::InUse
+        );
     })
     .await;
 }
@@ -256,20 +341,36 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_us
 async fn creating_a_group_checks_the_label_and_the_address() {
     on_each_backend(|store, backend, _| async move {
         seeded(&store).await;
-        let g = created(&store, &new_group("Parents at Work", "General", JoinPolicy::Open, "alice")).await;
+        let g = created(
+            &store,
+            &new_group("Parents at Work", "General", JoinPolicy::Open, "alice"),
+        )
+        .await;
         assert_eq!(g.state, GroupState::Provisioning, "{backend}");
         assert_eq!(g.owners.as_slice(), &[subject("alice")]);
-        assert_eq!(g.contact_address.as_str(), "parents-at-work@groups.test.example");
+        assert_eq!(
+            g.contact_address.as_str(),
+            "parents-at-work@groups.test.example"
+        );
         assert_eq!(g.label.name.as_str(), "General");
         assert_eq!(store.get_group(g.id).await.unwrap().unwrap(), g);
 
         let again = new_group("Parents at Work", "General", JoinPolicy::Open, "bob");
-        assert_eq!(store.insert_group(&again, T0).await.unwrap(), GroupInsert::AddressTaken, "{backend}");
+        assert_eq!(
+            store.insert_group(&again, T0).await.unwrap(),
+            GroupInsert::AddressTaken,
+            "{backend}"
+        );
         let nolabel = new_group("Orphans", "Nonexistent", JoinPolicy::Open, "bob");
-        assert_eq!(store.insert_group(&nolabel, T0).await.unwrap(), GroupInsert::NoSuchLabel);
+        assert_eq!(
+            store.insert_group(&nolabel, T0).await.unwrap(),
+            GroupInsert::NoSuchLabel
+        );
         let wrong = new_group("Secret", "Highly Confidential", JoinPolicy::Open, "bob");
         match store.insert_group(&wrong, T0).await.unwrap() {
-            GroupInsert::JoinPolicyRefused(l) => assert_eq!(l.policy.join_policies, vec![JoinPolicy::Invite]),
+            GroupInsert::JoinPolicyRefused(l) => {
+                assert_eq!(l.policy.join_policies, vec![JoinPolicy::Invite])
+            }
             other => panic!("{backend}: {other:?}"),
         }
         // Nothing half-written by the refusals.
@@ -292,18 +393,34 @@ async fn discovery_finds_active_groups_the_caller_may_enter_by_substring_in_page
         ] {
             created(&store, &new_group(name, label, policy, "alice")).await;
         }
-        let pending = created(&store, &new_group("Pending Forum", "General", JoinPolicy::Open, "alice")).await;
+        let pending = created(
+            &store,
+            &new_group("Pending Forum", "General", JoinPolicy::Open, "alice"),
+        )
+        .await;
         settle(&store, T0).await;
         // One more, created after the saga ran: still provisioning, so never discovered.
-        created(&store, &new_group("Late Forum", "General", JoinPolicy::Open, "alice")).await;
-        assert_eq!(store.get_group(pending.id).await.unwrap().unwrap().state, GroupState::Active);
+        created(
+            &store,
+            &new_group("Late Forum", "General", JoinPolicy::Open, "alice"),
+        )
+        .await;
+        assert_eq!(
+            store.get_group(pending.id).await.unwrap().unwrap().state,
+            GroupState::Active
+        );
 
         let find = |kind: IdentityKind, text: &str| {
             let store = store.clone();
             let text = text.to_string();
             async move {
                 store
-                    .discover(&DiscoverQuery { kind, text, after: None, limit: 50 })
+                    .discover(&DiscoverQuery {
+                        kind,
+                        text,
+                        after: None,
+                        limit: 50,
+                    })
                     .await
                     .unwrap()
                     .into_iter()
@@ -313,13 +430,28 @@ async fn discovery_finds_active_groups_the_caller_may_enter_by_substring_in_page
         };
         assert_eq!(
             find(IdentityKind::Member, "FORUM").await,
-            ["100% Forum_Club", "Hidden Forum", "Open Forum", "Pending Forum"],
+            [
+                "100% Forum_Club",
+                "Hidden Forum",
+                "Open Forum",
+                "Pending Forum"
+            ],
             "{backend}"
         );
-        assert_eq!(find(IdentityKind::Guest, "forum").await, ["100% Forum_Club", "Open Forum", "Pending Forum"]);
-        assert!(find(IdentityKind::Agent, "forum").await.is_empty(), "no default label admits agents");
+        assert_eq!(
+            find(IdentityKind::Guest, "forum").await,
+            ["100% Forum_Club", "Open Forum", "Pending Forum"]
+        );
+        assert!(
+            find(IdentityKind::Agent, "forum").await.is_empty(),
+            "no default label admits agents"
+        );
         // Wildcards are literal text; the description is searched too.
-        assert_eq!(find(IdentityKind::Member, "%").await, ["100% Forum_Club"], "{backend}");
+        assert_eq!(
+            find(IdentityKind::Member, "%").await,
+            ["100% Forum_Club"],
+            "{backend}"
+        );
         assert_eq!(find(IdentityKind::Member, "m_c").await, ["100% Forum_Club"]);
         assert!(find(IdentityKind::Member, "m%c").await.is_empty());
         assert_eq!(find(IdentityKind::Member, "about chess").await, ["Chess"]);
@@ -330,7 +462,12 @@ async fn discovery_finds_active_groups_the_caller_may_enter_by_substring_in_page
         let mut walked = Vec::new();
         loop {
             let page = store
-                .discover(&DiscoverQuery { kind: IdentityKind::Member, text: String::new(), after: after.clone(), limit: 2 })
+                .discover(&DiscoverQuery {
+                    kind: IdentityKind::Member,
+                    text: String::new(),
+                    after: after.clone(),
+                    limit: 2,
+                })
                 .await
                 .unwrap();
             if page.is_empty() {
@@ -341,7 +478,17 @@ async fn discovery_finds_active_groups_the_caller_may_enter_by_substring_in_page
             after = Some((last.name.to_string(), last.id));
             walked.extend(page.into_iter().map(|g| g.name.to_string()));
         }
-        assert_eq!(walked, ["100% Forum_Club", "Chess", "Hidden Forum", "Open Forum", "Pending Forum"], "{backend}");
+        assert_eq!(
+            walked,
+            [
+                "100% Forum_Club",
+                "Chess",
+                "Hidden Forum",
+                "Open Forum",
+                "Pending Forum"
+            ],
+            "{backend}"
+        );
     })
     .await;
 }
@@ -350,21 +497,50 @@ async fn discovery_finds_active_groups_the_caller_may_enter_by_substring_in_page
 async fn owners_edit_within_the_label_and_nobody_else_edits() {
     on_each_backend(|store, backend, _| async move {
         seeded(&store).await;
-        let g = created(&store, &new_group("Editors", "Confidential", JoinPolicy::Approval, "alice")).await;
+        let g = created(
+            &store,
+            &new_group("Editors", "Confidential", JoinPolicy::Approval, "alice"),
+        )
+        .await;
         let alice = subject("alice");
 
-        let to_open = GroupChanges { join_policy: Some(JoinPolicy::Open), ..Default::default() };
-        assert!(matches!(store.update_group(g.id, &alice, &to_open, T0).await.unwrap(), GroupWrite::JoinPolicyRefused(_)), "{backend}");
-        let not_owner = store.update_group(g.id, &subject("mallory"), &GroupChanges::default(), T0).await.unwrap();
+        let to_open = GroupChanges {
+            join_policy: Some(JoinPolicy::Open),
+            ..Default::default()
+        };
+        assert!(
+            matches!(
+                store
+                    .update_group(g.id, &alice, &to_open, T0)
+                    .await
+                    .unwrap(),
+                GroupWrite::JoinPolicyRefused(_)
+            ),
+            "{backend}"
+        );
+        let not_owner = store
+            .update_group(g.id, &subject("mallory"), &GroupChanges::default(), T0)
+            .await
+            .unwrap();
         assert_eq!(not_owner, GroupWrite::NotOwner);
-        assert_eq!(store.update_group(GroupId::new(), &alice, &to_open, T0).await.unwrap(), GroupWrite::NotFound);
+        assert_eq!(
+            store
+                .update_group(GroupId::new(), &alice, &to_open, T0)
+                .await
+                .unwrap(),
+            GroupWrite::NotFound
+        );
 
         let changes = GroupChanges {
             description: Some(Description::parse("New words").unwrap()),
             join_policy: Some(JoinPolicy::Invite),
             owners: Some(Owners::parse(vec![subject("carol"), alice.clone()]).unwrap()),
         };
-        let GroupWrite::Done(after) = store.update_group(g.id, &alice, &changes, T0 + 5).await.unwrap() else {
+        let GroupWrite::Done(after) = store
+            .update_group(g.id, &alice, &changes, T0 + 5)
+            .await
+            .unwrap()
+        else {
             panic!("{backend}: edit refused");
         };
         assert_eq!(after.description.as_str(), "New words");
@@ -374,15 +550,39 @@ async fn owners_edit_within_the_label_and_nobody_else_edits() {
         assert_eq!(after.name, g.name, "untouched fields stay");
 
         // Carol, now an owner, hands the group over entirely.
-        let handover = GroupChanges { owners: Some(Owners::one(subject("dave"))), ..Default::default() };
-        assert!(matches!(store.update_group(g.id, &subject("carol"), &handover, T0).await.unwrap(), GroupWrite::Done(_)));
-        assert_eq!(store.update_group(g.id, &alice, &GroupChanges::default(), T0).await.unwrap(), GroupWrite::NotOwner);
+        let handover = GroupChanges {
+            owners: Some(Owners::one(subject("dave"))),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store
+                .update_group(g.id, &subject("carol"), &handover, T0)
+                .await
+                .unwrap(),
+            GroupWrite::Done(_)
+        ));
+        assert_eq!(
+            store
+                .update_group(g.id, &alice, &GroupChanges::default(), T0)
+                .await
+                .unwrap(),
+            GroupWrite::NotOwner
+        );
 
         // Archived groups take no edits.
-        store.archive_group(g.id, &subject("dave"), T0).await.unwrap();
-        let edit = GroupChanges { description: Some(Description::default()), ..Default::default() };
+        store
+            .archive_group(g.id, &subject("dave"), T0)
+            .await
+            .unwrap();
+        let edit = GroupChanges {
+            description: Some(Description::default()),
+            ..Default::default()
+        };
         assert_eq!(
-            store.update_group(g.id, &subject("dave"), &edit, T0).await.unwrap(),
+            store
+                .update_group(g.id, &subject("dave"), &edit, T0)
+                .await
+                .unwrap(),
             GroupWrite::NotEditable(GroupState::Archiving)
         );
     })
@@ -393,37 +593,111 @@ async fn owners_edit_within_the_label_and_nobody_else_edits() {
 async fn the_saga_leases_one_group_to_one_worker_and_retries_after_failures() {
     on_each_backend(|store, backend, _| async move {
         seeded(&store).await;
-        let g = created(&store, &new_group("Night Shift", "General", JoinPolicy::Open, "alice")).await;
+        let g = created(
+            &store,
+            &new_group("Night Shift", "General", JoinPolicy::Open, "alice"),
+        )
+        .await;
 
         // Not due before it was created; due at once after.
-        assert!(store.claim_due(T0 - 1, T0 + 60_000).await.unwrap().is_none(), "{backend}");
-        let claim = store.claim_due(T0, T0 + 60_000).await.unwrap().expect("due");
-        assert_eq!((claim.group, claim.state, claim.attempts), (g.id, GroupState::Provisioning, 0));
+        assert!(
+            store
+                .claim_due(T0 - 1, T0 + 60_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
+        let claim = store
+            .claim_due(T0, T0 + 60_000)
+            .await
+            .unwrap()
+            .expect("due");
+        assert_eq!(
+            (claim.group, claim.state, claim.attempts),
+            (g.id, GroupState::Provisioning, 0)
+        );
         // Leased: nobody else gets it while the lease runs.
-        assert!(store.claim_due(T0 + 59_999, T0 + 120_000).await.unwrap().is_none(), "{backend}");
+        assert!(
+            store
+                .claim_due(T0 + 59_999, T0 + 120_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
 
         // The tenant call fails: recorded, retried no sooner than asked.
-        store.defer(&claim, "the tenant is unavailable: could not connect", T0 + 1_000, T0).await.unwrap();
+        store
+            .defer(
+                &claim,
+                "the tenant is unavailable: could not connect",
+                T0 + 1_000,
+                T0,
+            )
+            .await
+            .unwrap();
         let status = store.saga_status(g.id).await.unwrap().unwrap();
         assert_eq!(status.attempts, 1);
-        assert_eq!(status.last_error.as_deref(), Some("the tenant is unavailable: could not connect"));
+        assert_eq!(
+            status.last_error.as_deref(),
+            Some("the tenant is unavailable: could not connect")
+        );
         assert_eq!(status.next_attempt_at, Some(T0 + 1_000));
-        assert!(store.claim_due(T0 + 999, T0 + 60_000).await.unwrap().is_none());
-        assert_eq!(store.get_group(g.id).await.unwrap().unwrap().state, GroupState::Provisioning);
+        assert!(store
+            .claim_due(T0 + 999, T0 + 60_000)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            store.get_group(g.id).await.unwrap().unwrap().state,
+            GroupState::Provisioning
+        );
 
-        let second = store.claim_due(T0 + 1_000, T0 + 61_000).await.unwrap().expect("due again");
+        let second = store
+            .claim_due(T0 + 1_000, T0 + 61_000)
+            .await
+            .unwrap()
+            .expect("due again");
         assert_eq!(second.attempts, 1);
         // The first lease is stale: it can neither finish nor defer the group.
-        assert!(!store.complete(&claim, GroupState::Active, T0 + 1_001).await.unwrap());
-        store.defer(&claim, "stale", T0 + 999_999, T0 + 1_001).await.unwrap();
-        assert_eq!(store.saga_status(g.id).await.unwrap().unwrap().next_attempt_at, Some(T0 + 61_000));
+        assert!(!store
+            .complete(&claim, GroupState::Active, T0 + 1_001)
+            .await
+            .unwrap());
+        store
+            .defer(&claim, "stale", T0 + 999_999, T0 + 1_001)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .saga_status(g.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .next_attempt_at,
+            Some(T0 + 61_000)
+        );
 
-        assert!(store.complete(&second, GroupState::Active, T0 + 1_002).await.unwrap(), "{backend}");
+        assert!(
+            store
+                .complete(&second, GroupState::Active, T0 + 1_002)
+                .await
+                .unwrap(),
+            "{backend}"
+        );
         let active = store.get_group(g.id).await.unwrap().unwrap();
         assert_eq!(active.state, GroupState::Active);
         let status = store.saga_status(g.id).await.unwrap().unwrap();
-        assert_eq!((status.attempts, status.last_error, status.next_attempt_at), (0, None, None));
-        assert!(store.claim_due(i64::MAX / 2, i64::MAX / 2).await.unwrap().is_none());
+        assert_eq!(
+            (status.attempts, status.last_error, status.next_attempt_at),
+            (0, None, None)
+        );
+        assert!(store
+            .claim_due(i64::MAX / 2, i64::MAX / 2)
+            .await
+            .unwrap()
+            .is_none());
     })
     .await;
 }
@@ -432,9 +706,17 @@ async fn the_saga_leases_one_group_to_one_worker_and_retries_after_failures() {
 async fn a_lease_that_runs_out_is_taken_over() {
     on_each_backend(|store, backend, _| async move {
         seeded(&store).await;
-        created(&store, &new_group("Crashy", "General", JoinPolicy::Open, "alice")).await;
+        created(
+            &store,
+            &new_group("Crashy", "General", JoinPolicy::Open, "alice"),
+        )
+        .await;
         let dead = store.claim_due(T0, T0 + 60_000).await.unwrap().unwrap();
-        let next = store.claim_due(T0 + 60_000, T0 + 120_000).await.unwrap().expect("lease expired");
+        let next = store
+            .claim_due(T0 + 60_000, T0 + 120_000)
+            .await
+            .unwrap()
+            .expect("lease expired");
         assert_eq!(next.group, dead.group, "{backend}");
         assert_ne!(next.lease, dead.lease);
     })
@@ -445,33 +727,78 @@ async fn a_lease_that_runs_out_is_taken_over() {
 async fn archiving_while_provisioning_is_in_flight_waits_for_the_provisioning_call() {
     on_each_backend(|store, backend, _| async move {
         seeded(&store).await;
-        let g = created(&store, &new_group("Short Lived", "General", JoinPolicy::Open, "alice")).await;
+        let g = created(
+            &store,
+            &new_group("Short Lived", "General", JoinPolicy::Open, "alice"),
+        )
+        .await;
         let provisioning = store.claim_due(T0, T0 + 60_000).await.unwrap().unwrap();
 
         // Only an owner archives.
-        assert_eq!(store.archive_group(g.id, &subject("bob"), T0).await.unwrap(), GroupWrite::NotOwner);
-        let GroupWrite::Done(r) = store.archive_group(g.id, &subject("alice"), T0 + 1).await.unwrap() else {
+        assert_eq!(
+            store
+                .archive_group(g.id, &subject("bob"), T0)
+                .await
+                .unwrap(),
+            GroupWrite::NotOwner
+        );
+        let GroupWrite::Done(r) = store
+            .archive_group(g.id, &subject("alice"), T0 + 1)
+            .await
+            .unwrap()
+        else {
             panic!("{backend}: archive refused");
         };
         assert_eq!(r.state, GroupState::Archiving);
         // The provisioning lease still holds the group: the deprovisioning work is not yet due.
-        assert!(store.claim_due(T0 + 2, T0 + 60_000).await.unwrap().is_none(), "{backend}");
+        assert!(
+            store
+                .claim_due(T0 + 2, T0 + 60_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "{backend}"
+        );
 
         // The provisioning call returns: the group does not become active, and the
         // deprovisioning work is due at once.
-        assert!(!store.complete(&provisioning, GroupState::Active, T0 + 3).await.unwrap());
-        assert_eq!(store.get_group(g.id).await.unwrap().unwrap().state, GroupState::Archiving);
-        let archiving = store.claim_due(T0 + 3, T0 + 60_000).await.unwrap().expect("due");
+        assert!(!store
+            .complete(&provisioning, GroupState::Active, T0 + 3)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_group(g.id).await.unwrap().unwrap().state,
+            GroupState::Archiving
+        );
+        let archiving = store
+            .claim_due(T0 + 3, T0 + 60_000)
+            .await
+            .unwrap()
+            .expect("due");
         assert_eq!(archiving.state, GroupState::Archiving);
-        assert!(store.complete(&archiving, GroupState::Archived, T0 + 4).await.unwrap());
-        assert_eq!(store.get_group(g.id).await.unwrap().unwrap().state, GroupState::Archived);
+        assert!(store
+            .complete(&archiving, GroupState::Archived, T0 + 4)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_group(g.id).await.unwrap().unwrap().state,
+            GroupState::Archived
+        );
 
         // Archiving again changes nothing.
-        let GroupWrite::Done(r) = store.archive_group(g.id, &subject("alice"), T0 + 5).await.unwrap() else {
+        let GroupWrite::Done(r) = store
+            .archive_group(g.id, &subject("alice"), T0 + 5)
+            .await
+            .unwrap()
+        else {
             panic!("{backend}");
         };
         assert_eq!(r.state, GroupState::Archived);
-        assert!(store.claim_due(T0 + 6, T0 + 60_000).await.unwrap().is_none());
+        assert!(store
+            .claim_due(T0 + 6, T0 + 60_000)
+            .await
+            .unwrap()
+            .is_none());
     })
     .await;
 }
@@ -482,7 +809,14 @@ async fn concurrent_workers_never_hold_the_same_group() {
         seeded(&store).await;
         let mut ids = Vec::new();
         for i in 0..12 {
-            ids.push(created(&store, &new_group(&format!("Group {i}"), "General", JoinPolicy::Open, "alice")).await.id);
+            ids.push(
+                created(
+                    &store,
+                    &new_group(&format!("Group {i}"), "General", JoinPolicy::Open, "alice"),
+                )
+                .await
+                .id,
+            );
         }
         let mut workers = Vec::new();
         for _ in 0..4 {
@@ -510,9 +844,20 @@ async fn concurrent_workers_never_hold_the_same_group() {
 async fn lookup_returns_the_groups_that_exist() {
     on_each_backend(|store, backend, _| async move {
         seeded(&store).await;
-        let a = created(&store, &new_group("Alpha", "General", JoinPolicy::Open, "alice")).await;
-        let b = created(&store, &new_group("Beta", "Highly Confidential", JoinPolicy::Invite, "bob")).await;
-        let mut found = store.lookup_groups(&[b.id, GroupId::new(), a.id, a.id]).await.unwrap();
+        let a = created(
+            &store,
+            &new_group("Alpha", "General", JoinPolicy::Open, "alice"),
+        )
+        .await;
+        let b = created(
+            &store,
+            &new_group("Beta", "Highly Confidential", JoinPolicy::Invite, "bob"),
+        )
+        .await;
+        let mut found = store
+            .lookup_groups(&[b.id, GroupId::new(), a.id, a.id])
+            .await
+            .unwrap();
         found.sort_by(|x, y| x.name.cmp(&y.name));
         assert_eq!(found, vec![a, b], "{backend}");
         assert!(store.lookup_groups(&[]).await.unwrap().is_empty());

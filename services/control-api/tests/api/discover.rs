@@ -18,20 +18,40 @@ async fn discovery_lists_active_groups_the_callers_kind_may_enter() {
     let app = TestApp::spawn().await;
     let alice = app.member("alice");
     app.active(&alice, "Open Forum", "General", "open").await;
-    app.active(&alice, "Hidden Forum", "Confidential", "approval").await;
+    app.active(&alice, "Hidden Forum", "Confidential", "approval")
+        .await;
     app.create(&alice, "Pending Forum", "General", "open").await;
 
-    let bob = app.get("/control/v1/groups?q=FORUM", &app.member("bob")).await;
-    assert_eq!(names(&bob), ["Hidden Forum", "Open Forum"], "provisioning groups are not listed");
-    let gina = app.get("/control/v1/groups?q=forum", &app.guest("gina")).await;
+    let bob = app
+        .get("/control/v1/groups?q=FORUM", &app.member("bob"))
+        .await;
+    assert_eq!(
+        names(&bob),
+        ["Hidden Forum", "Open Forum"],
+        "provisioning groups are not listed"
+    );
+    let gina = app
+        .get("/control/v1/groups?q=forum", &app.guest("gina"))
+        .await;
     assert_eq!(names(&gina), ["Open Forum"]);
-    let robot = app.get("/control/v1/groups?q=forum", &app.token("robot", IdentityKind::Agent, &[])).await;
+    let robot = app
+        .get(
+            "/control/v1/groups?q=forum",
+            &app.token("robot", IdentityKind::Agent, &[]),
+        )
+        .await;
     assert!(names(&robot).is_empty());
     // Others see no owners and no counts here either.
     let first = &bob.body["groups"][0];
-    assert!(first.get("owners").is_none() && first.get("member_count").is_none(), "{first}");
+    assert!(
+        first.get("owners").is_none() && first.get("member_count").is_none(),
+        "{first}"
+    );
     // Matching is on the description too, and LIKE's wildcards are plain text.
-    assert_eq!(names(&app.get("/control/v1/groups?q=about%20open", &alice).await), ["Open Forum"]);
+    assert_eq!(
+        names(&app.get("/control/v1/groups?q=about%20open", &alice).await),
+        ["Open Forum"]
+    );
     assert!(names(&app.get("/control/v1/groups?q=%25", &alice).await).is_empty());
     assert!(names(&app.get("/control/v1/groups?q=_", &alice).await).is_empty());
     app.stop().await;
@@ -42,22 +62,38 @@ async fn limits_and_cursors_are_checked_and_pages_walk_every_group_once() {
     let app = TestApp::spawn().await;
     let alice = app.member("alice");
     for i in 0..7 {
-        app.create(&alice, &format!("Team {i}"), "General", "open").await;
+        app.create(&alice, &format!("Team {i}"), "General", "open")
+            .await;
     }
     app.settle().await;
 
     for bad in ["0", "201", "-3", "many", "1.5"] {
-        let detail = app.get(&format!("/control/v1/groups?limit={bad}"), &alice).await.problem(422);
+        let detail = app
+            .get(&format!("/control/v1/groups?limit={bad}"), &alice)
+            .await
+            .problem(422);
         assert!(detail.contains("limit"), "{bad}: {detail}");
     }
-    app.get("/control/v1/groups?limit=200", &alice).await.ok(200);
+    app.get("/control/v1/groups?limit=200", &alice)
+        .await
+        .ok(200);
     let long = "q".repeat(201);
-    app.get(&format!("/control/v1/groups?q={long}"), &alice).await.problem(422);
-    assert!(app.get("/control/v1/groups?cursor=bogus", &alice).await.problem(422).contains("cursor"));
+    app.get(&format!("/control/v1/groups?q={long}"), &alice)
+        .await
+        .problem(422);
+    assert!(app
+        .get("/control/v1/groups?cursor=bogus", &alice)
+        .await
+        .problem(422)
+        .contains("cursor"));
 
     let all = app.get("/control/v1/groups", &alice).await;
     assert_eq!(names(&all).len(), 7);
-    assert!(all.body.get("next_cursor").is_none(), "one page: {}", all.text);
+    assert!(
+        all.body.get("next_cursor").is_none(),
+        "one page: {}",
+        all.text
+    );
 
     let mut walked = Vec::new();
     let mut uri = "/control/v1/groups?limit=3".to_string();

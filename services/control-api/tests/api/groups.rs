@@ -23,15 +23,24 @@ async fn an_employee_creates_a_group_that_is_provisioning_until_the_tenant_confi
         .await;
     let body = res.ok(202).clone();
     let id = body["id"].as_str().unwrap().to_string();
-    assert_eq!(res.headers["location"], format!("/control/v1/groups/{id}").as_str());
+    assert_eq!(
+        res.headers["location"],
+        format!("/control/v1/groups/{id}").as_str()
+    );
     assert_eq!(body["state"], "provisioning");
     assert_eq!(body["owners"], json!(["alice"]));
     assert_eq!(body["label"], "General");
     assert_eq!(body["sender_policy"], "anyone");
     assert!(body.get("member_count").is_none());
     let address = body["contact_address"].as_str().unwrap();
-    assert!(address.starts_with("parents-at-work-") && address.ends_with("@groups.test.example"), "{address}");
-    assert!(app.tenant.provision_calls().is_empty(), "nothing asked of the tenant in the request");
+    assert!(
+        address.starts_with("parents-at-work-") && address.ends_with("@groups.test.example"),
+        "{address}"
+    );
+    assert!(
+        app.tenant.provision_calls().is_empty(),
+        "nothing asked of the tenant in the request"
+    );
 
     // The saga provisions it; only then is it active, and the tenant got its address and name.
     app.settle().await;
@@ -51,12 +60,31 @@ async fn guests_and_agents_may_not_create_groups() {
         (app.guest("gina"), "guest"),
         (app.token("robot", IdentityKind::Agent, &[]), "AI agent"),
     ] {
-        let detail = app.post("/control/v1/groups", &token, group("Mine", "General", "open")).await.problem(403);
-        assert!(detail.contains("only employees") && detail.contains(kind), "{detail}");
+        let detail = app
+            .post(
+                "/control/v1/groups",
+                &token,
+                group("Mine", "General", "open"),
+            )
+            .await
+            .problem(403);
+        assert!(
+            detail.contains("only employees") && detail.contains(kind),
+            "{detail}"
+        );
         // Refused before the body is read.
-        app.post("/control/v1/groups", &token, json!({"nonsense": 1})).await.problem(403);
+        app.post("/control/v1/groups", &token, json!({"nonsense": 1}))
+            .await
+            .problem(403);
     }
-    app.send(Method::POST, "/control/v1/groups", None, Some(group("Mine", "General", "open"))).await.problem(401);
+    app.send(
+        Method::POST,
+        "/control/v1/groups",
+        None,
+        Some(group("Mine", "General", "open")),
+    )
+    .await
+    .problem(401);
     app.stop().await;
 }
 
@@ -66,35 +94,93 @@ async fn bad_bodies_are_problem_json_that_says_what_is_wrong() {
     let alice = app.member("alice");
     let uri = "/control/v1/groups";
 
-    let res = app.send_raw(Method::POST, uri, Some(&alice), Some(("application/json", "{not json".into()))).await;
+    let res = app
+        .send_raw(
+            Method::POST,
+            uri,
+            Some(&alice),
+            Some(("application/json", "{not json".into())),
+        )
+        .await;
     assert_eq!(res.body["type"], "urn:hush:problem:bad-request");
     res.problem(400);
-    app.send_raw(Method::POST, uri, Some(&alice), Some(("text/plain", group("A", "General", "open").to_string()))).await.problem(415);
-    app.send_raw(Method::POST, uri, Some(&alice), Some(("application/json", "x".repeat(70 * 1024)))).await.problem(413);
+    app.send_raw(
+        Method::POST,
+        uri,
+        Some(&alice),
+        Some(("text/plain", group("A", "General", "open").to_string())),
+    )
+    .await
+    .problem(415);
+    app.send_raw(
+        Method::POST,
+        uri,
+        Some(&alice),
+        Some(("application/json", "x".repeat(70 * 1024))),
+    )
+    .await
+    .problem(413);
 
     for (body, needle) in [
-        (json!({"description": "", "label": "General", "join_policy": "open"}), "name"),
-        (json!({"name": "", "label": "General", "join_policy": "open"}), "name"),
-        (json!({"name": "x".repeat(121), "label": "General", "join_policy": "open"}), "120"),
-        (json!({"name": "A", "description": "d".repeat(2001), "label": "General", "join_policy": "open"}), "2000"),
-        (json!({"name": "A", "label": "General", "join_policy": "sometimes"}), "join_policy"),
-        (json!({"name": "A", "label": "General", "join_policy": "open", "members": ["bob"]}), "members"),
-        (json!({"name": "A", "label": "General", "join_policy": "open", "address": "Not Valid"}), "address"),
-        (json!({"name": "A", "label": "No Such Label", "join_policy": "open"}), "No Such Label"),
+        (
+            json!({"description": "", "label": "General", "join_policy": "open"}),
+            "name",
+        ),
+        (
+            json!({"name": "", "label": "General", "join_policy": "open"}),
+            "name",
+        ),
+        (
+            json!({"name": "x".repeat(121), "label": "General", "join_policy": "open"}),
+            "120",
+        ),
+        (
+            json!({"name": "A", "description": "d".repeat(2001), "label": "General", "join_policy": "open"}),
+            "2000",
+        ),
+        (
+            json!({"name": "A", "label": "General", "join_policy": "sometimes"}),
+            "join_policy",
+        ),
+        (
+            json!({"name": "A", "label": "General", "join_policy": "open", "members": ["bob"]}),
+            "members",
+        ),
+        (
+            json!({"name": "A", "label": "General", "join_policy": "open", "address": "Not Valid"}),
+            "address",
+        ),
+        (
+            json!({"name": "A", "label": "No Such Label", "join_policy": "open"}),
+            "No Such Label",
+        ),
     ] {
         let detail = app.post(uri, &alice, body.clone()).await.problem(422);
         assert!(detail.contains(needle), "{body}: {detail}");
     }
 
-    let res = app.post(uri, &alice, group("Secret", "Highly Confidential", "open")).await;
+    let res = app
+        .post(uri, &alice, group("Secret", "Highly Confidential", "open"))
+        .await;
     let detail = res.problem(422);
     assert_eq!(res.body["type"], "urn:hush:problem:join-policy");
-    assert!(detail.contains("allows: invite"), "names the allowed policies: {detail}");
-    let detail = app.post(uri, &alice, group("Quiet", "Confidential", "open")).await.problem(422);
+    assert!(
+        detail.contains("allows: invite"),
+        "names the allowed policies: {detail}"
+    );
+    let detail = app
+        .post(uri, &alice, group("Quiet", "Confidential", "open"))
+        .await
+        .problem(422);
     assert!(detail.contains("approval, invite"), "{detail}");
 
     // Nothing was written by any of it.
-    assert!(app.get("/control/v1/groups?q=", &alice).await.body["groups"].as_array().unwrap().is_empty());
+    assert!(
+        app.get("/control/v1/groups?q=", &alice).await.body["groups"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     app.settle().await;
     assert!(app.tenant.provision_calls().is_empty());
     app.stop().await;
@@ -107,13 +193,34 @@ async fn addresses_are_chosen_or_derived_and_never_shared() {
     let mut body = group("Witness Support", "General", "invite");
     body["address"] = json!("witness-support");
     let res = app.post("/control/v1/groups", &alice, body.clone()).await;
-    assert_eq!(res.ok(202)["contact_address"], "witness-support@groups.test.example");
-    let detail = app.post("/control/v1/groups", &app.member("bob"), body).await.problem(409);
-    assert!(detail.contains("witness-support@groups.test.example"), "{detail}");
+    assert_eq!(
+        res.ok(202)["contact_address"],
+        "witness-support@groups.test.example"
+    );
+    let detail = app
+        .post("/control/v1/groups", &app.member("bob"), body)
+        .await
+        .problem(409);
+    assert!(
+        detail.contains("witness-support@groups.test.example"),
+        "{detail}"
+    );
 
     // The same name twice: two groups, two derived addresses.
-    let a = app.post("/control/v1/groups", &alice, group("Same Name", "General", "open")).await;
-    let b = app.post("/control/v1/groups", &alice, group("Same Name", "General", "open")).await;
+    let a = app
+        .post(
+            "/control/v1/groups",
+            &alice,
+            group("Same Name", "General", "open"),
+        )
+        .await;
+    let b = app
+        .post(
+            "/control/v1/groups",
+            &alice,
+            group("Same Name", "General", "open"),
+        )
+        .await;
     assert_ne!(a.ok(202)["contact_address"], b.ok(202)["contact_address"]);
     app.stop().await;
 }
@@ -122,21 +229,50 @@ async fn addresses_are_chosen_or_derived_and_never_shared() {
 async fn owners_edit_within_the_label_and_the_label_never_changes() {
     let app = TestApp::spawn().await;
     let alice = app.member("alice");
-    let id = app.active(&alice, "Editors", "Confidential", "approval").await;
+    let id = app
+        .active(&alice, "Editors", "Confidential", "approval")
+        .await;
     let uri = format!("/control/v1/groups/{id}");
 
-    let detail = app.patch(&uri, &alice, json!({"label": "General"})).await.problem(422);
+    let detail = app
+        .patch(&uri, &alice, json!({"label": "General"}))
+        .await
+        .problem(422);
     assert_eq!(detail, "label: a group's label cannot be changed");
-    app.patch(&uri, &alice, json!({"label": null})).await.problem(422);
-    app.patch(&uri, &alice, json!({"description": "x", "label": "Confidential"})).await.problem(422);
-    assert!(app.patch(&uri, &alice, json!({"name": "Renamed"})).await.problem(422).contains("name"));
-    let res = app.patch(&uri, &alice, json!({"join_policy": "open"})).await;
+    app.patch(&uri, &alice, json!({"label": null}))
+        .await
+        .problem(422);
+    app.patch(
+        &uri,
+        &alice,
+        json!({"description": "x", "label": "Confidential"}),
+    )
+    .await
+    .problem(422);
+    assert!(app
+        .patch(&uri, &alice, json!({"name": "Renamed"}))
+        .await
+        .problem(422)
+        .contains("name"));
+    let res = app
+        .patch(&uri, &alice, json!({"join_policy": "open"}))
+        .await;
     assert!(res.problem(422).contains("allows: approval, invite"));
     assert_eq!(res.body["type"], "urn:hush:problem:join-policy");
-    assert!(app.patch(&uri, &alice, json!({"owners": []})).await.problem(422).contains("at least one owner"));
+    assert!(app
+        .patch(&uri, &alice, json!({"owners": []}))
+        .await
+        .problem(422)
+        .contains("at least one owner"));
     let many: Vec<String> = (0..51).map(|i| format!("u{i}")).collect();
-    assert!(app.patch(&uri, &alice, json!({"owners": many})).await.problem(422).contains("50"));
-    app.patch(&uri, &alice, json!({"description": "d".repeat(2001)})).await.problem(422);
+    assert!(app
+        .patch(&uri, &alice, json!({"owners": many}))
+        .await
+        .problem(422)
+        .contains("50"));
+    app.patch(&uri, &alice, json!({"description": "d".repeat(2001)}))
+        .await
+        .problem(422);
 
     let res = app.patch(&uri, &alice, json!({"join_policy": "invite", "description": "New words", "owners": ["alice", "carol"]})).await;
     let body = res.ok(200);
@@ -147,11 +283,31 @@ async fn owners_edit_within_the_label_and_the_label_never_changes() {
 
     // A co-owner edits; someone who can see the group but does not own it may not (403); a
     // guest, whom the label bars, is told there is no such group (404).
-    app.patch(&uri, &app.member("carol"), json!({"description": "Carol's words"})).await.ok(200);
-    assert!(app.patch(&uri, &app.member("mallory"), json!({"description": "x"})).await.problem(403).contains("owners"));
-    app.patch(&uri, &app.guest("gina"), json!({"description": "x"})).await.problem(404);
-    app.patch("/control/v1/groups/not-a-uuid", &alice, json!({})).await.problem(422);
-    app.patch(&format!("/control/v1/groups/{}", uuid::Uuid::new_v4()), &alice, json!({})).await.problem(404);
+    app.patch(
+        &uri,
+        &app.member("carol"),
+        json!({"description": "Carol's words"}),
+    )
+    .await
+    .ok(200);
+    assert!(app
+        .patch(&uri, &app.member("mallory"), json!({"description": "x"}))
+        .await
+        .problem(403)
+        .contains("owners"));
+    app.patch(&uri, &app.guest("gina"), json!({"description": "x"}))
+        .await
+        .problem(404);
+    app.patch("/control/v1/groups/not-a-uuid", &alice, json!({}))
+        .await
+        .problem(422);
+    app.patch(
+        &format!("/control/v1/groups/{}", uuid::Uuid::new_v4()),
+        &alice,
+        json!({}),
+    )
+    .await
+    .problem(404);
     app.stop().await;
 }
 
@@ -181,17 +337,38 @@ async fn inv4_only_owners_see_a_member_count_and_only_as_a_bucket() {
 async fn a_group_the_caller_may_not_see_is_answered_like_a_missing_one() {
     let app = TestApp::spawn().await;
     let alice = app.member("alice");
-    let confidential = app.active(&alice, "Leadership", "Confidential", "approval").await;
+    let confidential = app
+        .active(&alice, "Leadership", "Confidential", "approval")
+        .await;
     let general = app.active(&alice, "Open House", "General", "open").await;
     let gina = app.guest("gina");
 
-    let hidden = app.get(&format!("/control/v1/groups/{confidential}"), &gina).await;
-    let missing = app.get(&format!("/control/v1/groups/{}", uuid::Uuid::new_v4()), &gina).await;
+    let hidden = app
+        .get(&format!("/control/v1/groups/{confidential}"), &gina)
+        .await;
+    let missing = app
+        .get(
+            &format!("/control/v1/groups/{}", uuid::Uuid::new_v4()),
+            &gina,
+        )
+        .await;
     hidden.problem(404);
-    assert_eq!(hidden.body, missing.body, "same answer for hidden and missing");
-    app.get(&format!("/control/v1/groups/{general}"), &gina).await.ok(200);
-    app.get(&format!("/control/v1/groups/{confidential}"), &app.member("bob")).await.ok(200);
-    app.get("/control/v1/groups/not-a-uuid", &gina).await.problem(422);
+    assert_eq!(
+        hidden.body, missing.body,
+        "same answer for hidden and missing"
+    );
+    app.get(&format!("/control/v1/groups/{general}"), &gina)
+        .await
+        .ok(200);
+    app.get(
+        &format!("/control/v1/groups/{confidential}"),
+        &app.member("bob"),
+    )
+    .await
+    .ok(200);
+    app.get("/control/v1/groups/not-a-uuid", &gina)
+        .await
+        .problem(422);
     app.stop().await;
 }
 
@@ -206,20 +383,38 @@ async fn owners_archive_and_the_saga_deprovisions() {
     let uri = format!("/control/v1/groups/{id}/archive");
 
     app.post(&uri, &bob, json!({})).await.problem(403);
-    app.post(&uri, &app.guest("gina"), json!({})).await.problem(403);
+    app.post(&uri, &app.guest("gina"), json!({}))
+        .await
+        .problem(403);
     let res = app.post(&uri, &alice, json!({})).await;
     assert_eq!(res.ok(202)["state"], "archiving");
     let group_uri = format!("/control/v1/groups/{id}");
-    app.patch(&group_uri, &alice, json!({"description": "x"})).await.problem(409);
+    app.patch(&group_uri, &alice, json!({"description": "x"}))
+        .await
+        .problem(409);
 
     app.settle().await;
-    assert!(!app.tenant.has(group_id), "the tenant removed the group and its membership");
-    assert_eq!(app.get(&group_uri, &alice).await.ok(200)["state"], "archived");
+    assert!(
+        !app.tenant.has(group_id),
+        "the tenant removed the group and its membership"
+    );
+    assert_eq!(
+        app.get(&group_uri, &alice).await.ok(200)["state"],
+        "archived"
+    );
     // Archived groups are the owners' record only.
     app.get(&group_uri, &bob).await.problem(404);
     app.post(&uri, &bob, json!({})).await.problem(404);
-    assert!(app.get("/control/v1/groups?q=old", &bob).await.body["groups"].as_array().unwrap().is_empty());
+    assert!(
+        app.get("/control/v1/groups?q=old", &bob).await.body["groups"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
     // Archiving again changes nothing.
-    assert_eq!(app.post(&uri, &alice, json!({})).await.ok(202)["state"], "archived");
+    assert_eq!(
+        app.post(&uri, &alice, json!({})).await.ok(202)["state"],
+        "archived"
+    );
     app.stop().await;
 }

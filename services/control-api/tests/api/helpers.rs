@@ -103,7 +103,9 @@ enum Cleanup {
 
 /// `url` with its database name replaced by `name`.
 fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
     let base = match base[scheme_end..].find('/') {
         Some(i) => &base[..scheme_end + i],
@@ -117,17 +119,28 @@ fn with_database(url: &str, name: &str) -> String {
 
 /// A fresh database URL for one test.
 async fn fresh_database(dir: &std::path::Path) -> (String, Cleanup) {
-    let Some(admin_url) = std::env::var("HUSH_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()) else {
-        return (format!("sqlite://{}", dir.join("control.db").display()), Cleanup::Dir);
+    let Some(admin_url) = std::env::var("HUSH_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        return (
+            format!("sqlite://{}", dir.join("control.db").display()),
+            Cleanup::Dir,
+        );
     };
     let name = format!("hush_t_{}", uuid::Uuid::new_v4().simple());
-    let admin = service_kit::db::connect_postgres(&admin_url, 1).await.unwrap();
+    let admin = service_kit::db::connect_postgres(&admin_url, 1)
+        .await
+        .unwrap();
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&admin)
         .await
         .unwrap();
     admin.close().await;
-    (with_database(&admin_url, &name), Cleanup::Database { admin_url, name })
+    (
+        with_database(&admin_url, &name),
+        Cleanup::Database { admin_url, name },
+    )
 }
 
 /// A status, headers, the body as JSON (`Null` when it is not) and as text.
@@ -145,14 +158,19 @@ impl Answer {
     pub fn problem(&self, status: u16) -> String {
         assert_eq!(self.status.as_u16(), status, "body: {}", self.text);
         assert_eq!(
-            self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            self.headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             Some("application/problem+json"),
             "body: {}",
             self.text
         );
         assert_eq!(self.body["status"], status, "body: {}", self.text);
         assert!(
-            self.body["type"].as_str().unwrap_or("").starts_with("urn:hush:problem:"),
+            self.body["type"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("urn:hush:problem:"),
             "body: {}",
             self.text
         );
@@ -187,7 +205,11 @@ impl TestApp {
         let issuer = DevIssuer::load_or_create(&dir.path().join("issuer")).unwrap();
         // The issuer's JWKS over real HTTP, as the verifier fetches an IdP's.
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let jwks_url = format!("http://{}{}", listener.local_addr().unwrap(), auth::JWKS_PATH);
+        let jwks_url = format!(
+            "http://{}{}",
+            listener.local_addr().unwrap(),
+            auth::JWKS_PATH
+        );
         let jwks_router: axum::Router = issuer.router();
         let jwks = tokio::spawn(async move {
             let _ = axum::serve(listener, jwks_router).await;
@@ -233,7 +255,12 @@ impl TestApp {
     /// Stops the JWKS server and removes the database.
     pub async fn stop(self) {
         self.jwks.abort();
-        let Self { state, cleanup, dir, .. } = self;
+        let Self {
+            state,
+            cleanup,
+            dir,
+            ..
+        } = self;
         drop(state);
         if let Cleanup::Database { admin_url, name } = cleanup {
             if let Ok(admin) = service_kit::db::connect_postgres(&admin_url, 1).await {
@@ -299,7 +326,9 @@ impl TestApp {
             .unwrap();
         let status = res.status();
         let headers = res.headers().clone();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Answer {
@@ -311,7 +340,13 @@ impl TestApp {
     }
 
     /// Sends a request, with `body` as JSON when given.
-    pub async fn send(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let body = body.map(|b| ("application/json", b.to_string()));
         self.send_raw(method, uri, token, body).await
     }

@@ -12,13 +12,17 @@ const LOOKUP: &str = control_api::client::LOOKUP_PATH;
 async fn membership_api_and_bulk_api_look_groups_up_by_id() {
     let app = TestApp::spawn().await;
     let alice = app.member("alice");
-    let a = app.active(&alice, "Alpha", "Confidential", "approval").await;
+    let a = app
+        .active(&alice, "Alpha", "Confidential", "approval")
+        .await;
     let b = app.create(&alice, "Beta", "General", "open").await;
     let unknown = uuid::Uuid::new_v4().to_string();
 
     for signer in [&app.membership, &app.bulk] {
         let token = signer.mint(ServiceName::ControlApi);
-        let res = app.post(LOOKUP, &token, json!({"ids": [a, b, unknown]})).await;
+        let res = app
+            .post(LOOKUP, &token, json!({"ids": [a, b, unknown]}))
+            .await;
         let mut groups = res.ok(200)["groups"].as_array().unwrap().clone();
         groups.sort_by_key(|g| g["name"].as_str().unwrap().to_string());
         assert_eq!(groups.len(), 2, "unknown ids are left out");
@@ -36,25 +40,43 @@ async fn membership_api_and_bulk_api_look_groups_up_by_id() {
 #[tokio::test]
 async fn the_lookup_refuses_users_strangers_and_bad_requests() {
     let app = TestApp::spawn().await;
-    let id = app.create(&app.member("alice"), "Alpha", "General", "open").await;
+    let id = app
+        .create(&app.member("alice"), "Alpha", "General", "open")
+        .await;
     let body = json!({"ids": [id]});
     let stranger = ServiceSigner::generate(ServiceName::MembershipApi).unwrap();
     for (what, token) in [
         ("a user's token", Some(app.member("alice"))),
         ("a label admin's token", Some(app.label_admin())),
-        ("a token for the tenant", Some(app.membership.mint(ServiceName::IsolatedTenant))),
-        ("an untrusted key", Some(stranger.mint(ServiceName::ControlApi))),
+        (
+            "a token for the tenant",
+            Some(app.membership.mint(ServiceName::IsolatedTenant)),
+        ),
+        (
+            "an untrusted key",
+            Some(stranger.mint(ServiceName::ControlApi)),
+        ),
         ("garbage", Some("not-a-jwt".to_string())),
         ("no token", None),
     ] {
-        let res = app.send(Method::POST, LOOKUP, token.as_deref(), Some(body.clone())).await;
+        let res = app
+            .send(Method::POST, LOOKUP, token.as_deref(), Some(body.clone()))
+            .await;
         assert_eq!(res.status.as_u16(), 401, "{what}: {}", res.text);
         res.problem(401);
     }
     let token = app.membership.mint(ServiceName::ControlApi);
-    app.post(LOOKUP, &token, json!({"ids": [id], "subject": "bob"})).await.problem(422);
-    app.post(LOOKUP, &token, json!({"ids": ["nope"]})).await.problem(422);
+    app.post(LOOKUP, &token, json!({"ids": [id], "subject": "bob"}))
+        .await
+        .problem(422);
+    app.post(LOOKUP, &token, json!({"ids": ["nope"]}))
+        .await
+        .problem(422);
     let many: Vec<String> = (0..501).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    assert!(app.post(LOOKUP, &token, json!({"ids": many})).await.problem(422).contains("500"));
+    assert!(app
+        .post(LOOKUP, &token, json!({"ids": many}))
+        .await
+        .problem(422)
+        .contains("500"));
     app.stop().await;
 }

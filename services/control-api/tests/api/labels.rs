@@ -15,14 +15,28 @@ async fn the_default_labels_are_readable_by_anyone_signed_in() {
     let app = TestApp::spawn().await;
     let guest = app.guest("gina");
     let all = app.get("/control/v1/labels", &guest).await;
-    let names: Vec<&str> = all.ok(200).as_array().unwrap().iter().filter_map(|l| l["name"].as_str()).collect();
+    let names: Vec<&str> = all
+        .ok(200)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
     assert_eq!(names, ["Confidential", "General", "Highly Confidential"]);
-    let hc = app.get("/control/v1/labels/Highly%20Confidential", &guest).await;
+    let hc = app
+        .get("/control/v1/labels/Highly%20Confidential", &guest)
+        .await;
     assert_eq!(hc.ok(200)["policy"]["join_policies"], json!(["invite"]));
     assert_eq!(hc.body["policy"]["sender_policy"], "members");
-    app.get("/control/v1/labels/Nonexistent", &guest).await.problem(404);
-    app.get("/control/v1/labels/bad%2Fname", &guest).await.problem(422);
-    let anon = app.send(Method::GET, "/control/v1/labels", None, None).await;
+    app.get("/control/v1/labels/Nonexistent", &guest)
+        .await
+        .problem(404);
+    app.get("/control/v1/labels/bad%2Fname", &guest)
+        .await
+        .problem(422);
+    let anon = app
+        .send(Method::GET, "/control/v1/labels", None, None)
+        .await;
     anon.problem(401);
     app.stop().await;
 }
@@ -33,17 +47,39 @@ async fn only_label_admins_write_labels_whatever_the_body() {
     let bob = app.member("bob");
     for (method, uri, body) in [
         (Method::POST, "/control/v1/labels", Some(staff_only())),
-        (Method::POST, "/control/v1/labels", Some(json!({"garbage": true}))),
-        (Method::PUT, "/control/v1/labels/General", Some(json!({"description": "", "policy": staff_only()["policy"]}))),
+        (
+            Method::POST,
+            "/control/v1/labels",
+            Some(json!({"garbage": true})),
+        ),
+        (
+            Method::PUT,
+            "/control/v1/labels/General",
+            Some(json!({"description": "", "policy": staff_only()["policy"]})),
+        ),
         (Method::DELETE, "/control/v1/labels/General", None),
     ] {
-        let detail = app.send(method.clone(), uri, Some(&bob), body).await.problem(403);
+        let detail = app
+            .send(method.clone(), uri, Some(&bob), body)
+            .await
+            .problem(403);
         assert!(detail.contains("label-admin"), "{method} {uri}: {detail}");
     }
     // An operator is not a label admin either.
     let otto = app.token("otto", domain::IdentityKind::Member, &["operator"]);
-    app.post("/control/v1/labels", &otto, staff_only()).await.problem(403);
-    assert_eq!(app.get("/control/v1/labels", &bob).await.body.as_array().unwrap().len(), 3, "nothing written");
+    app.post("/control/v1/labels", &otto, staff_only())
+        .await
+        .problem(403);
+    assert_eq!(
+        app.get("/control/v1/labels", &bob)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "nothing written"
+    );
     app.stop().await;
 }
 
@@ -54,47 +90,110 @@ async fn label_admins_create_change_and_delete_labels_with_valid_policies() {
 
     let created = app.post("/control/v1/labels", &admin, staff_only()).await;
     assert_eq!(created.ok(201)["name"], "Staff Only");
-    assert_eq!(created.headers["location"], "/control/v1/labels/Staff%20Only");
-    app.post("/control/v1/labels", &admin, staff_only()).await.problem(409);
+    assert_eq!(
+        created.headers["location"],
+        "/control/v1/labels/Staff%20Only"
+    );
+    app.post("/control/v1/labels", &admin, staff_only())
+        .await
+        .problem(409);
     let mut folded = staff_only();
     folded["name"] = json!("staff only");
-    app.post("/control/v1/labels", &admin, folded).await.problem(409);
+    app.post("/control/v1/labels", &admin, folded)
+        .await
+        .problem(409);
 
     // Policies are validated; unknown fields and bad names are refused.
     let mut bad = staff_only();
     bad["name"] = json!("Bad");
     bad["policy"]["join_policies"] = json!([]);
-    assert!(app.post("/control/v1/labels", &admin, bad.clone()).await.problem(422).contains("join"));
+    assert!(app
+        .post("/control/v1/labels", &admin, bad.clone())
+        .await
+        .problem(422)
+        .contains("join"));
     bad["policy"]["join_policies"] = json!(["open", "open"]);
-    app.post("/control/v1/labels", &admin, bad.clone()).await.problem(422);
+    app.post("/control/v1/labels", &admin, bad.clone())
+        .await
+        .problem(422);
     bad["policy"]["join_policies"] = json!(["secret"]);
-    app.post("/control/v1/labels", &admin, bad.clone()).await.problem(422);
+    app.post("/control/v1/labels", &admin, bad.clone())
+        .await
+        .problem(422);
     bad["policy"] = json!({"guests_allowed": true, "agents_allowed": true, "join_policies": ["open"], "sender_policy": "anyone", "extra": 1});
-    app.post("/control/v1/labels", &admin, bad.clone()).await.problem(422);
+    app.post("/control/v1/labels", &admin, bad.clone())
+        .await
+        .problem(422);
     let mut bad = staff_only();
     bad["name"] = json!("x/../y");
-    app.post("/control/v1/labels", &admin, bad).await.problem(422);
+    app.post("/control/v1/labels", &admin, bad)
+        .await
+        .problem(422);
     let mut bad = staff_only();
     bad["description"] = json!("d".repeat(2001));
-    app.post("/control/v1/labels", &admin, bad).await.problem(422);
+    app.post("/control/v1/labels", &admin, bad)
+        .await
+        .problem(422);
     let mut bad = staff_only();
     bad["colour"] = json!("red");
-    app.post("/control/v1/labels", &admin, bad).await.problem(422);
+    app.post("/control/v1/labels", &admin, bad)
+        .await
+        .problem(422);
 
     // Change: description and policy; the name in the path is the label.
     let change = json!({"description": "Now with agents", "policy": {"guests_allowed": false, "agents_allowed": true, "join_policies": ["open"], "sender_policy": "owners"}});
-    let changed = app.send(Method::PUT, "/control/v1/labels/Staff%20Only", Some(&admin), Some(change.clone())).await;
+    let changed = app
+        .send(
+            Method::PUT,
+            "/control/v1/labels/Staff%20Only",
+            Some(&admin),
+            Some(change.clone()),
+        )
+        .await;
     assert_eq!(changed.ok(200)["policy"]["agents_allowed"], true);
-    assert_eq!(app.get("/control/v1/labels/Staff%20Only", &admin).await.body["description"], "Now with agents");
-    app.send(Method::PUT, "/control/v1/labels/Missing", Some(&admin), Some(change.clone())).await.problem(404);
+    assert_eq!(
+        app.get("/control/v1/labels/Staff%20Only", &admin)
+            .await
+            .body["description"],
+        "Now with agents"
+    );
+    app.send(
+        Method::PUT,
+        "/control/v1/labels/Missing",
+        Some(&admin),
+        Some(change.clone()),
+    )
+    .await
+    .problem(404);
     let mut renamed = change.clone();
     renamed["name"] = json!("Other");
-    app.send(Method::PUT, "/control/v1/labels/Staff%20Only", Some(&admin), Some(renamed)).await.problem(422);
+    app.send(
+        Method::PUT,
+        "/control/v1/labels/Staff%20Only",
+        Some(&admin),
+        Some(renamed),
+    )
+    .await
+    .problem(422);
 
     // Delete.
-    let del = app.send(Method::DELETE, "/control/v1/labels/Staff%20Only", Some(&admin), None).await;
+    let del = app
+        .send(
+            Method::DELETE,
+            "/control/v1/labels/Staff%20Only",
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(del.status.as_u16(), 204, "{}", del.text);
-    app.send(Method::DELETE, "/control/v1/labels/Staff%20Only", Some(&admin), None).await.problem(404);
+    app.send(
+        Method::DELETE,
+        "/control/v1/labels/Staff%20Only",
+        Some(&admin),
+        None,
+    )
+    .await
+    .problem(404);
     app.stop().await;
 }
 
@@ -105,10 +204,26 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_its_groups_use(
     let alice = app.member("alice");
     app.create(&alice, "Book Club", "General", "open").await;
 
-    let detail = app.send(Method::DELETE, "/control/v1/labels/General", Some(&admin), None).await.problem(409);
+    let detail = app
+        .send(
+            Method::DELETE,
+            "/control/v1/labels/General",
+            Some(&admin),
+            None,
+        )
+        .await
+        .problem(409);
     assert!(detail.contains("General"), "{detail}");
     let tighten = json!({"description": "Invite only now", "policy": {"guests_allowed": true, "agents_allowed": false, "join_policies": ["invite"], "sender_policy": "anyone"}});
-    let detail = app.send(Method::PUT, "/control/v1/labels/General", Some(&admin), Some(tighten)).await.problem(409);
+    let detail = app
+        .send(
+            Method::PUT,
+            "/control/v1/labels/General",
+            Some(&admin),
+            Some(tighten),
+        )
+        .await
+        .problem(409);
     assert!(detail.contains("open"), "names the policy in use: {detail}");
     app.stop().await;
 }

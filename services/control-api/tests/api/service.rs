@@ -11,13 +11,25 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 /// The app served on a loopback port with its saga; stop it with the returned sender.
-async fn serve(app: &TestApp, saga: SagaSettings) -> (String, oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
+async fn serve(
+    app: &TestApp,
+    saga: SagaSettings,
+) -> (
+    String,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = tokio::spawn(control_api::run_with_state(app.state.clone(), saga, listener, async move {
-        let _ = rx.await;
-    }));
+    let handle = tokio::spawn(control_api::run_with_state(
+        app.state.clone(),
+        saga,
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+    ));
     (base, tx, handle)
 }
 
@@ -48,7 +60,11 @@ async fn the_saga_retries_while_the_tenant_is_down_and_activates_the_group_when_
     app.tenant.set_up(false);
 
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status().as_u16(), 503, "readyz reports the tenant down");
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "readyz reports the tenant down"
+    );
     let created = http
         .post(format!("{base}/control/v1/groups"))
         .bearer_auth(&alice)
@@ -57,13 +73,22 @@ async fn the_saga_retries_while_the_tenant_is_down_and_activates_the_group_when_
         .await
         .unwrap();
     assert_eq!(created.status().as_u16(), 202);
-    let id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let id = created.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let group_id = GroupId::parse(&id).unwrap();
 
     // Down: the group stays provisioning while the attempts are recorded.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(state_of(&http, &base, &id, &alice).await, "provisioning");
-    let status = app.state.store.saga_status(group_id).await.unwrap().unwrap();
+    let status = app
+        .state
+        .store
+        .saga_status(group_id)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.attempts >= 2, "retried: {status:?}");
     assert!(status.last_error.unwrap().contains("unavailable"));
 
@@ -79,7 +104,11 @@ async fn the_saga_retries_while_the_tenant_is_down_and_activates_the_group_when_
     assert_eq!(ready.status().as_u16(), 200);
 
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), handle).await.expect("stops promptly").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("stops promptly")
+        .unwrap()
+        .unwrap();
     app.stop().await;
 }
 
@@ -122,11 +151,18 @@ async fn new_work_wakes_the_saga_without_waiting_for_its_poll() {
         .unwrap();
     assert_eq!(archived.status().as_u16(), 202);
     while state_of(&http, &base, &id, &alice).await != "archived" {
-        assert!(Instant::now() < deadline, "the saga was not woken for archiving");
+        assert!(
+            Instant::now() < deadline,
+            "the saga was not woken for archiving"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), handle).await.expect("stops promptly").unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), handle)
+        .await
+        .expect("stops promptly")
+        .unwrap()
+        .unwrap();
     app.stop().await;
 }
 
@@ -134,7 +170,11 @@ async fn new_work_wakes_the_saga_without_waiting_for_its_poll() {
 async fn control_client_reads_what_the_catalog_holds() {
     let app = TestApp::spawn().await;
     let alice = app.member("alice");
-    let a = GroupId::parse(&app.active(&alice, "Alpha", "Highly Confidential", "invite").await).unwrap();
+    let a = GroupId::parse(
+        &app.active(&alice, "Alpha", "Highly Confidential", "invite")
+            .await,
+    )
+    .unwrap();
     let b = GroupId::parse(&app.create(&alice, "Beta", "General", "open").await).unwrap();
     let (base, stop, handle) = serve(&app, SagaSettings::default()).await;
 
@@ -144,11 +184,23 @@ async fn control_client_reads_what_the_catalog_holds() {
     assert_eq!(view.state, GroupState::Active);
     assert_eq!(view.label.name.as_str(), "Highly Confidential");
     assert_eq!(view.join_policy, domain::JoinPolicy::Invite);
-    assert_eq!(view.owners.iter().map(|s| s.as_str()).collect::<Vec<_>>(), ["alice"]);
-    assert!(view.contact_address.as_str().ends_with("@groups.test.example"));
+    assert_eq!(
+        view.owners.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        ["alice"]
+    );
+    assert!(view
+        .contact_address
+        .as_str()
+        .ends_with("@groups.test.example"));
     assert!(client.group(GroupId::new()).await.unwrap().is_none());
     let ids: Vec<GroupId> = (0..1200).map(|_| GroupId::new()).chain([a, b]).collect();
-    let mut found: Vec<GroupId> = client.groups(&ids).await.unwrap().into_iter().map(|g| g.id).collect();
+    let mut found: Vec<GroupId> = client
+        .groups(&ids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
     found.sort();
     let mut want = vec![a, b];
     want.sort();
@@ -156,7 +208,11 @@ async fn control_client_reads_what_the_catalog_holds() {
 
     // A service control-api does not trust is refused, and says so as a non-retryable error.
     let stranger = auth::ServiceSigner::generate(ServiceName::BulkApi).unwrap();
-    let err = ControlClient::new(base.clone(), stranger).unwrap().group(a).await.unwrap_err();
+    let err = ControlClient::new(base.clone(), stranger)
+        .unwrap()
+        .group(a)
+        .await
+        .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert!(err.to_string().contains("401"), "{err}");
 
@@ -182,7 +238,9 @@ fn property_names(v: &Value, out: &mut Vec<String>) {
 #[tokio::test]
 async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json() {
     let app = TestApp::spawn().await;
-    let res = app.send(http::Method::GET, "/control/v1/openapi.json", None, None).await;
+    let res = app
+        .send(http::Method::GET, "/control/v1/openapi.json", None, None)
+        .await;
     let doc = res.ok(200);
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
@@ -194,8 +252,14 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
         for (method, op) in item.as_object().unwrap() {
             ops.push(format!("{method} {path}"));
             let responses = op["responses"].as_object().unwrap();
-            assert!(responses.contains_key("401"), "{method} {path} documents 401");
-            assert!(responses.contains_key("500"), "{method} {path} documents 500");
+            assert!(
+                responses.contains_key("401"),
+                "{method} {path} documents 401"
+            );
+            assert!(
+                responses.contains_key("500"),
+                "{method} {path} documents 500"
+            );
             for (status, r) in responses {
                 if status.starts_with('4') || status.starts_with('5') {
                     assert!(
@@ -204,7 +268,10 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
                     );
                 }
             }
-            assert!(op.get("security").is_some(), "{method} {path} names its security");
+            assert!(
+                op.get("security").is_some(),
+                "{method} {path} names its security"
+            );
         }
     }
     ops.sort();
@@ -228,8 +295,18 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
     // INV-1: no member-list shape anywhere in the document.
     let mut names = Vec::new();
     property_names(doc, &mut names);
-    for bad in ["members", "member_list", "subjects", "emails", "recipients", "member_subjects"] {
-        assert!(!names.iter().any(|n| n == bad), "documents a '{bad}' property");
+    for bad in [
+        "members",
+        "member_list",
+        "subjects",
+        "emails",
+        "recipients",
+        "member_subjects",
+    ] {
+        assert!(
+            !names.iter().any(|n| n == bad),
+            "documents a '{bad}' property"
+        );
     }
     assert!(names.iter().any(|n| n == "member_count"));
     app.stop().await;
@@ -238,11 +315,26 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
 #[tokio::test]
 async fn health_answers_and_unknown_routes_are_problem_json() {
     let app = TestApp::spawn().await;
-    app.send(http::Method::GET, "/healthz", None, None).await.ok(200);
-    app.send(http::Method::GET, "/readyz", None, None).await.ok(200);
+    app.send(http::Method::GET, "/healthz", None, None)
+        .await
+        .ok(200);
+    app.send(http::Method::GET, "/readyz", None, None)
+        .await
+        .ok(200);
     app.tenant.set_up(false);
-    app.send(http::Method::GET, "/readyz", None, None).await.problem(503);
-    app.send(http::Method::GET, "/control/v1/nope", None, None).await.problem(404);
-    app.send(http::Method::DELETE, "/control/v1/groups", Some(&app.member("a")), None).await.problem(405);
+    app.send(http::Method::GET, "/readyz", None, None)
+        .await
+        .problem(503);
+    app.send(http::Method::GET, "/control/v1/nope", None, None)
+        .await
+        .problem(404);
+    app.send(
+        http::Method::DELETE,
+        "/control/v1/groups",
+        Some(&app.member("a")),
+        None,
+    )
+    .await
+    .problem(405);
     app.stop().await;
 }
