@@ -72,10 +72,12 @@ pub struct GroupView {
     pub created_at: String,
     /// When the group last changed (RFC 3339).
     pub updated_at: String,
-    /// The group's owners. Present only when the caller is one of them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub owners: Option<Vec<Subject>>,
+    /// The group's owners: its public contacts, whom members and requesters may write to.
+    /// Owners are not members by virtue of owning (and this says nothing about membership).
+    #[schema(value_type = Vec<String>)]
+    pub owners: Vec<Subject>,
+    /// Whether the caller is one of the owners (and so may edit, archive and see the count).
+    pub is_owner: bool,
     /// How many members, as a coarse bucket (INV-4). Present only when the caller owns the
     /// group and it is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,7 +105,8 @@ impl GroupView {
             state: g.state,
             created_at: rfc3339(g.created_at),
             updated_at: rfc3339(g.updated_at),
-            owners: owner.then(|| g.owners.as_slice().to_vec()),
+            owners: g.owners.as_slice().to_vec(),
+            is_owner: owner,
             member_count: None,
         }
     }
@@ -403,7 +406,7 @@ async fn get_group(
 ) -> Result<AppJson<GroupView>, ApiError> {
     let group = visible_group(&state, id, &caller).await?;
     let mut view = GroupView::for_caller(&group, &caller);
-    if view.owners.is_some() && group.state == GroupState::Active {
+    if view.is_owner && group.state == GroupState::Active {
         // The count is a courtesy to owners: when the tenant cannot answer, the rest of the
         // catalog still can.
         match state.tenant.member_count(id).await {
