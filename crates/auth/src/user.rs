@@ -124,6 +124,11 @@ pub struct Caller {
     pub kind: IdentityKind,
     /// Roles the IdP grants (e.g. operator, privacy officer), as named there.
     pub roles: Vec<String>,
+    /// Every claim of the verified token, as the IdP sent it (`sub`, `email`, `department`,
+    /// …): for rules an owner writes over claims the fields above do not name, such as
+    /// membership-api's automatic approval by department or country. Holds the same person as
+    /// the fields above: never log it (INV-6).
+    pub claims: Map<String, Value>,
 }
 
 impl Caller {
@@ -292,6 +297,7 @@ fn caller_from_claims(config: &JwtArgs, claims: &Map<String, Value>) -> Result<C
         email,
         kind,
         roles,
+        claims: claims.clone(),
     })
 }
 

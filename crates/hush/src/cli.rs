@@ -27,8 +27,14 @@ enum Command {
     /// image's entry point).
     #[command(subcommand)]
     Serve(ServeCommand),
+    /// Serve the front-end app and proxy /control, /membership and /bulk to the services: the
+    /// one origin the browser talks to.
+    Edge(crate::edge::EdgeConfig),
     /// Write the keys and secrets docker-compose needs under OUT/secrets (keeps existing ones).
     DeployInit(DeployInitArgs),
+    /// Benchmarks that print a table (see the README for the figures).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Exit 0 when URL answers 2xx within 3 s (for container healthchecks; no curl needed).
     Healthcheck {
         /// The URL to GET, e.g. http://127.0.0.1:8080/readyz.
@@ -42,7 +48,7 @@ struct UpArgs {
     #[arg(long, env = "HUSH_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
     /// First port: control-api on N, membership-api N+1, bulk-api N+2, isolated-tenant N+3
-    /// (loopback only), dev issuer N+6.
+    /// (loopback only), the edge (the app) N+5, dev issuer N+6.
     #[arg(long, env = "HUSH_PORT_BASE", default_value_t = 8080)]
     port_base: u16,
     /// Address the public services bind to. The tenant and the dev issuer always bind to
@@ -99,6 +105,12 @@ enum ServeCommand {
     IsolatedTenant(isolated_tenant::Config),
 }
 
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// "My groups" for one person in thousands of groups, through the API and in the tenant.
+    MyGroups(crate::bench::MyGroupsArgs),
+}
+
 #[derive(Debug, clap::Args)]
 struct DeployInitArgs {
     /// The deploy folder (secrets go to OUT/secrets).
@@ -137,6 +149,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve(cmd) => serve(cmd).await,
+        Command::Edge(cfg) => {
+            service_kit::telemetry::init();
+            let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+            println!("Hush edge on http://{}/", listener.local_addr()?);
+            crate::edge::run(cfg, listener, service_kit::shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::DeployInit(args) => {
             for line in deploy::init(&args.out)? {
                 println!("{line}");
@@ -144,6 +163,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { url } => Ok(healthcheck(&url).await),
+        Command::Bench(BenchCommand::MyGroups(args)) => {
+            crate::bench::my_groups(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -153,9 +176,9 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::start(cfg).await?;
     let u = stack.urls();
     println!(
-        "\nHush is up (SQLite under {dir}).\n\n  control-api     {c}/control/v1/\n  membership-api  {m}/membership/v1/\n  bulk-api        {b}/bulk/v1/\n  isolated-tenant {t} (loopback only, service tokens only)\n  dev issuer      {i}/.well-known/jwks.json\n\nGet a token:  cargo run -p hush -- token --sub alice --email alice@corp.example{dd}\n              (add --kind guest|agent, --role label-admin|operator|auditor|privacy-officer)\nThen:         curl -H \"Authorization: Bearer $TOKEN\" {c}/control/v1/labels\n\nCtrl-C stops.",
+        "\nHush is up (SQLite under {dir}).\n\n  Open the app    {e}/   (pick a dev user to sign in)\n\n  control-api     {c}/control/v1/\n  membership-api  {m}/membership/v1/\n  bulk-api        {b}/bulk/v1/\n  isolated-tenant {t} (loopback only, service tokens only)\n  dev issuer      {i}/.well-known/jwks.json\n\nGet a token:  cargo run -p hush -- token --sub alice --email alice@corp.example{dd}\n              (add --kind guest|agent, --role label-admin|operator|auditor|privacy-officer)\nThen:         curl -H \"Authorization: Bearer $TOKEN\" {c}/control/v1/labels\n\nCtrl-C stops.",
         dir = args.data_dir.display(),
-        c = u.control, m = u.membership, b = u.bulk, t = u.tenant, i = u.issuer,
+        e = u.edge, c = u.control, m = u.membership, b = u.bulk, t = u.tenant, i = u.issuer,
         dd = if args.data_dir == PathBuf::from("./data") { String::new() } else { format!(" --data-dir {}", args.data_dir.display()) },
     );
     service_kit::shutdown_signal().await;

@@ -1,7 +1,10 @@
 //! The `hush` operator binary as a library: `hush up` (the whole stack in one process on SQLite),
 //! `hush serve <service>` (one service, as the container image runs it), `hush token` (dev
-//! tokens), `hush deploy-init` (keys and secrets for docker-compose) and `hush healthcheck`.
+//! tokens), `hush deploy-init` (keys and secrets for docker-compose), `hush edge` (the
+//! front-end app and the one origin the browser talks to) and `hush healthcheck`.
 
+pub mod bench;
 pub mod cli;
 pub mod deploy;
+pub mod edge;
 pub mod stack;

@@ -30,15 +30,18 @@ pub enum Part {
     Tenant,
     /// The dev issuer's JWKS endpoint.
     Issuer,
+    /// The edge: the front-end app and the proxy in front of the public services.
+    Edge,
 }
 
 impl Part {
-    const ALL: [Part; 5] = [
+    const ALL: [Part; 6] = [
         Part::Issuer,
         Part::Tenant,
         Part::Control,
         Part::Membership,
         Part::Bulk,
+        Part::Edge,
     ];
 }
 
@@ -83,6 +86,9 @@ pub struct StackConfig {
     pub mail_domain: String,
     /// Limits applied to every service.
     pub http: HttpArgs,
+    /// Mail domains whose people count as employees when an owner adds them by address
+    /// (empty: every domain).
+    pub corporate_domains: String,
 }
 
 impl StackConfig {
@@ -108,11 +114,13 @@ impl StackConfig {
                 (Part::Membership, port(1)?),
                 (Part::Bulk, port(2)?),
                 (Part::Tenant, port(3)?),
+                (Part::Edge, port(5)?),
                 (Part::Issuer, port(6)?),
             ]),
             databases: Databases::sqlite_in(data_dir),
             mail_domain: mail_domain.to_string(),
             http: HttpArgs::default(),
+            corporate_domains: String::new(),
         })
     }
 
@@ -125,6 +133,7 @@ impl StackConfig {
             databases,
             mail_domain: "groups.test.example".into(),
             http: HttpArgs::default(),
+            corporate_domains: "corp.example".into(),
         }
     }
 }
@@ -142,6 +151,8 @@ pub struct Urls {
     pub tenant: String,
     /// The dev issuer.
     pub issuer: String,
+    /// The edge: the address to open in a browser.
+    pub edge: String,
 }
 
 struct Running {
@@ -213,7 +224,13 @@ impl Stack {
             bulk: url(Part::Bulk),
             tenant: url(Part::Tenant),
             issuer: url(Part::Issuer),
+            edge: url(Part::Edge),
         }
+    }
+
+    /// The database URLs the services use (tests inspect what is at rest).
+    pub fn databases(&self) -> &Databases {
+        &self.cfg.databases
     }
 
     /// The dev issuer, for minting tokens.
@@ -248,6 +265,7 @@ impl Stack {
     /// Stops every part.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         for part in [
+            Part::Edge,
             Part::Bulk,
             Part::Membership,
             Part::Control,
@@ -312,6 +330,7 @@ impl Stack {
                     ]),
                     seal_keys: None,
                     seal_keys_file: Some(self.keys.join("tenant-seal.keys")),
+                    corporate_domains: cfg.corporate_domains.parse().map_err(|e: String| anyhow::anyhow!(e))?,
                     http: cfg.http.clone(),
                 };
                 tokio::spawn(isolated_tenant::run(c, listener, shutdown))
@@ -339,6 +358,7 @@ impl Stack {
                     jwt: self.jwt(),
                     service_key: self.key(ServiceName::MembershipApi),
                     http: cfg.http.clone(),
+                    limits: membership_api::AbuseLimits::default(),
                 };
                 tokio::spawn(membership_api::run(c, listener, shutdown))
             }
@@ -353,6 +373,25 @@ impl Stack {
                     http: cfg.http.clone(),
                 };
                 tokio::spawn(bulk_api::run(c, listener, shutdown))
+            }
+            Part::Edge => {
+                let c = crate::edge::EdgeConfig {
+                    listen,
+                    control_url: url(Part::Control),
+                    membership_url: url(Part::Membership),
+                    bulk_url: url(Part::Bulk),
+                    oidc: crate::edge::OidcArgs::default(),
+                    dev_mode: true,
+                    data_dir: cfg.data_dir.clone(),
+                    dev_audience: "hush".into(),
+                    body_limit_bytes: 16 * 1024 * 1024,
+                    upstream_timeout_secs: cfg.http.request_timeout_secs,
+                };
+                let edge = crate::edge::Edge::new(&c, Some(DevIssuer::clone(&self.issuer)))?;
+                tokio::spawn(async move {
+                    service_kit::serve(listener, crate::edge::router(edge), shutdown).await?;
+                    Ok(())
+                })
             }
         };
         self.running.insert(
@@ -372,7 +411,13 @@ impl Stack {
             .timeout(Duration::from_secs(2))
             .build()?;
         let deadline = Instant::now() + limit;
-        for part in [Part::Tenant, Part::Control, Part::Membership, Part::Bulk] {
+        for part in [
+            Part::Tenant,
+            Part::Control,
+            Part::Membership,
+            Part::Bulk,
+            Part::Edge,
+        ] {
             let url = format!("http://{}/readyz", self.addrs[&part]);
             loop {
                 if let Some(r) = self.running.get(&part) {

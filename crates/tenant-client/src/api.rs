@@ -5,7 +5,7 @@
 //! no access log, proxy or span on the way records who a request is about (INV-6). For the same
 //! reason the `Debug` output of every type that holds one leaves it out.
 
-use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, ServiceName, Subject};
+use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, Label, ServiceName, Subject};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use utoipa::ToSchema;
@@ -26,14 +26,16 @@ pub mod paths {
     pub const GROUP: &str = "/tenant/v1/groups/{group_id}";
     /// `GET` the coarse member count ([`super::MemberCount`]).
     pub const COUNT: &str = "/tenant/v1/groups/{group_id}/count";
-    /// `POST` adds a member ([`super::MemberRef`]).
+    /// `POST` adds a member ([`super::AddMember`]).
     pub const MEMBERS: &str = "/tenant/v1/groups/{group_id}/members";
-    /// `POST` removes a member ([`super::SubjectRef`]).
+    /// `POST` removes a member ([`super::IdentityRef`]).
     pub const MEMBERS_REMOVE: &str = "/tenant/v1/groups/{group_id}/members/remove";
     /// `POST` answers whether a subject is a member of a group ([`super::MembershipQuery`]).
     pub const MEMBERSHIP_CHECK: &str = "/tenant/v1/membership/check";
     /// `POST` lists the groups a subject is in ([`super::SubjectRef`]).
     pub const GROUPS_OF: &str = "/tenant/v1/identities/groups";
+    /// `POST` removes an identity from every group and deletes it ([`super::IdentityRef`]).
+    pub const OFFBOARD: &str = "/tenant/v1/identities/offboard";
     /// `GET` the OpenAPI document (service token required).
     pub const OPENAPI: &str = "/tenant/v1/openapi.json";
 
@@ -74,18 +76,27 @@ pub struct DistributionGroup {
     pub display_name: GroupName,
 }
 
-/// The person or agent a membership write is about. The tenant creates a guest identity with
-/// sign-in disabled for a subject it has not seen, and refreshes the address and kind of one it
-/// has.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// The person or agent a membership write is about: by subject, by address, or both (at least
+/// one; the tenant answers 422 otherwise).
+///
+/// The tenant finds the identity by subject first, then by address. A write that carries both
+/// for an identity first created by address alone binds the subject to it, so someone an owner
+/// added by address finds the membership under "my groups" once they sign in. A person the
+/// tenant has never seen gets a new identity (sign-in disabled).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemberRef {
-    /// The IdP's subject (`sub`).
-    pub subject: Subject,
-    /// Where the group's mail reaches them.
-    pub email: Email,
-    /// Member, guest or agent, as the IdP says.
-    pub kind: IdentityKind,
+    /// The IdP's subject (`sub`), when the person is known by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+    /// Where the group's mail reaches them, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+    /// Member, guest or agent. `Some` when the person is present with a token (the IdP's word,
+    /// stored as the identity's kind); `None` for an add by address, when the tenant uses the
+    /// kind it has stored, or else infers it from the address's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<IdentityKind>,
 }
 
 /// INV-6: says what kind of identity, never which one.
@@ -94,6 +105,55 @@ impl fmt::Debug for MemberRef {
         f.debug_struct("MemberRef")
             .field("kind", &self.kind)
             .finish_non_exhaustive()
+    }
+}
+
+/// Adds one person to a group, with the group's label so the tenant can check the label admits
+/// the person's kind before it writes anything (every add path ends here: defence in depth).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    /// Who is added.
+    pub member: MemberRef,
+    /// The label of the group, as the catalog holds it.
+    pub label: Label,
+}
+
+/// One identity, by subject, by address, or both (at least one): for a removal or an
+/// offboarding. The tenant looks it up by subject first, then by address.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityRef {
+    /// The IdP's subject (`sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+    /// The person's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+}
+
+/// INV-6: never shows the subject or the address.
+impl fmt::Debug for IdentityRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdentityRef").finish_non_exhaustive()
+    }
+}
+
+impl From<&Subject> for IdentityRef {
+    fn from(subject: &Subject) -> Self {
+        Self {
+            subject: Some(subject.clone()),
+            email: None,
+        }
+    }
+}
+
+impl From<&MemberRef> for IdentityRef {
+    fn from(m: &MemberRef) -> Self {
+        Self {
+            subject: m.subject.clone(),
+            email: m.email.clone(),
+        }
     }
 }
 
@@ -158,20 +218,26 @@ mod tests {
 
     #[test]
     fn debug_output_never_names_the_person() {
+        let subject = Subject::parse("alice-sub").unwrap();
         let m = MemberRef {
-            subject: Subject::parse("alice-sub").unwrap(),
-            email: Email::parse("alice@corp.example").unwrap(),
-            kind: IdentityKind::Guest,
+            subject: Some(subject.clone()),
+            email: Some(Email::parse("alice@corp.example").unwrap()),
+            kind: Some(IdentityKind::Guest),
         };
         let q = MembershipQuery {
             group_id: GroupId::new(),
-            subject: m.subject.clone(),
+            subject: subject.clone(),
+        };
+        let add = AddMember {
+            member: m.clone(),
+            label: Label::defaults().remove(0),
         };
         let d = format!(
-            "{m:?} {:?} {q:?}",
+            "{m:?} {:?} {q:?} {:?} {add:?}",
             SubjectRef {
-                subject: m.subject.clone()
-            }
+                subject: subject.clone()
+            },
+            IdentityRef::from(&m),
         );
         assert!(!d.contains("alice"), "{d}");
         assert!(d.contains("Guest"));
@@ -185,6 +251,21 @@ mod tests {
         assert!(serde_json::from_str::<MemberRef>(extra).is_err());
         let bad = r#"{"subject":"","email":"a@b.example","kind":"guest"}"#;
         assert!(serde_json::from_str::<MemberRef>(bad).is_err());
+        // Every field is optional on the wire (the tenant insists on subject or email).
+        let by_email: MemberRef = serde_json::from_str(r#"{"email":"A@B.example"}"#).unwrap();
+        assert_eq!(by_email.email.unwrap().as_str(), "a@b.example");
+        assert!(by_email.subject.is_none() && by_email.kind.is_none());
+        let who: IdentityRef = serde_json::from_str(r#"{"subject":"s"}"#).unwrap();
+        assert!(who.email.is_none());
+        assert!(serde_json::from_str::<IdentityRef>(r#"{"subject":"s","kind":"guest"}"#).is_err());
+        // Absent fields are left out, not sent as null.
+        let text = serde_json::to_string(&MemberRef {
+            subject: None,
+            email: Some(Email::parse("a@b.example").unwrap()),
+            kind: None,
+        })
+        .unwrap();
+        assert_eq!(text, r#"{"email":"a@b.example"}"#);
     }
 
     #[test]

@@ -6,15 +6,16 @@
 //! calling: no user token, no forwarded headers. Subjects and addresses travel in bodies only.
 //!
 //! Failures come back as a [`TenantError`] a caller can act on: `Unavailable` (could not
-//! connect, timed out, 5xx, 429: retry later), `NotFound`, `Conflict`, or `Refused` (another
-//! 4xx, with the tenant's problem detail). Error texts never hold a URL, so they may be logged
+//! connect, timed out, 5xx, 429: retry later), `NotFound`, `Conflict`, `LabelRefused` (the
+//! group's label does not admit the person's kind), or `Refused` (another 4xx, with the
+//! tenant's problem detail). Error texts never hold a URL, so they may be logged
 //! as they are (a URL would carry a group id: INV-6).
 
 pub mod api;
 
 pub use api::{
-    DistributionGroup, GroupsOf, MemberCount, MemberRef, MembershipCheck, MembershipQuery, Pong,
-    ProvisionGroup, SubjectRef,
+    AddMember, DistributionGroup, GroupsOf, IdentityRef, MemberCount, MemberRef, MembershipCheck,
+    MembershipQuery, Pong, ProvisionGroup, SubjectRef,
 };
 
 use api::paths;
@@ -43,6 +44,10 @@ pub enum TenantError {
     /// The request conflicts with the tenant's state (409), e.g. an address another group has.
     #[error("conflict in the tenant: {0}")]
     Conflict(String),
+    /// The group's label does not admit the person's kind (403
+    /// `urn:hush:problem:label-refused`); the detail names the kind and the label only.
+    #[error("the label refuses this identity: {0}")]
+    LabelRefused(String),
     /// The tenant refused the request (another 4xx: 401, 403, 413, 422, …).
     #[error("the tenant refused the request ({status}): {detail}")]
     Refused {
@@ -64,9 +69,14 @@ impl TenantError {
     }
 }
 
+/// The problem type of a label refusal.
+pub const LABEL_REFUSED: &str = "urn:hush:problem:label-refused";
+
 /// The part of a problem+json body the client reports.
 #[derive(Deserialize)]
 struct ProblemBody {
+    #[serde(rename = "type")]
+    type_: Option<String>,
     title: Option<String>,
     detail: Option<String>,
 }
@@ -147,25 +157,30 @@ impl TenantClient {
         self.empty(Method::DELETE, &path, None::<&()>).await
     }
 
-    /// Makes `member` a member of `group`. Succeeds the same way whether or not they already
-    /// were (INV-3). `NotFound` when the group is not provisioned.
-    pub async fn add_member(&self, group: GroupId, member: MemberRef) -> Result<(), TenantError> {
+    /// Makes `request.member` a member of `group`, once the tenant has checked that
+    /// `request.label` admits their kind. Succeeds the same way whether or not they already
+    /// were (INV-3). `NotFound` when the group is not provisioned; `LabelRefused` when the label
+    /// does not admit them; `Refused` (422) when the member has neither subject nor address.
+    pub async fn add_member(&self, group: GroupId, request: &AddMember) -> Result<(), TenantError> {
         let path = paths::for_group(paths::MEMBERS, group);
-        self.empty(Method::POST, &path, Some(&member)).await
+        self.empty(Method::POST, &path, Some(request)).await
     }
 
-    /// Makes sure `subject` is not a member of `group`. Succeeds the same way whether or not
-    /// they were (INV-3). `NotFound` when the group is not provisioned.
+    /// Makes sure `who` is not a member of `group`. Succeeds the same way whether or not they
+    /// were, or exist at all (INV-3). `NotFound` when the group is not provisioned.
     pub async fn remove_member(
         &self,
         group: GroupId,
-        subject: &Subject,
+        who: &IdentityRef,
     ) -> Result<(), TenantError> {
         let path = paths::for_group(paths::MEMBERS_REMOVE, group);
-        let body = SubjectRef {
-            subject: subject.clone(),
-        };
-        self.empty(Method::POST, &path, Some(&body)).await
+        self.empty(Method::POST, &path, Some(who)).await
+    }
+
+    /// Removes `who` from every group at once and deletes their identity (a later add creates a
+    /// fresh one). Succeeds the same way whether or not the tenant knew them. control-api only.
+    pub async fn offboard(&self, who: &IdentityRef) -> Result<(), TenantError> {
+        self.empty(Method::POST, paths::OFFBOARD, Some(who)).await
     }
 
     /// Whether `subject` is a member of `group`.
@@ -269,13 +284,15 @@ async fn check(res: reqwest::Response) -> Result<reqwest::Response, TenantError>
             status.as_u16()
         )));
     }
-    let detail = res
-        .json::<ProblemBody>()
-        .await
-        .ok()
+    let problem = res.json::<ProblemBody>().await.ok();
+    let label_refused = problem
+        .as_ref()
+        .is_some_and(|p| p.type_.as_deref() == Some(LABEL_REFUSED));
+    let detail = problem
         .and_then(|p| p.detail.or(p.title))
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("no detail").to_string());
     Err(match status {
+        StatusCode::FORBIDDEN if label_refused => TenantError::LabelRefused(detail),
         StatusCode::NOT_FOUND => TenantError::NotFound(detail),
         StatusCode::CONFLICT => TenantError::Conflict(detail),
         s if s.is_client_error() => TenantError::Refused {

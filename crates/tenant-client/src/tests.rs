@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use domain::{Email, IdentityKind};
+use domain::{Email, IdentityKind, Label};
 use std::sync::{Arc, Mutex};
 
 /// What the stand-in answers next, and what it saw.
@@ -66,11 +66,18 @@ fn signer() -> ServiceSigner {
     ServiceSigner::generate(ServiceName::MembershipApi).unwrap()
 }
 
-fn alice() -> MemberRef {
-    MemberRef {
-        subject: Subject::parse("alice").unwrap(),
-        email: Email::parse("alice@corp.example").unwrap(),
-        kind: IdentityKind::Member,
+fn alice_subject() -> Subject {
+    Subject::parse("alice").unwrap()
+}
+
+fn alice() -> AddMember {
+    AddMember {
+        member: MemberRef {
+            subject: Some(alice_subject()),
+            email: Some(Email::parse("alice@corp.example").unwrap()),
+            kind: Some(IdentityKind::Member),
+        },
+        label: Label::defaults().remove(0),
     }
 }
 
@@ -83,11 +90,19 @@ async fn every_request_carries_a_fresh_service_token_for_the_tenant_and_nothing_
         .unwrap();
     let client = TenantClient::new(url, signer).unwrap();
     let group = GroupId::new();
-    client.add_member(group, alice()).await.unwrap();
-    client.remove_member(group, &alice().subject).await.unwrap();
+    client.add_member(group, &alice()).await.unwrap();
+    client
+        .remove_member(group, &IdentityRef::from(&alice().member))
+        .await
+        .unwrap();
+    client
+        .offboard(&IdentityRef::from(&alice_subject()))
+        .await
+        .unwrap();
 
     let seen = stand.seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 2);
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[2].0, api::paths::OFFBOARD);
     let mut token_ids = Vec::new();
     for (path, headers) in &seen {
         assert!(
@@ -119,6 +134,7 @@ async fn every_request_carries_a_fresh_service_token_for_the_tenant_and_nothing_
         }
     }
     assert_ne!(token_ids[0], token_ids[1], "a fresh token per request");
+    assert_ne!(token_ids[1], token_ids[2], "a fresh token per request");
 }
 
 #[tokio::test]
@@ -161,7 +177,7 @@ async fn statuses_map_to_errors_callers_can_act_on() {
     ];
     for (status, expected) in cases {
         stand.problem(status, "the detail");
-        let err = client.add_member(group, alice()).await.unwrap_err();
+        let err = client.add_member(group, &alice()).await.unwrap_err();
         assert!(expected(&err), "{status}: {err:?}");
         assert_eq!(
             err.is_retryable(),
@@ -169,6 +185,18 @@ async fn statuses_map_to_errors_callers_can_act_on() {
             "{status}"
         );
     }
+    // A label refusal is told apart from any other 403 by its problem type.
+    stand.set(
+        403,
+        r#"{"type":"urn:hush:problem:label-refused","title":"Label refused","status":403,"detail":"the label 'Confidential' does not allow guests"}"#,
+        "application/problem+json",
+    );
+    let err = client.add_member(group, &alice()).await.unwrap_err();
+    assert_eq!(
+        err,
+        TenantError::LabelRefused("the label 'Confidential' does not allow guests".into())
+    );
+    assert!(!err.is_retryable());
     // A 4xx without a problem body still says something.
     stand.set(401, "", "text/plain");
     let err = client.ping().await.unwrap_err();
@@ -187,16 +215,16 @@ async fn answers_are_decoded_and_a_wrong_shape_is_unexpected() {
     let client = TenantClient::new(url, signer()).unwrap();
     let group = GroupId::new();
     stand.set(200, r#"{"member":true}"#, "application/json");
-    assert!(client.is_member(group, &alice().subject).await.unwrap());
+    assert!(client.is_member(group, &alice_subject()).await.unwrap());
     stand.set(200, r#"{"bucket":"10-49"}"#, "application/json");
     assert_eq!(
         client.member_count(group).await.unwrap(),
         CountBucket::From10To49
     );
     stand.set(200, r#"{"groups":[]}"#, "application/json");
-    assert!(client.groups_of(&alice().subject).await.unwrap().is_empty());
+    assert!(client.groups_of(&alice_subject()).await.unwrap().is_empty());
     stand.set(200, r#"{"something":"else"}"#, "application/json");
-    let err = client.is_member(group, &alice().subject).await.unwrap_err();
+    let err = client.is_member(group, &alice_subject()).await.unwrap_err();
     assert!(matches!(err, TenantError::Unexpected(_)), "{err:?}");
 }
 
@@ -208,7 +236,7 @@ async fn a_tenant_that_is_down_or_slow_is_unavailable_and_no_url_leaks() {
     drop(listener);
     let group = GroupId::new();
     let down = TenantClient::new(format!("http://{addr}"), signer()).unwrap();
-    let err = down.add_member(group, alice()).await.unwrap_err();
+    let err = down.add_member(group, &alice()).await.unwrap_err();
     assert!(matches!(err, TenantError::Unavailable(_)), "{err:?}");
     assert!(!err.to_string().contains(&group.to_string()), "{err}");
 
@@ -221,7 +249,7 @@ async fn a_tenant_that_is_down_or_slow_is_unavailable_and_no_url_leaks() {
         Duration::from_millis(50),
     )
     .unwrap();
-    let err = slow.add_member(group, alice()).await.unwrap_err();
+    let err = slow.add_member(group, &alice()).await.unwrap_err();
     assert_eq!(err, TenantError::Unavailable("timed out".into()));
 }
 

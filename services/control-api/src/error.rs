@@ -55,6 +55,9 @@ pub enum ApiError {
     /// The group is being archived or is archived.
     #[error("the group is {}; it takes no more changes", .0.as_str())]
     NotEditable(GroupState),
+    /// The tenant did not answer a call that must reach it; nothing was done.
+    #[error("the tenant did not answer; nothing was done; retry")]
+    TenantUnavailable,
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -97,6 +100,7 @@ impl ApiError {
             | Self::NotOwner
             | Self::ServiceNotAllowed(_) => Problem::forbidden(detail),
             Self::Conflict(_) | Self::NotEditable(_) => Problem::conflict(detail),
+            Self::TenantUnavailable => Problem::unavailable(detail),
             Self::Store(_) => Problem::internal(),
         }
     }

@@ -67,6 +67,25 @@ impl FromRequestParts<AppState> for LabelAdmin {
     }
 }
 
+/// Proof that the caller is signed in with the role `operator` (who they are is not needed).
+#[derive(Debug, Clone, Copy)]
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = caller(parts, state).await?;
+        if !caller.has_role(crate::identities::OPERATOR) {
+            return Err(ApiError::MissingRole(crate::identities::OPERATOR).into_response());
+        }
+        Ok(Self)
+    }
+}
+
 /// A signed-in employee (identity kind `member`): the only kind that may create groups.
 #[derive(Debug, Clone)]
 pub struct Employee(pub Caller);

@@ -15,6 +15,7 @@ mod config;
 mod error;
 mod extract;
 mod groups;
+mod identities;
 mod internal;
 mod labels;
 pub mod model;
@@ -170,6 +171,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(labels::router())
         .merge(groups::router())
         .merge(internal::router())
+        .merge(identities::router())
 }
 
 /// The whole service: the API under `/control/v1`, its OpenAPI document, `/healthz` and

@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use domain::{CountBucket, GroupId};
+use tenant_client::api::IdentityRef;
 use tenant_client::{ProvisionGroup, TenantClient, TenantError};
 
 /// The tenant, as control-api uses it.
@@ -17,6 +18,8 @@ pub trait Tenant: Send + Sync + 'static {
     async fn deprovision_group(&self, group: GroupId) -> Result<(), TenantError>;
     /// The bucket of the group's member count.
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, TenantError>;
+    /// Removes a person from every group at once and forgets their identity (offboarding).
+    async fn offboard(&self, who: &IdentityRef) -> Result<(), TenantError>;
     /// Answers when the tenant does (readiness).
     async fn ping(&self) -> Result<(), TenantError>;
 }
@@ -33,6 +36,10 @@ impl Tenant for TenantClient {
 
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, TenantError> {
         TenantClient::member_count(self, group).await
+    }
+
+    async fn offboard(&self, who: &IdentityRef) -> Result<(), TenantError> {
+        TenantClient::offboard(self, who).await
     }
 
     async fn ping(&self) -> Result<(), TenantError> {

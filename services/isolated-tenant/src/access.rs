@@ -29,6 +29,8 @@ pub enum Operation {
     CheckMember,
     /// List the groups one person is in.
     GroupsOf,
+    /// Remove one person from every group at once and delete their identity.
+    Offboard,
     /// A group's member count, as a bucket.
     MemberCount,
     /// The API's OpenAPI document.
@@ -37,7 +39,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 10] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -45,6 +47,7 @@ impl Operation {
         Self::RemoveMember,
         Self::CheckMember,
         Self::GroupsOf,
+        Self::Offboard,
         Self::MemberCount,
         Self::ReadApiDoc,
     ];
@@ -59,6 +62,7 @@ impl Operation {
             Self::RemoveMember => "remove-member",
             Self::CheckMember => "check-member",
             Self::GroupsOf => "groups-of",
+            Self::Offboard => "offboard",
             Self::MemberCount => "member-count",
             Self::ReadApiDoc => "read-api-doc",
         }
@@ -73,13 +77,14 @@ impl fmt::Display for Operation {
 
 /// Whether `service` may perform `op`. Least privilege, one line per service:
 ///
-/// - control-api owns the catalog: it provisions and deprovisions groups and shows owners a
-///   count bucket (INV-4). It never touches a person's membership.
+/// - control-api owns the catalog and the directory's life cycle: it provisions and
+///   deprovisions groups, shows owners a count bucket (INV-4), and offboards a person who left
+///   (every membership at once). It never adds or removes a single membership and never asks
+///   about one.
 /// - membership-api acts for one person at a time: add, remove, "am I a member", "my groups"
 ///   (INV-2).
-/// - bulk-api: nothing yet beyond ping. When jobs are applied it will get add and remove, never
-///   a question about who is a member, so its reports cannot say "already a member" per person
-///   (INV-3).
+/// - bulk-api applies jobs through add and remove, never a question about who is a member, so
+///   its reports cannot say "already a member" per person (INV-3).
 /// - the tenant itself is not a caller; nothing it does goes through its API.
 ///
 /// Every trusted service may ping and read the API document.
@@ -89,13 +94,18 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
     match service {
         S::ControlApi => matches!(
             op,
-            O::Ping | O::ReadApiDoc | O::ProvisionGroup | O::DeprovisionGroup | O::MemberCount
+            O::Ping
+                | O::ReadApiDoc
+                | O::ProvisionGroup
+                | O::DeprovisionGroup
+                | O::MemberCount
+                | O::Offboard
         ),
         S::MembershipApi => matches!(
             op,
             O::Ping | O::ReadApiDoc | O::AddMember | O::RemoveMember | O::CheckMember | O::GroupsOf
         ),
-        S::BulkApi => matches!(op, O::Ping | O::ReadApiDoc),
+        S::BulkApi => matches!(op, O::Ping | O::ReadApiDoc | O::AddMember | O::RemoveMember),
         S::IsolatedTenant => false,
     }
 }
@@ -138,6 +148,8 @@ pub mod op {
         CheckMember,
         /// See [`Operation::GroupsOf`].
         GroupsOf,
+        /// See [`Operation::Offboard`].
+        Offboard,
         /// See [`Operation::MemberCount`].
         MemberCount,
         /// See [`Operation::ReadApiDoc`].
@@ -193,6 +205,7 @@ mod tests {
                     O::ProvisionGroup,
                     O::DeprovisionGroup,
                     O::MemberCount,
+                    O::Offboard,
                 ],
                 ServiceName::MembershipApi => &[
                     O::Ping,
@@ -202,7 +215,7 @@ mod tests {
                     O::CheckMember,
                     O::GroupsOf,
                 ],
-                ServiceName::BulkApi => &[O::Ping, O::ReadApiDoc],
+                ServiceName::BulkApi => &[O::Ping, O::ReadApiDoc, O::AddMember, O::RemoveMember],
                 ServiceName::IsolatedTenant => &[],
             }
         };
@@ -218,14 +231,9 @@ mod tests {
     }
 
     #[test]
-    fn only_membership_api_touches_a_person() {
+    fn only_membership_api_asks_about_a_person() {
         for service in ServiceName::ALL {
-            for op in [
-                Operation::AddMember,
-                Operation::RemoveMember,
-                Operation::CheckMember,
-                Operation::GroupsOf,
-            ] {
+            for op in [Operation::CheckMember, Operation::GroupsOf] {
                 assert_eq!(
                     may_call(service, op),
                     service == ServiceName::MembershipApi,
@@ -236,12 +244,26 @@ mod tests {
     }
 
     #[test]
-    fn only_control_api_manages_groups_and_sees_counts() {
+    fn membership_api_and_bulk_api_write_single_memberships() {
+        for service in ServiceName::ALL {
+            for op in [Operation::AddMember, Operation::RemoveMember] {
+                assert_eq!(
+                    may_call(service, op),
+                    matches!(service, ServiceName::MembershipApi | ServiceName::BulkApi),
+                    "{service} / {op}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_control_api_manages_groups_sees_counts_and_offboards() {
         for service in ServiceName::ALL {
             for op in [
                 Operation::ProvisionGroup,
                 Operation::DeprovisionGroup,
                 Operation::MemberCount,
+                Operation::Offboard,
             ] {
                 assert_eq!(
                     may_call(service, op),

@@ -4,6 +4,7 @@
 //! There is no user-facing setting here on purpose: no issuer, no JWKS, no login (INV-9). The
 //! tenant trusts exactly the public keys of the services named in `HUSH_TRUSTED_SERVICE_KEYS`.
 
+use crate::identity::CorporateDomains;
 use crate::seal::SealKeys;
 use anyhow::Context;
 use auth::ServiceVerifier;
@@ -85,6 +86,12 @@ pub struct Config {
     /// separated (`hush up` and `hush deploy-init` write one).
     #[arg(long, env = "HUSH_TENANT_SEAL_KEYS_FILE")]
     pub seal_keys_file: Option<PathBuf>,
+    /// The mail domains of the company's own people, comma separated
+    /// (`corp.example,subsidiary.example`). Someone an owner adds by an address outside them,
+    /// and whom no token has vouched for, is a guest, and labels that refuse guests refuse
+    /// them. Empty (the default): every domain is corporate.
+    #[arg(long, env = "HUSH_CORPORATE_DOMAINS", default_value = "")]
+    pub corporate_domains: CorporateDomains,
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
@@ -99,6 +106,7 @@ impl fmt::Debug for Config {
             .field("trusted_service_keys", &self.trusted_service_keys)
             .field("seal_keys", &self.seal_keys)
             .field("seal_keys_file", &self.seal_keys_file)
+            .field("corporate_domains", &self.corporate_domains.domains())
             .field("http", &self.http)
             .finish()
     }

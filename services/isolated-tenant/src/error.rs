@@ -2,8 +2,9 @@
 //!
 //! Policy: a 4xx says what is wrong with the request — a missing or refused service token
 //! (401), a service asking for an operation it is not allowed (403), an unknown group (404), an
-//! address clash (409), a bad id or body (422) — and never says anything about who is in a
-//! group (INV-1, INV-3). A 5xx says only that something failed; its cause rides in the
+//! address clash (409), a label that does not admit the identity's kind (403 `label-refused`,
+//! naming the kind and the label only), a bad id or body or a request naming nobody (422) — and
+//! never says anything about who is in a group (INV-1, INV-3). A 5xx says only that something failed; its cause rides in the
 //! response's extensions to [`log_failures`], which logs it inside the request's span (with the
 //! request id) and never sends it. No cause names a person: the store's errors carry no
 //! subject, address or tag (INV-6).
@@ -65,6 +66,14 @@ impl ApiError {
             .with_detail(
                 "the distribution group exists with a different address; addresses do not change",
             ),
+            Self::Store(StoreError::Unidentified(e)) => Problem::invalid(e.to_string()),
+            // The kind and the label, nothing about the group's membership.
+            Self::Store(StoreError::LabelRefused(refusal)) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "label-refused",
+                "Refused by the group's label",
+            )
+            .with_detail(refusal.to_string()),
             Self::Store(StoreError::Sealed(_) | StoreError::Db(_)) => Problem::internal(),
         }
     }
@@ -121,6 +130,20 @@ mod tests {
                 ApiError::Store(StoreError::AddressMismatch),
                 409,
                 "address-mismatch",
+            ),
+            (
+                ApiError::Store(StoreError::Unidentified(crate::identity::Unidentified)),
+                422,
+                "invalid-input",
+            ),
+            (
+                ApiError::Store(StoreError::LabelRefused(
+                    domain::EntryRefusal::GuestsNotAllowed(
+                        domain::LabelName::parse("Confidential").unwrap(),
+                    ),
+                )),
+                403,
+                "label-refused",
             ),
             (
                 ApiError::Store(StoreError::Db(sqlx::Error::PoolTimedOut)),

@@ -23,6 +23,7 @@ mod config;
 mod error;
 mod extract;
 mod groups;
+pub mod identity;
 mod members;
 mod meta;
 pub mod seal;
@@ -31,8 +32,9 @@ pub mod store;
 pub use access::{may_call, op, Op, Operation, Permit};
 pub use config::{generate_seal_keys_file, parse_trusted_keys, Config, Redacted};
 pub use error::ApiError;
+pub use identity::CorporateDomains;
 pub use seal::SealKeys;
-pub use store::{Store, StoreError};
+pub use store::{ResealReport, Store, StoreError};
 
 use auth::ServiceVerifier;
 use axum::extract::FromRef;
@@ -48,6 +50,9 @@ use utoipa_axum::router::OpenApiRouter;
 /// Most database connections one replica holds: every request is one short statement or
 /// transaction, and other replicas share the same database.
 const MAX_DB_CONNECTIONS: u32 = 8;
+/// Rows per transaction when re-sealing: small enough that each transaction holds its locks
+/// briefly beside live traffic, large enough that a million rows take a few thousand.
+pub const RESEAL_BATCH: usize = 500;
 
 /// Everything a request handler may need. Cheap to clone.
 #[derive(Clone)]
@@ -72,7 +77,13 @@ impl FromRef<AppState> for ServiceVerifier {
 pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let keys = Arc::new(config.load_seal_keys()?);
     let verifier = config.load_verifier()?;
-    let store = store::connect(&config.database_url, MAX_DB_CONNECTIONS, keys).await?;
+    let store = store::connect(
+        &config.database_url,
+        MAX_DB_CONNECTIONS,
+        keys,
+        config.corporate_domains.clone(),
+    )
+    .await?;
     Ok(AppState {
         verifier,
         store,
@@ -153,6 +164,33 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::map_response(error::log_failures))
         .with_state(state);
     service_kit::with_common_layers(app, &http)
+}
+
+/// Re-seals the tenant's database for a key rotation: opens (and migrates) the database
+/// `config` names and rewrites every sealed value and every keyed tag not under the active seal
+/// key (the first configured) with it, [`RESEAL_BATCH`] rows per transaction.
+///
+/// Rotate by putting a new key first and keeping the old ones, restarting the tenant, running
+/// this, then dropping the old keys. It is safe beside a running tenant, and safe to run again
+/// after it stopped half-way (a crash, a killed job): rows already under the active key are
+/// left alone, and every batch either commits whole or not at all. The report holds counts
+/// only.
+pub async fn reseal(config: &Config) -> anyhow::Result<ResealReport> {
+    let keys = Arc::new(config.load_seal_keys()?);
+    let store = store::connect(
+        &config.database_url,
+        2,
+        keys,
+        config.corporate_domains.clone(),
+    )
+    .await?;
+    let report = store.reseal(RESEAL_BATCH).await?;
+    tracing::info!(
+        identities = report.identities,
+        memberships = report.memberships,
+        "re-sealed under the active key"
+    );
+    Ok(report)
 }
 
 /// Serves the tenant on `listener` until `shutdown` completes, then lets in-flight requests

@@ -1,9 +1,10 @@
 //! Membership of one person at a time: add, remove, "is this person a member", "which groups
-//! is this person in". There is no route that lists a group's members (INV-1).
+//! is this person in", and offboarding (out of every group at once). There is no route that
+//! lists a group's members (INV-1).
 //!
-//! Subjects come in request bodies, never in paths, so no access log or span holds them
-//! (INV-6). Add and remove answer 204 with no body whether or not the person was a member, and
-//! the store does the same work either way (INV-3).
+//! Subjects and addresses come in request bodies, never in paths, so no access log or span
+//! holds them (INV-6). Add, remove and offboard answer 204 with no body whether or not the
+//! person was a member (or known at all), and the store does the same work either way (INV-3).
 
 use crate::access::{op, Permit};
 use crate::error::ApiError;
@@ -12,7 +13,9 @@ use crate::AppState;
 use axum::extract::State;
 use http::StatusCode;
 use service_kit::{AppJson, Problem};
-use tenant_client::{GroupsOf, MemberRef, MembershipCheck, MembershipQuery, SubjectRef};
+use tenant_client::{
+    AddMember, GroupsOf, IdentityRef, MembershipCheck, MembershipQuery, SubjectRef,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The membership routes, documented.
@@ -22,28 +25,39 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_member))
         .routes(routes!(check_member))
         .routes(routes!(groups_of))
+        .routes(routes!(offboard))
 }
 
 /// Makes a person a member of the group.
 ///
-/// Creates their identity (a guest identity with sign-in disabled) the first time the tenant
-/// sees them, and refreshes its address and kind otherwise. The answer is the same whether or
-/// not they already were a member (INV-3). Allowed to membership-api and bulk-api.
+/// The person is named by `subject`, `email`, or both (422 when neither), and found by subject
+/// first, then by address. The tenant creates their identity (sign-in disabled) the first time
+/// it sees them. When `kind` is given the person is present with a token: their kind is the
+/// IdP's, and a subject and address that arrive together are bound to one identity (so someone
+/// an owner added by address finds the membership under "my groups" once they sign in). When
+/// `kind` is absent (an owner or operator adding by address), the tenant uses the kind it has
+/// stored, or infers one: guest for an address outside `HUSH_CORPORATE_DOMAINS`, member
+/// otherwise; and it changes nothing about an existing identity.
+///
+/// Before writing anything the tenant checks that `label` admits the resolved kind (403
+/// `urn:hush:problem:label-refused`, naming the kind and the label only). The answer is the same
+/// whether or not the person already was a member, or was known at all (INV-3). Allowed to
+/// membership-api and bulk-api.
 #[utoipa::path(
     post,
     path = "/tenant/v1/groups/{group_id}/members",
     tag = "members",
     params(("group_id" = String, Path, format = Uuid, description = "The catalog's id of the group.")),
-    request_body = MemberRef,
+    request_body = AddMember,
     responses(
         (status = 204, description = "The person is a member (whether or not they were before)."),
         (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not add members.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: the calling service may not add members; or `label-refused`: the group's label does not admit the person's kind of identity (nothing was written).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No distribution group with this id is provisioned.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or a field is invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The group id is not a UUID, a field is invalid, or the body names neither a subject nor an email.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -51,22 +65,34 @@ async fn add_member(
     _: Permit<op::AddMember>,
     State(state): State<AppState>,
     GroupPath(id): GroupPath,
-    AppJson(member): AppJson<MemberRef>,
+    AppJson(request): AppJson<AddMember>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.add_member(id, &member).await?;
+    named(request.member.subject.is_some() || request.member.email.is_some())?;
+    state.store.add_member(id, &request).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// 422 unless the request names someone; checked before the group is even looked up.
+fn named(someone: bool) -> Result<(), ApiError> {
+    if someone {
+        Ok(())
+    } else {
+        Err(crate::store::StoreError::from(crate::identity::Unidentified).into())
+    }
 }
 
 /// Makes sure a person is not a member of the group.
 ///
-/// The answer is the same whether or not they were a member, and whether or not the tenant
-/// has ever seen them (INV-3). Allowed to membership-api and bulk-api.
+/// The person is named by `subject`, `email`, or both (422 when neither), and found by subject
+/// first, then by address. The answer is the same whether or not they were a member, and
+/// whether or not the tenant has ever seen them (INV-3). Allowed to membership-api and
+/// bulk-api.
 #[utoipa::path(
     post,
     path = "/tenant/v1/groups/{group_id}/members/remove",
     tag = "members",
     params(("group_id" = String, Path, format = Uuid, description = "The catalog's id of the group.")),
-    request_body = SubjectRef,
+    request_body = IdentityRef,
     responses(
         (status = 204, description = "The person is not a member (whether or not they were before)."),
         (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
@@ -75,7 +101,7 @@ async fn add_member(
         (status = 404, description = "No distribution group with this id is provisioned.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or the subject is invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The group id is not a UUID, a field is invalid, or the body names neither a subject nor an email.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -83,9 +109,10 @@ async fn remove_member(
     _: Permit<op::RemoveMember>,
     State(state): State<AppState>,
     GroupPath(id): GroupPath,
-    AppJson(who): AppJson<SubjectRef>,
+    AppJson(who): AppJson<IdentityRef>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.remove_member(id, &who.subject).await?;
+    named(who.subject.is_some() || who.email.is_some())?;
+    state.store.remove_member(id, &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -149,4 +176,37 @@ async fn groups_of(
 ) -> Result<AppJson<GroupsOf>, ApiError> {
     let groups = state.store.groups_of(&who.subject).await?;
     Ok(AppJson(GroupsOf { groups }))
+}
+
+/// Removes a person from every group at once and deletes their identity.
+///
+/// For someone who left: their membership rows go, in every group, in one transaction, and so
+/// does their identity (and an identity that holds their address without another subject: the
+/// same person, added by address before they signed in). Mail expansion reads membership rows,
+/// so they stop receiving every group's mail at once. A later add creates a fresh identity.
+/// Idempotent: the answer is 204 whether or not the tenant knew them. Allowed to control-api.
+#[utoipa::path(
+    post,
+    path = "/tenant/v1/identities/offboard",
+    tag = "members",
+    request_body = IdentityRef,
+    responses(
+        (status = 204, description = "The person is in no group and the tenant holds no identity for them (whether or not it did before)."),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The calling service may not offboard.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid, or the body names neither a subject nor an email.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn offboard(
+    _: Permit<op::Offboard>,
+    State(state): State<AppState>,
+    AppJson(who): AppJson<IdentityRef>,
+) -> Result<StatusCode, ApiError> {
+    named(who.subject.is_some() || who.email.is_some())?;
+    state.store.offboard(&who).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -6,6 +6,8 @@
 //!
 //! - `subject-tag`: the keyed hash of a subject that finds an identity without storing the
 //!   subject in clear;
+//! - `email-tag`: the keyed hash of a (lowercased) address that finds an identity first known
+//!   by its address only, without storing the address in clear;
 //! - `member-tag`: the keyed hash of (group, identity) that finds a membership row without
 //!   saying whose it is, and differs between groups for the same person;
 //! - `seal`: the XChaCha20-Poly1305 key that seals profiles, group lists and the identity id
@@ -18,7 +20,8 @@
 //! [`LIST_BLOCK`] entries.
 //!
 //! Writes always use the active key; reads try every configured key, so keys can be rotated by
-//! putting a new one first and keeping the old ones until every row has been rewritten.
+//! putting a new one first and keeping the old ones until every row has been rewritten
+//! ([`crate::reseal`] rewrites them all at once).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -104,6 +107,7 @@ impl Purpose {
 pub struct SealKey {
     id: String,
     subject_tag: Zeroizing<[u8; 32]>,
+    email_tag: Zeroizing<[u8; 32]>,
     member_tag: Zeroizing<[u8; 32]>,
     seal: Zeroizing<[u8; 32]>,
 }
@@ -130,6 +134,7 @@ impl SealKey {
         Self {
             id,
             subject_tag: sub(b"subject-tag"),
+            email_tag: sub(b"email-tag"),
             member_tag: sub(b"member-tag"),
             seal: sub(b"seal"),
         }
@@ -143,6 +148,13 @@ impl SealKey {
     /// The keyed hash that finds `subject`'s identity.
     pub fn subject_tag(&self, subject: &Subject) -> Vec<u8> {
         hmac(self.subject_tag.as_ref(), &[subject.as_str().as_bytes()]).to_vec()
+    }
+
+    /// The keyed hash that finds the identity whose address is `email`. Addresses are compared
+    /// lowercased (the same person whatever the case they were typed in).
+    pub fn email_tag(&self, email: &Email) -> Vec<u8> {
+        let lower = Zeroizing::new(email.as_str().to_lowercase());
+        hmac(self.email_tag.as_ref(), &[lower.as_bytes()]).to_vec()
     }
 
     /// The keyed hash that finds the membership of `identity` in `group`.
@@ -284,11 +296,15 @@ impl SealKey {
     }
 }
 
-/// Who an identity is, as only the tenant (holding the keys) can read it.
+/// Who an identity is, as only the tenant (holding the keys) can read it. At least one of
+/// `subject` and `email` is known; both once the person has been seen with a token.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
-    /// The IdP's subject.
-    pub subject: Subject,
+    /// The IdP's subject, once known (an identity created by address alone has none until the
+    /// person is seen with a token). Profiles sealed before addresses could stand alone always
+    /// carry one, so they still open.
+    #[serde(default)]
+    pub subject: Option<Subject>,
     /// Where the groups' mail goes, when known.
     pub email: Option<Email>,
     /// Member, guest or agent.
@@ -411,7 +427,7 @@ mod tests {
 
     fn profile() -> Profile {
         Profile {
-            subject: Subject::parse("alice").unwrap(),
+            subject: Some(Subject::parse("alice").unwrap()),
             email: Some(Email::parse("alice@corp.example").unwrap()),
             kind: IdentityKind::Member,
         }
@@ -465,11 +481,35 @@ mod tests {
     fn subkeys_differ_per_purpose_and_tags_per_key() {
         let k = SealKey::derive("a".into(), &[1u8; 32]);
         assert_ne!(*k.subject_tag, *k.member_tag);
+        assert_ne!(*k.subject_tag, *k.email_tag);
+        assert_ne!(*k.email_tag, *k.member_tag);
         assert_ne!(*k.member_tag, *k.seal);
         let other = SealKey::derive("b".into(), &[2u8; 32]);
         let s = Subject::parse("alice").unwrap();
         assert_ne!(k.subject_tag(&s), other.subject_tag(&s));
         assert_eq!(k.subject_tag(&s), k.subject_tag(&s));
+        let e = Email::parse("Alice@Corp.Example").unwrap();
+        assert_eq!(
+            k.email_tag(&e),
+            k.email_tag(&Email::parse("alice@corp.example").unwrap())
+        );
+        assert_ne!(k.email_tag(&e), other.email_tag(&e));
+        // A subject that reads like an address is not tagged like the address.
+        assert_ne!(
+            k.email_tag(&e),
+            k.subject_tag(&Subject::parse("alice@corp.example").unwrap())
+        );
+    }
+
+    #[test]
+    fn profiles_sealed_before_addresses_stood_alone_still_open() {
+        // The profile JSON of the first schema: a subject always present.
+        let old: Profile =
+            serde_json::from_str(r#"{"subject":"alice","email":null,"kind":"guest"}"#).unwrap();
+        assert_eq!(old.subject.unwrap().as_str(), "alice");
+        let by_email: Profile =
+            serde_json::from_str(r#"{"email":"a@corp.example","kind":"member"}"#).unwrap();
+        assert!(by_email.subject.is_none());
     }
 
     #[test]
@@ -498,7 +538,7 @@ mod tests {
     fn profiles_of_different_lengths_seal_to_the_same_length() {
         let k = one();
         let mut long = profile();
-        long.subject = Subject::parse("s".repeat(100)).unwrap();
+        long.subject = Some(Subject::parse("s".repeat(100)).unwrap());
         long.email = Some(Email::parse(format!("{}@corp.example", "e".repeat(60))).unwrap());
         let short = Profile {
             email: None,

@@ -9,35 +9,68 @@
 //! needs (`FOR SHARE` / `FOR UPDATE`) and SQLite, holding the whole database for the writer,
 //! does not.
 //!
+//! # Layout
+//!
+//! - `identities`: one row per person or agent, found by `subject_tag` (keyed hash of the IdP
+//!   subject) or `email_tag` (keyed hash of the lowercased address); either may be NULL, not
+//!   both. An identity an owner added by address has no subject until the person is seen with
+//!   a token carrying both, which binds the subject to it ([`crate::identity::plan_add`]). Who
+//!   it is (subject, address, kind) and the list of its groups are sealed.
+//! - `memberships`: one row per (group, identity), found by `member_tag` (keyed hash of both,
+//!   different in every group), carrying the identity id sealed to its group.
+//!
+//! Every identity write writes the whole row under the active key: the sealed values, `key_id`,
+//! and both tags recomputed from the profile. A row's `email_tag` is either NULL or the tag of
+//! its profile's address; it is set only where a write resolved every identity that held the
+//! address first, so the UNIQUE constraint never fires on a live path.
+//!
+//! # Locks and retries
+//!
 //! Locks are always taken in the same order — the group row, then identity rows in id order,
 //! then membership rows — so concurrent writers on Postgres wait for each other instead of
-//! deadlocking. Should the database still report a deadlock or a serialization failure, the
+//! deadlocking. Should the database still report a deadlock or a serialization failure (or two
+//! writers race to create the same identity and one meets the other's UNIQUE tag), the
 //! operation is retried a few times; every write is idempotent, so retrying is safe.
 //!
-//! INV-3: adding and removing run the same statements whether or not the person was a member:
-//! the identity is locked and rewritten, the membership insert (or delete) runs and matches a
-//! row or does not, and the sealed group list is rewritten with a fresh nonce either way.
+//! # INV-3
 //!
-//! What the tables cannot hide from someone holding the raw database files (rather than a
-//! logical dump): on Postgres, system columns such as `xmin` tie together the rows one
-//! transaction wrote (a membership row and the identity it updated), and heap order follows
-//! write order. `pg_dump` output carries neither. Group sizes are visible to such a reader
-//! too, since `group_id` is in clear for counting.
+//! Adding and removing run the same statements whether or not the person was a member, and
+//! whether or not the tenant has seen them: the identities are looked up (and locked), the
+//! label decides, the membership insert (or delete) runs and matches a row or does not, and the
+//! identity is upserted (or updated by id, matching no row for a stranger) with a fresh nonce
+//! either way. Only the rare binding paths (an address that moves to the person now holding it)
+//! add statements, and those depend on other identities, not on this membership.
+//!
+//! # Offboarding and mail
+//!
+//! Offboarding deletes the identity's membership rows and the identity in one transaction. Mail
+//! expansion (a later issue) reads membership rows, so an offboarded identity stops receiving a
+//! group's mail at once.
+//!
+//! # What this cannot hide
+//!
+//! Someone holding the raw database files (rather than a logical dump) sees more: on Postgres,
+//! system columns such as `xmin` tie together the rows one transaction wrote (a membership row
+//! and the identity it updated), and heap order follows write order. `pg_dump` output carries
+//! neither. Group sizes are visible to such a reader too, since `group_id` is in clear for
+//! counting.
 
+use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
 use crate::seal::{Profile, SealError, SealKey, SealKeys};
 use async_trait::async_trait;
-use domain::{CountBucket, GroupId, IdentityKind, Subject};
+use domain::{CountBucket, Email, EntryRefusal, GroupId, IdentityKind, Subject};
 use service_kit::db::{self, Backend};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tenant_client::{DistributionGroup, MemberRef, ProvisionGroup};
+use tenant_client::{AddMember, DistributionGroup, IdentityRef, ProvisionGroup};
 use uuid::Uuid;
 
-/// How many times an operation is tried when the database reports a deadlock or a
-/// serialization failure.
-const ATTEMPTS: u32 = 3;
-/// Rows per statement when deprovisioning touches many identities at once: well under both
-/// backends' limit on bound parameters (4 per row).
+/// How many times an operation is tried when the database reports a deadlock, a serialization
+/// failure or a race to create the same identity.
+const ATTEMPTS: u32 = 4;
+/// Rows per statement when one statement touches many rows: well under both backends' limit
+/// on bound parameters (at most 6 per row).
 const CHUNK: usize = 500;
 
 /// Why a store operation failed.
@@ -52,6 +85,13 @@ pub enum StoreError {
     /// The group exists with a different address (addresses do not change).
     #[error("the distribution group exists with a different address")]
     AddressMismatch,
+    /// The request names nobody: neither subject nor address.
+    #[error(transparent)]
+    Unidentified(#[from] Unidentified),
+    /// The group's label does not admit the identity's kind. Says which kind and which label,
+    /// nothing else.
+    #[error(transparent)]
+    LabelRefused(#[from] EntryRefusal),
     /// A sealed value did not open: the database is not what this tenant wrote, or a key
     /// that sealed it is no longer configured.
     #[error(transparent)]
@@ -62,13 +102,18 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// A deadlock, a serialization failure or a busy database: worth another try.
+    /// A deadlock, a serialization failure, a busy database, or a unique tag another writer
+    /// took first: worth another try, which will find what the other writer wrote.
     fn is_transient(&self) -> bool {
         let Self::Db(sqlx::Error::Database(e)) = self else {
             return false;
         };
-        // Postgres: serialization_failure, deadlock_detected. SQLite: BUSY, BUSY_SNAPSHOT.
-        matches!(e.code().as_deref(), Some("40001" | "40P01" | "5" | "517"))
+        // Postgres: serialization_failure, deadlock_detected, unique_violation. SQLite: BUSY,
+        // BUSY_SNAPSHOT (unique violations cannot race there: writers are serialised).
+        matches!(
+            e.code().as_deref(),
+            Some("40001" | "40P01" | "23505" | "5" | "517")
+        )
     }
 }
 
@@ -81,7 +126,17 @@ pub struct Provisioned {
     pub created: bool,
 }
 
-/// What the tenant keeps. Every method is one statement or one transaction.
+/// What a re-seal rewrote: counts only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResealReport {
+    /// Identity rows rewritten under the active key.
+    pub identities: u64,
+    /// Membership rows rewritten under the active key.
+    pub memberships: u64,
+}
+
+/// What the tenant keeps. Every method is one statement or one transaction, except
+/// [`Store::reseal`], which is a sequence of bounded transactions.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Answers when the database does (readiness).
@@ -95,13 +150,19 @@ pub trait Store: Send + Sync + 'static {
     /// list. Idempotent: a missing group is not an error.
     async fn deprovision_group(&self, group: GroupId) -> Result<(), StoreError>;
 
-    /// Makes `member` a member of `group`, creating their identity on first sight. Runs the
-    /// same statements whether or not they already were (INV-3).
-    async fn add_member(&self, group: GroupId, member: &MemberRef) -> Result<(), StoreError>;
+    /// Makes `request.member` a member of `group`, creating their identity on first sight and
+    /// binding subject and address when the person is present with a token. Refuses, before
+    /// writing anything, when `request.label` does not admit the identity's kind. Runs the same
+    /// statements whether or not they already were a member, or known at all (INV-3).
+    async fn add_member(&self, group: GroupId, request: &AddMember) -> Result<(), StoreError>;
 
-    /// Makes sure `subject` is not a member of `group`. Runs the same statements whether or
-    /// not they were (INV-3).
-    async fn remove_member(&self, group: GroupId, subject: &Subject) -> Result<(), StoreError>;
+    /// Makes sure `who` is not a member of `group`. Runs the same statements whether or not
+    /// they were, or are known at all (INV-3).
+    async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), StoreError>;
+
+    /// Removes `who` from every group at once and deletes their identity (and an identity that
+    /// holds their address without another subject). Idempotent.
+    async fn offboard(&self, who: &IdentityRef) -> Result<(), StoreError>;
 
     /// Whether `subject` is a member of `group`.
     async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, StoreError>;
@@ -111,6 +172,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The bucket of the group's member count (INV-4).
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError>;
+
+    /// Rewrites every row not entirely under the active key — sealed values, `key_id` and
+    /// tags — in transactions of at most `batch` rows, so the other keys can be dropped.
+    /// Also gives rows written before addresses were tagged the tag of their address. Safe to
+    /// run beside live traffic and to run again after a crash: rows already under the active
+    /// key are left alone.
+    async fn reseal(&self, batch: usize) -> Result<ResealReport, StoreError>;
 
     /// Every row of every table, each column as text: text as it is, bytes as lowercase hex,
     /// UUIDs as both their usual form and hex. For the tests that check what a dump reveals.
@@ -143,12 +211,12 @@ where
     }
 }
 
-/// The profile a removal of an unknown subject seals and throws away, so that path does the
-/// same cryptographic work as the others (INV-3).
-fn stand_in_profile(subject: &Subject) -> Profile {
+/// The profile a write about someone the tenant has never seen seals and throws away, so that
+/// path does the same cryptographic work as the others (INV-3).
+fn stand_in_profile(who: &IdentityRef) -> Profile {
     Profile {
-        subject: subject.clone(),
-        email: None,
+        subject: who.subject.clone(),
+        email: who.email.clone(),
         kind: IdentityKind::Guest,
     }
 }
@@ -161,26 +229,33 @@ fn hex(bytes: &[u8]) -> String {
 /// An identity row as the store reads it back.
 struct IdentityRow {
     id: Uuid,
+    subject_tag: Option<Vec<u8>>,
+    email_tag: Option<Vec<u8>>,
     sealed_profile: Vec<u8>,
     sealed_groups: Vec<u8>,
     key_id: String,
 }
 
-impl IdentityRow {
-    fn open(self, keys: &SealKeys) -> Result<(Uuid, Profile, Vec<GroupId>), StoreError> {
-        let key = keys.get(&self.key_id)?;
-        let profile = key.open_profile(self.id, &self.sealed_profile)?;
-        let groups = key.open_group_list(self.id, &self.sealed_groups)?;
-        Ok((self.id, profile, groups))
-    }
-}
+/// The columns every identity query selects, in [`IdentityTuple`] order.
+const IDENTITY_COLUMNS: &str = "id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id";
 
-type IdentityTuple = (Uuid, Vec<u8>, Vec<u8>, String);
+type IdentityTuple = (
+    Uuid,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+);
 
 impl From<IdentityTuple> for IdentityRow {
-    fn from((id, sealed_profile, sealed_groups, key_id): IdentityTuple) -> Self {
+    fn from(
+        (id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id): IdentityTuple,
+    ) -> Self {
         Self {
             id,
+            subject_tag,
+            email_tag,
             sealed_profile,
             sealed_groups,
             key_id,
@@ -188,12 +263,83 @@ impl From<IdentityTuple> for IdentityRow {
     }
 }
 
-/// Sealed columns of one identity, ready to write with the active key.
-fn reseal(key: &SealKey, id: Uuid, profile: &Profile, groups: &[GroupId]) -> (Vec<u8>, Vec<u8>) {
-    (
-        key.seal_profile(id, profile),
-        key.seal_group_list(id, groups),
-    )
+/// An identity, opened.
+#[derive(Debug, Clone)]
+struct Opened {
+    id: Uuid,
+    profile: Profile,
+    groups: Vec<GroupId>,
+    /// Whether the row carries the tag of its address.
+    email_owned: bool,
+}
+
+impl IdentityRow {
+    fn open(&self, keys: &SealKeys) -> Result<Opened, StoreError> {
+        let key = keys.get(&self.key_id)?;
+        Ok(Opened {
+            id: self.id,
+            profile: key.open_profile(self.id, &self.sealed_profile)?,
+            groups: key.open_group_list(self.id, &self.sealed_groups)?,
+            email_owned: self.email_tag.is_some(),
+        })
+    }
+}
+
+/// A whole identity row, sealed and tagged under one key, ready to write.
+struct IdentityWrite {
+    id: Uuid,
+    subject_tag: Option<Vec<u8>>,
+    email_tag: Option<Vec<u8>>,
+    sealed_profile: Vec<u8>,
+    sealed_groups: Vec<u8>,
+    key_id: String,
+}
+
+impl IdentityWrite {
+    /// The row of identity `id` under `key`. The address is tagged only when the identity
+    /// owns it (see the module docs).
+    fn new(
+        key: &SealKey,
+        id: Uuid,
+        profile: &Profile,
+        groups: &[GroupId],
+        email_owned: bool,
+    ) -> Self {
+        Self {
+            id,
+            subject_tag: profile.subject.as_ref().map(|s| key.subject_tag(s)),
+            email_tag: profile
+                .email
+                .as_ref()
+                .filter(|_| email_owned)
+                .map(|e| key.email_tag(e)),
+            sealed_profile: key.seal_profile(id, profile),
+            sealed_groups: key.seal_group_list(id, groups),
+            key_id: key.id().to_string(),
+        }
+    }
+
+    /// Whether `row` already is this write, but for the fresh nonces of its sealed values.
+    fn matches_tags_of(&self, row: &IdentityRow) -> bool {
+        row.key_id == self.key_id
+            && row.subject_tag == self.subject_tag
+            && row.email_tag == self.email_tag
+    }
+}
+
+/// The tags, under every configured key, that could find `subject`.
+fn subject_tags(keys: &SealKeys, subject: &Subject) -> Vec<Vec<u8>> {
+    keys.all().iter().map(|k| k.subject_tag(subject)).collect()
+}
+
+/// The tags, under every configured key, that could find `email`.
+fn email_tags(keys: &SealKeys, email: &Email) -> Vec<Vec<u8>> {
+    keys.all().iter().map(|k| k.email_tag(email)).collect()
+}
+
+/// The tags, under every configured key, of the membership of `identity` in `group`.
+fn member_tags(keys: &[SealKey], group: GroupId, identity: Uuid) -> Vec<Vec<u8>> {
+    keys.iter().map(|k| k.member_tag(group, identity)).collect()
 }
 
 macro_rules! sql_store {
@@ -209,14 +355,24 @@ macro_rules! sql_store {
         pub struct $name {
             pool: sqlx::Pool<$db>,
             keys: Arc<SealKeys>,
+            corporate: Arc<CorporateDomains>,
         }
 
         impl $name {
             /// Wraps a pool, bringing its schema up to date first; `keys` seal and open
-            /// everything written.
+            /// everything written. Every domain counts as corporate until
+            /// [`Self::with_corporate_domains`] says otherwise.
             pub async fn migrate(pool: sqlx::Pool<$db>, keys: Arc<SealKeys>) -> anyhow::Result<Self> {
                 $migrator.run(&pool).await?;
-                Ok(Self { pool, keys })
+                Ok(Self { pool, keys, corporate: Arc::default() })
+            }
+
+            /// The domains whose addresses are the company's own, for inferring the kind of
+            /// an identity added by address.
+            #[must_use]
+            pub fn with_corporate_domains(mut self, corporate: CorporateDomains) -> Self {
+                self.corporate = Arc::new(corporate);
+                self
             }
 
             /// The pool, for tests that inspect or tamper with the tables directly.
@@ -241,82 +397,167 @@ macro_rules! sql_store {
                 found.map(drop).ok_or(StoreError::GroupNotFound)
             }
 
-            /// Re-tags an identity found under a retired key with the active key's tag, so the
-            /// statements after this one find it by the active tag alone.
-            async fn retag_identity(
+            /// Every identity whose subject tag or address tag, under any configured key,
+            /// names `subject` or `email`, opened, in id order; locked (on Postgres) when
+            /// `lock`. Usually one row, two when an address and a subject name different
+            /// identities.
+            async fn find_identities(
                 &self,
                 conn: &mut <$db as sqlx::Database>::Connection,
-                subject: &Subject,
-                active_tag: &[u8],
+                subject: Option<&Subject>,
+                email: Option<&Email>,
+                lock: bool,
+            ) -> Result<Vec<Opened>, StoreError> {
+                let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                    "SELECT {IDENTITY_COLUMNS} FROM identities WHERE "
+                ));
+                let mut clauses = Vec::new();
+                if let Some(s) = subject {
+                    clauses.push(("subject_tag", subject_tags(&self.keys, s)));
+                }
+                if let Some(e) = email {
+                    clauses.push(("email_tag", email_tags(&self.keys, e)));
+                }
+                if clauses.is_empty() {
+                    return Err(Unidentified.into());
+                }
+                for (i, (column, tags)) in clauses.into_iter().enumerate() {
+                    if i > 0 {
+                        q.push(" OR ");
+                    }
+                    q.push(column).push(" IN (");
+                    let mut list = q.separated(", ");
+                    for tag in tags {
+                        list.push_bind(tag);
+                    }
+                    list.push_unseparated(")");
+                }
+                q.push(" ORDER BY id");
+                if lock {
+                    q.push($for_update);
+                }
+                let rows: Vec<IdentityTuple> = q.build_query_as().fetch_all(&mut *conn).await?;
+                rows.into_iter()
+                    .map(|r| IdentityRow::from(r).open(&self.keys))
+                    .collect()
+            }
+
+            /// Deletes the membership rows with these tags (none is fine).
+            async fn delete_members(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                tags: &[Vec<u8>],
+            ) -> Result<u64, StoreError> {
+                let mut deleted = 0;
+                for chunk in tags.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "DELETE FROM memberships WHERE member_tag IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for tag in chunk {
+                        list.push_bind(tag.as_slice());
+                    }
+                    list.push_unseparated(")");
+                    deleted += q.build().execute(&mut *conn).await?.rows_affected();
+                }
+                Ok(deleted)
+            }
+
+            /// Makes `identity` a member of each of `groups` under `key`; a membership already
+            /// there (under this key) is left as it is.
+            async fn insert_members(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                key: &SealKey,
+                identity: Uuid,
+                groups: &[GroupId],
             ) -> Result<(), StoreError> {
-                for old in self.keys.retired() {
-                    sqlx::query("UPDATE identities SET subject_tag = $1 WHERE subject_tag = $2")
-                        .bind(active_tag)
-                        .bind(old.subject_tag(subject))
-                        .execute(&mut *conn)
-                        .await?;
+                for chunk in groups.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO memberships (member_tag, group_id, sealed_identity, key_id) ",
+                    );
+                    q.push_values(chunk, |mut b, g| {
+                        b.push_bind(key.member_tag(*g, identity))
+                            .push_bind(*g.as_uuid())
+                            .push_bind(key.seal_member(*g, identity))
+                            .push_bind(key.id().to_string());
+                    });
+                    q.push(" ON CONFLICT (member_tag) DO NOTHING");
+                    q.build().execute(&mut *conn).await?;
                 }
                 Ok(())
             }
 
-            /// Locks the identity with this tag (an UPDATE: a write lock on both backends) and
-            /// reads it.
-            async fn lock_identity(
+            /// Of `groups`, those that still exist.
+            async fn existing_groups(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                subject_tag: &[u8],
-            ) -> Result<Option<IdentityRow>, StoreError> {
-                let row: Option<IdentityTuple> = sqlx::query_as(
-                    "UPDATE identities SET disabled = disabled WHERE subject_tag = $1 \
-                     RETURNING id, sealed_profile, sealed_groups, key_id",
-                )
-                .bind(subject_tag)
-                .fetch_optional(&mut *conn)
-                .await?;
-                Ok(row.map(IdentityRow::from))
+                groups: &[GroupId],
+            ) -> Result<Vec<GroupId>, StoreError> {
+                let mut existing = Vec::with_capacity(groups.len());
+                for chunk in groups.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT group_id FROM distribution_groups WHERE group_id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for g in chunk {
+                        list.push_bind(*g.as_uuid());
+                    }
+                    list.push_unseparated(")");
+                    let found: Vec<Uuid> = q.build_query_scalar().fetch_all(&mut *conn).await?;
+                    existing.extend(found.into_iter().map(GroupId::from));
+                }
+                existing.sort_unstable();
+                Ok(existing)
             }
 
-            /// Writes an identity's sealed columns with the active key.
-            async fn write_identity(
-                &self,
+            /// Creates the identity row, or replaces every column of it.
+            async fn upsert_identity(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                id: Uuid,
-                profile: &Profile,
-                groups: &[GroupId],
+                row: IdentityWrite,
             ) -> Result<(), StoreError> {
-                let active = self.keys.active();
-                let (sealed_profile, sealed_groups) = reseal(active, id, profile, groups);
                 sqlx::query(
-                    "UPDATE identities SET sealed_profile = $1, sealed_groups = $2, key_id = $3 \
-                     WHERE id = $4",
+                    "INSERT INTO identities \
+                     (id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (id) DO UPDATE SET subject_tag = excluded.subject_tag, \
+                     email_tag = excluded.email_tag, sealed_profile = excluded.sealed_profile, \
+                     sealed_groups = excluded.sealed_groups, key_id = excluded.key_id",
                 )
-                .bind(sealed_profile)
-                .bind(sealed_groups)
-                .bind(active.id())
-                .bind(id)
+                .bind(row.id)
+                .bind(row.subject_tag)
+                .bind(row.email_tag)
+                .bind(row.sealed_profile)
+                .bind(row.sealed_groups)
+                .bind(row.key_id)
                 .execute(&mut *conn)
                 .await?;
                 Ok(())
             }
 
-            /// Finds an identity by its subject under any configured key (read-only).
-            async fn find_identity(
-                &self,
+            /// Rewrites every column of the identity rows with these ids (an id with no row
+            /// matches nothing), in set-based statements.
+            async fn update_identities(
                 conn: &mut <$db as sqlx::Database>::Connection,
-                subject: &Subject,
-            ) -> Result<Option<IdentityRow>, StoreError> {
-                for key in self.keys.all() {
-                    let row: Option<IdentityTuple> = sqlx::query_as(
-                        "SELECT id, sealed_profile, sealed_groups, key_id FROM identities \
-                         WHERE subject_tag = $1",
-                    )
-                    .bind(key.subject_tag(subject))
-                    .fetch_optional(&mut *conn)
-                    .await?;
-                    if let Some(row) = row {
-                        return Ok(Some(row.into()));
-                    }
+                rows: Vec<IdentityWrite>,
+            ) -> Result<(), StoreError> {
+                let mut rows = rows.into_iter().peekable();
+                while rows.peek().is_some() {
+                    let chunk: Vec<IdentityWrite> = rows.by_ref().take(CHUNK).collect();
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE identities SET subject_tag = v.column2, email_tag = v.column3, \
+                         sealed_profile = v.column4, sealed_groups = v.column5, key_id = v.column6 \
+                         FROM (",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.id)
+                            .push_bind(r.subject_tag)
+                            .push_bind(r.email_tag)
+                            .push_bind(r.sealed_profile)
+                            .push_bind(r.sealed_groups)
+                            .push_bind(r.key_id);
+                    });
+                    q.push(") AS v WHERE identities.id = v.column1");
+                    q.build().execute(&mut *conn).await?;
                 }
-                Ok(None)
+                Ok(())
             }
 
             async fn provision_once(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError> {
@@ -399,9 +640,9 @@ macro_rules! sql_store {
                 ids.sort_unstable();
                 ids.dedup();
                 for chunk in ids.chunks(CHUNK) {
-                    let mut select = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT id, sealed_profile, sealed_groups, key_id FROM identities WHERE id IN (",
-                    );
+                    let mut select = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id IN ("
+                    ));
                     let mut list = select.separated(", ");
                     for id in chunk {
                         list.push_bind(*id);
@@ -411,23 +652,11 @@ macro_rules! sql_store {
                         select.build_query_as().fetch_all(&mut *tx).await?;
                     let mut rewritten = Vec::with_capacity(rows.len());
                     for row in rows {
-                        let (id, profile, mut groups) = IdentityRow::from(row).open(&self.keys)?;
-                        groups.retain(|g| *g != group);
-                        let (p, g) = reseal(active, id, &profile, &groups);
-                        rewritten.push((id, p, g));
+                        let mut o = IdentityRow::from(row).open(&self.keys)?;
+                        o.groups.retain(|g| *g != group);
+                        rewritten.push(IdentityWrite::new(active, o.id, &o.profile, &o.groups, o.email_owned));
                     }
-                    if rewritten.is_empty() {
-                        continue;
-                    }
-                    let mut update = sqlx::QueryBuilder::<$db>::new(
-                        "UPDATE identities SET sealed_profile = v.column2, sealed_groups = v.column3, \
-                         key_id = v.column4 FROM (",
-                    );
-                    update.push_values(rewritten, |mut b, (id, p, g)| {
-                        b.push_bind(id).push_bind(p).push_bind(g).push_bind(active.id().to_string());
-                    });
-                    update.push(") AS v WHERE identities.id = v.column1");
-                    update.build().execute(&mut *tx).await?;
+                    Self::update_identities(&mut tx, rewritten).await?;
                 }
                 sqlx::query("DELETE FROM memberships WHERE group_id = $1")
                     .bind(group.as_uuid())
@@ -441,95 +670,285 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn add_once(&self, group: GroupId, member: &MemberRef) -> Result<(), StoreError> {
+            async fn add_once(&self, group: GroupId, request: &AddMember) -> Result<(), StoreError> {
+                let member = &request.member;
+                if member.subject.is_none() && member.email.is_none() {
+                    return Err(Unidentified.into());
+                }
                 let active = self.keys.active();
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
 
-                // The identity: created on first sight, then locked and read. From here on the
-                // statements are the same whether or not the person is a member (INV-3).
-                let subject_tag = active.subject_tag(&member.subject);
-                self.retag_identity(&mut tx, &member.subject, &subject_tag).await?;
-                let profile = Profile {
-                    subject: member.subject.clone(),
-                    email: Some(member.email.clone()),
-                    kind: member.kind,
-                };
-                let fresh = Uuid::new_v4();
-                let (sealed_profile, sealed_groups) = reseal(active, fresh, &profile, &[]);
-                sqlx::query(
-                    "INSERT INTO identities (id, subject_tag, sealed_profile, sealed_groups, key_id) \
-                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject_tag) DO NOTHING",
-                )
-                .bind(fresh)
-                .bind(&subject_tag)
-                .bind(sealed_profile)
-                .bind(sealed_groups)
-                .bind(active.id())
-                .execute(&mut *tx)
-                .await?;
-                let row = Self::lock_identity(&mut tx, &subject_tag)
-                    .await?
-                    .ok_or(StoreError::Db(sqlx::Error::RowNotFound))?;
-                let (id, _, mut groups) = row.open(&self.keys)?;
-
-                // The membership row: moved to the active key if an older one made it, then
-                // inserted, which does nothing when it is there.
-                let member_tag = active.member_tag(group, id);
-                for old in self.keys.retired() {
-                    sqlx::query(
-                        "UPDATE memberships SET member_tag = $1, sealed_identity = $2, key_id = $3 \
-                         WHERE member_tag = $4",
-                    )
-                    .bind(&member_tag)
-                    .bind(active.seal_member(group, id))
-                    .bind(active.id())
-                    .bind(old.member_tag(group, id))
-                    .execute(&mut *tx)
+                // Preparation, all reads: who this is, what kind, and whether the label admits
+                // them. Nothing is written unless it does.
+                let found = self
+                    .find_identities(&mut tx, member.subject.as_ref(), member.email.as_ref(), true)
                     .await?;
-                }
-                sqlx::query(
-                    "INSERT INTO memberships (member_tag, group_id, sealed_identity, key_id) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (member_tag) DO NOTHING",
-                )
-                .bind(&member_tag)
-                .bind(group.as_uuid())
-                .bind(active.seal_member(group, id))
-                .bind(active.id())
-                .execute(&mut *tx)
-                .await?;
+                let known: Vec<Known<'_>> = found
+                    .iter()
+                    .map(|o| Known { profile: &o.profile, email_owned: o.email_owned })
+                    .collect();
+                let AddPlan { target, profile, email_owned, merge, strip } =
+                    identity::plan_add(member, &known, &self.corporate)?;
+                domain::may_enter(profile.kind, &request.label.name, &request.label.policy)?;
 
+                let (id, mut groups) = match target {
+                    Target::Existing(i) => (found[i].id, found[i].groups.clone()),
+                    Target::Fresh => (Uuid::new_v4(), Vec::new()),
+                };
+                // The address moved to this person: its former holder keeps the rest.
+                if let Some(b) = strip {
+                    let other = &found[b];
+                    let mut without = other.profile.clone();
+                    without.email = None;
+                    let row = IdentityWrite::new(active, other.id, &without, &other.groups, false);
+                    Self::update_identities(&mut tx, vec![row]).await?;
+                }
+                // The same person, added by address before: their memberships move here.
+                if let Some(b) = merge {
+                    let other = &found[b];
+                    let moved = Self::existing_groups(&mut tx, &other.groups).await?;
+                    let mut stale = Vec::new();
+                    for g in &moved {
+                        stale.extend(member_tags(self.keys.all(), *g, other.id));
+                        stale.extend(member_tags(self.keys.retired(), *g, id));
+                    }
+                    Self::delete_members(&mut tx, &stale).await?;
+                    Self::insert_members(&mut tx, active, id, &moved).await?;
+                    sqlx::query("DELETE FROM identities WHERE id = $1")
+                        .bind(other.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    groups.extend(moved);
+                }
+
+                // From here the statements are the same whether or not the person is a member,
+                // or was known (INV-3). A membership made under a retired key goes, and the row
+                // under the active key is inserted, which does nothing when it is there.
+                if !self.keys.retired().is_empty() {
+                    Self::delete_members(&mut tx, &member_tags(self.keys.retired(), group, id)).await?;
+                }
+                Self::insert_members(&mut tx, active, id, &[group]).await?;
                 // The sealed list, rewritten with a fresh nonce either way.
                 groups.push(group);
                 groups.sort_unstable();
                 groups.dedup();
-                self.write_identity(&mut tx, id, &profile, &groups).await?;
+                let row = IdentityWrite::new(active, id, &profile, &groups, email_owned);
+                Self::upsert_identity(&mut tx, row).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
-            async fn remove_once(&self, group: GroupId, subject: &Subject) -> Result<(), StoreError> {
+            async fn remove_once(&self, group: GroupId, who: &IdentityRef) -> Result<(), StoreError> {
+                if who.subject.is_none() && who.email.is_none() {
+                    return Err(Unidentified.into());
+                }
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
-
-                let subject_tag = self.keys.active().subject_tag(subject);
-                self.retag_identity(&mut tx, subject, &subject_tag).await?;
+                let found = self
+                    .find_identities(&mut tx, who.subject.as_ref(), who.email.as_ref(), true)
+                    .await?;
+                let known: Vec<Known<'_>> = found
+                    .iter()
+                    .map(|o| Known { profile: &o.profile, email_owned: o.email_owned })
+                    .collect();
                 // Someone the tenant has never seen is no member; the same statements still
                 // run, on an id that matches no row (INV-3).
-                let (id, profile, mut groups) = match Self::lock_identity(&mut tx, &subject_tag).await? {
-                    Some(row) => row.open(&self.keys)?,
-                    None => (Uuid::new_v4(), stand_in_profile(subject), Vec::new()),
-                };
-                for key in self.keys.all() {
-                    sqlx::query("DELETE FROM memberships WHERE member_tag = $1")
-                        .bind(key.member_tag(group, id))
-                        .execute(&mut *tx)
-                        .await?;
-                }
+                let Opened { id, profile, mut groups, email_owned } =
+                    match identity::resolve(who.subject.as_ref(), who.email.as_ref(), &known) {
+                        Some(i) => found[i].clone(),
+                        None => Opened {
+                            id: Uuid::new_v4(),
+                            profile: stand_in_profile(who),
+                            groups: Vec::new(),
+                            email_owned: false,
+                        },
+                    };
+                Self::delete_members(&mut tx, &member_tags(self.keys.all(), group, id)).await?;
                 groups.retain(|g| *g != group);
-                self.write_identity(&mut tx, id, &profile, &groups).await?;
+                let row = IdentityWrite::new(self.keys.active(), id, &profile, &groups, email_owned);
+                Self::update_identities(&mut tx, vec![row]).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn offboard_once(&self, who: &IdentityRef) -> Result<(), StoreError> {
+                if who.subject.is_none() && who.email.is_none() {
+                    return Err(Unidentified.into());
+                }
+                let mut tx = self.pool.begin_with($begin).await?;
+                let found = self
+                    .find_identities(&mut tx, who.subject.as_ref(), who.email.as_ref(), true)
+                    .await?;
+                let known: Vec<Known<'_>> = found
+                    .iter()
+                    .map(|o| Known { profile: &o.profile, email_owned: o.email_owned })
+                    .collect();
+                let targets = identity::offboard_targets(who.subject.as_ref(), who.email.as_ref(), &known);
+                // A stranger: the delete still runs, on an id that matches no row.
+                let mut ids = vec![Uuid::new_v4()];
+                let mut tags = Vec::new();
+                for i in targets {
+                    let o = &found[i];
+                    ids.push(o.id);
+                    for g in &o.groups {
+                        tags.extend(member_tags(self.keys.all(), *g, o.id));
+                    }
+                }
+                // Mail expands from membership rows: once these are gone, so is the mail.
+                Self::delete_members(&mut tx, &tags).await?;
+                let mut q = sqlx::QueryBuilder::<$db>::new("DELETE FROM identities WHERE id IN (");
+                let mut list = q.separated(", ");
+                for id in ids {
+                    list.push_bind(id);
+                }
+                list.push_unseparated(")");
+                q.build().execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// Re-seals the identities after `after` in id order, at most `batch` of them, in
+            /// one transaction. Answers how many it rewrote and where the next batch starts
+            /// (`None`: that was the last).
+            async fn reseal_identities_once(
+                &self,
+                after: Uuid,
+                batch: usize,
+            ) -> Result<(u64, Option<Uuid>), StoreError> {
+                let active = self.keys.active();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let rows: Vec<IdentityTuple> = sqlx::query_as(&format!(
+                    "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id > $1 ORDER BY id LIMIT $2{}",
+                    $for_update
+                ))
+                .bind(after)
+                .bind(i64::try_from(batch).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+                let next = (rows.len() >= batch).then(|| rows.last().map(|r| r.0)).flatten();
+                let rows: Vec<IdentityRow> = rows.into_iter().map(IdentityRow::from).collect();
+                let opened = rows
+                    .iter()
+                    .map(|r| r.open(&self.keys))
+                    .collect::<Result<Vec<Opened>, StoreError>>()?;
+
+                // Rows written before addresses were tagged get the tag of their address,
+                // unless another identity holds it (under any key) or one earlier in this batch
+                // takes it.
+                let candidates: Vec<&Email> = opened
+                    .iter()
+                    .filter(|o| !o.email_owned)
+                    .filter_map(|o| o.profile.email.as_ref())
+                    .collect();
+                let mut taken: HashSet<Vec<u8>> = HashSet::new();
+                let all_tags: Vec<Vec<u8>> =
+                    candidates.iter().flat_map(|e| email_tags(&self.keys, e)).collect();
+                for chunk in all_tags.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT email_tag FROM identities WHERE email_tag IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for tag in chunk {
+                        list.push_bind(tag.as_slice());
+                    }
+                    list.push_unseparated(")");
+                    let held: Vec<Vec<u8>> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                    taken.extend(held);
+                }
+
+                let mut writes = Vec::new();
+                for (row, o) in rows.iter().zip(&opened) {
+                    let mut owned = o.email_owned;
+                    if let (false, Some(e)) = (owned, o.profile.email.as_ref()) {
+                        let tags = email_tags(&self.keys, e);
+                        if tags.iter().all(|t| !taken.contains(t)) {
+                            owned = true;
+                            taken.extend(tags);
+                        }
+                    }
+                    let write = IdentityWrite::new(active, o.id, &o.profile, &o.groups, owned);
+                    if !write.matches_tags_of(row) {
+                        writes.push(write);
+                    }
+                }
+                let rewritten = writes.len() as u64;
+                Self::update_identities(&mut tx, writes).await?;
+                tx.commit().await?;
+                Ok((rewritten, next))
+            }
+
+            /// Re-seals the membership rows after `after` in tag order, at most `batch` of
+            /// them, in one transaction; as [`Self::reseal_identities_once`].
+            async fn reseal_memberships_once(
+                &self,
+                after: &[u8],
+                batch: usize,
+            ) -> Result<(u64, Option<Vec<u8>>), StoreError> {
+                let active = self.keys.active();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let rows: Vec<(Vec<u8>, Uuid, Vec<u8>, String)> = sqlx::query_as(concat!(
+                    "SELECT member_tag, group_id, sealed_identity, key_id FROM memberships \
+                     WHERE member_tag > $1 ORDER BY member_tag LIMIT $2",
+                    $for_update
+                ))
+                .bind(after)
+                .bind(i64::try_from(batch).unwrap_or(i64::MAX))
+                .fetch_all(&mut *tx)
+                .await?;
+                let next = (rows.len() >= batch).then(|| rows.last().map(|r| r.0.clone())).flatten();
+                // Every writer writes a membership's tag, seal and key id together, so a row
+                // under the active key is entirely under it.
+                let mut moves = Vec::new();
+                for (tag, group, sealed, kid) in rows.into_iter().filter(|r| r.3 != active.id()) {
+                    let group = GroupId::from(group);
+                    let identity = self.keys.get(&kid)?.open_member(group, &sealed)?;
+                    moves.push((tag, group, identity));
+                }
+                if moves.is_empty() {
+                    tx.commit().await?;
+                    return Ok((0, next));
+                }
+                // A row under the active key for the same membership may have been written
+                // meanwhile: then the old row simply goes.
+                let new_tags: Vec<Vec<u8>> =
+                    moves.iter().map(|(_, g, id)| active.member_tag(*g, *id)).collect();
+                let mut present: HashSet<Vec<u8>> = HashSet::new();
+                for chunk in new_tags.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT member_tag FROM memberships WHERE member_tag IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for tag in chunk {
+                        list.push_bind(tag.as_slice());
+                    }
+                    list.push_unseparated(")");
+                    let found: Vec<Vec<u8>> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                    present.extend(found);
+                }
+                let rewritten = moves.len() as u64;
+                let (dropped, kept): (Vec<_>, Vec<_>) = moves
+                    .into_iter()
+                    .zip(new_tags)
+                    .partition(|(_, new)| present.contains(new));
+                let dropped: Vec<Vec<u8>> = dropped.into_iter().map(|((old, _, _), _)| old).collect();
+                Self::delete_members(&mut tx, &dropped).await?;
+                for chunk in kept.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "UPDATE memberships SET member_tag = v.column2, sealed_identity = v.column3, \
+                         key_id = v.column4 FROM (",
+                    );
+                    q.push_values(chunk, |mut b, ((old, group, identity), new)| {
+                        b.push_bind(old.as_slice())
+                            .push_bind(new.as_slice())
+                            .push_bind(active.seal_member(*group, *identity))
+                            .push_bind(active.id().to_string());
+                    });
+                    q.push(") AS v WHERE memberships.member_tag = v.column1");
+                    q.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok((rewritten, next))
             }
         }
 
@@ -548,12 +967,16 @@ macro_rules! sql_store {
                 retrying(|| self.deprovision_once(group)).await
             }
 
-            async fn add_member(&self, group: GroupId, member: &MemberRef) -> Result<(), StoreError> {
-                retrying(|| self.add_once(group, member)).await
+            async fn add_member(&self, group: GroupId, request: &AddMember) -> Result<(), StoreError> {
+                retrying(|| self.add_once(group, request)).await
             }
 
-            async fn remove_member(&self, group: GroupId, subject: &Subject) -> Result<(), StoreError> {
-                retrying(|| self.remove_once(group, subject)).await
+            async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), StoreError> {
+                retrying(|| self.remove_once(group, who)).await
+            }
+
+            async fn offboard(&self, who: &IdentityRef) -> Result<(), StoreError> {
+                retrying(|| self.offboard_once(who)).await
             }
 
             async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, StoreError> {
@@ -566,44 +989,30 @@ macro_rules! sql_store {
                 if exists.is_none() {
                     return Err(StoreError::GroupNotFound);
                 }
-                let Some(identity) = self.find_identity(&mut conn, subject).await? else {
+                let found = self.find_identities(&mut conn, Some(subject), None, false).await?;
+                let Some(identity) = found.iter().find(|o| o.profile.subject.as_ref() == Some(subject)) else {
                     return Ok(false);
                 };
-                for key in self.keys.all() {
-                    let found: Option<i32> =
-                        sqlx::query_scalar("SELECT 1 FROM memberships WHERE member_tag = $1")
-                            .bind(key.member_tag(group, identity.id))
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                    if found.is_some() {
-                        return Ok(true);
-                    }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT 1 FROM memberships WHERE member_tag IN (",
+                );
+                let mut list = q.separated(", ");
+                for tag in member_tags(self.keys.all(), group, identity.id) {
+                    list.push_bind(tag);
                 }
-                Ok(false)
+                list.push_unseparated(") LIMIT 1");
+                let found: Option<i32> = q.build_query_scalar().fetch_optional(&mut *conn).await?;
+                Ok(found.is_some())
             }
 
             async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, StoreError> {
                 let mut conn = self.pool.acquire().await?;
-                let Some(identity) = self.find_identity(&mut conn, subject).await? else {
+                let found = self.find_identities(&mut conn, Some(subject), None, false).await?;
+                let Some(identity) = found.iter().find(|o| o.profile.subject.as_ref() == Some(subject)) else {
                     return Ok(Vec::new());
                 };
-                let (_, _, groups) = identity.open(&self.keys)?;
                 // The list may name a group deprovisioned since; only existing ones count.
-                let mut existing = Vec::with_capacity(groups.len());
-                for chunk in groups.chunks(CHUNK) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT group_id FROM distribution_groups WHERE group_id IN (",
-                    );
-                    let mut list = q.separated(", ");
-                    for g in chunk {
-                        list.push_bind(*g.as_uuid());
-                    }
-                    q.push(")");
-                    let found: Vec<Uuid> = q.build_query_scalar().fetch_all(&mut *conn).await?;
-                    existing.extend(found.into_iter().map(GroupId::from));
-                }
-                existing.sort_unstable();
-                Ok(existing)
+                Self::existing_groups(&mut conn, &identity.groups).await
             }
 
             async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError> {
@@ -616,6 +1025,30 @@ macro_rules! sql_store {
                 .await?;
                 let n = n.ok_or(StoreError::GroupNotFound)?;
                 Ok(CountBucket::of(u64::try_from(n).unwrap_or_default()))
+            }
+
+            async fn reseal(&self, batch: usize) -> Result<ResealReport, StoreError> {
+                let batch = batch.max(1);
+                let mut report = ResealReport::default();
+                let mut after = Uuid::nil();
+                loop {
+                    let (n, next) = retrying(|| self.reseal_identities_once(after, batch)).await?;
+                    report.identities += n;
+                    match next {
+                        Some(id) => after = id,
+                        None => break,
+                    }
+                }
+                let mut after: Vec<u8> = Vec::new();
+                loop {
+                    let (n, next) = retrying(|| self.reseal_memberships_once(&after, batch)).await?;
+                    report.memberships += n;
+                    match next {
+                        Some(tag) => after = tag,
+                        None => break,
+                    }
+                }
+                Ok(report)
             }
 
             #[cfg(test)]
@@ -687,18 +1120,24 @@ sql_store!(
 );
 
 /// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most
-/// `max_connections` connections, migrates it, and seals with `keys`.
+/// `max_connections` connections, migrates it, seals with `keys`, and infers the kind of
+/// identities added by address from `corporate`.
 pub async fn connect(
     url: &str,
     max_connections: u32,
     keys: Arc<SealKeys>,
+    corporate: CorporateDomains,
 ) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match Backend::from_url(url)? {
         Backend::Postgres => Arc::new(
-            PgStore::migrate(db::connect_postgres(url, max_connections).await?, keys).await?,
+            PgStore::migrate(db::connect_postgres(url, max_connections).await?, keys)
+                .await?
+                .with_corporate_domains(corporate),
         ),
         Backend::Sqlite => Arc::new(
-            SqliteStore::migrate(db::connect_sqlite(url, max_connections).await?, keys).await?,
+            SqliteStore::migrate(db::connect_sqlite(url, max_connections).await?, keys)
+                .await?
+                .with_corporate_domains(corporate),
         ),
     })
 }

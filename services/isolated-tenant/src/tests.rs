@@ -53,7 +53,8 @@ impl TestApp {
         let dir = tempfile::tempdir().unwrap();
         let keys = Arc::new(SealKeys::parse(&SealKeys::generate_text()).unwrap());
         let url = format!("sqlite://{}", dir.path().join("tenant.db").display());
-        let store = store::connect(&url, 4, keys).await.unwrap();
+        let corporate: CorporateDomains = "corp.example".parse().unwrap();
+        let store = store::connect(&url, 4, keys, corporate).await.unwrap();
         let mut verifier = ServiceVerifier::new(ServiceName::IsolatedTenant);
         let (mut private, mut signers) = (HashMap::new(), HashMap::new());
         for s in [
@@ -176,8 +177,26 @@ impl Answer {
 
 const M: ServiceName = ServiceName::MembershipApi;
 
+/// The label named `name` among the defaults (General admits guests, Confidential does not).
+fn label(name: &str) -> Value {
+    let label = domain::Label::defaults()
+        .into_iter()
+        .find(|l| l.name.as_str() == name)
+        .unwrap();
+    serde_json::to_value(label).unwrap()
+}
+
+/// An add of `member` to a group labelled General.
+fn add(member: Value) -> Value {
+    let mut body = serde_json::Map::new();
+    body.insert("member".into(), member);
+    body.insert("label".into(), label("General"));
+    Value::Object(body)
+}
+
+/// Alice, present with her token.
 fn alice() -> Value {
-    json!({ "subject": "alice", "email": "alice@corp.example", "kind": "member" })
+    add(json!({ "subject": "alice", "email": "alice@corp.example", "kind": "member" }))
 }
 
 fn members_path(g: GroupId) -> String {
@@ -334,13 +353,6 @@ async fn each_service_is_refused_what_it_may_not_do() {
         (
             ServiceName::BulkApi,
             Method::POST,
-            members_path(g),
-            Some(alice()),
-            "add-member",
-        ),
-        (
-            ServiceName::BulkApi,
-            Method::POST,
             "/tenant/v1/membership/check".into(),
             Some(check.clone()),
             "check-member",
@@ -403,12 +415,60 @@ async fn each_service_is_refused_what_it_may_not_do() {
             None,
             "member-count",
         ),
+        (
+            M,
+            Method::POST,
+            "/tenant/v1/identities/offboard".into(),
+            Some(json!({"subject": "alice"})),
+            "offboard",
+        ),
+        (
+            ServiceName::BulkApi,
+            Method::POST,
+            "/tenant/v1/identities/offboard".into(),
+            Some(json!({"subject": "alice"})),
+            "offboard",
+        ),
     ];
     for (service, method, path, body, op) in cases {
         let res = app.as_service(service, method, &path, body).await;
         res.is_problem(StatusCode::FORBIDDEN, "forbidden");
         assert_eq!(res.json()["detail"], format!("{service} may not call {op}"));
     }
+}
+
+#[tokio::test]
+async fn bulk_api_may_add_and_remove_and_control_api_may_offboard() {
+    let app = TestApp::new().await;
+    let g = app.provision("bulk").await;
+    let by_email = add(json!({ "email": "bulk.person@corp.example" }));
+    let res = app
+        .as_service(
+            ServiceName::BulkApi,
+            Method::POST,
+            &members_path(g),
+            Some(by_email),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    let res = app
+        .as_service(
+            ServiceName::BulkApi,
+            Method::POST,
+            &format!("{}/remove", members_path(g)),
+            Some(json!({ "email": "bulk.person@corp.example" })),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    let res = app
+        .as_service(
+            ServiceName::ControlApi,
+            Method::POST,
+            "/tenant/v1/identities/offboard",
+            Some(json!({ "email": "bulk.person@corp.example" })),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
 }
 
 #[tokio::test]
@@ -438,6 +498,37 @@ async fn add_answers_byte_for_byte_alike_whether_or_not_already_a_member_inv_3()
     assert_eq!(first.status, StatusCode::NO_CONTENT);
     assert!(first.body.is_empty());
     assert_eq!(first, again);
+
+    // By address, as an owner adds: someone the tenant never saw, someone it knows who is not
+    // a member, and a member all get the same answer.
+    let h = app.provision("inv3-add-email").await;
+    let stranger = app
+        .as_service(
+            M,
+            Method::POST,
+            &members_path(h),
+            Some(add(json!({ "email": "new@corp.example" }))),
+        )
+        .await;
+    let known_not_member = app
+        .as_service(
+            M,
+            Method::POST,
+            &members_path(h),
+            Some(add(json!({ "email": "alice@corp.example" }))),
+        )
+        .await;
+    let member = app
+        .as_service(
+            M,
+            Method::POST,
+            &members_path(h),
+            Some(add(json!({ "email": "alice@corp.example" }))),
+        )
+        .await;
+    assert_eq!(stranger, first);
+    assert_eq!(known_not_member, first);
+    assert_eq!(member, first);
 }
 
 #[tokio::test]
@@ -460,6 +551,269 @@ async fn remove_answers_byte_for_byte_alike_whether_or_not_a_member_inv_3() {
     assert!(was_member.body.is_empty());
     assert_eq!(was_member, was_not);
     assert_eq!(was_member, never_seen);
+
+    // By address too.
+    app.as_service(M, Method::POST, &members_path(g), Some(alice()))
+        .await;
+    for body in [
+        json!({"email": "alice@corp.example"}),
+        json!({"email": "alice@corp.example"}),
+        json!({"email": "nobody@corp.example"}),
+        json!({"subject": "nobody", "email": "nobody@corp.example"}),
+    ] {
+        let res = app.as_service(M, Method::POST, &remove, Some(body)).await;
+        assert_eq!(res, was_member);
+    }
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/membership/check",
+            Some(json!({ "group_id": g, "subject": "alice" })),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "member": false }), "removed by address");
+}
+
+// ---- labels, kinds and addresses ----
+
+#[tokio::test]
+async fn the_label_refuses_a_kind_it_does_not_admit_before_anything_is_written() {
+    let app = TestApp::new().await;
+    let g = app.provision("confidential").await;
+    let confidential = |member: Value| json!({ "member": member, "label": label("Confidential") });
+    let check = |s: &str| json!({ "group_id": g, "subject": s });
+
+    // A guest by the IdP's word.
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            &members_path(g),
+            Some(confidential(
+                json!({ "subject": "gus", "email": "gus@corp.example", "kind": "guest" }),
+            )),
+        )
+        .await;
+    res.is_problem(StatusCode::FORBIDDEN, "label-refused");
+    let detail = res.json()["detail"].as_str().unwrap().to_string();
+    assert_eq!(detail, "the label 'Confidential' does not allow guests");
+    assert!(
+        !detail.contains("gus"),
+        "the detail names the kind and the label only"
+    );
+    // An address outside the corporate domains, added by an owner: inferred guest.
+    app.as_service(
+        M,
+        Method::POST,
+        &members_path(g),
+        Some(confidential(json!({ "email": "vendor@partner.example" }))),
+    )
+    .await
+    .is_problem(StatusCode::FORBIDDEN, "label-refused");
+    // An agent.
+    app.as_service(
+        M,
+        Method::POST,
+        &members_path(g),
+        Some(confidential(json!({ "subject": "bot", "kind": "agent" }))),
+    )
+    .await
+    .is_problem(StatusCode::FORBIDDEN, "label-refused");
+    // Nothing was written: the guest is no member and has no identity that a later, admitted
+    // add would find with the refused kind.
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/membership/check",
+            Some(check("gus")),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "member": false }));
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/identities/groups",
+            Some(json!({"subject": "gus"})),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "groups": [] }));
+
+    // A corporate address added by an owner is a member and is admitted.
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            &members_path(g),
+            Some(confidential(json!({ "email": "colleague@corp.example" }))),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+
+    // The stored kind wins over inference: gus, stored as a guest under General, is still a
+    // guest when an owner adds him by his corporate address to a Confidential group.
+    let general = app.provision("general").await;
+    app.as_service(
+        M,
+        Method::POST,
+        &members_path(general),
+        Some(add(
+            json!({ "subject": "gus", "email": "gus@corp.example", "kind": "guest" }),
+        )),
+    )
+    .await;
+    app.as_service(
+        M,
+        Method::POST,
+        &members_path(g),
+        Some(confidential(json!({ "email": "gus@corp.example" }))),
+    )
+    .await
+    .is_problem(StatusCode::FORBIDDEN, "label-refused");
+}
+
+#[tokio::test]
+async fn a_person_added_by_address_finds_the_membership_once_they_sign_in() {
+    let app = TestApp::new().await;
+    let g = app.provision("by-address").await;
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            &members_path(g),
+            Some(add(json!({ "email": "Newcomer@Corp.Example" }))),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    // Not yet theirs by subject: no token has tied the subject to the address.
+    let mine = |s: &str| json!({ "subject": s });
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/identities/groups",
+            Some(mine("newcomer-sub")),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "groups": [] }));
+
+    // They join another group with their token: the subject binds to the same identity.
+    let other = app.provision("other").await;
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            &members_path(other),
+            Some(add(json!({ "subject": "newcomer-sub", "email": "newcomer@corp.example", "kind": "member" }))),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    let mut both = vec![g.to_string(), other.to_string()];
+    both.sort();
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/identities/groups",
+            Some(mine("newcomer-sub")),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "groups": both }));
+    let res = app
+        .as_service(
+            ServiceName::ControlApi,
+            Method::GET,
+            &format!("/tenant/v1/groups/{g}/count"),
+            None,
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "bucket": "<10" }));
+}
+
+#[tokio::test]
+async fn a_request_naming_nobody_is_422() {
+    let app = TestApp::new().await;
+    let g = app.provision("nobody").await;
+    for (service, path, body) in [
+        (M, members_path(g), add(json!({ "kind": "member" }))),
+        (M, members_path(g), add(json!({}))),
+        (M, format!("{}/remove", members_path(g)), json!({})),
+        (
+            ServiceName::ControlApi,
+            "/tenant/v1/identities/offboard".to_string(),
+            json!({}),
+        ),
+    ] {
+        let res = app
+            .as_service(service, Method::POST, &path, Some(body))
+            .await;
+        res.is_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        assert_eq!(
+            res.json()["detail"],
+            "name the person by subject, by email, or both"
+        );
+    }
+    // Checked before the group is looked up.
+    app.as_service(
+        M,
+        Method::POST,
+        &members_path(GroupId::new()),
+        Some(add(json!({}))),
+    )
+    .await
+    .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+}
+
+// ---- offboarding ----
+
+#[tokio::test]
+async fn offboarding_removes_a_person_from_every_group_and_answers_alike() {
+    let app = TestApp::new().await;
+    let (g1, g2) = (
+        app.provision("off-one").await,
+        app.provision("off-two").await,
+    );
+    for g in [g1, g2] {
+        app.as_service(M, Method::POST, &members_path(g), Some(alice()))
+            .await;
+    }
+    let offboard = |body: Value| {
+        app.as_service(
+            ServiceName::ControlApi,
+            Method::POST,
+            "/tenant/v1/identities/offboard",
+            Some(body),
+        )
+    };
+    let first = offboard(json!({"subject": "alice"})).await;
+    let again = offboard(json!({"subject": "alice"})).await;
+    let stranger = offboard(json!({"email": "never@corp.example"})).await;
+    assert_eq!(first.status, StatusCode::NO_CONTENT);
+    assert!(first.body.is_empty());
+    assert_eq!(first, again);
+    assert_eq!(first, stranger);
+    for g in [g1, g2] {
+        let res = app
+            .as_service(
+                M,
+                Method::POST,
+                "/tenant/v1/membership/check",
+                Some(json!({ "group_id": g, "subject": "alice" })),
+            )
+            .await;
+        assert_eq!(res.json(), json!({ "member": false }));
+    }
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/identities/groups",
+            Some(json!({"subject": "alice"})),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "groups": [] }));
 }
 
 // ---- membership questions ----
@@ -559,14 +913,24 @@ async fn unknown_groups_are_404_and_bad_ids_and_bodies_are_refused() {
     .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
 
     let g = app.provision("bodies").await;
-    let bad_kind = json!({ "subject": "alice", "email": "alice@corp.example", "kind": "admin" });
-    let extra = json!({ "subject": "alice", "email": "alice@corp.example", "kind": "member", "sign_in": true });
-    let no_email = json!({ "subject": "alice", "kind": "member" });
+    let bad_kind =
+        add(json!({ "subject": "alice", "email": "alice@corp.example", "kind": "admin" }));
+    let extra = add(
+        json!({ "subject": "alice", "email": "alice@corp.example", "kind": "member", "sign_in": true }),
+    );
+    let extra_outside =
+        json!({ "member": { "subject": "alice" }, "label": label("General"), "sign_in": true });
+    let no_label = json!({ "member": { "subject": "alice", "kind": "member" } });
+    let old_shape = json!({ "subject": "alice", "email": "alice@corp.example", "kind": "member" });
+    let bad_email = add(json!({ "email": "not-an-address" }));
     for body in [
         bad_kind,
         extra,
-        no_email,
-        json!({ "subject": "", "email": "a@b.example", "kind": "guest" }),
+        extra_outside,
+        no_label,
+        old_shape,
+        bad_email,
+        add(json!({ "subject": "", "email": "a@b.example", "kind": "guest" })),
     ] {
         app.as_service(M, Method::POST, &members_path(g), Some(body))
             .await
@@ -704,6 +1068,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         (paths::MEMBERS_REMOVE, "post"),
         (paths::MEMBERSHIP_CHECK, "post"),
         (paths::GROUPS_OF, "post"),
+        (paths::OFFBOARD, "post"),
         (paths::OPENAPI, "get"),
     ];
     let documented: usize = doc["paths"]

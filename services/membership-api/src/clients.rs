@@ -3,11 +3,11 @@
 //! only (never a URL, group id or subject: INV-6).
 
 use crate::error::UpstreamError;
-use crate::ports::{Catalog, Directory};
+use crate::ports::{AddError, Catalog, Directory};
 use async_trait::async_trait;
 use control_api::client::{ControlClient, ControlError, GroupPolicyView};
 use domain::{GroupId, Subject};
-use tenant_client::{MemberRef, TenantClient, TenantError};
+use tenant_client::{AddMember, IdentityRef, TenantClient, TenantError};
 
 const TENANT: &str = "the tenant";
 const CONTROL: &str = "control-api";
@@ -25,6 +25,9 @@ fn tenant_error(e: TenantError) -> UpstreamError {
         // The tenant's own detail is left out: it is about a request that named a person.
         TenantError::NotFound(_) => failed(TENANT, "no such group (404)"),
         TenantError::Conflict(_) => failed(TENANT, "conflict (409)"),
+        // Only an add can be refused by the label, and `add_member` takes that case out first;
+        // anywhere else it means the tenant broke its contract.
+        TenantError::LabelRefused(_) => failed(TENANT, "label refused (403)"),
         TenantError::Refused { status, .. } => failed(TENANT, format!("refused ({status})")),
         TenantError::Unexpected(reason) => failed(TENANT, reason),
     }
@@ -39,16 +42,22 @@ fn failed(service: &'static str, reason: impl Into<String>) -> UpstreamError {
 
 #[async_trait]
 impl Directory for TenantDirectory {
-    async fn add_member(&self, group: GroupId, member: MemberRef) -> Result<(), UpstreamError> {
-        // `NotFound` here means the catalog calls the group active while the tenant has no
-        // distribution group for it: a fault on our side, answered 500 and logged.
-        self.0.add_member(group, member).await.map_err(tenant_error)
+    async fn add_member(&self, group: GroupId, req: &AddMember) -> Result<(), AddError> {
+        match self.0.add_member(group, req).await {
+            Ok(()) => Ok(()),
+            // The tenant's detail names the kind and the label (never the person, never the
+            // membership), so it may be shown to whoever asked for the add.
+            Err(TenantError::LabelRefused(detail)) => Err(AddError::LabelRefused(detail)),
+            // `NotFound` here means the catalog calls the group active while the tenant has no
+            // distribution group for it: a fault on our side, answered 500 and logged.
+            Err(e) => Err(AddError::Upstream(tenant_error(e))),
+        }
     }
 
-    async fn remove_member(&self, group: GroupId, subject: &Subject) -> Result<(), UpstreamError> {
-        match self.0.remove_member(group, subject).await {
+    async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), UpstreamError> {
+        match self.0.remove_member(group, who).await {
             // No distribution group (never provisioned, or archived): nobody is in it, and
-            // leaving answers as it always does.
+            // a removal answers as it always does.
             Ok(()) | Err(TenantError::NotFound(_)) => Ok(()),
             Err(e) => Err(tenant_error(e)),
         }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 #[command(
     name = "membership-api",
     version,
-    about = "Routine membership: join, leave, my groups, am I a member."
+    about = "Routine membership: join, ask, redeem an invite, leave, my groups; owners' requests, invites and adds."
 )]
 pub struct Config {
     /// Address to listen on.
@@ -34,6 +34,45 @@ pub struct Config {
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// Per-caller limits on membership writes and invite redemption (abuse protection).
+    #[command(flatten)]
+    pub limits: AbuseLimits,
+}
+
+/// Per-caller limits against abuse: scripted joining and leaving, flooding owners with
+/// requests, guessing invite codes. Kept in memory per replica, keyed by a salted hash of the
+/// caller's subject (never logged: INV-6); a caller over a limit gets 429 with `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct AbuseLimits {
+    /// Most requests one caller may make per minute to each of: join (and withdrawing a
+    /// request), leave, invite redemption, and owner writes (add, remove, approve, deny, claim
+    /// rules, invites).
+    #[arg(
+        long,
+        env = "HUSH_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub rate_limit_per_minute: u32,
+    /// Most failed invite redemptions (an unknown, expired, revoked or used-up code) one caller
+    /// may make per hour; past it, every redemption is refused until the budget refills. With
+    /// 160-bit codes this makes guessing hopeless rather than merely slow.
+    #[arg(
+        long,
+        env = "HUSH_REDEEM_FAILURES_PER_HOUR",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub redeem_failures_per_hour: u32,
+}
+
+impl Default for AbuseLimits {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_minute: 60,
+            redeem_failures_per_hour: 10,
+        }
+    }
 }
 
 /// The database URL may carry a password: it is left out of debug output.
@@ -47,6 +86,7 @@ impl std::fmt::Debug for Config {
             .field("jwt", &self.jwt)
             .field("service_key", &self.service_key)
             .field("http", &self.http)
+            .field("limits", &self.limits)
             .finish()
     }
 }

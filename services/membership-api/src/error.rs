@@ -1,17 +1,30 @@
 //! membership-api's one error type.
 //!
 //! Policy: a 4xx says what is wrong with the request in words the caller can act on, and says
-//! it about the caller, the group's label or its join policy only — never about who else is in
-//! the group (INV-1). A 5xx says only that something failed; its cause rides in the response's
-//! extensions to the logging layer ([`log_failures`]), which writes it inside the request's
-//! span (so with the request id) and never sends it. Causes are built to name no caller
-//! (INV-6): upstream errors carry a status or a transport kind, not a URL.
+//! it about the caller, the named identity's kind, the group's label or its join policy only —
+//! never about who else is in the group, nor whether the person an owner names is a member
+//! (INV-1, INV-3). Two refusals are deliberately coarse: every bad invite code gets the same
+//! 404 (unknown, expired, revoked, used up), and every owner-only route answers a non-owner the
+//! same 403 whether or not the group exists. A 5xx says only that something failed; its cause
+//! rides in the response's extensions to the logging layer ([`log_failures`]), which writes it
+//! inside the request's span (so with the request id) and never sends it. Causes are built to
+//! name no caller (INV-6): upstream errors carry a status or a transport kind, database errors
+//! their SQLSTATE, never a value.
 
+use crate::limits::Limited;
+use crate::ports::AddError;
 use axum::response::{IntoResponse, Response};
 use domain::{EntryRefusal, JoinPolicy};
-use http::StatusCode;
+use http::{header, HeaderValue, StatusCode};
 use service_kit::Problem;
 use std::sync::Arc;
+
+/// The detail of every bad-code answer: one text for all reasons, so a guesser learns nothing.
+pub const BAD_INVITE_DETAIL: &str =
+    "this invite code is not valid: it may be mistyped, expired, revoked or used up";
+
+/// The detail of every owner-only refusal, the same for a group that does not exist.
+pub const NOT_OWNER_DETAIL: &str = "only the group's owners may do this";
 
 /// Everything a membership-api handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -19,21 +32,56 @@ pub enum ApiError {
     /// The group id in the path is not a UUID.
     #[error("invalid group id: must be a UUID")]
     InvalidGroupId,
+    /// Another id in the path (request, invite) is not a UUID.
+    #[error("invalid {0}: must be a UUID")]
+    InvalidId(&'static str),
+    /// A value in the request is not acceptable; the text says which and why.
+    #[error("{0}")]
+    Invalid(String),
     /// No group has this id.
     #[error("no group with this id")]
     GroupNotFound,
     /// The group exists but is being provisioned or archived.
     #[error("the group is not accepting members")]
     NotAccepting,
-    /// The group's label does not admit the caller's kind of identity.
+    /// The group's label does not admit the identity's kind (our own check, made before any
+    /// write).
     #[error(transparent)]
     LabelRefused(EntryRefusal),
-    /// The group is joined another way than by asking.
+    /// The tenant's own label check refused the identity (an owner's add, whose kind only the
+    /// tenant knows). The text names the kind and the label.
+    #[error("this identity cannot be added to the group: {0}")]
+    TenantLabelRefused(String),
+    /// The group is joined another way.
     #[error("{}", join_policy_detail(*.0))]
     JoinPolicy(JoinPolicy),
+    /// Invites are for groups joined by invite.
+    #[error("invites are only for groups whose join policy is invite")]
+    NotAnInviteGroup,
     /// The caller's token carries no e-mail address, and a member needs one to receive mail.
     #[error("your token carries no e-mail address; the group's mail needs one to reach you")]
     NoEmail,
+    /// The caller is not an owner of the group (or there is no such group: same answer).
+    #[error("{NOT_OWNER_DETAIL}")]
+    NotOwner,
+    /// No pending request with this id in this group (or of this caller).
+    #[error("no pending request with this id")]
+    RequestNotFound,
+    /// The caller has no request with this id.
+    #[error("you have no request with this id")]
+    MyRequestNotFound,
+    /// The group has no invite with this id.
+    #[error("no invite with this id in this group")]
+    InviteNotFound,
+    /// An invite code that cannot be redeemed, for whatever reason.
+    #[error("{BAD_INVITE_DETAIL}")]
+    BadInviteCode,
+    /// The caller is over a rate limit.
+    #[error("too many {}; retry in {} s", .0.action.describe(), .0.retry_after_secs)]
+    RateLimited(Limited),
+    /// The database failed. The text is the SQLSTATE or the kind of failure only.
+    #[error("database failure: {}", describe_db_error(.0))]
+    Store(#[from] sqlx::Error),
     /// The tenant or control-api did not answer as it should.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -44,6 +92,39 @@ fn join_policy_detail(p: JoinPolicy) -> &'static str {
         JoinPolicy::Open => "the group is open to join",
         JoinPolicy::Approval => "joining this group needs an owner's approval",
         JoinPolicy::Invite => "this group is joined by invite only; ask an owner for an invite",
+    }
+}
+
+/// What a database error may say in a log line: sqlx's messages can quote a row's values (a
+/// unique violation names the key), so only the SQLSTATE or the kind of failure.
+fn describe_db_error(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => format!(
+            "database error (SQLSTATE {})",
+            d.code().as_deref().unwrap_or("unknown")
+        ),
+        sqlx::Error::PoolTimedOut => "no database connection free in time".into(),
+        sqlx::Error::PoolClosed => "the connection pool is closed".into(),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => "cannot reach the database".into(),
+        sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. } => {
+            "a stored value does not parse".into()
+        }
+        _ => "unexpected database failure".into(),
+    }
+}
+
+impl From<AddError> for ApiError {
+    fn from(e: AddError) -> Self {
+        match e {
+            AddError::LabelRefused(detail) => Self::TenantLabelRefused(detail),
+            AddError::Upstream(u) => Self::Upstream(u),
+        }
+    }
+}
+
+impl From<Limited> for ApiError {
+    fn from(l: Limited) -> Self {
+        Self::RateLimited(l)
     }
 }
 
@@ -73,39 +154,72 @@ pub enum UpstreamError {
 #[derive(Debug, Clone)]
 struct FailureCause(Arc<str>);
 
+fn label_refused() -> Problem {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "label-refused",
+        "Refused by the group's label",
+    )
+}
+
+fn not_found(slug: &str, title: &str) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, slug, title)
+}
+
 impl ApiError {
     fn problem(&self) -> Problem {
+        let detail = self.to_string();
         match self {
-            Self::InvalidGroupId => Problem::invalid(self.to_string()),
-            Self::GroupNotFound => Problem::not_found(self.to_string()),
+            Self::InvalidGroupId | Self::InvalidId(_) | Self::Invalid(_) => {
+                Problem::invalid(detail)
+            }
+            Self::GroupNotFound => Problem::not_found(detail),
             Self::NotAccepting => Problem::new(
                 StatusCode::CONFLICT,
                 "group-not-active",
                 "Group not accepting members",
             )
-            .with_detail(self.to_string()),
-            Self::LabelRefused(refusal) => Problem::new(
-                StatusCode::FORBIDDEN,
-                "label-refused",
-                "Refused by the group's label",
-            )
-            .with_detail(refusal.to_string()),
-            Self::JoinPolicy(_) => Problem::new(
+            .with_detail(detail),
+            Self::LabelRefused(_) | Self::TenantLabelRefused(_) => {
+                label_refused().with_detail(detail)
+            }
+            Self::JoinPolicy(_) | Self::NotAnInviteGroup => Problem::new(
                 StatusCode::CONFLICT,
                 "join-policy",
                 "The group's join policy does not allow this",
             )
-            .with_detail(self.to_string()),
+            .with_detail(detail),
             Self::NoEmail => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "email-required",
                 "E-mail address required",
             )
-            .with_detail(self.to_string()),
+            .with_detail(detail),
+            Self::NotOwner => {
+                Problem::new(StatusCode::FORBIDDEN, "not-owner", "Owners only").with_detail(detail)
+            }
+            Self::RequestNotFound | Self::MyRequestNotFound => {
+                not_found("request-not-found", "No such request").with_detail(detail)
+            }
+            Self::InviteNotFound => {
+                not_found("invite-not-found", "No such invite").with_detail(detail)
+            }
+            Self::BadInviteCode => {
+                not_found("invalid-invite", "Invite not valid").with_detail(detail)
+            }
+            Self::RateLimited(_) => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            )
+            .with_detail(detail),
             Self::Upstream(UpstreamError::Unavailable { service, .. }) => {
                 Problem::unavailable(format!("{service} is not answering; retry later"))
             }
-            Self::Upstream(UpstreamError::Failed { .. }) => Problem::internal(),
+            Self::Store(sqlx::Error::PoolTimedOut) => {
+                Problem::unavailable("the database is busy; retry later")
+            }
+            Self::Upstream(UpstreamError::Failed { .. }) | Self::Store(_) => Problem::internal(),
         }
     }
 }
@@ -113,6 +227,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut res = self.problem().into_response();
+        if let Self::RateLimited(l) = &self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(l.retry_after_secs));
+        }
         if res.status().is_server_error() {
             res.extensions_mut()
                 .insert(FailureCause(self.to_string().into()));
@@ -132,6 +250,7 @@ pub async fn log_failures(res: Response) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::Action;
     use domain::LabelName;
 
     fn body(e: &ApiError) -> Problem {
@@ -148,6 +267,17 @@ mod tests {
         assert_eq!(
             p.detail.as_deref(),
             Some("the label 'Confidential' does not allow guests")
+        );
+        let p = body(&ApiError::TenantLabelRefused(
+            "the label 'Confidential' does not allow guests".into(),
+        ));
+        assert_eq!(p.type_, "urn:hush:problem:label-refused");
+        assert_eq!(
+            p.detail.as_deref(),
+            Some(
+                "this identity cannot be added to the group: \
+                 the label 'Confidential' does not allow guests"
+            )
         );
     }
 
@@ -177,5 +307,23 @@ mod tests {
         }));
         assert_eq!(broken.status, 500);
         assert!(!broken.detail.unwrap().contains("500"));
+    }
+
+    #[test]
+    fn rate_limits_are_429_with_retry_after() {
+        let res = ApiError::RateLimited(Limited {
+            action: Action::Redeem,
+            retry_after_secs: 7,
+        })
+        .into_response();
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers()[header::RETRY_AFTER], "7");
+    }
+
+    #[test]
+    fn database_failures_are_logged_without_values() {
+        let e = ApiError::Store(sqlx::Error::Decode("alice@corp.example".into()));
+        assert!(!e.to_string().contains("alice"), "{e}");
+        assert_eq!(body(&e).status, 500);
     }
 }

@@ -1,26 +1,41 @@
-//! membership-api: routine membership — join, leave, "my groups", "am I a member".
+//! membership-api: routine membership — join, ask to join, redeem an invite, leave, "my
+//! groups", "am I a member" — and owners' handling of their groups: pending requests, claim
+//! rules, invites, adding and removing people.
 //!
-//! It owns membership *intents* (join requests awaiting an owner, hashed invite codes) and never
-//! a membership list: the isolated tenant is the membership truth, asked only about the caller
-//! (INV-1, INV-2). Every path that would add a member asks the group's label first
-//! ([`domain::may_enter`]) and writes nothing when it refuses.
+//! It owns membership *intents* (pending join requests, hashed invite codes, claim rules) and
+//! never a membership list: the isolated tenant is the membership truth, asked only about one
+//! person at a time (INV-1, INV-2). Every path that would add someone whose kind it knows asks
+//! the group's label first ([`domain::may_enter`]) and writes nothing when it refuses; every
+//! add hands the label to the tenant, which checks it again. Owners' adds and removals answer
+//! the same whatever the membership was (INV-3). Writes are rate-limited per caller.
 //!
 //! Run it with `cargo run -p membership-api -- --help` (every flag has a `HUSH_*` variable), or
 //! as part of the whole stack with `hush up`. Tests call [`router`] with a state they build, or
 //! [`run`] on a listener bound to port 0.
 
+mod claims;
 mod clients;
 mod config;
 mod error;
+mod extract;
+mod invites;
+mod limits;
+mod members;
 mod membership;
 mod ports;
+mod requests;
 pub mod store;
 
+pub use claims::{ClaimRule, ClaimRules, Condition};
 pub use clients::{ControlCatalog, TenantDirectory};
-pub use config::Config;
-pub use error::{ApiError, UpstreamError};
-pub use membership::{Membership, MyGroup, MyGroups};
-pub use ports::{Catalog, Directory};
+pub use config::{AbuseLimits, Config};
+pub use error::{ApiError, UpstreamError, BAD_INVITE_DETAIL, NOT_OWNER_DETAIL};
+pub use invites::{CreatedInvite, InviteRequest, InviteView, Invites, Redeem, CODE_PREFIX};
+pub use limits::{Action, Limited, RateLimiter};
+pub use members::{Accepted, Person};
+pub use membership::{JoinOutcome, Membership, MyGroup, MyGroups, PendingRef, APPROVAL_NOTICE};
+pub use ports::{AddError, Catalog, Clock, Directory, SystemClock};
+pub use requests::{Decision, MyRequestView, MyRequests, PendingRequests, PendingView};
 pub use store::Store;
 
 use anyhow::Context as _;
@@ -56,6 +71,10 @@ pub struct AppState {
     pub catalog: Arc<dyn Catalog>,
     /// Body size and time limits the router enforces.
     pub http: HttpArgs,
+    /// Per-caller budgets for joins, leaves, redemptions and owner writes.
+    pub limits: Arc<RateLimiter>,
+    /// The time: invite expiry, request dates, rate-limit refills.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl FromRef<AppState> for Verifier {
@@ -86,6 +105,8 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         tenant: Arc::new(TenantDirectory(tenant)),
         catalog: Arc::new(ControlCatalog(control)),
         http: config.http.clone(),
+        limits: Arc::new(RateLimiter::new(&config.limits)),
+        clock: Arc::new(SystemClock),
     })
 }
 
@@ -94,12 +115,21 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
 #[openapi(
     info(
         title = "Hush membership-api",
-        description = "Routine membership of hidden-membership groups: join, leave, my groups, am I a member. \
-                       Every answer is about the caller alone; no endpoint lists a group's members. \
+        description = "Routine membership of hidden-membership groups, and owners' handling of their groups.\n\n\
+                       **No endpoint lists a group's members.** Answers about membership concern the caller alone. \
+                       Owners see *intents* only: pending requests to join (asking for approval shows the requester \
+                       to the owners, and the join's 202 says so), invites as use counts (never who redeemed them), \
+                       and claim rules. Someone admitted by claim rules or an invite is never shown to anyone. \
+                       Owners' adds and removals answer the same whether or not the person was a member.\n\n\
+                       Joins, leaves, redemptions and owner writes are rate-limited per caller (429 with `Retry-After`). \
                        Every error is application/problem+json (RFC 9457) with a stable `type`."
     ),
     modifiers(&BearerAuth),
-    tags((name = "membership", description = "The caller's own memberships."))
+    tags(
+        (name = "membership", description = "The caller's own memberships and requests."),
+        (name = "owners", description = "A group's owners: pending requests, claim rules, invites, adding and removing people. \
+                                          Every route answers a non-owner 403 `not-owner`, the same whether or not the group exists."),
+    )
 )]
 pub struct ApiDoc;
 
@@ -121,6 +151,10 @@ impl utoipa::Modify for BearerAuth {
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(membership::router())
+        .merge(requests::router())
+        .merge(claims::router())
+        .merge(invites::router())
+        .merge(members::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let store = state.store.clone();

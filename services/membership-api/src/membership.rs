@@ -1,18 +1,31 @@
-//! Routine membership, always about the caller alone (INV-2): join, leave, "my groups" and "am
-//! I a member of G". No route here takes another person as input or returns anyone but the
-//! caller, and none logs the caller (INV-6): the request span carries the route template only.
+//! Routine membership, always about the caller alone (INV-2): join (or ask to), leave, "my
+//! groups" and "am I a member of G". No route here takes another person as input or returns
+//! anyone but the caller, and none logs the caller (INV-6): the request span carries the route
+//! template only.
 
+use crate::claims;
 use crate::error::ApiError;
+use crate::extract::{check_label, rfc3339, GroupPath};
+use crate::limits::Action;
+use crate::store::NewRequest;
 use crate::AppState;
 use auth::Caller;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use domain::{Email, GroupId, GroupName, GroupState, JoinPolicy, LabelName};
-use http::request::Parts;
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use service_kit::{AppJson, Problem};
-use tenant_client::MemberRef;
+use tenant_client::{IdentityRef, MemberRef};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+/// What the 202 of a request to join says, in so many words: asking shows you to the owners.
+pub const APPROVAL_NOTICE: &str = "Your request to join is pending. This group's owners will see \
+    who asked (your user id, e-mail address and identity kind) so they can decide; no one else \
+    will. You will find the outcome under /membership/v1/me/requests, and you can withdraw the \
+    request there at any time.";
 
 /// The membership routes, documented.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -52,30 +65,58 @@ pub struct MyGroups {
     pub groups: Vec<MyGroup>,
 }
 
-/// A group id from the path, parsed; a malformed one is a problem+json 422, not axum's
-/// plain-text 400.
-#[derive(Debug, Clone, Copy)]
-pub struct GroupPath(pub GroupId);
+/// The answer to a request to join: a membership (200), or a pending request (202).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JoinOutcome {
+    /// The group.
+    pub group_id: GroupId,
+    /// Whether the caller is now a member: `false` while a request waits for an owner.
+    pub member: bool,
+    /// The pending request, when one was filed (202 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<PendingRef>,
+    /// What filing the request means for the caller's privacy (202 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for GroupPath {
-    type Rejection = ApiError;
+/// A request the caller filed, as the 202 of a join names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PendingRef {
+    /// The request's id (to withdraw it: `DELETE /membership/v1/me/requests/{rid}`).
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// Always `pending`.
+    pub status: String,
+    /// When it was first filed (RFC 3339).
+    pub created_at: String,
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::InvalidGroupId)?;
-        GroupId::parse(&raw)
-            .map(Self)
-            .map_err(|_| ApiError::InvalidGroupId)
+/// The caller as the tenant should record them: they are present with a token, so their kind
+/// is the IdP's word (`kind: Some`).
+pub(crate) fn caller_ref(caller: &Caller, email: Email) -> MemberRef {
+    MemberRef {
+        subject: Some(caller.subject.clone()),
+        email: Some(email),
+        kind: Some(caller.kind),
     }
 }
 
-/// Joins a group whose join policy is `open`.
+/// Joins a group, or asks to.
 ///
 /// The group's label decides first, before anything is written: a label that does not admit
 /// the caller's kind of identity (guest, AI agent) refuses with 403 `label-refused`. Then the
-/// join policy: `open` adds the caller at once; `approval` and `invite` answer 409
-/// `join-policy`, saying what the group needs instead.
+/// join policy:
+///
+/// - `open`: the caller is a member at once (200).
+/// - `approval`: if the caller's token claims satisfy one of the owners' claim rules, the caller
+///   is a member at once (200) and **no request is recorded**: no owner learns who joined this
+///   way. Otherwise a request is filed (202) and **the group's owners will see who asked**
+///   (subject, e-mail address, identity kind) — that is what asking for approval means. Asking
+///   again while a request is pending answers the same request. The outcome appears under
+///   `GET /membership/v1/me/requests`; an approved request becomes a membership and its record
+///   is deleted.
+/// - `invite`: 409 `join-policy`; redeem an invite code instead.
 #[utoipa::path(
     post,
     path = "/membership/v1/groups/{id}/join",
@@ -83,12 +124,16 @@ impl<S: Send + Sync> FromRequestParts<S> for GroupPath {
     params(("id" = String, Path, format = Uuid, description = "The group's id.")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The caller is a member (whether or not they were before).", body = Membership),
+        (status = 200, description = "The caller is a member (whether or not they were before): the group is open, or the caller's claims satisfy its claim rules.", body = JoinOutcome,
+            example = json!({"group_id": "0b6c3c8e-6f9f-4d54-9b1e-3f1d2b0c9a11", "member": true})),
+        (status = 202, description = "The group needs an owner's approval: a request is pending, and **the group's owners will see who asked** (subject, e-mail address, identity kind).", body = JoinOutcome,
+            example = json!({"group_id": "0b6c3c8e-6f9f-4d54-9b1e-3f1d2b0c9a11", "member": false, "request": {"id": "5a0e2d3c-0c4f-4b8e-9a51-2f7d0b1c9e42", "status": "pending", "created_at": "2025-01-01T12:00:00Z"}, "notice": APPROVAL_NOTICE})),
         (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`urn:hush:problem:label-refused`: the group's label does not admit the caller's kind of identity.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No group has this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "`urn:hush:problem:group-not-active`: the group is being provisioned or archived; or `urn:hush:problem:join-policy`: the group needs an owner's approval or an invite.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`urn:hush:problem:group-not-active`: the group is being provisioned or archived; or `urn:hush:problem:join-policy`: the group is joined by invite only.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-input`: the group id is not a UUID; or `email-required`: the caller's token carries no e-mail address.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`: too many join requests by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
@@ -97,49 +142,61 @@ async fn join(
     State(state): State<AppState>,
     caller: Caller,
     GroupPath(id): GroupPath,
-) -> Result<AppJson<Membership>, ApiError> {
-    let group = state
-        .catalog
-        .group(id)
-        .await?
-        .ok_or(ApiError::GroupNotFound)?;
-    if group.state != GroupState::Active {
-        return Err(ApiError::NotAccepting);
-    }
+) -> Result<Response, ApiError> {
+    state.limit(Action::Join, &caller)?;
+    let group = state.active_group(id).await?;
     // The label decides before anything else, and nothing is written unless it admits the
     // caller: prevention, not reactive scanning.
-    domain::may_enter(caller.kind, &group.label.name, &group.label.policy)
-        .map_err(ApiError::LabelRefused)?;
-    match group.join_policy {
-        JoinPolicy::Open => {}
-        // Asking an owner and redeeming invites are flows of their own (not yet offered here);
-        // say what the group needs rather than pretend to have asked.
-        other @ (JoinPolicy::Approval | JoinPolicy::Invite) => {
-            return Err(ApiError::JoinPolicy(other))
-        }
+    check_label(caller.kind, &group)?;
+    if group.join_policy == JoinPolicy::Invite {
+        return Err(ApiError::JoinPolicy(JoinPolicy::Invite));
     }
-    let email = caller.email.ok_or(ApiError::NoEmail)?;
-    state
-        .tenant
-        .add_member(
-            id,
-            MemberRef {
-                subject: caller.subject,
-                email,
-                kind: caller.kind,
-            },
-        )
-        .await?;
-    Ok(AppJson(Membership {
+    let email = caller.email.clone().ok_or(ApiError::NoEmail)?;
+    let admitted = JoinOutcome {
         group_id: id,
         member: true,
-    }))
+        request: None,
+        notice: None,
+    };
+    if group.join_policy == JoinPolicy::Open {
+        state.add_member(&group, caller_ref(&caller, email)).await?;
+        return Ok(AppJson(admitted).into_response());
+    }
+    // Approval. Claim rules admit without a human: nothing is recorded about who matched.
+    if claims::load(&state, id).await?.matches(&caller.claims) {
+        state.add_member(&group, caller_ref(&caller, email)).await?;
+        // A request filed before the rules matched must not outlive its reason.
+        state.store.drop_pending(id, &caller.subject).await?;
+        return Ok(AppJson(admitted).into_response());
+    }
+    let request = NewRequest {
+        group: id,
+        subject: caller.subject.clone(),
+        email,
+        kind: caller.kind,
+    };
+    let (rid, created_at) = state
+        .store
+        .file_request(&request, state.clock.now_ms())
+        .await?;
+    let pending = JoinOutcome {
+        group_id: id,
+        member: false,
+        request: Some(PendingRef {
+            id: rid,
+            status: "pending".into(),
+            created_at: rfc3339(created_at),
+        }),
+        notice: Some(APPROVAL_NOTICE.into()),
+    };
+    Ok((StatusCode::ACCEPTED, AppJson(pending)).into_response())
 }
 
 /// Leaves a group.
 ///
-/// Always allowed, and always the same answer: whether or not the caller was a member, and
-/// whether the group is active, archived or unknown, so the answer reveals nothing.
+/// Always allowed, immediate, and tells no one (no owner is notified, nothing is recorded
+/// here). Always the same answer: whether or not the caller was a member, and whether the
+/// group is active, archived or unknown, so the answer reveals nothing.
 #[utoipa::path(
     post,
     path = "/membership/v1/groups/{id}/leave",
@@ -150,6 +207,7 @@ async fn join(
         (status = 200, description = "The caller is not a member (whether or not they were before).", body = Membership),
         (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`: too many leave requests by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The tenant or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
@@ -159,7 +217,11 @@ async fn leave(
     caller: Caller,
     GroupPath(id): GroupPath,
 ) -> Result<AppJson<Membership>, ApiError> {
-    state.tenant.remove_member(id, &caller.subject).await?;
+    state.limit(Action::Leave, &caller)?;
+    state
+        .tenant
+        .remove_member(id, &IdentityRef::from(&caller.subject))
+        .await?;
     Ok(AppJson(Membership {
         group_id: id,
         member: false,

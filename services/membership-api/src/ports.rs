@@ -1,23 +1,38 @@
-//! The two services membership-api leans on, behind traits so handler tests can stand in for
-//! them, while the running service (and the end-to-end tests) use the real HTTP clients.
+//! What membership-api leans on, behind traits so handler tests can stand in for it, while the
+//! running service (and the end-to-end tests) use the real thing.
 //!
 //! - [`Directory`]: the isolated tenant, the membership truth. Every question asked of it is
-//!   about the caller alone (INV-2).
-//! - [`Catalog`]: control-api, which knows a group's label, join policy and state.
+//!   about one person (the caller, or the person an owner names), never "who is in G" (INV-1).
+//! - [`Catalog`]: control-api, which knows a group's label, join policy, state and owners.
+//! - [`Clock`]: the time, so tests can make invites expire and rate limits refill.
 
 use crate::error::UpstreamError;
 use async_trait::async_trait;
 use control_api::client::GroupPolicyView;
 use domain::{GroupId, Subject};
-use tenant_client::MemberRef;
+use tenant_client::{AddMember, IdentityRef};
+
+/// Why the tenant did not add a member.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AddError {
+    /// The group's label does not admit the person's kind (the tenant's own check, which runs
+    /// before it writes anything). The text names the kind and the label only.
+    #[error("the label refuses this identity: {0}")]
+    LabelRefused(String),
+    /// The tenant failed or could not be reached.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+}
 
 /// What membership-api asks of the isolated tenant.
 #[async_trait]
 pub trait Directory: Send + Sync + 'static {
-    /// Makes `member` a member of `group`; already being one is not an error.
-    async fn add_member(&self, group: GroupId, member: MemberRef) -> Result<(), UpstreamError>;
-    /// Makes sure `subject` is not a member of `group`; not being one is not an error.
-    async fn remove_member(&self, group: GroupId, subject: &Subject) -> Result<(), UpstreamError>;
+    /// Makes `req.member` a member of `group` once the tenant has checked `req.label` admits
+    /// them; already being one is not an error, and answers the same (INV-3).
+    async fn add_member(&self, group: GroupId, req: &AddMember) -> Result<(), AddError>;
+    /// Makes sure `who` is not a member of `group`; not being one (or the group not existing
+    /// in the tenant) is not an error, and answers the same (INV-3).
+    async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), UpstreamError>;
     /// Whether `subject` is a member of `group`.
     async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, UpstreamError>;
     /// The groups `subject` is a member of.
@@ -29,8 +44,24 @@ pub trait Directory: Send + Sync + 'static {
 /// What membership-api asks of control-api.
 #[async_trait]
 pub trait Catalog: Send + Sync + 'static {
-    /// The group's label, join policy and state; `None` when no group has this id.
+    /// The group's label, join policy, state and owners; `None` when no group has this id.
     async fn group(&self, id: GroupId) -> Result<Option<GroupPolicyView>, UpstreamError>;
     /// The groups among `ids` that exist, in any order.
     async fn groups(&self, ids: &[GroupId]) -> Result<Vec<GroupPolicyView>, UpstreamError>;
+}
+
+/// The time, in milliseconds since the Unix epoch (the unit the store keeps).
+pub trait Clock: Send + Sync + 'static {
+    /// Now.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        service_kit::db::now_ms()
+    }
 }

@@ -26,6 +26,22 @@ async fn an_es256_token_becomes_a_caller() {
 }
 
 #[tokio::test]
+async fn the_caller_carries_every_claim_for_rules_over_claims() {
+    let key = EcKey::new("ec-1");
+    let server = JwksServer::start(jwks(&[key.jwk()])).await;
+    let mut body = claims();
+    body["department"] = json!("Legal");
+    body["org"] = json!({ "country": "DE" });
+
+    let caller = server.verifier().verify(&key.sign(&body)).await.unwrap();
+
+    assert_eq!(caller.claims["department"], "Legal");
+    assert_eq!(caller.claims["org"]["country"], "DE");
+    assert_eq!(caller.claims["sub"], "alice");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn an_rs256_token_becomes_a_caller() {
     let rsa = rsa_key();
     let server = JwksServer::start(jwks(&[rsa.jwk("rsa-1")])).await;

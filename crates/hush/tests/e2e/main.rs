@@ -2,6 +2,7 @@
 //! them, on SQLite (default) or Postgres (HUSH_TEST_POSTGRES_URL). Each test gets a fresh stack
 //! and fresh databases, and stops them when it ends.
 
+mod at_rest;
 mod compose;
 mod helpers;
 mod jwt;

@@ -32,6 +32,8 @@ pub struct FakeTenant {
     up: AtomicBool,
     groups: Mutex<HashSet<GroupId>>,
     provision_calls: Mutex<Vec<ProvisionGroup>>,
+    /// How many offboarding calls reached the tenant.
+    pub offboarded: Mutex<u32>,
 }
 
 impl Default for FakeTenant {
@@ -40,6 +42,7 @@ impl Default for FakeTenant {
             up: AtomicBool::new(true),
             groups: Mutex::new(HashSet::new()),
             provision_calls: Mutex::new(Vec::new()),
+            offboarded: Mutex::new(0),
         }
     }
 }
@@ -88,6 +91,12 @@ impl Tenant for FakeTenant {
         } else {
             Err(TenantError::NotFound("no such group".into()))
         }
+    }
+
+    async fn offboard(&self, _who: &tenant_client::api::IdentityRef) -> Result<(), TenantError> {
+        self.check()?;
+        *self.offboarded.lock().unwrap() += 1;
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), TenantError> {

@@ -5,6 +5,7 @@
 mod discover;
 mod groups;
 mod helpers;
+mod identities;
 mod internal;
 mod labels;
 mod service;

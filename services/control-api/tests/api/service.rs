@@ -286,6 +286,7 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
             "patch /control/v1/groups/{id}",
             "post /control/v1/groups",
             "post /control/v1/groups/{id}/archive",
+            "post /control/v1/identities/offboard",
             "post /control/v1/internal/groups/lookup",
             "post /control/v1/labels",
             "put /control/v1/labels/{name}",

@@ -5,8 +5,9 @@
 //! the tenant's database must not name a person or link two memberships of the same person.
 
 use super::*;
-use domain::Email;
+use domain::{Email, Label};
 use std::path::PathBuf;
+use tenant_client::MemberRef;
 
 /// A store under test and what it takes to reopen or remove it.
 struct TestDb {
@@ -18,8 +19,8 @@ struct TestDb {
 
 /// The concrete store, for statements the trait does not offer (tampering, constraints).
 enum Raw {
-    Sqlite(SqliteStore),
-    Pg(PgStore),
+    SqliteStore(SqliteStore),
+    PgStore(PgStore),
 }
 
 enum Cleanup {
@@ -30,11 +31,11 @@ enum Cleanup {
 impl Raw {
     async fn execute(&self, sql: &str) -> Result<u64, sqlx::Error> {
         match self {
-            Raw::Sqlite(s) => sqlx::query(sql)
+            Raw::SqliteStore(s) => sqlx::query(sql)
                 .execute(s.pool())
                 .await
                 .map(|r| r.rows_affected()),
-            Raw::Pg(s) => sqlx::query(sql)
+            Raw::PgStore(s) => sqlx::query(sql)
                 .execute(s.pool())
                 .await
                 .map(|r| r.rows_affected()),
@@ -72,10 +73,13 @@ impl TestDb {
         let path = std::env::temp_dir().join(format!("hush-tenant-{}.db", Uuid::new_v4().simple()));
         let url = format!("sqlite://{}", path.display());
         let pool = db::connect_sqlite(&url, 4).await.unwrap();
-        let store = SqliteStore::migrate(pool, keys).await.unwrap();
+        let store = SqliteStore::migrate(pool, keys)
+            .await
+            .unwrap()
+            .with_corporate_domains(corporate());
         Self {
             store: Arc::new(store.clone()),
-            raw: Raw::Sqlite(store),
+            raw: Raw::SqliteStore(store),
             url,
             cleanup: Cleanup::File(path),
         }
@@ -92,10 +96,13 @@ impl TestDb {
         admin.close().await;
         let url = with_database(&admin_url, &name);
         let pool = db::connect_postgres(&url, 8).await.unwrap();
-        let store = PgStore::migrate(pool, keys).await.unwrap();
+        let store = PgStore::migrate(pool, keys)
+            .await
+            .unwrap()
+            .with_corporate_domains(corporate());
         Some(Self {
             store: Arc::new(store.clone()),
-            raw: Raw::Pg(store),
+            raw: Raw::PgStore(store),
             url,
             cleanup: Cleanup::Database { admin_url, name },
         })
@@ -103,7 +110,7 @@ impl TestDb {
 
     /// The same database behind another set of keys (a restart after a key rotation).
     async fn reopen(&self, keys: Arc<SealKeys>) -> Arc<dyn Store> {
-        connect(&self.url, 4, keys).await.unwrap()
+        connect(&self.url, 4, keys, corporate()).await.unwrap()
     }
 
     async fn finish(self) {
@@ -115,8 +122,8 @@ impl TestDb {
         } = self;
         drop(store);
         match raw {
-            Raw::Sqlite(s) => s.pool().close().await,
-            Raw::Pg(s) => s.pool().close().await,
+            Raw::SqliteStore(s) => s.pool().close().await,
+            Raw::PgStore(s) => s.pool().close().await,
         }
         match cleanup {
             Cleanup::File(path) => {
@@ -175,11 +182,68 @@ fn subject(s: &str) -> Subject {
     Subject::parse(s).unwrap()
 }
 
-fn member(s: &str, email: &str) -> MemberRef {
-    MemberRef {
-        subject: subject(s),
-        email: Email::parse(email).unwrap(),
-        kind: IdentityKind::Member,
+/// The tests' corporate domain: addresses elsewhere, added by address, are guests.
+fn corporate() -> CorporateDomains {
+    "corp.example".parse().unwrap()
+}
+
+fn label(name: &str) -> Label {
+    Label::defaults()
+        .into_iter()
+        .find(|l| l.name.as_str() == name)
+        .unwrap()
+}
+
+/// Someone present with their token (subject, address, kind), added to a group labelled
+/// General.
+fn member(s: &str, email: &str) -> AddMember {
+    AddMember {
+        member: MemberRef {
+            subject: Some(subject(s)),
+            email: Some(Email::parse(email).unwrap()),
+            kind: Some(IdentityKind::Member),
+        },
+        label: label("General"),
+    }
+}
+
+/// Someone an owner adds by address (no kind: the tenant resolves it), to a group labelled
+/// General.
+fn by_email(email: &str) -> AddMember {
+    AddMember {
+        member: MemberRef {
+            subject: None,
+            email: Some(Email::parse(email).unwrap()),
+            kind: None,
+        },
+        label: label("General"),
+    }
+}
+
+fn who(s: &str) -> IdentityRef {
+    IdentityRef::from(&subject(s))
+}
+
+fn who_email(email: &str) -> IdentityRef {
+    IdentityRef {
+        subject: None,
+        email: Some(Email::parse(email).unwrap()),
+    }
+}
+
+/// The subject and the reference of a test add.
+trait Named {
+    fn subject(&self) -> Subject;
+    fn who(&self) -> IdentityRef;
+}
+
+impl Named for AddMember {
+    fn subject(&self) -> Subject {
+        self.member.subject.clone().expect("added by subject")
+    }
+
+    fn who(&self) -> IdentityRef {
+        IdentityRef::from(&self.member)
     }
 }
 
@@ -253,23 +317,23 @@ on_both_backends! {
         let alice = member("alice", "alice@corp.example");
         let bob = subject("bob");
 
-        assert!(!s.is_member(g1, &alice.subject).await.unwrap());
+        assert!(!s.is_member(g1, &alice.subject()).await.unwrap());
         s.add_member(g1, &alice).await.unwrap();
         s.add_member(g2, &alice).await.unwrap();
-        assert!(s.is_member(g1, &alice.subject).await.unwrap());
-        assert!(s.is_member(g2, &alice.subject).await.unwrap());
+        assert!(s.is_member(g1, &alice.subject()).await.unwrap());
+        assert!(s.is_member(g2, &alice.subject()).await.unwrap());
         assert!(!s.is_member(g1, &bob).await.unwrap());
 
         let mut both = vec![g1, g2];
         both.sort();
-        assert_eq!(s.groups_of(&alice.subject).await.unwrap(), both);
+        assert_eq!(s.groups_of(&alice.subject()).await.unwrap(), both);
         assert!(s.groups_of(&bob).await.unwrap().is_empty());
         assert_eq!(s.member_count(g1).await.unwrap(), CountBucket::Under10);
 
-        s.remove_member(g1, &alice.subject).await.unwrap();
-        assert!(!s.is_member(g1, &alice.subject).await.unwrap());
-        assert!(s.is_member(g2, &alice.subject).await.unwrap());
-        assert_eq!(s.groups_of(&alice.subject).await.unwrap(), vec![g2]);
+        s.remove_member(g1, &alice.who()).await.unwrap();
+        assert!(!s.is_member(g1, &alice.subject()).await.unwrap());
+        assert!(s.is_member(g2, &alice.subject()).await.unwrap());
+        assert_eq!(s.groups_of(&alice.subject()).await.unwrap(), vec![g2]);
     }
 
     async fn writes_are_idempotent_and_leave_the_same_rows_whether_or_not_a_member_inv_3(db, _keys, _key_text) {
@@ -282,19 +346,14 @@ on_both_backends! {
         s.add_member(g, &alice).await.unwrap();
         let twice = s.dump().await;
         // The same rows (same keys, same lengths); only ciphertexts (fresh nonces) differ.
-        let shape = |d: &[(String, Vec<Vec<String>>)]| -> Vec<(String, usize, Vec<usize>)> {
-            d.iter()
-                .flat_map(|(t, rows)| rows.iter().map(move |r| (t.clone(), rows.len(), r.iter().map(String::len).collect())))
-                .collect()
-        };
         assert_eq!(shape(&once), shape(&twice));
         assert_eq!(table(&once, "memberships")[0][0], table(&twice, "memberships")[0][0], "same member_tag");
         assert_ne!(table(&once, "identities"), table(&twice, "identities"), "the list was rewritten");
 
-        s.remove_member(g, &alice.subject).await.unwrap();
-        s.remove_member(g, &alice.subject).await.unwrap();
-        s.remove_member(g, &subject("never-seen")).await.unwrap();
-        assert!(!s.is_member(g, &alice.subject).await.unwrap());
+        s.remove_member(g, &alice.who()).await.unwrap();
+        s.remove_member(g, &alice.who()).await.unwrap();
+        s.remove_member(g, &who("never-seen")).await.unwrap();
+        assert!(!s.is_member(g, &alice.subject()).await.unwrap());
         assert!(table(&s.dump().await, "memberships").is_empty());
         assert_eq!(table(&s.dump().await, "identities").len(), 1, "removal never creates identities");
     }
@@ -304,10 +363,10 @@ on_both_backends! {
         let nowhere = GroupId::new();
         let alice = member("alice", "alice@corp.example");
         assert!(matches!(s.add_member(nowhere, &alice).await, Err(StoreError::GroupNotFound)));
-        assert!(matches!(s.remove_member(nowhere, &alice.subject).await, Err(StoreError::GroupNotFound)));
-        assert!(matches!(s.is_member(nowhere, &alice.subject).await, Err(StoreError::GroupNotFound)));
+        assert!(matches!(s.remove_member(nowhere, &alice.who()).await, Err(StoreError::GroupNotFound)));
+        assert!(matches!(s.is_member(nowhere, &alice.subject()).await, Err(StoreError::GroupNotFound)));
         assert!(matches!(s.member_count(nowhere).await, Err(StoreError::GroupNotFound)));
-        assert!(s.groups_of(&alice.subject).await.unwrap().is_empty());
+        assert!(s.groups_of(&alice.subject()).await.unwrap().is_empty());
         assert!(table(&s.dump().await, "identities").is_empty(), "nothing written for a missing group");
     }
 
@@ -318,7 +377,7 @@ on_both_backends! {
             s.add_member(g, &member(&format!("p{i}"), &format!("p{i}@corp.example"))).await.unwrap();
         }
         assert_eq!(s.member_count(g).await.unwrap(), CountBucket::From10To49);
-        s.remove_member(g, &subject("p0")).await.unwrap();
+        s.remove_member(g, &who("p0")).await.unwrap();
         assert_eq!(s.member_count(g).await.unwrap(), CountBucket::Under10);
     }
 
@@ -337,13 +396,13 @@ on_both_backends! {
         s.deprovision_group(doomed).await.unwrap();
         assert!(matches!(s.member_count(doomed).await, Err(StoreError::GroupNotFound)));
         assert_eq!(s.groups_of(&subject("p1")).await.unwrap(), vec![kept]);
-        assert!(s.groups_of(&solo.subject).await.unwrap().is_empty());
+        assert!(s.groups_of(&solo.subject()).await.unwrap().is_empty());
         assert!(s.is_member(kept, &subject("p2")).await.unwrap());
         assert_eq!(table(&s.dump().await, "memberships").len(), 3);
 
         // The same id provisioned again starts empty.
         s.provision_group(&request(doomed, "doomed")).await.unwrap();
-        assert!(!s.is_member(doomed, &solo.subject).await.unwrap());
+        assert!(!s.is_member(doomed, &solo.subject()).await.unwrap());
         assert_eq!(s.member_count(doomed).await.unwrap(), CountBucket::Under10);
     }
 
@@ -368,49 +427,77 @@ on_both_backends! {
         s.add_member(groups[16], &many).await.unwrap();
         let lens = list_len(&s.dump().await);
         assert_ne!(lens[0], lens[1], "17 groups take a second block");
-        assert_eq!(s.groups_of(&many.subject).await.unwrap().len(), 17);
+        assert_eq!(s.groups_of(&many.subject()).await.unwrap().len(), 17);
     }
 
     async fn a_dump_names_no_one_and_links_no_rows_inv_5(db, _keys, _key_text) {
         let s = db.store.as_ref();
         let (g1, g2) = (group(s, "witness-support").await, group(s, "parents").await);
-        let subject_text = "carol-7f3a-subject";
-        let email_text = "carol.hidden@corp.example";
-        let carol = member(subject_text, email_text);
-        s.add_member(g1, &carol).await.unwrap();
-        s.add_member(g2, &carol).await.unwrap();
+        // Carol joined with her token; Dora was added by an owner by address only; Ollie was
+        // a member of both and has been offboarded.
+        let carol = member("carol-7f3a-subject", "carol.hidden@corp.example");
+        let dora = by_email("Dora.Secret@Partner.Example");
+        let ollie = member("ollie-9c1e-subject", "ollie.gone@corp.example");
+        for g in [g1, g2] {
+            s.add_member(g, &carol).await.unwrap();
+            s.add_member(g, &dora).await.unwrap();
+            s.add_member(g, &ollie).await.unwrap();
+        }
+        s.offboard(&ollie.who()).await.unwrap();
 
         let dump = s.dump().await;
-        let identities = table(&dump, "identities");
-        assert_eq!(identities.len(), 1);
-        let identity_hex = hex_token(&identities[0][0], 32);
-        let subject_tag = hex_token(&identities[0][1], 64);
-
-        for needle in [subject_text, email_text, "carol", "hidden@"] {
+        for needle in [
+            "carol-7f3a-subject", "carol.hidden@corp.example", "carol", "hidden@",
+            "dora.secret@partner.example", "dora", "secret@", "partner.example",
+            "ollie-9c1e-subject", "ollie.gone@corp.example", "ollie", "gone@",
+        ] {
             for (t, cell) in cells(&dump) {
                 assert!(!cell.contains(needle), "{needle:?} appears in clear in {t}");
                 assert!(!cell.contains(&hex_of(needle)), "{needle:?} appears as hex in {t}");
             }
         }
 
-        let rows = table(&dump, "memberships");
-        assert_eq!(rows.len(), 2);
-        // member_tag, group_id, sealed_identity, key_id
-        assert_ne!(rows[0][0], rows[1][0], "member tags differ per group");
-        assert_ne!(rows[0][1], rows[1][1]);
-        assert_ne!(rows[0][2], rows[1][2], "sealed identities differ (fresh nonces)");
-        assert_eq!(rows[0][3], rows[1][3], "only the key id is shared, and every row has it");
-        for row in rows {
-            for cell in row {
-                assert!(!cell.contains(&identity_hex), "a membership row holds the identity id in clear");
-                assert!(!cell.contains(&subject_tag), "a membership row holds the subject tag");
+        // Ollie left no row behind; Dora's identity has no subject, only an address tag.
+        // id, subject_tag, sealed_profile, sealed_groups, key_id, sign_in_enabled, disabled,
+        // email_tag
+        let identities = table(&dump, "identities");
+        assert_eq!(identities.len(), 2, "the offboarded identity is gone");
+        assert!(identities.iter().any(|r| r[1].is_empty() && r[7].len() == 64), "{identities:?}");
+        assert!(identities.iter().all(|r| r[7].len() == 64), "both are found by address");
+        let mut secrets = Vec::new();
+        for r in identities {
+            secrets.push(hex_token(&r[0], 32));
+            secrets.push(r[7].clone());
+            if !r[1].is_empty() {
+                secrets.push(hex_token(&r[1], 64));
             }
         }
-        // The identity holds the group ids only sealed.
+
+        let rows = table(&dump, "memberships");
+        assert_eq!(rows.len(), 4, "two people in two groups; Ollie's rows are gone");
+        // member_tag, group_id, sealed_identity, key_id
+        for (i, a) in rows.iter().enumerate() {
+            for b in &rows[i + 1..] {
+                assert_ne!(a[0], b[0], "member tags never repeat");
+                assert_ne!(a[2], b[2], "sealed identities never repeat (fresh nonces)");
+                assert_eq!(a[3], b[3], "only the key id is shared, and every row has it");
+            }
+            for cell in a {
+                for secret in &secrets {
+                    assert!(!cell.contains(secret.as_str()), "a membership row holds an identity's id or tag");
+                }
+            }
+        }
+        // The identities hold the group ids only sealed.
         for g in [g1, g2] {
             let g_hex = hex(g.as_uuid().as_bytes());
-            assert!(identities[0].iter().all(|c| !c.contains(&g_hex) && !c.contains(&g.to_string())));
+            for r in identities {
+                assert!(r.iter().all(|c| !c.contains(&g_hex) && !c.contains(&g.to_string())));
+            }
         }
+        // And yet every lookup works, with the keys.
+        assert_eq!(s.groups_of(&carol.subject()).await.unwrap(), sorted(vec![g1, g2]));
+        assert!(s.groups_of(&ollie.subject()).await.unwrap().is_empty());
     }
 
     async fn identities_can_never_sign_in_inv_9(db, _keys, _key_text) {
@@ -454,8 +541,8 @@ on_both_backends! {
         let new_text = SealKeys::generate_text();
         let rotated = db.reopen(keys_from(&format!("{},{}", new_text.as_str(), key_text))).await;
         let new_kid = rotated_kid(&new_text);
-        assert!(rotated.is_member(g1, &alice.subject).await.unwrap());
-        assert_eq!(rotated.groups_of(&alice.subject).await.unwrap().len(), 2);
+        assert!(rotated.is_member(g1, &alice.subject()).await.unwrap());
+        assert_eq!(rotated.groups_of(&alice.subject()).await.unwrap().len(), 2);
 
         // A write moves what it touches to the new key.
         rotated.add_member(g1, &alice).await.unwrap();
@@ -465,14 +552,14 @@ on_both_backends! {
         assert!(kids.contains(&new_kid.as_str()) && kids.contains(&old_kid.as_str()));
         assert_eq!(table(&dump, "memberships").len(), 2, "moved, not duplicated");
 
-        rotated.remove_member(g2, &alice.subject).await.unwrap();
-        assert_eq!(rotated.groups_of(&alice.subject).await.unwrap(), vec![g1]);
+        rotated.remove_member(g2, &alice.who()).await.unwrap();
+        assert_eq!(rotated.groups_of(&alice.subject()).await.unwrap(), vec![g1]);
 
         // Everything alice has left is under the new key: the old one can go.
         let only_new = db.reopen(keys_from(&new_text)).await;
-        assert!(only_new.is_member(g1, &alice.subject).await.unwrap());
-        assert!(!only_new.is_member(g2, &alice.subject).await.unwrap());
-        assert_eq!(only_new.groups_of(&alice.subject).await.unwrap(), vec![g1]);
+        assert!(only_new.is_member(g1, &alice.subject()).await.unwrap());
+        assert!(!only_new.is_member(g2, &alice.subject()).await.unwrap());
+        assert_eq!(only_new.groups_of(&alice.subject()).await.unwrap(), vec![g1]);
     }
 
     async fn concurrent_adds_of_one_person_lose_no_group(db, _keys, _key_text) {
@@ -493,8 +580,36 @@ on_both_backends! {
             t.await.unwrap().unwrap();
         }
         groups.sort();
-        assert_eq!(s.groups_of(&dave.subject).await.unwrap(), groups);
+        assert_eq!(s.groups_of(&dave.subject()).await.unwrap(), groups);
         assert_eq!(table(&s.dump().await, "identities").len(), 1, "one identity, created once");
+    }
+
+    async fn concurrent_adds_by_address_and_by_token_make_one_identity(db, _keys, _key_text) {
+        let s = db.store.clone();
+        let mut groups = Vec::new();
+        for i in 0..12 {
+            groups.push(group(s.as_ref(), &format!("c{i}")).await);
+        }
+        // Owners add Fran by address while she joins other groups with her token.
+        let tasks: Vec<_> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let (s, g) = (s.clone(), *g);
+                let add = if i % 2 == 0 {
+                    by_email("fran@corp.example")
+                } else {
+                    member("fran", "fran@corp.example")
+                };
+                tokio::spawn(async move { s.add_member(g, &add).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(table(&s.dump().await, "identities").len(), 1, "one identity, bound once");
+        assert_eq!(s.groups_of(&subject("fran")).await.unwrap(), sorted(groups));
+        assert_eq!(table(&s.dump().await, "memberships").len(), 12);
     }
 
     async fn deprovisioning_while_people_join_leaves_no_orphans(db, _keys, _key_text) {
@@ -527,6 +642,255 @@ on_both_backends! {
             assert_eq!(s.groups_of(&subject(&format!("j{i}"))).await.unwrap(), vec![other]);
         }
     }
+    async fn adds_by_address_are_idempotent_and_leave_the_same_rows_inv_3(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let (g, h) = (group(s, "g").await, group(s, "h").await);
+        let erin = by_email("erin@corp.example");
+        s.add_member(g, &erin).await.unwrap();
+        let once = s.dump().await;
+        s.add_member(g, &erin).await.unwrap();
+        let twice = s.dump().await;
+        assert_eq!(shape(&once), shape(&twice));
+        assert_eq!(table(&once, "memberships"), table(&twice, "memberships"), "the membership row is untouched");
+        assert_ne!(table(&once, "identities"), table(&twice, "identities"), "the identity was rewritten");
+        // Known, not a member of h: one more membership row, no new identity.
+        s.add_member(h, &erin).await.unwrap();
+        let dump = s.dump().await;
+        assert_eq!(table(&dump, "identities").len(), 1);
+        assert_eq!(table(&dump, "memberships").len(), 2);
+
+        // Removal by address: the same whether a member, no longer one, or unknown.
+        s.remove_member(g, &who_email("erin@corp.example")).await.unwrap();
+        s.remove_member(g, &who_email("ERIN@corp.example")).await.unwrap();
+        s.remove_member(g, &who_email("stranger@corp.example")).await.unwrap();
+        let dump = s.dump().await;
+        assert_eq!(table(&dump, "memberships").len(), 1);
+        assert_eq!(table(&dump, "identities").len(), 1, "removal never creates identities");
+    }
+
+    async fn the_label_decides_before_anything_is_written(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let g = group(s, "confidential").await;
+        let confidential = |mut add: AddMember| {
+            add.label = label("Confidential");
+            add
+        };
+        let before = s.dump().await;
+        // Inferred guest: an address outside the corporate domains, added by an owner.
+        let err = s.add_member(g, &confidential(by_email("vendor@partner.example"))).await.unwrap_err();
+        assert!(matches!(err, StoreError::LabelRefused(domain::EntryRefusal::GuestsNotAllowed(_))), "{err}");
+        // The IdP's word: an agent.
+        let mut bot = member("bot", "bot@corp.example");
+        bot.member.kind = Some(IdentityKind::Agent);
+        let err = s.add_member(g, &confidential(bot.clone())).await.unwrap_err();
+        assert!(matches!(err, StoreError::LabelRefused(domain::EntryRefusal::AgentsNotAllowed(_))), "{err}");
+        assert_eq!(s.dump().await, before, "nothing written");
+
+        // A stored kind wins over inference: Gus, a guest by the IdP's word, stays a guest when
+        // an owner adds him by his address in a corporate domain. A corporate address nobody
+        // vouched for is a member.
+        let general = group(s, "general").await;
+        let mut gus = member("gus", "gus@corp.example");
+        gus.member.kind = Some(IdentityKind::Guest);
+        s.add_member(general, &gus).await.unwrap();
+        let before = s.dump().await;
+        let err = s.add_member(g, &confidential(by_email("gus@corp.example"))).await.unwrap_err();
+        assert!(matches!(err, StoreError::LabelRefused(_)), "{err}");
+        assert_eq!(s.dump().await, before, "an existing identity is not touched either");
+        s.add_member(g, &confidential(by_email("colleague@corp.example"))).await.unwrap();
+        assert_eq!(s.member_count(g).await.unwrap(), CountBucket::Under10);
+
+        // Nobody named at all.
+        let nobody = AddMember { member: MemberRef::default(), label: label("General") };
+        assert!(matches!(s.add_member(g, &nobody).await, Err(StoreError::Unidentified(_))));
+        assert!(matches!(s.remove_member(g, &IdentityRef::default()).await, Err(StoreError::Unidentified(_))));
+        assert!(matches!(s.offboard(&IdentityRef::default()).await, Err(StoreError::Unidentified(_))));
+    }
+
+    async fn an_identity_added_by_address_is_bound_when_the_person_signs_in(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let (g1, g2) = (group(s, "one").await, group(s, "two").await);
+        s.add_member(g1, &by_email("New.Hire@corp.example")).await.unwrap();
+        assert!(s.groups_of(&subject("new-hire")).await.unwrap().is_empty(), "not bound yet");
+        // An owner naming a subject beside the address binds nothing: only the person's token may.
+        let mut claimed = by_email("new.hire@corp.example");
+        claimed.member.subject = Some(subject("someone-else"));
+        s.add_member(g1, &claimed).await.unwrap();
+        assert!(s.groups_of(&subject("someone-else")).await.unwrap().is_empty());
+
+        s.add_member(g2, &member("new-hire", "new.hire@corp.example")).await.unwrap();
+        assert_eq!(table(&s.dump().await, "identities").len(), 1, "the same identity");
+        assert_eq!(s.groups_of(&subject("new-hire")).await.unwrap(), sorted(vec![g1, g2]));
+        assert!(s.is_member(g1, &subject("new-hire")).await.unwrap());
+        // From now on the address and the subject name the same person.
+        s.remove_member(g1, &who_email("new.hire@corp.example")).await.unwrap();
+        assert_eq!(s.groups_of(&subject("new-hire")).await.unwrap(), vec![g2]);
+    }
+
+    async fn an_address_identity_of_someone_known_by_subject_merges_into_theirs(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let (g1, g2, g3) = (group(s, "one").await, group(s, "two").await, group(s, "three").await);
+        // Alice is known by subject with an old address; an owner adds her new address.
+        s.add_member(g1, &member("alice", "alice.old@corp.example")).await.unwrap();
+        s.add_member(g2, &by_email("alice@corp.example")).await.unwrap();
+        assert_eq!(table(&s.dump().await, "identities").len(), 2);
+        // She joins with a token carrying both: one identity, every membership hers.
+        s.add_member(g3, &member("alice", "alice@corp.example")).await.unwrap();
+        let dump = s.dump().await;
+        assert_eq!(table(&dump, "identities").len(), 1);
+        assert_eq!(table(&dump, "memberships").len(), 3);
+        assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), sorted(vec![g1, g2, g3]));
+        // Her new address finds her; the old one no longer does.
+        s.add_member(g1, &by_email("alice@corp.example")).await.unwrap();
+        assert_eq!(table(&s.dump().await, "memberships").len(), 3);
+        s.add_member(g1, &by_email("alice.old@corp.example")).await.unwrap();
+        assert_eq!(table(&s.dump().await, "identities").len(), 2, "the old address is someone new");
+    }
+
+    async fn an_address_given_to_someone_else_moves_to_them(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let (g1, g2, g3) = (group(s, "one").await, group(s, "two").await, group(s, "three").await);
+        s.add_member(g1, &member("former", "desk@corp.example")).await.unwrap();
+        s.add_member(g2, &member("successor", "desk@corp.example")).await.unwrap();
+        assert_eq!(table(&s.dump().await, "identities").len(), 2);
+        assert_eq!(s.groups_of(&subject("former")).await.unwrap(), vec![g1], "keeps their memberships");
+        s.add_member(g3, &by_email("desk@corp.example")).await.unwrap();
+        assert!(s.is_member(g3, &subject("successor")).await.unwrap());
+        assert!(!s.is_member(g3, &subject("former")).await.unwrap());
+    }
+
+    async fn offboarding_removes_every_membership_and_the_identity(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let (g1, g2, g3) = (group(s, "one").await, group(s, "two").await, group(s, "three").await);
+        let alice = member("alice", "alice@corp.example");
+        for g in [g1, g2, g3] {
+            s.add_member(g, &alice).await.unwrap();
+        }
+        s.add_member(g1, &member("bob", "bob@corp.example")).await.unwrap();
+        let old_ids = table(&s.dump().await, "identities")
+            .iter()
+            .map(|r| r[0].clone())
+            .collect::<Vec<_>>();
+
+        s.offboard(&alice.who()).await.unwrap();
+        s.offboard(&alice.who()).await.unwrap();
+        s.offboard(&who("never-seen")).await.unwrap();
+        s.offboard(&who_email("never@corp.example")).await.unwrap();
+        let dump = s.dump().await;
+        assert_eq!(table(&dump, "identities").len(), 1, "only bob is left");
+        assert_eq!(table(&dump, "memberships").len(), 1, "mail expands from these rows: alice gets none");
+        assert!(s.groups_of(&subject("alice")).await.unwrap().is_empty());
+        for g in [g1, g2, g3] {
+            assert!(!s.is_member(g, &subject("alice")).await.unwrap());
+        }
+        assert!(s.is_member(g1, &subject("bob")).await.unwrap());
+
+        // A later add creates a fresh identity.
+        s.add_member(g2, &alice).await.unwrap();
+        let ids: Vec<String> = table(&s.dump().await, "identities").iter().map(|r| r[0].clone()).collect();
+        assert_eq!(ids.iter().filter(|id| !old_ids.contains(id)).count(), 1, "alice's is new");
+        assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), vec![g2]);
+
+        // Offboarding by subject and address takes the address identity of the same person too.
+        s.add_member(g1, &member("dan", "dan.old@corp.example")).await.unwrap();
+        s.add_member(g3, &by_email("dan@corp.example")).await.unwrap();
+        let dan = IdentityRef { subject: Some(subject("dan")), email: Some(Email::parse("dan@corp.example").unwrap()) };
+        s.offboard(&dan).await.unwrap();
+        s.add_member(g3, &by_email("dan@corp.example")).await.unwrap();
+        assert_eq!(s.member_count(g3).await.unwrap(), CountBucket::Under10);
+        let dump = s.dump().await;
+        // bob, alice, and the fresh identity made by the last add.
+        assert_eq!(table(&dump, "identities").len(), 3);
+        assert_eq!(table(&dump, "memberships").len(), 3);
+    }
+
+    async fn reseal_moves_everything_to_the_active_key_so_the_old_one_can_go(db, keys, key_text) {
+        let s = db.store.as_ref();
+        let (g1, g2, g3) = (group(s, "one").await, group(s, "two").await, group(s, "three").await);
+        let alice = member("alice", "alice@corp.example");
+        s.add_member(g1, &alice).await.unwrap();
+        s.add_member(g2, &alice).await.unwrap();
+        s.add_member(g1, &by_email("eve@partner.example")).await.unwrap();
+        s.add_member(g2, &member("bob", "bob@corp.example")).await.unwrap();
+        s.remove_member(g2, &who("bob")).await.unwrap();
+        let k1 = keys.active().id().to_string();
+
+        // k2 first (active), k1 kept for reading.
+        let k2_text = SealKeys::generate_text();
+        let k2 = rotated_kid(&k2_text);
+        let rotated = db.reopen(keys_from(&format!("{},{}", k2_text.as_str(), key_text))).await;
+        // A live write before the re-seal moves part of the data, as a re-seal that stopped
+        // half-way would have: the re-seal must cope with a mix.
+        rotated.add_member(g3, &alice).await.unwrap();
+        let report = rotated.reseal(2).await.unwrap();
+        assert_eq!(report, ResealReport { identities: 2, memberships: 3 }, "eve, bob; alice in g1 and g2, eve in g1");
+        assert_eq!(rotated.reseal(2).await.unwrap(), ResealReport::default(), "nothing left to do");
+
+        // k1 dropped.
+        let only_k2 = db.reopen(keys_from(&k2_text)).await;
+        let dump = only_k2.dump().await;
+        for r in table(&dump, "identities") {
+            assert_eq!(r[4], k2);
+        }
+        for r in table(&dump, "memberships") {
+            assert_eq!(r[3], k2);
+        }
+        assert!(cells(&dump).iter().all(|(_, c)| c != &k1.to_lowercase()), "no row names k1");
+
+        let s = only_k2.as_ref();
+        assert!(s.is_member(g1, &alice.subject()).await.unwrap());
+        assert_eq!(s.groups_of(&alice.subject()).await.unwrap(), sorted(vec![g1, g2, g3]));
+        assert!(s.groups_of(&subject("bob")).await.unwrap().is_empty());
+        // Adds stay idempotent (the same rows, found by their re-made tags), by subject and
+        // by address alike, and removal still finds them.
+        s.add_member(g1, &alice).await.unwrap();
+        s.add_member(g1, &by_email("alice@corp.example")).await.unwrap();
+        s.add_member(g1, &by_email("eve@partner.example")).await.unwrap();
+        let dump = s.dump().await;
+        assert_eq!(table(&dump, "identities").len(), 3);
+        assert_eq!(table(&dump, "memberships").len(), 4);
+        s.remove_member(g2, &alice.who()).await.unwrap();
+        s.remove_member(g2, &alice.who()).await.unwrap();
+        s.remove_member(g1, &who_email("eve@partner.example")).await.unwrap();
+        assert_eq!(s.groups_of(&alice.subject()).await.unwrap(), sorted(vec![g1, g3]));
+        assert_eq!(table(&s.dump().await, "memberships").len(), 2);
+        // Eve signs in: bound to the identity made from her address.
+        let mut eve = member("eve", "eve@partner.example");
+        eve.member.kind = Some(IdentityKind::Guest);
+        s.add_member(g2, &eve).await.unwrap();
+        assert_eq!(table(&s.dump().await, "identities").len(), 3);
+    }
+
+    async fn reseal_gives_rows_of_the_first_schema_their_address_tag(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let (g1, g2) = (group(s, "one").await, group(s, "two").await);
+        s.add_member(g1, &member("alice", "alice@corp.example")).await.unwrap();
+        s.add_member(g1, &member("alias", "shared@corp.example")).await.unwrap();
+        s.add_member(g1, &member("other", "shared2@corp.example")).await.unwrap();
+        // As written before addresses were tagged.
+        db.raw.execute("UPDATE identities SET email_tag = NULL").await.unwrap();
+        assert_eq!(s.reseal(500).await.unwrap(), ResealReport { identities: 3, memberships: 0 });
+        s.add_member(g2, &by_email("alice@corp.example")).await.unwrap();
+        assert_eq!(table(&s.dump().await, "identities").len(), 3, "found by address again");
+        assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), sorted(vec![g1, g2]));
+    }
+
+}
+
+/// Each row's table, the table's size, and the lengths of its cells: what stays the same when
+/// only nonces change.
+fn shape(d: &[(String, Vec<Vec<String>>)]) -> Vec<(String, usize, Vec<usize>)> {
+    d.iter()
+        .flat_map(|(t, rows)| {
+            rows.iter()
+                .map(move |r| (t.clone(), rows.len(), r.iter().map(String::len).collect()))
+        })
+        .collect()
+}
+
+fn sorted(mut groups: Vec<GroupId>) -> Vec<GroupId> {
+    groups.sort();
+    groups
 }
 
 fn rotated_kid(text: &str) -> String {
@@ -547,4 +911,267 @@ fn database_names_are_swapped_in_urls() {
         with_database("postgres://h:5432", "x"),
         "postgres://h:5432/x"
     );
+}
+
+/// A database of the first schema (0001: every identity has a subject tag, none an address
+/// tag), as the tenant wrote it before addresses could stand alone, upgraded in place: nobody
+/// is lost, and a re-seal makes the people in it findable by address.
+macro_rules! first_schema_upgrade {
+    ($name:ident, $store:ident, $migrations:expr, $open:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            let (keys, _) = fresh_keys();
+            let Some((pool, url, cleanup)) = $open.await else {
+                eprintln!("HUSH_TEST_POSTGRES_URL is not set; skipping the Postgres run");
+                return;
+            };
+            let first = sqlx::migrate::Migrator {
+                migrations: std::borrow::Cow::Owned($migrations.migrations[..1].to_vec()),
+                ..sqlx::migrate::Migrator::DEFAULT
+            };
+            first.run(&pool).await.unwrap();
+
+            // What the first tenant wrote for alice, a member of one group.
+            let key = keys.active();
+            let (g, id) = (GroupId::new(), Uuid::new_v4());
+            let alice = Profile {
+                subject: Some(subject("alice")),
+                email: Some(Email::parse("alice@corp.example").unwrap()),
+                kind: IdentityKind::Member,
+            };
+            sqlx::query("INSERT INTO distribution_groups (group_id, address, display_name) VALUES ($1, $2, $3)")
+                .bind(g.as_uuid())
+                .bind("legacy@groups.test.example")
+                .bind("Legacy")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO identities (id, subject_tag, sealed_profile, sealed_groups, key_id) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(key.subject_tag(&subject("alice")))
+            .bind(key.seal_profile(id, &alice))
+            .bind(key.seal_group_list(id, &[g]))
+            .bind(key.id())
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO memberships (member_tag, group_id, sealed_identity, key_id) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(key.member_tag(g, id))
+            .bind(g.as_uuid())
+            .bind(key.seal_member(g, id))
+            .bind(key.id())
+            .execute(&pool)
+            .await
+            .unwrap();
+
+            let store = $store::migrate(pool, keys.clone()).await.unwrap();
+            let db = TestDb {
+                store: Arc::new(store.clone()),
+                raw: Raw::$store(store),
+                url,
+                cleanup,
+            };
+            let s = db.store.as_ref();
+            assert!(s.is_member(g, &subject("alice")).await.unwrap());
+            assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), vec![g]);
+            let dump = s.dump().await;
+            assert_eq!(table(&dump, "identities")[0][7], "", "no address tag yet");
+
+            assert_eq!(s.reseal(500).await.unwrap(), ResealReport { identities: 1, memberships: 0 });
+            let h = group(s, "after").await;
+            s.add_member(h, &by_email("alice@corp.example")).await.unwrap();
+            assert_eq!(table(&s.dump().await, "identities").len(), 1, "found by address");
+            assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), sorted(vec![g, h]));
+            // The schema now takes identities known by address alone, and no identity known
+            // by neither.
+            let none = db
+                .raw
+                .execute("UPDATE identities SET subject_tag = NULL, email_tag = NULL")
+                .await;
+            assert!(none.is_err(), "an identity must stay findable");
+            db.finish().await;
+        }
+    };
+}
+
+/// A raw SQLite pool on a fresh file, nothing migrated.
+async fn raw_sqlite() -> Option<(sqlx::SqlitePool, String, Cleanup)> {
+    let path = std::env::temp_dir().join(format!("hush-tenant-{}.db", Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}", path.display());
+    let pool = db::connect_sqlite(&url, 4).await.unwrap();
+    Some((pool, url, Cleanup::File(path)))
+}
+
+/// A raw Postgres pool on a fresh database, nothing migrated; `None` without Postgres.
+async fn raw_postgres() -> Option<(sqlx::PgPool, String, Cleanup)> {
+    let admin_url = std::env::var("HUSH_TEST_POSTGRES_URL").ok()?;
+    let name = format!("hush_t_{}", Uuid::new_v4().simple());
+    let admin = db::connect_postgres(&admin_url, 1).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let url = with_database(&admin_url, &name);
+    let pool = db::connect_postgres(&url, 4).await.unwrap();
+    Some((pool, url, Cleanup::Database { admin_url, name }))
+}
+
+first_schema_upgrade!(
+    sqlite_database_of_the_first_schema_upgrades_in_place,
+    SqliteStore,
+    SQLITE_MIGRATIONS,
+    raw_sqlite()
+);
+first_schema_upgrade!(
+    postgres_database_of_the_first_schema_upgrades_in_place,
+    PgStore,
+    PG_MIGRATIONS,
+    raw_postgres()
+);
+
+/// The SQL statements run on this thread while a future runs, read from the events sqlx emits
+/// (target `sqlx::query`). On Postgres a statement runs in the task that awaits it, so a
+/// thread-local subscriber sees exactly the store's own statements; SQLite runs them on a
+/// worker thread, so this is a Postgres-only witness.
+mod statements {
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt as _};
+    use tracing_subscriber::Layer;
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<String>>>);
+
+    #[derive(Default)]
+    struct Fields {
+        summary: String,
+        statement: String,
+    }
+
+    impl Visit for Fields {
+        fn record_str(&mut self, field: &Field, value: &str) {
+            match field.name() {
+                "summary" => self.summary = value.to_string(),
+                "db.statement" => self.statement = value.to_string(),
+                _ => {}
+            }
+        }
+
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.record_str(field, &format!("{value:?}"));
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Log {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            if event.metadata().target() != "sqlx::query" {
+                return;
+            }
+            let mut fields = Fields::default();
+            event.record(&mut fields);
+            let sql = match fields.statement.trim() {
+                "" => fields.summary,
+                full => full.to_string(),
+            };
+            self.0.lock().unwrap().push(sql);
+        }
+    }
+
+    /// Runs `fut` and answers its output and the statements it ran, in order.
+    pub async fn recorded<F: Future>(fut: F) -> (F::Output, Vec<String>) {
+        let log = Log::default();
+        let guard =
+            tracing::subscriber::set_default(tracing_subscriber::registry().with(log.clone()));
+        let out = fut.await;
+        drop(guard);
+        let statements = log.0.lock().unwrap().clone();
+        (out, statements)
+    }
+}
+
+/// INV-3, statement by statement: an add runs the very same SQL whether the person is a
+/// stranger, known but not a member, or a member; a removal whether they are a member, no
+/// longer one, or a stranger; by subject and by address alike.
+#[tokio::test]
+async fn writes_run_the_same_statements_whether_or_not_a_member_inv_3() {
+    use statements::recorded;
+    let (keys, key_text) = fresh_keys();
+    let Some(db) = TestDb::postgres(keys).await else {
+        eprintln!("HUSH_TEST_POSTGRES_URL is not set; skipping the Postgres run");
+        return;
+    };
+    let (g, h) = (
+        group(db.store.as_ref(), "g").await,
+        group(db.store.as_ref(), "h").await,
+    );
+    // Once with one key, once mid-rotation (a retired key adds its own statements).
+    let rotated = db
+        .reopen(keys_from(&format!(
+            "{},{key_text}",
+            SealKeys::generate_text().as_str()
+        )))
+        .await;
+    let runs = [
+        (
+            db.store.clone(),
+            member("alice", "alice@corp.example"),
+            by_email("erin@corp.example"),
+        ),
+        (
+            rotated,
+            member("bob", "bob@corp.example"),
+            by_email("fay@corp.example"),
+        ),
+    ];
+    for (store, by_token, by_address) in runs {
+        let s = store.as_ref();
+        // Warm the pool so no connection is opened (with its own statements) while recording.
+        for _ in 0..3 {
+            s.is_member(g, &subject("warm-up")).await.unwrap();
+        }
+
+        for person in [by_token, by_address] {
+            let (r, stranger) = recorded(s.add_member(g, &person)).await;
+            r.unwrap();
+            let (r, known_not_member) = recorded(s.add_member(h, &person)).await;
+            r.unwrap();
+            let (r, member_already) = recorded(s.add_member(h, &person)).await;
+            r.unwrap();
+            assert!(stranger.len() >= 4, "{stranger:#?}");
+            assert_eq!(stranger, known_not_member);
+            assert_eq!(stranger, member_already);
+
+            let who = IdentityRef::from(&person.member);
+            let never = IdentityRef {
+                subject: person
+                    .member
+                    .subject
+                    .as_ref()
+                    .map(|_| subject("never-seen")),
+                email: person
+                    .member
+                    .email
+                    .as_ref()
+                    .map(|_| Email::parse("never@corp.example").unwrap()),
+            };
+            let (r, was_member) = recorded(s.remove_member(h, &who)).await;
+            r.unwrap();
+            let (r, was_not) = recorded(s.remove_member(h, &who)).await;
+            r.unwrap();
+            let (r, never_seen) = recorded(s.remove_member(h, &never)).await;
+            r.unwrap();
+            assert!(was_member.len() >= 4, "{was_member:#?}");
+            assert_eq!(was_member, was_not);
+            assert_eq!(was_member, never_seen);
+        }
+    }
+    db.finish().await;
 }

@@ -1,32 +1,33 @@
 //! The tenant as it runs: configured from key files on disk, served on a port-0 listener by
 //! [`isolated_tenant::run`], and called through the real [`TenantClient`] of each service.
-//! Proves the client and the server agree on the API, and that the client's errors mean what
-//! its callers expect.
+//! Proves the client and the server agree on the API, that the client's errors mean what its
+//! callers expect, and that [`isolated_tenant::reseal`] lets an old seal key go.
+//!
+//! Runs on SQLite, or on a fresh Postgres database per test when `HUSH_TEST_POSTGRES_URL` is
+//! set.
 
 use auth::ServiceSigner;
-use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, ServiceName, Subject};
-use isolated_tenant::Config;
+use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, Label, ServiceName, Subject};
+use isolated_tenant::{Config, CorporateDomains, Redacted, ResealReport, SealKeys};
 use service_kit::HttpArgs;
 use std::net::SocketAddr;
-use tenant_client::{MemberRef, ProvisionGroup, TenantClient, TenantError};
+use std::path::PathBuf;
+use tenant_client::{AddMember, IdentityRef, MemberRef, ProvisionGroup, TenantClient, TenantError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A running tenant and a client per public service.
-struct Running {
-    control: TenantClient,
-    membership: TenantClient,
-    bulk: TenantClient,
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+/// What outlives one run of the tenant: its database, the services' keys, the seal key file.
+struct Setup {
+    dir: tempfile::TempDir,
+    keys: PathBuf,
+    trusted: String,
+    database_url: String,
     /// The Postgres database to drop at the end (admin URL, name), when on Postgres.
     postgres: Option<(String, String)>,
-    _dir: tempfile::TempDir,
 }
 
-impl Running {
-    async fn start() -> Self {
+impl Setup {
+    async fn new() -> Self {
         service_kit::telemetry::init_for_test();
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
@@ -39,8 +40,7 @@ impl Running {
             let files = auth::generate_service_key(&keys, s).unwrap();
             trusted.push(format!("{s}={}", files.public_key.display()));
         }
-        let seal = keys.join("tenant-seal.keys");
-        isolated_tenant::generate_seal_keys_file(&seal).unwrap();
+        isolated_tenant::generate_seal_keys_file(&keys.join("tenant-seal.keys")).unwrap();
         let (database_url, postgres) = match std::env::var("HUSH_TEST_POSTGRES_URL") {
             // The same suite on Postgres: a fresh database for this test.
             Ok(admin) => {
@@ -52,16 +52,93 @@ impl Running {
                 None,
             ),
         };
+        Self {
+            dir,
+            keys,
+            trusted: trusted.join(","),
+            database_url,
+            postgres,
+        }
+    }
+
+    /// The tenant's configuration, sealing with the key file `hush up` would write, or with
+    /// `seal_keys` when given.
+    fn config(&self, listen: SocketAddr, seal_keys: Option<&str>) -> Config {
+        let (seal_keys, seal_keys_file) = match seal_keys {
+            Some(text) => (Some(Redacted::new(text)), None),
+            None => (None, Some(self.keys.join("tenant-seal.keys"))),
+        };
+        Config {
+            listen,
+            database_url: self.database_url.clone(),
+            trusted_service_keys: self.trusted.clone(),
+            seal_keys,
+            seal_keys_file,
+            corporate_domains: "corp.example".parse::<CorporateDomains>().unwrap(),
+            http: HttpArgs::default(),
+        }
+    }
+
+    async fn finish(self) {
+        if let Some((admin_url, name)) = self.postgres {
+            let admin = service_kit::db::connect_postgres(&admin_url, 1)
+                .await
+                .unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+        }
+        drop(self.dir);
+    }
+
+    /// How many identity and membership rows name the key `kid`.
+    async fn rows_under(&self, kid: &str) -> i64 {
+        let sql = "SELECT (SELECT COUNT(*) FROM identities WHERE key_id = $1) + \
+                   (SELECT COUNT(*) FROM memberships WHERE key_id = $1)";
+        if let Some((admin, name)) = &self.postgres {
+            let (base, _) = admin.rsplit_once('/').unwrap();
+            let pool = service_kit::db::connect_postgres(&format!("{base}/{name}"), 1)
+                .await
+                .unwrap();
+            let n = sqlx::query_scalar(sql)
+                .bind(kid)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        } else {
+            let pool = service_kit::db::connect_sqlite(&self.database_url, 1)
+                .await
+                .unwrap();
+            let n = sqlx::query_scalar(sql)
+                .bind(kid)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            n
+        }
+    }
+}
+
+/// A running tenant and a client per public service.
+struct Running {
+    control: TenantClient,
+    membership: TenantClient,
+    bulk: TenantClient,
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    async fn start(setup: &Setup, seal_keys: Option<&str>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let config = Config {
-            listen: addr,
-            database_url,
-            trusted_service_keys: trusted.join(","),
-            seal_keys: None,
-            seal_keys_file: Some(seal),
-            http: HttpArgs::default(),
-        };
+        let config = setup.config(addr, seal_keys);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(isolated_tenant::run(config, listener, async {
             let _ = rx.await;
@@ -69,7 +146,7 @@ impl Running {
         let client = |s| {
             TenantClient::new(
                 format!("http://{addr}"),
-                ServiceSigner::load(&keys, s).unwrap(),
+                ServiceSigner::load(&setup.keys, s).unwrap(),
             )
             .unwrap()
         };
@@ -80,8 +157,6 @@ impl Running {
             addr,
             stop: Some(tx),
             task: Some(task),
-            postgres,
-            _dir: dir,
         };
         // `run` migrates before it serves: wait until it answers.
         for _ in 0..500 {
@@ -103,16 +178,6 @@ impl Running {
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap().unwrap();
-        }
-        if let Some((admin_url, name)) = self.postgres.take() {
-            let admin = service_kit::db::connect_postgres(&admin_url, 1)
-                .await
-                .unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
         }
     }
 }
@@ -140,17 +205,49 @@ fn provision_request(local: &str) -> ProvisionGroup {
     }
 }
 
-fn alice() -> MemberRef {
-    MemberRef {
-        subject: Subject::parse("alice").unwrap(),
-        email: Email::parse("alice@corp.example").unwrap(),
-        kind: IdentityKind::Guest,
+fn label(name: &str) -> Label {
+    Label::defaults()
+        .into_iter()
+        .find(|l| l.name.as_str() == name)
+        .unwrap()
+}
+
+fn alice_subject() -> Subject {
+    Subject::parse("alice").unwrap()
+}
+
+/// Alice, a guest present with her token, joining a group labelled General.
+fn alice() -> AddMember {
+    AddMember {
+        member: MemberRef {
+            subject: Some(alice_subject()),
+            email: Some(Email::parse("alice@corp.example").unwrap()),
+            kind: Some(IdentityKind::Guest),
+        },
+        label: label("General"),
     }
+}
+
+/// Someone an owner adds by address to a group labelled `label_name`.
+fn by_email(email: &str, label_name: &str) -> AddMember {
+    AddMember {
+        member: MemberRef {
+            subject: None,
+            email: Some(Email::parse(email).unwrap()),
+            kind: None,
+        },
+        label: label(label_name),
+    }
+}
+
+fn alice_ref() -> IdentityRef {
+    IdentityRef::from(&alice_subject())
 }
 
 #[tokio::test]
 async fn the_client_drives_the_whole_membership_lifecycle() {
-    let mut t = Running::start().await;
+    let setup = Setup::new().await;
+    let mut t = Running::start(&setup, None).await;
     let req = provision_request("lifecycle");
     let g = req.group_id;
     let made = t.control.provision_group(&req).await.unwrap();
@@ -161,42 +258,124 @@ async fn the_client_drives_the_whole_membership_lifecycle() {
         "idempotent"
     );
 
-    let who = alice();
-    t.membership.add_member(g, who.clone()).await.unwrap();
-    t.membership.add_member(g, who.clone()).await.unwrap();
-    assert!(t.membership.is_member(g, &who.subject).await.unwrap());
-    assert_eq!(t.membership.groups_of(&who.subject).await.unwrap(), vec![g]);
+    t.membership.add_member(g, &alice()).await.unwrap();
+    t.membership.add_member(g, &alice()).await.unwrap();
+    assert!(t.membership.is_member(g, &alice_subject()).await.unwrap());
+    assert_eq!(
+        t.membership.groups_of(&alice_subject()).await.unwrap(),
+        vec![g]
+    );
     assert_eq!(
         t.control.member_count(g).await.unwrap(),
         CountBucket::Under10
     );
 
-    t.membership.remove_member(g, &who.subject).await.unwrap();
-    t.membership.remove_member(g, &who.subject).await.unwrap();
-    assert!(!t.membership.is_member(g, &who.subject).await.unwrap());
+    t.membership.remove_member(g, &alice_ref()).await.unwrap();
+    t.membership.remove_member(g, &alice_ref()).await.unwrap();
+    assert!(!t.membership.is_member(g, &alice_subject()).await.unwrap());
 
-    t.membership.add_member(g, who.clone()).await.unwrap();
+    t.membership.add_member(g, &alice()).await.unwrap();
     t.control.deprovision_group(g).await.unwrap();
     t.control.deprovision_group(g).await.unwrap();
     assert!(t
         .membership
-        .groups_of(&who.subject)
+        .groups_of(&alice_subject())
         .await
         .unwrap()
         .is_empty());
     t.stop().await;
+    setup.finish().await;
+}
+
+#[tokio::test]
+async fn owners_add_by_address_bulk_applies_and_control_offboards() {
+    let setup = Setup::new().await;
+    let mut t = Running::start(&setup, None).await;
+    let (g1, g2) = (provision_request("addr-one"), provision_request("addr-two"));
+    t.control.provision_group(&g1).await.unwrap();
+    t.control.provision_group(&g2).await.unwrap();
+
+    // An owner adds a newcomer by address (through membership-api), a bulk job another group.
+    t.membership
+        .add_member(
+            g1.group_id,
+            &by_email("newcomer@corp.example", "Confidential"),
+        )
+        .await
+        .unwrap();
+    t.bulk
+        .add_member(g2.group_id, &by_email("newcomer@corp.example", "General"))
+        .await
+        .unwrap();
+    // They sign in and ask for their groups after joining... nothing yet by subject, until
+    // a write with their token binds it.
+    let newcomer = Subject::parse("newcomer").unwrap();
+    assert!(t.membership.groups_of(&newcomer).await.unwrap().is_empty());
+    let join = AddMember {
+        member: MemberRef {
+            subject: Some(newcomer.clone()),
+            email: Some(Email::parse("newcomer@corp.example").unwrap()),
+            kind: Some(IdentityKind::Member),
+        },
+        label: label("General"),
+    };
+    t.membership.add_member(g2.group_id, &join).await.unwrap();
+    let mut both = vec![g1.group_id, g2.group_id];
+    both.sort();
+    assert_eq!(t.membership.groups_of(&newcomer).await.unwrap(), both);
+
+    // They leave the company: out of every group at once.
+    let who = IdentityRef {
+        subject: Some(newcomer.clone()),
+        email: None,
+    };
+    t.control.offboard(&who).await.unwrap();
+    t.control.offboard(&who).await.unwrap();
+    assert!(t.membership.groups_of(&newcomer).await.unwrap().is_empty());
+    assert!(!t
+        .membership
+        .is_member(g1.group_id, &newcomer)
+        .await
+        .unwrap());
+
+    // A guest address is refused by a label that does not admit guests, with the tenant's word.
+    let refused = t
+        .membership
+        .add_member(
+            g1.group_id,
+            &by_email("vendor@partner.example", "Confidential"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        TenantError::LabelRefused("the label 'Confidential' does not allow guests".into())
+    );
+    // Naming nobody is refused as invalid.
+    let nobody = t
+        .membership
+        .remove_member(g1.group_id, &IdentityRef::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(nobody, TenantError::Refused { status: 422, .. }),
+        "{nobody:?}"
+    );
+    t.stop().await;
+    setup.finish().await;
 }
 
 #[tokio::test]
 async fn client_errors_say_what_happened() {
-    let mut t = Running::start().await;
+    let setup = Setup::new().await;
+    let mut t = Running::start(&setup, None).await;
     let req = provision_request("errors");
     t.control.provision_group(&req).await.unwrap();
 
     // 404: no such group.
     let missing = t
         .membership
-        .add_member(GroupId::new(), alice())
+        .add_member(GroupId::new(), &alice())
         .await
         .unwrap_err();
     assert!(matches!(missing, TenantError::NotFound(_)), "{missing:?}");
@@ -205,23 +384,35 @@ async fn client_errors_say_what_happened() {
     clash.address = req.address.clone();
     let taken = t.control.provision_group(&clash).await.unwrap_err();
     assert!(matches!(taken, TenantError::Conflict(_)), "{taken:?}");
-    // 403: bulk-api may not add members (yet), with the tenant's detail.
-    let refused = t.bulk.add_member(req.group_id, alice()).await.unwrap_err();
+    // 403: control-api may not add members, bulk-api may not offboard, with the tenant's detail.
+    let refused = t
+        .control
+        .add_member(req.group_id, &alice())
+        .await
+        .unwrap_err();
     assert_eq!(
         refused,
         TenantError::Refused {
             status: 403,
-            detail: "bulk-api may not call add-member".into()
+            detail: "control-api may not call add-member".into()
         }
     );
     assert!(!refused.is_retryable());
+    let refused = t.bulk.offboard(&alice_ref()).await.unwrap_err();
+    assert_eq!(
+        refused,
+        TenantError::Refused {
+            status: 403,
+            detail: "bulk-api may not call offboard".into()
+        }
+    );
     t.bulk.ping().await.unwrap();
 
     // Down: unavailable, retryable, and the message holds no URL (it would carry a group id).
     t.stop().await;
     let down = t
         .membership
-        .is_member(req.group_id, &alice().subject)
+        .is_member(req.group_id, &alice_subject())
         .await
         .unwrap_err();
     assert!(
@@ -233,4 +424,89 @@ async fn client_errors_say_what_happened() {
         !text.contains(&req.group_id.to_string()) && !text.contains(&t.addr.to_string()),
         "{text}"
     );
+    setup.finish().await;
+}
+
+/// The rotation an operator runs: seal with k1; configure k2 (active) and k1; reseal; drop k1.
+#[tokio::test]
+async fn reseal_lets_the_old_seal_key_go() {
+    let setup = Setup::new().await;
+    let k1 = SealKeys::generate_text();
+    let k2 = SealKeys::generate_text();
+    let kid = |text: &str| text.split(':').next().unwrap().to_string();
+    let (g1, g2) = (provision_request("rot-one"), provision_request("rot-two"));
+
+    let mut t = Running::start(&setup, Some(&k1)).await;
+    t.control.provision_group(&g1).await.unwrap();
+    t.control.provision_group(&g2).await.unwrap();
+    t.membership
+        .add_member(g1.group_id, &alice())
+        .await
+        .unwrap();
+    t.membership
+        .add_member(g2.group_id, &alice())
+        .await
+        .unwrap();
+    t.membership
+        .add_member(g1.group_id, &by_email("bob@corp.example", "General"))
+        .await
+        .unwrap();
+    t.stop().await;
+
+    let both = format!("{},{}", k2.as_str(), k1.as_str());
+    let listen = "127.0.0.1:0".parse().unwrap();
+    let report = isolated_tenant::reseal(&setup.config(listen, Some(&both)))
+        .await
+        .unwrap();
+    assert_eq!(
+        report,
+        ResealReport {
+            identities: 2,
+            memberships: 3
+        }
+    );
+    // Safe to run again: nothing is left under k1.
+    let again = isolated_tenant::reseal(&setup.config(listen, Some(&both)))
+        .await
+        .unwrap();
+    assert_eq!(again, ResealReport::default());
+    assert_eq!(setup.rows_under(&kid(&k1)).await, 0, "no row has key id k1");
+    assert_eq!(setup.rows_under(&kid(&k2)).await, 5);
+
+    // k1 dropped: everything is still found.
+    let mut t = Running::start(&setup, Some(&k2)).await;
+    let mut groups = vec![g1.group_id, g2.group_id];
+    groups.sort();
+    assert_eq!(
+        t.membership.groups_of(&alice_subject()).await.unwrap(),
+        groups
+    );
+    assert!(t
+        .membership
+        .is_member(g1.group_id, &alice_subject())
+        .await
+        .unwrap());
+    t.membership
+        .add_member(g1.group_id, &alice())
+        .await
+        .unwrap();
+    t.membership
+        .add_member(g1.group_id, &by_email("bob@corp.example", "General"))
+        .await
+        .unwrap();
+    assert_eq!(setup.rows_under(&kid(&k2)).await, 5, "adds stay idempotent");
+    t.membership
+        .remove_member(g2.group_id, &alice_ref())
+        .await
+        .unwrap();
+    assert_eq!(
+        t.membership.groups_of(&alice_subject()).await.unwrap(),
+        vec![g1.group_id]
+    );
+    assert_eq!(
+        t.control.member_count(g1.group_id).await.unwrap(),
+        CountBucket::Under10
+    );
+    t.stop().await;
+    setup.finish().await;
 }

@@ -1,13 +1,17 @@
 //! The store's tests, run on SQLite always and on Postgres when `HUSH_TEST_POSTGRES_URL` names a
 //! server (each test gets a fresh database `hush_t_<random hex>` there, dropped at the end).
 //!
-//! Besides `ping`, these prove the schema holds the rules the approval and invite flows will
-//! lean on, identically on both backends: invite codes are unique by hash, uses never exceed
-//! the maximum, and a person has at most one pending request per group.
+//! They prove, identically on both backends, what the approval and invite flows lean on: a
+//! person has at most one pending request per group, an approved request leaves no row, a
+//! denied one keeps neither address nor kind, invite codes are unique by hash, uses never
+//! exceed the maximum (even when two redeemers race for the last one), and nothing records a
+//! redeemer.
 
-use super::{PgStore, SqliteStore, Store};
+use super::{NewInvite, NewRequest, PgStore, RequestStatus, SqliteStore, Store};
 use async_trait::async_trait;
+use domain::{Email, GroupId, IdentityKind, Subject};
 use service_kit::db::{is_unique_violation, now_ms};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// Raw inserts for the schema tests, written once for both backends like the store itself.
@@ -26,6 +30,12 @@ trait Raw: Store {
         subject: &str,
         status: &str,
     ) -> Result<(), sqlx::Error>;
+    /// Rows in `table`.
+    async fn count(&self, table: &str) -> i64;
+    /// The stored address of the request `id` (`None` when it has none or does not exist).
+    async fn stored_email(&self, id: Uuid) -> Option<String>;
+    /// Every text value of every row of `table`, for "is this person recorded anywhere".
+    async fn texts(&self, table: &str, columns: &[&str]) -> Vec<String>;
 }
 
 macro_rules! raw {
@@ -64,20 +74,57 @@ macro_rules! raw {
                 status: &str,
             ) -> Result<(), sqlx::Error> {
                 let now = now_ms();
-                let decided = (status != "pending").then_some(now);
+                let pending = status == "pending";
+                let decided = (!pending).then_some(now);
+                let email = pending.then(|| format!("{subject}@corp.example"));
+                let kind = pending.then_some("member");
                 sqlx::query(
-                    "INSERT INTO join_requests (id, group_id, requester_subject, status, \
-                     created_at, decided_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO join_requests (id, group_id, requester_subject, requester_email, \
+                     requester_kind, status, created_at, decided_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(Uuid::new_v4())
                 .bind(group)
                 .bind(subject)
+                .bind(email)
+                .bind(kind)
                 .bind(status)
                 .bind(now)
                 .bind(decided)
                 .execute(self.pool())
                 .await
                 .map(drop)
+            }
+
+            async fn count(&self, table: &str) -> i64 {
+                let (n,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+                    .fetch_one(self.pool())
+                    .await
+                    .unwrap();
+                n
+            }
+
+            async fn stored_email(&self, id: Uuid) -> Option<String> {
+                let row: Option<(Option<String>,)> =
+                    sqlx::query_as("SELECT requester_email FROM join_requests WHERE id = $1")
+                        .bind(id)
+                        .fetch_optional(self.pool())
+                        .await
+                        .unwrap();
+                row.and_then(|(e,)| e)
+            }
+
+            async fn texts(&self, table: &str, columns: &[&str]) -> Vec<String> {
+                let mut out = Vec::new();
+                for c in columns {
+                    let rows: Vec<(Option<String>,)> =
+                        sqlx::query_as(&format!("SELECT {c} FROM {table}"))
+                            .fetch_all(self.pool())
+                            .await
+                            .unwrap();
+                    out.extend(rows.into_iter().filter_map(|(v,)| v));
+                }
+                out
             }
         }
     };
@@ -88,7 +135,7 @@ raw!(SqliteStore);
 /// One backend under test, and what to remove once the test is done with it.
 struct Backend {
     name: &'static str,
-    store: Box<dyn Raw>,
+    store: Arc<dyn Raw>,
     cleanup: Cleanup,
 }
 
@@ -133,7 +180,7 @@ async fn backends() -> Vec<Backend> {
         .unwrap();
     let mut out = vec![Backend {
         name: "sqlite",
-        store: Box::new(sqlite),
+        store: Arc::new(sqlite),
         cleanup: Cleanup::File(path),
     }];
     if let Ok(admin_url) = std::env::var("HUSH_TEST_POSTGRES_URL") {
@@ -143,7 +190,7 @@ async fn backends() -> Vec<Backend> {
             .unwrap();
         out.push(Backend {
             name: "postgres",
-            store: Box::new(pg),
+            store: Arc::new(pg),
             cleanup: Cleanup::Database { admin_url, name },
         });
     }
@@ -273,15 +320,438 @@ async fn one_pending_request_per_person_and_group() {
             .await
             .unwrap();
         b.store.insert_request(g, "bob", "pending").await.unwrap();
-        b.store
-            .insert_request(g, "alice", "rejected")
+        b.store.insert_request(g, "alice", "denied").await.unwrap();
+        // Approved is not a state a row can be in: approval deletes the row (INV-1).
+        for status in ["approved", "withdrawn", "maybe"] {
+            assert!(
+                b.store.insert_request(g, "carol", status).await.is_err(),
+                "{}: {status}",
+                b.name
+            );
+        }
+        b.finish().await;
+    }
+}
+
+fn request(group: GroupId, who: &str, kind: IdentityKind) -> NewRequest {
+    NewRequest {
+        group,
+        subject: Subject::parse(who).unwrap(),
+        email: Email::parse(format!("{who}@corp.example")).unwrap(),
+        kind,
+    }
+}
+
+fn subject(s: &str) -> Subject {
+    Subject::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn filing_twice_is_the_same_request_with_the_latest_address_and_kind() {
+    for b in backends().await {
+        let s = &b.store;
+        let g = GroupId::new();
+        let (id, at) = s
+            .file_request(&request(g, "alice", IdentityKind::Member), 1_000)
+            .await
+            .unwrap();
+        let mut again = request(g, "alice", IdentityKind::Guest);
+        again.email = Email::parse("alice@elsewhere.example").unwrap();
+        assert_eq!(
+            s.file_request(&again, 2_000).await.unwrap(),
+            (id, at),
+            "{}",
+            b.name
+        );
+        let pending = s.pending_request(g, id).await.unwrap().unwrap();
+        assert_eq!(pending.kind, IdentityKind::Guest, "{}", b.name);
+        assert_eq!(pending.email.as_str(), "alice@elsewhere.example");
+        assert_eq!(pending.created_at, 1_000);
+        assert_eq!(s.count("join_requests").await, 1);
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn racing_filings_make_one_request() {
+    for b in backends().await {
+        let g = GroupId::new();
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let s = b.store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.file_request(&request(g, "alice", IdentityKind::Member), 1_000 + i)
+                    .await
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(
+                t.await
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{}: {e}", b.name))
+                    .0,
+            );
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{}", b.name);
+        assert_eq!(b.store.count("join_requests").await, 1, "{}", b.name);
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_approved_request_leaves_no_row() {
+    for b in backends().await {
+        let s = &b.store;
+        let g = GroupId::new();
+        let (id, _) = s
+            .file_request(&request(g, "alice", IdentityKind::Member), 1)
+            .await
+            .unwrap();
+        s.file_request(&request(g, "bob", IdentityKind::Member), 2)
+            .await
+            .unwrap();
+        assert!(s.delete_approved(g, id).await.unwrap(), "{}", b.name);
+        assert!(
+            !s.delete_approved(g, id).await.unwrap(),
+            "{}: twice",
+            b.name
+        );
+        assert_eq!(s.count("join_requests").await, 1, "{}", b.name);
+        assert!(!s
+            .texts("join_requests", &["requester_subject"])
+            .await
+            .contains(&"alice".to_string()));
+        assert!(s.my_requests(&subject("alice")).await.unwrap().is_empty());
+        // Another group's id does not reach it.
+        let (bob, _) = s
+            .file_request(&request(g, "bob", IdentityKind::Member), 3)
             .await
             .unwrap();
         assert!(
-            b.store.insert_request(g, "carol", "maybe").await.is_err(),
+            !s.delete_approved(GroupId::new(), bob).await.unwrap(),
             "{}",
             b.name
         );
         b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn a_denied_request_stays_for_its_requester_without_address_or_kind() {
+    for b in backends().await {
+        let s = &b.store;
+        let g = GroupId::new();
+        let (id, _) = s
+            .file_request(&request(g, "alice", IdentityKind::Member), 1)
+            .await
+            .unwrap();
+        assert!(s.deny_request(g, id, 5).await.unwrap(), "{}", b.name);
+        assert!(
+            !s.deny_request(g, id, 6).await.unwrap(),
+            "{}: twice",
+            b.name
+        );
+        assert!(s.pending_request(g, id).await.unwrap().is_none());
+        assert!(s.pending_requests(g, None, 10).await.unwrap().is_empty());
+        assert_eq!(s.stored_email(id).await, None, "{}", b.name);
+        let mine = s.my_requests(&subject("alice")).await.unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(
+            (mine[0].status, mine[0].decided_at),
+            (RequestStatus::Denied, Some(5))
+        );
+        // Asking again replaces the denied record with a pending request.
+        let (again, _) = s
+            .file_request(&request(g, "alice", IdentityKind::Member), 9)
+            .await
+            .unwrap();
+        let mine = s.my_requests(&subject("alice")).await.unwrap();
+        assert_eq!(mine.len(), 1, "{}", b.name);
+        assert_eq!(
+            (mine[0].id, mine[0].status),
+            (again, RequestStatus::Pending)
+        );
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn requesters_delete_only_their_own_requests() {
+    for b in backends().await {
+        let s = &b.store;
+        let g = GroupId::new();
+        let (id, _) = s
+            .file_request(&request(g, "alice", IdentityKind::Member), 1)
+            .await
+            .unwrap();
+        assert!(
+            !s.delete_my_request(&subject("bob"), id).await.unwrap(),
+            "{}",
+            b.name
+        );
+        assert!(s.delete_my_request(&subject("alice"), id).await.unwrap());
+        assert_eq!(s.count("join_requests").await, 0, "{}", b.name);
+        let (id, _) = s
+            .file_request(&request(g, "alice", IdentityKind::Member), 2)
+            .await
+            .unwrap();
+        s.drop_pending(g, &subject("alice")).await.unwrap();
+        assert!(
+            s.pending_request(g, id).await.unwrap().is_none(),
+            "{}",
+            b.name
+        );
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn the_owners_queue_pages_oldest_first() {
+    for b in backends().await {
+        let s = &b.store;
+        let g = GroupId::new();
+        for (i, who) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+            // Two share a time: the id breaks the tie, and paging neither skips nor repeats.
+            let at = if i == 2 {
+                10
+            } else {
+                10 * i64::try_from(i).unwrap()
+            };
+            s.file_request(&request(g, who, IdentityKind::Member), at)
+                .await
+                .unwrap();
+        }
+        s.file_request(&request(GroupId::new(), "x", IdentityKind::Member), 0)
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = s.pending_requests(g, after, 2).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().map(|r| (r.created_at, r.id));
+            seen.extend(
+                page.into_iter()
+                    .map(|r| (r.created_at, r.id, r.subject.into_inner())),
+            );
+        }
+        let mut who: Vec<&str> = seen.iter().map(|s| s.2.as_str()).collect();
+        who.sort_unstable();
+        assert_eq!(who, ["a", "b", "c", "d", "e"], "{}: {seen:?}", b.name);
+        assert!(
+            seen.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
+            "{}: not oldest first: {seen:?}",
+            b.name
+        );
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn claim_rules_are_set_replaced_and_cleared() {
+    for b in backends().await {
+        let s = &b.store;
+        let g = GroupId::new();
+        assert_eq!(s.claim_rules(g).await.unwrap(), None);
+        s.set_claim_rules(g, Some("{\"rules\":[1]}"), 1)
+            .await
+            .unwrap();
+        s.set_claim_rules(g, Some("{\"rules\":[2]}"), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            s.claim_rules(g).await.unwrap().as_deref(),
+            Some("{\"rules\":[2]}"),
+            "{}",
+            b.name
+        );
+        s.set_claim_rules(g, None, 3).await.unwrap();
+        assert_eq!(s.claim_rules(g).await.unwrap(), None, "{}", b.name);
+        b.finish().await;
+    }
+}
+
+fn invite(group: GroupId, code: u8, max_uses: i32, expires_at: i64) -> NewInvite {
+    NewInvite {
+        id: Uuid::new_v4(),
+        group,
+        code_hash: [code; 32],
+        max_uses,
+        expires_at,
+        created_by: subject("owner-1"),
+        created_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn invites_are_live_until_used_up_expired_or_revoked() {
+    for b in backends().await {
+        let s = &b.store;
+        let g = GroupId::new();
+        let two = invite(g, 1, 2, 1_000);
+        s.create_invite(&two).await.unwrap();
+        assert_eq!(
+            s.live_invite(&[1; 32], 10).await.unwrap(),
+            Some((two.id, g)),
+            "{}",
+            b.name
+        );
+        assert!(s.take_invite_use(two.id, 10).await.unwrap());
+        assert!(s.take_invite_use(two.id, 10).await.unwrap());
+        assert!(
+            !s.take_invite_use(two.id, 10).await.unwrap(),
+            "{}: a third use",
+            b.name
+        );
+        assert_eq!(
+            s.live_invite(&[1; 32], 10).await.unwrap(),
+            None,
+            "{}: used up",
+            b.name
+        );
+        s.return_invite_use(two.id).await.unwrap();
+        assert!(
+            s.live_invite(&[1; 32], 10).await.unwrap().is_some(),
+            "{}: given back",
+            b.name
+        );
+        // Expiry is exclusive: at `expires_at` it no longer works.
+        assert_eq!(
+            s.live_invite(&[1; 32], 1_000).await.unwrap(),
+            None,
+            "{}: expired",
+            b.name
+        );
+        assert!(!s.take_invite_use(two.id, 1_000).await.unwrap());
+        // Revoked, by its group only.
+        assert!(
+            !s.revoke_invite(GroupId::new(), two.id).await.unwrap(),
+            "{}",
+            b.name
+        );
+        assert!(s.revoke_invite(g, two.id).await.unwrap());
+        assert!(
+            s.revoke_invite(g, two.id).await.unwrap(),
+            "{}: again is fine",
+            b.name
+        );
+        assert_eq!(
+            s.live_invite(&[1; 32], 10).await.unwrap(),
+            None,
+            "{}: revoked",
+            b.name
+        );
+        assert!(!s.take_invite_use(two.id, 10).await.unwrap());
+        let listed = s.invites(g, 10).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].uses, listed[0].max_uses, listed[0].revoked),
+            (1, 2, true),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.live_invite(&[9; 32], 10).await.unwrap(),
+            None,
+            "{}: unknown",
+            b.name
+        );
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn racing_redeemers_cannot_share_the_last_use() {
+    for b in backends().await {
+        let g = GroupId::new();
+        let one = invite(g, 3, 1, i64::MAX);
+        b.store.create_invite(&one).await.unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = b.store.clone();
+            tasks.push(tokio::spawn(async move {
+                s.take_invite_use(one.id, 10).await.unwrap()
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1, "{}", b.name);
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn nothing_records_who_redeemed_an_invite() {
+    for b in backends().await {
+        let columns: Vec<String> = match b.name {
+            "sqlite" => {
+                let SqliteOrPg::Sqlite(pool) = pool_of(&b) else {
+                    unreachable!()
+                };
+                sqlx::query_as::<_, (String,)>("SELECT name FROM pragma_table_info('invites')")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|(c,)| c)
+                    .collect()
+            }
+            _ => {
+                let SqliteOrPg::Pg(pool) = pool_of(&b) else {
+                    unreachable!()
+                };
+                sqlx::query_as::<_, (String,)>(
+                    "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'invites'",
+                )
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(c,)| c)
+                .collect()
+            }
+        };
+        let mut columns = columns;
+        columns.sort();
+        assert_eq!(
+            columns,
+            [
+                "code_hash",
+                "created_at",
+                "created_by",
+                "expires_at",
+                "group_id",
+                "id",
+                "max_uses",
+                "revoked",
+                "uses"
+            ],
+            "{}: a new column on invites must not record a redeemer",
+            b.name
+        );
+        b.finish().await;
+    }
+}
+
+enum SqliteOrPg {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+/// A second pool on the backend's database, for catalogue queries.
+fn pool_of(b: &Backend) -> SqliteOrPg {
+    match &b.cleanup {
+        Cleanup::File(path) => SqliteOrPg::Sqlite(
+            sqlx::SqlitePool::connect_lazy(&format!("sqlite://{}", path.display())).unwrap(),
+        ),
+        Cleanup::Database { admin_url, name } => {
+            SqliteOrPg::Pg(sqlx::PgPool::connect_lazy(&with_database(admin_url, name)).unwrap())
+        }
     }
 }

@@ -1,24 +1,98 @@
-//! In-memory stand-ins for the tenant and control-api that record what they were asked.
+//! In-memory stand-ins for the tenant, control-api and the clock that record what they were
+//! asked.
+//!
+//! The tenant stand-in behaves as the contract says the real one does: it finds an identity by
+//! subject, then by address; resolves the kind (the one given, else the one stored, else
+//! inferred from the address: `corp.example` is the corporate domain, anything else a guest);
+//! checks the label with that kind *before* writing anything; and answers adds and removals the
+//! same whether or not the person was a member. Every call is recorded, refused or not, so a
+//! test can prove which calls were made (or that none were).
 
 use async_trait::async_trait;
 use control_api::client::GroupPolicyView;
-use domain::{GroupId, Subject};
-use membership_api::{Catalog, Directory, UpstreamError};
+use domain::{Email, GroupId, IdentityKind, Label, Subject};
+use membership_api::{AddError, Catalog, Clock, Directory, UpstreamError};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
-use tenant_client::MemberRef;
+use tenant_client::{AddMember, IdentityRef};
 
-/// One write the directory was asked to make.
+/// The corporate domain of the tenant stand-in.
+pub const CORPORATE_DOMAIN: &str = "corp.example";
+
+/// One call the directory was asked to make, as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
-    Add(GroupId, Subject),
-    Remove(GroupId, Subject),
+    Add {
+        group: GroupId,
+        subject: Option<String>,
+        email: Option<String>,
+        kind: Option<IdentityKind>,
+        label: String,
+    },
+    Remove {
+        group: GroupId,
+        subject: Option<String>,
+        email: Option<String>,
+    },
 }
 
-/// The tenant: who is in which group, and every write asked of it.
+impl Write {
+    /// A self-service add: the caller with their token's address and kind.
+    pub fn add_self(group: GroupId, sub: &str, kind: IdentityKind, label: &str) -> Self {
+        Self::Add {
+            group,
+            subject: Some(sub.into()),
+            email: Some(format!("{sub}@{CORPORATE_DOMAIN}")),
+            kind: Some(kind),
+            label: label.into(),
+        }
+    }
+
+    /// A removal by subject.
+    pub fn remove(group: GroupId, sub: &str) -> Self {
+        Self::Remove {
+            group,
+            subject: Some(sub.into()),
+            email: None,
+        }
+    }
+}
+
+struct Identity {
+    subject: Option<Subject>,
+    email: Option<Email>,
+    kind: IdentityKind,
+}
+
+#[derive(Default)]
+struct Tenant {
+    identities: Vec<Identity>,
+    members: BTreeSet<(GroupId, usize)>,
+}
+
+impl Tenant {
+    fn find(&self, subject: Option<&Subject>, email: Option<&Email>) -> Option<usize> {
+        subject
+            .and_then(|s| {
+                self.identities
+                    .iter()
+                    .position(|i| i.subject.as_ref() == Some(s))
+            })
+            .or_else(|| {
+                email.and_then(|e| {
+                    self.identities
+                        .iter()
+                        .position(|i| i.email.as_ref() == Some(e))
+                })
+            })
+    }
+}
+
+/// The tenant: identities, who is in which group, and every call asked of it.
 #[derive(Default)]
 pub struct FakeDirectory {
-    members: Mutex<BTreeSet<(GroupId, Subject)>>,
+    tenant: Mutex<Tenant>,
     writes: Mutex<Vec<Write>>,
     down: Mutex<bool>,
 }
@@ -28,22 +102,65 @@ impl FakeDirectory {
         self.writes.lock().unwrap().clone()
     }
 
+    pub fn clear_writes(&self) {
+        self.writes.lock().unwrap().clear();
+    }
+
     pub fn set_down(&self, down: bool) {
         *self.down.lock().unwrap() = down;
     }
 
+    /// Makes `subject` (a corporate member, `subject@corp.example`) a member of `group`.
     pub fn put(&self, group: GroupId, subject: &str) {
-        self.members
-            .lock()
-            .unwrap()
-            .insert((group, Subject::parse(subject).unwrap()));
+        self.put_identity(
+            Some(subject),
+            Some(&format!("{subject}@{CORPORATE_DOMAIN}")),
+            IdentityKind::Member,
+        );
+        let mut t = self.tenant.lock().unwrap();
+        let i = t
+            .find(Some(&Subject::parse(subject).unwrap()), None)
+            .unwrap();
+        t.members.insert((group, i));
+    }
+
+    /// Makes `who` known to the tenant (not a member of anything).
+    pub fn put_identity(&self, subject: Option<&str>, email: Option<&str>, kind: IdentityKind) {
+        let subject = subject.map(|s| Subject::parse(s).unwrap());
+        let email = email.map(|e| Email::parse(e).unwrap());
+        let mut t = self.tenant.lock().unwrap();
+        if t.find(subject.as_ref(), email.as_ref()).is_none() {
+            t.identities.push(Identity {
+                subject,
+                email,
+                kind,
+            });
+        }
+    }
+
+    /// Makes an identity known by address only a member of `group`.
+    pub fn put_email(&self, group: GroupId, email: &str, kind: IdentityKind) {
+        self.put_identity(None, Some(email), kind);
+        let mut t = self.tenant.lock().unwrap();
+        let i = t.find(None, Some(&Email::parse(email).unwrap())).unwrap();
+        t.members.insert((group, i));
     }
 
     pub fn contains(&self, group: GroupId, subject: &str) -> bool {
-        self.members
-            .lock()
-            .unwrap()
-            .contains(&(group, Subject::parse(subject).unwrap()))
+        let t = self.tenant.lock().unwrap();
+        t.find(Some(&Subject::parse(subject).unwrap()), None)
+            .is_some_and(|i| t.members.contains(&(group, i)))
+    }
+
+    pub fn contains_email(&self, group: GroupId, email: &str) -> bool {
+        let t = self.tenant.lock().unwrap();
+        t.find(None, Some(&Email::parse(email).unwrap()))
+            .is_some_and(|i| t.members.contains(&(group, i)))
+    }
+
+    /// How many memberships the tenant holds, in every group.
+    pub fn membership_count(&self) -> usize {
+        self.tenant.lock().unwrap().members.len()
     }
 
     fn check_up(&self) -> Result<(), UpstreamError> {
@@ -57,48 +174,93 @@ impl FakeDirectory {
     }
 }
 
+fn infer(email: Option<&Email>) -> IdentityKind {
+    match email {
+        Some(e) if e.domain() != CORPORATE_DOMAIN => IdentityKind::Guest,
+        _ => IdentityKind::Member,
+    }
+}
+
 #[async_trait]
 impl Directory for FakeDirectory {
-    async fn add_member(&self, group: GroupId, member: MemberRef) -> Result<(), UpstreamError> {
+    async fn add_member(&self, group: GroupId, req: &AddMember) -> Result<(), AddError> {
+        let m = &req.member;
+        self.writes.lock().unwrap().push(Write::Add {
+            group,
+            subject: m.subject.as_ref().map(|s| s.as_str().to_string()),
+            email: m.email.as_ref().map(|e| e.as_str().to_string()),
+            kind: m.kind,
+            label: req.label.name.as_str().to_string(),
+        });
         self.check_up()?;
-        self.writes
-            .lock()
-            .unwrap()
-            .push(Write::Add(group, member.subject.clone()));
-        self.members.lock().unwrap().insert((group, member.subject));
+        assert!(
+            m.subject.is_some() || m.email.is_some(),
+            "the tenant answers 422 to an add that names no one"
+        );
+        let mut t = self.tenant.lock().unwrap();
+        let found = t.find(m.subject.as_ref(), m.email.as_ref());
+        let kind = m
+            .kind
+            .or_else(|| found.map(|i| t.identities[i].kind))
+            .unwrap_or_else(|| infer(m.email.as_ref()));
+        // The label is checked before anything is written, member or not.
+        domain::may_enter(kind, &req.label.name, &req.label.policy)
+            .map_err(|r| AddError::LabelRefused(r.to_string()))?;
+        let i = match found {
+            Some(i) => {
+                let id = &mut t.identities[i];
+                id.kind = kind;
+                if id.subject.is_none() {
+                    id.subject.clone_from(&m.subject);
+                }
+                if m.email.is_some() {
+                    id.email.clone_from(&m.email);
+                }
+                i
+            }
+            None => {
+                t.identities.push(Identity {
+                    subject: m.subject.clone(),
+                    email: m.email.clone(),
+                    kind,
+                });
+                t.identities.len() - 1
+            }
+        };
+        t.members.insert((group, i));
         Ok(())
     }
 
-    async fn remove_member(&self, group: GroupId, subject: &Subject) -> Result<(), UpstreamError> {
+    async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), UpstreamError> {
+        self.writes.lock().unwrap().push(Write::Remove {
+            group,
+            subject: who.subject.as_ref().map(|s| s.as_str().to_string()),
+            email: who.email.as_ref().map(|e| e.as_str().to_string()),
+        });
         self.check_up()?;
-        self.writes
-            .lock()
-            .unwrap()
-            .push(Write::Remove(group, subject.clone()));
-        self.members
-            .lock()
-            .unwrap()
-            .remove(&(group, subject.clone()));
+        let mut t = self.tenant.lock().unwrap();
+        if let Some(i) = t.find(who.subject.as_ref(), who.email.as_ref()) {
+            t.members.remove(&(group, i));
+        }
         Ok(())
     }
 
     async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, UpstreamError> {
         self.check_up()?;
-        Ok(self
-            .members
-            .lock()
-            .unwrap()
-            .contains(&(group, subject.clone())))
+        let t = self.tenant.lock().unwrap();
+        Ok(t.find(Some(subject), None)
+            .is_some_and(|i| t.members.contains(&(group, i))))
     }
 
     async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, UpstreamError> {
         self.check_up()?;
-        Ok(self
-            .members
-            .lock()
-            .unwrap()
+        let t = self.tenant.lock().unwrap();
+        let Some(i) = t.find(Some(subject), None) else {
+            return Ok(Vec::new());
+        };
+        Ok(t.members
             .iter()
-            .filter(|(_, s)| s == subject)
+            .filter(|(_, m)| *m == i)
             .map(|(g, _)| *g)
             .collect())
     }
@@ -118,6 +280,24 @@ impl FakeCatalog {
     pub fn insert(&self, view: GroupPolicyView) {
         self.groups.lock().unwrap().insert(view.id, view);
     }
+
+    /// Changes a group's label (as a label admin editing its policy would).
+    pub fn set_label(&self, id: GroupId, label: Label) {
+        self.groups.lock().unwrap().get_mut(&id).unwrap().label = label;
+    }
+
+    pub fn set_state(&self, id: GroupId, state: domain::GroupState) {
+        self.groups.lock().unwrap().get_mut(&id).unwrap().state = state;
+    }
+
+    pub fn set_join_policy(&self, id: GroupId, policy: domain::JoinPolicy) {
+        self.groups
+            .lock()
+            .unwrap()
+            .get_mut(&id)
+            .unwrap()
+            .join_policy = policy;
+    }
 }
 
 #[async_trait]
@@ -132,5 +312,24 @@ impl Catalog for FakeCatalog {
             .iter()
             .filter_map(|id| groups.get(id).cloned())
             .collect())
+    }
+}
+
+/// A clock that moves only when told to.
+pub struct FakeClock(AtomicI64);
+
+impl FakeClock {
+    pub fn new(start_ms: i64) -> Self {
+        Self(AtomicI64::new(start_ms))
+    }
+
+    pub fn advance_secs(&self, secs: i64) {
+        self.0.fetch_add(secs * 1000, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
     }
 }

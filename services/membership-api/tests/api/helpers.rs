@@ -1,22 +1,25 @@
 //! Builds an app around the stand-ins, a fresh SQLite store and a dev issuer, and sends it
 //! requests.
 
-use crate::fakes::{FakeCatalog, FakeDirectory};
-use auth::{DevClaims, DevIssuer};
+use crate::fakes::{FakeCatalog, FakeClock, FakeDirectory};
+use auth::{DevIssuer, DEV_ISSUER};
 use axum::body::Body;
 use axum::Router;
 use control_api::client::GroupPolicyView;
 use domain::{Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, Subject};
-use http::{header, Method, Request, StatusCode};
-use serde_json::Value;
+use http::{header, HeaderMap, Method, Request, StatusCode};
+use membership_api::{AbuseLimits, RateLimiter};
+use serde_json::{json, Value};
 use service_kit::HttpArgs;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tower::ServiceExt as _;
 
 /// The audience test tokens are minted for.
 pub const AUDIENCE: &str = "hush";
+
+/// When every test's clock starts: 2025-01-01T00:00:00Z.
+pub const T0: i64 = 1_735_689_600_000;
 
 /// A router under test, the stand-ins it talks to, and the issuer of its tokens.
 pub struct TestApp {
@@ -24,7 +27,8 @@ pub struct TestApp {
     pub issuer: DevIssuer,
     pub directory: Arc<FakeDirectory>,
     pub catalog: Arc<FakeCatalog>,
-    dir: PathBuf,
+    pub clock: Arc<FakeClock>,
+    pub dir: PathBuf,
 }
 
 impl Drop for TestApp {
@@ -36,7 +40,47 @@ impl Drop for TestApp {
 /// A status, a content type and a JSON body (`Null` when empty).
 pub type Answer = (StatusCode, String, Value);
 
+/// An answer as it came over the wire: status, headers, body bytes.
+#[derive(Debug)]
+pub struct Raw {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Raw {
+    /// Status, content type and body bytes: what must be identical when an answer may not
+    /// reveal anything (the request id header differs on every request by design).
+    pub fn visible(&self) -> (StatusCode, String, String) {
+        (
+            self.status,
+            self.content_type(),
+            String::from_utf8(self.body.clone()).unwrap(),
+        )
+    }
+
+    pub fn content_type(&self) -> String {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+
+    pub fn answer(&self) -> Answer {
+        let body = if self.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&self.body).unwrap()
+        };
+        (self.status, self.content_type(), body)
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AbuseLimits::default()).await
+}
+
+pub async fn spawn_app_with(limits: AbuseLimits) -> TestApp {
     service_kit::telemetry::init_for_test();
     let dir = std::env::temp_dir().join(format!(
         "hush-membership-test-{}",
@@ -52,24 +96,28 @@ pub async fn spawn_app() -> TestApp {
     .unwrap();
     let directory = Arc::new(FakeDirectory::default());
     let catalog = Arc::new(FakeCatalog::default());
+    let clock = Arc::new(FakeClock::new(T0));
     let state = membership_api::AppState {
         verifier: issuer.verifier(AUDIENCE).unwrap(),
         store,
         tenant: directory.clone(),
         catalog: catalog.clone(),
         http: HttpArgs::default(),
+        limits: Arc::new(RateLimiter::new(&limits)),
+        clock: clock.clone(),
     };
     TestApp {
         router: membership_api::router(state),
         issuer,
         directory,
         catalog,
+        clock,
         dir,
     }
 }
 
 /// Someone calling, as their token describes them.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Who {
     pub sub: &'static str,
     pub kind: IdentityKind,
@@ -86,6 +134,11 @@ pub const BOB: Who = Who {
     kind: IdentityKind::Member,
     with_email: true,
 };
+pub const CAROL: Who = Who {
+    sub: "carol",
+    kind: IdentityKind::Member,
+    with_email: true,
+};
 pub const GINA_GUEST: Who = Who {
     sub: "gina",
     kind: IdentityKind::Guest,
@@ -96,69 +149,129 @@ pub const AIDA_AGENT: Who = Who {
     kind: IdentityKind::Agent,
     with_email: true,
 };
+/// The owner of every group [`TestApp::group`] makes.
+pub const OWNER: Who = Who {
+    sub: "owner-1",
+    kind: IdentityKind::Member,
+    with_email: true,
+};
+/// An owner of no group.
+pub const MALLORY: Who = Who {
+    sub: "mallory",
+    kind: IdentityKind::Member,
+    with_email: true,
+};
+
+/// A default label by name.
+pub fn label(name: &str) -> Label {
+    Label::defaults()
+        .into_iter()
+        .find(|l| l.name.as_str() == name)
+        .expect("a default label")
+}
 
 impl TestApp {
     pub fn token(&self, who: Who) -> String {
-        self.issuer.mint(
-            &DevClaims {
-                sub: who.sub.into(),
-                email: who.with_email.then(|| format!("{}@corp.example", who.sub)),
-                kind: who.kind,
-                roles: Vec::new(),
-            },
-            AUDIENCE,
-            Duration::from_secs(300),
-        )
+        self.token_with(who, &json!({}))
     }
 
-    /// Puts a group in the catalog under the default label `label`.
-    pub fn group(&self, label: &str, join_policy: JoinPolicy, state: GroupState) -> GroupId {
+    /// A dev-issuer token for `who` carrying `extra` claims too (e.g. department), signed with
+    /// the issuer's own key so the service verifies it like any other.
+    pub fn token_with(&self, who: Who, extra: &Value) -> String {
+        let now = T0 / 1000;
+        // Real time for exp: the verifier checks it against the system clock.
+        let real_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = json!({
+            "iss": DEV_ISSUER,
+            "sub": who.sub,
+            "aud": AUDIENCE,
+            "iat": now,
+            "exp": real_now + 300,
+            "hush_kind": who.kind.as_str(),
+            "roles": [],
+        });
+        if who.with_email {
+            claims["email"] = json!(format!("{}@corp.example", who.sub));
+        }
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        let pem = std::fs::read(self.issuer.key_path()).unwrap();
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.issuer.kid().to_string());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    /// Puts a group owned by [`OWNER`] in the catalog under the default label `label`.
+    pub fn group(&self, label_name: &str, join_policy: JoinPolicy, state: GroupState) -> GroupId {
         let id = GroupId::new();
-        let label: Label = Label::defaults()
-            .into_iter()
-            .find(|l| l.name.as_str() == label)
-            .expect("a default label");
         self.catalog.insert(group_view(
             id,
             &format!("Group {id}"),
-            label,
+            label(label_name),
             join_policy,
             state,
         ));
         id
     }
 
-    pub async fn send(&self, method: Method, path: &str, token: Option<&str>) -> Answer {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Raw {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(serde_json::to_vec(b).unwrap())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
-        let ctype = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        let headers = res.headers().clone();
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
             .await
-            .unwrap();
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap()
-        };
-        (status, ctype, body)
+            .unwrap()
+            .to_vec();
+        Raw {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn send(&self, method: Method, path: &str, token: Option<&str>) -> Answer {
+        self.raw(method, path, token, None).await.answer()
+    }
+
+    /// `who` sends `body` (JSON) to `path`.
+    pub async fn call(&self, who: Who, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.raw(method, path, Some(&self.token(who)), body.as_ref())
+            .await
+            .answer()
     }
 
     pub async fn join(&self, who: Who, group: GroupId) -> Answer {
         let path = format!("/membership/v1/groups/{group}/join");
         self.send(Method::POST, &path, Some(&self.token(who))).await
+    }
+
+    /// `who` asks to join, with `claims` in their token.
+    pub async fn join_with(&self, who: Who, group: GroupId, claims: &Value) -> Answer {
+        let path = format!("/membership/v1/groups/{group}/join");
+        self.send(Method::POST, &path, Some(&self.token_with(who, claims)))
+            .await
     }
 
     pub async fn leave(&self, who: Who, group: GroupId) -> Answer {
@@ -179,9 +292,76 @@ impl TestApp {
         )
         .await
     }
+
+    pub async fn my_requests(&self, who: Who) -> Answer {
+        self.call(who, Method::GET, "/membership/v1/me/requests", None)
+            .await
+    }
+
+    pub async fn pending(&self, who: Who, group: GroupId) -> Answer {
+        let path = format!("/membership/v1/groups/{group}/requests");
+        self.call(who, Method::GET, &path, None).await
+    }
+
+    pub async fn decide(&self, who: Who, group: GroupId, rid: &str, verb: &str) -> Answer {
+        let path = format!("/membership/v1/groups/{group}/requests/{rid}/{verb}");
+        self.call(who, Method::POST, &path, None).await
+    }
+
+    pub async fn put_rules(&self, who: Who, group: GroupId, rules: Value) -> Answer {
+        let path = format!("/membership/v1/groups/{group}/claim-rules");
+        self.call(who, Method::PUT, &path, Some(rules)).await
+    }
+
+    pub async fn create_invite(&self, who: Who, group: GroupId, body: Value) -> Answer {
+        let path = format!("/membership/v1/groups/{group}/invites");
+        self.call(who, Method::POST, &path, Some(body)).await
+    }
+
+    pub async fn invites(&self, who: Who, group: GroupId) -> Answer {
+        let path = format!("/membership/v1/groups/{group}/invites");
+        self.call(who, Method::GET, &path, None).await
+    }
+
+    pub async fn redeem_raw(&self, who: Who, code: &str) -> Raw {
+        self.raw(
+            Method::POST,
+            "/membership/v1/invites/redeem",
+            Some(&self.token(who)),
+            Some(&json!({ "code": code })),
+        )
+        .await
+    }
+
+    pub async fn redeem(&self, who: Who, code: &str) -> Answer {
+        self.redeem_raw(who, code).await.answer()
+    }
+
+    /// The rows of `sql` (one text column) in the service's own database.
+    pub async fn db_texts(&self, sql: &str) -> Vec<Option<String>> {
+        let pool = sqlx::SqlitePool::connect(&format!(
+            "sqlite://{}",
+            self.dir.join("membership.db").display()
+        ))
+        .await
+        .unwrap();
+        let rows: Vec<(Option<String>,)> = sqlx::query_as(sql).fetch_all(&pool).await.unwrap();
+        pool.close().await;
+        rows.into_iter().map(|(v,)| v).collect()
+    }
+
+    /// Rows in one of the service's tables.
+    pub async fn db_count(&self, table: &str) -> usize {
+        self.db_texts(&format!("SELECT CAST(COUNT(*) AS TEXT) FROM {table}"))
+            .await[0]
+            .as_deref()
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
 }
 
-/// A catalog entry as control-api answers it.
+/// A catalog entry as control-api answers it, owned by [`OWNER`].
 pub fn group_view(
     id: GroupId,
     name: &str,
@@ -195,7 +375,7 @@ pub fn group_view(
         state,
         label,
         join_policy,
-        owners: vec![Subject::parse("owner-1").unwrap()],
+        owners: vec![Subject::parse(OWNER.sub).unwrap()],
         contact_address: Email::parse(format!("g-{}@groups.test.example", id.as_uuid().simple()))
             .unwrap(),
     }

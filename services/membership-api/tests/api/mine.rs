@@ -3,7 +3,7 @@
 
 use crate::fakes::Write;
 use crate::helpers::{spawn_app, ALICE, BOB};
-use domain::{GroupId, GroupState, JoinPolicy, Subject};
+use domain::{GroupId, GroupState, JoinPolicy};
 use http::StatusCode;
 use serde_json::json;
 
@@ -26,10 +26,7 @@ async fn inv_3_leaving_answers_the_same_for_members_and_non_members() {
     // Both went to the tenant: no early return that timing could tell apart.
     assert_eq!(
         app.directory.writes(),
-        [
-            Write::Remove(g, Subject::parse("alice").unwrap()),
-            Write::Remove(g, Subject::parse("bob").unwrap()),
-        ]
+        [Write::remove(g, "alice"), Write::remove(g, "bob")]
     );
 }
 

@@ -5,13 +5,29 @@ use crate::helpers::{assert_problem, spawn_app, ALICE};
 use http::{Method, StatusCode};
 
 const GROUP: &str = "0b6c3c8e-6f9f-4d54-9b1e-3f1d2b0c9a11";
+const ITEM: &str = "5a0e2d3c-0c4f-4b8e-9a51-2f7d0b1c9e42";
 
 fn routes() -> Vec<(Method, String)> {
+    let g = format!("/membership/v1/groups/{GROUP}");
     vec![
-        (Method::POST, format!("/membership/v1/groups/{GROUP}/join")),
-        (Method::POST, format!("/membership/v1/groups/{GROUP}/leave")),
-        (Method::GET, format!("/membership/v1/groups/{GROUP}/me")),
+        (Method::POST, format!("{g}/join")),
+        (Method::POST, format!("{g}/leave")),
+        (Method::GET, format!("{g}/me")),
         (Method::GET, "/membership/v1/me/groups".to_string()),
+        (Method::GET, "/membership/v1/me/requests".to_string()),
+        (Method::DELETE, format!("/membership/v1/me/requests/{ITEM}")),
+        (Method::GET, format!("{g}/requests")),
+        (Method::POST, format!("{g}/requests/{ITEM}/approve")),
+        (Method::POST, format!("{g}/requests/{ITEM}/deny")),
+        (Method::GET, format!("{g}/claim-rules")),
+        (Method::PUT, format!("{g}/claim-rules")),
+        (Method::POST, format!("{g}/invites")),
+        (Method::GET, format!("{g}/invites")),
+        (Method::DELETE, format!("{g}/invites/{ITEM}")),
+        (Method::POST, "/membership/v1/invites/redeem".to_string()),
+        (Method::POST, format!("{g}/members")),
+        (Method::DELETE, format!("{g}/members/alice")),
+        (Method::POST, format!("{g}/members/remove")),
     ]
 }
 
@@ -46,6 +62,10 @@ async fn a_malformed_group_id_is_422_problem_json() {
         (Method::POST, "join"),
         (Method::POST, "leave"),
         (Method::GET, "me"),
+        (Method::GET, "requests"),
+        (Method::GET, "claim-rules"),
+        (Method::GET, "invites"),
+        (Method::DELETE, "members/alice"),
     ] {
         for bad in ["not-a-uuid", "123", "0b6c3c8e-6f9f-4d54-9b1e-3f1d2b0c9a1"] {
             let path = format!("/membership/v1/groups/{bad}/{action}");
@@ -78,15 +98,34 @@ async fn wrong_methods_and_unknown_routes_are_problem_json() {
         )
         .await;
     assert_problem(&got, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
-    // No route lists a group's members.
     let got = app
-        .send(
-            Method::GET,
-            &format!("/membership/v1/groups/{GROUP}/members"),
-            Some(&token),
-        )
+        .send(Method::GET, "/membership/v1/nothing-here", Some(&token))
         .await;
     assert_problem(&got, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn inv_1_no_route_lists_a_groups_members() {
+    let app = spawn_app().await;
+    let token = app.token(ALICE);
+    // Owners may add and remove; nobody may read.
+    for path in [
+        format!("/membership/v1/groups/{GROUP}/members"),
+        format!("/membership/v1/groups/{GROUP}/members/alice"),
+        format!("/membership/v1/groups/{GROUP}/members/remove"),
+    ] {
+        let got = app.send(Method::GET, &path, Some(&token)).await;
+        assert_problem(&got, StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed");
+    }
+    // And the OpenAPI document has no GET under .../members.
+    let (_, _, doc) = app
+        .send(Method::GET, "/membership/v1/openapi.json", None)
+        .await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if path.split('/').any(|segment| segment == "members") {
+            assert!(item.get("get").is_none(), "GET {path} is documented");
+        }
+    }
 }
 
 #[tokio::test]
@@ -111,46 +150,144 @@ async fn the_openapi_document_describes_every_route_and_its_problems() {
         .await;
     assert_eq!(status, StatusCode::OK);
     let paths = &doc["paths"];
-    let expect: [(&str, &str, &[&str]); 4] = [
+    const G: &str = "/membership/v1/groups/{id}";
+    let expect: Vec<(String, &str, &[&str])> = vec![
         (
-            "/membership/v1/groups/{id}/join",
+            format!("{G}/join"),
             "post",
-            &["200", "401", "403", "404", "409", "422", "500", "503"],
+            &[
+                "200", "202", "401", "403", "404", "409", "422", "429", "500", "503",
+            ],
         ),
         (
-            "/membership/v1/groups/{id}/leave",
+            format!("{G}/leave"),
             "post",
-            &["200", "401", "422", "500", "503"],
+            &["200", "401", "422", "429", "500", "503"],
         ),
         (
-            "/membership/v1/groups/{id}/me",
+            format!("{G}/me"),
             "get",
             &["200", "401", "422", "500", "503"],
         ),
         (
-            "/membership/v1/me/groups",
+            "/membership/v1/me/groups".into(),
             "get",
             &["200", "401", "500", "503"],
         ),
+        (
+            "/membership/v1/me/requests".into(),
+            "get",
+            &["200", "401", "500", "503"],
+        ),
+        (
+            "/membership/v1/me/requests/{rid}".into(),
+            "delete",
+            &["204", "401", "404", "422", "429", "500", "503"],
+        ),
+        (
+            format!("{G}/requests"),
+            "get",
+            &["200", "401", "403", "422", "500", "503"],
+        ),
+        (
+            format!("{G}/requests/{{rid}}/approve"),
+            "post",
+            &[
+                "200", "401", "403", "404", "409", "422", "429", "500", "503",
+            ],
+        ),
+        (
+            format!("{G}/requests/{{rid}}/deny"),
+            "post",
+            &["200", "401", "403", "404", "422", "429", "500", "503"],
+        ),
+        (
+            format!("{G}/claim-rules"),
+            "get",
+            &["200", "401", "403", "422", "500", "503"],
+        ),
+        (
+            format!("{G}/claim-rules"),
+            "put",
+            &[
+                "200", "400", "401", "403", "415", "422", "429", "500", "503",
+            ],
+        ),
+        (
+            format!("{G}/invites"),
+            "post",
+            &[
+                "201", "400", "401", "403", "409", "415", "422", "429", "500", "503",
+            ],
+        ),
+        (
+            format!("{G}/invites"),
+            "get",
+            &["200", "401", "403", "422", "500", "503"],
+        ),
+        (
+            format!("{G}/invites/{{iid}}"),
+            "delete",
+            &["204", "401", "403", "404", "422", "429", "500", "503"],
+        ),
+        (
+            "/membership/v1/invites/redeem".into(),
+            "post",
+            &[
+                "200", "400", "401", "403", "404", "409", "415", "422", "429", "500", "503",
+            ],
+        ),
+        (
+            format!("{G}/members"),
+            "post",
+            &[
+                "202", "400", "401", "403", "409", "415", "422", "429", "500", "503",
+            ],
+        ),
+        (
+            format!("{G}/members/{{subject}}"),
+            "delete",
+            &["202", "401", "403", "422", "429", "500", "503"],
+        ),
+        (
+            format!("{G}/members/remove"),
+            "post",
+            &[
+                "202", "400", "401", "403", "415", "422", "429", "500", "503",
+            ],
+        ),
     ];
-    for (path, method, codes) in expect {
-        let op = &paths[path][method];
+    let mut operations = 0;
+    for (path, method, codes) in &expect {
+        let op = &paths[path.as_str()][*method];
         assert!(op.is_object(), "{method} {path} is not documented");
-        for code in codes {
+        let documented = op["responses"].as_object().unwrap();
+        let mut got: Vec<&str> = documented.keys().map(String::as_str).collect();
+        got.sort_unstable();
+        assert_eq!(&got, codes, "{method} {path}: documented statuses");
+        for code in *codes {
             let res = &op["responses"][*code];
-            assert!(res.is_object(), "{method} {path}: {code} is not documented");
-            if *code != "200" {
+            if code.starts_with('4') || code.starts_with('5') {
                 assert!(
                     res["content"]["application/problem+json"].is_object(),
                     "{method} {path}: {code} is not problem+json"
                 );
             }
         }
+        operations += 1;
     }
+    let documented: usize = paths
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
     assert_eq!(
-        paths.as_object().unwrap().len(),
-        4,
-        "only the four routes are public"
+        documented, operations,
+        "an undocumented-in-this-test route is public"
     );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    // The approval route says plainly that asking shows the requester to the owners.
+    let join = paths[format!("{G}/join").as_str()]["post"].to_string();
+    assert!(join.contains("owners will see who asked"), "{join}");
 }

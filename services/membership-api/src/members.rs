@@ -1,0 +1,209 @@
+//! Owners' writes: add a person to their group, or remove one (INV-3).
+//!
+//! Both answer `202 {"status":"accepted"}` — the same status and the same bytes whether or not
+//! the person was (or was not) a member, or is known to the tenant at all — and both do the
+//! same work either way: one call to the tenant, never a membership check first, no early
+//! return. An owner learns nothing about the membership from the answer or its timing.
+//!
+//! An owner names a person by subject or address; the person is not present with a token, so
+//! the tenant decides their identity kind (the kind it has stored, or else inferred from the
+//! address's domain) and checks the group's label before it writes anything. A refusal is a
+//! 403 `label-refused` that speaks of the identity's kind and the label, never of membership.
+
+use crate::error::ApiError;
+use crate::extract::{require_active, GroupPath, SubjectPath};
+use crate::limits::Action;
+use crate::AppState;
+use auth::Caller;
+use axum::extract::State;
+use domain::{Email, Subject};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use service_kit::{AppJson, Problem};
+use tenant_client::{IdentityRef, MemberRef};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// The owner write routes, documented.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(add))
+        .routes(routes!(remove_by_path))
+        .routes(routes!(remove))
+}
+
+/// A person an owner names: by subject, by address, or both (at least one).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    /// The IdP's subject (`sub`).
+    #[serde(default)]
+    pub subject: Option<Subject>,
+    /// Their e-mail address.
+    #[serde(default)]
+    pub email: Option<Email>,
+}
+
+/// INV-6: never shows who.
+impl std::fmt::Debug for Person {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Person").finish_non_exhaustive()
+    }
+}
+
+impl Person {
+    fn check(&self) -> Result<(), ApiError> {
+        if self.subject.is_none() && self.email.is_none() {
+            return Err(ApiError::Invalid(
+                "name the person by subject, email or both".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The one answer every owner write gives, whatever the membership was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"status": "accepted"}))]
+pub struct Accepted {
+    /// Always `accepted`.
+    pub status: String,
+}
+
+fn accepted() -> (StatusCode, AppJson<Accepted>) {
+    (
+        StatusCode::ACCEPTED,
+        AppJson(Accepted {
+            status: "accepted".into(),
+        }),
+    )
+}
+
+/// Adds a person to the group (owners only).
+///
+/// Answers `202 {"status":"accepted"}`, byte for byte the same whether or not the person was
+/// already a member (INV-3). The tenant decides the person's identity kind and checks the
+/// group's label before it writes anything.
+#[utoipa::path(
+    post,
+    path = "/membership/v1/groups/{id}/members",
+    tag = "owners",
+    params(("id" = String, Path, format = Uuid, description = "The group's id.")),
+    request_body = Person,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted: the person is a member. The same answer whether or not they were before.", body = Accepted),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`not-owner`: only the group's owners may add (the same answer when no group has this id); or `label-refused`: the group's label does not admit this identity's kind (e.g. a guest under a label without guests).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`group-not-active`: the group is being provisioned or archived.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The group id is not a UUID, or the body names no one (or an invalid subject or address).", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn add(
+    State(state): State<AppState>,
+    caller: Caller,
+    GroupPath(id): GroupPath,
+    AppJson(person): AppJson<Person>,
+) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
+    state.limit(Action::OwnerWrite, &caller)?;
+    let group = state.owned_group(&caller, id).await?;
+    require_active(&group)?;
+    person.check()?;
+    let member = MemberRef {
+        subject: person.subject,
+        email: person.email,
+        // Not present with a token: the tenant knows (or infers) their kind.
+        kind: None,
+    };
+    state.add_member(&group, member).await?;
+    Ok(accepted())
+}
+
+async fn remove_person(
+    state: &AppState,
+    id: domain::GroupId,
+    who: IdentityRef,
+) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
+    // Whatever the group's state: removing someone from a group being archived is harmless,
+    // and the tenant answers a removal the same way whether or not they were in it.
+    state.tenant.remove_member(id, &who).await?;
+    Ok(accepted())
+}
+
+/// Removes a person, named by subject in the path, from the group (owners only).
+///
+/// Answers `202 {"status":"accepted"}`, byte for byte the same whether or not the person was a
+/// member (INV-3). A subject that is literally `remove` must use the body form.
+#[utoipa::path(
+    delete,
+    path = "/membership/v1/groups/{id}/members/{subject}",
+    tag = "owners",
+    params(
+        ("id" = String, Path, format = Uuid, description = "The group's id."),
+        ("subject" = String, Path, description = "The person's subject (percent-encoded)."),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted: the person is not a member. The same answer whether or not they were before.", body = Accepted),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`not-owner`: only the group's owners may remove (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The group id is not a UUID, or the subject is not valid.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn remove_by_path(
+    State(state): State<AppState>,
+    caller: Caller,
+    GroupPath(id): GroupPath,
+    SubjectPath(subject): SubjectPath,
+) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
+    state.limit(Action::OwnerWrite, &caller)?;
+    state.owned_group(&caller, id).await?;
+    remove_person(&state, id, IdentityRef::from(&subject)).await
+}
+
+/// Removes a person, named by subject or address in the body, from the group (owners only).
+///
+/// Answers `202 {"status":"accepted"}`, byte for byte the same whether or not the person was a
+/// member (INV-3). Prefer this form: the person stays out of URLs.
+#[utoipa::path(
+    post,
+    path = "/membership/v1/groups/{id}/members/remove",
+    tag = "owners",
+    params(("id" = String, Path, format = Uuid, description = "The group's id.")),
+    request_body = Person,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Accepted: the person is not a member. The same answer whether or not they were before.", body = Accepted),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`not-owner`: only the group's owners may remove (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The group id is not a UUID, or the body names no one (or an invalid subject or address).", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    GroupPath(id): GroupPath,
+    AppJson(person): AppJson<Person>,
+) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
+    state.limit(Action::OwnerWrite, &caller)?;
+    state.owned_group(&caller, id).await?;
+    person.check()?;
+    let who = IdentityRef {
+        subject: person.subject,
+        email: person.email,
+    };
+    remove_person(&state, id, who).await
+}

@@ -1,0 +1,163 @@
+// Hush in the browser: boot, sign-in and a small hash router. Each screen is a module under
+// views/ that returns { title, node }; the router swaps it into <main>, sets the title and moves
+// focus to the new heading so keyboard and screen-reader users land on the new page.
+
+import { h, note } from './dom.js';
+import { setUnauthorizedHandler } from './api.js';
+import * as auth from './auth.js';
+import { forgetLabels } from './labels.js';
+import { signInView } from './views/signin.js';
+import { discoverView } from './views/discover.js';
+import { groupView } from './views/group.js';
+import { myGroupsView } from './views/mine.js';
+import { createView } from './views/create.js';
+import { manageView } from './views/manage.js';
+import { redeemView } from './views/redeem.js';
+
+const main = document.getElementById('main');
+const nav = document.getElementById('nav');
+const who = document.getElementById('who');
+
+const routes = [
+  { re: /^\/?$/, name: 'discover', view: discoverView },
+  { re: /^\/discover$/, name: 'discover', view: discoverView },
+  { re: /^\/mine$/, name: 'mine', view: myGroupsView },
+  { re: /^\/new$/, name: 'new', view: createView },
+  { re: /^\/redeem$/, name: 'redeem', view: redeemView },
+  { re: /^\/groups\/([0-9a-fA-F-]{36})$/, name: 'group', view: groupView },
+  { re: /^\/groups\/([0-9a-fA-F-]{36})\/manage$/, name: 'manage', view: manageView },
+  { re: /^\/signin$/, name: 'signin', view: signInView, open: true },
+];
+
+let pending = [];
+let renderSeq = 0;
+
+/** Shows a message at the top of the next screen rendered. */
+export function flash(kind, message) {
+  pending.push({ kind, message });
+}
+
+/** Goes to `hash` (e.g. `#/mine`), re-rendering even when it is the current one. */
+export function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/';
+  const [path, query = ''] = raw.split('?');
+  return { path, query: new URLSearchParams(query) };
+}
+
+function showChrome(session) {
+  nav.hidden = !session;
+  who.hidden = !session;
+  who.replaceChildren();
+  if (!session) return;
+  const u = session.user;
+  const kind = u.kind === 'member' ? 'employee' : u.kind;
+  who.append(
+    h('span', { class: 'who-name', title: u.email || u.sub }, u.name || u.email || u.sub),
+    h('span', { class: 'who-kind' }, kind),
+    h('button', {
+      type: 'button',
+      class: 'link',
+      onclick: () => {
+        auth.signOut();
+        forgetLabels();
+        flash('ok', 'You are signed out.');
+        go('#/signin');
+      },
+    }, 'Sign out'),
+  );
+}
+
+function markNav(name) {
+  for (const a of nav.querySelectorAll('a')) {
+    if (a.dataset.route === name) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  }
+}
+
+/** Renders the screen the address names. */
+export async function render() {
+  const seq = ++renderSeq;
+  const { path, query } = parseHash();
+  const session = auth.current();
+  let route = null;
+  let params = [];
+  for (const r of routes) {
+    const m = path.match(r.re);
+    if (m) {
+      route = r;
+      params = m.slice(1);
+      break;
+    }
+  }
+  showChrome(session);
+  if (!session && !(route && route.open)) {
+    sessionStorage.setItem('hush.return', location.hash || '#/');
+    location.replace('#/signin');
+    return;
+  }
+  markNav(route ? route.name : '');
+  main.setAttribute('aria-busy', 'true');
+  const messages = pending;
+  pending = [];
+  const ctx = {
+    params,
+    query,
+    user: session && session.user,
+    config: await auth.loadConfig(),
+    flash,
+    go,
+    stillHere: () => seq === renderSeq,
+  };
+  let result;
+  try {
+    result = route
+      ? await route.view(ctx)
+      : { title: 'Not found', node: h('section', null, h('h1', null, 'Page not found'), h('p', null, h('a', { href: '#/' }, 'Go to Discover'))) };
+  } catch (e) {
+    result = {
+      title: 'Something went wrong',
+      node: h('section', null, h('h1', null, 'Something went wrong'), note('error', e.message || String(e))),
+    };
+  }
+  if (seq !== renderSeq) return; // a newer navigation won
+  const flashes = messages.map((m) => note(m.kind, m.message));
+  const node = result.node;
+  const heading = node.querySelector('h1');
+  if (heading && flashes.length) heading.after(...flashes);
+  else node.prepend(...flashes);
+  main.replaceChildren(node);
+  main.removeAttribute('aria-busy');
+  document.title = `${result.title} · Hush`;
+  if (heading) {
+    heading.setAttribute('tabindex', '-1');
+    heading.focus({ preventScroll: false });
+  }
+}
+
+async function boot() {
+  setUnauthorizedHandler(() => {
+    flash('warn', 'Your sign-in has expired. Please sign in again.');
+    sessionStorage.setItem('hush.return', location.hash || '#/');
+    location.replace('#/signin');
+  });
+  try {
+    await auth.loadConfig();
+    const next = await auth.completeOidc();
+    if (next) location.replace(next);
+  } catch (e) {
+    flash('error', e.message || String(e));
+  }
+  window.addEventListener('hashchange', render);
+  document.getElementById('skip').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    main.focus();
+  });
+  await render();
+}
+
+boot();

@@ -1,0 +1,156 @@
+// Create a group. The label picker explains what each label allows, and the join policies a
+// label does not allow cannot be picked. The label cannot be changed afterwards.
+
+import { h, field, note, id as newId } from '../dom.js';
+import { post, seg } from '../api.js';
+import { labels, badge, policyPoints, JOIN_POLICIES, joinName, joinExplain } from '../labels.js';
+
+export async function createView(ctx) {
+  if (ctx.user.kind !== 'member') {
+    return {
+      title: 'New group',
+      node: h(
+        'section',
+        { class: 'narrow' },
+        h('h1', null, 'Create a group'),
+        note('info', 'Only employees can create groups. Guests and AI agents can join the groups whose label admits them.'),
+      ),
+    };
+  }
+  const all = await labels();
+  const out = h('div');
+
+  const name = h('input', { name: 'name', required: true, maxlength: 120, autocomplete: 'off' });
+  const description = h('textarea', { name: 'description', rows: 4, maxlength: 2000 });
+  const address = h('input', {
+    name: 'address',
+    maxlength: 64,
+    pattern: '[a-z0-9]([a-z0-9._\\-]*[a-z0-9])?',
+    autocomplete: 'off',
+    spellcheck: 'false',
+  });
+
+  // Label picker: one radio per label, each with what it allows.
+  const labelSet = h(
+    'fieldset',
+    { class: 'choices' },
+    h('legend', null, 'Sensitivity label'),
+    h('p', { class: 'hint' }, 'The label decides who may join and how. It cannot be changed later.'),
+    all.map((l, i) => {
+      const rid = newId('label');
+      const descId = `${rid}-desc`;
+      return h(
+        'div',
+        { class: 'choice' },
+        h('input', { type: 'radio', name: 'label', id: rid, value: l.name, checked: i === 0, 'aria-describedby': descId }),
+        h(
+          'label',
+          { for: rid },
+          badge(l.name),
+          h('span', { class: 'choice-text', id: descId },
+            h('span', null, l.description),
+            h('ul', { class: 'rules' }, policyPoints(l).map((t) => h('li', null, t)))),
+        ),
+      );
+    }),
+  );
+
+  const joinSet = h('fieldset', { class: 'choices' }, h('legend', null, 'How people join'));
+  const joinRadios = JOIN_POLICIES.map((p) => {
+    const rid = newId('join');
+    const why = h('span', { class: 'why' });
+    const input = h('input', { type: 'radio', name: 'join_policy', id: rid, value: p, 'aria-describedby': `${rid}-desc` });
+    joinSet.append(
+      h(
+        'div',
+        { class: 'choice' },
+        input,
+        h('label', { for: rid }, h('strong', null, joinName(p)), h('span', { class: 'choice-text', id: `${rid}-desc` }, joinExplain(p), ' ', why)),
+      ),
+    );
+    return { p, input, why };
+  });
+
+  function syncJoin() {
+    const chosen = labelSet.querySelector('input[name=label]:checked');
+    const label = all.find((l) => l.name === (chosen && chosen.value));
+    const allowed = (label && label.policy.join_policies) || [];
+    let checkedOk = false;
+    for (const r of joinRadios) {
+      const ok = allowed.includes(r.p);
+      r.input.disabled = !ok;
+      r.why.textContent = ok ? '' : `(${label ? label.name : 'This label'} does not allow it.)`;
+      if (!ok) r.input.checked = false;
+      if (ok && r.input.checked) checkedOk = true;
+    }
+    if (!checkedOk) {
+      const first = joinRadios.find((r) => !r.input.disabled);
+      if (first) first.input.checked = true;
+    }
+  }
+  labelSet.addEventListener('change', syncJoin);
+  syncJoin();
+
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create group');
+  const form = h(
+    'form',
+    {
+      class: 'stack',
+      novalidate: false,
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        out.replaceChildren();
+        const label = labelSet.querySelector('input[name=label]:checked');
+        const join = joinSet.querySelector('input[name=join_policy]:checked');
+        if (!name.value.trim()) {
+          out.replaceChildren(note('error', 'Give the group a name.'));
+          name.focus();
+          return;
+        }
+        const body = {
+          name: name.value.trim(),
+          description: description.value,
+          label: label && label.value,
+          join_policy: join && join.value,
+        };
+        if (address.value.trim()) body.address = address.value.trim();
+        submit.disabled = true;
+        try {
+          const { data } = await post('/control/v1/groups', body);
+          ctx.flash('ok', `${data.name} is created. It is being set up and takes members in a moment. You are its owner.`);
+          ctx.go(`#/groups/${seg(data.id)}/manage`);
+        } catch (e) {
+          out.replaceChildren(note('error', e.message));
+          submit.disabled = false;
+        }
+      },
+    },
+    field({ label: 'Name', control: name, hint: 'Up to 120 characters, e.g. Parents at Work.' }),
+    field({ label: 'What is it for? (optional)', control: description, hint: 'People see this when they look for groups.' }),
+    labelSet,
+    joinSet,
+    h(
+      'details',
+      { class: 'panel' },
+      h('summary', null, 'Group address (optional)'),
+      field({
+        label: 'Address before the @',
+        control: address,
+        hint: 'Lowercase letters, digits, dots, dashes and underscores. Left empty, one is made from the name.',
+      }),
+    ),
+    out,
+    h('div', { class: 'actions' }, submit),
+  );
+
+  return {
+    title: 'New group',
+    node: h(
+      'section',
+      { class: 'narrow' },
+      h('h1', null, 'Create a group'),
+      h('p', { class: 'lead' }, 'You become its first owner. Owners never see who is in the group, only a rough count.'),
+      form,
+    ),
+  };
+}

@@ -1,0 +1,86 @@
+// "My groups": the caller's own memberships and requests — only the caller's (INV-2).
+
+import { h, note, actionButton, when } from '../dom.js';
+import { get, post, del, seg } from '../api.js';
+import { badge } from '../labels.js';
+import { myRequests } from './group.js';
+
+export async function myGroupsView(ctx) {
+  const [{ data }, requests] = await Promise.all([
+    get('/membership/v1/me/groups'),
+    myRequests().catch(() => []),
+  ]);
+  const groups = data.groups || [];
+  const out = h('div');
+
+  const list = groups.length
+    ? h(
+      'ul',
+      { class: 'cards' },
+      groups.map((g) =>
+        h(
+          'li',
+          { class: 'card' },
+          h('div', { class: 'card-head' }, h('h3', null, h('a', { href: `#/groups/${seg(g.id)}` }, g.name)), badge(g.label)),
+          h('p', { class: 'meta' }, h('span', { class: 'k' }, 'Group address: '), h('code', null, g.contact_address)),
+          h(
+            'div',
+            { class: 'actions' },
+            actionButton(`Leave ${g.name}`, async () => {
+              try {
+                await post(`/membership/v1/groups/${seg(g.id)}/leave`);
+                ctx.flash('ok', `You left ${g.name}.`);
+                ctx.go('#/mine');
+              } catch (e) {
+                out.replaceChildren(note('error', e.message));
+              }
+            }, { class: 'danger small' }),
+          ),
+        ),
+      ),
+    )
+    : h('p', { class: 'empty' }, 'You are not in any group yet. ', h('a', { href: '#/' }, 'Discover groups'), ' to join one.');
+
+  const pending = requests.filter((r) => r.status === 'pending' || r.status === 'denied');
+  const reqSection = pending.length
+    ? h(
+      'section',
+      { class: 'panel' },
+      h('h2', null, 'Your requests to join'),
+      h(
+        'ul',
+        { class: 'plain rows' },
+        pending.map((r) =>
+          h(
+            'li',
+            { class: 'row' },
+            h('span', null, h('a', { href: `#/groups/${seg(r.group_id)}` }, r.group_name || 'A group'), ' — ',
+              r.status === 'pending' ? `asked ${when(r.created_at)}, waiting for an owner` : 'declined by an owner'),
+            actionButton(r.status === 'pending' ? 'Withdraw' : 'Dismiss', async () => {
+              try {
+                await del(`/membership/v1/me/requests/${seg(r.id)}`);
+                ctx.flash('ok', r.status === 'pending' ? 'Your request is withdrawn.' : 'Dismissed.');
+                ctx.go('#/mine');
+              } catch (e) {
+                out.replaceChildren(note('error', e.message));
+              }
+            }, { class: 'small' }),
+          ),
+        ),
+      ),
+    )
+    : null;
+
+  return {
+    title: 'My groups',
+    node: h(
+      'section',
+      null,
+      h('h1', null, 'My groups'),
+      h('p', { class: 'lead' }, 'Only you can see this list. Group owners and administrators cannot.'),
+      out,
+      list,
+      reqSection,
+    ),
+  };
+}

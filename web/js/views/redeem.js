@@ -1,0 +1,58 @@
+// Use an invite code. A link from an owner carries the code in the address's fragment
+// (#/redeem?code=…), which browsers never send to any server.
+
+import { h, field, note } from '../dom.js';
+import { get, post, seg } from '../api.js';
+import { redeemError } from './group.js';
+
+export async function redeemView(ctx) {
+  const code = h('input', { name: 'code', autocomplete: 'off', spellcheck: 'false', required: true, maxlength: 200 });
+  code.value = ctx.query.get('code') || '';
+  if (code.value) history.replaceState(null, '', '#/redeem'); // keep the code out of history
+  const out = h('div');
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Join with this code');
+  const form = h(
+    'form',
+    {
+      class: 'stack',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        out.replaceChildren();
+        if (!code.value.trim()) {
+          out.replaceChildren(note('error', 'Enter the invite code.'));
+          code.focus();
+          return;
+        }
+        submit.disabled = true;
+        try {
+          const { data } = await post('/membership/v1/invites/redeem', { code: code.value.trim() });
+          let name = 'the group';
+          try {
+            name = (await get(`/control/v1/groups/${seg(data.group_id)}`)).data.name;
+          } catch {
+            // The name is a courtesy; the membership is what matters.
+          }
+          ctx.flash('ok', `You joined ${name}.`);
+          ctx.go(`#/groups/${seg(data.group_id)}`);
+        } catch (e) {
+          out.replaceChildren(note('error', redeemError(e)));
+          submit.disabled = false;
+          code.focus();
+        }
+      },
+    },
+    field({ label: 'Invite code', control: code, hint: 'The code an owner sent you.' }),
+    out,
+    h('div', { class: 'actions' }, submit),
+  );
+  return {
+    title: 'Use an invite',
+    node: h(
+      'section',
+      { class: 'narrow' },
+      h('h1', null, 'Use an invite'),
+      h('p', { class: 'lead' }, 'Some groups are joined by invite only. Nobody is told that you used your code.'),
+      form,
+    ),
+  };
+}

@@ -1,0 +1,413 @@
+// Browser tests of the Hush web app: Debian's Chromium driven by playwright-core, against a
+// running `hush up` (its edge at HUSH_WEB_URL). run.sh starts everything and runs this file.
+//
+// Each person is a separate page (tab): the app keeps its token in sessionStorage, which is per
+// tab. Every network response any page receives is recorded, and the last test checks that none
+// of them is or holds a member list, nor names another person who is a member (INV-1).
+
+import { chromium } from 'playwright-core';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const BASE = process.env.HUSH_WEB_URL;
+const SHOTS = process.env.HUSH_SCREENSHOTS || 'screenshots';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TIMEOUT = 15_000;
+
+if (!BASE) {
+  console.error('HUSH_WEB_URL is not set (run.sh sets it)');
+  process.exit(2);
+}
+mkdirSync(SHOTS, { recursive: true });
+
+const USERS = {
+  alice: { sub: 'alice', email: 'alice@corp.example', kind: 'member' },
+  bob: { sub: 'bob', email: 'bob@corp.example', kind: 'member' },
+  gina: { sub: 'gina', email: 'gina@partner.example', kind: 'guest' },
+};
+
+// ------------------------------------------------------------------------------------------
+// A tiny runner: tests run in order, share state, and each failure is reported with a
+// screenshot of every open page.
+
+const tests = [];
+const test = (name, fn) => tests.push({ name, fn });
+const pages = new Map(); // user -> page
+const responses = []; // { user, url, status, type, body }
+const pendingBodies = [];
+const consoleProblems = [];
+
+function assert(cond, message) {
+  if (!cond) throw new Error(message);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** The page of `user`, signed in through the sign-in screen on first use. */
+async function as(context, user) {
+  if (pages.has(user)) return pages.get(user);
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('response', (res) => {
+    const p = (async () => {
+      const type = res.headers()['content-type'] || '';
+      let body = '';
+      if (res.status() !== 204 && res.status() !== 304 && !res.url().endsWith('.png')) {
+        body = await res.text().catch(() => '');
+      }
+      responses.push({ user, url: res.url(), status: res.status(), type, body });
+    })();
+    pendingBodies.push(p);
+  });
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' && !/Failed to load resource/.test(msg.text())) {
+      consoleProblems.push(`${user}: ${msg.text()}`);
+    }
+  });
+  page.on('pageerror', (err) => consoleProblems.push(`${user}: ${err.message}`));
+  pages.set(user, page);
+  await page.goto(`${BASE}/`);
+  await page.getByRole('heading', { level: 1, name: 'Sign in to Hush' }).waitFor();
+  if (user === 'alice') await shot(page, '01-sign-in');
+  await page.getByRole('button', { name: `Sign in as ${user}` }).click();
+  await page.getByRole('heading', { level: 1, name: 'Discover groups' }).waitFor();
+  return page;
+}
+
+async function nav(page, name, heading) {
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name }).click();
+  await page.getByRole('heading', { level: 1, name: heading }).waitFor();
+}
+
+/** Creates a group through the form; returns its id once it is active. */
+async function createGroup(page, { name, description, label, join: policy }, screenshot) {
+  await nav(page, 'New group', 'Create a group');
+  await page.getByLabel('Name', { exact: true }).fill(name);
+  await page.getByLabel('What is it for? (optional)').fill(description);
+  await page.locator(`input[name=label][value="${label}"]`).check();
+  await page.locator(`input[name=join_policy][value="${policy}"]`).check();
+  if (screenshot) await shot(page, screenshot);
+  await page.getByRole('button', { name: 'Create group' }).click();
+  await page.getByRole('heading', { level: 1, name: `Manage ${name}` }).waitFor();
+  // Active once the tenant has provisioned it; the page refreshes itself until then.
+  await page.locator('.bucket-value').waitFor();
+  const id = page.url().match(/groups\/([0-9a-f-]{36})\/manage/)[1];
+  return id;
+}
+
+async function text(page) {
+  return page.locator('main').innerText();
+}
+
+// ------------------------------------------------------------------------------------------
+// The flows
+
+const state = {};
+
+test('the sign-in screen offers dev users, and the app loads under a strict CSP', async (ctx) => {
+  const page = await as(ctx, 'alice');
+  const res = responses.find((r) => r.user === 'alice' && new URL(r.url).pathname === '/');
+  assert(res, 'the app page was loaded');
+  const head = await page.request.get(`${BASE}/`);
+  const csp = head.headers()['content-security-policy'] || '';
+  assert(csp.includes("script-src 'self'") && !csp.includes('unsafe-inline'), `CSP: ${csp}`);
+  assert(head.headers()['referrer-policy'] === 'no-referrer', 'Referrer-Policy');
+  const token = await page.evaluate(() => ({
+    local: Object.keys(localStorage).length,
+    session: sessionStorage.getItem('hush.session') !== null,
+  }));
+  assert(token.local === 0, 'nothing is kept in localStorage');
+  assert(token.session, 'the token is in sessionStorage');
+});
+
+test('a member discovers an open group, joins it, sees it in "my groups", and leaves', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  state.open = await createGroup(alice, {
+    name: 'Parents at Work',
+    description: 'Support and tips for working parents.',
+    label: 'General',
+    join: 'open',
+  }, '02-create-group');
+  await shot(alice, '03-manage-open-group');
+
+  const bob = await as(ctx, 'bob');
+  await bob.getByLabel('Search groups').fill('parents');
+  await bob.getByRole('button', { name: 'Search' }).click();
+  const link = bob.getByRole('link', { name: 'Parents at Work' });
+  await link.waitFor();
+  await bob.getByText('What the labels mean').click();
+  await shot(bob, '04-discover');
+  const card = await bob.locator('.card').first().innerText();
+  assert(card.includes('General') && card.includes('Open to employees and guests'), `label explained on the card: ${card}`);
+  await link.click();
+  await bob.getByRole('heading', { level: 1, name: 'Parents at Work' }).waitFor();
+  assert((await text(bob)).includes('You are not a member of this group.'), 'not a member yet');
+  await bob.getByRole('button', { name: 'Join group' }).click();
+  await bob.getByText('You joined Parents at Work').waitFor();
+  await bob.getByText('You are a member of this group.').waitFor();
+  await shot(bob, '05-group-page-member');
+
+  await nav(bob, 'My groups', 'My groups');
+  await bob.getByRole('link', { name: 'Parents at Work' }).waitFor();
+  await shot(bob, '06-my-groups');
+  await bob.getByRole('button', { name: 'Leave Parents at Work' }).click();
+  await bob.getByText('You left Parents at Work.').waitFor();
+  await bob.getByText('You are not in any group yet.').waitFor();
+  assert((await bob.getByRole('link', { name: 'Parents at Work' }).count()) === 0, 'gone from my groups');
+});
+
+test('an owner creates an invite and a second user redeems it', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  state.invite = await createGroup(alice, {
+    name: 'Book Circle',
+    description: 'We read one book a month.',
+    label: 'General',
+    join: 'invite',
+  });
+  await alice.getByLabel('Uses allowed (optional)').fill('1');
+  await alice.getByRole('button', { name: 'Create invite code' }).click();
+  const code = (await alice.getByTestId('invite-code').innerText()).trim();
+  assert(code.length >= 8, `an invite code is shown: ${code}`);
+  await alice.locator('table tbody tr').first().waitFor();
+  await shot(alice, '07-manage-invites');
+
+  const bob = await as(ctx, 'bob');
+  await nav(bob, 'Use an invite', 'Use an invite');
+  await bob.getByLabel('Invite code').fill(code);
+  await shot(bob, '08-redeem');
+  await bob.getByRole('button', { name: 'Join with this code' }).click();
+  await bob.getByRole('heading', { level: 1, name: 'Book Circle' }).waitFor();
+  await bob.getByText('You joined Book Circle.').waitFor();
+  await bob.getByText('You are a member of this group.').waitFor();
+  await nav(bob, 'My groups', 'My groups');
+  await bob.getByRole('link', { name: 'Book Circle' }).waitFor();
+
+  // The code was for one use: a second person is told plainly that it cannot be used.
+  const gina = await as(ctx, 'gina');
+  await nav(gina, 'Use an invite', 'Use an invite');
+  await gina.getByLabel('Invite code').fill(code);
+  await gina.getByRole('button', { name: 'Join with this code' }).click();
+  await gina.getByText('This invite code cannot be used.').waitFor();
+});
+
+test('a guest is refused a group whose label bars guests, with a clear message', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  state.confidential = await createGroup(alice, {
+    name: 'Leadership Offsite',
+    description: 'Planning the leadership offsite.',
+    label: 'Confidential',
+    join: 'invite',
+  });
+  await alice.getByRole('button', { name: 'Create invite code' }).click();
+  const code = (await alice.getByTestId('invite-code').innerText()).trim();
+
+  const gina = await as(ctx, 'gina');
+  // Discovery does not list it to a guest…
+  await nav(gina, 'Discover', 'Discover groups');
+  await gina.getByLabel('Search groups').fill('Leadership');
+  await gina.getByRole('button', { name: 'Search' }).click();
+  await gina.getByText('No groups match “Leadership”.').waitFor();
+  // …a link to it says it is not available…
+  await gina.goto(`${BASE}/#/groups/${state.confidential}`);
+  await gina.getByRole('heading', { level: 1, name: 'This group is not available to you' }).waitFor();
+  // …and an invite to it is refused, saying why.
+  await nav(gina, 'Use an invite', 'Use an invite');
+  await gina.getByLabel('Invite code').fill(code);
+  await gina.getByRole('button', { name: 'Join with this code' }).click();
+  const alert = gina.getByRole('alert');
+  await alert.waitFor();
+  const message = await alert.innerText();
+  assert(/does not allow guests/.test(message), `the refusal says why: ${message}`);
+  assert(/Confidential/.test(message), `the refusal names the label: ${message}`);
+  await shot(gina, '09-guest-refused');
+  await nav(gina, 'My groups', 'My groups');
+  assert((await gina.getByRole('link', { name: 'Leadership Offsite' }).count()) === 0, 'the guest is not in it');
+});
+
+test('owner add and remove answer with one identical acknowledgement whatever the outcome', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  await alice.goto(`${BASE}/#/groups/${state.open}/manage`);
+  await alice.getByRole('heading', { level: 1, name: 'Manage Parents at Work' }).waitFor();
+  const email = alice.getByLabel('E-mail address');
+  await email.waitFor();
+  const ack = async (button) => {
+    await alice.getByRole('button', { name: button }).click();
+    const box = alice.locator('.note-ok', { hasText: 'Request accepted' });
+    await box.waitFor();
+    const t = await box.innerText();
+    await alice.evaluate(() => document.querySelectorAll('.note-ok').forEach((n) => n.remove()));
+    return t;
+  };
+  await email.fill('carol@corp.example');
+  const firstAdd = await ack('Add to group');
+  const secondAdd = await ack('Add to group'); // now already a member
+  assert(firstAdd === secondAdd, `same acknowledgement: ${firstAdd} / ${secondAdd}`);
+  const firstRemove = await ack('Remove from group');
+  const secondRemove = await ack('Remove from group'); // no longer a member
+  assert(firstRemove === secondRemove, `same acknowledgement: ${firstRemove} / ${secondRemove}`);
+  await email.fill('nobody-at-all@corp.example');
+  assert((await ack('Remove from group')).replace('nobody-at-all', 'carol') === firstRemove, 'same for a stranger');
+  await alice.getByText('members (').first().waitFor();
+  await shot(alice, '10-manage-add-remove');
+});
+
+test('asking to join shows the warning, and the owner sees the warning before any requester', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  state.approval = await createGroup(alice, {
+    name: 'Witness Support',
+    description: 'A safe place for witnesses in internal investigations.',
+    label: 'Confidential',
+    join: 'approval',
+  });
+  const bob = await as(ctx, 'bob');
+  await bob.goto(`${BASE}/#/groups/${state.approval}`);
+  await bob.getByRole('heading', { level: 1, name: 'Witness Support' }).waitFor();
+  await bob.getByText("Asking to join shows your name and e-mail address to this group's owners.").waitFor();
+  await bob.getByRole('button', { name: 'Ask to join' }).click();
+  await bob.getByText(/owners/).first().waitFor();
+  await shot(bob, '11-request-sent');
+
+  await alice.goto(`${BASE}/#/groups/${state.approval}/manage`);
+  await alice.getByRole('heading', { level: 1, name: 'Manage Witness Support' }).waitFor();
+  await alice.getByText('Looking at requests shows you who asked.').waitFor();
+  assert(!(await text(alice)).includes('bob@corp.example'), 'no requester before the owner chooses to look');
+  await shot(alice, '12-manage-requests-warning');
+  await alice.getByRole('button', { name: 'Show pending requests' }).click();
+  await alice.getByRole('cell', { name: 'bob@corp.example' }).waitFor();
+  await alice.getByRole('button', { name: 'Approve bob' }).click();
+  await alice.getByText('Approved: they are in the group.').waitFor();
+  await nav(bob, 'My groups', 'My groups');
+  await bob.getByRole('link', { name: 'Witness Support' }).waitFor();
+});
+
+test('the app works with the keyboard, labels every control and fits a phone screen', async (ctx) => {
+  const bob = await as(ctx, 'bob');
+  await bob.goto(`${BASE}/#/`);
+  await bob.getByRole('heading', { level: 1, name: 'Discover groups' }).waitFor();
+  // Focus moved to the heading; the first Tab from the top of the page is the skip link.
+  await bob.evaluate(() => document.activeElement.blur());
+  await bob.keyboard.press('Tab');
+  assert((await bob.evaluate(() => document.activeElement.textContent)) === 'Skip to content', 'skip link first');
+  // Search with the keyboard only.
+  await bob.getByLabel('Search groups').focus();
+  await bob.keyboard.type('book');
+  await bob.keyboard.press('Enter');
+  await bob.getByRole('link', { name: 'Book Circle' }).waitFor();
+  await bob.getByRole('link', { name: 'Book Circle' }).focus();
+  await bob.keyboard.press('Enter');
+  await bob.getByRole('heading', { level: 1, name: 'Book Circle' }).waitFor();
+  const focused = await bob.evaluate(() => document.activeElement.tagName);
+  assert(focused === 'H1', `focus moves to the new page's heading (${focused})`);
+
+  for (const [who, path] of [['bob', '#/'], ['bob', '#/mine'], ['bob', '#/new'], ['bob', '#/redeem'], ['alice', `#/groups/${state.open}/manage`]]) {
+    const page = await as(ctx, who);
+    await page.goto(`${BASE}/${path}`);
+    await page.locator('main h1').waitFor();
+    await page.waitForTimeout(300);
+    const unlabelled = await page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+      .filter((el) => el.type !== 'hidden' && el.labels.length === 0 && !el.getAttribute('aria-label'))
+      .map((el) => el.name || el.outerHTML));
+    assert(unlabelled.length === 0, `${path}: unlabelled controls: ${unlabelled}`);
+    const noAlt = await page.evaluate(() => [...document.querySelectorAll('img:not([alt])')].length);
+    assert(noAlt === 0, `${path}: images without alt`);
+  }
+
+  await bob.setViewportSize({ width: 390, height: 844 });
+  await bob.goto(`${BASE}/#/groups/${state.open}`);
+  await bob.getByRole('heading', { level: 1, name: 'Parents at Work' }).waitFor();
+  const overflow = await bob.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert(overflow <= 0, `no sideways scrolling on a phone (${overflow}px)`);
+  await shot(bob, '13-group-page-phone');
+  await bob.setViewportSize({ width: 1280, height: 900 });
+});
+
+test('INV-1: no response the app received holds a member list or names another member', async () => {
+  await Promise.all(pendingBodies);
+  const api = responses.filter((r) => /\/(control|membership|bulk)\//.test(new URL(r.url).pathname));
+  assert(api.length > 30, `the flows made API calls (${api.length})`);
+  assert(api.some((r) => r.url.endsWith('/membership/v1/me/groups')), 'my groups was read');
+  const listKey = /^(members|member_list|memberlist|member_ids|member_subjects|recipients|subscribers|people|identities|emails|subjects)$/i;
+  const failures = [];
+  for (const r of responses) {
+    if (!/json/.test(r.type) || !r.body) continue;
+    let json;
+    try {
+      json = JSON.parse(r.body);
+    } catch {
+      continue;
+    }
+    (function walk(v, path) {
+      if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${path}[${i}]`));
+      else if (v && typeof v === 'object') {
+        for (const [k, x] of Object.entries(v)) {
+          if (listKey.test(k) && Array.isArray(x)) failures.push(`${r.url}: ${path}.${k} is a list of people`);
+          walk(x, `${path}.${k}`);
+        }
+      }
+    })(json, '$');
+    // Nobody else's identity, apart from owners (a group's public contacts) and, by design and
+    // behind the warning, the requester an owner chose to look at.
+    const path = new URL(r.url).pathname;
+    if (/\/requests$/.test(path) && r.user === 'alice') continue;
+    const scrubbed = JSON.stringify(json, (k, v) => (k === 'owners' ? undefined : v));
+    for (const [other, u] of Object.entries(USERS)) {
+      if (other === r.user) continue;
+      if (scrubbed.includes(`"${u.sub}"`) || scrubbed.toLowerCase().includes(u.email)) {
+        failures.push(`${r.user} received ${other}'s identity from ${r.url}: ${r.body.slice(0, 200)}`);
+      }
+    }
+  }
+  assert(failures.length === 0, failures.join('\n'));
+  assert(consoleProblems.length === 0, `errors in the browser console:\n${consoleProblems.join('\n')}`);
+});
+
+// ------------------------------------------------------------------------------------------
+
+const profile = mkdtempSync(join(tmpdir(), 'hush-chromium-'));
+let context;
+let passed = 0;
+let failed = 0;
+try {
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport: { width: 1280, height: 900 },
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      // The fresh --user-data-dir is `profile`, which Playwright passes itself.
+    ],
+  });
+  for (const t of tests) {
+    const started = Date.now();
+    try {
+      await t.fn(context);
+      passed += 1;
+      console.log(`ok - ${t.name} (${Date.now() - started} ms)`);
+    } catch (e) {
+      failed += 1;
+      console.log(`not ok - ${t.name}\n  ${String(e && e.stack ? e.stack : e).split('\n').join('\n  ')}`);
+      for (const [user, page] of pages) {
+        await page.screenshot({ path: join(SHOTS, `failed-${passed + failed}-${user}.png`), fullPage: true }).catch(() => {});
+      }
+    }
+  }
+} catch (e) {
+  failed += 1;
+  console.log(`not ok - the browser could not start: ${e.stack || e}`);
+} finally {
+  if (context) await context.close().catch(() => {});
+  rmSync(profile, { recursive: true, force: true });
+}
+console.log(`\nScreenshots: ${SHOTS}`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Browser tests of the Hush web app, by hand or in CI: installs what it needs (Debian's
+# Chromium, playwright-core from package-lock.json), builds hush, starts `hush up` on a scratch
+# data dir and free ports, runs the flows in flows.mjs with screenshots saved under
+# target/web-screenshots/, stops hush, and exits non-zero on any failure. The last line it
+# prints is `N passed, M failed`.
+set -euo pipefail
+cd "$(dirname "$0")"
+TESTS_DIR=$(pwd)
+ROOT=$(cd ../.. && pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hush-target}"
+SHOTS="$ROOT/target/web-screenshots"
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing Debian's Chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q && apt-get install -y -q chromium
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "installing Node.js and npm"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q && apt-get install -y -q nodejs npm
+fi
+
+npm ci --no-audit --no-fund --loglevel=error
+
+(cd "$ROOT" && cargo build -q -p hush --locked)
+HUSH="$CARGO_TARGET_DIR/debug/hush"
+
+# A port base N with N..N+6 all free (hush up uses N, N+1, N+2, N+3, N+5, N+6).
+PORT_BASE=$(node -e '
+const net = require("node:net");
+const free = (p) => new Promise((ok) => { const s = net.createServer(); s.once("error", () => ok(false)); s.listen(p, "127.0.0.1", () => s.close(() => ok(true))); });
+(async () => {
+  for (let i = 0; i < 50; i++) {
+    const base = 20000 + Math.floor(Math.random() * 40000);
+    let all = true;
+    for (let p = base; p <= base + 6 && all; p++) all = await free(p);
+    if (all) { console.log(base); return; }
+  }
+  process.exit(1);
+})();')
+DATA=$(mktemp -d)
+LOG="$DATA/hush-up.log"
+WEB="http://127.0.0.1:$((PORT_BASE + 5))"
+
+"$HUSH" up --data-dir "$DATA" --port-base "$PORT_BASE" >"$LOG" 2>&1 &
+HUSH_PID=$!
+cleanup() {
+  kill "$HUSH_PID" 2>/dev/null || true
+  wait "$HUSH_PID" 2>/dev/null || true
+  rm -rf "$DATA"
+}
+trap cleanup EXIT
+
+ready=0
+for _ in $(seq 1 600); do
+  if ! kill -0 "$HUSH_PID" 2>/dev/null; then break; fi
+  if node -e 'fetch(process.argv[1]).then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$WEB/readyz"; then
+    ready=1
+    break
+  fi
+  sleep 0.1
+done
+if [ "$ready" != 1 ]; then
+  echo "hush up did not become ready; its log:"
+  cat "$LOG"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+echo "hush up is ready; the app is at $WEB/"
+
+rm -rf "$SHOTS"
+status=0
+HUSH_WEB_URL="$WEB" HUSH_SCREENSHOTS="$SHOTS" node "$TESTS_DIR/flows.mjs" | tee "$DATA/flows.out" || status=$?
+if [ "$status" != 0 ]; then
+  echo "--- the last lines of hush up's log"
+  tail -n 40 "$LOG"
+  # The result line last, where CI looks for it.
+  result=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$DATA/flows.out" | tail -n1 || true)
+  echo "${result:-0 passed, 1 failed}"
+fi
+exit "$status"
