@@ -55,6 +55,8 @@ function showChrome(session) {
   who.replaceChildren();
   if (!session) return;
   const u = session.user;
+  // Only employees create groups; guests and agents do not see the way to.
+  nav.querySelector('[data-route="new"]').parentElement.hidden = u.kind !== 'member';
   const kind = u.kind === 'member' ? 'employee' : u.kind;
   who.append(
     h('span', { class: 'who-name', title: u.email || u.sub }, u.name || u.email || u.sub),
@@ -128,8 +130,11 @@ export async function render() {
   const flashes = messages.map((m) => note(m.kind, m.message));
   const node = result.node;
   const heading = node.querySelector('h1');
-  if (heading && flashes.length) heading.after(...flashes);
-  else node.prepend(...flashes);
+  if (heading && flashes.length) {
+    // Right under the heading (or under the row that holds it).
+    const anchor = heading.parentElement === node ? heading : heading.parentElement;
+    anchor.after(...flashes);
+  } else node.prepend(...flashes);
   main.replaceChildren(node);
   main.removeAttribute('aria-busy');
   document.title = `${result.title} · Hush`;

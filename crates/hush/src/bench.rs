@@ -60,10 +60,21 @@ fn ms(d: Duration) -> String {
 
 /// Runs the "my groups" benchmark and prints its table.
 pub async fn my_groups(args: MyGroupsArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.groups > 0 && args.samples > 0, "--groups and --samples must be positive");
+    anyhow::ensure!(
+        args.groups > 0 && args.samples > 0,
+        "--groups and --samples must be positive"
+    );
     let mut rows = Vec::new();
     let dir = tempfile_dir()?;
-    rows.push(run_my_groups("sqlite", Databases::sqlite_in(&dir.join("sqlite")), &dir.join("sqlite"), &args).await?);
+    rows.push(
+        run_my_groups(
+            "sqlite",
+            Databases::sqlite_in(&dir.join("sqlite")),
+            &dir.join("sqlite"),
+            &args,
+        )
+        .await?,
+    );
     if let Some(admin) = &args.postgres_url {
         let (dbs, names) = create_postgres(admin).await?;
         let result = run_my_groups("postgres", dbs, &dir.join("postgres"), &args).await;
@@ -72,8 +83,12 @@ pub async fn my_groups(args: MyGroupsArgs) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     println!("\nmy groups: one person in N groups; GET /membership/v1/me/groups (membership-api → tenant → control-api) and the tenant's own lookup\n");
-    println!("| backend  | groups | seed time | API p50 | API p99 | API max | tenant p50 | tenant p99 |");
-    println!("|----------|--------|-----------|---------|---------|---------|------------|------------|");
+    println!(
+        "| backend  | groups | seed time | API p50 | API p99 | API max | tenant p50 | tenant p99 |"
+    );
+    println!(
+        "|----------|--------|-----------|---------|---------|---------|------------|------------|"
+    );
     for r in rows {
         println!(
             "| {:8} | {:6} | {:>9} | {:>7} | {:>7} | {:>7} | {:>10} | {:>10} |",
@@ -98,11 +113,15 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 
 async fn create_postgres(admin: &str) -> anyhow::Result<(Databases, Vec<String>)> {
     let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let mut conn = sqlx::PgConnection::connect(admin).await.context("connecting to Postgres")?;
+    let mut conn = sqlx::PgConnection::connect(admin)
+        .await
+        .context("connecting to Postgres")?;
     let mut names = Vec::new();
     for s in ["control", "membership", "bulk", "tenant"] {
         let name = format!("hush_bench_{tag}_{s}");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
         names.push(name);
     }
     let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
@@ -158,7 +177,11 @@ async fn run_my_groups(
     let mut ids = Vec::with_capacity(args.groups);
     let mut set = JoinSet::new();
     for i in 0..args.groups {
-        let (http, url, owner) = (http.clone(), format!("{}/control/v1/groups", urls.control), owner.clone());
+        let (http, url, owner) = (
+            http.clone(),
+            format!("{}/control/v1/groups", urls.control),
+            owner.clone(),
+        );
         set.spawn(async move {
             let res: Value = http
                 .post(url)
@@ -214,10 +237,21 @@ async fn run_my_groups(
     let mut direct = Vec::with_capacity(args.samples);
     for i in 0..args.samples + 5 {
         let t = Instant::now();
-        let body: Value = http.get(&me_url).bearer_auth(&person).send().await?.error_for_status()?.json().await?;
+        let body: Value = http
+            .get(&me_url)
+            .bearer_auth(&person)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
         let took = t.elapsed();
         let n = body["groups"].as_array().map_or(0, Vec::len);
-        anyhow::ensure!(n == args.groups, "my groups listed {n} of {} groups", args.groups);
+        anyhow::ensure!(
+            n == args.groups,
+            "my groups listed {n} of {} groups",
+            args.groups
+        );
         let t = Instant::now();
         let got = tenant.groups_of(&subject).await?;
         let took_direct = t.elapsed();
@@ -237,7 +271,12 @@ async fn run_my_groups(
     })
 }
 
-async fn wait_all_active(http: &reqwest::Client, control: &str, owner: &str, ids: &[GroupId]) -> anyhow::Result<()> {
+async fn wait_all_active(
+    http: &reqwest::Client,
+    control: &str,
+    owner: &str,
+    ids: &[GroupId],
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     for id in ids {
         loop {
@@ -251,7 +290,10 @@ async fn wait_all_active(http: &reqwest::Client, control: &str, owner: &str, ids
             if g["state"] == "active" {
                 break;
             }
-            anyhow::ensure!(Instant::now() < deadline, "groups were not provisioned within 10 minutes");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "groups were not provisioned within 10 minutes"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -32,6 +32,9 @@ enum Command {
     Edge(crate::edge::EdgeConfig),
     /// Write the keys and secrets docker-compose needs under OUT/secrets (keeps existing ones).
     DeployInit(DeployInitArgs),
+    /// Operate the isolated tenant's data (run beside or instead of the tenant, same config).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
     /// Benchmarks that print a table (see the README for the figures).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -106,6 +109,14 @@ enum ServeCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum TenantCommand {
+    /// Re-seal every membership and identity row under the active seal key (the first in
+    /// HUSH_TENANT_SEAL_KEYS), so an old key can then be removed. Safe to re-run and to run
+    /// while the tenant serves; prints counts only.
+    Reseal(isolated_tenant::Config),
+}
+
+#[derive(Debug, Subcommand)]
 enum BenchCommand {
     /// "My groups" for one person in thousands of groups, through the API and in the tenant.
     MyGroups(crate::bench::MyGroupsArgs),
@@ -163,6 +174,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { url } => Ok(healthcheck(&url).await),
+        Command::Tenant(TenantCommand::Reseal(cfg)) => {
+            let report = isolated_tenant::reseal(&cfg).await?;
+            println!(
+                "re-sealed {} identities and {} memberships under the active key",
+                report.identities, report.memberships
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::MyGroups(args)) => {
             crate::bench::my_groups(args).await?;
             Ok(ExitCode::SUCCESS)

@@ -606,9 +606,13 @@ async fn forward(edge: &Edge, up: &Upstream, req: Request) -> Response {
         }
         Err(e) if e.is_timeout() => {
             tracing::warn!(upstream = up.name, "upstream timed out");
-            Problem::new(StatusCode::GATEWAY_TIMEOUT, "gateway-timeout", "Gateway timeout")
-                .with_detail(format!("{} did not answer in time; retry later", up.name))
-                .into_response()
+            Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "gateway-timeout",
+                "Gateway timeout",
+            )
+            .with_detail(format!("{} did not answer in time; retry later", up.name))
+            .into_response()
         }
         Err(e) => {
             // Without the URL: it may hold a group id (INV-6).

@@ -330,7 +330,10 @@ impl Stack {
                     ]),
                     seal_keys: None,
                     seal_keys_file: Some(self.keys.join("tenant-seal.keys")),
-                    corporate_domains: cfg.corporate_domains.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+                    corporate_domains: cfg
+                        .corporate_domains
+                        .parse()
+                        .map_err(|e: String| anyhow::anyhow!(e))?,
                     http: cfg.http.clone(),
                 };
                 tokio::spawn(isolated_tenant::run(c, listener, shutdown))

@@ -61,43 +61,119 @@ async fn inv6_no_log_line_holds_an_identity_together_with_a_group_id() {
     let owner_sub = "quiet-owner-5521";
     let people = ["quiet-bob-7781", "quiet-carol-9034", "quiet-dora-1186"];
     let owner = app.member(owner_sub);
-    let open = app.active_group(&owner, "Quiet Open", "General", "open").await;
-    let approval = app.active_group(&owner, "Quiet Approval", "Confidential", "approval").await;
-    let invite = app.active_group(&owner, "Quiet Invite", "Highly Confidential", "invite").await;
+    let open = app
+        .active_group(&owner, "Quiet Open", "General", "open")
+        .await;
+    let approval = app
+        .active_group(&owner, "Quiet Approval", "Confidential", "approval")
+        .await;
+    let invite = app
+        .active_group(&owner, "Quiet Invite", "Highly Confidential", "invite")
+        .await;
     let groups = [open.clone(), approval.clone(), invite.clone()];
 
     let bob = app.member(people[0]);
     let carol = app.member(people[1]);
     // Self-join and leave.
-    app.post(&app.membership(&format!("/groups/{open}/join")), &bob, json!({})).await;
+    app.post(
+        &app.membership(&format!("/groups/{open}/join")),
+        &bob,
+        json!({}),
+    )
+    .await;
     app.get(&app.membership("/me/groups"), &bob).await;
-    app.get(&app.membership(&format!("/groups/{open}/me")), &bob).await;
-    app.post(&app.membership(&format!("/groups/{open}/leave")), &bob, json!({})).await;
+    app.get(&app.membership(&format!("/groups/{open}/me")), &bob)
+        .await;
+    app.post(
+        &app.membership(&format!("/groups/{open}/leave")),
+        &bob,
+        json!({}),
+    )
+    .await;
     // A refused join (label), and one with a bad token.
-    app.post(&app.membership(&format!("/groups/{approval}/join")), &app.token(people[2], IdentityKind::Guest, &[]), json!({})).await;
-    app.post(&app.membership(&format!("/groups/{open}/join")), "not-a-token", json!({})).await;
+    app.post(
+        &app.membership(&format!("/groups/{approval}/join")),
+        &app.token(people[2], IdentityKind::Guest, &[]),
+        json!({}),
+    )
+    .await;
+    app.post(
+        &app.membership(&format!("/groups/{open}/join")),
+        "not-a-token",
+        json!({}),
+    )
+    .await;
     // Approval: request, owner lists and approves.
-    let req = app.post(&app.membership(&format!("/groups/{approval}/join")), &carol, json!({})).await;
+    let req = app
+        .post(
+            &app.membership(&format!("/groups/{approval}/join")),
+            &carol,
+            json!({}),
+        )
+        .await;
     if let Some(rid) = req.body["request"]["id"].as_str() {
-        app.get(&app.membership(&format!("/groups/{approval}/requests")), &owner).await;
-        app.post(&app.membership(&format!("/groups/{approval}/requests/{rid}/approve")), &owner, json!({})).await;
+        app.get(
+            &app.membership(&format!("/groups/{approval}/requests")),
+            &owner,
+        )
+        .await;
+        app.post(
+            &app.membership(&format!("/groups/{approval}/requests/{rid}/approve")),
+            &owner,
+            json!({}),
+        )
+        .await;
     }
     // Invite: created by the owner, redeemed by bob.
-    let inv = app.post(&app.membership(&format!("/groups/{invite}/invites")), &owner, json!({"max_uses": 2})).await;
+    let inv = app
+        .post(
+            &app.membership(&format!("/groups/{invite}/invites")),
+            &owner,
+            json!({"max_uses": 2}),
+        )
+        .await;
     if let Some(code) = inv.body["code"].as_str() {
-        app.post(&app.membership("/invites/redeem"), &bob, json!({"code": code})).await;
+        app.post(
+            &app.membership("/invites/redeem"),
+            &bob,
+            json!({"code": code}),
+        )
+        .await;
     }
     // Owner add and remove, by subject and by e-mail, for members and strangers alike.
-    for who in [json!({"subject": people[2]}), json!({"email": format!("{}@corp.example", people[0])})] {
-        app.post(&app.membership(&format!("/groups/{open}/members")), &owner, who.clone()).await;
-        app.post(&app.membership(&format!("/groups/{open}/members/remove")), &owner, who).await;
+    for who in [
+        json!({"subject": people[2]}),
+        json!({"email": format!("{}@corp.example", people[0])}),
+    ] {
+        app.post(
+            &app.membership(&format!("/groups/{open}/members")),
+            &owner,
+            who.clone(),
+        )
+        .await;
+        app.post(
+            &app.membership(&format!("/groups/{open}/members/remove")),
+            &owner,
+            who,
+        )
+        .await;
     }
-    app.call(Method::DELETE, &app.membership(&format!("/groups/{open}/members/{}", people[1])), Some(&owner), None).await;
+    app.call(
+        Method::DELETE,
+        &app.membership(&format!("/groups/{open}/members/{}", people[1])),
+        Some(&owner),
+        None,
+    )
+    .await;
     app.stop().await;
 
     let text = String::from_utf8(cap.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines.len() > 50, "the services logged at all ({} lines)", lines.len());
+    assert!(
+        lines.len() > 50,
+        "the services logged at all ({} lines)",
+        lines.len()
+    );
     let mut identities: Vec<String> = people.iter().map(|p| p.to_string()).collect();
     identities.push(owner_sub.to_string());
     identities.extend(people.iter().map(|p| format!("{p}@corp.example")));
@@ -109,5 +185,9 @@ async fn inv6_no_log_line_holds_an_identity_together_with_a_group_id() {
             offending.push(format!("{w} + {g}: {line}"));
         }
     }
-    assert!(offending.is_empty(), "log lines hold an identity with a group id:\n{}", offending.join("\n"));
+    assert!(
+        offending.is_empty(),
+        "log lines hold an identity with a group id:\n{}",
+        offending.join("\n")
+    );
 }

@@ -73,7 +73,8 @@ pub struct Config {
     #[arg(long, env = "HUSH_TRUSTED_SERVICE_KEYS")]
     pub trusted_service_keys: String,
     /// The master keys that seal membership at rest: `kid:base64-32-bytes[,kid2:…]`, the first
-    /// one active, older ones kept for reading. Prefer `--seal-keys-file` so the keys stay out
+    /// one active, older ones kept for reading until a re-seal (`hush tenant reseal`) has
+    /// rewritten every row under the active one. Prefer `--seal-keys-file` so the keys stay out
     /// of the process environment.
     #[arg(
         long,

@@ -1,10 +1,10 @@
 //! Who a membership write is about, and what kind of identity they are: the pure decisions the
 //! store makes inside its transactions, kept apart so they can be tested exhaustively.
 //!
-//! An identity is found by its subject first, then by its address ([`resolve`]). A write that
+//! An identity is found by its subject first, then by its address (`resolve`). A write that
 //! carries a kind comes from the person themself, present with a token from the IdP
 //! (self-join, approval of their own request, invite redemption): only such a write may tie a
-//! subject to an address ([`plan_add`]). An owner or operator adding by address cannot, or
+//! subject to an address (`plan_add`). An owner or operator adding by address cannot, or
 //! an owner could route someone else's membership (and mail) to an address of their choosing.
 //!
 //! Kinds: the IdP's word when the person is present; else the kind the tenant stored; else
@@ -34,17 +34,14 @@ impl CorporateDomains {
     }
 
     /// The kind of an identity nobody vouched for: a guest when its address is outside the
-    /// corporate domains, a member otherwise. Without an address nothing shows the identity
-    /// is the company's own, so it is a guest unless every domain counts as corporate.
+    /// corporate domains, a member otherwise, as the contract with membership-api says. That
+    /// includes an identity added by subject alone (a subject comes from the company's IdP).
+    /// Either way, the first write with the person's own token replaces the inferred kind
+    /// with the IdP's.
     pub fn infer(&self, email: Option<&Email>) -> IdentityKind {
-        let corporate = match email {
-            Some(e) => self.is_corporate(e),
-            None => self.0.is_empty(),
-        };
-        if corporate {
-            IdentityKind::Member
-        } else {
-            IdentityKind::Guest
+        match email {
+            Some(e) if !self.is_corporate(e) => IdentityKind::Guest,
+            _ => IdentityKind::Member,
         }
     }
 }
@@ -309,7 +306,11 @@ mod tests {
         assert_eq!(d.infer(Some(&e("a@corp.example"))), IdentityKind::Member);
         assert_eq!(d.infer(Some(&e("a@partner.example"))), IdentityKind::Guest);
         assert_eq!(d.infer(Some(&e("a@eu.corp.example"))), IdentityKind::Guest);
-        assert_eq!(d.infer(None), IdentityKind::Guest);
+        assert_eq!(
+            d.infer(None),
+            IdentityKind::Member,
+            "a subject alone: the IdP's own"
+        );
         let all = CorporateDomains::default();
         assert_eq!(
             all.infer(Some(&e("a@partner.example"))),

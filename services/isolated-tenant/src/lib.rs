@@ -12,7 +12,11 @@
 //! - Adding and removing answer alike and do the same work whether or not the person was a
 //!   member (INV-3); counts leave only as buckets (INV-4).
 //! - At rest, nothing names a person in clear and nothing links two membership rows of the same
-//!   person without the tenant's keys (INV-5; see [`seal`] and [`store`]).
+//!   person without the tenant's keys (INV-5; see [`seal`] and [`store`]). Keys rotate without
+//!   downtime: put a new one first, run [`reseal`], drop the old one.
+//! - Every add re-checks the group's label against the person's kind before writing anything
+//!   ([`identity`] resolves who the person is and what kind). Offboarding takes someone out of
+//!   every group at once; mail expands from membership rows, so their mail stops with it.
 //!
 //! Run it with `cargo run -p isolated-tenant -- --help` (every flag has a `HUSH_*` variable),
 //! or as part of the whole stack with `hush up`. Tests call [`router`] with a state they build,

@@ -14,7 +14,7 @@
 //! - `identities`: one row per person or agent, found by `subject_tag` (keyed hash of the IdP
 //!   subject) or `email_tag` (keyed hash of the lowercased address); either may be NULL, not
 //!   both. An identity an owner added by address has no subject until the person is seen with
-//!   a token carrying both, which binds the subject to it ([`crate::identity::plan_add`]). Who
+//!   a token carrying both, which binds the subject to it (`identity::plan_add`). Who
 //!   it is (subject, address, kind) and the list of its groups are sealed.
 //! - `memberships`: one row per (group, identity), found by `member_tag` (keyed hash of both,
 //!   different in every group), carrying the identity id sealed to its group.

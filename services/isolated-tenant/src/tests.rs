@@ -1093,6 +1093,27 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         }
     }
     assert!(doc["components"]["securitySchemes"]["service_token"].is_object());
+    for schema in [
+        "AddMember",
+        "MemberRef",
+        "IdentityRef",
+        "Label",
+        "LabelPolicy",
+    ] {
+        assert!(
+            doc["components"]["schemas"][schema].is_object(),
+            "{schema} is not described"
+        );
+    }
+    let add = &doc["paths"][paths::MEMBERS]["post"];
+    assert_eq!(
+        add["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/AddMember"
+    );
+    assert!(add["responses"]["403"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("label-refused"));
     let text = doc.to_string();
     assert!(
         !text.contains("/members\":{\"get"),

@@ -117,7 +117,7 @@ export async function createView(ctx) {
         submit.disabled = true;
         try {
           const { data } = await post('/control/v1/groups', body);
-          ctx.flash('ok', `${data.name} is created. It is being set up and takes members in a moment. You are its owner.`);
+          ctx.flash('ok', `${data.name} is created, and you are its owner.`);
           ctx.go(`#/groups/${seg(data.id)}/manage`);
         } catch (e) {
           out.replaceChildren(note('error', e.message));

@@ -169,7 +169,7 @@ export async function groupView(ctx) {
               try {
                 const { status, data } = await post(`/membership/v1/groups/${seg(id)}/join`);
                 if (status === 202 || (data && data.member === false)) {
-                  ctx.flash('ok', (data && data.notice) || 'Your request was sent to the owners.');
+                  ctx.flash('ok', 'Your request is sent. The group’s owners see who asked (your user id, e-mail address and kind of account) so they can decide; nobody else does. Follow it, or withdraw it, under My groups.');
                 } else {
                   ctx.flash('ok', `You joined ${group.name}: you meet the owners’ conditions for joining at once.`);
                 }

@@ -100,7 +100,13 @@ function editPanel(ctx, group, label) {
           }
         },
       },
-      h('p', null, 'Label: ', labelExplained(label || { name: group.label, description: '' }, { compact: true }), h('span', { class: 'hint' }, 'A group’s label cannot be changed.')),
+      h(
+        'div',
+        { class: 'field' },
+        h('span', { class: 'field-title' }, 'Label'),
+        labelExplained(label || { name: group.label, description: '' }, { compact: true }),
+        h('p', { class: 'hint' }, 'A group’s label cannot be changed.'),
+      ),
       field({ label: 'What is it for?', control: description }),
       joinSet,
       field({

@@ -11,12 +11,18 @@ async fn dump(url: &str) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     if url.starts_with("sqlite:") {
         let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
-            .fetch_all(&mut c)
-            .await
-            .unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
         for t in tables {
-            for row in sqlx::query(&format!("SELECT * FROM \"{t}\"")).fetch_all(&mut c).await.unwrap() {
+            for row in sqlx::query(&format!("SELECT * FROM \"{t}\""))
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+            {
                 for col in row.columns() {
                     let raw = row.try_get_raw(col.ordinal()).unwrap();
                     let text = if raw.is_null() {
@@ -35,10 +41,11 @@ async fn dump(url: &str) -> Vec<(String, String, String)> {
         }
     } else {
         let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
-            .fetch_all(&mut c)
-            .await
-            .unwrap();
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
         for t in tables {
             // Each column cast to text by Postgres itself (bytea as \x… hex).
             let cols: Vec<String> = sqlx::query_scalar("SELECT column_name::text FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position")
@@ -47,13 +54,18 @@ async fn dump(url: &str) -> Vec<(String, String, String)> {
                 .await
                 .unwrap();
             for col in cols {
-                let values: Vec<Option<String>> = sqlx::query_scalar(&format!("SELECT \"{col}\"::text FROM \"{t}\""))
-                    .fetch_all(&mut c)
-                    .await
-                    .unwrap();
+                let values: Vec<Option<String>> =
+                    sqlx::query_scalar(&format!("SELECT \"{col}\"::text FROM \"{t}\""))
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap();
                 for v in values {
                     let v = v.unwrap_or_else(|| "NULL".into());
-                    out.push((t.clone(), col.clone(), v.trim_start_matches("\\x").to_string()));
+                    out.push((
+                        t.clone(),
+                        col.clone(),
+                        v.trim_start_matches("\\x").to_string(),
+                    ));
                 }
             }
         }
@@ -66,7 +78,8 @@ fn hex(b: &[u8]) -> String {
 }
 
 #[tokio::test]
-async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_identity_and_links_no_rows() {
+async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_identity_and_links_no_rows(
+) {
     let app = App::spawn().await;
     let owner = app.member("owner-5190");
     let a = app.active_group(&owner, "Dump A", "General", "open").await;
@@ -74,15 +87,34 @@ async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_ide
     let person = "zoe-dump-4417";
     let zoe = app.member(person);
     for g in [&a, &b] {
-        let r = app.post(&app.membership(&format!("/groups/{g}/join")), &zoe, json!({})).await;
+        let r = app
+            .post(
+                &app.membership(&format!("/groups/{g}/join")),
+                &zoe,
+                json!({}),
+            )
+            .await;
         assert_eq!(r.status, 200, "{}", r.text);
     }
     let other = app.member("yann-dump-2208");
-    app.post(&app.membership(&format!("/groups/{a}/join")), &other, json!({})).await;
-    app.post(&app.membership(&format!("/groups/{a}/leave")), &other, json!({})).await;
+    app.post(
+        &app.membership(&format!("/groups/{a}/join")),
+        &other,
+        json!({}),
+    )
+    .await;
+    app.post(
+        &app.membership(&format!("/groups/{a}/leave")),
+        &other,
+        json!({}),
+    )
+    .await;
 
     let rows = dump(&app.stack.databases().tenant).await;
-    assert!(rows.iter().any(|(t, _, _)| t == "memberships"), "the tenant has a memberships table: {rows:?}");
+    assert!(
+        rows.iter().any(|(t, _, _)| t == "memberships"),
+        "the tenant has a memberships table: {rows:?}"
+    );
     let secrets = [
         person.to_string(),
         format!("{person}@corp.example"),
@@ -92,8 +124,14 @@ async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_ide
     for (t, c, v) in &rows {
         let lower = v.to_lowercase();
         for s in &secrets {
-            assert!(!lower.contains(&s.to_lowercase()), "{t}.{c} holds '{s}' in clear");
-            assert!(!lower.contains(&hex(s.as_bytes())), "{t}.{c} holds '{s}' as hex");
+            assert!(
+                !lower.contains(&s.to_lowercase()),
+                "{t}.{c} holds '{s}' in clear"
+            );
+            assert!(
+                !lower.contains(&hex(s.as_bytes())),
+                "{t}.{c} holds '{s}' as hex"
+            );
         }
     }
 
@@ -101,22 +139,43 @@ async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_ide
     // ties them to each other or to one identity.
     let membership_values = |group: &str| -> Vec<(String, String)> {
         // Rows are dumped column by column; group them back by position within the table.
-        let cols: Vec<&(String, String, String)> = rows.iter().filter(|(t, _, _)| t == "memberships").collect();
-        let ncols = cols.iter().map(|(_, c, _)| c.clone()).collect::<std::collections::BTreeSet<_>>().len();
+        let cols: Vec<&(String, String, String)> =
+            rows.iter().filter(|(t, _, _)| t == "memberships").collect();
+        let ncols = cols
+            .iter()
+            .map(|(_, c, _)| c.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         let mut by_row: Vec<Vec<(String, String)>> = Vec::new();
         if app.stack.databases().tenant.starts_with("sqlite:") {
             for chunk in cols.chunks(ncols) {
-                by_row.push(chunk.iter().map(|(_, c, v)| (c.clone(), v.clone())).collect());
+                by_row.push(
+                    chunk
+                        .iter()
+                        .map(|(_, c, v)| (c.clone(), v.clone()))
+                        .collect(),
+                );
             }
         } else {
             let nrows = cols.len() / ncols;
             for r in 0..nrows {
-                by_row.push((0..ncols).map(|k| (cols[k * nrows + r].1.clone(), cols[k * nrows + r].2.clone())).collect());
+                by_row.push(
+                    (0..ncols)
+                        .map(|k| (cols[k * nrows + r].1.clone(), cols[k * nrows + r].2.clone()))
+                        .collect(),
+                );
             }
         }
         let row = by_row
             .into_iter()
-            .find(|r| r.iter().any(|(c, v)| c == "group_id" && v.to_lowercase().contains(&group.replace('-', "").to_lowercase()) || v == group))
+            .find(|r| {
+                r.iter().any(|(c, v)| {
+                    c == "group_id"
+                        && v.to_lowercase()
+                            .contains(&group.replace('-', "").to_lowercase())
+                        || v == group
+                })
+            })
             .expect("a membership row for the group");
         row
     };
@@ -127,7 +186,10 @@ async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_ide
             continue;
         }
         for (_, vb) in &rb {
-            assert_ne!(va, vb, "membership column {col} repeats across groups: rows are linkable");
+            assert_ne!(
+                va, vb,
+                "membership column {col} repeats across groups: rows are linkable"
+            );
         }
     }
     app.stop().await;
