@@ -118,7 +118,8 @@ async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_ide
     // The dump reads real values: the groups' ids are there in clear.
     let compact = |s: &str| s.replace('-', "").to_lowercase();
     assert!(
-        rows.iter().any(|(_, _, v)| compact(v).contains(&compact(&a))),
+        rows.iter()
+            .any(|(_, _, v)| compact(v).contains(&compact(&a))),
         "the dump holds group A's id: it is reading the tables"
     );
     let secrets = [

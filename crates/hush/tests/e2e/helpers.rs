@@ -242,3 +242,38 @@ impl App {
         self.stack.start_part(p).await.expect("part starts");
     }
 }
+
+impl App {
+    /// A member-kind token carrying extra claims (for claim rules), signed by the dev issuer.
+    pub fn token_with_claims(&self, sub: &str, extra: Value) -> String {
+        let pem = std::fs::read(self.dir.path().join("dev-issuer/dev-issuer.key.pem"))
+            .expect("dev issuer key");
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.stack.issuer().kid().to_string());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let mut claims = json!({"sub": sub, "email": format!("{sub}@corp.example"), "hush_kind": "member",
+            "iss": auth::DEV_ISSUER, "aud": "hush", "iat": now, "nbf": now, "exp": now + 600});
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    /// An operator's token.
+    pub fn operator(&self) -> String {
+        self.token("otto", IdentityKind::Member, &["operator"])
+    }
+
+    /// Whether the holder of `token` is in `group`, as they would ask.
+    pub async fn is_member(&self, token: &str, group: &str) -> bool {
+        let res = self
+            .get(&self.membership(&format!("/groups/{group}/me")), token)
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+        res.body["member"] == true
+    }
+}

@@ -7,5 +7,6 @@ mod compose;
 mod helpers;
 mod jwt;
 mod labels;
+mod membership;
 mod privacy;
 mod slice;
