@@ -81,5 +81,8 @@ async fn offboard(
         tracing::warn!(error = %e, "offboarding did not reach the tenant");
         ApiError::TenantUnavailable
     })?;
-    Ok((StatusCode::ACCEPTED, AppJson(Accepted { status: "accepted" })))
+    Ok((
+        StatusCode::ACCEPTED,
+        AppJson(Accepted { status: "accepted" }),
+    ))
 }

@@ -17,7 +17,11 @@ async fn only_operators_offboard_and_the_answer_says_nothing_about_the_person() 
     app.post(url, &operator, json!({"email": "not-an-address"}))
         .await
         .problem(422);
-    assert_eq!(*app.tenant.offboarded.lock().unwrap(), 0, "refusals reach nobody");
+    assert_eq!(
+        *app.tenant.offboarded.lock().unwrap(),
+        0,
+        "refusals reach nobody"
+    );
 
     let known = app.post(url, &operator, json!({"subject": "carol"})).await;
     let unknown = app
