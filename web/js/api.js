@@ -12,6 +12,7 @@ export class ApiError extends Error {
     this.type = (problem && problem.type) || '';
     this.slug = this.type.replace('urn:hush:problem:', '');
     this.detail = (problem && problem.detail) || '';
+    this.problem = problem || {};
   }
 
   /** The route does not exist on this server (a feature it does not offer yet). */
@@ -57,13 +58,20 @@ export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
 }
 
-/** Sends one request; resolves with `{ status, data }` or rejects with an ApiError. */
-export async function api(method, path, body) {
+/**
+ * Sends one request; resolves with `{ status, data }` or rejects with an ApiError. `body` is
+ * sent as JSON, unless `raw` gives a body (a File, streamed by the browser) and its type.
+ */
+export async function api(method, path, body, raw) {
   const headers = { accept: 'application/json, application/problem+json' };
   const session = current();
   if (session) headers.authorization = `Bearer ${session.token}`;
   const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
-  if (body !== undefined) {
+  if (raw) {
+    headers['content-type'] = raw.type;
+    Object.assign(headers, raw.headers || {});
+    init.body = raw.body;
+  } else if (body !== undefined) {
     headers['content-type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
@@ -98,6 +106,7 @@ export const post = (path, body) => api('POST', path, body);
 export const put = (path, body) => api('PUT', path, body);
 export const patch = (path, body) => api('PATCH', path, body);
 export const del = (path) => api('DELETE', path);
+export const upload = (path, body, type, headers) => api('POST', path, undefined, { body, type, headers });
 
 /** A path segment, encoded. */
 export const seg = (s) => encodeURIComponent(String(s));

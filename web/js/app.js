@@ -13,6 +13,7 @@ import { myGroupsView } from './views/mine.js';
 import { createView } from './views/create.js';
 import { manageView } from './views/manage.js';
 import { redeemView } from './views/redeem.js';
+import { jobsView, jobView } from './views/jobs.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -26,6 +27,8 @@ const routes = [
   { re: /^\/redeem$/, name: 'redeem', view: redeemView },
   { re: /^\/groups\/([0-9a-fA-F-]{36})$/, name: 'group', view: groupView },
   { re: /^\/groups\/([0-9a-fA-F-]{36})\/manage$/, name: 'manage', view: manageView },
+  { re: /^\/jobs$/, name: 'jobs', view: jobsView },
+  { re: /^\/jobs\/([0-9a-fA-F-]{36})$/, name: 'jobs', view: jobView },
   { re: /^\/signin$/, name: 'signin', view: signInView, open: true },
 ];
 
@@ -57,10 +60,13 @@ function showChrome(session) {
   const u = session.user;
   // Only employees create groups; guests and agents do not see the way to.
   nav.querySelector('[data-route="new"]').parentElement.hidden = u.kind !== 'member';
-  const kind = u.kind === 'member' ? 'employee' : u.kind;
+  // The bulk jobs screen is for operators (the services check the role on every call).
+  nav.querySelector('[data-route="jobs"]').parentElement.hidden = !u.roles.includes('operator');
+  // Employees are the usual case; guests, agents and roles are worth a mark.
+  const marks = [...(u.kind === 'member' ? [] : [u.kind]), ...u.roles.filter(Boolean)];
   who.append(
     h('span', { class: 'who-name', title: u.email || u.sub }, u.name || u.email || u.sub),
-    h('span', { class: 'who-kind' }, kind),
+    ...marks.map((m) => h('span', { class: 'who-kind' }, m)),
     h('button', {
       type: 'button',
       class: 'link',

@@ -6,7 +6,10 @@
 // of them is or holds a member list, nor names another person who is a member (INV-1).
 
 import { chromium } from 'playwright-core';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -14,6 +17,10 @@ const BASE = process.env.HUSH_WEB_URL;
 const SHOTS = process.env.HUSH_SCREENSHOTS || 'screenshots';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT = 15_000;
+// For the OIDC test: the hush binary, the data dir and port base of the running `hush up`.
+const HUSH_BIN = process.env.HUSH_BIN;
+const DATA_DIR = process.env.HUSH_DATA_DIR;
+const PORT_BASE = Number(process.env.HUSH_PORT_BASE);
 
 if (!BASE) {
   console.error('HUSH_WEB_URL is not set (run.sh sets it)');
@@ -25,6 +32,7 @@ const USERS = {
   alice: { sub: 'alice', email: 'alice@corp.example', kind: 'member' },
   bob: { sub: 'bob', email: 'bob@corp.example', kind: 'member' },
   gina: { sub: 'gina', email: 'gina@partner.example', kind: 'guest' },
+  olivia: { sub: 'olivia', email: 'olivia@corp.example', kind: 'member' },
 };
 
 // ------------------------------------------------------------------------------------------
@@ -48,7 +56,12 @@ async function shot(page, name) {
 
 /** The page of `user`, signed in through the sign-in screen on first use. */
 async function as(context, user) {
-  if (pages.has(user)) return pages.get(user);
+  if (pages.has(user)) {
+    // Background tabs barely run animation frames, which Playwright waits on before a click.
+    const page = pages.get(user);
+    await page.bringToFront();
+    return page;
+  }
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on('response', (res) => {
@@ -167,7 +180,7 @@ test('an owner creates an invite and a second user redeems it', async (ctx) => {
     label: 'General',
     join: 'invite',
   });
-  await alice.getByLabel('Uses allowed (optional)').fill('1');
+  await alice.getByLabel('Uses allowed').fill('1');
   await alice.getByRole('button', { name: 'Create invite code' }).click();
   const code = (await alice.getByTestId('invite-code').innerText()).trim();
   assert(code.length >= 8, `an invite code is shown: ${code}`);
@@ -269,8 +282,13 @@ test('asking to join shows the warning, and the owner sees the warning before an
   await bob.getByRole('heading', { level: 1, name: 'Witness Support' }).waitFor();
   await bob.getByText("Asking to join shows your name and e-mail address to this group's owners.").waitFor();
   await bob.getByRole('button', { name: 'Ask to join' }).click();
-  await bob.getByText(/owners/).first().waitFor();
+  await bob.getByText('Your request is sent.').waitFor();
+  await bob.getByText('You asked to join on').waitFor();
   await shot(bob, '11-request-sent');
+  await nav(bob, 'My groups', 'My groups');
+  const mine = bob.getByRole('region', { name: 'Your requests to join' });
+  await mine.getByRole('link', { name: 'Witness Support' }).waitFor();
+  assert((await mine.innerText()).includes('waiting for an owner'), 'the pending request is listed');
 
   await alice.goto(`${BASE}/#/groups/${state.approval}/manage`);
   await alice.getByRole('heading', { level: 1, name: 'Manage Witness Support' }).waitFor();
@@ -283,6 +301,58 @@ test('asking to join shows the warning, and the owner sees the warning before an
   await alice.getByText('Approved: they are in the group.').waitFor();
   await nav(bob, 'My groups', 'My groups');
   await bob.getByRole('link', { name: 'Witness Support' }).waitFor();
+
+  // A claim rule lets every employee in at once, with no request for an owner to see.
+  await alice.bringToFront();
+  await alice.getByRole('button', { name: 'Add rule' }).click();
+  await alice.getByRole('textbox', { name: 'Claim' }).fill('hush_kind');
+  await alice.getByRole('textbox', { name: 'Value' }).fill('member');
+  await alice.getByRole('button', { name: 'Save rules' }).click();
+  await alice.getByText('The rules are saved.').waitFor();
+  await shot(alice, '12b-manage-claim-rules');
+  await alice.reload();
+  await alice.getByRole('heading', { level: 1, name: 'Manage Witness Support' }).waitFor();
+  await alice.getByRole('textbox', { name: 'Claim' }).waitFor();
+  assert((await alice.getByRole('textbox', { name: 'Claim' }).inputValue()) === 'hush_kind', 'the rule is kept');
+  const olivia = await as(ctx, 'olivia');
+  await olivia.goto(`${BASE}/#/groups/${state.approval}`);
+  await olivia.getByRole('button', { name: 'Ask to join' }).click();
+  await olivia.getByText('You joined Witness Support').waitFor();
+  await olivia.getByText('You are a member of this group.').waitFor();
+});
+
+test('an operator runs a small bulk job to completion and sees it in the history', async (ctx) => {
+  const olivia = await as(ctx, 'olivia');
+  await nav(olivia, 'Bulk jobs', 'Bulk jobs');
+  const lines = [
+    { op: 'add', group_id: state.open, email: 'dave@corp.example' },
+    { op: 'add', group_id: state.open, email: 'erin@corp.example' },
+    { op: 'remove', group_id: state.open, email: 'dave@corp.example' },
+  ].map((l) => JSON.stringify(l));
+  const file = (extra) => ({
+    name: 'people.ndjson',
+    mimeType: 'application/x-ndjson',
+    buffer: Buffer.from(`${[...lines, ...extra].join('\n')}\n`),
+  });
+  // A malformed line refuses the whole file by default, saying which line and why.
+  await olivia.getByLabel('File of operations').setInputFiles(file(['{"op":"add"}']));
+  await olivia.getByRole('button', { name: 'Upload and start' }).click();
+  await olivia.getByRole('cell', { name: '4', exact: true }).waitFor();
+  // Skipping it runs the three good lines.
+  await olivia.getByLabel('Skip them').check();
+  await olivia.getByRole('button', { name: 'Upload and start' }).click();
+  await olivia.getByRole('heading', { level: 1, name: /^Job / }).waitFor();
+  await olivia.locator('.state-succeeded').waitFor({ timeout: 60_000 });
+  const report = await text(olivia);
+  assert(report.includes('100% · 3 of 3 operations'), `the job ran every operation: ${report}`);
+  assert(!report.includes('dave@corp.example'), 'the report names nobody');
+  await shot(olivia, '15-bulk-job');
+  await nav(olivia, 'Bulk jobs', 'Bulk jobs');
+  await olivia.getByRole('cell', { name: 'Finished' }).first().waitFor();
+  await shot(olivia, '16-bulk-history');
+  // The screen is for operators: others do not see it in the menu.
+  const bob = await as(ctx, 'bob');
+  assert(!(await bob.getByRole('link', { name: 'Bulk jobs' }).isVisible()), 'no bulk jobs for bob');
 });
 
 test('the app works with the keyboard, labels every control and fits a phone screen', async (ctx) => {
@@ -330,7 +400,141 @@ test('the app works with the keyboard, labels every control and fits a phone scr
   await bob.setViewportSize({ width: 1280, height: 900 });
 });
 
-test('INV-1: no response the app received holds a member list or names another member', async () => {
+// ------------------------------------------------------------------------------------------
+// Sign-in with OIDC: a second edge, outside dev mode, in front of the same services, and a fake
+// IdP that checks the PKCE exchange and hands out a token the services accept (minted with
+// `hush token` against the dev issuer they trust).
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+/** A fake IdP on a free port: /authorize redirects straight back with a code, /token checks it. */
+async function fakeIdp() {
+  const codes = new Map();
+  const seen = { authorize: 0, token: 0 };
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url, 'http://idp');
+    if (url.pathname === '/authorize') {
+      seen.authorize += 1;
+      const p = url.searchParams;
+      const ok = p.get('response_type') === 'code' && p.get('client_id') === 'hush-web'
+        && p.get('code_challenge_method') === 'S256' && p.get('code_challenge') && p.get('state')
+        && p.get('scope').split(' ').includes('openid');
+      if (!ok) {
+        res.writeHead(400).end('bad authorization request');
+        return;
+      }
+      const code = b64url(randomBytes(16));
+      codes.set(code, { challenge: p.get('code_challenge'), nonce: p.get('nonce'), redirect: p.get('redirect_uri') });
+      const back = new URL(p.get('redirect_uri'));
+      back.searchParams.set('code', code);
+      back.searchParams.set('state', p.get('state'));
+      res.writeHead(302, { location: back.toString() }).end();
+      return;
+    }
+    if (url.pathname === '/token' && req.method === 'POST') {
+      seen.token += 1;
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const f = new URLSearchParams(body);
+      const grant = codes.get(f.get('code'));
+      codes.delete(f.get('code'));
+      const cors = { 'access-control-allow-origin': req.headers.origin || '*', 'content-type': 'application/json' };
+      const verifierOk = grant && b64url(createHash('sha256').update(f.get('code_verifier') || '').digest()) === grant.challenge;
+      if (!grant || !verifierOk || f.get('redirect_uri') !== grant.redirect || f.get('grant_type') !== 'authorization_code') {
+        res.writeHead(400, cors).end(JSON.stringify({ error: 'invalid_grant' }));
+        return;
+      }
+      const accessToken = execFileSync(HUSH_BIN, ['token', '--sub', 'carol', '--email', 'carol@corp.example', '--data-dir', DATA_DIR]).toString().trim();
+      const idToken = [b64url(JSON.stringify({ alg: 'none' })), b64url(JSON.stringify({ sub: 'carol', nonce: grant.nonce })), ''].join('.');
+      res.writeHead(200, cors).end(JSON.stringify({ access_token: accessToken, id_token: idToken, token_type: 'Bearer', expires_in: 3600 }));
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return { url: `http://127.0.0.1:${server.address().port}`, server, seen };
+}
+
+async function freePort() {
+  const s = createServer();
+  await new Promise((ok) => s.listen(0, '127.0.0.1', ok));
+  const { port } = s.address();
+  await new Promise((ok) => s.close(ok));
+  return port;
+}
+
+/** `hush edge` outside dev mode, signing in at `idp`; its base URL and process. */
+async function oidcEdge(idp) {
+  const port = await freePort();
+  const env = {
+    PATH: process.env.PATH,
+    HUSH_EDGE_LISTEN: `127.0.0.1:${port}`,
+    HUSH_CONTROL_URL: `http://127.0.0.1:${PORT_BASE}`,
+    HUSH_MEMBERSHIP_URL: `http://127.0.0.1:${PORT_BASE + 1}`,
+    HUSH_BULK_URL: `http://127.0.0.1:${PORT_BASE + 2}`,
+    HUSH_OIDC_ISSUER: idp.url,
+    HUSH_OIDC_AUTHORIZATION_ENDPOINT: `${idp.url}/authorize`,
+    HUSH_OIDC_TOKEN_ENDPOINT: `${idp.url}/token`,
+    HUSH_OIDC_CLIENT_ID: 'hush-web',
+  };
+  const child = spawn(HUSH_BIN, ['edge'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  process.on('exit', () => child.kill());
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) break;
+    const ok = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    if (ok) return { url, child };
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill();
+  throw new Error(`hush edge did not start:\n${output}`);
+}
+
+test('outside dev mode, the app signs in with OIDC (authorization code with PKCE)', async (ctx) => {
+  assert(HUSH_BIN && DATA_DIR && PORT_BASE, 'run.sh passes HUSH_BIN, HUSH_DATA_DIR and HUSH_PORT_BASE');
+  const idp = await fakeIdp();
+  const edge = await oidcEdge(idp);
+  try {
+    const cfg = await (await fetch(`${edge.url}/config.json`)).json();
+    assert(cfg.auth.mode === 'oidc', 'the edge tells the app to use OIDC');
+    const dev = await fetch(`${edge.url}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"sub":"x"}' });
+    assert(dev.status === 404, `no dev tokens outside dev mode (${dev.status})`);
+    const csp = (await fetch(`${edge.url}/`)).headers.get('content-security-policy');
+    assert(csp.includes(`connect-src 'self' ${idp.url};`), `the CSP lets the app reach the token endpoint only: ${csp}`);
+
+    const page = await ctx.newPage();
+    page.setDefaultTimeout(TIMEOUT);
+    pages.set('carol', page);
+    page.on('response', (res) => {
+      pendingBodies.push(res.text().catch(() => '').then((body) => responses.push({
+        user: 'carol', url: res.url(), status: res.status(), type: res.headers()['content-type'] || '', body,
+      })));
+    });
+    page.on('pageerror', (err) => consoleProblems.push(`carol: ${err.message}`));
+    await page.goto(`${edge.url}/#/mine`);
+    await page.getByRole('heading', { level: 1, name: 'Sign in to Hush' }).waitFor();
+    assert((await page.getByRole('button', { name: /Sign in as/ }).count()) === 0, 'no dev users outside dev mode');
+    await shot(page, '14-sign-in-oidc');
+    await page.getByRole('button', { name: 'Sign in with your company account' }).click();
+    // Back from the IdP, the code exchanged, and on the page asked for before signing in.
+    await page.getByRole('heading', { level: 1, name: 'My groups' }).waitFor();
+    assert(idp.seen.authorize === 1 && idp.seen.token === 1, `one authorization, one exchange (${JSON.stringify(idp.seen)})`);
+    assert(!page.url().includes('code='), `the code is gone from the address bar: ${page.url()}`);
+    assert((await page.locator('#who').innerText()).includes('carol@corp.example'), 'signed in as carol');
+    const stored = await page.evaluate(() => ({ pkce: sessionStorage.getItem('hush.pkce'), local: localStorage.length }));
+    assert(stored.pkce === null && stored.local === 0, 'no PKCE leftovers, nothing in localStorage');
+    await page.close();
+    pages.delete('carol');
+  } finally {
+    edge.child.kill();
+    idp.server.close();
+  }
+});
+
+test('INV-1: no response the app received holds a member list or names another member (and INV-4: counts are buckets, for owners)', async () => {
   await Promise.all(pendingBodies);
   const api = responses.filter((r) => /\/(control|membership|bulk)\//.test(new URL(r.url).pathname));
   assert(api.length > 30, `the flows made API calls (${api.length})`);
@@ -350,6 +554,10 @@ test('INV-1: no response the app received holds a member list or names another m
       else if (v && typeof v === 'object') {
         for (const [k, x] of Object.entries(v)) {
           if (listKey.test(k) && Array.isArray(x)) failures.push(`${r.url}: ${path}.${k} is a list of people`);
+          // INV-4: a count is a coarse bucket, and only owners (here alice) see one.
+          if (k === 'member_count' && (!/^(<10|10-49|50-249|250-999|1000\+)$/.test(String(x)) || r.user !== 'alice')) {
+            failures.push(`${r.url}: ${path}.member_count ${x} for ${r.user}`);
+          }
           walk(x, `${path}.${k}`);
         }
       }

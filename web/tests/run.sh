@@ -72,7 +72,8 @@ echo "hush up is ready; the app is at $WEB/"
 
 rm -rf "$SHOTS"
 status=0
-HUSH_WEB_URL="$WEB" HUSH_SCREENSHOTS="$SHOTS" node "$TESTS_DIR/flows.mjs" | tee "$DATA/flows.out" || status=$?
+HUSH_WEB_URL="$WEB" HUSH_SCREENSHOTS="$SHOTS" HUSH_BIN="$HUSH" HUSH_DATA_DIR="$DATA" HUSH_PORT_BASE="$PORT_BASE" \
+  node "$TESTS_DIR/flows.mjs" | tee "$DATA/flows.out" || status=$?
 if [ "$status" != 0 ]; then
   echo "--- the last lines of hush up's log"
   tail -n 40 "$LOG"

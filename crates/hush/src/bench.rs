@@ -210,6 +210,7 @@ async fn run_my_groups(
     )?;
     let tenant = TenantClient::new(&urls.tenant, signer)?;
     let subject = Subject::parse("bench-person")?;
+    let email = domain::Email::parse("bench-person@corp.example")?;
     let label = Label::defaults().remove(0);
     let mut set = JoinSet::new();
     for id in &ids {
@@ -217,7 +218,7 @@ async fn run_my_groups(
         let req = AddMember {
             member: MemberRef {
                 subject: Some(subject.clone()),
-                email: Some(domain::Email::parse("bench-person@corp.example")?),
+                email: Some(email.clone()),
                 kind: Some(IdentityKind::Member),
             },
             label: label.clone(),
@@ -253,7 +254,8 @@ async fn run_my_groups(
             args.groups
         );
         let t = Instant::now();
-        let got = tenant.groups_of(&subject).await?;
+        // As membership-api asks it: the person's subject and their token's address.
+        let got = tenant.groups_of(&subject, Some(&email)).await?;
         let took_direct = t.elapsed();
         anyhow::ensure!(got.len() == args.groups);
         if i >= 5 {

@@ -38,6 +38,14 @@ enum Command {
     /// Benchmarks that print a table (see the README for the figures).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Operate bulk jobs: submit (and follow), status, pause, resume, cancel.
+    #[command(subcommand)]
+    Bulk(crate::bulk::BulkCommand),
+    /// Import a legacy export: groups through control-api, membership through bulk jobs.
+    /// Resumable; ends with a summary.
+    Migrate(crate::migrate::MigrateArgs),
+    /// Write a realistic synthetic legacy export (heavy-tailed group sizes).
+    GenLegacy(crate::migrate::GenLegacyArgs),
     /// Exit 0 when URL answers 2xx within 3 s (for container healthchecks; no curl needed).
     Healthcheck {
         /// The URL to GET, e.g. http://127.0.0.1:8080/readyz.
@@ -174,6 +182,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { url } => Ok(healthcheck(&url).await),
+        Command::Migrate(args) => {
+            let s = crate::migrate::migrate(&args).await?;
+            println!(
+                "migrated in {:.1} s: {} groups created ({} already there, {} refused), {} memberships applied in {} jobs; rejected: {} by label, {} unknown identity, {} unknown group",
+                s.seconds, s.groups_created, s.groups_existing, s.groups_refused, s.applied, s.jobs,
+                s.label_refused, s.unknown_identity, s.unknown_group
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::GenLegacy(args) => {
+            let s = crate::migrate::gen_legacy(&args)?;
+            println!(
+                "wrote {}: {} groups, {} memberships, largest group {}",
+                args.out.display(),
+                s.groups,
+                s.memberships,
+                s.largest
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bulk(cmd) => Ok(if crate::bulk::run(cmd).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
         Command::Tenant(TenantCommand::Reseal(cfg)) => {
             let report = isolated_tenant::reseal(&cfg).await?;
             println!(
@@ -198,7 +231,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         "\nHush is up (SQLite under {dir}).\n\n  Open the app    {e}/   (pick a dev user to sign in)\n\n  control-api     {c}/control/v1/\n  membership-api  {m}/membership/v1/\n  bulk-api        {b}/bulk/v1/\n  isolated-tenant {t} (loopback only, service tokens only)\n  dev issuer      {i}/.well-known/jwks.json\n\nGet a token:  cargo run -p hush -- token --sub alice --email alice@corp.example{dd}\n              (add --kind guest|agent, --role label-admin|operator|auditor|privacy-officer)\nThen:         curl -H \"Authorization: Bearer $TOKEN\" {c}/control/v1/labels\n\nCtrl-C stops.",
         dir = args.data_dir.display(),
         e = u.edge, c = u.control, m = u.membership, b = u.bulk, t = u.tenant, i = u.issuer,
-        dd = if args.data_dir == PathBuf::from("./data") { String::new() } else { format!(" --data-dir {}", args.data_dir.display()) },
+        dd = if args.data_dir == std::path::Path::new("./data") { String::new() } else { format!(" --data-dir {}", args.data_dir.display()) },
     );
     service_kit::shutdown_signal().await;
     stack.stop().await?;
@@ -230,12 +263,11 @@ async fn serve(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn healthcheck(url: &str) -> ExitCode {
-    let client = match reqwest::Client::builder()
+    let Ok(client) = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()
-    {
-        Ok(c) => c,
-        Err(_) => return ExitCode::FAILURE,
+    else {
+        return ExitCode::FAILURE;
     };
     match client.get(url).send().await {
         Ok(r) if r.status().is_success() => ExitCode::SUCCESS,

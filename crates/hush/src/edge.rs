@@ -14,7 +14,7 @@
 
 use anyhow::Context as _;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -36,6 +36,9 @@ pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(60 * 60);
 
 /// Most roles a dev token may carry.
 const MAX_DEV_ROLES: usize = 16;
+
+/// Largest `POST /dev/token` body: a few short fields.
+const DEV_TOKEN_BODY_LIMIT: usize = 4096;
 
 /// How long the edge waits to connect to a service before answering 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,13 +110,18 @@ pub struct EdgeConfig {
     /// The audience (`aud`) of dev tokens: the services' HUSH_JWT_AUDIENCE.
     #[arg(long, env = "HUSH_JWT_AUDIENCE", default_value = "hush")]
     pub dev_audience: String,
-    /// Largest request body the edge forwards (bulk files are the large ones); larger → 413.
-    #[arg(long, env = "HUSH_EDGE_BODY_LIMIT_BYTES", default_value_t = 16 * 1024 * 1024)]
+    /// Largest request body the edge forwards (bulk job files are the large ones: this
+    /// matches bulk-api's upload limit); larger → 413. Bodies are streamed, never held whole.
+    #[arg(long, env = "HUSH_EDGE_BODY_LIMIT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub body_limit_bytes: usize,
-    /// Longest the edge waits for a service's answer to start, and between two pieces of it,
-    /// in seconds; longer → 504.
+    /// Longest the edge waits on a silent service (for its answer to start, or between two
+    /// pieces of it), in seconds; longer → 504.
     #[arg(long, env = "HUSH_EDGE_UPSTREAM_TIMEOUT_SECS", default_value_t = 30)]
     pub upstream_timeout_secs: u64,
+    /// Longest a whole request may take until its answer starts, in seconds, a large upload
+    /// included; longer → 408.
+    #[arg(long, env = "HUSH_EDGE_REQUEST_TIMEOUT_SECS", default_value_t = 600)]
+    pub request_timeout_secs: u64,
 }
 
 /// One service the edge forwards to.
@@ -265,7 +273,7 @@ impl Edge {
                 dev,
                 http: HttpArgs {
                     body_limit_bytes: cfg.body_limit_bytes,
-                    request_timeout_secs: cfg.upstream_timeout_secs,
+                    request_timeout_secs: cfg.request_timeout_secs,
                 },
             }),
         })
@@ -305,7 +313,10 @@ pub fn router(edge: Edge) -> Router {
         // "no such resource", so `/dev/token` outside dev mode is a plain 404.
         .route("/{*path}", any(asset));
     if inner.dev.is_some() {
-        app = app.route("/dev/token", post(dev_token));
+        app = app.route(
+            "/dev/token",
+            post(dev_token).layer(DefaultBodyLimit::max(DEV_TOKEN_BODY_LIMIT)),
+        );
     }
     let app = app
         .with_state(edge.clone())

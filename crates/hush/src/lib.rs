@@ -4,7 +4,10 @@
 //! front-end app and the one origin the browser talks to) and `hush healthcheck`.
 
 pub mod bench;
+pub mod bulk;
 pub mod cli;
+pub mod cluster;
 pub mod deploy;
 pub mod edge;
+pub mod migrate;
 pub mod stack;

@@ -183,6 +183,7 @@ impl Stack {
             auth::generate_service_key(&keys, s)?;
         }
         isolated_tenant::generate_seal_keys_file(&keys.join("tenant-seal.keys"))?;
+        bulk_api::generate_seal_key_file(&keys.join("bulk-seal.key"))?;
         let issuer = Arc::new(DevIssuer::load_or_create(&cfg.data_dir.join("dev-issuer"))?);
 
         let mut listeners = HashMap::new();
@@ -334,6 +335,7 @@ impl Stack {
                         .corporate_domains
                         .parse()
                         .map_err(|e: String| anyhow::anyhow!(e))?,
+                    batch_concurrency: 2,
                     http: cfg.http.clone(),
                 };
                 tokio::spawn(isolated_tenant::run(c, listener, shutdown))
@@ -374,6 +376,14 @@ impl Stack {
                     jwt: self.jwt(),
                     service_key: self.key(ServiceName::BulkApi),
                     http: cfg.http.clone(),
+                    seal_key: None,
+                    seal_key_file: Some(self.keys.join("bulk-seal.key")),
+                    chunk_size: 1000,
+                    ops_per_sec: 5000,
+                    workers: 2,
+                    lease_secs: 30,
+                    max_ops: 1_000_000,
+                    upload_limit_bytes: 256 * 1024 * 1024,
                 };
                 tokio::spawn(bulk_api::run(c, listener, shutdown))
             }
@@ -387,8 +397,9 @@ impl Stack {
                     dev_mode: true,
                     data_dir: cfg.data_dir.clone(),
                     dev_audience: "hush".into(),
-                    body_limit_bytes: 16 * 1024 * 1024,
+                    body_limit_bytes: 256 * 1024 * 1024,
                     upstream_timeout_secs: cfg.http.request_timeout_secs,
+                    request_timeout_secs: 600,
                 };
                 let edge = crate::edge::Edge::new(&c, Some(DevIssuer::clone(&self.issuer)))?;
                 tokio::spawn(async move {

@@ -42,11 +42,26 @@ impl Default for HttpArgs {
 /// Wraps a service's router in the common layers: request id, tracing on the route template,
 /// body limit, timeout, and problem+json for every error a layer or the router produces itself.
 pub fn with_common_layers(router: Router, limits: &HttpArgs) -> Router {
+    with_common_layers_and_own_limits(router, Router::new(), limits)
+}
+
+/// [`with_common_layers`] for a service with a few routes that carry their own, explicit body
+/// limit (a bulk upload, a batch): `own_limits` gets every common layer but the common body
+/// limit, so each of its routes must set its own (e.g. `DefaultBodyLimit::max(n)` for routes
+/// that read their body with an extractor, plus `RequestBodyLimitLayer::new(n)` for routes that
+/// stream it raw; [`explicit_body_limit`] applies both). Everything in `router` keeps the common
+/// limit.
+pub fn with_common_layers_and_own_limits(
+    router: Router,
+    own_limits: Router,
+    limits: &HttpArgs,
+) -> Router {
     router
-        .fallback(|| async { Problem::from_status(StatusCode::NOT_FOUND) })
-        .layer(axum::middleware::map_response(problemize))
         .layer(DefaultBodyLimit::max(limits.body_limit_bytes))
         .layer(RequestBodyLimitLayer::new(limits.body_limit_bytes))
+        .merge(own_limits)
+        .fallback(|| async { Problem::from_status(StatusCode::NOT_FOUND) })
+        .layer(axum::middleware::map_response(problemize))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(limits.request_timeout_secs),
@@ -68,6 +83,18 @@ pub fn with_common_layers(router: Router, limits: &HttpArgs) -> Router {
             tracing::info_span!("request", method = %req.method(), route, request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// A route's own body limit of `bytes`, for the routes given to
+/// [`with_common_layers_and_own_limits`]: larger bodies get 413 whether the handler reads the
+/// body with an extractor or streams it.
+pub fn explicit_body_limit<S>(router: Router<S>, bytes: usize) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router
+        .layer(DefaultBodyLimit::max(bytes))
+        .layer(RequestBodyLimitLayer::new(bytes))
 }
 
 /// Turns any error response that is not already problem+json (404 from the router, 405, 408 from
@@ -180,6 +207,37 @@ mod tests {
         )
         .await;
         assert_eq!(ok.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_route_with_its_own_limit_takes_larger_bodies_and_others_keep_the_common_one() {
+        let common = Router::new().route("/echo", post(|body: String| async move { body }));
+        let own = explicit_body_limit(
+            Router::new().route("/upload", post(|body: String| async move { body })),
+            64,
+        );
+        let app = with_common_layers_and_own_limits(
+            common,
+            own,
+            &HttpArgs {
+                body_limit_bytes: 16,
+                request_timeout_secs: 5,
+            },
+        );
+        let post_to = |path: &str, n: usize| {
+            Request::post(path)
+                .body(Body::from("x".repeat(n)))
+                .unwrap()
+        };
+        let res = app.clone().oneshot(post_to("/upload", 64)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let res = app.clone().oneshot(post_to("/upload", 65)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(ctype(&res), "application/problem+json");
+        let res = app.clone().oneshot(post_to("/echo", 17)).await.unwrap();
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let res = app.oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
 
     #[tokio::test]

@@ -9,6 +9,9 @@ pub mod json;
 pub mod problem;
 pub mod telemetry;
 
-pub use http::{serve, shutdown_signal, with_common_layers, HttpArgs};
+pub use http::{
+    explicit_body_limit, serve, shutdown_signal, with_common_layers,
+    with_common_layers_and_own_limits, HttpArgs,
+};
 pub use json::AppJson;
 pub use problem::Problem;

@@ -38,6 +38,8 @@ pub mod paths {
     pub const OFFBOARD: &str = "/tenant/v1/identities/offboard";
     /// `GET` the OpenAPI document (service token required).
     pub const OPENAPI: &str = "/tenant/v1/openapi.json";
+    /// `POST` applies a batch of adds and removes in one transaction ([`super::ApplyBatch`]).
+    pub const GROUPS_BATCH: &str = "/tenant/v1/groups/batch";
 
     /// `template` with `{group_id}` replaced by `group`.
     pub fn for_group(template: &str, group: GroupId) -> String {
@@ -157,22 +159,27 @@ impl From<&MemberRef> for IdentityRef {
     }
 }
 
-/// A question or a removal about one subject.
+/// A question about one signed-in person: "which groups am I in".
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubjectRef {
     /// The IdP's subject (`sub`).
     pub subject: Subject,
+    /// The person's address from the same token, when it carries one: the tenant also
+    /// considers an identity with this address and no subject yet (the person, added by
+    /// address before they signed in), never one bound to another subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
 }
 
-/// INV-6: never shows the subject.
+/// INV-6: never shows the subject or the address.
 impl fmt::Debug for SubjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubjectRef").finish_non_exhaustive()
     }
 }
 
-/// "Is this subject a member of this group?"
+/// "Is this signed-in person a member of this group?"
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MembershipQuery {
@@ -180,9 +187,14 @@ pub struct MembershipQuery {
     pub group_id: GroupId,
     /// The IdP's subject (`sub`).
     pub subject: Subject,
+    /// The person's address from the same token, when it carries one: the tenant also
+    /// considers an identity with this address and no subject yet (the person, added by
+    /// address before they signed in), never one bound to another subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
 }
 
-/// INV-6: names the group, never the subject.
+/// INV-6: names the group, never the subject or the address.
 impl fmt::Debug for MembershipQuery {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MembershipQuery")
@@ -212,6 +224,86 @@ pub struct MemberCount {
     pub bucket: CountBucket,
 }
 
+/// Whether a batch operation adds or removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchOpKind {
+    /// Make the person a member (label checked first).
+    Add,
+    /// Make sure the person is not a member.
+    Remove,
+}
+
+/// One operation of a batch: add or remove one person (by subject, address, or both) in one
+/// group.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchOp {
+    /// Add or remove.
+    pub op: BatchOpKind,
+    /// The catalog's id of the group.
+    pub group_id: GroupId,
+    /// The IdP's subject (`sub`), when the person is known by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Subject>,
+    /// The person's address, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+}
+
+/// INV-6: the operation and the group, never the person.
+impl fmt::Debug for BatchOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchOp")
+            .field("op", &self.op)
+            .field("group_id", &self.group_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The label of one group a batch touches, as the catalog holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupLabel {
+    /// The catalog's id of the group.
+    pub group_id: GroupId,
+    /// Its label; the tenant checks every add against it with the resolved kind.
+    pub label: Label,
+}
+
+/// A batch of adds and removes, applied in one transaction (bulk-api only). Every add's group
+/// must have its label in `labels`; an add whose group has none counts as `unknown_group`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyBatch {
+    /// The operations, applied in order.
+    pub ops: Vec<BatchOp>,
+    /// The label of each group the batch adds to.
+    pub labels: Vec<GroupLabel>,
+}
+
+/// What a batch did: counts by outcome, never per person (INV-3). `applied` counts every add
+/// and remove that holds now, whether or not it changed anything; applying the same batch
+/// again answers the same counts and changes nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchOutcome {
+    /// Operations that hold now.
+    pub applied: u64,
+    /// Operations naming nobody (neither subject nor address).
+    pub unknown_identity: u64,
+    /// Adds the group's label refused for the person's kind (nothing written for them).
+    pub label_refused: u64,
+    /// Operations on a group the tenant has not provisioned, or an add without its label.
+    pub unknown_group: u64,
+}
+
+impl BatchOutcome {
+    /// Operations rejected, for any reason.
+    pub fn rejected(&self) -> u64 {
+        self.unknown_identity + self.label_refused + self.unknown_group
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +319,7 @@ mod tests {
         let q = MembershipQuery {
             group_id: GroupId::new(),
             subject: subject.clone(),
+            email: m.email.clone(),
         };
         let add = AddMember {
             member: m.clone(),
@@ -235,7 +328,8 @@ mod tests {
         let d = format!(
             "{m:?} {:?} {q:?} {:?} {add:?}",
             SubjectRef {
-                subject: subject.clone()
+                subject: subject.clone(),
+                email: m.email.clone(),
             },
             IdentityRef::from(&m),
         );
@@ -258,6 +352,27 @@ mod tests {
         let who: IdentityRef = serde_json::from_str(r#"{"subject":"s"}"#).unwrap();
         assert!(who.email.is_none());
         assert!(serde_json::from_str::<IdentityRef>(r#"{"subject":"s","kind":"guest"}"#).is_err());
+        // The caller's address on the read paths is optional: older callers send none.
+        let g = GroupId::new();
+        let old: MembershipQuery =
+            serde_json::from_str(&format!(r#"{{"group_id":"{g}","subject":"s"}}"#)).unwrap();
+        assert!(old.email.is_none());
+        let new: MembershipQuery = serde_json::from_str(&format!(
+            r#"{{"group_id":"{g}","subject":"s","email":"A@B.example"}}"#
+        ))
+        .unwrap();
+        assert_eq!(new.email.unwrap().as_str(), "a@b.example");
+        let old: SubjectRef = serde_json::from_str(r#"{"subject":"s"}"#).unwrap();
+        assert!(old.email.is_none());
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            r#"{"subject":"s"}"#,
+            "no address, no field"
+        );
+        let new: SubjectRef =
+            serde_json::from_str(r#"{"subject":"s","email":"a@b.example"}"#).unwrap();
+        assert_eq!(new.email.unwrap().as_str(), "a@b.example");
+        assert!(serde_json::from_str::<SubjectRef>(r#"{"subject":"s","x":1}"#).is_err());
         // Absent fields are left out, not sent as null.
         let text = serde_json::to_string(&MemberRef {
             subject: None,

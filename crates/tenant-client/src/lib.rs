@@ -14,13 +14,14 @@
 pub mod api;
 
 pub use api::{
-    AddMember, DistributionGroup, GroupsOf, IdentityRef, MemberCount, MemberRef, MembershipCheck,
-    MembershipQuery, Pong, ProvisionGroup, SubjectRef,
+    AddMember, ApplyBatch, BatchOp, BatchOpKind, BatchOutcome, DistributionGroup, GroupLabel,
+    GroupsOf, IdentityRef, MemberCount, MemberRef, MembershipCheck, MembershipQuery, Pong,
+    ProvisionGroup, SubjectRef,
 };
 
 use api::paths;
 use auth::ServiceSigner;
-use domain::{CountBucket, GroupId, ServiceName, Subject};
+use domain::{CountBucket, Email, GroupId, ServiceName, Subject};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,31 @@ impl TenantError {
     /// Whether retrying later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// Why a batch did not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The tenant is saturated with batches or briefly unable (429 or 503): try again after
+    /// `retry_after` (its `Retry-After`, when it gave one). Nothing of the batch was written.
+    #[error("the tenant is busy; retry later")]
+    Busy {
+        /// How long the tenant asked the caller to wait.
+        retry_after: Option<Duration>,
+    },
+    /// Any other failure, as for single calls.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+}
+
+impl BatchError {
+    /// Whether retrying later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Busy { .. } => true,
+            Self::Tenant(e) => e.is_retryable(),
+        }
     }
 }
 
@@ -183,11 +209,19 @@ impl TenantClient {
         self.empty(Method::POST, paths::OFFBOARD, Some(who)).await
     }
 
-    /// Whether `subject` is a member of `group`.
-    pub async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, TenantError> {
+    /// Whether the person signed in as `subject`, with the address `email` from the same
+    /// token, is a member of `group` (an identity made from their address before they signed
+    /// in counts as theirs; one bound to another subject never does).
+    pub async fn is_member(
+        &self,
+        group: GroupId,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<bool, TenantError> {
         let body = MembershipQuery {
             group_id: group,
             subject: subject.clone(),
+            email: email.cloned(),
         };
         let answer: MembershipCheck = self
             .json(Method::POST, paths::MEMBERSHIP_CHECK, Some(&body))
@@ -195,10 +229,17 @@ impl TenantClient {
         Ok(answer.member)
     }
 
-    /// The groups `subject` is a member of (empty for a subject the tenant has not seen).
-    pub async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, TenantError> {
+    /// The groups the person signed in as `subject`, with the address `email` from the same
+    /// token, is a member of, as [`Self::is_member`] counts them (empty for someone the tenant
+    /// has not seen).
+    pub async fn groups_of(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<Vec<GroupId>, TenantError> {
         let body = SubjectRef {
             subject: subject.clone(),
+            email: email.cloned(),
         };
         let answer: GroupsOf = self
             .json(Method::POST, paths::GROUPS_OF, Some(&body))
@@ -211,6 +252,40 @@ impl TenantClient {
         let path = paths::for_group(paths::COUNT, group);
         let answer: MemberCount = self.json(Method::GET, &path, None::<&()>).await?;
         Ok(answer.bucket)
+    }
+
+    /// Applies `batch` in one transaction in the tenant (bulk-api only): adds (each checked
+    /// against its group's label with the person's resolved kind) and removes, answered with
+    /// counts by outcome. Idempotent: the same batch again changes nothing. `Busy` (with the
+    /// tenant's `Retry-After`) when the tenant is running as many batches as it allows.
+    pub async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, BatchError> {
+        let token = self.signer.mint(ServiceName::IsolatedTenant);
+        let res = self
+            .http
+            .post(format!("{}{}", self.base, paths::GROUPS_BATCH))
+            .bearer_auth(token)
+            .json(batch)
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        let status = res.status();
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            let retry_after = res
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            return Err(BatchError::Busy { retry_after });
+        }
+        let res = check(res).await?;
+        res.json::<BatchOutcome>().await.map_err(|e| {
+            BatchError::Tenant(if e.is_timeout() {
+                TenantError::Unavailable("timed out reading the answer".into())
+            } else {
+                TenantError::Unexpected("the answer did not match the tenant's API".into())
+            })
+        })
     }
 
     async fn send<B: Serialize + ?Sized>(

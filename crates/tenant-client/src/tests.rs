@@ -215,16 +215,32 @@ async fn answers_are_decoded_and_a_wrong_shape_is_unexpected() {
     let client = TenantClient::new(url, signer()).unwrap();
     let group = GroupId::new();
     stand.set(200, r#"{"member":true}"#, "application/json");
-    assert!(client.is_member(group, &alice_subject()).await.unwrap());
+    let email = alice().member.email;
+    assert!(client
+        .is_member(group, &alice_subject(), email.as_ref())
+        .await
+        .unwrap());
     stand.set(200, r#"{"bucket":"10-49"}"#, "application/json");
     assert_eq!(
         client.member_count(group).await.unwrap(),
         CountBucket::From10To49
     );
     stand.set(200, r#"{"groups":[]}"#, "application/json");
-    assert!(client.groups_of(&alice_subject()).await.unwrap().is_empty());
+    assert!(client
+        .groups_of(&alice_subject(), email.as_ref())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(client
+        .groups_of(&alice_subject(), None)
+        .await
+        .unwrap()
+        .is_empty());
     stand.set(200, r#"{"something":"else"}"#, "application/json");
-    let err = client.is_member(group, &alice_subject()).await.unwrap_err();
+    let err = client
+        .is_member(group, &alice_subject(), None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, TenantError::Unexpected(_)), "{err:?}");
 }
 

@@ -2,7 +2,40 @@
 
 use auth::{JwtArgs, ServiceKeyArgs};
 use service_kit::HttpArgs;
+use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A secret that never shows in debug output or logs.
+#[derive(Clone)]
+pub struct Redacted(zeroize::Zeroizing<String>);
+
+impl Redacted {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(zeroize::Zeroizing::new(secret.into()))
+    }
+
+    /// The secret itself; hand it only to what needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Redacted {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(s))
+    }
+}
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// How to run bulk-api.
 #[derive(Clone, clap::Parser)]
@@ -18,7 +51,7 @@ pub struct Config {
     /// Base URL of the isolated tenant, the membership truth (reached with service tokens).
     #[arg(long, env = "HUSH_TENANT_URL")]
     pub tenant_url: String,
-    /// Base URL of control-api, asked for groups' labels when jobs are checked.
+    /// Base URL of control-api, asked for groups' labels and owners when jobs run.
     #[arg(long, env = "HUSH_CONTROL_URL")]
     pub control_url: String,
     /// How users' tokens are checked.
@@ -30,11 +63,40 @@ pub struct Config {
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// The key job input is sealed with at rest (INV-5): 32 bytes, base64. Without it (and
+    /// without `--seal-key-file`) a random key lives in memory only, so queued jobs cannot
+    /// survive a restart: fine for tests, never for production.
+    #[arg(long, env = "HUSH_BULK_SEAL_KEY", hide_env_values = true, conflicts_with = "seal_key_file")]
+    pub seal_key: Option<Redacted>,
+    /// A file holding the seal key (`hush up` writes one into its data dir).
+    #[arg(long, env = "HUSH_BULK_SEAL_KEY_FILE")]
+    pub seal_key_file: Option<PathBuf>,
+    /// Operations per chunk: each chunk is one batch, one tenant transaction and one
+    /// checkpoint.
+    #[arg(long, env = "HUSH_BULK_CHUNK_SIZE", default_value_t = 1000)]
+    pub chunk_size: usize,
+    /// Most operations this replica applies per second (token bucket); 0 for no limit.
+    #[arg(long, env = "HUSH_BULK_OPS_PER_SEC", default_value_t = 5000)]
+    pub ops_per_sec: u32,
+    /// Job workers in this replica, each applying one chunk at a time.
+    #[arg(long, env = "HUSH_BULK_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+    /// How long a worker's lease on a chunk lasts, in seconds; a replica that dies releases
+    /// its chunks when their leases expire.
+    #[arg(long, env = "HUSH_BULK_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Most operations in one job.
+    #[arg(long, env = "HUSH_BULK_MAX_OPS", default_value_t = 1_000_000)]
+    pub max_ops: u64,
+    /// Largest job upload, in bytes (the upload route's own limit; every other route keeps
+    /// `HUSH_BODY_LIMIT_BYTES`).
+    #[arg(long, env = "HUSH_BULK_UPLOAD_LIMIT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub upload_limit_bytes: usize,
 }
 
-/// The database URL may carry a password: it is left out of debug output.
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// The database URL may carry a password and the seal key is secret: neither is printed.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("database_url", &"<redacted>")
@@ -43,6 +105,58 @@ impl std::fmt::Debug for Config {
             .field("jwt", &self.jwt)
             .field("service_key", &self.service_key)
             .field("http", &self.http)
+            .field("seal_key", &self.seal_key)
+            .field("seal_key_file", &self.seal_key_file)
+            .field("chunk_size", &self.chunk_size)
+            .field("ops_per_sec", &self.ops_per_sec)
+            .field("workers", &self.workers)
+            .field("lease_secs", &self.lease_secs)
+            .field("max_ops", &self.max_ops)
+            .field("upload_limit_bytes", &self.upload_limit_bytes)
             .finish()
+    }
+}
+
+/// Tuning for job intake and execution, taken from [`Config`].
+#[derive(Debug, Clone)]
+pub struct JobSettings {
+    /// Operations per chunk.
+    pub chunk_size: usize,
+    /// Operations per second per replica; 0 for no limit.
+    pub ops_per_sec: u32,
+    /// Workers per replica.
+    pub workers: usize,
+    /// Lease length.
+    pub lease: std::time::Duration,
+    /// Most operations per job.
+    pub max_ops: u64,
+    /// Largest upload.
+    pub upload_limit_bytes: usize,
+}
+
+impl JobSettings {
+    /// The settings `config` names.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            chunk_size: config.chunk_size.clamp(1, crate::MAX_CHUNK),
+            ops_per_sec: config.ops_per_sec,
+            workers: config.workers,
+            lease: std::time::Duration::from_secs(config.lease_secs.max(1)),
+            max_ops: config.max_ops,
+            upload_limit_bytes: config.upload_limit_bytes,
+        }
+    }
+}
+
+impl Default for JobSettings {
+    fn default() -> Self {
+        Self {
+            chunk_size: 1000,
+            ops_per_sec: 5000,
+            workers: 2,
+            lease: std::time::Duration::from_secs(30),
+            max_ops: 1_000_000,
+            upload_limit_bytes: 256 * 1024 * 1024,
+        }
     }
 }

@@ -1,11 +1,12 @@
-//! Jobs as operators see them: `GET /bulk/v1/jobs`, newest first. Submitting, running and
-//! reporting jobs come later; this module already holds what every one of those will share.
+//! Jobs as operators (and owners, for the jobs they submitted) see and steer them:
+//! `GET /bulk/v1/jobs`, `GET /bulk/v1/jobs/{id}`, and pause, resume and cancel. Reports are
+//! counts by reason, never who was already a member (INV-3).
 
-use crate::error::ApiError;
+use crate::error::{ApiError, LineErrorView};
 use crate::AppState;
 use auth::Caller;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use domain::Subject;
 use serde::{Deserialize, Serialize};
 use service_kit::{AppJson, Problem};
@@ -14,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-/// The role that may see and run bulk jobs.
+/// The role that may see and run every bulk job.
 pub const OPERATOR_ROLE: &str = "operator";
 
 /// Jobs listed when the request names no limit.
@@ -30,19 +31,22 @@ pub enum JobState {
     Queued,
     /// Workers are applying its chunks.
     Running,
-    /// Every item was applied or rejected; the report is final.
+    /// Stopped by an operator; resumes where it stopped.
+    Paused,
+    /// Every operation was applied or rejected; the report is final.
     Succeeded,
     /// Stopped by an error that retrying did not fix.
     Failed,
-    /// Stopped by an operator.
+    /// Stopped by an operator for good.
     Cancelled,
 }
 
 impl JobState {
     /// Every state, in life order.
-    pub const ALL: [JobState; 5] = [
+    pub const ALL: [JobState; 6] = [
         Self::Queued,
         Self::Running,
+        Self::Paused,
         Self::Succeeded,
         Self::Failed,
         Self::Cancelled,
@@ -53,10 +57,16 @@ impl JobState {
         match self {
             Self::Queued => "queued",
             Self::Running => "running",
+            Self::Paused => "paused",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
         }
+    }
+
+    /// Whether the job has ended (its input is purged).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
     }
 
     /// Parses the storage name.
@@ -71,6 +81,17 @@ impl JobState {
     }
 }
 
+/// Rejected operations by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Rejections {
+    /// Operations naming no identity the tenant could resolve.
+    pub unknown_identity: u64,
+    /// Adds the group's label refused for the person's kind.
+    pub label_refused: u64,
+    /// Operations on a group that is not active in the catalog or not provisioned.
+    pub unknown_group: u64,
+}
+
 /// One job's bookkeeping, as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -78,17 +99,29 @@ pub struct Job {
     pub id: Uuid,
     /// Where it is.
     pub state: JobState,
-    /// The operator who submitted it.
+    /// Who submitted it.
     pub submitted_by: Subject,
     /// When it was submitted, in milliseconds since the Unix epoch.
     pub created_at_ms: i64,
-    /// Items in the job.
+    /// When a worker first took a chunk of it.
+    pub started_at_ms: Option<i64>,
+    /// When it ended.
+    pub finished_at_ms: Option<i64>,
+    /// Operations in the job (valid lines).
     pub total: u64,
-    /// Items applied so far.
+    /// Operations applied so far.
     pub applied: u64,
-    /// Items refused so far (by label policy, bad input, …); counted by reason in the report,
-    /// never listed per person (INV-3).
+    /// Operations rejected so far; by reason in `rejected_by_reason`, never listed per person
+    /// (INV-3).
     pub rejected: u64,
+    /// Rejections by reason.
+    pub rejected_by_reason: Rejections,
+    /// Malformed lines left out of the job.
+    pub invalid_lines: u64,
+    /// Operations in chunks that failed and wait for another try.
+    pub retrying: u64,
+    /// Why a failed job failed.
+    pub error: Option<String>,
 }
 
 /// A job as the API shows it.
@@ -99,37 +132,97 @@ pub struct JobView {
     pub id: Uuid,
     /// Where it is.
     pub state: JobState,
-    /// The operator who submitted it.
+    /// Who submitted it.
     #[schema(value_type = String)]
     pub submitted_by: Subject,
     /// When it was submitted (RFC 3339, UTC).
     #[schema(example = "2026-11-22T14:00:00Z")]
     pub created_at: String,
-    /// Items in the job.
+    /// When it started running.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// Operations in the job.
     pub total: u64,
-    /// Items applied so far.
+    /// Operations applied so far (whether or not each changed anything: INV-3).
     pub applied: u64,
-    /// Items refused so far.
+    /// Operations rejected so far.
     pub rejected: u64,
+    /// Rejections by reason.
+    pub rejected_by_reason: Rejections,
+    /// Malformed lines left out of the job.
+    pub invalid_lines: u64,
+    /// Operations that failed and are being retried.
+    pub retrying: u64,
+    /// Operations per second since the job started.
+    pub rate_per_sec: f64,
+    /// Seconds until the job should end at the current rate, while it runs.
+    pub eta_secs: Option<u64>,
+    /// Why a failed job failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The first malformed lines (only when one job is asked for).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub line_errors: Vec<LineErrorView>,
 }
 
-impl From<Job> for JobView {
-    fn from(j: Job) -> Self {
-        let created_at = time::OffsetDateTime::from_unix_timestamp_nanos(
-            i128::from(j.created_at_ms) * 1_000_000,
-        )
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX)
+}
+
+impl JobView {
+    /// The view of `j` at `now` (ms).
+    pub fn at(j: Job, now: i64) -> Self {
+        let done = j.applied + j.rejected;
+        let (rate, eta) = match j.started_at_ms {
+            Some(start) => {
+                let end = j.finished_at_ms.unwrap_or(now);
+                let secs = (end - start).max(1) as f64 / 1000.0;
+                let rate = done as f64 / secs;
+                let eta = (j.state == JobState::Running && rate > 0.0)
+                    .then(|| (j.total.saturating_sub(done) as f64 / rate).ceil() as u64);
+                ((rate * 10.0).round() / 10.0, eta)
+            }
+            None => (0.0, None),
+        };
         Self {
             id: j.id,
             state: j.state,
             submitted_by: j.submitted_by,
-            created_at,
+            created_at: rfc3339(j.created_at_ms),
+            started_at: j.started_at_ms.map(rfc3339),
+            finished_at: j.finished_at_ms.map(rfc3339),
             total: j.total,
             applied: j.applied,
             rejected: j.rejected,
+            rejected_by_reason: j.rejected_by_reason,
+            invalid_lines: j.invalid_lines,
+            retrying: j.retrying,
+            rate_per_sec: rate,
+            eta_secs: eta,
+            error: j.error,
+            line_errors: Vec::new(),
         }
+    }
+}
+
+impl From<Job> for JobView {
+    fn from(j: Job) -> Self {
+        Self::at(j, now_ms())
     }
 }
 
@@ -149,9 +242,14 @@ pub struct ListParams {
     pub limit: Option<u32>,
 }
 
-/// The jobs routes, documented.
+/// The jobs routes (but submission, which has its own body limit), documented.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_jobs))
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(pause_job))
+        .routes(routes!(resume_job))
+        .routes(routes!(cancel_job))
 }
 
 /// Lists jobs, newest first (operators only).
@@ -186,9 +284,147 @@ async fn list_jobs(
         )));
     }
     let jobs = state.store.list_jobs(limit).await?;
+    let now = now_ms();
     Ok(AppJson(JobList {
-        jobs: jobs.into_iter().map(JobView::from).collect(),
+        jobs: jobs.into_iter().map(|j| JobView::at(j, now)).collect(),
     }))
+}
+
+/// The job `id` if the caller may see it: operators every job, anyone else the jobs they
+/// submitted. Any other job is "not found", so ids of others' jobs reveal nothing.
+async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> Result<Job, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::NotFound)?;
+    let job = state.store.job(id).await?.ok_or(ApiError::NotFound)?;
+    if caller.has_role(OPERATOR_ROLE) || job.submitted_by == caller.subject {
+        Ok(job)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// One job: its state, counts by reason, rate and ETA, and its first malformed lines.
+#[utoipa::path(
+    get,
+    path = "/bulk/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, format = Uuid, description = "The job's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job.", body = JobView),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such job, or one the caller did not submit and is not an operator.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn get_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<AppJson<JobView>, ApiError> {
+    let job = visible_job(&state, &caller, &id).await?;
+    let errors = state.store.line_errors(job.id).await?;
+    let mut view = JobView::from(job);
+    view.line_errors = errors
+        .into_iter()
+        .map(|(line, reason)| LineErrorView { line, reason })
+        .collect();
+    Ok(AppJson(view))
+}
+
+async fn steer(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    from: &[JobState],
+    to: JobState,
+) -> Result<AppJson<JobView>, ApiError> {
+    let job = visible_job(state, caller, id).await?;
+    match state
+        .store
+        .transition(job.id, from, to, now_ms())
+        .await?
+    {
+        Some(job) => Ok(AppJson(JobView::from(job))),
+        None => Err(ApiError::Conflict(format!(
+            "the job is {}; this applies only to a job that is {}",
+            job.state.as_str(),
+            from.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ))),
+    }
+}
+
+/// Pauses a queued or running job: chunks in flight finish, no new chunk starts.
+#[utoipa::path(
+    post,
+    path = "/bulk/v1/jobs/{id}/pause",
+    tag = "jobs",
+    params(("id" = String, Path, format = Uuid, description = "The job's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job, paused.", body = JobView),
+        (status = 404, description = "No such job (that the caller may see).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not queued or running.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn pause_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<AppJson<JobView>, ApiError> {
+    steer(&state, &caller, &id, &[JobState::Queued, JobState::Running], JobState::Paused).await
+}
+
+/// Resumes a paused job from its last checkpoint.
+#[utoipa::path(
+    post,
+    path = "/bulk/v1/jobs/{id}/resume",
+    tag = "jobs",
+    params(("id" = String, Path, format = Uuid, description = "The job's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job, queued or running again.", body = JobView),
+        (status = 404, description = "No such job (that the caller may see).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is not paused.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn resume_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<AppJson<JobView>, ApiError> {
+    steer(&state, &caller, &id, &[JobState::Paused], JobState::Running).await
+}
+
+/// Cancels a job for good: what was applied stays, the rest is not applied, and the job's
+/// input is purged at once.
+#[utoipa::path(
+    post,
+    path = "/bulk/v1/jobs/{id}/cancel",
+    tag = "jobs",
+    params(("id" = String, Path, format = Uuid, description = "The job's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The job, cancelled.", body = JobView),
+        (status = 404, description = "No such job (that the caller may see).", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has already ended.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn cancel_job(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<AppJson<JobView>, ApiError> {
+    steer(
+        &state,
+        &caller,
+        &id,
+        &[JobState::Queued, JobState::Running, JobState::Paused],
+        JobState::Cancelled,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -201,20 +437,38 @@ mod tests {
             assert_eq!(JobState::parse(s.as_str()).unwrap(), s);
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
-        assert!(JobState::parse("paused").is_err());
+        assert!(JobState::parse("intake").is_err());
+    }
+
+    fn job() -> Job {
+        Job {
+            id: Uuid::nil(),
+            state: JobState::Running,
+            submitted_by: Subject::parse("op").unwrap(),
+            created_at_ms: 1_700_000_000_123,
+            started_at_ms: Some(1_700_000_000_000),
+            finished_at_ms: None,
+            total: 1000,
+            applied: 400,
+            rejected: 100,
+            rejected_by_reason: Rejections::default(),
+            invalid_lines: 0,
+            retrying: 0,
+            error: None,
+        }
     }
 
     #[test]
     fn views_show_times_as_rfc3339() {
-        let view = JobView::from(Job {
-            id: Uuid::nil(),
-            state: JobState::Queued,
-            submitted_by: Subject::parse("op").unwrap(),
-            created_at_ms: 1_700_000_000_123,
-            total: 0,
-            applied: 0,
-            rejected: 0,
-        });
+        let view = JobView::at(job(), 1_700_000_010_000);
         assert_eq!(view.created_at, "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn rate_and_eta_follow_progress() {
+        // 500 operations in 10 s: 50/s, 500 to go → 10 s.
+        let view = JobView::at(job(), 1_700_000_010_000);
+        assert_eq!(view.rate_per_sec, 50.0);
+        assert_eq!(view.eta_secs, Some(10));
     }
 }

@@ -1,10 +1,11 @@
-//! bulk-api: long-lived bulk membership jobs, for operators.
+//! bulk-api: long-lived bulk membership jobs, for operators (and owners, for their groups).
 //!
-//! This is the service's skeleton: configuration, its own database of jobs (Postgres or SQLite),
-//! `GET /bulk/v1/jobs` for operators, health and the OpenAPI document. Submitting and running
-//! jobs come next; when they do, job input is sealed at rest and purged when the job ends
-//! (INV-5), every item is checked against its group's label before it is applied, and reports
-//! give counts by reason, never who was already a member (INV-3).
+//! A job is an NDJSON or CSV upload of adds and removes, read as it streams in ([`intake`],
+//! [`submit`]), cut into chunks sealed at rest ([`seal`]; INV-5) and run by workers
+//! ([`worker`]) that lease chunks, apply each through the tenant's batch endpoint in one
+//! transaction, and checkpoint it. Each add is checked against its group's label by the tenant
+//! with `domain::may_enter`, as on every other path. Reports give counts by reason, never who
+//! was already a member (INV-3); a job's input is purged when it ends.
 //!
 //! Run it with `cargo run -p bulk-api -- --help` (every flag has a `HUSH_*` variable), or as
 //! part of the whole stack with `hush up`. Tests call [`router`] with a state they build, or
@@ -12,12 +13,17 @@
 
 mod config;
 mod error;
+pub mod intake;
 pub mod jobs;
+pub mod seal;
 pub mod store;
+pub mod submit;
+pub mod worker;
 
-pub use config::Config;
-pub use error::ApiError;
+pub use config::{Config, JobSettings, Redacted};
+pub use error::{ApiError, LineErrorView};
 pub use jobs::{Job, JobList, JobState, JobView};
+pub use seal::{generate_seal_key_file, JobKey};
 pub use store::Store;
 
 use anyhow::Context as _;
@@ -30,14 +36,16 @@ use service_kit::HttpArgs;
 use std::future::Future;
 use std::sync::Arc;
 use tenant_client::TenantClient;
+use control_api::client::ControlClient;
 use tokio::net::TcpListener;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-/// Most database connections one replica holds. Job workers (later) will want more than the
-/// listing does today; this is the bound for both.
-const MAX_DB_CONNECTIONS: u32 = 8;
+/// Database connections the API holds (the workers have their own pool besides).
+const MAX_DB_CONNECTIONS: u32 = 4;
+/// The largest chunk: what the tenant takes in one batch.
+pub const MAX_CHUNK: usize = 10_000;
 
 /// Everything a request handler may need. Cheap to clone.
 #[derive(Clone)]
@@ -46,8 +54,14 @@ pub struct AppState {
     pub verifier: Verifier,
     /// This service's own database of jobs.
     pub store: Arc<dyn Store>,
-    /// The isolated tenant, which jobs will be applied to; readiness asks it today.
+    /// The isolated tenant, which jobs are applied to; readiness asks it.
     pub tenant: TenantClient,
+    /// control-api: groups' labels and owners.
+    pub control: ControlClient,
+    /// Seals job input at rest.
+    pub key: JobKey,
+    /// Chunk size, limits, rate.
+    pub settings: JobSettings,
     /// Body size and time limits the router enforces.
     pub http: HttpArgs,
 }
@@ -66,8 +80,10 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         .service_key
         .signer(ServiceName::BulkApi)
         .context("loading the service key")?;
-    let tenant = TenantClient::new(config.tenant_url.clone(), signer)
+    let tenant = TenantClient::new(config.tenant_url.clone(), signer.clone())
         .context("setting up the tenant's client")?;
+    let control = ControlClient::new(config.control_url.clone(), signer)
+        .context("setting up control-api's client")?;
     let store = store::connect(&config.database_url, MAX_DB_CONNECTIONS)
         .await
         .context("opening the database")?;
@@ -75,8 +91,25 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         verifier,
         store,
         tenant,
+        control,
+        key: load_key(config)?,
+        settings: JobSettings::from_config(config),
         http: config.http.clone(),
     })
+}
+
+/// The seal key the configuration names, or a random one held in memory only.
+fn load_key(config: &Config) -> anyhow::Result<JobKey> {
+    if let Some(k) = &config.seal_key {
+        return JobKey::parse(k.expose());
+    }
+    if let Some(path) = &config.seal_key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the bulk seal key {}", path.display()))?;
+        return JobKey::parse(&text);
+    }
+    tracing::warn!("no bulk seal key configured: using a random one; queued jobs will not survive a restart");
+    Ok(JobKey::random())
 }
 
 /// The OpenAPI description of the public API, served at `/bulk/v1/openapi.json`.
@@ -108,9 +141,14 @@ impl utoipa::Modify for BearerAuth {
 /// The whole service: the API under `/bulk/v1`, its OpenAPI document, `/healthz` and `/readyz`
 /// (the database and the tenant), in the common layers.
 pub fn router(state: AppState) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(jobs::router())
         .split_for_parts();
+    let (upload, upload_doc) = submit::router().split_for_parts();
+    openapi.merge(upload_doc);
+    let upload = service_kit::explicit_body_limit(upload, state.settings.upload_limit_bytes)
+        .layer(axum::middleware::map_response(error::log_failures))
+        .with_state(state.clone());
     let openapi = Arc::new(openapi);
     let store = state.store.clone();
     let tenant = state.tenant.clone();
@@ -139,7 +177,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router(checks))
         .layer(axum::middleware::map_response(error::log_failures))
         .with_state(state);
-    service_kit::with_common_layers(app, &http)
+    service_kit::with_common_layers_and_own_limits(app, upload, &http)
 }
 
 /// Serves the service on `listener` until `shutdown` completes, then lets in-flight requests
@@ -150,7 +188,29 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
-    tracing::info!(addr = %listener.local_addr()?, "bulk-api listening");
+    // Bulk work has its own connections, so jobs never starve the API (and the reverse).
+    let worker_store = store::connect(&config.database_url, state.settings.workers as u32 + 1)
+        .await
+        .context("opening the workers' database pool")?;
+    let workers = worker::Workers {
+        store: worker_store,
+        tenant: state.tenant.clone(),
+        control: state.control.clone(),
+        key: state.key.clone(),
+        settings: state.settings.clone(),
+        throttle: Arc::new(worker::Throttle::new(state.settings.ops_per_sec)),
+        backoff: Arc::default(),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let handles = worker::spawn(&workers, &stop_rx);
+    tracing::info!(addr = %listener.local_addr()?, workers = handles.len(), "bulk-api listening");
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    };
     service_kit::serve(listener, router(state), shutdown).await?;
+    for h in handles {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), h).await;
+    }
     Ok(())
 }

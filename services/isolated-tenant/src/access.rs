@@ -35,11 +35,13 @@ pub enum Operation {
     MemberCount,
     /// The API's OpenAPI document.
     ReadApiDoc,
+    /// Apply a batch of adds and removes in one transaction (bulk jobs).
+    ApplyBatch,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 11] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -50,6 +52,7 @@ impl Operation {
         Self::Offboard,
         Self::MemberCount,
         Self::ReadApiDoc,
+        Self::ApplyBatch,
     ];
 
     /// The operation's name in refusals and logs.
@@ -65,6 +68,7 @@ impl Operation {
             Self::Offboard => "offboard",
             Self::MemberCount => "member-count",
             Self::ReadApiDoc => "read-api-doc",
+            Self::ApplyBatch => "apply-batch",
         }
     }
 }
@@ -83,8 +87,9 @@ impl fmt::Display for Operation {
 ///   about one.
 /// - membership-api acts for one person at a time: add, remove, "am I a member", "my groups"
 ///   (INV-2).
-/// - bulk-api applies jobs through add and remove, never a question about who is a member, so
-///   its reports cannot say "already a member" per person (INV-3).
+/// - bulk-api applies jobs through add, remove and batches of both (answered with counts by
+///   outcome only), never a question about who is a member, so its reports cannot say
+///   "already a member" per person (INV-3). Only bulk-api applies batches.
 /// - the tenant itself is not a caller; nothing it does goes through its API.
 ///
 /// Every trusted service may ping and read the API document.
@@ -105,7 +110,10 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
             op,
             O::Ping | O::ReadApiDoc | O::AddMember | O::RemoveMember | O::CheckMember | O::GroupsOf
         ),
-        S::BulkApi => matches!(op, O::Ping | O::ReadApiDoc | O::AddMember | O::RemoveMember),
+        S::BulkApi => matches!(
+            op,
+            O::Ping | O::ReadApiDoc | O::AddMember | O::RemoveMember | O::ApplyBatch
+        ),
         S::IsolatedTenant => false,
     }
 }
@@ -154,6 +162,8 @@ pub mod op {
         MemberCount,
         /// See [`Operation::ReadApiDoc`].
         ReadApiDoc,
+        /// See [`Operation::ApplyBatch`].
+        ApplyBatch,
     );
 }
 
@@ -215,7 +225,13 @@ mod tests {
                     O::CheckMember,
                     O::GroupsOf,
                 ],
-                ServiceName::BulkApi => &[O::Ping, O::ReadApiDoc, O::AddMember, O::RemoveMember],
+                ServiceName::BulkApi => &[
+                    O::Ping,
+                    O::ReadApiDoc,
+                    O::AddMember,
+                    O::RemoveMember,
+                    O::ApplyBatch,
+                ],
                 ServiceName::IsolatedTenant => &[],
             }
         };
@@ -253,6 +269,17 @@ mod tests {
                     "{service} / {op}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn only_bulk_api_applies_batches() {
+        for service in ServiceName::ALL {
+            assert_eq!(
+                may_call(service, Operation::ApplyBatch),
+                service == ServiceName::BulkApi,
+                "{service}"
+            );
         }
     }
 

@@ -93,6 +93,10 @@ pub struct Config {
     /// them. Empty (the default): every domain is corporate.
     #[arg(long, env = "HUSH_CORPORATE_DOMAINS", default_value = "")]
     pub corporate_domains: CorporateDomains,
+    /// Most bulk batches applied at once. More wait (answered 503 with `Retry-After`), so
+    /// bulk jobs never take the connections routine join and leave calls need.
+    #[arg(long, env = "HUSH_TENANT_BATCH_CONCURRENCY", default_value_t = 2)]
+    pub batch_concurrency: usize,
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
@@ -108,6 +112,7 @@ impl fmt::Debug for Config {
             .field("seal_keys", &self.seal_keys)
             .field("seal_keys_file", &self.seal_keys_file)
             .field("corporate_domains", &self.corporate_domains.domains())
+            .field("batch_concurrency", &self.batch_concurrency)
             .field("http", &self.http)
             .finish()
     }

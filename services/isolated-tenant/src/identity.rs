@@ -1,7 +1,9 @@
 //! Who a membership write is about, and what kind of identity they are: the pure decisions the
 //! store makes inside its transactions, kept apart so they can be tested exhaustively.
 //!
-//! An identity is found by its subject first, then by its address (`resolve`). A write that
+//! An identity is found by its subject first, then by its address. Paths about one signed-in
+//! person ("am I a member", "my groups", leaving) consider only their own identities (`own`):
+//! the one with their subject, and one with their address and no subject yet. A write that
 //! carries a kind comes from the person themself, present with a token from the IdP
 //! (self-join, approval of their own request, invite redemption): only such a write may tie a
 //! subject to an address (`plan_add`). An owner or operator adding by address cannot, or
@@ -107,19 +109,51 @@ fn matches(
     (by_subject, by_email)
 }
 
-/// The identity a removal is about: the one with the subject, else the one with the address.
-pub(crate) fn resolve(
+/// The person's own identities, by the rule every path about one signed-in person follows
+/// ("am I a member", "my groups", leaving): the identity whose subject is `subject`, and an
+/// identity that holds `email` and has no subject yet (the same person, added by address
+/// before they were seen with a token). Never an identity bound to another subject, whatever
+/// its address.
+pub(crate) fn own(
+    subject: &Subject,
+    email: Option<&Email>,
+    found: &[Known<'_>],
+) -> (Option<usize>, Option<usize>) {
+    let by_subject = found
+        .iter()
+        .position(|k| k.profile.subject.as_ref() == Some(subject));
+    let by_email = email.and_then(|e| {
+        found.iter().position(|k| {
+            k.profile.subject.is_none() && k.email_owned && k.profile.email.as_ref() == Some(e)
+        })
+    });
+    (by_subject, by_email)
+}
+
+/// The identities a removal is about, one slot per candidate, `None` for a candidate the store
+/// did not find, so the store runs the same statements whether or not each exists (INV-3).
+/// With a subject: the person's own identities ([`own`]), two slots when an address is given
+/// too. By address alone: whoever holds the address.
+pub(crate) fn removal_targets(
     subject: Option<&Subject>,
     email: Option<&Email>,
     found: &[Known<'_>],
-) -> Option<usize> {
-    let (by_subject, by_email) = matches(subject, email, found);
-    by_subject.or(by_email)
+) -> Vec<Option<usize>> {
+    match (subject, email) {
+        (Some(s), Some(_)) => {
+            let (by_subject, by_email) = own(s, email, found);
+            vec![by_subject, by_email]
+        }
+        (Some(s), None) => vec![own(s, None, found).0],
+        (None, Some(_)) => vec![matches(None, email, found).1],
+        (None, None) => Vec::new(),
+    }
 }
 
-/// The identities an offboarding deletes: the one [`resolve`] names, and, when both a subject
-/// and an address are given, an identity that holds the address without another subject (the
-/// same person, added by address before they were seen with a token).
+/// The identities an offboarding deletes: the one with the subject, else the one with the
+/// address; and, when both a subject and an address are given, an identity that holds the
+/// address without another subject (the same person, added by address before they were seen
+/// with a token).
 pub(crate) fn offboard_targets(
     subject: Option<&Subject>,
     email: Option<&Email>,
@@ -455,8 +489,14 @@ mod tests {
             profile: &legacy,
             email_owned: false,
         }];
-        assert_eq!(resolve(None, Some(&e("a@corp.example")), &found), None);
-        assert_eq!(resolve(Some(&s("old")), None, &found), Some(0));
+        assert_eq!(
+            removal_targets(None, Some(&e("a@corp.example")), &found),
+            vec![None]
+        );
+        assert_eq!(
+            removal_targets(Some(&s("old")), None, &found),
+            vec![Some(0)]
+        );
         // The person's own token claims the address for their identity.
         let plan = plan_add(
             &req(Some("old"), None, Some(IdentityKind::Member)),
@@ -479,7 +519,7 @@ mod tests {
     }
 
     #[test]
-    fn removal_resolves_by_subject_first_and_offboarding_takes_the_address_identity_too() {
+    fn removal_takes_the_persons_own_identities_and_offboarding_the_address_identity_too() {
         let a = profile(
             Some("alice"),
             Some("alice@corp.example"),
@@ -493,10 +533,38 @@ mod tests {
         );
         let found = [known(&a), known(&b), known(&c)];
         let (alice, alias, carol) = (s("alice"), e("alias@corp.example"), e("carol@corp.example"));
-        assert_eq!(resolve(Some(&alice), Some(&carol), &found), Some(0));
-        assert_eq!(resolve(None, Some(&carol), &found), Some(2));
-        assert_eq!(resolve(Some(&s("nobody")), Some(&alias), &found), Some(1));
-        assert_eq!(resolve(Some(&s("nobody")), None, &found), None);
+        // With a subject: one slot per candidate, found or not; carol's identity is never
+        // alice's, even when alice names carol's address.
+        assert_eq!(
+            removal_targets(Some(&alice), Some(&carol), &found),
+            vec![Some(0), None]
+        );
+        assert_eq!(
+            removal_targets(Some(&alice), Some(&alias), &found),
+            vec![Some(0), Some(1)]
+        );
+        assert_eq!(
+            removal_targets(Some(&alice), Some(&e("alice@corp.example")), &found),
+            vec![Some(0), None],
+            "her own identity holds her address: not twice"
+        );
+        assert_eq!(
+            removal_targets(Some(&s("nobody")), Some(&alias), &found),
+            vec![None, Some(1)]
+        );
+        assert_eq!(
+            removal_targets(Some(&s("nobody")), Some(&carol), &found),
+            vec![None, None],
+            "bound to another subject"
+        );
+        assert_eq!(
+            removal_targets(Some(&s("nobody")), None, &found),
+            vec![None]
+        );
+        // By address alone (an owner naming an address): whoever holds it.
+        assert_eq!(removal_targets(None, Some(&carol), &found), vec![Some(2)]);
+        assert_eq!(own(&alice, Some(&alias), &found), (Some(0), Some(1)));
+        assert_eq!(own(&s("nobody"), Some(&carol), &found), (None, None));
         assert_eq!(
             offboard_targets(Some(&alice), Some(&alias), &found),
             vec![0, 1]

@@ -23,6 +23,7 @@
 //! or [`run`] on a listener bound to port 0.
 
 mod access;
+mod batch;
 mod config;
 mod error;
 mod extract;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Body size and time limits the router enforces.
     pub http: HttpArgs,
+    /// The slots bulk batches run in, so routine calls keep their connections and latency.
+    pub batch_gate: batch::BatchGate,
 }
 
 impl FromRef<AppState> for ServiceVerifier {
@@ -92,6 +95,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         verifier,
         store,
         http: config.http.clone(),
+        batch_gate: Arc::new(tokio::sync::Semaphore::new(config.batch_concurrency.max(1))),
     })
 }
 
@@ -135,24 +139,33 @@ impl utoipa::Modify for ServiceTokenAuth {
     }
 }
 
-/// The API routes and their OpenAPI document, before state and layers.
-fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The API routes under the common body limit, the batch route (its own, larger limit), and
+/// their OpenAPI document, before state and layers.
+fn api() -> (
+    Router<AppState>,
+    Router<AppState>,
+    utoipa::openapi::OpenApi,
+) {
+    let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(groups::router())
         .merge(members::router())
         .merge(meta::router())
-        .split_for_parts()
+        .split_for_parts();
+    let (batch, batch_doc) = batch::router().split_for_parts();
+    doc.merge(batch_doc);
+    let batch = service_kit::explicit_body_limit(batch, batch::BATCH_BODY_LIMIT);
+    (routes, batch, doc)
 }
 
 /// The OpenAPI document of the tenant's API (what `/tenant/v1/openapi.json` serves).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().1
+    api().2
 }
 
 /// The whole service: the API under `/tenant/v1` (service tokens only), its OpenAPI document,
 /// `/healthz` and `/readyz` (the database answers), in the common layers.
 pub fn router(state: AppState) -> Router {
-    let (api, doc) = api();
+    let (api, batch, doc) = api();
     let store = state.store.clone();
     let checks = vec![(
         "database",
@@ -166,8 +179,11 @@ pub fn router(state: AppState) -> Router {
         .layer(Extension::<meta::Doc>(Arc::new(doc)))
         .merge(health::router(checks))
         .layer(axum::middleware::map_response(error::log_failures))
+        .with_state(state.clone());
+    let batch = batch
+        .layer(axum::middleware::map_response(error::log_failures))
         .with_state(state);
-    service_kit::with_common_layers(app, &http)
+    service_kit::with_common_layers_and_own_limits(app, batch, &http)
 }
 
 /// Re-seals the tenant's database for a key rotation: opens (and migrates) the database

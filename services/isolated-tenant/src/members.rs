@@ -83,8 +83,11 @@ fn named(someone: bool) -> Result<(), ApiError> {
 
 /// Makes sure a person is not a member of the group.
 ///
-/// The person is named by `subject`, `email`, or both (422 when neither), and found by subject
-/// first, then by address. The answer is the same whether or not they were a member, and
+/// The person is named by `subject`, `email`, or both (422 when neither). With a subject, the
+/// membership goes from the identity with that subject and, when `email` is given too, from an
+/// identity with that address and no subject yet (the same person, added by address before
+/// they signed in), never from one bound to another subject; by address alone, from whoever
+/// holds the address. The answer is the same whether or not they were a member, and
 /// whether or not the tenant has ever seen them (INV-3). Allowed to membership-api and
 /// bulk-api.
 #[utoipa::path(
@@ -118,6 +121,9 @@ async fn remove_member(
 
 /// Whether a person is a member of the group.
 ///
+/// The person is the one signed in as `subject`, with `email` from the same token when it
+/// carries one: an identity with that address and no subject yet (the person, added by
+/// address before they signed in) counts as theirs; one bound to another subject never does.
 /// membership-api asks this only about its own caller (INV-2). Allowed to membership-api.
 #[utoipa::path(
     post,
@@ -132,7 +138,7 @@ async fn remove_member(
         (status = 404, description = "No distribution group with this id is provisioned.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or the subject is invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The group id is not a UUID, or the subject or the email is invalid.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -143,16 +149,17 @@ async fn check_member(
 ) -> Result<AppJson<MembershipCheck>, ApiError> {
     let member = state
         .store
-        .is_member(query.group_id, &query.subject)
+        .is_member(query.group_id, &query.subject, query.email.as_ref())
         .await?;
     Ok(AppJson(MembershipCheck { member }))
 }
 
 /// The groups a person is in.
 ///
-/// Read from the person's own sealed list, never by scanning groups; groups deprovisioned
-/// since are left out. membership-api asks this only about its own caller (INV-2). Allowed to
-/// membership-api.
+/// The person is found as for the membership check (`subject`, and an identity with `email`
+/// and no subject yet). Read from the person's own sealed lists, never by scanning groups;
+/// groups deprovisioned since are left out. membership-api asks this only about its own caller
+/// (INV-2). Allowed to membership-api.
 #[utoipa::path(
     post,
     path = "/tenant/v1/identities/groups",
@@ -165,7 +172,7 @@ async fn check_member(
         (status = 403, description = "The calling service may not ask about membership.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The subject is invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The subject or the email is invalid.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -174,7 +181,10 @@ async fn groups_of(
     State(state): State<AppState>,
     AppJson(who): AppJson<SubjectRef>,
 ) -> Result<AppJson<GroupsOf>, ApiError> {
-    let groups = state.store.groups_of(&who.subject).await?;
+    let groups = state
+        .store
+        .groups_of(&who.subject, who.email.as_ref())
+        .await?;
     Ok(AppJson(GroupsOf { groups }))
 }
 

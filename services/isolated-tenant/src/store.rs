@@ -58,12 +58,15 @@
 use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
 use crate::seal::{Profile, SealError, SealKey, SealKeys};
 use async_trait::async_trait;
-use domain::{CountBucket, Email, EntryRefusal, GroupId, IdentityKind, Subject};
+use domain::{CountBucket, Email, EntryRefusal, GroupId, IdentityKind, Label, Subject};
 use service_kit::db::{self, Backend};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tenant_client::{AddMember, DistributionGroup, IdentityRef, ProvisionGroup};
+use tenant_client::{
+    AddMember, ApplyBatch, BatchOpKind, BatchOutcome, DistributionGroup, IdentityRef, MemberRef,
+    ProvisionGroup,
+};
 use uuid::Uuid;
 
 /// How many times an operation is tried when the database reports a deadlock, a serialization
@@ -156,19 +159,41 @@ pub trait Store: Send + Sync + 'static {
     /// statements whether or not they already were a member, or known at all (INV-3).
     async fn add_member(&self, group: GroupId, request: &AddMember) -> Result<(), StoreError>;
 
-    /// Makes sure `who` is not a member of `group`. Runs the same statements whether or not
-    /// they were, or are known at all (INV-3).
+    /// Makes sure `who` is not a member of `group`. With a subject, that is the person's own
+    /// identities (the one with the subject and, when an address is given too, one with the
+    /// address and no subject yet), never one bound to another subject; by address alone,
+    /// whoever holds the address. Runs the same statements whether or not they were a member,
+    /// or are known at all (INV-3).
     async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), StoreError>;
 
     /// Removes `who` from every group at once and deletes their identity (and an identity that
     /// holds their address without another subject). Idempotent.
     async fn offboard(&self, who: &IdentityRef) -> Result<(), StoreError>;
 
-    /// Whether `subject` is a member of `group`.
-    async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, StoreError>;
+    /// Applies a batch of adds and removes in one transaction, each with the same statements
+    /// (and label check) as [`Store::add_member`] / [`Store::remove_member`]; refusals are
+    /// counted by reason, never reported per person. Idempotent.
+    async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError>;
 
-    /// The groups `subject` is in, sorted; only groups that still exist.
-    async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, StoreError>;
+    /// Whether the person signed in as `subject` (with the address `email`, when their token
+    /// carries one) is a member of `group`: through the identity with their subject, or through
+    /// one with their address and no subject yet (added by address before they signed in).
+    /// Never through an identity bound to another subject.
+    async fn is_member(
+        &self,
+        group: GroupId,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<bool, StoreError>;
+
+    /// The groups the person signed in as `subject` (with the address `email`) is in, through
+    /// the same identities as [`Store::is_member`]; sorted, each once, only groups that still
+    /// exist.
+    async fn groups_of(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<Vec<GroupId>, StoreError>;
 
     /// The bucket of the group's member count (INV-4).
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError>;
@@ -442,6 +467,27 @@ macro_rules! sql_store {
                     .collect()
             }
 
+            /// The identities of the person signed in as `subject` with the address `email`
+            /// ([`identity::own`]), opened; not locked.
+            async fn own_identities(
+                &self,
+                conn: &mut <$db as sqlx::Database>::Connection,
+                subject: &Subject,
+                email: Option<&Email>,
+            ) -> Result<Vec<Opened>, StoreError> {
+                let found = self.find_identities(&mut *conn, Some(subject), email, false).await?;
+                let known: Vec<Known<'_>> = found
+                    .iter()
+                    .map(|o| Known { profile: &o.profile, email_owned: o.email_owned })
+                    .collect();
+                let (by_subject, by_email) = identity::own(subject, email, &known);
+                Ok([by_subject, by_email]
+                    .into_iter()
+                    .flatten()
+                    .map(|i| found[i].clone())
+                    .collect())
+            }
+
             /// Deletes the membership rows with these tags (none is fine).
             async fn delete_members(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -675,14 +721,32 @@ macro_rules! sql_store {
                 if member.subject.is_none() && member.email.is_none() {
                     return Err(Unidentified.into());
                 }
-                let active = self.keys.active();
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
+                self.add_in(&mut tx, group, request).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// The add itself, inside the caller's write transaction, which already holds the
+            /// group. Refuses (label, nobody named) before writing anything, so a refusal
+            /// leaves the transaction as it was.
+            async fn add_in(
+                &self,
+                tx: &mut <$db as sqlx::Database>::Connection,
+                group: GroupId,
+                request: &AddMember,
+            ) -> Result<(), StoreError> {
+                let member = &request.member;
+                if member.subject.is_none() && member.email.is_none() {
+                    return Err(Unidentified.into());
+                }
+                let active = self.keys.active();
 
                 // Preparation, all reads: who this is, what kind, and whether the label admits
                 // them. Nothing is written unless it does.
                 let found = self
-                    .find_identities(&mut tx, member.subject.as_ref(), member.email.as_ref(), true)
+                    .find_identities(&mut *tx, member.subject.as_ref(), member.email.as_ref(), true)
                     .await?;
                 let known: Vec<Known<'_>> = found
                     .iter()
@@ -702,19 +766,19 @@ macro_rules! sql_store {
                     let mut without = other.profile.clone();
                     without.email = None;
                     let row = IdentityWrite::new(active, other.id, &without, &other.groups, false);
-                    Self::update_identities(&mut tx, vec![row]).await?;
+                    Self::update_identities(&mut *tx, vec![row]).await?;
                 }
                 // The same person, added by address before: their memberships move here.
                 if let Some(b) = merge {
                     let other = &found[b];
-                    let moved = Self::existing_groups(&mut tx, &other.groups).await?;
+                    let moved = Self::existing_groups(&mut *tx, &other.groups).await?;
                     let mut stale = Vec::new();
                     for g in &moved {
                         stale.extend(member_tags(self.keys.all(), *g, other.id));
                         stale.extend(member_tags(self.keys.retired(), *g, id));
                     }
-                    Self::delete_members(&mut tx, &stale).await?;
-                    Self::insert_members(&mut tx, active, id, &moved).await?;
+                    Self::delete_members(&mut *tx, &stale).await?;
+                    Self::insert_members(&mut *tx, active, id, &moved).await?;
                     sqlx::query("DELETE FROM identities WHERE id = $1")
                         .bind(other.id)
                         .execute(&mut *tx)
@@ -726,16 +790,15 @@ macro_rules! sql_store {
                 // or was known (INV-3). A membership made under a retired key goes, and the row
                 // under the active key is inserted, which does nothing when it is there.
                 if !self.keys.retired().is_empty() {
-                    Self::delete_members(&mut tx, &member_tags(self.keys.retired(), group, id)).await?;
+                    Self::delete_members(&mut *tx, &member_tags(self.keys.retired(), group, id)).await?;
                 }
-                Self::insert_members(&mut tx, active, id, &[group]).await?;
+                Self::insert_members(&mut *tx, active, id, &[group]).await?;
                 // The sealed list, rewritten with a fresh nonce either way.
                 groups.push(group);
                 groups.sort_unstable();
                 groups.dedup();
                 let row = IdentityWrite::new(active, id, &profile, &groups, email_owned);
-                Self::upsert_identity(&mut tx, row).await?;
-                tx.commit().await?;
+                Self::upsert_identity(&mut *tx, row).await?;
                 Ok(())
             }
 
@@ -745,31 +808,131 @@ macro_rules! sql_store {
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
+                self.remove_in(&mut tx, group, who).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            /// The removal itself, inside the caller's write transaction, which already holds
+            /// the group.
+            async fn remove_in(
+                &self,
+                tx: &mut <$db as sqlx::Database>::Connection,
+                group: GroupId,
+                who: &IdentityRef,
+            ) -> Result<(), StoreError> {
+                if who.subject.is_none() && who.email.is_none() {
+                    return Err(Unidentified.into());
+                }
                 let found = self
-                    .find_identities(&mut tx, who.subject.as_ref(), who.email.as_ref(), true)
+                    .find_identities(&mut *tx, who.subject.as_ref(), who.email.as_ref(), true)
                     .await?;
                 let known: Vec<Known<'_>> = found
                     .iter()
                     .map(|o| Known { profile: &o.profile, email_owned: o.email_owned })
                     .collect();
-                // Someone the tenant has never seen is no member; the same statements still
-                // run, on an id that matches no row (INV-3).
-                let Opened { id, profile, mut groups, email_owned } =
-                    match identity::resolve(who.subject.as_ref(), who.email.as_ref(), &known) {
-                        Some(i) => found[i].clone(),
-                        None => Opened {
-                            id: Uuid::new_v4(),
-                            profile: stand_in_profile(who),
-                            groups: Vec::new(),
-                            email_owned: false,
-                        },
-                    };
-                Self::delete_members(&mut tx, &member_tags(self.keys.all(), group, id)).await?;
-                groups.retain(|g| *g != group);
-                let row = IdentityWrite::new(self.keys.active(), id, &profile, &groups, email_owned);
-                Self::update_identities(&mut tx, vec![row]).await?;
-                tx.commit().await?;
+                // One slot per candidate (two when a subject and an address are given: the
+                // person's own identity and one made from their address). A candidate the
+                // tenant has never seen is no member; the same statements still run, on an id
+                // that matches no row (INV-3).
+                let targets: Vec<Opened> =
+                    identity::removal_targets(who.subject.as_ref(), who.email.as_ref(), &known)
+                        .into_iter()
+                        .map(|slot| match slot {
+                            Some(i) => found[i].clone(),
+                            None => Opened {
+                                id: Uuid::new_v4(),
+                                profile: stand_in_profile(who),
+                                groups: Vec::new(),
+                                email_owned: false,
+                            },
+                        })
+                        .collect();
+                let tags: Vec<Vec<u8>> = targets
+                    .iter()
+                    .flat_map(|t| member_tags(self.keys.all(), group, t.id))
+                    .collect();
+                Self::delete_members(&mut *tx, &tags).await?;
+                let rows = targets
+                    .into_iter()
+                    .map(|Opened { id, profile, mut groups, email_owned }| {
+                        groups.retain(|g| *g != group);
+                        IdentityWrite::new(self.keys.active(), id, &profile, &groups, email_owned)
+                    })
+                    .collect();
+                Self::update_identities(&mut *tx, rows).await?;
                 Ok(())
+            }
+
+            /// A batch in one write transaction: the groups it names are held (shared, in id
+            /// order, in one statement per [`CHUNK`]) first, then each operation runs the same
+            /// statements as its single-call counterpart. A refusal (label, nobody named,
+            /// unknown group) is counted and writes nothing for that operation; any database
+            /// failure rolls the whole batch back, so a chunk is applied whole or not at all.
+            async fn batch_once(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError> {
+                let labels: HashMap<GroupId, &Label> =
+                    batch.labels.iter().map(|l| (l.group_id, &l.label)).collect();
+                let mut named: Vec<GroupId> = batch.ops.iter().map(|o| o.group_id).collect();
+                named.sort_unstable();
+                named.dedup();
+                let mut tx = self.pool.begin_with($begin).await?;
+                let mut held = HashSet::with_capacity(named.len());
+                for chunk in named.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT group_id FROM distribution_groups WHERE group_id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for g in chunk {
+                        list.push_bind(*g.as_uuid());
+                    }
+                    list.push_unseparated(") ORDER BY group_id");
+                    q.push($for_share);
+                    let found: Vec<Uuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                    held.extend(found.into_iter().map(GroupId::from));
+                }
+                let mut out = BatchOutcome::default();
+                for op in &batch.ops {
+                    if !held.contains(&op.group_id) {
+                        out.unknown_group += 1;
+                        continue;
+                    }
+                    if op.subject.is_none() && op.email.is_none() {
+                        out.unknown_identity += 1;
+                        continue;
+                    }
+                    let result = match op.op {
+                        BatchOpKind::Add => {
+                            let Some(label) = labels.get(&op.group_id) else {
+                                out.unknown_group += 1;
+                                continue;
+                            };
+                            let request = AddMember {
+                                member: MemberRef {
+                                    subject: op.subject.clone(),
+                                    email: op.email.clone(),
+                                    kind: None,
+                                },
+                                label: (*label).clone(),
+                            };
+                            self.add_in(&mut tx, op.group_id, &request).await
+                        }
+                        BatchOpKind::Remove => {
+                            let who = IdentityRef {
+                                subject: op.subject.clone(),
+                                email: op.email.clone(),
+                            };
+                            self.remove_in(&mut tx, op.group_id, &who).await
+                        }
+                    };
+                    match result {
+                        Ok(()) => out.applied += 1,
+                        Err(StoreError::LabelRefused(_)) => out.label_refused += 1,
+                        Err(StoreError::Unidentified(_)) => out.unknown_identity += 1,
+                        Err(e) => return Err(e),
+                    }
+                }
+                tx.commit().await?;
+                Ok(out)
             }
 
             async fn offboard_once(&self, who: &IdentityRef) -> Result<(), StoreError> {
@@ -979,7 +1142,16 @@ macro_rules! sql_store {
                 retrying(|| self.offboard_once(who)).await
             }
 
-            async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, StoreError> {
+            async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError> {
+                retrying(|| self.batch_once(batch)).await
+            }
+
+            async fn is_member(
+                &self,
+                group: GroupId,
+                subject: &Subject,
+                email: Option<&Email>,
+            ) -> Result<bool, StoreError> {
                 let mut conn = self.pool.acquire().await?;
                 let exists: Option<i32> =
                     sqlx::query_scalar("SELECT 1 FROM distribution_groups WHERE group_id = $1")
@@ -989,15 +1161,15 @@ macro_rules! sql_store {
                 if exists.is_none() {
                     return Err(StoreError::GroupNotFound);
                 }
-                let found = self.find_identities(&mut conn, Some(subject), None, false).await?;
-                let Some(identity) = found.iter().find(|o| o.profile.subject.as_ref() == Some(subject)) else {
+                let own = self.own_identities(&mut conn, subject, email).await?;
+                if own.is_empty() {
                     return Ok(false);
-                };
+                }
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "SELECT 1 FROM memberships WHERE member_tag IN (",
                 );
                 let mut list = q.separated(", ");
-                for tag in member_tags(self.keys.all(), group, identity.id) {
+                for tag in own.iter().flat_map(|o| member_tags(self.keys.all(), group, o.id)) {
                     list.push_bind(tag);
                 }
                 list.push_unseparated(") LIMIT 1");
@@ -1005,14 +1177,18 @@ macro_rules! sql_store {
                 Ok(found.is_some())
             }
 
-            async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, StoreError> {
+            async fn groups_of(
+                &self,
+                subject: &Subject,
+                email: Option<&Email>,
+            ) -> Result<Vec<GroupId>, StoreError> {
                 let mut conn = self.pool.acquire().await?;
-                let found = self.find_identities(&mut conn, Some(subject), None, false).await?;
-                let Some(identity) = found.iter().find(|o| o.profile.subject.as_ref() == Some(subject)) else {
-                    return Ok(Vec::new());
-                };
-                // The list may name a group deprovisioned since; only existing ones count.
-                Self::existing_groups(&mut conn, &identity.groups).await
+                let own = self.own_identities(&mut conn, subject, email).await?;
+                let mut groups: Vec<GroupId> = own.into_iter().flat_map(|o| o.groups).collect();
+                groups.sort_unstable();
+                groups.dedup();
+                // The lists may name a group deprovisioned since; only existing ones count.
+                Self::existing_groups(&mut conn, &groups).await
             }
 
             async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError> {

@@ -20,6 +20,8 @@ struct TestApp {
     /// Each service's private key (PKCS#8 PEM), to forge tokens the signer would never make.
     private: HashMap<ServiceName, String>,
     signers: HashMap<ServiceName, ServiceSigner>,
+    /// The router's batch slots, so a test can take them all.
+    batch_gate: crate::batch::BatchGate,
     _dir: tempfile::TempDir,
 }
 
@@ -68,13 +70,16 @@ impl TestApp {
             private.insert(s, pem);
             signers.insert(s, signer);
         }
+        let batch_gate = Arc::new(tokio::sync::Semaphore::new(2));
         let router = router(AppState {
             verifier,
             store,
             http: HttpArgs::default(),
+            batch_gate: batch_gate.clone(),
         });
         Self {
             router,
+            batch_gate,
             private,
             signers,
             _dir: dir,
@@ -881,6 +886,84 @@ async fn check_and_groups_of_answer_about_one_person() {
 }
 
 #[tokio::test]
+async fn someone_added_by_address_is_found_with_their_tokens_subject_and_address() {
+    let app = TestApp::new().await;
+    let g = app.provision("by-address").await;
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            &members_path(g),
+            Some(add(json!({ "email": "fay@corp.example" }))),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    let check = |email: Option<&str>| {
+        let mut body = json!({ "group_id": g, "subject": "fay" });
+        if let Some(e) = email {
+            body["email"] = json!(e);
+        }
+        body
+    };
+    let groups = |email: Option<&str>| {
+        let mut body = json!({ "subject": "fay" });
+        if let Some(e) = email {
+            body["email"] = json!(e);
+        }
+        body
+    };
+    for (email, member) in [
+        (Some("fay@corp.example"), true),
+        (Some("Fay@Corp.Example"), true),
+        (Some("other@corp.example"), false),
+        (None, false),
+    ] {
+        let res = app
+            .as_service(
+                M,
+                Method::POST,
+                "/tenant/v1/membership/check",
+                Some(check(email)),
+            )
+            .await;
+        assert_eq!(res.json(), json!({ "member": member }), "{email:?}");
+        let res = app
+            .as_service(
+                M,
+                Method::POST,
+                "/tenant/v1/identities/groups",
+                Some(groups(email)),
+            )
+            .await;
+        let want = if member {
+            vec![g.to_string()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(res.json(), json!({ "groups": want }), "{email:?}");
+    }
+    // Leaving with the token's subject and address takes the membership away.
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            &format!("{}/remove", members_path(g)),
+            Some(json!({ "subject": "fay", "email": "fay@corp.example" })),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/membership/check",
+            Some(check(Some("fay@corp.example"))),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "member": false }));
+}
+
+#[tokio::test]
 async fn unknown_groups_are_404_and_bad_ids_and_bodies_are_refused() {
     let app = TestApp::new().await;
     let nowhere = GroupId::new();
@@ -1070,6 +1153,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         (paths::GROUPS_OF, "post"),
         (paths::OFFBOARD, "post"),
         (paths::OPENAPI, "get"),
+        (paths::GROUPS_BATCH, "post"),
     ];
     let documented: usize = doc["paths"]
         .as_object()
@@ -1119,4 +1203,100 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         !text.contains("/members\":{\"get"),
         "no route lists members"
     );
+}
+
+// ---- Batches (bulk-api) ----
+
+const BATCH: &str = "/tenant/v1/groups/batch";
+
+async fn is_member(app: &TestApp, g: GroupId, subject: &str) -> bool {
+    let body = json!({ "group_id": g, "subject": subject });
+    let res = app
+        .as_service(M, Method::POST, "/tenant/v1/membership/check", Some(body))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    res.json()["member"].as_bool().unwrap()
+}
+
+#[tokio::test]
+async fn a_batch_applies_in_one_call_and_counts_by_reason_inv_3() {
+    let app = TestApp::new().await;
+    let general = app.provision("batch-general").await;
+    let confidential = app.provision("batch-confidential").await;
+    let unknown = GroupId::new();
+    // 1,000 adds: a body far larger than the common 64 KiB limit.
+    let mut ops: Vec<Value> = (0..1000)
+        .map(|i| json!({ "op": "add", "group_id": general, "subject": format!("person-{i}"), "email": format!("person-{i}@corp.example") }))
+        .collect();
+    ops.push(json!({ "op": "add", "group_id": confidential, "email": "gina@partner.example" }));
+    ops.push(json!({ "op": "add", "group_id": confidential, "subject": "carol", "email": "carol@corp.example" }));
+    ops.push(json!({ "op": "add", "group_id": unknown, "subject": "dave" }));
+    ops.push(json!({ "op": "remove", "group_id": general, "subject": "person-7" }));
+    ops.push(json!({ "op": "remove", "group_id": general, "subject": "never-seen" }));
+    ops.push(json!({ "op": "add", "group_id": general }));
+    let body = json!({
+        "ops": ops,
+        "labels": [
+            { "group_id": general, "label": label("General") },
+            { "group_id": confidential, "label": label("Confidential") },
+        ],
+    });
+    assert!(body.to_string().len() > 64 * 1024);
+    let first = app
+        .as_service(ServiceName::BulkApi, Method::POST, BATCH, Some(body.clone()))
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
+    assert_eq!(
+        first.json(),
+        json!({ "applied": 1003, "unknown_identity": 1, "label_refused": 1, "unknown_group": 1 })
+    );
+    assert!(is_member(&app, general, "person-0").await);
+    assert!(!is_member(&app, general, "person-7").await);
+    assert!(is_member(&app, confidential, "carol").await);
+
+    // Replayed (a chunk retried after a crash): the same counts, nothing changes.
+    let again = app
+        .as_service(ServiceName::BulkApi, Method::POST, BATCH, Some(body))
+        .await;
+    assert_eq!(again.body, first.body);
+    assert!(is_member(&app, general, "person-999").await);
+    assert!(!is_member(&app, general, "person-7").await);
+}
+
+#[tokio::test]
+async fn only_bulk_api_may_apply_batches() {
+    let app = TestApp::new().await;
+    let body = json!({ "ops": [], "labels": [] });
+    for s in [ServiceName::ControlApi, M] {
+        app.as_service(s, Method::POST, BATCH, Some(body.clone()))
+            .await
+            .is_problem(StatusCode::FORBIDDEN, "forbidden");
+    }
+    app.call(Method::POST, BATCH, None, Some(body))
+        .await
+        .is_problem(StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn a_saturated_tenant_answers_503_with_retry_after_and_single_calls_still_work() {
+    let app = TestApp::new().await;
+    let g = app.provision("batch-busy").await;
+    let held = app.batch_gate.clone().acquire_many_owned(2).await.unwrap();
+    let body = json!({ "ops": [{ "op": "add", "group_id": g, "subject": "erin" }], "labels": [{ "group_id": g, "label": label("General") }] });
+    let res = app
+        .as_service(ServiceName::BulkApi, Method::POST, BATCH, Some(body.clone()))
+        .await;
+    res.is_problem(StatusCode::SERVICE_UNAVAILABLE, "busy");
+    assert_eq!(res.headers[header::RETRY_AFTER], "1");
+    // Routine membership calls do not wait for batch slots.
+    let res = app
+        .as_service(M, Method::POST, &members_path(g), Some(alice()))
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    drop(held);
+    let res = app
+        .as_service(ServiceName::BulkApi, Method::POST, BATCH, Some(body))
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert!(is_member(&app, g, "erin").await);
 }

@@ -6,7 +6,7 @@ use crate::error::UpstreamError;
 use crate::ports::{AddError, Catalog, Directory};
 use async_trait::async_trait;
 use control_api::client::{ControlClient, ControlError, GroupPolicyView};
-use domain::{GroupId, Subject};
+use domain::{Email, GroupId, Subject};
 use tenant_client::{AddMember, IdentityRef, TenantClient, TenantError};
 
 const TENANT: &str = "the tenant";
@@ -63,8 +63,13 @@ impl Directory for TenantDirectory {
         }
     }
 
-    async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, UpstreamError> {
-        match self.0.is_member(group, subject).await {
+    async fn is_member(
+        &self,
+        group: GroupId,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<bool, UpstreamError> {
+        match self.0.is_member(group, subject, email).await {
             Ok(member) => Ok(member),
             // No distribution group: nobody is a member of it.
             Err(TenantError::NotFound(_)) => Ok(false),
@@ -72,8 +77,12 @@ impl Directory for TenantDirectory {
         }
     }
 
-    async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, UpstreamError> {
-        self.0.groups_of(subject).await.map_err(tenant_error)
+    async fn groups_of(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<Vec<GroupId>, UpstreamError> {
+        self.0.groups_of(subject, email).await.map_err(tenant_error)
     }
 
     async fn ping(&self) -> Result<(), UpstreamError> {

@@ -90,3 +90,56 @@ impl std::fmt::Debug for Config {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory as _, Parser as _};
+
+    #[derive(clap::Parser)]
+    struct Only {
+        #[command(flatten)]
+        limits: AbuseLimits,
+    }
+
+    #[test]
+    fn abuse_limits_default_the_same_from_flags_and_in_code() {
+        assert_eq!(
+            Only::try_parse_from(["x"]).unwrap().limits,
+            AbuseLimits::default()
+        );
+        let set = Only::try_parse_from([
+            "x",
+            "--rate-limit-per-minute",
+            "5",
+            "--redeem-failures-per-hour",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(
+            set.limits,
+            AbuseLimits {
+                rate_limit_per_minute: 5,
+                redeem_failures_per_hour: 2
+            }
+        );
+        assert!(Only::try_parse_from(["x", "--rate-limit-per-minute", "0"]).is_err());
+    }
+
+    #[test]
+    fn every_limit_has_its_environment_variable() {
+        let envs: Vec<String> = Config::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        for want in [
+            "HUSH_RATE_LIMIT_PER_MINUTE",
+            "HUSH_REDEEM_FAILURES_PER_HOUR",
+        ] {
+            assert!(
+                envs.iter().any(|e| e == want),
+                "{want} missing from {envs:?}"
+            );
+        }
+    }
+}

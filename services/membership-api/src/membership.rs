@@ -218,10 +218,14 @@ async fn leave(
     GroupPath(id): GroupPath,
 ) -> Result<AppJson<Membership>, ApiError> {
     state.limit(Action::Leave, &caller)?;
-    state
-        .tenant
-        .remove_member(id, &IdentityRef::from(&caller.subject))
-        .await?;
+    // The caller's subject and address: the tenant takes the membership from their own
+    // identity and from one made from their address before they signed in (an owner's add by
+    // address), never from one bound to another subject.
+    let me = IdentityRef {
+        subject: Some(caller.subject.clone()),
+        email: caller.email.clone(),
+    };
+    state.tenant.remove_member(id, &me).await?;
     Ok(AppJson(Membership {
         group_id: id,
         member: false,
@@ -245,7 +249,10 @@ async fn my_groups(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<AppJson<MyGroups>, ApiError> {
-    let ids = state.tenant.groups_of(&caller.subject).await?;
+    let ids = state
+        .tenant
+        .groups_of(&caller.subject, caller.email.as_ref())
+        .await?;
     let mut groups: Vec<MyGroup> = if ids.is_empty() {
         Vec::new()
     } else {
@@ -289,7 +296,10 @@ async fn am_i_member(
     caller: Caller,
     GroupPath(id): GroupPath,
 ) -> Result<AppJson<Membership>, ApiError> {
-    let member = state.tenant.is_member(id, &caller.subject).await?;
+    let member = state
+        .tenant
+        .is_member(id, &caller.subject, caller.email.as_ref())
+        .await?;
     Ok(AppJson(Membership {
         group_id: id,
         member,

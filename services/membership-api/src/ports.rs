@@ -9,7 +9,7 @@
 use crate::error::UpstreamError;
 use async_trait::async_trait;
 use control_api::client::GroupPolicyView;
-use domain::{GroupId, Subject};
+use domain::{Email, GroupId, Subject};
 use tenant_client::{AddMember, IdentityRef};
 
 /// Why the tenant did not add a member.
@@ -33,10 +33,21 @@ pub trait Directory: Send + Sync + 'static {
     /// Makes sure `who` is not a member of `group`; not being one (or the group not existing
     /// in the tenant) is not an error, and answers the same (INV-3).
     async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), UpstreamError>;
-    /// Whether `subject` is a member of `group`.
-    async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, UpstreamError>;
-    /// The groups `subject` is a member of.
-    async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, UpstreamError>;
+    /// Whether the caller signed in as `subject`, with the address `email` from their token,
+    /// is a member of `group` (an identity the tenant made from their address before they
+    /// signed in counts as theirs).
+    async fn is_member(
+        &self,
+        group: GroupId,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<bool, UpstreamError>;
+    /// The groups the caller signed in as `subject`, with the address `email`, is a member of.
+    async fn groups_of(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<Vec<GroupId>, UpstreamError>;
     /// Answers when the tenant does (readiness).
     async fn ping(&self) -> Result<(), UpstreamError>;
 }

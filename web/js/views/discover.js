@@ -53,7 +53,7 @@ function legend(all) {
 export async function discoverView(ctx) {
   const q = (ctx.query.get('q') || '').trim();
   const all = await labels();
-  const results = h('ul', { class: 'cards', 'aria-live': 'polite' });
+  const results = h('ul', { class: 'cards' });
   const status = h('p', { class: 'count', role: 'status' });
   const more = h('div', { class: 'actions' });
   let shown = 0;

@@ -6,6 +6,8 @@ import { h, field, note, actionButton, when, id as newId } from '../dom.js';
 import { get, post, put, patch, del, seg, ApiError } from '../api.js';
 import { labels, labelExplained, findLabel, JOIN_POLICIES, joinName, joinExplain } from '../labels.js';
 
+const INVITE_STATE = { active: 'Active', revoked: 'Revoked', expired: 'Expired', 'used-up': 'Used up' };
+
 const COUNT_TEXT = {
   '<10': 'fewer than 10',
   '10-49': '10 to 49',
@@ -128,8 +130,8 @@ function invitesPanel(group) {
     async () => {
       const fresh = h('div');
       const listBox = h('div');
-      const maxUses = h('input', { type: 'number', name: 'max_uses', min: 1, max: 10000, inputmode: 'numeric' });
-      const hours = h('input', { type: 'number', name: 'expires_in_hours', min: 1, max: 8760, inputmode: 'numeric' });
+      const maxUses = h('input', { type: 'number', name: 'max_uses', min: 1, max: 10000, inputmode: 'numeric', placeholder: '1' });
+      const hours = h('input', { type: 'number', name: 'expires_in_hours', min: 1, max: 2160, inputmode: 'numeric', placeholder: '168' });
 
       async function refresh() {
         const { data } = await get(`/membership/v1/groups/${seg(group.id)}/invites`);
@@ -141,7 +143,8 @@ function invitesPanel(group) {
         const rows = invites.map((inv) => {
           const expired = inv.expires_at && new Date(inv.expires_at) < new Date();
           const used = inv.max_uses != null && inv.uses >= inv.max_uses;
-          const state = inv.revoked ? 'Revoked' : expired ? 'Expired' : used ? 'Used up' : 'Active';
+          const derived = inv.revoked ? 'revoked' : expired ? 'expired' : used ? 'used-up' : 'active';
+          const state = INVITE_STATE[inv.state || derived] || inv.state;
           return h(
             'tr',
             null,
@@ -222,8 +225,8 @@ function invitesPanel(group) {
             }
           },
         },
-        field({ label: 'Uses allowed (optional)', control: maxUses }),
-        field({ label: 'Valid for, in hours (optional)', control: hours }),
+        field({ label: 'Uses allowed', control: maxUses, hint: 'Default 1.' }),
+        field({ label: 'Valid for, in hours', control: hours, hint: 'Default 168 (a week); at most 2160.' }),
         h('button', { type: 'submit', class: 'primary' }, 'Create invite code'),
       );
       await refresh();
@@ -243,12 +246,18 @@ function requestsPanel(group) {
     () => {
       const box = h('div');
       const out = h('div');
-      const show = actionButton('Show pending requests', async () => {
+      const more = h('div', { class: 'actions' });
+      const load = async (cursor) => {
         out.replaceChildren();
         try {
-          const { data } = await get(`/membership/v1/groups/${seg(group.id)}/requests`);
+          const q = cursor ? `?cursor=${encodeURIComponent(cursor)}` : '';
+          const { data } = await get(`/membership/v1/groups/${seg(group.id)}/requests${q}`);
           const reqs = (data && (data.requests || data)) || [];
-          if (!reqs.length) {
+          more.replaceChildren();
+          if (data && data.next_cursor) {
+            more.append(actionButton('Show more requests', () => load(data.next_cursor)));
+          }
+          if (!reqs.length && !cursor) {
             box.replaceChildren(h('p', { class: 'empty' }, 'No pending requests.'));
             return;
           }
@@ -256,6 +265,7 @@ function requestsPanel(group) {
             try {
               await post(`/membership/v1/groups/${seg(group.id)}/requests/${seg(r.id)}/${verb}`);
               row.remove();
+              if (!box.querySelector('tbody tr')) box.replaceChildren(h('p', { class: 'empty' }, 'No pending requests.'));
               out.replaceChildren(note('ok', verb === 'approve' ? 'Approved: they are in the group.' : 'Declined.'));
             } catch (e) {
               out.replaceChildren(note('error', e.message));
@@ -272,6 +282,11 @@ function requestsPanel(group) {
               actionButton('Decline', decide(r, 'deny', row), { class: 'small', 'aria-label': `Decline ${r.subject}` })));
             return row;
           });
+          const tbody = box.querySelector('tbody');
+          if (cursor && tbody) {
+            tbody.append(...rows);
+            return;
+          }
           box.replaceChildren(h('div', { class: 'table-wrap' }, h('table', null,
             h('caption', { class: 'sr-only' }, 'Pending requests to join'),
             h('thead', null, h('tr', null, ['Person', 'E-mail', 'Account', 'Asked', ''].map((c) => h('th', { scope: 'col' }, c)))),
@@ -279,8 +294,9 @@ function requestsPanel(group) {
         } catch (e) {
           out.replaceChildren(note(e.unsupported ? 'info' : 'error', e.unsupported ? 'Not available on this server yet.' : e.message));
         }
-      });
-      return [h('div', { class: 'actions' }, show), out, box];
+      };
+      const show = actionButton('Show pending requests', () => load(null));
+      return [h('div', { class: 'actions' }, show), out, box, more];
     },
   );
 }
@@ -295,10 +311,12 @@ function conditionRow(cond = { claim: '', equals: '' }) {
     autocomplete: 'off',
     required: true,
   });
+  value.setAttribute('title', 'For “is one of”, separate the values with commas');
+  value.setAttribute('placeholder', 'e.g. Legal, HR');
   const row = h('div', { class: 'cond' },
     field({ label: 'Claim', control: claim }),
     field({ label: 'Test', control: op }),
-    field({ label: 'Value (for “is one of”, separate with commas)', control: value }),
+    field({ label: 'Value', control: value }),
     h('button', { type: 'button', class: 'small link', onclick: () => row.remove() }, 'Remove condition'));
   row.read = () => {
     const c = { claim: claim.value.trim() };
@@ -322,7 +340,7 @@ function ruleBox(rule = { all: [{ claim: '', equals: '' }] }) {
 function claimRulesPanel(group) {
   return panel(
     'Join at once by sign-in details (claim rules)',
-    h('p', { class: 'hint' }, 'Someone who asks to join and whose company sign-in details match every condition of at least one rule joins at once, without waiting for an owner (for example: department is one of Legal, HR). With no rules, an owner answers every request.'),
+    h('p', { class: 'hint' }, 'Someone who asks to join and whose company sign-in details (the claims of their token) match every condition of at least one rule joins at once, for example: department is one of Legal, HR. No request is recorded for them, so no owner sees who joined this way. With no rules, an owner answers every request.'),
     async () => {
       const { data } = await get(`/membership/v1/groups/${seg(group.id)}/claim-rules`);
       const rules = h('div', { class: 'rules-list' }, ((data && data.rules) || []).map(ruleBox));

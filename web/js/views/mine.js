@@ -42,11 +42,14 @@ export async function myGroupsView(ctx) {
     : h('p', { class: 'empty' }, 'You are not in any group yet. ', h('a', { href: '#/' }, 'Discover groups'), ' to join one.');
 
   const pending = requests.filter((r) => r.status === 'pending' || r.status === 'denied');
+  // Requests carry a group id only; the names come from the catalog.
+  const names = new Map(await Promise.all(pending.map((r) => get(`/control/v1/groups/${seg(r.group_id)}`)
+    .then((g) => [r.group_id, g.data.name], () => [r.group_id, null]))));
   const reqSection = pending.length
     ? h(
       'section',
-      { class: 'panel' },
-      h('h2', null, 'Your requests to join'),
+      { class: 'panel', 'aria-labelledby': 'my-requests' },
+      h('h2', { id: 'my-requests' }, 'Your requests to join'),
       h(
         'ul',
         { class: 'plain rows' },
@@ -54,7 +57,7 @@ export async function myGroupsView(ctx) {
           h(
             'li',
             { class: 'row' },
-            h('span', null, h('a', { href: `#/groups/${seg(r.group_id)}` }, r.group_name || 'A group'), ' — ',
+            h('span', null, h('a', { href: `#/groups/${seg(r.group_id)}` }, names.get(r.group_id) || 'A group'), ' — ',
               r.status === 'pending' ? `asked ${when(r.created_at)}, waiting for an owner` : 'declined by an owner'),
             actionButton(r.status === 'pending' ? 'Withdraw' : 'Dismiss', async () => {
               try {

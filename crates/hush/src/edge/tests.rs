@@ -91,6 +91,7 @@ fn config(up: &str) -> EdgeConfig {
         dev_audience: "hush".into(),
         body_limit_bytes: 1024,
         upstream_timeout_secs: 5,
+        request_timeout_secs: 10,
     }
 }
 

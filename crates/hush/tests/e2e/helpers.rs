@@ -245,7 +245,7 @@ impl App {
 
 impl App {
     /// A member-kind token carrying extra claims (for claim rules), signed by the dev issuer.
-    pub fn token_with_claims(&self, sub: &str, extra: Value) -> String {
+    pub fn token_with_claims(&self, sub: &str, extra: &Value) -> String {
         let pem = std::fs::read(self.dir.path().join("dev-issuer/dev-issuer.key.pem"))
             .expect("dev issuer key");
         let key = jsonwebtoken::EncodingKey::from_ec_pem(&pem).unwrap();

@@ -125,7 +125,7 @@ async fn claim_rules_approve_without_anyone_seeing_the_request() {
         .await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.text);
 
-    let lawyer = app.token_with_claims("lea", json!({"department": "Legal"}));
+    let lawyer = app.token_with_claims("lea", &json!({"department": "Legal"}));
     let joined = app
         .post(
             &app.membership(&format!("/groups/{g}/join")),
@@ -135,7 +135,7 @@ async fn claim_rules_approve_without_anyone_seeing_the_request() {
         .await;
     assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
     assert_eq!(joined.body["member"], true);
-    let sales = app.token_with_claims("sam", json!({"department": "Sales"}));
+    let sales = app.token_with_claims("sam", &json!({"department": "Sales"}));
     let filed = app
         .post(
             &app.membership(&format!("/groups/{g}/join")),

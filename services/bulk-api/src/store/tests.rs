@@ -31,8 +31,8 @@ macro_rules! raw {
                 [total, applied, rejected]: [i64; 3],
             ) -> Result<(), sqlx::Error> {
                 sqlx::query(
-                    "INSERT INTO jobs (id, state, submitted_by, created_at, total, applied, rejected) \
-                     VALUES ($1, $2, 'operator-1', $3, $4, $5, $6)",
+                    "INSERT INTO jobs (id, state, submitted_by, created_at, updated_at, total, applied, rejected) \
+                     VALUES ($1, $2, 'operator-1', $3, $3, $4, $5, $6)",
                 )
                 .bind(id)
                 .bind(state)
@@ -218,7 +218,7 @@ async fn the_schema_refuses_impossible_jobs() {
     for b in backends().await {
         let bad_state = b
             .store
-            .insert_job(Uuid::new_v4(), "paused", 1, [0, 0, 0])
+            .insert_job(Uuid::new_v4(), "bogus", 1, [0, 0, 0])
             .await;
         assert!(bad_state.is_err(), "{}: unknown state accepted", b.name);
         let overcounted = b
@@ -235,6 +235,146 @@ async fn the_schema_refuses_impossible_jobs() {
             .insert_job(Uuid::new_v4(), "running", 1, [-1, 0, 0])
             .await;
         assert!(negative.is_err(), "{}: negative total accepted", b.name);
+        b.finish().await;
+    }
+}
+
+use super::{Created, NewJob};
+use domain::Subject;
+use tenant_client::BatchOutcome;
+
+async fn queued_job(store: &dyn Raw, chunks: u64, key: Option<&str>) -> Uuid {
+    let id = Uuid::new_v4();
+    let new = NewJob {
+        id,
+        submitted_by: Subject::parse("op").unwrap(),
+        idempotency_key: key.map(str::to_string),
+        now_ms: 1_000,
+    };
+    assert!(matches!(store.create_job(&new).await.unwrap(), Created::New));
+    for seq in 0..chunks {
+        store.add_chunk(id, seq, 10, b"sealed").await.unwrap();
+    }
+    store
+        .finish_intake(id, chunks * 10, chunks, 1, &[(7, "op must be \"add\" or \"remove\"")], 2_000)
+        .await
+        .unwrap();
+    id
+}
+
+fn outcome(applied: u64, label_refused: u64) -> BatchOutcome {
+    BatchOutcome {
+        applied,
+        label_refused,
+        ..BatchOutcome::default()
+    }
+}
+
+#[tokio::test]
+async fn chunks_are_leased_once_checkpointed_and_purged_when_the_job_ends() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let job = queued_job(s, 2, None).await;
+        let (w1, w2) = (Uuid::new_v4(), Uuid::new_v4());
+        let a = s.lease_chunk(w1, 3_000, 60_000).await.unwrap().unwrap();
+        let c = s.lease_chunk(w2, 3_000, 60_000).await.unwrap().unwrap();
+        assert_ne!(a.seq, c.seq, "{}", b.name);
+        assert!(s.lease_chunk(w2, 3_000, 60_000).await.unwrap().is_none());
+        let running = s.job(job).await.unwrap().unwrap();
+        assert_eq!(running.state, JobState::Running);
+        assert_eq!(running.invalid_lines, 1);
+        assert_eq!(s.line_errors(job).await.unwrap()[0].0, 7);
+
+        // Only the lease holder checkpoints.
+        assert!(!s.complete_chunk(job, a.seq, w2, &outcome(10, 0), 4_000).await.unwrap());
+        assert!(s.complete_chunk(job, a.seq, w1, &outcome(9, 1), 4_000).await.unwrap());
+        assert_eq!(s.chunk_rows(job).await.unwrap(), (2, 1), "{}: applied input cleared", b.name);
+        assert!(s.complete_chunk(job, c.seq, w2, &outcome(10, 0), 5_000).await.unwrap());
+        let done = s.job(job).await.unwrap().unwrap();
+        assert_eq!(done.state, JobState::Succeeded, "{}", b.name);
+        assert_eq!((done.total, done.applied, done.rejected), (20, 19, 1));
+        assert_eq!(done.rejected_by_reason.label_refused, 1);
+        assert_eq!(s.chunk_rows(job).await.unwrap(), (0, 0), "{}: INV-5 purge", b.name);
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_goes_to_another_worker_and_a_failing_chunk_waits() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let job = queued_job(s, 1, None).await;
+        let (w1, w2) = (Uuid::new_v4(), Uuid::new_v4());
+        let first = s.lease_chunk(w1, 3_000, 4_000).await.unwrap().unwrap();
+        assert!(s.lease_chunk(w2, 3_500, 9_000).await.unwrap().is_none());
+        let again = s.lease_chunk(w2, 4_001, 9_000).await.unwrap().unwrap();
+        assert_eq!(again.seq, first.seq, "{}", b.name);
+        s.retry_chunk(job, again.seq, w2, 10_000).await.unwrap();
+        assert_eq!(s.job(job).await.unwrap().unwrap().retrying, 10, "{}", b.name);
+        assert!(s.lease_chunk(w1, 9_999, 20_000).await.unwrap().is_none());
+        let retried = s.lease_chunk(w1, 10_001, 20_000).await.unwrap().unwrap();
+        assert_eq!(retried.failures, 1);
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn paused_jobs_lend_no_chunks_and_cancelled_jobs_lose_their_input() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let job = queued_job(s, 2, None).await;
+        let paused = s
+            .transition(job, &[JobState::Queued, JobState::Running], JobState::Paused, 3_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(paused.state, JobState::Paused);
+        assert!(s.lease_chunk(Uuid::new_v4(), 3_000, 9_000).await.unwrap().is_none());
+        let resumed = s
+            .transition(job, &[JobState::Paused], JobState::Running, 3_100)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(resumed.state, JobState::Queued, "{}: never started", b.name);
+        assert!(s.lease_chunk(Uuid::new_v4(), 3_200, 9_000).await.unwrap().is_some());
+        let cancelled = s
+            .transition(job, &[JobState::Queued, JobState::Running, JobState::Paused], JobState::Cancelled, 3_300)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cancelled.state, JobState::Cancelled);
+        assert!(cancelled.finished_at_ms.is_some());
+        assert_eq!(s.chunk_rows(job).await.unwrap(), (0, 0));
+        assert!(s
+            .transition(job, &[JobState::Paused], JobState::Running, 3_400)
+            .await
+            .unwrap()
+            .is_none());
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_finds_the_same_job() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let job = queued_job(s, 1, Some("import-42")).await;
+        let again = NewJob {
+            id: Uuid::new_v4(),
+            submitted_by: Subject::parse("op").unwrap(),
+            idempotency_key: Some("import-42".into()),
+            now_ms: 5_000,
+        };
+        match s.create_job(&again).await.unwrap() {
+            Created::Existing(j) => assert_eq!(j.id, job, "{}", b.name),
+            other => panic!("{}: {other:?}", b.name),
+        }
+        // Another caller's key is theirs.
+        let other = NewJob {
+            submitted_by: Subject::parse("op-2").unwrap(),
+            ..again
+        };
+        assert!(matches!(s.create_job(&other).await.unwrap(), Created::New));
         b.finish().await;
     }
 }

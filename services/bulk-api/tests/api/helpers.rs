@@ -55,11 +55,14 @@ pub async fn spawn_app(tenant: Tenant) -> TestApp {
         store,
         tenant: TenantClient::with_timeouts(
             tenant_url,
-            signer,
+            signer.clone(),
             Duration::from_secs(1),
             Duration::from_secs(2),
         )
         .unwrap(),
+        control: control_api::client::ControlClient::new(closed_port_url().await, signer).unwrap(),
+        key: bulk_api::JobKey::random(),
+        settings: bulk_api::JobSettings::default(),
         http: HttpArgs::default(),
     };
     TestApp {

@@ -317,23 +317,23 @@ on_both_backends! {
         let alice = member("alice", "alice@corp.example");
         let bob = subject("bob");
 
-        assert!(!s.is_member(g1, &alice.subject()).await.unwrap());
+        assert!(!s.is_member(g1, &alice.subject(), None).await.unwrap());
         s.add_member(g1, &alice).await.unwrap();
         s.add_member(g2, &alice).await.unwrap();
-        assert!(s.is_member(g1, &alice.subject()).await.unwrap());
-        assert!(s.is_member(g2, &alice.subject()).await.unwrap());
-        assert!(!s.is_member(g1, &bob).await.unwrap());
+        assert!(s.is_member(g1, &alice.subject(), None).await.unwrap());
+        assert!(s.is_member(g2, &alice.subject(), None).await.unwrap());
+        assert!(!s.is_member(g1, &bob, None).await.unwrap());
 
         let mut both = vec![g1, g2];
         both.sort();
-        assert_eq!(s.groups_of(&alice.subject()).await.unwrap(), both);
-        assert!(s.groups_of(&bob).await.unwrap().is_empty());
+        assert_eq!(s.groups_of(&alice.subject(), None).await.unwrap(), both);
+        assert!(s.groups_of(&bob, None).await.unwrap().is_empty());
         assert_eq!(s.member_count(g1).await.unwrap(), CountBucket::Under10);
 
         s.remove_member(g1, &alice.who()).await.unwrap();
-        assert!(!s.is_member(g1, &alice.subject()).await.unwrap());
-        assert!(s.is_member(g2, &alice.subject()).await.unwrap());
-        assert_eq!(s.groups_of(&alice.subject()).await.unwrap(), vec![g2]);
+        assert!(!s.is_member(g1, &alice.subject(), None).await.unwrap());
+        assert!(s.is_member(g2, &alice.subject(), None).await.unwrap());
+        assert_eq!(s.groups_of(&alice.subject(), None).await.unwrap(), vec![g2]);
     }
 
     async fn writes_are_idempotent_and_leave_the_same_rows_whether_or_not_a_member_inv_3(db, _keys, _key_text) {
@@ -353,7 +353,7 @@ on_both_backends! {
         s.remove_member(g, &alice.who()).await.unwrap();
         s.remove_member(g, &alice.who()).await.unwrap();
         s.remove_member(g, &who("never-seen")).await.unwrap();
-        assert!(!s.is_member(g, &alice.subject()).await.unwrap());
+        assert!(!s.is_member(g, &alice.subject(), None).await.unwrap());
         assert!(table(&s.dump().await, "memberships").is_empty());
         assert_eq!(table(&s.dump().await, "identities").len(), 1, "removal never creates identities");
     }
@@ -364,9 +364,9 @@ on_both_backends! {
         let alice = member("alice", "alice@corp.example");
         assert!(matches!(s.add_member(nowhere, &alice).await, Err(StoreError::GroupNotFound)));
         assert!(matches!(s.remove_member(nowhere, &alice.who()).await, Err(StoreError::GroupNotFound)));
-        assert!(matches!(s.is_member(nowhere, &alice.subject()).await, Err(StoreError::GroupNotFound)));
+        assert!(matches!(s.is_member(nowhere, &alice.subject(), None).await, Err(StoreError::GroupNotFound)));
         assert!(matches!(s.member_count(nowhere).await, Err(StoreError::GroupNotFound)));
-        assert!(s.groups_of(&alice.subject()).await.unwrap().is_empty());
+        assert!(s.groups_of(&alice.subject(), None).await.unwrap().is_empty());
         assert!(table(&s.dump().await, "identities").is_empty(), "nothing written for a missing group");
     }
 
@@ -395,14 +395,14 @@ on_both_backends! {
         s.deprovision_group(doomed).await.unwrap();
         s.deprovision_group(doomed).await.unwrap();
         assert!(matches!(s.member_count(doomed).await, Err(StoreError::GroupNotFound)));
-        assert_eq!(s.groups_of(&subject("p1")).await.unwrap(), vec![kept]);
-        assert!(s.groups_of(&solo.subject()).await.unwrap().is_empty());
-        assert!(s.is_member(kept, &subject("p2")).await.unwrap());
+        assert_eq!(s.groups_of(&subject("p1"), None).await.unwrap(), vec![kept]);
+        assert!(s.groups_of(&solo.subject(), None).await.unwrap().is_empty());
+        assert!(s.is_member(kept, &subject("p2"), None).await.unwrap());
         assert_eq!(table(&s.dump().await, "memberships").len(), 3);
 
         // The same id provisioned again starts empty.
         s.provision_group(&request(doomed, "doomed")).await.unwrap();
-        assert!(!s.is_member(doomed, &solo.subject()).await.unwrap());
+        assert!(!s.is_member(doomed, &solo.subject(), None).await.unwrap());
         assert_eq!(s.member_count(doomed).await.unwrap(), CountBucket::Under10);
     }
 
@@ -427,7 +427,7 @@ on_both_backends! {
         s.add_member(groups[16], &many).await.unwrap();
         let lens = list_len(&s.dump().await);
         assert_ne!(lens[0], lens[1], "17 groups take a second block");
-        assert_eq!(s.groups_of(&many.subject()).await.unwrap().len(), 17);
+        assert_eq!(s.groups_of(&many.subject(), None).await.unwrap().len(), 17);
     }
 
     async fn a_dump_names_no_one_and_links_no_rows_inv_5(db, _keys, _key_text) {
@@ -496,8 +496,8 @@ on_both_backends! {
             }
         }
         // And yet every lookup works, with the keys.
-        assert_eq!(s.groups_of(&carol.subject()).await.unwrap(), sorted(vec![g1, g2]));
-        assert!(s.groups_of(&ollie.subject()).await.unwrap().is_empty());
+        assert_eq!(s.groups_of(&carol.subject(), None).await.unwrap(), sorted(vec![g1, g2]));
+        assert!(s.groups_of(&ollie.subject(), None).await.unwrap().is_empty());
     }
 
     async fn identities_can_never_sign_in_inv_9(db, _keys, _key_text) {
@@ -527,7 +527,7 @@ on_both_backends! {
             .unwrap();
         let tampered = g1.min(g2);
         assert!(matches!(s.deprovision_group(tampered).await, Err(StoreError::Sealed(_))));
-        assert!(s.is_member(tampered, &subject("alice")).await.is_ok(), "lookups use tags, not seals");
+        assert!(s.is_member(tampered, &subject("alice"), None).await.is_ok(), "lookups use tags, not seals");
     }
 
     async fn keys_rotate_without_losing_anyone(db, keys, key_text) {
@@ -541,8 +541,8 @@ on_both_backends! {
         let new_text = SealKeys::generate_text();
         let rotated = db.reopen(keys_from(&format!("{},{}", new_text.as_str(), key_text))).await;
         let new_kid = rotated_kid(&new_text);
-        assert!(rotated.is_member(g1, &alice.subject()).await.unwrap());
-        assert_eq!(rotated.groups_of(&alice.subject()).await.unwrap().len(), 2);
+        assert!(rotated.is_member(g1, &alice.subject(), None).await.unwrap());
+        assert_eq!(rotated.groups_of(&alice.subject(), None).await.unwrap().len(), 2);
 
         // A write moves what it touches to the new key.
         rotated.add_member(g1, &alice).await.unwrap();
@@ -553,13 +553,13 @@ on_both_backends! {
         assert_eq!(table(&dump, "memberships").len(), 2, "moved, not duplicated");
 
         rotated.remove_member(g2, &alice.who()).await.unwrap();
-        assert_eq!(rotated.groups_of(&alice.subject()).await.unwrap(), vec![g1]);
+        assert_eq!(rotated.groups_of(&alice.subject(), None).await.unwrap(), vec![g1]);
 
         // Everything alice has left is under the new key: the old one can go.
         let only_new = db.reopen(keys_from(&new_text)).await;
-        assert!(only_new.is_member(g1, &alice.subject()).await.unwrap());
-        assert!(!only_new.is_member(g2, &alice.subject()).await.unwrap());
-        assert_eq!(only_new.groups_of(&alice.subject()).await.unwrap(), vec![g1]);
+        assert!(only_new.is_member(g1, &alice.subject(), None).await.unwrap());
+        assert!(!only_new.is_member(g2, &alice.subject(), None).await.unwrap());
+        assert_eq!(only_new.groups_of(&alice.subject(), None).await.unwrap(), vec![g1]);
     }
 
     async fn concurrent_adds_of_one_person_lose_no_group(db, _keys, _key_text) {
@@ -580,7 +580,7 @@ on_both_backends! {
             t.await.unwrap().unwrap();
         }
         groups.sort();
-        assert_eq!(s.groups_of(&dave.subject()).await.unwrap(), groups);
+        assert_eq!(s.groups_of(&dave.subject(), None).await.unwrap(), groups);
         assert_eq!(table(&s.dump().await, "identities").len(), 1, "one identity, created once");
     }
 
@@ -608,7 +608,7 @@ on_both_backends! {
             t.await.unwrap().unwrap();
         }
         assert_eq!(table(&s.dump().await, "identities").len(), 1, "one identity, bound once");
-        assert_eq!(s.groups_of(&subject("fran")).await.unwrap(), sorted(groups));
+        assert_eq!(s.groups_of(&subject("fran"), None).await.unwrap(), sorted(groups));
         assert_eq!(table(&s.dump().await, "memberships").len(), 12);
     }
 
@@ -639,7 +639,7 @@ on_both_backends! {
         let g_hex = hex(g.as_uuid().as_bytes());
         assert!(table(&dump, "memberships").iter().all(|r| !r[1].contains(&g_hex)));
         for i in 0..16 {
-            assert_eq!(s.groups_of(&subject(&format!("j{i}"))).await.unwrap(), vec![other]);
+            assert_eq!(s.groups_of(&subject(&format!("j{i}")), None).await.unwrap(), vec![other]);
         }
     }
     async fn adds_by_address_are_idempotent_and_leave_the_same_rows_inv_3(db, _keys, _key_text) {
@@ -711,20 +711,72 @@ on_both_backends! {
         let s = db.store.as_ref();
         let (g1, g2) = (group(s, "one").await, group(s, "two").await);
         s.add_member(g1, &by_email("New.Hire@corp.example")).await.unwrap();
-        assert!(s.groups_of(&subject("new-hire")).await.unwrap().is_empty(), "not bound yet");
+        assert!(s.groups_of(&subject("new-hire"), None).await.unwrap().is_empty(), "not bound yet");
         // An owner naming a subject beside the address binds nothing: only the person's token may.
         let mut claimed = by_email("new.hire@corp.example");
         claimed.member.subject = Some(subject("someone-else"));
         s.add_member(g1, &claimed).await.unwrap();
-        assert!(s.groups_of(&subject("someone-else")).await.unwrap().is_empty());
+        assert!(s.groups_of(&subject("someone-else"), None).await.unwrap().is_empty());
 
         s.add_member(g2, &member("new-hire", "new.hire@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 1, "the same identity");
-        assert_eq!(s.groups_of(&subject("new-hire")).await.unwrap(), sorted(vec![g1, g2]));
-        assert!(s.is_member(g1, &subject("new-hire")).await.unwrap());
+        assert_eq!(s.groups_of(&subject("new-hire"), None).await.unwrap(), sorted(vec![g1, g2]));
+        assert!(s.is_member(g1, &subject("new-hire"), None).await.unwrap());
         // From now on the address and the subject name the same person.
         s.remove_member(g1, &who_email("new.hire@corp.example")).await.unwrap();
-        assert_eq!(s.groups_of(&subject("new-hire")).await.unwrap(), vec![g2]);
+        assert_eq!(s.groups_of(&subject("new-hire"), None).await.unwrap(), vec![g2]);
+    }
+
+    async fn someone_added_by_address_is_found_by_their_tokens_subject_and_address(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let (g1, g2, g3) = (group(s, "one").await, group(s, "two").await, group(s, "three").await);
+        let fay = subject("fay");
+        let mail = Email::parse("fay@corp.example").unwrap();
+        let other = Email::parse("other@corp.example").unwrap();
+        let leave = IdentityRef { subject: Some(fay.clone()), email: Some(mail.clone()) };
+
+        // An owner adds her by address only: an identity with no subject.
+        s.add_member(g1, &by_email("fay@corp.example")).await.unwrap();
+        assert!(s.is_member(g1, &fay, Some(&mail)).await.unwrap(), "added by address, found by token");
+        assert_eq!(s.groups_of(&fay, Some(&mail)).await.unwrap(), vec![g1]);
+        assert!(!s.is_member(g1, &fay, Some(&other)).await.unwrap());
+        assert!(s.groups_of(&fay, Some(&other)).await.unwrap().is_empty());
+        assert!(!s.is_member(g1, &fay, None).await.unwrap());
+        assert!(!s.is_member(g2, &fay, Some(&mail)).await.unwrap());
+
+        // She is known by subject too (with another address): the union, each group once.
+        s.add_member(g2, &member("fay", "fay.old@corp.example")).await.unwrap();
+        s.add_member(g3, &member("fay", "fay.old@corp.example")).await.unwrap();
+        s.add_member(g3, &by_email("fay@corp.example")).await.unwrap();
+        assert_eq!(table(&s.dump().await, "identities").len(), 2, "nothing bound by reading");
+        assert_eq!(s.groups_of(&fay, Some(&mail)).await.unwrap(), sorted(vec![g1, g2, g3]));
+        assert_eq!(s.groups_of(&fay, None).await.unwrap(), sorted(vec![g2, g3]));
+        assert!(s.is_member(g1, &fay, Some(&mail)).await.unwrap());
+        assert!(s.is_member(g2, &fay, Some(&mail)).await.unwrap());
+
+        // An identity bound to another subject is never hers, whatever address she shows.
+        s.add_member(g1, &member("gus", "gus@corp.example")).await.unwrap();
+        let gus_mail = Email::parse("gus@corp.example").unwrap();
+        assert!(!s.is_member(g1, &subject("nobody"), Some(&gus_mail)).await.unwrap());
+        assert!(s.groups_of(&subject("nobody"), Some(&gus_mail)).await.unwrap().is_empty());
+        assert_eq!(s.groups_of(&fay, Some(&gus_mail)).await.unwrap(), sorted(vec![g2, g3]));
+        let claim = IdentityRef { subject: Some(subject("nobody")), email: Some(gus_mail.clone()) };
+        s.remove_member(g1, &claim).await.unwrap();
+        let fay_claims = IdentityRef { subject: Some(fay.clone()), email: Some(gus_mail) };
+        s.remove_member(g1, &fay_claims).await.unwrap();
+        assert!(s.is_member(g1, &subject("gus"), None).await.unwrap(), "gus keeps his membership");
+
+        // Leaving with her token's subject and address: the membership goes from whichever of
+        // her identities holds it, and from both at once.
+        s.remove_member(g1, &leave).await.unwrap();
+        assert!(!s.is_member(g1, &fay, Some(&mail)).await.unwrap());
+        s.remove_member(g3, &leave).await.unwrap();
+        assert!(!s.is_member(g3, &fay, Some(&mail)).await.unwrap());
+        s.remove_member(g2, &leave).await.unwrap();
+        assert!(s.groups_of(&fay, Some(&mail)).await.unwrap().is_empty());
+        s.remove_member(g2, &leave).await.unwrap();
+        // Only gus's membership is left.
+        assert_eq!(table(&s.dump().await, "memberships").len(), 1);
     }
 
     async fn an_address_identity_of_someone_known_by_subject_merges_into_theirs(db, _keys, _key_text) {
@@ -739,7 +791,7 @@ on_both_backends! {
         let dump = s.dump().await;
         assert_eq!(table(&dump, "identities").len(), 1);
         assert_eq!(table(&dump, "memberships").len(), 3);
-        assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), sorted(vec![g1, g2, g3]));
+        assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), sorted(vec![g1, g2, g3]));
         // Her new address finds her; the old one no longer does.
         s.add_member(g1, &by_email("alice@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "memberships").len(), 3);
@@ -753,10 +805,10 @@ on_both_backends! {
         s.add_member(g1, &member("former", "desk@corp.example")).await.unwrap();
         s.add_member(g2, &member("successor", "desk@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 2);
-        assert_eq!(s.groups_of(&subject("former")).await.unwrap(), vec![g1], "keeps their memberships");
+        assert_eq!(s.groups_of(&subject("former"), None).await.unwrap(), vec![g1], "keeps their memberships");
         s.add_member(g3, &by_email("desk@corp.example")).await.unwrap();
-        assert!(s.is_member(g3, &subject("successor")).await.unwrap());
-        assert!(!s.is_member(g3, &subject("former")).await.unwrap());
+        assert!(s.is_member(g3, &subject("successor"), None).await.unwrap());
+        assert!(!s.is_member(g3, &subject("former"), None).await.unwrap());
     }
 
     async fn offboarding_removes_every_membership_and_the_identity(db, _keys, _key_text) {
@@ -779,17 +831,17 @@ on_both_backends! {
         let dump = s.dump().await;
         assert_eq!(table(&dump, "identities").len(), 1, "only bob is left");
         assert_eq!(table(&dump, "memberships").len(), 1, "mail expands from these rows: alice gets none");
-        assert!(s.groups_of(&subject("alice")).await.unwrap().is_empty());
+        assert!(s.groups_of(&subject("alice"), None).await.unwrap().is_empty());
         for g in [g1, g2, g3] {
-            assert!(!s.is_member(g, &subject("alice")).await.unwrap());
+            assert!(!s.is_member(g, &subject("alice"), None).await.unwrap());
         }
-        assert!(s.is_member(g1, &subject("bob")).await.unwrap());
+        assert!(s.is_member(g1, &subject("bob"), None).await.unwrap());
 
         // A later add creates a fresh identity.
         s.add_member(g2, &alice).await.unwrap();
         let ids: Vec<String> = table(&s.dump().await, "identities").iter().map(|r| r[0].clone()).collect();
         assert_eq!(ids.iter().filter(|id| !old_ids.contains(id)).count(), 1, "alice's is new");
-        assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), vec![g2]);
+        assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), vec![g2]);
 
         // Offboarding by subject and address takes the address identity of the same person too.
         s.add_member(g1, &member("dan", "dan.old@corp.example")).await.unwrap();
@@ -838,9 +890,9 @@ on_both_backends! {
         assert!(cells(&dump).iter().all(|(_, c)| c != &k1.to_lowercase()), "no row names k1");
 
         let s = only_k2.as_ref();
-        assert!(s.is_member(g1, &alice.subject()).await.unwrap());
-        assert_eq!(s.groups_of(&alice.subject()).await.unwrap(), sorted(vec![g1, g2, g3]));
-        assert!(s.groups_of(&subject("bob")).await.unwrap().is_empty());
+        assert!(s.is_member(g1, &alice.subject(), None).await.unwrap());
+        assert_eq!(s.groups_of(&alice.subject(), None).await.unwrap(), sorted(vec![g1, g2, g3]));
+        assert!(s.groups_of(&subject("bob"), None).await.unwrap().is_empty());
         // Adds stay idempotent (the same rows, found by their re-made tags), by subject and
         // by address alike, and removal still finds them.
         s.add_member(g1, &alice).await.unwrap();
@@ -852,7 +904,7 @@ on_both_backends! {
         s.remove_member(g2, &alice.who()).await.unwrap();
         s.remove_member(g2, &alice.who()).await.unwrap();
         s.remove_member(g1, &who_email("eve@partner.example")).await.unwrap();
-        assert_eq!(s.groups_of(&alice.subject()).await.unwrap(), sorted(vec![g1, g3]));
+        assert_eq!(s.groups_of(&alice.subject(), None).await.unwrap(), sorted(vec![g1, g3]));
         assert_eq!(table(&s.dump().await, "memberships").len(), 2);
         // Eve signs in: bound to the identity made from her address.
         let mut eve = member("eve", "eve@partner.example");
@@ -872,7 +924,7 @@ on_both_backends! {
         assert_eq!(s.reseal(500).await.unwrap(), ResealReport { identities: 3, memberships: 0 });
         s.add_member(g2, &by_email("alice@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 3, "found by address again");
-        assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), sorted(vec![g1, g2]));
+        assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), sorted(vec![g1, g2]));
     }
 
 }
@@ -978,8 +1030,8 @@ macro_rules! first_schema_upgrade {
                 cleanup,
             };
             let s = db.store.as_ref();
-            assert!(s.is_member(g, &subject("alice")).await.unwrap());
-            assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), vec![g]);
+            assert!(s.is_member(g, &subject("alice"), None).await.unwrap());
+            assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), vec![g]);
             let dump = s.dump().await;
             assert_eq!(table(&dump, "identities")[0][7], "", "no address tag yet");
 
@@ -987,7 +1039,7 @@ macro_rules! first_schema_upgrade {
             let h = group(s, "after").await;
             s.add_member(h, &by_email("alice@corp.example")).await.unwrap();
             assert_eq!(table(&s.dump().await, "identities").len(), 1, "found by address");
-            assert_eq!(s.groups_of(&subject("alice")).await.unwrap(), sorted(vec![g, h]));
+            assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), sorted(vec![g, h]));
             // The schema now takes identities known by address alone, and no identity known
             // by neither.
             let none = db
@@ -1131,11 +1183,12 @@ async fn writes_run_the_same_statements_whether_or_not_a_member_inv_3() {
             by_email("fay@corp.example"),
         ),
     ];
+    let mut leaves = Vec::new();
     for (store, by_token, by_address) in runs {
         let s = store.as_ref();
         // Warm the pool so no connection is opened (with its own statements) while recording.
         for _ in 0..3 {
-            s.is_member(g, &subject("warm-up")).await.unwrap();
+            s.is_member(g, &subject("warm-up"), None).await.unwrap();
         }
 
         for person in [by_token, by_address] {
@@ -1171,7 +1224,54 @@ async fn writes_run_the_same_statements_whether_or_not_a_member_inv_3() {
             assert!(was_member.len() >= 4, "{was_member:#?}");
             assert_eq!(was_member, was_not);
             assert_eq!(was_member, never_seen);
+
+            // Leaving: the token's subject and address, whether the membership is held by the
+            // subject's identity, by an identity made from the address, or by nobody.
+            s.add_member(h, &person).await.unwrap();
+            let local = person
+                .member
+                .email
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .split('@')
+                .next()
+                .unwrap()
+                .to_string();
+            let leave = IdentityRef {
+                subject: Some(
+                    person
+                        .member
+                        .subject
+                        .clone()
+                        .unwrap_or_else(|| subject(&local)),
+                ),
+                email: person.member.email.clone(),
+            };
+            let never = IdentityRef {
+                subject: Some(subject("never-seen")),
+                email: Some(Email::parse("never@corp.example").unwrap()),
+            };
+            let (r, was_member) = recorded(s.remove_member(h, &leave)).await;
+            r.unwrap();
+            assert!(!s
+                .is_member(h, leave.subject.as_ref().unwrap(), leave.email.as_ref())
+                .await
+                .unwrap());
+            let (r, was_not) = recorded(s.remove_member(h, &leave)).await;
+            r.unwrap();
+            let (r, never_seen) = recorded(s.remove_member(h, &never)).await;
+            r.unwrap();
+            assert!(was_member.len() >= 4, "{was_member:#?}");
+            assert_eq!(was_member, was_not);
+            assert_eq!(was_member, never_seen);
+            leaves.push(was_member);
         }
+        assert_eq!(
+            leaves[0], leaves[1],
+            "by token or by address, a leave runs the same SQL"
+        );
+        leaves.clear();
     }
     db.finish().await;
 }

@@ -49,12 +49,12 @@ impl Write {
         }
     }
 
-    /// A removal by subject.
-    pub fn remove(group: GroupId, sub: &str) -> Self {
+    /// A leave: the caller's subject and their token's address.
+    pub fn leave(group: GroupId, sub: &str) -> Self {
         Self::Remove {
             group,
             subject: Some(sub.into()),
-            email: None,
+            email: Some(format!("{sub}@{CORPORATE_DOMAIN}")),
         }
     }
 }
@@ -86,6 +86,21 @@ impl Tenant {
                         .position(|i| i.email.as_ref() == Some(e))
                 })
             })
+    }
+
+    /// The signed-in person's own identities, as the tenant counts them: the one with their
+    /// subject, and one with their address and no subject yet (never one bound to another
+    /// subject).
+    fn own(&self, subject: &Subject, email: Option<&Email>) -> Vec<usize> {
+        self.identities
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| {
+                i.subject.as_ref() == Some(subject)
+                    || (i.subject.is_none() && email.is_some() && i.email.as_ref() == email)
+            })
+            .map(|(n, _)| n)
+            .collect()
     }
 }
 
@@ -239,30 +254,45 @@ impl Directory for FakeDirectory {
         });
         self.check_up()?;
         let mut t = self.tenant.lock().unwrap();
-        if let Some(i) = t.find(who.subject.as_ref(), who.email.as_ref()) {
+        // With a subject: the person's own identities; by address alone: whoever holds it.
+        let targets = match &who.subject {
+            Some(s) => t.own(s, who.email.as_ref()),
+            None => t.find(None, who.email.as_ref()).into_iter().collect(),
+        };
+        for i in targets {
             t.members.remove(&(group, i));
         }
         Ok(())
     }
 
-    async fn is_member(&self, group: GroupId, subject: &Subject) -> Result<bool, UpstreamError> {
+    async fn is_member(
+        &self,
+        group: GroupId,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<bool, UpstreamError> {
         self.check_up()?;
         let t = self.tenant.lock().unwrap();
-        Ok(t.find(Some(subject), None)
-            .is_some_and(|i| t.members.contains(&(group, i))))
+        Ok(t.own(subject, email)
+            .into_iter()
+            .any(|i| t.members.contains(&(group, i))))
     }
 
-    async fn groups_of(&self, subject: &Subject) -> Result<Vec<GroupId>, UpstreamError> {
+    async fn groups_of(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<Vec<GroupId>, UpstreamError> {
         self.check_up()?;
         let t = self.tenant.lock().unwrap();
-        let Some(i) = t.find(Some(subject), None) else {
-            return Ok(Vec::new());
-        };
-        Ok(t.members
+        let own = t.own(subject, email);
+        let groups: BTreeSet<GroupId> = t
+            .members
             .iter()
-            .filter(|(_, m)| *m == i)
+            .filter(|(_, m)| own.contains(m))
             .map(|(g, _)| *g)
-            .collect())
+            .collect();
+        Ok(groups.into_iter().collect())
     }
 
     async fn ping(&self) -> Result<(), UpstreamError> {

@@ -3,7 +3,7 @@
 
 use crate::fakes::Write;
 use crate::helpers::{spawn_app, ALICE, BOB};
-use domain::{GroupId, GroupState, JoinPolicy};
+use domain::{GroupId, GroupState, IdentityKind, JoinPolicy};
 use http::StatusCode;
 use serde_json::json;
 
@@ -26,7 +26,7 @@ async fn inv_3_leaving_answers_the_same_for_members_and_non_members() {
     // Both went to the tenant: no early return that timing could tell apart.
     assert_eq!(
         app.directory.writes(),
-        [Write::remove(g, "alice"), Write::remove(g, "bob")]
+        [Write::leave(g, "alice"), Write::leave(g, "bob")]
     );
 }
 
@@ -91,6 +91,47 @@ async fn inv_2_my_groups_lists_the_callers_groups_and_no_one_elses() {
     // Nothing in the answer speaks of anyone else.
     assert!(!body.to_string().contains("bob"), "{body}");
     assert!(!body.to_string().contains("owner-1"), "{body}");
+}
+
+#[tokio::test]
+async fn someone_an_owner_added_by_address_finds_and_leaves_the_membership_with_their_token() {
+    let app = spawn_app().await;
+    let g = app.group("General", JoinPolicy::Open, GroupState::Active);
+    // Added by address only: the tenant holds an identity with no subject.
+    app.directory
+        .put_email(g, "alice@corp.example", IdentityKind::Member);
+    // An identity bound to another subject is never the caller's, whatever its address.
+    app.directory
+        .put_identity(Some("dave"), Some("bob@corp.example"), IdentityKind::Member);
+    app.directory.put(g, "dave");
+
+    assert_eq!(
+        app.am_i(ALICE, g).await.2,
+        json!({ "group_id": g.to_string(), "member": true })
+    );
+    let (_, _, body) = app.my_groups(ALICE).await;
+    assert_eq!(body["groups"][0]["id"], g.to_string(), "{body}");
+    assert_eq!(
+        app.am_i(BOB, g).await.2,
+        json!({ "group_id": g.to_string(), "member": false })
+    );
+
+    let left = app.leave(ALICE, g).await;
+    assert_eq!(left.0, StatusCode::OK);
+    assert!(!app.directory.contains_email(g, "alice@corp.example"));
+    assert_eq!(
+        app.am_i(ALICE, g).await.2,
+        json!({ "group_id": g.to_string(), "member": false })
+    );
+    let _ = app.leave(BOB, g).await;
+    assert!(
+        app.directory.contains(g, "dave"),
+        "bob's leave is not dave's"
+    );
+    assert_eq!(
+        app.directory.writes(),
+        [Write::leave(g, "alice"), Write::leave(g, "bob")]
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,298 @@
+//! `hush bulk`: operators' client of bulk-api. `submit FILE` streams an NDJSON or CSV file
+//! (never read whole into memory) and follows the job with a progress bar (rate, ETA, counts);
+//! Ctrl-C stops following, not the job. `status|pause|resume|cancel ID` steer a job.
+
+use anyhow::Context as _;
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where bulk-api is and who is asking: shared by every `hush bulk` command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// bulk-api's base URL.
+    #[arg(long, env = "HUSH_BULK_URL", default_value = "http://127.0.0.1:8082")]
+    pub bulk_url: String,
+    /// A bearer token of an operator (or of an owner, for jobs on their own groups).
+    #[arg(long, env = "HUSH_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+/// `hush bulk …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BulkCommand {
+    /// Submit a job from FILE (NDJSON, or CSV by its .csv name) and follow it.
+    Submit {
+        #[command(flatten)]
+        target: Target,
+        /// The job's input.
+        file: PathBuf,
+        /// What to do with malformed lines: `reject` the whole job, or `skip` them.
+        #[arg(long, default_value = "reject")]
+        on_bad_lines: String,
+        /// Makes a resubmit of the same job answer the job the first submission created.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Do not follow the job; print it and return.
+        #[arg(long)]
+        no_follow: bool,
+    },
+    /// A job's state and counts.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// The job's id.
+        id: String,
+    },
+    /// Pause a job (chunks in flight finish).
+    Pause {
+        #[command(flatten)]
+        target: Target,
+        /// The job's id.
+        id: String,
+    },
+    /// Resume a paused job from its checkpoint.
+    Resume {
+        #[command(flatten)]
+        target: Target,
+        /// The job's id.
+        id: String,
+    },
+    /// Cancel a job for good (its input is purged).
+    Cancel {
+        #[command(flatten)]
+        target: Target,
+        /// The job's id.
+        id: String,
+    },
+}
+
+/// A client of bulk-api for one caller.
+#[derive(Debug, Clone)]
+pub struct BulkClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// How a job is submitted.
+#[derive(Debug, Clone, Default)]
+pub struct Submit {
+    /// `reject` or `skip`.
+    pub on_bad_lines: Option<String>,
+    /// The `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// CSV rather than NDJSON.
+    pub csv: bool,
+}
+
+impl BulkClient {
+    /// A client of bulk-api at `base` with a bearer `token`.
+    pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()?,
+        })
+    }
+
+    async fn answer(res: reqwest::Response) -> anyhow::Result<(StatusCode, Value)> {
+        let status = res.status();
+        let text = res.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+
+    /// Submits `body`; answers the status and the job (or the problem).
+    pub async fn submit(
+        &self,
+        body: reqwest::Body,
+        how: &Submit,
+    ) -> anyhow::Result<(StatusCode, Value)> {
+        let mut req = self
+            .http
+            .post(format!("{}/bulk/v1/jobs", self.base))
+            .bearer_auth(&self.token)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                if how.csv { "text/csv" } else { "application/x-ndjson" },
+            )
+            .body(body);
+        if let Some(m) = &how.on_bad_lines {
+            req = req.query(&[("on_bad_lines", m)]);
+        }
+        if let Some(k) = &how.idempotency_key {
+            req = req.header("Idempotency-Key", k);
+        }
+        Self::answer(req.send().await.context("reaching bulk-api")?).await
+    }
+
+    /// Submits the file at `path`, streamed.
+    pub async fn submit_file(&self, path: &Path, how: &Submit) -> anyhow::Result<(StatusCode, Value)> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        self.submit(reqwest::Body::from(file), how).await
+    }
+
+    /// `GET /bulk/v1/jobs/{id}`.
+    pub async fn job(&self, id: &str) -> anyhow::Result<(StatusCode, Value)> {
+        let res = self
+            .http
+            .get(format!("{}/bulk/v1/jobs/{id}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .context("reaching bulk-api")?;
+        Self::answer(res).await
+    }
+
+    /// `POST /bulk/v1/jobs/{id}/{action}` (pause, resume, cancel).
+    pub async fn steer(&self, id: &str, action: &str) -> anyhow::Result<(StatusCode, Value)> {
+        let res = self
+            .http
+            .post(format!("{}/bulk/v1/jobs/{id}/{action}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .context("reaching bulk-api")?;
+        Self::answer(res).await
+    }
+
+    /// Polls the job until it ends or `limit` passes; answers its last view. Errors reaching
+    /// bulk-api (a replica restarting) are waited out.
+    pub async fn wait(&self, id: &str, limit: Duration) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok((StatusCode::OK, job)) = self.job(id).await {
+                if is_final(&job) {
+                    return Ok(job);
+                }
+                anyhow::ensure!(Instant::now() < deadline, "job {id} did not end in time: {job}");
+            } else {
+                anyhow::ensure!(Instant::now() < deadline, "job {id}: bulk-api did not answer in time");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Whether a job view is in an ending state.
+pub fn is_final(job: &Value) -> bool {
+    matches!(job["state"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+}
+
+/// One line about a job.
+pub fn summary(job: &Value) -> String {
+    let r = &job["rejected_by_reason"];
+    format!(
+        "{state}: {applied}/{total} applied, {rejected} rejected (unknown identity {ui}, label refused {lr}, unknown group {ug}), {invalid} malformed lines, {retrying} retrying",
+        state = job["state"].as_str().unwrap_or("?"),
+        applied = job["applied"],
+        total = job["total"],
+        rejected = job["rejected"],
+        ui = r["unknown_identity"],
+        lr = r["label_refused"],
+        ug = r["unknown_group"],
+        invalid = job["invalid_lines"],
+        retrying = job["retrying"],
+    )
+}
+
+/// Follows a job with a progress bar until it ends; Ctrl-C stops following (the job goes on).
+pub async fn follow(client: &BulkClient, id: &str) -> anyhow::Result<Value> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} ops  {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let job = match client.job(id).await {
+            Ok((StatusCode::OK, job)) => Some(job),
+            _ => None,
+        };
+        if let Some(job) = &job {
+            bar.set_length(job["total"].as_u64().unwrap_or(0));
+            bar.set_position(
+                job["applied"].as_u64().unwrap_or(0) + job["rejected"].as_u64().unwrap_or(0),
+            );
+            bar.set_message(format!(
+                "{} · {:.0} ops/s · ETA {} · rejected {} · retrying {}",
+                job["state"].as_str().unwrap_or("?"),
+                job["rate_per_sec"].as_f64().unwrap_or(0.0),
+                job["eta_secs"].as_u64().map_or("-".to_string(), |s| format!("{s}s")),
+                job["rejected"],
+                job["retrying"],
+            ));
+            if is_final(job) {
+                bar.finish();
+                return Ok(job.clone());
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = &mut interrupted => {
+                bar.abandon_with_message("stopped following; the job goes on");
+                let (_, job) = client.job(id).await?;
+                return Ok(job);
+            }
+        }
+    }
+}
+
+/// Runs one `hush bulk` command; answers whether it went as asked.
+pub async fn run(cmd: BulkCommand) -> anyhow::Result<bool> {
+    match cmd {
+        BulkCommand::Submit {
+            target,
+            file,
+            on_bad_lines,
+            idempotency_key,
+            no_follow,
+        } => {
+            let client = BulkClient::new(&target.bulk_url, &target.token)?;
+            let how = Submit {
+                on_bad_lines: Some(on_bad_lines),
+                idempotency_key,
+                csv: file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+            };
+            let (status, job) = client.submit_file(&file, &how).await?;
+            if !status.is_success() {
+                println!("{}", serde_json::to_string_pretty(&job)?);
+                return Ok(false);
+            }
+            let id = job["id"].as_str().context("the answer names no job")?.to_string();
+            println!("job {id}");
+            let job = if no_follow { job } else { follow(&client, &id).await? };
+            println!("{}", summary(&job));
+            Ok(job["state"] != "failed")
+        }
+        BulkCommand::Status { target, id } => {
+            let client = BulkClient::new(&target.bulk_url, &target.token)?;
+            let (status, job) = client.job(&id).await?;
+            println!("{}", serde_json::to_string_pretty(&job)?);
+            Ok(status.is_success())
+        }
+        BulkCommand::Pause { target, id } => steer(&target, &id, "pause").await,
+        BulkCommand::Resume { target, id } => steer(&target, &id, "resume").await,
+        BulkCommand::Cancel { target, id } => steer(&target, &id, "cancel").await,
+    }
+}
+
+async fn steer(target: &Target, id: &str, action: &str) -> anyhow::Result<bool> {
+    let client = BulkClient::new(&target.bulk_url, &target.token)?;
+    let (status, job) = client.steer(id, action).await?;
+    if status.is_success() {
+        println!("{}", summary(&job));
+    } else {
+        println!("{}", serde_json::to_string_pretty(&job)?);
+    }
+    Ok(status.is_success())
+}

@@ -1,0 +1,283 @@
+//! A cluster of real processes for one test, and what the tests ask of it.
+
+use domain::{GroupId, IdentityKind, ServiceName, Subject};
+use hush::bulk::{BulkClient, Submit};
+use hush::cluster::{Cluster, ClusterOptions};
+use hush::stack::Databases;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Connection as _;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("HUSH_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// One test's processes and databases.
+pub struct Fixture {
+    pub cluster: Cluster,
+    pub op: BulkClient,
+    pub http: reqwest::Client,
+    pub dbs: Databases,
+    pg: Option<(String, Vec<String>)>,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// Starts the tenant, control-api and `replicas` bulk-api processes with `bulk_env`.
+    pub async fn start(replicas: usize, bulk_env: &[(&str, &str)]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let (dbs, pg) = fresh_databases(dir.path()).await;
+        let opts = ClusterOptions {
+            dir: dir.path().to_path_buf(),
+            databases: dbs.clone(),
+            bulk_replicas: replicas,
+            membership: false,
+            bulk_env: bulk_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            tenant_env: Vec::new(),
+            log: "error".into(),
+        };
+        let cluster = Cluster::start(std::path::Path::new(env!("CARGO_BIN_EXE_hush")), opts)
+            .await
+            .expect("the cluster starts");
+        let op = BulkClient::new(
+            &cluster.url("bulk-api"),
+            &cluster.token("op", IdentityKind::Member, &["operator"]),
+        )
+        .unwrap();
+        Fixture {
+            cluster,
+            op,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            dbs,
+            pg,
+            _dir: dir,
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        if self.pg.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    /// Stops the processes and drops the Postgres databases.
+    pub async fn finish(self) {
+        self.cluster.stop().await;
+        if let Some((admin, names)) = self.pg {
+            if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                for n in names {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// A group owned by `owner` under `label`, once it is active.
+    pub async fn group(&self, owner: &str, name: &str, label: &str) -> GroupId {
+        let token = self.cluster.token(owner, IdentityKind::Member, &[]);
+        let control = format!("{}/control/v1", self.cluster.url("control-api"));
+        let res = self
+            .http
+            .post(format!("{control}/groups"))
+            .bearer_auth(&token)
+            .json(&json!({"name": name, "description": "", "label": label,
+                "join_policy": if label == "General" { "open" } else { "approval" }}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::ACCEPTED, "{:?}", res.text().await);
+        let id = res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let g: Value = self
+                .http
+                .get(format!("{control}/groups/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if g["state"] == "active" {
+                return GroupId::parse(&id).unwrap();
+            }
+            assert!(Instant::now() < deadline, "group never became active");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Submits NDJSON `lines` as the operator.
+    pub async fn submit(&self, lines: &[String], how: &Submit) -> (StatusCode, Value) {
+        self.submit_as(&self.op, lines, how).await
+    }
+
+    pub async fn submit_as(
+        &self,
+        client: &BulkClient,
+        lines: &[String],
+        how: &Submit,
+    ) -> (StatusCode, Value) {
+        let body = lines.join("\n");
+        client.submit(body.into(), how).await.unwrap()
+    }
+
+    /// Submits and waits for the job to end; answers its final view.
+    pub async fn run(&self, lines: &[String], limit: Duration) -> Value {
+        let (status, job) = self.submit(lines, &Submit::default()).await;
+        assert_eq!(status, StatusCode::CREATED, "{job}");
+        self.op
+            .wait(job["id"].as_str().unwrap(), limit)
+            .await
+            .unwrap()
+    }
+
+    /// The groups each of `subjects` is in, asked of the tenant one person at a time (as
+    /// membership-api asks it about its own caller).
+    pub async fn groups_of(&self, subjects: &[String]) -> Vec<BTreeSet<GroupId>> {
+        let tenant = self.cluster.tenant_as(ServiceName::MembershipApi).unwrap();
+        let mut out = vec![BTreeSet::new(); subjects.len()];
+        let mut set = JoinSet::new();
+        let mut next = 0;
+        let mut running = 0;
+        loop {
+            while running < 32 && next < subjects.len() {
+                let (t, s, i) = (tenant.clone(), Subject::parse(&subjects[next]).unwrap(), next);
+                set.spawn(async move { (i, t.groups_of(&s, None).await) });
+                next += 1;
+                running += 1;
+            }
+            let Some(done) = set.join_next().await else {
+                break;
+            };
+            running -= 1;
+            let (i, groups) = done.unwrap();
+            out[i] = groups.expect("the tenant answers").into_iter().collect();
+        }
+        out
+    }
+
+    /// Chunk rows left in bulk-api's database, and how many still hold sealed input.
+    pub async fn chunk_rows(&self) -> (i64, i64) {
+        let q = "SELECT COUNT(*), COUNT(sealed) FROM job_chunks";
+        if self.pg.is_some() {
+            let mut c = sqlx::PgConnection::connect(&self.dbs.bulk).await.unwrap();
+            sqlx::query_as(q).fetch_one(&mut c).await.unwrap()
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.dbs.bulk).await.unwrap();
+            sqlx::query_as(q).fetch_one(&mut c).await.unwrap()
+        }
+    }
+
+    /// Lease owners of chunks leased right now (Postgres).
+    pub async fn lease_owners(&self) -> Vec<uuid::Uuid> {
+        let mut c = sqlx::PgConnection::connect(&self.dbs.bulk).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT DISTINCT lease_owner FROM job_chunks WHERE lease_owner IS NOT NULL AND state = 'pending'",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    }
+}
+
+/// Fresh databases: SQLite files in `dir`, or new Postgres databases.
+async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<(String, Vec<String>)>) {
+    let Some(admin) = postgres_url() else {
+        return (Databases::sqlite_in(dir), None);
+    };
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+    let mut names = Vec::new();
+    for s in ["control", "membership", "bulk", "tenant"] {
+        let name = format!("hush_t_{}_{s}", &tag[..12]);
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        names.push(name);
+    }
+    let base = admin
+        .split('?')
+        .next()
+        .and_then(|b| b.rsplit_once('/'))
+        .map(|(b, _)| b.to_string())
+        .unwrap();
+    let url = |n: &str| format!("{base}/{n}");
+    (
+        Databases {
+            control: url(&names[0]),
+            membership: url(&names[1]),
+            bulk: url(&names[2]),
+            tenant: url(&names[3]),
+        },
+        Some((admin, names)),
+    )
+}
+
+/// An NDJSON line.
+pub fn line(op: &str, group: GroupId, subject: Option<&str>, email: Option<&str>) -> String {
+    let mut v = json!({"op": op, "group_id": group});
+    if let Some(s) = subject {
+        v["subject"] = json!(s);
+    }
+    if let Some(e) = email {
+        v["email"] = json!(e);
+    }
+    v.to_string()
+}
+
+/// Adds of `prefix{i}` (with a corporate address) to `group`, for i in `range`.
+pub fn adds(group: GroupId, prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|i| {
+            let s = format!("{prefix}{i}");
+            line("add", group, Some(&s), Some(&format!("{s}@corp.example")))
+        })
+        .collect()
+}
+
+/// Removes of `prefix{i}` from `group`.
+pub fn removes(group: GroupId, prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|i| line("remove", group, Some(&format!("{prefix}{i}")), None))
+        .collect()
+}
+
+pub fn names(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Waits until `cond` holds of the job, polling.
+pub async fn until(op: &BulkClient, id: &str, limit: Duration, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok((StatusCode::OK, job)) = op.job(id).await {
+            if cond(&job) {
+                return job;
+            }
+            assert!(Instant::now() < deadline, "condition never held: {job}");
+        } else {
+            assert!(Instant::now() < deadline, "bulk-api never answered");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

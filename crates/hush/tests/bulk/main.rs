@@ -1,0 +1,10 @@
+//! Bulk jobs across real processes: the tenant, control-api and one or two bulk-api replicas,
+//! each a `hush serve` process on loopback, on SQLite or (with HUSH_TEST_POSTGRES_URL) on
+//! fresh Postgres databases. kill -9 is a real SIGKILL of a service's process.
+//!
+//! `cargo test -p hush --test bulk`
+
+mod harness;
+mod jobs;
+mod migrate;
+mod recovery;

@@ -1,0 +1,93 @@
+//! Batches for bulk jobs: `POST /tenant/v1/groups/batch` applies many adds and removes in one
+//! transaction and answers counts by outcome (INV-3: never who was already a member).
+//!
+//! Batches share the database with routine membership calls, so the tenant runs at most
+//! `--batch-concurrency` of them at once: a batch that finds every slot taken is answered 503
+//! with `Retry-After` at once, before its body is read, rather than queueing behind the others
+//! and holding connections that join and leave need. bulk-api backs off and retries.
+
+use crate::access::{op, Permit};
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{header, StatusCode};
+use service_kit::{AppJson, Problem};
+use std::sync::Arc;
+use tenant_client::{ApplyBatch, BatchOutcome};
+use tokio::sync::Semaphore;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Largest batch body the tenant reads: a chunk of a few thousand operations with subjects,
+/// addresses and labels, well above bulk-api's default chunk of 1,000.
+pub const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Most operations in one batch.
+pub const MAX_BATCH_OPS: usize = 10_000;
+/// What `Retry-After` says when every batch slot is taken, in seconds.
+pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+/// The slots batches run in.
+pub type BatchGate = Arc<Semaphore>;
+
+/// The batch route, documented.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(apply_batch))
+}
+
+/// Applies a batch of adds and removes in one transaction (bulk-api only).
+///
+/// Each add is checked against the label given for its group with the person's resolved kind
+/// (`domain::may_enter`, as for a single add) before anything is written for it; each operation
+/// runs the same statements as the single call, whether or not the person was a member
+/// (INV-3). The answer counts operations by outcome only. Replaying a batch changes nothing
+/// and answers the same counts. A database failure rolls the whole batch back (500).
+#[utoipa::path(
+    post,
+    path = "/tenant/v1/groups/batch",
+    tag = "members",
+    request_body = ApplyBatch,
+    responses(
+        (status = 200, description = "The batch was applied; counts by outcome.", body = BatchOutcome),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The calling service may not apply batches.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 16 MiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid, or the batch holds more than 10,000 operations.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; nothing of the batch was written.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "As many batches as the tenant allows are running; retry after `Retry-After` seconds.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn apply_batch(
+    _: Permit<op::ApplyBatch>,
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    // Taken before the body is read, so a saturated tenant answers at once.
+    let Ok(_slot) = state.batch_gate.clone().try_acquire_owned() else {
+        return Ok(busy());
+    };
+    let AppJson(batch) = match <AppJson<ApplyBatch> as axum::extract::FromRequest<AppState>>::from_request(request, &state).await {
+        Ok(b) => b,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
+    if batch.ops.len() > MAX_BATCH_OPS {
+        return Ok(Problem::invalid(format!(
+            "a batch holds at most {MAX_BATCH_OPS} operations"
+        ))
+        .into_response());
+    }
+    let outcome = state.store.apply_batch(&batch).await?;
+    Ok(AppJson(outcome).into_response())
+}
+
+/// 503 with `Retry-After`: every batch slot is taken.
+fn busy() -> Response {
+    let mut res = Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "Busy")
+        .with_detail("the tenant is applying as many batches as it allows; retry later")
+        .into_response();
+    res.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from(BUSY_RETRY_AFTER_SECS),
+    );
+    res
+}
