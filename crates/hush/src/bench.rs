@@ -13,6 +13,9 @@ use tenant_client::api::{AddMember, MemberRef};
 use tenant_client::TenantClient;
 use tokio::task::JoinSet;
 
+mod bulk;
+pub use bulk::{bulk, BulkArgs};
+
 /// Options of `hush bench my-groups`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MyGroupsArgs {

@@ -102,7 +102,10 @@ impl BulkClient {
     async fn answer(res: reqwest::Response) -> anyhow::Result<(StatusCode, Value)> {
         let status = res.status();
         let text = res.text().await?;
-        Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
     }
 
     /// Submits `body`; answers the status and the job (or the problem).
@@ -117,7 +120,11 @@ impl BulkClient {
             .bearer_auth(&self.token)
             .header(
                 reqwest::header::CONTENT_TYPE,
-                if how.csv { "text/csv" } else { "application/x-ndjson" },
+                if how.csv {
+                    "text/csv"
+                } else {
+                    "application/x-ndjson"
+                },
             )
             .body(body);
         if let Some(m) = &how.on_bad_lines {
@@ -130,7 +137,11 @@ impl BulkClient {
     }
 
     /// Submits the file at `path`, streamed.
-    pub async fn submit_file(&self, path: &Path, how: &Submit) -> anyhow::Result<(StatusCode, Value)> {
+    pub async fn submit_file(
+        &self,
+        path: &Path,
+        how: &Submit,
+    ) -> anyhow::Result<(StatusCode, Value)> {
         let file = tokio::fs::File::open(path)
             .await
             .with_context(|| format!("opening {}", path.display()))?;
@@ -172,9 +183,15 @@ impl BulkClient {
                 if is_final(&job) {
                     return Ok(job);
                 }
-                anyhow::ensure!(Instant::now() < deadline, "job {id} did not end in time: {job}");
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "job {id} did not end in time: {job}"
+                );
             } else {
-                anyhow::ensure!(Instant::now() < deadline, "job {id}: bulk-api did not answer in time");
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "job {id}: bulk-api did not answer in time"
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -183,7 +200,10 @@ impl BulkClient {
 
 /// Whether a job view is in an ending state.
 pub fn is_final(job: &Value) -> bool {
-    matches!(job["state"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+    matches!(
+        job["state"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    )
 }
 
 /// One line about a job.
@@ -227,7 +247,9 @@ pub async fn follow(client: &BulkClient, id: &str) -> anyhow::Result<Value> {
                 "{} · {:.0} ops/s · ETA {} · rejected {} · retrying {}",
                 job["state"].as_str().unwrap_or("?"),
                 job["rate_per_sec"].as_f64().unwrap_or(0.0),
-                job["eta_secs"].as_u64().map_or("-".to_string(), |s| format!("{s}s")),
+                job["eta_secs"]
+                    .as_u64()
+                    .map_or("-".to_string(), |s| format!("{s}s")),
                 job["rejected"],
                 job["retrying"],
             ));
@@ -261,16 +283,25 @@ pub async fn run(cmd: BulkCommand) -> anyhow::Result<bool> {
             let how = Submit {
                 on_bad_lines: Some(on_bad_lines),
                 idempotency_key,
-                csv: file.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+                csv: file
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv")),
             };
             let (status, job) = client.submit_file(&file, &how).await?;
             if !status.is_success() {
                 println!("{}", serde_json::to_string_pretty(&job)?);
                 return Ok(false);
             }
-            let id = job["id"].as_str().context("the answer names no job")?.to_string();
+            let id = job["id"]
+                .as_str()
+                .context("the answer names no job")?
+                .to_string();
             println!("job {id}");
-            let job = if no_follow { job } else { follow(&client, &id).await? };
+            let job = if no_follow {
+                job
+            } else {
+                follow(&client, &id).await?
+            };
             println!("{}", summary(&job));
             Ok(job["state"] != "failed")
         }

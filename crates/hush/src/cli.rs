@@ -128,6 +128,9 @@ enum TenantCommand {
 enum BenchCommand {
     /// "My groups" for one person in thousands of groups, through the API and in the tenant.
     MyGroups(crate::bench::MyGroupsArgs),
+    /// Bulk jobs vs raw inserts, a legacy migration, join/leave latency beside a large job,
+    /// and each service's peak memory.
+    Bulk(crate::bench::BulkArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -213,6 +216,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "re-sealed {} identities and {} memberships under the active key",
                 report.identities, report.memberships
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Bulk(args)) => {
+            crate::bench::bulk(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::MyGroups(args)) => {

@@ -49,7 +49,9 @@ pub struct Cluster {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Cluster {
@@ -58,7 +60,11 @@ impl Cluster {
     pub async fn start(exe: &Path, opts: ClusterOptions) -> anyhow::Result<Self> {
         let keys = opts.dir.join("keys");
         std::fs::create_dir_all(&keys)?;
-        for s in [ServiceName::ControlApi, ServiceName::MembershipApi, ServiceName::BulkApi] {
+        for s in [
+            ServiceName::ControlApi,
+            ServiceName::MembershipApi,
+            ServiceName::BulkApi,
+        ] {
             auth::generate_service_key(&keys, s)?;
         }
         isolated_tenant::generate_seal_keys_file(&keys.join("tenant-seal.keys"))?;
@@ -100,7 +106,13 @@ impl Cluster {
 
     fn bulk_names(n: usize) -> Vec<String> {
         (1..=n.max(1))
-            .map(|i| if i == 1 { "bulk-api".to_string() } else { format!("bulk-api-{i}") })
+            .map(|i| {
+                if i == 1 {
+                    "bulk-api".to_string()
+                } else {
+                    format!("bulk-api-{i}")
+                }
+            })
             .collect()
     }
 
@@ -128,10 +140,17 @@ impl Cluster {
 
     /// Starts (or restarts) `name`.
     pub fn spawn(&mut self, name: &str) -> anyhow::Result<()> {
-        let service = if name.starts_with("bulk-api") { "bulk-api" } else { name };
+        let service = if name.starts_with("bulk-api") {
+            "bulk-api"
+        } else {
+            name
+        };
         let dbs = &self.opts.databases;
         let mut env: Vec<(String, String)> = vec![
-            ("HUSH_LISTEN".into(), format!("127.0.0.1:{}", self.ports[name])),
+            (
+                "HUSH_LISTEN".into(),
+                format!("127.0.0.1:{}", self.ports[name]),
+            ),
             ("RUST_LOG".into(), self.opts.log.clone()),
         ];
         let jwt = [
@@ -146,7 +165,11 @@ impl Cluster {
                 env.push(("HUSH_DATABASE_URL".into(), dbs.tenant.clone()));
                 env.push((
                     "HUSH_TRUSTED_SERVICE_KEYS".into(),
-                    self.trusted(&[ServiceName::ControlApi, ServiceName::MembershipApi, ServiceName::BulkApi]),
+                    self.trusted(&[
+                        ServiceName::ControlApi,
+                        ServiceName::MembershipApi,
+                        ServiceName::BulkApi,
+                    ]),
                 ));
                 env.push((
                     "HUSH_TENANT_SEAL_KEYS_FILE".into(),
@@ -163,21 +186,30 @@ impl Cluster {
                     "HUSH_TRUSTED_SERVICE_KEYS".into(),
                     self.trusted(&[ServiceName::MembershipApi, ServiceName::BulkApi]),
                 ));
-                env.push(("HUSH_SERVICE_KEY_FILE".into(), self.key(ServiceName::ControlApi)));
+                env.push((
+                    "HUSH_SERVICE_KEY_FILE".into(),
+                    self.key(ServiceName::ControlApi),
+                ));
                 env.extend(jwt.iter().map(|(k, v)| (k.to_string(), v.clone())));
             }
             "membership-api" => {
                 env.push(("HUSH_DATABASE_URL".into(), dbs.membership.clone()));
                 env.push(tenant);
                 env.push(("HUSH_CONTROL_URL".into(), self.url("control-api")));
-                env.push(("HUSH_SERVICE_KEY_FILE".into(), self.key(ServiceName::MembershipApi)));
+                env.push((
+                    "HUSH_SERVICE_KEY_FILE".into(),
+                    self.key(ServiceName::MembershipApi),
+                ));
                 env.extend(jwt.iter().map(|(k, v)| (k.to_string(), v.clone())));
             }
             _ => {
                 env.push(("HUSH_DATABASE_URL".into(), dbs.bulk.clone()));
                 env.push(tenant);
                 env.push(("HUSH_CONTROL_URL".into(), self.url("control-api")));
-                env.push(("HUSH_SERVICE_KEY_FILE".into(), self.key(ServiceName::BulkApi)));
+                env.push((
+                    "HUSH_SERVICE_KEY_FILE".into(),
+                    self.key(ServiceName::BulkApi),
+                ));
                 env.push((
                     "HUSH_BULK_SEAL_KEY_FILE".into(),
                     self.keys.join("bulk-seal.key").display().to_string(),
@@ -218,7 +250,10 @@ impl Cluster {
     /// kill -9 of `name`, waiting until it is gone.
     pub async fn kill(&mut self, name: &str) -> anyhow::Result<()> {
         if let Some(mut child) = self.procs.remove(name) {
-            child.kill().await.with_context(|| format!("killing {name}"))?;
+            child
+                .kill()
+                .await
+                .with_context(|| format!("killing {name}"))?;
         }
         Ok(())
     }

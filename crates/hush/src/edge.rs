@@ -1,4 +1,4 @@
-//! `hush edge`: the one origin the browser talks to. It serves the front-end app (`web/`,
+//! `hush edge`: the one origin the browser talks to. It serves the front-end app (`web/app/`,
 //! embedded in the binary, so it works from any directory) and reverse-proxies `/control/…`,
 //! `/membership/…` and `/bulk/…` to the services, so the app needs no CORS and the services no
 //! public host names of their own. `/tenant/…` is never proxied: no route leads there (INV-9).
@@ -43,11 +43,10 @@ const DEV_TOKEN_BODY_LIMIT: usize = 4096;
 /// How long the edge waits to connect to a service before answering 502.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The front-end app: every file under `web/` except the browser tests.
+/// The front-end app: every file under `web/app/` (`build.rs` rebuilds when one changes, is
+/// added or is removed).
 #[derive(RustEmbed)]
-#[folder = "../../web/"]
-#[exclude = "tests/**"]
-#[exclude = "*.md"]
+#[folder = "../../web/app/"]
 struct Assets;
 
 /// How the browser signs in when not in dev mode: OIDC authorization code with PKCE against

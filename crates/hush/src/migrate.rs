@@ -143,7 +143,11 @@ pub struct MigrateArgs {
     /// The legacy export (NDJSON, one group per line).
     pub file: PathBuf,
     /// control-api's base URL.
-    #[arg(long, env = "HUSH_CONTROL_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "HUSH_CONTROL_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub control_url: String,
     /// bulk-api's base URL.
     #[arg(long, env = "HUSH_BULK_URL", default_value = "http://127.0.0.1:8082")]
@@ -197,7 +201,10 @@ fn file_key(path: &Path) -> anyhow::Result<String> {
     let mut h = sha2::Sha256::new();
     h.update(path.canonicalize()?.display().to_string());
     h.update(meta.len().to_le_bytes());
-    Ok(h.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
+    Ok(h.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Runs a migration.
@@ -239,12 +246,19 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
         }
         let g: LegacyGroup =
             serde_json::from_str(&text).with_context(|| format!("line {}", i + 1))?;
-        let local = g.contact_address.split('@').next().unwrap_or("").to_string();
+        let local = g
+            .contact_address
+            .split('@')
+            .next()
+            .unwrap_or("")
+            .to_string();
         let res = http
             .post(format!("{control}/groups"))
             .bearer_auth(&args.token)
-            .json(&json!({"name": g.name, "description": "Imported from the legacy system",
-                "label": g.label, "join_policy": join_policy(&g.label), "address": local}))
+            .json(
+                &json!({"name": g.name, "description": "Imported from the legacy system",
+                "label": g.label, "join_policy": join_policy(&g.label), "address": local}),
+            )
             .send()
             .await?;
         let status = res.status();
@@ -328,10 +342,17 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
                 csv: false,
             };
             let (status, job) = bulk.submit_file(&input, &how).await?;
-            anyhow::ensure!(status.is_success(), "bulk-api refused a membership job: {job}");
+            anyhow::ensure!(
+                status.is_success(),
+                "bulk-api refused a membership job: {job}"
+            );
             let id = job["id"].as_str().context("no job id")?.to_string();
             let done = bulk.wait(&id, Duration::from_secs(24 * 3600)).await?;
-            anyhow::ensure!(done["state"] == "succeeded", "membership job {id} ended {}", done["state"]);
+            anyhow::ensure!(
+                done["state"] == "succeeded",
+                "membership job {id} ended {}",
+                done["state"]
+            );
             summary.jobs += 1;
             summary.applied += done["applied"].as_u64().unwrap_or(0);
             let r = &done["rejected_by_reason"];
@@ -364,12 +385,21 @@ mod tests {
         let s = gen_legacy(&args).unwrap();
         assert_eq!(s.groups, 300);
         assert_eq!(s.largest, 3000);
-        let again = gen_legacy(&GenLegacyArgs { out: dir.path().join("b.ndjson"), ..args.clone() }).unwrap();
+        let again = gen_legacy(&GenLegacyArgs {
+            out: dir.path().join("b.ndjson"),
+            ..args.clone()
+        })
+        .unwrap();
         assert_eq!(again.memberships, s.memberships);
         let text = std::fs::read_to_string(&args.out).unwrap();
         let sizes: Vec<usize> = text
             .lines()
-            .map(|l| serde_json::from_str::<LegacyGroup>(l).unwrap().members.len())
+            .map(|l| {
+                serde_json::from_str::<LegacyGroup>(l)
+                    .unwrap()
+                    .members
+                    .len()
+            })
             .collect();
         let small = sizes.iter().filter(|s| **s < 50).count();
         assert!(small > 200, "most groups are small: {small}");

@@ -224,11 +224,8 @@ mod tests {
                 request_timeout_secs: 5,
             },
         );
-        let post_to = |path: &str, n: usize| {
-            Request::post(path)
-                .body(Body::from("x".repeat(n)))
-                .unwrap()
-        };
+        let post_to =
+            |path: &str, n: usize| Request::post(path).body(Body::from("x".repeat(n))).unwrap();
         let res = app.clone().oneshot(post_to("/upload", 64)).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         let res = app.clone().oneshot(post_to("/upload", 65)).await.unwrap();
@@ -236,7 +233,10 @@ mod tests {
         assert_eq!(ctype(&res), "application/problem+json");
         let res = app.clone().oneshot(post_to("/echo", 17)).await.unwrap();
         assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
-        let res = app.oneshot(Request::get("/nope").body(Body::empty()).unwrap()).await.unwrap();
+        let res = app
+            .oneshot(Request::get("/nope").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
 

@@ -279,3 +279,39 @@ fn only_http_urls_are_accepted() {
     assert_eq!(c.base_url(), "http://tenant:8083");
     assert!(!format!("{c:?}").contains("PRIVATE"));
 }
+
+#[tokio::test]
+async fn a_batch_answers_counts_and_a_saturated_tenant_is_busy_not_an_error() {
+    let (stand, url) = stand_in().await;
+    let client = TenantClient::new(url, signer()).unwrap();
+    let batch = ApplyBatch {
+        ops: vec![BatchOp {
+            op: BatchOpKind::Add,
+            group_id: GroupId::new(),
+            subject: Some(alice_subject()),
+            email: None,
+        }],
+        labels: vec![],
+    };
+    stand.set(
+        200,
+        r#"{"applied":1,"unknown_identity":0,"label_refused":0,"unknown_group":0}"#,
+        "application/json",
+    );
+    let outcome = client.apply_batch(&batch).await.unwrap();
+    assert_eq!((outcome.applied, outcome.rejected()), (1, 0));
+    assert_eq!(stand.seen.lock().unwrap()[0].0, api::paths::GROUPS_BATCH);
+    for status in [429, 503] {
+        stand.problem(status, "busy");
+        let err = client.apply_batch(&batch).await.unwrap_err();
+        assert_eq!(err, BatchError::Busy { retry_after: None });
+        assert!(err.is_retryable());
+    }
+    stand.problem(403, "bulk-api only");
+    let err = client.apply_batch(&batch).await.unwrap_err();
+    assert!(matches!(
+        err,
+        BatchError::Tenant(TenantError::Refused { status: 403, .. })
+    ));
+    assert!(!err.is_retryable());
+}

@@ -66,7 +66,12 @@ pub struct Config {
     /// The key job input is sealed with at rest (INV-5): 32 bytes, base64. Without it (and
     /// without `--seal-key-file`) a random key lives in memory only, so queued jobs cannot
     /// survive a restart: fine for tests, never for production.
-    #[arg(long, env = "HUSH_BULK_SEAL_KEY", hide_env_values = true, conflicts_with = "seal_key_file")]
+    #[arg(
+        long,
+        env = "HUSH_BULK_SEAL_KEY",
+        hide_env_values = true,
+        conflicts_with = "seal_key_file"
+    )]
     pub seal_key: Option<Redacted>,
     /// A file holding the seal key (`hush up` writes one into its data dir).
     #[arg(long, env = "HUSH_BULK_SEAL_KEY_FILE")]

@@ -25,10 +25,18 @@ pub enum Format {
 impl Format {
     /// The format a `Content-Type` names, if any.
     pub fn from_content_type(ctype: &str) -> Option<Self> {
-        let essence = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = ctype
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
-            "application/x-ndjson" | "application/ndjson" | "application/jsonl"
-            | "application/json-lines" | "application/jsonlines" => Some(Self::Ndjson),
+            "application/x-ndjson"
+            | "application/ndjson"
+            | "application/jsonl"
+            | "application/json-lines"
+            | "application/jsonlines" => Some(Self::Ndjson),
             "text/csv" | "application/csv" => Some(Self::Csv),
             _ => None,
         }
@@ -296,7 +304,11 @@ impl LineParser {
 mod tests {
     use super::*;
 
-    fn parse_all(format: Format, input: &str, piece: usize) -> Vec<(u64, Result<BatchOpKind, LineError>)> {
+    fn parse_all(
+        format: Format,
+        input: &str,
+        piece: usize,
+    ) -> Vec<(u64, Result<BatchOpKind, LineError>)> {
         let mut p = LineParser::new(format);
         let mut got = Vec::new();
         for chunk in input.as_bytes().chunks(piece) {
@@ -330,7 +342,11 @@ mod tests {
             (9, Ok(BatchOpKind::Add)),
         ];
         for piece in [1, 7, 64, 10_000] {
-            assert_eq!(parse_all(Format::Ndjson, &input, piece), expected, "pieces of {piece}");
+            assert_eq!(
+                parse_all(Format::Ndjson, &input, piece),
+                expected,
+                "pieces of {piece}"
+            );
         }
     }
 
@@ -354,7 +370,10 @@ mod tests {
         );
         assert_eq!(
             parse_all(Format::Csv, "op,group_id\nadd,x\n", 100),
-            vec![(1, Err(LineError::BadHeader)), (2, Err(LineError::BadHeader))]
+            vec![
+                (1, Err(LineError::BadHeader)),
+                (2, Err(LineError::BadHeader))
+            ]
         );
     }
 
@@ -362,7 +381,10 @@ mod tests {
     fn overlong_lines_are_refused_without_buffering_them() {
         let long = "x".repeat(MAX_LINE * 3);
         let got = parse_all(Format::Ndjson, &format!("{long}\n{{}}\n"), 1000);
-        assert_eq!(got, vec![(1, Err(LineError::TooLong)), (2, Err(LineError::BadOp))]);
+        assert_eq!(
+            got,
+            vec![(1, Err(LineError::TooLong)), (2, Err(LineError::BadOp))]
+        );
     }
 
     #[test]
@@ -375,8 +397,14 @@ mod tests {
 
     #[test]
     fn content_types_name_formats() {
-        assert_eq!(Format::from_content_type("application/x-ndjson"), Some(Format::Ndjson));
-        assert_eq!(Format::from_content_type("text/csv; charset=utf-8"), Some(Format::Csv));
+        assert_eq!(
+            Format::from_content_type("application/x-ndjson"),
+            Some(Format::Ndjson)
+        );
+        assert_eq!(
+            Format::from_content_type("text/csv; charset=utf-8"),
+            Some(Format::Csv)
+        );
         assert_eq!(Format::from_content_type("text/plain"), None);
     }
 }

@@ -339,11 +339,7 @@ async fn steer(
     to: JobState,
 ) -> Result<AppJson<JobView>, ApiError> {
     let job = visible_job(state, caller, id).await?;
-    match state
-        .store
-        .transition(job.id, from, to, now_ms())
-        .await?
-    {
+    match state.store.transition(job.id, from, to, now_ms()).await? {
         Some(job) => Ok(AppJson(JobView::from(job))),
         None => Err(ApiError::Conflict(format!(
             "the job is {}; this applies only to a job that is {}",
@@ -374,7 +370,14 @@ async fn pause_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<AppJson<JobView>, ApiError> {
-    steer(&state, &caller, &id, &[JobState::Queued, JobState::Running], JobState::Paused).await
+    steer(
+        &state,
+        &caller,
+        &id,
+        &[JobState::Queued, JobState::Running],
+        JobState::Paused,
+    )
+    .await
 }
 
 /// Resumes a paused job from its last checkpoint.

@@ -30,13 +30,13 @@ use anyhow::Context as _;
 use auth::Verifier;
 use axum::extract::FromRef;
 use axum::{routing::get, Json, Router};
+use control_api::client::ControlClient;
 use domain::ServiceName;
 use service_kit::health;
 use service_kit::HttpArgs;
 use std::future::Future;
 use std::sync::Arc;
 use tenant_client::TenantClient;
-use control_api::client::ControlClient;
 use tokio::net::TcpListener;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
@@ -108,7 +108,9 @@ fn load_key(config: &Config) -> anyhow::Result<JobKey> {
             .with_context(|| format!("reading the bulk seal key {}", path.display()))?;
         return JobKey::parse(&text);
     }
-    tracing::warn!("no bulk seal key configured: using a random one; queued jobs will not survive a restart");
+    tracing::warn!(
+        "no bulk seal key configured: using a random one; queued jobs will not survive a restart"
+    );
     Ok(JobKey::random())
 }
 

@@ -63,7 +63,13 @@ impl JobKey {
         let aad = Self::aad(job, seq);
         let sealed = self
             .0
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: &aad })
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &aad,
+                },
+            )
             .expect("sealing cannot fail for in-memory buffers");
         let mut out = Vec::with_capacity(NONCE + sealed.len());
         out.extend_from_slice(&nonce);
@@ -79,7 +85,13 @@ impl JobKey {
         let (nonce, body) = sealed.split_at(NONCE);
         let aad = Self::aad(job, seq);
         self.0
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad: &aad })
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: body,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| SealError)
     }
 }

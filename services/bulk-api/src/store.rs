@@ -73,8 +73,13 @@ pub trait Store: Send + Sync + 'static {
     async fn create_job(&self, job: &NewJob) -> Result<Created, sqlx::Error>;
 
     /// Stores chunk `seq` of a job in intake.
-    async fn add_chunk(&self, job: Uuid, seq: u64, ops: u64, sealed: &[u8])
-        -> Result<(), sqlx::Error>;
+    async fn add_chunk(
+        &self,
+        job: Uuid,
+        seq: u64,
+        ops: u64,
+        sealed: &[u8],
+    ) -> Result<(), sqlx::Error>;
 
     /// Ends intake: the job is queued with `total` operations in `chunks` chunks, and its
     /// invalid lines (count, and the first [`MAX_LINE_ERRORS`] with their reasons).

@@ -143,7 +143,16 @@ async fn submit_job(
             ))
         }
     }
-    match receive(&state, &caller, id, format, params.on_bad_lines.unwrap_or_default(), body).await {
+    match receive(
+        &state,
+        &caller,
+        id,
+        format,
+        params.on_bad_lines.unwrap_or_default(),
+        body,
+    )
+    .await
+    {
         Ok(()) => {}
         Err(e) => {
             // Nothing of a refused job stays behind, sealed or not.
@@ -247,7 +256,12 @@ async fn receive(
     Ok(())
 }
 
-async fn store_chunk(state: &AppState, id: Uuid, seq: u64, ops: &[BatchOp]) -> Result<(), ApiError> {
+async fn store_chunk(
+    state: &AppState,
+    id: Uuid,
+    seq: u64,
+    ops: &[BatchOp],
+) -> Result<(), ApiError> {
     let plain = serde_json::to_vec(ops).map_err(|e| ApiError::Upload(e.to_string()))?;
     let sealed = state.key.seal(id, seq, &plain);
     state

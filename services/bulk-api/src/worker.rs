@@ -219,7 +219,9 @@ impl Workers {
             .and_then(|plain| serde_json::from_slice(&plain).ok())
         {
             Some(ops) => ops,
-            None => return Applied::Fail("a chunk did not open with the configured seal key".into()),
+            None => {
+                return Applied::Fail("a chunk did not open with the configured seal key".into())
+            }
         };
         let backoff = |failures: u64| {
             let ms = 250u64.saturating_mul(1 << failures.min(10));
@@ -274,8 +276,12 @@ impl Workers {
                     .await
                 {
                     Ok(true) => {}
-                    Ok(false) => tracing::info!(job = %lease.job_id, seq = lease.seq, "chunk was taken over or its job ended; its replay changed nothing"),
-                    Err(e) => tracing::warn!(error = %e, "checkpoint failed; the chunk will be replayed"),
+                    Ok(false) => {
+                        tracing::info!(job = %lease.job_id, seq = lease.seq, "chunk was taken over or its job ended; its replay changed nothing")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "checkpoint failed; the chunk will be replayed")
+                    }
                 }
                 Applied::Done
             }
@@ -304,7 +310,10 @@ mod tests {
         let t = Throttle::new(1000);
         assert_eq!(t.take(1000), Duration::ZERO);
         let debt = t.take(500);
-        assert!(debt > Duration::from_millis(400) && debt <= Duration::from_millis(500), "{debt:?}");
+        assert!(
+            debt > Duration::from_millis(400) && debt <= Duration::from_millis(500),
+            "{debt:?}"
+        );
         assert_eq!(Throttle::new(0).take(1_000_000), Duration::ZERO);
     }
 }

@@ -66,15 +66,20 @@ async fn apply_batch(
     let Ok(_slot) = state.batch_gate.clone().try_acquire_owned() else {
         return Ok(busy());
     };
-    let AppJson(batch) = match <AppJson<ApplyBatch> as axum::extract::FromRequest<AppState>>::from_request(request, &state).await {
-        Ok(b) => b,
-        Err(rejection) => return Ok(rejection.into_response()),
-    };
+    let AppJson(batch) =
+        match <AppJson<ApplyBatch> as axum::extract::FromRequest<AppState>>::from_request(
+            request, &state,
+        )
+        .await
+        {
+            Ok(b) => b,
+            Err(rejection) => return Ok(rejection.into_response()),
+        };
     if batch.ops.len() > MAX_BATCH_OPS {
-        return Ok(Problem::invalid(format!(
-            "a batch holds at most {MAX_BATCH_OPS} operations"
-        ))
-        .into_response());
+        return Ok(
+            Problem::invalid(format!("a batch holds at most {MAX_BATCH_OPS} operations"))
+                .into_response(),
+        );
     }
     let outcome = state.store.apply_batch(&batch).await?;
     Ok(AppJson(outcome).into_response())

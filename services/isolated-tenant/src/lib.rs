@@ -141,11 +141,7 @@ impl utoipa::Modify for ServiceTokenAuth {
 
 /// The API routes under the common body limit, the batch route (its own, larger limit), and
 /// their OpenAPI document, before state and layers.
-fn api() -> (
-    Router<AppState>,
-    Router<AppState>,
-    utoipa::openapi::OpenApi,
-) {
+fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(groups::router())
         .merge(members::router())

@@ -1243,7 +1243,12 @@ async fn a_batch_applies_in_one_call_and_counts_by_reason_inv_3() {
     });
     assert!(body.to_string().len() > 64 * 1024);
     let first = app
-        .as_service(ServiceName::BulkApi, Method::POST, BATCH, Some(body.clone()))
+        .as_service(
+            ServiceName::BulkApi,
+            Method::POST,
+            BATCH,
+            Some(body.clone()),
+        )
         .await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     assert_eq!(
@@ -1284,7 +1289,12 @@ async fn a_saturated_tenant_answers_503_with_retry_after_and_single_calls_still_
     let held = app.batch_gate.clone().acquire_many_owned(2).await.unwrap();
     let body = json!({ "ops": [{ "op": "add", "group_id": g, "subject": "erin" }], "labels": [{ "group_id": g, "label": label("General") }] });
     let res = app
-        .as_service(ServiceName::BulkApi, Method::POST, BATCH, Some(body.clone()))
+        .as_service(
+            ServiceName::BulkApi,
+            Method::POST,
+            BATCH,
+            Some(body.clone()),
+        )
         .await;
     res.is_problem(StatusCode::SERVICE_UNAVAILABLE, "busy");
     assert_eq!(res.headers[header::RETRY_AFTER], "1");

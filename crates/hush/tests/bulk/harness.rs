@@ -160,7 +160,11 @@ impl Fixture {
         let mut running = 0;
         loop {
             while running < 32 && next < subjects.len() {
-                let (t, s, i) = (tenant.clone(), Subject::parse(&subjects[next]).unwrap(), next);
+                let (t, s, i) = (
+                    tenant.clone(),
+                    Subject::parse(&subjects[next]).unwrap(),
+                    next,
+                );
                 set.spawn(async move { (i, t.groups_of(&s, None).await) });
                 next += 1;
                 running += 1;
@@ -182,7 +186,9 @@ impl Fixture {
             let mut c = sqlx::PgConnection::connect(&self.dbs.bulk).await.unwrap();
             sqlx::query_as(q).fetch_one(&mut c).await.unwrap()
         } else {
-            let mut c = sqlx::SqliteConnection::connect(&self.dbs.bulk).await.unwrap();
+            let mut c = sqlx::SqliteConnection::connect(&self.dbs.bulk)
+                .await
+                .unwrap();
             sqlx::query_as(q).fetch_one(&mut c).await.unwrap()
         }
     }
@@ -267,7 +273,12 @@ pub fn names(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
 }
 
 /// Waits until `cond` holds of the job, polling.
-pub async fn until(op: &BulkClient, id: &str, limit: Duration, cond: impl Fn(&Value) -> bool) -> Value {
+pub async fn until(
+    op: &BulkClient,
+    id: &str,
+    limit: Duration,
+    cond: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = Instant::now() + limit;
     loop {
         if let Ok((StatusCode::OK, job)) = op.job(id).await {

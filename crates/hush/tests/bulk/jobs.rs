@@ -22,7 +22,8 @@ async fn a_20000_line_job_runs_its_good_lines_reports_the_rest_by_reason_and_pur
     lines.extend(adds(g2, "u", 0..6000));
     lines.extend(adds(conf, "u", 0..3000));
     // Guests (outside the corporate domain) into a label that bars them.
-    lines.extend((0..1000).map(|i| line("add", conf, None, Some(&format!("g{i}@partner.example")))));
+    lines
+        .extend((0..1000).map(|i| line("add", conf, None, Some(&format!("g{i}@partner.example")))));
     lines.extend(adds(nowhere, "w", 0..1000));
     // People the tenant never saw: removed all the same (INV-3).
     lines.extend(removes(g1, "stranger", 0..2000));
@@ -45,9 +46,15 @@ async fn a_20000_line_job_runs_its_good_lines_reports_the_rest_by_reason_and_pur
     assert_eq!(problem["type"], "urn:hush:problem:invalid-lines");
     assert_eq!(problem["invalid_lines"], 1000);
     assert_eq!(problem["errors"][0]["line"], 8);
-    assert_eq!(problem["errors"][0]["reason"], "not a JSON object with op, group_id and subject or email");
+    assert_eq!(
+        problem["errors"][0]["reason"],
+        "not a JSON object with op, group_id and subject or email"
+    );
     assert_eq!(problem["errors"][1]["line"], 28);
-    assert!(!problem.to_string().contains("no-at-sign"), "reasons never repeat the line");
+    assert!(
+        !problem.to_string().contains("no-at-sign"),
+        "reasons never repeat the line"
+    );
     let (_, jobs) = f.op.job("").await.unwrap();
     assert!(jobs.get("jobs").is_none() || jobs["jobs"].as_array().unwrap().is_empty());
 
@@ -108,7 +115,10 @@ async fn owners_submit_for_their_own_groups_only() {
         .submit_as(&olive, &adds(mine, "o", 0..10), &Submit::default())
         .await;
     assert_eq!(status, StatusCode::CREATED, "{job}");
-    let done = olive.wait(job["id"].as_str().unwrap(), Duration::from_secs(30)).await.unwrap();
+    let done = olive
+        .wait(job["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await
+        .unwrap();
     assert_eq!(done["applied"], 10);
     let mut mixed = adds(mine, "p", 0..5);
     mixed.extend(adds(theirs, "p", 0..5));
@@ -122,7 +132,10 @@ async fn owners_submit_for_their_own_groups_only() {
 async fn pause_resume_cancel_and_the_throttle() {
     let f = Fixture::start(
         1,
-        &[("HUSH_BULK_OPS_PER_SEC", "1000"), ("HUSH_BULK_CHUNK_SIZE", "100")],
+        &[
+            ("HUSH_BULK_OPS_PER_SEC", "1000"),
+            ("HUSH_BULK_CHUNK_SIZE", "100"),
+        ],
     )
     .await;
     let g = f.group("alice", "Steered", "General").await;
@@ -133,13 +146,19 @@ async fn pause_resume_cancel_and_the_throttle() {
     let done = f.run(&adds(g, "t", 0..3000), Duration::from_secs(60)).await;
     let took = started.elapsed();
     assert_eq!(done["applied"], 3000);
-    assert!(took >= Duration::from_millis(1800), "throttle not honoured: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1800),
+        "throttle not honoured: {took:?}"
+    );
     assert!(done["rate_per_sec"].as_f64().unwrap() <= 1700.0, "{done}");
 
     // Pause: progress stops (a chunk in flight may finish); resume: it ends.
     let (_, job) = f.submit(&adds(g, "p", 0..3000), &Submit::default()).await;
     let id = job["id"].as_str().unwrap().to_string();
-    until(&f.op, &id, Duration::from_secs(20), |j| j["applied"].as_u64() > Some(0)).await;
+    until(&f.op, &id, Duration::from_secs(20), |j| {
+        j["applied"].as_u64() > Some(0)
+    })
+    .await;
     let (status, paused) = f.op.steer(&id, "pause").await.unwrap();
     assert_eq!(status, StatusCode::OK, "{paused}");
     assert_eq!(paused["state"], "paused");
@@ -155,12 +174,18 @@ async fn pause_resume_cancel_and_the_throttle() {
     assert_eq!(status, StatusCode::OK, "{resumed}");
     assert_eq!(resumed["state"], "running");
     let done = f.op.wait(&id, Duration::from_secs(60)).await.unwrap();
-    assert_eq!((done["state"].as_str(), done["applied"].as_u64()), (Some("succeeded"), Some(3000)));
+    assert_eq!(
+        (done["state"].as_str(), done["applied"].as_u64()),
+        (Some("succeeded"), Some(3000))
+    );
 
     // Cancel: for good, and its input goes at once.
     let (_, job) = f.submit(&adds(g, "c", 0..5000), &Submit::default()).await;
     let id = job["id"].as_str().unwrap().to_string();
-    until(&f.op, &id, Duration::from_secs(20), |j| j["applied"].as_u64() > Some(0)).await;
+    until(&f.op, &id, Duration::from_secs(20), |j| {
+        j["applied"].as_u64() > Some(0)
+    })
+    .await;
     let (status, cancelled) = f.op.steer(&id, "cancel").await.unwrap();
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["state"], "cancelled");

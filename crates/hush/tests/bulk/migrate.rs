@@ -23,7 +23,9 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing() {
         file: file.clone(),
         control_url: f.cluster.url("control-api"),
         bulk_url: f.cluster.url("bulk-api"),
-        token: f.cluster.token("migrator", IdentityKind::Member, &["operator"]),
+        token: f
+            .cluster
+            .token("migrator", IdentityKind::Member, &["operator"]),
         ops_per_job: 1000,
         state: None,
     };
@@ -43,16 +45,29 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing() {
     assert!(first.label_refused > 0, "{first:?}");
 
     let again = migrate(&args).await.unwrap();
-    assert_eq!((again.groups_created, again.groups_existing), (0, 30), "{again:?}");
+    assert_eq!(
+        (again.groups_created, again.groups_existing),
+        (0, 30),
+        "{again:?}"
+    );
     assert_eq!(again.jobs, first.jobs);
-    assert_eq!(again.applied, first.applied, "the same jobs, found by their keys");
+    assert_eq!(
+        again.applied, first.applied,
+        "the same jobs, found by their keys"
+    );
 
     // Spot check: the first group's corporate members are members.
     let text = std::fs::read_to_string(&file).unwrap();
     let g: LegacyGroup = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     let state = std::fs::read_to_string(format!("{}.hush-state", file.display())).unwrap();
-    let id = domain::GroupId::parse(state.lines().next().unwrap().split('\t').nth(1).unwrap()).unwrap();
-    let subjects: Vec<String> = g.members.iter().filter_map(|m| m.subject.clone()).take(50).collect();
+    let id =
+        domain::GroupId::parse(state.lines().next().unwrap().split('\t').nth(1).unwrap()).unwrap();
+    let subjects: Vec<String> = g
+        .members
+        .iter()
+        .filter_map(|m| m.subject.clone())
+        .take(50)
+        .collect();
     for (s, groups) in subjects.iter().zip(f.groups_of(&subjects).await) {
         assert!(groups.contains(&id), "{s}");
     }

@@ -21,7 +21,9 @@ async fn kill_9_of_bulk_api_and_of_the_tenant_mid_job_loses_no_operation() {
     let g1 = f.group("alice", "Crash One", "General").await;
     let g2 = f.group("alice", "Crash Two", "General").await;
     // Before: p0..p1999 are in g2.
-    let before = f.run(&adds(g2, "p", 0..2000), Duration::from_secs(60)).await;
+    let before = f
+        .run(&adds(g2, "p", 0..2000), Duration::from_secs(60))
+        .await;
     assert_eq!(before["applied"], 2000);
 
     // The job: q0..q5999 into g1, p0..p1999 out of g2.
@@ -30,10 +32,16 @@ async fn kill_9_of_bulk_api_and_of_the_tenant_mid_job_loses_no_operation() {
     let (_, job) = f.submit(&lines, &Default::default()).await;
     let id = job["id"].as_str().unwrap().to_string();
 
-    until(&f.op, &id, Duration::from_secs(30), |j| j["applied"].as_u64() >= Some(1500)).await;
+    until(&f.op, &id, Duration::from_secs(30), |j| {
+        j["applied"].as_u64() >= Some(1500)
+    })
+    .await;
     f.cluster.kill("bulk-api").await.unwrap();
     f.cluster.restart("bulk-api").await.unwrap();
-    until(&f.op, &id, Duration::from_secs(30), |j| j["applied"].as_u64() >= Some(4000)).await;
+    until(&f.op, &id, Duration::from_secs(30), |j| {
+        j["applied"].as_u64() >= Some(4000)
+    })
+    .await;
     f.cluster.kill("isolated-tenant").await.unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
     let (_, meanwhile) = f.op.job(&id).await.unwrap();
@@ -42,7 +50,11 @@ async fn kill_9_of_bulk_api_and_of_the_tenant_mid_job_loses_no_operation() {
 
     let done = f.op.wait(&id, Duration::from_secs(120)).await.unwrap();
     assert_eq!(done["state"], "succeeded", "{done}");
-    assert_eq!((done["applied"].as_u64(), done["rejected"].as_u64()), (Some(8000), Some(0)), "{done}");
+    assert_eq!(
+        (done["applied"].as_u64(), done["rejected"].as_u64()),
+        (Some(8000), Some(0)),
+        "{done}"
+    );
     assert_eq!(f.chunk_rows().await, (0, 0));
 
     let qs = names("q", 0..6000);
@@ -51,7 +63,11 @@ async fn kill_9_of_bulk_api_and_of_the_tenant_mid_job_loses_no_operation() {
     }
     let ps = names("p", 0..2000);
     for (s, groups) in ps.iter().zip(f.groups_of(&ps).await) {
-        assert!(groups.is_empty(), "{s} still in {groups:?} ({})", f.backend());
+        assert!(
+            groups.is_empty(),
+            "{s} still in {groups:?} ({})",
+            f.backend()
+        );
     }
     f.finish().await;
 }
@@ -81,7 +97,11 @@ async fn two_replicas_on_postgres_share_a_job_and_one_survives_the_other() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while seen.len() < 2 {
         seen.extend(f.lease_owners().await);
-        assert!(Instant::now() < deadline, "only {} lease owner(s) seen", seen.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} lease owner(s) seen",
+            seen.len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // One replica dies; its lease expires and the other finishes the job.

@@ -251,12 +251,22 @@ async fn queued_job(store: &dyn Raw, chunks: u64, key: Option<&str>) -> Uuid {
         idempotency_key: key.map(str::to_string),
         now_ms: 1_000,
     };
-    assert!(matches!(store.create_job(&new).await.unwrap(), Created::New));
+    assert!(matches!(
+        store.create_job(&new).await.unwrap(),
+        Created::New
+    ));
     for seq in 0..chunks {
         store.add_chunk(id, seq, 10, b"sealed").await.unwrap();
     }
     store
-        .finish_intake(id, chunks * 10, chunks, 1, &[(7, "op must be \"add\" or \"remove\"")], 2_000)
+        .finish_intake(
+            id,
+            chunks * 10,
+            chunks,
+            1,
+            &[(7, "op must be \"add\" or \"remove\"")],
+            2_000,
+        )
         .await
         .unwrap();
     id
@@ -286,15 +296,34 @@ async fn chunks_are_leased_once_checkpointed_and_purged_when_the_job_ends() {
         assert_eq!(s.line_errors(job).await.unwrap()[0].0, 7);
 
         // Only the lease holder checkpoints.
-        assert!(!s.complete_chunk(job, a.seq, w2, &outcome(10, 0), 4_000).await.unwrap());
-        assert!(s.complete_chunk(job, a.seq, w1, &outcome(9, 1), 4_000).await.unwrap());
-        assert_eq!(s.chunk_rows(job).await.unwrap(), (2, 1), "{}: applied input cleared", b.name);
-        assert!(s.complete_chunk(job, c.seq, w2, &outcome(10, 0), 5_000).await.unwrap());
+        assert!(!s
+            .complete_chunk(job, a.seq, w2, &outcome(10, 0), 4_000)
+            .await
+            .unwrap());
+        assert!(s
+            .complete_chunk(job, a.seq, w1, &outcome(9, 1), 4_000)
+            .await
+            .unwrap());
+        assert_eq!(
+            s.chunk_rows(job).await.unwrap(),
+            (2, 1),
+            "{}: applied input cleared",
+            b.name
+        );
+        assert!(s
+            .complete_chunk(job, c.seq, w2, &outcome(10, 0), 5_000)
+            .await
+            .unwrap());
         let done = s.job(job).await.unwrap().unwrap();
         assert_eq!(done.state, JobState::Succeeded, "{}", b.name);
         assert_eq!((done.total, done.applied, done.rejected), (20, 19, 1));
         assert_eq!(done.rejected_by_reason.label_refused, 1);
-        assert_eq!(s.chunk_rows(job).await.unwrap(), (0, 0), "{}: INV-5 purge", b.name);
+        assert_eq!(
+            s.chunk_rows(job).await.unwrap(),
+            (0, 0),
+            "{}: INV-5 purge",
+            b.name
+        );
         b.finish().await;
     }
 }
@@ -310,7 +339,12 @@ async fn an_expired_lease_goes_to_another_worker_and_a_failing_chunk_waits() {
         let again = s.lease_chunk(w2, 4_001, 9_000).await.unwrap().unwrap();
         assert_eq!(again.seq, first.seq, "{}", b.name);
         s.retry_chunk(job, again.seq, w2, 10_000).await.unwrap();
-        assert_eq!(s.job(job).await.unwrap().unwrap().retrying, 10, "{}", b.name);
+        assert_eq!(
+            s.job(job).await.unwrap().unwrap().retrying,
+            10,
+            "{}",
+            b.name
+        );
         assert!(s.lease_chunk(w1, 9_999, 20_000).await.unwrap().is_none());
         let retried = s.lease_chunk(w1, 10_001, 20_000).await.unwrap().unwrap();
         assert_eq!(retried.failures, 1);
@@ -324,21 +358,39 @@ async fn paused_jobs_lend_no_chunks_and_cancelled_jobs_lose_their_input() {
         let s = b.store.as_ref();
         let job = queued_job(s, 2, None).await;
         let paused = s
-            .transition(job, &[JobState::Queued, JobState::Running], JobState::Paused, 3_000)
+            .transition(
+                job,
+                &[JobState::Queued, JobState::Running],
+                JobState::Paused,
+                3_000,
+            )
             .await
             .unwrap()
             .unwrap();
         assert_eq!(paused.state, JobState::Paused);
-        assert!(s.lease_chunk(Uuid::new_v4(), 3_000, 9_000).await.unwrap().is_none());
+        assert!(s
+            .lease_chunk(Uuid::new_v4(), 3_000, 9_000)
+            .await
+            .unwrap()
+            .is_none());
         let resumed = s
             .transition(job, &[JobState::Paused], JobState::Running, 3_100)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(resumed.state, JobState::Queued, "{}: never started", b.name);
-        assert!(s.lease_chunk(Uuid::new_v4(), 3_200, 9_000).await.unwrap().is_some());
+        assert!(s
+            .lease_chunk(Uuid::new_v4(), 3_200, 9_000)
+            .await
+            .unwrap()
+            .is_some());
         let cancelled = s
-            .transition(job, &[JobState::Queued, JobState::Running, JobState::Paused], JobState::Cancelled, 3_300)
+            .transition(
+                job,
+                &[JobState::Queued, JobState::Running, JobState::Paused],
+                JobState::Cancelled,
+                3_300,
+            )
             .await
             .unwrap()
             .unwrap();

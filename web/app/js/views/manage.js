@@ -225,8 +225,8 @@ function invitesPanel(group) {
             }
           },
         },
-        field({ label: 'Uses allowed', control: maxUses, hint: 'Default 1.' }),
-        field({ label: 'Valid for, in hours', control: hours, hint: 'Default 168 (a week); at most 2160.' }),
+        field({ label: 'Uses allowed', control: maxUses, hint: 'Default: 1.' }),
+        field({ label: 'Valid for, in hours', control: hours, hint: 'Default: a week.' }),
         h('button', { type: 'submit', class: 'primary' }, 'Create invite code'),
       );
       await refresh();
