@@ -477,6 +477,10 @@ macro_rules! sql_store {
             }
 
             async fn seed_labels(&self, labels: &[Label], now: i64) -> Result<bool, StoreError> {
+                // Every early return below rolls back explicitly: dropping a sqlx transaction only
+                // queues its ROLLBACK, sent a moment later when the connection goes back to the
+                // pool; until then the rows it locked stay locked, and a saga worker's SKIP
+                // LOCKED would pass that group by.
                 let mut tx = self.pool.begin_with($begin).await?;
                 // Two replicas starting together: the second waits on the first's row here,
                 // then finds it and writes nothing.
@@ -564,6 +568,7 @@ macro_rules! sql_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 if found.is_none() {
+                    tx.rollback().await?;
                     return Ok(LabelUpdate::NotFound);
                 }
                 let used: Vec<String> = sqlx::query_scalar(
@@ -581,6 +586,7 @@ macro_rules! sql_store {
                 }
                 if !dropped.is_empty() {
                     dropped.sort_by_key(|p| JoinPolicy::ALL.iter().position(|q| q == p));
+                    tx.rollback().await?;
                     return Ok(LabelUpdate::JoinPoliciesInUse(dropped));
                 }
                 sqlx::query(
@@ -610,6 +616,7 @@ macro_rules! sql_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 if found.is_none() {
+                    tx.rollback().await?;
                     return Ok(LabelDelete::NotFound);
                 }
                 let used: Option<i32> =
@@ -618,6 +625,7 @@ macro_rules! sql_store {
                         .fetch_optional(&mut *tx)
                         .await?;
                 if used.is_some() {
+                    tx.rollback().await?;
                     return Ok(LabelDelete::InUse);
                 }
                 sqlx::query("DELETE FROM labels WHERE name = $1")
@@ -632,9 +640,11 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin_with($begin).await?;
                 // Held until commit: the label cannot change or go away under the new group.
                 let Some(label) = Self::hold_label(&mut *tx, group.label.as_str()).await? else {
+                    tx.rollback().await?;
                     return Ok(GroupInsert::NoSuchLabel);
                 };
                 if !label.policy.allows_join_policy(group.join_policy) {
+                    tx.rollback().await?;
                     return Ok(GroupInsert::JoinPolicyRefused(label));
                 }
                 let inserted = sqlx::query(
@@ -654,7 +664,10 @@ macro_rules! sql_store {
                 .await;
                 match inserted {
                     Ok(_) => {}
-                    Err(e) if db::is_unique_violation(&e) => return Ok(GroupInsert::AddressTaken),
+                    Err(e) if db::is_unique_violation(&e) => {
+                        tx.rollback().await?;
+                        return Ok(GroupInsert::AddressTaken);
+                    }
                     Err(e) => return Err(e.into()),
                 }
                 sqlx::query("INSERT INTO group_owners (group_id, subject) VALUES ($1, $2)")
@@ -730,9 +743,13 @@ macro_rules! sql_store {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let (state, label) = match Self::hold_owned_group(&mut *tx, id, actor).await? {
                     Ok(held) => held,
-                    Err(refusal) => return Ok(refusal),
+                    Err(refusal) => {
+                        tx.rollback().await?;
+                        return Ok(refusal);
+                    }
                 };
                 if matches!(state, GroupState::Archiving | GroupState::Archived) {
+                    tx.rollback().await?;
                     return Ok(GroupWrite::NotEditable(state));
                 }
                 if let Some(policy) = changes.join_policy {
@@ -740,6 +757,7 @@ macro_rules! sql_store {
                         .await?
                         .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
                     if !label.policy.allows_join_policy(policy) {
+                        tx.rollback().await?;
                         return Ok(GroupWrite::JoinPolicyRefused(label));
                     }
                 }
@@ -783,6 +801,7 @@ macro_rules! sql_store {
             ) -> Result<GroupWrite, StoreError> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 if let Err(refusal) = Self::hold_owned_group(&mut *tx, id, actor).await? {
+                    tx.rollback().await?;
                     return Ok(refusal);
                 }
                 // A worker holding a provisioning lease keeps it: it finishes its call, finds

@@ -336,3 +336,88 @@ async fn inv9_the_tenant_refuses_every_call_without_a_valid_service_token() {
 
     app.stop().await;
 }
+
+/// Everything each role other than the person can read, as (url, status, body) triples.
+async fn everything_others_see(app: &App, group: &str, readers: &[(&str, String)]) -> Vec<String> {
+    let mut seen = Vec::new();
+    for (role, token) in readers {
+        for url in [
+            app.control(&format!("/groups/{group}")),
+            app.control("/groups?q=invisible"),
+            app.control("/groups"),
+            app.control("/labels"),
+            app.membership(&format!("/groups/{group}/requests")),
+            app.membership(&format!("/groups/{group}/invites")),
+            app.membership(&format!("/groups/{group}/claim-rules")),
+            app.membership(&format!("/groups/{group}/me")),
+            app.membership("/me/groups"),
+            app.membership("/me/requests"),
+            format!("{}/bulk/v1/jobs", app.urls.bulk),
+        ] {
+            let res = app.get(&url, token).await;
+            seen.push(format!("{role} GET {url} -> {} {}", res.status, res.text));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn a_membership_changes_nothing_that_anyone_else_can_read() {
+    let app = App::spawn().await;
+    let alice = app.member("alice");
+    let g = app
+        .active_group(&alice, "Invisible Ink", "General", "open")
+        .await;
+    app.post(
+        &app.membership(&format!("/groups/{g}/invites")),
+        &alice,
+        json!({"max_uses": 5}),
+    )
+    .await;
+    let readers = [
+        ("owner", alice.clone()),
+        ("outsider", app.member("dave")),
+        (
+            "label-admin",
+            app.token("lena", IdentityKind::Member, &["label-admin"]),
+        ),
+        (
+            "operator",
+            app.token("otto", IdentityKind::Member, &["operator"]),
+        ),
+    ];
+    let before = everything_others_see(&app, &g, &readers).await;
+
+    let bob = app.member("bob");
+    let joined = app
+        .post(
+            &app.membership(&format!("/groups/{g}/join")),
+            &bob,
+            json!({}),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
+    let owner_added = app
+        .post(
+            &app.membership(&format!("/groups/{g}/members")),
+            &alice,
+            json!({"email": "carol@corp.example"}),
+        )
+        .await;
+    assert_eq!(owner_added.status, StatusCode::ACCEPTED);
+    let during = everything_others_see(&app, &g, &readers).await;
+
+    app.post(
+        &app.membership(&format!("/groups/{g}/leave")),
+        &bob,
+        json!({}),
+    )
+    .await;
+    let after = everything_others_see(&app, &g, &readers).await;
+
+    for (i, line) in before.iter().enumerate() {
+        assert_eq!(line, &during[i], "a join changed what someone else reads");
+        assert_eq!(line, &after[i], "a leave changed what someone else reads");
+    }
+    app.stop().await;
+}
