@@ -258,6 +258,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// Replaces bulk-api's extra environment (takes effect when a replica is next started).
+    pub fn set_bulk_env(&mut self, env: Vec<(String, String)>) {
+        self.opts.bulk_env = env;
+    }
+
     /// Restarts `name` after a kill and waits until it is ready.
     pub async fn restart(&mut self, name: &str) -> anyhow::Result<()> {
         self.spawn(name)?;

@@ -4,6 +4,7 @@
 use crate::Problem;
 use axum::{routing::get, Json, Router};
 use serde_json::json;
+use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +20,27 @@ where
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
     Arc::new(move || Box::pin(f()))
+}
+
+/// A readiness check named `name` that asks `dependency` whether it answers, through `ping`
+/// (e.g. `|store| async move { store.ping().await }`). Every service checks its database and
+/// the services it calls this way; the error is kept as text for the log only.
+pub fn ping<T, F, Fut, E>(
+    name: &'static str,
+    dependency: Arc<T>,
+    ping: F,
+) -> (&'static str, ReadyCheck)
+where
+    T: ?Sized + Send + Sync + 'static,
+    F: Fn(Arc<T>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Display,
+{
+    let ready = check(move || {
+        let answered = ping(dependency.clone());
+        async move { answered.await.map_err(|e| e.to_string()) }
+    });
+    (name, ready)
 }
 
 /// The health routes; `checks` are named so the log says which dependency failed.

@@ -2,13 +2,19 @@
 //! differ in how they fail, log, limit, shut down or connect to their database, so that lives
 //! here once.
 
+pub mod app;
 pub mod db;
+pub mod failure;
 pub mod health;
 pub mod http;
 pub mod json;
+pub mod openapi;
 pub mod problem;
 pub mod telemetry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
+pub use app::{assemble, assemble_with_own_limits};
 pub use http::{
     explicit_body_limit, serve, shutdown_signal, with_common_layers,
     with_common_layers_and_own_limits, HttpArgs,

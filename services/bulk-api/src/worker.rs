@@ -5,9 +5,10 @@
 //! so a chunk replayed after a crash changes nothing.
 //!
 //! Throttling: a token bucket (`--ops-per-sec`) paid after each chunk, so a worker never holds
-//! a lease while it waits. Backoff: when the tenant answers 429/503 with `Retry-After`, or
-//! cannot be reached, every worker of the replica waits (the tenant's delay, or an exponential
-//! one) and the chunk is released for a later try, counted as "failed and retrying".
+//! a lease while it waits. Backoff: when the tenant answers 429/503 with `Retry-After`, the chunk
+//! is released for a try after that delay; when the tenant (or control-api) cannot be reached,
+//! every worker of the replica waits an exponential delay. Either way the chunk's operations
+//! count as "failed and retrying" until it is applied.
 //!
 //! Workers have their own database pool, separate from the API's, and log job ids and counts,
 //! never a person (INV-6).
@@ -285,10 +286,10 @@ impl Workers {
                 }
                 Applied::Done
             }
+            // The tenant is busy with other batches, not failing: this chunk waits what it
+            // asked; the replica's other workers go on (their batches queue in the tenant).
             Err(BatchError::Busy { retry_after }) => {
-                let d = retry_after.unwrap_or_else(|| backoff(lease.failures));
-                self.backoff.hold(d);
-                Applied::Retry(d)
+                Applied::Retry(retry_after.unwrap_or_else(|| backoff(lease.failures)))
             }
             Err(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "the tenant failed a chunk");

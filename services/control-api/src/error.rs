@@ -3,15 +3,15 @@
 //! Policy: a 4xx says what is wrong with the request in words the caller can act on. A group the
 //! caller may not see is answered exactly as a group that does not exist (404, same body), so
 //! no answer confirms a hidden group's existence. A 5xx says only that something failed; its
-//! cause rides in the response's extensions to the logging layer ([`log_failures`]), which
-//! writes it inside the request's span (so with the request id) and never sends it.
+//! cause rides in the response's extensions to the logging layer
+//! ([`log_failures`](service_kit::failure::log_failures)), which writes it inside the request's
+//! span (so with the request id) and never sends it.
 
 use crate::store::StoreError;
 use axum::response::{IntoResponse, Response};
 use domain::{GroupState, JoinPolicy, Label};
 use http::StatusCode;
 use service_kit::Problem;
-use std::sync::Arc;
 
 /// Everything a control-api handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +78,6 @@ fn join_policy_refused(policy: &JoinPolicy, label: &Label) -> String {
     )
 }
 
-/// The cause of a 5xx, for [`log_failures`] only.
-#[derive(Debug, Clone)]
-struct FailureCause(Arc<str>);
-
 impl ApiError {
     /// The problem+json body this error is answered with.
     pub fn problem(&self) -> Problem {
@@ -114,21 +110,8 @@ impl From<domain::DomainError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut res = self.problem().into_response();
-        if res.status().is_server_error() {
-            res.extensions_mut()
-                .insert(FailureCause(self.to_string().into()));
-        }
-        res
+        service_kit::failure::with_cause(self.problem().into_response(), &self)
     }
-}
-
-/// Logs the cause of every 5xx a handler answered, inside the request's span.
-pub async fn log_failures(res: Response) -> Response {
-    if let Some(FailureCause(cause)) = res.extensions().get::<FailureCause>() {
-        tracing::error!(status = res.status().as_u16(), %cause, "request failed");
-    }
-    res
 }
 
 #[cfg(test)]

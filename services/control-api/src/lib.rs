@@ -36,8 +36,9 @@ pub use tenant::Tenant;
 use anyhow::Context;
 use auth::{ServiceVerifier, Verifier};
 use axum::extract::FromRef;
-use axum::{routing::get, Json, Router};
+use axum::Router;
 use domain::{Label, ServiceName};
+use service_kit::openapi::BearerScheme;
 use service_kit::{health, HttpArgs};
 use std::future::Future;
 use std::sync::Arc;
@@ -45,7 +46,6 @@ use std::time::Duration;
 use tenant_client::TenantClient;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -133,7 +133,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
                        No endpoint lists or counts a group's members, except a coarse bucket shown to its owners. \
                        Every error is application/problem+json (RFC 9457) with a stable `type`."
     ),
-    modifiers(&SecuritySchemes),
+    modifiers(&USER_TOKEN, &SERVICE_TOKEN),
     tags(
         (name = "groups", description = "The group catalog."),
         (name = "labels", description = "Sensitivity labels and their policy."),
@@ -142,24 +142,20 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
 )]
 pub struct ApiDoc;
 
-struct SecuritySchemes;
+/// Service tokens, which only the internal endpoint takes.
+const SERVICE_TOKEN: BearerScheme = BearerScheme {
+    name: "service",
+    format: "JWT",
+    description: Some(
+        "A service token (ES256, audience control-api) signed by membership-api or bulk-api.",
+    ),
+};
 
-impl utoipa::Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut user = Http::new(HttpAuthScheme::Bearer);
-        user.bearer_format = Some("JWT".into());
-        user.description = Some("A user's token from the company IdP (OIDC).".into());
-        components.add_security_scheme("bearer", SecurityScheme::Http(user));
-        let mut service = Http::new(HttpAuthScheme::Bearer);
-        service.bearer_format = Some("JWT".into());
-        service.description = Some(
-            "A service token (ES256, audience control-api) signed by membership-api or bulk-api."
-                .into(),
-        );
-        components.add_security_scheme("service", SecurityScheme::Http(service));
-    }
-}
+/// Users' tokens, which every other endpoint takes.
+const USER_TOKEN: BearerScheme = BearerScheme {
+    description: Some("A user's token from the company IdP (OIDC)."),
+    ..service_kit::openapi::USER_TOKEN
+};
 
 /// The OpenAPI document of the API, as served.
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -178,35 +174,17 @@ fn api() -> OpenApiRouter<AppState> {
 /// `/readyz` (the database and the tenant), in the common layers.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api().split_for_parts();
-    let openapi = Arc::new(openapi);
-    let store = state.store.clone();
-    let tenant = state.tenant.clone();
     let checks = vec![
-        (
-            "database",
-            health::check(move || {
-                let store = store.clone();
-                async move { store.ping().await.map_err(|e| e.to_string()) }
-            }),
-        ),
-        (
-            "tenant",
-            health::check(move || {
-                let tenant = tenant.clone();
-                async move { tenant.ping().await.map_err(|e| e.to_string()) }
-            }),
-        ),
+        health::ping("database", state.store.clone(), |store| async move {
+            store.ping().await
+        }),
+        health::ping("tenant", state.tenant.clone(), |tenant| async move {
+            tenant.ping().await
+        }),
     ];
     let http = state.http.clone();
-    let app = api
-        .route(
-            "/control/v1/openapi.json",
-            get(move || async move { Json(openapi.as_ref().clone()) }),
-        )
-        .merge(health::router(checks))
-        .layer(axum::middleware::map_response(error::log_failures))
-        .with_state(state);
-    service_kit::with_common_layers(app, &http)
+    let api = api.with_state(state);
+    service_kit::assemble(api, openapi, "/control/v1/openapi.json", checks, &http)
 }
 
 /// Serves the service on `listener` until `shutdown` completes, then lets in-flight requests

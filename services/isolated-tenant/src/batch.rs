@@ -2,9 +2,9 @@
 //! transaction and answers counts by outcome (INV-3: never who was already a member).
 //!
 //! Batches share the database with routine membership calls, so the tenant runs at most
-//! `--batch-concurrency` of them at once: a batch that finds every slot taken is answered 503
-//! with `Retry-After` at once, before its body is read, rather than queueing behind the others
-//! and holding connections that join and leave need. bulk-api backs off and retries.
+//! `--batch-concurrency` of them at once: a batch that finds every slot taken waits for one (in
+//! arrival order, holding no database connection) for at most [`BATCH_WAIT`], and is then
+//! answered 503 with `Retry-After`, before its body is read. bulk-api backs off and retries.
 
 use crate::access::{op, Permit};
 use crate::error::ApiError;
@@ -23,6 +23,8 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub const BATCH_BODY_LIMIT: usize = 16 * 1024 * 1024;
 /// Most operations in one batch.
 pub const MAX_BATCH_OPS: usize = 10_000;
+/// How long a batch waits for a slot before it is answered 503.
+pub const BATCH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// What `Retry-After` says when every batch slot is taken, in seconds.
 pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
@@ -62,8 +64,10 @@ async fn apply_batch(
     State(state): State<AppState>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    // Taken before the body is read, so a saturated tenant answers at once.
-    let Ok(_slot) = state.batch_gate.clone().try_acquire_owned() else {
+    // Taken before the body is read: a batch waits a little for a slot (in arrival order),
+    // then is told to come back, so waiting batches hold no database connection.
+    let slot = tokio::time::timeout(BATCH_WAIT, state.batch_gate.clone().acquire_owned()).await;
+    let Ok(Ok(_slot)) = slot else {
         return Ok(busy());
     };
     let AppJson(batch) =

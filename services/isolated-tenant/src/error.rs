@@ -4,10 +4,12 @@
 //! (401), a service asking for an operation it is not allowed (403), an unknown group (404), an
 //! address clash (409), a label that does not admit the identity's kind (403 `label-refused`,
 //! naming the kind and the label only), a bad id or body or a request naming nobody (422) — and
-//! never says anything about who is in a group (INV-1, INV-3). A 5xx says only that something failed; its cause rides in the
-//! response's extensions to [`log_failures`], which logs it inside the request's span (with the
-//! request id) and never sends it. No cause names a person: the store's errors carry no
-//! subject, address or tag (INV-6).
+//! never says anything about who is in a group (INV-1, INV-3). A 5xx says only that something
+//! failed; its cause rides in the response's extensions
+//! ([`with_cause`](service_kit::failure::with_cause)) to
+//! [`log_failures`](service_kit::failure::log_failures), which logs it inside the request's
+//! span (with the request id) and never sends it. No cause names a person: the store's errors
+//! carry no subject, address or tag (INV-6).
 
 use crate::access::Operation;
 use crate::store::StoreError;
@@ -16,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use domain::ServiceName;
 use http::StatusCode;
 use service_kit::Problem;
-use std::sync::Arc;
 
 /// Everything a tenant handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +40,6 @@ pub enum ApiError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-/// The cause of a 5xx, for [`log_failures`] only.
-#[derive(Debug, Clone)]
-struct FailureCause(Arc<str>);
 
 impl ApiError {
     /// The problem+json body this error is answered with.
@@ -85,27 +82,15 @@ impl IntoResponse for ApiError {
             // Keeps the `WWW-Authenticate` challenge the auth crate adds.
             return e.into_response();
         }
-        let mut res = self.problem().into_response();
-        if res.status().is_server_error() {
-            res.extensions_mut()
-                .insert(FailureCause(self.to_string().into()));
-        }
-        res
+        service_kit::failure::with_cause(self.problem().into_response(), &self)
     }
-}
-
-/// Logs the cause of every 5xx a handler answered, inside the request's span.
-pub async fn log_failures(res: Response) -> Response {
-    if let Some(FailureCause(cause)) = res.extensions().get::<FailureCause>() {
-        tracing::error!(status = res.status().as_u16(), %cause, "request failed");
-    }
-    res
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::seal::SealError;
+    use service_kit::failure::FailureCause;
 
     #[test]
     fn each_error_has_its_status_and_type() {

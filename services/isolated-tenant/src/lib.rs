@@ -44,11 +44,11 @@ pub use store::{ResealReport, Store, StoreError};
 use auth::ServiceVerifier;
 use axum::extract::FromRef;
 use axum::{Extension, Router};
+use service_kit::openapi::BearerScheme;
 use service_kit::{health, HttpArgs};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -111,7 +111,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
                        and each service may call only its own operations. No route lists a group's members. \
                        Every error is application/problem+json (RFC 9457) with a stable `type`."
     ),
-    modifiers(&ServiceTokenAuth),
+    modifiers(&SERVICE_TOKEN),
     security(("service_token" = [])),
     tags(
         (name = "groups", description = "Distribution groups and their coarse member counts."),
@@ -121,23 +121,15 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
 )]
 pub struct ApiDoc;
 
-struct ServiceTokenAuth;
-
-impl utoipa::Modify for ServiceTokenAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.bearer_format = Some("JWT (ES256 service token)".into());
-        scheme.description = Some(
-            "A service token minted by control-api, membership-api or bulk-api for the audience \
-             isolated-tenant. User tokens are refused."
-                .into(),
-        );
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("service_token", SecurityScheme::Http(scheme));
-    }
-}
+/// Service tokens, the only tokens the tenant takes.
+const SERVICE_TOKEN: BearerScheme = BearerScheme {
+    name: "service_token",
+    format: "JWT (ES256 service token)",
+    description: Some(
+        "A service token minted by control-api, membership-api or bulk-api for the audience \
+         isolated-tenant. User tokens are refused.",
+    ),
+};
 
 /// The API routes under the common body limit, the batch route (its own, larger limit), and
 /// their OpenAPI document, before state and layers.
@@ -158,28 +150,22 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().2
 }
 
-/// The whole service: the API under `/tenant/v1` (service tokens only), its OpenAPI document,
-/// `/healthz` and `/readyz` (the database answers), in the common layers.
+/// The whole service: the API under `/tenant/v1` (service tokens only, its OpenAPI document
+/// too), `/healthz` and `/readyz` (the database answers), in the common layers.
 pub fn router(state: AppState) -> Router {
     let (api, batch, doc) = api();
-    let store = state.store.clone();
-    let checks = vec![(
+    let checks = vec![health::ping(
         "database",
-        health::check(move || {
-            let store = store.clone();
-            async move { store.ping().await.map_err(|e| e.to_string()) }
-        }),
+        state.store.clone(),
+        |store| async move { store.ping().await },
     )];
     let http = state.http.clone();
-    let app = api
+    // The document is one of the API's routes (`meta`), behind a service token like the rest.
+    let api = api
         .layer(Extension::<meta::Doc>(Arc::new(doc)))
-        .merge(health::router(checks))
-        .layer(axum::middleware::map_response(error::log_failures))
         .with_state(state.clone());
-    let batch = batch
-        .layer(axum::middleware::map_response(error::log_failures))
-        .with_state(state);
-    service_kit::with_common_layers_and_own_limits(app, batch, &http)
+    let batch = batch.with_state(state);
+    service_kit::assemble_with_own_limits(api, batch, checks, &http)
 }
 
 /// Re-seals the tenant's database for a key rotation: opens (and migrates) the database

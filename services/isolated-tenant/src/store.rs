@@ -72,6 +72,10 @@ use uuid::Uuid;
 /// How many times an operation is tried when the database reports a deadlock, a serialization
 /// failure or a race to create the same identity.
 const ATTEMPTS: u32 = 4;
+/// Tries of a batch. Two batches adding the same new person race to create their identity on
+/// Postgres, and the loser meets the winner's UNIQUE tag; its retry finds the identity. Big
+/// batches share many people, so they get more tries than single calls.
+const BATCH_ATTEMPTS: u32 = 8;
 /// Rows per statement when one statement touches many rows: well under both backends' limit
 /// on bound parameters (at most 6 per row).
 const CHUNK: usize = 500;
@@ -218,7 +222,16 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator =
     sqlx::migrate!("../../migrations/isolated-tenant/sqlite");
 
 /// Runs `op` until it succeeds, fails for good, or has had [`ATTEMPTS`] tries.
-async fn retrying<T, F, Fut>(mut op: F) -> Result<T, StoreError>
+async fn retrying<T, F, Fut>(op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    retrying_up_to(ATTEMPTS, op).await
+}
+
+/// Runs `op` until it succeeds, fails for good, or has had `attempts` tries.
+async fn retrying_up_to<T, F, Fut>(attempts: u32, mut op: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -226,7 +239,7 @@ where
     let mut attempt = 1;
     loop {
         match op().await {
-            Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+            Err(e) if e.is_transient() && attempt < attempts => {
                 tracing::warn!(attempt, error = %e, "transient database failure; retrying");
                 tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
                 attempt += 1;
@@ -1143,7 +1156,7 @@ macro_rules! sql_store {
             }
 
             async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError> {
-                retrying(|| self.batch_once(batch)).await
+                retrying_up_to(BATCH_ATTEMPTS, || self.batch_once(batch)).await
             }
 
             async fn is_member(

@@ -6,10 +6,11 @@
 //! (INV-1, INV-3). Two refusals are deliberately coarse: every bad invite code gets the same
 //! 404 (unknown, expired, revoked, used up), and every owner-only route answers a non-owner the
 //! same 403 whether or not the group exists. A 5xx says only that something failed; its cause
-//! rides in the response's extensions to the logging layer ([`log_failures`]), which writes it
-//! inside the request's span (so with the request id) and never sends it. Causes are built to
-//! name no caller (INV-6): upstream errors carry a status or a transport kind, database errors
-//! their SQLSTATE, never a value.
+//! rides in the response's extensions to the logging layer
+//! ([`log_failures`](service_kit::failure::log_failures)), which writes it inside the request's
+//! span (so with the request id) and never sends it. Causes are built to name no caller
+//! (INV-6): upstream errors carry a status or a transport kind, database errors their SQLSTATE,
+//! never a value.
 
 use crate::limits::Limited;
 use crate::ports::AddError;
@@ -17,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use domain::{EntryRefusal, JoinPolicy};
 use http::{header, HeaderValue, StatusCode};
 use service_kit::Problem;
-use std::sync::Arc;
 
 /// The detail of every bad-code answer: one text for all reasons, so a guesser learns nothing.
 pub const BAD_INVITE_DETAIL: &str =
@@ -150,10 +150,6 @@ pub enum UpstreamError {
     },
 }
 
-/// The cause of a 5xx, for [`log_failures`] only.
-#[derive(Debug, Clone)]
-struct FailureCause(Arc<str>);
-
 fn label_refused() -> Problem {
     Problem::new(
         StatusCode::FORBIDDEN,
@@ -231,20 +227,8 @@ impl IntoResponse for ApiError {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(l.retry_after_secs));
         }
-        if res.status().is_server_error() {
-            res.extensions_mut()
-                .insert(FailureCause(self.to_string().into()));
-        }
-        res
+        service_kit::failure::with_cause(res, &self)
     }
-}
-
-/// Logs the cause of every 5xx a handler answered, inside the request's span.
-pub async fn log_failures(res: Response) -> Response {
-    if let Some(FailureCause(cause)) = res.extensions().get::<FailureCause>() {
-        tracing::error!(status = res.status().as_u16(), %cause, "request failed");
-    }
-    res
 }
 
 #[cfg(test)]

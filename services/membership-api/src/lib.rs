@@ -41,16 +41,16 @@ pub use store::Store;
 use anyhow::Context as _;
 use auth::Verifier;
 use axum::extract::FromRef;
-use axum::{routing::get, Json, Router};
+use axum::Router;
 use control_api::client::ControlClient;
 use domain::ServiceName;
 use service_kit::health;
+use service_kit::openapi::USER_TOKEN;
 use service_kit::HttpArgs;
 use std::future::Future;
 use std::sync::Arc;
 use tenant_client::TenantClient;
 use tokio::net::TcpListener;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -124,7 +124,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
                        Joins, leaves, redemptions and owner writes are rate-limited per caller (429 with `Retry-After`). \
                        Every error is application/problem+json (RFC 9457) with a stable `type`."
     ),
-    modifiers(&BearerAuth),
+    modifiers(&USER_TOKEN),
     tags(
         (name = "membership", description = "The caller's own memberships and requests."),
         (name = "owners", description = "A group's owners: pending requests, claim rules, invites, adding and removing people. \
@@ -132,19 +132,6 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     )
 )]
 pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.bearer_format = Some("JWT".into());
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
-    }
-}
 
 /// The whole service: the API under `/membership/v1`, its OpenAPI document, `/healthz` and
 /// `/readyz` (the database and the tenant), in the common layers.
@@ -156,35 +143,17 @@ pub fn router(state: AppState) -> Router {
         .merge(invites::router())
         .merge(members::router())
         .split_for_parts();
-    let openapi = Arc::new(openapi);
-    let store = state.store.clone();
-    let tenant = state.tenant.clone();
     let checks = vec![
-        (
-            "database",
-            health::check(move || {
-                let store = store.clone();
-                async move { store.ping().await.map_err(|e| e.to_string()) }
-            }),
-        ),
-        (
-            "tenant",
-            health::check(move || {
-                let tenant = tenant.clone();
-                async move { tenant.ping().await.map_err(|e| e.to_string()) }
-            }),
-        ),
+        health::ping("database", state.store.clone(), |store| async move {
+            store.ping().await
+        }),
+        health::ping("tenant", state.tenant.clone(), |tenant| async move {
+            tenant.ping().await
+        }),
     ];
     let http = state.http.clone();
-    let app = api
-        .route(
-            "/membership/v1/openapi.json",
-            get(move || async move { Json(openapi.as_ref().clone()) }),
-        )
-        .merge(health::router(checks))
-        .layer(axum::middleware::map_response(error::log_failures))
-        .with_state(state);
-    service_kit::with_common_layers(app, &http)
+    let api = api.with_state(state);
+    service_kit::assemble(api, openapi, "/membership/v1/openapi.json", checks, &http)
 }
 
 /// Serves the service on `listener` until `shutdown` completes, then lets in-flight requests

@@ -38,6 +38,16 @@ pub struct BulkArgs {
     /// Size of the export's largest group.
     #[arg(long, default_value_t = 40_000)]
     pub largest: usize,
+    /// Operations per chunk (one tenant transaction each).
+    #[arg(long, default_value_t = 1000)]
+    pub chunk_size: usize,
+    /// bulk-api's rate limit while latency is measured beside the large job (its default);
+    /// the other measurements run unthrottled.
+    #[arg(long, default_value_t = 5000)]
+    pub load_ops_per_sec: u32,
+    /// Bulk batches the tenant applies at once.
+    #[arg(long, default_value_t = 2)]
+    pub batch_concurrency: usize,
     /// Leave out the migration.
     #[arg(long)]
     pub skip_migration: bool,
@@ -86,6 +96,10 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     println!(
         "\nbulk: a {}-op job end to end vs a raw insert of as many rows into the same database; a {}-group / {}-person migration; join+leave latency idle vs beside a {}-op job; peak RSS\n",
         args.ops, args.groups, args.users, args.load_ops
+    );
+    println!(
+        "chunks of {} ops; the tenant applies {} batches at once; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled\n",
+        args.chunk_size, args.batch_concurrency, args.load_ops_per_sec
     );
     println!("| backend | job ops/s | raw insert rows/s | job/raw | migration | join/leave p50 idle → load | p99 idle → load | p99 ratio | peak RSS (MiB) |");
     println!("|---|---|---|---|---|---|---|---|---|");
@@ -227,6 +241,13 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<f64> 
     })
 }
 
+fn bulk_env(args: &BulkArgs, ops_per_sec: u32) -> Vec<(String, String)> {
+    vec![
+        ("HUSH_BULK_OPS_PER_SEC".into(), ops_per_sec.to_string()),
+        ("HUSH_BULK_CHUNK_SIZE".into(), args.chunk_size.to_string()),
+    ]
+}
+
 async fn join_leave(
     http: &reqwest::Client,
     membership: &str,
@@ -256,15 +277,18 @@ async fn run(
     args: &BulkArgs,
 ) -> anyhow::Result<Row> {
     let tenant_db = dbs.tenant.clone();
-    let cluster = Cluster::start(
+    let mut cluster = Cluster::start(
         exe,
         ClusterOptions {
             dir: dir.to_path_buf(),
             databases: dbs,
             bulk_replicas: 1,
             membership: true,
-            bulk_env: vec![("HUSH_BULK_OPS_PER_SEC".into(), "0".into())],
-            tenant_env: Vec::new(),
+            bulk_env: bulk_env(args, 0),
+            tenant_env: vec![(
+                "HUSH_TENANT_BATCH_CONCURRENCY".into(),
+                args.batch_concurrency.to_string(),
+            )],
             log: "error".into(),
         },
     )
@@ -299,15 +323,23 @@ async fn run(
     let raw_rate = raw_insert(&tenant_db, backend == "postgres", args.ops).await?;
 
     eprintln!("[{backend}] join/leave latency, idle");
-    let person = cluster.token("bench-person", IdentityKind::Member, &[]);
+    // A different person each time: membership-api rate-limits each caller.
+    let people: Vec<String> = (0..args.samples * 2 + 5)
+        .map(|i| cluster.token(&format!("bench-person-{i}"), IdentityKind::Member, &[]))
+        .collect();
+    let mut people = people.iter();
     let target = group(&http, &control, &owner, "Bench latency").await?;
-    for _ in 0..5 {
-        join_leave(&http, &membership, &person, &target).await?;
+    for p in people.by_ref().take(5) {
+        join_leave(&http, &membership, p, &target).await?;
     }
     let mut idle = Vec::new();
-    for _ in 0..args.samples {
-        idle.extend(join_leave(&http, &membership, &person, &target).await?);
+    for p in people.by_ref().take(args.samples) {
+        idle.extend(join_leave(&http, &membership, p, &target).await?);
     }
+    // The large job runs at bulk-api's configured rate, as it would in production.
+    cluster.kill("bulk-api").await?;
+    cluster.set_bulk_env(bulk_env(args, args.load_ops_per_sec));
+    cluster.restart("bulk-api").await?;
     eprintln!(
         "[{backend}] join/leave latency beside a {}-op job",
         args.load_ops
@@ -319,13 +351,16 @@ async fn run(
     // Let the job reach full speed first.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut loaded = Vec::new();
-    for _ in 0..args.samples {
-        loaded.extend(join_leave(&http, &membership, &person, &target).await?);
+    for p in people.by_ref().take(args.samples) {
+        loaded.extend(join_leave(&http, &membership, p, &target).await?);
     }
     let (_, during) = op.job(&load_id).await?;
     let load_progress = during["applied"].as_u64().unwrap_or(0);
     let load_done = op.wait(&load_id, Duration::from_secs(7200)).await?;
     anyhow::ensure!(load_done["state"] == "succeeded", "{load_done}");
+    cluster.kill("bulk-api").await?;
+    cluster.set_bulk_env(bulk_env(args, 0));
+    cluster.restart("bulk-api").await?;
 
     let migration = if args.skip_migration {
         None

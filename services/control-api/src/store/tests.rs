@@ -4,25 +4,20 @@
 use super::*;
 use crate::model::{Description, GroupChanges, NewGroup, Owners};
 use domain::LocalPart;
+use service_kit::testing::TestDatabase;
 use std::future::Future;
-use std::path::PathBuf;
 
-/// A store under test and what it takes to remove it.
+/// A store under test and the database to remove after it.
 struct TestDb {
     store: Arc<dyn Store>,
     raw: Raw,
-    cleanup: Cleanup,
+    database: TestDatabase,
 }
 
 /// The concrete store, for statements the trait does not offer.
 enum Raw {
     Sqlite(SqliteStore),
     Pg(PgStore),
-}
-
-enum Cleanup {
-    File(PathBuf),
-    Database { admin_url: String, name: String },
 }
 
 impl Raw {
@@ -47,56 +42,28 @@ impl Raw {
     }
 }
 
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 impl TestDb {
     async fn sqlite() -> Self {
-        let path =
-            std::env::temp_dir().join(format!("hush-control-{}.db", Uuid::new_v4().simple()));
-        let url = format!("sqlite://{}", path.display());
-        let store = SqliteStore::migrate(db::connect_sqlite(&url, 4).await.unwrap())
+        let database = TestDatabase::sqlite();
+        let store = SqliteStore::migrate(db::connect_sqlite(database.url(), 4).await.unwrap())
             .await
             .unwrap();
         Self {
             store: Arc::new(store.clone()),
             raw: Raw::Sqlite(store),
-            cleanup: Cleanup::File(path),
+            database,
         }
     }
 
     async fn postgres() -> Option<Self> {
-        let admin_url = std::env::var("HUSH_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.is_empty())?;
-        let name = format!("hush_t_{}", Uuid::new_v4().simple());
-        let admin = db::connect_postgres(&admin_url, 1).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let url = with_database(&admin_url, &name);
-        let store = PgStore::migrate(db::connect_postgres(&url, 8).await.unwrap())
+        let database = TestDatabase::postgres().await?;
+        let store = PgStore::migrate(db::connect_postgres(database.url(), 8).await.unwrap())
             .await
             .unwrap();
         Some(Self {
             store: Arc::new(store.clone()),
             raw: Raw::Pg(store),
-            cleanup: Cleanup::Database { admin_url, name },
+            database,
         })
     }
 
@@ -105,20 +72,7 @@ impl TestDb {
             Raw::Sqlite(s) => s.pool().close().await,
             Raw::Pg(s) => s.pool().close().await,
         }
-        match self.cleanup {
-            Cleanup::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Cleanup::Database { admin_url, name } => {
-                if let Ok(admin) = db::connect_postgres(&admin_url, 1).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&admin)
-                        .await;
-                }
-            }
-        }
+        self.database.remove().await;
     }
 }
 

@@ -10,6 +10,7 @@ use control_api::{AppState, Saga, SagaSettings, Tenant};
 use domain::{CountBucket, GroupId, IdentityKind, ServiceName};
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use serde_json::{json, Value};
+use service_kit::testing::{fresh_database, TestDatabase};
 use service_kit::HttpArgs;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,54 +105,6 @@ impl Tenant for FakeTenant {
     }
 }
 
-/// Where a test's database lives, to remove it afterwards.
-enum Cleanup {
-    Dir,
-    Database { admin_url: String, name: String },
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
-/// A fresh database URL for one test.
-async fn fresh_database(dir: &std::path::Path) -> (String, Cleanup) {
-    let Some(admin_url) = std::env::var("HUSH_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        return (
-            format!("sqlite://{}", dir.join("control.db").display()),
-            Cleanup::Dir,
-        );
-    };
-    let name = format!("hush_t_{}", uuid::Uuid::new_v4().simple());
-    let admin = service_kit::db::connect_postgres(&admin_url, 1)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    (
-        with_database(&admin_url, &name),
-        Cleanup::Database { admin_url, name },
-    )
-}
-
 /// A status, headers, the body as JSON (`Null` when it is not) and as text.
 #[derive(Debug)]
 pub struct Answer {
@@ -203,7 +156,7 @@ pub struct TestApp {
     pub membership: ServiceSigner,
     pub bulk: ServiceSigner,
     jwks: tokio::task::JoinHandle<()>,
-    cleanup: Cleanup,
+    database: TestDatabase,
     dir: tempfile::TempDir,
 }
 
@@ -233,8 +186,10 @@ impl TestApp {
             .trust(ServiceName::BulkApi, bulk.public_key_pem())
             .unwrap();
 
-        let (url, cleanup) = fresh_database(dir.path()).await;
-        let store = control_api::store::connect(&url, 4).await.unwrap();
+        let database = fresh_database().await;
+        let store = control_api::store::connect(database.url(), 4)
+            .await
+            .unwrap();
         store
             .seed_labels(&domain::Label::defaults(), service_kit::db::now_ms())
             .await
@@ -256,7 +211,7 @@ impl TestApp {
             membership,
             bulk,
             jwks,
-            cleanup,
+            database,
             dir,
         }
     }
@@ -266,18 +221,12 @@ impl TestApp {
         self.jwks.abort();
         let Self {
             state,
-            cleanup,
+            database,
             dir,
             ..
         } = self;
         drop(state);
-        if let Cleanup::Database { admin_url, name } = cleanup {
-            if let Ok(admin) = service_kit::db::connect_postgres(&admin_url, 1).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .execute(&admin)
-                    .await;
-            }
-        }
+        database.remove().await;
         drop(dir);
     }
 

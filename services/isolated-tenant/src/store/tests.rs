@@ -6,26 +6,20 @@
 
 use super::*;
 use domain::{Email, Label};
-use std::path::PathBuf;
+use service_kit::testing::TestDatabase;
 use tenant_client::MemberRef;
 
-/// A store under test and what it takes to reopen or remove it.
+/// A store under test and the database to reopen or remove.
 struct TestDb {
     store: Arc<dyn Store>,
     raw: Raw,
-    url: String,
-    cleanup: Cleanup,
+    database: TestDatabase,
 }
 
 /// The concrete store, for statements the trait does not offer (tampering, constraints).
 enum Raw {
     SqliteStore(SqliteStore),
     PgStore(PgStore),
-}
-
-enum Cleanup {
-    File(PathBuf),
-    Database { admin_url: String, name: String },
 }
 
 impl Raw {
@@ -52,27 +46,10 @@ fn fresh_keys() -> (Arc<SealKeys>, String) {
     (keys_from(&text), text)
 }
 
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
-    }
-}
-
 impl TestDb {
     async fn sqlite(keys: Arc<SealKeys>) -> Self {
-        let path = std::env::temp_dir().join(format!("hush-tenant-{}.db", Uuid::new_v4().simple()));
-        let url = format!("sqlite://{}", path.display());
-        let pool = db::connect_sqlite(&url, 4).await.unwrap();
+        let database = TestDatabase::sqlite();
+        let pool = db::connect_sqlite(database.url(), 4).await.unwrap();
         let store = SqliteStore::migrate(pool, keys)
             .await
             .unwrap()
@@ -80,22 +57,13 @@ impl TestDb {
         Self {
             store: Arc::new(store.clone()),
             raw: Raw::SqliteStore(store),
-            url,
-            cleanup: Cleanup::File(path),
+            database,
         }
     }
 
     async fn postgres(keys: Arc<SealKeys>) -> Option<Self> {
-        let admin_url = std::env::var("HUSH_TEST_POSTGRES_URL").ok()?;
-        let name = format!("hush_t_{}", Uuid::new_v4().simple());
-        let admin = db::connect_postgres(&admin_url, 1).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let url = with_database(&admin_url, &name);
-        let pool = db::connect_postgres(&url, 8).await.unwrap();
+        let database = TestDatabase::postgres().await?;
+        let pool = db::connect_postgres(database.url(), 8).await.unwrap();
         let store = PgStore::migrate(pool, keys)
             .await
             .unwrap()
@@ -103,43 +71,29 @@ impl TestDb {
         Some(Self {
             store: Arc::new(store.clone()),
             raw: Raw::PgStore(store),
-            url,
-            cleanup: Cleanup::Database { admin_url, name },
+            database,
         })
     }
 
     /// The same database behind another set of keys (a restart after a key rotation).
     async fn reopen(&self, keys: Arc<SealKeys>) -> Arc<dyn Store> {
-        connect(&self.url, 4, keys, corporate()).await.unwrap()
+        connect(self.database.url(), 4, keys, corporate())
+            .await
+            .unwrap()
     }
 
     async fn finish(self) {
         let Self {
             raw,
             store,
-            cleanup,
-            ..
+            database,
         } = self;
         drop(store);
         match raw {
             Raw::SqliteStore(s) => s.pool().close().await,
             Raw::PgStore(s) => s.pool().close().await,
         }
-        match cleanup {
-            Cleanup::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-                }
-            }
-            Cleanup::Database { admin_url, name } => {
-                if let Ok(admin) = db::connect_postgres(&admin_url, 1).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&admin)
-                        .await;
-                    admin.close().await;
-                }
-            }
-        }
+        database.remove().await;
     }
 }
 
@@ -949,22 +903,6 @@ fn rotated_kid(text: &str) -> String {
     text.split(':').next().unwrap().to_string()
 }
 
-#[test]
-fn database_names_are_swapped_in_urls() {
-    assert_eq!(
-        with_database("postgres://postgres@127.0.0.1:5432/postgres", "hush_t_1"),
-        "postgres://postgres@127.0.0.1:5432/hush_t_1"
-    );
-    assert_eq!(
-        with_database("postgres://u:p@h/db?sslmode=disable", "x"),
-        "postgres://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(
-        with_database("postgres://h:5432", "x"),
-        "postgres://h:5432/x"
-    );
-}
-
 /// A database of the first schema (0001: every identity has a subject tag, none an address
 /// tag), as the tenant wrote it before addresses could stand alone, upgraded in place: nobody
 /// is lost, and a re-seal makes the people in it findable by address.
@@ -973,7 +911,7 @@ macro_rules! first_schema_upgrade {
         #[tokio::test]
         async fn $name() {
             let (keys, _) = fresh_keys();
-            let Some((pool, url, cleanup)) = $open.await else {
+            let Some((pool, database)) = $open.await else {
                 eprintln!("HUSH_TEST_POSTGRES_URL is not set; skipping the Postgres run");
                 return;
             };
@@ -1026,8 +964,7 @@ macro_rules! first_schema_upgrade {
             let db = TestDb {
                 store: Arc::new(store.clone()),
                 raw: Raw::$store(store),
-                url,
-                cleanup,
+                database,
             };
             let s = db.store.as_ref();
             assert!(s.is_member(g, &subject("alice"), None).await.unwrap());
@@ -1053,26 +990,17 @@ macro_rules! first_schema_upgrade {
 }
 
 /// A raw SQLite pool on a fresh file, nothing migrated.
-async fn raw_sqlite() -> Option<(sqlx::SqlitePool, String, Cleanup)> {
-    let path = std::env::temp_dir().join(format!("hush-tenant-{}.db", Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}", path.display());
-    let pool = db::connect_sqlite(&url, 4).await.unwrap();
-    Some((pool, url, Cleanup::File(path)))
+async fn raw_sqlite() -> Option<(sqlx::SqlitePool, TestDatabase)> {
+    let database = TestDatabase::sqlite();
+    let pool = db::connect_sqlite(database.url(), 4).await.unwrap();
+    Some((pool, database))
 }
 
 /// A raw Postgres pool on a fresh database, nothing migrated; `None` without Postgres.
-async fn raw_postgres() -> Option<(sqlx::PgPool, String, Cleanup)> {
-    let admin_url = std::env::var("HUSH_TEST_POSTGRES_URL").ok()?;
-    let name = format!("hush_t_{}", Uuid::new_v4().simple());
-    let admin = db::connect_postgres(&admin_url, 1).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let url = with_database(&admin_url, &name);
-    let pool = db::connect_postgres(&url, 4).await.unwrap();
-    Some((pool, url, Cleanup::Database { admin_url, name }))
+async fn raw_postgres() -> Option<(sqlx::PgPool, TestDatabase)> {
+    let database = TestDatabase::postgres().await?;
+    let pool = db::connect_postgres(database.url(), 4).await.unwrap();
+    Some((pool, database))
 }
 
 first_schema_upgrade!(

@@ -9,6 +9,8 @@
 use auth::ServiceSigner;
 use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, Label, ServiceName, Subject};
 use isolated_tenant::{Config, CorporateDomains, Redacted, ResealReport, SealKeys};
+use service_kit::db::Backend;
+use service_kit::testing::{fresh_database, TestDatabase};
 use service_kit::HttpArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,9 +23,8 @@ struct Setup {
     dir: tempfile::TempDir,
     keys: PathBuf,
     trusted: String,
-    database_url: String,
-    /// The Postgres database to drop at the end (admin URL, name), when on Postgres.
-    postgres: Option<(String, String)>,
+    /// A fresh database: Postgres when `HUSH_TEST_POSTGRES_URL` is set, else SQLite.
+    database: TestDatabase,
 }
 
 impl Setup {
@@ -41,23 +42,11 @@ impl Setup {
             trusted.push(format!("{s}={}", files.public_key.display()));
         }
         isolated_tenant::generate_seal_keys_file(&keys.join("tenant-seal.keys")).unwrap();
-        let (database_url, postgres) = match std::env::var("HUSH_TEST_POSTGRES_URL") {
-            // The same suite on Postgres: a fresh database for this test.
-            Ok(admin) => {
-                let (url, name) = fresh_postgres(&admin).await;
-                (url, Some((admin, name)))
-            }
-            Err(_) => (
-                format!("sqlite://{}", dir.path().join("tenant.db").display()),
-                None,
-            ),
-        };
         Self {
             dir,
             keys,
             trusted: trusted.join(","),
-            database_url,
-            postgres,
+            database: fresh_database().await,
         }
     }
 
@@ -70,7 +59,7 @@ impl Setup {
         };
         Config {
             listen,
-            database_url: self.database_url.clone(),
+            database_url: self.database.url().to_string(),
             trusted_service_keys: self.trusted.clone(),
             seal_keys,
             seal_keys_file,
@@ -81,16 +70,7 @@ impl Setup {
     }
 
     async fn finish(self) {
-        if let Some((admin_url, name)) = self.postgres {
-            let admin = service_kit::db::connect_postgres(&admin_url, 1)
-                .await
-                .unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-        }
+        self.database.remove().await;
         drop(self.dir);
     }
 
@@ -98,9 +78,8 @@ impl Setup {
     async fn rows_under(&self, kid: &str) -> i64 {
         let sql = "SELECT (SELECT COUNT(*) FROM identities WHERE key_id = $1) + \
                    (SELECT COUNT(*) FROM memberships WHERE key_id = $1)";
-        if let Some((admin, name)) = &self.postgres {
-            let (base, _) = admin.rsplit_once('/').unwrap();
-            let pool = service_kit::db::connect_postgres(&format!("{base}/{name}"), 1)
+        if self.database.backend() == Backend::Postgres {
+            let pool = service_kit::db::connect_postgres(self.database.url(), 1)
                 .await
                 .unwrap();
             let n = sqlx::query_scalar(sql)
@@ -111,7 +90,7 @@ impl Setup {
             pool.close().await;
             n
         } else {
-            let pool = service_kit::db::connect_sqlite(&self.database_url, 1)
+            let pool = service_kit::db::connect_sqlite(self.database.url(), 1)
                 .await
                 .unwrap();
             let n = sqlx::query_scalar(sql)
@@ -181,21 +160,6 @@ impl Running {
             task.await.unwrap().unwrap();
         }
     }
-}
-
-/// Creates `hush_t_<hex>` next to the admin database and returns its URL and name.
-async fn fresh_postgres(admin_url: &str) -> (String, String) {
-    let name = format!("hush_t_{}", uuid::Uuid::new_v4().simple());
-    let admin = service_kit::db::connect_postgres(admin_url, 1)
-        .await
-        .unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    (format!("{base}/{name}"), name)
 }
 
 fn provision_request(local: &str) -> ProvisionGroup {

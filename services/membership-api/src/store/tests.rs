@@ -10,7 +10,8 @@
 use super::{NewInvite, NewRequest, PgStore, RequestStatus, SqliteStore, Store};
 use async_trait::async_trait;
 use domain::{Email, GroupId, IdentityKind, Subject};
-use service_kit::db::{is_unique_violation, now_ms};
+use service_kit::db::{self, connect_postgres, connect_sqlite, is_unique_violation, now_ms};
+use service_kit::testing::TestDatabase;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -132,113 +133,42 @@ macro_rules! raw {
 raw!(PgStore);
 raw!(SqliteStore);
 
-/// One backend under test, and what to remove once the test is done with it.
+/// One backend under test, and the database to remove once the test is done with it.
 struct Backend {
     name: &'static str,
     store: Arc<dyn Raw>,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    File(std::path::PathBuf),
-    Database { admin_url: String, name: String },
+    database: TestDatabase,
 }
 
 impl Backend {
     async fn finish(self) {
         drop(self.store);
-        match self.cleanup {
-            Cleanup::File(path) => remove_sqlite(&path),
-            Cleanup::Database { admin_url, name } => {
-                use sqlx::Connection as _;
-                if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
-                    let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(&drop_db).execute(&mut c).await;
-                }
-            }
-        }
-    }
-}
-
-fn temp_sqlite() -> (std::path::PathBuf, String) {
-    let path = std::env::temp_dir().join(format!("hush-membership-{}.db", Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}", path.display());
-    (path, url)
-}
-
-fn remove_sqlite(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        self.database.remove().await;
     }
 }
 
 /// A fresh SQLite file, and a fresh Postgres database when the environment offers a server.
 async fn backends() -> Vec<Backend> {
-    let (path, url) = temp_sqlite();
-    let sqlite = SqliteStore::migrate(service_kit::db::connect_sqlite(&url, 4).await.unwrap())
+    let database = TestDatabase::sqlite();
+    let sqlite = SqliteStore::migrate(connect_sqlite(database.url(), 4).await.unwrap())
         .await
         .unwrap();
     let mut out = vec![Backend {
         name: "sqlite",
         store: Arc::new(sqlite),
-        cleanup: Cleanup::File(path),
+        database,
     }];
-    if let Ok(admin_url) = std::env::var("HUSH_TEST_POSTGRES_URL") {
-        let (url, name) = fresh_postgres(&admin_url).await;
-        let pg = PgStore::migrate(service_kit::db::connect_postgres(&url, 4).await.unwrap())
+    if let Some(database) = TestDatabase::postgres().await {
+        let pg = PgStore::migrate(connect_postgres(database.url(), 4).await.unwrap())
             .await
             .unwrap();
         out.push(Backend {
             name: "postgres",
             store: Arc::new(pg),
-            cleanup: Cleanup::Database { admin_url, name },
+            database,
         });
     }
     out
-}
-
-/// Creates `hush_t_<random hex>` on the server `admin_url` names; returns its URL and name.
-async fn fresh_postgres(admin_url: &str) -> (String, String) {
-    use sqlx::Connection as _;
-    let name = format!("hush_t_{}", Uuid::new_v4().simple());
-    let mut c = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("HUSH_TEST_POSTGRES_URL must reach a Postgres server");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut c)
-        .await
-        .expect("creating the test database");
-    (with_database(admin_url, &name), name)
-}
-
-/// `admin_url` with its database path replaced by `name` (query parameters kept).
-fn with_database(admin_url: &str, name: &str) -> String {
-    let (base, query) = admin_url
-        .split_once('?')
-        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[after_scheme..]
-        .find('/')
-        .map_or(base.len(), |i| after_scheme + i);
-    let mut url = format!("{}/{name}", &base[..authority_end]);
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
-    url
-}
-
-#[test]
-fn with_database_replaces_only_the_path() {
-    assert_eq!(
-        with_database("postgres://u@h:5432/postgres", "x"),
-        "postgres://u@h:5432/x"
-    );
-    assert_eq!(
-        with_database("postgres://u@h/db?sslmode=disable", "x"),
-        "postgres://u@h/x?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
 }
 
 #[tokio::test]
@@ -254,12 +184,12 @@ async fn ping_answers_on_every_backend() {
 
 #[tokio::test]
 async fn connecting_again_finds_the_schema_migrated() {
-    let (path, url) = temp_sqlite();
+    let database = TestDatabase::sqlite();
     for _ in 0..2 {
-        let store = super::connect(&url, 2).await.unwrap();
+        let store = super::connect(database.url(), 2).await.unwrap();
         store.ping().await.unwrap();
     }
-    remove_sqlite(&path);
+    database.remove().await;
 }
 
 #[tokio::test]
@@ -746,12 +676,9 @@ enum SqliteOrPg {
 
 /// A second pool on the backend's database, for catalogue queries.
 fn pool_of(b: &Backend) -> SqliteOrPg {
-    match &b.cleanup {
-        Cleanup::File(path) => SqliteOrPg::Sqlite(
-            sqlx::SqlitePool::connect_lazy(&format!("sqlite://{}", path.display())).unwrap(),
-        ),
-        Cleanup::Database { admin_url, name } => {
-            SqliteOrPg::Pg(sqlx::PgPool::connect_lazy(&with_database(admin_url, name)).unwrap())
-        }
+    let url = b.database.url();
+    match b.database.backend() {
+        db::Backend::Sqlite => SqliteOrPg::Sqlite(sqlx::SqlitePool::connect_lazy(url).unwrap()),
+        db::Backend::Postgres => SqliteOrPg::Pg(sqlx::PgPool::connect_lazy(url).unwrap()),
     }
 }
