@@ -30,6 +30,8 @@ pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {
     }
     isolated_tenant::generate_seal_keys_file(&dir.join("tenant-seal.keys"))?;
     report.push(format!("seal keys  {}/tenant-seal.keys", dir.display()));
+    bulk_api::generate_seal_key_file(&dir.join("bulk-seal.key"))?;
+    report.push(format!("seal key   {}/bulk-seal.key", dir.display()));
 
     let pg_env = dir.join("postgres.env");
     let password = match read_env(&pg_env, "POSTGRES_PASSWORD") {
