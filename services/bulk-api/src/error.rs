@@ -2,7 +2,7 @@
 //!
 //! Policy: a 4xx says what is wrong with the request in words the caller can act on; a 5xx says
 //! only that something failed, and its cause rides in the response's extensions to the logging
-//! layer ([`log_failures`]), which writes it inside the request's span (so with the request id)
+//! layer (`service_kit::failure::log_failures`), which writes it inside the request's span (so with the request id)
 //! and never sends it. No error names a person: line errors carry a line number and a fixed
 //! reason, never the line (INV-6).
 
@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 use service_kit::Problem;
-use std::sync::Arc;
 
 /// One refused line of a job's input.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -67,10 +66,6 @@ pub enum ApiError {
     Store(#[from] sqlx::Error),
 }
 
-/// The cause of a 5xx, for [`log_failures`] only.
-#[derive(Debug, Clone)]
-struct FailureCause(Arc<str>);
-
 #[derive(Serialize)]
 struct BadLinesBody<'a> {
     #[serde(flatten)]
@@ -119,19 +114,6 @@ impl IntoResponse for ApiError {
             Self::Upload(_) => Problem::bad_request(self.to_string()),
             Self::Store(_) => Problem::internal(),
         };
-        let mut res = problem.into_response();
-        if res.status().is_server_error() {
-            res.extensions_mut()
-                .insert(FailureCause(self.to_string().into()));
-        }
-        res
+        service_kit::failure::with_cause(problem.into_response(), &self)
     }
-}
-
-/// Logs the cause of every 5xx a handler answered, inside the request's span.
-pub async fn log_failures(res: Response) -> Response {
-    if let Some(FailureCause(cause)) = res.extensions().get::<FailureCause>() {
-        tracing::error!(status = res.status().as_u16(), %cause, "request failed");
-    }
-    res
 }

@@ -29,16 +29,16 @@ pub use store::Store;
 use anyhow::Context as _;
 use auth::Verifier;
 use axum::extract::FromRef;
-use axum::{routing::get, Json, Router};
+use axum::Router;
 use control_api::client::ControlClient;
 use domain::ServiceName;
 use service_kit::health;
+use service_kit::openapi::USER_TOKEN;
 use service_kit::HttpArgs;
 use std::future::Future;
 use std::sync::Arc;
 use tenant_client::TenantClient;
 use tokio::net::TcpListener;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -122,23 +122,10 @@ fn load_key(config: &Config) -> anyhow::Result<JobKey> {
         description = "Bulk membership jobs, for operators. Reports are counts by reason, never per person. \
                        Every error is application/problem+json (RFC 9457) with a stable `type`."
     ),
-    modifiers(&BearerAuth),
+    modifiers(&USER_TOKEN),
     tags((name = "jobs", description = "Bulk membership jobs."))
 )]
 pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.bearer_format = Some("JWT".into());
-        openapi
-            .components
-            .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
-    }
-}
 
 /// The whole service: the API under `/bulk/v1`, its OpenAPI document, `/healthz` and `/readyz`
 /// (the database and the tenant), in the common layers.
@@ -146,40 +133,29 @@ pub fn router(state: AppState) -> Router {
     let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(jobs::router())
         .split_for_parts();
+    // The upload route streams up to its own, larger, explicit limit.
     let (upload, upload_doc) = submit::router().split_for_parts();
     openapi.merge(upload_doc);
     let upload = service_kit::explicit_body_limit(upload, state.settings.upload_limit_bytes)
-        .layer(axum::middleware::map_response(error::log_failures))
         .with_state(state.clone());
-    let openapi = Arc::new(openapi);
-    let store = state.store.clone();
-    let tenant = state.tenant.clone();
     let checks = vec![
-        (
-            "database",
-            health::check(move || {
-                let store = store.clone();
-                async move { store.ping().await.map_err(|e| e.to_string()) }
-            }),
-        ),
-        (
+        health::ping("database", state.store.clone(), |store| async move {
+            store.ping().await
+        }),
+        health::ping(
             "tenant",
-            health::check(move || {
-                let tenant = tenant.clone();
-                async move { tenant.ping().await.map_err(|e| e.to_string()) }
-            }),
+            Arc::new(state.tenant.clone()),
+            |tenant| async move { tenant.ping().await },
         ),
     ];
     let http = state.http.clone();
-    let app = api
-        .route(
+    let api = api
+        .merge(service_kit::openapi::route(
             "/bulk/v1/openapi.json",
-            get(move || async move { Json(openapi.as_ref().clone()) }),
-        )
-        .merge(health::router(checks))
-        .layer(axum::middleware::map_response(error::log_failures))
+            openapi,
+        ))
         .with_state(state);
-    service_kit::with_common_layers_and_own_limits(app, upload, &http)
+    service_kit::assemble_with_own_limits(api, upload, checks, &http)
 }
 
 /// Serves the service on `listener` until `shutdown` completes, then lets in-flight requests

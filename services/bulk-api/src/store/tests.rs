@@ -4,6 +4,8 @@
 use super::{PgStore, SqliteStore, Store};
 use crate::jobs::JobState;
 use async_trait::async_trait;
+use service_kit::db::Backend as Kind;
+use service_kit::testing::TestDatabase;
 use uuid::Uuid;
 
 /// A raw insert for the listing tests (jobs are submitted through the API in a later issue),
@@ -50,100 +52,47 @@ macro_rules! raw {
 raw!(PgStore);
 raw!(SqliteStore);
 
-/// One backend under test, and what to remove once the test is done with it.
+/// One backend under test, and the database to remove once the test is done with it.
 struct Backend {
     name: &'static str,
     store: Box<dyn Raw>,
-    cleanup: Cleanup,
-}
-
-enum Cleanup {
-    File(std::path::PathBuf),
-    Database { admin_url: String, name: String },
+    db: TestDatabase,
 }
 
 impl Backend {
     async fn finish(self) {
         drop(self.store);
-        match self.cleanup {
-            Cleanup::File(path) => remove_sqlite(&path),
-            Cleanup::Database { admin_url, name } => {
-                use sqlx::Connection as _;
-                if let Ok(mut c) = sqlx::PgConnection::connect(&admin_url).await {
-                    let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-                    let _ = sqlx::query(&drop_db).execute(&mut c).await;
-                }
-            }
-        }
-    }
-}
-
-fn temp_sqlite() -> (std::path::PathBuf, String) {
-    let path = std::env::temp_dir().join(format!("hush-bulk-{}.db", Uuid::new_v4().simple()));
-    let url = format!("sqlite://{}", path.display());
-    (path, url)
-}
-
-fn remove_sqlite(path: &std::path::Path) {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        self.db.remove().await;
     }
 }
 
 /// A fresh SQLite file, and a fresh Postgres database when the environment offers a server.
 async fn backends() -> Vec<Backend> {
-    let (path, url) = temp_sqlite();
-    let sqlite = SqliteStore::migrate(service_kit::db::connect_sqlite(&url, 4).await.unwrap())
-        .await
-        .unwrap();
-    let mut out = vec![Backend {
-        name: "sqlite",
-        store: Box::new(sqlite),
-        cleanup: Cleanup::File(path),
-    }];
-    if let Ok(admin_url) = std::env::var("HUSH_TEST_POSTGRES_URL") {
-        let (url, name) = fresh_postgres(&admin_url).await;
-        let pg = PgStore::migrate(service_kit::db::connect_postgres(&url, 4).await.unwrap())
-            .await
-            .unwrap();
-        out.push(Backend {
-            name: "postgres",
-            store: Box::new(pg),
-            cleanup: Cleanup::Database { admin_url, name },
-        });
+    let mut dbs = vec![("sqlite", TestDatabase::sqlite())];
+    if let Some(pg) = TestDatabase::postgres().await {
+        dbs.push(("postgres", pg));
+    }
+    let mut out = Vec::new();
+    for (name, db) in dbs {
+        let store: Box<dyn Raw> = match db.backend() {
+            Kind::Sqlite => Box::new(
+                SqliteStore::migrate(service_kit::db::connect_sqlite(db.url(), 4).await.unwrap())
+                    .await
+                    .unwrap(),
+            ),
+            Kind::Postgres => Box::new(
+                PgStore::migrate(
+                    service_kit::db::connect_postgres(db.url(), 4)
+                        .await
+                        .unwrap(),
+                )
+                .await
+                .unwrap(),
+            ),
+        };
+        out.push(Backend { name, store, db });
     }
     out
-}
-
-/// Creates `hush_t_<random hex>` on the server `admin_url` names; returns its URL and name.
-async fn fresh_postgres(admin_url: &str) -> (String, String) {
-    use sqlx::Connection as _;
-    let name = format!("hush_t_{}", Uuid::new_v4().simple());
-    let mut c = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("HUSH_TEST_POSTGRES_URL must reach a Postgres server");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut c)
-        .await
-        .expect("creating the test database");
-    (with_database(admin_url, &name), name)
-}
-
-/// `admin_url` with its database path replaced by `name` (query parameters kept).
-fn with_database(admin_url: &str, name: &str) -> String {
-    let (base, query) = admin_url
-        .split_once('?')
-        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[after_scheme..]
-        .find('/')
-        .map_or(base.len(), |i| after_scheme + i);
-    let mut url = format!("{}/{name}", &base[..authority_end]);
-    if let Some(q) = query {
-        url.push('?');
-        url.push_str(q);
-    }
-    url
 }
 
 #[tokio::test]
