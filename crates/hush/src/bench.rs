@@ -3,11 +3,9 @@
 //! them) on a fresh SQLite directory, and on Postgres too when a URL is given.
 
 use crate::stack::{Databases, Stack, StackConfig};
-use anyhow::Context;
 use auth::{DevClaims, ServiceSigner};
 use domain::{GroupId, IdentityKind, Label, ServiceName, Subject};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::time::{Duration, Instant};
 use tenant_client::api::{AddMember, MemberRef};
 use tenant_client::TenantClient;
@@ -79,9 +77,9 @@ pub async fn my_groups(args: MyGroupsArgs) -> anyhow::Result<()> {
         .await?,
     );
     if let Some(admin) = &args.postgres_url {
-        let (dbs, names) = create_postgres(admin).await?;
+        let (dbs, made) = Databases::create_on_postgres(admin, "hush_bench").await?;
         let result = run_my_groups("postgres", dbs, &dir.join("postgres"), &args).await;
-        drop_postgres(admin, &names).await;
+        made.drop_all().await;
         rows.push(result?);
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -112,42 +110,6 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("hush-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
-}
-
-async fn create_postgres(admin: &str) -> anyhow::Result<(Databases, Vec<String>)> {
-    let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
-    let mut conn = sqlx::PgConnection::connect(admin)
-        .await
-        .context("connecting to Postgres")?;
-    let mut names = Vec::new();
-    for s in ["control", "membership", "bulk", "tenant"] {
-        let name = format!("hush_bench_{tag}_{s}");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await?;
-        names.push(name);
-    }
-    let base = admin.rsplit_once('/').map_or(admin, |(b, _)| b);
-    let url = |n: &str| format!("{base}/{n}");
-    Ok((
-        Databases {
-            control: url(&names[0]),
-            membership: url(&names[1]),
-            bulk: url(&names[2]),
-            tenant: url(&names[3]),
-        },
-        names,
-    ))
-}
-
-async fn drop_postgres(admin: &str, names: &[String]) {
-    if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
-        for n in names {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await;
-        }
-    }
 }
 
 async fn run_my_groups(

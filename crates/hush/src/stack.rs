@@ -69,6 +69,80 @@ impl Databases {
             tenant: url("tenant"),
         }
     }
+
+    /// A new, empty database per service on the Postgres server `admin_url` names (one
+    /// connection, four `CREATE DATABASE <prefix>_<random>_<service>`), and what drops them.
+    pub async fn create_on_postgres(
+        admin_url: &str,
+        prefix: &str,
+    ) -> anyhow::Result<(Self, PostgresDatabases)> {
+        use sqlx::Connection as _;
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
+        let mut conn = sqlx::PgConnection::connect(admin_url)
+            .await
+            .context("connecting to Postgres")?;
+        let mut names = Vec::new();
+        for service in ["control", "membership", "bulk", "tenant"] {
+            let name = format!("{prefix}_{tag}_{service}");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .with_context(|| format!("creating the database {name}"))?;
+            names.push(name);
+        }
+        let url = |n: &str| service_kit::db::with_database(admin_url, n);
+        let dbs = Self {
+            control: url(&names[0]),
+            membership: url(&names[1]),
+            bulk: url(&names[2]),
+            tenant: url(&names[3]),
+        };
+        Ok((
+            dbs,
+            PostgresDatabases {
+                admin_url: admin_url.to_string(),
+                names,
+            },
+        ))
+    }
+
+    /// Fresh databases for one run: on Postgres when `postgres_admin_url` is given, else SQLite
+    /// files in `dir`. Tests and benchmarks use it so that every run starts empty.
+    pub async fn fresh(
+        dir: &Path,
+        postgres_admin_url: Option<&str>,
+        prefix: &str,
+    ) -> anyhow::Result<(Self, Option<PostgresDatabases>)> {
+        match postgres_admin_url {
+            Some(admin) => {
+                let (dbs, made) = Self::create_on_postgres(admin, prefix).await?;
+                Ok((dbs, Some(made)))
+            }
+            None => Ok((Self::sqlite_in(dir), None)),
+        }
+    }
+}
+
+/// Databases [`Databases::create_on_postgres`] made, to drop when the run is over.
+#[derive(Debug)]
+pub struct PostgresDatabases {
+    admin_url: String,
+    names: Vec<String>,
+}
+
+impl PostgresDatabases {
+    /// Drops them even while connections remain (`WITH (FORCE)`); best effort, since it runs
+    /// when a run is over and a failure only leaves a database behind.
+    pub async fn drop_all(self) {
+        use sqlx::Connection as _;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
+            for name in self.names {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
 }
 
 /// How to run the stack.

@@ -5,6 +5,7 @@
 //! on the server [`POSTGRES_URL_VAR`] names, when it names one. The stateful services' tests all
 //! make them the same way, so they are made here once.
 
+pub use crate::db::with_database;
 use crate::db::{connect_postgres, Backend};
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -107,23 +108,6 @@ pub async fn fresh_database() -> TestDatabase {
     match TestDatabase::postgres().await {
         Some(db) => db,
         None => TestDatabase::sqlite(),
-    }
-}
-
-/// `url` with its database name replaced by `name` (query parameters kept): the URL of a
-/// database made on the server an admin URL names.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let base = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
 

@@ -3,7 +3,7 @@
 //! join/leave latency idle and beside a large job; each service's peak memory. Every service is
 //! its own process (so its peak RSS is its own), on SQLite and, with a URL, on Postgres.
 
-use super::{create_postgres, drop_postgres, ms, tempfile_dir, Percentiles};
+use super::{ms, tempfile_dir, Percentiles};
 use crate::bulk::{BulkClient, Submit};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::migrate::{gen_legacy, migrate, GenLegacyArgs, MigrateArgs};
@@ -85,11 +85,11 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         .await?,
     );
     if let Some(admin) = &args.postgres_url {
-        let (dbs, names) = create_postgres(admin).await?;
+        let (dbs, made) = Databases::create_on_postgres(admin, "hush_bench").await?;
         let pg_dir = dir.join("postgres");
         std::fs::create_dir_all(&pg_dir)?;
         let result = run("postgres", &exe, dbs, &pg_dir, &args).await;
-        drop_postgres(admin, &names).await;
+        made.drop_all().await;
         rows.push(result?);
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,7 +3,7 @@
 use domain::{GroupId, IdentityKind, ServiceName, Subject};
 use hush::bulk::{BulkClient, Submit};
 use hush::cluster::{Cluster, ClusterOptions};
-use hush::stack::Databases;
+use hush::stack::{Databases, PostgresDatabases};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
@@ -23,7 +23,7 @@ pub struct Fixture {
     pub op: BulkClient,
     pub http: reqwest::Client,
     pub dbs: Databases,
-    pg: Option<(String, Vec<String>)>,
+    pg: Option<PostgresDatabases>,
     _dir: tempfile::TempDir,
 }
 
@@ -76,14 +76,8 @@ impl Fixture {
     /// Stops the processes and drops the Postgres databases.
     pub async fn finish(self) {
         self.cluster.stop().await;
-        if let Some((admin, names)) = self.pg {
-            if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                for n in names {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
-                        .execute(&mut c)
-                        .await;
-                }
-            }
+        if let Some(pg) = self.pg {
+            pg.drop_all().await;
         }
     }
 
@@ -205,38 +199,12 @@ impl Fixture {
     }
 }
 
-/// Fresh databases: SQLite files in `dir`, or new Postgres databases.
-async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<(String, Vec<String>)>) {
-    let Some(admin) = postgres_url() else {
-        return (Databases::sqlite_in(dir), None);
-    };
-    let tag = uuid::Uuid::new_v4().simple().to_string();
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    let mut names = Vec::new();
-    for s in ["control", "membership", "bulk", "tenant"] {
-        let name = format!("hush_t_{}_{s}", &tag[..12]);
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        names.push(name);
-    }
-    let base = admin
-        .split('?')
-        .next()
-        .and_then(|b| b.rsplit_once('/'))
-        .map(|(b, _)| b.to_string())
-        .unwrap();
-    let url = |n: &str| format!("{base}/{n}");
-    (
-        Databases {
-            control: url(&names[0]),
-            membership: url(&names[1]),
-            bulk: url(&names[2]),
-            tenant: url(&names[3]),
-        },
-        Some((admin, names)),
-    )
+/// Fresh databases for one test: new Postgres databases when HUSH_TEST_POSTGRES_URL is set,
+/// else SQLite files in `dir`.
+async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<PostgresDatabases>) {
+    Databases::fresh(dir, postgres_url().as_deref(), "hush_t")
+        .await
+        .expect("fresh test databases")
 }
 
 /// An NDJSON line.

@@ -200,7 +200,7 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment() 
             "private keys are readable by their owner only"
         );
     }
-    let (dbs, _pg) = fresh_databases(tmp.path()).await;
+    let (dbs, pg) = fresh_databases(tmp.path()).await;
     let issuer = auth::DevIssuer::load_or_create(&tmp.path().join("issuer")).unwrap();
     let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let jwks = format!(
@@ -368,6 +368,9 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment() 
         assert!(status.success(), "{s} exited with {status} on SIGTERM");
     }
     let _ = stop_issuer.send(());
+    if let Some(pg) = pg {
+        pg.drop_all().await;
+    }
 }
 
 #[tokio::test]

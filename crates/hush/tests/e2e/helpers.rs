@@ -2,10 +2,9 @@
 //! HTTP between them, each with a fresh database on the backend under test (SQLite by default;
 //! Postgres when HUSH_TEST_POSTGRES_URL is set, one new database per service per test).
 
-use hush::stack::{Databases, Part, Stack, StackConfig};
+use hush::stack::{Databases, Part, PostgresDatabases, Stack, StackConfig};
 use reqwest::{header::HeaderMap, Method, StatusCode};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use std::time::{Duration, Instant};
 
 pub use domain::IdentityKind;
@@ -16,7 +15,7 @@ pub struct App {
     pub urls: hush::stack::Urls,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
-    pg: Option<(String, Vec<String>)>,
+    pg: Option<PostgresDatabases>,
 }
 
 /// A response reduced to what tests assert on.
@@ -63,40 +62,12 @@ pub fn postgres_url() -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// Creates fresh databases for one test: SQLite files in `dir`, or new Postgres databases.
-pub async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<(String, Vec<String>)>) {
-    let Some(admin) = postgres_url() else {
-        return (Databases::sqlite_in(dir), None);
-    };
-    let tag: String = (0..12)
-        .map(|_| format!("{:x}", rand::random::<u8>() % 16))
-        .collect();
-    let mut conn = sqlx::PgConnection::connect(&admin)
+/// Fresh databases for one test: new Postgres databases when HUSH_TEST_POSTGRES_URL is set,
+/// else SQLite files in `dir`.
+pub async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<PostgresDatabases>) {
+    Databases::fresh(dir, postgres_url().as_deref(), "hush_t")
         .await
-        .expect("connect to Postgres");
-    let mut names = Vec::new();
-    for s in ["control", "membership", "bulk", "tenant"] {
-        let name = format!("hush_t_{tag}_{s}");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        names.push(name);
-    }
-    let base = admin
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .unwrap_or(admin.clone());
-    let url = |n: &str| format!("{base}/{n}");
-    (
-        Databases {
-            control: url(&names[0]),
-            membership: url(&names[1]),
-            bulk: url(&names[2]),
-            tenant: url(&names[3]),
-        },
-        Some((admin, names)),
-    )
+        .expect("fresh test databases")
 }
 
 impl App {
@@ -124,14 +95,8 @@ impl App {
     /// Stops the stack and drops its Postgres databases.
     pub async fn stop(self) {
         self.stack.stop().await.expect("stack stops cleanly");
-        if let Some((admin, names)) = self.pg {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                for n in names {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            }
+        if let Some(pg) = self.pg {
+            pg.drop_all().await;
         }
     }
 
