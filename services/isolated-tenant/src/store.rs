@@ -58,14 +58,13 @@
 use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
 use crate::seal::{Profile, SealError, SealKey, SealKeys};
 use async_trait::async_trait;
-use domain::{CountBucket, Email, EntryRefusal, GroupId, IdentityKind, Label, Subject};
+use domain::{CountBucket, Email, EntryRefusal, GroupId, IdentityKind, Subject};
 use service_kit::db::{self, Backend};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tenant_client::{
-    AddMember, ApplyBatch, BatchOpKind, BatchOutcome, DistributionGroup, IdentityRef, MemberRef,
-    ProvisionGroup,
+    AddMember, ApplyBatch, BatchOutcome, DistributionGroup, IdentityRef, ProvisionGroup,
 };
 use uuid::Uuid;
 
@@ -521,22 +520,21 @@ macro_rules! sql_store {
                 Ok(deleted)
             }
 
-            /// Makes `identity` a member of each of `groups` under `key`; a membership already
+            /// Makes each (group, identity) of `pairs` a membership under `key`; one already
             /// there (under this key) is left as it is.
             async fn insert_members(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 key: &SealKey,
-                identity: Uuid,
-                groups: &[GroupId],
+                pairs: &[(GroupId, Uuid)],
             ) -> Result<(), StoreError> {
-                for chunk in groups.chunks(CHUNK) {
+                for chunk in pairs.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO memberships (member_tag, group_id, sealed_identity, key_id) ",
                     );
-                    q.push_values(chunk, |mut b, g| {
-                        b.push_bind(key.member_tag(*g, identity))
+                    q.push_values(chunk, |mut b, (g, identity)| {
+                        b.push_bind(key.member_tag(*g, *identity))
                             .push_bind(*g.as_uuid())
-                            .push_bind(key.seal_member(*g, identity))
+                            .push_bind(key.seal_member(*g, *identity))
                             .push_bind(key.id().to_string());
                     });
                     q.push(" ON CONFLICT (member_tag) DO NOTHING");
@@ -572,22 +570,37 @@ macro_rules! sql_store {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 row: IdentityWrite,
             ) -> Result<(), StoreError> {
-                sqlx::query(
-                    "INSERT INTO identities \
-                     (id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6) \
-                     ON CONFLICT (id) DO UPDATE SET subject_tag = excluded.subject_tag, \
-                     email_tag = excluded.email_tag, sealed_profile = excluded.sealed_profile, \
-                     sealed_groups = excluded.sealed_groups, key_id = excluded.key_id",
-                )
-                .bind(row.id)
-                .bind(row.subject_tag)
-                .bind(row.email_tag)
-                .bind(row.sealed_profile)
-                .bind(row.sealed_groups)
-                .bind(row.key_id)
-                .execute(&mut *conn)
-                .await?;
+                Self::upsert_identities(conn, vec![row]).await
+            }
+
+            /// Creates each identity row, or replaces every column of it, [`CHUNK`] rows a
+            /// statement (one row per id: a statement may not touch a row twice).
+            async fn upsert_identities(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                rows: Vec<IdentityWrite>,
+            ) -> Result<(), StoreError> {
+                let mut rows = rows.into_iter().peekable();
+                while rows.peek().is_some() {
+                    let chunk: Vec<IdentityWrite> = rows.by_ref().take(CHUNK).collect();
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO identities \
+                         (id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id) ",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.id)
+                            .push_bind(r.subject_tag)
+                            .push_bind(r.email_tag)
+                            .push_bind(r.sealed_profile)
+                            .push_bind(r.sealed_groups)
+                            .push_bind(r.key_id);
+                    });
+                    q.push(
+                        " ON CONFLICT (id) DO UPDATE SET subject_tag = excluded.subject_tag, \
+                         email_tag = excluded.email_tag, sealed_profile = excluded.sealed_profile, \
+                         sealed_groups = excluded.sealed_groups, key_id = excluded.key_id",
+                    );
+                    q.build().execute(&mut *conn).await?;
+                }
                 Ok(())
             }
 
@@ -791,7 +804,8 @@ macro_rules! sql_store {
                         stale.extend(member_tags(self.keys.retired(), *g, id));
                     }
                     Self::delete_members(&mut *tx, &stale).await?;
-                    Self::insert_members(&mut *tx, active, id, &moved).await?;
+                    let pairs: Vec<(GroupId, Uuid)> = moved.iter().map(|g| (*g, id)).collect();
+                    Self::insert_members(&mut *tx, active, &pairs).await?;
                     sqlx::query("DELETE FROM identities WHERE id = $1")
                         .bind(other.id)
                         .execute(&mut *tx)
@@ -805,7 +819,7 @@ macro_rules! sql_store {
                 if !self.keys.retired().is_empty() {
                     Self::delete_members(&mut *tx, &member_tags(self.keys.retired(), group, id)).await?;
                 }
-                Self::insert_members(&mut *tx, active, id, &[group]).await?;
+                Self::insert_members(&mut *tx, active, &[(group, id)]).await?;
                 // The sealed list, rewritten with a fresh nonce either way.
                 groups.push(group);
                 groups.sort_unstable();
@@ -877,14 +891,15 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            /// A batch in one write transaction: the groups it names are held (shared, in id
-            /// order, in one statement per [`CHUNK`]) first, then each operation runs the same
-            /// statements as its single-call counterpart. A refusal (label, nobody named,
-            /// unknown group) is counted and writes nothing for that operation; any database
-            /// failure rolls the whole batch back, so a chunk is applied whole or not at all.
+            /// A batch in one write transaction, in a handful of set-based statements
+            /// whatever its size: the groups it names are held (shared, in id order), every
+            /// identity it could be about is read and locked (in id order), the operations are
+            /// planned in memory in order ([`batch_plan`]: label checks included), and the
+            /// result is written as one delete, one insert and one upsert per [`CHUNK`] rows.
+            /// A refusal (label, nobody named, unknown group) is counted and writes nothing
+            /// for that operation; any database failure rolls the whole batch back, so a
+            /// chunk is applied whole or not at all.
             async fn batch_once(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError> {
-                let labels: HashMap<GroupId, &Label> =
-                    batch.labels.iter().map(|l| (l.group_id, &l.label)).collect();
                 let mut named: Vec<GroupId> = batch.ops.iter().map(|o| o.group_id).collect();
                 named.sort_unstable();
                 named.dedup();
@@ -903,49 +918,94 @@ macro_rules! sql_store {
                     let found: Vec<Uuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
                     held.extend(found.into_iter().map(GroupId::from));
                 }
-                let mut out = BatchOutcome::default();
-                for op in &batch.ops {
-                    if !held.contains(&op.group_id) {
-                        out.unknown_group += 1;
-                        continue;
-                    }
-                    if op.subject.is_none() && op.email.is_none() {
-                        out.unknown_identity += 1;
-                        continue;
-                    }
-                    let result = match op.op {
-                        BatchOpKind::Add => {
-                            let Some(label) = labels.get(&op.group_id) else {
-                                out.unknown_group += 1;
-                                continue;
-                            };
-                            let request = AddMember {
-                                member: MemberRef {
-                                    subject: op.subject.clone(),
-                                    email: op.email.clone(),
-                                    kind: None,
-                                },
-                                label: (*label).clone(),
-                            };
-                            self.add_in(&mut tx, op.group_id, &request).await
-                        }
-                        BatchOpKind::Remove => {
-                            let who = IdentityRef {
-                                subject: op.subject.clone(),
-                                email: op.email.clone(),
-                            };
-                            self.remove_in(&mut tx, op.group_id, &who).await
-                        }
-                    };
-                    match result {
-                        Ok(()) => out.applied += 1,
-                        Err(StoreError::LabelRefused(_)) => out.label_refused += 1,
-                        Err(StoreError::Unidentified(_)) => out.unknown_identity += 1,
-                        Err(e) => return Err(e),
+                let known = self.batch_people(&mut tx, batch, &held).await?;
+                let plan = batch_plan::plan(batch, &held, known, &self.corporate);
+
+                let active = self.keys.active();
+                let mut gone = Vec::new();
+                let mut present = Vec::new();
+                for (&(g, id), &holds) in &plan.memberships {
+                    if holds {
+                        // A membership made under a retired key goes; the active one stays.
+                        gone.extend(member_tags(self.keys.retired(), g, id));
+                        present.push((g, id));
+                    } else {
+                        gone.extend(member_tags(self.keys.all(), g, id));
                     }
                 }
+                Self::delete_members(&mut tx, &gone).await?;
+                Self::insert_members(&mut tx, active, &present).await?;
+                let rows = plan
+                    .identities
+                    .iter()
+                    .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
+                    .collect();
+                Self::upsert_identities(&mut tx, rows).await?;
                 tx.commit().await?;
-                Ok(out)
+                Ok(plan.outcome)
+            }
+
+            /// Every identity an operation of `batch` on a held group could be about (by the
+            /// tags of its subject and address, under every key), opened and locked. Found
+            /// first, then locked in id order in a second pass, so two batches sharing people
+            /// take their locks in the same order.
+            async fn batch_people(
+                &self,
+                tx: &mut <$db as sqlx::Database>::Connection,
+                batch: &ApplyBatch,
+                held: &HashSet<GroupId>,
+            ) -> Result<Vec<batch_plan::Person>, StoreError> {
+                let mut by_subject: HashSet<Vec<u8>> = HashSet::new();
+                let mut by_email: HashSet<Vec<u8>> = HashSet::new();
+                for op in batch.ops.iter().filter(|o| held.contains(&o.group_id)) {
+                    if let Some(s) = &op.subject {
+                        by_subject.extend(subject_tags(&self.keys, s));
+                    }
+                    if let Some(e) = &op.email {
+                        by_email.extend(email_tags(&self.keys, e));
+                    }
+                }
+                let mut ids: Vec<Uuid> = Vec::new();
+                for (column, tags) in [("subject_tag", by_subject), ("email_tag", by_email)] {
+                    let tags: Vec<Vec<u8>> = tags.into_iter().collect();
+                    for chunk in tags.chunks(CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id FROM identities WHERE ");
+                        q.push(column).push(" IN (");
+                        let mut list = q.separated(", ");
+                        for tag in chunk {
+                            list.push_bind(tag.as_slice());
+                        }
+                        list.push_unseparated(")");
+                        let found: Vec<Uuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                        ids.extend(found);
+                    }
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                let mut people = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id IN ("
+                    ));
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    q.push(concat!(") ORDER BY id", $for_update));
+                    let rows: Vec<IdentityTuple> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    for row in rows {
+                        let mut o = IdentityRow::from(row).open(&self.keys)?;
+                        o.groups.sort_unstable();
+                        o.groups.dedup();
+                        people.push(batch_plan::Person {
+                            id: o.id,
+                            profile: o.profile,
+                            groups: o.groups,
+                            email_owned: o.email_owned,
+                        });
+                    }
+                }
+                Ok(people)
             }
 
             async fn offboard_once(&self, who: &IdentityRef) -> Result<(), StoreError> {
@@ -1330,6 +1390,8 @@ pub async fn connect(
         ),
     })
 }
+
+mod batch_plan;
 
 #[cfg(test)]
 mod tests;

@@ -1203,3 +1203,151 @@ async fn writes_run_the_same_statements_whether_or_not_a_member_inv_3() {
     }
     db.finish().await;
 }
+
+// ---- Batches: set-based, and the same as the single calls ----
+
+/// A small deterministic generator (no seed file, no dependency): the same ops every run.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+mod batches {
+    use super::*;
+
+    on_both_backends! {
+        async fn a_batch_ends_where_the_same_ops_one_by_one_end(db, _keys, _key_text) {
+            // Three groups for the batch and three twins for single calls; Confidential refuses
+            // guests (addresses outside corp.example).
+            let labels = ["General", "General", "Confidential"];
+            let mut batch_groups = Vec::new();
+            let mut single_groups = Vec::new();
+            for (i, _) in labels.iter().enumerate() {
+                batch_groups.push(group(db.store.as_ref(), &format!("batch-{i}")).await);
+                single_groups.push(group(db.store.as_ref(), &format!("single-{i}")).await);
+            }
+            // 40 people, each named by subject, by address, or both, in 600 random ops.
+            // Each side has its own people (the same names with a prefix), so neither side finds
+        // identities the other created.
+        let person = |side: &str, p: u64| {
+            let domain = if p % 5 == 0 { "partner.example" } else { "corp.example" };
+            (
+                subject(&format!("{side}-sub-{p}")),
+                Email::parse(format!("{side}-p{p}@{domain}")).unwrap(),
+            )
+        };
+        let mut rng = Lcg(42);
+            let mut planned = Vec::new();
+            for _ in 0..600 {
+                let (p, g, add, naming) = (rng.below(40), rng.below(3) as usize, rng.below(3) > 0, rng.below(3));
+                planned.push((p, g, add, naming));
+            }
+            // The same person first named by address and later by subject too, so both kinds
+            // of identity and both lookups are exercised.
+            let ops: Vec<tenant_client::BatchOp> = planned
+                .iter()
+                .map(|&(p, g, add, naming)| {
+                    let (s, e) = person("b", p);
+                    tenant_client::BatchOp {
+                        op: if add { tenant_client::BatchOpKind::Add } else { tenant_client::BatchOpKind::Remove },
+                        group_id: batch_groups[g],
+                        subject: (naming != 1).then_some(s),
+                        email: (naming != 0).then_some(e),
+                    }
+                })
+                .collect();
+            let batch = ApplyBatch {
+                ops,
+                labels: labels
+                    .iter()
+                    .zip(&batch_groups)
+                    .map(|(l, g)| tenant_client::GroupLabel { group_id: *g, label: label(l) })
+                    .collect(),
+            };
+            // Twice: the second round is a replay (a chunk retried after a crash), which must
+            // also end where the same calls replayed one by one end.
+            for round in 0..2 {
+            let outcome = db.store.apply_batch(&batch).await.unwrap();
+
+            let (mut applied, mut refused) = (0, 0);
+            for &(p, g, add, naming) in &planned {
+                let (s, e) = person("s", p);
+                let who = IdentityRef { subject: (naming != 1).then_some(s), email: (naming != 0).then_some(e) };
+                let result = if add {
+                    let request = AddMember {
+                        member: MemberRef { subject: who.subject.clone(), email: who.email.clone(), kind: None },
+                        label: label(labels[g]),
+                    };
+                    db.store.add_member(single_groups[g], &request).await
+                } else {
+                    db.store.remove_member(single_groups[g], &who).await
+                };
+                match result {
+                    Ok(()) => applied += 1,
+                    Err(StoreError::LabelRefused(_)) => refused += 1,
+                    Err(e) => panic!("single call failed: {e}"),
+                }
+            }
+            assert_eq!((outcome.applied, outcome.label_refused), (applied, refused));
+            assert!(refused > 0, "the ops should include refusals");
+
+            let mut members = 0;
+            for p in 0..40 {
+                let ((bs, be), (ss, se)) = (person("b", p), person("s", p));
+                for g in 0..labels.len() {
+                    let in_batch = db.store.is_member(batch_groups[g], &bs, Some(&be)).await.unwrap();
+                    let in_single = db.store.is_member(single_groups[g], &ss, Some(&se)).await.unwrap();
+                    assert_eq!(in_batch, in_single, "round {round}: person {p}, group {g}");
+                    members += usize::from(in_batch);
+                }
+                let batch_side = db.store.groups_of(&bs, Some(&be)).await.unwrap().len();
+                let single_side = db.store.groups_of(&ss, Some(&se)).await.unwrap().len();
+                assert_eq!(batch_side, single_side, "person {p}'s group lists");
+            }
+            assert!(members > 10, "the ops should leave people in groups");
+            for g in 0..labels.len() {
+                assert_eq!(
+                    db.store.member_count(batch_groups[g]).await.unwrap(),
+                    db.store.member_count(single_groups[g]).await.unwrap()
+                );
+            }
+
+            }
+        }
+
+        async fn a_batch_after_a_key_rotation_moves_its_rows_to_the_active_key(db, keys, key_text) {
+            let g = group(db.store.as_ref(), "rotated").await;
+            let ana = by_email("ana@corp.example");
+            db.store.add_member(g, &ana).await.unwrap();
+            // A new active key in front of the old one.
+            let new_text = SealKeys::generate_text();
+            let store = db.reopen(keys_from(&format!("{},{key_text}", new_text.as_str()))).await;
+            let active = rotated_kid(&new_text);
+            let batch = ApplyBatch {
+                ops: vec![tenant_client::BatchOp {
+                    op: tenant_client::BatchOpKind::Add,
+                    group_id: g,
+                    subject: None,
+                    email: ana.member.email.clone(),
+                }],
+                labels: vec![tenant_client::GroupLabel { group_id: g, label: label("General") }],
+            };
+            assert_eq!(store.apply_batch(&batch).await.unwrap().applied, 1);
+            let dump = store.dump().await;
+            for table_name in ["identities", "memberships"] {
+                let rows = table(&dump, table_name);
+                assert_eq!(rows.len(), 1, "{table_name}: one row, not one per key");
+                assert!(rows[0].contains(&active), "{table_name} is under the active key");
+            }
+            assert_eq!(store.member_count(g).await.unwrap(), CountBucket::of(1));
+            let _ = keys;
+        }
+    }
+}
