@@ -1237,7 +1237,7 @@ mod batches {
             // Each side has its own people (the same names with a prefix), so neither side finds
         // identities the other created.
         let person = |side: &str, p: u64| {
-            let domain = if p % 5 == 0 { "partner.example" } else { "corp.example" };
+            let domain = if p.is_multiple_of(5) { "partner.example" } else { "corp.example" };
             (
                 subject(&format!("{side}-sub-{p}")),
                 Email::parse(format!("{side}-p{p}@{domain}")).unwrap(),
