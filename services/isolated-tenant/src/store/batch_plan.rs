@@ -44,6 +44,10 @@ pub(crate) struct BatchPlan {
     pub memberships: BTreeMap<(GroupId, Uuid), bool>,
     /// The identities to write (created, or with a changed group list), in id order.
     pub identities: Vec<Person>,
+    /// Every applied operation in order, with the identity it applied to (for a removal, the
+    /// first candidate; `None` for someone the tenant has never seen): what the audit chain
+    /// records for the batch.
+    pub applied: Vec<(BatchOpKind, GroupId, Option<Uuid>)>,
 }
 
 /// Plans `batch` over `known` (every identity the store found by the batch's subjects and
@@ -144,11 +148,14 @@ pub(crate) fn plan(
                     person.groups.insert(at, op.group_id);
                 }
                 out.memberships.insert((op.group_id, person.id), true);
+                out.applied.push((BatchOpKind::Add, op.group_id, Some(person.id)));
                 touched.insert(index);
             }
             BatchOpKind::Remove => {
                 let targets =
                     identity::removal_targets(op.subject.as_ref(), op.email.as_ref(), &view);
+                let first = targets.iter().flatten().next().map(|&i| people[candidates[i]].id);
+                out.applied.push((BatchOpKind::Remove, op.group_id, first));
                 for slot in targets.into_iter().flatten() {
                     let index = candidates[slot];
                     let person = &mut people[index];
@@ -244,6 +251,8 @@ mod tests {
         );
         let p = plan(&b, &HashSet::from([g]), Vec::new(), &corp());
         assert_eq!(p.outcome.applied, 2);
+        assert_eq!(p.applied.len(), 2);
+        assert_eq!(p.applied[0].2, p.applied[1].2, "both about the same person");
         assert_eq!(p.memberships.len(), 1);
         assert_eq!(p.memberships.values().next(), Some(&false));
         assert_eq!(p.identities.len(), 1);
