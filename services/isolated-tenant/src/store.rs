@@ -55,6 +55,7 @@
 //! neither. Group sizes are visible to such a reader too, since `group_id` is in clear for
 //! counting.
 
+use crate::audit::{self, action, Append as _, NewEvent};
 use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
 use crate::seal::{Profile, SealError, SealKey, SealKeys};
 use async_trait::async_trait;
@@ -209,7 +210,12 @@ pub trait Store: Send + Sync + 'static {
     /// key are left alone.
     async fn reseal(&self, batch: usize) -> Result<ResealReport, StoreError>;
 
-    /// Every row of every table, each column as text: text as it is, bytes as lowercase hex,
+    /// The audit chain's database (the same pool), for reading the chain and for events not
+    /// tied to a store write.
+    fn audit_db(&self) -> audit::Db;
+
+    /// Every row of every table but the audit chain's (an append-only log, which grows with
+    /// every write; its own tests check what it reveals), each column as text: text as it is, bytes as lowercase hex,
     /// UUIDs as both their usual form and hex. For the tests that check what a dump reveals.
     #[cfg(test)]
     async fn dump(&self) -> Vec<(String, Vec<Vec<String>>)>;
@@ -657,7 +663,10 @@ macro_rules! sql_store {
                             .bind(group.as_uuid())
                             .execute(&mut *tx)
                             .await?;
+                        <$db>::append(&mut tx, &[NewEvent::new(action::GROUP_RENAMED, Some(group))]).await?;
                     }
+                } else {
+                    <$db>::append(&mut tx, &[NewEvent::new(action::GROUP_PROVISIONED, Some(group))]).await?;
                 }
                 tx.commit().await?;
                 Ok(Provisioned {
@@ -725,6 +734,7 @@ macro_rules! sql_store {
                     .bind(group.as_uuid())
                     .execute(&mut *tx)
                     .await?;
+                <$db>::append(&mut tx, &[NewEvent::new(action::GROUP_DEPROVISIONED, Some(group))]).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -736,19 +746,23 @@ macro_rules! sql_store {
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
-                self.add_in(&mut tx, group, request).await?;
+                let mut events = Vec::new();
+                self.add_in(&mut tx, group, request, &mut events).await?;
+                <$db>::append(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
             /// The add itself, inside the caller's write transaction, which already holds the
             /// group. Refuses (label, nobody named) before writing anything, so a refusal
-            /// leaves the transaction as it was.
+            /// leaves the transaction as it was. Pushes the audit events of what it did to
+            /// `events` (for the caller to append as its transaction's last statements).
             async fn add_in(
                 &self,
                 tx: &mut <$db as sqlx::Database>::Connection,
                 group: GroupId,
                 request: &AddMember,
+                events: &mut Vec<NewEvent>,
             ) -> Result<(), StoreError> {
                 let member = &request.member;
                 if member.subject.is_none() && member.email.is_none() {
@@ -773,6 +787,8 @@ macro_rules! sql_store {
                     Target::Existing(i) => (found[i].id, found[i].groups.clone()),
                     Target::Fresh => (Uuid::new_v4(), Vec::new()),
                 };
+                let pseudonym = audit::member(active, group, id);
+                let actor = audit::self_or_service(member.kind.is_some());
                 // The address moved to this person: its former holder keeps the rest.
                 if let Some(b) = strip {
                     let other = &found[b];
@@ -780,6 +796,10 @@ macro_rules! sql_store {
                     without.email = None;
                     let row = IdentityWrite::new(active, other.id, &without, &other.groups, false);
                     Self::update_identities(&mut *tx, vec![row]).await?;
+                    events.push(
+                        NewEvent::new(action::IDENTITY_ADDRESS_RELEASED, None)
+                            .about(audit::identity_alone(active, other.id)),
+                    );
                 }
                 // The same person, added by address before: their memberships move here.
                 if let Some(b) = merge {
@@ -797,6 +817,11 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                     groups.extend(moved);
+                    events.push(
+                        NewEvent::new(action::IDENTITY_BOUND, Some(group))
+                            .about(pseudonym.clone())
+                            .by(actor.clone()),
+                    );
                 }
 
                 // From here the statements are the same whether or not the person is a member,
@@ -812,6 +837,9 @@ macro_rules! sql_store {
                 groups.dedup();
                 let row = IdentityWrite::new(active, id, &profile, &groups, email_owned);
                 Self::upsert_identity(&mut *tx, row).await?;
+                events.push(
+                    NewEvent::new(action::MEMBERSHIP_ADDED, Some(group)).about(pseudonym).by(actor),
+                );
                 Ok(())
             }
 
@@ -821,18 +849,22 @@ macro_rules! sql_store {
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
-                self.remove_in(&mut tx, group, who).await?;
+                let mut events = Vec::new();
+                self.remove_in(&mut tx, group, who, &mut events).await?;
+                <$db>::append(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
             /// The removal itself, inside the caller's write transaction, which already holds
-            /// the group.
+            /// the group. Pushes one audit event to `events`, about the first candidate (a
+            /// stand-in's pseudonym for someone the tenant has never seen, INV-3).
             async fn remove_in(
                 &self,
                 tx: &mut <$db as sqlx::Database>::Connection,
                 group: GroupId,
                 who: &IdentityRef,
+                events: &mut Vec<NewEvent>,
             ) -> Result<(), StoreError> {
                 if who.subject.is_none() && who.email.is_none() {
                     return Err(Unidentified.into());
@@ -866,6 +898,12 @@ macro_rules! sql_store {
                     .flat_map(|t| member_tags(self.keys.all(), group, t.id))
                     .collect();
                 Self::delete_members(&mut *tx, &tags).await?;
+                if let Some(first) = targets.first() {
+                    events.push(
+                        NewEvent::new(action::MEMBERSHIP_REMOVED, Some(group))
+                            .about(audit::member(self.keys.active(), group, first.id)),
+                    );
+                }
                 let rows = targets
                     .into_iter()
                     .map(|Opened { id, profile, mut groups, email_owned }| {
@@ -904,6 +942,7 @@ macro_rules! sql_store {
                     held.extend(found.into_iter().map(GroupId::from));
                 }
                 let mut out = BatchOutcome::default();
+                let mut events = Vec::new();
                 for op in &batch.ops {
                     if !held.contains(&op.group_id) {
                         out.unknown_group += 1;
@@ -927,14 +966,14 @@ macro_rules! sql_store {
                                 },
                                 label: (*label).clone(),
                             };
-                            self.add_in(&mut tx, op.group_id, &request).await
+                            self.add_in(&mut tx, op.group_id, &request, &mut events).await
                         }
                         BatchOpKind::Remove => {
                             let who = IdentityRef {
                                 subject: op.subject.clone(),
                                 email: op.email.clone(),
                             };
-                            self.remove_in(&mut tx, op.group_id, &who).await
+                            self.remove_in(&mut tx, op.group_id, &who, &mut events).await
                         }
                     };
                     match result {
@@ -944,6 +983,9 @@ macro_rules! sql_store {
                         Err(e) => return Err(e),
                     }
                 }
+                // AUDIT (issue 6): every event of the chunk, in one append, last in the
+                // transaction. Keep this call when rewriting the batch path.
+                <$db>::append(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok(out)
             }
@@ -963,6 +1005,7 @@ macro_rules! sql_store {
                 let targets = identity::offboard_targets(who.subject.as_ref(), who.email.as_ref(), &known);
                 // A stranger: the delete still runs, on an id that matches no row.
                 let mut ids = vec![Uuid::new_v4()];
+                let subject = targets.first().map_or(ids[0], |i| found[*i].id);
                 let mut tags = Vec::new();
                 for i in targets {
                     let o = &found[i];
@@ -980,6 +1023,10 @@ macro_rules! sql_store {
                 }
                 list.push_unseparated(")");
                 q.build().execute(&mut *tx).await?;
+                // One event, about no group, under an identity-only pseudonym (see crate::audit).
+                let event = NewEvent::new(action::IDENTITY_OFFBOARDED, None)
+                    .about(audit::identity_alone(self.keys.active(), subject));
+                <$db>::append(&mut tx, &[event]).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -1050,6 +1097,9 @@ macro_rules! sql_store {
                 }
                 let rewritten = writes.len() as u64;
                 Self::update_identities(&mut tx, writes).await?;
+                if rewritten > 0 {
+                    <$db>::append(&mut tx, &[NewEvent::new(action::KEY_ROTATION_RESEALED, None)]).await?;
+                }
                 tx.commit().await?;
                 Ok((rewritten, next))
             }
@@ -1123,6 +1173,7 @@ macro_rules! sql_store {
                     q.push(") AS v WHERE memberships.member_tag = v.column1");
                     q.build().execute(&mut *tx).await?;
                 }
+                <$db>::append(&mut tx, &[NewEvent::new(action::KEY_ROTATION_RESEALED, None)]).await?;
                 tx.commit().await?;
                 Ok((rewritten, next))
             }
@@ -1133,6 +1184,10 @@ macro_rules! sql_store {
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
+            }
+
+            fn audit_db(&self) -> audit::Db {
+                self.pool.clone().into()
             }
 
             async fn provision_group(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError> {
@@ -1294,7 +1349,7 @@ sql_store!(
     for_update = " FOR UPDATE",
     list_tables = "SELECT table_name::text FROM information_schema.tables \
                    WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' \
-                   ORDER BY table_name",
+                   AND table_name NOT LIKE 'audit\\_%' ORDER BY table_name",
 );
 sql_store!(
     /// The embedded store of `hush up`.
@@ -1305,7 +1360,8 @@ sql_store!(
     for_share = "",
     for_update = "",
     list_tables = "SELECT name FROM sqlite_master WHERE type = 'table' \
-                   AND name <> '_sqlx_migrations' ORDER BY name",
+                   AND name <> '_sqlx_migrations' AND name NOT LIKE 'audit\\_%' ESCAPE '\\' \
+                   ORDER BY name",
 );
 
 /// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most
