@@ -35,6 +35,9 @@ enum Command {
     /// Operate the isolated tenant's data (run beside or instead of the tenant, same config).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Check the isolated tenant's audit chain (`hush audit verify`).
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
     /// Benchmarks that print a table (see the README for the figures).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -185,6 +188,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { url } => Ok(healthcheck(&url).await),
+        Command::Audit(cmd) => crate::audit::run(cmd).await,
         Command::Migrate(args) => {
             let s = crate::migrate::migrate(&args).await?;
             println!(

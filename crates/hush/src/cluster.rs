@@ -68,6 +68,9 @@ impl Cluster {
             auth::generate_service_key(&keys, s)?;
         }
         isolated_tenant::generate_seal_keys_file(&keys.join("tenant-seal.keys"))?;
+        isolated_tenant::audit::checkpoint::generate_signing_key_file(
+            &keys.join("audit-signing.key"),
+        )?;
         bulk_api::generate_seal_key_file(&keys.join("bulk-seal.key"))?;
         let issuer = DevIssuer::load_or_create(&opts.dir.join("dev-issuer"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -176,6 +179,10 @@ impl Cluster {
                     self.keys.join("tenant-seal.keys").display().to_string(),
                 ));
                 env.push(("HUSH_CORPORATE_DOMAINS".into(), "corp.example".into()));
+                env.push((
+                    "HUSH_AUDIT_SIGNING_KEY_FILE".into(),
+                    self.keys.join("audit-signing.key").display().to_string(),
+                ));
                 env.extend(self.opts.tenant_env.iter().cloned());
             }
             "control-api" => {

@@ -30,6 +30,11 @@ pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {
     }
     isolated_tenant::generate_seal_keys_file(&dir.join("tenant-seal.keys"))?;
     report.push(format!("seal keys  {}/tenant-seal.keys", dir.display()));
+    isolated_tenant::audit::checkpoint::generate_signing_key_file(&dir.join("audit-signing.key"))?;
+    report.push(format!(
+        "audit key  {}/audit-signing.key (+ .pub, for hush audit verify)",
+        dir.display()
+    ));
     bulk_api::generate_seal_key_file(&dir.join("bulk-seal.key"))?;
     report.push(format!("seal key   {}/bulk-seal.key", dir.display()));
 

@@ -3,6 +3,7 @@
 //! tokens), `hush deploy-init` (keys and secrets for docker-compose), `hush edge` (the
 //! front-end app and the one origin the browser talks to) and `hush healthcheck`.
 
+pub mod audit;
 pub mod bench;
 pub mod bulk;
 pub mod cli;

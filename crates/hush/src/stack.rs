@@ -257,6 +257,9 @@ impl Stack {
             auth::generate_service_key(&keys, s)?;
         }
         isolated_tenant::generate_seal_keys_file(&keys.join("tenant-seal.keys"))?;
+        isolated_tenant::audit::checkpoint::generate_signing_key_file(
+            &keys.join("audit-signing.key"),
+        )?;
         bulk_api::generate_seal_key_file(&keys.join("bulk-seal.key"))?;
         let issuer = Arc::new(DevIssuer::load_or_create(&cfg.data_dir.join("dev-issuer"))?);
 
@@ -414,6 +417,12 @@ impl Stack {
                     // bulk benchmark).
                     batch_concurrency: 1,
                     http: cfg.http.clone(),
+                    audit: isolated_tenant::audit::AuditArgs {
+                        checkpoints_file: Some(cfg.data_dir.join("audit-checkpoints.jsonl")),
+                        ..isolated_tenant::audit::AuditArgs::with_signing_key(
+                            self.keys.join("audit-signing.key"),
+                        )
+                    },
                 };
                 tokio::spawn(isolated_tenant::run(c, listener, shutdown))
             }

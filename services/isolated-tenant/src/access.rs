@@ -186,6 +186,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = ServiceCaller::from_request_parts(parts, state).await?;
+        crate::audit::context::set_service(&caller.service.to_string());
         if !may_call(caller.service, O::OP) {
             return Err(ApiError::Forbidden {
                 service: caller.service,

@@ -100,6 +100,9 @@ pub struct Config {
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// The audit chain's signed checkpoints.
+    #[command(flatten)]
+    pub audit: crate::audit::AuditArgs,
 }
 
 /// The database URL may carry a password and the seal keys are secret: neither is printed.
@@ -114,6 +117,7 @@ impl fmt::Debug for Config {
             .field("corporate_domains", &self.corporate_domains.domains())
             .field("batch_concurrency", &self.batch_concurrency)
             .field("http", &self.http)
+            .field("audit", &self.audit)
             .finish()
     }
 }

@@ -23,6 +23,7 @@
 //! or [`run`] on a listener bound to port 0.
 
 mod access;
+pub mod audit;
 mod batch;
 mod config;
 mod error;
@@ -163,8 +164,11 @@ pub fn router(state: AppState) -> Router {
     // The document is one of the API's routes (`meta`), behind a service token like the rest.
     let api = api
         .layer(Extension::<meta::Doc>(Arc::new(doc)))
+        .layer(axum::middleware::from_fn(audit::context::layer))
         .with_state(state.clone());
-    let batch = batch.with_state(state);
+    let batch = batch
+        .layer(axum::middleware::from_fn(audit::context::layer))
+        .with_state(state);
     service_kit::assemble_with_own_limits(api, batch, checks, &http)
 }
 
@@ -203,8 +207,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
+    let checkpoints = config.audit.start(state.store.audit_db())?;
     tracing::info!(addr = %listener.local_addr()?, "isolated-tenant listening");
-    service_kit::serve(listener, router(state), shutdown).await?;
+    let served = service_kit::serve(listener, router(state), shutdown).await;
+    if let Some(task) = checkpoints {
+        task.abort();
+    }
+    served?;
     Ok(())
 }
 

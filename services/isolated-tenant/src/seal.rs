@@ -1,7 +1,7 @@
 //! The tenant's keys and everything it does with them (INV-5).
 //!
 //! An operator configures one or more *master keys* (`kid:base64`, the first one active). From
-//! each master key three subkeys are derived with HMAC-SHA256, one per purpose, so that no key
+//! each master key five subkeys are derived with HMAC-SHA256, one per purpose, so that no key
 //! is ever used for two things:
 //!
 //! - `subject-tag`: the keyed hash of a subject that finds an identity without storing the
@@ -11,7 +11,9 @@
 //! - `member-tag`: the keyed hash of (group, identity) that finds a membership row without
 //!   saying whose it is, and differs between groups for the same person;
 //! - `seal`: the XChaCha20-Poly1305 key that seals profiles, group lists and the identity id
-//!   inside a membership row.
+//!   inside a membership row;
+//! - `audit-pseudonym`: the keyed hash behind the audit chain's pseudonyms of people
+//!   ([`SealKey::audit_pseudonym`], see [`crate::audit`]).
 //!
 //! Every sealed value is `nonce (24 random bytes) || ciphertext`, and its associated data names
 //! the purpose and the row it belongs to, so a value copied into another row (or another
@@ -110,6 +112,7 @@ pub struct SealKey {
     email_tag: Zeroizing<[u8; 32]>,
     member_tag: Zeroizing<[u8; 32]>,
     seal: Zeroizing<[u8; 32]>,
+    audit: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for SealKey {
@@ -137,6 +140,7 @@ impl SealKey {
             email_tag: sub(b"email-tag"),
             member_tag: sub(b"member-tag"),
             seal: sub(b"seal"),
+            audit: sub(b"audit-pseudonym"),
         }
     }
 
@@ -164,6 +168,22 @@ impl SealKey {
             &[group.as_uuid().as_bytes(), identity.as_bytes()],
         )
         .to_vec()
+    }
+
+    /// A keyed pseudonym for the audit chain: HMAC-SHA256 under the audit subkey over
+    /// `parts` (each length-prefixed, so no two different part lists collide), as
+    /// `<key id>:<hex>`. Callers put a purpose and a group first, so one person's pseudonyms
+    /// differ from group to group (INV-5).
+    pub fn audit_pseudonym(&self, parts: &[&[u8]]) -> String {
+        let mut mac =
+            <HmacSha256 as Mac>::new_from_slice(self.audit.as_ref()).expect("any key length");
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        let out: [u8; 32] = mac.finalize().into_bytes().into();
+        let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:{hex}", self.id)
     }
 
     fn aad(purpose: Purpose, context: &[u8]) -> Vec<u8> {

@@ -55,6 +55,7 @@
 //! neither. Group sizes are visible to such a reader too, since `group_id` is in clear for
 //! counting.
 
+use crate::audit::{self, action, Append as _, NewEvent};
 use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
 use crate::seal::{Profile, SealError, SealKey, SealKeys};
 use async_trait::async_trait;
@@ -64,7 +65,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tenant_client::{
-    AddMember, ApplyBatch, BatchOutcome, DistributionGroup, IdentityRef, ProvisionGroup,
+    AddMember, ApplyBatch, BatchOpKind, BatchOutcome, DistributionGroup, IdentityRef,
+    ProvisionGroup,
 };
 use uuid::Uuid;
 
@@ -208,7 +210,12 @@ pub trait Store: Send + Sync + 'static {
     /// key are left alone.
     async fn reseal(&self, batch: usize) -> Result<ResealReport, StoreError>;
 
-    /// Every row of every table, each column as text: text as it is, bytes as lowercase hex,
+    /// The audit chain's database (the same pool), for reading the chain and for events not
+    /// tied to a store write.
+    fn audit_db(&self) -> audit::Db;
+
+    /// Every row of every table but the audit chain's (an append-only log, which grows with
+    /// every write; its own tests check what it reveals), each column as text: text as it is, bytes as lowercase hex,
     /// UUIDs as both their usual form and hex. For the tests that check what a dump reveals.
     #[cfg(test)]
     async fn dump(&self) -> Vec<(String, Vec<Vec<String>>)>;
@@ -670,7 +677,10 @@ macro_rules! sql_store {
                             .bind(group.as_uuid())
                             .execute(&mut *tx)
                             .await?;
+                        <$db>::append(&mut tx, &[NewEvent::new(action::GROUP_RENAMED, Some(group))]).await?;
                     }
+                } else {
+                    <$db>::append(&mut tx, &[NewEvent::new(action::GROUP_PROVISIONED, Some(group))]).await?;
                 }
                 tx.commit().await?;
                 Ok(Provisioned {
@@ -738,6 +748,7 @@ macro_rules! sql_store {
                     .bind(group.as_uuid())
                     .execute(&mut *tx)
                     .await?;
+                <$db>::append(&mut tx, &[NewEvent::new(action::GROUP_DEPROVISIONED, Some(group))]).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -749,19 +760,23 @@ macro_rules! sql_store {
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
-                self.add_in(&mut tx, group, request).await?;
+                let mut events = Vec::new();
+                self.add_in(&mut tx, group, request, &mut events).await?;
+                <$db>::append(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
             /// The add itself, inside the caller's write transaction, which already holds the
             /// group. Refuses (label, nobody named) before writing anything, so a refusal
-            /// leaves the transaction as it was.
+            /// leaves the transaction as it was. Pushes the audit events of what it did to
+            /// `events` (for the caller to append as its transaction's last statements).
             async fn add_in(
                 &self,
                 tx: &mut <$db as sqlx::Database>::Connection,
                 group: GroupId,
                 request: &AddMember,
+                events: &mut Vec<NewEvent>,
             ) -> Result<(), StoreError> {
                 let member = &request.member;
                 if member.subject.is_none() && member.email.is_none() {
@@ -786,6 +801,8 @@ macro_rules! sql_store {
                     Target::Existing(i) => (found[i].id, found[i].groups.clone()),
                     Target::Fresh => (Uuid::new_v4(), Vec::new()),
                 };
+                let pseudonym = audit::member(active, group, id);
+                let actor = audit::self_or_service(member.kind.is_some());
                 // The address moved to this person: its former holder keeps the rest.
                 if let Some(b) = strip {
                     let other = &found[b];
@@ -793,6 +810,10 @@ macro_rules! sql_store {
                     without.email = None;
                     let row = IdentityWrite::new(active, other.id, &without, &other.groups, false);
                     Self::update_identities(&mut *tx, vec![row]).await?;
+                    events.push(
+                        NewEvent::new(action::IDENTITY_ADDRESS_RELEASED, None)
+                            .about(audit::identity_alone(active, other.id)),
+                    );
                 }
                 // The same person, added by address before: their memberships move here.
                 if let Some(b) = merge {
@@ -811,6 +832,11 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                     groups.extend(moved);
+                    events.push(
+                        NewEvent::new(action::IDENTITY_BOUND, Some(group))
+                            .about(pseudonym.clone())
+                            .by(actor.clone()),
+                    );
                 }
 
                 // From here the statements are the same whether or not the person is a member,
@@ -826,6 +852,9 @@ macro_rules! sql_store {
                 groups.dedup();
                 let row = IdentityWrite::new(active, id, &profile, &groups, email_owned);
                 Self::upsert_identity(&mut *tx, row).await?;
+                events.push(
+                    NewEvent::new(action::MEMBERSHIP_ADDED, Some(group)).about(pseudonym).by(actor),
+                );
                 Ok(())
             }
 
@@ -835,18 +864,22 @@ macro_rules! sql_store {
                 }
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
-                self.remove_in(&mut tx, group, who).await?;
+                let mut events = Vec::new();
+                self.remove_in(&mut tx, group, who, &mut events).await?;
+                <$db>::append(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok(())
             }
 
             /// The removal itself, inside the caller's write transaction, which already holds
-            /// the group.
+            /// the group. Pushes one audit event to `events`, about the first candidate (a
+            /// stand-in's pseudonym for someone the tenant has never seen, INV-3).
             async fn remove_in(
                 &self,
                 tx: &mut <$db as sqlx::Database>::Connection,
                 group: GroupId,
                 who: &IdentityRef,
+                events: &mut Vec<NewEvent>,
             ) -> Result<(), StoreError> {
                 if who.subject.is_none() && who.email.is_none() {
                     return Err(Unidentified.into());
@@ -880,6 +913,12 @@ macro_rules! sql_store {
                     .flat_map(|t| member_tags(self.keys.all(), group, t.id))
                     .collect();
                 Self::delete_members(&mut *tx, &tags).await?;
+                if let Some(first) = targets.first() {
+                    events.push(
+                        NewEvent::new(action::MEMBERSHIP_REMOVED, Some(group))
+                            .about(audit::member(self.keys.active(), group, first.id)),
+                    );
+                }
                 let rows = targets
                     .into_iter()
                     .map(|Opened { id, profile, mut groups, email_owned }| {
@@ -941,6 +980,22 @@ macro_rules! sql_store {
                     .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
                     .collect();
                 Self::upsert_identities(&mut tx, rows).await?;
+                // AUDIT (issue 6): every event of the chunk, in one append, last in the
+                // transaction. A removal of someone never seen is recorded under a stand-in's
+                // pseudonym, as the single call records it (INV-3).
+                let events: Vec<NewEvent> = plan
+                    .applied
+                    .iter()
+                    .map(|&(kind, g, id)| {
+                        let action = match kind {
+                            BatchOpKind::Add => action::MEMBERSHIP_ADDED,
+                            BatchOpKind::Remove => action::MEMBERSHIP_REMOVED,
+                        };
+                        let id = id.unwrap_or_else(Uuid::new_v4);
+                        NewEvent::new(action, Some(g)).about(audit::member(active, g, id))
+                    })
+                    .collect();
+                <$db>::append(&mut tx, &events).await?;
                 tx.commit().await?;
                 Ok(plan.outcome)
             }
@@ -1023,6 +1078,7 @@ macro_rules! sql_store {
                 let targets = identity::offboard_targets(who.subject.as_ref(), who.email.as_ref(), &known);
                 // A stranger: the delete still runs, on an id that matches no row.
                 let mut ids = vec![Uuid::new_v4()];
+                let subject = targets.first().map_or(ids[0], |i| found[*i].id);
                 let mut tags = Vec::new();
                 for i in targets {
                     let o = &found[i];
@@ -1040,6 +1096,10 @@ macro_rules! sql_store {
                 }
                 list.push_unseparated(")");
                 q.build().execute(&mut *tx).await?;
+                // One event, about no group, under an identity-only pseudonym (see crate::audit).
+                let event = NewEvent::new(action::IDENTITY_OFFBOARDED, None)
+                    .about(audit::identity_alone(self.keys.active(), subject));
+                <$db>::append(&mut tx, &[event]).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -1110,6 +1170,9 @@ macro_rules! sql_store {
                 }
                 let rewritten = writes.len() as u64;
                 Self::update_identities(&mut tx, writes).await?;
+                if rewritten > 0 {
+                    <$db>::append(&mut tx, &[NewEvent::new(action::KEY_ROTATION_RESEALED, None)]).await?;
+                }
                 tx.commit().await?;
                 Ok((rewritten, next))
             }
@@ -1183,6 +1246,7 @@ macro_rules! sql_store {
                     q.push(") AS v WHERE memberships.member_tag = v.column1");
                     q.build().execute(&mut *tx).await?;
                 }
+                <$db>::append(&mut tx, &[NewEvent::new(action::KEY_ROTATION_RESEALED, None)]).await?;
                 tx.commit().await?;
                 Ok((rewritten, next))
             }
@@ -1193,6 +1257,10 @@ macro_rules! sql_store {
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
+            }
+
+            fn audit_db(&self) -> audit::Db {
+                self.pool.clone().into()
             }
 
             async fn provision_group(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError> {
@@ -1354,7 +1422,7 @@ sql_store!(
     for_update = " FOR UPDATE",
     list_tables = "SELECT table_name::text FROM information_schema.tables \
                    WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' \
-                   ORDER BY table_name",
+                   AND table_name NOT LIKE 'audit\\_%' ORDER BY table_name",
 );
 sql_store!(
     /// The embedded store of `hush up`.
@@ -1365,7 +1433,8 @@ sql_store!(
     for_share = "",
     for_update = "",
     list_tables = "SELECT name FROM sqlite_master WHERE type = 'table' \
-                   AND name <> '_sqlx_migrations' ORDER BY name",
+                   AND name <> '_sqlx_migrations' AND name NOT LIKE 'audit\\_%' ESCAPE '\\' \
+                   ORDER BY name",
 );
 
 /// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most

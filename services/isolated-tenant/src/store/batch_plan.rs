@@ -148,13 +148,18 @@ pub(crate) fn plan(
                     person.groups.insert(at, op.group_id);
                 }
                 out.memberships.insert((op.group_id, person.id), true);
-                out.applied.push((BatchOpKind::Add, op.group_id, Some(person.id)));
+                out.applied
+                    .push((BatchOpKind::Add, op.group_id, Some(person.id)));
                 touched.insert(index);
             }
             BatchOpKind::Remove => {
                 let targets =
                     identity::removal_targets(op.subject.as_ref(), op.email.as_ref(), &view);
-                let first = targets.iter().flatten().next().map(|&i| people[candidates[i]].id);
+                let first = targets
+                    .iter()
+                    .flatten()
+                    .next()
+                    .map(|&i| people[candidates[i]].id);
                 out.applied.push((BatchOpKind::Remove, op.group_id, first));
                 for slot in targets.into_iter().flatten() {
                     let index = candidates[slot];

@@ -66,6 +66,7 @@ impl Setup {
             corporate_domains: "corp.example".parse::<CorporateDomains>().unwrap(),
             batch_concurrency: 2,
             http: HttpArgs::default(),
+            audit: isolated_tenant::audit::AuditArgs::without_checkpoints(),
         }
     }
 

@@ -1,0 +1,202 @@
+//! The chain's SQL, for both backends: appending inside the caller's write transaction, and
+//! reading it back (the checkpoint writer, `hush audit verify`).
+
+use super::chain::{self, Event, NewEvent};
+use super::context;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Rows per INSERT: 10 parameters each, well under both backends' limits.
+const CHUNK: usize = 500;
+
+/// The columns of `audit_events`, in [`EventTuple`] order.
+const COLUMNS: &str =
+    "seq, at_ms, service, actor, action, group_id, subject, request_id, prev_hash, hash";
+
+type EventTuple = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+fn from_tuple(t: EventTuple) -> Event {
+    let (seq, at_ms, service, actor, action, group_id, subject, request_id, prev_hash, hash) = t;
+    Event {
+        seq,
+        at_ms,
+        service,
+        actor,
+        action,
+        group_id,
+        subject,
+        request_id,
+        prev_hash,
+        hash,
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
+}
+
+/// A database the chain lives in. Appending happens inside a store's transaction through
+/// [`Append`]; this handle reads.
+#[derive(Debug, Clone)]
+pub enum Db {
+    /// Postgres.
+    Postgres(sqlx::PgPool),
+    /// SQLite.
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// Appends events as the last statements of the caller's write transaction.
+pub trait Append: sqlx::Database {
+    /// Locks the chain's head (Postgres: `FOR UPDATE`; SQLite: the write transaction already
+    /// holds the database), links `events` onto it with the current request's
+    /// [`context`], inserts them in multi-row statements and moves the head. No events, no
+    /// statements.
+    fn append(
+        conn: &mut Self::Connection,
+        events: &[NewEvent],
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+macro_rules! backend {
+    ($db:ty, $variant:ident, $pool:ty, for_update = $for_update:literal) => {
+        impl Append for $db {
+            async fn append(
+                conn: &mut Self::Connection,
+                events: &[NewEvent],
+            ) -> Result<(), sqlx::Error> {
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let ctx = context::current();
+                let (seq, hash): (i64, Vec<u8>) = sqlx::query_as(concat!(
+                    "SELECT seq, hash FROM audit_head WHERE id = 1",
+                    $for_update
+                ))
+                .fetch_one(&mut *conn)
+                .await?;
+                let linked = chain::link(
+                    seq,
+                    &hash,
+                    now_ms(),
+                    ctx.service(),
+                    ctx.request_id.as_deref(),
+                    events,
+                );
+                for rows in linked.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                        "INSERT INTO audit_events ({COLUMNS}) "
+                    ));
+                    q.push_values(rows, |mut b, e| {
+                        b.push_bind(e.seq)
+                            .push_bind(e.at_ms)
+                            .push_bind(e.service.clone())
+                            .push_bind(e.actor.clone())
+                            .push_bind(e.action.clone())
+                            .push_bind(e.group_id.clone())
+                            .push_bind(e.subject.clone())
+                            .push_bind(e.request_id.clone())
+                            .push_bind(e.prev_hash.clone())
+                            .push_bind(e.hash.clone());
+                    });
+                    q.build().execute(&mut *conn).await?;
+                }
+                let last = linked.last().expect("not empty");
+                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                    .bind(last.seq)
+                    .bind(last.hash.clone())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+        }
+
+        impl From<$pool> for Db {
+            fn from(pool: $pool) -> Self {
+                Db::$variant(pool)
+            }
+        }
+    };
+}
+
+backend!(
+    sqlx::Postgres,
+    Postgres,
+    sqlx::PgPool,
+    for_update = " FOR UPDATE"
+);
+backend!(sqlx::Sqlite, Sqlite, sqlx::SqlitePool, for_update = "");
+
+impl Db {
+    /// Opens the database `url` names without migrating it (for `hush audit verify`, which
+    /// must not change what it checks).
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        use service_kit::db::{self as sdb, Backend};
+        Ok(match Backend::from_url(url)? {
+            Backend::Postgres => Db::Postgres(sdb::connect_postgres(url, 2).await?),
+            Backend::Sqlite => Db::Sqlite(sdb::connect_sqlite(url, 2).await?),
+        })
+    }
+
+    /// The last event's sequence number and hash, read from the events (not the head).
+    pub async fn latest(&self) -> Result<Option<(i64, Vec<u8>)>, sqlx::Error> {
+        const SQL: &str = "SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1";
+        match self {
+            Db::Postgres(p) => sqlx::query_as(SQL).fetch_optional(p).await,
+            Db::Sqlite(p) => sqlx::query_as(SQL).fetch_optional(p).await,
+        }
+    }
+
+    /// Events with `seq > after`, in sequence order, at most `limit`.
+    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, sqlx::Error> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2");
+        let rows: Vec<EventTuple> = match self {
+            Db::Postgres(p) => {
+                sqlx::query_as(&sql)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
+            Db::Sqlite(p) => {
+                sqlx::query_as(&sql)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
+        };
+        Ok(rows.into_iter().map(from_tuple).collect())
+    }
+
+    /// Appends `events` in a transaction of their own (events not tied to another write:
+    /// privileged reads).
+    pub async fn append(&self, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+        match self {
+            Db::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                <sqlx::Postgres as Append>::append(&mut tx, events).await?;
+                tx.commit().await
+            }
+            Db::Sqlite(p) => {
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                <sqlx::Sqlite as Append>::append(&mut tx, events).await?;
+                tx.commit().await
+            }
+        }
+    }
+}
