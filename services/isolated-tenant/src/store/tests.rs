@@ -1273,6 +1273,7 @@ mod batches {
             };
             // Twice: the second round is a replay (a chunk retried after a crash), which must
             // also end where the same calls replayed one by one end.
+            let mut events_so_far = 0;
             for round in 0..2 {
             let outcome = db.store.apply_batch(&batch).await.unwrap();
 
@@ -1296,6 +1297,18 @@ mod batches {
                 }
             }
             assert_eq!((outcome.applied, outcome.label_refused), (applied, refused));
+            // The audit chain has one event per applied operation on each side.
+            let events = db.store.audit_db().events_after(0, 1_000_000).await.unwrap();
+            let on = |groups: &[GroupId]| {
+                events
+                    .iter()
+                    .filter(|e| e.action.starts_with("membership."))
+                    .filter(|e| groups.iter().any(|g| e.group_id.as_deref() == Some(g.to_string().as_str())))
+                    .count() as u64
+            };
+            assert_eq!(on(&batch_groups), on(&single_groups));
+            events_so_far += outcome.applied;
+            assert_eq!(on(&batch_groups), events_so_far);
             assert!(refused > 0, "the ops should include refusals");
 
             let mut members = 0;
