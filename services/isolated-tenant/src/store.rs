@@ -392,6 +392,7 @@ macro_rules! sql_store {
         begin_write = $begin:literal,
         for_share = $for_share:literal,
         for_update = $for_update:literal,
+        serial_writes = $serial:literal,
         list_tables = $list_tables:literal $(,)?
     ) => {
         $(#[$doc])*
@@ -400,6 +401,11 @@ macro_rules! sql_store {
             pool: sqlx::Pool<$db>,
             keys: Arc<SealKeys>,
             corporate: Arc<CorporateDomains>,
+            /// Write transactions take turns here, first come first served, when the database
+            /// has a single writer (SQLite). Without it, writers waiting for SQLite's lock poll
+            /// it with growing sleeps, and a join can starve behind a stream of bulk batches
+            /// for seconds; in a queue it waits for at most the batch in front of it.
+            turns: Option<Arc<tokio::sync::Mutex<()>>>,
         }
 
         impl $name {
@@ -408,7 +414,12 @@ macro_rules! sql_store {
             /// [`Self::with_corporate_domains`] says otherwise.
             pub async fn migrate(pool: sqlx::Pool<$db>, keys: Arc<SealKeys>) -> anyhow::Result<Self> {
                 $migrator.run(&pool).await?;
-                Ok(Self { pool, keys, corporate: Arc::default() })
+                Ok(Self {
+                    pool,
+                    keys,
+                    corporate: Arc::default(),
+                    turns: $serial.then(Arc::default),
+                })
             }
 
             /// The domains whose addresses are the company's own, for inferring the kind of
@@ -417,6 +428,15 @@ macro_rules! sql_store {
             pub fn with_corporate_domains(mut self, corporate: CorporateDomains) -> Self {
                 self.corporate = Arc::new(corporate);
                 self
+            }
+
+            /// Waits for this writer's turn (see `turns`); holds it until dropped. Nothing to
+            /// wait for where the database takes concurrent writers (Postgres).
+            async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+                match &self.turns {
+                    Some(t) => Some(t.clone().lock_owned().await),
+                    None => None,
+                }
             }
 
             /// The pool, for tests that inspect or tamper with the tables directly.
@@ -641,6 +661,7 @@ macro_rules! sql_store {
 
             async fn provision_once(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError> {
                 let group = request.group_id;
+                let _turn = self.turn().await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let inserted = sqlx::query(
                     "INSERT INTO distribution_groups (group_id, address, display_name) \
@@ -695,6 +716,7 @@ macro_rules! sql_store {
 
             async fn deprovision_once(&self, group: GroupId) -> Result<(), StoreError> {
                 let active = self.keys.active();
+                let _turn = self.turn().await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 // Exclusive: adds and removes in flight finish first, later ones find no group.
                 let found: Option<Uuid> = sqlx::query_scalar(concat!(
@@ -758,6 +780,7 @@ macro_rules! sql_store {
                 if member.subject.is_none() && member.email.is_none() {
                     return Err(Unidentified.into());
                 }
+                let _turn = self.turn().await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
                 let mut events = Vec::new();
@@ -862,6 +885,7 @@ macro_rules! sql_store {
                 if who.subject.is_none() && who.email.is_none() {
                     return Err(Unidentified.into());
                 }
+                let _turn = self.turn().await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
                 let mut events = Vec::new();
@@ -942,6 +966,7 @@ macro_rules! sql_store {
                 let mut named: Vec<GroupId> = batch.ops.iter().map(|o| o.group_id).collect();
                 named.sort_unstable();
                 named.dedup();
+                let _turn = self.turn().await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let mut held = HashSet::with_capacity(named.len());
                 for chunk in named.chunks(CHUNK) {
@@ -1067,6 +1092,7 @@ macro_rules! sql_store {
                 if who.subject.is_none() && who.email.is_none() {
                     return Err(Unidentified.into());
                 }
+                let _turn = self.turn().await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let found = self
                     .find_identities(&mut tx, who.subject.as_ref(), who.email.as_ref(), true)
@@ -1113,6 +1139,7 @@ macro_rules! sql_store {
                 batch: usize,
             ) -> Result<(u64, Option<Uuid>), StoreError> {
                 let active = self.keys.active();
+                let _turn = self.turn().await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let rows: Vec<IdentityTuple> = sqlx::query_as(&format!(
                     "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id > $1 ORDER BY id LIMIT $2{}",
@@ -1185,6 +1212,7 @@ macro_rules! sql_store {
                 batch: usize,
             ) -> Result<(u64, Option<Vec<u8>>), StoreError> {
                 let active = self.keys.active();
+                let _turn = self.turn().await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let rows: Vec<(Vec<u8>, Uuid, Vec<u8>, String)> = sqlx::query_as(concat!(
                     "SELECT member_tag, group_id, sealed_identity, key_id FROM memberships \
@@ -1420,6 +1448,7 @@ sql_store!(
     begin_write = "BEGIN",
     for_share = " FOR SHARE",
     for_update = " FOR UPDATE",
+    serial_writes = false,
     list_tables = "SELECT table_name::text FROM information_schema.tables \
                    WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' \
                    AND table_name NOT LIKE 'audit\\_%' ORDER BY table_name",
@@ -1432,6 +1461,7 @@ sql_store!(
     begin_write = "BEGIN IMMEDIATE",
     for_share = "",
     for_update = "",
+    serial_writes = true,
     list_tables = "SELECT name FROM sqlite_master WHERE type = 'table' \
                    AND name <> '_sqlx_migrations' AND name NOT LIKE 'audit\\_%' ESCAPE '\\' \
                    ORDER BY name",

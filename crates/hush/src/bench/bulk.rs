@@ -60,6 +60,7 @@ struct Row {
     backend: &'static str,
     job_rate: f64,
     raw_rate: f64,
+    raw_op_rate: f64,
     migration: Option<(Duration, u64)>,
     idle: Percentiles,
     loaded: Percentiles,
@@ -101,8 +102,8 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         "chunks of {} ops; the tenant applies {} batches at once; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled\n",
         args.chunk_size, args.batch_concurrency, args.load_ops_per_sec
     );
-    println!("| backend | job ops/s | raw insert rows/s | job/raw | migration | join/leave p50 idle → load | p99 idle → load | p99 ratio | peak RSS (MiB) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| backend | job ops/s | raw insert rows/s | job/raw | raw ops/s (membership + identity row each) | job/raw ops | migration | join/leave p50 idle → load | p99 idle → load | p99 ratio | peak RSS (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let migration = r.migration.map_or("skipped".into(), |(d, n)| {
             format!("{:.1} s ({n} memberships)", d.as_secs_f64())
@@ -114,11 +115,13 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         println!(
-            "| {} | {:.0} | {:.0} | {:.3} | {} | {} → {} | {} → {} | {:.2} (load job {} ops in) | {} |",
+            "| {} | {:.0} | {:.0} | {:.3} | {:.0} | {:.3} | {} | {} → {} | {} → {} | {:.2} (load job {} ops in) | {} |",
             r.backend,
             r.job_rate,
             r.raw_rate,
             r.job_rate / r.raw_rate,
+            r.raw_op_rate,
+            r.job_rate / r.raw_op_rate,
             migration,
             ms(r.idle.p50),
             ms(r.loaded.p50),
@@ -180,18 +183,23 @@ fn job_file(path: &Path, groups: &[String], prefix: &str, n: usize) -> anyhow::R
 /// Rows of the tenant's membership shape (tag, group, sealed identity, key id), inserted
 /// set-based (1,000 rows a statement, one transaction per statement) into a scratch table of
 /// the same database; rows per second.
-async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<f64> {
+/// Raw insert rates into scratch tables of the tenant's database, 1,000 rows a statement and
+/// a transaction: (membership-shaped rows/s, ops/s when each op writes what a job's op writes,
+/// a membership row and an identity row with the tenant's unique tags).
+async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64, f64)> {
     let mut rng = rand::thread_rng();
-    let rows: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = (0..n)
-        .map(|_| {
-            let mut tag = vec![0u8; 32];
-            let mut group = vec![0u8; 16];
-            let mut sealed = vec![0u8; 56];
-            rng.fill_bytes(&mut tag);
-            rng.fill_bytes(&mut group);
-            rng.fill_bytes(&mut sealed);
-            (tag, group, sealed)
-        })
+    let mut bytes = |len: usize| {
+        let mut b = vec![0u8; len];
+        rng.fill_bytes(&mut b);
+        b
+    };
+    // (member tag, group, sealed identity) and (id, subject tag, email tag, profile, groups),
+    // sized as the tenant writes them.
+    let members: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
+        (0..n).map(|_| (bytes(32), bytes(16), bytes(56))).collect();
+    type Person = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+    let people: Vec<Person> = (0..n)
+        .map(|_| (bytes(16), bytes(32), bytes(32), bytes(140), bytes(300)))
         .collect();
     macro_rules! insert {
         ($conn:expr, $db:ty, $blob:literal) => {{
@@ -207,8 +215,23 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<f64> 
             ))
             .execute(&mut conn)
             .await?;
+            sqlx::query(concat!(
+                "CREATE TABLE bench_raw_people (id ",
+                $blob,
+                " PRIMARY KEY, subject_tag ",
+                $blob,
+                " UNIQUE, email_tag ",
+                $blob,
+                " UNIQUE, sealed_profile ",
+                $blob,
+                " NOT NULL, sealed_groups ",
+                $blob,
+                " NOT NULL, key_id TEXT NOT NULL)"
+            ))
+            .execute(&mut conn)
+            .await?;
             let started = Instant::now();
-            for chunk in rows.chunks(1000) {
+            for chunk in members.chunks(1000) {
                 let mut tx = conn.begin().await?;
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO bench_raw (member_tag, group_id, sealed_identity, key_id) ",
@@ -219,11 +242,43 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<f64> 
                 q.build().execute(&mut *tx).await?;
                 tx.commit().await?;
             }
-            let took = started.elapsed();
+            let rows = n as f64 / started.elapsed().as_secs_f64();
+            sqlx::query("DELETE FROM bench_raw")
+                .execute(&mut conn)
+                .await?;
+            let started = Instant::now();
+            for (m, p) in members.chunks(1000).zip(people.chunks(1000)) {
+                let mut tx = conn.begin().await?;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO bench_raw (member_tag, group_id, sealed_identity, key_id) ",
+                );
+                q.push_values(m, |mut b, (t, g, s)| {
+                    b.push_bind(t).push_bind(g).push_bind(s).push_bind("k1");
+                });
+                q.build().execute(&mut *tx).await?;
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO bench_raw_people \
+                     (id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id) ",
+                );
+                q.push_values(p, |mut b, (id, st, et, sp, sg)| {
+                    b.push_bind(id)
+                        .push_bind(st)
+                        .push_bind(et)
+                        .push_bind(sp)
+                        .push_bind(sg)
+                        .push_bind("k1");
+                });
+                q.build().execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            let ops = n as f64 / started.elapsed().as_secs_f64();
             sqlx::query("DROP TABLE bench_raw")
                 .execute(&mut conn)
                 .await?;
-            n as f64 / took.as_secs_f64()
+            sqlx::query("DROP TABLE bench_raw_people")
+                .execute(&mut conn)
+                .await?;
+            (rows, ops)
         }};
     }
     Ok(if postgres {
@@ -320,7 +375,7 @@ async fn run(
     let job_rate = args.ops as f64 / started.elapsed().as_secs_f64();
     anyhow::ensure!(done["applied"].as_u64() == Some(args.ops as u64), "{done}");
     eprintln!("[{backend}] raw insert of {} rows", args.ops);
-    let raw_rate = raw_insert(&tenant_db, backend == "postgres", args.ops).await?;
+    let (raw_rate, raw_op_rate) = raw_insert(&tenant_db, backend == "postgres", args.ops).await?;
 
     eprintln!("[{backend}] join/leave latency, idle");
     // A different person each time: membership-api rate-limits each caller.
@@ -405,6 +460,7 @@ async fn run(
         backend,
         job_rate,
         raw_rate,
+        raw_op_rate,
         migration,
         idle: Percentiles::of(idle),
         loaded: Percentiles::of(loaded),
