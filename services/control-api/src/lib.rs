@@ -10,6 +10,7 @@
 //! part of the whole stack with `hush up`. Tests call [`router`] with a state they build, or
 //! [`run`] on a listener bound to port 0.
 
+pub mod breakglass;
 pub mod client;
 mod config;
 mod error;
@@ -137,7 +138,8 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     tags(
         (name = "groups", description = "The group catalog."),
         (name = "labels", description = "Sensitivity labels and their policy."),
-        (name = "internal", description = "For membership-api and bulk-api, with service tokens.")
+        (name = "internal", description = "For membership-api and bulk-api, with service tokens."),
+        (name = "break-glass", description = "Lawful access to one group's membership (INV-8): auditors request, two privacy officers approve, the grant is redeemed once.")
     )
 )]
 pub struct ApiDoc;
@@ -168,6 +170,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(groups::router())
         .merge(internal::router())
         .merge(identities::router())
+        .merge(breakglass::router())
 }
 
 /// The whole service: the API under `/control/v1`, its OpenAPI document, `/healthz` and

@@ -103,6 +103,9 @@ pub struct Config {
     /// The audit chain's signed checkpoints.
     #[command(flatten)]
     pub audit: crate::audit::AuditArgs,
+    /// Break-glass: the IdP of the acting users' tokens, and time limits.
+    #[command(flatten)]
+    pub break_glass: crate::breakglass::BreakGlassArgs,
 }
 
 /// The database URL may carry a password and the seal keys are secret: neither is printed.
@@ -118,6 +121,7 @@ impl fmt::Debug for Config {
             .field("batch_concurrency", &self.batch_concurrency)
             .field("http", &self.http)
             .field("audit", &self.audit)
+            .field("break_glass", &self.break_glass)
             .finish()
     }
 }

@@ -25,6 +25,7 @@
 mod access;
 pub mod audit;
 mod batch;
+pub mod breakglass;
 mod config;
 mod error;
 mod extract;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub http: HttpArgs,
     /// The slots bulk batches run in, so routine calls keep their connections and latency.
     pub batch_gate: batch::BatchGate,
+    /// Break-glass: the IdP the acting users' tokens are checked against, and time limits.
+    pub break_glass: breakglass::BreakGlass,
 }
 
 impl FromRef<AppState> for ServiceVerifier {
@@ -85,6 +88,7 @@ impl FromRef<AppState> for ServiceVerifier {
 pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let keys = Arc::new(config.load_seal_keys()?);
     let verifier = config.load_verifier()?;
+    let break_glass = breakglass::BreakGlass::new(&config.break_glass, keys.clone())?;
     let store = store::connect(
         &config.database_url,
         MAX_DB_CONNECTIONS,
@@ -97,6 +101,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         store,
         http: config.http.clone(),
         batch_gate: Arc::new(tokio::sync::Semaphore::new(config.batch_concurrency.max(1))),
+        break_glass,
     })
 }
 
@@ -118,6 +123,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         (name = "groups", description = "Distribution groups and their coarse member counts."),
         (name = "members", description = "One person's membership at a time."),
         (name = "meta", description = "Token checks and this document."),
+        (name = "break-glass", description = "Lawful access to one group's membership (INV-8): control-api only, with the acting user's own token."),
     )
 )]
 pub struct ApiDoc;
@@ -139,6 +145,7 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(groups::router())
         .merge(members::router())
         .merge(meta::router())
+        .merge(breakglass::router())
         .split_for_parts();
     let (batch, batch_doc) = batch::router().split_for_parts();
     doc.merge(batch_doc);

@@ -3,6 +3,7 @@
 //! and fresh databases, and stops them when it ends.
 
 mod at_rest;
+mod breakglass;
 mod compose;
 mod helpers;
 mod jwt;
