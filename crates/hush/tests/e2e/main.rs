@@ -4,6 +4,7 @@
 
 mod at_rest;
 mod breakglass;
+mod catalog_audit;
 mod compose;
 mod helpers;
 mod jwt;
