@@ -1,8 +1,10 @@
 //! The tenant's configuration: flags, each with a `HUSH_*` environment variable, and the
 //! loading of the keys they point at.
 //!
-//! There is no user-facing setting here on purpose: no issuer, no JWKS, no login (INV-9). The
-//! tenant trusts exactly the public keys of the services named in `HUSH_TRUSTED_SERVICE_KEYS`.
+//! There is no login here on purpose (INV-9). The tenant trusts exactly the public keys of the
+//! services named in `HUSH_TRUSTED_SERVICE_KEYS`. The one user-related setting is the IdP of
+//! break-glass ([`crate::breakglass::BreakGlassArgs`]): control-api forwards the acting
+//! user's own token on those routes, beside its service token, and the tenant verifies it.
 
 use crate::identity::CorporateDomains;
 use crate::seal::SealKeys;

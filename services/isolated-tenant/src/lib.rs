@@ -4,9 +4,10 @@
 //! It is the membership truth of Hush and the one place that could ever say who is in a group,
 //! so it is built to say as little as possible:
 //!
-//! - No user ever talks to it (INV-9): there is no login, no user token path, no UI. Every
-//!   route under `/tenant/v1` needs a service token from a trusted service, and each service is
-//!   allowed only its own operations ([`may_call`]).
+//! - No user ever talks to it (INV-9): there is no login and no UI. Every route under
+//!   `/tenant/v1` needs a service token from a trusted service, and each service is allowed
+//!   only its own operations ([`may_call`]). Break-glass ([`breakglass`]) also reads the acting
+//!   user's own token, forwarded by control-api, to check their role itself.
 //! - No route lists a group's members (INV-1); questions are about one person at a time, and
 //!   the public services ask them only about their own caller (INV-2).
 //! - Adding and removing answer alike and do the same work whether or not the person was a
