@@ -183,6 +183,8 @@ impl Cluster {
                     "HUSH_AUDIT_SIGNING_KEY_FILE".into(),
                     self.keys.join("audit-signing.key").display().to_string(),
                 ));
+                // Break-glass: the tenant checks the acting users' own tokens itself.
+                env.extend(jwt.iter().map(|(k, v)| (k.to_string(), v.clone())));
                 env.extend(self.opts.tenant_env.iter().cloned());
             }
             "control-api" => {

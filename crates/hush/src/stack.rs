@@ -423,6 +423,7 @@ impl Stack {
                             self.keys.join("audit-signing.key"),
                         )
                     },
+                    break_glass: isolated_tenant::breakglass::BreakGlassArgs::from_jwt(&self.jwt()),
                 };
                 tokio::spawn(isolated_tenant::run(c, listener, shutdown))
             }

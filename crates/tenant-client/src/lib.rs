@@ -12,6 +12,7 @@
 //! as they are (a URL would carry a group id: INV-6).
 
 pub mod api;
+pub mod breakglass;
 
 pub use api::{
     AddMember, ApplyBatch, BatchOp, BatchOpKind, BatchOutcome, DistributionGroup, GroupLabel,

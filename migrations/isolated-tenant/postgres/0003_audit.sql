@@ -47,3 +47,25 @@ CREATE TRIGGER audit_events_no_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
 
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM PUBLIC;
+
+-- Break-glass requests (INV-8): an auditor's request for one group's membership, approved by
+-- two distinct privacy officers, redeemed once. People appear as per-group audit pseudonyms
+-- (requester, approvers); the person asked about and the justification are sealed with the
+-- tenant's seal key (key_id), bound to the request's id.
+CREATE TABLE break_glass_requests (
+    id TEXT PRIMARY KEY,
+    group_id TEXT NOT NULL,
+    scope TEXT NOT NULL CHECK (scope IN ('member-check', 'full-list')),
+    sealed_target BYTEA,
+    sealed_justification BYTEA NOT NULL,
+    key_id TEXT NOT NULL,
+    recipient TEXT,
+    requester TEXT NOT NULL,
+    approver1 TEXT,
+    approver2 TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'redeemed')),
+    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    grant_expires_ms BIGINT,
+    redeemed_ms BIGINT
+);

@@ -29,3 +29,25 @@ CREATE TRIGGER audit_events_no_update
 CREATE TRIGGER audit_events_no_delete
     BEFORE DELETE ON audit_events
     BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: DELETE refused'); END;
+
+-- Break-glass requests (INV-8): an auditor's request for one group's membership, approved by
+-- two distinct privacy officers, redeemed once. People appear as per-group audit pseudonyms
+-- (requester, approvers); the person asked about and the justification are sealed with the
+-- tenant's seal key (key_id), bound to the request's id.
+CREATE TABLE break_glass_requests (
+    id TEXT PRIMARY KEY,
+    group_id TEXT NOT NULL,
+    scope TEXT NOT NULL CHECK (scope IN ('member-check', 'full-list')),
+    sealed_target BLOB,
+    sealed_justification BLOB NOT NULL,
+    key_id TEXT NOT NULL,
+    recipient TEXT,
+    requester TEXT NOT NULL,
+    approver1 TEXT,
+    approver2 TEXT,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'redeemed')),
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    grant_expires_ms INTEGER,
+    redeemed_ms INTEGER
+);

@@ -63,6 +63,7 @@ impl FromRequestParts<AppState> for LabelAdmin {
         if !caller.has_role(LABEL_ADMIN) {
             return Err(ApiError::MissingRole(LABEL_ADMIN).into_response());
         }
+        crate::catalog_audit::set_actor(&caller.subject);
         Ok(Self(caller))
     }
 }

@@ -10,6 +10,8 @@
 //! part of the whole stack with `hush up`. Tests call [`router`] with a state they build, or
 //! [`run`] on a listener bound to port 0.
 
+pub mod breakglass;
+pub mod catalog_audit;
 pub mod client;
 mod config;
 mod error;
@@ -137,7 +139,9 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     tags(
         (name = "groups", description = "The group catalog."),
         (name = "labels", description = "Sensitivity labels and their policy."),
-        (name = "internal", description = "For membership-api and bulk-api, with service tokens.")
+        (name = "internal", description = "For membership-api and bulk-api, with service tokens."),
+        (name = "audit", description = "The catalog's audit, for label-admins: catalog changes, never membership."),
+        (name = "break-glass", description = "Lawful access to one group's membership (INV-8): auditors request, two privacy officers approve, the grant is redeemed once.")
     )
 )]
 pub struct ApiDoc;
@@ -168,6 +172,8 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(groups::router())
         .merge(internal::router())
         .merge(identities::router())
+        .merge(breakglass::router())
+        .merge(catalog_audit::router())
 }
 
 /// The whole service: the API under `/control/v1`, its OpenAPI document, `/healthz` and
@@ -183,7 +189,9 @@ pub fn router(state: AppState) -> Router {
         }),
     ];
     let http = state.http.clone();
-    let api = api.with_state(state);
+    let api = api
+        .layer(axum::middleware::from_fn(catalog_audit::layer))
+        .with_state(state);
     service_kit::assemble(api, openapi, "/control/v1/openapi.json", checks, &http)
 }
 

@@ -20,6 +20,7 @@
 //! `lease_token`, so another replica neither sees the group as due nor can finish it, and a
 //! replica that dies mid-call loses its lease when the time runs out.
 
+use crate::catalog_audit::{self, CatalogEvent};
 use crate::model::{Description, GroupChanges, GroupRecord, NewGroup, Owners};
 use async_trait::async_trait;
 use domain::{
@@ -156,6 +157,13 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The catalog's audit entries with `seq > after`, oldest first, at most `limit`.
+    async fn catalog_audit(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<crate::catalog_audit::AuditEntry>, StoreError>;
+
     /// Writes `labels` unless this database was seeded before; labels that exist are left as
     /// they are. Returns whether this call seeded. Once seeded, never again: a default label an
     /// admin edited or deleted stays that way.
@@ -263,6 +271,17 @@ macro_rules! group_select {
          l.name, l.description, l.guests_allowed, l.agents_allowed, l.join_policies, l.sender_policy \
          FROM groups g JOIN labels l ON l.name = g.label"
     };
+}
+
+/// A label's policy, as its audit entries record it.
+fn label_detail(label: &Label) -> serde_json::Value {
+    serde_json::json!({
+        "description": label.description,
+        "guests_allowed": label.policy.guests_allowed,
+        "agents_allowed": label.policy.agents_allowed,
+        "join_policies": join_policies_text(&label.policy.join_policies),
+        "sender_policy": label.policy.sender_policy.as_str(),
+    })
 }
 
 fn join_policies_text(policies: &[JoinPolicy]) -> String {
@@ -476,6 +495,37 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn catalog_audit(
+                &self,
+                after: i64,
+                limit: i64,
+            ) -> Result<Vec<crate::catalog_audit::AuditEntry>, StoreError> {
+                type Row = (i64, i64, Option<String>, String, Option<String>, Option<String>, String, Option<String>);
+                let rows: Vec<Row> = sqlx::query_as(
+                    "SELECT seq, at_ms, actor, action, group_id, label, detail, request_id \
+                     FROM catalog_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(seq, at, actor, action, group_id, label, detail, request_id)| {
+                        crate::catalog_audit::AuditEntry {
+                            seq,
+                            at: crate::catalog_audit::rfc3339(at),
+                            actor,
+                            action,
+                            group_id,
+                            label,
+                            detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                            request_id,
+                        }
+                    })
+                    .collect())
+            }
+
             async fn seed_labels(&self, labels: &[Label], now: i64) -> Result<bool, StoreError> {
                 // Every early return below rolls back explicitly: dropping a sqlx transaction only
                 // queues its ROLLBACK, sent a moment later when the connection goes back to the
@@ -537,6 +587,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_label(&self, label: &Label, now: i64) -> Result<LabelInsert, StoreError> {
+                let mut tx = self.pool.begin_with($begin).await?;
                 let res = sqlx::query(
                     "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
                      join_policies, sender_policy, created_at, updated_at) \
@@ -549,11 +600,19 @@ macro_rules! sql_store {
                 .bind(join_policies_text(&label.policy.join_policies))
                 .bind(label.policy.sender_policy.as_str())
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await;
                 match res {
-                    Ok(_) => Ok(LabelInsert::Created),
-                    Err(e) if db::is_unique_violation(&e) => Ok(LabelInsert::NameTaken),
+                    Ok(_) => {
+                        let event = CatalogEvent::label("label.created", label.name.as_str(), label_detail(label));
+                        <$db as catalog_audit::Append>::append(&mut tx, &[event], now).await?;
+                        tx.commit().await?;
+                        Ok(LabelInsert::Created)
+                    }
+                    Err(e) if db::is_unique_violation(&e) => {
+                        tx.rollback().await?;
+                        Ok(LabelInsert::NameTaken)
+                    }
                     Err(e) => Err(e.into()),
                 }
             }
@@ -602,6 +661,8 @@ macro_rules! sql_store {
                 .bind(label.name.as_str())
                 .execute(&mut *tx)
                 .await?;
+                let event = CatalogEvent::label("label.updated", label.name.as_str(), label_detail(label));
+                <$db as catalog_audit::Append>::append(&mut tx, &[event], now).await?;
                 tx.commit().await?;
                 Ok(LabelUpdate::Updated(label.clone()))
             }
@@ -632,6 +693,8 @@ macro_rules! sql_store {
                     .bind(name.as_str())
                     .execute(&mut *tx)
                     .await?;
+                let event = CatalogEvent::label("label.deleted", name.as_str(), serde_json::json!({}));
+                <$db as catalog_audit::Append>::append(&mut tx, &[event], db::now_ms()).await?;
                 tx.commit().await?;
                 Ok(LabelDelete::Deleted)
             }
@@ -678,6 +741,19 @@ macro_rules! sql_store {
                 let record = Self::read_group(&mut *tx, group.id)
                     .await?
                     .ok_or_else(|| corrupt("a group just written cannot be read back"))?;
+                let event = CatalogEvent::group(
+                    "group.created",
+                    group.id,
+                    serde_json::json!({
+                        "name": group.name.as_str(),
+                        "label": label.name.as_str(),
+                        "join_policy": group.join_policy.as_str(),
+                        "contact_address": group.contact_address.as_str(),
+                        "owners": [group.creator.as_str()],
+                    }),
+                )
+                .by(&group.creator);
+                <$db as catalog_audit::Append>::append(&mut tx, &[event], now).await?;
                 tx.commit().await?;
                 Ok(GroupInsert::Created(record))
             }
@@ -761,6 +837,17 @@ macro_rules! sql_store {
                         return Ok(GroupWrite::JoinPolicyRefused(label));
                     }
                 }
+                let mut events = Vec::new();
+                if changes.description.is_some() || changes.join_policy.is_some() {
+                    let mut detail = serde_json::Map::new();
+                    if changes.description.is_some() {
+                        detail.insert("description".into(), serde_json::json!("changed"));
+                    }
+                    if let Some(p) = changes.join_policy {
+                        detail.insert("join_policy".into(), serde_json::json!(p.as_str()));
+                    }
+                    events.push(CatalogEvent::group("group.edited", id, detail.into()).by(actor));
+                }
                 if !changes.is_empty() {
                     sqlx::query(
                         "UPDATE groups SET description = COALESCE($1, description), \
@@ -774,6 +861,16 @@ macro_rules! sql_store {
                     .await?;
                 }
                 if let Some(owners) = &changes.owners {
+                    let before = Self::owners_of(&mut *tx, &[*id.as_uuid()])
+                        .await?
+                        .remove(id.as_uuid())
+                        .unwrap_or_default();
+                    for s in owners.as_slice().iter().filter(|s| !before.contains(s)) {
+                        events.push(CatalogEvent::group("group.owner-added", id, serde_json::json!({"subject": s.as_str()})).by(actor));
+                    }
+                    for s in before.iter().filter(|s| !owners.as_slice().contains(s)) {
+                        events.push(CatalogEvent::group("group.owner-removed", id, serde_json::json!({"subject": s.as_str()})).by(actor));
+                    }
                     sqlx::query("DELETE FROM group_owners WHERE group_id = $1")
                         .bind(id.as_uuid())
                         .execute(&mut *tx)
@@ -789,6 +886,7 @@ macro_rules! sql_store {
                 let record = Self::read_group(&mut *tx, id)
                     .await?
                     .ok_or_else(|| corrupt("a group being edited cannot be read back"))?;
+                <$db as catalog_audit::Append>::append(&mut tx, &events, now).await?;
                 tx.commit().await?;
                 Ok(GroupWrite::Done(record))
             }
@@ -807,7 +905,7 @@ macro_rules! sql_store {
                 // A worker holding a provisioning lease keeps it: it finishes its call, finds
                 // the state changed, and releases the group to be deprovisioned after it — so
                 // a late provisioning call can never land after the deprovisioning one.
-                sqlx::query(
+                let archived = sqlx::query(
                     "UPDATE groups SET state = 'archiving', attempts = 0, last_error = NULL, \
                      updated_at = $1, \
                      next_attempt_at = CASE WHEN lease_token IS NULL THEN $1 ELSE next_attempt_at END \
@@ -817,6 +915,10 @@ macro_rules! sql_store {
                 .bind(id.as_uuid())
                 .execute(&mut *tx)
                 .await?;
+                if archived.rows_affected() == 1 {
+                    let event = CatalogEvent::group("group.archived", id, serde_json::json!({})).by(actor);
+                    <$db as catalog_audit::Append>::append(&mut tx, &[event], now).await?;
+                }
                 let record = Self::read_group(&mut *tx, id)
                     .await?
                     .ok_or_else(|| corrupt("a group being archived cannot be read back"))?;

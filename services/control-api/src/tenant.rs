@@ -22,6 +22,18 @@ pub trait Tenant: Send + Sync + 'static {
     async fn offboard(&self, who: &IdentityRef) -> Result<(), TenantError>;
     /// Answers when the tenant does (readiness).
     async fn ping(&self) -> Result<(), TenantError>;
+    /// Relays a break-glass call with the acting user's own token; answers the tenant's status
+    /// and JSON body as they are. Stand-ins that do not support it refuse.
+    async fn break_glass(
+        &self,
+        _path: &str,
+        _user_token: &str,
+        _body: Option<&serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), TenantError> {
+        Err(TenantError::Unexpected(
+            "break-glass is not supported here".into(),
+        ))
+    }
 }
 
 #[async_trait]
@@ -44,5 +56,14 @@ impl Tenant for TenantClient {
 
     async fn ping(&self) -> Result<(), TenantError> {
         TenantClient::ping(self).await
+    }
+
+    async fn break_glass(
+        &self,
+        path: &str,
+        user_token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), TenantError> {
+        TenantClient::break_glass(self, path, user_token, body).await
     }
 }

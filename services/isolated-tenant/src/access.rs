@@ -37,11 +37,14 @@ pub enum Operation {
     ReadApiDoc,
     /// Apply a batch of adds and removes in one transaction (bulk jobs).
     ApplyBatch,
+    /// File, approve or redeem a break-glass request, for the user whose own token comes
+    /// along (INV-8).
+    BreakGlass,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -53,6 +56,7 @@ impl Operation {
         Self::MemberCount,
         Self::ReadApiDoc,
         Self::ApplyBatch,
+        Self::BreakGlass,
     ];
 
     /// The operation's name in refusals and logs.
@@ -69,6 +73,7 @@ impl Operation {
             Self::MemberCount => "member-count",
             Self::ReadApiDoc => "read-api-doc",
             Self::ApplyBatch => "apply-batch",
+            Self::BreakGlass => "break-glass",
         }
     }
 }
@@ -85,6 +90,9 @@ impl fmt::Display for Operation {
 ///   deprovisions groups, shows owners a count bucket (INV-4), and offboards a person who left
 ///   (every membership at once). It never adds or removes a single membership and never asks
 ///   about one.
+///   It also carries break-glass requests (INV-8) — never on its own authority: each call
+///   forwards the acting user's own token, which the tenant verifies and whose role it checks
+///   ([`crate::breakglass`]); membership-api and bulk-api cannot reach break-glass at all.
 /// - membership-api acts for one person at a time: add, remove, "am I a member", "my groups"
 ///   (INV-2).
 /// - bulk-api applies jobs through add, remove and batches of both (answered with counts by
@@ -105,6 +113,7 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
                 | O::DeprovisionGroup
                 | O::MemberCount
                 | O::Offboard
+                | O::BreakGlass
         ),
         S::MembershipApi => matches!(
             op,
@@ -164,6 +173,8 @@ pub mod op {
         ReadApiDoc,
         /// See [`Operation::ApplyBatch`].
         ApplyBatch,
+        /// See [`Operation::BreakGlass`].
+        BreakGlass,
     );
 }
 
@@ -217,6 +228,7 @@ mod tests {
                     O::DeprovisionGroup,
                     O::MemberCount,
                     O::Offboard,
+                    O::BreakGlass,
                 ],
                 ServiceName::MembershipApi => &[
                     O::Ping,
@@ -270,6 +282,17 @@ mod tests {
                     "{service} / {op}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn only_control_api_reaches_break_glass() {
+        for service in ServiceName::ALL {
+            assert_eq!(
+                may_call(service, Operation::BreakGlass),
+                service == ServiceName::ControlApi,
+                "{service}"
+            );
         }
     }
 

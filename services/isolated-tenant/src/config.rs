@@ -1,8 +1,10 @@
 //! The tenant's configuration: flags, each with a `HUSH_*` environment variable, and the
 //! loading of the keys they point at.
 //!
-//! There is no user-facing setting here on purpose: no issuer, no JWKS, no login (INV-9). The
-//! tenant trusts exactly the public keys of the services named in `HUSH_TRUSTED_SERVICE_KEYS`.
+//! There is no login here on purpose (INV-9). The tenant trusts exactly the public keys of the
+//! services named in `HUSH_TRUSTED_SERVICE_KEYS`. The one user-related setting is the IdP of
+//! break-glass ([`crate::breakglass::BreakGlassArgs`]): control-api forwards the acting
+//! user's own token on those routes, beside its service token, and the tenant verifies it.
 
 use crate::identity::CorporateDomains;
 use crate::seal::SealKeys;
@@ -103,6 +105,9 @@ pub struct Config {
     /// The audit chain's signed checkpoints.
     #[command(flatten)]
     pub audit: crate::audit::AuditArgs,
+    /// Break-glass: the IdP of the acting users' tokens, and time limits.
+    #[command(flatten)]
+    pub break_glass: crate::breakglass::BreakGlassArgs,
 }
 
 /// The database URL may carry a password and the seal keys are secret: neither is printed.
@@ -118,6 +123,7 @@ impl fmt::Debug for Config {
             .field("batch_concurrency", &self.batch_concurrency)
             .field("http", &self.http)
             .field("audit", &self.audit)
+            .field("break_glass", &self.break_glass)
             .finish()
     }
 }

@@ -4,9 +4,10 @@
 //! It is the membership truth of Hush and the one place that could ever say who is in a group,
 //! so it is built to say as little as possible:
 //!
-//! - No user ever talks to it (INV-9): there is no login, no user token path, no UI. Every
-//!   route under `/tenant/v1` needs a service token from a trusted service, and each service is
-//!   allowed only its own operations ([`may_call`]).
+//! - No user ever talks to it (INV-9): there is no login and no UI. Every route under
+//!   `/tenant/v1` needs a service token from a trusted service, and each service is allowed
+//!   only its own operations ([`may_call`]). Break-glass ([`breakglass`]) also reads the acting
+//!   user's own token, forwarded by control-api, to check their role itself.
 //! - No route lists a group's members (INV-1); questions are about one person at a time, and
 //!   the public services ask them only about their own caller (INV-2).
 //! - Adding and removing answer alike and do the same work whether or not the person was a
@@ -25,6 +26,7 @@
 mod access;
 pub mod audit;
 mod batch;
+pub mod breakglass;
 mod config;
 mod error;
 mod extract;
@@ -72,6 +74,8 @@ pub struct AppState {
     pub http: HttpArgs,
     /// The slots bulk batches run in, so routine calls keep their connections and latency.
     pub batch_gate: batch::BatchGate,
+    /// Break-glass: the IdP the acting users' tokens are checked against, and time limits.
+    pub break_glass: breakglass::BreakGlass,
 }
 
 impl FromRef<AppState> for ServiceVerifier {
@@ -85,6 +89,7 @@ impl FromRef<AppState> for ServiceVerifier {
 pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let keys = Arc::new(config.load_seal_keys()?);
     let verifier = config.load_verifier()?;
+    let break_glass = breakglass::BreakGlass::new(&config.break_glass, keys.clone())?;
     let store = store::connect(
         &config.database_url,
         MAX_DB_CONNECTIONS,
@@ -97,6 +102,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         store,
         http: config.http.clone(),
         batch_gate: Arc::new(tokio::sync::Semaphore::new(config.batch_concurrency.max(1))),
+        break_glass,
     })
 }
 
@@ -118,6 +124,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         (name = "groups", description = "Distribution groups and their coarse member counts."),
         (name = "members", description = "One person's membership at a time."),
         (name = "meta", description = "Token checks and this document."),
+        (name = "break-glass", description = "Lawful access to one group's membership (INV-8): control-api only, with the acting user's own token."),
     )
 )]
 pub struct ApiDoc;
@@ -139,6 +146,7 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(groups::router())
         .merge(members::router())
         .merge(meta::router())
+        .merge(breakglass::router())
         .split_for_parts();
     let (batch, batch_doc) = batch::router().split_for_parts();
     doc.merge(batch_doc);

@@ -93,6 +93,7 @@ enum Purpose {
     Profile,
     GroupList,
     Membership,
+    BreakGlass,
 }
 
 impl Purpose {
@@ -101,6 +102,7 @@ impl Purpose {
             Self::Profile => "identity-profile",
             Self::GroupList => "identity-groups",
             Self::Membership => "membership-identity",
+            Self::BreakGlass => "break-glass-request",
         }
     }
 }
@@ -303,6 +305,26 @@ impl SealKey {
             group.as_uuid().as_bytes(),
             identity.as_bytes(),
         )
+    }
+
+    /// Seals one field (`field`: its name) of break-glass request `request`: the person asked
+    /// about, the justification.
+    pub fn seal_break_glass(&self, request: Uuid, field: &str, plaintext: &[u8]) -> Vec<u8> {
+        let mut context = request.as_bytes().to_vec();
+        context.extend_from_slice(field.as_bytes());
+        self.seal(Purpose::BreakGlass, &context, plaintext)
+    }
+
+    /// Opens what [`Self::seal_break_glass`] sealed.
+    pub fn open_break_glass(
+        &self,
+        request: Uuid,
+        field: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        let mut context = request.as_bytes().to_vec();
+        context.extend_from_slice(field.as_bytes());
+        self.open(Purpose::BreakGlass, &context, sealed)
     }
 
     /// Opens the identity id of a membership row of `group`.

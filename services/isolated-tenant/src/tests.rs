@@ -56,7 +56,14 @@ impl TestApp {
         let keys = Arc::new(SealKeys::parse(&SealKeys::generate_text()).unwrap());
         let url = format!("sqlite://{}", dir.path().join("tenant.db").display());
         let corporate: CorporateDomains = "corp.example".parse().unwrap();
-        let store = store::connect(&url, 4, keys, corporate).await.unwrap();
+        let store = store::connect(&url, 4, keys.clone(), corporate)
+            .await
+            .unwrap();
+        let break_glass = crate::breakglass::BreakGlass::new(
+            &crate::breakglass::BreakGlassArgs::disabled(),
+            keys,
+        )
+        .unwrap();
         let mut verifier = ServiceVerifier::new(ServiceName::IsolatedTenant);
         let (mut private, mut signers) = (HashMap::new(), HashMap::new());
         for s in [
@@ -76,6 +83,7 @@ impl TestApp {
             store,
             http: HttpArgs::default(),
             batch_gate: batch_gate.clone(),
+            break_glass,
         });
         Self {
             router,

@@ -3,6 +3,8 @@
 //! and fresh databases, and stops them when it ends.
 
 mod at_rest;
+mod breakglass;
+mod catalog_audit;
 mod compose;
 mod helpers;
 mod jwt;

@@ -59,7 +59,7 @@ impl Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     /// What happened.
-    pub action: &'static str,
+    pub action: String,
     /// Who acted (see [`Event::actor`]).
     pub actor: Option<String>,
     /// The group concerned.
@@ -70,9 +70,9 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// An event about `group` (or none), with no person in it.
-    pub fn new(action: &'static str, group: Option<GroupId>) -> Self {
+    pub fn new(action: &str, group: Option<GroupId>) -> Self {
         Self {
-            action,
+            action: action.to_string(),
             actor: None,
             group,
             subject: None,
@@ -153,7 +153,7 @@ pub fn link(
             at_ms,
             service: service.to_string(),
             actor: e.actor.clone(),
-            action: e.action.to_string(),
+            action: e.action.clone(),
             group_id: e.group.map(|g| g.as_uuid().to_string()),
             subject: e.subject.clone(),
             request_id: request_id.map(str::to_string),

@@ -67,6 +67,7 @@ impl Setup {
             batch_concurrency: 2,
             http: HttpArgs::default(),
             audit: isolated_tenant::audit::AuditArgs::without_checkpoints(),
+            break_glass: isolated_tenant::breakglass::BreakGlassArgs::disabled(),
         }
     }
 

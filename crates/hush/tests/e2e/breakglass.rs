@@ -1,0 +1,273 @@
+//! Break-glass through the real stack (INV-8): an auditor files a request at control-api, two
+//! distinct privacy officers approve, the auditor redeems once; every refusal of the two-person
+//! rule is a clear problem+json; every step lands in the tenant's audit chain, which
+//! `hush audit verify` (the real binary) then checks against a signed checkpoint; and no audit
+//! event carries a clear subject, address or justification (INV-6).
+
+use crate::helpers::{App, IdentityKind, Res};
+use isolated_tenant::audit::{checkpoint, Db};
+use serde_json::{json, Value};
+
+const JUSTIFICATION: &str = "Court order 2026-CV-0417: witness tampering investigation";
+
+fn problem_type(r: &Res) -> &str {
+    r.body["type"].as_str().unwrap_or("")
+}
+
+#[track_caller]
+fn refused(r: &Res, status: u16, slug: &str) {
+    r.assert_problem(status);
+    assert_eq!(
+        problem_type(r),
+        format!("urn:hush:problem:{slug}"),
+        "{}",
+        r.text
+    );
+}
+
+/// Moves a deadline of request `id` into the past, as time passing would.
+async fn age_request(app: &App, id: &str, column: &str) {
+    let sql = format!("UPDATE break_glass_requests SET {column} = 1 WHERE id = $1");
+    match Db::open(&app.stack.databases().tenant).await.unwrap() {
+        Db::Postgres(p) => {
+            sqlx::query(&sql).bind(id).execute(&p).await.unwrap();
+            p.close().await;
+        }
+        Db::Sqlite(p) => {
+            sqlx::query(&sql).bind(id).execute(&p).await.unwrap();
+            p.close().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_trail() {
+    let app = App::spawn().await;
+    let owner = app.member("olga-bg");
+    let g = app
+        .active_group(&owner, "Witness support", "General", "open")
+        .await;
+    for person in ["alice-bg-5531", "bruno-bg-7720"] {
+        let r = app
+            .post(
+                &app.membership(&format!("/groups/{g}/join")),
+                &app.member(person),
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    // The auditor is a privacy officer too: only the tenant's rule keeps them from approving.
+    let ada = app.token(
+        "ada-auditor",
+        IdentityKind::Member,
+        &["auditor", "privacy-officer"],
+    );
+    let zed = app.token("zed-auditor", IdentityKind::Member, &["auditor"]);
+    let pat = app.token("pat-officer", IdentityKind::Member, &["privacy-officer"]);
+    let quinn = app.token("quinn-officer", IdentityKind::Member, &["privacy-officer"]);
+    let requests = app.control("/break-glass/requests");
+    let approve = |id: &str| app.control(&format!("/break-glass/requests/{id}/approve"));
+    let redeem = |id: &str| app.control(&format!("/break-glass/requests/{id}/redeem"));
+
+    // Wrong roles are refused.
+    let full = json!({"group_id": g, "scope": "full-list", "justification": JUSTIFICATION});
+    refused(
+        &app.post(&requests, &owner, full.clone()).await,
+        403,
+        "break-glass-wrong-role",
+    );
+    refused(
+        &app.post(&requests, &pat, full.clone()).await,
+        403,
+        "break-glass-wrong-role",
+    );
+
+    // A full list, encrypted to the auditor's age key.
+    let identity = age::x25519::Identity::generate();
+    let mut body = full.clone();
+    body["recipient"] = json!(identity.to_public().to_string());
+    let r = app.post(&requests, &ada, body).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.body["state"], "pending");
+    let id = r.body["id"].as_str().unwrap().to_string();
+
+    refused(
+        &app.post(&approve(&id), &ada, json!({})).await,
+        403,
+        "break-glass-requester-cannot-approve",
+    );
+    refused(
+        &app.post(&redeem(&id), &ada, json!({})).await,
+        409,
+        "break-glass-not-approved",
+    );
+    refused(
+        &app.post(&approve(&id), &zed, json!({})).await,
+        403,
+        "break-glass-wrong-role",
+    );
+    let r = app.post(&approve(&id), &pat, json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (r.body["approvals"].clone(), r.body["state"].clone()),
+        (json!(1), json!("pending"))
+    );
+    assert_eq!(r.body["justification"], JUSTIFICATION, "officers see why");
+    refused(
+        &app.post(&approve(&id), &pat, json!({})).await,
+        409,
+        "break-glass-same-officer",
+    );
+    let r = app.post(&approve(&id), &quinn, json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["state"], "approved");
+    refused(
+        &app.post(&redeem(&id), &zed, json!({})).await,
+        403,
+        "break-glass-not-requester",
+    );
+
+    let r = app.post(&redeem(&id), &ada, json!({})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.body.get("members").is_none(),
+        "encrypted answers carry nothing in clear"
+    );
+    let armored = r.body["encrypted"].as_str().expect("encrypted answer");
+    let plain = age::decrypt(&identity, armored.as_bytes()).expect("decrypts with the identity");
+    let answer: Value = serde_json::from_slice(&plain).unwrap();
+    let mut subjects: Vec<&str> = answer["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap())
+        .collect();
+    subjects.sort_unstable();
+    assert_eq!(subjects, ["alice-bg-5531", "bruno-bg-7720"]);
+    refused(
+        &app.post(&redeem(&id), &ada, json!({})).await,
+        410,
+        "break-glass-grant-used",
+    );
+
+    // A member check by address, answered in clear.
+    let check = json!({"group_id": g, "scope": "member-check", "email": "alice-bg-5531@corp.example", "justification": JUSTIFICATION});
+    let r = app.post(&requests, &ada, check.clone()).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id2 = r.body["id"].as_str().unwrap().to_string();
+    for officer in [&pat, &quinn] {
+        assert_eq!(
+            app.post(&approve(&id2), officer, json!({})).await.status,
+            200
+        );
+    }
+    let r = app.post(&redeem(&id2), &ada, json!({})).await;
+    assert_eq!(
+        (r.status.as_u16(), r.body["member"].clone()),
+        (200, json!(true)),
+        "{}",
+        r.text
+    );
+
+    // An expired request cannot be approved; an expired grant cannot be redeemed.
+    let r = app.post(&requests, &ada, check.clone()).await;
+    let id3 = r.body["id"].as_str().unwrap().to_string();
+    age_request(&app, &id3, "expires_ms").await;
+    refused(
+        &app.post(&approve(&id3), &pat, json!({})).await,
+        410,
+        "break-glass-request-expired",
+    );
+    let r = app.post(&requests, &ada, check).await;
+    let id4 = r.body["id"].as_str().unwrap().to_string();
+    for officer in [&pat, &quinn] {
+        assert_eq!(
+            app.post(&approve(&id4), officer, json!({})).await.status,
+            200
+        );
+    }
+    age_request(&app, &id4, "grant_expires_ms").await;
+    refused(
+        &app.post(&redeem(&id4), &ada, json!({})).await,
+        410,
+        "break-glass-grant-expired",
+    );
+    // Bad input.
+    let bad = json!({"group_id": g, "scope": "full-list", "justification": "short"});
+    app.post(&requests, &ada, bad).await.assert_problem(422);
+
+    // Every step is in the chain; nothing in it names anyone in clear (INV-6).
+    let db = Db::open(&app.stack.databases().tenant).await.unwrap();
+    let events = db.events_after(0, 100_000).await.unwrap();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    for wanted in [
+        "break-glass.requested:full-list",
+        "break-glass.refused:break-glass-requester-cannot-approve",
+        "break-glass.refused:break-glass-not-approved",
+        "break-glass.refused:break-glass-same-officer",
+        "break-glass.approved",
+        "break-glass.granted",
+        "break-glass.redeemed",
+        "break-glass.answered:full-list",
+        "break-glass.refused:break-glass-grant-used",
+        "break-glass.answered:member-check",
+        "break-glass.refused:break-glass-request-expired",
+        "break-glass.refused:break-glass-grant-expired",
+    ] {
+        assert!(
+            actions.contains(&wanted),
+            "{wanted} missing from {actions:?}"
+        );
+    }
+    for e in &events {
+        let text = format!("{e:?}").to_lowercase();
+        for clear in [
+            "alice",
+            "bruno",
+            "ada-auditor",
+            "pat-officer",
+            "quinn",
+            "olga",
+            "corp.example",
+            "court order",
+        ] {
+            assert!(
+                !text.contains(clear),
+                "event {} holds {clear}: {text}",
+                e.seq
+            );
+        }
+    }
+
+    // `hush audit verify`, the real binary, against a checkpoint signed with the stack's key.
+    let keys = app.stack.keys_dir().to_path_buf();
+    let signer = checkpoint::Signer::load(&keys.join("audit-signing.key")).unwrap();
+    let cps = app.dir.path().join("verify-checkpoints.jsonl");
+    checkpoint::checkpoint_now(&db, &signer, &cps, 0)
+        .await
+        .unwrap()
+        .expect("a checkpoint");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hush"))
+        .args([
+            "audit",
+            "verify",
+            "--database-url",
+            &app.stack.databases().tenant,
+        ])
+        .arg("--checkpoints")
+        .arg(&cps)
+        .arg("--public-key")
+        .arg(keys.join("audit-signing.key.pub"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("chain OK"), "{stdout}");
+    drop(db);
+    app.stop().await;
+}

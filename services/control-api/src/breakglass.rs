@@ -1,0 +1,168 @@
+//! Break-glass (INV-8), the user-facing side: an `auditor` files a request, two distinct
+//! `privacy-officer`s approve it, the auditor redeems the grant once.
+//!
+//! control-api holds none of the state and enforces none of the rules: it checks the caller's
+//! role (an early, cheap refusal) and relays each call to the isolated tenant with the caller's
+//! OWN token in `x-hush-user-token`; the tenant verifies that token against the IdP itself,
+//! checks the role again, keeps the request, enforces the two-person rule, the expiries and
+//! single use, and writes every step to its audit chain. A compromised control-api therefore
+//! holds no officer's token to approve with and cannot read a member list. The tenant's answer
+//! (or problem+json) is passed through unchanged. Group owners are never told.
+
+use crate::error::ApiError;
+use crate::AppState;
+use auth::Caller;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use service_kit::{AppJson, Problem};
+use tenant_client::breakglass::{paths, Answer, NewRequest, RequestView, AUDITOR, PRIVACY_OFFICER};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+/// The break-glass routes, documented.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(file_request))
+        .routes(routes!(approve))
+        .routes(routes!(redeem))
+}
+
+fn wrong_role(role: &str) -> Response {
+    Problem::new(
+        StatusCode::FORBIDDEN,
+        "break-glass-wrong-role",
+        "Wrong role",
+    )
+    .with_detail(format!("this step needs the role {role}"))
+    .into_response()
+}
+
+/// The caller's own bearer token, to forward (the extractor has verified it already).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn relay(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let token = bearer(headers).ok_or_else(|| ApiError::Invalid("no bearer token".into()))?;
+    let (status, body) = state
+        .tenant
+        .break_glass(path, token, body.as_ref())
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "break-glass did not reach the tenant");
+            ApiError::TenantUnavailable
+        })?;
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut res = (status, axum::Json(body)).into_response();
+    if !status.is_success() {
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+    }
+    Ok(res)
+}
+
+/// Files a break-glass request (role `auditor`): a group, a scope (`member-check` with a
+/// `subject` or `email`, or `full-list`), a justification, and optionally an age X25519
+/// `recipient` to encrypt the answer to. It waits for two privacy officers' approvals and
+/// expires if they do not come in time.
+#[utoipa::path(
+    post,
+    path = "/control/v1/break-glass/requests",
+    tag = "break-glass",
+    request_body = NewRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Filed; waiting for two approvals.", body = RequestView),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`break-glass-wrong-role`: the caller is not an auditor.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such group in the tenant.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field is invalid (justification 10–2000 characters; member-check names a person; recipient is an age X25519 recipient).", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant is not answering, or break-glass is off there.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn file_request(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    AppJson(request): AppJson<NewRequest>,
+) -> Result<Response, ApiError> {
+    if !caller.has_role(AUDITOR) {
+        return Ok(wrong_role(AUDITOR));
+    }
+    let body = serde_json::to_value(&request).map_err(|_| ApiError::Invalid("body".into()))?;
+    relay(&state, &headers, paths::REQUESTS, Some(body)).await
+}
+
+/// Approves a break-glass request (role `privacy-officer`). Two distinct officers must approve;
+/// the requester never can; an expired request cannot be. The second approval opens a
+/// time-limited, single-use grant for the requester.
+#[utoipa::path(
+    post,
+    path = "/control/v1/break-glass/requests/{id}/approve",
+    tag = "break-glass",
+    params(("id" = Uuid, Path, description = "The request.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Approved (`approved` once two officers have).", body = RequestView),
+        (status = 403, description = "`break-glass-wrong-role` or `break-glass-requester-cannot-approve`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`break-glass-same-officer` or `break-glass-not-pending`.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`break-glass-request-expired`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    if !caller.has_role(PRIVACY_OFFICER) {
+        return Ok(wrong_role(PRIVACY_OFFICER));
+    }
+    relay(&state, &headers, &paths::approve(id), None).await
+}
+
+/// Redeems the grant of an approved request, once (role `auditor`, the one who filed it).
+/// Answers the member check (`member`) or the member list (`members`), or, when the request
+/// named a recipient, only `encrypted` (ASCII-armored age). The answer is not kept: ask again
+/// and the grant is used.
+#[utoipa::path(
+    post,
+    path = "/control/v1/break-glass/requests/{id}/redeem",
+    tag = "break-glass",
+    params(("id" = Uuid, Path, description = "The request.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The answer, this once.", body = Answer),
+        (status = 403, description = "`break-glass-wrong-role` or `break-glass-not-requester`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`break-glass-not-approved`.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`break-glass-grant-used` or `break-glass-grant-expired`.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn redeem(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+) -> Result<Response, ApiError> {
+    if !caller.has_role(AUDITOR) {
+        return Ok(wrong_role(AUDITOR));
+    }
+    relay(&state, &headers, &paths::redeem(id), None).await
+}

@@ -1,0 +1,248 @@
+//! The catalog's audit: who changed what in the catalog, readable by label-admins at
+//! `GET /control/v1/audit`. Every catalog change — a group created, edited (description, join
+//! policy), its owners added or removed, archived; a label or its policy created, changed or
+//! deleted — appends one row in the same transaction as the change ([`Append::append`]), so a
+//! change that rolls back leaves no row. The table is append-only in the database (migration
+//! `0002_catalog_audit.sql`). It never holds membership: control-api has none (INV-1).
+//!
+//! The acting user is taken from the request: group writes pass it explicitly; label writes
+//! take it from a task-local the [`crate::extract::LabelAdmin`] extractor fills in
+//! ([`set_actor`]) inside the scope the router opens around each request ([`layer`]), along
+//! with the request id.
+
+use crate::error::ApiError;
+use crate::extract::LabelAdmin;
+use crate::AppState;
+use axum::extract::{Query, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use service_kit::{AppJson, Problem};
+use std::sync::Mutex;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Events per page by default.
+pub const DEFAULT_LIMIT: u32 = 100;
+/// Most events per page.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// One catalog change to record.
+#[derive(Debug, Clone)]
+pub struct CatalogEvent {
+    /// What happened, e.g. `group.created`.
+    pub action: &'static str,
+    /// Who did it (an explicit actor; else the request's).
+    pub actor: Option<String>,
+    /// The group concerned.
+    pub group_id: Option<String>,
+    /// The label concerned.
+    pub label: Option<String>,
+    /// What changed, as JSON.
+    pub detail: serde_json::Value,
+}
+
+impl CatalogEvent {
+    /// An event about a group.
+    pub fn group(action: &'static str, group: domain::GroupId, detail: serde_json::Value) -> Self {
+        Self {
+            action,
+            actor: None,
+            group_id: Some(group.to_string()),
+            label: None,
+            detail,
+        }
+    }
+
+    /// An event about a label.
+    pub fn label(action: &'static str, label: &str, detail: serde_json::Value) -> Self {
+        Self {
+            action,
+            actor: None,
+            group_id: None,
+            label: Some(label.to_string()),
+            detail,
+        }
+    }
+
+    /// The same event, by `actor`.
+    #[must_use]
+    pub fn by(mut self, actor: &domain::Subject) -> Self {
+        self.actor = Some(actor.as_str().to_string());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Context {
+    actor: Option<String>,
+    request_id: Option<String>,
+}
+
+tokio::task_local! {
+    static CONTEXT: Mutex<Context>;
+}
+
+/// Middleware: runs the request in a fresh context holding its request id.
+pub async fn layer(req: Request, next: Next) -> Response {
+    let request_id = req
+        .headers()
+        .get(service_kit::http::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().filter(char::is_ascii_graphic).take(128).collect());
+    let ctx = Context {
+        actor: None,
+        request_id,
+    };
+    CONTEXT.scope(Mutex::new(ctx), next.run(req)).await
+}
+
+/// Records the authenticated acting user of this request.
+pub fn set_actor(subject: &domain::Subject) {
+    let _ = CONTEXT.try_with(|c| {
+        c.lock().unwrap_or_else(|p| p.into_inner()).actor = Some(subject.as_str().to_string());
+    });
+}
+
+fn context() -> Context {
+    CONTEXT
+        .try_with(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone())
+        .unwrap_or_default()
+}
+
+/// Appends catalog events inside the caller's transaction.
+pub trait Append: sqlx::Database {
+    /// Inserts `events` (one statement each; catalog changes come one or a few at a time).
+    fn append(
+        conn: &mut Self::Connection,
+        events: &[CatalogEvent],
+        now: i64,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+}
+
+macro_rules! backend {
+    ($db:ty) => {
+        impl Append for $db {
+            async fn append(
+                conn: &mut Self::Connection,
+                events: &[CatalogEvent],
+                now: i64,
+            ) -> Result<(), sqlx::Error> {
+                let ctx = context();
+                for e in events {
+                    sqlx::query(
+                        "INSERT INTO catalog_audit (at_ms, actor, action, group_id, label, detail, \
+                         request_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(now)
+                    .bind(e.actor.clone().or_else(|| ctx.actor.clone()))
+                    .bind(e.action)
+                    .bind(e.group_id.clone())
+                    .bind(e.label.clone())
+                    .bind(e.detail.to_string())
+                    .bind(ctx.request_id.clone())
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+backend!(sqlx::Postgres);
+backend!(sqlx::Sqlite);
+
+/// One recorded catalog change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    /// Position, increasing.
+    pub seq: i64,
+    /// When, RFC 3339.
+    pub at: String,
+    /// The acting user's subject (none for the system itself, e.g. seeding default labels).
+    pub actor: Option<String>,
+    /// What happened: `group.created`, `group.edited`, `group.owner-added`,
+    /// `group.owner-removed`, `group.archived`, `label.created`, `label.updated`,
+    /// `label.deleted`.
+    pub action: String,
+    /// The group concerned.
+    pub group_id: Option<String>,
+    /// The label concerned.
+    pub label: Option<String>,
+    /// What changed.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+    /// The request that made the change.
+    pub request_id: Option<String>,
+}
+
+/// A page of the catalog's audit.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AuditPage {
+    /// Entries in sequence order.
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// Paging.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// Entries after this sequence number (from the previous page's `next_after`).
+    pub after: Option<i64>,
+    /// Entries per page, 1 to 1000 (default 100).
+    pub limit: Option<u32>,
+}
+
+/// The routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list))
+}
+
+/// The catalog's audit, oldest first, paged (role `label-admin`). Catalog changes only:
+/// never membership.
+#[utoipa::path(
+    get,
+    path = "/control/v1/audit",
+    tag = "audit",
+    params(PageQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of entries.", body = AuditPage),
+        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller lacks the role `label-admin`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` is outside 1 to 1000.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list(
+    State(state): State<AppState>,
+    _admin: LabelAdmin,
+    Query(q): Query<PageQuery>,
+) -> Result<AppJson<AuditPage>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::Invalid(format!("limit: 1 to {MAX_LIMIT}")));
+    }
+    let rows = state
+        .store
+        .catalog_audit(q.after.unwrap_or(0), i64::from(limit) + 1)
+        .await?;
+    let more = rows.len() > limit as usize;
+    let entries: Vec<AuditEntry> = rows.into_iter().take(limit as usize).collect();
+    let next_after = more.then(|| entries.last().map(|e| e.seq)).flatten();
+    Ok(AppJson(AuditPage {
+        entries,
+        next_after,
+    }))
+}
+
+/// RFC 3339 of milliseconds since the epoch.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,627 @@
+//! Break-glass state, in the tenant's database: one row per request, every step in one
+//! transaction with its audit events (appended last). The rules themselves are
+//! [`decide_approval`] and [`decide_redeem`], pure functions of the row.
+
+use super::{encrypt, BgError};
+use crate::audit::{self, db::now_ms, Append as _, Db, NewEvent};
+use crate::seal::SealKeys;
+use domain::{Email, GroupId, Subject};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tenant_client::breakglass::{Answer, ListedMember, NewRequest, RequestView, Scope};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+/// Identity rows read per statement when opening a member list.
+const CHUNK: usize = 500;
+
+const COLUMNS: &str = "id, group_id, scope, sealed_target, sealed_justification, key_id, \
+                       recipient, requester, approver1, approver2, state, expires_ms, \
+                       grant_expires_ms";
+
+type RowTuple = (
+    String,
+    String,
+    String,
+    Option<Vec<u8>>,
+    Vec<u8>,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+);
+
+/// A request row.
+#[derive(Debug, Clone)]
+pub(super) struct Row {
+    id: Uuid,
+    group: GroupId,
+    scope: Scope,
+    sealed_target: Option<Vec<u8>>,
+    sealed_justification: Vec<u8>,
+    key_id: String,
+    recipient: Option<String>,
+    requester: String,
+    approver1: Option<String>,
+    approver2: Option<String>,
+    state: String,
+    expires_ms: i64,
+    grant_expires_ms: Option<i64>,
+}
+
+impl Row {
+    fn from_tuple(t: RowTuple) -> anyhow::Result<Self> {
+        let (
+            id,
+            group,
+            scope,
+            target,
+            just,
+            key_id,
+            recipient,
+            requester,
+            a1,
+            a2,
+            state,
+            exp,
+            gexp,
+        ) = t;
+        Ok(Self {
+            id: id.parse()?,
+            group: GroupId::from(group.parse::<Uuid>()?),
+            scope: match scope.as_str() {
+                "member-check" => Scope::MemberCheck,
+                _ => Scope::FullList,
+            },
+            sealed_target: target,
+            sealed_justification: just,
+            key_id,
+            recipient,
+            requester,
+            approver1: a1,
+            approver2: a2,
+            state,
+            expires_ms: exp,
+            grant_expires_ms: gexp,
+        })
+    }
+
+    fn view(&self, keys: &SealKeys) -> Result<RequestView, BgError> {
+        let key = keys.get(&self.key_id).map_err(anyhow::Error::from)?;
+        let justification = key
+            .open_break_glass(self.id, "justification", &self.sealed_justification)
+            .map_err(anyhow::Error::from)?;
+        let approvals = u8::from(self.approver1.is_some()) + u8::from(self.approver2.is_some());
+        let expires = match self.state.as_str() {
+            "pending" => Some(self.expires_ms),
+            "approved" => self.grant_expires_ms,
+            _ => None,
+        };
+        Ok(RequestView {
+            id: self.id,
+            group_id: self.group,
+            scope: self.scope,
+            state: self.state.clone(),
+            approvals,
+            expires_at: expires.map(rfc3339).unwrap_or_default(),
+            justification: String::from_utf8_lossy(&justification).into_owned(),
+        })
+    }
+
+    fn subject(&self) -> String {
+        format!("break-glass:{}", self.id)
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The person a member check asks about, sealed in the request row.
+#[derive(Serialize, Deserialize)]
+struct Target {
+    subject: Option<Subject>,
+    email: Option<Email>,
+}
+
+/// What an approval does.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Approval {
+    /// The first of two.
+    First,
+    /// The second: the grant opens.
+    Second,
+}
+
+/// The two-person rule: whether `officer` (a pseudonym, with the role or not) may approve
+/// `row` at `now`.
+pub(super) fn decide_approval(
+    row: &Row,
+    officer: &str,
+    is_officer: bool,
+    now: i64,
+) -> Result<Approval, BgError> {
+    if !is_officer {
+        return Err(BgError::WrongRole(
+            tenant_client::breakglass::PRIVACY_OFFICER,
+        ));
+    }
+    if row.state != "pending" {
+        return Err(BgError::NotPending);
+    }
+    if now > row.expires_ms {
+        return Err(BgError::RequestExpired);
+    }
+    if row.requester == officer {
+        return Err(BgError::RequesterCannotApprove);
+    }
+    match &row.approver1 {
+        None => Ok(Approval::First),
+        Some(first) if first == officer => Err(BgError::SameOfficer),
+        Some(_) => Ok(Approval::Second),
+    }
+}
+
+/// Whether `auditor` (a pseudonym, with the role or not) may redeem `row` at `now`.
+pub(super) fn decide_redeem(
+    row: &Row,
+    auditor: &str,
+    is_auditor: bool,
+    now: i64,
+) -> Result<(), BgError> {
+    if !is_auditor {
+        return Err(BgError::WrongRole(tenant_client::breakglass::AUDITOR));
+    }
+    if row.requester != auditor {
+        return Err(BgError::NotRequester);
+    }
+    match row.state.as_str() {
+        "pending" => Err(BgError::NotApproved),
+        "redeemed" => Err(BgError::GrantUsed),
+        _ if now > row.grant_expires_ms.unwrap_or(0) => Err(BgError::GrantExpired),
+        _ => Ok(()),
+    }
+}
+
+macro_rules! backend {
+    ($m:ident, $db:ty, begin = $begin:literal, for_update = $for_update:literal) => {
+        mod $m {
+            use super::*;
+
+            type Tx<'a> = sqlx::Transaction<'a, $db>;
+
+            async fn load(tx: &mut Tx<'_>, id: Uuid) -> Result<Row, BgError> {
+                let t: Option<RowTuple> = sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM break_glass_requests WHERE id = $1{}",
+                    $for_update
+                ))
+                .bind(id.to_string())
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+                Row::from_tuple(t.ok_or(BgError::NotFound)?).map_err(BgError::Internal)
+            }
+
+            /// Appends a refusal event about `row` by `actor`, commits, and answers `e`.
+            async fn refuse<T>(
+                mut tx: Tx<'_>,
+                row: &Row,
+                actor: &str,
+                e: BgError,
+            ) -> Result<T, BgError> {
+                let action = format!("break-glass.refused:{}", e.slug());
+                let event = NewEvent::new(&action, Some(row.group))
+                    .about(row.subject())
+                    .by(Some(actor.to_string()));
+                <$db>::append(&mut tx, &[event]).await.map_err(anyhow::Error::from)?;
+                tx.commit().await.map_err(anyhow::Error::from)?;
+                Err(e)
+            }
+
+            pub async fn create(
+                pool: &sqlx::Pool<$db>,
+                keys: &SealKeys,
+                r: &NewRequest,
+                requester: &Subject,
+                ttl: Duration,
+            ) -> Result<RequestView, BgError> {
+                let key = keys.active();
+                let id = Uuid::new_v4();
+                let target = match r.scope {
+                    Scope::MemberCheck => {
+                        let t = Zeroizing::new(
+                            serde_json::to_vec(&Target {
+                                subject: r.subject.clone(),
+                                email: r.email.clone(),
+                            })
+                            .map_err(anyhow::Error::from)?,
+                        );
+                        Some(key.seal_break_glass(id, "target", &t))
+                    }
+                    Scope::FullList => None,
+                };
+                let justification =
+                    key.seal_break_glass(id, "justification", r.justification.trim().as_bytes());
+                let requester_p = audit::person(key, r.group_id, requester);
+                let now = now_ms();
+                let mut tx = pool.begin_with($begin).await.map_err(anyhow::Error::from)?;
+                let group: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT group_id FROM distribution_groups WHERE group_id = $1",
+                )
+                .bind(r.group_id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+                if group.is_none() {
+                    tx.rollback().await.map_err(anyhow::Error::from)?;
+                    return Err(BgError::GroupNotFound);
+                }
+                sqlx::query(
+                    "INSERT INTO break_glass_requests (id, group_id, scope, sealed_target, \
+                     sealed_justification, key_id, recipient, requester, state, created_ms, \
+                     expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)",
+                )
+                .bind(id.to_string())
+                .bind(r.group_id.as_uuid().to_string())
+                .bind(r.scope.as_str())
+                .bind(target)
+                .bind(justification)
+                .bind(key.id().to_string())
+                .bind(r.recipient.clone())
+                .bind(&requester_p)
+                .bind(now)
+                .bind(now + ms(ttl))
+                .execute(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+                let row = load(&mut tx, id).await?;
+                let action = format!("break-glass.requested:{}", r.scope.as_str());
+                let event = NewEvent::new(&action, Some(r.group_id))
+                    .about(row.subject())
+                    .by(Some(requester_p));
+                <$db>::append(&mut tx, &[event]).await.map_err(anyhow::Error::from)?;
+                tx.commit().await.map_err(anyhow::Error::from)?;
+                row.view(keys)
+            }
+
+            pub async fn approve(
+                pool: &sqlx::Pool<$db>,
+                keys: &SealKeys,
+                id: Uuid,
+                officer: &Subject,
+                is_officer: bool,
+                grant_ttl: Duration,
+            ) -> Result<RequestView, BgError> {
+                let now = now_ms();
+                let mut tx = pool.begin_with($begin).await.map_err(anyhow::Error::from)?;
+                let mut row = match load(&mut tx, id).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tx.rollback().await.map_err(anyhow::Error::from)?;
+                        return Err(e);
+                    }
+                };
+                let officer_p = audit::person(keys.active(), row.group, officer);
+                let step = match decide_approval(&row, &officer_p, is_officer, now) {
+                    Ok(s) => s,
+                    Err(e) => return refuse(tx, &row, &officer_p, e).await,
+                };
+                let mut events = vec![NewEvent::new("break-glass.approved", Some(row.group))
+                    .about(row.subject())
+                    .by(Some(officer_p.clone()))];
+                match step {
+                    Approval::First => {
+                        sqlx::query("UPDATE break_glass_requests SET approver1 = $1 WHERE id = $2")
+                            .bind(&officer_p)
+                            .bind(id.to_string())
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(anyhow::Error::from)?;
+                        row.approver1 = Some(officer_p);
+                    }
+                    Approval::Second => {
+                        let until = now + ms(grant_ttl);
+                        sqlx::query(
+                            "UPDATE break_glass_requests SET approver2 = $1, state = 'approved', \
+                             grant_expires_ms = $2 WHERE id = $3",
+                        )
+                        .bind(&officer_p)
+                        .bind(until)
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(anyhow::Error::from)?;
+                        row.approver2 = Some(officer_p);
+                        row.state = "approved".into();
+                        row.grant_expires_ms = Some(until);
+                        events.push(
+                            NewEvent::new("break-glass.granted", Some(row.group))
+                                .about(row.subject()),
+                        );
+                    }
+                }
+                <$db>::append(&mut tx, &events).await.map_err(anyhow::Error::from)?;
+                tx.commit().await.map_err(anyhow::Error::from)?;
+                row.view(keys)
+            }
+
+            pub async fn redeem(
+                pool: &sqlx::Pool<$db>,
+                keys: &SealKeys,
+                id: Uuid,
+                auditor: &Subject,
+                is_auditor: bool,
+            ) -> Result<Answer, BgError> {
+                let now = now_ms();
+                let mut tx = pool.begin_with($begin).await.map_err(anyhow::Error::from)?;
+                let row = match load(&mut tx, id).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tx.rollback().await.map_err(anyhow::Error::from)?;
+                        return Err(e);
+                    }
+                };
+                let auditor_p = audit::person(keys.active(), row.group, auditor);
+                if let Err(e) = decide_redeem(&row, &auditor_p, is_auditor, now) {
+                    return refuse(tx, &row, &auditor_p, e).await;
+                }
+                // The privileged read: the group's member list, opened.
+                let sealed: Vec<(Vec<u8>, String)> = sqlx::query_as(
+                    "SELECT sealed_identity, key_id FROM memberships WHERE group_id = $1",
+                )
+                .bind(row.group.as_uuid())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?;
+                let mut ids = Vec::with_capacity(sealed.len());
+                for (s, kid) in &sealed {
+                    let key = keys.get(kid).map_err(anyhow::Error::from)?;
+                    ids.push(key.open_member(row.group, s).map_err(anyhow::Error::from)?);
+                }
+                let mut members = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT id, sealed_profile, key_id FROM identities WHERE id IN (",
+                    );
+                    let mut list = q.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    list.push_unseparated(") ORDER BY id");
+                    let rows: Vec<(Uuid, Vec<u8>, String)> = q
+                        .build_query_as()
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(anyhow::Error::from)?;
+                    for (iid, sp, kid) in rows {
+                        let key = keys.get(&kid).map_err(anyhow::Error::from)?;
+                        members.push(key.open_profile(iid, &sp).map_err(anyhow::Error::from)?);
+                    }
+                }
+                let mut answer = Answer {
+                    id,
+                    scope: row.scope,
+                    member: None,
+                    members: None,
+                    encrypted: None,
+                };
+                match row.scope {
+                    Scope::MemberCheck => {
+                        let key = keys.get(&row.key_id).map_err(anyhow::Error::from)?;
+                        let plain = key
+                            .open_break_glass(id, "target", row.sealed_target.as_deref().unwrap_or_default())
+                            .map_err(anyhow::Error::from)?;
+                        let target: Target =
+                            serde_json::from_slice(&plain).map_err(anyhow::Error::from)?;
+                        let lower = target.email.as_ref().map(|e| e.as_str().to_lowercase());
+                        answer.member = Some(members.iter().any(|p| {
+                            (target.subject.is_some() && p.subject == target.subject)
+                                || (lower.is_some()
+                                    && p.email.as_ref().map(|e| e.as_str().to_lowercase()) == lower)
+                        }));
+                    }
+                    Scope::FullList => {
+                        answer.members = Some(
+                            members
+                                .iter()
+                                .map(|p| ListedMember {
+                                    subject: p.subject.as_ref().map(|s| s.as_str().to_string()),
+                                    email: p.email.as_ref().map(|e| e.as_str().to_string()),
+                                })
+                                .collect(),
+                        );
+                    }
+                }
+                if let Some(rcp) = &row.recipient {
+                    answer = Answer {
+                        encrypted: Some(encrypt(rcp, &answer)?),
+                        member: None,
+                        members: None,
+                        ..answer
+                    };
+                }
+                let used = sqlx::query(
+                    "UPDATE break_glass_requests SET state = 'redeemed', redeemed_ms = $1 \
+                     WHERE id = $2 AND state = 'approved'",
+                )
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(anyhow::Error::from)?
+                .rows_affected();
+                if used != 1 {
+                    tx.rollback().await.map_err(anyhow::Error::from)?;
+                    return Err(BgError::GrantUsed);
+                }
+                let events = [
+                    NewEvent::new("break-glass.redeemed", Some(row.group))
+                        .about(row.subject())
+                        .by(Some(auditor_p.clone())),
+                    NewEvent::new(
+                        &format!("break-glass.answered:{}", row.scope.as_str()),
+                        Some(row.group),
+                    )
+                    .about(row.subject())
+                    .by(Some(auditor_p)),
+                ];
+                <$db>::append(&mut tx, &events).await.map_err(anyhow::Error::from)?;
+                tx.commit().await.map_err(anyhow::Error::from)?;
+                Ok(answer)
+            }
+        }
+    };
+}
+
+backend!(
+    pg,
+    sqlx::Postgres,
+    begin = "BEGIN",
+    for_update = " FOR UPDATE"
+);
+backend!(
+    lite,
+    sqlx::Sqlite,
+    begin = "BEGIN IMMEDIATE",
+    for_update = ""
+);
+
+pub(super) async fn create(
+    db: &Db,
+    keys: &SealKeys,
+    r: &NewRequest,
+    requester: &Subject,
+    ttl: Duration,
+) -> Result<RequestView, BgError> {
+    match db {
+        Db::Postgres(p) => pg::create(p, keys, r, requester, ttl).await,
+        Db::Sqlite(p) => lite::create(p, keys, r, requester, ttl).await,
+    }
+}
+
+pub(super) async fn approve(
+    db: &Db,
+    keys: &SealKeys,
+    id: Uuid,
+    officer: &Subject,
+    is_officer: bool,
+    grant_ttl: Duration,
+) -> Result<RequestView, BgError> {
+    match db {
+        Db::Postgres(p) => pg::approve(p, keys, id, officer, is_officer, grant_ttl).await,
+        Db::Sqlite(p) => lite::approve(p, keys, id, officer, is_officer, grant_ttl).await,
+    }
+}
+
+pub(super) async fn redeem(
+    db: &Db,
+    keys: &SealKeys,
+    id: Uuid,
+    auditor: &Subject,
+    is_auditor: bool,
+) -> Result<Answer, BgError> {
+    match db {
+        Db::Postgres(p) => pg::redeem(p, keys, id, auditor, is_auditor).await,
+        Db::Sqlite(p) => lite::redeem(p, keys, id, auditor, is_auditor).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str, approver1: Option<&str>) -> Row {
+        Row {
+            id: Uuid::new_v4(),
+            group: GroupId::from(Uuid::new_v4()),
+            scope: Scope::FullList,
+            sealed_target: None,
+            sealed_justification: Vec::new(),
+            key_id: "k".into(),
+            recipient: None,
+            requester: "auditor".into(),
+            approver1: approver1.map(str::to_string),
+            approver2: None,
+            state: state.into(),
+            expires_ms: 1_000,
+            grant_expires_ms: (state != "pending").then_some(2_000),
+        }
+    }
+
+    #[test]
+    fn two_distinct_officers_other_than_the_requester_approve_in_time() {
+        let r = row("pending", None);
+        assert_eq!(
+            decide_approval(&r, "o1", true, 10).unwrap(),
+            Approval::First
+        );
+        let r = row("pending", Some("o1"));
+        assert_eq!(
+            decide_approval(&r, "o2", true, 10).unwrap(),
+            Approval::Second
+        );
+        assert!(matches!(
+            decide_approval(&r, "o1", true, 10),
+            Err(BgError::SameOfficer)
+        ));
+        assert!(matches!(
+            decide_approval(&r, "auditor", true, 10),
+            Err(BgError::RequesterCannotApprove)
+        ));
+        assert!(matches!(
+            decide_approval(&r, "o2", false, 10),
+            Err(BgError::WrongRole(_))
+        ));
+        assert!(matches!(
+            decide_approval(&r, "o2", true, 1_001),
+            Err(BgError::RequestExpired)
+        ));
+        let done = row("approved", Some("o1"));
+        assert!(matches!(
+            decide_approval(&done, "o3", true, 10),
+            Err(BgError::NotPending)
+        ));
+    }
+
+    #[test]
+    fn only_the_requester_redeems_an_open_grant_once() {
+        let open = row("approved", Some("o1"));
+        assert!(decide_redeem(&open, "auditor", true, 1_500).is_ok());
+        assert!(matches!(
+            decide_redeem(&open, "auditor", true, 2_001),
+            Err(BgError::GrantExpired)
+        ));
+        assert!(matches!(
+            decide_redeem(&open, "other", true, 1_500),
+            Err(BgError::NotRequester)
+        ));
+        assert!(matches!(
+            decide_redeem(&open, "auditor", false, 1_500),
+            Err(BgError::WrongRole(_))
+        ));
+        let pending = row("pending", None);
+        assert!(matches!(
+            decide_redeem(&pending, "auditor", true, 10),
+            Err(BgError::NotApproved)
+        ));
+        let used = row("redeemed", Some("o1"));
+        assert!(matches!(
+            decide_redeem(&used, "auditor", true, 1_500),
+            Err(BgError::GrantUsed)
+        ));
+    }
+}
