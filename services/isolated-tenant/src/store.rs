@@ -386,6 +386,51 @@ fn member_tags(keys: &[SealKey], group: GroupId, identity: Uuid) -> Vec<Vec<u8>>
     keys.iter().map(|k| k.member_tag(group, identity)).collect()
 }
 
+/// Who is asking for a write turn on a single-writer database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// A join, leave, owner write, provisioning or offboarding: someone is waiting on it.
+    Routine,
+    /// A bulk batch or a re-seal step: throughput work that yields to routine writers.
+    Bulk,
+}
+
+/// Write turns on a single-writer database (SQLite), first come first served, except that
+/// bulk work lets routine writers that are already waiting go first. A routine write then waits
+/// for at most the one bulk transaction in progress; bulk work waits for a quiet moment, or
+/// after [`Turns::BULK_PATIENCE`] yields takes its turn anyway so it cannot starve.
+#[derive(Debug, Default)]
+struct Turns {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    routine_waiting: std::sync::atomic::AtomicUsize,
+}
+
+impl Turns {
+    /// How many times bulk work gives its turn to waiting routine writers before it keeps it.
+    const BULK_PATIENCE: usize = 64;
+
+    async fn take(&self, kind: Writer) -> tokio::sync::OwnedMutexGuard<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if kind == Writer::Routine {
+            self.routine_waiting.fetch_add(1, SeqCst);
+            let turn = self.lock.clone().lock_owned().await;
+            self.routine_waiting.fetch_sub(1, SeqCst);
+            return turn;
+        }
+        for _ in 0..Self::BULK_PATIENCE {
+            let turn = self.lock.clone().lock_owned().await;
+            if self.routine_waiting.load(SeqCst) == 0 {
+                return turn;
+            }
+            // The queue is fair: the routine writers already waiting get the lock before this
+            // task asks again.
+            drop(turn);
+            tokio::task::yield_now().await;
+        }
+        self.lock.clone().lock_owned().await
+    }
+}
+
 macro_rules! sql_store {
     (
         $(#[$doc:meta])* $name:ident, $db:ty, $migrator:expr,
@@ -405,7 +450,7 @@ macro_rules! sql_store {
             /// has a single writer (SQLite). Without it, writers waiting for SQLite's lock poll
             /// it with growing sleeps, and a join can starve behind a stream of bulk batches
             /// for seconds; in a queue it waits for at most the batch in front of it.
-            turns: Option<Arc<tokio::sync::Mutex<()>>>,
+            turns: Option<Arc<Turns>>,
         }
 
         impl $name {
@@ -432,9 +477,9 @@ macro_rules! sql_store {
 
             /// Waits for this writer's turn (see `turns`); holds it until dropped. Nothing to
             /// wait for where the database takes concurrent writers (Postgres).
-            async fn turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+            async fn turn(&self, kind: Writer) -> Option<tokio::sync::OwnedMutexGuard<()>> {
                 match &self.turns {
-                    Some(t) => Some(t.clone().lock_owned().await),
+                    Some(t) => Some(t.take(kind).await),
                     None => None,
                 }
             }
@@ -661,7 +706,7 @@ macro_rules! sql_store {
 
             async fn provision_once(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError> {
                 let group = request.group_id;
-                let _turn = self.turn().await;
+                let _turn = self.turn(Writer::Routine).await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let inserted = sqlx::query(
                     "INSERT INTO distribution_groups (group_id, address, display_name) \
@@ -716,7 +761,7 @@ macro_rules! sql_store {
 
             async fn deprovision_once(&self, group: GroupId) -> Result<(), StoreError> {
                 let active = self.keys.active();
-                let _turn = self.turn().await;
+                let _turn = self.turn(Writer::Routine).await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 // Exclusive: adds and removes in flight finish first, later ones find no group.
                 let found: Option<Uuid> = sqlx::query_scalar(concat!(
@@ -780,7 +825,7 @@ macro_rules! sql_store {
                 if member.subject.is_none() && member.email.is_none() {
                     return Err(Unidentified.into());
                 }
-                let _turn = self.turn().await;
+                let _turn = self.turn(Writer::Routine).await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
                 let mut events = Vec::new();
@@ -885,7 +930,7 @@ macro_rules! sql_store {
                 if who.subject.is_none() && who.email.is_none() {
                     return Err(Unidentified.into());
                 }
-                let _turn = self.turn().await;
+                let _turn = self.turn(Writer::Routine).await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 Self::hold_group(&mut tx, group).await?;
                 let mut events = Vec::new();
@@ -966,7 +1011,7 @@ macro_rules! sql_store {
                 let mut named: Vec<GroupId> = batch.ops.iter().map(|o| o.group_id).collect();
                 named.sort_unstable();
                 named.dedup();
-                let _turn = self.turn().await;
+                let _turn = self.turn(Writer::Bulk).await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let mut held = HashSet::with_capacity(named.len());
                 for chunk in named.chunks(CHUNK) {
@@ -1092,7 +1137,7 @@ macro_rules! sql_store {
                 if who.subject.is_none() && who.email.is_none() {
                     return Err(Unidentified.into());
                 }
-                let _turn = self.turn().await;
+                let _turn = self.turn(Writer::Routine).await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let found = self
                     .find_identities(&mut tx, who.subject.as_ref(), who.email.as_ref(), true)
@@ -1139,7 +1184,7 @@ macro_rules! sql_store {
                 batch: usize,
             ) -> Result<(u64, Option<Uuid>), StoreError> {
                 let active = self.keys.active();
-                let _turn = self.turn().await;
+                let _turn = self.turn(Writer::Bulk).await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let rows: Vec<IdentityTuple> = sqlx::query_as(&format!(
                     "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id > $1 ORDER BY id LIMIT $2{}",
@@ -1212,7 +1257,7 @@ macro_rules! sql_store {
                 batch: usize,
             ) -> Result<(u64, Option<Vec<u8>>), StoreError> {
                 let active = self.keys.active();
-                let _turn = self.turn().await;
+                let _turn = self.turn(Writer::Bulk).await;
                 let mut tx = self.pool.begin_with($begin).await?;
                 let rows: Vec<(Vec<u8>, Uuid, Vec<u8>, String)> = sqlx::query_as(concat!(
                     "SELECT member_tag, group_id, sealed_identity, key_id FROM memberships \

@@ -1364,3 +1364,35 @@ mod batches {
         }
     }
 }
+
+/// On SQLite, a join that arrives while bulk batches queue for the single writer goes before
+/// the batches that were waiting, not after them.
+#[tokio::test]
+async fn routine_writers_go_before_queued_bulk_batches() {
+    let turns = Arc::new(Turns::default());
+    let running = turns.take(Writer::Bulk).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let queued_batch = {
+        let (turns, tx) = (turns.clone(), tx.clone());
+        tokio::spawn(async move {
+            let _t = turns.take(Writer::Bulk).await;
+            tx.send("batch").unwrap();
+        })
+    };
+    // The batch is in the queue before the join asks.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let join = {
+        let (turns, tx) = (turns.clone(), tx.clone());
+        tokio::spawn(async move {
+            let _t = turns.take(Writer::Routine).await;
+            tx.send("join").unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop(running);
+    join.await.unwrap();
+    queued_batch.await.unwrap();
+    assert_eq!(rx.recv().await, Some("join"));
+    assert_eq!(rx.recv().await, Some("batch"));
+}
