@@ -212,6 +212,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller lacks the role `label-admin`.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`limit` is outside 1 to 1000.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list(
