@@ -268,6 +268,50 @@ async fn break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_tra
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("chain OK"), "{stdout}");
+
+    // Someone with the database's superuser rights removes the record of the redemption:
+    // the same command names the place and exits 2.
+    let redeemed = events
+        .iter()
+        .find(|e| e.action == "break-glass.redeemed")
+        .unwrap()
+        .seq;
+    let delete = format!("DELETE FROM audit_events WHERE seq = {redeemed}");
+    match &db {
+        Db::Postgres(p) => {
+            sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER ALL")
+                .execute(p)
+                .await
+                .unwrap();
+            sqlx::query(&delete).execute(p).await.unwrap();
+        }
+        Db::Sqlite(p) => {
+            sqlx::query("DROP TRIGGER audit_events_no_delete")
+                .execute(p)
+                .await
+                .unwrap();
+            sqlx::query(&delete).execute(p).await.unwrap();
+        }
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hush"))
+        .args([
+            "audit",
+            "verify",
+            "--database-url",
+            &app.stack.databases().tenant,
+        ])
+        .arg("--checkpoints")
+        .arg(&cps)
+        .arg("--public-key")
+        .arg(keys.join("audit-signing.key.pub"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!("BROKEN: event {redeemed}: missing")),
+        "{stdout}"
+    );
     drop(db);
     app.stop().await;
 }
