@@ -269,6 +269,32 @@ async fn break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_tra
     );
     assert!(stdout.contains("chain OK"), "{stdout}");
 
+    // An investigator with the seal keys finds alice's membership event in this group.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hush"))
+        .args([
+            "audit",
+            "pseudonyms",
+            "--database-url",
+            &app.stack.databases().tenant,
+        ])
+        .arg("--seal-keys-file")
+        .arg(keys.join("tenant-seal.keys"))
+        .args(["--group", &g, "--subject", "alice-bg-5531"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let theirs: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("subject  "))
+        .collect();
+    let found: Vec<&str> = events
+        .iter()
+        .filter(|e| e.subject.as_deref().is_some_and(|p| theirs.contains(&p)))
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(found, ["membership.added"], "{stdout}");
+
     // Someone with the database's superuser rights removes the record of the redemption:
     // the same command names the place and exits 2.
     let redeemed = events

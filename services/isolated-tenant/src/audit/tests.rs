@@ -16,6 +16,7 @@ use tenant_client::{AddMember, IdentityRef, MemberRef, ProvisionGroup};
 
 struct Setup {
     store: Arc<dyn Store>,
+    keys: Arc<SealKeys>,
     db: Db,
     database: TestDatabase,
     dir: tempfile::TempDir,
@@ -27,7 +28,7 @@ impl Setup {
     async fn new(database: TestDatabase) -> Self {
         let keys = Arc::new(SealKeys::parse(&SealKeys::generate_text()).unwrap());
         let corporate: CorporateDomains = "corp.example".parse().unwrap();
-        let store = store::connect(database.url(), 4, keys, corporate)
+        let store = store::connect(database.url(), 4, keys.clone(), corporate)
             .await
             .unwrap();
         let db = store.audit_db();
@@ -38,6 +39,7 @@ impl Setup {
         let public = checkpoint::load_public_key(&checkpoint::public_key_path(&key)).unwrap();
         Self {
             store,
+            keys,
             db,
             database,
             dir,
@@ -509,6 +511,33 @@ on_both_backends! {
             report.first(),
             Some(&Finding::BadCheckpoint { line: 1, why: "signed by another key" })
         );
+    }
+
+    async fn an_investigator_with_the_keys_finds_a_persons_events_in_a_group(s) {
+        let g = provision(1);
+        let other = provision(2);
+        s.store.provision_group(&g).await.unwrap();
+        s.store.provision_group(&other).await.unwrap();
+        s.store.add_member(g.group_id, &present()).await.unwrap();
+        s.store.add_member(other.group_id, &present()).await.unwrap();
+        s.store.add_member(g.group_id, &guest_by_email("General")).await.unwrap();
+        let p = lookup::pseudonyms(
+            &s.db,
+            &s.keys,
+            g.group_id,
+            None,
+            Some(&Email::parse(EMAIL).unwrap()),
+        )
+        .await
+        .unwrap();
+        let mine: Vec<i64> = s
+            .events()
+            .await
+            .iter()
+            .filter(|e| e.subject.as_ref().is_some_and(|x| p.member.contains(x)))
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(mine, [3], "their add to this group, not the other group's, not the guest's");
     }
 
     async fn inv6_no_audit_event_holds_a_clear_subject_or_email(s) {
