@@ -540,6 +540,13 @@ on_both_backends! {
         assert_eq!(mine, [3], "their add to this group, not the other group's, not the guest's");
     }
 
+    async fn verify_never_creates_a_database(s) {
+        let missing = s.dir.path().join("typo.db");
+        let url = format!("sqlite://{}", missing.display());
+        assert!(Db::open(&url).await.is_err());
+        assert!(!missing.exists());
+    }
+
     async fn inv6_no_audit_event_holds_a_clear_subject_or_email(s) {
         flow(&s).await;
         let clear = [SUBJECT, EMAIL, GUEST_EMAIL, "wanda", "xavier"];
