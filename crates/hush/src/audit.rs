@@ -20,6 +20,29 @@ pub enum AuditCommand {
     /// Walk the tenant's audit chain against the signed checkpoints and report the first
     /// missing, altered or reordered event (exit 2 on any break).
     Verify(VerifyArgs),
+    /// For an investigation, with the tenant's seal keys: print the pseudonyms under which one
+    /// person (by subject and/or address) appears in the chain for one group. Reads only.
+    Pseudonyms(PseudonymArgs),
+}
+
+/// What `hush audit pseudonyms` looks up.
+#[derive(Debug, clap::Args)]
+pub struct PseudonymArgs {
+    /// The tenant's database; read only.
+    #[arg(long, env = "HUSH_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// The tenant's seal keys file (HUSH_TENANT_SEAL_KEYS_FILE).
+    #[arg(long, env = "HUSH_TENANT_SEAL_KEYS_FILE")]
+    pub seal_keys_file: PathBuf,
+    /// The group.
+    #[arg(long)]
+    pub group: String,
+    /// The person's subject.
+    #[arg(long)]
+    pub subject: Option<String>,
+    /// The person's address.
+    #[arg(long)]
+    pub email: Option<String>,
 }
 
 /// What `hush audit verify` checks.
@@ -45,7 +68,44 @@ pub struct VerifyArgs {
 pub async fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AuditCommand::Verify(args) => verify_cmd(&args).await,
+        AuditCommand::Pseudonyms(args) => pseudonyms_cmd(&args).await,
     }
+}
+
+async fn pseudonyms_cmd(args: &PseudonymArgs) -> anyhow::Result<ExitCode> {
+    // Wiped from memory when dropped.
+    let text = isolated_tenant::Redacted::new(std::fs::read_to_string(&args.seal_keys_file)?);
+    let keys = isolated_tenant::SealKeys::parse(text.expose())?;
+    let group = domain::GroupId::parse(&args.group)?;
+    let subject = args
+        .subject
+        .clone()
+        .map(domain::Subject::parse)
+        .transpose()?;
+    let email = args.email.clone().map(domain::Email::parse).transpose()?;
+    anyhow::ensure!(
+        subject.is_some() || email.is_some(),
+        "name the person by --subject, --email or both"
+    );
+    let db = Db::open(&args.database_url).await?;
+    let found = isolated_tenant::audit::lookup::pseudonyms(
+        &db,
+        &keys,
+        group,
+        subject.as_ref(),
+        email.as_ref(),
+    )
+    .await?;
+    for p in &found.member {
+        println!("subject  {p}");
+    }
+    for p in &found.person {
+        println!("actor    {p}");
+    }
+    if found.member.is_empty() && found.person.is_empty() {
+        println!("no identity with this subject or address (an offboarded one is gone)");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn verify_cmd(args: &VerifyArgs) -> anyhow::Result<ExitCode> {

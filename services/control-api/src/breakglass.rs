@@ -90,8 +90,8 @@ async fn relay(
         (status = 403, description = "`break-glass-wrong-role`: the caller is not an auditor.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such group in the tenant.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid (justification 10–2000 characters; member-check names a person; recipient is an age X25519 recipient).", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant is not answering, or break-glass is off there.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant is not answering, or break-glass is off there.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn file_request(
@@ -123,8 +123,8 @@ async fn file_request(
         (status = 404, description = "`break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`break-glass-same-officer` or `break-glass-not-pending`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-request-expired`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn approve(
@@ -156,8 +156,8 @@ async fn approve(
         (status = 404, description = "`break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`break-glass-not-approved`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-grant-used` or `break-glass-grant-expired`.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn redeem(

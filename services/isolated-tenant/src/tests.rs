@@ -1162,6 +1162,9 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         (paths::OFFBOARD, "post"),
         (paths::OPENAPI, "get"),
         (paths::GROUPS_BATCH, "post"),
+        (tenant_client::breakglass::paths::REQUESTS, "post"),
+        ("/tenant/v1/break-glass/requests/{id}/approve", "post"),
+        ("/tenant/v1/break-glass/requests/{id}/redeem", "post"),
     ];
     let documented: usize = doc["paths"]
         .as_object()

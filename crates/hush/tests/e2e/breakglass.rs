@@ -268,6 +268,76 @@ async fn break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_tra
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("chain OK"), "{stdout}");
+
+    // An investigator with the seal keys finds alice's membership event in this group.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hush"))
+        .args([
+            "audit",
+            "pseudonyms",
+            "--database-url",
+            &app.stack.databases().tenant,
+        ])
+        .arg("--seal-keys-file")
+        .arg(keys.join("tenant-seal.keys"))
+        .args(["--group", &g, "--subject", "alice-bg-5531"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let theirs: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("subject  "))
+        .collect();
+    let found: Vec<&str> = events
+        .iter()
+        .filter(|e| e.subject.as_deref().is_some_and(|p| theirs.contains(&p)))
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(found, ["membership.added"], "{stdout}");
+
+    // Someone with the database's superuser rights removes the record of the redemption:
+    // the same command names the place and exits 2.
+    let redeemed = events
+        .iter()
+        .find(|e| e.action == "break-glass.redeemed")
+        .unwrap()
+        .seq;
+    let delete = format!("DELETE FROM audit_events WHERE seq = {redeemed}");
+    match &db {
+        Db::Postgres(p) => {
+            sqlx::query("ALTER TABLE audit_events DISABLE TRIGGER ALL")
+                .execute(p)
+                .await
+                .unwrap();
+            sqlx::query(&delete).execute(p).await.unwrap();
+        }
+        Db::Sqlite(p) => {
+            sqlx::query("DROP TRIGGER audit_events_no_delete")
+                .execute(p)
+                .await
+                .unwrap();
+            sqlx::query(&delete).execute(p).await.unwrap();
+        }
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hush"))
+        .args([
+            "audit",
+            "verify",
+            "--database-url",
+            &app.stack.databases().tenant,
+        ])
+        .arg("--checkpoints")
+        .arg(&cps)
+        .arg("--public-key")
+        .arg(keys.join("audit-signing.key.pub"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!("BROKEN: event {redeemed}: missing")),
+        "{stdout}"
+    );
     drop(db);
     app.stop().await;
 }

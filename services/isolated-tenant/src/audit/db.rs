@@ -147,7 +147,20 @@ impl Db {
         use service_kit::db::{self as sdb, Backend};
         Ok(match Backend::from_url(url)? {
             Backend::Postgres => Db::Postgres(sdb::connect_postgres(url, 2).await?),
-            Backend::Sqlite => Db::Sqlite(sdb::connect_sqlite(url, 2).await?),
+            Backend::Sqlite => {
+                // Never create a database while checking one: a mistyped path is an error.
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:")
+                    .split('?')
+                    .next()
+                    .unwrap_or_default();
+                anyhow::ensure!(
+                    path.starts_with(':') || std::path::Path::new(path).exists(),
+                    "no SQLite database at {path}"
+                );
+                Db::Sqlite(sdb::connect_sqlite(url, 2).await?)
+            }
         })
     }
 

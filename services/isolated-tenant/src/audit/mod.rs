@@ -46,6 +46,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod context;
 pub mod db;
+pub mod lookup;
 pub mod verify;
 
 pub use chain::{Event, NewEvent};

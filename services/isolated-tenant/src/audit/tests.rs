@@ -16,6 +16,7 @@ use tenant_client::{AddMember, IdentityRef, MemberRef, ProvisionGroup};
 
 struct Setup {
     store: Arc<dyn Store>,
+    keys: Arc<SealKeys>,
     db: Db,
     database: TestDatabase,
     dir: tempfile::TempDir,
@@ -27,7 +28,7 @@ impl Setup {
     async fn new(database: TestDatabase) -> Self {
         let keys = Arc::new(SealKeys::parse(&SealKeys::generate_text()).unwrap());
         let corporate: CorporateDomains = "corp.example".parse().unwrap();
-        let store = store::connect(database.url(), 4, keys, corporate)
+        let store = store::connect(database.url(), 4, keys.clone(), corporate)
             .await
             .unwrap();
         let db = store.audit_db();
@@ -38,6 +39,7 @@ impl Setup {
         let public = checkpoint::load_public_key(&checkpoint::public_key_path(&key)).unwrap();
         Self {
             store,
+            keys,
             db,
             database,
             dir,
@@ -305,6 +307,76 @@ on_both_backends! {
         assert_eq!(s.events().await.len(), before);
     }
 
+    async fn a_bulk_chunk_appends_all_its_events_in_one_run(s) {
+        use tenant_client::{ApplyBatch, BatchOp, BatchOpKind, GroupLabel};
+        let g = provision(1);
+        s.store.provision_group(&g).await.unwrap();
+        let op = |kind, n: u32| BatchOp {
+            op: kind,
+            group_id: g.group_id,
+            subject: Some(Subject::parse(format!("bulk-person-{n}")).unwrap()),
+            email: None,
+        };
+        let batch = ApplyBatch {
+            ops: vec![
+                op(BatchOpKind::Add, 1),
+                op(BatchOpKind::Add, 2),
+                op(BatchOpKind::Remove, 1),
+            ],
+            labels: vec![GroupLabel { group_id: g.group_id, label: label("General") }],
+        };
+        let ctx = context::Context {
+            service: Some("bulk-api".into()),
+            request_id: Some("req-bulk-7".into()),
+        };
+        let out = context::with(ctx, s.store.apply_batch(&batch)).await.unwrap();
+        assert_eq!(out.applied, 3);
+        let events = s.events().await;
+        let chunk: Vec<&Event> = events.iter().filter(|e| e.service == "bulk-api").collect();
+        assert_eq!(
+            chunk.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(),
+            [action::MEMBERSHIP_ADDED, action::MEMBERSHIP_ADDED, action::MEMBERSHIP_REMOVED]
+        );
+        assert!(chunk.iter().all(|e| e.request_id.as_deref() == Some("req-bulk-7")));
+        assert!(chunk.windows(2).all(|w| w[1].seq == w[0].seq + 1), "one run");
+        assert_eq!(chunk[0].subject, chunk[2].subject, "the same person in the same group");
+        assert!(s.verify().await.ok());
+    }
+
+    async fn the_checkpoint_writer_signs_after_n_events(s) {
+        let path = s.checkpoints_path();
+        let schedule = checkpoint::Schedule {
+            every_events: 3,
+            every: std::time::Duration::from_secs(3600),
+            poll: std::time::Duration::from_millis(20),
+        };
+        let key = s.dir.path().join("audit-signing.key");
+        let task = tokio::spawn(checkpoint::run(
+            s.db.clone(),
+            Signer::load(&key).unwrap(),
+            path.clone(),
+            schedule,
+        ));
+        s.store.provision_group(&provision(1)).await.unwrap();
+        s.store.provision_group(&provision(2)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        assert!(checkpoint::read_file(&path).unwrap().is_empty(), "2 events: not yet");
+        s.store.provision_group(&provision(3)).await.unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let cps = loop {
+            let cps = checkpoint::read_file(&path).unwrap();
+            if !cps.is_empty() || std::time::Instant::now() > deadline {
+                break cps;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        task.abort();
+        assert_eq!(cps.len(), 1);
+        assert_eq!(cps[0].seq, 3);
+        assert!(cps[0].verifies(&s.public));
+        assert!(s.verify().await.ok());
+    }
+
     async fn the_audit_table_refuses_update_delete_and_truncate(s) {
         flow(&s).await;
         let n = s.events().await.len();
@@ -439,6 +511,40 @@ on_both_backends! {
             report.first(),
             Some(&Finding::BadCheckpoint { line: 1, why: "signed by another key" })
         );
+    }
+
+    async fn an_investigator_with_the_keys_finds_a_persons_events_in_a_group(s) {
+        let g = provision(1);
+        let other = provision(2);
+        s.store.provision_group(&g).await.unwrap();
+        s.store.provision_group(&other).await.unwrap();
+        s.store.add_member(g.group_id, &present()).await.unwrap();
+        s.store.add_member(other.group_id, &present()).await.unwrap();
+        s.store.add_member(g.group_id, &guest_by_email("General")).await.unwrap();
+        let p = lookup::pseudonyms(
+            &s.db,
+            &s.keys,
+            g.group_id,
+            None,
+            Some(&Email::parse(EMAIL).unwrap()),
+        )
+        .await
+        .unwrap();
+        let mine: Vec<i64> = s
+            .events()
+            .await
+            .iter()
+            .filter(|e| e.subject.as_ref().is_some_and(|x| p.member.contains(x)))
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(mine, [3], "their add to this group, not the other group's, not the guest's");
+    }
+
+    async fn verify_never_creates_a_database(s) {
+        let missing = s.dir.path().join("typo.db");
+        let url = format!("sqlite://{}", missing.display());
+        assert!(Db::open(&url).await.is_err());
+        assert!(!missing.exists());
     }
 
     async fn inv6_no_audit_event_holds_a_clear_subject_or_email(s) {

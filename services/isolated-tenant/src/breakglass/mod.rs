@@ -51,9 +51,15 @@ pub struct BreakGlassArgs {
     /// The audience (`aud`) of users' tokens, as the public services have it.
     #[arg(long = "jwt-audience", env = "HUSH_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
-    /// Where the IdP publishes its signing keys (JWKS).
+    /// Where the IdP publishes its signing keys (JWKS). The tenant usually sits on an internal
+    /// network that cannot reach the IdP: then give `--break-glass-jwks-file` instead.
     #[arg(long = "jwks-url", env = "HUSH_JWKS_URL")]
     pub jwks_url: Option<String>,
+    /// A file holding the IdP's JWKS (a copy of what `HUSH_JWKS_URL` serves), for a tenant that
+    /// cannot reach the IdP; read at start (restart after the IdP rotates its keys). Takes the
+    /// place of `HUSH_JWKS_URL`.
+    #[arg(long = "break-glass-jwks-file", env = "HUSH_BREAK_GLASS_JWKS_FILE")]
+    pub jwks_file: Option<std::path::PathBuf>,
     /// Claim holding users' roles (`auditor`, `privacy-officer`), as the public services have it.
     #[arg(long = "claim-roles", env = "HUSH_CLAIM_ROLES", default_value = auth::DEFAULT_ROLES_CLAIM)]
     pub claim_roles: String,
@@ -83,6 +89,7 @@ impl BreakGlassArgs {
             jwt_issuer: None,
             jwt_audience: None,
             jwks_url: None,
+            jwks_file: None,
             claim_roles: auth::DEFAULT_ROLES_CLAIM.into(),
             dev_mode: false,
             request_ttl_secs: 86_400,
@@ -103,10 +110,16 @@ impl BreakGlassArgs {
     }
 
     fn jwt(&self) -> Option<JwtArgs> {
+        let jwks_url = match (&self.jwks_url, &self.jwks_file) {
+            (Some(url), _) => url.clone(),
+            // Not fetched: the key set comes from the file.
+            (None, Some(_)) => "https://jwks.from-file.invalid/".to_string(),
+            (None, None) => return None,
+        };
         let mut args = JwtArgs::new(
             self.jwt_issuer.clone()?,
             self.jwt_audience.clone()?,
-            self.jwks_url.clone()?,
+            jwks_url,
         );
         args.claim_roles = self.claim_roles.clone();
         args.dev_mode = self.dev_mode;
@@ -126,9 +139,16 @@ pub struct BreakGlass {
 impl BreakGlass {
     /// From configuration; fails when the IdP settings are there but wrong.
     pub fn new(args: &BreakGlassArgs, keys: Arc<SealKeys>) -> anyhow::Result<Self> {
-        let verifier = match args.jwt() {
-            Some(jwt) => Some(Verifier::new(jwt)?),
-            None => {
+        let verifier = match (args.jwt(), &args.jwks_file) {
+            (Some(jwt), Some(file)) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    anyhow::anyhow!("reading the JWKS file {}: {e}", file.display())
+                })?;
+                let jwks: serde_json::Value = serde_json::from_str(&text)?;
+                Some(Verifier::with_jwks(jwt, &jwks)?)
+            }
+            (Some(jwt), None) => Some(Verifier::new(jwt)?),
+            (None, _) => {
                 tracing::info!("break-glass is off: no IdP configured (HUSH_JWT_ISSUER, HUSH_JWT_AUDIENCE, HUSH_JWKS_URL)");
                 None
             }
@@ -286,6 +306,7 @@ fn db(state: &AppState) -> Db {
         (status = 403, description = "Not control-api, or the user is not an auditor.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such group.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field is invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Break-glass is off.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -354,10 +375,12 @@ fn check_request(r: &NewRequest) -> Result<(), BgError> {
     ),
     responses(
         (status = 200, description = "Approved (state `approved` after the second).", body = RequestView),
-        (status = 403, description = "`break-glass-wrong-role` or `break-glass-requester-cannot-approve`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No service token, or no valid user token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not control-api; `break-glass-wrong-role`; or `break-glass-requester-cannot-approve`.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such request.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`break-glass-same-officer` or `break-glass-not-pending`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-request-expired`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn approve(
@@ -393,10 +416,12 @@ async fn approve(
     ),
     responses(
         (status = 200, description = "The answer, this once.", body = Answer),
-        (status = 403, description = "`break-glass-wrong-role` or `break-glass-not-requester`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No service token, or no valid user token.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not control-api; `break-glass-wrong-role`; or `break-glass-not-requester`.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such request.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`break-glass-not-approved`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-grant-used` or `break-glass-grant-expired`.", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn redeem(
@@ -427,4 +452,48 @@ fn encrypt(recipient: &str, answer: &Answer) -> Result<String, BgError> {
         serde_json::to_vec(answer).map_err(|e| BgError::Internal(e.into()))?,
     );
     age::encrypt_and_armor(&recipient, &json).map_err(|e| BgError::Internal(anyhow::anyhow!("{e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tenant_without_a_route_to_the_idp_checks_tokens_against_a_jwks_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = auth::DevIssuer::load_or_create(&dir.path().join("issuer")).unwrap();
+        let file = dir.path().join("jwks.json");
+        std::fs::write(&file, issuer.jwks().to_string()).unwrap();
+        let args = BreakGlassArgs {
+            jwt_issuer: Some(auth::DEV_ISSUER.into()),
+            jwt_audience: Some("hush".into()),
+            jwks_file: Some(file),
+            dev_mode: true,
+            ..BreakGlassArgs::disabled()
+        };
+        let keys = Arc::new(SealKeys::parse(&SealKeys::generate_text()).unwrap());
+        let bg = BreakGlass::new(&args, keys.clone()).unwrap();
+        let token = issuer.mint(
+            &auth::DevClaims {
+                sub: "ada".into(),
+                email: None,
+                kind: domain::IdentityKind::Member,
+                roles: vec![AUDITOR.into()],
+            },
+            "hush",
+            Duration::from_secs(60),
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_TOKEN_HEADER, token.parse().unwrap());
+        let user = bg.user(&headers).await.unwrap();
+        assert!(user.has_role(AUDITOR));
+        headers.insert(USER_TOKEN_HEADER, "not-a-token".parse().unwrap());
+        assert!(matches!(
+            bg.user(&headers).await,
+            Err(BgError::UserToken(_))
+        ));
+        // Without an IdP break-glass is off.
+        let off = BreakGlass::new(&BreakGlassArgs::disabled(), keys).unwrap();
+        assert!(matches!(off.user(&headers).await, Err(BgError::Disabled)));
+    }
 }
