@@ -5,7 +5,9 @@
 //! no access log, proxy or span on the way records who a request is about (INV-6). For the same
 //! reason the `Debug` output of every type that holds one leaves it out.
 
-use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, Label, ServiceName, Subject};
+use domain::{
+    CountBucket, Email, GroupId, GroupName, IdentityKind, Label, SenderPolicy, ServiceName, Subject,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use utoipa::ToSchema;
@@ -65,6 +67,17 @@ pub struct ProvisionGroup {
     pub address: Email,
     /// The name recipients see on the group's mail.
     pub display_name: GroupName,
+    /// Who may send mail to the group (from its label and settings). Absent: leave the
+    /// tenant's current policy as it is (`anyone` for a group that never had one), so callers
+    /// that predate mail still work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_policy: Option<SenderPolicy>,
+    /// The owners (IdP subjects, as the catalog holds them), for the `owners` sender policy;
+    /// replaces the tenant's list when `sender_policy` is given. A sender is an owner when the
+    /// tenant knows their address bound to one of these subjects. Owners are public contacts;
+    /// the tenant seals them anyway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<Subject>,
 }
 
 /// A distribution group as the tenant holds it. Carries no member and no count.

@@ -100,6 +100,9 @@ pub struct Config {
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// Mail expansion: the SMTP listener, the relay, their limits (`HUSH_MAIL_*`).
+    #[command(flatten)]
+    pub mail: crate::mail::MailArgs,
 }
 
 /// The database URL may carry a password and the seal keys are secret: neither is printed.
@@ -114,6 +117,7 @@ impl fmt::Debug for Config {
             .field("corporate_domains", &self.corporate_domains.domains())
             .field("batch_concurrency", &self.batch_concurrency)
             .field("http", &self.http)
+            .field("mail", &self.mail)
             .finish()
     }
 }

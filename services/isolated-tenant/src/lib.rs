@@ -29,6 +29,7 @@ mod error;
 mod extract;
 mod groups;
 pub mod identity;
+pub mod mail;
 mod members;
 mod meta;
 pub mod seal;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub http: HttpArgs,
     /// The slots bulk batches run in, so routine calls keep their connections and latency.
     pub batch_gate: batch::BatchGate,
+    /// The mail tables, where provisioning records a group's sender policy and owners.
+    pub mail: Arc<dyn mail::store::MailStore>,
 }
 
 impl FromRef<AppState> for ServiceVerifier {
@@ -87,15 +90,18 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let store = store::connect(
         &config.database_url,
         MAX_DB_CONNECTIONS,
-        keys,
+        keys.clone(),
         config.corporate_domains.clone(),
     )
     .await?;
+    // After the main store: it runs the migrations, the mail tables' included.
+    let mail = mail::store::connect(&config.database_url, keys).await?;
     Ok(AppState {
         verifier,
         store,
         http: config.http.clone(),
         batch_gate: Arc::new(tokio::sync::Semaphore::new(config.batch_concurrency.max(1))),
+        mail,
     })
 }
 
@@ -204,7 +210,24 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
     tracing::info!(addr = %listener.local_addr()?, "isolated-tenant listening");
-    service_kit::serve(listener, router(state), shutdown).await?;
+    // The SMTP listener and delivery workers, when configured; they stop with the API.
+    let mail = match config.mail.listen {
+        Some(listen) => {
+            let smtp = TcpListener::bind(listen).await?;
+            Some(mail::start_on(
+                mail::MailContext::new(
+                    &config.mail,
+                    state.mail.clone(),
+                    config.corporate_domains.clone(),
+                ),
+                smtp,
+            ))
+        }
+        None => None,
+    };
+    let served = service_kit::serve(listener, router(state), shutdown).await;
+    drop(mail);
+    served?;
     Ok(())
 }
 

@@ -56,7 +56,10 @@ impl TestApp {
         let keys = Arc::new(SealKeys::parse(&SealKeys::generate_text()).unwrap());
         let url = format!("sqlite://{}", dir.path().join("tenant.db").display());
         let corporate: CorporateDomains = "corp.example".parse().unwrap();
-        let store = store::connect(&url, 4, keys, corporate).await.unwrap();
+        let store = store::connect(&url, 4, keys.clone(), corporate)
+            .await
+            .unwrap();
+        let mail = crate::mail::store::connect(&url, keys).await.unwrap();
         let mut verifier = ServiceVerifier::new(ServiceName::IsolatedTenant);
         let (mut private, mut signers) = (HashMap::new(), HashMap::new());
         for s in [
@@ -76,6 +79,7 @@ impl TestApp {
             store,
             http: HttpArgs::default(),
             batch_gate: batch_gate.clone(),
+            mail,
         });
         Self {
             router,

@@ -66,6 +66,7 @@ impl Setup {
             corporate_domains: "corp.example".parse::<CorporateDomains>().unwrap(),
             batch_concurrency: 2,
             http: HttpArgs::default(),
+            mail: isolated_tenant::mail::MailArgs::default(),
         }
     }
 
@@ -167,6 +168,8 @@ fn provision_request(local: &str) -> ProvisionGroup {
         group_id: GroupId::new(),
         address: Email::parse(format!("{local}@groups.test.example")).unwrap(),
         display_name: GroupName::parse(local).unwrap(),
+        sender_policy: None,
+        owners: Vec::new(),
     }
 }
 
