@@ -42,6 +42,8 @@ pub mod paths {
     pub const OPENAPI: &str = "/tenant/v1/openapi.json";
     /// `POST` applies a batch of adds and removes in one transaction ([`super::ApplyBatch`]).
     pub const GROUPS_BATCH: &str = "/tenant/v1/groups/batch";
+    /// `GET` the mail queue's counts ([`super::MailCounts`]).
+    pub const MAIL_COUNTS: &str = "/tenant/v1/mail/counts";
 
     /// `template` with `{group_id}` replaced by `group`.
     pub fn for_group(template: &str, group: GroupId) -> String {
@@ -78,6 +80,29 @@ pub struct ProvisionGroup {
     /// the tenant seals them anyway.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<Subject>,
+}
+
+/// The tenant's mail queue for operators: counts only, over every group (INV-1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MailCounts {
+    /// Deliveries (relay transactions) waiting or in flight.
+    pub queued_deliveries: i64,
+    /// Recipients in those.
+    pub queued_recipients: i64,
+    /// Deliveries done.
+    pub delivered_deliveries: i64,
+    /// Recipients in those.
+    pub delivered_recipients: i64,
+    /// Dead letters (attempts spent or refused for good).
+    pub dead_deliveries: i64,
+    /// Recipients in those.
+    pub dead_recipients: i64,
+    /// Delivery addresses marked bad after repeated hard bounces.
+    pub bad_addresses: i64,
+    /// Bounces (delivery status notifications) consumed at the bounce addresses.
+    pub bounces_consumed: i64,
+    /// Other automatic mail consumed there or at a group address (out-of-office replies).
+    pub auto_replies_consumed: i64,
 }
 
 /// A distribution group as the tenant holds it. Carries no member and no count.

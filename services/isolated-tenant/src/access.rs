@@ -37,11 +37,14 @@ pub enum Operation {
     ReadApiDoc,
     /// Apply a batch of adds and removes in one transaction (bulk jobs).
     ApplyBatch,
+    /// The mail queue's counts (queued, delivered, dead letters, bad addresses), for
+    /// operators.
+    MailCounts,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 12] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -53,6 +56,7 @@ impl Operation {
         Self::MemberCount,
         Self::ReadApiDoc,
         Self::ApplyBatch,
+        Self::MailCounts,
     ];
 
     /// The operation's name in refusals and logs.
@@ -69,6 +73,7 @@ impl Operation {
             Self::MemberCount => "member-count",
             Self::ReadApiDoc => "read-api-doc",
             Self::ApplyBatch => "apply-batch",
+            Self::MailCounts => "mail-counts",
         }
     }
 }
@@ -83,8 +88,8 @@ impl fmt::Display for Operation {
 ///
 /// - control-api owns the catalog and the directory's life cycle: it provisions and
 ///   deprovisions groups, shows owners a count bucket (INV-4), and offboards a person who left
-///   (every membership at once). It never adds or removes a single membership and never asks
-///   about one.
+///   (every membership at once), and shows operators the mail queue's counts. It never adds or
+///   removes a single membership and never asks about one.
 /// - membership-api acts for one person at a time: add, remove, "am I a member", "my groups"
 ///   (INV-2).
 /// - bulk-api applies jobs through add, remove and batches of both (answered with counts by
@@ -105,6 +110,7 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
                 | O::DeprovisionGroup
                 | O::MemberCount
                 | O::Offboard
+                | O::MailCounts
         ),
         S::MembershipApi => matches!(
             op,
@@ -164,6 +170,8 @@ pub mod op {
         ReadApiDoc,
         /// See [`Operation::ApplyBatch`].
         ApplyBatch,
+        /// See [`Operation::MailCounts`].
+        MailCounts,
     );
 }
 
@@ -216,6 +224,7 @@ mod tests {
                     O::DeprovisionGroup,
                     O::MemberCount,
                     O::Offboard,
+                    O::MailCounts,
                 ],
                 ServiceName::MembershipApi => &[
                     O::Ping,

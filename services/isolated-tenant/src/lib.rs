@@ -123,6 +123,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         (name = "groups", description = "Distribution groups and their coarse member counts."),
         (name = "members", description = "One person's membership at a time."),
         (name = "meta", description = "Token checks and this document."),
+        (name = "mail", description = "The mail queue's counts, for operators."),
     )
 )]
 pub struct ApiDoc;
@@ -144,6 +145,7 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(groups::router())
         .merge(members::router())
         .merge(meta::router())
+        .merge(mail::api::router())
         .split_for_parts();
     let (batch, batch_doc) = batch::router().split_for_parts();
     doc.merge(batch_doc);
@@ -214,14 +216,13 @@ pub async fn run(
     let mail = match config.mail.listen {
         Some(listen) => {
             let smtp = TcpListener::bind(listen).await?;
-            Some(mail::start_on(
-                mail::MailContext::new(
-                    &config.mail,
-                    state.mail.clone(),
-                    config.corporate_domains.clone(),
-                ),
-                smtp,
-            ))
+            let ctx = mail::MailContext::new(
+                &config.mail,
+                state.mail.clone(),
+                config.corporate_domains.clone(),
+            )
+            .with_dkim(config.mail.load_dkim()?);
+            Some(mail::start_on(ctx, smtp))
         }
         None => None,
     };

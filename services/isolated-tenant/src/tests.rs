@@ -1314,3 +1314,27 @@ async fn a_saturated_tenant_answers_503_with_retry_after_and_single_calls_still_
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert!(is_member(&app, g, "erin").await);
 }
+
+#[tokio::test]
+async fn mail_counts_are_counts_only_and_for_control_api_only() {
+    let app = TestApp::new().await;
+    let control = app.token(ServiceName::ControlApi);
+    let res = app
+        .call(Method::GET, "/tenant/v1/mail/counts", Some(&control), None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let body = res.json();
+    let fields: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(fields.len(), 9, "{body}");
+    assert!(
+        body.as_object().unwrap().values().all(Value::is_i64),
+        "{body}"
+    );
+    for s in [ServiceName::MembershipApi, ServiceName::BulkApi] {
+        let token = app.token(s);
+        let res = app
+            .call(Method::GET, "/tenant/v1/mail/counts", Some(&token), None)
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{s}");
+    }
+}

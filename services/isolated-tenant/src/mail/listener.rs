@@ -468,11 +468,17 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8]) -> String {
         }
         let mut stored = Vec::with_capacity(message.len() + 300);
         stored.push(flags);
-        stored.extend_from_slice(&headers::clean(
-            message,
-            &group.address,
-            &group.display_name,
-        ));
+        let cleaned = headers::clean(message, &group.address, &group.display_name);
+        match &ctx.dkim {
+            Some(signer) if signer.domain() == group.address.domain() => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                stored.extend_from_slice(&signer.sign(&cleaned, now));
+            }
+            _ => stored.extend_from_slice(&cleaned),
+        }
         let accepted = retrying(|| {
             ctx.store
                 .accept(group.group_id, &stored, ctx.args.batch_recipients)

@@ -11,9 +11,11 @@
 //!
 //! Members are envelope recipients only: no header of any copy names one.
 
+pub mod api;
 pub mod bounce;
 pub mod client;
 pub mod delivery;
+pub mod dkim;
 pub mod headers;
 pub mod listener;
 pub mod policy;
@@ -198,6 +200,29 @@ pub struct MailArgs {
         default_value_t = 300
     )]
     pub lease_secs: u64,
+    /// The domain whose groups' mail is DKIM-signed (`d=`), usually the groups' mail domain.
+    /// Unset: no signing.
+    #[arg(
+        long = "mail-dkim-domain",
+        id = "mail_dkim_domain",
+        env = "HUSH_MAIL_DKIM_DOMAIN"
+    )]
+    pub dkim_domain: Option<String>,
+    /// The DKIM selector (`s=`): the key is published at `<selector>._domainkey.<domain>`.
+    #[arg(
+        long = "mail-dkim-selector",
+        id = "mail_dkim_selector",
+        env = "HUSH_MAIL_DKIM_SELECTOR",
+        default_value = "hush"
+    )]
+    pub dkim_selector: String,
+    /// The RSA private key (PEM, PKCS#8 or PKCS#1) that signs, when `--mail-dkim-domain` is set.
+    #[arg(
+        long = "mail-dkim-key-file",
+        id = "mail_dkim_key_file",
+        env = "HUSH_MAIL_DKIM_KEY_FILE"
+    )]
+    pub dkim_key_file: Option<PathBuf>,
     /// Hard bounces after which a delivery address is marked bad and skipped.
     #[arg(
         long = "mail-hard-bounce-limit",
@@ -229,6 +254,9 @@ impl Default for MailArgs {
             rate_per_sec: 0,
             recipients_per_day: 0,
             lease_secs: 300,
+            dkim_domain: None,
+            dkim_selector: "hush".into(),
+            dkim_key_file: None,
             hard_bounce_limit: 3,
         }
     }
@@ -242,6 +270,21 @@ impl MailArgs {
     fn data_timeout(&self) -> Duration {
         Duration::from_secs(self.data_timeout_secs.max(1))
     }
+
+    /// The DKIM signer the settings name, if any.
+    pub fn load_dkim(&self) -> anyhow::Result<Option<dkim::DkimSigner>> {
+        match (&self.dkim_domain, &self.dkim_key_file) {
+            (None, None) => Ok(None),
+            (Some(domain), Some(path)) => Ok(Some(dkim::DkimSigner::load(
+                domain,
+                &self.dkim_selector,
+                path,
+            )?)),
+            _ => anyhow::bail!(
+                "DKIM needs both HUSH_MAIL_DKIM_DOMAIN and HUSH_MAIL_DKIM_KEY_FILE, or neither"
+            ),
+        }
+    }
 }
 
 /// What the listener and the workers share.
@@ -253,6 +296,8 @@ pub struct MailContext {
     pub store: Arc<dyn store::MailStore>,
     /// The corporate domains (the `anyone` sender policy).
     pub corporate: Arc<CorporateDomains>,
+    /// Signs the copies of groups in its domain, when configured.
+    pub dkim: Option<Arc<dkim::DkimSigner>>,
     /// Wakes idle delivery workers when a message is accepted, so the first copy leaves at
     /// once instead of at the next poll.
     pub wake: Arc<tokio::sync::Notify>,
@@ -269,8 +314,16 @@ impl MailContext {
             args: Arc::new(args.clone()),
             store,
             corporate: Arc::new(corporate),
+            dkim: None,
             wake: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Signs with `signer`.
+    #[must_use]
+    pub fn with_dkim(mut self, signer: Option<dkim::DkimSigner>) -> Self {
+        self.dkim = signer.map(Arc::new);
+        self
     }
 }
 
@@ -310,7 +363,7 @@ pub async fn start(
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let store = store::connect(database_url, keys).await?;
-    let ctx = MailContext::new(args, store, corporate);
+    let ctx = MailContext::new(args, store, corporate).with_dkim(args.load_dkim()?);
     Ok(Some(start_on(ctx, listener)))
 }
 

@@ -102,27 +102,7 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
 }
 
 /// Operators' view of the queue: counts only (INV-1).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct MailCounts {
-    /// Deliveries waiting or in flight.
-    pub queued_deliveries: i64,
-    /// Recipients in those.
-    pub queued_recipients: i64,
-    /// Deliveries done.
-    pub delivered_deliveries: i64,
-    /// Recipients in those.
-    pub delivered_recipients: i64,
-    /// Dead letters (attempts spent or refused for good).
-    pub dead_deliveries: i64,
-    /// Recipients in those.
-    pub dead_recipients: i64,
-    /// Delivery addresses marked bad after repeated hard bounces.
-    pub bad_addresses: i64,
-    /// Bounces (delivery status notifications) consumed at the bounce address.
-    pub bounces_consumed: i64,
-    /// Other mail consumed there or at a group address (auto-replies, out-of-office).
-    pub auto_replies_consumed: i64,
-}
+pub use tenant_client::MailCounts;
 
 /// What came back to a bounce address (or an automatic reply to a group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

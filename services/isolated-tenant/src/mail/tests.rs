@@ -201,6 +201,15 @@ impl Fixture {
 
     /// Starts the listener (and workers, with a relay) over this database.
     async fn start(&self, relay: Option<Relay>) -> MailService {
+        self.start_signing(relay, None).await
+    }
+
+    /// [`Self::start`], signing with `dkim`.
+    async fn start_signing(
+        &self,
+        relay: Option<Relay>,
+        dkim: Option<dkim::DkimSigner>,
+    ) -> MailService {
         let args = self.args(relay);
         let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
             .await
@@ -209,7 +218,7 @@ impl Fixture {
             .await
             .unwrap();
         start_on(
-            MailContext::new(&args, mail, "corp.example".parse().unwrap()),
+            MailContext::new(&args, mail, "corp.example".parse().unwrap()).with_dkim(dkim),
             listener,
         )
     }
@@ -447,6 +456,38 @@ on_both_backends! {
         assert_eq!(owner["ok"], true, "{owner}");
         let not_owner = send(svc.addr, "alice@corp.example", &[&fx.address], &message("o", 1), &[]).await;
         assert_eq!(not_owner["code"].as_i64(), Some(550), "{not_owner}");
+        drop(svc);
+        fx.finish().await;
+    }
+
+    async fn the_copies_carry_a_dkim_signature_that_dkimpy_verifies(db) {
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        fx.seed(2).await;
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let signer = dkim::DkimSigner::new(GROUP_DOMAIN, "hush2026", key);
+        let public = signer.public_key_record();
+        let relay = PyRelay::start(fx.dir.path());
+        let svc = fx.start_signing(Some(Relay::Smtp(relay.addr())), Some(signer)).await;
+        let r = send(svc.addr, "alice@corp.example", &[&fx.address], &message("signed", 100), &[]).await;
+        assert_eq!(r["ok"], true);
+        let received = relay.wait_for(2, Duration::from_secs(30)).await;
+        let data = received[0]["data"].as_str().unwrap();
+        assert!(data.starts_with("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=groups.test.example; s=hush2026;"), "{data}");
+        let verify = |text: &str| {
+            let path = fx.dir.path().join("signed.eml");
+            std::fs::write(&path, text).unwrap();
+            Command::new("python3")
+                .arg(format!("{SCRIPTS}/dkim_verify.py"))
+                .arg(&path)
+                .arg(&public)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        assert!(verify(data), "dkimpy does not verify the copy");
+        // The check checks: a changed body fails.
+        assert!(!verify(&data.replace("Hello everyone.", "Hello, everyone.")));
         drop(svc);
         fx.finish().await;
     }
