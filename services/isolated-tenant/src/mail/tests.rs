@@ -516,3 +516,61 @@ on_both_backends! {
         fx.finish().await;
     }
 }
+
+/// INV-5 for the mail tables: after a message is queued for a group, owners are stored and a
+/// bounce is counted, the raw SQLite files (database and write-ahead log, every page, not only
+/// live rows) hold no member address, no owner subject and no message text in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv5_the_mail_tables_hold_no_member_address_owner_or_message_text_in_clear() {
+    if !python() {
+        return;
+    }
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Owners).await;
+    fx.mail
+        .set_policy(
+            fx.group,
+            SenderPolicy::Anyone,
+            &[Subject::parse("owner-secret-7").unwrap()],
+        )
+        .await
+        .unwrap();
+    // Members known by address only, so the identity rows hold nothing readable either.
+    fx.seed(50).await;
+    let svc = fx.start(None).await;
+    let text =
+        message("Quarterly secret plan", 1).replace("Hello everyone.", "Quarterly secret plan");
+    let r = send(svc.addr, "alice@corp.example", &[&fx.address], &text, &[]).await;
+    assert_eq!(r["ok"], true, "{r}");
+    fx.mail
+        .consume(
+            Inbound::Bounce,
+            None,
+            &[format!("m000001@{MEMBER_DOMAIN}")],
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(fx.mail.counts().await.unwrap().queued_recipients, 50);
+    drop(svc);
+    let path = fx
+        .database
+        .url()
+        .strip_prefix("sqlite://")
+        .unwrap()
+        .to_string();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+    let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        !contains(MEMBER_DOMAIN),
+        "a member address is in the database in clear"
+    );
+    assert!(
+        !contains("Quarterly secret plan"),
+        "the message text is in clear"
+    );
+    assert!(!contains("owner-secret-7"), "an owner is in clear");
+    // The check can see: the group's own address is stored in clear, by design.
+    assert!(contains("erg@groups.test.example"));
+    fx.finish().await;
+}
