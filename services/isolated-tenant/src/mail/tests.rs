@@ -574,3 +574,131 @@ async fn inv5_the_mail_tables_hold_no_member_address_owner_or_message_text_in_cl
     assert!(contains("erg@groups.test.example"));
     fx.finish().await;
 }
+
+/// A raw SMTP conversation, for the limits smtplib would not cross on its own.
+struct Raw {
+    r: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Raw {
+    async fn open(addr: std::net::SocketAddr) -> (Self, String) {
+        let (r, w) = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap()
+            .into_split();
+        let mut raw = Self {
+            r: tokio::io::BufReader::new(r),
+            w,
+        };
+        let greeting = raw.reply().await;
+        (raw, greeting)
+    }
+
+    /// The next reply, all its lines; empty when the server closed the connection.
+    async fn reply(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(10), self.r.read_line(&mut line))
+                .await
+                .expect("a reply in time")
+                .unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    async fn say(&mut self, line: &str) -> String {
+        use tokio::io::AsyncWriteExt as _;
+        self.w
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        self.reply().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_recipient_message_and_idle_limits_are_enforced() {
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
+    fx.seed(1).await;
+    let args = MailArgs {
+        max_connections: 1,
+        max_recipients: 2,
+        max_messages_per_connection: 1,
+        command_timeout_secs: 1,
+        ..fx.args(None)
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
+        .await
+        .unwrap();
+    let svc = start_on(
+        MailContext::new(&args, fx.mail.clone(), "corp.example".parse().unwrap()),
+        listener,
+    );
+
+    let (mut first, greeting) = Raw::open(svc.addr).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    // One connection at a time: the second is told 421 and closed.
+    let (mut second, refused) = Raw::open(svc.addr).await;
+    assert!(refused.starts_with("421 4.3.2"), "{refused}");
+    assert_eq!(second.reply().await, "");
+
+    let ehlo = first.say("EHLO me.corp.example").await;
+    for ext in ["8BITMIME", "SMTPUTF8", "SIZE 65536", "PIPELINING"] {
+        assert!(ehlo.contains(ext), "{ehlo}");
+    }
+    assert!(first
+        .say("VRFY m000000@members.test.example")
+        .await
+        .starts_with("252 "));
+    assert!(first
+        .say("EXPN erg@groups.test.example")
+        .await
+        .starts_with("502 "));
+    assert!(first
+        .say("MAIL FROM:<alice@corp.example> BODY=8BITMIME SMTPUTF8 RET=HDRS")
+        .await
+        .starts_with("250 "));
+    let rcpt = format!(
+        "RCPT TO:<{}> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y.example",
+        fx.address
+    );
+    assert!(first.say(&rcpt).await.starts_with("250 "));
+    assert!(first
+        .say(&format!("RCPT TO:<{}>", fx.address))
+        .await
+        .starts_with("250 "));
+    // Two recipients per message at most.
+    assert!(first
+        .say(&format!("RCPT TO:<{}>", fx.address))
+        .await
+        .starts_with("452 4.5.3"));
+    assert!(first.say("DATA").await.starts_with("354 "));
+    assert!(first
+        .say("Subject: one\r\n\r\nbody\r\n.")
+        .await
+        .starts_with("250 "));
+    // One message per connection: the next MAIL closes it.
+    assert!(first
+        .say("MAIL FROM:<alice@corp.example>")
+        .await
+        .starts_with("421 "));
+    assert_eq!(first.reply().await, "");
+
+    // A silent client is let go after the command timeout.
+    let (mut idle, _) = Raw::open(svc.addr).await;
+    let start = Instant::now();
+    let bye = idle.reply().await;
+    assert!(bye.starts_with("421 4.4.2"), "{bye}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    drop(svc);
+    fx.finish().await;
+}
