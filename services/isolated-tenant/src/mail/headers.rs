@@ -188,6 +188,64 @@ pub fn clean(message: &[u8], address: &Email, display_name: &str) -> Vec<u8> {
     out
 }
 
+/// The address in a `From` value (`Name <a@b>` or `a@b`), and the name shown for it.
+pub fn from_parts(value: &str) -> (String, String) {
+    match (value.rfind('<'), value.rfind('>')) {
+        (Some(open), Some(close)) if open < close => {
+            let address = value[open + 1..close].trim().to_string();
+            let name = value[..open].trim().trim_matches('"').trim().to_string();
+            let name = if name.is_empty() {
+                address.split('@').next().unwrap_or_default().to_string()
+            } else {
+                name
+            };
+            (address, name)
+        }
+        _ => {
+            let address = value.trim().to_string();
+            let name = address.split('@').next().unwrap_or_default().to_string();
+            (address, name)
+        }
+    }
+}
+
+/// The copy with `From` rewritten to `"<sender> via <group>" <group address>`, and the
+/// sender's `From` moved to `Reply-To` (unless the sender set one), so replies still reach
+/// them. For senders whose domain's DMARC policy would bin a copy signed by the group's domain.
+pub fn rewrite_from(message: &[u8], address: &Email, display_name: &str) -> Vec<u8> {
+    let (fields, body) = split(message);
+    let Some(from) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("from")) else {
+        return message.to_vec();
+    };
+    let (_, sender_name) = from_parts(&from.value());
+    let shown = format!("{sender_name} via {display_name}");
+    let has_reply_to = fields
+        .iter()
+        .any(|f| f.name.eq_ignore_ascii_case("reply-to"));
+    let mut out = Vec::with_capacity(message.len() + 128);
+    for f in &fields {
+        if f.name.eq_ignore_ascii_case("from") {
+            match phrase(&shown) {
+                Some(p) => out.extend_from_slice(format!("From: {p} <{address}>\r\n").as_bytes()),
+                None => out.extend_from_slice(format!("From: <{address}>\r\n").as_bytes()),
+            }
+            if !has_reply_to {
+                out.extend_from_slice(b"Reply-To:");
+                out.extend_from_slice(
+                    &f.raw[f.raw.iter().position(|&b| b == b':').map_or(0, |i| i + 1)..],
+                );
+                out.extend_from_slice(b"\r\n");
+            }
+        } else {
+            out.extend_from_slice(f.raw);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&message[body.min(message.len())..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +280,30 @@ mod tests {
         assert!(head.contains("Cc: bob@corp.example"));
         assert!(head.contains("Subject: a long\r\n subject, folded"));
         assert_eq!(body, "Hello\r\nBcc: in the body stays\r\n");
+    }
+
+    #[test]
+    fn from_is_rewritten_to_the_group_with_the_sender_as_reply_to() {
+        let addr = Email::parse("erg@groups.example").unwrap();
+        let out = rewrite_from(MSG, &addr, "ERG");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("From: \"Alice via ERG\" <erg@groups.example>\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Reply-To: Alice <alice@corp.example>\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("From: Alice"));
+        assert_eq!(
+            from_parts("bob@x.example"),
+            ("bob@x.example".into(), "bob".into())
+        );
+        assert_eq!(
+            from_parts("\"B. Bob\" <bob@x.example>"),
+            ("bob@x.example".into(), "B. Bob".into())
+        );
     }
 
     #[test]

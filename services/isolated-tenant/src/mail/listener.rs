@@ -12,6 +12,7 @@
 //! go out with the tenant's own envelope sender, and no notification can reach the sender.
 
 use super::bounce;
+use super::dmarc::FromRewrite;
 use super::headers;
 use super::policy;
 use super::store::{retrying, GroupTarget, Inbound};
@@ -426,6 +427,26 @@ async fn read_data<R: AsyncBufRead + Unpin>(
     }))
 }
 
+/// Whether this message's `From` is rewritten (see [`super::dmarc`]).
+async fn rewrite_from(ctx: &MailContext, fields: &[headers::Field<'_>]) -> bool {
+    match ctx.args.from_rewrite {
+        FromRewrite::Never => false,
+        FromRewrite::Always => true,
+        FromRewrite::Dmarc => {
+            let Some(from) = headers::get(fields, "from") else {
+                return false;
+            };
+            let (address, _) = headers::from_parts(&from);
+            match address.rsplit_once('@') {
+                Some((_, domain)) => {
+                    super::dmarc::strict_policy(&*ctx.resolver, &domain.to_ascii_lowercase()).await
+                }
+                None => false,
+            }
+        }
+    }
+}
+
 /// Stores the message for each group (or consumes it) and answers for the whole transaction.
 async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8]) -> String {
     let (fields, _) = headers::split(message);
@@ -468,7 +489,10 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8]) -> String {
         }
         let mut stored = Vec::with_capacity(message.len() + 300);
         stored.push(flags);
-        let cleaned = headers::clean(message, &group.address, &group.display_name);
+        let mut cleaned = headers::clean(message, &group.address, &group.display_name);
+        if rewrite_from(ctx, &fields).await {
+            cleaned = headers::rewrite_from(&cleaned, &group.address, &group.display_name);
+        }
         match &ctx.dkim {
             Some(signer) if signer.domain() == group.address.domain() => {
                 let now = std::time::SystemTime::now()

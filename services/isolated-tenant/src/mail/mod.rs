@@ -16,6 +16,7 @@ pub mod bounce;
 pub mod client;
 pub mod delivery;
 pub mod dkim;
+pub mod dmarc;
 pub mod headers;
 pub mod listener;
 pub mod policy;
@@ -200,6 +201,17 @@ pub struct MailArgs {
         default_value_t = 300
     )]
     pub lease_secs: u64,
+    /// When copies get `From: "<sender> via <group>" <group address>` (and `Reply-To: <sender>`):
+    /// `never`, `always`, or `dmarc` (when the sender's domain publishes DMARC
+    /// `p=quarantine` or `p=reject`, looked up in DNS).
+    #[arg(
+        long = "mail-from-rewrite",
+        id = "mail_from_rewrite",
+        env = "HUSH_MAIL_FROM_REWRITE",
+        value_enum,
+        default_value = "never"
+    )]
+    pub from_rewrite: dmarc::FromRewrite,
     /// The domain whose groups' mail is DKIM-signed (`d=`), usually the groups' mail domain.
     /// Unset: no signing.
     #[arg(
@@ -254,6 +266,7 @@ impl Default for MailArgs {
             rate_per_sec: 0,
             recipients_per_day: 0,
             lease_secs: 300,
+            from_rewrite: dmarc::FromRewrite::Never,
             dkim_domain: None,
             dkim_selector: "hush".into(),
             dkim_key_file: None,
@@ -298,6 +311,8 @@ pub struct MailContext {
     pub corporate: Arc<CorporateDomains>,
     /// Signs the copies of groups in its domain, when configured.
     pub dkim: Option<Arc<dkim::DkimSigner>>,
+    /// DNS for the DMARC lookups of `From` rewriting.
+    pub resolver: Arc<dyn dmarc::TxtResolver>,
     /// Wakes idle delivery workers when a message is accepted, so the first copy leaves at
     /// once instead of at the next poll.
     pub wake: Arc<tokio::sync::Notify>,
@@ -315,8 +330,16 @@ impl MailContext {
             store,
             corporate: Arc::new(corporate),
             dkim: None,
+            resolver: Arc::new(dmarc::SystemResolver::from_system()),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Looks DMARC policies up with `resolver`.
+    #[must_use]
+    pub fn with_resolver(mut self, resolver: Arc<dyn dmarc::TxtResolver>) -> Self {
+        self.resolver = resolver;
+        self
     }
 
     /// Signs with `signer`.

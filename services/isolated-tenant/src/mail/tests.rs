@@ -702,3 +702,81 @@ async fn connection_recipient_message_and_idle_limits_are_enforced() {
     drop(svc);
     fx.finish().await;
 }
+
+/// DNS as the test says: `strict.example` publishes `p=reject`, nobody else has DMARC.
+struct StubDns;
+
+#[async_trait::async_trait]
+impl dmarc::TxtResolver for StubDns {
+    async fn txt(&self, name: &str) -> Vec<String> {
+        if name == "_dmarc.strict.example" {
+            vec!["v=DMARC1; p=reject".into()]
+        } else {
+            vec![]
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_is_rewritten_only_for_senders_whose_domain_publishes_a_strict_dmarc_policy() {
+    if !python() {
+        return;
+    }
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
+    fx.seed(1).await;
+    let relay = PyRelay::start(fx.dir.path());
+    let args = MailArgs {
+        from_rewrite: dmarc::FromRewrite::Dmarc,
+        ..fx.args(Some(Relay::Smtp(relay.addr())))
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
+        .await
+        .unwrap();
+    let svc = start_on(
+        MailContext::new(
+            &args,
+            fx.mail.clone(),
+            "corp.example,strict.example".parse().unwrap(),
+        )
+        .with_resolver(Arc::new(StubDns)),
+        listener,
+    );
+    for from in ["alice@strict.example", "alice@corp.example"] {
+        let text = message("dmarc", 1).replace("alice@corp.example>", &format!("{from}>"));
+        let r = send(svc.addr, from, &[&fx.address], &text, &[]).await;
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let received = relay.wait_for(2, Duration::from_secs(30)).await;
+    let heads: Vec<String> = received
+        .iter()
+        .map(|m| {
+            m["data"]
+                .as_str()
+                .unwrap()
+                .split("\r\n\r\n")
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let strict = heads.iter().find(|h| h.contains("strict.example")).unwrap();
+    assert!(
+        strict.contains("From: \"Alice via Employee Resource Group\" <erg@groups.test.example>"),
+        "{strict}"
+    );
+    assert!(
+        strict.contains("Reply-To: Alice <alice@strict.example>"),
+        "{strict}"
+    );
+    let relaxed = heads
+        .iter()
+        .find(|h| !h.contains("strict.example"))
+        .unwrap();
+    assert!(
+        relaxed.contains("From: Alice <alice@corp.example>"),
+        "{relaxed}"
+    );
+    assert!(!relaxed.contains("Reply-To"), "{relaxed}");
+    drop(svc);
+    fx.finish().await;
+}
