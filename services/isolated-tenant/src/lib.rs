@@ -221,7 +221,8 @@ pub async fn run(
                 state.mail.clone(),
                 config.corporate_domains.clone(),
             )
-            .with_dkim(config.mail.load_dkim()?);
+            .with_dkim(config.mail.load_dkim()?)
+            .with_tls(config.mail.load_tls()?);
             Some(mail::start_on(ctx, smtp))
         }
         None => None,

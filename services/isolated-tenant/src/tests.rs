@@ -1158,6 +1158,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         (paths::OFFBOARD, "post"),
         (paths::OPENAPI, "get"),
         (paths::GROUPS_BATCH, "post"),
+        (paths::MAIL_COUNTS, "get"),
     ];
     let documented: usize = doc["paths"]
         .as_object()

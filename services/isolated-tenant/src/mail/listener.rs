@@ -60,12 +60,29 @@ pub async fn serve(ctx: MailContext, listener: TcpListener) {
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = session(&ctx, stream).await {
+            if let Err(e) = connection(&ctx, stream).await {
                 tracing::debug!(error = %e, "mail session ended with an error");
             }
             drop(permit);
         });
     }
+}
+
+/// One connection: in clear, and after `STARTTLS` (when a certificate is configured) over TLS,
+/// with the SMTP state reset as RFC 3207 asks.
+async fn connection(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
+    let greeting = format!("220 {} ESMTP Hush", ctx.args.hostname);
+    let tls = ctx.tls.clone();
+    let Some(plain) = session(ctx, stream, tls.is_some(), Some(&greeting)).await? else {
+        return Ok(());
+    };
+    let Some(acceptor) = tls else {
+        return Ok(());
+    };
+    let secured = tokio::time::timeout(ctx.args.command_timeout(), acceptor.accept(plain))
+        .await
+        .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+    session(ctx, secured, false, None).await.map(drop)
 }
 
 /// How reading a line went.
@@ -139,11 +156,24 @@ fn path<'a>(line: &'a str, prefix: &str) -> Option<(&'a str, Vec<&'a str>)> {
     Some((addr, params))
 }
 
-async fn session(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
+/// Serves SMTP on `stream` until the client quits or a limit ends it. With `offer_tls`, it
+/// offers STARTTLS and, when the client takes it, hands the stream back (`Some`) for the
+/// handshake; nothing buffered after the command is kept (RFC 3207 forbids pipelining past it).
+async fn session<S>(
+    ctx: &MailContext,
+    stream: S,
+    offer_tls: bool,
+    greeting: Option<&str>,
+) -> std::io::Result<Option<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+{
     let args = &ctx.args;
-    let (read, mut w) = stream.into_split();
+    let (read, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(read);
-    reply(&mut w, &format!("220 {} ESMTP Hush", args.hostname)).await?;
+    if let Some(g) = greeting {
+        reply(&mut w, g).await?;
+    }
     let mut greeted = false;
     let mut env = Envelope::default();
     let mut messages = 0usize;
@@ -152,7 +182,7 @@ async fn session(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
     loop {
         if errors >= MAX_ERRORS {
             reply(&mut w, "421 4.7.0 Too many errors, closing").await?;
-            return Ok(());
+            return Ok(None);
         }
         let read = tokio::time::timeout(
             args.command_timeout(),
@@ -162,10 +192,10 @@ async fn session(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
         match read {
             Err(_) => {
                 reply(&mut w, "421 4.4.2 Timeout waiting for a command, closing").await?;
-                return Ok(());
+                return Ok(None);
             }
             Ok(Err(e)) => return Err(e),
-            Ok(Ok(Line::Eof)) => return Ok(()),
+            Ok(Ok(Line::Eof)) => return Ok(None),
             Ok(Ok(Line::TooLong)) => {
                 errors += 1;
                 reply(&mut w, "500 5.5.2 Line too long").await?;
@@ -189,8 +219,10 @@ async fn session(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
                 greeted = true;
                 env = Envelope::default();
                 let text = format!(
-                    "250-{}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE {}",
-                    args.hostname, args.max_message_bytes
+                    "250-{}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n{}250 SIZE {}",
+                    args.hostname,
+                    if offer_tls { "250-STARTTLS\r\n" } else { "" },
+                    args.max_message_bytes
                 );
                 reply(&mut w, &text).await?;
             }
@@ -206,7 +238,7 @@ async fn session(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
                         "421 4.7.0 Too many messages on one connection, closing",
                     )
                     .await?;
-                    return Ok(());
+                    return Ok(None);
                 }
                 if !greeted {
                     errors += 1;
@@ -246,10 +278,10 @@ async fn session(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
                 let answer = match body {
                     Err(_) => {
                         reply(&mut w, "421 4.4.2 Timeout waiting for the message, closing").await?;
-                        return Ok(());
+                        return Ok(None);
                     }
                     Ok(Err(e)) => return Err(e),
-                    Ok(Ok(None)) => return Ok(()),
+                    Ok(Ok(None)) => return Ok(None),
                     Ok(Ok(Some(Data::TooBig))) => {
                         "552 5.3.4 Message exceeds the size limit".to_string()
                     }
@@ -261,6 +293,10 @@ async fn session(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
                 env = Envelope::default();
                 reply(&mut w, &answer).await?;
             }
+            "STARTTLS" if offer_tls => {
+                reply(&mut w, "220 2.0.0 Ready to start TLS").await?;
+                return Ok(Some(r.into_inner().unsplit(w)));
+            }
             "RSET" => {
                 env = Envelope::default();
                 reply(&mut w, "250 2.0.0 OK").await?;
@@ -268,7 +304,7 @@ async fn session(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
             "NOOP" => reply(&mut w, "250 2.0.0 OK").await?,
             "QUIT" => {
                 reply(&mut w, "221 2.0.0 Bye").await?;
-                return Ok(());
+                return Ok(None);
             }
             // Never says whether an address exists, let alone who is in a group (INV-1).
             "VRFY" => reply(&mut w, "252 2.5.2 Cannot verify; send some mail").await?,

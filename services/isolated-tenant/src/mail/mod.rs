@@ -212,6 +212,21 @@ pub struct MailArgs {
         default_value = "never"
     )]
     pub from_rewrite: dmarc::FromRewrite,
+    /// The certificate chain (PEM) the listener offers STARTTLS with; with
+    /// `--mail-tls-key-file`. Unset: no STARTTLS (keep the listener on an internal network).
+    #[arg(
+        long = "mail-tls-cert-file",
+        id = "mail_tls_cert_file",
+        env = "HUSH_MAIL_TLS_CERT_FILE"
+    )]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `--mail-tls-cert-file`.
+    #[arg(
+        long = "mail-tls-key-file",
+        id = "mail_tls_key_file",
+        env = "HUSH_MAIL_TLS_KEY_FILE"
+    )]
+    pub tls_key_file: Option<PathBuf>,
     /// The domain whose groups' mail is DKIM-signed (`d=`), usually the groups' mail domain.
     /// Unset: no signing.
     #[arg(
@@ -267,6 +282,8 @@ impl Default for MailArgs {
             recipients_per_day: 0,
             lease_secs: 300,
             from_rewrite: dmarc::FromRewrite::Never,
+            tls_cert_file: None,
+            tls_key_file: None,
             dkim_domain: None,
             dkim_selector: "hush".into(),
             dkim_key_file: None,
@@ -282,6 +299,32 @@ impl MailArgs {
 
     fn data_timeout(&self) -> Duration {
         Duration::from_secs(self.data_timeout_secs.max(1))
+    }
+
+    /// The STARTTLS acceptor the settings name, if any.
+    pub fn load_tls(&self) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let (cert, key) = match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => return Ok(None),
+            (Some(c), Some(k)) => (c, k),
+            _ => anyhow::bail!(
+                "STARTTLS needs both HUSH_MAIL_TLS_CERT_FILE and HUSH_MAIL_TLS_KEY_FILE, or neither"
+            ),
+        };
+        let certs = CertificateDer::pem_file_iter(cert)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", cert.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", key.display()))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+        Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
     }
 
     /// The DKIM signer the settings name, if any.
@@ -311,6 +354,8 @@ pub struct MailContext {
     pub corporate: Arc<CorporateDomains>,
     /// Signs the copies of groups in its domain, when configured.
     pub dkim: Option<Arc<dkim::DkimSigner>>,
+    /// Offers STARTTLS with the configured certificate.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// DNS for the DMARC lookups of `From` rewriting.
     pub resolver: Arc<dyn dmarc::TxtResolver>,
     /// Wakes idle delivery workers when a message is accepted, so the first copy leaves at
@@ -330,6 +375,7 @@ impl MailContext {
             store,
             corporate: Arc::new(corporate),
             dkim: None,
+            tls: None,
             resolver: Arc::new(dmarc::SystemResolver::from_system()),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
@@ -339,6 +385,13 @@ impl MailContext {
     #[must_use]
     pub fn with_resolver(mut self, resolver: Arc<dyn dmarc::TxtResolver>) -> Self {
         self.resolver = resolver;
+        self
+    }
+
+    /// Offers STARTTLS with `acceptor`.
+    #[must_use]
+    pub fn with_tls(mut self, acceptor: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        self.tls = acceptor;
         self
     }
 
@@ -386,7 +439,9 @@ pub async fn start(
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let store = store::connect(database_url, keys).await?;
-    let ctx = MailContext::new(args, store, corporate).with_dkim(args.load_dkim()?);
+    let ctx = MailContext::new(args, store, corporate)
+        .with_dkim(args.load_dkim()?)
+        .with_tls(args.load_tls()?);
     Ok(Some(start_on(ctx, listener)))
 }
 

@@ -780,3 +780,66 @@ async fn from_is_rewritten_only_for_senders_whose_domain_publishes_a_strict_dmar
     drop(svc);
     fx.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_with_the_configured_certificate_carries_the_message() {
+    if !python() {
+        return;
+    }
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
+    fx.seed(2).await;
+    let (cert, key) = (
+        fx.dir.path().join("cert.pem"),
+        fx.dir.path().join("key.pem"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes the test certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let args = MailArgs {
+        tls_cert_file: Some(cert),
+        tls_key_file: Some(key),
+        ..fx.args(None)
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
+        .await
+        .unwrap();
+    let svc = start_on(
+        MailContext::new(&args, fx.mail.clone(), "corp.example".parse().unwrap())
+            .with_tls(args.load_tls().unwrap()),
+        listener,
+    );
+    let r = send(
+        svc.addr,
+        "alice@corp.example",
+        &[&fx.address],
+        &message("tls", 1),
+        &["--starttls"],
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(r["tls"].as_str().unwrap().starts_with("TLSv1."), "{r}");
+    assert_eq!(r["offers_starttls_again"], false, "{r}");
+    assert_eq!(fx.mail.counts().await.unwrap().queued_recipients, 2);
+    drop(svc);
+    fx.finish().await;
+}
