@@ -51,6 +51,10 @@ async fn worker(ctx: MailContext, relay: Relay, limiter: Arc<Limiter>) {
     };
     loop {
         let lease = Duration::from_secs(ctx.args.lease_secs.max(1));
+        // Registered before looking, so a message accepted while we look still wakes us.
+        let woken = ctx.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let claimed = match ctx.store.claim(owner, CLAIM, lease).await {
             Ok(c) => c,
             Err(e) => {
@@ -64,7 +68,7 @@ async fn worker(ctx: MailContext, relay: Relay, limiter: Arc<Limiter>) {
                 c.quit().await;
             }
             tokio::select! {
-                () = ctx.wake.notified() => {}
+                () = woken => {}
                 () = tokio::time::sleep(IDLE_POLL) => {}
             }
             continue;

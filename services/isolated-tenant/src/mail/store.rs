@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 /// Rows per statement in set-based reads and writes.
 const CHUNK: usize = 500;
-/// Connections of the mail pool: the listener's transactions and the workers' short updates.
-const MAX_CONNECTIONS: u32 = 6;
+/// Connections of the mail pool: the listener's transactions and the workers' short updates
+/// (more than the default number of delivery workers, so the listener always finds one).
+const MAX_CONNECTIONS: u32 = 12;
 
 /// A group the listener can take mail for.
 #[derive(Debug, Clone)]
@@ -306,13 +307,17 @@ macro_rules! mail_store {
         }
 
         impl $name {
-            /// The tags of the bad addresses among `tags`' owners: addresses skipped.
-            async fn bad_tags(&self) -> Result<HashSet<Vec<u8>>, StoreError> {
+            /// The tags of the addresses marked bad, which expansion skips. Read on the caller's
+            /// connection: on SQLite, a second connection could wait behind delivery workers
+            /// that themselves wait for the caller's write lock.
+            async fn bad_tags(
+                conn: &mut <$db as sqlx::Database>::Connection,
+            ) -> Result<HashSet<Vec<u8>>, StoreError> {
                 let rows: Vec<Vec<u8>> = sqlx::query_scalar(
                     "SELECT address_tag FROM mail_bad_addresses WHERE bad = $1",
                 )
                 .bind(true)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
                 Ok(rows.into_iter().collect())
             }
@@ -368,7 +373,7 @@ macro_rules! mail_store {
                     .iter()
                     .map(|(s, kid)| Ok(self.keys.get(kid)?.open_member(group, s)?))
                     .collect::<Result<Vec<Uuid>, StoreError>>()?;
-                let bad = self.bad_tags().await?;
+                let bad = Self::bad_tags(&mut *conn).await?;
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
