@@ -12,7 +12,9 @@ use tenant_client::TenantClient;
 use tokio::task::JoinSet;
 
 mod bulk;
+mod mail;
 pub use bulk::{bulk, BulkArgs};
+pub use mail::{mail, MailBenchArgs};
 
 /// Options of `hush bench my-groups`.
 #[derive(Debug, Clone, clap::Args)]

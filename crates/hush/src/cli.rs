@@ -62,7 +62,8 @@ struct UpArgs {
     #[arg(long, env = "HUSH_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
     /// First port: control-api on N, membership-api N+1, bulk-api N+2, isolated-tenant N+3
-    /// (loopback only), the edge (the app) N+5, dev issuer N+6.
+    /// (loopback only), the tenant's SMTP listener N+4 (loopback only), the edge (the app)
+    /// N+5, dev issuer N+6.
     #[arg(long, env = "HUSH_PORT_BASE", default_value_t = 8080)]
     port_base: u16,
     /// Address the public services bind to. The tenant and the dev issuer always bind to
@@ -76,6 +77,9 @@ struct UpArgs {
         default_value = "groups.hush.localhost"
     )]
     mail_domain: String,
+    /// Do not start the tenant's SMTP listener (and its delivery to the Maildir sink).
+    #[arg(long, env = "HUSH_NO_SMTP")]
+    no_smtp: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,8 +119,9 @@ enum ServeCommand {
     MembershipApi(membership_api::Config),
     /// Bulk membership jobs.
     BulkApi(bulk_api::Config),
-    /// The isolated tenant (internal only).
-    IsolatedTenant(isolated_tenant::Config),
+    /// The isolated tenant (internal only). Boxed: its configuration (mail, audit,
+    /// break-glass) is much larger than the others'.
+    IsolatedTenant(Box<isolated_tenant::Config>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,7 +129,7 @@ enum TenantCommand {
     /// Re-seal every membership and identity row under the active seal key (the first in
     /// HUSH_TENANT_SEAL_KEYS), so an old key can then be removed. Safe to re-run and to run
     /// while the tenant serves; prints counts only.
-    Reseal(isolated_tenant::Config),
+    Reseal(Box<isolated_tenant::Config>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +139,9 @@ enum BenchCommand {
     /// Bulk jobs vs raw inserts, a legacy migration, join/leave latency beside a large job,
     /// and each service's peak memory.
     Bulk(crate::bench::BulkArgs),
+    /// One message to a large group: time to the first copy, recipients/s, the tenant's peak
+    /// memory.
+    Mail(crate::bench::MailBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -226,6 +234,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::bulk(args).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(BenchCommand::Mail(args)) => {
+            crate::bench::mail(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::MyGroups(args)) => {
             crate::bench::my_groups(args).await?;
             Ok(ExitCode::SUCCESS)
@@ -235,11 +247,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     service_kit::telemetry::init();
-    let cfg = StackConfig::for_up(&args.data_dir, args.host, args.port_base, &args.mail_domain)?;
+    let mut cfg =
+        StackConfig::for_up(&args.data_dir, args.host, args.port_base, &args.mail_domain)?;
+    if args.no_smtp {
+        cfg.mail = isolated_tenant::mail::MailArgs::default();
+    }
+    let smtp = cfg.mail.listen.map_or_else(
+        || "off (--no-smtp)".to_string(),
+        |a| {
+            format!(
+                "smtp://{a}  (copies: Maildir under {}/mail)",
+                args.data_dir.display()
+            )
+        },
+    );
     let stack = Stack::start(cfg).await?;
     let u = stack.urls();
     println!(
-        "\nHush is up (SQLite under {dir}).\n\n  Open the app    {e}/   (pick a dev user to sign in)\n\n  control-api     {c}/control/v1/\n  membership-api  {m}/membership/v1/\n  bulk-api        {b}/bulk/v1/\n  isolated-tenant {t} (loopback only, service tokens only)\n  dev issuer      {i}/.well-known/jwks.json\n\nGet a token:  cargo run -p hush -- token --sub alice --email alice@corp.example{dd}\n              (add --kind guest|agent, --role label-admin|operator|auditor|privacy-officer)\nThen:         curl -H \"Authorization: Bearer $TOKEN\" {c}/control/v1/labels\n\nCtrl-C stops.",
+        "\nHush is up (SQLite under {dir}).\n\n  Open the app    {e}/   (pick a dev user to sign in)\n\n  control-api     {c}/control/v1/\n  membership-api  {m}/membership/v1/\n  bulk-api        {b}/bulk/v1/\n  isolated-tenant {t} (loopback only, service tokens only)\n  tenant SMTP     {smtp}\n  dev issuer      {i}/.well-known/jwks.json\n\nGet a token:  cargo run -p hush -- token --sub alice --email alice@corp.example{dd}\n              (add --kind guest|agent, --role label-admin|operator|auditor|privacy-officer)\nThen:         curl -H \"Authorization: Bearer $TOKEN\" {c}/control/v1/labels\n\nCtrl-C stops.",
         dir = args.data_dir.display(),
         e = u.edge, c = u.control, m = u.membership, b = u.bulk, t = u.tenant, i = u.issuer,
         dd = if args.data_dir == std::path::Path::new("./data") { String::new() } else { format!(" --data-dir {}", args.data_dir.display()) },
@@ -267,7 +292,7 @@ async fn serve(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
         }
         ServeCommand::IsolatedTenant(cfg) => {
             let l = tokio::net::TcpListener::bind(cfg.listen).await?;
-            isolated_tenant::run(cfg, l, shutdown).await?;
+            isolated_tenant::run(*cfg, l, shutdown).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -163,6 +163,8 @@ pub struct StackConfig {
     /// Mail domains whose people count as employees when an owner adds them by address
     /// (empty: every domain).
     pub corporate_domains: String,
+    /// The tenant's mail side (SMTP listener, relay); off unless set.
+    pub mail: isolated_tenant::mail::MailArgs,
 }
 
 impl StackConfig {
@@ -195,6 +197,14 @@ impl StackConfig {
             mail_domain: mail_domain.to_string(),
             http: HttpArgs::default(),
             corporate_domains: String::new(),
+            // SMTP on loopback N+4; copies go to Maildir folders under the data dir, a stand-in
+            // for the corporate mail system (see the README's Mail section).
+            mail: isolated_tenant::mail::MailArgs {
+                listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port(4)?)),
+                relay: Some(isolated_tenant::mail::Relay::Maildir(data_dir.join("mail"))),
+                bounce_domain: format!("bounces.{mail_domain}"),
+                ..isolated_tenant::mail::MailArgs::default()
+            },
         })
     }
 
@@ -208,6 +218,7 @@ impl StackConfig {
             mail_domain: "groups.test.example".into(),
             http: HttpArgs::default(),
             corporate_domains: "corp.example".into(),
+            mail: isolated_tenant::mail::MailArgs::default(),
         }
     }
 }
@@ -424,6 +435,7 @@ impl Stack {
                         )
                     },
                     break_glass: isolated_tenant::breakglass::BreakGlassArgs::from_jwt(&self.jwt()),
+                    mail: cfg.mail.clone(),
                 };
                 tokio::spawn(isolated_tenant::run(c, listener, shutdown))
             }

@@ -5,7 +5,9 @@
 //! no access log, proxy or span on the way records who a request is about (INV-6). For the same
 //! reason the `Debug` output of every type that holds one leaves it out.
 
-use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, Label, ServiceName, Subject};
+use domain::{
+    CountBucket, Email, GroupId, GroupName, IdentityKind, Label, SenderPolicy, ServiceName, Subject,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use utoipa::ToSchema;
@@ -40,6 +42,8 @@ pub mod paths {
     pub const OPENAPI: &str = "/tenant/v1/openapi.json";
     /// `POST` applies a batch of adds and removes in one transaction ([`super::ApplyBatch`]).
     pub const GROUPS_BATCH: &str = "/tenant/v1/groups/batch";
+    /// `GET` the mail queue's counts ([`super::MailCounts`]).
+    pub const MAIL_COUNTS: &str = "/tenant/v1/mail/counts";
 
     /// `template` with `{group_id}` replaced by `group`.
     pub fn for_group(template: &str, group: GroupId) -> String {
@@ -65,6 +69,40 @@ pub struct ProvisionGroup {
     pub address: Email,
     /// The name recipients see on the group's mail.
     pub display_name: GroupName,
+    /// Who may send mail to the group (from its label and settings). Absent: leave the
+    /// tenant's current policy as it is (`anyone` for a group that never had one), so callers
+    /// that predate mail still work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_policy: Option<SenderPolicy>,
+    /// The owners (IdP subjects, as the catalog holds them), for the `owners` sender policy;
+    /// replaces the tenant's list when `sender_policy` is given. A sender is an owner when the
+    /// tenant knows their address bound to one of these subjects. Owners are public contacts;
+    /// the tenant seals them anyway.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<Subject>,
+}
+
+/// The tenant's mail queue for operators: counts only, over every group (INV-1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MailCounts {
+    /// Deliveries (relay transactions) waiting or in flight.
+    pub queued_deliveries: i64,
+    /// Recipients in those.
+    pub queued_recipients: i64,
+    /// Deliveries done.
+    pub delivered_deliveries: i64,
+    /// Recipients in those.
+    pub delivered_recipients: i64,
+    /// Dead letters (attempts spent or refused for good).
+    pub dead_deliveries: i64,
+    /// Recipients in those.
+    pub dead_recipients: i64,
+    /// Delivery addresses marked bad after repeated hard bounces.
+    pub bad_addresses: i64,
+    /// Bounces (delivery status notifications) consumed at the bounce addresses.
+    pub bounces_consumed: i64,
+    /// Other automatic mail consumed there or at a group address (out-of-office replies).
+    pub auto_replies_consumed: i64,
 }
 
 /// A distribution group as the tenant holds it. Carries no member and no count.

@@ -16,8 +16,8 @@ pub mod breakglass;
 
 pub use api::{
     AddMember, ApplyBatch, BatchOp, BatchOpKind, BatchOutcome, DistributionGroup, GroupLabel,
-    GroupsOf, IdentityRef, MemberCount, MemberRef, MembershipCheck, MembershipQuery, Pong,
-    ProvisionGroup, SubjectRef,
+    GroupsOf, IdentityRef, MailCounts, MemberCount, MemberRef, MembershipCheck, MembershipQuery,
+    Pong, ProvisionGroup, SubjectRef,
 };
 
 use api::paths;
@@ -253,6 +253,12 @@ impl TenantClient {
         let path = paths::for_group(paths::COUNT, group);
         let answer: MemberCount = self.json(Method::GET, &path, None::<&()>).await?;
         Ok(answer.bucket)
+    }
+
+    /// The mail queue's counts (control-api, for operators).
+    pub async fn mail_counts(&self) -> Result<MailCounts, TenantError> {
+        self.json(Method::GET, paths::MAIL_COUNTS, None::<&()>)
+            .await
     }
 
     /// Applies `batch` in one transaction in the tenant (bulk-api only): adds (each checked

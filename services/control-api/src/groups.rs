@@ -458,6 +458,7 @@ async fn update_group(
     if !group.is_owner(&caller) {
         return Err(ApiError::NotOwner);
     }
+    let owners_changed = input.owners.is_some();
     let changes = GroupChanges {
         description: input.description,
         join_policy: input.join_policy,
@@ -468,7 +469,12 @@ async fn update_group(
         .update_group(id, &caller.subject, &changes, now_ms())
         .await?
     {
-        GroupWrite::Done(record) => Ok(AppJson(GroupView::for_caller(&record, &caller))),
+        GroupWrite::Done(record) => {
+            if owners_changed && record.state == GroupState::Active {
+                sync_mail_policy(&state, &record).await;
+            }
+            Ok(AppJson(GroupView::for_caller(&record, &caller)))
+        }
         GroupWrite::NotFound => Err(ApiError::GroupNotFound),
         GroupWrite::NotOwner => Err(ApiError::NotOwner),
         GroupWrite::NotEditable(state) => Err(ApiError::NotEditable(state)),
@@ -476,6 +482,24 @@ async fn update_group(
             policy: changes.join_policy.unwrap_or(group.join_policy),
             label: Box::new(label),
         }),
+    }
+}
+
+/// Tells the tenant the group's new owners (its sender policy is the label's, which never
+/// changes), so the `owners` policy of its mail follows at once. Provisioning is idempotent,
+/// so this is the same call the saga makes. Best effort: the change is saved in the catalog
+/// either way, and a tenant that cannot be reached now keeps the previous owners until the
+/// next change.
+async fn sync_mail_policy(state: &AppState, record: &GroupRecord) {
+    let request = tenant_client::ProvisionGroup {
+        group_id: record.id,
+        address: record.contact_address.clone(),
+        display_name: record.name.clone(),
+        sender_policy: Some(record.label.policy.sender_policy),
+        owners: record.owners.as_slice().to_vec(),
+    };
+    if let Err(e) = state.tenant.provision_group(&request).await {
+        tracing::warn!(error = %e, "the tenant did not take the group's new owners");
     }
 }
 

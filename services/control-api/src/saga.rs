@@ -169,6 +169,9 @@ impl Saga {
                     group_id: claim.group,
                     address: group.contact_address,
                     display_name: group.name,
+                    // Who may mail the group, for the tenant's SMTP listener.
+                    sender_policy: Some(group.label.policy.sender_policy),
+                    owners: group.owners.as_slice().to_vec(),
                 };
                 self.tenant
                     .provision_group(&request)

@@ -40,11 +40,14 @@ pub enum Operation {
     /// File, approve or redeem a break-glass request, for the user whose own token comes
     /// along (INV-8).
     BreakGlass,
+    /// The mail queue's counts (queued, delivered, dead letters, bad addresses), for
+    /// operators.
+    MailCounts,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 12] = [
+    pub const ALL: [Operation; 13] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -57,6 +60,7 @@ impl Operation {
         Self::ReadApiDoc,
         Self::ApplyBatch,
         Self::BreakGlass,
+        Self::MailCounts,
     ];
 
     /// The operation's name in refusals and logs.
@@ -74,6 +78,7 @@ impl Operation {
             Self::ReadApiDoc => "read-api-doc",
             Self::ApplyBatch => "apply-batch",
             Self::BreakGlass => "break-glass",
+            Self::MailCounts => "mail-counts",
         }
     }
 }
@@ -88,8 +93,8 @@ impl fmt::Display for Operation {
 ///
 /// - control-api owns the catalog and the directory's life cycle: it provisions and
 ///   deprovisions groups, shows owners a count bucket (INV-4), and offboards a person who left
-///   (every membership at once). It never adds or removes a single membership and never asks
-///   about one.
+///   (every membership at once), and shows operators the mail queue's counts. It never adds or
+///   removes a single membership and never asks about one.
 ///   It also carries break-glass requests (INV-8) — never on its own authority: each call
 ///   forwards the acting user's own token, which the tenant verifies and whose role it checks
 ///   ([`crate::breakglass`]); membership-api and bulk-api cannot reach break-glass at all.
@@ -114,6 +119,7 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
                 | O::MemberCount
                 | O::Offboard
                 | O::BreakGlass
+                | O::MailCounts
         ),
         S::MembershipApi => matches!(
             op,
@@ -175,6 +181,8 @@ pub mod op {
         ApplyBatch,
         /// See [`Operation::BreakGlass`].
         BreakGlass,
+        /// See [`Operation::MailCounts`].
+        MailCounts,
     );
 }
 
@@ -229,6 +237,7 @@ mod tests {
                     O::MemberCount,
                     O::Offboard,
                     O::BreakGlass,
+                    O::MailCounts,
                 ],
                 ServiceName::MembershipApi => &[
                     O::Ping,

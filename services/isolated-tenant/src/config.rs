@@ -108,6 +108,9 @@ pub struct Config {
     /// Break-glass: the IdP of the acting users' tokens, and time limits.
     #[command(flatten)]
     pub break_glass: crate::breakglass::BreakGlassArgs,
+    /// Mail expansion: the SMTP listener, the relay, their limits (`HUSH_MAIL_*`).
+    #[command(flatten)]
+    pub mail: crate::mail::MailArgs,
 }
 
 /// The database URL may carry a password and the seal keys are secret: neither is printed.
@@ -124,6 +127,7 @@ impl fmt::Debug for Config {
             .field("http", &self.http)
             .field("audit", &self.audit)
             .field("break_glass", &self.break_glass)
+            .field("mail", &self.mail)
             .finish()
     }
 }

@@ -22,7 +22,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Creates the distribution group, or confirms it.
 ///
 /// Idempotent, so a saga may retry it: the same request again answers 200 with the same group;
-/// a new display name renames it. Allowed to control-api.
+/// a new display name renames it; a sender policy (with the owners' addresses) replaces the
+/// group's mail policy. Allowed to control-api.
 #[utoipa::path(
     post,
     path = "/tenant/v1/groups",
@@ -46,6 +47,14 @@ async fn provision(
     AppJson(request): AppJson<ProvisionGroup>,
 ) -> Result<AppJson<DistributionGroup>, ApiError> {
     let provisioned = state.store.provision_group(&request).await?;
+    // Second step of an idempotent call: a failure here answers 500 and the saga's retry
+    // writes both again.
+    if let Some(policy) = request.sender_policy {
+        state
+            .mail
+            .set_policy(request.group_id, policy, &request.owners)
+            .await?;
+    }
     Ok(AppJson(provisioned.group))
 }
 

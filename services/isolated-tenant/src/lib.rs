@@ -32,6 +32,7 @@ mod error;
 mod extract;
 mod groups;
 pub mod identity;
+pub mod mail;
 mod members;
 mod meta;
 pub mod seal;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub batch_gate: batch::BatchGate,
     /// Break-glass: the IdP the acting users' tokens are checked against, and time limits.
     pub break_glass: breakglass::BreakGlass,
+    /// The mail tables, where provisioning records a group's sender policy and owners.
+    pub mail: Arc<dyn mail::store::MailStore>,
 }
 
 impl FromRef<AppState> for ServiceVerifier {
@@ -93,16 +96,19 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let store = store::connect(
         &config.database_url,
         MAX_DB_CONNECTIONS,
-        keys,
+        keys.clone(),
         config.corporate_domains.clone(),
     )
     .await?;
+    // After the main store: it runs the migrations, the mail tables' included.
+    let mail = mail::store::connect(&config.database_url, keys).await?;
     Ok(AppState {
         verifier,
         store,
         http: config.http.clone(),
         batch_gate: Arc::new(tokio::sync::Semaphore::new(config.batch_concurrency.max(1))),
         break_glass,
+        mail,
     })
 }
 
@@ -125,6 +131,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         (name = "members", description = "One person's membership at a time."),
         (name = "meta", description = "Token checks and this document."),
         (name = "break-glass", description = "Lawful access to one group's membership (INV-8): control-api only, with the acting user's own token."),
+        (name = "mail", description = "The mail queue's counts, for operators."),
     )
 )]
 pub struct ApiDoc;
@@ -147,6 +154,7 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(members::router())
         .merge(meta::router())
         .merge(breakglass::router())
+        .merge(mail::api::router())
         .split_for_parts();
     let (batch, batch_doc) = batch::router().split_for_parts();
     doc.merge(batch_doc);
@@ -217,7 +225,23 @@ pub async fn run(
     let state = build_state(&config).await?;
     let checkpoints = config.audit.start(state.store.audit_db())?;
     tracing::info!(addr = %listener.local_addr()?, "isolated-tenant listening");
+    // The SMTP listener and delivery workers, when configured; they stop with the API.
+    let mail = match config.mail.listen {
+        Some(listen) => {
+            let smtp = TcpListener::bind(listen).await?;
+            let ctx = mail::MailContext::new(
+                &config.mail,
+                state.mail.clone(),
+                config.corporate_domains.clone(),
+            )
+            .with_dkim(config.mail.load_dkim()?)
+            .with_tls(config.mail.load_tls()?);
+            Some(mail::start_on(ctx, smtp))
+        }
+        None => None,
+    };
     let served = service_kit::serve(listener, router(state), shutdown).await;
+    drop(mail);
     if let Some(task) = checkpoints {
         task.abort();
     }

@@ -94,6 +94,19 @@ enum Purpose {
     GroupList,
     Membership,
     BreakGlass,
+    Mail(MailSeal),
+}
+
+/// What a sealed piece of mail data is (the mail module's values, each with its own associated
+/// data so one cannot be moved into another's place).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailSeal {
+    /// A stored message, bound to its message id.
+    Message,
+    /// The recipient addresses of one delivery, bound to its delivery id.
+    Recipients,
+    /// A group's owners' addresses, bound to the group id.
+    Owners,
 }
 
 impl Purpose {
@@ -103,6 +116,9 @@ impl Purpose {
             Self::GroupList => "identity-groups",
             Self::Membership => "membership-identity",
             Self::BreakGlass => "break-glass-request",
+            Self::Mail(MailSeal::Message) => "mail-message",
+            Self::Mail(MailSeal::Recipients) => "mail-recipients",
+            Self::Mail(MailSeal::Owners) => "mail-owners",
         }
     }
 }
@@ -113,6 +129,7 @@ pub struct SealKey {
     subject_tag: Zeroizing<[u8; 32]>,
     email_tag: Zeroizing<[u8; 32]>,
     member_tag: Zeroizing<[u8; 32]>,
+    mail_tag: Zeroizing<[u8; 32]>,
     seal: Zeroizing<[u8; 32]>,
     audit: Zeroizing<[u8; 32]>,
 }
@@ -141,6 +158,7 @@ impl SealKey {
             subject_tag: sub(b"subject-tag"),
             email_tag: sub(b"email-tag"),
             member_tag: sub(b"member-tag"),
+            mail_tag: sub(b"mail-tag"),
             seal: sub(b"seal"),
             audit: sub(b"audit-pseudonym"),
         }
@@ -186,6 +204,28 @@ impl SealKey {
         let out: [u8; 32] = mac.finalize().into_bytes().into();
         let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
         format!("{}:{hex}", self.id)
+    }
+
+    /// The keyed hash of an address in the mail module's own tables (bad delivery addresses),
+    /// under its own subkey, so it links to no identity row and no membership row.
+    pub fn mail_tag(&self, address: &str) -> Vec<u8> {
+        hmac(self.mail_tag.as_ref(), &[address.as_bytes()]).to_vec()
+    }
+
+    /// Seals mail data (a message, a delivery's recipients, a group's owners), bound to the
+    /// row `context` names.
+    pub fn seal_mail(&self, what: MailSeal, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        self.seal(Purpose::Mail(what), context, plaintext)
+    }
+
+    /// Opens mail data sealed by [`Self::seal_mail`] for the same row.
+    pub fn open_mail(
+        &self,
+        what: MailSeal,
+        context: &[u8],
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        self.open(Purpose::Mail(what), context, sealed)
     }
 
     fn aad(purpose: Purpose, context: &[u8]) -> Vec<u8> {

@@ -61,9 +61,10 @@ impl TestApp {
             .unwrap();
         let break_glass = crate::breakglass::BreakGlass::new(
             &crate::breakglass::BreakGlassArgs::disabled(),
-            keys,
+            keys.clone(),
         )
         .unwrap();
+        let mail = crate::mail::store::connect(&url, keys).await.unwrap();
         let mut verifier = ServiceVerifier::new(ServiceName::IsolatedTenant);
         let (mut private, mut signers) = (HashMap::new(), HashMap::new());
         for s in [
@@ -84,6 +85,7 @@ impl TestApp {
             http: HttpArgs::default(),
             batch_gate: batch_gate.clone(),
             break_glass,
+            mail,
         });
         Self {
             router,
@@ -1165,6 +1167,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         (tenant_client::breakglass::paths::REQUESTS, "post"),
         ("/tenant/v1/break-glass/requests/{id}/approve", "post"),
         ("/tenant/v1/break-glass/requests/{id}/redeem", "post"),
+        (paths::MAIL_COUNTS, "get"),
     ];
     let documented: usize = doc["paths"]
         .as_object()
@@ -1320,4 +1323,28 @@ async fn a_saturated_tenant_answers_503_with_retry_after_and_single_calls_still_
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert!(is_member(&app, g, "erin").await);
+}
+
+#[tokio::test]
+async fn mail_counts_are_counts_only_and_for_control_api_only() {
+    let app = TestApp::new().await;
+    let control = app.token(ServiceName::ControlApi);
+    let res = app
+        .call(Method::GET, "/tenant/v1/mail/counts", Some(&control), None)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    let body = res.json();
+    let fields: Vec<&String> = body.as_object().unwrap().keys().collect();
+    assert_eq!(fields.len(), 9, "{body}");
+    assert!(
+        body.as_object().unwrap().values().all(Value::is_i64),
+        "{body}"
+    );
+    for s in [ServiceName::MembershipApi, ServiceName::BulkApi] {
+        let token = app.token(s);
+        let res = app
+            .call(Method::GET, "/tenant/v1/mail/counts", Some(&token), None)
+            .await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{s}");
+    }
 }

@@ -282,6 +282,7 @@ async fn inv9_the_tenant_refuses_every_call_without_a_valid_service_token() {
             ),
             (Method::GET, format!("/groups/{id}/count"), None),
             (Method::GET, "/openapi.json".to_string(), None),
+            (Method::GET, "/mail/counts".to_string(), None),
         ] {
             let res = app
                 .call(method.clone(), &tenant(&path), token.as_deref(), body)

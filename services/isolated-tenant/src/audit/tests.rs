@@ -160,6 +160,8 @@ fn provision(n: u32) -> ProvisionGroup {
         group_id: GroupId::from(Uuid::new_v4()),
         address: Email::parse(format!("group-{n}@groups.example")).unwrap(),
         display_name: GroupName::parse(format!("Group {n}")).unwrap(),
+        sender_policy: None,
+        owners: Vec::new(),
     }
 }
 

@@ -206,6 +206,8 @@ fn request(id: GroupId, local: &str) -> ProvisionGroup {
         group_id: id,
         address: Email::parse(format!("{local}@groups.test.example")).unwrap(),
         display_name: domain::GroupName::parse(format!("Group {local}")).unwrap(),
+        sender_policy: None,
+        owners: Vec::new(),
     }
 }
 

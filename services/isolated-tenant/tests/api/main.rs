@@ -68,6 +68,7 @@ impl Setup {
             http: HttpArgs::default(),
             audit: isolated_tenant::audit::AuditArgs::without_checkpoints(),
             break_glass: isolated_tenant::breakglass::BreakGlassArgs::disabled(),
+            mail: isolated_tenant::mail::MailArgs::default(),
         }
     }
 
@@ -169,6 +170,8 @@ fn provision_request(local: &str) -> ProvisionGroup {
         group_id: GroupId::new(),
         address: Email::parse(format!("{local}@groups.test.example")).unwrap(),
         display_name: GroupName::parse(local).unwrap(),
+        sender_policy: None,
+        owners: Vec::new(),
     }
 }
 

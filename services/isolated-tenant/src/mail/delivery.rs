@@ -1,0 +1,313 @@
+//! Delivery workers: lease due queue rows, hand each batch of members to the relay in one SMTP
+//! transaction with the delivery's own bounce address as envelope sender, and record the
+//! outcome — delivered, retried with exponential backoff, or a dead letter after the last
+//! attempt.
+//!
+//! A row is leased before it is sent and marked in the same row when done, so replicas and a
+//! restarted tenant never send it twice at once, and a message accepted with `250` is sent
+//! after a crash (its lease expires). The one window left is a crash between the relay's `250`
+//! for the copy and the mark: that copy is sent again (at least once, as every MTA does).
+//!
+//! Per destination domain (each delivery goes to one), a replica keeps at most
+//! `rate_per_sec` transactions a second and `recipients_per_day` recipients a UTC day.
+
+use super::bounce;
+use super::client::{Connection, Sent, Transaction};
+use super::listener::{FLAG_8BITMIME, FLAG_SMTPUTF8};
+use super::store::{backoff, retrying, Claimed, FinishLimits, Outcome};
+use super::{MailContext, Relay};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long a worker with nothing to do waits before it looks again (it is woken at once when
+/// the listener accepts a message).
+const IDLE_POLL: Duration = Duration::from_millis(500);
+/// Time limit of each step of a relay conversation.
+const RELAY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deliveries a worker leases at once.
+const CLAIM: usize = 2;
+
+/// Runs `delivery_workers` workers until aborted.
+pub async fn run(ctx: MailContext, relay: Relay) {
+    let limiter = Arc::new(Limiter::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..ctx.args.delivery_workers.max(1) {
+        tasks.spawn(worker(ctx.clone(), relay.clone(), limiter.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn worker(ctx: MailContext, relay: Relay, limiter: Arc<Limiter>) {
+    let owner = Uuid::new_v4();
+    let mut conn: Option<Connection> = None;
+    let mut cached: Option<(Uuid, Arc<Vec<u8>>)> = None;
+    let limits = FinishLimits {
+        max_attempts: ctx.args.max_attempts.max(1),
+        hard_bounce_limit: ctx.args.hard_bounce_limit.max(1),
+        retry_base: Duration::from_secs(ctx.args.retry_base_secs),
+    };
+    loop {
+        let lease = Duration::from_secs(ctx.args.lease_secs.max(1));
+        // Registered before looking, so a message accepted while we look still wakes us.
+        let woken = ctx.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let claimed = match ctx.store.claim(owner, CLAIM, lease).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "leasing deliveries failed");
+                tokio::time::sleep(IDLE_POLL).await;
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            if let Some(c) = conn.take() {
+                c.quit().await;
+            }
+            tokio::select! {
+                () = woken => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
+            continue;
+        }
+        for d in claimed {
+            let message = match &cached {
+                Some((id, m)) if *id == d.message_id => Some(m.clone()),
+                _ => match ctx.store.message(d.message_id).await {
+                    Ok(Some(m)) => {
+                        let m = Arc::new(m);
+                        cached = Some((d.message_id, m.clone()));
+                        Some(m)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading a stored message failed");
+                        None
+                    }
+                },
+            };
+            let outcome = match message {
+                None => Outcome::Failed,
+                Some(m) => attempt(&ctx, &relay, &limiter, &mut conn, &d, &m, limits).await,
+            };
+            let finished = retrying(|| ctx.store.finish(owner, &d, outcome.clone(), limits)).await;
+            if let Err(e) = finished {
+                // The lease runs out and the delivery is tried again.
+                tracing::error!(error = %e, "recording a delivery failed");
+            }
+        }
+    }
+}
+
+/// One attempt of one delivery.
+async fn attempt(
+    ctx: &MailContext,
+    relay: &Relay,
+    limiter: &Limiter,
+    conn: &mut Option<Connection>,
+    d: &Claimed,
+    stored: &[u8],
+    limits: FinishLimits,
+) -> Outcome {
+    let later = Outcome::TryLater {
+        after: backoff(limits.retry_base, d.attempts),
+    };
+    let Some((&flags, data)) = stored.split_first() else {
+        return Outcome::Failed;
+    };
+    if d.recipients.is_empty() {
+        return Outcome::Sent {
+            retry: vec![],
+            rejected: vec![],
+        };
+    }
+    let domain = d.recipients[0]
+        .rsplit_once('@')
+        .map(|(_, dom)| dom.to_string())
+        .unwrap_or_default();
+    match limiter.admit(&ctx.args, &domain, d.recipients.len()) {
+        Admit::Go => {}
+        Admit::Wait(t) => tokio::time::sleep(t).await,
+        Admit::NextDay(t) => return Outcome::TryLater { after: t },
+    }
+    let from = bounce::address(&d.bounce_token, &ctx.args.bounce_domain);
+    match relay {
+        Relay::Maildir(dir) => {
+            let dir = dir.clone();
+            let rcpts = d.recipients.clone();
+            let mut copy = format!("Return-Path: <{from}>\r\n").into_bytes();
+            copy.extend_from_slice(data);
+            match tokio::task::spawn_blocking(move || write_maildir(&dir, &rcpts, &copy)).await {
+                Ok(Ok(())) => Outcome::Sent {
+                    retry: vec![],
+                    rejected: vec![],
+                },
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "writing to the Maildir sink failed");
+                    later
+                }
+                Err(_) => later,
+            }
+        }
+        Relay::Smtp(addr) => {
+            let tx = Transaction {
+                from: &from,
+                rcpts: &d.recipients,
+                data,
+                eightbit: flags & FLAG_8BITMIME != 0,
+                smtputf8: flags & FLAG_SMTPUTF8 != 0,
+            };
+            // A reused connection may have been closed by the relay meanwhile: one fresh try.
+            for fresh in [conn.is_none(), true] {
+                if fresh {
+                    *conn = match Connection::open(*addr, &ctx.args.hostname, RELAY_TIMEOUT).await {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the relay is unreachable");
+                            return later;
+                        }
+                    };
+                }
+                let Some(c) = conn.as_mut() else {
+                    return later;
+                };
+                match c.send(&tx).await {
+                    Ok(Sent::Done { retry, rejected }) => return Outcome::Sent { retry, rejected },
+                    Ok(Sent::TempFail(why)) => {
+                        tracing::warn!(reply = %why, "the relay deferred a delivery");
+                        return later;
+                    }
+                    Ok(Sent::PermFail(why)) => {
+                        tracing::warn!(reply = %why, "the relay refused a delivery");
+                        return Outcome::Failed;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "relay connection lost");
+                        *conn = None;
+                        if fresh {
+                            return later;
+                        }
+                    }
+                }
+            }
+            later
+        }
+    }
+}
+
+/// Writes one copy per recipient into `<dir>/<address>/new/` (through `tmp/`, as Maildir
+/// asks, so a reader never sees half a file).
+fn write_maildir(dir: &Path, rcpts: &[String], copy: &[u8]) -> std::io::Result<()> {
+    for r in rcpts {
+        let name: String = r
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "@.-_+".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let mailbox = dir.join(name);
+        for sub in ["tmp", "new", "cur"] {
+            std::fs::create_dir_all(mailbox.join(sub))?;
+        }
+        let file = format!(
+            "{}.{}.hush",
+            service_kit::db::now_ms(),
+            Uuid::new_v4().simple()
+        );
+        let tmp = mailbox.join("tmp").join(&file);
+        std::fs::write(&tmp, copy)?;
+        std::fs::rename(&tmp, mailbox.join("new").join(&file))?;
+    }
+    Ok(())
+}
+
+/// What the rate limiter says.
+#[derive(Debug, PartialEq, Eq)]
+enum Admit {
+    Go,
+    Wait(Duration),
+    NextDay(Duration),
+}
+
+/// Per destination domain: the next free send slot and the recipients of the current UTC day.
+#[derive(Default)]
+struct Limiter {
+    domains: Mutex<HashMap<String, Budget>>,
+}
+
+struct Budget {
+    next_slot: Instant,
+    day: u64,
+    recipients: u64,
+}
+
+impl Limiter {
+    fn admit(&self, args: &super::MailArgs, domain: &str, recipients: usize) -> Admit {
+        if args.rate_per_sec == 0 && args.recipients_per_day == 0 {
+            return Admit::Go;
+        }
+        let now = Instant::now();
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let today = secs / 86_400;
+        let mut domains = self.domains.lock().expect("limiter lock");
+        let b = domains.entry(domain.to_string()).or_insert(Budget {
+            next_slot: now,
+            day: today,
+            recipients: 0,
+        });
+        if b.day != today {
+            b.day = today;
+            b.recipients = 0;
+        }
+        let n = recipients as u64;
+        if args.recipients_per_day > 0 && b.recipients + n > args.recipients_per_day {
+            return Admit::NextDay(Duration::from_secs(86_400 - secs % 86_400 + 1));
+        }
+        b.recipients += n;
+        if args.rate_per_sec == 0 {
+            return Admit::Go;
+        }
+        let slot = b.next_slot.max(now);
+        b.next_slot = slot + Duration::from_secs(1) / args.rate_per_sec;
+        if slot > now {
+            Admit::Wait(slot - now)
+        } else {
+            Admit::Go
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_spaces_sends_and_caps_the_day() {
+        let args = super::super::MailArgs {
+            rate_per_sec: 10,
+            recipients_per_day: 250,
+            ..Default::default()
+        };
+        let l = Limiter::default();
+        assert_eq!(l.admit(&args, "a.example", 100), Admit::Go);
+        assert!(
+            matches!(l.admit(&args, "a.example", 100), Admit::Wait(t) if t <= Duration::from_millis(100))
+        );
+        // Another destination has its own budget.
+        assert_eq!(l.admit(&args, "b.example", 100), Admit::Go);
+        assert!(matches!(
+            l.admit(&args, "a.example", 100),
+            Admit::NextDay(_)
+        ));
+    }
+}

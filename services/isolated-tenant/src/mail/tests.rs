@@ -1,0 +1,845 @@
+//! The mail side against real mail software on loopback: Python's `smtplib` sends to the
+//! tenant's listener, and `aiosmtpd` plays the corporate relay the copies go to. Each test runs
+//! on SQLite, and again on Postgres when `HUSH_TEST_POSTGRES_URL` is set.
+//!
+//! Python 3 with `aiosmtpd` is needed (`.ci/run` installs it). Without a `python3` at all the
+//! tests say so and pass without checking anything; with Python but without `aiosmtpd` they
+//! fail, so CI cannot quietly skip them.
+
+use super::store::{Inbound, MailStore};
+use super::*;
+use crate::store::{self as tenant_store, Store};
+use domain::{Email, GroupId, GroupName, SenderPolicy, Subject};
+use serde_json::Value;
+use service_kit::testing::TestDatabase;
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Instant;
+use tenant_client::{AddMember, MemberRef, ProvisionGroup};
+
+const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mail");
+const MEMBER_DOMAIN: &str = "members.test.example";
+const GROUP_DOMAIN: &str = "groups.test.example";
+
+/// Whether Python is there; panics when it is but `aiosmtpd` is not.
+fn python() -> bool {
+    let Ok(out) = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+    else {
+        eprintln!("SKIPPED: python3 is not installed; the mail tests need python3 with aiosmtpd");
+        return false;
+    };
+    assert!(
+        out.status.success(),
+        "python3 is installed but aiosmtpd is not: pip install aiosmtpd dkimpy ({})",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
+/// The aiosmtpd relay, killed when dropped.
+struct PyRelay {
+    child: Child,
+    port: u16,
+    out: std::path::PathBuf,
+}
+
+impl PyRelay {
+    fn start(dir: &Path) -> Self {
+        let out = dir.join("relay.jsonl");
+        let mut child = Command::new("python3")
+            .arg(format!("{SCRIPTS}/relay.py"))
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the aiosmtpd relay");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("relay said {line:?}"))
+            .parse()
+            .unwrap();
+        Self { child, port, out }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// Every message received so far.
+    fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn recipients(&self) -> usize {
+        self.received()
+            .iter()
+            .map(|m| m["rcpts"].as_array().map_or(0, Vec::len))
+            .sum()
+    }
+
+    /// Waits until `n` recipients have been received (or panics after `limit`).
+    async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            if self.recipients() >= n {
+                return self.received();
+            }
+            assert!(
+                start.elapsed() < limit,
+                "only {} of {n} recipients reached the relay in {limit:?}",
+                self.recipients()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for PyRelay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `message` with smtplib; gives its JSON verdict.
+async fn send(
+    addr: std::net::SocketAddr,
+    from: &str,
+    rcpts: &[&str],
+    message: &str,
+    extra: &[&str],
+) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("message.eml");
+    std::fs::write(&path, message).unwrap();
+    let out = tokio::process::Command::new("python3")
+        .arg(format!("{SCRIPTS}/send.py"))
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(from)
+        .arg(rcpts.join(","))
+        .arg(&path)
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "send.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A tenant database with a group, and the mail store over it.
+struct Fixture {
+    database: TestDatabase,
+    keys: Arc<SealKeys>,
+    store: Arc<dyn Store>,
+    mail: Arc<dyn MailStore>,
+    group: GroupId,
+    address: String,
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    async fn new(database: TestDatabase, policy: SenderPolicy) -> Self {
+        let keys = Arc::new(SealKeys::parse(&SealKeys::generate_text()).unwrap());
+        let corporate: CorporateDomains = "corp.example".parse().unwrap();
+        let store = tenant_store::connect(database.url(), 4, keys.clone(), corporate)
+            .await
+            .unwrap();
+        let mail = store::connect(database.url(), keys.clone()).await.unwrap();
+        let group = GroupId::new();
+        let address = "erg@groups.test.example".to_string();
+        store
+            .provision_group(&ProvisionGroup {
+                group_id: group,
+                address: Email::parse(&address).unwrap(),
+                display_name: GroupName::parse("Employee Resource Group").unwrap(),
+                sender_policy: None,
+                owners: vec![],
+            })
+            .await
+            .unwrap();
+        mail.set_policy(group, policy, &[Subject::parse("owner-1").unwrap()])
+            .await
+            .unwrap();
+        Self {
+            database,
+            keys,
+            store,
+            mail,
+            group,
+            address,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn args(&self, relay: Option<Relay>) -> MailArgs {
+        MailArgs {
+            listen: Some(([127, 0, 0, 1], 0).into()),
+            relay,
+            max_message_bytes: 64 * 1024,
+            bounce_domain: "bounces.test.example".into(),
+            retry_base_secs: 1,
+            ..MailArgs::default()
+        }
+    }
+
+    /// Starts the listener (and workers, with a relay) over this database.
+    async fn start(&self, relay: Option<Relay>) -> MailService {
+        self.start_signing(relay, None).await
+    }
+
+    /// [`Self::start`], signing with `dkim`.
+    async fn start_signing(
+        &self,
+        relay: Option<Relay>,
+        dkim: Option<dkim::DkimSigner>,
+    ) -> MailService {
+        let args = self.args(relay);
+        let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
+            .await
+            .unwrap();
+        let mail = store::connect(self.database.url(), self.keys.clone())
+            .await
+            .unwrap();
+        start_on(
+            MailContext::new(&args, mail, "corp.example".parse().unwrap()).with_dkim(dkim),
+            listener,
+        )
+    }
+
+    async fn seed(&self, n: usize) -> Vec<String> {
+        let members: Vec<Email> = (0..n)
+            .map(|i| Email::parse(format!("m{i:06}@{MEMBER_DOMAIN}")).unwrap())
+            .collect();
+        self.mail.seed_members(self.group, &members).await.unwrap();
+        members.iter().map(|e| e.as_str().to_string()).collect()
+    }
+
+    async fn finish(self) {
+        drop(self.store);
+        drop(self.mail);
+        self.database.remove().await;
+    }
+}
+
+fn message(subject: &str, body_len: usize) -> String {
+    format!(
+        "From: Alice <alice@corp.example>\r\nTo: ERG <erg@{GROUP_DOMAIN}>\r\nCc: bob@corp.example\r\n\
+         Bcc: carol@corp.example\r\nSubject: {subject}\r\nMessage-ID: <{}@corp.example>\r\n\
+         Disposition-Notification-To: alice@corp.example\r\nReturn-Receipt-To: alice@corp.example\r\n\
+         X-Confirm-Reading-To: alice@corp.example\r\nDelivered-To: erg@{GROUP_DOMAIN}\r\n\
+         X-Original-To: erg@{GROUP_DOMAIN}\r\n\r\nHello everyone.\r\n.leading dot\r\n{}\r\n",
+        uuid::Uuid::new_v4(),
+        "x".repeat(body_len)
+    )
+}
+
+/// Generates each test on SQLite and, when configured, on Postgres.
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($db:ident) $body:block)*) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if !python() { return; }
+                    let $db = TestDatabase::sqlite();
+                    $body
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if !python() { return; }
+                    let Some($db) = TestDatabase::postgres().await else { return };
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends! {
+    async fn inv7_ten_thousand_members_get_one_copy_each_and_no_header_names_a_member(db) {
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        let members = fx.seed(10_000).await;
+        let relay = PyRelay::start(fx.dir.path());
+        let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+
+        let verdict = send(svc.addr, "alice@corp.example", &[&fx.address], &message("hello", 10), &[]).await;
+        assert_eq!(verdict["ok"], true, "{verdict}");
+
+        let received = relay.wait_for(members.len(), Duration::from_secs(120)).await;
+        // Exactly one copy each: every member once, nobody else.
+        let mut got: Vec<String> = received
+            .iter()
+            .flat_map(|m| m["rcpts"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_string()))
+            .collect();
+        got.sort();
+        assert_eq!(got, members, "every member exactly once");
+        for m in &received {
+            let data = m["data"].as_str().unwrap();
+            let (head, body) = data.split_once("\r\n\r\n").unwrap();
+            // No member address in any header: not even the domain they share.
+            assert!(!head.contains(MEMBER_DOMAIN), "a header names a member:\n{head}");
+            for gone in ["Bcc:", "carol@", "Disposition-Notification-To", "Return-Receipt-To",
+                         "X-Confirm-Reading-To", "Delivered-To", "X-Original-To"] {
+                assert!(!head.contains(gone), "{gone} left in:\n{head}");
+            }
+            assert!(head.contains("List-Id: \"Employee Resource Group\" <erg.groups.test.example>"));
+            assert!(head.contains("List-Post: <mailto:erg@groups.test.example>"));
+            assert!(head.contains("Precedence: list"));
+            assert!(head.contains("To: ERG <erg@groups.test.example>"));
+            assert!(head.contains("Cc: bob@corp.example"));
+            assert!(body.contains("\r\n.leading dot\r\n"), "dot-stuffing undone once");
+            // The envelope sender is an opaque bounce address of the tenant's.
+            let from = m["from"].as_str().unwrap();
+            assert!(from.starts_with("bounce+") && from.ends_with("@bounces.test.example"), "{from}");
+            assert!(!from.contains("alice") && !from.contains(MEMBER_DOMAIN));
+        }
+        // Each relay transaction has its own token.
+        let mut tokens: Vec<&str> = received.iter().map(|m| m["from"].as_str().unwrap()).collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        assert_eq!(tokens.len(), received.len());
+        // Nothing more arrives, and the operators' counts agree.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(relay.recipients(), members.len());
+        let counts = fx.mail.counts().await.unwrap();
+        assert_eq!(counts.delivered_recipients, 10_000);
+        assert_eq!(counts.queued_deliveries, 0);
+        drop(svc);
+        fx.finish().await;
+    }
+
+    async fn unknown_recipients_oversize_and_refused_senders_are_turned_away(db) {
+        let fx = Fixture::new(db, SenderPolicy::Members).await;
+        fx.seed(3).await;
+        let svc = fx.start(None).await;
+        let member = format!("m000001@{MEMBER_DOMAIN}");
+        let unknown = send(svc.addr, &member, &["nobody@groups.test.example"], &message("x", 1), &[]).await;
+        assert_eq!((unknown["step"].as_str(), unknown["code"].as_i64()), (Some("rcpt"), Some(550)), "{unknown}");
+        // Over the size limit: refused at MAIL when SIZE is declared, after DATA when not.
+        let big = message("big", 70 * 1024);
+        let declared = send(svc.addr, &member, &[&fx.address], &big, &[]).await;
+        assert_eq!((declared["step"].as_str(), declared["code"].as_i64()), (Some("mail"), Some(552)), "{declared}");
+        let undeclared = send(svc.addr, &member, &[&fx.address], &big, &["--no-size"]).await;
+        assert_eq!((undeclared["step"].as_str(), undeclared["code"].as_i64()), (Some("data"), Some(552)), "{undeclared}");
+        // Members only: a member is accepted; a stranger hears only about themselves, in the
+        // same words whatever the group's membership.
+        let ok = send(svc.addr, &member, &[&fx.address], &message("ok", 1), &[]).await;
+        assert_eq!(ok["ok"], true, "{ok}");
+        let stranger = send(svc.addr, "mallory@corp.example", &[&fx.address], &message("no", 1), &[]).await;
+        assert_eq!((stranger["code"].as_i64(), stranger["msg"].as_str()),
+                   (Some(550), Some("5.7.1 You are not allowed to send to this group")), "{stranger}");
+        let counts = fx.mail.counts().await.unwrap();
+        assert_eq!(counts.queued_recipients, 3, "only the member's message is queued");
+        drop(svc);
+        fx.finish().await;
+    }
+
+    async fn bounces_and_out_of_office_replies_stop_at_the_tenant(db) {
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        fx.seed(5).await;
+        let relay = PyRelay::start(fx.dir.path());
+        let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+        let sent = send(svc.addr, "alice@corp.example", &[&fx.address], &message("hi", 1), &[]).await;
+        assert_eq!(sent["ok"], true);
+        let received = relay.wait_for(5, Duration::from_secs(30)).await;
+        let bounce_to = received[0]["from"].as_str().unwrap().to_string();
+
+        let ooo = "From: m000002@members.test.example\r\nTo: alice@corp.example\r\nSubject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\nI am away.\r\n";
+        let r = send(svc.addr, &format!("m000002@{MEMBER_DOMAIN}"), &[&bounce_to], ooo, &[]).await;
+        assert_eq!(r["ok"], true, "{r}");
+        let dsn = format!("From: MAILER-DAEMON@relay.corp.example\r\nTo: {bounce_to}\r\nSubject: Undelivered\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.corp.example\r\n\r\nFinal-Recipient: rfc822; m000003@{MEMBER_DOMAIN}\r\nAction: failed\r\nStatus: 5.1.1\r\n--b--\r\n");
+        let r = send(svc.addr, "<>", &[&bounce_to], &dsn, &[]).await;
+        assert_eq!(r["ok"], true, "{r}");
+        // An auto-reply sent to the group itself is consumed too, never expanded (RFC 3834).
+        let r = send(svc.addr, "alice@corp.example", &[&fx.address], ooo, &[]).await;
+        assert_eq!(r["ok"], true, "{r}");
+
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(relay.recipients(), 5, "nothing went further than the tenant");
+        assert_eq!(relay.received().len(), received.len());
+        let counts = fx.mail.counts().await.unwrap();
+        assert_eq!(counts.bounces_consumed, 1);
+        assert_eq!(counts.auto_replies_consumed, 2);
+        drop(svc);
+        fx.finish().await;
+    }
+
+    async fn a_message_accepted_before_a_crash_is_delivered_once_after_restart(db) {
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        let members = fx.seed(250).await;
+        // No relay: accepted and queued, nothing sent.
+        let first = fx.start(None).await;
+        let r = send(first.addr, "alice@corp.example", &[&fx.address], &message("survives", 1), &[]).await;
+        assert_eq!(r["ok"], true);
+        first.abort();
+        drop(first);
+        let relay = PyRelay::start(fx.dir.path());
+        let second = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+        relay.wait_for(members.len(), Duration::from_secs(60)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(relay.recipients(), members.len(), "each member exactly once");
+        drop(second);
+        fx.finish().await;
+    }
+
+    async fn hard_bounces_from_the_relay_mark_an_address_bad_and_it_is_skipped(db) {
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        fx.seed(2).await;
+        // The relay refuses nothing, so count hard bounces straight through the store: three
+        // DSNs for one address mark it bad, and the next expansion skips it.
+        let relay = PyRelay::start(fx.dir.path());
+        let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+        send(svc.addr, "alice@corp.example", &[&fx.address], &message("a", 1), &[]).await;
+        let received = relay.wait_for(2, Duration::from_secs(30)).await;
+        let token = received[0]["from"].as_str().unwrap()
+            .strip_prefix("bounce+").unwrap().split('@').next().unwrap().to_string();
+        let gone = vec![format!("m000000@{MEMBER_DOMAIN}")];
+        for _ in 0..3 {
+            fx.mail.consume(Inbound::Bounce, Some(&token), &gone, 3).await.unwrap();
+        }
+        // A forged token counts the bounce but marks nothing.
+        fx.mail.consume(Inbound::Bounce, Some("00000000000000000000000000000000"), &[format!("m000001@{MEMBER_DOMAIN}")], 1).await.unwrap();
+        assert_eq!(fx.mail.counts().await.unwrap().bad_addresses, 1);
+        send(svc.addr, "alice@corp.example", &[&fx.address], &message("b", 1), &[]).await;
+        relay.wait_for(3, Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let last = relay.received().pop().unwrap();
+        assert_eq!(last["rcpts"], serde_json::json!([format!("m000001@{MEMBER_DOMAIN}")]));
+        drop(svc);
+        fx.finish().await;
+    }
+
+    async fn owners_only_admits_the_owners_address_and_nobody_else(db) {
+        let fx = Fixture::new(db, SenderPolicy::Owners).await;
+        // The owner is known to the tenant with subject and address (seen with a token).
+        let other = GroupId::new();
+        fx.store.provision_group(&ProvisionGroup {
+            group_id: other,
+            address: Email::parse("other@groups.test.example").unwrap(),
+            display_name: GroupName::parse("Other").unwrap(),
+            sender_policy: None,
+            owners: vec![],
+        }).await.unwrap();
+        fx.store.add_member(other, &AddMember {
+            member: MemberRef {
+                subject: Some(Subject::parse("owner-1").unwrap()),
+                email: Some(Email::parse("olga@corp.example").unwrap()),
+                kind: None,
+            },
+            label: domain::Label::defaults().remove(0),
+        }).await.unwrap();
+        let svc = fx.start(None).await;
+        let owner = send(svc.addr, "olga@corp.example", &[&fx.address], &message("o", 1), &[]).await;
+        assert_eq!(owner["ok"], true, "{owner}");
+        let not_owner = send(svc.addr, "alice@corp.example", &[&fx.address], &message("o", 1), &[]).await;
+        assert_eq!(not_owner["code"].as_i64(), Some(550), "{not_owner}");
+        drop(svc);
+        fx.finish().await;
+    }
+
+    async fn the_copies_carry_a_dkim_signature_that_dkimpy_verifies(db) {
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        fx.seed(2).await;
+        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+        let signer = dkim::DkimSigner::new(GROUP_DOMAIN, "hush2026", key);
+        let public = signer.public_key_record();
+        let relay = PyRelay::start(fx.dir.path());
+        let svc = fx.start_signing(Some(Relay::Smtp(relay.addr())), Some(signer)).await;
+        let r = send(svc.addr, "alice@corp.example", &[&fx.address], &message("signed", 100), &[]).await;
+        assert_eq!(r["ok"], true);
+        let received = relay.wait_for(2, Duration::from_secs(30)).await;
+        let data = received[0]["data"].as_str().unwrap();
+        assert!(data.starts_with("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=groups.test.example; s=hush2026;"), "{data}");
+        let verify = |text: &str| {
+            let path = fx.dir.path().join("signed.eml");
+            std::fs::write(&path, text).unwrap();
+            Command::new("python3")
+                .arg(format!("{SCRIPTS}/dkim_verify.py"))
+                .arg(&path)
+                .arg(&public)
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        assert!(verify(data), "dkimpy does not verify the copy");
+        // The check checks: a changed body fails.
+        assert!(!verify(&data.replace("Hello everyone.", "Hello, everyone.")));
+        drop(svc);
+        fx.finish().await;
+    }
+
+    async fn the_maildir_sink_files_one_copy_per_recipient(db) {
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        let members = fx.seed(3).await;
+        let sink = fx.dir.path().join("mail");
+        let svc = fx.start(Some(Relay::Maildir(sink.clone()))).await;
+        let r = send(svc.addr, "alice@corp.example", &[&fx.address], &message("sink", 1), &[]).await;
+        assert_eq!(r["ok"], true);
+        let start = Instant::now();
+        for m in &members {
+            let new = sink.join(m).join("new");
+            while std::fs::read_dir(&new).map_or(0, Iterator::count) < 1 {
+                assert!(start.elapsed() < Duration::from_secs(30), "no copy for {m}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let files: Vec<_> = std::fs::read_dir(&new).unwrap().collect();
+            assert_eq!(files.len(), 1);
+            let text = std::fs::read_to_string(files[0].as_ref().unwrap().path()).unwrap();
+            assert!(text.starts_with("Return-Path: <bounce+"));
+            assert!(!text.split("\r\n\r\n").next().unwrap().contains(MEMBER_DOMAIN));
+        }
+        drop(svc);
+        fx.finish().await;
+    }
+}
+
+/// INV-5 for the mail tables: after a message is queued for a group, owners are stored and a
+/// bounce is counted, the raw SQLite files (database and write-ahead log, every page, not only
+/// live rows) hold no member address, no owner subject and no message text in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv5_the_mail_tables_hold_no_member_address_owner_or_message_text_in_clear() {
+    if !python() {
+        return;
+    }
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Owners).await;
+    fx.mail
+        .set_policy(
+            fx.group,
+            SenderPolicy::Anyone,
+            &[Subject::parse("owner-secret-7").unwrap()],
+        )
+        .await
+        .unwrap();
+    // Members known by address only, so the identity rows hold nothing readable either.
+    fx.seed(50).await;
+    let svc = fx.start(None).await;
+    let text =
+        message("Quarterly secret plan", 1).replace("Hello everyone.", "Quarterly secret plan");
+    let r = send(svc.addr, "alice@corp.example", &[&fx.address], &text, &[]).await;
+    assert_eq!(r["ok"], true, "{r}");
+    fx.mail
+        .consume(
+            Inbound::Bounce,
+            None,
+            &[format!("m000001@{MEMBER_DOMAIN}")],
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(fx.mail.counts().await.unwrap().queued_recipients, 50);
+    drop(svc);
+    let path = fx
+        .database
+        .url()
+        .strip_prefix("sqlite://")
+        .unwrap()
+        .to_string();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+    let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        !contains(MEMBER_DOMAIN),
+        "a member address is in the database in clear"
+    );
+    assert!(
+        !contains("Quarterly secret plan"),
+        "the message text is in clear"
+    );
+    assert!(!contains("owner-secret-7"), "an owner is in clear");
+    // The check can see: the group's own address is stored in clear, by design.
+    assert!(contains("erg@groups.test.example"));
+    fx.finish().await;
+}
+
+/// A raw SMTP conversation, for the limits smtplib would not cross on its own.
+struct Raw {
+    r: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Raw {
+    async fn open(addr: std::net::SocketAddr) -> (Self, String) {
+        let (r, w) = tokio::net::TcpStream::connect(addr)
+            .await
+            .unwrap()
+            .into_split();
+        let mut raw = Self {
+            r: tokio::io::BufReader::new(r),
+            w,
+        };
+        let greeting = raw.reply().await;
+        (raw, greeting)
+    }
+
+    /// The next reply, all its lines; empty when the server closed the connection.
+    async fn reply(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(10), self.r.read_line(&mut line))
+                .await
+                .expect("a reply in time")
+                .unwrap();
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return all;
+            }
+        }
+    }
+
+    async fn say(&mut self, line: &str) -> String {
+        use tokio::io::AsyncWriteExt as _;
+        self.w
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        self.reply().await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_recipient_message_and_idle_limits_are_enforced() {
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
+    fx.seed(1).await;
+    let args = MailArgs {
+        max_connections: 1,
+        max_recipients: 2,
+        max_messages_per_connection: 1,
+        command_timeout_secs: 1,
+        ..fx.args(None)
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
+        .await
+        .unwrap();
+    let svc = start_on(
+        MailContext::new(&args, fx.mail.clone(), "corp.example".parse().unwrap()),
+        listener,
+    );
+
+    let (mut first, greeting) = Raw::open(svc.addr).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    // One connection at a time: the second is told 421 and closed.
+    let (mut second, refused) = Raw::open(svc.addr).await;
+    assert!(refused.starts_with("421 4.3.2"), "{refused}");
+    assert_eq!(second.reply().await, "");
+
+    let ehlo = first.say("EHLO me.corp.example").await;
+    for ext in ["8BITMIME", "SMTPUTF8", "SIZE 65536", "PIPELINING"] {
+        assert!(ehlo.contains(ext), "{ehlo}");
+    }
+    assert!(first
+        .say("VRFY m000000@members.test.example")
+        .await
+        .starts_with("252 "));
+    assert!(first
+        .say("EXPN erg@groups.test.example")
+        .await
+        .starts_with("502 "));
+    assert!(first
+        .say("MAIL FROM:<alice@corp.example> BODY=8BITMIME SMTPUTF8 RET=HDRS")
+        .await
+        .starts_with("250 "));
+    let rcpt = format!(
+        "RCPT TO:<{}> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y.example",
+        fx.address
+    );
+    assert!(first.say(&rcpt).await.starts_with("250 "));
+    assert!(first
+        .say(&format!("RCPT TO:<{}>", fx.address))
+        .await
+        .starts_with("250 "));
+    // Two recipients per message at most.
+    assert!(first
+        .say(&format!("RCPT TO:<{}>", fx.address))
+        .await
+        .starts_with("452 4.5.3"));
+    assert!(first.say("DATA").await.starts_with("354 "));
+    assert!(first
+        .say("Subject: one\r\n\r\nbody\r\n.")
+        .await
+        .starts_with("250 "));
+    // One message per connection: the next MAIL closes it.
+    assert!(first
+        .say("MAIL FROM:<alice@corp.example>")
+        .await
+        .starts_with("421 "));
+    assert_eq!(first.reply().await, "");
+
+    // A silent client is let go after the command timeout.
+    let (mut idle, _) = Raw::open(svc.addr).await;
+    let start = Instant::now();
+    let bye = idle.reply().await;
+    assert!(bye.starts_with("421 4.4.2"), "{bye}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    drop(svc);
+    fx.finish().await;
+}
+
+/// DNS as the test says: `strict.example` publishes `p=reject`, nobody else has DMARC.
+struct StubDns;
+
+#[async_trait::async_trait]
+impl dmarc::TxtResolver for StubDns {
+    async fn txt(&self, name: &str) -> Vec<String> {
+        if name == "_dmarc.strict.example" {
+            vec!["v=DMARC1; p=reject".into()]
+        } else {
+            vec![]
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_is_rewritten_only_for_senders_whose_domain_publishes_a_strict_dmarc_policy() {
+    if !python() {
+        return;
+    }
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
+    fx.seed(1).await;
+    let relay = PyRelay::start(fx.dir.path());
+    let args = MailArgs {
+        from_rewrite: dmarc::FromRewrite::Dmarc,
+        ..fx.args(Some(Relay::Smtp(relay.addr())))
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
+        .await
+        .unwrap();
+    let svc = start_on(
+        MailContext::new(
+            &args,
+            fx.mail.clone(),
+            "corp.example,strict.example".parse().unwrap(),
+        )
+        .with_resolver(Arc::new(StubDns)),
+        listener,
+    );
+    for from in ["alice@strict.example", "alice@corp.example"] {
+        let text = message("dmarc", 1).replace("alice@corp.example>", &format!("{from}>"));
+        let r = send(svc.addr, from, &[&fx.address], &text, &[]).await;
+        assert_eq!(r["ok"], true, "{r}");
+    }
+    let received = relay.wait_for(2, Duration::from_secs(30)).await;
+    let heads: Vec<String> = received
+        .iter()
+        .map(|m| {
+            m["data"]
+                .as_str()
+                .unwrap()
+                .split("\r\n\r\n")
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let strict = heads.iter().find(|h| h.contains("strict.example")).unwrap();
+    assert!(
+        strict.contains("From: \"Alice via Employee Resource Group\" <erg@groups.test.example>"),
+        "{strict}"
+    );
+    assert!(
+        strict.contains("Reply-To: Alice <alice@strict.example>"),
+        "{strict}"
+    );
+    let relaxed = heads
+        .iter()
+        .find(|h| !h.contains("strict.example"))
+        .unwrap();
+    assert!(
+        relaxed.contains("From: Alice <alice@corp.example>"),
+        "{relaxed}"
+    );
+    assert!(!relaxed.contains("Reply-To"), "{relaxed}");
+    drop(svc);
+    fx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starttls_with_the_configured_certificate_carries_the_message() {
+    if !python() {
+        return;
+    }
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
+    fx.seed(2).await;
+    let (cert, key) = (
+        fx.dir.path().join("cert.pem"),
+        fx.dir.path().join("key.pem"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes the test certificate");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let args = MailArgs {
+        tls_cert_file: Some(cert),
+        tls_key_file: Some(key),
+        ..fx.args(None)
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
+        .await
+        .unwrap();
+    let svc = start_on(
+        MailContext::new(&args, fx.mail.clone(), "corp.example".parse().unwrap())
+            .with_tls(args.load_tls().unwrap()),
+        listener,
+    );
+    let r = send(
+        svc.addr,
+        "alice@corp.example",
+        &[&fx.address],
+        &message("tls", 1),
+        &["--starttls"],
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(r["tls"].as_str().unwrap().starts_with("TLSv1."), "{r}");
+    assert_eq!(r["offers_starttls_again"], false, "{r}");
+    assert_eq!(fx.mail.counts().await.unwrap().queued_recipients, 2);
+    drop(svc);
+    fx.finish().await;
+}
