@@ -22,6 +22,7 @@
 
 #![warn(missing_docs)]
 
+mod client;
 mod dev;
 mod error;
 mod jwks;
@@ -29,6 +30,7 @@ mod keys;
 mod service;
 mod user;
 
+pub use client::ServiceClient;
 pub use dev::{DevClaims, DevIssuer, DEV_ISSUER, DEV_KEY_FILE, JWKS_PATH};
 pub use error::AuthError;
 pub use service::{

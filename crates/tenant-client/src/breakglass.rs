@@ -142,11 +142,9 @@ impl TenantClient {
         user_token: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, serde_json::Value), TenantError> {
-        let token = self.signer.mint(domain::ServiceName::IsolatedTenant);
         let mut req = self
-            .http
-            .request(Method::POST, format!("{}{path}", self.base))
-            .bearer_auth(token)
+            .inner
+            .request(Method::POST, path)
             .header(USER_TOKEN_HEADER, user_token);
         if let Some(body) = body {
             req = req.json(body);

@@ -110,20 +110,9 @@ struct ProblemBody {
 
 /// A client of the isolated tenant for one calling service. Cheap to clone (the connection pool
 /// and the signing key are shared).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TenantClient {
-    base: String,
-    http: reqwest::Client,
-    signer: ServiceSigner,
-}
-
-impl std::fmt::Debug for TenantClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TenantClient")
-            .field("base", &self.base)
-            .field("service", &self.signer.service())
-            .finish_non_exhaustive()
-    }
+    inner: auth::ServiceClient,
 }
 
 impl TenantClient {
@@ -140,25 +129,20 @@ impl TenantClient {
         connect: Duration,
         request: Duration,
     ) -> Result<Self, TenantError> {
-        let base = base_url.into().trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(TenantError::Unexpected(
-                "the tenant URL must start with http:// or https://".into(),
-            ));
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .timeout(request)
-            // The tenant never redirects; following one could send a token elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|_| TenantError::Unexpected("could not build the HTTP client".into()))?;
-        Ok(Self { base, http, signer })
+        let inner = auth::ServiceClient::new(
+            base_url,
+            signer,
+            ServiceName::IsolatedTenant,
+            connect,
+            request,
+        )
+        .map_err(TenantError::Unexpected)?;
+        Ok(Self { inner })
     }
 
     /// The base URL this client talks to.
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.inner.base_url()
     }
 
     /// Succeeds when the tenant answers and accepts this service's token (`/tenant/v1/ping`).
@@ -266,11 +250,9 @@ impl TenantClient {
     /// counts by outcome. Idempotent: the same batch again changes nothing. `Busy` (with the
     /// tenant's `Retry-After`) when the tenant is running as many batches as it allows.
     pub async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, BatchError> {
-        let token = self.signer.mint(ServiceName::IsolatedTenant);
         let res = self
-            .http
-            .post(format!("{}{}", self.base, paths::GROUPS_BATCH))
-            .bearer_auth(token)
+            .inner
+            .request(Method::POST, paths::GROUPS_BATCH)
             .json(batch)
             .send()
             .await
@@ -301,12 +283,7 @@ impl TenantClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<reqwest::Response, TenantError> {
-        // A fresh token per request: short-lived, never reused, never shared between callers.
-        let token = self.signer.mint(ServiceName::IsolatedTenant);
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
+        let mut req = self.inner.request(method, path);
         if let Some(body) = body {
             req = req.json(body);
         }

@@ -89,20 +89,9 @@ impl ControlError {
 }
 
 /// A client of control-api's internal endpoint for one calling service. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ControlClient {
-    base: String,
-    http: reqwest::Client,
-    signer: ServiceSigner,
-}
-
-impl std::fmt::Debug for ControlClient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlClient")
-            .field("base", &self.base)
-            .field("service", &self.signer.service())
-            .finish_non_exhaustive()
-    }
+    inner: auth::ServiceClient,
 }
 
 impl ControlClient {
@@ -119,25 +108,15 @@ impl ControlClient {
         connect: Duration,
         request: Duration,
     ) -> Result<Self, ControlError> {
-        let base = base_url.into().trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ControlError::Unexpected(
-                "the control-api URL must start with http:// or https://".into(),
-            ));
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .timeout(request)
-            // control-api never redirects; following one could send a token elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|_| ControlError::Unexpected("could not build the HTTP client".into()))?;
-        Ok(Self { base, http, signer })
+        let inner =
+            auth::ServiceClient::new(base_url, signer, ServiceName::ControlApi, connect, request)
+                .map_err(ControlError::Unexpected)?;
+        Ok(Self { inner })
     }
 
     /// The base URL this client talks to.
     pub fn base_url(&self) -> &str {
-        &self.base
+        self.inner.base_url()
     }
 
     /// One group; `None` when no group has this id.
@@ -159,12 +138,9 @@ impl ControlClient {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        // A fresh token per request: short-lived, never reused.
-        let token = self.signer.mint(ServiceName::ControlApi);
         let res = self
-            .http
-            .post(format!("{}{LOOKUP_PATH}", self.base))
-            .bearer_auth(token)
+            .inner
+            .request(reqwest::Method::POST, LOOKUP_PATH)
             .json(&LookupRequest { ids: ids.to_vec() })
             .send()
             .await
