@@ -10,8 +10,11 @@
 //!   by its address only, without storing the address in clear;
 //! - `member-tag`: the keyed hash of (group, identity) that finds a membership row without
 //!   saying whose it is, and differs between groups for the same person;
+//! - `mail-tag`: the keyed hash of a delivery address in the mail module's own tables (bad
+//!   addresses), which links to no identity or membership row;
 //! - `seal`: the XChaCha20-Poly1305 key that seals profiles, group lists and the identity id
-//!   inside a membership row.
+//!   inside a membership row, and the mail module's messages, delivery recipients and group
+//!   owners.
 //!
 //! Every sealed value is `nonce (24 random bytes) || ciphertext`, and its associated data names
 //! the purpose and the row it belongs to, so a value copied into another row (or another
