@@ -10,8 +10,11 @@
 //!   by its address only, without storing the address in clear;
 //! - `member-tag`: the keyed hash of (group, identity) that finds a membership row without
 //!   saying whose it is, and differs between groups for the same person;
+//! - `mail-tag`: the keyed hash of a delivery address in the mail module's own tables (bad
+//!   addresses), which links to no identity or membership row;
 //! - `seal`: the XChaCha20-Poly1305 key that seals profiles, group lists and the identity id
-//!   inside a membership row;
+//!   inside a membership row, and the mail module's messages, delivery recipients and group
+//!   owners;
 //! - `audit-pseudonym`: the keyed hash behind the audit chain's pseudonyms of people
 //!   ([`SealKey::audit_pseudonym`], see [`crate::audit`]).
 //!

@@ -258,3 +258,270 @@ async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(
         m.drop_all().await;
     }
 }
+
+/// A private Postfix instance in `dir` (its own config, queue and mailboxes; nothing of the
+/// system's mail is touched), listening on `127.0.0.1:port`, relaying the group and bounce
+/// domains to the tenant and delivering `members.test.example` into Maildirs under
+/// `dir/mail`. Stopped when dropped.
+struct Postfix {
+    etc: PathBuf,
+}
+
+impl Postfix {
+    fn start(dir: &Path, port: u16, tenant_smtp: u16, mailboxes: &[String]) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let etc = dir.join("etc");
+        for sub in ["etc", "queue", "data", "mail"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        // The virtual delivery agent writes as nobody; it must reach the mailboxes.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(dir.join("mail"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Postfix's own data (locks, caches) belongs to its mail owner.
+        let chown = Command::new("chown")
+            .arg("postfix:postfix")
+            .arg(dir.join("data"))
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let boxes: Vec<String> = mailboxes
+            .iter()
+            .map(|m| format!("{m}={}/", m.split('@').next().unwrap()))
+            .collect();
+        let d = dir.display();
+        let main_cf = format!(
+            "compatibility_level = 3.6\n\
+             queue_directory = {d}/queue\n\
+             data_directory = {d}/data\n\
+             mail_owner = postfix\n\
+             setgid_group = postdrop\n\
+             inet_interfaces = loopback-only\n\
+             inet_protocols = ipv4\n\
+             myhostname = postfix.test.example\n\
+             mydomain = test.example\n\
+             myorigin = $myhostname\n\
+             mydestination =\n\
+             mynetworks = 127.0.0.0/8\n\
+             alias_maps =\n\
+             alias_database =\n\
+             relay_domains = groups.test.example, bounces.test.example\n\
+             transport_maps = inline:{{ groups.test.example=smtp:[127.0.0.1]:{tenant_smtp}, bounces.test.example=smtp:[127.0.0.1]:{tenant_smtp} }}\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
+             virtual_mailbox_domains = members.test.example\n\
+             virtual_mailbox_base = {d}/mail\n\
+             virtual_mailbox_maps = inline:{{ {} }}\n\
+             virtual_uid_maps = static:65534\n\
+             virtual_gid_maps = static:65534\n\
+             virtual_minimum_uid = 100\n\
+             maillog_file = {d}/maillog\n\
+             maillog_file_prefixes = {d}\n\
+             smtputf8_enable = no\n",
+            boxes.join(", ")
+        );
+        std::fs::write(etc.join("main.cf"), main_cf).unwrap();
+        let master = format!(
+            "127.0.0.1:{port} inet n - n - - smtpd\n\
+             pickup unix n - n 60 1 pickup\n\
+             cleanup unix n - n - 0 cleanup\n\
+             qmgr unix n - n 300 1 qmgr\n\
+             rewrite unix - - n - - trivial-rewrite\n\
+             bounce unix - - n - 0 bounce\n\
+             defer unix - - n - 0 bounce\n\
+             trace unix - - n - 0 bounce\n\
+             verify unix - - n - 1 verify\n\
+             flush unix n - n 1000? 0 flush\n\
+             proxymap unix - - n - - proxymap\n\
+             smtp unix - - n - - smtp\n\
+             relay unix - - n - - smtp\n\
+             error unix - - n - - error\n\
+             retry unix - - n - - error\n\
+             discard unix - - n - - discard\n\
+             local unix - n n - - local\n\
+             virtual unix - n n - - virtual\n\
+             anvil unix - - n - 1 anvil\n\
+             scache unix - - n - 1 scache\n\
+             showq unix n - n - - showq\n\
+             postlog unix-dgram n - n - 1 postlogd\n"
+        );
+        std::fs::write(etc.join("master.cf"), master).unwrap();
+        let out = Command::new("postfix")
+            .arg("-c")
+            .arg(&etc)
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postfix start: {}{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(dir.join("maillog")).unwrap_or_default()
+        );
+        Self { etc }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.etc)
+            .arg("abort")
+            .output();
+    }
+}
+
+/// Postfix from Debian relays a message for the group domain to the tenant, the tenant expands
+/// it and hands the copies back to Postfix, which files them in local Maildirs; the DKIM
+/// signature of a delivered copy verifies with dkimpy. `.ci/postfix-interop` installs Postfix
+/// and runs this; without a `postfix` binary, or not as root, it says SKIPPED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postfix_relays_to_the_tenant_and_delivers_the_expanded_copies_dkim_signed() {
+    if !python() {
+        return;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if Command::new("postfix").arg("-h").output().is_err()
+        && !Path::new("/usr/sbin/postfix").exists()
+        || !root
+    {
+        eprintln!("SKIPPED: needs Postfix (apt-get install postfix) and root; .ci/postfix-interop sets both up");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dkim.pem");
+    let made = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let public = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl pkey -in {} -pubout -outform DER | base64 -w0",
+            key.display()
+        ))
+        .output()
+        .unwrap();
+    let public = String::from_utf8(public.stdout).unwrap();
+    let pg = std::env::var("HUSH_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let (dbs, made) = Databases::fresh(dir.path(), pg.as_deref(), "hush_t")
+        .await
+        .unwrap();
+    let (smtp, pf_port) = (free_port(), free_port());
+    let cluster = Cluster::start(
+        Path::new(env!("CARGO_BIN_EXE_hush")),
+        ClusterOptions {
+            dir: dir.path().to_path_buf(),
+            databases: dbs,
+            bulk_replicas: 1,
+            membership: false,
+            bulk_env: vec![],
+            tenant_env: vec![
+                ("HUSH_MAIL_LISTEN".into(), format!("127.0.0.1:{smtp}")),
+                (
+                    "HUSH_MAIL_RELAY".into(),
+                    format!("smtp://127.0.0.1:{pf_port}"),
+                ),
+                (
+                    "HUSH_MAIL_BOUNCE_DOMAIN".into(),
+                    "bounces.test.example".into(),
+                ),
+                ("HUSH_MAIL_DKIM_DOMAIN".into(), "groups.test.example".into()),
+                ("HUSH_MAIL_DKIM_SELECTOR".into(), "interop".into()),
+                ("HUSH_MAIL_DKIM_KEY_FILE".into(), key.display().to_string()),
+                (
+                    "HUSH_CORPORATE_DOMAINS".into(),
+                    "corp.example,members.test.example".into(),
+                ),
+            ],
+            log: "error".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let (group_id, address) = group(&cluster, "owen", "General", "open").await;
+    let tenant = cluster.tenant_as(ServiceName::MembershipApi).unwrap();
+    let label = Label::defaults().remove(0);
+    let gid = domain::GroupId::from(group_id.parse::<uuid::Uuid>().unwrap());
+    let members: Vec<String> = (0..5)
+        .map(|i| format!("m{i}@members.test.example"))
+        .collect();
+    for m in &members {
+        tenant
+            .add_member(
+                gid,
+                &AddMember {
+                    member: MemberRef {
+                        subject: None,
+                        email: Some(Email::parse(m).unwrap()),
+                        kind: None,
+                    },
+                    label: label.clone(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let pf_dir = dir.path().join("postfix");
+    let postfix = Postfix::start(&pf_dir, pf_port, smtp, &members);
+    let sent = send(pf_port, "alice@corp.example", &address, dir.path());
+    assert_eq!(sent["ok"], true, "{sent}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    for m in &members {
+        let new = pf_dir
+            .join("mail")
+            .join(m.split('@').next().unwrap())
+            .join("new");
+        loop {
+            let files: Vec<PathBuf> = std::fs::read_dir(&new)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            if let Some(file) = files.first() {
+                assert_eq!(files.len(), 1, "{m} got one copy");
+                let copy = std::fs::read(file).unwrap();
+                let text = String::from_utf8_lossy(&copy);
+                assert!(
+                    text.contains("List-Id:") && text.contains("Subject: hello"),
+                    "{text}"
+                );
+                let checked = Command::new("python3")
+                    .arg(format!("{SCRIPTS}/dkim_verify.py"))
+                    .arg(file)
+                    .arg(&public)
+                    .output()
+                    .unwrap();
+                assert!(
+                    checked.status.success(),
+                    "DKIM does not verify for {m}: {text}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no copy for {m}; Postfix log:\n{}",
+                std::fs::read_to_string(pf_dir.join("maillog")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    drop(postfix);
+    cluster.stop().await;
+    if let Some(m) = made {
+        m.drop_all().await;
+    }
+}

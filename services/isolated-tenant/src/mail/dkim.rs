@@ -137,6 +137,74 @@ impl DkimSigner {
     }
 }
 
+impl DkimSigner {
+    /// Signs `hashed` (canonical header lines) with the key: base64 of RSA PKCS#1 v1.5 over
+    /// SHA-256.
+    fn rsa_sign(&self, hashed: &[u8]) -> String {
+        let mut digest_info = SHA256_DIGEST_INFO.to_vec();
+        digest_info.extend_from_slice(&Sha256::digest(hashed));
+        let signature = self
+            .key
+            .sign(Pkcs1v15Sign::new_unprefixed(), &digest_info)
+            .expect("an RSA key of 1024 bits or more signs a SHA-256 digest");
+        STANDARD.encode(signature)
+    }
+
+    /// The message with an ARC set (RFC 8617, instance 1) in front: `ARC-Authentication-Results`
+    /// carrying the results the corporate MTA recorded on the way in (its
+    /// `Authentication-Results`, or `none`), an `ARC-Message-Signature` over the same headers
+    /// and body as the DKIM signature, and an `ARC-Seal` (`cv=none`) over the three. So a
+    /// receiver that trusts this domain can see how the original message authenticated, after
+    /// the tenant changed its headers.
+    pub fn arc_seal(&self, message: &[u8], time: u64, authserv_id: &str) -> Vec<u8> {
+        let (fields, body_at) = headers::split(message);
+        let body = &message[body_at.min(message.len())..];
+        let results = headers::get(&fields, "authentication-results")
+            .unwrap_or_else(|| format!("{authserv_id}; none"));
+        let aar = format!("ARC-Authentication-Results: i=1; {results}");
+        let bh = STANDARD.encode(Sha256::digest(relaxed_body(body)));
+        let mut names = Vec::new();
+        let mut hashed = Vec::new();
+        for name in SIGNED {
+            if let Some(f) = fields
+                .iter()
+                .rev()
+                .find(|f| f.name.eq_ignore_ascii_case(name))
+            {
+                names.push(*name);
+                hashed.extend_from_slice(&relaxed_header(f.raw));
+                hashed.extend_from_slice(b"\r\n");
+            }
+        }
+        let ams_unsigned = format!(
+            "ARC-Message-Signature: i=1; a=rsa-sha256; c=relaxed/relaxed; d={}; s={}; t={time}; h={}; bh={bh}; b=",
+            self.domain,
+            self.selector,
+            names.join(":")
+        );
+        hashed.extend_from_slice(&relaxed_header(ams_unsigned.as_bytes()));
+        let ams = format!("{ams_unsigned}{}", self.rsa_sign(&hashed));
+        let seal_unsigned = format!(
+            "ARC-Seal: i=1; a=rsa-sha256; cv=none; d={}; s={}; t={time}; b=",
+            self.domain, self.selector
+        );
+        let mut sealed = Vec::new();
+        for h in [aar.as_str(), ams.as_str()] {
+            sealed.extend_from_slice(&relaxed_header(h.as_bytes()));
+            sealed.extend_from_slice(b"\r\n");
+        }
+        sealed.extend_from_slice(&relaxed_header(seal_unsigned.as_bytes()));
+        let seal = format!("{seal_unsigned}{}", self.rsa_sign(&sealed));
+        let mut out = Vec::with_capacity(message.len() + 1600);
+        for h in [seal.as_str(), ams.as_str(), aar.as_str()] {
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(message);
+        out
+    }
+}
+
 fn is_wsp(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }

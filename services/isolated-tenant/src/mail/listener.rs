@@ -535,7 +535,12 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8]) -> String {
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_secs();
-                stored.extend_from_slice(&signer.sign(&cleaned, now));
+                let signed = signer.sign(&cleaned, now);
+                if ctx.args.arc {
+                    stored.extend_from_slice(&signer.arc_seal(&signed, now, &ctx.args.hostname));
+                } else {
+                    stored.extend_from_slice(&signed);
+                }
             }
             _ => stored.extend_from_slice(&cleaned),
         }

@@ -250,6 +250,15 @@ pub struct MailArgs {
         env = "HUSH_MAIL_DKIM_KEY_FILE"
     )]
     pub dkim_key_file: Option<PathBuf>,
+    /// Also ARC-seal the copies (RFC 8617) with the DKIM key, so the authentication results
+    /// the corporate MTA recorded on the way in survive the tenant's changes to the headers.
+    #[arg(
+        long = "mail-arc",
+        id = "mail_arc",
+        env = "HUSH_MAIL_ARC",
+        default_value_t = false
+    )]
+    pub arc: bool,
     /// Hard bounces after which a delivery address is marked bad and skipped.
     #[arg(
         long = "mail-hard-bounce-limit",
@@ -287,6 +296,7 @@ impl Default for MailArgs {
             dkim_domain: None,
             dkim_selector: "hush".into(),
             dkim_key_file: None,
+            arc: false,
             hard_bounce_limit: 3,
         }
     }

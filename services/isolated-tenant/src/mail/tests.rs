@@ -843,3 +843,76 @@ async fn starttls_with_the_configured_certificate_carries_the_message() {
     drop(svc);
     fx.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copies_carry_an_arc_set_that_dkimpy_verifies() {
+    if !python() {
+        return;
+    }
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
+    fx.seed(1).await;
+    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+    let signer = dkim::DkimSigner::new(GROUP_DOMAIN, "arc2026", key);
+    let public = signer.public_key_record();
+    let relay = PyRelay::start(fx.dir.path());
+    let args = MailArgs {
+        arc: true,
+        ..fx.args(Some(Relay::Smtp(relay.addr())))
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
+        .await
+        .unwrap();
+    let svc = start_on(
+        MailContext::new(&args, fx.mail.clone(), "corp.example".parse().unwrap())
+            .with_dkim(Some(signer)),
+        listener,
+    );
+    // The corporate MTA's verdict on the way in, which ARC carries forward.
+    let text = format!(
+        "Authentication-Results: mx.corp.example; dkim=pass header.d=corp.example; spf=pass smtp.mailfrom=corp.example\r\n{}",
+        message("arc", 10)
+    );
+    let r = send(svc.addr, "alice@corp.example", &[&fx.address], &text, &[]).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let received = relay.wait_for(1, Duration::from_secs(30)).await;
+    let data = received[0]["data"].as_str().unwrap();
+    assert!(
+        data.starts_with("ARC-Seal: i=1; a=rsa-sha256; cv=none;"),
+        "{data}"
+    );
+    assert!(
+        data.contains("ARC-Authentication-Results: i=1; mx.corp.example; dkim=pass"),
+        "{data}"
+    );
+    let verify = |text: &str, arc: bool| {
+        let path = fx.dir.path().join("arc.eml");
+        std::fs::write(&path, text).unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.arg(format!("{SCRIPTS}/dkim_verify.py"))
+            .arg(&path)
+            .arg(&public);
+        if arc {
+            cmd.arg("--arc");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, said) = verify(data, true);
+    assert!(ok, "dkimpy does not verify the ARC set: {said}");
+    assert!(
+        verify(data, false).0,
+        "the DKIM signature still verifies beside ARC"
+    );
+    assert!(
+        !verify(
+            &data.replace("dkim=pass header.d", "dkim=fail header.d"),
+            true
+        )
+        .0
+    );
+    drop(svc);
+    fx.finish().await;
+}
