@@ -105,6 +105,8 @@ pub mod action {
     pub const MEMBERSHIP_REMOVED: &str = "membership.removed";
     /// A batch of re-sealing for a key rotation committed.
     pub const KEY_ROTATION_RESEALED: &str = "key-rotation.resealed";
+    /// A group's mail policy (who may send, its owners) was set.
+    pub const MAIL_POLICY_SET: &str = "mail.policy-set";
 }
 
 /// The audit chain's checkpoints. With no signing key the chain is still written and

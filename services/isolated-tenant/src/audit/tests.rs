@@ -294,6 +294,22 @@ on_both_backends! {
         assert_eq!(report.checkpoints, 1);
     }
 
+    async fn a_mail_policy_change_appends_an_event_without_the_owners(s) {
+        let g = provision(1);
+        s.store.provision_group(&g).await.unwrap();
+        let mail = crate::mail::store::connect(s.database.url(), s.keys.clone()).await.unwrap();
+        let owner = domain::Subject::parse(SUBJECT).unwrap();
+        mail.set_policy(g.group_id, domain::SenderPolicy::Owners, &[owner]).await.unwrap();
+        let events = s.events().await;
+        let last = events.last().unwrap();
+        assert_eq!(last.action, action::MAIL_POLICY_SET);
+        assert_eq!(last.group_id, Some(g.group_id.to_string()));
+        assert!(last.subject.is_none() && last.actor.is_none(), "no owner named in the event");
+        s.checkpoint().await;
+        let report = s.verify().await;
+        assert!(report.ok(), "{:?}", report.findings);
+    }
+
     async fn a_refused_or_rolled_back_change_appends_nothing(s) {
         let g = provision(1);
         s.store.provision_group(&g).await.unwrap();

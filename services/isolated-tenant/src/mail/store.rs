@@ -6,6 +6,7 @@
 //! each delivery's recipients; a stored message is sealed too. A delivered row keeps no
 //! recipient, and a message's content is wiped once its last delivery is final.
 
+use crate::audit::{action, Append as _, NewEvent};
 use crate::seal::{MailSeal, Profile, SealKeys};
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -546,6 +547,7 @@ macro_rules! mail_store {
                 owners: &[Subject],
             ) -> Result<(), StoreError> {
                 let key = self.keys.active();
+                let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query(
                     "INSERT INTO mail_group_policy (group_id, sender_policy, sealed_owners, key_id) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (group_id) DO UPDATE SET \
@@ -556,8 +558,13 @@ macro_rules! mail_store {
                 .bind(policy.as_str())
                 .bind(key.seal_mail(MailSeal::Owners, group.as_uuid().as_bytes(), &owners_plain(owners)))
                 .bind(key.id().to_string())
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                // A mail policy change is a state change the audit chain records (issue 6): the
+                // group and the action; who the owners are stays sealed above.
+                let event = NewEvent::new(action::MAIL_POLICY_SET, Some(group));
+                <$db>::append(&mut tx, &[event]).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
