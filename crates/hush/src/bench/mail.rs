@@ -7,6 +7,7 @@
 use super::tempfile_dir;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::stack::Databases;
+use anyhow::Context as _;
 use domain::{Email, GroupId, GroupName};
 use isolated_tenant::mail::client::{Connection, Sent, Transaction};
 use isolated_tenant::SealKeys;
@@ -133,7 +134,6 @@ async fn run(
     )?)?);
     let store =
         isolated_tenant::store::connect(&tenant_db, 2, keys.clone(), Default::default()).await?;
-    let mail = isolated_tenant::mail::store::connect(&tenant_db, keys).await?;
     let group = GroupId::new();
     store
         .provision_group(&ProvisionGroup {
@@ -148,11 +148,30 @@ async fn run(
     let members: Vec<Email> = (0..args.members)
         .map(|i| Email::parse(format!("member{i:07}@corp.example")))
         .collect::<Result<_, _>>()?;
+    // Through the tenant's set-based batch path, as a bulk job would: label checked, audited.
+    let general = domain::Label::defaults()
+        .into_iter()
+        .find(|l| l.name.as_str() == "General")
+        .context("the General label")?;
     for chunk in members.chunks(10_000) {
-        mail.seed_members(group, chunk).await?;
+        let batch = tenant_client::ApplyBatch {
+            ops: chunk
+                .iter()
+                .map(|e| tenant_client::BatchOp {
+                    op: tenant_client::BatchOpKind::Add,
+                    group_id: group,
+                    subject: None,
+                    email: Some(e.clone()),
+                })
+                .collect(),
+            labels: vec![tenant_client::GroupLabel {
+                group_id: group,
+                label: general.clone(),
+            }],
+        };
+        store.apply_batch(&batch).await?;
     }
     let seed = seed_start.elapsed();
-    drop(mail);
     drop(store);
 
     let message = b"From: Alice <alice@corp.example>\r\nTo: bench@groups.test.example\r\nSubject: Benchmark\r\n\r\nHello, everyone.\r\n".to_vec();

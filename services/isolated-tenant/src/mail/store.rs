@@ -7,10 +7,10 @@
 //! recipient, and a message's content is wiped once its last delivery is final.
 
 use crate::audit::{action, Append as _, NewEvent};
-use crate::seal::{MailSeal, Profile, SealKeys};
+use crate::seal::{MailSeal, SealKeys};
 use crate::store::StoreError;
 use async_trait::async_trait;
-use domain::{Email, GroupId, IdentityKind, SenderPolicy, Subject};
+use domain::{Email, GroupId, SenderPolicy, Subject};
 use rand::RngCore;
 use service_kit::db::{self, Backend};
 use std::collections::{BTreeMap, HashSet};
@@ -177,11 +177,6 @@ pub trait MailStore: Send + Sync + 'static {
 
     /// The operators' counts.
     async fn counts(&self) -> Result<MailCounts, StoreError>;
-
-    /// Adds identities known by address alone and makes them members of `group`, set-based —
-    /// rows exactly as an add by address writes them. For the tests and `hush bench mail`,
-    /// which need tens of thousands of members in seconds; every address must be new.
-    async fn seed_members(&self, group: GroupId, emails: &[Email]) -> Result<(), StoreError>;
 }
 
 /// Opens the mail store on the tenant's (already migrated) database.
@@ -789,42 +784,6 @@ macro_rules! mail_store {
                 Ok(c)
             }
 
-            async fn seed_members(&self, group: GroupId, emails: &[Email]) -> Result<(), StoreError> {
-                let key = self.keys.active();
-                let mut tx = self.pool.begin_with($begin).await?;
-                for chunk in emails.chunks(CHUNK / 6) {
-                    let rows: Vec<(Uuid, &Email)> =
-                        chunk.iter().map(|e| (Uuid::new_v4(), e)).collect();
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO identities (id, email_tag, sealed_profile, sealed_groups, key_id) ",
-                    );
-                    q.push_values(&rows, |mut b, (id, e)| {
-                        let profile = Profile {
-                            subject: None,
-                            email: Some((*e).clone()),
-                            kind: IdentityKind::Member,
-                        };
-                        b.push_bind(*id)
-                            .push_bind(key.email_tag(e))
-                            .push_bind(key.seal_profile(*id, &profile))
-                            .push_bind(key.seal_group_list(*id, &[group]))
-                            .push_bind(key.id().to_string());
-                    });
-                    q.build().execute(&mut *tx).await?;
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO memberships (member_tag, group_id, sealed_identity, key_id) ",
-                    );
-                    q.push_values(&rows, |mut b, (id, _)| {
-                        b.push_bind(key.member_tag(group, *id))
-                            .push_bind(*group.as_uuid())
-                            .push_bind(key.seal_member(group, *id))
-                            .push_bind(key.id().to_string());
-                    });
-                    q.build().execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(())
-            }
         }
     };
 }

@@ -22,6 +22,14 @@ const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mail");
 const MEMBER_DOMAIN: &str = "members.test.example";
 const GROUP_DOMAIN: &str = "groups.test.example";
 
+/// The label the seeded groups carry.
+fn general() -> domain::Label {
+    domain::Label::defaults()
+        .into_iter()
+        .find(|l| l.name.as_str() == "General")
+        .unwrap()
+}
+
 /// Whether Python is there; panics when it is but `aiosmtpd` is not.
 fn python() -> bool {
     let present = Command::new("python3")
@@ -232,7 +240,26 @@ impl Fixture {
         let members: Vec<Email> = (0..n)
             .map(|i| Email::parse(format!("m{i:06}@{MEMBER_DOMAIN}")).unwrap())
             .collect();
-        self.mail.seed_members(self.group, &members).await.unwrap();
+        // Through the tenant's own set-based batch path: label checked, audited, as bulk jobs.
+        for chunk in members.chunks(10_000) {
+            let batch = tenant_client::ApplyBatch {
+                ops: chunk
+                    .iter()
+                    .map(|e| tenant_client::BatchOp {
+                        op: tenant_client::BatchOpKind::Add,
+                        group_id: self.group,
+                        subject: None,
+                        email: Some(e.clone()),
+                    })
+                    .collect(),
+                labels: vec![tenant_client::GroupLabel {
+                    group_id: self.group,
+                    label: general(),
+                }],
+            };
+            let out = self.store.apply_batch(&batch).await.unwrap();
+            assert_eq!(out.applied, chunk.len() as u64);
+        }
         members.iter().map(|e| e.as_str().to_string()).collect()
     }
 
