@@ -3,7 +3,7 @@
 //! join/leave latency idle and beside a large job; each service's peak memory. Every service is
 //! its own process (so its peak RSS is its own), on SQLite and, with a URL, on Postgres.
 
-use super::{ms, tempfile_dir, Percentiles};
+use super::{ms, Percentiles};
 use crate::bulk::{BulkClient, Submit};
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::migrate::{gen_legacy, migrate, GenLegacyArgs, MigrateArgs};
@@ -71,29 +71,10 @@ struct Row {
 /// Runs the benchmark and prints its table.
 pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    let dir = tempfile_dir()?;
-    let mut rows = Vec::new();
-    let sqlite_dir = dir.join("sqlite");
-    std::fs::create_dir_all(&sqlite_dir)?;
-    rows.push(
-        run(
-            "sqlite",
-            &exe,
-            Databases::sqlite_in(&sqlite_dir),
-            &sqlite_dir,
-            &args,
-        )
-        .await?,
-    );
-    if let Some(admin) = &args.postgres_url {
-        let (dbs, made) = Databases::create_on_postgres(admin, "hush_bench").await?;
-        let pg_dir = dir.join("postgres");
-        std::fs::create_dir_all(&pg_dir)?;
-        let result = run("postgres", &exe, dbs, &pg_dir, &args).await;
-        made.drop_all().await;
-        rows.push(result?);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let rows = super::on_each_backend(args.postgres_url.as_deref(), async |backend, dbs, dir| {
+        run(backend, &exe, dbs, dir, &args).await
+    })
+    .await?;
     println!(
         "\nbulk: a {}-op job end to end vs a raw insert of as many rows into the same database; a {}-group / {}-person migration; join+leave latency idle vs beside a {}-op job; peak RSS\n",
         args.ops, args.groups, args.users, args.load_ops

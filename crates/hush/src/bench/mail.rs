@@ -4,7 +4,6 @@
 //! envelope recipients. Members are seeded straight into the tenant's database, rows exactly
 //! as adds by address write them.
 
-use super::tempfile_dir;
 use crate::cluster::{Cluster, ClusterOptions};
 use crate::stack::Databases;
 use anyhow::Context as _;
@@ -48,29 +47,10 @@ struct Row {
 pub async fn mail(args: MailBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.members > 0, "--members must be positive");
     let exe = std::env::current_exe()?;
-    let dir = tempfile_dir()?;
-    let mut rows = Vec::new();
-    let sqlite_dir = dir.join("sqlite");
-    std::fs::create_dir_all(&sqlite_dir)?;
-    rows.push(
-        run(
-            "sqlite",
-            &exe,
-            Databases::sqlite_in(&sqlite_dir),
-            &sqlite_dir,
-            &args,
-        )
-        .await?,
-    );
-    if let Some(admin) = &args.postgres_url {
-        let (dbs, made) = Databases::create_on_postgres(admin, "hush_bench").await?;
-        let pg_dir = dir.join("postgres");
-        std::fs::create_dir_all(&pg_dir)?;
-        let result = run("postgres", &exe, dbs, &pg_dir, &args).await;
-        made.drop_all().await;
-        rows.push(result?);
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    let rows = super::on_each_backend(args.postgres_url.as_deref(), async |backend, dbs, dir| {
+        run(backend, &exe, dbs, dir, &args).await
+    })
+    .await?;
     println!(
         "\nmail: one message to a {}-member group, SMTP in → expanded → handed to a loopback SMTP relay ({} members per relay transaction, {} workers)\n",
         args.members, args.batch, args.workers
