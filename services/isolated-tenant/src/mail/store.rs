@@ -609,6 +609,18 @@ macro_rules! mail_store {
                 lease: Duration,
             ) -> Result<Vec<Claimed>, StoreError> {
                 let now = db::now_ms();
+                // A read first: idle workers poll often, and on SQLite even an UPDATE that
+                // matches nothing takes the single write lock, making joins and leaves wait.
+                let due: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM mail_deliveries WHERE state = 'queued' \
+                     AND next_attempt_ms <= $1 AND lease_until_ms <= $1 LIMIT 1",
+                )
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                if due.is_none() {
+                    return Ok(Vec::new());
+                }
                 let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
                 let rows: Vec<(Uuid, Uuid, Vec<u8>, String, i32, String)> = sqlx::query_as(concat!(
                     "UPDATE mail_deliveries SET lease_owner = $1, lease_until_ms = $2, \
