@@ -44,7 +44,7 @@
 //! # Offboarding and mail
 //!
 //! Offboarding deletes the identity's membership rows and the identity in one transaction. Mail
-//! expansion (a later issue) reads membership rows, so an offboarded identity stops receiving a
+//! expansion ([`crate::mail`]) reads membership rows, so an offboarded identity stops receiving a
 //! group's mail at once.
 //!
 //! # What this cannot hide
