@@ -108,18 +108,21 @@ pub async fn my_groups(args: MyGroupsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `run` on SQLite (files in a scratch directory) and, given `postgres_url`, on fresh
+/// Runs `run` on SQLite (files in a scratch directory; unless `sqlite` is false) and, given `postgres_url`, on fresh
 /// Postgres databases (dropped afterwards), each backend with a directory of its own; answers
 /// the results in that order.
 async fn on_each_backend<R>(
+    sqlite: bool,
     postgres_url: Option<&str>,
     run: impl AsyncFn(&'static str, Databases, &std::path::Path) -> anyhow::Result<R>,
 ) -> anyhow::Result<Vec<R>> {
     let dir = tempfile_dir()?;
     let mut rows = Vec::new();
-    let sqlite_dir = dir.join("sqlite");
-    std::fs::create_dir_all(&sqlite_dir)?;
-    rows.push(run("sqlite", Databases::sqlite_in(&sqlite_dir), &sqlite_dir).await?);
+    if sqlite {
+        let sqlite_dir = dir.join("sqlite");
+        std::fs::create_dir_all(&sqlite_dir)?;
+        rows.push(run("sqlite", Databases::sqlite_in(&sqlite_dir), &sqlite_dir).await?);
+    }
     if let Some(admin) = postgres_url {
         let (dbs, made) = Databases::create_on_postgres(admin, "hush_bench").await?;
         let pg_dir = dir.join("postgres");

@@ -51,6 +51,9 @@ pub struct BulkArgs {
     /// Leave out the migration.
     #[arg(long)]
     pub skip_migration: bool,
+    /// Leave out the SQLite run (measure Postgres only).
+    #[arg(long, requires = "postgres_url")]
+    pub skip_sqlite: bool,
     /// Also run on this Postgres server (an admin URL; databases are created and dropped).
     #[arg(long, env = "HUSH_BENCH_POSTGRES_URL")]
     pub postgres_url: Option<String>,
@@ -71,9 +74,11 @@ struct Row {
 /// Runs the benchmark and prints its table.
 pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
-    let rows = super::on_each_backend(args.postgres_url.as_deref(), async |backend, dbs, dir| {
-        run(backend, &exe, dbs, dir, &args).await
-    })
+    let rows = super::on_each_backend(
+        !args.skip_sqlite,
+        args.postgres_url.as_deref(),
+        async |backend, dbs, dir| run(backend, &exe, dbs, dir, &args).await,
+    )
     .await?;
     println!(
         "\nbulk: a {}-op job end to end vs a raw insert of as many rows into the same database; a {}-group / {}-person migration; join+leave latency idle vs beside a {}-op job; peak RSS\n",

@@ -47,9 +47,11 @@ struct Row {
 pub async fn mail(args: MailBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.members > 0, "--members must be positive");
     let exe = std::env::current_exe()?;
-    let rows = super::on_each_backend(args.postgres_url.as_deref(), async |backend, dbs, dir| {
-        run(backend, &exe, dbs, dir, &args).await
-    })
+    let rows = super::on_each_backend(
+        true,
+        args.postgres_url.as_deref(),
+        async |backend, dbs, dir| run(backend, &exe, dbs, dir, &args).await,
+    )
     .await?;
     println!(
         "\nmail: one message to a {}-member group, SMTP in → expanded → handed to a loopback SMTP relay ({} members per relay transaction, {} workers)\n",

@@ -71,8 +71,64 @@ pub trait Append: sqlx::Database {
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
 }
 
+/// Inserts linked events into `audit_events`: on Postgres one statement over arrays (`UNNEST`),
+/// whatever the count, since the chain's head stays locked until the transaction commits and
+/// every other writer waits for it; on SQLite (one writer anyway) multi-row `VALUES`.
+async fn insert_pg(conn: &mut sqlx::PgConnection, linked: &[Event]) -> Result<(), sqlx::Error> {
+    let col = |f: fn(&Event) -> Option<String>| linked.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(&format!(
+        "INSERT INTO audit_events ({COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], \
+         $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], \
+         $10::bytea[])"
+    ))
+    .bind(linked.iter().map(|e| e.seq).collect::<Vec<_>>())
+    .bind(linked.iter().map(|e| e.at_ms).collect::<Vec<_>>())
+    .bind(linked.iter().map(|e| e.service.clone()).collect::<Vec<_>>())
+    .bind(col(|e| e.actor.clone()))
+    .bind(linked.iter().map(|e| e.action.clone()).collect::<Vec<_>>())
+    .bind(col(|e| e.group_id.clone()))
+    .bind(col(|e| e.subject.clone()))
+    .bind(col(|e| e.request_id.clone()))
+    .bind(
+        linked
+            .iter()
+            .map(|e| e.prev_hash.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(linked.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// See [`insert_pg`].
+async fn insert_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    linked: &[Event],
+) -> Result<(), sqlx::Error> {
+    for rows in linked.chunks(CHUNK) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "INSERT INTO audit_events ({COLUMNS}) "
+        ));
+        q.push_values(rows, |mut b, e| {
+            b.push_bind(e.seq)
+                .push_bind(e.at_ms)
+                .push_bind(e.service.clone())
+                .push_bind(e.actor.clone())
+                .push_bind(e.action.clone())
+                .push_bind(e.group_id.clone())
+                .push_bind(e.subject.clone())
+                .push_bind(e.request_id.clone())
+                .push_bind(e.prev_hash.clone())
+                .push_bind(e.hash.clone());
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 macro_rules! backend {
-    ($db:ty, $variant:ident, $pool:ty, for_update = $for_update:literal) => {
+    ($db:ty, $variant:ident, $pool:ty, for_update = $for_update:literal, insert = $insert:ident) => {
         impl Append for $db {
             async fn append(
                 conn: &mut Self::Connection,
@@ -96,24 +152,7 @@ macro_rules! backend {
                     ctx.request_id.as_deref(),
                     events,
                 );
-                for rows in linked.chunks(CHUNK) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
-                        "INSERT INTO audit_events ({COLUMNS}) "
-                    ));
-                    q.push_values(rows, |mut b, e| {
-                        b.push_bind(e.seq)
-                            .push_bind(e.at_ms)
-                            .push_bind(e.service.clone())
-                            .push_bind(e.actor.clone())
-                            .push_bind(e.action.clone())
-                            .push_bind(e.group_id.clone())
-                            .push_bind(e.subject.clone())
-                            .push_bind(e.request_id.clone())
-                            .push_bind(e.prev_hash.clone())
-                            .push_bind(e.hash.clone());
-                    });
-                    q.build().execute(&mut *conn).await?;
-                }
+                $insert(&mut *conn, &linked).await?;
                 let last = linked.last().expect("not empty");
                 sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
                     .bind(last.seq)
@@ -136,9 +175,16 @@ backend!(
     sqlx::Postgres,
     Postgres,
     sqlx::PgPool,
-    for_update = " FOR UPDATE"
+    for_update = " FOR UPDATE",
+    insert = insert_pg
 );
-backend!(sqlx::Sqlite, Sqlite, sqlx::SqlitePool, for_update = "");
+backend!(
+    sqlx::Sqlite,
+    Sqlite,
+    sqlx::SqlitePool,
+    for_update = "",
+    insert = insert_sqlite
+);
 
 impl Db {
     /// Opens the database `url` names without migrating it (for `hush audit verify`, which
