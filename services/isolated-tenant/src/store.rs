@@ -484,6 +484,28 @@ macro_rules! sql_store {
                 }
             }
 
+            /// Commits `tx` when `done` succeeded; otherwise rolls it back now and answers the
+            /// error. A transaction only dropped is rolled back lazily on Postgres (when its
+            /// connection is next used), holding its row locks until then: a label refusal
+            /// would keep the person's identity locked for whoever touches it next.
+            async fn finish<T>(
+                tx: sqlx::Transaction<'_, $db>,
+                done: Result<T, StoreError>,
+            ) -> Result<T, StoreError> {
+                match done {
+                    Ok(value) => {
+                        tx.commit().await?;
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        // The error that matters is `e`; a failed rollback closes the
+                        // connection, which ends the transaction too.
+                        let _ = tx.rollback().await;
+                        Err(e)
+                    }
+                }
+            }
+
             /// The pool, for tests that inspect or tamper with the tables directly.
             #[cfg(test)]
             pub(crate) fn pool(&self) -> &sqlx::Pool<$db> {
@@ -827,12 +849,15 @@ macro_rules! sql_store {
                 }
                 let _turn = self.turn(Writer::Routine).await;
                 let mut tx = self.pool.begin_with($begin).await?;
-                Self::hold_group(&mut tx, group).await?;
-                let mut events = Vec::new();
-                self.add_in(&mut tx, group, request, &mut events).await?;
-                <$db>::append(&mut tx, &events).await?;
-                tx.commit().await?;
-                Ok(())
+                let done = async {
+                    Self::hold_group(&mut tx, group).await?;
+                    let mut events = Vec::new();
+                    self.add_in(&mut tx, group, request, &mut events).await?;
+                    <$db>::append(&mut tx, &events).await?;
+                    Ok(())
+                }
+                .await;
+                Self::finish(tx, done).await
             }
 
             /// The add itself, inside the caller's write transaction, which already holds the
@@ -932,12 +957,15 @@ macro_rules! sql_store {
                 }
                 let _turn = self.turn(Writer::Routine).await;
                 let mut tx = self.pool.begin_with($begin).await?;
-                Self::hold_group(&mut tx, group).await?;
-                let mut events = Vec::new();
-                self.remove_in(&mut tx, group, who, &mut events).await?;
-                <$db>::append(&mut tx, &events).await?;
-                tx.commit().await?;
-                Ok(())
+                let done = async {
+                    Self::hold_group(&mut tx, group).await?;
+                    let mut events = Vec::new();
+                    self.remove_in(&mut tx, group, who, &mut events).await?;
+                    <$db>::append(&mut tx, &events).await?;
+                    Ok(())
+                }
+                .await;
+                Self::finish(tx, done).await
             }
 
             /// The removal itself, inside the caller's write transaction, which already holds
@@ -1013,61 +1041,64 @@ macro_rules! sql_store {
                 named.dedup();
                 let _turn = self.turn(Writer::Bulk).await;
                 let mut tx = self.pool.begin_with($begin).await?;
-                let mut held = HashSet::with_capacity(named.len());
-                for chunk in named.chunks(CHUNK) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT group_id FROM distribution_groups WHERE group_id IN (",
-                    );
-                    let mut list = q.separated(", ");
-                    for g in chunk {
-                        list.push_bind(*g.as_uuid());
+                let done = async {
+                    let mut held = HashSet::with_capacity(named.len());
+                    for chunk in named.chunks(CHUNK) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "SELECT group_id FROM distribution_groups WHERE group_id IN (",
+                        );
+                        let mut list = q.separated(", ");
+                        for g in chunk {
+                            list.push_bind(*g.as_uuid());
+                        }
+                        list.push_unseparated(") ORDER BY group_id");
+                        q.push($for_share);
+                        let found: Vec<Uuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
+                        held.extend(found.into_iter().map(GroupId::from));
                     }
-                    list.push_unseparated(") ORDER BY group_id");
-                    q.push($for_share);
-                    let found: Vec<Uuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
-                    held.extend(found.into_iter().map(GroupId::from));
-                }
-                let known = self.batch_people(&mut tx, batch, &held).await?;
-                let plan = batch_plan::plan(batch, &held, known, &self.corporate);
+                    let known = self.batch_people(&mut tx, batch, &held).await?;
+                    let plan = batch_plan::plan(batch, &held, known, &self.corporate);
 
-                let active = self.keys.active();
-                let mut gone = Vec::new();
-                let mut present = Vec::new();
-                for (&(g, id), &holds) in &plan.memberships {
-                    if holds {
-                        // A membership made under a retired key goes; the active one stays.
-                        gone.extend(member_tags(self.keys.retired(), g, id));
-                        present.push((g, id));
-                    } else {
-                        gone.extend(member_tags(self.keys.all(), g, id));
+                    let active = self.keys.active();
+                    let mut gone = Vec::new();
+                    let mut present = Vec::new();
+                    for (&(g, id), &holds) in &plan.memberships {
+                        if holds {
+                            // A membership made under a retired key goes; the active one stays.
+                            gone.extend(member_tags(self.keys.retired(), g, id));
+                            present.push((g, id));
+                        } else {
+                            gone.extend(member_tags(self.keys.all(), g, id));
+                        }
                     }
+                    Self::delete_members(&mut tx, &gone).await?;
+                    Self::insert_members(&mut tx, active, &present).await?;
+                    let rows = plan
+                        .identities
+                        .iter()
+                        .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
+                        .collect();
+                    Self::upsert_identities(&mut tx, rows).await?;
+                    // AUDIT (issue 6): every event of the chunk, in one append, last in the
+                    // transaction. A removal of someone never seen is recorded under a stand-in's
+                    // pseudonym, as the single call records it (INV-3).
+                    let events: Vec<NewEvent> = plan
+                        .applied
+                        .iter()
+                        .map(|&(kind, g, id)| {
+                            let action = match kind {
+                                BatchOpKind::Add => action::MEMBERSHIP_ADDED,
+                                BatchOpKind::Remove => action::MEMBERSHIP_REMOVED,
+                            };
+                            let id = id.unwrap_or_else(Uuid::new_v4);
+                            NewEvent::new(action, Some(g)).about(audit::member(active, g, id))
+                        })
+                        .collect();
+                    <$db>::append(&mut tx, &events).await?;
+                    Ok(plan.outcome)
                 }
-                Self::delete_members(&mut tx, &gone).await?;
-                Self::insert_members(&mut tx, active, &present).await?;
-                let rows = plan
-                    .identities
-                    .iter()
-                    .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
-                    .collect();
-                Self::upsert_identities(&mut tx, rows).await?;
-                // AUDIT (issue 6): every event of the chunk, in one append, last in the
-                // transaction. A removal of someone never seen is recorded under a stand-in's
-                // pseudonym, as the single call records it (INV-3).
-                let events: Vec<NewEvent> = plan
-                    .applied
-                    .iter()
-                    .map(|&(kind, g, id)| {
-                        let action = match kind {
-                            BatchOpKind::Add => action::MEMBERSHIP_ADDED,
-                            BatchOpKind::Remove => action::MEMBERSHIP_REMOVED,
-                        };
-                        let id = id.unwrap_or_else(Uuid::new_v4);
-                        NewEvent::new(action, Some(g)).about(audit::member(active, g, id))
-                    })
-                    .collect();
-                <$db>::append(&mut tx, &events).await?;
-                tx.commit().await?;
-                Ok(plan.outcome)
+                .await;
+                Self::finish(tx, done).await
             }
 
             /// Every identity an operation of `batch` on a held group could be about (by the
