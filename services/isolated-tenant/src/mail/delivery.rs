@@ -177,11 +177,11 @@ async fn attempt(
                 match c.send(&tx).await {
                     Ok(Sent::Done { retry, rejected }) => return Outcome::Sent { retry, rejected },
                     Ok(Sent::TempFail(why)) => {
-                        tracing::warn!(reply = %why, "the relay deferred a delivery");
+                        tracing::warn!(reply = reply_code(&why), "the relay deferred a delivery");
                         return later;
                     }
                     Ok(Sent::PermFail(why)) => {
-                        tracing::warn!(reply = %why, "the relay refused a delivery");
+                        tracing::warn!(reply = reply_code(&why), "the relay refused a delivery");
                         return Outcome::Failed;
                     }
                     Err(e) => {
@@ -284,6 +284,34 @@ impl Limiter {
         } else {
             Admit::Go
         }
+    }
+}
+
+/// The status code of a relay's reply (`550`, or `550 5.1.1` with its enhanced code), never its
+/// text: relays put the refused recipient's address there, and a member's address must not
+/// reach the logs (INV-6).
+fn reply_code(reply: &str) -> String {
+    reply
+        .split_whitespace()
+        .take(2)
+        .filter(|w| {
+            w.chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == '-')
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod reply_code_tests {
+    use super::reply_code;
+
+    #[test]
+    fn relay_replies_are_logged_by_code_only_never_an_address() {
+        let logged = reply_code("550 5.1.1 <bob@corp.example>: Recipient address rejected");
+        assert_eq!(logged, "550 5.1.1");
+        assert_eq!(reply_code("451-4.7.1 try later"), "451-4.7.1");
+        assert_eq!(reply_code("bob@corp.example 550"), "550");
     }
 }
 
