@@ -335,6 +335,27 @@ pub struct BatchOutcome {
     pub unknown_group: u64,
 }
 
+impl ApplyBatch {
+    /// Adds of each of `emails` (people known by address) to `group`, which carries `label`.
+    pub fn add_all(group: GroupId, label: Label, emails: &[Email]) -> Self {
+        Self {
+            ops: emails
+                .iter()
+                .map(|e| BatchOp {
+                    op: BatchOpKind::Add,
+                    group_id: group,
+                    subject: None,
+                    email: Some(e.clone()),
+                })
+                .collect(),
+            labels: vec![GroupLabel {
+                group_id: group,
+                label,
+            }],
+        }
+    }
+}
+
 impl BatchOutcome {
     /// Operations rejected, for any reason.
     pub fn rejected(&self) -> u64 {

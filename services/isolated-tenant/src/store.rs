@@ -861,8 +861,8 @@ macro_rules! sql_store {
             }
 
             /// The add itself, inside the caller's write transaction, which already holds the
-            /// group. Refuses (label, nobody named) before writing anything, so a refusal
-            /// leaves the transaction as it was. Pushes the audit events of what it did to
+            /// group and has checked that someone is named. Refuses (label) before writing
+            /// anything, so a refusal leaves the transaction as it was. Pushes the audit events of what it did to
             /// `events` (for the caller to append as its transaction's last statements).
             async fn add_in(
                 &self,
@@ -872,9 +872,6 @@ macro_rules! sql_store {
                 events: &mut Vec<NewEvent>,
             ) -> Result<(), StoreError> {
                 let member = &request.member;
-                if member.subject.is_none() && member.email.is_none() {
-                    return Err(Unidentified.into());
-                }
                 let active = self.keys.active();
 
                 // Preparation, all reads: who this is, what kind, and whether the label admits
@@ -969,7 +966,7 @@ macro_rules! sql_store {
             }
 
             /// The removal itself, inside the caller's write transaction, which already holds
-            /// the group. Pushes one audit event to `events`, about the first candidate (a
+            /// the group and has checked that someone is named. Pushes one audit event to `events`, about the first candidate (a
             /// stand-in's pseudonym for someone the tenant has never seen, INV-3).
             async fn remove_in(
                 &self,
@@ -978,9 +975,6 @@ macro_rules! sql_store {
                 who: &IdentityRef,
                 events: &mut Vec<NewEvent>,
             ) -> Result<(), StoreError> {
-                if who.subject.is_none() && who.email.is_none() {
-                    return Err(Unidentified.into());
-                }
                 let found = self
                     .find_identities(&mut *tx, who.subject.as_ref(), who.email.as_ref(), true)
                     .await?;

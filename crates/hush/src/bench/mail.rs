@@ -136,21 +136,7 @@ async fn run(
         .find(|l| l.name.as_str() == "General")
         .context("the General label")?;
     for chunk in members.chunks(10_000) {
-        let batch = tenant_client::ApplyBatch {
-            ops: chunk
-                .iter()
-                .map(|e| tenant_client::BatchOp {
-                    op: tenant_client::BatchOpKind::Add,
-                    group_id: group,
-                    subject: None,
-                    email: Some(e.clone()),
-                })
-                .collect(),
-            labels: vec![tenant_client::GroupLabel {
-                group_id: group,
-                label: general.clone(),
-            }],
-        };
+        let batch = tenant_client::ApplyBatch::add_all(group, general.clone(), chunk);
         store.apply_batch(&batch).await?;
     }
     let seed = seed_start.elapsed();

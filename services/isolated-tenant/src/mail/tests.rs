@@ -242,21 +242,7 @@ impl Fixture {
             .collect();
         // Through the tenant's own set-based batch path: label checked, audited, as bulk jobs.
         for chunk in members.chunks(10_000) {
-            let batch = tenant_client::ApplyBatch {
-                ops: chunk
-                    .iter()
-                    .map(|e| tenant_client::BatchOp {
-                        op: tenant_client::BatchOpKind::Add,
-                        group_id: self.group,
-                        subject: None,
-                        email: Some(e.clone()),
-                    })
-                    .collect(),
-                labels: vec![tenant_client::GroupLabel {
-                    group_id: self.group,
-                    label: general(),
-                }],
-            };
+            let batch = tenant_client::ApplyBatch::add_all(self.group, general(), chunk);
             let out = self.store.apply_batch(&batch).await.unwrap();
             assert_eq!(out.applied, chunk.len() as u64);
         }
