@@ -155,6 +155,10 @@ impl Cluster {
                 format!("127.0.0.1:{}", self.ports[name]),
             ),
             ("RUST_LOG".into(), self.opts.log.clone()),
+            (
+                "HUSH_LOG_FORMAT".into(),
+                std::env::var("HUSH_LOG_FORMAT").unwrap_or_default(),
+            ),
         ];
         let jwt = [
             ("HUSH_JWT_ISSUER", auth::DEV_ISSUER.to_string()),
@@ -324,4 +328,32 @@ impl Cluster {
             let _ = s.send(());
         }
     }
+}
+
+/// CPU time (user + system) process `pid` has used so far, in seconds (Linux), if it runs.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at its closing parenthesis:
+    // state is the first, utime the 12th and stime the 13th.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    let hz = rustix::param::clock_ticks_per_second();
+    Some((utime + stime) as f64 / hz as f64)
+}
+
+/// CPU seconds used so far by every running process whose command is `comm` (for instance
+/// `postgres`: the server and its backends).
+pub fn cpu_seconds_of_all(comm: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
+        .filter_map(cpu_seconds)
+        .sum()
 }

@@ -427,6 +427,7 @@ impl Stack {
                     // keeps joins and leaves from waiting behind bulk work (see the README's
                     // bulk benchmark).
                     batch_concurrency: 1,
+                    batch_nice: service_kit::background::DEFAULT_NICE,
                     http: cfg.http.clone(),
                     audit: isolated_tenant::audit::AuditArgs {
                         checkpoints_file: Some(cfg.data_dir.join("audit-checkpoints.jsonl")),
@@ -480,6 +481,7 @@ impl Stack {
                     chunk_size: 250,
                     ops_per_sec: 5000,
                     workers: 2,
+                    worker_nice: service_kit::background::DEFAULT_NICE,
                     lease_secs: 30,
                     max_ops: 1_000_000,
                     upload_limit_bytes: 256 * 1024 * 1024,

@@ -3,6 +3,7 @@
 //! here once.
 
 pub mod app;
+pub mod background;
 pub mod db;
 pub mod failure;
 pub mod health;

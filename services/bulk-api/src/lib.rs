@@ -32,6 +32,7 @@ use axum::extract::FromRef;
 use axum::Router;
 use control_api::client::ControlClient;
 use domain::ServiceName;
+use service_kit::background::Background;
 use service_kit::health;
 use service_kit::openapi::USER_TOKEN;
 use service_kit::HttpArgs;
@@ -166,21 +167,38 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
-    // Bulk work has its own connections, so jobs never starve the API (and the reverse).
-    let worker_store = store::connect(&config.database_url, state.settings.workers as u32 + 1)
-        .await
-        .context("opening the workers' database pool")?;
-    let workers = worker::Workers {
-        store: worker_store,
-        tenant: state.tenant.clone(),
-        control: state.control.clone(),
-        key: state.key.clone(),
-        settings: state.settings.clone(),
-        throttle: Arc::new(worker::Throttle::new(state.settings.ops_per_sec)),
-        backoff: Arc::default(),
+    // Bulk work runs on threads of its own at a lower OS priority, with its own database pool
+    // and HTTP clients made there, so jobs never starve the API or routine calls elsewhere on
+    // the machine (and the API never waits for a worker's thread to drive its sockets).
+    let lane = Background::start(
+        "bulk-workers",
+        state.settings.workers.min(2),
+        config.worker_nice,
+    )
+    .context("starting the workers' threads")?;
+    let workers = {
+        let (config, state) = (config.clone(), state.clone());
+        lane.run(async move {
+            let signer = config.service_key.signer(ServiceName::BulkApi)?;
+            anyhow::Ok(worker::Workers {
+                store: store::connect(&config.database_url, state.settings.workers as u32 + 1)
+                    .await
+                    .context("opening the workers' database pool")?,
+                tenant: TenantClient::new(config.tenant_url.clone(), signer.clone())?,
+                control: ControlClient::new(config.control_url.clone(), signer)?,
+                key: state.key.clone(),
+                settings: state.settings.clone(),
+                throttle: Arc::new(worker::Throttle::new(state.settings.ops_per_sec)),
+                backoff: Arc::default(),
+            })
+        })
+        .await?
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let handles = worker::spawn(&workers, &stop_rx);
+    let handles = {
+        let _on_the_lane = lane.handle().enter();
+        worker::spawn(&workers, &stop_rx)
+    };
     tracing::info!(addr = %listener.local_addr()?, workers = handles.len(), "bulk-api listening");
     let shutdown = async move {
         shutdown.await;

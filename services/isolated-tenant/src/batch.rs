@@ -5,13 +5,19 @@
 //! `--batch-concurrency` of them at once: a batch that finds every slot taken waits for one (in
 //! arrival order, holding no database connection) for at most [`BATCH_WAIT`], and is then
 //! answered 503 with `Retry-After`, before its body is read. bulk-api backs off and retries.
+//!
+//! Admitted batches run in their own lane ([`BulkLane`]): on threads of their own at a lower OS
+//! priority (`--batch-nice`), over database connections of their own. Routine calls then get
+//! the CPU first and never wait for a connection a batch holds.
 
 use crate::access::{op, Permit};
 use crate::error::ApiError;
+use crate::store::Store;
 use crate::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
+use service_kit::background::Background;
 use service_kit::{AppJson, Problem};
 use std::sync::Arc;
 use tenant_client::{ApplyBatch, BatchOutcome};
@@ -30,6 +36,35 @@ pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 
 /// The slots batches run in.
 pub type BatchGate = Arc<Semaphore>;
+
+/// Where admitted batches run: a low-priority runtime and a store over connections of its own.
+#[derive(Clone)]
+pub struct BulkLane {
+    runtime: Background,
+    store: Arc<dyn Store>,
+}
+
+impl BulkLane {
+    /// A lane of `slots` threads at nice value `nice` (0: the service's own priority), over
+    /// `slots` connections of `store`'s database made on those threads (and served at the same
+    /// priority by a Postgres server on this machine, where the OS allows it).
+    pub async fn start(store: &Arc<dyn Store>, slots: usize, nice: i32) -> std::io::Result<Self> {
+        let runtime = Background::start("tenant-batches", slots, nice)?;
+        let shared = store.clone();
+        let connections = u32::try_from(slots.max(1)).unwrap_or(u32::MAX);
+        let store = runtime
+            .run(async move { shared.with_own_pool(connections, nice) })
+            .await;
+        Ok(Self { runtime, store })
+    }
+
+    async fn apply(&self, batch: ApplyBatch) -> Result<BatchOutcome, crate::store::StoreError> {
+        let store = self.store.clone();
+        self.runtime
+            .run(async move { store.apply_batch(&batch).await })
+            .await
+    }
+}
 
 /// The batch route, documented.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -85,7 +120,7 @@ async fn apply_batch(
                 .into_response(),
         );
     }
-    let outcome = state.store.apply_batch(&batch).await?;
+    let outcome = state.bulk.apply(batch).await?;
     Ok(AppJson(outcome).into_response())
 }
 

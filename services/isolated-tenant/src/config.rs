@@ -99,6 +99,10 @@ pub struct Config {
     /// bulk jobs never take the connections routine join and leave calls need.
     #[arg(long, env = "HUSH_TENANT_BATCH_CONCURRENCY", default_value_t = 2)]
     pub batch_concurrency: usize,
+    /// The OS priority (nice value, 0–19; 0 keeps the service's own) of the threads bulk
+    /// batches run on, so that on a busy machine routine calls get the CPU first.
+    #[arg(long, env = "HUSH_TENANT_BATCH_NICE", default_value_t = service_kit::background::DEFAULT_NICE)]
+    pub batch_nice: i32,
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
@@ -124,6 +128,7 @@ impl fmt::Debug for Config {
             .field("seal_keys_file", &self.seal_keys_file)
             .field("corporate_domains", &self.corporate_domains.domains())
             .field("batch_concurrency", &self.batch_concurrency)
+            .field("batch_nice", &self.batch_nice)
             .field("http", &self.http)
             .field("audit", &self.audit)
             .field("break_glass", &self.break_glass)

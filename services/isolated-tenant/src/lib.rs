@@ -75,6 +75,8 @@ pub struct AppState {
     pub http: HttpArgs,
     /// The slots bulk batches run in, so routine calls keep their connections and latency.
     pub batch_gate: batch::BatchGate,
+    /// Where admitted batches run: low-priority threads and connections of their own.
+    pub bulk: batch::BulkLane,
     /// Break-glass: the IdP the acting users' tokens are checked against, and time limits.
     pub break_glass: breakglass::BreakGlass,
     /// The mail tables, where provisioning records a group's sender policy and owners.
@@ -100,6 +102,9 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         config.corporate_domains.clone(),
     )
     .await?;
+    let bulk = batch::BulkLane::start(&store, config.batch_concurrency, config.batch_nice)
+        .await
+        .map_err(|e| anyhow::anyhow!("starting the bulk batches' threads: {e}"))?;
     // After the main store: it runs the migrations, the mail tables' included.
     let mail = mail::store::connect(&config.database_url, keys).await?;
     Ok(AppState {
@@ -107,6 +112,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         store,
         http: config.http.clone(),
         batch_gate: Arc::new(tokio::sync::Semaphore::new(config.batch_concurrency.max(1))),
+        bulk,
         break_glass,
         mail,
     })

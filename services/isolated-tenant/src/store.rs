@@ -150,6 +150,14 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// The same store (database, seal keys, corporate domains and, on SQLite, write turns)
+    /// over a pool of its own of at most `max_connections` connections, each made when first
+    /// needed, on the runtime that needs it: what bulk batches use, so they never take the
+    /// connections routine calls wait for, and their sockets are driven by their own threads.
+    /// With `nice` above 0, a Postgres server on this same machine is asked to serve these
+    /// connections at that lower OS priority too (see [`lower_local_backend`]).
+    fn with_own_pool(&self, max_connections: u32, nice: i32) -> Arc<dyn Store>;
+
     /// Creates the distribution group, or confirms it when it exists with the same address
     /// (taking the new display name).
     async fn provision_group(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError>;
@@ -438,6 +446,7 @@ macro_rules! sql_store {
         for_share = $for_share:literal,
         for_update = $for_update:literal,
         serial_writes = $serial:literal,
+        bulk_pool = $bulk_pool:ident,
         list_tables = $list_tables:literal $(,)?
     ) => {
         $(#[$doc])*
@@ -1352,6 +1361,14 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl Store for $name {
+            fn with_own_pool(&self, max_connections: u32, nice: i32) -> Arc<dyn Store> {
+                let options = sqlx::pool::PoolOptions::<$db>::new()
+                    .max_connections(max_connections.max(1))
+                    .acquire_timeout(self.pool.options().get_acquire_timeout());
+                let pool = $bulk_pool(options, &self.pool.connect_options(), nice);
+                Arc::new(Self { pool, ..self.clone() })
+            }
+
             async fn ping(&self) -> Result<(), StoreError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
                 Ok(())
@@ -1519,6 +1536,7 @@ sql_store!(
     for_share = " FOR SHARE",
     for_update = " FOR UPDATE",
     serial_writes = false,
+    bulk_pool = pg_bulk_pool,
     list_tables = "SELECT table_name::text FROM information_schema.tables \
                    WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' \
                    AND table_name NOT LIKE 'audit\\_%' ORDER BY table_name",
@@ -1532,10 +1550,67 @@ sql_store!(
     for_share = "",
     for_update = "",
     serial_writes = true,
+    bulk_pool = sqlite_bulk_pool,
     list_tables = "SELECT name FROM sqlite_master WHERE type = 'table' \
                    AND name <> '_sqlx_migrations' AND name NOT LIKE 'audit\\_%' ESCAPE '\\' \
                    ORDER BY name",
 );
+
+/// Bulk batches' Postgres pool: connections made lazily (on the bulk lane's threads) and, when
+/// the server runs on this machine, served at nice value `nice` ([`lower_local_backend`]).
+fn pg_bulk_pool(
+    options: sqlx::pool::PoolOptions<sqlx::Postgres>,
+    connect: &sqlx::postgres::PgConnectOptions,
+    nice: i32,
+) -> sqlx::PgPool {
+    let host = connect.get_host();
+    let local = host.starts_with('/')
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let options = if local && nice > 0 {
+        options.after_connect(move |conn, _| {
+            Box::pin(async move {
+                let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut *conn)
+                    .await?;
+                lower_local_backend(pid, nice);
+                Ok(())
+            })
+        })
+    } else {
+        options
+    };
+    // Named, so an operator tells bulk batches from routine calls in `pg_stat_activity`.
+    options.connect_lazy_with(connect.clone().application_name("hush-tenant-bulk"))
+}
+
+/// Bulk batches' SQLite pool: connections made lazily, on the bulk lane's threads (SQLite runs
+/// in them, so their priority is the lane's).
+fn sqlite_bulk_pool(
+    options: sqlx::pool::PoolOptions<sqlx::Sqlite>,
+    connect: &sqlx::sqlite::SqliteConnectOptions,
+    _nice: i32,
+) -> sqlx::SqlitePool {
+    options.connect_lazy_with(connect.clone())
+}
+
+/// Lowers the OS priority of the Postgres backend process `pid` serving one of bulk batches'
+/// connections, when the server runs on this machine (the caller checked its address) and the
+/// process is Postgres's (checked here, so that a number from another machine's process table
+/// never touches a local process). A Postgres server shared with routine calls otherwise
+/// gives a batch's statements the same CPU share as a join's, and on a busy machine the
+/// slowest joins wait for batches. Not permitted (another user's server, without the right to
+/// renice it): logged once, and batches run at the server's priority.
+fn lower_local_backend(pid: i32, nice: i32) {
+    static REFUSED: std::sync::Once = std::sync::Once::new();
+    if let Err(e) = service_kit::background::lower_local_process(pid, "postgres", nice) {
+        REFUSED.call_once(|| {
+            tracing::info!(error = %e, "bulk batches' database connections keep the server's priority");
+        });
+    }
+}
 
 /// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most
 /// `max_connections` connections, migrates it, seals with `keys`, and infers the kind of

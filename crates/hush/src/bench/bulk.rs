@@ -5,17 +5,19 @@
 
 use super::{ms, Percentiles};
 use crate::bulk::{BulkClient, Submit};
-use crate::cluster::{Cluster, ClusterOptions};
+use crate::cluster::{cpu_seconds, cpu_seconds_of_all, Cluster, ClusterOptions};
 use crate::migrate::{gen_legacy, migrate, GenLegacyArgs, MigrateArgs};
 use crate::stack::Databases;
 use anyhow::Context as _;
-use domain::IdentityKind;
+use domain::{Email, GroupId, IdentityKind, Label, ServiceName, Subject};
 use rand::RngCore as _;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tenant_client::api::{AddMember, IdentityRef, MemberRef};
+use tenant_client::TenantClient;
 
 /// Options of `hush bench bulk`.
 #[derive(Debug, Clone, clap::Args)]
@@ -27,7 +29,7 @@ pub struct BulkArgs {
     #[arg(long, default_value_t = 500_000)]
     pub load_ops: usize,
     /// Join+leave pairs timed, idle and under load.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     pub samples: usize,
     /// Groups in the migrated export.
     #[arg(long, default_value_t = 2200)]
@@ -45,9 +47,20 @@ pub struct BulkArgs {
     /// the other measurements run unthrottled.
     #[arg(long, default_value_t = 5000)]
     pub load_ops_per_sec: u32,
+    /// Job workers in bulk-api (default: its own, 2).
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Bulk batches the tenant applies at once.
     #[arg(long, default_value_t = 2)]
     pub batch_concurrency: usize,
+    /// The nice value of bulk work's threads in the tenant and bulk-api (default: theirs, 10;
+    /// 0 runs bulk work at the same priority as routine calls).
+    #[arg(long)]
+    pub bulk_nice: Option<i32>,
+    /// `RUST_LOG` for the services (their logs go to standard error), for looking into a
+    /// result: `tower_http=debug` logs each request's latency.
+    #[arg(long, default_value = "error")]
+    pub service_log: String,
     /// Leave out the migration.
     #[arg(long)]
     pub skip_migration: bool,
@@ -67,8 +80,35 @@ struct Row {
     migration: Option<(Duration, u64)>,
     idle: Percentiles,
     loaded: Percentiles,
+    /// The tenant's own add+remove, called directly as membership-api calls it.
+    tenant_idle: Percentiles,
+    tenant_loaded: Percentiles,
     load_progress: u64,
     rss: Vec<(String, u64)>,
+    /// CPU microseconds per operation of the measured job, by process.
+    cpu_per_op: Vec<(String, f64)>,
+}
+
+/// Rounds of idle and loaded latency samples.
+const LATENCY_ROUNDS: usize = 5;
+
+const SERVICES: [&str; 4] = [
+    "isolated-tenant",
+    "control-api",
+    "membership-api",
+    "bulk-api",
+];
+
+/// CPU seconds used so far by each service and (on Postgres) by every `postgres` process.
+fn cpu_now(cluster: &Cluster, postgres: bool) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = SERVICES
+        .iter()
+        .filter_map(|s| Some((s.to_string(), cpu_seconds(cluster.pid(s)?)?)))
+        .collect();
+    if postgres {
+        out.push(("postgres".into(), cpu_seconds_of_all("postgres")));
+    }
+    out
 }
 
 /// Runs the benchmark and prints its table.
@@ -85,12 +125,15 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         args.ops, args.groups, args.users, args.load_ops
     );
     println!(
-        "chunks of {} ops; the tenant applies {} batches at once; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled\n",
-        args.chunk_size, args.batch_concurrency, args.load_ops_per_sec
+        "chunks of {} ops; the tenant applies {} batches at once; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled; bulk threads at nice {}\n",
+        args.chunk_size,
+        args.batch_concurrency,
+        args.load_ops_per_sec,
+        args.bulk_nice.map_or("10 (default)".into(), |n| n.to_string())
     );
     println!("| backend | job ops/s | raw insert rows/s | job/raw | raw ops/s (membership + identity row each) | job/raw ops | migration | join/leave p50 idle → load | p99 idle → load | p99 ratio | peak RSS (MiB) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in rows {
+    for r in &rows {
         let migration = r.migration.map_or("skipped".into(), |(d, n)| {
             format!("{:.1} s ({n} memberships)", d.as_secs_f64())
         });
@@ -116,6 +159,25 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
             r.loaded.p99.as_secs_f64() / r.idle.p99.as_secs_f64(),
             r.load_progress,
             rss
+        );
+    }
+    println!();
+    for r in &rows {
+        let cpu = r
+            .cpu_per_op
+            .iter()
+            .map(|(s, us)| format!("{s} {us:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!("{}: CPU µs per op of the measured job: {cpu}", r.backend);
+        println!(
+            "{}: the tenant's own add/remove (called directly): p50 {} → {}, p99 {} → {} (×{:.2})",
+            r.backend,
+            ms(r.tenant_idle.p50),
+            ms(r.tenant_loaded.p50),
+            ms(r.tenant_idle.p99),
+            ms(r.tenant_loaded.p99),
+            r.tenant_loaded.p99.as_secs_f64() / r.tenant_idle.p99.as_secs_f64()
         );
     }
     Ok(())
@@ -275,10 +337,19 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64,
 }
 
 fn bulk_env(args: &BulkArgs, ops_per_sec: u32) -> Vec<(String, String)> {
-    vec![
+    let mut env = vec![
         ("HUSH_BULK_OPS_PER_SEC".into(), ops_per_sec.to_string()),
         ("HUSH_BULK_CHUNK_SIZE".into(), args.chunk_size.to_string()),
-    ]
+    ];
+    env.extend(
+        args.bulk_nice
+            .map(|n| ("HUSH_BULK_WORKER_NICE".into(), n.to_string())),
+    );
+    env.extend(
+        args.workers
+            .map(|n| ("HUSH_BULK_WORKERS".into(), n.to_string())),
+    );
+    env
 }
 
 async fn join_leave(
@@ -302,6 +373,58 @@ async fn join_leave(
     Ok(out)
 }
 
+/// One add and one remove of a person straight through the tenant, as membership-api makes
+/// them for a join and a leave: what the tenant itself takes, without the public hops.
+async fn tenant_add_remove(
+    tenant: &TenantClient,
+    group: GroupId,
+    i: usize,
+) -> anyhow::Result<[Duration; 2]> {
+    let subject = Subject::parse(&format!("bench-direct-{i}"))?;
+    let email = Email::parse(&format!("bench-direct-{i}@corp.example"))?;
+    let add = AddMember {
+        member: MemberRef {
+            subject: Some(subject.clone()),
+            email: Some(email.clone()),
+            kind: Some(IdentityKind::Member),
+        },
+        label: Label::defaults().remove(0),
+    };
+    let t = Instant::now();
+    tenant.add_member(group, &add).await?;
+    let added = t.elapsed();
+    let t = Instant::now();
+    let who = IdentityRef {
+        subject: Some(subject),
+        email: Some(email),
+    };
+    tenant.remove_member(group, &who).await?;
+    Ok([added, t.elapsed()])
+}
+
+/// `samples` join+leave pairs through membership-api, then as many add+remove pairs straight
+/// through the tenant, each by a person not seen before.
+async fn latency(
+    http: &reqwest::Client,
+    membership: &str,
+    people: &mut std::slice::Iter<'_, String>,
+    group: &str,
+    tenant: &TenantClient,
+    samples: usize,
+    offset: usize,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let mut api = Vec::new();
+    for p in people.by_ref().take(samples) {
+        api.extend(join_leave(http, membership, p, group).await?);
+    }
+    let id = GroupId::parse(group)?;
+    let mut direct = Vec::new();
+    for i in 0..samples {
+        direct.extend(tenant_add_remove(tenant, id, offset + i).await?);
+    }
+    Ok((api, direct))
+}
+
 async fn run(
     backend: &'static str,
     exe: &Path,
@@ -318,11 +441,17 @@ async fn run(
             bulk_replicas: 1,
             membership: true,
             bulk_env: bulk_env(args, 0),
-            tenant_env: vec![(
+            tenant_env: [(
                 "HUSH_TENANT_BATCH_CONCURRENCY".into(),
                 args.batch_concurrency.to_string(),
-            )],
-            log: "error".into(),
+            )]
+            .into_iter()
+            .chain(
+                args.bulk_nice
+                    .map(|n| ("HUSH_TENANT_BATCH_NICE".into(), n.to_string())),
+            )
+            .collect(),
+            log: args.service_log.clone(),
         },
     )
     .await?;
@@ -341,6 +470,7 @@ async fn run(
     eprintln!("[{backend}] measuring a {}-op job", args.ops);
     let file = dir.join("job.ndjson");
     job_file(&file, &groups, "b", args.ops)?;
+    let cpu_before = cpu_now(&cluster, backend == "postgres");
     let started = Instant::now();
     let (status, job) = op.submit_file(&file, &Submit::default()).await?;
     anyhow::ensure!(status.is_success(), "submit: {job}");
@@ -351,13 +481,33 @@ async fn run(
         )
         .await?;
     let job_rate = args.ops as f64 / started.elapsed().as_secs_f64();
+    let cpu_per_op = cpu_now(&cluster, backend == "postgres")
+        .into_iter()
+        .zip(cpu_before)
+        .map(|((s, after), (_, before))| (s, (after - before) * 1e6 / args.ops as f64))
+        .collect();
     anyhow::ensure!(done["applied"].as_u64() == Some(args.ops as u64), "{done}");
+    // Right after the job, on the database as the job left it.
     eprintln!("[{backend}] raw insert of {} rows", args.ops);
     let (raw_rate, raw_op_rate) = raw_insert(&tenant_db, backend == "postgres", args.ops).await?;
 
-    eprintln!("[{backend}] join/leave latency, idle");
-    // A different person each time: membership-api rate-limits each caller.
-    let people: Vec<String> = (0..args.samples * 2 + 5)
+    // The large job runs at bulk-api's configured rate, as it would in production.
+    cluster.kill("bulk-api").await?;
+    cluster.set_bulk_env(bulk_env(args, args.load_ops_per_sec));
+    cluster.restart("bulk-api").await?;
+    eprintln!(
+        "[{backend}] a {}-op job for the latency measurement",
+        args.load_ops
+    );
+    job_file(&file, &groups, "l", args.load_ops)?;
+    let (status, job) = op.submit_file(&file, &Submit::default()).await?;
+    anyhow::ensure!(status.is_success(), "submit: {job}");
+    let load_id = job["id"].as_str().context("job id")?.to_string();
+    // Idle and loaded samples alternate in rounds (the job paused, then running), so both
+    // see the same database (its size, autovacuum) and the same machine at the same time:
+    // what differs is only whether the job runs.
+    eprintln!("[{backend}] join/leave latency, job paused and running, in rounds");
+    let people: Vec<String> = (0..args.samples.div_ceil(LATENCY_ROUNDS) * LATENCY_ROUNDS * 2 + 5)
         .map(|i| cluster.token(&format!("bench-person-{i}"), IdentityKind::Member, &[]))
         .collect();
     let mut people = people.iter();
@@ -365,32 +515,51 @@ async fn run(
     for p in people.by_ref().take(5) {
         join_leave(&http, &membership, p, &target).await?;
     }
-    let mut idle = Vec::new();
-    for p in people.by_ref().take(args.samples) {
-        idle.extend(join_leave(&http, &membership, p, &target).await?);
-    }
-    // The large job runs at bulk-api's configured rate, as it would in production.
-    cluster.kill("bulk-api").await?;
-    cluster.set_bulk_env(bulk_env(args, args.load_ops_per_sec));
-    cluster.restart("bulk-api").await?;
-    eprintln!(
-        "[{backend}] join/leave latency beside a {}-op job",
-        args.load_ops
-    );
-    job_file(&file, &groups, "l", args.load_ops)?;
-    let (status, job) = op.submit_file(&file, &Submit::default()).await?;
-    anyhow::ensure!(status.is_success(), "submit: {job}");
-    let load_id = job["id"].as_str().context("job id")?.to_string();
-    // Let the job reach full speed first.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut loaded = Vec::new();
-    for p in people.by_ref().take(args.samples) {
-        loaded.extend(join_leave(&http, &membership, p, &target).await?);
+    let tenant = cluster.tenant_as(ServiceName::MembershipApi)?;
+    let (mut idle, mut tenant_idle, mut loaded, mut tenant_loaded) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let per_round = args.samples.div_ceil(LATENCY_ROUNDS);
+    for round in 0..LATENCY_ROUNDS {
+        // Running: give the workers a moment to be at it.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (api, direct) = latency(
+            &http,
+            &membership,
+            &mut people,
+            &target,
+            &tenant,
+            per_round,
+            2 * round * per_round,
+        )
+        .await?;
+        loaded.extend(api);
+        tenant_loaded.extend(direct);
+        let (paused, _) = op.steer(&load_id, "pause").await?;
+        anyhow::ensure!(
+            paused.is_success(),
+            "the load job ended before the measurement did; give it more operations (--load-ops)"
+        );
+        // Paused: the chunks in hand finish first.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (api, direct) = latency(
+            &http,
+            &membership,
+            &mut people,
+            &target,
+            &tenant,
+            per_round,
+            (2 * round + 1) * per_round,
+        )
+        .await?;
+        idle.extend(api);
+        tenant_idle.extend(direct);
+        op.steer(&load_id, "resume").await?;
     }
     let (_, during) = op.job(&load_id).await?;
     let load_progress = during["applied"].as_u64().unwrap_or(0);
-    let load_done = op.wait(&load_id, Duration::from_secs(7200)).await?;
-    anyhow::ensure!(load_done["state"] == "succeeded", "{load_done}");
+    // Measured: the rest of the job is not needed.
+    let (cancelled, body) = op.steer(&load_id, "cancel").await?;
+    anyhow::ensure!(cancelled.is_success(), "cancelling the load job: {body}");
     cluster.kill("bulk-api").await?;
     cluster.set_bulk_env(bulk_env(args, 0));
     cluster.restart("bulk-api").await?;
@@ -424,15 +593,10 @@ async fn run(
             generated.memberships as u64,
         ))
     };
-    let rss = [
-        "isolated-tenant",
-        "control-api",
-        "membership-api",
-        "bulk-api",
-    ]
-    .iter()
-    .filter_map(|s| cluster.peak_rss_kib(s).map(|k| (s.to_string(), k)))
-    .collect();
+    let rss = SERVICES
+        .iter()
+        .filter_map(|s| cluster.peak_rss_kib(s).map(|k| (s.to_string(), k)))
+        .collect();
     cluster.stop().await;
     Ok(Row {
         backend,
@@ -442,7 +606,10 @@ async fn run(
         migration,
         idle: Percentiles::of(idle),
         loaded: Percentiles::of(loaded),
+        tenant_idle: Percentiles::of(tenant_idle),
+        tenant_loaded: Percentiles::of(tenant_loaded),
         load_progress,
         rss,
+        cpu_per_op,
     })
 }

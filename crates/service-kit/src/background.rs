@@ -1,0 +1,159 @@
+//! A runtime for bulk work that yields the CPU to routine requests.
+//!
+//! Bulk batches and routine calls share the machine's cores. Run on the service's main runtime,
+//! a batch competes with joins and leaves as an equal, and on a busy machine the slowest routine
+//! calls wait for it. Work spawned on a [`Background`] runtime runs on its own threads at a
+//! lower OS priority (a higher nice value, Linux; no privilege is needed to lower a priority),
+//! so the scheduler gives the CPU to routine work first and to bulk work whatever is left.
+//!
+//! Anything that does I/O for bulk work (database pools, HTTP clients) should be created and
+//! used from the background runtime too: a socket is driven by the runtime it was first used
+//! on, and a routine call must never wait for a low-priority thread to notice its reply.
+
+use std::future::Future;
+use std::sync::Arc;
+
+/// The nice value background threads run at unless configured otherwise: well below routine
+/// work (0), above the floor (19) so that it still outranks the machine's idle chores.
+pub const DEFAULT_NICE: i32 = 10;
+
+/// A tokio runtime whose threads run at a lower OS priority. Cheap to clone; the threads stop
+/// when the last clone is dropped (without waiting for what still runs on them).
+#[derive(Clone, Debug)]
+pub struct Background(Arc<Owned>);
+
+#[derive(Debug)]
+struct Owned(Option<tokio::runtime::Runtime>);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        // `shutdown_background` may be called from async code, where a plain drop panics.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Background {
+    /// Starts `threads` worker threads named `name`, each at nice value `nice` (0 keeps the
+    /// caller's priority; values are clamped to 0..=19).
+    pub fn start(name: &str, threads: usize, nice: i32) -> std::io::Result<Self> {
+        let nice = nice.clamp(0, 19);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name(name)
+            .enable_all()
+            .on_thread_start(move || lower_this_thread(nice))
+            .build()?;
+        Ok(Self(Arc::new(Owned(Some(rt)))))
+    }
+
+    /// The runtime's handle.
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.0 .0.as_ref().expect("running until dropped").handle()
+    }
+
+    /// Runs `task` on the background threads and waits for its result. A panic in `task` is
+    /// resumed here.
+    pub async fn run<F>(&self, task: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self.handle().spawn(task).await {
+            Ok(out) => out,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("the background runtime stopped under a running task: {e}"),
+        }
+    }
+}
+
+/// Sets the calling thread's nice value (on Linux a per-thread attribute). A failure is logged
+/// and otherwise ignored: the work still runs, at the caller's priority.
+fn lower_this_thread(nice: i32) {
+    if nice == 0 || this_thread_nice().is_ok_and(|now| now >= nice) {
+        return;
+    }
+    if let Err(e) = rustix::process::setpriority_process(None, nice) {
+        tracing::warn!(error = %e, nice, "could not lower a background thread's priority");
+    }
+}
+
+/// Sets the nice value of process `pid` on this machine to `nice` (0–19), if its command is
+/// `command` (so that a process number learnt from elsewhere never touches an unrelated local
+/// process). Answers whether it was changed; an error when the OS refused (lowering another
+/// user's process needs the right to).
+pub fn lower_local_process(pid: i32, command: &str, nice: i32) -> std::io::Result<bool> {
+    let matches =
+        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == command);
+    let Some(pid) = rustix::process::Pid::from_raw(pid).filter(|_| matches) else {
+        return Ok(false);
+    };
+    let nice = nice.clamp(0, 19);
+    if rustix::process::getpriority_process(Some(pid))? >= nice {
+        return Ok(false);
+    }
+    rustix::process::setpriority_process(Some(pid), nice)?;
+    Ok(true)
+}
+
+/// The calling thread's nice value (Linux), for tests and diagnostics.
+pub fn this_thread_nice() -> std::io::Result<i32> {
+    Ok(rustix::process::getpriority_process(None)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn background_work_runs_at_the_configured_lower_priority_and_the_caller_keeps_its_own() {
+        let before = this_thread_nice().unwrap();
+        let bg = Background::start("bg-test", 1, before + 7).unwrap();
+        let inside = bg.run(async { this_thread_nice().unwrap() }).await;
+        assert_eq!(inside, (before + 7).clamp(0, 19).max(before));
+        assert_eq!(
+            this_thread_nice().unwrap(),
+            before,
+            "the caller's priority is untouched"
+        );
+        let unchanged = Background::start("bg-test-0", 1, 0).unwrap();
+        assert_eq!(
+            unchanged.run(async { this_thread_nice().unwrap() }).await,
+            before
+        );
+    }
+
+    #[test]
+    fn a_process_is_lowered_only_when_its_command_is_the_one_named() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let nice_of = |pid: i32| {
+            rustix::process::getpriority_process(rustix::process::Pid::from_raw(pid)).unwrap()
+        };
+        let before = nice_of(pid);
+        assert!(
+            !lower_local_process(pid, "postgres", 12).unwrap(),
+            "not a postgres process"
+        );
+        assert_eq!(nice_of(pid), before);
+        assert_eq!(lower_local_process(pid, "sleep", 12).unwrap(), before < 12);
+        assert_eq!(nice_of(pid), 12.max(before));
+        assert!(
+            !lower_local_process(pid, "sleep", 5).unwrap(),
+            "never raised back"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_background_work_reaches_the_caller() {
+        let bg = Background::start("bg-panic", 1, 0).unwrap();
+        let caught = tokio::spawn(async move { bg.run(async { panic!("boom") }).await }).await;
+        assert!(caught.unwrap_err().is_panic());
+    }
+}
