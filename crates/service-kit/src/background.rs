@@ -134,6 +134,13 @@ mod tests {
         let nice_of = |pid: i32| {
             rustix::process::getpriority_process(rustix::process::Pid::from_raw(pid)).unwrap()
         };
+        // The child's command is `sleep` once it has exec'd.
+        for _ in 0..100 {
+            if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let before = nice_of(pid);
         assert!(
             !lower_local_process(pid, "postgres", 12).unwrap(),

@@ -380,8 +380,8 @@ async fn tenant_add_remove(
     group: GroupId,
     i: usize,
 ) -> anyhow::Result<[Duration; 2]> {
-    let subject = Subject::parse(&format!("bench-direct-{i}"))?;
-    let email = Email::parse(&format!("bench-direct-{i}@corp.example"))?;
+    let subject = Subject::parse(format!("bench-direct-{i}"))?;
+    let email = Email::parse(format!("bench-direct-{i}@corp.example"))?;
     let add = AddMember {
         member: MemberRef {
             subject: Some(subject.clone()),

@@ -1398,3 +1398,72 @@ async fn routine_writers_go_before_queued_bulk_batches() {
     assert_eq!(rx.recv().await, Some("join"));
     assert_eq!(rx.recv().await, Some("batch"));
 }
+
+/// The nice value of local process `pid`, read from `/proc` (Linux).
+fn nice_of(pid: i32) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state is field 1, nice field 17.
+    stat[stat.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
+}
+
+/// Whether this process may lower another user's process's priority (root).
+fn may_renice_others() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+mod bulk_lane {
+    use super::*;
+
+    on_both_backends! {
+        async fn bulk_batches_own_pool_writes_the_same_database_and_postgres_serves_it_at_the_lower_priority(db, keys, key_text) {
+            let g = group(db.store.as_ref(), "lane").await;
+            let lane = db.store.with_own_pool(1, 10);
+            let email = Email::parse("lane-person@corp.example").unwrap();
+            let outcome = lane
+                .apply_batch(&ApplyBatch::add_all(g, label("General"), std::slice::from_ref(&email)))
+                .await
+                .unwrap();
+            assert_eq!(outcome.applied, 1);
+            // The routine store sees what the lane wrote: one database, two pools.
+            assert!(db.store.is_member(g, &subject("lane-person"), Some(&email)).await.unwrap());
+            if let Raw::PgStore(s) = &db.raw {
+                let pids: Vec<i32> = sqlx::query_scalar(
+                    "SELECT pid FROM pg_stat_activity \
+                     WHERE datname = current_database() AND application_name = 'hush-tenant-bulk'",
+                )
+                .fetch_all(s.pool())
+                .await
+                .unwrap();
+                assert_eq!(pids.len(), 1, "the lane holds its own, named connection");
+                let local = std::fs::read_to_string(format!("/proc/{}/comm", pids[0]))
+                    .is_ok_and(|c| c.trim_end() == "postgres");
+                if local && may_renice_others() {
+                    assert_eq!(nice_of(pids[0]), Some(10), "the lane's backend runs at nice 10");
+                    let routine: Vec<i32> = sqlx::query_scalar(
+                        "SELECT pid FROM pg_stat_activity \
+                         WHERE datname = current_database() AND application_name <> 'hush-tenant-bulk' \
+                         AND backend_type = 'client backend'",
+                    )
+                    .fetch_all(s.pool())
+                    .await
+                    .unwrap();
+                    assert!(!routine.is_empty());
+                    for pid in routine {
+                        assert_eq!(nice_of(pid), Some(0), "routine connections keep their priority");
+                    }
+                } else {
+                    eprintln!("the Postgres server is elsewhere or another user's: its priority is not checked");
+                }
+            }
+        }
+    }
+}
