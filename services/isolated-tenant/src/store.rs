@@ -1076,11 +1076,18 @@ macro_rules! sql_store {
                     }
                     Self::delete_members(&mut tx, &gone).await?;
                     Self::insert_members(&mut tx, active, &present).await?;
-                    let rows = plan
+                    let mut rows: Vec<IdentityWrite> = plan
                         .identities
                         .iter()
                         .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
                         .collect();
+                    // New people are inserted in the order of their tags, the same order in
+                    // every batch: two batches creating the same person at once then wait for
+                    // each other (the later one retries and finds the person) instead of
+                    // deadlocking over each other's uncommitted rows.
+                    rows.sort_by(|a, b| {
+                        (&a.subject_tag, &a.email_tag, a.id).cmp(&(&b.subject_tag, &b.email_tag, b.id))
+                    });
                     Self::upsert_identities(&mut tx, rows).await?;
                     // AUDIT (issue 6): every event of the chunk, in one append, last in the
                     // transaction. A removal of someone never seen is recorded under a stand-in's

@@ -84,6 +84,8 @@ struct Row {
     tenant_idle: Percentiles,
     tenant_loaded: Percentiles,
     load_progress: u64,
+    /// Rounds of idle and loaded samples completed while the load job ran.
+    rounds: usize,
     rss: Vec<(String, u64)>,
     /// CPU microseconds per operation of the measured job, by process.
     cpu_per_op: Vec<(String, f64)>,
@@ -144,7 +146,7 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         println!(
-            "| {} | {:.0} | {:.0} | {:.3} | {:.0} | {:.3} | {} | {} → {} | {} → {} | {:.2} (load job {} ops in) | {} |",
+            "| {} | {:.0} | {:.0} | {:.3} | {:.0} | {:.3} | {} | {} → {} | {} → {} | {:.2} ({} rounds; load job {} ops in) | {} |",
             r.backend,
             r.job_rate,
             r.raw_rate,
@@ -157,6 +159,7 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
             ms(r.idle.p99),
             ms(r.loaded.p99),
             r.loaded.p99.as_secs_f64() / r.idle.p99.as_secs_f64(),
+            r.rounds,
             r.load_progress,
             rss
         );
@@ -519,6 +522,7 @@ async fn run(
     let (mut idle, mut tenant_idle, mut loaded, mut tenant_loaded) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let per_round = args.samples.div_ceil(LATENCY_ROUNDS);
+    let mut rounds = 0;
     for round in 0..LATENCY_ROUNDS {
         // Running: give the workers a moment to be at it.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -532,13 +536,16 @@ async fn run(
             2 * round * per_round,
         )
         .await?;
+        let (paused, _) = op.steer(&load_id, "pause").await?;
+        if !paused.is_success() {
+            // The job ended during this round: its samples may not all be under load, so
+            // they are left out.
+            eprintln!("[{backend}] the load job ended in round {}; stopping (give it more operations with --load-ops)", round + 1);
+            break;
+        }
         loaded.extend(api);
         tenant_loaded.extend(direct);
-        let (paused, _) = op.steer(&load_id, "pause").await?;
-        anyhow::ensure!(
-            paused.is_success(),
-            "the load job ended before the measurement did; give it more operations (--load-ops)"
-        );
+        rounds += 1;
         // Paused: the chunks in hand finish first.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (api, direct) = latency(
@@ -557,9 +564,9 @@ async fn run(
     }
     let (_, during) = op.job(&load_id).await?;
     let load_progress = during["applied"].as_u64().unwrap_or(0);
-    // Measured: the rest of the job is not needed.
-    let (cancelled, body) = op.steer(&load_id, "cancel").await?;
-    anyhow::ensure!(cancelled.is_success(), "cancelling the load job: {body}");
+    // Measured: the rest of the job is not needed (it may have ended already).
+    op.steer(&load_id, "cancel").await?;
+    anyhow::ensure!(rounds > 0, "the load job ended before one round of latency samples did; give it more operations (--load-ops)");
     cluster.kill("bulk-api").await?;
     cluster.set_bulk_env(bulk_env(args, 0));
     cluster.restart("bulk-api").await?;
@@ -609,6 +616,7 @@ async fn run(
         tenant_idle: Percentiles::of(tenant_idle),
         tenant_loaded: Percentiles::of(tenant_loaded),
         load_progress,
+        rounds,
         rss,
         cpu_per_op,
     })

@@ -1467,3 +1467,38 @@ mod bulk_lane {
         }
     }
 }
+
+mod concurrent_batches {
+    use super::*;
+
+    on_both_backends! {
+        async fn batches_running_at_once_that_create_the_same_people_both_apply_and_each_person_is_made_once(db, keys, key_text) {
+            // Two chunks of a migration: different groups, the same 300 new people, in
+            // opposite orders, applied at once.
+            let (g1, g2) = (group(db.store.as_ref(), "first").await, group(db.store.as_ref(), "second").await);
+            let people: Vec<Email> = (0..300)
+                .map(|i| Email::parse(format!("overlap-{i}@corp.example")).unwrap())
+                .collect();
+            let mut reversed = people.clone();
+            reversed.reverse();
+            let one = ApplyBatch::add_all(g1, label("General"), &people);
+            let two = ApplyBatch::add_all(g2, label("General"), &reversed);
+            let (a, b) = (db.store.clone(), db.store.clone());
+            let (first, second) = tokio::join!(
+                tokio::spawn(async move { a.apply_batch(&one).await }),
+                tokio::spawn(async move { b.apply_batch(&two).await }),
+            );
+            assert_eq!(first.unwrap().unwrap().applied, 300);
+            assert_eq!(second.unwrap().unwrap().applied, 300);
+            for (i, e) in people.iter().enumerate() {
+                let who = subject(&format!("overlap-{i}"));
+                assert_eq!(db.store.groups_of(&who, Some(e)).await.unwrap().len(), 2, "person {i} is in both groups, through one identity");
+            }
+            let identities = match &db.raw {
+                Raw::SqliteStore(s) => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM identities").fetch_one(s.pool()).await.unwrap(),
+                Raw::PgStore(s) => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM identities").fetch_one(s.pool()).await.unwrap(),
+            };
+            assert_eq!(identities, 300);
+        }
+    }
+}
