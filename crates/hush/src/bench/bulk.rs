@@ -523,44 +523,38 @@ async fn run(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let per_round = args.samples.div_ceil(LATENCY_ROUNDS);
     let mut rounds = 0;
-    for round in 0..LATENCY_ROUNDS {
-        // Running: give the workers a moment to be at it.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (api, direct) = latency(
-            &http,
-            &membership,
-            &mut people,
-            &target,
-            &tenant,
-            per_round,
-            2 * round * per_round,
-        )
-        .await?;
-        let (paused, _) = op.steer(&load_id, "pause").await?;
-        if !paused.is_success() {
-            // The job ended during this round: its samples may not all be under load, so
-            // they are left out.
-            eprintln!("[{backend}] the load job ended in round {}; stopping (give it more operations with --load-ops)", round + 1);
-            break;
+    'rounds: for round in 0..LATENCY_ROUNDS {
+        for (phase, running) in [true, false].into_iter().enumerate() {
+            // Running: give the workers a moment to be at it. Paused: the chunks in hand
+            // finish first.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (api, direct) = latency(
+                &http,
+                &membership,
+                &mut people,
+                &target,
+                &tenant,
+                per_round,
+                (2 * round + phase) * per_round,
+            )
+            .await?;
+            if running {
+                let (paused, _) = op.steer(&load_id, "pause").await?;
+                if !paused.is_success() {
+                    // The job ended during this round: its samples may not all be under
+                    // load, so they are left out.
+                    eprintln!("[{backend}] the load job ended in round {}; stopping (give it more operations with --load-ops)", round + 1);
+                    break 'rounds;
+                }
+                loaded.extend(api);
+                tenant_loaded.extend(direct);
+                rounds += 1;
+            } else {
+                idle.extend(api);
+                tenant_idle.extend(direct);
+                op.steer(&load_id, "resume").await?;
+            }
         }
-        loaded.extend(api);
-        tenant_loaded.extend(direct);
-        rounds += 1;
-        // Paused: the chunks in hand finish first.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (api, direct) = latency(
-            &http,
-            &membership,
-            &mut people,
-            &target,
-            &tenant,
-            per_round,
-            (2 * round + 1) * per_round,
-        )
-        .await?;
-        idle.extend(api);
-        tenant_idle.extend(direct);
-        op.steer(&load_id, "resume").await?;
     }
     let (_, during) = op.job(&load_id).await?;
     let load_progress = during["applied"].as_u64().unwrap_or(0);
