@@ -1605,8 +1605,8 @@ fn sqlite_bulk_pool(
 
 /// Lowers the OS priority of the Postgres backend process `pid` serving one of bulk batches'
 /// connections, when the server runs on this machine (the caller checked its address) and the
-/// process is Postgres's (checked here, so that a number from another machine's process table
-/// never touches a local process). A Postgres server shared with routine calls otherwise
+/// process is Postgres's (checked by `lower_local_process`, so that a number from another
+/// machine's process table never touches a local process). A Postgres server shared with routine calls otherwise
 /// gives a batch's statements the same CPU share as a join's, and on a busy machine the
 /// slowest joins wait for batches. Not permitted (another user's server, without the right to
 /// renice it): logged once, and batches run at the server's priority.

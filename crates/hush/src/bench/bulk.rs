@@ -131,7 +131,10 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         args.chunk_size,
         args.batch_concurrency,
         args.load_ops_per_sec,
-        args.bulk_nice.map_or("10 (default)".into(), |n| n.to_string())
+        args.bulk_nice.map_or_else(
+            || format!("{} (default)", service_kit::background::DEFAULT_NICE),
+            |n| n.to_string()
+        )
     );
     println!("| backend | job ops/s | raw insert rows/s | job/raw | raw ops/s (membership + identity row each) | job/raw ops | migration | join/leave p50 idle → load | p99 idle → load | p99 ratio | peak RSS (MiB) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
