@@ -447,6 +447,7 @@ macro_rules! sql_store {
         for_update = $for_update:literal,
         serial_writes = $serial:literal,
         bulk_pool = $bulk_pool:ident,
+        after_bulk_batch = $after_bulk:expr,
         list_tables = $list_tables:literal $(,)?
     ) => {
         $(#[$doc])*
@@ -630,6 +631,27 @@ macro_rules! sql_store {
                 key: &SealKey,
                 pairs: &[(GroupId, Uuid)],
             ) -> Result<(), StoreError> {
+                Self::write_members(conn, key, pairs, " ON CONFLICT (member_tag) DO NOTHING").await
+            }
+
+            /// Makes each (group, identity) of `pairs` a membership under `key`, where no row
+            /// can be there yet: the identities were made in this transaction, and a tag is a
+            /// keyed hash of a fresh random id. Without the conflict clause, which costs the
+            /// database a speculative insertion per row.
+            async fn insert_new_members(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                key: &SealKey,
+                pairs: &[(GroupId, Uuid)],
+            ) -> Result<(), StoreError> {
+                Self::write_members(conn, key, pairs, "").await
+            }
+
+            async fn write_members(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                key: &SealKey,
+                pairs: &[(GroupId, Uuid)],
+                on_conflict: &str,
+            ) -> Result<(), StoreError> {
                 for chunk in pairs.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO memberships (member_tag, group_id, sealed_identity, key_id) ",
@@ -640,7 +662,7 @@ macro_rules! sql_store {
                             .push_bind(key.seal_member(*g, *identity))
                             .push_bind(key.id().to_string());
                     });
-                    q.push(" ON CONFLICT (member_tag) DO NOTHING");
+                    q.push(on_conflict);
                     q.build().execute(&mut *conn).await?;
                 }
                 Ok(())
@@ -682,6 +704,32 @@ macro_rules! sql_store {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 rows: Vec<IdentityWrite>,
             ) -> Result<(), StoreError> {
+                Self::write_identities(
+                    conn,
+                    rows,
+                    " ON CONFLICT (id) DO UPDATE SET subject_tag = excluded.subject_tag, \
+                     email_tag = excluded.email_tag, sealed_profile = excluded.sealed_profile, \
+                     sealed_groups = excluded.sealed_groups, key_id = excluded.key_id",
+                )
+                .await
+            }
+
+            /// Creates identity rows with fresh ids, [`CHUNK`] rows a statement. Plainly: a
+            /// conflict clause costs a speculative insertion per row, and a tag another
+            /// transaction took meanwhile fails the statement either way (and the batch is
+            /// tried again, finding that person).
+            async fn insert_identities(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                rows: Vec<IdentityWrite>,
+            ) -> Result<(), StoreError> {
+                Self::write_identities(conn, rows, "").await
+            }
+
+            async fn write_identities(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                rows: Vec<IdentityWrite>,
+                on_conflict: &str,
+            ) -> Result<(), StoreError> {
                 let mut rows = rows.into_iter().peekable();
                 while rows.peek().is_some() {
                     let chunk: Vec<IdentityWrite> = rows.by_ref().take(CHUNK).collect();
@@ -697,11 +745,7 @@ macro_rules! sql_store {
                             .push_bind(r.sealed_groups)
                             .push_bind(r.key_id);
                     });
-                    q.push(
-                        " ON CONFLICT (id) DO UPDATE SET subject_tag = excluded.subject_tag, \
-                         email_tag = excluded.email_tag, sealed_profile = excluded.sealed_profile, \
-                         sealed_groups = excluded.sealed_groups, key_id = excluded.key_id",
-                    );
+                    q.push(on_conflict);
                     q.build().execute(&mut *conn).await?;
                 }
                 Ok(())
@@ -1060,6 +1104,7 @@ macro_rules! sql_store {
                         held.extend(found.into_iter().map(GroupId::from));
                     }
                     let known = self.batch_people(&mut tx, batch, &held).await?;
+                    let existing: HashSet<Uuid> = known.iter().map(|p| p.id).collect();
                     let plan = batch_plan::plan(batch, &held, known, &self.corporate);
 
                     let active = self.keys.active();
@@ -1075,20 +1120,25 @@ macro_rules! sql_store {
                         }
                     }
                     Self::delete_members(&mut tx, &gone).await?;
-                    Self::insert_members(&mut tx, active, &present).await?;
-                    let mut rows: Vec<IdentityWrite> = plan
+                    // People made by this batch have no membership row yet, under any key.
+                    let (fresh, known_pairs): (Vec<_>, Vec<_>) =
+                        present.into_iter().partition(|(_, id)| !existing.contains(id));
+                    Self::insert_members(&mut tx, active, &known_pairs).await?;
+                    let (mut made, changed): (Vec<IdentityWrite>, Vec<IdentityWrite>) = plan
                         .identities
                         .iter()
                         .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
-                        .collect();
+                        .partition(|w| !existing.contains(&w.id));
+                    Self::update_identities(&mut tx, changed).await?;
                     // New people are inserted in the order of their tags, the same order in
                     // every batch: two batches creating the same person at once then wait for
                     // each other (the later one retries and finds the person) instead of
                     // deadlocking over each other's uncommitted rows.
-                    rows.sort_by(|a, b| {
+                    made.sort_by(|a, b| {
                         (&a.subject_tag, &a.email_tag, a.id).cmp(&(&b.subject_tag, &b.email_tag, b.id))
                     });
-                    Self::upsert_identities(&mut tx, rows).await?;
+                    Self::insert_identities(&mut tx, made).await?;
+                    Self::insert_new_members(&mut tx, active, &fresh).await?;
                     // AUDIT (issue 6): every event of the chunk, in one append, last in the
                     // transaction. A removal of someone never seen is recorded under a stand-in's
                     // pseudonym, as the single call records it (INV-3).
@@ -1406,7 +1456,15 @@ macro_rules! sql_store {
             }
 
             async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError> {
-                retrying_up_to(BATCH_ATTEMPTS, || self.batch_once(batch)).await
+                let outcome = retrying_up_to(BATCH_ATTEMPTS, || self.batch_once(batch)).await?;
+                // Out of the write turn, so routine writers need not wait for it.
+                let after: Option<&str> = $after_bulk;
+                if let Some(statement) = after {
+                    if let Err(e) = sqlx::query(statement).execute(&self.pool).await {
+                        tracing::warn!(error = %e, "after a bulk batch");
+                    }
+                }
+                Ok(outcome)
             }
 
             async fn is_member(
@@ -1544,6 +1602,7 @@ sql_store!(
     for_update = " FOR UPDATE",
     serial_writes = false,
     bulk_pool = pg_bulk_pool,
+    after_bulk_batch = None,
     list_tables = "SELECT table_name::text FROM information_schema.tables \
                    WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' \
                    AND table_name NOT LIKE 'audit\\_%' ORDER BY table_name",
@@ -1558,6 +1617,9 @@ sql_store!(
     for_update = "",
     serial_writes = true,
     bulk_pool = sqlite_bulk_pool,
+    // A batch's pages are copied from the log into the database here, beside routine writes,
+    // instead of in the commit of whichever write comes next (see `sqlite_bulk_pool`).
+    after_bulk_batch = Some("PRAGMA wal_checkpoint(PASSIVE)"),
     list_tables = "SELECT name FROM sqlite_master WHERE type = 'table' \
                    AND name <> '_sqlx_migrations' AND name NOT LIKE 'audit\\_%' ESCAPE '\\' \
                    ORDER BY name",
@@ -1594,14 +1656,28 @@ fn pg_bulk_pool(
 }
 
 /// Bulk batches' SQLite pool: connections made lazily, on the bulk lane's threads (SQLite runs
-/// in them, so their priority is the lane's).
+/// in them, so their priority is the lane's). A batch of random keyed tags dirties thousands of
+/// pages; SQLite copies them from its write-ahead log into the database in the commit that
+/// first finds the log over 1,000 pages, which would be the commit of the join right after
+/// the batch (it waited for the batch, and then for the copy). Bulk connections never copy in
+/// a commit: the lane does it after each batch, out of the write turn (`after_bulk_batch`),
+/// and a routine commit then finds the log copied. Their page cache is larger, so the indexes
+/// a batch walks stay in memory.
 fn sqlite_bulk_pool(
     options: sqlx::pool::PoolOptions<sqlx::Sqlite>,
     connect: &sqlx::sqlite::SqliteConnectOptions,
     _nice: i32,
 ) -> sqlx::SqlitePool {
-    options.connect_lazy_with(connect.clone())
+    options.connect_lazy_with(
+        connect
+            .clone()
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("cache_size", SQLITE_BULK_CACHE_KIB),
+    )
 }
+
+/// Page cache of a bulk batch's SQLite connection, in KiB as SQLite takes it (negative).
+const SQLITE_BULK_CACHE_KIB: &str = "-32768";
 
 /// Lowers the OS priority of the Postgres backend process `pid` serving one of bulk batches'
 /// connections, when the server runs on this machine (the caller checked its address) and the

@@ -1468,6 +1468,45 @@ mod bulk_lane {
     }
 }
 
+/// A bulk batch on SQLite copies its pages from the write-ahead log into the database itself,
+/// after its transaction: the join that waited for the batch must not then wait again, in its
+/// own commit, for the copy of thousands of pages it never wrote.
+#[tokio::test]
+async fn on_sqlite_a_bulk_batch_leaves_the_log_copied_so_the_next_routine_commit_has_nothing_to_copy(
+) {
+    let (keys, _) = fresh_keys();
+    let db = TestDb::sqlite(keys).await;
+    let g = group(db.store.as_ref(), "checkpointed").await;
+    let people: Vec<Email> = (0..1500)
+        .map(|i| Email::parse(format!("logged-{i}@corp.example")).unwrap())
+        .collect();
+    let lane = db.store.with_own_pool(1, 0);
+    let outcome = lane
+        .apply_batch(&ApplyBatch::add_all(g, label("General"), &people))
+        .await
+        .unwrap();
+    assert_eq!(outcome.applied, 1500);
+    let Raw::SqliteStore(s) = &db.raw else {
+        unreachable!()
+    };
+    let (frames, copied) = wal_progress(s.pool().connect_options().get_filename());
+    assert!(frames > 0, "the batch wrote through the log");
+    assert_eq!(copied, frames, "every frame of the log is in the database");
+    db.finish().await;
+}
+
+/// (frames in the write-ahead log, frames of it already copied into the database) of the
+/// SQLite database `file`, read from its shared-memory index without taking part in it (a
+/// checkpoint to ask would copy them): `mxFrame` of the index header and `nBackfill` of the
+/// checkpoint record after its two copies, in the host's byte order (sqlite.org/walformat).
+fn wal_progress(file: &std::path::Path) -> (u32, u32) {
+    let mut shm = file.as_os_str().to_owned();
+    shm.push("-shm");
+    let bytes = std::fs::read(shm).unwrap();
+    let word = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap());
+    (word(16), word(96))
+}
+
 mod concurrent_batches {
     use super::*;
 
