@@ -234,12 +234,10 @@ fn job_file(path: &Path, groups: &[String], prefix: &str, n: usize) -> anyhow::R
     Ok(())
 }
 
-/// Rows of the tenant's membership shape (tag, group, sealed identity, key id), inserted
-/// set-based (1,000 rows a statement, one transaction per statement) into a scratch table of
-/// the same database; rows per second.
 /// Raw insert rates into scratch tables of the tenant's database, 1,000 rows a statement and
 /// a transaction: (membership-shaped rows/s, ops/s when each op writes what a job's op writes,
-/// a membership row and an identity row with the tenant's unique tags).
+/// a membership row and an identity row with the tenant's unique tags). Each is the median of
+/// [`RAW_PASSES`] passes, each pass from a settled database ([`settle`]).
 async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64, f64)> {
     let mut rng = rand::thread_rng();
     let mut bytes = |len: usize| {
@@ -284,10 +282,15 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64,
             ))
             .execute(&mut conn)
             .await?;
-            // Twice: membership rows alone, then with an identity row beside each.
-            let mut rates = [0.0; 2];
-            for (pass, with_people) in [false, true].into_iter().enumerate() {
-                sqlx::query("DELETE FROM bench_raw").execute(&mut conn).await?;
+            // Membership rows alone, then with an identity row beside each; a few times.
+            let mut rates = [Vec::new(), Vec::new()];
+            for (pass, with_people) in [false, true].repeat(RAW_PASSES).into_iter().enumerate() {
+                // Emptied (Postgres: with their indexes) so every pass starts the same.
+                for table in ["bench_raw", "bench_raw_people"] {
+                    let empty = if postgres { "TRUNCATE " } else { "DELETE FROM " };
+                    sqlx::query(&format!("{empty}{table}")).execute(&mut conn).await?;
+                }
+                settle(&mut conn, postgres).await;
                 let started = Instant::now();
                 for (m, p) in members.chunks(1000).zip(people.chunks(1000)) {
                     let mut tx = conn.begin().await?;
@@ -315,9 +318,12 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64,
                     }
                     tx.commit().await?;
                 }
-                rates[pass] = n as f64 / started.elapsed().as_secs_f64();
+                rates[pass % 2].push(n as f64 / started.elapsed().as_secs_f64());
             }
-            let [rows, ops] = rates;
+            let [rows, ops] = rates.map(|mut r| {
+                r.sort_by(f64::total_cmp);
+                r[r.len() / 2]
+            });
             sqlx::query("DROP TABLE bench_raw")
                 .execute(&mut conn)
                 .await?;
@@ -340,6 +346,27 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64,
             "BLOB"
         )
     })
+}
+
+/// Passes of each raw insert; the median is reported.
+const RAW_PASSES: usize = 3;
+
+/// Brings the database to rest before a measurement, so it does not pay for what came before
+/// it (on Postgres the dirty pages of the previous step, on SQLite its write-ahead log): a
+/// checkpoint. Best effort: a server that refuses (a role without the right) is measured as it
+/// is.
+async fn settle<C>(conn: &mut C, postgres: bool)
+where
+    for<'c> &'c mut C: sqlx::Executor<'c>,
+{
+    let statement = if postgres {
+        "CHECKPOINT"
+    } else {
+        "PRAGMA wal_checkpoint(TRUNCATE)"
+    };
+    if let Err(e) = sqlx::raw_sql(statement).execute(&mut *conn).await {
+        eprintln!("bench: {statement} refused ({e}); measuring without it");
+    }
 }
 
 fn bulk_env(args: &BulkArgs, ops_per_sec: u32) -> Vec<(String, String)> {
@@ -408,8 +435,9 @@ async fn tenant_add_remove(
     Ok([added, t.elapsed()])
 }
 
-/// `samples` join+leave pairs through membership-api, then as many add+remove pairs straight
-/// through the tenant, each by a person not seen before.
+/// `samples` join+leave pairs through membership-api, each followed by an add+remove pair
+/// straight through the tenant (so both see the same moments of the job), each by a person
+/// not seen before.
 async fn latency(
     http: &reqwest::Client,
     membership: &str,
@@ -419,13 +447,11 @@ async fn latency(
     samples: usize,
     offset: usize,
 ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
-    let mut api = Vec::new();
-    for p in people.by_ref().take(samples) {
-        api.extend(join_leave(http, membership, p, group).await?);
-    }
     let id = GroupId::parse(group)?;
+    let mut api = Vec::new();
     let mut direct = Vec::new();
-    for i in 0..samples {
+    for (i, p) in people.by_ref().take(samples).enumerate() {
+        api.extend(join_leave(http, membership, p, group).await?);
         direct.extend(tenant_add_remove(tenant, id, offset + i).await?);
     }
     Ok((api, direct))
@@ -476,6 +502,15 @@ async fn run(
     eprintln!("[{backend}] measuring a {}-op job", args.ops);
     let file = dir.join("job.ndjson");
     job_file(&file, &groups, "b", args.ops)?;
+    if backend == "postgres" {
+        settle(&mut sqlx::PgConnection::connect(&tenant_db).await?, true).await;
+    } else {
+        settle(
+            &mut sqlx::SqliteConnection::connect(&tenant_db).await?,
+            false,
+        )
+        .await;
+    }
     let cpu_before = cpu_now(&cluster, backend == "postgres");
     let started = Instant::now();
     let (status, job) = op.submit_file(&file, &Submit::default()).await?;
