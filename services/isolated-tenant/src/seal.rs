@@ -205,7 +205,7 @@ impl SealKey {
             mac.update(p);
         }
         let out: [u8; 32] = mac.finalize().into_bytes().into();
-        let hex: String = out.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(out);
         format!("{}:{hex}", self.id)
     }
 

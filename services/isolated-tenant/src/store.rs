@@ -275,7 +275,7 @@ fn stand_in_profile(who: &IdentityRef) -> Profile {
 
 #[cfg(test)]
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// An identity row as the store reads it back.

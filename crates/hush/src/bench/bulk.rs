@@ -75,8 +75,7 @@ pub struct BulkArgs {
 struct Row {
     backend: &'static str,
     job_rate: f64,
-    raw_rate: f64,
-    raw_op_rate: f64,
+    raw: RawRates,
     migration: Option<(Duration, u64)>,
     idle: Percentiles,
     loaded: Percentiles,
@@ -136,8 +135,8 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
             |n| n.to_string()
         )
     );
-    println!("| backend | job ops/s | raw insert rows/s | job/raw | raw ops/s (membership + identity row each) | job/raw ops | migration | join/leave p50 idle → load | p99 idle → load | p99 ratio | peak RSS (MiB) |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| backend | job ops/s | raw insert rows/s | job/raw | raw ops/s (membership + identity row each) | job/raw ops | raw ops/s (every row an op writes: membership, identity, audit event) | job/raw all | migration | join/leave p50 idle → load | p99 idle → load | p99 ratio | peak RSS (MiB) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let migration = r.migration.map_or("skipped".into(), |(d, n)| {
             format!("{:.1} s ({n} memberships)", d.as_secs_f64())
@@ -149,13 +148,15 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         println!(
-            "| {} | {:.0} | {:.0} | {:.3} | {:.0} | {:.3} | {} | {} → {} | {} → {} | {:.2} ({} rounds; load job {} ops in) | {} |",
+            "| {} | {:.0} | {:.0} | {:.3} | {:.0} | {:.3} | {:.0} | {:.3} | {} | {} → {} | {} → {} | {:.2} ({} rounds; load job {} ops in) | {} |",
             r.backend,
             r.job_rate,
-            r.raw_rate,
-            r.job_rate / r.raw_rate,
-            r.raw_op_rate,
-            r.job_rate / r.raw_op_rate,
+            r.raw.rows,
+            r.job_rate / r.raw.rows,
+            r.raw.ops,
+            r.job_rate / r.raw.ops,
+            r.raw.all,
+            r.job_rate / r.raw.all,
             migration,
             ms(r.idle.p50),
             ms(r.loaded.p50),
@@ -235,10 +236,14 @@ fn job_file(path: &Path, groups: &[String], prefix: &str, n: usize) -> anyhow::R
 }
 
 /// Raw insert rates into scratch tables of the tenant's database, 1,000 rows a statement and
-/// a transaction: (membership-shaped rows/s, ops/s when each op writes what a job's op writes,
-/// a membership row and an identity row with the tenant's unique tags). Each is the median of
-/// [`RAW_PASSES`] passes, each pass from a settled database ([`settle`]).
-async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64, f64)> {
+/// a transaction, each the median of [`RAW_PASSES`] passes into emptied tables, from a
+/// settled database ([`settle`]):
+/// - membership-shaped rows alone (tag, group, sealed identity, key id);
+/// - ops/s when each op writes a membership row and an identity row (id, unique subject and
+///   address tags, sealed profile and group list);
+/// - ops/s when each op writes every row a job's op writes: those two and its audit event,
+///   appended as the tenant appends them (on Postgres one statement over arrays).
+async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<RawRates> {
     let mut rng = rand::thread_rng();
     let mut bytes = |len: usize| {
         let mut b = vec![0u8; len];
@@ -253,8 +258,19 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64,
     let people: Vec<Person> = (0..n)
         .map(|_| (bytes(16), bytes(32), bytes(32), bytes(140), bytes(300)))
         .collect();
+    let events: Vec<RawEvent> = (0..n)
+        .map(|i| RawEvent {
+            seq: i as i64 + 1,
+            group_id: uuid::Uuid::from_slice(&bytes(16))
+                .unwrap_or_default()
+                .to_string(),
+            subject: format!("k1:{}", hex::encode(bytes(32))),
+            prev_hash: bytes(32),
+            hash: bytes(32),
+        })
+        .collect();
     macro_rules! insert {
-        ($conn:expr, $db:ty, $blob:literal) => {{
+        ($conn:expr, $db:ty, $blob:literal, $append:ident) => {{
             let mut conn = $conn;
             sqlx::query(concat!(
                 "CREATE TABLE bench_raw (member_tag ",
@@ -282,17 +298,33 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64,
             ))
             .execute(&mut conn)
             .await?;
-            // Membership rows alone, then with an identity row beside each; a few times.
-            let mut rates = [Vec::new(), Vec::new()];
-            for (pass, with_people) in [false, true].repeat(RAW_PASSES).into_iter().enumerate() {
+            sqlx::query(concat!(
+                "CREATE TABLE bench_raw_audit (seq BIGINT PRIMARY KEY, at_ms BIGINT NOT NULL, \
+                 service TEXT NOT NULL, actor TEXT, action TEXT NOT NULL, group_id TEXT, \
+                 subject TEXT, request_id TEXT, prev_hash ",
+                $blob,
+                " NOT NULL, hash ",
+                $blob,
+                " NOT NULL)"
+            ))
+            .execute(&mut conn)
+            .await?;
+            // Membership rows alone, with an identity row beside each, and with an audit event
+            // too; a few times.
+            let mut rates = [Vec::new(), Vec::new(), Vec::new()];
+            for (pass, tables) in [1, 2, 3].repeat(RAW_PASSES).into_iter().enumerate() {
                 // Emptied (Postgres: with their indexes) so every pass starts the same.
-                for table in ["bench_raw", "bench_raw_people"] {
+                for table in ["bench_raw", "bench_raw_people", "bench_raw_audit"] {
                     let empty = if postgres { "TRUNCATE " } else { "DELETE FROM " };
                     sqlx::query(&format!("{empty}{table}")).execute(&mut conn).await?;
                 }
                 settle(&mut conn, postgres).await;
                 let started = Instant::now();
-                for (m, p) in members.chunks(1000).zip(people.chunks(1000)) {
+                for ((m, p), e) in members
+                    .chunks(1000)
+                    .zip(people.chunks(1000))
+                    .zip(events.chunks(1000))
+                {
                     let mut tx = conn.begin().await?;
                     let mut q = sqlx::QueryBuilder::<$db>::new(
                         "INSERT INTO bench_raw (member_tag, group_id, sealed_identity, key_id) ",
@@ -301,7 +333,7 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64,
                         b.push_bind(t).push_bind(g).push_bind(s).push_bind("k1");
                     });
                     q.build().execute(&mut *tx).await?;
-                    if with_people {
+                    if tables >= 2 {
                         let mut q = sqlx::QueryBuilder::<$db>::new(
                             "INSERT INTO bench_raw_people \
                              (id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id) ",
@@ -316,36 +348,117 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<(f64,
                         });
                         q.build().execute(&mut *tx).await?;
                     }
+                    if tables >= 3 {
+                        $append(&mut *tx, e).await?;
+                    }
                     tx.commit().await?;
                 }
-                rates[pass % 2].push(n as f64 / started.elapsed().as_secs_f64());
+                rates[pass % 3].push(n as f64 / started.elapsed().as_secs_f64());
             }
-            let [rows, ops] = rates.map(|mut r| {
+            let [rows, ops, all] = rates.map(|mut r| {
                 r.sort_by(f64::total_cmp);
                 r[r.len() / 2]
             });
-            sqlx::query("DROP TABLE bench_raw")
-                .execute(&mut conn)
-                .await?;
-            sqlx::query("DROP TABLE bench_raw_people")
-                .execute(&mut conn)
-                .await?;
-            (rows, ops)
+            for table in ["bench_raw", "bench_raw_people", "bench_raw_audit"] {
+                sqlx::query(&format!("DROP TABLE {table}"))
+                    .execute(&mut conn)
+                    .await?;
+            }
+            RawRates { rows, ops, all }
         }};
     }
     Ok(if postgres {
         insert!(
             sqlx::PgConnection::connect(url).await?,
             sqlx::Postgres,
-            "BYTEA"
+            "BYTEA",
+            raw_audit_pg
         )
     } else {
         insert!(
             sqlx::SqliteConnection::connect(url).await?,
             sqlx::Sqlite,
-            "BLOB"
+            "BLOB",
+            raw_audit_sqlite
         )
     })
+}
+
+/// What [`raw_insert`] measured (rows or ops per second).
+struct RawRates {
+    /// Membership rows alone.
+    rows: f64,
+    /// Ops writing a membership row and an identity row.
+    ops: f64,
+    /// Ops writing every row a job's op writes: membership, identity and audit event.
+    all: f64,
+}
+
+/// An audit event as the tenant stores one for a bulk add: its own sequence number and hash
+/// link, the group, and a member pseudonym.
+struct RawEvent {
+    seq: i64,
+    group_id: String,
+    subject: String,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+const RAW_AUDIT_COLUMNS: &str =
+    "seq, at_ms, service, actor, action, group_id, subject, request_id, prev_hash, hash";
+
+/// Appends `events` as the tenant appends a batch's events on Postgres: one statement over
+/// arrays.
+async fn raw_audit_pg(conn: &mut sqlx::PgConnection, events: &[RawEvent]) -> sqlx::Result<()> {
+    let texts = |f: fn(&RawEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(&format!(
+        "INSERT INTO bench_raw_audit ({RAW_AUDIT_COLUMNS}) SELECT * FROM UNNEST($1::bigint[], \
+         $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+         $9::bytea[], $10::bytea[])"
+    ))
+    .bind(events.iter().map(|e| e.seq).collect::<Vec<_>>())
+    .bind(vec![0i64; events.len()])
+    .bind(texts(|_| "isolated-tenant".into()))
+    .bind(vec![None::<String>; events.len()])
+    .bind(texts(|_| "membership.added".into()))
+    .bind(texts(|e| e.group_id.clone()))
+    .bind(texts(|e| e.subject.clone()))
+    .bind(texts(|_| "req-bench-raw".into()))
+    .bind(
+        events
+            .iter()
+            .map(|e| e.prev_hash.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends `events` as the tenant appends a batch's events on SQLite: multi-row `VALUES`.
+async fn raw_audit_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    events: &[RawEvent],
+) -> sqlx::Result<()> {
+    // SQLite binds at most 32,766 values a statement: 1,000 rows of 10 fit.
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+        "INSERT INTO bench_raw_audit ({RAW_AUDIT_COLUMNS}) "
+    ));
+    q.push_values(events, |mut b, e| {
+        b.push_bind(e.seq)
+            .push_bind(0i64)
+            .push_bind("isolated-tenant")
+            .push_bind(None::<String>)
+            .push_bind("membership.added")
+            .push_bind(&e.group_id)
+            .push_bind(&e.subject)
+            .push_bind("req-bench-raw")
+            .push_bind(&e.prev_hash)
+            .push_bind(&e.hash);
+    });
+    q.build().execute(conn).await?;
+    Ok(())
 }
 
 /// Passes of each raw insert; the median is reported.
@@ -530,7 +643,7 @@ async fn run(
     anyhow::ensure!(done["applied"].as_u64() == Some(args.ops as u64), "{done}");
     // Right after the job, on the database as the job left it.
     eprintln!("[{backend}] raw insert of {} rows", args.ops);
-    let (raw_rate, raw_op_rate) = raw_insert(&tenant_db, backend == "postgres", args.ops).await?;
+    let raw = raw_insert(&tenant_db, backend == "postgres", args.ops).await?;
 
     // The large job runs at bulk-api's configured rate, as it would in production.
     cluster.kill("bulk-api").await?;
@@ -640,8 +753,7 @@ async fn run(
     Ok(Row {
         backend,
         job_rate,
-        raw_rate,
-        raw_op_rate,
+        raw,
         migration,
         idle: Percentiles::of(idle),
         loaded: Percentiles::of(loaded),
