@@ -177,6 +177,18 @@ impl BulkClient {
     /// Polls the job until it ends or `limit` passes; answers its last view. Errors reaching
     /// bulk-api (a replica restarting) are waited out.
     pub async fn wait(&self, id: &str, limit: Duration) -> anyhow::Result<Value> {
+        self.wait_polling(id, limit, Duration::from_millis(100))
+            .await
+    }
+
+    /// [`Self::wait`], asking every `every` (the benchmark asks often, so its timing of a job
+    /// of a few seconds is not off by a poll).
+    pub async fn wait_polling(
+        &self,
+        id: &str,
+        limit: Duration,
+        every: Duration,
+    ) -> anyhow::Result<Value> {
         let deadline = Instant::now() + limit;
         loop {
             if let Ok((StatusCode::OK, job)) = self.job(id).await {
@@ -193,7 +205,7 @@ impl BulkClient {
                     "job {id}: bulk-api did not answer in time"
                 );
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(every).await;
         }
     }
 }

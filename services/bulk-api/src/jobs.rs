@@ -398,7 +398,9 @@ async fn resume_job(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<AppJson<JobView>, ApiError> {
-    steer(&state, &caller, &id, &[JobState::Paused], JobState::Running).await
+    let resumed = steer(&state, &caller, &id, &[JobState::Paused], JobState::Running).await?;
+    state.work.notify_waiters();
+    Ok(resumed)
 }
 
 /// Cancels a job for good: what was applied stays, the rest is not applied, and the job's

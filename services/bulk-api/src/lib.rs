@@ -65,6 +65,9 @@ pub struct AppState {
     pub settings: JobSettings,
     /// Body size and time limits the router enforces.
     pub http: HttpArgs,
+    /// Rung when a job becomes runnable (queued or resumed), so this replica's idle workers
+    /// start on it at once instead of at their next poll.
+    pub work: Arc<tokio::sync::Notify>,
 }
 
 impl FromRef<AppState> for Verifier {
@@ -96,6 +99,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         key: load_key(config)?,
         settings: JobSettings::from_config(config),
         http: config.http.clone(),
+        work: Arc::default(),
     })
 }
 
@@ -190,6 +194,7 @@ pub async fn run(
                 settings: state.settings.clone(),
                 throttle: Arc::new(worker::Throttle::new(state.settings.ops_per_sec)),
                 backoff: Arc::default(),
+                work: state.work.clone(),
             })
         })
         .await?

@@ -253,6 +253,7 @@ async fn receive(
         .store
         .finish_intake(id, total, seq, invalid, &errors, now_ms())
         .await?;
+    state.work.notify_waiters();
     Ok(())
 }
 

@@ -111,6 +111,8 @@ pub struct Workers {
     pub throttle: Arc<Throttle>,
     /// The replica's pause after push-back.
     pub backoff: Arc<Backoff>,
+    /// Rung by the API when a job becomes runnable: idle workers look again at once.
+    pub work: Arc<tokio::sync::Notify>,
 }
 
 /// Starts `settings.workers` workers; they stop when `stop` turns true, after the chunk in
@@ -161,13 +163,22 @@ impl Workers {
                     tracing::warn!(error = %e, "sweeping stale intakes failed");
                 }
             }
+            // Listening before looking, so a job queued between the look and the wait is not
+            // missed until the next poll.
+            let runnable = self.work.notified();
+            tokio::pin!(runnable);
+            runnable.as_mut().enable();
             let now = now_ms();
             let lease_ms = self.settings.lease.as_millis() as i64;
             let lease = match self.store.lease_chunk(owner, now, now + lease_ms).await {
                 Ok(Some(l)) => l,
                 Ok(None) => {
-                    if pause(IDLE_POLL, &mut stop).await {
-                        return;
+                    // Another replica's jobs are found at the next poll.
+                    tokio::select! {
+                        stopping = pause(IDLE_POLL, &mut stop) => if stopping {
+                            return;
+                        },
+                        () = &mut runnable => {}
                     }
                     continue;
                 }

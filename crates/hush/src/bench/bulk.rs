@@ -629,9 +629,10 @@ async fn run(
     let (status, job) = op.submit_file(&file, &Submit::default()).await?;
     anyhow::ensure!(status.is_success(), "submit: {job}");
     let done = op
-        .wait(
+        .wait_polling(
             job["id"].as_str().context("job id")?,
             Duration::from_secs(3600),
+            Duration::from_millis(10),
         )
         .await?;
     let job_rate = args.ops as f64 / started.elapsed().as_secs_f64();
