@@ -77,6 +77,9 @@ const ATTEMPTS: u32 = 4;
 /// Postgres, and the loser meets the winner's UNIQUE tag; its retry finds the identity. Big
 /// batches share many people, so they get more tries than single calls.
 const BATCH_ATTEMPTS: u32 = 8;
+/// Plans of one batch transaction, each after finding that another batch made some of its new
+/// people first; the last try's unique violation goes to [`BATCH_ATTEMPTS`].
+const MADE_TRIES: u32 = 8;
 /// Rows per statement when one statement touches many rows: well under both backends' limit
 /// on bound parameters (at most 6 per row).
 const CHUNK: usize = 500;
@@ -110,6 +113,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A unique constraint met: on a batch's insert of new people, another batch made some of
+    /// them first.
+    fn is_unique_violation(&self) -> bool {
+        matches!(self, Self::Db(e) if db::is_unique_violation(e))
+    }
+
     /// A deadlock, a serialization failure, a busy database, or a unique tag another writer
     /// took first: worth another try, which will find what the other writer wrote.
     fn is_transient(&self) -> bool {
@@ -1103,11 +1112,44 @@ macro_rules! sql_store {
                         let found: Vec<Uuid> = q.build_query_scalar().fetch_all(&mut *tx).await?;
                         held.extend(found.into_iter().map(GroupId::from));
                     }
-                    let known = self.batch_people(&mut tx, batch, &held).await?;
-                    let existing: HashSet<Uuid> = known.iter().map(|p| p.id).collect();
-                    let plan = batch_plan::plan(batch, &held, known, &self.corporate);
-
                     let active = self.keys.active();
+                    // The people this batch makes are written first, in the order of their
+                    // tags (the same order in every batch, so two batches making the same
+                    // people wait for each other instead of deadlocking). When another batch
+                    // made some of them meanwhile, the insert waits for it to commit and then
+                    // meets its tags: this batch undoes its own insert, reads everyone again
+                    // (now including them) and plans again, holding what it holds, instead of
+                    // starting over and racing the next batch.
+                    let mut known = self.batch_people(&mut tx, batch, &held).await?;
+                    let mut tries = 1;
+                    let (plan, existing) = loop {
+                        let existing: HashSet<Uuid> = known.iter().map(|p| p.id).collect();
+                        let plan = batch_plan::plan(batch, &held, known, &self.corporate);
+                        let mut made: Vec<IdentityWrite> = plan
+                            .identities
+                            .iter()
+                            .filter(|p| !existing.contains(&p.id))
+                            .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
+                            .collect();
+                        made.sort_by(|a, b| {
+                            (&a.subject_tag, &a.email_tag, a.id).cmp(&(&b.subject_tag, &b.email_tag, b.id))
+                        });
+                        sqlx::query("SAVEPOINT batch_made").execute(&mut *tx).await?;
+                        match Self::insert_identities(&mut tx, made).await {
+                            Ok(()) => {
+                                sqlx::query("RELEASE SAVEPOINT batch_made").execute(&mut *tx).await?;
+                                break (plan, existing);
+                            }
+                            Err(e) if e.is_unique_violation() && tries < MADE_TRIES => {
+                                sqlx::query("ROLLBACK TO SAVEPOINT batch_made").execute(&mut *tx).await?;
+                                tries += 1;
+                                tracing::debug!(tries, "another batch made some of this batch's new people first; planning again");
+                                known = self.batch_people(&mut tx, batch, &held).await?;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    };
+
                     let mut gone = Vec::new();
                     let mut present = Vec::new();
                     for (&(g, id), &holds) in &plan.memberships {
@@ -1124,20 +1166,13 @@ macro_rules! sql_store {
                     let (fresh, known_pairs): (Vec<_>, Vec<_>) =
                         present.into_iter().partition(|(_, id)| !existing.contains(id));
                     Self::insert_members(&mut tx, active, &known_pairs).await?;
-                    let (mut made, changed): (Vec<IdentityWrite>, Vec<IdentityWrite>) = plan
+                    let changed: Vec<IdentityWrite> = plan
                         .identities
                         .iter()
+                        .filter(|p| existing.contains(&p.id))
                         .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
-                        .partition(|w| !existing.contains(&w.id));
+                        .collect();
                     Self::update_identities(&mut tx, changed).await?;
-                    // New people are inserted in the order of their tags, the same order in
-                    // every batch: two batches creating the same person at once then wait for
-                    // each other (the later one retries and finds the person) instead of
-                    // deadlocking over each other's uncommitted rows.
-                    made.sort_by(|a, b| {
-                        (&a.subject_tag, &a.email_tag, a.id).cmp(&(&b.subject_tag, &b.email_tag, b.id))
-                    });
-                    Self::insert_identities(&mut tx, made).await?;
                     Self::insert_new_members(&mut tx, active, &fresh).await?;
                     // AUDIT (issue 6): every event of the chunk, in one append, last in the
                     // transaction. A removal of someone never seen is recorded under a stand-in's
