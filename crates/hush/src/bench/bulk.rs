@@ -578,6 +578,11 @@ async fn run(
     args: &BulkArgs,
 ) -> anyhow::Result<Row> {
     let tenant_db = dbs.tenant.clone();
+    // The OS writes out what the previous backend's run left dirty in its page cache now,
+    // not during this run's measurements.
+    if let Err(e) = std::process::Command::new("sync").status() {
+        eprintln!("bench: sync: {e}");
+    }
     let mut cluster = Cluster::start(
         exe,
         ClusterOptions {
