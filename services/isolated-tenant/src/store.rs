@@ -74,7 +74,8 @@ use uuid::Uuid;
 /// failure or a race to create the same identity.
 const ATTEMPTS: u32 = 4;
 /// Tries of a batch. Two batches adding the same new person race to create their identity on
-/// Postgres, and the loser meets the winner's UNIQUE tag; its retry finds the identity. Big
+/// Postgres, and the loser meets the winner's UNIQUE tag; it plans again inside its
+/// transaction ([`MADE_TRIES`] times), and after that its retry finds the identity. Big
 /// batches share many people, so they get more tries than single calls.
 const BATCH_ATTEMPTS: u32 = 8;
 /// Plans of one batch transaction, each after finding that another batch made some of its new
@@ -725,8 +726,8 @@ macro_rules! sql_store {
 
             /// Creates identity rows with fresh ids, [`CHUNK`] rows a statement. Plainly: a
             /// conflict clause costs a speculative insertion per row, and a tag another
-            /// transaction took meanwhile fails the statement either way (and the batch is
-            /// tried again, finding that person).
+            /// transaction took meanwhile fails the statement either way (a batch then plans
+            /// again, finding that person: see `batch_once`).
             async fn insert_identities(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 rows: Vec<IdentityWrite>,
