@@ -84,7 +84,7 @@ pub struct Config {
     #[arg(long, env = "HUSH_BULK_OPS_PER_SEC", default_value_t = 5000)]
     pub ops_per_sec: u32,
     /// Job workers in this replica, each applying one chunk at a time.
-    #[arg(long, env = "HUSH_BULK_WORKERS", default_value_t = 2)]
+    #[arg(long, env = "HUSH_BULK_WORKERS", default_value_t = 3)]
     pub workers: usize,
     /// The OS priority (nice value, 0–19; 0 keeps the service's own) of the workers' threads,
     /// so that on a shared machine routine calls get the CPU before bulk work.
@@ -163,7 +163,7 @@ impl Default for JobSettings {
         Self {
             chunk_size: 1000,
             ops_per_sec: 5000,
-            workers: 2,
+            workers: 3,
             lease: std::time::Duration::from_secs(30),
             max_ops: 1_000_000,
             upload_limit_bytes: 256 * 1024 * 1024,

@@ -97,7 +97,7 @@ pub struct Config {
     pub corporate_domains: CorporateDomains,
     /// Most bulk batches applied at once. More wait (answered 503 with `Retry-After`), so
     /// bulk jobs never take the connections routine join and leave calls need.
-    #[arg(long, env = "HUSH_TENANT_BATCH_CONCURRENCY", default_value_t = 2)]
+    #[arg(long, env = "HUSH_TENANT_BATCH_CONCURRENCY", default_value_t = 3)]
     pub batch_concurrency: usize,
     /// The OS priority (nice value, 0–19; 0 keeps the service's own) of the threads bulk
     /// batches run on, so that on a busy machine routine calls get the CPU first.

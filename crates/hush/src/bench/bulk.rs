@@ -47,11 +47,11 @@ pub struct BulkArgs {
     /// the other measurements run unthrottled.
     #[arg(long, default_value_t = 5000)]
     pub load_ops_per_sec: u32,
-    /// Job workers in bulk-api (default: its own, 2).
+    /// Job workers in bulk-api (default: its own, 3).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Bulk batches the tenant applies at once.
-    #[arg(long, default_value_t = 2)]
+    /// Bulk batches the tenant applies at once (the tenant's default).
+    #[arg(long, default_value_t = 3)]
     pub batch_concurrency: usize,
     /// The nice value of bulk work's threads in the tenant and bulk-api (default: theirs, 10;
     /// 0 runs bulk work at the same priority as routine calls).
