@@ -84,8 +84,7 @@ fn lower_this_thread(nice: i32) {
 /// process). Answers whether it was changed; an error when the OS refused (lowering another
 /// user's process needs the right to).
 pub fn lower_local_process(pid: i32, command: &str, nice: i32) -> std::io::Result<bool> {
-    let matches =
-        std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == command);
+    let matches = runs_command(pid.into(), command);
     let Some(pid) = rustix::process::Pid::from_raw(pid).filter(|_| matches) else {
         return Ok(false);
     };
@@ -95,6 +94,11 @@ pub fn lower_local_process(pid: i32, command: &str, nice: i32) -> std::io::Resul
     }
     rustix::process::setpriority_process(Some(pid), nice)?;
     Ok(true)
+}
+
+/// Whether process `pid` on this machine runs `command` (its name in `/proc/PID/comm`, Linux).
+pub fn runs_command(pid: i64, command: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == command)
 }
 
 /// The calling thread's nice value (Linux), for tests and diagnostics.
@@ -136,7 +140,7 @@ mod tests {
         };
         // The child's command is `sleep` once it has exec'd.
         for _ in 0..100 {
-            if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == "sleep\n") {
+            if runs_command(pid.into(), "sleep") {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));

@@ -283,11 +283,6 @@ fn stand_in_profile(who: &IdentityRef) -> Profile {
     }
 }
 
-#[cfg(test)]
-fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
 /// An identity row as the store reads it back.
 struct IdentityRow {
     id: Uuid,
@@ -705,18 +700,9 @@ macro_rules! sql_store {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 row: IdentityWrite,
             ) -> Result<(), StoreError> {
-                Self::upsert_identities(conn, vec![row]).await
-            }
-
-            /// Creates each identity row, or replaces every column of it, [`CHUNK`] rows a
-            /// statement (one row per id: a statement may not touch a row twice).
-            async fn upsert_identities(
-                conn: &mut <$db as sqlx::Database>::Connection,
-                rows: Vec<IdentityWrite>,
-            ) -> Result<(), StoreError> {
                 Self::write_identities(
                     conn,
-                    rows,
+                    vec![row],
                     " ON CONFLICT (id) DO UPDATE SET subject_tag = excluded.subject_tag, \
                      email_tag = excluded.email_tag, sealed_profile = excluded.sealed_profile, \
                      sealed_groups = excluded.sealed_groups, key_id = excluded.key_id",
@@ -1605,13 +1591,13 @@ macro_rules! sql_store {
                                     if let Ok(v) = row.try_get::<Option<String>, _>(i) {
                                         v.unwrap_or_default()
                                     } else if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
-                                        v.map(|b| hex(&b)).unwrap_or_default()
+                                        v.map(hex::encode).unwrap_or_default()
                                     } else if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
                                         v.map(|b| b.to_string()).unwrap_or_default()
                                     } else if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
                                         v.map(|n| n.to_string()).unwrap_or_default()
                                     } else if let Ok(v) = row.try_get::<Option<Uuid>, _>(i) {
-                                        v.map(|u| format!("{u} {}", hex(u.as_bytes())))
+                                        v.map(|u| format!("{u} {}", hex::encode(u.as_bytes())))
                                             .unwrap_or_default()
                                     } else {
                                         panic!("{table}: column {i} has a type the dump cannot show")

@@ -167,11 +167,6 @@ pub fn link(
     out
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@
 //! 0600); the public key file holds the 32-byte public key in base64. A key's id is the first
 //! 8 bytes of SHA-256 of its public key, in hex.
 
-use super::chain::hex;
 use super::db::Db;
 use anyhow::Context as _;
 use base64::engine::general_purpose::STANDARD;
@@ -59,7 +58,7 @@ impl Checkpoint {
 
 /// The id of a public key.
 pub fn key_id(key: &VerifyingKey) -> String {
-    hex(&Sha256::digest(key.as_bytes())[..8])
+    hex::encode(&Sha256::digest(key.as_bytes())[..8])
 }
 
 /// The checkpoint signing key.
@@ -108,7 +107,7 @@ impl Signer {
         let time = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
-        let hash = hex(hash);
+        let hash = hex::encode(hash);
         let signature = self
             .key
             .sign(&Checkpoint::message(seq, &hash, &time, &self.id));

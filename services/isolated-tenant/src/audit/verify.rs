@@ -3,7 +3,7 @@
 //! checks every checkpoint's signature and that the chain still holds the hash it signed.
 //! Answers every finding in sequence order; the first is where to look.
 
-use super::chain::{hex, GENESIS};
+use super::chain::GENESIS;
 use super::checkpoint::{key_id, Checkpoint};
 use super::db::Db;
 use ed25519_dalek::VerifyingKey;
@@ -147,11 +147,11 @@ pub async fn verify(
                 }
             }
             if let Some(slot) = wanted.get_mut(&e.seq) {
-                *slot = Some(hex(&e.hash));
+                *slot = Some(hex::encode(&e.hash));
             }
             prev = e.hash.clone();
             expected = e.seq + 1;
-            report.head = Some((e.seq, hex(&e.hash)));
+            report.head = Some((e.seq, hex::encode(&e.hash)));
         }
     }
     let end = expected - 1;

@@ -226,7 +226,7 @@ fn hex_token(cell: &str, len: usize) -> String {
 }
 
 fn hex_of(s: &str) -> String {
-    hex(s.as_bytes())
+    hex::encode(s.as_bytes())
 }
 
 /// Every cell of every table, for "appears nowhere" checks.
@@ -446,7 +446,7 @@ on_both_backends! {
         }
         // The identities hold the group ids only sealed.
         for g in [g1, g2] {
-            let g_hex = hex(g.as_uuid().as_bytes());
+            let g_hex = hex::encode(g.as_uuid().as_bytes());
             for r in identities {
                 assert!(r.iter().all(|c| !c.contains(&g_hex) && !c.contains(&g.to_string())));
             }
@@ -592,7 +592,7 @@ on_both_backends! {
         // Any add that got in before the deprovision was removed by it; any after found no
         // group. Either way nothing of `g` is left.
         let dump = s.dump().await;
-        let g_hex = hex(g.as_uuid().as_bytes());
+        let g_hex = hex::encode(g.as_uuid().as_bytes());
         assert!(table(&dump, "memberships").iter().all(|r| !r[1].contains(&g_hex)));
         for i in 0..16 {
             assert_eq!(s.groups_of(&subject(&format!("j{i}")), None).await.unwrap(), vec![other]);
@@ -1444,8 +1444,7 @@ mod bulk_lane {
                 .await
                 .unwrap();
                 assert_eq!(pids.len(), 1, "the lane holds its own, named connection");
-                let local = std::fs::read_to_string(format!("/proc/{}/comm", pids[0]))
-                    .is_ok_and(|c| c.trim_end() == "postgres");
+                let local = service_kit::background::runs_command(pids[0].into(), "postgres");
                 if local && may_renice_others() {
                     assert_eq!(nice_of(pids[0]), Some(10), "the lane's backend runs at nice 10");
                     let routine: Vec<i32> = sqlx::query_scalar(
