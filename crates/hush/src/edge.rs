@@ -388,13 +388,7 @@ fn serve_asset(path: &str, headers: &HeaderMap) -> Response {
         return Problem::from_status(StatusCode::NOT_FOUND).into_response();
     };
     let hash = file.metadata.sha256_hash();
-    let etag = format!(
-        "\"{}\"",
-        hash.iter()
-            .take(16)
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let etag = format!("\"{}\"", hex::encode(&hash[..16]));
     let cache = [
         (header::CONTENT_TYPE, content_type(path).to_string()),
         (header::CACHE_CONTROL, "no-cache".to_string()),

@@ -201,10 +201,7 @@ fn file_key(path: &Path) -> anyhow::Result<String> {
     let mut h = sha2::Sha256::new();
     h.update(path.canonicalize()?.display().to_string());
     h.update(meta.len().to_le_bytes());
-    Ok(h.finalize()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex::encode(&h.finalize()[..8]))
 }
 
 /// Runs a migration.
