@@ -83,17 +83,44 @@ fn lower_this_thread(nice: i32) {
 /// `command` (so that a process number learnt from elsewhere never touches an unrelated local
 /// process). Answers whether it was changed; an error when the OS refused (lowering another
 /// user's process needs the right to).
+///
+/// Where the kernel groups processes by session for scheduling (Linux's autogroup, on by
+/// default on desktops and many servers), a process's nice value only ranks it against the
+/// other processes of its session, and each session gets an equal share of the CPU. A process
+/// that leads its own session (a Postgres backend: each calls `setsid`) then keeps a full
+/// share whatever its nice value, so its session's nice value is lowered too.
 pub fn lower_local_process(pid: i32, command: &str, nice: i32) -> std::io::Result<bool> {
-    let matches = runs_command(pid.into(), command);
-    let Some(pid) = rustix::process::Pid::from_raw(pid).filter(|_| matches) else {
+    let raw = pid;
+    let matches = runs_command(raw.into(), command);
+    let Some(pid) = rustix::process::Pid::from_raw(raw).filter(|_| matches) else {
         return Ok(false);
     };
     let nice = nice.clamp(0, 19);
-    if rustix::process::getpriority_process(Some(pid))? >= nice {
-        return Ok(false);
+    let mut changed = false;
+    if rustix::process::getpriority_process(Some(pid))? < nice {
+        rustix::process::setpriority_process(Some(pid), nice)?;
+        changed = true;
     }
-    rustix::process::setpriority_process(Some(pid), nice)?;
-    Ok(true)
+    if rustix::process::getsid(Some(pid))? == pid && session_nice(raw).is_some_and(|n| n < nice) {
+        std::fs::write(format!("/proc/{raw}/autogroup"), nice.to_string())?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
+/// The nice value of the scheduling group of `pid`'s session (`/proc/PID/autogroup`, Linux with
+/// autogroup enabled); `None` where the kernel does not group by session.
+pub fn session_nice(pid: i32) -> Option<i32> {
+    if std::fs::read_to_string("/proc/sys/kernel/sched_autogroup_enabled")
+        .ok()?
+        .trim()
+        != "1"
+    {
+        return None;
+    }
+    // "/autogroup-42 nice 0"
+    let line = std::fs::read_to_string(format!("/proc/{pid}/autogroup")).ok()?;
+    line.split_whitespace().last()?.parse().ok()
 }
 
 /// Whether process `pid` on this machine runs `command` (its name in `/proc/PID/comm`, Linux).
@@ -146,6 +173,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         let before = nice_of(pid);
+        let session_before = session_nice(pid);
         assert!(
             !lower_local_process(pid, "postgres", 12).unwrap(),
             "not a postgres process"
@@ -156,6 +184,44 @@ mod tests {
         assert!(
             !lower_local_process(pid, "sleep", 5).unwrap(),
             "never raised back"
+        );
+        assert_eq!(
+            session_nice(pid),
+            session_before,
+            "a process sharing its session (here the test runner's) leaves the session's priority alone"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// Under autogroup, the nice value of a process that leads its own session (as a Postgres
+    /// backend does) ranks it only against itself: its session must be lowered too, or it keeps
+    /// a full share of the CPU beside routine work.
+    #[test]
+    fn a_process_leading_its_own_session_has_its_session_lowered_too() {
+        // `setsid` execs `sleep` in a new session under the same process id.
+        let mut child = std::process::Command::new("setsid")
+            .args(["sleep", "30"])
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        for _ in 0..100 {
+            if runs_command(pid.into(), "sleep") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let Some(before) = session_nice(pid) else {
+            eprintln!("this kernel does not group by session: nothing more to check");
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return;
+        };
+        assert!(lower_local_process(pid, "sleep", 13).unwrap());
+        assert_eq!(
+            session_nice(pid),
+            Some(13.max(before)),
+            "the session's priority is lowered"
         );
         child.kill().unwrap();
         child.wait().unwrap();

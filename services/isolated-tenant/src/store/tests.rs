@@ -1447,6 +1447,11 @@ mod bulk_lane {
                 let local = service_kit::background::runs_command(pids[0].into(), "postgres");
                 if local && may_renice_others() {
                     assert_eq!(nice_of(pids[0]), Some(10), "the lane's backend runs at nice 10");
+                    // Each backend leads its own session: where the kernel shares the CPU
+                    // between sessions first, the session is what must be lowered.
+                    if let Some(n) = service_kit::background::session_nice(pids[0]) {
+                        assert_eq!(n, 10, "the lane's backend's session runs at nice 10");
+                    }
                     let routine: Vec<i32> = sqlx::query_scalar(
                         "SELECT pid FROM pg_stat_activity \
                          WHERE datname = current_database() AND application_name <> 'hush-tenant-bulk' \
@@ -1458,6 +1463,10 @@ mod bulk_lane {
                     assert!(!routine.is_empty());
                     for pid in routine {
                         assert_eq!(nice_of(pid), Some(0), "routine connections keep their priority");
+                        assert!(
+                            service_kit::background::session_nice(pid).is_none_or(|n| n == 0),
+                            "routine connections' sessions keep their priority"
+                        );
                     }
                 } else {
                     eprintln!("the Postgres server is elsewhere or another user's: its priority is not checked");
