@@ -426,7 +426,7 @@ impl Stack {
                     // SQLite has one writer: one bulk batch at a time, in short chunks (below),
                     // keeps joins and leaves from waiting behind bulk work (see the README's
                     // bulk benchmark).
-                    batch_concurrency: 1,
+                    batch_concurrency: Some(1),
                     batch_nice: service_kit::background::DEFAULT_NICE,
                     http: cfg.http.clone(),
                     audit: isolated_tenant::audit::AuditArgs {

@@ -102,7 +102,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         config.corporate_domains.clone(),
     )
     .await?;
-    let bulk = batch::BulkLane::start(&store, config.batch_concurrency, config.batch_nice)
+    let bulk = batch::BulkLane::start(&store, config.batch_slots(), config.batch_nice)
         .await
         .map_err(|e| anyhow::anyhow!("starting the bulk batches' threads: {e}"))?;
     // After the main store: it runs the migrations, the mail tables' included.
@@ -111,7 +111,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         verifier,
         store,
         http: config.http.clone(),
-        batch_gate: Arc::new(tokio::sync::Semaphore::new(config.batch_concurrency.max(1))),
+        batch_gate: Arc::new(tokio::sync::Semaphore::new(config.batch_slots())),
         bulk,
         break_glass,
         mail,

@@ -50,9 +50,10 @@ pub struct BulkArgs {
     /// Job workers in bulk-api (default: its own, 3).
     #[arg(long)]
     pub workers: Option<usize>,
-    /// Bulk batches the tenant applies at once (the tenant's default).
-    #[arg(long, default_value_t = 3)]
-    pub batch_concurrency: usize,
+    /// Bulk batches the tenant applies at once (default: the tenant's, 3 on Postgres and 2 on
+    /// SQLite).
+    #[arg(long)]
+    pub batch_concurrency: Option<usize>,
     /// The nice value of bulk work's threads in the tenant and bulk-api (default: theirs, 10;
     /// 0 runs bulk work at the same priority as routine calls).
     #[arg(long)]
@@ -128,7 +129,10 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     println!(
         "chunks of {} ops; the tenant applies {} batches at once; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled; bulk threads at nice {}\n",
         args.chunk_size,
-        args.batch_concurrency,
+        args.batch_concurrency.map_or_else(
+            || "3 on Postgres and 2 on SQLite (its defaults)".to_string(),
+            |n| n.to_string()
+        ),
         args.load_ops_per_sec,
         args.bulk_nice.map_or_else(
             || format!("{} (default)", service_kit::background::DEFAULT_NICE),
@@ -591,16 +595,15 @@ async fn run(
             bulk_replicas: 1,
             membership: true,
             bulk_env: bulk_env(args, 0),
-            tenant_env: [(
-                "HUSH_TENANT_BATCH_CONCURRENCY".into(),
-                args.batch_concurrency.to_string(),
-            )]
-            .into_iter()
-            .chain(
-                args.bulk_nice
-                    .map(|n| ("HUSH_TENANT_BATCH_NICE".into(), n.to_string())),
-            )
-            .collect(),
+            tenant_env: args
+                .batch_concurrency
+                .map(|n| ("HUSH_TENANT_BATCH_CONCURRENCY".into(), n.to_string()))
+                .into_iter()
+                .chain(
+                    args.bulk_nice
+                        .map(|n| ("HUSH_TENANT_BATCH_NICE".into(), n.to_string())),
+                )
+                .collect(),
             log: args.service_log.clone(),
         },
     )

@@ -64,7 +64,7 @@ impl Setup {
             seal_keys,
             seal_keys_file,
             corporate_domains: "corp.example".parse::<CorporateDomains>().unwrap(),
-            batch_concurrency: 2,
+            batch_concurrency: Some(2),
             batch_nice: service_kit::background::DEFAULT_NICE,
             http: HttpArgs::default(),
             audit: isolated_tenant::audit::AuditArgs::without_checkpoints(),
