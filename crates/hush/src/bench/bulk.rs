@@ -127,10 +127,10 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         args.ops, args.groups, args.users, args.load_ops
     );
     println!(
-        "chunks of {} ops; the tenant applies {} batches at once; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled; bulk threads at nice {}\n",
+        "chunks of {} ops; tenant batch slots (batches applied at once): {}; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled; bulk threads at nice {}\n",
         args.chunk_size,
         args.batch_concurrency.map_or_else(
-            || "3 on Postgres and 2 on SQLite (its defaults)".to_string(),
+            || "3 on Postgres, 2 on SQLite (its defaults)".to_string(),
             |n| n.to_string()
         ),
         args.load_ops_per_sec,
