@@ -155,23 +155,29 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_process_is_lowered_only_when_its_command_is_the_one_named() {
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
+    /// Runs `command` (which ends up as `sleep`) and answers it and its process id once its
+    /// command is `sleep` (after it has exec'd).
+    fn sleeping_child(command: &[&str]) -> (std::process::Child, i32) {
+        let child = std::process::Command::new(command[0])
+            .args(&command[1..])
             .spawn()
             .unwrap();
         let pid = i32::try_from(child.id()).unwrap();
-        let nice_of = |pid: i32| {
-            rustix::process::getpriority_process(rustix::process::Pid::from_raw(pid)).unwrap()
-        };
-        // The child's command is `sleep` once it has exec'd.
         for _ in 0..100 {
             if runs_command(pid.into(), "sleep") {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+        (child, pid)
+    }
+
+    #[test]
+    fn a_process_is_lowered_only_when_its_command_is_the_one_named() {
+        let (mut child, pid) = sleeping_child(&["sleep", "30"]);
+        let nice_of = |pid: i32| {
+            rustix::process::getpriority_process(rustix::process::Pid::from_raw(pid)).unwrap()
+        };
         let before = nice_of(pid);
         let session_before = session_nice(pid);
         assert!(
@@ -200,17 +206,7 @@ mod tests {
     #[test]
     fn a_process_leading_its_own_session_has_its_session_lowered_too() {
         // `setsid` execs `sleep` in a new session under the same process id.
-        let mut child = std::process::Command::new("setsid")
-            .args(["sleep", "30"])
-            .spawn()
-            .unwrap();
-        let pid = i32::try_from(child.id()).unwrap();
-        for _ in 0..100 {
-            if runs_command(pid.into(), "sleep") {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        let (mut child, pid) = sleeping_child(&["setsid", "sleep", "30"]);
         let Some(before) = session_nice(pid) else {
             eprintln!("this kernel does not group by session: nothing more to check");
             child.kill().unwrap();
