@@ -101,7 +101,7 @@ pub fn lower_local_process(pid: i32, command: &str, nice: i32) -> std::io::Resul
         rustix::process::setpriority_process(Some(pid), nice)?;
         changed = true;
     }
-    if rustix::process::getsid(Some(pid))? == pid && session_nice(raw).is_some_and(|n| n < nice) {
+    if session_of(raw) == Some(raw) && session_nice(raw).is_some_and(|n| n < nice) {
         std::fs::write(format!("/proc/{raw}/autogroup"), nice.to_string())?;
         changed = true;
     }
@@ -121,6 +121,24 @@ pub fn session_nice(pid: i32) -> Option<i32> {
     // "/autogroup-42 nice 0"
     let line = std::fs::read_to_string(format!("/proc/{pid}/autogroup")).ok()?;
     line.split_whitespace().last()?.parse().ok()
+}
+
+/// The session id of process `pid` as this process's PID namespace sees it (`/proc/PID/stat`,
+/// Linux); `None` when the process is gone, or when its session's leader lives outside this
+/// namespace (the kernel then reports 0, as it does for processes started by a supervisor in
+/// another namespace). `getsid` is not used: rustix treats such a 0 as impossible and panics.
+pub fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    session_in_stat(&stat)
+}
+
+/// The session field of a `/proc/PID/stat` line: the fourth after the command, which is in
+/// parentheses and may itself hold spaces and parentheses, so fields are counted from the last
+/// `)`: "42 (a b) S 1 42 42 …" → 42.
+fn session_in_stat(stat: &str) -> Option<i32> {
+    let after_command = &stat[stat.rfind(')')? + 1..];
+    let session: i32 = after_command.split_whitespace().nth(3)?.parse().ok()?;
+    (session > 0).then_some(session)
 }
 
 /// Whether process `pid` on this machine runs `command` (its name in `/proc/PID/comm`, Linux).
@@ -221,6 +239,37 @@ mod tests {
         );
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_session_is_read_after_the_command_and_unknown_when_outside_this_namespace() {
+        assert_eq!(
+            session_in_stat("42 (post) gres: x) S 1 40 41 0 -1 4194304"),
+            Some(41)
+        );
+        assert_eq!(
+            session_in_stat("2 (sleep) R 1 0 0 0 -1 4194304"),
+            None,
+            "a leader in another PID namespace shows as 0"
+        );
+        assert_eq!(session_in_stat("garbage"), None);
+
+        let (mut leader, pid) = sleeping_child(&["setsid", "sleep", "30"]);
+        assert_eq!(
+            session_of(pid),
+            Some(pid),
+            "setsid makes it its session's leader"
+        );
+        let (mut member, other) = sleeping_child(&["sleep", "30"]);
+        assert_ne!(
+            session_of(other),
+            Some(other),
+            "it shares the runner's session"
+        );
+        for child in [&mut leader, &mut member] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 
     #[tokio::test]
