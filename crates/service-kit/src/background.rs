@@ -10,12 +10,109 @@
 //! used from the background runtime too: a socket is driven by the runtime it was first used
 //! on, and a routine call must never wait for a low-priority thread to notice its reply.
 
+use std::fmt;
 use std::future::Future;
+use std::str::FromStr;
 use std::sync::Arc;
 
 /// The nice value background threads run at unless configured otherwise: well below routine
 /// work (0), above the floor (19) so that it still outranks the machine's idle chores.
 pub const DEFAULT_NICE: i32 = 10;
+
+/// How bulk work stands back from routine work: its nice value and, when set, the CPUs it may
+/// run on. A lower priority only decides who runs first on a busy core; CPUs of its own keep
+/// bulk work off the others altogether, so routine calls find a free core when they wake.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Priority {
+    /// Nice value, clamped to 0..=19; 0 keeps the caller's.
+    pub nice: i32,
+    /// The CPUs bulk work may use; `None`, every CPU the process may use.
+    pub cpus: Option<Cpus>,
+}
+
+impl Priority {
+    /// Nice value `nice` on every CPU.
+    pub fn nice(nice: i32) -> Self {
+        Self { nice, cpus: None }
+    }
+}
+
+/// A set of CPUs, written as Linux writes them (`taskset -c`, cpusets): numbers and ranges
+/// separated by commas, as in `1` or `0,2-3`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cpus(Vec<usize>);
+
+impl Cpus {
+    /// The CPUs, in ascending order.
+    pub fn list(&self) -> &[usize] {
+        &self.0
+    }
+
+    fn set(&self) -> rustix::thread::CpuSet {
+        let mut set = rustix::thread::CpuSet::new();
+        for &cpu in &self.0 {
+            set.set(cpu);
+        }
+        set
+    }
+
+    /// Fails, naming the CPU, unless this process may run on every CPU of the set (each
+    /// online, and inside the process's own affinity, as a container's cpuset limits it).
+    pub fn check_available(&self) -> std::io::Result<()> {
+        let allowed = rustix::thread::sched_getaffinity(None)?;
+        match self.0.iter().find(|&&cpu| !allowed.is_set(cpu)) {
+            None => Ok(()),
+            Some(cpu) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("CPU {cpu} is not available to this process (bulk work's CPUs: {self})"),
+            )),
+        }
+    }
+}
+
+impl FromStr for Cpus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let max = rustix::thread::CpuSet::MAX_CPU;
+        let cpu = |n: &str| -> Result<usize, String> {
+            let n: usize = n.trim().parse().map_err(|_| {
+                format!("`{n}` is not a CPU number (CPUs are listed as in `1` or `0,2-3`)")
+            })?;
+            if n < max {
+                Ok(n)
+            } else {
+                Err(format!(
+                    "CPU {n} is past the largest this system can name ({})",
+                    max - 1
+                ))
+            }
+        };
+        let mut cpus = Vec::new();
+        for part in s.split(',') {
+            match part.split_once('-') {
+                Some((first, last)) => {
+                    let (first, last) = (cpu(first)?, cpu(last)?);
+                    if first > last {
+                        return Err(format!("the CPU range `{}` runs backwards", part.trim()));
+                    }
+                    cpus.extend(first..=last);
+                }
+                None => cpus.push(cpu(part)?),
+            }
+        }
+        cpus.sort_unstable();
+        cpus.dedup();
+        Ok(Self(cpus))
+    }
+}
+
+impl fmt::Display for Cpus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&list.join(","))
+    }
+}
 
 /// A tokio runtime whose threads run at a lower OS priority. Cheap to clone; the threads stop
 /// when the last clone is dropped (without waiting for what still runs on them).
@@ -35,15 +132,28 @@ impl Drop for Owned {
 }
 
 impl Background {
-    /// Starts `threads` worker threads named `name`, each at nice value `nice` (0 keeps the
-    /// caller's priority; values are clamped to 0..=19).
-    pub fn start(name: &str, threads: usize, nice: i32) -> std::io::Result<Self> {
-        let nice = nice.clamp(0, 19);
+    /// Starts `threads` worker threads named `name`, each at `priority`'s nice value (0 keeps
+    /// the caller's priority; values are clamped to 0..=19) and, when it names CPUs, on those
+    /// CPUs alone. Fails when it names a CPU this process may not use.
+    pub fn start(name: &str, threads: usize, priority: &Priority) -> std::io::Result<Self> {
+        let nice = priority.nice.clamp(0, 19);
+        let cpus = match &priority.cpus {
+            Some(cpus) => {
+                cpus.check_available()?;
+                Some(cpus.set())
+            }
+            None => None,
+        };
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name(name)
             .enable_all()
-            .on_thread_start(move || lower_this_thread(nice))
+            .on_thread_start(move || {
+                lower_this_thread(nice);
+                if let Some(set) = &cpus {
+                    keep_this_thread_on(set);
+                }
+            })
             .build()?;
         Ok(Self(Arc::new(Owned(Some(rt)))))
     }
@@ -79,7 +189,16 @@ fn lower_this_thread(nice: i32) {
     }
 }
 
-/// Sets the nice value of process `pid` on this machine to `nice` (0–19), if its command is
+/// Keeps the calling thread (on Linux, affinity is per thread) on the CPUs of `set`. A failure
+/// is logged and otherwise ignored: the work still runs, on any CPU.
+fn keep_this_thread_on(set: &rustix::thread::CpuSet) {
+    if let Err(e) = rustix::thread::sched_setaffinity(None, set) {
+        tracing::warn!(error = %e, "could not keep a background thread on its CPUs");
+    }
+}
+
+/// Sets the nice value of process `pid` on this machine to `priority`'s (0–19) and, when it
+/// names CPUs, keeps the process on them, if its command is
 /// `command` (so that a process number learnt from elsewhere never touches an unrelated local
 /// process). Answers whether it was changed; an error when the OS refused (lowering another
 /// user's process needs the right to).
@@ -89,14 +208,20 @@ fn lower_this_thread(nice: i32) {
 /// other processes of its session, and each session gets an equal share of the CPU. A process
 /// that leads its own session (a Postgres backend: each calls `setsid`) then keeps a full
 /// share whatever its nice value, so its session's nice value is lowered too.
-pub fn lower_local_process(pid: i32, command: &str, nice: i32) -> std::io::Result<bool> {
+pub fn lower_local_process(pid: i32, command: &str, priority: &Priority) -> std::io::Result<bool> {
     let raw = pid;
     let matches = runs_command(raw.into(), command);
     let Some(pid) = rustix::process::Pid::from_raw(raw).filter(|_| matches) else {
         return Ok(false);
     };
-    let nice = nice.clamp(0, 19);
+    let nice = priority.nice.clamp(0, 19);
     let mut changed = false;
+    if let Some(cpus) = &priority.cpus {
+        if listed(&rustix::thread::sched_getaffinity(Some(pid))?) != cpus.0 {
+            rustix::thread::sched_setaffinity(Some(pid), &cpus.set())?;
+            changed = true;
+        }
+    }
     if rustix::process::getpriority_process(Some(pid))? < nice {
         rustix::process::setpriority_process(Some(pid), nice)?;
         changed = true;
@@ -141,6 +266,18 @@ fn session_in_stat(stat: &str) -> Option<i32> {
     (session > 0).then_some(session)
 }
 
+/// The CPUs process `pid` (`None`: the calling thread) may run on, for tests and diagnostics.
+pub fn cpus_of(pid: Option<i32>) -> std::io::Result<Vec<usize>> {
+    let pid = pid.and_then(rustix::process::Pid::from_raw);
+    Ok(listed(&rustix::thread::sched_getaffinity(pid)?))
+}
+
+fn listed(set: &rustix::thread::CpuSet) -> Vec<usize> {
+    (0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| set.is_set(cpu))
+        .collect()
+}
+
 /// Whether process `pid` on this machine runs `command` (its name in `/proc/PID/comm`, Linux).
 pub fn runs_command(pid: i64, command: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == command)
@@ -158,7 +295,7 @@ mod tests {
     #[tokio::test]
     async fn background_work_runs_at_the_configured_lower_priority_and_the_caller_keeps_its_own() {
         let before = this_thread_nice().unwrap();
-        let bg = Background::start("bg-test", 1, before + 7).unwrap();
+        let bg = Background::start("bg-test", 1, &Priority::nice(before + 7)).unwrap();
         let inside = bg.run(async { this_thread_nice().unwrap() }).await;
         assert_eq!(inside, (before + 7).clamp(0, 19).max(before));
         assert_eq!(
@@ -166,11 +303,92 @@ mod tests {
             before,
             "the caller's priority is untouched"
         );
-        let unchanged = Background::start("bg-test-0", 1, 0).unwrap();
+        let unchanged = Background::start("bg-test-0", 1, &Priority::nice(0)).unwrap();
         assert_eq!(
             unchanged.run(async { this_thread_nice().unwrap() }).await,
             before
         );
+    }
+
+    #[test]
+    fn cpu_lists_read_as_linux_writes_them_and_say_what_is_wrong() {
+        let cpus = |s: &str| s.parse::<Cpus>().map(|c| c.list().to_vec());
+        assert_eq!(cpus("1"), Ok(vec![1]));
+        assert_eq!(cpus("0,2-3"), Ok(vec![0, 2, 3]));
+        assert_eq!(cpus(" 3 , 1-2,2"), Ok(vec![1, 2, 3]), "sorted, each once");
+        assert_eq!("0,2-3".parse::<Cpus>().unwrap().to_string(), "0,2,3");
+        for (bad, says) in [
+            ("", "is not a CPU number"),
+            ("one", "is not a CPU number"),
+            ("1,", "is not a CPU number"),
+            ("-1", "is not a CPU number"),
+            ("3-1", "runs backwards"),
+            ("100000", "past the largest"),
+        ] {
+            let e = bad.parse::<Cpus>().unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn background_work_runs_on_its_cpus_alone_and_the_caller_keeps_its_own() {
+        let mine = cpus_of(None).unwrap();
+        let last = *mine.last().unwrap();
+        let priority = Priority {
+            nice: 0,
+            cpus: Some(last.to_string().parse().unwrap()),
+        };
+        let bg = Background::start("bg-cpus", 1, &priority).unwrap();
+        assert_eq!(bg.run(async { cpus_of(None).unwrap() }).await, vec![last]);
+        assert_eq!(
+            cpus_of(None).unwrap(),
+            mine,
+            "the caller's CPUs are untouched"
+        );
+    }
+
+    #[test]
+    fn a_cpu_this_process_may_not_use_is_refused_at_start() {
+        let past = rustix::thread::CpuSet::MAX_CPU - 1;
+        let priority = Priority {
+            nice: 0,
+            cpus: Some(past.to_string().parse().unwrap()),
+        };
+        let e = Background::start("bg-nocpu", 1, &priority).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            e.to_string()
+                .contains(&format!("CPU {past} is not available")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_process_named_is_kept_on_the_cpus_given() {
+        let (mut child, pid) = sleeping_child(&["sleep", "30"]);
+        let first = cpus_of(None).unwrap()[0];
+        let priority = Priority {
+            nice: 0,
+            cpus: Some(first.to_string().parse().unwrap()),
+        };
+        let before = cpus_of(Some(pid)).unwrap();
+        assert!(!lower_local_process(pid, "postgres", &priority).unwrap());
+        assert_eq!(
+            cpus_of(Some(pid)).unwrap(),
+            before,
+            "not a postgres process"
+        );
+        assert_eq!(
+            lower_local_process(pid, "sleep", &priority).unwrap(),
+            before != vec![first]
+        );
+        assert_eq!(cpus_of(Some(pid)).unwrap(), vec![first]);
+        assert!(
+            !lower_local_process(pid, "sleep", &priority).unwrap(),
+            "already there"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Runs `command` (which ends up as `sleep`) and answers it and its process id once its
@@ -199,14 +417,17 @@ mod tests {
         let before = nice_of(pid);
         let session_before = session_nice(pid);
         assert!(
-            !lower_local_process(pid, "postgres", 12).unwrap(),
+            !lower_local_process(pid, "postgres", &Priority::nice(12)).unwrap(),
             "not a postgres process"
         );
         assert_eq!(nice_of(pid), before);
-        assert_eq!(lower_local_process(pid, "sleep", 12).unwrap(), before < 12);
+        assert_eq!(
+            lower_local_process(pid, "sleep", &Priority::nice(12)).unwrap(),
+            before < 12
+        );
         assert_eq!(nice_of(pid), 12.max(before));
         assert!(
-            !lower_local_process(pid, "sleep", 5).unwrap(),
+            !lower_local_process(pid, "sleep", &Priority::nice(5)).unwrap(),
             "never raised back"
         );
         assert_eq!(
@@ -231,7 +452,7 @@ mod tests {
             child.wait().unwrap();
             return;
         };
-        assert!(lower_local_process(pid, "sleep", 13).unwrap());
+        assert!(lower_local_process(pid, "sleep", &Priority::nice(13)).unwrap());
         assert_eq!(
             session_nice(pid),
             Some(13.max(before)),
@@ -274,7 +495,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_in_background_work_reaches_the_caller() {
-        let bg = Background::start("bg-panic", 1, 0).unwrap();
+        let bg = Background::start("bg-panic", 1, &Priority::default()).unwrap();
         let caught = tokio::spawn(async move { bg.run(async { panic!("boom") }).await }).await;
         assert!(caught.unwrap_err().is_panic());
     }

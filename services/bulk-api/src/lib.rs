@@ -177,7 +177,10 @@ pub async fn run(
     let lane = Background::start(
         "bulk-workers",
         state.settings.workers.min(2),
-        config.worker_nice,
+        &service_kit::background::Priority {
+            nice: config.worker_nice,
+            cpus: config.worker_cpus.clone(),
+        },
     )
     .context("starting the workers' threads")?;
     let workers = {

@@ -17,7 +17,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
-use service_kit::background::Background;
+use service_kit::background::{Background, Priority};
 use service_kit::{AppJson, Problem};
 use std::sync::Arc;
 use tenant_client::{ApplyBatch, BatchOutcome};
@@ -45,15 +45,21 @@ pub struct BulkLane {
 }
 
 impl BulkLane {
-    /// A lane of `slots` threads at nice value `nice` (0: the service's own priority), over
-    /// `slots` connections of `store`'s database made on those threads (and served at the same
-    /// priority by a Postgres server on this machine, where the OS allows it).
-    pub async fn start(store: &Arc<dyn Store>, slots: usize, nice: i32) -> std::io::Result<Self> {
-        let runtime = Background::start("tenant-batches", slots, nice)?;
+    /// A lane of `slots` threads at `priority` (nice 0: the service's own priority; CPUs, when
+    /// named), over `slots` connections of `store`'s database made on those threads (and served
+    /// at the same priority, on the same CPUs, by a Postgres server on this machine, where the
+    /// OS allows it).
+    pub async fn start(
+        store: &Arc<dyn Store>,
+        slots: usize,
+        priority: &Priority,
+    ) -> std::io::Result<Self> {
+        let runtime = Background::start("tenant-batches", slots, priority)?;
         let shared = store.clone();
         let connections = u32::try_from(slots.max(1)).unwrap_or(u32::MAX);
+        let priority = priority.clone();
         let store = runtime
-            .run(async move { shared.with_own_pool(connections, nice) })
+            .run(async move { shared.with_own_pool(connections, priority) })
             .await;
         Ok(Self { runtime, store })
     }

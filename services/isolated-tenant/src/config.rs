@@ -104,6 +104,11 @@ pub struct Config {
     /// batches run on, so that on a busy machine routine calls get the CPU first.
     #[arg(long, env = "HUSH_TENANT_BATCH_NICE", default_value_t = service_kit::background::DEFAULT_NICE)]
     pub batch_nice: i32,
+    /// The CPUs bulk batches may run on, as in `1` or `0,2-3` (default: every CPU). On a
+    /// machine shared with routine calls, keeping batches (and the Postgres backends serving
+    /// them, when the server runs here) off some CPUs leaves those to joins and leaves.
+    #[arg(long, env = "HUSH_TENANT_BATCH_CPUS")]
+    pub batch_cpus: Option<service_kit::background::Cpus>,
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
@@ -130,6 +135,7 @@ impl fmt::Debug for Config {
             .field("corporate_domains", &self.corporate_domains.domains())
             .field("batch_concurrency", &self.batch_concurrency)
             .field("batch_nice", &self.batch_nice)
+            .field("batch_cpus", &self.batch_cpus)
             .field("http", &self.http)
             .field("audit", &self.audit)
             .field("break_glass", &self.break_glass)
@@ -151,6 +157,14 @@ impl Config {
     /// SQLite has one writer, so a third batch only waits in memory for it (in the benchmark it
     /// raised the tenant's peak memory from about 100 to 160–230 MiB and did not add
     /// throughput); Postgres writes batches side by side.
+    /// Where bulk batches run: their nice value and CPUs.
+    pub fn batch_priority(&self) -> service_kit::background::Priority {
+        service_kit::background::Priority {
+            nice: self.batch_nice,
+            cpus: self.batch_cpus.clone(),
+        }
+    }
+
     pub fn batch_slots(&self) -> usize {
         self.batch_concurrency
             .unwrap_or(

@@ -60,6 +60,7 @@ use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentifi
 use crate::seal::{Profile, SealError, SealKey, SealKeys};
 use async_trait::async_trait;
 use domain::{CountBucket, Email, EntryRefusal, GroupId, IdentityKind, Subject};
+use service_kit::background::Priority;
 use service_kit::db::{self, Backend};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -164,9 +165,10 @@ pub trait Store: Send + Sync + 'static {
     /// over a pool of its own of at most `max_connections` connections, each made when first
     /// needed, on the runtime that needs it: what bulk batches use, so they never take the
     /// connections routine calls wait for, and their sockets are driven by their own threads.
-    /// With `nice` above 0, a Postgres server on this same machine is asked to serve these
-    /// connections at that lower OS priority too (see [`lower_local_backend`]).
-    fn with_own_pool(&self, max_connections: u32, nice: i32) -> Arc<dyn Store>;
+    /// With a `priority` below the service's own (nice above 0, or CPUs named), a Postgres
+    /// server on this same machine is asked to serve these connections at that priority too
+    /// (see [`lower_local_backend`]).
+    fn with_own_pool(&self, max_connections: u32, priority: Priority) -> Arc<dyn Store>;
 
     /// Creates the distribution group, or confirms it when it exists with the same address
     /// (taking the new display name).
@@ -1440,11 +1442,11 @@ macro_rules! sql_store {
 
         #[async_trait]
         impl Store for $name {
-            fn with_own_pool(&self, max_connections: u32, nice: i32) -> Arc<dyn Store> {
+            fn with_own_pool(&self, max_connections: u32, priority: Priority) -> Arc<dyn Store> {
                 let options = sqlx::pool::PoolOptions::<$db>::new()
                     .max_connections(max_connections.max(1))
                     .acquire_timeout(self.pool.options().get_acquire_timeout());
-                let pool = $bulk_pool(options, &self.pool.connect_options(), nice);
+                let pool = $bulk_pool(options, &self.pool.connect_options(), priority);
                 Arc::new(Self { pool, ..self.clone() })
             }
 
@@ -1648,11 +1650,11 @@ sql_store!(
 );
 
 /// Bulk batches' Postgres pool: connections made lazily (on the bulk lane's threads) and, when
-/// the server runs on this machine, served at nice value `nice` ([`lower_local_backend`]).
+/// the server runs on this machine, served at `priority` ([`lower_local_backend`]).
 fn pg_bulk_pool(
     options: sqlx::pool::PoolOptions<sqlx::Postgres>,
     connect: &sqlx::postgres::PgConnectOptions,
-    nice: i32,
+    priority: Priority,
 ) -> sqlx::PgPool {
     let host = connect.get_host();
     let local = host.starts_with('/')
@@ -1660,13 +1662,14 @@ fn pg_bulk_pool(
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
-    let options = if local && nice > 0 {
+    let options = if local && (priority.nice > 0 || priority.cpus.is_some()) {
         options.after_connect(move |conn, _| {
+            let priority = priority.clone();
             Box::pin(async move {
                 let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
                     .fetch_one(&mut *conn)
                     .await?;
-                lower_local_backend(pid, nice);
+                lower_local_backend(pid, &priority);
                 Ok(())
             })
         })
@@ -1688,7 +1691,7 @@ fn pg_bulk_pool(
 fn sqlite_bulk_pool(
     options: sqlx::pool::PoolOptions<sqlx::Sqlite>,
     connect: &sqlx::sqlite::SqliteConnectOptions,
-    _nice: i32,
+    _priority: Priority,
 ) -> sqlx::SqlitePool {
     options.connect_lazy_with(
         connect
@@ -1708,9 +1711,9 @@ const SQLITE_BULK_CACHE_KIB: &str = "-32768";
 /// gives a batch's statements the same CPU share as a join's, and on a busy machine the
 /// slowest joins wait for batches. Not permitted (another user's server, without the right to
 /// renice it): logged once, and batches run at the server's priority.
-fn lower_local_backend(pid: i32, nice: i32) {
+fn lower_local_backend(pid: i32, priority: &Priority) {
     static REFUSED: std::sync::Once = std::sync::Once::new();
-    if let Err(e) = service_kit::background::lower_local_process(pid, "postgres", nice) {
+    if let Err(e) = service_kit::background::lower_local_process(pid, "postgres", priority) {
         REFUSED.call_once(|| {
             tracing::info!(error = %e, "bulk batches' database connections keep the server's priority");
         });

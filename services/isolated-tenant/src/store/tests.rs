@@ -1424,9 +1424,14 @@ mod bulk_lane {
     use super::*;
 
     on_both_backends! {
-        async fn bulk_batches_own_pool_writes_the_same_database_and_postgres_serves_it_at_the_lower_priority(db, keys, key_text) {
+        async fn bulk_batches_own_pool_writes_the_same_database_and_postgres_serves_it_at_the_lower_priority_on_its_cpus(db, keys, key_text) {
             let g = group(db.store.as_ref(), "lane").await;
-            let lane = db.store.with_own_pool(1, 10);
+            let mine = service_kit::background::cpus_of(None).unwrap();
+            let last = *mine.last().unwrap();
+            let lane = db.store.with_own_pool(
+                1,
+                Priority { nice: 10, cpus: Some(last.to_string().parse().unwrap()) },
+            );
             let email = Email::parse("lane-person@corp.example").unwrap();
             let outcome = lane
                 .apply_batch(&ApplyBatch::add_all(g, label("General"), std::slice::from_ref(&email)))
@@ -1452,6 +1457,11 @@ mod bulk_lane {
                     if let Some(n) = service_kit::background::session_nice(pids[0]) {
                         assert_eq!(n, 10, "the lane's backend's session runs at nice 10");
                     }
+                    assert_eq!(
+                        service_kit::background::cpus_of(Some(pids[0])).unwrap(),
+                        vec![last],
+                        "the lane's backend runs on the lane's CPU"
+                    );
                     let routine: Vec<i32> = sqlx::query_scalar(
                         "SELECT pid FROM pg_stat_activity \
                          WHERE datname = current_database() AND application_name <> 'hush-tenant-bulk' \
@@ -1463,6 +1473,13 @@ mod bulk_lane {
                     assert!(!routine.is_empty());
                     for pid in routine {
                         assert_eq!(nice_of(pid), Some(0), "routine connections keep their priority");
+                        if mine.len() > 1 {
+                            assert_ne!(
+                                service_kit::background::cpus_of(Some(pid)).unwrap(),
+                                vec![last],
+                                "routine connections keep every CPU"
+                            );
+                        }
                         assert!(
                             service_kit::background::session_nice(pid).is_none_or(|n| n == 0),
                             "routine connections' sessions keep their priority"
@@ -1488,7 +1505,7 @@ async fn on_sqlite_a_bulk_batch_leaves_the_log_copied_so_the_next_routine_commit
     let people: Vec<Email> = (0..1500)
         .map(|i| Email::parse(format!("logged-{i}@corp.example")).unwrap())
         .collect();
-    let lane = db.store.with_own_pool(1, 0);
+    let lane = db.store.with_own_pool(1, Priority::default());
     let outcome = lane
         .apply_batch(&ApplyBatch::add_all(g, label("General"), &people))
         .await
