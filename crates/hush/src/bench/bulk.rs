@@ -29,10 +29,12 @@ pub struct BulkArgs {
     #[arg(long, default_value_t = 500_000)]
     pub load_ops: usize,
     /// Join+leave pairs timed, idle and under load (each pair also times the tenant's own
-    /// add+remove). A p99 of a few hundred samples rests on a handful of them and moved the
-    /// ratio by ±0.5 between identical runs here; 2,500 pairs put 50 under each p99.
-    #[arg(long, default_value_t = 2500)]
-    pub samples: usize,
+    /// add+remove). Default: 2,500 on Postgres, where a p99 of a few hundred samples rests on a
+    /// handful of them and moved the ratio by ±0.5 between identical runs; 500 on SQLite, where
+    /// a call beside a batch waits for it, so rounds take long enough that the load job would
+    /// end before more samples were taken.
+    #[arg(long)]
+    pub samples: Option<usize>,
     /// Groups in the migrated export.
     #[arg(long, default_value_t = 2200)]
     pub groups: usize,
@@ -133,7 +135,7 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         args.ops, args.groups, args.users, args.load_ops
     );
     println!(
-        "chunks of {} ops; tenant batch slots (batches applied at once): {}; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled; bulk threads at nice {}, on {}\n",
+        "chunks of {} ops; tenant batch slots (batches applied at once): {}; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled; bulk threads at nice {}, on {}; {} join+leave pairs timed idle and as many under load\n",
         args.chunk_size,
         args.batch_concurrency.map_or_else(
             || "3 on Postgres, 2 on SQLite (its defaults)".to_string(),
@@ -146,7 +148,11 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         ),
         args.bulk_cpus
             .as_ref()
-            .map_or_else(|| "every CPU (default)".to_string(), |c| format!("CPUs {c}"))
+            .map_or_else(|| "every CPU (default)".to_string(), |c| format!("CPUs {c}")),
+        args.samples.map_or_else(
+            || "2500 on Postgres, 500 on SQLite (default)".to_string(),
+            |n| n.to_string()
+        )
     );
     println!("| backend | job ops/s | raw insert rows/s | job/raw | raw ops/s (membership + identity row each) | job/raw ops | raw ops/s (every row an op writes: membership, identity, audit event) | job/raw all | migration | join/leave p50 idle → load | p99 idle → load | p99 ratio | peak RSS (MiB) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -689,7 +695,11 @@ async fn run(
     // see the same database (its size, autovacuum) and the same machine at the same time:
     // what differs is only whether the job runs.
     eprintln!("[{backend}] join/leave latency, job paused and running, in rounds");
-    let people: Vec<String> = (0..args.samples.div_ceil(LATENCY_ROUNDS) * LATENCY_ROUNDS * 2 + 5)
+    let samples = args
+        .samples
+        .unwrap_or(if backend == "postgres" { 2500 } else { 500 });
+    let per_round = samples.div_ceil(LATENCY_ROUNDS);
+    let people: Vec<String> = (0..per_round * LATENCY_ROUNDS * 2 + 5)
         .map(|i| cluster.token(&format!("bench-person-{i}"), IdentityKind::Member, &[]))
         .collect();
     let mut people = people.iter();
@@ -700,7 +710,6 @@ async fn run(
     let tenant = cluster.tenant_as(ServiceName::MembershipApi)?;
     let (mut idle, mut tenant_idle, mut loaded, mut tenant_loaded) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let per_round = args.samples.div_ceil(LATENCY_ROUNDS);
     let mut rounds = 0;
     'rounds: for round in 0..LATENCY_ROUNDS {
         for (phase, running) in [true, false].into_iter().enumerate() {
