@@ -216,12 +216,6 @@ pub fn lower_local_process(pid: i32, command: &str, priority: &Priority) -> std:
     };
     let nice = priority.nice.clamp(0, 19);
     let mut changed = false;
-    if let Some(cpus) = &priority.cpus {
-        if listed(&rustix::thread::sched_getaffinity(Some(pid))?) != cpus.0 {
-            rustix::thread::sched_setaffinity(Some(pid), &cpus.set())?;
-            changed = true;
-        }
-    }
     if rustix::process::getpriority_process(Some(pid))? < nice {
         rustix::process::setpriority_process(Some(pid), nice)?;
         changed = true;
@@ -229,6 +223,12 @@ pub fn lower_local_process(pid: i32, command: &str, priority: &Priority) -> std:
     if session_of(raw) == Some(raw) && session_nice(raw).is_some_and(|n| n < nice) {
         std::fs::write(format!("/proc/{raw}/autogroup"), nice.to_string())?;
         changed = true;
+    }
+    if let Some(cpus) = &priority.cpus {
+        if listed(&rustix::thread::sched_getaffinity(Some(pid))?) != cpus.0 {
+            rustix::thread::sched_setaffinity(Some(pid), &cpus.set())?;
+            changed = true;
+        }
     }
     Ok(changed)
 }
