@@ -153,10 +153,6 @@ const CALLERS: [ServiceName; 3] = [
 ];
 
 impl Config {
-    /// Bulk batches applied at once: as configured, or the default of the database's backend.
-    /// SQLite has one writer, so a third batch only waits in memory for it (in the benchmark it
-    /// raised the tenant's peak memory from about 100 to 160–230 MiB and did not add
-    /// throughput); Postgres writes batches side by side.
     /// Where bulk batches run: their nice value and CPUs.
     pub fn batch_priority(&self) -> service_kit::background::Priority {
         service_kit::background::Priority {
@@ -165,6 +161,10 @@ impl Config {
         }
     }
 
+    /// Bulk batches applied at once: as configured, or the default of the database's backend.
+    /// SQLite has one writer, so a third batch only waits in memory for it (in the benchmark it
+    /// raised the tenant's peak memory from about 100 to 160–230 MiB and did not add
+    /// throughput); Postgres writes batches side by side.
     pub fn batch_slots(&self) -> usize {
         self.batch_concurrency
             .unwrap_or(
