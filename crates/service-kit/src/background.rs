@@ -253,17 +253,34 @@ pub fn session_nice(pid: i32) -> Option<i32> {
 /// namespace (the kernel then reports 0, as it does for processes started by a supervisor in
 /// another namespace). `getsid` is not used: rustix treats such a 0 as impossible and panics.
 pub fn session_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    session_in_stat(&stat)
+    session_in_stat(&read_stat(pid)?)
 }
 
-/// The session field of a `/proc/PID/stat` line: the fourth after the command, which is in
-/// parentheses and may itself hold spaces and parentheses, so fields are counted from the last
-/// `)`: "42 (a b) S 1 42 42 …" → 42.
+/// The session field of a `/proc/PID/stat` line; `None` for 0 (a leader outside this PID
+/// namespace).
 fn session_in_stat(stat: &str) -> Option<i32> {
+    field_in_stat(stat, 3)
+        .and_then(|s| i32::try_from(s).ok())
+        .filter(|&s| s > 0)
+}
+
+/// Numeric field `index` of `/proc/PID/stat` (Linux), counted from the field after the
+/// command (0: state, 3: session, 16: nice); `None` when the process is gone or the field is
+/// not a number.
+pub fn stat_field(pid: i32, index: usize) -> Option<i64> {
+    field_in_stat(&read_stat(pid)?, index)
+}
+
+fn read_stat(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+}
+
+/// Field `index` of a `/proc/PID/stat` line after the command, which is in parentheses and may
+/// itself hold spaces and parentheses, so fields are counted from the last `)`:
+/// "42 (a b) S 1 42 42 …", field 3 → 42.
+fn field_in_stat(stat: &str, index: usize) -> Option<i64> {
     let after_command = &stat[stat.rfind(')')? + 1..];
-    let session: i32 = after_command.split_whitespace().nth(3)?.parse().ok()?;
-    (session > 0).then_some(session)
+    after_command.split_whitespace().nth(index)?.parse().ok()
 }
 
 /// The CPUs process `pid` (`None`: the calling thread) may run on, for tests and diagnostics.
@@ -474,6 +491,15 @@ mod tests {
             "a leader in another PID namespace shows as 0"
         );
         assert_eq!(session_in_stat("garbage"), None);
+        assert_eq!(
+            field_in_stat("42 (post) gres: x) S 1 40 41 0 -1 4194304", 0),
+            None,
+            "the state is not a number"
+        );
+        assert_eq!(
+            field_in_stat("42 (post) gres: x) S 1 40 41 0 -1 4194304", 5),
+            Some(-1)
+        );
 
         let (mut leader, pid) = sleeping_child(&["setsid", "sleep", "30"]);
         assert_eq!(

@@ -1401,13 +1401,7 @@ async fn routine_writers_go_before_queued_bulk_batches() {
 
 /// The nice value of local process `pid`, read from `/proc` (Linux).
 fn nice_of(pid: i32) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command's closing parenthesis: state is field 1, nice field 17.
-    stat[stat.rfind(')')? + 1..]
-        .split_whitespace()
-        .nth(16)?
-        .parse()
-        .ok()
+    service_kit::background::stat_field(pid, 16)
 }
 
 /// Whether this process may lower another user's process's priority (root).
