@@ -11,6 +11,7 @@ pub mod http;
 pub mod json;
 pub mod openapi;
 pub mod problem;
+pub mod retry;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
