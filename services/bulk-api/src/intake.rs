@@ -8,7 +8,7 @@
 
 use domain::{Email, GroupId, Subject};
 use serde::Deserialize;
-use tenant_client::{BatchOp, BatchOpKind};
+use tenant_api::{BatchOp, BatchOpKind};
 
 /// Longest line accepted, in bytes.
 pub const MAX_LINE: usize = 4096;

@@ -30,7 +30,7 @@ use anyhow::Context as _;
 use auth::Verifier;
 use axum::extract::FromRef;
 use axum::Router;
-use control_api::client::ControlClient;
+use control_client::ControlClient;
 use domain::ServiceName;
 use service_kit::background::Background;
 use service_kit::health;

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use domain::Subject;
 use service_kit::db::{self, Backend};
 use std::sync::Arc;
-use tenant_client::BatchOutcome;
+use tenant_api::BatchOutcome;
 use uuid::Uuid;
 
 /// Line errors kept per job for its report (the count is kept in full).

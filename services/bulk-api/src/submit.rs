@@ -22,7 +22,7 @@ use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use service_kit::{AppJson, Problem};
 use std::collections::HashSet;
-use tenant_client::BatchOp;
+use tenant_api::BatchOp;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
