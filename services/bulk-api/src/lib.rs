@@ -11,6 +11,7 @@
 //! part of the whole stack with `hush up`. Tests call [`router`] with a state they build, or
 //! [`run`] on a listener bound to port 0.
 
+pub mod chunk;
 mod config;
 mod error;
 pub mod intake;
