@@ -7,7 +7,7 @@ use auth::{DevClaims, ServiceSigner};
 use domain::{GroupId, IdentityKind, Label, ServiceName, Subject};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use tenant_client::api::{AddMember, MemberRef};
+use tenant_api::{AddMember, MemberRef};
 use tenant_client::TenantClient;
 use tokio::task::JoinSet;
 

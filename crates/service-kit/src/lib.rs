@@ -12,6 +12,7 @@ pub mod json;
 pub mod openapi;
 pub mod problem;
 pub mod retry;
+pub mod sql;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

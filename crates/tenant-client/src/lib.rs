@@ -1,5 +1,6 @@
-//! Typed HTTP client for the isolated tenant, and the request/response types of its API
-//! ([`api`]).
+//! Typed HTTP client for the isolated tenant. The request and response types it sends and
+//! reads are the `tenant-api` crate's, which the tenant serves too; callers import them from
+//! there, not from here.
 //!
 //! Every request carries a fresh service token minted by the calling service's own
 //! [`ServiceSigner`] for the audience `isolated-tenant` (INV-9), and nothing else about who is
@@ -11,22 +12,19 @@
 //! tenant's problem detail). Error texts never hold a URL, so they may be logged
 //! as they are (a URL would carry a group id: INV-6).
 
-pub mod api;
-pub mod breakglass;
+mod breakglass;
 
-pub use api::{
-    AddMember, ApplyBatch, BatchOp, BatchOpKind, BatchOutcome, DistributionGroup, GroupLabel,
-    GroupsOf, IdentityRef, MailCounts, MemberCount, MemberRef, MembershipCheck, MembershipQuery,
-    Pong, ProvisionGroup, SubjectRef,
-};
-
-use api::paths;
 use auth::ServiceSigner;
 use domain::{CountBucket, Email, GroupId, ServiceName, Subject};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tenant_api::{
+    paths, AddMember, ApplyBatch, BatchOutcome, DistributionGroup, GroupsOf, IdentityRef,
+    MailCounts, MemberCount, MembershipCheck, MembershipQuery, Pong, ProvisionGroup, SubjectRef,
+    LABEL_REFUSED,
+};
 
 /// How long connecting may take before the tenant counts as unavailable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -95,9 +93,6 @@ impl BatchError {
         }
     }
 }
-
-/// The problem type of a label refusal.
-pub const LABEL_REFUSED: &str = "urn:hush:problem:label-refused";
 
 /// The part of a problem+json body the client reports.
 #[derive(Deserialize)]

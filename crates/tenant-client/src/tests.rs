@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use domain::{Email, IdentityKind, Label};
 use std::sync::{Arc, Mutex};
+use tenant_api::{BatchOp, BatchOpKind, MemberRef};
 
 /// What the stand-in answers next, and what it saw.
 #[derive(Clone, Default)]
@@ -102,7 +103,7 @@ async fn every_request_carries_a_fresh_service_token_for_the_tenant_and_nothing_
 
     let seen = stand.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 3);
-    assert_eq!(seen[2].0, api::paths::OFFBOARD);
+    assert_eq!(seen[2].0, paths::OFFBOARD);
     let mut token_ids = Vec::new();
     for (path, headers) in &seen {
         assert!(
@@ -300,7 +301,7 @@ async fn a_batch_answers_counts_and_a_saturated_tenant_is_busy_not_an_error() {
     );
     let outcome = client.apply_batch(&batch).await.unwrap();
     assert_eq!((outcome.applied, outcome.rejected()), (1, 0));
-    assert_eq!(stand.seen.lock().unwrap()[0].0, api::paths::GROUPS_BATCH);
+    assert_eq!(stand.seen.lock().unwrap()[0].0, paths::GROUPS_BATCH);
     for status in [429, 503] {
         stand.problem(status, "busy");
         let err = client.apply_batch(&batch).await.unwrap_err();

@@ -6,9 +6,9 @@
 //! CSV: a header naming the columns (`op,group_id,subject,email`, any order; `subject` or
 //! `email` may be left out), then one row per operation; fields may be double-quoted.
 
+use crate::chunk::{Op, OpKind};
 use domain::{Email, GroupId, Subject};
 use serde::Deserialize;
-use tenant_client::{BatchOp, BatchOpKind};
 
 /// Longest line accepted, in bytes.
 pub const MAX_LINE: usize = 4096;
@@ -102,10 +102,10 @@ fn build(
     group: Option<&str>,
     subject: Option<&str>,
     email: Option<&str>,
-) -> Result<BatchOp, LineError> {
+) -> Result<Op, LineError> {
     let op = match op.map(str::trim) {
-        Some("add") => BatchOpKind::Add,
-        Some("remove") => BatchOpKind::Remove,
+        Some("add") => OpKind::Add,
+        Some("remove") => OpKind::Remove,
         _ => return Err(LineError::BadOp),
     };
     let group_id = group
@@ -126,7 +126,7 @@ fn build(
         .map(Email::parse)
         .transpose()
         .map_err(|_| LineError::BadEmail)?;
-    Ok(BatchOp {
+    Ok(Op {
         op,
         group_id,
         subject,
@@ -135,7 +135,7 @@ fn build(
 }
 
 /// Parses one NDJSON line.
-pub fn parse_json_line(line: &str) -> Result<BatchOp, LineError> {
+pub fn parse_json_line(line: &str) -> Result<Op, LineError> {
     let v: JsonLine = serde_json::from_str(line).map_err(|_| LineError::NotJson)?;
     build(
         v.op.as_deref(),
@@ -199,7 +199,7 @@ impl CsvColumns {
     }
 
     /// Parses one row under this header.
-    pub fn parse_row(&self, line: &str) -> Result<BatchOp, LineError> {
+    pub fn parse_row(&self, line: &str) -> Result<Op, LineError> {
         let fields = split_csv(line);
         if fields.len() != self.count {
             return Err(LineError::FieldCount);
@@ -224,7 +224,7 @@ pub struct LineParser {
 }
 
 /// What one line was.
-pub type Parsed = (u64, Result<BatchOp, LineError>);
+pub type Parsed = (u64, Result<Op, LineError>);
 
 impl LineParser {
     /// A parser for `format`.
@@ -308,7 +308,7 @@ mod tests {
         format: Format,
         input: &str,
         piece: usize,
-    ) -> Vec<(u64, Result<BatchOpKind, LineError>)> {
+    ) -> Vec<(u64, Result<OpKind, LineError>)> {
         let mut p = LineParser::new(format);
         let mut got = Vec::new();
         for chunk in input.as_bytes().chunks(piece) {
@@ -332,14 +332,14 @@ mod tests {
              {{\"op\":\"add\",\"group_id\":\"{g}\",\"subject\":\"last\"}}"
         );
         let expected = vec![
-            (1, Ok(BatchOpKind::Add)),
-            (3, Ok(BatchOpKind::Remove)),
+            (1, Ok(OpKind::Add)),
+            (3, Ok(OpKind::Remove)),
             (4, Err(LineError::NotJson)),
             (5, Err(LineError::BadOp)),
             (6, Err(LineError::BadGroup)),
             (7, Err(LineError::Unnamed)),
             (8, Err(LineError::BadEmail)),
-            (9, Ok(BatchOpKind::Add)),
+            (9, Ok(OpKind::Add)),
         ];
         for piece in [1, 7, 64, 10_000] {
             assert_eq!(
@@ -363,8 +363,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (2, Ok(BatchOpKind::Add)),
-                (3, Ok(BatchOpKind::Remove)),
+                (2, Ok(OpKind::Add)),
+                (3, Ok(OpKind::Remove)),
                 (4, Err(LineError::FieldCount)),
             ]
         );

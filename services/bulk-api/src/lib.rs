@@ -11,6 +11,7 @@
 //! part of the whole stack with `hush up`. Tests call [`router`] with a state they build, or
 //! [`run`] on a listener bound to port 0.
 
+pub mod chunk;
 mod config;
 mod error;
 pub mod intake;
@@ -30,7 +31,7 @@ use anyhow::Context as _;
 use auth::Verifier;
 use axum::extract::FromRef;
 use axum::Router;
-use control_api::client::ControlClient;
+use control_client::ControlClient;
 use domain::ServiceName;
 use service_kit::background::Background;
 use service_kit::health;

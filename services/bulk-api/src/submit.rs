@@ -6,6 +6,7 @@
 //! Who may submit: operators, any job; anyone else only jobs whose every group they own (checked
 //! against control-api once the input is read, before anything is queued).
 
+use crate::chunk::{self, Op};
 use crate::error::{ApiError, LineErrorView};
 use crate::intake::{Format, LineParser, Parsed};
 use crate::jobs::{now_ms, JobView, OPERATOR_ROLE};
@@ -22,7 +23,6 @@ use http_body_util::BodyExt as _;
 use serde::Deserialize;
 use service_kit::{AppJson, Problem};
 use std::collections::HashSet;
-use tenant_client::BatchOp;
 use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -182,7 +182,7 @@ async fn receive(
     let settings = &state.settings;
     let operator = caller.has_role(OPERATOR_ROLE);
     let mut parser = LineParser::new(format);
-    let mut chunk: Vec<BatchOp> = Vec::with_capacity(settings.chunk_size);
+    let mut chunk: Vec<Op> = Vec::with_capacity(settings.chunk_size);
     let mut seq = 0u64;
     let mut total = 0u64;
     let mut invalid = 0u64;
@@ -227,7 +227,7 @@ async fn receive(
         let doomed = invalid > 0 && on_bad == OnBadLines::Reject;
         while chunk.len() >= settings.chunk_size || (ended && !chunk.is_empty()) {
             let take = chunk.len().min(settings.chunk_size);
-            let ops: Vec<BatchOp> = chunk.drain(..take).collect();
+            let ops: Vec<Op> = chunk.drain(..take).collect();
             if !doomed {
                 store_chunk(state, id, seq, &ops).await?;
             }
@@ -257,14 +257,8 @@ async fn receive(
     Ok(())
 }
 
-async fn store_chunk(
-    state: &AppState,
-    id: Uuid,
-    seq: u64,
-    ops: &[BatchOp],
-) -> Result<(), ApiError> {
-    let plain = serde_json::to_vec(ops).map_err(|e| ApiError::Upload(e.to_string()))?;
-    let sealed = state.key.seal(id, seq, &plain);
+async fn store_chunk(state: &AppState, id: Uuid, seq: u64, ops: &[Op]) -> Result<(), ApiError> {
+    let sealed = chunk::seal(&state.key, id, seq, ops);
     state
         .store
         .add_chunk(id, seq, ops.len() as u64, &sealed)

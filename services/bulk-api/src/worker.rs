@@ -13,16 +13,18 @@
 //! Workers have their own database pool, separate from the API's, and log job ids and counts,
 //! never a person (INV-6).
 
+use crate::chunk;
 use crate::config::JobSettings;
 use crate::jobs::now_ms;
 use crate::seal::JobKey;
 use crate::store::{Lease, Store};
-use control_api::client::ControlClient;
+use control_client::ControlClient;
 use domain::{GroupId, GroupState, Label};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tenant_client::{ApplyBatch, BatchError, BatchOp, GroupLabel, TenantClient};
+use tenant_api::{ApplyBatch, BatchOp, GroupLabel};
+use tenant_client::{BatchError, TenantClient};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -224,16 +226,9 @@ impl Workers {
         owner: Uuid,
         cache: &mut HashMap<GroupId, Option<Label>>,
     ) -> Applied {
-        let ops: Vec<BatchOp> = match self
-            .key
-            .open(lease.job_id, lease.seq, &lease.sealed)
-            .ok()
-            .and_then(|plain| serde_json::from_slice(&plain).ok())
-        {
-            Some(ops) => ops,
-            None => {
-                return Applied::Fail("a chunk did not open with the configured seal key".into())
-            }
+        let ops = match chunk::open(&self.key, lease.job_id, lease.seq, &lease.sealed) {
+            Ok(ops) => ops,
+            Err(e) => return Applied::Fail(e.to_string()),
         };
         let backoff = |failures: u64| {
             let ms = 250u64.saturating_mul(1 << failures.min(10));
@@ -279,7 +274,10 @@ impl Workers {
                     .map(|label| GroupLabel { group_id: g, label })
             })
             .collect();
-        let batch = ApplyBatch { ops, labels };
+        let batch = ApplyBatch {
+            ops: ops.into_iter().map(BatchOp::from).collect(),
+            labels,
+        };
         match self.tenant.apply_batch(&batch).await {
             Ok(outcome) => {
                 match self

@@ -16,7 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use service_kit::{AppJson, Problem};
-use tenant_client::breakglass::{paths, Answer, NewRequest, RequestView, AUDITOR, PRIVACY_OFFICER};
+use tenant_api::breakglass::{paths, Answer, NewRequest, RequestView, AUDITOR, PRIVACY_OFFICER};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 

@@ -1,7 +1,7 @@
 //! The catalog's audit: who changed what in the catalog, readable by label-admins at
 //! `GET /control/v1/audit`. Every catalog change — a group created, edited (description, join
 //! policy), its owners added or removed, archived; a label or its policy created, changed or
-//! deleted — appends one row in the same transaction as the change ([`Append::append`]), so a
+//! deleted — appends one row in the same transaction as the change ([`append`]), so a
 //! change that rolls back leaves no row. The table is append-only in the database (migration
 //! `0002_catalog_audit.sql`). It never holds membership: control-api has none (INV-1).
 //!
@@ -110,47 +110,40 @@ fn context() -> Context {
         .unwrap_or_default()
 }
 
-/// Appends catalog events inside the caller's transaction.
-pub trait Append: sqlx::Database {
-    /// Inserts `events` (one statement each; catalog changes come one or a few at a time).
-    fn append(
-        conn: &mut Self::Connection,
-        events: &[CatalogEvent],
-        now: i64,
-    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
+/// Appends `events` inside the caller's transaction (one statement each; catalog changes come
+/// one or a few at a time), with the acting user and request id of the current request.
+pub async fn append<DB>(
+    conn: &mut DB::Connection,
+    events: &[CatalogEvent],
+    now: i64,
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let ctx = context();
+    for e in events {
+        sqlx::query(
+            "INSERT INTO catalog_audit (at_ms, actor, action, group_id, label, detail, \
+             request_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(now)
+        .bind(e.actor.clone().or_else(|| ctx.actor.clone()))
+        .bind(e.action)
+        .bind(e.group_id.clone())
+        .bind(e.label.clone())
+        .bind(e.detail.to_string())
+        .bind(ctx.request_id.clone())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
-
-macro_rules! backend {
-    ($db:ty) => {
-        impl Append for $db {
-            async fn append(
-                conn: &mut Self::Connection,
-                events: &[CatalogEvent],
-                now: i64,
-            ) -> Result<(), sqlx::Error> {
-                let ctx = context();
-                for e in events {
-                    sqlx::query(
-                        "INSERT INTO catalog_audit (at_ms, actor, action, group_id, label, detail, \
-                         request_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(now)
-                    .bind(e.actor.clone().or_else(|| ctx.actor.clone()))
-                    .bind(e.action)
-                    .bind(e.group_id.clone())
-                    .bind(e.label.clone())
-                    .bind(e.detail.to_string())
-                    .bind(ctx.request_id.clone())
-                    .execute(&mut *conn)
-                    .await?;
-                }
-                Ok(())
-            }
-        }
-    };
-}
-backend!(sqlx::Postgres);
-backend!(sqlx::Sqlite);
 
 /// One recorded catalog change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

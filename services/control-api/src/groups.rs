@@ -491,7 +491,7 @@ async fn update_group(
 /// either way, and a tenant that cannot be reached now keeps the previous owners until the
 /// next change.
 async fn sync_mail_policy(state: &AppState, record: &GroupRecord) {
-    let request = tenant_client::ProvisionGroup {
+    let request = tenant_api::ProvisionGroup {
         group_id: record.id,
         address: record.contact_address.clone(),
         display_name: record.name.clone(),

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use domain::{Email, Subject};
 use serde::{Deserialize, Serialize};
 use service_kit::{AppJson, Problem};
-use tenant_client::api::IdentityRef;
+use tenant_api::IdentityRef;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 

@@ -2,13 +2,13 @@
 //! join policy, state and owners before they add anyone. Service tokens only (audience
 //! `control-api`), and only from those two services.
 
-use crate::client::{GroupPolicyView, LookupRequest, LookupResponse, MAX_LOOKUP_IDS};
 use crate::config::INTERNAL_CALLERS;
 use crate::error::ApiError;
 use crate::model::GroupRecord;
 use crate::AppState;
 use auth::ServiceCaller;
 use axum::extract::State;
+use control_client::{GroupPolicyView, LookupRequest, LookupResponse, MAX_LOOKUP_IDS};
 use service_kit::{AppJson, Problem};
 use utoipa_axum::{router::OpenApiRouter, routes};
 

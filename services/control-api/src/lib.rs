@@ -12,7 +12,6 @@
 
 pub mod breakglass;
 pub mod catalog_audit;
-pub mod client;
 mod config;
 mod error;
 mod extract;

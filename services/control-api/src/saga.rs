@@ -19,7 +19,7 @@ use domain::GroupState;
 use service_kit::db::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
-use tenant_client::ProvisionGroup;
+use tenant_api::ProvisionGroup;
 use tokio::sync::{watch, Notify};
 
 /// Timings of the saga.

@@ -6,8 +6,8 @@
 
 use async_trait::async_trait;
 use domain::{CountBucket, GroupId};
-use tenant_client::api::IdentityRef;
-use tenant_client::{ProvisionGroup, TenantClient, TenantError};
+use tenant_api::{IdentityRef, ProvisionGroup};
+use tenant_client::{TenantClient, TenantError};
 
 /// The tenant, as control-api uses it.
 #[async_trait]

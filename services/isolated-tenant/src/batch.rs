@@ -20,7 +20,7 @@ use http::{header, StatusCode};
 use service_kit::background::{Background, Priority};
 use service_kit::{AppJson, Problem};
 use std::sync::Arc;
-use tenant_client::{ApplyBatch, BatchOutcome};
+use tenant_api::{ApplyBatch, BatchOutcome};
 use tokio::sync::Semaphore;
 use utoipa_axum::{router::OpenApiRouter, routes};
 

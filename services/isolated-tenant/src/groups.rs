@@ -8,7 +8,7 @@ use crate::AppState;
 use axum::extract::State;
 use http::StatusCode;
 use service_kit::{AppJson, Problem};
-use tenant_client::{DistributionGroup, MemberCount, ProvisionGroup};
+use tenant_api::{DistributionGroup, MemberCount, ProvisionGroup};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The group routes, documented.

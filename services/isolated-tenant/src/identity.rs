@@ -16,7 +16,7 @@ use crate::seal::Profile;
 use domain::{Email, IdentityKind, Subject};
 use std::fmt;
 use std::str::FromStr;
-use tenant_client::MemberRef;
+use tenant_api::MemberRef;
 
 /// The mail domains whose addresses belong to the company's own people
 /// (`HUSH_CORPORATE_DOMAINS`). Empty means every domain is corporate.

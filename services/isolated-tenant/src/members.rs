@@ -13,9 +13,7 @@ use crate::AppState;
 use axum::extract::State;
 use http::StatusCode;
 use service_kit::{AppJson, Problem};
-use tenant_client::{
-    AddMember, GroupsOf, IdentityRef, MembershipCheck, MembershipQuery, SubjectRef,
-};
+use tenant_api::{AddMember, GroupsOf, IdentityRef, MembershipCheck, MembershipQuery, SubjectRef};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The membership routes, documented.

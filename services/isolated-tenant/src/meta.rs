@@ -6,7 +6,7 @@ use crate::AppState;
 use axum::Extension;
 use service_kit::{AppJson, Problem};
 use std::sync::Arc;
-use tenant_client::Pong;
+use tenant_api::Pong;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The OpenAPI document, built once per router and handed to its route as an extension.

@@ -65,7 +65,7 @@ use service_kit::db::{self, Backend};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
-use tenant_client::{
+use tenant_api::{
     AddMember, ApplyBatch, BatchOpKind, BatchOutcome, DistributionGroup, IdentityRef,
     ProvisionGroup,
 };

@@ -1156,7 +1156,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         .await;
     assert_eq!(doc.status, StatusCode::OK);
     let doc = doc.json();
-    use tenant_client::api::paths;
+    use tenant_api::paths;
     let expected = [
         (paths::PING, "get"),
         (paths::GROUPS, "post"),
@@ -1169,7 +1169,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         (paths::OFFBOARD, "post"),
         (paths::OPENAPI, "get"),
         (paths::GROUPS_BATCH, "post"),
-        (tenant_client::breakglass::paths::REQUESTS, "post"),
+        (tenant_api::breakglass::paths::REQUESTS, "post"),
         ("/tenant/v1/break-glass/requests/{id}/approve", "post"),
         ("/tenant/v1/break-glass/requests/{id}/redeem", "post"),
         (paths::MAIL_COUNTS, "get"),

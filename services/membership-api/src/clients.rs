@@ -5,9 +5,10 @@
 use crate::error::UpstreamError;
 use crate::ports::{AddError, Catalog, Directory};
 use async_trait::async_trait;
-use control_api::client::{ControlClient, ControlError, GroupPolicyView};
+use control_client::{ControlClient, ControlError, GroupPolicyView};
 use domain::{Email, GroupId, Subject};
-use tenant_client::{AddMember, IdentityRef, TenantClient, TenantError};
+use tenant_api::{AddMember, IdentityRef};
+use tenant_client::{TenantClient, TenantError};
 
 const TENANT: &str = "the tenant";
 const CONTROL: &str = "control-api";

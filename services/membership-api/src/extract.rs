@@ -7,11 +7,11 @@ use crate::limits::Action;
 use crate::AppState;
 use auth::Caller;
 use axum::extract::{FromRequestParts, Path};
-use control_api::client::GroupPolicyView;
+use control_client::GroupPolicyView;
 use domain::{GroupId, GroupState, IdentityKind, Subject};
 use http::request::Parts;
 use std::collections::HashMap;
-use tenant_client::{AddMember, MemberRef};
+use tenant_api::{AddMember, MemberRef};
 use uuid::Uuid;
 
 async fn path_param<S: Send + Sync>(

@@ -42,7 +42,7 @@ use anyhow::Context as _;
 use auth::Verifier;
 use axum::extract::FromRef;
 use axum::Router;
-use control_api::client::ControlClient;
+use control_client::ControlClient;
 use domain::ServiceName;
 use service_kit::health;
 use service_kit::openapi::USER_TOKEN;

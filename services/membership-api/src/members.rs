@@ -20,7 +20,7 @@ use domain::{Email, Subject};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use service_kit::{AppJson, Problem};
-use tenant_client::{IdentityRef, MemberRef};
+use tenant_api::{IdentityRef, MemberRef};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 

@@ -16,7 +16,7 @@ use domain::{Email, GroupId, GroupName, GroupState, JoinPolicy, LabelName};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use service_kit::{AppJson, Problem};
-use tenant_client::{IdentityRef, MemberRef};
+use tenant_api::{IdentityRef, MemberRef};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;

@@ -8,9 +8,9 @@
 
 use crate::error::UpstreamError;
 use async_trait::async_trait;
-use control_api::client::GroupPolicyView;
+use control_client::GroupPolicyView;
 use domain::{Email, GroupId, Subject};
-use tenant_client::{AddMember, IdentityRef};
+use tenant_api::{AddMember, IdentityRef};
 
 /// Why the tenant did not add a member.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -21,7 +21,7 @@ use domain::{Email, GroupId, IdentityKind, Subject};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use service_kit::{AppJson, Problem};
-use tenant_client::MemberRef;
+use tenant_api::MemberRef;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;

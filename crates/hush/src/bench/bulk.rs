@@ -16,7 +16,7 @@ use sqlx::Connection as _;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tenant_client::api::{AddMember, IdentityRef, MemberRef};
+use tenant_api::{AddMember, IdentityRef, MemberRef};
 use tenant_client::TenantClient;
 
 /// Options of `hush bench bulk`.

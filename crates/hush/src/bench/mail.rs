@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tenant_client::ProvisionGroup;
+use tenant_api::ProvisionGroup;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// Options of `hush bench mail`.
@@ -136,7 +136,7 @@ async fn run(
         .find(|l| l.name.as_str() == "General")
         .context("the General label")?;
     for chunk in members.chunks(10_000) {
-        let batch = tenant_client::ApplyBatch::add_all(group, general.clone(), chunk);
+        let batch = tenant_api::ApplyBatch::add_all(group, general.clone(), chunk);
         store.apply_batch(&batch).await?;
     }
     let seed = seed_start.elapsed();

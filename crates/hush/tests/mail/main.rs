@@ -12,7 +12,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tenant_client::api::{AddMember, MemberRef};
+use tenant_api::{AddMember, MemberRef};
 
 const SCRIPTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

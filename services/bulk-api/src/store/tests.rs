@@ -190,7 +190,7 @@ async fn the_schema_refuses_impossible_jobs() {
 
 use super::{Created, NewJob};
 use domain::Subject;
-use tenant_client::BatchOutcome;
+use tenant_api::BatchOutcome;
 
 async fn queued_job(store: &dyn Raw, chunks: u64, key: Option<&str>) -> Uuid {
     let id = Uuid::new_v4();

@@ -9,7 +9,8 @@ use serde_json::Value;
 use service_kit::HttpArgs;
 use std::path::PathBuf;
 use std::time::Duration;
-use tenant_client::{Pong, TenantClient};
+use tenant_api::Pong;
+use tenant_client::TenantClient;
 use tower::ServiceExt as _;
 
 /// The audience test tokens are minted for.
@@ -60,7 +61,7 @@ pub async fn spawn_app(tenant: Tenant) -> TestApp {
             Duration::from_secs(2),
         )
         .unwrap(),
-        control: control_api::client::ControlClient::new(closed_port_url().await, signer).unwrap(),
+        control: control_client::ControlClient::new(closed_port_url().await, signer).unwrap(),
         key: bulk_api::JobKey::random(),
         settings: bulk_api::JobSettings::default(),
         http: HttpArgs::default(),
@@ -82,7 +83,7 @@ async fn tenant_stand_in() -> String {
         service: ServiceName::BulkApi,
     };
     let app = Router::new().route(
-        tenant_client::api::paths::PING,
+        tenant_api::paths::PING,
         axum::routing::get(move || async move { axum::Json(pong) }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -16,7 +16,8 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tenant_client::{ProvisionGroup, TenantError};
+use tenant_api::ProvisionGroup;
+use tenant_client::TenantError;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::ServiceExt as _;
@@ -94,7 +95,7 @@ impl Tenant for FakeTenant {
         }
     }
 
-    async fn offboard(&self, _who: &tenant_client::api::IdentityRef) -> Result<(), TenantError> {
+    async fn offboard(&self, _who: &tenant_api::IdentityRef) -> Result<(), TenantError> {
         self.check()?;
         *self.offboarded.lock().unwrap() += 1;
         Ok(())

@@ -6,7 +6,7 @@ use domain::ServiceName;
 use http::Method;
 use serde_json::json;
 
-const LOOKUP: &str = control_api::client::LOOKUP_PATH;
+const LOOKUP: &str = control_client::LOOKUP_PATH;
 
 #[tokio::test]
 async fn membership_api_and_bulk_api_look_groups_up_by_id() {

@@ -2,8 +2,8 @@
 //! document, and `ControlClient` against the real endpoint.
 
 use crate::helpers::*;
-use control_api::client::ControlClient;
 use control_api::SagaSettings;
+use control_client::ControlClient;
 use domain::{GroupId, GroupState, ServiceName};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@ use domain::{Email, GroupName, IdentityKind, Label};
 use service_kit::testing::TestDatabase;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tenant_client::{AddMember, IdentityRef, MemberRef, ProvisionGroup};
+use tenant_api::{AddMember, IdentityRef, MemberRef, ProvisionGroup};
 
 struct Setup {
     store: Arc<dyn Store>,
@@ -326,7 +326,7 @@ on_both_backends! {
     }
 
     async fn a_bulk_chunk_appends_all_its_events_in_one_run(s) {
-        use tenant_client::{ApplyBatch, BatchOp, BatchOpKind, GroupLabel};
+        use tenant_api::{ApplyBatch, BatchOp, BatchOpKind, GroupLabel};
         let g = provision(1);
         s.store.provision_group(&g).await.unwrap();
         let op = |kind, n: u32| BatchOp {

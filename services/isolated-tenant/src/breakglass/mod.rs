@@ -33,7 +33,7 @@ use axum::Json;
 use service_kit::{AppJson, Problem};
 use std::sync::Arc;
 use std::time::Duration;
-use tenant_client::breakglass::{
+use tenant_api::breakglass::{
     Answer, NewRequest, RequestView, Scope, AUDITOR, MAX_JUSTIFICATION, MAX_RECIPIENT,
     MIN_JUSTIFICATION, PRIVACY_OFFICER, USER_TOKEN_HEADER,
 };

@@ -8,7 +8,7 @@ use crate::seal::SealKeys;
 use domain::{Email, GroupId, Subject};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use tenant_client::breakglass::{Answer, ListedMember, NewRequest, RequestView, Scope};
+use tenant_api::breakglass::{Answer, ListedMember, NewRequest, RequestView, Scope};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -156,9 +156,7 @@ pub(super) fn decide_approval(
     now: i64,
 ) -> Result<Approval, BgError> {
     if !is_officer {
-        return Err(BgError::WrongRole(
-            tenant_client::breakglass::PRIVACY_OFFICER,
-        ));
+        return Err(BgError::WrongRole(tenant_api::breakglass::PRIVACY_OFFICER));
     }
     if row.state != "pending" {
         return Err(BgError::NotPending);
@@ -184,7 +182,7 @@ pub(super) fn decide_redeem(
     now: i64,
 ) -> Result<(), BgError> {
     if !is_auditor {
-        return Err(BgError::WrongRole(tenant_client::breakglass::AUDITOR));
+        return Err(BgError::WrongRole(tenant_api::breakglass::AUDITOR));
     }
     if row.requester != auditor {
         return Err(BgError::NotRequester);

@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::extract::State;
 use service_kit::{AppJson, Problem};
-use tenant_client::MailCounts;
+use tenant_api::MailCounts;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The mail routes, documented.

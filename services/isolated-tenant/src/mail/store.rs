@@ -104,7 +104,7 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
 }
 
 /// Operators' view of the queue: counts only (INV-1).
-pub use tenant_client::MailCounts;
+pub use tenant_api::MailCounts;
 
 /// What came back to a bounce address (or an automatic reply to a group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
-use tenant_client::{AddMember, MemberRef, ProvisionGroup};
+use tenant_api::{AddMember, MemberRef, ProvisionGroup};
 
 const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mail");
 const MEMBER_DOMAIN: &str = "members.test.example";
@@ -242,7 +242,7 @@ impl Fixture {
             .collect();
         // Through the tenant's own set-based batch path: label checked, audited, as bulk jobs.
         for chunk in members.chunks(10_000) {
-            let batch = tenant_client::ApplyBatch::add_all(self.group, general(), chunk);
+            let batch = tenant_api::ApplyBatch::add_all(self.group, general(), chunk);
             let out = self.store.apply_batch(&batch).await.unwrap();
             assert_eq!(out.applied, chunk.len() as u64);
         }

@@ -19,7 +19,7 @@ use crate::identity::{self, AddPlan, CorporateDomains, Known, Target};
 use crate::seal::Profile;
 use domain::{Email, GroupId, Label, Subject};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use tenant_client::{ApplyBatch, BatchOpKind, BatchOutcome, MemberRef};
+use tenant_api::{ApplyBatch, BatchOpKind, BatchOutcome, MemberRef};
 use uuid::Uuid;
 
 /// An identity as the batch sees it: opened from the database, or created by an add in it.
@@ -199,7 +199,7 @@ fn index(
 mod tests {
     use super::*;
     use domain::{IdentityKind, JoinPolicy, LabelName, LabelPolicy, SenderPolicy, Subject};
-    use tenant_client::{BatchOp, GroupLabel};
+    use tenant_api::{BatchOp, GroupLabel};
 
     fn group(n: u128) -> GroupId {
         GroupId::from(Uuid::from_u128(n))

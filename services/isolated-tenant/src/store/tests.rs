@@ -7,7 +7,7 @@
 use super::*;
 use domain::{Email, Label};
 use service_kit::testing::TestDatabase;
-use tenant_client::MemberRef;
+use tenant_api::MemberRef;
 
 /// A store under test and the database to reopen or remove.
 struct TestDb {
@@ -1253,12 +1253,12 @@ mod batches {
             }
             // The same person first named by address and later by subject too, so both kinds
             // of identity and both lookups are exercised.
-            let ops: Vec<tenant_client::BatchOp> = planned
+            let ops: Vec<tenant_api::BatchOp> = planned
                 .iter()
                 .map(|&(p, g, add, naming)| {
                     let (s, e) = person("b", p);
-                    tenant_client::BatchOp {
-                        op: if add { tenant_client::BatchOpKind::Add } else { tenant_client::BatchOpKind::Remove },
+                    tenant_api::BatchOp {
+                        op: if add { tenant_api::BatchOpKind::Add } else { tenant_api::BatchOpKind::Remove },
                         group_id: batch_groups[g],
                         subject: (naming != 1).then_some(s),
                         email: (naming != 0).then_some(e),
@@ -1270,7 +1270,7 @@ mod batches {
                 labels: labels
                     .iter()
                     .zip(&batch_groups)
-                    .map(|(l, g)| tenant_client::GroupLabel { group_id: *g, label: label(l) })
+                    .map(|(l, g)| tenant_api::GroupLabel { group_id: *g, label: label(l) })
                     .collect(),
             };
             // Twice: the second round is a replay (a chunk retried after a crash), which must
@@ -1346,13 +1346,13 @@ mod batches {
             let store = db.reopen(keys_from(&format!("{},{key_text}", new_text.as_str()))).await;
             let active = rotated_kid(&new_text);
             let batch = ApplyBatch {
-                ops: vec![tenant_client::BatchOp {
-                    op: tenant_client::BatchOpKind::Add,
+                ops: vec![tenant_api::BatchOp {
+                    op: tenant_api::BatchOpKind::Add,
                     group_id: g,
                     subject: None,
                     email: ana.member.email.clone(),
                 }],
-                labels: vec![tenant_client::GroupLabel { group_id: g, label: label("General") }],
+                labels: vec![tenant_api::GroupLabel { group_id: g, label: label("General") }],
             };
             assert_eq!(store.apply_batch(&batch).await.unwrap().applied, 1);
             let dump = store.dump().await;

@@ -14,7 +14,8 @@ use service_kit::testing::{fresh_database, TestDatabase};
 use service_kit::HttpArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use tenant_client::{AddMember, IdentityRef, MemberRef, ProvisionGroup, TenantClient, TenantError};
+use tenant_api::{AddMember, IdentityRef, MemberRef, ProvisionGroup};
+use tenant_client::{TenantClient, TenantError};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

@@ -9,13 +9,13 @@
 //! test can prove which calls were made (or that none were).
 
 use async_trait::async_trait;
-use control_api::client::GroupPolicyView;
+use control_client::GroupPolicyView;
 use domain::{Email, GroupId, IdentityKind, Label, Subject};
 use membership_api::{AddError, Catalog, Clock, Directory, UpstreamError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
-use tenant_client::{AddMember, IdentityRef};
+use tenant_api::{AddMember, IdentityRef};
 
 /// The corporate domain of the tenant stand-in.
 pub const CORPORATE_DOMAIN: &str = "corp.example";

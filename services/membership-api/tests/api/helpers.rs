@@ -5,7 +5,7 @@ use crate::fakes::{FakeCatalog, FakeClock, FakeDirectory};
 use auth::{DevIssuer, DEV_ISSUER};
 use axum::body::Body;
 use axum::Router;
-use control_api::client::GroupPolicyView;
+use control_client::GroupPolicyView;
 use domain::{Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, Subject};
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use membership_api::{AbuseLimits, RateLimiter};

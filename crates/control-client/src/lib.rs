@@ -1,5 +1,7 @@
-//! The typed client of control-api's internal endpoint, for membership-api and bulk-api, and
-//! the wire types it shares with the server so the two cannot drift.
+//! What membership-api and bulk-api need from control-api: the internal group lookup's wire
+//! types, path and limits, and the typed client that calls it. control-api serves these types
+//! and the callers send them, all from this crate, so the two cannot drift and no service links
+//! another service's library.
 //!
 //! A caller learns what it needs to decide who may enter a group — its label and policy, join
 //! policy, state and owners — and nothing about its members, which control-api never holds.

@@ -1,9 +1,14 @@
-//! The wire types of the isolated tenant's API (`/tenant/v1`), shared by the tenant (which
-//! serves them) and [`crate::TenantClient`] (which sends them), so the two cannot drift.
+//! The isolated tenant's API (`/tenant/v1`) as it travels on the wire: its paths, its request
+//! and response types, the problem type of a label refusal, and the break-glass routes'
+//! types ([`breakglass`]). The tenant serves them and `tenant-client` sends them; both depend on
+//! this crate and on nothing of each other, so the two cannot drift and the tenant never links
+//! an HTTP client of itself.
 //!
 //! Subjects and addresses travel in request bodies only, never in paths or query strings, so
 //! no access log, proxy or span on the way records who a request is about (INV-6). For the same
 //! reason the `Debug` output of every type that holds one leaves it out.
+
+pub mod breakglass;
 
 use domain::{
     CountBucket, Email, GroupId, GroupName, IdentityKind, Label, SenderPolicy, ServiceName, Subject,
@@ -15,8 +20,12 @@ use utoipa::ToSchema;
 /// Where the tenant's API lives; every path below starts with it.
 pub const PREFIX: &str = "/tenant/v1";
 
+/// The problem type (RFC 9457 `type`) of a label refusal: 403 when the group's label does not
+/// admit the person's kind. Its detail names the kind and the label only.
+pub const LABEL_REFUSED: &str = "urn:hush:problem:label-refused";
+
 /// The paths of the API, as the tenant routes them (with `{group_id}` placeholders) and as the
-/// client fills them in.
+/// clients fill them in.
 pub mod paths {
     use domain::GroupId;
 
