@@ -73,12 +73,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 201, description = "The job, queued.", body = JobView),
         (status = 200, description = "The job an earlier submission with the same Idempotency-Key created.", body = JobView),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an operator and does not own every group the job names.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A submission with this Idempotency-Key is still being received.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The upload or its number of operations is above the limit.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-lines`: malformed lines (with `errors`: line and reason) and on_bad_lines=reject; or an unknown format.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api could not say who owns the groups.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The caller is not an operator and does not own every group the job names. `413` The upload or its number of operations is above the limit. `422` `invalid-lines`: malformed lines (with `errors`: line and reason) and on_bad_lines=reject; or an unknown format.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`503` control-api could not say who owns the groups.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn submit_job(

@@ -227,10 +227,8 @@ fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of groups.", body = GroupPage),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`limit` is not 1 to 200, `q` is longer than 200 characters, or `cursor` was not handed out by this service.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `422` `limit` is not 1 to 200, `q` is longer than 200 characters, or `cursor` was not handed out by this service.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn discover(
@@ -300,15 +298,9 @@ fn derived_local_part(name: &GroupName) -> LocalPart {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted: the group is `provisioning`; `Location` names it.", body = GroupView),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Guests and AI agents may not create groups.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The contact address is taken.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing, unknown or invalid; the label does not exist; or `urn:hush:problem:join-policy`: the label does not allow the join policy (the detail names those it allows).", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` Guests and AI agents may not create groups. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is missing, unknown or invalid; the label does not exist; or `urn:hush:problem:join-policy`: the label does not allow the join policy (the detail names those it allows).", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_group(
@@ -392,11 +384,8 @@ async fn visible_group(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group.", body = GroupView),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No group with this id that the caller may see.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `404` No group with this id that the caller may see. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_group(
@@ -430,16 +419,9 @@ async fn get_group(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group as it is now.", body = GroupView),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not one of the group's owners.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No group with this id that the caller may see.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The group is being archived or is archived.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is unknown or invalid; `label` was sent; or `urn:hush:problem:join-policy`: the label does not allow the join policy.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` The caller is not one of the group's owners. `404` No group with this id that the caller may see. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is unknown or invalid; `label` was sent; or `urn:hush:problem:join-policy`: the label does not allow the join policy.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn update_group(
@@ -516,12 +498,8 @@ async fn sync_mail_policy(state: &AppState, record: &GroupRecord) {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted: the group is `archiving` (or already `archived`).", body = GroupView),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not one of the group's owners.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No group with this id that the caller may see.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The caller is not one of the group's owners. `404` No group with this id that the caller may see. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn archive_group(

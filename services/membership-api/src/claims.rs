@@ -205,11 +205,8 @@ pub(crate) async fn load(state: &AppState, group: domain::GroupId) -> Result<Cla
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group's claim rules (`{\"rules\": []}` when it has none).", body = ClaimRules),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may read them (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `not-owner`: only the group's owners may read them (the same answer when no group has this id). `422` The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_rules(
@@ -235,14 +232,8 @@ async fn get_rules(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The rules now in force.", body = ClaimRules),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may set them (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or the rules are not usable (the detail says where).", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: only the group's owners may set them (the same answer when no group has this id). `415` The body is not sent as application/json. `422` The group id is not a UUID, or the rules are not usable (the detail says where). `429` Too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn put_rules(
