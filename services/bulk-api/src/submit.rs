@@ -47,6 +47,7 @@ pub enum OnBadLines {
 pub struct SubmitParams {
     /// `reject` (default): a job with malformed lines is refused whole; `skip`: the good lines
     /// run and the bad ones are reported.
+    #[param(inline)]
     pub on_bad_lines: Option<OnBadLines>,
     /// `ndjson` or `csv`, when the `Content-Type` does not say.
     pub format: Option<String>,
