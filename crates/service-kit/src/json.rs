@@ -38,11 +38,7 @@ where
                 Problem::bad_request(e.body_text())
             }
         })?;
-        if let Some(kind) = not_an_object(&bytes) {
-            return Err(Problem::invalid(format!(
-                "the request body must be a JSON object, not {kind}"
-            )));
-        }
+        not_an_object(&bytes)?;
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(rejection_to_problem(&rejection)),
@@ -70,22 +66,27 @@ fn json_content_type(headers: &HeaderMap) -> bool {
             .is_some_and(|sub| sub.ends_with("+json"))
 }
 
-/// What the body is when it is well-formed JSON but not an object. A body that is not JSON at
-/// all answers `None` here, so serde's syntax error (a 400) describes it.
-fn not_an_object(bytes: &[u8]) -> Option<&'static str> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace())?;
-    if *first == b'{' {
-        return None;
+/// Refuses a body whose top-level value is not an object: 422 when it is JSON of another type,
+/// 400 when it is not JSON at all. A body that starts like an object is left to serde, whose
+/// errors name the field.
+fn not_an_object(bytes: &[u8]) -> Result<(), Problem> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        return Ok(());
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    Some(match value {
-        serde_json::Value::Object(_) => return None,
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        Problem::bad_request(format!("Failed to parse the request body as JSON: {e}"))
+    })?;
+    let kind = match value {
+        serde_json::Value::Object(_) => return Ok(()),
         serde_json::Value::Array(_) => "an array",
         serde_json::Value::String(_) => "a string",
         serde_json::Value::Number(_) => "a number",
         serde_json::Value::Bool(_) => "a boolean",
         serde_json::Value::Null => "null",
-    })
+    };
+    Err(Problem::invalid(format!(
+        "the request body must be a JSON object, not {kind}"
+    )))
 }
 
 fn rejection_to_problem(r: &JsonRejection) -> Problem {
@@ -196,9 +197,11 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         let (status, ..) = send("{}", "application/merge-patch+json; charset=utf-8").await;
         assert_eq!(status, StatusCode::OK);
-        let (status, _, problem) = send("[1", "application/json").await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(problem.type_, "urn:hush:problem:bad-request");
+        for broken in ["[1", r#"{"description": "x""#, "", "nope"] {
+            let (status, _, problem) = send(broken, "application/json").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{broken}");
+            assert_eq!(problem.type_, "urn:hush:problem:bad-request");
+        }
         let (status, _, problem) = send(r#"{"colour": 1}"#, "application/json").await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert!(problem.detail.unwrap().contains("colour"));
