@@ -50,6 +50,7 @@ pub struct SubmitParams {
     #[param(inline)]
     pub on_bad_lines: Option<OnBadLines>,
     /// `ndjson` or `csv`, when the `Content-Type` does not say.
+    #[param(pattern = "^(ndjson|csv)$")]
     pub format: Option<String>,
 }
 
@@ -68,7 +69,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     post,
     path = "/bulk/v1/jobs",
     tag = "jobs",
-    params(SubmitParams, ("Idempotency-Key" = Option<String>, Header, description = "Makes a resubmit answer the same job.")),
+    params(SubmitParams, ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, description = "Makes a resubmit answer the same job: 1 to 200 visible characters.")),
     request_body(content = String, content_type = "application/x-ndjson", description = "One operation per line: {\"op\":\"add\"|\"remove\",\"group_id\":…,\"subject\"?,\"email\"?}; or CSV with a header op,group_id,subject,email."),
     security(("bearer" = [])),
     responses(

@@ -191,6 +191,7 @@ pub struct PageQuery {
     /// Entries after this sequence number (from the previous page's `next_after`).
     pub after: Option<i64>,
     /// Entries per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

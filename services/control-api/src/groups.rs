@@ -122,21 +122,17 @@ impl GroupView {
 #[serde(deny_unknown_fields)]
 pub struct NewGroupRequest {
     /// Display name: 1 to 120 characters.
-    #[schema(value_type = String, example = "Parents at Work")]
     pub name: GroupName,
     /// What the group is for: at most 2000 characters.
     #[serde(default)]
-    #[schema(value_type = String, example = "Support for working parents")]
     pub description: Description,
     /// The sensitivity label; it must exist and cannot be changed later.
-    #[schema(value_type = String, example = "General")]
     pub label: LabelName,
     /// How people get in; the label must allow it.
     pub join_policy: JoinPolicy,
     /// The local part of the contact address (before `@`): lowercase letters, digits, `.`, `-`
     /// and `_`. By default derived from the name with a short random suffix.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "parents-at-work")]
     pub address: Option<LocalPart>,
 }
 
@@ -146,18 +142,17 @@ pub struct NewGroupRequest {
 pub struct GroupChangeRequest {
     /// New description: at most 2000 characters.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
     pub description: Option<Description>,
     /// New join policy; the label must allow it.
     #[serde(default)]
     pub join_policy: Option<JoinPolicy>,
     /// The complete new owner list: 1 to 50 subjects.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
     pub owners: Option<Owners>,
-    /// Not changeable: a group's label is chosen at creation. Sending it is refused (422).
+    /// Not changeable: a group's label is chosen at creation. Sending it is refused (422), so
+    /// the document leaves it out (and no other field is allowed).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(ignore)]
     pub label: bool,
 }
 
@@ -172,6 +167,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 #[into_params(parameter_in = Query)]
 pub struct DiscoverParams {
     /// Text to look for in names and descriptions, ignoring case; at most 200 characters.
+    #[param(max_length = 200)]
     q: Option<String>,
     /// Page size: 1 to 200, default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]

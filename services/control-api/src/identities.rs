@@ -28,10 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct OffboardRequest {
     /// The person's subject at the IdP.
-    #[schema(value_type = Option<String>)]
+    #[schema(nullable = false)]
     pub subject: Option<Subject>,
     /// The person's e-mail address.
-    #[schema(value_type = Option<String>)]
+    #[schema(nullable = false)]
     pub email: Option<Email>,
 }
 

@@ -33,11 +33,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewLabel {
     /// Unique name (ignoring case): letters, digits, spaces, `-` and `_`, at most 64.
-    #[schema(value_type = String, example = "Staff Only")]
+    #[schema(example = "Staff Only")]
     pub name: LabelName,
     /// Plain-language explanation shown to people choosing a label; at most 2000 characters.
     #[serde(default)]
-    #[schema(value_type = String)]
     pub description: Description,
     /// What the label allows.
     pub policy: LabelPolicy,
@@ -49,7 +48,6 @@ pub struct NewLabel {
 pub struct LabelChange {
     /// Plain-language explanation; at most 2000 characters.
     #[serde(default)]
-    #[schema(value_type = String)]
     pub description: Description,
     /// What the label allows from now on. Dropping a join policy that a group under this
     /// label uses is refused (409) until those groups change or are archived.

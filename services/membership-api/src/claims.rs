@@ -45,7 +45,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     {"claim": "country", "equals": "DE"}
 ]}]}))]
 pub struct ClaimRules {
-    /// Any one matching rule approves; an empty list approves no one.
+    /// Any one matching rule approves; an empty list approves no one. At most 20 rules.
+    #[schema(max_items = 20)]
     pub rules: Vec<ClaimRule>,
 }
 
@@ -53,7 +54,8 @@ pub struct ClaimRules {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRule {
-    /// At least one condition.
+    /// At least one condition, at most 10.
+    #[schema(min_items = 1, max_items = 10)]
     pub all: Vec<Condition>,
 }
 
@@ -61,13 +63,26 @@ pub struct ClaimRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
-    /// The claim's name; a dotted path (`org.country`) reaches into objects.
+    /// The claim's name; a dotted path (`org.country`) reaches into objects. Not blank, no
+    /// control characters, at most 128 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub claim: String,
-    /// The claim must equal this value.
+    /// The claim must equal this value (not blank, no control characters, at most 256
+    /// characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub equals: Option<String>,
-    /// The claim must equal one of these values.
+    /// The claim must equal one of these values: 1 to 100 of them, each as `equals`.
     #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 100)]
     pub in_: Option<Vec<String>>,
 }
 

@@ -60,9 +60,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct InviteRequest {
     /// How many people may redeem it (1–10000, default 1).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_uses: Option<u32>,
     /// Hours until it stops working (1–2160, default 168: a week).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2160)]
     pub expires_in_hours: Option<u32>,
 }
 

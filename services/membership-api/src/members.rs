@@ -38,9 +38,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Person {
     /// The IdP's subject (`sub`).
     #[serde(default)]
+    #[schema(nullable = false)]
     pub subject: Option<Subject>,
     /// Their e-mail address.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub email: Option<Email>,
 }
 

@@ -97,6 +97,7 @@ pub struct PendingRequests {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// How many requests (1–500, default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
