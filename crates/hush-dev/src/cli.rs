@@ -20,8 +20,9 @@ enum Command {
     GenLegacy(crate::legacy::GenLegacyArgs),
     /// One service, exactly as `hush serve` runs it. The process cluster (benchmarks, tests)
     /// starts its services as processes of this binary, so it needs no other binary built.
+    /// Boxed: the services' configurations are much larger than the other commands' options.
     #[command(subcommand, hide = true)]
-    Serve(hush::cli::ServeCommand),
+    Serve(Box<hush::cli::ServeCommand>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,7 +62,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve(cmd) => hush::cli::serve(cmd).await,
+        Command::Serve(cmd) => hush::cli::serve(*cmd).await,
         Command::Bench(BenchCommand::Bulk(args)) => {
             crate::bench::bulk(args).await?;
             Ok(ExitCode::SUCCESS)
