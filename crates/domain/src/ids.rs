@@ -1,9 +1,12 @@
 //! Newtypes for identifiers and names. Each has a `parse` constructor; there is no other way to
 //! build one, so a `Subject` in a handler is always a valid subject.
 
-use crate::DomainError;
+use crate::{schema, DomainError};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -72,12 +75,23 @@ fn check_text(field: &'static str, s: &str, max: usize) -> Result<(), DomainErro
 }
 
 macro_rules! text_newtype {
-    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+    ($(#[$doc:meta])* $name:ident, $summary:literal, $field:literal, $max:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
         #[serde(transparent)]
-        #[schema(value_type = String)]
         pub struct $name(String);
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                schema::text($summary, Self::MAX_LEN)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                schema::name(stringify!($name))
+            }
+        }
 
         impl $name {
             /// Longest accepted value, in characters.
@@ -119,27 +133,45 @@ macro_rules! text_newtype {
 text_newtype!(
     /// The stable identifier of a person or agent as the company IdP names it (`sub`).
     Subject,
+    "The IdP's stable identifier of a person or agent (`sub`).",
     "subject",
     256
 );
 text_newtype!(
     /// A group's display name.
     GroupName,
+    "A group's display name.",
     "name",
     120
 );
 
 /// A label's name, e.g. `Confidential`: letters, digits, spaces, `-` and `_`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "Confidential")]
 pub struct LabelName(String);
+
+impl LabelName {
+    /// Longest accepted name, in characters.
+    pub const MAX_LEN: usize = 64;
+}
+
+impl utoipa::PartialSchema for LabelName {
+    fn schema() -> RefOr<Schema> {
+        schema::label_name(Self::MAX_LEN)
+    }
+}
+
+impl utoipa::ToSchema for LabelName {
+    fn name() -> Cow<'static, str> {
+        schema::name("LabelName")
+    }
+}
 
 impl LabelName {
     /// Accepts 1..=64 characters of letters, digits, space, `-`, `_`.
     pub fn parse(s: impl Into<String>) -> Result<Self, DomainError> {
         let s = s.into();
-        check_text("label name", &s, 64)?;
+        check_text("label name", &s, Self::MAX_LEN)?;
         if s.trim() != s {
             return Err(DomainError::invalid(
                 "label name",
@@ -178,18 +210,32 @@ impl<'de> Deserialize<'de> for LabelName {
 
 /// The local part of a group's contact address: lowercase ASCII letters, digits, `.`, `-`, `_`;
 /// 1..=64 characters, starting and ending with a letter or digit.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "witness-support")]
 pub struct LocalPart(String);
 
+impl utoipa::PartialSchema for LocalPart {
+    fn schema() -> RefOr<Schema> {
+        schema::local_part(Self::MAX_LEN)
+    }
+}
+
+impl utoipa::ToSchema for LocalPart {
+    fn name() -> Cow<'static, str> {
+        schema::name("LocalPart")
+    }
+}
+
 impl LocalPart {
+    /// Longest accepted local part, in characters (ASCII, so also bytes).
+    pub const MAX_LEN: usize = 64;
+
     /// Accepts a conservative dot-atom local part (see the type's doc).
     pub fn parse(s: impl Into<String>) -> Result<Self, DomainError> {
         let s = s.into();
         let ok_edge =
             |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        if s.is_empty() || s.len() > 64 {
+        if s.is_empty() || s.len() > Self::MAX_LEN {
             return Err(DomainError::invalid(
                 "address",
                 "must be 1 to 64 characters",
@@ -242,16 +288,32 @@ impl<'de> Deserialize<'de> for LocalPart {
 
 /// An e-mail address, normalised to lowercase. Deliberately strict: one `@`, a non-empty local
 /// part without spaces or angle brackets, a domain with at least one dot.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, format = Email, example = "alice@corp.example")]
 pub struct Email(String);
 
+impl utoipa::PartialSchema for Email {
+    fn schema() -> RefOr<Schema> {
+        schema::email(Self::MAX_LEN, Self::MAX_LOCAL_LEN)
+    }
+}
+
+impl utoipa::ToSchema for Email {
+    fn name() -> Cow<'static, str> {
+        schema::name("Email")
+    }
+}
+
 impl Email {
+    /// Longest accepted address.
+    pub const MAX_LEN: usize = 254;
+    /// Longest accepted local part (before `@`).
+    pub const MAX_LOCAL_LEN: usize = 64;
+
     /// Parses and lowercases an address.
     pub fn parse(s: impl AsRef<str>) -> Result<Self, DomainError> {
         let s = s.as_ref().trim().to_ascii_lowercase();
-        if s.len() > 254 {
+        if s.len() > Self::MAX_LEN {
             return Err(DomainError::invalid(
                 "email",
                 "must be at most 254 characters",
@@ -261,7 +323,7 @@ impl Email {
             return Err(DomainError::invalid("email", "must contain '@'"));
         };
         let bad = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\@".contains(c);
-        if local.is_empty() || local.len() > 64 || local.chars().any(bad) {
+        if local.is_empty() || local.len() > Self::MAX_LOCAL_LEN || local.chars().any(bad) {
             return Err(DomainError::invalid("email", "has an invalid local part"));
         }
         if domain.len() < 3

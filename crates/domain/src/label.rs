@@ -87,7 +87,8 @@ pub struct LabelPolicy {
     pub guests_allowed: bool,
     /// Whether AI agents may be members.
     pub agents_allowed: bool,
-    /// Which join policies a group under this label may use (at least one).
+    /// Which join policies a group under this label may use: at least one, none repeated.
+    #[schema(min_items = 1, max_items = 3)]
     pub join_policies: Vec<JoinPolicy>,
     /// Who may send mail to groups under this label.
     pub sender_policy: SenderPolicy,

@@ -7,6 +7,7 @@ mod error;
 mod ids;
 mod label;
 mod membership;
+pub mod schema;
 
 pub use error::DomainError;
 pub use ids::{Email, GroupId, GroupName, LabelName, LocalPart, Subject};

@@ -38,17 +38,12 @@ enum Command {
     /// Check the isolated tenant's audit chain (`hush audit verify`).
     #[command(subcommand)]
     Audit(crate::audit::AuditCommand),
-    /// Benchmarks that print a table (see the README for the figures).
-    #[command(subcommand)]
-    Bench(BenchCommand),
     /// Operate bulk jobs: submit (and follow), status, pause, resume, cancel.
     #[command(subcommand)]
     Bulk(crate::bulk::BulkCommand),
     /// Import a legacy export: groups through control-api, membership through bulk jobs.
     /// Resumable; ends with a summary.
     Migrate(crate::migrate::MigrateArgs),
-    /// Write a realistic synthetic legacy export (heavy-tailed group sizes).
-    GenLegacy(crate::migrate::GenLegacyArgs),
     /// Exit 0 when URL answers 2xx within 3 s (for container healthchecks; no curl needed).
     Healthcheck {
         /// The URL to GET, e.g. http://127.0.0.1:8080/readyz.
@@ -111,8 +106,10 @@ fn parse_kind(s: &str) -> Result<IdentityKind, String> {
     IdentityKind::parse(s).map_err(|e| e.to_string())
 }
 
+/// `hush serve <service>`; public so the development binary's process cluster starts services
+/// with the same code.
 #[derive(Debug, Subcommand)]
-enum ServeCommand {
+pub enum ServeCommand {
     /// The group and label catalog.
     ControlApi(control_api::Config),
     /// Routine membership: join, leave, my groups.
@@ -130,18 +127,6 @@ enum TenantCommand {
     /// HUSH_TENANT_SEAL_KEYS), so an old key can then be removed. Safe to re-run and to run
     /// while the tenant serves; prints counts only.
     Reseal(Box<isolated_tenant::Config>),
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// "My groups" for one person in thousands of groups, through the API and in the tenant.
-    MyGroups(crate::bench::MyGroupsArgs),
-    /// Bulk jobs vs raw inserts, a legacy migration, join/leave latency beside a large job,
-    /// and each service's peak memory.
-    Bulk(crate::bench::BulkArgs),
-    /// One message to a large group: time to the first copy, recipients/s, the tenant's peak
-    /// memory.
-    Mail(crate::bench::MailBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -206,17 +191,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::GenLegacy(args) => {
-            let s = crate::migrate::gen_legacy(&args)?;
-            println!(
-                "wrote {}: {} groups, {} memberships, largest group {}",
-                args.out.display(),
-                s.groups,
-                s.memberships,
-                s.largest
-            );
-            Ok(ExitCode::SUCCESS)
-        }
         Command::Bulk(cmd) => Ok(if crate::bulk::run(cmd).await? {
             ExitCode::SUCCESS
         } else {
@@ -228,18 +202,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "re-sealed {} identities and {} memberships under the active key",
                 report.identities, report.memberships
             );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Bulk(args)) => {
-            crate::bench::bulk(args).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Mail(args)) => {
-            crate::bench::mail(args).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::MyGroups(args)) => {
-            crate::bench::my_groups(args).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -274,7 +236,8 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
+/// Runs one service until SIGTERM or Ctrl-C.
+pub async fn serve(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
     service_kit::telemetry::init();
     let shutdown = service_kit::shutdown_signal();
     match cmd {

@@ -1,13 +1,12 @@
 //! The `hush` operator binary as a library: `hush up` (the whole stack in one process on SQLite),
 //! `hush serve <service>` (one service, as the container image runs it), `hush token` (dev
 //! tokens), `hush deploy-init` (keys and secrets for docker-compose), `hush edge` (the
-//! front-end app and the one origin the browser talks to) and `hush healthcheck`.
+//! front-end app and the one origin the browser talks to) and `hush healthcheck`. Benchmarks,
+//! the process cluster and the synthetic export live in `hush-dev`, outside what operators run.
 
 pub mod audit;
-pub mod bench;
 pub mod bulk;
 pub mod cli;
-pub mod cluster;
 pub mod deploy;
 pub mod edge;
 pub mod migrate;

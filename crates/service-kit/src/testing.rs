@@ -1,9 +1,12 @@
-//! Fresh databases for tests (feature `testing`, for `[dev-dependencies]` only).
+//! Fresh databases and OpenAPI document checks for tests (feature `testing`, for
+//! `[dev-dependencies]` only).
 //!
 //! Every test that touches a store gets a database of its own, so tests never share state nor
 //! depend on their order: a new SQLite file always, and a new Postgres database `hush_t_<hex>`
 //! on the server [`POSTGRES_URL_VAR`] names, when it names one. The stateful services' tests all
 //! make them the same way, so they are made here once.
+
+pub mod openapi;
 
 pub use crate::db::with_database;
 use crate::db::{connect_postgres, Backend};

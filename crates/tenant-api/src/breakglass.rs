@@ -72,10 +72,17 @@ pub struct NewRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
     /// Why (the case, the legal basis): 10 to 2000 characters. Sealed at rest; officers see it
-    /// when approving.
+    /// when approving. (The pattern: 10 characters or more once surrounding white space is
+    /// trimmed.)
+    #[schema(
+        min_length = 10,
+        max_length = 2000,
+        pattern = r"^\s*\S[\s\S]{8,}\S\s*$"
+    )]
     pub justification: String,
     /// An age X25519 recipient (`age1…`): when given, the answer is encrypted to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
     pub recipient: Option<String>,
 }
 

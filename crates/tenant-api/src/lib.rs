@@ -175,9 +175,11 @@ pub struct AddMember {
 pub struct IdentityRef {
     /// The IdP's subject (`sub`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub subject: Option<Subject>,
     /// The person's address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub email: Option<Email>,
 }
 
@@ -323,7 +325,8 @@ pub struct GroupLabel {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyBatch {
-    /// The operations, applied in order.
+    /// The operations, applied in order: at most 10,000.
+    #[schema(max_items = 10000)]
     pub ops: Vec<BatchOp>,
     /// The label of each group the batch adds to.
     pub labels: Vec<GroupLabel>,

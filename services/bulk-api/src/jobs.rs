@@ -261,11 +261,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The newest jobs, newest first.", body = JobList),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller does not hold the operator role.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The limit is not a number from 1 to 200.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider's keys cannot be fetched right now.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The caller does not hold the operator role. `422` The limit is not a number from 1 to 200.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider's keys cannot be fetched right now.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_jobs(
@@ -311,9 +308,8 @@ async fn visible_job(state: &AppState, caller: &Caller, id: &str) -> Result<Job,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The job.", body = JobView),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such job, or one the caller did not submit and is not an operator.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `404` No such job, or one the caller did not submit and is not an operator.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_job(
@@ -361,8 +357,8 @@ async fn steer(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The job, paused.", body = JobView),
-        (status = 404, description = "No such job (that the caller may see).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not queued or running.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`404` No such job (that the caller may see).", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn pause_job(
@@ -389,8 +385,8 @@ async fn pause_job(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The job, queued or running again.", body = JobView),
-        (status = 404, description = "No such job (that the caller may see).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is not paused.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`404` No such job (that the caller may see).", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn resume_job(
@@ -413,8 +409,8 @@ async fn resume_job(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The job, cancelled.", body = JobView),
-        (status = 404, description = "No such job (that the caller may see).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has already ended.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`404` No such job (that the caller may see).", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn cancel_job(

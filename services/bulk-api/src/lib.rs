@@ -133,15 +133,26 @@ fn load_key(config: &Config) -> anyhow::Result<JobKey> {
 )]
 pub struct ApiDoc;
 
-/// The whole service: the API under `/bulk/v1`, its OpenAPI document, `/healthz` and `/readyz`
-/// (the database and the tenant), in the common layers.
-pub fn router(state: AppState) -> Router {
+/// The OpenAPI document of the API, as served.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().2
+}
+
+/// The API's routes but the upload, the upload's route, and the document of both.
+fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(jobs::router())
         .split_for_parts();
-    // The upload route streams up to its own, larger, explicit limit.
     let (upload, upload_doc) = submit::router().split_for_parts();
     openapi.merge(upload_doc);
+    (api, upload, openapi)
+}
+
+/// The whole service: the API under `/bulk/v1`, its OpenAPI document, `/healthz` and `/readyz`
+/// (the database and the tenant), in the common layers.
+pub fn router(state: AppState) -> Router {
+    let (api, upload, openapi) = api();
+    // The upload route streams up to its own, larger, explicit limit.
     let upload = service_kit::explicit_body_limit(upload, state.settings.upload_limit_bytes)
         .with_state(state.clone());
     let checks = vec![

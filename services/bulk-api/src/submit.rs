@@ -47,8 +47,10 @@ pub enum OnBadLines {
 pub struct SubmitParams {
     /// `reject` (default): a job with malformed lines is refused whole; `skip`: the good lines
     /// run and the bad ones are reported.
+    #[param(inline)]
     pub on_bad_lines: Option<OnBadLines>,
     /// `ndjson` or `csv`, when the `Content-Type` does not say.
+    #[param(pattern = "^(ndjson|csv)$")]
     pub format: Option<String>,
 }
 
@@ -67,18 +69,15 @@ pub fn router() -> OpenApiRouter<AppState> {
     post,
     path = "/bulk/v1/jobs",
     tag = "jobs",
-    params(SubmitParams, ("Idempotency-Key" = Option<String>, Header, description = "Makes a resubmit answer the same job.")),
+    params(SubmitParams, ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 200, description = "Makes a resubmit answer the same job: 1 to 200 visible characters.")),
     request_body(content = String, content_type = "application/x-ndjson", description = "One operation per line: {\"op\":\"add\"|\"remove\",\"group_id\":…,\"subject\"?,\"email\"?}; or CSV with a header op,group_id,subject,email."),
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The job, queued.", body = JobView),
         (status = 200, description = "The job an earlier submission with the same Idempotency-Key created.", body = JobView),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not an operator and does not own every group the job names.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A submission with this Idempotency-Key is still being received.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The upload or its number of operations is above the limit.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-lines`: malformed lines (with `errors`: line and reason) and on_bad_lines=reject; or an unknown format.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api could not say who owns the groups.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The caller is not an operator and does not own every group the job names. `413` The upload or its number of operations is above the limit. `422` `invalid-lines`: malformed lines (with `errors`: line and reason) and on_bad_lines=reject; or an unknown format.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`503` control-api could not say who owns the groups.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn submit_job(

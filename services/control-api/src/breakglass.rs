@@ -86,12 +86,8 @@ async fn relay(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Filed; waiting for two approvals.", body = RequestView),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`break-glass-wrong-role`: the caller is not an auditor.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group in the tenant.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (justification 10–2000 characters; member-check names a person; recipient is an age X25519 recipient).", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant is not answering, or break-glass is off there.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role`: the caller is not an auditor. `404` No such group in the tenant. `422` A field is invalid (justification 10–2000 characters; member-check names a person; recipient is an age X25519 recipient).", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant is not answering, or break-glass is off there.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn file_request(
@@ -118,13 +114,10 @@ async fn file_request(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Approved (`approved` once two officers have).", body = RequestView),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`break-glass-wrong-role` or `break-glass-requester-cannot-approve`.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`break-glass-same-officer` or `break-glass-not-pending`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-request-expired`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role` or `break-glass-requester-cannot-approve`. `404` `break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn approve(
@@ -151,13 +144,10 @@ async fn approve(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The answer, this once.", body = Answer),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`break-glass-wrong-role` or `break-glass-not-requester`.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`break-glass-not-approved`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-grant-used` or `break-glass-grant-expired`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role` or `break-glass-not-requester`. `404` `break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn redeem(

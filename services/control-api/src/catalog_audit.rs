@@ -184,6 +184,7 @@ pub struct PageQuery {
     /// Entries after this sequence number (from the previous page's `next_after`).
     pub after: Option<i64>,
     /// Entries per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -202,10 +203,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of entries.", body = AuditPage),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the role `label-admin`.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`limit` is outside 1 to 1000.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The caller lacks the role `label-admin`. `422` `limit` is outside 1 to 1000.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list(

@@ -122,21 +122,17 @@ impl GroupView {
 #[serde(deny_unknown_fields)]
 pub struct NewGroupRequest {
     /// Display name: 1 to 120 characters.
-    #[schema(value_type = String, example = "Parents at Work")]
     pub name: GroupName,
     /// What the group is for: at most 2000 characters.
     #[serde(default)]
-    #[schema(value_type = String, example = "Support for working parents")]
     pub description: Description,
     /// The sensitivity label; it must exist and cannot be changed later.
-    #[schema(value_type = String, example = "General")]
     pub label: LabelName,
     /// How people get in; the label must allow it.
     pub join_policy: JoinPolicy,
     /// The local part of the contact address (before `@`): lowercase letters, digits, `.`, `-`
     /// and `_`. By default derived from the name with a short random suffix.
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "parents-at-work")]
     pub address: Option<LocalPart>,
 }
 
@@ -146,18 +142,17 @@ pub struct NewGroupRequest {
 pub struct GroupChangeRequest {
     /// New description: at most 2000 characters.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
     pub description: Option<Description>,
     /// New join policy; the label must allow it.
     #[serde(default)]
     pub join_policy: Option<JoinPolicy>,
     /// The complete new owner list: 1 to 50 subjects.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
     pub owners: Option<Owners>,
-    /// Not changeable: a group's label is chosen at creation. Sending it is refused (422).
+    /// Not changeable: a group's label is chosen at creation. Sending it is refused (422), so
+    /// the document leaves it out (and no other field is allowed).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(ignore)]
     pub label: bool,
 }
 
@@ -172,6 +167,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 #[into_params(parameter_in = Query)]
 pub struct DiscoverParams {
     /// Text to look for in names and descriptions, ignoring case; at most 200 characters.
+    #[param(max_length = 200)]
     q: Option<String>,
     /// Page size: 1 to 200, default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
@@ -227,10 +223,8 @@ fn parse_limit(raw: Option<&str>) -> Result<u32, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of groups.", body = GroupPage),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`limit` is not 1 to 200, `q` is longer than 200 characters, or `cursor` was not handed out by this service.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `422` `limit` is not 1 to 200, `q` is longer than 200 characters, or `cursor` was not handed out by this service.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn discover(
@@ -300,15 +294,9 @@ fn derived_local_part(name: &GroupName) -> LocalPart {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted: the group is `provisioning`; `Location` names it.", body = GroupView),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Guests and AI agents may not create groups.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The contact address is taken.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing, unknown or invalid; the label does not exist; or `urn:hush:problem:join-policy`: the label does not allow the join policy (the detail names those it allows).", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` Guests and AI agents may not create groups. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is missing, unknown or invalid; the label does not exist; or `urn:hush:problem:join-policy`: the label does not allow the join policy (the detail names those it allows).", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_group(
@@ -392,11 +380,8 @@ async fn visible_group(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group.", body = GroupView),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No group with this id that the caller may see.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `404` No group with this id that the caller may see. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_group(
@@ -430,16 +415,9 @@ async fn get_group(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group as it is now.", body = GroupView),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not one of the group's owners.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No group with this id that the caller may see.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The group is being archived or is archived.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is unknown or invalid; `label` was sent; or `urn:hush:problem:join-policy`: the label does not allow the join policy.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` The caller is not one of the group's owners. `404` No group with this id that the caller may see. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is unknown or invalid; `label` was sent; or `urn:hush:problem:join-policy`: the label does not allow the join policy.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn update_group(
@@ -516,12 +494,8 @@ async fn sync_mail_policy(state: &AppState, record: &GroupRecord) {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted: the group is `archiving` (or already `archived`).", body = GroupView),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not one of the group's owners.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No group with this id that the caller may see.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The caller is not one of the group's owners. `404` No group with this id that the caller may see. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn archive_group(

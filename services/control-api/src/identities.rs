@@ -28,10 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct OffboardRequest {
     /// The person's subject at the IdP.
-    #[schema(value_type = Option<String>)]
+    #[schema(nullable = false)]
     pub subject: Option<Subject>,
     /// The person's e-mail address.
-    #[schema(value_type = Option<String>)]
+    #[schema(nullable = false)]
     pub email: Option<Email>,
 }
 
@@ -55,12 +55,8 @@ pub struct Accepted {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Offboarded (the same answer whether or not the person was known).", body = Accepted),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the role `operator`.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Neither a subject nor an e-mail address, or one is malformed.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant (or the identity provider) is not answering; nothing was done; retry.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` The caller lacks the role `operator`. `422` Neither a subject nor an e-mail address, or one is malformed.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant (or the identity provider) is not answering; nothing was done; retry.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn offboard(

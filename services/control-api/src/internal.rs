@@ -42,13 +42,8 @@ impl From<GroupRecord> for GroupPolicyView {
     security(("service" = [])),
     responses(
         (status = 200, description = "The groups that exist among those asked for.", body = LookupResponse),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid service token addressed to control-api.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not use this endpoint.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing, unknown or invalid, or more than 500 ids were sent.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid service token addressed to control-api. `403` The calling service may not use this endpoint. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is missing, unknown or invalid, or more than 500 ids were sent.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn lookup_groups(

@@ -33,11 +33,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct NewLabel {
     /// Unique name (ignoring case): letters, digits, spaces, `-` and `_`, at most 64.
-    #[schema(value_type = String, example = "Staff Only")]
+    #[schema(example = "Staff Only")]
     pub name: LabelName,
     /// Plain-language explanation shown to people choosing a label; at most 2000 characters.
     #[serde(default)]
-    #[schema(value_type = String)]
     pub description: Description,
     /// What the label allows.
     pub policy: LabelPolicy,
@@ -49,7 +48,6 @@ pub struct NewLabel {
 pub struct LabelChange {
     /// Plain-language explanation; at most 2000 characters.
     #[serde(default)]
-    #[schema(value_type = String)]
     pub description: Description,
     /// What the label allows from now on. Dropping a join policy that a group under this
     /// label uses is refused (409) until those groups change or are archived.
@@ -91,9 +89,8 @@ fn path_segment(s: &str) -> String {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Every label with its policy, by name.", body = Vec<Label>),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list_labels(
@@ -112,11 +109,8 @@ async fn list_labels(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The label.", body = Label),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No label has this name.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The name is not a valid label name.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `404` No label has this name. `422` The name is not a valid label name.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_label(
@@ -141,15 +135,9 @@ async fn get_label(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created; `Location` names it.", body = Label),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the role `label-admin`.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A label with this name (ignoring case) exists.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing, unknown or invalid (e.g. a policy without a join policy).", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` The caller lacks the role `label-admin`. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is missing, unknown or invalid (e.g. a policy without a join policy).", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create_label(
@@ -187,16 +175,9 @@ async fn create_label(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The label as it is now.", body = Label),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the role `label-admin`.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No label has this name.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The new policy drops a join policy that groups under this label use.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is too large.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is missing, unknown or invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` The caller lacks the role `label-admin`. `404` No label has this name. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is missing, unknown or invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn update_label(
@@ -232,13 +213,9 @@ async fn update_label(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted."),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller lacks the role `label-admin`.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No label has this name.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A group (archived ones included) uses the label.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The name is not a valid label name.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The caller lacks the role `label-admin`. `404` No label has this name. `422` The name is not a valid label name.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn delete_label(

@@ -7,7 +7,10 @@ use domain::{
     Subject,
 };
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::fmt;
+use utoipa::openapi::schema::{ArrayBuilder, Schema};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 /// Most owners a group may have.
@@ -15,10 +18,32 @@ pub const MAX_OWNERS: usize = 50;
 
 /// Free text that explains a group or a label: at most [`Description::MAX_LEN`] characters,
 /// possibly empty, with line breaks and tabs but no other control characters.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = String, example = "Support for working parents")]
 pub struct Description(String);
+
+impl utoipa::PartialSchema for Description {
+    fn schema() -> RefOr<Schema> {
+        domain::schema::string(
+            format!(
+                "Free text, possibly empty, at most {} characters; line breaks and tabs but no \
+                 other control characters.",
+                Self::MAX_LEN
+            ),
+            0,
+            Self::MAX_LEN,
+            r"^[^\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F]*$",
+        )
+        .examples(["Support for working parents"])
+        .into()
+    }
+}
+
+impl ToSchema for Description {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Description")
+    }
+}
 
 impl Description {
     /// Longest accepted description, in characters.
@@ -78,10 +103,29 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> DomainError {
 
 /// A group's owners: one to [`MAX_OWNERS`] distinct subjects, kept sorted so every reader sees
 /// the same order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-#[schema(value_type = Vec<String>, example = json!(["alice"]))]
 pub struct Owners(Vec<Subject>);
+
+impl utoipa::PartialSchema for Owners {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(Subject::schema())
+            .description(Some(format!(
+                "The complete owner list: 1 to {MAX_OWNERS} subjects (a repeat counts once)."
+            )))
+            .min_items(Some(1))
+            .max_items(Some(MAX_OWNERS))
+            .examples([serde_json::json!(["alice"])])
+            .into()
+    }
+}
+
+impl ToSchema for Owners {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Owners")
+    }
+}
 
 impl Owners {
     /// Accepts 1..=MAX_OWNERS subjects; repeats are folded into one.

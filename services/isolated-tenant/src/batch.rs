@@ -91,13 +91,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     request_body = ApplyBatch,
     responses(
         (status = 200, description = "The batch was applied; counts by outcome.", body = BatchOutcome),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not apply batches.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than 16 MiB.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid, or the batch holds more than 10,000 operations.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; nothing of the batch was written.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "As many batches as the tenant allows are running; retry after `Retry-After` seconds.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` The calling service may not apply batches. `413` The body is larger than 16 MiB. `422` A field is invalid, or the batch holds more than 10,000 operations.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; nothing of the batch was written. `503` As many batches as the tenant allows are running; retry after `Retry-After` seconds.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn apply_batch(

@@ -31,14 +31,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     request_body = ProvisionGroup,
     responses(
         (status = 200, description = "The group is provisioned with this address and display name (created now, or already there).", body = DistributionGroup),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not provision groups.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`address-taken`: another group has this address; or `address-mismatch`: the group exists with another address.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid (the group id is not a UUID, the address is not an address, …).", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` The calling service may not provision groups. `413` The body is larger than the tenant accepts. `415` The body is not sent as application/json. `422` A field is invalid (the group id is not a UUID, the address is not an address, …).", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn provision(
@@ -69,10 +64,8 @@ async fn provision(
     params(("group_id" = String, Path, format = Uuid, description = "The catalog's id of the group.")),
     responses(
         (status = 204, description = "The group is gone (or was never there)."),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not deprovision groups.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No service token, or one that does not verify. `403` The calling service may not deprovision groups. `422` The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn deprovision(
@@ -94,11 +87,8 @@ async fn deprovision(
     params(("group_id" = String, Path, format = Uuid, description = "The catalog's id of the group.")),
     responses(
         (status = 200, description = "The bucket the member count falls in.", body = MemberCount),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not read counts.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No distribution group with this id is provisioned.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No service token, or one that does not verify. `403` The calling service may not read counts. `404` No distribution group with this id is provisioned. `422` The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn member_count(

@@ -49,14 +49,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     request_body = AddMember,
     responses(
         (status = 204, description = "The person is a member (whether or not they were before)."),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: the calling service may not add members; or `label-refused`: the group's label does not admit the person's kind of identity (nothing was written).", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No distribution group with this id is provisioned.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, a field is invalid, or the body names neither a subject nor an email.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` `forbidden`: the calling service may not add members; or `label-refused`: the group's label does not admit the person's kind of identity (nothing was written). `404` No distribution group with this id is provisioned. `413` The body is larger than the tenant accepts. `415` The body is not sent as application/json. `422` The group id is not a UUID, a field is invalid, or the body names neither a subject nor an email.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn add_member(
@@ -96,14 +90,8 @@ fn named(someone: bool) -> Result<(), ApiError> {
     request_body = IdentityRef,
     responses(
         (status = 204, description = "The person is not a member (whether or not they were before)."),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not remove members.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No distribution group with this id is provisioned.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, a field is invalid, or the body names neither a subject nor an email.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` The calling service may not remove members. `404` No distribution group with this id is provisioned. `413` The body is larger than the tenant accepts. `415` The body is not sent as application/json. `422` The group id is not a UUID, a field is invalid, or the body names neither a subject nor an email.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn remove_member(
@@ -130,14 +118,8 @@ async fn remove_member(
     request_body = MembershipQuery,
     responses(
         (status = 200, description = "Whether the person is a member.", body = MembershipCheck),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not ask about membership.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No distribution group with this id is provisioned.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or the subject or the email is invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` The calling service may not ask about membership. `404` No distribution group with this id is provisioned. `413` The body is larger than the tenant accepts. `415` The body is not sent as application/json. `422` The group id is not a UUID, or the subject or the email is invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn check_member(
@@ -165,13 +147,8 @@ async fn check_member(
     request_body = SubjectRef,
     responses(
         (status = 200, description = "The person's groups, sorted; empty for someone the tenant has not seen.", body = GroupsOf),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not ask about membership.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The subject or the email is invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` The calling service may not ask about membership. `413` The body is larger than the tenant accepts. `415` The body is not sent as application/json. `422` The subject or the email is invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn groups_of(
@@ -200,13 +177,8 @@ async fn groups_of(
     request_body = IdentityRef,
     responses(
         (status = 204, description = "The person is in no group and the tenant holds no identity for them (whether or not it did before)."),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not offboard.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than the tenant accepts.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid, or the body names neither a subject nor an email.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` The calling service may not offboard. `413` The body is larger than the tenant accepts. `415` The body is not sent as application/json. `422` A field is invalid, or the body names neither a subject nor an email.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn offboard(

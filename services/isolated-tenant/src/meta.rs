@@ -29,8 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "meta",
     responses(
         (status = 200, description = "The token is accepted; the answer names its service.", body = Pong),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not a service allowed to ping.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No service token, or one that does not verify. `403` The caller is not a service allowed to ping.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn ping(permit: Permit<op::Ping>) -> AppJson<Pong> {
@@ -48,8 +47,7 @@ async fn ping(permit: Permit<op::Ping>) -> AppJson<Pong> {
     tag = "meta",
     responses(
         (status = 200, description = "The OpenAPI document of this API.", content_type = "application/json"),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller is not a service allowed to read it.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No service token, or one that does not verify. `403` The caller is not a service allowed to read it.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn openapi_json(

@@ -45,7 +45,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     {"claim": "country", "equals": "DE"}
 ]}]}))]
 pub struct ClaimRules {
-    /// Any one matching rule approves; an empty list approves no one.
+    /// Any one matching rule approves; an empty list approves no one. At most 20 rules.
+    #[schema(max_items = 20)]
     pub rules: Vec<ClaimRule>,
 }
 
@@ -53,7 +54,8 @@ pub struct ClaimRules {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimRule {
-    /// At least one condition.
+    /// At least one condition, at most 10.
+    #[schema(min_items = 1, max_items = 10)]
     pub all: Vec<Condition>,
 }
 
@@ -61,13 +63,26 @@ pub struct ClaimRule {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
-    /// The claim's name; a dotted path (`org.country`) reaches into objects.
+    /// The claim's name; a dotted path (`org.country`) reaches into objects. Not blank, no
+    /// control characters, at most 128 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub claim: String,
-    /// The claim must equal this value.
+    /// The claim must equal this value (not blank, no control characters, at most 256
+    /// characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub equals: Option<String>,
-    /// The claim must equal one of these values.
+    /// The claim must equal one of these values: 1 to 100 of them, each as `equals`.
     #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+    #[schema(min_items = 1, max_items = 100)]
     pub in_: Option<Vec<String>>,
 }
 
@@ -205,11 +220,8 @@ pub(crate) async fn load(state: &AppState, group: domain::GroupId) -> Result<Cla
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group's claim rules (`{\"rules\": []}` when it has none).", body = ClaimRules),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may read them (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `not-owner`: only the group's owners may read them (the same answer when no group has this id). `422` The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn get_rules(
@@ -235,14 +247,8 @@ async fn get_rules(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The rules now in force.", body = ClaimRules),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may set them (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or the rules are not usable (the detail says where).", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: only the group's owners may set them (the same answer when no group has this id). `415` The body is not sent as application/json. `422` The group id is not a UUID, or the rules are not usable (the detail says where). `429` Too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn put_rules(

@@ -60,9 +60,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct InviteRequest {
     /// How many people may redeem it (1–10000, default 1).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_uses: Option<u32>,
     /// Hours until it stops working (1–2160, default 168: a week).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 2160)]
     pub expires_in_hours: Option<u32>,
 }
 
@@ -197,15 +199,9 @@ fn view(r: InviteRecord, now: i64) -> InviteView {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The invite, with its code (shown once; the answer is not cacheable).", body = CreatedInvite),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may make invites (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`join-policy`: the group is not joined by invite; or `group-not-active`.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or `max_uses`/`expires_in_hours` is out of range.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: only the group's owners may make invites (the same answer when no group has this id). `415` The body is not sent as application/json. `422` The group id is not a UUID, or `max_uses`/`expires_in_hours` is out of range. `429` `rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn create(
@@ -266,11 +262,8 @@ async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The group's invites, newest first.", body = Invites),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may see its invites (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `not-owner`: only the group's owners may see its invites (the same answer when no group has this id). `422` The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn list(
@@ -298,13 +291,8 @@ async fn list(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The invite is revoked."),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may revoke its invites (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`invite-not-found`: the group has no invite with this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id or invite id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `not-owner`: only the group's owners may revoke its invites (the same answer when no group has this id). `404` `invite-not-found`: the group has no invite with this id. `422` The group id or invite id is not a UUID. `429` `rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn revoke(
@@ -338,16 +326,9 @@ async fn revoke(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller is a member (whether or not they were before).", body = Membership),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`label-refused`: the group's label does not admit the caller's kind of identity (the code is not used up).", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`invalid-invite`: the code cannot be redeemed. One answer for every reason.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`group-not-active`: the group is being provisioned or archived; or `join-policy`: the group no longer takes invites.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The body has no `code`; or `email-required`: the caller's token carries no e-mail address.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many redemptions, or too many failed ones, by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant, control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `label-refused`: the group's label does not admit the caller's kind of identity (the code is not used up). `404` `invalid-invite`: the code cannot be redeemed. One answer for every reason. `415` The body is not sent as application/json. `422` The body has no `code`; or `email-required`: the caller's token carries no e-mail address. `429` `rate-limited`: too many redemptions, or too many failed ones, by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant, control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn redeem(

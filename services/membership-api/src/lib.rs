@@ -133,16 +133,24 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
 )]
 pub struct ApiDoc;
 
-/// The whole service: the API under `/membership/v1`, its OpenAPI document, `/healthz` and
-/// `/readyz` (the database and the tenant), in the common layers.
-pub fn router(state: AppState) -> Router {
-    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The OpenAPI document of the API, as served.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(membership::router())
         .merge(requests::router())
         .merge(claims::router())
         .merge(invites::router())
         .merge(members::router())
-        .split_for_parts();
+}
+
+/// The whole service: the API under `/membership/v1`, its OpenAPI document, `/healthz` and
+/// `/readyz` (the database and the tenant), in the common layers.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api().split_for_parts();
     let checks = vec![
         health::ping("database", state.store.clone(), |store| async move {
             store.ping().await

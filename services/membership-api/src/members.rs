@@ -38,9 +38,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct Person {
     /// The IdP's subject (`sub`).
     #[serde(default)]
+    #[schema(nullable = false)]
     pub subject: Option<Subject>,
     /// Their e-mail address.
     #[serde(default)]
+    #[schema(nullable = false)]
     pub email: Option<Email>,
 }
 
@@ -93,15 +95,9 @@ fn accepted() -> (StatusCode, AppJson<Accepted>) {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted: the person is a member. The same answer whether or not they were before.", body = Accepted),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may add (the same answer when no group has this id); or `label-refused`: the group's label does not admit this identity's kind (e.g. a guest under a label without guests).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`group-not-active`: the group is being provisioned or archived.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or the body names no one (or an invalid subject or address).", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: only the group's owners may add (the same answer when no group has this id); or `label-refused`: the group's label does not admit this identity's kind (e.g. a guest under a label without guests). `415` The body is not sent as application/json. `422` The group id is not a UUID, or the body names no one (or an invalid subject or address). `429` `rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn add(
@@ -150,12 +146,8 @@ async fn remove_person(
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted: the person is not a member. The same answer whether or not they were before.", body = Accepted),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may remove (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or the subject is not valid.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `not-owner`: only the group's owners may remove (the same answer when no group has this id). `422` The group id is not a UUID, or the subject is not valid. `429` `rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn remove_by_path(
@@ -182,14 +174,8 @@ async fn remove_by_path(
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted: the person is not a member. The same answer whether or not they were before.", body = Accepted),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may remove (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "The body is not sent as application/json.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or the body names no one (or an invalid subject or address).", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: only the group's owners may remove (the same answer when no group has this id). `415` The body is not sent as application/json. `422` The group id is not a UUID, or the body names no one (or an invalid subject or address). `429` `rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn remove(

@@ -128,14 +128,9 @@ pub(crate) fn caller_ref(caller: &Caller, email: Email) -> MemberRef {
             example = json!({"group_id": "0b6c3c8e-6f9f-4d54-9b1e-3f1d2b0c9a11", "member": true})),
         (status = 202, description = "The group needs an owner's approval: a request is pending, and **the group's owners will see who asked** (subject, e-mail address, identity kind).", body = JoinOutcome,
             example = json!({"group_id": "0b6c3c8e-6f9f-4d54-9b1e-3f1d2b0c9a11", "member": false, "request": {"id": "5a0e2d3c-0c4f-4b8e-9a51-2f7d0b1c9e42", "status": "pending", "created_at": "2025-01-01T12:00:00Z"}, "notice": APPROVAL_NOTICE})),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`urn:hush:problem:label-refused`: the group's label does not admit the caller's kind of identity.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No group has this id.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`urn:hush:problem:group-not-active`: the group is being provisioned or archived; or `urn:hush:problem:join-policy`: the group is joined by invite only.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-input`: the group id is not a UUID; or `email-required`: the caller's token carries no e-mail address.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many join requests by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `urn:hush:problem:label-refused`: the group's label does not admit the caller's kind of identity. `404` No group has this id. `422` `invalid-input`: the group id is not a UUID; or `email-required`: the caller's token carries no e-mail address. `429` `rate-limited`: too many join requests by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn join(
@@ -205,11 +200,8 @@ async fn join(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller is not a member (whether or not they were before).", body = Membership),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many leave requests by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `422` The group id is not a UUID. `429` `rate-limited`: too many leave requests by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn leave(
@@ -240,9 +232,8 @@ async fn leave(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The groups the caller is a member of.", body = MyGroups),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn my_groups(
@@ -285,10 +276,8 @@ async fn my_groups(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Whether the caller is a member.", body = Membership),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `422` The group id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn am_i_member(

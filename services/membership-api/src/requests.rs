@@ -97,6 +97,7 @@ pub struct PendingRequests {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// How many requests (1–500, default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -177,9 +178,8 @@ fn page(q: &PageQuery) -> Result<(u32, Option<(i64, Uuid)>), ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's pending and denied requests, newest first.", body = MyRequests),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn my_requests(
@@ -202,12 +202,8 @@ async fn my_requests(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The request is gone."),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`request-not-found`: the caller has no request with this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The request id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many join requests by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `404` `request-not-found`: the caller has no request with this id. `422` The request id is not a UUID. `429` `rate-limited`: too many join requests by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn withdraw(
@@ -237,11 +233,8 @@ async fn withdraw(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of the group's pending requests, oldest first.", body = PendingRequests),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may see its requests (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id is not a UUID, or `limit`/`cursor` is not acceptable.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `not-owner`: only the group's owners may see its requests (the same answer when no group has this id). `422` The group id is not a UUID, or `limit`/`cursor` is not acceptable.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn pending(
@@ -284,14 +277,9 @@ async fn pending(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Approved: the requester is a member, and the request is deleted.", body = Decision),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may decide (the same answer when no group has this id); or `label-refused`: the group's label does not admit the requester's kind of identity (the request stays pending; deny it).", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`request-not-found`: the group has no pending request with this id (decided or withdrawn already).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`group-not-active`: the group is being provisioned or archived.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id or request id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The tenant, control-api, the database or the identity provider is not answering; retry later (the request stays pending).", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `not-owner`: only the group's owners may decide (the same answer when no group has this id); or `label-refused`: the group's label does not admit the requester's kind of identity (the request stays pending; deny it). `404` `request-not-found`: the group has no pending request with this id (decided or withdrawn already). `422` The group id or request id is not a UUID. `429` `rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant, control-api, the database or the identity provider is not answering; retry later (the request stays pending).", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn approve(
@@ -338,13 +326,8 @@ async fn approve(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Denied.", body = Decision),
-        (status = 401, description = "No valid bearer token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`not-owner`: only the group's owners may decide (the same answer when no group has this id).", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`request-not-found`: the group has no pending request with this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The group id or request id is not a UUID.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `not-owner`: only the group's owners may decide (the same answer when no group has this id). `404` `request-not-found`: the group has no pending request with this id. `422` The group id or request id is not a UUID. `429` `rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` control-api, the database or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn deny(

@@ -5,4 +5,5 @@
 
 mod helpers;
 mod jobs;
+mod openapi;
 mod service;

@@ -4,7 +4,7 @@
 use crate::helpers::*;
 use domain::IdentityKind;
 use http::Method;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn group(name: &str, label: &str, policy: &str) -> serde_json::Value {
     json!({"name": name, "description": "", "label": label, "join_policy": policy})
@@ -222,6 +222,35 @@ async fn addresses_are_chosen_or_derived_and_never_shared() {
         )
         .await;
     assert_ne!(a.ok(202)["contact_address"], b.ok(202)["contact_address"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_of_another_json_type_than_an_object_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let alice = app.member("alice");
+    let id = app.active(&alice, "Typed", "General", "open").await;
+    let uri = format!("/control/v1/groups/{id}");
+    let before = app.get(&uri, &alice).await.ok(200).clone();
+
+    // serde would read an array as the struct's fields in order: `[]` changed nothing but
+    // answered 200, and `["x"]` set the description.
+    for body in [
+        json!([]),
+        json!(["a new description"]),
+        json!("a new description"),
+        json!(7),
+        json!(true),
+        Value::Null,
+    ] {
+        let detail = app.patch(&uri, &alice, body.clone()).await.problem(422);
+        assert!(
+            detail.starts_with("the request body must be a JSON object"),
+            "{body}: {detail}"
+        );
+    }
+
+    assert_eq!(app.get(&uri, &alice).await.ok(200), &before);
     app.stop().await;
 }
 

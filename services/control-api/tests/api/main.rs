@@ -8,4 +8,5 @@ mod helpers;
 mod identities;
 mod internal;
 mod labels;
+mod openapi;
 mod service;

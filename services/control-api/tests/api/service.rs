@@ -252,13 +252,14 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
         for (method, op) in item.as_object().unwrap() {
             ops.push(format!("{method} {path}"));
             let responses = op["responses"].as_object().unwrap();
+            // Errors are documented as ranges, one for 4xx and one for 5xx.
             assert!(
-                responses.contains_key("401"),
-                "{method} {path} documents 401"
+                responses.contains_key("4XX"),
+                "{method} {path} documents 4XX"
             );
             assert!(
-                responses.contains_key("500"),
-                "{method} {path} documents 500"
+                responses.contains_key("5XX"),
+                "{method} {path} documents 5XX"
             );
             for (status, r) in responses {
                 if status.starts_with('4') || status.starts_with('5') {

@@ -302,12 +302,8 @@ fn db(state: &AppState) -> Db {
     params(("x-hush-user-token" = String, Header, description = "The acting user's own token.")),
     responses(
         (status = 201, description = "Filed; waiting for two approvals.", body = RequestView),
-        (status = 401, description = "No service token, or no valid user token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not control-api, or the user is not an auditor.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such group.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field is invalid.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Break-glass is off.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No service token, or no valid user token. `403` Not control-api, or the user is not an auditor. `404` No such group. `422` A field is invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` Break-glass is off.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn file_request(
@@ -375,12 +371,10 @@ fn check_request(r: &NewRequest) -> Result<(), BgError> {
     ),
     responses(
         (status = 200, description = "Approved (state `approved` after the second).", body = RequestView),
-        (status = 401, description = "No service token, or no valid user token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not control-api; `break-glass-wrong-role`; or `break-glass-requester-cannot-approve`.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such request.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`break-glass-same-officer` or `break-glass-not-pending`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-request-expired`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No service token, or no valid user token. `403` Not control-api; `break-glass-wrong-role`; or `break-glass-requester-cannot-approve`. `404` No such request.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn approve(
@@ -416,12 +410,10 @@ async fn approve(
     ),
     responses(
         (status = 200, description = "The answer, this once.", body = Answer),
-        (status = 401, description = "No service token, or no valid user token.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not control-api; `break-glass-wrong-role`; or `break-glass-not-requester`.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such request.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`break-glass-not-approved`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-grant-used` or `break-glass-grant-expired`.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No service token, or no valid user token. `403` Not control-api; `break-glass-wrong-role`; or `break-glass-not-requester`. `404` No such request.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn redeem(

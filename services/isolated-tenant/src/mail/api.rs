@@ -24,9 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "mail",
     responses(
         (status = 200, description = "The counts.", body = MailCounts),
-        (status = 401, description = "No service token, or one that does not verify.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The calling service may not read the mail counts.", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No service token, or one that does not verify. `403` The calling service may not read the mail counts.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn counts(

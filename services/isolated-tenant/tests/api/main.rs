@@ -6,6 +6,8 @@
 //! Runs on SQLite, or on a fresh Postgres database per test when `HUSH_TEST_POSTGRES_URL` is
 //! set.
 
+mod openapi;
+
 use auth::ServiceSigner;
 use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, Label, ServiceName, Subject};
 use isolated_tenant::{Config, CorporateDomains, Redacted, ResealReport, SealKeys};

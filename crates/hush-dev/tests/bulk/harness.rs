@@ -2,8 +2,8 @@
 
 use domain::{GroupId, IdentityKind, ServiceName, Subject};
 use hush::bulk::{BulkClient, Submit};
-use hush::cluster::{Cluster, ClusterOptions};
 use hush::stack::{Databases, PostgresDatabases};
+use hush_dev::cluster::{Cluster, ClusterOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
@@ -44,7 +44,7 @@ impl Fixture {
             tenant_env: Vec::new(),
             log: "error".into(),
         };
-        let cluster = Cluster::start(std::path::Path::new(env!("CARGO_BIN_EXE_hush")), opts)
+        let cluster = Cluster::start(std::path::Path::new(env!("CARGO_BIN_EXE_hush-dev")), opts)
             .await
             .expect("the cluster starts");
         let op = BulkClient::new(

@@ -1,13 +1,13 @@
-//! `hush bench mail`: one message to a large group, from SMTP in to the last copy handed to a
-//! loopback relay. The tenant runs as its own `hush serve` process (so its peak RSS is its own)
+//! `hush-dev bench mail`: one message to a large group, from SMTP in to the last copy handed to a
+//! loopback relay. The tenant runs as its own `hush-dev serve` process (so its peak RSS is its own)
 //! with its SMTP listener on; the relay is a minimal SMTP sink in this process that counts
 //! envelope recipients. Members are seeded straight into the tenant's database, rows exactly
 //! as adds by address write them.
 
 use crate::cluster::{Cluster, ClusterOptions};
-use crate::stack::Databases;
 use anyhow::Context as _;
 use domain::{Email, GroupId, GroupName};
+use hush::stack::Databases;
 use isolated_tenant::mail::client::{Connection, Sent, Transaction};
 use isolated_tenant::SealKeys;
 use std::path::Path;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tenant_api::ProvisionGroup;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-/// Options of `hush bench mail`.
+/// Options of `hush-dev bench mail`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MailBenchArgs {
     /// Members of the group the message goes to.

@@ -1,15 +1,16 @@
-//! `hush bench bulk`: bulk jobs end to end against the raw insert rate of the same number of
+//! `hush-dev bench bulk`: bulk jobs end to end against the raw insert rate of the same number of
 //! membership-shaped rows into the same database; a legacy migration's wall time; membership-api
 //! join/leave latency idle and beside a large job; each service's peak memory. Every service is
 //! its own process (so its peak RSS is its own), on SQLite and, with a URL, on Postgres.
 
 use super::{ms, Percentiles};
-use crate::bulk::{BulkClient, Submit};
 use crate::cluster::{cpu_seconds, cpu_seconds_of_all, Cluster, ClusterOptions};
-use crate::migrate::{gen_legacy, migrate, GenLegacyArgs, MigrateArgs};
-use crate::stack::Databases;
+use crate::legacy::{gen_legacy, GenLegacyArgs};
 use anyhow::Context as _;
 use domain::{Email, GroupId, IdentityKind, Label, ServiceName, Subject};
+use hush::bulk::{BulkClient, Submit};
+use hush::migrate::{migrate, MigrateArgs};
+use hush::stack::Databases;
 use rand::RngCore as _;
 use serde_json::{json, Value};
 use sqlx::Connection as _;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 use tenant_api::{AddMember, IdentityRef, MemberRef};
 use tenant_client::TenantClient;
 
-/// Options of `hush bench bulk`.
+/// Options of `hush-dev bench bulk`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BulkArgs {
     /// Operations in the measured job (and rows in the raw insert beside it).

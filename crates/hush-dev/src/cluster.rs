@@ -1,12 +1,12 @@
-//! The services as separate `hush serve` processes on loopback, for tests and benchmarks that
-//! need what one process cannot show: kill -9 of one service, several bulk-api replicas on one
-//! database, and each service's own peak memory. Ports are chosen once, so a service restarted
-//! after a kill comes back at the same URL.
+//! The services as separate processes on loopback (`hush-dev serve <service>`, the same code as
+//! `hush serve`), for tests and benchmarks that need what one process cannot show: kill -9 of
+//! one service, several bulk-api replicas on one database, and each service's own peak memory.
+//! Ports are chosen once, so a service restarted after a kill comes back at the same URL.
 
-use crate::stack::Databases;
 use anyhow::Context as _;
 use auth::{DevClaims, DevIssuer, ServiceSigner};
 use domain::{IdentityKind, ServiceName};
+use hush::stack::Databases;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -56,7 +56,8 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Cluster {
     /// Generates keys, starts the dev issuer in this process and every service as a process
-    /// of `exe` (the `hush` binary), and waits until each is ready.
+    /// of `exe` (`hush-dev`, or any binary with `hush serve`'s subcommand), and waits until
+    /// each is ready.
     pub async fn start(exe: &Path, opts: ClusterOptions) -> anyhow::Result<Self> {
         let keys = opts.dir.join("keys");
         std::fs::create_dir_all(&keys)?;

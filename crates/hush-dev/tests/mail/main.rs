@@ -1,12 +1,13 @@
-//! Mail across real processes: the tenant as a `hush serve` process with its SMTP listener on,
-//! control-api provisioning groups into it (with their sender policy), Python's `smtplib` as
-//! the sender and `aiosmtpd` as the corporate relay. kill -9 is a real SIGKILL.
+//! Mail across real processes: the tenant as a `hush-dev serve` process (the same code as
+//! `hush serve`) with its SMTP listener on, control-api provisioning groups into it (with their
+//! sender policy), Python's `smtplib` as the sender and `aiosmtpd` as the corporate relay.
+//! kill -9 is a real SIGKILL.
 //!
-//! `cargo test -p hush --test mail` (Python 3 with aiosmtpd; `.ci/run` installs it).
+//! `cargo test -p hush-dev --test mail` (Python 3 with aiosmtpd; `.ci/run` installs it).
 
 use domain::{Email, IdentityKind, Label, ServiceName};
-use hush::cluster::{Cluster, ClusterOptions};
 use hush::stack::Databases;
+use hush_dev::cluster::{Cluster, ClusterOptions};
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -204,7 +205,7 @@ async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(
         .unwrap();
     let (smtp, relay_port) = (free_port(), free_port());
     let mut cluster = Cluster::start(
-        Path::new(env!("CARGO_BIN_EXE_hush")),
+        Path::new(env!("CARGO_BIN_EXE_hush-dev")),
         ClusterOptions {
             dir: dir.path().to_path_buf(),
             databases: dbs,
@@ -430,7 +431,7 @@ async fn postfix_relays_to_the_tenant_and_delivers_the_expanded_copies_dkim_sign
         .unwrap();
     let (smtp, pf_port) = (free_port(), free_port());
     let cluster = Cluster::start(
-        Path::new(env!("CARGO_BIN_EXE_hush")),
+        Path::new(env!("CARGO_BIN_EXE_hush-dev")),
         ClusterOptions {
             dir: dir.path().to_path_buf(),
             databases: dbs,

@@ -3,7 +3,8 @@
 
 use crate::harness::*;
 use domain::IdentityKind;
-use hush::migrate::{gen_legacy, migrate, GenLegacyArgs, LegacyGroup, MigrateArgs};
+use hush::migrate::{migrate, LegacyGroup, MigrateArgs};
+use hush_dev::legacy::{gen_legacy, GenLegacyArgs};
 use std::time::Duration;
 
 #[tokio::test]

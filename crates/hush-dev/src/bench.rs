@@ -1,10 +1,10 @@
-//! `hush bench`: measurements that print a table. Speed targets live here, never in timed
+//! `hush-dev bench`: measurements that print a table. Speed targets live here, never in timed
 //! tests. Each benchmark starts the real stack (every service on loopback, real HTTP between
 //! them) on a fresh SQLite directory, and on Postgres too when a URL is given.
 
-use crate::stack::{Databases, Stack, StackConfig};
 use auth::{DevClaims, ServiceSigner};
 use domain::{GroupId, IdentityKind, Label, ServiceName, Subject};
+use hush::stack::{Databases, Stack, StackConfig};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use tenant_api::{AddMember, MemberRef};
@@ -16,7 +16,7 @@ mod mail;
 pub use bulk::{bulk, BulkArgs};
 pub use mail::{mail, MailBenchArgs};
 
-/// Options of `hush bench my-groups`.
+/// Options of `hush-dev bench my-groups`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MyGroupsArgs {
     /// How many groups the measured person belongs to.
