@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tenant_client::breakglass::{Answer, ListedMember, NewRequest, RequestView, Scope};
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -123,12 +124,9 @@ impl Row {
 }
 
 fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+    time::OffsetDateTime::UNIX_EPOCH
+        .checked_add(time::Duration::milliseconds(ms))
+        .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
 }
 
