@@ -115,6 +115,10 @@ pub struct ListedMember {
     /// The address, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The identity is disabled (suspended, not offboarded): still a member, but it receives
+    /// none of the group's mail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
 }
 
 /// The answer of a redeemed grant, returned once. With a recipient only `encrypted` is set: an

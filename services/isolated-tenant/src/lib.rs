@@ -33,9 +33,11 @@ mod extract;
 mod groups;
 pub mod identity;
 pub mod mail;
+mod member_list;
 mod members;
 mod meta;
 pub mod seal;
+mod sql;
 pub mod store;
 
 pub use access::{may_call, op, Op, Operation, Permit};

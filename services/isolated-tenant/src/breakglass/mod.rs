@@ -19,10 +19,9 @@
 //! With no IdP configured (`HUSH_JWT_ISSUER`, `HUSH_JWT_AUDIENCE`, `HUSH_JWKS_URL` unset) the
 //! routes answer 503 `break-glass-disabled`.
 
-mod store;
+pub(crate) mod store;
 
 use crate::access::{op, Permit};
-use crate::audit::Db;
 use crate::seal::SealKeys;
 use crate::AppState;
 use auth::{AuthError, Caller, JwtArgs, Verifier};
@@ -33,6 +32,7 @@ use axum::Json;
 use service_kit::{AppJson, Problem};
 use std::sync::Arc;
 use std::time::Duration;
+use store::Requests as _;
 use tenant_api::breakglass::{
     Answer, NewRequest, RequestView, Scope, AUDITOR, MAX_JUSTIFICATION, MAX_RECIPIENT,
     MIN_JUSTIFICATION, PRIVACY_OFFICER, USER_TOKEN_HEADER,
@@ -272,6 +272,13 @@ impl BgError {
     }
 }
 
+/// A database failure inside a step is an internal failure (the transaction rolls back).
+impl From<sqlx::Error> for BgError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Internal(e.into())
+    }
+}
+
 impl IntoResponse for BgError {
     fn into_response(self) -> Response {
         if let Self::Internal(e) = &self {
@@ -289,8 +296,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(redeem))
 }
 
-fn db(state: &AppState) -> Db {
-    state.store.audit_db()
+/// The requests, in the tenant's database (the audit chain's, whose events every step appends).
+fn requests(state: &AppState) -> store::SqlRequests {
+    store::SqlRequests::new(
+        state.store.audit_db().into(),
+        state.break_glass.keys.clone(),
+    )
 }
 
 /// Files a break-glass request (the acting user must be an `auditor`).
@@ -318,14 +329,9 @@ async fn file_request(
         return Err(BgError::WrongRole(AUDITOR));
     }
     check_request(&request)?;
-    let view = store::create(
-        &db(&state),
-        &bg.keys,
-        &request,
-        &user.subject,
-        bg.request_ttl,
-    )
-    .await?;
+    let view = requests(&state)
+        .file(&request, &user.subject, bg.request_ttl)
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -385,15 +391,14 @@ async fn approve(
 ) -> Result<Json<RequestView>, BgError> {
     let bg = &state.break_glass;
     let user = bg.user(&headers).await?;
-    let view = store::approve(
-        &db(&state),
-        &bg.keys,
-        id,
-        &user.subject,
-        user.has_role(PRIVACY_OFFICER),
-        bg.grant_ttl,
-    )
-    .await?;
+    let view = requests(&state)
+        .approve(
+            id,
+            &user.subject,
+            user.has_role(PRIVACY_OFFICER),
+            bg.grant_ttl,
+        )
+        .await?;
     Ok(Json(view))
 }
 
@@ -424,14 +429,9 @@ async fn redeem(
 ) -> Result<Json<Answer>, BgError> {
     let bg = &state.break_glass;
     let user = bg.user(&headers).await?;
-    let answer = store::redeem(
-        &db(&state),
-        &bg.keys,
-        id,
-        &user.subject,
-        user.has_role(AUDITOR),
-    )
-    .await?;
+    let answer = requests(&state)
+        .redeem(id, &user.subject, user.has_role(AUDITOR))
+        .await?;
     Ok(Json(answer))
 }
 

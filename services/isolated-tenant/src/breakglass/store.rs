@@ -1,19 +1,24 @@
 //! Break-glass state, in the tenant's database: one row per request, every step in one
-//! transaction with its audit events (appended last). The rules themselves are
-//! [`decide_approval`] and [`decide_redeem`], pure functions of the row.
+//! transaction with its audit events (appended last).
+//!
+//! The role is [`Requests`] (file, approve, redeem); [`SqlRequests`] plays it on Postgres and
+//! SQLite with the same statements ([`crate::sql`] names where the backends differ). The rules
+//! are plain functions: [`decide_approval`] and [`decide_redeem`] of the row, [`answer`] of the
+//! member list, which comes from [`crate::member_list`], the one reader of member lists.
 
 use super::{encrypt, BgError};
-use crate::audit::{self, db::now_ms, Append as _, Db, NewEvent};
+use crate::audit::{self, db::now_ms, NewEvent};
+use crate::member_list::{self, Member};
 use crate::seal::SealKeys;
+use crate::sql::{self, Sql, Tx};
+use async_trait::async_trait;
 use domain::{Email, GroupId, Subject};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 use tenant_api::breakglass::{Answer, ListedMember, NewRequest, RequestView, Scope};
 use uuid::Uuid;
 use zeroize::Zeroizing;
-
-/// Identity rows read per statement when opening a member list.
-const CHUNK: usize = 500;
 
 const COLUMNS: &str = "id, group_id, scope, sealed_target, sealed_justification, key_id, \
                        recipient, requester, approver1, approver2, state, expires_ms, \
@@ -118,12 +123,9 @@ impl Row {
 }
 
 fn rfc3339(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+    time::OffsetDateTime::UNIX_EPOCH
+        .checked_add(time::Duration::milliseconds(ms))
+        .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
 }
 
@@ -133,7 +135,7 @@ fn ms(d: Duration) -> i64 {
 
 /// The person a member check asks about, sealed in the request row.
 #[derive(Serialize, Deserialize)]
-struct Target {
+pub(super) struct Target {
     subject: Option<Subject>,
     email: Option<Email>,
 }
@@ -195,346 +197,302 @@ pub(super) fn decide_redeem(
     }
 }
 
-macro_rules! backend {
-    ($m:ident, $db:ty, begin = $begin:literal, for_update = $for_update:literal) => {
-        mod $m {
-            use super::*;
+/// What a redeemed grant answers, before any encryption: for a member check, whether the
+/// target is among `members` (by subject or, case-insensitively, by address); for a full list,
+/// every member. Disabled identities count as members and are listed, marked
+/// ([`crate::member_list`]).
+pub(super) fn answer(
+    id: Uuid,
+    scope: Scope,
+    target: Option<&Target>,
+    members: &[Member],
+) -> Answer {
+    let mut answer = Answer {
+        id,
+        scope,
+        member: None,
+        members: None,
+        encrypted: None,
+    };
+    match (scope, target) {
+        (Scope::MemberCheck, Some(target)) => {
+            let lower = target.email.as_ref().map(|e| e.as_str().to_lowercase());
+            answer.member = Some(members.iter().any(|m| {
+                let p = &m.profile;
+                (target.subject.is_some() && p.subject == target.subject)
+                    || (lower.is_some()
+                        && p.email.as_ref().map(|e| e.as_str().to_lowercase()) == lower)
+            }));
+        }
+        (Scope::MemberCheck, None) => answer.member = Some(false),
+        (Scope::FullList, _) => {
+            answer.members = Some(
+                members
+                    .iter()
+                    .map(|m| ListedMember {
+                        subject: m.profile.subject.as_ref().map(|s| s.as_str().to_string()),
+                        email: m.profile.email.as_ref().map(|e| e.as_str().to_string()),
+                        disabled: m.disabled,
+                    })
+                    .collect(),
+            );
+        }
+    }
+    answer
+}
 
-            type Tx<'a> = sqlx::Transaction<'a, $db>;
+/// Break-glass requests and their grants.
+#[async_trait]
+pub(crate) trait Requests: Send + Sync {
+    /// Files a request by `requester` (an auditor), waiting `ttl` for its approvals.
+    async fn file(
+        &self,
+        r: &NewRequest,
+        requester: &Subject,
+        ttl: Duration,
+    ) -> Result<RequestView, BgError>;
 
-            async fn load(tx: &mut Tx<'_>, id: Uuid) -> Result<Row, BgError> {
-                let t: Option<RowTuple> = sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM break_glass_requests WHERE id = $1{}",
-                    $for_update
-                ))
-                .bind(id.to_string())
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(anyhow::Error::from)?;
-                Row::from_tuple(t.ok_or(BgError::NotFound)?).map_err(BgError::Internal)
-            }
+    /// Approves request `id` as `officer`; the second approval opens a grant for `grant_ttl`.
+    async fn approve(
+        &self,
+        id: Uuid,
+        officer: &Subject,
+        is_officer: bool,
+        grant_ttl: Duration,
+    ) -> Result<RequestView, BgError>;
 
-            /// Appends a refusal event about `row` by `actor`, commits, and answers `e`.
-            async fn refuse<T>(
-                mut tx: Tx<'_>,
-                row: &Row,
-                actor: &str,
-                e: BgError,
-            ) -> Result<T, BgError> {
-                let action = format!("break-glass.refused:{}", e.slug());
-                let event = NewEvent::new(&action, Some(row.group))
-                    .about(row.subject())
-                    .by(Some(actor.to_string()));
-                <$db>::append(&mut tx, &[event]).await.map_err(anyhow::Error::from)?;
-                tx.commit().await.map_err(anyhow::Error::from)?;
+    /// Redeems the grant of request `id` as `auditor`, once: the privileged read.
+    async fn redeem(
+        &self,
+        id: Uuid,
+        auditor: &Subject,
+        is_auditor: bool,
+    ) -> Result<Answer, BgError>;
+}
+
+/// The requests table, on Postgres or SQLite.
+pub(crate) struct SqlRequests {
+    db: sql::Pool,
+    keys: Arc<SealKeys>,
+}
+
+const GROUP_EXISTS: &str = "SELECT group_id FROM distribution_groups WHERE group_id = $1";
+const INSERT_REQUEST: &str = "INSERT INTO break_glass_requests (id, group_id, scope, \
+                              sealed_target, sealed_justification, key_id, recipient, requester, \
+                              state, created_ms, expires_ms) \
+                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)";
+const FIRST_APPROVAL: &str = "UPDATE break_glass_requests SET approver1 = $1 WHERE id = $2";
+const SECOND_APPROVAL: &str = "UPDATE break_glass_requests SET approver2 = $1, \
+                               state = 'approved', grant_expires_ms = $2 WHERE id = $3";
+const REDEEMED: &str = "UPDATE break_glass_requests SET state = 'redeemed', redeemed_ms = $1 \
+                        WHERE id = $2 AND state = 'approved'";
+
+impl SqlRequests {
+    /// The requests in the tenant's database (`db`, the audit chain's pools), sealed with
+    /// `keys`.
+    pub(crate) fn new(db: sql::Pool, keys: Arc<SealKeys>) -> Self {
+        Self { db, keys }
+    }
+
+    /// Request `id`, locked until `tx` ends.
+    async fn load(&self, tx: &mut Tx, id: Uuid) -> Result<Row, BgError> {
+        let t: Option<RowTuple> = Sql::new(format!(
+            "SELECT {COLUMNS} FROM break_glass_requests WHERE id = $1{}",
+            self.db.for_update()
+        ))
+        .bind(id.to_string())
+        .fetch_optional(tx)
+        .await?;
+        Row::from_tuple(t.ok_or(BgError::NotFound)?).map_err(BgError::Internal)
+    }
+
+    /// Request `id` in a new write transaction; a missing request ends it.
+    async fn begin_with(&self, id: Uuid) -> Result<(Tx, Row), BgError> {
+        let mut tx = self.db.begin_write().await?;
+        match self.load(&mut tx, id).await {
+            Ok(row) => Ok((tx, row)),
+            Err(e) => {
+                tx.rollback().await?;
                 Err(e)
             }
+        }
+    }
+}
 
-            pub async fn create(
-                pool: &sqlx::Pool<$db>,
-                keys: &SealKeys,
-                r: &NewRequest,
-                requester: &Subject,
-                ttl: Duration,
-            ) -> Result<RequestView, BgError> {
-                let key = keys.active();
-                let id = Uuid::new_v4();
-                let target = match r.scope {
-                    Scope::MemberCheck => {
-                        let t = Zeroizing::new(
-                            serde_json::to_vec(&Target {
-                                subject: r.subject.clone(),
-                                email: r.email.clone(),
-                            })
-                            .map_err(anyhow::Error::from)?,
-                        );
-                        Some(key.seal_break_glass(id, "target", &t))
-                    }
-                    Scope::FullList => None,
-                };
-                let justification =
-                    key.seal_break_glass(id, "justification", r.justification.trim().as_bytes());
-                let requester_p = audit::person(key, r.group_id, requester);
-                let now = now_ms();
-                let mut tx = pool.begin_with($begin).await.map_err(anyhow::Error::from)?;
-                let group: Option<Uuid> = sqlx::query_scalar(
-                    "SELECT group_id FROM distribution_groups WHERE group_id = $1",
-                )
-                .bind(r.group_id.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(anyhow::Error::from)?;
-                if group.is_none() {
-                    tx.rollback().await.map_err(anyhow::Error::from)?;
-                    return Err(BgError::GroupNotFound);
-                }
-                sqlx::query(
-                    "INSERT INTO break_glass_requests (id, group_id, scope, sealed_target, \
-                     sealed_justification, key_id, recipient, requester, state, created_ms, \
-                     expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)",
-                )
-                .bind(id.to_string())
-                .bind(r.group_id.as_uuid().to_string())
-                .bind(r.scope.as_str())
-                .bind(target)
-                .bind(justification)
-                .bind(key.id().to_string())
-                .bind(r.recipient.clone())
-                .bind(&requester_p)
-                .bind(now)
-                .bind(now + ms(ttl))
-                .execute(&mut *tx)
-                .await
-                .map_err(anyhow::Error::from)?;
-                let row = load(&mut tx, id).await?;
-                let action = format!("break-glass.requested:{}", r.scope.as_str());
-                let event = NewEvent::new(&action, Some(r.group_id))
-                    .about(row.subject())
-                    .by(Some(requester_p));
-                <$db>::append(&mut tx, &[event]).await.map_err(anyhow::Error::from)?;
-                tx.commit().await.map_err(anyhow::Error::from)?;
-                row.view(keys)
+/// Appends a refusal event about `row` by `actor`, commits, and answers `e`.
+async fn refuse<T>(mut tx: Tx, row: &Row, actor: &str, e: BgError) -> Result<T, BgError> {
+    let action = format!("break-glass.refused:{}", e.slug());
+    let event = NewEvent::new(&action, Some(row.group))
+        .about(row.subject())
+        .by(Some(actor.to_string()));
+    tx.append(&[event]).await?;
+    tx.commit().await?;
+    Err(e)
+}
+
+#[async_trait]
+impl Requests for SqlRequests {
+    async fn file(
+        &self,
+        r: &NewRequest,
+        requester: &Subject,
+        ttl: Duration,
+    ) -> Result<RequestView, BgError> {
+        let key = self.keys.active();
+        let id = Uuid::new_v4();
+        let target = match r.scope {
+            Scope::MemberCheck => {
+                let t = Zeroizing::new(
+                    serde_json::to_vec(&Target {
+                        subject: r.subject.clone(),
+                        email: r.email.clone(),
+                    })
+                    .map_err(anyhow::Error::from)?,
+                );
+                Some(key.seal_break_glass(id, "target", &t))
             }
+            Scope::FullList => None,
+        };
+        let justification =
+            key.seal_break_glass(id, "justification", r.justification.trim().as_bytes());
+        let requester_p = audit::person(key, r.group_id, requester);
+        let now = now_ms();
+        let mut tx = self.db.begin_write().await?;
+        let group: Option<(Uuid,)> = Sql::new(GROUP_EXISTS)
+            .bind(r.group_id.as_uuid())
+            .fetch_optional(&mut tx)
+            .await?;
+        if group.is_none() {
+            tx.rollback().await?;
+            return Err(BgError::GroupNotFound);
+        }
+        Sql::new(INSERT_REQUEST)
+            .bind(id.to_string())
+            .bind(r.group_id.as_uuid().to_string())
+            .bind(r.scope.as_str())
+            .bind(target)
+            .bind(justification)
+            .bind(key.id())
+            .bind(r.recipient.clone())
+            .bind(requester_p.as_str())
+            .bind(now)
+            .bind(now + ms(ttl))
+            .execute(&mut tx)
+            .await?;
+        let row = self.load(&mut tx, id).await?;
+        let action = format!("break-glass.requested:{}", r.scope.as_str());
+        let event = NewEvent::new(&action, Some(r.group_id))
+            .about(row.subject())
+            .by(Some(requester_p));
+        tx.append(&[event]).await?;
+        tx.commit().await?;
+        row.view(&self.keys)
+    }
 
-            pub async fn approve(
-                pool: &sqlx::Pool<$db>,
-                keys: &SealKeys,
-                id: Uuid,
-                officer: &Subject,
-                is_officer: bool,
-                grant_ttl: Duration,
-            ) -> Result<RequestView, BgError> {
-                let now = now_ms();
-                let mut tx = pool.begin_with($begin).await.map_err(anyhow::Error::from)?;
-                let mut row = match load(&mut tx, id).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tx.rollback().await.map_err(anyhow::Error::from)?;
-                        return Err(e);
-                    }
-                };
-                let officer_p = audit::person(keys.active(), row.group, officer);
-                let step = match decide_approval(&row, &officer_p, is_officer, now) {
-                    Ok(s) => s,
-                    Err(e) => return refuse(tx, &row, &officer_p, e).await,
-                };
-                let mut events = vec![NewEvent::new("break-glass.approved", Some(row.group))
-                    .about(row.subject())
-                    .by(Some(officer_p.clone()))];
-                match step {
-                    Approval::First => {
-                        sqlx::query("UPDATE break_glass_requests SET approver1 = $1 WHERE id = $2")
-                            .bind(&officer_p)
-                            .bind(id.to_string())
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(anyhow::Error::from)?;
-                        row.approver1 = Some(officer_p);
-                    }
-                    Approval::Second => {
-                        let until = now + ms(grant_ttl);
-                        sqlx::query(
-                            "UPDATE break_glass_requests SET approver2 = $1, state = 'approved', \
-                             grant_expires_ms = $2 WHERE id = $3",
-                        )
-                        .bind(&officer_p)
-                        .bind(until)
-                        .bind(id.to_string())
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(anyhow::Error::from)?;
-                        row.approver2 = Some(officer_p);
-                        row.state = "approved".into();
-                        row.grant_expires_ms = Some(until);
-                        events.push(
-                            NewEvent::new("break-glass.granted", Some(row.group))
-                                .about(row.subject()),
-                        );
-                    }
-                }
-                <$db>::append(&mut tx, &events).await.map_err(anyhow::Error::from)?;
-                tx.commit().await.map_err(anyhow::Error::from)?;
-                row.view(keys)
+    async fn approve(
+        &self,
+        id: Uuid,
+        officer: &Subject,
+        is_officer: bool,
+        grant_ttl: Duration,
+    ) -> Result<RequestView, BgError> {
+        let now = now_ms();
+        let (mut tx, mut row) = self.begin_with(id).await?;
+        let officer_p = audit::person(self.keys.active(), row.group, officer);
+        let step = match decide_approval(&row, &officer_p, is_officer, now) {
+            Ok(s) => s,
+            Err(e) => return refuse(tx, &row, &officer_p, e).await,
+        };
+        let mut events = vec![NewEvent::new("break-glass.approved", Some(row.group))
+            .about(row.subject())
+            .by(Some(officer_p.clone()))];
+        match step {
+            Approval::First => {
+                Sql::new(FIRST_APPROVAL)
+                    .bind(officer_p.as_str())
+                    .bind(id.to_string())
+                    .execute(&mut tx)
+                    .await?;
+                row.approver1 = Some(officer_p);
             }
-
-            pub async fn redeem(
-                pool: &sqlx::Pool<$db>,
-                keys: &SealKeys,
-                id: Uuid,
-                auditor: &Subject,
-                is_auditor: bool,
-            ) -> Result<Answer, BgError> {
-                let now = now_ms();
-                let mut tx = pool.begin_with($begin).await.map_err(anyhow::Error::from)?;
-                let row = match load(&mut tx, id).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        tx.rollback().await.map_err(anyhow::Error::from)?;
-                        return Err(e);
-                    }
-                };
-                let auditor_p = audit::person(keys.active(), row.group, auditor);
-                if let Err(e) = decide_redeem(&row, &auditor_p, is_auditor, now) {
-                    return refuse(tx, &row, &auditor_p, e).await;
-                }
-                // The privileged read: the group's member list, opened.
-                let sealed: Vec<(Vec<u8>, String)> = sqlx::query_as(
-                    "SELECT sealed_identity, key_id FROM memberships WHERE group_id = $1",
-                )
-                .bind(row.group.as_uuid())
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(anyhow::Error::from)?;
-                let mut ids = Vec::with_capacity(sealed.len());
-                for (s, kid) in &sealed {
-                    let key = keys.get(kid).map_err(anyhow::Error::from)?;
-                    ids.push(key.open_member(row.group, s).map_err(anyhow::Error::from)?);
-                }
-                let mut members = Vec::with_capacity(ids.len());
-                for chunk in ids.chunks(CHUNK) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT id, sealed_profile, key_id FROM identities WHERE id IN (",
-                    );
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    list.push_unseparated(") ORDER BY id");
-                    let rows: Vec<(Uuid, Vec<u8>, String)> = q
-                        .build_query_as()
-                        .fetch_all(&mut *tx)
-                        .await
-                        .map_err(anyhow::Error::from)?;
-                    for (iid, sp, kid) in rows {
-                        let key = keys.get(&kid).map_err(anyhow::Error::from)?;
-                        members.push(key.open_profile(iid, &sp).map_err(anyhow::Error::from)?);
-                    }
-                }
-                let mut answer = Answer {
-                    id,
-                    scope: row.scope,
-                    member: None,
-                    members: None,
-                    encrypted: None,
-                };
-                match row.scope {
-                    Scope::MemberCheck => {
-                        let key = keys.get(&row.key_id).map_err(anyhow::Error::from)?;
-                        let plain = key
-                            .open_break_glass(id, "target", row.sealed_target.as_deref().unwrap_or_default())
-                            .map_err(anyhow::Error::from)?;
-                        let target: Target =
-                            serde_json::from_slice(&plain).map_err(anyhow::Error::from)?;
-                        let lower = target.email.as_ref().map(|e| e.as_str().to_lowercase());
-                        answer.member = Some(members.iter().any(|p| {
-                            (target.subject.is_some() && p.subject == target.subject)
-                                || (lower.is_some()
-                                    && p.email.as_ref().map(|e| e.as_str().to_lowercase()) == lower)
-                        }));
-                    }
-                    Scope::FullList => {
-                        answer.members = Some(
-                            members
-                                .iter()
-                                .map(|p| ListedMember {
-                                    subject: p.subject.as_ref().map(|s| s.as_str().to_string()),
-                                    email: p.email.as_ref().map(|e| e.as_str().to_string()),
-                                })
-                                .collect(),
-                        );
-                    }
-                }
-                if let Some(rcp) = &row.recipient {
-                    answer = Answer {
-                        encrypted: Some(encrypt(rcp, &answer)?),
-                        member: None,
-                        members: None,
-                        ..answer
-                    };
-                }
-                let used = sqlx::query(
-                    "UPDATE break_glass_requests SET state = 'redeemed', redeemed_ms = $1 \
-                     WHERE id = $2 AND state = 'approved'",
-                )
-                .bind(now)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(anyhow::Error::from)?
-                .rows_affected();
-                if used != 1 {
-                    tx.rollback().await.map_err(anyhow::Error::from)?;
-                    return Err(BgError::GrantUsed);
-                }
-                let events = [
-                    NewEvent::new("break-glass.redeemed", Some(row.group))
-                        .about(row.subject())
-                        .by(Some(auditor_p.clone())),
-                    NewEvent::new(
-                        &format!("break-glass.answered:{}", row.scope.as_str()),
-                        Some(row.group),
-                    )
-                    .about(row.subject())
-                    .by(Some(auditor_p)),
-                ];
-                <$db>::append(&mut tx, &events).await.map_err(anyhow::Error::from)?;
-                tx.commit().await.map_err(anyhow::Error::from)?;
-                Ok(answer)
+            Approval::Second => {
+                let until = now + ms(grant_ttl);
+                Sql::new(SECOND_APPROVAL)
+                    .bind(officer_p.as_str())
+                    .bind(until)
+                    .bind(id.to_string())
+                    .execute(&mut tx)
+                    .await?;
+                row.approver2 = Some(officer_p);
+                row.state = "approved".into();
+                row.grant_expires_ms = Some(until);
+                events.push(
+                    NewEvent::new("break-glass.granted", Some(row.group)).about(row.subject()),
+                );
             }
         }
-    };
-}
-
-backend!(
-    pg,
-    sqlx::Postgres,
-    begin = "BEGIN",
-    for_update = " FOR UPDATE"
-);
-backend!(
-    lite,
-    sqlx::Sqlite,
-    begin = "BEGIN IMMEDIATE",
-    for_update = ""
-);
-
-pub(super) async fn create(
-    db: &Db,
-    keys: &SealKeys,
-    r: &NewRequest,
-    requester: &Subject,
-    ttl: Duration,
-) -> Result<RequestView, BgError> {
-    match db {
-        Db::Postgres(p) => pg::create(p, keys, r, requester, ttl).await,
-        Db::Sqlite(p) => lite::create(p, keys, r, requester, ttl).await,
+        tx.append(&events).await?;
+        tx.commit().await?;
+        row.view(&self.keys)
     }
-}
 
-pub(super) async fn approve(
-    db: &Db,
-    keys: &SealKeys,
-    id: Uuid,
-    officer: &Subject,
-    is_officer: bool,
-    grant_ttl: Duration,
-) -> Result<RequestView, BgError> {
-    match db {
-        Db::Postgres(p) => pg::approve(p, keys, id, officer, is_officer, grant_ttl).await,
-        Db::Sqlite(p) => lite::approve(p, keys, id, officer, is_officer, grant_ttl).await,
-    }
-}
-
-pub(super) async fn redeem(
-    db: &Db,
-    keys: &SealKeys,
-    id: Uuid,
-    auditor: &Subject,
-    is_auditor: bool,
-) -> Result<Answer, BgError> {
-    match db {
-        Db::Postgres(p) => pg::redeem(p, keys, id, auditor, is_auditor).await,
-        Db::Sqlite(p) => lite::redeem(p, keys, id, auditor, is_auditor).await,
+    async fn redeem(
+        &self,
+        id: Uuid,
+        auditor: &Subject,
+        is_auditor: bool,
+    ) -> Result<Answer, BgError> {
+        let now = now_ms();
+        let (mut tx, row) = self.begin_with(id).await?;
+        let auditor_p = audit::person(self.keys.active(), row.group, auditor);
+        if let Err(e) = decide_redeem(&row, &auditor_p, is_auditor, now) {
+            return refuse(tx, &row, &auditor_p, e).await;
+        }
+        // The privileged read: the group's member list, opened.
+        let members = member_list::lawful_export(&mut tx, &self.keys, row.group)
+            .await
+            .map_err(anyhow::Error::from)?;
+        let target = match row.scope {
+            Scope::MemberCheck => {
+                let key = self.keys.get(&row.key_id).map_err(anyhow::Error::from)?;
+                let sealed = row.sealed_target.as_deref().unwrap_or_default();
+                let plain = key
+                    .open_break_glass(id, "target", sealed)
+                    .map_err(anyhow::Error::from)?;
+                Some(serde_json::from_slice::<Target>(&plain).map_err(anyhow::Error::from)?)
+            }
+            Scope::FullList => None,
+        };
+        let mut answer = answer(id, row.scope, target.as_ref(), &members);
+        if let Some(rcp) = &row.recipient {
+            answer = Answer {
+                encrypted: Some(encrypt(rcp, &answer)?),
+                member: None,
+                members: None,
+                ..answer
+            };
+        }
+        let used = Sql::new(REDEEMED)
+            .bind(now)
+            .bind(id.to_string())
+            .execute(&mut tx)
+            .await?;
+        if used != 1 {
+            tx.rollback().await?;
+            return Err(BgError::GrantUsed);
+        }
+        let answered = format!("break-glass.answered:{}", row.scope.as_str());
+        let events = [
+            NewEvent::new("break-glass.redeemed", Some(row.group))
+                .about(row.subject())
+                .by(Some(auditor_p.clone())),
+            NewEvent::new(&answered, Some(row.group))
+                .about(row.subject())
+                .by(Some(auditor_p)),
+        ];
+        tx.append(&events).await?;
+        tx.commit().await?;
+        Ok(answer)
     }
 }
 

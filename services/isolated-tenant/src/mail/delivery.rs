@@ -14,8 +14,8 @@
 use super::bounce;
 use super::client::{Connection, Sent, Transaction};
 use super::listener::{FLAG_8BITMIME, FLAG_SMTPUTF8};
-use super::store::{backoff, retrying, Claimed, FinishLimits, Outcome};
-use super::{MailContext, Relay};
+use super::store::{backoff, Claimed, FinishLimits, Outcome};
+use super::{worth_retrying, MailContext, Relay, STORE_RETRY};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -93,7 +93,11 @@ async fn worker(ctx: MailContext, relay: Relay, limiter: Arc<Limiter>) {
                 None => Outcome::Failed,
                 Some(m) => attempt(&ctx, &relay, &limiter, &mut conn, &d, &m, limits).await,
             };
-            let finished = retrying(|| ctx.store.finish(owner, &d, outcome.clone(), limits)).await;
+            let finished = STORE_RETRY
+                .run(worth_retrying, || {
+                    ctx.store.finish(owner, &d, outcome.clone(), limits)
+                })
+                .await;
             if let Err(e) = finished {
                 // The lease runs out and the delivery is tried again.
                 tracing::error!(error = %e, "recording a delivery failed");

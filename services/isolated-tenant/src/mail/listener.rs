@@ -15,8 +15,8 @@ use super::bounce;
 use super::dmarc::FromRewrite;
 use super::headers;
 use super::policy;
-use super::store::{retrying, GroupTarget, Inbound};
-use super::MailContext;
+use super::store::{GroupTarget, Inbound};
+use super::{worth_retrying, MailContext, STORE_RETRY};
 use domain::Email;
 use std::sync::Arc;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -491,11 +491,12 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8]) -> String {
     if !env.bounces.is_empty() {
         let (kind, failed) = bounce::classify(message);
         for token in &env.bounces {
-            let consumed = retrying(|| {
-                ctx.store
-                    .consume(kind, Some(token), &failed, ctx.args.hard_bounce_limit)
-            })
-            .await;
+            let consumed = STORE_RETRY
+                .run(worth_retrying, || {
+                    ctx.store
+                        .consume(kind, Some(token), &failed, ctx.args.hard_bounce_limit)
+                })
+                .await;
             if let Err(e) = consumed {
                 tracing::error!(error = %e, "recording a bounce failed");
                 return "451 4.3.0 Temporary failure, try again later".into();
@@ -512,11 +513,12 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8]) -> String {
     for group in &env.groups {
         if automatic {
             // An auto-reply or bounce aimed at the group: consumed, never expanded (RFC 3834).
-            let consumed = retrying(|| {
-                ctx.store
-                    .consume(Inbound::AutoReply, None, &[], ctx.args.hard_bounce_limit)
-            })
-            .await;
+            let consumed = STORE_RETRY
+                .run(worth_retrying, || {
+                    ctx.store
+                        .consume(Inbound::AutoReply, None, &[], ctx.args.hard_bounce_limit)
+                })
+                .await;
             if let Err(e) = consumed {
                 tracing::error!(error = %e, "recording an auto-reply failed");
                 return "451 4.3.0 Temporary failure, try again later".into();
@@ -544,11 +546,12 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8]) -> String {
             }
             _ => stored.extend_from_slice(&cleaned),
         }
-        let accepted = retrying(|| {
-            ctx.store
-                .accept(group.group_id, &stored, ctx.args.batch_recipients)
-        })
-        .await;
+        let accepted = STORE_RETRY
+            .run(worth_retrying, || {
+                ctx.store
+                    .accept(group.group_id, &stored, ctx.args.batch_recipients)
+            })
+            .await;
         match accepted {
             // No group, no sender, no count in the log (INV-4, INV-6).
             Ok(a) => {

@@ -26,10 +26,24 @@ mod tests;
 
 use crate::identity::CorporateDomains;
 use crate::seal::SealKeys;
+use crate::store::StoreError;
+use service_kit::retry::{self, Retry};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How the listener and the workers try a mail write again: five tries, pausing 20 ms more
+/// each time. Each mail write is one transaction that commits whole or not at all, so a retry
+/// never doubles anything.
+const STORE_RETRY: Retry = Retry::new(5, Duration::from_millis(20));
+
+/// Which store failures mail tries again: the transient ones ([`retry::is_transient`]), and
+/// also a pool that had no free connection in time: the listener's and the workers' callers
+/// (a relay, the queue) would otherwise only try again minutes later.
+fn worth_retrying(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(e) if retry::is_transient(e) || retry::is_pool_timeout(e))
+}
 
 /// Where delivered copies go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@
 //! relays at the listener. A refusal is one fixed answer that speaks of the sender's own right
 //! to send and nothing else; it never says whether anyone else is a member.
 
-use super::store::{GroupTarget, MailStore};
+use super::store::{GroupTarget, MailGroups};
 use crate::identity::CorporateDomains;
 use crate::store::StoreError;
 use domain::{Email, SenderPolicy};
@@ -26,7 +26,7 @@ pub const REFUSAL: &str = "550 5.7.1 You are not allowed to send to this group";
 
 /// Whether `sender` may send to `group`.
 pub async fn may_send(
-    store: &dyn MailStore,
+    store: &dyn MailGroups,
     corporate: &CorporateDomains,
     group: &GroupTarget,
     sender: Option<&Email>,
