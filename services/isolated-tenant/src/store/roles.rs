@@ -4,8 +4,8 @@
 //! per [`super::sql::CHUNK`] rows; none decides anything. Their one implementation, for both
 //! backends, is in [`super::sql`].
 //!
-//! Rows travel sealed: a row read is an [`IdentityRow`] (the rules open it with the seal keys),
-//! a row to write an [`IdentityWrite`] (built by the rules under the active key).
+//! Rows travel sealed: an [`IdentityRow`] read is opened by the rules with the seal keys, and
+//! one to write is built by the rules under the active key.
 
 use super::StoreError;
 use crate::audit::NewEvent;
@@ -91,12 +91,12 @@ pub(super) trait Identities {
     /// Creates identity rows with fresh ids. Plainly: a conflict clause costs a speculative
     /// insertion per row, and a tag another transaction took meanwhile fails the statement
     /// either way (a batch then plans again, finding that person).
-    async fn insert_identities(&mut self, rows: Vec<IdentityWrite>) -> Result<(), StoreError>;
+    async fn insert_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError>;
     /// Creates the identity row, or replaces every column of it.
-    async fn upsert_identity(&mut self, row: IdentityWrite) -> Result<(), StoreError>;
+    async fn upsert_identity(&mut self, row: IdentityRow) -> Result<(), StoreError>;
     /// Rewrites every column of the identity rows with these ids (an id with no row matches
     /// nothing), in set-based statements.
-    async fn update_identities(&mut self, rows: Vec<IdentityWrite>) -> Result<(), StoreError>;
+    async fn update_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError>;
     /// Deletes the identity rows with these ids (one statement, however many match).
     async fn delete_identities(&mut self, ids: &[Uuid]) -> Result<(), StoreError>;
 }
@@ -171,7 +171,8 @@ pub(super) trait Tx: Groups + Identities + Memberships + AuditLog + Send {
     async fn rollback_to_savepoint(&mut self, name: &str) -> Result<(), StoreError>;
 }
 
-/// An identity row as the store reads it back.
+/// A whole identity row, sealed and tagged under one key: as the store reads it back, or as
+/// the rules build it to write.
 pub(super) struct IdentityRow {
     pub id: Uuid,
     pub subject_tag: Option<Vec<u8>>,
@@ -210,21 +211,9 @@ impl IdentityRow {
             email_owned: self.email_tag.is_some(),
         })
     }
-}
 
-/// A whole identity row, sealed and tagged under one key, ready to write.
-pub(super) struct IdentityWrite {
-    pub id: Uuid,
-    pub subject_tag: Option<Vec<u8>>,
-    pub email_tag: Option<Vec<u8>>,
-    pub sealed_profile: Vec<u8>,
-    pub sealed_groups: Vec<u8>,
-    pub key_id: String,
-}
-
-impl IdentityWrite {
-    /// The row of identity `id` under `key`. The address is tagged only when the identity
-    /// owns it (see the store's module docs).
+    /// The row to write for identity `id` under `key`. The address is tagged only when the
+    /// identity owns it (see the store's module docs).
     pub(super) fn new(
         key: &SealKey,
         id: Uuid,

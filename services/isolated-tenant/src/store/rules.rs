@@ -9,7 +9,7 @@
 //! [`super::sql`].
 
 use super::batch_plan;
-use super::roles::{email_tags, member_tags, subject_tags, IdentityWrite, Opened, TagColumn, Tx};
+use super::roles::{email_tags, member_tags, subject_tags, IdentityRow, Opened, TagColumn, Tx};
 use super::sql::CHUNK;
 use super::{Provisioned, StoreError};
 use crate::audit::{self, action, NewEvent};
@@ -159,7 +159,7 @@ impl Rules<'_> {
             for row in tx.identities_by_id(chunk).await? {
                 let mut o = row.open(self.keys)?;
                 o.groups.retain(|g| *g != group);
-                rewritten.push(IdentityWrite::new(
+                rewritten.push(IdentityRow::new(
                     active,
                     o.id,
                     &o.profile,
@@ -230,7 +230,7 @@ impl Rules<'_> {
             let other = &found[b];
             let mut without = other.profile.clone();
             without.email = None;
-            let row = IdentityWrite::new(active, other.id, &without, &other.groups, false);
+            let row = IdentityRow::new(active, other.id, &without, &other.groups, false);
             tx.update_identities(vec![row]).await?;
             events.push(
                 NewEvent::new(action::IDENTITY_ADDRESS_RELEASED, None)
@@ -270,7 +270,7 @@ impl Rules<'_> {
         groups.push(group);
         groups.sort_unstable();
         groups.dedup();
-        let row = IdentityWrite::new(active, id, &profile, &groups, email_owned);
+        let row = IdentityRow::new(active, id, &profile, &groups, email_owned);
         tx.upsert_identity(row).await?;
         events.push(
             NewEvent::new(action::MEMBERSHIP_ADDED, Some(group))
@@ -333,7 +333,7 @@ impl Rules<'_> {
             .into_iter()
             .map(|mut o| {
                 o.groups.retain(|g| *g != group);
-                IdentityWrite::new(
+                IdentityRow::new(
                     self.keys.active(),
                     o.id,
                     &o.profile,
@@ -405,11 +405,11 @@ impl Rules<'_> {
         let (plan, existing) = loop {
             let existing: HashSet<Uuid> = people.iter().map(|p| p.id).collect();
             let plan = batch_plan::plan(batch, &held, people, self.corporate);
-            let mut made: Vec<IdentityWrite> = plan
+            let mut made: Vec<IdentityRow> = plan
                 .identities
                 .iter()
                 .filter(|p| !existing.contains(&p.id))
-                .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
+                .map(|p| IdentityRow::new(active, p.id, &p.profile, &p.groups, p.email_owned))
                 .collect();
             made.sort_by(|a, b| {
                 (&a.subject_tag, &a.email_tag, a.id).cmp(&(&b.subject_tag, &b.email_tag, b.id))
@@ -450,11 +450,11 @@ impl Rules<'_> {
             .into_iter()
             .partition(|(_, id)| !existing.contains(id));
         tx.insert_members(active, &known_pairs).await?;
-        let changed: Vec<IdentityWrite> = plan
+        let changed: Vec<IdentityRow> = plan
             .identities
             .iter()
             .filter(|p| existing.contains(&p.id))
-            .map(|p| IdentityWrite::new(active, p.id, &p.profile, &p.groups, p.email_owned))
+            .map(|p| IdentityRow::new(active, p.id, &p.profile, &p.groups, p.email_owned))
             .collect();
         tx.update_identities(changed).await?;
         tx.insert_new_members(active, &fresh).await?;
@@ -603,7 +603,7 @@ impl Rules<'_> {
                     taken.extend(tags);
                 }
             }
-            let write = IdentityWrite::new(active, o.id, &o.profile, &o.groups, owned);
+            let write = IdentityRow::new(active, o.id, &o.profile, &o.groups, owned);
             if !write.matches_tags_of(row) {
                 writes.push(write);
             }

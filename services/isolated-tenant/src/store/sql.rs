@@ -11,7 +11,7 @@
 //! `DB::run` / `DB::rows` and reads a column with `DB::get` ([`crate::backend`]).
 
 use super::roles::{
-    AuditLog, Groups, Identities, IdentityRow, IdentityWrite, MemberRow, Memberships, TagColumn, Tx,
+    AuditLog, Groups, Identities, IdentityRow, MemberRow, Memberships, TagColumn, Tx,
 };
 use super::StoreError;
 use crate::audit::{self, NewEvent};
@@ -172,12 +172,12 @@ impl<DB: SqlBackend> Conn<'_, DB> {
     async fn write_identities(
         &mut self,
         head: &str,
-        rows: Vec<IdentityWrite>,
+        rows: Vec<IdentityRow>,
         tail: &str,
     ) -> Result<(), StoreError> {
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
-            let chunk: Vec<IdentityWrite> = rows.by_ref().take(CHUNK).collect();
+            let chunk: Vec<IdentityRow> = rows.by_ref().take(CHUNK).collect();
             let mut q = Statement::new(head);
             q.values(chunk, |b, r| {
                 b.bind(r.id);
@@ -402,11 +402,11 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
         .await
     }
 
-    async fn insert_identities(&mut self, rows: Vec<IdentityWrite>) -> Result<(), StoreError> {
+    async fn insert_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError> {
         self.write_identities(INSERT_IDENTITIES, rows, "").await
     }
 
-    async fn upsert_identity(&mut self, row: IdentityWrite) -> Result<(), StoreError> {
+    async fn upsert_identity(&mut self, row: IdentityRow) -> Result<(), StoreError> {
         let tail = " ON CONFLICT (id) DO UPDATE SET subject_tag = excluded.subject_tag, \
                     email_tag = excluded.email_tag, sealed_profile = excluded.sealed_profile, \
                     sealed_groups = excluded.sealed_groups, key_id = excluded.key_id";
@@ -414,7 +414,7 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
             .await
     }
 
-    async fn update_identities(&mut self, rows: Vec<IdentityWrite>) -> Result<(), StoreError> {
+    async fn update_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError> {
         let head = "UPDATE identities SET subject_tag = v.column2, email_tag = v.column3, \
                     sealed_profile = v.column4, sealed_groups = v.column5, key_id = v.column6 \
                     FROM (";

@@ -143,6 +143,15 @@ impl<DB: SqlBackend> SqlStore<DB> {
             .await
     }
 
+    /// Runs `step` as a routine write ([`Self::write`]: someone is waiting for it).
+    async fn routine<A: Sync + ?Sized, T: Send>(
+        &self,
+        args: &A,
+        step: Step<A, T>,
+    ) -> Result<T, StoreError> {
+        self.write(Writer::Routine, ROUTINE, args, step).await
+    }
+
     /// Runs `step` from `start` to the end of its table, at most `batch` rows a transaction,
     /// each as bulk work (routine writers go first); answers how many rows it rewrote.
     async fn reseal_all<K: Send + Sync>(
@@ -208,44 +217,28 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
     }
 
     async fn provision_group(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError> {
-        self.write(Writer::Routine, ROUTINE, request, |rules, tx, request| {
-            Box::pin(rules.provision(tx, request))
-        })
-        .await
-    }
-
-    async fn deprovision_group(&self, group: GroupId) -> Result<(), StoreError> {
-        self.write(Writer::Routine, ROUTINE, &group, |rules, tx, group| {
-            Box::pin(rules.deprovision(tx, *group))
-        })
-        .await
+        self.routine(request, |r, tx, request| Box::pin(r.provision(tx, request)))
+            .await
     }
 
     async fn add_member(&self, group: GroupId, request: &AddMember) -> Result<(), StoreError> {
-        self.write(
-            Writer::Routine,
-            ROUTINE,
-            &(group, request),
-            |rules, tx, args| Box::pin(rules.add(tx, args.0, args.1)),
-        )
-        .await
+        self.routine(&(group, request), |r, tx, a| Box::pin(r.add(tx, a.0, a.1)))
+            .await
+    }
+
+    async fn deprovision_group(&self, group: GroupId) -> Result<(), StoreError> {
+        self.routine(&group, |r, tx, group| Box::pin(r.deprovision(tx, *group)))
+            .await
     }
 
     async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), StoreError> {
-        self.write(
-            Writer::Routine,
-            ROUTINE,
-            &(group, who),
-            |rules, tx, args| Box::pin(rules.remove(tx, args.0, args.1)),
-        )
-        .await
+        self.routine(&(group, who), |r, tx, a| Box::pin(r.remove(tx, a.0, a.1)))
+            .await
     }
 
     async fn offboard(&self, who: &IdentityRef) -> Result<(), StoreError> {
-        self.write(Writer::Routine, ROUTINE, who, |rules, tx, who| {
-            Box::pin(rules.offboard(tx, who))
-        })
-        .await
+        self.routine(who, |r, tx, who| Box::pin(r.offboard(tx, who)))
+            .await
     }
 
     async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError> {
