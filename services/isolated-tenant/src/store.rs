@@ -1,15 +1,14 @@
-//! The tenant's database: distribution groups, identities and sealed membership (INV-5). All
-//! the tenant's SQL is in this module.
+//! The tenant's database: distribution groups, identities and sealed membership (INV-5).
 //!
-//! One trait, [`Store`], what the handlers use; behind it, in plain code:
+//! One trait, [`Store`], what the handlers use; behind it, in plain code (no macros):
 //!
 //! - `rules`: the tenant's rules, one function per operation — find the people, plan,
 //!   check the label, write, append the audit events — over the roles below. Start here.
 //! - `roles`: small traits for what the rules ask of the database (`Groups`, `Identities`,
 //!   `Memberships`, `AuditLog`), each method one statement.
-//! - `sql`: the roles' SQL, once for both backends: the statements are the same text on
-//!   Postgres and SQLite (sqlx's `QueryBuilder` writes each one's placeholders), and where the
-//!   two take locks differently, one fact about each backend decides it (`BEGIN IMMEDIATE` on
+//! - `sql`: the roles' SQL — all of this store's SQL — once for both backends: the statements
+//!   are the same text on Postgres and SQLite (with `$n` placeholders, which both read; see
+//!   [`crate::backend`]), and where the two take locks differently, one fact about each backend decides it (`BEGIN IMMEDIATE` on
 //!   SQLite, so a transaction never has to upgrade a read lock and fail with `SQLITE_BUSY`; the
 //!   row-locking clauses `FOR SHARE` / `FOR UPDATE` that Postgres needs and SQLite, holding the
 //!   whole database for the writer, does not).
