@@ -352,7 +352,9 @@ pub fn cpu_seconds_of_all(comm: &str) -> f64 {
     };
     dir.filter_map(Result::ok)
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| service_kit::background::runs_command(pid.into(), comm))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm)
+        })
         .filter_map(cpu_seconds)
         .sum()
 }

@@ -427,8 +427,6 @@ impl Stack {
                     // keeps joins and leaves from waiting behind bulk work (see the README's
                     // bulk benchmark).
                     batch_concurrency: Some(1),
-                    batch_nice: service_kit::background::DEFAULT_NICE,
-                    batch_cpus: None,
                     http: cfg.http.clone(),
                     audit: isolated_tenant::audit::AuditArgs {
                         checkpoints_file: Some(cfg.data_dir.join("audit-checkpoints.jsonl")),
@@ -482,8 +480,6 @@ impl Stack {
                     chunk_size: 250,
                     ops_per_sec: 5000,
                     workers: 2,
-                    worker_nice: service_kit::background::DEFAULT_NICE,
-                    worker_cpus: None,
                     lease_secs: 30,
                     max_ops: 1_000_000,
                     upload_limit_bytes: 256 * 1024 * 1024,

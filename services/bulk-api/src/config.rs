@@ -86,14 +86,6 @@ pub struct Config {
     /// Job workers in this replica, each applying one chunk at a time.
     #[arg(long, env = "HUSH_BULK_WORKERS", default_value_t = 3)]
     pub workers: usize,
-    /// The OS priority (nice value, 0–19; 0 keeps the service's own) of the workers' threads,
-    /// so that on a shared machine routine calls get the CPU before bulk work.
-    #[arg(long, env = "HUSH_BULK_WORKER_NICE", default_value_t = service_kit::background::DEFAULT_NICE)]
-    pub worker_nice: i32,
-    /// The CPUs the workers' threads may run on, as in `1` or `0,2-3` (default: every CPU),
-    /// so that on a shared machine bulk work leaves the other CPUs to routine calls.
-    #[arg(long, env = "HUSH_BULK_WORKER_CPUS")]
-    pub worker_cpus: Option<service_kit::background::Cpus>,
     /// How long a worker's lease on a chunk lasts, in seconds; a replica that dies releases
     /// its chunks when their leases expire.
     #[arg(long, env = "HUSH_BULK_LEASE_SECS", default_value_t = 30)]
@@ -123,8 +115,6 @@ impl fmt::Debug for Config {
             .field("chunk_size", &self.chunk_size)
             .field("ops_per_sec", &self.ops_per_sec)
             .field("workers", &self.workers)
-            .field("worker_nice", &self.worker_nice)
-            .field("worker_cpus", &self.worker_cpus)
             .field("lease_secs", &self.lease_secs)
             .field("max_ops", &self.max_ops)
             .field("upload_limit_bytes", &self.upload_limit_bytes)

@@ -183,18 +183,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
-    // Bulk work runs on threads of its own at a lower OS priority, with its own database pool
-    // and HTTP clients made there, so jobs never starve the API or routine calls elsewhere on
-    // the machine (and the API never waits for a worker's thread to drive its sockets).
-    let lane = Background::start(
-        "bulk-workers",
-        state.settings.workers.min(2),
-        &service_kit::background::Priority {
-            nice: config.worker_nice,
-            cpus: config.worker_cpus.clone(),
-        },
-    )
-    .context("starting the workers' threads")?;
+    // Bulk work runs on threads of its own, with its own database pool and HTTP clients made
+    // there, so jobs never take the API's threads or connections (and the API never waits for
+    // a worker's thread to drive its sockets).
+    let lane = Background::start("bulk-workers", state.settings.workers.min(2))
+        .context("starting the workers' threads")?;
     let workers = {
         let (config, state) = (config.clone(), state.clone());
         lane.run(async move {

@@ -6,9 +6,9 @@
 //! arrival order, holding no database connection) for at most [`BATCH_WAIT`], and is then
 //! answered 503 with `Retry-After`, before its body is read. bulk-api backs off and retries.
 //!
-//! Admitted batches run in their own lane ([`BulkLane`]): on threads of their own at a lower OS
-//! priority (`--batch-nice`), over database connections of their own. Routine calls then get
-//! the CPU first and never wait for a connection a batch holds.
+//! Admitted batches run in their own lane ([`BulkLane`]): on threads of their own, over database
+//! connections of their own (the store's [`Store::with_own_pool`]). Routine calls then never
+//! wait for a connection a batch holds, nor for a worker thread a batch is busy on.
 
 use crate::access::{op, Permit};
 use crate::error::ApiError;
@@ -17,7 +17,7 @@ use crate::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{header, StatusCode};
-use service_kit::background::{Background, Priority};
+use service_kit::background::Background;
 use service_kit::{AppJson, Problem};
 use std::sync::Arc;
 use tenant_api::{ApplyBatch, BatchOutcome};
@@ -37,7 +37,7 @@ pub const BUSY_RETRY_AFTER_SECS: u64 = 1;
 /// The slots batches run in.
 pub type BatchGate = Arc<Semaphore>;
 
-/// Where admitted batches run: a low-priority runtime and a store over connections of its own.
+/// Where admitted batches run: a runtime and a store over connections of their own.
 #[derive(Clone)]
 pub struct BulkLane {
     runtime: Background,
@@ -45,21 +45,14 @@ pub struct BulkLane {
 }
 
 impl BulkLane {
-    /// A lane of `slots` threads at `priority` (nice 0: the service's own priority; CPUs, when
-    /// named), over `slots` connections of `store`'s database made on those threads (and served
-    /// at the same priority, on the same CPUs, by a Postgres server on this machine, where the
-    /// OS allows it).
-    pub async fn start(
-        store: &Arc<dyn Store>,
-        slots: usize,
-        priority: &Priority,
-    ) -> std::io::Result<Self> {
-        let runtime = Background::start("tenant-batches", slots, priority)?;
+    /// A lane of `slots` threads, over a pool of `slots` connections of `store`'s database,
+    /// made on those threads (so those threads drive their sockets).
+    pub async fn start(store: &Arc<dyn Store>, slots: usize) -> std::io::Result<Self> {
+        let runtime = Background::start("tenant-batches", slots)?;
         let shared = store.clone();
         let connections = u32::try_from(slots.max(1)).unwrap_or(u32::MAX);
-        let priority = priority.clone();
         let store = runtime
-            .run(async move { shared.with_own_pool(connections, priority) })
+            .run(async move { shared.with_own_pool(connections) })
             .await;
         Ok(Self { runtime, store })
     }

@@ -100,15 +100,6 @@ pub struct Config {
     /// and leave calls need.
     #[arg(long, env = "HUSH_TENANT_BATCH_CONCURRENCY")]
     pub batch_concurrency: Option<usize>,
-    /// The OS priority (nice value, 0–19; 0 keeps the service's own) of the threads bulk
-    /// batches run on, so that on a busy machine routine calls get the CPU first.
-    #[arg(long, env = "HUSH_TENANT_BATCH_NICE", default_value_t = service_kit::background::DEFAULT_NICE)]
-    pub batch_nice: i32,
-    /// The CPUs bulk batches may run on, as in `1` or `0,2-3` (default: every CPU). On a
-    /// machine shared with routine calls, keeping batches (and the Postgres backends serving
-    /// them, when the server runs here) off some CPUs leaves those to joins and leaves.
-    #[arg(long, env = "HUSH_TENANT_BATCH_CPUS")]
-    pub batch_cpus: Option<service_kit::background::Cpus>,
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
@@ -134,8 +125,6 @@ impl fmt::Debug for Config {
             .field("seal_keys_file", &self.seal_keys_file)
             .field("corporate_domains", &self.corporate_domains.domains())
             .field("batch_concurrency", &self.batch_concurrency)
-            .field("batch_nice", &self.batch_nice)
-            .field("batch_cpus", &self.batch_cpus)
             .field("http", &self.http)
             .field("audit", &self.audit)
             .field("break_glass", &self.break_glass)
@@ -153,14 +142,6 @@ const CALLERS: [ServiceName; 3] = [
 ];
 
 impl Config {
-    /// Where bulk batches run: their nice value and CPUs.
-    pub fn batch_priority(&self) -> service_kit::background::Priority {
-        service_kit::background::Priority {
-            nice: self.batch_nice,
-            cpus: self.batch_cpus.clone(),
-        }
-    }
-
     /// Bulk batches applied at once: as configured, or the default of the database's backend.
     /// SQLite has one writer, so a third batch only waits in memory for it (in the benchmark it
     /// raised the tenant's peak memory from about 100 to 160–230 MiB and did not add

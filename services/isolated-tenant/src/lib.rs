@@ -25,6 +25,7 @@
 
 mod access;
 pub mod audit;
+mod backend;
 mod batch;
 pub mod breakglass;
 mod config;
@@ -104,7 +105,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         config.corporate_domains.clone(),
     )
     .await?;
-    let bulk = batch::BulkLane::start(&store, config.batch_slots(), &config.batch_priority())
+    let bulk = batch::BulkLane::start(&store, config.batch_slots())
         .await
         .map_err(|e| anyhow::anyhow!("starting the bulk batches' threads: {e}"))?;
     // After the main store: it runs the migrations, the mail tables' included.

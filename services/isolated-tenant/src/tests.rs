@@ -79,10 +79,7 @@ impl TestApp {
             signers.insert(s, signer);
         }
         let batch_gate = Arc::new(tokio::sync::Semaphore::new(2));
-        let bulk =
-            crate::batch::BulkLane::start(&store, 2, &service_kit::background::Priority::default())
-                .await
-                .unwrap();
+        let bulk = crate::batch::BulkLane::start(&store, 2).await.unwrap();
         let router = router(AppState {
             verifier,
             bulk,

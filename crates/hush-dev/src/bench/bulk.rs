@@ -59,14 +59,6 @@ pub struct BulkArgs {
     /// SQLite).
     #[arg(long)]
     pub batch_concurrency: Option<usize>,
-    /// The nice value of bulk work's threads in the tenant and bulk-api (default: theirs, 10;
-    /// 0 runs bulk work at the same priority as routine calls).
-    #[arg(long)]
-    pub bulk_nice: Option<i32>,
-    /// The CPUs bulk work may use, in the tenant (and its Postgres backends, when local) and in
-    /// bulk-api, as in `1` (default: theirs, every CPU).
-    #[arg(long)]
-    pub bulk_cpus: Option<service_kit::background::Cpus>,
     /// `RUST_LOG` for the services (their logs go to standard error), for looking into a
     /// result: `tower_http=debug` logs each request's latency.
     #[arg(long, default_value = "error")]
@@ -136,20 +128,13 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
         args.ops, args.groups, args.users, args.load_ops
     );
     println!(
-        "chunks of {} ops; tenant batch slots (batches applied at once): {}; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled; bulk threads at nice {}, on {}; {} join+leave pairs timed idle and as many under load\n",
+        "chunks of {} ops; tenant batch slots (batches applied at once): {}; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled; {} join+leave pairs timed idle and as many under load\n",
         args.chunk_size,
         args.batch_concurrency.map_or_else(
             || "3 on Postgres, 2 on SQLite (its defaults)".to_string(),
             |n| n.to_string()
         ),
         args.load_ops_per_sec,
-        args.bulk_nice.map_or_else(
-            || format!("{} (default)", service_kit::background::DEFAULT_NICE),
-            |n| n.to_string()
-        ),
-        args.bulk_cpus
-            .as_ref()
-            .map_or_else(|| "every CPU (default)".to_string(), |c| format!("CPUs {c}")),
         args.samples.map_or_else(
             || "2500 on Postgres, 500 on SQLite (default)".to_string(),
             |n| n.to_string()
@@ -508,17 +493,8 @@ fn bulk_env(args: &BulkArgs, ops_per_sec: u32) -> Vec<(String, String)> {
         ("HUSH_BULK_CHUNK_SIZE".into(), args.chunk_size.to_string()),
     ];
     env.extend(
-        args.bulk_nice
-            .map(|n| ("HUSH_BULK_WORKER_NICE".into(), n.to_string())),
-    );
-    env.extend(
         args.workers
             .map(|n| ("HUSH_BULK_WORKERS".into(), n.to_string())),
-    );
-    env.extend(
-        args.bulk_cpus
-            .as_ref()
-            .map(|c| ("HUSH_BULK_WORKER_CPUS".into(), c.to_string())),
     );
     env
 }
@@ -620,15 +596,6 @@ async fn run(
                 .batch_concurrency
                 .map(|n| ("HUSH_TENANT_BATCH_CONCURRENCY".into(), n.to_string()))
                 .into_iter()
-                .chain(
-                    args.bulk_nice
-                        .map(|n| ("HUSH_TENANT_BATCH_NICE".into(), n.to_string())),
-                )
-                .chain(
-                    args.bulk_cpus
-                        .as_ref()
-                        .map(|c| ("HUSH_TENANT_BATCH_CPUS".into(), c.to_string())),
-                )
                 .collect(),
             log: args.service_log.clone(),
         },

@@ -3,6 +3,8 @@
 
 use super::chain::{self, Event, NewEvent};
 use super::context;
+use crate::backend::{Column, Run, Statement};
+use sqlx::QueryBuilder;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Rows per INSERT: 10 parameters each, well under both backends' limits.
@@ -71,120 +73,120 @@ pub trait Append: sqlx::Database {
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
 }
 
-/// Inserts linked events into `audit_events`: on Postgres one statement over arrays (`UNNEST`),
-/// whatever the count, since the chain's head stays locked until the transaction commits and
-/// every other writer waits for it; on SQLite (one writer anyway) multi-row `VALUES`.
-async fn insert_pg(conn: &mut sqlx::PgConnection, linked: &[Event]) -> Result<(), sqlx::Error> {
-    let col = |f: fn(&Event) -> Option<String>| linked.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(&format!(
-        "INSERT INTO audit_events ({COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], \
-         $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], \
-         $10::bytea[])"
-    ))
-    .bind(linked.iter().map(|e| e.seq).collect::<Vec<_>>())
-    .bind(linked.iter().map(|e| e.at_ms).collect::<Vec<_>>())
-    .bind(linked.iter().map(|e| e.service.clone()).collect::<Vec<_>>())
-    .bind(col(|e| e.actor.clone()))
-    .bind(linked.iter().map(|e| e.action.clone()).collect::<Vec<_>>())
-    .bind(col(|e| e.group_id.clone()))
-    .bind(col(|e| e.subject.clone()))
-    .bind(col(|e| e.request_id.clone()))
-    .bind(
-        linked
-            .iter()
-            .map(|e| e.prev_hash.clone())
-            .collect::<Vec<_>>(),
-    )
-    .bind(linked.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
-    .execute(conn)
-    .await?;
-    Ok(())
+/// What differs between the backends in appending: how the head is locked, and how the linked
+/// events are inserted.
+pub trait Insert: Run + Column<i64> + Column<Vec<u8>> {
+    /// The clause that locks the head until the transaction ends.
+    const LOCK_HEAD: &'static str;
+
+    /// Inserts linked events into `audit_events`.
+    fn insert<'a>(
+        conn: &'a mut Self::Connection,
+        linked: &'a [Event],
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a;
 }
 
-/// See [`insert_pg`].
-async fn insert_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    linked: &[Event],
-) -> Result<(), sqlx::Error> {
-    for rows in linked.chunks(CHUNK) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
-            "INSERT INTO audit_events ({COLUMNS}) "
-        ));
-        q.push_values(rows, |mut b, e| {
-            b.push_bind(e.seq)
-                .push_bind(e.at_ms)
-                .push_bind(e.service.clone())
-                .push_bind(e.actor.clone())
-                .push_bind(e.action.clone())
-                .push_bind(e.group_id.clone())
-                .push_bind(e.subject.clone())
-                .push_bind(e.request_id.clone())
-                .push_bind(e.prev_hash.clone())
-                .push_bind(e.hash.clone());
-        });
-        q.build().execute(&mut *conn).await?;
+impl<DB: Insert> Append for DB {
+    async fn append(conn: &mut DB::Connection, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let ctx = context::current();
+        let mut q = Statement::new("SELECT seq, hash FROM audit_head WHERE id = 1");
+        q.push(DB::LOCK_HEAD);
+        let head = DB::rows(&mut *conn, q).await?;
+        let head = head.first().ok_or(sqlx::Error::RowNotFound)?;
+        let (seq, hash): (i64, Vec<u8>) = (DB::get(head, 0)?, DB::get(head, 1)?);
+        let linked = chain::link(
+            seq,
+            &hash,
+            now_ms(),
+            ctx.service(),
+            ctx.request_id.as_deref(),
+            events,
+        );
+        DB::insert(&mut *conn, &linked).await?;
+        let last = linked.last().expect("not empty");
+        let mut q = Statement::new("UPDATE audit_head SET seq = ");
+        q.bind(last.seq).push(", hash = ").bind(last.hash.clone());
+        q.push(" WHERE id = 1");
+        DB::run(&mut *conn, q).await
     }
-    Ok(())
 }
 
-macro_rules! backend {
-    ($db:ty, $variant:ident, $pool:ty, for_update = $for_update:literal, insert = $insert:ident) => {
-        impl Append for $db {
-            async fn append(
-                conn: &mut Self::Connection,
-                events: &[NewEvent],
-            ) -> Result<(), sqlx::Error> {
-                if events.is_empty() {
-                    return Ok(());
-                }
-                let ctx = context::current();
-                let (seq, hash): (i64, Vec<u8>) = sqlx::query_as(concat!(
-                    "SELECT seq, hash FROM audit_head WHERE id = 1",
-                    $for_update
-                ))
-                .fetch_one(&mut *conn)
-                .await?;
-                let linked = chain::link(
-                    seq,
-                    &hash,
-                    now_ms(),
-                    ctx.service(),
-                    ctx.request_id.as_deref(),
-                    events,
-                );
-                $insert(&mut *conn, &linked).await?;
-                let last = linked.last().expect("not empty");
-                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
-                    .bind(last.seq)
-                    .bind(last.hash.clone())
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            }
-        }
+/// On Postgres, one statement over arrays (`UNNEST`), whatever the count, since the chain's
+/// head stays locked until the transaction commits and every other writer waits for it.
+impl Insert for sqlx::Postgres {
+    const LOCK_HEAD: &'static str = " FOR UPDATE";
 
-        impl From<$pool> for Db {
-            fn from(pool: $pool) -> Self {
-                Db::$variant(pool)
-            }
-        }
-    };
+    async fn insert(conn: &mut sqlx::PgConnection, linked: &[Event]) -> Result<(), sqlx::Error> {
+        let col = |f: fn(&Event) -> Option<String>| linked.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(&format!(
+            "INSERT INTO audit_events ({COLUMNS}) SELECT * FROM UNNEST($1::bigint[], $2::bigint[], \
+             $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bytea[], \
+             $10::bytea[])"
+        ))
+        .bind(linked.iter().map(|e| e.seq).collect::<Vec<_>>())
+        .bind(linked.iter().map(|e| e.at_ms).collect::<Vec<_>>())
+        .bind(linked.iter().map(|e| e.service.clone()).collect::<Vec<_>>())
+        .bind(col(|e| e.actor.clone()))
+        .bind(linked.iter().map(|e| e.action.clone()).collect::<Vec<_>>())
+        .bind(col(|e| e.group_id.clone()))
+        .bind(col(|e| e.subject.clone()))
+        .bind(col(|e| e.request_id.clone()))
+        .bind(
+            linked
+                .iter()
+                .map(|e| e.prev_hash.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(linked.iter().map(|e| e.hash.clone()).collect::<Vec<_>>())
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
 }
 
-backend!(
-    sqlx::Postgres,
-    Postgres,
-    sqlx::PgPool,
-    for_update = " FOR UPDATE",
-    insert = insert_pg
-);
-backend!(
-    sqlx::Sqlite,
-    Sqlite,
-    sqlx::SqlitePool,
-    for_update = "",
-    insert = insert_sqlite
-);
+/// On SQLite (one writer anyway), multi-row `VALUES`, [`CHUNK`] rows a statement.
+impl Insert for sqlx::Sqlite {
+    const LOCK_HEAD: &'static str = "";
+
+    async fn insert(
+        conn: &mut sqlx::SqliteConnection,
+        linked: &[Event],
+    ) -> Result<(), sqlx::Error> {
+        for rows in linked.chunks(CHUNK) {
+            let mut q =
+                QueryBuilder::<sqlx::Sqlite>::new(format!("INSERT INTO audit_events ({COLUMNS}) "));
+            q.push_values(rows, |mut b, e| {
+                b.push_bind(e.seq)
+                    .push_bind(e.at_ms)
+                    .push_bind(e.service.clone())
+                    .push_bind(e.actor.clone())
+                    .push_bind(e.action.clone())
+                    .push_bind(e.group_id.clone())
+                    .push_bind(e.subject.clone())
+                    .push_bind(e.request_id.clone())
+                    .push_bind(e.prev_hash.clone())
+                    .push_bind(e.hash.clone());
+            });
+            q.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
+
+impl From<sqlx::PgPool> for Db {
+    fn from(pool: sqlx::PgPool) -> Self {
+        Db::Postgres(pool)
+    }
+}
+
+impl From<sqlx::SqlitePool> for Db {
+    fn from(pool: sqlx::SqlitePool) -> Self {
+        Db::Sqlite(pool)
+    }
+}
 
 impl Db {
     /// Opens the database `url` names without migrating it (for `hush audit verify`, which

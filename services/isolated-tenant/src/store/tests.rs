@@ -4,10 +4,17 @@
 //! The tests named after an invariant prove it against the tables themselves: a full dump of
 //! the tenant's database must not name a person or link two memberships of the same person.
 
+use super::postgres::PG_MIGRATIONS;
+use super::sqlite::SQLITE_MIGRATIONS;
+use super::turns::{Turns, Writer};
 use super::*;
-use domain::{Email, Label};
+use crate::identity::CorporateDomains;
+use crate::seal::{Profile, SealKeys};
+use domain::{Email, IdentityKind, Label};
 use service_kit::testing::TestDatabase;
+use std::time::Duration;
 use tenant_api::MemberRef;
+use uuid::Uuid;
 
 /// A store under test and the database to reopen or remove.
 struct TestDb {
@@ -1399,33 +1406,13 @@ async fn routine_writers_go_before_queued_bulk_batches() {
     assert_eq!(rx.recv().await, Some("batch"));
 }
 
-/// The nice value of local process `pid`, read from `/proc` (Linux).
-fn nice_of(pid: i32) -> Option<i64> {
-    service_kit::background::stat_field(pid, 16)
-}
-
-/// Whether this process may lower another user's process's priority (root).
-fn may_renice_others() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
 mod bulk_lane {
     use super::*;
 
     on_both_backends! {
-        async fn bulk_batches_own_pool_writes_the_same_database_and_postgres_serves_it_at_the_lower_priority_on_its_cpus(db, keys, key_text) {
+        async fn bulk_batches_own_pool_writes_the_same_database_over_connections_of_its_own(db, keys, key_text) {
             let g = group(db.store.as_ref(), "lane").await;
-            let mine = service_kit::background::cpus_of(None).unwrap();
-            let last = *mine.last().unwrap();
-            let lane = db.store.with_own_pool(
-                1,
-                Priority { nice: 10, cpus: Some(last.to_string().parse().unwrap()) },
-            );
+            let lane = db.store.with_own_pool(1);
             let email = Email::parse("lane-person@corp.example").unwrap();
             let outcome = lane
                 .apply_batch(&ApplyBatch::add_all(g, label("General"), std::slice::from_ref(&email)))
@@ -1443,45 +1430,6 @@ mod bulk_lane {
                 .await
                 .unwrap();
                 assert_eq!(pids.len(), 1, "the lane holds its own, named connection");
-                let local = service_kit::background::runs_command(pids[0].into(), "postgres");
-                if local && may_renice_others() {
-                    assert_eq!(nice_of(pids[0]), Some(10), "the lane's backend runs at nice 10");
-                    // Each backend leads its own session: where the kernel shares the CPU
-                    // between sessions first, the session is what must be lowered.
-                    if let Some(n) = service_kit::background::session_nice(pids[0]) {
-                        assert_eq!(n, 10, "the lane's backend's session runs at nice 10");
-                    }
-                    assert_eq!(
-                        service_kit::background::cpus_of(Some(pids[0])).unwrap(),
-                        vec![last],
-                        "the lane's backend runs on the lane's CPU"
-                    );
-                    let routine: Vec<i32> = sqlx::query_scalar(
-                        "SELECT pid FROM pg_stat_activity \
-                         WHERE datname = current_database() AND application_name <> 'hush-tenant-bulk' \
-                         AND backend_type = 'client backend'",
-                    )
-                    .fetch_all(s.pool())
-                    .await
-                    .unwrap();
-                    assert!(!routine.is_empty());
-                    for pid in routine {
-                        assert_eq!(nice_of(pid), Some(0), "routine connections keep their priority");
-                        if mine.len() > 1 {
-                            assert_ne!(
-                                service_kit::background::cpus_of(Some(pid)).unwrap(),
-                                vec![last],
-                                "routine connections keep every CPU"
-                            );
-                        }
-                        assert!(
-                            service_kit::background::session_nice(pid).is_none_or(|n| n == 0),
-                            "routine connections' sessions keep their priority"
-                        );
-                    }
-                } else {
-                    eprintln!("the Postgres server is elsewhere or another user's: its priority is not checked");
-                }
             }
         }
     }
@@ -1499,7 +1447,7 @@ async fn on_sqlite_a_bulk_batch_leaves_the_log_copied_so_the_next_routine_commit
     let people: Vec<Email> = (0..1500)
         .map(|i| Email::parse(format!("logged-{i}@corp.example")).unwrap())
         .collect();
-    let lane = db.store.with_own_pool(1, Priority::default());
+    let lane = db.store.with_own_pool(1);
     let outcome = lane
         .apply_batch(&ApplyBatch::add_all(g, label("General"), &people))
         .await

@@ -68,8 +68,6 @@ impl Setup {
             seal_keys_file,
             corporate_domains: "corp.example".parse::<CorporateDomains>().unwrap(),
             batch_concurrency: Some(2),
-            batch_nice: service_kit::background::DEFAULT_NICE,
-            batch_cpus: None,
             http: HttpArgs::default(),
             audit: isolated_tenant::audit::AuditArgs::without_checkpoints(),
             break_glass: isolated_tenant::breakglass::BreakGlassArgs::disabled(),

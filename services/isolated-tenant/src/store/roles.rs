@@ -1,0 +1,259 @@
+//! What the tenant's rules ([`super::rules`]) ask of the database, one small trait per thing
+//! it keeps: [`Groups`], [`Identities`], [`Memberships`], and [`AuditLog`] for the audit chain.
+//! [`Tx`] is all four on one write transaction. Each method is one statement, or one statement
+//! per [`super::sql::CHUNK`] rows; none decides anything. Their one implementation, for both
+//! backends, is in [`super::sql`].
+//!
+//! Rows travel sealed: an [`IdentityRow`] read is opened by the rules with the seal keys, and
+//! one to write is built by the rules under the active key.
+
+use super::StoreError;
+use crate::audit::NewEvent;
+use crate::seal::{Profile, SealKey, SealKeys};
+use async_trait::async_trait;
+use domain::{Email, GroupId, Subject};
+use std::collections::HashSet;
+use tenant_api::ProvisionGroup;
+use uuid::Uuid;
+
+/// The distribution groups.
+#[async_trait]
+pub(super) trait Groups {
+    /// Creates the group; false when a group with its id is there already. Another group with
+    /// the address is [`StoreError::AddressTaken`].
+    async fn create_group(&mut self, request: &ProvisionGroup) -> Result<bool, StoreError>;
+    /// The group's address and display name, locked until the transaction ends.
+    async fn group_for_update(&mut self, group: GroupId) -> Result<(String, String), StoreError>;
+    /// Sets the group's display name.
+    async fn rename_group(&mut self, group: GroupId, display_name: &str) -> Result<(), StoreError>;
+    /// Fails with [`StoreError::GroupNotFound`] unless the group exists, and holds it (shared)
+    /// until the transaction ends, so it cannot be deprovisioned meanwhile.
+    async fn hold_group(&mut self, group: GroupId) -> Result<(), StoreError>;
+    /// Locks the group (exclusive) until the transaction ends; false when there is none.
+    async fn lock_group(&mut self, group: GroupId) -> Result<bool, StoreError>;
+    /// Of `groups` (sorted), those that exist, each held (shared, in id order) until the
+    /// transaction ends.
+    async fn hold_groups(&mut self, groups: &[GroupId]) -> Result<HashSet<GroupId>, StoreError>;
+    /// Of `groups`, those that still exist, sorted; not held.
+    async fn existing_groups(&mut self, groups: &[GroupId]) -> Result<Vec<GroupId>, StoreError>;
+    /// Deletes the group row.
+    async fn delete_group(&mut self, group: GroupId) -> Result<(), StoreError>;
+}
+
+/// Which tag of an identity row a lookup goes by.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TagColumn {
+    /// `subject_tag`: the keyed hash of the IdP subject.
+    Subject,
+    /// `email_tag`: the keyed hash of the lowercased address, on the identity that owns it.
+    Email,
+}
+
+impl TagColumn {
+    /// The column's name.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Subject => "subject_tag",
+            Self::Email => "email_tag",
+        }
+    }
+}
+
+/// The identities, sealed.
+#[async_trait]
+pub(super) trait Identities {
+    /// Every identity whose subject tag is one of `subject_tags` or whose address tag is one of
+    /// `email_tags` (at least one list is not empty), in id order; locked until the transaction
+    /// ends when `lock`.
+    async fn find_identities(
+        &mut self,
+        subject_tags: Vec<Vec<u8>>,
+        email_tags: Vec<Vec<u8>>,
+        lock: bool,
+    ) -> Result<Vec<IdentityRow>, StoreError>;
+    /// The ids of the identities whose `column` is one of `tags`; not locked.
+    async fn identity_ids(
+        &mut self,
+        column: TagColumn,
+        tags: &[Vec<u8>],
+    ) -> Result<Vec<Uuid>, StoreError>;
+    /// The identities with these ids (sorted), in id order, locked until the transaction ends.
+    async fn identities_by_id(&mut self, ids: &[Uuid]) -> Result<Vec<IdentityRow>, StoreError>;
+    /// At most `limit` identities with ids after `after`, in id order, locked until the
+    /// transaction ends.
+    async fn identities_after(
+        &mut self,
+        after: Uuid,
+        limit: usize,
+    ) -> Result<Vec<IdentityRow>, StoreError>;
+    /// Of `tags`, the address tags some identity holds.
+    async fn taken_email_tags(&mut self, tags: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// Creates identity rows with fresh ids. Plainly: a conflict clause costs a speculative
+    /// insertion per row, and a tag another transaction took meanwhile fails the statement
+    /// either way (a batch then plans again, finding that person).
+    async fn insert_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError>;
+    /// Creates the identity row, or replaces every column of it.
+    async fn upsert_identity(&mut self, row: IdentityRow) -> Result<(), StoreError>;
+    /// Rewrites every column of the identity rows with these ids (an id with no row matches
+    /// nothing), in set-based statements.
+    async fn update_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError>;
+    /// Deletes the identity rows with these ids (one statement, however many match).
+    async fn delete_identities(&mut self, ids: &[Uuid]) -> Result<(), StoreError>;
+}
+
+/// The membership rows: one per (group, identity), found by its tag.
+#[async_trait]
+pub(super) trait Memberships {
+    /// Makes each (group, identity) of `pairs` a membership under `key`; one already there
+    /// (under this key) is left as it is.
+    async fn insert_members(
+        &mut self,
+        key: &SealKey,
+        pairs: &[(GroupId, Uuid)],
+    ) -> Result<(), StoreError>;
+    /// Makes each (group, identity) of `pairs` a membership under `key`, where no row can be
+    /// there yet: the identities were made in this transaction, and a tag is a keyed hash of a
+    /// fresh random id. Without the conflict clause, which costs the database a speculative
+    /// insertion per row.
+    async fn insert_new_members(
+        &mut self,
+        key: &SealKey,
+        pairs: &[(GroupId, Uuid)],
+    ) -> Result<(), StoreError>;
+    /// Deletes the membership rows with these tags (none is fine).
+    async fn delete_members(&mut self, tags: &[Vec<u8>]) -> Result<(), StoreError>;
+    /// Deletes every membership row of the group.
+    async fn delete_group_members(&mut self, group: GroupId) -> Result<(), StoreError>;
+    /// The sealed identity and key id of every membership row of the group: the group's
+    /// members, for deprovisioning to take the group off their sealed lists.
+    async fn sealed_members(
+        &mut self,
+        group: GroupId,
+    ) -> Result<Vec<(Vec<u8>, String)>, StoreError>;
+    /// Whether a membership row has one of these tags (not empty).
+    async fn any_member(&mut self, tags: &[Vec<u8>]) -> Result<bool, StoreError>;
+    /// Of `tags`, those a membership row has.
+    async fn present_tags(&mut self, tags: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// At most `limit` membership rows with tags after `after`, in tag order, locked until the
+    /// transaction ends.
+    async fn memberships_after(
+        &mut self,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<MemberRow>, StoreError>;
+    /// Rewrites each row with the tag of a move (old tag, group, identity) as that
+    /// membership under `key`: its tag, seal and key id.
+    async fn retag_members(
+        &mut self,
+        key: &SealKey,
+        moves: &[(Vec<u8>, GroupId, Uuid)],
+    ) -> Result<(), StoreError>;
+    /// How many membership rows the group has; `None` when there is no such group.
+    async fn count_members(&mut self, group: GroupId) -> Result<Option<u64>, StoreError>;
+}
+
+/// The audit chain, appended to inside the caller's transaction.
+#[async_trait]
+pub(super) trait AuditLog {
+    /// Appends `events` (none: no statement) as the transaction's last statements; see
+    /// [`crate::audit::Append`].
+    async fn append(&mut self, events: &[NewEvent]) -> Result<(), StoreError>;
+}
+
+/// One write transaction (or, for reads, one connection): every role, and savepoints.
+#[async_trait]
+pub(super) trait Tx: Groups + Identities + Memberships + AuditLog + Send {
+    /// `SAVEPOINT name`.
+    async fn savepoint(&mut self, name: &str) -> Result<(), StoreError>;
+    /// `RELEASE SAVEPOINT name`.
+    async fn release_savepoint(&mut self, name: &str) -> Result<(), StoreError>;
+    /// `ROLLBACK TO SAVEPOINT name`.
+    async fn rollback_to_savepoint(&mut self, name: &str) -> Result<(), StoreError>;
+}
+
+/// A whole identity row, sealed and tagged under one key: as the store reads it back, or as
+/// the rules build it to write.
+pub(super) struct IdentityRow {
+    pub id: Uuid,
+    pub subject_tag: Option<Vec<u8>>,
+    pub email_tag: Option<Vec<u8>>,
+    pub sealed_profile: Vec<u8>,
+    pub sealed_groups: Vec<u8>,
+    pub key_id: String,
+}
+
+/// A membership row as the store reads it back.
+pub(super) struct MemberRow {
+    pub tag: Vec<u8>,
+    pub group: GroupId,
+    pub sealed: Vec<u8>,
+    pub key_id: String,
+}
+
+/// An identity, opened.
+#[derive(Debug, Clone)]
+pub(super) struct Opened {
+    pub id: Uuid,
+    pub profile: Profile,
+    pub groups: Vec<GroupId>,
+    /// Whether the row carries the tag of its address.
+    pub email_owned: bool,
+}
+
+impl IdentityRow {
+    /// The row opened with whichever of `keys` sealed it.
+    pub(super) fn open(&self, keys: &SealKeys) -> Result<Opened, StoreError> {
+        let key = keys.get(&self.key_id)?;
+        Ok(Opened {
+            id: self.id,
+            profile: key.open_profile(self.id, &self.sealed_profile)?,
+            groups: key.open_group_list(self.id, &self.sealed_groups)?,
+            email_owned: self.email_tag.is_some(),
+        })
+    }
+
+    /// The row to write for identity `id` under `key`. The address is tagged only when the
+    /// identity owns it (see the store's module docs).
+    pub(super) fn new(
+        key: &SealKey,
+        id: Uuid,
+        profile: &Profile,
+        groups: &[GroupId],
+        email_owned: bool,
+    ) -> Self {
+        Self {
+            id,
+            subject_tag: profile.subject.as_ref().map(|s| key.subject_tag(s)),
+            email_tag: profile
+                .email
+                .as_ref()
+                .filter(|_| email_owned)
+                .map(|e| key.email_tag(e)),
+            sealed_profile: key.seal_profile(id, profile),
+            sealed_groups: key.seal_group_list(id, groups),
+            key_id: key.id().to_string(),
+        }
+    }
+
+    /// Whether `row` already is this write, but for the fresh nonces of its sealed values.
+    pub(super) fn matches_tags_of(&self, row: &IdentityRow) -> bool {
+        row.key_id == self.key_id
+            && row.subject_tag == self.subject_tag
+            && row.email_tag == self.email_tag
+    }
+}
+
+/// The tags, under every configured key, that could find `subject`.
+pub(super) fn subject_tags(keys: &SealKeys, subject: &Subject) -> Vec<Vec<u8>> {
+    keys.all().iter().map(|k| k.subject_tag(subject)).collect()
+}
+
+/// The tags, under every configured key, that could find `email`.
+pub(super) fn email_tags(keys: &SealKeys, email: &Email) -> Vec<Vec<u8>> {
+    keys.all().iter().map(|k| k.email_tag(email)).collect()
+}
+
+/// The tags, under each of `keys`, of the membership of `identity` in `group`.
+pub(super) fn member_tags(keys: &[SealKey], group: GroupId, identity: Uuid) -> Vec<Vec<u8>> {
+    keys.iter().map(|k| k.member_tag(group, identity)).collect()
+}

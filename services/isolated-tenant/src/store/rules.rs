@@ -1,0 +1,666 @@
+//! The tenant's rules: what each store operation reads, decides and writes, in order, inside
+//! one transaction it is given ([`Tx`]). Each write follows the same steps: find the people
+//! (locked), plan in memory ([`identity::plan_add`], [`batch_plan`]), let the label decide
+//! (`domain::may_enter`) before anything is written, write, and append the audit events as the
+//! transaction's last statements.
+//!
+//! Nothing here knows which database it runs on, how transactions begin or end, or when an
+//! operation is tried again: that is [`super::sql_store`]. The statements themselves are in
+//! [`super::sql`].
+
+use super::batch_plan;
+use super::roles::{email_tags, member_tags, subject_tags, IdentityRow, Opened, TagColumn, Tx};
+use super::sql::CHUNK;
+use super::{Provisioned, StoreError};
+use crate::audit::{self, action, NewEvent};
+use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
+use crate::seal::{Profile, SealKeys};
+use domain::{Email, GroupId, IdentityKind, Subject};
+use std::collections::HashSet;
+use tenant_api::{
+    AddMember, ApplyBatch, BatchOpKind, BatchOutcome, DistributionGroup, IdentityRef,
+    ProvisionGroup,
+};
+use uuid::Uuid;
+
+/// Plans of one batch transaction, each after finding that another batch made some of its new
+/// people first; the last try's unique violation goes to the caller, which tries the whole
+/// batch again.
+const MADE_TRIES: u32 = 8;
+
+/// What the rules need besides the database: the seal keys and the company's mail domains.
+pub(super) struct Rules<'a> {
+    pub keys: &'a SealKeys,
+    pub corporate: &'a CorporateDomains,
+}
+
+/// The profile a write about someone the tenant has never seen seals and throws away, so that
+/// path does the same cryptographic work as the others (INV-3).
+fn stand_in_profile(who: &IdentityRef) -> Profile {
+    Profile {
+        subject: who.subject.clone(),
+        email: who.email.clone(),
+        kind: IdentityKind::Guest,
+    }
+}
+
+/// The identities as [`identity`]'s pure functions see them.
+fn known(found: &[Opened]) -> Vec<Known<'_>> {
+    found
+        .iter()
+        .map(|o| Known {
+            profile: &o.profile,
+            email_owned: o.email_owned,
+        })
+        .collect()
+}
+
+impl Rules<'_> {
+    /// Every identity whose subject tag or address tag, under any configured key, names
+    /// `subject` or `email`, opened, in id order; locked (on Postgres) when `lock`. Usually one
+    /// row, two when an address and a subject name different identities.
+    async fn find_identities(
+        &self,
+        tx: &mut dyn Tx,
+        subject: Option<&Subject>,
+        email: Option<&Email>,
+        lock: bool,
+    ) -> Result<Vec<Opened>, StoreError> {
+        if subject.is_none() && email.is_none() {
+            return Err(Unidentified.into());
+        }
+        let by_subject = subject.map(|s| subject_tags(self.keys, s));
+        let by_email = email.map(|e| email_tags(self.keys, e));
+        let rows = tx
+            .find_identities(
+                by_subject.unwrap_or_default(),
+                by_email.unwrap_or_default(),
+                lock,
+            )
+            .await?;
+        rows.iter().map(|r| r.open(self.keys)).collect()
+    }
+
+    /// The identities of the person signed in as `subject` with the address `email`
+    /// ([`identity::own`]), opened; not locked.
+    async fn own_identities(
+        &self,
+        tx: &mut dyn Tx,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<Vec<Opened>, StoreError> {
+        let found = self
+            .find_identities(tx, Some(subject), email, false)
+            .await?;
+        let (by_subject, by_email) = identity::own(subject, email, &known(&found));
+        Ok([by_subject, by_email]
+            .into_iter()
+            .flatten()
+            .map(|i| found[i].clone())
+            .collect())
+    }
+
+    /// Creates the group, or confirms it when it exists with the same address (taking the new
+    /// display name).
+    pub(super) async fn provision(
+        &self,
+        tx: &mut dyn Tx,
+        request: &ProvisionGroup,
+    ) -> Result<Provisioned, StoreError> {
+        let group = request.group_id;
+        let created = tx.create_group(request).await?;
+        if created {
+            tx.append(&[NewEvent::new(action::GROUP_PROVISIONED, Some(group))])
+                .await?;
+        } else {
+            let (address, display_name) = tx.group_for_update(group).await?;
+            if address != request.address.as_str() {
+                return Err(StoreError::AddressMismatch);
+            }
+            if display_name != request.display_name.as_str() {
+                tx.rename_group(group, request.display_name.as_str())
+                    .await?;
+                tx.append(&[NewEvent::new(action::GROUP_RENAMED, Some(group))])
+                    .await?;
+            }
+        }
+        Ok(Provisioned {
+            group: DistributionGroup {
+                group_id: group,
+                address: request.address.clone(),
+                display_name: request.display_name.clone(),
+            },
+            created,
+        })
+    }
+
+    /// Removes the group, its membership rows, and the group from every member's sealed list.
+    pub(super) async fn deprovision(
+        &self,
+        tx: &mut dyn Tx,
+        group: GroupId,
+    ) -> Result<(), StoreError> {
+        let active = self.keys.active();
+        // Exclusive: adds and removes in flight finish first, later ones find no group.
+        if !tx.lock_group(group).await? {
+            return Ok(());
+        }
+        let mut ids = tx
+            .sealed_members(group)
+            .await?
+            .iter()
+            .map(|(s, kid)| Ok(self.keys.get(kid)?.open_member(group, s)?))
+            .collect::<Result<Vec<Uuid>, StoreError>>()?;
+        // Identity locks in id order, as every other writer takes them.
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(CHUNK) {
+            let mut rewritten = Vec::with_capacity(chunk.len());
+            for row in tx.identities_by_id(chunk).await? {
+                let mut o = row.open(self.keys)?;
+                o.groups.retain(|g| *g != group);
+                rewritten.push(IdentityRow::new(
+                    active,
+                    o.id,
+                    &o.profile,
+                    &o.groups,
+                    o.email_owned,
+                ));
+            }
+            tx.update_identities(rewritten).await?;
+        }
+        tx.delete_group_members(group).await?;
+        tx.delete_group(group).await?;
+        tx.append(&[NewEvent::new(action::GROUP_DEPROVISIONED, Some(group))])
+            .await?;
+        Ok(())
+    }
+
+    /// Makes `request.member` a member of `group` ([`super::Store::add_member`]).
+    pub(super) async fn add(
+        &self,
+        tx: &mut dyn Tx,
+        group: GroupId,
+        request: &AddMember,
+    ) -> Result<(), StoreError> {
+        let member = &request.member;
+        if member.subject.is_none() && member.email.is_none() {
+            return Err(Unidentified.into());
+        }
+        tx.hold_group(group).await?;
+        let events = self.add_in(tx, group, request).await?;
+        tx.append(&events).await
+    }
+
+    /// The add itself, inside a transaction that already holds the group and has checked that
+    /// someone is named. Refuses (label) before writing anything, so a refusal leaves the
+    /// transaction as it was. Answers the audit events of what it did.
+    async fn add_in(
+        &self,
+        tx: &mut dyn Tx,
+        group: GroupId,
+        request: &AddMember,
+    ) -> Result<Vec<NewEvent>, StoreError> {
+        let member = &request.member;
+        let active = self.keys.active();
+        let mut events = Vec::new();
+
+        // Preparation, all reads: who this is, what kind, and whether the label admits them.
+        // Nothing is written unless it does.
+        let found = self
+            .find_identities(tx, member.subject.as_ref(), member.email.as_ref(), true)
+            .await?;
+        let AddPlan {
+            target,
+            profile,
+            email_owned,
+            merge,
+            strip,
+        } = identity::plan_add(member, &known(&found), self.corporate)?;
+        domain::may_enter(profile.kind, &request.label.name, &request.label.policy)?;
+
+        let (id, mut groups) = match target {
+            Target::Existing(i) => (found[i].id, found[i].groups.clone()),
+            Target::Fresh => (Uuid::new_v4(), Vec::new()),
+        };
+        let pseudonym = audit::member(active, group, id);
+        let actor = audit::self_or_service(member.kind.is_some());
+        // The address moved to this person: its former holder keeps the rest.
+        if let Some(b) = strip {
+            let other = &found[b];
+            let mut without = other.profile.clone();
+            without.email = None;
+            let row = IdentityRow::new(active, other.id, &without, &other.groups, false);
+            tx.update_identities(vec![row]).await?;
+            events.push(
+                NewEvent::new(action::IDENTITY_ADDRESS_RELEASED, None)
+                    .about(audit::identity_alone(active, other.id)),
+            );
+        }
+        // The same person, added by address before: their memberships move here.
+        if let Some(b) = merge {
+            let other = &found[b];
+            let moved = tx.existing_groups(&other.groups).await?;
+            let mut stale = Vec::new();
+            for g in &moved {
+                stale.extend(member_tags(self.keys.all(), *g, other.id));
+                stale.extend(member_tags(self.keys.retired(), *g, id));
+            }
+            tx.delete_members(&stale).await?;
+            let pairs: Vec<(GroupId, Uuid)> = moved.iter().map(|g| (*g, id)).collect();
+            tx.insert_members(active, &pairs).await?;
+            tx.delete_identities(&[other.id]).await?;
+            groups.extend(moved);
+            events.push(
+                NewEvent::new(action::IDENTITY_BOUND, Some(group))
+                    .about(pseudonym.clone())
+                    .by(actor.clone()),
+            );
+        }
+
+        // From here the statements are the same whether or not the person is a member, or was
+        // known (INV-3). A membership made under a retired key goes, and the row under the
+        // active key is inserted, which does nothing when it is there.
+        if !self.keys.retired().is_empty() {
+            tx.delete_members(&member_tags(self.keys.retired(), group, id))
+                .await?;
+        }
+        tx.insert_members(active, &[(group, id)]).await?;
+        // The sealed list, rewritten with a fresh nonce either way.
+        groups.push(group);
+        groups.sort_unstable();
+        groups.dedup();
+        let row = IdentityRow::new(active, id, &profile, &groups, email_owned);
+        tx.upsert_identity(row).await?;
+        events.push(
+            NewEvent::new(action::MEMBERSHIP_ADDED, Some(group))
+                .about(pseudonym)
+                .by(actor),
+        );
+        Ok(events)
+    }
+
+    /// Makes sure `who` is not a member of `group` ([`super::Store::remove_member`]).
+    pub(super) async fn remove(
+        &self,
+        tx: &mut dyn Tx,
+        group: GroupId,
+        who: &IdentityRef,
+    ) -> Result<(), StoreError> {
+        if who.subject.is_none() && who.email.is_none() {
+            return Err(Unidentified.into());
+        }
+        tx.hold_group(group).await?;
+        let found = self
+            .find_identities(tx, who.subject.as_ref(), who.email.as_ref(), true)
+            .await?;
+        // One slot per candidate (two when a subject and an address are given: the person's
+        // own identity and one made from their address). A candidate the tenant has never
+        // seen is no member; the same statements still run, on an id that matches no row
+        // (INV-3).
+        let targets: Vec<Opened> =
+            identity::removal_targets(who.subject.as_ref(), who.email.as_ref(), &known(&found))
+                .into_iter()
+                .map(|slot| match slot {
+                    Some(i) => found[i].clone(),
+                    None => Opened {
+                        id: Uuid::new_v4(),
+                        profile: stand_in_profile(who),
+                        groups: Vec::new(),
+                        email_owned: false,
+                    },
+                })
+                .collect();
+        let tags: Vec<Vec<u8>> = targets
+            .iter()
+            .flat_map(|t| member_tags(self.keys.all(), group, t.id))
+            .collect();
+        tx.delete_members(&tags).await?;
+        // One event, about the first candidate (a stand-in's pseudonym for someone the tenant
+        // has never seen, INV-3).
+        let events: Vec<NewEvent> = targets
+            .first()
+            .map(|first| {
+                NewEvent::new(action::MEMBERSHIP_REMOVED, Some(group)).about(audit::member(
+                    self.keys.active(),
+                    group,
+                    first.id,
+                ))
+            })
+            .into_iter()
+            .collect();
+        let rows = targets
+            .into_iter()
+            .map(|mut o| {
+                o.groups.retain(|g| *g != group);
+                IdentityRow::new(
+                    self.keys.active(),
+                    o.id,
+                    &o.profile,
+                    &o.groups,
+                    o.email_owned,
+                )
+            })
+            .collect();
+        tx.update_identities(rows).await?;
+        tx.append(&events).await
+    }
+
+    /// Removes `who` from every group and deletes their identity ([`super::Store::offboard`]).
+    pub(super) async fn offboard(
+        &self,
+        tx: &mut dyn Tx,
+        who: &IdentityRef,
+    ) -> Result<(), StoreError> {
+        let found = self
+            .find_identities(tx, who.subject.as_ref(), who.email.as_ref(), true)
+            .await?;
+        let targets =
+            identity::offboard_targets(who.subject.as_ref(), who.email.as_ref(), &known(&found));
+        // A stranger: the delete still runs, on an id that matches no row.
+        let mut ids = vec![Uuid::new_v4()];
+        let subject = targets.first().map_or(ids[0], |i| found[*i].id);
+        let mut tags = Vec::new();
+        for i in targets {
+            let o = &found[i];
+            ids.push(o.id);
+            for g in &o.groups {
+                tags.extend(member_tags(self.keys.all(), *g, o.id));
+            }
+        }
+        // Mail expands from membership rows: once these are gone, so is the mail.
+        tx.delete_members(&tags).await?;
+        tx.delete_identities(&ids).await?;
+        // One event, about no group, under an identity-only pseudonym (see crate::audit).
+        let event = NewEvent::new(action::IDENTITY_OFFBOARDED, None)
+            .about(audit::identity_alone(self.keys.active(), subject));
+        tx.append(&[event]).await
+    }
+
+    /// A batch in one write transaction, in a handful of set-based statements whatever its
+    /// size: the groups it names are held (shared, in id order), every identity it could be
+    /// about is read and locked (in id order), the operations are planned in memory in order
+    /// ([`batch_plan`]: label checks included), and the result is written as one delete, one
+    /// insert and one upsert per [`CHUNK`] rows. A refusal (label, nobody named, unknown group)
+    /// is counted and writes nothing for that operation; any database failure rolls the whole
+    /// batch back, so a chunk is applied whole or not at all.
+    pub(super) async fn apply_batch(
+        &self,
+        tx: &mut dyn Tx,
+        batch: &ApplyBatch,
+    ) -> Result<BatchOutcome, StoreError> {
+        let mut named: Vec<GroupId> = batch.ops.iter().map(|o| o.group_id).collect();
+        named.sort_unstable();
+        named.dedup();
+        let held = tx.hold_groups(&named).await?;
+        let active = self.keys.active();
+        // The people this batch makes are written first, in the order of their tags (the same
+        // order in every batch, so two batches making the same people wait for each other
+        // instead of deadlocking). When another batch made some of them meanwhile, the insert
+        // waits for it to commit and then meets its tags: this batch undoes its own insert,
+        // reads everyone again (now including them) and plans again, holding what it holds,
+        // instead of starting over and racing the next batch.
+        let mut people = self.batch_people(tx, batch, &held).await?;
+        let mut tries = 1;
+        let (plan, existing) = loop {
+            let existing: HashSet<Uuid> = people.iter().map(|p| p.id).collect();
+            let plan = batch_plan::plan(batch, &held, people, self.corporate);
+            let mut made: Vec<IdentityRow> = plan
+                .identities
+                .iter()
+                .filter(|p| !existing.contains(&p.id))
+                .map(|p| IdentityRow::new(active, p.id, &p.profile, &p.groups, p.email_owned))
+                .collect();
+            made.sort_by(|a, b| {
+                (&a.subject_tag, &a.email_tag, a.id).cmp(&(&b.subject_tag, &b.email_tag, b.id))
+            });
+            tx.savepoint("batch_made").await?;
+            match tx.insert_identities(made).await {
+                Ok(()) => {
+                    tx.release_savepoint("batch_made").await?;
+                    break (plan, existing);
+                }
+                Err(e) if e.is_unique_violation() && tries < MADE_TRIES => {
+                    tx.rollback_to_savepoint("batch_made").await?;
+                    tries += 1;
+                    tracing::debug!(
+                        tries,
+                        "another batch made some of this batch's new people first; planning again"
+                    );
+                    people = self.batch_people(tx, batch, &held).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+
+        let mut gone = Vec::new();
+        let mut present = Vec::new();
+        for (&(g, id), &holds) in &plan.memberships {
+            if holds {
+                // A membership made under a retired key goes; the active one stays.
+                gone.extend(member_tags(self.keys.retired(), g, id));
+                present.push((g, id));
+            } else {
+                gone.extend(member_tags(self.keys.all(), g, id));
+            }
+        }
+        tx.delete_members(&gone).await?;
+        // People made by this batch have no membership row yet, under any key.
+        let (fresh, known_pairs): (Vec<_>, Vec<_>) = present
+            .into_iter()
+            .partition(|(_, id)| !existing.contains(id));
+        tx.insert_members(active, &known_pairs).await?;
+        let changed: Vec<IdentityRow> = plan
+            .identities
+            .iter()
+            .filter(|p| existing.contains(&p.id))
+            .map(|p| IdentityRow::new(active, p.id, &p.profile, &p.groups, p.email_owned))
+            .collect();
+        tx.update_identities(changed).await?;
+        tx.insert_new_members(active, &fresh).await?;
+        // Every event of the chunk, in one append, last in the transaction. A removal of
+        // someone never seen is recorded under a stand-in's pseudonym, as the single call
+        // records it (INV-3).
+        let events: Vec<NewEvent> = plan
+            .applied
+            .iter()
+            .map(|&(kind, g, id)| {
+                let action = match kind {
+                    BatchOpKind::Add => action::MEMBERSHIP_ADDED,
+                    BatchOpKind::Remove => action::MEMBERSHIP_REMOVED,
+                };
+                let id = id.unwrap_or_else(Uuid::new_v4);
+                NewEvent::new(action, Some(g)).about(audit::member(active, g, id))
+            })
+            .collect();
+        tx.append(&events).await?;
+        Ok(plan.outcome)
+    }
+
+    /// Every identity an operation of `batch` on a held group could be about (by the tags of
+    /// its subject and address, under every key), opened and locked. Found first, then locked
+    /// in id order in a second pass, so two batches sharing people take their locks in the
+    /// same order.
+    async fn batch_people(
+        &self,
+        tx: &mut dyn Tx,
+        batch: &ApplyBatch,
+        held: &HashSet<GroupId>,
+    ) -> Result<Vec<batch_plan::Person>, StoreError> {
+        let mut by_subject: HashSet<Vec<u8>> = HashSet::new();
+        let mut by_email: HashSet<Vec<u8>> = HashSet::new();
+        for op in batch.ops.iter().filter(|o| held.contains(&o.group_id)) {
+            if let Some(s) = &op.subject {
+                by_subject.extend(subject_tags(self.keys, s));
+            }
+            if let Some(e) = &op.email {
+                by_email.extend(email_tags(self.keys, e));
+            }
+        }
+        let mut ids: Vec<Uuid> = Vec::new();
+        for (column, tags) in [
+            (TagColumn::Subject, by_subject),
+            (TagColumn::Email, by_email),
+        ] {
+            let tags: Vec<Vec<u8>> = tags.into_iter().collect();
+            ids.extend(tx.identity_ids(column, &tags).await?);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let mut people = Vec::with_capacity(ids.len());
+        for row in tx.identities_by_id(&ids).await? {
+            let mut o = row.open(self.keys)?;
+            o.groups.sort_unstable();
+            o.groups.dedup();
+            people.push(batch_plan::Person {
+                id: o.id,
+                profile: o.profile,
+                groups: o.groups,
+                email_owned: o.email_owned,
+            });
+        }
+        Ok(people)
+    }
+
+    /// Whether the person signed in as `subject` (with `email`) is a member of `group`
+    /// ([`super::Store::is_member`]).
+    pub(super) async fn is_member(
+        &self,
+        tx: &mut dyn Tx,
+        group: GroupId,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<bool, StoreError> {
+        if tx.existing_groups(&[group]).await?.is_empty() {
+            return Err(StoreError::GroupNotFound);
+        }
+        let own = self.own_identities(tx, subject, email).await?;
+        if own.is_empty() {
+            return Ok(false);
+        }
+        let tags: Vec<Vec<u8>> = own
+            .iter()
+            .flat_map(|o| member_tags(self.keys.all(), group, o.id))
+            .collect();
+        tx.any_member(&tags).await
+    }
+
+    /// The groups the person signed in as `subject` (with `email`) is in
+    /// ([`super::Store::groups_of`]).
+    pub(super) async fn groups_of(
+        &self,
+        tx: &mut dyn Tx,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<Vec<GroupId>, StoreError> {
+        let own = self.own_identities(tx, subject, email).await?;
+        let mut groups: Vec<GroupId> = own.into_iter().flat_map(|o| o.groups).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        // The lists may name a group deprovisioned since; only existing ones count.
+        tx.existing_groups(&groups).await
+    }
+
+    /// Re-seals the identities after `after` in id order, at most `batch` of them. Answers how
+    /// many it rewrote and where the next step starts (`None`: that was the last).
+    pub(super) async fn reseal_identities(
+        &self,
+        tx: &mut dyn Tx,
+        after: Uuid,
+        batch: usize,
+    ) -> Result<(u64, Option<Uuid>), StoreError> {
+        let active = self.keys.active();
+        let rows = tx.identities_after(after, batch).await?;
+        let next = (rows.len() >= batch)
+            .then(|| rows.last().map(|r| r.id))
+            .flatten();
+        let opened = rows
+            .iter()
+            .map(|r| r.open(self.keys))
+            .collect::<Result<Vec<Opened>, StoreError>>()?;
+
+        // Rows written before addresses were tagged get the tag of their address, unless
+        // another identity holds it (under any key) or one earlier in this batch takes it.
+        let candidates: Vec<Vec<u8>> = opened
+            .iter()
+            .filter(|o| !o.email_owned)
+            .filter_map(|o| o.profile.email.as_ref())
+            .flat_map(|e| email_tags(self.keys, e))
+            .collect();
+        let mut taken: HashSet<Vec<u8>> = tx
+            .taken_email_tags(&candidates)
+            .await?
+            .into_iter()
+            .collect();
+
+        let mut writes = Vec::new();
+        for (row, o) in rows.iter().zip(&opened) {
+            let mut owned = o.email_owned;
+            if let (false, Some(e)) = (owned, o.profile.email.as_ref()) {
+                let tags = email_tags(self.keys, e);
+                if tags.iter().all(|t| !taken.contains(t)) {
+                    owned = true;
+                    taken.extend(tags);
+                }
+            }
+            let write = IdentityRow::new(active, o.id, &o.profile, &o.groups, owned);
+            if !write.matches_tags_of(row) {
+                writes.push(write);
+            }
+        }
+        let rewritten = writes.len() as u64;
+        tx.update_identities(writes).await?;
+        if rewritten > 0 {
+            tx.append(&[NewEvent::new(action::KEY_ROTATION_RESEALED, None)])
+                .await?;
+        }
+        Ok((rewritten, next))
+    }
+
+    /// Re-seals the membership rows after `after` in tag order, at most `batch` of them; as
+    /// [`Self::reseal_identities`].
+    pub(super) async fn reseal_memberships(
+        &self,
+        tx: &mut dyn Tx,
+        after: &[u8],
+        batch: usize,
+    ) -> Result<(u64, Option<Vec<u8>>), StoreError> {
+        let active = self.keys.active();
+        let rows = tx.memberships_after(after, batch).await?;
+        let next = (rows.len() >= batch)
+            .then(|| rows.last().map(|r| r.tag.clone()))
+            .flatten();
+        // Every writer writes a membership's tag, seal and key id together, so a row under the
+        // active key is entirely under it.
+        let mut moves = Vec::new();
+        for row in rows.into_iter().filter(|r| r.key_id != active.id()) {
+            let identity = self
+                .keys
+                .get(&row.key_id)?
+                .open_member(row.group, &row.sealed)?;
+            moves.push((row.tag, row.group, identity));
+        }
+        if moves.is_empty() {
+            return Ok((0, next));
+        }
+        // A row under the active key for the same membership may have been written meanwhile:
+        // then the old row simply goes.
+        let new_tags: Vec<Vec<u8>> = moves
+            .iter()
+            .map(|(_, g, id)| active.member_tag(*g, *id))
+            .collect();
+        let present: HashSet<Vec<u8>> = tx.present_tags(&new_tags).await?.into_iter().collect();
+        let rewritten = moves.len() as u64;
+        let (dropped, kept): (Vec<_>, Vec<_>) = moves
+            .into_iter()
+            .zip(new_tags)
+            .partition(|(_, new)| present.contains(new));
+        let dropped: Vec<Vec<u8>> = dropped.into_iter().map(|((old, _, _), _)| old).collect();
+        tx.delete_members(&dropped).await?;
+        let kept: Vec<(Vec<u8>, GroupId, Uuid)> = kept.into_iter().map(|(m, _)| m).collect();
+        tx.retag_members(active, &kept).await?;
+        tx.append(&[NewEvent::new(action::KEY_ROTATION_RESEALED, None)])
+            .await?;
+        Ok((rewritten, next))
+    }
+}

@@ -1,0 +1,625 @@
+//! The SQL of the store's roles ([`super::roles`]), written once for both backends.
+//!
+//! Every statement here is the same text on Postgres and SQLite. What differs between them is
+//! not SQL but how they take locks, and that is one fact about each backend ([`SqlBackend::SINGLE_WRITER`]): SQLite has one
+//! writer at a time, so a write transaction takes the database's write lock when it begins
+//! (`BEGIN IMMEDIATE`, so it never has to upgrade a read lock and fail with `SQLITE_BUSY`) and
+//! needs no row locks; Postgres writers run side by side, so they lock the rows they read
+//! (`FOR SHARE` / `FOR UPDATE`). The rest of what differs is in `postgres.rs` and `sqlite.rs`.
+//!
+//! Code here is generic over a [`SqlBackend`]: it writes a [`Statement`], runs it with
+//! `DB::run` / `DB::rows` and reads a column with `DB::get` ([`crate::backend`]).
+
+use super::roles::{
+    AuditLog, Groups, Identities, IdentityRow, MemberRow, Memberships, TagColumn, Tx,
+};
+use super::StoreError;
+use crate::audit::{self, NewEvent};
+use crate::backend::{Column, Run, Statement};
+use crate::seal::SealKey;
+use async_trait::async_trait;
+use domain::GroupId;
+use service_kit::db;
+use sqlx::Database;
+use std::collections::HashSet;
+use std::future::Future;
+use tenant_api::ProvisionGroup;
+use uuid::Uuid;
+
+/// Rows per statement when one statement touches many rows: well under both backends' limit
+/// on bound parameters (at most 6 per row).
+pub(super) const CHUNK: usize = 500;
+
+/// A database the tenant's store runs on: the shared SQL's needs ([`Run`], [`Column`], the
+/// audit chain's [`audit::Append`]) and what differs, implemented in `postgres.rs` and
+/// `sqlite.rs`.
+pub trait SqlBackend:
+    Run
+    + audit::Append
+    + Column<Uuid>
+    + Column<Vec<u8>>
+    + Column<Option<Vec<u8>>>
+    + Column<String>
+    + Column<i64>
+    + Column<Option<String>>
+    + Column<Option<bool>>
+    + Column<Option<i64>>
+    + Column<Option<Uuid>>
+{
+    /// One writer at a time (SQLite): writes begin with the write lock, take no row locks, and
+    /// queue for it in [`super::turns::Turns`]. Otherwise (Postgres) writers run side by side,
+    /// locking the rows they read.
+    const SINGLE_WRITER: bool;
+
+    /// A statement run on the bulk batches' own pool after each batch, out of the write turn.
+    const AFTER_BULK_BATCH: Option<&'static str>;
+
+    /// Lists the tenant's tables but the audit chain's, for the tests' dump.
+    #[cfg(test)]
+    const LIST_TABLES: &'static str;
+
+    /// Brings `pool`'s schema up to date (the backend's embedded migrations).
+    fn migrate(pool: &sqlx::Pool<Self>) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// The pool bulk batches use: at most `options`' connections, made lazily (on the bulk
+    /// lane's threads, which then drive their sockets), to the database `connect` names.
+    fn bulk_pool(
+        options: sqlx::pool::PoolOptions<Self>,
+        connect: &<Self::Connection as sqlx::Connection>::Options,
+    ) -> sqlx::Pool<Self>;
+
+    /// The audit chain's database handle on `pool`.
+    fn audit_db(pool: sqlx::Pool<Self>) -> audit::Db;
+}
+
+/// Runs `statement` (no parameters) on a connection of `pool`.
+pub(super) async fn execute<DB: SqlBackend>(
+    pool: &sqlx::Pool<DB>,
+    statement: &str,
+) -> Result<(), sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    DB::run(&mut conn, Statement::new(statement)).await
+}
+
+/// How a write transaction begins (see the module docs).
+pub(super) fn begin_write<DB: SqlBackend>() -> &'static str {
+    if DB::SINGLE_WRITER {
+        "BEGIN IMMEDIATE"
+    } else {
+        "BEGIN"
+    }
+}
+
+/// The clause that holds the rows a query reads (shared) until the transaction ends.
+fn for_share<DB: SqlBackend>() -> &'static str {
+    if DB::SINGLE_WRITER {
+        ""
+    } else {
+        " FOR SHARE"
+    }
+}
+
+/// The clause that locks the rows a query reads until the transaction ends.
+fn for_update<DB: SqlBackend>() -> &'static str {
+    if DB::SINGLE_WRITER {
+        ""
+    } else {
+        " FOR UPDATE"
+    }
+}
+
+/// A connection (or a transaction, through `&mut *tx`) on which the roles run: the one
+/// implementation of [`Groups`], [`Identities`], [`Memberships`] and [`AuditLog`].
+pub(super) struct Conn<'c, DB: Database>(pub &'c mut DB::Connection);
+
+impl<DB: SqlBackend> Conn<'_, DB> {
+    /// Runs `q`.
+    async fn run(&mut self, q: Statement<DB>) -> Result<(), StoreError> {
+        Ok(DB::run(self.0, q).await?)
+    }
+
+    /// Runs `q`; answers its rows.
+    async fn rows(&mut self, q: Statement<DB>) -> Result<Vec<DB::Row>, StoreError> {
+        Ok(DB::rows(self.0, q).await?)
+    }
+
+    /// Runs `q`; answers the first column of its rows.
+    async fn column<T>(&mut self, q: Statement<DB>) -> Result<Vec<T>, StoreError>
+    where
+        DB: Column<T>,
+    {
+        let rows = self.rows(q).await?;
+        Ok(rows
+            .iter()
+            .map(|r| DB::get(r, 0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Runs `SELECT {select} … WHERE {column} IN (…)` over `values`, [`CHUNK`] of them a
+    /// statement, each statement ending with `tail`; answers the first column of all rows.
+    async fn column_in<T, V>(
+        &mut self,
+        select: &str,
+        column: &str,
+        values: &[V],
+        tail: &str,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        DB: Column<T> + Column<V>,
+        V: Clone,
+    {
+        let mut found = Vec::new();
+        for chunk in values.chunks(CHUNK) {
+            let mut q = Statement::new(select);
+            q.in_list(column, chunk.iter().cloned());
+            q.push(tail);
+            found.extend(self.column::<T>(q).await?);
+        }
+        Ok(found)
+    }
+
+    /// Identity rows, read by `q` (which selects [`IDENTITY_COLUMNS`]).
+    async fn identity_rows(&mut self, q: Statement<DB>) -> Result<Vec<IdentityRow>, StoreError> {
+        let rows = self.rows(q).await?;
+        Ok(rows
+            .iter()
+            .map(identity_row::<DB>)
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Runs `INSERT INTO identities …` (or with `head`, an `UPDATE … FROM (VALUES …)`) over
+    /// `rows`, [`CHUNK`] of them a statement, each ending with `tail`.
+    async fn write_identities(
+        &mut self,
+        head: &str,
+        rows: Vec<IdentityRow>,
+        tail: &str,
+    ) -> Result<(), StoreError> {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<IdentityRow> = rows.by_ref().take(CHUNK).collect();
+            let mut q = Statement::new(head);
+            q.values(chunk, |b, r| {
+                b.bind(r.id);
+                b.bind(r.subject_tag);
+                b.bind(r.email_tag);
+                b.bind(r.sealed_profile);
+                b.bind(r.sealed_groups);
+                b.bind(r.key_id);
+            });
+            q.push(tail);
+            self.run(q).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes each (group, identity) of `pairs` a membership under `key`, [`CHUNK`] a
+    /// statement, each ending with `tail`.
+    async fn write_members(
+        &mut self,
+        key: &SealKey,
+        pairs: &[(GroupId, Uuid)],
+        tail: &str,
+    ) -> Result<(), StoreError> {
+        for chunk in pairs.chunks(CHUNK) {
+            let mut q = Statement::new(
+                "INSERT INTO memberships (member_tag, group_id, sealed_identity, key_id) ",
+            );
+            q.values(chunk, |b, (g, identity)| {
+                b.bind(key.member_tag(*g, *identity));
+                b.bind(*g.as_uuid());
+                b.bind(key.seal_member(*g, *identity));
+                b.bind(key.id().to_string());
+            });
+            q.push(tail);
+            self.run(q).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The columns every identity query selects, in [`identity_row`] order.
+const IDENTITY_COLUMNS: &str = "id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id";
+
+/// `SELECT {IDENTITY_COLUMNS} FROM identities WHERE `.
+fn select_identities<DB: SqlBackend>() -> Statement<DB> {
+    Statement::new(format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE "))
+}
+
+fn identity_row<DB: SqlBackend>(row: &DB::Row) -> Result<IdentityRow, sqlx::Error> {
+    Ok(IdentityRow {
+        id: DB::get(row, 0)?,
+        subject_tag: DB::get(row, 1)?,
+        email_tag: DB::get(row, 2)?,
+        sealed_profile: DB::get(row, 3)?,
+        sealed_groups: DB::get(row, 4)?,
+        key_id: DB::get(row, 5)?,
+    })
+}
+
+/// Statements that select a group by id.
+const GROUP_BY_ID: &str = "SELECT group_id FROM distribution_groups WHERE group_id = ";
+
+#[async_trait]
+impl<DB: SqlBackend> Groups for Conn<'_, DB> {
+    async fn create_group(&mut self, request: &ProvisionGroup) -> Result<bool, StoreError> {
+        let mut q =
+            Statement::new("INSERT INTO distribution_groups (group_id, address, display_name) ");
+        q.values([request], |b, r| {
+            b.bind(*r.group_id.as_uuid());
+            b.bind(r.address.as_str().to_string());
+            b.bind(r.display_name.as_str().to_string());
+        });
+        q.push(" ON CONFLICT (group_id) DO NOTHING RETURNING group_id");
+        match self.column::<Uuid>(q).await {
+            Ok(created) => Ok(!created.is_empty()),
+            Err(StoreError::Db(e)) if db::is_unique_violation(&e) => Err(StoreError::AddressTaken),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn group_for_update(&mut self, group: GroupId) -> Result<(String, String), StoreError> {
+        let mut q = Statement::new(
+            "SELECT address, display_name FROM distribution_groups WHERE group_id = ",
+        );
+        q.bind(*group.as_uuid());
+        q.push(for_update::<DB>());
+        let rows = self.rows(q).await?;
+        let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+        Ok((DB::get(row, 0)?, DB::get(row, 1)?))
+    }
+
+    async fn rename_group(&mut self, group: GroupId, display_name: &str) -> Result<(), StoreError> {
+        let mut q = Statement::new("UPDATE distribution_groups SET display_name = ");
+        q.bind(display_name.to_string());
+        q.push(" WHERE group_id = ");
+        q.bind(*group.as_uuid());
+        self.run(q).await
+    }
+
+    async fn hold_group(&mut self, group: GroupId) -> Result<(), StoreError> {
+        let mut q = Statement::new(GROUP_BY_ID);
+        q.bind(*group.as_uuid());
+        q.push(for_share::<DB>());
+        let found = self.column::<Uuid>(q).await?;
+        found.first().map(drop).ok_or(StoreError::GroupNotFound)
+    }
+
+    async fn lock_group(&mut self, group: GroupId) -> Result<bool, StoreError> {
+        let mut q = Statement::new(GROUP_BY_ID);
+        q.bind(*group.as_uuid());
+        q.push(for_update::<DB>());
+        Ok(!self.column::<Uuid>(q).await?.is_empty())
+    }
+
+    async fn hold_groups(&mut self, groups: &[GroupId]) -> Result<HashSet<GroupId>, StoreError> {
+        let ids: Vec<Uuid> = groups.iter().map(|g| *g.as_uuid()).collect();
+        let tail = format!(" ORDER BY group_id{}", for_share::<DB>());
+        let found: Vec<Uuid> = self
+            .column_in(
+                "SELECT group_id FROM distribution_groups WHERE ",
+                "group_id",
+                &ids,
+                &tail,
+            )
+            .await?;
+        Ok(found.into_iter().map(GroupId::from).collect())
+    }
+
+    async fn existing_groups(&mut self, groups: &[GroupId]) -> Result<Vec<GroupId>, StoreError> {
+        let ids: Vec<Uuid> = groups.iter().map(|g| *g.as_uuid()).collect();
+        let found: Vec<Uuid> = self
+            .column_in(
+                "SELECT group_id FROM distribution_groups WHERE ",
+                "group_id",
+                &ids,
+                "",
+            )
+            .await?;
+        let mut existing: Vec<GroupId> = found.into_iter().map(GroupId::from).collect();
+        existing.sort_unstable();
+        Ok(existing)
+    }
+
+    async fn delete_group(&mut self, group: GroupId) -> Result<(), StoreError> {
+        let mut q = Statement::new("DELETE FROM distribution_groups WHERE group_id = ");
+        q.bind(*group.as_uuid());
+        self.run(q).await
+    }
+}
+
+#[async_trait]
+impl<DB: SqlBackend> Identities for Conn<'_, DB> {
+    async fn find_identities(
+        &mut self,
+        subject_tags: Vec<Vec<u8>>,
+        email_tags: Vec<Vec<u8>>,
+        lock: bool,
+    ) -> Result<Vec<IdentityRow>, StoreError> {
+        let mut q = select_identities::<DB>();
+        let clauses = [
+            (TagColumn::Subject, subject_tags),
+            (TagColumn::Email, email_tags),
+        ];
+        for (i, (column, tags)) in clauses
+            .into_iter()
+            .filter(|(_, t)| !t.is_empty())
+            .enumerate()
+        {
+            if i > 0 {
+                q.push(" OR ");
+            }
+            q.in_list(column.name(), tags);
+        }
+        q.push(" ORDER BY id");
+        if lock {
+            q.push(for_update::<DB>());
+        }
+        self.identity_rows(q).await
+    }
+
+    async fn identity_ids(
+        &mut self,
+        column: TagColumn,
+        tags: &[Vec<u8>],
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.column_in("SELECT id FROM identities WHERE ", column.name(), tags, "")
+            .await
+    }
+
+    async fn identities_by_id(&mut self, ids: &[Uuid]) -> Result<Vec<IdentityRow>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut q = select_identities::<DB>();
+            q.in_list("id", chunk.iter().copied());
+            q.push(" ORDER BY id").push(for_update::<DB>());
+            found.extend(self.identity_rows(q).await?);
+        }
+        Ok(found)
+    }
+
+    async fn identities_after(
+        &mut self,
+        after: Uuid,
+        limit: usize,
+    ) -> Result<Vec<IdentityRow>, StoreError> {
+        let mut q = select_identities::<DB>();
+        q.push("id > ");
+        q.bind(after);
+        q.push(" ORDER BY id LIMIT ");
+        q.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        q.push(for_update::<DB>());
+        self.identity_rows(q).await
+    }
+
+    async fn taken_email_tags(&mut self, tags: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.column_in(
+            "SELECT email_tag FROM identities WHERE ",
+            "email_tag",
+            tags,
+            "",
+        )
+        .await
+    }
+
+    async fn insert_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError> {
+        self.write_identities(INSERT_IDENTITIES, rows, "").await
+    }
+
+    async fn upsert_identity(&mut self, row: IdentityRow) -> Result<(), StoreError> {
+        let tail = " ON CONFLICT (id) DO UPDATE SET subject_tag = excluded.subject_tag, \
+                    email_tag = excluded.email_tag, sealed_profile = excluded.sealed_profile, \
+                    sealed_groups = excluded.sealed_groups, key_id = excluded.key_id";
+        self.write_identities(INSERT_IDENTITIES, vec![row], tail)
+            .await
+    }
+
+    async fn update_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError> {
+        let head = "UPDATE identities SET subject_tag = v.column2, email_tag = v.column3, \
+                    sealed_profile = v.column4, sealed_groups = v.column5, key_id = v.column6 \
+                    FROM (";
+        self.write_identities(head, rows, ") AS v WHERE identities.id = v.column1")
+            .await
+    }
+
+    async fn delete_identities(&mut self, ids: &[Uuid]) -> Result<(), StoreError> {
+        let mut q = Statement::new("DELETE FROM identities WHERE ");
+        q.in_list("id", ids.iter().copied());
+        self.run(q).await
+    }
+}
+
+/// The head of every insert of identity rows.
+const INSERT_IDENTITIES: &str =
+    "INSERT INTO identities (id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id) ";
+
+#[async_trait]
+impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
+    async fn insert_members(
+        &mut self,
+        key: &SealKey,
+        pairs: &[(GroupId, Uuid)],
+    ) -> Result<(), StoreError> {
+        self.write_members(key, pairs, " ON CONFLICT (member_tag) DO NOTHING")
+            .await
+    }
+
+    async fn insert_new_members(
+        &mut self,
+        key: &SealKey,
+        pairs: &[(GroupId, Uuid)],
+    ) -> Result<(), StoreError> {
+        self.write_members(key, pairs, "").await
+    }
+
+    async fn delete_members(&mut self, tags: &[Vec<u8>]) -> Result<(), StoreError> {
+        for chunk in tags.chunks(CHUNK) {
+            let mut q = Statement::new("DELETE FROM memberships WHERE ");
+            q.in_list("member_tag", chunk.iter().cloned());
+            self.run(q).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_group_members(&mut self, group: GroupId) -> Result<(), StoreError> {
+        let mut q = Statement::new("DELETE FROM memberships WHERE group_id = ");
+        q.bind(*group.as_uuid());
+        self.run(q).await
+    }
+
+    async fn sealed_members(
+        &mut self,
+        group: GroupId,
+    ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
+        let mut q =
+            Statement::new("SELECT sealed_identity, key_id FROM memberships WHERE group_id = ");
+        q.bind(*group.as_uuid());
+        let rows = self.rows(q).await?;
+        Ok(rows
+            .iter()
+            .map(|r| Ok((DB::get(r, 0)?, DB::get(r, 1)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    async fn any_member(&mut self, tags: &[Vec<u8>]) -> Result<bool, StoreError> {
+        let mut q = Statement::new("SELECT member_tag FROM memberships WHERE ");
+        q.in_list("member_tag", tags.iter().cloned());
+        q.push(" LIMIT 1");
+        Ok(!self.column::<Vec<u8>>(q).await?.is_empty())
+    }
+
+    async fn present_tags(&mut self, tags: &[Vec<u8>]) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.column_in(
+            "SELECT member_tag FROM memberships WHERE ",
+            "member_tag",
+            tags,
+            "",
+        )
+        .await
+    }
+
+    async fn memberships_after(
+        &mut self,
+        after: &[u8],
+        limit: usize,
+    ) -> Result<Vec<MemberRow>, StoreError> {
+        let mut q = Statement::new(
+            "SELECT member_tag, group_id, sealed_identity, key_id FROM memberships \
+             WHERE member_tag > ",
+        );
+        q.bind(after.to_vec());
+        q.push(" ORDER BY member_tag LIMIT ");
+        q.bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        q.push(for_update::<DB>());
+        let rows = self.rows(q).await?;
+        let read = |r: &DB::Row| -> Result<MemberRow, sqlx::Error> {
+            Ok(MemberRow {
+                tag: DB::get(r, 0)?,
+                group: GroupId::from(<DB as Column<Uuid>>::get(r, 1)?),
+                sealed: DB::get(r, 2)?,
+                key_id: DB::get(r, 3)?,
+            })
+        };
+        Ok(rows.iter().map(read).collect::<Result<_, _>>()?)
+    }
+
+    async fn retag_members(
+        &mut self,
+        key: &SealKey,
+        moves: &[(Vec<u8>, GroupId, Uuid)],
+    ) -> Result<(), StoreError> {
+        for chunk in moves.chunks(CHUNK) {
+            let mut q = Statement::new(
+                "UPDATE memberships SET member_tag = v.column2, sealed_identity = v.column3, \
+                 key_id = v.column4 FROM (",
+            );
+            q.values(chunk, |b, (old, group, identity)| {
+                b.bind(old.clone());
+                b.bind(key.member_tag(*group, *identity));
+                b.bind(key.seal_member(*group, *identity));
+                b.bind(key.id().to_string());
+            });
+            q.push(") AS v WHERE memberships.member_tag = v.column1");
+            self.run(q).await?;
+        }
+        Ok(())
+    }
+
+    async fn count_members(&mut self, group: GroupId) -> Result<Option<u64>, StoreError> {
+        let mut q = Statement::new("SELECT (SELECT COUNT(*) FROM memberships WHERE group_id = ");
+        q.bind(*group.as_uuid());
+        q.push(") FROM distribution_groups WHERE group_id = ");
+        q.bind(*group.as_uuid());
+        let counts: Vec<i64> = self.column(q).await?;
+        Ok(counts
+            .first()
+            .map(|n| u64::try_from(*n).unwrap_or_default()))
+    }
+}
+
+#[async_trait]
+impl<DB: SqlBackend> AuditLog for Conn<'_, DB> {
+    async fn append(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
+        Ok(DB::append(self.0, events).await?)
+    }
+}
+
+#[async_trait]
+impl<DB: SqlBackend> Tx for Conn<'_, DB> {
+    async fn savepoint(&mut self, name: &str) -> Result<(), StoreError> {
+        self.run(Statement::new(format!("SAVEPOINT {name}"))).await
+    }
+
+    async fn release_savepoint(&mut self, name: &str) -> Result<(), StoreError> {
+        self.run(Statement::new(format!("RELEASE SAVEPOINT {name}")))
+            .await
+    }
+
+    async fn rollback_to_savepoint(&mut self, name: &str) -> Result<(), StoreError> {
+        self.run(Statement::new(format!("ROLLBACK TO SAVEPOINT {name}")))
+            .await
+    }
+}
+
+/// Every row of every table but the audit chain's, each column as text: text as it is, bytes
+/// as lowercase hex, UUIDs as both their usual form and hex. For the tests that check what a
+/// dump reveals.
+#[cfg(test)]
+pub(super) async fn dump<DB: SqlBackend>(pool: &sqlx::Pool<DB>) -> Vec<(String, Vec<Vec<String>>)> {
+    use sqlx::Row as _;
+    let mut conn = pool.acquire().await.expect("a connection");
+    let mut conn = Conn::<DB>(&mut conn);
+    let tables: Vec<String> = conn
+        .column(Statement::new(DB::LIST_TABLES))
+        .await
+        .expect("list tables");
+    let mut out = Vec::new();
+    for table in tables {
+        let rows = conn
+            .rows(Statement::new(format!("SELECT * FROM {table}")))
+            .await
+            .expect("select *");
+        let text = |row: &DB::Row, i: usize| -> String {
+            if let Ok(v) = <DB as Column<Option<String>>>::get(row, i) {
+                v.unwrap_or_default()
+            } else if let Ok(v) = <DB as Column<Option<Vec<u8>>>>::get(row, i) {
+                v.map(hex::encode).unwrap_or_default()
+            } else if let Ok(v) = <DB as Column<Option<bool>>>::get(row, i) {
+                v.map(|b| b.to_string()).unwrap_or_default()
+            } else if let Ok(v) = <DB as Column<Option<i64>>>::get(row, i) {
+                v.map(|n| n.to_string()).unwrap_or_default()
+            } else if let Ok(v) = <DB as Column<Option<Uuid>>>::get(row, i) {
+                v.map(|u| format!("{u} {}", hex::encode(u.as_bytes())))
+                    .unwrap_or_default()
+            } else {
+                panic!("{table}: column {i} has a type the dump cannot show")
+            }
+        };
+        let rows = rows
+            .iter()
+            .map(|row| (0..row.len()).map(|i| text(row, i)).collect())
+            .collect();
+        out.push((table, rows));
+    }
+    out
+}

@@ -1,0 +1,310 @@
+//! [`Store`] over either backend: each operation is one of the [`Rules`] run in a transaction
+//! of its own, which this module begins (after a write turn, on SQLite), commits or rolls back,
+//! and tries again when another writer got in the way.
+//!
+//! # Retries
+//!
+//! Which database failures are worth another try is decided once, in
+//! [`service_kit::retry::is_transient`] (deadlocks, serialization failures, a busy SQLite). The
+//! store widens it, here and only here, to unique violations: two writers that race to create
+//! the same identity meet each other's UNIQUE tag, and the loser's next try finds the
+//! identity. Every write is idempotent, so trying it again is safe.
+
+use super::roles::{Memberships as _, Tx};
+use super::rules::Rules;
+use super::sql::{self, begin_write, Conn, SqlBackend};
+use super::turns::{Turns, Writer};
+use super::{Provisioned, ResealReport, Store, StoreError};
+use crate::audit;
+use crate::identity::CorporateDomains;
+use crate::seal::SealKeys;
+use async_trait::async_trait;
+use domain::{CountBucket, Email, GroupId, Subject};
+use service_kit::db;
+use service_kit::retry::{self, Retry};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tenant_api::{AddMember, ApplyBatch, BatchOutcome, IdentityRef, ProvisionGroup};
+use uuid::Uuid;
+
+/// Tries of a routine operation (and of a re-seal step), 10 ms, 20 ms, 30 ms apart.
+const ROUTINE: Retry = Retry::new(4, Duration::from_millis(10));
+/// Tries of a batch. Two batches adding the same new person race to create their identity on
+/// Postgres, and the loser meets the winner's UNIQUE tag; it plans again inside its
+/// transaction (a few times, see [`Rules::apply_batch`]), and after that its retry finds the
+/// identity. Big batches share many people, so they get more tries than single calls.
+const BATCHES: Retry = Retry::new(8, Duration::from_millis(10));
+
+/// Whether a failed operation is worth another try (see the module docs).
+fn worth_retrying(e: &StoreError) -> bool {
+    matches!(e, StoreError::Db(e) if retry::is_transient(e) || db::is_unique_violation(e))
+}
+
+/// One rule run in a transaction: given the rules, the transaction and its arguments.
+type Step<A, T> = for<'t> fn(
+    &'t Rules<'t>,
+    &'t mut (dyn Tx + 't),
+    &'t A,
+) -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
+
+/// The store on a database of backend `DB`.
+pub struct SqlStore<DB: SqlBackend> {
+    /// The connections: routine calls' pool, or the bulk batches' own
+    /// ([`Store::with_own_pool`]).
+    pool: sqlx::Pool<DB>,
+    keys: Arc<SealKeys>,
+    corporate: Arc<CorporateDomains>,
+    /// Write transactions take turns here, first come first served, when the database has a
+    /// single writer (SQLite). Without it, writers waiting for SQLite's lock poll it with
+    /// growing sleeps, and a join can starve behind a stream of bulk batches for seconds; in a
+    /// queue it waits for at most the batch in front of it. Shared by every pool of the store.
+    turns: Option<Arc<Turns>>,
+}
+
+impl<DB: SqlBackend> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            keys: self.keys.clone(),
+            corporate: self.corporate.clone(),
+            turns: self.turns.clone(),
+        }
+    }
+}
+
+impl<DB: SqlBackend> SqlStore<DB> {
+    /// Wraps a pool, bringing its schema up to date first; `keys` seal and open everything
+    /// written. Every domain counts as corporate until [`Self::with_corporate_domains`] says
+    /// otherwise.
+    pub async fn migrate(pool: sqlx::Pool<DB>, keys: Arc<SealKeys>) -> anyhow::Result<Self> {
+        DB::migrate(&pool).await?;
+        Ok(Self {
+            pool,
+            keys,
+            corporate: Arc::default(),
+            turns: DB::SINGLE_WRITER.then(Arc::default),
+        })
+    }
+
+    /// The domains whose addresses are the company's own, for inferring the kind of an
+    /// identity added by address.
+    #[must_use]
+    pub fn with_corporate_domains(mut self, corporate: CorporateDomains) -> Self {
+        self.corporate = Arc::new(corporate);
+        self
+    }
+
+    /// The pool, for tests that inspect or tamper with the tables directly.
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &sqlx::Pool<DB> {
+        &self.pool
+    }
+
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            keys: &self.keys,
+            corporate: &self.corporate,
+        }
+    }
+
+    /// Waits for this writer's turn (see `turns`); holds it until dropped. Nothing to wait for
+    /// where the database takes concurrent writers (Postgres).
+    async fn turn(&self, kind: Writer) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.turns {
+            Some(t) => Some(t.take(kind).await),
+            None => None,
+        }
+    }
+
+    /// Runs `step` in a write transaction of its own, after a write turn as `kind`: commits
+    /// when it succeeds, rolls back when it fails, and tries again (a new transaction, after
+    /// a pause) as `retry` says when the failure is [`worth_retrying`].
+    async fn write<A, T>(
+        &self,
+        kind: Writer,
+        retry: Retry,
+        args: &A,
+        step: Step<A, T>,
+    ) -> Result<T, StoreError>
+    where
+        A: Sync + ?Sized,
+        T: Send,
+    {
+        let rules = &self.rules();
+        retry
+            .run(worth_retrying, || async move {
+                let _turn = self.turn(kind).await;
+                let mut tx = self.pool.begin_with(begin_write::<DB>()).await?;
+                let done = step(rules, &mut Conn::<DB>(&mut tx), args).await;
+                finish(tx, done).await
+            })
+            .await
+    }
+
+    /// Runs `step` as a routine write ([`Self::write`]: someone is waiting for it).
+    async fn routine<A: Sync + ?Sized, T: Send>(
+        &self,
+        args: &A,
+        step: Step<A, T>,
+    ) -> Result<T, StoreError> {
+        self.write(Writer::Routine, ROUTINE, args, step).await
+    }
+
+    /// Runs `step` from `start` to the end of its table, at most `batch` rows a transaction,
+    /// each as bulk work (routine writers go first); answers how many rows it rewrote.
+    async fn reseal_all<K: Send + Sync>(
+        &self,
+        start: K,
+        batch: usize,
+        step: Step<(K, usize), (u64, Option<K>)>,
+    ) -> Result<u64, StoreError> {
+        let mut rewritten = 0;
+        let mut from = Some(start);
+        while let Some(after) = from {
+            let (n, next) = self
+                .write(Writer::Bulk, ROUTINE, &(after, batch), step)
+                .await?;
+            rewritten += n;
+            from = next;
+        }
+        Ok(rewritten)
+    }
+}
+
+/// Commits `tx` when `done` succeeded; otherwise rolls it back now and answers the error. A
+/// transaction only dropped is rolled back lazily on Postgres (when its connection is next
+/// used), holding its row locks until then: a label refusal would keep the person's identity
+/// locked for whoever touches it next.
+async fn finish<DB: SqlBackend, T>(
+    tx: sqlx::Transaction<'_, DB>,
+    done: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match done {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            // The error that matters is `e`; a failed rollback closes the connection, which
+            // ends the transaction too.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+#[async_trait]
+impl<DB: SqlBackend> Store for SqlStore<DB> {
+    fn with_own_pool(&self, max_connections: u32) -> Arc<dyn Store> {
+        let options = sqlx::pool::PoolOptions::<DB>::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(self.pool.options().get_acquire_timeout());
+        let pool = DB::bulk_pool(options, &self.pool.connect_options());
+        Arc::new(Self {
+            pool,
+            ..self.clone()
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(sql::execute(&self.pool, "SELECT 1").await?)
+    }
+
+    fn audit_db(&self) -> audit::Db {
+        DB::audit_db(self.pool.clone())
+    }
+
+    async fn provision_group(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError> {
+        self.routine(request, |r, tx, request| Box::pin(r.provision(tx, request)))
+            .await
+    }
+
+    async fn add_member(&self, group: GroupId, request: &AddMember) -> Result<(), StoreError> {
+        self.routine(&(group, request), |r, tx, a| Box::pin(r.add(tx, a.0, a.1)))
+            .await
+    }
+
+    async fn deprovision_group(&self, group: GroupId) -> Result<(), StoreError> {
+        self.routine(&group, |r, tx, group| Box::pin(r.deprovision(tx, *group)))
+            .await
+    }
+
+    async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), StoreError> {
+        self.routine(&(group, who), |r, tx, a| Box::pin(r.remove(tx, a.0, a.1)))
+            .await
+    }
+
+    async fn offboard(&self, who: &IdentityRef) -> Result<(), StoreError> {
+        self.routine(who, |r, tx, who| Box::pin(r.offboard(tx, who)))
+            .await
+    }
+
+    async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError> {
+        let outcome = self
+            .write(Writer::Bulk, BATCHES, batch, |rules, tx, batch| {
+                Box::pin(rules.apply_batch(tx, batch))
+            })
+            .await?;
+        // Out of the write turn, so routine writers need not wait for it.
+        if let Some(statement) = DB::AFTER_BULK_BATCH {
+            if let Err(e) = sql::execute(&self.pool, statement).await {
+                tracing::warn!(error = %e, "after a bulk batch");
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn is_member(
+        &self,
+        group: GroupId,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self.rules()
+            .is_member(&mut Conn::<DB>(&mut conn), group, subject, email)
+            .await
+    }
+
+    async fn groups_of(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+    ) -> Result<Vec<GroupId>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self.rules()
+            .groups_of(&mut Conn::<DB>(&mut conn), subject, email)
+            .await
+    }
+
+    async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let n = Conn::<DB>(&mut conn).count_members(group).await?;
+        Ok(CountBucket::of(n.ok_or(StoreError::GroupNotFound)?))
+    }
+
+    async fn reseal(&self, batch: usize) -> Result<ResealReport, StoreError> {
+        let batch = batch.max(1);
+        let identities = self
+            .reseal_all(Uuid::nil(), batch, |rules, tx, (after, batch)| {
+                Box::pin(rules.reseal_identities(tx, *after, *batch))
+            })
+            .await?;
+        let memberships = self
+            .reseal_all(Vec::new(), batch, |rules, tx, (after, batch)| {
+                Box::pin(rules.reseal_memberships(tx, after, *batch))
+            })
+            .await?;
+        Ok(ResealReport {
+            identities,
+            memberships,
+        })
+    }
+
+    #[cfg(test)]
+    async fn dump(&self) -> Vec<(String, Vec<Vec<String>>)> {
+        sql::dump(&self.pool).await
+    }
+}
