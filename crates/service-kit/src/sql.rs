@@ -13,9 +13,15 @@
 //!   one writer, does not;
 //! - how many rows a statement touched (sqlx answers it per backend, not through a trait);
 //! - how a pool is opened ([`crate::db`]).
+//!
+//! [`SqlStore`] is what every service's store is on either backend: a pool of a database
+//! migrated to the service's [`Schema`]. A service implements its own store trait for it.
 
 use crate::db::{self, Backend};
+use sqlx::migrate::{Migrate, Migrator};
 use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// A SQL backend a store runs on: Postgres or SQLite.
 pub trait Dialect: sqlx::Database {
@@ -85,6 +91,91 @@ impl Dialect for sqlx::Sqlite {
     ) -> impl Future<Output = anyhow::Result<sqlx::SqlitePool>> + Send {
         db::connect_sqlite(url, max)
     }
+}
+
+/// A service's migrations, one set per backend.
+pub struct Migrations {
+    /// For Postgres.
+    pub postgres: Migrator,
+    /// For SQLite.
+    pub sqlite: Migrator,
+}
+
+/// The schema of one service's database: its migrations (`migrations/<service>/<backend>`).
+pub trait Schema: 'static {
+    /// The service's migrations, embedded in the binary.
+    fn migrations() -> &'static Migrations;
+}
+
+/// A service's store on backend `DB`: a pool of a database migrated to schema `S`. Each
+/// service implements its store trait for `SqlStore<DB, ItsSchema>`, once, generic over `DB`.
+pub struct SqlStore<DB: sqlx::Database, S> {
+    pool: sqlx::Pool<DB>,
+    schema: PhantomData<fn() -> S>,
+}
+
+// Not derived: a derive would ask the backend's and the schema's marker types for the traits.
+impl<DB: sqlx::Database, S> Clone for SqlStore<DB, S> {
+    fn clone(&self) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            schema: PhantomData,
+        }
+    }
+}
+
+impl<DB: sqlx::Database, S> std::fmt::Debug for SqlStore<DB, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl<DB: Dialect, S: Schema> SqlStore<DB, S>
+where
+    DB::Connection: Migrate,
+{
+    /// Wraps a pool, bringing its schema up to date first.
+    pub async fn migrate(pool: sqlx::Pool<DB>) -> anyhow::Result<Self> {
+        let migrations = S::migrations();
+        let migrator = match DB::BACKEND {
+            Backend::Postgres => &migrations.postgres,
+            Backend::Sqlite => &migrations.sqlite,
+        };
+        migrator.run(&pool).await?;
+        Ok(Self {
+            pool,
+            schema: PhantomData,
+        })
+    }
+
+    /// Opens the database at `url` with at most `max_connections` connections, and migrates it.
+    pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        Self::migrate(DB::connect(url, max_connections).await?).await
+    }
+}
+
+impl<DB: sqlx::Database, S> SqlStore<DB, S> {
+    /// The pool: for the store's own statements, and for tests that work on the schema.
+    pub fn pool(&self) -> &sqlx::Pool<DB> {
+        &self.pool
+    }
+}
+
+/// Opens the database `url` names (`postgres://…` or `sqlite:…`; the backend is chosen here,
+/// once) with at most `max_connections` connections, migrated to schema `S`, and hands it out
+/// as the service's store `T` (`postgres` and `sqlite` wrap it, e.g. `|s| Arc::new(s)`).
+pub async fn connect<S: Schema, T: ?Sized>(
+    url: &str,
+    max_connections: u32,
+    postgres: impl FnOnce(SqlStore<sqlx::Postgres, S>) -> Arc<T>,
+    sqlite: impl FnOnce(SqlStore<sqlx::Sqlite, S>) -> Arc<T>,
+) -> anyhow::Result<Arc<T>> {
+    Ok(match Backend::from_url(url)? {
+        Backend::Postgres => postgres(SqlStore::open(url, max_connections).await?),
+        Backend::Sqlite => sqlite(SqlStore::open(url, max_connections).await?),
+    })
 }
 
 /// `n` placeholders numbered from `from`, comma-separated (`$3, $4, $5`): a list for `IN (…)`.

@@ -9,7 +9,8 @@
 //! - **0**, the format before versions: a bare JSON array of operations, which was the tenant's
 //!   wire type as it stood then: `[{"op":"add","group_id":"<uuid>","subject":"…",
 //!   "email":"…"}, …]` (`subject` and `email` each optional). Read, never written.
-//! - **1**: `{"format":1,"ops":[…]}`, each operation as in version 0.
+//! - **1**: `{"format":1,"ops":[…]}`, each operation as in version 0 but with `subject` and
+//!   `email` always present (`null` when unknown).
 //!
 //! Chunks in version 0 are read as they are, not migrated: a chunk row lives only as long as its
 //! job (its input is purged when the job ends: INV-5), so the old format drains with the jobs
@@ -26,16 +27,6 @@ use uuid::Uuid;
 /// The version [`seal`] writes.
 pub const FORMAT: u32 = 1;
 
-/// Whether an operation adds or removes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OpKind {
-    /// Make the person a member.
-    Add,
-    /// Make sure the person is not a member.
-    Remove,
-}
-
 /// One operation of a job: add or remove one person (by subject, address, or both) in one
 /// group.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,22 +36,32 @@ pub struct Op {
     pub op: OpKind,
     /// The catalog's id of the group.
     pub group_id: GroupId,
-    /// The IdP's subject, when the person is known by it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The IdP's subject, when the person is known by it (`null` when not; absent in
+    /// version 0).
     pub subject: Option<Subject>,
-    /// The person's address, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The person's address, when known (likewise).
     pub email: Option<Email>,
 }
 
 /// INV-6: the operation and the group, never the person.
 impl fmt::Debug for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Op")
-            .field("op", &self.op)
-            .field("group_id", &self.group_id)
-            .finish_non_exhaustive()
+        write!(
+            f,
+            "Op {{ op: {:?}, group_id: {}, .. }}",
+            self.op, self.group_id
+        )
     }
+}
+
+/// Whether an operation adds or removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpKind {
+    /// Make the person a member.
+    Add,
+    /// Make sure the person is not a member.
+    Remove,
 }
 
 impl From<Op> for BatchOp {
@@ -175,7 +176,7 @@ mod tests {
         assert_eq!(
             text,
             format!(
-                r#"{{"format":1,"ops":[{{"op":"add","group_id":"{GROUP}","subject":"alice","email":"alice@corp.example"}},{{"op":"remove","group_id":"{GROUP}","email":"bob@corp.example"}}]}}"#
+                r#"{{"format":1,"ops":[{{"op":"add","group_id":"{GROUP}","subject":"alice","email":"alice@corp.example"}},{{"op":"remove","group_id":"{GROUP}","subject":null,"email":"bob@corp.example"}}]}}"#
             ),
             "the stored format is pinned: change it only with a new version"
         );

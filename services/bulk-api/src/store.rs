@@ -3,23 +3,27 @@
 //! a chunk once it is applied and deleted with every chunk row when the job ends; reports are
 //! counts by reason, never per person (INV-3).
 //!
-//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation
-//! ([`SqlStore`], in `sql`), generic over the backend, so the SQL cannot drift between them: it
-//! is written once with `$n` placeholders, which Postgres and sqlx's SQLite driver both read,
-//! and what really differs (how a write begins, leasing `SKIP LOCKED`) comes from
+//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation ([`SqlStore`]
+//! with this service's [`Schema`], in `sql`), generic over the backend, so the SQL cannot drift
+//! between them: it is written once with `$n` placeholders, which Postgres and sqlx's SQLite driver
+//! both read, and what really differs (how a write begins, leasing `SKIP LOCKED`) comes from
 //! [`service_kit::sql::Dialect`]. The backend is chosen once, from the URL's scheme.
 
 use crate::jobs::{Job, JobState};
 use async_trait::async_trait;
 use domain::Subject;
-use service_kit::db::Backend;
+use service_kit::sql::{Migrations, SqlStore};
 use std::sync::Arc;
 use tenant_api::BatchOutcome;
 use uuid::Uuid;
 
-mod sql;
+/// The migrations, embedded in the binary.
+static MIGRATIONS: Migrations = Migrations {
+    postgres: sqlx::migrate!("../../migrations/bulk-api/postgres"),
+    sqlite: sqlx::migrate!("../../migrations/bulk-api/sqlite"),
+};
 
-pub use sql::SqlStore;
+mod sql;
 
 /// Line errors kept per job for its report (the count is kept in full).
 pub const MAX_LINE_ERRORS: usize = 100;
@@ -35,6 +39,15 @@ pub struct NewJob {
     pub idempotency_key: Option<String>,
     /// Now, in ms since the epoch.
     pub now_ms: i64,
+}
+
+/// The schema of bulk-api's database.
+pub struct Schema;
+
+impl service_kit::sql::Schema for Schema {
+    fn migrations() -> &'static Migrations {
+        &MIGRATIONS
+    }
 }
 
 /// What creating a job found.
@@ -157,17 +170,14 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The production store.
-pub type PgStore = SqlStore<sqlx::Postgres>;
+pub type PgStore = SqlStore<sqlx::Postgres, Schema>;
 /// The embedded store of `hush up`.
-pub type SqliteStore = SqlStore<sqlx::Sqlite>;
+pub type SqliteStore = SqlStore<sqlx::Sqlite, Schema>;
 
-/// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most `max_connections`
+/// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most `max`
 /// connections, and migrates it.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match Backend::from_url(url)? {
-        Backend::Postgres => Arc::new(PgStore::open(url, max_connections).await?),
-        Backend::Sqlite => Arc::new(SqliteStore::open(url, max_connections).await?),
-    })
+pub async fn connect(url: &str, max: u32) -> anyhow::Result<Arc<dyn Store>> {
+    service_kit::sql::connect::<Schema, dyn Store>(url, max, |s| Arc::new(s), |s| Arc::new(s)).await
 }
 
 #[cfg(test)]

@@ -2,14 +2,14 @@
 //! saga's queue, which is three columns of the group row. All of control-api's SQL is in this
 //! module. No table holds a member (INV-1).
 //!
-//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation
-//! ([`SqlStore`], in `sql`), generic over the backend, so the SQL cannot drift between them: it
-//! is written once with `$n` placeholders, which Postgres and sqlx's SQLite driver both read.
-//! What really differs comes from [`service_kit::sql::Dialect`]: how a write transaction begins
-//! (`BEGIN IMMEDIATE` on SQLite, so a transaction never has to upgrade a read lock and fail with
-//! `SQLITE_BUSY`) and the row-locking clauses Postgres needs and SQLite, holding the whole
-//! database for its one writer, does not. The rules the writes enforce are plain functions here
-//! (a label edit may not drop a join policy in use; what an edit records).
+//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation ([`SqlStore`]
+//! with this service's [`Schema`], in `sql`), generic over the backend, so the SQL cannot drift
+//! between them: it is written once with `$n` placeholders, which Postgres and sqlx's SQLite driver
+//! both read. What really differs comes from [`service_kit::sql::Dialect`]: how a write transaction
+//! begins (`BEGIN IMMEDIATE` on SQLite, so a transaction never has to upgrade a read lock and fail
+//! with `SQLITE_BUSY`) and the row-locking clauses Postgres needs and SQLite, holding the whole
+//! database for its one writer, does not. The rules the writes enforce are plain functions here (a
+//! label edit may not drop a join policy in use; what an edit records).
 //!
 //! Rules that span rows are checked inside the transaction that writes, under the lock of the
 //! row they depend on: a group's join policy against its label (creation and edits hold the
@@ -31,13 +31,17 @@ use domain::{
 };
 #[cfg(test)]
 use service_kit::db;
-use service_kit::db::Backend;
+use service_kit::sql::{Migrations, SqlStore};
 use std::sync::Arc;
 use uuid::Uuid;
 
-mod sql;
+/// The migrations, embedded in the binary.
+static MIGRATIONS: Migrations = Migrations {
+    postgres: sqlx::migrate!("../../migrations/control-api/postgres"),
+    sqlite: sqlx::migrate!("../../migrations/control-api/sqlite"),
+};
 
-pub use sql::SqlStore;
+mod sql;
 
 /// Why a store operation failed. Every refusal a caller can cause is an outcome, not an error.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +56,15 @@ pub enum StoreError {
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
+}
+
+/// The schema of control-api's database.
+pub struct Schema;
+
+impl service_kit::sql::Schema for Schema {
+    fn migrations() -> &'static Migrations {
+        &MIGRATIONS
+    }
 }
 
 /// Outcome of creating a label.
@@ -385,18 +398,14 @@ fn edit_events(
 }
 
 /// The production store.
-pub type PgStore = SqlStore<sqlx::Postgres>;
-/// The embedded store of `hush up`. One writer at a time holds the whole database, so no row
-/// locks are needed; writes begin `IMMEDIATE` to take the write lock up front.
-pub type SqliteStore = SqlStore<sqlx::Sqlite>;
+pub type PgStore = SqlStore<sqlx::Postgres, Schema>;
+/// The embedded store of `hush up`.
+pub type SqliteStore = SqlStore<sqlx::Sqlite, Schema>;
 
-/// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most `max_connections`
+/// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most `max`
 /// connections, and migrates it.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match Backend::from_url(url)? {
-        Backend::Postgres => Arc::new(PgStore::open(url, max_connections).await?),
-        Backend::Sqlite => Arc::new(SqliteStore::open(url, max_connections).await?),
-    })
+pub async fn connect(url: &str, max: u32) -> anyhow::Result<Arc<dyn Store>> {
+    service_kit::sql::connect::<Schema, dyn Store>(url, max, |s| Arc::new(s), |s| Arc::new(s)).await
 }
 
 #[cfg(test)]

@@ -10,21 +10,25 @@
 //! - an **invite** holds the SHA-256 of its code and a use count, never who redeemed it.
 //! - **claim rules** are an owner's conditions over token claims; they name no one.
 //!
-//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation
-//! ([`SqlStore`], in `sql`), generic over the backend, so the SQL cannot drift between them: it
-//! is written once with `$n` placeholders, which Postgres and sqlx's SQLite driver both read.
-//! The backend is chosen once, from the URL's scheme. Every time is milliseconds since the Unix
-//! epoch, passed in by the caller (the service's clock).
+//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation ([`SqlStore`]
+//! with this service's [`Schema`], in `sql`), generic over the backend, so the SQL cannot drift
+//! between them: it is written once with `$n` placeholders, which Postgres and sqlx's SQLite driver
+//! both read. The backend is chosen once, from the URL's scheme. Every time is milliseconds since
+//! the Unix epoch, passed in by the caller (the service's clock).
 
 use async_trait::async_trait;
 use domain::{Email, GroupId, IdentityKind, Subject};
-use service_kit::db::Backend;
+use service_kit::sql::{Migrations, SqlStore};
 use std::sync::Arc;
 use uuid::Uuid;
 
-mod sql;
+/// The migrations, embedded in the binary.
+static MIGRATIONS: Migrations = Migrations {
+    postgres: sqlx::migrate!("../../migrations/membership-api/postgres"),
+    sqlite: sqlx::migrate!("../../migrations/membership-api/sqlite"),
+};
 
-pub use sql::SqlStore;
+mod sql;
 
 /// A request to join, as the requester files it.
 #[derive(Clone)]
@@ -37,6 +41,15 @@ pub struct NewRequest {
     pub email: Email,
     /// Their kind, as their token says; approval re-checks the label with it.
     pub kind: IdentityKind,
+}
+
+/// The schema of membership-api's database.
+pub struct Schema;
+
+impl service_kit::sql::Schema for Schema {
+    fn migrations() -> &'static Migrations {
+        &MIGRATIONS
+    }
 }
 
 /// A request waiting for an owner: everything approval needs.
@@ -206,17 +219,14 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// The production store.
-pub type PgStore = SqlStore<sqlx::Postgres>;
+pub type PgStore = SqlStore<sqlx::Postgres, Schema>;
 /// The embedded store of `hush up`.
-pub type SqliteStore = SqlStore<sqlx::Sqlite>;
+pub type SqliteStore = SqlStore<sqlx::Sqlite, Schema>;
 
-/// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most `max_connections`
+/// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most `max`
 /// connections, and migrates it.
-pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match Backend::from_url(url)? {
-        Backend::Postgres => Arc::new(PgStore::open(url, max_connections).await?),
-        Backend::Sqlite => Arc::new(SqliteStore::open(url, max_connections).await?),
-    })
+pub async fn connect(url: &str, max: u32) -> anyhow::Result<Arc<dyn Store>> {
+    service_kit::sql::connect::<Schema, dyn Store>(url, max, |s| Arc::new(s), |s| Arc::new(s)).await
 }
 
 #[cfg(test)]

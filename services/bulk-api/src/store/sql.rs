@@ -1,22 +1,16 @@
-//! [`Store`] on SQL: one implementation, generic over the backend ([`Dialect`]), so each
+//! [`Store`] on SQL ([`SqlStore`] with this service's [`Schema`]): one implementation, generic over the backend ([`Dialect`]), so each
 //! statement is written once. Postgres leases chunks `FOR UPDATE OF c SKIP LOCKED`, so replicas
 //! sharing a database never take the same chunk and never wait for each other; SQLite has one
 //! writer at a time and needs no clause.
 
-use super::{Created, Lease, NewJob, Store, MAX_LINE_ERRORS};
+use super::{Created, Lease, NewJob, Schema, Store, MAX_LINE_ERRORS};
 use crate::jobs::{Job, JobState, Rejections};
 use async_trait::async_trait;
 use domain::Subject;
-use service_kit::db::Backend;
-use service_kit::sql::{self, Dialect};
-use sqlx::migrate::{Migrate, Migrator};
-use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use service_kit::sql::{self, Dialect, SqlStore};
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use tenant_api::BatchOutcome;
 use uuid::Uuid;
-
-/// Migrations for each backend, embedded in the binary.
-static PG_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/bulk-api/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/bulk-api/sqlite");
 
 /// The columns [`job_from_row`] reads.
 const JOB_COLUMNS: &str = "id, state, submitted_by, created_at, started_at, finished_at, total, \
@@ -76,75 +70,31 @@ where
     })
 }
 
-/// The store on one sqlx backend; [`super::PgStore`] and [`super::SqliteStore`] are the two
-/// there are.
-#[derive(Debug)]
-pub struct SqlStore<DB: sqlx::Database> {
-    pool: Pool<DB>,
-}
-
-// Not derived: the derive would ask the backend's marker type to be `Clone` too.
-impl<DB: sqlx::Database> Clone for SqlStore<DB> {
-    fn clone(&self) -> Self {
-        Self {
-            pool: self.pool.clone(),
-        }
-    }
-}
-
-impl<DB: Dialect> SqlStore<DB>
-where
-    DB::Connection: Migrate,
-{
-    /// Wraps a pool, bringing its schema up to date first.
-    pub async fn migrate(pool: Pool<DB>) -> anyhow::Result<Self> {
-        let migrator = match DB::BACKEND {
-            Backend::Postgres => &PG_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-        };
-        migrator.run(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    /// Opens the database at `url` with at most `max_connections` connections, and migrates it.
-    pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        Self::migrate(DB::connect(url, max_connections).await?).await
-    }
-}
-
-impl<DB: sqlx::Database> SqlStore<DB> {
-    /// The pool, for tests that work on the schema directly.
-    #[cfg(test)]
-    pub(crate) fn pool(&self) -> &Pool<DB> {
-        &self.pool
-    }
-}
-
 #[async_trait]
-impl<DB: Dialect> Store for SqlStore<DB>
+impl<DB: Dialect> Store for SqlStore<DB, Schema>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'c> &'c str: sqlx::ColumnIndex<DB::Row>,
-    for<'r> Uuid: sqlx::Decode<'r, DB>,
-    for<'r> String: sqlx::Decode<'r, DB> + Type<DB>,
-    for<'r> i64: sqlx::Decode<'r, DB>,
-    for<'r> Option<i64>: sqlx::Decode<'r, DB> + Type<DB>,
-    for<'r> Option<String>: sqlx::Decode<'r, DB> + Type<DB>,
-    for<'r> (Uuid, String): FromRow<'r, DB::Row>,
-    for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
-    for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'r> (i64, i64): FromRow<'r, DB::Row>,
     for<'r> (i64, Option<Vec<u8>>, i64): FromRow<'r, DB::Row>,
+    for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String): FromRow<'r, DB::Row>,
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> i64: sqlx::Decode<'r, DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'r> Option<i64>: sqlx::Decode<'r, DB> + Type<DB>,
+    for<'r> Option<String>: sqlx::Decode<'r, DB> + Type<DB>,
+    for<'r> String: sqlx::Decode<'r, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> Uuid: sqlx::Decode<'r, DB>,
 {
     async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
     }
 
@@ -155,7 +105,7 @@ where
         );
         let rows = sqlx::query(&sql)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         rows.iter().map(job_from_row).collect()
     }
@@ -170,7 +120,7 @@ where
         .bind(job.submitted_by.as_str())
         .bind(job.idempotency_key.as_deref())
         .bind(job.now_ms)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         if DB::rows_affected(&inserted) == 1 {
             return Ok(Created::New);
@@ -180,7 +130,7 @@ where
         )
         .bind(job.submitted_by.as_str())
         .bind(job.idempotency_key.as_deref())
-        .fetch_one(&self.pool)
+        .fetch_one(self.pool())
         .await?;
         if state == "intake" {
             return Ok(Created::InProgress);
@@ -206,7 +156,7 @@ where
         .bind(to_i64(seq))
         .bind(to_i64(ops))
         .bind(sealed)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
     }
@@ -220,7 +170,7 @@ where
         line_errors: &[(u64, &'static str)],
         now_ms: i64,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let kept = &line_errors[..line_errors.len().min(MAX_LINE_ERRORS)];
         if !kept.is_empty() {
             let sql = format!(
@@ -252,7 +202,7 @@ where
     }
 
     async fn discard_job(&self, job: Uuid) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         for sql in [
             PURGE_CHUNKS,
             "DELETE FROM job_line_errors WHERE job_id = $1",
@@ -266,7 +216,7 @@ where
     async fn job(&self, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
         let row = sqlx::query(&job_by_id())
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(job_from_row).transpose()
     }
@@ -276,7 +226,7 @@ where
             "SELECT line, reason FROM job_line_errors WHERE job_id = $1 ORDER BY line",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(|(l, r)| Ok((to_u64(l)?, r))).collect()
     }
@@ -288,7 +238,7 @@ where
         to: JobState,
         now_ms: i64,
     ) -> Result<Option<Job>, sqlx::Error> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         // $1 the job, $2 now, then the states it may move from, then (unless resuming) the
         // state it moves to.
         let state = if to == JobState::Running {
@@ -337,7 +287,7 @@ where
         now_ms: i64,
         until_ms: i64,
     ) -> Result<Option<Lease>, sqlx::Error> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let pick = format!(
             "SELECT c.job_id, c.seq FROM job_chunks c JOIN jobs j ON j.id = c.job_id \
              WHERE c.state = 'pending' AND j.state IN ('queued', 'running') \
@@ -396,7 +346,7 @@ where
         .bind(to_i64(seq))
         .bind(owner)
         .bind(retry_at_ms)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
     }
@@ -409,7 +359,7 @@ where
         outcome: &BatchOutcome,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let done = sqlx::query(
             "UPDATE job_chunks SET state = 'done', sealed = NULL, lease_owner = NULL, \
              lease_until = NULL WHERE job_id = $1 AND seq = $2 AND lease_owner = $3 \
@@ -460,7 +410,7 @@ where
     }
 
     async fn fail_job(&self, job: Uuid, reason: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         sqlx::query(
             "UPDATE jobs SET state = 'failed', error = $2, finished_at = $3, updated_at = $3 \
              WHERE id = $1 AND state IN ('queued', 'running', 'paused')",
@@ -481,7 +431,7 @@ where
         let stale: Vec<Uuid> =
             sqlx::query_scalar("SELECT id FROM jobs WHERE state = 'intake' AND updated_at < $1")
                 .bind(before_ms)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await?;
         for id in &stale {
             self.discard_job(*id).await?;
@@ -493,7 +443,7 @@ where
         let (rows, sealed): (i64, i64) =
             sqlx::query_as("SELECT COUNT(*), COUNT(sealed) FROM job_chunks WHERE job_id = $1")
                 .bind(job)
-                .fetch_one(&self.pool)
+                .fetch_one(self.pool())
                 .await?;
         Ok((to_u64(rows)?, to_u64(sealed)?))
     }

@@ -1,4 +1,4 @@
-//! [`Store`] on SQL: one implementation, generic over the backend ([`Dialect`]), so each
+//! [`Store`] on SQL ([`SqlStore`] with this service's [`Schema`]): one implementation, generic over the backend ([`Dialect`]), so each
 //! statement is written once. Where the backends differ (how a write transaction begins, the
 //! row locks Postgres takes and SQLite, with one writer at a time, does not need) the statement
 //! takes its clause from [`Dialect`].
@@ -6,22 +6,18 @@
 use super::{
     corrupt, dropped_join_policies, edit_events, group_from, join_policies_text, label_detail,
     label_from, like_pattern, Claim, DiscoverQuery, GroupInsert, GroupTuple, GroupWrite,
-    LabelDelete, LabelInsert, LabelTuple, LabelUpdate, SagaStatus, Store, StoreError,
+    LabelDelete, LabelInsert, LabelTuple, LabelUpdate, SagaStatus, Schema, Store, StoreError,
 };
 use crate::catalog_audit::{self, AuditEntry, CatalogEvent};
 use crate::model::{GroupChanges, GroupRecord, NewGroup};
 use async_trait::async_trait;
 use domain::{GroupId, GroupState, IdentityKind, JoinPolicy, Label, LabelName, Subject};
-use service_kit::db::{self, Backend};
-use service_kit::sql::{self, Dialect};
-use sqlx::migrate::{Migrate, Migrator};
-use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use service_kit::db;
+use service_kit::sql::{self, Dialect, SqlStore};
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use uuid::Uuid;
-
-/// Migrations for each backend, embedded in the binary.
-static PG_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/control-api/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/control-api/sqlite");
 
 /// Ids per statement when reading many groups at once: well under both backends' limit on
 /// bound parameters.
@@ -56,62 +52,20 @@ fn attempts_from(n: i32) -> u32 {
     u32::try_from(n).unwrap_or_default()
 }
 
-/// The store on one sqlx backend; [`super::PgStore`] and [`super::SqliteStore`] are the two
-/// there are.
-#[derive(Debug)]
-pub struct SqlStore<DB: sqlx::Database> {
-    pool: Pool<DB>,
-}
-
-// Not derived: the derive would ask the backend's marker type to be `Clone` too.
-impl<DB: sqlx::Database> Clone for SqlStore<DB> {
-    fn clone(&self) -> Self {
-        Self {
-            pool: self.pool.clone(),
-        }
-    }
-}
-
-impl<DB: Dialect> SqlStore<DB>
-where
-    DB::Connection: Migrate,
-{
-    /// Wraps a pool, bringing its schema up to date first.
-    pub async fn migrate(pool: Pool<DB>) -> anyhow::Result<Self> {
-        let migrator = match DB::BACKEND {
-            Backend::Postgres => &PG_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-        };
-        migrator.run(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    /// Opens the database at `url` with at most `max_connections` connections, and migrates it.
-    pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        Self::migrate(DB::connect(url, max_connections).await?).await
-    }
-}
-
-impl<DB: sqlx::Database> SqlStore<DB> {
-    /// The pool, for tests that inspect the tables directly.
-    #[cfg(test)]
-    pub(crate) fn pool(&self) -> &Pool<DB> {
-        &self.pool
-    }
-}
-
 /// The reads that several operations share, each on the caller's connection or transaction.
-impl<DB: Dialect> SqlStore<DB>
+struct Reads<DB>(PhantomData<DB>);
+
+impl<DB: Dialect> Reads<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid, String): FromRow<'r, DB::Row>,
-    for<'r> (String, String): FromRow<'r, DB::Row>,
     for<'r> (i32,): FromRow<'r, DB::Row>,
-    for<'r> LabelTuple: FromRow<'r, DB::Row>,
+    for<'r> (String, String): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String): FromRow<'r, DB::Row>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'r> GroupTuple: FromRow<'r, DB::Row>,
+    for<'r> LabelTuple: FromRow<'r, DB::Row>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
 {
     /// The owners of each of `ids`, sorted.
     async fn owners_of(
@@ -214,30 +168,30 @@ where
 }
 
 #[async_trait]
-impl<DB: Dialect> Store for SqlStore<DB>
+impl<DB: Dialect> Store for SqlStore<DB, Schema>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'r> (Uuid, String): FromRow<'r, DB::Row>,
-    for<'r> (String, String): FromRow<'r, DB::Row>,
+    for<'r> (i32, Option<String>, Option<i64>): FromRow<'r, DB::Row>,
     for<'r> (i32,): FromRow<'r, DB::Row>,
-    for<'r> LabelTuple: FromRow<'r, DB::Row>,
+    for<'r> (String, String): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String, i32): FromRow<'r, DB::Row>,
+    for<'r> AuditRow: FromRow<'r, DB::Row>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'r> GroupTuple: FromRow<'r, DB::Row>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> bool: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'r> LabelTuple: FromRow<'r, DB::Row>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
-    for<'r> (String,): FromRow<'r, DB::Row>,
-    for<'r> (Uuid, String, i32): FromRow<'r, DB::Row>,
-    for<'r> (i32, Option<String>, Option<i64>): FromRow<'r, DB::Row>,
-    for<'r> AuditRow: FromRow<'r, DB::Row>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
     }
 
@@ -248,7 +202,7 @@ where
         )
         .bind(after)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         Ok(rows
             .into_iter()
@@ -272,7 +226,7 @@ where
         // queues its ROLLBACK, sent a moment later when the connection goes back to the
         // pool; until then the rows it locked stay locked, and a saga worker's SKIP
         // LOCKED would pass that group by.
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         // Two replicas starting together: the second waits on the first's row here,
         // then finds it and writes nothing.
         let first = sqlx::query(
@@ -307,7 +261,7 @@ where
 
     async fn list_labels(&self) -> Result<Vec<Label>, StoreError> {
         let rows: Vec<LabelTuple> = sqlx::query_as(&format!("{LABEL_SELECT} ORDER BY name"))
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool())
             .await?;
         rows.into_iter().map(label_from).collect()
     }
@@ -315,13 +269,13 @@ where
     async fn get_label(&self, name: &LabelName) -> Result<Option<Label>, StoreError> {
         let row: Option<LabelTuple> = sqlx::query_as(&format!("{LABEL_SELECT} WHERE name = $1"))
             .bind(name.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         row.map(label_from).transpose()
     }
 
     async fn insert_label(&self, label: &Label, now: i64) -> Result<LabelInsert, StoreError> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let res = sqlx::query(
             "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
              join_policies, sender_policy, created_at, updated_at) \
@@ -354,7 +308,7 @@ where
 
     async fn update_label(&self, label: &Label, now: i64) -> Result<LabelUpdate, StoreError> {
         let label_for_update = format!("SELECT name FROM labels WHERE name = $1{}", DB::FOR_UPDATE);
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let found: Option<String> = sqlx::query_scalar(&label_for_update)
             .bind(label.name.as_str())
             .fetch_optional(&mut *tx)
@@ -399,7 +353,7 @@ where
 
     async fn delete_label(&self, name: &LabelName) -> Result<LabelDelete, StoreError> {
         let label_for_update = format!("SELECT name FROM labels WHERE name = $1{}", DB::FOR_UPDATE);
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let found: Option<String> = sqlx::query_scalar(&label_for_update)
             .bind(name.as_str())
             .fetch_optional(&mut *tx)
@@ -427,9 +381,9 @@ where
     }
 
     async fn insert_group(&self, group: &NewGroup, now: i64) -> Result<GroupInsert, StoreError> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         // Held until commit: the label cannot change or go away under the new group.
-        let Some(label) = Self::hold_label(&mut *tx, group.label.as_str()).await? else {
+        let Some(label) = Reads::<DB>::hold_label(&mut *tx, group.label.as_str()).await? else {
             tx.rollback().await?;
             return Ok(GroupInsert::NoSuchLabel);
         };
@@ -465,7 +419,7 @@ where
             .bind(group.creator.as_str())
             .execute(&mut *tx)
             .await?;
-        let record = Self::read_group(&mut *tx, group.id)
+        let record = Reads::<DB>::read_group(&mut *tx, group.id)
             .await?
             .ok_or_else(|| corrupt("a group just written cannot be read back"))?;
         let event = CatalogEvent::group(
@@ -486,15 +440,15 @@ where
     }
 
     async fn get_group(&self, id: GroupId) -> Result<Option<GroupRecord>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        Self::read_group(&mut *conn, id).await
+        let mut conn = self.pool().acquire().await?;
+        Reads::<DB>::read_group(&mut *conn, id).await
     }
 
     async fn lookup_groups(&self, ids: &[GroupId]) -> Result<Vec<GroupRecord>, StoreError> {
         let mut ids: Vec<Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
@@ -506,7 +460,7 @@ where
                 q = q.bind(*id);
             }
             let rows = q.fetch_all(&mut *conn).await?;
-            out.extend(Self::records(&mut *conn, rows).await?);
+            out.extend(Reads::<DB>::records(&mut *conn, rows).await?);
         }
         Ok(out)
     }
@@ -516,7 +470,7 @@ where
             Some((name, id)) => (Some(name.as_str()), Some(*id.as_uuid())),
             None => (None, None),
         };
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.pool().acquire().await?;
         let sql = format!(
             "{GROUP_SELECT} WHERE g.state = 'active' \
               AND (l.guests_allowed OR NOT $1) \
@@ -535,7 +489,7 @@ where
             .bind(i64::from(query.limit))
             .fetch_all(&mut *conn)
             .await?;
-        Self::records(&mut *conn, rows).await
+        Reads::<DB>::records(&mut *conn, rows).await
     }
 
     async fn update_group(
@@ -545,8 +499,8 @@ where
         changes: &GroupChanges,
         now: i64,
     ) -> Result<GroupWrite, StoreError> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
-        let (state, label) = match Self::hold_owned_group(&mut *tx, id, actor).await? {
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
+        let (state, label) = match Reads::<DB>::hold_owned_group(&mut *tx, id, actor).await? {
             Ok(held) => held,
             Err(refusal) => {
                 tx.rollback().await?;
@@ -558,7 +512,7 @@ where
             return Ok(GroupWrite::NotEditable(state));
         }
         if let Some(policy) = changes.join_policy {
-            let label = Self::hold_label(&mut *tx, &label)
+            let label = Reads::<DB>::hold_label(&mut *tx, &label)
                 .await?
                 .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
             if !label.policy.allows_join_policy(policy) {
@@ -568,7 +522,7 @@ where
         }
         let before = match &changes.owners {
             Some(_) => Some(
-                Self::owners_of(&mut *tx, &[*id.as_uuid()])
+                Reads::<DB>::owners_of(&mut *tx, &[*id.as_uuid()])
                     .await?
                     .remove(id.as_uuid())
                     .unwrap_or_default(),
@@ -603,7 +557,7 @@ where
             }
             q.execute(&mut *tx).await?;
         }
-        let record = Self::read_group(&mut *tx, id)
+        let record = Reads::<DB>::read_group(&mut *tx, id)
             .await?
             .ok_or_else(|| corrupt("a group being edited cannot be read back"))?;
         catalog_audit::append::<DB>(&mut *tx, &events, now).await?;
@@ -617,8 +571,8 @@ where
         actor: &Subject,
         now: i64,
     ) -> Result<GroupWrite, StoreError> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
-        if let Err(refusal) = Self::hold_owned_group(&mut *tx, id, actor).await? {
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
+        if let Err(refusal) = Reads::<DB>::hold_owned_group(&mut *tx, id, actor).await? {
             tx.rollback().await?;
             return Ok(refusal);
         }
@@ -639,7 +593,7 @@ where
             let event = CatalogEvent::group("group.archived", id, serde_json::json!({})).by(actor);
             catalog_audit::append::<DB>(&mut *tx, &[event], now).await?;
         }
-        let record = Self::read_group(&mut *tx, id)
+        let record = Reads::<DB>::read_group(&mut *tx, id)
             .await?
             .ok_or_else(|| corrupt("a group being archived cannot be read back"))?;
         tx.commit().await?;
@@ -659,7 +613,7 @@ where
             .bind(lease)
             .bind(lease_until)
             .bind(now)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         row.map(|(id, state, attempts)| {
             Ok(Claim {
@@ -673,7 +627,7 @@ where
     }
 
     async fn complete(&self, claim: &Claim, to: GroupState, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let moved = sqlx::query(
             "UPDATE groups SET state = $1, next_attempt_at = NULL, lease_token = NULL, \
              attempts = 0, last_error = NULL, updated_at = $2 \
@@ -722,7 +676,7 @@ where
         .bind(now)
         .bind(*claim.group.as_uuid())
         .bind(claim.lease)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
     }
@@ -732,7 +686,7 @@ where
             "SELECT attempts, last_error, next_attempt_at FROM groups WHERE id = $1",
         )
         .bind(*id.as_uuid())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?;
         Ok(
             row.map(|(attempts, last_error, next_attempt_at)| SagaStatus {

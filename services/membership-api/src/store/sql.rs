@@ -1,20 +1,17 @@
-//! [`Store`] on SQL: one implementation, generic over the backend ([`Dialect`]), so each
+//! [`Store`] on SQL ([`SqlStore`] with this service's [`Schema`]): one implementation, generic over the backend ([`Dialect`]), so each
 //! statement is written once.
 
-use super::{InviteRecord, MyRequest, NewInvite, NewRequest, PendingRequest, RequestStatus, Store};
+use super::{
+    InviteRecord, MyRequest, NewInvite, NewRequest, PendingRequest, RequestStatus, Schema, Store,
+};
 use async_trait::async_trait;
 use domain::{Email, GroupId, IdentityKind, Subject};
-use service_kit::db::{is_unique_violation, Backend};
+use service_kit::db::is_unique_violation;
 use service_kit::retry::Retry;
-use service_kit::sql::Dialect;
-use sqlx::migrate::{Migrate, Migrator};
-use sqlx::{Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use service_kit::sql::{Dialect, SqlStore};
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use std::time::Duration;
 use uuid::Uuid;
-
-/// Migrations for each backend, embedded in the binary.
-static PG_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/membership-api/postgres");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/membership-api/sqlite");
 
 /// How often filing tries, when it loses a race to file the same request.
 const FILE_ATTEMPTS: u32 = 3;
@@ -48,69 +45,25 @@ fn pending_from_row(row: PendingRow) -> Result<PendingRequest, sqlx::Error> {
     })
 }
 
-/// The store on one sqlx backend; [`super::PgStore`] and [`super::SqliteStore`] are the two
-/// there are.
-#[derive(Debug)]
-pub struct SqlStore<DB: sqlx::Database> {
-    pool: Pool<DB>,
-}
-
-// Not derived: the derive would ask the backend's marker type to be `Clone` too.
-impl<DB: sqlx::Database> Clone for SqlStore<DB> {
-    fn clone(&self) -> Self {
-        Self {
-            pool: self.pool.clone(),
-        }
-    }
-}
-
-impl<DB: Dialect> SqlStore<DB>
-where
-    DB::Connection: Migrate,
-{
-    /// Wraps a pool, bringing its schema up to date first.
-    pub async fn migrate(pool: Pool<DB>) -> anyhow::Result<Self> {
-        let migrator = match DB::BACKEND {
-            Backend::Postgres => &PG_MIGRATIONS,
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-        };
-        migrator.run(&pool).await?;
-        Ok(Self { pool })
-    }
-
-    /// Opens the database at `url` with at most `max_connections` connections, and migrates it.
-    pub async fn open(url: &str, max_connections: u32) -> anyhow::Result<Self> {
-        Self::migrate(DB::connect(url, max_connections).await?).await
-    }
-}
-
-impl<DB: sqlx::Database> SqlStore<DB> {
-    /// The pool, for tests that work on the schema directly.
-    #[cfg(test)]
-    pub(crate) fn pool(&self) -> &Pool<DB> {
-        &self.pool
-    }
-}
-
 #[async_trait]
-impl<DB: Dialect> Store for SqlStore<DB>
+impl<DB: Dialect> Store for SqlStore<DB, Schema>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + Type<DB>,
-    for<'q> i32: Encode<'q, DB> + Type<DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
-    for<'r> PendingRow: FromRow<'r, DB::Row>,
-    for<'r> MyRequestRow: FromRow<'r, DB::Row>,
-    for<'r> InviteRow: FromRow<'r, DB::Row>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, Uuid): FromRow<'r, DB::Row>,
-    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> InviteRow: FromRow<'r, DB::Row>,
+    for<'r> MyRequestRow: FromRow<'r, DB::Row>,
+    for<'r> PendingRow: FromRow<'r, DB::Row>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
 {
     async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
     }
 
@@ -120,7 +73,7 @@ where
         Retry::new(FILE_ATTEMPTS, Duration::ZERO)
             .run(is_unique_violation, || async {
                 let group = *req.group.as_uuid();
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool().begin().await?;
                 sqlx::query(
                     "DELETE FROM join_requests \
                      WHERE group_id = $1 AND requester_subject = $2 AND status = 'denied'",
@@ -183,7 +136,7 @@ where
         .bind(after_at)
         .bind(after_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(pending_from_row).collect()
     }
@@ -199,7 +152,7 @@ where
         ))
         .bind(id)
         .bind(*group.as_uuid())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?;
         row.map(pending_from_row).transpose()
     }
@@ -211,7 +164,7 @@ where
         )
         .bind(id)
         .bind(*group.as_uuid())
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(DB::rows_affected(&done) == 1)
     }
@@ -225,7 +178,7 @@ where
         .bind(id)
         .bind(*group.as_uuid())
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(DB::rows_affected(&done) == 1)
     }
@@ -236,7 +189,7 @@ where
              WHERE requester_subject = $1 ORDER BY created_at DESC, id LIMIT 1000",
         )
         .bind(subject.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.into_iter()
             .map(|(id, group, status, created_at, decided_at)| {
@@ -256,7 +209,7 @@ where
             sqlx::query("DELETE FROM join_requests WHERE id = $1 AND requester_subject = $2")
                 .bind(id)
                 .bind(subject.as_str())
-                .execute(&self.pool)
+                .execute(self.pool())
                 .await?;
         Ok(DB::rows_affected(&done) == 1)
     }
@@ -268,7 +221,7 @@ where
         )
         .bind(*group.as_uuid())
         .bind(subject.as_str())
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
     }
@@ -277,7 +230,7 @@ where
         let row: Option<(String,)> =
             sqlx::query_as("SELECT rules FROM claim_rules WHERE group_id = $1")
                 .bind(*group.as_uuid())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.pool())
                 .await?;
         Ok(row.map(|(r,)| r))
     }
@@ -292,7 +245,7 @@ where
             None => {
                 sqlx::query("DELETE FROM claim_rules WHERE group_id = $1")
                     .bind(*group.as_uuid())
-                    .execute(&self.pool)
+                    .execute(self.pool())
                     .await?;
             }
             Some(rules) => {
@@ -304,7 +257,7 @@ where
                 .bind(*group.as_uuid())
                 .bind(rules)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(self.pool())
                 .await?;
             }
         }
@@ -324,7 +277,7 @@ where
         .bind(invite.expires_at)
         .bind(invite.created_by.as_str())
         .bind(invite.created_at)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(())
     }
@@ -336,7 +289,7 @@ where
         )
         .bind(*group.as_uuid())
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         Ok(rows
             .into_iter()
@@ -357,7 +310,7 @@ where
         let done = sqlx::query("UPDATE invites SET revoked = TRUE WHERE id = $1 AND group_id = $2")
             .bind(id)
             .bind(*group.as_uuid())
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(DB::rows_affected(&done) == 1)
     }
@@ -373,7 +326,7 @@ where
         )
         .bind(&code_hash[..])
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.pool())
         .await?;
         Ok(row.map(|(id, group)| (id, GroupId::from(group))))
     }
@@ -385,7 +338,7 @@ where
         )
         .bind(id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(self.pool())
         .await?;
         Ok(DB::rows_affected(&done) == 1)
     }
@@ -393,7 +346,7 @@ where
     async fn return_invite_use(&self, id: Uuid) -> Result<(), sqlx::Error> {
         sqlx::query("UPDATE invites SET uses = uses - 1 WHERE id = $1 AND uses > 0")
             .bind(id)
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }
