@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use tenant_api::breakglass::{Answer, ListedMember, NewRequest, RequestView, Scope};
+use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
