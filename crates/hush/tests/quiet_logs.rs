@@ -54,10 +54,26 @@ fn capture() -> &'static Capture {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inv6_no_log_line_holds_an_identity_together_with_a_group_id() {
+mod sqlite {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inv6_no_log_line_holds_an_identity_together_with_a_group_id() {
+        super::inv6_no_log_line_holds_an_identity_together_with_a_group_id(super::Backend::Sqlite)
+            .await
+    }
+}
+
+mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs HUSH_TEST_POSTGRES_URL"]
+    async fn inv6_no_log_line_holds_an_identity_together_with_a_group_id() {
+        super::inv6_no_log_line_holds_an_identity_together_with_a_group_id(super::Backend::Postgres)
+            .await
+    }
+}
+
+async fn inv6_no_log_line_holds_an_identity_together_with_a_group_id(kind: Backend) {
     let cap = capture();
-    let app = App::spawn().await;
+    let app = App::spawn_on(kind).await;
     let owner_sub = "quiet-owner-5521";
     let people = ["quiet-bob-7781", "quiet-carol-9034", "quiet-dora-1186"];
     let owner = app.member(owner_sub);

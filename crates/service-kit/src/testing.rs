@@ -2,9 +2,13 @@
 //! `[dev-dependencies]` only).
 //!
 //! Every test that touches a store gets a database of its own, so tests never share state nor
-//! depend on their order: a new SQLite file always, and a new Postgres database `hush_t_<hex>`
-//! on the server [`POSTGRES_URL_VAR`] names, when it names one. The stateful services' tests all
-//! make them the same way, so they are made here once.
+//! depend on their order: a new SQLite file, or a new Postgres database `hush_t_<hex>` on the
+//! server [`POSTGRES_URL_VAR`] names. The stateful services' tests all make them the same way, so
+//! they are made here once.
+//!
+//! A test never reports `ok` having done nothing: a test that needs Postgres is its own test,
+//! `#[ignore = "needs HUSH_TEST_POSTGRES_URL"]` (see [`backend_tests!`](crate::backend_tests)),
+//! and fails when run without the variable. CI runs them with `--include-ignored` and a URL.
 
 pub mod openapi;
 
@@ -15,8 +19,51 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 /// The variable that names a Postgres server for tests (e.g.
-/// `postgres://postgres@127.0.0.1:5432/postgres`). Unset or empty: tests run on SQLite only.
+/// `postgres://postgres@127.0.0.1:5432/postgres`). The Postgres tests need it and fail without it.
 pub const POSTGRES_URL_VAR: &str = "HUSH_TEST_POSTGRES_URL";
+
+/// The server [`POSTGRES_URL_VAR`] names. Panics when it names none: a test that asked for
+/// Postgres fails rather than pass having done nothing.
+pub fn postgres_url() -> String {
+    named_url(std::env::var(POSTGRES_URL_VAR).ok())
+}
+
+fn named_url(var: Option<String>) -> String {
+    match var {
+        Some(url) if !url.is_empty() => url,
+        _ => panic!(
+            "this test runs on Postgres: set {POSTGRES_URL_VAR} \
+             (e.g. postgres://postgres@127.0.0.1:5432/postgres), or run without --include-ignored"
+        ),
+    }
+}
+
+/// Generates, for each named scenario `async fn name(backend: Backend)`, two tests:
+/// `sqlite::name`, and `postgres::name`, ignored unless asked for (`--include-ignored`) since it
+/// needs [`POSTGRES_URL_VAR`]. It only names the two wrappers; what the test does stays in the
+/// plain function.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::db::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                #[ignore = "needs HUSH_TEST_POSTGRES_URL"]
+                async fn $name() {
+                    super::$name($crate::db::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
 
 /// A database made for one test; [`TestDatabase::remove`] removes it once the test is done.
 ///
@@ -50,13 +97,19 @@ impl TestDatabase {
         }
     }
 
+    /// A new, empty database on `backend`.
+    pub async fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Self::sqlite(),
+            Backend::Postgres => Self::postgres().await,
+        }
+    }
+
     /// A new, empty Postgres database `hush_t_<random hex>` on the server [`POSTGRES_URL_VAR`]
-    /// names; `None` when it names none. Panics when the server does not answer: a test run
-    /// asked for Postgres must not quietly run without it.
-    pub async fn postgres() -> Option<Self> {
-        let admin_url = std::env::var(POSTGRES_URL_VAR)
-            .ok()
-            .filter(|u| !u.is_empty())?;
+    /// names. Panics when it names none or the server does not answer: a test that asked for
+    /// Postgres must fail, not quietly run without it.
+    pub async fn postgres() -> Self {
+        let admin_url = postgres_url();
         let name = format!("hush_t_{}", Uuid::new_v4().simple());
         let admin = connect_postgres(&admin_url, 1)
             .await
@@ -66,10 +119,10 @@ impl TestDatabase {
             .await
             .expect("creating the test database");
         admin.close().await;
-        Some(Self {
+        Self {
             url: with_database(&admin_url, &name),
             place: Place::Postgres { admin_url, name },
-        })
+        }
     }
 
     /// The URL the service's `connect` takes.
@@ -102,15 +155,6 @@ impl TestDatabase {
                 admin.close().await;
             }
         }
-    }
-}
-
-/// A fresh database for a test that runs on one backend: Postgres when [`POSTGRES_URL_VAR`]
-/// names a server (so the same suite runs there in CI), SQLite otherwise.
-pub async fn fresh_database() -> TestDatabase {
-    match TestDatabase::postgres().await {
-        Some(db) => db,
-        None => TestDatabase::sqlite(),
     }
 }
 
@@ -164,11 +208,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_postgres_database_is_made_and_dropped_when_a_server_is_named() {
-        let Some(db) = TestDatabase::postgres().await else {
-            eprintln!("{POSTGRES_URL_VAR} is not set; skipping the Postgres run");
-            return;
-        };
+    #[ignore = "needs HUSH_TEST_POSTGRES_URL"]
+    async fn a_postgres_database_is_made_and_dropped() {
+        let db = TestDatabase::postgres().await;
         assert_eq!(db.backend(), Backend::Postgres);
         let url = db.url().to_string();
         let pool = connect_postgres(&url, 1).await.unwrap();
@@ -178,5 +220,17 @@ mod tests {
             .unwrap();
         db.remove().await;
         assert!(connect_postgres(&url, 1).await.is_err(), "still there");
+    }
+
+    #[test]
+    #[should_panic(expected = "set HUSH_TEST_POSTGRES_URL")]
+    fn asking_for_postgres_without_a_server_fails() {
+        named_url(None);
+    }
+
+    #[test]
+    #[should_panic(expected = "set HUSH_TEST_POSTGRES_URL")]
+    fn an_empty_server_url_names_no_server() {
+        named_url(Some(String::new()));
     }
 }

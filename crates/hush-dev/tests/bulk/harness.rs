@@ -11,11 +11,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-pub fn postgres_url() -> Option<String> {
-    std::env::var("HUSH_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
+pub use service_kit::db::Backend;
 
 /// One test's processes and databases.
 pub struct Fixture {
@@ -28,10 +24,11 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    /// Starts the tenant, control-api and `replicas` bulk-api processes with `bulk_env`.
-    pub async fn start(replicas: usize, bulk_env: &[(&str, &str)]) -> Fixture {
+    /// Starts the tenant, control-api and `replicas` bulk-api processes with `bulk_env`, on
+    /// `backend`.
+    pub async fn start_on(backend: Backend, replicas: usize, bulk_env: &[(&str, &str)]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let (dbs, pg) = fresh_databases(dir.path()).await;
+        let (dbs, pg) = fresh_databases(dir.path(), backend).await;
         let opts = ClusterOptions {
             dir: dir.path().to_path_buf(),
             databases: dbs.clone(),
@@ -187,6 +184,43 @@ impl Fixture {
         }
     }
 
+    /// Chunks a worker holds right now (leased and not yet done), on either backend.
+    pub async fn leased_chunks(&self) -> i64 {
+        let q =
+            "SELECT COUNT(*) FROM job_chunks WHERE state = 'pending' AND lease_owner IS NOT NULL";
+        if self.pg.is_some() {
+            let mut c = sqlx::PgConnection::connect(&self.dbs.bulk).await.unwrap();
+            sqlx::query_scalar(q).fetch_one(&mut c).await.unwrap()
+        } else {
+            let mut c = sqlx::SqliteConnection::connect(&self.dbs.bulk)
+                .await
+                .unwrap();
+            sqlx::query_scalar(q).fetch_one(&mut c).await.unwrap()
+        }
+    }
+
+    /// Waits until no worker holds a chunk: what was in flight has landed.
+    pub async fn settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.leased_chunks().await > 0 {
+            assert!(Instant::now() < deadline, "chunks stay leased");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Drains the workers instead of sleeping: waits until what was in flight has landed, runs
+    /// a fresh job of 100 adds to `group` (people `{prefix}0..`) to its end, and waits again.
+    /// Workers take chunks oldest job first, so once the fresh job is done they have been back
+    /// to the queue and passed over every older job they may not touch (paused, cancelled).
+    pub async fn drain(&self, group: GroupId, prefix: &str) {
+        self.settled().await;
+        let probe = self
+            .run(&adds(group, prefix, 0..100), Duration::from_secs(60))
+            .await;
+        assert_eq!(probe["state"], "succeeded", "{probe}");
+        self.settled().await;
+    }
+
     /// Lease owners of chunks leased right now (Postgres).
     pub async fn lease_owners(&self) -> Vec<uuid::Uuid> {
         let mut c = sqlx::PgConnection::connect(&self.dbs.bulk).await.unwrap();
@@ -199,10 +233,17 @@ impl Fixture {
     }
 }
 
-/// Fresh databases for one test: new Postgres databases when HUSH_TEST_POSTGRES_URL is set,
-/// else SQLite files in `dir`.
-async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<PostgresDatabases>) {
-    Databases::fresh(dir, postgres_url().as_deref(), "hush_t")
+/// Fresh databases for one test on `backend`: SQLite files in `dir`, or new Postgres databases
+/// on the server HUSH_TEST_POSTGRES_URL names (a Postgres test fails without it).
+async fn fresh_databases(
+    dir: &std::path::Path,
+    backend: Backend,
+) -> (Databases, Option<PostgresDatabases>) {
+    let postgres = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(service_kit::testing::postgres_url()),
+    };
+    Databases::fresh(dir, postgres.as_deref(), "hush_t")
         .await
         .expect("fresh test databases")
 }

@@ -9,9 +9,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-#[tokio::test]
-async fn a_20000_line_job_runs_its_good_lines_reports_the_rest_by_reason_and_purges_its_input() {
-    let f = Fixture::start(1, &[("HUSH_BULK_OPS_PER_SEC", "0")]).await;
+async fn a_20000_line_job_runs_its_good_lines_reports_the_rest_by_reason_and_purges_its_input(
+    kind: Backend,
+) {
+    let f = Fixture::start_on(kind, 1, &[("HUSH_BULK_OPS_PER_SEC", "0")]).await;
     let g1 = f.group("alice", "Bulk One", "General").await;
     let g2 = f.group("alice", "Bulk Two", "General").await;
     let conf = f.group("alice", "Bulk Confidential", "Confidential").await;
@@ -101,9 +102,8 @@ async fn a_20000_line_job_runs_its_good_lines_reports_the_rest_by_reason_and_pur
     f.finish().await;
 }
 
-#[tokio::test]
-async fn owners_submit_for_their_own_groups_only() {
-    let f = Fixture::start(1, &[]).await;
+async fn owners_submit_for_their_own_groups_only(kind: Backend) {
+    let f = Fixture::start_on(kind, 1, &[]).await;
     let mine = f.group("olive", "Olive's", "General").await;
     let theirs = f.group("alice", "Alice's", "General").await;
     let olive = BulkClient::new(
@@ -128,9 +128,9 @@ async fn owners_submit_for_their_own_groups_only() {
     f.finish().await;
 }
 
-#[tokio::test]
-async fn pause_resume_cancel_and_the_throttle() {
-    let f = Fixture::start(
+async fn pause_resume_cancel_and_the_throttle(kind: Backend) {
+    let f = Fixture::start_on(
+        kind,
         1,
         &[
             ("HUSH_BULK_OPS_PER_SEC", "1000"),
@@ -169,9 +169,9 @@ async fn pause_resume_cancel_and_the_throttle() {
     let (status, paused) = f.op.steer(&id, "pause").await.unwrap();
     assert_eq!(status, StatusCode::OK, "{paused}");
     assert_eq!(paused["state"], "paused");
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    f.settled().await;
     let (_, a) = f.op.job(&id).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    f.drain(g, "pause-probe").await;
     let (_, b) = f.op.job(&id).await.unwrap();
     assert_eq!(a["applied"], b["applied"], "no progress while paused");
     assert!(b["applied"].as_u64().unwrap() < 3000);
@@ -197,7 +197,7 @@ async fn pause_resume_cancel_and_the_throttle() {
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["state"], "cancelled");
     assert_eq!(f.chunk_rows().await, (0, 0));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    f.drain(g, "cancel-probe").await;
     let (_, later) = f.op.job(&id).await.unwrap();
     assert_eq!(later["state"], "cancelled");
     assert!(later["applied"].as_u64().unwrap() < 5000);
@@ -205,3 +205,9 @@ async fn pause_resume_cancel_and_the_throttle() {
     assert_eq!(status, StatusCode::CONFLICT);
     f.finish().await;
 }
+
+service_kit::backend_tests!(
+    a_20000_line_job_runs_its_good_lines_reports_the_rest_by_reason_and_purges_its_input,
+    owners_submit_for_their_own_groups_only,
+    pause_resume_cancel_and_the_throttle,
+);

@@ -7,9 +7,8 @@ use hush::migrate::{migrate, LegacyGroup, MigrateArgs};
 use hush_dev::legacy::{gen_legacy, GenLegacyArgs};
 use std::time::Duration;
 
-#[tokio::test]
-async fn a_legacy_export_migrates_and_a_rerun_changes_nothing() {
-    let f = Fixture::start(1, &[("HUSH_BULK_OPS_PER_SEC", "0")]).await;
+async fn a_legacy_export_migrates_and_a_rerun_changes_nothing(kind: Backend) {
+    let f = Fixture::start_on(kind, 1, &[("HUSH_BULK_OPS_PER_SEC", "0")]).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("legacy.ndjson");
     let generated = gen_legacy(&GenLegacyArgs {
@@ -74,3 +73,5 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing() {
     }
     f.finish().await;
 }
+
+service_kit::backend_tests!(a_legacy_export_migrates_and_a_rerun_changes_nothing,);

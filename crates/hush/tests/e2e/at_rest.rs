@@ -77,10 +77,10 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-#[tokio::test]
 async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_identity_and_links_no_rows(
+    kind: Backend,
 ) {
-    let app = App::spawn().await;
+    let app = App::spawn_on(kind).await;
     let owner = app.member("owner-5190");
     let a = app.active_group(&owner, "Dump A", "General", "open").await;
     let b = app.active_group(&owner, "Dump B", "General", "open").await;
@@ -201,3 +201,7 @@ async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_ide
     }
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_identity_and_links_no_rows,
+);

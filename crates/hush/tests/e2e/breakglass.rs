@@ -4,7 +4,7 @@
 //! `hush audit verify` (the real binary) then checks against a signed checkpoint; and no audit
 //! event carries a clear subject, address or justification (INV-6).
 
-use crate::helpers::{App, IdentityKind, Res};
+use crate::helpers::{App, Backend, IdentityKind, Res};
 use isolated_tenant::audit::{checkpoint, Db};
 use serde_json::{json, Value};
 
@@ -40,9 +40,8 @@ async fn age_request(app: &App, id: &str, column: &str) {
     }
 }
 
-#[tokio::test]
-async fn break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_trail() {
-    let app = App::spawn().await;
+async fn break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_trail(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let owner = app.member("olga-bg");
     let g = app
         .active_group(&owner, "Witness support", "General", "open")
@@ -341,3 +340,7 @@ async fn break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_tra
     drop(db);
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_trail,
+);

@@ -2,13 +2,12 @@
 //! who made it, label-admins read it page by page, nobody else can, membership never appears,
 //! and the table refuses edits.
 
-use crate::helpers::{App, IdentityKind};
+use crate::helpers::{App, Backend, IdentityKind};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn label_admins_read_every_catalog_change_and_no_membership() {
-    let app = App::spawn().await;
+async fn label_admins_read_every_catalog_change_and_no_membership(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let admin = app.token("lena-audit", IdentityKind::Member, &["label-admin"]);
     let owner = app.member("omar-audit");
     let r = app
@@ -128,3 +127,5 @@ async fn label_admins_read_every_catalog_change_and_no_membership() {
         .contains("append-only"));
     app.stop().await;
 }
+
+service_kit::backend_tests!(label_admins_read_every_catalog_change_and_no_membership,);

@@ -183,8 +183,7 @@ impl Proc {
     }
 }
 
-#[tokio::test]
-async fn the_compose_topology_runs_as_separate_processes_with_its_environment() {
+async fn the_compose_topology_runs_as_separate_processes_with_its_environment(kind: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let secrets = deploy_init(&tmp.path().join("deploy")).await;
     #[cfg(unix)]
@@ -200,7 +199,7 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment() 
             "private keys are readable by their owner only"
         );
     }
-    let (dbs, pg) = fresh_databases(tmp.path()).await;
+    let (dbs, pg) = fresh_databases(tmp.path(), kind).await;
     let issuer = auth::DevIssuer::load_or_create(&tmp.path().join("issuer")).unwrap();
     let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let jwks = format!(
@@ -408,3 +407,5 @@ async fn production_mode_refuses_the_dev_issuer() {
         "says why: {err}"
     );
 }
+
+service_kit::backend_tests!(the_compose_topology_runs_as_separate_processes_with_its_environment);

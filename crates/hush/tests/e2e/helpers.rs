@@ -1,6 +1,6 @@
 //! Spawns the real stack for a test: the four services on their own loopback ports with real
-//! HTTP between them, each with a fresh database on the backend under test (SQLite by default;
-//! Postgres when HUSH_TEST_POSTGRES_URL is set, one new database per service per test).
+//! HTTP between them, each with a fresh database on the backend the test names (SQLite, or
+//! Postgres on HUSH_TEST_POSTGRES_URL: one new database per service per test).
 
 use hush::stack::{Databases, Part, PostgresDatabases, Stack, StackConfig};
 use reqwest::{header::HeaderMap, Method, StatusCode};
@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 pub use domain::IdentityKind;
+pub use service_kit::db::Backend;
 
 /// A running stack plus what the test needs to talk to it.
 pub struct App {
@@ -55,27 +56,27 @@ impl Res {
     }
 }
 
-/// Which backend this run tests.
-pub fn postgres_url() -> Option<String> {
-    std::env::var("HUSH_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-}
-
-/// Fresh databases for one test: new Postgres databases when HUSH_TEST_POSTGRES_URL is set,
-/// else SQLite files in `dir`.
-pub async fn fresh_databases(dir: &std::path::Path) -> (Databases, Option<PostgresDatabases>) {
-    Databases::fresh(dir, postgres_url().as_deref(), "hush_t")
+/// Fresh databases for one test on `backend`: SQLite files in `dir`, or new Postgres databases
+/// on the server HUSH_TEST_POSTGRES_URL names (a Postgres test fails without it).
+pub async fn fresh_databases(
+    dir: &std::path::Path,
+    backend: Backend,
+) -> (Databases, Option<PostgresDatabases>) {
+    let postgres = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(service_kit::testing::postgres_url()),
+    };
+    Databases::fresh(dir, postgres.as_deref(), "hush_t")
         .await
         .expect("fresh test databases")
 }
 
 impl App {
-    /// Starts a fresh stack.
-    pub async fn spawn() -> App {
+    /// Starts a fresh stack on `backend`.
+    pub async fn spawn_on(backend: Backend) -> App {
         service_kit::telemetry::init_for_test();
         let dir = tempfile::tempdir().expect("temp dir");
-        let (dbs, pg) = fresh_databases(dir.path()).await;
+        let (dbs, pg) = fresh_databases(dir.path(), backend).await;
         let stack = Stack::start(StackConfig::for_tests(dir.path(), dbs))
             .await
             .expect("stack starts");
@@ -195,6 +196,27 @@ impl App {
                 res.text
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the provisioning saga has recorded `attempts` failed attempts for group `id`
+    /// (read from control-api's database: no public surface shows them).
+    pub async fn wait_saga_attempts(&self, id: &str, attempts: u32, limit: Duration) {
+        let store = control_api::store::connect(&self.stack.databases().control, 1)
+            .await
+            .expect("control-api's database");
+        let group = domain::GroupId::parse(id).unwrap();
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = store.saga_status(group).await.unwrap();
+            if status.as_ref().is_some_and(|s| s.attempts >= attempts) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the saga never recorded {attempts} failed attempt(s): {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -18,9 +18,8 @@ fn claims(iss: &str, aud: &str, exp_offset: i64) -> Value {
            "iss": iss, "aud": aud, "iat": now, "nbf": now - 5, "exp": now + exp_offset})
 }
 
-#[tokio::test]
-async fn forged_expired_and_misaddressed_tokens_are_refused_with_401_problem_json() {
-    let app = App::spawn().await;
+async fn forged_expired_and_misaddressed_tokens_are_refused_with_401_problem_json(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let key_pem = std::fs::read(app.dir.path().join("dev-issuer/dev-issuer.key.pem"))
         .expect("dev issuer key");
     let key = EncodingKey::from_ec_pem(&key_pem).unwrap();
@@ -110,3 +109,7 @@ async fn forged_expired_and_misaddressed_tokens_are_refused_with_401_problem_jso
 
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    forged_expired_and_misaddressed_tokens_are_refused_with_401_problem_json,
+);

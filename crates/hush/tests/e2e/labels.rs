@@ -4,9 +4,8 @@ use crate::helpers::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-#[tokio::test]
-async fn a_guest_is_refused_a_group_whose_label_bars_guests_and_nothing_is_written() {
-    let app = App::spawn().await;
+async fn a_guest_is_refused_a_group_whose_label_bars_guests_and_nothing_is_written(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     let guest = app.token("gina", IdentityKind::Guest, &[]);
     let agent = app.token("robot", IdentityKind::Agent, &[]);
@@ -87,9 +86,8 @@ async fn a_guest_is_refused_a_group_whose_label_bars_guests_and_nothing_is_writt
     app.stop().await;
 }
 
-#[tokio::test]
-async fn guests_do_not_discover_groups_whose_label_bars_them() {
-    let app = App::spawn().await;
+async fn guests_do_not_discover_groups_whose_label_bars_them(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     app.active_group(&alice, "Open Forum", "General", "open")
         .await;
@@ -117,9 +115,8 @@ async fn guests_do_not_discover_groups_whose_label_bars_them() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_three_default_labels_are_seeded_and_only_label_admins_change_labels() {
-    let app = App::spawn().await;
+async fn the_three_default_labels_are_seeded_and_only_label_admins_change_labels(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let bob = app.member("bob");
     let labels = app.get(&app.control("/labels"), &bob).await;
     assert_eq!(labels.status, StatusCode::OK, "{}", labels.text);
@@ -174,9 +171,8 @@ async fn the_three_default_labels_are_seeded_and_only_label_admins_change_labels
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_group_must_use_a_join_policy_its_label_allows() {
-    let app = App::spawn().await;
+async fn a_group_must_use_a_join_policy_its_label_allows(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     let res = app
         .post(&app.control("/groups"), &alice, json!({"name": "Secret", "description": "", "label": "Highly Confidential", "join_policy": "open"}))
@@ -198,3 +194,10 @@ async fn a_group_must_use_a_join_policy_its_label_allows() {
     res.assert_problem(403);
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    a_guest_is_refused_a_group_whose_label_bars_guests_and_nothing_is_written,
+    guests_do_not_discover_groups_whose_label_bars_them,
+    the_three_default_labels_are_seeded_and_only_label_admins_change_labels,
+    a_group_must_use_a_join_policy_its_label_allows,
+);

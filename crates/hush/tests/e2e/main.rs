@@ -1,6 +1,7 @@
 //! End-to-end tests: the four real services on their own loopback ports, real HTTP between
-//! them, on SQLite (default) or Postgres (HUSH_TEST_POSTGRES_URL). Each test gets a fresh stack
-//! and fresh databases, and stops them when it ends.
+//! them, each test on SQLite (`sqlite::…`) and on Postgres (`postgres::…`, ignored unless run
+//! with `--include-ignored` and HUSH_TEST_POSTGRES_URL). Each test gets a fresh stack and fresh
+//! databases, and stops them when it ends.
 
 mod at_rest;
 mod breakglass;

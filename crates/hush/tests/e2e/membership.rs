@@ -6,9 +6,10 @@ use crate::helpers::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-#[tokio::test]
-async fn approval_shows_the_requester_to_owners_only_and_the_requester_sees_the_outcome() {
-    let app = App::spawn().await;
+async fn approval_shows_the_requester_to_owners_only_and_the_requester_sees_the_outcome(
+    kind: Backend,
+) {
+    let app = App::spawn_on(kind).await;
     let owner = app.member("olga");
     let g = app
         .active_group(&owner, "Leadership Circle", "Confidential", "approval")
@@ -106,9 +107,8 @@ async fn approval_shows_the_requester_to_owners_only_and_the_requester_sees_the_
     app.stop().await;
 }
 
-#[tokio::test]
-async fn claim_rules_approve_without_anyone_seeing_the_request() {
-    let app = App::spawn().await;
+async fn claim_rules_approve_without_anyone_seeing_the_request(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let owner = app.member("olga");
     let g = app
         .active_group(&owner, "Legal Team", "Confidential", "approval")
@@ -167,9 +167,8 @@ async fn claim_rules_approve_without_anyone_seeing_the_request() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn invites_admit_without_the_owner_learning_who_redeemed() {
-    let app = App::spawn().await;
+async fn invites_admit_without_the_owner_learning_who_redeemed(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let owner = app.member("olga");
     let g = app
         .active_group(&owner, "Witness Support", "Highly Confidential", "invite")
@@ -260,9 +259,10 @@ async fn invites_admit_without_the_owner_learning_who_redeemed() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn inv3_owner_add_and_remove_answer_the_same_whether_or_not_the_person_is_a_member() {
-    let app = App::spawn().await;
+async fn inv3_owner_add_and_remove_answer_the_same_whether_or_not_the_person_is_a_member(
+    kind: Backend,
+) {
+    let app = App::spawn_on(kind).await;
     let owner = app.member("olga");
     let g = app
         .active_group(&owner, "Quiet Room", "General", "open")
@@ -355,9 +355,8 @@ async fn inv3_owner_add_and_remove_answer_the_same_whether_or_not_the_person_is_
     app.stop().await;
 }
 
-#[tokio::test]
-async fn every_path_that_adds_someone_checks_the_label_first() {
-    let app = App::spawn().await;
+async fn every_path_that_adds_someone_checks_the_label_first(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let owner = app.member("olga");
     let conf = app
         .active_group(&owner, "Board Prep", "Confidential", "approval")
@@ -415,9 +414,8 @@ async fn every_path_that_adds_someone_checks_the_label_first() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn offboarding_removes_a_person_from_every_group_at_once() {
-    let app = App::spawn().await;
+async fn offboarding_removes_a_person_from_every_group_at_once(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let owner = app.member("olga");
     let a = app
         .active_group(&owner, "Offboard A", "General", "open")
@@ -467,9 +465,8 @@ async fn offboarding_removes_a_person_from_every_group_at_once() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn joins_and_leaves_are_rate_limited_per_caller_with_retry_after() {
-    let app = App::spawn().await;
+async fn joins_and_leaves_are_rate_limited_per_caller_with_retry_after(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let owner = app.member("olga");
     let g = app.active_group(&owner, "Busy", "General", "open").await;
     let bob = app.member("bob");
@@ -493,3 +490,13 @@ async fn joins_and_leaves_are_rate_limited_per_caller_with_retry_after() {
     assert_eq!(carol.status, StatusCode::OK);
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    approval_shows_the_requester_to_owners_only_and_the_requester_sees_the_outcome,
+    claim_rules_approve_without_anyone_seeing_the_request,
+    invites_admit_without_the_owner_learning_who_redeemed,
+    inv3_owner_add_and_remove_answer_the_same_whether_or_not_the_person_is_a_member,
+    every_path_that_adds_someone_checks_the_label_first,
+    offboarding_removes_a_person_from_every_group_at_once,
+    joins_and_leaves_are_rate_limited_per_caller_with_retry_after,
+);

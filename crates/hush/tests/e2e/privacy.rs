@@ -21,9 +21,8 @@ fn property_names(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-#[tokio::test]
-async fn inv1_no_endpoint_or_document_lists_members() {
-    let app = App::spawn().await;
+async fn inv1_no_endpoint_or_document_lists_members(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     let id = app
         .active_group(&alice, "Witness Support", "General", "open")
@@ -138,9 +137,8 @@ async fn inv1_no_endpoint_or_document_lists_members() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn inv2_a_caller_learns_only_their_own_memberships() {
-    let app = App::spawn().await;
+async fn inv2_a_caller_learns_only_their_own_memberships(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     let a = app.active_group(&alice, "Group A", "General", "open").await;
     let b = app.active_group(&alice, "Group B", "General", "open").await;
@@ -219,9 +217,8 @@ fn sign(app: &App, service: ServiceName, claims: &Value) -> String {
     .unwrap()
 }
 
-#[tokio::test]
-async fn inv9_the_tenant_refuses_every_call_without_a_valid_service_token() {
-    let app = App::spawn().await;
+async fn inv9_the_tenant_refuses_every_call_without_a_valid_service_token(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let id = app
         .active_group(&app.member("alice"), "Tenant Probe", "General", "open")
         .await;
@@ -372,9 +369,8 @@ async fn everything_others_see(app: &App, group: &str, readers: &[(&str, String)
     seen
 }
 
-#[tokio::test]
-async fn a_membership_changes_nothing_that_anyone_else_can_read() {
-    let app = App::spawn().await;
+async fn a_membership_changes_nothing_that_anyone_else_can_read(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     let g = app
         .active_group(&alice, "Invisible Ink", "General", "open")
@@ -432,3 +428,10 @@ async fn a_membership_changes_nothing_that_anyone_else_can_read() {
     }
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    inv1_no_endpoint_or_document_lists_members,
+    inv2_a_caller_learns_only_their_own_memberships,
+    inv9_the_tenant_refuses_every_call_without_a_valid_service_token,
+    a_membership_changes_nothing_that_anyone_else_can_read,
+);

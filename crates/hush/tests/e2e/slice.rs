@@ -7,9 +7,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
 
-#[tokio::test]
-async fn a_member_creates_discovers_joins_sees_and_leaves_a_group() {
-    let app = App::spawn().await;
+async fn a_member_creates_discovers_joins_sees_and_leaves_a_group(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     let bob = app.member("bob");
 
@@ -90,9 +89,10 @@ async fn a_member_creates_discovers_joins_sees_and_leaves_a_group() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_saga_keeps_a_group_provisioning_while_the_tenant_is_down_and_activates_it_when_back() {
-    let mut app = App::spawn().await;
+async fn the_saga_keeps_a_group_provisioning_while_the_tenant_is_down_and_activates_it_when_back(
+    kind: Backend,
+) {
+    let mut app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     app.stop_part(Part::Tenant).await;
 
@@ -107,8 +107,9 @@ async fn the_saga_keeps_a_group_provisioning_while_the_tenant_is_down_and_activa
     let id = created.body["id"].as_str().unwrap().to_string();
 
     // While the tenant is down the group stays provisioning: never active half-made, never
-    // discoverable, and nobody can join it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // discoverable, and nobody can join it (looked at once the saga has tried and failed).
+    app.wait_saga_attempts(&id, 1, Duration::from_secs(20))
+        .await;
     let g = app
         .get(&app.control(&format!("/groups/{id}")), &alice)
         .await;
@@ -145,9 +146,8 @@ async fn the_saga_keeps_a_group_provisioning_while_the_tenant_is_down_and_activa
     app.stop().await;
 }
 
-#[tokio::test]
-async fn archiving_deprovisions_the_group_and_purges_its_membership() {
-    let app = App::spawn().await;
+async fn archiving_deprovisions_the_group_and_purges_its_membership(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     let bob = app.member("bob");
     let id = app
@@ -201,9 +201,8 @@ async fn archiving_deprovisions_the_group_and_purges_its_membership() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn owners_edit_within_the_label_and_cannot_change_it() {
-    let app = App::spawn().await;
+async fn owners_edit_within_the_label_and_cannot_change_it(kind: Backend) {
+    let app = App::spawn_on(kind).await;
     let alice = app.member("alice");
     let id = app
         .active_group(&alice, "Editors", "Confidential", "approval")
@@ -246,3 +245,10 @@ async fn owners_edit_within_the_label_and_cannot_change_it() {
 
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    a_member_creates_discovers_joins_sees_and_leaves_a_group,
+    the_saga_keeps_a_group_provisioning_while_the_tenant_is_down_and_activates_it_when_back,
+    archiving_deprovisions_the_group_and_purges_its_membership,
+    owners_edit_within_the_label_and_cannot_change_it,
+);

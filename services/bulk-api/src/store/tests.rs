@@ -1,5 +1,6 @@
-//! The store's tests, run on SQLite always and on Postgres when `HUSH_TEST_POSTGRES_URL` names a
-//! server (each test gets a fresh database `hush_t_<random hex>` there, dropped at the end).
+//! The store's tests, each on SQLite (`sqlite::…`) and on Postgres (`postgres::…`, ignored unless
+//! run with `--include-ignored` and a server in `HUSH_TEST_POSTGRES_URL`; each test gets a fresh
+//! database `hush_t_<random hex>` there, dropped at the end).
 
 use super::{PgStore, SqliteStore, Store};
 use crate::jobs::JobState;
@@ -66,14 +67,14 @@ impl Backend {
     }
 }
 
-/// A fresh SQLite file, and a fresh Postgres database when the environment offers a server.
-async fn backends() -> Vec<Backend> {
-    let mut dbs = vec![("sqlite", TestDatabase::sqlite())];
-    if let Some(pg) = TestDatabase::postgres().await {
-        dbs.push(("postgres", pg));
-    }
+/// A fresh store of `kind` (one, in a list so a test reads the same on either backend).
+async fn backends(kind: Kind) -> Vec<Backend> {
+    let name = match kind {
+        Kind::Sqlite => "sqlite",
+        Kind::Postgres => "postgres",
+    };
     let mut out = Vec::new();
-    for (name, db) in dbs {
+    for (name, db) in [(name, TestDatabase::new(kind).await)] {
         let store: Box<dyn Raw> = match db.backend() {
             Kind::Sqlite => Box::new(
                 SqliteStore::migrate(service_kit::db::connect_sqlite(db.url(), 4).await.unwrap())
@@ -95,9 +96,8 @@ async fn backends() -> Vec<Backend> {
     out
 }
 
-#[tokio::test]
-async fn ping_answers_on_every_backend() {
-    for b in backends().await {
+async fn ping_answers_on_every_backend(kind: Kind) {
+    for b in backends(kind).await {
         b.store
             .ping()
             .await
@@ -106,9 +106,8 @@ async fn ping_answers_on_every_backend() {
     }
 }
 
-#[tokio::test]
-async fn an_empty_store_lists_no_jobs() {
-    for b in backends().await {
+async fn an_empty_store_lists_no_jobs(kind: Kind) {
+    for b in backends(kind).await {
         assert!(
             b.store.list_jobs(10).await.unwrap().is_empty(),
             "{}",
@@ -118,9 +117,8 @@ async fn an_empty_store_lists_no_jobs() {
     }
 }
 
-#[tokio::test]
-async fn jobs_are_listed_newest_first_up_to_the_limit() {
-    for b in backends().await {
+async fn jobs_are_listed_newest_first_up_to_the_limit(kind: Kind) {
+    for b in backends(kind).await {
         let (old, mid, new) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         b.store
             .insert_job(mid, "running", 2_000, [10, 4, 1])
@@ -162,9 +160,8 @@ async fn jobs_are_listed_newest_first_up_to_the_limit() {
     }
 }
 
-#[tokio::test]
-async fn the_schema_refuses_impossible_jobs() {
-    for b in backends().await {
+async fn the_schema_refuses_impossible_jobs(kind: Kind) {
+    for b in backends(kind).await {
         let bad_state = b
             .store
             .insert_job(Uuid::new_v4(), "bogus", 1, [0, 0, 0])
@@ -229,9 +226,8 @@ fn outcome(applied: u64, label_refused: u64) -> BatchOutcome {
     }
 }
 
-#[tokio::test]
-async fn chunks_are_leased_once_checkpointed_and_purged_when_the_job_ends() {
-    for b in backends().await {
+async fn chunks_are_leased_once_checkpointed_and_purged_when_the_job_ends(kind: Kind) {
+    for b in backends(kind).await {
         let s = b.store.as_ref();
         let job = queued_job(s, 2, None).await;
         let (w1, w2) = (Uuid::new_v4(), Uuid::new_v4());
@@ -277,9 +273,8 @@ async fn chunks_are_leased_once_checkpointed_and_purged_when_the_job_ends() {
     }
 }
 
-#[tokio::test]
-async fn an_expired_lease_goes_to_another_worker_and_a_failing_chunk_waits() {
-    for b in backends().await {
+async fn an_expired_lease_goes_to_another_worker_and_a_failing_chunk_waits(kind: Kind) {
+    for b in backends(kind).await {
         let s = b.store.as_ref();
         let job = queued_job(s, 1, None).await;
         let (w1, w2) = (Uuid::new_v4(), Uuid::new_v4());
@@ -301,9 +296,8 @@ async fn an_expired_lease_goes_to_another_worker_and_a_failing_chunk_waits() {
     }
 }
 
-#[tokio::test]
-async fn paused_jobs_lend_no_chunks_and_cancelled_jobs_lose_their_input() {
-    for b in backends().await {
+async fn paused_jobs_lend_no_chunks_and_cancelled_jobs_lose_their_input(kind: Kind) {
+    for b in backends(kind).await {
         let s = b.store.as_ref();
         let job = queued_job(s, 2, None).await;
         let paused = s
@@ -355,9 +349,8 @@ async fn paused_jobs_lend_no_chunks_and_cancelled_jobs_lose_their_input() {
     }
 }
 
-#[tokio::test]
-async fn an_idempotency_key_finds_the_same_job() {
-    for b in backends().await {
+async fn an_idempotency_key_finds_the_same_job(kind: Kind) {
+    for b in backends(kind).await {
         let s = b.store.as_ref();
         let job = queued_job(s, 1, Some("import-42")).await;
         let again = NewJob {
@@ -379,3 +372,14 @@ async fn an_idempotency_key_finds_the_same_job() {
         b.finish().await;
     }
 }
+
+service_kit::backend_tests!(
+    ping_answers_on_every_backend,
+    an_empty_store_lists_no_jobs,
+    jobs_are_listed_newest_first_up_to_the_limit,
+    the_schema_refuses_impossible_jobs,
+    chunks_are_leased_once_checkpointed_and_purged_when_the_job_ends,
+    an_expired_lease_goes_to_another_worker_and_a_failing_chunk_waits,
+    paused_jobs_lend_no_chunks_and_cancelled_jobs_lose_their_input,
+    an_idempotency_key_finds_the_same_job,
+);

@@ -1,9 +1,11 @@
-//! The store's behaviour, run on SQLite always and on Postgres when `HUSH_TEST_POSTGRES_URL` is
-//! set (each test gets a fresh database `hush_t_<random hex>`, so tests never share state).
+//! The store's behaviour, each test on SQLite (`sqlite::…`) and on Postgres (`postgres::…`,
+//! ignored unless run with `--include-ignored` and `HUSH_TEST_POSTGRES_URL`); each test gets a
+//! fresh database `hush_t_<random hex>`, so tests never share state.
 
 use super::*;
 use crate::model::{Description, GroupChanges, NewGroup, Owners};
 use domain::LocalPart;
+use service_kit::db::Backend as Kind;
 use service_kit::testing::TestDatabase;
 use std::future::Future;
 
@@ -55,16 +57,16 @@ impl TestDb {
         }
     }
 
-    async fn postgres() -> Option<Self> {
-        let database = TestDatabase::postgres().await?;
+    async fn postgres() -> Self {
+        let database = TestDatabase::postgres().await;
         let store = PgStore::migrate(db::connect_postgres(database.url(), 8).await.unwrap())
             .await
             .unwrap();
-        Some(Self {
+        Self {
             store: Arc::new(store.clone()),
             raw: Raw::Pg(store),
             database,
-        })
+        }
     }
 
     async fn remove(self) {
@@ -76,22 +78,23 @@ impl TestDb {
     }
 }
 
-/// Runs `test` on a fresh SQLite store, then on a fresh Postgres one when configured.
-async fn on_each_backend<F, Fut>(test: F)
+/// Runs `test` on a fresh store of `kind`, then removes its database.
+async fn on_backend<F, Fut>(kind: Kind, test: F)
 where
-    F: Fn(Arc<dyn Store>, &'static str, Raw) -> Fut,
+    F: FnOnce(Arc<dyn Store>, &'static str, Raw) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let dbs = [Some(TestDb::sqlite().await), TestDb::postgres().await];
-    for db in dbs.into_iter().flatten() {
-        let raw = match &db.raw {
-            Raw::Sqlite(s) => Raw::Sqlite(s.clone()),
-            Raw::Pg(s) => Raw::Pg(s.clone()),
-        };
-        let backend = raw.backend();
-        test(db.store.clone(), backend, raw).await;
-        db.remove().await;
-    }
+    let db = match kind {
+        Kind::Sqlite => TestDb::sqlite().await,
+        Kind::Postgres => TestDb::postgres().await,
+    };
+    let raw = match &db.raw {
+        Raw::Sqlite(s) => Raw::Sqlite(s.clone()),
+        Raw::Pg(s) => Raw::Pg(s.clone()),
+    };
+    let backend = raw.backend();
+    test(db.store.clone(), backend, raw).await;
+    db.remove().await;
 }
 
 const T0: i64 = 1_700_000_000_000;
@@ -140,9 +143,8 @@ async fn settle(store: &Arc<dyn Store>, now: i64) {
     }
 }
 
-#[tokio::test]
-async fn default_labels_are_seeded_once_and_admin_edits_and_deletions_stick() {
-    on_each_backend(|store, backend, _| async move {
+async fn default_labels_are_seeded_once_and_admin_edits_and_deletions_stick(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         let names: Vec<String> = store
             .list_labels()
@@ -205,9 +207,8 @@ async fn default_labels_are_seeded_once_and_admin_edits_and_deletions_stick() {
     .await;
 }
 
-#[tokio::test]
-async fn label_names_are_unique_ignoring_case() {
-    on_each_backend(|store, backend, _| async move {
+async fn label_names_are_unique_ignoring_case(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         let mut l = Label::defaults()[0].clone();
         assert_eq!(
@@ -249,9 +250,8 @@ async fn label_names_are_unique_ignoring_case() {
     .await;
 }
 
-#[tokio::test]
-async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_uses() {
-    on_each_backend(|store, backend, _| async move {
+async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_uses(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         let g = created(
             &store,
@@ -291,9 +291,8 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_us
     .await;
 }
 
-#[tokio::test]
-async fn creating_a_group_checks_the_label_and_the_address() {
-    on_each_backend(|store, backend, _| async move {
+async fn creating_a_group_checks_the_label_and_the_address(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         let g = created(
             &store,
@@ -335,9 +334,8 @@ async fn creating_a_group_checks_the_label_and_the_address() {
     .await;
 }
 
-#[tokio::test]
-async fn discovery_finds_active_groups_the_caller_may_enter_by_substring_in_pages() {
-    on_each_backend(|store, backend, _| async move {
+async fn discovery_finds_active_groups_the_caller_may_enter_by_substring_in_pages(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         for (name, label, policy) in [
             ("Open Forum", "General", JoinPolicy::Open),
@@ -447,9 +445,8 @@ async fn discovery_finds_active_groups_the_caller_may_enter_by_substring_in_page
     .await;
 }
 
-#[tokio::test]
-async fn owners_edit_within_the_label_and_nobody_else_edits() {
-    on_each_backend(|store, backend, _| async move {
+async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         let g = created(
             &store,
@@ -543,9 +540,8 @@ async fn owners_edit_within_the_label_and_nobody_else_edits() {
     .await;
 }
 
-#[tokio::test]
-async fn the_saga_leases_one_group_to_one_worker_and_retries_after_failures() {
-    on_each_backend(|store, backend, _| async move {
+async fn the_saga_leases_one_group_to_one_worker_and_retries_after_failures(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         let g = created(
             &store,
@@ -656,9 +652,8 @@ async fn the_saga_leases_one_group_to_one_worker_and_retries_after_failures() {
     .await;
 }
 
-#[tokio::test]
-async fn a_lease_that_runs_out_is_taken_over() {
-    on_each_backend(|store, backend, _| async move {
+async fn a_lease_that_runs_out_is_taken_over(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         created(
             &store,
@@ -677,9 +672,8 @@ async fn a_lease_that_runs_out_is_taken_over() {
     .await;
 }
 
-#[tokio::test]
-async fn archiving_while_provisioning_is_in_flight_waits_for_the_provisioning_call() {
-    on_each_backend(|store, backend, _| async move {
+async fn archiving_while_provisioning_is_in_flight_waits_for_the_provisioning_call(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         let g = created(
             &store,
@@ -757,9 +751,8 @@ async fn archiving_while_provisioning_is_in_flight_waits_for_the_provisioning_ca
     .await;
 }
 
-#[tokio::test]
-async fn concurrent_workers_never_hold_the_same_group() {
-    on_each_backend(|store, backend, _| async move {
+async fn concurrent_workers_never_hold_the_same_group(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         let mut ids = Vec::new();
         for i in 0..12 {
@@ -794,9 +787,8 @@ async fn concurrent_workers_never_hold_the_same_group() {
     .await;
 }
 
-#[tokio::test]
-async fn lookup_returns_the_groups_that_exist() {
-    on_each_backend(|store, backend, _| async move {
+async fn lookup_returns_the_groups_that_exist(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
         seeded(&store).await;
         let a = created(
             &store,
@@ -819,9 +811,8 @@ async fn lookup_returns_the_groups_that_exist() {
     .await;
 }
 
-#[tokio::test]
-async fn the_schema_refuses_what_the_types_refuse() {
-    on_each_backend(|store, backend, raw| async move {
+async fn the_schema_refuses_what_the_types_refuse(kind: Kind) {
+    on_backend(kind, |store, backend, raw| async move {
         seeded(&store).await;
         for bad in [
             "INSERT INTO labels VALUES ('L', 'd', true, true, '', 'anyone', 0, 0)",
@@ -849,3 +840,18 @@ fn like_patterns_escape_wildcards() {
     assert_eq!(like_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
     assert_eq!(like_pattern(""), "%%");
 }
+
+service_kit::backend_tests!(
+    default_labels_are_seeded_once_and_admin_edits_and_deletions_stick,
+    label_names_are_unique_ignoring_case,
+    a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_uses,
+    creating_a_group_checks_the_label_and_the_address,
+    discovery_finds_active_groups_the_caller_may_enter_by_substring_in_pages,
+    owners_edit_within_the_label_and_nobody_else_edits,
+    the_saga_leases_one_group_to_one_worker_and_retries_after_failures,
+    a_lease_that_runs_out_is_taken_over,
+    archiving_while_provisioning_is_in_flight_waits_for_the_provisioning_call,
+    concurrent_workers_never_hold_the_same_group,
+    lookup_returns_the_groups_that_exist,
+    the_schema_refuses_what_the_types_refuse,
+);

@@ -13,9 +13,8 @@ fn names(res: &Answer) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn discovery_lists_active_groups_the_callers_kind_may_enter() {
-    let app = TestApp::spawn().await;
+async fn discovery_lists_active_groups_the_callers_kind_may_enter(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     app.active(&alice, "Open Forum", "General", "open").await;
     app.active(&alice, "Hidden Forum", "Confidential", "approval")
@@ -57,9 +56,8 @@ async fn discovery_lists_active_groups_the_callers_kind_may_enter() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn limits_and_cursors_are_checked_and_pages_walk_every_group_once() {
-    let app = TestApp::spawn().await;
+async fn limits_and_cursors_are_checked_and_pages_walk_every_group_once(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     for i in 0..7 {
         app.create(&alice, &format!("Team {i}"), "General", "open")
@@ -111,3 +109,8 @@ async fn limits_and_cursors_are_checked_and_pages_walk_every_group_once() {
     assert_eq!(walked, want);
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    discovery_lists_active_groups_the_callers_kind_may_enter,
+    limits_and_cursors_are_checked_and_pages_walk_every_group_once,
+);

@@ -10,9 +10,8 @@ fn group(name: &str, label: &str, policy: &str) -> serde_json::Value {
     json!({"name": name, "description": "", "label": label, "join_policy": policy})
 }
 
-#[tokio::test]
-async fn an_employee_creates_a_group_that_is_provisioning_until_the_tenant_confirms() {
-    let app = TestApp::spawn().await;
+async fn an_employee_creates_a_group_that_is_provisioning_until_the_tenant_confirms(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let res = app
         .post(
@@ -53,9 +52,8 @@ async fn an_employee_creates_a_group_that_is_provisioning_until_the_tenant_confi
     app.stop().await;
 }
 
-#[tokio::test]
-async fn guests_and_agents_may_not_create_groups() {
-    let app = TestApp::spawn().await;
+async fn guests_and_agents_may_not_create_groups(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     for (token, kind) in [
         (app.guest("gina"), "guest"),
         (app.token("robot", IdentityKind::Agent, &[]), "AI agent"),
@@ -88,9 +86,8 @@ async fn guests_and_agents_may_not_create_groups() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn bad_bodies_are_problem_json_that_says_what_is_wrong() {
-    let app = TestApp::spawn().await;
+async fn bad_bodies_are_problem_json_that_says_what_is_wrong(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let uri = "/control/v1/groups";
 
@@ -186,9 +183,8 @@ async fn bad_bodies_are_problem_json_that_says_what_is_wrong() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn addresses_are_chosen_or_derived_and_never_shared() {
-    let app = TestApp::spawn().await;
+async fn addresses_are_chosen_or_derived_and_never_shared(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let mut body = group("Witness Support", "General", "invite");
     body["address"] = json!("witness-support");
@@ -225,9 +221,8 @@ async fn addresses_are_chosen_or_derived_and_never_shared() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_change_of_another_json_type_than_an_object_is_refused_and_changes_nothing() {
-    let app = TestApp::spawn().await;
+async fn a_change_of_another_json_type_than_an_object_is_refused_and_changes_nothing(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let id = app.active(&alice, "Typed", "General", "open").await;
     let uri = format!("/control/v1/groups/{id}");
@@ -254,9 +249,8 @@ async fn a_change_of_another_json_type_than_an_object_is_refused_and_changes_not
     app.stop().await;
 }
 
-#[tokio::test]
-async fn owners_edit_within_the_label_and_the_label_never_changes() {
-    let app = TestApp::spawn().await;
+async fn owners_edit_within_the_label_and_the_label_never_changes(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let id = app
         .active(&alice, "Editors", "Confidential", "approval")
@@ -340,9 +334,8 @@ async fn owners_edit_within_the_label_and_the_label_never_changes() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn inv4_only_owners_see_a_member_count_and_only_as_a_bucket() {
-    let app = TestApp::spawn().await;
+async fn inv4_only_owners_see_a_member_count_and_only_as_a_bucket(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let id = app.active(&alice, "Counted", "General", "open").await;
     let uri = format!("/control/v1/groups/{id}");
@@ -362,9 +355,8 @@ async fn inv4_only_owners_see_a_member_count_and_only_as_a_bucket() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_group_the_caller_may_not_see_is_answered_like_a_missing_one() {
-    let app = TestApp::spawn().await;
+async fn a_group_the_caller_may_not_see_is_answered_like_a_missing_one(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let confidential = app
         .active(&alice, "Leadership", "Confidential", "approval")
@@ -401,9 +393,8 @@ async fn a_group_the_caller_may_not_see_is_answered_like_a_missing_one() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn owners_archive_and_the_saga_deprovisions() {
-    let app = TestApp::spawn().await;
+async fn owners_archive_and_the_saga_deprovisions(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let bob = app.member("bob");
     let id = app.active(&alice, "Old Project", "General", "open").await;
@@ -447,3 +438,15 @@ async fn owners_archive_and_the_saga_deprovisions() {
     );
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    an_employee_creates_a_group_that_is_provisioning_until_the_tenant_confirms,
+    guests_and_agents_may_not_create_groups,
+    bad_bodies_are_problem_json_that_says_what_is_wrong,
+    addresses_are_chosen_or_derived_and_never_shared,
+    a_change_of_another_json_type_than_an_object_is_refused_and_changes_nothing,
+    owners_edit_within_the_label_and_the_label_never_changes,
+    inv4_only_owners_see_a_member_count_and_only_as_a_bucket,
+    a_group_the_caller_may_not_see_is_answered_like_a_missing_one,
+    owners_archive_and_the_saga_deprovisions,
+);

@@ -1,5 +1,5 @@
-//! Builds control-api around a stand-in tenant, a fresh database (SQLite, or Postgres when
-//! `HUSH_TEST_POSTGRES_URL` is set: a new database `hush_t_<random hex>` per test) and the dev
+//! Builds control-api around a stand-in tenant, a fresh database on the backend the test names
+//! (SQLite, or Postgres on `HUSH_TEST_POSTGRES_URL`: a new database `hush_t_<random hex>`) and the dev
 //! issuer, whose JWKS is served on 127.0.0.1:0 exactly as an IdP's would be; then sends it
 //! requests with `tower::ServiceExt::oneshot`, or serves it on port 0.
 
@@ -10,7 +10,8 @@ use control_api::{AppState, Saga, SagaSettings, Tenant};
 use domain::{CountBucket, GroupId, IdentityKind, ServiceName};
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use serde_json::{json, Value};
-use service_kit::testing::{fresh_database, TestDatabase};
+pub use service_kit::db::Backend;
+use service_kit::testing::TestDatabase;
 use service_kit::HttpArgs;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -162,7 +163,8 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    pub async fn spawn() -> Self {
+    /// The app over a fresh database on `backend`.
+    pub async fn spawn_on(backend: Backend) -> Self {
         service_kit::telemetry::init_for_test();
         let dir = tempfile::tempdir().unwrap();
         let issuer = DevIssuer::load_or_create(&dir.path().join("issuer")).unwrap();
@@ -187,7 +189,7 @@ impl TestApp {
             .trust(ServiceName::BulkApi, bulk.public_key_pem())
             .unwrap();
 
-        let database = fresh_database().await;
+        let database = TestDatabase::new(backend).await;
         let store = control_api::store::connect(database.url(), 4)
             .await
             .unwrap();

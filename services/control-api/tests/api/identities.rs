@@ -5,9 +5,8 @@ use crate::helpers::*;
 use domain::IdentityKind;
 use serde_json::json;
 
-#[tokio::test]
-async fn only_operators_offboard_and_the_answer_says_nothing_about_the_person() {
-    let app = TestApp::spawn().await;
+async fn only_operators_offboard_and_the_answer_says_nothing_about_the_person(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let url = "/control/v1/identities/offboard";
     app.post(url, &app.member("bob"), json!({"subject": "carol"}))
         .await
@@ -36,3 +35,5 @@ async fn only_operators_offboard_and_the_answer_says_nothing_about_the_person() 
         .problem(503);
     app.stop().await;
 }
+
+service_kit::backend_tests!(only_operators_offboard_and_the_answer_says_nothing_about_the_person,);

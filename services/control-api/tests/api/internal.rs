@@ -8,9 +8,8 @@ use serde_json::json;
 
 const LOOKUP: &str = control_client::LOOKUP_PATH;
 
-#[tokio::test]
-async fn membership_api_and_bulk_api_look_groups_up_by_id() {
-    let app = TestApp::spawn().await;
+async fn membership_api_and_bulk_api_look_groups_up_by_id(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let a = app
         .active(&alice, "Alpha", "Confidential", "approval")
@@ -37,9 +36,8 @@ async fn membership_api_and_bulk_api_look_groups_up_by_id() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_lookup_refuses_users_strangers_and_bad_requests() {
-    let app = TestApp::spawn().await;
+async fn the_lookup_refuses_users_strangers_and_bad_requests(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let id = app
         .create(&app.member("alice"), "Alpha", "General", "open")
         .await;
@@ -80,3 +78,8 @@ async fn the_lookup_refuses_users_strangers_and_bad_requests() {
         .contains("500"));
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    membership_api_and_bulk_api_look_groups_up_by_id,
+    the_lookup_refuses_users_strangers_and_bad_requests,
+);

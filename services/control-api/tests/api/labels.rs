@@ -10,9 +10,8 @@ fn staff_only() -> Value {
         "guests_allowed": false, "agents_allowed": false, "join_policies": ["open", "approval"], "sender_policy": "anyone"}})
 }
 
-#[tokio::test]
-async fn the_default_labels_are_readable_by_anyone_signed_in() {
-    let app = TestApp::spawn().await;
+async fn the_default_labels_are_readable_by_anyone_signed_in(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let guest = app.guest("gina");
     let all = app.get("/control/v1/labels", &guest).await;
     let names: Vec<&str> = all
@@ -41,9 +40,8 @@ async fn the_default_labels_are_readable_by_anyone_signed_in() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn only_label_admins_write_labels_whatever_the_body() {
-    let app = TestApp::spawn().await;
+async fn only_label_admins_write_labels_whatever_the_body(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let bob = app.member("bob");
     for (method, uri, body) in [
         (Method::POST, "/control/v1/labels", Some(staff_only())),
@@ -83,9 +81,8 @@ async fn only_label_admins_write_labels_whatever_the_body() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn label_admins_create_change_and_delete_labels_with_valid_policies() {
-    let app = TestApp::spawn().await;
+async fn label_admins_create_change_and_delete_labels_with_valid_policies(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let admin = app.label_admin();
 
     let created = app.post("/control/v1/labels", &admin, staff_only()).await;
@@ -197,9 +194,8 @@ async fn label_admins_create_change_and_delete_labels_with_valid_policies() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_its_groups_use() {
-    let app = TestApp::spawn().await;
+async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_its_groups_use(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let admin = app.label_admin();
     let alice = app.member("alice");
     app.create(&alice, "Book Club", "General", "open").await;
@@ -227,3 +223,10 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_its_groups_use(
     assert!(detail.contains("open"), "names the policy in use: {detail}");
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    the_default_labels_are_readable_by_anyone_signed_in,
+    only_label_admins_write_labels_whatever_the_body,
+    label_admins_create_change_and_delete_labels_with_valid_policies,
+    a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_its_groups_use,
+);

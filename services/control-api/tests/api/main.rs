@@ -1,6 +1,7 @@
 //! control-api's HTTP behaviour: the router driven with `tower::ServiceExt::oneshot` (and, for
-//! the saga and the client, served on port 0) around a stand-in tenant, on SQLite — and on
-//! Postgres too when `HUSH_TEST_POSTGRES_URL` is set.
+//! the saga and the client, served on port 0) around a stand-in tenant, each test on SQLite
+//! (`sqlite::…`) and on Postgres (`postgres::…`, ignored unless run with `--include-ignored` and
+//! `HUSH_TEST_POSTGRES_URL`).
 
 mod discover;
 mod groups;

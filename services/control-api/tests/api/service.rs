@@ -45,9 +45,10 @@ async fn state_of(http: &reqwest::Client, base: &str, id: &str, token: &str) -> 
         .clone()
 }
 
-#[tokio::test]
-async fn the_saga_retries_while_the_tenant_is_down_and_activates_the_group_when_it_is_back() {
-    let app = TestApp::spawn().await;
+async fn the_saga_retries_while_the_tenant_is_down_and_activates_the_group_when_it_is_back(
+    kind: Backend,
+) {
+    let app = TestApp::spawn_on(kind).await;
     let quick = SagaSettings {
         poll: Duration::from_millis(50),
         lease: Duration::from_secs(10),
@@ -79,16 +80,24 @@ async fn the_saga_retries_while_the_tenant_is_down_and_activates_the_group_when_
         .to_string();
     let group_id = GroupId::parse(&id).unwrap();
 
-    // Down: the group stays provisioning while the attempts are recorded.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Down: the group stays provisioning while the attempts are recorded (waited for: the
+    // saga records each failed attempt before it retries).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let status = app
+            .state
+            .store
+            .saga_status(group_id)
+            .await
+            .unwrap()
+            .unwrap();
+        if status.attempts >= 2 {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "never retried: {status:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(state_of(&http, &base, &id, &alice).await, "provisioning");
-    let status = app
-        .state
-        .store
-        .saga_status(group_id)
-        .await
-        .unwrap()
-        .unwrap();
     assert!(status.attempts >= 2, "retried: {status:?}");
     assert!(status.last_error.unwrap().contains("unavailable"));
 
@@ -112,9 +121,8 @@ async fn the_saga_retries_while_the_tenant_is_down_and_activates_the_group_when_
     app.stop().await;
 }
 
-#[tokio::test]
-async fn new_work_wakes_the_saga_without_waiting_for_its_poll() {
-    let app = TestApp::spawn().await;
+async fn new_work_wakes_the_saga_without_waiting_for_its_poll(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let lazy = SagaSettings {
         poll: Duration::from_secs(3600),
         ..SagaSettings::default()
@@ -166,9 +174,8 @@ async fn new_work_wakes_the_saga_without_waiting_for_its_poll() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn control_client_reads_what_the_catalog_holds() {
-    let app = TestApp::spawn().await;
+async fn control_client_reads_what_the_catalog_holds(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let a = GroupId::parse(
         &app.active(&alice, "Alpha", "Highly Confidential", "invite")
@@ -235,9 +242,8 @@ fn property_names(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-#[tokio::test]
-async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json() {
-    let app = TestApp::spawn().await;
+async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     let res = app
         .send(http::Method::GET, "/control/v1/openapi.json", None, None)
         .await;
@@ -333,9 +339,8 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
     app.stop().await;
 }
 
-#[tokio::test]
-async fn health_answers_and_unknown_routes_are_problem_json() {
-    let app = TestApp::spawn().await;
+async fn health_answers_and_unknown_routes_are_problem_json(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
     app.send(http::Method::GET, "/healthz", None, None)
         .await
         .ok(200);
@@ -359,3 +364,11 @@ async fn health_answers_and_unknown_routes_are_problem_json() {
     .problem(405);
     app.stop().await;
 }
+
+service_kit::backend_tests!(
+    the_saga_retries_while_the_tenant_is_down_and_activates_the_group_when_it_is_back,
+    new_work_wakes_the_saga_without_waiting_for_its_poll,
+    control_client_reads_what_the_catalog_holds,
+    the_openapi_document_covers_every_route_and_every_error_is_problem_json,
+    health_answers_and_unknown_routes_are_problem_json,
+);

@@ -255,36 +255,75 @@ pub struct Schedule {
 /// `every_events` new events have been appended or `every` has passed with any new event.
 /// A failure is logged and tried again at the next poll.
 pub async fn run(db: Db, signer: Signer, path: PathBuf, schedule: Schedule) {
-    let mut last_seq = read_file(&path)
-        .ok()
-        .and_then(|c| c.last().map(|c| c.seq))
-        .unwrap_or(0);
-    let mut since = Instant::now();
     let mut tick = tokio::time::interval(schedule.poll.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut writer = Writer::new(db, signer, path, schedule);
     loop {
         tick.tick().await;
-        let latest = match db.latest().await {
+        writer.run_once().await;
+    }
+}
+
+/// The checkpoint writer's state between two looks at the chain: [`run`] calls
+/// [`Writer::run_once`] every poll; tests call it themselves, so they wait for the writer's
+/// decision instead of for time to pass.
+pub struct Writer {
+    db: Db,
+    signer: Signer,
+    path: PathBuf,
+    schedule: Schedule,
+    /// The last checkpoint's sequence number (from the file, so a restart continues it).
+    last_seq: i64,
+    /// When the last checkpoint was written (or the writer started).
+    since: Instant,
+}
+
+impl Writer {
+    /// A writer continuing the checkpoints already in `path`.
+    pub fn new(db: Db, signer: Signer, path: PathBuf, schedule: Schedule) -> Self {
+        let last_seq = read_file(&path)
+            .ok()
+            .and_then(|c| c.last().map(|c| c.seq))
+            .unwrap_or(0);
+        Self {
+            db,
+            signer,
+            path,
+            schedule,
+            last_seq,
+            since: Instant::now(),
+        }
+    }
+
+    /// Looks at the chain's end once and writes a checkpoint when one is due; answers it. A
+    /// failure is logged (and tried again at the next look).
+    pub async fn run_once(&mut self) -> Option<Checkpoint> {
+        let latest = match self.db.latest().await {
             Ok(l) => l,
             Err(e) => {
                 tracing::warn!(error = %e, "audit checkpoint: reading the chain failed");
-                continue;
+                return None;
             }
         };
-        let Some((seq, _)) = latest else { continue };
-        let due = u64::try_from(seq - last_seq).unwrap_or(0) >= schedule.every_events.max(1)
-            || since.elapsed() >= schedule.every;
-        if seq <= last_seq || !due {
-            continue;
+        let (seq, _) = latest?;
+        let due = u64::try_from(seq - self.last_seq).unwrap_or(0)
+            >= self.schedule.every_events.max(1)
+            || self.since.elapsed() >= self.schedule.every;
+        if seq <= self.last_seq || !due {
+            return None;
         }
-        match checkpoint_now(&db, &signer, &path, last_seq).await {
+        match checkpoint_now(&self.db, &self.signer, &self.path, self.last_seq).await {
             Ok(Some(cp)) => {
-                last_seq = cp.seq;
-                since = Instant::now();
+                self.last_seq = cp.seq;
+                self.since = Instant::now();
                 tracing::info!(seq = cp.seq, "audit checkpoint signed");
+                Some(cp)
             }
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "audit checkpoint: writing failed"),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "audit checkpoint: writing failed");
+                None
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use super::client::{Connection, Sent, Transaction};
 use super::listener::{FLAG_8BITMIME, FLAG_SMTPUTF8};
 use super::store::{backoff, Claimed, FinishLimits, Outcome};
 use super::{worth_retrying, MailContext, Relay, STORE_RETRY};
+use crate::store::StoreError;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -41,45 +42,90 @@ pub async fn run(ctx: MailContext, relay: Relay) {
 }
 
 async fn worker(ctx: MailContext, relay: Relay, limiter: Arc<Limiter>) {
-    let owner = Uuid::new_v4();
-    let mut conn: Option<Connection> = None;
-    let mut cached: Option<(Uuid, Arc<Vec<u8>>)> = None;
-    let limits = FinishLimits {
-        max_attempts: ctx.args.max_attempts.max(1),
-        hard_bounce_limit: ctx.args.hard_bounce_limit.max(1),
-        retry_base: Duration::from_secs(ctx.args.retry_base_secs),
-    };
+    let wake = ctx.wake.clone();
+    let mut worker = Worker::new(ctx, relay, limiter);
     loop {
-        let lease = Duration::from_secs(ctx.args.lease_secs.max(1));
         // Registered before looking, so a message accepted while we look still wakes us.
-        let woken = ctx.wake.notified();
+        let woken = wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let claimed = match ctx.store.claim(owner, CLAIM, lease).await {
-            Ok(c) => c,
+        match worker.run_once().await {
+            Ok(Round::Worked(_)) => {}
+            Ok(Round::Idle) => {
+                tokio::select! {
+                    () = woken => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "leasing deliveries failed");
                 tokio::time::sleep(IDLE_POLL).await;
-                continue;
             }
+        }
+    }
+}
+
+/// What one round of a worker found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// Nothing was due: the queue is empty for now (retries scheduled later aside).
+    Idle,
+    /// This many deliveries were attempted, each recorded as sent, retried later or given up.
+    Worked(usize),
+}
+
+/// One delivery worker: its lease owner id, its open relay connection and the message it read
+/// last. [`run`] loops [`Worker::run_once`]; [`drain_until_idle`] runs it until the queue is
+/// empty, so tests wait for the work instead of sleeping.
+pub struct Worker {
+    ctx: MailContext,
+    relay: Relay,
+    limiter: Arc<Limiter>,
+    owner: Uuid,
+    conn: Option<Connection>,
+    cached: Option<(Uuid, Arc<Vec<u8>>)>,
+    limits: FinishLimits,
+}
+
+impl Worker {
+    fn new(ctx: MailContext, relay: Relay, limiter: Arc<Limiter>) -> Self {
+        let limits = FinishLimits {
+            max_attempts: ctx.args.max_attempts.max(1),
+            hard_bounce_limit: ctx.args.hard_bounce_limit.max(1),
+            retry_base: Duration::from_secs(ctx.args.retry_base_secs),
         };
+        Self {
+            ctx,
+            relay,
+            limiter,
+            owner: Uuid::new_v4(),
+            conn: None,
+            cached: None,
+            limits,
+        }
+    }
+
+    /// Leases the due deliveries (a few at a time), attempts each and records how it ended.
+    /// Closes the relay connection when nothing is due. Fails only when the queue cannot be
+    /// read; a failed attempt or record is the lease's to retry.
+    pub async fn run_once(&mut self) -> Result<Round, StoreError> {
+        let ctx = &self.ctx;
+        let lease = Duration::from_secs(ctx.args.lease_secs.max(1));
+        let claimed = ctx.store.claim(self.owner, CLAIM, lease).await?;
         if claimed.is_empty() {
-            if let Some(c) = conn.take() {
+            if let Some(c) = self.conn.take() {
                 c.quit().await;
             }
-            tokio::select! {
-                () = woken => {}
-                () = tokio::time::sleep(IDLE_POLL) => {}
-            }
-            continue;
+            return Ok(Round::Idle);
         }
+        let worked = claimed.len();
         for d in claimed {
-            let message = match &cached {
+            let message = match &self.cached {
                 Some((id, m)) if *id == d.message_id => Some(m.clone()),
                 _ => match ctx.store.message(d.message_id).await {
                     Ok(Some(m)) => {
                         let m = Arc::new(m);
-                        cached = Some((d.message_id, m.clone()));
+                        self.cached = Some((d.message_id, m.clone()));
                         Some(m)
                     }
                     Ok(None) => None,
@@ -89,9 +135,21 @@ async fn worker(ctx: MailContext, relay: Relay, limiter: Arc<Limiter>) {
                     }
                 },
             };
+            let (limits, owner) = (self.limits, self.owner);
             let outcome = match message {
                 None => Outcome::Failed,
-                Some(m) => attempt(&ctx, &relay, &limiter, &mut conn, &d, &m, limits).await,
+                Some(m) => {
+                    attempt(
+                        ctx,
+                        &self.relay,
+                        &self.limiter,
+                        &mut self.conn,
+                        &d,
+                        &m,
+                        limits,
+                    )
+                    .await
+                }
             };
             let finished = STORE_RETRY
                 .run(worth_retrying, || {
@@ -103,7 +161,20 @@ async fn worker(ctx: MailContext, relay: Relay, limiter: Arc<Limiter>) {
                 tracing::error!(error = %e, "recording a delivery failed");
             }
         }
+        Ok(Round::Worked(worked))
     }
+}
+
+/// Runs one worker until a round finds nothing due and answers how many deliveries it
+/// attempted: the queue drained now rather than eventually (tests; deliveries another worker
+/// holds are left to it).
+pub async fn drain_until_idle(ctx: MailContext, relay: Relay) -> Result<usize, StoreError> {
+    let mut worker = Worker::new(ctx, relay, Arc::new(Limiter::default()));
+    let mut attempted = 0;
+    while let Round::Worked(n) = worker.run_once().await? {
+        attempted += n;
+    }
+    Ok(attempted)
 }
 
 /// One attempt of one delivery.

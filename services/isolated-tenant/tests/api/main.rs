@@ -3,8 +3,8 @@
 //! Proves the client and the server agree on the API, that the client's errors mean what its
 //! callers expect, and that [`isolated_tenant::reseal`] lets an old seal key go.
 //!
-//! Runs on SQLite, or on a fresh Postgres database per test when `HUSH_TEST_POSTGRES_URL` is
-//! set.
+//! Each test runs on SQLite (`sqlite::…`) and on a fresh Postgres database (`postgres::…`,
+//! ignored unless run with `--include-ignored` and `HUSH_TEST_POSTGRES_URL`).
 
 mod openapi;
 
@@ -12,7 +12,7 @@ use auth::ServiceSigner;
 use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, Label, ServiceName, Subject};
 use isolated_tenant::{Config, CorporateDomains, Redacted, ResealReport, SealKeys};
 use service_kit::db::Backend;
-use service_kit::testing::{fresh_database, TestDatabase};
+use service_kit::testing::TestDatabase;
 use service_kit::HttpArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,12 +26,12 @@ struct Setup {
     dir: tempfile::TempDir,
     keys: PathBuf,
     trusted: String,
-    /// A fresh database: Postgres when `HUSH_TEST_POSTGRES_URL` is set, else SQLite.
+    /// A fresh database on the backend under test.
     database: TestDatabase,
 }
 
 impl Setup {
-    async fn new() -> Self {
+    async fn new(backend: Backend) -> Self {
         service_kit::telemetry::init_for_test();
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
@@ -49,7 +49,7 @@ impl Setup {
             dir,
             keys,
             trusted: trusted.join(","),
-            database: fresh_database().await,
+            database: TestDatabase::new(backend).await,
         }
     }
 
@@ -217,9 +217,8 @@ fn alice_ref() -> IdentityRef {
     IdentityRef::from(&alice_subject())
 }
 
-#[tokio::test]
-async fn the_client_drives_the_whole_membership_lifecycle() {
-    let setup = Setup::new().await;
+async fn the_client_drives_the_whole_membership_lifecycle(kind: Backend) {
+    let setup = Setup::new(kind).await;
     let mut t = Running::start(&setup, None).await;
     let req = provision_request("lifecycle");
     let g = req.group_id;
@@ -271,9 +270,8 @@ async fn the_client_drives_the_whole_membership_lifecycle() {
     setup.finish().await;
 }
 
-#[tokio::test]
-async fn owners_add_by_address_bulk_applies_and_control_offboards() {
-    let setup = Setup::new().await;
+async fn owners_add_by_address_bulk_applies_and_control_offboards(kind: Backend) {
+    let setup = Setup::new(kind).await;
     let mut t = Running::start(&setup, None).await;
     let (g1, g2) = (provision_request("addr-one"), provision_request("addr-two"));
     t.control.provision_group(&g1).await.unwrap();
@@ -372,9 +370,8 @@ async fn owners_add_by_address_bulk_applies_and_control_offboards() {
     setup.finish().await;
 }
 
-#[tokio::test]
-async fn client_errors_say_what_happened() {
-    let setup = Setup::new().await;
+async fn client_errors_say_what_happened(kind: Backend) {
+    let setup = Setup::new(kind).await;
     let mut t = Running::start(&setup, None).await;
     let req = provision_request("errors");
     t.control.provision_group(&req).await.unwrap();
@@ -435,9 +432,8 @@ async fn client_errors_say_what_happened() {
 }
 
 /// The rotation an operator runs: seal with k1; configure k2 (active) and k1; reseal; drop k1.
-#[tokio::test]
-async fn reseal_lets_the_old_seal_key_go() {
-    let setup = Setup::new().await;
+async fn reseal_lets_the_old_seal_key_go(kind: Backend) {
+    let setup = Setup::new(kind).await;
     let k1 = SealKeys::generate_text();
     let k2 = SealKeys::generate_text();
     let kid = |text: &str| text.split(':').next().unwrap().to_string();
@@ -523,3 +519,10 @@ async fn reseal_lets_the_old_seal_key_go() {
     t.stop().await;
     setup.finish().await;
 }
+
+service_kit::backend_tests!(
+    the_client_drives_the_whole_membership_lifecycle,
+    owners_add_by_address_bulk_applies_and_control_offboards,
+    client_errors_say_what_happened,
+    reseal_lets_the_old_seal_key_go,
+);

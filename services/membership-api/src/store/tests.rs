@@ -1,5 +1,6 @@
-//! The store's tests, run on SQLite always and on Postgres when `HUSH_TEST_POSTGRES_URL` names a
-//! server (each test gets a fresh database `hush_t_<random hex>` there, dropped at the end).
+//! The store's tests, each on SQLite (`sqlite::…`) and on Postgres (`postgres::…`, ignored unless
+//! run with `--include-ignored` and a server in `HUSH_TEST_POSTGRES_URL`; each test gets a fresh
+//! database `hush_t_<random hex>` there, dropped at the end).
 //!
 //! They prove, identically on both backends, what the approval and invite flows lean on: a
 //! person has at most one pending request per group, an approved request leaves no row, a
@@ -10,7 +11,9 @@
 use super::{NewInvite, NewRequest, PgStore, RequestStatus, SqliteStore, Store};
 use async_trait::async_trait;
 use domain::{Email, GroupId, IdentityKind, Subject};
-use service_kit::db::{self, connect_postgres, connect_sqlite, is_unique_violation, now_ms};
+use service_kit::db::{
+    self, connect_postgres, connect_sqlite, is_unique_violation, now_ms, Backend as Kind,
+};
 use service_kit::testing::TestDatabase;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -147,33 +150,36 @@ impl Backend {
     }
 }
 
-/// A fresh SQLite file, and a fresh Postgres database when the environment offers a server.
-async fn backends() -> Vec<Backend> {
-    let database = TestDatabase::sqlite();
-    let sqlite = SqliteStore::migrate(connect_sqlite(database.url(), 4).await.unwrap())
-        .await
-        .unwrap();
-    let mut out = vec![Backend {
-        name: "sqlite",
-        store: Arc::new(sqlite),
+/// A fresh store of `kind` (one, in a list so a test reads the same on either backend).
+async fn backends(kind: Kind) -> Vec<Backend> {
+    let database = TestDatabase::new(kind).await;
+    let (name, store): (_, Arc<dyn Raw>) = match kind {
+        Kind::Sqlite => (
+            "sqlite",
+            Arc::new(
+                SqliteStore::migrate(connect_sqlite(database.url(), 4).await.unwrap())
+                    .await
+                    .unwrap(),
+            ),
+        ),
+        Kind::Postgres => (
+            "postgres",
+            Arc::new(
+                PgStore::migrate(connect_postgres(database.url(), 4).await.unwrap())
+                    .await
+                    .unwrap(),
+            ),
+        ),
+    };
+    vec![Backend {
+        name,
+        store,
         database,
-    }];
-    if let Some(database) = TestDatabase::postgres().await {
-        let pg = PgStore::migrate(connect_postgres(database.url(), 4).await.unwrap())
-            .await
-            .unwrap();
-        out.push(Backend {
-            name: "postgres",
-            store: Arc::new(pg),
-            database,
-        });
-    }
-    out
+    }]
 }
 
-#[tokio::test]
-async fn ping_answers_on_every_backend() {
-    for b in backends().await {
+async fn ping_answers_on_every_backend(kind: Kind) {
+    for b in backends(kind).await {
         b.store
             .ping()
             .await
@@ -192,9 +198,8 @@ async fn connecting_again_finds_the_schema_migrated() {
     database.remove().await;
 }
 
-#[tokio::test]
-async fn invite_codes_are_unique_by_hash() {
-    for b in backends().await {
+async fn invite_codes_are_unique_by_hash(kind: Kind) {
+    for b in backends(kind).await {
         let hash = [7u8; 32];
         b.store
             .insert_invite(Uuid::new_v4(), &hash, 5, 0)
@@ -214,9 +219,8 @@ async fn invite_codes_are_unique_by_hash() {
     }
 }
 
-#[tokio::test]
-async fn invite_uses_stay_within_the_maximum() {
-    for b in backends().await {
+async fn invite_uses_stay_within_the_maximum(kind: Kind) {
+    for b in backends(kind).await {
         let g = Uuid::new_v4();
         b.store.insert_invite(g, &[1u8; 32], 2, 2).await.unwrap();
         assert!(
@@ -233,9 +237,8 @@ async fn invite_uses_stay_within_the_maximum() {
     }
 }
 
-#[tokio::test]
-async fn one_pending_request_per_person_and_group() {
-    for b in backends().await {
+async fn one_pending_request_per_person_and_group(kind: Kind) {
+    for b in backends(kind).await {
         let g = Uuid::new_v4();
         b.store.insert_request(g, "alice", "pending").await.unwrap();
         let again = b
@@ -276,9 +279,8 @@ fn subject(s: &str) -> Subject {
     Subject::parse(s).unwrap()
 }
 
-#[tokio::test]
-async fn filing_twice_is_the_same_request_with_the_latest_address_and_kind() {
-    for b in backends().await {
+async fn filing_twice_is_the_same_request_with_the_latest_address_and_kind(kind: Kind) {
+    for b in backends(kind).await {
         let s = &b.store;
         let g = GroupId::new();
         let (id, at) = s
@@ -302,9 +304,8 @@ async fn filing_twice_is_the_same_request_with_the_latest_address_and_kind() {
     }
 }
 
-#[tokio::test]
-async fn racing_filings_make_one_request() {
-    for b in backends().await {
+async fn racing_filings_make_one_request(kind: Kind) {
+    for b in backends(kind).await {
         let g = GroupId::new();
         let mut tasks = Vec::new();
         for i in 0..8 {
@@ -330,9 +331,8 @@ async fn racing_filings_make_one_request() {
     }
 }
 
-#[tokio::test]
-async fn an_approved_request_leaves_no_row() {
-    for b in backends().await {
+async fn an_approved_request_leaves_no_row(kind: Kind) {
+    for b in backends(kind).await {
         let s = &b.store;
         let g = GroupId::new();
         let (id, _) = s
@@ -368,9 +368,8 @@ async fn an_approved_request_leaves_no_row() {
     }
 }
 
-#[tokio::test]
-async fn a_denied_request_stays_for_its_requester_without_address_or_kind() {
-    for b in backends().await {
+async fn a_denied_request_stays_for_its_requester_without_address_or_kind(kind: Kind) {
+    for b in backends(kind).await {
         let s = &b.store;
         let g = GroupId::new();
         let (id, _) = s
@@ -407,9 +406,8 @@ async fn a_denied_request_stays_for_its_requester_without_address_or_kind() {
     }
 }
 
-#[tokio::test]
-async fn requesters_delete_only_their_own_requests() {
-    for b in backends().await {
+async fn requesters_delete_only_their_own_requests(kind: Kind) {
+    for b in backends(kind).await {
         let s = &b.store;
         let g = GroupId::new();
         let (id, _) = s
@@ -437,9 +435,8 @@ async fn requesters_delete_only_their_own_requests() {
     }
 }
 
-#[tokio::test]
-async fn the_owners_queue_pages_oldest_first() {
-    for b in backends().await {
+async fn the_owners_queue_pages_oldest_first(kind: Kind) {
+    for b in backends(kind).await {
         let s = &b.store;
         let g = GroupId::new();
         for (i, who) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
@@ -481,9 +478,8 @@ async fn the_owners_queue_pages_oldest_first() {
     }
 }
 
-#[tokio::test]
-async fn claim_rules_are_set_replaced_and_cleared() {
-    for b in backends().await {
+async fn claim_rules_are_set_replaced_and_cleared(kind: Kind) {
+    for b in backends(kind).await {
         let s = &b.store;
         let g = GroupId::new();
         assert_eq!(s.claim_rules(g).await.unwrap(), None);
@@ -517,9 +513,8 @@ fn invite(group: GroupId, code: u8, max_uses: i32, expires_at: i64) -> NewInvite
     }
 }
 
-#[tokio::test]
-async fn invites_are_live_until_used_up_expired_or_revoked() {
-    for b in backends().await {
+async fn invites_are_live_until_used_up_expired_or_revoked(kind: Kind) {
+    for b in backends(kind).await {
         let s = &b.store;
         let g = GroupId::new();
         let two = invite(g, 1, 2, 1_000);
@@ -594,9 +589,8 @@ async fn invites_are_live_until_used_up_expired_or_revoked() {
     }
 }
 
-#[tokio::test]
-async fn racing_redeemers_cannot_share_the_last_use() {
-    for b in backends().await {
+async fn racing_redeemers_cannot_share_the_last_use(kind: Kind) {
+    for b in backends(kind).await {
         let g = GroupId::new();
         let one = invite(g, 3, 1, i64::MAX);
         b.store.create_invite(&one).await.unwrap();
@@ -616,9 +610,8 @@ async fn racing_redeemers_cannot_share_the_last_use() {
     }
 }
 
-#[tokio::test]
-async fn nothing_records_who_redeemed_an_invite() {
-    for b in backends().await {
+async fn nothing_records_who_redeemed_an_invite(kind: Kind) {
+    for b in backends(kind).await {
         let columns: Vec<String> = match b.name {
             "sqlite" => {
                 let SqliteOrPg::Sqlite(pool) = pool_of(&b) else {
@@ -682,3 +675,20 @@ fn pool_of(b: &Backend) -> SqliteOrPg {
         db::Backend::Postgres => SqliteOrPg::Pg(sqlx::PgPool::connect_lazy(url).unwrap()),
     }
 }
+
+service_kit::backend_tests!(
+    ping_answers_on_every_backend,
+    invite_codes_are_unique_by_hash,
+    invite_uses_stay_within_the_maximum,
+    one_pending_request_per_person_and_group,
+    filing_twice_is_the_same_request_with_the_latest_address_and_kind,
+    racing_filings_make_one_request,
+    an_approved_request_leaves_no_row,
+    a_denied_request_stays_for_its_requester_without_address_or_kind,
+    requesters_delete_only_their_own_requests,
+    the_owners_queue_pages_oldest_first,
+    claim_rules_are_set_replaced_and_cleared,
+    invites_are_live_until_used_up_expired_or_revoked,
+    racing_redeemers_cannot_share_the_last_use,
+    nothing_records_who_redeemed_an_invite,
+);
