@@ -221,7 +221,9 @@ async fn addresses_are_chosen_or_derived_and_never_shared(kind: Backend) {
     app.stop().await;
 }
 
-async fn a_change_of_another_json_type_than_an_object_is_refused_and_changes_nothing(kind: Backend) {
+async fn a_change_of_another_json_type_than_an_object_is_refused_and_changes_nothing(
+    kind: Backend,
+) {
     let app = TestApp::spawn_on(kind).await;
     let alice = app.member("alice");
     let id = app.active(&alice, "Typed", "General", "open").await;
