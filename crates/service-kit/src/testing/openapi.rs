@@ -3,7 +3,7 @@
 //! to `openapi.json`), and must be valid OpenAPI 3.1 by the reference validator.
 //!
 //! To accept a changed document, rewrite the snapshots and commit them:
-//! `HUSH_UPDATE_OPENAPI=1 cargo test -p <service> openapi`.
+//! `HUSH_UPDATE_OPENAPI=1 cargo test -p hush --test openapi` (all four documents are there).
 
 use std::path::Path;
 use std::process::Command;

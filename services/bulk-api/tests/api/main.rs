@@ -5,5 +5,4 @@
 
 mod helpers;
 mod jobs;
-mod openapi;
 mod service;

@@ -9,5 +9,4 @@ mod helpers;
 mod identities;
 mod internal;
 mod labels;
-mod openapi;
 mod service;

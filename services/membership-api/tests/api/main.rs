@@ -13,7 +13,6 @@ mod join;
 mod labels;
 mod logs;
 mod mine;
-mod openapi;
 mod owners;
 mod rate_limits;
 mod requests;
