@@ -4,6 +4,7 @@
 //! taking a [`Permit`], so no handler can forget the check, and the check runs before the body
 //! is even read.
 
+use crate::audit::Context;
 use crate::error::ApiError;
 use auth::{ServiceCaller, ServiceVerifier};
 use axum::extract::{FromRef, FromRequestParts};
@@ -188,11 +189,22 @@ pub mod op {
 
 /// Proof that the request carries a valid service token from a service allowed to perform
 /// `O`. Rejects with 401 (no or bad token) or 403 (a service not allowed this operation).
+/// Carries the [`Context`] the events of the request record ([`Self::context`]).
 #[derive(Debug, Clone)]
 pub struct Permit<O: Op> {
     /// The authenticated service.
     pub caller: ServiceCaller,
+    /// The caller and the request id, for the audit chain.
+    context: Context,
     _op: PhantomData<O>,
+}
+
+impl<O: Op> Permit<O> {
+    /// Who is calling, as the events this request appends record it: the verified service
+    /// and the request's `x-request-id`.
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
 }
 
 impl<S, O> FromRequestParts<S> for Permit<O>
@@ -205,15 +217,16 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let caller = ServiceCaller::from_request_parts(parts, state).await?;
-        crate::audit::context::set_service(&caller.service.to_string());
         if !may_call(caller.service, O::OP) {
             return Err(ApiError::Forbidden {
                 service: caller.service,
                 op: O::OP,
             });
         }
+        let context = Context::request(&caller.service.to_string(), &parts.headers);
         Ok(Self {
             caller,
+            context,
             _op: PhantomData,
         })
     }

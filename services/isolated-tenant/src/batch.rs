@@ -11,6 +11,7 @@
 //! wait for a connection a batch holds, nor for a worker thread a batch is busy on.
 
 use crate::access::{op, Permit};
+use crate::audit::Context;
 use crate::error::ApiError;
 use crate::store::Store;
 use crate::AppState;
@@ -57,10 +58,15 @@ impl BulkLane {
         Ok(Self { runtime, store })
     }
 
-    async fn apply(&self, batch: ApplyBatch) -> Result<BatchOutcome, crate::store::StoreError> {
+    /// Applies `batch` on the lane's runtime, its events recording `context`.
+    async fn apply(
+        &self,
+        context: Context,
+        batch: ApplyBatch,
+    ) -> Result<BatchOutcome, crate::store::StoreError> {
         let store = self.store.clone();
         self.runtime
-            .run(async move { store.apply_batch(&batch).await })
+            .run(async move { store.apply_batch(&context, &batch).await })
             .await
     }
 }
@@ -89,7 +95,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 async fn apply_batch(
-    _: Permit<op::ApplyBatch>,
+    permit: Permit<op::ApplyBatch>,
     State(state): State<AppState>,
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
@@ -114,7 +120,7 @@ async fn apply_batch(
                 .into_response(),
         );
     }
-    let outcome = state.bulk.apply(batch).await?;
+    let outcome = state.bulk.apply(permit.context().clone(), batch).await?;
     Ok(AppJson(outcome).into_response())
 }
 

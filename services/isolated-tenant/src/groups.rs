@@ -37,17 +37,18 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 async fn provision(
-    _: Permit<op::ProvisionGroup>,
+    permit: Permit<op::ProvisionGroup>,
     State(state): State<AppState>,
     AppJson(request): AppJson<ProvisionGroup>,
 ) -> Result<AppJson<DistributionGroup>, ApiError> {
-    let provisioned = state.store.provision_group(&request).await?;
+    let context = permit.context();
+    let provisioned = state.store.provision_group(context, &request).await?;
     // Second step of an idempotent call: a failure here answers 500 and the saga's retry
     // writes both again.
     if let Some(policy) = request.sender_policy {
         state
             .mail
-            .set_policy(request.group_id, policy, &request.owners)
+            .set_policy(context, request.group_id, policy, &request.owners)
             .await?;
     }
     Ok(AppJson(provisioned.group))
@@ -69,11 +70,11 @@ async fn provision(
     )
 )]
 async fn deprovision(
-    _: Permit<op::DeprovisionGroup>,
+    permit: Permit<op::DeprovisionGroup>,
     State(state): State<AppState>,
     GroupPath(id): GroupPath,
 ) -> Result<StatusCode, ApiError> {
-    state.store.deprovision_group(id).await?;
+    state.store.deprovision_group(permit.context(), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -189,11 +189,8 @@ pub fn router(state: AppState) -> Router {
     // The document is one of the API's routes (`meta`), behind a service token like the rest.
     let api = api
         .layer(Extension::<meta::Doc>(Arc::new(doc)))
-        .layer(axum::middleware::from_fn(audit::context::layer))
         .with_state(state.clone());
-    let batch = batch
-        .layer(axum::middleware::from_fn(audit::context::layer))
-        .with_state(state);
+    let batch = batch.with_state(state);
     service_kit::assemble_with_own_limits(api, batch, checks, &http)
 }
 
@@ -215,7 +212,9 @@ pub async fn reseal(config: &Config) -> anyhow::Result<ResealReport> {
         config.corporate_domains.clone(),
     )
     .await?;
-    let report = store.reseal(RESEAL_BATCH).await?;
+    let report = store
+        .reseal(&audit::Context::tenant(), RESEAL_BATCH)
+        .await?;
     tracing::info!(
         identities = report.identities,
         memberships = report.memberships,

@@ -160,6 +160,7 @@ mod tests {
     //! The rule, proved through both of its callers on both backends.
 
     use super::*;
+    use crate::audit::Context;
     use crate::breakglass::store::{Requests as _, SqlRequests};
     use domain::{GroupName, Subject};
     use service_kit::testing::TestDatabase;
@@ -188,13 +189,16 @@ mod tests {
         .unwrap();
         let group = GroupId::new();
         store
-            .provision_group(&ProvisionGroup {
-                group_id: group,
-                address: email("erg@groups.example"),
-                display_name: GroupName::parse("ERG").unwrap(),
-                sender_policy: None,
-                owners: vec![],
-            })
+            .provision_group(
+                &Context::tenant(),
+                &ProvisionGroup {
+                    group_id: group,
+                    address: email("erg@groups.example"),
+                    display_name: GroupName::parse("ERG").unwrap(),
+                    sender_policy: None,
+                    owners: vec![],
+                },
+            )
             .await
             .unwrap();
         let label = domain::Label::defaults()
@@ -207,7 +211,10 @@ mod tests {
             email("cy@corp.example"),
         ];
         store
-            .apply_batch(&ApplyBatch::add_all(group, label, &people))
+            .apply_batch(
+                &Context::tenant(),
+                &ApplyBatch::add_all(group, label, &people),
+            )
             .await
             .unwrap();
         let pool = crate::sql::Pool::connect(database.url(), 2).await.unwrap();
@@ -251,15 +258,21 @@ mod tests {
             let (requests, auditor) = (&requests, &auditor);
             async move {
                 let day = Duration::from_secs(86_400);
-                let filed = requests.file(&r, auditor, day).await.unwrap();
+                let filed = requests
+                    .file(&Context::tenant(), &r, auditor, day)
+                    .await
+                    .unwrap();
                 for officer in ["officer-1", "officer-2"] {
                     let officer = Subject::parse(officer).unwrap();
                     requests
-                        .approve(filed.id, &officer, true, day)
+                        .approve(&Context::tenant(), filed.id, &officer, true, day)
                         .await
                         .unwrap();
                 }
-                requests.redeem(filed.id, auditor, true).await.unwrap()
+                requests
+                    .redeem(&Context::tenant(), filed.id, auditor, true)
+                    .await
+                    .unwrap()
             }
         };
         let listed = granted(ask(Scope::FullList, None)).await.members.unwrap();

@@ -54,13 +54,16 @@ pub fn router() -> OpenApiRouter<AppState> {
     )
 )]
 async fn add_member(
-    _: Permit<op::AddMember>,
+    permit: Permit<op::AddMember>,
     State(state): State<AppState>,
     GroupPath(id): GroupPath,
     AppJson(request): AppJson<AddMember>,
 ) -> Result<StatusCode, ApiError> {
     named(request.member.subject.is_some() || request.member.email.is_some())?;
-    state.store.add_member(id, &request).await?;
+    state
+        .store
+        .add_member(permit.context(), id, &request)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -95,13 +98,16 @@ fn named(someone: bool) -> Result<(), ApiError> {
     )
 )]
 async fn remove_member(
-    _: Permit<op::RemoveMember>,
+    permit: Permit<op::RemoveMember>,
     State(state): State<AppState>,
     GroupPath(id): GroupPath,
     AppJson(who): AppJson<IdentityRef>,
 ) -> Result<StatusCode, ApiError> {
     named(who.subject.is_some() || who.email.is_some())?;
-    state.store.remove_member(id, &who).await?;
+    state
+        .store
+        .remove_member(permit.context(), id, &who)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -182,11 +188,11 @@ async fn groups_of(
     )
 )]
 async fn offboard(
-    _: Permit<op::Offboard>,
+    permit: Permit<op::Offboard>,
     State(state): State<AppState>,
     AppJson(who): AppJson<IdentityRef>,
 ) -> Result<StatusCode, ApiError> {
     named(who.subject.is_some() || who.email.is_some())?;
-    state.store.offboard(&who).await?;
+    state.store.offboard(permit.context(), &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,7 @@
 //! the same dozen bounds (`Uuid: Encode<DB>`, `&mut DB::Connection: Executor`, …). Here they are
 //! stated once, in `arguments`; the stores above read as plain functions.
 
-use crate::audit::{Append, Db, NewEvent};
+use crate::audit::{Append, Context, Db, NewEvent};
 use service_kit::db::{self, Backend};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -110,11 +110,16 @@ impl Tx {
         }
     }
 
-    /// Appends `events` to the audit chain, as the last statements of this transaction.
-    pub async fn append(&mut self, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    /// Appends `events` to the audit chain, recorded as `context`, as the last statements of
+    /// this transaction.
+    pub async fn append(
+        &mut self,
+        context: &Context,
+        events: &[NewEvent],
+    ) -> Result<(), sqlx::Error> {
         match self {
-            Self::Postgres(t) => sqlx::Postgres::append(t, events).await,
-            Self::Sqlite(t) => sqlx::Sqlite::append(t, events).await,
+            Self::Postgres(t) => sqlx::Postgres::append(t, context, events).await,
+            Self::Sqlite(t) => sqlx::Sqlite::append(t, context, events).await,
         }
     }
 }

@@ -71,7 +71,7 @@
 //! neither. Group sizes are visible to such a reader too, since `group_id` is in clear for
 //! counting.
 
-use crate::audit;
+use crate::audit::{self, Context};
 use crate::identity::{CorporateDomains, Unidentified};
 use crate::seal::{SealError, SealKeys};
 use async_trait::async_trait;
@@ -150,7 +150,9 @@ pub struct ResealReport {
 }
 
 /// What the tenant keeps. Every method is one statement or one transaction, except
-/// [`Store::reseal`], which is a sequence of bounded transactions.
+/// [`Store::reseal`], which is a sequence of bounded transactions. A method that changes
+/// state takes the [`Context`] its audit events record: the caller's
+/// ([`crate::Permit::context`]), or [`Context::tenant`] for the tenant's own work.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Answers when the database does (readiness).
@@ -166,33 +168,51 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates the distribution group, or confirms it when it exists with the same address
     /// (taking the new display name).
-    async fn provision_group(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError>;
+    async fn provision_group(
+        &self,
+        context: &Context,
+        request: &ProvisionGroup,
+    ) -> Result<Provisioned, StoreError>;
 
     /// Removes the group, its membership rows, and the group from every member's sealed
     /// list. Idempotent: a missing group is not an error.
-    async fn deprovision_group(&self, group: GroupId) -> Result<(), StoreError>;
+    async fn deprovision_group(&self, context: &Context, group: GroupId) -> Result<(), StoreError>;
 
     /// Makes `request.member` a member of `group`, creating their identity on first sight and
     /// binding subject and address when the person is present with a token. Refuses, before
     /// writing anything, when `request.label` does not admit the identity's kind. Runs the same
     /// statements whether or not they already were a member, or known at all (INV-3).
-    async fn add_member(&self, group: GroupId, request: &AddMember) -> Result<(), StoreError>;
+    async fn add_member(
+        &self,
+        context: &Context,
+        group: GroupId,
+        request: &AddMember,
+    ) -> Result<(), StoreError>;
 
     /// Makes sure `who` is not a member of `group`. With a subject, that is the person's own
     /// identities (the one with the subject and, when an address is given too, one with the
     /// address and no subject yet), never one bound to another subject; by address alone,
     /// whoever holds the address. Runs the same statements whether or not they were a member,
     /// or are known at all (INV-3).
-    async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), StoreError>;
+    async fn remove_member(
+        &self,
+        context: &Context,
+        group: GroupId,
+        who: &IdentityRef,
+    ) -> Result<(), StoreError>;
 
     /// Removes `who` from every group at once and deletes their identity (and an identity that
     /// holds their address without another subject). Idempotent.
-    async fn offboard(&self, who: &IdentityRef) -> Result<(), StoreError>;
+    async fn offboard(&self, context: &Context, who: &IdentityRef) -> Result<(), StoreError>;
 
     /// Applies a batch of adds and removes in one transaction, each with the same statements
     /// (and label check) as [`Store::add_member`] / [`Store::remove_member`]; refusals are
     /// counted by reason, never reported per person. Idempotent.
-    async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError>;
+    async fn apply_batch(
+        &self,
+        context: &Context,
+        batch: &ApplyBatch,
+    ) -> Result<BatchOutcome, StoreError>;
 
     /// Whether the person signed in as `subject` (with the address `email`, when their token
     /// carries one) is a member of `group`: through the identity with their subject, or through
@@ -222,7 +242,7 @@ pub trait Store: Send + Sync + 'static {
     /// Also gives rows written before addresses were tagged the tag of their address. Safe to
     /// run beside live traffic and to run again after a crash: rows already under the active
     /// key are left alone.
-    async fn reseal(&self, batch: usize) -> Result<ResealReport, StoreError>;
+    async fn reseal(&self, context: &Context, batch: usize) -> Result<ResealReport, StoreError>;
 
     /// The audit chain's database (the same pool), for reading the chain and for events not
     /// tied to a store write.

@@ -22,6 +22,8 @@ struct TestApp {
     signers: HashMap<ServiceName, ServiceSigner>,
     /// The router's batch slots, so a test can take them all.
     batch_gate: crate::batch::BatchGate,
+    /// The store's audit chain, to read what a request recorded.
+    audit: audit::Db,
     _dir: tempfile::TempDir,
 }
 
@@ -79,6 +81,7 @@ impl TestApp {
             signers.insert(s, signer);
         }
         let batch_gate = Arc::new(tokio::sync::Semaphore::new(2));
+        let audit = store.audit_db();
         let bulk = crate::batch::BulkLane::start(&store, 2).await.unwrap();
         let router = router(AppState {
             verifier,
@@ -92,6 +95,7 @@ impl TestApp {
         Self {
             router,
             batch_gate,
+            audit,
             private,
             signers,
             _dir: dir,
@@ -498,6 +502,71 @@ async fn every_trusted_service_may_ping_and_is_named_back() {
         assert_eq!(res.status, StatusCode::OK);
         assert_eq!(res.json(), json!({ "service": s.as_str() }));
     }
+}
+
+// ---- Audit context ----
+
+/// Sends `body` as `service` with the request id `request_id`; answers the status.
+async fn call_with_request_id(
+    app: &TestApp,
+    service: ServiceName,
+    path: &str,
+    body: &Value,
+    request_id: &str,
+) -> StatusCode {
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(
+            header::AUTHORIZATION,
+            format!("Bearer {}", app.token(service)),
+        )
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(service_kit::http::REQUEST_ID, request_id)
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    app.router.clone().oneshot(req).await.unwrap().status()
+}
+
+/// The `Permit` hands the handler the context its events record: the verified service and
+/// the request's `x-request-id` (ASCII graphic characters only), down to the append, for a
+/// single call and for a batch, which runs on the bulk lane's own runtime.
+#[tokio::test]
+async fn audit_events_record_the_calling_service_and_the_request_id() {
+    let app = TestApp::new().await;
+    let g = app.provision("audited").await;
+    let status = call_with_request_id(&app, M, &members_path(g), &alice(), "req 42").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let batch = json!({
+        "ops": [{ "op": "add", "group_id": g, "subject": "bob", "email": "bob@corp.example" }],
+        "labels": [{ "group_id": g, "label": label("General") }],
+    });
+    let status =
+        call_with_request_id(&app, ServiceName::BulkApi, BATCH, &batch, "req-batch-7").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let events = app.audit.events_after(0, 100).await.unwrap();
+    let recorded = |action: &str| {
+        events
+            .iter()
+            .filter(|e| e.action == action)
+            .map(|e| (e.service.as_str(), e.request_id.as_deref()))
+            .collect::<Vec<_>>()
+    };
+    let provisioned = recorded(audit::action::GROUP_PROVISIONED);
+    assert_eq!(provisioned.len(), 1);
+    assert_eq!(provisioned[0].0, "control-api");
+    assert!(
+        provisioned[0].1.is_some(),
+        "the id the tenant gave the request"
+    );
+    assert_eq!(
+        recorded(audit::action::MEMBERSHIP_ADDED),
+        [
+            ("membership-api", Some("req42")),
+            ("bulk-api", Some("req-batch-7"))
+        ]
+    );
 }
 
 // ---- INV-3: writes answer alike ----

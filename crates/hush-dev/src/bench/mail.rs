@@ -117,14 +117,19 @@ async fn run(
     let store =
         isolated_tenant::store::connect(&tenant_db, 2, keys.clone(), Default::default()).await?;
     let group = GroupId::new();
+    // The bench seeds as the tenant itself, outside any request.
+    let context = isolated_tenant::audit::Context::tenant();
     store
-        .provision_group(&ProvisionGroup {
-            group_id: group,
-            address: Email::parse("bench@groups.test.example")?,
-            display_name: GroupName::parse("Bench group")?,
-            sender_policy: None,
-            owners: vec![],
-        })
+        .provision_group(
+            &context,
+            &ProvisionGroup {
+                group_id: group,
+                address: Email::parse("bench@groups.test.example")?,
+                display_name: GroupName::parse("Bench group")?,
+                sender_policy: None,
+                owners: vec![],
+            },
+        )
         .await?;
     let seed_start = Instant::now();
     let members: Vec<Email> = (0..args.members)
@@ -137,7 +142,7 @@ async fn run(
         .context("the General label")?;
     for chunk in members.chunks(10_000) {
         let batch = tenant_api::ApplyBatch::add_all(group, general.clone(), chunk);
-        store.apply_batch(&batch).await?;
+        store.apply_batch(&context, &batch).await?;
     }
     let seed = seed_start.elapsed();
     drop(store);

@@ -1,13 +1,10 @@
-//! Who is calling, for the events a request appends: the calling service (set by the
-//! [`crate::Permit`] extractor once the service token verified) and the request id (the
-//! `x-request-id` the tenant sees). Kept in a task-local around each request ([`layer`]), so the
-//! store's methods need no extra parameters; outside a request (re-sealing from the command
-//! line, tests calling the store) the service is `isolated-tenant` and there is no request id.
+//! Who is calling, for the events a request appends: the calling service and the request id
+//! (the `x-request-id` the tenant sees). A plain value, passed down from the handler to the
+//! append: the [`crate::Permit`] extractor builds it from the verified caller and the request's
+//! header ([`crate::Permit::context`]); work outside a request (re-sealing from the command
+//! line, tests calling the store) uses [`Context::tenant`].
 
-use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
-use std::sync::Mutex;
+use axum::http::HeaderMap;
 
 /// Longest request id kept in an event; longer ones are cut (they come from callers).
 pub const MAX_REQUEST_ID: usize = 128;
@@ -15,27 +12,39 @@ pub const MAX_REQUEST_ID: usize = 128;
 /// The caller as far as the audit chain knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Context {
-    /// The calling service, once authenticated.
+    /// The calling service; `None` when the tenant acts on its own.
     pub service: Option<String>,
     /// The request id.
     pub request_id: Option<String>,
 }
 
 impl Context {
+    /// The tenant itself, outside any request: no calling service, no request id.
+    pub const fn tenant() -> Self {
+        Self {
+            service: None,
+            request_id: None,
+        }
+    }
+
+    /// A request from `service`, with the request id its `headers` carry ([`request_id`]).
+    pub fn request(service: &str, headers: &HeaderMap) -> Self {
+        Self {
+            service: Some(service.to_string()),
+            request_id: request_id(headers),
+        }
+    }
+
     /// The service to record: the caller, or the tenant itself.
     pub fn service(&self) -> &str {
         self.service.as_deref().unwrap_or("isolated-tenant")
     }
 }
 
-tokio::task_local! {
-    static CONTEXT: Mutex<Context>;
-}
-
-/// Middleware: runs the rest of the request with a fresh context holding its request id.
-pub async fn layer(req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
+/// The request id `headers` carry, kept only as ASCII graphic characters and cut to
+/// [`MAX_REQUEST_ID`] (it comes from callers); `None` when nothing is left.
+pub fn request_id(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(service_kit::http::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -44,30 +53,42 @@ pub async fn layer(req: Request, next: Next) -> Response {
                 .take(MAX_REQUEST_ID)
                 .collect::<String>()
         })
-        .filter(|v| !v.is_empty());
-    let context = Context {
-        service: None,
-        request_id,
-    };
-    CONTEXT.scope(Mutex::new(context), next.run(req)).await
+        .filter(|v| !v.is_empty())
 }
 
-/// Records the authenticated calling service (no effect outside a request).
-pub fn set_service(service: &str) {
-    let _ = CONTEXT.try_with(|c| {
-        c.lock().unwrap_or_else(|p| p.into_inner()).service = Some(service.to_string());
-    });
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
 
-/// The current context (the default outside a request).
-pub fn current() -> Context {
-    CONTEXT
-        .try_with(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone())
-        .unwrap_or_default()
-}
+    fn with_id(id: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            service_kit::http::REQUEST_ID,
+            HeaderValue::from_str(id).unwrap(),
+        );
+        headers
+    }
 
-/// Runs `fut` with `context`, for work started outside a request that should be recorded as a
-/// given caller (tests).
-pub async fn with<F: std::future::Future>(context: Context, fut: F) -> F::Output {
-    CONTEXT.scope(Mutex::new(context), fut).await
+    #[test]
+    fn a_request_id_keeps_only_ascii_graphic_characters_up_to_the_limit() {
+        assert_eq!(request_id(&with_id("req 42")).as_deref(), Some("req42"));
+        let long = "x".repeat(MAX_REQUEST_ID + 10);
+        assert_eq!(
+            request_id(&with_id(&long)).map(|id| id.len()),
+            Some(MAX_REQUEST_ID)
+        );
+        assert_eq!(request_id(&with_id("   ")), None);
+        assert_eq!(request_id(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn the_tenant_records_itself_without_a_request_id() {
+        let context = Context::tenant();
+        assert_eq!(context.service(), "isolated-tenant");
+        assert_eq!(context.request_id, None);
+        let context = Context::request("control-api", &with_id("abc"));
+        assert_eq!(context.service(), "control-api");
+        assert_eq!(context.request_id.as_deref(), Some("abc"));
+    }
 }

@@ -2,7 +2,7 @@
 //! reading it back (the checkpoint writer, `hush audit verify`).
 
 use super::chain::{self, Event, NewEvent};
-use super::context;
+use super::context::Context;
 use crate::backend::{Column, Run, Statement};
 use sqlx::QueryBuilder;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -64,11 +64,11 @@ pub enum Db {
 /// Appends events as the last statements of the caller's write transaction.
 pub trait Append: sqlx::Database {
     /// Locks the chain's head (Postgres: `FOR UPDATE`; SQLite: the write transaction already
-    /// holds the database), links `events` onto it with the current request's
-    /// [`context`], inserts them in multi-row statements and moves the head. No events, no
-    /// statements.
+    /// holds the database), links `events` onto it with the caller's `context`, inserts them
+    /// in multi-row statements and moves the head. No events, no statements.
     fn append(
         conn: &mut Self::Connection,
+        context: &Context,
         events: &[NewEvent],
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
 }
@@ -87,11 +87,14 @@ pub trait Insert: Run + Column<i64> + Column<Vec<u8>> {
 }
 
 impl<DB: Insert> Append for DB {
-    async fn append(conn: &mut DB::Connection, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    async fn append(
+        conn: &mut DB::Connection,
+        context: &Context,
+        events: &[NewEvent],
+    ) -> Result<(), sqlx::Error> {
         if events.is_empty() {
             return Ok(());
         }
-        let ctx = context::current();
         let mut q = Statement::new("SELECT seq, hash FROM audit_head WHERE id = 1");
         q.push(DB::LOCK_HEAD);
         let head = DB::rows(&mut *conn, q).await?;
@@ -101,8 +104,8 @@ impl<DB: Insert> Append for DB {
             seq,
             &hash,
             now_ms(),
-            ctx.service(),
-            ctx.request_id.as_deref(),
+            context.service(),
+            context.request_id.as_deref(),
             events,
         );
         DB::insert(&mut *conn, &linked).await?;
@@ -245,17 +248,17 @@ impl Db {
     }
 
     /// Appends `events` in a transaction of their own (events not tied to another write:
-    /// privileged reads).
-    pub async fn append(&self, events: &[NewEvent]) -> Result<(), sqlx::Error> {
+    /// privileged reads), recorded as `context`.
+    pub async fn append(&self, context: &Context, events: &[NewEvent]) -> Result<(), sqlx::Error> {
         match self {
             Db::Postgres(p) => {
                 let mut tx = p.begin().await?;
-                <sqlx::Postgres as Append>::append(&mut tx, events).await?;
+                <sqlx::Postgres as Append>::append(&mut tx, context, events).await?;
                 tx.commit().await
             }
             Db::Sqlite(p) => {
                 let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-                <sqlx::Sqlite as Append>::append(&mut tx, events).await?;
+                <sqlx::Sqlite as Append>::append(&mut tx, context, events).await?;
                 tx.commit().await
             }
         }

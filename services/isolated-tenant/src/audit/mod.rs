@@ -50,6 +50,7 @@ pub mod lookup;
 pub mod verify;
 
 pub use chain::{Event, NewEvent};
+pub use context::Context;
 pub use db::{Append, Db};
 
 use crate::seal::SealKey;

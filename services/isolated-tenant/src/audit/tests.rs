@@ -193,36 +193,57 @@ fn guest_by_email(label_name: &str) -> AddMember {
 
 /// A flow touching every kind of state change; answers the two groups.
 async fn flow(s: &Setup) -> (GroupId, GroupId) {
-    let ctx = context::Context {
+    let ctx = Context {
         service: Some("membership-api".into()),
         request_id: Some("req-audit-1".into()),
     };
     let a = provision(1);
     let b = provision(2);
-    s.store.provision_group(&a).await.unwrap();
-    s.store.provision_group(&b).await.unwrap();
-    context::with(ctx, async {
-        s.store.add_member(a.group_id, &present()).await.unwrap();
-        s.store.add_member(b.group_id, &present()).await.unwrap();
-    })
-    .await;
     s.store
-        .add_member(a.group_id, &guest_by_email("General"))
+        .provision_group(&Context::tenant(), &a)
+        .await
+        .unwrap();
+    s.store
+        .provision_group(&Context::tenant(), &b)
+        .await
+        .unwrap();
+    s.store
+        .add_member(&ctx, a.group_id, &present())
+        .await
+        .unwrap();
+    s.store
+        .add_member(&ctx, b.group_id, &present())
+        .await
+        .unwrap();
+    s.store
+        .add_member(&Context::tenant(), a.group_id, &guest_by_email("General"))
         .await
         .unwrap();
     let who = IdentityRef {
         subject: None,
         email: Some(Email::parse(GUEST_EMAIL).unwrap()),
     };
-    s.store.remove_member(a.group_id, &who).await.unwrap();
-    let mut renamed = b.clone();
-    renamed.display_name = GroupName::parse("Group two").unwrap();
-    s.store.provision_group(&renamed).await.unwrap();
     s.store
-        .offboard(&IdentityRef::from(&Subject::parse(SUBJECT).unwrap()))
+        .remove_member(&Context::tenant(), a.group_id, &who)
         .await
         .unwrap();
-    s.store.deprovision_group(b.group_id).await.unwrap();
+    let mut renamed = b.clone();
+    renamed.display_name = GroupName::parse("Group two").unwrap();
+    s.store
+        .provision_group(&Context::tenant(), &renamed)
+        .await
+        .unwrap();
+    s.store
+        .offboard(
+            &Context::tenant(),
+            &IdentityRef::from(&Subject::parse(SUBJECT).unwrap()),
+        )
+        .await
+        .unwrap();
+    s.store
+        .deprovision_group(&Context::tenant(), b.group_id)
+        .await
+        .unwrap();
     (a.group_id, b.group_id)
 }
 
@@ -295,10 +316,10 @@ on_both_backends! {
 
     async fn a_mail_policy_change_appends_an_event_without_the_owners(s) {
         let g = provision(1);
-        s.store.provision_group(&g).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &g).await.unwrap();
         let mail = crate::mail::store::connect(s.database.url(), s.keys.clone()).await.unwrap();
         let owner = domain::Subject::parse(SUBJECT).unwrap();
-        mail.set_policy(g.group_id, domain::SenderPolicy::Owners, &[owner]).await.unwrap();
+        mail.set_policy(&Context::tenant(), g.group_id, domain::SenderPolicy::Owners, &[owner]).await.unwrap();
         let events = s.events().await;
         let last = events.last().unwrap();
         assert_eq!(last.action, action::MAIL_POLICY_SET);
@@ -311,23 +332,23 @@ on_both_backends! {
 
     async fn a_refused_or_rolled_back_change_appends_nothing(s) {
         let g = provision(1);
-        s.store.provision_group(&g).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &g).await.unwrap();
         let before = s.events().await.len();
         // Confidential refuses guests: refused before anything is written.
-        let refused = s.store.add_member(g.group_id, &guest_by_email("Confidential")).await;
+        let refused = s.store.add_member(&Context::tenant(), g.group_id, &guest_by_email("Confidential")).await;
         assert!(matches!(refused, Err(crate::StoreError::LabelRefused(_))), "{refused:?}");
         // Unknown group.
-        let missing = s.store.add_member(GroupId::from(Uuid::new_v4()), &present()).await;
+        let missing = s.store.add_member(&Context::tenant(), GroupId::from(Uuid::new_v4()), &present()).await;
         assert!(matches!(missing, Err(crate::StoreError::GroupNotFound)));
         // A group confirmed unchanged is no change.
-        s.store.provision_group(&g).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &g).await.unwrap();
         assert_eq!(s.events().await.len(), before);
     }
 
     async fn a_bulk_chunk_appends_all_its_events_in_one_run(s) {
         use tenant_api::{ApplyBatch, BatchOp, BatchOpKind, GroupLabel};
         let g = provision(1);
-        s.store.provision_group(&g).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &g).await.unwrap();
         let op = |kind, n: u32| BatchOp {
             op: kind,
             group_id: g.group_id,
@@ -342,11 +363,11 @@ on_both_backends! {
             ],
             labels: vec![GroupLabel { group_id: g.group_id, label: label("General") }],
         };
-        let ctx = context::Context {
+        let ctx = Context {
             service: Some("bulk-api".into()),
             request_id: Some("req-bulk-7".into()),
         };
-        let out = context::with(ctx, s.store.apply_batch(&batch)).await.unwrap();
+        let out = s.store.apply_batch(&ctx, &batch).await.unwrap();
         assert_eq!(out.applied, 3);
         let events = s.events().await;
         let chunk: Vec<&Event> = events.iter().filter(|e| e.service == "bulk-api").collect();
@@ -375,11 +396,11 @@ on_both_backends! {
             path.clone(),
             schedule,
         );
-        s.store.provision_group(&provision(1)).await.unwrap();
-        s.store.provision_group(&provision(2)).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &provision(1)).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &provision(2)).await.unwrap();
         assert_eq!(writer.run_once().await, None, "2 events: not yet");
         assert!(checkpoint::read_file(&path).unwrap().is_empty(), "2 events: not yet");
-        s.store.provision_group(&provision(3)).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &provision(3)).await.unwrap();
         let written = writer.run_once().await.expect("3 events: a checkpoint");
         let cps = checkpoint::read_file(&path).unwrap();
         assert_eq!(cps, vec![written]);
@@ -462,8 +483,8 @@ on_both_backends! {
         let first = s.checkpoint().await;
         assert_eq!(first, 9);
         let g = provision(3);
-        s.store.provision_group(&g).await.unwrap();
-        s.store.add_member(g.group_id, &present()).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &g).await.unwrap();
+        s.store.add_member(&Context::tenant(), g.group_id, &present()).await.unwrap();
         let second = s.checkpoint().await;
         assert_eq!(second, 11);
         // The rewriter drops event 10 and re-chains everything after it, so the table is
@@ -528,11 +549,11 @@ on_both_backends! {
     async fn an_investigator_with_the_keys_finds_a_persons_events_in_a_group(s) {
         let g = provision(1);
         let other = provision(2);
-        s.store.provision_group(&g).await.unwrap();
-        s.store.provision_group(&other).await.unwrap();
-        s.store.add_member(g.group_id, &present()).await.unwrap();
-        s.store.add_member(other.group_id, &present()).await.unwrap();
-        s.store.add_member(g.group_id, &guest_by_email("General")).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &g).await.unwrap();
+        s.store.provision_group(&Context::tenant(), &other).await.unwrap();
+        s.store.add_member(&Context::tenant(), g.group_id, &present()).await.unwrap();
+        s.store.add_member(&Context::tenant(), other.group_id, &present()).await.unwrap();
+        s.store.add_member(&Context::tenant(), g.group_id, &guest_by_email("General")).await.unwrap();
         let p = lookup::pseudonyms(
             &s.db,
             &s.keys,

@@ -318,7 +318,7 @@ fn requests(state: &AppState) -> store::SqlRequests {
     )
 )]
 async fn file_request(
-    _: Permit<op::BreakGlass>,
+    permit: Permit<op::BreakGlass>,
     State(state): State<AppState>,
     headers: HeaderMap,
     AppJson(request): AppJson<NewRequest>,
@@ -330,7 +330,7 @@ async fn file_request(
     }
     check_request(&request)?;
     let view = requests(&state)
-        .file(&request, &user.subject, bg.request_ttl)
+        .file(permit.context(), &request, &user.subject, bg.request_ttl)
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -384,7 +384,7 @@ fn check_request(r: &NewRequest) -> Result<(), BgError> {
     )
 )]
 async fn approve(
-    _: Permit<op::BreakGlass>,
+    permit: Permit<op::BreakGlass>,
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
@@ -393,6 +393,7 @@ async fn approve(
     let user = bg.user(&headers).await?;
     let view = requests(&state)
         .approve(
+            permit.context(),
             id,
             &user.subject,
             user.has_role(PRIVACY_OFFICER),
@@ -422,7 +423,7 @@ async fn approve(
     )
 )]
 async fn redeem(
-    _: Permit<op::BreakGlass>,
+    permit: Permit<op::BreakGlass>,
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<Uuid>,
@@ -430,7 +431,7 @@ async fn redeem(
     let bg = &state.break_glass;
     let user = bg.user(&headers).await?;
     let answer = requests(&state)
-        .redeem(id, &user.subject, user.has_role(AUDITOR))
+        .redeem(permit.context(), id, &user.subject, user.has_role(AUDITOR))
         .await?;
     Ok(Json(answer))
 }

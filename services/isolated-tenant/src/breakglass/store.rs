@@ -7,7 +7,7 @@
 //! member list, which comes from [`crate::member_list`], the one reader of member lists.
 
 use super::{encrypt, BgError};
-use crate::audit::{self, db::now_ms, NewEvent};
+use crate::audit::{self, db::now_ms, Context, NewEvent};
 use crate::member_list::{self, Member};
 use crate::seal::SealKeys;
 use crate::sql::{self, Sql, Tx};
@@ -245,9 +245,11 @@ pub(super) fn answer(
 /// Break-glass requests and their grants.
 #[async_trait]
 pub(crate) trait Requests: Send + Sync {
-    /// Files a request by `requester` (an auditor), waiting `ttl` for its approvals.
+    /// Files a request by `requester` (an auditor), waiting `ttl` for its approvals. Each
+    /// method's audit events record `context`.
     async fn file(
         &self,
+        context: &Context,
         r: &NewRequest,
         requester: &Subject,
         ttl: Duration,
@@ -256,6 +258,7 @@ pub(crate) trait Requests: Send + Sync {
     /// Approves request `id` as `officer`; the second approval opens a grant for `grant_ttl`.
     async fn approve(
         &self,
+        context: &Context,
         id: Uuid,
         officer: &Subject,
         is_officer: bool,
@@ -265,6 +268,7 @@ pub(crate) trait Requests: Send + Sync {
     /// Redeems the grant of request `id` as `auditor`, once: the privileged read.
     async fn redeem(
         &self,
+        context: &Context,
         id: Uuid,
         auditor: &Subject,
         is_auditor: bool,
@@ -320,13 +324,20 @@ impl SqlRequests {
     }
 }
 
-/// Appends a refusal event about `row` by `actor`, commits, and answers `e`.
-async fn refuse<T>(mut tx: Tx, row: &Row, actor: &str, e: BgError) -> Result<T, BgError> {
+/// Appends a refusal event about `row` by `actor`, recorded as `context`, commits, and answers
+/// `e`.
+async fn refuse<T>(
+    mut tx: Tx,
+    context: &Context,
+    row: &Row,
+    actor: &str,
+    e: BgError,
+) -> Result<T, BgError> {
     let action = format!("break-glass.refused:{}", e.slug());
     let event = NewEvent::new(&action, Some(row.group))
         .about(row.subject())
         .by(Some(actor.to_string()));
-    tx.append(&[event]).await?;
+    tx.append(context, &[event]).await?;
     tx.commit().await?;
     Err(e)
 }
@@ -335,6 +346,7 @@ async fn refuse<T>(mut tx: Tx, row: &Row, actor: &str, e: BgError) -> Result<T, 
 impl Requests for SqlRequests {
     async fn file(
         &self,
+        context: &Context,
         r: &NewRequest,
         requester: &Subject,
         ttl: Duration,
@@ -385,13 +397,14 @@ impl Requests for SqlRequests {
         let event = NewEvent::new(&action, Some(r.group_id))
             .about(row.subject())
             .by(Some(requester_p));
-        tx.append(&[event]).await?;
+        tx.append(context, &[event]).await?;
         tx.commit().await?;
         row.view(&self.keys)
     }
 
     async fn approve(
         &self,
+        context: &Context,
         id: Uuid,
         officer: &Subject,
         is_officer: bool,
@@ -402,7 +415,7 @@ impl Requests for SqlRequests {
         let officer_p = audit::person(self.keys.active(), row.group, officer);
         let step = match decide_approval(&row, &officer_p, is_officer, now) {
             Ok(s) => s,
-            Err(e) => return refuse(tx, &row, &officer_p, e).await,
+            Err(e) => return refuse(tx, context, &row, &officer_p, e).await,
         };
         let mut events = vec![NewEvent::new("break-glass.approved", Some(row.group))
             .about(row.subject())
@@ -432,13 +445,14 @@ impl Requests for SqlRequests {
                 );
             }
         }
-        tx.append(&events).await?;
+        tx.append(context, &events).await?;
         tx.commit().await?;
         row.view(&self.keys)
     }
 
     async fn redeem(
         &self,
+        context: &Context,
         id: Uuid,
         auditor: &Subject,
         is_auditor: bool,
@@ -447,7 +461,7 @@ impl Requests for SqlRequests {
         let (mut tx, row) = self.begin_with(id).await?;
         let auditor_p = audit::person(self.keys.active(), row.group, auditor);
         if let Err(e) = decide_redeem(&row, &auditor_p, is_auditor, now) {
-            return refuse(tx, &row, &auditor_p, e).await;
+            return refuse(tx, context, &row, &auditor_p, e).await;
         }
         // The privileged read: the group's member list, opened.
         let members = member_list::lawful_export(&mut tx, &self.keys, row.group)
@@ -491,7 +505,7 @@ impl Requests for SqlRequests {
                 .about(row.subject())
                 .by(Some(auditor_p)),
         ];
-        tx.append(&events).await?;
+        tx.append(context, &events).await?;
         tx.commit().await?;
         Ok(answer)
     }

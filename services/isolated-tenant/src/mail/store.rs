@@ -13,7 +13,7 @@
 //! each delivery's recipients; a stored message is sealed too. A delivered row keeps no
 //! recipient, and a message's content is wiped once its last delivery is final.
 
-use crate::audit::{action, NewEvent};
+use crate::audit::{action, Context, NewEvent};
 use crate::member_list;
 use crate::seal::{MailSeal, SealKeys};
 use crate::sql::{self, Arg, Sql, Tx};
@@ -138,9 +138,11 @@ pub trait MailGroups: Send + Sync + 'static {
     /// The subject the identity holding `email` is bound to, if any.
     async fn subject_of_email(&self, email: &Email) -> Result<Option<Subject>, StoreError>;
 
-    /// Sets who may send to `group` and its owners (sealed).
+    /// Sets who may send to `group` and its owners (sealed); the audit event records
+    /// `context`.
     async fn set_policy(
         &self,
+        context: &Context,
         group: GroupId,
         policy: SenderPolicy,
         owners: &[Subject],
@@ -508,6 +510,7 @@ impl MailGroups for SqlMailStore {
 
     async fn set_policy(
         &self,
+        context: &Context,
         group: GroupId,
         policy: SenderPolicy,
         owners: &[Subject],
@@ -528,8 +531,11 @@ impl MailGroups for SqlMailStore {
             .await?;
         // A mail policy change is a state change the audit chain records (issue 6): the group
         // and the action; who the owners are stays sealed above.
-        tx.append(&[NewEvent::new(action::MAIL_POLICY_SET, Some(group))])
-            .await?;
+        tx.append(
+            context,
+            &[NewEvent::new(action::MAIL_POLICY_SET, Some(group))],
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }

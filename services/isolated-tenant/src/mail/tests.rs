@@ -9,6 +9,7 @@
 
 use super::store::{Inbound, MailStore};
 use super::*;
+use crate::audit::Context;
 use crate::store::{self as tenant_store, Store};
 use domain::{Email, GroupId, GroupName, SenderPolicy, Subject};
 use serde_json::Value;
@@ -179,18 +180,26 @@ impl Fixture {
         let group = GroupId::new();
         let address = "erg@groups.test.example".to_string();
         store
-            .provision_group(&ProvisionGroup {
-                group_id: group,
-                address: Email::parse(&address).unwrap(),
-                display_name: GroupName::parse("Employee Resource Group").unwrap(),
-                sender_policy: None,
-                owners: vec![],
-            })
+            .provision_group(
+                &Context::tenant(),
+                &ProvisionGroup {
+                    group_id: group,
+                    address: Email::parse(&address).unwrap(),
+                    display_name: GroupName::parse("Employee Resource Group").unwrap(),
+                    sender_policy: None,
+                    owners: vec![],
+                },
+            )
             .await
             .unwrap();
-        mail.set_policy(group, policy, &[Subject::parse("owner-1").unwrap()])
-            .await
-            .unwrap();
+        mail.set_policy(
+            &Context::tenant(),
+            group,
+            policy,
+            &[Subject::parse("owner-1").unwrap()],
+        )
+        .await
+        .unwrap();
         Self {
             database,
             keys,
@@ -275,7 +284,11 @@ impl Fixture {
         // Through the tenant's own set-based batch path: label checked, audited, as bulk jobs.
         for chunk in members.chunks(10_000) {
             let batch = tenant_api::ApplyBatch::add_all(self.group, general(), chunk);
-            let out = self.store.apply_batch(&batch).await.unwrap();
+            let out = self
+                .store
+                .apply_batch(&Context::tenant(), &batch)
+                .await
+                .unwrap();
             assert_eq!(out.applied, chunk.len() as u64);
         }
         members.iter().map(|e| e.as_str().to_string()).collect()
@@ -487,14 +500,14 @@ on_both_backends! {
         let fx = Fixture::new(db, SenderPolicy::Owners).await;
         // The owner is known to the tenant with subject and address (seen with a token).
         let other = GroupId::new();
-        fx.store.provision_group(&ProvisionGroup {
+        fx.store.provision_group(&Context::tenant(), &ProvisionGroup {
             group_id: other,
             address: Email::parse("other@groups.test.example").unwrap(),
             display_name: GroupName::parse("Other").unwrap(),
             sender_policy: None,
             owners: vec![],
         }).await.unwrap();
-        fx.store.add_member(other, &AddMember {
+        fx.store.add_member(&Context::tenant(), other, &AddMember {
             member: MemberRef {
                 subject: Some(Subject::parse("owner-1").unwrap()),
                 email: Some(Email::parse("olga@corp.example").unwrap()),
@@ -579,6 +592,7 @@ async fn inv5_the_mail_tables_hold_no_member_address_owner_or_message_text_in_cl
     let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Owners).await;
     fx.mail
         .set_policy(
+            &Context::tenant(),
             fx.group,
             SenderPolicy::Anyone,
             &[Subject::parse("owner-secret-7").unwrap()],

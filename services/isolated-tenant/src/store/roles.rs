@@ -8,7 +8,7 @@
 //! one to write is built by the rules under the active key.
 
 use super::StoreError;
-use crate::audit::NewEvent;
+use crate::audit::{Context, NewEvent};
 use crate::seal::{Profile, SealKey, SealKeys};
 use async_trait::async_trait;
 use domain::{Email, GroupId, Subject};
@@ -155,9 +155,9 @@ pub(super) trait Memberships {
 /// The audit chain, appended to inside the caller's transaction.
 #[async_trait]
 pub(super) trait AuditLog {
-    /// Appends `events` (none: no statement) as the transaction's last statements; see
-    /// [`crate::audit::Append`].
-    async fn append(&mut self, events: &[NewEvent]) -> Result<(), StoreError>;
+    /// Appends `events` (none: no statement), recorded as `context`, as the transaction's last
+    /// statements; see [`crate::audit::Append`].
+    async fn append(&mut self, context: &Context, events: &[NewEvent]) -> Result<(), StoreError>;
 }
 
 /// One write transaction (or, for reads, one connection): every role, and savepoints.

@@ -12,7 +12,7 @@ use super::batch_plan;
 use super::roles::{email_tags, member_tags, subject_tags, IdentityRow, Opened, TagColumn, Tx};
 use super::sql::CHUNK;
 use super::{Provisioned, StoreError};
-use crate::audit::{self, action, NewEvent};
+use crate::audit::{self, action, Context, NewEvent};
 use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
 use crate::seal::{Profile, SealKeys};
 use domain::{Email, GroupId, IdentityKind, Subject};
@@ -104,14 +104,18 @@ impl Rules<'_> {
     /// display name).
     pub(super) async fn provision(
         &self,
+        context: &Context,
         tx: &mut dyn Tx,
         request: &ProvisionGroup,
     ) -> Result<Provisioned, StoreError> {
         let group = request.group_id;
         let created = tx.create_group(request).await?;
         if created {
-            tx.append(&[NewEvent::new(action::GROUP_PROVISIONED, Some(group))])
-                .await?;
+            tx.append(
+                context,
+                &[NewEvent::new(action::GROUP_PROVISIONED, Some(group))],
+            )
+            .await?;
         } else {
             let (address, display_name) = tx.group_for_update(group).await?;
             if address != request.address.as_str() {
@@ -120,8 +124,11 @@ impl Rules<'_> {
             if display_name != request.display_name.as_str() {
                 tx.rename_group(group, request.display_name.as_str())
                     .await?;
-                tx.append(&[NewEvent::new(action::GROUP_RENAMED, Some(group))])
-                    .await?;
+                tx.append(
+                    context,
+                    &[NewEvent::new(action::GROUP_RENAMED, Some(group))],
+                )
+                .await?;
             }
         }
         Ok(Provisioned {
@@ -137,6 +144,7 @@ impl Rules<'_> {
     /// Removes the group, its membership rows, and the group from every member's sealed list.
     pub(super) async fn deprovision(
         &self,
+        context: &Context,
         tx: &mut dyn Tx,
         group: GroupId,
     ) -> Result<(), StoreError> {
@@ -171,14 +179,18 @@ impl Rules<'_> {
         }
         tx.delete_group_members(group).await?;
         tx.delete_group(group).await?;
-        tx.append(&[NewEvent::new(action::GROUP_DEPROVISIONED, Some(group))])
-            .await?;
+        tx.append(
+            context,
+            &[NewEvent::new(action::GROUP_DEPROVISIONED, Some(group))],
+        )
+        .await?;
         Ok(())
     }
 
     /// Makes `request.member` a member of `group` ([`super::Store::add_member`]).
     pub(super) async fn add(
         &self,
+        context: &Context,
         tx: &mut dyn Tx,
         group: GroupId,
         request: &AddMember,
@@ -189,7 +201,7 @@ impl Rules<'_> {
         }
         tx.hold_group(group).await?;
         let events = self.add_in(tx, group, request).await?;
-        tx.append(&events).await
+        tx.append(context, &events).await
     }
 
     /// The add itself, inside a transaction that already holds the group and has checked that
@@ -283,6 +295,7 @@ impl Rules<'_> {
     /// Makes sure `who` is not a member of `group` ([`super::Store::remove_member`]).
     pub(super) async fn remove(
         &self,
+        context: &Context,
         tx: &mut dyn Tx,
         group: GroupId,
         who: &IdentityRef,
@@ -343,12 +356,13 @@ impl Rules<'_> {
             })
             .collect();
         tx.update_identities(rows).await?;
-        tx.append(&events).await
+        tx.append(context, &events).await
     }
 
     /// Removes `who` from every group and deletes their identity ([`super::Store::offboard`]).
     pub(super) async fn offboard(
         &self,
+        context: &Context,
         tx: &mut dyn Tx,
         who: &IdentityRef,
     ) -> Result<(), StoreError> {
@@ -374,7 +388,7 @@ impl Rules<'_> {
         // One event, about no group, under an identity-only pseudonym (see crate::audit).
         let event = NewEvent::new(action::IDENTITY_OFFBOARDED, None)
             .about(audit::identity_alone(self.keys.active(), subject));
-        tx.append(&[event]).await
+        tx.append(context, &[event]).await
     }
 
     /// A batch in one write transaction, in a handful of set-based statements whatever its
@@ -386,6 +400,7 @@ impl Rules<'_> {
     /// batch back, so a chunk is applied whole or not at all.
     pub(super) async fn apply_batch(
         &self,
+        context: &Context,
         tx: &mut dyn Tx,
         batch: &ApplyBatch,
     ) -> Result<BatchOutcome, StoreError> {
@@ -473,7 +488,7 @@ impl Rules<'_> {
                 NewEvent::new(action, Some(g)).about(audit::member(active, g, id))
             })
             .collect();
-        tx.append(&events).await?;
+        tx.append(context, &events).await?;
         Ok(plan.outcome)
     }
 
@@ -565,6 +580,7 @@ impl Rules<'_> {
     /// many it rewrote and where the next step starts (`None`: that was the last).
     pub(super) async fn reseal_identities(
         &self,
+        context: &Context,
         tx: &mut dyn Tx,
         after: Uuid,
         batch: usize,
@@ -611,8 +627,11 @@ impl Rules<'_> {
         let rewritten = writes.len() as u64;
         tx.update_identities(writes).await?;
         if rewritten > 0 {
-            tx.append(&[NewEvent::new(action::KEY_ROTATION_RESEALED, None)])
-                .await?;
+            tx.append(
+                context,
+                &[NewEvent::new(action::KEY_ROTATION_RESEALED, None)],
+            )
+            .await?;
         }
         Ok((rewritten, next))
     }
@@ -621,6 +640,7 @@ impl Rules<'_> {
     /// [`Self::reseal_identities`].
     pub(super) async fn reseal_memberships(
         &self,
+        context: &Context,
         tx: &mut dyn Tx,
         after: &[u8],
         batch: usize,
@@ -659,8 +679,11 @@ impl Rules<'_> {
         tx.delete_members(&dropped).await?;
         let kept: Vec<(Vec<u8>, GroupId, Uuid)> = kept.into_iter().map(|(m, _)| m).collect();
         tx.retag_members(active, &kept).await?;
-        tx.append(&[NewEvent::new(action::KEY_ROTATION_RESEALED, None)])
-            .await?;
+        tx.append(
+            context,
+            &[NewEvent::new(action::KEY_ROTATION_RESEALED, None)],
+        )
+        .await?;
         Ok((rewritten, next))
     }
 }

@@ -14,7 +14,7 @@ use super::roles::{
     AuditLog, Groups, Identities, IdentityRow, MemberRow, Memberships, TagColumn, Tx,
 };
 use super::StoreError;
-use crate::audit::{self, NewEvent};
+use crate::audit::{self, Context, NewEvent};
 use crate::backend::{Column, Run, Statement};
 use crate::seal::SealKey;
 use async_trait::async_trait;
@@ -559,8 +559,8 @@ impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
 
 #[async_trait]
 impl<DB: SqlBackend> AuditLog for Conn<'_, DB> {
-    async fn append(&mut self, events: &[NewEvent]) -> Result<(), StoreError> {
-        Ok(DB::append(self.0, events).await?)
+    async fn append(&mut self, context: &Context, events: &[NewEvent]) -> Result<(), StoreError> {
+        Ok(DB::append(self.0, context, events).await?)
     }
 }
 

@@ -15,7 +15,7 @@ use super::rules::Rules;
 use super::sql::{self, begin_write, Conn, SqlBackend};
 use super::turns::{Turns, Writer};
 use super::{Provisioned, ResealReport, Store, StoreError};
-use crate::audit;
+use crate::audit::{self, Context};
 use crate::identity::CorporateDomains;
 use crate::seal::SealKeys;
 use async_trait::async_trait;
@@ -42,9 +42,11 @@ fn worth_retrying(e: &StoreError) -> bool {
     matches!(e, StoreError::Db(e) if retry::is_transient(e) || db::is_unique_violation(e))
 }
 
-/// One rule run in a transaction: given the rules, the transaction and its arguments.
+/// One rule run in a transaction: given the rules, who is calling, the transaction and its
+/// arguments.
 type Step<A, T> = for<'t> fn(
     &'t Rules<'t>,
+    &'t Context,
     &'t mut (dyn Tx + 't),
     &'t A,
 ) -> Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 't>>;
@@ -120,11 +122,13 @@ impl<DB: SqlBackend> SqlStore<DB> {
 
     /// Runs `step` in a write transaction of its own, after a write turn as `kind`: commits
     /// when it succeeds, rolls back when it fails, and tries again (a new transaction, after
-    /// a pause) as `retry` says when the failure is [`worth_retrying`].
+    /// a pause) as `retry` says when the failure is [`worth_retrying`]. Its events record
+    /// `context`.
     async fn write<A, T>(
         &self,
         kind: Writer,
         retry: Retry,
+        context: &Context,
         args: &A,
         step: Step<A, T>,
     ) -> Result<T, StoreError>
@@ -137,7 +141,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
             .run(worth_retrying, || async move {
                 let _turn = self.turn(kind).await;
                 let mut tx = self.pool.begin_with(begin_write::<DB>()).await?;
-                let done = step(rules, &mut Conn::<DB>(&mut tx), args).await;
+                let done = step(rules, context, &mut Conn::<DB>(&mut tx), args).await;
                 finish(tx, done).await
             })
             .await
@@ -146,16 +150,19 @@ impl<DB: SqlBackend> SqlStore<DB> {
     /// Runs `step` as a routine write ([`Self::write`]: someone is waiting for it).
     async fn routine<A: Sync + ?Sized, T: Send>(
         &self,
+        context: &Context,
         args: &A,
         step: Step<A, T>,
     ) -> Result<T, StoreError> {
-        self.write(Writer::Routine, ROUTINE, args, step).await
+        self.write(Writer::Routine, ROUTINE, context, args, step)
+            .await
     }
 
     /// Runs `step` from `start` to the end of its table, at most `batch` rows a transaction,
     /// each as bulk work (routine writers go first); answers how many rows it rewrote.
     async fn reseal_all<K: Send + Sync>(
         &self,
+        context: &Context,
         start: K,
         batch: usize,
         step: Step<(K, usize), (u64, Option<K>)>,
@@ -164,7 +171,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         let mut from = Some(start);
         while let Some(after) = from {
             let (n, next) = self
-                .write(Writer::Bulk, ROUTINE, &(after, batch), step)
+                .write(Writer::Bulk, ROUTINE, context, &(after, batch), step)
                 .await?;
             rewritten += n;
             from = next;
@@ -216,36 +223,68 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         DB::audit_db(self.pool.clone())
     }
 
-    async fn provision_group(&self, request: &ProvisionGroup) -> Result<Provisioned, StoreError> {
-        self.routine(request, |r, tx, request| Box::pin(r.provision(tx, request)))
-            .await
+    async fn provision_group(
+        &self,
+        context: &Context,
+        request: &ProvisionGroup,
+    ) -> Result<Provisioned, StoreError> {
+        self.routine(context, request, |r, c, tx, request| {
+            Box::pin(r.provision(c, tx, request))
+        })
+        .await
     }
 
-    async fn add_member(&self, group: GroupId, request: &AddMember) -> Result<(), StoreError> {
-        self.routine(&(group, request), |r, tx, a| Box::pin(r.add(tx, a.0, a.1)))
-            .await
+    async fn add_member(
+        &self,
+        context: &Context,
+        group: GroupId,
+        request: &AddMember,
+    ) -> Result<(), StoreError> {
+        self.routine(context, &(group, request), |r, c, tx, a| {
+            Box::pin(r.add(c, tx, a.0, a.1))
+        })
+        .await
     }
 
-    async fn deprovision_group(&self, group: GroupId) -> Result<(), StoreError> {
-        self.routine(&group, |r, tx, group| Box::pin(r.deprovision(tx, *group)))
-            .await
+    async fn deprovision_group(&self, context: &Context, group: GroupId) -> Result<(), StoreError> {
+        self.routine(context, &group, |r, c, tx, group| {
+            Box::pin(r.deprovision(c, tx, *group))
+        })
+        .await
     }
 
-    async fn remove_member(&self, group: GroupId, who: &IdentityRef) -> Result<(), StoreError> {
-        self.routine(&(group, who), |r, tx, a| Box::pin(r.remove(tx, a.0, a.1)))
-            .await
+    async fn remove_member(
+        &self,
+        context: &Context,
+        group: GroupId,
+        who: &IdentityRef,
+    ) -> Result<(), StoreError> {
+        self.routine(context, &(group, who), |r, c, tx, a| {
+            Box::pin(r.remove(c, tx, a.0, a.1))
+        })
+        .await
     }
 
-    async fn offboard(&self, who: &IdentityRef) -> Result<(), StoreError> {
-        self.routine(who, |r, tx, who| Box::pin(r.offboard(tx, who)))
-            .await
+    async fn offboard(&self, context: &Context, who: &IdentityRef) -> Result<(), StoreError> {
+        self.routine(context, who, |r, c, tx, who| {
+            Box::pin(r.offboard(c, tx, who))
+        })
+        .await
     }
 
-    async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, StoreError> {
+    async fn apply_batch(
+        &self,
+        context: &Context,
+        batch: &ApplyBatch,
+    ) -> Result<BatchOutcome, StoreError> {
         let outcome = self
-            .write(Writer::Bulk, BATCHES, batch, |rules, tx, batch| {
-                Box::pin(rules.apply_batch(tx, batch))
-            })
+            .write(
+                Writer::Bulk,
+                BATCHES,
+                context,
+                batch,
+                |rules, c, tx, batch| Box::pin(rules.apply_batch(c, tx, batch)),
+            )
             .await?;
         // Out of the write turn, so routine writers need not wait for it.
         if let Some(statement) = DB::AFTER_BULK_BATCH {
@@ -285,17 +324,27 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         Ok(CountBucket::of(n.ok_or(StoreError::GroupNotFound)?))
     }
 
-    async fn reseal(&self, batch: usize) -> Result<ResealReport, StoreError> {
+    async fn reseal(&self, context: &Context, batch: usize) -> Result<ResealReport, StoreError> {
         let batch = batch.max(1);
         let identities = self
-            .reseal_all(Uuid::nil(), batch, |rules, tx, (after, batch)| {
-                Box::pin(rules.reseal_identities(tx, *after, *batch))
-            })
+            .reseal_all(
+                context,
+                Uuid::nil(),
+                batch,
+                |rules, c, tx, (after, batch)| {
+                    Box::pin(rules.reseal_identities(c, tx, *after, *batch))
+                },
+            )
             .await?;
         let memberships = self
-            .reseal_all(Vec::new(), batch, |rules, tx, (after, batch)| {
-                Box::pin(rules.reseal_memberships(tx, after, *batch))
-            })
+            .reseal_all(
+                context,
+                Vec::new(),
+                batch,
+                |rules, c, tx, (after, batch)| {
+                    Box::pin(rules.reseal_memberships(c, tx, after, *batch))
+                },
+            )
             .await?;
         Ok(ResealReport {
             identities,

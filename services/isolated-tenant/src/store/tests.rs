@@ -221,7 +221,10 @@ fn request(id: GroupId, local: &str) -> ProvisionGroup {
 
 async fn group(store: &dyn Store, local: &str) -> GroupId {
     let id = GroupId::new();
-    store.provision_group(&request(id, local)).await.unwrap();
+    store
+        .provision_group(&Context::tenant(), &request(id, local))
+        .await
+        .unwrap();
     id
 }
 
@@ -260,19 +263,19 @@ on_both_backends! {
     async fn provisioning_is_idempotent_and_guards_addresses(db, _keys, _key_text) {
         let s = db.store.as_ref();
         let id = GroupId::new();
-        let first = s.provision_group(&request(id, "parents")).await.unwrap();
+        let first = s.provision_group(&Context::tenant(), &request(id, "parents")).await.unwrap();
         assert!(first.created);
-        let again = s.provision_group(&request(id, "parents")).await.unwrap();
+        let again = s.provision_group(&Context::tenant(), &request(id, "parents")).await.unwrap();
         assert!(!again.created);
         assert_eq!(again.group, first.group);
 
         let mut renamed = request(id, "parents");
         renamed.display_name = domain::GroupName::parse("Parents at Work").unwrap();
-        assert_eq!(s.provision_group(&renamed).await.unwrap().group.display_name, renamed.display_name);
+        assert_eq!(s.provision_group(&Context::tenant(), &renamed).await.unwrap().group.display_name, renamed.display_name);
 
         let other = GroupId::new();
-        assert!(matches!(s.provision_group(&request(other, "parents")).await, Err(StoreError::AddressTaken)));
-        assert!(matches!(s.provision_group(&request(id, "elsewhere")).await, Err(StoreError::AddressMismatch)));
+        assert!(matches!(s.provision_group(&Context::tenant(), &request(other, "parents")).await, Err(StoreError::AddressTaken)));
+        assert!(matches!(s.provision_group(&Context::tenant(), &request(id, "elsewhere")).await, Err(StoreError::AddressMismatch)));
     }
 
     async fn add_check_groups_of_count_and_remove_round_trip(db, _keys, _key_text) {
@@ -282,8 +285,8 @@ on_both_backends! {
         let bob = subject("bob");
 
         assert!(!s.is_member(g1, &alice.subject(), None).await.unwrap());
-        s.add_member(g1, &alice).await.unwrap();
-        s.add_member(g2, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &alice).await.unwrap();
         assert!(s.is_member(g1, &alice.subject(), None).await.unwrap());
         assert!(s.is_member(g2, &alice.subject(), None).await.unwrap());
         assert!(!s.is_member(g1, &bob, None).await.unwrap());
@@ -294,7 +297,7 @@ on_both_backends! {
         assert!(s.groups_of(&bob, None).await.unwrap().is_empty());
         assert_eq!(s.member_count(g1).await.unwrap(), CountBucket::Under10);
 
-        s.remove_member(g1, &alice.who()).await.unwrap();
+        s.remove_member(&Context::tenant(), g1, &alice.who()).await.unwrap();
         assert!(!s.is_member(g1, &alice.subject(), None).await.unwrap());
         assert!(s.is_member(g2, &alice.subject(), None).await.unwrap());
         assert_eq!(s.groups_of(&alice.subject(), None).await.unwrap(), vec![g2]);
@@ -305,18 +308,18 @@ on_both_backends! {
         let g = group(s, "g").await;
         let alice = member("alice", "alice@corp.example");
 
-        s.add_member(g, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g, &alice).await.unwrap();
         let once = s.dump().await;
-        s.add_member(g, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g, &alice).await.unwrap();
         let twice = s.dump().await;
         // The same rows (same keys, same lengths); only ciphertexts (fresh nonces) differ.
         assert_eq!(shape(&once), shape(&twice));
         assert_eq!(table(&once, "memberships")[0][0], table(&twice, "memberships")[0][0], "same member_tag");
         assert_ne!(table(&once, "identities"), table(&twice, "identities"), "the list was rewritten");
 
-        s.remove_member(g, &alice.who()).await.unwrap();
-        s.remove_member(g, &alice.who()).await.unwrap();
-        s.remove_member(g, &who("never-seen")).await.unwrap();
+        s.remove_member(&Context::tenant(), g, &alice.who()).await.unwrap();
+        s.remove_member(&Context::tenant(), g, &alice.who()).await.unwrap();
+        s.remove_member(&Context::tenant(), g, &who("never-seen")).await.unwrap();
         assert!(!s.is_member(g, &alice.subject(), None).await.unwrap());
         assert!(table(&s.dump().await, "memberships").is_empty());
         assert_eq!(table(&s.dump().await, "identities").len(), 1, "removal never creates identities");
@@ -326,8 +329,8 @@ on_both_backends! {
         let s = db.store.as_ref();
         let nowhere = GroupId::new();
         let alice = member("alice", "alice@corp.example");
-        assert!(matches!(s.add_member(nowhere, &alice).await, Err(StoreError::GroupNotFound)));
-        assert!(matches!(s.remove_member(nowhere, &alice.who()).await, Err(StoreError::GroupNotFound)));
+        assert!(matches!(s.add_member(&Context::tenant(), nowhere, &alice).await, Err(StoreError::GroupNotFound)));
+        assert!(matches!(s.remove_member(&Context::tenant(), nowhere, &alice.who()).await, Err(StoreError::GroupNotFound)));
         assert!(matches!(s.is_member(nowhere, &alice.subject(), None).await, Err(StoreError::GroupNotFound)));
         assert!(matches!(s.member_count(nowhere).await, Err(StoreError::GroupNotFound)));
         assert!(s.groups_of(&alice.subject(), None).await.unwrap().is_empty());
@@ -338,10 +341,10 @@ on_both_backends! {
         let s = db.store.as_ref();
         let g = group(s, "big").await;
         for i in 0..10 {
-            s.add_member(g, &member(&format!("p{i}"), &format!("p{i}@corp.example"))).await.unwrap();
+            s.add_member(&Context::tenant(), g, &member(&format!("p{i}"), &format!("p{i}@corp.example"))).await.unwrap();
         }
         assert_eq!(s.member_count(g).await.unwrap(), CountBucket::From10To49);
-        s.remove_member(g, &who("p0")).await.unwrap();
+        s.remove_member(&Context::tenant(), g, &who("p0")).await.unwrap();
         assert_eq!(s.member_count(g).await.unwrap(), CountBucket::Under10);
     }
 
@@ -350,14 +353,14 @@ on_both_backends! {
         let (doomed, kept) = (group(s, "doomed").await, group(s, "kept").await);
         for i in 0..3 {
             let m = member(&format!("p{i}"), &format!("p{i}@corp.example"));
-            s.add_member(doomed, &m).await.unwrap();
-            s.add_member(kept, &m).await.unwrap();
+            s.add_member(&Context::tenant(), doomed, &m).await.unwrap();
+            s.add_member(&Context::tenant(), kept, &m).await.unwrap();
         }
         let solo = member("solo", "solo@corp.example");
-        s.add_member(doomed, &solo).await.unwrap();
+        s.add_member(&Context::tenant(), doomed, &solo).await.unwrap();
 
-        s.deprovision_group(doomed).await.unwrap();
-        s.deprovision_group(doomed).await.unwrap();
+        s.deprovision_group(&Context::tenant(), doomed).await.unwrap();
+        s.deprovision_group(&Context::tenant(), doomed).await.unwrap();
         assert!(matches!(s.member_count(doomed).await, Err(StoreError::GroupNotFound)));
         assert_eq!(s.groups_of(&subject("p1"), None).await.unwrap(), vec![kept]);
         assert!(s.groups_of(&solo.subject(), None).await.unwrap().is_empty());
@@ -365,7 +368,7 @@ on_both_backends! {
         assert_eq!(table(&s.dump().await, "memberships").len(), 3);
 
         // The same id provisioned again starts empty.
-        s.provision_group(&request(doomed, "doomed")).await.unwrap();
+        s.provision_group(&Context::tenant(), &request(doomed, "doomed")).await.unwrap();
         assert!(!s.is_member(doomed, &solo.subject(), None).await.unwrap());
         assert_eq!(s.member_count(doomed).await.unwrap(), CountBucket::Under10);
     }
@@ -378,9 +381,9 @@ on_both_backends! {
         for i in 0..17 {
             groups.push(group(s, &format!("g{i}")).await);
         }
-        s.add_member(groups[0], &few).await.unwrap();
+        s.add_member(&Context::tenant(), groups[0], &few).await.unwrap();
         for g in &groups[..16] {
-            s.add_member(*g, &many).await.unwrap();
+            s.add_member(&Context::tenant(), *g, &many).await.unwrap();
         }
         let list_len = |d: &[(String, Vec<Vec<String>>)]| -> Vec<usize> {
             // sealed_groups is the 4th column of identities.
@@ -388,7 +391,7 @@ on_both_backends! {
         };
         let lens = list_len(&s.dump().await);
         assert_eq!(lens[0], lens[1], "1 and 16 groups look alike");
-        s.add_member(groups[16], &many).await.unwrap();
+        s.add_member(&Context::tenant(), groups[16], &many).await.unwrap();
         let lens = list_len(&s.dump().await);
         assert_ne!(lens[0], lens[1], "17 groups take a second block");
         assert_eq!(s.groups_of(&many.subject(), None).await.unwrap().len(), 17);
@@ -403,11 +406,11 @@ on_both_backends! {
         let dora = by_email("Dora.Secret@Partner.Example");
         let ollie = member("ollie-9c1e-subject", "ollie.gone@corp.example");
         for g in [g1, g2] {
-            s.add_member(g, &carol).await.unwrap();
-            s.add_member(g, &dora).await.unwrap();
-            s.add_member(g, &ollie).await.unwrap();
+            s.add_member(&Context::tenant(), g, &carol).await.unwrap();
+            s.add_member(&Context::tenant(), g, &dora).await.unwrap();
+            s.add_member(&Context::tenant(), g, &ollie).await.unwrap();
         }
-        s.offboard(&ollie.who()).await.unwrap();
+        s.offboard(&Context::tenant(), &ollie.who()).await.unwrap();
 
         let dump = s.dump().await;
         for needle in [
@@ -467,7 +470,7 @@ on_both_backends! {
     async fn identities_can_never_sign_in_inv_9(db, _keys, _key_text) {
         let s = db.store.as_ref();
         let g = group(s, "g").await;
-        s.add_member(g, &member("alice", "alice@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g, &member("alice", "alice@corp.example")).await.unwrap();
         let dump = s.dump().await;
         // id, subject_tag, sealed_profile, sealed_groups, key_id, sign_in_enabled, disabled
         assert_eq!(table(&dump, "identities")[0][5], "false");
@@ -478,8 +481,8 @@ on_both_backends! {
     async fn a_membership_moved_to_another_group_does_not_open(db, _keys, _key_text) {
         let s = db.store.as_ref();
         let (g1, g2) = (group(s, "one").await, group(s, "two").await);
-        s.add_member(g1, &member("alice", "alice@corp.example")).await.unwrap();
-        s.add_member(g2, &member("bob", "bob@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("alice", "alice@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &member("bob", "bob@corp.example")).await.unwrap();
         // Give the row of the lower group id the other row's sealed identity.
         db.raw
             .execute(
@@ -490,7 +493,7 @@ on_both_backends! {
             .await
             .unwrap();
         let tampered = g1.min(g2);
-        assert!(matches!(s.deprovision_group(tampered).await, Err(StoreError::Sealed(_))));
+        assert!(matches!(s.deprovision_group(&Context::tenant(), tampered).await, Err(StoreError::Sealed(_))));
         assert!(s.is_member(tampered, &subject("alice"), None).await.is_ok(), "lookups use tags, not seals");
     }
 
@@ -498,8 +501,8 @@ on_both_backends! {
         let s = db.store.as_ref();
         let (g1, g2) = (group(s, "one").await, group(s, "two").await);
         let alice = member("alice", "alice@corp.example");
-        s.add_member(g1, &alice).await.unwrap();
-        s.add_member(g2, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &alice).await.unwrap();
         let old_kid = keys.active().id().to_string();
 
         let new_text = SealKeys::generate_text();
@@ -509,14 +512,14 @@ on_both_backends! {
         assert_eq!(rotated.groups_of(&alice.subject(), None).await.unwrap().len(), 2);
 
         // A write moves what it touches to the new key.
-        rotated.add_member(g1, &alice).await.unwrap();
+        rotated.add_member(&Context::tenant(), g1, &alice).await.unwrap();
         let dump = rotated.dump().await;
         assert_eq!(table(&dump, "identities")[0][4], new_kid);
         let kids: Vec<&str> = table(&dump, "memberships").iter().map(|r| r[3].as_str()).collect();
         assert!(kids.contains(&new_kid.as_str()) && kids.contains(&old_kid.as_str()));
         assert_eq!(table(&dump, "memberships").len(), 2, "moved, not duplicated");
 
-        rotated.remove_member(g2, &alice.who()).await.unwrap();
+        rotated.remove_member(&Context::tenant(), g2, &alice.who()).await.unwrap();
         assert_eq!(rotated.groups_of(&alice.subject(), None).await.unwrap(), vec![g1]);
 
         // Everything alice has left is under the new key: the old one can go.
@@ -537,7 +540,7 @@ on_both_backends! {
             .iter()
             .map(|g| {
                 let (s, g, dave) = (s.clone(), *g, dave.clone());
-                tokio::spawn(async move { s.add_member(g, &dave).await })
+                tokio::spawn(async move { s.add_member(&Context::tenant(), g, &dave).await })
             })
             .collect();
         for t in tasks {
@@ -565,7 +568,7 @@ on_both_backends! {
                 } else {
                     member("fran", "fran@corp.example")
                 };
-                tokio::spawn(async move { s.add_member(g, &add).await })
+                tokio::spawn(async move { s.add_member(&Context::tenant(), g, &add).await })
             })
             .collect();
         for t in tasks {
@@ -585,15 +588,15 @@ on_both_backends! {
                 let s = s.clone();
                 tokio::spawn(async move {
                     let m = member(&format!("j{i}"), &format!("j{i}@corp.example"));
-                    s.add_member(other, &m).await.unwrap();
-                    match s.add_member(g, &m).await {
+                    s.add_member(&Context::tenant(), other, &m).await.unwrap();
+                    match s.add_member(&Context::tenant(), g, &m).await {
                         Ok(()) | Err(StoreError::GroupNotFound) => {}
                         Err(e) => panic!("{e}"),
                     }
                 })
             })
             .collect();
-        s.deprovision_group(g).await.unwrap();
+        s.deprovision_group(&Context::tenant(), g).await.unwrap();
         for t in tasks {
             t.await.unwrap();
         }
@@ -610,23 +613,23 @@ on_both_backends! {
         let s = db.store.as_ref();
         let (g, h) = (group(s, "g").await, group(s, "h").await);
         let erin = by_email("erin@corp.example");
-        s.add_member(g, &erin).await.unwrap();
+        s.add_member(&Context::tenant(), g, &erin).await.unwrap();
         let once = s.dump().await;
-        s.add_member(g, &erin).await.unwrap();
+        s.add_member(&Context::tenant(), g, &erin).await.unwrap();
         let twice = s.dump().await;
         assert_eq!(shape(&once), shape(&twice));
         assert_eq!(table(&once, "memberships"), table(&twice, "memberships"), "the membership row is untouched");
         assert_ne!(table(&once, "identities"), table(&twice, "identities"), "the identity was rewritten");
         // Known, not a member of h: one more membership row, no new identity.
-        s.add_member(h, &erin).await.unwrap();
+        s.add_member(&Context::tenant(), h, &erin).await.unwrap();
         let dump = s.dump().await;
         assert_eq!(table(&dump, "identities").len(), 1);
         assert_eq!(table(&dump, "memberships").len(), 2);
 
         // Removal by address: the same whether a member, no longer one, or unknown.
-        s.remove_member(g, &who_email("erin@corp.example")).await.unwrap();
-        s.remove_member(g, &who_email("ERIN@corp.example")).await.unwrap();
-        s.remove_member(g, &who_email("stranger@corp.example")).await.unwrap();
+        s.remove_member(&Context::tenant(), g, &who_email("erin@corp.example")).await.unwrap();
+        s.remove_member(&Context::tenant(), g, &who_email("ERIN@corp.example")).await.unwrap();
+        s.remove_member(&Context::tenant(), g, &who_email("stranger@corp.example")).await.unwrap();
         let dump = s.dump().await;
         assert_eq!(table(&dump, "memberships").len(), 1);
         assert_eq!(table(&dump, "identities").len(), 1, "removal never creates identities");
@@ -641,12 +644,12 @@ on_both_backends! {
         };
         let before = s.dump().await;
         // Inferred guest: an address outside the corporate domains, added by an owner.
-        let err = s.add_member(g, &confidential(by_email("vendor@partner.example"))).await.unwrap_err();
+        let err = s.add_member(&Context::tenant(), g, &confidential(by_email("vendor@partner.example"))).await.unwrap_err();
         assert!(matches!(err, StoreError::LabelRefused(domain::EntryRefusal::GuestsNotAllowed(_))), "{err}");
         // The IdP's word: an agent.
         let mut bot = member("bot", "bot@corp.example");
         bot.member.kind = Some(IdentityKind::Agent);
-        let err = s.add_member(g, &confidential(bot.clone())).await.unwrap_err();
+        let err = s.add_member(&Context::tenant(), g, &confidential(bot.clone())).await.unwrap_err();
         assert!(matches!(err, StoreError::LabelRefused(domain::EntryRefusal::AgentsNotAllowed(_))), "{err}");
         assert_eq!(s.dump().await, before, "nothing written");
 
@@ -656,38 +659,38 @@ on_both_backends! {
         let general = group(s, "general").await;
         let mut gus = member("gus", "gus@corp.example");
         gus.member.kind = Some(IdentityKind::Guest);
-        s.add_member(general, &gus).await.unwrap();
+        s.add_member(&Context::tenant(), general, &gus).await.unwrap();
         let before = s.dump().await;
-        let err = s.add_member(g, &confidential(by_email("gus@corp.example"))).await.unwrap_err();
+        let err = s.add_member(&Context::tenant(), g, &confidential(by_email("gus@corp.example"))).await.unwrap_err();
         assert!(matches!(err, StoreError::LabelRefused(_)), "{err}");
         assert_eq!(s.dump().await, before, "an existing identity is not touched either");
-        s.add_member(g, &confidential(by_email("colleague@corp.example"))).await.unwrap();
+        s.add_member(&Context::tenant(), g, &confidential(by_email("colleague@corp.example"))).await.unwrap();
         assert_eq!(s.member_count(g).await.unwrap(), CountBucket::Under10);
 
         // Nobody named at all.
         let nobody = AddMember { member: MemberRef::default(), label: label("General") };
-        assert!(matches!(s.add_member(g, &nobody).await, Err(StoreError::Unidentified(_))));
-        assert!(matches!(s.remove_member(g, &IdentityRef::default()).await, Err(StoreError::Unidentified(_))));
-        assert!(matches!(s.offboard(&IdentityRef::default()).await, Err(StoreError::Unidentified(_))));
+        assert!(matches!(s.add_member(&Context::tenant(), g, &nobody).await, Err(StoreError::Unidentified(_))));
+        assert!(matches!(s.remove_member(&Context::tenant(), g, &IdentityRef::default()).await, Err(StoreError::Unidentified(_))));
+        assert!(matches!(s.offboard(&Context::tenant(), &IdentityRef::default()).await, Err(StoreError::Unidentified(_))));
     }
 
     async fn an_identity_added_by_address_is_bound_when_the_person_signs_in(db, _keys, _key_text) {
         let s = db.store.as_ref();
         let (g1, g2) = (group(s, "one").await, group(s, "two").await);
-        s.add_member(g1, &by_email("New.Hire@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &by_email("New.Hire@corp.example")).await.unwrap();
         assert!(s.groups_of(&subject("new-hire"), None).await.unwrap().is_empty(), "not bound yet");
         // An owner naming a subject beside the address binds nothing: only the person's token may.
         let mut claimed = by_email("new.hire@corp.example");
         claimed.member.subject = Some(subject("someone-else"));
-        s.add_member(g1, &claimed).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &claimed).await.unwrap();
         assert!(s.groups_of(&subject("someone-else"), None).await.unwrap().is_empty());
 
-        s.add_member(g2, &member("new-hire", "new.hire@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &member("new-hire", "new.hire@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 1, "the same identity");
         assert_eq!(s.groups_of(&subject("new-hire"), None).await.unwrap(), sorted(vec![g1, g2]));
         assert!(s.is_member(g1, &subject("new-hire"), None).await.unwrap());
         // From now on the address and the subject name the same person.
-        s.remove_member(g1, &who_email("new.hire@corp.example")).await.unwrap();
+        s.remove_member(&Context::tenant(), g1, &who_email("new.hire@corp.example")).await.unwrap();
         assert_eq!(s.groups_of(&subject("new-hire"), None).await.unwrap(), vec![g2]);
     }
 
@@ -700,7 +703,7 @@ on_both_backends! {
         let leave = IdentityRef { subject: Some(fay.clone()), email: Some(mail.clone()) };
 
         // An owner adds her by address only: an identity with no subject.
-        s.add_member(g1, &by_email("fay@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &by_email("fay@corp.example")).await.unwrap();
         assert!(s.is_member(g1, &fay, Some(&mail)).await.unwrap(), "added by address, found by token");
         assert_eq!(s.groups_of(&fay, Some(&mail)).await.unwrap(), vec![g1]);
         assert!(!s.is_member(g1, &fay, Some(&other)).await.unwrap());
@@ -709,9 +712,9 @@ on_both_backends! {
         assert!(!s.is_member(g2, &fay, Some(&mail)).await.unwrap());
 
         // She is known by subject too (with another address): the union, each group once.
-        s.add_member(g2, &member("fay", "fay.old@corp.example")).await.unwrap();
-        s.add_member(g3, &member("fay", "fay.old@corp.example")).await.unwrap();
-        s.add_member(g3, &by_email("fay@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &member("fay", "fay.old@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g3, &member("fay", "fay.old@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g3, &by_email("fay@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 2, "nothing bound by reading");
         assert_eq!(s.groups_of(&fay, Some(&mail)).await.unwrap(), sorted(vec![g1, g2, g3]));
         assert_eq!(s.groups_of(&fay, None).await.unwrap(), sorted(vec![g2, g3]));
@@ -719,26 +722,26 @@ on_both_backends! {
         assert!(s.is_member(g2, &fay, Some(&mail)).await.unwrap());
 
         // An identity bound to another subject is never hers, whatever address she shows.
-        s.add_member(g1, &member("gus", "gus@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("gus", "gus@corp.example")).await.unwrap();
         let gus_mail = Email::parse("gus@corp.example").unwrap();
         assert!(!s.is_member(g1, &subject("nobody"), Some(&gus_mail)).await.unwrap());
         assert!(s.groups_of(&subject("nobody"), Some(&gus_mail)).await.unwrap().is_empty());
         assert_eq!(s.groups_of(&fay, Some(&gus_mail)).await.unwrap(), sorted(vec![g2, g3]));
         let claim = IdentityRef { subject: Some(subject("nobody")), email: Some(gus_mail.clone()) };
-        s.remove_member(g1, &claim).await.unwrap();
+        s.remove_member(&Context::tenant(), g1, &claim).await.unwrap();
         let fay_claims = IdentityRef { subject: Some(fay.clone()), email: Some(gus_mail) };
-        s.remove_member(g1, &fay_claims).await.unwrap();
+        s.remove_member(&Context::tenant(), g1, &fay_claims).await.unwrap();
         assert!(s.is_member(g1, &subject("gus"), None).await.unwrap(), "gus keeps his membership");
 
         // Leaving with her token's subject and address: the membership goes from whichever of
         // her identities holds it, and from both at once.
-        s.remove_member(g1, &leave).await.unwrap();
+        s.remove_member(&Context::tenant(), g1, &leave).await.unwrap();
         assert!(!s.is_member(g1, &fay, Some(&mail)).await.unwrap());
-        s.remove_member(g3, &leave).await.unwrap();
+        s.remove_member(&Context::tenant(), g3, &leave).await.unwrap();
         assert!(!s.is_member(g3, &fay, Some(&mail)).await.unwrap());
-        s.remove_member(g2, &leave).await.unwrap();
+        s.remove_member(&Context::tenant(), g2, &leave).await.unwrap();
         assert!(s.groups_of(&fay, Some(&mail)).await.unwrap().is_empty());
-        s.remove_member(g2, &leave).await.unwrap();
+        s.remove_member(&Context::tenant(), g2, &leave).await.unwrap();
         // Only gus's membership is left.
         assert_eq!(table(&s.dump().await, "memberships").len(), 1);
     }
@@ -747,30 +750,30 @@ on_both_backends! {
         let s = db.store.as_ref();
         let (g1, g2, g3) = (group(s, "one").await, group(s, "two").await, group(s, "three").await);
         // Alice is known by subject with an old address; an owner adds her new address.
-        s.add_member(g1, &member("alice", "alice.old@corp.example")).await.unwrap();
-        s.add_member(g2, &by_email("alice@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("alice", "alice.old@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &by_email("alice@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 2);
         // She joins with a token carrying both: one identity, every membership hers.
-        s.add_member(g3, &member("alice", "alice@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g3, &member("alice", "alice@corp.example")).await.unwrap();
         let dump = s.dump().await;
         assert_eq!(table(&dump, "identities").len(), 1);
         assert_eq!(table(&dump, "memberships").len(), 3);
         assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), sorted(vec![g1, g2, g3]));
         // Her new address finds her; the old one no longer does.
-        s.add_member(g1, &by_email("alice@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &by_email("alice@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "memberships").len(), 3);
-        s.add_member(g1, &by_email("alice.old@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &by_email("alice.old@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 2, "the old address is someone new");
     }
 
     async fn an_address_given_to_someone_else_moves_to_them(db, _keys, _key_text) {
         let s = db.store.as_ref();
         let (g1, g2, g3) = (group(s, "one").await, group(s, "two").await, group(s, "three").await);
-        s.add_member(g1, &member("former", "desk@corp.example")).await.unwrap();
-        s.add_member(g2, &member("successor", "desk@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("former", "desk@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &member("successor", "desk@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 2);
         assert_eq!(s.groups_of(&subject("former"), None).await.unwrap(), vec![g1], "keeps their memberships");
-        s.add_member(g3, &by_email("desk@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g3, &by_email("desk@corp.example")).await.unwrap();
         assert!(s.is_member(g3, &subject("successor"), None).await.unwrap());
         assert!(!s.is_member(g3, &subject("former"), None).await.unwrap());
     }
@@ -780,18 +783,18 @@ on_both_backends! {
         let (g1, g2, g3) = (group(s, "one").await, group(s, "two").await, group(s, "three").await);
         let alice = member("alice", "alice@corp.example");
         for g in [g1, g2, g3] {
-            s.add_member(g, &alice).await.unwrap();
+            s.add_member(&Context::tenant(), g, &alice).await.unwrap();
         }
-        s.add_member(g1, &member("bob", "bob@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("bob", "bob@corp.example")).await.unwrap();
         let old_ids = table(&s.dump().await, "identities")
             .iter()
             .map(|r| r[0].clone())
             .collect::<Vec<_>>();
 
-        s.offboard(&alice.who()).await.unwrap();
-        s.offboard(&alice.who()).await.unwrap();
-        s.offboard(&who("never-seen")).await.unwrap();
-        s.offboard(&who_email("never@corp.example")).await.unwrap();
+        s.offboard(&Context::tenant(), &alice.who()).await.unwrap();
+        s.offboard(&Context::tenant(), &alice.who()).await.unwrap();
+        s.offboard(&Context::tenant(), &who("never-seen")).await.unwrap();
+        s.offboard(&Context::tenant(), &who_email("never@corp.example")).await.unwrap();
         let dump = s.dump().await;
         assert_eq!(table(&dump, "identities").len(), 1, "only bob is left");
         assert_eq!(table(&dump, "memberships").len(), 1, "mail expands from these rows: alice gets none");
@@ -802,17 +805,17 @@ on_both_backends! {
         assert!(s.is_member(g1, &subject("bob"), None).await.unwrap());
 
         // A later add creates a fresh identity.
-        s.add_member(g2, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &alice).await.unwrap();
         let ids: Vec<String> = table(&s.dump().await, "identities").iter().map(|r| r[0].clone()).collect();
         assert_eq!(ids.iter().filter(|id| !old_ids.contains(id)).count(), 1, "alice's is new");
         assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), vec![g2]);
 
         // Offboarding by subject and address takes the address identity of the same person too.
-        s.add_member(g1, &member("dan", "dan.old@corp.example")).await.unwrap();
-        s.add_member(g3, &by_email("dan@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("dan", "dan.old@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g3, &by_email("dan@corp.example")).await.unwrap();
         let dan = IdentityRef { subject: Some(subject("dan")), email: Some(Email::parse("dan@corp.example").unwrap()) };
-        s.offboard(&dan).await.unwrap();
-        s.add_member(g3, &by_email("dan@corp.example")).await.unwrap();
+        s.offboard(&Context::tenant(), &dan).await.unwrap();
+        s.add_member(&Context::tenant(), g3, &by_email("dan@corp.example")).await.unwrap();
         assert_eq!(s.member_count(g3).await.unwrap(), CountBucket::Under10);
         let dump = s.dump().await;
         // bob, alice, and the fresh identity made by the last add.
@@ -824,11 +827,11 @@ on_both_backends! {
         let s = db.store.as_ref();
         let (g1, g2, g3) = (group(s, "one").await, group(s, "two").await, group(s, "three").await);
         let alice = member("alice", "alice@corp.example");
-        s.add_member(g1, &alice).await.unwrap();
-        s.add_member(g2, &alice).await.unwrap();
-        s.add_member(g1, &by_email("eve@partner.example")).await.unwrap();
-        s.add_member(g2, &member("bob", "bob@corp.example")).await.unwrap();
-        s.remove_member(g2, &who("bob")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &by_email("eve@partner.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &member("bob", "bob@corp.example")).await.unwrap();
+        s.remove_member(&Context::tenant(), g2, &who("bob")).await.unwrap();
         let k1 = keys.active().id().to_string();
 
         // k2 first (active), k1 kept for reading.
@@ -837,10 +840,10 @@ on_both_backends! {
         let rotated = db.reopen(keys_from(&format!("{},{}", k2_text.as_str(), key_text))).await;
         // A live write before the re-seal moves part of the data, as a re-seal that stopped
         // half-way would have: the re-seal must cope with a mix.
-        rotated.add_member(g3, &alice).await.unwrap();
-        let report = rotated.reseal(2).await.unwrap();
+        rotated.add_member(&Context::tenant(), g3, &alice).await.unwrap();
+        let report = rotated.reseal(&Context::tenant(), 2).await.unwrap();
         assert_eq!(report, ResealReport { identities: 2, memberships: 3 }, "eve, bob; alice in g1 and g2, eve in g1");
-        assert_eq!(rotated.reseal(2).await.unwrap(), ResealReport::default(), "nothing left to do");
+        assert_eq!(rotated.reseal(&Context::tenant(), 2).await.unwrap(), ResealReport::default(), "nothing left to do");
 
         // k1 dropped.
         let only_k2 = db.reopen(keys_from(&k2_text)).await;
@@ -859,34 +862,34 @@ on_both_backends! {
         assert!(s.groups_of(&subject("bob"), None).await.unwrap().is_empty());
         // Adds stay idempotent (the same rows, found by their re-made tags), by subject and
         // by address alike, and removal still finds them.
-        s.add_member(g1, &alice).await.unwrap();
-        s.add_member(g1, &by_email("alice@corp.example")).await.unwrap();
-        s.add_member(g1, &by_email("eve@partner.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &by_email("alice@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &by_email("eve@partner.example")).await.unwrap();
         let dump = s.dump().await;
         assert_eq!(table(&dump, "identities").len(), 3);
         assert_eq!(table(&dump, "memberships").len(), 4);
-        s.remove_member(g2, &alice.who()).await.unwrap();
-        s.remove_member(g2, &alice.who()).await.unwrap();
-        s.remove_member(g1, &who_email("eve@partner.example")).await.unwrap();
+        s.remove_member(&Context::tenant(), g2, &alice.who()).await.unwrap();
+        s.remove_member(&Context::tenant(), g2, &alice.who()).await.unwrap();
+        s.remove_member(&Context::tenant(), g1, &who_email("eve@partner.example")).await.unwrap();
         assert_eq!(s.groups_of(&alice.subject(), None).await.unwrap(), sorted(vec![g1, g3]));
         assert_eq!(table(&s.dump().await, "memberships").len(), 2);
         // Eve signs in: bound to the identity made from her address.
         let mut eve = member("eve", "eve@partner.example");
         eve.member.kind = Some(IdentityKind::Guest);
-        s.add_member(g2, &eve).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &eve).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 3);
     }
 
     async fn reseal_gives_rows_of_the_first_schema_their_address_tag(db, _keys, _key_text) {
         let s = db.store.as_ref();
         let (g1, g2) = (group(s, "one").await, group(s, "two").await);
-        s.add_member(g1, &member("alice", "alice@corp.example")).await.unwrap();
-        s.add_member(g1, &member("alias", "shared@corp.example")).await.unwrap();
-        s.add_member(g1, &member("other", "shared2@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("alice", "alice@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("alias", "shared@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("other", "shared2@corp.example")).await.unwrap();
         // As written before addresses were tagged.
         db.raw.execute("UPDATE identities SET email_tag = NULL").await.unwrap();
-        assert_eq!(s.reseal(500).await.unwrap(), ResealReport { identities: 3, memberships: 0 });
-        s.add_member(g2, &by_email("alice@corp.example")).await.unwrap();
+        assert_eq!(s.reseal(&Context::tenant(), 500).await.unwrap(), ResealReport { identities: 3, memberships: 0 });
+        s.add_member(&Context::tenant(), g2, &by_email("alice@corp.example")).await.unwrap();
         assert_eq!(table(&s.dump().await, "identities").len(), 3, "found by address again");
         assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), sorted(vec![g1, g2]));
     }
@@ -980,9 +983,9 @@ macro_rules! first_schema_upgrade {
             let dump = s.dump().await;
             assert_eq!(table(&dump, "identities")[0][7], "", "no address tag yet");
 
-            assert_eq!(s.reseal(500).await.unwrap(), ResealReport { identities: 1, memberships: 0 });
+            assert_eq!(s.reseal(&Context::tenant(), 500).await.unwrap(), ResealReport { identities: 1, memberships: 0 });
             let h = group(s, "after").await;
-            s.add_member(h, &by_email("alice@corp.example")).await.unwrap();
+            s.add_member(&Context::tenant(), h, &by_email("alice@corp.example")).await.unwrap();
             assert_eq!(table(&s.dump().await, "identities").len(), 1, "found by address");
             assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), sorted(vec![g, h]));
             // The schema now takes identities known by address alone, and no identity known
@@ -1127,11 +1130,12 @@ async fn writes_run_the_same_statements_whether_or_not_a_member_inv_3() {
         }
 
         for person in [by_token, by_address] {
-            let (r, stranger) = recorded(s.add_member(g, &person)).await;
+            let (r, stranger) = recorded(s.add_member(&Context::tenant(), g, &person)).await;
             r.unwrap();
-            let (r, known_not_member) = recorded(s.add_member(h, &person)).await;
+            let (r, known_not_member) =
+                recorded(s.add_member(&Context::tenant(), h, &person)).await;
             r.unwrap();
-            let (r, member_already) = recorded(s.add_member(h, &person)).await;
+            let (r, member_already) = recorded(s.add_member(&Context::tenant(), h, &person)).await;
             r.unwrap();
             assert!(stranger.len() >= 4, "{stranger:#?}");
             assert_eq!(stranger, known_not_member);
@@ -1150,11 +1154,11 @@ async fn writes_run_the_same_statements_whether_or_not_a_member_inv_3() {
                     .as_ref()
                     .map(|_| Email::parse("never@corp.example").unwrap()),
             };
-            let (r, was_member) = recorded(s.remove_member(h, &who)).await;
+            let (r, was_member) = recorded(s.remove_member(&Context::tenant(), h, &who)).await;
             r.unwrap();
-            let (r, was_not) = recorded(s.remove_member(h, &who)).await;
+            let (r, was_not) = recorded(s.remove_member(&Context::tenant(), h, &who)).await;
             r.unwrap();
-            let (r, never_seen) = recorded(s.remove_member(h, &never)).await;
+            let (r, never_seen) = recorded(s.remove_member(&Context::tenant(), h, &never)).await;
             r.unwrap();
             assert!(was_member.len() >= 4, "{was_member:#?}");
             assert_eq!(was_member, was_not);
@@ -1162,7 +1166,7 @@ async fn writes_run_the_same_statements_whether_or_not_a_member_inv_3() {
 
             // Leaving: the token's subject and address, whether the membership is held by the
             // subject's identity, by an identity made from the address, or by nobody.
-            s.add_member(h, &person).await.unwrap();
+            s.add_member(&Context::tenant(), h, &person).await.unwrap();
             let local = person
                 .member
                 .email
@@ -1187,15 +1191,15 @@ async fn writes_run_the_same_statements_whether_or_not_a_member_inv_3() {
                 subject: Some(subject("never-seen")),
                 email: Some(Email::parse("never@corp.example").unwrap()),
             };
-            let (r, was_member) = recorded(s.remove_member(h, &leave)).await;
+            let (r, was_member) = recorded(s.remove_member(&Context::tenant(), h, &leave)).await;
             r.unwrap();
             assert!(!s
                 .is_member(h, leave.subject.as_ref().unwrap(), leave.email.as_ref())
                 .await
                 .unwrap());
-            let (r, was_not) = recorded(s.remove_member(h, &leave)).await;
+            let (r, was_not) = recorded(s.remove_member(&Context::tenant(), h, &leave)).await;
             r.unwrap();
-            let (r, never_seen) = recorded(s.remove_member(h, &never)).await;
+            let (r, never_seen) = recorded(s.remove_member(&Context::tenant(), h, &never)).await;
             r.unwrap();
             assert!(was_member.len() >= 4, "{was_member:#?}");
             assert_eq!(was_member, was_not);
@@ -1282,7 +1286,7 @@ mod batches {
             // also end where the same calls replayed one by one end.
             let mut events_so_far = 0;
             for round in 0..2 {
-            let outcome = db.store.apply_batch(&batch).await.unwrap();
+            let outcome = db.store.apply_batch(&Context::tenant(), &batch).await.unwrap();
 
             let (mut applied, mut refused) = (0, 0);
             for &(p, g, add, naming) in &planned {
@@ -1293,9 +1297,9 @@ mod batches {
                         member: MemberRef { subject: who.subject.clone(), email: who.email.clone(), kind: None },
                         label: label(labels[g]),
                     };
-                    db.store.add_member(single_groups[g], &request).await
+                    db.store.add_member(&Context::tenant(), single_groups[g], &request).await
                 } else {
-                    db.store.remove_member(single_groups[g], &who).await
+                    db.store.remove_member(&Context::tenant(), single_groups[g], &who).await
                 };
                 match result {
                     Ok(()) => applied += 1,
@@ -1345,7 +1349,7 @@ mod batches {
         async fn a_batch_after_a_key_rotation_moves_its_rows_to_the_active_key(db, keys, key_text) {
             let g = group(db.store.as_ref(), "rotated").await;
             let ana = by_email("ana@corp.example");
-            db.store.add_member(g, &ana).await.unwrap();
+            db.store.add_member(&Context::tenant(), g, &ana).await.unwrap();
             // A new active key in front of the old one.
             let new_text = SealKeys::generate_text();
             let store = db.reopen(keys_from(&format!("{},{key_text}", new_text.as_str()))).await;
@@ -1359,7 +1363,7 @@ mod batches {
                 }],
                 labels: vec![tenant_api::GroupLabel { group_id: g, label: label("General") }],
             };
-            assert_eq!(store.apply_batch(&batch).await.unwrap().applied, 1);
+            assert_eq!(store.apply_batch(&Context::tenant(), &batch).await.unwrap().applied, 1);
             let dump = store.dump().await;
             for table_name in ["identities", "memberships"] {
                 let rows = table(&dump, table_name);
@@ -1413,7 +1417,7 @@ mod bulk_lane {
             let lane = db.store.with_own_pool(1);
             let email = Email::parse("lane-person@corp.example").unwrap();
             let outcome = lane
-                .apply_batch(&ApplyBatch::add_all(g, label("General"), std::slice::from_ref(&email)))
+                .apply_batch(&Context::tenant(), &ApplyBatch::add_all(g, label("General"), std::slice::from_ref(&email)))
                 .await
                 .unwrap();
             assert_eq!(outcome.applied, 1);
@@ -1447,7 +1451,10 @@ async fn on_sqlite_a_bulk_batch_leaves_the_log_copied_so_the_next_routine_commit
         .collect();
     let lane = db.store.with_own_pool(1);
     let outcome = lane
-        .apply_batch(&ApplyBatch::add_all(g, label("General"), &people))
+        .apply_batch(
+            &Context::tenant(),
+            &ApplyBatch::add_all(g, label("General"), &people),
+        )
         .await
         .unwrap();
     assert_eq!(outcome.applied, 1500);
@@ -1489,8 +1496,8 @@ mod concurrent_batches {
             let two = ApplyBatch::add_all(g2, label("General"), &reversed);
             let (a, b) = (db.store.clone(), db.store.clone());
             let (first, second) = tokio::join!(
-                tokio::spawn(async move { a.apply_batch(&one).await }),
-                tokio::spawn(async move { b.apply_batch(&two).await }),
+                tokio::spawn(async move { a.apply_batch(&Context::tenant(), &one).await }),
+                tokio::spawn(async move { b.apply_batch(&Context::tenant(), &two).await }),
             );
             assert_eq!(first.unwrap().unwrap().applied, 300);
             assert_eq!(second.unwrap().unwrap().applied, 300);
