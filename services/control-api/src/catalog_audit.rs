@@ -5,20 +5,17 @@
 //! change that rolls back leaves no row. The table is append-only in the database (migration
 //! `0002_catalog_audit.sql`). It never holds membership: control-api has none (INV-1).
 //!
-//! The acting user is taken from the request: group writes pass it explicitly; label writes
-//! take it from a task-local the [`crate::extract::LabelAdmin`] extractor fills in
-//! ([`set_actor`]) inside the scope the router opens around each request ([`layer`]), along
-//! with the request id.
+//! Who acted and in which request is passed, never looked up: a handler builds an
+//! [`AuditContext`] from what it extracted (the caller's subject, the request's id from the
+//! [`crate::extract::RequestId`] extractor) and hands it to the store method, which hands it to
+//! [`append`]. Work done outside a request passes [`AuditContext::system`].
 
 use crate::error::ApiError;
 use crate::extract::LabelAdmin;
 use crate::AppState;
-use axum::extract::{Query, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use service_kit::{AppJson, Problem};
-use std::sync::Mutex;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -32,7 +29,7 @@ pub const MAX_LIMIT: u32 = 1000;
 pub struct CatalogEvent {
     /// What happened, e.g. `group.created`.
     pub action: &'static str,
-    /// Who did it (an explicit actor; else the request's).
+    /// Who did it (an explicit actor; else the [`AuditContext`]'s).
     pub actor: Option<String>,
     /// The group concerned.
     pub group_id: Option<String>,
@@ -73,47 +70,36 @@ impl CatalogEvent {
     }
 }
 
-#[derive(Debug, Clone, Default)]
-struct Context {
-    actor: Option<String>,
-    request_id: Option<String>,
+/// Who is acting and in which request: recorded beside every catalog change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditContext {
+    /// The authenticated user acting; `None` for work done outside a request.
+    pub actor: Option<domain::Subject>,
+    /// The request's id (`x-request-id`, sanitised); `None` outside a request.
+    pub request_id: Option<String>,
 }
 
-tokio::task_local! {
-    static CONTEXT: Mutex<Context>;
-}
+impl AuditContext {
+    /// A request by `actor`, with the request's id if it had one.
+    pub fn request(actor: &domain::Subject, request_id: Option<String>) -> Self {
+        Self {
+            actor: Some(actor.clone()),
+            request_id,
+        }
+    }
 
-/// Middleware: runs the request in a fresh context holding its request id.
-pub async fn layer(req: Request, next: Next) -> Response {
-    let request_id = req
-        .headers()
-        .get(service_kit::http::REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().filter(char::is_ascii_graphic).take(128).collect());
-    let ctx = Context {
-        actor: None,
-        request_id,
-    };
-    CONTEXT.scope(Mutex::new(ctx), next.run(req)).await
-}
-
-/// Records the authenticated acting user of this request.
-pub fn set_actor(subject: &domain::Subject) {
-    let _ = CONTEXT.try_with(|c| {
-        c.lock().unwrap_or_else(|p| p.into_inner()).actor = Some(subject.as_str().to_string());
-    });
-}
-
-fn context() -> Context {
-    CONTEXT
-        .try_with(|c| c.lock().unwrap_or_else(|p| p.into_inner()).clone())
-        .unwrap_or_default()
+    /// Work done outside a request: no actor, no request id.
+    pub fn system() -> Self {
+        Self::default()
+    }
 }
 
 /// Appends `events` inside the caller's transaction (one statement each; catalog changes come
-/// one or a few at a time), with the acting user and request id of the current request.
+/// one or a few at a time), with the acting user and request id of `ctx` (an event's own
+/// actor, if it names one, comes first).
 pub async fn append<DB>(
     conn: &mut DB::Connection,
+    ctx: &AuditContext,
     events: &[CatalogEvent],
     now: i64,
 ) -> Result<(), sqlx::Error>
@@ -126,14 +112,14 @@ where
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let ctx = context();
+    let ctx_actor = ctx.actor.as_ref().map(|s| s.as_str().to_string());
     for e in events {
         sqlx::query(
             "INSERT INTO catalog_audit (at_ms, actor, action, group_id, label, detail, \
              request_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(now)
-        .bind(e.actor.clone().or_else(|| ctx.actor.clone()))
+        .bind(e.actor.clone().or_else(|| ctx_actor.clone()))
         .bind(e.action)
         .bind(e.group_id.clone())
         .bind(e.label.clone())

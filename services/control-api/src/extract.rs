@@ -42,6 +42,32 @@ impl<S: Send + Sync> FromRequestParts<S> for LabelPath {
     }
 }
 
+/// The request's id (`x-request-id`, which the common layers set if the client did not), kept
+/// to its printable ASCII and at most 128 characters; `None` if it is missing or not text.
+/// Never rejects: it is read to record beside catalog changes, not to check anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestId(pub Option<String>);
+
+impl RequestId {
+    /// The id of a request with these headers.
+    pub fn of(headers: &http::HeaderMap) -> Self {
+        Self(
+            headers
+                .get(service_kit::http::REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().filter(char::is_ascii_graphic).take(128).collect()),
+        )
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(&parts.headers))
+    }
+}
+
 async fn caller(parts: &mut Parts, state: &AppState) -> Result<Caller, Response> {
     <Caller as FromRequestParts<AppState>>::from_request_parts(parts, state)
         .await
@@ -63,7 +89,6 @@ impl FromRequestParts<AppState> for LabelAdmin {
         if !caller.has_role(LABEL_ADMIN) {
             return Err(ApiError::MissingRole(LABEL_ADMIN).into_response());
         }
-        crate::catalog_audit::set_actor(&caller.subject);
         Ok(Self(caller))
     }
 }

@@ -5,8 +5,9 @@
 //! see (its label does not admit their kind of identity, or it is archived and they do not own
 //! it) is answered exactly like one that does not exist, so no answer confirms it exists.
 
+use crate::catalog_audit::AuditContext;
 use crate::error::ApiError;
-use crate::extract::{Employee, GroupPath};
+use crate::extract::{Employee, GroupPath, RequestId};
 use crate::model::{Description, GroupChanges, GroupRecord, NewGroup, Owners};
 use crate::store::{DiscoverQuery, GroupInsert, GroupWrite, StoreError};
 use crate::AppState;
@@ -302,8 +303,10 @@ fn derived_local_part(name: &GroupName) -> LocalPart {
 async fn create_group(
     State(state): State<AppState>,
     Employee(caller): Employee,
+    RequestId(request_id): RequestId,
     AppJson(input): AppJson<NewGroupRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let ctx = AuditContext::request(&caller.subject, request_id);
     let chosen = input.address.is_some();
     let mut tries = 0;
     let record = loop {
@@ -324,7 +327,7 @@ async fn create_group(
             join_policy: input.join_policy,
             creator: caller.subject.clone(),
         };
-        match state.store.insert_group(&group, now_ms()).await? {
+        match state.store.insert_group(&group, &ctx, now_ms()).await? {
             GroupInsert::Created(record) => break record,
             GroupInsert::AddressTaken if !chosen && tries < ADDRESS_TRIES => continue,
             GroupInsert::AddressTaken => {
@@ -423,6 +426,7 @@ async fn get_group(
 async fn update_group(
     State(state): State<AppState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     GroupPath(id): GroupPath,
     AppJson(input): AppJson<GroupChangeRequest>,
 ) -> Result<AppJson<GroupView>, ApiError> {
@@ -444,7 +448,13 @@ async fn update_group(
     };
     match state
         .store
-        .update_group(id, &caller.subject, &changes, now_ms())
+        .update_group(
+            id,
+            &caller.subject,
+            &changes,
+            &AuditContext::request(&caller.subject, request_id),
+            now_ms(),
+        )
         .await?
     {
         GroupWrite::Done(record) => {
@@ -501,15 +511,17 @@ async fn sync_mail_policy(state: &AppState, record: &GroupRecord) {
 async fn archive_group(
     State(state): State<AppState>,
     caller: Caller,
+    RequestId(request_id): RequestId,
     GroupPath(id): GroupPath,
 ) -> Result<impl IntoResponse, ApiError> {
     let group = visible_group(&state, id, &caller).await?;
     if !group.is_owner(&caller) {
         return Err(ApiError::NotOwner);
     }
+    let ctx = AuditContext::request(&caller.subject, request_id);
     match state
         .store
-        .archive_group(id, &caller.subject, now_ms())
+        .archive_group(id, &caller.subject, &ctx, now_ms())
         .await?
     {
         GroupWrite::Done(record) => {

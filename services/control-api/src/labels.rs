@@ -2,8 +2,9 @@
 //! them (people choose one when they create a group); only callers with the role `label-admin`
 //! create, change or delete them.
 
+use crate::catalog_audit::AuditContext;
 use crate::error::ApiError;
-use crate::extract::{LabelAdmin, LabelPath};
+use crate::extract::{LabelAdmin, LabelPath, RequestId};
 use crate::model::Description;
 use crate::store::{LabelDelete, LabelInsert, LabelUpdate};
 use crate::AppState;
@@ -143,10 +144,12 @@ async fn get_label(
 async fn create_label(
     State(state): State<AppState>,
     LabelAdmin(admin): LabelAdmin,
+    RequestId(request_id): RequestId,
     AppJson(input): AppJson<NewLabel>,
 ) -> Result<impl IntoResponse, ApiError> {
     let label = checked(input.name, input.description, input.policy)?;
-    match state.store.insert_label(&label, now_ms()).await? {
+    let ctx = AuditContext::request(&admin.subject, request_id);
+    match state.store.insert_label(&label, &ctx, now_ms()).await? {
         LabelInsert::Created => {
             tracing::info!(admin = %admin.subject, label = %label.name, "label created");
         }
@@ -183,11 +186,13 @@ async fn create_label(
 async fn update_label(
     State(state): State<AppState>,
     LabelAdmin(admin): LabelAdmin,
+    RequestId(request_id): RequestId,
     LabelPath(name): LabelPath,
     AppJson(input): AppJson<LabelChange>,
 ) -> Result<AppJson<Label>, ApiError> {
     let label = checked(name, input.description, input.policy)?;
-    match state.store.update_label(&label, now_ms()).await? {
+    let ctx = AuditContext::request(&admin.subject, request_id);
+    match state.store.update_label(&label, &ctx, now_ms()).await? {
         LabelUpdate::Updated(label) => {
             tracing::info!(admin = %admin.subject, label = %label.name, "label changed");
             Ok(AppJson(label))
@@ -221,9 +226,11 @@ async fn update_label(
 async fn delete_label(
     State(state): State<AppState>,
     LabelAdmin(admin): LabelAdmin,
+    RequestId(request_id): RequestId,
     LabelPath(name): LabelPath,
 ) -> Result<StatusCode, ApiError> {
-    match state.store.delete_label(&name).await? {
+    let ctx = AuditContext::request(&admin.subject, request_id);
+    match state.store.delete_label(&name, &ctx).await? {
         LabelDelete::Deleted => {
             tracing::info!(admin = %admin.subject, label = %name, "label deleted");
             Ok(StatusCode::NO_CONTENT)

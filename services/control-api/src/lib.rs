@@ -188,9 +188,7 @@ pub fn router(state: AppState) -> Router {
         }),
     ];
     let http = state.http.clone();
-    let api = api
-        .layer(axum::middleware::from_fn(catalog_audit::layer))
-        .with_state(state);
+    let api = api.with_state(state);
     service_kit::assemble(api, openapi, "/control/v1/openapi.json", checks, &http)
 }
 

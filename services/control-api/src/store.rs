@@ -22,7 +22,7 @@
 //! `lease_token`, so another replica neither sees the group as due nor can finish it, and a
 //! replica that dies mid-call loses its lease when the time runs out.
 
-use crate::catalog_audit::CatalogEvent;
+use crate::catalog_audit::{AuditContext, CatalogEvent};
 use crate::model::{Description, GroupChanges, GroupRecord, NewGroup, Owners};
 use async_trait::async_trait;
 use domain::{
@@ -188,17 +188,38 @@ pub trait Store: Send + Sync + 'static {
     /// One label.
     async fn get_label(&self, name: &LabelName) -> Result<Option<Label>, StoreError>;
 
-    /// Creates a label.
-    async fn insert_label(&self, label: &Label, now: i64) -> Result<LabelInsert, StoreError>;
+    /// Creates a label, recording it in the catalog's audit with `ctx`.
+    async fn insert_label(
+        &self,
+        label: &Label,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<LabelInsert, StoreError>;
 
-    /// Replaces a label's description and policy (the name is its identity and stays).
-    async fn update_label(&self, label: &Label, now: i64) -> Result<LabelUpdate, StoreError>;
+    /// Replaces a label's description and policy (the name is its identity and stays),
+    /// recording it in the catalog's audit with `ctx`.
+    async fn update_label(
+        &self,
+        label: &Label,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<LabelUpdate, StoreError>;
 
-    /// Deletes a label no group uses.
-    async fn delete_label(&self, name: &LabelName) -> Result<LabelDelete, StoreError>;
+    /// Deletes a label no group uses, recording it in the catalog's audit with `ctx`.
+    async fn delete_label(
+        &self,
+        name: &LabelName,
+        ctx: &AuditContext,
+    ) -> Result<LabelDelete, StoreError>;
 
     /// Creates a group in state `provisioning`, owned by its creator, due for the saga now.
-    async fn insert_group(&self, group: &NewGroup, now: i64) -> Result<GroupInsert, StoreError>;
+    /// The catalog's audit records the creator as the actor, with `ctx`'s request id.
+    async fn insert_group(
+        &self,
+        group: &NewGroup,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<GroupInsert, StoreError>;
 
     /// One group.
     async fn get_group(&self, id: GroupId) -> Result<Option<GroupRecord>, StoreError>;
@@ -209,21 +230,25 @@ pub trait Store: Send + Sync + 'static {
     /// Active groups matching `query`, by name then id.
     async fn discover(&self, query: &DiscoverQuery) -> Result<Vec<GroupRecord>, StoreError>;
 
-    /// Applies an owner's changes.
+    /// Applies an owner's changes. `actor` must own the group; the catalog's audit records
+    /// it as the actor, with `ctx`'s request id.
     async fn update_group(
         &self,
         id: GroupId,
         actor: &Subject,
         changes: &GroupChanges,
+        ctx: &AuditContext,
         now: i64,
     ) -> Result<GroupWrite, StoreError>;
 
     /// Moves a provisioning or active group to `archiving` (due for the saga); a group already
-    /// archiving or archived is left as it is.
+    /// archiving or archived is left as it is. `actor` must own the group; the catalog's audit
+    /// records it as the actor, with `ctx`'s request id.
     async fn archive_group(
         &self,
         id: GroupId,
         actor: &Subject,
+        ctx: &AuditContext,
         now: i64,
     ) -> Result<GroupWrite, StoreError>;
 

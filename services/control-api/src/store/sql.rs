@@ -8,7 +8,7 @@ use super::{
     label_from, like_pattern, Claim, DiscoverQuery, GroupInsert, GroupTuple, GroupWrite,
     LabelDelete, LabelInsert, LabelTuple, LabelUpdate, SagaStatus, Schema, Store, StoreError,
 };
-use crate::catalog_audit::{self, AuditEntry, CatalogEvent};
+use crate::catalog_audit::{self, AuditContext, AuditEntry, CatalogEvent};
 use crate::model::{GroupChanges, GroupRecord, NewGroup};
 use async_trait::async_trait;
 use domain::{GroupId, GroupState, IdentityKind, JoinPolicy, Label, LabelName, Subject};
@@ -274,7 +274,12 @@ where
         row.map(label_from).transpose()
     }
 
-    async fn insert_label(&self, label: &Label, now: i64) -> Result<LabelInsert, StoreError> {
+    async fn insert_label(
+        &self,
+        label: &Label,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<LabelInsert, StoreError> {
         let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let res = sqlx::query(
             "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
@@ -294,7 +299,7 @@ where
             Ok(_) => {
                 let event =
                     CatalogEvent::label("label.created", label.name.as_str(), label_detail(label));
-                catalog_audit::append::<DB>(&mut *tx, &[event], now).await?;
+                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
                 tx.commit().await?;
                 Ok(LabelInsert::Created)
             }
@@ -306,7 +311,12 @@ where
         }
     }
 
-    async fn update_label(&self, label: &Label, now: i64) -> Result<LabelUpdate, StoreError> {
+    async fn update_label(
+        &self,
+        label: &Label,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<LabelUpdate, StoreError> {
         let label_for_update = format!("SELECT name FROM labels WHERE name = $1{}", DB::FOR_UPDATE);
         let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let found: Option<String> = sqlx::query_scalar(&label_for_update)
@@ -346,12 +356,16 @@ where
         .execute(&mut *tx)
         .await?;
         let event = CatalogEvent::label("label.updated", label.name.as_str(), label_detail(label));
-        catalog_audit::append::<DB>(&mut *tx, &[event], now).await?;
+        catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
         tx.commit().await?;
         Ok(LabelUpdate::Updated(label.clone()))
     }
 
-    async fn delete_label(&self, name: &LabelName) -> Result<LabelDelete, StoreError> {
+    async fn delete_label(
+        &self,
+        name: &LabelName,
+        ctx: &AuditContext,
+    ) -> Result<LabelDelete, StoreError> {
         let label_for_update = format!("SELECT name FROM labels WHERE name = $1{}", DB::FOR_UPDATE);
         let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         let found: Option<String> = sqlx::query_scalar(&label_for_update)
@@ -375,12 +389,17 @@ where
             .execute(&mut *tx)
             .await?;
         let event = CatalogEvent::label("label.deleted", name.as_str(), serde_json::json!({}));
-        catalog_audit::append::<DB>(&mut *tx, &[event], db::now_ms()).await?;
+        catalog_audit::append::<DB>(&mut *tx, ctx, &[event], db::now_ms()).await?;
         tx.commit().await?;
         Ok(LabelDelete::Deleted)
     }
 
-    async fn insert_group(&self, group: &NewGroup, now: i64) -> Result<GroupInsert, StoreError> {
+    async fn insert_group(
+        &self,
+        group: &NewGroup,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<GroupInsert, StoreError> {
         let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
         // Held until commit: the label cannot change or go away under the new group.
         let Some(label) = Reads::<DB>::hold_label(&mut *tx, group.label.as_str()).await? else {
@@ -434,7 +453,7 @@ where
             }),
         )
         .by(&group.creator);
-        catalog_audit::append::<DB>(&mut *tx, &[event], now).await?;
+        catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
         tx.commit().await?;
         Ok(GroupInsert::Created(record))
     }
@@ -497,6 +516,7 @@ where
         id: GroupId,
         actor: &Subject,
         changes: &GroupChanges,
+        ctx: &AuditContext,
         now: i64,
     ) -> Result<GroupWrite, StoreError> {
         let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
@@ -560,7 +580,7 @@ where
         let record = Reads::<DB>::read_group(&mut *tx, id)
             .await?
             .ok_or_else(|| corrupt("a group being edited cannot be read back"))?;
-        catalog_audit::append::<DB>(&mut *tx, &events, now).await?;
+        catalog_audit::append::<DB>(&mut *tx, ctx, &events, now).await?;
         tx.commit().await?;
         Ok(GroupWrite::Done(record))
     }
@@ -569,6 +589,7 @@ where
         &self,
         id: GroupId,
         actor: &Subject,
+        ctx: &AuditContext,
         now: i64,
     ) -> Result<GroupWrite, StoreError> {
         let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
@@ -591,7 +612,7 @@ where
         .await?;
         if DB::rows_affected(&archived) == 1 {
             let event = CatalogEvent::group("group.archived", id, serde_json::json!({})).by(actor);
-            catalog_audit::append::<DB>(&mut *tx, &[event], now).await?;
+            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
         }
         let record = Reads::<DB>::read_group(&mut *tx, id)
             .await?

@@ -3,11 +3,17 @@
 //! fresh database `hush_t_<random hex>`, so tests never share state.
 
 use super::*;
+use crate::catalog_audit::AuditContext;
 use crate::model::{Description, GroupChanges, NewGroup, Owners};
 use domain::LocalPart;
 use service_kit::db::Backend as Kind;
 use service_kit::testing::TestDatabase;
 use std::future::Future;
+
+/// Store calls made outside a request: no actor beyond an event's own, no request id.
+fn sys() -> AuditContext {
+    AuditContext::system()
+}
 
 /// A store under test and the database to remove after it.
 struct TestDb {
@@ -126,7 +132,7 @@ async fn seeded(store: &Arc<dyn Store>) {
 }
 
 async fn created(store: &Arc<dyn Store>, g: &NewGroup) -> GroupRecord {
-    match store.insert_group(g, T0).await.unwrap() {
+    match store.insert_group(g, &sys(), T0).await.unwrap() {
         GroupInsert::Created(r) => r,
         other => panic!("group not created: {other:?}"),
     }
@@ -173,12 +179,12 @@ async fn default_labels_are_seeded_once_and_admin_edits_and_deletions_stick(kind
         general.description = "Edited by an admin".into();
         general.policy.guests_allowed = false;
         assert!(matches!(
-            store.update_label(&general, T0 + 1).await.unwrap(),
+            store.update_label(&general, &sys(), T0 + 1).await.unwrap(),
             LabelUpdate::Updated(_)
         ));
         assert_eq!(
             store
-                .delete_label(&label_name("Confidential"))
+                .delete_label(&label_name("Confidential"), &sys())
                 .await
                 .unwrap(),
             LabelDelete::Deleted
@@ -212,19 +218,19 @@ async fn label_names_are_unique_ignoring_case(kind: Kind) {
         seeded(&store).await;
         let mut l = Label::defaults()[0].clone();
         assert_eq!(
-            store.insert_label(&l, T0).await.unwrap(),
+            store.insert_label(&l, &sys(), T0).await.unwrap(),
             LabelInsert::NameTaken,
             "{backend}"
         );
         l.name = label_name("general");
         assert_eq!(
-            store.insert_label(&l, T0).await.unwrap(),
+            store.insert_label(&l, &sys(), T0).await.unwrap(),
             LabelInsert::NameTaken,
             "{backend}"
         );
         l.name = label_name("Team Only");
         assert_eq!(
-            store.insert_label(&l, T0).await.unwrap(),
+            store.insert_label(&l, &sys(), T0).await.unwrap(),
             LabelInsert::Created
         );
         assert_eq!(store.get_label(&l.name).await.unwrap().unwrap(), l);
@@ -236,6 +242,7 @@ async fn label_names_are_unique_ignoring_case(kind: Kind) {
                         x.name = label_name("Nobody");
                         x
                     },
+                    &sys(),
                     T0
                 )
                 .await
@@ -243,7 +250,10 @@ async fn label_names_are_unique_ignoring_case(kind: Kind) {
             LabelUpdate::NotFound
         );
         assert_eq!(
-            store.delete_label(&label_name("Nobody")).await.unwrap(),
+            store
+                .delete_label(&label_name("Nobody"), &sys())
+                .await
+                .unwrap(),
             LabelDelete::NotFound
         );
     })
@@ -259,7 +269,10 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_us
         )
         .await;
         assert_eq!(
-            store.delete_label(&label_name("General")).await.unwrap(),
+            store
+                .delete_label(&label_name("General"), &sys())
+                .await
+                .unwrap(),
             LabelDelete::InUse,
             "{backend}"
         );
@@ -267,7 +280,7 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_us
         let mut general = g.label.clone();
         general.policy.join_policies = vec![JoinPolicy::Invite];
         assert_eq!(
-            store.update_label(&general, T0).await.unwrap(),
+            store.update_label(&general, &sys(), T0).await.unwrap(),
             LabelUpdate::JoinPoliciesInUse(vec![JoinPolicy::Open]),
             "{backend}"
         );
@@ -275,16 +288,19 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_us
         // still names it, so the label stays undeletable.
         settle(&store, T0).await;
         store
-            .archive_group(g.id, &subject("alice"), T0)
+            .archive_group(g.id, &subject("alice"), &sys(), T0)
             .await
             .unwrap();
         settle(&store, T0).await;
         assert!(matches!(
-            store.update_label(&general, T0).await.unwrap(),
+            store.update_label(&general, &sys(), T0).await.unwrap(),
             LabelUpdate::Updated(_)
         ));
         assert_eq!(
-            store.delete_label(&label_name("General")).await.unwrap(),
+            store
+                .delete_label(&label_name("General"), &sys())
+                .await
+                .unwrap(),
             LabelDelete::InUse
         );
     })
@@ -310,17 +326,17 @@ async fn creating_a_group_checks_the_label_and_the_address(kind: Kind) {
 
         let again = new_group("Parents at Work", "General", JoinPolicy::Open, "bob");
         assert_eq!(
-            store.insert_group(&again, T0).await.unwrap(),
+            store.insert_group(&again, &sys(), T0).await.unwrap(),
             GroupInsert::AddressTaken,
             "{backend}"
         );
         let nolabel = new_group("Orphans", "Nonexistent", JoinPolicy::Open, "bob");
         assert_eq!(
-            store.insert_group(&nolabel, T0).await.unwrap(),
+            store.insert_group(&nolabel, &sys(), T0).await.unwrap(),
             GroupInsert::NoSuchLabel
         );
         let wrong = new_group("Secret", "Highly Confidential", JoinPolicy::Open, "bob");
-        match store.insert_group(&wrong, T0).await.unwrap() {
+        match store.insert_group(&wrong, &sys(), T0).await.unwrap() {
             GroupInsert::JoinPolicyRefused(l) => {
                 assert_eq!(l.policy.join_policies, vec![JoinPolicy::Invite])
             }
@@ -462,7 +478,7 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
         assert!(
             matches!(
                 store
-                    .update_group(g.id, &alice, &to_open, T0)
+                    .update_group(g.id, &alice, &to_open, &sys(), T0)
                     .await
                     .unwrap(),
                 GroupWrite::JoinPolicyRefused(_)
@@ -470,13 +486,19 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
             "{backend}"
         );
         let not_owner = store
-            .update_group(g.id, &subject("mallory"), &GroupChanges::default(), T0)
+            .update_group(
+                g.id,
+                &subject("mallory"),
+                &GroupChanges::default(),
+                &sys(),
+                T0,
+            )
             .await
             .unwrap();
         assert_eq!(not_owner, GroupWrite::NotOwner);
         assert_eq!(
             store
-                .update_group(GroupId::new(), &alice, &to_open, T0)
+                .update_group(GroupId::new(), &alice, &to_open, &sys(), T0)
                 .await
                 .unwrap(),
             GroupWrite::NotFound
@@ -488,7 +510,7 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
             owners: Some(Owners::parse(vec![subject("carol"), alice.clone()]).unwrap()),
         };
         let GroupWrite::Done(after) = store
-            .update_group(g.id, &alice, &changes, T0 + 5)
+            .update_group(g.id, &alice, &changes, &sys(), T0 + 5)
             .await
             .unwrap()
         else {
@@ -507,14 +529,14 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
         };
         assert!(matches!(
             store
-                .update_group(g.id, &subject("carol"), &handover, T0)
+                .update_group(g.id, &subject("carol"), &handover, &sys(), T0)
                 .await
                 .unwrap(),
             GroupWrite::Done(_)
         ));
         assert_eq!(
             store
-                .update_group(g.id, &alice, &GroupChanges::default(), T0)
+                .update_group(g.id, &alice, &GroupChanges::default(), &sys(), T0)
                 .await
                 .unwrap(),
             GroupWrite::NotOwner
@@ -522,7 +544,7 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
 
         // Archived groups take no edits.
         store
-            .archive_group(g.id, &subject("dave"), T0)
+            .archive_group(g.id, &subject("dave"), &sys(), T0)
             .await
             .unwrap();
         let edit = GroupChanges {
@@ -531,7 +553,7 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
         };
         assert_eq!(
             store
-                .update_group(g.id, &subject("dave"), &edit, T0)
+                .update_group(g.id, &subject("dave"), &edit, &sys(), T0)
                 .await
                 .unwrap(),
             GroupWrite::NotEditable(GroupState::Archiving)
@@ -685,13 +707,13 @@ async fn archiving_while_provisioning_is_in_flight_waits_for_the_provisioning_ca
         // Only an owner archives.
         assert_eq!(
             store
-                .archive_group(g.id, &subject("bob"), T0)
+                .archive_group(g.id, &subject("bob"), &sys(), T0)
                 .await
                 .unwrap(),
             GroupWrite::NotOwner
         );
         let GroupWrite::Done(r) = store
-            .archive_group(g.id, &subject("alice"), T0 + 1)
+            .archive_group(g.id, &subject("alice"), &sys(), T0 + 1)
             .await
             .unwrap()
         else {
@@ -735,7 +757,7 @@ async fn archiving_while_provisioning_is_in_flight_waits_for_the_provisioning_ca
 
         // Archiving again changes nothing.
         let GroupWrite::Done(r) = store
-            .archive_group(g.id, &subject("alice"), T0 + 5)
+            .archive_group(g.id, &subject("alice"), &sys(), T0 + 5)
             .await
             .unwrap()
         else {
@@ -835,6 +857,62 @@ async fn the_schema_refuses_what_the_types_refuse(kind: Kind) {
     .await;
 }
 
+async fn the_catalog_audit_records_the_context_it_is_given(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
+        seeded(&store).await;
+        let ada = AuditContext::request(&subject("ada"), Some("req-1".into()));
+        let mut l = store
+            .get_label(&label_name("General"))
+            .await
+            .unwrap()
+            .unwrap();
+        l.name = label_name("Team Only");
+        assert_eq!(
+            store.insert_label(&l, &ada, T0).await.unwrap(),
+            LabelInsert::Created
+        );
+        // A group event names its own actor; the request id still comes from the context.
+        let g = new_group("Rowing", "General", JoinPolicy::Open, "bob");
+        let bob = AuditContext::request(&subject("bob"), Some("req-2".into()));
+        assert!(matches!(
+            store.insert_group(&g, &bob, T0).await.unwrap(),
+            GroupInsert::Created(_)
+        ));
+        store
+            .archive_group(g.id, &subject("bob"), &sys(), T0)
+            .await
+            .unwrap();
+        // Outside a request: no actor, no request id.
+        assert_eq!(
+            store
+                .delete_label(&label_name("Team Only"), &sys())
+                .await
+                .unwrap(),
+            LabelDelete::Deleted
+        );
+
+        let got: Vec<_> = store
+            .catalog_audit(0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.action, e.actor, e.request_id))
+            .collect();
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(
+            got,
+            [
+                ("label.created".to_string(), some("ada"), some("req-1")),
+                ("group.created".to_string(), some("bob"), some("req-2")),
+                ("group.archived".to_string(), some("bob"), None),
+                ("label.deleted".to_string(), None, None),
+            ],
+            "{backend}"
+        );
+    })
+    .await;
+}
+
 #[test]
 fn like_patterns_escape_wildcards() {
     assert_eq!(like_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
@@ -854,4 +932,5 @@ service_kit::backend_tests!(
     concurrent_workers_never_hold_the_same_group,
     lookup_returns_the_groups_that_exist,
     the_schema_refuses_what_the_types_refuse,
+    the_catalog_audit_records_the_context_it_is_given,
 );

@@ -281,8 +281,37 @@ impl TestApp {
             }
             None => Body::empty(),
         };
+        self.answer(req.body(body).unwrap()).await
+    }
+
+    /// Sends a JSON request carrying the request id `request_id` (`x-request-id`).
+    pub async fn send_with_request_id(
+        &self,
+        method: Method,
+        uri: &str,
+        token: &str,
+        body: Option<Value>,
+        request_id: &str,
+    ) -> Answer {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header("x-request-id", request_id);
+        let body = match body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.answer(req.body(body).unwrap()).await
+    }
+
+    /// Sends `req` to the app and reads the whole answer.
+    async fn answer(&self, req: Request<Body>) -> Answer {
         let res = control_api::router(self.state.clone())
-            .oneshot(req.body(body).unwrap())
+            .oneshot(req)
             .await
             .unwrap();
         let status = res.status();

@@ -224,9 +224,67 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_its_groups_use(
     app.stop().await;
 }
 
+async fn the_catalog_audit_records_who_changed_a_label_and_in_which_request(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
+    let admin = app.label_admin();
+    app.send_with_request_id(
+        Method::POST,
+        "/control/v1/labels",
+        &admin,
+        Some(staff_only()),
+        "req-create",
+    )
+    .await
+    .ok(201);
+    // The id is kept to printable ASCII and at most 128 characters.
+    let long = format!("req delete {}", "x".repeat(200));
+    let deleted = app
+        .send_with_request_id(
+            Method::DELETE,
+            "/control/v1/labels/Staff%20Only",
+            &admin,
+            None,
+            &long,
+        )
+        .await;
+    assert_eq!(deleted.status, 204);
+    let bob = app.member("bob");
+    let group = app.create(&bob, "Rowing", "General", "open").await;
+
+    let page = app.get("/control/v1/audit", &admin).await;
+    let entries = page.ok(200)["entries"].as_array().unwrap().clone();
+    let created = entries
+        .iter()
+        .find(|e| e["action"] == "label.created")
+        .unwrap();
+    assert_eq!(created["actor"], "lena");
+    assert_eq!(created["request_id"], "req-create");
+    let deleted_entry = entries
+        .iter()
+        .find(|e| e["action"] == "label.deleted")
+        .unwrap();
+    assert_eq!(deleted_entry["actor"], "lena");
+    let expected: String = format!("reqdelete{}", "x".repeat(200))
+        .chars()
+        .take(128)
+        .collect();
+    assert_eq!(deleted_entry["request_id"], expected.as_str());
+    // Without a client id the common layers give every request one, recorded too.
+    let group_created = entries
+        .iter()
+        .find(|e| e["action"] == "group.created" && e["group_id"] == group.as_str())
+        .unwrap();
+    assert_eq!(group_created["actor"], "bob");
+    assert!(group_created["request_id"]
+        .as_str()
+        .is_some_and(|r| !r.is_empty()));
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
     the_default_labels_are_readable_by_anyone_signed_in,
     only_label_admins_write_labels_whatever_the_body,
     label_admins_create_change_and_delete_labels_with_valid_policies,
     a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_its_groups_use,
+    the_catalog_audit_records_who_changed_a_label_and_in_which_request,
 );
