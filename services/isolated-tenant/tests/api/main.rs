@@ -6,7 +6,6 @@
 //! Each test runs on SQLite (`sqlite::…`) and on a fresh Postgres database (`postgres::…`,
 //! ignored unless run with `--include-ignored` and `HUSH_TEST_POSTGRES_URL`).
 
-
 use auth::ServiceSigner;
 use domain::{CountBucket, Email, GroupId, GroupName, IdentityKind, Label, ServiceName, Subject};
 use isolated_tenant::{Config, CorporateDomains, Redacted, ResealReport, SealKeys};
