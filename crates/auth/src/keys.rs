@@ -8,7 +8,6 @@ use base64::Engine as _;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
 use p256::{PublicKey, SecretKey};
 use sha2::{Digest, Sha256};
-use std::io::Write as _;
 use std::path::Path;
 
 /// Seconds since the Unix epoch, the unit of JWT time claims.
@@ -84,45 +83,14 @@ pub(crate) fn xy(key: &PublicKey) -> (String, String) {
 }
 
 /// Writes `contents` to `path` only if no file is there yet, readable by the owner alone when
-/// `private`. The file appears whole or not at all: it is written beside the target and then
-/// linked into place, which fails rather than replaces if someone else got there first.
-///
-/// Returns whether this call created the file.
+/// `private` ([`service_kit::files::write_new`]). Returns whether this call created the file.
 pub(crate) fn write_new(path: &Path, contents: &str, private: bool) -> Result<bool, AuthError> {
-    if path.exists() {
-        return Ok(false);
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| AuthError::key_file(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let result =
-        write_tmp(&tmp, contents, private).and_then(|()| match std::fs::hard_link(&tmp, path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(AuthError::key_file(path, e)),
-        });
-    let _ = std::fs::remove_file(&tmp);
-    result
-}
-
-fn write_tmp(tmp: &Path, contents: &str, private: bool) -> Result<(), AuthError> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(if private { 0o600 } else { 0o644 });
-    }
-    #[cfg(not(unix))]
-    let _ = private;
-    let mut f = opts.open(tmp).map_err(|e| AuthError::key_file(tmp, e))?;
-    f.write_all(contents.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| AuthError::key_file(tmp, e))
+    let access = if private {
+        service_kit::files::Access::Private
+    } else {
+        service_kit::files::Access::Public
+    };
+    service_kit::files::write_new(path, contents, access).map_err(|e| AuthError::key_file(path, e))
 }
 
 /// A private key that others can read is a private key no longer; say so, but keep working

@@ -60,19 +60,7 @@ impl Cluster {
     /// each is ready.
     pub async fn start(exe: &Path, opts: ClusterOptions) -> anyhow::Result<Self> {
         let keys = opts.dir.join("keys");
-        std::fs::create_dir_all(&keys)?;
-        for s in [
-            ServiceName::ControlApi,
-            ServiceName::MembershipApi,
-            ServiceName::BulkApi,
-        ] {
-            auth::generate_service_key(&keys, s)?;
-        }
-        isolated_tenant::generate_seal_keys_file(&keys.join("tenant-seal.keys"))?;
-        isolated_tenant::audit::checkpoint::generate_signing_key_file(
-            &keys.join("audit-signing.key"),
-        )?;
-        bulk_api::generate_seal_key_file(&keys.join("bulk-seal.key"))?;
+        hush::deploy::generate_keys(&keys)?;
         let issuer = DevIssuer::load_or_create(&opts.dir.join("dev-issuer"))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let jwks = format!("http://{}/.well-known/jwks.json", listener.local_addr()?);
@@ -286,12 +274,7 @@ impl Cluster {
     /// A user token from the dev issuer.
     pub fn token(&self, sub: &str, kind: IdentityKind, roles: &[&str]) -> String {
         self.issuer.mint(
-            &DevClaims {
-                sub: sub.into(),
-                email: Some(format!("{sub}@corp.example")),
-                kind,
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-            },
+            &DevClaims::corporate(sub, kind, roles),
             AUDIENCE,
             Duration::from_secs(3600),
         )

@@ -6,7 +6,6 @@ use anyhow::Context;
 use domain::ServiceName;
 use rand::RngCore;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 const PUBLIC: [ServiceName; 3] = [
@@ -15,14 +14,15 @@ const PUBLIC: [ServiceName; 3] = [
     ServiceName::BulkApi,
 ];
 
-/// Writes OUT/secrets/: a signing key pair per public service, the tenant's seal keys, the
-/// Postgres password and each service's database URL. Returns one line per file written or kept.
-pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {
-    let dir = out.join("secrets");
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+/// Writes every key the stack needs into `dir` unless it is there already (a key is never
+/// replaced): a signing key pair per public service, the tenant's seal keys and audit signing
+/// key, and bulk-api's seal key. For `hush deploy-init`, `hush up` and the dev cluster.
+/// Returns one line per key.
+pub fn generate_keys(dir: &Path) -> anyhow::Result<Vec<String>> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut report = Vec::new();
     for s in PUBLIC {
-        auth::generate_service_key(&dir, s)?;
+        auth::generate_service_key(dir, s)?;
         report.push(format!(
             "key pair   {}/{s}.key.pem (+ .pub.pem)",
             dir.display()
@@ -37,6 +37,14 @@ pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {
     ));
     bulk_api::generate_seal_key_file(&dir.join("bulk-seal.key"))?;
     report.push(format!("seal key   {}/bulk-seal.key", dir.display()));
+    Ok(report)
+}
+
+/// Writes OUT/secrets/: a signing key pair per public service, the tenant's seal keys, the
+/// Postgres password and each service's database URL. Returns one line per file written or kept.
+pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {
+    let dir = out.join("secrets");
+    let mut report = generate_keys(&dir)?;
 
     let pg_env = dir.join("postgres.env");
     let password = match read_env(&pg_env, "POSTGRES_PASSWORD") {
@@ -83,16 +91,8 @@ fn random_hex(bytes: usize) -> String {
 
 /// Creates `path` readable by its owner only.
 fn write_secret(path: &Path, content: &str) -> anyhow::Result<()> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
+    let created = service_kit::files::write_new(path, content, service_kit::files::Access::Private)
         .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(content.as_bytes())?;
+    anyhow::ensure!(created, "{} exists already", path.display());
     Ok(())
 }

@@ -259,19 +259,7 @@ impl Stack {
     /// service answers `/readyz`.
     pub async fn start(cfg: StackConfig) -> anyhow::Result<Self> {
         let keys = cfg.data_dir.join("keys");
-        std::fs::create_dir_all(&keys)?;
-        for s in [
-            ServiceName::ControlApi,
-            ServiceName::MembershipApi,
-            ServiceName::BulkApi,
-        ] {
-            auth::generate_service_key(&keys, s)?;
-        }
-        isolated_tenant::generate_seal_keys_file(&keys.join("tenant-seal.keys"))?;
-        isolated_tenant::audit::checkpoint::generate_signing_key_file(
-            &keys.join("audit-signing.key"),
-        )?;
-        bulk_api::generate_seal_key_file(&keys.join("bulk-seal.key"))?;
+        crate::deploy::generate_keys(&keys)?;
         let issuer = Arc::new(DevIssuer::load_or_create(&cfg.data_dir.join("dev-issuer"))?);
 
         let mut listeners = HashMap::new();
@@ -411,7 +399,7 @@ impl Stack {
             Part::Tenant => {
                 let c = isolated_tenant::Config {
                     listen,
-                    database_url: cfg.databases.tenant.clone(),
+                    database_url: cfg.databases.tenant.clone().into(),
                     trusted_service_keys: self.trusted(&[
                         ServiceName::ControlApi,
                         ServiceName::MembershipApi,
@@ -442,7 +430,7 @@ impl Stack {
             Part::Control => {
                 let c = control_api::Config {
                     listen,
-                    database_url: cfg.databases.control.clone(),
+                    database_url: cfg.databases.control.clone().into(),
                     tenant_url: url(Part::Tenant),
                     mail_domain: cfg.mail_domain.clone(),
                     trusted_service_keys: self
@@ -456,7 +444,7 @@ impl Stack {
             Part::Membership => {
                 let c = membership_api::Config {
                     listen,
-                    database_url: cfg.databases.membership.clone(),
+                    database_url: cfg.databases.membership.clone().into(),
                     tenant_url: url(Part::Tenant),
                     control_url: url(Part::Control),
                     jwt: self.jwt(),
@@ -469,7 +457,7 @@ impl Stack {
             Part::Bulk => {
                 let c = bulk_api::Config {
                     listen,
-                    database_url: cfg.databases.bulk.clone(),
+                    database_url: cfg.databases.bulk.clone().into(),
                     tenant_url: url(Part::Tenant),
                     control_url: url(Part::Control),
                     jwt: self.jwt(),

@@ -6,11 +6,13 @@ pub mod app;
 pub mod background;
 pub mod db;
 pub mod failure;
+pub mod files;
 pub mod health;
 pub mod http;
 pub mod json;
 pub mod openapi;
 pub mod problem;
+pub mod redacted;
 pub mod retry;
 pub mod sql;
 pub mod telemetry;
@@ -24,3 +26,4 @@ pub use http::{
 };
 pub use json::AppJson;
 pub use problem::Problem;
+pub use redacted::Redacted;

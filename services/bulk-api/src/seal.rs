@@ -98,29 +98,10 @@ impl JobKey {
 
 /// Writes a fresh key to `path` (mode 0600) unless a file is there already.
 pub fn generate_seal_key_file(path: &Path) -> anyhow::Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut file = match opts.open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-    };
-    use std::io::Write as _;
     let text = format!("{}\n", JobKey::generate_text());
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))
+    service_kit::files::write_new(path, &text, service_kit::files::Access::Private)
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]

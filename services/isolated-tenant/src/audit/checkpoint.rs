@@ -151,37 +151,17 @@ pub fn public_key_path(secret: &Path) -> PathBuf {
 /// [`public_key_path`], unless `path` exists (then only the public file is written if missing).
 /// For `hush up` and `hush deploy-init`; a key that signed checkpoints is never replaced.
 pub fn generate_signing_key_file(path: &Path) -> anyhow::Result<()> {
-    if !path.exists() {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let mut seed = Zeroizing::new([0u8; 32]);
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, seed.as_mut());
-        let text = Zeroizing::new(format!("{}\n", STANDARD.encode(seed.as_ref())));
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            opts.mode(0o600);
-        }
-        match opts.open(path) {
-            Ok(mut f) => f
-                .write_all(text.as_bytes())
-                .and_then(|()| f.sync_all())
-                .with_context(|| format!("writing {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-        }
-    }
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, seed.as_mut());
+    let text = Zeroizing::new(format!("{}\n", STANDARD.encode(seed.as_ref())));
+    service_kit::files::write_new(path, &text, service_kit::files::Access::Private)
+        .with_context(|| format!("creating {}", path.display()))?;
     let public = public_key_path(path);
     if !public.exists() {
         let signer = Signer::load(path)?;
-        std::fs::write(
-            &public,
-            format!("{}\n", STANDARD.encode(signer.public().as_bytes())),
-        )
-        .with_context(|| format!("writing {}", public.display()))?;
+        let text = format!("{}\n", STANDARD.encode(signer.public().as_bytes()));
+        service_kit::files::write_new(&public, &text, service_kit::files::Access::Public)
+            .with_context(|| format!("writing {}", public.display()))?;
     }
     Ok(())
 }
