@@ -2,43 +2,13 @@
 
 use auth::{JwtArgs, ServiceKeyArgs};
 use service_kit::HttpArgs;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 
-/// A secret that never shows in debug output or logs.
-#[derive(Clone)]
-pub struct Redacted(zeroize::Zeroizing<String>);
-
-impl Redacted {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(zeroize::Zeroizing::new(secret.into()))
-    }
-
-    /// The secret itself; hand it only to what needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Redacted {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self::new(s))
-    }
-}
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use service_kit::Redacted;
 
 /// How to run bulk-api.
-#[derive(Clone, clap::Parser)]
+#[derive(Clone, Debug, clap::Parser)]
 #[command(name = "bulk-api", version, about = "Long-lived bulk membership jobs.")]
 pub struct Config {
     /// Address to listen on.
@@ -47,7 +17,7 @@ pub struct Config {
     /// This service's own database of jobs: `postgres://…` or `sqlite://…` (a
     /// missing SQLite file is created). Never shared with another service.
     #[arg(long, env = "HUSH_DATABASE_URL")]
-    pub database_url: String,
+    pub database_url: Redacted,
     /// Base URL of the isolated tenant, the membership truth (reached with service tokens).
     #[arg(long, env = "HUSH_TENANT_URL")]
     pub tenant_url: String,
@@ -97,29 +67,6 @@ pub struct Config {
     /// `HUSH_BODY_LIMIT_BYTES`).
     #[arg(long, env = "HUSH_BULK_UPLOAD_LIMIT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub upload_limit_bytes: usize,
-}
-
-/// The database URL may carry a password and the seal key is secret: neither is printed.
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database_url", &"<redacted>")
-            .field("tenant_url", &self.tenant_url)
-            .field("control_url", &self.control_url)
-            .field("jwt", &self.jwt)
-            .field("service_key", &self.service_key)
-            .field("http", &self.http)
-            .field("seal_key", &self.seal_key)
-            .field("seal_key_file", &self.seal_key_file)
-            .field("chunk_size", &self.chunk_size)
-            .field("ops_per_sec", &self.ops_per_sec)
-            .field("workers", &self.workers)
-            .field("lease_secs", &self.lease_secs)
-            .field("max_ops", &self.max_ops)
-            .field("upload_limit_bytes", &self.upload_limit_bytes)
-            .finish()
-    }
 }
 
 /// Tuning for job intake and execution, taken from [`Config`].

@@ -89,7 +89,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         .context("setting up the tenant's client")?;
     let control = ControlClient::new(config.control_url.clone(), signer)
         .context("setting up control-api's client")?;
-    let store = store::connect(&config.database_url, MAX_DB_CONNECTIONS)
+    let store = store::connect(config.database_url.expose(), MAX_DB_CONNECTIONS)
         .await
         .context("opening the database")?;
     Ok(AppState {
@@ -193,7 +193,7 @@ pub async fn run(
         lane.run(async move {
             let signer = config.service_key.signer(ServiceName::BulkApi)?;
             anyhow::Ok(worker::Workers {
-                store: store::connect(&config.database_url, state.settings.workers as u32 + 1)
+                store: store::connect(config.database_url.expose(), state.settings.workers as u32 + 1)
                     .await
                     .context("opening the workers' database pool")?,
                 tenant: TenantClient::new(config.tenant_url.clone(), signer.clone())?,

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use auth::{JwtArgs, ServiceKeyArgs, ServiceVerifier};
 use domain::{Email, LocalPart, ServiceName};
-use service_kit::HttpArgs;
+use service_kit::{HttpArgs, Redacted};
 use std::net::SocketAddr;
 
 /// The services that may call control-api's internal endpoint. Nobody else's key is accepted
@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 pub const INTERNAL_CALLERS: [ServiceName; 2] = [ServiceName::MembershipApi, ServiceName::BulkApi];
 
 /// How to run control-api.
-#[derive(Clone, clap::Parser)]
+#[derive(Clone, Debug, clap::Parser)]
 #[command(
     name = "control-api",
     version,
@@ -25,7 +25,7 @@ pub struct Config {
     /// This service's own catalog database: `postgres://…` or `sqlite://…` (a missing SQLite
     /// file is created). Never shared with another service.
     #[arg(long, env = "HUSH_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Redacted,
     /// Base URL of the isolated tenant, which provisions and removes each group's distribution
     /// group and answers owners' coarse member counts (reached with service tokens).
     #[arg(long, env = "HUSH_TENANT_URL")]
@@ -47,22 +47,6 @@ pub struct Config {
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
-}
-
-/// The database URL may carry a password: it is left out of debug output.
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database_url", &"<redacted>")
-            .field("tenant_url", &self.tenant_url)
-            .field("mail_domain", &self.mail_domain)
-            .field("trusted_service_keys", &self.trusted_service_keys)
-            .field("jwt", &self.jwt)
-            .field("service_key", &self.service_key)
-            .field("http", &self.http)
-            .finish()
-    }
 }
 
 impl Config {

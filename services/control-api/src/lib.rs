@@ -103,7 +103,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         .context("loading the service key")?;
     let tenant = TenantClient::new(config.tenant_url.clone(), signer)
         .context("setting up the tenant's client")?;
-    let store = store::connect(&config.database_url, MAX_DB_CONNECTIONS)
+    let store = store::connect(config.database_url.expose(), MAX_DB_CONNECTIONS)
         .await
         .context("opening the database")?;
     if store

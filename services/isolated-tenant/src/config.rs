@@ -12,51 +12,14 @@ use anyhow::Context;
 use auth::ServiceVerifier;
 use domain::ServiceName;
 use service_kit::HttpArgs;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use zeroize::Zeroizing;
 
-/// A secret string from the command line or the environment. `Debug` and `Display` print
-/// `<redacted>`; the value is wiped from memory when dropped.
-#[derive(Clone)]
-pub struct Redacted(Zeroizing<String>);
-
-impl Redacted {
-    /// Wraps a secret.
-    pub fn new(secret: impl Into<String>) -> Self {
-        Self(Zeroizing::new(secret.into()))
-    }
-
-    /// The secret itself; hand it only to what needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for Redacted {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self::new(s))
-    }
-}
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use service_kit::Redacted;
 
 /// How to run the isolated tenant.
-#[derive(Clone, clap::Parser)]
+#[derive(Clone, Debug, clap::Parser)]
 #[command(
     name = "isolated-tenant",
     version,
@@ -69,7 +32,7 @@ pub struct Config {
     /// The tenant's own database: `postgres://…` or `sqlite://…` (a missing SQLite file is
     /// created). Never shared with another service.
     #[arg(long, env = "HUSH_DATABASE_URL", hide_env_values = true)]
-    pub database_url: String,
+    pub database_url: Redacted,
     /// The services allowed to call, each with the file of its public key:
     /// `control-api=/path/control-api.pub.pem,membership-api=…,bulk-api=…`.
     #[arg(long, env = "HUSH_TRUSTED_SERVICE_KEYS")]
@@ -114,25 +77,6 @@ pub struct Config {
     pub mail: crate::mail::MailArgs,
 }
 
-/// The database URL may carry a password and the seal keys are secret: neither is printed.
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database_url", &"<redacted>")
-            .field("trusted_service_keys", &self.trusted_service_keys)
-            .field("seal_keys", &self.seal_keys)
-            .field("seal_keys_file", &self.seal_keys_file)
-            .field("corporate_domains", &self.corporate_domains.domains())
-            .field("batch_concurrency", &self.batch_concurrency)
-            .field("http", &self.http)
-            .field("audit", &self.audit)
-            .field("break_glass", &self.break_glass)
-            .field("mail", &self.mail)
-            .finish()
-    }
-}
-
 /// The services that may hold a key the tenant trusts. The tenant never trusts itself: nothing
 /// it does is reached through its own API.
 const CALLERS: [ServiceName; 3] = [
@@ -149,7 +93,7 @@ impl Config {
     pub fn batch_slots(&self) -> usize {
         self.batch_concurrency
             .unwrap_or(
-                match service_kit::db::Backend::from_url(&self.database_url) {
+                match service_kit::db::Backend::from_url(self.database_url.expose()) {
                     Ok(service_kit::db::Backend::Sqlite) => 2,
                     _ => 3,
                 },
@@ -219,31 +163,10 @@ pub fn parse_trusted_keys(text: &str) -> anyhow::Result<Vec<(ServiceName, PathBu
 /// `hush up` and `hush deploy-init`. An existing file is never touched, so running this twice
 /// never loses the key that sealed a database.
 pub fn generate_seal_keys_file(path: &Path) -> anyhow::Result<()> {
-    if path.exists() {
-        return Ok(());
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
     let mut text = SealKeys::generate_text();
     text.push('\n');
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
-    }
-    let mut file = match opts.open(path) {
-        Ok(f) => f,
-        // Another process wrote it between our check and now: keep theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
-    };
-    use std::io::Write as _;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
+    service_kit::files::write_new(path, &text, service_kit::files::Access::Private)
+        .with_context(|| format!("creating {}", path.display()))?;
     Ok(())
 }
 

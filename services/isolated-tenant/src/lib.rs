@@ -99,7 +99,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let verifier = config.load_verifier()?;
     let break_glass = breakglass::BreakGlass::new(&config.break_glass, keys.clone())?;
     let store = store::connect(
-        &config.database_url,
+        config.database_url.expose(),
         MAX_DB_CONNECTIONS,
         keys.clone(),
         config.corporate_domains.clone(),
@@ -109,7 +109,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         .await
         .map_err(|e| anyhow::anyhow!("starting the bulk batches' threads: {e}"))?;
     // After the main store: it runs the migrations, the mail tables' included.
-    let mail = mail::store::connect(&config.database_url, keys).await?;
+    let mail = mail::store::connect(config.database_url.expose(), keys).await?;
     Ok(AppState {
         verifier,
         store,
@@ -206,7 +206,7 @@ pub fn router(state: AppState) -> Router {
 pub async fn reseal(config: &Config) -> anyhow::Result<ResealReport> {
     let keys = Arc::new(config.load_seal_keys()?);
     let store = store::connect(
-        &config.database_url,
+        config.database_url.expose(),
         2,
         keys,
         config.corporate_domains.clone(),

@@ -1,11 +1,11 @@
 //! membership-api's configuration: flags, each with a `HUSH_*` environment variable.
 
 use auth::{JwtArgs, ServiceKeyArgs};
-use service_kit::HttpArgs;
+use service_kit::{HttpArgs, Redacted};
 use std::net::SocketAddr;
 
 /// How to run membership-api.
-#[derive(Clone, clap::Parser)]
+#[derive(Clone, Debug, clap::Parser)]
 #[command(
     name = "membership-api",
     version,
@@ -18,7 +18,7 @@ pub struct Config {
     /// This service's own database of membership intents: `postgres://…` or `sqlite://…` (a
     /// missing SQLite file is created). Never shared with another service.
     #[arg(long, env = "HUSH_DATABASE_URL")]
-    pub database_url: String,
+    pub database_url: Redacted,
     /// Base URL of the isolated tenant, the membership truth (reached with service tokens).
     #[arg(long, env = "HUSH_TENANT_URL")]
     pub tenant_url: String,
@@ -72,22 +72,6 @@ impl Default for AbuseLimits {
             rate_limit_per_minute: 60,
             redeem_failures_per_hour: 10,
         }
-    }
-}
-
-/// The database URL may carry a password: it is left out of debug output.
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("listen", &self.listen)
-            .field("database_url", &"<redacted>")
-            .field("tenant_url", &self.tenant_url)
-            .field("control_url", &self.control_url)
-            .field("jwt", &self.jwt)
-            .field("service_key", &self.service_key)
-            .field("http", &self.http)
-            .field("limits", &self.limits)
-            .finish()
     }
 }
 

@@ -96,7 +96,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         .context("setting up the tenant's client")?;
     let control = ControlClient::new(config.control_url.clone(), signer)
         .context("setting up control-api's client")?;
-    let store = store::connect(&config.database_url, MAX_DB_CONNECTIONS)
+    let store = store::connect(config.database_url.expose(), MAX_DB_CONNECTIONS)
         .await
         .context("opening the database")?;
     Ok(AppState {

@@ -60,7 +60,7 @@ impl Setup {
         };
         Config {
             listen,
-            database_url: self.database.url().to_string(),
+            database_url: self.database.url().to_string().into(),
             trusted_service_keys: self.trusted.clone(),
             seal_keys,
             seal_keys_file,
