@@ -4,6 +4,7 @@
 
 use auth::{DevClaims, ServiceSigner};
 use domain::{GroupId, IdentityKind, Label, ServiceName, Subject};
+use hush::groups::GroupsClient;
 use hush::stack::{Databases, Stack, StackConfig};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -152,12 +153,7 @@ async fn run_my_groups(
     let urls = stack.urls();
     let mint = |sub: &str| {
         stack.issuer().mint(
-            &DevClaims {
-                sub: sub.into(),
-                email: Some(format!("{sub}@corp.example")),
-                kind: IdentityKind::Member,
-                roles: vec![],
-            },
+            &DevClaims::corporate(sub, IdentityKind::Member, &[]),
             "hush",
             Duration::from_secs(3600),
         )
@@ -168,24 +164,15 @@ async fn run_my_groups(
     let seed_started = Instant::now();
 
     // Groups through control-api (the saga provisions each in the tenant), 16 at a time.
+    let groups = GroupsClient::new(&urls.control, &owner)?;
     let mut ids = Vec::with_capacity(args.groups);
     let mut set = JoinSet::new();
     for i in 0..args.groups {
-        let (http, url, owner) = (
-            http.clone(),
-            format!("{}/control/v1/groups", urls.control),
-            owner.clone(),
-        );
+        let groups = groups.clone();
         set.spawn(async move {
-            let res: Value = http
-                .post(url)
-                .bearer_auth(owner)
-                .json(&json!({"name": format!("Bench group {i}"), "description": "", "label": "General", "join_policy": "open"}))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let body = json!({"name": format!("Bench group {i}"), "description": "", "label": "General", "join_policy": "open"});
+            let (status, res) = groups.create(&body).await?;
+            anyhow::ensure!(status.is_success(), "creating a group: {status} {res}");
             GroupId::parse(res["id"].as_str().unwrap_or_default()).map_err(anyhow::Error::from)
         });
         if set.len() >= 16 {
@@ -195,7 +182,12 @@ async fn run_my_groups(
     while let Some(r) = set.join_next().await {
         ids.push(r??);
     }
-    wait_all_active(&http, &urls.control, &owner, &ids).await?;
+    for id in &ids {
+        let g = groups
+            .wait_provisioned(&id.to_string(), Duration::from_secs(600))
+            .await?;
+        anyhow::ensure!(g["state"] == "active", "group {id} ended {g}");
+    }
 
     // Membership straight through the tenant, as membership-api would write it.
     let signer = ServiceSigner::from_pem_file(
@@ -265,33 +257,4 @@ async fn run_my_groups(
         api: Percentiles::of(api),
         tenant: Percentiles::of(direct),
     })
-}
-
-async fn wait_all_active(
-    http: &reqwest::Client,
-    control: &str,
-    owner: &str,
-    ids: &[GroupId],
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    for id in ids {
-        loop {
-            let g: Value = http
-                .get(format!("{control}/control/v1/groups/{id}"))
-                .bearer_auth(owner)
-                .send()
-                .await?
-                .json()
-                .await?;
-            if g["state"] == "active" {
-                break;
-            }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "groups were not provisioned within 10 minutes"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    Ok(())
 }

@@ -11,9 +11,10 @@ use rand::{Rng as _, SeedableRng as _};
 use std::io::Write as _;
 use std::path::PathBuf;
 
-/// Options of `hush-dev gen-legacy`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct GenLegacyArgs {
+/// The shape of a synthetic export: how many groups, drawn from how many people, and the size
+/// of the largest group. `gen-legacy` and the migration benchmark take the same options.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ExportShape {
     /// Groups in the export.
     #[arg(long, default_value_t = 2200)]
     pub groups: usize,
@@ -23,6 +24,13 @@ pub struct GenLegacyArgs {
     /// Size of the largest group (the rest fall off as rank^-1.3, at least 3).
     #[arg(long, default_value_t = 40_000)]
     pub largest: usize,
+}
+
+/// Options of `hush-dev gen-legacy`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenLegacyArgs {
+    #[command(flatten)]
+    pub shape: ExportShape,
     /// Random seed (the same seed writes the same file).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -45,10 +53,10 @@ pub struct GenSummary {
 /// Writes a synthetic export.
 pub fn gen_legacy(args: &GenLegacyArgs) -> anyhow::Result<GenSummary> {
     let mut rng = StdRng::seed_from_u64(args.seed);
-    let users = args.users.max(10);
-    let mut sizes: Vec<usize> = (1..=args.groups)
+    let users = args.shape.users.max(10);
+    let mut sizes: Vec<usize> = (1..=args.shape.groups)
         .map(|rank| {
-            let s = args.largest as f64 / (rank as f64).powf(1.3);
+            let s = args.shape.largest as f64 / (rank as f64).powf(1.3);
             (s as usize).clamp(3, users)
         })
         .collect();
@@ -96,7 +104,7 @@ pub fn gen_legacy(args: &GenLegacyArgs) -> anyhow::Result<GenSummary> {
     }
     out.flush()?;
     Ok(GenSummary {
-        groups: args.groups,
+        groups: args.shape.groups,
         memberships,
         largest: sizes.iter().copied().max().unwrap_or(0),
     })
@@ -110,9 +118,11 @@ mod tests {
     fn generated_exports_are_heavy_tailed_and_reproducible() {
         let dir = tempfile::tempdir().unwrap();
         let args = GenLegacyArgs {
-            groups: 300,
-            users: 5000,
-            largest: 3000,
+            shape: ExportShape {
+                groups: 300,
+                users: 5000,
+                largest: 3000,
+            },
             seed: 3,
             out: dir.path().join("a.ndjson"),
         };

@@ -99,15 +99,6 @@ impl BulkClient {
         })
     }
 
-    async fn answer(res: reqwest::Response) -> anyhow::Result<(StatusCode, Value)> {
-        let status = res.status();
-        let text = res.text().await?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
-    }
-
     /// Submits `body`; answers the status and the job (or the problem).
     pub async fn submit(
         &self,
@@ -133,7 +124,7 @@ impl BulkClient {
         if let Some(k) = &how.idempotency_key {
             req = req.header("Idempotency-Key", k);
         }
-        Self::answer(req.send().await.context("reaching bulk-api")?).await
+        answer(req.send().await.context("reaching bulk-api")?).await
     }
 
     /// Submits the file at `path`, streamed.
@@ -150,28 +141,28 @@ impl BulkClient {
 
     /// `GET /bulk/v1/jobs/{id}`.
     pub async fn job(&self, id: &str) -> anyhow::Result<(StatusCode, Value)> {
-        let res = self
-            .http
-            .get(format!("{}/bulk/v1/jobs/{id}", self.base))
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(10))
-            .send()
+        self.call(self.http.get(format!("{}/bulk/v1/jobs/{id}", self.base)))
             .await
-            .context("reaching bulk-api")?;
-        Self::answer(res).await
     }
 
     /// `POST /bulk/v1/jobs/{id}/{action}` (pause, resume, cancel).
     pub async fn steer(&self, id: &str, action: &str) -> anyhow::Result<(StatusCode, Value)> {
-        let res = self
-            .http
-            .post(format!("{}/bulk/v1/jobs/{id}/{action}", self.base))
+        self.call(
+            self.http
+                .post(format!("{}/bulk/v1/jobs/{id}/{action}", self.base)),
+        )
+        .await
+    }
+
+    /// A short call about one job: given up after 10 s.
+    async fn call(&self, req: reqwest::RequestBuilder) -> anyhow::Result<(StatusCode, Value)> {
+        let res = req
             .bearer_auth(&self.token)
             .timeout(Duration::from_secs(10))
             .send()
             .await
             .context("reaching bulk-api")?;
-        Self::answer(res).await
+        answer(res).await
     }
 
     /// Polls the job until it ends or `limit` passes; answers its last view. Errors reaching
@@ -208,6 +199,16 @@ impl BulkClient {
             tokio::time::sleep(every).await;
         }
     }
+}
+
+/// A response's status and its body as JSON (a body that is not JSON as a string).
+pub(crate) async fn answer(res: reqwest::Response) -> anyhow::Result<(StatusCode, Value)> {
+    let status = res.status();
+    let text = res.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    ))
 }
 
 /// Whether a job view is in an ending state.

@@ -9,5 +9,6 @@ pub mod bulk;
 pub mod cli;
 pub mod deploy;
 pub mod edge;
+pub mod groups;
 pub mod migrate;
 pub mod stack;

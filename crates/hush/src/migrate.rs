@@ -7,10 +7,11 @@
 //!
 //! `hush-dev gen-legacy` writes a synthetic export of this format for tests and benchmarks.
 
+use crate::groups::GroupsClient;
 use crate::bulk::{BulkClient, Submit};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashMap;
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -129,10 +130,7 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
         .append(true)
         .open(&state_path)
         .with_context(|| format!("opening {}", state_path.display()))?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let control = format!("{}/control/v1", args.control_url.trim_end_matches('/'));
+    let groups = GroupsClient::new(&args.control_url, &args.token)?;
     let mut summary = MigrateSummary::default();
 
     // Phase 1: the groups, in file order.
@@ -154,17 +152,12 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
             .next()
             .unwrap_or("")
             .to_string();
-        let res = http
-            .post(format!("{control}/groups"))
-            .bearer_auth(&args.token)
-            .json(
+        let (status, body) = groups
+            .create(
                 &json!({"name": g.name, "description": "Imported from the legacy system",
                 "label": g.label, "join_policy": join_policy(&g.label), "address": local}),
             )
-            .send()
             .await?;
-        let status = res.status();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
             tracing::warn!(line = i + 1, %status, problem = %body["detail"], "group refused");
             summary.groups_refused += 1;
@@ -172,14 +165,9 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
         }
         let id = body["id"].as_str().context("no group id")?.to_string();
         if !g.owners.is_empty() {
-            let res = http
-                .patch(format!("{control}/groups/{id}"))
-                .bearer_auth(&args.token)
-                .json(&json!({"owners": g.owners}))
-                .send()
-                .await?;
-            if !res.status().is_success() {
-                tracing::warn!(line = i + 1, status = %res.status(), "owners not set");
+            let (status, _) = groups.patch(&id, &json!({"owners": g.owners})).await?;
+            if !status.is_success() {
+                tracing::warn!(line = i + 1, %status, "owners not set");
             }
         }
         writeln!(state, "{i}\t{id}")?;
@@ -188,24 +176,12 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
     }
     state.flush()?;
 
-    // Wait until every group is active, so no membership meets a group still provisioning.
-    let deadline = Instant::now() + Duration::from_secs(600);
+    // Wait until every group is provisioned, so no membership meets a group still in the saga.
+    let started_waiting = Instant::now();
+    let limit = Duration::from_secs(600);
     for id in created.values() {
-        loop {
-            let g: Value = http
-                .get(format!("{control}/groups/{id}"))
-                .bearer_auth(&args.token)
-                .send()
-                .await?
-                .json()
-                .await
-                .unwrap_or(Value::Null);
-            if g["state"] == "active" || g["state"] == "archived" {
-                break;
-            }
-            anyhow::ensure!(Instant::now() < deadline, "groups never became active");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let left = limit.saturating_sub(started_waiting.elapsed());
+        groups.wait_provisioned(id, left).await?;
     }
 
     // Phase 2: membership, in jobs of about `ops_per_job` operations cut at group boundaries

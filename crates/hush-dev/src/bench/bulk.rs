@@ -5,14 +5,14 @@
 
 use super::{ms, Percentiles};
 use crate::cluster::{cpu_seconds, cpu_seconds_of_all, Cluster, ClusterOptions};
-use crate::legacy::{gen_legacy, GenLegacyArgs};
+use crate::legacy::{gen_legacy, ExportShape, GenLegacyArgs};
 use anyhow::Context as _;
 use domain::{Email, GroupId, IdentityKind, Label, ServiceName, Subject};
 use hush::bulk::{BulkClient, Submit};
+use hush::groups::GroupsClient;
 use hush::migrate::{migrate, MigrateArgs};
 use hush::stack::Databases;
 use rand::RngCore as _;
-use serde_json::{json, Value};
 use sqlx::Connection as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -36,15 +36,9 @@ pub struct BulkArgs {
     /// end before more samples were taken.
     #[arg(long)]
     pub samples: Option<usize>,
-    /// Groups in the migrated export.
-    #[arg(long, default_value_t = 2200)]
-    pub groups: usize,
-    /// People in the migrated export.
-    #[arg(long, default_value_t = 200_000)]
-    pub users: usize,
-    /// Size of the export's largest group.
-    #[arg(long, default_value_t = 40_000)]
-    pub largest: usize,
+    /// The migrated export.
+    #[command(flatten)]
+    pub export: ExportShape,
     /// Operations per chunk (one tenant transaction each).
     #[arg(long, default_value_t = 1000)]
     pub chunk_size: usize,
@@ -125,7 +119,7 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     .await?;
     println!(
         "\nbulk: a {}-op job end to end vs a raw insert of as many rows into the same database; a {}-group / {}-person migration; join+leave latency idle vs beside a {}-op job; peak RSS\n",
-        args.ops, args.groups, args.users, args.load_ops
+        args.ops, args.export.groups, args.export.users, args.load_ops
     );
     println!(
         "chunks of {} ops; tenant batch slots (batches applied at once): {}; the large job runs at {} ops/s (0: unthrottled), the rest unthrottled; {} join+leave pairs timed idle and as many under load\n",
@@ -195,35 +189,11 @@ pub async fn bulk(args: BulkArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn group(
-    http: &reqwest::Client,
-    control: &str,
-    token: &str,
-    name: &str,
-) -> anyhow::Result<String> {
-    let res: Value = http
-        .post(format!("{control}/control/v1/groups"))
-        .bearer_auth(token)
-        .json(&json!({"name": name, "description": "", "label": "General", "join_policy": "open"}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
+async fn group(control: &str, token: &str, name: &str) -> anyhow::Result<String> {
+    let g = GroupsClient::new(control, token)?
+        .create_active(name, "General", "open")
         .await?;
-    let id = res["id"].as_str().context("group id")?.to_string();
-    loop {
-        let g: Value = http
-            .get(format!("{control}/control/v1/groups/{id}"))
-            .bearer_auth(token)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if g["state"] == "active" {
-            return Ok(id);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Ok(g["id"].as_str().context("group id")?.to_string())
 }
 
 /// A job of `n` adds over `groups`, written to `path`.
@@ -611,7 +581,7 @@ async fn run(
     let op = BulkClient::new(&cluster.url("bulk-api"), &op_token)?;
     let mut groups = Vec::new();
     for i in 0..10 {
-        groups.push(group(&http, &control, &owner, &format!("Bench {i}")).await?);
+        groups.push(group(&control, &owner, &format!("Bench {i}")).await?);
     }
     eprintln!("[{backend}] measuring a {}-op job", args.ops);
     let file = dir.join("job.ndjson");
@@ -671,7 +641,7 @@ async fn run(
         .map(|i| cluster.token(&format!("bench-person-{i}"), IdentityKind::Member, &[]))
         .collect();
     let mut people = people.iter();
-    let target = group(&http, &control, &owner, "Bench latency").await?;
+    let target = group(&control, &owner, "Bench latency").await?;
     for p in people.by_ref().take(5) {
         join_leave(&http, &membership, p, &target).await?;
     }
@@ -726,13 +696,11 @@ async fn run(
     } else {
         eprintln!(
             "[{backend}] migrating {} groups / {} people",
-            args.groups, args.users
+            args.export.groups, args.export.users
         );
         let export = dir.join("legacy.ndjson");
         let generated = gen_legacy(&GenLegacyArgs {
-            groups: args.groups,
-            users: args.users,
-            largest: args.largest,
+            shape: args.export,
             seed: 7,
             out: export.clone(),
         })?;

@@ -2,6 +2,7 @@
 
 use domain::{GroupId, IdentityKind, ServiceName, Subject};
 use hush::bulk::{BulkClient, Submit};
+use hush::groups::GroupsClient;
 use hush::stack::{Databases, PostgresDatabases};
 use hush_dev::cluster::{Cluster, ClusterOptions};
 use reqwest::StatusCode;
@@ -17,7 +18,6 @@ pub use service_kit::db::Backend;
 pub struct Fixture {
     pub cluster: Cluster,
     pub op: BulkClient,
-    pub http: reqwest::Client,
     pub dbs: Databases,
     pg: Option<PostgresDatabases>,
     _dir: tempfile::TempDir,
@@ -52,10 +52,6 @@ impl Fixture {
         Fixture {
             cluster,
             op,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
             dbs,
             pg,
             _dir: dir,
@@ -81,39 +77,13 @@ impl Fixture {
     /// A group owned by `owner` under `label`, once it is active.
     pub async fn group(&self, owner: &str, name: &str, label: &str) -> GroupId {
         let token = self.cluster.token(owner, IdentityKind::Member, &[]);
-        let control = format!("{}/control/v1", self.cluster.url("control-api"));
-        let res = self
-            .http
-            .post(format!("{control}/groups"))
-            .bearer_auth(&token)
-            .json(&json!({"name": name, "description": "", "label": label,
-                "join_policy": if label == "General" { "open" } else { "approval" }}))
-            .send()
+        let join = if label == "General" { "open" } else { "approval" };
+        let g = GroupsClient::new(&self.cluster.url("control-api"), &token)
+            .unwrap()
+            .create_active(name, label, join)
             .await
             .unwrap();
-        assert_eq!(res.status(), StatusCode::ACCEPTED, "{:?}", res.text().await);
-        let id = res.json::<Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let g: Value = self
-                .http
-                .get(format!("{control}/groups/{id}"))
-                .bearer_auth(&token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if g["state"] == "active" {
-                return GroupId::parse(&id).unwrap();
-            }
-            assert!(Instant::now() < deadline, "group never became active");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        GroupId::parse(g["id"].as_str().unwrap()).unwrap()
     }
 
     /// Submits NDJSON `lines` as the operator.

@@ -4,7 +4,7 @@
 use crate::harness::*;
 use domain::IdentityKind;
 use hush::migrate::{migrate, LegacyGroup, MigrateArgs};
-use hush_dev::legacy::{gen_legacy, GenLegacyArgs};
+use hush_dev::legacy::{gen_legacy, ExportShape, GenLegacyArgs};
 use std::time::Duration;
 
 async fn a_legacy_export_migrates_and_a_rerun_changes_nothing(kind: Backend) {
@@ -12,9 +12,11 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing(kind: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("legacy.ndjson");
     let generated = gen_legacy(&GenLegacyArgs {
-        groups: 30,
-        users: 3000,
-        largest: 1200,
+        shape: ExportShape {
+            groups: 30,
+            users: 3000,
+            largest: 1200,
+        },
         seed: 11,
         out: file.clone(),
     })

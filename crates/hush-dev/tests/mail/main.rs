@@ -6,6 +6,7 @@
 //! `cargo test -p hush-dev --test mail` (Python 3 with aiosmtpd; `.ci/run` installs it).
 
 use domain::{Email, IdentityKind, Label, ServiceName};
+use hush::groups::GroupsClient;
 use hush::stack::Databases;
 use hush_dev::cluster::{Cluster, ClusterOptions};
 use serde_json::Value;
@@ -21,27 +22,6 @@ const SCRIPTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../services/isolated-tenant/tests/mail"
 );
-
-fn python() -> bool {
-    let present = Command::new("python3")
-        .args(["-c", "import aiosmtpd, dkim"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if present {
-        return true;
-    }
-    // CI sets HUSH_REQUIRE_MAIL_TOOLS after installing them, so there a missing tool fails
-    // the run instead of skipping it; a newcomer's `cargo test` stays green and says why.
-    assert!(
-        std::env::var_os("HUSH_REQUIRE_MAIL_TOOLS").is_none(),
-        "HUSH_REQUIRE_MAIL_TOOLS is set but python3 with aiosmtpd and dkimpy is not available"
-    );
-    eprintln!(
-        "SKIPPED: the mail tests need python3 with aiosmtpd and dkimpy \
-         (pip install aiosmtpd dkimpy; .ci/run installs them)"
-    );
-    false
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -123,45 +103,16 @@ fn send(port: u16, from: &str, to: &str, dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Creates a group through control-api and waits until the tenant has it; its address.
+/// Creates a group through control-api and waits until the tenant has it; its id and address.
 async fn group(cluster: &Cluster, owner: &str, label: &str, join: &str) -> (String, String) {
-    let http = reqwest::Client::new();
     let token = cluster.token(owner, IdentityKind::Member, &[]);
-    let control = format!("{}/control/v1", cluster.url("control-api"));
-    let res: Value = http
-        .post(format!("{control}/groups"))
-        .bearer_auth(&token)
-        .json(
-            &serde_json::json!({"name": format!("{label} mail"), "description": "",
-            "label": label, "join_policy": join}),
-        )
-        .send()
-        .await
+    let g = GroupsClient::new(&cluster.url("control-api"), &token)
         .unwrap()
-        .json()
+        .create_active(&format!("{label} mail"), label, join)
         .await
         .unwrap();
-    let id = res["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{res}"))
-        .to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let g: Value = http
-            .get(format!("{control}/groups/{id}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if g["state"] == "active" {
-            return (id, g["contact_address"].as_str().unwrap().to_string());
-        }
-        assert!(Instant::now() < deadline, "never active: {g}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let text = |k: &str| g[k].as_str().unwrap().to_string();
+    (text("id"), text("contact_address"))
 }
 
 async fn add_members(cluster: &Cluster, group: &str, label: &str, n: usize) -> Vec<String> {
@@ -210,6 +161,7 @@ async fn queued_deliveries(tenant_db: &str) -> i64 {
 
 mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3 with aiosmtpd and dkimpy"]
     async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart() {
         super::kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(
             super::Backend::Sqlite,
@@ -220,7 +172,7 @@ mod sqlite {
 
 mod postgres {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "needs HUSH_TEST_POSTGRES_URL"]
+    #[ignore = "needs HUSH_TEST_POSTGRES_URL and python3 with aiosmtpd and dkimpy"]
     async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart() {
         super::kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(
             super::Backend::Postgres,
@@ -230,9 +182,7 @@ mod postgres {
 }
 
 async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(kind: Backend) {
-    if !python() {
-        return;
-    }
+    service_kit::testing::require_mail_tools();
     let dir = tempfile::tempdir().unwrap();
     let pg = match kind {
         Backend::Sqlite => None,
@@ -424,24 +374,23 @@ impl Drop for Postfix {
 /// Postfix from Debian relays a message for the group domain to the tenant, the tenant expands
 /// it and hands the copies back to Postfix, which files them in local Maildirs; the DKIM
 /// signature of a delivered copy verifies with dkimpy. `.ci/postfix-interop` installs Postfix
-/// and runs this; without a `postfix` binary, or not as root, it says SKIPPED.
+/// and runs this as root; anywhere else it fails, so the suite's `--include-ignored` run skips
+/// it by name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Postfix, root and python3 with aiosmtpd and dkimpy: .ci/postfix-interop runs it"]
 async fn postfix_relays_to_the_tenant_and_delivers_the_expanded_copies_dkim_signed() {
-    if !python() {
-        return;
-    }
+    service_kit::testing::require_mail_tools();
     let root = Command::new("id")
         .arg("-u")
         .output()
         .map(|o| o.stdout == b"0\n")
         .unwrap_or(false);
-    if Command::new("postfix").arg("-h").output().is_err()
-        && !Path::new("/usr/sbin/postfix").exists()
-        || !root
-    {
-        eprintln!("SKIPPED: needs Postfix (apt-get install postfix) and root; .ci/postfix-interop sets both up");
-        return;
-    }
+    let postfix = Command::new("postfix").arg("-h").output().is_ok()
+        || Path::new("/usr/sbin/postfix").exists();
+    assert!(
+        postfix && root,
+        "needs Postfix (apt-get install postfix) and root; .ci/postfix-interop sets both up"
+    );
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("dkim.pem");
     let made = Command::new("openssl")

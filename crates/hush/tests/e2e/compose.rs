@@ -297,41 +297,19 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
     // The slice across the processes.
     let token = |sub: &str| {
         issuer.mint(
-            &auth::DevClaims {
-                sub: sub.into(),
-                email: Some(format!("{sub}@corp.example")),
-                kind: IdentityKind::Member,
-                roles: vec![],
-            },
+            &auth::DevClaims::corporate(sub, IdentityKind::Member, &[]),
             "hush",
             Duration::from_secs(300),
         )
     };
-    let control = format!("http://127.0.0.1:{}/control/v1", ports["control-api"]);
+    let control = format!("http://127.0.0.1:{}", ports["control-api"]);
     let membership = format!("http://127.0.0.1:{}/membership/v1", ports["membership-api"]);
-    let created: serde_json::Value = http
-        .post(format!("{control}/groups"))
-        .bearer_auth(token("alice"))
-        .json(&json!({"name": "Compose Check", "description": "", "label": "General", "join_policy": "open"}))
-        .send().await.unwrap().json().await.unwrap();
-    let id = created["id"].as_str().expect("created").to_string();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let g: serde_json::Value = http
-            .get(format!("{control}/groups/{id}"))
-            .bearer_auth(token("alice"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if g["state"] == "active" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never provisioned: {g}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let group = hush::groups::GroupsClient::new(&control, &token("alice"))
+        .unwrap()
+        .create_active("Compose Check", "General", "open")
+        .await
+        .expect("the group is provisioned");
+    let id = group["id"].as_str().unwrap();
     let joined = http
         .post(format!("{membership}/groups/{id}/join"))
         .bearer_auth(token("bob"))
