@@ -3,9 +3,10 @@
 //! on SQLite, and again on Postgres (`postgres::…`, ignored unless run with `--include-ignored`
 //! and `HUSH_TEST_POSTGRES_URL`).
 //!
-//! Python 3 with `aiosmtpd` and `dkimpy` is needed (`.ci/run` installs them). Without them the
-//! tests say SKIPPED and check nothing, unless `HUSH_REQUIRE_MAIL_TOOLS` is set (`.ci/run` sets
-//! it), in which case they fail, so CI cannot quietly skip them.
+//! Python 3 with `aiosmtpd` and `dkimpy` is needed, so these tests are
+//! `#[ignore = "needs python3 with aiosmtpd and dkimpy"]`: a plain `cargo test` lists them as
+//! ignored, and `--include-ignored` (as `.ci/run` does, after installing the tools) runs them and
+//! fails them if a tool is missing.
 
 use super::store::{Inbound, MailStore};
 use super::*;
@@ -30,28 +31,6 @@ fn general() -> domain::Label {
         .into_iter()
         .find(|l| l.name.as_str() == "General")
         .unwrap()
-}
-
-/// Whether Python is there; panics when it is but `aiosmtpd` is not.
-fn python() -> bool {
-    let present = Command::new("python3")
-        .args(["-c", "import aiosmtpd, dkim"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if present {
-        return true;
-    }
-    // CI sets HUSH_REQUIRE_MAIL_TOOLS after installing them, so there a missing tool fails
-    // the run instead of skipping it; a newcomer's `cargo test` stays green and says why.
-    assert!(
-        std::env::var_os("HUSH_REQUIRE_MAIL_TOOLS").is_none(),
-        "HUSH_REQUIRE_MAIL_TOOLS is set but python3 with aiosmtpd and dkimpy is not available"
-    );
-    eprintln!(
-        "SKIPPED: the mail tests need python3 with aiosmtpd and dkimpy \
-         (pip install aiosmtpd dkimpy; .ci/run installs them)"
-    );
-    false
 }
 
 /// The aiosmtpd relay, killed when dropped.
@@ -321,8 +300,9 @@ macro_rules! on_both_backends {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs python3 with aiosmtpd and dkimpy"]
                 async fn $name() {
-                    if !python() { return; }
+                    service_kit::testing::require_mail_tools();
                     let $db = TestDatabase::sqlite();
                     $body
                 }
@@ -332,9 +312,9 @@ macro_rules! on_both_backends {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                #[ignore = "needs HUSH_TEST_POSTGRES_URL"]
+                #[ignore = "needs HUSH_TEST_POSTGRES_URL and python3 with aiosmtpd and dkimpy"]
                 async fn $name() {
-                    if !python() { return; }
+                    service_kit::testing::require_mail_tools();
                     let $db = TestDatabase::postgres().await;
                     $body
                 }
@@ -585,10 +565,9 @@ on_both_backends! {
 /// bounce is counted, the raw SQLite files (database and write-ahead log, every page, not only
 /// live rows) hold no member address, no owner subject and no message text in clear.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 with aiosmtpd and dkimpy"]
 async fn inv5_the_mail_tables_hold_no_member_address_owner_or_message_text_in_clear() {
-    if !python() {
-        return;
-    }
+    service_kit::testing::require_mail_tools();
     let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Owners).await;
     fx.mail
         .set_policy(
@@ -783,10 +762,9 @@ impl dmarc::TxtResolver for StubDns {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 with aiosmtpd and dkimpy"]
 async fn from_is_rewritten_only_for_senders_whose_domain_publishes_a_strict_dmarc_policy() {
-    if !python() {
-        return;
-    }
+    service_kit::testing::require_mail_tools();
     let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
     fx.seed(1).await;
     let relay = PyRelay::start(fx.dir.path());
@@ -847,10 +825,9 @@ async fn from_is_rewritten_only_for_senders_whose_domain_publishes_a_strict_dmar
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 with aiosmtpd and dkimpy"]
 async fn starttls_with_the_configured_certificate_carries_the_message() {
-    if !python() {
-        return;
-    }
+    service_kit::testing::require_mail_tools();
     let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
     fx.seed(2).await;
     let (cert, key) = (
@@ -910,10 +887,9 @@ async fn starttls_with_the_configured_certificate_carries_the_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 with aiosmtpd and dkimpy"]
 async fn the_copies_carry_an_arc_set_that_dkimpy_verifies() {
-    if !python() {
-        return;
-    }
+    service_kit::testing::require_mail_tools();
     let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
     fx.seed(1).await;
     let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
