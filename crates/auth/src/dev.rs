@@ -38,6 +38,18 @@ pub struct DevClaims {
     pub roles: Vec<String>,
 }
 
+impl DevClaims {
+    /// Someone at the dev company: `sub`, the e-mail `sub@corp.example`, `kind` and `roles`.
+    pub fn corporate(sub: &str, kind: IdentityKind, roles: &[&str]) -> Self {
+        Self {
+            sub: sub.into(),
+            email: Some(format!("{sub}@corp.example")),
+            kind,
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+}
+
 /// The dev issuer: an ES256 key kept on local disk, its JWKS, and a minting function.
 /// Cheap to clone.
 #[derive(Clone)]

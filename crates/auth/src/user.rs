@@ -242,8 +242,9 @@ impl Verifier {
 }
 
 /// Reads a claim by name, or by dotted path into nested objects when no claim has that exact
-/// name (Keycloak's `realm_access.roles`).
-fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+/// name (Keycloak's `realm_access.roles`). The one reading of configured claim names: the
+/// caller's own claims here, and owners' claim rules in membership-api.
+pub fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     if let Some(v) = claims.get(name) {
         return Some(v);
     }

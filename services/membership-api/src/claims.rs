@@ -163,7 +163,7 @@ impl Condition {
     }
 
     fn matches(&self, claims: &Map<String, Value>) -> bool {
-        let Some(value) = claim(claims, &self.claim) else {
+        let Some(value) = auth::claim(claims, &self.claim) else {
             return false;
         };
         match value {
@@ -183,20 +183,6 @@ fn scalar(v: &Value) -> Option<String> {
         Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
-}
-
-/// A claim by name, or by dotted path into nested objects when no claim has that exact name
-/// (the same reading as the auth crate's configured claims).
-fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    if let Some(v) = claims.get(name) {
-        return Some(v);
-    }
-    let mut parts = name.split('.');
-    let mut v = claims.get(parts.next()?)?;
-    for p in parts {
-        v = v.get(p)?;
-    }
-    Some(v)
 }
 
 /// The group's stored rules (none when it has none).

@@ -104,12 +104,7 @@ impl App {
     /// A token from the dev issuer.
     pub fn token(&self, sub: &str, kind: IdentityKind, roles: &[&str]) -> String {
         self.stack.issuer().mint(
-            &auth::DevClaims {
-                sub: sub.into(),
-                email: Some(format!("{sub}@corp.example")),
-                kind,
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-            },
+            &auth::DevClaims::corporate(sub, kind, roles),
             "hush",
             Duration::from_secs(600),
         )

@@ -86,18 +86,7 @@ async fn inv1_no_endpoint_or_document_lists_members(kind: Backend) {
     }
 
     // Nothing an owner, another user or a label-admin can read names a member.
-    let readers = [
-        ("owner", alice.clone()),
-        ("outsider", app.member("dave")),
-        (
-            "label-admin",
-            app.token("lena", IdentityKind::Member, &["label-admin"]),
-        ),
-        (
-            "operator",
-            app.token("otto", IdentityKind::Member, &["operator"]),
-        ),
-    ];
+    let readers = readers(&app, &alice);
     for (role, token) in &readers {
         for url in [
             app.control(&format!("/groups/{id}")),
@@ -381,18 +370,7 @@ async fn a_membership_changes_nothing_that_anyone_else_can_read(kind: Backend) {
         json!({"max_uses": 5}),
     )
     .await;
-    let readers = [
-        ("owner", alice.clone()),
-        ("outsider", app.member("dave")),
-        (
-            "label-admin",
-            app.token("lena", IdentityKind::Member, &["label-admin"]),
-        ),
-        (
-            "operator",
-            app.token("otto", IdentityKind::Member, &["operator"]),
-        ),
-    ];
+    let readers = readers(&app, &alice);
     let before = everything_others_see(&app, &g, &readers).await;
 
     let bob = app.member("bob");
@@ -435,3 +413,20 @@ service_kit::backend_tests!(
     inv9_the_tenant_refuses_every_call_without_a_valid_service_token,
     a_membership_changes_nothing_that_anyone_else_can_read,
 );
+
+/// Everyone who may read something about a group but never its members: its owner (whose
+/// token is `owner`), an outsider, a label-admin and an operator.
+fn readers(app: &App, owner: &str) -> [(&'static str, String); 4] {
+    [
+        ("owner", owner.to_string()),
+        ("outsider", app.member("dave")),
+        (
+            "label-admin",
+            app.token("lena", IdentityKind::Member, &["label-admin"]),
+        ),
+        (
+            "operator",
+            app.token("otto", IdentityKind::Member, &["operator"]),
+        ),
+    ]
+}

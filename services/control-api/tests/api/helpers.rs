@@ -236,12 +236,7 @@ impl TestApp {
     /// A user's token.
     pub fn token(&self, sub: &str, kind: IdentityKind, roles: &[&str]) -> String {
         self.issuer.mint(
-            &DevClaims {
-                sub: sub.into(),
-                email: Some(format!("{sub}@corp.example")),
-                kind,
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-            },
+            &DevClaims::corporate(sub, kind, roles),
             AUDIENCE,
             Duration::from_secs(600),
         )

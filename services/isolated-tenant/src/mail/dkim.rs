@@ -100,20 +100,7 @@ impl DkimSigner {
         let (fields, body_at) = headers::split(message);
         let body = &message[body_at.min(message.len())..];
         let bh = STANDARD.encode(Sha256::digest(relaxed_body(body)));
-        let mut names = Vec::new();
-        let mut hashed = Vec::new();
-        for name in SIGNED {
-            // The last instance of a header is the one a verifier takes first.
-            if let Some(f) = fields
-                .iter()
-                .rev()
-                .find(|f| f.name.eq_ignore_ascii_case(name))
-            {
-                names.push(*name);
-                hashed.extend_from_slice(&relaxed_header(f.raw));
-                hashed.extend_from_slice(b"\r\n");
-            }
-        }
+        let (names, mut hashed) = signed_headers(&fields);
         let value = format!(
             "v=1; a=rsa-sha256; c=relaxed/relaxed; d={}; s={}; t={time}; h={}; bh={bh}; b=",
             self.domain,
@@ -163,19 +150,7 @@ impl DkimSigner {
             .unwrap_or_else(|| format!("{authserv_id}; none"));
         let aar = format!("ARC-Authentication-Results: i=1; {results}");
         let bh = STANDARD.encode(Sha256::digest(relaxed_body(body)));
-        let mut names = Vec::new();
-        let mut hashed = Vec::new();
-        for name in SIGNED {
-            if let Some(f) = fields
-                .iter()
-                .rev()
-                .find(|f| f.name.eq_ignore_ascii_case(name))
-            {
-                names.push(*name);
-                hashed.extend_from_slice(&relaxed_header(f.raw));
-                hashed.extend_from_slice(b"\r\n");
-            }
-        }
+        let (names, mut hashed) = signed_headers(&fields);
         let ams_unsigned = format!(
             "ARC-Message-Signature: i=1; a=rsa-sha256; c=relaxed/relaxed; d={}; s={}; t={time}; h={}; bh={bh}; b=",
             self.domain,
@@ -272,6 +247,26 @@ fn relaxed_body(body: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+
+/// The [`SIGNED`] headers the message has, and their relaxed canonical form as a signature
+/// hashes them. The last instance of a header is the one a verifier takes first.
+fn signed_headers(fields: &[headers::Field<'_>]) -> (Vec<&'static str>, Vec<u8>) {
+    let mut names = Vec::new();
+    let mut hashed = Vec::new();
+    for name in SIGNED {
+        if let Some(f) = fields
+            .iter()
+            .rev()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+        {
+            names.push(*name);
+            hashed.extend_from_slice(&relaxed_header(f.raw));
+            hashed.extend_from_slice(b"\r\n");
+        }
+    }
+    (names, hashed)
 }
 
 #[cfg(test)]

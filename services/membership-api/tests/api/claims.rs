@@ -1,9 +1,8 @@
 //! Claim rules: a requester whose token claims satisfy an owner's rule is admitted at once, no
 //! request row is written and no owner sees who it was; the label still decides first.
 
-use crate::fakes::Write;
 use crate::helpers::{assert_problem, spawn_app, TestApp, ALICE, BOB, GINA_GUEST, MALLORY, OWNER};
-use domain::{GroupId, GroupState, IdentityKind, JoinPolicy};
+use domain::{GroupId, GroupState, JoinPolicy};
 use http::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -31,17 +30,7 @@ async fn matching_claims_admit_at_once_and_no_request_row_is_written() {
         .join_with(ALICE, g, &json!({"department": "HR", "country": "DE"}))
         .await;
 
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({ "group_id": g.to_string(), "member": true }));
-    assert_eq!(
-        app.directory.writes(),
-        [Write::add_self(
-            g,
-            "alice",
-            IdentityKind::Member,
-            "Confidential"
-        )]
-    );
+    app.assert_alice_admitted(status, &body, g, "Confidential");
     // No human saw it, and nothing records it.
     assert_eq!(app.db_count("join_requests").await, 0);
     assert_eq!(app.pending(OWNER, g).await.2, json!({ "requests": [] }));

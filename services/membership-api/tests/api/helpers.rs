@@ -171,6 +171,22 @@ pub fn label(name: &str) -> Label {
 }
 
 impl TestApp {
+    /// Asserts that a join or redemption answered "alice is a member of `g`" (200), and that
+    /// the tenant was told exactly one thing: add alice, a member, to `g` under `label`.
+    pub fn assert_alice_admitted(&self, status: StatusCode, body: &Value, g: GroupId, label: &str) {
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body, &json!({ "group_id": g.to_string(), "member": true }));
+        assert_eq!(
+            self.directory.writes(),
+            [crate::fakes::Write::add_self(
+                g,
+                "alice",
+                IdentityKind::Member,
+                label
+            )]
+        );
+    }
+
     pub fn token(&self, who: Who) -> String {
         self.token_with(who, &json!({}))
     }

@@ -2,12 +2,11 @@
 //! expiry and revocation; redeeming records no redeemer; every bad code gets the same 404, and
 //! failed attempts are limited per caller.
 
-use crate::fakes::Write;
 use crate::helpers::{
     assert_problem, spawn_app, spawn_app_with, TestApp, ALICE, BOB, CAROL, GINA_GUEST, MALLORY,
     OWNER,
 };
-use domain::{GroupId, GroupState, IdentityKind, JoinPolicy};
+use domain::{GroupId, GroupState, JoinPolicy};
 use http::{header, Method, StatusCode};
 use membership_api::{AbuseLimits, BAD_INVITE_DETAIL, CODE_PREFIX};
 use serde_json::{json, Value};
@@ -76,17 +75,7 @@ async fn an_invite_is_shown_once_stored_hashed_and_admits_one_person_by_default(
     );
 
     let (status, _, body) = app.redeem(ALICE, code).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({ "group_id": g.to_string(), "member": true }));
-    assert_eq!(
-        app.directory.writes(),
-        [Write::add_self(
-            g,
-            "alice",
-            IdentityKind::Member,
-            "Highly Confidential"
-        )]
-    );
+    app.assert_alice_admitted(status, &body, g, "Highly Confidential");
 
     let used = app.redeem(BOB, code).await;
     assert_problem(&used, StatusCode::NOT_FOUND, "invalid-invite");

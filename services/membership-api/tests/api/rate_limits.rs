@@ -15,6 +15,14 @@ async fn app_with_two_per_minute() -> TestApp {
     .await
 }
 
+/// Spends a caller's whole budget (two requests) on `POST path`, each answered 200.
+async fn spend_budget(app: &TestApp, path: &str, token: &str) {
+    for _ in 0..2 {
+        let got = app.raw(Method::POST, path, Some(token), None).await;
+        assert_eq!(got.status, StatusCode::OK);
+    }
+}
+
 fn assert_limited(got: &Raw) {
     let answer: Answer = got.answer();
     assert_problem(&answer, StatusCode::TOO_MANY_REQUESTS, "rate-limited");
@@ -31,14 +39,7 @@ async fn joins_over_the_limit_are_429_with_retry_after_and_write_nothing() {
     let g = app.group("General", JoinPolicy::Open, GroupState::Active);
     let path = format!("/membership/v1/groups/{g}/join");
     let token = app.token(ALICE);
-    for _ in 0..2 {
-        assert_eq!(
-            app.raw(Method::POST, &path, Some(&token), None)
-                .await
-                .status,
-            StatusCode::OK
-        );
-    }
+    spend_budget(&app, &path, &token).await;
     app.directory.clear_writes();
 
     let got = app.raw(Method::POST, &path, Some(&token), None).await;
@@ -63,14 +64,7 @@ async fn leaves_are_limited() {
     let g = app.group("General", JoinPolicy::Open, GroupState::Active);
     let path = format!("/membership/v1/groups/{g}/leave");
     let token = app.token(ALICE);
-    for _ in 0..2 {
-        assert_eq!(
-            app.raw(Method::POST, &path, Some(&token), None)
-                .await
-                .status,
-            StatusCode::OK
-        );
-    }
+    spend_budget(&app, &path, &token).await;
     assert_limited(&app.raw(Method::POST, &path, Some(&token), None).await);
 }
 
