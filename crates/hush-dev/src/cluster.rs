@@ -123,11 +123,7 @@ impl Cluster {
     }
 
     fn trusted(&self, services: &[ServiceName]) -> String {
-        services
-            .iter()
-            .map(|s| format!("{s}={}", self.keys.join(format!("{s}.pub.pem")).display()))
-            .collect::<Vec<_>>()
-            .join(",")
+        hush::deploy::trusted_keys(&self.keys, services)
     }
 
     /// Starts (or restarts) `name`.

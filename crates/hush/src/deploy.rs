@@ -40,6 +40,16 @@ pub fn generate_keys(dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(report)
 }
 
+/// The tenant's and control-api's `HUSH_TRUSTED_SERVICE_KEYS` for `services`, whose public keys
+/// [`generate_keys`] wrote into `dir`: `name=DIR/name.pub.pem,…`.
+pub fn trusted_keys(dir: &Path, services: &[ServiceName]) -> String {
+    services
+        .iter()
+        .map(|s| format!("{s}={}", dir.join(format!("{s}.pub.pem")).display()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Writes OUT/secrets/: a signing key pair per public service, the tenant's seal keys, the
 /// Postgres password and each service's database URL. Returns one line per file written or kept.
 pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {

@@ -373,11 +373,7 @@ impl Stack {
     }
 
     fn trusted(&self, services: &[ServiceName]) -> String {
-        services
-            .iter()
-            .map(|s| format!("{s}={}", self.keys.join(format!("{s}.pub.pem")).display()))
-            .collect::<Vec<_>>()
-            .join(",")
+        crate::deploy::trusted_keys(&self.keys, services)
     }
 
     fn spawn(&mut self, part: Part, listener: TcpListener) -> anyhow::Result<()> {

@@ -35,15 +35,23 @@ pub fn write_new(path: &Path, contents: &str, access: Access) -> std::io::Result
         path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
         uuid::Uuid::new_v4().simple()
     ));
-    let result = write_tmp(&tmp, contents, access).and_then(|()| {
-        match std::fs::hard_link(&tmp, path) {
+    let result =
+        write_tmp(&tmp, contents, access).and_then(|()| match std::fs::hard_link(&tmp, path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(e),
-        }
-    });
+        });
     let _ = std::fs::remove_file(&tmp);
     result
+}
+
+/// [`write_new`] of a private file, for the keys services generate on first start: an error
+/// names the file.
+pub fn create_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    write_new(path, contents, Access::Private)
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(())
 }
 
 fn write_tmp(tmp: &Path, contents: &str, access: Access) -> std::io::Result<()> {
@@ -60,8 +68,7 @@ fn write_tmp(tmp: &Path, contents: &str, access: Access) -> std::io::Result<()> 
     #[cfg(not(unix))]
     let _ = access;
     let mut f = opts.open(tmp)?;
-    f.write_all(contents.as_bytes())
-        .and_then(|()| f.sync_all())
+    f.write_all(contents.as_bytes()).and_then(|()| f.sync_all())
 }
 
 #[cfg(test)]

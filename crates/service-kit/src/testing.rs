@@ -28,6 +28,15 @@ pub fn postgres_url() -> String {
     named_url(std::env::var(POSTGRES_URL_VAR).ok())
 }
 
+/// The Postgres server a test on `backend` uses: none on SQLite, [`postgres_url`] on Postgres
+/// (which panics when no server is named).
+pub fn postgres_url_for(backend: Backend) -> Option<String> {
+    match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(postgres_url()),
+    }
+}
+
 fn named_url(var: Option<String>) -> String {
     match var {
         Some(url) if !url.is_empty() => url,
@@ -158,6 +167,34 @@ impl TestDatabase {
     }
 }
 
+/// A loopback port free at the time of asking, for a process a test starts that must be told
+/// its port in advance.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// The reason on tests that drive real mail peers written in Python:
+/// `#[ignore = "needs python3 with aiosmtpd and dkimpy"]`. CI installs them and runs these tests
+/// with `--include-ignored`.
+pub const MAIL_TOOLS: &str = "python3 with aiosmtpd and dkimpy";
+
+/// Fails the test unless `python3` can import the mail peers' modules (`aiosmtpd`, `dkim`): a
+/// test that was asked to run never passes having checked nothing.
+pub fn require_mail_tools() {
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd, dkim"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        present,
+        "this test needs {MAIL_TOOLS} (pip install aiosmtpd dkimpy; .ci/run installs them), \
+         or run without --include-ignored"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,23 +270,4 @@ mod tests {
     fn an_empty_server_url_names_no_server() {
         named_url(Some(String::new()));
     }
-}
-
-/// The reason on tests that drive real mail peers written in Python:
-/// `#[ignore = "needs python3 with aiosmtpd and dkimpy"]`. CI installs them and runs these tests
-/// with `--include-ignored`.
-pub const MAIL_TOOLS: &str = "python3 with aiosmtpd and dkimpy";
-
-/// Fails the test unless `python3` can import the mail peers' modules (`aiosmtpd`, `dkim`): a
-/// test that was asked to run never passes having checked nothing.
-pub fn require_mail_tools() {
-    let present = std::process::Command::new("python3")
-        .args(["-c", "import aiosmtpd, dkim"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(
-        present,
-        "this test needs {MAIL_TOOLS} (pip install aiosmtpd dkimpy; .ci/run installs them), \
-         or run without --include-ignored"
-    );
 }

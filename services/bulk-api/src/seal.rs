@@ -98,10 +98,7 @@ impl JobKey {
 
 /// Writes a fresh key to `path` (mode 0600) unless a file is there already.
 pub fn generate_seal_key_file(path: &Path) -> anyhow::Result<()> {
-    let text = format!("{}\n", JobKey::generate_text());
-    service_kit::files::write_new(path, &text, service_kit::files::Access::Private)
-        .with_context(|| format!("creating {}", path.display()))?;
-    Ok(())
+    service_kit::files::create_secret(path, &format!("{}\n", JobKey::generate_text()))
 }
 
 #[cfg(test)]

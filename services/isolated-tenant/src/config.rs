@@ -165,9 +165,7 @@ pub fn parse_trusted_keys(text: &str) -> anyhow::Result<Vec<(ServiceName, PathBu
 pub fn generate_seal_keys_file(path: &Path) -> anyhow::Result<()> {
     let mut text = SealKeys::generate_text();
     text.push('\n');
-    service_kit::files::write_new(path, &text, service_kit::files::Access::Private)
-        .with_context(|| format!("creating {}", path.display()))?;
-    Ok(())
+    service_kit::files::create_secret(path, &text)
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ mod meta;
 pub mod seal;
 mod sql;
 pub mod store;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use access::{may_call, op, Op, Operation, Permit};
 pub use config::{generate_seal_keys_file, parse_trusted_keys, Config, Redacted};

@@ -77,7 +77,11 @@ impl Fixture {
     /// A group owned by `owner` under `label`, once it is active.
     pub async fn group(&self, owner: &str, name: &str, label: &str) -> GroupId {
         let token = self.cluster.token(owner, IdentityKind::Member, &[]);
-        let join = if label == "General" { "open" } else { "approval" };
+        let join = if label == "General" {
+            "open"
+        } else {
+            "approval"
+        };
         let g = GroupsClient::new(&self.cluster.url("control-api"), &token)
             .unwrap()
             .create_active(name, label, join)
@@ -209,10 +213,7 @@ async fn fresh_databases(
     dir: &std::path::Path,
     backend: Backend,
 ) -> (Databases, Option<PostgresDatabases>) {
-    let postgres = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(service_kit::testing::postgres_url()),
-    };
+    let postgres = service_kit::testing::postgres_url_for(backend);
     Databases::fresh(dir, postgres.as_deref(), "hush_t")
         .await
         .expect("fresh test databases")

@@ -12,95 +12,18 @@ use hush_dev::cluster::{Cluster, ClusterOptions};
 use serde_json::Value;
 use service_kit::db::Backend;
 use sqlx::Connection as _;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tenant_api::{AddMember, MemberRef};
 
-const SCRIPTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../services/isolated-tenant/tests/mail"
-);
+use isolated_tenant::testing::{PyRelay, SCRIPTS};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The aiosmtpd relay on a given port, killed when dropped.
-struct PyRelay {
-    child: Child,
-    out: PathBuf,
-}
-
-impl PyRelay {
-    fn start(out: &Path, port: u16) -> Self {
-        let mut child = Command::new("python3")
-            .arg(format!("{SCRIPTS}/relay.py"))
-            .arg(out)
-            .arg(port.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("starting the aiosmtpd relay");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("READY"), "relay said {line:?}");
-        Self {
-            child,
-            out: out.to_path_buf(),
-        }
-    }
-
-    fn recipients(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .flat_map(|m| {
-                m["rcpts"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|r| r.as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-}
-
-impl Drop for PyRelay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends with smtplib; the JSON verdict of send.py.
-fn send(port: u16, from: &str, to: &str, dir: &Path) -> Value {
-    let path = dir.join("message.eml");
-    std::fs::write(
-        &path,
-        format!("From: {from}\r\nTo: {to}\r\nSubject: hello\r\n\r\nHello.\r\n"),
-    )
-    .unwrap();
-    let out = Command::new("python3")
-        .arg(format!("{SCRIPTS}/send.py"))
-        .args(["127.0.0.1", &port.to_string(), from, to])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// Sends a short message from `from` to `to` through the tenant's SMTP listener on `port`;
+/// the JSON verdict of send.py.
+async fn send(port: u16, from: &str, to: &str) -> Value {
+    let message = format!("From: {from}\r\nTo: {to}\r\nSubject: hello\r\n\r\nHello.\r\n");
+    isolated_tenant::testing::send(([127, 0, 0, 1], port).into(), from, &[to], &message, &[]).await
 }
 
 /// Creates a group through control-api and waits until the tenant has it; its id and address.
@@ -184,15 +107,15 @@ mod postgres {
 async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(kind: Backend) {
     service_kit::testing::require_mail_tools();
     let dir = tempfile::tempdir().unwrap();
-    let pg = match kind {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(service_kit::testing::postgres_url()),
-    };
+    let pg = service_kit::testing::postgres_url_for(kind);
     let (dbs, made) = Databases::fresh(dir.path(), pg.as_deref(), "hush_t")
         .await
         .unwrap();
     let tenant_db = dbs.tenant.clone();
-    let (smtp, relay_port) = (free_port(), free_port());
+    let (smtp, relay_port) = (
+        service_kit::testing::free_port(),
+        service_kit::testing::free_port(),
+    );
     let mut cluster = Cluster::start(
         Path::new(env!("CARGO_BIN_EXE_hush-dev")),
         ClusterOptions {
@@ -221,16 +144,16 @@ async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(
     // "Highly Confidential": only members may send, as control-api told the tenant.
     let (secret, secret_addr) = group(&cluster, "olive", "Highly Confidential", "invite").await;
     add_members(&cluster, &secret, "Highly Confidential", 1).await;
-    let refused = send(smtp, "alice@corp.example", &secret_addr, dir.path());
+    let refused = send(smtp, "alice@corp.example", &secret_addr).await;
     assert_eq!(refused["code"], 550, "{refused}");
-    let member_sends = send(smtp, "member000@corp.example", &secret_addr, dir.path());
+    let member_sends = send(smtp, "member000@corp.example", &secret_addr).await;
     assert_eq!(member_sends["ok"], true, "{member_sends}");
 
-    let accepted = send(smtp, "alice@corp.example", &general_addr, dir.path());
+    let accepted = send(smtp, "alice@corp.example", &general_addr).await;
     assert_eq!(accepted["ok"], true, "{accepted}");
     cluster.kill("isolated-tenant").await.unwrap();
 
-    let relay = PyRelay::start(&dir.path().join("relay.jsonl"), relay_port);
+    let relay = PyRelay::start_on(&dir.path().join("relay.jsonl"), Some(relay_port));
     cluster.restart("isolated-tenant").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while relay.recipients().len() < members.len() + 1 {
@@ -421,7 +344,10 @@ async fn postfix_relays_to_the_tenant_and_delivers_the_expanded_copies_dkim_sign
     let (dbs, made) = Databases::fresh(dir.path(), pg.as_deref(), "hush_t")
         .await
         .unwrap();
-    let (smtp, pf_port) = (free_port(), free_port());
+    let (smtp, pf_port) = (
+        service_kit::testing::free_port(),
+        service_kit::testing::free_port(),
+    );
     let cluster = Cluster::start(
         Path::new(env!("CARGO_BIN_EXE_hush-dev")),
         ClusterOptions {
@@ -478,7 +404,7 @@ async fn postfix_relays_to_the_tenant_and_delivers_the_expanded_copies_dkim_sign
     }
     let pf_dir = dir.path().join("postfix");
     let postfix = Postfix::start(&pf_dir, pf_port, smtp, &members);
-    let sent = send(pf_port, "alice@corp.example", &address, dir.path());
+    let sent = send(pf_port, "alice@corp.example", &address).await;
     assert_eq!(sent["ok"], true, "{sent}");
     let deadline = Instant::now() + Duration::from_secs(90);
     for m in &members {

@@ -144,14 +144,6 @@ fn the_compose_file_describes_the_documented_topology() {
     assert!(repo().join("Dockerfile").exists());
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Runs `hush deploy-init`, returning the folder it wrote.
 async fn deploy_init(dir: &Path) -> PathBuf {
     let out = Command::new(env!("CARGO_BIN_EXE_hush"))
@@ -216,7 +208,10 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
     ));
 
     let c = compose();
-    let ports: BTreeMap<&str, u16> = SERVICES.iter().map(|s| (*s, free_port())).collect();
+    let ports: BTreeMap<&str, u16> = SERVICES
+        .iter()
+        .map(|s| (*s, service_kit::testing::free_port()))
+        .collect();
     // Compose mounts secrets at /run/secrets/<name> and configs at /<name>; here they are the
     // files deploy-init wrote.
     let mut mounts: Vec<(String, PathBuf)> = Vec::new();

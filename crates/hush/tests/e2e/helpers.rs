@@ -62,10 +62,7 @@ pub async fn fresh_databases(
     dir: &std::path::Path,
     backend: Backend,
 ) -> (Databases, Option<PostgresDatabases>) {
-    let postgres = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(service_kit::testing::postgres_url()),
-    };
+    let postgres = service_kit::testing::postgres_url_for(backend);
     Databases::fresh(dir, postgres.as_deref(), "hush_t")
         .await
         .expect("fresh test databases")

@@ -154,8 +154,7 @@ pub fn generate_signing_key_file(path: &Path) -> anyhow::Result<()> {
     let mut seed = Zeroizing::new([0u8; 32]);
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, seed.as_mut());
     let text = Zeroizing::new(format!("{}\n", STANDARD.encode(seed.as_ref())));
-    service_kit::files::write_new(path, &text, service_kit::files::Access::Private)
-        .with_context(|| format!("creating {}", path.display()))?;
+    service_kit::files::create_secret(path, &text)?;
     let public = public_key_path(path);
     if !public.exists() {
         let signer = Signer::load(path)?;

@@ -13,15 +13,12 @@ use super::*;
 use crate::audit::Context;
 use crate::store::{self as tenant_store, Store};
 use domain::{Email, GroupId, GroupName, SenderPolicy, Subject};
-use serde_json::Value;
 use service_kit::testing::TestDatabase;
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 use tenant_api::{AddMember, MemberRef, ProvisionGroup};
 
-const SCRIPTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mail");
+use crate::testing::{send, PyRelay, SCRIPTS};
 const MEMBER_DOMAIN: &str = "members.test.example";
 const GROUP_DOMAIN: &str = "groups.test.example";
 
@@ -31,110 +28,6 @@ fn general() -> domain::Label {
         .into_iter()
         .find(|l| l.name.as_str() == "General")
         .unwrap()
-}
-
-/// The aiosmtpd relay, killed when dropped.
-struct PyRelay {
-    child: Child,
-    port: u16,
-    out: std::path::PathBuf,
-}
-
-impl PyRelay {
-    fn start(dir: &Path) -> Self {
-        let out = dir.join("relay.jsonl");
-        let mut child = Command::new("python3")
-            .arg(format!("{SCRIPTS}/relay.py"))
-            .arg(&out)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting the aiosmtpd relay");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("relay said {line:?}"))
-            .parse()
-            .unwrap();
-        Self { child, port, out }
-    }
-
-    fn addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
-    }
-
-    /// Every message received so far.
-    fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    fn recipients(&self) -> usize {
-        self.received()
-            .iter()
-            .map(|m| m["rcpts"].as_array().map_or(0, Vec::len))
-            .sum()
-    }
-
-    /// Waits until `n` recipients have been received (or panics after `limit`).
-    async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Value> {
-        let start = Instant::now();
-        loop {
-            if self.recipients() >= n {
-                return self.received();
-            }
-            assert!(
-                start.elapsed() < limit,
-                "only {} of {n} recipients reached the relay in {limit:?}",
-                self.recipients()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for PyRelay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends `message` with smtplib; gives its JSON verdict.
-async fn send(
-    addr: std::net::SocketAddr,
-    from: &str,
-    rcpts: &[&str],
-    message: &str,
-    extra: &[&str],
-) -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("message.eml");
-    std::fs::write(&path, message).unwrap();
-    let out = tokio::process::Command::new("python3")
-        .arg(format!("{SCRIPTS}/send.py"))
-        .arg(addr.ip().to_string())
-        .arg(addr.port().to_string())
-        .arg(from)
-        .arg(rcpts.join(","))
-        .arg(&path)
-        .args(extra)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "send.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A tenant database with a group, and the mail store over it.
@@ -368,7 +261,7 @@ on_both_backends! {
         assert_eq!(tokens.len(), received.len());
         // Nothing more arrives, and the operators' counts agree.
         fx.drained().await;
-        assert_eq!(relay.recipients(), members.len());
+        assert_eq!(relay.recipients().len(), members.len());
         let counts = fx.mail.counts().await.unwrap();
         assert_eq!(counts.delivered_recipients, 10_000);
         assert_eq!(counts.queued_deliveries, 0);
@@ -423,7 +316,7 @@ on_both_backends! {
         assert_eq!(r["ok"], true, "{r}");
 
         fx.drained().await;
-        assert_eq!(relay.recipients(), 5, "nothing went further than the tenant");
+        assert_eq!(relay.recipients().len(), 5, "nothing went further than the tenant");
         assert_eq!(relay.received().len(), received.len());
         let counts = fx.mail.counts().await.unwrap();
         assert_eq!(counts.bounces_consumed, 1);
@@ -444,7 +337,7 @@ on_both_backends! {
         // The restarted tenant's worker, run until its queue is empty.
         let relay = PyRelay::start(fx.dir.path());
         assert!(fx.drain(Relay::Smtp(relay.addr())).await > 0);
-        assert_eq!(relay.recipients(), members.len(), "each member exactly once");
+        assert_eq!(relay.recipients().len(), members.len(), "each member exactly once");
         assert_eq!(fx.mail.counts().await.unwrap().queued_deliveries, 0);
         fx.finish().await;
     }
