@@ -11,6 +11,8 @@
 //! - the row locks Postgres needs so replicas sharing a database cannot interleave (`FOR UPDATE`,
 //!   `FOR SHARE`, leases taken `SKIP LOCKED`), which SQLite, holding the whole database for its
 //!   one writer, does not;
+//! - whether one writer holds the whole database ([`Dialect::SINGLE_WRITER`]), so a store may
+//!   queue its writers in process (the tenant's write turns);
 //! - how many rows a statement touched (sqlx answers it per backend, not through a trait);
 //! - how a pool is opened ([`crate::db`]).
 //!
@@ -27,6 +29,10 @@ use std::sync::Arc;
 pub trait Dialect: sqlx::Database {
     /// Which backend this is.
     const BACKEND: Backend;
+    /// One writer at a time holds the whole database (SQLite): writes begin with the write
+    /// lock, need no row locks, and a store may queue its writers in process. Otherwise
+    /// (Postgres) writers run side by side, locking the rows they read.
+    const SINGLE_WRITER: bool;
     /// The statement that begins a transaction that writes.
     const BEGIN_WRITE: &'static str;
     /// Ends a `SELECT` whose rows the transaction will change: no one else may change them
@@ -53,6 +59,7 @@ pub trait Dialect: sqlx::Database {
 
 impl Dialect for sqlx::Postgres {
     const BACKEND: Backend = Backend::Postgres;
+    const SINGLE_WRITER: bool = false;
     const BEGIN_WRITE: &'static str = "BEGIN";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const FOR_SHARE: &'static str = " FOR SHARE";
@@ -73,6 +80,7 @@ impl Dialect for sqlx::Postgres {
 /// One writer at a time holds the whole database, so no row locks are needed.
 impl Dialect for sqlx::Sqlite {
     const BACKEND: Backend = Backend::Sqlite;
+    const SINGLE_WRITER: bool = true;
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const FOR_UPDATE: &'static str = "";
     const FOR_SHARE: &'static str = "";

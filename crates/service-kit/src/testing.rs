@@ -195,6 +195,58 @@ pub fn require_mail_tools() {
     );
 }
 
+/// A request to an in-process router: `method uri`, with `token` as its bearer and `body` as
+/// its JSON body when given.
+pub fn request(
+    method: http::Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> http::Request<axum::body::Body> {
+    let mut req = http::Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    match body {
+        Some(b) => req
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(b.to_string())),
+        None => req.body(axum::body::Body::empty()),
+    }
+    .expect("a valid request")
+}
+
+/// What an in-process router answered, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status.
+    pub status: http::StatusCode,
+    /// The headers.
+    pub headers: http::HeaderMap,
+    /// The body (at most 16 MiB).
+    pub body: axum::body::Bytes,
+}
+
+/// Sends `req` to `router` in process and reads the whole answer.
+pub async fn send(router: &axum::Router, req: http::Request<axum::body::Body>) -> Reply {
+    use tower::ServiceExt as _;
+    let res = router
+        .clone()
+        .oneshot(req)
+        .await
+        .expect("the router answers");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let body = axum::body::to_bytes(res.into_body(), 16 << 20)
+        .await
+        .expect("reading the body");
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@
 
 use crate::audit::{Append, Context, Db, NewEvent};
 use service_kit::db::{self, Backend};
+use service_kit::sql::Dialect as _;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Arguments as _, Database, Encode, FromRow, PgConnection, SqliteConnection, Type};
@@ -45,24 +46,24 @@ impl Pool {
     /// Begins a write transaction.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
-            Self::Postgres(p) => Tx::Postgres(p.begin_with("BEGIN").await?),
-            Self::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Self::Postgres(p) => Tx::Postgres(p.begin_with(sqlx::Postgres::BEGIN_WRITE).await?),
+            Self::Sqlite(p) => Tx::Sqlite(p.begin_with(sqlx::Sqlite::BEGIN_WRITE).await?),
         })
     }
 
     /// The clause that locks the rows a `SELECT` reads until the transaction ends.
     pub fn for_update(&self) -> &'static str {
         match self {
-            Self::Postgres(_) => " FOR UPDATE",
-            Self::Sqlite(_) => "",
+            Self::Postgres(_) => sqlx::Postgres::FOR_UPDATE,
+            Self::Sqlite(_) => sqlx::Sqlite::FOR_UPDATE,
         }
     }
 
-    /// The clause with which workers sharing a queue each lease different rows.
-    pub fn skip_locked(&self) -> &'static str {
+    /// The clause with which workers sharing a queue each lease different rows of `of`.
+    pub fn lease_rows(&self, of: &str) -> String {
         match self {
-            Self::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Self::Sqlite(_) => "",
+            Self::Postgres(_) => sqlx::Postgres::lease_rows(of),
+            Self::Sqlite(_) => sqlx::Sqlite::lease_rows(of),
         }
     }
 

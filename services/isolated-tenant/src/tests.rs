@@ -4,7 +4,7 @@
 
 use super::*;
 use auth::ServiceSigner;
-use axum::body::{to_bytes, Body, Bytes};
+use axum::body::{Body, Bytes};
 use domain::{GroupId, ServiceName};
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -114,23 +114,11 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Answer {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(b.to_string())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let mut headers = res.headers().clone();
+        let req = service_kit::testing::request(method, path, token, body.as_ref());
+        let reply = service_kit::testing::send(&self.router, req).await;
+        let (status, mut headers, body) = (reply.status, reply.headers, reply.body);
         // The one header that differs on every answer by design.
         headers.remove(service_kit::http::REQUEST_ID);
-        let body = to_bytes(res.into_body(), usize::MAX).await.unwrap();
         Answer {
             status,
             headers,
@@ -514,18 +502,13 @@ async fn call_with_request_id(
     body: &Value,
     request_id: &str,
 ) -> StatusCode {
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(path)
-        .header(
-            header::AUTHORIZATION,
-            format!("Bearer {}", app.token(service)),
-        )
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(service_kit::http::REQUEST_ID, request_id)
-        .body(Body::from(body.to_string()))
-        .unwrap();
-    app.router.clone().oneshot(req).await.unwrap().status()
+    let mut req =
+        service_kit::testing::request(Method::POST, path, Some(&app.token(service)), Some(body));
+    req.headers_mut().insert(
+        service_kit::http::REQUEST_ID,
+        request_id.parse().expect("a header value"),
+    );
+    service_kit::testing::send(&app.router, req).await.status
 }
 
 /// The `Permit` hands the handler the context its events record: the verified service and

@@ -1,17 +1,15 @@
 //! Builds an app around a fresh SQLite store and a dev issuer, and sends it requests.
 
 use auth::{DevClaims, DevIssuer, ServiceSigner};
-use axum::body::Body;
 use axum::Router;
 use domain::{IdentityKind, ServiceName};
-use http::{header, Request, StatusCode};
+use http::{header, Method, StatusCode};
 use serde_json::Value;
 use service_kit::HttpArgs;
 use std::path::PathBuf;
 use std::time::Duration;
 use tenant_api::Pong;
 use tenant_client::TenantClient;
-use tower::ServiceExt as _;
 
 /// The audience test tokens are minted for.
 pub const AUDIENCE: &str = "hush";
@@ -116,25 +114,14 @@ impl TestApp {
     /// Sends `GET path`, with `token` as bearer when given; returns the status, the content
     /// type and the body as JSON (`Null` when empty).
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, String, Value) {
-        let mut req = Request::get(path);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let res = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let status = res.status();
-        let ctype = res
-            .headers()
+        let req = service_kit::testing::request(Method::GET, path, token, None);
+        let reply = service_kit::testing::send(&self.router, req).await;
+        let (status, bytes) = (reply.status, reply.body);
+        let ctype = reply
+            .headers
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_string())
             .unwrap_or_default();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
         let body = if bytes.is_empty() {
             Value::Null
         } else {

@@ -21,7 +21,6 @@ use tenant_api::ProvisionGroup;
 use tenant_client::TenantError;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tower::ServiceExt as _;
 
 /// The audience test tokens are minted for.
 pub const AUDIENCE: &str = "hush";
@@ -288,32 +287,17 @@ impl TestApp {
         body: Option<Value>,
         request_id: &str,
     ) -> Answer {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .header(header::AUTHORIZATION, format!("Bearer {token}"))
-            .header("x-request-id", request_id);
-        let body = match body {
-            Some(b) => {
-                req = req.header(header::CONTENT_TYPE, "application/json");
-                Body::from(b.to_string())
-            }
-            None => Body::empty(),
-        };
-        self.answer(req.body(body).unwrap()).await
+        let mut req = service_kit::testing::request(method, uri, Some(token), body.as_ref());
+        req.headers_mut()
+            .insert("x-request-id", request_id.parse().expect("a header value"));
+        self.answer(req).await
     }
 
     /// Sends `req` to the app and reads the whole answer.
     async fn answer(&self, req: Request<Body>) -> Answer {
-        let res = control_api::router(self.state.clone())
-            .oneshot(req)
-            .await
-            .unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap();
+        let router = control_api::router(self.state.clone());
+        let reply = service_kit::testing::send(&router, req).await;
+        let (status, headers, bytes) = (reply.status, reply.headers, reply.body);
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let body = serde_json::from_str(&text).unwrap_or(Value::Null);
         Answer {

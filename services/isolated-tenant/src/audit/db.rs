@@ -73,12 +73,9 @@ pub trait Append: sqlx::Database {
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send;
 }
 
-/// What differs between the backends in appending: how the head is locked, and how the linked
-/// events are inserted.
-pub trait Insert: Run + Column<i64> + Column<Vec<u8>> {
-    /// The clause that locks the head until the transaction ends.
-    const LOCK_HEAD: &'static str;
-
+/// What differs between the backends in appending: how the linked events are inserted (the
+/// head's lock is [`service_kit::sql::Dialect::FOR_UPDATE`]).
+pub trait Insert: service_kit::sql::Dialect + Run + Column<i64> + Column<Vec<u8>> {
     /// Inserts linked events into `audit_events`.
     fn insert<'a>(
         conn: &'a mut Self::Connection,
@@ -96,7 +93,8 @@ impl<DB: Insert> Append for DB {
             return Ok(());
         }
         let mut q = Statement::new("SELECT seq, hash FROM audit_head WHERE id = 1");
-        q.push(DB::LOCK_HEAD);
+        // The head stays locked until the transaction ends.
+        q.push(DB::FOR_UPDATE);
         let head = DB::rows(&mut *conn, q).await?;
         let head = head.first().ok_or(sqlx::Error::RowNotFound)?;
         let (seq, hash): (i64, Vec<u8>) = (DB::get(head, 0)?, DB::get(head, 1)?);
@@ -120,8 +118,6 @@ impl<DB: Insert> Append for DB {
 /// On Postgres, one statement over arrays (`UNNEST`), whatever the count, since the chain's
 /// head stays locked until the transaction commits and every other writer waits for it.
 impl Insert for sqlx::Postgres {
-    const LOCK_HEAD: &'static str = " FOR UPDATE";
-
     async fn insert(conn: &mut sqlx::PgConnection, linked: &[Event]) -> Result<(), sqlx::Error> {
         let col = |f: fn(&Event) -> Option<String>| linked.iter().map(f).collect::<Vec<_>>();
         sqlx::query(&format!(
@@ -152,8 +148,6 @@ impl Insert for sqlx::Postgres {
 
 /// On SQLite (one writer anyway), multi-row `VALUES`, [`CHUNK`] rows a statement.
 impl Insert for sqlx::Sqlite {
-    const LOCK_HEAD: &'static str = "";
-
     async fn insert(
         conn: &mut sqlx::SqliteConnection,
         linked: &[Event],
@@ -257,7 +251,9 @@ impl Db {
                 tx.commit().await
             }
             Db::Sqlite(p) => {
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = p
+                    .begin_with(<sqlx::Sqlite as service_kit::sql::Dialect>::BEGIN_WRITE)
+                    .await?;
                 <sqlx::Sqlite as Append>::append(&mut tx, context, events).await?;
                 tx.commit().await
             }

@@ -600,7 +600,7 @@ impl MailQueue for SqlMailStore {
         }
         let until = now + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2);
         let rows: Vec<(Uuid, Uuid, Vec<u8>, String, i32, String)> = Sql::new(LEASE)
-            .push(self.db.skip_locked())
+            .push(&self.db.lease_rows("mail_deliveries"))
             .push(LEASED)
             .bind(owner)
             .bind(until)

@@ -15,7 +15,6 @@ pub(super) static PG_MIGRATIONS: sqlx::migrate::Migrator =
 pub type PgStore = super::sql_store::SqlStore<sqlx::Postgres>;
 
 impl SqlBackend for sqlx::Postgres {
-    const SINGLE_WRITER: bool = false;
     const AFTER_BULK_BATCH: Option<&'static str> = None;
     #[cfg(test)]
     const LIST_TABLES: &'static str = "SELECT table_name::text FROM information_schema.tables \

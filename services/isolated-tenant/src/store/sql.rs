@@ -1,11 +1,13 @@
 //! The SQL of the store's roles ([`super::roles`]), written once for both backends.
 //!
 //! Every statement here is the same text on Postgres and SQLite. What differs between them is
-//! not SQL but how they take locks, and that is one fact about each backend ([`SqlBackend::SINGLE_WRITER`]): SQLite has one
-//! writer at a time, so a write transaction takes the database's write lock when it begins
-//! (`BEGIN IMMEDIATE`, so it never has to upgrade a read lock and fail with `SQLITE_BUSY`) and
-//! needs no row locks; Postgres writers run side by side, so they lock the rows they read
-//! (`FOR SHARE` / `FOR UPDATE`). The rest of what differs is in `postgres.rs` and `sqlite.rs`.
+//! not SQL but how they take locks, named once for every store in [`service_kit::sql::Dialect`]:
+//! SQLite has one writer at a time, so a write transaction takes the database's write lock when
+//! it begins (`BEGIN IMMEDIATE`, so it never has to upgrade a read lock and fail with
+//! `SQLITE_BUSY`) and needs no row locks; Postgres writers run side by side, so they lock the
+//! rows they read (`FOR SHARE` / `FOR UPDATE`). What else differs for the tenant alone (its
+//! migrations, the bulk lane's pool, the audit chain's insert) is in `postgres.rs` and
+//! `sqlite.rs`.
 //!
 //! Code here is generic over a [`SqlBackend`]: it writes a [`Statement`], runs it with
 //! `DB::run` / `DB::rows` and reads a column with `DB::get` ([`crate::backend`]).
@@ -34,7 +36,8 @@ pub(super) const CHUNK: usize = 500;
 /// audit chain's [`audit::Append`]) and what differs, implemented in `postgres.rs` and
 /// `sqlite.rs`.
 pub trait SqlBackend:
-    Run
+    service_kit::sql::Dialect
+    + Run
     + audit::Append
     + Column<Uuid>
     + Column<Vec<u8>>
@@ -46,11 +49,6 @@ pub trait SqlBackend:
     + Column<Option<i64>>
     + Column<Option<Uuid>>
 {
-    /// One writer at a time (SQLite): writes begin with the write lock, take no row locks, and
-    /// queue for it in [`super::turns::Turns`]. Otherwise (Postgres) writers run side by side,
-    /// locking the rows they read.
-    const SINGLE_WRITER: bool;
-
     /// A statement run on the bulk batches' own pool after each batch, out of the write turn.
     const AFTER_BULK_BATCH: Option<&'static str>;
 
@@ -79,33 +77,6 @@ pub(super) async fn execute<DB: SqlBackend>(
 ) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     DB::run(&mut conn, Statement::new(statement)).await
-}
-
-/// How a write transaction begins (see the module docs).
-pub(super) fn begin_write<DB: SqlBackend>() -> &'static str {
-    if DB::SINGLE_WRITER {
-        "BEGIN IMMEDIATE"
-    } else {
-        "BEGIN"
-    }
-}
-
-/// The clause that holds the rows a query reads (shared) until the transaction ends.
-fn for_share<DB: SqlBackend>() -> &'static str {
-    if DB::SINGLE_WRITER {
-        ""
-    } else {
-        " FOR SHARE"
-    }
-}
-
-/// The clause that locks the rows a query reads until the transaction ends.
-fn for_update<DB: SqlBackend>() -> &'static str {
-    if DB::SINGLE_WRITER {
-        ""
-    } else {
-        " FOR UPDATE"
-    }
 }
 
 /// A connection (or a transaction, through `&mut *tx`) on which the roles run: the one
@@ -263,7 +234,7 @@ impl<DB: SqlBackend> Groups for Conn<'_, DB> {
             "SELECT address, display_name FROM distribution_groups WHERE group_id = ",
         );
         q.bind(*group.as_uuid());
-        q.push(for_update::<DB>());
+        q.push(DB::FOR_UPDATE);
         let rows = self.rows(q).await?;
         let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
         Ok((DB::get(row, 0)?, DB::get(row, 1)?))
@@ -280,7 +251,7 @@ impl<DB: SqlBackend> Groups for Conn<'_, DB> {
     async fn hold_group(&mut self, group: GroupId) -> Result<(), StoreError> {
         let mut q = Statement::new(GROUP_BY_ID);
         q.bind(*group.as_uuid());
-        q.push(for_share::<DB>());
+        q.push(DB::FOR_SHARE);
         let found = self.column::<Uuid>(q).await?;
         found.first().map(drop).ok_or(StoreError::GroupNotFound)
     }
@@ -288,13 +259,13 @@ impl<DB: SqlBackend> Groups for Conn<'_, DB> {
     async fn lock_group(&mut self, group: GroupId) -> Result<bool, StoreError> {
         let mut q = Statement::new(GROUP_BY_ID);
         q.bind(*group.as_uuid());
-        q.push(for_update::<DB>());
+        q.push(DB::FOR_UPDATE);
         Ok(!self.column::<Uuid>(q).await?.is_empty())
     }
 
     async fn hold_groups(&mut self, groups: &[GroupId]) -> Result<HashSet<GroupId>, StoreError> {
         let ids: Vec<Uuid> = groups.iter().map(|g| *g.as_uuid()).collect();
-        let tail = format!(" ORDER BY group_id{}", for_share::<DB>());
+        let tail = format!(" ORDER BY group_id{}", DB::FOR_SHARE);
         let found: Vec<Uuid> = self
             .column_in(
                 "SELECT group_id FROM distribution_groups WHERE ",
@@ -353,7 +324,7 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
         }
         q.push(" ORDER BY id");
         if lock {
-            q.push(for_update::<DB>());
+            q.push(DB::FOR_UPDATE);
         }
         self.identity_rows(q).await
     }
@@ -372,7 +343,7 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
         for chunk in ids.chunks(CHUNK) {
             let mut q = select_identities::<DB>();
             q.in_list("id", chunk.iter().copied());
-            q.push(" ORDER BY id").push(for_update::<DB>());
+            q.push(" ORDER BY id").push(DB::FOR_UPDATE);
             found.extend(self.identity_rows(q).await?);
         }
         Ok(found)
@@ -388,7 +359,7 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
         q.bind(after);
         q.push(" ORDER BY id LIMIT ");
         q.bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        q.push(for_update::<DB>());
+        q.push(DB::FOR_UPDATE);
         self.identity_rows(q).await
     }
 
@@ -510,7 +481,7 @@ impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
         q.bind(after.to_vec());
         q.push(" ORDER BY member_tag LIMIT ");
         q.bind(i64::try_from(limit).unwrap_or(i64::MAX));
-        q.push(for_update::<DB>());
+        q.push(DB::FOR_UPDATE);
         let rows = self.rows(q).await?;
         let read = |r: &DB::Row| -> Result<MemberRow, sqlx::Error> {
             Ok(MemberRow {

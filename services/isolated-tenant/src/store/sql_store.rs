@@ -12,7 +12,7 @@
 
 use super::roles::{Memberships as _, Tx};
 use super::rules::Rules;
-use super::sql::{self, begin_write, Conn, SqlBackend};
+use super::sql::{self, Conn, SqlBackend};
 use super::turns::{Turns, Writer};
 use super::{Provisioned, ResealReport, Store, StoreError};
 use crate::audit::{self, Context};
@@ -140,7 +140,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         retry
             .run(worth_retrying, || async move {
                 let _turn = self.turn(kind).await;
-                let mut tx = self.pool.begin_with(begin_write::<DB>()).await?;
+                let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
                 let done = step(rules, context, &mut Conn::<DB>(&mut tx), args).await;
                 finish(tx, done).await
             })

@@ -16,7 +16,6 @@ pub type SqliteStore = super::sql_store::SqlStore<sqlx::Sqlite>;
 const BULK_CACHE_KIB: &str = "-32768";
 
 impl SqlBackend for sqlx::Sqlite {
-    const SINGLE_WRITER: bool = true;
     /// A batch's pages are copied from the log into the database here, beside routine writes,
     /// instead of in the commit of whichever write comes next (see `bulk_pool`).
     const AFTER_BULK_BATCH: Option<&'static str> = Some("PRAGMA wal_checkpoint(PASSIVE)");

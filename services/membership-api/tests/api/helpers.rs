@@ -3,17 +3,15 @@
 
 use crate::fakes::{FakeCatalog, FakeClock, FakeDirectory};
 use auth::{DevIssuer, DEV_ISSUER};
-use axum::body::Body;
 use axum::Router;
 use control_client::GroupPolicyView;
 use domain::{Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, Subject};
-use http::{header, HeaderMap, Method, Request, StatusCode};
+use http::{header, HeaderMap, Method, StatusCode};
 use membership_api::{AbuseLimits, RateLimiter};
 use serde_json::{json, Value};
 use service_kit::HttpArgs;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tower::ServiceExt as _;
 
 /// The audience test tokens are minted for.
 pub const AUDIENCE: &str = "hush";
@@ -242,24 +240,9 @@ impl TestApp {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Raw {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
-        }
-        let req = match body {
-            Some(b) => req
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(Body::from(serde_json::to_vec(b).unwrap())),
-            None => req.body(Body::empty()),
-        }
-        .unwrap();
-        let res = self.router.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
-            .await
-            .unwrap()
-            .to_vec();
+        let req = service_kit::testing::request(method, path, token, body);
+        let reply = service_kit::testing::send(&self.router, req).await;
+        let (status, headers, body) = (reply.status, reply.headers, reply.body.to_vec());
         Raw {
             status,
             headers,
