@@ -305,15 +305,17 @@ impl utoipa::ToSchema for Email {
 }
 
 impl Email {
-    /// Longest accepted address.
+    /// Longest accepted address, in characters.
     pub const MAX_LEN: usize = 254;
-    /// Longest accepted local part (before `@`).
+    /// Longest accepted local part (before `@`), in characters.
     pub const MAX_LOCAL_LEN: usize = 64;
 
     /// Parses and lowercases an address.
     pub fn parse(s: impl AsRef<str>) -> Result<Self, DomainError> {
         let s = s.as_ref().trim().to_ascii_lowercase();
-        if s.len() > Self::MAX_LEN {
+        // Characters, not bytes, as the schema's maxLength counts them (a local part may hold
+        // non-ASCII letters, RFC 6531).
+        if s.chars().count() > Self::MAX_LEN {
             return Err(DomainError::invalid(
                 "email",
                 "must be at most 254 characters",
@@ -323,7 +325,8 @@ impl Email {
             return Err(DomainError::invalid("email", "must contain '@'"));
         };
         let bad = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\@".contains(c);
-        if local.is_empty() || local.len() > Self::MAX_LOCAL_LEN || local.chars().any(bad) {
+        if local.is_empty() || local.chars().count() > Self::MAX_LOCAL_LEN || local.chars().any(bad)
+        {
             return Err(DomainError::invalid("email", "has an invalid local part"));
         }
         if domain.len() < 3
@@ -387,6 +390,15 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
+    }
+
+    /// The limits count characters, as the schema's `maxLength` does: a local part of 64
+    /// non-ASCII letters (128 bytes) is accepted, one of 65 is not.
+    #[test]
+    fn email_limits_count_characters_as_the_schema_does() {
+        let local = "é".repeat(Email::MAX_LOCAL_LEN);
+        assert!(Email::parse(format!("{local}@corp.example")).is_ok());
+        assert!(Email::parse(format!("{local}é@corp.example")).is_err());
     }
 
     #[test]
