@@ -157,17 +157,11 @@ impl Connection {
             if n == 0 {
                 return Err(ConnError("relay closed the connection".into()));
             }
-            if line.len() > MAX_REPLY_LINE || line.len() < 3 {
-                return Err(ConnError("malformed reply".into()));
-            }
-            let code: u16 = line[..3]
-                .parse()
-                .map_err(|_| ConnError("malformed reply code".into()))?;
-            let more = line.as_bytes().get(3) == Some(&b'-');
+            let (code, more, rest) = reply_line(&line)?;
             if !text.is_empty() {
                 text.push('\n');
             }
-            text.push_str(line.get(4..).unwrap_or_default().trim_end());
+            text.push_str(rest);
             if !more {
                 return Ok(Reply { code, text });
             }
@@ -299,5 +293,41 @@ fn whole(reply: &Reply) -> Sent {
         Sent::PermFail(text)
     } else {
         Sent::TempFail(text)
+    }
+}
+
+/// One line of an SMTP reply (RFC 5321 4.2): its three-digit code, whether more lines follow
+/// (`250-…`), and its text. Anything else, including a line whose first three bytes are not
+/// ASCII digits, is a malformed reply, never a panic.
+fn reply_line(line: &str) -> Result<(u16, bool, &str), ConnError> {
+    if line.len() > MAX_REPLY_LINE {
+        return Err(ConnError("malformed reply".into()));
+    }
+    let code = match line.as_bytes().get(..3) {
+        Some(digits) if digits.iter().all(u8::is_ascii_digit) => digits
+            .iter()
+            .fold(0u16, |n, d| n * 10 + u16::from(d - b'0')),
+        _ => return Err(ConnError("malformed reply code".into())),
+    };
+    let more = line.as_bytes().get(3) == Some(&b'-');
+    Ok((code, more, line.get(4..).unwrap_or_default().trim_end()))
+}
+
+#[cfg(test)]
+mod reply_tests {
+    use super::reply_line;
+
+    #[test]
+    fn reply_lines_parse_and_anything_else_is_an_error_not_a_panic() {
+        assert_eq!(reply_line("250-first\r\n").unwrap(), (250, true, "first"));
+        assert_eq!(
+            reply_line("550 5.1.1 no\r\n").unwrap(),
+            (550, false, "5.1.1 no")
+        );
+        assert_eq!(reply_line("354\r\n").unwrap(), (354, false, ""));
+        // Not ASCII where the code should be: the third byte falls inside a character.
+        for bad in ["22é rejected\r\n", "é\r\n", "ab\r\n", "", "2", "+OK\r\n"] {
+            assert!(reply_line(bad).is_err(), "{bad:?}");
+        }
     }
 }
