@@ -7,8 +7,11 @@
 //!
 //! An owner names a person by subject or address; the person is not present with a token, so
 //! the tenant decides their identity kind (the kind it has stored, or else inferred from the
-//! address's domain) and checks the group's label before it writes anything. A refusal is a
-//! 403 `label-refused` that speaks of the identity's kind and the label, never of membership.
+//! address's domain) and checks the group's label before it writes anything. A person the
+//! label bars is not added, and the owner gets the same `202` as for anyone else: a different
+//! answer would let an owner of a restrictive group test whether someone is known to the
+//! tenant, and as what. The answer's documentation (and the web app's acknowledgement) says
+//! that the label's rule applies.
 
 use crate::error::ApiError;
 use crate::extract::{require_active, GroupPath, SubjectPath};
@@ -83,9 +86,10 @@ fn accepted() -> (StatusCode, AppJson<Accepted>) {
 
 /// Adds a person to the group (owners only).
 ///
-/// Answers `202 {"status":"accepted"}`, byte for byte the same whether or not the person was
-/// already a member (INV-3). The tenant decides the person's identity kind and checks the
-/// group's label before it writes anything.
+/// Answers `202 {"status":"accepted"}`, byte for byte the same whether the person was already a
+/// member, was unknown, or is barred by the group's label (INV-3). The tenant decides the
+/// person's identity kind and checks the label before it writes anything: someone whose kind
+/// the label does not admit (a guest or an AI agent under a label without them) is not added.
 #[utoipa::path(
     post,
     path = "/membership/v1/groups/{id}/members",
@@ -94,9 +98,9 @@ fn accepted() -> (StatusCode, AppJson<Accepted>) {
     request_body = Person,
     security(("bearer" = [])),
     responses(
-        (status = 202, description = "Accepted: the person is a member. The same answer whether or not they were before.", body = Accepted),
+        (status = 202, description = "Accepted: the person is a member, unless the group's label bars their kind of identity (then nothing was written). The same answer whether they were a member before, unknown, or barred by the label.", body = Accepted),
         (status = 409, description = "`group-not-active`: the group is being provisioned or archived.", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: only the group's owners may add (the same answer when no group has this id); or `label-refused`: the group's label does not admit this identity's kind (e.g. a guest under a label without guests). `415` The body is not sent as application/json. `422` The group id is not a UUID, or the body names no one (or an invalid subject or address). `429` `rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: only the group's owners may add (the same answer when no group has this id). `415` The body is not sent as application/json. `422` The group id is not a UUID, or the body names no one (or an invalid subject or address). `429` `rate-limited`: too many owner changes by this caller; see `Retry-After`.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant, control-api or the identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -116,8 +120,12 @@ async fn add(
         // Not present with a token: the tenant knows (or infers) their kind.
         kind: None,
     };
-    state.add_member(&group, member).await?;
-    Ok(accepted())
+    match state.add_member(&group, member).await {
+        // Barred by the label: nothing was written, and the owner is told no more than for
+        // anyone else.
+        Ok(()) | Err(ApiError::TenantLabelRefused(_)) => Ok(accepted()),
+        Err(e) => Err(e),
+    }
 }
 
 async fn remove_person(

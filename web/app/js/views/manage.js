@@ -382,7 +382,9 @@ function addRemovePanel(group) {
         try {
           await post(path, { email: address });
           // One acknowledgement, built from what was asked, never from the answer (INV-3).
-          out.replaceChildren(note('ok', `Request accepted: ${verb === 'add' ? 'add' : 'remove'} ${address}. Hush does not say whether this person was already a member.`));
+          out.replaceChildren(note('ok', verb === 'add'
+            ? `Request accepted: add ${address}. Hush does not say whether this person was already a member. The group's label still applies: someone it does not admit (a guest or an AI agent, under a label without them) is not added.`
+            : `Request accepted: remove ${address}. Hush does not say whether this person was a member.`));
         } catch (e) {
           out.replaceChildren(note(e.unsupported ? 'info' : 'error', e.unsupported ? 'Not available on this server yet.' : e.message));
         }
