@@ -58,6 +58,14 @@ pub enum EntryRefusal {
     /// The label does not admit AI agents.
     #[error("the label '{0}' does not allow AI agents")]
     AgentsNotAllowed(LabelName),
+    /// Nobody knows what kind of identity this is (never seen with a token, named by subject
+    /// alone, no address in the corporate domains), so no label admits them: Hush fails
+    /// closed rather than guess.
+    #[error(
+        "nobody knows this identity's kind (it was never seen with a token and has no address \
+         in the corporate domains), so the label '{0}' cannot admit it"
+    )]
+    KindUnknown(LabelName),
 }
 
 /// The one decision every path that adds a member makes first (self-join, approval, claim

@@ -161,7 +161,7 @@ pub struct StackConfig {
     /// Limits applied to every service.
     pub http: HttpArgs,
     /// Mail domains whose people count as employees when an owner adds them by address
-    /// (empty: every domain).
+    /// (empty: none; `hush up` names the dev issuer's `corp.example`).
     pub corporate_domains: String,
     /// The tenant's mail side (SMTP listener, relay); off unless set.
     pub mail: isolated_tenant::mail::MailArgs,
@@ -196,7 +196,9 @@ impl StackConfig {
             databases: Databases::sqlite_in(data_dir),
             mail_domain: mail_domain.to_string(),
             http: HttpArgs::default(),
-            corporate_domains: String::new(),
+            // The dev issuer's people have addresses here (`hush token`), so an owner can add
+            // a colleague by address; anyone else is a guest.
+            corporate_domains: "corp.example".into(),
             // SMTP on loopback N+4; copies go to Maildir folders under the data dir, a stand-in
             // for the corporate mail system (see the README's Mail section).
             mail: isolated_tenant::mail::MailArgs {

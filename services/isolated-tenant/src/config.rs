@@ -55,7 +55,10 @@ pub struct Config {
     /// The mail domains of the company's own people, comma separated
     /// (`corp.example,subsidiary.example`). Someone an owner adds by an address outside them,
     /// and whom no token has vouched for, is a guest, and labels that refuse guests refuse
-    /// them. Empty (the default): every domain is corporate.
+    /// them. Empty (the default): no domain is corporate, so everyone added by address alone
+    /// counts as a guest until their own token says otherwise (fail closed). Someone named by
+    /// subject alone whom the tenant has never seen is added to no group: nobody knows their
+    /// kind.
     #[arg(long, env = "HUSH_CORPORATE_DOMAINS", default_value = "")]
     pub corporate_domains: CorporateDomains,
     /// Most bulk batches applied at once (default: 3 on Postgres, 2 on SQLite). More wait

@@ -10,7 +10,9 @@
 //! an owner could route someone else's membership (and mail) to an address of their choosing.
 //!
 //! Kinds: the IdP's word when the person is present; else the kind the tenant stored; else
-//! inferred from the address ([`CorporateDomains::infer`]).
+//! inferred from the address ([`CorporateDomains::infer`]); else unknown, and an identity of
+//! unknown kind is added to no group (fail closed: a guess would let an AI agent or a guest
+//! named by subject alone into a group whose label bars them).
 
 use crate::seal::Profile;
 use domain::{Email, IdentityKind, Subject};
@@ -19,7 +21,8 @@ use std::str::FromStr;
 use tenant_api::MemberRef;
 
 /// The mail domains whose addresses belong to the company's own people
-/// (`HUSH_CORPORATE_DOMAINS`). Empty means every domain is corporate.
+/// (`HUSH_CORPORATE_DOMAINS`). Empty means no domain is corporate: nobody is taken for an
+/// employee by their address alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CorporateDomains(Vec<String>);
 
@@ -29,22 +32,25 @@ impl CorporateDomains {
         &self.0
     }
 
-    /// Whether `email` is an address of the company's own (always, when no domain is listed).
+    /// Whether `email` is an address of the company's own (never, when no domain is listed).
     /// Domains match exactly: `corp.example` does not cover `eu.corp.example`.
     pub fn is_corporate(&self, email: &Email) -> bool {
-        self.0.is_empty() || self.0.iter().any(|d| d == email.domain())
+        self.0.iter().any(|d| d == email.domain())
     }
 
-    /// The kind of an identity nobody vouched for: a guest when its address is outside the
-    /// corporate domains, a member otherwise, as the contract with membership-api says. That
-    /// includes an identity added by subject alone (a subject comes from the company's IdP).
-    /// Either way, the first write with the person's own token replaces the inferred kind
-    /// with the IdP's.
-    pub fn infer(&self, email: Option<&Email>) -> IdentityKind {
-        match email {
-            Some(e) if !self.is_corporate(e) => IdentityKind::Guest,
-            _ => IdentityKind::Member,
-        }
+    /// The kind of an identity nobody vouched for: a member when its address is in the
+    /// corporate domains, a guest when it is outside them, and unknown (`None`) without an
+    /// address: a subject alone says nothing of whether the person is an employee, a guest or
+    /// an AI agent. The first write with the person's own token replaces an inferred kind with
+    /// the IdP's.
+    pub fn infer(&self, email: Option<&Email>) -> Option<IdentityKind> {
+        email.map(|e| {
+            if self.is_corporate(e) {
+                IdentityKind::Member
+            } else {
+                IdentityKind::Guest
+            }
+        })
     }
 }
 
@@ -184,6 +190,10 @@ pub(crate) struct AddPlan {
     pub target: Target,
     /// The target's profile after the add; its kind is the one the label must admit.
     pub profile: Profile,
+    /// Whether anyone knows the target's kind (the person's token, the kind stored, or the
+    /// address's domain). When not, `profile.kind` is a placeholder and the add must not
+    /// happen.
+    pub kind_known: bool,
     /// Whether the target's row carries the tag of its address after the add.
     pub email_owned: bool,
     /// An identity known only by the address the person's token now names: the same person,
@@ -209,20 +219,20 @@ pub(crate) fn plan_add(
     let (by_subject, by_email) = matches(member.subject.as_ref(), member.email.as_ref(), found);
     let vouched = member.kind.is_some();
     let kind_of = |stored: Option<IdentityKind>, email: Option<&Email>| {
-        member
-            .kind
-            .or(stored)
-            .unwrap_or_else(|| corporate.infer(email))
+        member.kind.or(stored).or_else(|| corporate.infer(email))
     };
     let fresh = |email_owned: bool| {
+        let kind = kind_of(None, member.email.as_ref());
         let profile = Profile {
             subject: member.subject.clone(),
             email: member.email.clone(),
-            kind: kind_of(None, member.email.as_ref()),
+            // Never stored: an add of unknown kind does not happen.
+            kind: kind.unwrap_or(IdentityKind::Guest),
         };
         AddPlan {
             target: Target::Fresh,
             profile,
+            kind_known: kind.is_some(),
             email_owned,
             merge: None,
             strip: None,
@@ -249,10 +259,12 @@ pub(crate) fn plan_add(
                 email_owned = true;
             }
         }
-        profile.kind = kind_of(Some(known.profile.kind), profile.email.as_ref());
+        profile.kind =
+            kind_of(Some(known.profile.kind), profile.email.as_ref()).unwrap_or(known.profile.kind);
         AddPlan {
             target: Target::Existing(i),
             profile,
+            kind_known: true,
             email_owned,
             merge: None,
             strip: None,
@@ -335,22 +347,48 @@ mod tests {
     }
 
     #[test]
-    fn kinds_are_inferred_from_the_domain_and_empty_means_all_corporate() {
+    fn kinds_are_inferred_from_the_domain_and_nothing_else() {
         let d = corp();
-        assert_eq!(d.infer(Some(&e("a@corp.example"))), IdentityKind::Member);
-        assert_eq!(d.infer(Some(&e("a@partner.example"))), IdentityKind::Guest);
-        assert_eq!(d.infer(Some(&e("a@eu.corp.example"))), IdentityKind::Guest);
+        assert_eq!(
+            d.infer(Some(&e("a@corp.example"))),
+            Some(IdentityKind::Member)
+        );
+        assert_eq!(
+            d.infer(Some(&e("a@partner.example"))),
+            Some(IdentityKind::Guest)
+        );
+        assert_eq!(
+            d.infer(Some(&e("a@eu.corp.example"))),
+            Some(IdentityKind::Guest)
+        );
         assert_eq!(
             d.infer(None),
-            IdentityKind::Member,
-            "a subject alone: the IdP's own"
+            None,
+            "a subject alone says nothing of the kind"
         );
-        let all = CorporateDomains::default();
+        // No corporate domain configured: nobody is an employee by address (fail closed).
+        let none = CorporateDomains::default();
         assert_eq!(
-            all.infer(Some(&e("a@partner.example"))),
-            IdentityKind::Member
+            none.infer(Some(&e("a@corp.example"))),
+            Some(IdentityKind::Guest)
         );
-        assert_eq!(all.infer(None), IdentityKind::Member);
+        assert_eq!(none.infer(None), None);
+    }
+
+    #[test]
+    fn an_add_of_someone_nobody_knows_by_subject_alone_has_no_known_kind() {
+        let bot = plan_add(&req(Some("bot1"), None, None), &[], &corp()).unwrap();
+        assert!(!bot.kind_known);
+        let by_address =
+            plan_add(&req(None, Some("new@corp.example"), None), &[], &corp()).unwrap();
+        assert!(by_address.kind_known);
+        assert_eq!(by_address.profile.kind, IdentityKind::Member);
+        let present = plan_add(
+            &req(Some("bot1"), None, Some(IdentityKind::Agent)),
+            &[],
+            &corp(),
+        );
+        assert!(present.unwrap().kind_known);
     }
 
     #[test]

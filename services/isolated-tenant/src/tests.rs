@@ -1356,7 +1356,7 @@ async fn a_saturated_tenant_answers_503_with_retry_after_and_single_calls_still_
     let app = TestApp::new().await;
     let g = app.provision("batch-busy").await;
     let held = app.batch_gate.clone().acquire_many_owned(2).await.unwrap();
-    let body = json!({ "ops": [{ "op": "add", "group_id": g, "subject": "erin" }], "labels": [{ "group_id": g, "label": label("General") }] });
+    let body = json!({ "ops": [{ "op": "add", "group_id": g, "subject": "erin", "email": "erin@corp.example" }], "labels": [{ "group_id": g, "label": label("General") }] });
     let res = app
         .as_service(
             ServiceName::BulkApi,

@@ -19,6 +19,37 @@ use tenant_api::{AddMember, MemberRef};
 
 use isolated_tenant::testing::{PyRelay, SCRIPTS};
 
+/// The tenant (with its SMTP listener on `smtp` and its relay at `relay`, plus `mail_env`) and
+/// control-api as processes, on the databases `dbs`.
+async fn tenant_with_mail(
+    dir: &Path,
+    dbs: Databases,
+    smtp: u16,
+    relay: u16,
+    mail_env: &[(&str, &str)],
+) -> Cluster {
+    let mut tenant_env = vec![
+        ("HUSH_MAIL_LISTEN".to_string(), format!("127.0.0.1:{smtp}")),
+        (
+            "HUSH_MAIL_RELAY".to_string(),
+            format!("smtp://127.0.0.1:{relay}"),
+        ),
+    ];
+    tenant_env.extend(mail_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let opts = ClusterOptions {
+        dir: dir.to_path_buf(),
+        databases: dbs,
+        bulk_replicas: 1,
+        membership: false,
+        bulk_env: vec![],
+        tenant_env,
+        log: "error".into(),
+    };
+    Cluster::start(Path::new(env!("CARGO_BIN_EXE_hush-dev")), opts)
+        .await
+        .expect("the cluster starts")
+}
+
 /// Sends a short message from `from` to `to` through the tenant's SMTP listener on `port`;
 /// the JSON verdict of send.py.
 async fn send(port: u16, from: &str, to: &str) -> Value {
@@ -116,29 +147,18 @@ async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(
         service_kit::testing::free_port(),
         service_kit::testing::free_port(),
     );
-    let mut cluster = Cluster::start(
-        Path::new(env!("CARGO_BIN_EXE_hush-dev")),
-        ClusterOptions {
-            dir: dir.path().to_path_buf(),
-            databases: dbs,
-            bulk_replicas: 1,
-            membership: false,
-            bulk_env: vec![],
-            tenant_env: vec![
-                ("HUSH_MAIL_LISTEN".into(), format!("127.0.0.1:{smtp}")),
-                // Nothing listens there yet: every copy waits in the queue.
-                (
-                    "HUSH_MAIL_RELAY".into(),
-                    format!("smtp://127.0.0.1:{relay_port}"),
-                ),
-                ("HUSH_MAIL_RETRY_BASE_SECS".into(), "1".into()),
-                ("HUSH_MAIL_LEASE_SECS".into(), "5".into()),
-            ],
-            log: "error".into(),
-        },
+    let mut cluster = tenant_with_mail(
+        dir.path(),
+        dbs,
+        smtp,
+        relay_port,
+        &[
+            // Nothing listens at the relay yet: every copy waits in the queue.
+            ("HUSH_MAIL_RETRY_BASE_SECS", "1"),
+            ("HUSH_MAIL_LEASE_SECS", "5"),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
     let (general, general_addr) = group(&cluster, "owen", "General", "open").await;
     let members = add_members(&cluster, &general, "General", 20).await;
     // "Highly Confidential": only members may send, as control-api told the tenant.
@@ -348,37 +368,24 @@ async fn postfix_relays_to_the_tenant_and_delivers_the_expanded_copies_dkim_sign
         service_kit::testing::free_port(),
         service_kit::testing::free_port(),
     );
-    let cluster = Cluster::start(
-        Path::new(env!("CARGO_BIN_EXE_hush-dev")),
-        ClusterOptions {
-            dir: dir.path().to_path_buf(),
-            databases: dbs,
-            bulk_replicas: 1,
-            membership: false,
-            bulk_env: vec![],
-            tenant_env: vec![
-                ("HUSH_MAIL_LISTEN".into(), format!("127.0.0.1:{smtp}")),
-                (
-                    "HUSH_MAIL_RELAY".into(),
-                    format!("smtp://127.0.0.1:{pf_port}"),
-                ),
-                (
-                    "HUSH_MAIL_BOUNCE_DOMAIN".into(),
-                    "bounces.test.example".into(),
-                ),
-                ("HUSH_MAIL_DKIM_DOMAIN".into(), "groups.test.example".into()),
-                ("HUSH_MAIL_DKIM_SELECTOR".into(), "interop".into()),
-                ("HUSH_MAIL_DKIM_KEY_FILE".into(), key.display().to_string()),
-                (
-                    "HUSH_CORPORATE_DOMAINS".into(),
-                    "corp.example,members.test.example".into(),
-                ),
-            ],
-            log: "error".into(),
-        },
+    let key_file = key.display().to_string();
+    let cluster = tenant_with_mail(
+        dir.path(),
+        dbs,
+        smtp,
+        pf_port,
+        &[
+            ("HUSH_MAIL_BOUNCE_DOMAIN", "bounces.test.example"),
+            ("HUSH_MAIL_DKIM_DOMAIN", "groups.test.example"),
+            ("HUSH_MAIL_DKIM_SELECTOR", "interop"),
+            ("HUSH_MAIL_DKIM_KEY_FILE", &key_file),
+            (
+                "HUSH_CORPORATE_DOMAINS",
+                "corp.example,members.test.example",
+            ),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
     let (group_id, address) = group(&cluster, "owen", "General", "open").await;
     let tenant = cluster.tenant_as(ServiceName::MembershipApi).unwrap();
     let label = Label::defaults().remove(0);

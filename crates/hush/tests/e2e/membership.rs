@@ -374,6 +374,16 @@ async fn every_path_that_adds_someone_checks_the_label_first(kind: Backend) {
         .await;
     assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
     assert_eq!(res.text, member_add.text);
+    // Someone nobody knows, named by subject alone (an AI agent, as it turns out): not added,
+    // since nobody knows their kind (fail closed), with the same answer; when they sign in with
+    // an agent's token, they are not a member.
+    let unknown = app.post(&members, &owner, json!({"subject": "bot1"})).await;
+    assert_eq!(unknown.text, member_add.text);
+    let bot1 = app.token("bot1", IdentityKind::Agent, &[]);
+    let bot1_in_conf = app
+        .get(&app.membership(&format!("/groups/{conf}/me")), &bot1)
+        .await;
+    assert_eq!(bot1_in_conf.body["member"], false, "{}", bot1_in_conf.text);
     let pat = app
         .call(
             Method::GET,

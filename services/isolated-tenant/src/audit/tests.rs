@@ -353,7 +353,9 @@ on_both_backends! {
             op: kind,
             group_id: g.group_id,
             subject: Some(Subject::parse(format!("bulk-person-{n}")).unwrap()),
-            email: None,
+            // An address in the corporate domains: a subject alone says nothing of the kind,
+            // and someone of unknown kind is added nowhere.
+            email: Some(Email::parse(format!("bulk-person-{n}@corp.example")).unwrap()),
         };
         let batch = ApplyBatch {
             ops: vec![

@@ -3,7 +3,7 @@
 //! change).
 //!
 //! - `anyone`: any sender from the corporate domains (`HUSH_CORPORATE_DOMAINS`; empty means
-//!   every domain);
+//!   none, so such a group takes no mail until the domains are set);
 //! - `members`: members of the group only, found by the keyed hash of the sender's address,
 //!   as the membership paths find them;
 //! - `owners`: the group's owners only: the catalog sends their subjects (sealed in the

@@ -113,6 +113,7 @@ pub(crate) fn plan(
                 let Ok(AddPlan {
                     target,
                     profile,
+                    kind_known,
                     email_owned,
                     ..
                 }) = identity::plan_add(&member, &view, corporate)
@@ -120,6 +121,12 @@ pub(crate) fn plan(
                     out.outcome.unknown_identity += 1;
                     continue;
                 };
+                // Fail closed: someone whose kind nobody knows (a subject the tenant never saw,
+                // no address) enters no group.
+                if !kind_known {
+                    out.outcome.unknown_identity += 1;
+                    continue;
+                }
                 if domain::may_enter(profile.kind, &label.name, &label.policy).is_err() {
                     out.outcome.label_refused += 1;
                     continue;

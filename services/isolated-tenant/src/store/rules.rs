@@ -225,10 +225,15 @@ impl Rules<'_> {
         let AddPlan {
             target,
             profile,
+            kind_known,
             email_owned,
             merge,
             strip,
         } = identity::plan_add(member, &known(&found), self.corporate)?;
+        // Fail closed: someone whose kind nobody knows enters no group.
+        if !kind_known {
+            return Err(domain::EntryRefusal::KindUnknown(request.label.name.clone()).into());
+        }
         domain::may_enter(profile.kind, &request.label.name, &request.label.policy)?;
 
         let (id, mut groups) = match target {

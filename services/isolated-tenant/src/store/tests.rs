@@ -1288,7 +1288,7 @@ mod batches {
             for round in 0..2 {
             let outcome = db.store.apply_batch(&Context::tenant(), &batch).await.unwrap();
 
-            let (mut applied, mut refused) = (0, 0);
+            let (mut applied, mut refused, mut unknown) = (0, 0, 0);
             for &(p, g, add, naming) in &planned {
                 let (s, e) = person("s", p);
                 let who = IdentityRef { subject: (naming != 1).then_some(s), email: (naming != 0).then_some(e) };
@@ -1303,11 +1303,17 @@ mod batches {
                 };
                 match result {
                     Ok(()) => applied += 1,
+                    // Named by subject alone and never seen: nobody knows the kind, and a
+                    // batch reports such a person as an unknown identity.
+                    Err(StoreError::LabelRefused(domain::EntryRefusal::KindUnknown(_))) => unknown += 1,
                     Err(StoreError::LabelRefused(_)) => refused += 1,
                     Err(e) => panic!("single call failed: {e}"),
                 }
             }
-            assert_eq!((outcome.applied, outcome.label_refused), (applied, refused));
+            assert_eq!(
+                (outcome.applied, outcome.label_refused, outcome.unknown_identity),
+                (applied, refused, unknown)
+            );
             // The audit chain has one event per applied operation on each side.
             let events = db.store.audit_db().events_after(0, 1_000_000).await.unwrap();
             let on = |groups: &[GroupId]| {
