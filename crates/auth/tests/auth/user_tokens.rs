@@ -359,6 +359,25 @@ async fn a_flood_of_unknown_kids_does_not_hammer_the_idp() {
 }
 
 #[tokio::test]
+async fn a_fetch_whose_caller_went_away_still_caches_the_keys() {
+    let key = EcKey::new("ec-1");
+    let server = JwksServer::start(jwks(&[key.jwk()])).await;
+    let verifier = server.verifier();
+    let token = key.sign(&claims());
+
+    // The first request's client goes away while the keys are being fetched.
+    let gone = tokio::time::timeout(Duration::ZERO, verifier.verify(&token)).await;
+    assert!(gone.is_err(), "the first request was still fetching");
+
+    verifier
+        .verify(&token)
+        .await
+        .expect("the next request finds the keys, not a rate-limited empty set");
+    assert_eq!(server.hits(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_rotated_key_is_fetched_on_demand() {
     let old = EcKey::new("2024-key");
     let new = EcKey::new("2025-key");
