@@ -207,7 +207,7 @@ async fn writes_cancelled_at_random_moments_leave_nothing_open_and_nothing_half_
 
     // Nothing is half-applied: each person is in or out by both of the tenant's records, and
     // the tenant's count of each group is the number of people who say they are in.
-    let mut members = vec![0i64; GROUPS];
+    let mut members = [0i64; GROUPS];
     for p in people.iter().chain(&owners) {
         let mine = app.get(&app.membership("/me/groups"), &p.token).await;
         assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
