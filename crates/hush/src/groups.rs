@@ -78,7 +78,8 @@ impl GroupsClient {
         label: &str,
         join_policy: &str,
     ) -> anyhow::Result<Value> {
-        let body = json!({"name": name, "description": "", "label": label, "join_policy": join_policy});
+        let body =
+            json!({"name": name, "description": "", "label": label, "join_policy": join_policy});
         let (status, created) = self.create(&body).await?;
         anyhow::ensure!(
             status.is_success(),

@@ -7,8 +7,8 @@
 //!
 //! `hush-dev gen-legacy` writes a synthetic export of this format for tests and benchmarks.
 
-use crate::groups::GroupsClient;
 use crate::bulk::{BulkClient, Submit};
+use crate::groups::GroupsClient;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -35,13 +35,12 @@ pub fn write_new(path: &Path, contents: &str, access: Access) -> std::io::Result
         path.file_name().and_then(|n| n.to_str()).unwrap_or("key"),
         uuid::Uuid::new_v4().simple()
     ));
-    let result = write_tmp(&tmp, contents, access).and_then(|()| {
-        match std::fs::hard_link(&tmp, path) {
+    let result =
+        write_tmp(&tmp, contents, access).and_then(|()| match std::fs::hard_link(&tmp, path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) => Err(e),
-        }
-    });
+        });
     let _ = std::fs::remove_file(&tmp);
     result
 }
@@ -60,8 +59,7 @@ fn write_tmp(tmp: &Path, contents: &str, access: Access) -> std::io::Result<()> 
     #[cfg(not(unix))]
     let _ = access;
     let mut f = opts.open(tmp)?;
-    f.write_all(contents.as_bytes())
-        .and_then(|()| f.sync_all())
+    f.write_all(contents.as_bytes()).and_then(|()| f.sync_all())
 }
 
 #[cfg(test)]

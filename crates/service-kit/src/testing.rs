@@ -158,6 +158,25 @@ impl TestDatabase {
     }
 }
 
+/// The reason on tests that drive real mail peers written in Python:
+/// `#[ignore = "needs python3 with aiosmtpd and dkimpy"]`. CI installs them and runs these tests
+/// with `--include-ignored`.
+pub const MAIL_TOOLS: &str = "python3 with aiosmtpd and dkimpy";
+
+/// Fails the test unless `python3` can import the mail peers' modules (`aiosmtpd`, `dkim`): a
+/// test that was asked to run never passes having checked nothing.
+pub fn require_mail_tools() {
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import aiosmtpd, dkim"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    assert!(
+        present,
+        "this test needs {MAIL_TOOLS} (pip install aiosmtpd dkimpy; .ci/run installs them), \
+         or run without --include-ignored"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,23 +252,4 @@ mod tests {
     fn an_empty_server_url_names_no_server() {
         named_url(Some(String::new()));
     }
-}
-
-/// The reason on tests that drive real mail peers written in Python:
-/// `#[ignore = "needs python3 with aiosmtpd and dkimpy"]`. CI installs them and runs these tests
-/// with `--include-ignored`.
-pub const MAIL_TOOLS: &str = "python3 with aiosmtpd and dkimpy";
-
-/// Fails the test unless `python3` can import the mail peers' modules (`aiosmtpd`, `dkim`): a
-/// test that was asked to run never passes having checked nothing.
-pub fn require_mail_tools() {
-    let present = std::process::Command::new("python3")
-        .args(["-c", "import aiosmtpd, dkim"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    assert!(
-        present,
-        "this test needs {MAIL_TOOLS} (pip install aiosmtpd dkimpy; .ci/run installs them), \
-         or run without --include-ignored"
-    );
 }

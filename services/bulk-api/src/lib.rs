@@ -193,9 +193,12 @@ pub async fn run(
         lane.run(async move {
             let signer = config.service_key.signer(ServiceName::BulkApi)?;
             anyhow::Ok(worker::Workers {
-                store: store::connect(config.database_url.expose(), state.settings.workers as u32 + 1)
-                    .await
-                    .context("opening the workers' database pool")?,
+                store: store::connect(
+                    config.database_url.expose(),
+                    state.settings.workers as u32 + 1,
+                )
+                .await
+                .context("opening the workers' database pool")?,
                 tenant: TenantClient::new(config.tenant_url.clone(), signer.clone())?,
                 control: ControlClient::new(config.control_url.clone(), signer)?,
                 key: state.key.clone(),

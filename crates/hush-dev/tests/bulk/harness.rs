@@ -77,7 +77,11 @@ impl Fixture {
     /// A group owned by `owner` under `label`, once it is active.
     pub async fn group(&self, owner: &str, name: &str, label: &str) -> GroupId {
         let token = self.cluster.token(owner, IdentityKind::Member, &[]);
-        let join = if label == "General" { "open" } else { "approval" };
+        let join = if label == "General" {
+            "open"
+        } else {
+            "approval"
+        };
         let g = GroupsClient::new(&self.cluster.url("control-api"), &token)
             .unwrap()
             .create_active(name, label, join)

@@ -249,7 +249,6 @@ fn relaxed_body(body: &[u8]) -> Vec<u8> {
     out
 }
 
-
 /// The [`SIGNED`] headers the message has, and their relaxed canonical form as a signature
 /// hashes them. The last instance of a header is the one a verifier takes first.
 fn signed_headers(fields: &[headers::Field<'_>]) -> (Vec<&'static str>, Vec<u8>) {
