@@ -97,9 +97,11 @@ struct Cache {
 /// The key cache of one verifier.
 pub(crate) struct KeySet {
     source: Source,
-    cache: RwLock<Arc<Cache>>,
+    /// Shared with the task a fetch runs in.
+    cache: Arc<RwLock<Arc<Cache>>>,
     /// Serialises fetches and remembers when the last one was attempted (successful or not).
-    last_attempt: Mutex<Option<Instant>>,
+    /// Held by the task a fetch runs in until the fetched set is cached.
+    last_attempt: Arc<Mutex<Option<Instant>>>,
 }
 
 impl KeySet {
@@ -121,11 +123,11 @@ impl KeySet {
     fn with(source: Source, keys: HashMap<String, PinnedKey>) -> Self {
         Self {
             source,
-            cache: RwLock::new(Arc::new(Cache {
+            cache: Arc::new(RwLock::new(Arc::new(Cache {
                 keys,
                 fetched_at: None,
-            })),
-            last_attempt: Mutex::new(None),
+            }))),
+            last_attempt: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -148,12 +150,12 @@ impl KeySet {
         }
 
         let stale_hit = cached.keys.get(kid).cloned();
-        let mut last = match (self.last_attempt.try_lock(), stale_hit) {
+        let mut last = match (self.last_attempt.clone().try_lock_owned(), stale_hit) {
             (Ok(guard), _) => guard,
             // Another request is refreshing a stale set that already knows this key: answer
             // from the stale set rather than queue behind a possibly slow IdP.
             (Err(_), Some(k)) => return Ok(Some(k)),
-            (Err(_), None) => self.last_attempt.lock().await,
+            (Err(_), None) => self.last_attempt.clone().lock_owned().await,
         };
         // Someone may have fetched while we waited for the lock.
         let cached = self.cache.read().await.clone();
@@ -167,15 +169,25 @@ impl KeySet {
             return Ok(cached.keys.get(kid).cloned());
         }
         *last = Some(Instant::now());
-        match fetch(client, url).await {
-            Ok(keys) => {
-                let found = keys.get(kid).cloned();
-                *self.cache.write().await = Arc::new(Cache {
-                    keys,
-                    fetched_at: Some(Instant::now()),
-                });
-                Ok(found)
-            }
+        // The fetch runs to its end in a task of its own, holding the lock until the set is
+        // cached. Run by the request itself, a request dropped mid-fetch (its client went away)
+        // left the attempt recorded and nothing cached: every token was refused as signed by
+        // an unknown key until `min_refetch` had passed. Requests waiting for the lock find
+        // the set this fetch cached.
+        let (client, url, cache) = (client.clone(), url.clone(), self.cache.clone());
+        let fetched = tokio::spawn(async move {
+            let _last = last;
+            let fetched = Arc::new(Cache {
+                keys: fetch(&client, &url).await?,
+                fetched_at: Some(Instant::now()),
+            });
+            *cache.write().await = fetched.clone();
+            anyhow::Ok(fetched)
+        })
+        .await
+        .unwrap_or_else(|lost| Err(anyhow::anyhow!("the fetch did not finish: {lost}")));
+        match fetched {
+            Ok(fetched) => Ok(fetched.keys.get(kid).cloned()),
             Err(e) => {
                 tracing::warn!(error = %e, "fetching the identity provider's JWKS failed");
                 match cached.keys.get(kid) {

@@ -1,11 +1,24 @@
 //! Database connection for the stateful services. The backend is chosen once, from the URL's
 //! scheme: `postgres://…` or `sqlite://…` (a missing SQLite file is created).
+//!
+//! # Cancelled requests
+//!
+//! A request whose client goes away is dropped at whichever await it had reached. Two things
+//! keep that from leaving a transaction open behind it, on either backend:
+//!
+//! - every write transaction runs from its BEGIN to its COMMIT or ROLLBACK in a task of its own
+//!   ([`run_to_end`]): dropping the request drops only the wait for the outcome;
+//! - every pool refuses a connection that comes back to it still inside a transaction
+//!   ([`refuse_open_transactions`]) and closes it, which ends the transaction.
 
+use sqlx::pool::PoolOptions;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{Connection as _, PgPool, SqlitePool};
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 /// Which store a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +44,7 @@ impl Backend {
 
 /// Opens a Postgres pool of at most `max` connections.
 pub async fn connect_postgres(url: &str, max: u32) -> anyhow::Result<PgPool> {
-    Ok(PgPoolOptions::new()
+    Ok(refuse_open_transactions(PgPoolOptions::new())
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(5))
         .connect(url)
@@ -46,11 +59,67 @@ pub async fn connect_sqlite(url: &str, max: u32) -> anyhow::Result<SqlitePool> {
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10));
-    Ok(SqlitePoolOptions::new()
+    Ok(refuse_open_transactions(SqlitePoolOptions::new())
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(opts)
         .await?)
+}
+
+/// `options` with a check on every connection that comes back to the pool: one still inside a
+/// transaction is closed (which ends the transaction) instead of being handed out again.
+///
+/// sqlx rolls back a dropped transaction lazily, when its connection is next used; the check
+/// lets that rollback run first. What it catches is a transaction nobody owns: on SQLite,
+/// sqlx 0.8's `begin_with` runs the BEGIN, then, in a second step, checks that the connection
+/// is in a transaction; dropped between the two, it leaves the connection inside a transaction
+/// that no `Transaction` value will ever end. Back in the pool, that connection held SQLite's
+/// write lock for good, and every `begin_with` on it failed with "attempted to call begin_with
+/// at non-zero transaction depth".
+pub fn refuse_open_transactions<DB: sqlx::Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options.after_release(|conn, _| {
+        Box::pin(async move {
+            if !conn.is_in_transaction() {
+                return Ok(true);
+            }
+            // A dropped transaction's ROLLBACK may be queued but not yet run (SQLite runs it
+            // on the connection's own thread, in order): let it run, then look again.
+            conn.ping().await?;
+            if conn.is_in_transaction() {
+                tracing::warn!("a connection came back to its pool inside a transaction; closed");
+                return Ok(false);
+            }
+            Ok(true)
+        })
+    })
+}
+
+/// Runs `work`, a write transaction from its BEGIN to its COMMIT or ROLLBACK, in a task of its
+/// own, and answers its outcome. A caller dropped while it waits (its client went away) drops
+/// only the wait: the transaction still ends as it would have, committed or rolled back, and
+/// its connection goes back to the pool outside any transaction. A write is therefore either
+/// applied whole or not at all, whether or not anyone is still waiting for it.
+///
+/// A panic in `work` is the caller's panic. The task is lost without an outcome only when the
+/// runtime shuts down; that is answered as an interrupted I/O error.
+pub async fn run_to_end<T, E>(
+    work: impl Future<Output = Result<T, E>> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<sqlx::Error> + Send + 'static,
+{
+    match tokio::spawn(work.in_current_span()).await {
+        Ok(outcome) => outcome,
+        Err(lost) => match lost.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the runtime shut down before the transaction ended",
+            ))
+            .into()),
+        },
+    }
 }
 
 /// Milliseconds since the Unix epoch: the one time representation stores use, because it is the
@@ -81,5 +150,92 @@ pub fn with_database(url: &str, name: &str) -> String {
     match query {
         Some(q) => format!("{base}/{name}?{q}"),
         None => format!("{base}/{name}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn sqlite_pool(dir: &tempfile::TempDir, max: u32) -> (String, SqlitePool) {
+        let url = format!("sqlite:{}", dir.path().join("t.db").display());
+        let pool = connect_sqlite(&url, max).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        (url, pool)
+    }
+
+    /// A write transaction of a fresh connection outside the pool, taken at once or never.
+    async fn outside_write(url: &str) -> Result<(), sqlx::Error> {
+        let opts = SqliteConnectOptions::from_str(url)?.busy_timeout(Duration::from_secs(2));
+        let mut conn = sqlx::SqliteConnection::connect_with(&opts).await?;
+        let tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        tx.commit().await
+    }
+
+    /// Dropping `begin_with` at every moment from 0 to 250 µs into it, thousands of times: before this pool
+    /// refused connections left inside a transaction, one in a few hundred came back at depth 1,
+    /// holding SQLite's write lock.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_begin_dropped_at_any_moment_leaves_no_pooled_connection_in_a_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pool) = sqlite_pool(&dir, 4).await;
+        for i in 0..4000u64 {
+            let p = pool.clone();
+            let _ = tokio::time::timeout(Duration::from_micros(i % 250), async move {
+                p.begin_with("BEGIN IMMEDIATE").await?.commit().await
+            })
+            .await;
+            let mut conn = pool.acquire().await.unwrap();
+            assert!(
+                !conn.is_in_transaction(),
+                "iteration {i}: handed out in a transaction"
+            );
+            let tx =
+                tokio::time::timeout(Duration::from_secs(2), conn.begin_with("BEGIN IMMEDIATE"))
+                    .await
+                    .unwrap_or_else(|_| panic!("iteration {i}: the write lock is held"))
+                    .unwrap_or_else(|e| panic!("iteration {i}: {e}"));
+            tx.rollback().await.unwrap();
+        }
+        outside_write(&url)
+            .await
+            .expect("nothing holds the write lock");
+    }
+
+    #[tokio::test]
+    async fn a_write_run_to_its_end_commits_though_its_caller_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, pool) = sqlite_pool(&dir, 2).await;
+        let (begun, begun_rx) = tokio::sync::oneshot::channel();
+        let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        let p = pool.clone();
+        let caller = tokio::spawn(run_to_end(async move {
+            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            sqlx::query("INSERT INTO t (x) VALUES (1)")
+                .execute(&mut *tx)
+                .await?;
+            let _ = begun.send(());
+            let _ = go_rx.await;
+            let committed = tx.commit().await;
+            let _ = done.send(());
+            committed
+        }));
+        begun_rx.await.unwrap();
+        caller.abort();
+        assert!(caller.await.unwrap_err().is_cancelled());
+        go.send(()).unwrap();
+        done_rx.await.expect("the transaction ran to its end");
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM t")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        outside_write(&url)
+            .await
+            .expect("nothing holds the write lock");
     }
 }

@@ -43,7 +43,8 @@ impl Pool {
         })
     }
 
-    /// Begins a write transaction.
+    /// Begins a write transaction. Callers run it, from here to its commit or rollback, in a
+    /// task of its own ([`db::run_to_end`]), so that a dropped caller cannot stop it half-way.
     pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Self::Postgres(p) => Tx::Postgres(p.begin_with(sqlx::Postgres::BEGIN_WRITE).await?),

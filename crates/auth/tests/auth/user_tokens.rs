@@ -5,6 +5,8 @@ use auth::{AuthError, JwtArgs, Verifier, DEV_ISSUER};
 use domain::IdentityKind;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
+use std::future::{poll_fn, Future as _};
+use std::task::Poll;
 use std::time::Duration;
 
 #[tokio::test]
@@ -355,6 +357,28 @@ async fn a_flood_of_unknown_kids_does_not_hammer_the_idp() {
     );
     // The known key still works meanwhile.
     verifier.verify(&key.sign(&claims())).await.unwrap();
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_fetch_whose_caller_went_away_still_caches_the_keys() {
+    let key = EcKey::new("ec-1");
+    let server = JwksServer::start(jwks(&[key.jwk()])).await;
+    let verifier = server.verifier();
+    let token = key.sign(&claims());
+
+    // The first request's client goes away while the keys are being fetched: polled once,
+    // then dropped.
+    let mut first = Box::pin(verifier.verify(&token));
+    let fetching = poll_fn(|cx| Poll::Ready(first.as_mut().poll(cx).is_pending())).await;
+    assert!(fetching, "the first request was still fetching");
+    drop(first);
+
+    verifier
+        .verify(&token)
+        .await
+        .expect("the next request finds the keys, not a rate-limited empty set");
+    assert_eq!(server.hits(), 1);
     server.stop().await;
 }
 

@@ -7,6 +7,7 @@ use super::{Created, Lease, NewJob, Schema, Store, MAX_LINE_ERRORS};
 use crate::jobs::{Job, JobState, Rejections};
 use async_trait::async_trait;
 use domain::Subject;
+use service_kit::db;
 use service_kit::sql::{self, Dialect, SqlStore};
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use tenant_api::BatchOutcome;
@@ -170,47 +171,56 @@ where
         line_errors: &[(u64, &'static str)],
         now_ms: i64,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        let kept = &line_errors[..line_errors.len().min(MAX_LINE_ERRORS)];
-        if !kept.is_empty() {
-            let sql = format!(
-                "INSERT INTO job_line_errors (job_id, line, reason) VALUES {}",
-                sql::value_rows(kept.len(), 3)
-            );
-            let mut q = sqlx::query(&sql);
-            for (line, reason) in kept {
-                q = q.bind(job).bind(to_i64(*line)).bind(*reason);
+        let (this, line_errors) = (self.clone(), line_errors.to_vec());
+        db::run_to_end(async move {
+            let line_errors = &line_errors[..];
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let kept = &line_errors[..line_errors.len().min(MAX_LINE_ERRORS)];
+            if !kept.is_empty() {
+                let sql = format!(
+                    "INSERT INTO job_line_errors (job_id, line, reason) VALUES {}",
+                    sql::value_rows(kept.len(), 3)
+                );
+                let mut q = sqlx::query(&sql);
+                for (line, reason) in kept {
+                    q = q.bind(job).bind(to_i64(*line)).bind(*reason);
+                }
+                q.execute(&mut *tx).await?;
             }
-            q.execute(&mut *tx).await?;
-        }
-        // An empty job has nothing to run: it succeeds at once.
-        let state = if chunks == 0 { "succeeded" } else { "queued" };
-        sqlx::query(
-            "UPDATE jobs SET state = $2, total = $3, chunks = $4, invalid_lines = $5, \
-             updated_at = $6, finished_at = CASE WHEN $4 = 0 THEN $6 ELSE NULL END \
-             WHERE id = $1 AND state = 'intake'",
-        )
-        .bind(job)
-        .bind(state)
-        .bind(to_i64(total))
-        .bind(to_i64(chunks))
-        .bind(to_i64(invalid))
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
+            // An empty job has nothing to run: it succeeds at once.
+            let state = if chunks == 0 { "succeeded" } else { "queued" };
+            sqlx::query(
+                "UPDATE jobs SET state = $2, total = $3, chunks = $4, invalid_lines = $5, \
+                 updated_at = $6, finished_at = CASE WHEN $4 = 0 THEN $6 ELSE NULL END \
+                 WHERE id = $1 AND state = 'intake'",
+            )
+            .bind(job)
+            .bind(state)
+            .bind(to_i64(total))
+            .bind(to_i64(chunks))
+            .bind(to_i64(invalid))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })
+        .await
     }
 
     async fn discard_job(&self, job: Uuid) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        for sql in [
-            PURGE_CHUNKS,
-            "DELETE FROM job_line_errors WHERE job_id = $1",
-            "DELETE FROM jobs WHERE id = $1",
-        ] {
-            sqlx::query(sql).bind(job).execute(&mut *tx).await?;
-        }
-        tx.commit().await
+        let this = self.clone();
+        db::run_to_end(async move {
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            for sql in [
+                PURGE_CHUNKS,
+                "DELETE FROM job_line_errors WHERE job_id = $1",
+                "DELETE FROM jobs WHERE id = $1",
+            ] {
+                sqlx::query(sql).bind(job).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        })
+        .await
     }
 
     async fn job(&self, id: Uuid) -> Result<Option<Job>, sqlx::Error> {
@@ -238,47 +248,52 @@ where
         to: JobState,
         now_ms: i64,
     ) -> Result<Option<Job>, sqlx::Error> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        // $1 the job, $2 now, then the states it may move from, then (unless resuming) the
-        // state it moves to.
-        let state = if to == JobState::Running {
-            // Resuming: a job that never started goes back to the queue.
-            "CASE WHEN started_at IS NULL THEN 'queued' ELSE 'running' END".to_owned()
-        } else {
-            format!("${}", 3 + from.len())
-        };
-        let finished = if to.is_final() {
-            ", finished_at = $2"
-        } else {
-            ""
-        };
-        let sql = format!(
-            "UPDATE jobs SET state = {state}, updated_at = $2{finished} \
-             WHERE id = $1 AND state IN ({})",
-            sql::placeholders(3, from.len())
-        );
-        let mut q = sqlx::query(&sql).bind(id).bind(now_ms);
-        for s in from {
-            q = q.bind(s.as_str());
-        }
-        if to != JobState::Running {
-            q = q.bind(to.as_str());
-        }
-        let changed = q.execute(&mut *tx).await?;
-        if DB::rows_affected(&changed) == 0 {
+        let (this, from) = (self.clone(), from.to_vec());
+        db::run_to_end(async move {
+            let from = &from[..];
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            // $1 the job, $2 now, then the states it may move from, then (unless resuming) the
+            // state it moves to.
+            let state = if to == JobState::Running {
+                // Resuming: a job that never started goes back to the queue.
+                "CASE WHEN started_at IS NULL THEN 'queued' ELSE 'running' END".to_owned()
+            } else {
+                format!("${}", 3 + from.len())
+            };
+            let finished = if to.is_final() {
+                ", finished_at = $2"
+            } else {
+                ""
+            };
+            let sql = format!(
+                "UPDATE jobs SET state = {state}, updated_at = $2{finished} \
+                 WHERE id = $1 AND state IN ({})",
+                sql::placeholders(3, from.len())
+            );
+            let mut q = sqlx::query(&sql).bind(id).bind(now_ms);
+            for s in from {
+                q = q.bind(s.as_str());
+            }
+            if to != JobState::Running {
+                q = q.bind(to.as_str());
+            }
+            let changed = q.execute(&mut *tx).await?;
+            if DB::rows_affected(&changed) == 0 {
+                tx.commit().await?;
+                return Ok(None);
+            }
+            if to.is_final() {
+                sqlx::query(PURGE_CHUNKS).bind(id).execute(&mut *tx).await?;
+            }
+            let row = sqlx::query(&job_by_id())
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let job = row.as_ref().map(job_from_row).transpose()?;
             tx.commit().await?;
-            return Ok(None);
-        }
-        if to.is_final() {
-            sqlx::query(PURGE_CHUNKS).bind(id).execute(&mut *tx).await?;
-        }
-        let row = sqlx::query(&job_by_id())
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let job = row.as_ref().map(job_from_row).transpose()?;
-        tx.commit().await?;
-        Ok(job)
+            Ok(job)
+        })
+        .await
     }
 
     async fn lease_chunk(
@@ -287,48 +302,52 @@ where
         now_ms: i64,
         until_ms: i64,
     ) -> Result<Option<Lease>, sqlx::Error> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        let pick = format!(
-            "SELECT c.job_id, c.seq FROM job_chunks c JOIN jobs j ON j.id = c.job_id \
-             WHERE c.state = 'pending' AND j.state IN ('queued', 'running') \
-             AND (c.lease_until IS NULL OR c.lease_until < $1) \
-             ORDER BY j.created_at, c.job_id, c.seq LIMIT 1{}",
-            DB::lease_rows("c")
-        );
-        let picked: Option<(Uuid, i64)> = sqlx::query_as(&pick)
-            .bind(now_ms)
-            .fetch_optional(&mut *tx)
+        let this = self.clone();
+        db::run_to_end(async move {
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let pick = format!(
+                "SELECT c.job_id, c.seq FROM job_chunks c JOIN jobs j ON j.id = c.job_id \
+                 WHERE c.state = 'pending' AND j.state IN ('queued', 'running') \
+                 AND (c.lease_until IS NULL OR c.lease_until < $1) \
+                 ORDER BY j.created_at, c.job_id, c.seq LIMIT 1{}",
+                DB::lease_rows("c")
+            );
+            let picked: Option<(Uuid, i64)> = sqlx::query_as(&pick)
+                .bind(now_ms)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((job_id, seq)) = picked else {
+                tx.commit().await?;
+                return Ok(None);
+            };
+            let (ops, sealed, failures): (i64, Option<Vec<u8>>, i64) = sqlx::query_as(
+                "UPDATE job_chunks SET lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
+                 WHERE job_id = $1 AND seq = $2 RETURNING ops, sealed, failures",
+            )
+            .bind(job_id)
+            .bind(seq)
+            .bind(owner)
+            .bind(until_ms)
+            .fetch_one(&mut *tx)
             .await?;
-        let Some((job_id, seq)) = picked else {
+            sqlx::query(
+                "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $2), \
+                 updated_at = $2 WHERE id = $1 AND state = 'queued'",
+            )
+            .bind(job_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
-            return Ok(None);
-        };
-        let (ops, sealed, failures): (i64, Option<Vec<u8>>, i64) = sqlx::query_as(
-            "UPDATE job_chunks SET lease_owner = $3, lease_until = $4, attempts = attempts + 1 \
-             WHERE job_id = $1 AND seq = $2 RETURNING ops, sealed, failures",
-        )
-        .bind(job_id)
-        .bind(seq)
-        .bind(owner)
-        .bind(until_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET state = 'running', started_at = COALESCE(started_at, $2), \
-             updated_at = $2 WHERE id = $1 AND state = 'queued'",
-        )
-        .bind(job_id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Some(Lease {
-            job_id,
-            seq: to_u64(seq)?,
-            ops: to_u64(ops)?,
-            sealed: sealed.unwrap_or_default(),
-            failures: to_u64(failures)?,
-        }))
+            Ok(Some(Lease {
+                job_id,
+                seq: to_u64(seq)?,
+                ops: to_u64(ops)?,
+                sealed: sealed.unwrap_or_default(),
+                failures: to_u64(failures)?,
+            }))
+        })
+        .await
     }
 
     async fn retry_chunk(
@@ -359,72 +378,82 @@ where
         outcome: &BatchOutcome,
         now_ms: i64,
     ) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        let done = sqlx::query(
-            "UPDATE job_chunks SET state = 'done', sealed = NULL, lease_owner = NULL, \
-             lease_until = NULL WHERE job_id = $1 AND seq = $2 AND lease_owner = $3 \
-             AND state = 'pending'",
-        )
-        .bind(job)
-        .bind(to_i64(seq))
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        if DB::rows_affected(&done) == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE jobs SET applied = applied + $2, rejected = rejected + $3, \
-             rejected_unknown_identity = rejected_unknown_identity + $4, \
-             rejected_label_refused = rejected_label_refused + $5, \
-             rejected_unknown_group = rejected_unknown_group + $6, \
-             chunks_done = chunks_done + 1, updated_at = $7 WHERE id = $1",
-        )
-        .bind(job)
-        .bind(to_i64(outcome.applied))
-        .bind(to_i64(outcome.rejected()))
-        .bind(to_i64(outcome.unknown_identity))
-        .bind(to_i64(outcome.label_refused))
-        .bind(to_i64(outcome.unknown_group))
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        let finished = sqlx::query(
-            "UPDATE jobs SET state = 'succeeded', finished_at = $2 \
-             WHERE id = $1 AND chunks_done = chunks AND state IN ('queued', 'running', 'paused')",
-        )
-        .bind(job)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        if DB::rows_affected(&finished) == 1 {
-            // INV-5: the job's input goes with the job.
+        let (this, outcome) = (self.clone(), *outcome);
+        db::run_to_end(async move {
+            let outcome = &outcome;
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let done = sqlx::query(
+                "UPDATE job_chunks SET state = 'done', sealed = NULL, lease_owner = NULL, \
+                 lease_until = NULL WHERE job_id = $1 AND seq = $2 AND lease_owner = $3 \
+                 AND state = 'pending'",
+            )
+            .bind(job)
+            .bind(to_i64(seq))
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&done) == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE jobs SET applied = applied + $2, rejected = rejected + $3, \
+                 rejected_unknown_identity = rejected_unknown_identity + $4, \
+                 rejected_label_refused = rejected_label_refused + $5, \
+                 rejected_unknown_group = rejected_unknown_group + $6, \
+                 chunks_done = chunks_done + 1, updated_at = $7 WHERE id = $1",
+            )
+            .bind(job)
+            .bind(to_i64(outcome.applied))
+            .bind(to_i64(outcome.rejected()))
+            .bind(to_i64(outcome.unknown_identity))
+            .bind(to_i64(outcome.label_refused))
+            .bind(to_i64(outcome.unknown_group))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            let finished = sqlx::query(
+                "UPDATE jobs SET state = 'succeeded', finished_at = $2 \
+                 WHERE id = $1 AND chunks_done = chunks AND state IN ('queued', 'running', 'paused')",
+            )
+            .bind(job)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&finished) == 1 {
+                // INV-5: the job's input goes with the job.
+                sqlx::query(PURGE_CHUNKS)
+                    .bind(job)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn fail_job(&self, job: Uuid, reason: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+        let (this, reason) = (self.clone(), reason.to_string());
+        db::run_to_end(async move {
+            let reason = reason.as_str();
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            sqlx::query(
+                "UPDATE jobs SET state = 'failed', error = $2, finished_at = $3, updated_at = $3 \
+                 WHERE id = $1 AND state IN ('queued', 'running', 'paused')",
+            )
+            .bind(job)
+            .bind(reason)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(PURGE_CHUNKS)
                 .bind(job)
                 .execute(&mut *tx)
                 .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn fail_job(&self, job: Uuid, reason: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        sqlx::query(
-            "UPDATE jobs SET state = 'failed', error = $2, finished_at = $3, updated_at = $3 \
-             WHERE id = $1 AND state IN ('queued', 'running', 'paused')",
-        )
-        .bind(job)
-        .bind(reason)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(PURGE_CHUNKS)
-            .bind(job)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await
+            tx.commit().await
+        })
+        .await
     }
 
     async fn sweep_intakes(&self, before_ms: i64) -> Result<u64, sqlx::Error> {

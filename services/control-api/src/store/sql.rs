@@ -222,41 +222,46 @@ where
     }
 
     async fn seed_labels(&self, labels: &[Label], now: i64) -> Result<bool, StoreError> {
-        // Every early return below rolls back explicitly: dropping a sqlx transaction only
-        // queues its ROLLBACK, sent a moment later when the connection goes back to the
-        // pool; until then the rows it locked stay locked, and a saga worker's SKIP
-        // LOCKED would pass that group by.
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        // Two replicas starting together: the second waits on the first's row here,
-        // then finds it and writes nothing.
-        let first = sqlx::query(
-            "INSERT INTO seeds (name, applied_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(DEFAULT_LABELS_SEED)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let first = DB::rows_affected(&first) == 1;
-        if first {
-            for l in labels {
-                sqlx::query(
-                    "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
-                     join_policies, sender_policy, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
-                )
-                .bind(l.name.as_str())
-                .bind(l.description.as_str())
-                .bind(l.policy.guests_allowed)
-                .bind(l.policy.agents_allowed)
-                .bind(join_policies_text(&l.policy.join_policies))
-                .bind(l.policy.sender_policy.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+        let (this, labels) = (self.clone(), labels.to_vec());
+        db::run_to_end(async move {
+            let labels = &labels[..];
+            // Every early return below rolls back explicitly: dropping a sqlx transaction only
+            // queues its ROLLBACK, sent a moment later when the connection goes back to the
+            // pool; until then the rows it locked stay locked, and a saga worker's SKIP
+            // LOCKED would pass that group by.
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            // Two replicas starting together: the second waits on the first's row here,
+            // then finds it and writes nothing.
+            let first = sqlx::query(
+                "INSERT INTO seeds (name, applied_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(DEFAULT_LABELS_SEED)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let first = DB::rows_affected(&first) == 1;
+            if first {
+                for l in labels {
+                    sqlx::query(
+                        "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+                         join_policies, sender_policy, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(l.name.as_str())
+                    .bind(l.description.as_str())
+                    .bind(l.policy.guests_allowed)
+                    .bind(l.policy.agents_allowed)
+                    .bind(join_policies_text(&l.policy.join_policies))
+                    .bind(l.policy.sender_policy.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(first)
+            tx.commit().await?;
+            Ok(first)
+        })
+        .await
     }
 
     async fn list_labels(&self) -> Result<Vec<Label>, StoreError> {
@@ -280,35 +285,43 @@ where
         ctx: &AuditContext,
         now: i64,
     ) -> Result<LabelInsert, StoreError> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        let res = sqlx::query(
-            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
-             join_policies, sender_policy, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-        )
-        .bind(label.name.as_str())
-        .bind(label.description.as_str())
-        .bind(label.policy.guests_allowed)
-        .bind(label.policy.agents_allowed)
-        .bind(join_policies_text(&label.policy.join_policies))
-        .bind(label.policy.sender_policy.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match res {
-            Ok(_) => {
-                let event =
-                    CatalogEvent::label("label.created", label.name.as_str(), label_detail(label));
-                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
-                tx.commit().await?;
-                Ok(LabelInsert::Created)
+        let (this, label, ctx) = (self.clone(), label.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let (label, ctx) = (&label, &ctx);
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let res = sqlx::query(
+                "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+                 join_policies, sender_policy, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            )
+            .bind(label.name.as_str())
+            .bind(label.description.as_str())
+            .bind(label.policy.guests_allowed)
+            .bind(label.policy.agents_allowed)
+            .bind(join_policies_text(&label.policy.join_policies))
+            .bind(label.policy.sender_policy.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match res {
+                Ok(_) => {
+                    let event = CatalogEvent::label(
+                        "label.created",
+                        label.name.as_str(),
+                        label_detail(label),
+                    );
+                    catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                    tx.commit().await?;
+                    Ok(LabelInsert::Created)
+                }
+                Err(e) if db::is_unique_violation(&e) => {
+                    tx.rollback().await?;
+                    Ok(LabelInsert::NameTaken)
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) if db::is_unique_violation(&e) => {
-                tx.rollback().await?;
-                Ok(LabelInsert::NameTaken)
-            }
-            Err(e) => Err(e.into()),
-        }
+        })
+        .await
     }
 
     async fn update_label(
@@ -317,48 +330,55 @@ where
         ctx: &AuditContext,
         now: i64,
     ) -> Result<LabelUpdate, StoreError> {
-        let label_for_update = format!("SELECT name FROM labels WHERE name = $1{}", DB::FOR_UPDATE);
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        let found: Option<String> = sqlx::query_scalar(&label_for_update)
+        let (this, label, ctx) = (self.clone(), label.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let (label, ctx) = (&label, &ctx);
+            let label_for_update =
+                format!("SELECT name FROM labels WHERE name = $1{}", DB::FOR_UPDATE);
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let found: Option<String> = sqlx::query_scalar(&label_for_update)
+                .bind(label.name.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                tx.rollback().await?;
+                return Ok(LabelUpdate::NotFound);
+            }
+            let used: Vec<String> = sqlx::query_scalar(
+                "SELECT DISTINCT join_policy FROM groups WHERE label = $1 AND state <> 'archived'",
+            )
             .bind(label.name.as_str())
-            .fetch_optional(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-        if found.is_none() {
-            tx.rollback().await?;
-            return Ok(LabelUpdate::NotFound);
-        }
-        let used: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT join_policy FROM groups WHERE label = $1 AND state <> 'archived'",
-        )
-        .bind(label.name.as_str())
-        .fetch_all(&mut *tx)
-        .await?;
-        let used = used
-            .iter()
-            .map(|p| JoinPolicy::parse(p).map_err(corrupt))
-            .collect::<Result<Vec<_>, _>>()?;
-        let dropped = dropped_join_policies(&label.policy, &used);
-        if !dropped.is_empty() {
-            tx.rollback().await?;
-            return Ok(LabelUpdate::JoinPoliciesInUse(dropped));
-        }
-        sqlx::query(
-            "UPDATE labels SET description = $1, guests_allowed = $2, agents_allowed = $3, \
-             join_policies = $4, sender_policy = $5, updated_at = $6 WHERE name = $7",
-        )
-        .bind(label.description.as_str())
-        .bind(label.policy.guests_allowed)
-        .bind(label.policy.agents_allowed)
-        .bind(join_policies_text(&label.policy.join_policies))
-        .bind(label.policy.sender_policy.as_str())
-        .bind(now)
-        .bind(label.name.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let event = CatalogEvent::label("label.updated", label.name.as_str(), label_detail(label));
-        catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
-        tx.commit().await?;
-        Ok(LabelUpdate::Updated(label.clone()))
+            let used = used
+                .iter()
+                .map(|p| JoinPolicy::parse(p).map_err(corrupt))
+                .collect::<Result<Vec<_>, _>>()?;
+            let dropped = dropped_join_policies(&label.policy, &used);
+            if !dropped.is_empty() {
+                tx.rollback().await?;
+                return Ok(LabelUpdate::JoinPoliciesInUse(dropped));
+            }
+            sqlx::query(
+                "UPDATE labels SET description = $1, guests_allowed = $2, agents_allowed = $3, \
+                 join_policies = $4, sender_policy = $5, updated_at = $6 WHERE name = $7",
+            )
+            .bind(label.description.as_str())
+            .bind(label.policy.guests_allowed)
+            .bind(label.policy.agents_allowed)
+            .bind(join_policies_text(&label.policy.join_policies))
+            .bind(label.policy.sender_policy.as_str())
+            .bind(now)
+            .bind(label.name.as_str())
+            .execute(&mut *tx)
+            .await?;
+            let event =
+                CatalogEvent::label("label.updated", label.name.as_str(), label_detail(label));
+            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            tx.commit().await?;
+            Ok(LabelUpdate::Updated(label.clone()))
+        })
+        .await
     }
 
     async fn delete_label(
@@ -366,32 +386,39 @@ where
         name: &LabelName,
         ctx: &AuditContext,
     ) -> Result<LabelDelete, StoreError> {
-        let label_for_update = format!("SELECT name FROM labels WHERE name = $1{}", DB::FOR_UPDATE);
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        let found: Option<String> = sqlx::query_scalar(&label_for_update)
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if found.is_none() {
-            tx.rollback().await?;
-            return Ok(LabelDelete::NotFound);
-        }
-        let used: Option<i32> = sqlx::query_scalar("SELECT 1 FROM groups WHERE label = $1 LIMIT 1")
-            .bind(name.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if used.is_some() {
-            tx.rollback().await?;
-            return Ok(LabelDelete::InUse);
-        }
-        sqlx::query("DELETE FROM labels WHERE name = $1")
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await?;
-        let event = CatalogEvent::label("label.deleted", name.as_str(), serde_json::json!({}));
-        catalog_audit::append::<DB>(&mut *tx, ctx, &[event], db::now_ms()).await?;
-        tx.commit().await?;
-        Ok(LabelDelete::Deleted)
+        let (this, name, ctx) = (self.clone(), name.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let (name, ctx) = (&name, &ctx);
+            let label_for_update =
+                format!("SELECT name FROM labels WHERE name = $1{}", DB::FOR_UPDATE);
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let found: Option<String> = sqlx::query_scalar(&label_for_update)
+                .bind(name.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                tx.rollback().await?;
+                return Ok(LabelDelete::NotFound);
+            }
+            let used: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM groups WHERE label = $1 LIMIT 1")
+                    .bind(name.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if used.is_some() {
+                tx.rollback().await?;
+                return Ok(LabelDelete::InUse);
+            }
+            sqlx::query("DELETE FROM labels WHERE name = $1")
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let event = CatalogEvent::label("label.deleted", name.as_str(), serde_json::json!({}));
+            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], db::now_ms()).await?;
+            tx.commit().await?;
+            Ok(LabelDelete::Deleted)
+        })
+        .await
     }
 
     async fn insert_group(
@@ -400,62 +427,67 @@ where
         ctx: &AuditContext,
         now: i64,
     ) -> Result<GroupInsert, StoreError> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        // Held until commit: the label cannot change or go away under the new group.
-        let Some(label) = Reads::<DB>::hold_label(&mut *tx, group.label.as_str()).await? else {
-            tx.rollback().await?;
-            return Ok(GroupInsert::NoSuchLabel);
-        };
-        if !label.policy.allows_join_policy(group.join_policy) {
-            tx.rollback().await?;
-            return Ok(GroupInsert::JoinPolicyRefused(label));
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO groups (id, name, description, contact_address, label, join_policy, \
-             state, created_by, created_at, updated_at, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $8, $8)",
-        )
-        .bind(*group.id.as_uuid())
-        .bind(group.name.as_str())
-        .bind(group.description.as_str())
-        .bind(group.contact_address.as_str())
-        .bind(label.name.as_str())
-        .bind(group.join_policy.as_str())
-        .bind(group.creator.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if db::is_unique_violation(&e) => {
+        let (this, group, ctx) = (self.clone(), group.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let (group, ctx) = (&group, &ctx);
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            // Held until commit: the label cannot change or go away under the new group.
+            let Some(label) = Reads::<DB>::hold_label(&mut *tx, group.label.as_str()).await? else {
                 tx.rollback().await?;
-                return Ok(GroupInsert::AddressTaken);
+                return Ok(GroupInsert::NoSuchLabel);
+            };
+            if !label.policy.allows_join_policy(group.join_policy) {
+                tx.rollback().await?;
+                return Ok(GroupInsert::JoinPolicyRefused(label));
             }
-            Err(e) => return Err(e.into()),
-        }
-        sqlx::query("INSERT INTO group_owners (group_id, subject) VALUES ($1, $2)")
+            let inserted = sqlx::query(
+                "INSERT INTO groups (id, name, description, contact_address, label, join_policy, \
+                 state, created_by, created_at, updated_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $8, $8)",
+            )
             .bind(*group.id.as_uuid())
+            .bind(group.name.as_str())
+            .bind(group.description.as_str())
+            .bind(group.contact_address.as_str())
+            .bind(label.name.as_str())
+            .bind(group.join_policy.as_str())
             .bind(group.creator.as_str())
+            .bind(now)
             .execute(&mut *tx)
-            .await?;
-        let record = Reads::<DB>::read_group(&mut *tx, group.id)
-            .await?
-            .ok_or_else(|| corrupt("a group just written cannot be read back"))?;
-        let event = CatalogEvent::group(
-            "group.created",
-            group.id,
-            serde_json::json!({
-                "name": group.name.as_str(),
-                "label": label.name.as_str(),
-                "join_policy": group.join_policy.as_str(),
-                "contact_address": group.contact_address.as_str(),
-                "owners": [group.creator.as_str()],
-            }),
-        )
-        .by(&group.creator);
-        catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
-        tx.commit().await?;
-        Ok(GroupInsert::Created(record))
+            .await;
+            match inserted {
+                Ok(_) => {}
+                Err(e) if db::is_unique_violation(&e) => {
+                    tx.rollback().await?;
+                    return Ok(GroupInsert::AddressTaken);
+                }
+                Err(e) => return Err(e.into()),
+            }
+            sqlx::query("INSERT INTO group_owners (group_id, subject) VALUES ($1, $2)")
+                .bind(*group.id.as_uuid())
+                .bind(group.creator.as_str())
+                .execute(&mut *tx)
+                .await?;
+            let record = Reads::<DB>::read_group(&mut *tx, group.id)
+                .await?
+                .ok_or_else(|| corrupt("a group just written cannot be read back"))?;
+            let event = CatalogEvent::group(
+                "group.created",
+                group.id,
+                serde_json::json!({
+                    "name": group.name.as_str(),
+                    "label": label.name.as_str(),
+                    "join_policy": group.join_policy.as_str(),
+                    "contact_address": group.contact_address.as_str(),
+                    "owners": [group.creator.as_str()],
+                }),
+            )
+            .by(&group.creator);
+            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            tx.commit().await?;
+            Ok(GroupInsert::Created(record))
+        })
+        .await
     }
 
     async fn get_group(&self, id: GroupId) -> Result<Option<GroupRecord>, StoreError> {
@@ -519,70 +551,76 @@ where
         ctx: &AuditContext,
         now: i64,
     ) -> Result<GroupWrite, StoreError> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        let (state, label) = match Reads::<DB>::hold_owned_group(&mut *tx, id, actor).await? {
-            Ok(held) => held,
-            Err(refusal) => {
+        let (this, actor, changes, ctx) =
+            (self.clone(), actor.clone(), changes.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let (actor, changes, ctx) = (&actor, &changes, &ctx);
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let (state, label) = match Reads::<DB>::hold_owned_group(&mut *tx, id, actor).await? {
+                Ok(held) => held,
+                Err(refusal) => {
+                    tx.rollback().await?;
+                    return Ok(refusal);
+                }
+            };
+            if matches!(state, GroupState::Archiving | GroupState::Archived) {
                 tx.rollback().await?;
-                return Ok(refusal);
+                return Ok(GroupWrite::NotEditable(state));
             }
-        };
-        if matches!(state, GroupState::Archiving | GroupState::Archived) {
-            tx.rollback().await?;
-            return Ok(GroupWrite::NotEditable(state));
-        }
-        if let Some(policy) = changes.join_policy {
-            let label = Reads::<DB>::hold_label(&mut *tx, &label)
-                .await?
-                .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
-            if !label.policy.allows_join_policy(policy) {
-                tx.rollback().await?;
-                return Ok(GroupWrite::JoinPolicyRefused(label));
-            }
-        }
-        let before = match &changes.owners {
-            Some(_) => Some(
-                Reads::<DB>::owners_of(&mut *tx, &[*id.as_uuid()])
+            if let Some(policy) = changes.join_policy {
+                let label = Reads::<DB>::hold_label(&mut *tx, &label)
                     .await?
-                    .remove(id.as_uuid())
-                    .unwrap_or_default(),
-            ),
-            None => None,
-        };
-        let events = edit_events(id, actor, changes, before.as_deref());
-        if !changes.is_empty() {
-            sqlx::query(
-                "UPDATE groups SET description = COALESCE($1, description), \
-                 join_policy = COALESCE($2, join_policy), updated_at = $3 WHERE id = $4",
-            )
-            .bind(changes.description.as_ref().map(|d| d.as_str()))
-            .bind(changes.join_policy.map(|p| p.as_str()))
-            .bind(now)
-            .bind(*id.as_uuid())
-            .execute(&mut *tx)
-            .await?;
-        }
-        if let Some(owners) = &changes.owners {
-            sqlx::query("DELETE FROM group_owners WHERE group_id = $1")
+                    .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
+                if !label.policy.allows_join_policy(policy) {
+                    tx.rollback().await?;
+                    return Ok(GroupWrite::JoinPolicyRefused(label));
+                }
+            }
+            let before = match &changes.owners {
+                Some(_) => Some(
+                    Reads::<DB>::owners_of(&mut *tx, &[*id.as_uuid()])
+                        .await?
+                        .remove(id.as_uuid())
+                        .unwrap_or_default(),
+                ),
+                None => None,
+            };
+            let events = edit_events(id, actor, changes, before.as_deref());
+            if !changes.is_empty() {
+                sqlx::query(
+                    "UPDATE groups SET description = COALESCE($1, description), \
+                     join_policy = COALESCE($2, join_policy), updated_at = $3 WHERE id = $4",
+                )
+                .bind(changes.description.as_ref().map(|d| d.as_str()))
+                .bind(changes.join_policy.map(|p| p.as_str()))
+                .bind(now)
                 .bind(*id.as_uuid())
                 .execute(&mut *tx)
                 .await?;
-            let sql = format!(
-                "INSERT INTO group_owners (group_id, subject) VALUES {}",
-                sql::value_rows(owners.as_slice().len(), 2)
-            );
-            let mut q = sqlx::query(&sql);
-            for subject in owners.as_slice() {
-                q = q.bind(*id.as_uuid()).bind(subject.as_str());
             }
-            q.execute(&mut *tx).await?;
-        }
-        let record = Reads::<DB>::read_group(&mut *tx, id)
-            .await?
-            .ok_or_else(|| corrupt("a group being edited cannot be read back"))?;
-        catalog_audit::append::<DB>(&mut *tx, ctx, &events, now).await?;
-        tx.commit().await?;
-        Ok(GroupWrite::Done(record))
+            if let Some(owners) = &changes.owners {
+                sqlx::query("DELETE FROM group_owners WHERE group_id = $1")
+                    .bind(*id.as_uuid())
+                    .execute(&mut *tx)
+                    .await?;
+                let sql = format!(
+                    "INSERT INTO group_owners (group_id, subject) VALUES {}",
+                    sql::value_rows(owners.as_slice().len(), 2)
+                );
+                let mut q = sqlx::query(&sql);
+                for subject in owners.as_slice() {
+                    q = q.bind(*id.as_uuid()).bind(subject.as_str());
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let record = Reads::<DB>::read_group(&mut *tx, id)
+                .await?
+                .ok_or_else(|| corrupt("a group being edited cannot be read back"))?;
+            catalog_audit::append::<DB>(&mut *tx, ctx, &events, now).await?;
+            tx.commit().await?;
+            Ok(GroupWrite::Done(record))
+        })
+        .await
     }
 
     async fn archive_group(
@@ -592,33 +630,39 @@ where
         ctx: &AuditContext,
         now: i64,
     ) -> Result<GroupWrite, StoreError> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        if let Err(refusal) = Reads::<DB>::hold_owned_group(&mut *tx, id, actor).await? {
-            tx.rollback().await?;
-            return Ok(refusal);
-        }
-        // A worker holding a provisioning lease keeps it: it finishes its call, finds
-        // the state changed, and releases the group to be deprovisioned after it — so
-        // a late provisioning call can never land after the deprovisioning one.
-        let archived = sqlx::query(
-            "UPDATE groups SET state = 'archiving', attempts = 0, last_error = NULL, \
-             updated_at = $1, \
-             next_attempt_at = CASE WHEN lease_token IS NULL THEN $1 ELSE next_attempt_at END \
-             WHERE id = $2 AND state IN ('provisioning', 'active')",
-        )
-        .bind(now)
-        .bind(*id.as_uuid())
-        .execute(&mut *tx)
-        .await?;
-        if DB::rows_affected(&archived) == 1 {
-            let event = CatalogEvent::group("group.archived", id, serde_json::json!({})).by(actor);
-            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
-        }
-        let record = Reads::<DB>::read_group(&mut *tx, id)
-            .await?
-            .ok_or_else(|| corrupt("a group being archived cannot be read back"))?;
-        tx.commit().await?;
-        Ok(GroupWrite::Done(record))
+        let (this, actor, ctx) = (self.clone(), actor.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let (actor, ctx) = (&actor, &ctx);
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            if let Err(refusal) = Reads::<DB>::hold_owned_group(&mut *tx, id, actor).await? {
+                tx.rollback().await?;
+                return Ok(refusal);
+            }
+            // A worker holding a provisioning lease keeps it: it finishes its call, finds
+            // the state changed, and releases the group to be deprovisioned after it — so
+            // a late provisioning call can never land after the deprovisioning one.
+            let archived = sqlx::query(
+                "UPDATE groups SET state = 'archiving', attempts = 0, last_error = NULL, \
+                 updated_at = $1, \
+                 next_attempt_at = CASE WHEN lease_token IS NULL THEN $1 ELSE next_attempt_at END \
+                 WHERE id = $2 AND state IN ('provisioning', 'active')",
+            )
+            .bind(now)
+            .bind(*id.as_uuid())
+            .execute(&mut *tx)
+            .await?;
+            if DB::rows_affected(&archived) == 1 {
+                let event =
+                    CatalogEvent::group("group.archived", id, serde_json::json!({})).by(actor);
+                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            }
+            let record = Reads::<DB>::read_group(&mut *tx, id)
+                .await?
+                .ok_or_else(|| corrupt("a group being archived cannot be read back"))?;
+            tx.commit().await?;
+            Ok(GroupWrite::Done(record))
+        })
+        .await
     }
 
     async fn claim_due(&self, now: i64, lease_until: i64) -> Result<Option<Claim>, StoreError> {
@@ -648,33 +692,38 @@ where
     }
 
     async fn complete(&self, claim: &Claim, to: GroupState, now: i64) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
-        let moved = sqlx::query(
-            "UPDATE groups SET state = $1, next_attempt_at = NULL, lease_token = NULL, \
-             attempts = 0, last_error = NULL, updated_at = $2 \
-             WHERE id = $3 AND lease_token = $4 AND state = $5",
-        )
-        .bind(to.as_str())
-        .bind(now)
-        .bind(*claim.group.as_uuid())
-        .bind(claim.lease)
-        .bind(claim.state.as_str())
-        .execute(&mut *tx)
-        .await?;
-        let moved = DB::rows_affected(&moved) == 1;
-        if !moved {
-            sqlx::query(
-                "UPDATE groups SET lease_token = NULL, next_attempt_at = $1 \
-                 WHERE id = $2 AND lease_token = $3",
+        let (this, claim) = (self.clone(), claim.clone());
+        db::run_to_end(async move {
+            let claim = &claim;
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let moved = sqlx::query(
+                "UPDATE groups SET state = $1, next_attempt_at = NULL, lease_token = NULL, \
+                 attempts = 0, last_error = NULL, updated_at = $2 \
+                 WHERE id = $3 AND lease_token = $4 AND state = $5",
             )
+            .bind(to.as_str())
             .bind(now)
             .bind(*claim.group.as_uuid())
             .bind(claim.lease)
+            .bind(claim.state.as_str())
             .execute(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(moved)
+            let moved = DB::rows_affected(&moved) == 1;
+            if !moved {
+                sqlx::query(
+                    "UPDATE groups SET lease_token = NULL, next_attempt_at = $1 \
+                     WHERE id = $2 AND lease_token = $3",
+                )
+                .bind(now)
+                .bind(*claim.group.as_uuid())
+                .bind(claim.lease)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(moved)
+        })
+        .await
     }
 
     async fn defer(

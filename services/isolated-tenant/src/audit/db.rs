@@ -242,21 +242,26 @@ impl Db {
     }
 
     /// Appends `events` in a transaction of their own (events not tied to another write:
-    /// privileged reads), recorded as `context`.
+    /// privileged reads), recorded as `context`. The transaction runs to its end in a task of
+    /// its own, whether or not the caller still waits ([`service_kit::db::run_to_end`]).
     pub async fn append(&self, context: &Context, events: &[NewEvent]) -> Result<(), sqlx::Error> {
-        match self {
-            Db::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                <sqlx::Postgres as Append>::append(&mut tx, context, events).await?;
-                tx.commit().await
+        let (db, context, events) = (self.clone(), context.clone(), events.to_vec());
+        service_kit::db::run_to_end(async move {
+            match db {
+                Db::Postgres(p) => {
+                    let mut tx = p.begin().await?;
+                    <sqlx::Postgres as Append>::append(&mut tx, &context, &events).await?;
+                    tx.commit().await
+                }
+                Db::Sqlite(p) => {
+                    let mut tx = p
+                        .begin_with(<sqlx::Sqlite as service_kit::sql::Dialect>::BEGIN_WRITE)
+                        .await?;
+                    <sqlx::Sqlite as Append>::append(&mut tx, &context, &events).await?;
+                    tx.commit().await
+                }
             }
-            Db::Sqlite(p) => {
-                let mut tx = p
-                    .begin_with(<sqlx::Sqlite as service_kit::sql::Dialect>::BEGIN_WRITE)
-                    .await?;
-                <sqlx::Sqlite as Append>::append(&mut tx, context, events).await?;
-                tx.commit().await
-            }
-        }
+        })
+        .await
     }
 }

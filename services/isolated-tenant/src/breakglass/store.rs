@@ -14,6 +14,7 @@ use crate::sql::{self, Sql, Tx};
 use async_trait::async_trait;
 use domain::{Email, GroupId, Subject};
 use serde::{Deserialize, Serialize};
+use service_kit::db;
 use std::sync::Arc;
 use std::time::Duration;
 use tenant_api::breakglass::{Answer, ListedMember, NewRequest, RequestView, Scope};
@@ -275,7 +276,9 @@ pub(crate) trait Requests: Send + Sync {
     ) -> Result<Answer, BgError>;
 }
 
-/// The requests table, on Postgres or SQLite.
+/// The requests table, on Postgres or SQLite. Cloned into the task in which each write
+/// transaction runs to its end ([`db::run_to_end`]).
+#[derive(Clone)]
 pub(crate) struct SqlRequests {
     db: sql::Pool,
     keys: Arc<SealKeys>,
@@ -351,55 +354,61 @@ impl Requests for SqlRequests {
         requester: &Subject,
         ttl: Duration,
     ) -> Result<RequestView, BgError> {
-        let key = self.keys.active();
-        let id = Uuid::new_v4();
-        let target = match r.scope {
-            Scope::MemberCheck => {
-                let t = Zeroizing::new(
-                    serde_json::to_vec(&Target {
-                        subject: r.subject.clone(),
-                        email: r.email.clone(),
-                    })
-                    .map_err(anyhow::Error::from)?,
-                );
-                Some(key.seal_break_glass(id, "target", &t))
+        let (this, context, r, requester) =
+            (self.clone(), context.clone(), r.clone(), requester.clone());
+        db::run_to_end(async move {
+            let (context, r, requester) = (&context, &r, &requester);
+            let key = this.keys.active();
+            let id = Uuid::new_v4();
+            let target = match r.scope {
+                Scope::MemberCheck => {
+                    let t = Zeroizing::new(
+                        serde_json::to_vec(&Target {
+                            subject: r.subject.clone(),
+                            email: r.email.clone(),
+                        })
+                        .map_err(anyhow::Error::from)?,
+                    );
+                    Some(key.seal_break_glass(id, "target", &t))
+                }
+                Scope::FullList => None,
+            };
+            let justification =
+                key.seal_break_glass(id, "justification", r.justification.trim().as_bytes());
+            let requester_p = audit::person(key, r.group_id, requester);
+            let now = now_ms();
+            let mut tx = this.db.begin_write().await?;
+            let group: Option<(Uuid,)> = Sql::new(GROUP_EXISTS)
+                .bind(r.group_id.as_uuid())
+                .fetch_optional(&mut tx)
+                .await?;
+            if group.is_none() {
+                tx.rollback().await?;
+                return Err(BgError::GroupNotFound);
             }
-            Scope::FullList => None,
-        };
-        let justification =
-            key.seal_break_glass(id, "justification", r.justification.trim().as_bytes());
-        let requester_p = audit::person(key, r.group_id, requester);
-        let now = now_ms();
-        let mut tx = self.db.begin_write().await?;
-        let group: Option<(Uuid,)> = Sql::new(GROUP_EXISTS)
-            .bind(r.group_id.as_uuid())
-            .fetch_optional(&mut tx)
-            .await?;
-        if group.is_none() {
-            tx.rollback().await?;
-            return Err(BgError::GroupNotFound);
-        }
-        Sql::new(INSERT_REQUEST)
-            .bind(id.to_string())
-            .bind(r.group_id.as_uuid().to_string())
-            .bind(r.scope.as_str())
-            .bind(target)
-            .bind(justification)
-            .bind(key.id())
-            .bind(r.recipient.clone())
-            .bind(requester_p.as_str())
-            .bind(now)
-            .bind(now + ms(ttl))
-            .execute(&mut tx)
-            .await?;
-        let row = self.load(&mut tx, id).await?;
-        let action = format!("break-glass.requested:{}", r.scope.as_str());
-        let event = NewEvent::new(&action, Some(r.group_id))
-            .about(row.subject())
-            .by(Some(requester_p));
-        tx.append(context, &[event]).await?;
-        tx.commit().await?;
-        row.view(&self.keys)
+            Sql::new(INSERT_REQUEST)
+                .bind(id.to_string())
+                .bind(r.group_id.as_uuid().to_string())
+                .bind(r.scope.as_str())
+                .bind(target)
+                .bind(justification)
+                .bind(key.id())
+                .bind(r.recipient.clone())
+                .bind(requester_p.as_str())
+                .bind(now)
+                .bind(now + ms(ttl))
+                .execute(&mut tx)
+                .await?;
+            let row = this.load(&mut tx, id).await?;
+            let action = format!("break-glass.requested:{}", r.scope.as_str());
+            let event = NewEvent::new(&action, Some(r.group_id))
+                .about(row.subject())
+                .by(Some(requester_p));
+            tx.append(context, &[event]).await?;
+            tx.commit().await?;
+            row.view(&this.keys)
+        })
+        .await
     }
 
     async fn approve(
@@ -410,44 +419,49 @@ impl Requests for SqlRequests {
         is_officer: bool,
         grant_ttl: Duration,
     ) -> Result<RequestView, BgError> {
-        let now = now_ms();
-        let (mut tx, mut row) = self.begin_with(id).await?;
-        let officer_p = audit::person(self.keys.active(), row.group, officer);
-        let step = match decide_approval(&row, &officer_p, is_officer, now) {
-            Ok(s) => s,
-            Err(e) => return refuse(tx, context, &row, &officer_p, e).await,
-        };
-        let mut events = vec![NewEvent::new("break-glass.approved", Some(row.group))
-            .about(row.subject())
-            .by(Some(officer_p.clone()))];
-        match step {
-            Approval::First => {
-                Sql::new(FIRST_APPROVAL)
-                    .bind(officer_p.as_str())
-                    .bind(id.to_string())
-                    .execute(&mut tx)
-                    .await?;
-                row.approver1 = Some(officer_p);
+        let (this, context, officer) = (self.clone(), context.clone(), officer.clone());
+        db::run_to_end(async move {
+            let (context, officer) = (&context, &officer);
+            let now = now_ms();
+            let (mut tx, mut row) = this.begin_with(id).await?;
+            let officer_p = audit::person(this.keys.active(), row.group, officer);
+            let step = match decide_approval(&row, &officer_p, is_officer, now) {
+                Ok(s) => s,
+                Err(e) => return refuse(tx, context, &row, &officer_p, e).await,
+            };
+            let mut events = vec![NewEvent::new("break-glass.approved", Some(row.group))
+                .about(row.subject())
+                .by(Some(officer_p.clone()))];
+            match step {
+                Approval::First => {
+                    Sql::new(FIRST_APPROVAL)
+                        .bind(officer_p.as_str())
+                        .bind(id.to_string())
+                        .execute(&mut tx)
+                        .await?;
+                    row.approver1 = Some(officer_p);
+                }
+                Approval::Second => {
+                    let until = now + ms(grant_ttl);
+                    Sql::new(SECOND_APPROVAL)
+                        .bind(officer_p.as_str())
+                        .bind(until)
+                        .bind(id.to_string())
+                        .execute(&mut tx)
+                        .await?;
+                    row.approver2 = Some(officer_p);
+                    row.state = "approved".into();
+                    row.grant_expires_ms = Some(until);
+                    events.push(
+                        NewEvent::new("break-glass.granted", Some(row.group)).about(row.subject()),
+                    );
+                }
             }
-            Approval::Second => {
-                let until = now + ms(grant_ttl);
-                Sql::new(SECOND_APPROVAL)
-                    .bind(officer_p.as_str())
-                    .bind(until)
-                    .bind(id.to_string())
-                    .execute(&mut tx)
-                    .await?;
-                row.approver2 = Some(officer_p);
-                row.state = "approved".into();
-                row.grant_expires_ms = Some(until);
-                events.push(
-                    NewEvent::new("break-glass.granted", Some(row.group)).about(row.subject()),
-                );
-            }
-        }
-        tx.append(context, &events).await?;
-        tx.commit().await?;
-        row.view(&self.keys)
+            tx.append(context, &events).await?;
+            tx.commit().await?;
+            row.view(&this.keys)
+        })
+        .await
     }
 
     async fn redeem(
@@ -457,57 +471,62 @@ impl Requests for SqlRequests {
         auditor: &Subject,
         is_auditor: bool,
     ) -> Result<Answer, BgError> {
-        let now = now_ms();
-        let (mut tx, row) = self.begin_with(id).await?;
-        let auditor_p = audit::person(self.keys.active(), row.group, auditor);
-        if let Err(e) = decide_redeem(&row, &auditor_p, is_auditor, now) {
-            return refuse(tx, context, &row, &auditor_p, e).await;
-        }
-        // The privileged read: the group's member list, opened.
-        let members = member_list::lawful_export(&mut tx, &self.keys, row.group)
-            .await
-            .map_err(anyhow::Error::from)?;
-        let target = match row.scope {
-            Scope::MemberCheck => {
-                let key = self.keys.get(&row.key_id).map_err(anyhow::Error::from)?;
-                let sealed = row.sealed_target.as_deref().unwrap_or_default();
-                let plain = key
-                    .open_break_glass(id, "target", sealed)
-                    .map_err(anyhow::Error::from)?;
-                Some(serde_json::from_slice::<Target>(&plain).map_err(anyhow::Error::from)?)
+        let (this, context, auditor) = (self.clone(), context.clone(), auditor.clone());
+        db::run_to_end(async move {
+            let (context, auditor) = (&context, &auditor);
+            let now = now_ms();
+            let (mut tx, row) = this.begin_with(id).await?;
+            let auditor_p = audit::person(this.keys.active(), row.group, auditor);
+            if let Err(e) = decide_redeem(&row, &auditor_p, is_auditor, now) {
+                return refuse(tx, context, &row, &auditor_p, e).await;
             }
-            Scope::FullList => None,
-        };
-        let mut answer = answer(id, row.scope, target.as_ref(), &members);
-        if let Some(rcp) = &row.recipient {
-            answer = Answer {
-                encrypted: Some(encrypt(rcp, &answer)?),
-                member: None,
-                members: None,
-                ..answer
+            // The privileged read: the group's member list, opened.
+            let members = member_list::lawful_export(&mut tx, &this.keys, row.group)
+                .await
+                .map_err(anyhow::Error::from)?;
+            let target = match row.scope {
+                Scope::MemberCheck => {
+                    let key = this.keys.get(&row.key_id).map_err(anyhow::Error::from)?;
+                    let sealed = row.sealed_target.as_deref().unwrap_or_default();
+                    let plain = key
+                        .open_break_glass(id, "target", sealed)
+                        .map_err(anyhow::Error::from)?;
+                    Some(serde_json::from_slice::<Target>(&plain).map_err(anyhow::Error::from)?)
+                }
+                Scope::FullList => None,
             };
-        }
-        let used = Sql::new(REDEEMED)
-            .bind(now)
-            .bind(id.to_string())
-            .execute(&mut tx)
-            .await?;
-        if used != 1 {
-            tx.rollback().await?;
-            return Err(BgError::GrantUsed);
-        }
-        let answered = format!("break-glass.answered:{}", row.scope.as_str());
-        let events = [
-            NewEvent::new("break-glass.redeemed", Some(row.group))
-                .about(row.subject())
-                .by(Some(auditor_p.clone())),
-            NewEvent::new(&answered, Some(row.group))
-                .about(row.subject())
-                .by(Some(auditor_p)),
-        ];
-        tx.append(context, &events).await?;
-        tx.commit().await?;
-        Ok(answer)
+            let mut answer = answer(id, row.scope, target.as_ref(), &members);
+            if let Some(rcp) = &row.recipient {
+                answer = Answer {
+                    encrypted: Some(encrypt(rcp, &answer)?),
+                    member: None,
+                    members: None,
+                    ..answer
+                };
+            }
+            let used = Sql::new(REDEEMED)
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut tx)
+                .await?;
+            if used != 1 {
+                tx.rollback().await?;
+                return Err(BgError::GrantUsed);
+            }
+            let answered = format!("break-glass.answered:{}", row.scope.as_str());
+            let events = [
+                NewEvent::new("break-glass.redeemed", Some(row.group))
+                    .about(row.subject())
+                    .by(Some(auditor_p.clone())),
+                NewEvent::new(&answered, Some(row.group))
+                    .about(row.subject())
+                    .by(Some(auditor_p)),
+            ];
+            tx.append(context, &events).await?;
+            tx.commit().await?;
+            Ok(answer)
+        })
+        .await
     }
 }
 

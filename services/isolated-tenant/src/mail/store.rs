@@ -324,7 +324,9 @@ fn batches(mut addresses: Vec<String>, batch: usize) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The mail tables, on Postgres or SQLite.
+/// The mail tables, on Postgres or SQLite. Cloned into the task in which each write
+/// transaction runs to its end ([`db::run_to_end`]).
+#[derive(Clone)]
 pub struct SqlMailStore {
     db: sql::Pool,
     keys: Arc<SealKeys>,
@@ -521,23 +523,27 @@ impl MailGroups for SqlMailStore {
             group.as_uuid().as_bytes(),
             &owners_plain(owners),
         );
-        let mut tx = self.db.begin_write().await?;
-        Sql::new(SET_POLICY)
-            .bind(group.as_uuid())
-            .bind(policy.as_str())
-            .bind(sealed)
-            .bind(key.id())
-            .execute(&mut tx)
+        let (db, key_id, context) = (self.db.clone(), key.id().to_string(), context.clone());
+        db::run_to_end(async move {
+            let mut tx = db.begin_write().await?;
+            Sql::new(SET_POLICY)
+                .bind(group.as_uuid())
+                .bind(policy.as_str())
+                .bind(sealed)
+                .bind(key_id)
+                .execute(&mut tx)
+                .await?;
+            // A mail policy change is a state change the audit chain records (issue 6): the
+            // group and the action; who the owners are stays sealed above.
+            tx.append(
+                &context,
+                &[NewEvent::new(action::MAIL_POLICY_SET, Some(group))],
+            )
             .await?;
-        // A mail policy change is a state change the audit chain records (issue 6): the group
-        // and the action; who the owners are stays sealed above.
-        tx.append(
-            context,
-            &[NewEvent::new(action::MAIL_POLICY_SET, Some(group))],
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -552,35 +558,39 @@ impl MailQueue for SqlMailStore {
         let key = self.keys.active();
         let message_id = Uuid::new_v4();
         let sealed = key.seal_mail(MailSeal::Message, message_id.as_bytes(), message);
-        let mut tx = self.db.begin_write().await?;
-        let addresses = match self.expand(&mut tx, group).await {
-            Ok(a) => a,
-            Err(e) => {
-                tx.rollback().await?;
-                return Err(e);
-            }
-        };
-        let recipients = addresses.len();
-        let batches = batches(addresses, batch);
-        Sql::new(INSERT_MESSAGE)
-            .bind(message_id)
-            .bind(group.as_uuid())
-            .bind(if batches.is_empty() {
-                Vec::new()
-            } else {
-                sealed
+        let (this, key_id) = (self.clone(), key.id().to_string());
+        db::run_to_end(async move {
+            let mut tx = this.db.begin_write().await?;
+            let addresses = match this.expand(&mut tx, group).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tx.rollback().await?;
+                    return Err(e);
+                }
+            };
+            let recipients = addresses.len();
+            let batches = batches(addresses, batch);
+            Sql::new(INSERT_MESSAGE)
+                .bind(message_id)
+                .bind(group.as_uuid())
+                .bind(if batches.is_empty() {
+                    Vec::new()
+                } else {
+                    sealed
+                })
+                .bind(key_id)
+                .execute(&mut tx)
+                .await?;
+            this.insert_deliveries(&mut tx, message_id, &batches, 0, db::now_ms(), "queued")
+                .await?;
+            tx.commit().await?;
+            Ok(Accepted {
+                message_id,
+                recipients,
+                deliveries: batches.len(),
             })
-            .bind(key.id())
-            .execute(&mut tx)
-            .await?;
-        self.insert_deliveries(&mut tx, message_id, &batches, 0, db::now_ms(), "queued")
-            .await?;
-        tx.commit().await?;
-        Ok(Accepted {
-            message_id,
-            recipients,
-            deliveries: batches.len(),
         })
+        .await
     }
 
     async fn claim(
@@ -663,27 +673,31 @@ impl MailQueue for SqlMailStore {
             .push(" AND lease_owner = ")
             .push_bind(owner)
             .push(" AND state = 'queued'");
-        let mut tx = self.db.begin_write().await?;
-        if q.execute(&mut tx).await? == 0 {
-            // The lease expired and another worker took the delivery over.
-            tx.rollback().await?;
-            return Ok(());
-        }
-        if let Outcome::Sent { retry, rejected } = outcome {
-            if !retry.is_empty() {
-                let attempts = i32::try_from(claimed.attempts).unwrap_or(i32::MAX);
-                let (state, due) = requeue_at(claimed.attempts, limits, now);
-                self.insert_deliveries(&mut tx, claimed.message_id, &[retry], attempts, due, state)
-                    .await?;
+        let (this, message_id, attempts) = (self.clone(), claimed.message_id, claimed.attempts);
+        db::run_to_end(async move {
+            let mut tx = this.db.begin_write().await?;
+            if q.execute(&mut tx).await? == 0 {
+                // The lease expired and another worker took the delivery over.
+                tx.rollback().await?;
+                return Ok(());
             }
-            for r in rejected {
-                self.hard_bounce(&mut tx, &r, limits.hard_bounce_limit)
-                    .await?;
+            if let Outcome::Sent { retry, rejected } = outcome {
+                if !retry.is_empty() {
+                    let (state, due) = requeue_at(attempts, limits, now);
+                    let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+                    this.insert_deliveries(&mut tx, message_id, &[retry], attempts, due, state)
+                        .await?;
+                }
+                for r in rejected {
+                    this.hard_bounce(&mut tx, &r, limits.hard_bounce_limit)
+                        .await?;
+                }
             }
-        }
-        Self::wipe_if_done(&mut tx, claimed.message_id).await?;
-        tx.commit().await?;
-        Ok(())
+            Self::wipe_if_done(&mut tx, message_id).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn consume(
@@ -693,25 +707,29 @@ impl MailQueue for SqlMailStore {
         failed: &[String],
         hard_bounce_limit: u32,
     ) -> Result<(), StoreError> {
-        let mut tx = self.db.begin_write().await?;
-        let known = match token {
-            Some(t) => {
-                let (n,): (i64,) = Sql::new(KNOWN_TOKEN).bind(t).fetch_one(&mut tx).await?;
-                n > 0
+        let (this, token, failed) = (self.clone(), token.map(str::to_string), failed.to_vec());
+        db::run_to_end(async move {
+            let mut tx = this.db.begin_write().await?;
+            let known = match token {
+                Some(t) => {
+                    let (n,): (i64,) = Sql::new(KNOWN_TOKEN).bind(t).fetch_one(&mut tx).await?;
+                    n > 0
+                }
+                None => false,
+            };
+            Sql::new(COUNT_CONSUMED)
+                .bind(counter(kind))
+                .execute(&mut tx)
+                .await?;
+            if known && kind == Inbound::Bounce {
+                for f in &failed {
+                    this.hard_bounce(&mut tx, f, hard_bounce_limit).await?;
+                }
             }
-            None => false,
-        };
-        Sql::new(COUNT_CONSUMED)
-            .bind(counter(kind))
-            .execute(&mut tx)
-            .await?;
-        if known && kind == Inbound::Bounce {
-            for f in failed {
-                self.hard_bounce(&mut tx, f, hard_bounce_limit).await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(())
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 
     async fn counts(&self) -> Result<MailCounts, StoreError> {

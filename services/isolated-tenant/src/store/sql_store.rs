@@ -2,6 +2,14 @@
 //! of its own, which this module begins (after a write turn, on SQLite), commits or rolls back,
 //! and tries again when another writer got in the way.
 //!
+//! # Cancelled requests
+//!
+//! A request is dropped at whichever await it had reached when its client goes away. Of a
+//! write, only the wait for a write turn may stop there: a writer dropped while it waits leaves
+//! the queue ([`Turns::take`]). From BEGIN to COMMIT or ROLLBACK a transaction runs in a task of
+//! its own ([`db::run_to_end`]), holding its turn, so it ends as it would have whether or not
+//! anyone still waits for it, and its connection goes back to the pool outside a transaction.
+//!
 //! # Retries
 //!
 //! Which database failures are worth another try is decided once, in
@@ -123,35 +131,43 @@ impl<DB: SqlBackend> SqlStore<DB> {
     /// Runs `step` in a write transaction of its own, after a write turn as `kind`: commits
     /// when it succeeds, rolls back when it fails, and tries again (a new transaction, after
     /// a pause) as `retry` says when the failure is [`worth_retrying`]. Its events record
-    /// `context`.
+    /// `context`. The transaction runs to its end in a task of its own, which owns what it
+    /// needs: `args` and a copy of `context` (see the module docs).
     async fn write<A, T>(
         &self,
         kind: Writer,
         retry: Retry,
         context: &Context,
-        args: &A,
+        args: A,
         step: Step<A, T>,
     ) -> Result<T, StoreError>
     where
-        A: Sync + ?Sized,
-        T: Send,
+        A: Send + Sync + 'static,
+        T: Send + 'static,
     {
-        let rules = &self.rules();
+        let context = Arc::new(context.clone());
+        let args = Arc::new(args);
         retry
-            .run(worth_retrying, || async move {
-                let _turn = self.turn(kind).await;
-                let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
-                let done = step(rules, context, &mut Conn::<DB>(&mut tx), args).await;
-                finish(tx, done).await
+            .run(worth_retrying, || async {
+                let turn = self.turn(kind).await;
+                let (store, context, args) = (self.clone(), context.clone(), args.clone());
+                db::run_to_end(async move {
+                    let _turn = turn;
+                    let mut tx = store.pool.begin_with(DB::BEGIN_WRITE).await?;
+                    let rules = store.rules();
+                    let done = step(&rules, &context, &mut Conn::<DB>(&mut tx), &args).await;
+                    finish(tx, done).await
+                })
+                .await
             })
             .await
     }
 
     /// Runs `step` as a routine write ([`Self::write`]: someone is waiting for it).
-    async fn routine<A: Sync + ?Sized, T: Send>(
+    async fn routine<A: Send + Sync + 'static, T: Send + 'static>(
         &self,
         context: &Context,
-        args: &A,
+        args: A,
         step: Step<A, T>,
     ) -> Result<T, StoreError> {
         self.write(Writer::Routine, ROUTINE, context, args, step)
@@ -160,7 +176,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
 
     /// Runs `step` from `start` to the end of its table, at most `batch` rows a transaction,
     /// each as bulk work (routine writers go first); answers how many rows it rewrote.
-    async fn reseal_all<K: Send + Sync>(
+    async fn reseal_all<K: Send + Sync + 'static>(
         &self,
         context: &Context,
         start: K,
@@ -171,7 +187,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         let mut from = Some(start);
         while let Some(after) = from {
             let (n, next) = self
-                .write(Writer::Bulk, ROUTINE, context, &(after, batch), step)
+                .write(Writer::Bulk, ROUTINE, context, (after, batch), step)
                 .await?;
             rewritten += n;
             from = next;
@@ -205,7 +221,7 @@ async fn finish<DB: SqlBackend, T>(
 #[async_trait]
 impl<DB: SqlBackend> Store for SqlStore<DB> {
     fn with_own_pool(&self, max_connections: u32) -> Arc<dyn Store> {
-        let options = sqlx::pool::PoolOptions::<DB>::new()
+        let options = db::refuse_open_transactions(sqlx::pool::PoolOptions::<DB>::new())
             .max_connections(max_connections.max(1))
             .acquire_timeout(self.pool.options().get_acquire_timeout());
         let pool = DB::bulk_pool(options, &self.pool.connect_options());
@@ -228,7 +244,7 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         context: &Context,
         request: &ProvisionGroup,
     ) -> Result<Provisioned, StoreError> {
-        self.routine(context, request, |r, c, tx, request| {
+        self.routine(context, request.clone(), |r, c, tx, request| {
             Box::pin(r.provision(c, tx, request))
         })
         .await
@@ -240,14 +256,14 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         group: GroupId,
         request: &AddMember,
     ) -> Result<(), StoreError> {
-        self.routine(context, &(group, request), |r, c, tx, a| {
-            Box::pin(r.add(c, tx, a.0, a.1))
+        self.routine(context, (group, request.clone()), |r, c, tx, a| {
+            Box::pin(r.add(c, tx, a.0, &a.1))
         })
         .await
     }
 
     async fn deprovision_group(&self, context: &Context, group: GroupId) -> Result<(), StoreError> {
-        self.routine(context, &group, |r, c, tx, group| {
+        self.routine(context, group, |r, c, tx, group| {
             Box::pin(r.deprovision(c, tx, *group))
         })
         .await
@@ -259,14 +275,14 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         group: GroupId,
         who: &IdentityRef,
     ) -> Result<(), StoreError> {
-        self.routine(context, &(group, who), |r, c, tx, a| {
-            Box::pin(r.remove(c, tx, a.0, a.1))
+        self.routine(context, (group, who.clone()), |r, c, tx, a| {
+            Box::pin(r.remove(c, tx, a.0, &a.1))
         })
         .await
     }
 
     async fn offboard(&self, context: &Context, who: &IdentityRef) -> Result<(), StoreError> {
-        self.routine(context, who, |r, c, tx, who| {
+        self.routine(context, who.clone(), |r, c, tx, who| {
             Box::pin(r.offboard(c, tx, who))
         })
         .await
@@ -282,7 +298,7 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
                 Writer::Bulk,
                 BATCHES,
                 context,
-                batch,
+                batch.clone(),
                 |rules, c, tx, batch| Box::pin(rules.apply_batch(c, tx, batch)),
             )
             .await?;

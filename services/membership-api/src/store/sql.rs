@@ -6,7 +6,7 @@ use super::{
 };
 use async_trait::async_trait;
 use domain::{Email, GroupId, IdentityKind, Subject};
-use service_kit::db::is_unique_violation;
+use service_kit::db::{self, is_unique_violation};
 use service_kit::retry::Retry;
 use service_kit::sql::{Dialect, SqlStore};
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
@@ -69,52 +69,57 @@ where
 
     async fn file_request(&self, req: &NewRequest, now: i64) -> Result<(Uuid, i64), sqlx::Error> {
         // Two filings of the same request at once: one inserts, the other hits the
-        // one-pending index and, on its next attempt, finds the row the first made.
+        // one-pending index and, on its next attempt, finds the row the first made. Each
+        // attempt's transaction runs to its end in a task of its own (`db::run_to_end`).
         Retry::new(FILE_ATTEMPTS, Duration::ZERO)
-            .run(is_unique_violation, || async {
-                let group = *req.group.as_uuid();
-                let mut tx = self.pool().begin().await?;
-                sqlx::query(
-                    "DELETE FROM join_requests \
-                     WHERE group_id = $1 AND requester_subject = $2 AND status = 'denied'",
-                )
-                .bind(group)
-                .bind(req.subject.as_str())
-                .execute(&mut *tx)
-                .await?;
-                let existing: Option<(Uuid, i64)> = sqlx::query_as(
-                    "UPDATE join_requests SET requester_email = $3, requester_kind = $4 \
-                     WHERE group_id = $1 AND requester_subject = $2 AND status = 'pending' \
-                     RETURNING id, created_at",
-                )
-                .bind(group)
-                .bind(req.subject.as_str())
-                .bind(req.email.as_str())
-                .bind(req.kind.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let filed = match existing {
-                    Some(found) => found,
-                    None => {
-                        let id = Uuid::new_v4();
-                        sqlx::query(
-                            "INSERT INTO join_requests (id, group_id, requester_subject, \
-                             requester_email, requester_kind, status, created_at) \
-                             VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
-                        )
-                        .bind(id)
-                        .bind(group)
-                        .bind(req.subject.as_str())
-                        .bind(req.email.as_str())
-                        .bind(req.kind.as_str())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                        (id, now)
-                    }
-                };
-                tx.commit().await?;
-                Ok(filed)
+            .run(is_unique_violation, || {
+                let (this, req) = (self.clone(), req.clone());
+                db::run_to_end(async move {
+                    let req = &req;
+                    let group = *req.group.as_uuid();
+                    let mut tx = this.pool().begin().await?;
+                    sqlx::query(
+                        "DELETE FROM join_requests \
+                         WHERE group_id = $1 AND requester_subject = $2 AND status = 'denied'",
+                    )
+                    .bind(group)
+                    .bind(req.subject.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    let existing: Option<(Uuid, i64)> = sqlx::query_as(
+                        "UPDATE join_requests SET requester_email = $3, requester_kind = $4 \
+                         WHERE group_id = $1 AND requester_subject = $2 AND status = 'pending' \
+                         RETURNING id, created_at",
+                    )
+                    .bind(group)
+                    .bind(req.subject.as_str())
+                    .bind(req.email.as_str())
+                    .bind(req.kind.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let filed = match existing {
+                        Some(found) => found,
+                        None => {
+                            let id = Uuid::new_v4();
+                            sqlx::query(
+                                "INSERT INTO join_requests (id, group_id, requester_subject, \
+                                 requester_email, requester_kind, status, created_at) \
+                                 VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
+                            )
+                            .bind(id)
+                            .bind(group)
+                            .bind(req.subject.as_str())
+                            .bind(req.email.as_str())
+                            .bind(req.kind.as_str())
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                            (id, now)
+                        }
+                    };
+                    tx.commit().await?;
+                    Ok(filed)
+                })
             })
             .await
     }
