@@ -106,6 +106,20 @@ impl Databases {
         ))
     }
 
+    /// Fresh databases `hush_t_…` for one test on `backend`: SQLite files in `dir`, or new
+    /// Postgres databases on the server `postgres_admin_url` names (asked only for Postgres).
+    pub async fn for_test(
+        dir: &Path,
+        backend: service_kit::db::Backend,
+        postgres_admin_url: impl FnOnce() -> String,
+    ) -> anyhow::Result<(Self, Option<PostgresDatabases>)> {
+        let postgres = match backend {
+            service_kit::db::Backend::Sqlite => None,
+            service_kit::db::Backend::Postgres => Some(postgres_admin_url()),
+        };
+        Self::fresh(dir, postgres.as_deref(), "hush_t").await
+    }
+
     /// Fresh databases for one run: on Postgres when `postgres_admin_url` is given, else SQLite
     /// files in `dir`. Tests and benchmarks use it so that every run starts empty.
     pub async fn fresh(

@@ -28,15 +28,6 @@ pub fn postgres_url() -> String {
     named_url(std::env::var(POSTGRES_URL_VAR).ok())
 }
 
-/// The Postgres server a test on `backend` uses: none on SQLite, [`postgres_url`] on Postgres
-/// (which panics when no server is named).
-pub fn postgres_url_for(backend: Backend) -> Option<String> {
-    match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(postgres_url()),
-    }
-}
-
 fn named_url(var: Option<String>) -> String {
     match var {
         Some(url) if !url.is_empty() => url,

@@ -142,10 +142,23 @@ pub struct MemberRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
     /// Member, guest or agent. `Some` when the person is present with a token (the IdP's word,
-    /// stored as the identity's kind); `None` for an add by address, when the tenant uses the
-    /// kind it has stored, or else infers it from the address's domain.
+    /// stored as the identity's kind); `None` for an add by someone else, when the tenant uses
+    /// the kind it has stored, or else infers it from the address's domain. With neither (a
+    /// subject the tenant never saw, no address) the kind is unknown and the add does not
+    /// happen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<IdentityKind>,
+}
+
+impl MemberRef {
+    /// The person themself, present with their token: its subject, address and kind.
+    pub fn present(subject: Subject, email: Email, kind: IdentityKind) -> Self {
+        Self {
+            subject: Some(subject),
+            email: Some(email),
+            kind: Some(kind),
+        }
+    }
 }
 
 /// INV-6: says what kind of identity, never which one.

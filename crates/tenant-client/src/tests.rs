@@ -73,11 +73,11 @@ fn alice_subject() -> Subject {
 
 fn alice() -> AddMember {
     AddMember {
-        member: MemberRef {
-            subject: Some(alice_subject()),
-            email: Some(Email::parse("alice@corp.example").unwrap()),
-            kind: Some(IdentityKind::Member),
-        },
+        member: MemberRef::present(
+            alice_subject(),
+            Email::parse("alice@corp.example").unwrap(),
+            IdentityKind::Member,
+        ),
         label: Label::defaults().remove(0),
     }
 }

@@ -28,7 +28,10 @@ impl Fixture {
     /// `backend`.
     pub async fn start_on(backend: Backend, replicas: usize, bulk_env: &[(&str, &str)]) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let (dbs, pg) = fresh_databases(dir.path(), backend).await;
+        let (dbs, pg) =
+            Databases::for_test(dir.path(), backend, service_kit::testing::postgres_url)
+                .await
+                .expect("fresh test databases");
         let opts = ClusterOptions {
             dir: dir.path().to_path_buf(),
             databases: dbs.clone(),
@@ -205,18 +208,6 @@ impl Fixture {
         .await
         .unwrap()
     }
-}
-
-/// Fresh databases for one test on `backend`: SQLite files in `dir`, or new Postgres databases
-/// on the server HUSH_TEST_POSTGRES_URL names (a Postgres test fails without it).
-async fn fresh_databases(
-    dir: &std::path::Path,
-    backend: Backend,
-) -> (Databases, Option<PostgresDatabases>) {
-    let postgres = service_kit::testing::postgres_url_for(backend);
-    Databases::fresh(dir, postgres.as_deref(), "hush_t")
-        .await
-        .expect("fresh test databases")
 }
 
 /// An NDJSON line.

@@ -138,8 +138,7 @@ mod postgres {
 async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(kind: Backend) {
     service_kit::testing::require_mail_tools();
     let dir = tempfile::tempdir().unwrap();
-    let pg = service_kit::testing::postgres_url_for(kind);
-    let (dbs, made) = Databases::fresh(dir.path(), pg.as_deref(), "hush_t")
+    let (dbs, made) = Databases::for_test(dir.path(), kind, service_kit::testing::postgres_url)
         .await
         .unwrap();
     let tenant_db = dbs.tenant.clone();

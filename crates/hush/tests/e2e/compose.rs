@@ -5,6 +5,7 @@
 
 use crate::helpers::*;
 use clap::CommandFactory;
+use hush::stack::Databases;
 use reqwest::StatusCode;
 use serde_json::json;
 use serde_yaml::Value as Yaml;
@@ -191,7 +192,9 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
             "private keys are readable by their owner only"
         );
     }
-    let (dbs, pg) = fresh_databases(tmp.path(), kind).await;
+    let (dbs, pg) = Databases::for_test(tmp.path(), kind, service_kit::testing::postgres_url)
+        .await
+        .expect("fresh test databases");
     let issuer = auth::DevIssuer::load_or_create(&tmp.path().join("issuer")).unwrap();
     let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let jwks = format!(

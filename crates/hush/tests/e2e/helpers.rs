@@ -56,24 +56,15 @@ impl Res {
     }
 }
 
-/// Fresh databases for one test on `backend`: SQLite files in `dir`, or new Postgres databases
-/// on the server HUSH_TEST_POSTGRES_URL names (a Postgres test fails without it).
-pub async fn fresh_databases(
-    dir: &std::path::Path,
-    backend: Backend,
-) -> (Databases, Option<PostgresDatabases>) {
-    let postgres = service_kit::testing::postgres_url_for(backend);
-    Databases::fresh(dir, postgres.as_deref(), "hush_t")
-        .await
-        .expect("fresh test databases")
-}
-
 impl App {
     /// Starts a fresh stack on `backend`.
     pub async fn spawn_on(backend: Backend) -> App {
         service_kit::telemetry::init_for_test();
         let dir = tempfile::tempdir().expect("temp dir");
-        let (dbs, pg) = fresh_databases(dir.path(), backend).await;
+        let (dbs, pg) =
+            Databases::for_test(dir.path(), backend, service_kit::testing::postgres_url)
+                .await
+                .expect("fresh test databases");
         let stack = Stack::start(StackConfig::for_tests(dir.path(), dbs))
             .await
             .expect("stack starts");

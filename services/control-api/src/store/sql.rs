@@ -53,6 +53,45 @@ fn attempts_from(n: i32) -> u32 {
 }
 
 /// The reads that several operations share, each on the caller's connection or transaction.
+/// The one statement that writes a new label: the default labels' seed and label-admins'
+/// creates.
+struct Labels<DB>(PhantomData<DB>);
+
+impl<DB: Dialect> Labels<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    /// Inserts `label`, created and updated at `now`; `suffix` ends the statement (a conflict
+    /// clause, or nothing).
+    async fn insert(
+        conn: &mut DB::Connection,
+        label: &Label,
+        now: i64,
+        suffix: &str,
+    ) -> Result<DB::QueryResult, sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+             join_policies, sender_policy, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7){suffix}"
+        );
+        sqlx::query(&sql)
+            .bind(label.name.as_str())
+            .bind(label.description.as_str())
+            .bind(label.policy.guests_allowed)
+            .bind(label.policy.agents_allowed)
+            .bind(join_policies_text(&label.policy.join_policies))
+            .bind(label.policy.sender_policy.as_str())
+            .bind(now)
+            .execute(conn)
+            .await
+    }
+}
+
 struct Reads<DB>(PhantomData<DB>);
 
 impl<DB: Dialect> Reads<DB>
@@ -242,20 +281,7 @@ where
             let first = DB::rows_affected(&first) == 1;
             if first {
                 for l in labels {
-                    sqlx::query(
-                        "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
-                         join_policies, sender_policy, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(l.name.as_str())
-                    .bind(l.description.as_str())
-                    .bind(l.policy.guests_allowed)
-                    .bind(l.policy.agents_allowed)
-                    .bind(join_policies_text(&l.policy.join_policies))
-                    .bind(l.policy.sender_policy.as_str())
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                    Labels::<DB>::insert(&mut *tx, l, now, " ON CONFLICT DO NOTHING").await?;
                 }
             }
             tx.commit().await?;
@@ -289,20 +315,7 @@ where
         db::run_to_end(async move {
             let (label, ctx) = (&label, &ctx);
             let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
-            let res = sqlx::query(
-                "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
-                 join_policies, sender_policy, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-            )
-            .bind(label.name.as_str())
-            .bind(label.description.as_str())
-            .bind(label.policy.guests_allowed)
-            .bind(label.policy.agents_allowed)
-            .bind(join_policies_text(&label.policy.join_policies))
-            .bind(label.policy.sender_policy.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await;
+            let res = Labels::<DB>::insert(&mut *tx, label, now, "").await;
             match res {
                 Ok(_) => {
                     let event = CatalogEvent::label(

@@ -190,11 +190,11 @@ fn alice_subject() -> Subject {
 /// Alice, a guest present with her token, joining a group labelled General.
 fn alice() -> AddMember {
     AddMember {
-        member: MemberRef {
-            subject: Some(alice_subject()),
-            email: Some(Email::parse("alice@corp.example").unwrap()),
-            kind: Some(IdentityKind::Guest),
-        },
+        member: MemberRef::present(
+            alice_subject(),
+            Email::parse("alice@corp.example").unwrap(),
+            IdentityKind::Guest,
+        ),
         label: label("General"),
     }
 }

@@ -5,17 +5,14 @@ import { h, field, note, id as newId } from '../dom.js';
 import { post, seg } from '../api.js';
 import { labels, badge, policyPoints, JOIN_POLICIES, joinName, joinExplain } from '../labels.js';
 
+/** The "New group" page around `children`. */
+function page(...children) {
+  return { title: 'New group', node: h('section', { class: 'narrow' }, h('h1', null, 'Create a group'), ...children) };
+}
+
 export async function createView(ctx) {
   if (ctx.user.kind !== 'member') {
-    return {
-      title: 'New group',
-      node: h(
-        'section',
-        { class: 'narrow' },
-        h('h1', null, 'Create a group'),
-        note('info', 'Only employees can create groups. Guests and AI agents can join the groups whose label admits them.'),
-      ),
-    };
+    return page(note('info', 'Only employees can create groups. Guests and AI agents can join the groups whose label admits them.'));
   }
   const all = await labels();
   const out = h('div');
@@ -143,14 +140,8 @@ export async function createView(ctx) {
     h('div', { class: 'actions' }, submit),
   );
 
-  return {
-    title: 'New group',
-    node: h(
-      'section',
-      { class: 'narrow' },
-      h('h1', null, 'Create a group'),
-      h('p', { class: 'lead' }, 'You become its first owner. Owners never see who is in the group, only a rough count.'),
-      form,
-    ),
-  };
+  return page(
+    h('p', { class: 'lead' }, 'You become its first owner. Owners never see who is in the group, only a rough count.'),
+    form,
+  );
 }
