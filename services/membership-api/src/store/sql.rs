@@ -77,7 +77,7 @@ where
                 db::run_to_end(async move {
                     let req = &req;
                     let group = *req.group.as_uuid();
-                    let mut tx = this.pool().begin().await?;
+                    let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
                     sqlx::query(
                         "DELETE FROM join_requests \
                          WHERE group_id = $1 AND requester_subject = $2 AND status = 'denied'",
