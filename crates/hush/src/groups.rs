@@ -57,7 +57,9 @@ impl GroupsClient {
         let deadline = Instant::now() + limit;
         loop {
             let seen = match self.get(id).await {
-                Ok((StatusCode::OK, g)) if g["state"] != "provisioning" => return Ok(g),
+                Ok((StatusCode::OK, g)) if g["state"] == "active" || g["state"] == "archived" => {
+                    return Ok(g)
+                }
                 Ok((_, g)) => g.to_string(),
                 Err(e) => format!("{e:#}"),
             };
