@@ -218,11 +218,11 @@ pub(crate) fn plan_add(
     }
     let (by_subject, by_email) = matches(member.subject.as_ref(), member.email.as_ref(), found);
     let vouched = member.kind.is_some();
-    let kind_of = |stored: Option<IdentityKind>, email: Option<&Email>| {
-        member.kind.or(stored).or_else(|| corporate.infer(email))
-    };
     let fresh = |email_owned: bool| {
-        let kind = kind_of(None, member.email.as_ref());
+        // Nothing stored: the person's own word, else the address's domain, else unknown.
+        let kind = member
+            .kind
+            .or_else(|| corporate.infer(member.email.as_ref()));
         let profile = Profile {
             subject: member.subject.clone(),
             email: member.email.clone(),
@@ -259,8 +259,8 @@ pub(crate) fn plan_add(
                 email_owned = true;
             }
         }
-        profile.kind =
-            kind_of(Some(known.profile.kind), profile.email.as_ref()).unwrap_or(known.profile.kind);
+        // The person's own word, else the kind stored: an existing identity's kind is known.
+        profile.kind = member.kind.unwrap_or(known.profile.kind);
         AddPlan {
             target: Target::Existing(i),
             profile,
