@@ -12,4 +12,6 @@ pub mod schema;
 pub use error::DomainError;
 pub use ids::{Email, GroupId, GroupName, LabelName, LocalPart, Subject};
 pub use label::{JoinPolicy, Label, LabelPolicy, SenderPolicy};
-pub use membership::{may_enter, CountBucket, EntryRefusal, GroupState, IdentityKind, ServiceName};
+pub use membership::{
+    may_enter, CountBucket, EntryRefusal, EntryRule, GroupState, IdentityKind, ServiceName,
+};

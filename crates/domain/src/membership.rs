@@ -68,6 +68,52 @@ pub enum EntryRefusal {
     KindUnknown(LabelName),
 }
 
+/// The part of a label that decides who may be in a group under it: its name and whether it
+/// admits guests and AI agents. What the tenant keeps of each group's label, so that it can end
+/// the memberships a label bars the moment a person's kind changes or the label is tightened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntryRule {
+    /// The label's name.
+    pub label: LabelName,
+    /// Whether guests may be members.
+    pub guests_allowed: bool,
+    /// Whether AI agents may be members.
+    pub agents_allowed: bool,
+}
+
+impl EntryRule {
+    /// The entry rule of `label` with `policy`.
+    pub fn of(label: &LabelName, policy: &LabelPolicy) -> Self {
+        Self {
+            label: label.clone(),
+            guests_allowed: policy.guests_allowed,
+            agents_allowed: policy.agents_allowed,
+        }
+    }
+
+    /// Whether an identity of `kind` may be in a group under this rule ([`may_enter`]).
+    pub fn admits(&self, kind: IdentityKind) -> bool {
+        match kind {
+            IdentityKind::Member => true,
+            IdentityKind::Guest => self.guests_allowed,
+            IdentityKind::Agent => self.agents_allowed,
+        }
+    }
+
+    /// Whether this rule bars a kind that `before` admitted: moving from `before` to this rule
+    /// is a tightening, which ends memberships; anything else is a loosening or no change.
+    pub fn bars_more_than(&self, before: &EntryRule) -> bool {
+        (before.guests_allowed && !self.guests_allowed)
+            || (before.agents_allowed && !self.agents_allowed)
+    }
+
+    /// Whether this rule admits a kind that `before` barred (a loosening).
+    pub fn admits_more_than(&self, before: &EntryRule) -> bool {
+        before.bars_more_than(self)
+    }
+}
+
 /// The one decision every path that adds a member makes first (self-join, approval, claim
 /// rules, invites, owner add, bulk, migration): may an identity of `kind` enter a group whose
 /// label is `label` with `policy`?

@@ -241,7 +241,7 @@ async fn run_my_groups(
         );
         let t = Instant::now();
         // As membership-api asks it: the person's subject and their token's address.
-        let got = tenant.groups_of(&subject, Some(&email)).await?;
+        let got = tenant.groups_of(&subject, Some(&email), None).await?;
         let took_direct = t.elapsed();
         anyhow::ensure!(got.len() == args.groups);
         if i >= 5 {

@@ -11,7 +11,8 @@
 pub mod breakglass;
 
 use domain::{
-    CountBucket, Email, GroupId, GroupName, IdentityKind, Label, SenderPolicy, ServiceName, Subject,
+    CountBucket, Email, EntryRule, GroupId, GroupName, IdentityKind, Label, SenderPolicy,
+    ServiceName, Subject,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -51,6 +52,8 @@ pub mod paths {
     pub const OPENAPI: &str = "/tenant/v1/openapi.json";
     /// `POST` applies a batch of adds and removes in one transaction ([`super::ApplyBatch`]).
     pub const GROUPS_BATCH: &str = "/tenant/v1/groups/batch";
+    /// `POST` applies a label's entry rule to the groups under it ([`super::ApplyRule`]).
+    pub const APPLY_RULE: &str = "/tenant/v1/labels/apply";
     /// `GET` the mail queue's counts ([`super::MailCounts`]).
     pub const MAIL_COUNTS: &str = "/tenant/v1/mail/counts";
 
@@ -89,6 +92,34 @@ pub struct ProvisionGroup {
     /// the tenant seals them anyway.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<Subject>,
+    /// The entry rule of the group's label. The tenant keeps it, so that the memberships it
+    /// bars end the moment a member's kind changes; a rule stricter than the one kept ends, in
+    /// the same transaction, every membership it now bars. Absent: leave the kept rule as it
+    /// is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<EntryRule>,
+}
+
+/// A label's entry rule changed in the catalog: the tenant applies it to every group under the
+/// label and ends, at once, every membership it now bars.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyRule {
+    /// The label and what it now admits.
+    pub rule: EntryRule,
+    /// The groups under the label, as the catalog holds them (archived ones left out). The
+    /// tenant also applies the rule to any group it already knows under the label's name.
+    #[schema(max_items = 10000)]
+    pub groups: Vec<GroupId>,
+}
+
+/// What applying a label's entry rule did: counts only, never who.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RuleApplied {
+    /// How many groups now carry the rule.
+    pub groups: u64,
+    /// How many memberships the rule ended, as a bucket (INV-4).
+    pub ended: CountBucket,
 }
 
 /// The tenant's mail queue for operators: counts only, over every group (INV-1).
@@ -232,6 +263,11 @@ pub struct SubjectRef {
     /// address before they signed in), never one bound to another subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
+    /// The kind the person's token carries. When the tenant has stored another kind for them,
+    /// it corrects it first, and every membership the new kind's labels bar ends in the same
+    /// transaction (with an audit event; nobody else is told).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<IdentityKind>,
 }
 
 /// INV-6: never shows the subject or the address.
@@ -254,6 +290,11 @@ pub struct MembershipQuery {
     /// address before they signed in), never one bound to another subject.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<Email>,
+    /// The kind the person's token carries. When the tenant has stored another kind for them,
+    /// it corrects it first, and every membership the new kind's labels bar ends in the same
+    /// transaction (with an audit event; nobody else is told).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<IdentityKind>,
 }
 
 /// INV-6: names the group, never the subject or the address.
@@ -404,6 +445,7 @@ mod tests {
             group_id: GroupId::new(),
             subject: subject.clone(),
             email: m.email.clone(),
+            kind: None,
         };
         let add = AddMember {
             member: m.clone(),
@@ -414,6 +456,7 @@ mod tests {
             SubjectRef {
                 subject: subject.clone(),
                 email: m.email.clone(),
+                kind: Some(IdentityKind::Agent),
             },
             IdentityRef::from(&m),
         );

@@ -15,15 +15,15 @@
 mod breakglass;
 
 use auth::ServiceSigner;
-use domain::{CountBucket, Email, GroupId, ServiceName, Subject};
+use domain::{CountBucket, Email, GroupId, IdentityKind, ServiceName, Subject};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tenant_api::{
-    paths, AddMember, ApplyBatch, BatchOutcome, DistributionGroup, GroupsOf, IdentityRef,
-    MailCounts, MemberCount, MembershipCheck, MembershipQuery, Pong, ProvisionGroup, SubjectRef,
-    LABEL_REFUSED,
+    paths, AddMember, ApplyBatch, ApplyRule, BatchOutcome, DistributionGroup, GroupsOf,
+    IdentityRef, MailCounts, MemberCount, MembershipCheck, MembershipQuery, Pong, ProvisionGroup,
+    RuleApplied, SubjectRef, LABEL_REFUSED,
 };
 
 /// How long connecting may take before the tenant counts as unavailable.
@@ -191,17 +191,21 @@ impl TenantClient {
 
     /// Whether the person signed in as `subject`, with the address `email` from the same
     /// token, is a member of `group` (an identity made from their address before they signed
-    /// in counts as theirs; one bound to another subject never does).
+    /// in counts as theirs; one bound to another subject never does). With `kind` (the kind
+    /// the person's own token carries), the tenant first corrects a kind it stored otherwise,
+    /// ending the memberships the new kind's labels bar.
     pub async fn is_member(
         &self,
         group: GroupId,
         subject: &Subject,
         email: Option<&Email>,
+        kind: Option<IdentityKind>,
     ) -> Result<bool, TenantError> {
         let body = MembershipQuery {
             group_id: group,
             subject: subject.clone(),
             email: email.cloned(),
+            kind,
         };
         let answer: MembershipCheck = self
             .json(Method::POST, paths::MEMBERSHIP_CHECK, Some(&body))
@@ -211,15 +215,17 @@ impl TenantClient {
 
     /// The groups the person signed in as `subject`, with the address `email` from the same
     /// token, is a member of, as [`Self::is_member`] counts them (empty for someone the tenant
-    /// has not seen).
+    /// has not seen); `kind` as for [`Self::is_member`].
     pub async fn groups_of(
         &self,
         subject: &Subject,
         email: Option<&Email>,
+        kind: Option<IdentityKind>,
     ) -> Result<Vec<GroupId>, TenantError> {
         let body = SubjectRef {
             subject: subject.clone(),
             email: email.cloned(),
+            kind,
         };
         let answer: GroupsOf = self
             .json(Method::POST, paths::GROUPS_OF, Some(&body))
@@ -232,6 +238,13 @@ impl TenantClient {
         let path = paths::for_group(paths::COUNT, group);
         let answer: MemberCount = self.json(Method::GET, &path, None::<&()>).await?;
         Ok(answer.bucket)
+    }
+
+    /// Applies a label's changed entry rule to the groups under it (control-api only): each
+    /// group takes the rule, and every membership it now bars ends. Answers counts only.
+    pub async fn apply_rule(&self, request: &ApplyRule) -> Result<RuleApplied, TenantError> {
+        self.json(Method::POST, paths::APPLY_RULE, Some(request))
+            .await
     }
 
     /// The mail queue's counts (control-api, for operators).

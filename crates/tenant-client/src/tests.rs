@@ -218,7 +218,7 @@ async fn answers_are_decoded_and_a_wrong_shape_is_unexpected() {
     stand.set(200, r#"{"member":true}"#, "application/json");
     let email = alice().member.email;
     assert!(client
-        .is_member(group, &alice_subject(), email.as_ref())
+        .is_member(group, &alice_subject(), email.as_ref(), None)
         .await
         .unwrap());
     stand.set(200, r#"{"bucket":"10-49"}"#, "application/json");
@@ -228,18 +228,18 @@ async fn answers_are_decoded_and_a_wrong_shape_is_unexpected() {
     );
     stand.set(200, r#"{"groups":[]}"#, "application/json");
     assert!(client
-        .groups_of(&alice_subject(), email.as_ref())
+        .groups_of(&alice_subject(), email.as_ref(), None)
         .await
         .unwrap()
         .is_empty());
     assert!(client
-        .groups_of(&alice_subject(), None)
+        .groups_of(&alice_subject(), None, None)
         .await
         .unwrap()
         .is_empty());
     stand.set(200, r#"{"something":"else"}"#, "application/json");
     let err = client
-        .is_member(group, &alice_subject(), None)
+        .is_member(group, &alice_subject(), None, None)
         .await
         .unwrap_err();
     assert!(matches!(err, TenantError::Unexpected(_)), "{err:?}");

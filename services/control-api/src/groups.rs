@@ -485,6 +485,10 @@ async fn sync_mail_policy(state: &AppState, record: &GroupRecord) {
         display_name: record.name.clone(),
         sender_policy: Some(record.label.policy.sender_policy),
         owners: record.owners.as_slice().to_vec(),
+        label: Some(domain::EntryRule::of(
+            &record.label.name,
+            &record.label.policy,
+        )),
     };
     if let Err(e) = state.tenant.provision_group(&request).await {
         tracing::warn!(error = %e, "the tenant did not take the group's new owners");

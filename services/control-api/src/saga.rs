@@ -15,7 +15,7 @@
 
 use crate::store::{Claim, Store, StoreError};
 use crate::tenant::Tenant;
-use domain::GroupState;
+use domain::{EntryRule, GroupState};
 use service_kit::db::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,6 +172,9 @@ impl Saga {
                     // Who may mail the group, for the tenant's SMTP listener.
                     sender_policy: Some(group.label.policy.sender_policy),
                     owners: group.owners.as_slice().to_vec(),
+                    // The label's entry rule: the tenant ends the memberships it bars the
+                    // moment a member's kind changes.
+                    label: Some(EntryRule::of(&group.label.name, &group.label.policy)),
                 };
                 self.tenant
                     .provision_group(&request)

@@ -44,11 +44,13 @@ pub enum Operation {
     /// The mail queue's counts (queued, delivered, dead letters, bad addresses), for
     /// operators.
     MailCounts,
+    /// Apply a label's entry rule to the groups under it, ending the memberships it now bars.
+    ApplyRule,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 14] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -62,6 +64,7 @@ impl Operation {
         Self::ApplyBatch,
         Self::BreakGlass,
         Self::MailCounts,
+        Self::ApplyRule,
     ];
 
     /// The operation's name in refusals and logs.
@@ -80,6 +83,7 @@ impl Operation {
             Self::ApplyBatch => "apply-batch",
             Self::BreakGlass => "break-glass",
             Self::MailCounts => "mail-counts",
+            Self::ApplyRule => "apply-rule",
         }
     }
 }
@@ -94,7 +98,9 @@ impl fmt::Display for Operation {
 ///
 /// - control-api owns the catalog and the directory's life cycle: it provisions and
 ///   deprovisions groups, shows owners a count bucket (INV-4), and offboards a person who left
-///   (every membership at once), and shows operators the mail queue's counts. It never adds or
+///   (every membership at once), shows operators the mail queue's counts, and applies a
+///   label's changed entry rule (which ends the memberships it bars, answering a count bucket
+///   only). It never adds or
 ///   removes a single membership and never asks about one.
 ///   It also carries break-glass requests (INV-8) — never on its own authority: each call
 ///   forwards the acting user's own token, which the tenant verifies and whose role it checks
@@ -121,6 +127,7 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
                 | O::Offboard
                 | O::BreakGlass
                 | O::MailCounts
+                | O::ApplyRule
         ),
         S::MembershipApi => matches!(
             op,
@@ -184,6 +191,8 @@ pub mod op {
         BreakGlass,
         /// See [`Operation::MailCounts`].
         MailCounts,
+        /// See [`Operation::ApplyRule`].
+        ApplyRule,
     );
 }
 

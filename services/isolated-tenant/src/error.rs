@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The group id in the path is not a UUID.
     #[error("invalid group id: must be a UUID")]
     InvalidGroupId,
+    /// A field is outside its limits (the detail says which and how).
+    #[error("{0}")]
+    Invalid(String),
     /// The store failed or refused.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -47,7 +50,7 @@ impl ApiError {
         match self {
             Self::Auth(e) => e.to_problem(),
             Self::Forbidden { .. } => Problem::forbidden(self.to_string()),
-            Self::InvalidGroupId => Problem::invalid(self.to_string()),
+            Self::InvalidGroupId | Self::Invalid(_) => Problem::invalid(self.to_string()),
             Self::Store(StoreError::GroupNotFound) => Problem::not_found(
                 "no distribution group with this id is provisioned in the tenant",
             ),

@@ -8,7 +8,7 @@ use crate::AppState;
 use axum::extract::State;
 use http::StatusCode;
 use service_kit::{AppJson, Problem};
-use tenant_api::{DistributionGroup, MemberCount, ProvisionGroup};
+use tenant_api::{ApplyRule, DistributionGroup, MemberCount, ProvisionGroup, RuleApplied};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The group routes, documented.
@@ -17,13 +17,16 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(provision))
         .routes(routes!(deprovision))
         .routes(routes!(member_count))
+        .routes(routes!(apply_rule))
 }
 
 /// Creates the distribution group, or confirms it.
 ///
 /// Idempotent, so a saga may retry it: the same request again answers 200 with the same group;
 /// a new display name renames it; a sender policy (with the owners' addresses) replaces the
-/// group's mail policy. Allowed to control-api.
+/// group's mail policy; a label entry rule is kept as the group's, and when it bars a kind the
+/// kept rule admitted, every membership it now bars ends in the same transaction. Allowed to
+/// control-api.
 #[utoipa::path(
     post,
     path = "/tenant/v1/groups",
@@ -100,3 +103,39 @@ async fn member_count(
     let bucket = state.store.member_count(id).await?;
     Ok(AppJson(MemberCount { bucket }))
 }
+
+/// Applies a label's changed entry rule.
+///
+/// Every group named, and every group the tenant keeps under the label's name, takes the rule,
+/// each in a transaction of its own; where it bars a kind the group's rule admitted (a label
+/// tightened to refuse guests or agents), every membership it now bars ends in that
+/// transaction, with an audit event each. The answer says how many groups took the rule and,
+/// as a bucket only (INV-4), how many memberships ended: never who. Groups the tenant does not
+/// have are skipped. Idempotent. Allowed to control-api.
+#[utoipa::path(
+    post,
+    path = "/tenant/v1/labels/apply",
+    tag = "groups",
+    request_body = ApplyRule,
+    responses(
+        (status = 200, description = "The rule is applied.", body = RuleApplied),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` The calling service may not apply label rules. `413` The body is larger than the tenant accepts. `415` The body is not sent as application/json. `422` A field is invalid, or more than 10,000 groups are named.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn apply_rule(
+    permit: Permit<op::ApplyRule>,
+    State(state): State<AppState>,
+    AppJson(request): AppJson<ApplyRule>,
+) -> Result<AppJson<RuleApplied>, ApiError> {
+    if request.groups.len() > MAX_RULE_GROUPS {
+        return Err(ApiError::Invalid(format!(
+            "groups: at most {MAX_RULE_GROUPS} groups a call"
+        )));
+    }
+    let applied = state.store.apply_rule(permit.context(), &request).await?;
+    Ok(AppJson(applied))
+}
+
+/// The most groups one rule application names.
+pub const MAX_RULE_GROUPS: usize = 10_000;

@@ -197,6 +197,7 @@ mod tests {
                     display_name: GroupName::parse("ERG").unwrap(),
                     sender_policy: None,
                     owners: vec![],
+                    label: None,
                 },
             )
             .await

@@ -116,7 +116,9 @@ async fn remove_member(
 /// The person is the one signed in as `subject`, with `email` from the same token when it
 /// carries one: an identity with that address and no subject yet (the person, added by
 /// address before they signed in) counts as theirs; one bound to another subject never does.
-/// membership-api asks this only about its own caller (INV-2). Allowed to membership-api.
+/// membership-api asks this only about its own caller (INV-2). With `kind` (the caller's token's),
+/// a kind that differs from the one stored is corrected first, and the memberships the new
+/// kind's labels bar end (see "my groups"). Allowed to membership-api.
 #[utoipa::path(
     post,
     path = "/tenant/v1/membership/check",
@@ -129,10 +131,16 @@ async fn remove_member(
     )
 )]
 async fn check_member(
-    _: Permit<op::CheckMember>,
+    permit: Permit<op::CheckMember>,
     State(state): State<AppState>,
     AppJson(query): AppJson<MembershipQuery>,
 ) -> Result<AppJson<MembershipCheck>, ApiError> {
+    if let Some(kind) = query.kind {
+        state
+            .store
+            .settle_kind(permit.context(), &query.subject, query.email.as_ref(), kind)
+            .await?;
+    }
     let member = state
         .store
         .is_member(query.group_id, &query.subject, query.email.as_ref())
@@ -145,7 +153,10 @@ async fn check_member(
 /// The person is found as for the membership check (`subject`, and an identity with `email`
 /// and no subject yet). Read from the person's own sealed lists, never by scanning groups;
 /// groups deprovisioned since are left out. membership-api asks this only about its own caller
-/// (INV-2). Allowed to membership-api.
+/// (INV-2). With `kind` (the caller's token's), the tenant first stores it when it differs from
+/// the kind it has for them, and ends every membership the new kind's labels bar, in one
+/// transaction with audit events: the moment a person is seen as a guest or an agent, the groups
+/// whose labels bar that kind lose them. Allowed to membership-api.
 #[utoipa::path(
     post,
     path = "/tenant/v1/identities/groups",
@@ -158,10 +169,16 @@ async fn check_member(
     )
 )]
 async fn groups_of(
-    _: Permit<op::GroupsOf>,
+    permit: Permit<op::GroupsOf>,
     State(state): State<AppState>,
     AppJson(who): AppJson<SubjectRef>,
 ) -> Result<AppJson<GroupsOf>, ApiError> {
+    if let Some(kind) = who.kind {
+        state
+            .store
+            .settle_kind(permit.context(), &who.subject, who.email.as_ref(), kind)
+            .await?;
+    }
     let groups = state
         .store
         .groups_of(&who.subject, who.email.as_ref())

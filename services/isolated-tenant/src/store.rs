@@ -75,11 +75,12 @@ use crate::audit::{self, Context};
 use crate::identity::{CorporateDomains, Unidentified};
 use crate::seal::{SealError, SealKeys};
 use async_trait::async_trait;
-use domain::{CountBucket, Email, EntryRefusal, GroupId, Subject};
+use domain::{CountBucket, Email, EntryRefusal, GroupId, IdentityKind, Subject};
 use service_kit::db::{self, Backend};
 use std::sync::Arc;
 use tenant_api::{
-    AddMember, ApplyBatch, BatchOutcome, DistributionGroup, IdentityRef, ProvisionGroup,
+    AddMember, ApplyBatch, ApplyRule, BatchOutcome, DistributionGroup, IdentityRef, ProvisionGroup,
+    RuleApplied,
 };
 
 mod batch_plan;
@@ -233,6 +234,28 @@ pub trait Store: Send + Sync + 'static {
         subject: &Subject,
         email: Option<&Email>,
     ) -> Result<Vec<GroupId>, StoreError>;
+
+    /// Stores `kind` as the kind of the person signed in as `subject` (with `email`): the word
+    /// of their own token. When it differs from the kind stored for any of their identities,
+    /// every membership the new kind's labels bar ends in the same transaction, with audit
+    /// events and nothing said to anyone else. Reads first and writes only when a kind
+    /// differs; answers whether anything changed.
+    async fn settle_kind(
+        &self,
+        context: &Context,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+    ) -> Result<bool, StoreError>;
+
+    /// Applies a label's entry rule to the groups named and to every group the tenant keeps
+    /// under the label: each group in a transaction of its own, which keeps the rule and, when
+    /// it bars a kind the group's rule admitted, ends every membership it now bars.
+    async fn apply_rule(
+        &self,
+        context: &Context,
+        request: &ApplyRule,
+    ) -> Result<RuleApplied, StoreError>;
 
     /// The bucket of the group's member count (INV-4).
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError>;

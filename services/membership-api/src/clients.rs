@@ -6,7 +6,7 @@ use crate::error::UpstreamError;
 use crate::ports::{AddError, Catalog, Directory};
 use async_trait::async_trait;
 use control_client::{ControlClient, ControlError, GroupPolicyView};
-use domain::{Email, GroupId, Subject};
+use domain::{Email, GroupId, IdentityKind, Subject};
 use tenant_api::{AddMember, IdentityRef};
 use tenant_client::{TenantClient, TenantError};
 
@@ -69,8 +69,9 @@ impl Directory for TenantDirectory {
         group: GroupId,
         subject: &Subject,
         email: Option<&Email>,
+        kind: IdentityKind,
     ) -> Result<bool, UpstreamError> {
-        match self.0.is_member(group, subject, email).await {
+        match self.0.is_member(group, subject, email, Some(kind)).await {
             Ok(member) => Ok(member),
             // No distribution group: nobody is a member of it.
             Err(TenantError::NotFound(_)) => Ok(false),
@@ -82,8 +83,12 @@ impl Directory for TenantDirectory {
         &self,
         subject: &Subject,
         email: Option<&Email>,
+        kind: IdentityKind,
     ) -> Result<Vec<GroupId>, UpstreamError> {
-        self.0.groups_of(subject, email).await.map_err(tenant_error)
+        self.0
+            .groups_of(subject, email, Some(kind))
+            .await
+            .map_err(tenant_error)
     }
 
     async fn ping(&self) -> Result<(), UpstreamError> {

@@ -242,7 +242,7 @@ async fn my_groups(
 ) -> Result<AppJson<MyGroups>, ApiError> {
     let ids = state
         .tenant
-        .groups_of(&caller.subject, caller.email.as_ref())
+        .groups_of(&caller.subject, caller.email.as_ref(), caller.kind)
         .await?;
     let mut groups: Vec<MyGroup> = if ids.is_empty() {
         Vec::new()
@@ -287,7 +287,7 @@ async fn am_i_member(
 ) -> Result<AppJson<Membership>, ApiError> {
     let member = state
         .tenant
-        .is_member(id, &caller.subject, caller.email.as_ref())
+        .is_member(id, &caller.subject, caller.email.as_ref(), caller.kind)
         .await?;
     Ok(AppJson(Membership {
         group_id: id,

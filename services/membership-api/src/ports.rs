@@ -9,7 +9,7 @@
 use crate::error::UpstreamError;
 use async_trait::async_trait;
 use control_client::GroupPolicyView;
-use domain::{Email, GroupId, Subject};
+use domain::{Email, GroupId, IdentityKind, Subject};
 use tenant_api::{AddMember, IdentityRef};
 
 /// Why the tenant did not add a member.
@@ -41,12 +41,14 @@ pub trait Directory: Send + Sync + 'static {
         group: GroupId,
         subject: &Subject,
         email: Option<&Email>,
+        kind: IdentityKind,
     ) -> Result<bool, UpstreamError>;
     /// The groups the caller signed in as `subject`, with the address `email`, is a member of.
     async fn groups_of(
         &self,
         subject: &Subject,
         email: Option<&Email>,
+        kind: IdentityKind,
     ) -> Result<Vec<GroupId>, UpstreamError>;
     /// Answers when the tenant does (readiness).
     async fn ping(&self) -> Result<(), UpstreamError>;

@@ -128,6 +128,7 @@ async fn run(
                 display_name: GroupName::parse("Bench group")?,
                 sender_policy: None,
                 owners: vec![],
+                label: None,
             },
         )
         .await?;

@@ -133,7 +133,7 @@ impl Fixture {
                     Subject::parse(&subjects[next]).unwrap(),
                     next,
                 );
-                set.spawn(async move { (i, t.groups_of(&s, None).await) });
+                set.spawn(async move { (i, t.groups_of(&s, None, None).await) });
                 next += 1;
                 running += 1;
             }

@@ -108,6 +108,14 @@ pub mod action {
     pub const KEY_ROTATION_RESEALED: &str = "key-rotation.resealed";
     /// A group's mail policy (who may send, its owners) was set.
     pub const MAIL_POLICY_SET: &str = "mail.policy-set";
+    /// An identity's kind changed: the person's token or the directory said another kind than
+    /// the one stored (no group: the identity is named by its identity-only pseudonym).
+    pub const IDENTITY_KIND_CHANGED: &str = "identity.kind-changed";
+    /// A membership ended because the group's label no longer admits the member's kind (their
+    /// kind changed, or the label was tightened). Nobody else is told who.
+    pub const MEMBERSHIP_ENDED_BY_LABEL: &str = "membership.ended-by-label";
+    /// A group's entry rule (its label's name and whether it admits guests and agents) was set.
+    pub const GROUP_RULE_SET: &str = "group.rule-set";
 }
 
 /// The audit chain's checkpoints. With no signing key the chain is still written and

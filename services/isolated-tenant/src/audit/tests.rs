@@ -162,6 +162,7 @@ fn provision(n: u32) -> ProvisionGroup {
         display_name: GroupName::parse(format!("Group {n}")).unwrap(),
         sender_policy: None,
         owners: Vec::new(),
+        label: None,
     }
 }
 

@@ -60,6 +60,7 @@ impl Fixture {
                     display_name: GroupName::parse("Employee Resource Group").unwrap(),
                     sender_policy: None,
                     owners: vec![],
+                    label: None,
                 },
             )
             .await
@@ -379,6 +380,7 @@ on_both_backends! {
             display_name: GroupName::parse("Other").unwrap(),
             sender_policy: None,
             owners: vec![],
+            label: None,
         }).await.unwrap();
         fx.store.add_member(&Context::tenant(), other, &AddMember {
             member: MemberRef {

@@ -11,7 +11,7 @@ use super::StoreError;
 use crate::audit::{Context, NewEvent};
 use crate::seal::{Profile, SealKey, SealKeys};
 use async_trait::async_trait;
-use domain::{Email, GroupId, Subject};
+use domain::{Email, EntryRule, GroupId, LabelName, Subject};
 use std::collections::HashSet;
 use tenant_api::ProvisionGroup;
 use uuid::Uuid;
@@ -38,6 +38,21 @@ pub(super) trait Groups {
     async fn existing_groups(&mut self, groups: &[GroupId]) -> Result<Vec<GroupId>, StoreError>;
     /// Deletes the group row.
     async fn delete_group(&mut self, group: GroupId) -> Result<(), StoreError>;
+    /// The entry rule kept for each of `groups` that exists (`None`: not told yet); not held.
+    async fn group_rules(
+        &mut self,
+        groups: &[GroupId],
+    ) -> Result<Vec<(GroupId, Option<EntryRule>)>, StoreError>;
+    /// Keeps `rule` as the group's entry rule; with `only_if_unknown`, only when it has none
+    /// yet.
+    async fn set_group_rule(
+        &mut self,
+        group: GroupId,
+        rule: &EntryRule,
+        only_if_unknown: bool,
+    ) -> Result<(), StoreError>;
+    /// The groups whose kept rule is the label `label`'s, sorted.
+    async fn groups_under_label(&mut self, label: &LabelName) -> Result<Vec<GroupId>, StoreError>;
 }
 
 /// Which tag of an identity row a lookup goes by.

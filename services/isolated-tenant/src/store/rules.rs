@@ -15,7 +15,7 @@ use super::{Provisioned, StoreError};
 use crate::audit::{self, action, Context, NewEvent};
 use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
 use crate::seal::{Profile, SealKeys};
-use domain::{Email, GroupId, IdentityKind, Subject};
+use domain::{Email, EntryRule, GroupId, IdentityKind, Subject};
 use std::collections::HashSet;
 use tenant_api::{
     AddMember, ApplyBatch, BatchOpKind, BatchOutcome, DistributionGroup, IdentityRef,
@@ -117,6 +117,10 @@ impl Rules<'_> {
             )
             .await?;
         } else {
+            if let Some(rule) = &request.label {
+                // Locks the group first, as every writer that changes it does.
+                self.apply_rule(context, tx, group, rule).await?;
+            }
             let (address, display_name) = tx.group_for_update(group).await?;
             if address != request.address.as_str() {
                 return Err(StoreError::AddressMismatch);
@@ -199,6 +203,11 @@ impl Rules<'_> {
         if member.subject.is_none() && member.email.is_none() {
             return Err(Unidentified.into());
         }
+        // A group provisioned before the tenant kept entry rules learns its label's here. First,
+        // so that on Postgres the row is locked for update (only while the rule is unknown)
+        // before it is held shared: two adds never hold it shared and then both wait to update.
+        let rule = EntryRule::of(&request.label.name, &request.label.policy);
+        tx.set_group_rule(group, &rule, true).await?;
         tx.hold_group(group).await?;
         let events = self.add_in(tx, group, request).await?;
         tx.append(context, &events).await
@@ -273,6 +282,28 @@ impl Rules<'_> {
                     .about(pseudonym.clone())
                     .by(actor.clone()),
             );
+        }
+
+        // The person's token says another kind than the one stored (on their identity, or on
+        // the one made from their address that merges into it): the memberships the new kind's
+        // labels bar end now, in this transaction (this group's label admitted it).
+        let kind_changed = match target {
+            Target::Existing(i) => found[i].profile.kind != profile.kind,
+            Target::Fresh => false,
+        } || merge.is_some_and(|b| found[b].profile.kind != profile.kind);
+        if kind_changed {
+            let mut changed = Opened {
+                id,
+                profile: profile.clone(),
+                groups: groups.iter().copied().filter(|g| *g != group).collect(),
+                email_owned,
+            };
+            events.push(
+                NewEvent::new(action::IDENTITY_KIND_CHANGED, None)
+                    .about(audit::identity_alone(active, id)),
+            );
+            events.extend(self.end_barred_memberships(tx, &mut changed).await?);
+            groups.retain(|g| *g == group || changed.groups.contains(g));
         }
 
         // From here the statements are the same whether or not the person is a member, or was
@@ -544,6 +575,170 @@ impl Rules<'_> {
 
     /// Whether the person signed in as `subject` (with `email`) is a member of `group`
     /// ([`super::Store::is_member`]).
+    /// Ends `o`'s memberships in those of its groups whose kept entry rule does not admit its
+    /// kind (which just changed): their rows go, and the groups leave `o.groups`; the caller
+    /// writes the identity row. Answers an event per membership ended.
+    async fn end_barred_memberships(
+        &self,
+        tx: &mut dyn Tx,
+        o: &mut Opened,
+    ) -> Result<Vec<NewEvent>, StoreError> {
+        let rules = tx.group_rules(&o.groups).await?;
+        let barred: Vec<GroupId> = rules
+            .into_iter()
+            .filter(|(_, rule)| rule.as_ref().is_some_and(|r| !r.admits(o.profile.kind)))
+            .map(|(g, _)| g)
+            .collect();
+        if barred.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tags: Vec<Vec<u8>> = barred
+            .iter()
+            .flat_map(|g| member_tags(self.keys.all(), *g, o.id))
+            .collect();
+        tx.delete_members(&tags).await?;
+        o.groups.retain(|g| !barred.contains(g));
+        let active = self.keys.active();
+        Ok(barred
+            .iter()
+            .map(|g| {
+                NewEvent::new(action::MEMBERSHIP_ENDED_BY_LABEL, Some(*g))
+                    .about(audit::member(active, *g, o.id))
+            })
+            .collect())
+    }
+
+    /// Ends every membership of `group` that `rule` does not admit; answers how many, and adds
+    /// an event per membership ended to `events`. The caller holds the group exclusively.
+    /// Reads the group's members as deprovisioning does, inside the tenant; only the count
+    /// leaves it.
+    async fn end_barred_in_group(
+        &self,
+        tx: &mut dyn Tx,
+        group: GroupId,
+        rule: &EntryRule,
+        events: &mut Vec<NewEvent>,
+    ) -> Result<u64, StoreError> {
+        if rule.guests_allowed && rule.agents_allowed {
+            return Ok(0);
+        }
+        let active = self.keys.active();
+        let mut ids = tx
+            .sealed_members(group)
+            .await?
+            .iter()
+            .map(|(s, kid)| Ok(self.keys.get(kid)?.open_member(group, s)?))
+            .collect::<Result<Vec<Uuid>, StoreError>>()?;
+        // Identity locks in id order, as every other writer takes them.
+        ids.sort_unstable();
+        ids.dedup();
+        let mut ended = 0;
+        for chunk in ids.chunks(CHUNK) {
+            let mut tags = Vec::new();
+            let mut rewritten = Vec::new();
+            for row in tx.identities_by_id(chunk).await? {
+                let mut o = row.open(self.keys)?;
+                if rule.admits(o.profile.kind) {
+                    continue;
+                }
+                tags.extend(member_tags(self.keys.all(), group, o.id));
+                o.groups.retain(|g| *g != group);
+                events.push(
+                    NewEvent::new(action::MEMBERSHIP_ENDED_BY_LABEL, Some(group))
+                        .about(audit::member(active, group, o.id)),
+                );
+                rewritten.push(IdentityRow::new(
+                    active,
+                    o.id,
+                    &o.profile,
+                    &o.groups,
+                    o.email_owned,
+                ));
+                ended += 1;
+            }
+            tx.delete_members(&tags).await?;
+            tx.update_identities(rewritten).await?;
+        }
+        Ok(ended)
+    }
+
+    /// Keeps `rule` as `group`'s entry rule; when it bars a kind the rule kept before admitted
+    /// (or none was kept), ends every membership it bars. Answers how many ended, or `None`
+    /// when the tenant has no such group. Appends its events.
+    pub(super) async fn apply_rule(
+        &self,
+        context: &Context,
+        tx: &mut dyn Tx,
+        group: GroupId,
+        rule: &EntryRule,
+    ) -> Result<Option<u64>, StoreError> {
+        if !tx.lock_group(group).await? {
+            return Ok(None);
+        }
+        let before = tx.group_rules(&[group]).await?.pop().and_then(|(_, r)| r);
+        if before.as_ref() == Some(rule) {
+            return Ok(Some(0));
+        }
+        tx.set_group_rule(group, rule, false).await?;
+        let mut events = vec![NewEvent::new(action::GROUP_RULE_SET, Some(group))];
+        let tightened = before.as_ref().is_none_or(|b| rule.bars_more_than(b));
+        let ended = if tightened {
+            self.end_barred_in_group(tx, group, rule, &mut events)
+                .await?
+        } else {
+            0
+        };
+        tx.append(context, &events).await?;
+        Ok(Some(ended))
+    }
+
+    /// Whether any of the identities of the person signed in as `subject` (with `email`) is
+    /// stored with another kind than `kind`; a read, on any connection.
+    pub(super) async fn kind_differs(
+        &self,
+        tx: &mut dyn Tx,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+    ) -> Result<bool, StoreError> {
+        let own = self.own_identities(tx, subject, email).await?;
+        Ok(own.iter().any(|o| o.profile.kind != kind))
+    }
+
+    /// Stores `kind` as the kind of the person signed in as `subject` (with `email`) — their
+    /// token's or the directory's word — and ends every membership the new kind's labels bar
+    /// ([`super::Store::settle_kind`]). Answers whether anything changed.
+    pub(super) async fn settle_kind(
+        &self,
+        context: &Context,
+        tx: &mut dyn Tx,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+    ) -> Result<bool, StoreError> {
+        let active = self.keys.active();
+        let found = self.find_identities(tx, Some(subject), email, true).await?;
+        let (by_subject, by_email) = identity::own(subject, email, &known(&found));
+        let mut events = Vec::new();
+        for i in [by_subject, by_email].into_iter().flatten() {
+            let mut o = found[i].clone();
+            if o.profile.kind == kind {
+                continue;
+            }
+            o.profile.kind = kind;
+            events.push(
+                NewEvent::new(action::IDENTITY_KIND_CHANGED, None)
+                    .about(audit::identity_alone(active, o.id)),
+            );
+            events.extend(self.end_barred_memberships(tx, &mut o).await?);
+            let row = IdentityRow::new(active, o.id, &o.profile, &o.groups, o.email_owned);
+            tx.update_identities(vec![row]).await?;
+        }
+        let changed = !events.is_empty();
+        tx.append(context, &events).await?;
+        Ok(changed)
+    }
+
     pub(super) async fn is_member(
         &self,
         tx: &mut dyn Tx,

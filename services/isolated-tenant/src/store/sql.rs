@@ -20,7 +20,7 @@ use crate::audit::{self, Context, NewEvent};
 use crate::backend::{Column, Run, Statement};
 use crate::seal::SealKey;
 use async_trait::async_trait;
-use domain::GroupId;
+use domain::{EntryRule, GroupId, LabelName};
 use service_kit::db;
 use sqlx::Database;
 use std::collections::HashSet;
@@ -46,6 +46,7 @@ pub trait SqlBackend:
     + Column<i64>
     + Column<Option<String>>
     + Column<Option<bool>>
+    + Column<bool>
     + Column<Option<i64>>
     + Column<Option<Uuid>>
 {
@@ -214,12 +215,18 @@ const GROUP_BY_ID: &str = "SELECT group_id FROM distribution_groups WHERE group_
 #[async_trait]
 impl<DB: SqlBackend> Groups for Conn<'_, DB> {
     async fn create_group(&mut self, request: &ProvisionGroup) -> Result<bool, StoreError> {
-        let mut q =
-            Statement::new("INSERT INTO distribution_groups (group_id, address, display_name) ");
+        let mut q = Statement::new(
+            "INSERT INTO distribution_groups (group_id, address, display_name, label_name, \
+             guests_allowed, agents_allowed) ",
+        );
         q.values([request], |b, r| {
             b.bind(*r.group_id.as_uuid());
             b.bind(r.address.as_str().to_string());
             b.bind(r.display_name.as_str().to_string());
+            let rule = r.label.as_ref();
+            b.bind(rule.map(|l| l.label.as_str().to_string()));
+            b.bind(rule.map(|l| l.guests_allowed));
+            b.bind(rule.map(|l| l.agents_allowed));
         });
         q.push(" ON CONFLICT (group_id) DO NOTHING RETURNING group_id");
         match self.column::<Uuid>(q).await {
@@ -296,6 +303,69 @@ impl<DB: SqlBackend> Groups for Conn<'_, DB> {
         let mut q = Statement::new("DELETE FROM distribution_groups WHERE group_id = ");
         q.bind(*group.as_uuid());
         self.run(q).await
+    }
+
+    async fn group_rules(
+        &mut self,
+        groups: &[GroupId],
+    ) -> Result<Vec<(GroupId, Option<EntryRule>)>, StoreError> {
+        let mut out = Vec::with_capacity(groups.len());
+        for chunk in groups.chunks(CHUNK) {
+            let mut q = Statement::new(
+                "SELECT group_id, label_name, guests_allowed, agents_allowed \
+                 FROM distribution_groups WHERE ",
+            );
+            q.in_list("group_id", chunk.iter().map(|g| *g.as_uuid()));
+            for row in self.rows(q).await? {
+                let group: Uuid = DB::get(&row, 0)?;
+                let name: Option<String> = DB::get(&row, 1)?;
+                let guests: Option<bool> = DB::get(&row, 2)?;
+                let agents: Option<bool> = DB::get(&row, 3)?;
+                let rule = match (name, guests, agents) {
+                    (Some(name), Some(guests_allowed), Some(agents_allowed)) => Some(EntryRule {
+                        label: LabelName::parse(&name)
+                            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                        guests_allowed,
+                        agents_allowed,
+                    }),
+                    _ => None,
+                };
+                out.push((GroupId::from(group), rule));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_group_rule(
+        &mut self,
+        group: GroupId,
+        rule: &EntryRule,
+        only_if_unknown: bool,
+    ) -> Result<(), StoreError> {
+        let mut q = Statement::new("UPDATE distribution_groups SET label_name = ");
+        q.bind(rule.label.as_str().to_string());
+        q.push(", guests_allowed = ");
+        q.bind(rule.guests_allowed);
+        q.push(", agents_allowed = ");
+        q.bind(rule.agents_allowed);
+        q.push(" WHERE group_id = ");
+        q.bind(*group.as_uuid());
+        if only_if_unknown {
+            q.push(" AND label_name IS NULL");
+        }
+        self.run(q).await
+    }
+
+    async fn groups_under_label(&mut self, label: &LabelName) -> Result<Vec<GroupId>, StoreError> {
+        let mut q = Statement::new("SELECT group_id FROM distribution_groups WHERE label_name = ");
+        q.bind(label.as_str().to_string());
+        q.push(" ORDER BY group_id");
+        Ok(self
+            .column::<Uuid>(q)
+            .await?
+            .into_iter()
+            .map(GroupId::from)
+            .collect())
     }
 }
 

@@ -18,7 +18,7 @@
 //! the same identity meet each other's UNIQUE tag, and the loser's next try finds the
 //! identity. Every write is idempotent, so trying it again is safe.
 
-use super::roles::{Memberships as _, Tx};
+use super::roles::{Groups as _, Memberships as _, Tx};
 use super::rules::Rules;
 use super::sql::{self, Conn, SqlBackend};
 use super::turns::{Turns, Writer};
@@ -27,14 +27,16 @@ use crate::audit::{self, Context};
 use crate::identity::CorporateDomains;
 use crate::seal::SealKeys;
 use async_trait::async_trait;
-use domain::{CountBucket, Email, GroupId, Subject};
+use domain::{CountBucket, Email, GroupId, IdentityKind, Subject};
 use service_kit::db;
 use service_kit::retry::{self, Retry};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tenant_api::{AddMember, ApplyBatch, BatchOutcome, IdentityRef, ProvisionGroup};
+use tenant_api::{
+    AddMember, ApplyBatch, ApplyRule, BatchOutcome, IdentityRef, ProvisionGroup, RuleApplied,
+};
 use uuid::Uuid;
 
 /// Tries of a routine operation (and of a re-seal step), 10 ms, 20 ms, 30 ms apart.
@@ -332,6 +334,61 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         self.rules()
             .groups_of(&mut Conn::<DB>(&mut conn), subject, email)
             .await
+    }
+
+    async fn settle_kind(
+        &self,
+        context: &Context,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+    ) -> Result<bool, StoreError> {
+        let differs = {
+            let mut conn = self.pool.acquire().await?;
+            self.rules()
+                .kind_differs(&mut Conn::<DB>(&mut conn), subject, email, kind)
+                .await?
+        };
+        if !differs {
+            return Ok(false);
+        }
+        let args = (subject.clone(), email.cloned(), kind);
+        self.routine(context, args, |r, c, tx, a| {
+            Box::pin(r.settle_kind(c, tx, &a.0, a.1.as_ref(), a.2))
+        })
+        .await
+    }
+
+    async fn apply_rule(
+        &self,
+        context: &Context,
+        request: &ApplyRule,
+    ) -> Result<RuleApplied, StoreError> {
+        let mut groups = {
+            let mut conn = self.pool.acquire().await?;
+            Conn::<DB>(&mut conn)
+                .groups_under_label(&request.rule.label)
+                .await?
+        };
+        groups.extend(request.groups.iter().copied());
+        groups.sort_unstable();
+        groups.dedup();
+        let (mut applied, mut ended) = (0, 0);
+        for group in groups {
+            let done = self
+                .routine(context, (group, request.rule.clone()), |r, c, tx, a| {
+                    Box::pin(r.apply_rule(c, tx, a.0, &a.1))
+                })
+                .await?;
+            if let Some(n) = done {
+                applied += 1;
+                ended += n;
+            }
+        }
+        Ok(RuleApplied {
+            groups: applied,
+            ended: CountBucket::of(ended),
+        })
     }
 
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError> {

@@ -11,10 +11,10 @@ use super::turns::{Turns, Writer};
 use super::*;
 use crate::identity::CorporateDomains;
 use crate::seal::{Profile, SealKeys};
-use domain::{Email, IdentityKind, Label};
+use domain::{Email, EntryRule, IdentityKind, Label};
 use service_kit::testing::TestDatabase;
 use std::time::Duration;
-use tenant_api::MemberRef;
+use tenant_api::{ApplyRule, MemberRef};
 use uuid::Uuid;
 
 /// A store under test and the database to reopen or remove.
@@ -216,6 +216,7 @@ fn request(id: GroupId, local: &str) -> ProvisionGroup {
         display_name: domain::GroupName::parse(format!("Group {local}")).unwrap(),
         sender_policy: None,
         owners: Vec::new(),
+        label: None,
     }
 }
 
@@ -894,6 +895,132 @@ on_both_backends! {
         assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), sorted(vec![g1, g2]));
     }
 
+    async fn a_kind_the_persons_token_reveals_ends_the_memberships_its_labels_bar(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let conf = labelled_group(s, "conf", "Confidential").await;
+        let general = labelled_group(s, "general", "General").await;
+        // An owner adds a corporate address to both: inferred an employee, admitted.
+        let mut add = by_email("newhire@corp.example");
+        add.label = label("Confidential");
+        s.add_member(&Context::tenant(), conf, &add).await.unwrap();
+        s.add_member(&Context::tenant(), general, &by_email("newhire@corp.example")).await.unwrap();
+        let (nh, address) = (subject("nh"), Email::parse("newhire@corp.example").unwrap());
+        assert!(s.is_member(conf, &nh, Some(&address)).await.unwrap());
+
+        // The person signs in: the token says guest. Confidential bars guests: that membership
+        // ends at once; General admits guests: that one stays.
+        assert!(s.settle_kind(&Context::tenant(), &nh, Some(&address), IdentityKind::Guest).await.unwrap());
+        assert!(!s.is_member(conf, &nh, Some(&address)).await.unwrap());
+        assert!(s.is_member(general, &nh, Some(&address)).await.unwrap());
+        assert_eq!(s.groups_of(&nh, Some(&address)).await.unwrap(), vec![general]);
+        // The same word again changes nothing.
+        assert!(!s.settle_kind(&Context::tenant(), &nh, Some(&address), IdentityKind::Guest).await.unwrap());
+        // And the next owner add uses the stored kind: refused.
+        assert!(matches!(s.add_member(&Context::tenant(), conf, &add).await, Err(StoreError::LabelRefused(_))));
+
+        // Someone nobody knows: nothing to settle, nothing written.
+        let before = s.dump().await;
+        assert!(!s.settle_kind(&Context::tenant(), &subject("stranger"), None, IdentityKind::Agent).await.unwrap());
+        assert_eq!(s.dump().await, before);
+    }
+
+    async fn a_self_join_that_reveals_another_kind_ends_the_barred_memberships(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let conf = labelled_group(s, "conf", "Confidential").await;
+        let general = labelled_group(s, "general", "General").await;
+        let mut add = by_email("bot@corp.example");
+        add.label = label("Confidential");
+        s.add_member(&Context::tenant(), conf, &add).await.unwrap();
+        // The same address signs in with a token that says agent, and joins General (which bars
+        // agents too, so that join is refused and changes nothing)…
+        let mut bot = member("bot", "bot@corp.example");
+        bot.member.kind = Some(IdentityKind::Agent);
+        assert!(matches!(s.add_member(&Context::tenant(), general, &bot).await, Err(StoreError::LabelRefused(_))));
+        assert!(s.is_member(conf, &subject("bot"), Some(&Email::parse("bot@corp.example").unwrap())).await.unwrap());
+        // …then joins a group whose label admits agents: bound, its kind corrected, and the
+        // Confidential membership ends in the same transaction.
+        let open = labelled_group(s, "agents", "Agents Welcome").await;
+        let mut join = bot.clone();
+        join.label = agents_welcome();
+        s.add_member(&Context::tenant(), open, &join).await.unwrap();
+        assert_eq!(s.groups_of(&subject("bot"), None).await.unwrap(), vec![open]);
+    }
+
+    async fn tightening_a_label_ends_the_memberships_it_now_bars(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let (g1, g2) = (labelled_group(s, "one", "General").await, labelled_group(s, "two", "General").await);
+        s.add_member(&Context::tenant(), g1, &by_email("vendor@partner.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g2, &by_email("vendor@partner.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("alice", "alice@corp.example")).await.unwrap();
+        let vendor = IdentityRef { subject: None, email: Some(Email::parse("vendor@partner.example").unwrap()) };
+        let mut tight = EntryRule::of(&label("General").name, &label("General").policy);
+        tight.guests_allowed = false;
+        // Loosening first: nothing ends.
+        let mut loose = tight.clone();
+        loose.guests_allowed = true;
+        loose.agents_allowed = true;
+        let applied = s.apply_rule(&Context::tenant(), &ApplyRule { rule: loose, groups: vec![] }).await.unwrap();
+        assert_eq!(applied.groups, 2);
+        assert_eq!(s.member_count(g1).await.unwrap(), CountBucket::Under10);
+        let before = s.dump().await;
+        assert_eq!(table(&before, "memberships").len(), 3);
+
+        let applied = s.apply_rule(&Context::tenant(), &ApplyRule { rule: tight.clone(), groups: vec![g1] }).await.unwrap();
+        assert_eq!((applied.groups, applied.ended), (2, CountBucket::Under10));
+        let after = s.dump().await;
+        assert_eq!(table(&after, "memberships").len(), 1, "the guest's two memberships ended, alice's stayed");
+        assert!(s.is_member(g1, &subject("alice"), None).await.unwrap());
+        // The guest's own sealed list lost both groups: a later add by address finds them, a
+        // guest, and the label refuses.
+        let mut again = by_email("vendor@partner.example");
+        again.label.policy.guests_allowed = false;
+        assert!(matches!(s.add_member(&Context::tenant(), g1, &again).await, Err(StoreError::LabelRefused(_))));
+        s.remove_member(&Context::tenant(), g1, &vendor).await.unwrap();
+        // Applying the same rule again changes nothing.
+        let applied = s.apply_rule(&Context::tenant(), &ApplyRule { rule: tight, groups: vec![g1, g2, GroupId::new()] }).await.unwrap();
+        assert_eq!(applied.groups, 2, "a group the tenant does not have is skipped");
+        assert_eq!(shape(&s.dump().await), shape(&after));
+    }
+
+    async fn provisioning_with_a_stricter_rule_ends_what_it_bars(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let id = GroupId::new();
+        let mut req = request(id, "relabelled");
+        s.provision_group(&Context::tenant(), &req).await.unwrap();
+        s.add_member(&Context::tenant(), id, &by_email("vendor@partner.example")).await.unwrap();
+        s.add_member(&Context::tenant(), id, &member("alice", "alice@corp.example")).await.unwrap();
+        req.label = Some(EntryRule::of(&label("Confidential").name, &label("Confidential").policy));
+        s.provision_group(&Context::tenant(), &req).await.unwrap();
+        assert_eq!(table(&s.dump().await, "memberships").len(), 1);
+        assert!(s.is_member(id, &subject("alice"), None).await.unwrap());
+    }
+
+}
+
+/// A group provisioned with the entry rule of the default label `name` (or of "Agents
+/// Welcome", a label that admits everyone).
+async fn labelled_group(store: &dyn Store, local: &str, name: &str) -> GroupId {
+    let id = GroupId::new();
+    let mut req = request(id, local);
+    let l = if name == "Agents Welcome" {
+        agents_welcome()
+    } else {
+        label(name)
+    };
+    req.label = Some(EntryRule::of(&l.name, &l.policy));
+    store
+        .provision_group(&Context::tenant(), &req)
+        .await
+        .unwrap();
+    id
+}
+
+/// A label admitting guests and AI agents.
+fn agents_welcome() -> Label {
+    let mut l = label("General");
+    l.name = domain::LabelName::parse("Agents Welcome").unwrap();
+    l.policy.agents_allowed = true;
+    l
 }
 
 /// Each row's table, the table's size, and the lengths of its cells: what stays the same when

@@ -173,6 +173,7 @@ fn provision_request(local: &str) -> ProvisionGroup {
         display_name: GroupName::parse(local).unwrap(),
         sender_policy: None,
         owners: Vec::new(),
+        label: None,
     }
 }
 
@@ -232,12 +233,12 @@ async fn the_client_drives_the_whole_membership_lifecycle(kind: Backend) {
     t.membership.add_member(g, &alice()).await.unwrap();
     assert!(t
         .membership
-        .is_member(g, &alice_subject(), None)
+        .is_member(g, &alice_subject(), None, None)
         .await
         .unwrap());
     assert_eq!(
         t.membership
-            .groups_of(&alice_subject(), None)
+            .groups_of(&alice_subject(), None, None)
             .await
             .unwrap(),
         vec![g]
@@ -251,7 +252,7 @@ async fn the_client_drives_the_whole_membership_lifecycle(kind: Backend) {
     t.membership.remove_member(g, &alice_ref()).await.unwrap();
     assert!(!t
         .membership
-        .is_member(g, &alice_subject(), None)
+        .is_member(g, &alice_subject(), None, None)
         .await
         .unwrap());
 
@@ -260,7 +261,7 @@ async fn the_client_drives_the_whole_membership_lifecycle(kind: Backend) {
     t.control.deprovision_group(g).await.unwrap();
     assert!(t
         .membership
-        .groups_of(&alice_subject(), None)
+        .groups_of(&alice_subject(), None, None)
         .await
         .unwrap()
         .is_empty());
@@ -295,19 +296,19 @@ async fn owners_add_by_address_bulk_applies_and_control_offboards(kind: Backend)
     both.sort();
     assert_eq!(
         t.membership
-            .groups_of(&newcomer, Some(&address))
+            .groups_of(&newcomer, Some(&address), None)
             .await
             .unwrap(),
         both
     );
     assert!(t
         .membership
-        .is_member(g1.group_id, &newcomer, Some(&address))
+        .is_member(g1.group_id, &newcomer, Some(&address), None)
         .await
         .unwrap());
     assert!(t
         .membership
-        .groups_of(&newcomer, None)
+        .groups_of(&newcomer, None, None)
         .await
         .unwrap()
         .is_empty());
@@ -320,7 +321,10 @@ async fn owners_add_by_address_bulk_applies_and_control_offboards(kind: Backend)
         label: label("General"),
     };
     t.membership.add_member(g2.group_id, &join).await.unwrap();
-    assert_eq!(t.membership.groups_of(&newcomer, None).await.unwrap(), both);
+    assert_eq!(
+        t.membership.groups_of(&newcomer, None, None).await.unwrap(),
+        both
+    );
 
     // They leave the company: out of every group at once.
     let who = IdentityRef {
@@ -331,13 +335,13 @@ async fn owners_add_by_address_bulk_applies_and_control_offboards(kind: Backend)
     t.control.offboard(&who).await.unwrap();
     assert!(t
         .membership
-        .groups_of(&newcomer, None)
+        .groups_of(&newcomer, None, None)
         .await
         .unwrap()
         .is_empty());
     assert!(!t
         .membership
-        .is_member(g1.group_id, &newcomer, None)
+        .is_member(g1.group_id, &newcomer, None, None)
         .await
         .unwrap());
 
@@ -414,7 +418,7 @@ async fn client_errors_say_what_happened(kind: Backend) {
     t.stop().await;
     let down = t
         .membership
-        .is_member(req.group_id, &alice_subject(), None)
+        .is_member(req.group_id, &alice_subject(), None, None)
         .await
         .unwrap_err();
     assert!(
@@ -480,14 +484,14 @@ async fn reseal_lets_the_old_seal_key_go(kind: Backend) {
     groups.sort();
     assert_eq!(
         t.membership
-            .groups_of(&alice_subject(), None)
+            .groups_of(&alice_subject(), None, None)
             .await
             .unwrap(),
         groups
     );
     assert!(t
         .membership
-        .is_member(g1.group_id, &alice_subject(), None)
+        .is_member(g1.group_id, &alice_subject(), None, None)
         .await
         .unwrap());
     t.membership
@@ -505,7 +509,7 @@ async fn reseal_lets_the_old_seal_key_go(kind: Backend) {
         .unwrap();
     assert_eq!(
         t.membership
-            .groups_of(&alice_subject(), None)
+            .groups_of(&alice_subject(), None, None)
             .await
             .unwrap(),
         vec![g1.group_id]

@@ -270,6 +270,7 @@ impl Directory for FakeDirectory {
         group: GroupId,
         subject: &Subject,
         email: Option<&Email>,
+        _kind: IdentityKind,
     ) -> Result<bool, UpstreamError> {
         self.check_up()?;
         let t = self.tenant.lock().unwrap();
@@ -282,6 +283,7 @@ impl Directory for FakeDirectory {
         &self,
         subject: &Subject,
         email: Option<&Email>,
+        _kind: IdentityKind,
     ) -> Result<Vec<GroupId>, UpstreamError> {
         self.check_up()?;
         let t = self.tenant.lock().unwrap();
