@@ -116,6 +116,25 @@ impl LabelPolicy {
         Ok(())
     }
 
+    /// Whether this policy lets in or lets through anything `before` did not: guests or AI
+    /// agents it barred, a join policy it did not allow, or a wider circle of senders
+    /// (owners < members < anyone). Such a change to a label that groups use needs a second
+    /// label-admin's approval; anything else (tightening, a new description) applies at once.
+    pub fn loosens(&self, before: &LabelPolicy) -> bool {
+        let senders = |p: SenderPolicy| match p {
+            SenderPolicy::Owners => 0,
+            SenderPolicy::Members => 1,
+            SenderPolicy::Anyone => 2,
+        };
+        (self.guests_allowed && !before.guests_allowed)
+            || (self.agents_allowed && !before.agents_allowed)
+            || self
+                .join_policies
+                .iter()
+                .any(|p| !before.join_policies.contains(p))
+            || senders(self.sender_policy) > senders(before.sender_policy)
+    }
+
     /// Whether a group under this label may use `policy`.
     pub fn allows_join_policy(&self, policy: JoinPolicy) -> bool {
         self.join_policies.contains(&policy)
@@ -204,5 +223,28 @@ mod tests {
         }
         assert!(JoinPolicy::parse("secret").is_err());
         assert!(SenderPolicy::parse("owners").is_ok());
+    }
+
+    #[test]
+    fn loosening_is_admitting_or_allowing_anything_new() {
+        let base = Label::defaults().remove(1).policy;
+        assert!(!base.loosens(&base));
+        let mut p = base.clone();
+        p.guests_allowed = true;
+        assert!(p.loosens(&base) && !base.loosens(&p));
+        let mut p = base.clone();
+        p.agents_allowed = true;
+        assert!(p.loosens(&base));
+        let mut p = base.clone();
+        p.join_policies.push(JoinPolicy::Open);
+        assert!(p.loosens(&base));
+        let mut p = base.clone();
+        p.join_policies.truncate(1);
+        assert!(!p.loosens(&base), "dropping a join policy tightens");
+        let mut p = base.clone();
+        p.sender_policy = SenderPolicy::Anyone;
+        let mut q = base.clone();
+        q.sender_policy = SenderPolicy::Owners;
+        assert_eq!((p.loosens(&q), q.loosens(&p)), (true, false));
     }
 }

@@ -55,6 +55,18 @@ pub enum ApiError {
     /// The group is being archived or is archived.
     #[error("the group is {}; it takes no more changes", .0.as_str())]
     NotEditable(GroupState),
+    /// No pending label change has this id.
+    #[error("no label change with this id is waiting for approval")]
+    ChangeNotFound,
+    /// The label-admin who proposed a change tried to approve it.
+    #[error("a second label-admin must approve this change: you proposed it")]
+    SameAdmin,
+    /// The label changed in the catalog, but the tenant has not yet applied its entry rule.
+    #[error(
+        "the label is saved, but the tenant has not applied its rule yet, so memberships it \
+         bars may remain: send the same change again"
+    )]
+    RuleNotApplied,
     /// The tenant did not answer a call that must reach it; nothing was done.
     #[error("the tenant did not answer; nothing was done; retry")]
     TenantUnavailable,
@@ -90,13 +102,16 @@ impl ApiError {
                 "Join policy not allowed by the label",
             )
             .with_detail(detail),
-            Self::GroupNotFound | Self::LabelNotFound(_) => Problem::not_found(detail),
+            Self::GroupNotFound | Self::LabelNotFound(_) | Self::ChangeNotFound => {
+                Problem::not_found(detail)
+            }
             Self::CreatorKind(_)
             | Self::MissingRole(_)
             | Self::NotOwner
-            | Self::ServiceNotAllowed(_) => Problem::forbidden(detail),
+            | Self::ServiceNotAllowed(_)
+            | Self::SameAdmin => Problem::forbidden(detail),
             Self::Conflict(_) | Self::NotEditable(_) => Problem::conflict(detail),
-            Self::TenantUnavailable => Problem::unavailable(detail),
+            Self::TenantUnavailable | Self::RuleNotApplied => Problem::unavailable(detail),
             Self::Store(_) => Problem::internal(),
         }
     }

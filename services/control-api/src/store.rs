@@ -85,6 +85,40 @@ pub enum LabelUpdate {
     NotFound,
     /// Groups that are not archived use join policies the new policy drops.
     JoinPoliciesInUse(Vec<JoinPolicy>),
+    /// The change loosens a label groups use: it waits for a second label-admin's approval.
+    Proposed(PendingLabelChange),
+    /// Another change to this label is waiting for approval (its id); decide that one first.
+    ChangePending(Uuid),
+}
+
+/// A change to a label waiting for a second label-admin's approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingLabelChange {
+    /// The change's id.
+    pub id: Uuid,
+    /// The label as it is to become (name, description, policy).
+    pub proposed: Label,
+    /// The label as it was when the change was proposed.
+    pub before: Label,
+    /// The label-admin who proposed it (who may not approve it).
+    pub proposed_by: Subject,
+    /// When, in milliseconds since the epoch.
+    pub proposed_at: i64,
+}
+
+/// Outcome of approving a pending label change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelApproval {
+    /// Applied; the label as it is now.
+    Approved(Label),
+    /// No pending change has this id.
+    NotFound,
+    /// The approver proposed the change: a second, distinct label-admin must approve.
+    SameAdmin,
+    /// The label changed after the proposal; the change is dropped (propose it again).
+    Overtaken,
+    /// Groups that are not archived use join policies the change drops.
+    JoinPoliciesInUse(Vec<JoinPolicy>),
 }
 
 /// Outcome of deleting a label.
@@ -197,13 +231,43 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<LabelInsert, StoreError>;
 
     /// Replaces a label's description and policy (the name is its identity and stays),
-    /// recording it in the catalog's audit with `ctx`.
+    /// recording it in the catalog's audit with `ctx`; or, when the change loosens a label
+    /// that groups (not archived) use, files it for a second label-admin's approval, proposed
+    /// by `proposer` ([`LabelPolicy::loosens`]).
     async fn update_label(
         &self,
         label: &Label,
+        proposer: &Subject,
         ctx: &AuditContext,
         now: i64,
     ) -> Result<LabelUpdate, StoreError>;
+
+    /// The changes to labels waiting for a second label-admin's approval, oldest first.
+    async fn pending_label_changes(&self) -> Result<Vec<PendingLabelChange>, StoreError>;
+
+    /// Applies the pending change `id`, approved by `approver` (who must not be its proposer),
+    /// unless the label changed since it was proposed; recorded in the catalog's audit.
+    async fn approve_label_change(
+        &self,
+        id: Uuid,
+        approver: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<LabelApproval, StoreError>;
+
+    /// Drops the pending change `id` (any label-admin, the proposer included); false when
+    /// there is none. Recorded in the catalog's audit.
+    async fn reject_label_change(
+        &self,
+        id: Uuid,
+        admin: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// The groups under the label that are not archived, for applying its entry rule in the
+    /// tenant.
+    async fn groups_under_label(&self, name: &LabelName) -> Result<Vec<GroupId>, StoreError>;
 
     /// Deletes a label no group uses, recording it in the catalog's audit with `ctx`.
     async fn delete_label(

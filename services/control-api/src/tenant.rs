@@ -2,11 +2,12 @@
 //! stand in for it, while the running service (and the end-to-end tests) use the real client.
 //!
 //! control-api never asks the tenant who is in a group: only to create and remove a group's
-//! distribution group and for an owner's coarse count (INV-1, INV-4).
+//! distribution group, to apply a label's changed entry rule, and for an owner's coarse count
+//! (INV-1, INV-4).
 
 use async_trait::async_trait;
 use domain::{CountBucket, GroupId};
-use tenant_api::{IdentityRef, ProvisionGroup};
+use tenant_api::{ApplyRule, IdentityRef, ProvisionGroup, RuleApplied};
 use tenant_client::{TenantClient, TenantError};
 
 /// The tenant, as control-api uses it.
@@ -22,6 +23,9 @@ pub trait Tenant: Send + Sync + 'static {
     async fn offboard(&self, who: &IdentityRef) -> Result<(), TenantError>;
     /// Answers when the tenant does (readiness).
     async fn ping(&self) -> Result<(), TenantError>;
+    /// Applies a label's entry rule to the groups under it; the tenant ends the memberships it
+    /// now bars and answers counts only.
+    async fn apply_rule(&self, request: &ApplyRule) -> Result<RuleApplied, TenantError>;
     /// Relays a break-glass call with the acting user's own token; answers the tenant's status
     /// and JSON body as they are. Stand-ins that do not support it refuse.
     async fn break_glass(
@@ -56,6 +60,10 @@ impl Tenant for TenantClient {
 
     async fn ping(&self) -> Result<(), TenantError> {
         TenantClient::ping(self).await
+    }
+
+    async fn apply_rule(&self, request: &ApplyRule) -> Result<RuleApplied, TenantError> {
+        TenantClient::apply_rule(self, request).await
     }
 
     async fn break_glass(

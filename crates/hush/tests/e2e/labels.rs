@@ -195,7 +195,148 @@ async fn a_group_must_use_a_join_policy_its_label_allows(kind: Backend) {
     app.stop().await;
 }
 
+async fn a_kind_revealed_by_the_persons_token_ends_the_memberships_its_label_bars(kind: Backend) {
+    let app = App::spawn_on(kind).await;
+    let owner = app.member("olga");
+    let conf = app
+        .active_group(&owner, "Board Prep", "Confidential", "approval")
+        .await;
+    let town = app
+        .active_group(&owner, "Town Hall", "General", "open")
+        .await;
+    // An owner adds a corporate address to both: nobody knows better, so an employee.
+    for g in [&conf, &town] {
+        let res = app
+            .post(
+                &app.membership(&format!("/groups/{g}/members")),
+                &owner,
+                json!({"email": "newhire@corp.example"}),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+    }
+    // The person signs in, and the IdP says guest: the first call with their token ends the
+    // Confidential membership (General admits guests), before anything is answered.
+    let newhire = app.token("newhire", IdentityKind::Guest, &[]);
+    let mine = app.get(&app.membership("/me/groups"), &newhire).await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
+    let ids: Vec<&str> = mine.body["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![town.as_str()]);
+    assert!(!app.is_member(&newhire, &conf).await);
+    assert!(app.is_member(&newhire, &town).await);
+    app.stop().await;
+}
+
+async fn tightening_a_label_evicts_and_loosening_it_needs_a_second_label_admin(kind: Backend) {
+    let app = App::spawn_on(kind).await;
+    let alice = app.member("alice");
+    let lena = app.token("lena", IdentityKind::Member, &["label-admin"]);
+    let max = app.token("max", IdentityKind::Member, &["label-admin"]);
+    let created = app
+        .post(
+            &app.control("/labels"),
+            &lena,
+            json!({"name": "Project", "description": "", "policy": {"guests_allowed": true, "agents_allowed": false, "join_policies": ["open"], "sender_policy": "members"}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let g = app.active_group(&alice, "Apollo", "Project", "open").await;
+    let guest = app.token("gina", IdentityKind::Guest, &[]);
+    let joined = app
+        .post(
+            &app.membership(&format!("/groups/{g}/join")),
+            &guest,
+            json!({}),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
+    app.post(
+        &app.membership(&format!("/groups/{g}/join")),
+        &alice,
+        json!({}),
+    )
+    .await;
+
+    // Tightening applies at once, ends the guest's membership and says how many as a bucket.
+    let tight = json!({"description": "Employees only now", "policy": {"guests_allowed": false, "agents_allowed": false, "join_policies": ["open"], "sender_policy": "members"}});
+    let res = app
+        .call(
+            Method::PUT,
+            &app.control("/labels/Project"),
+            Some(&lena),
+            Some(tight),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(res.body["memberships_ended"], "<10");
+    assert_eq!(res.body["policy"]["guests_allowed"], false);
+    assert!(!app.is_member(&guest, &g).await, "the guest is out at once");
+    assert!(app.is_member(&alice, &g).await, "employees stay");
+
+    // Loosening a label in use waits for a second, distinct label-admin.
+    let loose = json!({"description": "Guests welcome", "policy": {"guests_allowed": true, "agents_allowed": false, "join_policies": ["open"], "sender_policy": "members"}});
+    let res = app
+        .call(
+            Method::PUT,
+            &app.control("/labels/Project"),
+            Some(&lena),
+            Some(loose),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+    let id = res.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        res.headers["location"].to_str().unwrap(),
+        format!("/control/v1/label-changes/{id}")
+    );
+    let label = app.get(&app.control("/labels/Project"), &alice).await;
+    assert_eq!(label.body["policy"]["guests_allowed"], false, "not yet");
+    let refused = app
+        .post(
+            &app.membership(&format!("/groups/{g}/join")),
+            &guest,
+            json!({}),
+        )
+        .await;
+    refused.assert_problem(403);
+    let pending = app.get(&app.control("/label-changes"), &max).await;
+    assert_eq!(pending.body[0]["id"], id.as_str(), "{}", pending.text);
+    assert_eq!(pending.body[0]["proposed_by"], "lena");
+    app.get(&app.control("/label-changes"), &alice)
+        .await
+        .assert_problem(403);
+    let approve = app.control(&format!("/label-changes/{id}/approve"));
+    app.post(&approve, &lena, json!({}))
+        .await
+        .assert_problem(403);
+    app.post(&approve, &alice, json!({}))
+        .await
+        .assert_problem(403);
+    let res = app.post(&approve, &max, json!({})).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(res.body["policy"]["guests_allowed"], true);
+    let joined = app
+        .post(
+            &app.membership(&format!("/groups/{g}/join")),
+            &guest,
+            json!({}),
+        )
+        .await;
+    assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
+    app.post(&approve, &max, json!({}))
+        .await
+        .assert_problem(404);
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
+    a_kind_revealed_by_the_persons_token_ends_the_memberships_its_label_bars,
+    tightening_a_label_evicts_and_loosening_it_needs_a_second_label_admin,
     a_guest_is_refused_a_group_whose_label_bars_guests_and_nothing_is_written,
     guests_do_not_discover_groups_whose_label_bars_them,
     the_three_default_labels_are_seeded_and_only_label_admins_change_labels,

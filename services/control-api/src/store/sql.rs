@@ -6,7 +6,8 @@
 use super::{
     corrupt, dropped_join_policies, edit_events, group_from, join_policies_text, label_detail,
     label_from, like_pattern, Claim, DiscoverQuery, GroupInsert, GroupTuple, GroupWrite,
-    LabelDelete, LabelInsert, LabelTuple, LabelUpdate, SagaStatus, Schema, Store, StoreError,
+    LabelApproval, LabelDelete, LabelInsert, LabelTuple, LabelUpdate, PendingLabelChange,
+    SagaStatus, Schema, Store, StoreError,
 };
 use crate::catalog_audit::{self, AuditContext, AuditEntry, CatalogEvent};
 use crate::model::{GroupChanges, GroupRecord, NewGroup};
@@ -206,6 +207,147 @@ where
     }
 }
 
+/// The columns of [`ChangeRow`].
+const CHANGE_SELECT: &str =
+    "SELECT id, label, proposed, base, proposed_by, proposed_at FROM label_changes";
+
+/// A pending label change's row: id, label, proposed (JSON), base (JSON), proposer, when.
+type ChangeRow = (Uuid, String, String, String, String, i64);
+
+/// A change as the API takes it, stored as `proposed`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProposedJson {
+    description: String,
+    policy: domain::LabelPolicy,
+}
+
+fn change_from(row: ChangeRow) -> Result<PendingLabelChange, StoreError> {
+    let (id, label, proposed, base, proposed_by, proposed_at) = row;
+    let name = LabelName::parse(label).map_err(corrupt)?;
+    let p: ProposedJson = serde_json::from_str(&proposed).map_err(corrupt)?;
+    Ok(PendingLabelChange {
+        id,
+        proposed: Label {
+            name,
+            description: p.description,
+            policy: p.policy,
+        },
+        before: serde_json::from_str(&base).map_err(corrupt)?,
+        proposed_by: Subject::parse(proposed_by).map_err(corrupt)?,
+        proposed_at,
+    })
+}
+
+/// The statements of label edits and their approvals, each on the caller's transaction.
+struct LabelChanges<DB>(PhantomData<DB>);
+
+impl<DB: Dialect> LabelChanges<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> LabelTuple: FromRow<'r, DB::Row>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    /// The label, locked until the transaction ends.
+    async fn current(
+        conn: &mut DB::Connection,
+        name: &LabelName,
+    ) -> Result<Option<Label>, StoreError> {
+        let sql = format!("{LABEL_SELECT} WHERE name = $1{}", DB::FOR_UPDATE);
+        let row: Option<LabelTuple> = sqlx::query_as(&sql)
+            .bind(name.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.map(label_from).transpose()
+    }
+
+    /// The join policies the label's groups that are not archived use (none: not in use).
+    async fn used_join_policies(
+        conn: &mut DB::Connection,
+        name: &LabelName,
+    ) -> Result<Vec<JoinPolicy>, StoreError> {
+        let used: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT join_policy FROM groups WHERE label = $1 AND state <> 'archived'",
+        )
+        .bind(name.as_str())
+        .fetch_all(&mut *conn)
+        .await?;
+        used.iter()
+            .map(|p| JoinPolicy::parse(p).map_err(corrupt))
+            .collect()
+    }
+
+    /// The id of the change to the label waiting for approval, if any.
+    async fn pending_id(
+        conn: &mut DB::Connection,
+        name: &LabelName,
+    ) -> Result<Option<Uuid>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM label_changes WHERE label = $1")
+                .bind(name.as_str())
+                .fetch_optional(&mut *conn)
+                .await?,
+        )
+    }
+
+    /// Files `change` for approval.
+    async fn file(
+        conn: &mut DB::Connection,
+        change: &PendingLabelChange,
+    ) -> Result<(), StoreError> {
+        let proposed = ProposedJson {
+            description: change.proposed.description.clone(),
+            policy: change.proposed.policy.clone(),
+        };
+        sqlx::query(
+            "INSERT INTO label_changes (id, label, proposed, base, proposed_by, proposed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(change.id)
+        .bind(change.proposed.name.as_str())
+        .bind(serde_json::to_string(&proposed).map_err(corrupt)?)
+        .bind(serde_json::to_string(&change.before).map_err(corrupt)?)
+        .bind(change.proposed_by.as_str())
+        .bind(change.proposed_at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the pending change `id`.
+    async fn drop_change(conn: &mut DB::Connection, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM label_changes WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes the label's description and policy.
+    async fn write(conn: &mut DB::Connection, label: &Label, now: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE labels SET description = $1, guests_allowed = $2, agents_allowed = $3, \
+             join_policies = $4, sender_policy = $5, updated_at = $6 WHERE name = $7",
+        )
+        .bind(label.description.as_str())
+        .bind(label.policy.guests_allowed)
+        .bind(label.policy.agents_allowed)
+        .bind(join_policies_text(&label.policy.join_policies))
+        .bind(label.policy.sender_policy.as_str())
+        .bind(now)
+        .bind(label.name.as_str())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl<DB: Dialect> Store for SqlStore<DB, Schema>
 where
@@ -228,6 +370,8 @@ where
     for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> ChangeRow: FromRow<'r, DB::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
@@ -340,51 +484,53 @@ where
     async fn update_label(
         &self,
         label: &Label,
+        proposer: &Subject,
         ctx: &AuditContext,
         now: i64,
     ) -> Result<LabelUpdate, StoreError> {
-        let (this, label, ctx) = (self.clone(), label.clone(), ctx.clone());
+        let (this, label, proposer, ctx) =
+            (self.clone(), label.clone(), proposer.clone(), ctx.clone());
         db::run_to_end(async move {
             let (label, ctx) = (&label, &ctx);
-            let label_for_update =
-                format!("SELECT name FROM labels WHERE name = $1{}", DB::FOR_UPDATE);
             let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
-            let found: Option<String> = sqlx::query_scalar(&label_for_update)
-                .bind(label.name.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if found.is_none() {
+            let Some(before) = LabelChanges::<DB>::current(&mut tx, &label.name).await? else {
                 tx.rollback().await?;
                 return Ok(LabelUpdate::NotFound);
-            }
-            let used: Vec<String> = sqlx::query_scalar(
-                "SELECT DISTINCT join_policy FROM groups WHERE label = $1 AND state <> 'archived'",
-            )
-            .bind(label.name.as_str())
-            .fetch_all(&mut *tx)
-            .await?;
-            let used = used
-                .iter()
-                .map(|p| JoinPolicy::parse(p).map_err(corrupt))
-                .collect::<Result<Vec<_>, _>>()?;
+            };
+            let used = LabelChanges::<DB>::used_join_policies(&mut tx, &label.name).await?;
             let dropped = dropped_join_policies(&label.policy, &used);
             if !dropped.is_empty() {
                 tx.rollback().await?;
                 return Ok(LabelUpdate::JoinPoliciesInUse(dropped));
             }
-            sqlx::query(
-                "UPDATE labels SET description = $1, guests_allowed = $2, agents_allowed = $3, \
-                 join_policies = $4, sender_policy = $5, updated_at = $6 WHERE name = $7",
-            )
-            .bind(label.description.as_str())
-            .bind(label.policy.guests_allowed)
-            .bind(label.policy.agents_allowed)
-            .bind(join_policies_text(&label.policy.join_policies))
-            .bind(label.policy.sender_policy.as_str())
-            .bind(now)
-            .bind(label.name.as_str())
-            .execute(&mut *tx)
-            .await?;
+            // Loosening a label groups use waits for a second label-admin.
+            if label.policy.loosens(&before.policy) && !used.is_empty() {
+                if let Some(pending) = LabelChanges::<DB>::pending_id(&mut tx, &label.name).await? {
+                    tx.rollback().await?;
+                    return Ok(LabelUpdate::ChangePending(pending));
+                }
+                let change = PendingLabelChange {
+                    id: Uuid::new_v4(),
+                    proposed: label.clone(),
+                    before,
+                    proposed_by: proposer,
+                    proposed_at: now,
+                };
+                LabelChanges::<DB>::file(&mut tx, &change).await?;
+                let event = CatalogEvent::label(
+                    "label.change-proposed",
+                    label.name.as_str(),
+                    serde_json::json!({
+                        "change": change.id.to_string(),
+                        "before": label_detail(&change.before),
+                        "proposed": label_detail(label),
+                    }),
+                );
+                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                tx.commit().await?;
+                return Ok(LabelUpdate::Proposed(change));
+            }
+            LabelChanges::<DB>::write(&mut tx, label, now).await?;
             let event =
                 CatalogEvent::label("label.updated", label.name.as_str(), label_detail(label));
             catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
@@ -392,6 +538,113 @@ where
             Ok(LabelUpdate::Updated(label.clone()))
         })
         .await
+    }
+
+    async fn pending_label_changes(&self) -> Result<Vec<PendingLabelChange>, StoreError> {
+        let rows: Vec<ChangeRow> =
+            sqlx::query_as(&format!("{CHANGE_SELECT} ORDER BY proposed_at, label"))
+                .fetch_all(self.pool())
+                .await?;
+        rows.into_iter().map(change_from).collect()
+    }
+
+    async fn approve_label_change(
+        &self,
+        id: Uuid,
+        approver: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<LabelApproval, StoreError> {
+        let (this, approver, ctx) = (self.clone(), approver.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let ctx = &ctx;
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let sql = format!("{CHANGE_SELECT} WHERE id = $1{}", DB::FOR_UPDATE);
+            let row: Option<ChangeRow> = sqlx::query_as(&sql)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(change) = row.map(change_from).transpose()? else {
+                tx.rollback().await?;
+                return Ok(LabelApproval::NotFound);
+            };
+            if change.proposed_by == approver {
+                tx.rollback().await?;
+                return Ok(LabelApproval::SameAdmin);
+            }
+            let name = change.proposed.name.clone();
+            let current = LabelChanges::<DB>::current(&mut tx, &name).await?;
+            LabelChanges::<DB>::drop_change(&mut tx, id).await?;
+            if current.as_ref() != Some(&change.before) {
+                let event = CatalogEvent::label(
+                    "label.change-overtaken",
+                    name.as_str(),
+                    serde_json::json!({ "change": id.to_string() }),
+                )
+                .by(&approver);
+                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                tx.commit().await?;
+                return Ok(LabelApproval::Overtaken);
+            }
+            let used = LabelChanges::<DB>::used_join_policies(&mut tx, &name).await?;
+            let dropped = dropped_join_policies(&change.proposed.policy, &used);
+            if !dropped.is_empty() {
+                tx.rollback().await?;
+                return Ok(LabelApproval::JoinPoliciesInUse(dropped));
+            }
+            LabelChanges::<DB>::write(&mut tx, &change.proposed, now).await?;
+            let mut detail = label_detail(&change.proposed);
+            detail["change"] = change.id.to_string().into();
+            detail["proposed_by"] = change.proposed_by.as_str().into();
+            let event = CatalogEvent::label("label.change-approved", name.as_str(), detail);
+            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            tx.commit().await?;
+            Ok(LabelApproval::Approved(change.proposed))
+        })
+        .await
+    }
+
+    async fn reject_label_change(
+        &self,
+        id: Uuid,
+        admin: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (this, admin, ctx) = (self.clone(), admin.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let ctx = &ctx;
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let label: Option<String> =
+                sqlx::query_scalar("DELETE FROM label_changes WHERE id = $1 RETURNING label")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let Some(label) = label else {
+                tx.rollback().await?;
+                return Ok(false);
+            };
+            let event = CatalogEvent::label(
+                "label.change-rejected",
+                &label,
+                serde_json::json!({ "change": id.to_string() }),
+            )
+            .by(&admin);
+            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn groups_under_label(&self, name: &LabelName) -> Result<Vec<GroupId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM groups WHERE label = $1 AND state <> 'archived' ORDER BY id",
+        )
+        .bind(name.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(ids.into_iter().map(GroupId::from).collect())
     }
 
     async fn delete_label(

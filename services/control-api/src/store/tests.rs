@@ -179,7 +179,10 @@ async fn default_labels_are_seeded_once_and_admin_edits_and_deletions_stick(kind
         general.description = "Edited by an admin".into();
         general.policy.guests_allowed = false;
         assert!(matches!(
-            store.update_label(&general, &sys(), T0 + 1).await.unwrap(),
+            store
+                .update_label(&general, &subject("lia"), &sys(), T0 + 1)
+                .await
+                .unwrap(),
             LabelUpdate::Updated(_)
         ));
         assert_eq!(
@@ -242,6 +245,7 @@ async fn label_names_are_unique_ignoring_case(kind: Kind) {
                         x.name = label_name("Nobody");
                         x
                     },
+                    &subject("lia"),
                     &sys(),
                     T0
                 )
@@ -280,7 +284,10 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_us
         let mut general = g.label.clone();
         general.policy.join_policies = vec![JoinPolicy::Invite];
         assert_eq!(
-            store.update_label(&general, &sys(), T0).await.unwrap(),
+            store
+                .update_label(&general, &subject("lia"), &sys(), T0)
+                .await
+                .unwrap(),
             LabelUpdate::JoinPoliciesInUse(vec![JoinPolicy::Open]),
             "{backend}"
         );
@@ -293,7 +300,10 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_us
             .unwrap();
         settle(&store, T0).await;
         assert!(matches!(
-            store.update_label(&general, &sys(), T0).await.unwrap(),
+            store
+                .update_label(&general, &subject("lia"), &sys(), T0)
+                .await
+                .unwrap(),
             LabelUpdate::Updated(_)
         ));
         assert_eq!(
@@ -305,6 +315,162 @@ async fn a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_us
         );
     })
     .await;
+}
+
+async fn loosening_a_label_in_use_waits_for_a_second_label_admin(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
+        seeded(&store).await;
+        let conf = label_name("Confidential");
+        let before = store.get_label(&conf).await.unwrap().unwrap();
+        // Unused, a label loosens at once.
+        let mut open = before.clone();
+        open.policy.guests_allowed = true;
+        assert_eq!(
+            store
+                .update_label(&open, &subject("lia"), &sys(), T0)
+                .await
+                .unwrap(),
+            LabelUpdate::Updated(open.clone()),
+            "{backend}"
+        );
+        assert_eq!(
+            store
+                .update_label(&before, &subject("lia"), &sys(), T0)
+                .await
+                .unwrap(),
+            LabelUpdate::Updated(before.clone())
+        );
+        // In use, the same change waits; the label stays as it was.
+        let g = created(
+            &store,
+            &new_group(
+                "Witness Support",
+                "Confidential",
+                JoinPolicy::Approval,
+                "alice",
+            ),
+        )
+        .await;
+        assert_eq!(store.groups_under_label(&conf).await.unwrap(), vec![g.id]);
+        let LabelUpdate::Proposed(change) = store
+            .update_label(&open, &subject("lia"), &sys(), T0 + 1)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}: a loosening of a label in use applied at once");
+        };
+        assert_eq!(
+            (change.proposed.clone(), change.before.clone()),
+            (open.clone(), before.clone())
+        );
+        assert_eq!(store.get_label(&conf).await.unwrap().unwrap(), before);
+        assert_eq!(
+            store.pending_label_changes().await.unwrap(),
+            vec![change.clone()]
+        );
+        // One pending change a label.
+        let mut agents = before.clone();
+        agents.policy.agents_allowed = true;
+        assert_eq!(
+            store
+                .update_label(&agents, &subject("max"), &sys(), T0)
+                .await
+                .unwrap(),
+            LabelUpdate::ChangePending(change.id)
+        );
+        // The proposer cannot approve it; a second label-admin can.
+        assert_eq!(
+            store
+                .approve_label_change(change.id, &subject("lia"), &sys(), T0)
+                .await
+                .unwrap(),
+            LabelApproval::SameAdmin
+        );
+        assert_eq!(store.get_label(&conf).await.unwrap().unwrap(), before);
+        assert_eq!(
+            store
+                .approve_label_change(change.id, &subject("max"), &sys(), T0 + 2)
+                .await
+                .unwrap(),
+            LabelApproval::Approved(open.clone())
+        );
+        assert_eq!(store.get_label(&conf).await.unwrap().unwrap(), open);
+        assert!(store.pending_label_changes().await.unwrap().is_empty());
+        assert_eq!(
+            store
+                .approve_label_change(change.id, &subject("max"), &sys(), T0)
+                .await
+                .unwrap(),
+            LabelApproval::NotFound
+        );
+
+        // Tightening applies at once, even with a loosening pending, which it overtakes.
+        let LabelUpdate::Proposed(pending) = store
+            .update_label(&agents_too(&open), &subject("lia"), &sys(), T0)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}");
+        };
+        assert_eq!(
+            store
+                .update_label(&before, &subject("lia"), &sys(), T0)
+                .await
+                .unwrap(),
+            LabelUpdate::Updated(before.clone())
+        );
+        assert_eq!(
+            store
+                .approve_label_change(pending.id, &subject("max"), &sys(), T0)
+                .await
+                .unwrap(),
+            LabelApproval::Overtaken
+        );
+        assert_eq!(store.get_label(&conf).await.unwrap().unwrap(), before);
+        // A rejected change is gone.
+        let LabelUpdate::Proposed(again) = store
+            .update_label(&open, &subject("lia"), &sys(), T0)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}");
+        };
+        assert!(store
+            .reject_label_change(again.id, &subject("lia"), &sys(), T0)
+            .await
+            .unwrap());
+        assert!(!store
+            .reject_label_change(again.id, &subject("lia"), &sys(), T0)
+            .await
+            .unwrap());
+        assert_eq!(store.get_label(&conf).await.unwrap().unwrap(), before);
+        let actions: Vec<String> = store
+            .catalog_audit(0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .filter(|a| a.starts_with("label.change"))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "label.change-proposed",
+                "label.change-approved",
+                "label.change-proposed",
+                "label.change-overtaken",
+                "label.change-proposed",
+                "label.change-rejected",
+            ]
+        );
+    })
+    .await;
+}
+
+fn agents_too(l: &Label) -> Label {
+    let mut l = l.clone();
+    l.policy.agents_allowed = true;
+    l
 }
 
 async fn creating_a_group_checks_the_label_and_the_address(kind: Kind) {
@@ -924,6 +1090,7 @@ service_kit::backend_tests!(
     label_names_are_unique_ignoring_case,
     a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_uses,
     creating_a_group_checks_the_label_and_the_address,
+    loosening_a_label_in_use_waits_for_a_second_label_admin,
     discovery_finds_active_groups_the_caller_may_enter_by_substring_in_pages,
     owners_edit_within_the_label_and_nobody_else_edits,
     the_saga_leases_one_group_to_one_worker_and_retries_after_failures,

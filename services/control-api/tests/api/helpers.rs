@@ -36,6 +36,8 @@ pub struct FakeTenant {
     provision_calls: Mutex<Vec<ProvisionGroup>>,
     /// How many offboarding calls reached the tenant.
     pub offboarded: Mutex<u32>,
+    /// The label rules applied, in order.
+    pub rules: Mutex<Vec<tenant_api::ApplyRule>>,
 }
 
 impl Default for FakeTenant {
@@ -45,6 +47,7 @@ impl Default for FakeTenant {
             groups: Mutex::new(HashSet::new()),
             provision_calls: Mutex::new(Vec::new()),
             offboarded: Mutex::new(0),
+            rules: Mutex::new(Vec::new()),
         }
     }
 }
@@ -103,6 +106,18 @@ impl Tenant for FakeTenant {
 
     async fn ping(&self) -> Result<(), TenantError> {
         self.check()
+    }
+
+    async fn apply_rule(
+        &self,
+        request: &tenant_api::ApplyRule,
+    ) -> Result<tenant_api::RuleApplied, TenantError> {
+        self.check()?;
+        self.rules.lock().unwrap().push(request.clone());
+        Ok(tenant_api::RuleApplied {
+            groups: request.groups.len() as u64,
+            ended: CountBucket::of(0),
+        })
     }
 }
 
