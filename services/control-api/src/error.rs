@@ -55,6 +55,12 @@ pub enum ApiError {
     /// The group is being archived or is archived.
     #[error("the group is {}; it takes no more changes", .0.as_str())]
     NotEditable(GroupState),
+    /// The caller holds no invitation to own this group.
+    #[error("you hold no invitation to own this group")]
+    NotInvited,
+    /// The group's label does not admit the caller's kind, so they cannot own it.
+    #[error("{0}, so you cannot own a group under it")]
+    OwnerRefused(domain::EntryRefusal),
     /// No pending label change has this id.
     #[error("no label change with this id is waiting for approval")]
     ChangeNotFound,
@@ -102,14 +108,21 @@ impl ApiError {
                 "Join policy not allowed by the label",
             )
             .with_detail(detail),
-            Self::GroupNotFound | Self::LabelNotFound(_) | Self::ChangeNotFound => {
-                Problem::not_found(detail)
-            }
+            Self::GroupNotFound
+            | Self::LabelNotFound(_)
+            | Self::ChangeNotFound
+            | Self::NotInvited => Problem::not_found(detail),
             Self::CreatorKind(_)
             | Self::MissingRole(_)
             | Self::NotOwner
             | Self::ServiceNotAllowed(_)
             | Self::SameAdmin => Problem::forbidden(detail),
+            Self::OwnerRefused(_) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "label-refused",
+                "The group's label does not admit you",
+            )
+            .with_detail(detail),
             Self::Conflict(_) | Self::NotEditable(_) => Problem::conflict(detail),
             Self::TenantUnavailable | Self::RuleNotApplied => Problem::unavailable(detail),
             Self::Store(_) => Problem::internal(),

@@ -44,6 +44,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(discover, create_group))
         .routes(routes!(get_group, update_group))
         .routes(routes!(archive_group))
+        .routes(routes!(accept_ownership))
+        .routes(routes!(decline_ownership))
 }
 
 /// A group as a caller sees it.
@@ -83,6 +85,16 @@ pub struct GroupView {
     /// group and it is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_count: Option<CountBucket>,
+    /// People an owner named as co-owners who have not accepted yet (shown to owners only).
+    /// Under a label that bars guests or AI agents, a named co-owner becomes an owner only by
+    /// accepting with their own token, whose kind the label must admit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<String>)]
+    pub invited_owners: Vec<Subject>,
+    /// Whether the caller is invited to own the group: accept at
+    /// `POST /control/v1/groups/{id}/ownership/accept`, or decline at `…/decline`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub invited_to_own: bool,
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -109,7 +121,19 @@ impl GroupView {
             owners: g.owners.as_slice().to_vec(),
             is_owner: owner,
             member_count: None,
+            invited_owners: Vec::new(),
+            invited_to_own: false,
         }
+    }
+
+    /// Adds what the caller may know of the group's invitations: owners see who is invited,
+    /// an invited person that they are.
+    fn with_invitations(mut self, invited: Vec<Subject>, caller: &Caller) -> Self {
+        self.invited_to_own = invited.contains(&caller.subject);
+        if self.is_owner {
+            self.invited_owners = invited;
+        }
+        self
     }
 
     /// The view of `g` for `caller`.
@@ -393,7 +417,8 @@ async fn get_group(
     GroupPath(id): GroupPath,
 ) -> Result<AppJson<GroupView>, ApiError> {
     let group = visible_group(&state, id, &caller).await?;
-    let mut view = GroupView::for_caller(&group, &caller);
+    let invited = state.store.invited_owners(id).await?;
+    let mut view = GroupView::for_caller(&group, &caller).with_invitations(invited, &caller);
     if view.is_owner && group.state == GroupState::Active {
         // The count is a courtesy to owners: when the tenant cannot answer, the rest of the
         // catalog still can.
@@ -407,7 +432,11 @@ async fn get_group(
 
 /// Changes a group's description, join policy or owners (owners only).
 ///
-/// The join policy must be one the group's label allows. The label itself cannot be changed:
+/// `owners` is the whole list. Owners named again stay owners. Under a label that admits every
+/// kind of identity, the others become owners at once; under one that bars guests or AI
+/// agents, they are invited (`invited_owners`) and become owners only when they accept with
+/// their own token, whose kind the label must admit. The answer is the same whatever Hush
+/// knows of the people named. The join policy must be one the group's label allows. The label itself cannot be changed:
 /// a body naming `label` is refused with 422. Unknown fields are refused with 422 too.
 #[utoipa::path(
     patch,
@@ -461,7 +490,10 @@ async fn update_group(
             if owners_changed && record.state == GroupState::Active {
                 sync_mail_policy(&state, &record).await;
             }
-            Ok(AppJson(GroupView::for_caller(&record, &caller)))
+            let invited = state.store.invited_owners(id).await?;
+            Ok(AppJson(
+                GroupView::for_caller(&record, &caller).with_invitations(invited, &caller),
+            ))
         }
         GroupWrite::NotFound => Err(ApiError::GroupNotFound),
         GroupWrite::NotOwner => Err(ApiError::NotOwner),
@@ -584,4 +616,92 @@ mod tests {
     fn times_are_rfc3339() {
         assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
     }
+}
+
+/// Accepts an invitation to own a group (the invited person, with their own token).
+///
+/// The group's label must admit the caller's kind of identity: a guest or an AI agent cannot
+/// become owner of a group whose label bars them (403, naming the label and the kind). 404
+/// when the caller holds no invitation to this group, or it is being archived.
+#[utoipa::path(
+    post,
+    path = "/control/v1/groups/{id}/ownership/accept",
+    tag = "groups",
+    params(("id" = String, Path, format = Uuid, description = "The group's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller owns the group now.", body = GroupView),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The group's label does not admit the caller's kind of identity. `404` No invitation to own this group for the caller. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn accept_ownership(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    GroupPath(id): GroupPath,
+) -> Result<AppJson<GroupView>, ApiError> {
+    answer_ownership(&state, &caller, request_id, id, true)
+        .await
+        .map(AppJson)
+}
+
+/// Declines an invitation to own a group (the invited person).
+#[utoipa::path(
+    post,
+    path = "/control/v1/groups/{id}/ownership/decline",
+    tag = "groups",
+    params(("id" = String, Path, format = Uuid, description = "The group's id.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The invitation is gone."),
+        (status = "4XX", description = "`401` No valid bearer token. `404` No invitation to own this group for the caller. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn decline_ownership(
+    State(state): State<AppState>,
+    caller: Caller,
+    RequestId(request_id): RequestId,
+    GroupPath(id): GroupPath,
+) -> Result<StatusCode, ApiError> {
+    answer_ownership(&state, &caller, request_id, id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller answers their invitation to own group `id`.
+async fn answer_ownership(
+    state: &AppState,
+    caller: &Caller,
+    request_id: Option<String>,
+    id: GroupId,
+    accept: bool,
+) -> Result<GroupView, ApiError> {
+    let invited = state.store.invited_owners(id).await?;
+    let group = state
+        .store
+        .get_group(id)
+        .await?
+        .filter(|_| invited.contains(&caller.subject))
+        .ok_or(ApiError::NotInvited)?;
+    if accept {
+        domain::may_enter(caller.kind, &group.label.name, &group.label.policy)
+            .map_err(ApiError::OwnerRefused)?;
+    }
+    let record = state
+        .store
+        .answer_ownership(
+            id,
+            &caller.subject,
+            accept,
+            &AuditContext::request(&caller.subject, request_id),
+            now_ms(),
+        )
+        .await?
+        .ok_or(ApiError::NotInvited)?;
+    if accept && record.state == GroupState::Active {
+        sync_mail_policy(state, &record).await;
+    }
+    let invited = state.store.invited_owners(id).await?;
+    Ok(GroupView::for_caller(&record, caller).with_invitations(invited, caller))
 }

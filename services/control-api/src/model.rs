@@ -192,9 +192,11 @@ pub struct GroupRecord {
 }
 
 impl GroupRecord {
-    /// Whether `caller` owns the group.
+    /// Whether `caller` owns the group: named an owner, and of a kind its label admits. An
+    /// owner whose token now says they are a guest or an AI agent the label bars cannot act as
+    /// owner (labels govern ownership, whatever the owner list says).
     pub fn is_owner(&self, caller: &Caller) -> bool {
-        self.owners.contains(&caller.subject)
+        self.owners.contains(&caller.subject) && self.admits(caller.kind)
     }
 
     /// Whether the group's label admits identities of `kind` (the same rule joining applies).

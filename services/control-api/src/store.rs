@@ -305,6 +305,21 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<GroupWrite, StoreError>;
 
+    /// The people invited to own the group (named by an owner, not yet accepted), sorted.
+    async fn invited_owners(&self, id: GroupId) -> Result<Vec<Subject>, StoreError>;
+
+    /// `who` answers their invitation to own the group: accepting makes them an owner,
+    /// declining drops it. `None` when they hold no invitation or the group takes no edits.
+    /// The caller has checked that the group's label admits their kind before accepting.
+    async fn answer_ownership(
+        &self,
+        id: GroupId,
+        who: &Subject,
+        accept: bool,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<Option<GroupRecord>, StoreError>;
+
     /// Moves a provisioning or active group to `archiving` (due for the saga); a group already
     /// archiving or archived is left as it is. `actor` must own the group; the catalog's audit
     /// records it as the actor, with `ctx`'s request id.
@@ -455,11 +470,45 @@ fn dropped_join_policies(policy: &LabelPolicy, used: &[JoinPolicy]) -> Vec<JoinP
 /// What an owner's edit of group `id` records in the catalog's audit: the description (only
 /// that it changed) and the join policy in one event, then each owner added, then each owner
 /// removed, against the owners `before` the edit (given when the edit sets owners).
+/// Who owns a group, and who is invited to, after an owner names its owners ([`owner_plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerPlan {
+    /// The owners from now on.
+    pub owners: Vec<Subject>,
+    /// Those named who become owners only when they accept with their own token.
+    pub invited: Vec<Subject>,
+}
+
+/// What naming `named` as a group's owners does, when `before` own it, under a label with
+/// `policy`. Owners named again stay owners. Under a label that admits every kind of identity
+/// the others become owners at once. Under one that bars guests or AI agents they are invited:
+/// they become owners only when they accept with their own token, whose kind the label must
+/// admit. Nobody is made owner on someone else's word about their kind, and the answer to the
+/// owner who named them is the same whatever Hush knows of them (labels govern ownership).
+/// A group always has an owner: when everyone named is invited, `actor` (the owner naming
+/// them) stays owner until they remove themselves after an invited owner accepted.
+pub fn owner_plan(
+    actor: &Subject,
+    before: &[Subject],
+    named: &[Subject],
+    policy: &LabelPolicy,
+) -> OwnerPlan {
+    let admits_everyone = policy.guests_allowed && policy.agents_allowed;
+    let (mut owners, invited): (Vec<Subject>, Vec<Subject>) = named
+        .iter()
+        .cloned()
+        .partition(|s| admits_everyone || before.contains(s));
+    if owners.is_empty() {
+        owners.push(actor.clone());
+    }
+    OwnerPlan { owners, invited }
+}
+
 fn edit_events(
     id: GroupId,
     actor: &Subject,
     changes: &GroupChanges,
-    before: Option<&[Subject]>,
+    before: Option<(&[Subject], &OwnerPlan)>,
 ) -> Vec<CatalogEvent> {
     let mut events = Vec::new();
     if changes.description.is_some() || changes.join_policy.is_some() {
@@ -472,14 +521,17 @@ fn edit_events(
         }
         events.push(CatalogEvent::group("group.edited", id, detail.into()).by(actor));
     }
-    if let (Some(owners), Some(before)) = (&changes.owners, before) {
+    if let Some((before, plan)) = before {
         let owner_event = |action, s: &Subject| {
             CatalogEvent::group(action, id, serde_json::json!({ "subject": s.as_str() })).by(actor)
         };
-        for s in owners.as_slice().iter().filter(|s| !before.contains(s)) {
+        for s in plan.owners.iter().filter(|s| !before.contains(s)) {
             events.push(owner_event("group.owner-added", s));
         }
-        for s in before.iter().filter(|s| !owners.as_slice().contains(s)) {
+        for s in &plan.invited {
+            events.push(owner_event("group.owner-invited", s));
+        }
+        for s in before.iter().filter(|s| !plan.owners.contains(s)) {
             events.push(owner_event("group.owner-removed", s));
         }
     }

@@ -260,6 +260,7 @@ mod tests {
                     O::Offboard,
                     O::BreakGlass,
                     O::MailCounts,
+                    O::ApplyRule,
                 ],
                 ServiceName::MembershipApi => &[
                     O::Ping,

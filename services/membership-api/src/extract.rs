@@ -102,7 +102,14 @@ impl AppState {
         id: GroupId,
     ) -> Result<GroupPolicyView, ApiError> {
         match self.catalog.group(id).await? {
-            Some(g) if g.owners.contains(&caller.subject) => Ok(g),
+            // Labels govern ownership: a named owner whose token says a kind the label bars
+            // (a guest, an AI agent) is refused like anyone else.
+            Some(g)
+                if g.owners.contains(&caller.subject)
+                    && domain::may_enter(caller.kind, &g.label.name, &g.label.policy).is_ok() =>
+            {
+                Ok(g)
+            }
             _ => Err(ApiError::NotOwner),
         }
     }

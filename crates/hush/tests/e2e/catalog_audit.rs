@@ -84,7 +84,7 @@ async fn label_admins_read_every_catalog_change_and_no_membership(kind: Backend)
         ("label.created", "lena-audit"),
         ("group.created", "omar-audit"),
         ("group.edited", "omar-audit"),
-        ("group.owner-added", "omar-audit"),
+        ("group.owner-invited", "omar-audit"),
         ("group.archived", "omar-audit"),
     ]
     .iter()

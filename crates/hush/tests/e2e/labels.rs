@@ -334,7 +334,51 @@ async fn tightening_a_label_evicts_and_loosening_it_needs_a_second_label_admin(k
     app.stop().await;
 }
 
+async fn a_guest_cannot_be_made_owner_of_a_group_whose_label_bars_guests(kind: Backend) {
+    let app = App::spawn_on(kind).await;
+    let olga = app.member("olga");
+    let conf = app
+        .active_group(&olga, "Board Prep", "Confidential", "approval")
+        .await;
+    let url = app.control(&format!("/groups/{conf}"));
+    let named = app
+        .call(
+            Method::PATCH,
+            &url,
+            Some(&olga),
+            Some(json!({"owners": ["olga", "gina", "carol"]})),
+        )
+        .await;
+    assert_eq!(named.status, StatusCode::OK, "{}", named.text);
+    assert_eq!(named.body["owners"], json!(["olga"]));
+    assert_eq!(named.body["invited_owners"], json!(["carol", "gina"]));
+    // Gina's own token says guest: she cannot accept, and acts as no owner anywhere.
+    let gina = app.token("gina", IdentityKind::Guest, &[]);
+    let refused = app
+        .post(&format!("{url}/ownership/accept"), &gina, json!({}))
+        .await;
+    refused.assert_problem(403);
+    assert_eq!(refused.body["type"], "urn:hush:problem:label-refused");
+    let requests = app.membership(&format!("/groups/{conf}/requests"));
+    app.get(&requests, &gina).await.assert_problem(403);
+    // Carol, an employee, accepts and reads the requests as an owner.
+    let carol = app.member("carol");
+    app.get(&requests, &carol).await.assert_problem(403);
+    let accepted = app
+        .post(&format!("{url}/ownership/accept"), &carol, json!({}))
+        .await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.text);
+    assert_eq!(accepted.body["owners"], json!(["carol", "olga"]));
+    let listed = app.get(&requests, &carol).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    // Olga, an owner by name, whose token now says agent, is refused as an owner.
+    let olga_agent = app.token("olga", IdentityKind::Agent, &[]);
+    app.get(&requests, &olga_agent).await.assert_problem(403);
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
+    a_guest_cannot_be_made_owner_of_a_group_whose_label_bars_guests,
     a_kind_revealed_by_the_persons_token_ends_the_memberships_its_label_bars,
     tightening_a_label_evicts_and_loosening_it_needs_a_second_label_admin,
     a_guest_is_refused_a_group_whose_label_bars_guests_and_nothing_is_written,

@@ -5,9 +5,9 @@
 
 use super::{
     corrupt, dropped_join_policies, edit_events, group_from, join_policies_text, label_detail,
-    label_from, like_pattern, Claim, DiscoverQuery, GroupInsert, GroupTuple, GroupWrite,
-    LabelApproval, LabelDelete, LabelInsert, LabelTuple, LabelUpdate, PendingLabelChange,
-    SagaStatus, Schema, Store, StoreError,
+    label_from, like_pattern, owner_plan, Claim, DiscoverQuery, GroupInsert, GroupTuple,
+    GroupWrite, LabelApproval, LabelDelete, LabelInsert, LabelTuple, LabelUpdate,
+    PendingLabelChange, SagaStatus, Schema, Store, StoreError,
 };
 use crate::catalog_audit::{self, AuditContext, AuditEntry, CatalogEvent};
 use crate::model::{GroupChanges, GroupRecord, NewGroup};
@@ -842,16 +842,26 @@ where
                     return Ok(GroupWrite::JoinPolicyRefused(label));
                 }
             }
-            let before = match &changes.owners {
-                Some(_) => Some(
-                    Reads::<DB>::owners_of(&mut *tx, &[*id.as_uuid()])
+            let plan = match &changes.owners {
+                Some(owners) => {
+                    let before = Reads::<DB>::owners_of(&mut *tx, &[*id.as_uuid()])
                         .await?
                         .remove(id.as_uuid())
-                        .unwrap_or_default(),
-                ),
+                        .unwrap_or_default();
+                    let label = Reads::<DB>::hold_label(&mut *tx, &label)
+                        .await?
+                        .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
+                    let plan = owner_plan(actor, &before, owners.as_slice(), &label.policy);
+                    Some((before, plan))
+                }
                 None => None,
             };
-            let events = edit_events(id, actor, changes, before.as_deref());
+            let events = edit_events(
+                id,
+                actor,
+                changes,
+                plan.as_ref().map(|(b, p)| (b.as_slice(), p)),
+            );
             if !changes.is_empty() {
                 sqlx::query(
                     "UPDATE groups SET description = COALESCE($1, description), \
@@ -864,20 +874,40 @@ where
                 .execute(&mut *tx)
                 .await?;
             }
-            if let Some(owners) = &changes.owners {
-                sqlx::query("DELETE FROM group_owners WHERE group_id = $1")
-                    .bind(*id.as_uuid())
-                    .execute(&mut *tx)
-                    .await?;
-                let sql = format!(
-                    "INSERT INTO group_owners (group_id, subject) VALUES {}",
-                    sql::value_rows(owners.as_slice().len(), 2)
-                );
-                let mut q = sqlx::query(&sql);
-                for subject in owners.as_slice() {
-                    q = q.bind(*id.as_uuid()).bind(subject.as_str());
+            if let Some((_, plan)) = &plan {
+                for table in ["group_owners", "owner_invitations"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE group_id = $1"))
+                        .bind(*id.as_uuid())
+                        .execute(&mut *tx)
+                        .await?;
                 }
-                q.execute(&mut *tx).await?;
+                if !plan.owners.is_empty() {
+                    let sql = format!(
+                        "INSERT INTO group_owners (group_id, subject) VALUES {}",
+                        sql::value_rows(plan.owners.len(), 2)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for subject in &plan.owners {
+                        q = q.bind(*id.as_uuid()).bind(subject.as_str());
+                    }
+                    q.execute(&mut *tx).await?;
+                }
+                if !plan.invited.is_empty() {
+                    let sql = format!(
+                        "INSERT INTO owner_invitations (group_id, subject, invited_by, invited_at) \
+                         VALUES {}",
+                        sql::value_rows(plan.invited.len(), 4)
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for subject in &plan.invited {
+                        q = q
+                            .bind(*id.as_uuid())
+                            .bind(subject.as_str())
+                            .bind(actor.as_str())
+                            .bind(now);
+                    }
+                    q.execute(&mut *tx).await?;
+                }
             }
             let record = Reads::<DB>::read_group(&mut *tx, id)
                 .await?
@@ -885,6 +915,83 @@ where
             catalog_audit::append::<DB>(&mut *tx, ctx, &events, now).await?;
             tx.commit().await?;
             Ok(GroupWrite::Done(record))
+        })
+        .await
+    }
+
+    async fn invited_owners(&self, id: GroupId) -> Result<Vec<Subject>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT subject FROM owner_invitations WHERE group_id = $1 ORDER BY subject",
+        )
+        .bind(*id.as_uuid())
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|s| Subject::parse(s).map_err(corrupt))
+            .collect()
+    }
+
+    async fn answer_ownership(
+        &self,
+        id: GroupId,
+        who: &Subject,
+        accept: bool,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<Option<GroupRecord>, StoreError> {
+        let (this, who, ctx) = (self.clone(), who.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let (who, ctx) = (&who, &ctx);
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let sql = format!("SELECT state FROM groups WHERE id = $1{}", DB::FOR_UPDATE);
+            let state: Option<String> = sqlx::query_scalar(&sql)
+                .bind(*id.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await?;
+            let editable = matches!(state.as_deref(), Some("provisioning" | "active"));
+            let invited: Option<String> = if editable {
+                sqlx::query_scalar(
+                    "DELETE FROM owner_invitations WHERE group_id = $1 AND subject = $2 \
+                     RETURNING subject",
+                )
+                .bind(*id.as_uuid())
+                .bind(who.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+            } else {
+                None
+            };
+            if invited.is_none() {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            if accept {
+                sqlx::query(
+                    "INSERT INTO group_owners (group_id, subject) VALUES ($1, $2) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(*id.as_uuid())
+                .bind(who.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+            let action = if accept {
+                "group.owner-accepted"
+            } else {
+                "group.owner-declined"
+            };
+            let event =
+                CatalogEvent::group(action, id, serde_json::json!({ "subject": who.as_str() }))
+                    .by(who);
+            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            sqlx::query("UPDATE groups SET updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(*id.as_uuid())
+                .execute(&mut *tx)
+                .await?;
+            let record = Reads::<DB>::read_group(&mut *tx, id).await?;
+            tx.commit().await?;
+            Ok(record)
         })
         .await
     }

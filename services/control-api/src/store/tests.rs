@@ -684,9 +684,30 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
         };
         assert_eq!(after.description.as_str(), "New words");
         assert_eq!(after.join_policy, JoinPolicy::Invite);
-        assert_eq!(after.owners.as_slice(), &[alice.clone(), subject("carol")]);
+        // Confidential bars guests and agents: carol is invited, not made owner, until she
+        // accepts (her handler checked her token's kind).
+        assert_eq!(after.owners.as_slice(), std::slice::from_ref(&alice));
+        assert_eq!(
+            store.invited_owners(g.id).await.unwrap(),
+            vec![subject("carol")]
+        );
         assert_eq!(after.updated_at, T0 + 5);
         assert_eq!(after.name, g.name, "untouched fields stay");
+        assert!(store
+            .answer_ownership(g.id, &subject("mallory"), true, &sys(), T0)
+            .await
+            .unwrap()
+            .is_none());
+        let accepted = store
+            .answer_ownership(g.id, &subject("carol"), true, &sys(), T0 + 6)
+            .await
+            .unwrap()
+            .expect("carol was invited");
+        assert_eq!(
+            accepted.owners.as_slice(),
+            &[alice.clone(), subject("carol")]
+        );
+        assert!(store.invited_owners(g.id).await.unwrap().is_empty());
 
         // Carol, now an owner, hands the group over entirely.
         let handover = GroupChanges {
@@ -707,6 +728,34 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
                 .unwrap(),
             GroupWrite::NotOwner
         );
+        // A group always has an owner: carol stays one until dave accepts and she steps down.
+        assert_eq!(
+            store
+                .get_group(g.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .owners
+                .as_slice(),
+            &[subject("carol")]
+        );
+        store
+            .answer_ownership(g.id, &subject("dave"), true, &sys(), T0)
+            .await
+            .unwrap()
+            .expect("dave was invited");
+        let step_down = GroupChanges {
+            owners: Some(Owners::one(subject("dave"))),
+            ..Default::default()
+        };
+        let GroupWrite::Done(after) = store
+            .update_group(g.id, &subject("carol"), &step_down, &sys(), T0)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}");
+        };
+        assert_eq!(after.owners.as_slice(), &[subject("dave")]);
 
         // Archived groups take no edits.
         store

@@ -304,7 +304,45 @@ async fn owners_edit_within_the_label_and_the_label_never_changes(kind: Backend)
     assert_eq!(body["join_policy"], "invite");
     assert_eq!(body["description"], "New words");
     assert_eq!(body["label"], "Confidential");
-    assert_eq!(body["owners"], json!(["alice", "carol"]));
+    // Confidential bars guests and agents: carol is invited, and owns the group only once she
+    // accepts with her own token. A guest invited the same way is refused when accepting.
+    assert_eq!(body["owners"], json!(["alice"]));
+    assert_eq!(body["invited_owners"], json!(["carol"]));
+    let carol = app.member("carol");
+    let seen = app.get(&uri, &carol).await;
+    assert_eq!(seen.ok(200)["invited_to_own"], true);
+    assert!(seen.body.get("invited_owners").is_none(), "{}", seen.text);
+    app.patch(&uri, &carol, json!({"description": "x"}))
+        .await
+        .problem(403);
+    let accepted = app
+        .post(&format!("{uri}/ownership/accept"), &carol, json!({}))
+        .await;
+    assert_eq!(accepted.ok(200)["owners"], json!(["alice", "carol"]));
+    app.post(&format!("{uri}/ownership/accept"), &carol, json!({}))
+        .await
+        .problem(404);
+    let res = app
+        .patch(&uri, &alice, json!({"owners": ["alice", "carol", "gina"]}))
+        .await;
+    assert_eq!(res.ok(200)["invited_owners"], json!(["gina"]));
+    let refused = app
+        .post(
+            &format!("{uri}/ownership/accept"),
+            &app.guest("gina"),
+            json!({}),
+        )
+        .await;
+    assert!(refused.problem(403).contains("guests"), "{}", refused.text);
+    assert_eq!(refused.body["type"], "urn:hush:problem:label-refused");
+    assert_eq!(
+        app.get(&uri, &alice).await.body["owners"],
+        json!(["alice", "carol"])
+    );
+    // A named owner whose token says guest acts as no owner.
+    app.patch(&uri, &app.guest("carol"), json!({"description": "x"}))
+        .await
+        .problem(404);
 
     // A co-owner edits; someone who can see the group but does not own it may not (403); a
     // guest, whom the label bars, is told there is no such group (404).
