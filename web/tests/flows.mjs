@@ -240,6 +240,26 @@ test('a guest is refused a group whose label bars guests, with a clear message',
   assert((await gina.getByRole('link', { name: 'Leadership Offsite' }).count()) === 0, 'the guest is not in it');
 });
 
+test('a co-owner named under a label that bars guests is invited and owns the group once they accept', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  await alice.goto(`${BASE}/#/groups/${state.confidential}/manage`);
+  await alice.getByRole('heading', { level: 1, name: 'Manage Leadership Offsite' }).waitFor();
+  const owners = alice.getByLabel('Owners');
+  await owners.fill('alice\nbob');
+  await alice.getByRole('button', { name: 'Save changes' }).click();
+  await alice.getByRole('heading', { level: 1, name: 'Manage Leadership Offsite' }).waitFor();
+  await alice.getByText('Invited, not yet accepted: bob.').waitFor();
+
+  const bob = await as(ctx, 'bob');
+  await bob.goto(`${BASE}/#/groups/${state.confidential}`);
+  await bob.getByRole('heading', { level: 2, name: 'You are invited to own this group' }).waitFor();
+  assert((await bob.getByRole('link', { name: 'Manage group' }).count()) === 0, 'not an owner before accepting');
+  await shot(bob, '09b-ownership-invitation');
+  await bob.getByRole('button', { name: 'Accept' }).click();
+  await bob.getByText('You now own Leadership Offsite.').waitFor();
+  await bob.getByRole('link', { name: 'Manage group' }).waitFor();
+});
+
 test('owner add and remove answer with one identical acknowledgement whatever the outcome', async (ctx) => {
   const alice = await as(ctx, 'alice');
   await alice.goto(`${BASE}/#/groups/${state.open}/manage`);

@@ -27,12 +27,14 @@ mod dev;
 mod error;
 mod jwks;
 mod keys;
+mod revocation;
 mod service;
 mod user;
 
 pub use client::ServiceClient;
 pub use dev::{DevClaims, DevIssuer, DEV_ISSUER, DEV_KEY_FILE, JWKS_PATH};
 pub use error::AuthError;
+pub use revocation::{Check, Revocations, VALID_FOR};
 pub use service::{
     generate_service_key, parse_trusted_keys, service_key_path, service_pub_path, ServiceCaller,
     ServiceKeyArgs, ServiceKeyFiles, ServiceSigner, ServiceVerifier,

@@ -142,6 +142,9 @@ impl Caller {
 #[derive(Clone)]
 pub struct Verifier {
     inner: Arc<Inner>,
+    /// Who says whether a token was voided by an offboarding; none in tests and tools that
+    /// run without a tenant.
+    standing: Option<crate::revocation::Standing>,
 }
 
 struct Inner {
@@ -189,6 +192,7 @@ impl Verifier {
         let keys = KeySet::remote(url.to_string(), client, min_refetch);
         Ok(Self {
             inner: Arc::new(Inner { config, keys }),
+            standing: None,
         })
     }
 
@@ -203,7 +207,28 @@ impl Verifier {
                 config,
                 keys: KeySet::fixed(keys),
             }),
+            standing: None,
         })
+    }
+
+    /// This verifier, also refusing every token that an offboarding voided, as `revocations`
+    /// says ([`crate::Revocations`]): what every public service sets, with the tenant.
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: Arc<dyn crate::Revocations>) -> Self {
+        self.standing = Some(crate::revocation::Standing::new(revocations));
+        self
+    }
+
+    /// Refuses `caller`'s token when an offboarding voided it (nothing to check without
+    /// [`Self::with_revocations`]).
+    pub async fn check_standing(&self, caller: &Caller) -> Result<(), AuthError> {
+        match &self.standing {
+            Some(standing) => {
+                let issued_at = caller.claims.get("iat").and_then(serde_json::Value::as_i64);
+                standing.check(&caller.subject, issued_at).await
+            }
+            None => Ok(()),
+        }
     }
 
     /// The configuration this verifier enforces.
@@ -356,7 +381,10 @@ where
         let Some(token) = bearer(parts)? else {
             return Ok(None);
         };
-        let caller = Verifier::from_ref(state).verify(token).await?;
+        let verifier = Verifier::from_ref(state);
+        let caller = verifier.verify(token).await?;
+        // Offboarding bites: a token issued before its holder was offboarded is refused.
+        verifier.check_standing(&caller).await?;
         parts.extensions.insert(caller.clone());
         Ok(Some(caller))
     }

@@ -54,6 +54,8 @@ pub mod paths {
     pub const GROUPS_BATCH: &str = "/tenant/v1/groups/batch";
     /// `POST` applies a label's entry rule to the groups under it ([`super::ApplyRule`]).
     pub const APPLY_RULE: &str = "/tenant/v1/labels/apply";
+    /// `POST` asks whether a person's token was voided by an offboarding ([`super::TokenCheck`]).
+    pub const TOKEN_CHECK: &str = "/tenant/v1/tokens/check";
     /// `GET` the mail queue's counts ([`super::MailCounts`]).
     pub const MAIL_COUNTS: &str = "/tenant/v1/mail/counts";
 
@@ -98,6 +100,33 @@ pub struct ProvisionGroup {
     /// is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<EntryRule>,
+}
+
+/// "Is this person's token still good?": asked by the public services before they accept a
+/// caller, about that caller only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCheck {
+    /// The token's subject (`sub`).
+    pub subject: Subject,
+    /// The token's issue time (`iat`, seconds since the epoch), when it carries one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<i64>,
+}
+
+/// INV-6: never shows the subject.
+impl fmt::Debug for TokenCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCheck").finish_non_exhaustive()
+    }
+}
+
+/// Whether a token was voided by an offboarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenStanding {
+    /// True when its holder was offboarded after it was issued (or, for a token without an
+    /// issue time, ever): refuse it.
+    pub revoked: bool,
 }
 
 /// A label's entry rule changed in the catalog: the tenant applies it to every group under the

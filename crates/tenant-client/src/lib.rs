@@ -23,7 +23,7 @@ use std::time::Duration;
 use tenant_api::{
     paths, AddMember, ApplyBatch, ApplyRule, BatchOutcome, DistributionGroup, GroupsOf,
     IdentityRef, MailCounts, MemberCount, MembershipCheck, MembershipQuery, Pong, ProvisionGroup,
-    RuleApplied, SubjectRef, LABEL_REFUSED,
+    RuleApplied, SubjectRef, TokenCheck, TokenStanding, LABEL_REFUSED,
 };
 
 /// How long connecting may take before the tenant counts as unavailable.
@@ -247,6 +247,22 @@ impl TenantClient {
             .await
     }
 
+    /// Whether tokens of `subject` issued at `issued_at` were voided by an offboarding since.
+    pub async fn token_revoked(
+        &self,
+        subject: &Subject,
+        issued_at: Option<i64>,
+    ) -> Result<bool, TenantError> {
+        let body = TokenCheck {
+            subject: subject.clone(),
+            issued_at,
+        };
+        let answer: TokenStanding = self
+            .json(Method::POST, paths::TOKEN_CHECK, Some(&body))
+            .await?;
+        Ok(answer.revoked)
+    }
+
     /// The mail queue's counts (control-api, for operators).
     pub async fn mail_counts(&self) -> Result<MailCounts, TenantError> {
         self.json(Method::GET, paths::MAIL_COUNTS, None::<&()>)
@@ -373,3 +389,14 @@ async fn check(res: reqwest::Response) -> Result<reqwest::Response, TenantError>
 
 #[cfg(test)]
 mod tests;
+
+/// Offboarding bites: the public services ask the tenant whether a caller's token was voided.
+impl auth::Revocations for TenantClient {
+    fn revoked<'a>(&'a self, subject: &'a Subject, issued_at: Option<i64>) -> auth::Check<'a> {
+        Box::pin(async move {
+            self.token_revoked(subject, issued_at)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

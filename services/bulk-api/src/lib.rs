@@ -87,6 +87,9 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         .context("loading the service key")?;
     let tenant = TenantClient::new(config.tenant_url.clone(), signer.clone())
         .context("setting up the tenant's client")?;
+    // Offboarding bites: every caller's token is checked against the tenant's record of
+    // offboardings (answers reused for at most auth::VALID_FOR).
+    let verifier = verifier.with_revocations(Arc::new(tenant.clone()));
     let control = ControlClient::new(config.control_url.clone(), signer)
         .context("setting up control-api's client")?;
     let store = store::connect(config.database_url.expose(), MAX_DB_CONNECTIONS)

@@ -46,11 +46,13 @@ pub enum Operation {
     MailCounts,
     /// Apply a label's entry rule to the groups under it, ending the memberships it now bars.
     ApplyRule,
+    /// Whether a caller's token was voided by an offboarding.
+    CheckToken,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 14] = [
+    pub const ALL: [Operation; 15] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -65,6 +67,7 @@ impl Operation {
         Self::BreakGlass,
         Self::MailCounts,
         Self::ApplyRule,
+        Self::CheckToken,
     ];
 
     /// The operation's name in refusals and logs.
@@ -84,6 +87,7 @@ impl Operation {
             Self::BreakGlass => "break-glass",
             Self::MailCounts => "mail-counts",
             Self::ApplyRule => "apply-rule",
+            Self::CheckToken => "check-token",
         }
     }
 }
@@ -112,6 +116,7 @@ impl fmt::Display for Operation {
 ///   "already a member" per person (INV-3). Only bulk-api applies batches.
 /// - the tenant itself is not a caller; nothing it does goes through its API.
 ///
+/// Every public service may ask whether its own caller's token was voided by an offboarding.
 /// Every trusted service may ping and read the API document.
 pub fn may_call(service: ServiceName, op: Operation) -> bool {
     use Operation as O;
@@ -128,14 +133,26 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
                 | O::BreakGlass
                 | O::MailCounts
                 | O::ApplyRule
+                | O::CheckToken
         ),
         S::MembershipApi => matches!(
             op,
-            O::Ping | O::ReadApiDoc | O::AddMember | O::RemoveMember | O::CheckMember | O::GroupsOf
+            O::Ping
+                | O::ReadApiDoc
+                | O::AddMember
+                | O::RemoveMember
+                | O::CheckMember
+                | O::GroupsOf
+                | O::CheckToken
         ),
         S::BulkApi => matches!(
             op,
-            O::Ping | O::ReadApiDoc | O::AddMember | O::RemoveMember | O::ApplyBatch
+            O::Ping
+                | O::ReadApiDoc
+                | O::AddMember
+                | O::RemoveMember
+                | O::ApplyBatch
+                | O::CheckToken
         ),
         S::IsolatedTenant => false,
     }
@@ -193,6 +210,8 @@ pub mod op {
         MailCounts,
         /// See [`Operation::ApplyRule`].
         ApplyRule,
+        /// See [`Operation::CheckToken`].
+        CheckToken,
     );
 }
 
@@ -261,6 +280,7 @@ mod tests {
                     O::BreakGlass,
                     O::MailCounts,
                     O::ApplyRule,
+                    O::CheckToken,
                 ],
                 ServiceName::MembershipApi => &[
                     O::Ping,
@@ -269,6 +289,7 @@ mod tests {
                     O::RemoveMember,
                     O::CheckMember,
                     O::GroupsOf,
+                    O::CheckToken,
                 ],
                 ServiceName::BulkApi => &[
                     O::Ping,
@@ -276,6 +297,7 @@ mod tests {
                     O::AddMember,
                     O::RemoveMember,
                     O::ApplyBatch,
+                    O::CheckToken,
                 ],
                 ServiceName::IsolatedTenant => &[],
             }

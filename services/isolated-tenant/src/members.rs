@@ -13,7 +13,10 @@ use crate::AppState;
 use axum::extract::State;
 use http::StatusCode;
 use service_kit::{AppJson, Problem};
-use tenant_api::{AddMember, GroupsOf, IdentityRef, MembershipCheck, MembershipQuery, SubjectRef};
+use tenant_api::{
+    AddMember, GroupsOf, IdentityRef, MembershipCheck, MembershipQuery, SubjectRef, TokenCheck,
+    TokenStanding,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The membership routes, documented.
@@ -24,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(check_member))
         .routes(routes!(groups_of))
         .routes(routes!(offboard))
+        .routes(routes!(check_token))
 }
 
 /// Makes a person a member of the group.
@@ -212,4 +216,32 @@ async fn offboard(
     named(who.subject.is_some() || who.email.is_some())?;
     state.store.offboard(permit.context(), &who).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether a person's token was voided by an offboarding.
+///
+/// Offboarding records the moment; a token of that subject issued before it (or without an
+/// issue time) is void in every service and every replica. Says nothing of groups. Allowed to
+/// the public services, about their own caller.
+#[utoipa::path(
+    post,
+    path = "/tenant/v1/tokens/check",
+    tag = "members",
+    request_body = TokenCheck,
+    responses(
+        (status = 200, description = "Whether the token is void.", body = TokenStanding),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` The calling service may not ask. `413` The body is larger than the tenant accepts. `415` The body is not sent as application/json. `422` The subject is invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn check_token(
+    _: Permit<op::CheckToken>,
+    State(state): State<AppState>,
+    AppJson(check): AppJson<TokenCheck>,
+) -> Result<AppJson<TokenStanding>, ApiError> {
+    let revoked = state
+        .store
+        .token_revoked(&check.subject, check.issued_at)
+        .await?;
+    Ok(AppJson(TokenStanding { revoked }))
 }

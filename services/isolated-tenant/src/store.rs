@@ -203,7 +203,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Removes `who` from every group at once and deletes their identity (and an identity that
-    /// holds their address without another subject). Idempotent.
+    /// holds their address without another subject), and voids every token of theirs issued
+    /// before now ([`Store::token_revoked`]). Idempotent.
     async fn offboard(&self, context: &Context, who: &IdentityRef) -> Result<(), StoreError>;
 
     /// Applies a batch of adds and removes in one transaction, each with the same statements
@@ -256,6 +257,15 @@ pub trait Store: Send + Sync + 'static {
         context: &Context,
         request: &ApplyRule,
     ) -> Result<RuleApplied, StoreError>;
+
+    /// Whether tokens of `subject` issued at `issued_at` (seconds since the epoch; `None`
+    /// when the token carries no issue time) were voided by an offboarding since then
+    /// ([`Store::offboard`] records the moment). Public services ask before accepting a caller.
+    async fn token_revoked(
+        &self,
+        subject: &Subject,
+        issued_at: Option<i64>,
+    ) -> Result<bool, StoreError>;
 
     /// The bucket of the group's member count (INV-4).
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError>;

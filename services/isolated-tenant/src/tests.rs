@@ -1223,6 +1223,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         ("/tenant/v1/break-glass/requests/{id}/redeem", "post"),
         (paths::MAIL_COUNTS, "get"),
         (paths::APPLY_RULE, "post"),
+        (paths::TOKEN_CHECK, "post"),
     ];
     let documented: usize = doc["paths"]
         .as_object()

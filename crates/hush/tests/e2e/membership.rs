@@ -459,6 +459,14 @@ async fn offboarding_removes_a_person_from_every_group_at_once(kind: Backend) {
         )
         .await;
     }
+    // A token of bob's issued before the offboarding and not used before it (a replica
+    // reuses a "still valid" answer about one token for up to auth::VALID_FOR).
+    let earlier = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 30;
+    let bob_earlier = app.token_with_claims("bob", &json!({"iat": earlier}));
     let url = app.control("/identities/offboard");
     app.post(&url, &owner, json!({"subject": "bob"}))
         .await
@@ -475,12 +483,48 @@ async fn offboarding_removes_a_person_from_every_group_at_once(kind: Backend) {
         "the same answer for someone already gone"
     );
 
+    // Offboarding bites: bob's token, issued before, is refused by every service, for
+    // writes and for "my groups" alike.
+    let join_a = app.membership(&format!("/groups/{a}/join"));
+    let bob = bob_earlier;
+    app.post(&join_a, &bob, json!({})).await.assert_problem(401);
     let mine = app.get(&app.membership("/me/groups"), &bob).await;
+    mine.assert_problem(401);
+    assert!(
+        mine.body["detail"].as_str().unwrap().contains("offboarded"),
+        "{}",
+        mine.text
+    );
+    app.post(
+        &app.control("/groups"),
+        &bob,
+        json!({"name": "Comeback", "description": "", "label": "General", "join_policy": "open"}),
+    )
+    .await
+    .assert_problem(401);
+    app.get(&format!("{}/bulk/v1/jobs", app.urls.bulk), &bob)
+        .await
+        .assert_problem(401);
+    // Were bob to come back, a token issued after the offboarding works, and he is in no group.
+    let later = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let new_bob = app.token_with_claims("bob", &json!({"iat": later}));
+    let mine = app.get(&app.membership("/me/groups"), &new_bob).await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
     assert_eq!(mine.body["groups"], json!([]));
-    assert!(!app.is_member(&bob, &a).await && !app.is_member(&bob, &b).await);
+    assert!(!app.is_member(&new_bob, &a).await && !app.is_member(&new_bob, &b).await);
     assert!(
         app.is_member(&carol, &a).await && app.is_member(&carol, &b).await,
         "nobody else is touched"
+    );
+    app.post(&join_a, &carol, json!({})).await;
+    assert_eq!(
+        app.post(&join_a, &carol, json!({})).await.status,
+        StatusCode::OK,
+        "carol's token is not affected"
     );
     app.stop().await;
 }

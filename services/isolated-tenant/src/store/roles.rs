@@ -167,6 +167,16 @@ pub(super) trait Memberships {
     async fn count_members(&mut self, group: GroupId) -> Result<Option<u64>, StoreError>;
 }
 
+/// Offboardings: the moment from which a subject's earlier tokens are void.
+#[async_trait]
+pub(super) trait Revocations {
+    /// Records that tokens of the subject with `tag` issued before `not_before_ms` are void
+    /// (a later offboarding moves the moment forward, never back).
+    async fn revoke(&mut self, tag: Vec<u8>, not_before_ms: i64) -> Result<(), StoreError>;
+    /// The latest moment recorded under any of `tags`, if any.
+    async fn revoked_before(&mut self, tags: &[Vec<u8>]) -> Result<Option<i64>, StoreError>;
+}
+
 /// The audit chain, appended to inside the caller's transaction.
 #[async_trait]
 pub(super) trait AuditLog {
@@ -177,7 +187,9 @@ pub(super) trait AuditLog {
 
 /// One write transaction (or, for reads, one connection): every role, and savepoints.
 #[async_trait]
-pub(super) trait Tx: Groups + Identities + Memberships + AuditLog + Send {
+pub(super) trait Tx:
+    Groups + Identities + Memberships + Revocations + AuditLog + Send
+{
     /// `SAVEPOINT name`.
     async fn savepoint(&mut self, name: &str) -> Result<(), StoreError>;
     /// `RELEASE SAVEPOINT name`.

@@ -421,6 +421,23 @@ impl Rules<'_> {
         // Mail expands from membership rows: once these are gone, so is the mail.
         tx.delete_members(&tags).await?;
         tx.delete_identities(&ids).await?;
+        // Offboarding bites: every token of theirs issued before now is void, in every
+        // service. Recorded for the subject named (known to the tenant or not) and for the
+        // subjects of the identities deleted.
+        let now = service_kit::db::now_ms();
+        let mut subjects: Vec<&Subject> = who.subject.iter().collect();
+        for i in
+            identity::offboard_targets(who.subject.as_ref(), who.email.as_ref(), &known(&found))
+        {
+            if let Some(s) = &found[i].profile.subject {
+                subjects.push(s);
+            }
+        }
+        subjects.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        subjects.dedup();
+        for s in subjects {
+            tx.revoke(self.keys.active().subject_tag(s), now).await?;
+        }
         // One event, about no group, under an identity-only pseudonym (see crate::audit).
         let event = NewEvent::new(action::IDENTITY_OFFBOARDED, None)
             .about(audit::identity_alone(self.keys.active(), subject));
@@ -737,6 +754,23 @@ impl Rules<'_> {
         let changed = !events.is_empty();
         tx.append(context, &events).await?;
         Ok(changed)
+    }
+
+    /// Whether tokens of `subject` issued at `issued_at` (seconds) were voided by an
+    /// offboarding since ([`super::Store::token_revoked`]). A token without an issue time is
+    /// void once the subject was ever offboarded.
+    pub(super) async fn token_revoked(
+        &self,
+        tx: &mut dyn Tx,
+        subject: &Subject,
+        issued_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let since = tx.revoked_before(&subject_tags(self.keys, subject)).await?;
+        Ok(match (since, issued_at) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(not_before_ms), Some(iat)) => iat.saturating_mul(1000) < not_before_ms,
+        })
     }
 
     pub(super) async fn is_member(

@@ -13,7 +13,7 @@
 //! `DB::run` / `DB::rows` and reads a column with `DB::get` ([`crate::backend`]).
 
 use super::roles::{
-    AuditLog, Groups, Identities, IdentityRow, MemberRow, Memberships, TagColumn, Tx,
+    AuditLog, Groups, Identities, IdentityRow, MemberRow, Memberships, Revocations, TagColumn, Tx,
 };
 use super::StoreError;
 use crate::audit::{self, Context, NewEvent};
@@ -595,6 +595,31 @@ impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
         Ok(counts
             .first()
             .map(|n| u64::try_from(*n).unwrap_or_default()))
+    }
+}
+
+#[async_trait]
+impl<DB: SqlBackend> Revocations for Conn<'_, DB> {
+    async fn revoke(&mut self, tag: Vec<u8>, not_before_ms: i64) -> Result<(), StoreError> {
+        let mut q = Statement::new("INSERT INTO revocations (subject_tag, not_before_ms) ");
+        q.values([(tag, not_before_ms)], |b, (tag, at)| {
+            b.bind(tag);
+            b.bind(at);
+        });
+        q.push(
+            " ON CONFLICT (subject_tag) DO UPDATE SET not_before_ms = excluded.not_before_ms \
+             WHERE excluded.not_before_ms > revocations.not_before_ms",
+        );
+        self.run(q).await
+    }
+
+    async fn revoked_before(&mut self, tags: &[Vec<u8>]) -> Result<Option<i64>, StoreError> {
+        if tags.is_empty() {
+            return Ok(None);
+        }
+        let mut q = Statement::new("SELECT not_before_ms FROM revocations WHERE ");
+        q.in_list("subject_tag", tags.iter().cloned());
+        Ok(self.column::<i64>(q).await?.into_iter().max())
     }
 }
 

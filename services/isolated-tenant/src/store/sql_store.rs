@@ -391,6 +391,17 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         })
     }
 
+    async fn token_revoked(
+        &self,
+        subject: &Subject,
+        issued_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self.rules()
+            .token_revoked(&mut Conn::<DB>(&mut conn), subject, issued_at)
+            .await
+    }
+
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError> {
         let mut conn = self.pool.acquire().await?;
         let n = Conn::<DB>(&mut conn).count_members(group).await?;

@@ -982,6 +982,31 @@ on_both_backends! {
         assert_eq!(shape(&s.dump().await), shape(&after));
     }
 
+    async fn offboarding_voids_the_tokens_issued_before_it(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let g = group(s, "one").await;
+        s.add_member(&Context::tenant(), g, &member("carol", "carol@corp.example")).await.unwrap();
+        let now = service_kit::db::now_ms() / 1000;
+        assert!(!s.token_revoked(&subject("carol"), Some(now - 60)).await.unwrap(), "never offboarded");
+        assert!(!s.token_revoked(&subject("carol"), None).await.unwrap());
+        s.offboard(&Context::tenant(), &who("carol")).await.unwrap();
+        assert!(s.token_revoked(&subject("carol"), Some(now - 60)).await.unwrap());
+        assert!(s.token_revoked(&subject("carol"), None).await.unwrap(), "no issue time: void");
+        assert!(!s.token_revoked(&subject("carol"), Some(now + 5)).await.unwrap(), "issued after");
+        assert!(!s.token_revoked(&subject("dave"), Some(now - 60)).await.unwrap(), "nobody else");
+        // Someone the tenant never saw, offboarded by subject: void too. By address, the
+        // subject of the identity holding it.
+        s.offboard(&Context::tenant(), &who("stranger")).await.unwrap();
+        assert!(s.token_revoked(&subject("stranger"), Some(now - 60)).await.unwrap());
+        s.add_member(&Context::tenant(), g, &member("erin", "erin@corp.example")).await.unwrap();
+        s.offboard(&Context::tenant(), &who_email("erin@corp.example")).await.unwrap();
+        assert!(s.token_revoked(&subject("erin"), Some(now - 60)).await.unwrap());
+        // The record names nobody: a tag and a time.
+        let dump = s.dump().await;
+        assert!(cells(&dump).iter().all(|(_, c)| !c.contains("carol") && !c.contains(&hex_of("carol"))));
+        assert_eq!(table(&dump, "revocations").len(), 3);
+    }
+
     async fn provisioning_with_a_stricter_rule_ends_what_it_bars(db, _keys, _key_text) {
         let s = db.store.as_ref();
         let id = GroupId::new();

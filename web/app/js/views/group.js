@@ -227,9 +227,37 @@ export async function groupView(ctx) {
         ? h('a', { class: 'button', href: `#/groups/${seg(id)}/manage` }, 'Manage group')
         : null),
       group.description ? h('p', { class: 'lead pre' }, group.description) : null,
+      group.invited_to_own ? ownershipInvitation(ctx, group, again) : null,
       actions,
       h('h2', null, 'About this group'),
       facts,
     ),
   };
+}
+
+/** An owner named the caller as a co-owner: they accept (their kind must be one the label admits) or decline. */
+function ownershipInvitation(ctx, group, again) {
+  const out = h('div', { class: 'outcome' });
+  const answer = (what, done) => async () => {
+    try {
+      await post(`/control/v1/groups/${seg(group.id)}/ownership/${what}`);
+      ctx.flash('ok', done);
+      again();
+    } catch (e) {
+      out.replaceChildren(note('error', e.message));
+    }
+  };
+  return h(
+    'div',
+    { class: 'panel' },
+    h('h2', null, 'You are invited to own this group'),
+    h('p', { class: 'hint' }, 'Owners are the group’s public contacts: they answer requests to join and hand out invite codes. Owning does not make you a member. The group’s label decides who may own it.'),
+    h(
+      'div',
+      { class: 'actions' },
+      actionButton('Accept', answer('accept', `You now own ${group.name}.`), { class: 'primary' }),
+      actionButton('Decline', answer('decline', 'You declined the invitation.')),
+    ),
+    out,
+  );
 }

@@ -60,7 +60,8 @@ function editPanel(ctx, group, label) {
     const description = h('textarea', { name: 'description', rows: 4, maxlength: 2000 });
     description.value = group.description || '';
     const owners = h('textarea', { name: 'owners', rows: 3, spellcheck: 'false' });
-    owners.value = group.owners.join('\n');
+    const named = [...group.owners, ...(group.invited_owners || [])];
+    owners.value = named.join('\n');
     const allowed = (label && label.policy.join_policies) || [group.join_policy];
     const joinSet = h(
       'fieldset',
@@ -88,7 +89,7 @@ function editPanel(ctx, group, label) {
           const jp = joinSet.querySelector('input:checked');
           if (jp && jp.value !== group.join_policy) body.join_policy = jp.value;
           const list = owners.value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
-          if (list.join('\n') !== group.owners.join('\n')) body.owners = list;
+          if (list.join('\n') !== named.join('\n')) body.owners = list;
           if (!Object.keys(body).length) {
             out.replaceChildren(note('info', 'Nothing to save: no changes.'));
             return;
@@ -114,7 +115,8 @@ function editPanel(ctx, group, label) {
       field({
         label: 'Owners',
         control: owners,
-        hint: 'One user id per line. Owners are the group’s public contacts; owning does not make anyone a member.',
+        hint: 'One user id per line. Owners are the group’s public contacts; owning does not make anyone a member. Under a label that bars guests or AI agents, someone you add is invited: they become an owner when they accept, if the label admits them.'
+          + ((group.invited_owners || []).length ? ` Invited, not yet accepted: ${group.invited_owners.join(', ')}.` : ''),
       }),
       out,
       h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Save changes')),
