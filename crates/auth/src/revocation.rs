@@ -42,12 +42,14 @@ pub trait Revocations: Send + Sync + 'static {
     fn revoked<'a>(&'a self, subject: &'a Subject, issued_at: Option<i64>) -> Check<'a>;
 }
 
+/// Answers remembered: (subject, iat) → (revoked, when answered).
+type Answers = HashMap<(Subject, Option<i64>), (bool, Instant)>;
+
 /// [`Revocations`] with its answers remembered (see the module docs).
 #[derive(Clone)]
 pub(crate) struct Standing {
     source: Arc<dyn Revocations>,
-    /// (subject, iat) → (revoked, when answered).
-    answers: Arc<Mutex<HashMap<(Subject, Option<i64>), (bool, Instant)>>>,
+    answers: Arc<Mutex<Answers>>,
 }
 
 impl Standing {
