@@ -9,7 +9,7 @@ use crate::catalog_audit::AuditContext;
 use crate::error::ApiError;
 use crate::extract::{Employee, GroupPath, RequestId};
 use crate::model::{Description, GroupChanges, GroupRecord, NewGroup, Owners};
-use crate::store::{DiscoverQuery, GroupInsert, GroupWrite, StoreError};
+use crate::store::{DiscoverQuery, GroupInsert, GroupWrite, OwnerContact, StoreError};
 use crate::AppState;
 use auth::Caller;
 use axum::extract::{Query, State};
@@ -45,6 +45,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_group, update_group))
         .routes(routes!(archive_group))
         .routes(routes!(accept_ownership))
+        .routes(routes!(owned_groups))
         .routes(routes!(decline_ownership))
 }
 
@@ -79,6 +80,10 @@ pub struct GroupView {
     /// Owners are not members by virtue of owning (and this says nothing about membership).
     #[schema(value_type = Vec<String>)]
     pub owners: Vec<Subject>,
+    /// How to show each owner: their name and e-mail address as their own token gave them when
+    /// they last acted as owner (absent for an owner who has not yet). Same order as `owners`.
+    #[serde(default)]
+    pub owner_contacts: Vec<OwnerContactView>,
     /// Whether the caller is one of the owners (and so may edit, archive and see the count).
     pub is_owner: bool,
     /// How many members, as a coarse bucket (INV-4). Present only when the caller owns the
@@ -119,6 +124,7 @@ impl GroupView {
             created_at: rfc3339(g.created_at),
             updated_at: rfc3339(g.updated_at),
             owners: g.owners.as_slice().to_vec(),
+            owner_contacts: Vec::new(),
             is_owner: owner,
             member_count: None,
             invited_owners: Vec::new(),
@@ -140,6 +146,104 @@ impl GroupView {
     fn for_caller(g: &GroupRecord, caller: &Caller) -> Self {
         Self::of(g, g.is_owner(caller))
     }
+}
+
+/// How one owner is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OwnerContactView {
+    /// The owner's user id.
+    #[schema(value_type = String)]
+    pub id: Subject,
+    /// Their name, when their token carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Their e-mail address, when their token carried one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Email)]
+    pub email: Option<Email>,
+}
+
+/// The groups the caller owns.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OwnedGroups {
+    /// By name; archived ones left out.
+    pub groups: Vec<GroupView>,
+}
+
+/// The contact an owner's own token gives: its `name` claim (at most 200 characters) and
+/// address.
+fn contact_of(caller: &Caller) -> OwnerContact {
+    OwnerContact {
+        name: caller
+            .claims
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .map(|n| n.trim().chars().take(200).collect::<String>())
+            .filter(|n| !n.is_empty()),
+        email: caller.email.clone(),
+    }
+}
+
+/// Records how the caller, acting as an owner, is shown (best effort: the catalog write it
+/// accompanies stands either way).
+async fn note_contact(state: &AppState, caller: &Caller) {
+    if let Err(e) = state
+        .store
+        .note_owner_contact(&caller.subject, &contact_of(caller), now_ms())
+        .await
+    {
+        tracing::warn!(error = %e, "could not record an owner's contact");
+    }
+}
+
+/// `view` with its owners' contacts filled in.
+async fn with_contacts(state: &AppState, mut view: GroupView) -> Result<GroupView, ApiError> {
+    let known: std::collections::HashMap<Subject, OwnerContact> = state
+        .store
+        .owner_contacts(&view.owners)
+        .await?
+        .into_iter()
+        .collect();
+    view.owner_contacts = view
+        .owners
+        .iter()
+        .map(|s| {
+            let c = known.get(s).cloned().unwrap_or_default();
+            OwnerContactView {
+                id: s.clone(),
+                name: c.name,
+                email: c.email,
+            }
+        })
+        .collect();
+    Ok(view)
+}
+
+/// Lists the groups the caller owns (and may act on: their kind is one the label admits).
+#[utoipa::path(
+    get,
+    path = "/control/v1/owned-groups",
+    tag = "groups",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's groups as an owner, by name.", body = OwnedGroups),
+        (status = "4XX", description = "`401` No valid bearer token.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn owned_groups(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<AppJson<OwnedGroups>, ApiError> {
+    let groups = state
+        .store
+        .owned_groups(&caller.subject)
+        .await?
+        .iter()
+        .filter(|g| g.is_owner(&caller))
+        .map(|g| GroupView::for_caller(g, &caller))
+        .collect();
+    Ok(AppJson(OwnedGroups { groups }))
 }
 
 /// A new group.
@@ -372,11 +476,13 @@ async fn create_group(
         }
     };
     state.saga_wake.notify_one();
+    note_contact(&state, &caller).await;
     let location = format!("/control/v1/groups/{}", record.id);
+    let view = with_contacts(&state, GroupView::of(&record, true)).await?;
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        AppJson(GroupView::of(&record, true)),
+        AppJson(view),
     ))
 }
 
@@ -418,7 +524,8 @@ async fn get_group(
 ) -> Result<AppJson<GroupView>, ApiError> {
     let group = visible_group(&state, id, &caller).await?;
     let invited = state.store.invited_owners(id).await?;
-    let mut view = GroupView::for_caller(&group, &caller).with_invitations(invited, &caller);
+    let view = GroupView::for_caller(&group, &caller).with_invitations(invited, &caller);
+    let mut view = with_contacts(&state, view).await?;
     if view.is_owner && group.state == GroupState::Active {
         // The count is a courtesy to owners: when the tenant cannot answer, the rest of the
         // catalog still can.
@@ -490,10 +597,10 @@ async fn update_group(
             if owners_changed && record.state == GroupState::Active {
                 sync_mail_policy(&state, &record).await;
             }
+            note_contact(&state, &caller).await;
             let invited = state.store.invited_owners(id).await?;
-            Ok(AppJson(
-                GroupView::for_caller(&record, &caller).with_invitations(invited, &caller),
-            ))
+            let view = GroupView::for_caller(&record, &caller).with_invitations(invited, &caller);
+            Ok(AppJson(with_contacts(&state, view).await?))
         }
         GroupWrite::NotFound => Err(ApiError::GroupNotFound),
         GroupWrite::NotOwner => Err(ApiError::NotOwner),
@@ -699,9 +806,16 @@ async fn answer_ownership(
         )
         .await?
         .ok_or(ApiError::NotInvited)?;
-    if accept && record.state == GroupState::Active {
-        sync_mail_policy(state, &record).await;
+    if accept {
+        note_contact(state, caller).await;
+        if record.state == GroupState::Active {
+            sync_mail_policy(state, &record).await;
+        }
     }
     let invited = state.store.invited_owners(id).await?;
-    Ok(GroupView::for_caller(&record, caller).with_invitations(invited, caller))
+    with_contacts(
+        state,
+        GroupView::for_caller(&record, caller).with_invitations(invited, caller),
+    )
+    .await
 }

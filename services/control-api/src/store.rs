@@ -305,6 +305,24 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<GroupWrite, StoreError>;
 
+    /// Records how `subject`, an owner acting with their own token, is shown: their name and
+    /// e-mail address as the token gives them (either may be absent).
+    async fn note_owner_contact(
+        &self,
+        subject: &Subject,
+        contact: &OwnerContact,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// How each of `subjects` is shown, for those recorded.
+    async fn owner_contacts(
+        &self,
+        subjects: &[Subject],
+    ) -> Result<Vec<(Subject, OwnerContact)>, StoreError>;
+
+    /// The groups `subject` is named an owner of, archived ones left out, by name.
+    async fn owned_groups(&self, subject: &Subject) -> Result<Vec<GroupRecord>, StoreError>;
+
     /// The people invited to own the group (named by an owner, not yet accepted), sorted.
     async fn invited_owners(&self, id: GroupId) -> Result<Vec<Subject>, StoreError>;
 
@@ -470,6 +488,15 @@ fn dropped_join_policies(policy: &LabelPolicy, used: &[JoinPolicy]) -> Vec<JoinP
 /// What an owner's edit of group `id` records in the catalog's audit: the description (only
 /// that it changed) and the join policy in one event, then each owner added, then each owner
 /// removed, against the owners `before` the edit (given when the edit sets owners).
+/// How an owner is shown, from their own token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnerContact {
+    /// Their name (`name` claim), at most 200 characters.
+    pub name: Option<String>,
+    /// Their e-mail address.
+    pub email: Option<Email>,
+}
+
 /// Who owns a group, and who is invited to, after an owner names its owners ([`owner_plan`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnerPlan {

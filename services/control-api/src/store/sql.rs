@@ -6,13 +6,13 @@
 use super::{
     corrupt, dropped_join_policies, edit_events, group_from, join_policies_text, label_detail,
     label_from, like_pattern, owner_plan, Claim, DiscoverQuery, GroupInsert, GroupTuple,
-    GroupWrite, LabelApproval, LabelDelete, LabelInsert, LabelTuple, LabelUpdate,
+    GroupWrite, LabelApproval, LabelDelete, LabelInsert, LabelTuple, LabelUpdate, OwnerContact,
     PendingLabelChange, SagaStatus, Schema, Store, StoreError,
 };
 use crate::catalog_audit::{self, AuditContext, AuditEntry, CatalogEvent};
 use crate::model::{GroupChanges, GroupRecord, NewGroup};
 use async_trait::async_trait;
-use domain::{GroupId, GroupState, IdentityKind, JoinPolicy, Label, LabelName, Subject};
+use domain::{Email, GroupId, GroupState, IdentityKind, JoinPolicy, Label, LabelName, Subject};
 use service_kit::db;
 use service_kit::sql::{self, Dialect, SqlStore};
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
@@ -372,6 +372,7 @@ where
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
     for<'r> ChangeRow: FromRow<'r, DB::Row>,
+    for<'r> (String, Option<String>, Option<String>): FromRow<'r, DB::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
@@ -917,6 +918,66 @@ where
             Ok(GroupWrite::Done(record))
         })
         .await
+    }
+
+    async fn note_owner_contact(
+        &self,
+        subject: &Subject,
+        contact: &OwnerContact,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO owner_contacts (subject, name, email, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (subject) DO UPDATE SET name = excluded.name, email = excluded.email, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(subject.as_str())
+        .bind(contact.name.as_deref())
+        .bind(contact.email.as_ref().map(|e| e.as_str()))
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn owner_contacts(
+        &self,
+        subjects: &[Subject],
+    ) -> Result<Vec<(Subject, OwnerContact)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in subjects.chunks(CHUNK) {
+            let sql = format!(
+                "SELECT subject, name, email FROM owner_contacts WHERE subject IN ({})",
+                sql::placeholders(1, chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(&sql);
+            for s in chunk {
+                q = q.bind(s.as_str());
+            }
+            for (subject, name, email) in q.fetch_all(self.pool()).await? {
+                out.push((
+                    Subject::parse(subject).map_err(corrupt)?,
+                    OwnerContact {
+                        name,
+                        email: email.map(Email::parse).transpose().map_err(corrupt)?,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn owned_groups(&self, subject: &Subject) -> Result<Vec<GroupRecord>, StoreError> {
+        let sql = format!(
+            "{GROUP_SELECT} WHERE g.state <> 'archived' AND g.id IN \
+             (SELECT group_id FROM group_owners WHERE subject = $1) ORDER BY g.name, g.id"
+        );
+        let rows: Vec<GroupTuple> = sqlx::query_as(&sql)
+            .bind(subject.as_str())
+            .fetch_all(self.pool())
+            .await?;
+        let mut conn = self.pool().acquire().await?;
+        Reads::<DB>::records(&mut *conn, rows).await
     }
 
     async fn invited_owners(&self, id: GroupId) -> Result<Vec<Subject>, StoreError> {

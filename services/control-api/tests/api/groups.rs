@@ -319,6 +319,23 @@ async fn owners_edit_within_the_label_and_the_label_never_changes(kind: Backend)
         .post(&format!("{uri}/ownership/accept"), &carol, json!({}))
         .await;
     assert_eq!(accepted.ok(200)["owners"], json!(["alice", "carol"]));
+    // Owners are shown by the address their own token gave when they acted as owners.
+    assert_eq!(
+        accepted.body["owner_contacts"],
+        json!([{"id": "alice", "email": "alice@corp.example"}, {"id": "carol", "email": "carol@corp.example"}])
+    );
+    // "Groups you own", for carol now; nothing for someone who owns nothing.
+    let owned = app.get("/control/v1/owned-groups", &carol).await;
+    assert_eq!(
+        owned.ok(200)["groups"].as_array().unwrap().len(),
+        1,
+        "{}",
+        owned.text
+    );
+    let none = app
+        .get("/control/v1/owned-groups", &app.member("mallory"))
+        .await;
+    assert!(none.ok(200)["groups"].as_array().unwrap().is_empty());
     app.post(&format!("{uri}/ownership/accept"), &carol, json!({}))
         .await
         .problem(404);

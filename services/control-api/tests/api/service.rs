@@ -292,6 +292,7 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
             "get /control/v1/label-changes",
             "get /control/v1/labels",
             "get /control/v1/labels/{name}",
+            "get /control/v1/owned-groups",
             "patch /control/v1/groups/{id}",
             "post /control/v1/break-glass/requests",
             "post /control/v1/break-glass/requests/{id}/approve",

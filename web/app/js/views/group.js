@@ -212,7 +212,7 @@ export async function groupView(ctx) {
     h('dt', null, 'Group address'),
     h('dd', null, h('code', null, group.contact_address)),
     h('dt', null, group.owners.length === 1 ? 'Owner' : 'Owners'),
-    h('dd', null, h('ul', { class: 'plain' }, group.owners.map((o) => h('li', null, o)))),
+    h('dd', null, h('ul', { class: 'plain' }, ownerContacts(group).map((o) => h('li', null, o)))),
     h('dt', null, 'State'),
     h('dd', null, STATE_TEXT[group.state] || group.state),
   );
@@ -260,4 +260,14 @@ function ownershipInvitation(ctx, group, again) {
     ),
     out,
   );
+}
+
+/** Each owner as a person would recognise them: name and e-mail address when their token gave them, else their user id. */
+export function ownerContacts(group) {
+  const contacts = new Map((group.owner_contacts || []).map((c) => [c.id, c]));
+  return group.owners.map((id) => {
+    const c = contacts.get(id) || {};
+    if (c.name && c.email) return `${c.name} <${c.email}>`;
+    return c.name || c.email || id;
+  });
 }

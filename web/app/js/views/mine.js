@@ -6,9 +6,10 @@ import { badge } from '../labels.js';
 import { myRequests } from './group.js';
 
 export async function myGroupsView(ctx) {
-  const [{ data }, requests] = await Promise.all([
+  const [{ data }, requests, owned] = await Promise.all([
     get('/membership/v1/me/groups'),
     myRequests().catch(() => []),
+    get('/control/v1/owned-groups').then((r) => r.data.groups || [], () => []),
   ]);
   const groups = data.groups || [];
   const out = h('div');
@@ -39,7 +40,27 @@ export async function myGroupsView(ctx) {
         ),
       ),
     )
-    : h('p', { class: 'empty' }, 'You are not in any group yet. ', h('a', { href: '#/' }, 'Discover groups'), ' to join one.');
+    : h('p', { class: 'empty' }, owned.length ? 'You are not a member of any group. (Owning a group does not make you a member.) ' : 'You are not in any group yet. ', h('a', { href: '#/' }, 'Discover groups'), ' to join one.');
+
+  const ownedSection = owned.length
+    ? h(
+      'section',
+      { class: 'panel', 'aria-labelledby': 'groups-you-own' },
+      h('h2', { id: 'groups-you-own' }, 'Groups you own'),
+      h(
+        'ul',
+        { class: 'plain rows' },
+        owned.map((g) =>
+          h(
+            'li',
+            { class: 'row' },
+            h('span', null, h('a', { href: `#/groups/${seg(g.id)}` }, g.name), ' ', badge(g.label)),
+            h('a', { class: 'button small', href: `#/groups/${seg(g.id)}/manage`, 'aria-label': `Manage ${g.name}` }, 'Manage'),
+          ),
+        ),
+      ),
+    )
+    : null;
 
   const pending = requests.filter((r) => r.status === 'pending' || r.status === 'denied');
   // Requests carry a group id only; the names come from the catalog.
@@ -83,6 +104,7 @@ export async function myGroupsView(ctx) {
       h('p', { class: 'lead' }, 'Only you can see this list. Group owners and administrators cannot.'),
       out,
       list,
+      ownedSection,
       reqSection,
     ),
   };
