@@ -106,6 +106,15 @@ async fn apply_in_tenant(state: &AppState, label: &Label) -> Result<CountBucket,
     Ok(CountBucket::of(ended))
 }
 
+/// The answer to a label change that applied: the label, with its rule applied in the tenant.
+async fn applied(state: &AppState, label: Label) -> Result<LabelChanged, ApiError> {
+    let memberships_ended = apply_in_tenant(state, &label).await?;
+    Ok(LabelChanged {
+        label,
+        memberships_ended,
+    })
+}
+
 /// Groups named in one call to the tenant (its limit).
 const RULE_GROUPS_A_CALL: usize = 10_000;
 
@@ -299,12 +308,7 @@ async fn update_label(
     {
         LabelUpdate::Updated(label) => {
             tracing::info!(admin = %admin.subject, label = %label.name, "label changed");
-            let memberships_ended = apply_in_tenant(&state, &label).await?;
-            Ok(AppJson(LabelChanged {
-                label,
-                memberships_ended,
-            })
-            .into_response())
+            Ok(AppJson(applied(&state, label).await?).into_response())
         }
         LabelUpdate::Proposed(change) => {
             tracing::info!(admin = %admin.subject, label = %label.name, "label change filed for approval");
@@ -390,11 +394,7 @@ async fn approve_label_change(
     {
         LabelApproval::Approved(label) => {
             tracing::info!(admin = %admin.subject, label = %label.name, "label change approved");
-            let memberships_ended = apply_in_tenant(&state, &label).await?;
-            Ok(AppJson(LabelChanged {
-                label,
-                memberships_ended,
-            }))
+            Ok(AppJson(applied(&state, label).await?))
         }
         LabelApproval::NotFound => Err(ApiError::ChangeNotFound),
         LabelApproval::SameAdmin => Err(ApiError::SameAdmin),

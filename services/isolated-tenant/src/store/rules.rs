@@ -145,6 +145,22 @@ impl Rules<'_> {
         })
     }
 
+    /// The identity ids of the group's members, opened, sorted and each once (so their locks
+    /// are taken in id order, as every writer takes them). The tenant's own reading of a
+    /// member list, for deprovisioning and for ending the memberships a rule bars; it never
+    /// leaves the tenant.
+    async fn member_ids(&self, tx: &mut dyn Tx, group: GroupId) -> Result<Vec<Uuid>, StoreError> {
+        let mut ids = tx
+            .sealed_members(group)
+            .await?
+            .iter()
+            .map(|(s, kid)| Ok(self.keys.get(kid)?.open_member(group, s)?))
+            .collect::<Result<Vec<Uuid>, StoreError>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
     /// Removes the group, its membership rows, and the group from every member's sealed list.
     pub(super) async fn deprovision(
         &self,
@@ -157,15 +173,7 @@ impl Rules<'_> {
         if !tx.lock_group(group).await? {
             return Ok(());
         }
-        let mut ids = tx
-            .sealed_members(group)
-            .await?
-            .iter()
-            .map(|(s, kid)| Ok(self.keys.get(kid)?.open_member(group, s)?))
-            .collect::<Result<Vec<Uuid>, StoreError>>()?;
-        // Identity locks in id order, as every other writer takes them.
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = self.member_ids(tx, group).await?;
         for chunk in ids.chunks(CHUNK) {
             let mut rewritten = Vec::with_capacity(chunk.len());
             for row in tx.identities_by_id(chunk).await? {
@@ -640,15 +648,7 @@ impl Rules<'_> {
             return Ok(0);
         }
         let active = self.keys.active();
-        let mut ids = tx
-            .sealed_members(group)
-            .await?
-            .iter()
-            .map(|(s, kid)| Ok(self.keys.get(kid)?.open_member(group, s)?))
-            .collect::<Result<Vec<Uuid>, StoreError>>()?;
-        // Identity locks in id order, as every other writer takes them.
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = self.member_ids(tx, group).await?;
         let mut ended = 0;
         for chunk in ids.chunks(CHUNK) {
             let mut tags = Vec::new();
