@@ -179,6 +179,9 @@ pub struct StackConfig {
     pub corporate_domains: String,
     /// The tenant's mail side (SMTP listener, relay); off unless set.
     pub mail: isolated_tenant::mail::MailArgs,
+    /// SCIM provisioning at control-api's `/scim/v2` (a token file set turns it on, and the
+    /// tenant then infers no kind from addresses: the directory says).
+    pub scim: control_api::scim::ScimArgs,
 }
 
 impl StackConfig {
@@ -221,6 +224,7 @@ impl StackConfig {
                 bounce_domain: format!("bounces.{mail_domain}"),
                 ..isolated_tenant::mail::MailArgs::default()
             },
+            scim: control_api::scim::ScimArgs::default(),
         })
     }
 
@@ -235,6 +239,7 @@ impl StackConfig {
             http: HttpArgs::default(),
             corporate_domains: "corp.example".into(),
             mail: isolated_tenant::mail::MailArgs::default(),
+            scim: control_api::scim::ScimArgs::default(),
         }
     }
 }
@@ -423,6 +428,7 @@ impl Stack {
                         .corporate_domains
                         .parse()
                         .map_err(|e: String| anyhow::anyhow!(e))?,
+                    directory_sync: cfg.scim.scim_token_file.is_some(),
                     // SQLite has one writer: one bulk batch at a time, in short chunks (below),
                     // keeps joins and leaves from waiting behind bulk work (see the README's
                     // bulk benchmark).
@@ -450,6 +456,7 @@ impl Stack {
                     jwt: self.jwt(),
                     service_key: self.key(ServiceName::ControlApi),
                     http: cfg.http.clone(),
+                    scim: cfg.scim.clone(),
                 };
                 tokio::spawn(control_api::run(c, listener, shutdown))
             }

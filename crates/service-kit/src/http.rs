@@ -104,9 +104,11 @@ async fn problemize(res: Response) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return res;
     }
+    // problem+json, or the error body of SCIM (RFC 7644 §3.12), a protocol with its own.
     let is_problem = res.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes()
-            .starts_with(crate::problem::PROBLEM_JSON.as_bytes())
+        let v = v.as_bytes();
+        v.starts_with(crate::problem::PROBLEM_JSON.as_bytes())
+            || v.starts_with(b"application/scim+json")
     });
     if is_problem {
         return res;

@@ -9,6 +9,7 @@
 //! reason the `Debug` output of every type that holds one leaves it out.
 
 pub mod breakglass;
+pub mod directory;
 
 use domain::{
     CountBucket, Email, EntryRule, GroupId, GroupName, IdentityKind, Label, SenderPolicy,

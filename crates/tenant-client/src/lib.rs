@@ -20,6 +20,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use tenant_api::directory::{self, DirectoryFind, DirectoryPage, DirectoryUser, DirectoryWrite};
 use tenant_api::{
     paths, AddMember, ApplyBatch, ApplyRule, BatchOutcome, DistributionGroup, GroupsOf,
     IdentityRef, MailCounts, MemberCount, MembershipCheck, MembershipQuery, Pong, ProvisionGroup,
@@ -261,6 +262,44 @@ impl TenantClient {
             .json(Method::POST, paths::TOKEN_CHECK, Some(&body))
             .await?;
         Ok(answer.revoked)
+    }
+
+    /// Creates a directory user (SCIM; control-api only). `Conflict` when the userName or
+    /// externalId is taken.
+    pub async fn directory_create(
+        &self,
+        user: &DirectoryWrite,
+    ) -> Result<DirectoryUser, TenantError> {
+        self.json(Method::POST, directory::paths::USERS, Some(user))
+            .await
+    }
+
+    /// Reads a directory user; `NotFound` when there is none.
+    pub async fn directory_get(&self, id: uuid::Uuid) -> Result<DirectoryUser, TenantError> {
+        self.json(Method::GET, &directory::paths::user(id), None::<&()>)
+            .await
+    }
+
+    /// Replaces a directory user.
+    pub async fn directory_replace(
+        &self,
+        id: uuid::Uuid,
+        user: &DirectoryWrite,
+    ) -> Result<DirectoryUser, TenantError> {
+        self.json(Method::PUT, &directory::paths::user(id), Some(user))
+            .await
+    }
+
+    /// Deletes a directory user (and offboards them). Idempotent.
+    pub async fn directory_delete(&self, id: uuid::Uuid) -> Result<(), TenantError> {
+        self.empty(Method::DELETE, &directory::paths::user(id), None::<&()>)
+            .await
+    }
+
+    /// Finds directory users, or pages through all.
+    pub async fn directory_find(&self, q: &DirectoryFind) -> Result<DirectoryPage, TenantError> {
+        self.json(Method::POST, directory::paths::FIND, Some(q))
+            .await
     }
 
     /// The mail queue's counts (control-api, for operators).

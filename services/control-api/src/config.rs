@@ -47,6 +47,9 @@ pub struct Config {
     /// Request limits.
     #[command(flatten)]
     pub http: HttpArgs,
+    /// SCIM provisioning from the company's IdP.
+    #[command(flatten)]
+    pub scim: crate::scim::ScimArgs,
 }
 
 impl Config {

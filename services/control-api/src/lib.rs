@@ -21,6 +21,7 @@ mod internal;
 mod labels;
 pub mod model;
 pub mod saga;
+pub mod scim;
 pub mod store;
 pub mod tenant;
 
@@ -76,6 +77,8 @@ pub struct AppState {
     pub saga_wake: Arc<Notify>,
     /// Body size and time limits the router enforces.
     pub http: HttpArgs,
+    /// SCIM provisioning (`/scim/v2`), when configured.
+    pub scim: Option<Arc<scim::Scim>>,
 }
 
 impl FromRef<AppState> for Verifier {
@@ -124,6 +127,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         mail_domain: mail_domain.into(),
         saga_wake: Arc::new(Notify::new()),
         http: config.http.clone(),
+        scim: scim::Scim::load(&config.scim)?.map(Arc::new),
     })
 }
 
@@ -191,7 +195,8 @@ pub fn router(state: AppState) -> Router {
         }),
     ];
     let http = state.http.clone();
-    let api = api.with_state(state);
+    // SCIM speaks its own protocol (RFC 7644), outside the OpenAPI document.
+    let api = api.merge(scim::router()).with_state(state);
     service_kit::assemble(api, openapi, "/control/v1/openapi.json", checks, &http)
 }
 

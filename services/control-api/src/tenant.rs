@@ -26,6 +26,10 @@ pub trait Tenant: Send + Sync + 'static {
     /// Applies a label's entry rule to the groups under it; the tenant ends the memberships it
     /// now bars and answers counts only.
     async fn apply_rule(&self, request: &ApplyRule) -> Result<RuleApplied, TenantError>;
+    /// The directory (SCIM) routes; stand-ins that do not support them refuse.
+    fn directory(&self) -> Option<&TenantClient> {
+        None
+    }
     /// Relays a break-glass call with the acting user's own token; answers the tenant's status
     /// and JSON body as they are. Stand-ins that do not support it refuse.
     async fn break_glass(
@@ -64,6 +68,10 @@ impl Tenant for TenantClient {
 
     async fn apply_rule(&self, request: &ApplyRule) -> Result<RuleApplied, TenantError> {
         TenantClient::apply_rule(self, request).await
+    }
+
+    fn directory(&self) -> Option<&TenantClient> {
+        Some(self)
     }
 
     async fn break_glass(

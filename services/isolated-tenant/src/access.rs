@@ -48,11 +48,13 @@ pub enum Operation {
     ApplyRule,
     /// Whether a caller's token was voided by an offboarding.
     CheckToken,
+    /// Provision, read, find and remove the users the IdP syncs (SCIM).
+    Directory,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 15] = [
+    pub const ALL: [Operation; 16] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -68,6 +70,7 @@ impl Operation {
         Self::MailCounts,
         Self::ApplyRule,
         Self::CheckToken,
+        Self::Directory,
     ];
 
     /// The operation's name in refusals and logs.
@@ -88,6 +91,7 @@ impl Operation {
             Self::MailCounts => "mail-counts",
             Self::ApplyRule => "apply-rule",
             Self::CheckToken => "check-token",
+            Self::Directory => "directory",
         }
     }
 }
@@ -134,6 +138,7 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
                 | O::MailCounts
                 | O::ApplyRule
                 | O::CheckToken
+                | O::Directory
         ),
         S::MembershipApi => matches!(
             op,
@@ -212,6 +217,8 @@ pub mod op {
         ApplyRule,
         /// See [`Operation::CheckToken`].
         CheckToken,
+        /// See [`Operation::Directory`].
+        Directory,
     );
 }
 
@@ -281,6 +288,7 @@ mod tests {
                     O::MailCounts,
                     O::ApplyRule,
                     O::CheckToken,
+                    O::Directory,
                 ],
                 ServiceName::MembershipApi => &[
                     O::Ping,

@@ -61,6 +61,11 @@ pub struct Config {
     /// kind.
     #[arg(long, env = "HUSH_CORPORATE_DOMAINS", default_value = "")]
     pub corporate_domains: CorporateDomains,
+    /// The company's IdP provisions people over SCIM (control-api's `/scim/v2`): the
+    /// directory says everyone's kind, so nobody's is inferred from an address, and an owner's
+    /// add of someone the directory did not provision (and who never signed in) does nothing.
+    #[arg(long, env = "HUSH_DIRECTORY_SYNC", default_value_t = false)]
+    pub directory_sync: bool,
     /// Most bulk batches applied at once (default: 3 on Postgres, 2 on SQLite). More wait
     /// (answered 503 with `Retry-After`), so bulk jobs never take the connections routine join
     /// and leave calls need.

@@ -39,6 +39,9 @@ pub enum ApiError {
     /// A field is outside its limits (the detail says which and how).
     #[error("{0}")]
     Invalid(String),
+    /// A directory call failed or was refused.
+    #[error(transparent)]
+    Directory(#[from] crate::directory::DirectoryError),
     /// The store failed or refused.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -51,6 +54,7 @@ impl ApiError {
             Self::Auth(e) => e.to_problem(),
             Self::Forbidden { .. } => Problem::forbidden(self.to_string()),
             Self::InvalidGroupId | Self::Invalid(_) => Problem::invalid(self.to_string()),
+            Self::Directory(e) => e.problem(),
             Self::Store(StoreError::GroupNotFound) => Problem::not_found(
                 "no distribution group with this id is provisioned in the tenant",
             ),

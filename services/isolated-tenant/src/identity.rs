@@ -24,9 +24,21 @@ use tenant_api::MemberRef;
 /// (`HUSH_CORPORATE_DOMAINS`). Empty means no domain is corporate: nobody is taken for an
 /// employee by their address alone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CorporateDomains(Vec<String>);
+pub struct CorporateDomains(Vec<String>, DirectorySync);
+
+/// Whether the IdP provisions people over SCIM (`HUSH_DIRECTORY_SYNC`): then the directory
+/// knows everyone's kind, and nobody's kind is inferred from an address.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirectorySync(pub bool);
 
 impl CorporateDomains {
+    /// The same domains, with directory sync on or off.
+    #[must_use]
+    pub fn with_directory_sync(mut self, sync: DirectorySync) -> Self {
+        self.1 = sync;
+        self
+    }
+
     /// The domains, lowercased, in the order given.
     pub fn domains(&self) -> &[String] {
         &self.0
@@ -44,6 +56,11 @@ impl CorporateDomains {
     /// an AI agent. The first write with the person's own token replaces an inferred kind with
     /// the IdP's.
     pub fn infer(&self, email: Option<&Email>) -> Option<IdentityKind> {
+        // With directory sync, someone the directory did not provide is unknown: an add of
+        // them does nothing (fail closed).
+        if self.1 .0 {
+            return None;
+        }
         email.map(|e| {
             if self.is_corporate(e) {
                 IdentityKind::Member
@@ -69,7 +86,7 @@ impl FromStr for CorporateDomains {
                 out.push(domain);
             }
         }
-        Ok(Self(out))
+        Ok(Self(out, DirectorySync::default()))
     }
 }
 
@@ -373,6 +390,9 @@ mod tests {
             Some(IdentityKind::Guest)
         );
         assert_eq!(none.infer(None), None);
+        // With directory sync, nothing is inferred: the directory knows, or nobody does.
+        let synced = corp().with_directory_sync(DirectorySync(true));
+        assert_eq!(synced.infer(Some(&e("a@corp.example"))), None);
     }
 
     #[test]

@@ -29,6 +29,7 @@ mod backend;
 mod batch;
 pub mod breakglass;
 mod config;
+pub mod directory;
 mod error;
 mod extract;
 mod groups;
@@ -86,6 +87,8 @@ pub struct AppState {
     pub break_glass: breakglass::BreakGlass,
     /// The mail tables, where provisioning records a group's sender policy and owners.
     pub mail: Arc<dyn mail::store::MailStore>,
+    /// The users the IdP provisions over SCIM (through control-api).
+    pub directory: directory::Directory,
 }
 
 impl FromRef<AppState> for ServiceVerifier {
@@ -104,14 +107,18 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         config.database_url.expose(),
         MAX_DB_CONNECTIONS,
         keys.clone(),
-        config.corporate_domains.clone(),
+        config
+            .corporate_domains
+            .clone()
+            .with_directory_sync(identity::DirectorySync(config.directory_sync)),
     )
     .await?;
     let bulk = batch::BulkLane::start(&store, config.batch_slots())
         .await
         .map_err(|e| anyhow::anyhow!("starting the bulk batches' threads: {e}"))?;
     // After the main store: it runs the migrations, the mail tables' included.
-    let mail = mail::store::connect(config.database_url.expose(), keys).await?;
+    let mail = mail::store::connect(config.database_url.expose(), keys.clone()).await?;
+    let directory = directory::Directory::new(sql::Pool::from(store.audit_db()), keys);
     Ok(AppState {
         verifier,
         store,
@@ -120,6 +127,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         bulk,
         break_glass,
         mail,
+        directory,
     })
 }
 
@@ -166,6 +174,7 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(meta::router())
         .merge(breakglass::router())
         .merge(mail::api::router())
+        .merge(directory::router())
         .split_for_parts();
     let (batch, batch_doc) = batch::router().split_for_parts();
     doc.merge(batch_doc);

@@ -98,6 +98,7 @@ enum Purpose {
     Membership,
     BreakGlass,
     Mail(MailSeal),
+    Directory,
 }
 
 /// What a sealed piece of mail data is (the mail module's values, each with its own associated
@@ -119,6 +120,7 @@ impl Purpose {
             Self::GroupList => "identity-groups",
             Self::Membership => "membership-identity",
             Self::BreakGlass => "break-glass-request",
+            Self::Directory => "directory-user",
             Self::Mail(MailSeal::Message) => "mail-message",
             Self::Mail(MailSeal::Recipients) => "mail-recipients",
             Self::Mail(MailSeal::Owners) => "mail-owners",
@@ -133,6 +135,7 @@ pub struct SealKey {
     email_tag: Zeroizing<[u8; 32]>,
     member_tag: Zeroizing<[u8; 32]>,
     mail_tag: Zeroizing<[u8; 32]>,
+    directory_tag: Zeroizing<[u8; 32]>,
     seal: Zeroizing<[u8; 32]>,
     audit: Zeroizing<[u8; 32]>,
 }
@@ -162,6 +165,7 @@ impl SealKey {
             email_tag: sub(b"email-tag"),
             member_tag: sub(b"member-tag"),
             mail_tag: sub(b"mail-tag"),
+            directory_tag: sub(b"directory-tag"),
             seal: sub(b"seal"),
             audit: sub(b"audit-pseudonym"),
         }
@@ -348,6 +352,43 @@ impl SealKey {
             group.as_uuid().as_bytes(),
             identity.as_bytes(),
         )
+    }
+
+    /// The keyed hash of a directory user's `field` (`userName`, lowercased, or `externalId`),
+    /// under its own subkey: finds a provisioned user by what the IdP's client asks for, and
+    /// links to no identity or membership row.
+    pub fn directory_tag(&self, field: &str, value: &str) -> Vec<u8> {
+        hmac(
+            self.directory_tag.as_ref(),
+            &[field.as_bytes(), &[0], value.as_bytes()],
+        )
+        .to_vec()
+    }
+
+    /// Seals a directory user (the SCIM resource the IdP provisioned), bound to its id: its
+    /// length (4 bytes) and the bytes, padded with zeros to a multiple of [`PROFILE_BLOCK`]
+    /// bytes so the ciphertext's length says little.
+    pub fn seal_directory(&self, user: Uuid, plaintext: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(plaintext.len()).expect("a directory user is far below 4 GiB");
+        let mut padded = len.to_be_bytes().to_vec();
+        padded.extend_from_slice(plaintext);
+        padded.resize(padded.len().div_ceil(PROFILE_BLOCK) * PROFILE_BLOCK, 0);
+        self.seal(Purpose::Directory, user.as_bytes(), &padded)
+    }
+
+    /// Opens what [`Self::seal_directory`] sealed for the same user.
+    pub fn open_directory(&self, user: Uuid, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let padded = self.open(Purpose::Directory, user.as_bytes(), sealed)?;
+        let corrupt = || SealError::Corrupt("directory user");
+        let len = padded
+            .get(..4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(corrupt)? as usize;
+        padded
+            .get(4..4 + len)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(corrupt)
     }
 
     /// Seals one field (`field`: its name) of break-glass request `request`: the person asked

@@ -249,6 +249,17 @@ pub trait Store: Send + Sync + 'static {
         kind: IdentityKind,
     ) -> Result<bool, StoreError>;
 
+    /// Makes sure the person the directory (SCIM) provisions, signed in as `subject`, has an
+    /// identity of the directory's `kind`: corrected when it differs (ending the memberships
+    /// the new kind bars), created in no group when the tenant has not seen them.
+    async fn sync_identity(
+        &self,
+        context: &Context,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+    ) -> Result<(), StoreError>;
+
     /// Applies a label's entry rule to the groups named and to every group the tenant keeps
     /// under the label: each group in a transaction of its own, which keeps the rule and, when
     /// it bars a kind the group's rule admitted, ends every membership it now bars.

@@ -66,7 +66,11 @@ impl TestApp {
             keys.clone(),
         )
         .unwrap();
-        let mail = crate::mail::store::connect(&url, keys).await.unwrap();
+        let mail = crate::mail::store::connect(&url, keys.clone())
+            .await
+            .unwrap();
+        let directory =
+            crate::directory::Directory::new(crate::sql::Pool::from(store.audit_db()), keys);
         let mut verifier = ServiceVerifier::new(ServiceName::IsolatedTenant);
         let (mut private, mut signers) = (HashMap::new(), HashMap::new());
         for s in [
@@ -91,6 +95,7 @@ impl TestApp {
             batch_gate: batch_gate.clone(),
             break_glass,
             mail,
+            directory,
         });
         Self {
             router,
@@ -1224,6 +1229,11 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         (paths::MAIL_COUNTS, "get"),
         (paths::APPLY_RULE, "post"),
         (paths::TOKEN_CHECK, "post"),
+        (tenant_api::directory::paths::USERS, "post"),
+        (tenant_api::directory::paths::USER, "get"),
+        (tenant_api::directory::paths::USER, "put"),
+        (tenant_api::directory::paths::USER, "delete"),
+        (tenant_api::directory::paths::FIND, "post"),
     ];
     let documented: usize = doc["paths"]
         .as_object()

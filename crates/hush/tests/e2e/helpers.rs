@@ -59,15 +59,43 @@ impl Res {
 impl App {
     /// Starts a fresh stack on `backend`.
     pub async fn spawn_on(backend: Backend) -> App {
+        Self::spawn_with(backend, |_, _| {}).await
+    }
+
+    /// Starts a fresh stack on `backend` with SCIM provisioning on; answers the app and the
+    /// provisioning client's token.
+    pub async fn spawn_with_scim(backend: Backend) -> (App, String) {
+        Self::spawn_with_scim_rate(backend, 50).await
+    }
+
+    /// As [`Self::spawn_with_scim`], with at most `rate` SCIM requests a second.
+    pub async fn spawn_with_scim_rate(backend: Backend, rate: u32) -> (App, String) {
+        let token = format!("scim-test-token-{}", uuid::Uuid::new_v4().simple());
+        let t = token.clone();
+        let app = Self::spawn_with(backend, move |dir, cfg| {
+            let file = dir.join("scim.token");
+            std::fs::write(&file, &t).expect("token file");
+            cfg.scim.scim_token_file = Some(file);
+            cfg.scim.scim_rate = rate;
+        })
+        .await;
+        (app, token)
+    }
+
+    /// Starts a fresh stack on `backend`, `configure` adjusting its configuration.
+    pub async fn spawn_with(
+        backend: Backend,
+        configure: impl FnOnce(&std::path::Path, &mut StackConfig),
+    ) -> App {
         service_kit::telemetry::init_for_test();
         let dir = tempfile::tempdir().expect("temp dir");
         let (dbs, pg) =
             Databases::for_test(dir.path(), backend, service_kit::testing::postgres_url)
                 .await
                 .expect("fresh test databases");
-        let stack = Stack::start(StackConfig::for_tests(dir.path(), dbs))
-            .await
-            .expect("stack starts");
+        let mut config = StackConfig::for_tests(dir.path(), dbs);
+        configure(dir.path(), &mut config);
+        let stack = Stack::start(config).await.expect("stack starts");
         let urls = stack.urls();
         App {
             stack,

@@ -13,4 +13,5 @@ mod jwt;
 mod labels;
 mod membership;
 mod privacy;
+mod scim;
 mod slice;

@@ -220,6 +220,7 @@ impl TestApp {
             mail_domain: MAIL_DOMAIN.into(),
             saga_wake: Arc::new(Notify::new()),
             http: HttpArgs::default(),
+            scim: None,
         };
         Self {
             state,

@@ -114,6 +114,9 @@ pub mod action {
     /// A membership ended because the group's label no longer admits the member's kind (their
     /// kind changed, or the label was tightened). Nobody else is told who.
     pub const MEMBERSHIP_ENDED_BY_LABEL: &str = "membership.ended-by-label";
+    /// The directory (SCIM) provisioned someone the tenant had not seen: an identity in no
+    /// group, of the directory's kind.
+    pub const IDENTITY_SYNCED: &str = "identity.synced";
     /// A group's entry rule (its label's name and whether it admits guests and agents) was set.
     pub const GROUP_RULE_SET: &str = "group.rule-set";
 }

@@ -756,6 +756,51 @@ impl Rules<'_> {
         Ok(changed)
     }
 
+    /// Makes sure the person the directory provisions has an identity of the directory's kind
+    /// ([`super::Store::sync_identity`]): a kind that differs is corrected (ending what it
+    /// bars, as [`Self::settle_kind`]); someone the tenant has not seen gets an identity in no
+    /// group, holding their address unless another identity does.
+    pub(super) async fn sync_identity(
+        &self,
+        context: &Context,
+        tx: &mut dyn Tx,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+    ) -> Result<(), StoreError> {
+        let found = self.find_identities(tx, Some(subject), email, true).await?;
+        let (by_subject, by_email) = identity::own(subject, email, &known(&found));
+        if by_subject.is_some() || by_email.is_some() {
+            self.settle_kind(context, tx, subject, email, kind).await?;
+            return Ok(());
+        }
+        let active = self.keys.active();
+        let email_owned = match email {
+            Some(e) => tx
+                .taken_email_tags(&email_tags(self.keys, e))
+                .await?
+                .is_empty(),
+            None => false,
+        };
+        let profile = Profile {
+            subject: Some(subject.clone()),
+            email: email.cloned(),
+            kind,
+        };
+        let id = Uuid::new_v4();
+        tx.insert_identities(vec![IdentityRow::new(
+            active,
+            id,
+            &profile,
+            &[],
+            email_owned,
+        )])
+        .await?;
+        let event =
+            NewEvent::new(action::IDENTITY_SYNCED, None).about(audit::identity_alone(active, id));
+        tx.append(context, &[event]).await
+    }
+
     /// Whether tokens of `subject` issued at `issued_at` (seconds) were voided by an
     /// offboarding since ([`super::Store::token_revoked`]). A token without an issue time is
     /// void once the subject was ever offboarded.

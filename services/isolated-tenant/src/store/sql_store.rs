@@ -359,6 +359,20 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         .await
     }
 
+    async fn sync_identity(
+        &self,
+        context: &Context,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+    ) -> Result<(), StoreError> {
+        let args = (subject.clone(), email.cloned(), kind);
+        self.routine(context, args, |r, c, tx, a| {
+            Box::pin(r.sync_identity(c, tx, &a.0, a.1.as_ref(), a.2))
+        })
+        .await
+    }
+
     async fn apply_rule(
         &self,
         context: &Context,

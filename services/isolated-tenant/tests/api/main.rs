@@ -65,6 +65,7 @@ impl Setup {
             seal_keys,
             seal_keys_file,
             corporate_domains: "corp.example".parse::<CorporateDomains>().unwrap(),
+            directory_sync: false,
             batch_concurrency: Some(2),
             http: HttpArgs::default(),
             audit: isolated_tenant::audit::AuditArgs::without_checkpoints(),
