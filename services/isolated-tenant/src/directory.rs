@@ -406,3 +406,99 @@ async fn find_users(
 ) -> Result<AppJson<DirectoryPage>, ApiError> {
     Ok(AppJson(state.directory.find(&q).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::CorporateDomains;
+    use domain::{Email, IdentityKind, Subject};
+    use service_kit::testing::TestDatabase;
+
+    fn write(user_name: &str) -> DirectoryWrite {
+        DirectoryWrite {
+            user_name: user_name.into(),
+            external_id: Some("ext-7781".into()),
+            active: true,
+            subject: Subject::parse(user_name).unwrap(),
+            email: Some(Email::parse("dana.secret@corp.example").unwrap()),
+            kind: IdentityKind::Guest,
+            resource: serde_json::json!({"userName": user_name, "displayName": "Dana Secretname"}),
+        }
+    }
+
+    /// INV-5 for the directory: its table holds tags, sealed bytes and key ids, never a name.
+    #[tokio::test]
+    async fn directory_users_are_sealed_and_found_only_by_keyed_tags_inv_5() {
+        let db = TestDatabase::sqlite();
+        let keys = Arc::new(SealKeys::parse(&SealKeys::generate_text()).unwrap());
+        let store = crate::store::connect(db.url(), 2, keys.clone(), CorporateDomains::default())
+            .await
+            .unwrap();
+        let dir = Directory::new(Pool::from(store.audit_db()), keys);
+        let user = DirectoryUser {
+            id: Uuid::new_v4(),
+            user: write("Dana.Secret@corp.example"),
+            created_ms: 1,
+            modified_ms: 1,
+            version: 1,
+        };
+        dir.write(&user, true).await.unwrap();
+        // Found by userName ignoring case, and by externalId; the same answer as stored.
+        let find = |user_name: Option<&str>, external_id: Option<&str>| DirectoryFind {
+            user_name: user_name.map(str::to_string),
+            external_id: external_id.map(str::to_string),
+            start_index: 1,
+            count: 10,
+        };
+        let page = dir
+            .find(&find(Some("dana.secret@CORP.example"), None))
+            .await
+            .unwrap();
+        assert_eq!(page.users, vec![user.clone()]);
+        assert_eq!(
+            dir.find(&find(None, Some("ext-7781"))).await.unwrap().total,
+            1
+        );
+        assert_eq!(
+            dir.find(&find(None, Some("EXT-7781"))).await.unwrap().total,
+            0,
+            "externalId is exact"
+        );
+        // A second user with the same userName (any case) is refused.
+        let mut twin = user.clone();
+        twin.id = Uuid::new_v4();
+        twin.user.external_id = None;
+        twin.user.user_name = "DANA.SECRET@corp.example".into();
+        assert!(matches!(
+            dir.write(&twin, true).await,
+            Err(ApiError::Directory(DirectoryError::Taken))
+        ));
+        // The raw table: nothing readable.
+        let mut conn = dir.pool.acquire().await.unwrap();
+        let rows: Vec<(Vec<u8>, Option<Vec<u8>>, Vec<u8>, String)> = Sql::new(
+            "SELECT user_name_tag, external_id_tag, sealed_user, key_id FROM directory_users",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        let all: Vec<u8> = rows
+            .iter()
+            .flat_map(|(a, b, c, d)| {
+                [
+                    a.clone(),
+                    b.clone().unwrap_or_default(),
+                    c.clone(),
+                    d.clone().into_bytes(),
+                ]
+            })
+            .flatten()
+            .collect();
+        let text = String::from_utf8_lossy(&all).to_lowercase();
+        for secret in ["dana", "secret", "ext-7781", "corp.example"] {
+            assert!(!text.contains(secret), "{secret} is readable in the table");
+        }
+        dir.delete(user.id).await.unwrap();
+        assert!(dir.get(user.id).await.unwrap().is_none());
+    }
+}
