@@ -475,7 +475,8 @@ mod tests {
         ));
         // The raw table: nothing readable.
         let mut conn = dir.pool.acquire().await.unwrap();
-        let rows: Vec<(Vec<u8>, Option<Vec<u8>>, Vec<u8>, String)> = Sql::new(
+        type RawRow = (Vec<u8>, Option<Vec<u8>>, Vec<u8>, String);
+        let rows: Vec<RawRow> = Sql::new(
             "SELECT user_name_tag, external_id_tag, sealed_user, key_id FROM directory_users",
         )
         .fetch_all(&mut conn)
