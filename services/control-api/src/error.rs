@@ -64,6 +64,9 @@ pub enum ApiError {
     /// No pending label change has this id.
     #[error("no label change with this id is waiting for approval")]
     ChangeNotFound,
+    /// No pending move of a group to another label has this id.
+    #[error("no move of a group to another label with this id is waiting for approval")]
+    RelabelNotFound,
     /// The label-admin who proposed a change tried to approve it.
     #[error("a second label-admin must approve this change: you proposed it")]
     SameAdmin,
@@ -111,6 +114,7 @@ impl ApiError {
             Self::GroupNotFound
             | Self::LabelNotFound(_)
             | Self::ChangeNotFound
+            | Self::RelabelNotFound
             | Self::NotInvited => Problem::not_found(detail),
             Self::CreatorKind(_)
             | Self::MissingRole(_)

@@ -62,7 +62,7 @@ pub struct GroupView {
     /// The address that mails the group's members (once the group is active).
     #[schema(value_type = String, format = Email, example = "parents-at-work-x7k2qd@groups.corp.example")]
     pub contact_address: Email,
-    /// The sensitivity label; chosen at creation, never changed.
+    /// The sensitivity label; moved only through `PUT /control/v1/groups/{id}/label`.
     #[schema(value_type = String, example = "General")]
     pub label: LabelName,
     /// How people get in.
@@ -255,7 +255,8 @@ pub struct NewGroupRequest {
     /// What the group is for: at most 2000 characters.
     #[serde(default)]
     pub description: Description,
-    /// The sensitivity label; it must exist and cannot be changed later.
+    /// The sensitivity label; it must exist. Moving the group to another label later goes
+    /// through `PUT /control/v1/groups/{id}/label`.
     pub label: LabelName,
     /// How people get in; the label must allow it.
     pub join_policy: JoinPolicy,
@@ -543,8 +544,8 @@ async fn get_group(
 /// kind of identity, the others become owners at once; under one that bars guests or AI
 /// agents, they are invited (`invited_owners`) and become owners only when they accept with
 /// their own token, whose kind the label must admit. The answer is the same whatever Hush
-/// knows of the people named. The join policy must be one the group's label allows. The label itself cannot be changed:
-/// a body naming `label` is refused with 422. Unknown fields are refused with 422 too.
+/// knows of the people named. The join policy must be one the group's label allows. The label is not changed here:
+/// a body naming `label` is refused with 422 (move it with `PUT /control/v1/groups/{id}/label`). Unknown fields are refused with 422 too.
 #[utoipa::path(
     patch,
     path = "/control/v1/groups/{id}",
@@ -569,7 +570,9 @@ async fn update_group(
     // Refused before the group is looked at, so the answer says nothing about the group.
     if input.label {
         return Err(ApiError::Invalid(
-            "label: a group's label cannot be changed".into(),
+            "label: a group's label is not changed here; move the group with PUT \
+             /control/v1/groups/{id}/label"
+                .into(),
         ));
     }
     let group = visible_group(&state, id, &caller).await?;

@@ -20,6 +20,7 @@ mod identities;
 mod internal;
 mod labels;
 pub mod model;
+mod relabel;
 pub mod saga;
 pub mod scim;
 pub mod store;
@@ -176,6 +177,7 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(labels::router())
         .merge(groups::router())
+        .merge(relabel::router())
         .merge(internal::router())
         .merge(identities::router())
         .merge(breakglass::router())

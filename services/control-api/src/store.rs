@@ -41,6 +41,7 @@ static MIGRATIONS: Migrations = Migrations {
     sqlite: sqlx::migrate!("../../migrations/control-api/sqlite"),
 };
 
+mod relabels;
 mod sql;
 
 /// Why a store operation failed. Every refusal a caller can cause is an outcome, not an error.
@@ -119,6 +120,60 @@ pub enum LabelApproval {
     Overtaken,
     /// Groups that are not archived use join policies the change drops.
     JoinPoliciesInUse(Vec<JoinPolicy>),
+}
+
+/// Outcome of re-labelling a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relabel {
+    /// The new label is as strict as the old one or stricter, and is the group's label now
+    /// (or already was); the group as it is now.
+    Done(GroupRecord),
+    /// The new label is looser: the change waits for a label-admin's approval.
+    Proposed(PendingRelabel),
+    /// A looser re-labelling of this group is waiting for approval (its id).
+    Pending(Uuid),
+    /// No group has this id.
+    NotFound,
+    /// No label has the name given.
+    NoSuchLabel,
+    /// The group is not active (being provisioned, archived or being archived).
+    NotEditable(GroupState),
+    /// The new label does not allow the group's join policy; here is the label.
+    JoinPolicyRefused(Label),
+}
+
+/// A re-labelling of a group to a looser label, waiting for a label-admin's approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRelabel {
+    /// The change's id.
+    pub id: Uuid,
+    /// The group.
+    pub group: GroupId,
+    /// The group's name, for the approver.
+    pub group_name: GroupName,
+    /// The group's label when the change was proposed.
+    pub from: LabelName,
+    /// The label proposed, as it was when proposed.
+    pub to: Label,
+    /// Who proposed it (an owner or a label-admin), who may not approve it.
+    pub proposed_by: Subject,
+    /// When, in milliseconds since the epoch.
+    pub proposed_at: i64,
+}
+
+/// Outcome of approving a pending re-labelling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelabelApproval {
+    /// Applied; the group as it is now.
+    Approved(GroupRecord),
+    /// No pending re-labelling has this id.
+    NotFound,
+    /// The approver proposed it: someone else must approve.
+    SameAdmin,
+    /// The group's label, its state or the proposed label changed since; the change is dropped.
+    Overtaken,
+    /// The proposed label no longer allows the group's join policy; here is the label.
+    JoinPolicyRefused(Label),
 }
 
 /// Outcome of deleting a label.
@@ -348,6 +403,42 @@ pub trait Store: Send + Sync + 'static {
         ctx: &AuditContext,
         now: i64,
     ) -> Result<GroupWrite, StoreError>;
+
+    /// Moves the group to the label `to`, on the word of `actor` (an owner or a label-admin,
+    /// as the caller checked). A label as strict as the group's or stricter
+    /// ([`LabelPolicy::loosens`] is false) applies at once; a looser one is filed for a
+    /// label-admin's approval. Only active groups are re-labelled. Audited with `ctx`.
+    async fn relabel_group(
+        &self,
+        id: GroupId,
+        to: &LabelName,
+        actor: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<Relabel, StoreError>;
+
+    /// The re-labellings waiting for approval, oldest first.
+    async fn pending_relabels(&self) -> Result<Vec<PendingRelabel>, StoreError>;
+
+    /// Applies the pending re-labelling `id`, approved by `approver` (not its proposer),
+    /// unless the group or the proposed label changed since; audited with `ctx`.
+    async fn approve_relabel(
+        &self,
+        id: Uuid,
+        approver: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<RelabelApproval, StoreError>;
+
+    /// Drops the pending re-labelling `id` (a label-admin's call); false when there is none.
+    /// Audited with `ctx`.
+    async fn reject_relabel(
+        &self,
+        id: Uuid,
+        admin: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Leases the group whose tenant work is most overdue, until `lease_until`.
     async fn claim_due(&self, now: i64, lease_until: i64) -> Result<Option<Claim>, StoreError>;

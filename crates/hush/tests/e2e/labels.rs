@@ -377,7 +377,180 @@ async fn a_guest_cannot_be_made_owner_of_a_group_whose_label_bars_guests(kind: B
     app.stop().await;
 }
 
+async fn relabelling_a_group_stricter_evicts_and_looser_needs_a_label_admins_approval(
+    kind: Backend,
+) {
+    let app = App::spawn_on(kind).await;
+    let alice = app.member("alice");
+    let lena = app.token("lena", IdentityKind::Member, &["label-admin"]);
+    let g = app
+        .active_group(&alice, "Launch Team", "General", "approval")
+        .await;
+    // A guest and an employee are members under General, which admits guests.
+    let guest = app.token("gina", IdentityKind::Guest, &[]);
+    let bob = app.member("bob");
+    for who in [&guest, &bob] {
+        let asked = app
+            .post(
+                &app.membership(&format!("/groups/{g}/join")),
+                who,
+                json!({}),
+            )
+            .await;
+        assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
+        let rid = asked.body["request"]["id"].as_str().unwrap();
+        let ok = app
+            .post(
+                &app.membership(&format!("/groups/{g}/requests/{rid}/approve")),
+                &alice,
+                json!({}),
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    }
+    assert!(app.is_member(&guest, &g).await);
+    let label_url = app.control(&format!("/groups/{g}/label"));
+
+    // Nobody but an owner or a label-admin moves it.
+    app.call(
+        Method::PUT,
+        &label_url,
+        Some(&bob),
+        Some(json!({"label": "Confidential"})),
+    )
+    .await
+    .assert_problem(403);
+    // The owner moves it to Confidential: applied at once, the guest is out, bob stays, and
+    // the answer counts the ended memberships only as a bucket.
+    let res = app
+        .call(
+            Method::PUT,
+            &label_url,
+            Some(&alice),
+            Some(json!({"label": "Confidential"})),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(res.body["label"], "Confidential");
+    assert_eq!(res.body["memberships_ended"], "<10");
+    assert!(!app.is_member(&guest, &g).await, "the guest is out at once");
+    assert!(app.is_member(&bob, &g).await, "employees stay");
+    let group = app.get(&app.control(&format!("/groups/{g}")), &alice).await;
+    assert_eq!(group.body["label"], "Confidential", "{}", group.text);
+    // A label that does not allow the group's join policy is refused, and changes nothing.
+    let refused = app
+        .call(
+            Method::PUT,
+            &label_url,
+            Some(&alice),
+            Some(json!({"label": "Highly Confidential"})),
+        )
+        .await;
+    refused.assert_problem(422);
+    assert_eq!(refused.body["type"], "urn:hush:problem:join-policy");
+
+    // Back to General (looser): filed, not applied; the guest is still refused.
+    let res = app
+        .call(
+            Method::PUT,
+            &label_url,
+            Some(&alice),
+            Some(json!({"label": "General"})),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+    let id = res.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        res.headers["location"].to_str().unwrap(),
+        format!("/control/v1/relabels/{id}")
+    );
+    let again = app
+        .call(
+            Method::PUT,
+            &label_url,
+            Some(&alice),
+            Some(json!({"label": "General"})),
+        )
+        .await;
+    again.assert_problem(409);
+    let group = app.get(&app.control(&format!("/groups/{g}")), &alice).await;
+    assert_eq!(group.body["label"], "Confidential", "not yet");
+    app.post(
+        &app.membership(&format!("/groups/{g}/join")),
+        &guest,
+        json!({}),
+    )
+    .await
+    .assert_problem(403);
+    // Only a label-admin lists and decides; lena proposes a move herself and cannot approve it.
+    app.get(&app.control("/relabels"), &alice)
+        .await
+        .assert_problem(403);
+    let pending = app.get(&app.control("/relabels"), &lena).await;
+    assert_eq!(pending.body[0]["id"], id.as_str(), "{}", pending.text);
+    assert_eq!(pending.body[0]["proposed_by"], "alice");
+    let approve = app.control(&format!("/relabels/{id}/approve"));
+    app.post(&approve, &alice, json!({}))
+        .await
+        .assert_problem(403);
+    let res = app.post(&approve, &lena, json!({})).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert_eq!(res.body["label"], "General");
+    app.post(&approve, &lena, json!({}))
+        .await
+        .assert_problem(404);
+    // The guest may ask again now.
+    let asked = app
+        .post(
+            &app.membership(&format!("/groups/{g}/join")),
+            &guest,
+            json!({}),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
+
+    // A label-admin's own looser move needs another label-admin.
+    let res = app
+        .call(
+            Method::PUT,
+            &label_url,
+            Some(&lena),
+            Some(json!({"label": "Confidential"})),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let res = app
+        .call(
+            Method::PUT,
+            &label_url,
+            Some(&lena),
+            Some(json!({"label": "General"})),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text);
+    let id = res.body["id"].as_str().unwrap();
+    app.post(
+        &app.control(&format!("/relabels/{id}/approve")),
+        &lena,
+        json!({}),
+    )
+    .await
+    .assert_problem(403);
+    let rejected = app
+        .post(
+            &app.control(&format!("/relabels/{id}/reject")),
+            &lena,
+            json!({}),
+        )
+        .await;
+    assert_eq!(rejected.status, StatusCode::NO_CONTENT, "{}", rejected.text);
+    let group = app.get(&app.control(&format!("/groups/{g}")), &alice).await;
+    assert_eq!(group.body["label"], "Confidential");
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
+    relabelling_a_group_stricter_evicts_and_looser_needs_a_label_admins_approval,
     a_guest_cannot_be_made_owner_of_a_group_whose_label_bars_guests,
     a_kind_revealed_by_the_persons_token_ends_the_memberships_its_label_bars,
     tightening_a_label_evicts_and_loosening_it_needs_a_second_label_admin,

@@ -3,11 +3,13 @@
 //! row locks Postgres takes and SQLite, with one writer at a time, does not need) the statement
 //! takes its clause from [`Dialect`].
 
+use super::relabels::{self, RelabelRow, Relabels, RELABEL_SELECT};
 use super::{
     corrupt, dropped_join_policies, edit_events, group_from, join_policies_text, label_detail,
     label_from, like_pattern, owner_plan, Claim, DiscoverQuery, GroupInsert, GroupTuple,
     GroupWrite, LabelApproval, LabelDelete, LabelInsert, LabelTuple, LabelUpdate, OwnerContact,
-    PendingLabelChange, SagaStatus, Schema, Store, StoreError,
+    PendingLabelChange, PendingRelabel, Relabel, RelabelApproval, SagaStatus, Schema, Store,
+    StoreError,
 };
 use crate::catalog_audit::{self, AuditContext, AuditEntry, CatalogEvent};
 use crate::model::{GroupChanges, GroupRecord, NewGroup};
@@ -373,6 +375,9 @@ where
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
     for<'r> ChangeRow: FromRow<'r, DB::Row>,
     for<'r> (String, Option<String>, Option<String>): FromRow<'r, DB::Row>,
+    for<'r> (String, String, String, String): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String, String, String, String): FromRow<'r, DB::Row>,
+    for<'r> RelabelRow: FromRow<'r, DB::Row>,
 {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
@@ -1095,6 +1100,181 @@ where
                 .ok_or_else(|| corrupt("a group being archived cannot be read back"))?;
             tx.commit().await?;
             Ok(GroupWrite::Done(record))
+        })
+        .await
+    }
+
+    async fn relabel_group(
+        &self,
+        id: GroupId,
+        to: &LabelName,
+        actor: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<Relabel, StoreError> {
+        let (this, to, actor, ctx) = (self.clone(), to.clone(), actor.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let ctx = &ctx;
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let Some(group) = Relabels::<DB>::hold_group(&mut tx, id).await? else {
+                tx.rollback().await?;
+                return Ok(Relabel::NotFound);
+            };
+            if group.state != GroupState::Active {
+                tx.rollback().await?;
+                return Ok(Relabel::NotEditable(group.state));
+            }
+            let from = Reads::<DB>::hold_label(&mut tx, group.label.as_str())
+                .await?
+                .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
+            let Some(new) = Reads::<DB>::hold_label(&mut tx, to.as_str()).await? else {
+                tx.rollback().await?;
+                return Ok(Relabel::NoSuchLabel);
+            };
+            if !new.policy.allows_join_policy(group.join_policy) {
+                tx.rollback().await?;
+                return Ok(Relabel::JoinPolicyRefused(new));
+            }
+            if new.policy.loosens(&from.policy) {
+                if let Some(pending) = Relabels::<DB>::pending_id(&mut tx, id).await? {
+                    tx.rollback().await?;
+                    return Ok(Relabel::Pending(pending));
+                }
+                let change = PendingRelabel {
+                    id: Uuid::new_v4(),
+                    group: id,
+                    group_name: group.name,
+                    from: from.name.clone(),
+                    to: new,
+                    proposed_by: actor,
+                    proposed_at: now,
+                };
+                Relabels::<DB>::file(&mut tx, &change).await?;
+                let event = relabels::event(
+                    "group.relabel-proposed",
+                    id,
+                    &change.from,
+                    &change.to,
+                    Some(change.id),
+                );
+                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                tx.commit().await?;
+                return Ok(Relabel::Proposed(change));
+            }
+            if new.name != from.name {
+                Relabels::<DB>::write(&mut tx, id, &new.name, now).await?;
+                let event = relabels::event("group.relabeled", id, &from.name, &new, None);
+                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            }
+            let record = Reads::<DB>::read_group(&mut tx, id)
+                .await?
+                .ok_or_else(|| corrupt("a group being re-labelled cannot be read back"))?;
+            tx.commit().await?;
+            Ok(Relabel::Done(record))
+        })
+        .await
+    }
+
+    async fn pending_relabels(&self) -> Result<Vec<PendingRelabel>, StoreError> {
+        let rows: Vec<RelabelRow> =
+            sqlx::query_as(&format!("{RELABEL_SELECT} ORDER BY r.proposed_at, r.id"))
+                .fetch_all(self.pool())
+                .await?;
+        rows.into_iter().map(relabels::relabel_from).collect()
+    }
+
+    async fn approve_relabel(
+        &self,
+        id: Uuid,
+        approver: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<RelabelApproval, StoreError> {
+        let (this, approver, ctx) = (self.clone(), approver.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let ctx = &ctx;
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let Some(change) = Relabels::<DB>::hold(&mut tx, id).await? else {
+                tx.rollback().await?;
+                return Ok(RelabelApproval::NotFound);
+            };
+            if change.proposed_by == approver {
+                tx.rollback().await?;
+                return Ok(RelabelApproval::SameAdmin);
+            }
+            let group = Relabels::<DB>::hold_group(&mut tx, change.group).await?;
+            let new = Reads::<DB>::hold_label(&mut tx, change.to.as_str()).await?;
+            let current = match (&group, &new) {
+                (Some(g), Some(l))
+                    if g.state == GroupState::Active
+                        && g.label == change.from
+                        && l.policy == change.to_policy =>
+                {
+                    Some((g, l))
+                }
+                _ => None,
+            };
+            let Some((group, new)) = current else {
+                Relabels::<DB>::drop_change(&mut tx, id).await?;
+                let event = CatalogEvent::group(
+                    "group.relabel-overtaken",
+                    change.group,
+                    serde_json::json!({ "change": id.to_string() }),
+                )
+                .by(&approver);
+                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                tx.commit().await?;
+                return Ok(RelabelApproval::Overtaken);
+            };
+            if !new.policy.allows_join_policy(group.join_policy) {
+                tx.rollback().await?;
+                return Ok(RelabelApproval::JoinPolicyRefused(new.clone()));
+            }
+            Relabels::<DB>::drop_change(&mut tx, id).await?;
+            Relabels::<DB>::write(&mut tx, change.group, &new.name, now).await?;
+            let mut event = relabels::event(
+                "group.relabel-approved",
+                change.group,
+                &change.from,
+                new,
+                Some(id),
+            );
+            event.detail["proposed_by"] = change.proposed_by.as_str().into();
+            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            let record = Reads::<DB>::read_group(&mut tx, change.group)
+                .await?
+                .ok_or_else(|| corrupt("a group being re-labelled cannot be read back"))?;
+            tx.commit().await?;
+            Ok(RelabelApproval::Approved(record))
+        })
+        .await
+    }
+
+    async fn reject_relabel(
+        &self,
+        id: Uuid,
+        admin: &Subject,
+        ctx: &AuditContext,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (this, admin, ctx) = (self.clone(), admin.clone(), ctx.clone());
+        db::run_to_end(async move {
+            let ctx = &ctx;
+            let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
+            let Some(change) = Relabels::<DB>::hold(&mut tx, id).await? else {
+                tx.rollback().await?;
+                return Ok(false);
+            };
+            Relabels::<DB>::drop_change(&mut tx, id).await?;
+            let event = CatalogEvent::group(
+                "group.relabel-rejected",
+                change.group,
+                serde_json::json!({ "change": id.to_string(), "to": change.to.as_str() }),
+            )
+            .by(&admin);
+            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            tx.commit().await?;
+            Ok(true)
         })
         .await
     }

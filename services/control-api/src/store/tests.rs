@@ -467,6 +467,200 @@ async fn loosening_a_label_in_use_waits_for_a_second_label_admin(kind: Kind) {
     .await;
 }
 
+async fn relabelling_to_a_stricter_label_applies_and_to_a_looser_one_waits(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
+        seeded(&store).await;
+        let g = created(
+            &store,
+            &new_group("Book Club", "General", JoinPolicy::Approval, "alice"),
+        )
+        .await;
+        settle(&store, T0).await;
+        let (general, conf, hc) = (
+            label_name("General"),
+            label_name("Confidential"),
+            label_name("Highly Confidential"),
+        );
+        // Stricter: applies at once.
+        let Relabel::Done(record) = store
+            .relabel_group(g.id, &conf, &subject("alice"), &sys(), T0 + 1)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}: a move to a stricter label did not apply");
+        };
+        assert_eq!(record.label.name, conf, "{backend}");
+        assert_eq!(
+            store.get_group(g.id).await.unwrap().unwrap().label.name,
+            conf
+        );
+        // A label that does not allow the group's join policy refuses it; no such label neither.
+        assert!(matches!(
+            store
+                .relabel_group(g.id, &hc, &subject("alice"), &sys(), T0)
+                .await
+                .unwrap(),
+            Relabel::JoinPolicyRefused(l) if l.name == hc
+        ));
+        assert_eq!(
+            store
+                .relabel_group(g.id, &label_name("Nope"), &subject("alice"), &sys(), T0)
+                .await
+                .unwrap(),
+            Relabel::NoSuchLabel
+        );
+        assert_eq!(
+            store
+                .relabel_group(GroupId::new(), &conf, &subject("alice"), &sys(), T0)
+                .await
+                .unwrap(),
+            Relabel::NotFound
+        );
+        // Looser: filed; the group keeps its label; one pending move a group.
+        let Relabel::Proposed(change) = store
+            .relabel_group(g.id, &general, &subject("alice"), &sys(), T0 + 2)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}: a move to a looser label applied at once");
+        };
+        assert_eq!(
+            (
+                change.group,
+                &change.from,
+                &change.to.name,
+                &change.proposed_by
+            ),
+            (g.id, &conf, &general, &subject("alice"))
+        );
+        assert_eq!(
+            store.get_group(g.id).await.unwrap().unwrap().label.name,
+            conf
+        );
+        assert_eq!(
+            store.pending_relabels().await.unwrap(),
+            vec![change.clone()]
+        );
+        assert_eq!(
+            store
+                .relabel_group(g.id, &general, &subject("lia"), &sys(), T0)
+                .await
+                .unwrap(),
+            Relabel::Pending(change.id)
+        );
+        // Its proposer cannot approve it; someone else can.
+        assert_eq!(
+            store
+                .approve_relabel(change.id, &subject("alice"), &sys(), T0)
+                .await
+                .unwrap(),
+            RelabelApproval::SameAdmin
+        );
+        let RelabelApproval::Approved(record) = store
+            .approve_relabel(change.id, &subject("lia"), &sys(), T0 + 3)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}: a second person's approval did not apply");
+        };
+        assert_eq!(record.label.name, general);
+        assert!(store.pending_relabels().await.unwrap().is_empty());
+        assert_eq!(
+            store
+                .approve_relabel(change.id, &subject("lia"), &sys(), T0)
+                .await
+                .unwrap(),
+            RelabelApproval::NotFound
+        );
+
+        // A move overtaken by a change of the group's label is dropped, not applied.
+        let Relabel::Done(_) = store
+            .relabel_group(g.id, &conf, &subject("alice"), &sys(), T0 + 4)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}");
+        };
+        let Relabel::Proposed(first) = store
+            .relabel_group(g.id, &general, &subject("alice"), &sys(), T0 + 5)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}");
+        };
+        // A stricter move applies even with a looser one pending, which it overtakes.
+        let mut strict = store.get_label(&conf).await.unwrap().unwrap();
+        strict.name = label_name("Staff Only");
+        strict.policy.join_policies = vec![JoinPolicy::Approval];
+        assert_eq!(
+            store.insert_label(&strict, &sys(), T0).await.unwrap(),
+            LabelInsert::Created
+        );
+        let Relabel::Done(_) = store
+            .relabel_group(g.id, &strict.name, &subject("alice"), &sys(), T0 + 6)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}");
+        };
+        assert_eq!(
+            store
+                .approve_relabel(first.id, &subject("lia"), &sys(), T0 + 7)
+                .await
+                .unwrap(),
+            RelabelApproval::Overtaken
+        );
+        assert_eq!(
+            store.get_group(g.id).await.unwrap().unwrap().label.name,
+            strict.name
+        );
+        // A rejected move is gone.
+        let Relabel::Proposed(again) = store
+            .relabel_group(g.id, &general, &subject("alice"), &sys(), T0 + 8)
+            .await
+            .unwrap()
+        else {
+            panic!("{backend}");
+        };
+        assert!(store
+            .reject_relabel(again.id, &subject("lia"), &sys(), T0)
+            .await
+            .unwrap());
+        assert!(!store
+            .reject_relabel(again.id, &subject("lia"), &sys(), T0)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get_group(g.id).await.unwrap().unwrap().label.name,
+            strict.name
+        );
+        let actions: Vec<String> = store
+            .catalog_audit(0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .filter(|a| a.starts_with("group.relabel"))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "group.relabeled",
+                "group.relabel-proposed",
+                "group.relabel-approved",
+                "group.relabeled",
+                "group.relabel-proposed",
+                "group.relabeled",
+                "group.relabel-overtaken",
+                "group.relabel-proposed",
+                "group.relabel-rejected",
+            ],
+            "{backend}"
+        );
+    })
+    .await;
+}
+
 fn agents_too(l: &Label) -> Label {
     let mut l = l.clone();
     l.policy.agents_allowed = true;
@@ -1140,6 +1334,7 @@ service_kit::backend_tests!(
     a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_uses,
     creating_a_group_checks_the_label_and_the_address,
     loosening_a_label_in_use_waits_for_a_second_label_admin,
+    relabelling_to_a_stricter_label_applies_and_to_a_looser_one_waits,
     discovery_finds_active_groups_the_caller_may_enter_by_substring_in_pages,
     owners_edit_within_the_label_and_nobody_else_edits,
     the_saga_leases_one_group_to_one_worker_and_retries_after_failures,

@@ -263,7 +263,11 @@ async fn owners_edit_within_the_label_and_the_label_never_changes(kind: Backend)
         .patch(&uri, &alice, json!({"label": "General"}))
         .await
         .problem(422);
-    assert_eq!(detail, "label: a group's label cannot be changed");
+    assert_eq!(
+        detail,
+        "label: a group's label is not changed here; move the group with PUT \
+         /control/v1/groups/{id}/label"
+    );
     app.patch(&uri, &alice, json!({"label": null}))
         .await
         .problem(422);

@@ -1,5 +1,5 @@
 // Create a group. The label picker explains what each label allows, and the join policies a
-// label does not allow cannot be picked. The label cannot be changed afterwards.
+// label does not allow cannot be picked. Moving the group to a looser label afterwards needs a label-admin's approval.
 
 import { h, field, note, id as newId } from '../dom.js';
 import { post, seg } from '../api.js';
@@ -32,7 +32,7 @@ export async function createView(ctx) {
     'fieldset',
     { class: 'choices' },
     h('legend', null, 'Sensitivity label'),
-    h('p', { class: 'hint' }, 'The label decides who may join and how. It cannot be changed later.'),
+    h('p', { class: 'hint' }, 'The label decides who may join and how. Moving the group to a looser label later needs a label-admin’s approval.'),
     all.map((l, i) => {
       const rid = newId('label');
       const descId = `${rid}-desc`;

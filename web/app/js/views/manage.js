@@ -108,7 +108,7 @@ function editPanel(ctx, group, label) {
         { class: 'field' },
         h('span', { class: 'field-title' }, 'Label'),
         labelExplained(label || { name: group.label, description: '' }, { compact: true }),
-        h('p', { class: 'hint' }, 'A group’s label cannot be changed.'),
+        h('p', { class: 'hint' }, 'The label is not changed here. A move to a stricter label applies at once and removes the people it bars; a move to a looser one needs a label-admin’s approval (API: PUT /control/v1/groups/{id}/label).'),
       ),
       field({ label: 'What is it for?', control: description }),
       joinSet,
