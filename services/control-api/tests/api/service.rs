@@ -293,6 +293,7 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
             "get /control/v1/labels",
             "get /control/v1/labels/{name}",
             "get /control/v1/owned-groups",
+            "get /control/v1/relabels",
             "patch /control/v1/groups/{id}",
             "post /control/v1/break-glass/requests",
             "post /control/v1/break-glass/requests/{id}/approve",
@@ -306,6 +307,9 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
             "post /control/v1/label-changes/{id}/approve",
             "post /control/v1/label-changes/{id}/reject",
             "post /control/v1/labels",
+            "post /control/v1/relabels/{id}/approve",
+            "post /control/v1/relabels/{id}/reject",
+            "put /control/v1/groups/{id}/label",
             "put /control/v1/labels/{name}",
         ]
     );
