@@ -61,10 +61,17 @@ struct UpArgs {
     /// N+5, dev issuer N+6.
     #[arg(long, env = "HUSH_PORT_BASE", default_value_t = 8080)]
     port_base: u16,
-    /// Address the public services bind to. The tenant and the dev issuer always bind to
-    /// 127.0.0.1.
+    /// Address the public services and the app bind to. The tenant and the dev issuer always
+    /// bind to 127.0.0.1. An address other than loopback is refused unless
+    /// --expose-dev-sign-in is given too.
     #[arg(long, env = "HUSH_PUBLIC_HOST", default_value = "127.0.0.1")]
     host: std::net::IpAddr,
+    /// Allow a --host other than loopback. The app's dev sign-in then answers there: anyone who
+    /// can reach it can sign in as anyone, with any role (label-admin, operator,
+    /// privacy-officer), which is break-glass by one person. Only on a network that is yours
+    /// alone; use `hush serve` with your IdP otherwise.
+    #[arg(long, env = "HUSH_EXPOSE_DEV_SIGN_IN")]
+    expose_dev_sign_in: bool,
     /// Mail domain of the groups' contact addresses.
     #[arg(
         long,
@@ -169,6 +176,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(cmd) => serve(cmd).await,
         Command::Edge(cfg) => {
             service_kit::telemetry::init();
+            if cfg.dev_mode {
+                crate::edge::dev_sign_in_reach(cfg.listen.ip(), cfg.expose_dev_sign_in)?;
+            }
             let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
             println!("Hush edge on http://{}/", listener.local_addr()?);
             crate::edge::run(cfg, listener, service_kit::shutdown_signal()).await?;
@@ -214,6 +224,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     if args.no_smtp {
         cfg.mail = isolated_tenant::mail::MailArgs::default();
     }
+    cfg.expose_dev_sign_in = args.expose_dev_sign_in;
     let smtp = cfg.mail.listen.map_or_else(
         || "off (--no-smtp)".to_string(),
         |a| {

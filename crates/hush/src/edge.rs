@@ -103,6 +103,11 @@ pub struct EdgeConfig {
     /// token with the dev issuer under --data-dir. Never in production.
     #[arg(long, env = "HUSH_DEV_MODE")]
     pub dev_mode: bool,
+    /// Dev mode on an address other than loopback (refused without this flag). Anyone who can
+    /// reach the address can then sign in as anyone, with any role (label-admin, operator,
+    /// privacy-officer): break-glass by one person. Only on a network that is yours alone.
+    #[arg(long, env = "HUSH_EXPOSE_DEV_SIGN_IN")]
+    pub expose_dev_sign_in: bool,
     /// The data dir of the `hush up` whose dev issuer signs dev tokens (dev mode only).
     #[arg(long, env = "HUSH_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -121,6 +126,20 @@ pub struct EdgeConfig {
     /// included; longer → 408.
     #[arg(long, env = "HUSH_EDGE_REQUEST_TIMEOUT_SECS", default_value_t = 600)]
     pub request_timeout_secs: u64,
+}
+
+/// Refuses dev sign-in on an address other than loopback unless `exposed` says so: there,
+/// `POST /dev/token` mints a token for any person with any role to whoever reaches `host`.
+pub fn dev_sign_in_reach(host: std::net::IpAddr, exposed: bool) -> anyhow::Result<()> {
+    if host.is_loopback() || exposed {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to serve dev sign-in on {host}, which is not a loopback address: anyone who \
+         can reach it could sign in as anyone, with any role (label-admin, operator, \
+         privacy-officer). Use --host 127.0.0.1 (the default), or, on a network that is yours \
+         alone, pass --expose-dev-sign-in"
+    )
 }
 
 /// One service the edge forwards to.
@@ -209,6 +228,7 @@ impl Edge {
         let bulk = base_url("bulk-api", &cfg.bulk_url)?;
         let mut connect_src = vec!["'self'".to_string()];
         let (client_config, dev) = if cfg.dev_mode {
+            dev_sign_in_reach(cfg.listen.ip(), cfg.expose_dev_sign_in)?;
             let issuer = dev.context("dev mode needs the dev issuer")?;
             (
                 json!({ "auth": { "mode": "dev" } }),

@@ -76,9 +76,8 @@ impl Databases {
         admin_url: &str,
         prefix: &str,
     ) -> anyhow::Result<(Self, PostgresDatabases)> {
-        use sqlx::Connection as _;
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..12];
-        let mut conn = sqlx::PgConnection::connect(admin_url)
+        let mut conn = admin_connection(admin_url)
             .await
             .context("connecting to Postgres")?;
         let mut names = Vec::new();
@@ -148,8 +147,7 @@ impl PostgresDatabases {
     /// Drops them even while connections remain (`WITH (FORCE)`); best effort, since it runs
     /// when a run is over and a failure only leaves a database behind.
     pub async fn drop_all(self) {
-        use sqlx::Connection as _;
-        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin_url).await {
+        if let Ok(mut conn) = admin_connection(&self.admin_url).await {
             for name in self.names {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .execute(&mut conn)
@@ -157,6 +155,16 @@ impl PostgresDatabases {
             }
         }
     }
+}
+
+/// A connection to the Postgres server `admin_url` names, with no statement log (INV-6).
+async fn admin_connection(admin_url: &str) -> Result<sqlx::PgConnection, sqlx::Error> {
+    use sqlx::ConnectOptions as _;
+    admin_url
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .disable_statement_logging()
+        .connect()
+        .await
 }
 
 /// How to run the stack.
@@ -182,6 +190,9 @@ pub struct StackConfig {
     /// SCIM provisioning at control-api's `/scim/v2` (a token file set turns it on, and the
     /// tenant then infers no kind from addresses: the directory says).
     pub scim: control_api::scim::ScimArgs,
+    /// Serve the app's dev sign-in (which mints a token for anyone, with any role) although the
+    /// public host is not loopback. Off: the stack refuses such a host.
+    pub expose_dev_sign_in: bool,
 }
 
 impl StackConfig {
@@ -225,6 +236,7 @@ impl StackConfig {
                 ..isolated_tenant::mail::MailArgs::default()
             },
             scim: control_api::scim::ScimArgs::default(),
+            expose_dev_sign_in: false,
         })
     }
 
@@ -240,6 +252,7 @@ impl StackConfig {
             corporate_domains: "corp.example".into(),
             mail: isolated_tenant::mail::MailArgs::default(),
             scim: control_api::scim::ScimArgs::default(),
+            expose_dev_sign_in: false,
         }
     }
 }
@@ -279,6 +292,7 @@ impl Stack {
     /// Generates missing keys, binds every listener, starts every part and waits until each
     /// service answers `/readyz`.
     pub async fn start(cfg: StackConfig) -> anyhow::Result<Self> {
+        crate::edge::dev_sign_in_reach(cfg.public_host, cfg.expose_dev_sign_in)?;
         let keys = cfg.data_dir.join("keys");
         crate::deploy::generate_keys(&keys)?;
         let issuer = Arc::new(DevIssuer::load_or_create(&cfg.data_dir.join("dev-issuer"))?);
@@ -501,6 +515,7 @@ impl Stack {
                     bulk_url: url(Part::Bulk),
                     oidc: crate::edge::OidcArgs::default(),
                     dev_mode: true,
+                    expose_dev_sign_in: cfg.expose_dev_sign_in,
                     data_dir: cfg.data_dir.clone(),
                     dev_audience: "hush".into(),
                     body_limit_bytes: 256 * 1024 * 1024,

@@ -1,6 +1,8 @@
 //! INV-6, quiet logs: while people join, leave, request, get approved, redeem invites and are
 //! added and removed by owners, every log line and span of all four services is captured at
-//! TRACE level, and none holds both a person's identity (subject or e-mail) and a group id.
+//! TRACE level, and none holds both a person's identity (subject or e-mail) and a group id, and
+//! none is a database statement log (whose `rows_affected` would tell whether a write changed
+//! anything).
 //!
 //! This is its own test binary because it installs the process-wide log subscriber.
 
@@ -205,5 +207,18 @@ async fn inv6_no_log_line_holds_an_identity_together_with_a_group_id(kind: Backe
         offending.is_empty(),
         "log lines hold an identity with a group id:\n{}",
         offending.join("\n")
+    );
+    // No statement log at any level: sqlx's would give each membership write's
+    // `rows_affected`, which, joined to the audit chain by request id, says whether an owner's
+    // add or remove changed anything.
+    let statements: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("\"target\":\"sqlx::query\"") || l.contains("rows_affected"))
+        .collect();
+    assert!(
+        statements.is_empty(),
+        "{} statement log lines, e.g. {:?}",
+        statements.len(),
+        statements.first()
     );
 }

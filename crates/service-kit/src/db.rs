@@ -12,9 +12,9 @@
 //!   ([`refuse_open_transactions`]) and closes it, which ends the transaction.
 
 use sqlx::pool::PoolOptions;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection as _, PgPool, SqlitePool};
+use sqlx::{ConnectOptions as _, Connection as _, PgPool, SqlitePool};
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
@@ -43,22 +43,33 @@ impl Backend {
 }
 
 /// Opens a Postgres pool of at most `max` connections.
+///
+/// Statement logging is off at every level (INV-6): sqlx would otherwise log each statement
+/// with its `rows_affected` at DEBUG, and on a membership table that count, joined to the audit
+/// chain by request id, tells whether an owner's add or remove changed anything.
 pub async fn connect_postgres(url: &str, max: u32) -> anyhow::Result<PgPool> {
+    let opts = PgConnectOptions::from_str(url)?.disable_statement_logging();
     Ok(refuse_open_transactions(PgPoolOptions::new())
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect_with(opts)
         .await?)
 }
 
 /// Opens a SQLite pool in WAL mode with foreign keys on and a busy timeout, creating the file.
+///
+/// `secure_delete` is on: SQLite overwrites the bytes of a deleted or updated row with zeros
+/// instead of leaving them in a freed page of the main file, where a file-level copy would find
+/// them. Statement logging is off at every level, as for Postgres.
 pub async fn connect_sqlite(url: &str, max: u32) -> anyhow::Result<SqlitePool> {
     let opts = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
+        .pragma("secure_delete", "ON")
+        .busy_timeout(Duration::from_secs(10))
+        .disable_statement_logging();
     Ok(refuse_open_transactions(SqlitePoolOptions::new())
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))

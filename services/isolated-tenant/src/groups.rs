@@ -81,9 +81,12 @@ async fn deprovision(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The group's member count, as a bucket (INV-4).
+/// The group's member count, as a bucket (INV-4), from a snapshot.
 ///
-/// Never a number and never a list. Allowed to control-api, which shows it to owners.
+/// Never a number and never a list. The bucket is taken anew only at the first read after a
+/// random moment one to two days after the last ([`next_count_refresh`]), so adds and removes
+/// around a bucket edge change nothing this answers until then. Allowed to control-api, which
+/// shows it to owners.
 #[utoipa::path(
     get,
     path = "/tenant/v1/groups/{group_id}/count",
@@ -100,8 +103,20 @@ async fn member_count(
     State(state): State<AppState>,
     GroupPath(id): GroupPath,
 ) -> Result<AppJson<MemberCount>, ApiError> {
-    let bucket = state.store.member_count(id).await?;
+    let now = service_kit::db::now_ms();
+    let next = next_count_refresh(now, &mut rand::thread_rng());
+    let bucket = state.store.shown_count(id, now, next).await?;
     Ok(AppJson(MemberCount { bucket }))
+}
+
+/// One day, in milliseconds: the shortest time a count snapshot is kept.
+pub const COUNT_SNAPSHOT_MIN_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// When a count snapshot taken at `now_ms` is next refreshed: at a moment drawn uniformly from
+/// one to two days later. Random, so an owner cannot time writes just before it; at least a
+/// day, so a day of writes teaches the owner nothing about one person.
+pub fn next_count_refresh(now_ms: i64, rng: &mut impl rand::Rng) -> i64 {
+    now_ms + COUNT_SNAPSHOT_MIN_MS + rng.gen_range(0..COUNT_SNAPSHOT_MIN_MS)
 }
 
 /// Applies a label's changed entry rule.

@@ -278,8 +278,20 @@ pub trait Store: Send + Sync + 'static {
         issued_at: Option<i64>,
     ) -> Result<bool, StoreError>;
 
-    /// The bucket of the group's member count (INV-4).
+    /// The bucket of the group's live member count. No route serves it (owners are shown
+    /// [`Store::shown_count`]); the tenant's own checks and tests read it.
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError>;
+
+    /// The bucket an owner is shown (INV-4): the group's count snapshot, taken anew only at the
+    /// first read at or after its refresh moment, and then kept until `next_refresh_ms`
+    /// (which the caller draws at random, a day or more ahead). Adds and removes in between
+    /// change nothing this answers, so an owner cannot calibrate the bucket with writes.
+    async fn shown_count(
+        &self,
+        group: GroupId,
+        now_ms: i64,
+        next_refresh_ms: i64,
+    ) -> Result<CountBucket, StoreError>;
 
     /// Rewrites every row not entirely under the active key — sealed values, `key_id` and
     /// tags — in transactions of at most `batch` rows, so the other keys can be dropped.

@@ -87,6 +87,7 @@ fn config(up: &str) -> EdgeConfig {
         bulk_url: up.to_string(),
         oidc: OidcArgs::default(),
         dev_mode: false,
+        expose_dev_sign_in: false,
         data_dir: PathBuf::from("unused"),
         dev_audience: "hush".into(),
         body_limit_bytes: 1024,

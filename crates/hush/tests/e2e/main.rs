@@ -8,6 +8,7 @@ mod breakglass;
 mod cancelled;
 mod catalog_audit;
 mod compose;
+mod dev_mode;
 mod helpers;
 mod jwt;
 mod labels;

@@ -407,8 +407,76 @@ async fn a_membership_changes_nothing_that_anyone_else_can_read(kind: Backend) {
     app.stop().await;
 }
 
+/// The bucket the owner (`owner`'s token) reads on the group's page.
+async fn bucket(app: &App, owner: &str, group: &str) -> Value {
+    let res = app
+        .get(&app.control(&format!("/groups/{group}")), owner)
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    res.body["member_count"].clone()
+}
+
+/// An owner who moves the live count across a bucket edge and back, with any number of joins,
+/// leaves and adds, reads the same bucket all the while: the bucket comes from a snapshot kept
+/// at least a day (the store's test shows it refresh), so it cannot be calibrated by writes.
+async fn inv4_an_owner_writing_around_a_bucket_edge_reads_the_same_bucket(kind: Backend) {
+    let app = App::spawn_on(kind).await;
+    let alice = app.member("alice");
+    let g = app
+        .active_group(&alice, "Edge Probe", "General", "open")
+        .await;
+    assert_eq!(
+        bucket(&app, &alice, &g).await,
+        "<10",
+        "the first look takes the snapshot"
+    );
+    // Twelve people join: the live count is over the `<10` edge.
+    let people: Vec<String> = (0..12).map(|i| app.member(&format!("edge-{i}"))).collect();
+    for p in &people {
+        let res = app
+            .post(&app.membership(&format!("/groups/{g}/join")), p, json!({}))
+            .await;
+        assert!(res.status.is_success(), "{}", res.text);
+        assert!(app.is_member(p, &g).await);
+    }
+    assert_eq!(
+        bucket(&app, &alice, &g).await,
+        "<10",
+        "twelve joins do not show"
+    );
+    // The probe: step back below the edge, add a target, look; remove them, look.
+    for p in &people[..3] {
+        app.post(&app.membership(&format!("/groups/{g}/leave")), p, json!({}))
+            .await;
+    }
+    assert_eq!(bucket(&app, &alice, &g).await, "<10");
+    let target = json!({"email": "target@corp.example"});
+    let added = app
+        .post(
+            &app.membership(&format!("/groups/{g}/members")),
+            &alice,
+            target.clone(),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::ACCEPTED, "{}", added.text);
+    assert_eq!(
+        bucket(&app, &alice, &g).await,
+        "<10",
+        "the target's add does not show"
+    );
+    app.post(
+        &app.membership(&format!("/groups/{g}/members/remove")),
+        &alice,
+        target,
+    )
+    .await;
+    assert_eq!(bucket(&app, &alice, &g).await, "<10", "nor its removal");
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
     inv1_no_endpoint_or_document_lists_members,
+    inv4_an_owner_writing_around_a_bucket_edge_reads_the_same_bucket,
     inv2_a_caller_learns_only_their_own_memberships,
     inv9_the_tenant_refuses_every_call_without_a_valid_service_token,
     a_membership_changes_nothing_that_anyone_else_can_read,

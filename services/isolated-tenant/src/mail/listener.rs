@@ -4,9 +4,10 @@
 //! It accepts `RCPT` only for an active group's address (550 otherwise) whose sender policy
 //! admits the sender, and for the tenant's own bounce addresses. A message is answered `250`
 //! only once it and its whole delivery queue are committed, so an accepted message survives a
-//! crash. Limits, each configurable ([`super::MailArgs`]): connections at once (more get 421),
-//! messages per connection, recipients per message (452), message size (552), and time to wait
-//! for a command and for a message body. `VRFY` and `EXPN` never reveal anything (INV-1).
+//! crash. Limits, each configurable ([`super::MailArgs`]): connections at once and from one
+//! address (more get 421), messages per connection, recipients per message (452), message size
+//! (552), time an idle connection may wait before MAIL, and time to wait for a command within a
+//! message and for a message body. `VRFY` and `EXPN` never reveal anything (INV-1).
 //!
 //! DSN parameters (`NOTIFY`, `ORCPT`, `RET`, `ENVID`, RFC 3461) are read and dropped: the copies
 //! go out with the tenant's own envelope sender, and no notification can reach the sender.
@@ -37,11 +38,12 @@ pub const FLAG_8BITMIME: u8 = 1;
 pub const FLAG_SMTPUTF8: u8 = 2;
 
 /// Accepts connections until the task is aborted, each in its own task, at most
-/// `max_connections` at once.
+/// `max_connections` at once and `max_connections_per_peer` from one address.
 pub async fn serve(ctx: MailContext, listener: TcpListener) {
     let slots = Arc::new(Semaphore::new(ctx.args.max_connections.max(1)));
+    let peers = Peers::new(ctx.args.max_connections_per_peer);
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "mail listener accept failed");
@@ -49,13 +51,15 @@ pub async fn serve(ctx: MailContext, listener: TcpListener) {
                 continue;
             }
         };
+        let Some(from_peer) = peers.enter(peer.ip()) else {
+            refuse(
+                stream,
+                "421 4.7.0 Too many connections from your address, try again later",
+            );
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let _ = stream
-                    .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
-                    .await;
-            });
+            refuse(stream, "421 4.3.2 Too many connections, try again later");
             continue;
         };
         let ctx = ctx.clone();
@@ -64,7 +68,63 @@ pub async fn serve(ctx: MailContext, listener: TcpListener) {
                 tracing::debug!(error = %e, "mail session ended with an error");
             }
             drop(permit);
+            drop(from_peer);
         });
+    }
+}
+
+/// Answers `line` and closes, in a task of its own so the accept loop does not wait.
+fn refuse(mut stream: TcpStream, line: &'static str) {
+    tokio::spawn(async move {
+        let _ = stream.write_all(format!("{line}\r\n").as_bytes()).await;
+    });
+}
+
+/// Connections open per peer address, each at most `limit`.
+#[derive(Clone)]
+struct Peers {
+    open: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>,
+    limit: usize,
+}
+
+/// One open connection of a peer; counted until dropped.
+struct PeerSlot {
+    peers: Peers,
+    ip: std::net::IpAddr,
+}
+
+impl Peers {
+    fn new(limit: usize) -> Self {
+        Self {
+            open: Arc::default(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Counts one more connection of `ip`, or `None` when it has `limit` open.
+    fn enter(&self, ip: std::net::IpAddr) -> Option<PeerSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            peers: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.peers.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -79,7 +139,7 @@ async fn connection(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()>
     let Some(acceptor) = tls else {
         return Ok(());
     };
-    let secured = tokio::time::timeout(ctx.args.command_timeout(), acceptor.accept(plain))
+    let secured = tokio::time::timeout(ctx.args.idle_timeout(), acceptor.accept(plain))
         .await
         .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
     session(ctx, secured, false, None).await.map(drop)
@@ -184,11 +244,14 @@ where
             reply(&mut w, "421 4.7.0 Too many errors, closing").await?;
             return Ok(None);
         }
-        let read = tokio::time::timeout(
-            args.command_timeout(),
-            read_line(&mut r, &mut buf, MAX_COMMAND_LINE),
-        )
-        .await;
+        // No message under way: the short idle timeout, so an idle connection does not hold
+        // a slot for long. Within a message, the command timeout.
+        let wait = if env.from.is_none() {
+            args.idle_timeout()
+        } else {
+            args.command_timeout()
+        };
+        let read = tokio::time::timeout(wait, read_line(&mut r, &mut buf, MAX_COMMAND_LINE)).await;
         match read {
             Err(_) => {
                 reply(&mut w, "421 4.4.2 Timeout waiting for a command, closing").await?;

@@ -123,6 +123,16 @@ pub struct MailArgs {
         default_value_t = 64
     )]
     pub max_connections: usize,
+    /// Most SMTP connections served at once from one address; more from it are answered 421
+    /// and closed, so one peer cannot take every connection. Raise it for a front relay that
+    /// hands over all inbound mail from one address.
+    #[arg(
+        long = "mail-max-connections-per-peer",
+        id = "mail_max_connections_per_peer",
+        env = "HUSH_MAIL_MAX_CONNECTIONS_PER_PEER",
+        default_value_t = 8
+    )]
+    pub max_connections_per_peer: usize,
     /// Most messages one connection may send before it is closed with 421.
     #[arg(
         long = "mail-max-messages-per-connection",
@@ -147,6 +157,16 @@ pub struct MailArgs {
         default_value_t = 300
     )]
     pub command_timeout_secs: u64,
+    /// Seconds the listener waits for a command while no message is under way: after the
+    /// greeting, and between messages (before MAIL). Short, so idle connections do not hold
+    /// the listener's slots; once MAIL is given the command timeout applies.
+    #[arg(
+        long = "mail-idle-timeout-secs",
+        id = "mail_idle_timeout_secs",
+        env = "HUSH_MAIL_IDLE_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub idle_timeout_secs: u64,
     /// Seconds the listener waits for the whole message body after DATA.
     #[arg(
         long = "mail-data-timeout-secs",
@@ -293,9 +313,11 @@ impl Default for MailArgs {
             relay: None,
             max_message_bytes: 25 * 1024 * 1024,
             max_connections: 64,
+            max_connections_per_peer: 8,
             max_messages_per_connection: 100,
             max_recipients: 50,
             command_timeout_secs: 300,
+            idle_timeout_secs: 30,
             data_timeout_secs: 600,
             batch_recipients: 100,
             delivery_workers: 8,
@@ -319,6 +341,10 @@ impl Default for MailArgs {
 impl MailArgs {
     fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.command_timeout_secs.max(1))
+    }
+
+    fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs.max(1))
     }
 
     fn data_timeout(&self) -> Duration {

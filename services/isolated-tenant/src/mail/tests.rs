@@ -573,6 +573,7 @@ async fn connection_recipient_message_and_idle_limits_are_enforced() {
         max_recipients: 2,
         max_messages_per_connection: 1,
         command_timeout_secs: 1,
+        idle_timeout_secs: 1,
         ..fx.args(None)
     };
     let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
@@ -638,6 +639,75 @@ async fn connection_recipient_message_and_idle_limits_are_enforced() {
     let bye = idle.reply().await;
     assert!(bye.starts_with("421 4.4.2"), "{bye}");
     assert!(start.elapsed() < Duration::from_secs(5));
+    drop(svc);
+    fx.finish().await;
+}
+
+/// Item 6 of issue 16: 64 idle connections used to block inbound mail for the 300 s command
+/// timeout. Now one address holds at most its share of the slots, an idle connection is let go
+/// after the short idle timeout, and a slot freed is a slot served; within a message, the longer
+/// command timeout applies. Bounded: the whole test takes a few seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_greedy_or_idle_peer_holds_few_slots_and_only_briefly() {
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
+    fx.seed(1).await;
+    let args = MailArgs {
+        max_connections: 16,
+        max_connections_per_peer: 2,
+        idle_timeout_secs: 1,
+        command_timeout_secs: 5,
+        ..fx.args(None)
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
+        .await
+        .unwrap();
+    let svc = start_on(
+        MailContext::new(&args, fx.mail.clone(), "corp.example".parse().unwrap()),
+        listener,
+    );
+    let started = Instant::now();
+
+    // Two connections from this address are served; the third is refused at once.
+    let (mut a, greeting) = Raw::open(svc.addr).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let (mut b, greeting) = Raw::open(svc.addr).await;
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let (mut c, refused) = Raw::open(svc.addr).await;
+    assert!(refused.starts_with("421 4.7.0"), "{refused}");
+    assert_eq!(c.reply().await, "", "and closed");
+
+    // `b` starts a message: within it the command timeout (5 s) applies, not the idle one.
+    assert!(b.say("EHLO me.corp.example").await.starts_with("250"));
+    assert!(b
+        .say("MAIL FROM:<alice@corp.example>")
+        .await
+        .starts_with("250 "));
+    // `a` says nothing: let go after the idle timeout.
+    let bye = a.reply().await;
+    assert!(bye.starts_with("421 4.4.2"), "{bye}");
+    assert_eq!(a.reply().await, "");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "idle for about 1 s, not 300"
+    );
+    // `b`, silent as long as `a` was, is still in its message.
+    let rcpt = b.say(&format!("RCPT TO:<{}>", fx.address)).await;
+    assert!(rcpt.starts_with("250 "), "{rcpt}");
+
+    // `a`'s slot is free again: a new connection from this address is served (the slot is
+    // freed when the session ends, just after the 421, so allow a moment for it).
+    let mut served = None;
+    for _ in 0..50 {
+        let (conn, greeting) = Raw::open(svc.addr).await;
+        if greeting.starts_with("220 ") {
+            served = Some(conn);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut d = served.expect("a freed slot is served again");
+    assert!(d.say("NOOP").await.starts_with("250"));
+    assert!(started.elapsed() < Duration::from_secs(10));
     drop(svc);
     fx.finish().await;
 }

@@ -11,7 +11,7 @@ use super::StoreError;
 use crate::audit::{Context, NewEvent};
 use crate::seal::{Profile, SealKey, SealKeys};
 use async_trait::async_trait;
-use domain::{Email, EntryRule, GroupId, LabelName, Subject};
+use domain::{CountBucket, Email, EntryRule, GroupId, LabelName, Subject};
 use std::collections::HashSet;
 use tenant_api::ProvisionGroup;
 use uuid::Uuid;
@@ -165,6 +165,19 @@ pub(super) trait Memberships {
     ) -> Result<(), StoreError>;
     /// How many membership rows the group has; `None` when there is no such group.
     async fn count_members(&mut self, group: GroupId) -> Result<Option<u64>, StoreError>;
+    /// The group's count snapshot: its bucket, and the moment (ms) after which the next read
+    /// takes a new one.
+    async fn count_snapshot(
+        &mut self,
+        group: GroupId,
+    ) -> Result<Option<(CountBucket, i64)>, StoreError>;
+    /// Keeps `bucket` as the group's count snapshot until `refresh_after_ms`.
+    async fn save_count_snapshot(
+        &mut self,
+        group: GroupId,
+        bucket: CountBucket,
+        refresh_after_ms: i64,
+    ) -> Result<(), StoreError>;
 }
 
 /// Offboardings: the moment from which a subject's earlier tokens are void.

@@ -15,7 +15,7 @@ use super::{Provisioned, StoreError};
 use crate::audit::{self, action, Context, NewEvent};
 use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
 use crate::seal::{Profile, SealKeys};
-use domain::{Email, EntryRule, GroupId, IdentityKind, Subject};
+use domain::{CountBucket, Email, EntryRule, GroupId, IdentityKind, Subject};
 use std::collections::HashSet;
 use tenant_api::{
     AddMember, ApplyBatch, BatchOpKind, BatchOutcome, DistributionGroup, IdentityRef,
@@ -816,6 +816,31 @@ impl Rules<'_> {
             (Some(_), None) => true,
             (Some(not_before_ms), Some(iat)) => iat.saturating_mul(1000) < not_before_ms,
         })
+    }
+
+    /// The bucket an owner is shown for the group ([`super::Store::shown_count`]): the
+    /// group's snapshot while `now_ms` is before its refresh moment; otherwise the live count's
+    /// bucket, kept as the new snapshot until `next_refresh_ms`.
+    pub(super) async fn shown_count(
+        &self,
+        tx: &mut dyn Tx,
+        group: GroupId,
+        now_ms: i64,
+        next_refresh_ms: i64,
+    ) -> Result<CountBucket, StoreError> {
+        if let Some((bucket, refresh_after_ms)) = tx.count_snapshot(group).await? {
+            if now_ms < refresh_after_ms {
+                return Ok(bucket);
+            }
+        }
+        let live = tx
+            .count_members(group)
+            .await?
+            .ok_or(StoreError::GroupNotFound)?;
+        let bucket = CountBucket::of(live);
+        tx.save_count_snapshot(group, bucket, next_refresh_ms)
+            .await?;
+        Ok(bucket)
     }
 
     pub(super) async fn is_member(

@@ -20,7 +20,7 @@ use crate::audit::{self, Context, NewEvent};
 use crate::backend::{Column, Run, Statement};
 use crate::seal::SealKey;
 use async_trait::async_trait;
-use domain::{EntryRule, GroupId, LabelName};
+use domain::{CountBucket, EntryRule, GroupId, LabelName};
 use service_kit::db;
 use sqlx::Database;
 use std::collections::HashSet;
@@ -596,7 +596,64 @@ impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
             .first()
             .map(|n| u64::try_from(*n).unwrap_or_default()))
     }
+
+    async fn count_snapshot(
+        &mut self,
+        group: GroupId,
+    ) -> Result<Option<(CountBucket, i64)>, StoreError> {
+        let mut q = Statement::new(
+            "SELECT bucket, refresh_after_ms FROM count_snapshots WHERE group_id = ",
+        );
+        q.bind(*group.as_uuid());
+        let rows = self.rows(q).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let bucket: i64 = DB::get(row, 0)?;
+        let after: i64 = DB::get(row, 1)?;
+        // A bucket this code did not write reads as stale: the next read replaces it.
+        Ok(usize::try_from(bucket)
+            .ok()
+            .and_then(|i| BUCKETS.get(i))
+            .map(|b| (*b, after)))
+    }
+
+    async fn save_count_snapshot(
+        &mut self,
+        group: GroupId,
+        bucket: CountBucket,
+        refresh_after_ms: i64,
+    ) -> Result<(), StoreError> {
+        let index = BUCKETS
+            .iter()
+            .position(|b| *b == bucket)
+            .unwrap_or_default() as i64;
+        let mut q =
+            Statement::new("INSERT INTO count_snapshots (group_id, bucket, refresh_after_ms) ");
+        q.values(
+            [(*group.as_uuid(), index, refresh_after_ms)],
+            |b, (g, i, at)| {
+                b.bind(g);
+                b.bind(i);
+                b.bind(at);
+            },
+        );
+        q.push(
+            " ON CONFLICT (group_id) DO UPDATE SET bucket = excluded.bucket, \
+             refresh_after_ms = excluded.refresh_after_ms",
+        );
+        self.run(q).await
+    }
 }
+
+/// The buckets in the order `count_snapshots.bucket` numbers them.
+const BUCKETS: [CountBucket; 5] = [
+    CountBucket::Under10,
+    CountBucket::From10To49,
+    CountBucket::From50To249,
+    CountBucket::From250To999,
+    CountBucket::From1000,
+];
 
 #[async_trait]
 impl<DB: SqlBackend> Revocations for Conn<'_, DB> {

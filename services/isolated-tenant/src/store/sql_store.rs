@@ -422,6 +422,22 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         Ok(CountBucket::of(n.ok_or(StoreError::GroupNotFound)?))
     }
 
+    async fn shown_count(
+        &self,
+        group: GroupId,
+        now_ms: i64,
+        next_refresh_ms: i64,
+    ) -> Result<CountBucket, StoreError> {
+        // The read and, when due, the refresh in one write transaction; no audit event (a
+        // bucket names nobody).
+        self.routine(
+            &Context::tenant(),
+            (group, now_ms, next_refresh_ms),
+            |r, _, tx, (group, now, next)| Box::pin(r.shown_count(tx, *group, *now, *next)),
+        )
+        .await
+    }
+
     async fn reseal(&self, context: &Context, batch: usize) -> Result<ResealReport, StoreError> {
         let batch = batch.max(1);
         let identities = self

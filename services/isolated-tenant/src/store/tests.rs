@@ -83,6 +83,31 @@ impl TestDb {
         }
     }
 
+    /// A Postgres store whose pool logs every statement at TRACE: sqlx's statement log, which
+    /// every service's pool has off (INV-6), turned on for the test that compares the
+    /// statements of writes.
+    async fn postgres_logging_statements(
+        database: &TestDatabase,
+        keys: Arc<SealKeys>,
+    ) -> Arc<dyn Store> {
+        use sqlx::ConnectOptions as _;
+        let options = database
+            .url()
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .unwrap()
+            .log_statements(log::LevelFilter::Trace);
+        let pool = db::refuse_open_transactions(sqlx::postgres::PgPoolOptions::new())
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let store = PgStore::migrate(pool, keys)
+            .await
+            .unwrap()
+            .with_corporate_domains(corporate());
+        Arc::new(store)
+    }
+
     /// The same database behind another set of keys (a restart after a key rotation).
     async fn reopen(&self, keys: Arc<SealKeys>) -> Arc<dyn Store> {
         connect(self.database.url(), 4, keys, corporate())
@@ -347,6 +372,37 @@ on_both_backends! {
         assert_eq!(s.member_count(g).await.unwrap(), CountBucket::From10To49);
         s.remove_member(&Context::tenant(), g, &who("p0")).await.unwrap();
         assert_eq!(s.member_count(g).await.unwrap(), CountBucket::Under10);
+    }
+
+    async fn the_shown_bucket_holds_until_its_refresh_however_an_owner_writes_inv_4(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        let g = group(s, "calibrated").await;
+        let day = crate::groups::COUNT_SNAPSHOT_MIN_MS;
+        let t0 = 1_800_000_000_000;
+        // Nine members: the owner's first look takes the snapshot.
+        for i in 0..9 {
+            s.add_member(&Context::tenant(), g, &member(&format!("p{i}"), &format!("p{i}@corp.example"))).await.unwrap();
+        }
+        assert_eq!(s.shown_count(g, t0, t0 + day).await.unwrap(), CountBucket::Under10);
+        // The calibration attack: a tenth person tips the live count over the edge, then a
+        // removal and a target's add probe whether the target was in. Every look in between
+        // answers the snapshot, whatever the next refresh drawn for it.
+        let look = |at: i64| s.shown_count(g, at, at + day);
+        s.add_member(&Context::tenant(), g, &member("filler", "filler@corp.example")).await.unwrap();
+        assert_eq!(s.member_count(g).await.unwrap(), CountBucket::From10To49, "live: over the edge");
+        assert_eq!(look(t0 + 1).await.unwrap(), CountBucket::Under10);
+        s.remove_member(&Context::tenant(), g, &who("filler")).await.unwrap();
+        s.add_member(&Context::tenant(), g, &member("target", "target@corp.example")).await.unwrap();
+        assert_eq!(look(t0 + day / 2).await.unwrap(), CountBucket::Under10);
+        assert_eq!(look(t0 + day - 1).await.unwrap(), CountBucket::Under10);
+        // At the refresh moment the next look takes a new snapshot, kept again until its own.
+        assert_eq!(look(t0 + day).await.unwrap(), CountBucket::From10To49);
+        s.remove_member(&Context::tenant(), g, &who("target")).await.unwrap();
+        assert_eq!(look(t0 + day + 1).await.unwrap(), CountBucket::From10To49);
+        assert!(matches!(s.shown_count(GroupId::new(), t0, t0 + day).await, Err(StoreError::GroupNotFound)));
+        // Deprovisioning takes the snapshot with the group.
+        s.deprovision_group(&Context::tenant(), g).await.unwrap();
+        assert!(table(&s.dump().await, "count_snapshots").is_empty(), "no snapshot of a gone group");
     }
 
     async fn deprovisioning_removes_rows_and_list_entries_and_is_idempotent(db, _keys, _key_text) {
@@ -1255,15 +1311,17 @@ async fn writes_run_the_same_statements_whether_or_not_a_member_inv_3() {
         group(db.store.as_ref(), "h").await,
     );
     // Once with one key, once mid-rotation (a retired key adds its own statements).
-    let rotated = db
-        .reopen(keys_from(&format!(
+    let rotated = TestDb::postgres_logging_statements(
+        &db.database,
+        keys_from(&format!(
             "{},{key_text}",
             SealKeys::generate_text().as_str()
-        )))
-        .await;
+        )),
+    )
+    .await;
     let runs = [
         (
-            db.store.clone(),
+            TestDb::postgres_logging_statements(&db.database, keys_from(&key_text)).await,
             member("alice", "alice@corp.example"),
             by_email("erin@corp.example"),
         ),

@@ -1,0 +1,88 @@
+//! Dev mode stays on loopback: the app's dev sign-in mints a token for anyone with any role,
+//! so `hush up` and `hush edge --dev-mode` refuse an address other than loopback unless told,
+//! with a flag whose help says what it exposes.
+
+use std::process::Output;
+use std::time::Duration;
+use tokio::process::Command;
+
+/// Runs the real `hush` binary with `args`, bounded at 30 s (a refused start ends at once).
+async fn hush(args: &[&str], data_dir: &std::path::Path) -> Output {
+    let run = Command::new(env!("CARGO_BIN_EXE_hush"))
+        .args(args)
+        .env("HUSH_DATA_DIR", data_dir)
+        .env_remove("HUSH_PUBLIC_HOST")
+        .env_remove("HUSH_EXPOSE_DEV_SIGN_IN")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("hush ends by itself")
+        .unwrap()
+}
+
+fn refused_for_reach(out: &Output) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {err}");
+    assert!(
+        err.contains("refusing to serve dev sign-in on 0.0.0.0")
+            && err.contains("sign in as anyone, with any role")
+            && err.contains("--expose-dev-sign-in"),
+        "says why and what to do: {err}"
+    );
+}
+
+#[tokio::test]
+async fn hush_up_refuses_a_public_host_while_dev_sign_in_is_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hush(&["up", "--host", "0.0.0.0", "--port-base", "0"], dir.path()).await;
+    refused_for_reach(&out);
+    assert!(
+        !dir.path().join("keys").exists(),
+        "refused before anything started"
+    );
+}
+
+#[tokio::test]
+async fn hush_edge_refuses_dev_mode_on_a_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hush(
+        &[
+            "edge",
+            "--dev-mode",
+            "--listen",
+            "0.0.0.0:0",
+            "--control-url",
+            "http://127.0.0.1:9",
+            "--membership-url",
+            "http://127.0.0.1:9",
+            "--bulk-url",
+            "http://127.0.0.1:9",
+        ],
+        dir.path(),
+    )
+    .await;
+    refused_for_reach(&out);
+}
+
+#[tokio::test]
+async fn the_flag_that_allows_it_says_what_it_exposes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = hush(&["up", "--help"], dir.path()).await;
+    // Wrapped or not, the same words.
+    let help = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(out.status.success());
+    // The flag's own entry: the text after its last mention (the --host entry names it too).
+    let flag = help
+        .rsplit("--expose-dev-sign-in")
+        .next()
+        .filter(|f| f.starts_with(" Allow"))
+        .expect("the flag is documented");
+    assert!(
+        flag.contains("sign in as anyone") && flag.contains("break-glass by one person"),
+        "{help}"
+    );
+}
