@@ -173,6 +173,11 @@ pub struct MailCounts {
     pub bounces_consumed: i64,
     /// Other automatic mail consumed there or at a group address (out-of-office replies).
     pub auto_replies_consumed: i64,
+    /// Messages to members-only or owners-only groups dropped unread: their sender was not
+    /// authenticated (not through a trusted relay), or was and may not write to the group (it
+    /// was sent a notice). Answered `250` all the same, so SMTP tells nobody who is a member.
+    #[serde(default)]
+    pub refused_messages: i64,
 }
 
 /// A distribution group as the tenant holds it. Carries no member and no count.

@@ -1,10 +1,11 @@
 //! The tenant's SMTP listener: ESMTP (RFC 5321) with 8BITMIME, SMTPUTF8, SIZE, PIPELINING and
 //! ENHANCEDSTATUSCODES, for the corporate mail system to hand over the groups' mail.
 //!
-//! It accepts `RCPT` only for an active group's address (550 otherwise) whose sender policy
-//! admits the sender, and for the tenant's own bounce addresses. A message is answered `250`
-//! only once it and its whole delivery queue are committed, so an accepted message survives a
-//! crash. Limits, each configurable ([`super::MailArgs`]): connections at once and from one
+//! It accepts `RCPT` only for an active group's address (550 otherwise) and for the tenant's own
+//! bounce addresses; whether the sender is a member or an owner never changes an answer (see
+//! [`super::policy`]: members-only and owners-only mail is decided after DATA, on an
+//! authenticated sender only). A message is answered `250` only once it and its whole delivery
+//! queue are committed, so an accepted message survives a crash. Limits, each configurable ([`super::MailArgs`]): connections at once and from one
 //! address (more get 421), messages per connection, recipients per message (452), message size
 //! (552), time an idle connection may wait before MAIL, and time to wait for a command within a
 //! message and for a message body. `VRFY` and `EXPN` never reveal anything (INV-1).
@@ -133,7 +134,11 @@ impl Drop for PeerSlot {
 async fn connection(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
     let greeting = format!("220 {} ESMTP Hush", ctx.args.hostname);
     let tls = ctx.tls.clone();
-    let Some(plain) = session(ctx, stream, tls.is_some(), Some(&greeting)).await? else {
+    // Whether this peer is a relay trusted to have authenticated the senders it hands over.
+    let trusted = stream
+        .peer_addr()
+        .is_ok_and(|a| ctx.args.is_trusted_relay(a.ip()));
+    let Some(plain) = session(ctx, stream, tls.is_some(), Some(&greeting), trusted).await? else {
         return Ok(());
     };
     let Some(acceptor) = tls else {
@@ -142,7 +147,7 @@ async fn connection(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()>
     let secured = tokio::time::timeout(ctx.args.idle_timeout(), acceptor.accept(plain))
         .await
         .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
-    session(ctx, secured, false, None).await.map(drop)
+    session(ctx, secured, false, None, trusted).await.map(drop)
 }
 
 /// How reading a line went.
@@ -224,6 +229,7 @@ async fn session<S>(
     stream: S,
     offer_tls: bool,
     greeting: Option<&str>,
+    trusted: bool,
 ) -> std::io::Result<Option<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
@@ -350,7 +356,7 @@ where
                     }
                     Ok(Ok(Some(Data::Message(m)))) => {
                         messages += 1;
-                        deliver(ctx, &env, &m).await
+                        deliver(ctx, &env, &m, trusted).await
                     }
                 };
                 env = Envelope::default();
@@ -457,16 +463,11 @@ async fn rcpt_to(ctx: &MailContext, line: &str, env: &mut Envelope) -> String {
             return "451 4.3.0 Temporary failure, try again later".into();
         }
     };
-    // The null sender (a bounce or an auto-reply aimed at the group) is taken and consumed.
-    if from.is_some() {
-        match policy::may_send(&*ctx.store, &ctx.corporate, &group, from.as_ref()).await {
-            Ok(true) => {}
-            Ok(false) => return policy::REFUSAL.into(),
-            Err(e) => {
-                tracing::error!(error = %e, "checking the sender policy failed");
-                return "451 4.3.0 Temporary failure, try again later".into();
-            }
-        }
+    // Never a question of membership here: `members` and `owners` groups take every
+    // recipient and decide once the message is read (see `policy`). The null sender (a bounce
+    // or an auto-reply aimed at the group) is taken and consumed.
+    if let Some(refusal) = policy::refusal_at_rcpt(&ctx.corporate, &group, from.as_ref()) {
+        return refusal.into();
     }
     env.rcpts += 1;
     if !env.groups.iter().any(|g| g.group_id == group.group_id) {
@@ -526,6 +527,34 @@ async fn read_data<R: AsyncBufRead + Unpin>(
     }))
 }
 
+/// Counts a message the sender policy refused, dropped unread, and queues the notice to the
+/// authenticated sender `notify` when there is one.
+async fn refused(
+    ctx: &MailContext,
+    group: &GroupTarget,
+    notify: Option<&Email>,
+) -> Result<(), crate::store::StoreError> {
+    STORE_RETRY
+        .run(worth_retrying, || {
+            ctx.store
+                .consume(Inbound::Refused, None, &[], ctx.args.hard_bounce_limit)
+        })
+        .await?;
+    if let Some(to) = notify {
+        let notice = policy::notice(&ctx.args.hostname, group, to);
+        let mut stored = Vec::with_capacity(notice.len() + 1);
+        stored.push(0u8);
+        stored.extend_from_slice(&notice);
+        STORE_RETRY
+            .run(worth_retrying, || {
+                ctx.store.accept_notice(group.group_id, to, &stored)
+            })
+            .await?;
+        ctx.wake.notify_waiters();
+    }
+    Ok(())
+}
+
 /// Whether this message's `From` is rewritten (see [`super::dmarc`]).
 async fn rewrite_from(ctx: &MailContext, fields: &[headers::Field<'_>]) -> bool {
     match ctx.args.from_rewrite {
@@ -546,8 +575,10 @@ async fn rewrite_from(ctx: &MailContext, fields: &[headers::Field<'_>]) -> bool 
     }
 }
 
-/// Stores the message for each group (or consumes it) and answers for the whole transaction.
-async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8]) -> String {
+/// Stores the message for each group (or consumes it) and answers for the whole transaction:
+/// the same answer whether the sender policy took or dropped it. `trusted`: the peer is a relay
+/// trusted to have authenticated the envelope sender.
+async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8], trusted: bool) -> String {
     let (fields, _) = headers::split(message);
     let null_sender = matches!(env.from, Some(None));
     let automatic = null_sender || headers::is_automatic(&fields);
@@ -587,6 +618,25 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8]) -> String {
                 return "451 4.3.0 Temporary failure, try again later".into();
             }
             continue;
+        }
+        let sender = env.from.clone().flatten();
+        let decision =
+            policy::decide(&*ctx.store, &ctx.corporate, group, sender.as_ref(), trusted).await;
+        let decided = match decision {
+            Ok(policy::Decision::Deliver) => Ok(true),
+            Ok(policy::Decision::Drop) => refused(ctx, group, None).await.map(|()| false),
+            Ok(policy::Decision::Notify(to)) => {
+                refused(ctx, group, Some(&to)).await.map(|()| false)
+            }
+            Err(e) => Err(e),
+        };
+        match decided {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "applying the sender policy failed");
+                return "451 4.3.0 Temporary failure, try again later".into();
+            }
         }
         let mut stored = Vec::with_capacity(message.len() + 300);
         stored.push(flags);

@@ -123,6 +123,18 @@ pub struct MailArgs {
         default_value_t = 64
     )]
     pub max_connections: usize,
+    /// Mail relays (IP addresses or CIDR networks, comma-separated) trusted to have
+    /// authenticated the envelope sender of what they hand over (authenticated submission,
+    /// SPF and DMARC checked at the company's edge). A group that only its members or owners
+    /// may write to takes mail only from these; from anywhere else the sender is a claim and
+    /// the message is dropped unread, whoever it names. Empty: no relay is trusted.
+    #[arg(
+        long = "mail-trusted-relays",
+        id = "mail_trusted_relays",
+        env = "HUSH_MAIL_TRUSTED_RELAYS",
+        value_delimiter = ','
+    )]
+    pub trusted_relays: Vec<ipnet::IpNet>,
     /// Most SMTP connections served at once from one address; more from it are answered 421
     /// and closed, so one peer cannot take every connection. Raise it for a front relay that
     /// hands over all inbound mail from one address.
@@ -314,6 +326,7 @@ impl Default for MailArgs {
             max_message_bytes: 25 * 1024 * 1024,
             max_connections: 64,
             max_connections_per_peer: 8,
+            trusted_relays: Vec::new(),
             max_messages_per_connection: 100,
             max_recipients: 50,
             command_timeout_secs: 300,
@@ -341,6 +354,17 @@ impl Default for MailArgs {
 impl MailArgs {
     fn command_timeout(&self) -> Duration {
         Duration::from_secs(self.command_timeout_secs.max(1))
+    }
+
+    /// Whether mail from `peer` comes through a relay trusted to have authenticated its sender.
+    pub fn is_trusted_relay(&self, peer: std::net::IpAddr) -> bool {
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted_relays.iter().any(|net| net.contains(&peer))
     }
 
     fn idle_timeout(&self) -> Duration {

@@ -122,6 +122,8 @@ pub enum Inbound {
     Bounce,
     /// Anything else: an out-of-office, an auto-reply.
     AutoReply,
+    /// A message the group's sender policy refused, dropped unread.
+    Refused,
 }
 
 /// Which group an address is, and who may send to it.
@@ -160,6 +162,15 @@ pub trait MailQueue: Send + Sync + 'static {
         group: GroupId,
         message: &[u8],
         batch: usize,
+    ) -> Result<Accepted, StoreError>;
+
+    /// Stores `message`, a notice the tenant writes about `group`, and queues its one delivery
+    /// to `recipient`, in one transaction.
+    async fn accept_notice(
+        &self,
+        group: GroupId,
+        recipient: &Email,
+        message: &[u8],
     ) -> Result<Accepted, StoreError>;
 
     /// Leases up to `max` due deliveries for `lease` to `owner`.
@@ -258,6 +269,7 @@ fn counter(kind: Inbound) -> &'static str {
     match kind {
         Inbound::Bounce => "bounces_consumed",
         Inbound::AutoReply => "auto_replies_consumed",
+        Inbound::Refused => "refused_messages",
     }
 }
 
@@ -593,6 +605,38 @@ impl MailQueue for SqlMailStore {
         .await
     }
 
+    async fn accept_notice(
+        &self,
+        group: GroupId,
+        recipient: &Email,
+        message: &[u8],
+    ) -> Result<Accepted, StoreError> {
+        let key = self.keys.active();
+        let message_id = Uuid::new_v4();
+        let sealed = key.seal_mail(MailSeal::Message, message_id.as_bytes(), message);
+        let (this, key_id) = (self.clone(), key.id().to_string());
+        let batches = vec![vec![recipient.to_string()]];
+        db::run_to_end(async move {
+            let mut tx = this.db.begin_write().await?;
+            Sql::new(INSERT_MESSAGE)
+                .bind(message_id)
+                .bind(group.as_uuid())
+                .bind(sealed)
+                .bind(key_id)
+                .execute(&mut tx)
+                .await?;
+            this.insert_deliveries(&mut tx, message_id, &batches, 0, db::now_ms(), "queued")
+                .await?;
+            tx.commit().await?;
+            Ok(Accepted {
+                message_id,
+                recipients: 1,
+                deliveries: 1,
+            })
+        })
+        .await
+    }
+
     async fn claim(
         &self,
         owner: Uuid,
@@ -749,6 +793,7 @@ impl MailQueue for SqlMailStore {
             match name.as_str() {
                 "bounces_consumed" => c.bounces_consumed = total,
                 "auto_replies_consumed" => c.auto_replies_consumed = total,
+                "refused_messages" => c.refused_messages = total,
                 _ => {}
             }
         }

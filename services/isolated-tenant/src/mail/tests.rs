@@ -91,6 +91,8 @@ impl Fixture {
             max_message_bytes: 64 * 1024,
             bounce_domain: "bounces.test.example".into(),
             retry_base_secs: 1,
+            // The test's senders stand in for the corporate relay, which authenticated them.
+            trusted_relays: vec!["127.0.0.0/8".parse().unwrap()],
             ..MailArgs::default()
         }
     }
@@ -283,15 +285,15 @@ on_both_backends! {
         assert_eq!((declared["step"].as_str(), declared["code"].as_i64()), (Some("mail"), Some(552)), "{declared}");
         let undeclared = send(svc.addr, &member, &[&fx.address], &big, &["--no-size"]).await;
         assert_eq!((undeclared["step"].as_str(), undeclared["code"].as_i64()), (Some("data"), Some(552)), "{undeclared}");
-        // Members only: a member is accepted; a stranger hears only about themselves, in the
-        // same words whatever the group's membership.
+        // Members only: a member and a stranger hear the same; the member's message is queued
+        // for the members, the stranger's is dropped and a notice goes to the stranger alone.
         let ok = send(svc.addr, &member, &[&fx.address], &message("ok", 1), &[]).await;
         assert_eq!(ok["ok"], true, "{ok}");
         let stranger = send(svc.addr, "mallory@corp.example", &[&fx.address], &message("no", 1), &[]).await;
-        assert_eq!((stranger["code"].as_i64(), stranger["msg"].as_str()),
-                   (Some(550), Some("5.7.1 You are not allowed to send to this group")), "{stranger}");
+        assert_eq!(stranger["ok"], true, "{stranger}");
         let counts = fx.mail.counts().await.unwrap();
-        assert_eq!(counts.queued_recipients, 3, "only the member's message is queued");
+        assert_eq!(counts.queued_recipients, 3 + 1, "the member's message, and one notice");
+        assert_eq!(counts.refused_messages, 1);
         drop(svc);
         fx.finish().await;
     }
@@ -394,7 +396,8 @@ on_both_backends! {
         let owner = send(svc.addr, "olga@corp.example", &[&fx.address], &message("o", 1), &[]).await;
         assert_eq!(owner["ok"], true, "{owner}");
         let not_owner = send(svc.addr, "alice@corp.example", &[&fx.address], &message("o", 1), &[]).await;
-        assert_eq!(not_owner["code"].as_i64(), Some(550), "{not_owner}");
+        assert_eq!(not_owner["ok"], true, "answered alike: {not_owner}");
+        assert_eq!(fx.mail.counts().await.unwrap().refused_messages, 1, "and dropped");
         drop(svc);
         fx.finish().await;
     }
@@ -428,6 +431,69 @@ on_both_backends! {
         // The check checks: a changed body fails.
         assert!(!verify(&data.replace("Hello everyone.", "Hello, everyone.")));
         drop(svc);
+        fx.finish().await;
+    }
+
+    async fn smtp_answers_alike_for_member_stranger_and_forged_senders_byte_for_byte(db) {
+        let fx = Fixture::new(db, SenderPolicy::Members).await;
+        let members = fx.seed(3).await;
+        let member = members[0].clone();
+        let stranger = "mallory@corp.example".to_string();
+        let conversation = |from: &str| {
+            vec![
+                "EHLO relay.corp.example".to_string(),
+                format!("MAIL FROM:<{from}>"),
+                format!("RCPT TO:<{}>", fx.address),
+                "DATA".to_string(),
+                "From: <someone@corp.example>\r\nSubject: hello\r\n\r\nHello.\r\n.".to_string(),
+                "QUIT".to_string(),
+            ]
+        };
+        // Untrusted peer: whoever the envelope names, it is a claim. The listener answers the
+        // same bytes and makes no lookup; nothing is queued and nobody is told.
+        let untrusted = MailArgs { trusted_relays: vec![], ..fx.args(None) };
+        let svc = start_on(
+            MailContext::new(&untrusted, fx.mail.clone(), "corp.example".parse().unwrap()),
+            tokio::net::TcpListener::bind(untrusted.listen.unwrap()).await.unwrap(),
+        );
+        let forged_member = transcript(svc.addr, &conversation(&member)).await;
+        let forged_stranger = transcript(svc.addr, &conversation(&stranger)).await;
+        assert_eq!(forged_member, forged_stranger, "byte for byte");
+        assert!(forged_member.contains("250 2.0.0 OK: queued"), "{forged_member}");
+        let counts = fx.mail.counts().await.unwrap();
+        assert_eq!((counts.queued_deliveries, counts.refused_messages), (0, 2), "{counts:?}");
+        drop(svc);
+
+        // A trusted relay (the sender is authenticated): member and stranger still hear the
+        // same bytes, the same as above. The member's message goes to the members; the
+        // stranger's is dropped and the stranger alone gets a notice.
+        let sink = fx.dir.path().join("mail");
+        let svc = fx.start(None).await;
+        let member_said = transcript(svc.addr, &conversation(&member)).await;
+        let stranger_said = transcript(svc.addr, &conversation(&stranger)).await;
+        assert_eq!(member_said, stranger_said, "byte for byte");
+        assert_eq!(member_said, forged_member, "and as for an untrusted peer");
+        assert_eq!(fx.mail.counts().await.unwrap().refused_messages, 3);
+        drop(svc);
+        fx.drain(Relay::Maildir(sink.clone())).await;
+        let inbox = |who: &str| -> Vec<String> {
+            std::fs::read_dir(sink.join(who).join("new"))
+                .map(|d| d.map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap()).collect())
+                .unwrap_or_default()
+        };
+        for m in &members {
+            let got = inbox(m);
+            assert_eq!(got.len(), 1, "{m} gets the member's message, once");
+            assert!(got[0].contains("Subject: hello"));
+        }
+        let notice = inbox(&stranger);
+        assert_eq!(notice.len(), 1, "the stranger gets one notice");
+        assert!(notice[0].contains("was not delivered: only the group's members may write to it"), "{}", notice[0]);
+        for m in &members {
+            assert!(!notice[0].contains(m.as_str()), "the notice names no member");
+        }
+        let folders = std::fs::read_dir(&sink).unwrap().count();
+        assert_eq!(folders, members.len() + 1, "nobody else got anything");
         fx.finish().await;
     }
 
@@ -512,6 +578,17 @@ async fn inv5_the_mail_tables_hold_no_member_address_owner_or_message_text_in_cl
     // The check can see: the group's own address is stored in clear, by design.
     assert!(contains("erg@groups.test.example"));
     fx.finish().await;
+}
+
+/// Says each line of `conversation` on a new connection to `addr` and answers everything the
+/// listener said, greeting included, byte for byte.
+async fn transcript(addr: std::net::SocketAddr, conversation: &[String]) -> String {
+    let (mut raw, greeting) = Raw::open(addr).await;
+    let mut all = greeting;
+    for line in conversation {
+        all.push_str(&raw.say(line).await);
+    }
+    all
 }
 
 /// A raw SMTP conversation, for the limits smtplib would not cross on its own.
