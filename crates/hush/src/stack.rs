@@ -233,6 +233,12 @@ impl StackConfig {
                 listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port(4)?)),
                 relay: Some(isolated_tenant::mail::Relay::Maildir(data_dir.join("mail"))),
                 bounce_domain: format!("bounces.{mail_domain}"),
+                // Mail tools on this machine stand in for the corporate relay, which would
+                // have authenticated its senders: members-only groups take their mail.
+                trusted_relays: vec![
+                    ipnet::IpNet::from(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                    ipnet::IpNet::from(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
+                ],
                 ..isolated_tenant::mail::MailArgs::default()
             },
             scim: control_api::scim::ScimArgs::default(),
