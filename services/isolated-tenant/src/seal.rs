@@ -219,6 +219,17 @@ impl SealKey {
         hmac(self.mail_tag.as_ref(), &[address.as_bytes()]).to_vec()
     }
 
+    /// The keyed tag of `address` as a recipient of the delivery whose bounce token is `token`:
+    /// under the mail subkey, bound to the token, so the same address's tags in two deliveries
+    /// differ and link nothing.
+    pub fn bounce_tag(&self, token: &str, address: &str) -> Vec<u8> {
+        hmac(
+            self.mail_tag.as_ref(),
+            &[b"bounce\0", token.as_bytes(), b"\0", address.as_bytes()],
+        )
+        .to_vec()
+    }
+
     /// Seals mail data (a message, a delivery's recipients, a group's owners), bound to the
     /// row `context` names.
     pub fn seal_mail(&self, what: MailSeal, context: &[u8], plaintext: &[u8]) -> Vec<u8> {

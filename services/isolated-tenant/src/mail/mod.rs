@@ -132,7 +132,8 @@ pub struct MailArgs {
         long = "mail-trusted-relays",
         id = "mail_trusted_relays",
         env = "HUSH_MAIL_TRUSTED_RELAYS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = parse_relay
     )]
     pub trusted_relays: Vec<ipnet::IpNet>,
     /// Most SMTP connections served at once from one address; more from it are answered 421
@@ -313,6 +314,14 @@ pub struct MailArgs {
         default_value_t = 3
     )]
     pub hard_bounce_limit: u32,
+}
+
+/// A trusted relay: an IP address (`10.0.0.25`, `::1`) or a CIDR network (`10.1.0.0/24`).
+pub fn parse_relay(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("'{s}' is neither an IP address nor a CIDR network"))
 }
 
 impl Default for MailArgs {

@@ -355,7 +355,8 @@ const SET_POLICY: &str = "INSERT INTO mail_group_policy (group_id, sender_policy
 const INSERT_MESSAGE: &str =
     "INSERT INTO mail_messages (id, group_id, sealed_message, key_id) VALUES ($1, $2, $3, $4)";
 const INSERT_DELIVERIES: &str = "INSERT INTO mail_deliveries (id, message_id, sealed_recipients, \
-                                 key_id, recipients, state, attempts, next_attempt_ms, bounce_token)";
+                                 key_id, recipients, state, attempts, next_attempt_ms, bounce_token, \
+                                 recipient_tags)";
 /// Whether anything is due: idle workers poll often, and on SQLite even an UPDATE that matches
 /// nothing takes the single write lock, making joins and leaves wait.
 const ANY_DUE: &str = "SELECT 1 FROM mail_deliveries WHERE state = 'queued' \
@@ -373,10 +374,23 @@ const WIPE_IF_DONE: &str = "UPDATE mail_messages SET sealed_message = $1 WHERE i
                             AND NOT EXISTS (SELECT 1 FROM mail_deliveries WHERE message_id = $2 \
                             AND state = 'queued')";
 const BAD_TAGS: &str = "SELECT address_tag FROM mail_bad_addresses WHERE bad = $1";
-const HARD_BOUNCE: &str = "INSERT INTO mail_bad_addresses (address_tag, hard_bounces, bad) \
-                           VALUES ($1, 1, $2) ON CONFLICT (address_tag) DO UPDATE SET \
-                           hard_bounces = mail_bad_addresses.hard_bounces + 1, \
-                           bad = (mail_bad_addresses.hard_bounces + 1 >= $3)";
+/// Counts a hard bounce for an address, unless one was counted less than `$5` ms before `$4`.
+const HARD_BOUNCE: &str = "INSERT INTO mail_bad_addresses (address_tag, hard_bounces, bad, \
+                           last_counted_ms) VALUES ($1, 1, $2, $4) \
+                           ON CONFLICT (address_tag) DO UPDATE SET \
+                           hard_bounces = CASE WHEN mail_bad_addresses.last_counted_ms <= $4 - $5 \
+                             THEN mail_bad_addresses.hard_bounces + 1 \
+                             ELSE mail_bad_addresses.hard_bounces END, \
+                           bad = CASE WHEN mail_bad_addresses.last_counted_ms <= $4 - $5 \
+                             THEN (mail_bad_addresses.hard_bounces + 1 >= $3) \
+                             ELSE mail_bad_addresses.bad END, \
+                           last_counted_ms = CASE WHEN mail_bad_addresses.last_counted_ms <= $4 - $5 \
+                             THEN $4 ELSE mail_bad_addresses.last_counted_ms END";
+/// The shortest time between two hard bounces a DSN counts for one address: one a day.
+pub const DSN_BOUNCE_INTERVAL_MS: i64 = 24 * 60 * 60 * 1000;
+const DELIVERY_TAGS: &str = "SELECT recipient_tags FROM mail_deliveries WHERE bounce_token = $1";
+const SET_DELIVERY_TAGS: &str =
+    "UPDATE mail_deliveries SET recipient_tags = $1 WHERE bounce_token = $2";
 const COUNT_CONSUMED: &str = "INSERT INTO mail_counters (name, total) VALUES ($1, 1) \
                               ON CONFLICT (name) DO UPDATE SET total = mail_counters.total + 1";
 const KNOWN_TOKEN: &str = "SELECT COUNT(*) FROM mail_deliveries WHERE bounce_token = $1";
@@ -419,6 +433,11 @@ impl SqlMailStore {
         for chunk in batches.chunks(CHUNK / 8) {
             let rows = chunk.iter().map(|r| {
                 let id = Uuid::new_v4();
+                let token = new_token();
+                let tags: Vec<u8> = r
+                    .iter()
+                    .flat_map(|a| key.bounce_tag(&token, &a.to_ascii_lowercase()))
+                    .collect();
                 let sealed = if state == "queued" {
                     key.seal_mail(MailSeal::Recipients, id.as_bytes(), &join_recipients(r))
                 } else {
@@ -433,7 +452,8 @@ impl SqlMailStore {
                     state.into(),
                     attempts.into(),
                     due.into(),
-                    new_token().into(),
+                    token.into(),
+                    tags.into(),
                 ]
             });
             Sql::new(INSERT_DELIVERIES)
@@ -444,15 +464,66 @@ impl SqlMailStore {
         Ok(())
     }
 
-    async fn hard_bounce(&self, tx: &mut Tx, address: &str, limit: u32) -> Result<(), StoreError> {
+    /// Counts a hard bounce for `address` (at most one per `interval_ms`); `limit` of them
+    /// mark it bad.
+    async fn hard_bounce(
+        &self,
+        tx: &mut Tx,
+        address: &str,
+        limit: u32,
+        interval_ms: i64,
+    ) -> Result<(), StoreError> {
         let tag = self.keys.active().mail_tag(&address.to_ascii_lowercase());
         Sql::new(HARD_BOUNCE)
             .bind(tag)
             .bind(limit <= 1)
             .bind(i64::from(limit))
+            .bind(db::now_ms())
+            .bind(interval_ms)
             .execute(tx)
             .await?;
         Ok(())
+    }
+
+    /// Of `failed`, the addresses the delivery with `token` really went to and for which no
+    /// DSN counted yet; their tags are taken off the delivery, so the same DSN again counts
+    /// nothing.
+    async fn bound_to_delivery(
+        &self,
+        tx: &mut Tx,
+        token: &str,
+        failed: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let Some((tags,)): Option<(Vec<u8>,)> = Sql::new(DELIVERY_TAGS)
+            .bind(token.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let mut left: Vec<&[u8]> = tags.chunks(32).collect();
+        let mut bound = Vec::new();
+        for f in failed {
+            let address = f.to_ascii_lowercase();
+            let mine: Vec<Vec<u8>> = self
+                .keys
+                .all()
+                .iter()
+                .map(|k| k.bounce_tag(token, &address))
+                .collect();
+            if let Some(i) = left.iter().position(|t| mine.iter().any(|m| m == t)) {
+                left.remove(i);
+                bound.push(address);
+            }
+        }
+        if !bound.is_empty() {
+            Sql::new(SET_DELIVERY_TAGS)
+                .bind(left.concat())
+                .bind(token.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(bound)
     }
 
     async fn wipe_if_done(tx: &mut Tx, message_id: Uuid) -> Result<(), StoreError> {
@@ -733,7 +804,7 @@ impl MailQueue for SqlMailStore {
                         .await?;
                 }
                 for r in rejected {
-                    this.hard_bounce(&mut tx, &r, limits.hard_bounce_limit)
+                    this.hard_bounce(&mut tx, &r, limits.hard_bounce_limit, 0)
                         .await?;
                 }
             }
@@ -754,9 +825,12 @@ impl MailQueue for SqlMailStore {
         let (this, token, failed) = (self.clone(), token.map(str::to_string), failed.to_vec());
         db::run_to_end(async move {
             let mut tx = this.db.begin_write().await?;
-            let known = match token {
+            let known = match &token {
                 Some(t) => {
-                    let (n,): (i64,) = Sql::new(KNOWN_TOKEN).bind(t).fetch_one(&mut tx).await?;
+                    let (n,): (i64,) = Sql::new(KNOWN_TOKEN)
+                        .bind(t.clone())
+                        .fetch_one(&mut tx)
+                        .await?;
                     n > 0
                 }
                 None => false,
@@ -765,9 +839,11 @@ impl MailQueue for SqlMailStore {
                 .bind(counter(kind))
                 .execute(&mut tx)
                 .await?;
-            if known && kind == Inbound::Bounce {
-                for f in &failed {
-                    this.hard_bounce(&mut tx, f, hard_bounce_limit).await?;
+            if let (true, Inbound::Bounce, Some(t)) = (known, kind, token.as_deref()) {
+                // Only addresses the delivery really went to, once each, at most one a day.
+                for f in this.bound_to_delivery(&mut tx, t, &failed).await? {
+                    this.hard_bounce(&mut tx, &f, hard_bounce_limit, DSN_BOUNCE_INTERVAL_MS)
+                        .await?;
                 }
             }
             tx.commit().await?;

@@ -348,8 +348,10 @@ on_both_backends! {
     async fn hard_bounces_from_the_relay_mark_an_address_bad_and_it_is_skipped(db) {
         let fx = Fixture::new(db, SenderPolicy::Anyone).await;
         fx.seed(2).await;
-        // The relay refuses nothing, so count hard bounces straight through the store: three
-        // DSNs for one address mark it bad, and the next expansion skips it.
+        // The relay refuses nothing, so count hard bounces straight through the store: with a
+        // limit of one, a DSN for an address the delivery went to marks it bad, and the next
+        // expansion skips it. (The same DSN three times counts once: see
+        // `a_forged_bounce_counts_only_for_an_address_its_delivery_went_to`.)
         let relay = PyRelay::start(fx.dir.path());
         let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
         send(svc.addr, "alice@corp.example", &[&fx.address], &message("a", 1), &[]).await;
@@ -358,7 +360,7 @@ on_both_backends! {
             .strip_prefix("bounce+").unwrap().split('@').next().unwrap().to_string();
         let gone = vec![format!("m000000@{MEMBER_DOMAIN}")];
         for _ in 0..3 {
-            fx.mail.consume(Inbound::Bounce, Some(&token), &gone, 3).await.unwrap();
+            fx.mail.consume(Inbound::Bounce, Some(&token), &gone, 1).await.unwrap();
         }
         // A forged token counts the bounce but marks nothing.
         fx.mail.consume(Inbound::Bounce, Some("00000000000000000000000000000000"), &[format!("m000001@{MEMBER_DOMAIN}")], 1).await.unwrap();
@@ -787,6 +789,137 @@ async fn a_greedy_or_idle_peer_holds_few_slots_and_only_briefly() {
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(svc);
     fx.finish().await;
+}
+
+#[test]
+fn trusted_relays_are_addresses_or_networks_and_nobody_by_default() {
+    let args = MailArgs {
+        trusted_relays: ["10.0.0.25", "10.1.0.0/24", "::1"]
+            .map(|s| parse_relay(s).unwrap())
+            .to_vec(),
+        ..MailArgs::default()
+    };
+    let trusted = |ip: &str| args.is_trusted_relay(ip.parse().unwrap());
+    assert!(trusted("10.0.0.25"));
+    assert!(!trusted("10.0.0.26"));
+    assert!(trusted("10.1.0.200"));
+    assert!(
+        trusted("::ffff:10.1.0.7"),
+        "an IPv4-mapped peer is its IPv4 address"
+    );
+    assert!(trusted("::1"));
+    assert!(parse_relay("mta.corp.example").is_err());
+    assert!(parse_relay("10.0.0.0/33").is_err());
+    assert!(!MailArgs::default().is_trusted_relay("127.0.0.1".parse().unwrap()));
+}
+
+/// Queues a message for the fixture's group (`expected` recipients) and answers the bounce
+/// token of its one delivery, as a recipient of that copy would see it.
+async fn token_of_a_copy(fx: &Fixture, expected: usize) -> String {
+    let accepted = fx
+        .mail
+        .accept(fx.group, b"\0Subject: x\r\n\r\nx\r\n", 100)
+        .await
+        .unwrap();
+    assert_eq!(accepted.recipients, expected);
+    let claimed = fx
+        .mail
+        .claim(uuid::Uuid::new_v4(), 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mine: Vec<_> = claimed
+        .into_iter()
+        .filter(|c| c.message_id == accepted.message_id)
+        .collect();
+    assert_eq!(mine.len(), 1, "one delivery for the members' domain");
+    mine[0].bounce_token.clone()
+}
+
+/// Issue 16, forged bounces: any recipient of a copy sees its bounce address, and used to be
+/// able to silence anyone by sending DSNs there naming them. Now a DSN counts a hard bounce only
+/// for an address the delivery behind that bounce address really went to, once per delivery,
+/// and at most one a day per address.
+async fn a_forged_bounce_counts_only_for_an_address_its_delivery_went_to(database: TestDatabase) {
+    let fx = Fixture::new(database, SenderPolicy::Anyone).await;
+    let members = fx.seed(4).await;
+    let dsn = |mail: Arc<dyn MailStore>, token: String, named: &'static str, limit: u32| async move {
+        mail.consume(Inbound::Bounce, Some(&token), &[named.to_string()], limit)
+            .await
+            .unwrap();
+        mail.counts().await.unwrap().bad_addresses
+    };
+    let first = token_of_a_copy(&fx, members.len()).await;
+    // Naming someone the delivery did not go to counts nothing, even with a limit of one.
+    assert_eq!(
+        dsn(fx.mail.clone(), first.clone(), "bob@corp.example", 1).await,
+        0
+    );
+    // A token the tenant never issued counts nothing.
+    assert_eq!(
+        dsn(
+            fx.mail.clone(),
+            "0".repeat(32),
+            "m000001@members.test.example",
+            1
+        )
+        .await,
+        0
+    );
+    // A recipient of that delivery counts (limit one: marked bad at once).
+    assert_eq!(
+        dsn(
+            fx.mail.clone(),
+            first.clone(),
+            "m000001@members.test.example",
+            1
+        )
+        .await,
+        1
+    );
+    // Limit two: the same DSN again counts nothing (its tag is gone), and another delivery's
+    // DSN for the same address the same day counts nothing either.
+    assert_eq!(
+        dsn(
+            fx.mail.clone(),
+            first.clone(),
+            "m000002@members.test.example",
+            2
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        dsn(
+            fx.mail.clone(),
+            first.clone(),
+            "m000002@members.test.example",
+            2
+        )
+        .await,
+        1
+    );
+    // (m000001 is bad now: the next copy skips it.)
+    let second = token_of_a_copy(&fx, members.len() - 1).await;
+    assert_ne!(first, second);
+    assert_eq!(
+        dsn(fx.mail.clone(), second, "m000002@members.test.example", 2).await,
+        1,
+        "one counted bounce a day: m000002 is not bad"
+    );
+    assert_eq!(fx.mail.counts().await.unwrap().bounces_consumed, 6);
+    fx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_bounce_counts_only_for_an_address_its_delivery_went_to_on_sqlite() {
+    a_forged_bounce_counts_only_for_an_address_its_delivery_went_to(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs HUSH_TEST_POSTGRES_URL"]
+async fn a_forged_bounce_counts_only_for_an_address_its_delivery_went_to_on_postgres() {
+    a_forged_bounce_counts_only_for_an_address_its_delivery_went_to(TestDatabase::postgres().await)
+        .await;
 }
 
 /// DNS as the test says: `strict.example` publishes `p=reject`, nobody else has DMARC.
