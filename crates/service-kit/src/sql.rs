@@ -50,6 +50,13 @@ pub trait Dialect: sqlx::Database {
     /// Rows a statement inserted, changed or deleted.
     fn rows_affected(result: &Self::QueryResult) -> u64;
 
+    /// The statement that makes deleted rows unrecoverable from the database's files, run
+    /// after a write that deleted personal rows ([`SqlStore::forget`]): SQLite checkpoints its
+    /// write-ahead log and truncates it (the log still holds the rows' old pages; the main
+    /// file's freed cells are zeroed by `secure_delete`). `None` where no such statement helps
+    /// (Postgres: see docs/architecture.md on dead tuples and WAL).
+    const FORGET: Option<&'static str>;
+
     /// Opens a pool of at most `max` connections to `url`.
     fn connect(
         url: &str,
@@ -63,6 +70,7 @@ impl Dialect for sqlx::Postgres {
     const BEGIN_WRITE: &'static str = "BEGIN";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const FOR_SHARE: &'static str = " FOR SHARE";
+    const FORGET: Option<&'static str> = None;
 
     fn lease_rows(of: &str) -> String {
         format!(" FOR UPDATE OF {of} SKIP LOCKED")
@@ -84,6 +92,7 @@ impl Dialect for sqlx::Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const FOR_UPDATE: &'static str = "";
     const FOR_SHARE: &'static str = "";
+    const FORGET: Option<&'static str> = Some("PRAGMA wal_checkpoint(TRUNCATE)");
 
     fn lease_rows(_of: &str) -> String {
         String::new()
@@ -168,6 +177,25 @@ impl<DB: sqlx::Database, S> SqlStore<DB, S> {
     /// The pool: for the store's own statements, and for tests that work on the schema.
     pub fn pool(&self) -> &sqlx::Pool<DB> {
         &self.pool
+    }
+}
+
+impl<DB: Dialect, S> SqlStore<DB, S>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    /// After a write that deleted personal rows: runs [`Dialect::FORGET`], so a file-level
+    /// copy of the database taken from now on does not hold them (SQLite: the write-ahead log
+    /// is checkpointed and truncated). Best effort: a failure is logged and the write stands;
+    /// the rows then leave the log at the next checkpoint.
+    pub async fn forget(&self) {
+        let Some(statement) = DB::FORGET else {
+            return;
+        };
+        if let Err(e) = sqlx::query(statement).execute(&self.pool).await {
+            tracing::warn!(error = %e, "truncating the write-ahead log after a deletion failed");
+        }
     }
 }
 

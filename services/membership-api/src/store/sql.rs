@@ -171,6 +171,8 @@ where
         .bind(*group.as_uuid())
         .execute(self.pool())
         .await?;
+        // No record of who was approved stays, in the database's files either.
+        self.forget().await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -185,6 +187,8 @@ where
         .bind(now)
         .execute(self.pool())
         .await?;
+        // The address and kind are gone from the row: make them gone from the files too.
+        self.forget().await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -216,6 +220,7 @@ where
                 .bind(subject.as_str())
                 .execute(self.pool())
                 .await?;
+        self.forget().await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
@@ -228,6 +233,7 @@ where
         .bind(subject.as_str())
         .execute(self.pool())
         .await?;
+        self.forget().await;
         Ok(())
     }
 
