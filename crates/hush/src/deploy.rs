@@ -37,6 +37,8 @@ pub fn generate_keys(dir: &Path) -> anyhow::Result<Vec<String>> {
     ));
     bulk_api::generate_seal_key_file(&dir.join("bulk-seal.key"))?;
     report.push(format!("seal key   {}/bulk-seal.key", dir.display()));
+    membership_api::generate_seal_key_file(&dir.join("membership-seal.key"))?;
+    report.push(format!("seal key   {}/membership-seal.key", dir.display()));
     Ok(report)
 }
 

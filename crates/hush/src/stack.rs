@@ -490,6 +490,8 @@ impl Stack {
                     service_key: self.key(ServiceName::MembershipApi),
                     http: cfg.http.clone(),
                     limits: membership_api::AbuseLimits::default(),
+                    seal_key: None,
+                    seal_key_file: Some(self.keys.join("membership-seal.key")),
                 };
                 tokio::spawn(membership_api::run(c, listener, shutdown))
             }

@@ -1402,7 +1402,7 @@ async fn mail_counts_are_counts_only_and_for_control_api_only() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let body = res.json();
     let fields: Vec<&String> = body.as_object().unwrap().keys().collect();
-    assert_eq!(fields.len(), 9, "{body}");
+    assert_eq!(fields.len(), 10, "{body}");
     assert!(
         body.as_object().unwrap().values().all(Value::is_i64),
         "{body}"

@@ -37,6 +37,19 @@ pub struct Config {
     /// Per-caller limits on membership writes and invite redemption (abuse protection).
     #[command(flatten)]
     pub limits: AbuseLimits,
+    /// The key pending join requests are sealed with at rest (INV-5): 32 bytes, base64.
+    /// Without it (and without `--seal-key-file`) a random key lives in memory only, so
+    /// pending requests cannot be read after a restart: fine for tests, never for production.
+    #[arg(
+        long,
+        env = "HUSH_MEMBERSHIP_SEAL_KEY",
+        hide_env_values = true,
+        conflicts_with = "seal_key_file"
+    )]
+    pub seal_key: Option<Redacted>,
+    /// A file holding the seal key (`hush up` and `hush deploy-init` write one).
+    #[arg(long, env = "HUSH_MEMBERSHIP_SEAL_KEY_FILE")]
+    pub seal_key_file: Option<std::path::PathBuf>,
 }
 
 /// Per-caller limits against abuse: scripted joining and leaving, flooding owners with

@@ -24,6 +24,7 @@ mod members;
 mod membership;
 mod ports;
 mod requests;
+pub mod seal;
 pub mod store;
 
 pub use claims::{ClaimRule, ClaimRules, Condition};
@@ -36,6 +37,7 @@ pub use members::{Accepted, Person};
 pub use membership::{JoinOutcome, Membership, MyGroup, MyGroups, PendingRef, APPROVAL_NOTICE};
 pub use ports::{AddError, Catalog, Clock, Directory, SystemClock};
 pub use requests::{Decision, MyRequestView, MyRequests, PendingRequests, PendingView};
+pub use seal::{generate_seal_key_file, RequestKey};
 pub use store::Store;
 
 use anyhow::Context as _;
@@ -83,6 +85,23 @@ impl FromRef<AppState> for Verifier {
     }
 }
 
+/// The seal key the configuration names, or a random one held in memory only.
+fn load_key(config: &Config) -> anyhow::Result<RequestKey> {
+    if let Some(k) = &config.seal_key {
+        return RequestKey::parse(k.expose());
+    }
+    if let Some(path) = &config.seal_key_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the membership seal key {}", path.display()))?;
+        return RequestKey::parse(&text);
+    }
+    tracing::warn!(
+        "no membership seal key configured: using a random one; pending join requests cannot \
+         be read after a restart"
+    );
+    Ok(RequestKey::random())
+}
+
 /// Builds the state from configuration: connects to and migrates the database, loads this
 /// service's signing key, and sets up the token verifier and the clients of the tenant and
 /// control-api.
@@ -99,9 +118,13 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let verifier = verifier.with_revocations(Arc::new(tenant.clone()));
     let control = ControlClient::new(config.control_url.clone(), signer)
         .context("setting up control-api's client")?;
-    let store = store::connect(config.database_url.expose(), MAX_DB_CONNECTIONS)
-        .await
-        .context("opening the database")?;
+    let store = store::connect(
+        config.database_url.expose(),
+        MAX_DB_CONNECTIONS,
+        load_key(config)?,
+    )
+    .await
+    .context("opening the database")?;
     Ok(AppState {
         verifier,
         store,

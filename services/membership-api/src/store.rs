@@ -3,21 +3,26 @@
 //! truth (INV-1).
 //!
 //! What is kept, and why it is not a member list:
-//! - a **pending** request names the requester (subject, address, kind): asking for approval
-//!   shows the requester to the owners, by design. Once approved the row is *deleted* (a table
-//!   of approved requests would list members at rest); a denied row stays for the requester to
-//!   see, without address or kind; a withdrawn one is deleted.
+//! - a **pending** request names the requester (subject, address, kind) to the owners, by
+//!   design, but only through membership-api's key: the requester is sealed at rest
+//!   ([`crate::seal`]), and rows are found by a keyed hash of the subject. Once approved the row
+//!   is *deleted* (a table of approved requests would list members at rest); a denied row stays
+//!   for the requester to see, with the keyed hash only; a withdrawn one is deleted. After each
+//!   deletion the SQLite log is truncated, so the files do not keep what the rows held.
 //! - an **invite** holds the SHA-256 of its code and a use count, never who redeemed it.
 //! - **claim rules** are an owner's conditions over token claims; they name no one.
 //!
-//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation ([`SqlStore`]
-//! with this service's [`Schema`], in `sql`), generic over the backend, so the SQL cannot drift
+//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation
+//! ([`SealedStore`]: a [`SqlStore`] with this service's [`Schema`], and the seal key; in `sql`),
+//! generic over the backend, so the SQL cannot drift
 //! between them: it is written once with `$n` placeholders, which Postgres and sqlx's SQLite driver
 //! both read. The backend is chosen once, from the URL's scheme. Every time is milliseconds since
 //! the Unix epoch, passed in by the caller (the service's clock).
 
+use crate::seal::RequestKey;
 use async_trait::async_trait;
 use domain::{Email, GroupId, IdentityKind, Subject};
+use service_kit::db::Backend;
 use service_kit::sql::{Migrations, SqlStore};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -218,15 +223,55 @@ pub trait Store: Send + Sync + 'static {
     async fn return_invite_use(&self, id: Uuid) -> Result<(), sqlx::Error>;
 }
 
+/// membership-api's store on backend `DB`: its database, and the key requesters are sealed
+/// with.
+pub struct SealedStore<DB: sqlx::Database> {
+    sql: SqlStore<DB, Schema>,
+    key: RequestKey,
+}
+
+// Not derived: a derive would ask the backend's marker type for `Clone`.
+impl<DB: sqlx::Database> Clone for SealedStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            sql: self.sql.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+impl<DB: sqlx::Database> SealedStore<DB> {
+    /// The store over `sql`, sealing with `key`.
+    pub fn new(sql: SqlStore<DB, Schema>, key: RequestKey) -> Self {
+        Self { sql, key }
+    }
+
+    /// The pool: for the store's own statements, and for tests that work on the schema.
+    pub fn pool(&self) -> &sqlx::Pool<DB> {
+        self.sql.pool()
+    }
+}
+
 /// The production store.
-pub type PgStore = SqlStore<sqlx::Postgres, Schema>;
+pub type PgStore = SealedStore<sqlx::Postgres>;
 /// The embedded store of `hush up`.
-pub type SqliteStore = SqlStore<sqlx::Sqlite, Schema>;
+pub type SqliteStore = SealedStore<sqlx::Sqlite>;
 
 /// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most `max`
-/// connections, and migrates it.
-pub async fn connect(url: &str, max: u32) -> anyhow::Result<Arc<dyn Store>> {
-    service_kit::sql::connect::<Schema, dyn Store>(url, max, |s| Arc::new(s), |s| Arc::new(s)).await
+/// connections, migrates it, and seals any requests written before requests were sealed.
+pub async fn connect(url: &str, max: u32, key: RequestKey) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match Backend::from_url(url)? {
+        Backend::Postgres => {
+            let store = PgStore::new(SqlStore::open(url, max).await?, key);
+            store.seal_legacy_requests().await?;
+            Arc::new(store)
+        }
+        Backend::Sqlite => {
+            let store = SqliteStore::new(SqlStore::open(url, max).await?, key);
+            store.seal_legacy_requests().await?;
+            Arc::new(store)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -252,7 +252,7 @@ async fn ask(app: &App, g: &str, who: &str) -> (String, String) {
 /// one thing kept: a turned-down request keeps its requester's subject (never the address), so
 /// the requester can see the answer; see the README's known gaps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_copy_of_the_data_directory_names_no_requester_after_the_requests_end() {
+async fn a_file_copy_of_the_data_directory_names_no_requester() {
     let app = App::spawn_on(Backend::Sqlite).await;
     let owner = app.member("forensic-owner");
     let g = app
@@ -266,6 +266,9 @@ async fn a_file_copy_of_the_data_directory_names_no_requester_after_the_requests
     let (carol_token, carol_request) = ask(&app, &g, carol).await;
     let (_, dave_request) = ask(&app, &g, dave).await;
     let (erin_token, erin_request) = ask(&app, &g, erin).await;
+    // Frank's request stays pending: the owners can read it, a copy of the files cannot.
+    let frank = "forensic-frank-6650";
+    ask(&app, &g, frank).await;
     let decide = |id: &str, how: &str| app.membership(&format!("/groups/{g}/requests/{id}/{how}"));
     let approved = app
         .post(&decide(&carol_request, "approve"), &owner, json!({}))
@@ -297,13 +300,10 @@ async fn a_file_copy_of_the_data_directory_names_no_requester_after_the_requests
     app.stop().await;
 
     assert!(files.iter().any(|(p, _)| p.ends_with("membership.db")));
-    let needles = [
-        carol.to_string(),
-        format!("{carol}@corp.example"),
-        format!("{dave}@corp.example"),
-        erin.to_string(),
-        format!("{erin}@corp.example"),
-    ];
+    let needles = [carol, dave, erin, frank]
+        .iter()
+        .flat_map(|p| [p.to_string(), format!("{p}@corp.example")])
+        .collect::<Vec<_>>();
     let mut found = Vec::new();
     for (path, bytes) in &files {
         for needle in &needles {

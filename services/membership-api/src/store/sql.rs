@@ -1,14 +1,17 @@
-//! [`Store`] on SQL ([`SqlStore`] with this service's [`Schema`]): one implementation, generic over the backend ([`Dialect`]), so each
-//! statement is written once.
+//! [`Store`] on SQL ([`SealedStore`]: a [`service_kit::sql::SqlStore`] with this service's
+//! schema, and the seal key): one implementation, generic over the backend ([`Dialect`]), so
+//! each statement is written once.
 
 use super::{
-    InviteRecord, MyRequest, NewInvite, NewRequest, PendingRequest, RequestStatus, Schema, Store,
+    InviteRecord, MyRequest, NewInvite, NewRequest, PendingRequest, RequestStatus, SealedStore,
+    Store,
 };
+use crate::seal::Requester;
 use async_trait::async_trait;
 use domain::{Email, GroupId, IdentityKind, Subject};
 use service_kit::db::{self, is_unique_violation};
 use service_kit::retry::Retry;
-use service_kit::sql::{Dialect, SqlStore};
+use service_kit::sql::Dialect;
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use std::time::Duration;
 use uuid::Uuid;
@@ -16,10 +19,20 @@ use uuid::Uuid;
 /// How often filing tries, when it loses a race to file the same request.
 const FILE_ATTEMPTS: u32 = 3;
 
-const PENDING_COLUMNS: &str =
-    "id, group_id, requester_subject, requester_email, requester_kind, created_at";
+const PENDING_COLUMNS: &str = "id, group_id, sealed_requester, created_at";
 
-type PendingRow = (Uuid, Uuid, String, Option<String>, Option<String>, i64);
+type PendingRow = (Uuid, Uuid, Option<Vec<u8>>, i64);
+/// A row of the table requests were kept in, in clear, before they were sealed.
+type LegacyRow = (
+    Uuid,
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+);
 type MyRequestRow = (Uuid, Uuid, String, i64, Option<i64>);
 type InviteRow = (Uuid, i32, i32, i64, bool, i64);
 
@@ -29,24 +42,111 @@ fn corrupt(what: &'static str) -> sqlx::Error {
     sqlx::Error::Decode(format!("stored {what} does not parse").into())
 }
 
-fn pending_from_row(row: PendingRow) -> Result<PendingRequest, sqlx::Error> {
-    let (id, group, subject, email, kind, created_at) = row;
-    Ok(PendingRequest {
-        id,
-        group: GroupId::from(group),
-        subject: Subject::parse(subject).map_err(|_| corrupt("subject"))?,
-        email: email
-            .and_then(|e| Email::parse(e).ok())
-            .ok_or_else(|| corrupt("address"))?,
-        kind: kind
-            .and_then(|k| IdentityKind::parse(&k).ok())
-            .ok_or_else(|| corrupt("kind"))?,
-        created_at,
-    })
+impl<DB: Dialect> SealedStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    /// Opens a pending row's requester. A row that does not open (sealed under another key:
+    /// the key was changed or lost) is an error an operator sees in the log.
+    fn pending_from_row(&self, row: PendingRow) -> Result<PendingRequest, sqlx::Error> {
+        let (id, group, sealed, created_at) = row;
+        let group = GroupId::from(group);
+        let who = sealed
+            .and_then(|s| self.key.open(group, &s))
+            .ok_or_else(|| {
+                corrupt("requester (does the seal key match the one it was sealed with?)")
+            })?;
+        Ok(PendingRequest {
+            id,
+            group,
+            subject: Subject::parse(who.subject).map_err(|_| corrupt("subject"))?,
+            email: Email::parse(who.email).map_err(|_| corrupt("address"))?,
+            kind: IdentityKind::parse(&who.kind).map_err(|_| corrupt("kind"))?,
+            created_at,
+        })
+    }
+}
+
+impl<DB: Dialect> SealedStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Vec<u8>>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> LegacyRow: FromRow<'r, DB::Row>,
+{
+    /// Seals the requests a database written before requests were sealed still holds in clear
+    /// (`join_requests_legacy`, left by migration 0003) into `join_requests`, drops the legacy
+    /// table and truncates the log; in one transaction, so a crash leaves it to the next start.
+    /// Nothing to do on a database that never had one.
+    pub async fn seal_legacy_requests(&self) -> anyhow::Result<()> {
+        let exists = match DB::BACKEND {
+            service_kit::db::Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' \
+                 AND name = 'join_requests_legacy'"
+            }
+            service_kit::db::Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = 'join_requests_legacy'"
+            }
+        };
+        let (n,): (i64,) = sqlx::query_as(exists).fetch_one(self.pool()).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
+        let rows: Vec<LegacyRow> = sqlx::query_as(
+            "SELECT id, group_id, requester_subject, requester_email, requester_kind, status, \
+             created_at, decided_at FROM join_requests_legacy",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let sealed = rows.len();
+        for (id, group, subject, email, kind, status, created_at, decided_at) in rows {
+            let subject = Subject::parse(subject).map_err(|_| corrupt("subject"))?;
+            let requester = match (status.as_str(), email, kind) {
+                ("pending", Some(email), Some(kind)) => Some(self.key.seal(
+                    GroupId::from(group),
+                    &Requester {
+                        subject: subject.as_str().to_string(),
+                        email,
+                        kind,
+                    },
+                )),
+                _ => None,
+            };
+            sqlx::query(
+                "INSERT INTO join_requests (id, group_id, requester_tag, sealed_requester, \
+                 status, created_at, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(group)
+            .bind(self.key.tag(&subject))
+            .bind(requester)
+            .bind(status.as_str())
+            .bind(created_at)
+            .bind(decided_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DROP TABLE join_requests_legacy")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.sql.forget().await;
+        tracing::info!(sealed, "join requests written in clear are now sealed");
+        Ok(())
+    }
 }
 
 #[async_trait]
-impl<DB: Dialect> Store for SqlStore<DB, Schema>
+impl<DB: Dialect> Store for SealedStore<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
@@ -61,6 +161,7 @@ where
     for<'r> MyRequestRow: FromRow<'r, DB::Row>,
     for<'r> PendingRow: FromRow<'r, DB::Row>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
 {
     async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
@@ -77,24 +178,28 @@ where
                 db::run_to_end(async move {
                     let req = &req;
                     let group = *req.group.as_uuid();
+                    let tag = this.key.tag(&req.subject);
+                    let sealed = this.key.seal(
+                        req.group,
+                        &Requester::new(&req.subject, &req.email, req.kind),
+                    );
                     let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
                     sqlx::query(
                         "DELETE FROM join_requests \
-                         WHERE group_id = $1 AND requester_subject = $2 AND status = 'denied'",
+                         WHERE group_id = $1 AND requester_tag = $2 AND status = 'denied'",
                     )
                     .bind(group)
-                    .bind(req.subject.as_str())
+                    .bind(tag.clone())
                     .execute(&mut *tx)
                     .await?;
                     let existing: Option<(Uuid, i64)> = sqlx::query_as(
-                        "UPDATE join_requests SET requester_email = $3, requester_kind = $4 \
-                         WHERE group_id = $1 AND requester_subject = $2 AND status = 'pending' \
+                        "UPDATE join_requests SET sealed_requester = $3 \
+                         WHERE group_id = $1 AND requester_tag = $2 AND status = 'pending' \
                          RETURNING id, created_at",
                     )
                     .bind(group)
-                    .bind(req.subject.as_str())
-                    .bind(req.email.as_str())
-                    .bind(req.kind.as_str())
+                    .bind(tag.clone())
+                    .bind(sealed.clone())
                     .fetch_optional(&mut *tx)
                     .await?;
                     let filed = match existing {
@@ -102,15 +207,14 @@ where
                         None => {
                             let id = Uuid::new_v4();
                             sqlx::query(
-                                "INSERT INTO join_requests (id, group_id, requester_subject, \
-                                 requester_email, requester_kind, status, created_at) \
-                                 VALUES ($1, $2, $3, $4, $5, 'pending', $6)",
+                                "INSERT INTO join_requests (id, group_id, requester_tag, \
+                                 sealed_requester, status, created_at) \
+                                 VALUES ($1, $2, $3, $4, 'pending', $5)",
                             )
                             .bind(id)
                             .bind(group)
-                            .bind(req.subject.as_str())
-                            .bind(req.email.as_str())
-                            .bind(req.kind.as_str())
+                            .bind(tag)
+                            .bind(sealed)
                             .bind(now)
                             .execute(&mut *tx)
                             .await?;
@@ -143,7 +247,7 @@ where
         .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
-        rows.into_iter().map(pending_from_row).collect()
+        rows.into_iter().map(|r| self.pending_from_row(r)).collect()
     }
 
     async fn pending_request(
@@ -159,7 +263,7 @@ where
         .bind(*group.as_uuid())
         .fetch_optional(self.pool())
         .await?;
-        row.map(pending_from_row).transpose()
+        row.map(|r| self.pending_from_row(r)).transpose()
     }
 
     async fn delete_approved(&self, group: GroupId, id: Uuid) -> Result<bool, sqlx::Error> {
@@ -172,14 +276,14 @@ where
         .execute(self.pool())
         .await?;
         // No record of who was approved stays, in the database's files either.
-        self.forget().await;
+        self.sql.forget().await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn deny_request(&self, group: GroupId, id: Uuid, now: i64) -> Result<bool, sqlx::Error> {
         let done = sqlx::query(
             "UPDATE join_requests SET status = 'denied', decided_at = $3, \
-             requester_email = NULL, requester_kind = NULL \
+             sealed_requester = NULL \
              WHERE id = $1 AND group_id = $2 AND status = 'pending'",
         )
         .bind(id)
@@ -188,16 +292,16 @@ where
         .execute(self.pool())
         .await?;
         // The address and kind are gone from the row: make them gone from the files too.
-        self.forget().await;
+        self.sql.forget().await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn my_requests(&self, subject: &Subject) -> Result<Vec<MyRequest>, sqlx::Error> {
         let rows: Vec<MyRequestRow> = sqlx::query_as(
             "SELECT id, group_id, status, created_at, decided_at FROM join_requests \
-             WHERE requester_subject = $1 ORDER BY created_at DESC, id LIMIT 1000",
+             WHERE requester_tag = $1 ORDER BY created_at DESC, id LIMIT 1000",
         )
-        .bind(subject.as_str())
+        .bind(self.key.tag(subject))
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
@@ -214,26 +318,25 @@ where
     }
 
     async fn delete_my_request(&self, subject: &Subject, id: Uuid) -> Result<bool, sqlx::Error> {
-        let done =
-            sqlx::query("DELETE FROM join_requests WHERE id = $1 AND requester_subject = $2")
-                .bind(id)
-                .bind(subject.as_str())
-                .execute(self.pool())
-                .await?;
-        self.forget().await;
+        let done = sqlx::query("DELETE FROM join_requests WHERE id = $1 AND requester_tag = $2")
+            .bind(id)
+            .bind(self.key.tag(subject))
+            .execute(self.pool())
+            .await?;
+        self.sql.forget().await;
         Ok(DB::rows_affected(&done) == 1)
     }
 
     async fn drop_pending(&self, group: GroupId, subject: &Subject) -> Result<(), sqlx::Error> {
         sqlx::query(
             "DELETE FROM join_requests \
-             WHERE group_id = $1 AND requester_subject = $2 AND status = 'pending'",
+             WHERE group_id = $1 AND requester_tag = $2 AND status = 'pending'",
         )
         .bind(*group.as_uuid())
-        .bind(subject.as_str())
+        .bind(self.key.tag(subject))
         .execute(self.pool())
         .await?;
-        self.forget().await;
+        self.sql.forget().await;
         Ok(())
     }
 

@@ -9,11 +9,13 @@
 //! redeemer.
 
 use super::{NewInvite, NewRequest, PgStore, RequestStatus, SqliteStore, Store};
+use crate::seal::RequestKey;
 use async_trait::async_trait;
 use domain::{Email, GroupId, IdentityKind, Subject};
 use service_kit::db::{
     self, connect_postgres, connect_sqlite, is_unique_violation, now_ms, Backend as Kind,
 };
+use service_kit::sql::SqlStore;
 use service_kit::testing::TestDatabase;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -36,10 +38,12 @@ trait Raw: Store {
     ) -> Result<(), sqlx::Error>;
     /// Rows in `table`.
     async fn count(&self, table: &str) -> i64;
-    /// The stored address of the request `id` (`None` when it has none or does not exist).
-    async fn stored_email(&self, id: Uuid) -> Option<String>;
-    /// Every text value of every row of `table`, for "is this person recorded anywhere".
-    async fn texts(&self, table: &str, columns: &[&str]) -> Vec<String>;
+    /// The sealed requester of the request `id` (`None` when it has none or does not exist).
+    async fn stored_requester(&self, id: Uuid) -> Option<Vec<u8>>;
+    /// Every byte join requests hold about their requesters: tags and sealed values.
+    async fn requester_bytes(&self) -> Vec<u8>;
+    /// The tag `subject`'s requests are found by.
+    fn tag_of(&self, subject: &str) -> Vec<u8>;
 }
 
 macro_rules! raw {
@@ -80,18 +84,26 @@ macro_rules! raw {
                 let now = now_ms();
                 let pending = status == "pending";
                 let decided = (!pending).then_some(now);
-                let email = pending.then(|| format!("{subject}@corp.example"));
-                let kind = pending.then_some("member");
+                let who = Subject::parse(subject).unwrap();
+                let sealed = pending.then(|| {
+                    self.key.seal(
+                        GroupId::from(group),
+                        &crate::seal::Requester::new(
+                            &who,
+                            &Email::parse(format!("{subject}@corp.example")).unwrap(),
+                            IdentityKind::Member,
+                        ),
+                    )
+                });
                 sqlx::query(
-                    "INSERT INTO join_requests (id, group_id, requester_subject, requester_email, \
-                     requester_kind, status, created_at, decided_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO join_requests (id, group_id, requester_tag, sealed_requester, \
+                     status, created_at, decided_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(Uuid::new_v4())
                 .bind(group)
-                .bind(subject)
-                .bind(email)
-                .bind(kind)
+                .bind(self.key.tag(&who))
+                .bind(sealed)
                 .bind(status)
                 .bind(now)
                 .bind(decided)
@@ -108,9 +120,9 @@ macro_rules! raw {
                 n
             }
 
-            async fn stored_email(&self, id: Uuid) -> Option<String> {
-                let row: Option<(Option<String>,)> =
-                    sqlx::query_as("SELECT requester_email FROM join_requests WHERE id = $1")
+            async fn stored_requester(&self, id: Uuid) -> Option<Vec<u8>> {
+                let row: Option<(Option<Vec<u8>>,)> =
+                    sqlx::query_as("SELECT sealed_requester FROM join_requests WHERE id = $1")
                         .bind(id)
                         .fetch_optional(self.pool())
                         .await
@@ -118,17 +130,19 @@ macro_rules! raw {
                 row.and_then(|(e,)| e)
             }
 
-            async fn texts(&self, table: &str, columns: &[&str]) -> Vec<String> {
-                let mut out = Vec::new();
-                for c in columns {
-                    let rows: Vec<(Option<String>,)> =
-                        sqlx::query_as(&format!("SELECT {c} FROM {table}"))
-                            .fetch_all(self.pool())
-                            .await
-                            .unwrap();
-                    out.extend(rows.into_iter().filter_map(|(v,)| v));
-                }
-                out
+            async fn requester_bytes(&self) -> Vec<u8> {
+                let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                    sqlx::query_as("SELECT requester_tag, sealed_requester FROM join_requests")
+                        .fetch_all(self.pool())
+                        .await
+                        .unwrap();
+                rows.into_iter()
+                    .flat_map(|(t, s)| t.into_iter().chain(s.unwrap_or_default()))
+                    .collect()
+            }
+
+            fn tag_of(&self, subject: &str) -> Vec<u8> {
+                self.key.tag(&Subject::parse(subject).unwrap())
             }
         }
     };
@@ -156,19 +170,21 @@ async fn backends(kind: Kind) -> Vec<Backend> {
     let (name, store): (_, Arc<dyn Raw>) = match kind {
         Kind::Sqlite => (
             "sqlite",
-            Arc::new(
-                SqliteStore::migrate(connect_sqlite(database.url(), 4).await.unwrap())
+            Arc::new(SqliteStore::new(
+                SqlStore::migrate(connect_sqlite(database.url(), 4).await.unwrap())
                     .await
                     .unwrap(),
-            ),
+                RequestKey::random(),
+            )),
         ),
         Kind::Postgres => (
             "postgres",
-            Arc::new(
-                PgStore::migrate(connect_postgres(database.url(), 4).await.unwrap())
+            Arc::new(PgStore::new(
+                SqlStore::migrate(connect_postgres(database.url(), 4).await.unwrap())
                     .await
                     .unwrap(),
-            ),
+                RequestKey::random(),
+            )),
         ),
     };
     vec![Backend {
@@ -192,7 +208,9 @@ async fn ping_answers_on_every_backend(kind: Kind) {
 async fn connecting_again_finds_the_schema_migrated() {
     let database = TestDatabase::sqlite();
     for _ in 0..2 {
-        let store = super::connect(database.url(), 2).await.unwrap();
+        let store = super::connect(database.url(), 2, RequestKey::random())
+            .await
+            .unwrap();
         store.ping().await.unwrap();
     }
     database.remove().await;
@@ -349,10 +367,11 @@ async fn an_approved_request_leaves_no_row(kind: Kind) {
             b.name
         );
         assert_eq!(s.count("join_requests").await, 1, "{}", b.name);
-        assert!(!s
-            .texts("join_requests", &["requester_subject"])
-            .await
-            .contains(&"alice".to_string()));
+        let kept = s.requester_bytes().await;
+        let alice = s.tag_of("alice");
+        assert!(!kept.windows(alice.len()).any(|w| w == alice.as_slice()));
+        // What is kept of bob, pending, names him only through the key (INV-5).
+        assert!(!kept.windows(3).any(|w| w == b"bob"), "{}", b.name);
         assert!(s.my_requests(&subject("alice")).await.unwrap().is_empty());
         // Another group's id does not reach it.
         let (bob, _) = s
@@ -384,7 +403,7 @@ async fn a_denied_request_stays_for_its_requester_without_address_or_kind(kind: 
         );
         assert!(s.pending_request(g, id).await.unwrap().is_none());
         assert!(s.pending_requests(g, None, 10).await.unwrap().is_empty());
-        assert_eq!(s.stored_email(id).await, None, "{}", b.name);
+        assert_eq!(s.stored_requester(id).await, None, "{}", b.name);
         let mine = s.my_requests(&subject("alice")).await.unwrap();
         assert_eq!(mine.len(), 1);
         assert_eq!(
@@ -676,7 +695,109 @@ fn pool_of(b: &Backend) -> SqliteOrPg {
     }
 }
 
+/// Writes, in `pool`, the table requests were kept in (in clear) before they were sealed, as
+/// migration 0003 leaves it renamed, with a pending request of alice and a denied one of bob.
+async fn write_legacy_requests<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, ids: &str, group: Uuid)
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(&format!(
+        "CREATE TABLE join_requests_legacy (id {ids} PRIMARY KEY, group_id {ids} NOT NULL, \
+         requester_subject TEXT NOT NULL, requester_email TEXT, requester_kind TEXT, \
+         status TEXT NOT NULL, created_at BIGINT NOT NULL, decided_at BIGINT)"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+    for (who, email, kind, status, decided) in [
+        (
+            "alice",
+            Some("alice@corp.example"),
+            Some("guest"),
+            "pending",
+            None,
+        ),
+        ("bob", None, None, "denied", Some(7)),
+    ] {
+        sqlx::query(
+            "INSERT INTO join_requests_legacy (id, group_id, requester_subject, requester_email, \
+             requester_kind, status, created_at, decided_at) VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(group)
+        .bind(who)
+        .bind(email)
+        .bind(kind)
+        .bind(status)
+        .bind(decided)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+/// A database whose requests were written in clear, before sealing, has them sealed when the
+/// store opens it: the owners still see alice's pending request, bob still sees his denied one,
+/// and no table holds either in clear any more.
+async fn requests_written_in_clear_are_sealed_when_the_store_opens(kind: Kind) {
+    let database = TestDatabase::new(kind).await;
+    let key = RequestKey::random();
+    let group = GroupId::new();
+    // Migrated (0003 renames the old table, and the store drops it empty).
+    drop(
+        super::connect(database.url(), 2, key.clone())
+            .await
+            .unwrap(),
+    );
+    match kind {
+        Kind::Sqlite => {
+            let pool = connect_sqlite(database.url(), 1).await.unwrap();
+            write_legacy_requests(&pool, "BLOB", *group.as_uuid()).await;
+            pool.close().await;
+        }
+        Kind::Postgres => {
+            let pool = connect_postgres(database.url(), 1).await.unwrap();
+            write_legacy_requests(&pool, "UUID", *group.as_uuid()).await;
+            pool.close().await;
+        }
+    }
+    let store = super::connect(database.url(), 2, key.clone())
+        .await
+        .unwrap();
+    let pending = store.pending_requests(group, None, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (
+            pending[0].subject.as_str(),
+            pending[0].email.as_str(),
+            pending[0].kind
+        ),
+        ("alice", "alice@corp.example", IdentityKind::Guest)
+    );
+    let bobs = store.my_requests(&subject("bob")).await.unwrap();
+    assert_eq!(
+        (bobs.len(), bobs[0].status, bobs[0].decided_at),
+        (1, RequestStatus::Denied, Some(7))
+    );
+    // The legacy table is gone; opening again changes nothing.
+    drop(store);
+    let store = super::connect(database.url(), 2, key).await.unwrap();
+    assert_eq!(
+        store.pending_requests(group, None, 10).await.unwrap().len(),
+        1
+    );
+    drop(store);
+    database.remove().await;
+}
+
 service_kit::backend_tests!(
+    requests_written_in_clear_are_sealed_when_the_store_opens,
     ping_answers_on_every_backend,
     invite_codes_are_unique_by_hash,
     invite_uses_stay_within_the_maximum,

@@ -89,6 +89,7 @@ pub async fn spawn_app_with(limits: AbuseLimits) -> TestApp {
     let store = membership_api::store::connect(
         &format!("sqlite://{}", dir.join("membership.db").display()),
         2,
+        membership_api::RequestKey::random(),
     )
     .await
     .unwrap();

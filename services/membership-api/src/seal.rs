@@ -1,0 +1,188 @@
+//! Join requests sealed at rest (INV-5, issue 16). A pending request must name its requester
+//! to the group's owners, so it cannot be a hash alone; it is sealed instead, with
+//! XChaCha20-Poly1305 under membership-api's key, bound to its group (associated data), and
+//! padded to one length, so a dump or a file-level copy of the database names nobody and does not
+//! tell a long address from a short one. The requester's own view ("my requests") and "one
+//! pending request per person and group" find rows by a keyed hash of the subject (HMAC-SHA256
+//! under a subkey), which says nothing without the key.
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use domain::{Email, GroupId, IdentityKind, Subject};
+use hmac::{Hmac, Mac};
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::path::Path;
+use zeroize::Zeroizing;
+
+const NONCE: usize = 24;
+/// Every sealed requester is this long before sealing: a subject (≤ 256) and an address
+/// (≤ 254) as JSON fit, padded with spaces.
+const PADDED: usize = 640;
+
+/// The key join requests are sealed with, and the subkey requester tags are made with.
+#[derive(Clone)]
+pub struct RequestKey {
+    aead: XChaCha20Poly1305,
+    tag: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for RequestKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestKey(<redacted>)")
+    }
+}
+
+/// Who asked to join, as a pending request holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requester {
+    /// Who asks.
+    #[serde(rename = "s")]
+    pub subject: String,
+    /// Their address.
+    #[serde(rename = "e")]
+    pub email: String,
+    /// Their kind when they asked.
+    #[serde(rename = "k")]
+    pub kind: String,
+}
+
+impl Requester {
+    /// The requester of a new request.
+    pub fn new(subject: &Subject, email: &Email, kind: IdentityKind) -> Self {
+        Self {
+            subject: subject.as_str().to_string(),
+            email: email.as_str().to_string(),
+            kind: kind.as_str().to_string(),
+        }
+    }
+}
+
+fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+impl RequestKey {
+    /// The key in `text`: 32 bytes, base64 (surrounding whitespace ignored).
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let bytes = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .context("the membership seal key is not base64")?,
+        );
+        anyhow::ensure!(
+            bytes.len() == 32,
+            "the membership seal key must be 32 bytes"
+        );
+        let seal = Zeroizing::new(hmac(&bytes, &[b"hush/membership/requests/seal"]));
+        Ok(Self {
+            aead: XChaCha20Poly1305::new_from_slice(seal.as_ref())?,
+            tag: Zeroizing::new(hmac(&bytes, &[b"hush/membership/requests/tag"])),
+        })
+    }
+
+    /// A random key, for tests and for running without a configured key.
+    pub fn random() -> Self {
+        Self::parse(&Self::generate_text()).expect("a fresh key parses")
+    }
+
+    /// A fresh key in the form [`Self::parse`] reads.
+    pub fn generate_text() -> String {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
+        base64::engine::general_purpose::STANDARD.encode(bytes.as_ref())
+    }
+
+    /// The keyed hash a requester's rows are found by.
+    pub fn tag(&self, subject: &Subject) -> Vec<u8> {
+        hmac(self.tag.as_ref(), &[subject.as_str().as_bytes()]).to_vec()
+    }
+
+    /// Seals `who` for a request of `group`.
+    pub fn seal(&self, group: GroupId, who: &Requester) -> Vec<u8> {
+        let mut plain = Zeroizing::new(serde_json::to_vec(who).expect("a requester serializes"));
+        let padded = PADDED.max(plain.len());
+        plain.resize(padded, b' ');
+        let mut nonce = [0u8; NONCE];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .aead
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: group.as_uuid().as_bytes(),
+                },
+            )
+            .expect("sealing cannot fail for in-memory buffers");
+        let mut out = Vec::with_capacity(NONCE + sealed.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    /// Opens a requester sealed for a request of `group`; `None` when it does not open (another
+    /// key, another group, altered).
+    pub fn open(&self, group: GroupId, sealed: &[u8]) -> Option<Requester> {
+        if sealed.len() < NONCE {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(NONCE);
+        let plain = Zeroizing::new(
+            self.aead
+                .decrypt(
+                    XNonce::from_slice(nonce),
+                    Payload {
+                        msg: body,
+                        aad: group.as_uuid().as_bytes(),
+                    },
+                )
+                .ok()?,
+        );
+        serde_json::from_slice(plain.trim_ascii_end()).ok()
+    }
+}
+
+/// Writes a fresh key to `path` (mode 0600) unless a file is there already.
+pub fn generate_seal_key_file(path: &Path) -> anyhow::Result<()> {
+    service_kit::files::create_secret(path, &format!("{}\n", RequestKey::generate_text()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requesters_open_only_for_their_group_and_seal_to_one_length() {
+        let key = RequestKey::random();
+        let g = GroupId::new();
+        let short = Requester::new(
+            &Subject::parse("al").unwrap(),
+            &Email::parse("al@corp.example").unwrap(),
+            IdentityKind::Member,
+        );
+        let long = Requester::new(
+            &Subject::parse("a-very-long-subject-".repeat(10)).unwrap(),
+            &Email::parse(format!("{}@corp.example", "x".repeat(60))).unwrap(),
+            IdentityKind::Guest,
+        );
+        let (a, b) = (key.seal(g, &short), key.seal(g, &long));
+        assert_eq!(a.len(), b.len(), "lengths tell nothing");
+        assert!(!a.windows(2).any(|w| w == b"al"));
+        assert_eq!(key.open(g, &a), Some(short.clone()));
+        assert_eq!(key.open(g, &b), Some(long));
+        assert_eq!(key.open(GroupId::new(), &a), None, "bound to its group");
+        assert_eq!(RequestKey::random().open(g, &a), None);
+        let s = Subject::parse("al").unwrap();
+        assert_eq!(key.tag(&s), key.tag(&s));
+        assert_ne!(key.tag(&s), RequestKey::random().tag(&s));
+        assert!(format!("{key:?}").contains("redacted"));
+    }
+}
