@@ -104,9 +104,18 @@ async fn approving_makes_a_member_and_deletes_the_request_row() {
     assert!(app.directory.contains(g, "alice"));
     // The row is gone: a table of approved requests would be a member list at rest.
     assert_eq!(
-        app.db_texts("SELECT requester_subject FROM join_requests")
-            .await,
-        [Some("bob".to_string())]
+        app.db_texts("SELECT status FROM join_requests").await,
+        [Some("pending".to_string())],
+        "only bob's request is left"
+    );
+    // And bob's names him only through the service's key (INV-5).
+    assert_eq!(
+        app.db_texts(
+            "SELECT CAST(instr(sealed_requester, CAST('bob@corp.example' AS BLOB)) \
+             + instr(requester_tag, CAST('bob' AS BLOB)) AS TEXT) FROM join_requests"
+        )
+        .await,
+        [Some("0".to_string())]
     );
     assert_eq!(app.my_requests(ALICE).await.2, json!({ "requests": [] }));
     let queue = app.pending(OWNER, g).await.2;
@@ -146,9 +155,10 @@ async fn denying_is_shown_to_the_requester_and_forgets_their_address() {
     );
     assert_eq!(app.pending(OWNER, g).await.2, json!({ "requests": [] }));
     assert_eq!(
-        app.db_texts("SELECT requester_email FROM join_requests")
+        app.db_texts("SELECT CAST(sealed_requester IS NULL AS TEXT) FROM join_requests")
             .await,
-        [None]
+        [Some("1".to_string())],
+        "a denied request keeps only the keyed hash of its requester"
     );
     // A decided request cannot be decided again.
     for verb in ["approve", "deny"] {
