@@ -526,6 +526,27 @@ impl SqlMailStore {
         Ok(bound)
     }
 
+    /// Stores a sealed message of `group` and queues its deliveries, one per batch.
+    async fn queue_message(
+        &self,
+        tx: &mut Tx,
+        message_id: Uuid,
+        group: GroupId,
+        sealed: Vec<u8>,
+        key_id: String,
+        batches: &[Vec<String>],
+    ) -> Result<(), StoreError> {
+        Sql::new(INSERT_MESSAGE)
+            .bind(message_id)
+            .bind(group.as_uuid())
+            .bind(sealed)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+        self.insert_deliveries(tx, message_id, batches, 0, db::now_ms(), "queued")
+            .await
+    }
+
     async fn wipe_if_done(tx: &mut Tx, message_id: Uuid) -> Result<(), StoreError> {
         Sql::new(WIPE_IF_DONE)
             .bind(Vec::<u8>::new())
@@ -653,18 +674,13 @@ impl MailQueue for SqlMailStore {
             };
             let recipients = addresses.len();
             let batches = batches(addresses, batch);
-            Sql::new(INSERT_MESSAGE)
-                .bind(message_id)
-                .bind(group.as_uuid())
-                .bind(if batches.is_empty() {
-                    Vec::new()
-                } else {
-                    sealed
-                })
-                .bind(key_id)
-                .execute(&mut tx)
-                .await?;
-            this.insert_deliveries(&mut tx, message_id, &batches, 0, db::now_ms(), "queued")
+            // Nobody to deliver to: the message is not kept.
+            let sealed = if batches.is_empty() {
+                Vec::new()
+            } else {
+                sealed
+            };
+            this.queue_message(&mut tx, message_id, group, sealed, key_id, &batches)
                 .await?;
             tx.commit().await?;
             Ok(Accepted {
@@ -689,14 +705,7 @@ impl MailQueue for SqlMailStore {
         let batches = vec![vec![recipient.to_string()]];
         db::run_to_end(async move {
             let mut tx = this.db.begin_write().await?;
-            Sql::new(INSERT_MESSAGE)
-                .bind(message_id)
-                .bind(group.as_uuid())
-                .bind(sealed)
-                .bind(key_id)
-                .execute(&mut tx)
-                .await?;
-            this.insert_deliveries(&mut tx, message_id, &batches, 0, db::now_ms(), "queued")
+            this.queue_message(&mut tx, message_id, group, sealed, key_id, &batches)
                 .await?;
             tx.commit().await?;
             Ok(Accepted {
