@@ -337,8 +337,8 @@ fn join_policies_in_use(label: &LabelName, used: &[JoinPolicy]) -> ApiError {
     ))
 }
 
-/// The id in a `/control/v1/label-changes/{id}` path.
-fn change_id(raw: &str) -> Result<Uuid, ApiError> {
+/// The id in a `/control/v1/label-changes/{id}` or `/control/v1/relabels/{id}` path.
+pub(crate) fn change_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::Invalid("id: must be a UUID".into()))
 }
 

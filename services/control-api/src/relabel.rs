@@ -11,7 +11,7 @@
 use crate::catalog_audit::{self, AuditContext};
 use crate::error::ApiError;
 use crate::extract::{GroupPath, LabelAdmin, RequestId};
-use crate::labels::LABEL_ADMIN;
+use crate::labels::{change_id, LABEL_ADMIN};
 use crate::model::GroupRecord;
 use crate::store::{PendingRelabel, Relabel, RelabelApproval};
 use crate::AppState;
@@ -141,10 +141,6 @@ async fn applied(state: &AppState, group: GroupRecord) -> Result<GroupRelabeled,
         label: group.label.name,
         memberships_ended,
     })
-}
-
-fn change_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::Invalid("id: must be a UUID".into()))
 }
 
 /// Moves a group to another label (the group's owners, or a label-admin).
