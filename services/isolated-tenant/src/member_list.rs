@@ -37,9 +37,10 @@ use uuid::Uuid;
 /// Identity rows read per statement.
 const CHUNK: usize = 500;
 
-/// The membership rows of one group; who each is about is sealed (INV-5).
+/// The membership rows of one group under one key, found by the group's reference under that
+/// key; who each is about is sealed (INV-5).
 const MEMBERSHIPS_OF_GROUP: &str =
-    "SELECT sealed_identity, key_id FROM memberships WHERE group_id = $1";
+    "SELECT sealed_identity, key_id FROM memberships WHERE group_ref = $1";
 
 /// The identities of a list of ids (the caller appends the list).
 const IDENTITIES_BY_ID: &str =
@@ -127,10 +128,15 @@ async fn read<'a>(
     group: GroupId,
 ) -> Result<Vec<Member>, StoreError> {
     let mut on = on.into();
-    let sealed: Vec<(Vec<u8>, String)> = Sql::new(MEMBERSHIPS_OF_GROUP)
-        .bind(group.as_uuid())
-        .fetch_all(&mut on)
-        .await?;
+    let mut sealed: Vec<(Vec<u8>, String)> = Vec::new();
+    for group_ref in keys.group_refs(group) {
+        sealed.extend(
+            Sql::new(MEMBERSHIPS_OF_GROUP)
+                .bind(group_ref)
+                .fetch_all::<(Vec<u8>, String)>(&mut on)
+                .await?,
+        );
+    }
     let mut ids = sealed
         .iter()
         .map(|(s, kid)| Ok(keys.get(kid)?.open_member(group, s)?))

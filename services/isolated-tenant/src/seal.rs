@@ -134,6 +134,7 @@ pub struct SealKey {
     subject_tag: Zeroizing<[u8; 32]>,
     email_tag: Zeroizing<[u8; 32]>,
     member_tag: Zeroizing<[u8; 32]>,
+    group_ref: Zeroizing<[u8; 32]>,
     mail_tag: Zeroizing<[u8; 32]>,
     directory_tag: Zeroizing<[u8; 32]>,
     seal: Zeroizing<[u8; 32]>,
@@ -164,6 +165,7 @@ impl SealKey {
             subject_tag: sub(b"subject-tag"),
             email_tag: sub(b"email-tag"),
             member_tag: sub(b"member-tag"),
+            group_ref: sub(b"group-ref"),
             mail_tag: sub(b"mail-tag"),
             directory_tag: sub(b"directory-tag"),
             seal: sub(b"seal"),
@@ -195,6 +197,16 @@ impl SealKey {
             &[group.as_uuid().as_bytes(), identity.as_bytes()],
         )
         .to_vec()
+    }
+
+    /// What a membership row says of its group: a keyed hash of the group's id (16 bytes,
+    /// stored as a UUID), not the id, so a dump without the keys cannot say which group has how
+    /// many members (issue 16). The same group under another key has another reference.
+    pub fn group_ref(&self, group: GroupId) -> Uuid {
+        let h = hmac(self.group_ref.as_ref(), &[group.as_uuid().as_bytes()]);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&h[..16]);
+        Uuid::from_bytes(bytes)
     }
 
     /// A keyed pseudonym for the audit chain: HMAC-SHA256 under the audit subkey over
@@ -534,6 +546,11 @@ impl SealKeys {
     /// Every configured key, the active one first: reads try them in this order.
     pub fn all(&self) -> &[SealKey] {
         &self.keys
+    }
+
+    /// The references `group`'s membership rows may carry: one per configured key.
+    pub fn group_refs(&self, group: GroupId) -> Vec<Uuid> {
+        self.keys.iter().map(|k| k.group_ref(group)).collect()
     }
 
     /// The configured keys other than the active one.

@@ -137,14 +137,14 @@ pub(super) trait Memberships {
     ) -> Result<(), StoreError>;
     /// Deletes the membership rows with these tags (none is fine).
     async fn delete_members(&mut self, tags: &[Vec<u8>]) -> Result<(), StoreError>;
-    /// Deletes every membership row of the group.
-    async fn delete_group_members(&mut self, group: GroupId) -> Result<(), StoreError>;
-    /// The sealed identity and key id of every membership row of the group: the group's
-    /// members, for deprovisioning to take the group off their sealed lists.
-    async fn sealed_members(
-        &mut self,
-        group: GroupId,
-    ) -> Result<Vec<(Vec<u8>, String)>, StoreError>;
+    /// Deletes every membership row of the group whose references (one per key: see
+    /// [`SealKeys::group_refs`]) are `refs`.
+    async fn delete_group_members(&mut self, refs: &[Uuid]) -> Result<(), StoreError>;
+    /// The sealed identity and key id of every membership row of the group whose references
+    /// are `refs`: the group's members, for deprovisioning to take the group off their sealed
+    /// lists.
+    async fn sealed_members(&mut self, refs: &[Uuid])
+        -> Result<Vec<(Vec<u8>, String)>, StoreError>;
     /// Whether a membership row has one of these tags (not empty).
     async fn any_member(&mut self, tags: &[Vec<u8>]) -> Result<bool, StoreError>;
     /// Of `tags`, those a membership row has.
@@ -163,8 +163,25 @@ pub(super) trait Memberships {
         key: &SealKey,
         moves: &[(Vec<u8>, GroupId, Uuid)],
     ) -> Result<(), StoreError>;
-    /// How many membership rows the group has; `None` when there is no such group.
-    async fn count_members(&mut self, group: GroupId) -> Result<Option<u64>, StoreError>;
+    /// How many membership rows the group (whose references are `refs`) has; `None` when
+    /// there is no such group.
+    async fn count_members(
+        &mut self,
+        group: GroupId,
+        refs: &[Uuid],
+    ) -> Result<Option<u64>, StoreError>;
+    /// Every group the tenant has, for telling which group a membership row's reference
+    /// names.
+    async fn all_groups(&mut self) -> Result<Vec<GroupId>, StoreError>;
+    /// Whether a membership row still holds a group's clear id (written before references).
+    async fn any_legacy_members(&mut self) -> Result<bool, StoreError>;
+    /// Rewrites rows written before membership rows held references: each row whose group
+    /// column holds `group`'s clear id under `key` gets `group`'s reference under that key.
+    async fn reference_legacy_members(
+        &mut self,
+        key: &SealKey,
+        group: GroupId,
+    ) -> Result<(), StoreError>;
     /// The group's count snapshot: its bucket, and the moment (ms) after which the next read
     /// takes a new one.
     async fn count_snapshot(
@@ -225,7 +242,8 @@ pub(super) struct IdentityRow {
 /// A membership row as the store reads it back.
 pub(super) struct MemberRow {
     pub tag: Vec<u8>,
-    pub group: GroupId,
+    /// The row's reference to its group ([`SealKey::group_ref`] under the row's key).
+    pub group_ref: Uuid,
     pub sealed: Vec<u8>,
     pub key_id: String,
 }

@@ -9,7 +9,9 @@
 //! [`super::sql`].
 
 use super::batch_plan;
-use super::roles::{email_tags, member_tags, subject_tags, IdentityRow, Opened, TagColumn, Tx};
+use super::roles::{
+    email_tags, member_tags, subject_tags, IdentityRow, MemberRow, Opened, TagColumn, Tx,
+};
 use super::sql::CHUNK;
 use super::{Provisioned, StoreError};
 use crate::audit::{self, action, Context, NewEvent};
@@ -151,7 +153,7 @@ impl Rules<'_> {
     /// leaves the tenant.
     async fn member_ids(&self, tx: &mut dyn Tx, group: GroupId) -> Result<Vec<Uuid>, StoreError> {
         let mut ids = tx
-            .sealed_members(group)
+            .sealed_members(&self.keys.group_refs(group))
             .await?
             .iter()
             .map(|(s, kid)| Ok(self.keys.get(kid)?.open_member(group, s)?))
@@ -189,7 +191,8 @@ impl Rules<'_> {
             }
             tx.update_identities(rewritten).await?;
         }
-        tx.delete_group_members(group).await?;
+        tx.delete_group_members(&self.keys.group_refs(group))
+            .await?;
         tx.delete_group(group).await?;
         tx.append(
             context,
@@ -834,7 +837,7 @@ impl Rules<'_> {
             }
         }
         let live = tx
-            .count_members(group)
+            .count_members(group, &self.keys.group_refs(group))
             .await?
             .ok_or(StoreError::GroupNotFound)?;
         let bucket = CountBucket::of(live);
@@ -954,15 +957,31 @@ impl Rules<'_> {
         let next = (rows.len() >= batch)
             .then(|| rows.last().map(|r| r.tag.clone()))
             .flatten();
-        // Every writer writes a membership's tag, seal and key id together, so a row under the
-        // active key is entirely under it.
+        // Every writer writes a membership's tag, reference, seal and key id together, so a row
+        // under the active key is entirely under it.
+        let stale: Vec<MemberRow> = rows
+            .into_iter()
+            .filter(|r| r.key_id != active.id())
+            .collect();
+        if stale.is_empty() {
+            return Ok((0, next));
+        }
+        // Which group each row is about: the row says only its reference.
+        let groups = tx.all_groups().await?;
         let mut moves = Vec::new();
-        for row in rows.into_iter().filter(|r| r.key_id != active.id()) {
-            let identity = self
-                .keys
-                .get(&row.key_id)?
-                .open_member(row.group, &row.sealed)?;
-            moves.push((row.tag, row.group, identity));
+        for row in stale {
+            let key = self.keys.get(&row.key_id)?;
+            let Some(group) = groups
+                .iter()
+                .copied()
+                .find(|g| key.group_ref(*g) == row.group_ref)
+            else {
+                return Err(StoreError::Db(sqlx::Error::Decode(
+                    "a membership row refers to no group the tenant has".into(),
+                )));
+            };
+            let identity = key.open_member(group, &row.sealed)?;
+            moves.push((row.tag, group, identity));
         }
         if moves.is_empty() {
             return Ok((0, next));

@@ -175,11 +175,11 @@ impl<DB: SqlBackend> Conn<'_, DB> {
     ) -> Result<(), StoreError> {
         for chunk in pairs.chunks(CHUNK) {
             let mut q = Statement::new(
-                "INSERT INTO memberships (member_tag, group_id, sealed_identity, key_id) ",
+                "INSERT INTO memberships (member_tag, group_ref, sealed_identity, key_id) ",
             );
             q.values(chunk, |b, (g, identity)| {
                 b.bind(key.member_tag(*g, *identity));
-                b.bind(*g.as_uuid());
+                b.bind(key.group_ref(*g));
                 b.bind(key.seal_member(*g, *identity));
                 b.bind(key.id().to_string());
             });
@@ -502,19 +502,18 @@ impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
         Ok(())
     }
 
-    async fn delete_group_members(&mut self, group: GroupId) -> Result<(), StoreError> {
-        let mut q = Statement::new("DELETE FROM memberships WHERE group_id = ");
-        q.bind(*group.as_uuid());
+    async fn delete_group_members(&mut self, refs: &[Uuid]) -> Result<(), StoreError> {
+        let mut q = Statement::new("DELETE FROM memberships WHERE ");
+        q.in_list("group_ref", refs.iter().copied());
         self.run(q).await
     }
 
     async fn sealed_members(
         &mut self,
-        group: GroupId,
+        refs: &[Uuid],
     ) -> Result<Vec<(Vec<u8>, String)>, StoreError> {
-        let mut q =
-            Statement::new("SELECT sealed_identity, key_id FROM memberships WHERE group_id = ");
-        q.bind(*group.as_uuid());
+        let mut q = Statement::new("SELECT sealed_identity, key_id FROM memberships WHERE ");
+        q.in_list("group_ref", refs.iter().copied());
         let rows = self.rows(q).await?;
         Ok(rows
             .iter()
@@ -545,7 +544,7 @@ impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
         limit: usize,
     ) -> Result<Vec<MemberRow>, StoreError> {
         let mut q = Statement::new(
-            "SELECT member_tag, group_id, sealed_identity, key_id FROM memberships \
+            "SELECT member_tag, group_ref, sealed_identity, key_id FROM memberships \
              WHERE member_tag > ",
         );
         q.bind(after.to_vec());
@@ -556,7 +555,7 @@ impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
         let read = |r: &DB::Row| -> Result<MemberRow, sqlx::Error> {
             Ok(MemberRow {
                 tag: DB::get(r, 0)?,
-                group: GroupId::from(<DB as Column<Uuid>>::get(r, 1)?),
+                group_ref: <DB as Column<Uuid>>::get(r, 1)?,
                 sealed: DB::get(r, 2)?,
                 key_id: DB::get(r, 3)?,
             })
@@ -572,13 +571,14 @@ impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
         for chunk in moves.chunks(CHUNK) {
             let mut q = Statement::new(
                 "UPDATE memberships SET member_tag = v.column2, sealed_identity = v.column3, \
-                 key_id = v.column4 FROM (",
+                 key_id = v.column4, group_ref = v.column5 FROM (",
             );
             q.values(chunk, |b, (old, group, identity)| {
                 b.bind(old.clone());
                 b.bind(key.member_tag(*group, *identity));
                 b.bind(key.seal_member(*group, *identity));
                 b.bind(key.id().to_string());
+                b.bind(key.group_ref(*group));
             });
             q.push(") AS v WHERE memberships.member_tag = v.column1");
             self.run(q).await?;
@@ -586,15 +586,50 @@ impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
         Ok(())
     }
 
-    async fn count_members(&mut self, group: GroupId) -> Result<Option<u64>, StoreError> {
-        let mut q = Statement::new("SELECT (SELECT COUNT(*) FROM memberships WHERE group_id = ");
-        q.bind(*group.as_uuid());
+    async fn count_members(
+        &mut self,
+        group: GroupId,
+        refs: &[Uuid],
+    ) -> Result<Option<u64>, StoreError> {
+        let mut q = Statement::new("SELECT (SELECT COUNT(*) FROM memberships WHERE ");
+        q.in_list("group_ref", refs.iter().copied());
         q.push(") FROM distribution_groups WHERE group_id = ");
         q.bind(*group.as_uuid());
         let counts: Vec<i64> = self.column(q).await?;
         Ok(counts
             .first()
             .map(|n| u64::try_from(*n).unwrap_or_default()))
+    }
+
+    async fn all_groups(&mut self) -> Result<Vec<GroupId>, StoreError> {
+        let ids: Vec<Uuid> = self
+            .column(Statement::new("SELECT group_id FROM distribution_groups"))
+            .await?;
+        Ok(ids.into_iter().map(GroupId::from).collect())
+    }
+
+    async fn any_legacy_members(&mut self) -> Result<bool, StoreError> {
+        let found: Vec<Vec<u8>> = self
+            .column(Statement::new(
+                "SELECT member_tag FROM memberships \
+                 WHERE group_ref IN (SELECT group_id FROM distribution_groups) LIMIT 1",
+            ))
+            .await?;
+        Ok(!found.is_empty())
+    }
+
+    async fn reference_legacy_members(
+        &mut self,
+        key: &SealKey,
+        group: GroupId,
+    ) -> Result<(), StoreError> {
+        let mut q = Statement::new("UPDATE memberships SET group_ref = ");
+        q.bind(key.group_ref(group));
+        q.push(" WHERE group_ref = ");
+        q.bind(*group.as_uuid());
+        q.push(" AND key_id = ");
+        q.bind(key.id().to_string());
+        self.run(q).await
     }
 
     async fn count_snapshot(

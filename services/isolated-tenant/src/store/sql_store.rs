@@ -92,12 +92,36 @@ impl<DB: SqlBackend> SqlStore<DB> {
     /// otherwise.
     pub async fn migrate(pool: sqlx::Pool<DB>, keys: Arc<SealKeys>) -> anyhow::Result<Self> {
         DB::migrate(&pool).await?;
-        Ok(Self {
+        let store = Self {
             pool,
             keys,
             corporate: Arc::default(),
             turns: DB::SINGLE_WRITER.then(Arc::default),
-        })
+        };
+        store.reference_legacy_memberships().await?;
+        Ok(store)
+    }
+
+    /// Membership rows written before rows held group references (tenant migration 0010)
+    /// still hold their group's clear id: gives each its group's reference under its own key,
+    /// in one transaction. Nothing to do when no row holds a group's id.
+    async fn reference_legacy_memberships(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let legacy = Conn::<DB>(&mut conn).any_legacy_members().await?;
+        drop(conn);
+        if !legacy {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with(DB::BEGIN_WRITE).await?;
+        let mut on = Conn::<DB>(&mut tx);
+        for group in on.all_groups().await? {
+            for key in self.keys.all() {
+                on.reference_legacy_members(key, group).await?;
+            }
+        }
+        tx.commit().await?;
+        tracing::info!("membership rows now refer to their groups by keyed reference");
+        Ok(())
     }
 
     /// The domains whose addresses are the company's own, for inferring the kind of an
@@ -418,7 +442,9 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
 
     async fn member_count(&self, group: GroupId) -> Result<CountBucket, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        let n = Conn::<DB>(&mut conn).count_members(group).await?;
+        let n = Conn::<DB>(&mut conn)
+            .count_members(group, &self.keys.group_refs(group))
+            .await?;
         Ok(CountBucket::of(n.ok_or(StoreError::GroupNotFound)?))
     }
 

@@ -535,21 +535,45 @@ on_both_backends! {
         assert!(refused.is_err(), "the schema refuses sign-in");
     }
 
-    async fn a_membership_moved_to_another_group_does_not_open(db, _keys, _key_text) {
+    async fn a_dump_does_not_say_which_group_has_how_many_members(db, keys, _key_text) {
+        let s = db.store.as_ref();
+        let (big, small) = (group(s, "big").await, group(s, "small").await);
+        for i in 0..3 {
+            s.add_member(&Context::tenant(), big, &member(&format!("p{i}"), &format!("p{i}@corp.example"))).await.unwrap();
+        }
+        s.add_member(&Context::tenant(), small, &member("solo", "solo@corp.example")).await.unwrap();
+        let dump = s.dump().await;
+        let rows = table(&dump, "memberships");
+        assert_eq!(rows.len(), 4);
+        for g in [big, small] {
+            let (id, hex_id) = (g.to_string(), hex::encode(g.as_uuid().as_bytes()));
+            for row in rows {
+                assert!(!row.iter().any(|v| v.contains(&id) || v.contains(&hex_id)),
+                        "a membership row names its group: {row:?}");
+            }
+        }
+        // The rows still group by a keyed reference (so the size distribution shows), which
+        // only the key ties to a group.
+        let big_ref = hex::encode(keys.active().group_ref(big).as_bytes());
+        assert_eq!(rows.iter().filter(|r| r[1].contains(&big_ref)).count(), 3);
+    }
+
+    async fn a_membership_moved_to_another_group_does_not_open(db, keys, _key_text) {
         let s = db.store.as_ref();
         let (g1, g2) = (group(s, "one").await, group(s, "two").await);
         s.add_member(&Context::tenant(), g1, &member("alice", "alice@corp.example")).await.unwrap();
         s.add_member(&Context::tenant(), g2, &member("bob", "bob@corp.example")).await.unwrap();
-        // Give the row of the lower group id the other row's sealed identity.
+        // Give the row with the lower group reference the other row's sealed identity.
         db.raw
             .execute(
                 "UPDATE memberships SET sealed_identity = \
-                 (SELECT m.sealed_identity FROM memberships m WHERE m.group_id <> memberships.group_id) \
-                 WHERE group_id = (SELECT group_id FROM memberships ORDER BY group_id LIMIT 1)",
+                 (SELECT m.sealed_identity FROM memberships m WHERE m.group_ref <> memberships.group_ref) \
+                 WHERE group_ref = (SELECT group_ref FROM memberships ORDER BY group_ref LIMIT 1)",
             )
             .await
             .unwrap();
-        let tampered = g1.min(g2);
+        let r = |g: GroupId| keys.active().group_ref(g);
+        let tampered = if r(g1) < r(g2) { g1 } else { g2 };
         assert!(matches!(s.deprovision_group(&Context::tenant(), tampered).await, Err(StoreError::Sealed(_))));
         assert!(s.is_member(tampered, &subject("alice"), None).await.is_ok(), "lookups use tags, not seals");
     }
@@ -1190,6 +1214,10 @@ macro_rules! first_schema_upgrade {
             assert_eq!(s.groups_of(&subject("alice"), None).await.unwrap(), vec![g]);
             let dump = s.dump().await;
             assert_eq!(table(&dump, "identities")[0][7], "", "no address tag yet");
+            // The row written with the group's clear id now holds its keyed reference.
+            let group_column = &table(&dump, "memberships")[0][1];
+            assert!(!group_column.contains(&hex::encode(g.as_uuid().as_bytes())), "{group_column}");
+            assert!(group_column.contains(&hex::encode(key.group_ref(g).as_bytes())), "{group_column}");
 
             assert_eq!(s.reseal(&Context::tenant(), 500).await.unwrap(), ResealReport { identities: 1, memberships: 0 });
             let h = group(s, "after").await;
