@@ -145,6 +145,7 @@ async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_ide
     // Zoe's two membership rows, one per group, share no value but the key id: no column
     // ties them to each other or to one identity.
     let membership_values = |group: &str| -> Vec<(String, String)> {
+        let refs = app.group_refs(group);
         // Rows are dumped column by column; group them back by position within the table.
         let cols: Vec<&(String, String, String)> =
             rows.iter().filter(|(t, _, _)| t == "memberships").collect();
@@ -177,10 +178,11 @@ async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_ide
             .into_iter()
             .find(|r| {
                 r.iter().any(|(c, v)| {
-                    c == "group_id"
-                        && v.to_lowercase()
-                            .contains(&group.replace('-', "").to_lowercase())
-                        || v == group
+                    c == "group_ref"
+                        && refs.iter().any(|g| {
+                            let v = v.to_lowercase();
+                            v.contains(&g.simple().to_string()) || v.contains(&g.to_string())
+                        })
                 })
             })
             .expect("a membership row for the group");
@@ -189,7 +191,7 @@ async fn inv5_a_dump_of_every_tenant_table_after_a_realistic_flow_reveals_no_ide
     let ra = membership_values(&a);
     let rb = membership_values(&b);
     for (col, va) in &ra {
-        if col == "group_id" || col == "key_id" {
+        if col == "group_ref" || col == "key_id" {
             continue;
         }
         for (_, vb) in &rb {

@@ -109,25 +109,29 @@ async fn stuck_transactions(url: &str) -> i64 {
     .unwrap()
 }
 
-/// The tenant's own count of `group`'s members, read from its table.
-async fn tenant_count(url: &str, group: &str) -> i64 {
-    let group = uuid::Uuid::parse_str(group).unwrap();
-    let sql = "SELECT COUNT(*) FROM memberships WHERE group_id = $1";
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql)
-            .bind(group)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql)
-            .bind(group)
-            .fetch_one(&mut conn)
-            .await
-            .unwrap()
+/// The tenant's own count of a group's members, read from its table: the rows carrying one
+/// of the group's references (`refs`, one per seal key).
+async fn tenant_count(url: &str, refs: &[uuid::Uuid]) -> i64 {
+    let sql = "SELECT COUNT(*) FROM memberships WHERE group_ref = $1";
+    let mut n = 0;
+    for r in refs {
+        n += if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(r)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(r)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+        };
     }
+    n
 }
 
 async fn writes_cancelled_at_random_moments_leave_nothing_open_and_nothing_half_applied(
@@ -230,7 +234,7 @@ async fn writes_cancelled_at_random_moments_leave_nothing_open_and_nothing_half_
     }
     for (g, group) in groups.iter().enumerate() {
         assert_eq!(
-            tenant_count(&databases.tenant, group).await,
+            tenant_count(&databases.tenant, &app.group_refs(group)).await,
             members[g],
             "group {g}"
         );

@@ -127,6 +127,15 @@ impl App {
     }
 
     /// A member-kind user's token.
+    /// The references the tenant's membership rows carry for `group` (one per seal key): what
+    /// a test reading the tenant's tables directly finds a group's rows by, as the tenant does.
+    pub fn group_refs(&self, group: &str) -> Vec<uuid::Uuid> {
+        let text = std::fs::read_to_string(self.stack.keys_dir().join("tenant-seal.keys"))
+            .expect("the tenant's seal keys");
+        let keys = isolated_tenant::SealKeys::parse(&text).expect("seal keys parse");
+        keys.group_refs(domain::GroupId::from(uuid::Uuid::parse_str(group).unwrap()))
+    }
+
     pub fn member(&self, sub: &str) -> String {
         self.token(sub, IdentityKind::Member, &[])
     }
