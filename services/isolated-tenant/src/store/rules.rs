@@ -821,8 +821,22 @@ impl Rules<'_> {
         })
     }
 
+    /// The group's snapshot bucket, while `now_ms` is before its refresh moment.
+    pub(super) async fn fresh_count(
+        &self,
+        tx: &mut dyn Tx,
+        group: GroupId,
+        now_ms: i64,
+    ) -> Result<Option<CountBucket>, StoreError> {
+        Ok(tx
+            .count_snapshot(group)
+            .await?
+            .filter(|(_, refresh_after_ms)| now_ms < *refresh_after_ms)
+            .map(|(bucket, _)| bucket))
+    }
+
     /// The bucket an owner is shown for the group ([`super::Store::shown_count`]): the
-    /// group's snapshot while `now_ms` is before its refresh moment; otherwise the live count's
+    /// group's snapshot while it is fresh ([`Self::fresh_count`]); otherwise the live count's
     /// bucket, kept as the new snapshot until `next_refresh_ms`.
     pub(super) async fn shown_count(
         &self,
@@ -831,10 +845,8 @@ impl Rules<'_> {
         now_ms: i64,
         next_refresh_ms: i64,
     ) -> Result<CountBucket, StoreError> {
-        if let Some((bucket, refresh_after_ms)) = tx.count_snapshot(group).await? {
-            if now_ms < refresh_after_ms {
-                return Ok(bucket);
-            }
+        if let Some(bucket) = self.fresh_count(tx, group, now_ms).await? {
+            return Ok(bucket);
         }
         let live = tx
             .count_members(group, &self.keys.group_refs(group))

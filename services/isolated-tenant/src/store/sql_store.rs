@@ -454,8 +454,18 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         now_ms: i64,
         next_refresh_ms: i64,
     ) -> Result<CountBucket, StoreError> {
-        // The read and, when due, the refresh in one write transaction; no audit event (a
-        // bucket names nobody).
+        // A fresh snapshot is a plain read: owners' page views take no write turn. Only a
+        // snapshot due for refresh takes one, and is checked again inside it (another reader
+        // may have refreshed it meanwhile). No audit event: a bucket names nobody.
+        let mut conn = self.pool.acquire().await?;
+        let fresh = self
+            .rules()
+            .fresh_count(&mut Conn::<DB>(&mut conn), group, now_ms)
+            .await?;
+        drop(conn);
+        if let Some(bucket) = fresh {
+            return Ok(bucket);
+        }
         self.routine(
             &Context::tenant(),
             (group, now_ms, next_refresh_ms),
