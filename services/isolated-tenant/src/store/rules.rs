@@ -18,7 +18,7 @@ use crate::audit::{self, action, Context, NewEvent};
 use crate::identity::{self, AddPlan, CorporateDomains, Known, Target, Unidentified};
 use crate::seal::{Profile, SealKeys};
 use domain::{CountBucket, Email, EntryRule, GroupId, IdentityKind, Subject};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use tenant_api::{
     AddMember, ApplyBatch, BatchOpKind, BatchOutcome, DistributionGroup, IdentityRef,
     ProvisionGroup,
@@ -978,16 +978,18 @@ impl Rules<'_> {
         if stale.is_empty() {
             return Ok((0, next));
         }
-        // Which group each row is about: the row says only its reference.
-        let groups = tx.all_groups().await?;
+        // Which group each row is about: the row says only its reference, under its own key.
+        // Every group's reference under every key, computed once for the batch.
+        let mut groups = HashMap::new();
+        for group in tx.all_groups().await? {
+            for key in self.keys.all() {
+                groups.insert((key.id().to_string(), key.group_ref(group)), group);
+            }
+        }
         let mut moves = Vec::new();
         for row in stale {
             let key = self.keys.get(&row.key_id)?;
-            let Some(group) = groups
-                .iter()
-                .copied()
-                .find(|g| key.group_ref(*g) == row.group_ref)
-            else {
+            let Some(group) = groups.get(&(row.key_id.clone(), row.group_ref)).copied() else {
                 return Err(StoreError::Db(sqlx::Error::Decode(
                     "a membership row refers to no group the tenant has".into(),
                 )));
