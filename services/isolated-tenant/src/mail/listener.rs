@@ -5,10 +5,10 @@
 //! bounce addresses; whether the sender is a member or an owner never changes an answer (see
 //! [`super::policy`]: members-only and owners-only mail is decided after DATA, on an
 //! authenticated sender only). A message is answered `250` only once it and its whole delivery
-//! queue are committed, so an accepted message survives a crash. Limits, each configurable ([`super::MailArgs`]): connections at once and from one
-//! address (more get 421), messages per connection, recipients per message (452), message size
-//! (552), time an idle connection may wait before MAIL, and time to wait for a command within a
-//! message and for a message body. `VRFY` and `EXPN` never reveal anything (INV-1).
+//! queue are committed, so an accepted message survives a crash. Limits, each configurable
+//! ([`super::MailArgs`]): connections at once and from one address (more get 421), messages per
+//! connection, recipients per message (452), message size (552), time an idle connection may
+//! wait before MAIL, and time to wait for a command within a message and for a message body. `VRFY` and `EXPN` never reveal anything (INV-1).
 //!
 //! DSN parameters (`NOTIFY`, `ORCPT`, `RET`, `ENVID`, RFC 3461) are read and dropped: the copies
 //! go out with the tenant's own envelope sender, and no notification can reach the sender.
