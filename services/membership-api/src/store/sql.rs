@@ -47,6 +47,18 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
 {
+    /// After a statement that deletes request rows or empties their requester: truncates the
+    /// log when it changed any row ([`service_kit::sql::SqlStore::forget`]), so a no-op (a
+    /// request already decided, nothing pending to drop) costs no checkpoint; answers how many
+    /// rows it changed.
+    async fn forget_changed(&self, done: &DB::QueryResult) -> u64 {
+        let changed = DB::rows_affected(done);
+        if changed > 0 {
+            self.sql.forget().await;
+        }
+        changed
+    }
+
     /// Opens a pending row's requester. A row that does not open (sealed under another key:
     /// the key was changed or lost) is an error an operator sees in the log.
     fn pending_from_row(&self, row: PendingRow) -> Result<PendingRequest, sqlx::Error> {
@@ -276,8 +288,7 @@ where
         .execute(self.pool())
         .await?;
         // No record of who was approved stays, in the database's files either.
-        self.sql.forget().await;
-        Ok(DB::rows_affected(&done) == 1)
+        Ok(self.forget_changed(&done).await == 1)
     }
 
     async fn deny_request(&self, group: GroupId, id: Uuid, now: i64) -> Result<bool, sqlx::Error> {
@@ -291,9 +302,8 @@ where
         .bind(now)
         .execute(self.pool())
         .await?;
-        // The address and kind are gone from the row: make them gone from the files too.
-        self.sql.forget().await;
-        Ok(DB::rows_affected(&done) == 1)
+        // The requester is gone from the row: make it gone from the files too.
+        Ok(self.forget_changed(&done).await == 1)
     }
 
     async fn my_requests(&self, subject: &Subject) -> Result<Vec<MyRequest>, sqlx::Error> {
@@ -323,12 +333,11 @@ where
             .bind(self.key.tag(subject))
             .execute(self.pool())
             .await?;
-        self.sql.forget().await;
-        Ok(DB::rows_affected(&done) == 1)
+        Ok(self.forget_changed(&done).await == 1)
     }
 
     async fn drop_pending(&self, group: GroupId, subject: &Subject) -> Result<(), sqlx::Error> {
-        sqlx::query(
+        let done = sqlx::query(
             "DELETE FROM join_requests \
              WHERE group_id = $1 AND requester_tag = $2 AND status = 'pending'",
         )
@@ -336,7 +345,7 @@ where
         .bind(self.key.tag(subject))
         .execute(self.pool())
         .await?;
-        self.sql.forget().await;
+        self.forget_changed(&done).await;
         Ok(())
     }
 
