@@ -70,20 +70,17 @@ pub async fn decide(
     let Some(sender) = sender else {
         return Ok(Decision::Drop);
     };
-    if group.policy == SenderPolicy::Anyone {
-        return Ok(if corporate.is_corporate(sender) {
-            Decision::Deliver
-        } else {
-            Decision::Drop
-        });
-    }
-    if !authenticated {
+    // Only `members` and `owners` groups look anyone up; for them a claim is never looked up.
+    let restricted = group.policy != SenderPolicy::Anyone;
+    if restricted && !authenticated {
         return Ok(Decision::Drop);
     }
     Ok(if may_send(store, corporate, group, Some(sender)).await? {
         Decision::Deliver
-    } else {
+    } else if restricted {
         Decision::Notify(sender.clone())
+    } else {
+        Decision::Drop
     })
 }
 
