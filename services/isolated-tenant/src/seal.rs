@@ -12,8 +12,8 @@
 //!   saying whose it is, and differs between groups for the same person;
 //! - `mail-tag`: the keyed hash of a delivery address in the mail module's own tables (bad
 //!   addresses), which links to no identity or membership row;
-//! - `seal`: the XChaCha20-Poly1305 key that seals profiles, group lists and the identity id
-//!   inside a membership row, and the mail module's messages, delivery recipients and group
+//! - `seal`: the XChaCha20-Poly1305 key that seals profiles and the identity id inside a
+//!   membership row, and the mail module's messages, delivery recipients and group
 //!   owners;
 //! - `audit-pseudonym`: the keyed hash behind the audit chain's pseudonyms of people
 //!   ([`SealKey::audit_pseudonym`], see [`crate::audit`]).
@@ -21,8 +21,9 @@
 //! Every sealed value is `nonce (24 random bytes) || ciphertext`, and its associated data names
 //! the purpose and the row it belongs to, so a value copied into another row (or another
 //! column) does not open. Plaintexts are padded so a ciphertext's length says nothing useful:
-//! a profile to a multiple of [`PROFILE_BLOCK`] bytes, a group list to a multiple of
-//! [`LIST_BLOCK`] entries.
+//! a profile to a multiple of [`PROFILE_BLOCK`] bytes. (There is no per-person list of groups:
+//! a person's groups are found by probing membership tags, so no row is rewritten per person on
+//! a membership write; see [`crate::store`].)
 //!
 //! Writes always use the active key; reads try every configured key, so keys can be rotated by
 //! putting a new one first and keeping the old ones until every row has been rewritten
@@ -45,9 +46,6 @@ use zeroize::Zeroizing;
 pub const KEY_LEN: usize = 32;
 /// Length of the random nonce in front of every sealed value.
 const NONCE_LEN: usize = 24;
-/// A group list is padded to a multiple of this many entries (at least one block), so the
-/// ciphertext's length hides how many groups someone is in.
-pub const LIST_BLOCK: usize = 16;
 /// A profile's plaintext is padded to a multiple of this many bytes, so the ciphertext's length
 /// hides the length of the subject and the address.
 pub const PROFILE_BLOCK: usize = 256;
@@ -94,7 +92,6 @@ pub enum SealError {
 #[derive(Debug, Clone, Copy)]
 enum Purpose {
     Profile,
-    GroupList,
     Membership,
     BreakGlass,
     Mail(MailSeal),
@@ -117,7 +114,6 @@ impl Purpose {
     fn name(self) -> &'static str {
         match self {
             Self::Profile => "identity-profile",
-            Self::GroupList => "identity-groups",
             Self::Membership => "membership-identity",
             Self::BreakGlass => "break-glass-request",
             Self::Directory => "directory-user",
@@ -333,39 +329,6 @@ impl SealKey {
             .get(..usize::from(u16::from_be_bytes(*len)))
             .ok_or_else(corrupt)?;
         serde_json::from_slice(json).map_err(|_| corrupt())
-    }
-
-    /// Seals the list of groups an identity is in, bound to the identity's id, padded to a
-    /// multiple of [`LIST_BLOCK`] entries.
-    pub fn seal_group_list(&self, identity: Uuid, groups: &[GroupId]) -> Vec<u8> {
-        let slots = groups.len().div_ceil(LIST_BLOCK).max(1) * LIST_BLOCK;
-        let count = u32::try_from(groups.len()).expect("fewer than 4 billion groups");
-        let mut plain = Zeroizing::new(Vec::with_capacity(4 + slots * 16));
-        plain.extend_from_slice(&count.to_be_bytes());
-        for g in groups {
-            plain.extend_from_slice(g.as_uuid().as_bytes());
-        }
-        plain.resize(4 + slots * 16, 0);
-        self.seal(Purpose::GroupList, identity.as_bytes(), &plain)
-    }
-
-    /// Opens a list sealed by [`Self::seal_group_list`] for the same identity.
-    pub fn open_group_list(
-        &self,
-        identity: Uuid,
-        sealed: &[u8],
-    ) -> Result<Vec<GroupId>, SealError> {
-        let corrupt = || SealError::Corrupt(Purpose::GroupList.name());
-        let plain = self.open(Purpose::GroupList, identity.as_bytes(), sealed)?;
-        let (count, entries) = plain.split_first_chunk::<4>().ok_or_else(corrupt)?;
-        let count = usize::try_from(u32::from_be_bytes(*count)).map_err(|_| corrupt())?;
-        if entries.len() % (LIST_BLOCK * 16) != 0 || count * 16 > entries.len() {
-            return Err(corrupt());
-        }
-        Ok(entries[..count * 16]
-            .chunks_exact(16)
-            .map(|c| GroupId::from(Uuid::from_bytes(c.try_into().expect("16-byte chunk"))))
-            .collect())
     }
 
     /// Seals the identity id of a membership row, bound to the row's group.
@@ -682,7 +645,7 @@ mod tests {
         assert_eq!(k.active().open_profile(id, &sealed).unwrap(), profile());
         assert!(k.active().open_profile(Uuid::new_v4(), &sealed).is_err());
         assert!(
-            k.active().open_group_list(id, &sealed).is_err(),
+            k.active().open_member(GroupId::new(), &sealed).is_err(),
             "purpose is bound"
         );
         assert_eq!((sealed.len() - NONCE_LEN - 16) % PROFILE_BLOCK, 0);
@@ -703,27 +666,6 @@ mod tests {
             k.active().seal_profile(id, &long).len(),
             k.active().seal_profile(id, &short).len()
         );
-    }
-
-    #[test]
-    fn group_lists_round_trip_and_their_length_moves_in_blocks_of_sixteen() {
-        let k = one();
-        let id = Uuid::new_v4();
-        let lens: Vec<usize> = [0, 1, 15, 16, 17, 32, 33]
-            .iter()
-            .map(|&n| {
-                let groups: Vec<GroupId> = (0..n).map(|_| GroupId::new()).collect();
-                let sealed = k.active().seal_group_list(id, &groups);
-                assert_eq!(k.active().open_group_list(id, &sealed).unwrap(), groups);
-                sealed.len()
-            })
-            .collect();
-        assert!(
-            lens[..4].iter().all(|&l| l == lens[0]),
-            "0..=16 entries look alike"
-        );
-        assert!(lens[4] > lens[3] && lens[4] == lens[5]);
-        assert!(lens[6] > lens[5]);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! The store reads every identity the batch could be about in one go (by the tags of every
 //! subject and address it names), hands them here opened, and gets back the final state of
-//! each (group, identity) pair the batch touched and the identities whose sealed group list
-//! changed. Operations are applied in order, so an add followed by a remove of the same person
+//! each (group, identity) pair the batch touched and the identities to write: those it
+//! creates, and known ones whose row says something new. A known person's row is not rewritten
+//! for a membership alone (no per-person row ties their groups together, issue 16). Operations are applied in order, so an add followed by a remove of the same person
 //! in the same group ends with no membership, exactly as if they ran one by one.
 //!
 //! Batch operations come from bulk jobs, never from the person themself with a token, so no
@@ -27,10 +28,11 @@ use uuid::Uuid;
 pub(crate) struct Person {
     pub id: Uuid,
     pub profile: Profile,
-    /// The groups of its sealed list, sorted, without duplicates.
-    pub groups: Vec<GroupId>,
     /// Whether its row carries the tag of its address.
     pub email_owned: bool,
+    /// Whether its row is to be written when the batch adds it anywhere: it is not under the
+    /// active key yet, or the batch changed what it says.
+    pub changed: bool,
 }
 
 /// Everything the batch writes.
@@ -42,7 +44,8 @@ pub(crate) struct BatchPlan {
     /// the end of the batch. Ordered, so the statements built from it are the same for the
     /// same batch.
     pub memberships: BTreeMap<(GroupId, Uuid), bool>,
-    /// The identities to write (created, or with a changed group list), in id order.
+    /// The identities to write (created, or known and changed, and added somewhere), in id
+    /// order.
     pub identities: Vec<Person>,
     /// Every applied operation in order, with the identity it applied to (for a removal, the
     /// first candidate; `None` for someone the tenant has never seen): what the audit chain
@@ -134,30 +137,32 @@ pub(crate) fn plan(
                 let index = match target {
                     Target::Existing(i) => {
                         let index = candidates[i];
-                        people[index].profile = profile;
-                        people[index].email_owned = email_owned;
+                        let person = &mut people[index];
+                        person.changed |=
+                            person.profile != profile || person.email_owned != email_owned;
+                        person.profile = profile;
+                        person.email_owned = email_owned;
                         index
                     }
                     Target::Fresh => {
                         let person = Person {
                             id: Uuid::new_v4(),
                             profile,
-                            groups: Vec::new(),
                             email_owned,
+                            changed: true,
                         };
                         index(&mut by_subject, &mut by_email, &person, people.len());
                         people.push(person);
                         people.len() - 1
                     }
                 };
-                let person = &mut people[index];
-                if let Err(at) = person.groups.binary_search(&op.group_id) {
-                    person.groups.insert(at, op.group_id);
-                }
+                let person = &people[index];
                 out.memberships.insert((op.group_id, person.id), true);
                 out.applied
                     .push((BatchOpKind::Add, op.group_id, Some(person.id)));
-                touched.insert(index);
+                if person.changed {
+                    touched.insert(index);
+                }
             }
             BatchOpKind::Remove => {
                 let targets =
@@ -169,13 +174,8 @@ pub(crate) fn plan(
                     .map(|&i| people[candidates[i]].id);
                 out.applied.push((BatchOpKind::Remove, op.group_id, first));
                 for slot in targets.into_iter().flatten() {
-                    let index = candidates[slot];
-                    let person = &mut people[index];
-                    if let Ok(at) = person.groups.binary_search(&op.group_id) {
-                        person.groups.remove(at);
-                    }
+                    let person = &people[candidates[slot]];
                     out.memberships.insert((op.group_id, person.id), false);
-                    touched.insert(index);
                 }
             }
         }
@@ -267,8 +267,7 @@ mod tests {
         assert_eq!(p.applied[0].2, p.applied[1].2, "both about the same person");
         assert_eq!(p.memberships.len(), 1);
         assert_eq!(p.memberships.values().next(), Some(&false));
-        assert_eq!(p.identities.len(), 1);
-        assert!(p.identities[0].groups.is_empty());
+        assert_eq!(p.identities.len(), 1, "made, in no group");
     }
 
     #[test]
@@ -290,7 +289,6 @@ mod tests {
         let p = plan(&b, &HashSet::from([g1, g2]), Vec::new(), &corp());
         assert_eq!(p.outcome.applied, 3);
         assert_eq!(p.identities.len(), 1);
-        assert_eq!(p.identities[0].groups.len(), 2);
         assert!(p.memberships.values().all(|present| *present));
         assert_eq!(p.memberships.len(), 2);
     }
@@ -351,8 +349,8 @@ mod tests {
                 email: Some(Email::parse("ana@corp.example").unwrap()),
                 kind: IdentityKind::Member,
             },
-            groups: Vec::new(),
             email_owned: true,
+            changed: false,
         };
         let b = batch(
             vec![op(
@@ -364,9 +362,47 @@ mod tests {
             &[(g, label(true))],
         );
         let p = plan(&b, &HashSet::from([g]), vec![holder], &corp());
-        assert_eq!(p.identities.len(), 1);
-        assert_eq!(p.identities[0].id, Uuid::from_u128(7));
-        assert_eq!(p.identities[0].profile.subject, None);
-        assert_eq!(p.identities[0].groups, vec![g]);
+        assert_eq!(
+            p.memberships.get(&(g, Uuid::from_u128(7))),
+            Some(&true),
+            "the address's holder is added"
+        );
+        assert!(
+            p.identities.is_empty(),
+            "and their row, which says nothing new, is not written"
+        );
+    }
+
+    #[test]
+    fn known_people_added_and_removed_are_not_rewritten_but_a_row_under_an_old_key_is() {
+        let (g1, g2) = (group(1), group(2));
+        let known = |n: u128, mail: &str, changed: bool| Person {
+            id: Uuid::from_u128(n),
+            profile: Profile {
+                subject: None,
+                email: Some(Email::parse(mail).unwrap()),
+                kind: IdentityKind::Member,
+            },
+            email_owned: true,
+            changed,
+        };
+        let b = batch(
+            vec![
+                op(BatchOpKind::Add, g1, None, Some("ana@corp.example")),
+                op(BatchOpKind::Add, g2, None, Some("ana@corp.example")),
+                op(BatchOpKind::Remove, g1, None, Some("bo@corp.example")),
+                op(BatchOpKind::Add, g2, None, Some("cy@corp.example")),
+            ],
+            &[(g1, label(true)), (g2, label(true))],
+        );
+        let people = vec![
+            known(1, "ana@corp.example", false),
+            known(2, "bo@corp.example", false),
+            known(3, "cy@corp.example", true),
+        ];
+        let p = plan(&b, &HashSet::from([g1, g2]), people, &corp());
+        assert_eq!(p.memberships.len(), 4);
+        let written: Vec<Uuid> = p.identities.iter().map(|i| i.id).collect();
+        assert_eq!(written, vec![Uuid::from_u128(3)], "only the row under an old key");
     }
 }

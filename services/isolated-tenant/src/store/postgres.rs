@@ -16,6 +16,8 @@ pub type PgStore = super::sql_store::SqlStore<sqlx::Postgres>;
 
 impl SqlBackend for sqlx::Postgres {
     const AFTER_BULK_BATCH: Option<&'static str> = None;
+    const KEY_LOCKS: Option<(&'static str, &'static str)> =
+        Some(("pg_advisory_xact_lock", "pg_advisory_xact_lock_shared"));
     #[cfg(test)]
     const LIST_TABLES: &'static str = "SELECT table_name::text FROM information_schema.tables \
         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations' \

@@ -78,13 +78,12 @@ impl TagColumn {
 #[async_trait]
 pub(super) trait Identities {
     /// Every identity whose subject tag is one of `subject_tags` or whose address tag is one of
-    /// `email_tags` (at least one list is not empty), in id order; locked until the transaction
-    /// ends when `lock`.
+    /// `email_tags` (at least one list is not empty), in id order; not locked (take
+    /// [`Locks::lock_keys`] and read again).
     async fn find_identities(
         &mut self,
         subject_tags: Vec<Vec<u8>>,
         email_tags: Vec<Vec<u8>>,
-        lock: bool,
     ) -> Result<Vec<IdentityRow>, StoreError>;
     /// The ids of the identities whose `column` is one of `tags`; not locked.
     async fn identity_ids(
@@ -92,7 +91,8 @@ pub(super) trait Identities {
         column: TagColumn,
         tags: &[Vec<u8>],
     ) -> Result<Vec<Uuid>, StoreError>;
-    /// The identities with these ids (sorted), in id order, locked until the transaction ends.
+    /// The identities with these ids (sorted), in id order; not locked (take
+    /// [`Locks::lock_keys`] first).
     async fn identities_by_id(&mut self, ids: &[Uuid]) -> Result<Vec<IdentityRow>, StoreError>;
     /// At most `limit` identities with ids after `after`, in id order, locked until the
     /// transaction ends.
@@ -107,8 +107,10 @@ pub(super) trait Identities {
     /// insertion per row, and a tag another transaction took meanwhile fails the statement
     /// either way (a batch then plans again, finding that person).
     async fn insert_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError>;
-    /// Creates the identity row, or replaces every column of it.
-    async fn upsert_identity(&mut self, row: IdentityRow) -> Result<(), StoreError>;
+    /// Creates the identity row unless a row with its id is there, which is left as it is
+    /// (one statement either way, so adding a known person and a stranger look alike, INV-3,
+    /// and a known person's row is not rewritten by a membership write).
+    async fn insert_identity_if_absent(&mut self, row: IdentityRow) -> Result<(), StoreError>;
     /// Rewrites every column of the identity rows with these ids (an id with no row matches
     /// nothing), in set-based statements.
     async fn update_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError>;
@@ -197,6 +199,37 @@ pub(super) trait Memberships {
     ) -> Result<(), StoreError>;
 }
 
+/// Locks that leave no trace in the database's files.
+///
+/// A row lock on Postgres (`FOR SHARE`, `FOR UPDATE`) is written into the row's tuple header and
+/// into the WAL, in the transaction that takes it: a membership write that locked the person's
+/// identity row, or the group's row, would tie that row to the membership it wrote for anyone
+/// reading the WAL (issue 16). Writers therefore take transaction-scoped advisory locks, which
+/// live only in the server's memory, on keys derived from the ids ([`group_key`],
+/// [`identity_key`]). SQLite needs none: a write transaction holds the whole database.
+#[async_trait]
+pub(super) trait Locks {
+    /// Takes the locks on `keys` (shared or exclusive) until the transaction ends, in key order;
+    /// false, taking nothing, on a backend that needs no locks.
+    async fn lock_keys(&mut self, keys: &[i64], exclusive: bool) -> Result<bool, StoreError>;
+}
+
+/// The lock key of a group: its id folded to 64 bits.
+pub(super) fn group_key(group: GroupId) -> i64 {
+    fold(*group.as_uuid())
+}
+
+/// The lock key of an identity: its id folded to 64 bits, apart from groups' keys.
+pub(super) fn identity_key(id: Uuid) -> i64 {
+    !fold(id)
+}
+
+/// Both halves of `id`, xored: random in a v4 and in a v7 id alike.
+fn fold(id: Uuid) -> i64 {
+    let (hi, lo) = id.as_u64_pair();
+    i64::from_ne_bytes((hi ^ lo).to_ne_bytes())
+}
+
 /// Offboardings: the moment from which a subject's earlier tokens are void.
 #[async_trait]
 pub(super) trait Revocations {
@@ -218,7 +251,7 @@ pub(super) trait AuditLog {
 /// One write transaction (or, for reads, one connection): every role, and savepoints.
 #[async_trait]
 pub(super) trait Tx:
-    Groups + Identities + Memberships + Revocations + AuditLog + Send
+    Groups + Identities + Memberships + Revocations + AuditLog + Locks + Send
 {
     /// `SAVEPOINT name`.
     async fn savepoint(&mut self, name: &str) -> Result<(), StoreError>;
@@ -235,7 +268,6 @@ pub(super) struct IdentityRow {
     pub subject_tag: Option<Vec<u8>>,
     pub email_tag: Option<Vec<u8>>,
     pub sealed_profile: Vec<u8>,
-    pub sealed_groups: Vec<u8>,
     pub key_id: String,
 }
 
@@ -253,9 +285,10 @@ pub(super) struct MemberRow {
 pub(super) struct Opened {
     pub id: Uuid,
     pub profile: Profile,
-    pub groups: Vec<GroupId>,
     /// Whether the row carries the tag of its address.
     pub email_owned: bool,
+    /// The key the row is under.
+    pub key_id: String,
 }
 
 impl IdentityRow {
@@ -265,8 +298,8 @@ impl IdentityRow {
         Ok(Opened {
             id: self.id,
             profile: key.open_profile(self.id, &self.sealed_profile)?,
-            groups: key.open_group_list(self.id, &self.sealed_groups)?,
             email_owned: self.email_tag.is_some(),
+            key_id: self.key_id.clone(),
         })
     }
 
@@ -276,7 +309,6 @@ impl IdentityRow {
         key: &SealKey,
         id: Uuid,
         profile: &Profile,
-        groups: &[GroupId],
         email_owned: bool,
     ) -> Self {
         Self {
@@ -288,7 +320,6 @@ impl IdentityRow {
                 .filter(|_| email_owned)
                 .map(|e| key.email_tag(e)),
             sealed_profile: key.seal_profile(id, profile),
-            sealed_groups: key.seal_group_list(id, groups),
             key_id: key.id().to_string(),
         }
     }

@@ -10,7 +10,8 @@
 
 use super::batch_plan;
 use super::roles::{
-    email_tags, member_tags, subject_tags, IdentityRow, MemberRow, Opened, TagColumn, Tx,
+    email_tags, identity_key, member_tags, subject_tags, IdentityRow, MemberRow, Opened,
+    TagColumn, Tx,
 };
 use super::sql::CHUNK;
 use super::{Provisioned, StoreError};
@@ -59,8 +60,10 @@ fn known(found: &[Opened]) -> Vec<Known<'_>> {
 
 impl Rules<'_> {
     /// Every identity whose subject tag or address tag, under any configured key, names
-    /// `subject` or `email`, opened, in id order; locked (on Postgres) when `lock`. Usually one
-    /// row, two when an address and a subject name different identities.
+    /// `subject` or `email`, opened, in id order; when `lock`, each locked (exclusive, without
+    /// touching its row: [`super::roles::Locks`]) and read again under the lock, until no
+    /// identity found is unlocked. Usually one row, two when an address and a subject name
+    /// different identities.
     async fn find_identities(
         &self,
         tx: &mut dyn Tx,
@@ -73,13 +76,33 @@ impl Rules<'_> {
         }
         let by_subject = subject.map(|s| subject_tags(self.keys, s));
         let by_email = email.map(|e| email_tags(self.keys, e));
-        let rows = tx
-            .find_identities(
-                by_subject.unwrap_or_default(),
-                by_email.unwrap_or_default(),
-                lock,
-            )
+        let (by_subject, by_email) = (by_subject.unwrap_or_default(), by_email.unwrap_or_default());
+        let mut rows = tx
+            .find_identities(by_subject.clone(), by_email.clone())
             .await?;
+        let mut locked: HashSet<i64> = HashSet::new();
+        while lock {
+            let mut keys: Vec<i64> = rows
+                .iter()
+                .map(|r| identity_key(r.id))
+                .filter(|k| !locked.contains(k))
+                .collect();
+            // Someone the tenant has never seen: a stand-in's key is locked and the lookup
+            // runs again all the same, so that path runs the same statements (INV-3).
+            if locked.is_empty() && keys.is_empty() {
+                keys.push(identity_key(Uuid::new_v4()));
+            }
+            // Nothing new to lock, or a backend whose write transaction holds everything.
+            if keys.is_empty() || !tx.lock_keys(&keys, true).await? {
+                break;
+            }
+            locked.extend(keys);
+            // What was read before the lock may have changed (an offboarding, a merge): read
+            // again, now that no other writer can change these identities.
+            rows = tx
+                .find_identities(by_subject.clone(), by_email.clone())
+                .await?;
+        }
         rows.iter().map(|r| r.open(self.keys)).collect()
     }
 
@@ -100,6 +123,35 @@ impl Rules<'_> {
             .flatten()
             .map(|i| found[i].clone())
             .collect())
+    }
+
+    /// The groups identity `id` is in: every group's membership tag for it, under every key,
+    /// looked up. There is no per-person list of groups (so no membership write touches a
+    /// per-person row, issue 16); this probe costs one keyed hash per group and key and one
+    /// index lookup per [`CHUNK`] tags. Sorted, each once.
+    async fn groups_of_identity(
+        &self,
+        tx: &mut dyn Tx,
+        id: Uuid,
+    ) -> Result<Vec<GroupId>, StoreError> {
+        let groups = tx.all_groups().await?;
+        let mut by_tag: HashMap<Vec<u8>, GroupId> =
+            HashMap::with_capacity(groups.len() * self.keys.all().len());
+        for g in groups {
+            for tag in member_tags(self.keys.all(), g, id) {
+                by_tag.insert(tag, g);
+            }
+        }
+        let tags: Vec<Vec<u8>> = by_tag.keys().cloned().collect();
+        let mut found: Vec<GroupId> = tx
+            .present_tags(&tags)
+            .await?
+            .iter()
+            .filter_map(|t| by_tag.get(t).copied())
+            .collect();
+        found.sort_unstable();
+        found.dedup();
+        Ok(found)
     }
 
     /// Creates the group, or confirms it when it exists with the same address (taking the new
@@ -163,33 +215,16 @@ impl Rules<'_> {
         Ok(ids)
     }
 
-    /// Removes the group, its membership rows, and the group from every member's sealed list.
+    /// Removes the group and its membership rows.
     pub(super) async fn deprovision(
         &self,
         context: &Context,
         tx: &mut dyn Tx,
         group: GroupId,
     ) -> Result<(), StoreError> {
-        let active = self.keys.active();
         // Exclusive: adds and removes in flight finish first, later ones find no group.
         if !tx.lock_group(group).await? {
             return Ok(());
-        }
-        let ids = self.member_ids(tx, group).await?;
-        for chunk in ids.chunks(CHUNK) {
-            let mut rewritten = Vec::with_capacity(chunk.len());
-            for row in tx.identities_by_id(chunk).await? {
-                let mut o = row.open(self.keys)?;
-                o.groups.retain(|g| *g != group);
-                rewritten.push(IdentityRow::new(
-                    active,
-                    o.id,
-                    &o.profile,
-                    &o.groups,
-                    o.email_owned,
-                ));
-            }
-            tx.update_identities(rewritten).await?;
         }
         tx.delete_group_members(&self.keys.group_refs(group))
             .await?;
@@ -214,12 +249,11 @@ impl Rules<'_> {
         if member.subject.is_none() && member.email.is_none() {
             return Err(Unidentified.into());
         }
-        // A group provisioned before the tenant kept entry rules learns its label's here. First,
-        // so that on Postgres the row is locked for update (only while the rule is unknown)
-        // before it is held shared: two adds never hold it shared and then both wait to update.
+        tx.hold_group(group).await?;
+        // A group provisioned before the tenant kept entry rules learns its label's here (an
+        // update that matches no row once the rule is known).
         let rule = EntryRule::of(&request.label.name, &request.label.policy);
         tx.set_group_rule(group, &rule, true).await?;
-        tx.hold_group(group).await?;
         let events = self.add_in(tx, group, request).await?;
         tx.append(context, &events).await
     }
@@ -256,9 +290,9 @@ impl Rules<'_> {
         }
         domain::may_enter(profile.kind, &request.label.name, &request.label.policy)?;
 
-        let (id, mut groups) = match target {
-            Target::Existing(i) => (found[i].id, found[i].groups.clone()),
-            Target::Fresh => (Uuid::new_v4(), Vec::new()),
+        let id = match target {
+            Target::Existing(i) => found[i].id,
+            Target::Fresh => Uuid::new_v4(),
         };
         let pseudonym = audit::member(active, group, id);
         let actor = audit::self_or_service(member.kind.is_some());
@@ -267,7 +301,7 @@ impl Rules<'_> {
             let other = &found[b];
             let mut without = other.profile.clone();
             without.email = None;
-            let row = IdentityRow::new(active, other.id, &without, &other.groups, false);
+            let row = IdentityRow::new(active, other.id, &without, false);
             tx.update_identities(vec![row]).await?;
             events.push(
                 NewEvent::new(action::IDENTITY_ADDRESS_RELEASED, None)
@@ -277,7 +311,7 @@ impl Rules<'_> {
         // The same person, added by address before: their memberships move here.
         if let Some(b) = merge {
             let other = &found[b];
-            let moved = tx.existing_groups(&other.groups).await?;
+            let moved = self.groups_of_identity(tx, other.id).await?;
             let mut stale = Vec::new();
             for g in &moved {
                 stale.extend(member_tags(self.keys.all(), *g, other.id));
@@ -287,7 +321,6 @@ impl Rules<'_> {
             let pairs: Vec<(GroupId, Uuid)> = moved.iter().map(|g| (*g, id)).collect();
             tx.insert_members(active, &pairs).await?;
             tx.delete_identities(&[other.id]).await?;
-            groups.extend(moved);
             events.push(
                 NewEvent::new(action::IDENTITY_BOUND, Some(group))
                     .about(pseudonym.clone())
@@ -303,18 +336,14 @@ impl Rules<'_> {
             Target::Fresh => false,
         } || merge.is_some_and(|b| found[b].profile.kind != profile.kind);
         if kind_changed {
-            let mut changed = Opened {
-                id,
-                profile: profile.clone(),
-                groups: groups.iter().copied().filter(|g| *g != group).collect(),
-                email_owned,
-            };
             events.push(
                 NewEvent::new(action::IDENTITY_KIND_CHANGED, None)
                     .about(audit::identity_alone(active, id)),
             );
-            events.extend(self.end_barred_memberships(tx, &mut changed).await?);
-            groups.retain(|g| *g == group || changed.groups.contains(g));
+            events.extend(
+                self.end_barred_memberships(tx, id, profile.kind, Some(group))
+                    .await?,
+            );
         }
 
         // From here the statements are the same whether or not the person is a member, or was
@@ -325,12 +354,25 @@ impl Rules<'_> {
                 .await?;
         }
         tx.insert_members(active, &[(group, id)]).await?;
-        // The sealed list, rewritten with a fresh nonce either way.
-        groups.push(group);
-        groups.sort_unstable();
-        groups.dedup();
-        let row = IdentityRow::new(active, id, &profile, &groups, email_owned);
-        tx.upsert_identity(row).await?;
+        // The identity row is written only when what it says changed (a subject bound, a kind
+        // corrected, an address taken or given up); otherwise the same insert runs for a known
+        // person (matching their row, writing nothing) and for a stranger (creating theirs).
+        // A membership write never rewrites a known person's row: that would tie their
+        // memberships in different groups together in the database's log (issue 16).
+        let row = IdentityRow::new(active, id, &profile, email_owned);
+        let changed = match target {
+            Target::Existing(i) => {
+                found[i].profile != profile
+                    || found[i].email_owned != email_owned
+                    || found[i].key_id != active.id()
+            }
+            Target::Fresh => false,
+        };
+        if changed {
+            tx.update_identities(vec![row]).await?;
+        } else {
+            tx.insert_identity_if_absent(row).await?;
+        }
         events.push(
             NewEvent::new(action::MEMBERSHIP_ADDED, Some(group))
                 .about(pseudonym)
@@ -366,8 +408,8 @@ impl Rules<'_> {
                     None => Opened {
                         id: Uuid::new_v4(),
                         profile: stand_in_profile(who),
-                        groups: Vec::new(),
                         email_owned: false,
+                        key_id: String::new(),
                     },
                 })
                 .collect();
@@ -389,20 +431,7 @@ impl Rules<'_> {
             })
             .into_iter()
             .collect();
-        let rows = targets
-            .into_iter()
-            .map(|mut o| {
-                o.groups.retain(|g| *g != group);
-                IdentityRow::new(
-                    self.keys.active(),
-                    o.id,
-                    &o.profile,
-                    &o.groups,
-                    o.email_owned,
-                )
-            })
-            .collect();
-        tx.update_identities(rows).await?;
+        // No identity row is written: a leave touches only the membership row (issue 16).
         tx.append(context, &events).await
     }
 
@@ -425,8 +454,8 @@ impl Rules<'_> {
         for i in targets {
             let o = &found[i];
             ids.push(o.id);
-            for g in &o.groups {
-                tags.extend(member_tags(self.keys.all(), *g, o.id));
+            for g in self.groups_of_identity(tx, o.id).await? {
+                tags.extend(member_tags(self.keys.all(), g, o.id));
             }
         }
         // Mail expands from membership rows: once these are gone, so is the mail.
@@ -488,7 +517,7 @@ impl Rules<'_> {
                 .identities
                 .iter()
                 .filter(|p| !existing.contains(&p.id))
-                .map(|p| IdentityRow::new(active, p.id, &p.profile, &p.groups, p.email_owned))
+                .map(|p| IdentityRow::new(active, p.id, &p.profile, p.email_owned))
                 .collect();
             made.sort_by(|a, b| {
                 (&a.subject_tag, &a.email_tag, a.id).cmp(&(&b.subject_tag, &b.email_tag, b.id))
@@ -533,7 +562,7 @@ impl Rules<'_> {
             .identities
             .iter()
             .filter(|p| existing.contains(&p.id))
-            .map(|p| IdentityRow::new(active, p.id, &p.profile, &p.groups, p.email_owned))
+            .map(|p| IdentityRow::new(active, p.id, &p.profile, p.email_owned))
             .collect();
         tx.update_identities(changed).await?;
         tx.insert_new_members(active, &fresh).await?;
@@ -566,6 +595,7 @@ impl Rules<'_> {
         batch: &ApplyBatch,
         held: &HashSet<GroupId>,
     ) -> Result<Vec<batch_plan::Person>, StoreError> {
+        let active = self.keys.active();
         let mut by_subject: HashSet<Vec<u8>> = HashSet::new();
         let mut by_email: HashSet<Vec<u8>> = HashSet::new();
         for op in batch.ops.iter().filter(|o| held.contains(&o.group_id)) {
@@ -586,16 +616,16 @@ impl Rules<'_> {
         }
         ids.sort_unstable();
         ids.dedup();
+        let keys: Vec<i64> = ids.iter().map(|id| identity_key(*id)).collect();
+        tx.lock_keys(&keys, true).await?;
         let mut people = Vec::with_capacity(ids.len());
         for row in tx.identities_by_id(&ids).await? {
-            let mut o = row.open(self.keys)?;
-            o.groups.sort_unstable();
-            o.groups.dedup();
+            let o = row.open(self.keys)?;
             people.push(batch_plan::Person {
                 id: o.id,
                 profile: o.profile,
-                groups: o.groups,
                 email_owned: o.email_owned,
+                changed: o.key_id != active.id(),
             });
         }
         Ok(people)
@@ -603,18 +633,22 @@ impl Rules<'_> {
 
     /// Whether the person signed in as `subject` (with `email`) is a member of `group`
     /// ([`super::Store::is_member`]).
-    /// Ends `o`'s memberships in those of its groups whose kept entry rule does not admit its
-    /// kind (which just changed): their rows go, and the groups leave `o.groups`; the caller
-    /// writes the identity row. Answers an event per membership ended.
+    /// Ends identity `id`'s memberships in those of its groups (but `spared`) whose kept entry
+    /// rule does not admit `kind` (which just changed): their rows go. Answers an event per
+    /// membership ended.
     async fn end_barred_memberships(
         &self,
         tx: &mut dyn Tx,
-        o: &mut Opened,
+        id: Uuid,
+        kind: IdentityKind,
+        spared: Option<GroupId>,
     ) -> Result<Vec<NewEvent>, StoreError> {
-        let rules = tx.group_rules(&o.groups).await?;
+        let mut groups = self.groups_of_identity(tx, id).await?;
+        groups.retain(|g| Some(*g) != spared);
+        let rules = tx.group_rules(&groups).await?;
         let barred: Vec<GroupId> = rules
             .into_iter()
-            .filter(|(_, rule)| rule.as_ref().is_some_and(|r| !r.admits(o.profile.kind)))
+            .filter(|(_, rule)| rule.as_ref().is_some_and(|r| !r.admits(kind)))
             .map(|(g, _)| g)
             .collect();
         if barred.is_empty() {
@@ -622,16 +656,15 @@ impl Rules<'_> {
         }
         let tags: Vec<Vec<u8>> = barred
             .iter()
-            .flat_map(|g| member_tags(self.keys.all(), *g, o.id))
+            .flat_map(|g| member_tags(self.keys.all(), *g, id))
             .collect();
         tx.delete_members(&tags).await?;
-        o.groups.retain(|g| !barred.contains(g));
         let active = self.keys.active();
         Ok(barred
             .iter()
             .map(|g| {
                 NewEvent::new(action::MEMBERSHIP_ENDED_BY_LABEL, Some(*g))
-                    .about(audit::member(active, *g, o.id))
+                    .about(audit::member(active, *g, id))
             })
             .collect())
     }
@@ -654,30 +687,23 @@ impl Rules<'_> {
         let ids = self.member_ids(tx, group).await?;
         let mut ended = 0;
         for chunk in ids.chunks(CHUNK) {
+            // Their kinds must not change under us (a kind settled meanwhile).
+            let keys: Vec<i64> = chunk.iter().map(|id| identity_key(*id)).collect();
+            tx.lock_keys(&keys, true).await?;
             let mut tags = Vec::new();
-            let mut rewritten = Vec::new();
             for row in tx.identities_by_id(chunk).await? {
-                let mut o = row.open(self.keys)?;
+                let o = row.open(self.keys)?;
                 if rule.admits(o.profile.kind) {
                     continue;
                 }
                 tags.extend(member_tags(self.keys.all(), group, o.id));
-                o.groups.retain(|g| *g != group);
                 events.push(
                     NewEvent::new(action::MEMBERSHIP_ENDED_BY_LABEL, Some(group))
                         .about(audit::member(active, group, o.id)),
                 );
-                rewritten.push(IdentityRow::new(
-                    active,
-                    o.id,
-                    &o.profile,
-                    &o.groups,
-                    o.email_owned,
-                ));
                 ended += 1;
             }
             tx.delete_members(&tags).await?;
-            tx.update_identities(rewritten).await?;
         }
         Ok(ended)
     }
@@ -750,8 +776,11 @@ impl Rules<'_> {
                 NewEvent::new(action::IDENTITY_KIND_CHANGED, None)
                     .about(audit::identity_alone(active, o.id)),
             );
-            events.extend(self.end_barred_memberships(tx, &mut o).await?);
-            let row = IdentityRow::new(active, o.id, &o.profile, &o.groups, o.email_owned);
+            events.extend(
+                self.end_barred_memberships(tx, o.id, kind, None)
+                    .await?,
+            );
+            let row = IdentityRow::new(active, o.id, &o.profile, o.email_owned);
             tx.update_identities(vec![row]).await?;
         }
         let changed = !events.is_empty();
@@ -791,14 +820,8 @@ impl Rules<'_> {
             kind,
         };
         let id = Uuid::new_v4();
-        tx.insert_identities(vec![IdentityRow::new(
-            active,
-            id,
-            &profile,
-            &[],
-            email_owned,
-        )])
-        .await?;
+        tx.insert_identities(vec![IdentityRow::new(active, id, &profile, email_owned)])
+            .await?;
         let event =
             NewEvent::new(action::IDENTITY_SYNCED, None).about(audit::identity_alone(active, id));
         tx.append(context, &[event]).await
@@ -888,11 +911,13 @@ impl Rules<'_> {
         email: Option<&Email>,
     ) -> Result<Vec<GroupId>, StoreError> {
         let own = self.own_identities(tx, subject, email).await?;
-        let mut groups: Vec<GroupId> = own.into_iter().flat_map(|o| o.groups).collect();
+        let mut groups = Vec::new();
+        for o in &own {
+            groups.extend(self.groups_of_identity(tx, o.id).await?);
+        }
         groups.sort_unstable();
         groups.dedup();
-        // The lists may name a group deprovisioned since; only existing ones count.
-        tx.existing_groups(&groups).await
+        Ok(groups)
     }
 
     /// Re-seals the identities after `after` in id order, at most `batch` of them. Answers how
@@ -938,7 +963,7 @@ impl Rules<'_> {
                     taken.extend(tags);
                 }
             }
-            let write = IdentityRow::new(active, o.id, &o.profile, &o.groups, owned);
+            let write = IdentityRow::new(active, o.id, &o.profile, owned);
             if !write.matches_tags_of(row) {
                 writes.push(write);
             }

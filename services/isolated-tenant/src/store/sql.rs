@@ -12,8 +12,9 @@
 //! Code here is generic over a [`SqlBackend`]: it writes a [`Statement`], runs it with
 //! `DB::run` / `DB::rows` and reads a column with `DB::get` ([`crate::backend`]).
 
-use super::roles::{
-    AuditLog, Groups, Identities, IdentityRow, MemberRow, Memberships, Revocations, TagColumn, Tx,
+use super::roles::{group_key,
+    AuditLog, Groups, Identities, IdentityRow, Locks, MemberRow, Memberships, Revocations,
+    TagColumn, Tx,
 };
 use super::StoreError;
 use crate::audit::{self, Context, NewEvent};
@@ -52,6 +53,11 @@ pub trait SqlBackend:
 {
     /// A statement run on the bulk batches' own pool after each batch, out of the write turn.
     const AFTER_BULK_BATCH: Option<&'static str>;
+
+    /// The functions that take a transaction-scoped lock on a 64-bit key, exclusive and
+    /// shared, leaving nothing in the database's files ([`super::roles::Locks`]); `None` where
+    /// a write transaction holds the whole database.
+    const KEY_LOCKS: Option<(&'static str, &'static str)>;
 
     /// Lists the tenant's tables but the audit chain's, for the tests' dump.
     #[cfg(test)]
@@ -156,7 +162,6 @@ impl<DB: SqlBackend> Conn<'_, DB> {
                 b.bind(r.subject_tag);
                 b.bind(r.email_tag);
                 b.bind(r.sealed_profile);
-                b.bind(r.sealed_groups);
                 b.bind(r.key_id);
             });
             q.push(tail);
@@ -191,7 +196,7 @@ impl<DB: SqlBackend> Conn<'_, DB> {
 }
 
 /// The columns every identity query selects, in [`identity_row`] order.
-const IDENTITY_COLUMNS: &str = "id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id";
+const IDENTITY_COLUMNS: &str = "id, subject_tag, email_tag, sealed_profile, key_id";
 
 /// `SELECT {IDENTITY_COLUMNS} FROM identities WHERE `.
 fn select_identities<DB: SqlBackend>() -> Statement<DB> {
@@ -204,8 +209,7 @@ fn identity_row<DB: SqlBackend>(row: &DB::Row) -> Result<IdentityRow, sqlx::Erro
         subject_tag: DB::get(row, 1)?,
         email_tag: DB::get(row, 2)?,
         sealed_profile: DB::get(row, 3)?,
-        sealed_groups: DB::get(row, 4)?,
-        key_id: DB::get(row, 5)?,
+        key_id: DB::get(row, 4)?,
     })
 }
 
@@ -256,29 +260,30 @@ impl<DB: SqlBackend> Groups for Conn<'_, DB> {
     }
 
     async fn hold_group(&mut self, group: GroupId) -> Result<(), StoreError> {
+        self.lock_keys(&[group_key(group)], false).await?;
         let mut q = Statement::new(GROUP_BY_ID);
         q.bind(*group.as_uuid());
-        q.push(DB::FOR_SHARE);
         let found = self.column::<Uuid>(q).await?;
         found.first().map(drop).ok_or(StoreError::GroupNotFound)
     }
 
     async fn lock_group(&mut self, group: GroupId) -> Result<bool, StoreError> {
+        self.lock_keys(&[group_key(group)], true).await?;
         let mut q = Statement::new(GROUP_BY_ID);
         q.bind(*group.as_uuid());
-        q.push(DB::FOR_UPDATE);
         Ok(!self.column::<Uuid>(q).await?.is_empty())
     }
 
     async fn hold_groups(&mut self, groups: &[GroupId]) -> Result<HashSet<GroupId>, StoreError> {
+        let keys: Vec<i64> = groups.iter().map(|g| group_key(*g)).collect();
+        self.lock_keys(&keys, false).await?;
         let ids: Vec<Uuid> = groups.iter().map(|g| *g.as_uuid()).collect();
-        let tail = format!(" ORDER BY group_id{}", DB::FOR_SHARE);
         let found: Vec<Uuid> = self
             .column_in(
                 "SELECT group_id FROM distribution_groups WHERE ",
                 "group_id",
                 &ids,
-                &tail,
+                "",
             )
             .await?;
         Ok(found.into_iter().map(GroupId::from).collect())
@@ -375,7 +380,6 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
         &mut self,
         subject_tags: Vec<Vec<u8>>,
         email_tags: Vec<Vec<u8>>,
-        lock: bool,
     ) -> Result<Vec<IdentityRow>, StoreError> {
         let mut q = select_identities::<DB>();
         let clauses = [
@@ -393,9 +397,6 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
             q.in_list(column.name(), tags);
         }
         q.push(" ORDER BY id");
-        if lock {
-            q.push(DB::FOR_UPDATE);
-        }
         self.identity_rows(q).await
     }
 
@@ -413,7 +414,7 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
         for chunk in ids.chunks(CHUNK) {
             let mut q = select_identities::<DB>();
             q.in_list("id", chunk.iter().copied());
-            q.push(" ORDER BY id").push(DB::FOR_UPDATE);
+            q.push(" ORDER BY id");
             found.extend(self.identity_rows(q).await?);
         }
         Ok(found)
@@ -447,18 +448,14 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
         self.write_identities(INSERT_IDENTITIES, rows, "").await
     }
 
-    async fn upsert_identity(&mut self, row: IdentityRow) -> Result<(), StoreError> {
-        let tail = " ON CONFLICT (id) DO UPDATE SET subject_tag = excluded.subject_tag, \
-                    email_tag = excluded.email_tag, sealed_profile = excluded.sealed_profile, \
-                    sealed_groups = excluded.sealed_groups, key_id = excluded.key_id";
-        self.write_identities(INSERT_IDENTITIES, vec![row], tail)
+    async fn insert_identity_if_absent(&mut self, row: IdentityRow) -> Result<(), StoreError> {
+        self.write_identities(INSERT_IDENTITIES, vec![row], " ON CONFLICT (id) DO NOTHING")
             .await
     }
 
     async fn update_identities(&mut self, rows: Vec<IdentityRow>) -> Result<(), StoreError> {
         let head = "UPDATE identities SET subject_tag = v.column2, email_tag = v.column3, \
-                    sealed_profile = v.column4, sealed_groups = v.column5, key_id = v.column6 \
-                    FROM (";
+                    sealed_profile = v.column4, key_id = v.column5 FROM (";
         self.write_identities(head, rows, ") AS v WHERE identities.id = v.column1")
             .await
     }
@@ -472,7 +469,7 @@ impl<DB: SqlBackend> Identities for Conn<'_, DB> {
 
 /// The head of every insert of identity rows.
 const INSERT_IDENTITIES: &str =
-    "INSERT INTO identities (id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id) ";
+    "INSERT INTO identities (id, subject_tag, email_tag, sealed_profile, key_id) ";
 
 #[async_trait]
 impl<DB: SqlBackend> Memberships for Conn<'_, DB> {
@@ -712,6 +709,29 @@ impl<DB: SqlBackend> Revocations for Conn<'_, DB> {
         let mut q = Statement::new("SELECT not_before_ms FROM revocations WHERE ");
         q.in_list("subject_tag", tags.iter().cloned());
         Ok(self.column::<i64>(q).await?.into_iter().max())
+    }
+}
+
+#[async_trait]
+impl<DB: SqlBackend> Locks for Conn<'_, DB> {
+    async fn lock_keys(&mut self, keys: &[i64], exclusive: bool) -> Result<bool, StoreError> {
+        let Some((exclusive_fn, shared_fn)) = DB::KEY_LOCKS else {
+            return Ok(false);
+        };
+        let function = if exclusive { exclusive_fn } else { shared_fn };
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in keys.chunks(CHUNK) {
+            // The VALUES list is read in order, so the locks are taken in key order.
+            let mut q = Statement::new(format!("SELECT {function}(k) FROM ("));
+            q.values(chunk, |b, k| {
+                b.bind(*k);
+            });
+            q.push(") AS v(k)");
+            self.run(q).await?;
+        }
+        Ok(true)
     }
 }
 

@@ -19,6 +19,8 @@ impl SqlBackend for sqlx::Sqlite {
     /// A batch's pages are copied from the log into the database here, beside routine writes,
     /// instead of in the commit of whichever write comes next (see `bulk_pool`).
     const AFTER_BULK_BATCH: Option<&'static str> = Some("PRAGMA wal_checkpoint(PASSIVE)");
+    /// One writer at a time: a write transaction (`BEGIN IMMEDIATE`) holds the database.
+    const KEY_LOCKS: Option<(&'static str, &'static str)> = None;
     #[cfg(test)]
     const LIST_TABLES: &'static str = "SELECT name FROM sqlite_master WHERE type = 'table' \
         AND name <> '_sqlx_migrations' AND name NOT LIKE 'audit\\_%' ESCAPE '\\' \
