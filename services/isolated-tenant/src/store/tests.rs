@@ -1768,3 +1768,135 @@ mod concurrent_batches {
         }
     }
 }
+
+/// What someone who copies the database's log learns from a person's joins and leaves
+/// (issue 16): the rows a write touches are in the log, transaction by transaction, so if a
+/// join rewrote (or, on Postgres, locked) the person's identity row, the log would tie that
+/// person to each group they joined. Each test reads the real log of a real database: the
+/// write-ahead log file on SQLite, the WAL records (through `pg_walinspect`) on Postgres.
+mod log_witness {
+    use super::*;
+
+    /// Alice, known to the tenant as a member of `g1`, then, while the log is watched: joins
+    /// `g2` with her token, is added to `g3` by an owner by address, leaves `g1`, and is added
+    /// back to `g1` by a bulk batch. Answers her identity id and the membership tags written.
+    async fn watched_flow(
+        s: &dyn Store,
+        keys: &SealKeys,
+        mark: impl std::future::Future<Output = ()>,
+    ) -> (Uuid, Vec<Vec<u8>>) {
+        let (g1, g2, g3) = (group(s, "g1").await, group(s, "g2").await, group(s, "g3").await);
+        let alice = member("alice", "alice@corp.example");
+        s.add_member(&Context::tenant(), g1, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("bob", "bob@corp.example")).await.unwrap();
+        let alice_tag = hex::encode(keys.active().subject_tag(&alice.subject()));
+        let dump = s.dump().await;
+        let row = table(&dump, "identities")
+            .iter()
+            .find(|r| r[1].contains(&alice_tag))
+            .expect("alice's identity");
+        let id = Uuid::parse_str(&hex_token(&row[0], 32)).unwrap();
+
+        mark.await;
+        s.add_member(&Context::tenant(), g2, &alice).await.unwrap();
+        s.add_member(&Context::tenant(), g3, &by_email("alice@corp.example")).await.unwrap();
+        s.remove_member(&Context::tenant(), g1, &alice.who()).await.unwrap();
+        let batch = ApplyBatch {
+            ops: vec![tenant_api::BatchOp {
+                op: tenant_api::BatchOpKind::Add,
+                group_id: g1,
+                subject: None,
+                email: alice.member.email.clone(),
+            }],
+            labels: vec![tenant_api::GroupLabel { group_id: g1, label: label("General") }],
+        };
+        assert_eq!(s.apply_batch(&Context::tenant(), &batch).await.unwrap().applied, 1);
+        assert_eq!(s.groups_of(&alice.subject(), None).await.unwrap(), sorted(vec![g1, g2, g3]));
+        let written = [g2, g3, g1].iter().map(|g| keys.active().member_tag(*g, id)).collect();
+        (id, written)
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[tokio::test]
+    async fn sqlite_joins_and_leaves_leave_no_page_of_the_persons_identity_in_the_log() {
+        let (keys, _) = fresh_keys();
+        let db = TestDb::sqlite(keys.clone()).await;
+        let path = db.database.url().trim_start_matches("sqlite://").to_string();
+        let raw = &db.raw;
+        // The log starts empty: everything in it afterwards was written by the flow.
+        let mark = async {
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").await.unwrap();
+            assert_eq!(std::fs::metadata(format!("{path}-wal")).unwrap().len(), 0);
+        };
+        let (id, written) = watched_flow(db.store.as_ref(), &keys, mark).await;
+        let log = std::fs::read(format!("{path}-wal")).unwrap();
+        for tag in &written {
+            assert!(contains(&log, tag), "the log holds the flow's membership rows");
+        }
+        assert!(
+            !contains(&log, id.as_bytes()),
+            "a page holding alice's identity row was written beside her memberships"
+        );
+        db.finish().await;
+    }
+
+    #[tokio::test]
+    #[ignore = "needs HUSH_TEST_POSTGRES_URL"]
+    async fn postgres_joins_and_leaves_write_no_wal_record_about_the_persons_identity() {
+        let (keys, _) = fresh_keys();
+        let db = TestDb::postgres(keys.clone()).await;
+        let Raw::PgStore(store) = &db.raw else { unreachable!() };
+        let pool = store.pool().clone();
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_walinspect").execute(&pool).await.unwrap();
+        // Every relation of the two tables (heap and indexes), as `…/<database>/<file> ` the
+        // way a WAL record's block reference names it.
+        let files = |table: &'static str| {
+            let pool = pool.clone();
+            async move {
+                let paths: Vec<String> = sqlx::query_scalar(
+                    "SELECT pg_relation_filepath(c.oid) FROM pg_class c \
+                     WHERE c.oid = $1::regclass \
+                        OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1::regclass)",
+                )
+                .bind(table)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+                paths
+                    .iter()
+                    .map(|p| format!("/{} ", p.trim_start_matches("base/")))
+                    .collect::<Vec<String>>()
+            }
+        };
+        let start: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let mark = async {
+            let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_insert_lsn()::text")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            *start.lock().unwrap() = Some(lsn);
+        };
+        let (_, _) = watched_flow(db.store.as_ref(), &keys, mark).await;
+        let start = start.lock().unwrap().clone().unwrap();
+        let blocks: Vec<String> = sqlx::query_scalar(
+            "SELECT coalesce(block_ref, '') FROM pg_get_wal_records_info($1::pg_lsn, pg_current_wal_flush_lsn())",
+        )
+        .bind(&start)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let touches = |files: &[String]| blocks.iter().filter(|b| files.iter().any(|f| b.contains(f.as_str()))).count();
+        let memberships = files("memberships").await;
+        let identities = files("identities").await;
+        assert!(touches(&memberships) >= 4, "the WAL holds the flow's membership writes: {blocks:?}");
+        assert_eq!(
+            touches(&identities),
+            0,
+            "a WAL record touched the identities (a rewrite or a row lock) beside alice's memberships"
+        );
+        db.finish().await;
+    }
+}
