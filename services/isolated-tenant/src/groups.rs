@@ -59,7 +59,7 @@ async fn provision(
 
 /// Removes the distribution group and all of its membership.
 ///
-/// Every member's sealed list loses the group in the same transaction. Idempotent: a group
+/// Its membership rows go in the same transaction. Idempotent: a group
 /// that is not there answers 204 too. Allowed to control-api.
 #[utoipa::path(
     delete,

@@ -3,9 +3,9 @@
 //! A member list is the most sensitive thing the tenant can say, and INV-1 allows two readers
 //! of it: mail expansion ([`recipients`], for [`crate::mail`]) and the break-glass export
 //! ([`lawful_export`], for [`crate::breakglass`], INV-8). Both read through this module, and no
-//! other code in the tenant opens a group's people from `memberships` (the main store's
-//! deprovisioning opens the group's identity ids only to take the group out of each identity's
-//! sealed list, and re-sealing walks every row by tag; neither answers who is in a group). The
+//! other code in the tenant opens a group's people from `memberships` (the main store opens a
+//! group's identity ids only to end the memberships a stricter label bars, and re-sealing walks
+//! every row by tag; neither answers who is in a group). The
 //! members-only sender check ([`is_mail_member`]) asks about one person, and lives here so
 //! that the mail side has one rule about who counts.
 //!

@@ -155,8 +155,9 @@ async fn check_member(
 /// The groups a person is in.
 ///
 /// The person is found as for the membership check (`subject`, and an identity with `email`
-/// and no subject yet). Read from the person's own sealed lists, never by scanning groups;
-/// groups deprovisioned since are left out. membership-api asks this only about its own caller
+/// and no subject yet). Found by probing, for each of the person's own identities, the keyed
+/// membership tag of every group (there is no per-person list of groups, so no membership
+/// write touches a row about the person); never by reading any group's members. membership-api asks this only about its own caller
 /// (INV-2). With `kind` (the caller's token's), the tenant first stores it when it differs from
 /// the kind it has for them, and ends every membership the new kind's labels bar, in one
 /// transaction with audit events: the moment a person is seen as a guest or an agent, the groups

@@ -29,20 +29,29 @@
 //!   subject) or `email_tag` (keyed hash of the lowercased address); either may be NULL, not
 //!   both. An identity an owner added by address has no subject until the person is seen with
 //!   a token carrying both, which binds the subject to it (`identity::plan_add`). Who
-//!   it is (subject, address, kind) and the list of its groups are sealed.
+//!   it is (subject, address, kind) is sealed. It lists no groups: a person's groups are found
+//!   by computing their membership tag in every group and looking the tags up
+//!   (`rules::groups_of_identity`), so a membership write never touches the person's row.
 //! - `memberships`: one row per (group, identity), found by `member_tag` (keyed hash of both,
 //!   different in every group), carrying the identity id sealed to its group.
 //!
-//! Every identity write writes the whole row under the active key: the sealed values, `key_id`,
-//! and both tags recomputed from the profile. A row's `email_tag` is either NULL or the tag of
+//! An identity row is written when it is created and when what it says changes (a subject
+//! bound, a kind corrected, an address moved, a row under an old key): never for a membership
+//! alone, since a row rewritten beside each membership would tie the person's memberships in
+//! different groups together for anyone who reads the database's log (issue 16). Every identity
+//! write writes the whole row under the active key: the sealed values, `key_id`, and both tags
+//! recomputed from the profile. A row's `email_tag` is either NULL or the tag of
 //! its profile's address; it is set only where a write resolved every identity that held the
 //! address first, so the UNIQUE constraint never fires on a live path.
 //!
 //! # Locks and retries
 //!
-//! Locks are always taken in the same order — the group row, then identity rows in id order,
-//! then membership rows — so concurrent writers on Postgres wait for each other instead of
-//! deadlocking. Should the database still report a deadlock or a serialization failure (or two
+//! On Postgres, writers take transaction-scoped advisory locks (`roles::Locks`), never row
+//! locks on groups or identities: a row lock is written into the row and the WAL, and would tie
+//! the locked row to the membership written beside it. Locks are always taken in the same
+//! order — the group's key (shared by adds and removes, exclusive for deprovisioning and rule
+//! changes), then identities' keys (exclusive, after which the identities are read again) — so
+//! concurrent writers wait for each other instead of deadlocking. Should the database still report a deadlock or a serialization failure (or two
 //! writers race to create the same identity and one meets the other's UNIQUE tag), the
 //! operation is retried a few times (`service_kit::retry`, widened to that unique violation in
 //! `sql_store`); every write is idempotent, so retrying is safe. On SQLite writers take turns
@@ -51,10 +60,10 @@
 //! # INV-3
 //!
 //! Adding and removing run the same statements whether or not the person was a member, and
-//! whether or not the tenant has seen them: the identities are looked up (and locked), the
-//! label decides, the membership insert (or delete) runs and matches a row or does not, and the
-//! identity is upserted (or updated by id, matching no row for a stranger) with a fresh nonce
-//! either way. Only the rare binding paths (an address that moves to the person now holding it)
+//! whether or not the tenant has seen them: the identities are looked up, locked (a stand-in's
+//! key for a stranger) and looked up again, the label decides, the membership insert (or
+//! delete) runs and matches a row or does not, and an add's identity insert runs, creating a
+//! stranger's row or meeting the known person's and writing nothing. Only the rare binding paths (an address that moves to the person now holding it)
 //! add statements, and those depend on other identities, not on this membership.
 //!
 //! # Offboarding and mail
@@ -66,10 +75,12 @@
 //! # What this cannot hide
 //!
 //! Someone holding the raw database files (rather than a logical dump) sees more: on Postgres,
-//! system columns such as `xmin` tie together the rows one transaction wrote (a membership row
-//! and the identity it updated), and heap order follows write order. `pg_dump` output carries
-//! neither. Group sizes are visible to such a reader too, since `group_id` is in clear for
-//! counting.
+//! system columns such as `xmin` tie together the rows one transaction wrote, and heap order
+//! follows write order; the log holds each transaction's rows. A routine membership write
+//! writes one membership row, so that ties nothing; the transactions that do write several of
+//! one person's rows at once are those about the person as a whole — creating them (their row
+//! and one membership), offboarding them, a kind that changes (the memberships it ends) — and
+//! they tie only keyed references of the groups concerned, not their ids.
 
 use crate::audit::{self, Context};
 use crate::identity::{CorporateDomains, Unidentified};
@@ -175,8 +186,8 @@ pub trait Store: Send + Sync + 'static {
         request: &ProvisionGroup,
     ) -> Result<Provisioned, StoreError>;
 
-    /// Removes the group, its membership rows, and the group from every member's sealed
-    /// list. Idempotent: a missing group is not an error.
+    /// Removes the group and its membership rows. Idempotent: a missing group is not an
+    /// error.
     async fn deprovision_group(&self, context: &Context, group: GroupId) -> Result<(), StoreError>;
 
     /// Makes `request.member` a member of `group`, creating their identity on first sight and

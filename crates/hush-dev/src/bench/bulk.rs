@@ -215,7 +215,7 @@ fn job_file(path: &Path, groups: &[String], prefix: &str, n: usize) -> anyhow::R
 /// settled database ([`settle`]):
 /// - membership-shaped rows alone (tag, group, sealed identity, key id);
 /// - ops/s when each op writes a membership row and an identity row (id, unique subject and
-///   address tags, sealed profile and group list);
+///   address tags, sealed profile);
 /// - ops/s when each op writes every row a job's op writes: those two and its audit event,
 ///   appended as the tenant appends them (on Postgres one statement over arrays).
 async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<RawRates> {
@@ -225,13 +225,13 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<RawRa
         rng.fill_bytes(&mut b);
         b
     };
-    // (member tag, group, sealed identity) and (id, subject tag, email tag, profile, groups),
-    // sized as the tenant writes them.
+    // (member tag, group, sealed identity) and (id, subject tag, email tag, profile), sized as
+    // the tenant writes them.
     let members: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> =
         (0..n).map(|_| (bytes(32), bytes(16), bytes(56))).collect();
-    type Person = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+    type Person = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
     let people: Vec<Person> = (0..n)
-        .map(|_| (bytes(16), bytes(32), bytes(32), bytes(140), bytes(300)))
+        .map(|_| (bytes(16), bytes(32), bytes(32), bytes(140)))
         .collect();
     let events: Vec<RawEvent> = (0..n)
         .map(|i| RawEvent {
@@ -267,8 +267,6 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<RawRa
                 $blob,
                 " UNIQUE, sealed_profile ",
                 $blob,
-                " NOT NULL, sealed_groups ",
-                $blob,
                 " NOT NULL, key_id TEXT NOT NULL)"
             ))
             .execute(&mut conn)
@@ -290,8 +288,14 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<RawRa
             for (pass, tables) in [1, 2, 3].repeat(RAW_PASSES).into_iter().enumerate() {
                 // Emptied (Postgres: with their indexes) so every pass starts the same.
                 for table in ["bench_raw", "bench_raw_people", "bench_raw_audit"] {
-                    let empty = if postgres { "TRUNCATE " } else { "DELETE FROM " };
-                    sqlx::query(&format!("{empty}{table}")).execute(&mut conn).await?;
+                    let empty = if postgres {
+                        "TRUNCATE "
+                    } else {
+                        "DELETE FROM "
+                    };
+                    sqlx::query(&format!("{empty}{table}"))
+                        .execute(&mut conn)
+                        .await?;
                 }
                 settle(&mut conn, postgres).await;
                 let started = Instant::now();
@@ -311,14 +315,13 @@ async fn raw_insert(url: &str, postgres: bool, n: usize) -> anyhow::Result<RawRa
                     if tables >= 2 {
                         let mut q = sqlx::QueryBuilder::<$db>::new(
                             "INSERT INTO bench_raw_people \
-                             (id, subject_tag, email_tag, sealed_profile, sealed_groups, key_id) ",
+                             (id, subject_tag, email_tag, sealed_profile, key_id) ",
                         );
-                        q.push_values(p, |mut b, (id, st, et, sp, sg)| {
+                        q.push_values(p, |mut b, (id, st, et, sp)| {
                             b.push_bind(id)
                                 .push_bind(st)
                                 .push_bind(et)
                                 .push_bind(sp)
-                                .push_bind(sg)
                                 .push_bind("k1");
                         });
                         q.build().execute(&mut *tx).await?;

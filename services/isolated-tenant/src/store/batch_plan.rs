@@ -403,6 +403,10 @@ mod tests {
         let p = plan(&b, &HashSet::from([g1, g2]), people, &corp());
         assert_eq!(p.memberships.len(), 4);
         let written: Vec<Uuid> = p.identities.iter().map(|i| i.id).collect();
-        assert_eq!(written, vec![Uuid::from_u128(3)], "only the row under an old key");
+        assert_eq!(
+            written,
+            vec![Uuid::from_u128(3)],
+            "only the row under an old key"
+        );
     }
 }

@@ -305,12 +305,7 @@ impl IdentityRow {
 
     /// The row to write for identity `id` under `key`. The address is tagged only when the
     /// identity owns it (see the store's module docs).
-    pub(super) fn new(
-        key: &SealKey,
-        id: Uuid,
-        profile: &Profile,
-        email_owned: bool,
-    ) -> Self {
+    pub(super) fn new(key: &SealKey, id: Uuid, profile: &Profile, email_owned: bool) -> Self {
         Self {
             id,
             subject_tag: profile.subject.as_ref().map(|s| key.subject_tag(s)),

@@ -10,8 +10,8 @@
 
 use super::batch_plan;
 use super::roles::{
-    email_tags, identity_key, member_tags, subject_tags, IdentityRow, MemberRow, Opened,
-    TagColumn, Tx,
+    email_tags, identity_key, member_tags, subject_tags, IdentityRow, MemberRow, Opened, TagColumn,
+    Tx,
 };
 use super::sql::CHUNK;
 use super::{Provisioned, StoreError};
@@ -776,10 +776,7 @@ impl Rules<'_> {
                 NewEvent::new(action::IDENTITY_KIND_CHANGED, None)
                     .about(audit::identity_alone(active, o.id)),
             );
-            events.extend(
-                self.end_barred_memberships(tx, o.id, kind, None)
-                    .await?,
-            );
+            events.extend(self.end_barred_memberships(tx, o.id, kind, None).await?);
             let row = IdentityRow::new(active, o.id, &o.profile, o.email_owned);
             tx.update_identities(vec![row]).await?;
         }

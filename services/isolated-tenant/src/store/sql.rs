@@ -12,9 +12,9 @@
 //! Code here is generic over a [`SqlBackend`]: it writes a [`Statement`], runs it with
 //! `DB::run` / `DB::rows` and reads a column with `DB::get` ([`crate::backend`]).
 
-use super::roles::{group_key,
-    AuditLog, Groups, Identities, IdentityRow, Locks, MemberRow, Memberships, Revocations,
-    TagColumn, Tx,
+use super::roles::{
+    group_key, AuditLog, Groups, Identities, IdentityRow, Locks, MemberRow, Memberships,
+    Revocations, TagColumn, Tx,
 };
 use super::StoreError;
 use crate::audit::{self, Context, NewEvent};

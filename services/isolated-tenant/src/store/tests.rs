@@ -1785,10 +1785,16 @@ mod log_witness {
         keys: &SealKeys,
         mark: impl std::future::Future<Output = ()>,
     ) -> (Uuid, Vec<Vec<u8>>) {
-        let (g1, g2, g3) = (group(s, "g1").await, group(s, "g2").await, group(s, "g3").await);
+        let (g1, g2, g3) = (
+            group(s, "g1").await,
+            group(s, "g2").await,
+            group(s, "g3").await,
+        );
         let alice = member("alice", "alice@corp.example");
         s.add_member(&Context::tenant(), g1, &alice).await.unwrap();
-        s.add_member(&Context::tenant(), g1, &member("bob", "bob@corp.example")).await.unwrap();
+        s.add_member(&Context::tenant(), g1, &member("bob", "bob@corp.example"))
+            .await
+            .unwrap();
         let alice_tag = hex::encode(keys.active().subject_tag(&alice.subject()));
         let dump = s.dump().await;
         let row = table(&dump, "identities")
@@ -1799,8 +1805,12 @@ mod log_witness {
 
         mark.await;
         s.add_member(&Context::tenant(), g2, &alice).await.unwrap();
-        s.add_member(&Context::tenant(), g3, &by_email("alice@corp.example")).await.unwrap();
-        s.remove_member(&Context::tenant(), g1, &alice.who()).await.unwrap();
+        s.add_member(&Context::tenant(), g3, &by_email("alice@corp.example"))
+            .await
+            .unwrap();
+        s.remove_member(&Context::tenant(), g1, &alice.who())
+            .await
+            .unwrap();
         let batch = ApplyBatch {
             ops: vec![tenant_api::BatchOp {
                 op: tenant_api::BatchOpKind::Add,
@@ -1808,11 +1818,26 @@ mod log_witness {
                 subject: None,
                 email: alice.member.email.clone(),
             }],
-            labels: vec![tenant_api::GroupLabel { group_id: g1, label: label("General") }],
+            labels: vec![tenant_api::GroupLabel {
+                group_id: g1,
+                label: label("General"),
+            }],
         };
-        assert_eq!(s.apply_batch(&Context::tenant(), &batch).await.unwrap().applied, 1);
-        assert_eq!(s.groups_of(&alice.subject(), None).await.unwrap(), sorted(vec![g1, g2, g3]));
-        let written = [g2, g3, g1].iter().map(|g| keys.active().member_tag(*g, id)).collect();
+        assert_eq!(
+            s.apply_batch(&Context::tenant(), &batch)
+                .await
+                .unwrap()
+                .applied,
+            1
+        );
+        assert_eq!(
+            s.groups_of(&alice.subject(), None).await.unwrap(),
+            sorted(vec![g1, g2, g3])
+        );
+        let written = [g2, g3, g1]
+            .iter()
+            .map(|g| keys.active().member_tag(*g, id))
+            .collect();
         (id, written)
     }
 
@@ -1824,17 +1849,26 @@ mod log_witness {
     async fn sqlite_joins_and_leaves_leave_no_page_of_the_persons_identity_in_the_log() {
         let (keys, _) = fresh_keys();
         let db = TestDb::sqlite(keys.clone()).await;
-        let path = db.database.url().trim_start_matches("sqlite://").to_string();
+        let path = db
+            .database
+            .url()
+            .trim_start_matches("sqlite://")
+            .to_string();
         let raw = &db.raw;
         // The log starts empty: everything in it afterwards was written by the flow.
         let mark = async {
-            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").await.unwrap();
+            raw.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                .await
+                .unwrap();
             assert_eq!(std::fs::metadata(format!("{path}-wal")).unwrap().len(), 0);
         };
         let (id, written) = watched_flow(db.store.as_ref(), &keys, mark).await;
         let log = std::fs::read(format!("{path}-wal")).unwrap();
         for tag in &written {
-            assert!(contains(&log, tag), "the log holds the flow's membership rows");
+            assert!(
+                contains(&log, tag),
+                "the log holds the flow's membership rows"
+            );
         }
         assert!(
             !contains(&log, id.as_bytes()),
@@ -1848,9 +1882,14 @@ mod log_witness {
     async fn postgres_joins_and_leaves_write_no_wal_record_about_the_persons_identity() {
         let (keys, _) = fresh_keys();
         let db = TestDb::postgres(keys.clone()).await;
-        let Raw::PgStore(store) = &db.raw else { unreachable!() };
+        let Raw::PgStore(store) = &db.raw else {
+            unreachable!()
+        };
         let pool = store.pool().clone();
-        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_walinspect").execute(&pool).await.unwrap();
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+            .execute(&pool)
+            .await
+            .unwrap();
         // Every relation of the two tables (heap and indexes), as `…/<database>/<file> ` the
         // way a WAL record's block reference names it.
         let files = |table: &'static str| {
@@ -1888,10 +1927,18 @@ mod log_witness {
         .fetch_all(&pool)
         .await
         .unwrap();
-        let touches = |files: &[String]| blocks.iter().filter(|b| files.iter().any(|f| b.contains(f.as_str()))).count();
+        let touches = |files: &[String]| {
+            blocks
+                .iter()
+                .filter(|b| files.iter().any(|f| b.contains(f.as_str())))
+                .count()
+        };
         let memberships = files("memberships").await;
         let identities = files("identities").await;
-        assert!(touches(&memberships) >= 4, "the WAL holds the flow's membership writes: {blocks:?}");
+        assert!(
+            touches(&memberships) >= 4,
+            "the WAL holds the flow's membership writes: {blocks:?}"
+        );
         assert_eq!(
             touches(&identities),
             0,
