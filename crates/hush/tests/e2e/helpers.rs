@@ -93,6 +93,28 @@ impl App {
             Databases::for_test(dir.path(), backend, service_kit::testing::postgres_url)
                 .await
                 .expect("fresh test databases");
+        Self::start(dir, dbs, pg, configure).await
+    }
+
+    /// Starts a fresh stack on the Postgres server `admin_url` names (one new database per
+    /// service, dropped by [`Self::stop`]), whatever HUSH_TEST_POSTGRES_URL says: for tests
+    /// that run their own server.
+    pub async fn spawn_on_postgres_at(admin_url: &str) -> App {
+        service_kit::telemetry::init_for_test();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (dbs, pg) = Databases::fresh(dir.path(), Some(admin_url), "hush_t")
+            .await
+            .expect("fresh databases on the given server");
+        Self::start(dir, dbs, pg, |_, _| {}).await
+    }
+
+    /// Starts the stack on `dbs`, its keys and files in `dir`.
+    async fn start(
+        dir: tempfile::TempDir,
+        dbs: Databases,
+        pg: Option<PostgresDatabases>,
+        configure: impl FnOnce(&std::path::Path, &mut StackConfig),
+    ) -> App {
         let mut config = StackConfig::for_tests(dir.path(), dbs);
         configure(dir.path(), &mut config);
         let stack = Stack::start(config).await.expect("stack starts");
