@@ -81,27 +81,29 @@ impl Rules<'_> {
             .find_identities(by_subject.clone(), by_email.clone())
             .await?;
         let mut locked: HashSet<i64> = HashSet::new();
-        while lock {
-            let mut keys: Vec<i64> = rows
-                .iter()
-                .map(|r| identity_key(r.id))
-                .filter(|k| !locked.contains(k))
-                .collect();
-            // Someone the tenant has never seen: a stand-in's key is locked and the lookup
-            // runs again all the same, so that path runs the same statements (INV-3).
-            if locked.is_empty() && keys.is_empty() {
-                keys.push(identity_key(Uuid::new_v4()));
+        if lock {
+            loop {
+                let mut keys: Vec<i64> = rows
+                    .iter()
+                    .map(|r| identity_key(r.id))
+                    .filter(|k| !locked.contains(k))
+                    .collect();
+                // Someone the tenant has never seen: a stand-in's key is locked and the lookup
+                // runs again all the same, so that path runs the same statements (INV-3).
+                if locked.is_empty() && keys.is_empty() {
+                    keys.push(identity_key(Uuid::new_v4()));
+                }
+                // Nothing new to lock, or a backend whose write transaction holds everything.
+                if keys.is_empty() || !tx.lock_keys(&keys, true).await? {
+                    break;
+                }
+                locked.extend(keys);
+                // What was read before the lock may have changed (an offboarding, a merge): read
+                // again, now that no other writer can change these identities.
+                rows = tx
+                    .find_identities(by_subject.clone(), by_email.clone())
+                    .await?;
             }
-            // Nothing new to lock, or a backend whose write transaction holds everything.
-            if keys.is_empty() || !tx.lock_keys(&keys, true).await? {
-                break;
-            }
-            locked.extend(keys);
-            // What was read before the lock may have changed (an offboarding, a merge): read
-            // again, now that no other writer can change these identities.
-            rows = tx
-                .find_identities(by_subject.clone(), by_email.clone())
-                .await?;
         }
         rows.iter().map(|r| r.open(self.keys)).collect()
     }
