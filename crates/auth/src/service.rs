@@ -115,7 +115,7 @@ impl ServiceKeyArgs {
 #[derive(Clone)]
 pub struct ServiceSigner {
     service: ServiceName,
-    key: Arc<p256::ecdsa::SigningKey>,
+    key: Arc<keys::Es256Key>,
     public_pem: Arc<str>,
 }
 
@@ -155,7 +155,7 @@ impl ServiceSigner {
     fn from_secret(service: ServiceName, secret: &p256::SecretKey) -> Result<Self, AuthError> {
         Ok(Self {
             service,
-            key: Arc::new(p256::ecdsa::SigningKey::from(secret)),
+            key: Arc::new(keys::Es256Key::new(secret)?),
             public_pem: keys::public_pem(&secret.public_key())?.into(),
         })
     }
@@ -184,7 +184,7 @@ impl ServiceSigner {
         });
         let header =
             serde_json::json!({ "alg": "ES256", "typ": "JWT", "kid": self.service.as_str() });
-        keys::sign_es256(&self.key, &header, &claims)
+        self.key.sign(&header, &claims)
     }
 }
 
