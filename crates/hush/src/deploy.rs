@@ -39,6 +39,8 @@ pub fn generate_keys(dir: &Path) -> anyhow::Result<Vec<String>> {
     report.push(format!("seal key   {}/bulk-seal.key", dir.display()));
     membership_api::generate_seal_key_file(&dir.join("membership-seal.key"))?;
     report.push(format!("seal key   {}/membership-seal.key", dir.display()));
+    control_api::generate_seal_key_file(&dir.join("control-seal.key"))?;
+    report.push(format!("seal key   {}/control-seal.key", dir.display()));
     Ok(report)
 }
 

@@ -477,6 +477,8 @@ impl Stack {
                     service_key: self.key(ServiceName::ControlApi),
                     http: cfg.http.clone(),
                     scim: cfg.scim.clone(),
+                    seal_key: None,
+                    seal_key_file: Some(self.keys.join("control-seal.key")),
                 };
                 tokio::spawn(control_api::run(c, listener, shutdown))
             }

@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod problem;
 pub mod redacted;
 pub mod retry;
+pub mod seal;
 pub mod sql;
 pub mod telemetry;
 #[cfg(any(test, feature = "testing"))]

@@ -2,15 +2,10 @@
 //! under bulk-api's key, bound to their job and position (associated data), so a database dump
 //! shows neither who is added or removed nor lets a chunk be moved to another job.
 
-use anyhow::Context as _;
-use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand::RngCore as _;
+use chacha20poly1305::XChaCha20Poly1305;
+use service_kit::seal as cipher;
 use std::path::Path;
 use uuid::Uuid;
-
-const NONCE: usize = 24;
 
 /// The key job input is sealed with.
 #[derive(Clone)]
@@ -30,23 +25,13 @@ pub struct SealError;
 impl JobKey {
     /// The key in `text`: 32 bytes, base64 (surrounding whitespace ignored).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .context("the bulk seal key is not base64")?;
-        anyhow::ensure!(bytes.len() == 32, "the bulk seal key must be 32 bytes");
-        Ok(Self(XChaCha20Poly1305::new_from_slice(&bytes)?))
+        let key = cipher::parse_key(text, "the bulk seal key")?;
+        Ok(Self(cipher::cipher(&key)))
     }
 
     /// A random key, for tests and for running without a configured key.
     pub fn random() -> Self {
-        Self::parse(&Self::generate_text()).expect("a fresh key parses")
-    }
-
-    /// A fresh key in the form [`Self::parse`] reads.
-    pub fn generate_text() -> String {
-        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
-        base64::engine::general_purpose::STANDARD.encode(bytes.as_ref())
+        Self::parse(&cipher::generate_key_text()).expect("a fresh key parses")
     }
 
     fn aad(job: Uuid, seq: u64) -> [u8; 24] {
@@ -58,47 +43,20 @@ impl JobKey {
 
     /// Seals chunk `seq` of `job`.
     pub fn seal(&self, job: Uuid, seq: u64, plain: &[u8]) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = Self::aad(job, seq);
-        let sealed = self
-            .0
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: &aad,
-                },
-            )
-            .expect("sealing cannot fail for in-memory buffers");
-        let mut out = Vec::with_capacity(NONCE + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        out
+        cipher::seal(&self.0, plain, &Self::aad(job, seq))
     }
 
     /// Opens chunk `seq` of `job`.
     pub fn open(&self, job: Uuid, seq: u64, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        if sealed.len() < NONCE {
-            return Err(SealError);
-        }
-        let (nonce, body) = sealed.split_at(NONCE);
-        let aad = Self::aad(job, seq);
-        self.0
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: body,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| SealError)
+        cipher::open(&self.0, sealed, &Self::aad(job, seq))
+            .map(|plain| plain.to_vec())
+            .ok_or(SealError)
     }
 }
 
 /// Writes a fresh key to `path` (mode 0600) unless a file is there already.
 pub fn generate_seal_key_file(path: &Path) -> anyhow::Result<()> {
-    service_kit::files::create_secret(path, &format!("{}\n", JobKey::generate_text()))
+    cipher::generate_key_file(path)
 }
 
 #[cfg(test)]

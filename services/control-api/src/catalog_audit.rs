@@ -12,6 +12,7 @@
 
 use crate::error::ApiError;
 use crate::extract::LabelAdmin;
+use crate::seal::{OwnerKey, Purpose, Unopened};
 use crate::AppState;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
@@ -96,8 +97,10 @@ impl AuditContext {
 
 /// Appends `events` inside the caller's transaction (one statement each; catalog changes come
 /// one or a few at a time), with the acting user and request id of `ctx` (an event's own
-/// actor, if it names one, comes first).
+/// actor, if it names one, comes first). The actor and the detail are sealed under `key`
+/// ([`crate::seal`]): the detail names owners.
 pub async fn append<DB>(
+    key: &OwnerKey,
     conn: &mut DB::Connection,
     ctx: &AuditContext,
     events: &[CatalogEvent],
@@ -113,22 +116,35 @@ where
     for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let ctx_actor = ctx.actor.as_ref().map(|s| s.as_str().to_string());
+    let seal_actor = |a: &String| key.seal(Purpose::Subject, a);
     for e in events {
         sqlx::query(
             "INSERT INTO catalog_audit (at_ms, actor, action, group_id, label, detail, \
              request_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(now)
-        .bind(e.actor.clone().or_else(|| ctx_actor.clone()))
+        .bind(e.actor.as_ref().or(ctx_actor.as_ref()).map(seal_actor))
         .bind(e.action)
         .bind(e.group_id.clone())
         .bind(e.label.clone())
-        .bind(e.detail.to_string())
+        .bind(key.seal_fresh(Purpose::Detail, &e.detail.to_string()))
         .bind(ctx.request_id.clone())
         .execute(&mut *conn)
         .await?;
     }
     Ok(())
+}
+
+/// `entry` as read, its actor and `detail` (as stored) opened: sealed ones with `key`, those
+/// of events recorded before sealing as they were.
+pub fn opened(key: &OwnerKey, mut entry: AuditEntry, detail: &str) -> Result<AuditEntry, Unopened> {
+    entry.actor = entry
+        .actor
+        .map(|a| key.open(Purpose::Subject, &a))
+        .transpose()?;
+    let detail = key.open(Purpose::Detail, detail)?;
+    entry.detail = serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null);
+    Ok(entry)
 }
 
 /// One recorded catalog change.

@@ -50,9 +50,36 @@ pub struct Config {
     /// SCIM provisioning from the company's IdP.
     #[command(flatten)]
     pub scim: crate::scim::ScimArgs,
+    /// The key owners are sealed with at rest (INV-5, issue 16): 32 bytes, base64. Required
+    /// (this or `--seal-key-file`): owners sealed under a lost key cannot be read.
+    #[arg(
+        long,
+        env = "HUSH_CONTROL_SEAL_KEY",
+        hide_env_values = true,
+        conflicts_with = "seal_key_file"
+    )]
+    pub seal_key: Option<Redacted>,
+    /// A file holding the seal key (`hush up` and `hush deploy-init` write one).
+    #[arg(long, env = "HUSH_CONTROL_SEAL_KEY_FILE")]
+    pub seal_key_file: Option<std::path::PathBuf>,
 }
 
 impl Config {
+    /// The seal key the configuration names; an error when it names none (a random key would
+    /// make every owner unreadable after a restart).
+    pub fn load_seal_key(&self) -> anyhow::Result<crate::seal::OwnerKey> {
+        if let Some(k) = &self.seal_key {
+            return crate::seal::OwnerKey::parse(k.expose());
+        }
+        let path = self.seal_key_file.as_ref().context(
+            "control-api needs a seal key for owners at rest: set HUSH_CONTROL_SEAL_KEY_FILE \
+             (`hush deploy-init` writes one) or HUSH_CONTROL_SEAL_KEY",
+        )?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the control seal key {}", path.display()))?;
+        crate::seal::OwnerKey::parse(&text)
+    }
+
     /// The mail domain, checked: it must make valid addresses with a local part.
     pub fn checked_mail_domain(&self) -> anyhow::Result<String> {
         check_mail_domain(&self.mail_domain)

@@ -23,6 +23,7 @@ pub mod model;
 mod relabel;
 pub mod saga;
 pub mod scim;
+pub mod seal;
 pub mod store;
 pub mod tenant;
 
@@ -33,6 +34,7 @@ pub use groups::{
 };
 pub use labels::{LabelChange, NewLabel, LABEL_ADMIN};
 pub use saga::{Saga, SagaSettings};
+pub use seal::{generate_seal_key_file, OwnerKey};
 pub use store::Store;
 pub use tenant::Tenant;
 
@@ -110,7 +112,8 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     // Offboarding bites: every caller's token is checked against the tenant's record of
     // offboardings (answers reused for at most auth::VALID_FOR).
     let verifier = verifier.with_revocations(Arc::new(tenant.clone()));
-    let store = store::connect(config.database_url.expose(), MAX_DB_CONNECTIONS)
+    let key = config.load_seal_key()?;
+    let store = store::connect(config.database_url.expose(), MAX_DB_CONNECTIONS, key)
         .await
         .context("opening the database")?;
     if store

@@ -2,8 +2,9 @@
 //! saga's queue, which is three columns of the group row. All of control-api's SQL is in this
 //! module. No table holds a member (INV-1).
 //!
-//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation ([`SqlStore`]
-//! with this service's [`Schema`], in `sql`), generic over the backend, so the SQL cannot drift
+//! One trait, two backends: [`PgStore`] and [`SqliteStore`] are one implementation
+//! ([`SealedStore`]: a [`SqlStore`] with this service's [`Schema`] and the key owners are sealed
+//! with, in `sql`), generic over the backend, so the SQL cannot drift
 //! between them: it is written once with `$n` placeholders, which Postgres and sqlx's SQLite driver
 //! both read. What really differs comes from [`service_kit::sql::Dialect`]: how a write transaction
 //! begins (`BEGIN IMMEDIATE` on SQLite, so a transaction never has to upgrade a read lock and fail
@@ -24,6 +25,7 @@
 
 use crate::catalog_audit::{AuditContext, CatalogEvent};
 use crate::model::{Description, GroupChanges, GroupRecord, NewGroup, Owners};
+use crate::seal::OwnerKey;
 use async_trait::async_trait;
 use domain::{
     Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, LabelName, LabelPolicy,
@@ -31,6 +33,7 @@ use domain::{
 };
 #[cfg(test)]
 use service_kit::db;
+use service_kit::db::Backend;
 use service_kit::sql::{Migrations, SqlStore};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -656,15 +659,55 @@ fn edit_events(
     events
 }
 
+/// control-api's store on backend `DB`: its database, and the key owners are sealed with
+/// ([`crate::seal`]).
+pub struct SealedStore<DB: sqlx::Database> {
+    sql: SqlStore<DB, Schema>,
+    key: OwnerKey,
+}
+
+// Not derived: a derive would ask the backend's marker type for `Clone`.
+impl<DB: sqlx::Database> Clone for SealedStore<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            sql: self.sql.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+impl<DB: sqlx::Database> SealedStore<DB> {
+    /// The store over `sql`, sealing with `key`.
+    pub fn new(sql: SqlStore<DB, Schema>, key: OwnerKey) -> Self {
+        Self { sql, key }
+    }
+
+    /// The pool: for the store's own statements, and for tests that work on the schema.
+    pub fn pool(&self) -> &sqlx::Pool<DB> {
+        self.sql.pool()
+    }
+}
+
 /// The production store.
-pub type PgStore = SqlStore<sqlx::Postgres, Schema>;
+pub type PgStore = SealedStore<sqlx::Postgres>;
 /// The embedded store of `hush up`.
-pub type SqliteStore = SqlStore<sqlx::Sqlite, Schema>;
+pub type SqliteStore = SealedStore<sqlx::Sqlite>;
 
 /// Opens the database `url` names (`postgres://…` or `sqlite:…`), with at most `max`
-/// connections, and migrates it.
-pub async fn connect(url: &str, max: u32) -> anyhow::Result<Arc<dyn Store>> {
-    service_kit::sql::connect::<Schema, dyn Store>(url, max, |s| Arc::new(s), |s| Arc::new(s)).await
+/// connections, migrates it, and seals any owner rows written before owners were sealed.
+pub async fn connect(url: &str, max: u32, key: OwnerKey) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match Backend::from_url(url)? {
+        Backend::Postgres => {
+            let store = PgStore::new(SqlStore::open(url, max).await?, key);
+            store.seal_clear_rows().await?;
+            Arc::new(store)
+        }
+        Backend::Sqlite => {
+            let store = SqliteStore::new(SqlStore::open(url, max).await?, key);
+            store.seal_clear_rows().await?;
+            Arc::new(store)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -6,19 +6,13 @@
 //! pending request per person and group" find rows by a keyed hash of the subject (HMAC-SHA256
 //! under a subkey), which says nothing without the key.
 
-use anyhow::Context as _;
-use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chacha20poly1305::XChaCha20Poly1305;
 use domain::{Email, GroupId, IdentityKind, Subject};
-use hmac::{Hmac, Mac};
-use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use service_kit::seal as cipher;
 use std::path::Path;
 use zeroize::Zeroizing;
 
-const NONCE: usize = 24;
 /// Every sealed requester is this long before sealing: a subject (≤ 256) and an address
 /// (≤ 254) as JSON fit, padded with spaces.
 const PADDED: usize = 640;
@@ -61,48 +55,31 @@ impl Requester {
     }
 }
 
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    for p in parts {
-        mac.update(p);
-    }
-    mac.finalize().into_bytes().into()
-}
-
 impl RequestKey {
     /// The key in `text`: 32 bytes, base64 (surrounding whitespace ignored).
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let bytes = Zeroizing::new(
-            base64::engine::general_purpose::STANDARD
-                .decode(text.trim())
-                .context("the membership seal key is not base64")?,
-        );
-        anyhow::ensure!(
-            bytes.len() == 32,
-            "the membership seal key must be 32 bytes"
-        );
-        let seal = Zeroizing::new(hmac(&bytes, &[b"hush/membership/requests/seal"]));
+        let bytes = cipher::parse_key(text, "the membership seal key")?;
+        let seal = Zeroizing::new(cipher::hmac(
+            bytes.as_ref(),
+            &[b"hush/membership/requests/seal"],
+        ));
         Ok(Self {
-            aead: XChaCha20Poly1305::new_from_slice(seal.as_ref())?,
-            tag: Zeroizing::new(hmac(&bytes, &[b"hush/membership/requests/tag"])),
+            aead: cipher::cipher(&seal),
+            tag: Zeroizing::new(cipher::hmac(
+                bytes.as_ref(),
+                &[b"hush/membership/requests/tag"],
+            )),
         })
     }
 
     /// A random key, for tests and for running without a configured key.
     pub fn random() -> Self {
-        Self::parse(&Self::generate_text()).expect("a fresh key parses")
-    }
-
-    /// A fresh key in the form [`Self::parse`] reads.
-    pub fn generate_text() -> String {
-        let mut bytes = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(bytes.as_mut());
-        base64::engine::general_purpose::STANDARD.encode(bytes.as_ref())
+        Self::parse(&cipher::generate_key_text()).expect("a fresh key parses")
     }
 
     /// The keyed hash a requester's rows are found by.
     pub fn tag(&self, subject: &Subject) -> Vec<u8> {
-        hmac(self.tag.as_ref(), &[subject.as_str().as_bytes()]).to_vec()
+        cipher::hmac(self.tag.as_ref(), &[subject.as_str().as_bytes()]).to_vec()
     }
 
     /// Seals `who` for a request of `group`.
@@ -110,49 +87,20 @@ impl RequestKey {
         let mut plain = Zeroizing::new(serde_json::to_vec(who).expect("a requester serializes"));
         let padded = PADDED.max(plain.len());
         plain.resize(padded, b' ');
-        let mut nonce = [0u8; NONCE];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let sealed = self
-            .aead
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: &plain,
-                    aad: group.as_uuid().as_bytes(),
-                },
-            )
-            .expect("sealing cannot fail for in-memory buffers");
-        let mut out = Vec::with_capacity(NONCE + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        out
+        cipher::seal(&self.aead, &plain, group.as_uuid().as_bytes())
     }
 
     /// Opens a requester sealed for a request of `group`; `None` when it does not open (another
     /// key, another group, altered).
     pub fn open(&self, group: GroupId, sealed: &[u8]) -> Option<Requester> {
-        if sealed.len() < NONCE {
-            return None;
-        }
-        let (nonce, body) = sealed.split_at(NONCE);
-        let plain = Zeroizing::new(
-            self.aead
-                .decrypt(
-                    XNonce::from_slice(nonce),
-                    Payload {
-                        msg: body,
-                        aad: group.as_uuid().as_bytes(),
-                    },
-                )
-                .ok()?,
-        );
+        let plain = cipher::open(&self.aead, sealed, group.as_uuid().as_bytes())?;
         serde_json::from_slice(plain.trim_ascii_end()).ok()
     }
 }
 
 /// Writes a fresh key to `path` (mode 0600) unless a file is there already.
 pub fn generate_seal_key_file(path: &Path) -> anyhow::Result<()> {
-    service_kit::files::create_secret(path, &format!("{}\n", RequestKey::generate_text()))
+    cipher::generate_key_file(path)
 }
 
 #[cfg(test)]

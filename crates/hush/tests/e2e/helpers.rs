@@ -244,7 +244,9 @@ impl App {
     /// Waits until the provisioning saga has recorded `attempts` failed attempts for group `id`
     /// (read from control-api's database: no public surface shows them).
     pub async fn wait_saga_attempts(&self, id: &str, attempts: u32, limit: Duration) {
-        let store = control_api::store::connect(&self.stack.databases().control, 1)
+        let key = std::fs::read_to_string(self.stack.keys_dir().join("control-seal.key")).unwrap();
+        let key = control_api::OwnerKey::parse(&key).unwrap();
+        let store = control_api::store::connect(&self.stack.databases().control, 1, key)
             .await
             .expect("control-api's database");
         let group = domain::GroupId::parse(id).unwrap();

@@ -2,8 +2,10 @@
 //! a label as strict as the group's or stricter applies at once; a looser one waits for a
 //! label-admin's approval (see [`super::super::Store::relabel_group`]).
 
+use super::sql::open_subject;
 use super::{corrupt, label_detail, PendingRelabel, StoreError};
 use crate::catalog_audit::CatalogEvent;
+use crate::seal::OwnerKey;
 use domain::{GroupId, GroupName, GroupState, JoinPolicy, Label, LabelName, LabelPolicy, Subject};
 use service_kit::sql::Dialect;
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
@@ -29,7 +31,7 @@ pub(super) type RelabelRow = (
     i64,
 );
 
-pub(super) fn relabel_from(row: RelabelRow) -> Result<PendingRelabel, StoreError> {
+pub(super) fn relabel_from(key: &OwnerKey, row: RelabelRow) -> Result<PendingRelabel, StoreError> {
     let (id, group, group_name, from, to, description, policy, proposed_by, proposed_at) = row;
     Ok(PendingRelabel {
         id,
@@ -41,7 +43,7 @@ pub(super) fn relabel_from(row: RelabelRow) -> Result<PendingRelabel, StoreError
             description,
             policy: serde_json::from_str(&policy).map_err(corrupt)?,
         },
-        proposed_by: Subject::parse(proposed_by).map_err(corrupt)?,
+        proposed_by: open_subject(key, &proposed_by)?,
         proposed_at,
     })
 }
@@ -136,7 +138,11 @@ where
     /// The pending re-labelling `id`, locked (Postgres: `FOR UPDATE`): its group, the label
     /// it leaves and the label it proposes with that label's policy when proposed, and its
     /// proposer.
-    pub async fn hold(conn: &mut DB::Connection, id: Uuid) -> Result<Option<Held>, StoreError> {
+    pub async fn hold(
+        key: &OwnerKey,
+        conn: &mut DB::Connection,
+        id: Uuid,
+    ) -> Result<Option<Held>, StoreError> {
         let sql = format!(
             "SELECT group_id, from_label, to_label, to_policy, proposed_by FROM group_relabels \
              WHERE id = $1{}",
@@ -152,7 +158,7 @@ where
                 from: LabelName::parse(from).map_err(corrupt)?,
                 to: LabelName::parse(to).map_err(corrupt)?,
                 to_policy: serde_json::from_str(&policy).map_err(corrupt)?,
-                proposed_by: Subject::parse(proposed_by).map_err(corrupt)?,
+                proposed_by: open_subject(key, &proposed_by)?,
             })
         })
         .transpose()
@@ -160,6 +166,7 @@ where
 
     /// Files `change` for approval.
     pub async fn file(
+        key: &OwnerKey,
         conn: &mut DB::Connection,
         change: &PendingRelabel,
     ) -> Result<(), StoreError> {
@@ -172,7 +179,7 @@ where
         .bind(change.from.as_str())
         .bind(change.to.name.as_str())
         .bind(serde_json::to_string(&change.to.policy).map_err(corrupt)?)
-        .bind(change.proposed_by.as_str())
+        .bind(key.subject(&change.proposed_by))
         .bind(change.proposed_at)
         .execute(&mut *conn)
         .await?;

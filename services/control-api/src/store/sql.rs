@@ -1,4 +1,4 @@
-//! [`Store`] on SQL ([`SqlStore`] with this service's [`Schema`]): one implementation, generic over the backend ([`Dialect`]), so each
+//! [`Store`] on SQL ([`SealedStore`]: a `SqlStore` with this service's [`super::Schema`], and the key owners are sealed with): one implementation, generic over the backend ([`Dialect`]), so each
 //! statement is written once. Where the backends differ (how a write transaction begins, the
 //! row locks Postgres takes and SQLite, with one writer at a time, does not need) the statement
 //! takes its clause from [`Dialect`].
@@ -8,15 +8,16 @@ use super::{
     corrupt, dropped_join_policies, edit_events, group_from, join_policies_text, label_detail,
     label_from, like_pattern, owner_plan, Claim, DiscoverQuery, GroupInsert, GroupTuple,
     GroupWrite, LabelApproval, LabelDelete, LabelInsert, LabelTuple, LabelUpdate, OwnerContact,
-    PendingLabelChange, PendingRelabel, Relabel, RelabelApproval, SagaStatus, Schema, Store,
+    PendingLabelChange, PendingRelabel, Relabel, RelabelApproval, SagaStatus, SealedStore, Store,
     StoreError,
 };
 use crate::catalog_audit::{self, AuditContext, AuditEntry, CatalogEvent};
 use crate::model::{GroupChanges, GroupRecord, NewGroup};
+use crate::seal::{OwnerKey, Purpose};
 use async_trait::async_trait;
 use domain::{Email, GroupId, GroupState, IdentityKind, JoinPolicy, Label, LabelName, Subject};
 use service_kit::db;
-use service_kit::sql::{self, Dialect, SqlStore};
+use service_kit::sql::{self, Dialect};
 use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -53,6 +54,12 @@ type AuditRow = (
 
 fn attempts_from(n: i32) -> u32 {
     u32::try_from(n).unwrap_or_default()
+}
+
+/// A stored subject, opened ([`crate::seal`]).
+pub(super) fn open_subject(key: &OwnerKey, stored: &str) -> Result<Subject, StoreError> {
+    let subject = key.open(Purpose::Subject, stored).map_err(corrupt)?;
+    Subject::parse(subject).map_err(corrupt)
 }
 
 /// The reads that several operations share, each on the caller's connection or transaction.
@@ -108,17 +115,18 @@ where
     for<'r> GroupTuple: FromRow<'r, DB::Row>,
     for<'r> LabelTuple: FromRow<'r, DB::Row>,
     for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
 {
     /// The owners of each of `ids`, sorted.
     async fn owners_of(
+        key: &OwnerKey,
         conn: &mut DB::Connection,
         ids: &[Uuid],
     ) -> Result<HashMap<Uuid, Vec<Subject>>, StoreError> {
         let mut out: HashMap<Uuid, Vec<Subject>> = HashMap::new();
         for chunk in ids.chunks(CHUNK) {
             let sql = format!(
-                "SELECT group_id, subject FROM group_owners WHERE group_id IN ({}) \
-                 ORDER BY group_id, subject",
+                "SELECT group_id, subject FROM group_owners WHERE group_id IN ({})",
                 sql::placeholders(1, chunk.len())
             );
             let mut q = sqlx::query_as::<DB, (Uuid, String)>(&sql);
@@ -129,14 +137,19 @@ where
             for (id, subject) in rows {
                 out.entry(id)
                     .or_default()
-                    .push(Subject::parse(subject).map_err(corrupt)?);
+                    .push(open_subject(key, &subject)?);
             }
+        }
+        // Sorted once opened: the sealed texts' order says nothing.
+        for owners in out.values_mut() {
+            owners.sort();
         }
         Ok(out)
     }
 
     /// Turns group rows into records, reading their owners in one statement.
     async fn records(
+        key: &OwnerKey,
         conn: &mut DB::Connection,
         rows: Vec<GroupTuple>,
     ) -> Result<Vec<GroupRecord>, StoreError> {
@@ -144,7 +157,7 @@ where
             return Ok(Vec::new());
         }
         let ids: Vec<Uuid> = rows.iter().map(|r| r.0).collect();
-        let mut owners = Self::owners_of(conn, &ids).await?;
+        let mut owners = Self::owners_of(key, conn, &ids).await?;
         rows.into_iter()
             .map(|r| {
                 let o = owners.remove(&r.0).unwrap_or_default();
@@ -154,6 +167,7 @@ where
     }
 
     async fn read_group(
+        key: &OwnerKey,
         conn: &mut DB::Connection,
         id: GroupId,
     ) -> Result<Option<GroupRecord>, StoreError> {
@@ -162,7 +176,9 @@ where
             .bind(*id.as_uuid())
             .fetch_optional(&mut *conn)
             .await?;
-        Ok(Self::records(conn, row.into_iter().collect()).await?.pop())
+        Ok(Self::records(key, conn, row.into_iter().collect())
+            .await?
+            .pop())
     }
 
     /// Locks a label row for reading (Postgres: `FOR SHARE`) and reads it.
@@ -181,6 +197,7 @@ where
     /// Locks a group row (Postgres: `FOR UPDATE`) and checks `actor` owns it; gives the
     /// group's state and label name when so.
     async fn hold_owned_group(
+        key: &OwnerKey,
         conn: &mut DB::Connection,
         id: GroupId,
         actor: &Subject,
@@ -199,7 +216,7 @@ where
         let owner: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM group_owners WHERE group_id = $1 AND subject = $2")
                 .bind(*id.as_uuid())
-                .bind(actor.as_str())
+                .bind(key.subject(actor))
                 .fetch_optional(&mut *conn)
                 .await?;
         if owner.is_none() {
@@ -223,7 +240,7 @@ struct ProposedJson {
     policy: domain::LabelPolicy,
 }
 
-fn change_from(row: ChangeRow) -> Result<PendingLabelChange, StoreError> {
+fn change_from(key: &OwnerKey, row: ChangeRow) -> Result<PendingLabelChange, StoreError> {
     let (id, label, proposed, base, proposed_by, proposed_at) = row;
     let name = LabelName::parse(label).map_err(corrupt)?;
     let p: ProposedJson = serde_json::from_str(&proposed).map_err(corrupt)?;
@@ -235,7 +252,7 @@ fn change_from(row: ChangeRow) -> Result<PendingLabelChange, StoreError> {
             policy: p.policy,
         },
         before: serde_json::from_str(&base).map_err(corrupt)?,
-        proposed_by: Subject::parse(proposed_by).map_err(corrupt)?,
+        proposed_by: open_subject(key, &proposed_by)?,
         proposed_at,
     })
 }
@@ -300,6 +317,7 @@ where
 
     /// Files `change` for approval.
     async fn file(
+        key: &OwnerKey,
         conn: &mut DB::Connection,
         change: &PendingLabelChange,
     ) -> Result<(), StoreError> {
@@ -315,7 +333,7 @@ where
         .bind(change.proposed.name.as_str())
         .bind(serde_json::to_string(&proposed).map_err(corrupt)?)
         .bind(serde_json::to_string(&change.before).map_err(corrupt)?)
-        .bind(change.proposed_by.as_str())
+        .bind(key.subject(&change.proposed_by))
         .bind(change.proposed_at)
         .execute(&mut *conn)
         .await?;
@@ -350,8 +368,147 @@ where
     }
 }
 
+impl<DB: Dialect> SealedStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'r> (Uuid, String): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String, String): FromRow<'r, DB::Row>,
+    for<'r> (String, Option<String>, Option<String>): FromRow<'r, DB::Row>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+{
+    /// Seals the rows written before owners were sealed (migration 0007), in one transaction;
+    /// answers how many rows changed. Runs at every start and finds nothing once done. The
+    /// catalog's audit is append-only: its older rows stay as they were.
+    pub(crate) async fn seal_clear_rows(&self) -> Result<u64, StoreError> {
+        let key = &self.key;
+        let clear = |column: &str| format!("{column} NOT LIKE 'hs1.%'");
+        let mut tx = self.pool().begin_with(DB::BEGIN_WRITE).await?;
+        let mut changed = 0u64;
+        let owners: Vec<(Uuid, String)> = sqlx::query_as(&format!(
+            "SELECT group_id, subject FROM group_owners WHERE {}",
+            clear("subject")
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (group, subject) in owners {
+            sqlx::query(
+                "UPDATE group_owners SET subject = $1 WHERE group_id = $2 AND subject = $3",
+            )
+            .bind(key.seal(Purpose::Subject, &subject))
+            .bind(group)
+            .bind(subject.as_str())
+            .execute(&mut *tx)
+            .await?;
+            changed += 1;
+        }
+        let invitations: Vec<(Uuid, String, String)> = sqlx::query_as(&format!(
+            "SELECT group_id, subject, invited_by FROM owner_invitations WHERE {} OR {}",
+            clear("subject"),
+            clear("invited_by")
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (group, subject, by) in invitations {
+            let seal = |v: &str| {
+                if OwnerKey::is_clear(v) {
+                    key.seal(Purpose::Subject, v)
+                } else {
+                    v.to_string()
+                }
+            };
+            sqlx::query(
+                "UPDATE owner_invitations SET subject = $1, invited_by = $2 \
+                 WHERE group_id = $3 AND subject = $4",
+            )
+            .bind(seal(&subject))
+            .bind(seal(&by))
+            .bind(group)
+            .bind(subject.as_str())
+            .execute(&mut *tx)
+            .await?;
+            changed += 1;
+        }
+        let contacts: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT subject, name, email FROM owner_contacts WHERE {} OR {} OR {}",
+            clear("subject"),
+            clear("name"),
+            clear("email")
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        for (subject, name, email) in contacts {
+            let seal = |purpose, v: &str| {
+                if OwnerKey::is_clear(v) {
+                    key.seal(purpose, v)
+                } else {
+                    v.to_string()
+                }
+            };
+            sqlx::query(
+                "UPDATE owner_contacts SET subject = $1, name = $2, email = $3 WHERE subject = $4",
+            )
+            .bind(seal(Purpose::Subject, &subject))
+            .bind(name.map(|n| seal(Purpose::Name, &n)))
+            .bind(email.map(|e| seal(Purpose::Email, &e)))
+            .bind(subject.as_str())
+            .execute(&mut *tx)
+            .await?;
+            changed += 1;
+        }
+        for table in ["label_changes", "group_relabels"] {
+            let rows: Vec<(Uuid, String)> = sqlx::query_as(&format!(
+                "SELECT id, proposed_by FROM {table} WHERE {}",
+                clear("proposed_by")
+            ))
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, by) in rows {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET proposed_by = $1 WHERE id = $2"
+                ))
+                .bind(key.seal(Purpose::Subject, &by))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                changed += 1;
+            }
+        }
+        let creators: Vec<(Uuid, String)> =
+            sqlx::query_as("SELECT id, created_by FROM groups WHERE created_by NOT LIKE 'ht1.%'")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (id, creator) in creators {
+            // A creator that is not a valid subject still gets a tag: it is never read back.
+            let tag = match Subject::parse(creator.as_str()) {
+                Ok(s) => key.creator(&s),
+                Err(_) => key.creator(&Subject::parse("unknown").map_err(corrupt)?),
+            };
+            sqlx::query("UPDATE groups SET created_by = $1 WHERE id = $2")
+                .bind(tag)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            changed += 1;
+        }
+        tx.commit().await?;
+        if changed > 0 {
+            tracing::info!(
+                rows = changed,
+                "sealed owner rows written before owners were sealed"
+            );
+            // The clear values' old pages: out of SQLite's log too.
+            self.sql.forget().await;
+        }
+        Ok(changed)
+    }
+}
+
 #[async_trait]
-impl<DB: Dialect> Store for SqlStore<DB, Schema>
+impl<DB: Dialect> Store for SealedStore<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
@@ -396,18 +553,25 @@ where
         Ok(rows
             .into_iter()
             .map(
-                |(seq, at, actor, action, group_id, label, detail, request_id)| AuditEntry {
-                    seq,
-                    at: catalog_audit::rfc3339(at),
-                    actor,
-                    action,
-                    group_id,
-                    label,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                    request_id,
+                |(seq, at, actor, action, group_id, label, detail, request_id)| {
+                    catalog_audit::opened(
+                        &self.key,
+                        AuditEntry {
+                            seq,
+                            at: catalog_audit::rfc3339(at),
+                            actor,
+                            action,
+                            group_id,
+                            label,
+                            detail: serde_json::Value::Null,
+                            request_id,
+                        },
+                        &detail,
+                    )
                 },
             )
-            .collect())
+            .collect::<Result<_, _>>()
+            .map_err(corrupt)?)
     }
 
     async fn seed_labels(&self, labels: &[Label], now: i64) -> Result<bool, StoreError> {
@@ -473,7 +637,7 @@ where
                         label.name.as_str(),
                         label_detail(label),
                     );
-                    catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                    catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
                     tx.commit().await?;
                     Ok(LabelInsert::Created)
                 }
@@ -522,7 +686,7 @@ where
                     proposed_by: proposer,
                     proposed_at: now,
                 };
-                LabelChanges::<DB>::file(&mut tx, &change).await?;
+                LabelChanges::<DB>::file(&this.key, &mut tx, &change).await?;
                 let event = CatalogEvent::label(
                     "label.change-proposed",
                     label.name.as_str(),
@@ -532,14 +696,14 @@ where
                         "proposed": label_detail(label),
                     }),
                 );
-                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
                 tx.commit().await?;
                 return Ok(LabelUpdate::Proposed(change));
             }
             LabelChanges::<DB>::write(&mut tx, label, now).await?;
             let event =
                 CatalogEvent::label("label.updated", label.name.as_str(), label_detail(label));
-            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
             tx.commit().await?;
             Ok(LabelUpdate::Updated(label.clone()))
         })
@@ -551,7 +715,9 @@ where
             sqlx::query_as(&format!("{CHANGE_SELECT} ORDER BY proposed_at, label"))
                 .fetch_all(self.pool())
                 .await?;
-        rows.into_iter().map(change_from).collect()
+        rows.into_iter()
+            .map(|r| change_from(&self.key, r))
+            .collect()
     }
 
     async fn approve_label_change(
@@ -570,7 +736,7 @@ where
                 .bind(id)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some(change) = row.map(change_from).transpose()? else {
+            let Some(change) = row.map(|r| change_from(&this.key, r)).transpose()? else {
                 tx.rollback().await?;
                 return Ok(LabelApproval::NotFound);
             };
@@ -588,7 +754,7 @@ where
                     serde_json::json!({ "change": id.to_string() }),
                 )
                 .by(&approver);
-                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
                 tx.commit().await?;
                 return Ok(LabelApproval::Overtaken);
             }
@@ -603,7 +769,7 @@ where
             detail["change"] = change.id.to_string().into();
             detail["proposed_by"] = change.proposed_by.as_str().into();
             let event = CatalogEvent::label("label.change-approved", name.as_str(), detail);
-            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
             tx.commit().await?;
             Ok(LabelApproval::Approved(change.proposed))
         })
@@ -636,7 +802,7 @@ where
                 serde_json::json!({ "change": id.to_string() }),
             )
             .by(&admin);
-            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -686,7 +852,7 @@ where
                 .execute(&mut *tx)
                 .await?;
             let event = CatalogEvent::label("label.deleted", name.as_str(), serde_json::json!({}));
-            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], db::now_ms()).await?;
+            catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], db::now_ms()).await?;
             tx.commit().await?;
             Ok(LabelDelete::Deleted)
         })
@@ -723,7 +889,7 @@ where
             .bind(group.contact_address.as_str())
             .bind(label.name.as_str())
             .bind(group.join_policy.as_str())
-            .bind(group.creator.as_str())
+            .bind(this.key.creator(&group.creator))
             .bind(now)
             .execute(&mut *tx)
             .await;
@@ -737,10 +903,10 @@ where
             }
             sqlx::query("INSERT INTO group_owners (group_id, subject) VALUES ($1, $2)")
                 .bind(*group.id.as_uuid())
-                .bind(group.creator.as_str())
+                .bind(this.key.subject(&group.creator))
                 .execute(&mut *tx)
                 .await?;
-            let record = Reads::<DB>::read_group(&mut *tx, group.id)
+            let record = Reads::<DB>::read_group(&this.key, &mut *tx, group.id)
                 .await?
                 .ok_or_else(|| corrupt("a group just written cannot be read back"))?;
             let event = CatalogEvent::group(
@@ -755,7 +921,7 @@ where
                 }),
             )
             .by(&group.creator);
-            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
             tx.commit().await?;
             Ok(GroupInsert::Created(record))
         })
@@ -764,7 +930,7 @@ where
 
     async fn get_group(&self, id: GroupId) -> Result<Option<GroupRecord>, StoreError> {
         let mut conn = self.pool().acquire().await?;
-        Reads::<DB>::read_group(&mut *conn, id).await
+        Reads::<DB>::read_group(&self.key, &mut *conn, id).await
     }
 
     async fn lookup_groups(&self, ids: &[GroupId]) -> Result<Vec<GroupRecord>, StoreError> {
@@ -783,7 +949,7 @@ where
                 q = q.bind(*id);
             }
             let rows = q.fetch_all(&mut *conn).await?;
-            out.extend(Reads::<DB>::records(&mut *conn, rows).await?);
+            out.extend(Reads::<DB>::records(&self.key, &mut *conn, rows).await?);
         }
         Ok(out)
     }
@@ -812,7 +978,7 @@ where
             .bind(i64::from(query.limit))
             .fetch_all(&mut *conn)
             .await?;
-        Reads::<DB>::records(&mut *conn, rows).await
+        Reads::<DB>::records(&self.key, &mut *conn, rows).await
     }
 
     async fn update_group(
@@ -828,13 +994,14 @@ where
         db::run_to_end(async move {
             let (actor, changes, ctx) = (&actor, &changes, &ctx);
             let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
-            let (state, label) = match Reads::<DB>::hold_owned_group(&mut *tx, id, actor).await? {
-                Ok(held) => held,
-                Err(refusal) => {
-                    tx.rollback().await?;
-                    return Ok(refusal);
-                }
-            };
+            let (state, label) =
+                match Reads::<DB>::hold_owned_group(&this.key, &mut *tx, id, actor).await? {
+                    Ok(held) => held,
+                    Err(refusal) => {
+                        tx.rollback().await?;
+                        return Ok(refusal);
+                    }
+                };
             if matches!(state, GroupState::Archiving | GroupState::Archived) {
                 tx.rollback().await?;
                 return Ok(GroupWrite::NotEditable(state));
@@ -850,7 +1017,7 @@ where
             }
             let plan = match &changes.owners {
                 Some(owners) => {
-                    let before = Reads::<DB>::owners_of(&mut *tx, &[*id.as_uuid()])
+                    let before = Reads::<DB>::owners_of(&this.key, &mut *tx, &[*id.as_uuid()])
                         .await?
                         .remove(id.as_uuid())
                         .unwrap_or_default();
@@ -894,7 +1061,7 @@ where
                     );
                     let mut q = sqlx::query(&sql);
                     for subject in &plan.owners {
-                        q = q.bind(*id.as_uuid()).bind(subject.as_str());
+                        q = q.bind(*id.as_uuid()).bind(this.key.subject(subject));
                     }
                     q.execute(&mut *tx).await?;
                 }
@@ -905,20 +1072,21 @@ where
                         sql::value_rows(plan.invited.len(), 4)
                     );
                     let mut q = sqlx::query(&sql);
+                    let inviter = this.key.subject(actor);
                     for subject in &plan.invited {
                         q = q
                             .bind(*id.as_uuid())
-                            .bind(subject.as_str())
-                            .bind(actor.as_str())
+                            .bind(this.key.subject(subject))
+                            .bind(inviter.clone())
                             .bind(now);
                     }
                     q.execute(&mut *tx).await?;
                 }
             }
-            let record = Reads::<DB>::read_group(&mut *tx, id)
+            let record = Reads::<DB>::read_group(&this.key, &mut *tx, id)
                 .await?
                 .ok_or_else(|| corrupt("a group being edited cannot be read back"))?;
-            catalog_audit::append::<DB>(&mut *tx, ctx, &events, now).await?;
+            catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &events, now).await?;
             tx.commit().await?;
             Ok(GroupWrite::Done(record))
         })
@@ -936,9 +1104,14 @@ where
              ON CONFLICT (subject) DO UPDATE SET name = excluded.name, email = excluded.email, \
              updated_at = excluded.updated_at",
         )
-        .bind(subject.as_str())
-        .bind(contact.name.as_deref())
-        .bind(contact.email.as_ref().map(|e| e.as_str()))
+        .bind(self.key.subject(subject))
+        .bind(contact.name.as_deref().map(|n| self.key.seal(Purpose::Name, n)))
+        .bind(
+            contact
+                .email
+                .as_ref()
+                .map(|e| self.key.seal(Purpose::Email, e.as_str())),
+        )
         .bind(now)
         .execute(self.pool())
         .await?;
@@ -957,14 +1130,20 @@ where
             );
             let mut q = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(&sql);
             for s in chunk {
-                q = q.bind(s.as_str());
+                q = q.bind(self.key.subject(s));
             }
             for (subject, name, email) in q.fetch_all(self.pool()).await? {
+                let open = |purpose, v: &str| self.key.open(purpose, v).map_err(corrupt);
                 out.push((
-                    Subject::parse(subject).map_err(corrupt)?,
+                    open_subject(&self.key, &subject)?,
                     OwnerContact {
-                        name,
-                        email: email.map(Email::parse).transpose().map_err(corrupt)?,
+                        name: name.map(|n| open(Purpose::Name, &n)).transpose()?,
+                        email: email
+                            .map(|e| {
+                                open(Purpose::Email, &e)
+                                    .and_then(|e| Email::parse(e).map_err(corrupt))
+                            })
+                            .transpose()?,
                     },
                 ));
             }
@@ -978,23 +1157,25 @@ where
              (SELECT group_id FROM group_owners WHERE subject = $1) ORDER BY g.name, g.id"
         );
         let rows: Vec<GroupTuple> = sqlx::query_as(&sql)
-            .bind(subject.as_str())
+            .bind(self.key.subject(subject))
             .fetch_all(self.pool())
             .await?;
         let mut conn = self.pool().acquire().await?;
-        Reads::<DB>::records(&mut *conn, rows).await
+        Reads::<DB>::records(&self.key, &mut *conn, rows).await
     }
 
     async fn invited_owners(&self, id: GroupId) -> Result<Vec<Subject>, StoreError> {
-        let rows: Vec<String> = sqlx::query_scalar(
-            "SELECT subject FROM owner_invitations WHERE group_id = $1 ORDER BY subject",
-        )
-        .bind(*id.as_uuid())
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter()
-            .map(|s| Subject::parse(s).map_err(corrupt))
-            .collect()
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT subject FROM owner_invitations WHERE group_id = $1")
+                .bind(*id.as_uuid())
+                .fetch_all(self.pool())
+                .await?;
+        let mut invited = rows
+            .iter()
+            .map(|s| open_subject(&self.key, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        invited.sort();
+        Ok(invited)
     }
 
     async fn answer_ownership(
@@ -1021,7 +1202,7 @@ where
                      RETURNING subject",
                 )
                 .bind(*id.as_uuid())
-                .bind(who.as_str())
+                .bind(this.key.subject(who))
                 .fetch_optional(&mut *tx)
                 .await?
             } else {
@@ -1037,7 +1218,7 @@ where
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(*id.as_uuid())
-                .bind(who.as_str())
+                .bind(this.key.subject(who))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -1049,13 +1230,13 @@ where
             let event =
                 CatalogEvent::group(action, id, serde_json::json!({ "subject": who.as_str() }))
                     .by(who);
-            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
             sqlx::query("UPDATE groups SET updated_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(*id.as_uuid())
                 .execute(&mut *tx)
                 .await?;
-            let record = Reads::<DB>::read_group(&mut *tx, id).await?;
+            let record = Reads::<DB>::read_group(&this.key, &mut *tx, id).await?;
             tx.commit().await?;
             Ok(record)
         })
@@ -1073,7 +1254,9 @@ where
         db::run_to_end(async move {
             let (actor, ctx) = (&actor, &ctx);
             let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
-            if let Err(refusal) = Reads::<DB>::hold_owned_group(&mut *tx, id, actor).await? {
+            if let Err(refusal) =
+                Reads::<DB>::hold_owned_group(&this.key, &mut *tx, id, actor).await?
+            {
                 tx.rollback().await?;
                 return Ok(refusal);
             }
@@ -1093,9 +1276,9 @@ where
             if DB::rows_affected(&archived) == 1 {
                 let event =
                     CatalogEvent::group("group.archived", id, serde_json::json!({})).by(actor);
-                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
             }
-            let record = Reads::<DB>::read_group(&mut *tx, id)
+            let record = Reads::<DB>::read_group(&this.key, &mut *tx, id)
                 .await?
                 .ok_or_else(|| corrupt("a group being archived cannot be read back"))?;
             tx.commit().await?;
@@ -1149,7 +1332,7 @@ where
                     proposed_by: actor,
                     proposed_at: now,
                 };
-                Relabels::<DB>::file(&mut tx, &change).await?;
+                Relabels::<DB>::file(&this.key, &mut tx, &change).await?;
                 let event = relabels::event(
                     "group.relabel-proposed",
                     id,
@@ -1157,16 +1340,16 @@ where
                     &change.to,
                     Some(change.id),
                 );
-                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
                 tx.commit().await?;
                 return Ok(Relabel::Proposed(change));
             }
             if new.name != from.name {
                 Relabels::<DB>::write(&mut tx, id, &new.name, now).await?;
                 let event = relabels::event("group.relabeled", id, &from.name, &new, None);
-                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
             }
-            let record = Reads::<DB>::read_group(&mut tx, id)
+            let record = Reads::<DB>::read_group(&this.key, &mut tx, id)
                 .await?
                 .ok_or_else(|| corrupt("a group being re-labelled cannot be read back"))?;
             tx.commit().await?;
@@ -1180,7 +1363,9 @@ where
             sqlx::query_as(&format!("{RELABEL_SELECT} ORDER BY r.proposed_at, r.id"))
                 .fetch_all(self.pool())
                 .await?;
-        rows.into_iter().map(relabels::relabel_from).collect()
+        rows.into_iter()
+            .map(|r| relabels::relabel_from(&self.key, r))
+            .collect()
     }
 
     async fn approve_relabel(
@@ -1194,7 +1379,7 @@ where
         db::run_to_end(async move {
             let ctx = &ctx;
             let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
-            let Some(change) = Relabels::<DB>::hold(&mut tx, id).await? else {
+            let Some(change) = Relabels::<DB>::hold(&this.key, &mut tx, id).await? else {
                 tx.rollback().await?;
                 return Ok(RelabelApproval::NotFound);
             };
@@ -1222,7 +1407,7 @@ where
                     serde_json::json!({ "change": id.to_string() }),
                 )
                 .by(&approver);
-                catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+                catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
                 tx.commit().await?;
                 return Ok(RelabelApproval::Overtaken);
             };
@@ -1240,8 +1425,8 @@ where
                 Some(id),
             );
             event.detail["proposed_by"] = change.proposed_by.as_str().into();
-            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
-            let record = Reads::<DB>::read_group(&mut tx, change.group)
+            catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
+            let record = Reads::<DB>::read_group(&this.key, &mut tx, change.group)
                 .await?
                 .ok_or_else(|| corrupt("a group being re-labelled cannot be read back"))?;
             tx.commit().await?;
@@ -1261,7 +1446,7 @@ where
         db::run_to_end(async move {
             let ctx = &ctx;
             let mut tx = this.pool().begin_with(DB::BEGIN_WRITE).await?;
-            let Some(change) = Relabels::<DB>::hold(&mut tx, id).await? else {
+            let Some(change) = Relabels::<DB>::hold(&this.key, &mut tx, id).await? else {
                 tx.rollback().await?;
                 return Ok(false);
             };
@@ -1272,7 +1457,7 @@ where
                 serde_json::json!({ "change": id.to_string(), "to": change.to.as_str() }),
             )
             .by(&admin);
-            catalog_audit::append::<DB>(&mut *tx, ctx, &[event], now).await?;
+            catalog_audit::append::<DB>(&this.key, &mut *tx, ctx, &[event], now).await?;
             tx.commit().await?;
             Ok(true)
         })

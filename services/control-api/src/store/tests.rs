@@ -53,9 +53,12 @@ impl Raw {
 impl TestDb {
     async fn sqlite() -> Self {
         let database = TestDatabase::sqlite();
-        let store = SqliteStore::migrate(db::connect_sqlite(database.url(), 4).await.unwrap())
-            .await
-            .unwrap();
+        let store = SqliteStore::new(
+            SqlStore::migrate(db::connect_sqlite(database.url(), 4).await.unwrap())
+                .await
+                .unwrap(),
+            OwnerKey::random(),
+        );
         Self {
             store: Arc::new(store.clone()),
             raw: Raw::Sqlite(store),
@@ -65,9 +68,12 @@ impl TestDb {
 
     async fn postgres() -> Self {
         let database = TestDatabase::postgres().await;
-        let store = PgStore::migrate(db::connect_postgres(database.url(), 8).await.unwrap())
-            .await
-            .unwrap();
+        let store = PgStore::new(
+            SqlStore::migrate(db::connect_postgres(database.url(), 8).await.unwrap())
+                .await
+                .unwrap(),
+            OwnerKey::random(),
+        );
         Self {
             store: Arc::new(store.clone()),
             raw: Raw::Pg(store),
@@ -1322,6 +1328,339 @@ async fn the_catalog_audit_records_the_context_it_is_given(kind: Kind) {
     .await;
 }
 
+/// Every value of every column of every table, as text: what a dump of the database shows.
+async fn dump(raw: &Raw) -> Vec<(String, String)> {
+    let tables_sql = match raw {
+        Raw::Sqlite(_) => "SELECT name FROM sqlite_master WHERE type = 'table'",
+        Raw::Pg(_) => {
+            "SELECT table_name::text FROM information_schema.tables \
+                       WHERE table_schema = 'public'"
+        }
+    };
+    let columns_sql = match raw {
+        Raw::Sqlite(_) => "SELECT name FROM pragma_table_info($1)",
+        Raw::Pg(_) => {
+            "SELECT column_name::text FROM information_schema.columns \
+                       WHERE table_schema = 'public' AND table_name = $1"
+        }
+    };
+    let mut out = Vec::new();
+    let tables: Vec<String> = match raw {
+        Raw::Sqlite(s) => sqlx::query_scalar(tables_sql)
+            .fetch_all(s.pool())
+            .await
+            .unwrap(),
+        Raw::Pg(s) => sqlx::query_scalar(tables_sql)
+            .fetch_all(s.pool())
+            .await
+            .unwrap(),
+    };
+    for table in tables {
+        let columns: Vec<String> = match raw {
+            Raw::Sqlite(s) => sqlx::query_scalar(columns_sql)
+                .bind(&table)
+                .fetch_all(s.pool())
+                .await
+                .unwrap(),
+            Raw::Pg(s) => sqlx::query_scalar(columns_sql)
+                .bind(&table)
+                .fetch_all(s.pool())
+                .await
+                .unwrap(),
+        };
+        for column in columns {
+            let sql = match raw {
+                Raw::Sqlite(_) => format!("SELECT quote(\"{column}\") FROM \"{table}\""),
+                Raw::Pg(_) => format!("SELECT \"{column}\"::text FROM \"{table}\""),
+            };
+            let values: Vec<Option<String>> = match raw {
+                Raw::Sqlite(s) => sqlx::query_scalar(&sql).fetch_all(s.pool()).await.unwrap(),
+                Raw::Pg(s) => sqlx::query_scalar(&sql).fetch_all(s.pool()).await.unwrap(),
+            };
+            out.extend(
+                values
+                    .into_iter()
+                    .flatten()
+                    .map(|v| (format!("{table}.{column}"), v)),
+            );
+        }
+    }
+    out
+}
+
+/// Where any of `needles` (ignoring case) occurs in `dump`.
+fn naming(dump: &[(String, String)], needles: &[&str]) -> Vec<String> {
+    dump.iter()
+        .flat_map(|(at, v)| {
+            let v = v.to_lowercase();
+            needles
+                .iter()
+                .filter(move |n| v.contains(&n.to_lowercase()))
+                .map(move |n| format!("{n} in {at}"))
+        })
+        .collect()
+}
+
+async fn a_dump_of_the_catalog_names_no_owner_yet_the_store_reads_them_back(kind: Kind) {
+    on_backend(kind, |store, backend, raw| async move {
+        seeded(&store).await;
+        let ann = subject("owner-ann-5521");
+        let ctx = AuditContext::request(&ann, Some("req-1".into()));
+        let g = new_group(
+            "Witness Support",
+            "Confidential",
+            JoinPolicy::Approval,
+            ann.as_str(),
+        );
+        assert!(matches!(
+            store.insert_group(&g, &ctx, T0).await.unwrap(),
+            GroupInsert::Created(_)
+        ));
+        let contact = OwnerContact {
+            name: Some("Ann Ownerly".into()),
+            email: Some(Email::parse("ann.ownerly@corp.example").unwrap()),
+        };
+        store.note_owner_contact(&ann, &contact, T0).await.unwrap();
+        // Confidential bars guests: Cobb is invited, not made owner (issue 15).
+        let changes = GroupChanges {
+            owners: Some(
+                Owners::parse(vec![subject("owner-ann-5521"), subject("cobb-7730")]).unwrap(),
+            ),
+            ..GroupChanges::default()
+        };
+        let written = store
+            .update_group(g.id, &ann, &changes, &ctx, T0)
+            .await
+            .unwrap();
+        assert!(
+            matches!(written, GroupWrite::Done(_)),
+            "{backend}: {written:?}"
+        );
+        // A label-admin proposes loosening the label; the group's owner proposes a looser label.
+        let mut looser = store
+            .get_label(&label_name("Confidential"))
+            .await
+            .unwrap()
+            .unwrap();
+        looser.policy.guests_allowed = true;
+        let lia = subject("label-admin-lia-4410");
+        let proposed = store
+            .update_label(&looser, &lia, &AuditContext::request(&lia, None), T0)
+            .await
+            .unwrap();
+        assert!(
+            matches!(proposed, LabelUpdate::Proposed(_)),
+            "{backend}: {proposed:?}"
+        );
+        settle(&store, T0).await;
+        let relabel = store
+            .relabel_group(g.id, &label_name("General"), &ann, &ctx, T0)
+            .await
+            .unwrap();
+        assert!(
+            matches!(relabel, Relabel::Proposed(_)),
+            "{backend}: {relabel:?}"
+        );
+
+        let found = naming(
+            &dump(&raw).await,
+            &[
+                "owner-ann",
+                "ann.ownerly",
+                "Ownerly",
+                "cobb-7730",
+                "label-admin-lia",
+            ],
+        );
+        assert!(
+            found.is_empty(),
+            "{backend}: a dump names owners: {found:?}"
+        );
+
+        // The store still reads them all back.
+        let read = store.get_group(g.id).await.unwrap().unwrap();
+        assert_eq!(read.owners.as_slice(), [ann.clone()], "{backend}");
+        assert_eq!(
+            store.invited_owners(g.id).await.unwrap(),
+            vec![subject("cobb-7730")]
+        );
+        assert_eq!(
+            store.owner_contacts(&[ann.clone()]).await.unwrap(),
+            vec![(ann.clone(), contact)],
+            "{backend}"
+        );
+        assert_eq!(
+            store.owned_groups(&ann).await.unwrap().len(),
+            1,
+            "{backend}"
+        );
+        assert_eq!(
+            store.pending_label_changes().await.unwrap()[0].proposed_by,
+            lia
+        );
+        assert_eq!(store.pending_relabels().await.unwrap()[0].proposed_by, ann);
+        let audit = store.catalog_audit(0, 100).await.unwrap();
+        let created = audit.iter().find(|e| e.action == "group.created").unwrap();
+        assert_eq!(
+            created.actor.as_deref(),
+            Some("owner-ann-5521"),
+            "{backend}"
+        );
+        assert_eq!(created.detail["owners"][0], "owner-ann-5521", "{backend}");
+        assert!(audit
+            .iter()
+            .any(|e| e.action == "group.owner-invited" && e.detail["subject"] == "cobb-7730"));
+        // Owner checks find the sealed rows: Ann edits, Cobb (not yet an owner) does not.
+        assert!(matches!(
+            store
+                .archive_group(g.id, &subject("cobb-7730"), &ctx, T0)
+                .await
+                .unwrap(),
+            GroupWrite::NotOwner
+        ));
+        // And the schema refuses a clear owner outright.
+        let clear = format!(
+            "INSERT INTO group_owners (group_id, subject) VALUES ({}, 'mallory')",
+            match raw {
+                Raw::Sqlite(_) => format!("x'{}'", g.id.as_uuid().simple()),
+                Raw::Pg(_) => format!("'{}'", g.id),
+            }
+        );
+        assert!(
+            raw.execute(&clear).await.is_err(),
+            "{backend} took a clear owner"
+        );
+    })
+    .await;
+}
+
+/// What a database written before owners were sealed holds: migrations 0001–0006 only, rows in
+/// clear.
+async fn legacy_database(kind: Kind) -> TestDatabase {
+    let database = TestDatabase::new(kind).await;
+    let upto = |m: &sqlx::migrate::Migrator| sqlx::migrate::Migrator {
+        migrations: std::borrow::Cow::Owned(
+            m.migrations
+                .iter()
+                .filter(|m| m.version <= 6)
+                .cloned()
+                .collect(),
+        ),
+        ignore_missing: false,
+        locking: m.locking,
+        no_tx: m.no_tx,
+    };
+    let id = "0190d0c0-0000-7000-8000-000000000001";
+    let rows = [
+        "INSERT INTO labels VALUES ('General', 'g', true, true, 'open', 'anyone', 0, 0)",
+        "INSERT INTO groups (id, name, description, contact_address, label, join_policy, state, \
+         created_by, created_at, updated_at) VALUES (ID, 'Old', 'd', 'old@groups.test', \
+         'General', 'open', 'active', 'old-owner-1180', 0, 0)",
+        "INSERT INTO group_owners VALUES (ID, 'old-owner-1180')",
+        "INSERT INTO owner_invitations VALUES (ID, 'old-invitee-2291', 'old-owner-1180', 0)",
+        "INSERT INTO owner_contacts VALUES ('old-owner-1180', 'Olde Owner', 'olde@corp.example', 0)",
+        "INSERT INTO catalog_audit (at_ms, actor, action, detail) \
+         VALUES (0, 'old-owner-1180', 'group.created', '{\"owners\":[\"old-owner-1180\"]}')",
+    ];
+    match kind {
+        Kind::Sqlite => {
+            let pool = db::connect_sqlite(database.url(), 1).await.unwrap();
+            upto(&MIGRATIONS.sqlite).run(&pool).await.unwrap();
+            let id = format!("x'{}'", id.replace('-', ""));
+            for r in rows {
+                sqlx::query(&r.replace("ID", &id))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+        Kind::Postgres => {
+            let pool = db::connect_postgres(database.url(), 1).await.unwrap();
+            upto(&MIGRATIONS.postgres).run(&pool).await.unwrap();
+            let id = format!("'{id}'");
+            for r in rows {
+                sqlx::query(&r.replace("ID", &id))
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+            }
+            pool.close().await;
+        }
+    }
+    database
+}
+
+async fn owner_rows_written_before_sealing_are_sealed_when_control_api_starts(kind: Kind) {
+    let database = legacy_database(kind).await;
+    let key = OwnerKey::random();
+    let store = connect(database.url(), 2, key.clone()).await.unwrap();
+    let id = GroupId::parse("0190d0c0-0000-7000-8000-000000000001").unwrap();
+    assert_eq!(
+        store
+            .get_group(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .owners
+            .as_slice(),
+        [subject("old-owner-1180")]
+    );
+    assert_eq!(
+        store.invited_owners(id).await.unwrap(),
+        vec![subject("old-invitee-2291")]
+    );
+    let (_, contact) = store
+        .owner_contacts(&[subject("old-owner-1180")])
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(contact.name.as_deref(), Some("Olde Owner"));
+    assert_eq!(
+        store
+            .owned_groups(&subject("old-owner-1180"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The append-only audit keeps its old row as it was, and reads it.
+    let audit = store.catalog_audit(0, 10).await.unwrap();
+    assert_eq!(audit[0].actor.as_deref(), Some("old-owner-1180"));
+    drop(store);
+    // Nothing else names the old owner or invitee any more.
+    let raw = match kind {
+        Kind::Sqlite => Raw::Sqlite(SqliteStore::new(
+            SqlStore::migrate(db::connect_sqlite(database.url(), 1).await.unwrap())
+                .await
+                .unwrap(),
+            key.clone(),
+        )),
+        Kind::Postgres => Raw::Pg(PgStore::new(
+            SqlStore::migrate(db::connect_postgres(database.url(), 1).await.unwrap())
+                .await
+                .unwrap(),
+            key.clone(),
+        )),
+    };
+    let found: Vec<String> = naming(&dump(&raw).await, &["old-owner", "old-invitee", "Olde"])
+        .into_iter()
+        .filter(|at| !at.contains("in catalog_audit."))
+        .collect();
+    assert!(found.is_empty(), "{}: {found:?}", raw.backend());
+    // A second start finds nothing left to seal.
+    let again = match &raw {
+        Raw::Sqlite(s) => s.seal_clear_rows().await.unwrap(),
+        Raw::Pg(s) => s.seal_clear_rows().await.unwrap(),
+    };
+    assert_eq!(again, 0);
+    match raw {
+        Raw::Sqlite(s) => s.pool().close().await,
+        Raw::Pg(s) => s.pool().close().await,
+    }
+    database.remove().await;
+}
+
 #[test]
 fn like_patterns_escape_wildcards() {
     assert_eq!(like_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
@@ -1329,6 +1668,8 @@ fn like_patterns_escape_wildcards() {
 }
 
 service_kit::backend_tests!(
+    a_dump_of_the_catalog_names_no_owner_yet_the_store_reads_them_back,
+    owner_rows_written_before_sealing_are_sealed_when_control_api_starts,
     default_labels_are_seeded_once_and_admin_edits_and_deletions_stick,
     label_names_are_unique_ignoring_case,
     a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_a_live_group_uses,

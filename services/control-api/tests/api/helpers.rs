@@ -204,7 +204,7 @@ impl TestApp {
             .unwrap();
 
         let database = TestDatabase::new(backend).await;
-        let store = control_api::store::connect(database.url(), 4)
+        let store = control_api::store::connect(database.url(), 4, control_api::OwnerKey::random())
             .await
             .unwrap();
         store
