@@ -252,11 +252,13 @@ async fn ask(app: &App, g: &str, who: &str) -> (String, String) {
 /// write-ahead logs included, copied while the services run (SQLite: `secure_delete` zeroes
 /// freed cells, and the log is checkpointed and truncated once personal rows are deleted). The
 /// one thing kept: a turned-down request keeps its requester's subject (never the address), so
-/// the requester can see the answer; see the README's known gaps.
+/// the requester can see the answer; see the README's known gaps. Nor does the group's owner
+/// appear (control-api seals owners: `control_api::seal`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_copy_of_the_data_directory_names_no_requester() {
     let app = App::spawn_on(Backend::Sqlite).await;
-    let owner = app.member("forensic-owner");
+    let owner_subject = "forensic-owner-7719";
+    let owner = app.member(owner_subject);
     let g = app
         .active_group(&owner, "Witness Support", "Confidential", "approval")
         .await;
@@ -302,7 +304,8 @@ async fn a_file_copy_of_the_data_directory_names_no_requester() {
     app.stop().await;
 
     assert!(files.iter().any(|(p, _)| p.ends_with("membership.db")));
-    let needles = [carol, dave, erin, frank]
+    // The owner too: a public contact through the API, sealed in control-api's files.
+    let needles = [carol, dave, erin, frank, owner_subject]
         .iter()
         .flat_map(|p| [p.to_string(), format!("{p}@corp.example")])
         .collect::<Vec<_>>();
@@ -566,8 +569,8 @@ async fn relation_files(app: &App) -> std::collections::HashMap<String, String> 
 /// well as in WAL), then every byte under the server's directory — the data directory, its WAL
 /// segments, the server's log — and under the stack's own directory is read, as a backup or a
 /// stolen disk image would hold them. No person's subject or address may appear; the owner's,
-/// checked apart, neither (control-api keeps owners' subjects in clear until it seals them: the
-/// README's known gaps; this part fails until then). That the copy saw the right files: it holds
+/// checked apart, neither (control-api seals owners: `control_api::seal`). That the copy saw
+/// the right files: it holds
 /// WAL segments, and the group's display name (stored in clear, as it is searchable) is found both
 /// in a WAL segment and in a heap file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

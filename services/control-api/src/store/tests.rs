@@ -1479,13 +1479,20 @@ async fn a_dump_of_the_catalog_names_no_owner_yet_the_store_reads_them_back(kind
 
         // The store still reads them all back.
         let read = store.get_group(g.id).await.unwrap().unwrap();
-        assert_eq!(read.owners.as_slice(), [ann.clone()], "{backend}");
+        assert_eq!(
+            read.owners.as_slice(),
+            std::slice::from_ref(&ann),
+            "{backend}"
+        );
         assert_eq!(
             store.invited_owners(g.id).await.unwrap(),
             vec![subject("cobb-7730")]
         );
         assert_eq!(
-            store.owner_contacts(&[ann.clone()]).await.unwrap(),
+            store
+                .owner_contacts(std::slice::from_ref(&ann))
+                .await
+                .unwrap(),
             vec![(ann.clone(), contact)],
             "{backend}"
         );
