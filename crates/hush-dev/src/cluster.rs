@@ -188,6 +188,10 @@ impl Cluster {
                     "HUSH_SERVICE_KEY_FILE".into(),
                     self.key(ServiceName::ControlApi),
                 ));
+                env.push((
+                    "HUSH_CONTROL_SEAL_KEY_FILE".into(),
+                    self.keys.join("control-seal.key").display().to_string(),
+                ));
                 env.extend(jwt.iter().map(|(k, v)| (k.to_string(), v.clone())));
             }
             "membership-api" => {
