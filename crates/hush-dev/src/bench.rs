@@ -14,8 +14,10 @@ use tokio::task::JoinSet;
 
 mod bulk;
 mod mail;
+mod routine;
 pub use bulk::{bulk, BulkArgs};
 pub use mail::{mail, MailBenchArgs};
+pub use routine::{routine, RoutineArgs};
 
 /// Options of `hush-dev bench my-groups`.
 #[derive(Debug, Clone, clap::Args)]

@@ -35,6 +35,9 @@ enum BenchCommand {
     /// One message to a large group: time to the first copy, recipients/s, the tenant's peak
     /// memory.
     Mail(crate::bench::MailBenchArgs),
+    /// Joins and leaves by distinct people on one open group at 1, 8 and 32 clients: rate,
+    /// p50/p99 latency, each service's memory afterwards.
+    Routine(crate::bench::RoutineArgs),
 }
 
 /// Parses the process arguments and runs the command.
@@ -69,6 +72,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Mail(args)) => {
             crate::bench::mail(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Routine(args)) => {
+            crate::bench::routine(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::MyGroups(args)) => {

@@ -292,11 +292,20 @@ impl Cluster {
 
     /// The peak resident memory of `name` so far, in KiB (Linux), while it runs.
     pub fn peak_rss_kib(&self, name: &str) -> Option<u64> {
+        self.status_kib(name, "VmHWM:")
+    }
+
+    /// The resident memory of `name` now, in KiB (Linux), while it runs.
+    pub fn rss_kib(&self, name: &str) -> Option<u64> {
+        self.status_kib(name, "VmRSS:")
+    }
+
+    fn status_kib(&self, name: &str, field: &str) -> Option<u64> {
         let pid = self.pid(name)?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
-            .find(|l| l.starts_with("VmHWM:"))
+            .find(|l| l.starts_with(field))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|n| n.parse().ok())
     }
