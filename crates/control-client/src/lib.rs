@@ -18,6 +18,8 @@ use utoipa::ToSchema;
 
 /// The internal lookup endpoint.
 pub const LOOKUP_PATH: &str = "/control/v1/internal/groups/lookup";
+/// The catalog's version: changes whenever anything a [`GroupPolicyView`] says may have changed.
+pub const VERSION_PATH: &str = "/control/v1/internal/catalog-version";
 /// Most ids one lookup may carry; the client splits longer lists.
 pub const MAX_LOOKUP_IDS: usize = 500;
 /// How long connecting may take before control-api counts as unavailable.
@@ -60,6 +62,15 @@ pub struct LookupResponse {
     /// Those of the asked-for groups that exist, in no particular order; unknown ids are left
     /// out.
     pub groups: Vec<GroupPolicyView>,
+}
+
+/// The catalog's version, opaque: equal versions mean no group or label a lookup could return
+/// has changed in between. Callers that keep lookups (membership-api's cache) drop them when it
+/// changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CatalogVersion {
+    /// Compare for equality only.
+    pub version: String,
 }
 
 /// Why a call to control-api did not succeed. The texts never hold a URL or a group id.
@@ -127,13 +138,32 @@ impl ControlClient {
     }
 
     /// The groups among `ids` that exist, in no particular order. Long lists are sent in
-    /// several requests of at most [`MAX_LOOKUP_IDS`].
+    /// several requests of at most [`MAX_LOOKUP_IDS`], all at once.
     pub async fn groups(&self, ids: &[GroupId]) -> Result<Vec<GroupPolicyView>, ControlError> {
-        let mut out = Vec::with_capacity(ids.len());
+        if ids.len() <= MAX_LOOKUP_IDS {
+            return self.lookup(ids).await;
+        }
+        let mut set = tokio::task::JoinSet::new();
         for chunk in ids.chunks(MAX_LOOKUP_IDS) {
-            out.extend(self.lookup(chunk).await?);
+            let (this, chunk) = (self.clone(), chunk.to_vec());
+            set.spawn(async move { this.lookup(&chunk).await });
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        while let Some(found) = set.join_next().await {
+            out.extend(found.map_err(|_| ControlError::Unexpected("a lookup task ended".into()))??);
         }
         Ok(out)
+    }
+
+    /// The catalog's current version.
+    pub async fn catalog_version(&self) -> Result<CatalogVersion, ControlError> {
+        let res = self
+            .inner
+            .request(reqwest::Method::GET, VERSION_PATH)
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        Self::answer(res).await
     }
 
     async fn lookup(&self, ids: &[GroupId]) -> Result<Vec<GroupPolicyView>, ControlError> {
@@ -147,6 +177,13 @@ impl ControlClient {
             .send()
             .await
             .map_err(|e| transport(&e))?;
+        Self::answer::<LookupResponse>(res).await.map(|r| r.groups)
+    }
+
+    /// A successful answer's body, or why there is none.
+    async fn answer<T: serde::de::DeserializeOwned>(
+        res: reqwest::Response,
+    ) -> Result<T, ControlError> {
         let status = res.status();
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(ControlError::Unavailable(format!(
@@ -170,16 +207,13 @@ impl ControlClient {
                 ControlError::Unexpected(format!("status {}", status.as_u16()))
             });
         }
-        res.json::<LookupResponse>()
-            .await
-            .map(|r| r.groups)
-            .map_err(|e| {
-                if e.is_timeout() {
-                    ControlError::Unavailable("timed out reading the answer".into())
-                } else {
-                    ControlError::Unexpected("the answer did not match control-api's API".into())
-                }
-            })
+        res.json::<T>().await.map_err(|e| {
+            if e.is_timeout() {
+                ControlError::Unavailable("timed out reading the answer".into())
+            } else {
+                ControlError::Unexpected("the answer did not match control-api's API".into())
+            }
+        })
     }
 }
 

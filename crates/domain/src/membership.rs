@@ -101,6 +101,19 @@ impl EntryRule {
         }
     }
 
+    /// [`Self::admits`], with the refusal naming the label.
+    pub fn check(&self, kind: IdentityKind) -> Result<(), EntryRefusal> {
+        match kind {
+            IdentityKind::Guest if !self.guests_allowed => {
+                Err(EntryRefusal::GuestsNotAllowed(self.label.clone()))
+            }
+            IdentityKind::Agent if !self.agents_allowed => {
+                Err(EntryRefusal::AgentsNotAllowed(self.label.clone()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether this rule bars a kind that `before` admitted: moving from `before` to this rule
     /// is a tightening, which ends memberships; anything else is a loosening or no change.
     pub fn bars_more_than(&self, before: &EntryRule) -> bool {

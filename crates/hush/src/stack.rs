@@ -488,6 +488,7 @@ impl Stack {
                     database_url: cfg.databases.membership.clone().into(),
                     tenant_url: url(Part::Tenant),
                     control_url: url(Part::Control),
+                    catalog_poll_ms: 250,
                     jwt: self.jwt(),
                     service_key: self.key(ServiceName::MembershipApi),
                     http: cfg.http.clone(),

@@ -8,13 +8,17 @@ use crate::model::GroupRecord;
 use crate::AppState;
 use auth::ServiceCaller;
 use axum::extract::State;
-use control_client::{GroupPolicyView, LookupRequest, LookupResponse, MAX_LOOKUP_IDS};
+use control_client::{
+    CatalogVersion, GroupPolicyView, LookupRequest, LookupResponse, MAX_LOOKUP_IDS,
+};
 use service_kit::{AppJson, Problem};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// The internal routes, documented.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(lookup_groups))
+    OpenApiRouter::new()
+        .routes(routes!(lookup_groups))
+        .routes(routes!(catalog_version))
 }
 
 impl From<GroupRecord> for GroupPolicyView {
@@ -67,4 +71,29 @@ async fn lookup_groups(
         .map(GroupPolicyView::from)
         .collect();
     Ok(AppJson(LookupResponse { groups }))
+}
+
+/// The catalog's version (membership-api and bulk-api only): it changes whenever a group or
+/// label a lookup could return has changed, so a caller that keeps lookups knows when to drop
+/// them.
+#[utoipa::path(
+    get,
+    path = "/control/v1/internal/catalog-version",
+    tag = "internal",
+    security(("service" = [])),
+    responses(
+        (status = 200, description = "The version; compare for equality only.", body = CatalogVersion),
+        (status = "4XX", description = "`401` No valid service token addressed to control-api. `403` The calling service may not use this endpoint.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn catalog_version(
+    State(state): State<AppState>,
+    service: ServiceCaller,
+) -> Result<AppJson<CatalogVersion>, ApiError> {
+    if !INTERNAL_CALLERS.contains(&service.service) {
+        return Err(ApiError::ServiceNotAllowed(service.service.to_string()));
+    }
+    let version = state.store.catalog_version().await?;
+    Ok(AppJson(CatalogVersion { version }))
 }

@@ -261,6 +261,11 @@ pub struct SagaStatus {
 pub trait Store: Send + Sync + 'static {
     /// Answers when the database does (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The catalog's version ([`control_client::CatalogVersion`]): the last catalog audit
+    /// event (every change to a group or label a lookup shows writes one, in its own
+    /// transaction), the latest group update and the number of groups (the saga's state
+    /// changes, which are not audited, touch `updated_at`).
+    async fn catalog_version(&self) -> Result<String, StoreError>;
 
     /// The catalog's audit entries with `seq > after`, oldest first, at most `limit`.
     async fn catalog_audit(

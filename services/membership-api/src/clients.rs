@@ -49,8 +49,10 @@ impl Directory for TenantDirectory {
             // The tenant's detail names the kind and the label (never the person, never the
             // membership), so it may be shown to whoever asked for the add.
             Err(TenantError::LabelRefused(detail)) => Err(AddError::LabelRefused(detail)),
-            // `NotFound` here means the catalog calls the group active while the tenant has no
-            // distribution group for it: a fault on our side, answered 500 and logged.
+            // The lookup called the group active and the tenant has no distribution group for
+            // it: archived since (a kept lookup is up to one poll interval old). Answered as
+            // an archived group is.
+            Err(TenantError::NotFound(_)) => Err(AddError::GroupGone),
             Err(e) => Err(AddError::Upstream(tenant_error(e))),
         }
     }

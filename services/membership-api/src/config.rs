@@ -25,6 +25,12 @@ pub struct Config {
     /// Base URL of control-api, asked for a group's label, join policy and state.
     #[arg(long, env = "HUSH_CONTROL_URL")]
     pub control_url: String,
+    /// How often (milliseconds) control-api's catalog version is checked; control-api's
+    /// lookups are kept while it does not change, so a change there (a label tightened, a
+    /// group archived, an owner removed) governs here within this interval plus a round trip.
+    /// 0 turns the cache off: every action asks control-api.
+    #[arg(long, env = "HUSH_CATALOG_POLL_MS", default_value_t = 250)]
+    pub catalog_poll_ms: u64,
     /// How users' tokens are checked.
     #[command(flatten)]
     pub jwt: JwtArgs,

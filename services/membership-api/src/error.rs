@@ -117,6 +117,7 @@ impl From<AddError> for ApiError {
     fn from(e: AddError) -> Self {
         match e {
             AddError::LabelRefused(detail) => Self::TenantLabelRefused(detail),
+            AddError::GroupGone => Self::NotAccepting,
             AddError::Upstream(u) => Self::Upstream(u),
         }
     }

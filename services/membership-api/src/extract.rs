@@ -114,13 +114,20 @@ impl AppState {
         }
     }
 
-    /// The group, if it exists and takes members.
-    pub(crate) async fn active_group(&self, id: GroupId) -> Result<GroupPolicyView, ApiError> {
-        let group = self
-            .catalog
-            .group(id)
-            .await?
-            .ok_or(ApiError::GroupNotFound)?;
+    /// The group, if it exists and takes members: as the routine path sees it (a lookup kept
+    /// up to one poll interval, see [`crate::catalog_cache`]), or, when `fresh`, as control-api
+    /// says now.
+    pub(crate) async fn active_group(
+        &self,
+        id: GroupId,
+        fresh: bool,
+    ) -> Result<GroupPolicyView, ApiError> {
+        let catalog = if fresh {
+            &self.catalog
+        } else {
+            &self.routine_catalog
+        };
+        let group = catalog.group(id).await?.ok_or(ApiError::GroupNotFound)?;
         require_active(&group)?;
         Ok(group)
     }

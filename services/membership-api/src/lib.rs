@@ -13,6 +13,7 @@
 //! as part of the whole stack with `hush up`. Tests call [`router`] with a state they build, or
 //! [`run`] on a listener bound to port 0.
 
+pub mod catalog_cache;
 mod claims;
 mod clients;
 mod config;
@@ -69,8 +70,13 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The isolated tenant, the membership truth.
     pub tenant: Arc<dyn Directory>,
-    /// control-api, which knows each group's label, join policy and state.
+    /// control-api, which knows each group's label, join policy, state and owners: asked
+    /// afresh for every owner action and invite redemption.
     pub catalog: Arc<dyn Catalog>,
+    /// control-api's lookups as kept for the routine path, joins and "my groups"
+    /// ([`catalog_cache`]): a change in control-api governs them within the poll interval
+    /// (`HUSH_CATALOG_POLL_MS`), and the tenant checks the label it keeps for the group again.
+    pub routine_catalog: Arc<dyn Catalog>,
     /// Body size and time limits the router enforces.
     pub http: HttpArgs,
     /// Per-caller budgets for joins, leaves, redemptions and owner writes.
@@ -129,7 +135,14 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         verifier,
         store,
         tenant: Arc::new(TenantDirectory(tenant)),
-        catalog: Arc::new(ControlCatalog(control)),
+        catalog: Arc::new(ControlCatalog(control.clone())),
+        routine_catalog: catalog_cache::CachedCatalog::start(
+            Arc::new(ControlCatalog(control.clone())),
+            Arc::new(control),
+            catalog_cache::CacheSettings {
+                poll: std::time::Duration::from_millis(config.catalog_poll_ms),
+            },
+        ),
         http: config.http.clone(),
         limits: Arc::new(RateLimiter::new(&config.limits)),
         clock: Arc::new(SystemClock),

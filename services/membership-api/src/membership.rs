@@ -139,7 +139,13 @@ async fn join(
     GroupPath(id): GroupPath,
 ) -> Result<Response, ApiError> {
     state.limit(Action::Join, &caller)?;
-    let group = state.active_group(id).await?;
+    let mut group = state.active_group(id, false).await?;
+    // An open group's join is the routine path: the kept lookup serves, and the tenant checks
+    // the label it keeps again. Anything else (a request the owners will see, claim rules) is
+    // decided on what control-api says now.
+    if group.join_policy != JoinPolicy::Open {
+        group = state.active_group(id, true).await?;
+    }
     // The label decides before anything else, and nothing is written unless it admits the
     // caller: prevention, not reactive scanning.
     check_label(caller.kind, &group)?;
@@ -247,13 +253,14 @@ async fn my_groups(
     let mut groups: Vec<MyGroup> = if ids.is_empty() {
         Vec::new()
     } else {
+        let asked: std::collections::HashSet<GroupId> = ids.iter().copied().collect();
         state
-            .catalog
+            .routine_catalog
             .groups(&ids)
             .await?
             .into_iter()
             // An archived group's membership is being removed; it is no longer "yours".
-            .filter(|g| g.state != GroupState::Archived && ids.contains(&g.id))
+            .filter(|g| g.state != GroupState::Archived && asked.contains(&g.id))
             .map(|g| MyGroup {
                 id: g.id,
                 name: g.name,

@@ -19,6 +19,10 @@ pub enum AddError {
     /// before it writes anything). The text names the kind and the label only.
     #[error("the label refuses this identity: {0}")]
     LabelRefused(String),
+    /// The tenant has no distribution group with this id: the group was archived after the
+    /// lookup that called it active (a kept lookup, see `catalog_cache`).
+    #[error("the group no longer takes members")]
+    GroupGone,
     /// The tenant failed or could not be reached.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),

@@ -246,8 +246,58 @@ async fn owners_edit_within_the_label_and_cannot_change_it(kind: Backend) {
     app.stop().await;
 }
 
+/// membership-api keeps control-api's lookups for self-joins (issue 17); a change in
+/// control-api governs them within the documented bound (HUSH_CATALOG_POLL_MS, 250 ms, plus a
+/// round trip). Here: an open group, joined once (so its lookup is kept), is switched to
+/// approval by its owner; the next self-join files a request instead, within a second.
+async fn a_join_policy_closed_in_control_api_governs_self_joins_within_the_poll_bound(
+    kind: Backend,
+) {
+    let app = App::spawn_on(kind).await;
+    let alice = app.member("alice");
+    let g = app
+        .active_group(&alice, "Kept Lookups", "General", "open")
+        .await;
+    let (a, url) = (&app, app.membership(&format!("/groups/{g}/join")));
+    let url = &url;
+    let join = async |who: &str| a.post(url, &a.member(who), json!({})).await;
+    assert_eq!(join("bob").await.status, StatusCode::OK);
+    assert_eq!(
+        join("bea").await.status,
+        StatusCode::OK,
+        "served from the kept lookup"
+    );
+    let res = app
+        .call(
+            reqwest::Method::PATCH,
+            &app.control(&format!("/groups/{g}")),
+            Some(&alice),
+            Some(json!({"join_policy": "approval"})),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    let changed = std::time::Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let res = join(&format!("carl-{n}")).await;
+        if res.status == StatusCode::ACCEPTED {
+            assert_eq!(res.body["request"]["status"], "pending", "{}", res.text);
+            break;
+        }
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "self-joins still admitted {:?} after the join policy closed",
+            changed.elapsed()
+        );
+    }
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
     a_member_creates_discovers_joins_sees_and_leaves_a_group,
+    a_join_policy_closed_in_control_api_governs_self_joins_within_the_poll_bound,
     the_saga_keeps_a_group_provisioning_while_the_tenant_is_down_and_activates_it_when_back,
     archiving_deprovisions_the_group_and_purges_its_membership,
     owners_edit_within_the_label_and_cannot_change_it,

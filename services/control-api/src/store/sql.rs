@@ -510,6 +510,7 @@ where
 #[async_trait]
 impl<DB: Dialect> Store for SealedStore<DB>
 where
+    for<'r> (i64, i64, i64): FromRow<'r, DB::Row>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'r> (i32, Option<String>, Option<i64>): FromRow<'r, DB::Row>,
@@ -539,6 +540,17 @@ where
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
+    }
+
+    async fn catalog_version(&self) -> Result<String, StoreError> {
+        let (seq, updated, groups): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM catalog_audit), \
+             (SELECT COALESCE(MAX(updated_at), 0) FROM groups), \
+             (SELECT COUNT(*) FROM groups)",
+        )
+        .fetch_one(self.pool())
+        .await?;
+        Ok(format!("{seq}.{updated}.{groups}"))
     }
 
     async fn catalog_audit(&self, after: i64, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {

@@ -213,6 +213,13 @@ async fn control_client_reads_what_the_catalog_holds(kind: Backend) {
     want.sort();
     assert_eq!(found, want, "long lists are split and answered whole");
 
+    // The catalog version stays put while nothing changes, and moves with any change.
+    let v1 = client.catalog_version().await.unwrap();
+    assert_eq!(client.catalog_version().await.unwrap(), v1);
+    app.create(&alice, "Gamma", "General", "open").await;
+    let v2 = client.catalog_version().await.unwrap();
+    assert_ne!(v2, v1, "a new group moves the version");
+
     // A service control-api does not trust is refused, and says so as a non-retryable error.
     let stranger = auth::ServiceSigner::generate(ServiceName::BulkApi).unwrap();
     let err = ControlClient::new(base.clone(), stranger)
@@ -221,6 +228,15 @@ async fn control_client_reads_what_the_catalog_holds(kind: Backend) {
         .await
         .unwrap_err();
     assert!(!err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("401"), "{err}");
+    let err = ControlClient::new(
+        base.clone(),
+        auth::ServiceSigner::generate(ServiceName::BulkApi).unwrap(),
+    )
+    .unwrap()
+    .catalog_version()
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("401"), "{err}");
 
     stop.send(()).unwrap();
@@ -289,6 +305,7 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
             "get /control/v1/audit",
             "get /control/v1/groups",
             "get /control/v1/groups/{id}",
+            "get /control/v1/internal/catalog-version",
             "get /control/v1/label-changes",
             "get /control/v1/labels",
             "get /control/v1/labels/{name}",

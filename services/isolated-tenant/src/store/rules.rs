@@ -252,11 +252,15 @@ impl Rules<'_> {
             return Err(Unidentified.into());
         }
         tx.hold_group(group).await?;
+        // The rule the tenant keeps for the group binds too: the label the caller sends may be
+        // older than a tightening control-api has since pushed here (a lookup kept by
+        // membership-api, a lookup made just before the change), and a label prevents.
+        let kept = tx.group_rules(&[group]).await?.pop().and_then(|(_, r)| r);
         // A group provisioned before the tenant kept entry rules learns its label's here (an
         // update that matches no row once the rule is known).
         let rule = EntryRule::of(&request.label.name, &request.label.policy);
         tx.set_group_rule(group, &rule, true).await?;
-        let events = self.add_in(tx, group, request).await?;
+        let events = self.add_in(tx, group, request, kept.as_ref()).await?;
         tx.append(context, &events).await
     }
 
@@ -268,6 +272,7 @@ impl Rules<'_> {
         tx: &mut dyn Tx,
         group: GroupId,
         request: &AddMember,
+        kept: Option<&EntryRule>,
     ) -> Result<Vec<NewEvent>, StoreError> {
         let member = &request.member;
         let active = self.keys.active();
@@ -291,6 +296,9 @@ impl Rules<'_> {
             return Err(domain::EntryRefusal::KindUnknown(request.label.name.clone()).into());
         }
         domain::may_enter(profile.kind, &request.label.name, &request.label.policy)?;
+        if let Some(kept) = kept {
+            kept.check(profile.kind)?;
+        }
 
         let id = match target {
             Target::Existing(i) => found[i].id,

@@ -1015,6 +1015,25 @@ on_both_backends! {
         assert_eq!(s.dump().await, before);
     }
 
+    async fn the_rule_the_tenant_keeps_binds_even_when_the_caller_sends_an_older_looser_label(db, _keys, _key_text) {
+        let s = db.store.as_ref();
+        // Confidential bars guests, and the tenant keeps that rule for the group…
+        let conf = labelled_group(s, "conf", "Confidential").await;
+        // …so a guest's join sent with a looser label (a lookup from before a tightening) is
+        // refused, and writes nothing.
+        let before = s.dump().await;
+        let mut guest = member("gus", "gus@partner.example");
+        guest.member.kind = Some(IdentityKind::Guest);
+        guest.label = label("General");
+        let err = s.add_member(&Context::tenant(), conf, &guest).await.unwrap_err();
+        assert!(matches!(err, StoreError::LabelRefused(domain::EntryRefusal::GuestsNotAllowed(ref l)) if l.as_str() == "Confidential"), "{err}");
+        assert_eq!(s.dump().await, before);
+        // An employee sent the same way is admitted.
+        let mut employee = member("emma", "emma@corp.example");
+        employee.label = label("General");
+        s.add_member(&Context::tenant(), conf, &employee).await.unwrap();
+    }
+
     async fn a_self_join_that_reveals_another_kind_ends_the_barred_memberships(db, _keys, _key_text) {
         let s = db.store.as_ref();
         let conf = labelled_group(s, "conf", "Confidential").await;

@@ -101,6 +101,7 @@ pub async fn spawn_app_with(limits: AbuseLimits) -> TestApp {
         store,
         tenant: directory.clone(),
         catalog: catalog.clone(),
+        routine_catalog: catalog.clone(),
         http: HttpArgs::default(),
         limits: Arc::new(RateLimiter::new(&limits)),
         clock: clock.clone(),
