@@ -64,10 +64,10 @@ impl ServiceClient {
         &self.base
     }
 
-    /// A request to `path` (under the base URL) with a fresh service token: short-lived, never
-    /// reused, never shared between callers.
+    /// A request to `path` (under the base URL) with this service's token for the audience:
+    /// short-lived, and reused for at most half its life ([`crate::ServiceSigner::token`]).
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let token = self.signer.mint(self.audience);
+        let token = self.signer.token(self.audience);
         self.http
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(token)

@@ -38,7 +38,7 @@ pub use revocation::{Check, Revocations, VALID_FOR};
 pub use service::{
     generate_service_key, parse_trusted_keys, service_key_path, service_pub_path, ServiceCaller,
     ServiceKeyArgs, ServiceKeyFiles, ServiceSigner, ServiceVerifier,
-    MAX_SERVICE_TOKEN_LIFETIME_SECS, SERVICE_TOKEN_TTL_SECS,
+    MAX_SERVICE_TOKEN_LIFETIME_SECS, SERVICE_TOKEN_REUSE_SECS, SERVICE_TOKEN_TTL_SECS,
 };
 pub use user::{
     claim, Caller, JwtArgs, Verifier, DEFAULT_EMAIL_CLAIM, DEFAULT_KIND_CLAIM, DEFAULT_ROLES_CLAIM,

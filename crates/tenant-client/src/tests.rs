@@ -134,8 +134,12 @@ async fn every_request_carries_a_fresh_service_token_for_the_tenant_and_nothing_
             );
         }
     }
-    assert_ne!(token_ids[0], token_ids[1], "a fresh token per request");
-    assert_ne!(token_ids[1], token_ids[2], "a fresh token per request");
+    // One token, reused for at most half its life (auth::SERVICE_TOKEN_REUSE_SECS): signed
+    // once, verified once.
+    assert!(
+        token_ids.windows(2).all(|w| w[0] == w[1]),
+        "the token is reused within its window: {token_ids:?}"
+    );
 }
 
 #[tokio::test]

@@ -44,6 +44,34 @@ fn a_service_token_names_the_calling_service() {
 }
 
 #[test]
+fn a_token_is_reused_per_audience_and_verified_once_yet_a_forgery_of_it_is_still_refused() {
+    let signer = ServiceSigner::generate(MembershipApi).unwrap();
+    let tenant = ServiceVerifier::new(IsolatedTenant)
+        .trust(MembershipApi, signer.public_key_pem())
+        .unwrap();
+    let control = ServiceVerifier::new(ControlApi)
+        .trust(MembershipApi, signer.public_key_pem())
+        .unwrap();
+    // Within auth::SERVICE_TOKEN_REUSE_SECS one token per audience, shared by clones.
+    let t = signer.token(IsolatedTenant);
+    assert_eq!(signer.clone().token(IsolatedTenant), t);
+    assert!(auth::SERVICE_TOKEN_REUSE_SECS * 2 <= auth::SERVICE_TOKEN_TTL_SECS);
+    let c = signer.token(ControlApi);
+    assert_ne!(c, t, "a token per audience");
+    // Verified, then remembered: the same answer.
+    let first = tenant.verify(&t).unwrap();
+    assert_eq!(tenant.clone().verify(&t).unwrap(), first);
+    // Remembering a token does not let another audience's or an altered one through.
+    refused(&tenant, &c);
+    assert!(control.verify(&c).is_ok());
+    let mut forged = t.clone();
+    forged.push('A');
+    refused(&tenant, &forged);
+    let (head, _) = t.rsplit_once('.').unwrap();
+    refused(&tenant, &format!("{head}.AAAA"));
+}
+
+#[test]
 fn minted_tokens_live_sixty_seconds() {
     let signer = ServiceSigner::generate(BulkApi).unwrap();
     let token = signer.mint(IsolatedTenant);
