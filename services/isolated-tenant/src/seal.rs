@@ -130,6 +130,9 @@ pub struct SealKey {
     subject_tag: Zeroizing<[u8; 32]>,
     email_tag: Zeroizing<[u8; 32]>,
     member_tag: Zeroizing<[u8; 32]>,
+    /// HMAC under `member_tag` with its key schedule done once: "my groups" makes one tag per
+    /// group in the tenant, and cloning this halves what each costs.
+    member_mac: HmacSha256,
     group_ref: Zeroizing<[u8; 32]>,
     mail_tag: Zeroizing<[u8; 32]>,
     directory_tag: Zeroizing<[u8; 32]>,
@@ -156,11 +159,14 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 impl SealKey {
     fn derive(id: String, master: &[u8; KEY_LEN]) -> Self {
         let sub = |purpose: &[u8]| Zeroizing::new(hmac(master, &[DOMAIN, b"subkey/", purpose]));
+        let member_tag = sub(b"member-tag");
         Self {
             id,
             subject_tag: sub(b"subject-tag"),
             email_tag: sub(b"email-tag"),
-            member_tag: sub(b"member-tag"),
+            member_mac: <HmacSha256 as Mac>::new_from_slice(member_tag.as_ref())
+                .expect("HMAC takes keys of any length"),
+            member_tag,
             group_ref: sub(b"group-ref"),
             mail_tag: sub(b"mail-tag"),
             directory_tag: sub(b"directory-tag"),
@@ -188,11 +194,10 @@ impl SealKey {
 
     /// The keyed hash that finds the membership of `identity` in `group`.
     pub fn member_tag(&self, group: GroupId, identity: Uuid) -> Vec<u8> {
-        hmac(
-            self.member_tag.as_ref(),
-            &[group.as_uuid().as_bytes(), identity.as_bytes()],
-        )
-        .to_vec()
+        let mut mac = self.member_mac.clone();
+        mac.update(group.as_uuid().as_bytes());
+        mac.update(identity.as_bytes());
+        mac.finalize().into_bytes().to_vec()
     }
 
     /// What a membership row says of its group: a keyed hash of the group's id (16 bytes,
@@ -635,6 +640,12 @@ mod tests {
         let id = Uuid::new_v4();
         let (g1, g2) = (GroupId::new(), GroupId::new());
         assert_ne!(k.active().member_tag(g1, id), k.active().member_tag(g2, id));
+        // The kept key schedule gives the plain HMAC (tags written before it still match).
+        let plain = hmac(
+            k.active().member_tag.as_ref(),
+            &[g1.as_uuid().as_bytes(), id.as_bytes()],
+        );
+        assert_eq!(k.active().member_tag(g1, id), plain.to_vec());
     }
 
     #[test]
