@@ -129,6 +129,8 @@ pub struct SealKey {
     id: String,
     subject_tag: Zeroizing<[u8; 32]>,
     email_tag: Zeroizing<[u8; 32]>,
+    /// The member-tag subkey itself, kept for tests only (tags are made with `member_mac`).
+    #[cfg(test)]
     member_tag: Zeroizing<[u8; 32]>,
     /// HMAC under `member_tag` with its key schedule done once: "my groups" makes one tag per
     /// group in the tenant, and cloning this halves what each costs.
@@ -166,6 +168,7 @@ impl SealKey {
             email_tag: sub(b"email-tag"),
             member_mac: <HmacSha256 as Mac>::new_from_slice(member_tag.as_ref())
                 .expect("HMAC takes keys of any length"),
+            #[cfg(test)]
             member_tag,
             group_ref: sub(b"group-ref"),
             mail_tag: sub(b"mail-tag"),
