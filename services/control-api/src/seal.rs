@@ -153,6 +153,16 @@ impl OwnerKey {
         String::from_utf8(value.to_vec()).map_err(|_| Unopened(purpose))
     }
 
+    /// `stored` as it should be kept: sealed ([`Self::seal`]) when it was written before
+    /// sealing, as it is otherwise.
+    pub fn seal_if_clear(&self, purpose: Purpose, stored: &str) -> String {
+        if Self::is_clear(stored) {
+            self.seal(purpose, stored)
+        } else {
+            stored.to_string()
+        }
+    }
+
     /// Whether `stored` was written before sealing.
     pub fn is_clear(stored: &str) -> bool {
         !stored.starts_with(PREFIX) && !stored.starts_with(TAG_PREFIX)

@@ -301,11 +301,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_kept_lookup_serves_until_control_api_changes_then_the_change_governs() {
-        let (control, cache) = setup();
+    /// Waits until the version is confirmed and a second lookup of the group is served from
+    /// the cache (control-api is not asked again).
+    async fn served_from_the_cache(control: &Control, cache: &Arc<dyn Catalog>) {
         let id = control.id;
-        // Once the version is confirmed, the second lookup is served from the cache.
         until(async || {
             cache.group(id).await.unwrap();
             let before = control.lookups.load(Ordering::SeqCst);
@@ -313,6 +312,13 @@ mod tests {
             control.lookups.load(Ordering::SeqCst) == before
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_kept_lookup_serves_until_control_api_changes_then_the_change_governs() {
+        let (control, cache) = setup();
+        let id = control.id;
+        served_from_the_cache(&control, &cache).await;
         // control-api archives the group: within a poll interval, the cache says so.
         control.set(GroupState::Archived);
         let changed = Instant::now();
@@ -327,13 +333,7 @@ mod tests {
     async fn while_control_api_does_not_confirm_its_version_nothing_kept_is_used() {
         let (control, cache) = setup();
         let id = control.id;
-        until(async || {
-            cache.group(id).await.unwrap();
-            let before = control.lookups.load(Ordering::SeqCst);
-            cache.group(id).await.unwrap();
-            control.lookups.load(Ordering::SeqCst) == before
-        })
-        .await;
+        served_from_the_cache(&control, &cache).await;
         control.down.store(true, Ordering::SeqCst);
         // Within two intervals every lookup reaches control-api again.
         until(async || {

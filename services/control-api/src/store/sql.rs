@@ -413,19 +413,12 @@ where
         .fetch_all(&mut *tx)
         .await?;
         for (group, subject, by) in invitations {
-            let seal = |v: &str| {
-                if OwnerKey::is_clear(v) {
-                    key.seal(Purpose::Subject, v)
-                } else {
-                    v.to_string()
-                }
-            };
             sqlx::query(
                 "UPDATE owner_invitations SET subject = $1, invited_by = $2 \
                  WHERE group_id = $3 AND subject = $4",
             )
-            .bind(seal(&subject))
-            .bind(seal(&by))
+            .bind(key.seal_if_clear(Purpose::Subject, &subject))
+            .bind(key.seal_if_clear(Purpose::Subject, &by))
             .bind(group)
             .bind(subject.as_str())
             .execute(&mut *tx)
@@ -441,19 +434,12 @@ where
         .fetch_all(&mut *tx)
         .await?;
         for (subject, name, email) in contacts {
-            let seal = |purpose, v: &str| {
-                if OwnerKey::is_clear(v) {
-                    key.seal(purpose, v)
-                } else {
-                    v.to_string()
-                }
-            };
             sqlx::query(
                 "UPDATE owner_contacts SET subject = $1, name = $2, email = $3 WHERE subject = $4",
             )
-            .bind(seal(Purpose::Subject, &subject))
-            .bind(name.map(|n| seal(Purpose::Name, &n)))
-            .bind(email.map(|e| seal(Purpose::Email, &e)))
+            .bind(key.seal_if_clear(Purpose::Subject, &subject))
+            .bind(name.map(|n| key.seal_if_clear(Purpose::Name, &n)))
+            .bind(email.map(|e| key.seal_if_clear(Purpose::Email, &e)))
             .bind(subject.as_str())
             .execute(&mut *tx)
             .await?;
