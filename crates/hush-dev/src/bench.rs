@@ -15,9 +15,11 @@ use tokio::task::JoinSet;
 mod bulk;
 mod mail;
 mod routine;
+mod storage;
 pub use bulk::{bulk, BulkArgs};
 pub use mail::{mail, MailBenchArgs};
 pub use routine::{routine, RoutineArgs};
+pub use storage::{storage, StorageArgs};
 
 /// Options of `hush-dev bench my-groups`.
 #[derive(Debug, Clone, clap::Args)]

@@ -38,6 +38,9 @@ enum BenchCommand {
     /// Joins and leaves by distinct people on one open group at 1, 8 and 32 clients: rate,
     /// p50/p99 latency, each service's memory afterwards.
     Routine(crate::bench::RoutineArgs),
+    /// The tenant's bytes on disk per person and per membership, every table and index, before
+    /// and after people join and leave.
+    Storage(crate::bench::StorageArgs),
 }
 
 /// Parses the process arguments and runs the command.
@@ -76,6 +79,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Routine(args)) => {
             crate::bench::routine(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Storage(args)) => {
+            crate::bench::storage(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::MyGroups(args)) => {
