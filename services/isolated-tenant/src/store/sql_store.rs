@@ -21,6 +21,7 @@
 use super::roles::{Groups as _, Memberships as _, Tx};
 use super::rules::Rules;
 use super::sql::{self, Conn, SqlBackend};
+use super::together::{self, Answer, Pending, Together};
 use super::turns::{Turns, Writer};
 use super::{Provisioned, ResealReport, Store, StoreError};
 use crate::audit::{self, Context};
@@ -30,13 +31,15 @@ use async_trait::async_trait;
 use domain::{CountBucket, Email, GroupId, IdentityKind, Subject};
 use service_kit::db;
 use service_kit::retry::{self, Retry};
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tenant_api::{
     AddMember, ApplyBatch, ApplyRule, BatchOutcome, IdentityRef, ProvisionGroup, RuleApplied,
 };
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 /// Tries of a routine operation (and of a re-seal step), 10 ms, 20 ms, 30 ms apart.
@@ -73,6 +76,9 @@ pub struct SqlStore<DB: SqlBackend> {
     /// growing sleeps, and a join can starve behind a stream of bulk batches for seconds; in a
     /// queue it waits for at most the batch in front of it. Shared by every pool of the store.
     turns: Option<Arc<Turns>>,
+    /// Routine writes waiting to be committed together, when the database has a single writer
+    /// ([`together`]). Shared by every pool of the store.
+    together: Option<Arc<Together>>,
 }
 
 impl<DB: SqlBackend> Clone for SqlStore<DB> {
@@ -82,6 +88,7 @@ impl<DB: SqlBackend> Clone for SqlStore<DB> {
             keys: self.keys.clone(),
             corporate: self.corporate.clone(),
             turns: self.turns.clone(),
+            together: self.together.clone(),
         }
     }
 }
@@ -97,6 +104,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
             keys,
             corporate: Arc::default(),
             turns: DB::SINGLE_WRITER.then(Arc::default),
+            together: DB::SINGLE_WRITER.then(Arc::default),
         };
         store.reference_legacy_memberships().await?;
         Ok(store)
@@ -130,6 +138,14 @@ impl<DB: SqlBackend> SqlStore<DB> {
     pub fn with_corporate_domains(mut self, corporate: CorporateDomains) -> Self {
         self.corporate = Arc::new(corporate);
         self
+    }
+
+    /// Shared transactions committed so far (SQLite; 0 elsewhere), for tests.
+    #[cfg(test)]
+    pub(crate) fn committed_together(&self) -> usize {
+        self.together
+            .as_ref()
+            .map_or(0, |t| t.committed.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// The pool, for tests that inspect or tamper with the tables directly.
@@ -171,33 +187,195 @@ impl<DB: SqlBackend> SqlStore<DB> {
         A: Send + Sync + 'static,
         T: Send + 'static,
     {
-        let context = Arc::new(context.clone());
-        let args = Arc::new(args);
+        Ok(self.write_timed(kind, retry, context, args, step).await?.0)
+    }
+
+    /// [`Self::write`], also answering how long its last try held the write turn.
+    async fn write_timed<A, T>(
+        &self,
+        kind: Writer,
+        retry: Retry,
+        context: &Context,
+        args: A,
+        step: Step<A, T>,
+    ) -> Result<(T, Duration), StoreError>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        let (context, args) = (Arc::new(context.clone()), Arc::new(args));
+        self.write_shared(kind, retry, context, args, step).await
+    }
+
+    /// [`Self::write_timed`] on arguments already shared.
+    async fn write_shared<A, T>(
+        &self,
+        kind: Writer,
+        retry: Retry,
+        context: Arc<Context>,
+        args: Arc<A>,
+        step: Step<A, T>,
+    ) -> Result<(T, Duration), StoreError>
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+    {
         retry
             .run(worth_retrying, || async {
                 let turn = self.turn(kind).await;
+                let held_since = Instant::now();
                 let (store, context, args) = (self.clone(), context.clone(), args.clone());
                 db::run_to_end(async move {
                     let _turn = turn;
                     let mut tx = store.pool.begin_with(DB::BEGIN_WRITE).await?;
                     let rules = store.rules();
                     let done = step(&rules, &context, &mut Conn::<DB>(&mut tx), &args).await;
-                    finish(tx, done).await
+                    Ok((finish(tx, done).await?, held_since.elapsed()))
                 })
                 .await
             })
             .await
     }
 
-    /// Runs `step` as a routine write ([`Self::write`]: someone is waiting for it).
+    /// Runs `step` as a routine write (someone is waiting for it). Where the database has a
+    /// single writer, a write about `Some(people)` (subjects and addresses, see [`people`];
+    /// possibly nobody) runs with other routine writes in one transaction ([`together`]); a
+    /// write about `None`, which may touch anyone's rows (a group's provisioning or removal, a
+    /// label rule applied), and every write on other databases, runs alone ([`Self::write`]).
     async fn routine<A: Send + Sync + 'static, T: Send + 'static>(
         &self,
+        people: Option<Vec<String>>,
         context: &Context,
         args: A,
         step: Step<A, T>,
     ) -> Result<T, StoreError> {
-        self.write(Writer::Routine, ROUTINE, context, args, step)
-            .await
+        let (Some(together), Some(people)) = (&self.together, people) else {
+            return self
+                .write(Writer::Routine, ROUTINE, context, args, step)
+                .await;
+        };
+        let (context, args) = (Arc::new(context.clone()), Arc::new(args));
+        let ran = ROUTINE
+            .run(worth_retrying, || async {
+                match self
+                    .together_once(together, &people, context.clone(), args.clone(), step)
+                    .await
+                {
+                    Answer::Ran(outcome) => outcome.map(Some),
+                    Answer::Alone => Ok(None),
+                }
+            })
+            .await?;
+        match ran {
+            Some(value) => Ok(*value
+                .downcast::<T>()
+                .unwrap_or_else(|_| unreachable!("a write is answered what its own step made"))),
+            // The shared transaction failed as a whole: this write runs alone, and its own
+            // failure, if any, is the answer.
+            None => Ok(self
+                .write_shared(Writer::Routine, ROUTINE, context, args, step)
+                .await?
+                .0),
+        }
+    }
+
+    /// Queues `step` for the next shared transaction and waits for its answer, leading that
+    /// transaction itself when it gets the write turn first ([`together`]).
+    async fn together_once<A: Send + Sync + 'static, T: Send + 'static>(
+        &self,
+        together: &Arc<Together>,
+        people: &[String],
+        context: Arc<Context>,
+        args: Arc<A>,
+        step: Step<A, T>,
+    ) -> Answer {
+        let op: together::Op = Box::new(move |rules, tx| {
+            Box::pin(async move {
+                let value = step(rules, &context, tx, &args).await?;
+                Ok(Box::new(value) as Box<dyn Any + Send>)
+            })
+        });
+        let (reply, mut answer) = oneshot::channel();
+        together.push(Pending {
+            people: people.to_vec(),
+            op,
+            reply,
+        });
+        loop {
+            let turn = self.turn(Writer::Routine).await;
+            match answer.try_recv() {
+                Ok(done) => return done,
+                Err(oneshot::error::TryRecvError::Closed) => return Answer::Alone,
+                Err(oneshot::error::TryRecvError::Empty) => {}
+            }
+            let group = together.take();
+            let store = self.clone();
+            let led = db::run_to_end(async move {
+                let _turn = turn;
+                store.commit_together(group).await;
+                Ok::<(), StoreError>(())
+            })
+            .await;
+            if let Err(e) = led {
+                tracing::warn!(error = %e, "leading a shared transaction");
+            }
+            // This write was in the group just led, or waits (behind a write about the same
+            // person) for the next.
+            if let Ok(done) = answer.try_recv() {
+                return done;
+            }
+        }
+    }
+
+    /// Runs `group` in one transaction, each write in a savepoint of its own, commits once,
+    /// and answers each (see [`Answer`]).
+    async fn commit_together(&self, group: Vec<Pending>) {
+        if group.is_empty() {
+            return;
+        }
+        let mut tx = match self.pool.begin_with(DB::BEGIN_WRITE).await {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::warn!(error = %e, "beginning a shared transaction");
+                return answer_alone(group);
+            }
+        };
+        let rules = self.rules();
+        let mut ran = Vec::with_capacity(group.len());
+        let mut replies = group.into_iter();
+        for pending in replies.by_ref() {
+            match in_savepoint(&rules, &mut Conn::<DB>(&mut tx), pending.op).await {
+                Ok(outcome) => ran.push((pending.reply, outcome)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "a savepoint of a shared transaction");
+                    let _ = tx.rollback().await;
+                    let not_run = replies.map(|p| p.reply);
+                    answer_alone_replies(
+                        ran.into_iter()
+                            .map(|r| r.0)
+                            .chain([pending.reply])
+                            .chain(not_run),
+                    );
+                    return;
+                }
+            }
+        }
+        match tx.commit().await {
+            Ok(()) => {
+                #[cfg(test)]
+                if let Some(t) = &self.together {
+                    t.committed
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                for (reply, outcome) in ran {
+                    let _ = reply.send(Answer::Ran(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "committing a shared transaction");
+                answer_alone_replies(ran.into_iter().map(|r| r.0));
+            }
+        }
     }
 
     /// Runs `step` from `start` to the end of its table, at most `batch` rows a transaction,
@@ -219,6 +397,44 @@ impl<DB: SqlBackend> SqlStore<DB> {
             from = next;
         }
         Ok(rewritten)
+    }
+}
+
+/// Whom a routine write is about, as [`together`] compares them: its subject and its address,
+/// each marked with what it is.
+fn people(subject: Option<&Subject>, email: Option<&Email>) -> Vec<String> {
+    subject
+        .map(|s| format!("subject:{}", s.as_str()))
+        .into_iter()
+        .chain(email.map(|e| format!("email:{}", e.as_str())))
+        .collect()
+}
+
+/// Runs `op` in a savepoint of `tx`, rolled back to when the write fails. The outer error is
+/// the savepoint's own: the transaction cannot go on.
+async fn in_savepoint(
+    rules: &Rules<'_>,
+    tx: &mut dyn Tx,
+    op: together::Op,
+) -> Result<Result<Box<dyn Any + Send>, StoreError>, StoreError> {
+    const NAME: &str = "together";
+    tx.savepoint(NAME).await?;
+    let outcome = op(rules, &mut *tx).await;
+    if outcome.is_err() {
+        tx.rollback_to_savepoint(NAME).await?;
+    }
+    tx.release_savepoint(NAME).await?;
+    Ok(outcome)
+}
+
+/// Tells each writer of `group` that the shared transaction failed before its write could hold.
+fn answer_alone(group: Vec<Pending>) {
+    answer_alone_replies(group.into_iter().map(|p| p.reply));
+}
+
+fn answer_alone_replies(replies: impl Iterator<Item = oneshot::Sender<Answer>>) {
+    for reply in replies {
+        let _ = reply.send(Answer::Alone);
     }
 }
 
@@ -270,7 +486,7 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         context: &Context,
         request: &ProvisionGroup,
     ) -> Result<Provisioned, StoreError> {
-        self.routine(context, request.clone(), |r, c, tx, request| {
+        self.routine(None, context, request.clone(), |r, c, tx, request| {
             Box::pin(r.provision(c, tx, request))
         })
         .await
@@ -282,14 +498,18 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         group: GroupId,
         request: &AddMember,
     ) -> Result<(), StoreError> {
-        self.routine(context, (group, request.clone()), |r, c, tx, a| {
-            Box::pin(r.add(c, tx, a.0, &a.1))
-        })
+        let who = &request.member;
+        self.routine(
+            Some(people(who.subject.as_ref(), who.email.as_ref())),
+            context,
+            (group, request.clone()),
+            |r, c, tx, a| Box::pin(r.add(c, tx, a.0, &a.1)),
+        )
         .await
     }
 
     async fn deprovision_group(&self, context: &Context, group: GroupId) -> Result<(), StoreError> {
-        self.routine(context, group, |r, c, tx, group| {
+        self.routine(None, context, group, |r, c, tx, group| {
             Box::pin(r.deprovision(c, tx, *group))
         })
         .await
@@ -301,16 +521,22 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         group: GroupId,
         who: &IdentityRef,
     ) -> Result<(), StoreError> {
-        self.routine(context, (group, who.clone()), |r, c, tx, a| {
-            Box::pin(r.remove(c, tx, a.0, &a.1))
-        })
+        self.routine(
+            Some(people(who.subject.as_ref(), who.email.as_ref())),
+            context,
+            (group, who.clone()),
+            |r, c, tx, a| Box::pin(r.remove(c, tx, a.0, &a.1)),
+        )
         .await
     }
 
     async fn offboard(&self, context: &Context, who: &IdentityRef) -> Result<(), StoreError> {
-        self.routine(context, who.clone(), |r, c, tx, who| {
-            Box::pin(r.offboard(c, tx, who))
-        })
+        self.routine(
+            Some(people(who.subject.as_ref(), who.email.as_ref())),
+            context,
+            who.clone(),
+            |r, c, tx, who| Box::pin(r.offboard(c, tx, who)),
+        )
         .await
     }
 
@@ -319,15 +545,35 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         context: &Context,
         batch: &ApplyBatch,
     ) -> Result<BatchOutcome, StoreError> {
-        let outcome = self
-            .write(
-                Writer::Bulk,
-                BATCHES,
-                context,
-                batch.clone(),
-                |rules, c, tx, batch| Box::pin(rules.apply_batch(c, tx, batch)),
-            )
-            .await?;
+        let step: Step<ApplyBatch, BatchOutcome> =
+            |rules, c, tx, batch| Box::pin(rules.apply_batch(c, tx, batch));
+        let outcome = match &self.turns {
+            // Postgres: the whole batch in one transaction, beside routine writers.
+            None => {
+                self.write(Writer::Bulk, BATCHES, context, batch.clone(), step)
+                    .await?
+            }
+            // One writer: the batch in slices, each a write turn short enough that a join
+            // arriving meanwhile waits little for it (see `turns::BULK_TURN`).
+            Some(turns) => {
+                let mut outcome = BatchOutcome::default();
+                let mut rest = &batch.ops[..];
+                while !rest.is_empty() {
+                    let (slice, after) = rest.split_at(turns.bulk_slice().min(rest.len()));
+                    let part = ApplyBatch {
+                        ops: slice.to_vec(),
+                        labels: batch.labels.clone(),
+                    };
+                    let (done, held) = self
+                        .write_timed(Writer::Bulk, BATCHES, context, part, step)
+                        .await?;
+                    turns.bulk_turn_took(slice.len(), held);
+                    outcome = outcome.plus(done);
+                    rest = after;
+                }
+                outcome
+            }
+        };
         // Out of the write turn, so routine writers need not wait for it.
         if let Some(statement) = DB::AFTER_BULK_BATCH {
             if let Err(e) = sql::execute(&self.pool, statement).await {
@@ -377,9 +623,12 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
             return Ok(false);
         }
         let args = (subject.clone(), email.cloned(), kind);
-        self.routine(context, args, |r, c, tx, a| {
-            Box::pin(r.settle_kind(c, tx, &a.0, a.1.as_ref(), a.2))
-        })
+        self.routine(
+            Some(people(Some(subject), email)),
+            context,
+            args,
+            |r, c, tx, a| Box::pin(r.settle_kind(c, tx, &a.0, a.1.as_ref(), a.2)),
+        )
         .await
     }
 
@@ -391,9 +640,12 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         kind: IdentityKind,
     ) -> Result<(), StoreError> {
         let args = (subject.clone(), email.cloned(), kind);
-        self.routine(context, args, |r, c, tx, a| {
-            Box::pin(r.sync_identity(c, tx, &a.0, a.1.as_ref(), a.2))
-        })
+        self.routine(
+            Some(people(Some(subject), email)),
+            context,
+            args,
+            |r, c, tx, a| Box::pin(r.sync_identity(c, tx, &a.0, a.1.as_ref(), a.2)),
+        )
         .await
     }
 
@@ -414,9 +666,12 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
         let (mut applied, mut ended) = (0, 0);
         for group in groups {
             let done = self
-                .routine(context, (group, request.rule.clone()), |r, c, tx, a| {
-                    Box::pin(r.apply_rule(c, tx, a.0, &a.1))
-                })
+                .routine(
+                    None,
+                    context,
+                    (group, request.rule.clone()),
+                    |r, c, tx, a| Box::pin(r.apply_rule(c, tx, a.0, &a.1)),
+                )
                 .await?;
             if let Some(n) = done {
                 applied += 1;
@@ -467,6 +722,7 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
             return Ok(bucket);
         }
         self.routine(
+            Some(Vec::new()),
             &Context::tenant(),
             (group, now_ms, next_refresh_ms),
             |r, _, tx, (group, now, next)| Box::pin(r.shown_count(tx, *group, *now, *next)),

@@ -1741,6 +1741,118 @@ async fn on_sqlite_a_bulk_batch_leaves_the_log_copied_so_the_next_routine_commit
     db.finish().await;
 }
 
+/// On SQLite, routine writes that wait for the writer at the same moment commit in one
+/// transaction, each still answered for itself: a refused add among them is refused and writes
+/// nothing, the others hold, and the audit chain links every event that held and no other.
+#[tokio::test]
+async fn on_sqlite_joins_at_once_commit_together_and_each_gets_its_own_answer() {
+    let (keys, _) = fresh_keys();
+    let db = TestDb::sqlite(keys).await;
+    let g = labelled_group(db.store.as_ref(), "together", "Confidential").await;
+    let Raw::SqliteStore(raw) = &db.raw else {
+        unreachable!()
+    };
+    let before = raw.committed_together();
+    // 48 adds at once: every fourth is a guest by address, whom Confidential bars.
+    let adds: Vec<_> = (0..48)
+        .map(|i| {
+            let store = db.store.clone();
+            let mut add = if i % 4 == 3 {
+                by_email(&format!("guest-{i}@partner.example"))
+            } else {
+                member(&format!("staff-{i}"), &format!("staff-{i}@corp.example"))
+            };
+            add.label = label("Confidential");
+            tokio::spawn(async move { store.add_member(&Context::tenant(), g, &add).await })
+        })
+        .collect();
+    let mut refused = 0;
+    for add in adds {
+        match add.await.unwrap() {
+            Ok(()) => {}
+            Err(StoreError::LabelRefused(_)) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(refused, 12);
+    assert_eq!(db.store.member_count(g).await.unwrap(), CountBucket::of(36));
+    let transactions = raw.committed_together() - before;
+    assert!(
+        (1..48).contains(&transactions),
+        "48 writes in {transactions} shared transactions: some were committed together"
+    );
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let report = crate::audit::verify::verify(&db.store.audit_db(), &[], &key)
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    // The group's provisioning and the 36 adds that held; the refusals left no event.
+    assert_eq!(report.events, 37);
+    db.finish().await;
+}
+
+/// On SQLite a bulk batch commits in short slices, each a write turn of its own: a join that
+/// arrives while a big batch is under way waits for the slice in progress, not for the whole
+/// batch. With the batch as one transaction, its first person would become a member only when
+/// its last did, and the join would land after both.
+#[tokio::test]
+async fn on_sqlite_a_join_during_a_big_batch_waits_for_one_slice_not_the_whole_batch() {
+    let (keys, _) = fresh_keys();
+    let db = TestDb::sqlite(keys).await;
+    let g = group(db.store.as_ref(), "sliced").await;
+    let people: Vec<Email> = (0..4000)
+        .map(|i| Email::parse(format!("sliced-{i}@corp.example")).unwrap())
+        .collect();
+    let (first, last) = (people[0].clone(), people[people.len() - 1].clone());
+    let lane = db.store.with_own_pool(1);
+    let batch = ApplyBatch::add_all(g, label("General"), &people);
+    let running = tokio::spawn(async move { lane.apply_batch(&Context::tenant(), &batch).await });
+
+    // The batch's first slice is committed: its first person is a member.
+    let by_address = |e: &Email| subject(e.as_str().split('@').next().unwrap());
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !db
+            .store
+            .is_member(g, &by_address(&first), Some(&first))
+            .await
+            .unwrap()
+        {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the first slice commits");
+
+    let joiner = member("joins-meanwhile", "joins-meanwhile@corp.example");
+    db.store
+        .add_member(&Context::tenant(), g, &joiner)
+        .await
+        .unwrap();
+    assert!(
+        !db.store
+            .is_member(g, &by_address(&last), Some(&last))
+            .await
+            .unwrap(),
+        "the join was answered while the batch still had slices to go"
+    );
+
+    let outcome = running.await.unwrap().unwrap();
+    assert_eq!(
+        outcome.applied, 4000,
+        "the slices' counts add up to the batch's"
+    );
+    assert!(db
+        .store
+        .is_member(g, &by_address(&last), Some(&last))
+        .await
+        .unwrap());
+    assert_eq!(
+        db.store.member_count(g).await.unwrap(),
+        CountBucket::of(4001)
+    );
+    db.finish().await;
+}
+
 /// (frames in the write-ahead log, frames of it already copied into the database) of the
 /// SQLite database `file`, read from its shared-memory index without taking part in it (a
 /// checkpoint to ask would copy them): `mxFrame` of the index header and `nBackfill` of the
