@@ -20,6 +20,8 @@ use std::str::FromStr;
 use std::time::Duration;
 use tracing::Instrument as _;
 
+pub mod wal;
+
 /// Which store a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -69,7 +71,8 @@ pub const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// crosses 1,000 log pages runs inside that request (about one join in seventy took 10 ms
 /// more for it), are off; a task of the pool's own runs a passive checkpoint every
 /// [`SQLITE_CHECKPOINT_EVERY`] instead, which never waits for a writer and never makes one
-/// wait. It ends when the pool is closed.
+/// wait. A second task keeps the log to a bounded size ([`wal`]): passive checkpoints alone
+/// never restart it under steady writes. Both end when the pool is closed.
 pub async fn connect_sqlite(url: &str, max: u32) -> anyhow::Result<SqlitePool> {
     let opts = SqliteConnectOptions::from_str(url)?
         .create_if_missing(true)
@@ -83,9 +86,10 @@ pub async fn connect_sqlite(url: &str, max: u32) -> anyhow::Result<SqlitePool> {
     let pool = refuse_open_transactions(SqlitePoolOptions::new())
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(opts)
+        .connect_with(opts.clone())
         .await?;
     tokio::spawn(checkpoint_in_the_background(pool.clone()));
+    tokio::spawn(wal::keep_bounded(pool.clone(), opts));
     Ok(pool)
 }
 

@@ -34,7 +34,6 @@ mod error;
 mod extract;
 mod groups;
 pub mod identity;
-mod log_bound;
 pub mod mail;
 mod member_list;
 mod members;
@@ -244,8 +243,6 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
     let checkpoints = config.audit.start(state.store.audit_db())?;
-    // On SQLite, the write-ahead log kept to a bounded size.
-    let log_bound = log_bound::start(config.database_url.expose()).await?;
     tracing::info!(addr = %listener.local_addr()?, "isolated-tenant listening");
     // The SMTP listener and delivery workers, when configured; they stop with the API.
     let mail = match config.mail.listen {
@@ -265,9 +262,6 @@ pub async fn run(
     let served = service_kit::serve(listener, router(state), shutdown).await;
     drop(mail);
     if let Some(task) = checkpoints {
-        task.abort();
-    }
-    if let Some(task) = log_bound {
         task.abort();
     }
     served?;
