@@ -187,27 +187,12 @@ impl<DB: SqlBackend> SqlStore<DB> {
         A: Send + Sync + 'static,
         T: Send + 'static,
     {
-        Ok(self.write_timed(kind, retry, context, args, step).await?.0)
-    }
-
-    /// [`Self::write`], also answering how long its last try held the write turn.
-    async fn write_timed<A, T>(
-        &self,
-        kind: Writer,
-        retry: Retry,
-        context: &Context,
-        args: A,
-        step: Step<A, T>,
-    ) -> Result<(T, Duration), StoreError>
-    where
-        A: Send + Sync + 'static,
-        T: Send + 'static,
-    {
         let (context, args) = (Arc::new(context.clone()), Arc::new(args));
-        self.write_shared(kind, retry, context, args, step).await
+        Ok(self.write_shared(kind, retry, context, args, step).await?.0)
     }
 
-    /// [`Self::write_timed`] on arguments already shared.
+    /// [`Self::write`] on arguments already shared, also answering how long its last try held
+    /// the write turn.
     async fn write_shared<A, T>(
         &self,
         kind: Writer,
@@ -556,16 +541,17 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
             // One writer: the batch in slices, each a write turn short enough that a join
             // arriving meanwhile waits little for it (see `turns::BULK_TURN`).
             Some(turns) => {
+                let context = Arc::new(context.clone());
                 let mut outcome = BatchOutcome::default();
                 let mut rest = &batch.ops[..];
                 while !rest.is_empty() {
                     let (slice, after) = rest.split_at(turns.bulk_slice().min(rest.len()));
-                    let part = ApplyBatch {
+                    let part = Arc::new(ApplyBatch {
                         ops: slice.to_vec(),
                         labels: batch.labels.clone(),
-                    };
+                    });
                     let (done, held) = self
-                        .write_timed(Writer::Bulk, BATCHES, context, part, step)
+                        .write_shared(Writer::Bulk, BATCHES, context.clone(), part, step)
                         .await?;
                     turns.bulk_turn_took(slice.len(), held);
                     outcome = outcome.plus(done);
