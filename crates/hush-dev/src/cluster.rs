@@ -36,6 +36,22 @@ pub struct ClusterOptions {
     pub log: String,
 }
 
+impl ClusterOptions {
+    /// Every service, membership-api included, one bulk-api replica, no extra environment:
+    /// the stack the routine-path benchmarks drive.
+    pub fn routine(dir: &Path, databases: Databases, log: &str) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            databases,
+            bulk_replicas: 1,
+            membership: true,
+            bulk_env: Vec::new(),
+            tenant_env: Vec::new(),
+            log: log.to_string(),
+        }
+    }
+}
+
 /// The running processes.
 pub struct Cluster {
     exe: PathBuf,

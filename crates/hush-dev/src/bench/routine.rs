@@ -123,19 +123,7 @@ async fn run(
     dir: &Path,
     args: &RoutineArgs,
 ) -> anyhow::Result<Report> {
-    let cluster = Cluster::start(
-        exe,
-        ClusterOptions {
-            dir: dir.to_path_buf(),
-            databases: dbs,
-            bulk_replicas: 1,
-            membership: true,
-            bulk_env: Vec::new(),
-            tenant_env: Vec::new(),
-            log: args.service_log.clone(),
-        },
-    )
-    .await?;
+    let cluster = Cluster::start(exe, ClusterOptions::routine(dir, dbs, &args.service_log)).await?;
     let owner = cluster.token("bench-owner", IdentityKind::Member, &[]);
     let group = GroupsClient::new(&cluster.url("control-api"), &owner)?
         .create_active("Routine bench", "General", "open")

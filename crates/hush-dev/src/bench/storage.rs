@@ -312,19 +312,7 @@ async fn run(
                 .context("connecting to the tenant's database")?,
         }
     };
-    let cluster = Cluster::start(
-        exe,
-        ClusterOptions {
-            dir: dir.to_path_buf(),
-            databases: dbs,
-            bulk_replicas: 1,
-            membership: true,
-            bulk_env: Vec::new(),
-            tenant_env: Vec::new(),
-            log: args.service_log.clone(),
-        },
-    )
-    .await?;
+    let cluster = Cluster::start(exe, ClusterOptions::routine(dir, dbs, &args.service_log)).await?;
     let owner = cluster.token("bench-owner", IdentityKind::Member, &[]);
     let control = GroupsClient::new(&cluster.url("control-api"), &owner)?;
     let mut groups = Vec::with_capacity(args.groups);
