@@ -462,17 +462,6 @@ impl BatchOutcome {
     pub fn rejected(&self) -> u64 {
         self.unknown_identity + self.label_refused + self.unknown_group
     }
-
-    /// The counts of two parts of one batch, together.
-    #[must_use]
-    pub fn plus(self, other: Self) -> Self {
-        Self {
-            applied: self.applied + other.applied,
-            unknown_identity: self.unknown_identity + other.unknown_identity,
-            label_refused: self.label_refused + other.label_refused,
-            unknown_group: self.unknown_group + other.unknown_group,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -76,16 +76,13 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(apply_batch))
 }
 
-/// Applies a batch of adds and removes (bulk-api only).
+/// Applies a batch of adds and removes in one transaction (bulk-api only).
 ///
 /// Each add is checked against the label given for its group with the person's resolved kind
 /// (`domain::may_enter`, as for a single add) before anything is written for it; each operation
 /// runs the same statements as the single call, whether or not the person was a member
 /// (INV-3). The answer counts operations by outcome only. Replaying a batch changes nothing
-/// and answers the same counts. On Postgres the batch is one transaction, and a database
-/// failure rolls it all back (500). On SQLite it commits in slices of a few milliseconds each,
-/// so joins need not wait for a whole batch; a failure (500) may leave the first slices
-/// applied, and the batch sent again finishes the rest with the same counts.
+/// and answers the same counts. A database failure rolls the whole batch back (500).
 #[utoipa::path(
     post,
     path = "/tenant/v1/groups/batch",

@@ -163,8 +163,7 @@ pub struct ResealReport {
 }
 
 /// What the tenant keeps. Every method is one statement or one transaction, except
-/// [`Store::reseal`], which is a sequence of bounded transactions, and [`Store::apply_batch`]
-/// on SQLite, which is a sequence of short ones. A method that changes
+/// [`Store::reseal`], which is a sequence of bounded transactions. A method that changes
 /// state takes the [`Context`] its audit events record: the caller's
 /// ([`crate::Permit::context`]), or [`Context::tenant`] for the tenant's own work.
 #[async_trait]
@@ -220,12 +219,9 @@ pub trait Store: Send + Sync + 'static {
     /// before now ([`Store::token_revoked`]). Idempotent.
     async fn offboard(&self, context: &Context, who: &IdentityRef) -> Result<(), StoreError>;
 
-    /// Applies a batch of adds and removes, in order, each with the same statements (and label
-    /// check) as [`Store::add_member`] / [`Store::remove_member`]; refusals are counted by
-    /// reason, never reported per person. Idempotent. One transaction on Postgres; on SQLite,
-    /// which has one writer, consecutive slices of the batch in short write turns of their own
-    /// (`turns::BULK_TURN`), so a failure may leave the first slices applied: applying the
-    /// batch again finishes it and answers the same counts.
+    /// Applies a batch of adds and removes in one transaction, each with the same statements
+    /// (and label check) as [`Store::add_member`] / [`Store::remove_member`]; refusals are
+    /// counted by reason, never reported per person. Idempotent.
     async fn apply_batch(
         &self,
         context: &Context,

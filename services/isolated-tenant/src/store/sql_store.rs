@@ -35,7 +35,7 @@ use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tenant_api::{
     AddMember, ApplyBatch, ApplyRule, BatchOutcome, IdentityRef, ProvisionGroup, RuleApplied,
 };
@@ -188,11 +188,10 @@ impl<DB: SqlBackend> SqlStore<DB> {
         T: Send + 'static,
     {
         let (context, args) = (Arc::new(context.clone()), Arc::new(args));
-        Ok(self.write_shared(kind, retry, context, args, step).await?.0)
+        self.write_shared(kind, retry, context, args, step).await
     }
 
-    /// [`Self::write`] on arguments already shared, also answering how long its last try held
-    /// the write turn.
+    /// [`Self::write`] on arguments already shared.
     async fn write_shared<A, T>(
         &self,
         kind: Writer,
@@ -200,7 +199,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
         context: Arc<Context>,
         args: Arc<A>,
         step: Step<A, T>,
-    ) -> Result<(T, Duration), StoreError>
+    ) -> Result<T, StoreError>
     where
         A: Send + Sync + 'static,
         T: Send + 'static,
@@ -208,14 +207,13 @@ impl<DB: SqlBackend> SqlStore<DB> {
         retry
             .run(worth_retrying, || async {
                 let turn = self.turn(kind).await;
-                let held_since = Instant::now();
                 let (store, context, args) = (self.clone(), context.clone(), args.clone());
                 db::run_to_end(async move {
                     let _turn = turn;
                     let mut tx = store.pool.begin_with(DB::BEGIN_WRITE).await?;
                     let rules = store.rules();
                     let done = step(&rules, &context, &mut Conn::<DB>(&mut tx), &args).await;
-                    Ok((finish(tx, done).await?, held_since.elapsed()))
+                    finish(tx, done).await
                 })
                 .await
             })
@@ -259,8 +257,7 @@ impl<DB: SqlBackend> SqlStore<DB> {
             // failure, if any, is the answer.
             None => Ok(self
                 .write_shared(Writer::Routine, ROUTINE, context, args, step)
-                .await?
-                .0),
+                .await?),
         }
     }
 
@@ -532,34 +529,13 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
     ) -> Result<BatchOutcome, StoreError> {
         let step: Step<ApplyBatch, BatchOutcome> =
             |rules, c, tx, batch| Box::pin(rules.apply_batch(c, tx, batch));
-        let outcome = match &self.turns {
-            // Postgres: the whole batch in one transaction, beside routine writers.
-            None => {
-                self.write(Writer::Bulk, BATCHES, context, batch.clone(), step)
-                    .await?
-            }
-            // One writer: the batch in slices, each a write turn short enough that a join
-            // arriving meanwhile waits little for it (see `turns::BULK_TURN`).
-            Some(turns) => {
-                let context = Arc::new(context.clone());
-                let mut outcome = BatchOutcome::default();
-                let mut rest = &batch.ops[..];
-                while !rest.is_empty() {
-                    let (slice, after) = rest.split_at(turns.bulk_slice().min(rest.len()));
-                    let part = Arc::new(ApplyBatch {
-                        ops: slice.to_vec(),
-                        labels: batch.labels.clone(),
-                    });
-                    let (done, held) = self
-                        .write_shared(Writer::Bulk, BATCHES, context.clone(), part, step)
-                        .await?;
-                    turns.bulk_turn_took(slice.len(), held);
-                    outcome = outcome.plus(done);
-                    rest = after;
-                }
-                outcome
-            }
-        };
+        // One transaction on either database: a batch is bounded by bulk-api's chunk size, and
+        // on SQLite routine writers that are already waiting go before it (`turns`). Cutting it
+        // into short transactions was measured to cost both the job's rate and the join's tail
+        // (docs/benchmarks.md).
+        let outcome = self
+            .write(Writer::Bulk, BATCHES, context, batch.clone(), step)
+            .await?;
         // Out of the write turn, so routine writers need not wait for it.
         if let Some(statement) = DB::AFTER_BULK_BATCH {
             if let Err(e) = sql::execute(&self.pool, statement).await {

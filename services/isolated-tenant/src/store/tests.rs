@@ -1791,68 +1791,6 @@ async fn on_sqlite_joins_at_once_commit_together_and_each_gets_its_own_answer() 
     db.finish().await;
 }
 
-/// On SQLite a bulk batch commits in short slices, each a write turn of its own: a join that
-/// arrives while a big batch is under way waits for the slice in progress, not for the whole
-/// batch. With the batch as one transaction, its first person would become a member only when
-/// its last did, and the join would land after both.
-#[tokio::test]
-async fn on_sqlite_a_join_during_a_big_batch_waits_for_one_slice_not_the_whole_batch() {
-    let (keys, _) = fresh_keys();
-    let db = TestDb::sqlite(keys).await;
-    let g = group(db.store.as_ref(), "sliced").await;
-    let people: Vec<Email> = (0..4000)
-        .map(|i| Email::parse(format!("sliced-{i}@corp.example")).unwrap())
-        .collect();
-    let (first, last) = (people[0].clone(), people[people.len() - 1].clone());
-    let lane = db.store.with_own_pool(1);
-    let batch = ApplyBatch::add_all(g, label("General"), &people);
-    let running = tokio::spawn(async move { lane.apply_batch(&Context::tenant(), &batch).await });
-
-    // The batch's first slice is committed: its first person is a member.
-    let by_address = |e: &Email| subject(e.as_str().split('@').next().unwrap());
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while !db
-            .store
-            .is_member(g, &by_address(&first), Some(&first))
-            .await
-            .unwrap()
-        {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the first slice commits");
-
-    let joiner = member("joins-meanwhile", "joins-meanwhile@corp.example");
-    db.store
-        .add_member(&Context::tenant(), g, &joiner)
-        .await
-        .unwrap();
-    assert!(
-        !db.store
-            .is_member(g, &by_address(&last), Some(&last))
-            .await
-            .unwrap(),
-        "the join was answered while the batch still had slices to go"
-    );
-
-    let outcome = running.await.unwrap().unwrap();
-    assert_eq!(
-        outcome.applied, 4000,
-        "the slices' counts add up to the batch's"
-    );
-    assert!(db
-        .store
-        .is_member(g, &by_address(&last), Some(&last))
-        .await
-        .unwrap());
-    assert_eq!(
-        db.store.member_count(g).await.unwrap(),
-        CountBucket::of(4001)
-    );
-    db.finish().await;
-}
-
 /// (frames in the write-ahead log, frames of it already copied into the database) of the
 /// SQLite database `file`, read from its shared-memory index without taking part in it (a
 /// checkpoint to ask would copy them): `mxFrame` of the index header and `nBackfill` of the

@@ -2,7 +2,6 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Who is asking for a write turn on a single-writer database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,49 +16,10 @@ pub(super) enum Writer {
 /// bulk work lets routine writers that are already waiting go first. A routine write then waits
 /// for at most the one bulk transaction in progress; bulk work waits for a quiet moment, or
 /// after [`Turns::BULK_PATIENCE`] yields takes its turn anyway so it cannot starve.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Turns {
     lock: Arc<tokio::sync::Mutex<()>>,
     routine_waiting: AtomicUsize,
-    /// How many operations of a bulk batch the next bulk turn applies ([`bulk_slice_after`]).
-    bulk_slice: AtomicUsize,
-}
-
-impl Default for Turns {
-    fn default() -> Self {
-        Self {
-            lock: Arc::default(),
-            routine_waiting: AtomicUsize::new(0),
-            bulk_slice: AtomicUsize::new(BULK_SLICE_FIRST),
-        }
-    }
-}
-
-/// How long one bulk write turn should last: a routine write that arrives during one waits for
-/// at most about this long. Shorter turns cost throughput (each is a transaction that reads
-/// its groups and people and commits); longer ones are the join's tail.
-pub(super) const BULK_TURN: Duration = Duration::from_millis(8);
-/// Operations in the first bulk turn, before any has been timed.
-const BULK_SLICE_FIRST: usize = 100;
-/// The fewest operations in a bulk turn: below this a turn is mostly its fixed cost.
-const BULK_SLICE_MIN: usize = 16;
-/// The most operations in a bulk turn.
-const BULK_SLICE_MAX: usize = 2_000;
-
-/// How many operations the next bulk turn should apply, given that the last applied `ops` in
-/// `took`: the rate it showed, over [`BULK_TURN`], moved at most halfway from `ops` (so one
-/// slow commit does not shrink turns to nothing), within [`BULK_SLICE_MIN`] and
-/// [`BULK_SLICE_MAX`].
-pub(super) fn bulk_slice_after(ops: usize, took: Duration) -> usize {
-    let ops = ops.max(1);
-    let fits = if took.is_zero() {
-        BULK_SLICE_MAX
-    } else {
-        let rate = ops as f64 / took.as_secs_f64();
-        (rate * BULK_TURN.as_secs_f64()) as usize
-    };
-    let next = fits.clamp(ops / 2, ops.saturating_mul(2));
-    next.clamp(BULK_SLICE_MIN, BULK_SLICE_MAX)
 }
 
 /// A routine writer's place among the waiting ones, given up when dropped: when its turn
@@ -103,16 +63,6 @@ impl Turns {
         }
         self.lock.clone().lock_owned().await
     }
-
-    /// How many operations of a bulk batch the next bulk turn applies.
-    pub(super) fn bulk_slice(&self) -> usize {
-        self.bulk_slice.load(SeqCst)
-    }
-
-    /// Records that a bulk turn applied `ops` operations in `took`, sizing the next.
-    pub(super) fn bulk_turn_took(&self, ops: usize, took: Duration) {
-        self.bulk_slice.store(bulk_slice_after(ops, took), SeqCst);
-    }
 }
 
 #[cfg(test)]
@@ -125,20 +75,6 @@ mod tests {
     /// Polls `f` once: whether it finished.
     async fn ready_at_once<F: Future>(f: &mut Pin<Box<F>>) -> bool {
         poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx).is_ready())).await
-    }
-
-    #[test]
-    fn bulk_turns_are_sized_to_last_about_the_turn_target() {
-        // 100 operations in 16 ms: 50 fit in 8 ms.
-        assert_eq!(bulk_slice_after(100, Duration::from_millis(16)), 50);
-        // 100 in 4 ms: 200 fit.
-        assert_eq!(bulk_slice_after(100, Duration::from_millis(4)), 200);
-        // One very slow commit halves the turn at most; a very fast one doubles it at most.
-        assert_eq!(bulk_slice_after(100, Duration::from_secs(2)), 50);
-        assert_eq!(bulk_slice_after(100, Duration::from_micros(1)), 200);
-        // Within bounds, whatever was measured.
-        assert_eq!(bulk_slice_after(10, Duration::from_secs(1)), BULK_SLICE_MIN);
-        assert_eq!(bulk_slice_after(1_900, Duration::ZERO), BULK_SLICE_MAX);
     }
 
     #[tokio::test]
