@@ -1,5 +1,6 @@
-//! `AppJson`: axum's `Json`, but a body that does not parse becomes our problem+json (with the
-//! reason serde gave, which names the field) instead of axum's plain-text rejection.
+//! `AppJson`: axum's `Json`, but a body that does not parse becomes our problem+json, whose
+//! detail names the field and says what is wrong with it, instead of axum's plain-text
+//! rejection ("Failed to deserialize the JSON body into the target type: …").
 //!
 //! Every request body Hush takes as JSON is an object, and `AppJson` refuses anything else
 //! (array, string, number, boolean, `null`) with a 422 before the handler runs. serde alone would
@@ -9,12 +10,12 @@
 
 use crate::Problem;
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::response::{IntoResponse, Response};
 use http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde_json::error::Category;
 
 /// JSON in and out with problem+json rejections; a request body must be a JSON object.
 #[derive(Debug, Clone, Copy, Default)]
@@ -39,11 +40,34 @@ where
             }
         })?;
         not_an_object(&bytes)?;
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(rejection_to_problem(&rejection)),
-        }
+        parse(&bytes).map(Self)
     }
+}
+
+/// Reads `bytes` as a `T`: 400 when they are not JSON, 422 when they are JSON that does not fit,
+/// each with a detail in our words that names the field (its path, as in `owners[1]`) and the
+/// place, never the name of a Rust type or of the library that read it (issue 19).
+fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.classify() == Category::Data {
+            if path == "." {
+                Problem::invalid(format!("the request body: {inner}"))
+            } else {
+                Problem::invalid(format!("the request body's `{path}`: {inner}"))
+            }
+        } else {
+            not_json(&inner)
+        }
+    })?;
+    de.end().map_err(|e| not_json(&e))?;
+    Ok(value)
+}
+
+fn not_json(e: &serde_json::Error) -> Problem {
+    Problem::bad_request(format!("the request body is not valid JSON: {e}"))
 }
 
 /// `application/json` or any `application/…+json`, parameters ignored (as axum's `Json` does).
@@ -73,9 +97,7 @@ fn not_an_object(bytes: &[u8]) -> Result<(), Problem> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
         return Ok(());
     }
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
-        Problem::bad_request(format!("Failed to parse the request body as JSON: {e}"))
-    })?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| not_json(&e))?;
     let kind = match value {
         serde_json::Value::Object(_) => return Ok(()),
         serde_json::Value::Array(_) => "an array",
@@ -87,20 +109,6 @@ fn not_an_object(bytes: &[u8]) -> Result<(), Problem> {
     Err(Problem::invalid(format!(
         "the request body must be a JSON object, not {kind}"
     )))
-}
-
-fn rejection_to_problem(r: &JsonRejection) -> Problem {
-    match r {
-        JsonRejection::JsonDataError(e) => Problem::invalid(e.body_text()),
-        JsonRejection::JsonSyntaxError(e) => Problem::bad_request(e.body_text()),
-        JsonRejection::MissingJsonContentType(_) => {
-            Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
-        }
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE)
-        }
-        other => Problem::bad_request(other.body_text()),
-    }
 }
 
 impl<T: Serialize> IntoResponse for AppJson<T> {
@@ -207,5 +215,40 @@ mod tests {
         assert!(problem.detail.unwrap().contains("colour"));
         let (status, ..) = send("{}", "text/plain").await;
         assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[tokio::test]
+    async fn details_say_in_our_words_which_field_is_wrong_and_where() {
+        let (status, _, problem) = send(r#"{"owners": ["a", 2]}"#, "application/json").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            problem.detail.as_deref(),
+            Some("the request body's `owners[1]`: invalid type: integer `2`, expected a string at line 1 column 18"),
+        );
+        let (_, _, problem) = send(r#"{"colour": 1}"#, "application/json").await;
+        let detail = problem.detail.unwrap();
+        assert!(
+            detail.starts_with("the request body's `colour`: unknown field `colour`"),
+            "{detail}"
+        );
+        let (_, _, problem) = send(r#"{"description": "x"} trailing"#, "application/json").await;
+        let detail = problem.detail.unwrap();
+        assert!(
+            detail.starts_with("the request body is not valid JSON: trailing characters"),
+            "{detail}"
+        );
+        for broken in [
+            "[1",
+            r#"{"description": "x""#,
+            r#"{"owners": ["a", 2]}"#,
+            "{} x",
+        ] {
+            let (_, _, problem) = send(broken, "application/json").await;
+            let detail = problem.detail.unwrap();
+            assert!(
+                !detail.contains("Failed to") && !detail.contains("target type"),
+                "library wording in {detail:?}"
+            );
+        }
     }
 }

@@ -74,6 +74,12 @@ impl Problem {
         Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").with_detail(detail)
     }
 
+    /// 403 `not-owner`: only the group's owners may do this. One problem type for it across
+    /// services (control-api's group writes, membership-api's owner routes).
+    pub fn not_owner(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "not-owner", "Owners only").with_detail(detail)
+    }
+
     /// 409.
     pub fn conflict(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", "Conflict").with_detail(detail)

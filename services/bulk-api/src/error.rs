@@ -43,6 +43,9 @@ pub enum ApiError {
         /// The first of them.
         errors: Vec<LineErrorView>,
     },
+    /// The input's format is neither named (`?format=`) nor given by a content type we read.
+    #[error("send the input as application/x-ndjson or text/csv, or say which with ?format=ndjson or ?format=csv")]
+    UnsupportedMediaType,
     /// The input holds more operations than a job may.
     #[error("a job holds at most {0} operations")]
     TooManyOps(u64),
@@ -108,6 +111,8 @@ impl IntoResponse for ApiError {
             )
             .with_detail(self.to_string()),
             Self::TooLarge => Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE),
+            Self::UnsupportedMediaType => Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                .with_detail(self.to_string()),
             Self::NotFound => Problem::not_found(self.to_string()),
             Self::Conflict(why) => Problem::conflict(why.clone()),
             Self::Unavailable(why) => Problem::unavailable(why.clone()),

@@ -76,7 +76,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 201, description = "The job, queued.", body = JobView),
         (status = 200, description = "The job an earlier submission with the same Idempotency-Key created.", body = JobView),
         (status = 409, description = "A submission with this Idempotency-Key is still being received.", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "`401` No valid bearer token. `403` The caller is not an operator and does not own every group the job names. `413` The upload or its number of operations is above the limit. `422` `invalid-lines`: malformed lines (with `errors`: line and reason) and on_bad_lines=reject; or an unknown format.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The caller is not an operator and does not own every group the job names. `413` The upload or its number of operations is above the limit. `415` `unsupported-media-type`: the input is neither application/x-ndjson nor text/csv and `?format=` does not say which (the same status as every JSON endpoint sent another content type). `422` `invalid-lines`: malformed lines (with `errors`: line and reason) and on_bad_lines=reject; or `format` is neither ndjson nor csv.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`503` control-api could not say who owns the groups.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -96,11 +96,7 @@ async fn submit_job(
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(Format::from_content_type)
-            .ok_or_else(|| {
-                ApiError::Invalid(
-                    "send the input as application/x-ndjson or text/csv (or say ?format=)".into(),
-                )
-            })?,
+            .ok_or(ApiError::UnsupportedMediaType)?,
     };
     let key = match headers.get(IDEMPOTENCY_KEY) {
         None => None,

@@ -118,9 +118,9 @@ impl ApiError {
             | Self::NotInvited => Problem::not_found(detail),
             Self::CreatorKind(_)
             | Self::MissingRole(_)
-            | Self::NotOwner
             | Self::ServiceNotAllowed(_)
             | Self::SameAdmin => Problem::forbidden(detail),
+            Self::NotOwner => Problem::not_owner(detail),
             Self::OwnerRefused(_) => Problem::new(
                 StatusCode::FORBIDDEN,
                 "label-refused",

@@ -556,7 +556,7 @@ async fn get_group(
     responses(
         (status = 200, description = "The group as it is now.", body = GroupView),
         (status = 409, description = "The group is being archived or is archived.", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` The caller is not one of the group's owners. `404` No group with this id that the caller may see. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is unknown or invalid; `label` was sent; or `urn:hush:problem:join-policy`: the label does not allow the join policy.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: the caller is not one of the group's owners. `404` No group with this id that the caller may see. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is unknown or invalid; `label` was sent; or `urn:hush:problem:join-policy`: the label does not allow the join policy.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -650,7 +650,7 @@ async fn sync_mail_policy(state: &AppState, record: &GroupRecord) {
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Accepted: the group is `archiving` (or already `archived`).", body = GroupView),
-        (status = "4XX", description = "`401` No valid bearer token. `403` The caller is not one of the group's owners. `404` No group with this id that the caller may see. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `not-owner`: the caller is not one of the group's owners. `404` No group with this id that the caller may see. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]

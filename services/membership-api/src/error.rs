@@ -192,9 +192,7 @@ impl ApiError {
                 "E-mail address required",
             )
             .with_detail(detail),
-            Self::NotOwner => {
-                Problem::new(StatusCode::FORBIDDEN, "not-owner", "Owners only").with_detail(detail)
-            }
+            Self::NotOwner => Problem::not_owner(detail),
             Self::RequestNotFound | Self::MyRequestNotFound => {
                 not_found("request-not-found", "No such request").with_detail(detail)
             }

@@ -111,10 +111,33 @@ impl TestApp {
         )
     }
 
+    /// Sends `POST path` with `body` as `content_type` and `token` as bearer; returns what
+    /// [`Self::get`] does.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: &'static str,
+    ) -> (StatusCode, String, Value) {
+        let req = http::Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        self.answer(req).await
+    }
+
     /// Sends `GET path`, with `token` as bearer when given; returns the status, the content
     /// type and the body as JSON (`Null` when empty).
     pub async fn get(&self, path: &str, token: Option<&str>) -> (StatusCode, String, Value) {
         let req = service_kit::testing::request(Method::GET, path, token, None);
+        self.answer(req).await
+    }
+
+    async fn answer(&self, req: http::Request<axum::body::Body>) -> (StatusCode, String, Value) {
         let reply = service_kit::testing::send(&self.router, req).await;
         let (status, bytes) = (reply.status, reply.body);
         let ctype = reply

@@ -62,3 +62,32 @@ async fn the_role_is_checked_before_the_input() {
         .await;
     assert_problem(&got, StatusCode::FORBIDDEN, "forbidden");
 }
+
+#[tokio::test]
+async fn an_input_of_another_content_type_is_415_like_every_json_endpoint_and_queues_nothing() {
+    let app = spawn_app(Tenant::Up).await;
+    let token = app.token("op", &["operator"]);
+    let line = r#"{"op":"add","group_id":"00000000-0000-4000-8000-000000000001","subject":"a"}"#;
+    for content_type in ["text/plain", "application/octet-stream"] {
+        let got = app
+            .post_raw("/bulk/v1/jobs", &token, content_type, line)
+            .await;
+        assert_problem(
+            &got,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+        );
+        let detail = got.2["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("application/x-ndjson") && detail.contains("?format="),
+            "{detail}"
+        );
+    }
+    let (status, _, body) = app.get("/bulk/v1/jobs", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({ "jobs": [] }),
+        "nothing was queued"
+    );
+}

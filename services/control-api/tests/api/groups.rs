@@ -374,11 +374,12 @@ async fn owners_edit_within_the_label_and_the_label_never_changes(kind: Backend)
     )
     .await
     .ok(200);
-    assert!(app
+    // The same problem type as membership-api's owner routes: one type per meaning.
+    let refused = app
         .patch(&uri, &app.member("mallory"), json!({"description": "x"}))
-        .await
-        .problem(403)
-        .contains("owners"));
+        .await;
+    assert!(refused.problem(403).contains("owners"));
+    assert_eq!(refused.body["type"], "urn:hush:problem:not-owner");
     app.patch(&uri, &app.guest("gina"), json!({"description": "x"}))
         .await
         .problem(404);
