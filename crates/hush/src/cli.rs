@@ -194,12 +194,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => crate::audit::run(cmd).await,
         Command::Migrate(args) => {
             let s = crate::migrate::migrate(&args).await?;
+            for r in &s.refusals {
+                let what = if r.what == "owners" {
+                    "owners not set"
+                } else {
+                    "not imported"
+                };
+                println!("line {}: group {:?} {what}: {}", r.line, r.name, r.reason);
+            }
             println!(
-                "migrated in {:.1} s: {} groups created ({} already there, {} refused), {} memberships applied in {} jobs; rejected: {} by label, {} unknown identity, {} unknown group",
-                s.seconds, s.groups_created, s.groups_existing, s.groups_refused, s.applied, s.jobs,
+                "migrated in {:.1} s: {} groups created ({} already there, {} refused, their {} memberships not imported), {} memberships applied in {} jobs; rejected: {} by label, {} unknown identity, {} unknown group",
+                s.seconds, s.groups_created, s.groups_existing, s.groups_refused,
+                s.members_of_refused_groups, s.applied, s.jobs,
                 s.label_refused, s.unknown_identity, s.unknown_group
             );
-            Ok(ExitCode::SUCCESS)
+            if s.anything_refused() {
+                eprintln!("some of the export was not imported (above); exit status 2");
+            }
+            Ok(ExitCode::from(s.exit_status()))
         }
         Command::Bulk(cmd) => Ok(if crate::bulk::run(cmd).await? {
             ExitCode::SUCCESS

@@ -3,7 +3,9 @@
 //! membership through bulk jobs (label checked per member by the tenant, as on every path).
 //! Resumable: the catalog ids of groups already created are kept in `FILE.hush-state`, and
 //! membership jobs carry idempotency keys derived from the file, so a rerun after a crash
-//! creates nothing twice and resubmits nothing. Ends with a summary of counts.
+//! creates nothing twice and resubmits nothing. Tells its progress on standard error, and ends
+//! with a summary: counts, and each group it could not import (line, name, control-api's
+//! reason). `hush migrate` exits 2 when anything was refused.
 //!
 //! `hush-dev gen-legacy` writes a synthetic export of this format for tests and benchmarks.
 
@@ -69,15 +71,35 @@ pub struct MigrateArgs {
     pub state: Option<PathBuf>,
 }
 
-/// What a migration did: counts only.
+/// A group of the export that was not imported, or whose owners were not set: where it is in
+/// the file, its name (from the operator's own file) and why, in control-api's words. Never a
+/// member: a membership is only ever counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupRefusal {
+    /// The group's line in the export, from 1.
+    pub line: usize,
+    /// The group's name in the export.
+    pub name: String,
+    /// What was refused: `group` (not created; none of its members imported) or `owners`.
+    pub what: &'static str,
+    /// control-api's status and the problem's detail.
+    pub reason: String,
+}
+
+/// What a migration did: counts, and the groups it could not import with the reason.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct MigrateSummary {
     /// Groups created by this run.
     pub groups_created: u64,
     /// Groups an earlier run had created.
     pub groups_existing: u64,
-    /// Groups control-api refused (e.g. an unknown label), with no members imported.
+    /// Groups control-api refused (e.g. an unknown label, an address taken), with no members
+    /// imported.
     pub groups_refused: u64,
+    /// Memberships of refused groups, not imported.
+    pub members_of_refused_groups: u64,
+    /// Each refused group, and each group whose owners were not set, in file order.
+    pub refusals: Vec<GroupRefusal>,
     /// Membership jobs run (or found done).
     pub jobs: u64,
     /// Memberships applied.
@@ -90,6 +112,39 @@ pub struct MigrateSummary {
     pub unknown_group: u64,
     /// Wall time.
     pub seconds: f64,
+}
+
+impl MigrateSummary {
+    /// Whether anything of the export was not imported: a group, its owners, or a membership
+    /// (refused by a label, naming nobody known, or of a group not active).
+    #[must_use]
+    pub fn anything_refused(&self) -> bool {
+        !self.refusals.is_empty()
+            || self.groups_refused > 0
+            || self.label_refused > 0
+            || self.unknown_identity > 0
+            || self.unknown_group > 0
+    }
+
+    /// `hush migrate`'s exit status: 0 when everything was imported, 2 when the migration ran to
+    /// its end but refused something (the summary says what), so a script notices (1 is an
+    /// error that stopped it).
+    #[must_use]
+    pub fn exit_status(&self) -> u8 {
+        if self.anything_refused() {
+            2
+        } else {
+            0
+        }
+    }
+}
+
+/// What a refused request's answer says, for an operator: status and the problem's detail.
+fn reason(status: reqwest::StatusCode, body: &serde_json::Value) -> String {
+    match body["detail"].as_str() {
+        Some(detail) => format!("{status}: {detail}"),
+        None => status.to_string(),
+    }
 }
 
 fn join_policy(label: &str) -> &'static str {
@@ -110,7 +165,10 @@ fn file_key(path: &Path) -> anyhow::Result<String> {
     Ok(hex::encode(&h.finalize()[..8]))
 }
 
-/// Runs a migration.
+/// How often the group phase says how far it is.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// Runs a migration, telling its progress on standard error.
 pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
     let started = Instant::now();
     let state_path = args
@@ -134,9 +192,17 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
     let mut summary = MigrateSummary::default();
 
     // Phase 1: the groups, in file order.
+    let total = std::io::BufReader::new(std::fs::File::open(&args.file)?)
+        .lines()
+        .count();
     let reader = std::io::BufReader::new(std::fs::File::open(&args.file)?);
+    let mut told = Instant::now();
     for (i, text) in reader.lines().enumerate() {
         let text = text?;
+        if told.elapsed() >= PROGRESS_EVERY {
+            eprintln!("groups: line {} of {total}", i + 1);
+            told = Instant::now();
+        }
         if text.trim().is_empty() {
             continue;
         }
@@ -159,15 +225,26 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
             )
             .await?;
         if !status.is_success() {
-            tracing::warn!(line = i + 1, %status, problem = %body["detail"], "group refused");
             summary.groups_refused += 1;
+            summary.members_of_refused_groups += g.members.len() as u64;
+            summary.refusals.push(GroupRefusal {
+                line: i + 1,
+                name: g.name,
+                what: "group",
+                reason: reason(status, &body),
+            });
             continue;
         }
         let id = body["id"].as_str().context("no group id")?.to_string();
         if !g.owners.is_empty() {
-            let (status, _) = groups.patch(&id, &json!({"owners": g.owners})).await?;
+            let (status, body) = groups.patch(&id, &json!({"owners": g.owners})).await?;
             if !status.is_success() {
-                tracing::warn!(line = i + 1, %status, "owners not set");
+                summary.refusals.push(GroupRefusal {
+                    line: i + 1,
+                    name: g.name.clone(),
+                    what: "owners",
+                    reason: reason(status, &body),
+                });
             }
         }
         writeln!(state, "{i}\t{id}")?;
@@ -177,6 +254,10 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
     state.flush()?;
 
     // Wait until every group is provisioned, so no membership meets a group still in the saga.
+    eprintln!(
+        "groups: {} created, {} already there, {} refused; waiting for them to be provisioned",
+        summary.groups_created, summary.groups_existing, summary.groups_refused
+    );
     let started_waiting = Instant::now();
     let limit = Duration::from_secs(600);
     for id in created.values() {
@@ -225,6 +306,10 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
                 "bulk-api refused a membership job: {job}"
             );
             let id = job["id"].as_str().context("no job id")?.to_string();
+            eprintln!(
+                "memberships: job {} ({ops} operations) submitted as {id}",
+                batch + 1
+            );
             let done = bulk.wait(&id, Duration::from_secs(24 * 3600)).await?;
             anyhow::ensure!(
                 done["state"] == "succeeded",
@@ -237,6 +322,11 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
             summary.label_refused += r["label_refused"].as_u64().unwrap_or(0);
             summary.unknown_identity += r["unknown_identity"].as_u64().unwrap_or(0);
             summary.unknown_group += r["unknown_group"].as_u64().unwrap_or(0);
+            eprintln!(
+                "memberships: job {} done; {} applied so far",
+                batch + 1,
+                summary.applied
+            );
             batch += 1;
             ops = 0;
             out = std::io::BufWriter::new(std::fs::File::create(&input)?);
@@ -244,4 +334,49 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_migration_that_refused_anything_exits_2() {
+        let clean = MigrateSummary {
+            groups_created: 3,
+            applied: 10,
+            ..MigrateSummary::default()
+        };
+        assert_eq!(clean.exit_status(), 0);
+        let refusals = [
+            MigrateSummary {
+                groups_refused: 1,
+                ..clean.clone()
+            },
+            MigrateSummary {
+                label_refused: 1,
+                ..clean.clone()
+            },
+            MigrateSummary {
+                unknown_identity: 1,
+                ..clean.clone()
+            },
+            MigrateSummary {
+                unknown_group: 1,
+                ..clean.clone()
+            },
+            MigrateSummary {
+                refusals: vec![GroupRefusal {
+                    line: 1,
+                    name: "Owners".into(),
+                    what: "owners",
+                    reason: "403 Forbidden".into(),
+                }],
+                ..clean.clone()
+            },
+        ];
+        for s in refusals {
+            assert_eq!(s.exit_status(), 2, "{s:?}");
+        }
+    }
 }

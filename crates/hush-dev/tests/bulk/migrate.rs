@@ -3,7 +3,7 @@
 
 use crate::harness::*;
 use domain::IdentityKind;
-use hush::migrate::{migrate, LegacyGroup, MigrateArgs};
+use hush::migrate::{migrate, LegacyGroup, LegacyMember, MigrateArgs};
 use hush_dev::legacy::{gen_legacy, ExportShape, GenLegacyArgs};
 use std::time::Duration;
 
@@ -21,6 +21,38 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing(kind: Backend) {
         out: file.clone(),
     })
     .unwrap();
+    // Two groups control-api refuses, at the end of the file: an unknown label, and the first
+    // group's address again.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let first_group: LegacyGroup = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let member = |s: &str| LegacyMember {
+        subject: Some(s.into()),
+        email: None,
+    };
+    let refused = [
+        LegacyGroup {
+            name: "Unknown label".into(),
+            contact_address: "unknown-label@legacy.example".into(),
+            label: "Top Secret".into(),
+            owners: vec![],
+            members: vec![member("u-1"), member("u-2")],
+        },
+        LegacyGroup {
+            name: "Address taken".into(),
+            contact_address: first_group.contact_address.clone(),
+            label: "General".into(),
+            owners: vec![],
+            members: vec![member("u-3"), member("u-4"), member("u-5")],
+        },
+    ];
+    let mut appended = text.clone();
+    for g in &refused {
+        appended.push_str(&serde_json::to_string(g).unwrap());
+        appended.push('\n');
+    }
+    std::fs::write(&file, appended).unwrap();
+    let lines = text.lines().count();
+
     let args = MigrateArgs {
         file: file.clone(),
         control_url: f.cluster.url("control-api"),
@@ -36,7 +68,43 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing(kind: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(first.groups_created, 30, "{first:?}");
-    assert_eq!(first.groups_refused, 0);
+    // Each refused group is named with its line and control-api's reason; its members are
+    // counted as not imported, and the run says it refused something.
+    assert_eq!(first.groups_refused, 2);
+    assert_eq!(first.members_of_refused_groups, 5);
+    let said: Vec<(usize, &str, &str)> = first
+        .refusals
+        .iter()
+        .map(|r| (r.line, r.name.as_str(), r.what))
+        .collect();
+    assert_eq!(
+        said,
+        [
+            (lines + 1, "Unknown label", "group"),
+            (lines + 2, "Address taken", "group")
+        ]
+    );
+    assert!(
+        first.refusals[0].reason.starts_with("422"),
+        "{:?}",
+        first.refusals
+    );
+    assert!(
+        first.refusals[0].reason.contains("Top Secret"),
+        "{:?}",
+        first.refusals
+    );
+    assert!(
+        first.refusals[1].reason.starts_with("409"),
+        "{:?}",
+        first.refusals
+    );
+    assert!(
+        first.refusals[1].reason.contains("address"),
+        "{:?}",
+        first.refusals
+    );
+    assert_eq!(first.exit_status(), 2);
     assert_eq!(
         first.applied + first.label_refused + first.unknown_identity + first.unknown_group,
         generated.memberships as u64,
@@ -48,8 +116,12 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing(kind: Backend) {
 
     let again = migrate(&args).await.unwrap();
     assert_eq!(
-        (again.groups_created, again.groups_existing),
-        (0, 30),
+        (
+            again.groups_created,
+            again.groups_existing,
+            again.groups_refused
+        ),
+        (0, 30, 2),
         "{again:?}"
     );
     assert_eq!(again.jobs, first.jobs);
@@ -59,8 +131,7 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing(kind: Backend) {
     );
 
     // Spot check: the first group's corporate members are members.
-    let text = std::fs::read_to_string(&file).unwrap();
-    let g: LegacyGroup = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let g = first_group;
     let state = std::fs::read_to_string(format!("{}.hush-state", file.display())).unwrap();
     let id =
         domain::GroupId::parse(state.lines().next().unwrap().split('\t').nth(1).unwrap()).unwrap();
