@@ -19,7 +19,25 @@ pub struct Target {
     pub token: String,
 }
 
-/// `hush bulk …`.
+/// What to do with malformed lines of a job's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnBadLines {
+    /// Refuse the whole job (nothing is queued) and list the bad lines.
+    Reject,
+    /// Queue the well-formed lines and count the others.
+    Skip,
+}
+
+impl OnBadLines {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Skip => "skip",
+        }
+    }
+}
+
+/// `hush bulk …`: each prints a human summary, or with `--json` bulk-api's answer as it is.
 #[derive(Debug, clap::Subcommand)]
 pub enum BulkCommand {
     /// Submit a job from FILE (NDJSON, or CSV by its .csv name) and follow it.
@@ -28,43 +46,62 @@ pub enum BulkCommand {
         target: Target,
         /// The job's input.
         file: PathBuf,
-        /// What to do with malformed lines: `reject` the whole job, or `skip` them.
-        #[arg(long, default_value = "reject")]
-        on_bad_lines: String,
+        /// What to do with malformed lines.
+        #[arg(long, value_enum, default_value_t = OnBadLines::Reject)]
+        on_bad_lines: OnBadLines,
         /// Makes a resubmit of the same job answer the job the first submission created.
         #[arg(long)]
         idempotency_key: Option<String>,
         /// Do not follow the job; print it and return.
         #[arg(long)]
         no_follow: bool,
+        /// Print bulk-api's answer as JSON instead of a summary (no progress bar).
+        #[arg(long)]
+        json: bool,
     },
     /// A job's state and counts.
     Status {
         #[command(flatten)]
         target: Target,
-        /// The job's id.
+        /// The job's id, or a prefix of it only one of the newest 200 jobs has (as the web
+        /// app shows them; listing needs the operator role).
         id: String,
+        /// Print bulk-api's answer as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Pause a job (chunks in flight finish).
     Pause {
         #[command(flatten)]
         target: Target,
-        /// The job's id.
+        /// The job's id, or a prefix of it only one of the newest 200 jobs has (as the web
+        /// app shows them; listing needs the operator role).
         id: String,
+        /// Print bulk-api's answer as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Resume a paused job from its checkpoint.
     Resume {
         #[command(flatten)]
         target: Target,
-        /// The job's id.
+        /// The job's id, or a prefix of it only one of the newest 200 jobs has (as the web
+        /// app shows them; listing needs the operator role).
         id: String,
+        /// Print bulk-api's answer as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Cancel a job for good (its input is purged).
     Cancel {
         #[command(flatten)]
         target: Target,
-        /// The job's id.
+        /// The job's id, or a prefix of it only one of the newest 200 jobs has (as the web
+        /// app shows them; listing needs the operator role).
         id: String,
+        /// Print bulk-api's answer as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -137,6 +174,45 @@ impl BulkClient {
             .await
             .with_context(|| format!("opening {}", path.display()))?;
         self.submit(reqwest::Body::from(file), how).await
+    }
+
+    /// The full id of the job `id` names: `id` itself when it is a UUID, else the one job among
+    /// the newest 200 whose id starts with it (the web app shows 8 characters). Listing jobs
+    /// needs the operator role; anyone else gives the full id.
+    pub async fn resolve(&self, id: &str) -> anyhow::Result<String> {
+        if uuid::Uuid::parse_str(id).is_ok() {
+            return Ok(id.to_string());
+        }
+        let prefix = id.to_ascii_lowercase();
+        anyhow::ensure!(
+            !prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-'),
+            "{id:?} is not a job id or the start of one"
+        );
+        let (status, list) = self
+            .call(
+                self.http
+                    .get(format!("{}/bulk/v1/jobs?limit=200", self.base)),
+            )
+            .await?;
+        anyhow::ensure!(
+            status.is_success(),
+            "{id:?} is not a full job id, and the newest jobs could not be listed to find it ({status}); give the full id"
+        );
+        let matching: Vec<&str> = list["jobs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|j| j["id"].as_str())
+            .filter(|j| j.starts_with(&prefix))
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok((*one).to_string()),
+            [] => anyhow::bail!("no job among the newest 200 has an id starting {id:?}"),
+            many => anyhow::bail!(
+                "{} jobs have an id starting {id:?}; give more of it",
+                many.len()
+            ),
+        }
     }
 
     /// `GET /bulk/v1/jobs/{id}`.
@@ -291,52 +367,117 @@ pub async fn run(cmd: BulkCommand) -> anyhow::Result<bool> {
             on_bad_lines,
             idempotency_key,
             no_follow,
+            json,
         } => {
             let client = BulkClient::new(&target.bulk_url, &target.token)?;
+            let csv = file
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+            refuse_empty(&file, csv)?;
             let how = Submit {
-                on_bad_lines: Some(on_bad_lines),
+                on_bad_lines: Some(on_bad_lines.as_str().into()),
                 idempotency_key,
-                csv: file
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+                csv,
             };
             let (status, job) = client.submit_file(&file, &how).await?;
             if !status.is_success() {
-                println!("{}", serde_json::to_string_pretty(&job)?);
+                print_refusal(status, &job, json)?;
                 return Ok(false);
             }
             let id = job["id"]
                 .as_str()
                 .context("the answer names no job")?
                 .to_string();
-            println!("job {id}");
-            let job = if no_follow {
+            if !json {
+                println!("job {id}");
+            }
+            let job = if no_follow || json {
                 job
             } else {
                 follow(&client, &id).await?
             };
-            println!("{}", summary(&job));
+            print_job(&job, json)?;
             Ok(job["state"] != "failed")
         }
-        BulkCommand::Status { target, id } => {
+        BulkCommand::Status { target, id, json } => {
             let client = BulkClient::new(&target.bulk_url, &target.token)?;
+            let id = client.resolve(&id).await?;
             let (status, job) = client.job(&id).await?;
-            println!("{}", serde_json::to_string_pretty(&job)?);
+            if status.is_success() {
+                print_job(&job, json)?;
+            } else {
+                print_refusal(status, &job, json)?;
+            }
             Ok(status.is_success())
         }
-        BulkCommand::Pause { target, id } => steer(&target, &id, "pause").await,
-        BulkCommand::Resume { target, id } => steer(&target, &id, "resume").await,
-        BulkCommand::Cancel { target, id } => steer(&target, &id, "cancel").await,
+        BulkCommand::Pause { target, id, json } => steer(&target, &id, "pause", json).await,
+        BulkCommand::Resume { target, id, json } => steer(&target, &id, "resume", json).await,
+        BulkCommand::Cancel { target, id, json } => steer(&target, &id, "cancel", json).await,
     }
 }
 
-async fn steer(target: &Target, id: &str, action: &str) -> anyhow::Result<bool> {
+async fn steer(target: &Target, id: &str, action: &str, json: bool) -> anyhow::Result<bool> {
     let client = BulkClient::new(&target.bulk_url, &target.token)?;
-    let (status, job) = client.steer(id, action).await?;
+    let id = client.resolve(id).await?;
+    let (status, job) = client.steer(&id, action).await?;
     if status.is_success() {
-        println!("{}", summary(&job));
+        print_job(&job, json)?;
     } else {
-        println!("{}", serde_json::to_string_pretty(&job)?);
+        print_refusal(status, &job, json)?;
     }
     Ok(status.is_success())
+}
+
+/// Refuses, before any request, a file with no operation in it: empty, blank lines only, or (CSV)
+/// a header alone. bulk-api refuses such a job too; this says so without a round trip.
+fn refuse_empty(file: &Path, csv: bool) -> anyhow::Result<()> {
+    use std::io::BufRead as _;
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
+    let mut lines = 0usize;
+    for line in reader.lines() {
+        if !line?.trim().is_empty() {
+            lines += 1;
+            if lines > usize::from(csv) {
+                return Ok(());
+            }
+        }
+    }
+    anyhow::bail!(
+        "{} holds no operation{}; nothing was submitted",
+        file.display(),
+        if csv { " (a CSV header at most)" } else { "" }
+    )
+}
+
+/// A job: one line of summary, or the JSON.
+fn print_job(job: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(job)?);
+    } else {
+        println!("{}", summary(job));
+    }
+    Ok(())
+}
+
+/// A refusal: status and detail, and the first malformed lines (line number and reason), or the
+/// problem as JSON.
+fn print_refusal(status: StatusCode, problem: &Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(problem)?);
+        return Ok(());
+    }
+    let detail = problem["detail"]
+        .as_str()
+        .map_or_else(|| problem.to_string(), str::to_string);
+    eprintln!("refused ({status}): {detail}");
+    for e in problem["errors"].as_array().into_iter().flatten() {
+        eprintln!(
+            "  line {}: {}",
+            e["line"],
+            e["reason"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
 }

@@ -76,7 +76,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 201, description = "The job, queued.", body = JobView),
         (status = 200, description = "The job an earlier submission with the same Idempotency-Key created.", body = JobView),
         (status = 409, description = "A submission with this Idempotency-Key is still being received.", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "`401` No valid bearer token. `403` The caller is not an operator and does not own every group the job names. `413` The upload or its number of operations is above the limit. `415` `unsupported-media-type`: the input is neither application/x-ndjson nor text/csv and `?format=` does not say which (the same status as every JSON endpoint sent another content type). `422` `invalid-lines`: malformed lines (with `errors`: line and reason) and on_bad_lines=reject; or `format` is neither ndjson nor csv.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` The caller is not an operator and does not own every group the job names. `413` The upload or its number of operations is above the limit. `415` `unsupported-media-type`: the input is neither application/x-ndjson nor text/csv and `?format=` does not say which (the same status as every JSON endpoint sent another content type). `422` `invalid-lines`: malformed lines (with `errors`: line and reason) and on_bad_lines=reject; the input holds no operation (empty, a CSV header alone, or only malformed lines skipped); or `format` is neither ndjson nor csv.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`503` control-api could not say who owns the groups.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -240,6 +240,15 @@ async fn receive(
                 })
                 .collect(),
         });
+    }
+    if total == 0 {
+        // A job that would do nothing is a mistake (the wrong file, an export that came out
+        // empty), not a success to report as "succeeded 0/0".
+        return Err(ApiError::Invalid(if invalid > 0 {
+            format!("the input holds no operation, only {invalid} malformed line(s); nothing was queued")
+        } else {
+            "the input holds no operation; nothing was queued".into()
+        }));
     }
     if !operator {
         check_ownership(state, caller, groups).await?;

@@ -5,6 +5,7 @@
 
 mod at_rest;
 mod breakglass;
+mod bulk_cli;
 mod cancelled;
 mod catalog_audit;
 mod compose;

@@ -91,3 +91,30 @@ async fn an_input_of_another_content_type_is_415_like_every_json_endpoint_and_qu
         "nothing was queued"
     );
 }
+
+#[tokio::test]
+async fn an_input_with_no_operation_is_refused_and_queues_nothing() {
+    let app = spawn_app(Tenant::Up).await;
+    let token = app.token("op", &["operator"]);
+    for (path, content_type, body) in [
+        ("/bulk/v1/jobs", "application/x-ndjson", ""),
+        ("/bulk/v1/jobs", "application/x-ndjson", "\n  \n"),
+        ("/bulk/v1/jobs", "text/csv", "op,group_id,subject,email\n"),
+        (
+            "/bulk/v1/jobs?on_bad_lines=skip",
+            "application/x-ndjson",
+            "not json\n",
+        ),
+    ] {
+        let got = app.post_raw(path, &token, content_type, body).await;
+        assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        let detail = got.2["detail"].as_str().unwrap();
+        assert!(detail.contains("no operation"), "{body:?}: {detail}");
+    }
+    let (_, _, body) = app.get("/bulk/v1/jobs", Some(&token)).await;
+    assert_eq!(
+        body,
+        serde_json::json!({ "jobs": [] }),
+        "nothing was queued"
+    );
+}
