@@ -53,6 +53,9 @@ pub struct GenSummary {
 /// Writes a synthetic export.
 pub fn gen_legacy(args: &GenLegacyArgs) -> anyhow::Result<GenSummary> {
     let mut rng = StdRng::seed_from_u64(args.seed);
+    // Addresses differ from seed to seed, so exports of two seeds migrate into one stack (a
+    // contact address is unique there); the same seed still writes the same file.
+    let run: u16 = rng.gen();
     let users = args.shape.users.max(10);
     let mut sizes: Vec<usize> = (1..=args.shape.groups)
         .map(|rank| {
@@ -93,7 +96,7 @@ pub fn gen_legacy(args: &GenLegacyArgs) -> anyhow::Result<GenSummary> {
             .collect();
         let g = LegacyGroup {
             name: format!("Legacy group {i:04}"),
-            contact_address: format!("legacy-{i:04}@old.example"),
+            contact_address: format!("legacy-{run:04x}-{i:04}@old.example"),
             label: label.into(),
             owners,
             members,
@@ -135,6 +138,24 @@ mod tests {
         })
         .unwrap();
         assert_eq!(again.memberships, s.memberships);
+        assert_eq!(
+            std::fs::read(&args.out).unwrap(),
+            std::fs::read(dir.path().join("b.ndjson")).unwrap(),
+            "the same seed writes the same file"
+        );
+        // Another seed, other contact addresses: both exports can go into one stack.
+        let other = GenLegacyArgs {
+            seed: 4,
+            out: dir.path().join("c.ndjson"),
+            ..args.clone()
+        };
+        gen_legacy(&other).unwrap();
+        let address = |p: &std::path::Path| -> String {
+            let text = std::fs::read_to_string(p).unwrap();
+            let g: LegacyGroup = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            g.contact_address
+        };
+        assert_ne!(address(&args.out), address(&other.out));
         let text = std::fs::read_to_string(&args.out).unwrap();
         let sizes: Vec<usize> = text
             .lines()

@@ -312,9 +312,18 @@ impl Stack {
                 _ => cfg.public_host,
             };
             let addr = SocketAddr::new(host, cfg.ports.get(&part).copied().unwrap_or(0));
-            let l = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding {part:?} on {addr} (is the port free?)"))?;
+            let l = TcpListener::bind(addr).await.map_err(|e| {
+                let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
+                    format!(
+                        "port {} is in use (another `hush up`?); start on other ports with \
+                         --port-base N, which uses N to N+6",
+                        addr.port()
+                    )
+                } else {
+                    "cannot listen there".to_string()
+                };
+                anyhow::Error::new(e).context(format!("binding {part:?} on {addr}: {hint}"))
+            })?;
             addrs.insert(part, l.local_addr()?);
             listeners.insert(part, l);
         }

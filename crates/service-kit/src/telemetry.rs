@@ -1,5 +1,5 @@
-//! Tracing set-up shared by all services and `hush up`. Plain text by default; JSON when
-//! `HUSH_LOG_FORMAT=json`. Filter with `RUST_LOG` (default `info`).
+//! Tracing set-up shared by all services and `hush up`. Plain text by default (coloured only on a
+//! terminal, and never with `NO_COLOR` set); JSON when `HUSH_LOG_FORMAT=json`. Filter with `RUST_LOG` (default `info`).
 //!
 //! INV-6: spans are named after the route template (`MatchedPath`), never the raw URI, and no
 //! layer here records a caller's identity; handlers on membership paths must not either.
@@ -22,7 +22,11 @@ pub fn init() {
             )
             .try_init()
     } else {
-        registry.with(fmt::layer()).try_init()
+        // Colour only when a person reads the log on a terminal: written to a file or a pipe,
+        // escape codes are noise (and `NO_COLOR` turns them off everywhere).
+        let colour = std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        registry.with(fmt::layer().with_ansi(colour)).try_init()
     };
 }
 

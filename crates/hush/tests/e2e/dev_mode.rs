@@ -86,3 +86,18 @@ async fn the_flag_that_allows_it_says_what_it_exposes() {
         "{help}"
     );
 }
+
+#[tokio::test]
+async fn hush_up_on_a_port_in_use_says_to_choose_another_port_base() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = hush(&["up", "--port-base", &port], dir.path()).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {err}");
+    assert!(
+        err.contains(&format!("port {port} is in use")) && err.contains("--port-base N"),
+        "says what is wrong and what to do: {err}"
+    );
+    drop(taken);
+}
