@@ -74,6 +74,15 @@ impl std::fmt::Debug for DevIssuer {
 }
 
 impl DevIssuer {
+    /// Loads the key from `dir/dev-issuer.key.pem`; `None` when there is none there (no stack
+    /// has started with this folder), so a token minted from it would be refused everywhere.
+    pub fn load(dir: &Path) -> Result<Option<Self>, AuthError> {
+        if !dir.join(DEV_KEY_FILE).exists() {
+            return Ok(None);
+        }
+        Self::load_or_create(dir).map(Some)
+    }
+
     /// Loads the key from `dir/dev-issuer.key.pem`, creating it (mode 0600, and `dir` if
     /// needed) on first use, so tokens minted earlier stay valid across restarts.
     pub fn load_or_create(dir: &Path) -> Result<Self, AuthError> {

@@ -2,6 +2,7 @@
 
 use crate::deploy;
 use crate::stack::{Stack, StackConfig};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use domain::IdentityKind;
 use std::path::PathBuf;
@@ -159,7 +160,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Up(args) => up(args).await,
         Command::Token(args) => {
-            let issuer = auth::DevIssuer::load_or_create(&args.data_dir.join("dev-issuer"))?;
+            // Never a new key: tokens signed by one no running stack knows are refused by
+            // every service, which is worse than saying so here.
+            let issuer =
+                auth::DevIssuer::load(&args.data_dir.join("dev-issuer"))?.with_context(|| {
+                    format!(
+                        "no dev issuer key under {}: `hush up` makes one there when it first \
+                         starts; start the stack, or point --data-dir at the folder it uses",
+                        args.data_dir.display()
+                    )
+                })?;
             let claims = auth::DevClaims {
                 sub: domain::Subject::parse(args.sub)?.into_inner(),
                 email: args
@@ -249,8 +259,10 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     let stack = Stack::start(cfg).await?;
     let u = stack.urls();
     println!(
-        "\nHush is up (SQLite under {dir}).\n\n  Open the app    {e}/   (pick a dev user to sign in)\n\n  control-api     {c}/control/v1/\n  membership-api  {m}/membership/v1/\n  bulk-api        {b}/bulk/v1/\n  isolated-tenant {t} (loopback only, service tokens only)\n  tenant SMTP     {smtp}\n  dev issuer      {i}/.well-known/jwks.json\n\nGet a token:  cargo run -p hush -- token --sub alice --email alice@corp.example{dd}\n              (add --kind guest|agent, --role label-admin|operator|auditor|privacy-officer)\nThen:         curl -H \"Authorization: Bearer $TOKEN\" {c}/control/v1/labels\n\nCtrl-C stops.",
+        "\nHush is up (SQLite under {dir}).\n\n  Open the app    {e}/   (pick a dev user to sign in)\n\n  control-api     {c}/control/v1/\n  membership-api  {m}/membership/v1/\n  bulk-api        {b}/bulk/v1/\n  isolated-tenant {t} (loopback only, service tokens only)\n  tenant SMTP     {smtp}\n  dev issuer      {i}/.well-known/jwks.json\n\nGet a token:  export TOKEN=$({exe} token --sub alice --email alice@corp.example{dd})\n              (add --kind guest|agent, --role label-admin|operator|auditor|privacy-officer)\nThen:         curl -H \"Authorization: Bearer $TOKEN\" {c}/control/v1/labels\n\nCtrl-C stops.",
         dir = args.data_dir.display(),
+        // This very binary (debug or release, wherever it is), so the line works when copied.
+        exe = std::env::current_exe().map_or_else(|_| "hush".to_string(), |p| p.display().to_string()),
         e = u.edge, c = u.control, m = u.membership, b = u.bulk, t = u.tenant, i = u.issuer,
         dd = if args.data_dir == std::path::Path::new("./data") { String::new() } else { format!(" --data-dir {}", args.data_dir.display()) },
     );

@@ -101,3 +101,28 @@ async fn hush_up_on_a_port_in_use_says_to_choose_another_port_base() {
     );
     drop(taken);
 }
+
+#[tokio::test]
+async fn hush_token_refuses_a_folder_where_no_stack_made_a_key_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("not-the-data-dir");
+    let out = hush(
+        &[
+            "token",
+            "--sub",
+            "alice",
+            "--data-dir",
+            empty.to_str().unwrap(),
+        ],
+        dir.path(),
+    )
+    .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "refused: {err}");
+    assert!(out.stdout.is_empty(), "no token printed");
+    assert!(
+        err.contains("no dev issuer key under") && err.contains("hush up"),
+        "says why and what to do: {err}"
+    );
+    assert!(!empty.exists(), "no key, no folder made");
+}
