@@ -37,6 +37,17 @@ impl OnBadLines {
     }
 }
 
+/// Which job a command is about, and how to print the answer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobArgs {
+    /// The job's id, or a prefix of it only one of the newest 200 jobs has (as the web app
+    /// shows them; listing needs the operator role).
+    pub id: String,
+    /// Print bulk-api's answer as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `hush bulk …`: each prints a human summary, or with `--json` bulk-api's answer as it is.
 #[derive(Debug, clap::Subcommand)]
 pub enum BulkCommand {
@@ -63,45 +74,29 @@ pub enum BulkCommand {
     Status {
         #[command(flatten)]
         target: Target,
-        /// The job's id, or a prefix of it only one of the newest 200 jobs has (as the web
-        /// app shows them; listing needs the operator role).
-        id: String,
-        /// Print bulk-api's answer as JSON instead of a summary.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        job: JobArgs,
     },
     /// Pause a job (chunks in flight finish).
     Pause {
         #[command(flatten)]
         target: Target,
-        /// The job's id, or a prefix of it only one of the newest 200 jobs has (as the web
-        /// app shows them; listing needs the operator role).
-        id: String,
-        /// Print bulk-api's answer as JSON instead of a summary.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        job: JobArgs,
     },
     /// Resume a paused job from its checkpoint.
     Resume {
         #[command(flatten)]
         target: Target,
-        /// The job's id, or a prefix of it only one of the newest 200 jobs has (as the web
-        /// app shows them; listing needs the operator role).
-        id: String,
-        /// Print bulk-api's answer as JSON instead of a summary.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        job: JobArgs,
     },
     /// Cancel a job for good (its input is purged).
     Cancel {
         #[command(flatten)]
         target: Target,
-        /// The job's id, or a prefix of it only one of the newest 200 jobs has (as the web
-        /// app shows them; listing needs the operator role).
-        id: String,
-        /// Print bulk-api's answer as JSON instead of a summary.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        job: JobArgs,
     },
 }
 
@@ -399,31 +394,25 @@ pub async fn run(cmd: BulkCommand) -> anyhow::Result<bool> {
             print_job(&job, json)?;
             Ok(job["state"] != "failed")
         }
-        BulkCommand::Status { target, id, json } => {
-            let client = BulkClient::new(&target.bulk_url, &target.token)?;
-            let id = client.resolve(&id).await?;
-            let (status, job) = client.job(&id).await?;
-            if status.is_success() {
-                print_job(&job, json)?;
-            } else {
-                print_refusal(status, &job, json)?;
-            }
-            Ok(status.is_success())
-        }
-        BulkCommand::Pause { target, id, json } => steer(&target, &id, "pause", json).await,
-        BulkCommand::Resume { target, id, json } => steer(&target, &id, "resume", json).await,
-        BulkCommand::Cancel { target, id, json } => steer(&target, &id, "cancel", json).await,
+        BulkCommand::Status { target, job } => about(&target, &job, None).await,
+        BulkCommand::Pause { target, job } => about(&target, &job, Some("pause")).await,
+        BulkCommand::Resume { target, job } => about(&target, &job, Some("resume")).await,
+        BulkCommand::Cancel { target, job } => about(&target, &job, Some("cancel")).await,
     }
 }
 
-async fn steer(target: &Target, id: &str, action: &str, json: bool) -> anyhow::Result<bool> {
+/// Reads the job `job.id` names, or with `action` steers it, and prints the answer.
+async fn about(target: &Target, job: &JobArgs, action: Option<&str>) -> anyhow::Result<bool> {
     let client = BulkClient::new(&target.bulk_url, &target.token)?;
-    let id = client.resolve(id).await?;
-    let (status, job) = client.steer(&id, action).await?;
+    let id = client.resolve(&job.id).await?;
+    let (status, answer) = match action {
+        None => client.job(&id).await?,
+        Some(action) => client.steer(&id, action).await?,
+    };
     if status.is_success() {
-        print_job(&job, json)?;
+        print_job(&answer, job.json)?;
     } else {
-        print_refusal(status, &job, json)?;
+        print_refusal(status, &answer, job.json)?;
     }
     Ok(status.is_success())
 }
