@@ -205,10 +205,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => {
             let s = crate::migrate::migrate(&args).await?;
             for r in &s.refusals {
-                let what = if r.what == "owners" {
-                    "owners not set"
-                } else {
-                    "not imported"
+                let what = match r.what {
+                    crate::migrate::Refused::Group => "not imported",
+                    crate::migrate::Refused::Owners => "owners not set",
                 };
                 println!("line {}: group {:?} {what}: {}", r.line, r.name, r.reason);
             }

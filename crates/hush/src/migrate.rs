@@ -80,10 +80,20 @@ pub struct GroupRefusal {
     pub line: usize,
     /// The group's name in the export.
     pub name: String,
-    /// What was refused: `group` (not created; none of its members imported) or `owners`.
-    pub what: &'static str,
+    /// What was refused.
+    pub what: Refused,
     /// control-api's status and the problem's detail.
     pub reason: String,
+}
+
+/// What of a group the migration could not import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Refused {
+    /// The group itself: not created, none of its members imported.
+    Group,
+    /// Its owners: the group was created without them.
+    Owners,
 }
 
 /// What a migration did: counts, and the groups it could not import with the reason.
@@ -192,15 +202,16 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
     let mut summary = MigrateSummary::default();
 
     // Phase 1: the groups, in file order.
-    let total = std::io::BufReader::new(std::fs::File::open(&args.file)?)
-        .lines()
-        .count();
-    let reader = std::io::BufReader::new(std::fs::File::open(&args.file)?);
+    let file = std::fs::File::open(&args.file)?;
+    let size = file.metadata()?.len().max(1);
+    let mut read = 0u64;
+    let reader = std::io::BufReader::new(file);
     let mut told = Instant::now();
     for (i, text) in reader.lines().enumerate() {
         let text = text?;
+        read += text.len() as u64 + 1;
         if told.elapsed() >= PROGRESS_EVERY {
-            eprintln!("groups: line {} of {total}", i + 1);
+            eprintln!("groups: line {}, {}% of the file", i + 1, read * 100 / size);
             told = Instant::now();
         }
         if text.trim().is_empty() {
@@ -230,7 +241,7 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
             summary.refusals.push(GroupRefusal {
                 line: i + 1,
                 name: g.name,
-                what: "group",
+                what: Refused::Group,
                 reason: reason(status, &body),
             });
             continue;
@@ -242,7 +253,7 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
                 summary.refusals.push(GroupRefusal {
                     line: i + 1,
                     name: g.name.clone(),
-                    what: "owners",
+                    what: Refused::Owners,
                     reason: reason(status, &body),
                 });
             }
@@ -369,7 +380,7 @@ mod tests {
                 refusals: vec![GroupRefusal {
                     line: 1,
                     name: "Owners".into(),
-                    what: "owners",
+                    what: Refused::Owners,
                     reason: "403 Forbidden".into(),
                 }],
                 ..clean.clone()

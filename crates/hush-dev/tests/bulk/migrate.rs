@@ -3,7 +3,7 @@
 
 use crate::harness::*;
 use domain::IdentityKind;
-use hush::migrate::{migrate, LegacyGroup, LegacyMember, MigrateArgs};
+use hush::migrate::{migrate, LegacyGroup, LegacyMember, MigrateArgs, Refused};
 use hush_dev::legacy::{gen_legacy, ExportShape, GenLegacyArgs};
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing(kind: Backend) {
     // counted as not imported, and the run says it refused something.
     assert_eq!(first.groups_refused, 2);
     assert_eq!(first.members_of_refused_groups, 5);
-    let said: Vec<(usize, &str, &str)> = first
+    let said: Vec<(usize, &str, Refused)> = first
         .refusals
         .iter()
         .map(|r| (r.line, r.name.as_str(), r.what))
@@ -80,8 +80,8 @@ async fn a_legacy_export_migrates_and_a_rerun_changes_nothing(kind: Backend) {
     assert_eq!(
         said,
         [
-            (lines + 1, "Unknown label", "group"),
-            (lines + 2, "Address taken", "group")
+            (lines + 1, "Unknown label", Refused::Group),
+            (lines + 2, "Address taken", Refused::Group)
         ]
     );
     // control-api's reasons: the label it does not know, the address already taken.
