@@ -77,6 +77,29 @@ impl SenderPolicy {
                 DomainError::invalid("sender_policy", "must be anyone, members or owners")
             })
     }
+
+    /// How wide the circle of senders is: owners < members < anyone.
+    fn breadth(self) -> u8 {
+        match self {
+            Self::Owners => 0,
+            Self::Members => 1,
+            Self::Anyone => 2,
+        }
+    }
+
+    /// Whether this lets anyone send whom `other` does not.
+    pub fn wider_than(self, other: SenderPolicy) -> bool {
+        self.breadth() > other.breadth()
+    }
+
+    /// The narrower of the two: a group's own choice never widens what its label allows.
+    pub fn narrower(self, other: SenderPolicy) -> SenderPolicy {
+        if self.wider_than(other) {
+            other
+        } else {
+            self
+        }
+    }
 }
 
 /// What a label allows.
@@ -121,18 +144,13 @@ impl LabelPolicy {
     /// (owners < members < anyone). Such a change to a label that groups use needs a second
     /// label-admin's approval; anything else (tightening, a new description) applies at once.
     pub fn loosens(&self, before: &LabelPolicy) -> bool {
-        let senders = |p: SenderPolicy| match p {
-            SenderPolicy::Owners => 0,
-            SenderPolicy::Members => 1,
-            SenderPolicy::Anyone => 2,
-        };
         (self.guests_allowed && !before.guests_allowed)
             || (self.agents_allowed && !before.agents_allowed)
             || self
                 .join_policies
                 .iter()
                 .any(|p| !before.join_policies.contains(p))
-            || senders(self.sender_policy) > senders(before.sender_policy)
+            || self.sender_policy.wider_than(before.sender_policy)
     }
 
     /// Whether a group under this label may use `policy`.
@@ -205,6 +223,15 @@ mod tests {
         assert_eq!(hc.policy.join_policies, vec![JoinPolicy::Invite]);
         assert_eq!(hc.policy.sender_policy, SenderPolicy::Members);
         assert!(d[0].policy.guests_allowed && !d[1].policy.guests_allowed);
+    }
+
+    #[test]
+    fn a_groups_sender_policy_never_widens_its_labels() {
+        use SenderPolicy::*;
+        assert_eq!(Anyone.narrower(Members), Members);
+        assert_eq!(Members.narrower(Anyone), Members);
+        assert_eq!(Owners.narrower(Members), Owners);
+        assert!(Anyone.wider_than(Owners) && !Owners.wider_than(Owners));
     }
 
     #[test]

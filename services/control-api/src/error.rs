@@ -9,7 +9,7 @@
 
 use crate::store::StoreError;
 use axum::response::{IntoResponse, Response};
-use domain::{GroupState, JoinPolicy, Label};
+use domain::{GroupState, JoinPolicy, Label, SenderPolicy};
 use http::StatusCode;
 use service_kit::Problem;
 
@@ -33,6 +33,20 @@ pub enum ApiError {
     JoinPolicyRefused {
         /// What was asked for.
         policy: JoinPolicy,
+        /// The label that refuses it.
+        label: Box<Label>,
+    },
+    /// The sender policy asked for lets more people mail the group than its label does.
+    #[error(
+        "the label '{}' lets only {} mail its groups; a group may narrow that but not widen it \
+         to '{}'",
+        .label.name,
+        senders_in_words(.label.policy.sender_policy),
+        .policy.as_str()
+    )]
+    SenderPolicyRefused {
+        /// What was asked for.
+        policy: SenderPolicy,
         /// The label that refuses it.
         label: Box<Label>,
     },
@@ -84,6 +98,14 @@ pub enum ApiError {
     Store(#[from] StoreError),
 }
 
+fn senders_in_words(policy: SenderPolicy) -> &'static str {
+    match policy {
+        SenderPolicy::Anyone => "anyone in the company (anyone)",
+        SenderPolicy::Members => "members (members)",
+        SenderPolicy::Owners => "owners (owners)",
+    }
+}
+
 fn join_policy_refused(policy: &JoinPolicy, label: &Label) -> String {
     let allowed: Vec<&str> = label
         .policy
@@ -109,6 +131,12 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "join-policy",
                 "Join policy not allowed by the label",
+            )
+            .with_detail(detail),
+            Self::SenderPolicyRefused { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sender-policy",
+                "Sender policy wider than the label allows",
             )
             .with_detail(detail),
             Self::GroupNotFound

@@ -67,7 +67,8 @@ pub struct GroupView {
     pub label: LabelName,
     /// How people get in.
     pub join_policy: JoinPolicy,
-    /// Who may send mail to the group (the label's rule).
+    /// Who may send mail to the group: the owners' choice where they made one, never wider
+    /// than the label's rule (which applies where they did not).
     pub sender_policy: SenderPolicy,
     /// `provisioning` until the tenant confirmed the group, then `active`; `archiving`, then
     /// `archived`, once an owner archived it.
@@ -119,7 +120,7 @@ impl GroupView {
             contact_address: g.contact_address.clone(),
             label: g.label.name.clone(),
             join_policy: g.join_policy,
-            sender_policy: g.label.policy.sender_policy,
+            sender_policy: g.sender_policy(),
             state: g.state,
             created_at: rfc3339(g.created_at),
             updated_at: rfc3339(g.updated_at),
@@ -260,6 +261,10 @@ pub struct NewGroupRequest {
     pub label: LabelName,
     /// How people get in; the label must allow it.
     pub join_policy: JoinPolicy,
+    /// Who may mail the group: `anyone` in the company, its `members` or its `owners`. At
+    /// most as wide as the label allows (owners < members < anyone); absent, the label's rule.
+    #[serde(default)]
+    pub sender_policy: Option<SenderPolicy>,
     /// The local part of the contact address (before `@`): lowercase letters, digits, `.`, `-`
     /// and `_`. By default derived from the name with a short random suffix.
     #[serde(default)]
@@ -276,6 +281,9 @@ pub struct GroupChangeRequest {
     /// New join policy; the label must allow it.
     #[serde(default)]
     pub join_policy: Option<JoinPolicy>,
+    /// Who may mail the group from now on: at most as wide as the label allows.
+    #[serde(default)]
+    pub sender_policy: Option<SenderPolicy>,
     /// The complete new owner list: 1 to 50 subjects.
     #[serde(default)]
     pub owners: Option<Owners>,
@@ -425,7 +433,7 @@ fn derived_local_part(name: &GroupName) -> LocalPart {
     responses(
         (status = 202, description = "Accepted: the group is `provisioning`; `Location` names it.", body = GroupView),
         (status = 409, description = "The contact address is taken.", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` Guests and AI agents may not create groups. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is missing, unknown or invalid; the label does not exist; or `urn:hush:problem:join-policy`: the label does not allow the join policy (the detail names those it allows).", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` Guests and AI agents may not create groups. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is missing, unknown or invalid; the label does not exist; `urn:hush:problem:join-policy`: the label does not allow the join policy (the detail names those it allows); or `urn:hush:problem:sender-policy`: the sender policy is wider than the label lets its groups choose.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -454,6 +462,7 @@ async fn create_group(
             contact_address,
             label: input.label.clone(),
             join_policy: input.join_policy,
+            sender_policy: input.sender_policy,
             creator: caller.subject.clone(),
         };
         match state.store.insert_group(&group, &ctx, now_ms()).await? {
@@ -471,6 +480,12 @@ async fn create_group(
             GroupInsert::JoinPolicyRefused(label) => {
                 return Err(ApiError::JoinPolicyRefused {
                     policy: input.join_policy,
+                    label: Box::new(label),
+                })
+            }
+            GroupInsert::SenderPolicyRefused(label) => {
+                return Err(ApiError::SenderPolicyRefused {
+                    policy: input.sender_policy.unwrap_or(label.policy.sender_policy),
                     label: Box::new(label),
                 })
             }
@@ -538,7 +553,7 @@ async fn get_group(
     Ok(AppJson(view))
 }
 
-/// Changes a group's description, join policy or owners (owners only).
+/// Changes a group's description, join policy, sender policy or owners (owners only).
 ///
 /// `owners` is the whole list. Owners named again stay owners. Under a label that admits every
 /// kind of identity, the others become owners at once; under one that bars guests or AI
@@ -556,7 +571,7 @@ async fn get_group(
     responses(
         (status = 200, description = "The group as it is now.", body = GroupView),
         (status = 409, description = "The group is being archived or is archived.", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: the caller is not one of the group's owners. `404` No group with this id that the caller may see. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is unknown or invalid; `label` was sent; or `urn:hush:problem:join-policy`: the label does not allow the join policy.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: the caller is not one of the group's owners. `404` No group with this id that the caller may see. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is unknown or invalid; `label` was sent; `urn:hush:problem:join-policy`: the label does not allow the join policy; or `urn:hush:problem:sender-policy`: the sender policy is wider than the label's.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering; retry later.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -579,10 +594,12 @@ async fn update_group(
     if !group.is_owner(&caller) {
         return Err(ApiError::NotOwner);
     }
-    let owners_changed = input.owners.is_some();
+    // The tenant enforces who may mail the group, and the `owners` rule reads the owners.
+    let mail_changed = input.owners.is_some() || input.sender_policy.is_some();
     let changes = GroupChanges {
         description: input.description,
         join_policy: input.join_policy,
+        sender_policy: input.sender_policy,
         owners: input.owners,
     };
     match state
@@ -597,7 +614,7 @@ async fn update_group(
         .await?
     {
         GroupWrite::Done(record) => {
-            if owners_changed && record.state == GroupState::Active {
+            if mail_changed && record.state == GroupState::Active {
                 sync_mail_policy(&state, &record).await;
             }
             note_contact(&state, &caller).await;
@@ -612,29 +629,41 @@ async fn update_group(
             policy: changes.join_policy.unwrap_or(group.join_policy),
             label: Box::new(label),
         }),
+        GroupWrite::SenderPolicyRefused(label) => Err(ApiError::SenderPolicyRefused {
+            policy: changes.sender_policy.unwrap_or(group.sender_policy()),
+            label: Box::new(label),
+        }),
     }
 }
 
-/// Tells the tenant the group's new owners (its sender policy is the label's, which never
-/// changes), so the `owners` policy of its mail follows at once. Provisioning is idempotent,
-/// so this is the same call the saga makes. Best effort: the change is saved in the catalog
-/// either way, and a tenant that cannot be reached now keeps the previous owners until the
-/// next change.
+/// Tells the tenant who may mail the group now (its sender policy and, for the `owners` rule,
+/// its owners), so its mail follows at once. Provisioning is idempotent, so this is the same
+/// call the saga makes. Best effort: the change is saved in the catalog either way, and a
+/// tenant that cannot be reached now keeps the previous rule until the next change.
 async fn sync_mail_policy(state: &AppState, record: &GroupRecord) {
+    if let Err(e) = push_mail_policy(state, record).await {
+        tracing::warn!(error = %e, "the tenant did not take who may mail the group");
+    }
+}
+
+/// The call [`sync_mail_policy`] makes, for callers that must know it failed (a label change
+/// reports it and may be sent again).
+pub(crate) async fn push_mail_policy(
+    state: &AppState,
+    record: &GroupRecord,
+) -> Result<(), tenant_client::TenantError> {
     let request = tenant_api::ProvisionGroup {
         group_id: record.id,
         address: record.contact_address.clone(),
         display_name: record.name.clone(),
-        sender_policy: Some(record.label.policy.sender_policy),
+        sender_policy: Some(record.sender_policy()),
         owners: record.owners.as_slice().to_vec(),
         label: Some(domain::EntryRule::of(
             &record.label.name,
             &record.label.policy,
         )),
     };
-    if let Err(e) = state.tenant.provision_group(&request).await {
-        tracing::warn!(error = %e, "the tenant did not take the group's new owners");
-    }
+    state.tenant.provision_group(&request).await
 }
 
 /// Archives a group (owners only).
@@ -680,9 +709,11 @@ async fn archive_group(
         GroupWrite::NotFound => Err(ApiError::GroupNotFound),
         GroupWrite::NotOwner => Err(ApiError::NotOwner),
         GroupWrite::NotEditable(state) => Err(ApiError::NotEditable(state)),
-        GroupWrite::JoinPolicyRefused(_) => Err(ApiError::Store(StoreError::Corrupt(
-            "archiving answered a join-policy refusal".into(),
-        ))),
+        GroupWrite::JoinPolicyRefused(_) | GroupWrite::SenderPolicyRefused(_) => {
+            Err(ApiError::Store(StoreError::Corrupt(
+                "archiving answered a policy refusal".into(),
+            )))
+        }
     }
 }
 

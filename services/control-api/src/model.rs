@@ -4,7 +4,7 @@
 use auth::Caller;
 use domain::{
     DomainError, Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, LocalPart,
-    Subject,
+    SenderPolicy, Subject,
 };
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -181,6 +181,9 @@ pub struct GroupRecord {
     pub label: Label,
     /// How people get in.
     pub join_policy: JoinPolicy,
+    /// Who may mail the group, as its owners chose; `None` follows the label. Read it through
+    /// [`GroupRecord::sender_policy`], which never lets it widen the label's rule.
+    pub own_sender_policy: Option<SenderPolicy>,
     /// Where the group is in its life.
     pub state: GroupState,
     /// Who may edit and archive it.
@@ -197,6 +200,14 @@ impl GroupRecord {
     /// owner (labels govern ownership, whatever the owner list says).
     pub fn is_owner(&self, caller: &Caller) -> bool {
         self.owners.contains(&caller.subject) && self.admits(caller.kind)
+    }
+
+    /// Who may mail the group: its owners' choice, never wider than its label's rule (a label
+    /// tightened after the choice binds at once).
+    pub fn sender_policy(&self) -> SenderPolicy {
+        let label = self.label.policy.sender_policy;
+        self.own_sender_policy
+            .map_or(label, |own| own.narrower(label))
     }
 
     /// Whether the group's label admits identities of `kind` (the same rule joining applies).
@@ -228,6 +239,8 @@ pub struct NewGroup {
     pub label: domain::LabelName,
     /// Allowed by the label.
     pub join_policy: JoinPolicy,
+    /// Who may mail it, when the creator chose (no wider than the label allows).
+    pub sender_policy: Option<SenderPolicy>,
     /// The creator, its first owner.
     pub creator: Subject,
 }
@@ -239,6 +252,8 @@ pub struct GroupChanges {
     pub description: Option<Description>,
     /// New join policy (already checked against the label).
     pub join_policy: Option<JoinPolicy>,
+    /// Who may mail the group from now on (checked against the label as it is written).
+    pub sender_policy: Option<SenderPolicy>,
     /// The new, complete owner list.
     pub owners: Option<Owners>,
 }
@@ -246,7 +261,10 @@ pub struct GroupChanges {
 impl GroupChanges {
     /// Whether nothing would change.
     pub fn is_empty(&self) -> bool {
-        self.description.is_none() && self.join_policy.is_none() && self.owners.is_none()
+        self.description.is_none()
+            && self.join_policy.is_none()
+            && self.sender_policy.is_none()
+            && self.owners.is_none()
     }
 }
 

@@ -121,7 +121,7 @@ async fn apply_in_tenant(state: &AppState, group: &GroupRecord) -> Result<CountB
         group_id: group.id,
         address: group.contact_address.clone(),
         display_name: group.name.clone(),
-        sender_policy: Some(group.label.policy.sender_policy),
+        sender_policy: Some(group.sender_policy()),
         owners: group.owners.as_slice().to_vec(),
         label: Some(rule),
     };

@@ -165,12 +165,13 @@ impl Saga {
                     .await
                     .map_err(|e| e.to_string())?
                     .ok_or("the group is gone from the catalog")?;
+                // Who may mail the group, for the tenant's SMTP listener.
+                let senders = group.sender_policy();
                 let request = ProvisionGroup {
                     group_id: claim.group,
                     address: group.contact_address,
                     display_name: group.name,
-                    // Who may mail the group, for the tenant's SMTP listener.
-                    sender_policy: Some(group.label.policy.sender_policy),
+                    sender_policy: Some(senders),
                     owners: group.owners.as_slice().to_vec(),
                     // The label's entry rule: the tenant ends the memberships it bars the
                     // moment a member's kind changes.

@@ -199,6 +199,8 @@ pub enum GroupInsert {
     NoSuchLabel,
     /// The label does not allow the join policy given; here is the label.
     JoinPolicyRefused(Label),
+    /// The sender policy given is wider than the label's; here is the label.
+    SenderPolicyRefused(Label),
     /// Another group (ever) has the contact address.
     AddressTaken,
 }
@@ -216,6 +218,8 @@ pub enum GroupWrite {
     NotEditable(GroupState),
     /// The new join policy is not allowed by the group's label; here is the label.
     JoinPolicyRefused(Label),
+    /// The new sender policy is wider than the group's label allows; here is the label.
+    SenderPolicyRefused(Label),
 }
 
 /// What discovery looks for.
@@ -480,6 +484,7 @@ type GroupTuple = (
     String,
     String,
     String,
+    Option<String>,
     String,
     i64,
     i64,
@@ -536,6 +541,7 @@ fn group_from(t: GroupTuple, owners: Vec<Subject>) -> Result<GroupRecord, StoreE
         description,
         address,
         join_policy,
+        own_sender_policy,
         state,
         created_at,
         updated_at,
@@ -553,6 +559,10 @@ fn group_from(t: GroupTuple, owners: Vec<Subject>) -> Result<GroupRecord, StoreE
         contact_address: Email::parse(address).map_err(corrupt)?,
         label: label_from((ln, ld, lg, la, lj, ls))?,
         join_policy: JoinPolicy::parse(&join_policy).map_err(corrupt)?,
+        own_sender_policy: own_sender_policy
+            .map(|p| SenderPolicy::parse(&p))
+            .transpose()
+            .map_err(corrupt)?,
         state: GroupState::parse(&state).map_err(corrupt)?,
         owners: Owners::parse(owners).map_err(corrupt)?,
         created_at,
@@ -637,13 +647,19 @@ fn edit_events(
     before: Option<(&[Subject], &OwnerPlan)>,
 ) -> Vec<CatalogEvent> {
     let mut events = Vec::new();
-    if changes.description.is_some() || changes.join_policy.is_some() {
+    if changes.description.is_some()
+        || changes.join_policy.is_some()
+        || changes.sender_policy.is_some()
+    {
         let mut detail = serde_json::Map::new();
         if changes.description.is_some() {
             detail.insert("description".into(), serde_json::json!("changed"));
         }
         if let Some(p) = changes.join_policy {
             detail.insert("join_policy".into(), serde_json::json!(p.as_str()));
+        }
+        if let Some(p) = changes.sender_policy {
+            detail.insert("sender_policy".into(), serde_json::json!(p.as_str()));
         }
         events.push(CatalogEvent::group("group.edited", id, detail.into()).by(actor));
     }

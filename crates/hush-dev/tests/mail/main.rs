@@ -122,6 +122,15 @@ async fn queued_deliveries(tenant_db: &str) -> i64 {
 mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs python3 with aiosmtpd and dkimpy"]
+    async fn a_groups_own_sender_policy_binds_its_mail_and_an_owner_changes_it() {
+        super::a_groups_own_sender_policy_binds_its_mail_and_an_owner_changes_it(
+            super::Backend::Sqlite,
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3 with aiosmtpd and dkimpy"]
     async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart() {
         super::kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(
             super::Backend::Sqlite,
@@ -131,6 +140,15 @@ mod sqlite {
 }
 
 mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs HUSH_TEST_POSTGRES_URL and python3 with aiosmtpd and dkimpy"]
+    async fn a_groups_own_sender_policy_binds_its_mail_and_an_owner_changes_it() {
+        super::a_groups_own_sender_policy_binds_its_mail_and_an_owner_changes_it(
+            super::Backend::Postgres,
+        )
+        .await
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs HUSH_TEST_POSTGRES_URL and python3 with aiosmtpd and dkimpy"]
     async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart() {
@@ -204,6 +222,126 @@ async fn kill_9_after_250_and_before_delivery_then_delivered_once_after_restart(
     want.push("alice@corp.example".into()); // the notice that her message was not delivered
     want.sort();
     assert_eq!(got, want, "every member exactly once, after the restart");
+    cluster.stop().await;
+    if let Some(m) = made {
+        m.drop_all().await;
+    }
+}
+
+/// Waits until the relay has received `n` copies, then answers who they went to, sorted.
+async fn copies(relay: &PyRelay, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while relay.recipients().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} copies arrived: {:?}",
+            relay.recipients().len(),
+            relay.recipients()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut got = relay.recipients();
+    got.sort();
+    got
+}
+
+/// A General group (whose label lets anyone mail it) whose owner chose "members only" at
+/// creation: a non-member's message reaches no member (only a notice to her), a member's
+/// reaches them all. The owner may not widen it past the label's rule elsewhere, and widening
+/// it back to "anyone" lets the same non-member through at once.
+async fn a_groups_own_sender_policy_binds_its_mail_and_an_owner_changes_it(kind: Backend) {
+    service_kit::testing::require_mail_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let (dbs, made) = Databases::for_test(dir.path(), kind, service_kit::testing::postgres_url)
+        .await
+        .unwrap();
+    let relay = PyRelay::start(dir.path());
+    let smtp = service_kit::testing::free_port();
+    let cluster = tenant_with_mail(dir.path(), dbs, smtp, relay.addr().port(), &[]).await;
+    let owner = GroupsClient::new(
+        &cluster.url("control-api"),
+        &cluster.token("owen", IdentityKind::Member, &[]),
+    )
+    .unwrap();
+    let (status, created) = owner
+        .create(&serde_json::json!({"name": "Quiet room", "label": "General", "join_policy": "open", "sender_policy": "members"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let g = owner
+        .wait_provisioned(id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(g["sender_policy"], "members", "{g}");
+    let address = g["contact_address"].as_str().unwrap().to_string();
+    let members = add_members(&cluster, id, "General", 3).await;
+
+    let outsider = send(smtp, "alice@corp.example", &address).await;
+    assert_eq!(
+        outsider["ok"], true,
+        "answered as any message is: {outsider}"
+    );
+    assert_eq!(
+        copies(&relay, 1).await,
+        vec!["alice@corp.example".to_string()],
+        "only the notice to the sender: no member got her message"
+    );
+    let member = send(smtp, "member001@corp.example", &address).await;
+    assert_eq!(member["ok"], true, "{member}");
+    let mut want = members.clone();
+    want.push("alice@corp.example".into());
+    want.sort();
+    assert_eq!(copies(&relay, 4).await, want);
+
+    // Under Highly Confidential (members only) an owner cannot open the group to anyone.
+    let (hc_status, hc) = owner
+        .create(&serde_json::json!({"name": "Loud secret", "label": "Highly Confidential", "join_policy": "invite", "sender_policy": "anyone"}))
+        .await
+        .unwrap();
+    assert_eq!(hc_status, 422, "{hc}");
+    assert_eq!(hc["type"], "urn:hush:problem:sender-policy", "{hc}");
+
+    let (status, after) = owner
+        .patch(id, &serde_json::json!({"sender_policy": "anyone"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["sender_policy"], "anyone");
+    let now_open = send(smtp, "alice@corp.example", &address).await;
+    assert_eq!(now_open["ok"], true, "{now_open}");
+    let mut want2 = want.clone();
+    want2.extend(members.iter().cloned());
+    want2.sort();
+    assert_eq!(
+        copies(&relay, 7).await,
+        want2,
+        "her message now reaches every member"
+    );
+
+    // A label-admin tightens General to members only: the group follows at once, whatever
+    // its owner chose.
+    let lena = cluster.token("lena", IdentityKind::Member, &["label-admin"]);
+    let tight = serde_json::json!({"description": "Members mail their groups", "policy": {"guests_allowed": true, "agents_allowed": false, "join_policies": ["open", "approval", "invite"], "sender_policy": "members"}});
+    let res = reqwest::Client::new()
+        .put(format!(
+            "{}/control/v1/labels/General",
+            cluster.url("control-api")
+        ))
+        .bearer_auth(&lena)
+        .json(&tight)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let (_, g) = owner.get(id).await.unwrap();
+    assert_eq!(g["sender_policy"], "members", "{g}");
+    let refused_again = send(smtp, "alice@corp.example", &address).await;
+    assert_eq!(refused_again["ok"], true, "{refused_again}");
+    let mut want3 = want2.clone();
+    want3.push("alice@corp.example".into());
+    want3.sort();
+    assert_eq!(copies(&relay, 8).await, want3, "only her notice again");
     cluster.stop().await;
     if let Some(m) = made {
         m.drop_all().await;

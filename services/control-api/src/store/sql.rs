@@ -36,7 +36,7 @@ const LABEL_SELECT: &str = "SELECT name, description, guests_allowed, agents_all
 
 /// The columns of [`GroupTuple`]; every group read goes through it.
 const GROUP_SELECT: &str = "SELECT g.id, g.name, g.description, g.contact_address, \
-     g.join_policy, g.state, g.created_at, g.updated_at, \
+     g.join_policy, g.sender_policy, g.state, g.created_at, g.updated_at, \
      l.name, l.description, l.guests_allowed, l.agents_allowed, l.join_policies, l.sender_policy \
      FROM groups g JOIN labels l ON l.name = g.label";
 
@@ -876,10 +876,16 @@ where
                 tx.rollback().await?;
                 return Ok(GroupInsert::JoinPolicyRefused(label));
             }
+            if let Some(senders) = group.sender_policy {
+                if senders.wider_than(label.policy.sender_policy) {
+                    tx.rollback().await?;
+                    return Ok(GroupInsert::SenderPolicyRefused(label));
+                }
+            }
             let inserted = sqlx::query(
                 "INSERT INTO groups (id, name, description, contact_address, label, join_policy, \
-                 state, created_by, created_at, updated_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'provisioning', $7, $8, $8, $8)",
+                 sender_policy, state, created_by, created_at, updated_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $9, $9)",
             )
             .bind(*group.id.as_uuid())
             .bind(group.name.as_str())
@@ -887,6 +893,7 @@ where
             .bind(group.contact_address.as_str())
             .bind(label.name.as_str())
             .bind(group.join_policy.as_str())
+            .bind(group.sender_policy.map(|p| p.as_str()))
             .bind(this.key.creator(&group.creator))
             .bind(now)
             .execute(&mut *tx)
@@ -914,6 +921,7 @@ where
                     "name": group.name.as_str(),
                     "label": label.name.as_str(),
                     "join_policy": group.join_policy.as_str(),
+                    "sender_policy": group.sender_policy.map(|p| p.as_str()),
                     "contact_address": group.contact_address.as_str(),
                     "owners": [group.creator.as_str()],
                 }),
@@ -1013,6 +1021,15 @@ where
                     return Ok(GroupWrite::JoinPolicyRefused(label));
                 }
             }
+            if let Some(senders) = changes.sender_policy {
+                let label = Reads::<DB>::hold_label(&mut *tx, &label)
+                    .await?
+                    .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
+                if senders.wider_than(label.policy.sender_policy) {
+                    tx.rollback().await?;
+                    return Ok(GroupWrite::SenderPolicyRefused(label));
+                }
+            }
             let plan = match &changes.owners {
                 Some(owners) => {
                     let before = Reads::<DB>::owners_of(&this.key, &mut *tx, &[*id.as_uuid()])
@@ -1036,10 +1053,12 @@ where
             if !changes.is_empty() {
                 sqlx::query(
                     "UPDATE groups SET description = COALESCE($1, description), \
-                     join_policy = COALESCE($2, join_policy), updated_at = $3 WHERE id = $4",
+                     join_policy = COALESCE($2, join_policy), \
+                     sender_policy = COALESCE($3, sender_policy), updated_at = $4 WHERE id = $5",
                 )
                 .bind(changes.description.as_ref().map(|d| d.as_str()))
                 .bind(changes.join_policy.map(|p| p.as_str()))
+                .bind(changes.sender_policy.map(|p| p.as_str()))
                 .bind(now)
                 .bind(*id.as_uuid())
                 .execute(&mut *tx)

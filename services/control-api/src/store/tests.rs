@@ -129,6 +129,7 @@ fn new_group(name: &str, label: &str, policy: JoinPolicy, owner: &str) -> NewGro
         local_part: local,
         label: label_name(label),
         join_policy: policy,
+        sender_policy: None,
         creator: subject(owner),
     }
 }
@@ -873,6 +874,7 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
         let changes = GroupChanges {
             description: Some(Description::parse("New words").unwrap()),
             join_policy: Some(JoinPolicy::Invite),
+            sender_policy: Some(SenderPolicy::Members),
             owners: Some(Owners::parse(vec![subject("carol"), alice.clone()]).unwrap()),
         };
         let GroupWrite::Done(after) = store
@@ -884,6 +886,7 @@ async fn owners_edit_within_the_label_and_nobody_else_edits(kind: Kind) {
         };
         assert_eq!(after.description.as_str(), "New words");
         assert_eq!(after.join_policy, JoinPolicy::Invite);
+        assert_eq!(after.sender_policy(), SenderPolicy::Members, "{backend}");
         // Confidential bars guests and agents: carol is invited, not made owner, until she
         // accepts (her handler checked her token's kind).
         assert_eq!(after.owners.as_slice(), std::slice::from_ref(&alice));
@@ -1674,7 +1677,81 @@ fn like_patterns_escape_wildcards() {
     assert_eq!(like_pattern(""), "%%");
 }
 
+/// A group's own sender policy narrows its label's and never widens it: a wider choice is
+/// refused at creation and in an edit; a label tightened later binds the group at once.
+async fn a_groups_sender_policy_stays_within_its_label(kind: Kind) {
+    on_backend(kind, |store, backend, _| async move {
+        seeded(&store).await;
+        let alice = subject("alice");
+        let mut wide = new_group("Loud", "Highly Confidential", JoinPolicy::Invite, "alice");
+        wide.sender_policy = Some(SenderPolicy::Anyone);
+        assert!(
+            matches!(
+                store.insert_group(&wide, &sys(), T0).await.unwrap(),
+                GroupInsert::SenderPolicyRefused(l) if l.name.as_str() == "Highly Confidential"
+            ),
+            "{backend}"
+        );
+        let mut quiet = new_group("Quiet", "General", JoinPolicy::Open, "alice");
+        quiet.sender_policy = Some(SenderPolicy::Owners);
+        let g = created(&store, &quiet).await;
+        assert_eq!(g.own_sender_policy, Some(SenderPolicy::Owners), "{backend}");
+        assert_eq!(g.sender_policy(), SenderPolicy::Owners, "{backend}");
+
+        let hc = created(
+            &store,
+            &new_group("Hushed", "Highly Confidential", JoinPolicy::Invite, "alice"),
+        )
+        .await;
+        assert_eq!(
+            hc.sender_policy(),
+            SenderPolicy::Members,
+            "the label's rule"
+        );
+        let widen = GroupChanges {
+            sender_policy: Some(SenderPolicy::Anyone),
+            ..Default::default()
+        };
+        assert!(
+            matches!(
+                store
+                    .update_group(hc.id, &alice, &widen, &sys(), T0)
+                    .await
+                    .unwrap(),
+                GroupWrite::SenderPolicyRefused(_)
+            ),
+            "{backend}"
+        );
+        let after = store.get_group(hc.id).await.unwrap().unwrap();
+        assert_eq!(after.own_sender_policy, None, "{backend}: nothing written");
+
+        // General tightened to owners: a group that chose members... follows the label.
+        let members_only = GroupChanges {
+            sender_policy: Some(SenderPolicy::Members),
+            ..Default::default()
+        };
+        store
+            .update_group(g.id, &alice, &members_only, &sys(), T0 + 1)
+            .await
+            .unwrap();
+        let mut general = Label::defaults().remove(0);
+        general.policy.sender_policy = SenderPolicy::Owners;
+        assert!(matches!(
+            store
+                .update_label(&general, &subject("lia"), &sys(), T0 + 2)
+                .await
+                .unwrap(),
+            LabelUpdate::Updated(_)
+        ));
+        let tightened = store.get_group(g.id).await.unwrap().unwrap();
+        assert_eq!(tightened.own_sender_policy, Some(SenderPolicy::Members));
+        assert_eq!(tightened.sender_policy(), SenderPolicy::Owners, "{backend}");
+    })
+    .await;
+}
+
 service_kit::backend_tests!(
+    a_groups_sender_policy_stays_within_its_label,
     a_dump_of_the_catalog_names_no_owner_yet_the_store_reads_them_back,
     owner_rows_written_before_sealing_are_sealed_when_control_api_starts,
     default_labels_are_seeded_once_and_admin_edits_and_deletions_stick,
