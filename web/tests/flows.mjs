@@ -162,6 +162,14 @@ test('a member discovers an open group, joins it, sees it in "my groups", and le
   await bob.getByText('You joined Parents at Work').waitFor();
   await bob.getByText('You are a member of this group.').waitFor();
   await shot(bob, '05-group-page-member');
+  // The page states the group's own way to join and senders once, not the label's list beside them.
+  const about = await text(bob);
+  assert(!about.includes('Ways to join'), `the label's ways to join are not repeated: ${about}`);
+  assert(about.split('Anyone in the company may mail the group.').length === 2, `the sender rule is said once: ${about}`);
+  // Discover marks the groups you are in.
+  await nav(bob, 'Discover', 'Discover groups');
+  const joined = bob.locator('.card', { has: bob.getByRole('link', { name: 'Parents at Work' }) });
+  await joined.getByText('You are a member').waitFor();
 
   await nav(bob, 'My groups', 'My groups');
   await bob.getByRole('link', { name: 'Parents at Work' }).waitFor();
@@ -170,6 +178,56 @@ test('a member discovers an open group, joins it, sees it in "my groups", and le
   await bob.getByText('You left Parents at Work.').waitFor();
   await bob.getByText('You are not in any group yet.').waitFor();
   assert((await bob.getByRole('link', { name: 'Parents at Work' }).count()) === 0, 'gone from my groups');
+});
+
+test('a new group starts on the loosest label, and its owner narrows who may mail it', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  await nav(alice, 'New group', 'Create a group');
+  const first = await alice.locator('input[name=label]:checked').getAttribute('value');
+  assert(first === 'General', `the loosest label is preselected, not the first by name: ${first}`);
+  const order = await alice.locator('input[name=label]').evaluateAll((xs) => xs.map((x) => x.value));
+  assert(order.join('|') === 'General|Confidential|Highly Confidential', `labels from loosest to strictest: ${order}`);
+  // Highly Confidential lets only members mail its groups: "anyone" is not offered.
+  await alice.locator('input[name=label][value="Highly Confidential"]').check();
+  const offered = await alice.locator('input[name=sender_policy]').evaluateAll((xs) => xs.map((x) => x.value));
+  assert(offered.join('|') === 'members|owners', `senders within the label: ${offered}`);
+  await alice.locator('input[name=label][value="General"]').check();
+  await alice.getByLabel('Name', { exact: true }).fill('Quiet Readers');
+  await alice.getByLabel('Members only').check();
+  await shot(alice, '02b-create-group-senders');
+  await alice.getByRole('button', { name: 'Create group' }).click();
+  await alice.getByRole('heading', { level: 1, name: 'Manage Quiet Readers' }).waitFor();
+  await alice.locator('.bucket-value').waitFor();
+  const id = alice.url().match(/groups\/([0-9a-f-]{36})\/manage/)[1];
+  assert((await alice.getByLabel('Members only').isChecked()), 'the console shows the chosen rule');
+  await alice.getByLabel('Owners only').check();
+  await alice.getByRole('button', { name: 'Save changes' }).click();
+  await alice.getByText('Your changes are saved.').waitFor();
+  await alice.goto(`${BASE}/#/groups/${id}`);
+  await alice.getByRole('heading', { level: 1, name: 'Quiet Readers' }).waitFor();
+  await alice.getByText('Only owners may mail the group.').waitFor();
+  await shot(alice, '02c-group-page-senders');
+});
+
+test('an expired or refused sign-in returns to the sign-in page saying why', async (ctx) => {
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('pageerror', (err) => consoleProblems.push(`expiry: ${err.message}`));
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const token = (exp) => `${b64({ alg: 'EdDSA' })}.${b64({ sub: 'ghost', exp })}.c2ln`;
+  await page.goto(`${BASE}/#/signin`);
+  await page.getByRole('heading', { level: 1, name: 'Sign in to Hush' }).waitFor();
+  // A session whose token ran out while the tab was open.
+  await page.evaluate((t) => sessionStorage.setItem('hush.session', JSON.stringify({ token: t })), token(Math.floor(Date.now() / 1000) - 60));
+  await page.goto(`${BASE}/#/mine`);
+  await page.getByText('Your sign-in has expired. Please sign in again.').waitFor();
+  await shot(page, '01b-sign-in-expired');
+  // A token the services refuse (here: its signature does not verify).
+  await page.evaluate((t) => sessionStorage.setItem('hush.session', JSON.stringify({ token: t })), token(Math.floor(Date.now() / 1000) + 3600));
+  await page.goto(`${BASE}/#/discover`);
+  await page.getByText('Hush no longer accepts your sign-in: it expired or was revoked. Please sign in again.').waitFor();
+  await page.getByRole('heading', { level: 1, name: 'Sign in to Hush' }).waitFor();
+  await page.close();
 });
 
 test('an owner creates an invite and a second user redeems it', async (ctx) => {
@@ -270,7 +328,7 @@ test('owner add and remove answer with one identical acknowledgement whatever th
   const alice = await as(ctx, 'alice');
   await alice.goto(`${BASE}/#/groups/${state.open}/manage`);
   await alice.getByRole('heading', { level: 1, name: 'Manage Parents at Work' }).waitFor();
-  const email = alice.getByLabel('E-mail address');
+  const email = alice.getByLabel('E-mail address', { exact: true });
   await email.waitFor();
   const ack = async (button) => {
     await alice.getByRole('button', { name: button }).click();
@@ -306,7 +364,8 @@ test('asking to join shows the warning, and the owner sees the warning before an
   const bob = await as(ctx, 'bob');
   await bob.goto(`${BASE}/#/groups/${state.approval}`);
   await bob.getByRole('heading', { level: 1, name: 'Witness Support' }).waitFor();
-  await bob.getByText("Asking to join shows your name and e-mail address to this group's owners.").waitFor();
+  // The page and the owner's console say the same of what a request shows.
+  await bob.getByText('Asking to join shows your user id, e-mail address and kind of account (employee, guest or AI agent) to this group’s owners.').waitFor();
   await bob.getByRole('button', { name: 'Ask to join' }).click();
   await bob.getByText('Your request is sent.').waitFor();
   await bob.getByText('You asked to join on').waitFor();
@@ -319,6 +378,7 @@ test('asking to join shows the warning, and the owner sees the warning before an
   await alice.goto(`${BASE}/#/groups/${state.approval}/manage`);
   await alice.getByRole('heading', { level: 1, name: 'Manage Witness Support' }).waitFor();
   await alice.getByText('Looking at requests shows you who asked.').waitFor();
+  await alice.getByText('Each request shows the person’s user id, e-mail address and kind of account (employee, guest or AI agent).').waitFor();
   assert(!(await text(alice)).includes('bob@corp.example'), 'no requester before the owner chooses to look');
   await shot(alice, '12-manage-requests-warning');
   await alice.getByRole('button', { name: 'Show pending requests' }).click();
@@ -364,6 +424,13 @@ test('an operator runs a small bulk job to completion and sees it in the history
   await olivia.getByLabel('File of operations').setInputFiles(file(['{"op":"add"}']));
   await olivia.getByRole('button', { name: 'Upload and start' }).click();
   await olivia.getByRole('cell', { name: '4', exact: true }).waitFor();
+  // The refusal sits under the button that was pressed, not between the options and it.
+  const below = await olivia.evaluate(() => {
+    const button = [...document.querySelectorAll('button')].find((b) => b.textContent === 'Upload and start');
+    const refusal = document.querySelector('.note-error, [role=alert]');
+    return Boolean(button && refusal && (button.compareDocumentPosition(refusal) & Node.DOCUMENT_POSITION_FOLLOWING));
+  });
+  assert(below, 'the refused file’s errors follow the upload button');
   // Skipping it runs the three good lines.
   await olivia.getByLabel('Skip them').check();
   await olivia.getByRole('button', { name: 'Upload and start' }).click();

@@ -37,7 +37,8 @@ let renderSeq = 0;
 
 /** Shows a message at the top of the next screen rendered. */
 export function flash(kind, message) {
-  pending.push({ kind, message });
+  // Two calls refused at once (one screen's requests) say it once.
+  if (!pending.some((m) => m.kind === kind && m.message === message)) pending.push({ kind, message });
 }
 
 /** Goes to `hash` (e.g. `#/mine`), re-rendering even when it is the current one. */
@@ -103,6 +104,9 @@ export async function render() {
     }
   }
   showChrome(session);
+  if (!session && auth.takeEnded() === 'expired') {
+    flash('warn', 'Your sign-in has expired. Please sign in again.');
+  }
   if (!session && !(route && route.open)) {
     sessionStorage.setItem('hush.return', location.hash || '#/');
     location.replace('#/signin');
@@ -152,7 +156,7 @@ export async function render() {
 
 async function boot() {
   setUnauthorizedHandler(() => {
-    flash('warn', 'Your sign-in has expired. Please sign in again.');
+    flash('warn', 'Hush no longer accepts your sign-in: it expired or was revoked. Please sign in again.');
     sessionStorage.setItem('hush.return', location.hash || '#/');
     location.replace('#/signin');
   });

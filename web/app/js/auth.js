@@ -7,6 +7,17 @@
 
 const SESSION_KEY = 'hush.session';
 const PKCE_KEY = 'hush.pkce';
+const ENDED_KEY = 'hush.ended';
+
+/**
+ * Why the last session ended without the person signing out ('expired'), once: the sign-in
+ * page says so instead of appearing with no explanation.
+ */
+export function takeEnded() {
+  const why = sessionStorage.getItem(ENDED_KEY);
+  sessionStorage.removeItem(ENDED_KEY);
+  return why;
+}
 
 let config = null;
 
@@ -72,6 +83,7 @@ export function current() {
   const user = userOf(s.token);
   if (user.exp && user.exp * 1000 < Date.now() + 10_000) {
     signOut();
+    sessionStorage.setItem(ENDED_KEY, 'expired');
     return null;
   }
   return { token: s.token, user };

@@ -3,7 +3,7 @@
 
 import { h, field, note, id as newId } from '../dom.js';
 import { post, seg } from '../api.js';
-import { labels, badge, policyPoints, JOIN_POLICIES, joinName, joinExplain } from '../labels.js';
+import { labels, badge, policyPoints, JOIN_POLICIES, joinName, joinExplain, senderChoices } from '../labels.js';
 
 /** The "New group" page around `children`. */
 function page(...children) {
@@ -85,7 +85,20 @@ export async function createView(ctx) {
       if (first) first.input.checked = true;
     }
   }
-  labelSet.addEventListener('change', syncJoin);
+  // Who may mail it: at most what the chosen label allows, redrawn when the label changes.
+  let senderSet = h('div');
+  function syncSenders() {
+    const chosen = labelSet.querySelector('input[name=label]:checked');
+    const label = all.find((l) => l.name === (chosen && chosen.value));
+    const before = senderSet.querySelector('input[name=sender_policy]:checked');
+    const next = senderChoices(label, before && before.value);
+    senderSet.replaceWith(next);
+    senderSet = next;
+  }
+  labelSet.addEventListener('change', () => {
+    syncJoin();
+    syncSenders();
+  });
   syncJoin();
 
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create group');
@@ -110,6 +123,8 @@ export async function createView(ctx) {
           label: label && label.value,
           join_policy: join && join.value,
         };
+        const senders = senderSet.querySelector('input[name=sender_policy]:checked');
+        if (senders) body.sender_policy = senders.value;
         if (address.value.trim()) body.address = address.value.trim();
         submit.disabled = true;
         try {
@@ -126,6 +141,7 @@ export async function createView(ctx) {
     field({ label: 'What is it for? (optional)', control: description, hint: 'People see this when they look for groups.' }),
     labelSet,
     joinSet,
+    senderSet,
     h(
       'details',
       { class: 'panel' },
@@ -140,6 +156,7 @@ export async function createView(ctx) {
     h('div', { class: 'actions' }, submit),
   );
 
+  syncSenders();
   return page(
     h('p', { class: 'lead' }, 'You become its first owner. Owners never see who is in the group, only a rough count.'),
     form,

@@ -7,7 +7,7 @@ import { labels, badge, findLabel, joinName, policyPoints } from '../labels.js';
 
 const PAGE = 20;
 
-function card(g, all) {
+function card(g, all, mine) {
   const label = findLabel(all, g.label);
   return h(
     'li',
@@ -16,6 +16,7 @@ function card(g, all) {
       'div',
       { class: 'card-head' },
       h('h3', null, h('a', { href: `#/groups/${encodeURIComponent(g.id)}` }, g.name)),
+      mine.has(g.id) ? h('span', { class: 'pill pill-member' }, 'You are a member') : null,
       g.is_owner ? h('span', { class: 'pill' }, 'You own this') : null,
     ),
     g.description ? h('p', { class: 'desc' }, g.description) : null,
@@ -52,7 +53,11 @@ function legend(all) {
 
 export async function discoverView(ctx) {
   const q = (ctx.query.get('q') || '').trim();
-  const all = await labels();
+  // The caller's own groups (INV-2: only theirs), to mark the ones they are already in.
+  const [all, mine] = await Promise.all([
+    labels(),
+    get('/membership/v1/me/groups').then((r) => new Set((r.data.groups || []).map((g) => g.id)), () => new Set()),
+  ]);
   const results = h('ul', { class: 'cards' });
   const status = h('p', { class: 'count', role: 'status' });
   const more = h('div', { class: 'actions' });
@@ -63,7 +68,7 @@ export async function discoverView(ctx) {
     if (q) params.set('q', q);
     if (cursor) params.set('cursor', cursor);
     const { data } = await get(`/control/v1/groups?${params}`);
-    for (const g of data.groups) results.append(card(g, all));
+    for (const g of data.groups) results.append(card(g, all, mine));
     shown += data.groups.length;
     status.textContent = shown === 0
       ? (q ? `No groups match “${q}”.` : 'There are no groups you can join yet.')

@@ -4,7 +4,7 @@
 
 import { h, note, field, actionButton, when } from '../dom.js';
 import { get, post, del, seg, ApiError } from '../api.js';
-import { labels, labelExplained, findLabel, joinName, joinExplain, senderExplain } from '../labels.js';
+import { labels, labelExplained, findLabel, joinName, joinExplain, senderExplain, REQUEST_SHOWS } from '../labels.js';
 
 const STATE_TEXT = {
   provisioning: 'Being set up. It can take members in a moment.',
@@ -161,7 +161,7 @@ export async function groupView(ctx) {
       } else {
         if (denied) actions.append(note('info', 'An owner declined your earlier request. You may ask again.'));
         actions.append(
-          note('warn', "Asking to join shows your name and e-mail address to this group's owners. Nobody else sees it."),
+          note('warn', `Asking to join shows your ${REQUEST_SHOWS} to this group’s owners. Nobody else sees it.`),
           h(
             'div',
             { class: 'actions' },
@@ -169,7 +169,7 @@ export async function groupView(ctx) {
               try {
                 const { status, data } = await post(`/membership/v1/groups/${seg(id)}/join`);
                 if (status === 202 || (data && data.member === false)) {
-                  ctx.flash('ok', 'Your request is sent. The group’s owners see who asked (your user id, e-mail address and kind of account) so they can decide; nobody else does. Follow it, or withdraw it, under My groups.');
+                  ctx.flash('ok', `Your request is sent. The group’s owners see your ${REQUEST_SHOWS} so they can decide; nobody else does. Follow it, or withdraw it, under My groups.`);
                 } else {
                   ctx.flash('ok', `You joined ${group.name}: you meet the owners’ conditions for joining at once.`);
                 }
@@ -204,7 +204,7 @@ export async function groupView(ctx) {
     'dl',
     { class: 'facts' },
     h('dt', null, 'Label'),
-    h('dd', null, labelExplained(label || { name: group.label, description: '', policy: {} })),
+    h('dd', null, labelExplained(label || { name: group.label, description: '', policy: {} }, { who: true })),
     h('dt', null, 'How to join'),
     h('dd', null, h('strong', null, joinName(group.join_policy)), ' — ', joinExplain(group.join_policy)),
     h('dt', null, 'Who may send mail'),

@@ -79,8 +79,9 @@ function uploadForm(ctx) {
       h('label', { for: rid }, h('strong', null, 'Refuse the whole file'), h('span', { class: 'choice-text' }, 'Nothing runs; you get the bad lines to fix.'))),
     h('div', { class: 'choice' }, h('input', { type: 'radio', name: 'on_bad_lines', id: sid, value: 'skip' }),
       h('label', { for: sid }, h('strong', null, 'Skip them'), h('span', { class: 'choice-text' }, 'The good lines run; the bad ones are listed in the report.')))),
-  out,
-  h('div', { class: 'actions' }, submit));
+  h('div', { class: 'actions' }, submit),
+  // Under the button that was pressed, where the eye and the screen reader are next.
+  out);
   return form;
 }
 

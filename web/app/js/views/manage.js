@@ -4,7 +4,7 @@
 
 import { h, field, note, actionButton, when, id as newId } from '../dom.js';
 import { get, post, put, patch, del, seg, ApiError } from '../api.js';
-import { labels, labelExplained, findLabel, JOIN_POLICIES, joinName, joinExplain } from '../labels.js';
+import { labels, labelExplained, findLabel, JOIN_POLICIES, joinName, joinExplain, senderChoices, REQUEST_SHOWS } from '../labels.js';
 
 const INVITE_STATE = { active: 'Active', revoked: 'Revoked', expired: 'Expired', 'used-up': 'Used up' };
 
@@ -77,6 +77,7 @@ function editPanel(ctx, group, label) {
         );
       }),
     );
+    const senderSet = senderChoices(label, group.sender_policy);
     const form = h(
       'form',
       {
@@ -88,6 +89,8 @@ function editPanel(ctx, group, label) {
           if (description.value !== (group.description || '')) body.description = description.value;
           const jp = joinSet.querySelector('input:checked');
           if (jp && jp.value !== group.join_policy) body.join_policy = jp.value;
+          const sp = senderSet.querySelector('input:checked');
+          if (sp && sp.value !== group.sender_policy) body.sender_policy = sp.value;
           const list = owners.value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
           if (list.join('\n') !== named.join('\n')) body.owners = list;
           if (!Object.keys(body).length) {
@@ -112,6 +115,7 @@ function editPanel(ctx, group, label) {
       ),
       field({ label: 'What is it for?', control: description }),
       joinSet,
+      senderSet,
       field({
         label: 'Owners',
         control: owners,
@@ -243,7 +247,7 @@ function requestsPanel(group) {
     note(
       'warn',
       h('strong', null, 'Looking at requests shows you who asked. '),
-      'Each request shows the person’s user id, e-mail address and kind of account. Approving adds them to the group; declining tells them no. Keep what you see to yourself.',
+      `Each request shows the person’s ${REQUEST_SHOWS}. Approving adds them to the group; declining tells them no. Keep what you see to yourself.`,
     ),
     () => {
       const box = h('div');
