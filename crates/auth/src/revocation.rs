@@ -60,6 +60,14 @@ impl Standing {
         }
     }
 
+    /// Drops the "still valid" answers about `subject`'s tokens (a "revoked" one stays).
+    pub(crate) fn forget(&self, subject: &Subject) {
+        self.answers
+            .lock()
+            .expect("the answers lock is never poisoned")
+            .retain(|(s, _), (revoked, _)| *revoked || s != subject);
+    }
+
     /// Refuses a token of `subject` issued at `issued_at` that an offboarding voided.
     pub(crate) async fn check(
         &self,

@@ -219,6 +219,15 @@ impl Verifier {
         self
     }
 
+    /// Forgets what this verifier remembered of `subject`'s tokens still being valid: after
+    /// this process offboarded them itself (forget-me), their next call asks the tenant again
+    /// instead of reusing an answer up to [`crate::VALID_FOR`] old.
+    pub fn forget_standing(&self, subject: &Subject) {
+        if let Some(standing) = &self.standing {
+            standing.forget(subject);
+        }
+    }
+
     /// Refuses `caller`'s token when an offboarding voided it (nothing to check without
     /// [`Self::with_revocations`]).
     pub async fn check_standing(&self, caller: &Caller) -> Result<(), AuthError> {

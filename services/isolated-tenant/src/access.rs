@@ -114,7 +114,7 @@ impl fmt::Display for Operation {
 ///   forwards the acting user's own token, which the tenant verifies and whose role it checks
 ///   ([`crate::breakglass`]); membership-api and bulk-api cannot reach break-glass at all.
 /// - membership-api acts for one person at a time: add, remove, "am I a member", "my groups"
-///   (INV-2).
+///   (INV-2), and a person's own forget-me, which is an offboarding of the caller alone.
 /// - bulk-api applies jobs through add, remove and batches of both (answered with counts by
 ///   outcome only), never a question about who is a member, so its reports cannot say
 ///   "already a member" per person (INV-3). Only bulk-api applies batches.
@@ -149,6 +149,7 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
                 | O::CheckMember
                 | O::GroupsOf
                 | O::CheckToken
+                | O::Offboard
         ),
         S::BulkApi => matches!(
             op,
@@ -298,6 +299,7 @@ mod tests {
                     O::CheckMember,
                     O::GroupsOf,
                     O::CheckToken,
+                    O::Offboard,
                 ],
                 ServiceName::BulkApi => &[
                     O::Ping,
@@ -376,7 +378,6 @@ mod tests {
                 Operation::ProvisionGroup,
                 Operation::DeprovisionGroup,
                 Operation::MemberCount,
-                Operation::Offboard,
             ] {
                 assert_eq!(
                     may_call(service, op),
@@ -384,6 +385,16 @@ mod tests {
                     "{service} / {op}"
                 );
             }
+            // Operators offboard through control-api; a person forgets themselves through
+            // membership-api. bulk-api never does.
+            assert_eq!(
+                may_call(service, Operation::Offboard),
+                matches!(
+                    service,
+                    ServiceName::ControlApi | ServiceName::MembershipApi
+                ),
+                "{service} / offboard"
+            );
         }
     }
 

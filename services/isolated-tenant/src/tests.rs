@@ -430,13 +430,6 @@ async fn each_service_is_refused_what_it_may_not_do() {
             "member-count",
         ),
         (
-            M,
-            Method::POST,
-            "/tenant/v1/identities/offboard".into(),
-            Some(json!({"subject": "alice"})),
-            "offboard",
-        ),
-        (
             ServiceName::BulkApi,
             Method::POST,
             "/tenant/v1/identities/offboard".into(),

@@ -66,6 +66,10 @@ impl Directory for TenantDirectory {
         }
     }
 
+    async fn offboard(&self, who: &IdentityRef) -> Result<(), UpstreamError> {
+        self.0.offboard(who).await.map_err(tenant_error)
+    }
+
     async fn is_member(
         &self,
         group: GroupId,

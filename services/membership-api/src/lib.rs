@@ -19,6 +19,7 @@ mod clients;
 mod config;
 mod error;
 mod extract;
+mod forget;
 mod invites;
 mod limits;
 mod members;
@@ -181,6 +182,7 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(membership::router())
         .merge(requests::router())
+        .merge(forget::router())
         .merge(claims::router())
         .merge(invites::router())
         .merge(members::router())

@@ -54,6 +54,10 @@ pub trait Directory: Send + Sync + 'static {
         email: Option<&Email>,
         kind: IdentityKind,
     ) -> Result<Vec<GroupId>, UpstreamError>;
+    /// Forgets a person at their own request: every membership of theirs, in every group, and
+    /// their identity, as an operator's offboarding does. Answers the same whether or not the
+    /// tenant knew them.
+    async fn offboard(&self, who: &IdentityRef) -> Result<(), UpstreamError>;
     /// Answers when the tenant does (readiness).
     async fn ping(&self) -> Result<(), UpstreamError>;
 }

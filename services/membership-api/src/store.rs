@@ -190,6 +190,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes one of `subject`'s own requests (withdraws a pending one, dismisses a denied
     /// one). False when `subject` has no request with this id.
     async fn delete_my_request(&self, subject: &Subject, id: Uuid) -> Result<bool, sqlx::Error>;
+    /// Deletes every request `subject` filed, in every group, pending or denied (forget-me).
+    async fn forget_requester(&self, subject: &Subject) -> Result<(), sqlx::Error>;
     /// Deletes `subject`'s pending request for `group`, if any: they were just admitted another
     /// way (claim rules), and the row must not outlive the reason it existed.
     async fn drop_pending(&self, group: GroupId, subject: &Subject) -> Result<(), sqlx::Error>;

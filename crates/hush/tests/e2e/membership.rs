@@ -529,6 +529,100 @@ async fn offboarding_removes_a_person_from_every_group_at_once(kind: Backend) {
     app.stop().await;
 }
 
+/// Forget me: one confirmed call takes the caller out of every group, deletes the requests to
+/// join they filed (which named them to owners) and voids their tokens; nobody else is touched,
+/// and without the exact confirmation nothing happens.
+async fn forget_me_takes_the_caller_out_of_every_group_and_erases_them(kind: Backend) {
+    let app = App::spawn_on(kind).await;
+    let owner = app.member("olga");
+    let a = app
+        .active_group(&owner, "Forget A", "General", "open")
+        .await;
+    let b = app
+        .active_group(&owner, "Forget B", "General", "open")
+        .await;
+    let c = app
+        .active_group(&owner, "Forget C", "Confidential", "approval")
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Issued before the forgetting (the tenant compares issue times in whole seconds).
+    let bob = app.token_with_claims("bob", &json!({"iat": now - 30}));
+    let carol = app.member("carol");
+    for g in [&a, &b] {
+        let joined = app
+            .post(
+                &app.membership(&format!("/groups/{g}/join")),
+                &bob,
+                json!({}),
+            )
+            .await;
+        assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
+    }
+    let asked = app
+        .post(
+            &app.membership(&format!("/groups/{c}/join")),
+            &bob,
+            json!({}),
+        )
+        .await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
+    app.post(
+        &app.membership(&format!("/groups/{a}/join")),
+        &carol,
+        json!({}),
+    )
+    .await;
+
+    let forget = app.membership("/me/forget");
+    for wrong in [
+        json!({}),
+        json!({"confirm": "yes"}),
+        json!({"confirm": "Forget me "}),
+    ] {
+        app.post(&forget, &bob, wrong).await.assert_problem(422);
+    }
+    assert!(
+        app.is_member(&bob, &a).await,
+        "a refused confirmation does nothing"
+    );
+
+    let done = app
+        .post(&forget, &bob, json!({"confirm": "forget me"}))
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    assert_eq!(done.body["status"], "forgotten");
+    // Every token bob held is void now.
+    app.get(&app.membership("/me/groups"), &bob)
+        .await
+        .assert_problem(401);
+
+    let new_bob = app.token_with_claims("bob", &json!({"iat": now + 2}));
+    let mine = app.get(&app.membership("/me/groups"), &new_bob).await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
+    assert_eq!(mine.body["groups"], json!([]));
+    let requests = app.get(&app.membership("/me/requests"), &new_bob).await;
+    assert_eq!(requests.body["requests"], json!([]), "{}", requests.text);
+    let pending = app
+        .get(&app.membership(&format!("/groups/{c}/requests")), &owner)
+        .await;
+    assert_eq!(pending.status, StatusCode::OK, "{}", pending.text);
+    assert!(
+        !pending.text.contains("bob"),
+        "the owner no longer sees bob's request: {}",
+        pending.text
+    );
+    assert!(app.is_member(&carol, &a).await, "nobody else is touched");
+    // Asking again is harmless: the same answer.
+    let again = app
+        .post(&forget, &new_bob, json!({"confirm": "forget me"}))
+        .await;
+    assert_eq!(again.text, done.text);
+    app.stop().await;
+}
+
 async fn joins_and_leaves_are_rate_limited_per_caller_with_retry_after(kind: Backend) {
     let app = App::spawn_on(kind).await;
     let owner = app.member("olga");
@@ -562,5 +656,6 @@ service_kit::backend_tests!(
     inv3_owner_add_and_remove_answer_the_same_whether_or_not_the_person_is_a_member,
     every_path_that_adds_someone_checks_the_label_first,
     offboarding_removes_a_person_from_every_group_at_once,
+    forget_me_takes_the_caller_out_of_every_group_and_erases_them,
     joins_and_leaves_are_rate_limited_per_caller_with_retry_after,
 );

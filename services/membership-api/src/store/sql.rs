@@ -336,6 +336,15 @@ where
         Ok(self.forget_changed(&done).await == 1)
     }
 
+    async fn forget_requester(&self, subject: &Subject) -> Result<(), sqlx::Error> {
+        let done = sqlx::query("DELETE FROM join_requests WHERE requester_tag = $1")
+            .bind(self.key.tag(subject))
+            .execute(self.pool())
+            .await?;
+        self.forget_changed(&done).await;
+        Ok(())
+    }
+
     async fn drop_pending(&self, group: GroupId, subject: &Subject) -> Result<(), sqlx::Error> {
         let done = sqlx::query(
             "DELETE FROM join_requests \

@@ -265,6 +265,17 @@ impl Directory for FakeDirectory {
         Ok(())
     }
 
+    async fn offboard(&self, who: &IdentityRef) -> Result<(), UpstreamError> {
+        self.check_up()?;
+        let mut t = self.tenant.lock().unwrap();
+        let targets = match &who.subject {
+            Some(s) => t.own(s, who.email.as_ref()),
+            None => t.find(None, who.email.as_ref()).into_iter().collect(),
+        };
+        t.members.retain(|(_, i)| !targets.contains(i));
+        Ok(())
+    }
+
     async fn is_member(
         &self,
         group: GroupId,

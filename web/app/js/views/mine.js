@@ -1,7 +1,9 @@
 // "My groups": the caller's own memberships and requests — only the caller's (INV-2).
 
-import { h, note, actionButton, when } from '../dom.js';
+import { h, note, actionButton, when, field } from '../dom.js';
 import { get, post, del, seg } from '../api.js';
+import { signOut } from '../auth.js';
+import { forgetLabels } from '../labels.js';
 import { badge } from '../labels.js';
 import { myRequests } from './group.js';
 
@@ -106,6 +108,62 @@ export async function myGroupsView(ctx) {
       list,
       ownedSection,
       reqSection,
+      forgetPanel(ctx, owned),
     ),
   };
+}
+
+/** The words a person types to confirm that Hush should forget them. */
+const CONFIRM = 'forget me';
+
+/**
+ * Forget me: leave every group and have your identity erased, in one step, after typing the
+ * confirmation. Signs out afterwards: every token of the person is void.
+ */
+function forgetPanel(ctx, owned) {
+  const out = h('div');
+  const typed = h('input', { name: 'confirm', autocomplete: 'off', spellcheck: 'false', maxlength: 40 });
+  const button = h('button', { type: 'submit', class: 'danger', disabled: true }, 'Forget me');
+  typed.addEventListener('input', () => {
+    button.disabled = typed.value.trim().toLowerCase() !== CONFIRM;
+  });
+  const form = h(
+    'form',
+    {
+      class: 'stack',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        if (typed.value.trim().toLowerCase() !== CONFIRM) return;
+        button.disabled = true;
+        try {
+          await post('/membership/v1/me/forget', { confirm: CONFIRM });
+          signOut();
+          forgetLabels();
+          ctx.flash('ok', 'Hush has forgotten you: you are in no group, and your requests to join are deleted. Signing in again starts afresh.');
+          ctx.go('#/signin');
+        } catch (e) {
+          out.replaceChildren(note('error', e.message));
+          button.disabled = false;
+        }
+      },
+    },
+    field({ label: `Type “${CONFIRM}” to confirm`, control: typed }),
+    h('div', { class: 'actions' }, button),
+    out,
+  );
+  return h(
+    'details',
+    { class: 'panel forget' },
+    h('summary', null, 'Forget me'),
+    h('p', null, 'Leave every group and have Hush erase what it holds about you, in one step. This cannot be undone.'),
+    h('ul', { class: 'rules' },
+      h('li', null, 'You leave every group at once, and no group mail reaches you any more.'),
+      h('li', null, 'Your requests to join are deleted, so owners no longer see them.'),
+      h('li', null, 'You are signed out everywhere. Nobody is told; the audit records that someone was forgotten, without your name.'),
+      owned.length
+        ? h('li', null, h('strong', null, `You own ${owned.length} group${owned.length === 1 ? '' : 's'}. `),
+          'Owning is public and is not handed over: hand your groups to another owner first if you do not want your user id on them.')
+        : null),
+    form,
+  );
 }
