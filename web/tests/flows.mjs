@@ -442,6 +442,7 @@ test('an operator runs a small bulk job to completion and sees it in the history
   await shot(olivia, '15-bulk-job');
   await nav(olivia, 'Bulk jobs', 'Bulk jobs');
   await olivia.getByRole('cell', { name: 'Finished' }).first().waitFor();
+  await olivia.getByRole('cell', { name: 'people.ndjson' }).first().waitFor();
   await shot(olivia, '16-bulk-history');
   // The screen is for operators: others do not see it in the menu.
   const bob = await as(ctx, 'bob');

@@ -117,6 +117,8 @@ pub struct Submit {
     pub idempotency_key: Option<String>,
     /// CSV rather than NDJSON.
     pub csv: bool,
+    /// The name to show for the job (the file's name; sealed at rest by bulk-api).
+    pub name: Option<String>,
 }
 
 impl BulkClient {
@@ -155,6 +157,9 @@ impl BulkClient {
         }
         if let Some(k) = &how.idempotency_key {
             req = req.header("Idempotency-Key", k);
+        }
+        if let Some(n) = &how.name {
+            req = req.query(&[("name", n)]);
         }
         answer(req.send().await.context("reaching bulk-api")?).await
     }
@@ -293,8 +298,12 @@ pub fn is_final(job: &Value) -> bool {
 /// One line about a job.
 pub fn summary(job: &Value) -> String {
     let r = &job["rejected_by_reason"];
+    let from = job["name"]
+        .as_str()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
     format!(
-        "{state}: {applied}/{total} applied, {rejected} rejected (unknown identity {ui}, label refused {lr}, unknown group {ug}), {invalid} malformed lines, {retrying} retrying",
+        "{state}{from}: {applied}/{total} applied, {rejected} rejected (unknown identity {ui}, label refused {lr}, unknown group {ug}), {invalid} malformed lines, {retrying} retrying",
         state = job["state"].as_str().unwrap_or("?"),
         applied = job["applied"],
         total = job["total"],
@@ -373,6 +382,10 @@ pub async fn run(cmd: BulkCommand) -> anyhow::Result<bool> {
                 on_bad_lines: Some(on_bad_lines.as_str().into()),
                 idempotency_key,
                 csv,
+                // The file's own name, at most as long as bulk-api takes.
+                name: file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().chars().take(200).collect()),
             };
             let (status, job) = client.submit_file(&file, &how).await?;
             if !status.is_success() {

@@ -310,6 +310,7 @@ pub async fn migrate(args: &MigrateArgs) -> anyhow::Result<MigrateSummary> {
                 on_bad_lines: Some("skip".into()),
                 idempotency_key: Some(format!("migrate-{key}-{batch}")),
                 csv: false,
+                name: Some(format!("hush migrate, batch {batch}")),
             };
             let (status, job) = bulk.submit_file(&input, &how).await?;
             anyhow::ensure!(

@@ -4,6 +4,7 @@
 
 use crate::error::{ApiError, LineErrorView};
 use crate::AppState;
+use crate::JobKey;
 use auth::Caller;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -122,6 +123,8 @@ pub struct Job {
     pub retrying: u64,
     /// Why a failed job failed.
     pub error: Option<String>,
+    /// The name of the file it came from, sealed (INV-5: a name can say who a job is about).
+    pub sealed_name: Option<Vec<u8>>,
 }
 
 /// A job as the API shows it.
@@ -135,6 +138,10 @@ pub struct JobView {
     /// Who submitted it.
     #[schema(value_type = String)]
     pub submitted_by: Subject,
+    /// The name of the file it came from, as the submitter gave it (`?name=`); absent when none
+    /// was given, or when bulk-api runs with a new seal key since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// When it was submitted (RFC 3339, UTC).
     #[schema(example = "2026-11-22T14:00:00Z")]
     pub created_at: String,
@@ -185,8 +192,17 @@ pub fn now_ms() -> i64 {
 }
 
 impl JobView {
-    /// The view of `j` at `now` (ms).
-    pub fn at(j: Job, now: i64) -> Self {
+    /// The view of `j` now, its name opened with `key`.
+    pub fn of(j: Job, key: &JobKey) -> Self {
+        Self::at(j, now_ms(), key)
+    }
+
+    /// The view of `j` at `now` (ms), its name opened with `key`.
+    pub fn at(j: Job, now: i64, key: &JobKey) -> Self {
+        let name = j
+            .sealed_name
+            .as_deref()
+            .and_then(|sealed| key.open_name(j.id, sealed));
         let done = j.applied + j.rejected;
         let (rate, eta) = match j.started_at_ms {
             Some(start) => {
@@ -203,6 +219,7 @@ impl JobView {
             id: j.id,
             state: j.state,
             submitted_by: j.submitted_by,
+            name,
             created_at: rfc3339(j.created_at_ms),
             started_at: j.started_at_ms.map(rfc3339),
             finished_at: j.finished_at_ms.map(rfc3339),
@@ -217,12 +234,6 @@ impl JobView {
             error: j.error,
             line_errors: Vec::new(),
         }
-    }
-}
-
-impl From<Job> for JobView {
-    fn from(j: Job) -> Self {
-        Self::at(j, now_ms())
     }
 }
 
@@ -283,7 +294,10 @@ async fn list_jobs(
     let jobs = state.store.list_jobs(limit).await?;
     let now = now_ms();
     Ok(AppJson(JobList {
-        jobs: jobs.into_iter().map(|j| JobView::at(j, now)).collect(),
+        jobs: jobs
+            .into_iter()
+            .map(|j| JobView::at(j, now, &state.key))
+            .collect(),
     }))
 }
 
@@ -319,7 +333,7 @@ async fn get_job(
 ) -> Result<AppJson<JobView>, ApiError> {
     let job = visible_job(&state, &caller, &id).await?;
     let errors = state.store.line_errors(job.id).await?;
-    let mut view = JobView::from(job);
+    let mut view = JobView::of(job, &state.key);
     view.line_errors = errors
         .into_iter()
         .map(|(line, reason)| LineErrorView { line, reason })
@@ -336,7 +350,7 @@ async fn steer(
 ) -> Result<AppJson<JobView>, ApiError> {
     let job = visible_job(state, caller, id).await?;
     match state.store.transition(job.id, from, to, now_ms()).await? {
-        Some(job) => Ok(AppJson(JobView::from(job))),
+        Some(job) => Ok(AppJson(JobView::of(job, &state.key))),
         None => Err(ApiError::Conflict(format!(
             "the job is {}; this applies only to a job that is {}",
             job.state.as_str(),
@@ -456,19 +470,32 @@ mod tests {
             invalid_lines: 0,
             retrying: 0,
             error: None,
+            sealed_name: None,
         }
     }
 
     #[test]
+    fn a_jobs_name_opens_with_its_key_only() {
+        let key = JobKey::random();
+        let mut j = job();
+        j.sealed_name = Some(key.seal_name(j.id, "leavers-december.csv"));
+        assert_eq!(
+            JobView::at(j.clone(), 0, &key).name.as_deref(),
+            Some("leavers-december.csv")
+        );
+        assert_eq!(JobView::at(j, 0, &JobKey::random()).name, None);
+    }
+
+    #[test]
     fn views_show_times_as_rfc3339() {
-        let view = JobView::at(job(), 1_700_000_010_000);
+        let view = JobView::at(job(), 1_700_000_010_000, &JobKey::random());
         assert_eq!(view.created_at, "2023-11-14T22:13:20.123Z");
     }
 
     #[test]
     fn rate_and_eta_follow_progress() {
         // 500 operations in 10 s: 50/s, 500 to go → 10 s.
-        let view = JobView::at(job(), 1_700_000_010_000);
+        let view = JobView::at(job(), 1_700_000_010_000, &JobKey::random());
         assert_eq!(view.rate_per_sec, 50.0);
         assert_eq!(view.eta_secs, Some(10));
     }

@@ -7,6 +7,9 @@ use service_kit::seal as cipher;
 use std::path::Path;
 use uuid::Uuid;
 
+/// The position a job's file name is sealed under: no chunk has it.
+const NAME_SEQ: u64 = u64::MAX;
+
 /// The key job input is sealed with.
 #[derive(Clone)]
 pub struct JobKey(XChaCha20Poly1305);
@@ -44,6 +47,18 @@ impl JobKey {
     /// Seals chunk `seq` of `job`.
     pub fn seal(&self, job: Uuid, seq: u64, plain: &[u8]) -> Vec<u8> {
         cipher::seal(&self.0, plain, &Self::aad(job, seq))
+    }
+
+    /// Seals the name of the file `job` came from (under a position no chunk takes).
+    pub fn seal_name(&self, job: Uuid, name: &str) -> Vec<u8> {
+        self.seal(job, NAME_SEQ, name.as_bytes())
+    }
+
+    /// Opens the name of the file `job` came from; `None` when it does not open (sealed under
+    /// another key).
+    pub fn open_name(&self, job: Uuid, sealed: &[u8]) -> Option<String> {
+        let plain = self.open(job, NAME_SEQ, sealed).ok()?;
+        String::from_utf8(plain).ok()
     }
 
     /// Opens chunk `seq` of `job`.

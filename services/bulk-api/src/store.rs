@@ -37,6 +37,8 @@ pub struct NewJob {
     pub submitted_by: Subject,
     /// The caller's `Idempotency-Key`, if any.
     pub idempotency_key: Option<String>,
+    /// The name of the file it comes from, sealed ([`crate::JobKey::seal_name`]).
+    pub sealed_name: Option<Vec<u8>>,
     /// Now, in ms since the epoch.
     pub now_ms: i64,
 }

@@ -52,6 +52,26 @@ pub struct SubmitParams {
     /// `ndjson` or `csv`, when the `Content-Type` does not say.
     #[param(pattern = "^(ndjson|csv)$")]
     pub format: Option<String>,
+    /// The name of the file, shown in the job's report and history (1 to 200 characters, no
+    /// control characters). Sealed at rest like the job's input.
+    #[param(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+}
+
+/// The most characters a job's file name may have.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Checks a job's file name: 1 to [`MAX_NAME_CHARS`] characters, none of them a control
+/// character; surrounding whitespace is dropped.
+pub fn job_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim();
+    let count = name.chars().count();
+    if count == 0 || count > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::Invalid(format!(
+            "name: the file's name must be 1 to {MAX_NAME_CHARS} characters with no control characters"
+        )));
+    }
+    Ok(name.to_string())
 }
 
 /// The submission route, documented.
@@ -112,11 +132,13 @@ async fn submit_job(
             Some(k.to_string())
         }
     };
+    let name = params.name.as_deref().map(job_name).transpose()?;
     let id = Uuid::new_v4();
     let new = NewJob {
         id,
         submitted_by: caller.subject.clone(),
         idempotency_key: key,
+        sealed_name: name.map(|n| state.key.seal_name(id, &n)),
         now_ms: now_ms(),
     };
     match state.store.create_job(&new).await? {
@@ -130,7 +152,7 @@ async fn submit_job(
                     break;
                 }
             }
-            return Ok((StatusCode::OK, AppJson(JobView::from(job))).into_response());
+            return Ok((StatusCode::OK, AppJson(JobView::of(job, &state.key))).into_response());
         }
         Created::InProgress => {
             return Err(ApiError::Conflict(
@@ -158,7 +180,7 @@ async fn submit_job(
         }
     }
     let job = state.store.job(id).await?.ok_or(ApiError::NotFound)?;
-    let mut res = (StatusCode::CREATED, AppJson(JobView::from(job))).into_response();
+    let mut res = (StatusCode::CREATED, AppJson(JobView::of(job, &state.key))).into_response();
     if let Ok(loc) = header::HeaderValue::from_str(&format!("/bulk/v1/jobs/{id}")) {
         res.headers_mut().insert(header::LOCATION, loc);
     }

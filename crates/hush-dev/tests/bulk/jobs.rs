@@ -64,6 +64,7 @@ async fn a_20000_line_job_runs_its_good_lines_reports_the_rest_by_reason_and_pur
         on_bad_lines: Some("skip".into()),
         idempotency_key: Some("migration-7".into()),
         csv: false,
+        name: None,
     };
     let (status, job) = f.submit(&lines, &how).await;
     assert_eq!(status, StatusCode::CREATED, "{job}");

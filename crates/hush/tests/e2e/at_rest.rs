@@ -298,6 +298,21 @@ async fn a_file_copy_of_the_data_directory_names_no_requester() {
         json!({}),
     )
     .await;
+    // A bulk job whose file's name says whom it is about: sealed like its input.
+    let job_name = "forensic-jobname-5521.csv";
+    let job = reqwest::Client::new()
+        .post(format!("{}/bulk/v1/jobs?name={job_name}", app.urls.bulk))
+        .bearer_auth(app.operator())
+        .header("content-type", "application/x-ndjson")
+        .body(format!(
+            "{{\"op\":\"remove\",\"group_id\":\"{g}\",\"subject\":\"{frank}\"}}\n"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(job.status(), reqwest::StatusCode::CREATED);
+    let job: serde_json::Value = job.json().await.unwrap();
+    assert_eq!(job["name"], job_name, "the API shows the name");
     // Copied while the services run, as a backup or a stolen disk image would be: closing the
     // databases would checkpoint their logs and hide what a live copy holds.
     let files = every_byte_under(app.dir.path());
@@ -305,10 +320,11 @@ async fn a_file_copy_of_the_data_directory_names_no_requester() {
 
     assert!(files.iter().any(|(p, _)| p.ends_with("membership.db")));
     // The owner too: a public contact through the API, sealed in control-api's files.
-    let needles = [carol, dave, erin, frank, owner_subject]
+    let mut needles = [carol, dave, erin, frank, owner_subject]
         .iter()
         .flat_map(|p| [p.to_string(), format!("{p}@corp.example")])
         .collect::<Vec<_>>();
+    needles.push("forensic-jobname".into());
     let mut found = Vec::new();
     for (path, bytes) in &files {
         for needle in &needles {

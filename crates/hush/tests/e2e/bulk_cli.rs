@@ -99,6 +99,7 @@ async fn a_job_is_steered_by_its_short_id_with_summaries_or_json(kind: Backend) 
     assert!(out.status.success(), "{}", text(&out.stderr));
     let job: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json is JSON");
     let id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["name"], "ops.ndjson", "the job carries its file's name");
 
     // The 8 characters the web app shows name the job; the answer is a summary line.
     let short = &id[..8];
@@ -114,7 +115,7 @@ async fn a_job_is_steered_by_its_short_id_with_summaries_or_json(kind: Backend) 
     };
     // (Nobody here has signed in, so the tenant knows none of the three: counted, not named.)
     assert!(
-        summary.starts_with("succeeded: 0/3 applied, 3 rejected (unknown identity 3"),
+        summary.starts_with("succeeded (ops.ndjson): 0/3 applied, 3 rejected (unknown identity 3"),
         "{summary}"
     );
 

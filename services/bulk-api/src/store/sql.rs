@@ -16,7 +16,7 @@ use uuid::Uuid;
 /// The columns [`job_from_row`] reads.
 const JOB_COLUMNS: &str = "id, state, submitted_by, created_at, started_at, finished_at, total, \
      applied, rejected, rejected_unknown_identity, rejected_label_refused, \
-     rejected_unknown_group, invalid_lines, error, \
+     rejected_unknown_group, invalid_lines, error, source_name, \
      (SELECT CAST(COALESCE(SUM(c.ops), 0) AS BIGINT) FROM job_chunks c \
       WHERE c.job_id = jobs.id AND c.state = 'pending' AND c.failures > 0) AS retrying";
 
@@ -47,6 +47,7 @@ where
     for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let decode = |e: domain::DomainError| sqlx::Error::Decode(Box::new(e));
     let count = |col: &str| -> Result<u64, sqlx::Error> { to_u64(row.try_get(col)?) };
@@ -68,6 +69,7 @@ where
         invalid_lines: count("invalid_lines")?,
         retrying: count("retrying")?,
         error: row.try_get("error")?,
+        sealed_name: row.try_get("source_name")?,
     })
 }
 
@@ -88,6 +90,8 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'r> i64: sqlx::Decode<'r, DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
+    for<'r> Option<Vec<u8>>: sqlx::Decode<'r, DB> + Type<DB>,
     for<'r> Option<i64>: sqlx::Decode<'r, DB> + Type<DB>,
     for<'r> Option<String>: sqlx::Decode<'r, DB> + Type<DB>,
     for<'r> String: sqlx::Decode<'r, DB> + Type<DB>,
@@ -113,14 +117,15 @@ where
 
     async fn create_job(&self, job: &NewJob) -> Result<Created, sqlx::Error> {
         let inserted = sqlx::query(
-            "INSERT INTO jobs (id, state, submitted_by, idempotency_key, created_at, updated_at) \
-             VALUES ($1, 'intake', $2, $3, $4, $4) \
+            "INSERT INTO jobs (id, state, submitted_by, idempotency_key, created_at, updated_at, \
+             source_name) VALUES ($1, 'intake', $2, $3, $4, $4, $5) \
              ON CONFLICT (submitted_by, idempotency_key) DO NOTHING",
         )
         .bind(job.id)
         .bind(job.submitted_by.as_str())
         .bind(job.idempotency_key.as_deref())
         .bind(job.now_ms)
+        .bind(job.sealed_name.as_deref())
         .execute(self.pool())
         .await?;
         if DB::rows_affected(&inserted) == 1 {

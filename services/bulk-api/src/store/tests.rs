@@ -194,6 +194,7 @@ async fn queued_job(store: &dyn Raw, chunks: u64, key: Option<&str>) -> Uuid {
     let new = NewJob {
         id,
         submitted_by: Subject::parse("op").unwrap(),
+        sealed_name: None,
         idempotency_key: key.map(str::to_string),
         now_ms: 1_000,
     };
@@ -356,6 +357,7 @@ async fn an_idempotency_key_finds_the_same_job(kind: Kind) {
         let again = NewJob {
             id: Uuid::new_v4(),
             submitted_by: Subject::parse("op").unwrap(),
+            sealed_name: None,
             idempotency_key: Some("import-42".into()),
             now_ms: 5_000,
         };

@@ -118,3 +118,45 @@ async fn an_input_with_no_operation_is_refused_and_queues_nothing() {
         "nothing was queued"
     );
 }
+
+#[tokio::test]
+async fn a_job_shows_the_name_of_its_file_and_a_bad_name_is_refused() {
+    let app = spawn_app(Tenant::Up).await;
+    let token = app.token("op", &["operator"]);
+    let line = "{\"op\":\"add\",\"group_id\":\"6f1c2f3e-8d1a-4c5b-9e7f-0a1b2c3d4e5f\",\"email\":\"a@corp.example\"}\n";
+    for bad in ["%07bell.csv", "%20%20", &"x".repeat(201)] {
+        let got = app
+            .post_raw(
+                &format!("/bulk/v1/jobs?name={bad}"),
+                &token,
+                "application/x-ndjson",
+                line,
+            )
+            .await;
+        assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+        assert!(
+            got.2["detail"].as_str().unwrap().starts_with("name:"),
+            "{}",
+            got.2
+        );
+    }
+    let (_, _, body) = app.get("/bulk/v1/jobs", Some(&token)).await;
+    assert_eq!(
+        body["jobs"],
+        serde_json::json!([]),
+        "a refused name queues nothing"
+    );
+
+    let (status, _, job) = app
+        .post_raw(
+            "/bulk/v1/jobs?name=leavers%20december.csv",
+            &token,
+            "application/x-ndjson",
+            line,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    assert_eq!(job["name"], "leavers december.csv");
+    let (_, _, body) = app.get("/bulk/v1/jobs", Some(&token)).await;
+    assert_eq!(body["jobs"][0]["name"], "leavers december.csv");
+}

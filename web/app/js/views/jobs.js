@@ -63,7 +63,7 @@ function uploadForm(ctx) {
       submit.disabled = true;
       try {
         // One key per upload: a retried request answers the same job instead of a second one.
-        const { data } = await upload(`/bulk/v1/jobs?on_bad_lines=${onBad}`, f, formatOf(f), { 'idempotency-key': crypto.randomUUID() });
+        const { data } = await upload(`/bulk/v1/jobs?${new URLSearchParams({ on_bad_lines: onBad, name: f.name.slice(0, 200) })}`, f, formatOf(f), { 'idempotency-key': crypto.randomUUID() });
         ctx.flash('ok', `Job started with ${num(data.total)} operation${data.total === 1 ? '' : 's'}.`);
         ctx.go(`#/jobs/${seg(data.id)}`);
       } catch (e) {
@@ -94,11 +94,12 @@ function history(jobs) {
   if (!jobs.length) return h('p', { class: 'empty' }, 'No jobs yet.');
   return h('div', { class: 'table-wrap' }, h('table', null,
     h('caption', { class: 'sr-only' }, 'Job history, newest first'),
-    h('thead', null, h('tr', null, ['Job', 'Submitted', 'By', 'State', 'Done'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('thead', null, h('tr', null, ['Job', 'File', 'Submitted', 'By', 'State', 'Done'].map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', null, jobs.map((j) => {
       const p = progressOf(j);
       return h('tr', null,
         h('td', null, h('a', { href: `#/jobs/${seg(j.id)}`, 'aria-label': `Job ${String(j.id).slice(0, 8)}` }, h('code', null, String(j.id).slice(0, 8)))),
+        h('td', null, j.name || '—'),
         h('td', null, when(j.created_at)),
         h('td', null, j.submitted_by),
         h('td', null, STATE[j.state] || j.state),
@@ -221,6 +222,7 @@ export async function jobView(ctx) {
     node: h('section', null,
       h('p', { class: 'crumbs' }, h('a', { href: '#/jobs' }, 'Bulk jobs'), ' / Job'),
       h('h1', null, `Job ${String(job.id).slice(0, 8)}`),
+      job.name ? h('p', { class: 'lead' }, 'From the file ', h('code', null, job.name)) : null,
       live,
       errors,
       body),
