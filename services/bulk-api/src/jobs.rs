@@ -351,15 +351,32 @@ async fn steer(
     let job = visible_job(state, caller, id).await?;
     match state.store.transition(job.id, from, to, now_ms()).await? {
         Some(job) => Ok(AppJson(JobView::of(job, &state.key))),
-        None => Err(ApiError::Conflict(format!(
-            "the job is {}; this applies only to a job that is {}",
-            job.state.as_str(),
-            from.iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(" or ")
-        ))),
+        None => Err(ApiError::Conflict(refusal(job.state, from, to))),
     }
+}
+
+/// Why a job cannot be steered from `now` to `to`, in words: "the job has finished; only a
+/// queued or running job can be paused".
+fn refusal(now: JobState, from: &[JobState], to: JobState) -> String {
+    let now = match now {
+        JobState::Queued => "is queued",
+        JobState::Running => "is running",
+        JobState::Paused => "is paused",
+        JobState::Succeeded => "has finished",
+        JobState::Failed => "has failed",
+        JobState::Cancelled => "was cancelled",
+    };
+    let verb = match to {
+        JobState::Paused => "paused",
+        JobState::Running | JobState::Queued => "resumed",
+        JobState::Cancelled => "cancelled",
+        JobState::Succeeded | JobState::Failed => "ended",
+    };
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    format!(
+        "the job {now}; only a {} job can be {verb}",
+        from.join(" or ")
+    )
 }
 
 /// Pauses a queued or running job: chunks in flight finish, no new chunk starts.
@@ -472,6 +489,22 @@ mod tests {
             error: None,
             sealed_name: None,
         }
+    }
+
+    #[test]
+    fn a_refused_steer_says_what_the_job_is_in_words() {
+        assert_eq!(
+            refusal(
+                JobState::Succeeded,
+                &[JobState::Queued, JobState::Running],
+                JobState::Paused
+            ),
+            "the job has finished; only a queued or running job can be paused"
+        );
+        assert_eq!(
+            refusal(JobState::Cancelled, &[JobState::Paused], JobState::Running),
+            "the job was cancelled; only a paused job can be resumed"
+        );
     }
 
     #[test]
