@@ -198,6 +198,16 @@ impl App {
         self.call(Method::POST, url, Some(token), Some(body)).await
     }
 
+    /// `token`'s holder joins (or asks to join) `group`.
+    pub async fn join(&self, token: &str, group: &str) -> Res {
+        self.post(
+            &self.membership(&format!("/groups/{group}/join")),
+            token,
+            json!({}),
+        )
+        .await
+    }
+
     pub fn control(&self, path: &str) -> String {
         format!("{}/control/v1{path}", self.urls.control)
     }

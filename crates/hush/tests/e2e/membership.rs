@@ -552,29 +552,12 @@ async fn forget_me_takes_the_caller_out_of_every_group_and_erases_them(kind: Bac
     let bob = app.token_with_claims("bob", &json!({"iat": now - 30}));
     let carol = app.member("carol");
     for g in [&a, &b] {
-        let joined = app
-            .post(
-                &app.membership(&format!("/groups/{g}/join")),
-                &bob,
-                json!({}),
-            )
-            .await;
+        let joined = app.join(&bob, g).await;
         assert_eq!(joined.status, StatusCode::OK, "{}", joined.text);
     }
-    let asked = app
-        .post(
-            &app.membership(&format!("/groups/{c}/join")),
-            &bob,
-            json!({}),
-        )
-        .await;
+    let asked = app.join(&bob, &c).await;
     assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text);
-    app.post(
-        &app.membership(&format!("/groups/{a}/join")),
-        &carol,
-        json!({}),
-    )
-    .await;
+    app.join(&carol, &a).await;
 
     let forget = app.membership("/me/forget");
     for wrong in [
