@@ -213,7 +213,16 @@ async fn control_client_reads_what_the_catalog_holds(kind: Backend) {
     want.sort();
     assert_eq!(found, want, "long lists are split and answered whole");
 
-    // The catalog version stays put while nothing changes, and moves with any change.
+    // The catalog version stays put while nothing changes, and moves with any change: first
+    // let the saga finish Beta's provisioning, a change of its own.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client.group(b).await.unwrap().expect("found").state != GroupState::Active {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Beta never became active"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let v1 = client.catalog_version().await.unwrap();
     assert_eq!(client.catalog_version().await.unwrap(), v1);
     app.create(&alice, "Gamma", "General", "open").await;
