@@ -128,3 +128,69 @@ async fn hush_token_refuses_a_folder_where_no_stack_made_a_key_and_creates_nothi
     );
     assert!(!empty.exists(), "no key, no folder made");
 }
+
+/// A port base N with N..=N+6 all free on loopback (what `hush up` takes).
+fn free_port_base() -> u16 {
+    for i in 0..200u32 {
+        let base =
+            20_000 + u16::try_from((std::process::id() * 7919 + i * 104_729) % 40_000).unwrap();
+        if (base..=base + 6).all(|p| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no seven free ports in a row");
+}
+
+/// `hush up`'s stdout, piped, up to its "Hush is up" banner; `None` when it ended before (a
+/// port of the base was taken meanwhile by another test's stack).
+async fn piped_start(data_dir: &std::path::Path, base: u16) -> Option<String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hush"))
+        .args(["up", "--port-base", &base.to_string()])
+        .env("HUSH_DATA_DIR", data_dir)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .env_remove("HUSH_LOG_FORMAT")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let up = line.contains("Hush is up");
+            seen.push(line);
+            if up {
+                return true;
+            }
+        }
+        false
+    };
+    let up = tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .expect("hush up starts or stops within a minute");
+    child.kill().await.ok();
+    up.then(|| seen.join("\n"))
+}
+
+/// Logs written anywhere but a terminal (a file, a pipe, a log collector) carry no colour
+/// codes: `hush up` with its output piped logs plain lines.
+#[tokio::test]
+async fn logs_to_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = None;
+    for _ in 0..3 {
+        text = piped_start(dir.path(), free_port_base()).await;
+        if text.is_some() {
+            break;
+        }
+    }
+    let text = text.expect("hush up started on one of three port bases");
+    assert!(text.contains(" INFO "), "log lines were written: {text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "no escape codes in piped logs: {text:?}"
+    );
+}
