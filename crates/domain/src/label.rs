@@ -157,6 +157,12 @@ impl LabelPolicy {
     pub fn allows_join_policy(&self, policy: JoinPolicy) -> bool {
         self.join_policies.contains(&policy)
     }
+
+    /// Whether a group under this label may choose `senders`: the label's own rule or a
+    /// narrower one (owners < members < anyone).
+    pub fn allows_sender_policy(&self, senders: SenderPolicy) -> bool {
+        !senders.wider_than(self.sender_policy)
+    }
 }
 
 /// A sensitivity label: a name, an explanation for people choosing it, and its policy.

@@ -652,18 +652,10 @@ pub(crate) async fn push_mail_policy(
     state: &AppState,
     record: &GroupRecord,
 ) -> Result<(), tenant_client::TenantError> {
-    let request = tenant_api::ProvisionGroup {
-        group_id: record.id,
-        address: record.contact_address.clone(),
-        display_name: record.name.clone(),
-        sender_policy: Some(record.sender_policy()),
-        owners: record.owners.as_slice().to_vec(),
-        label: Some(domain::EntryRule::of(
-            &record.label.name,
-            &record.label.policy,
-        )),
-    };
-    state.tenant.provision_group(&request).await
+    state
+        .tenant
+        .provision_group(&record.provision_request())
+        .await
 }
 
 /// Archives a group (owners only).

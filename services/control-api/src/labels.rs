@@ -104,18 +104,16 @@ async fn apply_in_tenant(state: &AppState, label: &Label) -> Result<CountBucket,
         ended += bucket_floor(applied.ended);
     }
     // Who may mail each group follows the label too (a group's own choice only narrows it).
-    for chunk in groups.chunks(RULE_GROUPS_A_CALL) {
-        for group in state.store.lookup_groups(chunk).await? {
-            if group.state != domain::GroupState::Active {
-                continue;
-            }
-            crate::groups::push_mail_policy(state, &group)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, label = %label.name, "the tenant did not take a label's sender policy");
-                    ApiError::RuleNotApplied
-                })?;
+    for group in state.store.lookup_groups(&groups).await? {
+        if group.state != domain::GroupState::Active {
+            continue;
         }
+        crate::groups::push_mail_policy(state, &group)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, label = %label.name, "the tenant did not take a label's sender policy");
+                ApiError::RuleNotApplied
+            })?;
     }
     Ok(CountBucket::of(ended))
 }

@@ -210,6 +210,20 @@ impl GroupRecord {
             .map_or(label, |own| own.narrower(label))
     }
 
+    /// What the tenant keeps of the group: its address and name, who may mail it (the rule
+    /// above and, for the `owners` rule, the owners) and its label's entry rule. The saga,
+    /// owners' edits, re-labelling and label changes all send this one request.
+    pub fn provision_request(&self) -> tenant_api::ProvisionGroup {
+        tenant_api::ProvisionGroup {
+            group_id: self.id,
+            address: self.contact_address.clone(),
+            display_name: self.name.clone(),
+            sender_policy: Some(self.sender_policy()),
+            owners: self.owners.as_slice().to_vec(),
+            label: Some(domain::EntryRule::of(&self.label.name, &self.label.policy)),
+        }
+    }
+
     /// Whether the group's label admits identities of `kind` (the same rule joining applies).
     pub fn admits(&self, kind: IdentityKind) -> bool {
         domain::may_enter(kind, &self.label.name, &self.label.policy).is_ok()

@@ -23,7 +23,7 @@ use http::{header, StatusCode};
 use serde::{Deserialize, Serialize};
 use service_kit::db::now_ms;
 use service_kit::{AppJson, Problem};
-use tenant_api::{ApplyRule, ProvisionGroup};
+use tenant_api::ApplyRule;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -117,17 +117,7 @@ async fn apply_in_tenant(state: &AppState, group: &GroupRecord) -> Result<CountB
         })
         .await
         .map_err(unapplied)?;
-    let provision = ProvisionGroup {
-        group_id: group.id,
-        address: group.contact_address.clone(),
-        display_name: group.name.clone(),
-        sender_policy: Some(group.sender_policy()),
-        owners: group.owners.as_slice().to_vec(),
-        label: Some(rule),
-    };
-    state
-        .tenant
-        .provision_group(&provision)
+    crate::groups::push_mail_policy(state, group)
         .await
         .map_err(unapplied)?;
     Ok(applied.ended)

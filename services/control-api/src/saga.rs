@@ -15,11 +15,10 @@
 
 use crate::store::{Claim, Store, StoreError};
 use crate::tenant::Tenant;
-use domain::{EntryRule, GroupState};
+use domain::GroupState;
 use service_kit::db::now_ms;
 use std::sync::Arc;
 use std::time::Duration;
-use tenant_api::ProvisionGroup;
 use tokio::sync::{watch, Notify};
 
 /// Timings of the saga.
@@ -165,20 +164,11 @@ impl Saga {
                     .await
                     .map_err(|e| e.to_string())?
                     .ok_or("the group is gone from the catalog")?;
-                // Who may mail the group, for the tenant's SMTP listener.
-                let senders = group.sender_policy();
-                let request = ProvisionGroup {
-                    group_id: claim.group,
-                    address: group.contact_address,
-                    display_name: group.name,
-                    sender_policy: Some(senders),
-                    owners: group.owners.as_slice().to_vec(),
-                    // The label's entry rule: the tenant ends the memberships it bars the
-                    // moment a member's kind changes.
-                    label: Some(EntryRule::of(&group.label.name, &group.label.policy)),
-                };
+                // Its address, who may mail it (for the tenant's SMTP listener) and its
+                // label's entry rule (the tenant ends the memberships it bars the moment a
+                // member's kind changes).
                 self.tenant
-                    .provision_group(&request)
+                    .provision_group(&group.provision_request())
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(GroupState::Active)

@@ -877,7 +877,7 @@ where
                 return Ok(GroupInsert::JoinPolicyRefused(label));
             }
             if let Some(senders) = group.sender_policy {
-                if senders.wider_than(label.policy.sender_policy) {
+                if !label.policy.allows_sender_policy(senders) {
                     tx.rollback().await?;
                     return Ok(GroupInsert::SenderPolicyRefused(label));
                 }
@@ -1012,37 +1012,42 @@ where
                 tx.rollback().await?;
                 return Ok(GroupWrite::NotEditable(state));
             }
-            if let Some(policy) = changes.join_policy {
-                let label = Reads::<DB>::hold_label(&mut *tx, &label)
-                    .await?
-                    .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
+            // The label the changes are checked against, held until commit (only read when a
+            // change depends on it).
+            let label = if changes.join_policy.is_some()
+                || changes.sender_policy.is_some()
+                || changes.owners.is_some()
+            {
+                Some(
+                    Reads::<DB>::hold_label(&mut *tx, &label)
+                        .await?
+                        .ok_or_else(|| corrupt("a group names a label that does not exist"))?,
+                )
+            } else {
+                None
+            };
+            if let (Some(policy), Some(label)) = (changes.join_policy, &label) {
                 if !label.policy.allows_join_policy(policy) {
                     tx.rollback().await?;
-                    return Ok(GroupWrite::JoinPolicyRefused(label));
+                    return Ok(GroupWrite::JoinPolicyRefused(label.clone()));
                 }
             }
-            if let Some(senders) = changes.sender_policy {
-                let label = Reads::<DB>::hold_label(&mut *tx, &label)
-                    .await?
-                    .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
-                if senders.wider_than(label.policy.sender_policy) {
+            if let (Some(senders), Some(label)) = (changes.sender_policy, &label) {
+                if !label.policy.allows_sender_policy(senders) {
                     tx.rollback().await?;
-                    return Ok(GroupWrite::SenderPolicyRefused(label));
+                    return Ok(GroupWrite::SenderPolicyRefused(label.clone()));
                 }
             }
-            let plan = match &changes.owners {
-                Some(owners) => {
+            let plan = match (&changes.owners, &label) {
+                (Some(owners), Some(label)) => {
                     let before = Reads::<DB>::owners_of(&this.key, &mut *tx, &[*id.as_uuid()])
                         .await?
                         .remove(id.as_uuid())
                         .unwrap_or_default();
-                    let label = Reads::<DB>::hold_label(&mut *tx, &label)
-                        .await?
-                        .ok_or_else(|| corrupt("a group names a label that does not exist"))?;
                     let plan = owner_plan(actor, &before, owners.as_slice(), &label.policy);
                     Some((before, plan))
                 }
-                None => None,
+                _ => None,
             };
             let events = edit_events(
                 id,
