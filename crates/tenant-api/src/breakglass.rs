@@ -22,6 +22,11 @@ pub const MAX_JUSTIFICATION: usize = 2000;
 pub const MIN_JUSTIFICATION: usize = 10;
 /// Longest age recipient accepted, in characters.
 pub const MAX_RECIPIENT: usize = 200;
+/// Longest reason an officer may give for declining, in characters.
+pub const MAX_DECLINE_REASON: usize = 500;
+/// Most requests one list answers (the newest first for `mine`, the soonest to expire first
+/// for `waiting`).
+pub const MAX_LISTED: usize = 200;
 
 /// The tenant's break-glass paths.
 pub mod paths {
@@ -35,6 +40,71 @@ pub mod paths {
     pub fn redeem(id: uuid::Uuid) -> String {
         format!("{REQUESTS}/{id}/redeem")
     }
+    /// Decline request `{id}`.
+    pub fn decline(id: uuid::Uuid) -> String {
+        format!("{REQUESTS}/{id}/decline")
+    }
+    /// List the requests of `view`.
+    pub fn list(view: super::ListView) -> String {
+        format!("{REQUESTS}?view={}", view.as_str())
+    }
+}
+
+/// Which requests a list answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListView {
+    /// For a `privacy-officer`: every request still waiting for approvals (not expired), the
+    /// soonest to expire first.
+    Waiting,
+    /// For an `auditor`: the requests they filed in the last 90 days, newest first.
+    Mine,
+}
+
+impl ListView {
+    /// As written in the query string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Mine => "mine",
+        }
+    }
+}
+
+/// The query of a list.
+#[derive(Clone, Copy, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// `waiting` (privacy officers) or `mine` (auditors).
+    pub view: ListView,
+}
+
+/// A list of requests.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct RequestList {
+    /// At most 200.
+    pub requests: Vec<RequestView>,
+}
+
+/// An officer's decline. One officer's no ends the request (two are needed only to grant).
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Decline {
+    /// Why, for the auditor who filed it: up to 500 characters. Sealed at rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+}
+
+/// A person a request names: who filed it, or whom a member check asks about.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct NamedPerson {
+    /// The IdP's subject, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The address, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// What a request asks.
@@ -86,7 +156,9 @@ pub struct NewRequest {
     pub recipient: Option<String>,
 }
 
-/// A request as its parties see it. Never names the person asked about.
+/// A request as its parties see it: the auditor who filed it and the privacy officers who judge
+/// it (nobody else is ever shown one). Names the person asked about only for a member check,
+/// which is about that one person.
 #[derive(Clone, Serialize, Deserialize, ToSchema)]
 pub struct RequestView {
     /// The request's id.
@@ -95,7 +167,8 @@ pub struct RequestView {
     pub group_id: GroupId,
     /// What is asked.
     pub scope: Scope,
-    /// `pending` (waiting for approvals), `approved` (grant open) or `redeemed`.
+    /// `pending` (waiting for approvals), `approved` (grant open), `redeemed`, `declined` (an
+    /// officer said no) or `expired` (a pending request or an open grant whose time ran out).
     pub state: String,
     /// Approvals so far (two are needed).
     pub approvals: u8,
@@ -104,6 +177,24 @@ pub struct RequestView {
     pub expires_at: String,
     /// The justification, for the officers to judge.
     pub justification: String,
+    /// When it was filed, RFC 3339.
+    #[serde(default)]
+    pub filed_at: String,
+    /// Who filed it (absent for requests filed before this was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<NamedPerson>,
+    /// For `member-check`: the person asked about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub person: Option<NamedPerson>,
+    /// The acting officer approved it already (so must leave the second approval to another).
+    #[serde(default)]
+    pub approved_by_you: bool,
+    /// The answer will be encrypted to an age recipient the auditor gave.
+    #[serde(default)]
+    pub encrypted: bool,
+    /// For `declined`: the officer's reason, when they gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decline_reason: Option<String>,
 }
 
 /// One member, as the full-list answer names them.

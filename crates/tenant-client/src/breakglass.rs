@@ -23,18 +23,40 @@ impl TenantClient {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let res = req.send().await.map_err(|e| transport(&e))?;
-        let status = res.status();
-        if status.is_server_error() {
-            return Err(TenantError::Unavailable(format!(
-                "status {}",
-                status.as_u16()
-            )));
-        }
-        let body = res
-            .json::<serde_json::Value>()
-            .await
-            .unwrap_or(serde_json::Value::Null);
-        Ok((status.as_u16(), body))
+        passed_through(req).await
     }
+
+    /// Reads a break-glass list (`GET`, path with its query) with the acting user's own token;
+    /// answers like [`Self::break_glass`].
+    pub async fn break_glass_list(
+        &self,
+        path_and_query: &str,
+        user_token: &str,
+    ) -> Result<(u16, serde_json::Value), TenantError> {
+        let req = self
+            .inner
+            .request(Method::GET, path_and_query)
+            .header(USER_TOKEN_HEADER, user_token);
+        passed_through(req).await
+    }
+}
+
+/// Sends `req`; answers the status and JSON body as they are, or an error on a transport
+/// failure or a 5xx.
+async fn passed_through(
+    req: reqwest::RequestBuilder,
+) -> Result<(u16, serde_json::Value), TenantError> {
+    let res = req.send().await.map_err(|e| transport(&e))?;
+    let status = res.status();
+    if status.is_server_error() {
+        return Err(TenantError::Unavailable(format!(
+            "status {}",
+            status.as_u16()
+        )));
+    }
+    let body = res
+        .json::<serde_json::Value>()
+        .await
+        .unwrap_or(serde_json::Value::Null);
+    Ok((status.as_u16(), body))
 }

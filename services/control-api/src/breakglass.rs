@@ -12,19 +12,24 @@
 use crate::error::ApiError;
 use crate::AppState;
 use auth::Caller;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use service_kit::{AppJson, Problem};
-use tenant_api::breakglass::{paths, Answer, NewRequest, RequestView, AUDITOR, PRIVACY_OFFICER};
+use tenant_api::breakglass::{
+    paths, Answer, Decline, ListQuery, ListView, NewRequest, RequestList, RequestView, AUDITOR,
+    PRIVACY_OFFICER,
+};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 /// The break-glass routes, documented.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(file_request))
+        .routes(routes!(file_request, list_requests))
         .routes(routes!(approve))
+        .routes(routes!(decline))
         .routes(routes!(redeem))
 }
 
@@ -48,21 +53,28 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
+/// A call to relay.
+enum Call<'a> {
+    /// `POST path` with an optional JSON body.
+    Post(&'a str, Option<serde_json::Value>),
+    /// `GET path?query`.
+    Get(&'a str),
+}
+
 async fn relay(
     state: &AppState,
     headers: &HeaderMap,
-    path: &str,
-    body: Option<serde_json::Value>,
+    call: Call<'_>,
 ) -> Result<Response, ApiError> {
     let token = bearer(headers).ok_or_else(|| ApiError::Invalid("no bearer token".into()))?;
-    let (status, body) = state
-        .tenant
-        .break_glass(path, token, body.as_ref())
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "break-glass did not reach the tenant");
-            ApiError::TenantUnavailable
-        })?;
+    let answer = match call {
+        Call::Post(path, body) => state.tenant.break_glass(path, token, body.as_ref()).await,
+        Call::Get(path) => state.tenant.break_glass_list(path, token).await,
+    };
+    let (status, body) = answer.map_err(|e| {
+        tracing::warn!(error = %e, "break-glass did not reach the tenant");
+        ApiError::TenantUnavailable
+    })?;
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut res = (status, axum::Json(body)).into_response();
     if !status.is_success() {
@@ -100,7 +112,81 @@ async fn file_request(
         return Ok(wrong_role(AUDITOR));
     }
     let body = serde_json::to_value(&request).map_err(|_| ApiError::Invalid("body".into()))?;
-    relay(&state, &headers, paths::REQUESTS, Some(body)).await
+    relay(&state, &headers, Call::Post(paths::REQUESTS, Some(body))).await
+}
+
+/// Lists break-glass requests. `view=waiting` (role `privacy-officer`): every request still
+/// waiting for approvals, the soonest to expire first, each with its requester, its
+/// justification and, for a member check, the person asked about; `approved_by_you` marks the
+/// ones the caller approved already. `view=mine` (role `auditor`): the caller's own requests of
+/// the last 90 days, newest first, with their state (`pending`, `approved`, `redeemed`,
+/// `declined` with the officer's reason, `expired`). At most 200. No member list is read.
+#[utoipa::path(
+    get,
+    path = "/control/v1/break-glass/requests",
+    tag = "break-glass",
+    params(ListQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The requests.", body = RequestList),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role`: the caller lacks the view's role. `422` `view` is missing or not `waiting` or `mine`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant is not answering, or break-glass is off there.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_requests(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(ListQuery { view }) = query.map_err(|_| {
+        ApiError::Invalid("view: `waiting` (privacy officers) or `mine` (auditors)".into())
+    })?;
+    let role = match view {
+        ListView::Waiting => PRIVACY_OFFICER,
+        ListView::Mine => AUDITOR,
+    };
+    if !caller.has_role(role) {
+        return Ok(wrong_role(role));
+    }
+    relay(&state, &headers, Call::Get(&paths::list(view))).await
+}
+
+/// Declines a break-glass request that is still waiting (role `privacy-officer`, not the
+/// requester). One officer's no ends the request; the optional `reason` (up to 500
+/// characters) is shown to the auditor who filed it.
+#[utoipa::path(
+    post,
+    path = "/control/v1/break-glass/requests/{id}/decline",
+    tag = "break-glass",
+    request_body = Decline,
+    params(("id" = Uuid, Path, description = "The request.")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Declined.", body = RequestView),
+        (status = 409, description = "`break-glass-not-pending`.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`break-glass-request-expired`.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role` or `break-glass-requester-cannot-approve`. `404` `break-glass-request-not-found`. `422` The reason is longer than 500 characters.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn decline(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    AppJson(body): AppJson<Decline>,
+) -> Result<Response, ApiError> {
+    if !caller.has_role(PRIVACY_OFFICER) {
+        return Ok(wrong_role(PRIVACY_OFFICER));
+    }
+    let body = serde_json::to_value(&body).map_err(|_| ApiError::Invalid("body".into()))?;
+    relay(
+        &state,
+        &headers,
+        Call::Post(&paths::decline(id), Some(body)),
+    )
+    .await
 }
 
 /// Approves a break-glass request (role `privacy-officer`). Two distinct officers must approve;
@@ -129,7 +215,7 @@ async fn approve(
     if !caller.has_role(PRIVACY_OFFICER) {
         return Ok(wrong_role(PRIVACY_OFFICER));
     }
-    relay(&state, &headers, &paths::approve(id), None).await
+    relay(&state, &headers, Call::Post(&paths::approve(id), None)).await
 }
 
 /// Redeems the grant of an approved request, once (role `auditor`, the one who filed it).
@@ -159,5 +245,5 @@ async fn redeem(
     if !caller.has_role(AUDITOR) {
         return Ok(wrong_role(AUDITOR));
     }
-    relay(&state, &headers, &paths::redeem(id), None).await
+    relay(&state, &headers, Call::Post(&paths::redeem(id), None)).await
 }

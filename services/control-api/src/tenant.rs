@@ -42,6 +42,17 @@ pub trait Tenant: Send + Sync + 'static {
             "break-glass is not supported here".into(),
         ))
     }
+    /// Relays a break-glass list (`GET`) with the acting user's own token; answers like
+    /// [`Self::break_glass`].
+    async fn break_glass_list(
+        &self,
+        _path_and_query: &str,
+        _user_token: &str,
+    ) -> Result<(u16, serde_json::Value), TenantError> {
+        Err(TenantError::Unexpected(
+            "break-glass is not supported here".into(),
+        ))
+    }
 }
 
 #[async_trait]
@@ -81,5 +92,13 @@ impl Tenant for TenantClient {
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, serde_json::Value), TenantError> {
         TenantClient::break_glass(self, path, user_token, body).await
+    }
+
+    async fn break_glass_list(
+        &self,
+        path_and_query: &str,
+        user_token: &str,
+    ) -> Result<(u16, serde_json::Value), TenantError> {
+        TenantClient::break_glass_list(self, path_and_query, user_token).await
     }
 }

@@ -266,7 +266,7 @@ mod tests {
             async move {
                 let day = Duration::from_secs(86_400);
                 let filed = requests
-                    .file(&Context::tenant(), &r, auditor, day)
+                    .file(&Context::tenant(), &r, auditor, None, day)
                     .await
                     .unwrap();
                 for officer in ["officer-1", "officer-2"] {

@@ -341,6 +341,169 @@ async fn break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_tra
     app.stop().await;
 }
 
+/// The requests of `view` as `token` sees them.
+async fn listed(app: &App, token: &str, view: &str) -> Vec<Value> {
+    let r = app
+        .get(
+            &app.control(&format!("/break-glass/requests?view={view}")),
+            token,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["requests"].as_array().unwrap().clone()
+}
+
+fn find<'a>(list: &'a [Value], id: &str) -> Option<&'a Value> {
+    list.iter().find(|r| r["id"] == id)
+}
+
+async fn officers_see_what_waits_and_one_declines_while_auditors_follow_only_their_own(
+    kind: Backend,
+) {
+    let app = App::spawn_on(kind).await;
+    let owner = app.member("olga-bgl");
+    let g = app
+        .active_group(&owner, "Whistle-blowers", "General", "open")
+        .await;
+    let ada = app.token("ada-auditor", IdentityKind::Member, &["auditor"]);
+    let zed = app.token("zed-auditor", IdentityKind::Member, &["auditor"]);
+    let pat = app.token("pat-officer", IdentityKind::Member, &["privacy-officer"]);
+    let quinn = app.token("quinn-officer", IdentityKind::Member, &["privacy-officer"]);
+    let requests = app.control("/break-glass/requests");
+    let check = json!({"group_id": g, "scope": "member-check", "email": "wendy-5817@corp.example", "justification": JUSTIFICATION});
+    let full = json!({"group_id": g, "scope": "full-list", "justification": "Regulator's request 88-B, signed by counsel"});
+    let r = app.post(&requests, &ada, check).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let ada_id = r.body["id"].as_str().unwrap().to_string();
+    let r = app.post(&requests, &zed, full).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let zed_id = r.body["id"].as_str().unwrap().to_string();
+
+    // Each list is for its role; the view must be named.
+    refused(
+        &app.get(&app.control("/break-glass/requests?view=waiting"), &zed)
+            .await,
+        403,
+        "break-glass-wrong-role",
+    );
+    refused(
+        &app.get(&app.control("/break-glass/requests?view=mine"), &pat)
+            .await,
+        403,
+        "break-glass-wrong-role",
+    );
+    refused(
+        &app.get(&app.control("/break-glass/requests?view=mine"), &owner)
+            .await,
+        403,
+        "break-glass-wrong-role",
+    );
+    app.get(&requests, &pat).await.assert_problem(422);
+    app.get(&app.control("/break-glass/requests?view=everything"), &pat)
+        .await
+        .assert_problem(422);
+
+    // An officer sees both, with who asked and, for the member check only, about whom.
+    let waiting = listed(&app, &pat, "waiting").await;
+    let a = find(&waiting, &ada_id).expect("ada's request waits");
+    assert_eq!(a["requester"]["subject"], "ada-auditor");
+    assert_eq!(a["person"]["email"], "wendy-5817@corp.example");
+    assert_eq!(a["justification"], JUSTIFICATION);
+    assert_eq!(a["approved_by_you"], false);
+    let z = find(&waiting, &zed_id).expect("zed's request waits");
+    assert!(z.get("person").is_none(), "a full list names nobody: {z}");
+    assert_eq!(z["requester"]["subject"], "zed-auditor");
+
+    // pat approves ada's: pat sees it marked, quinn does not.
+    let approve = app.control(&format!("/break-glass/requests/{ada_id}/approve"));
+    assert_eq!(app.post(&approve, &pat, json!({})).await.status, 200);
+    let mine_marked = listed(&app, &pat, "waiting").await;
+    assert_eq!(
+        find(&mine_marked, &ada_id).unwrap()["approved_by_you"],
+        true
+    );
+    assert_eq!(find(&mine_marked, &ada_id).unwrap()["approvals"], 1);
+    let theirs = listed(&app, &quinn, "waiting").await;
+    assert_eq!(find(&theirs, &ada_id).unwrap()["approved_by_you"], false);
+
+    // quinn declines zed's, with a reason; one no ends it.
+    let decline = app.control(&format!("/break-glass/requests/{zed_id}/decline"));
+    let long = "x".repeat(501);
+    app.post(&decline, &quinn, json!({"reason": long}))
+        .await
+        .assert_problem(422);
+    refused(
+        &app.post(&decline, &zed, json!({})).await,
+        403,
+        "break-glass-wrong-role",
+    );
+    let reason = "No court order is attached; file again with it";
+    let r = app.post(&decline, &quinn, json!({"reason": reason})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body["state"], "declined");
+    refused(
+        &app.post(&decline, &pat, json!({})).await,
+        409,
+        "break-glass-not-pending",
+    );
+    refused(
+        &app.post(
+            &app.control(&format!("/break-glass/requests/{zed_id}/approve")),
+            &pat,
+            json!({}),
+        )
+        .await,
+        409,
+        "break-glass-not-pending",
+    );
+    refused(
+        &app.post(
+            &app.control(&format!("/break-glass/requests/{zed_id}/redeem")),
+            &zed,
+            json!({}),
+        )
+        .await,
+        409,
+        "break-glass-declined",
+    );
+    assert!(find(&listed(&app, &pat, "waiting").await, &zed_id).is_none());
+
+    // Each auditor follows their own requests, and only those.
+    let zeds = listed(&app, &zed, "mine").await;
+    assert_eq!(zeds.len(), 1, "{zeds:?}");
+    assert_eq!(zeds[0]["state"], "declined");
+    assert_eq!(zeds[0]["decline_reason"], reason);
+    let adas = listed(&app, &ada, "mine").await;
+    assert_eq!(adas.len(), 1, "{adas:?}");
+    assert_eq!(adas[0]["id"], ada_id.as_str());
+    assert_eq!(adas[0]["approvals"], 1);
+    assert_eq!(adas[0]["person"]["email"], "wendy-5817@corp.example");
+    // Expired requests say so.
+    age_request(&app, &ada_id, "expires_ms").await;
+    assert_eq!(listed(&app, &ada, "mine").await[0]["state"], "expired");
+    assert!(find(&listed(&app, &pat, "waiting").await, &ada_id).is_none());
+
+    // The decline is in the chain, naming no one in clear (INV-6).
+    let db = Db::open(&app.stack.databases().tenant).await.unwrap();
+    let events = db.events_after(0, 100_000).await.unwrap();
+    assert!(events.iter().any(|e| e.action == "break-glass.declined"));
+    for e in &events {
+        let text = format!("{e:?}").to_lowercase();
+        for clear in [
+            "wendy",
+            "zed-auditor",
+            "quinn",
+            "corp.example",
+            "court order",
+        ] {
+            assert!(!text.contains(clear), "event {} holds {clear}", e.seq);
+        }
+    }
+    drop(db);
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
     break_glass_needs_two_officers_answers_once_and_leaves_a_verifiable_trail,
+    officers_see_what_waits_and_one_declines_while_auditors_follow_only_their_own,
 );

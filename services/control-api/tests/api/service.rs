@@ -312,6 +312,7 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
         [
             "delete /control/v1/labels/{name}",
             "get /control/v1/audit",
+            "get /control/v1/break-glass/requests",
             "get /control/v1/groups",
             "get /control/v1/groups/{id}",
             "get /control/v1/internal/catalog-version",
@@ -323,6 +324,7 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
             "patch /control/v1/groups/{id}",
             "post /control/v1/break-glass/requests",
             "post /control/v1/break-glass/requests/{id}/approve",
+            "post /control/v1/break-glass/requests/{id}/decline",
             "post /control/v1/break-glass/requests/{id}/redeem",
             "post /control/v1/groups",
             "post /control/v1/groups/{id}/archive",

@@ -1,9 +1,10 @@
 //! Break-glass (INV-8): lawful access to one group's membership, and nothing more.
 //!
 //! An `auditor` files a request (a group; a scope: "is this person a member" or "the full
-//! member list"; a justification; optionally an age X25519 recipient); two distinct
-//! `privacy-officer`s approve it (the requester never can, the same officer never twice, and
-//! not after the request expired); the approval opens a grant that is time-limited and
+//! member list"; a justification; optionally an age X25519 recipient); privacy officers list
+//! the requests waiting for them; two distinct `privacy-officer`s approve it (the requester
+//! never can, the same officer never twice, and not after the request expired), or one
+//! declines it; the approval opens a grant that is time-limited and
 //! single-use; the requester redeems it once and gets the answer, encrypted to their recipient
 //! when they gave one. Every step, refusals included, is an audit event; the group's owners are
 //! not told, and no event names the person asked about (they are sealed in the request row).
@@ -25,7 +26,8 @@ use crate::access::{op, Permit};
 use crate::seal::SealKeys;
 use crate::AppState;
 use auth::{AuthError, Caller, JwtArgs, Verifier};
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -34,8 +36,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::Requests as _;
 use tenant_api::breakglass::{
-    Answer, NewRequest, RequestView, Scope, AUDITOR, MAX_JUSTIFICATION, MAX_RECIPIENT,
-    MIN_JUSTIFICATION, PRIVACY_OFFICER, USER_TOKEN_HEADER,
+    Answer, Decline, ListQuery, ListView, NewRequest, RequestList, RequestView, Scope, AUDITOR,
+    MAX_DECLINE_REASON, MAX_JUSTIFICATION, MAX_RECIPIENT, MIN_JUSTIFICATION, PRIVACY_OFFICER,
+    USER_TOKEN_HEADER,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -211,6 +214,9 @@ pub enum BgError {
     /// The grant is not open yet.
     #[error("the request has not been approved by two privacy officers")]
     NotApproved,
+    /// A privacy officer declined the request.
+    #[error("a privacy officer declined the request; there is no grant to redeem")]
+    Declined,
     /// The grant was redeemed already.
     #[error("the grant was already redeemed; it is single-use")]
     GrantUsed,
@@ -240,6 +246,7 @@ impl BgError {
             Self::RequestExpired => "break-glass-request-expired",
             Self::NotPending => "break-glass-not-pending",
             Self::NotApproved => "break-glass-not-approved",
+            Self::Declined => "break-glass-declined",
             Self::GrantUsed => "break-glass-grant-used",
             Self::GrantExpired => "break-glass-grant-expired",
             Self::NotRequester => "break-glass-not-requester",
@@ -263,6 +270,7 @@ impl BgError {
             Self::RequestExpired => (StatusCode::GONE, "Request expired"),
             Self::NotPending => (StatusCode::CONFLICT, "Request not pending"),
             Self::NotApproved => (StatusCode::CONFLICT, "Request not approved"),
+            Self::Declined => (StatusCode::CONFLICT, "Request declined"),
             Self::GrantUsed => (StatusCode::GONE, "Grant already used"),
             Self::GrantExpired => (StatusCode::GONE, "Grant expired"),
             Self::NotRequester => (StatusCode::FORBIDDEN, "Not the requester"),
@@ -291,8 +299,9 @@ impl IntoResponse for BgError {
 /// The routes, documented.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(file_request))
+        .routes(routes!(file_request, list_requests))
         .routes(routes!(approve))
+        .routes(routes!(decline))
         .routes(routes!(redeem))
 }
 
@@ -330,9 +339,105 @@ async fn file_request(
     }
     check_request(&request)?;
     let view = requests(&state)
-        .file(permit.context(), &request, &user.subject, bg.request_ttl)
+        .file(
+            permit.context(),
+            &request,
+            &user.subject,
+            user.email.as_ref(),
+            bg.request_ttl,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Lists requests: `view=waiting` every request still waiting for approvals (the acting user
+/// must be a `privacy-officer`), `view=mine` the acting auditor's own of the last 90 days. At
+/// most 200. A read of requests, never of a member list.
+#[utoipa::path(
+    get,
+    path = "/tenant/v1/break-glass/requests",
+    tag = "break-glass",
+    params(
+        ListQuery,
+        ("x-hush-user-token" = String, Header, description = "The acting user's own token."),
+    ),
+    responses(
+        (status = 200, description = "The requests.", body = RequestList),
+        (status = "4XX", description = "`401` No service token, or no valid user token. `403` Not control-api, or the user lacks the view's role (`privacy-officer` for `waiting`, `auditor` for `mine`). `422` No or an unknown `view`.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` Break-glass is off.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_requests(
+    _permit: Permit<op::BreakGlass>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<RequestList>, BgError> {
+    let bg = &state.break_glass;
+    let user = bg.user(&headers).await?;
+    let Query(ListQuery { view }) = query.map_err(|_| {
+        BgError::Invalid("view: `waiting` (privacy officers) or `mine` (auditors)".into())
+    })?;
+    let role = match view {
+        ListView::Waiting => PRIVACY_OFFICER,
+        ListView::Mine => AUDITOR,
+    };
+    if !user.has_role(role) {
+        return Err(BgError::WrongRole(role));
+    }
+    let requests = requests(&state).list(view, &user.subject).await?;
+    Ok(Json(RequestList { requests }))
+}
+
+/// Declines a request that is still waiting (the acting user must be a `privacy-officer` other
+/// than the requester). One officer's no ends it; an optional reason (up to 500 characters,
+/// sealed) is shown to the auditor.
+#[utoipa::path(
+    post,
+    path = "/tenant/v1/break-glass/requests/{id}/decline",
+    tag = "break-glass",
+    request_body = Decline,
+    params(
+        ("id" = Uuid, Path, description = "The request."),
+        ("x-hush-user-token" = String, Header, description = "The acting user's own token."),
+    ),
+    responses(
+        (status = 200, description = "Declined.", body = RequestView),
+        (status = 409, description = "`break-glass-not-pending`.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`break-glass-request-expired`.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No service token, or no valid user token. `403` Not control-api; `break-glass-wrong-role`; or `break-glass-requester-cannot-approve`. `404` No such request. `422` The reason is too long.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn decline(
+    permit: Permit<op::BreakGlass>,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<Uuid>,
+    AppJson(body): AppJson<Decline>,
+) -> Result<Json<RequestView>, BgError> {
+    let bg = &state.break_glass;
+    let user = bg.user(&headers).await?;
+    let reason = body
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.chars().count() > MAX_DECLINE_REASON) {
+        return Err(BgError::Invalid(format!(
+            "reason: at most {MAX_DECLINE_REASON} characters"
+        )));
+    }
+    let view = requests(&state)
+        .decline(
+            permit.context(),
+            id,
+            &user.subject,
+            user.has_role(PRIVACY_OFFICER),
+            reason,
+        )
+        .await?;
+    Ok(Json(view))
 }
 
 fn check_request(r: &NewRequest) -> Result<(), BgError> {

@@ -17,14 +17,16 @@ use serde::{Deserialize, Serialize};
 use service_kit::db;
 use std::sync::Arc;
 use std::time::Duration;
-use tenant_api::breakglass::{Answer, ListedMember, NewRequest, RequestView, Scope};
+use tenant_api::breakglass::{
+    Answer, ListView, ListedMember, NamedPerson, NewRequest, RequestView, Scope, MAX_LISTED,
+};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
 const COLUMNS: &str = "id, group_id, scope, sealed_target, sealed_justification, key_id, \
                        recipient, requester, approver1, approver2, state, expires_ms, \
-                       grant_expires_ms";
+                       grant_expires_ms, created_ms, sealed_requester, sealed_decline";
 
 type RowTuple = (
     String,
@@ -40,6 +42,9 @@ type RowTuple = (
     String,
     i64,
     Option<i64>,
+    i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
 );
 
 /// A request row.
@@ -58,6 +63,9 @@ pub(super) struct Row {
     state: String,
     expires_ms: i64,
     grant_expires_ms: Option<i64>,
+    created_ms: i64,
+    sealed_requester: Option<Vec<u8>>,
+    sealed_decline: Option<Vec<u8>>,
 }
 
 impl Row {
@@ -76,6 +84,9 @@ impl Row {
             state,
             exp,
             gexp,
+            created,
+            sealed_requester,
+            sealed_decline,
         ) = t;
         Ok(Self {
             id: id.parse()?,
@@ -94,28 +105,73 @@ impl Row {
             state,
             expires_ms: exp,
             grant_expires_ms: gexp,
+            created_ms: created,
+            sealed_requester,
+            sealed_decline,
         })
     }
 
-    fn view(&self, keys: &SealKeys) -> Result<RequestView, BgError> {
+    /// The request as the auditor who filed it or a privacy officer sees it at `now`;
+    /// `viewer` is the acting officer's pseudonym in this group, to say whether they approved
+    /// it already.
+    fn view(
+        &self,
+        keys: &SealKeys,
+        viewer: Option<&str>,
+        now: i64,
+    ) -> Result<RequestView, BgError> {
         let key = keys.get(&self.key_id).map_err(anyhow::Error::from)?;
-        let justification = key
-            .open_break_glass(self.id, "justification", &self.sealed_justification)
-            .map_err(anyhow::Error::from)?;
+        let open = |what: &str, sealed: &[u8]| {
+            key.open_break_glass(self.id, what, sealed)
+                .map_err(anyhow::Error::from)
+        };
+        let justification = open("justification", &self.sealed_justification)?;
         let approvals = u8::from(self.approver1.is_some()) + u8::from(self.approver2.is_some());
         let expires = match self.state.as_str() {
             "pending" => Some(self.expires_ms),
             "approved" => self.grant_expires_ms,
             _ => None,
         };
+        let state = match expires {
+            Some(until) if now > until => "expired".to_string(),
+            _ => self.state.clone(),
+        };
+        let requester = match &self.sealed_requester {
+            Some(sealed) => Some(
+                serde_json::from_slice::<Target>(&open("requester", sealed)?)
+                    .map_err(anyhow::Error::from)?
+                    .named(),
+            ),
+            None => None,
+        };
+        let person = match &self.sealed_target {
+            Some(sealed) if self.scope == Scope::MemberCheck => Some(
+                serde_json::from_slice::<Target>(&open("target", sealed)?)
+                    .map_err(anyhow::Error::from)?
+                    .named(),
+            ),
+            _ => None,
+        };
+        let decline_reason = match &self.sealed_decline {
+            Some(sealed) => Some(String::from_utf8_lossy(&open("decline", sealed)?).into_owned()),
+            None => None,
+        };
         Ok(RequestView {
             id: self.id,
             group_id: self.group,
             scope: self.scope,
-            state: self.state.clone(),
+            state,
             approvals,
             expires_at: expires.map(rfc3339).unwrap_or_default(),
             justification: String::from_utf8_lossy(&justification).into_owned(),
+            filed_at: rfc3339(self.created_ms),
+            requester,
+            person,
+            approved_by_you: viewer.is_some_and(|v| {
+                self.approver1.as_deref() == Some(v) || self.approver2.as_deref() == Some(v)
+            }),
+            encrypted: self.recipient.is_some(),
+            decline_reason: decline_reason.filter(|r| !r.is_empty()),
         })
     }
 
@@ -131,15 +187,30 @@ fn rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
+/// How far back an auditor's own list looks.
+const MINE_WINDOW_MS: i64 = 90 * 24 * 3600 * 1000;
+/// Most rows an auditor's list reads to find their own (other auditors' rows are skipped).
+const MAX_SCANNED: usize = 5_000;
+
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The person a member check asks about, sealed in the request row.
+/// A person a request names, sealed in its row: the one a member check asks about, or the
+/// auditor who filed it.
 #[derive(Serialize, Deserialize)]
 pub(super) struct Target {
     subject: Option<Subject>,
     email: Option<Email>,
+}
+
+impl Target {
+    fn named(self) -> NamedPerson {
+        NamedPerson {
+            subject: self.subject.map(|s| s.as_str().to_string()),
+            email: self.email.map(|e| e.as_str().to_string()),
+        }
+    }
 }
 
 /// What an approval does.
@@ -178,6 +249,29 @@ pub(super) fn decide_approval(
     }
 }
 
+/// Whether `officer` (a pseudonym, with the role or not) may decline `row` at `now`: one
+/// officer's no ends a request that is still waiting; the requester cannot judge their own.
+pub(super) fn decide_decline(
+    row: &Row,
+    officer: &str,
+    is_officer: bool,
+    now: i64,
+) -> Result<(), BgError> {
+    if !is_officer {
+        return Err(BgError::WrongRole(tenant_api::breakglass::PRIVACY_OFFICER));
+    }
+    if row.state != "pending" {
+        return Err(BgError::NotPending);
+    }
+    if now > row.expires_ms {
+        return Err(BgError::RequestExpired);
+    }
+    if row.requester == officer {
+        return Err(BgError::RequesterCannotApprove);
+    }
+    Ok(())
+}
+
 /// Whether `auditor` (a pseudonym, with the role or not) may redeem `row` at `now`.
 pub(super) fn decide_redeem(
     row: &Row,
@@ -194,6 +288,7 @@ pub(super) fn decide_redeem(
     match row.state.as_str() {
         "pending" => Err(BgError::NotApproved),
         "redeemed" => Err(BgError::GrantUsed),
+        "declined" => Err(BgError::Declined),
         _ if now > row.grant_expires_ms.unwrap_or(0) => Err(BgError::GrantExpired),
         _ => Ok(()),
     }
@@ -253,7 +348,22 @@ pub(crate) trait Requests: Send + Sync {
         context: &Context,
         r: &NewRequest,
         requester: &Subject,
+        requester_email: Option<&Email>,
         ttl: Duration,
+    ) -> Result<RequestView, BgError>;
+
+    /// The requests of `view` as `viewer` sees them: for an officer every request still
+    /// waiting, for an auditor their own. At most [`MAX_LISTED`].
+    async fn list(&self, view: ListView, viewer: &Subject) -> Result<Vec<RequestView>, BgError>;
+
+    /// Declines request `id` as `officer`, with an optional `reason` for the auditor.
+    async fn decline(
+        &self,
+        context: &Context,
+        id: Uuid,
+        officer: &Subject,
+        is_officer: bool,
+        reason: Option<&str>,
     ) -> Result<RequestView, BgError>;
 
     /// Approves request `id` as `officer`; the second approval opens a grant for `grant_ttl`.
@@ -287,8 +397,10 @@ pub(crate) struct SqlRequests {
 const GROUP_EXISTS: &str = "SELECT group_id FROM distribution_groups WHERE group_id = $1";
 const INSERT_REQUEST: &str = "INSERT INTO break_glass_requests (id, group_id, scope, \
                               sealed_target, sealed_justification, key_id, recipient, requester, \
-                              state, created_ms, expires_ms) \
-                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10)";
+                              state, created_ms, expires_ms, sealed_requester) \
+                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $11)";
+const DECLINED: &str = "UPDATE break_glass_requests SET state = 'declined', sealed_decline = $1, \
+                        decided_ms = $2 WHERE id = $3";
 const FIRST_APPROVAL: &str = "UPDATE break_glass_requests SET approver1 = $1 WHERE id = $2";
 const SECOND_APPROVAL: &str = "UPDATE break_glass_requests SET approver2 = $1, \
                                state = 'approved', grant_expires_ms = $2 WHERE id = $3";
@@ -352,10 +464,16 @@ impl Requests for SqlRequests {
         context: &Context,
         r: &NewRequest,
         requester: &Subject,
+        requester_email: Option<&Email>,
         ttl: Duration,
     ) -> Result<RequestView, BgError> {
-        let (this, context, r, requester) =
-            (self.clone(), context.clone(), r.clone(), requester.clone());
+        let (this, context, r, requester, requester_email) = (
+            self.clone(),
+            context.clone(),
+            r.clone(),
+            requester.clone(),
+            requester_email.cloned(),
+        );
         db::run_to_end(async move {
             let (context, r, requester) = (&context, &r, &requester);
             let key = this.keys.active();
@@ -375,6 +493,14 @@ impl Requests for SqlRequests {
             };
             let justification =
                 key.seal_break_glass(id, "justification", r.justification.trim().as_bytes());
+            let filed_by = Zeroizing::new(
+                serde_json::to_vec(&Target {
+                    subject: Some(requester.clone()),
+                    email: requester_email,
+                })
+                .map_err(anyhow::Error::from)?,
+            );
+            let filed_by = key.seal_break_glass(id, "requester", &filed_by);
             let requester_p = audit::person(key, r.group_id, requester);
             let now = now_ms();
             let mut tx = this.db.begin_write().await?;
@@ -397,6 +523,7 @@ impl Requests for SqlRequests {
                 .bind(requester_p.as_str())
                 .bind(now)
                 .bind(now + ms(ttl))
+                .bind(filed_by)
                 .execute(&mut tx)
                 .await?;
             let row = this.load(&mut tx, id).await?;
@@ -406,7 +533,99 @@ impl Requests for SqlRequests {
                 .by(Some(requester_p));
             tx.append(context, &[event]).await?;
             tx.commit().await?;
-            row.view(&this.keys)
+            row.view(&this.keys, None, now)
+        })
+        .await
+    }
+
+    async fn list(&self, view: ListView, viewer: &Subject) -> Result<Vec<RequestView>, BgError> {
+        let now = now_ms();
+        let (sql, since) = match view {
+            ListView::Waiting => (
+                format!(
+                    "SELECT {COLUMNS} FROM break_glass_requests \
+                     WHERE state = 'pending' AND expires_ms >= $1 ORDER BY expires_ms LIMIT $2"
+                ),
+                now,
+            ),
+            // An auditor's own: the pseudonym of the requester differs per group, so rows are
+            // matched on the sealed requester after opening; 90 days bounds the scan.
+            ListView::Mine => (
+                format!(
+                    "SELECT {COLUMNS} FROM break_glass_requests \
+                     WHERE created_ms >= $1 ORDER BY created_ms DESC LIMIT $2"
+                ),
+                now - MINE_WINDOW_MS,
+            ),
+        };
+        let limit = match view {
+            ListView::Waiting => MAX_LISTED,
+            ListView::Mine => MAX_SCANNED,
+        };
+        let mut conn = self.db.acquire().await?;
+        let rows: Vec<RowTuple> = Sql::new(sql)
+            .bind(since)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut conn)
+            .await?;
+        let mut out = Vec::new();
+        for t in rows {
+            let row = Row::from_tuple(t).map_err(BgError::Internal)?;
+            let key = self.keys.get(&row.key_id).map_err(anyhow::Error::from)?;
+            let me = audit::person(key, row.group, viewer);
+            let listed = match view {
+                ListView::Waiting => row.view(&self.keys, Some(&me), now)?,
+                ListView::Mine if row.requester == me => row.view(&self.keys, None, now)?,
+                ListView::Mine => continue,
+            };
+            out.push(listed);
+            if out.len() == MAX_LISTED {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn decline(
+        &self,
+        context: &Context,
+        id: Uuid,
+        officer: &Subject,
+        is_officer: bool,
+        reason: Option<&str>,
+    ) -> Result<RequestView, BgError> {
+        let (this, context, officer, reason) = (
+            self.clone(),
+            context.clone(),
+            officer.clone(),
+            reason.map(str::to_string),
+        );
+        db::run_to_end(async move {
+            let (context, officer) = (&context, &officer);
+            let now = now_ms();
+            let (mut tx, mut row) = this.begin_with(id).await?;
+            let officer_p = audit::person(this.keys.active(), row.group, officer);
+            if let Err(e) = decide_decline(&row, &officer_p, is_officer, now) {
+                return refuse(tx, context, &row, &officer_p, e).await;
+            }
+            let key = this.keys.get(&row.key_id).map_err(anyhow::Error::from)?;
+            let sealed = reason
+                .as_deref()
+                .map(|r| key.seal_break_glass(id, "decline", r.trim().as_bytes()));
+            Sql::new(DECLINED)
+                .bind(sealed.clone())
+                .bind(now)
+                .bind(id.to_string())
+                .execute(&mut tx)
+                .await?;
+            row.state = "declined".into();
+            row.sealed_decline = sealed;
+            let event = NewEvent::new("break-glass.declined", Some(row.group))
+                .about(row.subject())
+                .by(Some(officer_p));
+            tx.append(context, &[event]).await?;
+            tx.commit().await?;
+            row.view(&this.keys, None, now)
         })
         .await
     }
@@ -459,7 +678,8 @@ impl Requests for SqlRequests {
             }
             tx.append(context, &events).await?;
             tx.commit().await?;
-            row.view(&this.keys)
+            let me = row.approver2.clone().or(row.approver1.clone());
+            row.view(&this.keys, me.as_deref(), now)
         })
         .await
     }
@@ -549,6 +769,9 @@ mod tests {
             state: state.into(),
             expires_ms: 1_000,
             grant_expires_ms: (state != "pending").then_some(2_000),
+            created_ms: 0,
+            sealed_requester: None,
+            sealed_decline: None,
         }
     }
 
@@ -613,5 +836,38 @@ mod tests {
             decide_redeem(&used, "auditor", true, 1_500),
             Err(BgError::GrantUsed)
         ));
+        let declined = row("declined", None);
+        assert!(matches!(
+            decide_redeem(&declined, "auditor", true, 10),
+            Err(BgError::Declined)
+        ));
+    }
+
+    #[test]
+    fn one_officer_other_than_the_requester_declines_a_waiting_request() {
+        let r = row("pending", Some("o1"));
+        assert!(
+            decide_decline(&r, "o1", true, 10).is_ok(),
+            "even one who approved"
+        );
+        assert!(decide_decline(&r, "o2", true, 10).is_ok());
+        assert!(matches!(
+            decide_decline(&r, "auditor", true, 10),
+            Err(BgError::RequesterCannotApprove)
+        ));
+        assert!(matches!(
+            decide_decline(&r, "o2", false, 10),
+            Err(BgError::WrongRole(_))
+        ));
+        assert!(matches!(
+            decide_decline(&r, "o2", true, 1_001),
+            Err(BgError::RequestExpired)
+        ));
+        for done in ["approved", "redeemed", "declined"] {
+            assert!(matches!(
+                decide_decline(&row(done, Some("o1")), "o2", true, 10),
+                Err(BgError::NotPending)
+            ));
+        }
     }
 }
