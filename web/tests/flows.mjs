@@ -663,6 +663,101 @@ test('forget me takes a person out of every group in one confirmed step and sign
   assert((await bob.getByRole('link', { name: 'Parents at Work' }).count()) === 0, 'out of the group he was in');
 });
 
+test('role screens: an auditor files break-glass requests, two officers approve one and one declines the other, the auditor sees the answer once', async (ctx) => {
+  // Each screen is only for its role: bob has none of them in his menu and is told so.
+  const bob = await as(ctx, 'bob');
+  const menu = bob.getByRole('navigation', { name: 'Main' });
+  for (const name of ['Break-glass requests', 'Break-glass access', 'Labels']) {
+    assert(!(await menu.getByRole('link', { name }).isVisible()), `bob's menu has no ${name}`);
+  }
+  await bob.goto(`${BASE}/#/breakglass`);
+  await bob.getByText('This screen is for people with the privacy-officer role').waitFor();
+
+  const audrey = await as(ctx, 'audrey');
+  await nav(audrey, 'Break-glass access', 'Break-glass access');
+  await audrey.getByText('You have filed no request in the last 90 days.').waitFor();
+  const file = async (scope, justification) => {
+    await audrey.getByLabel('Group', { exact: true }).fill('Parents');
+    await audrey.getByRole('button', { name: 'Find' }).click();
+    await audrey.locator('select[name=group] option', { hasText: 'Parents at Work' }).waitFor({ state: 'attached' });
+    await audrey.locator('select[name=group]').selectOption({ label: 'Parents at Work (General)' });
+    await audrey.locator(`input[name=scope][value="${scope}"]`).check();
+    if (scope === 'member-check') await audrey.getByLabel('The person’s e-mail address').fill('wendy@corp.example');
+    await audrey.getByLabel('Justification').fill(justification);
+  };
+  await file('member-check', 'Court order 2026-CV-0417: witness tampering investigation');
+  await audrey.getByText('age-keygen -o key.txt').waitFor();
+  await shot(audrey, '19-auditor-files-request');
+  await audrey.getByRole('button', { name: 'File the request' }).click();
+  await audrey.getByText('Your request is filed.').waitFor();
+  await file('full-list', 'Regulator request 88-B for the whole list');
+  await audrey.getByRole('button', { name: 'File the request' }).click();
+  await audrey.locator('li.request', { hasText: 'The whole member list' }).waitFor();
+  assert((await audrey.locator('li.request').count()) === 2, 'both requests are listed');
+
+  const pat = await as(ctx, 'pat');
+  await nav(pat, 'Break-glass requests', 'Break-glass requests');
+  const check = pat.locator('li.request', { hasText: 'Is one person a member?' });
+  const full = pat.locator('li.request', { hasText: 'The whole member list' });
+  await check.getByText('wendy@corp.example').waitFor();
+  await check.getByText('audrey@corp.example').waitFor();
+  await check.getByText('Court order 2026-CV-0417').waitFor();
+  assert(!(await full.innerText()).includes('Person asked about'), 'a full-list request names nobody');
+  await shot(pat, '20-officer-waiting-requests');
+  await check.getByRole('button', { name: 'Approve' }).click();
+  await pat.getByText('A second privacy officer must approve').waitFor();
+  assert(await pat.locator('li.request', { hasText: 'Is one person a member?' }).getByRole('button', { name: 'You approved this' }).isDisabled(), 'the same officer cannot approve twice');
+
+  const quinn = await as(ctx, 'quinn');
+  await nav(quinn, 'Break-glass requests', 'Break-glass requests');
+  await quinn.locator('li.request', { hasText: 'Is one person a member?' }).getByRole('button', { name: 'Approve' }).click();
+  await quinn.getByText('That was the second approval').waitFor();
+  const fullQ = quinn.locator('li.request', { hasText: 'The whole member list' });
+  await fullQ.getByRole('button', { name: 'Decline…' }).click();
+  await fullQ.getByLabel('Reason for the auditor (optional)').fill('No court order is attached; file again with it.');
+  await shot(quinn, '21-officer-declines');
+  await fullQ.getByRole('button', { name: 'Decline the request' }).click();
+  await quinn.getByText('You declined the request').waitFor();
+  await quinn.getByText('No request is waiting for your approval.').waitFor();
+
+  await audrey.bringToFront();
+  await audrey.reload();
+  await audrey.getByRole('heading', { level: 1, name: 'Break-glass access' }).waitFor();
+  const declined = audrey.locator('li.request', { hasText: 'The whole member list' });
+  await declined.getByText('Declined by a privacy officer').waitFor();
+  await declined.getByText('No court order is attached').waitFor();
+  const approved = audrey.locator('li.request', { hasText: 'Is one person a member?' });
+  await approved.getByRole('button', { name: 'See the answer (once)' }).click();
+  await approved.getByText('No: wendy@corp.example is not a member.').waitFor();
+  await approved.getByText('This answer is shown once.').waitFor();
+  await shot(audrey, '22-auditor-sees-answer-once');
+  await audrey.reload();
+  await audrey.locator('li.request', { hasText: 'Is one person a member?' }).getByText('Answered (the grant is used)').waitFor();
+});
+
+test('role screens: a label-admin proposes loosening a label in use, cannot approve it alone, and a second label-admin rejects it', async (ctx) => {
+  const lena = await as(ctx, 'lena');
+  await nav(lena, 'Labels', 'Sensitivity labels');
+  await lena.getByText('No change is waiting.').waitFor();
+  await shot(lena, '23-label-admin-labels');
+  const general = lena.locator('li[data-label="General"]');
+  await general.getByRole('button', { name: 'Change' }).click();
+  await general.getByLabel('AI agents may join').check();
+  await general.getByRole('button', { name: 'Save the change' }).click();
+  await lena.getByText('so it waits for a second label-admin').waitFor();
+  const change = lena.locator('li[data-change]');
+  await change.getByText('AI agents may join: no → yes').waitFor();
+  assert(await change.getByRole('button', { name: 'Approve' }).isDisabled(), 'the proposer cannot approve');
+  await shot(lena, '24-label-change-waiting');
+
+  const leo = await as(ctx, 'leo');
+  await nav(leo, 'Labels', 'Sensitivity labels');
+  await leo.locator('li[data-change]').getByRole('button', { name: 'Reject' }).click();
+  await leo.getByText('The change to General is dropped').waitFor();
+  await leo.getByText('No change is waiting.').waitFor();
+  assert((await leo.locator('li[data-label="General"]').innerText()).includes('No AI agents.'), 'General is as it was');
+});
+
 test('INV-1: no response the app received holds a member list or names another member (and INV-4: counts are buckets, for owners)', async () => {
   await Promise.all(pendingBodies);
   const api = responses.filter((r) => /\/(control|membership|bulk)\//.test(new URL(r.url).pathname));

@@ -14,6 +14,8 @@ import { createView } from './views/create.js';
 import { manageView } from './views/manage.js';
 import { redeemView } from './views/redeem.js';
 import { jobsView, jobView } from './views/jobs.js';
+import { officerView, auditView } from './views/breakglass.js';
+import { labelAdminView } from './views/labeladmin.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -29,6 +31,9 @@ const routes = [
   { re: /^\/groups\/([0-9a-fA-F-]{36})\/manage$/, name: 'manage', view: manageView },
   { re: /^\/jobs$/, name: 'jobs', view: jobsView },
   { re: /^\/jobs\/([0-9a-fA-F-]{36})$/, name: 'jobs', view: jobView },
+  { re: /^\/breakglass$/, name: 'breakglass', view: officerView },
+  { re: /^\/audit$/, name: 'audit', view: auditView },
+  { re: /^\/labels$/, name: 'labels', view: labelAdminView },
   { re: /^\/signin$/, name: 'signin', view: signInView, open: true },
 ];
 
@@ -63,6 +68,10 @@ function showChrome(session) {
   nav.querySelector('[data-route="new"]').parentElement.hidden = u.kind !== 'member';
   // The bulk jobs screen is for operators (the services check the role on every call).
   nav.querySelector('[data-route="jobs"]').parentElement.hidden = !u.roles.includes('operator');
+  // Each role's own screen shows in the menu only with the role (the services check it too).
+  nav.querySelector('[data-route="breakglass"]').parentElement.hidden = !u.roles.includes('privacy-officer');
+  nav.querySelector('[data-route="audit"]').parentElement.hidden = !u.roles.includes('auditor');
+  nav.querySelector('[data-route="labels"]').parentElement.hidden = !u.roles.includes('label-admin');
   // Employees are the usual case; guests, agents and roles are worth a mark.
   const marks = [...(u.kind === 'member' ? [] : [u.kind]), ...u.roles.filter(Boolean)];
   who.append(

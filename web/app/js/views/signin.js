@@ -11,6 +11,11 @@ const DEV_USERS = [
   { sub: 'bob', email: 'bob@corp.example', kind: 'member', roles: [], who: 'Employee' },
   { sub: 'gina', email: 'gina@partner.example', kind: 'guest', roles: [], who: 'Guest from a partner company' },
   { sub: 'olivia', email: 'olivia@corp.example', kind: 'member', roles: ['operator'], who: 'Employee with the operator role' },
+  { sub: 'audrey', email: 'audrey@corp.example', kind: 'member', roles: ['auditor'], who: 'Auditor: files break-glass requests' },
+  { sub: 'pat', email: 'pat@corp.example', kind: 'member', roles: ['privacy-officer'], who: 'Privacy officer: approves break-glass' },
+  { sub: 'quinn', email: 'quinn@corp.example', kind: 'member', roles: ['privacy-officer'], who: 'A second privacy officer' },
+  { sub: 'lena', email: 'lena@corp.example', kind: 'member', roles: ['label-admin'], who: 'Label-admin: manages labels' },
+  { sub: 'leo', email: 'leo@corp.example', kind: 'member', roles: ['label-admin'], who: 'A second label-admin' },
 ];
 
 function returnTo() {

@@ -1,0 +1,228 @@
+// Label-admins' screen: the sensitivity labels with what each allows, a form to change one or
+// add one, and the changes waiting for a second label-admin. A change that lets more people in
+// (guests, AI agents, another way to join, a wider circle of senders) is not applied at once:
+// control-api files it, and another label-admin approves or rejects it here. A change that
+// tightens a label applies at once and ends the memberships it now bars (a count bucket only).
+
+import { h, field, note, actionButton, when, id as newId } from '../dom.js';
+import { get, post, put, del, seg, ApiError } from '../api.js';
+import { badge, labelExplained, forgetLabels, JOIN_POLICIES, SENDER_POLICIES, joinName, senderName } from '../labels.js';
+import { notYourScreen } from './breakglass.js';
+
+export const LABEL_ADMIN = 'label-admin';
+
+/**
+ * The policy fields a label-admin edits. Fields this screen does not know are kept as they are
+ * (`...base`), so a label saved here loses nothing a newer service added.
+ */
+function policyForm(base) {
+  const p = base || { guests_allowed: false, agents_allowed: false, join_policies: ['approval'], sender_policy: 'members' };
+  const box = (name, checked, text) => {
+    const cid = newId('lp');
+    const input = h('input', { type: 'checkbox', id: cid, name, checked });
+    return { input, node: h('div', { class: 'check' }, input, h('label', { for: cid }, text)) };
+  };
+  const guests = box('guests_allowed', !!p.guests_allowed, 'Guests may join');
+  const agents = box('agents_allowed', !!p.agents_allowed, 'AI agents may join');
+  const ways = JOIN_POLICIES.map((j) => ({ j, ...box(`join-${j}`, (p.join_policies || []).includes(j), joinName(j)) }));
+  const sender = h('select', { name: 'sender_policy' },
+    SENDER_POLICIES.map((s) => h('option', { value: s, selected: s === p.sender_policy }, senderName(s))));
+  return {
+    nodes: [
+      h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, 'Who may be a member'), guests.node, agents.node),
+      h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, 'Ways to join its groups may use'), ways.map((w) => w.node)),
+      field({ label: 'The widest circle that may mail its groups', control: sender }),
+    ],
+    value: () => ({
+      ...p,
+      guests_allowed: guests.input.checked,
+      agents_allowed: agents.input.checked,
+      join_policies: ways.filter((w) => w.input.checked).map((w) => w.j),
+      sender_policy: sender.value,
+    }),
+  };
+}
+
+function editForm(label, ctx, close) {
+  const out = h('div');
+  const description = h('textarea', { name: 'description', rows: 2, maxlength: 2000 }, label.description);
+  const policy = policyForm(label.policy);
+  const save = h('button', { type: 'submit', class: 'primary' }, 'Save the change');
+  return h(
+    'form',
+    {
+      class: 'stack edit-label',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        out.replaceChildren();
+        const body = { description: description.value.trim(), policy: policy.value() };
+        if (!body.policy.join_policies.length) {
+          out.replaceChildren(note('error', 'Allow at least one way to join.'));
+          return;
+        }
+        save.disabled = true;
+        try {
+          const { status, data } = await put(`/control/v1/labels/${seg(label.name)}`, body);
+          forgetLabels();
+          ctx.flash('ok', status === 202
+            ? `The change lets more people into ${label.name}'s groups, so it waits for a second label-admin's approval. Nothing has changed yet.`
+            : `${label.name} is saved. Memberships the change ended: ${data.memberships_ended}.`);
+          ctx.go('#/labels');
+        } catch (e) {
+          out.replaceChildren(note('error', e.message));
+          save.disabled = false;
+        }
+      },
+    },
+    field({ label: 'Description', control: description, hint: 'What people choosing a label read.' }),
+    policy.nodes,
+    note('info', 'Tightening a label applies at once and ends the memberships it now bars (for example every guest, when guests are no longer allowed). Loosening it waits for a second label-admin.'),
+    out,
+    h('div', { class: 'actions' }, save, h('button', { type: 'button', onclick: close }, 'Cancel')),
+  );
+}
+
+function labelCard(label, ctx) {
+  const slot = h('div');
+  const out = h('div');
+  const edit = h('button', {
+    type: 'button',
+    onclick: () => {
+      edit.hidden = true;
+      slot.replaceChildren(editForm(label, ctx, () => {
+        slot.replaceChildren();
+        edit.hidden = false;
+      }));
+    },
+  }, 'Change');
+  const remove = actionButton('Delete', async () => {
+    if (!window.confirm(`Delete the label ${label.name}? Only a label no group uses can be deleted.`)) return;
+    try {
+      await del(`/control/v1/labels/${seg(label.name)}`);
+      forgetLabels();
+      ctx.flash('ok', `${label.name} is deleted.`);
+      ctx.go('#/labels');
+    } catch (e) {
+      out.replaceChildren(note('error', e.message));
+    }
+  }, { class: 'danger' });
+  return h(
+    'li',
+    { class: 'panel', 'data-label': label.name },
+    labelExplained(label),
+    h('div', { class: 'actions' }, edit, remove),
+    out,
+    slot,
+  );
+}
+
+/** What a pending change does, rule by rule: before → after. */
+function diff(before, after) {
+  const lines = [];
+  const yn = (v) => (v ? 'yes' : 'no');
+  if (before.guests_allowed !== after.guests_allowed) lines.push(`Guests may join: ${yn(before.guests_allowed)} → ${yn(after.guests_allowed)}`);
+  if (before.agents_allowed !== after.agents_allowed) lines.push(`AI agents may join: ${yn(before.agents_allowed)} → ${yn(after.agents_allowed)}`);
+  const ways = (p) => (p.join_policies || []).map(joinName).join(', ') || 'none';
+  if (ways(before) !== ways(after)) lines.push(`Ways to join: ${ways(before)} → ${ways(after)}`);
+  if (before.sender_policy !== after.sender_policy) lines.push(`Who may mail: ${senderName(before.sender_policy)} → ${senderName(after.sender_policy)}`);
+  return lines.length ? lines : ['The description only'];
+}
+
+function changeCard(c, ctx) {
+  const out = h('div');
+  const mine = c.proposed_by === ctx.user.sub;
+  const decide = (verb) => actionButton(verb === 'approve' ? 'Approve' : 'Reject', async () => {
+    try {
+      await post(`/control/v1/label-changes/${seg(c.id)}/${verb}`);
+      forgetLabels();
+      ctx.flash('ok', verb === 'approve' ? `The change to ${c.label} is applied.` : `The change to ${c.label} is dropped; the label is as it was.`);
+      ctx.go('#/labels');
+    } catch (e) {
+      out.replaceChildren(note('error', e.message));
+    }
+  }, { class: verb === 'approve' ? 'primary' : 'danger', disabled: verb === 'approve' && mine });
+  return h(
+    'li',
+    { class: 'panel', 'data-change': c.id },
+    h('h3', null, badge(c.label), ' ', `proposed ${when(c.proposed_at)}`),
+    h('ul', { class: 'rules' }, diff(c.before, c.policy).map((t) => h('li', null, t))),
+    mine ? note('info', 'You proposed this change: another label-admin must approve it. You may still reject it.') : null,
+    h('div', { class: 'actions' }, decide('approve'), decide('reject')),
+    out,
+  );
+}
+
+function newLabelForm(ctx) {
+  const out = h('div');
+  const name = h('input', { name: 'name', required: true, maxlength: 64, autocomplete: 'off' });
+  const description = h('textarea', { name: 'description', rows: 2, maxlength: 2000 });
+  const policy = policyForm(null);
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Add the label');
+  return h(
+    'details',
+    { class: 'panel' },
+    h('summary', null, 'Add a label'),
+    h('form', {
+      class: 'stack',
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        out.replaceChildren();
+        const body = { name: name.value.trim(), description: description.value.trim(), policy: policy.value() };
+        if (!body.name) {
+          out.replaceChildren(note('error', 'Give the label a name.'));
+          name.focus();
+          return;
+        }
+        submit.disabled = true;
+        try {
+          await post('/control/v1/labels', body);
+          forgetLabels();
+          ctx.flash('ok', `${body.name} is added. Owners can choose it for new groups now.`);
+          ctx.go('#/labels');
+        } catch (e) {
+          out.replaceChildren(note('error', e.message));
+          submit.disabled = false;
+        }
+      },
+    },
+    field({ label: 'Name', control: name, hint: 'Letters, digits, spaces, - and _, at most 64.' }),
+    field({ label: 'Description', control: description }),
+    policy.nodes,
+    out,
+    h('div', { class: 'actions' }, submit)),
+  );
+}
+
+export async function labelAdminView(ctx) {
+  const title = 'Sensitivity labels';
+  if (!ctx.user.roles.includes(LABEL_ADMIN)) return notYourScreen(title, LABEL_ADMIN);
+  let labels = [];
+  let changes = [];
+  let error = null;
+  try {
+    [labels, changes] = await Promise.all([
+      get('/control/v1/labels').then((r) => r.data || []),
+      get('/control/v1/label-changes').then((r) => r.data || []),
+    ]);
+  } catch (e) {
+    if (!(e instanceof ApiError)) throw e;
+    error = note('error', e.message);
+  }
+  return {
+    title,
+    node: h(
+      'section',
+      null,
+      h('h1', null, title),
+      h('p', { class: 'lead' }, 'Labels decide who may be in a group (guests? AI agents?), how people may join and who may mail it. Every way into a group checks its label, so a label prevents rather than detects.'),
+      error,
+      h('h2', null, 'Waiting for a second label-admin'),
+      changes.length
+        ? h('ul', { class: 'plain' }, changes.map((c) => changeCard(c, ctx)))
+        : h('p', { class: 'empty' }, 'No change is waiting.'),
+      h('h2', null, 'Labels'),
+      h('ul', { class: 'plain' }, labels.map((l) => labelCard(l, ctx))),
+      newLabelForm(ctx),
+    ),
+  };
+}
