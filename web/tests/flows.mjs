@@ -96,8 +96,8 @@ function watch(page, user) {
   page.on('pageerror', (err) => consoleProblems.push(`${user}: ${err.message}`));
 }
 
-async function nav(page, name, heading) {
-  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name }).click();
+async function nav(page, name, heading, menu = 'Main') {
+  await page.getByRole('navigation', { name: menu }).getByRole('link', { name }).click();
   await page.getByRole('heading', { level: 1, name: heading }).waitFor();
 }
 
@@ -750,7 +750,7 @@ test('in German: a de-DE browser gets the app in German, at 360px, and the switc
     await shot(page, '22-de-group-page');
 
     // New group: the label picker and its policy wording.
-    await nav(page, 'Neue Gruppe', 'Gruppe erstellen');
+    await nav(page, 'Neue Gruppe', 'Gruppe erstellen', 'Hauptnavigation');
     await page.getByRole('group', { name: 'Vertraulichkeitsbezeichnung' }).waitFor();
     await page.getByRole('group', { name: 'Wie man beitritt' }).waitFor();
     await page.getByRole('group', { name: 'Wer der Gruppe schreiben darf' }).waitFor();
@@ -762,7 +762,7 @@ test('in German: a de-DE browser gets the app in German, at 360px, and the switc
     await shot(page, '23-de-new-group');
 
     // My groups: olivia joined Witness Support by its claim rule.
-    await nav(page, 'Meine Gruppen', 'Meine Gruppen');
+    await nav(page, 'Meine Gruppen', 'Meine Gruppen', 'Hauptnavigation');
     await page.getByRole('button', { name: 'Witness Support verlassen' }).waitFor();
     await page.getByText('Nur Sie sehen diese Liste.').waitFor();
     assert((await text(page)).includes('Gruppenadresse:'), 'the card in German');
@@ -787,7 +787,7 @@ test('in German: a de-DE browser gets the app in German, at 360px, and the switc
     await shot(page, '26-de-switched-back');
 
     // Dates and numbers in German: the bulk job history (the job from the operator's test).
-    await nav(page, 'Massenaufträge', 'Massenaufträge');
+    await nav(page, 'Massenaufträge', 'Massenaufträge', 'Hauptnavigation');
     await page.getByRole('cell', { name: 'Abgeschlossen' }).first().waitFor();
     const jobs = await text(page);
     assert(/\d{2}\.\d{2}\.\d{4}, \d{2}:\d{2}/.test(jobs), `German dates (dd.mm.yyyy, hh:mm): ${jobs}`);
