@@ -749,6 +749,18 @@ test('in German: a de-DE browser gets the app in German, at 360px, and the switc
     await fitsNarrow(page, 'group page');
     await shot(page, '22-de-group-page');
 
+    // Problems: one the app knows in its own German words; any other as the service's English
+    // detail, said to be that.
+    await nav(page, 'Einladung einlösen', 'Einladung einlösen', 'Hauptnavigation');
+    await page.getByLabel('Einladungscode').fill('no-such-code');
+    await page.getByRole('button', { name: 'Mit diesem Code beitreten' }).click();
+    await page.getByText('Dieser Einladungscode kann nicht verwendet werden.').waitFor();
+    await fitsNarrow(page, 'redeem refused');
+    await shot(page, '22b-de-redeem-refused');
+    await page.goto(`${BASE}/#/discover?q=${'x'.repeat(201)}`);
+    await page.getByText('Der Dienst hat die Anfrage abgelehnt. Seine Begründung (auf Englisch): „Q: must be at most 200 characters.“').waitFor();
+    await fitsNarrow(page, 'server problem');
+
     // New group: the label picker and its policy wording.
     await nav(page, 'Neue Gruppe', 'Gruppe erstellen', 'Hauptnavigation');
     await page.getByRole('group', { name: 'Vertraulichkeitsbezeichnung' }).waitFor();
