@@ -702,7 +702,12 @@ async function fitsNarrow(page, where) {
   assert(o.wide.length === 0, `${where}: button labels overflow their buttons: ${o.wide.join(' | ')}`);
 }
 
-test('in German: a de-DE browser gets the app in German, at 360px, and the switcher changes language and back', async () => {
+test('in German: a de-DE browser gets the app in German, at 360px, and the switcher changes language and back', async (ctx) => {
+  // The other flows' browser says en-US: English, negotiated, nothing stored.
+  const english = await as(ctx, 'alice');
+  const en = await english.evaluate(() => ({ lang: document.documentElement.lang, stored: localStorage.getItem('hush.locale') }));
+  assert(en.lang === 'en' && en.stored === null, `the English flows run in English: ${JSON.stringify(en)}`);
+
   const profile = mkdtempSync(join(tmpdir(), 'hush-chromium-de-'));
   const de = await launch(profile, { locale: 'de-DE', viewport: { width: 360, height: 780 } });
   try {
@@ -772,6 +777,23 @@ test('in German: a de-DE browser gets the app in German, at 360px, and the switc
     await page.getByText('(Highly Confidential erlaubt das nicht.)').first().waitFor();
     await fitsNarrow(page, 'new group');
     await shot(page, '23-de-new-group');
+
+    // Creating one leads to its manage page: the count bucket in words, an invite code's
+    // validity as a German date.
+    await page.locator('input[name=label][value="General"]').check();
+    await page.getByLabel('Name', { exact: true }).fill('Leseratten');
+    await page.locator('input[name=join_policy][value="invite"]').check();
+    await page.getByRole('button', { name: 'Gruppe erstellen' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Leseratten verwalten' }).waitFor();
+    await page.getByText('Leseratten wurde erstellt; Sie sind der Besitzer.').waitFor();
+    await page.locator('.bucket-value').waitFor();
+    assert((await text(page)).includes('Mitglieder (weniger als 10)'), `the bucket in German: ${await text(page)}`);
+    await page.getByRole('button', { name: 'Einladungscode erstellen' }).click();
+    await page.getByText('Kopieren Sie ihn jetzt: Er wird nur einmal angezeigt.').waitFor();
+    await page.getByText(/^Gilt für \d+ (Verwendung|Verwendungen), bis \d{2}\.\d{2}\.\d{4}, \d{2}:\d{2}\.$/).waitFor();
+    await page.getByRole('cell', { name: 'Aktiv', exact: true }).waitFor();
+    await fitsNarrow(page, 'manage');
+    await shot(page, '23b-de-manage');
 
     // My groups: olivia joined Witness Support by its claim rule.
     await nav(page, 'Meine Gruppen', 'Meine Gruppen', 'Hauptnavigation');
