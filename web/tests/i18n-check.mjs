@@ -1,10 +1,11 @@
-// Checks the web app's message catalogs without a browser (run.sh runs it before the flows;
-// `node web/tests/i18n-check.mjs` runs it alone, in well under a second):
+// Checks the web app's message catalogs without a browser (flows.mjs runs it as its first test;
+// `node web/tests/i18n-check.mjs` runs it alone, in about a second):
 //
 // - every catalog has exactly the English catalog's keys, each message the same {placeholders}
-//   and, for plural messages, at least the `other` form (plus every form its language uses);
+//   and, for plural messages, exactly the forms its language's Intl.PluralRules uses;
 // - every key the code names (t('…') anywhere under web/app/js, data-i18n… in index.html)
 //   exists, and every catalog key is used somewhere;
+// - i18n.js negotiates, interpolates, picks plural forms, formats and switches as it says;
 // - no script under web/app/js has a bare English literal left: a string with a capitalised
 //   word or three words in a row is a finding, unless its line says `i18n-ok` (for text that is
 //   not shown, or is a language's own name).
@@ -171,6 +172,42 @@ for (const m of html.matchAll(/data-i18n(?:-aria-label)?="([^"]+)"/g)) {
 }
 for (const key of Object.keys(en)) {
   if (!used.has(key)) find(`en: key ${key} is used nowhere; remove it`);
+}
+
+// ------------------------------------------------------------------------------------------
+// The machinery (i18n.js), in Node with a browser that prefers Swiss German then English.
+
+{
+  const stored = new Map();
+  globalThis.navigator = { languages: ['de-CH', 'en-US'], language: 'de-CH' };
+  globalThis.localStorage = { getItem: (k) => stored.get(k) ?? null, setItem: (k, v) => stored.set(k, String(v)) };
+  globalThis.document = { documentElement: { lang: 'en' } };
+  const i18n = await import(pathToFileURL(join(APP, 'js', 'i18n.js')));
+  const expect = (what, got, want) => {
+    if (got !== want) find(`i18n.js: ${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+  };
+  expect('negotiated from de-CH, en-US', i18n.locale(), 'de');
+  expect('nothing stored by negotiating', stored.size, 0);
+  expect('negotiate fr-FR, de-AT', i18n.negotiate(['fr-FR', 'de-AT']), 'de');
+  expect('negotiate fr-FR alone', i18n.negotiate(['fr-FR']), 'en');
+  expect('negotiate nothing', i18n.negotiate([]), 'en');
+  expect('one, in German', i18n.t('discover.count', { count: 1 }), '1 Gruppe');
+  const swiss = new Intl.NumberFormat('de-CH');
+  expect('other, numbers formatted', i18n.t('discover.count', { count: 1000 }), `${swiss.format(1000)} Gruppen`);
+  expect('placeholders', i18n.t('group.left', { name: 'Book Circle' }), 'Sie haben Book Circle verlassen.');
+  expect('an unknown key shows itself', i18n.t('no.such.key'), 'no.such.key');
+  expect('a German date', i18n.formatDate('2026-12-06T12:30:00Z').startsWith('06.12.2026'), true);
+  expect('a Swiss German number (the browser\'s own tag)', i18n.formatNumber(1234.5), swiss.format(1234.5));
+  expect('not the German of Germany', swiss.format(1234.5) !== new Intl.NumberFormat('de-DE').format(1234.5), true);
+  let heard = null;
+  i18n.onLocaleChange((l) => { heard = l; });
+  i18n.setLocale('xx');
+  expect('an unknown language is ignored', i18n.locale(), 'de');
+  i18n.setLocale('en');
+  expect('switched', [i18n.locale(), heard, document.documentElement.lang, stored.get('hush.locale')].join(), 'en,en,en,en');
+  expect('one, in English', i18n.t('discover.count', { count: 1 }), '1 group');
+  expect('other, in English', i18n.t('discover.count', { count: 2 }), '2 groups');
+  expect('an English date (en-US, the browser\'s own tag)', i18n.formatDate('2026-12-06T12:30:00Z').startsWith('Dec 6, 2026'), true);
 }
 
 for (const f of findings) console.log(f);
