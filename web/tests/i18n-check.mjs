@@ -199,12 +199,24 @@ for (const key of Object.keys(en)) {
   expect('a German date', i18n.formatDate('2026-12-06T12:30:00Z').startsWith('06.12.2026'), true);
   expect('a Swiss German number (the browser\'s own tag)', i18n.formatNumber(1234.5), swiss.format(1234.5));
   expect('not the German of Germany', swiss.format(1234.5) !== new Intl.NumberFormat('de-DE').format(1234.5), true);
+  // Problem details: the app's words for what it knows, the service's English detail inside.
+  const { ApiError } = await import(pathToFileURL(join(APP, 'js', 'api.js')));
+  const notOwner = { type: 'urn:hush:problem:not-owner', detail: 'only the group’s owners may do this' };
+  const invalid = { type: 'urn:hush:problem:invalid-input', detail: 'q: must be at most 200 characters' };
+  const limited = { type: 'urn:hush:problem:rate-limited', detail: 'slow down' };
+  expect('not-owner, in German', new ApiError(403, notOwner).message,
+    'Das dürfen nur die Besitzer der Gruppe. Die Begründung des Dienstes (auf Englisch): „Only the group’s owners may do this.“');
+  expect('another problem, in German', new ApiError(422, invalid).message,
+    'Der Dienst hat die Anfrage abgelehnt. Seine Begründung (auf Englisch): „Q: must be at most 200 characters.“');
+  expect('rate-limited, in German', new ApiError(429, limited, '1').message, 'Zu viele Versuche. Versuchen Sie es in 1 Sekunde erneut.');
   let heard = null;
   i18n.onLocaleChange((l) => { heard = l; });
   i18n.setLocale('xx');
   expect('an unknown language is ignored', i18n.locale(), 'de');
   i18n.setLocale('en');
   expect('switched', [i18n.locale(), heard, document.documentElement.lang, stored.get('hush.locale')].join(), 'en,en,en,en');
+  expect('not-owner, in English: the service\'s sentence', new ApiError(403, notOwner).message, 'Only the group’s owners may do this.');
+  expect('rate-limited, in English', new ApiError(429, limited, '30').message, 'Too many attempts. Try again in 30 seconds.');
   expect('one, in English', i18n.t('discover.count', { count: 1 }), '1 group');
   expect('other, in English', i18n.t('discover.count', { count: 2 }), '2 groups');
   expect('an English date (en-US, the browser\'s own tag)', i18n.formatDate('2026-12-06T12:30:00Z').startsWith('Dec 6, 2026'), true);

@@ -46,6 +46,16 @@ function explain(status, problem, retryAfter) {
     }
     case 'unauthorized':
       return t('app.expired');
+    // Refusals whose kind the app can name; the service's detail says what exactly.
+    case 'not-owner':
+      if (detail) return t('problem.not_owner', { detail: sentence(detail) });
+      break;
+    case 'forbidden':
+      if (detail) return t('problem.forbidden', { detail: sentence(detail) });
+      break;
+    case 'payload-too-large':
+      if (detail) return t('problem.too_large', { detail: sentence(detail) });
+      break;
     default:
       break;
   }

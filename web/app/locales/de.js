@@ -49,6 +49,9 @@ export default {
   'problem.unavailable': 'Ein Hush-Dienst antwortet nicht. Versuchen Sie es gleich noch einmal.',
   'problem.internal': 'Bei uns ist etwas schiefgegangen. Versuchen Sie es erneut; wenn es wieder passiert, wenden Sie sich an Ihre IT.',
   'problem.server_said': 'Der Dienst hat die Anfrage abgelehnt. Seine Begründung (auf Englisch): „{detail}“',
+  'problem.not_owner': 'Das dürfen nur die Besitzer der Gruppe. Die Begründung des Dienstes (auf Englisch): „{detail}“',
+  'problem.forbidden': 'Dazu sind Sie nicht berechtigt. Die Begründung des Dienstes (auf Englisch): „{detail}“',
+  'problem.too_large': 'Die Anfrage ist größer, als der Dienst annimmt. Die Begründung des Dienstes (auf Englisch): „{detail}“',
   'problem.failed': 'Die Anfrage ist fehlgeschlagen ({status}).',
 
   // Anmelden (auth.js, views/signin.js)

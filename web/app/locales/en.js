@@ -49,6 +49,9 @@ export default {
   'problem.unavailable': 'A Hush service is not answering. Try again in a moment.',
   'problem.internal': 'Something went wrong on our side. Try again; if it keeps happening, tell your IT team.',
   'problem.server_said': '{detail}',
+  'problem.not_owner': '{detail}',
+  'problem.forbidden': '{detail}',
+  'problem.too_large': '{detail}',
   'problem.failed': 'The request failed ({status}).',
 
   // Signing in (auth.js, views/signin.js)
