@@ -11,7 +11,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const BASE = process.env.HUSH_WEB_URL;
 const SHOTS = process.env.HUSH_SCREENSHOTS || 'screenshots';
@@ -63,6 +64,18 @@ async function as(context, user) {
     return page;
   }
   const page = await context.newPage();
+  watch(page, user);
+  pages.set(user, page);
+  await page.goto(`${BASE}/`);
+  await page.getByRole('heading', { level: 1, name: 'Sign in to Hush' }).waitFor();
+  if (user === 'alice') await shot(page, '01-sign-in');
+  await page.getByRole('button', { name: `Sign in as ${user}` }).click();
+  await page.getByRole('heading', { level: 1, name: 'Discover groups' }).waitFor();
+  return page;
+}
+
+/** Records every response `page` receives (for the INV-1 test) and every console error. */
+function watch(page, user) {
   page.setDefaultTimeout(TIMEOUT);
   page.on('response', (res) => {
     const p = (async () => {
@@ -81,17 +94,10 @@ async function as(context, user) {
     }
   });
   page.on('pageerror', (err) => consoleProblems.push(`${user}: ${err.message}`));
-  pages.set(user, page);
-  await page.goto(`${BASE}/`);
-  await page.getByRole('heading', { level: 1, name: 'Sign in to Hush' }).waitFor();
-  if (user === 'alice') await shot(page, '01-sign-in');
-  await page.getByRole('button', { name: `Sign in as ${user}` }).click();
-  await page.getByRole('heading', { level: 1, name: 'Discover groups' }).waitFor();
-  return page;
 }
 
-async function nav(page, name, heading) {
-  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name }).click();
+async function nav(page, name, heading, menu = 'Main') {
+  await page.getByRole('navigation', { name: menu }).getByRole('link', { name }).click();
   await page.getByRole('heading', { level: 1, name: heading }).waitFor();
 }
 
@@ -119,6 +125,18 @@ async function text(page) {
 // The flows
 
 const state = {};
+
+test('both catalogs (en, de) have the same keys and placeholders, and no script shows bare English', async () => {
+  // i18n-check.mjs reads the sources, not the browser: see its header for what it checks.
+  const check = join(dirname(fileURLToPath(import.meta.url)), 'i18n-check.mjs');
+  let out;
+  try {
+    out = execFileSync(process.execPath, [check], { encoding: 'utf8' });
+  } catch (e) {
+    throw new Error(`i18n-check.mjs found problems:\n${e.stdout}`);
+  }
+  assert(/ 0 findings$/m.test(out), out);
+});
 
 test('the sign-in screen offers dev users, and the app loads under a strict CSP', async (ctx) => {
   const page = await as(ctx, 'alice');
@@ -687,7 +705,7 @@ test('role screens: an auditor files break-glass requests, two officers approve 
   };
   await file('member-check', 'Court order 2026-CV-0417: witness tampering investigation');
   await audrey.getByText('age-keygen -o key.txt').waitFor();
-  await shot(audrey, '19-auditor-files-request');
+  await shot(audrey, '30-auditor-files-request');
   await audrey.getByRole('button', { name: 'File the request' }).click();
   await audrey.getByText('Your request is filed.').waitFor();
   await file('full-list', 'Regulator request 88-B for the whole list');
@@ -703,7 +721,7 @@ test('role screens: an auditor files break-glass requests, two officers approve 
   await check.getByText('audrey@corp.example').waitFor();
   await check.getByText('Court order 2026-CV-0417').waitFor();
   assert(!(await full.innerText()).includes('Person asked about'), 'a full-list request names nobody');
-  await shot(pat, '20-officer-waiting-requests');
+  await shot(pat, '31-officer-waiting-requests');
   await check.getByRole('button', { name: 'Approve' }).click();
   await pat.getByText('A second privacy officer must approve').waitFor();
   assert(await pat.locator('li.request', { hasText: 'Is one person a member?' }).getByRole('button', { name: 'You approved this' }).isDisabled(), 'the same officer cannot approve twice');
@@ -715,7 +733,7 @@ test('role screens: an auditor files break-glass requests, two officers approve 
   const fullQ = quinn.locator('li.request', { hasText: 'The whole member list' });
   await fullQ.getByRole('button', { name: 'Decline…' }).click();
   await fullQ.getByLabel('Reason for the auditor (optional)').fill('No court order is attached; file again with it.');
-  await shot(quinn, '21-officer-declines');
+  await shot(quinn, '32-officer-declines');
   await fullQ.getByRole('button', { name: 'Decline the request' }).click();
   await quinn.getByText('You declined the request').waitFor();
   await quinn.getByText('No request is waiting for your approval.').waitFor();
@@ -730,7 +748,7 @@ test('role screens: an auditor files break-glass requests, two officers approve 
   await approved.getByRole('button', { name: 'See the answer (once)' }).click();
   await approved.getByText('No: wendy@corp.example is not a member.').waitFor();
   await approved.getByText('This answer is shown once.').waitFor();
-  await shot(audrey, '22-auditor-sees-answer-once');
+  await shot(audrey, '33-auditor-sees-answer-once');
   await audrey.reload();
   await audrey.locator('li.request', { hasText: 'Is one person a member?' }).getByText('Answered (the grant is used)').waitFor();
 });
@@ -739,7 +757,7 @@ test('role screens: a label-admin proposes loosening a label in use, cannot appr
   const lena = await as(ctx, 'lena');
   await nav(lena, 'Labels', 'Sensitivity labels');
   await lena.getByText('No change is waiting.').waitFor();
-  await shot(lena, '23-label-admin-labels');
+  await shot(lena, '34-label-admin-labels');
   const general = lena.locator('li[data-label="General"]');
   await general.getByRole('button', { name: 'Change' }).click();
   await general.getByLabel('AI agents may join').check();
@@ -748,7 +766,7 @@ test('role screens: a label-admin proposes loosening a label in use, cannot appr
   const change = lena.locator('li[data-change]');
   await change.getByText('AI agents may join: no → yes').waitFor();
   assert(await change.getByRole('button', { name: 'Approve' }).isDisabled(), 'the proposer cannot approve');
-  await shot(lena, '24-label-change-waiting');
+  await shot(lena, '35-label-change-waiting');
 
   const leo = await as(ctx, 'leo');
   await nav(leo, 'Labels', 'Sensitivity labels');
@@ -756,6 +774,164 @@ test('role screens: a label-admin proposes loosening a label in use, cannot appr
   await leo.getByText('The change to General is dropped').waitFor();
   await leo.getByText('No change is waiting.').waitFor();
   assert((await leo.locator('li[data-label="General"]').innerText()).includes('No AI agents.'), 'General is as it was');
+});
+
+// ------------------------------------------------------------------------------------------
+// The second language: a browser that prefers German (de-DE), on a 360 px wide phone screen.
+
+/** No sideways scrolling, the menu inside its box, and every button's label inside the button. */
+async function fitsNarrow(page, where) {
+  const o = await page.evaluate(() => {
+    const ul = document.querySelector('nav ul');
+    const wide = [...document.querySelectorAll('button, a.button')]
+      .filter((b) => b.offsetParent && b.scrollWidth > b.clientWidth + 1)
+      .map((b) => b.textContent);
+    return {
+      page: document.documentElement.scrollWidth - window.innerWidth,
+      nav: ul && ul.offsetParent ? ul.scrollWidth - ul.clientWidth : 0,
+      wide,
+    };
+  });
+  assert(o.page <= 0, `${where}: the page scrolls sideways by ${o.page}px at 360px`);
+  assert(o.nav <= 0, `${where}: the menu overflows by ${o.nav}px at 360px`);
+  assert(o.wide.length === 0, `${where}: button labels overflow their buttons: ${o.wide.join(' | ')}`);
+}
+
+test('in German: a de-DE browser gets the app in German, at 360px, and the switcher changes language and back', async (ctx) => {
+  // The other flows' browser says en-US: English, negotiated, nothing stored.
+  const english = await as(ctx, 'alice');
+  const en = await english.evaluate(() => ({ lang: document.documentElement.lang, stored: localStorage.getItem('hush.locale') }));
+  assert(en.lang === 'en' && en.stored === null, `the English flows run in English: ${JSON.stringify(en)}`);
+
+  const profile = mkdtempSync(join(tmpdir(), 'hush-chromium-de-'));
+  const de = await launch(profile, { locale: 'de-DE', viewport: { width: 360, height: 780 } });
+  try {
+    const page = await de.newPage();
+    watch(page, 'olivia');
+    await page.goto(`${BASE}/`);
+    // Sign-in: negotiated from the browser's languages, nothing stored yet.
+    await page.getByRole('heading', { level: 1, name: 'Bei Hush anmelden' }).waitFor();
+    assert((await page.evaluate(() => document.documentElement.lang)) === 'de', '<html lang="de">');
+    assert((await page.evaluate(() => localStorage.getItem('hush.locale'))) === null, 'negotiating stores nothing');
+    assert((await page.title()) === 'Anmelden · Hush', `German title: ${await page.title()}`);
+    await page.getByText('Entwicklungsmodus: Hier kann sich jede Person als jede andere anmelden.').waitFor();
+    await fitsNarrow(page, 'sign-in');
+    await shot(page, '20-de-sign-in');
+    await page.getByRole('button', { name: 'Als olivia anmelden' }).click();
+
+    // Discover, with the label legend open.
+    await page.getByRole('heading', { level: 1, name: 'Gruppen entdecken' }).waitFor();
+    const menu = page.getByRole('navigation', { name: 'Hauptnavigation' });
+    for (const item of ['Entdecken', 'Meine Gruppen', 'Neue Gruppe', 'Einladung einlösen', 'Massenaufträge']) {
+      assert(await menu.getByRole('link', { name: item }).isVisible(), `menu item ${item}`);
+    }
+    await page.getByRole('button', { name: 'Abmelden' }).waitFor();
+    await page.getByLabel('Gruppen suchen').fill('parents');
+    await page.getByRole('button', { name: 'Suchen' }).click();
+    await page.getByText(/^\d+ Gruppen? (passt|passen) zu „parents“$/).waitFor();
+    await page.getByText('Was die Bezeichnungen bedeuten').click();
+    const discover = await text(page);
+    assert(discover.includes('Beitritt:') && discover.includes('Offen'), `the card in German: ${discover}`);
+    assert(discover.includes('Gäste dürfen beitreten.') && discover.includes('Beitrittswege: Offen, Auf Anfrage und Nur mit Einladung.'),
+      `the label rules in German: ${discover}`);
+    await fitsNarrow(page, 'discover');
+    await shot(page, '21-de-discover');
+
+    // A group's page.
+    await page.getByRole('link', { name: 'Parents at Work' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Parents at Work' }).waitFor();
+    await page.getByText('Sie sind kein Mitglied dieser Gruppe.').waitFor();
+    await page.getByRole('button', { name: 'Gruppe beitreten' }).waitFor();
+    const group = await text(page);
+    for (const words of ['Ihre Mitgliedschaft', 'Über diese Gruppe', 'Bezeichnung', 'Wer E-Mails senden darf', 'Gruppenadresse', 'Alle im Unternehmen dürfen der Gruppe schreiben.']) {
+      assert(group.includes(words), `the group page says ${words}: ${group}`);
+    }
+    await fitsNarrow(page, 'group page');
+    await shot(page, '22-de-group-page');
+
+    // Problems: one the app knows in its own German words; any other as the service's English
+    // detail, said to be that.
+    await nav(page, 'Einladung einlösen', 'Einladung einlösen', 'Hauptnavigation');
+    await page.getByLabel('Einladungscode').fill('no-such-code');
+    await page.getByRole('button', { name: 'Mit diesem Code beitreten' }).click();
+    await page.getByText('Dieser Einladungscode kann nicht verwendet werden.').waitFor();
+    await fitsNarrow(page, 'redeem refused');
+    await shot(page, '22b-de-redeem-refused');
+    await page.goto(`${BASE}/#/discover?q=${'x'.repeat(201)}`);
+    await page.getByText('Der Dienst hat die Anfrage abgelehnt. Seine Begründung (auf Englisch): „Q: must be at most 200 characters.“').waitFor();
+    await fitsNarrow(page, 'server problem');
+
+    // New group: the label picker and its policy wording.
+    await nav(page, 'Neue Gruppe', 'Gruppe erstellen', 'Hauptnavigation');
+    await page.getByRole('group', { name: 'Vertraulichkeitsbezeichnung' }).waitFor();
+    await page.getByRole('group', { name: 'Wie man beitritt' }).waitFor();
+    await page.getByRole('group', { name: 'Wer der Gruppe schreiben darf' }).waitFor();
+    await page.getByLabel('Name', { exact: true }).waitFor();
+    await page.getByRole('button', { name: 'Gruppe erstellen' }).waitFor();
+    await page.locator('input[name=label][value="Highly Confidential"]').check();
+    await page.getByText('(Highly Confidential erlaubt das nicht.)').first().waitFor();
+    await fitsNarrow(page, 'new group');
+    await shot(page, '23-de-new-group');
+
+    // Creating one leads to its manage page: the count bucket in words, an invite code's
+    // validity as a German date.
+    await page.locator('input[name=label][value="General"]').check();
+    await page.getByLabel('Name', { exact: true }).fill('Leseratten');
+    await page.locator('input[name=join_policy][value="invite"]').check();
+    await page.getByRole('button', { name: 'Gruppe erstellen' }).click();
+    await page.getByRole('heading', { level: 1, name: 'Leseratten verwalten' }).waitFor();
+    await page.getByText('Leseratten wurde erstellt; Sie sind der Besitzer.').waitFor();
+    await page.locator('.bucket-value').waitFor();
+    assert((await text(page)).includes('Mitglieder (weniger als 10)'), `the bucket in German: ${await text(page)}`);
+    await page.getByRole('button', { name: 'Einladungscode erstellen' }).click();
+    await page.getByText('Kopieren Sie ihn jetzt: Er wird nur einmal angezeigt.').waitFor();
+    await page.getByText(/^Gilt für \d+ (Verwendung|Verwendungen), bis \d{2}\.\d{2}\.\d{4}, \d{2}:\d{2}\.$/).waitFor();
+    await page.getByRole('cell', { name: 'Aktiv', exact: true }).waitFor();
+    await fitsNarrow(page, 'manage');
+    await shot(page, '23b-de-manage');
+
+    // My groups: olivia joined Witness Support by its claim rule.
+    await nav(page, 'Meine Gruppen', 'Meine Gruppen', 'Hauptnavigation');
+    await page.getByRole('button', { name: 'Witness Support verlassen' }).waitFor();
+    await page.getByText('Nur Sie sehen diese Liste.').waitFor();
+    assert((await text(page)).includes('Gruppenadresse:'), 'the card in German');
+    await page.locator('summary', { hasText: 'Mich vergessen' }).click();
+    await page.getByLabel('Geben Sie zur Bestätigung „mich vergessen“ ein').waitFor();
+    await fitsNarrow(page, 'my groups');
+    await shot(page, '24-de-my-groups');
+
+    // The switcher: English at once, on the same screen, remembered over a reload.
+    await page.getByLabel('Sprache').selectOption('en');
+    await page.getByRole('heading', { level: 1, name: 'My groups' }).waitFor();
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Discover' }).waitFor();
+    assert((await page.evaluate(() => document.documentElement.lang)) === 'en', '<html lang="en"> after the switch');
+    await page.reload();
+    await page.getByRole('heading', { level: 1, name: 'My groups' }).waitFor();
+    assert((await page.getByLabel('Language').inputValue()) === 'en', 'the choice outlasts a reload');
+    await fitsNarrow(page, 'my groups, English');
+    await shot(page, '25-de-browser-switched-to-english');
+    await page.getByLabel('Language').selectOption('de');
+    await page.getByRole('heading', { level: 1, name: 'Meine Gruppen' }).waitFor();
+    assert((await page.evaluate(() => document.documentElement.lang)) === 'de', '<html lang="de"> again');
+    await shot(page, '26-de-switched-back');
+
+    // Dates and numbers in German: the bulk job history (the job from the operator's test).
+    await nav(page, 'Massenaufträge', 'Massenaufträge', 'Hauptnavigation');
+    await page.getByRole('cell', { name: 'Abgeschlossen' }).first().waitFor();
+    const jobs = await text(page);
+    assert(/\d{2}\.\d{2}\.\d{4}, \d{2}:\d{2}/.test(jobs), `German dates (dd.mm.yyyy, hh:mm): ${jobs}`);
+    assert(jobs.includes('3 von 3'), `German counts: ${jobs}`);
+    await page.getByLabel('Datei mit Vorgängen').waitFor();
+    await fitsNarrow(page, 'bulk jobs');
+    await shot(page, '27-de-bulk-jobs');
+    await page.locator('td a').first().click();
+    await page.getByText(/^100\s%\s·\s3 von 3 Vorgängen$/).waitFor();
+    await fitsNarrow(page, 'bulk job');
+    await shot(page, '28-de-bulk-job');
+  } finally {
+    await de.close().catch(() => {});
+    rmSync(profile, { recursive: true, force: true });
+  }
 });
 
 test('INV-1: no response the app received holds a member list or names another member (and INV-4: counts are buckets, for owners)', async () => {
@@ -805,15 +981,16 @@ test('INV-1: no response the app received holds a member list or names another m
 
 // ------------------------------------------------------------------------------------------
 
-const profile = mkdtempSync(join(tmpdir(), 'hush-chromium-'));
-let context;
-let passed = 0;
-let failed = 0;
-try {
-  context = await chromium.launchPersistentContext(profile, {
+/**
+ * Chromium with a fresh profile in `profile`, in the browser language `locale` (the English
+ * flows name English explicitly, whatever the machine's language).
+ */
+function launch(profile, { locale = 'en-US', viewport = { width: 1280, height: 900 } } = {}) {
+  return chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    viewport: { width: 1280, height: 900 },
+    locale,
+    viewport,
     args: [
       '--headless',
       '--no-sandbox',
@@ -826,6 +1003,14 @@ try {
       // The fresh --user-data-dir is `profile`, which Playwright passes itself.
     ],
   });
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'hush-chromium-'));
+let context;
+let passed = 0;
+let failed = 0;
+try {
+  context = await launch(profile);
   for (const t of tests) {
     const started = Date.now();
     try {

@@ -3,6 +3,7 @@
 // `message` is a sentence a person can act on.
 
 import { current, signOut } from './auth.js';
+import { t } from './i18n.js';
 
 /** An answer that is not 2xx. */
 export class ApiError extends Error {
@@ -17,38 +18,54 @@ export class ApiError extends Error {
 
   /** The route does not exist on this server (a feature it does not offer yet). */
   get unsupported() {
-    return this.status === 405 || (this.status === 404 && this.detail === 'no such resource');
+    return this.status === 405 || (this.status === 404 && this.detail === 'no such resource'); // i18n-ok: the server's words
   }
 }
 
 function sentence(s) {
   if (!s) return '';
-  const t = String(s).trim();
-  const cap = t.charAt(0).toUpperCase() + t.slice(1);
+  const text = String(s).trim();
+  const cap = text.charAt(0).toUpperCase() + text.slice(1);
   return /[.!?]$/.test(cap) ? cap : `${cap}.`;
 }
 
+/**
+ * Problem details are the services' English. The app says the problems it knows in its own
+ * words, in the language shown; any other one shows the server's detail, introduced in
+ * languages other than English as what the service said (in English), so nothing is lost.
+ */
 function explain(status, problem, retryAfter) {
   const slug = ((problem && problem.type) || '').replace('urn:hush:problem:', '');
   const detail = problem && problem.detail;
   switch (slug) {
     case 'label-refused':
-      return `This group's label does not admit your kind of account: ${detail || 'refused'}. Nothing was changed.`;
+      return detail ? t('problem.label_refused', { detail }) : t('problem.label_refused_bare');
     case 'rate-limited': {
       const wait = Number(retryAfter);
-      return wait > 0 ? `Too many attempts. Try again in ${wait} seconds.` : 'Too many attempts. Try again shortly.';
+      return wait > 0 ? t('problem.rate_limited_wait', { count: wait }) : t('problem.rate_limited');
     }
     case 'unauthorized':
-      return 'Your sign-in has expired. Please sign in again.';
+      return t('app.expired');
+    // Refusals whose kind the app can name; the service's detail says what exactly.
+    case 'not-owner':
+      if (detail) return t('problem.not_owner', { detail: sentence(detail) });
+      break;
+    case 'forbidden':
+      if (detail) return t('problem.forbidden', { detail: sentence(detail) });
+      break;
+    case 'payload-too-large':
+      if (detail) return t('problem.too_large', { detail: sentence(detail) });
+      break;
     default:
       break;
   }
-  if (status === 0) return 'Hush could not be reached. Check your connection and try again.';
+  if (status === 0) return t('problem.unreachable');
   if (status === 502 || status === 503 || status === 504) {
-    return `${sentence(detail) || 'A Hush service is not answering.'} Try again in a moment.`;
+    return detail ? t('problem.unavailable_detail', { detail: sentence(detail) }) : t('problem.unavailable');
   }
-  if (status >= 500) return 'Something went wrong on our side. Try again; if it keeps happening, tell your IT team.';
-  return sentence(detail) || sentence(problem && problem.title) || `The request failed (${status}).`;
+  if (status >= 500) return t('problem.internal');
+  const said = sentence(detail) || sentence(problem && problem.title);
+  return said ? t('problem.server_said', { detail: said }) : t('problem.failed', { status: String(status) });
 }
 
 let onUnauthorized = () => {};
@@ -65,7 +82,7 @@ export function setUnauthorizedHandler(fn) {
 export async function api(method, path, body, raw) {
   const headers = { accept: 'application/json, application/problem+json' };
   const session = current();
-  if (session) headers.authorization = `Bearer ${session.token}`;
+  if (session) headers.authorization = `Bearer ${session.token}`; // i18n-ok: a header
   const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
   if (raw) {
     headers['content-type'] = raw.type;

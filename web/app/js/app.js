@@ -6,6 +6,7 @@ import { h, note } from './dom.js';
 import { setUnauthorizedHandler } from './api.js';
 import * as auth from './auth.js';
 import { forgetLabels } from './labels.js';
+import { t, translateStatic, onLocaleChange, setLocale, locale, LANGUAGE_NAMES } from './i18n.js';
 import { signInView } from './views/signin.js';
 import { discoverView } from './views/discover.js';
 import { groupView } from './views/group.js';
@@ -20,6 +21,7 @@ import { labelAdminView } from './views/labeladmin.js';
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const who = document.getElementById('who');
+const lang = document.getElementById('lang');
 
 const routes = [
   { re: /^\/?$/, name: 'discover', view: discoverView },
@@ -73,7 +75,7 @@ function showChrome(session) {
   nav.querySelector('[data-route="audit"]').parentElement.hidden = !u.roles.includes('auditor');
   nav.querySelector('[data-route="labels"]').parentElement.hidden = !u.roles.includes('label-admin');
   // Employees are the usual case; guests, agents and roles are worth a mark.
-  const marks = [...(u.kind === 'member' ? [] : [u.kind]), ...u.roles.filter(Boolean)];
+  const marks = [...(u.kind === 'member' ? [] : [kindMark(u.kind)]), ...u.roles.filter(Boolean).map(roleMark)];
   who.append(
     h('span', { class: 'who-name', title: u.email || u.sub }, u.name || u.email || u.sub),
     ...marks.map((m) => h('span', { class: 'who-kind' }, m)),
@@ -83,10 +85,10 @@ function showChrome(session) {
       onclick: () => {
         auth.signOut();
         forgetLabels();
-        flash('ok', 'You are signed out.');
+        flash('ok', t('app.signed_out'));
         go('#/signin');
       },
-    }, 'Sign out'),
+    }, t('app.sign_out')),
   );
 }
 
@@ -114,7 +116,7 @@ export async function render() {
   }
   showChrome(session);
   if (!session && auth.takeEnded() === 'expired') {
-    flash('warn', 'Your sign-in has expired. Please sign in again.');
+    flash('warn', t('app.expired'));
   }
   if (!session && !(route && route.open)) {
     sessionStorage.setItem('hush.return', location.hash || '#/');
@@ -138,11 +140,11 @@ export async function render() {
   try {
     result = route
       ? await route.view(ctx)
-      : { title: 'Not found', node: h('section', null, h('h1', null, 'Page not found'), h('p', null, h('a', { href: '#/' }, 'Go to Discover'))) };
+      : { title: t('app.not_found.title'), node: h('section', null, h('h1', null, t('app.not_found.heading')), h('p', null, h('a', { href: '#/' }, t('app.not_found.back')))) };
   } catch (e) {
     result = {
-      title: 'Something went wrong',
-      node: h('section', null, h('h1', null, 'Something went wrong'), note('error', e.message || String(e))),
+      title: t('app.error.title'),
+      node: h('section', null, h('h1', null, t('app.error.title')), note('error', e.message || String(e))),
     };
   }
   if (seq !== renderSeq) return; // a newer navigation won
@@ -156,16 +158,50 @@ export async function render() {
   } else node.prepend(...flashes);
   main.replaceChildren(node);
   main.removeAttribute('aria-busy');
-  document.title = `${result.title} · Hush`;
+  document.title = `${result.title} · Hush`; // i18n-ok: the name
   if (heading) {
     heading.setAttribute('tabindex', '-1');
     heading.focus({ preventScroll: false });
   }
 }
 
+/** The mark beside a guest's or an AI agent's name. */
+function kindMark(kind) {
+  if (kind === 'guest') return t('kind.guest');
+  if (kind === 'agent') return t('kind.agent');
+  return kind;
+}
+
+/** The mark for a role: the known ones in words, others as the IdP names them. */
+function roleMark(role) {
+  const known = {
+    operator: t('role.operator'),
+    'label-admin': t('role.label_admin'),
+    auditor: t('role.auditor'),
+    'privacy-officer': t('role.privacy_officer'),
+  };
+  return Object.hasOwn(known, role) ? known[role] : role;
+}
+
+/** The language switcher in the header: each language named in its own words. */
+function setUpLanguages() {
+  lang.replaceChildren(...Object.entries(LANGUAGE_NAMES).map(([code, name]) => h('option', { value: code, lang: code }, name)));
+  lang.value = locale();
+  lang.addEventListener('change', () => setLocale(lang.value));
+  // A switch redraws the fixed markup and the screen shown (its form input is lost, as on any
+  // navigation; the address, and with it the screen, stays).
+  onLocaleChange(() => {
+    lang.value = locale();
+    translateStatic();
+    render();
+  });
+}
+
 async function boot() {
+  translateStatic();
+  setUpLanguages();
   setUnauthorizedHandler(() => {
-    flash('warn', 'Hush no longer accepts your sign-in: it expired or was revoked. Please sign in again.');
+    flash('warn', t('app.refused'));
     sessionStorage.setItem('hush.return', location.hash || '#/');
     location.replace('#/signin');
   });

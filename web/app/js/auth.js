@@ -5,6 +5,8 @@
 // for a chosen dev user (POST /dev/token); otherwise the app runs the OIDC authorization code
 // flow with PKCE against the company IdP, as a public client with no secret.
 
+import { t } from './i18n.js';
+
 const SESSION_KEY = 'hush.session';
 const PKCE_KEY = 'hush.pkce';
 const ENDED_KEY = 'hush.ended';
@@ -25,7 +27,7 @@ let config = null;
 export async function loadConfig() {
   if (config) return config;
   const res = await fetch('/config.json', { cache: 'no-store', credentials: 'omit' });
-  if (!res.ok) throw new Error('Hush could not load its configuration.');
+  if (!res.ok) throw new Error(t('auth.no_config'));
   config = await res.json();
   return config;
 }
@@ -108,7 +110,7 @@ export async function devSignIn({ sub, email, kind, roles }) {
   });
   const body = await res.json().catch(() => ({}));
   if (!res.ok) {
-    throw new Error(body.detail || body.title || 'The dev issuer refused this user.');
+    throw new Error(body.detail || body.title || t('auth.dev_refused'));
   }
   save(body.access_token);
 }
@@ -158,10 +160,10 @@ export async function completeOidc() {
   // Take the code out of the address bar and history at once.
   history.replaceState(null, '', `/${saved?.returnTo || '#/'}`);
   if (params.has('error')) {
-    throw new Error(`The sign-in service said: ${params.get('error_description') || params.get('error')}`);
+    throw new Error(t('auth.idp_said', { detail: params.get('error_description') || params.get('error') }));
   }
   if (!saved || params.get('state') !== saved.state) {
-    throw new Error('This sign-in answer does not belong to this tab. Please sign in again.');
+    throw new Error(t('auth.wrong_tab'));
   }
   const cfg = (await loadConfig()).auth;
   const res = await fetch(cfg.token_endpoint, {
@@ -177,12 +179,12 @@ export async function completeOidc() {
     }),
   });
   const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw new Error(body.error_description || 'The sign-in service refused the code.');
+  if (!res.ok) throw new Error(body.error_description || t('auth.code_refused'));
   if (body.id_token && claimsOf(body.id_token).nonce !== saved.nonce) {
-    throw new Error('The sign-in answer did not match this request. Please sign in again.');
+    throw new Error(t('auth.nonce_mismatch'));
   }
   const token = body[cfg.token || 'access_token'];
-  if (typeof token !== 'string') throw new Error(`The sign-in service sent no ${cfg.token}.`);
+  if (typeof token !== 'string') throw new Error(t('auth.no_token', { name: cfg.token }));
   save(token);
   return saved.returnTo || '#/';
 }

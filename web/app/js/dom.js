@@ -1,6 +1,8 @@
 // Building DOM without HTML strings: every piece of text goes in as a text node or through
 // textContent, so nothing a server or a person typed can become markup (no innerHTML anywhere).
 
+import { formatDate } from './i18n.js';
+
 /**
  * Creates an element. `props`: `class`, `text`, `on<event>` handlers, boolean attributes
  * (true sets, false/null omits) and plain attributes. Children: nodes, strings (as text), arrays,
@@ -72,10 +74,5 @@ export function actionButton(text, action, props = {}) {
   return button;
 }
 
-/** A date and time in the reader's locale, or the raw value when it does not parse. */
-export function when(value) {
-  if (!value) return '';
-  const d = new Date(typeof value === 'number' ? value * (value < 1e12 ? 1000 : 1) : value);
-  if (Number.isNaN(d.getTime())) return String(value);
-  return d.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
-}
+/** A date and time in the language shown, or the raw value when it does not parse. */
+export const when = formatDate;

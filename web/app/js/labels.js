@@ -3,6 +3,7 @@
 
 import { get } from './api.js';
 import { h, id as newId } from './dom.js';
+import { t, locale } from './i18n.js';
 
 let cache = null;
 
@@ -40,28 +41,28 @@ export function forgetLabels() {
 export const JOIN_POLICIES = ['open', 'approval', 'invite'];
 
 /** What a group's owners see of a request to join: said the same on every screen. */
-export const REQUEST_SHOWS = 'user id, e-mail address and kind of account (employee, guest or AI agent)';
+export const requestShows = () => t('labels.request_shows');
 
 const JOIN = {
-  open: { name: 'Open', explain: 'Anyone the label admits joins at once.' },
+  open: { name: () => t('join.open.name'), explain: () => t('join.open.explain') },
   approval: {
-    name: 'Ask an owner',
-    explain: `People ask to join and an owner approves. Asking shows the person’s ${REQUEST_SHOWS} to the owners.`,
+    name: () => t('join.approval.name'),
+    explain: () => t('join.approval.explain', { shows: requestShows() }),
   },
-  invite: { name: 'Invite only', explain: 'Only people with an invite code from an owner can join.' },
+  invite: { name: () => t('join.invite.name'), explain: () => t('join.invite.explain') },
 };
 
 const SENDERS = {
-  anyone: { name: 'Anyone in the company', explain: 'Anyone in the company may mail the group.' },
-  members: { name: 'Members only', explain: 'Only members may mail the group.' },
-  owners: { name: 'Owners only', explain: 'Only owners may mail the group.' },
+  anyone: { name: () => t('senders.anyone.name'), explain: () => t('senders.anyone.explain') },
+  members: { name: () => t('senders.members.name'), explain: () => t('senders.members.explain') },
+  owners: { name: () => t('senders.owners.name'), explain: () => t('senders.owners.explain') },
 };
 
 /** What a label's sender policy lets its groups choose. */
 const LABEL_SENDERS = {
-  anyone: 'Each group’s owners decide who may mail it: anyone in the company, members or owners.',
-  members: 'Only members may mail its groups (owners may narrow that to owners).',
-  owners: 'Only owners may mail its groups.',
+  anyone: () => t('labels.senders.anyone'),
+  members: () => t('labels.senders.members'),
+  owners: () => t('labels.senders.owners'),
 };
 
 /** Who may mail a group, from the widest circle to the narrowest. */
@@ -74,13 +75,13 @@ export function senderBreadth(p) {
 }
 
 /** The display name of a join policy. */
-export const joinName = (p) => (JOIN[p] ? JOIN[p].name : p);
+export const joinName = (p) => (Object.hasOwn(JOIN, p) ? JOIN[p].name() : p);
 /** One sentence on what a join policy means. */
-export const joinExplain = (p) => (JOIN[p] ? JOIN[p].explain : '');
+export const joinExplain = (p) => (Object.hasOwn(JOIN, p) ? JOIN[p].explain() : '');
 /** One sentence on a sender policy. */
-export const senderExplain = (p) => (SENDERS[p] ? SENDERS[p].explain : '');
+export const senderExplain = (p) => (Object.hasOwn(SENDERS, p) ? SENDERS[p].explain() : '');
 /** The display name of a sender policy. */
-export const senderName = (p) => (SENDERS[p] ? SENDERS[p].name : p);
+export const senderName = (p) => (Object.hasOwn(SENDERS, p) ? SENDERS[p].name() : p);
 
 /** The colour family of a label's badge (known default labels; others neutral). */
 function tone(name) {
@@ -102,16 +103,16 @@ export function badge(name) {
  */
 export function policyPoints(label, { who = false } = {}) {
   const p = label.policy || {};
-  const ways = (p.join_policies || []).map(joinName).join(', ');
+  const ways = new Intl.ListFormat(locale(), { type: 'unit', style: 'long' }).format((p.join_policies || []).map(joinName));
   const admits = [
-    p.guests_allowed ? 'Guests may join.' : 'No guests.',
-    p.agents_allowed ? 'AI agents may join.' : 'No AI agents.',
+    p.guests_allowed ? t('labels.guests_yes') : t('labels.guests_no'),
+    p.agents_allowed ? t('labels.agents_yes') : t('labels.agents_no'),
   ];
   if (who) return admits;
   return [
     ...admits,
-    `Ways to join: ${ways || 'none'}.`,
-    LABEL_SENDERS[p.sender_policy] || '',
+    t('labels.ways', { ways: ways || t('labels.ways_none') }),
+    Object.hasOwn(LABEL_SENDERS, p.sender_policy) ? LABEL_SENDERS[p.sender_policy]() : '',
   ].filter(Boolean);
 }
 
@@ -143,9 +144,9 @@ export function senderChoices(label, current) {
   return h(
     'fieldset',
     { class: 'choices senders' },
-    h('legend', null, 'Who may mail the group'),
+    h('legend', null, t('senders.legend')),
     allowed.length < SENDER_POLICIES.length
-      ? h('p', { class: 'hint' }, `${label.name} allows no wider circle of senders than this.`)
+      ? h('p', { class: 'hint' }, t('senders.narrowed', { label: label.name }))
       : null,
     allowed.map((p) => {
       const rid = newId('sp');

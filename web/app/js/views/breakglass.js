@@ -6,31 +6,32 @@
 
 import { h, field, note, actionButton, when } from '../dom.js';
 import { get, post, seg, ApiError } from '../api.js';
+import { t } from '../i18n.js';
 
 export const OFFICER = 'privacy-officer';
 export const AUDITOR = 'auditor';
 
 /** What a scope asks, in words. */
 export function scopeWords(scope) {
-  return scope === 'member-check' ? 'Is one person a member?' : 'The whole member list';
+  return scope === 'member-check' ? t('breakglass.scope.check') : t('breakglass.scope.list');
 }
 
 const STATES = {
-  pending: 'Waiting for approvals',
-  approved: 'Approved: ready to see once',
-  redeemed: 'Answered (the grant is used)',
-  declined: 'Declined by a privacy officer',
-  expired: 'Expired',
+  pending: () => t('breakglass.state.pending'),
+  approved: () => t('breakglass.state.approved'),
+  redeemed: () => t('breakglass.state.redeemed'),
+  declined: () => t('breakglass.state.declined'),
+  expired: () => t('breakglass.state.expired'),
 };
 
 /** A request's state, in words. */
-export const stateWords = (s) => STATES[s] || s;
+export const stateWords = (s) => (STATES[s] ? STATES[s]() : s);
 
 /** A person a request names: their address, and their user id when it adds something. */
 function personWords(p) {
   if (!p) return '';
-  if (p.email && p.subject) return `${p.email} (user id ${p.subject})`;
-  return p.email || `user id ${p.subject}`;
+  if (p.email && p.subject) return t('breakglass.person_both', { email: p.email, subject: p.subject });
+  return p.email || t('breakglass.person_subject', { subject: p.subject });
 }
 
 /** The screen a person without `role` gets. */
@@ -41,7 +42,7 @@ export function notYourScreen(title, role) {
       'section',
       { class: 'narrow' },
       h('h1', null, title),
-      note('info', `This screen is for people with the ${role} role. Your sign-in does not carry it; ask your IT team if you need it.`),
+      note('info', t('roles.not_yours', { role })),
     ),
   };
 }
@@ -55,7 +56,7 @@ async function groupNames(ids) {
 }
 
 function groupLink(names, gid) {
-  return h('a', { href: `#/groups/${seg(gid)}` }, names.get(gid) || `Group ${gid.slice(0, 8)}`);
+  return h('a', { href: `#/groups/${seg(gid)}` }, names.get(gid) || t('breakglass.group_id', { id: gid.slice(0, 8) }));
 }
 
 function fact(k, v) {
@@ -70,24 +71,22 @@ function officerCard(r, names, ctx) {
   const declineForm = h(
     'div',
     { class: 'decline', hidden: true },
-    field({ label: 'Reason for the auditor (optional)', control: reason, hint: 'Up to 500 characters. The auditor who filed the request sees it; nobody else does.' }),
+    field({ label: t('officer.reason'), control: reason, hint: t('officer.reason_hint') }),
     h('div', { class: 'actions' },
-      actionButton('Decline the request', async () => {
+      actionButton(t('officer.decline_confirm'), async () => {
         try {
           await post(`/control/v1/break-glass/requests/${seg(r.id)}/decline`, reason.value.trim() ? { reason: reason.value.trim() } : {});
-          ctx.flash('ok', `You declined the request about ${names.get(r.group_id) || 'the group'}. The auditor will see your reason.`);
+          ctx.flash('ok', t('officer.declined', { group: names.get(r.group_id) || r.group_id.slice(0, 8) }));
           ctx.go('#/breakglass');
         } catch (e) {
           out.replaceChildren(note('error', e.message));
         }
       }, { class: 'danger' })),
   );
-  const approve = actionButton(r.approved_by_you ? 'You approved this' : 'Approve', async () => {
+  const approve = actionButton(r.approved_by_you ? t('officer.approved_by_you_button') : t('officer.approve'), async () => {
     try {
       const { data } = await post(`/control/v1/break-glass/requests/${seg(r.id)}/approve`);
-      ctx.flash('ok', data.state === 'approved'
-        ? 'Approved. That was the second approval: the auditor may now see the answer once.'
-        : 'Approved. A second privacy officer must approve before the auditor sees anything.');
+      ctx.flash('ok', data.state === 'approved' ? t('officer.approved_second') : t('officer.approved_first'));
       ctx.go('#/breakglass');
     } catch (e) {
       out.replaceChildren(note('error', e.message));
@@ -99,22 +98,22 @@ function officerCard(r, names, ctx) {
       declineForm.hidden = false;
       reason.focus();
     },
-  }, 'Decline…');
+  }, t('officer.decline'));
   return h(
     'li',
     { class: 'panel request', 'data-request': r.id },
     h('h2', null, groupLink(names, r.group_id), ' — ', scopeWords(r.scope)),
     h('dl', { class: 'facts' },
-      fact('Filed by', personWords(r.requester) || 'an auditor'),
-      fact('Person asked about', r.scope === 'member-check' ? personWords(r.person) : ''),
-      fact('Filed', when(r.filed_at)),
-      fact('Expires', when(r.expires_at)),
-      fact('Approvals', `${r.approvals} of 2`),
-      fact('Answer', r.encrypted ? 'Encrypted to the auditor’s own key' : 'Shown to the auditor once'),
+      fact(t('breakglass.filed_by'), personWords(r.requester) || t('breakglass.an_auditor')),
+      fact(t('breakglass.person'), r.scope === 'member-check' ? personWords(r.person) : ''),
+      fact(t('breakglass.filed'), when(r.filed_at)),
+      fact(t('breakglass.expires'), when(r.expires_at)),
+      fact(t('breakglass.approvals'), t('breakglass.approvals_of', { count: r.approvals })),
+      fact(t('breakglass.answer'), r.encrypted ? t('officer.answer_encrypted') : t('officer.answer_once')),
     ),
-    h('h3', null, 'Justification'),
+    h('h3', null, t('breakglass.justification')),
     h('blockquote', { class: 'pre justification' }, r.justification),
-    r.approved_by_you ? note('info', 'You approved this request. A second, different privacy officer must approve it.') : null,
+    r.approved_by_you ? note('info', t('officer.approved_by_you')) : null,
     h('div', { class: 'actions' }, approve, r.approved_by_you ? null : showDecline),
     declineForm,
     out,
@@ -122,7 +121,7 @@ function officerCard(r, names, ctx) {
 }
 
 export async function officerView(ctx) {
-  const title = 'Break-glass requests';
+  const title = t('officer.title');
   if (!ctx.user.roles.includes(OFFICER)) return notYourScreen(title, OFFICER);
   let body;
   try {
@@ -130,7 +129,7 @@ export async function officerView(ctx) {
     const names = await groupNames(data.requests.map((r) => r.group_id));
     body = data.requests.length
       ? h('ul', { class: 'plain requests' }, data.requests.map((r) => officerCard(r, names, ctx)))
-      : h('p', { class: 'empty' }, 'No request is waiting for your approval.');
+      : h('p', { class: 'empty' }, t('officer.none'));
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
     body = note('error', e.message);
@@ -141,7 +140,7 @@ export async function officerView(ctx) {
       'section',
       null,
       h('h1', null, title),
-      h('p', { class: 'lead' }, 'Auditors ask to see one group’s membership: whether one person is a member, or the whole list. Two different privacy officers must approve before the auditor sees the answer, once; one officer’s no ends a request. The group’s owners and members are not told.'),
+      h('p', { class: 'lead' }, t('officer.lead')),
       body,
     ),
   };
@@ -161,41 +160,41 @@ function download(name, text) {
 
 /** The answer of a redeemed grant, shown this once. */
 function answerNode(answer, person) {
-  const keep = note('warn', 'This answer is shown once. Hush does not keep it: leave or reload this page and it is gone.');
+  const keep = note('warn', t('auditor.answer_once'));
   if (answer.encrypted) {
     return h('div', { class: 'answer' }, keep,
-      h('p', null, 'The answer is encrypted to the key you gave. Save it, then open it with your private key:'),
-      h('pre', { class: 'code' }, 'age -d -i key.txt answer.age'),
-      h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', onclick: () => download('answer.age', answer.encrypted) }, 'Save answer.age')),
-      h('textarea', { class: 'armored', rows: 8, readonly: true, 'aria-label': 'The encrypted answer' }, answer.encrypted));
+      h('p', null, t('auditor.encrypted_intro')),
+      h('pre', { class: 'code' }, 'age -d -i key.txt answer.age'), // i18n-ok: a command
+      h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', onclick: () => download('answer.age', answer.encrypted) }, t('auditor.save_age'))),
+      h('textarea', { class: 'armored', rows: 8, readonly: true, 'aria-label': t('auditor.encrypted_label') }, answer.encrypted));
   }
   if (answer.scope === 'member-check') {
     return h('div', { class: 'answer' }, keep,
       h('p', { class: 'status-line' }, answer.member
-        ? `Yes: ${personWords(person) || 'the person'} is a member.`
-        : `No: ${personWords(person) || 'the person'} is not a member.`));
+        ? t('auditor.is_member', { person: personWords(person) })
+        : t('auditor.not_member', { person: personWords(person) })));
   }
   const members = answer.members || [];
   return h('div', { class: 'answer' }, keep,
-    h('p', { class: 'status-line' }, `${members.length} member${members.length === 1 ? '' : 's'}.`),
+    h('p', { class: 'status-line' }, t('auditor.member_count', { count: members.length })),
     h('div', { class: 'table-wrap' }, h('table', null,
-      h('thead', null, h('tr', null, h('th', null, 'E-mail address'), h('th', null, 'User id'), h('th', null, 'Note'))),
+      h('thead', null, h('tr', null, h('th', null, t('auditor.col_email')), h('th', null, t('auditor.col_subject')), h('th', null, t('auditor.col_note')))),
       h('tbody', null, members.map((m) => h('tr', null,
         h('td', null, m.email || ''), h('td', null, m.subject || ''),
-        h('td', null, m.disabled ? 'Suspended: gets none of the group’s mail' : ''))))))
+        h('td', null, m.disabled ? t('auditor.suspended') : ''))))))
     ,
     h('div', { class: 'actions' }, h('button', {
       type: 'button',
-      onclick: () => download('members.csv', ['email,subject,disabled',
+      onclick: () => download('members.csv', ['email,subject,disabled', // i18n-ok: CSV header
         ...members.map((m) => [m.email || '', m.subject || '', m.disabled ? 'yes' : 'no']
           .map((v) => (/[",\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v)).join(','))].join('\n')),
-    }, 'Save as CSV')));
+    }, t('auditor.save_csv'))));
 }
 
 function auditorRow(r, names) {
   const out = h('div');
   const redeem = r.state === 'approved'
-    ? actionButton('See the answer (once)', async (button) => {
+    ? actionButton(t('auditor.redeem'), async (button) => {
       try {
         const { data } = await post(`/control/v1/break-glass/requests/${seg(r.id)}/redeem`);
         button.remove();
@@ -209,15 +208,17 @@ function auditorRow(r, names) {
     'li',
     { class: 'panel request', 'data-request': r.id },
     h('h3', null, groupLink(names, r.group_id), ' — ', scopeWords(r.scope)),
-    h('p', { class: 'status-line' }, stateWords(r.state), r.state === 'pending' ? ` (${r.approvals} of 2 approvals)` : ''),
+    h('p', { class: 'status-line' }, r.state === 'pending'
+      ? t('auditor.pending_with', { count: r.approvals })
+      : stateWords(r.state)),
     h('dl', { class: 'facts' },
-      fact('Person asked about', r.scope === 'member-check' ? personWords(r.person) : ''),
-      fact('Filed', when(r.filed_at)),
-      fact(r.state === 'approved' ? 'See it before' : 'Expires', r.expires_at ? when(r.expires_at) : ''),
-      fact('Reason given', r.state === 'declined' ? (r.decline_reason || 'No reason was given.') : ''),
-      fact('Answer', r.encrypted ? 'Encrypted to your key' : 'Shown here once'),
+      fact(t('breakglass.person'), r.scope === 'member-check' ? personWords(r.person) : ''),
+      fact(t('breakglass.filed'), when(r.filed_at)),
+      fact(r.state === 'approved' ? t('auditor.see_before') : t('breakglass.expires'), r.expires_at ? when(r.expires_at) : ''),
+      fact(t('auditor.reason'), r.state === 'declined' ? (r.decline_reason || t('auditor.no_reason')) : ''),
+      fact(t('breakglass.answer'), r.encrypted ? t('auditor.answer_encrypted') : t('auditor.answer_here')),
     ),
-    h('details', null, h('summary', null, 'Justification'), h('p', { class: 'pre' }, r.justification)),
+    h('details', null, h('summary', null, t('breakglass.justification')), h('p', { class: 'pre' }, r.justification)),
     redeem ? h('div', { class: 'actions' }, redeem) : null,
     out,
   );
@@ -225,8 +226,8 @@ function auditorRow(r, names) {
 
 function fileForm(ctx) {
   const out = h('div');
-  const q = h('input', { type: 'search', name: 'group-q', autocomplete: 'off', maxlength: 200, placeholder: 'Name of the group' });
-  const group = h('select', { name: 'group', required: true, 'aria-label': 'The group' }, h('option', { value: '' }, 'Search, then pick a group'));
+  const q = h('input', { type: 'search', name: 'group-q', autocomplete: 'off', maxlength: 200, placeholder: t('auditor.group_placeholder') });
+  const group = h('select', { name: 'group', required: true, 'aria-label': t('auditor.group_pick_label') }, h('option', { value: '' }, t('auditor.group_pick')));
   const find = h('button', {
     type: 'button',
     onclick: async () => {
@@ -236,17 +237,17 @@ function fileForm(ctx) {
         const { data } = await get(`/control/v1/groups?${params}`);
         group.replaceChildren(...(data.groups.length
           ? data.groups.map((g) => h('option', { value: g.id }, `${g.name} (${g.label})`))
-          : [h('option', { value: '' }, 'No group has that name')]));
+          : [h('option', { value: '' }, t('auditor.group_none'))]));
         group.focus();
       } catch (e) {
         out.replaceChildren(note('error', e.message));
       }
     },
-  }, 'Find');
+  }, t('auditor.find'));
   const scopeCheck = h('input', { type: 'radio', name: 'scope', value: 'member-check', checked: true });
   const scopeList = h('input', { type: 'radio', name: 'scope', value: 'full-list' });
   const email = h('input', { type: 'email', name: 'email', autocomplete: 'off', maxlength: 254 });
-  const personField = field({ label: 'The person’s e-mail address', control: email, hint: 'Only the privacy officers who judge the request and you see whom you asked about.' });
+  const personField = field({ label: t('auditor.email'), control: email, hint: t('auditor.email_hint') });
   const syncScope = () => {
     personField.hidden = !scopeCheck.checked;
   };
@@ -254,7 +255,7 @@ function fileForm(ctx) {
   scopeList.addEventListener('change', syncScope);
   const justification = h('textarea', { name: 'justification', rows: 4, minlength: 10, maxlength: 2000, required: true });
   const recipient = h('input', { name: 'recipient', autocomplete: 'off', spellcheck: 'false', maxlength: 200, placeholder: 'age1…' });
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'File the request');
+  const submit = h('button', { type: 'submit', class: 'primary' }, t('auditor.file'));
   return h(
     'form',
     {
@@ -268,20 +269,20 @@ function fileForm(ctx) {
           justification: justification.value.trim(),
         };
         if (!body.group_id) {
-          out.replaceChildren(note('error', 'Search for the group and pick it.'));
+          out.replaceChildren(note('error', t('auditor.need_group')));
           q.focus();
           return;
         }
         if (body.scope === 'member-check') {
           if (!email.value.trim()) {
-            out.replaceChildren(note('error', 'Give the e-mail address of the person you ask about.'));
+            out.replaceChildren(note('error', t('auditor.need_email')));
             email.focus();
             return;
           }
           body.email = email.value.trim();
         }
         if (body.justification.length < 10) {
-          out.replaceChildren(note('error', 'Say why, in at least 10 characters: the case and its legal basis.'));
+          out.replaceChildren(note('error', t('auditor.need_why')));
           justification.focus();
           return;
         }
@@ -289,7 +290,7 @@ function fileForm(ctx) {
         submit.disabled = true;
         try {
           await post('/control/v1/break-glass/requests', body);
-          ctx.flash('ok', 'Your request is filed. Two privacy officers must approve it before you can see the answer.');
+          ctx.flash('ok', t('auditor.filed'));
           ctx.go('#/audit');
         } catch (e) {
           out.replaceChildren(note('error', e.message));
@@ -297,26 +298,22 @@ function fileForm(ctx) {
         }
       },
     },
-    h('h2', null, 'File a request'),
-    h('div', { class: 'field' }, h('label', { for: 'bg-group-q' }, 'Group'),
+    h('h2', null, t('auditor.file_heading')),
+    h('div', { class: 'field' }, h('label', { for: 'bg-group-q' }, t('auditor.group')),
       h('div', { class: 'search-row' }, Object.assign(q, { id: 'bg-group-q' }), find), group),
-    h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, 'What do you need to know?'),
-      h('label', { class: 'check' }, scopeCheck, ' Whether one person is a member (yes or no)'),
-      h('label', { class: 'check' }, scopeList, ' The whole member list')),
+    h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, t('auditor.scope')),
+      h('label', { class: 'check' }, scopeCheck, ' ', t('auditor.scope_check')),
+      h('label', { class: 'check' }, scopeList, ' ', t('auditor.scope_list'))),
     personField,
-    field({ label: 'Justification', control: justification, hint: 'The case and its legal basis, 10 to 2000 characters. The privacy officers read it; it is kept sealed.' }),
-    field({
-      label: 'Encrypt the answer to your key (recommended)',
-      control: recipient,
-      hint: 'An age public key. With one, the answer never appears on this screen: you save an encrypted file that only your private key opens. Make a key pair on your own computer with “age-keygen -o key.txt”; it prints the public key (age1…) to paste here. Keep key.txt to yourself.',
-    }),
+    field({ label: t('breakglass.justification'), control: justification, hint: t('auditor.justification_hint') }),
+    field({ label: t('auditor.recipient'), control: recipient, hint: t('auditor.recipient_hint') }),
     out,
     h('div', { class: 'actions' }, submit),
   );
 }
 
 export async function auditView(ctx) {
-  const title = 'Break-glass access';
+  const title = t('auditor.title');
   if (!ctx.user.roles.includes(AUDITOR)) return notYourScreen(title, AUDITOR);
   let list;
   try {
@@ -324,7 +321,7 @@ export async function auditView(ctx) {
     const names = await groupNames(data.requests.map((r) => r.group_id));
     list = data.requests.length
       ? h('ul', { class: 'plain requests' }, data.requests.map((r) => auditorRow(r, names)))
-      : h('p', { class: 'empty' }, 'You have filed no request in the last 90 days.');
+      : h('p', { class: 'empty' }, t('auditor.none'));
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
     list = note('error', e.message);
@@ -335,9 +332,9 @@ export async function auditView(ctx) {
       'section',
       null,
       h('h1', null, title),
-      h('p', { class: 'lead' }, 'Lawful access to one group’s membership, and nothing more. You file a request; two different privacy officers must approve it; you then see the answer once, while the grant is open (an hour by default). Every step is written to the tamper-evident audit trail. The group’s owners and members are not told.'),
+      h('p', { class: 'lead' }, t('auditor.lead')),
       fileForm(ctx),
-      h('h2', null, 'Your requests'),
+      h('h2', null, t('auditor.yours')),
       list,
     ),
   };

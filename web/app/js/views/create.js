@@ -4,15 +4,16 @@
 import { h, field, note, id as newId } from '../dom.js';
 import { post, seg } from '../api.js';
 import { labels, badge, policyPoints, JOIN_POLICIES, joinName, joinExplain, senderChoices } from '../labels.js';
+import { t } from '../i18n.js';
 
 /** The "New group" page around `children`. */
 function page(...children) {
-  return { title: 'New group', node: h('section', { class: 'narrow' }, h('h1', null, 'Create a group'), ...children) };
+  return { title: t('nav.new'), node: h('section', { class: 'narrow' }, h('h1', null, t('create.heading')), ...children) };
 }
 
 export async function createView(ctx) {
   if (ctx.user.kind !== 'member') {
-    return page(note('info', 'Only employees can create groups. Guests and AI agents can join the groups whose label admits them.'));
+    return page(note('info', t('create.members_only')));
   }
   const all = await labels();
   const out = h('div');
@@ -31,8 +32,8 @@ export async function createView(ctx) {
   const labelSet = h(
     'fieldset',
     { class: 'choices' },
-    h('legend', null, 'Sensitivity label'),
-    h('p', { class: 'hint' }, 'The label decides who may join and how. Moving the group to a looser label later needs a label-admin’s approval.'),
+    h('legend', null, t('create.label')),
+    h('p', { class: 'hint' }, t('create.label_hint')),
     all.map((l, i) => {
       const rid = newId('label');
       const descId = `${rid}-desc`;
@@ -52,7 +53,7 @@ export async function createView(ctx) {
     }),
   );
 
-  const joinSet = h('fieldset', { class: 'choices' }, h('legend', null, 'How people join'));
+  const joinSet = h('fieldset', { class: 'choices' }, h('legend', null, t('create.join')));
   const joinRadios = JOIN_POLICIES.map((p) => {
     const rid = newId('join');
     const why = h('span', { class: 'why' });
@@ -76,7 +77,7 @@ export async function createView(ctx) {
     for (const r of joinRadios) {
       const ok = allowed.includes(r.p);
       r.input.disabled = !ok;
-      r.why.textContent = ok ? '' : `(${label ? label.name : 'This label'} does not allow it.)`;
+      r.why.textContent = ok ? '' : label ? t('create.not_allowed', { label: label.name }) : t('create.not_allowed_this');
       if (!ok) r.input.checked = false;
       if (ok && r.input.checked) checkedOk = true;
     }
@@ -101,7 +102,7 @@ export async function createView(ctx) {
   });
   syncJoin();
 
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create group');
+  const submit = h('button', { type: 'submit', class: 'primary' }, t('create.submit'));
   const form = h(
     'form',
     {
@@ -113,7 +114,7 @@ export async function createView(ctx) {
         const label = labelSet.querySelector('input[name=label]:checked');
         const join = joinSet.querySelector('input[name=join_policy]:checked');
         if (!name.value.trim()) {
-          out.replaceChildren(note('error', 'Give the group a name.'));
+          out.replaceChildren(note('error', t('create.name_missing')));
           name.focus();
           return;
         }
@@ -129,7 +130,7 @@ export async function createView(ctx) {
         submit.disabled = true;
         try {
           const { data } = await post('/control/v1/groups', body);
-          ctx.flash('ok', `${data.name} is created, and you are its owner.`);
+          ctx.flash('ok', t('create.created', { name: data.name }));
           ctx.go(`#/groups/${seg(data.id)}/manage`);
         } catch (e) {
           out.replaceChildren(note('error', e.message));
@@ -137,19 +138,19 @@ export async function createView(ctx) {
         }
       },
     },
-    field({ label: 'Name', control: name, hint: 'Up to 120 characters, e.g. Parents at Work.' }),
-    field({ label: 'What is it for? (optional)', control: description, hint: 'People see this when they look for groups.' }),
+    field({ label: t('create.name'), control: name, hint: t('create.name_hint', { max: 120 }) }),
+    field({ label: t('create.description'), control: description, hint: t('create.description_hint') }),
     labelSet,
     joinSet,
     senderSet,
     h(
       'details',
       { class: 'panel' },
-      h('summary', null, 'Group address (optional)'),
+      h('summary', null, t('create.address')),
       field({
-        label: 'Address before the @',
+        label: t('create.address_label'),
         control: address,
-        hint: 'Lowercase letters, digits, dots, dashes and underscores. Left empty, one is made from the name.',
+        hint: t('create.address_hint'),
       }),
     ),
     out,
@@ -158,7 +159,7 @@ export async function createView(ctx) {
 
   syncSenders();
   return page(
-    h('p', { class: 'lead' }, 'You become its first owner. Owners never see who is in the group, only a rough count.'),
+    h('p', { class: 'lead' }, t('create.lead')),
     form,
   );
 }

@@ -4,6 +4,7 @@
 import { h, note } from '../dom.js';
 import { get, ApiError } from '../api.js';
 import { labels, badge, findLabel, joinName, policyPoints } from '../labels.js';
+import { t } from '../i18n.js';
 
 const PAGE = 20;
 
@@ -16,8 +17,8 @@ function card(g, all, mine) {
       'div',
       { class: 'card-head' },
       h('h3', null, h('a', { href: `#/groups/${encodeURIComponent(g.id)}` }, g.name)),
-      mine.has(g.id) ? h('span', { class: 'pill pill-member' }, 'You are a member') : null,
-      g.is_owner ? h('span', { class: 'pill' }, 'You own this') : null,
+      mine.has(g.id) ? h('span', { class: 'pill pill-member' }, t('discover.member')) : null,
+      g.is_owner ? h('span', { class: 'pill' }, t('discover.owner')) : null,
     ),
     g.description ? h('p', { class: 'desc' }, g.description) : null,
     h(
@@ -26,7 +27,7 @@ function card(g, all, mine) {
       badge(g.label),
       h('span', null, label ? label.description : ''),
     ),
-    h('p', { class: 'meta' }, h('span', { class: 'k' }, 'How to join: '), joinName(g.join_policy)),
+    h('p', { class: 'meta' }, h('span', { class: 'k' }, t('discover.how_to_join')), ' ', joinName(g.join_policy)),
   );
 }
 
@@ -34,11 +35,11 @@ function legend(all) {
   return h(
     'details',
     { class: 'panel legend' },
-    h('summary', null, 'What the labels mean'),
+    h('summary', null, t('discover.legend')),
     h(
       'p',
       { class: 'hint' },
-      'Every group has a sensitivity label, chosen when it is created and never changed. The label decides who may join and how.',
+      t('discover.legend_intro'),
     ),
     h(
       'dl',
@@ -70,12 +71,16 @@ export async function discoverView(ctx) {
     const { data } = await get(`/control/v1/groups?${params}`);
     for (const g of data.groups) results.append(card(g, all, mine));
     shown += data.groups.length;
-    status.textContent = shown === 0
-      ? (q ? `No groups match “${q}”.` : 'There are no groups you can join yet.')
-      : `${shown}${data.next_cursor ? '+' : ''} group${shown === 1 ? '' : 's'}${q ? ` matching “${q}”` : ''}`;
+    // "20+ groups" while there are more to show.
+    const n = { count: shown, q };
+    let count;
+    if (shown === 0) count = q ? t('discover.none_match', n) : t('discover.none');
+    else if (data.next_cursor) count = q ? t('discover.count_q_more', n) : t('discover.count_more', n);
+    else count = q ? t('discover.count_q', n) : t('discover.count', n);
+    status.textContent = count;
     more.replaceChildren();
     if (data.next_cursor) {
-      const btn = h('button', { type: 'button' }, 'Show more groups');
+      const btn = h('button', { type: 'button' }, t('discover.more'));
       btn.addEventListener('click', async () => {
         btn.disabled = true;
         try {
@@ -101,7 +106,7 @@ export async function discoverView(ctx) {
     id: 'q',
     name: 'q',
     value: q,
-    placeholder: 'Name or topic',
+    placeholder: t('discover.placeholder'),
     autocomplete: 'off',
     maxlength: 200,
   });
@@ -116,17 +121,17 @@ export async function discoverView(ctx) {
         ctx.go(v ? `#/discover?q=${encodeURIComponent(v)}` : '#/discover');
       },
     },
-    h('label', { for: 'q' }, 'Search groups'),
-    h('div', { class: 'search-row' }, input, h('button', { type: 'submit', class: 'primary' }, 'Search')),
+    h('label', { for: 'q' }, t('discover.search_label')),
+    h('div', { class: 'search-row' }, input, h('button', { type: 'submit', class: 'primary' }, t('discover.search'))),
   );
 
   return {
-    title: q ? `Discover: ${q}` : 'Discover groups',
+    title: q ? t('discover.title_q', { q }) : t('discover.heading'),
     node: h(
       'section',
       null,
-      h('h1', null, 'Discover groups'),
-      h('p', { class: 'lead' }, 'Groups you can join. Joining is private: nobody can see who is in a group.'),
+      h('h1', null, t('discover.heading')),
+      h('p', { class: 'lead' }, t('discover.lead')),
       form,
       legend(all),
       error,

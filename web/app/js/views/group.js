@@ -4,14 +4,18 @@
 
 import { h, note, field, actionButton, when } from '../dom.js';
 import { get, post, del, seg, ApiError } from '../api.js';
-import { labels, labelExplained, findLabel, joinName, joinExplain, senderExplain, REQUEST_SHOWS } from '../labels.js';
+import { labels, labelExplained, findLabel, joinName, joinExplain, senderExplain, requestShows } from '../labels.js';
+import { t } from '../i18n.js';
 
 const STATE_TEXT = {
-  provisioning: 'Being set up. It can take members in a moment.',
-  active: 'Active.',
-  archiving: 'Being archived.',
-  archived: 'Archived. It has no members and receives no mail.',
+  provisioning: () => t('group.state.provisioning'),
+  active: () => t('group.state.active'),
+  archiving: () => t('group.state.archiving'),
+  archived: () => t('group.state.archived'),
 };
+
+/** A group's state in words. */
+const stateText = (s) => (Object.hasOwn(STATE_TEXT, s) ? STATE_TEXT[s]() : s);
 
 /** The caller's own requests (pending or denied), or [] where the server has none to offer. */
 export async function myRequests() {
@@ -26,17 +30,14 @@ export async function myRequests() {
 
 function unavailable() {
   return {
-    title: 'Group not available',
+    title: t('group.unavailable.title'),
     node: h(
       'section',
       { class: 'narrow' },
-      h('h1', null, 'This group is not available to you'),
-      note(
-        'warn',
-        'Hush cannot show you this group. Either it does not exist, or its sensitivity label does not admit your kind of account (for example, many labels do not admit guests or AI agents).',
-      ),
-      h('p', null, 'If an owner gave you an invite code, you can ', h('a', { href: '#/redeem' }, 'use the invite'), '.'),
-      h('p', null, h('a', { href: '#/' }, 'Back to Discover')),
+      h('h1', null, t('group.unavailable.heading')),
+      note('warn', t('group.unavailable.why')),
+      h('p', null, t('group.unavailable.invite_before'), h('a', { href: '#/redeem' }, t('group.unavailable.invite_link')), t('group.unavailable.invite_after')),
+      h('p', null, h('a', { href: '#/' }, t('common.back_to_discover'))),
     ),
   };
 }
@@ -63,8 +64,8 @@ function redeemForm(ctx, onDone) {
         }
       },
     },
-    field({ label: 'Invite code', control: code }),
-    h('button', { type: 'submit', class: 'primary' }, 'Join with this code'),
+    field({ label: t('redeem.code'), control: code }),
+    h('button', { type: 'submit', class: 'primary' }, t('redeem.submit')),
   );
   return h('div', null, form, out);
 }
@@ -72,9 +73,9 @@ function redeemForm(ctx, onDone) {
 /** What to say when an invite code does not work. */
 export function redeemError(e) {
   if (e instanceof ApiError && e.status === 404 && !e.unsupported) {
-    return 'This invite code cannot be used. It may be mistyped, used up, expired or revoked. Ask the owner who sent it for a new one.';
+    return t('redeem.unusable');
   }
-  if (e instanceof ApiError && e.unsupported) return 'Invites are not available on this server yet.';
+  if (e instanceof ApiError && e.unsupported) return t('redeem.unsupported');
   return e.message;
 }
 
@@ -100,20 +101,20 @@ export async function groupView(ctx) {
   const again = () => ctx.go(`#/groups/${seg(id)}`);
 
   // What the caller can do, given their membership and the join policy.
-  const actions = h('div', { class: 'panel membership' }, h('h2', null, 'Your membership'));
+  const actions = h('div', { class: 'panel membership' }, h('h2', null, t('group.membership')));
   if (group.state !== 'active') {
-    actions.append(h('p', null, STATE_TEXT[group.state] || group.state));
+    actions.append(h('p', null, stateText(group.state)));
   } else if (member) {
     actions.append(
-      h('p', { class: 'status-line yes' }, 'You are a member of this group.'),
-      h('p', { class: 'hint' }, 'Leaving is private: nobody is told, and the answer is the same whether or not you were a member.'),
+      h('p', { class: 'status-line yes' }, t('group.is_member')),
+      h('p', { class: 'hint' }, t('group.leave_hint')),
       h(
         'div',
         { class: 'actions' },
-        actionButton('Leave group', async () => {
+        actionButton(t('group.leave'), async () => {
           try {
             await post(`/membership/v1/groups/${seg(id)}/leave`);
-            ctx.flash('ok', `You left ${group.name}.`);
+            ctx.flash('ok', t('group.left', { name: group.name }));
             again();
           } catch (e) {
             out.replaceChildren(note('error', e.message));
@@ -122,17 +123,19 @@ export async function groupView(ctx) {
       ),
     );
   } else {
-    actions.append(h('p', { class: 'status-line' }, 'You are not a member of this group.'));
+    actions.append(h('p', { class: 'status-line' }, t('group.not_member')));
     if (group.join_policy === 'open') {
       actions.append(
-        h('p', { class: 'hint' }, 'Joining is private: only you can see that you are a member.'),
+        h('p', { class: 'hint' }, t('group.join_hint')),
         h(
           'div',
           { class: 'actions' },
-          actionButton('Join group', async () => {
+          actionButton(t('group.join'), async () => {
             try {
               await post(`/membership/v1/groups/${seg(id)}/join`);
-              ctx.flash('ok', `You joined ${group.name}. Its mail will reach ${ctx.user.email || 'you'}.`);
+              ctx.flash('ok', ctx.user.email
+                ? t('group.joined_mail', { name: group.name, email: ctx.user.email })
+                : t('group.joined_mail_you', { name: group.name }));
               again();
             } catch (e) {
               out.replaceChildren(note('error', e.message));
@@ -143,14 +146,14 @@ export async function groupView(ctx) {
     } else if (group.join_policy === 'approval') {
       if (myRequest) {
         actions.append(
-          note('info', `You asked to join on ${when(myRequest.created_at)}. An owner has not answered yet.`),
+          note('info', t('group.asked_on', { date: when(myRequest.created_at) })),
           h(
             'div',
             { class: 'actions' },
-            actionButton('Withdraw my request', async () => {
+            actionButton(t('group.withdraw'), async () => {
               try {
                 await del(`/membership/v1/me/requests/${seg(myRequest.id)}`);
-                ctx.flash('ok', 'Your request is withdrawn.');
+                ctx.flash('ok', t('group.withdrawn'));
                 again();
               } catch (e) {
                 out.replaceChildren(note('error', e.message));
@@ -159,19 +162,19 @@ export async function groupView(ctx) {
           ),
         );
       } else {
-        if (denied) actions.append(note('info', 'An owner declined your earlier request. You may ask again.'));
+        if (denied) actions.append(note('info', t('group.denied')));
         actions.append(
-          note('warn', `Asking to join shows your ${REQUEST_SHOWS} to this group’s owners. Nobody else sees it.`),
+          note('warn', t('group.ask_warning', { shows: requestShows() })),
           h(
             'div',
             { class: 'actions' },
-            actionButton('Ask to join', async () => {
+            actionButton(t('group.ask'), async () => {
               try {
                 const { status, data } = await post(`/membership/v1/groups/${seg(id)}/join`);
                 if (status === 202 || (data && data.member === false)) {
-                  ctx.flash('ok', `Your request is sent. The group’s owners see your ${REQUEST_SHOWS} so they can decide; nobody else does. Follow it, or withdraw it, under My groups.`);
+                  ctx.flash('ok', t('group.asked', { shows: requestShows() }));
                 } else {
-                  ctx.flash('ok', `You joined ${group.name}: you meet the owners’ conditions for joining at once.`);
+                  ctx.flash('ok', t('group.joined_by_rule', { name: group.name }));
                 }
                 again();
               } catch (e) {
@@ -183,9 +186,9 @@ export async function groupView(ctx) {
       }
     } else {
       actions.append(
-        h('p', null, 'This group is joined by invite only. If an owner sent you an invite code, enter it here.'),
+        h('p', null, t('group.invite_only')),
         redeemForm(ctx, () => {
-          ctx.flash('ok', `You joined ${group.name}.`);
+          ctx.flash('ok', t('group.joined', { name: group.name }));
           again();
         }),
       );
@@ -203,18 +206,18 @@ export async function groupView(ctx) {
   const facts = h(
     'dl',
     { class: 'facts' },
-    h('dt', null, 'Label'),
+    h('dt', null, t('group.fact.label')),
     h('dd', null, labelExplained(label || { name: group.label, description: '', policy: {} }, { who: true })),
-    h('dt', null, 'How to join'),
+    h('dt', null, t('group.fact.join')),
     h('dd', null, h('strong', null, joinName(group.join_policy)), ' — ', joinExplain(group.join_policy)),
-    h('dt', null, 'Who may send mail'),
+    h('dt', null, t('group.fact.senders')),
     h('dd', null, senderExplain(group.sender_policy)),
-    h('dt', null, 'Group address'),
+    h('dt', null, t('group.fact.address')),
     h('dd', null, h('code', null, group.contact_address)),
-    h('dt', null, group.owners.length === 1 ? 'Owner' : 'Owners'),
+    h('dt', null, t('group.fact.owners', { count: group.owners.length })),
     h('dd', null, h('ul', { class: 'plain' }, ownerContacts(group).map((o) => h('li', null, o)))),
-    h('dt', null, 'State'),
-    h('dd', null, STATE_TEXT[group.state] || group.state),
+    h('dt', null, t('group.fact.state')),
+    h('dd', null, stateText(group.state)),
   );
 
   return {
@@ -222,14 +225,14 @@ export async function groupView(ctx) {
     node: h(
       'section',
       { class: 'group-page' },
-      h('p', { class: 'crumbs' }, h('a', { href: '#/' }, 'Discover'), ' / ', group.name),
+      h('p', { class: 'crumbs' }, h('a', { href: '#/' }, t('nav.discover')), ' / ', group.name),
       h('div', { class: 'title-row' }, h('h1', null, group.name), group.is_owner
-        ? h('a', { class: 'button', href: `#/groups/${seg(id)}/manage` }, 'Manage group')
+        ? h('a', { class: 'button', href: `#/groups/${seg(id)}/manage` }, t('group.manage'))
         : null),
       group.description ? h('p', { class: 'lead pre' }, group.description) : null,
       group.invited_to_own ? ownershipInvitation(ctx, group, again) : null,
       actions,
-      h('h2', null, 'About this group'),
+      h('h2', null, t('group.about')),
       facts,
     ),
   };
@@ -250,13 +253,13 @@ function ownershipInvitation(ctx, group, again) {
   return h(
     'div',
     { class: 'panel' },
-    h('h2', null, 'You are invited to own this group'),
-    h('p', { class: 'hint' }, 'Owners are the group’s public contacts: they answer requests to join and hand out invite codes. Owning does not make you a member. The group’s label decides who may own it.'),
+    h('h2', null, t('group.own.heading')),
+    h('p', { class: 'hint' }, t('group.own.hint')),
     h(
       'div',
       { class: 'actions' },
-      actionButton('Accept', answer('accept', `You now own ${group.name}.`), { class: 'primary' }),
-      actionButton('Decline', answer('decline', 'You declined the invitation.')),
+      actionButton(t('group.own.accept'), answer('accept', t('group.own.accepted', { name: group.name })), { class: 'primary' }),
+      actionButton(t('group.own.decline'), answer('decline', t('group.own.declined'))),
     ),
     out,
   );

@@ -4,25 +4,28 @@
 
 import { h, field, note, actionButton, when } from '../dom.js';
 import { get, post, upload, seg, ApiError } from '../api.js';
+import { t, formatNumber } from '../i18n.js';
 
 const STATE = {
-  queued: 'Queued: waiting for a worker',
-  running: 'Running',
-  paused: 'Paused',
-  succeeded: 'Finished',
-  failed: 'Failed',
-  cancelled: 'Cancelled',
+  queued: () => t('jobs.state.queued'),
+  running: () => t('jobs.state.running'),
+  paused: () => t('jobs.state.paused'),
+  succeeded: () => t('jobs.state.succeeded'),
+  failed: () => t('jobs.state.failed'),
+  cancelled: () => t('jobs.state.cancelled'),
 };
+/** A job's state in words. */
+const stateText = (s) => (Object.hasOwn(STATE, s) ? STATE[s]() : s);
 const FINAL = ['succeeded', 'failed', 'cancelled'];
 const POLL_MS = 1000;
 
-const num = (n) => Number(n || 0).toLocaleString();
+const num = (n) => formatNumber(n);
 
 function notOperator() {
   return {
-    title: 'Bulk jobs',
-    node: h('section', { class: 'narrow' }, h('h1', null, 'Bulk jobs'),
-      note('info', 'Bulk jobs are for operators. Ask your IT team if you need people added to many groups at once.')),
+    title: t('nav.jobs'),
+    node: h('section', { class: 'narrow' }, h('h1', null, t('nav.jobs')),
+      note('info', t('jobs.operators_only'))),
   };
 }
 
@@ -35,10 +38,10 @@ function formatOf(file) {
 function lineErrors(errors, total) {
   if (!errors || !errors.length) return null;
   return h('div', null,
-    h('h3', null, `Malformed lines${total ? ` (${num(total)})` : ''}`),
+    h('h3', null, total ? t('jobs.malformed_n', { count: Number(total) }) : t('jobs.malformed')),
     h('div', { class: 'table-wrap' }, h('table', null,
-      h('caption', { class: 'sr-only' }, 'Malformed lines'),
-      h('thead', null, h('tr', null, h('th', { scope: 'col' }, 'Line'), h('th', { scope: 'col' }, 'Why'))),
+      h('caption', { class: 'sr-only' }, t('jobs.malformed')),
+      h('thead', null, h('tr', null, h('th', { scope: 'col' }, t('jobs.col.line')), h('th', { scope: 'col' }, t('jobs.col.why')))),
       h('tbody', null, errors.map((e) => h('tr', null, h('td', null, String(e.line)), h('td', null, e.reason)))))));
 }
 
@@ -47,7 +50,7 @@ function uploadForm(ctx) {
   const out = h('div');
   const rid = 'bad-reject';
   const sid = 'bad-skip';
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'Upload and start');
+  const submit = h('button', { type: 'submit', class: 'primary' }, t('jobs.upload.submit'));
   const form = h('form', {
     class: 'stack',
     onsubmit: async (ev) => {
@@ -55,7 +58,7 @@ function uploadForm(ctx) {
       out.replaceChildren();
       const f = file.files && file.files[0];
       if (!f) {
-        out.replaceChildren(note('error', 'Choose a file to upload.'));
+        out.replaceChildren(note('error', t('jobs.upload.no_file')));
         file.focus();
         return;
       }
@@ -64,7 +67,7 @@ function uploadForm(ctx) {
       try {
         // One key per upload: a retried request answers the same job instead of a second one.
         const { data } = await upload(`/bulk/v1/jobs?${new URLSearchParams({ on_bad_lines: onBad, name: f.name.slice(0, 200) })}`, f, formatOf(f), { 'idempotency-key': crypto.randomUUID() });
-        ctx.flash('ok', `Job started with ${num(data.total)} operation${data.total === 1 ? '' : 's'}.`);
+        ctx.flash('ok', t('jobs.started', { count: Number(data.total) }));
         ctx.go(`#/jobs/${seg(data.id)}`);
       } catch (e) {
         const errs = e instanceof ApiError && e.problem && e.problem.errors;
@@ -73,12 +76,12 @@ function uploadForm(ctx) {
       }
     },
   },
-  field({ label: 'File of operations', control: file, hint: 'CSV with a header op,group_id,subject,email, or NDJSON with one {"op":"add"|"remove","group_id":…,"email":…} per line. Up to 1,000,000 operations.' }),
-  h('fieldset', { class: 'choices' }, h('legend', null, 'If some lines are malformed'),
+  field({ label: t('jobs.upload.file'), control: file, hint: t('jobs.upload.file_hint', { header: 'op,group_id,subject,email', line: '{"op":"add"|"remove","group_id":…,"email":…}', max: 1_000_000 }) }),
+  h('fieldset', { class: 'choices' }, h('legend', null, t('jobs.upload.bad_lines')),
     h('div', { class: 'choice' }, h('input', { type: 'radio', name: 'on_bad_lines', id: rid, value: 'reject', checked: true }),
-      h('label', { for: rid }, h('strong', null, 'Refuse the whole file'), h('span', { class: 'choice-text' }, 'Nothing runs; you get the bad lines to fix.'))),
+      h('label', { for: rid }, h('strong', null, t('jobs.upload.reject')), h('span', { class: 'choice-text' }, t('jobs.upload.reject_hint')))),
     h('div', { class: 'choice' }, h('input', { type: 'radio', name: 'on_bad_lines', id: sid, value: 'skip' }),
-      h('label', { for: sid }, h('strong', null, 'Skip them'), h('span', { class: 'choice-text' }, 'The good lines run; the bad ones are listed in the report.')))),
+      h('label', { for: sid }, h('strong', null, t('jobs.upload.skip')), h('span', { class: 'choice-text' }, t('jobs.upload.skip_hint'))))),
   h('div', { class: 'actions' }, submit),
   // Under the button that was pressed, where the eye and the screen reader are next.
   out);
@@ -91,19 +94,20 @@ function progressOf(job) {
 }
 
 function history(jobs) {
-  if (!jobs.length) return h('p', { class: 'empty' }, 'No jobs yet.');
+  if (!jobs.length) return h('p', { class: 'empty' }, t('jobs.none'));
+  const cols = [t('jobs.col.job'), t('jobs.col.file'), t('jobs.col.submitted'), t('jobs.col.by'), t('jobs.col.state'), t('jobs.col.done')];
   return h('div', { class: 'table-wrap' }, h('table', null,
-    h('caption', { class: 'sr-only' }, 'Job history, newest first'),
-    h('thead', null, h('tr', null, ['Job', 'File', 'Submitted', 'By', 'State', 'Done'].map((c) => h('th', { scope: 'col' }, c)))),
+    h('caption', { class: 'sr-only' }, t('jobs.history_caption')),
+    h('thead', null, h('tr', null, cols.map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', null, jobs.map((j) => {
       const p = progressOf(j);
       return h('tr', null,
-        h('td', null, h('a', { href: `#/jobs/${seg(j.id)}`, 'aria-label': `Job ${String(j.id).slice(0, 8)}` }, h('code', null, String(j.id).slice(0, 8)))),
+        h('td', null, h('a', { href: `#/jobs/${seg(j.id)}`, 'aria-label': t('jobs.job', { id: String(j.id).slice(0, 8) }) }, h('code', null, String(j.id).slice(0, 8)))),
         h('td', null, j.name || '—'),
         h('td', null, when(j.created_at)),
         h('td', null, j.submitted_by),
-        h('td', null, STATE[j.state] || j.state),
-        h('td', null, `${num(p.done)} of ${num(p.total)}`));
+        h('td', null, stateText(j.state)),
+        h('td', null, t('jobs.n_of', { done: p.done, total: p.total })));
     }))));
 }
 
@@ -115,15 +119,15 @@ export async function jobsView(ctx) {
   } catch (e) {
     if (e instanceof ApiError && e.status === 403) return notOperator();
     list = note(e instanceof ApiError && e.unsupported ? 'info' : 'error',
-      e instanceof ApiError && e.unsupported ? 'Bulk jobs are not available on this server yet.' : e.message);
+      e instanceof ApiError && e.unsupported ? t('jobs.unsupported') : e.message);
   }
   return {
-    title: 'Bulk jobs',
+    title: t('nav.jobs'),
     node: h('section', null,
-      h('h1', null, 'Bulk jobs'),
-      h('p', { class: 'lead' }, 'Add or remove many people at once. Reports give counts by reason only: never who was already a member.'),
-      h('section', { class: 'panel', 'aria-labelledby': 'upload-h' }, h('h2', { id: 'upload-h' }, 'Upload a file'), uploadForm(ctx)),
-      h('section', { class: 'panel', 'aria-labelledby': 'history-h' }, h('h2', { id: 'history-h' }, 'Job history'), list)),
+      h('h1', null, t('nav.jobs')),
+      h('p', { class: 'lead' }, t('jobs.lead')),
+      h('section', { class: 'panel', 'aria-labelledby': 'upload-h' }, h('h2', { id: 'upload-h' }, t('jobs.upload.heading')), uploadForm(ctx)),
+      h('section', { class: 'panel', 'aria-labelledby': 'history-h' }, h('h2', { id: 'history-h' }, t('jobs.history')), list)),
   };
 }
 
@@ -141,29 +145,31 @@ function jobBody(job, onChange, onError) {
     await onChange();
   }, { class: cls });
   const buttons = [];
-  if (job.state === 'queued' || job.state === 'running') buttons.push(steer('pause', 'Pause', ''));
-  if (job.state === 'paused') buttons.push(steer('resume', 'Resume', 'primary'));
-  if (!FINAL.includes(job.state)) buttons.push(steer('cancel', 'Cancel job', 'danger'));
+  if (job.state === 'queued' || job.state === 'running') buttons.push(steer('pause', t('jobs.pause'), ''));
+  if (job.state === 'paused') buttons.push(steer('resume', t('jobs.resume'), 'primary'));
+  if (!FINAL.includes(job.state)) buttons.push(steer('cancel', t('jobs.cancel'), 'danger'));
+  const percent = formatNumber(pct / 100, { style: 'percent' });
+  const progress = t('jobs.progress', { percent, done: p.done, total: p.total });
   return [
-    h('p', { class: 'job-state' }, h('span', { class: `state state-${job.state}` }, STATE[job.state] || job.state)),
+    h('p', { class: 'job-state' }, h('span', { class: `state state-${job.state}` }, stateText(job.state))),
     h('div', { class: 'progress-row' },
-      h('progress', { max: 100, value: pct, 'aria-label': 'Progress', 'aria-valuetext': `${pct}%, ${num(p.done)} of ${num(p.total)} operations` }),
-      h('span', { class: 'progress-text' }, `${pct}% · ${num(p.done)} of ${num(p.total)} operations`)),
+      h('progress', { max: 100, value: pct, 'aria-label': t('jobs.progress_label'), 'aria-valuetext': progress }),
+      h('span', { class: 'progress-text' }, progress)),
     h('dl', { class: 'facts' },
-      h('dt', null, 'Applied'), h('dd', null, num(job.applied), h('span', { class: 'hint' }, ' (added or removed, whether or not it changed anything)')),
-      h('dt', null, 'Refused'), h('dd', null, num(job.rejected),
+      h('dt', null, t('jobs.applied')), h('dd', null, num(job.applied), ' ', h('span', { class: 'hint' }, t('jobs.applied_hint'))),
+      h('dt', null, t('jobs.refused')), h('dd', null, num(job.rejected),
         h('ul', { class: 'rules' },
-          h('li', null, `Unknown person: ${num(r.unknown_identity)}`),
-          h('li', null, `Refused by the group’s label: ${num(r.label_refused)}`),
-          h('li', null, `Group not active: ${num(r.unknown_group)}`))),
-      h('dt', null, 'Malformed lines skipped'), h('dd', null, num(job.invalid_lines)),
-      job.retrying ? [h('dt', null, 'Being retried'), h('dd', null, num(job.retrying))] : null,
-      h('dt', null, 'Speed'), h('dd', null, `${Number(job.rate_per_sec || 0).toLocaleString()} operations a second`),
-      job.eta_secs != null ? [h('dt', null, 'Time left'), h('dd', null, `about ${num(job.eta_secs)} s`)] : null,
-      h('dt', null, 'Submitted'), h('dd', null, `${when(job.created_at)} by ${job.submitted_by}`),
-      job.started_at ? [h('dt', null, 'Started'), h('dd', null, when(job.started_at))] : null,
-      job.finished_at ? [h('dt', null, 'Ended'), h('dd', null, when(job.finished_at))] : null),
-    job.error ? note('error', `Why it failed: ${job.error}`) : null,
+          h('li', null, t('jobs.refused.unknown_identity', { n: Number(r.unknown_identity || 0) })),
+          h('li', null, t('jobs.refused.label_refused', { n: Number(r.label_refused || 0) })),
+          h('li', null, t('jobs.refused.unknown_group', { n: Number(r.unknown_group || 0) })))),
+      h('dt', null, t('jobs.skipped')), h('dd', null, num(job.invalid_lines)),
+      job.retrying ? [h('dt', null, t('jobs.retrying')), h('dd', null, num(job.retrying))] : null,
+      h('dt', null, t('jobs.speed')), h('dd', null, t('jobs.speed_value', { rate: Number(job.rate_per_sec || 0) })),
+      job.eta_secs != null ? [h('dt', null, t('jobs.eta')), h('dd', null, t('jobs.eta_value', { secs: Number(job.eta_secs) }))] : null,
+      h('dt', null, t('jobs.col.submitted')), h('dd', null, t('jobs.submitted_by', { date: when(job.created_at), who: job.submitted_by })),
+      job.started_at ? [h('dt', null, t('jobs.started_at')), h('dd', null, when(job.started_at))] : null,
+      job.finished_at ? [h('dt', null, t('jobs.ended_at')), h('dd', null, when(job.finished_at))] : null),
+    job.error ? note('error', t('jobs.why_failed', { error: job.error })) : null,
     lineErrors(job.line_errors, job.invalid_lines),
     buttons.length ? h('div', { class: 'actions' }, buttons) : null,
   ];
@@ -176,7 +182,7 @@ export async function jobView(ctx) {
     job = (await get(`/bulk/v1/jobs/${seg(id)}`)).data;
   } catch (e) {
     if (e instanceof ApiError && e.status === 404) {
-      return { title: 'Job not found', node: h('section', null, h('h1', null, 'Job not found'), h('p', null, h('a', { href: '#/jobs' }, 'Back to bulk jobs'))) };
+      return { title: t('jobs.not_found'), node: h('section', null, h('h1', null, t('jobs.not_found')), h('p', null, h('a', { href: '#/jobs' }, t('jobs.back')))) };
     }
     throw e;
   }
@@ -210,7 +216,7 @@ export async function jobView(ctx) {
     if (!ctx.stillHere()) return;
     draw();
     if (job.state !== last) {
-      live.textContent = `Job ${STATE[job.state] || job.state}.`;
+      live.textContent = t('jobs.announce', { state: stateText(job.state) });
       last = job.state;
     }
     schedule();
@@ -218,11 +224,11 @@ export async function jobView(ctx) {
   draw();
   schedule();
   return {
-    title: `Job ${String(job.id).slice(0, 8)}`,
+    title: t('jobs.job', { id: String(job.id).slice(0, 8) }),
     node: h('section', null,
-      h('p', { class: 'crumbs' }, h('a', { href: '#/jobs' }, 'Bulk jobs'), ' / Job'),
-      h('h1', null, `Job ${String(job.id).slice(0, 8)}`),
-      job.name ? h('p', { class: 'lead' }, 'From the file ', h('code', null, job.name)) : null,
+      h('p', { class: 'crumbs' }, h('a', { href: '#/jobs' }, t('nav.jobs')), ' / ', t('jobs.crumb')),
+      h('h1', null, t('jobs.job', { id: String(job.id).slice(0, 8) })),
+      job.name ? h('p', { class: 'lead' }, t('jobs.from_file'), ' ', h('code', null, job.name)) : null,
       live,
       errors,
       body),

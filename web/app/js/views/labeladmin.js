@@ -6,6 +6,7 @@
 
 import { h, field, note, actionButton, when, id as newId } from '../dom.js';
 import { get, post, put, del, seg, ApiError } from '../api.js';
+import { t } from '../i18n.js';
 import { badge, labelExplained, forgetLabels, JOIN_POLICIES, SENDER_POLICIES, joinName, senderName } from '../labels.js';
 import { notYourScreen } from './breakglass.js';
 
@@ -22,16 +23,16 @@ function policyForm(base) {
     const input = h('input', { type: 'checkbox', id: cid, name, checked });
     return { input, node: h('div', { class: 'check' }, input, h('label', { for: cid }, text)) };
   };
-  const guests = box('guests_allowed', !!p.guests_allowed, 'Guests may join');
-  const agents = box('agents_allowed', !!p.agents_allowed, 'AI agents may join');
+  const guests = box('guests_allowed', !!p.guests_allowed, t('labeladmin.guests'));
+  const agents = box('agents_allowed', !!p.agents_allowed, t('labeladmin.agents'));
   const ways = JOIN_POLICIES.map((j) => ({ j, ...box(`join-${j}`, (p.join_policies || []).includes(j), joinName(j)) }));
   const sender = h('select', { name: 'sender_policy' },
     SENDER_POLICIES.map((s) => h('option', { value: s, selected: s === p.sender_policy }, senderName(s))));
   return {
     nodes: [
-      h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, 'Who may be a member'), guests.node, agents.node),
-      h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, 'Ways to join its groups may use'), ways.map((w) => w.node)),
-      field({ label: 'The widest circle that may mail its groups', control: sender }),
+      h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, t('labeladmin.who')), guests.node, agents.node),
+      h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, t('labeladmin.ways')), ways.map((w) => w.node)),
+      field({ label: t('labeladmin.senders'), control: sender }),
     ],
     value: () => ({
       ...p,
@@ -47,7 +48,7 @@ function editForm(label, ctx, close) {
   const out = h('div');
   const description = h('textarea', { name: 'description', rows: 2, maxlength: 2000 }, label.description);
   const policy = policyForm(label.policy);
-  const save = h('button', { type: 'submit', class: 'primary' }, 'Save the change');
+  const save = h('button', { type: 'submit', class: 'primary' }, t('labeladmin.save'));
   return h(
     'form',
     {
@@ -57,7 +58,7 @@ function editForm(label, ctx, close) {
         out.replaceChildren();
         const body = { description: description.value.trim(), policy: policy.value() };
         if (!body.policy.join_policies.length) {
-          out.replaceChildren(note('error', 'Allow at least one way to join.'));
+          out.replaceChildren(note('error', t('labeladmin.need_way')));
           return;
         }
         save.disabled = true;
@@ -65,8 +66,8 @@ function editForm(label, ctx, close) {
           const { status, data } = await put(`/control/v1/labels/${seg(label.name)}`, body);
           forgetLabels();
           ctx.flash('ok', status === 202
-            ? `The change lets more people into ${label.name}'s groups, so it waits for a second label-admin's approval. Nothing has changed yet.`
-            : `${label.name} is saved. Memberships the change ended: ${data.memberships_ended}.`);
+            ? t('labeladmin.waits', { label: label.name })
+            : t('labeladmin.saved', { label: label.name, ended: data.memberships_ended }));
           ctx.go('#/labels');
         } catch (e) {
           out.replaceChildren(note('error', e.message));
@@ -74,11 +75,11 @@ function editForm(label, ctx, close) {
         }
       },
     },
-    field({ label: 'Description', control: description, hint: 'What people choosing a label read.' }),
+    field({ label: t('labeladmin.description'), control: description, hint: t('labeladmin.description_hint') }),
     policy.nodes,
-    note('info', 'Tightening a label applies at once and ends the memberships it now bars (for example every guest, when guests are no longer allowed). Loosening it waits for a second label-admin.'),
+    note('info', t('labeladmin.tighten_loosen')),
     out,
-    h('div', { class: 'actions' }, save, h('button', { type: 'button', onclick: close }, 'Cancel')),
+    h('div', { class: 'actions' }, save, h('button', { type: 'button', onclick: close }, t('common.cancel'))),
   );
 }
 
@@ -94,13 +95,13 @@ function labelCard(label, ctx) {
         edit.hidden = false;
       }));
     },
-  }, 'Change');
-  const remove = actionButton('Delete', async () => {
-    if (!window.confirm(`Delete the label ${label.name}? Only a label no group uses can be deleted.`)) return;
+  }, t('labeladmin.change'));
+  const remove = actionButton(t('labeladmin.delete'), async () => {
+    if (!window.confirm(t('labeladmin.delete_confirm', { label: label.name }))) return;
     try {
       await del(`/control/v1/labels/${seg(label.name)}`);
       forgetLabels();
-      ctx.flash('ok', `${label.name} is deleted.`);
+      ctx.flash('ok', t('labeladmin.deleted', { label: label.name }));
       ctx.go('#/labels');
     } catch (e) {
       out.replaceChildren(note('error', e.message));
@@ -119,23 +120,23 @@ function labelCard(label, ctx) {
 /** What a pending change does, rule by rule: before → after. */
 function diff(before, after) {
   const lines = [];
-  const yn = (v) => (v ? 'yes' : 'no');
-  if (before.guests_allowed !== after.guests_allowed) lines.push(`Guests may join: ${yn(before.guests_allowed)} → ${yn(after.guests_allowed)}`);
-  if (before.agents_allowed !== after.agents_allowed) lines.push(`AI agents may join: ${yn(before.agents_allowed)} → ${yn(after.agents_allowed)}`);
-  const ways = (p) => (p.join_policies || []).map(joinName).join(', ') || 'none';
-  if (ways(before) !== ways(after)) lines.push(`Ways to join: ${ways(before)} → ${ways(after)}`);
-  if (before.sender_policy !== after.sender_policy) lines.push(`Who may mail: ${senderName(before.sender_policy)} → ${senderName(after.sender_policy)}`);
-  return lines.length ? lines : ['The description only'];
+  const yn = (v) => (v ? t('labeladmin.yes') : t('labeladmin.no'));
+  if (before.guests_allowed !== after.guests_allowed) lines.push(t('labeladmin.diff_guests', { from: yn(before.guests_allowed), to: yn(after.guests_allowed) }));
+  if (before.agents_allowed !== after.agents_allowed) lines.push(t('labeladmin.diff_agents', { from: yn(before.agents_allowed), to: yn(after.agents_allowed) }));
+  const ways = (p) => (p.join_policies || []).map(joinName).join(', ') || t('labeladmin.none');
+  if (ways(before) !== ways(after)) lines.push(t('labeladmin.diff_ways', { from: ways(before), to: ways(after) }));
+  if (before.sender_policy !== after.sender_policy) lines.push(t('labeladmin.diff_senders', { from: senderName(before.sender_policy), to: senderName(after.sender_policy) }));
+  return lines.length ? lines : [t('labeladmin.diff_description')];
 }
 
 function changeCard(c, ctx) {
   const out = h('div');
   const mine = c.proposed_by === ctx.user.sub;
-  const decide = (verb) => actionButton(verb === 'approve' ? 'Approve' : 'Reject', async () => {
+  const decide = (verb) => actionButton(verb === 'approve' ? t('labeladmin.approve') : t('labeladmin.reject'), async () => {
     try {
       await post(`/control/v1/label-changes/${seg(c.id)}/${verb}`);
       forgetLabels();
-      ctx.flash('ok', verb === 'approve' ? `The change to ${c.label} is applied.` : `The change to ${c.label} is dropped; the label is as it was.`);
+      ctx.flash('ok', verb === 'approve' ? t('labeladmin.applied', { label: c.label }) : t('labeladmin.dropped', { label: c.label }));
       ctx.go('#/labels');
     } catch (e) {
       out.replaceChildren(note('error', e.message));
@@ -144,9 +145,9 @@ function changeCard(c, ctx) {
   return h(
     'li',
     { class: 'panel', 'data-change': c.id },
-    h('h3', null, badge(c.label), ' ', `proposed ${when(c.proposed_at)}`),
+    h('h3', null, badge(c.label), ' ', t('labeladmin.proposed', { when: when(c.proposed_at) })),
     h('ul', { class: 'rules' }, diff(c.before, c.policy).map((t) => h('li', null, t))),
-    mine ? note('info', 'You proposed this change: another label-admin must approve it. You may still reject it.') : null,
+    mine ? note('info', t('labeladmin.yours')) : null,
     h('div', { class: 'actions' }, decide('approve'), decide('reject')),
     out,
   );
@@ -157,11 +158,11 @@ function newLabelForm(ctx) {
   const name = h('input', { name: 'name', required: true, maxlength: 64, autocomplete: 'off' });
   const description = h('textarea', { name: 'description', rows: 2, maxlength: 2000 });
   const policy = policyForm(null);
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'Add the label');
+  const submit = h('button', { type: 'submit', class: 'primary' }, t('labeladmin.add'));
   return h(
     'details',
     { class: 'panel' },
-    h('summary', null, 'Add a label'),
+    h('summary', null, t('labeladmin.add_heading')),
     h('form', {
       class: 'stack',
       onsubmit: async (ev) => {
@@ -169,7 +170,7 @@ function newLabelForm(ctx) {
         out.replaceChildren();
         const body = { name: name.value.trim(), description: description.value.trim(), policy: policy.value() };
         if (!body.name) {
-          out.replaceChildren(note('error', 'Give the label a name.'));
+          out.replaceChildren(note('error', t('labeladmin.need_name')));
           name.focus();
           return;
         }
@@ -177,7 +178,7 @@ function newLabelForm(ctx) {
         try {
           await post('/control/v1/labels', body);
           forgetLabels();
-          ctx.flash('ok', `${body.name} is added. Owners can choose it for new groups now.`);
+          ctx.flash('ok', t('labeladmin.added', { label: body.name }));
           ctx.go('#/labels');
         } catch (e) {
           out.replaceChildren(note('error', e.message));
@@ -185,8 +186,8 @@ function newLabelForm(ctx) {
         }
       },
     },
-    field({ label: 'Name', control: name, hint: 'Letters, digits, spaces, - and _, at most 64.' }),
-    field({ label: 'Description', control: description }),
+    field({ label: t('labeladmin.name'), control: name, hint: t('labeladmin.name_hint') }),
+    field({ label: t('labeladmin.description'), control: description }),
     policy.nodes,
     out,
     h('div', { class: 'actions' }, submit)),
@@ -194,7 +195,7 @@ function newLabelForm(ctx) {
 }
 
 export async function labelAdminView(ctx) {
-  const title = 'Sensitivity labels';
+  const title = t('labeladmin.title');
   if (!ctx.user.roles.includes(LABEL_ADMIN)) return notYourScreen(title, LABEL_ADMIN);
   let labels = [];
   let changes = [];
@@ -214,13 +215,13 @@ export async function labelAdminView(ctx) {
       'section',
       null,
       h('h1', null, title),
-      h('p', { class: 'lead' }, 'Labels decide who may be in a group (guests? AI agents?), how people may join and who may mail it. Every way into a group checks its label, so a label prevents rather than detects.'),
+      h('p', { class: 'lead' }, t('labeladmin.lead')),
       error,
-      h('h2', null, 'Waiting for a second label-admin'),
+      h('h2', null, t('labeladmin.waiting')),
       changes.length
         ? h('ul', { class: 'plain' }, changes.map((c) => changeCard(c, ctx)))
-        : h('p', { class: 'empty' }, 'No change is waiting.'),
-      h('h2', null, 'Labels'),
+        : h('p', { class: 'empty' }, t('labeladmin.none_waiting')),
+      h('h2', null, t('labeladmin.labels')),
       h('ul', { class: 'plain' }, labels.map((l) => labelCard(l, ctx))),
       newLabelForm(ctx),
     ),

@@ -4,22 +4,55 @@
 
 import { h, field, note, actionButton, when, id as newId } from '../dom.js';
 import { get, post, put, patch, del, seg, ApiError } from '../api.js';
-import { labels, labelExplained, findLabel, JOIN_POLICIES, joinName, joinExplain, senderChoices, REQUEST_SHOWS } from '../labels.js';
+import { labels, labelExplained, findLabel, JOIN_POLICIES, joinName, joinExplain, senderChoices, requestShows } from '../labels.js';
+import { t, formatNumber } from '../i18n.js';
 
-const INVITE_STATE = { active: 'Active', revoked: 'Revoked', expired: 'Expired', 'used-up': 'Used up' };
-
-const COUNT_TEXT = {
-  '<10': 'fewer than 10',
-  '10-49': '10 to 49',
-  '50-249': '50 to 249',
-  '250-999': '250 to 999',
-  '1000+': '1,000 or more',
+const INVITE_STATE = {
+  active: () => t('invites.state.active'),
+  revoked: () => t('invites.state.revoked'),
+  expired: () => t('invites.state.expired'),
+  'used-up': () => t('invites.state.used_up'),
 };
+
+/** The coarse member count (INV-4) in words: the service's buckets. */
+const COUNT_TEXT = {
+  '<10': () => t('members.bucket.under', { n: 10 }),
+  '10-49': () => t('members.bucket.range', { from: 10, to: 49 }),
+  '50-249': () => t('members.bucket.range', { from: 50, to: 249 }),
+  '250-999': () => t('members.bucket.range', { from: 250, to: 999 }),
+  '1000+': () => t('members.bucket.over', { n: 1000 }),
+};
+
+/** What the manage page says of a group that is not active. */
+function stateNote(state) {
+  if (state === 'provisioning') return t('manage.provisioning');
+  if (state === 'archiving') return t('manage.state.archiving');
+  if (state === 'archived') return t('manage.state.archived');
+  return t('manage.state', { state });
+}
+
+/** What Hush calls each kind of account. */
+function kindWord(kind) {
+  if (kind === 'member') return t('kind.member');
+  if (kind === 'guest') return t('kind.guest');
+  if (kind === 'agent') return t('kind.agent');
+  return kind;
+}
+
+/** How long and how often a new invite code works. */
+function worksText(data) {
+  const max = data.max_uses != null ? Number(data.max_uses) : null;
+  if (data.expires_at) {
+    const until = when(data.expires_at);
+    return max != null ? t('invites.works_n_until', { count: max, until }) : t('invites.works_until', { until });
+  }
+  return max != null ? t('invites.works_n', { count: max }) : t('invites.works');
+}
 
 /** A titled panel whose body is filled by `load` (errors shown inside, not breaking the page). */
 function panel(title, intro, load) {
   const headingId = newId('h');
-  const body = h('div', { class: 'panel-body' }, h('p', { class: 'loading' }, 'Loading…'));
+  const body = h('div', { class: 'panel-body' }, h('p', { class: 'loading' }, t('common.loading')));
   const node = h(
     'section',
     { class: 'panel', 'aria-labelledby': headingId },
@@ -31,7 +64,7 @@ function panel(title, intro, load) {
     .then(load)
     .then((content) => body.replaceChildren(...[].concat(content).filter(Boolean)))
     .catch((e) => {
-      const msg = e instanceof ApiError && e.unsupported ? 'Not available on this server yet.' : e.message;
+      const msg = e instanceof ApiError && e.unsupported ? t('common.unsupported') : e.message;
       body.replaceChildren(note(e instanceof ApiError && e.unsupported ? 'info' : 'error', msg));
     });
   return node;
@@ -39,23 +72,24 @@ function panel(title, intro, load) {
 
 function membersPanel(group) {
   return panel(
-    'Members',
-    h('p', { class: 'hint' }, 'Hush shows owners a rough count only, never a number or a list of who is in the group.'),
+    t('members.heading'),
+    h('p', { class: 'hint' }, t('members.hint')),
     () => {
-      if (group.state !== 'active') return h('p', null, 'The count appears once the group is active.');
-      if (!group.member_count) return h('p', null, 'The count is not available right now.');
+      if (group.state !== 'active') return h('p', null, t('members.not_yet'));
+      if (!group.member_count) return h('p', null, t('members.unavailable'));
+      const words = Object.hasOwn(COUNT_TEXT, group.member_count) ? COUNT_TEXT[group.member_count]() : group.member_count;
       return h(
         'p',
         { class: 'bucket' },
         h('span', { class: 'bucket-value' }, group.member_count),
-        h('span', null, ` members (${COUNT_TEXT[group.member_count] || group.member_count})`),
+        h('span', null, t('members.count', { words })),
       );
     },
   );
 }
 
 function editPanel(ctx, group, label) {
-  return panel('Edit group', null, () => {
+  return panel(t('edit.heading'), null, () => {
     const out = h('div');
     const description = h('textarea', { name: 'description', rows: 4, maxlength: 2000 });
     description.value = group.description || '';
@@ -66,7 +100,7 @@ function editPanel(ctx, group, label) {
     const joinSet = h(
       'fieldset',
       { class: 'choices' },
-      h('legend', null, 'How people join'),
+      h('legend', null, t('create.join')),
       JOIN_POLICIES.filter((p) => allowed.includes(p)).map((p) => {
         const rid = newId('jp');
         return h(
@@ -94,12 +128,12 @@ function editPanel(ctx, group, label) {
           const list = owners.value.split(/[\n,]/).map((s) => s.trim()).filter(Boolean);
           if (list.join('\n') !== named.join('\n')) body.owners = list;
           if (!Object.keys(body).length) {
-            out.replaceChildren(note('info', 'Nothing to save: no changes.'));
+            out.replaceChildren(note('info', t('edit.no_changes')));
             return;
           }
           try {
             const { data } = await patch(`/control/v1/groups/${seg(group.id)}`, body);
-            ctx.flash('ok', 'Your changes are saved.');
+            ctx.flash('ok', t('edit.saved'));
             ctx.go(data.is_owner ? `#/groups/${seg(group.id)}/manage` : `#/groups/${seg(group.id)}`);
           } catch (e) {
             out.replaceChildren(note('error', e.message));
@@ -109,21 +143,21 @@ function editPanel(ctx, group, label) {
       h(
         'div',
         { class: 'field' },
-        h('span', { class: 'field-title' }, 'Label'),
+        h('span', { class: 'field-title' }, t('group.fact.label')),
         labelExplained(label || { name: group.label, description: '' }, { compact: true }),
-        h('p', { class: 'hint' }, 'The label is not changed here. A move to a stricter label applies at once and removes the people it bars; a move to a looser one needs a label-admin’s approval (API: PUT /control/v1/groups/{id}/label).'),
+        h('p', { class: 'hint' }, t('edit.label_hint', { route: 'PUT /control/v1/groups/{id}/label' })),
       ),
-      field({ label: 'What is it for?', control: description }),
+      field({ label: t('edit.description'), control: description }),
       joinSet,
       senderSet,
       field({
-        label: 'Owners',
+        label: t('edit.owners'),
         control: owners,
-        hint: 'One user id per line. Owners are the group’s public contacts; owning does not make anyone a member. Under a label that bars guests or AI agents, someone you add is invited: they become an owner when they accept, if the label admits them.'
-          + ((group.invited_owners || []).length ? ` Invited, not yet accepted: ${group.invited_owners.join(', ')}.` : ''),
+        hint: t('edit.owners_hint')
+          + ((group.invited_owners || []).length ? ` ${t('edit.invited', { ids: group.invited_owners.join(', ') })}` : ''),
       }),
       out,
-      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Save changes')),
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, t('edit.save'))),
     );
     return form;
   });
@@ -131,8 +165,8 @@ function editPanel(ctx, group, label) {
 
 function invitesPanel(group) {
   return panel(
-    'Invite codes',
-    h('p', { class: 'hint' }, 'Send a code to the person you want in the group. Hush keeps only a fingerprint of each code and never records who used it.'),
+    t('invites.heading'),
+    h('p', { class: 'hint' }, t('invites.hint')),
     async () => {
       const fresh = h('div');
       const listBox = h('div');
@@ -143,31 +177,33 @@ function invitesPanel(group) {
         const { data } = await get(`/membership/v1/groups/${seg(group.id)}/invites`);
         const invites = (data && (data.invites || data)) || [];
         if (!invites.length) {
-          listBox.replaceChildren(h('p', { class: 'empty' }, 'No invite codes yet.'));
+          listBox.replaceChildren(h('p', { class: 'empty' }, t('invites.none')));
           return;
         }
         const rows = invites.map((inv) => {
           const expired = inv.expires_at && new Date(inv.expires_at) < new Date();
           const used = inv.max_uses != null && inv.uses >= inv.max_uses;
           const derived = inv.revoked ? 'revoked' : expired ? 'expired' : used ? 'used-up' : 'active';
-          const state = INVITE_STATE[inv.state || derived] || inv.state;
+          const key = inv.state || derived;
+          const state = Object.hasOwn(INVITE_STATE, key) ? INVITE_STATE[key]() : inv.state;
+          const uses = Number(inv.uses ?? 0);
           return h(
             'tr',
             null,
             h('td', null, h('code', null, String(inv.id).slice(0, 8))),
-            h('td', null, `${inv.uses ?? 0}${inv.max_uses != null ? ` of ${inv.max_uses}` : ''}`),
-            h('td', null, inv.expires_at ? when(inv.expires_at) : 'Never'),
+            h('td', null, inv.max_uses != null ? t('invites.uses_of', { uses, max: Number(inv.max_uses) }) : formatNumber(uses)),
+            h('td', null, inv.expires_at ? when(inv.expires_at) : t('invites.never')),
             h('td', null, state),
-            h('td', null, state === 'Active'
-              ? actionButton('Revoke', async () => {
+            h('td', null, key === 'active'
+              ? actionButton(t('invites.revoke'), async () => {
                 try {
                   await del(`/membership/v1/groups/${seg(group.id)}/invites/${seg(inv.id)}`);
                   await refresh();
-                  fresh.replaceChildren(note('ok', 'The invite code is revoked: it no longer works.'));
+                  fresh.replaceChildren(note('ok', t('invites.revoked')));
                 } catch (e) {
                   fresh.replaceChildren(note('error', e.message));
                 }
-              }, { class: 'small danger', 'aria-label': `Revoke invite ${String(inv.id).slice(0, 8)}` })
+              }, { class: 'small danger', 'aria-label': t('invites.revoke_label', { id: String(inv.id).slice(0, 8) }) })
               : null),
           );
         });
@@ -178,8 +214,8 @@ function invitesPanel(group) {
             h(
               'table',
               null,
-              h('caption', { class: 'sr-only' }, 'Invite codes of this group'),
-              h('thead', null, h('tr', null, ['Invite', 'Used', 'Expires', 'Status', ''].map((c) => h('th', { scope: 'col' }, c)))),
+              h('caption', { class: 'sr-only' }, t('invites.caption')),
+              h('thead', null, h('tr', null, [t('invites.col.invite'), t('invites.col.used'), t('invites.col.expires'), t('invites.col.status'), ''].map((c) => h('th', { scope: 'col' }, c)))),
               h('tbody', null, rows),
             ),
           ),
@@ -202,27 +238,24 @@ function invitesPanel(group) {
               const copy = (text, what) => async (ev2) => {
                 try {
                   await navigator.clipboard.writeText(text);
-                  ev2.target.textContent = `${what} copied`;
+                  ev2.target.textContent = what;
                 } catch {
-                  ev2.target.textContent = 'Select and copy it by hand';
+                  ev2.target.textContent = t('invites.copy_failed');
                 }
               };
               fresh.replaceChildren(
                 h(
                   'div',
                   { class: 'note note-ok', role: 'status' },
-                  h('p', null, h('strong', null, 'New invite code. '), 'Copy it now: it is shown only once.'),
-                  h('p', null, h('output', { class: 'code', 'aria-label': 'Invite code', 'data-testid': 'invite-code' }, data.code)),
+                  h('p', null, h('strong', null, t('invites.new')), ' ', t('invites.copy_now')),
+                  h('p', null, h('output', { class: 'code', 'aria-label': t('redeem.code'), 'data-testid': 'invite-code' }, data.code)),
                   h(
                     'div',
                     { class: 'actions' },
-                    h('button', { type: 'button', class: 'small', onclick: copy(data.code, 'Code') }, 'Copy code'),
-                    h('button', { type: 'button', class: 'small', onclick: copy(link, 'Link') }, 'Copy invite link'),
+                    h('button', { type: 'button', class: 'small', onclick: copy(data.code, t('invites.code_copied')) }, t('invites.copy_code')),
+                    h('button', { type: 'button', class: 'small', onclick: copy(link, t('invites.link_copied')) }, t('invites.copy_link')),
                   ),
-                  h('p', { class: 'hint' }, [
-                    data.max_uses != null ? `Works ${data.max_uses} time${data.max_uses === 1 ? '' : 's'}` : 'Works until revoked',
-                    data.expires_at ? `, until ${when(data.expires_at)}.` : '.',
-                  ].join('')),
+                  h('p', { class: 'hint' }, worksText(data)),
                 ),
               );
               await refresh();
@@ -231,23 +264,24 @@ function invitesPanel(group) {
             }
           },
         },
-        field({ label: 'Uses allowed', control: maxUses, hint: 'Default: 1.' }),
-        field({ label: 'Valid for, in hours', control: hours, hint: 'Default: a week.' }),
-        h('button', { type: 'submit', class: 'primary' }, 'Create invite code'),
+        field({ label: t('invites.max_uses'), control: maxUses, hint: t('invites.max_uses_hint', { n: 1 }) }),
+        field({ label: t('invites.hours'), control: hours, hint: t('invites.hours_hint') }),
+        h('button', { type: 'submit', class: 'primary' }, t('invites.create')),
       );
       await refresh();
-      return [form, fresh, h('h3', null, 'Codes'), listBox];
+      return [form, fresh, h('h3', null, t('invites.codes')), listBox];
     },
   );
 }
 
 function requestsPanel(group) {
   return panel(
-    'Requests to join',
+    t('requests.heading'),
     note(
       'warn',
-      h('strong', null, 'Looking at requests shows you who asked. '),
-      `Each request shows the person’s ${REQUEST_SHOWS}. Approving adds them to the group; declining tells them no. Keep what you see to yourself.`,
+      h('strong', null, t('requests.warning_lead')),
+      ' ',
+      t('requests.warning', { shows: requestShows() }),
     ),
     () => {
       const box = h('div');
@@ -261,18 +295,18 @@ function requestsPanel(group) {
           const reqs = (data && (data.requests || data)) || [];
           more.replaceChildren();
           if (data && data.next_cursor) {
-            more.append(actionButton('Show more requests', () => load(data.next_cursor)));
+            more.append(actionButton(t('requests.more'), () => load(data.next_cursor)));
           }
           if (!reqs.length && !cursor) {
-            box.replaceChildren(h('p', { class: 'empty' }, 'No pending requests.'));
+            box.replaceChildren(h('p', { class: 'empty' }, t('requests.none')));
             return;
           }
           const decide = (r, verb, row) => async () => {
             try {
               await post(`/membership/v1/groups/${seg(group.id)}/requests/${seg(r.id)}/${verb}`);
               row.remove();
-              if (!box.querySelector('tbody tr')) box.replaceChildren(h('p', { class: 'empty' }, 'No pending requests.'));
-              out.replaceChildren(note('ok', verb === 'approve' ? 'Approved: they are in the group.' : 'Declined.'));
+              if (!box.querySelector('tbody tr')) box.replaceChildren(h('p', { class: 'empty' }, t('requests.none')));
+              out.replaceChildren(note('ok', verb === 'approve' ? t('requests.approved') : t('requests.declined')));
             } catch (e) {
               out.replaceChildren(note('error', e.message));
             }
@@ -281,11 +315,11 @@ function requestsPanel(group) {
             const row = h('tr', null,
               h('td', null, r.subject),
               h('td', null, r.email || '—'),
-              h('td', null, r.kind === 'member' ? 'employee' : r.kind),
+              h('td', null, kindWord(r.kind)),
               h('td', null, when(r.created_at)));
             row.append(h('td', { class: 'row-actions' },
-              actionButton('Approve', decide(r, 'approve', row), { class: 'small primary', 'aria-label': `Approve ${r.subject}` }),
-              actionButton('Decline', decide(r, 'deny', row), { class: 'small', 'aria-label': `Decline ${r.subject}` })));
+              actionButton(t('requests.approve'), decide(r, 'approve', row), { class: 'small primary', 'aria-label': t('requests.approve_label', { who: r.subject }) }),
+              actionButton(t('requests.decline'), decide(r, 'deny', row), { class: 'small', 'aria-label': t('requests.decline_label', { who: r.subject }) })));
             return row;
           });
           const tbody = box.querySelector('tbody');
@@ -294,14 +328,14 @@ function requestsPanel(group) {
             return;
           }
           box.replaceChildren(h('div', { class: 'table-wrap' }, h('table', null,
-            h('caption', { class: 'sr-only' }, 'Pending requests to join'),
-            h('thead', null, h('tr', null, ['Person', 'E-mail', 'Account', 'Asked', ''].map((c) => h('th', { scope: 'col' }, c)))),
+            h('caption', { class: 'sr-only' }, t('requests.caption')),
+            h('thead', null, h('tr', null, [t('requests.col.person'), t('requests.col.email'), t('requests.col.account'), t('requests.col.asked'), ''].map((c) => h('th', { scope: 'col' }, c)))),
             h('tbody', null, rows))));
         } catch (e) {
-          out.replaceChildren(note(e.unsupported ? 'info' : 'error', e.unsupported ? 'Not available on this server yet.' : e.message));
+          out.replaceChildren(note(e.unsupported ? 'info' : 'error', e.unsupported ? t('common.unsupported') : e.message));
         }
       };
-      const show = actionButton('Show pending requests', () => load(null));
+      const show = actionButton(t('requests.show'), () => load(null));
       return [h('div', { class: 'actions' }, show), out, box, more];
     },
   );
@@ -309,7 +343,7 @@ function requestsPanel(group) {
 
 function conditionRow(cond = { claim: '', equals: '' }) {
   const claim = h('input', { name: 'claim', value: cond.claim || '', autocomplete: 'off', spellcheck: 'false', required: true });
-  const op = h('select', { name: 'op' }, h('option', { value: 'equals' }, 'is'), h('option', { value: 'in' }, 'is one of'));
+  const op = h('select', { name: 'op' }, h('option', { value: 'equals' }, t('rules.is')), h('option', { value: 'in' }, t('rules.in')));
   op.value = Array.isArray(cond.in) ? 'in' : 'equals';
   const value = h('input', {
     name: 'value',
@@ -317,13 +351,13 @@ function conditionRow(cond = { claim: '', equals: '' }) {
     autocomplete: 'off',
     required: true,
   });
-  value.setAttribute('title', 'For “is one of”, separate the values with commas');
-  value.setAttribute('placeholder', 'e.g. Legal, HR');
+  value.setAttribute('title', t('rules.value_title', { in: t('rules.in') }));
+  value.setAttribute('placeholder', t('rules.value_placeholder'));
   const row = h('div', { class: 'cond' },
-    field({ label: 'Claim', control: claim }),
-    field({ label: 'Test', control: op }),
-    field({ label: 'Value', control: value }),
-    h('button', { type: 'button', class: 'small link', onclick: () => row.remove() }, 'Remove condition'));
+    field({ label: t('rules.claim'), control: claim }),
+    field({ label: t('rules.test'), control: op }),
+    field({ label: t('rules.value'), control: value }),
+    h('button', { type: 'button', class: 'small link', onclick: () => row.remove() }, t('rules.remove_condition')));
   row.read = () => {
     const c = { claim: claim.value.trim() };
     if (op.value === 'in') c.in = value.value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -335,42 +369,42 @@ function conditionRow(cond = { claim: '', equals: '' }) {
 
 function ruleBox(rule = { all: [{ claim: '', equals: '' }] }) {
   const conds = h('div', { class: 'conds' }, (rule.all || []).map(conditionRow));
-  const box = h('fieldset', { class: 'rule' }, h('legend', null, 'Rule: all of these match'), conds,
+  const box = h('fieldset', { class: 'rule' }, h('legend', null, t('rules.rule')), conds,
     h('div', { class: 'actions' },
-      h('button', { type: 'button', class: 'small', onclick: () => conds.append(conditionRow()) }, 'Add condition'),
-      h('button', { type: 'button', class: 'small link', onclick: () => box.remove() }, 'Remove rule')));
+      h('button', { type: 'button', class: 'small', onclick: () => conds.append(conditionRow()) }, t('rules.add_condition')),
+      h('button', { type: 'button', class: 'small link', onclick: () => box.remove() }, t('rules.remove_rule'))));
   box.read = () => ({ all: [...conds.children].map((c) => c.read()) });
   return box;
 }
 
 function claimRulesPanel(group) {
   return panel(
-    'Join at once by sign-in details (claim rules)',
-    h('p', { class: 'hint' }, 'Someone who asks to join and whose company sign-in details (the claims of their token) match every condition of at least one rule joins at once, for example: department is one of Legal, HR. No request is recorded for them, so no owner sees who joined this way. With no rules, an owner answers every request.'),
+    t('rules.heading'),
+    h('p', { class: 'hint' }, t('rules.hint')),
     async () => {
       const { data } = await get(`/membership/v1/groups/${seg(group.id)}/claim-rules`);
       const rules = h('div', { class: 'rules-list' }, ((data && data.rules) || []).map(ruleBox));
       const out = h('div');
-      const save = actionButton('Save rules', async () => {
+      const save = actionButton(t('rules.save'), async () => {
         out.replaceChildren();
         const body = { rules: [...rules.children].map((r) => r.read()).filter((r) => r.all.length) };
         try {
           await put(`/membership/v1/groups/${seg(group.id)}/claim-rules`, body);
-          out.replaceChildren(note('ok', body.rules.length ? 'The rules are saved.' : 'There are no rules now: owners answer every request.'));
+          out.replaceChildren(note('ok', body.rules.length ? t('rules.saved') : t('rules.saved_none')));
         } catch (e) {
           out.replaceChildren(note('error', e.message));
         }
       }, { class: 'primary' });
       return [rules, h('div', { class: 'actions' },
-        h('button', { type: 'button', onclick: () => rules.append(ruleBox()) }, 'Add rule'), save), out];
+        h('button', { type: 'button', onclick: () => rules.append(ruleBox()) }, t('rules.add_rule')), save), out];
     },
   );
 }
 
 function addRemovePanel(group) {
   return panel(
-    'Add or remove someone',
-    h('p', { class: 'hint' }, 'Hush answers the same way whether or not the person was already a member, so nobody can use this to find out who is in the group.'),
+    t('addremove.heading'),
+    h('p', { class: 'hint' }, t('addremove.hint')),
     () => {
       const email = h('input', { type: 'email', name: 'email', autocomplete: 'off', spellcheck: 'false', required: true });
       const out = h('div', { 'aria-live': 'polite' });
@@ -378,7 +412,7 @@ function addRemovePanel(group) {
         out.replaceChildren();
         const address = email.value.trim();
         if (!email.checkValidity() || !address) {
-          out.replaceChildren(note('error', 'Enter an e-mail address.'));
+          out.replaceChildren(note('error', t('addremove.empty')));
           email.focus();
           return;
         }
@@ -389,17 +423,17 @@ function addRemovePanel(group) {
           await post(path, { email: address });
           // One acknowledgement, built from what was asked, never from the answer (INV-3).
           out.replaceChildren(note('ok', verb === 'add'
-            ? `Request accepted: add ${address}. Hush does not say whether this person was already a member. The group's label still applies: someone it does not admit (a guest or an AI agent, under a label without them) is not added.`
-            : `Request accepted: remove ${address}. Hush does not say whether this person was a member.`));
+            ? t('addremove.added', { address })
+            : t('addremove.removed', { address })));
         } catch (e) {
-          out.replaceChildren(note(e.unsupported ? 'info' : 'error', e.unsupported ? 'Not available on this server yet.' : e.message));
+          out.replaceChildren(note(e.unsupported ? 'info' : 'error', e.unsupported ? t('common.unsupported') : e.message));
         }
       };
       return [
-        field({ label: 'E-mail address', control: email }),
+        field({ label: t('signin.email'), control: email }),
         h('div', { class: 'actions' },
-          actionButton('Add to group', send('add'), { class: 'primary' }),
-          actionButton('Remove from group', send('remove'))),
+          actionButton(t('addremove.add'), send('add'), { class: 'primary' }),
+          actionButton(t('addremove.remove'), send('remove'))),
         out,
       ];
     },
@@ -407,7 +441,7 @@ function addRemovePanel(group) {
 }
 
 function archivePanel(ctx, group) {
-  return panel('Archive group', null, () => {
+  return panel(t('archive.heading'), null, () => {
     const confirmBox = h('div');
     const start = h('button', {
       type: 'button',
@@ -415,22 +449,22 @@ function archivePanel(ctx, group) {
       onclick: () => {
         start.hidden = true;
         confirmBox.replaceChildren(
-          note('warn', `Archiving ${group.name} removes it and all its membership for good. Its address stops working.`),
+          note('warn', t('archive.warning', { name: group.name })),
           h('div', { class: 'actions' },
-            actionButton('Archive now', async () => {
+            actionButton(t('archive.now'), async () => {
               try {
                 await post(`/control/v1/groups/${seg(group.id)}/archive`);
-                ctx.flash('ok', `${group.name} is being archived.`);
+                ctx.flash('ok', t('archive.started', { name: group.name }));
                 ctx.go('#/');
               } catch (e) {
                 confirmBox.append(note('error', e.message));
               }
             }, { class: 'danger' }),
-            h('button', { type: 'button', onclick: () => { confirmBox.replaceChildren(); start.hidden = false; start.focus(); } }, 'Cancel')),
+            h('button', { type: 'button', onclick: () => { confirmBox.replaceChildren(); start.hidden = false; start.focus(); } }, t('common.cancel'))),
         );
         confirmBox.querySelector('button').focus();
       },
-    }, 'Archive group…');
+    }, t('archive.start'));
     return [start, confirmBox];
   });
 }
@@ -442,15 +476,15 @@ export async function manageView(ctx) {
     group = (await get(`/control/v1/groups/${seg(id)}`)).data;
   } catch (e) {
     if (e instanceof ApiError && e.status === 404) {
-      return { title: 'Not available', node: h('section', null, h('h1', null, 'This group is not available to you'), h('p', null, h('a', { href: '#/' }, 'Back to Discover'))) };
+      return { title: t('manage.unavailable'), node: h('section', null, h('h1', null, t('group.unavailable.heading')), h('p', null, h('a', { href: '#/' }, t('common.back_to_discover')))) };
     }
     throw e;
   }
-  const back = h('a', { href: `#/groups/${seg(id)}` }, 'Group page');
+  const back = h('a', { href: `#/groups/${seg(id)}` }, t('manage.group_page'));
   if (!group.is_owner) {
     return {
-      title: `Manage ${group.name}`,
-      node: h('section', null, h('h1', null, `Manage ${group.name}`), note('info', 'Only the group’s owners can manage it.'), h('p', null, back)),
+      title: t('manage.title', { name: group.name }),
+      node: h('section', null, h('h1', null, t('manage.title', { name: group.name })), note('info', t('manage.owners_only')), h('p', null, back)),
     };
   }
   const label = findLabel(await labels(), group.label);
@@ -462,14 +496,14 @@ export async function manageView(ctx) {
   const editable = group.state === 'provisioning' || group.state === 'active';
   const active = group.state === 'active';
   return {
-    title: `Manage ${group.name}`,
+    title: t('manage.title', { name: group.name }),
     node: h(
       'section',
       { class: 'manage' },
-      h('p', { class: 'crumbs' }, h('a', { href: '#/' }, 'Discover'), ' / ', back, ' / Manage'),
-      h('h1', null, `Manage ${group.name}`),
+      h('p', { class: 'crumbs' }, h('a', { href: '#/' }, t('nav.discover')), ' / ', back, ' / ', t('manage.crumb')),
+      h('h1', null, t('manage.title', { name: group.name })),
       group.state !== 'active'
-        ? note('info', group.state === 'provisioning' ? 'The group is being set up. This page updates when it is ready.' : `The group is ${group.state}.`)
+        ? note('info', stateNote(group.state))
         : null,
       h('div', { class: 'grid' },
         membersPanel(group),

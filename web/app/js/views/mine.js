@@ -6,6 +6,7 @@ import { signOut } from '../auth.js';
 import { forgetLabels } from '../labels.js';
 import { badge } from '../labels.js';
 import { myRequests } from './group.js';
+import { t } from '../i18n.js';
 
 export async function myGroupsView(ctx) {
   const [{ data }, requests, owned] = await Promise.all([
@@ -25,14 +26,14 @@ export async function myGroupsView(ctx) {
           'li',
           { class: 'card' },
           h('div', { class: 'card-head' }, h('h3', null, h('a', { href: `#/groups/${seg(g.id)}` }, g.name)), badge(g.label)),
-          h('p', { class: 'meta' }, h('span', { class: 'k' }, 'Group address: '), h('code', null, g.contact_address)),
+          h('p', { class: 'meta' }, h('span', { class: 'k' }, t('mine.address')), ' ', h('code', null, g.contact_address)),
           h(
             'div',
             { class: 'actions' },
-            actionButton(`Leave ${g.name}`, async () => {
+            actionButton(t('mine.leave', { name: g.name }), async () => {
               try {
                 await post(`/membership/v1/groups/${seg(g.id)}/leave`);
-                ctx.flash('ok', `You left ${g.name}.`);
+                ctx.flash('ok', t('group.left', { name: g.name }));
                 ctx.go('#/mine');
               } catch (e) {
                 out.replaceChildren(note('error', e.message));
@@ -42,13 +43,13 @@ export async function myGroupsView(ctx) {
         ),
       ),
     )
-    : h('p', { class: 'empty' }, owned.length ? 'You are not a member of any group. (Owning a group does not make you a member.) ' : 'You are not in any group yet. ', h('a', { href: '#/' }, 'Discover groups'), ' to join one.');
+    : h('p', { class: 'empty' }, owned.length ? t('mine.none_owner') : t('mine.none'), ' ', h('a', { href: '#/' }, t('mine.discover_link')), t('mine.discover_after'));
 
   const ownedSection = owned.length
     ? h(
       'section',
       { class: 'panel', 'aria-labelledby': 'groups-you-own' },
-      h('h2', { id: 'groups-you-own' }, 'Groups you own'),
+      h('h2', { id: 'groups-you-own' }, t('mine.owned')),
       h(
         'ul',
         { class: 'plain rows' },
@@ -57,7 +58,7 @@ export async function myGroupsView(ctx) {
             'li',
             { class: 'row' },
             h('span', null, h('a', { href: `#/groups/${seg(g.id)}` }, g.name), ' ', badge(g.label)),
-            h('a', { class: 'button small', href: `#/groups/${seg(g.id)}/manage`, 'aria-label': `Manage ${g.name}` }, 'Manage'),
+            h('a', { class: 'button small', href: `#/groups/${seg(g.id)}/manage`, 'aria-label': t('manage.title', { name: g.name }) }, t('mine.manage')),
           ),
         ),
       ),
@@ -72,7 +73,7 @@ export async function myGroupsView(ctx) {
     ? h(
       'section',
       { class: 'panel', 'aria-labelledby': 'my-requests' },
-      h('h2', { id: 'my-requests' }, 'Your requests to join'),
+      h('h2', { id: 'my-requests' }, t('mine.requests')),
       h(
         'ul',
         { class: 'plain rows' },
@@ -80,12 +81,12 @@ export async function myGroupsView(ctx) {
           h(
             'li',
             { class: 'row' },
-            h('span', null, h('a', { href: `#/groups/${seg(r.group_id)}` }, names.get(r.group_id) || 'A group'), ' — ',
-              r.status === 'pending' ? `asked ${when(r.created_at)}, waiting for an owner` : 'declined by an owner'),
-            actionButton(r.status === 'pending' ? 'Withdraw' : 'Dismiss', async () => {
+            h('span', null, h('a', { href: `#/groups/${seg(r.group_id)}` }, names.get(r.group_id) || t('mine.a_group')), ' — ',
+              r.status === 'pending' ? t('mine.waiting', { date: when(r.created_at) }) : t('mine.declined')),
+            actionButton(r.status === 'pending' ? t('mine.withdraw') : t('mine.dismiss'), async () => {
               try {
                 await del(`/membership/v1/me/requests/${seg(r.id)}`);
-                ctx.flash('ok', r.status === 'pending' ? 'Your request is withdrawn.' : 'Dismissed.');
+                ctx.flash('ok', r.status === 'pending' ? t('group.withdrawn') : t('mine.dismissed'));
                 ctx.go('#/mine');
               } catch (e) {
                 out.replaceChildren(note('error', e.message));
@@ -98,12 +99,12 @@ export async function myGroupsView(ctx) {
     : null;
 
   return {
-    title: 'My groups',
+    title: t('nav.mine'),
     node: h(
       'section',
       null,
-      h('h1', null, 'My groups'),
-      h('p', { class: 'lead' }, 'Only you can see this list. Group owners and administrators cannot.'),
+      h('h1', null, t('nav.mine')),
+      h('p', { class: 'lead' }, t('mine.lead')),
       out,
       list,
       ownedSection,
@@ -113,8 +114,11 @@ export async function myGroupsView(ctx) {
   };
 }
 
-/** The words a person types to confirm that Hush should forget them. */
-const CONFIRM = 'forget me';
+/**
+ * The confirmation the service wants. The person types the catalog's words for it in the
+ * language shown (mine.forget.words); the app sends this.
+ */
+const CONFIRM = 'forget me'; // i18n-ok: the API's word, never shown
 
 /**
  * Forget me: leave every group and have your identity erased, in one step, after typing the
@@ -123,9 +127,11 @@ const CONFIRM = 'forget me';
 function forgetPanel(ctx, owned) {
   const out = h('div');
   const typed = h('input', { name: 'confirm', autocomplete: 'off', spellcheck: 'false', maxlength: 40 });
-  const button = h('button', { type: 'submit', class: 'danger', disabled: true }, 'Forget me');
+  const words = t('mine.forget.words');
+  const button = h('button', { type: 'submit', class: 'danger', disabled: true }, t('mine.forget.title'));
+  const confirmed = () => typed.value.trim().toLowerCase() === words.toLowerCase();
   typed.addEventListener('input', () => {
-    button.disabled = typed.value.trim().toLowerCase() !== CONFIRM;
+    button.disabled = !confirmed();
   });
   const form = h(
     'form',
@@ -133,13 +139,13 @@ function forgetPanel(ctx, owned) {
       class: 'stack',
       onsubmit: async (ev) => {
         ev.preventDefault();
-        if (typed.value.trim().toLowerCase() !== CONFIRM) return;
+        if (!confirmed()) return;
         button.disabled = true;
         try {
           await post('/membership/v1/me/forget', { confirm: CONFIRM });
           signOut();
           forgetLabels();
-          ctx.flash('ok', 'Hush has forgotten you: you are in no group, and your requests to join are deleted. Signing in again starts afresh.');
+          ctx.flash('ok', t('mine.forget.done'));
           ctx.go('#/signin');
         } catch (e) {
           out.replaceChildren(note('error', e.message));
@@ -147,22 +153,21 @@ function forgetPanel(ctx, owned) {
         }
       },
     },
-    field({ label: `Type “${CONFIRM}” to confirm`, control: typed }),
+    field({ label: t('mine.forget.type', { words }), control: typed }),
     h('div', { class: 'actions' }, button),
     out,
   );
   return h(
     'details',
     { class: 'panel forget' },
-    h('summary', null, 'Forget me'),
-    h('p', null, 'Leave every group and have Hush erase what it holds about you, in one step. This cannot be undone.'),
+    h('summary', null, t('mine.forget.title')),
+    h('p', null, t('mine.forget.intro')),
     h('ul', { class: 'rules' },
-      h('li', null, 'You leave every group at once, and no group mail reaches you any more.'),
-      h('li', null, 'Your requests to join are deleted, so owners no longer see them.'),
-      h('li', null, 'You are signed out everywhere. Nobody is told; the audit records that someone was forgotten, without your name.'),
+      h('li', null, t('mine.forget.leave')),
+      h('li', null, t('mine.forget.requests')),
+      h('li', null, t('mine.forget.signed_out')),
       owned.length
-        ? h('li', null, h('strong', null, `You own ${owned.length} group${owned.length === 1 ? '' : 's'}. `),
-          'Owning is public and is not handed over: hand your groups to another owner first if you do not want your user id on them.')
+        ? h('li', null, h('strong', null, t('mine.forget.owned', { count: owned.length })), ' ', t('mine.forget.owned_hint'))
         : null),
     form,
   );

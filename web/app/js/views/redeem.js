@@ -4,13 +4,14 @@
 import { h, field, note } from '../dom.js';
 import { get, post, seg } from '../api.js';
 import { redeemError } from './group.js';
+import { t } from '../i18n.js';
 
 export async function redeemView(ctx) {
   const code = h('input', { name: 'code', autocomplete: 'off', spellcheck: 'false', required: true, maxlength: 200 });
   code.value = ctx.query.get('code') || '';
   if (code.value) history.replaceState(null, '', '#/redeem'); // keep the code out of history
   const out = h('div');
-  const submit = h('button', { type: 'submit', class: 'primary' }, 'Join with this code');
+  const submit = h('button', { type: 'submit', class: 'primary' }, t('redeem.submit'));
   const form = h(
     'form',
     {
@@ -19,20 +20,20 @@ export async function redeemView(ctx) {
         ev.preventDefault();
         out.replaceChildren();
         if (!code.value.trim()) {
-          out.replaceChildren(note('error', 'Enter the invite code.'));
+          out.replaceChildren(note('error', t('redeem.empty')));
           code.focus();
           return;
         }
         submit.disabled = true;
         try {
           const { data } = await post('/membership/v1/invites/redeem', { code: code.value.trim() });
-          let name = 'the group';
+          let name = t('redeem.the_group');
           try {
             name = (await get(`/control/v1/groups/${seg(data.group_id)}`)).data.name;
           } catch {
             // The name is a courtesy; the membership is what matters.
           }
-          ctx.flash('ok', `You joined ${name}.`);
+          ctx.flash('ok', t('group.joined', { name }));
           ctx.go(`#/groups/${seg(data.group_id)}`);
         } catch (e) {
           out.replaceChildren(note('error', redeemError(e)));
@@ -41,17 +42,17 @@ export async function redeemView(ctx) {
         }
       },
     },
-    field({ label: 'Invite code', control: code, hint: 'The code an owner sent you.' }),
+    field({ label: t('redeem.code'), control: code, hint: t('redeem.code_hint') }),
     out,
     h('div', { class: 'actions' }, submit),
   );
   return {
-    title: 'Use an invite',
+    title: t('redeem.title'),
     node: h(
       'section',
       { class: 'narrow' },
-      h('h1', null, 'Use an invite'),
-      h('p', { class: 'lead' }, 'Some groups are joined by invite only. Nobody is told that you used your code.'),
+      h('h1', null, t('redeem.title')),
+      h('p', { class: 'lead' }, t('redeem.lead')),
       form,
     ),
   };

@@ -4,18 +4,19 @@
 import { h, field, note } from '../dom.js';
 import * as auth from '../auth.js';
 import { forgetLabels } from '../labels.js';
+import { t } from '../i18n.js';
 
 /** Dev users to try Hush with. */
 const DEV_USERS = [
-  { sub: 'alice', email: 'alice@corp.example', kind: 'member', roles: [], who: 'Employee; creates and owns groups' },
-  { sub: 'bob', email: 'bob@corp.example', kind: 'member', roles: [], who: 'Employee' },
-  { sub: 'gina', email: 'gina@partner.example', kind: 'guest', roles: [], who: 'Guest from a partner company' },
-  { sub: 'olivia', email: 'olivia@corp.example', kind: 'member', roles: ['operator'], who: 'Employee with the operator role' },
-  { sub: 'audrey', email: 'audrey@corp.example', kind: 'member', roles: ['auditor'], who: 'Auditor: files break-glass requests' },
-  { sub: 'pat', email: 'pat@corp.example', kind: 'member', roles: ['privacy-officer'], who: 'Privacy officer: approves break-glass' },
-  { sub: 'quinn', email: 'quinn@corp.example', kind: 'member', roles: ['privacy-officer'], who: 'A second privacy officer' },
-  { sub: 'lena', email: 'lena@corp.example', kind: 'member', roles: ['label-admin'], who: 'Label-admin: manages labels' },
-  { sub: 'leo', email: 'leo@corp.example', kind: 'member', roles: ['label-admin'], who: 'A second label-admin' },
+  { sub: 'alice', email: 'alice@corp.example', kind: 'member', roles: [], who: () => t('signin.dev.alice') },
+  { sub: 'bob', email: 'bob@corp.example', kind: 'member', roles: [], who: () => t('signin.dev.bob') },
+  { sub: 'gina', email: 'gina@partner.example', kind: 'guest', roles: [], who: () => t('signin.dev.gina') },
+  { sub: 'olivia', email: 'olivia@corp.example', kind: 'member', roles: ['operator'], who: () => t('signin.dev.olivia') },
+  { sub: 'audrey', email: 'audrey@corp.example', kind: 'member', roles: ['auditor'], who: () => t('signin.dev.audrey') },
+  { sub: 'pat', email: 'pat@corp.example', kind: 'member', roles: ['privacy-officer'], who: () => t('signin.dev.pat') },
+  { sub: 'quinn', email: 'quinn@corp.example', kind: 'member', roles: ['privacy-officer'], who: () => t('signin.dev.quinn') },
+  { sub: 'lena', email: 'lena@corp.example', kind: 'member', roles: ['label-admin'], who: () => t('signin.dev.lena') },
+  { sub: 'leo', email: 'leo@corp.example', kind: 'member', roles: ['label-admin'], who: () => t('signin.dev.leo') },
 ];
 
 function returnTo() {
@@ -47,8 +48,8 @@ function devPanel(ctx) {
         h(
           'button',
           { type: 'button', class: 'user-pick', onclick: () => signIn(u) },
-          h('span', { class: 'user-name' }, `Sign in as ${u.sub}`),
-          h('span', { class: 'user-meta' }, `${u.email} · ${u.who}`),
+          h('span', { class: 'user-name' }, t('signin.as', { user: u.sub })),
+          h('span', { class: 'user-meta' }, `${u.email} · ${u.who()}`),
         ),
       ),
     ),
@@ -59,9 +60,9 @@ function devPanel(ctx) {
   const kind = h(
     'select',
     { name: 'kind' },
-    h('option', { value: 'member' }, 'Employee (member)'),
-    h('option', { value: 'guest' }, 'Guest'),
-    h('option', { value: 'agent' }, 'AI agent'),
+    h('option', { value: 'member' }, t('signin.kind.member')),
+    h('option', { value: 'guest' }, t('signin.kind.guest')),
+    h('option', { value: 'agent' }, t('signin.kind.agent')),
   );
   const roleBoxes = ['operator', 'label-admin', 'auditor', 'privacy-officer'].map((r) => {
     const box = h('input', { type: 'checkbox', name: 'roles', value: r, id: `role-${r}` });
@@ -77,21 +78,21 @@ function devPanel(ctx) {
         signIn({ sub: sub.value.trim(), email: email.value.trim(), kind: kind.value, roles });
       },
     },
-    field({ label: 'Subject (user id)', control: sub, hint: 'Any id, e.g. carol. The same id is the same person.' }),
-    field({ label: 'E-mail address', control: email, hint: 'Needed to receive the groups’ mail.' }),
-    field({ label: 'Kind of account', control: kind }),
-    h('fieldset', null, h('legend', null, 'Roles'), roleBoxes),
-    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, 'Sign in')),
+    field({ label: t('signin.subject'), control: sub, hint: t('signin.subject_hint') }),
+    field({ label: t('signin.email'), control: email, hint: t('signin.email_hint') }),
+    field({ label: t('signin.kind'), control: kind }),
+    h('fieldset', null, h('legend', null, t('signin.roles')), roleBoxes),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary' }, t('signin.submit'))),
   );
 
   return h(
     'div',
     null,
-    note('warn', 'Development mode: anyone can sign in as anyone here. Never use this for real groups.'),
+    note('warn', t('signin.dev_warning')),
     errorBox,
-    h('h2', null, 'Pick a dev user'),
+    h('h2', null, t('signin.pick')),
     presets,
-    h('details', { class: 'panel' }, h('summary', null, 'Sign in as someone else'), form),
+    h('details', { class: 'panel' }, h('summary', null, t('signin.someone_else')), form),
   );
 }
 
@@ -102,7 +103,7 @@ function oidcPanel(ctx) {
     'div',
     null,
     errorBox,
-    h('p', null, 'Sign in with your company account. You will come back here afterwards.'),
+    h('p', null, t('signin.oidc_intro')),
     h(
       'div',
       { class: 'actions' },
@@ -115,26 +116,26 @@ function oidcPanel(ctx) {
             try {
               await auth.beginOidc(returnTo());
             } catch (e) {
-              errorBox.replaceChildren(note('error', e.message || 'Sign-in could not start.'));
+              errorBox.replaceChildren(note('error', e.message || t('signin.oidc_failed')));
             }
           },
         },
-        'Sign in with your company account',
+        t('signin.oidc_button'),
       ),
     ),
-    a.issuer ? h('p', { class: 'hint' }, `Signing in at ${a.issuer}`) : null,
+    a.issuer ? h('p', { class: 'hint' }, t('signin.oidc_at', { issuer: a.issuer })) : null,
   );
 }
 
 export async function signInView(ctx) {
   const dev = ctx.config.auth && ctx.config.auth.mode === 'dev';
   return {
-    title: 'Sign in',
+    title: t('signin.title'),
     node: h(
       'section',
       { class: 'narrow' },
-      h('h1', null, 'Sign in to Hush'),
-      h('p', { class: 'lead' }, 'Find and join groups whose membership stays private: nobody can list who is in them.'),
+      h('h1', null, t('signin.heading')),
+      h('p', { class: 'lead' }, t('signin.lead')),
       dev ? devPanel(ctx) : oidcPanel(ctx),
     ),
   };
