@@ -3,22 +3,31 @@
 //! fixed reason that never repeats the line's content (which may name a person: INV-6).
 //!
 //! NDJSON: `{"op":"add","group_id":"<uuid>","subject":"alice","email":"alice@corp.example"}`.
-//! CSV: a header naming the columns (`op,group_id,subject,email`, any order; `subject` or
-//! `email` may be left out), then one row per operation; fields may be double-quoted.
+//! CSV (RFC 4180, read by `csv-core`): a header naming the columns (`op,group_id,subject,email`,
+//! any order; `subject` or `email` may be left out), then one row per operation; fields may be
+//! double-quoted, and a quoted field may hold a line break (the row is reported by the line it
+//! starts on). The delimiter is `,`, or `;` when the header has more semicolons than commas
+//! outside quotes (spreadsheets in locales whose decimal mark is a comma export that way).
+//! A UTF-8 byte order mark at the start of the input (Excel's "CSV UTF-8") is skipped, for
+//! both formats.
 
 use crate::chunk::{Op, OpKind};
 use domain::{Email, GroupId, Subject};
 use serde::Deserialize;
 
-/// Longest line accepted, in bytes.
+/// Longest line (NDJSON) or row (CSV, without its quotes) accepted, in bytes.
 pub const MAX_LINE: usize = 4096;
+/// Most fields a CSV row may have.
+pub const MAX_FIELDS: usize = 64;
+/// The UTF-8 byte order mark.
+const BOM: &str = "\u{feff}";
 
 /// The input's format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     /// One JSON object per line.
     Ndjson,
-    /// A header line, then comma-separated rows.
+    /// A header line, then rows separated by commas (or semicolons).
     Csv,
 }
 
@@ -145,8 +154,27 @@ pub fn parse_json_line(line: &str) -> Result<Op, LineError> {
     )
 }
 
-/// Splits one CSV row into fields (RFC 4180 quoting within the line).
-pub fn split_csv(line: &str) -> Vec<String> {
+/// The delimiter a CSV header uses: `;` when it has more semicolons than commas outside
+/// quotes, else `,`.
+fn delimiter_of(header: &str) -> u8 {
+    let (mut commas, mut semicolons, mut quoted) = (0, 0, false);
+    for c in header.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => commas += 1,
+            ';' if !quoted => semicolons += 1,
+            _ => {}
+        }
+    }
+    if semicolons > commas {
+        b';'
+    } else {
+        b','
+    }
+}
+
+/// Splits a CSV header line into its names (RFC 4180 quoting; a header holds no line break).
+fn split_header(line: &str, delimiter: char) -> Vec<String> {
     let mut fields = Vec::new();
     let mut cur = String::new();
     let mut quoted = false;
@@ -159,7 +187,7 @@ pub fn split_csv(line: &str) -> Vec<String> {
             }
             ('"', true) => quoted = false,
             ('"', false) if cur.is_empty() => quoted = true,
-            (',', false) => fields.push(std::mem::take(&mut cur)),
+            (d, false) if d == delimiter => fields.push(std::mem::take(&mut cur)),
             (c, _) => cur.push(c),
         }
     }
@@ -167,7 +195,7 @@ pub fn split_csv(line: &str) -> Vec<String> {
     fields
 }
 
-/// The column positions a CSV header names.
+/// The column positions a CSV header names, and its delimiter.
 #[derive(Debug, Clone, Copy)]
 pub struct CsvColumns {
     op: usize,
@@ -175,12 +203,14 @@ pub struct CsvColumns {
     subject: Option<usize>,
     email: Option<usize>,
     count: usize,
+    delimiter: u8,
 }
 
 impl CsvColumns {
     /// Reads the header line.
     pub fn parse(header: &str) -> Result<Self, LineError> {
-        let names: Vec<String> = split_csv(header)
+        let delimiter = delimiter_of(header);
+        let names: Vec<String> = split_header(header, char::from(delimiter))
             .into_iter()
             .map(|n| n.trim().to_ascii_lowercase())
             .collect();
@@ -191,6 +221,7 @@ impl CsvColumns {
             subject: find("subject"),
             email: find("email"),
             count: names.len(),
+            delimiter,
         };
         if cols.subject.is_none() && cols.email.is_none() {
             return Err(LineError::BadHeader);
@@ -198,13 +229,12 @@ impl CsvColumns {
         Ok(cols)
     }
 
-    /// Parses one row under this header.
-    pub fn parse_row(&self, line: &str) -> Result<Op, LineError> {
-        let fields = split_csv(line);
+    /// Parses one row's fields under this header.
+    pub fn parse_row(&self, fields: &[&str]) -> Result<Op, LineError> {
         if fields.len() != self.count {
             return Err(LineError::FieldCount);
         }
-        let get = |i: Option<usize>| i.map(|i| fields[i].as_str());
+        let get = |i: Option<usize>| i.map(|i| fields[i]);
         build(
             get(Some(self.op)),
             get(Some(self.group)),
@@ -214,13 +244,138 @@ impl CsvColumns {
     }
 }
 
-/// A line-by-line parser fed with the upload's bytes as they arrive.
+/// A parser fed with the upload's bytes as they arrive: NDJSON and a CSV header line by line,
+/// CSV rows by [`CsvRows`] once the header is read.
 pub struct LineParser {
     format: Format,
-    csv: Option<CsvColumns>,
+    rows: Option<CsvRows>,
     buf: Vec<u8>,
     line_no: u64,
     overlong: bool,
+}
+
+/// CSV rows after the header, read by `csv-core`'s state machine, so a quoted field may hold
+/// the delimiter, quotes and line breaks. Memory stays bounded: a row longer than
+/// [`MAX_LINE`] or with more than [`MAX_FIELDS`] fields is read to its end and dropped.
+struct CsvRows {
+    reader: csv_core::Reader,
+    cols: CsvColumns,
+    /// The current row's field bytes (quotes removed).
+    row: Vec<u8>,
+    row_len: usize,
+    /// Where each field of the current row ends in `row`.
+    ends: [usize; MAX_FIELDS],
+    n_ends: usize,
+    overlong: bool,
+    too_many: bool,
+    /// The line number of the next byte to read.
+    line: u64,
+    /// The line the current row starts on.
+    row_line: u64,
+    /// Between rows: the next byte that is not a line break starts a row.
+    between: bool,
+}
+
+impl CsvRows {
+    fn new(cols: CsvColumns, header_line: u64) -> Self {
+        Self {
+            reader: csv_core::ReaderBuilder::new()
+                .delimiter(cols.delimiter)
+                .build(),
+            cols,
+            row: vec![0; MAX_LINE],
+            row_len: 0,
+            ends: [0; MAX_FIELDS],
+            n_ends: 0,
+            overlong: false,
+            too_many: false,
+            line: header_line + 1,
+            row_line: header_line + 1,
+            between: true,
+        }
+    }
+
+    /// Notes the lines `consumed` spans, and where a row starts.
+    fn track(&mut self, consumed: &[u8]) {
+        for &b in consumed {
+            if self.between && b != b'\n' && b != b'\r' {
+                self.between = false;
+                self.row_line = self.line;
+            }
+            if b == b'\n' {
+                self.line += 1;
+            }
+        }
+    }
+
+    /// Reads `input`, calling `out` for every row it completes; `end`: the upload ends after
+    /// it. (`csv-core` takes an empty input as the end, so one is never passed before.)
+    fn feed(&mut self, mut input: &[u8], end: bool, out: &mut impl FnMut(Parsed)) {
+        use csv_core::ReadRecordResult as R;
+        loop {
+            if input.is_empty() && !end {
+                return;
+            }
+            let (res, n_in, n_out, n_end) = self.reader.read_record(
+                input,
+                &mut self.row[self.row_len..],
+                &mut self.ends[self.n_ends..],
+            );
+            self.track(&input[..n_in]);
+            input = &input[n_in..];
+            self.row_len += n_out;
+            self.n_ends += n_end;
+            match res {
+                R::InputEmpty => return,
+                R::End => return,
+                // Too long: read on to the row's end, keeping nothing.
+                R::OutputFull => {
+                    self.overlong = true;
+                    self.row_len = 0;
+                }
+                R::OutputEndsFull => {
+                    self.too_many = true;
+                    self.n_ends = 0;
+                }
+                R::Record => self.row_done(out),
+            }
+        }
+    }
+
+    fn row_done(&mut self, out: &mut impl FnMut(Parsed)) {
+        let n = self.row_line;
+        let result = if std::mem::take(&mut self.overlong) {
+            Err(LineError::TooLong)
+        } else if std::mem::take(&mut self.too_many) {
+            Err(LineError::FieldCount)
+        } else {
+            match std::str::from_utf8(&self.row[..self.row_len]) {
+                Err(_) => Err(LineError::NotUtf8),
+                Ok(text) => {
+                    let mut fields = Vec::with_capacity(self.n_ends);
+                    let mut start = 0;
+                    for &end in &self.ends[..self.n_ends] {
+                        fields.push(text.get(start..end).unwrap_or_default());
+                        start = end;
+                    }
+                    if fields.iter().all(|f| f.trim().is_empty()) {
+                        // A row of empty fields (`,,,` from a spreadsheet) is a blank line.
+                        self.reset();
+                        return;
+                    }
+                    self.cols.parse_row(&fields)
+                }
+            }
+        };
+        self.reset();
+        out((n, result));
+    }
+
+    fn reset(&mut self) {
+        self.row_len = 0;
+        self.n_ends = 0;
+        self.between = true;
+    }
 }
 
 /// What one line was.
@@ -231,18 +386,25 @@ impl LineParser {
     pub fn new(format: Format) -> Self {
         Self {
             format,
-            csv: None,
+            rows: None,
             buf: Vec::new(),
             line_no: 0,
             overlong: false,
         }
     }
 
-    /// Feeds `bytes`, calling `out` for every complete line's result (blank lines and the CSV
-    /// header produce none).
+    /// Feeds `bytes`, calling `out` for every complete line's or row's result (blank lines and
+    /// the CSV header produce none).
     pub fn feed(&mut self, bytes: &[u8], out: &mut impl FnMut(Parsed)) {
         let mut rest = bytes;
-        while let Some(i) = rest.iter().position(|b| *b == b'\n') {
+        loop {
+            if let Some(rows) = &mut self.rows {
+                rows.feed(rest, false, out);
+                return;
+            }
+            let Some(i) = rest.iter().position(|b| *b == b'\n') else {
+                break;
+            };
             let (head, tail) = rest.split_at(i);
             self.push(head);
             let line = std::mem::take(&mut self.buf);
@@ -252,8 +414,12 @@ impl LineParser {
         self.push(rest);
     }
 
-    /// Ends the input: the last line, if it had no newline.
+    /// Ends the input: the last line or row, if it had no line break.
     pub fn finish(&mut self, out: &mut impl FnMut(Parsed)) {
+        if let Some(rows) = &mut self.rows {
+            rows.feed(&[], true, out);
+            return;
+        }
         if !self.buf.is_empty() || self.overlong {
             let line = std::mem::take(&mut self.buf);
             self.finish_line(&line, out);
@@ -284,17 +450,20 @@ impl LineParser {
             return;
         };
         let line = line.trim_end_matches('\r');
+        let line = if n == 1 {
+            line.strip_prefix(BOM).unwrap_or(line)
+        } else {
+            line
+        };
         if line.trim().is_empty() {
             return;
         }
         match self.format {
             Format::Ndjson => out((n, parse_json_line(line))),
-            Format::Csv => match &self.csv {
-                None => match CsvColumns::parse(line) {
-                    Ok(cols) => self.csv = Some(cols),
-                    Err(e) => out((n, Err(e))),
-                },
-                Some(cols) => out((n, cols.parse_row(line))),
+            // Until a header reads, every line is tried as one (and refused as one).
+            Format::Csv => match CsvColumns::parse(line) {
+                Ok(cols) => self.rows = Some(CsvRows::new(cols, n)),
+                Err(e) => out((n, Err(e))),
             },
         }
     }
@@ -373,6 +542,82 @@ mod tests {
             vec![
                 (1, Err(LineError::BadHeader)),
                 (2, Err(LineError::BadHeader))
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_from_a_spreadsheet_reads_whatever_its_pieces_bom_semicolons_crlf_and_quoted_line_breaks()
+    {
+        let g = uuid::Uuid::new_v4();
+        // Excel's "CSV UTF-8" in a locale whose decimal mark is a comma: a byte order mark,
+        // semicolons, CRLF, a quoted field holding a semicolon and a line break, a row of empty
+        // fields, and no line break at the end.
+        let input = format!(
+            "\u{feff}op;group_id;subject;email\r\n\
+             add;{g};alice;\r\n\
+             remove;{g};\"bo;b\";\r\n\
+             add;{g};\"two\r\nlines\";\r\n\
+             ;;;\r\n\
+             \r\n\
+             zap;{g};x;\r\n\
+             add;{g};;\"c@corp.example\""
+        );
+        let expected = vec![
+            (2, Ok(OpKind::Add)),
+            (3, Ok(OpKind::Remove)),
+            // Starts on line 4, spans two: a subject holding a line break is not valid.
+            (4, Err(LineError::BadSubject)),
+            (8, Err(LineError::BadOp)),
+            (9, Ok(OpKind::Add)),
+        ];
+        for piece in [1, 2, 3, 5, 17, 10_000] {
+            assert_eq!(
+                parse_all(Format::Csv, &input, piece),
+                expected,
+                "pieces of {piece}"
+            );
+        }
+        // The same with commas and LF, and NDJSON behind a byte order mark.
+        let plain =
+            format!("op,group_id,email\nadd,{g},\"a,b@corp.example\"\nadd,{g},c@corp.example\n");
+        assert_eq!(
+            parse_all(Format::Csv, &plain, 4),
+            vec![(2, Err(LineError::BadEmail)), (3, Ok(OpKind::Add))]
+        );
+        let ndjson = format!("\u{feff}{{\"op\":\"add\",\"group_id\":\"{g}\",\"subject\":\"a\"}}\n");
+        assert_eq!(
+            parse_all(Format::Ndjson, &ndjson, 1),
+            vec![(1, Ok(OpKind::Add))]
+        );
+    }
+
+    #[test]
+    fn csv_rows_too_long_too_wide_or_not_utf8_are_refused_and_reading_goes_on() {
+        let g = uuid::Uuid::new_v4();
+        let long = "x".repeat(MAX_LINE * 2);
+        let wide = ",".repeat(MAX_FIELDS + 5);
+        let mut input =
+            format!("op,group_id,subject\nadd,{g},\"{long}\"\n{wide}x\nadd,{g},ok\n").into_bytes();
+        input.extend_from_slice(b"add,");
+        input.extend_from_slice(g.to_string().as_bytes());
+        input.extend_from_slice(b",\xff\xfe\nadd,");
+        input.extend_from_slice(g.to_string().as_bytes());
+        input.extend_from_slice(b",last\n");
+        let mut p = LineParser::new(Format::Csv);
+        let mut got = Vec::new();
+        for chunk in input.chunks(100) {
+            p.feed(chunk, &mut |(n, r)| got.push((n, r.map(|o| o.op))));
+        }
+        p.finish(&mut |(n, r)| got.push((n, r.map(|o| o.op))));
+        assert_eq!(
+            got,
+            vec![
+                (2, Err(LineError::TooLong)),
+                (3, Err(LineError::FieldCount)),
+                (4, Ok(OpKind::Add)),
+                (5, Err(LineError::NotUtf8)),
+                (6, Ok(OpKind::Add)),
             ]
         );
     }

@@ -160,3 +160,35 @@ async fn a_job_shows_the_name_of_its_file_and_a_bad_name_is_refused() {
     let (_, _, body) = app.get("/bulk/v1/jobs", Some(&token)).await;
     assert_eq!(body["jobs"][0]["name"], "leavers december.csv");
 }
+
+#[tokio::test]
+async fn a_spreadsheets_csv_with_a_bom_semicolons_and_a_quoted_line_break_is_read_row_by_row() {
+    let app = spawn_app(Tenant::Up).await;
+    let token = app.token("op", &["operator"]);
+    // Excel's "CSV UTF-8" where the decimal mark is a comma; the subject of line 3 holds a
+    // line break inside its quotes, so the row spans lines 3 and 4, and line 5 is read as
+    // line 5.
+    let file = "\u{feff}op;group_id;subject;email\r\n\
+                add;6f1c2f3e-8d1a-4c5b-9e7f-0a1b2c3d4e5f;alice;\r\n\
+                add;6f1c2f3e-8d1a-4c5b-9e7f-0a1b2c3d4e5f;\"two\r\nlines\";\r\n\
+                remove;6f1c2f3e-8d1a-4c5b-9e7f-0a1b2c3d4e5f;;\"b;c@corp.example\"\r\n";
+    let got = app
+        .post_raw("/bulk/v1/jobs", &token, "text/csv", file)
+        .await;
+    assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid-lines");
+    assert_eq!(
+        got.2["errors"],
+        serde_json::json!([
+            {"line": 3, "reason": "subject is not valid"},
+            {"line": 5, "reason": "email is not a valid address"},
+        ]),
+        "{}",
+        got.2
+    );
+    let (_, _, body) = app.get("/bulk/v1/jobs", Some(&token)).await;
+    assert_eq!(
+        body,
+        serde_json::json!({ "jobs": [] }),
+        "nothing was queued"
+    );
+}
