@@ -45,6 +45,18 @@ enum Command {
     /// Import a legacy export: groups through control-api, membership through bulk jobs.
     /// Resumable; ends with a summary.
     Migrate(crate::migrate::MigrateArgs),
+    /// Print the completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
+    /// `hush completions bash > /etc/bash_completion.d/hush`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for hush and every subcommand (hush.1, hush-bulk-submit.1, …) into DIR,
+    /// e.g. `hush man /usr/local/share/man/man1`.
+    Man {
+        /// The folder to write into (made if missing).
+        dir: PathBuf,
+    },
     /// Exit 0 when URL answers 2xx within 3 s (for container healthchecks; no curl needed).
     Healthcheck {
         /// The URL to GET, e.g. http://127.0.0.1:8080/readyz.
@@ -201,6 +213,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck { url } => Ok(healthcheck(&url).await),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            use std::io::Write as _;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hush", &mut script);
+            match std::io::stdout().write_all(&script) {
+                // `hush completions bash | head` closes the pipe early: not a failure.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                _ => Ok(ExitCode::SUCCESS),
+            }
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory as _;
+            std::fs::create_dir_all(&dir).with_context(|| format!("making {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            println!("man pages written to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(cmd) => crate::audit::run(cmd).await,
         Command::Migrate(args) => {
             let s = crate::migrate::migrate(&args).await?;

@@ -8,6 +8,7 @@ mod breakglass;
 mod bulk_cli;
 mod cancelled;
 mod catalog_audit;
+mod cli_docs;
 mod compose;
 mod dev_mode;
 mod helpers;
