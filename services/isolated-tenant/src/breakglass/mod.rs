@@ -332,6 +332,8 @@ async fn file_request(
     let view = requests(&state)
         .file(permit.context(), &request, &user.subject, bg.request_ttl)
         .await?;
+    // The officers' mailboxes hear that a request waits: no group, no auditor, no person.
+    state.notifier.breakglass_waiting().await;
     Ok((StatusCode::CREATED, Json(view)))
 }
 

@@ -1,0 +1,273 @@
+//! Privacy-safe notifications across real processes (issue 19, item 2): the tenant, control-api
+//! and membership-api as processes, the dev issuer's tokens, and `aiosmtpd` as the corporate
+//! relay whose sink we read byte for byte.
+//!
+//! What is proved: an owner's notification that requests wait names none of the requesters
+//! (their name, address or subject) and several requests within the interval make one more
+//! mail, not one each; each requester alone hears their own decision; a break-glass filing
+//! tells the configured officers' mailbox, naming no group, auditor or member; and nobody
+//! receives anything because someone else joined a group.
+
+use domain::IdentityKind;
+use hush::groups::GroupsClient;
+use hush::stack::Databases;
+use hush_dev::cluster::{Cluster, ClusterOptions};
+use isolated_tenant::testing::PyRelay;
+use serde_json::{json, Value};
+use service_kit::db::Backend;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+mod sqlite {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3 with aiosmtpd and dkimpy"]
+    async fn notifications_name_nobody_and_reach_only_whom_they_concern() {
+        super::notifications_name_nobody_and_reach_only_whom_they_concern(super::Backend::Sqlite)
+            .await
+    }
+}
+
+mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs HUSH_TEST_POSTGRES_URL and python3 with aiosmtpd and dkimpy"]
+    async fn notifications_name_nobody_and_reach_only_whom_they_concern() {
+        super::notifications_name_nobody_and_reach_only_whom_they_concern(super::Backend::Postgres)
+            .await
+    }
+}
+
+/// The officers' mailbox the deployment configures.
+const OFFICERS: &str = "privacy-office@corp.example";
+/// At most one owners' mail per group per this many seconds: long enough that three joins in a
+/// row fall within it on a loaded machine.
+const INTERVAL_SECS: &str = "6";
+
+/// The messages the relay received for `rcpt` (each delivered to exactly that one recipient),
+/// once there are `n` of them.
+async fn mail_to(relay: &PyRelay, rcpt: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got: Vec<Value> = relay
+            .received()
+            .into_iter()
+            .filter(|m| m["rcpts"].as_array().unwrap().iter().any(|r| r == rcpt))
+            .collect();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} messages reached {rcpt}; the relay has {:?}",
+            got.len(),
+            relay.recipients()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn text(m: &Value) -> String {
+    m["data"].as_str().unwrap().to_string()
+}
+
+/// None of `names` appears in the message, in any case.
+fn names_none(m: &Value, names: &[&str]) {
+    let data = text(m).to_lowercase();
+    for n in names {
+        assert!(
+            !data.contains(&n.to_lowercase()),
+            "the message names {n}:\n{}",
+            text(m)
+        );
+    }
+}
+
+async fn notifications_name_nobody_and_reach_only_whom_they_concern(kind: Backend) {
+    service_kit::testing::require_mail_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let (dbs, made) = Databases::for_test(dir.path(), kind, service_kit::testing::postgres_url)
+        .await
+        .unwrap();
+    let tenant_db = dbs.tenant.clone();
+    let relay = PyRelay::start(dir.path());
+    let smtp = service_kit::testing::free_port();
+    let tenant_env = [
+        ("HUSH_MAIL_LISTEN", format!("127.0.0.1:{smtp}")),
+        ("HUSH_MAIL_RELAY", format!("smtp://{}", relay.addr())),
+        ("HUSH_NOTIFY_FROM", "notifications@hush.test.example".into()),
+        ("HUSH_NOTIFY_OFFICERS", OFFICERS.into()),
+        ("HUSH_NOTIFY_OWNER_INTERVAL_SECS", INTERVAL_SECS.into()),
+    ];
+    let opts = ClusterOptions {
+        tenant_env: tenant_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect(),
+        ..ClusterOptions::routine(dir.path(), dbs, "error")
+    };
+    let cluster = Cluster::start(Path::new(env!("CARGO_BIN_EXE_hush-dev")), opts)
+        .await
+        .expect("the cluster starts");
+    let http = reqwest::Client::new();
+    let membership = |path: &str| format!("{}/membership/v1{path}", cluster.url("membership-api"));
+    let token = |sub: &str| cluster.token(sub, IdentityKind::Member, &[]);
+    let join = |sub: &'static str, group: String| {
+        let (http, url, token) = (
+            http.clone(),
+            membership(&format!("/groups/{group}/join")),
+            token(sub),
+        );
+        async move {
+            let r = http.post(url).bearer_auth(token).send().await.unwrap();
+            r.status().as_u16()
+        }
+    };
+
+    // Arrange: Owen owns an open lobby and an approval group. He joined the lobby, so the
+    // tenant knows the address his token carries; Bea joins it too.
+    let owners = GroupsClient::new(&cluster.url("control-api"), &token("owen")).unwrap();
+    let lobby = owners
+        .create_active("Lobby", "General", "open")
+        .await
+        .unwrap();
+    let lobby = lobby["id"].as_str().unwrap().to_string();
+    let circle = owners
+        .create_active("Parents circle", "General", "approval")
+        .await
+        .unwrap();
+    let circle = circle["id"].as_str().unwrap().to_string();
+    assert_eq!(join("owen", lobby.clone()).await, 200);
+    assert_eq!(join("bea", lobby.clone()).await, 200);
+
+    // Act: Rita asks to join; Owen hears at once that one request waits, and nothing about her.
+    assert_eq!(join("rita", circle.clone()).await, 202);
+    let first = mail_to(&relay, "owen@corp.example", 1).await;
+    assert_eq!(first[0]["rcpts"], json!(["owen@corp.example"]));
+    let data = text(&first[0]);
+    assert!(
+        data.contains("Subject: 1 request to join Parents circle is waiting"),
+        "{data}"
+    );
+    assert!(
+        data.contains("From: Hush <notifications@hush.test.example>"),
+        "{data}"
+    );
+    names_none(&first[0], &["rita"]);
+
+    // Two more ask within the interval: one more mail to Owen, with the count, no names.
+    assert_eq!(join("sam", circle.clone()).await, 202);
+    assert_eq!(join("tess", circle.clone()).await, 202);
+    let both = mail_to(&relay, "owen@corp.example", 2).await;
+    let digest = text(&both[1]);
+    assert!(
+        digest.contains("requests to join Parents circle are waiting"),
+        "{digest}"
+    );
+    for m in &both {
+        names_none(m, &["rita", "sam", "tess", "bea"]);
+    }
+
+    // Owen approves Rita and denies Sam: each hears their own decision, alone.
+    let queue: Value = http
+        .get(membership(&format!("/groups/{circle}/requests")))
+        .bearer_auth(token("owen"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rid = |sub: &str| {
+        queue["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["subject"] == sub)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (sub, verb) in [("rita", "approve"), ("sam", "deny")] {
+        let r = http
+            .post(membership(&format!(
+                "/groups/{circle}/requests/{}/{verb}",
+                rid(sub)
+            )))
+            .bearer_auth(token("owen"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{sub}");
+    }
+    let rita = mail_to(&relay, "rita@corp.example", 1).await;
+    assert_eq!(rita[0]["rcpts"], json!(["rita@corp.example"]));
+    assert!(
+        text(&rita[0]).contains("Subject: Your request to join Parents circle was approved"),
+        "{}",
+        text(&rita[0])
+    );
+    names_none(&rita[0], &["owen", "sam", "tess", "bea"]);
+    let sam = mail_to(&relay, "sam@corp.example", 1).await;
+    assert_eq!(sam[0]["rcpts"], json!(["sam@corp.example"]));
+    assert!(text(&sam[0]).contains("Subject: Your request to join Parents circle was denied"));
+    names_none(&sam[0], &["owen", "rita", "tess", "bea"]);
+
+    // An auditor files a break-glass request: the officers' mailbox hears that one waits, with
+    // no group, no auditor, no member.
+    let filed = http
+        .post(format!(
+            "{}/control/v1/break-glass/requests",
+            cluster.url("control-api")
+        ))
+        .bearer_auth(cluster.token("audrey", IdentityKind::Member, &["auditor"]))
+        .json(&json!({"group_id": circle, "scope": "full-list", "justification": "Case 2026-114, a court order"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(filed.status(), 201, "{}", filed.text().await.unwrap());
+    let officers = mail_to(&relay, OFFICERS, 1).await;
+    assert_eq!(officers[0]["rcpts"], json!([OFFICERS]));
+    assert!(text(&officers[0]).contains("Subject: A break-glass request waits for your approval"));
+    names_none(
+        &officers[0],
+        &[
+            "Parents", &circle, "audrey", "owen", "rita", "sam", "tess", "bea", "2026-114",
+        ],
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while super::queued_deliveries(&tenant_db).await > 0 {
+        assert!(Instant::now() < deadline, "deliveries still queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nobody else received anything: not Bea (who joined the lobby beside Owen), not Tess
+    // (still waiting), not Owen for Rita's joining, and every message went to one recipient.
+    let mut all: Vec<Vec<String>> = relay
+        .received()
+        .iter()
+        .map(|m| {
+            m["rcpts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    all.sort();
+    let one = |s: &str| vec![s.to_string()];
+    assert_eq!(
+        all,
+        vec![
+            one("owen@corp.example"),
+            one("owen@corp.example"),
+            one(OFFICERS),
+            one("rita@corp.example"),
+            one("sam@corp.example"),
+        ]
+    );
+    cluster.stop().await;
+    if let Some(m) = made {
+        m.drop_all().await;
+    }
+}
