@@ -1234,6 +1234,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         (tenant_api::directory::paths::USER, "put"),
         (tenant_api::directory::paths::USER, "delete"),
         (tenant_api::directory::paths::FIND, "post"),
+        (paths::NOTIFICATIONS, "post"),
     ];
     let documented: usize = doc["paths"]
         .as_object()
