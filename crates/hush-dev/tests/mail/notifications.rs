@@ -5,16 +5,22 @@
 //! What is proved: an owner's notification that requests wait names none of the requesters
 //! (their name, address or subject) and several requests within the interval make one more
 //! mail, not one each; each requester alone hears their own decision; a break-glass filing
-//! tells the configured officers' mailbox, naming no group, auditor or member; and nobody
-//! receives anything because someone else joined a group.
+//! tells the configured officers' mailbox, naming no group, auditor or member; nobody
+//! receives anything because someone else joined a group; and the deployment's webhook, a real
+//! loopback HTTP receiver here, gets the role-wide events signed with its secret and nameless,
+//! and never a requester's decision.
 
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
 use domain::IdentityKind;
+use hmac::{Hmac, Mac};
 use hush::groups::GroupsClient;
 use hush::stack::Databases;
 use hush_dev::cluster::{Cluster, ClusterOptions};
 use isolated_tenant::testing::PyRelay;
 use serde_json::{json, Value};
 use service_kit::db::Backend;
+use sha2::Sha256;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -41,6 +47,47 @@ const OFFICERS: &str = "privacy-office@corp.example";
 /// At most one owners' mail per group per this many seconds: long enough that three joins in a
 /// row fall within it on a loaded machine.
 const INTERVAL_SECS: &str = "6";
+
+/// The webhook's secret, as the deployment's secret file holds it.
+const SECRET: &str = "a webhook secret for the notification test";
+
+/// A loopback receiver that verifies each POST's `Hush-Signature` with [`SECRET`] (HMAC-SHA256
+/// of `<t>.<body>`), answers 401 to one that does not verify, and hands over the verified
+/// bodies.
+async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let tx = tx.clone();
+            async move {
+                let Some(sig) = headers.get("hush-signature").and_then(|v| v.to_str().ok()) else {
+                    return StatusCode::UNAUTHORIZED;
+                };
+                let Some((t, v1)) = sig
+                    .strip_prefix("t=")
+                    .and_then(|rest| rest.split_once(",v1="))
+                else {
+                    return StatusCode::UNAUTHORIZED;
+                };
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
+                mac.update(t.as_bytes());
+                mac.update(b".");
+                mac.update(&body);
+                let given = hex::decode(v1).unwrap_or_default();
+                if mac.verify_slice(&given).is_err() {
+                    return StatusCode::UNAUTHORIZED;
+                }
+                tx.send(serde_json::from_slice(&body).unwrap()).unwrap();
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, rx)
+}
 
 /// The messages the relay received for `rcpt` (each delivered to exactly that one recipient),
 /// once there are `n` of them.
@@ -90,7 +137,15 @@ async fn notifications_name_nobody_and_reach_only_whom_they_concern(kind: Backen
     let tenant_db = dbs.tenant.clone();
     let relay = PyRelay::start(dir.path());
     let smtp = service_kit::testing::free_port();
+    let (hook, mut events) = webhook_receiver().await;
+    let secret_file = dir.path().join("webhook.secret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let tenant_env = [
+        ("HUSH_NOTIFY_WEBHOOK_URL", hook),
+        (
+            "HUSH_NOTIFY_WEBHOOK_SECRET_FILE",
+            secret_file.display().to_string(),
+        ),
         ("HUSH_MAIL_LISTEN", format!("127.0.0.1:{smtp}")),
         ("HUSH_MAIL_RELAY", format!("smtp://{}", relay.addr())),
         ("HUSH_NOTIFY_FROM", "notifications@hush.test.example".into()),
@@ -265,6 +320,34 @@ async fn notifications_name_nobody_and_reach_only_whom_they_concern(kind: Backen
             one("rita@corp.example"),
             one("sam@corp.example"),
         ]
+    );
+
+    // The webhook got the role-wide events, verified against the secret, in order, nameless:
+    // two owners' notifications and the break-glass filing, and no decision.
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+            .await
+            .expect("the webhook's events arrive")
+            .unwrap();
+        got.push(event);
+    }
+    assert_eq!(
+        got[0],
+        json!({"event": "requests-waiting", "group": "Parents circle", "count": 1})
+    );
+    assert_eq!(got[1]["event"], "requests-waiting");
+    assert_eq!(got[1]["group"], "Parents circle");
+    assert_eq!(got[2], json!({"event": "breakglass-waiting"}));
+    for e in &got {
+        let e = e.to_string().to_lowercase();
+        for n in ["rita", "sam", "tess", "bea", "owen", "audrey", "@"] {
+            assert!(!e.contains(n), "{e} names {n}");
+        }
+    }
+    assert!(
+        events.try_recv().is_err(),
+        "no decision reaches the webhook"
     );
     cluster.stop().await;
     if let Some(m) = made {
