@@ -471,6 +471,7 @@ impl Stack {
                     },
                     break_glass: isolated_tenant::breakglass::BreakGlassArgs::from_jwt(&self.jwt()),
                     mail: cfg.mail.clone(),
+                    notify: isolated_tenant::notify::NotifyArgs::default(),
                 };
                 tokio::spawn(isolated_tenant::run(c, listener, shutdown))
             }

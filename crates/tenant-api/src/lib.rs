@@ -59,6 +59,9 @@ pub mod paths {
     pub const TOKEN_CHECK: &str = "/tenant/v1/tokens/check";
     /// `GET` the mail queue's counts ([`super::MailCounts`]).
     pub const MAIL_COUNTS: &str = "/tenant/v1/mail/counts";
+    /// `POST` queues a notification from the closed set of templates
+    /// ([`super::Notification`]).
+    pub const NOTIFICATIONS: &str = "/tenant/v1/notifications";
 
     /// `template` with `{group_id}` replaced by `group`.
     pub fn for_group(template: &str, group: GroupId) -> String {
@@ -553,5 +556,68 @@ mod tests {
             format!("/tenant/v1/groups/{g}/members/remove")
         );
         assert!(paths::GROUPS_OF.starts_with(PREFIX));
+    }
+}
+
+/// The largest count a `requests-waiting` notification may carry.
+pub const MAX_NOTIFIED_COUNT: u32 = 100_000;
+
+/// A notification a service asks the tenant to send: one of a closed set of templates, so no
+/// caller can put free text (a requester's name, say) into what is sent. The tenant writes the
+/// words, finds the recipients itself or takes the one address the template allows, and says
+/// only the group's public name, a count or an outcome: never a person's name, address or id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "template", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Notification {
+    /// "N new requests are waiting in G", to the group's owners (whom the tenant finds itself:
+    /// the owners control-api provisioned, at the addresses the tenant knows them by). At most
+    /// one mail per group per interval; a later call within it updates the count of the mail
+    /// owed.
+    #[serde(rename_all = "snake_case")]
+    RequestsWaiting {
+        /// The group.
+        group_id: GroupId,
+        /// Pending requests in the group (1 to 100 000), which its owners can already list.
+        count: u32,
+    },
+    /// "Your request to join G was approved / denied", to the one requester.
+    #[serde(rename_all = "snake_case")]
+    RequestDecided {
+        /// The group.
+        group_id: GroupId,
+        /// What the owners decided.
+        outcome: DecisionOutcome,
+        /// The requester's own address, from their own request: the only recipient.
+        to: Email,
+    },
+}
+
+impl Notification {
+    /// The template's name, as the wire carries it.
+    pub fn template(&self) -> &'static str {
+        match self {
+            Self::RequestsWaiting { .. } => "requests-waiting",
+            Self::RequestDecided { .. } => "request-decided",
+        }
+    }
+}
+
+/// An owner's (or officer's) decision, as a notification says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionOutcome {
+    /// Approved.
+    Approved,
+    /// Denied.
+    Denied,
+}
+
+impl DecisionOutcome {
+    /// The word a notification uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+        }
     }
 }

@@ -23,8 +23,8 @@ use std::time::Duration;
 use tenant_api::directory::{self, DirectoryFind, DirectoryPage, DirectoryUser, DirectoryWrite};
 use tenant_api::{
     paths, AddMember, ApplyBatch, ApplyRule, BatchOutcome, DistributionGroup, GroupsOf,
-    IdentityRef, MailCounts, MemberCount, MembershipCheck, MembershipQuery, Pong, ProvisionGroup,
-    RuleApplied, SubjectRef, TokenCheck, TokenStanding, LABEL_REFUSED,
+    IdentityRef, MailCounts, MemberCount, MembershipCheck, MembershipQuery, Notification, Pong,
+    ProvisionGroup, RuleApplied, SubjectRef, TokenCheck, TokenStanding, LABEL_REFUSED,
 };
 
 /// How long connecting may take before the tenant counts as unavailable.
@@ -182,6 +182,14 @@ impl TenantClient {
     ) -> Result<(), TenantError> {
         let path = paths::for_group(paths::MEMBERS_REMOVE, group);
         self.empty(Method::POST, &path, Some(who)).await
+    }
+
+    /// Queues a notification from the tenant's closed set of templates. The tenant answers
+    /// 202 alike whether it sent, coalesced, rate-limited or found nobody to send to.
+    /// membership-api only.
+    pub async fn notify(&self, notification: &Notification) -> Result<(), TenantError> {
+        self.empty(Method::POST, paths::NOTIFICATIONS, Some(notification))
+            .await
     }
 
     /// Removes `who` from every group at once and deletes their identity (a later add creates a

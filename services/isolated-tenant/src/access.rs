@@ -50,11 +50,14 @@ pub enum Operation {
     CheckToken,
     /// Provision, read, find and remove the users the IdP syncs (SCIM).
     Directory,
+    /// Queue a notification from the closed set of templates (owners' digests, a requester's
+    /// decision).
+    Notify,
 }
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 16] = [
+    pub const ALL: [Operation; 17] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -71,6 +74,7 @@ impl Operation {
         Self::ApplyRule,
         Self::CheckToken,
         Self::Directory,
+        Self::Notify,
     ];
 
     /// The operation's name in refusals and logs.
@@ -92,6 +96,7 @@ impl Operation {
             Self::ApplyRule => "apply-rule",
             Self::CheckToken => "check-token",
             Self::Directory => "directory",
+            Self::Notify => "notify",
         }
     }
 }
@@ -114,7 +119,9 @@ impl fmt::Display for Operation {
 ///   forwards the acting user's own token, which the tenant verifies and whose role it checks
 ///   ([`crate::breakglass`]); membership-api and bulk-api cannot reach break-glass at all.
 /// - membership-api acts for one person at a time: add, remove, "am I a member", "my groups"
-///   (INV-2), and a person's own forget-me, which is an offboarding of the caller alone.
+///   (INV-2), and a person's own forget-me, which is an offboarding of the caller alone. It
+///   alone asks for notifications about join requests (it holds them): the tenant writes the
+///   words from a closed set of templates ([`crate::notify`]).
 /// - bulk-api applies jobs through add, remove and batches of both (answered with counts by
 ///   outcome only), never a question about who is a member, so its reports cannot say
 ///   "already a member" per person (INV-3). Only bulk-api applies batches.
@@ -150,6 +157,7 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
                 | O::GroupsOf
                 | O::CheckToken
                 | O::Offboard
+                | O::Notify
         ),
         S::BulkApi => matches!(
             op,
@@ -220,6 +228,8 @@ pub mod op {
         CheckToken,
         /// See [`Operation::Directory`].
         Directory,
+        /// See [`Operation::Notify`].
+        Notify,
     );
 }
 
@@ -300,6 +310,7 @@ mod tests {
                     O::GroupsOf,
                     O::CheckToken,
                     O::Offboard,
+                    O::Notify,
                 ],
                 ServiceName::BulkApi => &[
                     O::Ping,

@@ -83,6 +83,10 @@ pub struct Config {
     /// Mail expansion: the SMTP listener, the relay, their limits (`HUSH_MAIL_*`).
     #[command(flatten)]
     pub mail: crate::mail::MailArgs,
+    /// Notifications: their sender, the officers' mailboxes, the limits, the webhook
+    /// (`HUSH_NOTIFY_*`).
+    #[command(flatten)]
+    pub notify: crate::notify::NotifyArgs,
 }
 
 /// The services that may hold a key the tenant trusts. The tenant never trusts itself: nothing

@@ -38,6 +38,7 @@ pub mod mail;
 mod member_list;
 mod members;
 mod meta;
+pub mod notify;
 pub mod seal;
 mod sql;
 pub mod store;
@@ -89,6 +90,9 @@ pub struct AppState {
     pub mail: Arc<dyn mail::store::MailStore>,
     /// The users the IdP provisions over SCIM (through control-api).
     pub directory: directory::Directory,
+    /// Notifications: owners' digests, a requester's decision, break-glass officers
+    /// ([`notify`]).
+    pub notifier: notify::Notifier,
 }
 
 impl FromRef<AppState> for ServiceVerifier {
@@ -119,6 +123,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     // After the main store: it runs the migrations, the mail tables' included.
     let mail = mail::store::connect(config.database_url.expose(), keys.clone()).await?;
     let directory = directory::Directory::new(sql::Pool::from(store.audit_db()), keys);
+    let notifier = notify::Notifier::new(&config.notify, &config.mail.hostname, mail.clone())?;
     Ok(AppState {
         verifier,
         store,
@@ -128,6 +133,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         break_glass,
         mail,
         directory,
+        notifier,
     })
 }
 
@@ -151,6 +157,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         (name = "meta", description = "Token checks and this document."),
         (name = "break-glass", description = "Lawful access to one group's membership (INV-8): control-api only, with the acting user's own token."),
         (name = "mail", description = "The mail queue's counts, for operators."),
+        (name = "notifications", description = "Notifications from a closed set of templates that name nobody: membership-api only."),
     )
 )]
 pub struct ApiDoc;
@@ -175,6 +182,7 @@ fn api() -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(breakglass::router())
         .merge(mail::api::router())
         .merge(directory::router())
+        .merge(notify::router())
         .split_for_parts();
     let (batch, batch_doc) = batch::router().split_for_parts();
     doc.merge(batch_doc);

@@ -71,6 +71,12 @@ impl TestApp {
             .unwrap();
         let directory =
             crate::directory::Directory::new(crate::sql::Pool::from(store.audit_db()), keys);
+        let notifier = crate::notify::Notifier::new(
+            &crate::notify::NotifyArgs::default(),
+            "tenant.test.example",
+            mail.clone(),
+        )
+        .unwrap();
         let mut verifier = ServiceVerifier::new(ServiceName::IsolatedTenant);
         let (mut private, mut signers) = (HashMap::new(), HashMap::new());
         for s in [
@@ -96,6 +102,7 @@ impl TestApp {
             break_glass,
             mail,
             directory,
+            notifier,
         });
         Self {
             router,
@@ -1229,6 +1236,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         (tenant_api::directory::paths::USER, "put"),
         (tenant_api::directory::paths::USER, "delete"),
         (tenant_api::directory::paths::FIND, "post"),
+        (paths::NOTIFICATIONS, "post"),
     ];
     let documented: usize = doc["paths"]
         .as_object()
@@ -1408,5 +1416,70 @@ async fn mail_counts_are_counts_only_and_for_control_api_only() {
             .call(Method::GET, "/tenant/v1/mail/counts", Some(&token), None)
             .await;
         assert_eq!(res.status, StatusCode::FORBIDDEN, "{s}");
+    }
+}
+
+/// Only membership-api asks for notifications; everyone else is refused before the body is
+/// read, with problem+json, and nothing is queued.
+#[tokio::test]
+async fn only_membership_api_may_ask_for_a_notification() {
+    let app = TestApp::new().await;
+    let g = app.provision("notified").await;
+    let body = json!({"template": "requests-waiting", "group_id": g, "count": 2});
+    for service in [ServiceName::ControlApi, ServiceName::BulkApi] {
+        let res = app
+            .as_service(
+                service,
+                Method::POST,
+                "/tenant/v1/notifications",
+                Some(body.clone()),
+            )
+            .await;
+        res.is_problem(StatusCode::FORBIDDEN, "forbidden");
+        assert_eq!(
+            res.json()["detail"],
+            format!("{service} may not call notify")
+        );
+    }
+    let res = app
+        .call(
+            Method::POST,
+            "/tenant/v1/notifications",
+            None,
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::UNAUTHORIZED);
+    let res = app
+        .as_service(M, Method::POST, "/tenant/v1/notifications", Some(body))
+        .await;
+    assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    assert!(res.body.is_empty());
+}
+
+/// No free text: a template outside the closed set, a field a template does not have (a name
+/// to smuggle in), a count out of bounds or a bad address is 422 problem+json.
+#[tokio::test]
+async fn unknown_templates_extra_fields_and_bad_values_are_422() {
+    let app = TestApp::new().await;
+    let g = app.provision("strict").await;
+    for body in [
+        json!({"template": "free-text", "group_id": g, "text": "alice joined"}),
+        json!({"template": "requests-waiting", "group_id": g}),
+        json!({"template": "requests-waiting", "group_id": g, "count": 0}),
+        json!({"template": "requests-waiting", "group_id": g, "count": 100_001}),
+        json!({"template": "requests-waiting", "group_id": g, "count": 1, "requester": "alice"}),
+        json!({"template": "request-decided", "group_id": g, "outcome": "maybe", "to": "a@corp.example"}),
+        json!({"template": "request-decided", "group_id": g, "outcome": "approved", "to": "not an address"}),
+        json!({"group_id": g, "count": 1}),
+    ] {
+        app.as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/notifications",
+            Some(body.clone()),
+        )
+        .await
+        .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
     }
 }

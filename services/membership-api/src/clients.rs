@@ -7,7 +7,7 @@ use crate::ports::{AddError, Catalog, Directory};
 use async_trait::async_trait;
 use control_client::{ControlClient, ControlError, GroupPolicyView};
 use domain::{Email, GroupId, IdentityKind, Subject};
-use tenant_api::{AddMember, IdentityRef};
+use tenant_api::{AddMember, IdentityRef, Notification};
 use tenant_client::{TenantClient, TenantError};
 
 const TENANT: &str = "the tenant";
@@ -95,6 +95,10 @@ impl Directory for TenantDirectory {
             .groups_of(subject, email, Some(kind))
             .await
             .map_err(tenant_error)
+    }
+
+    async fn notify(&self, notification: &Notification) -> Result<(), UpstreamError> {
+        self.0.notify(notification).await.map_err(tenant_error)
     }
 
     async fn ping(&self) -> Result<(), UpstreamError> {

@@ -24,6 +24,7 @@ mod invites;
 mod limits;
 mod members;
 mod membership;
+mod notices;
 mod ports;
 mod requests;
 pub mod seal;

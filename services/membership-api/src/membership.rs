@@ -180,6 +180,7 @@ async fn join(
         .store
         .file_request(&request, state.clock.now_ms())
         .await?;
+    crate::notices::request_filed(&state, id);
     let pending = JoinOutcome {
         group_id: id,
         member: false,

@@ -10,7 +10,7 @@ use crate::error::UpstreamError;
 use async_trait::async_trait;
 use control_client::GroupPolicyView;
 use domain::{Email, GroupId, IdentityKind, Subject};
-use tenant_api::{AddMember, IdentityRef};
+use tenant_api::{AddMember, IdentityRef, Notification};
 
 /// Why the tenant did not add a member.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -58,6 +58,9 @@ pub trait Directory: Send + Sync + 'static {
     /// their identity, as an operator's offboarding does. Answers the same whether or not the
     /// tenant knew them.
     async fn offboard(&self, who: &IdentityRef) -> Result<(), UpstreamError>;
+    /// Hands the tenant a notification from its closed set of templates (the tenant writes
+    /// the words and, for owners, finds the recipients).
+    async fn notify(&self, notification: &Notification) -> Result<(), UpstreamError>;
     /// Answers when the tenant does (readiness).
     async fn ping(&self) -> Result<(), UpstreamError>;
 }

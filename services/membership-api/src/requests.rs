@@ -12,6 +12,7 @@
 use crate::error::ApiError;
 use crate::extract::{check_label, require_active, rfc3339, GroupPath, RequestPath};
 use crate::limits::Action;
+use crate::notices;
 use crate::store::{MyRequest, PendingRequest, RequestStatus};
 use crate::AppState;
 use auth::Caller;
@@ -21,7 +22,7 @@ use domain::{Email, GroupId, IdentityKind, Subject};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use service_kit::{AppJson, Problem};
-use tenant_api::MemberRef;
+use tenant_api::{DecisionOutcome, MemberRef};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -297,6 +298,7 @@ async fn approve(
         .ok_or(ApiError::RequestNotFound)?;
     require_active(&group)?;
     check_label(req.kind, &group)?;
+    let requester = req.email.clone();
     let member = MemberRef {
         subject: Some(req.subject),
         email: Some(req.email),
@@ -306,6 +308,7 @@ async fn approve(
     // be approved again; if deleting fails, approving again is a harmless repeat.
     state.add_member(&group, member).await?;
     state.store.delete_approved(id, rid).await?;
+    notices::request_decided(&state, id, DecisionOutcome::Approved, requester);
     Ok(AppJson(Decision {
         id: rid,
         group_id: id,
@@ -338,6 +341,13 @@ async fn deny(
 ) -> Result<AppJson<Decision>, ApiError> {
     state.limit(Action::OwnerWrite, &caller)?;
     state.owned_group(&caller, id).await?;
+    // The requester's address, for their notification: the denied record forgets it.
+    let requester = state
+        .store
+        .pending_request(id, rid)
+        .await?
+        .ok_or(ApiError::RequestNotFound)?
+        .email;
     if !state
         .store
         .deny_request(id, rid, state.clock.now_ms())
@@ -345,6 +355,7 @@ async fn deny(
     {
         return Err(ApiError::RequestNotFound);
     }
+    notices::request_decided(&state, id, DecisionOutcome::Denied, requester);
     Ok(AppJson(Decision {
         id: rid,
         group_id: id,

@@ -173,6 +173,9 @@ pub trait Store: Send + Sync + 'static {
         after: Option<(i64, Uuid)>,
         limit: u32,
     ) -> Result<Vec<PendingRequest>, sqlx::Error>;
+    /// How many requests of `group` are pending (what its owners can list), for the owners'
+    /// notification.
+    async fn count_pending(&self, group: GroupId) -> Result<i64, sqlx::Error>;
     /// One pending request of `group`.
     async fn pending_request(
         &self,

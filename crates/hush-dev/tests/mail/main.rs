@@ -19,6 +19,8 @@ use tenant_api::{AddMember, MemberRef};
 
 use isolated_tenant::testing::{PyRelay, SCRIPTS};
 
+mod notifications;
+
 /// The tenant (with its SMTP listener on `smtp` and its relay at `relay`, plus `mail_env`) and
 /// control-api as processes, on the databases `dbs`.
 async fn tenant_with_mail(

@@ -269,6 +269,11 @@ async fn inv9_the_tenant_refuses_every_call_without_a_valid_service_token(kind: 
             (Method::GET, format!("/groups/{id}/count"), None),
             (Method::GET, "/openapi.json".to_string(), None),
             (Method::GET, "/mail/counts".to_string(), None),
+            (
+                Method::POST,
+                "/notifications".to_string(),
+                Some(json!({"template": "requests-waiting", "group_id": id, "count": 1})),
+            ),
         ] {
             let res = app
                 .call(method.clone(), &tenant(&path), token.as_deref(), body)

@@ -347,6 +347,8 @@ async fn file_request(
             bg.request_ttl,
         )
         .await?;
+    // The officers' mailboxes hear that a request waits: no group, no auditor, no person.
+    state.notifier.breakglass_waiting().await;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -437,7 +439,21 @@ async fn decline(
             reason,
         )
         .await?;
+    notify_requester(&state, &view, false).await;
     Ok(Json(view))
+}
+
+/// Tells the auditor who filed `view` that it was approved (twice) or declined, at the address
+/// their token carried when they filed it; nothing when it carried none.
+async fn notify_requester(state: &AppState, view: &RequestView, approved: bool) {
+    let address = view
+        .requester
+        .as_ref()
+        .and_then(|p| p.email.as_deref())
+        .and_then(|e| domain::Email::parse(e).ok());
+    if let Some(to) = address {
+        state.notifier.breakglass_decided(&to, approved).await;
+    }
 }
 
 fn check_request(r: &NewRequest) -> Result<(), BgError> {
@@ -505,6 +521,9 @@ async fn approve(
             bg.grant_ttl,
         )
         .await?;
+    if view.state == "approved" {
+        notify_requester(&state, &view, true).await;
+    }
     Ok(Json(view))
 }
 

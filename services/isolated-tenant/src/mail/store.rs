@@ -48,6 +48,15 @@ pub struct GroupTarget {
     pub owners: Vec<Subject>,
 }
 
+/// A group as a notification names it: never a member.
+#[derive(Debug, Clone)]
+pub struct NoticeGroup {
+    /// Its public name.
+    pub display_name: String,
+    /// Its owners' addresses, as the tenant knows them.
+    pub owners: Vec<Email>,
+}
+
 /// What accepting a message stored.
 #[derive(Debug, Clone, Copy)]
 pub struct Accepted {
@@ -139,6 +148,12 @@ pub trait MailGroups: Send + Sync + 'static {
 
     /// The subject the identity holding `email` is bound to, if any.
     async fn subject_of_email(&self, email: &Email) -> Result<Option<Subject>, StoreError>;
+
+    /// What a notification about `group` needs: its public name and the addresses its owners
+    /// are known by (the owners control-api provisioned, each at the address of the identity
+    /// bound to their subject; an owner the tenant never saw with an address, or whose identity
+    /// is disabled, is left out). `None` when no such group is provisioned. Reads no member.
+    async fn notice_group(&self, group: GroupId) -> Result<Option<NoticeGroup>, StoreError>;
 
     /// Sets who may send to `group` and its owners (sealed); the audit event records
     /// `context`.
@@ -348,6 +363,10 @@ pub struct SqlMailStore {
 const FIND_GROUP: &str = "SELECT g.group_id, g.display_name, p.sender_policy, p.sealed_owners, \
                           p.key_id FROM distribution_groups g LEFT JOIN mail_group_policy p \
                           ON p.group_id = g.group_id WHERE g.address = $1";
+/// A group's name and its sealed owners, by id.
+const NOTICE_GROUP: &str = "SELECT g.display_name, p.sealed_owners, p.key_id \
+                            FROM distribution_groups g LEFT JOIN mail_group_policy p \
+                            ON p.group_id = g.group_id WHERE g.group_id = $1";
 const SET_POLICY: &str = "INSERT INTO mail_group_policy (group_id, sender_policy, sealed_owners, \
                           key_id) VALUES ($1, $2, $3, $4) ON CONFLICT (group_id) DO UPDATE SET \
                           sender_policy = excluded.sender_policy, \
@@ -612,6 +631,55 @@ impl MailGroups for SqlMailStore {
             Some((id, sealed, kid)) => Ok(self.keys.get(&kid)?.open_profile(id, &sealed)?.subject),
             None => Ok(None),
         }
+    }
+
+    async fn notice_group(&self, group: GroupId) -> Result<Option<NoticeGroup>, StoreError> {
+        let mut conn = self.db.acquire().await?;
+        let id = *group.as_uuid();
+        let row: Option<(String, Option<Vec<u8>>, Option<String>)> = Sql::new(NOTICE_GROUP)
+            .bind(id)
+            .fetch_optional(&mut conn)
+            .await?;
+        let Some((display_name, sealed, kid)) = row else {
+            return Ok(None);
+        };
+        let subjects: Vec<Subject> = match (sealed, kid) {
+            (Some(s), Some(kid)) => {
+                let plain = self
+                    .keys
+                    .get(&kid)?
+                    .open_mail(MailSeal::Owners, id.as_bytes(), &s)?;
+                serde_json::from_slice(&plain)
+                    .map_err(|_| crate::seal::SealError::Corrupt("mail-owners"))?
+            }
+            _ => Vec::new(),
+        };
+        let mut owners = Vec::new();
+        for subject in &subjects {
+            // One small read per owner (a group has a handful): the identity bound to the
+            // subject, under any of the keys, not disabled.
+            let row: Option<(Uuid, Vec<u8>, String)> = Sql::new(
+                "SELECT id, sealed_profile, key_id FROM identities WHERE disabled = $1 \
+                 AND subject_tag IN (",
+            )
+            .bind(false)
+            .push_list(self.keys.all().iter().map(|k| k.subject_tag(subject)))
+            .push(")")
+            .fetch_optional(&mut conn)
+            .await?;
+            if let Some((iid, sealed, kid)) = row {
+                let profile = self.keys.get(&kid)?.open_profile(iid, &sealed)?;
+                if profile.subject.as_ref() == Some(subject) {
+                    owners.extend(profile.email);
+                }
+            }
+        }
+        owners.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+        owners.dedup();
+        Ok(Some(NoticeGroup {
+            display_name,
+            owners,
+        }))
     }
 
     async fn set_policy(

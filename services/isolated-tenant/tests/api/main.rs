@@ -71,6 +71,7 @@ impl Setup {
             audit: isolated_tenant::audit::AuditArgs::without_checkpoints(),
             break_glass: isolated_tenant::breakglass::BreakGlassArgs::disabled(),
             mail: isolated_tenant::mail::MailArgs::default(),
+            notify: isolated_tenant::notify::NotifyArgs::default(),
         }
     }
 

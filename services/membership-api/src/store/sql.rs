@@ -165,6 +165,7 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (Uuid, Uuid): FromRow<'r, DB::Row>,
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'q> i32: Encode<'q, DB> + Type<DB>,
@@ -260,6 +261,16 @@ where
         .fetch_all(self.pool())
         .await?;
         rows.into_iter().map(|r| self.pending_from_row(r)).collect()
+    }
+
+    async fn count_pending(&self, group: GroupId) -> Result<i64, sqlx::Error> {
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM join_requests WHERE group_id = $1 AND status = 'pending'",
+        )
+        .bind(*group.as_uuid())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n)
     }
 
     async fn pending_request(

@@ -395,7 +395,20 @@ async fn a_denied_request_stays_for_its_requester_without_address_or_kind(kind: 
             .file_request(&request(g, "alice", IdentityKind::Member), 1)
             .await
             .unwrap();
+        s.file_request(&request(g, "bob", IdentityKind::Member), 2)
+            .await
+            .unwrap();
+        // What the owners' notification counts: the pending requests, of this group only.
+        assert_eq!(s.count_pending(g).await.unwrap(), 2, "{}", b.name);
+        assert_eq!(s.count_pending(GroupId::new()).await.unwrap(), 0);
         assert!(s.deny_request(g, id, 5).await.unwrap(), "{}", b.name);
+        assert_eq!(
+            s.count_pending(g).await.unwrap(),
+            1,
+            "{}: denied is not pending",
+            b.name
+        );
+        s.drop_pending(g, &subject("bob")).await.unwrap();
         assert!(
             !s.deny_request(g, id, 6).await.unwrap(),
             "{}: twice",

@@ -15,7 +15,7 @@ use membership_api::{AddError, Catalog, Clock, Directory, UpstreamError};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
-use tenant_api::{AddMember, IdentityRef};
+use tenant_api::{AddMember, IdentityRef, Notification};
 
 /// The corporate domain of the tenant stand-in.
 pub const CORPORATE_DOMAIN: &str = "corp.example";
@@ -110,11 +110,17 @@ pub struct FakeDirectory {
     tenant: Mutex<Tenant>,
     writes: Mutex<Vec<Write>>,
     down: Mutex<bool>,
+    notifications: Mutex<Vec<Notification>>,
 }
 
 impl FakeDirectory {
     pub fn writes(&self) -> Vec<Write> {
         self.writes.lock().unwrap().clone()
+    }
+
+    /// The notifications handed to the tenant, in order.
+    pub fn notifications(&self) -> Vec<Notification> {
+        self.notifications.lock().unwrap().clone()
     }
 
     pub fn clear_writes(&self) {
@@ -306,6 +312,15 @@ impl Directory for FakeDirectory {
             .map(|(g, _)| *g)
             .collect();
         Ok(groups.into_iter().collect())
+    }
+
+    async fn notify(&self, notification: &Notification) -> Result<(), UpstreamError> {
+        self.check_up()?;
+        self.notifications
+            .lock()
+            .unwrap()
+            .push(notification.clone());
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), UpstreamError> {

@@ -7,10 +7,11 @@ use crate::fakes::Write;
 use crate::helpers::{
     assert_problem, label, spawn_app, Who, ALICE, BOB, GINA_GUEST, MALLORY, OWNER,
 };
-use domain::{GroupId, GroupState, IdentityKind, JoinPolicy, Label};
+use domain::{Email, GroupId, GroupState, IdentityKind, JoinPolicy, Label};
 use http::{Method, StatusCode};
 use membership_api::APPROVAL_NOTICE;
 use serde_json::json;
+use tenant_api::{DecisionOutcome, Notification};
 
 /// A General (guests allowed) group joined by approval.
 async fn approval_group(app: &crate::helpers::TestApp) -> GroupId {
@@ -388,4 +389,64 @@ async fn malformed_request_ids_are_422() {
         )
         .await;
     assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+}
+
+/// The notifications handed to the tenant, once there are `n` (they are handed over after the
+/// answer, in a task of their own).
+async fn notifications(app: &crate::helpers::TestApp, n: usize) -> Vec<Notification> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let got = app.directory.notifications();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got:?}");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn owners_hear_a_count_and_each_requester_alone_their_decision() {
+    let app = spawn_app().await;
+    let g = approval_group(&app).await;
+    let alice = ask(&app, ALICE, g).await;
+    notifications(&app, 1).await;
+    let bob = ask(&app, BOB, g).await;
+    let filed = notifications(&app, 2).await;
+    // The owners' notification carries the group and a count: no field could name anyone.
+    assert_eq!(
+        filed,
+        [
+            Notification::RequestsWaiting {
+                group_id: g,
+                count: 1
+            },
+            Notification::RequestsWaiting {
+                group_id: g,
+                count: 2
+            },
+        ]
+    );
+    app.decide(OWNER, g, &alice, "approve").await;
+    app.decide(OWNER, g, &bob, "deny").await;
+    let all = notifications(&app, 4).await;
+    let mut decided = all[2..].to_vec();
+    decided.sort_by_key(|n| format!("{n:?}"));
+    assert_eq!(
+        decided,
+        [
+            Notification::RequestDecided {
+                group_id: g,
+                outcome: DecisionOutcome::Approved,
+                to: Email::parse("alice@corp.example").unwrap(),
+            },
+            Notification::RequestDecided {
+                group_id: g,
+                outcome: DecisionOutcome::Denied,
+                to: Email::parse("bob@corp.example").unwrap(),
+            },
+        ],
+        "each to the requester's own address, and to nobody else"
+    );
 }
