@@ -112,6 +112,7 @@ export function policyPoints(label, { who = false } = {}) {
     ...admits,
     `Ways to join: ${ways || 'none'}.`,
     LABEL_SENDERS[p.sender_policy] || '',
+    p.anonymous_posting ? 'Members may post anonymously through a group’s anonymous address.' : '',
   ].filter(Boolean);
 }
 

@@ -107,6 +107,7 @@ export async function groupView(ctx) {
     actions.append(
       h('p', { class: 'status-line yes' }, 'You are a member of this group.'),
       h('p', { class: 'hint' }, 'Leaving is private: nobody is told, and the answer is the same whether or not you were a member.'),
+      group.anonymous_address ? anonymousPosting(group) : null,
       h(
         'div',
         { class: 'actions' },
@@ -211,6 +212,10 @@ export async function groupView(ctx) {
     h('dd', null, senderExplain(group.sender_policy)),
     h('dt', null, 'Group address'),
     h('dd', null, h('code', null, group.contact_address)),
+    h('dt', null, 'Anonymous posting'),
+    h('dd', null, group.anonymous_address
+      ? 'Allowed by its label: members may post without their name on the message.'
+      : 'Not allowed by its label.'),
     h('dt', null, group.owners.length === 1 ? 'Owner' : 'Owners'),
     h('dd', null, h('ul', { class: 'plain' }, ownerContacts(group).map((o) => h('li', null, o)))),
     h('dt', null, 'State'),
@@ -233,6 +238,16 @@ export async function groupView(ctx) {
       facts,
     ),
   };
+}
+
+/** For a member, where the group's label allows it: how to post anonymously, and what it hides. */
+function anonymousPosting(group) {
+  return h(
+    'div',
+    { class: 'anonymous-posting' },
+    h('p', null, 'To post anonymously, write to ', h('code', null, group.anonymous_address), '.'),
+    h('p', { class: 'hint' }, `Every member receives it from “Anonymous member of ${group.name}”, and replies come back to the same address. No header of the copies names or traces you. Your message’s text and attachments are sent as you wrote them: leave out your signature and anything else that would identify you.`),
+  );
 }
 
 /** An owner named the caller as a co-owner: they accept (their kind must be one the label admits) or decline. */
