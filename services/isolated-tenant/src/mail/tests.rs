@@ -575,6 +575,39 @@ on_both_backends! {
         fx.finish().await;
     }
 
+    async fn a_message_to_a_group_and_its_alias_at_once_goes_out_once_anonymously(db) {
+        // Members only, so the members (outside the corporate domains) may write to both.
+        let fx = Fixture::new(db, SenderPolicy::Members).await;
+        let owners = [Subject::parse("owner-1").unwrap()];
+        fx.mail
+            .set_policy(&Context::tenant(), fx.group, SenderPolicy::Members, true, &owners)
+            .await
+            .unwrap();
+        let members = fx.seed(2).await;
+        let alias = domain::anonymous_alias(&Email::parse(&fx.address).unwrap()).unwrap();
+        let sink = fx.dir.path().join("mail");
+        let svc = fx.start(None).await;
+        // Both orders: the alias named first, and the group's address named first.
+        for rcpts in [[alias.as_str(), fx.address.as_str()], [fx.address.as_str(), alias.as_str()]] {
+            let r = send(svc.addr, &members[0], &rcpts, &message("both", 1), &[]).await;
+            assert_eq!(r["ok"], true, "{r}");
+        }
+        drop(svc);
+        fx.drain(Relay::Maildir(sink.clone())).await;
+        for m in &members {
+            let got: Vec<String> = std::fs::read_dir(sink.join(m).join("new"))
+                .unwrap()
+                .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+                .collect();
+            assert_eq!(got.len(), 2, "{m}: one copy a message, not two");
+            for copy in &got {
+                assert!(copy.contains("From: \"Anonymous member of Employee Resource Group\""), "{copy}");
+                assert!(!copy.contains("Alice"), "{copy}");
+            }
+        }
+        fx.finish().await;
+    }
+
     async fn the_maildir_sink_files_one_copy_per_recipient(db) {
         let fx = Fixture::new(db, SenderPolicy::Anyone).await;
         let members = fx.seed(3).await;
