@@ -282,6 +282,31 @@ test('an owner creates an invite and a second user redeems it', async (ctx) => {
   await gina.getByText('This invite code cannot be used.').waitFor();
 });
 
+test('a member of a group whose label allows anonymous posting is shown its alias and told what it cannot hide', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  await createGroup(alice, {
+    name: 'Night Shift Witnesses',
+    description: 'For people who saw something at work.',
+    label: 'Highly Confidential',
+    join: 'invite',
+  });
+  await alice.getByLabel('Uses allowed').fill('1');
+  await alice.getByRole('button', { name: 'Create invite code' }).click();
+  const code = (await alice.getByTestId('invite-code').innerText()).trim();
+
+  const bob = await as(ctx, 'bob');
+  await nav(bob, 'Use an invite', 'Use an invite');
+  await bob.getByLabel('Invite code').fill(code);
+  await bob.getByRole('button', { name: 'Join with this code' }).click();
+  await bob.getByRole('heading', { level: 1, name: 'Night Shift Witnesses' }).waitFor();
+  await bob.getByText('You are a member of this group.').waitFor();
+  const alias = (await bob.locator('.anonymous-posting code').innerText()).trim();
+  assert(/^night-shift-witnesses[^@]*\+anon@/.test(alias), `members are shown the alias: ${alias}`);
+  await bob.getByText('sent as you wrote them', { exact: false }).waitFor();
+  await bob.getByText('Allowed by its label: members may post without their name on the message.').waitFor();
+  await shot(bob, '08b-anonymous-posting');
+});
+
 test('a guest is refused a group whose label bars guests, with a clear message', async (ctx) => {
   const alice = await as(ctx, 'alice');
   state.confidential = await createGroup(alice, {

@@ -1,7 +1,7 @@
 //! Sensitivity labels and the policy each carries. A label is chosen when a group is created and
 //! decides, before anything is written, who may join it and how.
 
-use crate::{DomainError, LabelName};
+use crate::{DomainError, Email, LabelName};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use utoipa::ToSchema;
@@ -115,6 +115,12 @@ pub struct LabelPolicy {
     pub join_policies: Vec<JoinPolicy>,
     /// Who may send mail to groups under this label.
     pub sender_policy: SenderPolicy,
+    /// Whether members of groups under this label may post anonymously, through the group's
+    /// anonymous alias (`<local>+anon@<domain>`): every copy then comes from the alias, with no
+    /// trace of the sender in any header. Off unless a label says so; absent in a body or a
+    /// stored policy written before it existed means off.
+    #[serde(default)]
+    pub anonymous_posting: bool,
 }
 
 impl LabelPolicy {
@@ -140,8 +146,9 @@ impl LabelPolicy {
     }
 
     /// Whether this policy lets in or lets through anything `before` did not: guests or AI
-    /// agents it barred, a join policy it did not allow, or a wider circle of senders
-    /// (owners < members < anyone). Such a change to a label that groups use needs a second
+    /// agents it barred, a join policy it did not allow, a wider circle of senders
+    /// (owners < members < anyone), or anonymous posting it did not allow (a post nobody can
+    /// be held to account for). Such a change to a label that groups use needs a second
     /// label-admin's approval; anything else (tightening, a new description) applies at once.
     pub fn loosens(&self, before: &LabelPolicy) -> bool {
         (self.guests_allowed && !before.guests_allowed)
@@ -151,6 +158,7 @@ impl LabelPolicy {
                 .iter()
                 .any(|p| !before.join_policies.contains(p))
             || self.sender_policy.wider_than(before.sender_policy)
+            || (self.anonymous_posting && !before.anonymous_posting)
     }
 
     /// Whether a group under this label may use `policy`.
@@ -163,6 +171,29 @@ impl LabelPolicy {
     pub fn allows_sender_policy(&self, senders: SenderPolicy) -> bool {
         !senders.wider_than(self.sender_policy)
     }
+}
+
+/// What turns a group's address into its anonymous alias: `<local>+anon@<domain>`. A group's
+/// own local part never holds `+` ([`crate::LocalPart`]), so no group's address is another's
+/// alias, and no owner can name a group so that it catches another group's anonymous posts.
+pub const ANONYMOUS_ALIAS_SUFFIX: &str = "+anon";
+
+/// The anonymous alias of the group address `group`: `<local>+anon@<domain>`. `None` when the
+/// alias would be longer than a local part may be (64 characters), so a group whose local part
+/// is longer than 59 characters has no alias.
+pub fn anonymous_alias(group: &Email) -> Option<Email> {
+    let (local, domain) = group.as_str().split_once('@')?;
+    Email::parse(format!("{local}{ANONYMOUS_ALIAS_SUFFIX}@{domain}")).ok()
+}
+
+/// The group address that `address` is the anonymous alias of, when it is one.
+pub fn alias_group(address: &Email) -> Option<Email> {
+    let (local, domain) = address.as_str().split_once('@')?;
+    let group = local.strip_suffix(ANONYMOUS_ALIAS_SUFFIX)?;
+    if group.is_empty() {
+        return None;
+    }
+    Email::parse(format!("{group}@{domain}")).ok()
 }
 
 /// A sensitivity label: a name, an explanation for people choosing it, and its policy.
@@ -189,6 +220,7 @@ impl Label {
                     agents_allowed: false,
                     join_policies: vec![JoinPolicy::Open, JoinPolicy::Approval, JoinPolicy::Invite],
                     sender_policy: SenderPolicy::Anyone,
+                    anonymous_posting: false,
                 },
             },
             Label {
@@ -199,16 +231,18 @@ impl Label {
                     agents_allowed: false,
                     join_policies: vec![JoinPolicy::Approval, JoinPolicy::Invite],
                     sender_policy: SenderPolicy::Anyone,
+                    anonymous_posting: false,
                 },
             },
             Label {
                 name: name("Highly Confidential"),
-                description: "Employees only, by invite only; only members may send mail to the group.".into(),
+                description: "Employees only, by invite only; only members may send mail to the group, and they may post anonymously.".into(),
                 policy: LabelPolicy {
                     guests_allowed: false,
                     agents_allowed: false,
                     join_policies: vec![JoinPolicy::Invite],
                     sender_policy: SenderPolicy::Members,
+                    anonymous_posting: true,
                 },
             },
         ]
@@ -229,6 +263,16 @@ mod tests {
         assert_eq!(hc.policy.join_policies, vec![JoinPolicy::Invite]);
         assert_eq!(hc.policy.sender_policy, SenderPolicy::Members);
         assert!(d[0].policy.guests_allowed && !d[1].policy.guests_allowed);
+        // Anonymous posting only where membership is invite-only and mail is members-only.
+        let anonymous: Vec<bool> = d.iter().map(|l| l.policy.anonymous_posting).collect();
+        assert_eq!(anonymous, [false, false, true]);
+    }
+
+    #[test]
+    fn a_policy_written_before_anonymous_posting_reads_as_off() {
+        let old = r#"{"guests_allowed": false, "agents_allowed": false, "join_policies": ["invite"], "sender_policy": "members"}"#;
+        let p: LabelPolicy = serde_json::from_str(old).unwrap();
+        assert!(!p.anonymous_posting);
     }
 
     #[test]
@@ -247,6 +291,19 @@ mod tests {
         assert!(p.validate().is_err());
         p.join_policies = vec![JoinPolicy::Open, JoinPolicy::Open];
         assert!(p.validate().is_err());
+    }
+
+    #[test]
+    fn a_groups_anonymous_alias_is_its_local_part_plus_anon_and_back() {
+        let g = Email::parse("witness-support@groups.example").unwrap();
+        let alias = anonymous_alias(&g).unwrap();
+        assert_eq!(alias.as_str(), "witness-support+anon@groups.example");
+        assert_eq!(alias_group(&alias), Some(g.clone()));
+        assert_eq!(alias_group(&g), None, "a group's own address is no alias");
+        let bare = Email::parse("+anon@groups.example").unwrap();
+        assert_eq!(alias_group(&bare), None);
+        let long = Email::parse(format!("{}@groups.example", "a".repeat(60))).unwrap();
+        assert_eq!(anonymous_alias(&long), None, "64 characters at most");
     }
 
     #[test]
@@ -279,5 +336,8 @@ mod tests {
         let mut q = base.clone();
         q.sender_policy = SenderPolicy::Owners;
         assert_eq!((p.loosens(&q), q.loosens(&p)), (true, false));
+        let mut p = base.clone();
+        p.anonymous_posting = true;
+        assert_eq!((p.loosens(&base), base.loosens(&p)), (true, false));
     }
 }

@@ -11,7 +11,10 @@ pub mod schema;
 
 pub use error::DomainError;
 pub use ids::{Email, GroupId, GroupName, LabelName, LocalPart, Subject};
-pub use label::{JoinPolicy, Label, LabelPolicy, SenderPolicy};
+pub use label::{
+    alias_group, anonymous_alias, JoinPolicy, Label, LabelPolicy, SenderPolicy,
+    ANONYMOUS_ALIAS_SUFFIX,
+};
 pub use membership::{
     may_enter, CountBucket, EntryRefusal, EntryRule, GroupState, IdentityKind, ServiceName,
 };

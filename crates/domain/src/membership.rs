@@ -285,6 +285,7 @@ mod tests {
             agents_allowed: agents,
             join_policies: vec![JoinPolicy::Open],
             sender_policy: SenderPolicy::Anyone,
+            anonymous_posting: false,
         }
     }
 

@@ -92,6 +92,11 @@ pub struct ProvisionGroup {
     /// that predate mail still work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_policy: Option<SenderPolicy>,
+    /// Whether the group's anonymous alias (`<local>+anon@<domain>`) takes posts from members,
+    /// from the group's label. Written with `sender_policy`, and only with it; absent: off, so
+    /// a caller that predates anonymous posting never turns it on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous_posting: bool,
     /// The owners (IdP subjects, as the catalog holds them), for the `owners` sender policy;
     /// replaces the tenant's list when `sender_policy` is given. A sender is an owner when the
     /// tenant knows their address bound to one of these subjects. Owners are public contacts;

@@ -62,6 +62,13 @@ pub struct GroupView {
     /// The address that mails the group's members (once the group is active).
     #[schema(value_type = String, format = Email, example = "parents-at-work-x7k2qd@groups.corp.example")]
     pub contact_address: Email,
+    /// The group's anonymous alias (`<local>+anon@<domain>`), present when its label allows
+    /// anonymous posting: what a member writes to it reaches every member from "Anonymous
+    /// member of <group>", with no trace of the sender in any header. Only members may post
+    /// through it; absent for a group whose address is too long to have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Email, example = "witness-support+anon@groups.corp.example")]
+    pub anonymous_address: Option<Email>,
     /// The sensitivity label; moved only through `PUT /control/v1/groups/{id}/label`.
     #[schema(value_type = String, example = "General")]
     pub label: LabelName,
@@ -118,6 +125,12 @@ impl GroupView {
             name: g.name.clone(),
             description: g.description.to_string(),
             contact_address: g.contact_address.clone(),
+            anonymous_address: g
+                .label
+                .policy
+                .anonymous_posting
+                .then(|| domain::anonymous_alias(&g.contact_address))
+                .flatten(),
             label: g.label.name.clone(),
             join_policy: g.join_policy,
             sender_policy: g.sender_policy(),

@@ -211,7 +211,8 @@ impl GroupRecord {
     }
 
     /// What the tenant keeps of the group: its address and name, who may mail it (the rule
-    /// above and, for the `owners` rule, the owners) and its label's entry rule. The saga,
+    /// above and, for the `owners` rule, the owners), whether its label allows anonymous
+    /// posting, and its label's entry rule. The saga,
     /// owners' edits, re-labelling and label changes all send this one request.
     pub fn provision_request(&self) -> tenant_api::ProvisionGroup {
         tenant_api::ProvisionGroup {
@@ -219,6 +220,7 @@ impl GroupRecord {
             address: self.contact_address.clone(),
             display_name: self.name.clone(),
             sender_policy: Some(self.sender_policy()),
+            anonymous_posting: self.label.policy.anonymous_posting,
             owners: self.owners.as_slice().to_vec(),
             label: Some(domain::EntryRule::of(&self.label.name, &self.label.policy)),
         }

@@ -474,8 +474,9 @@ pub trait Store: Send + Sync + 'static {
     async fn saga_status(&self, id: GroupId) -> Result<Option<SagaStatus>, StoreError>;
 }
 
-/// A label row: name, description, guests, agents, join policies, sender policy.
-type LabelTuple = (String, String, bool, bool, String, String);
+/// A label row: name, description, guests, agents, join policies, sender policy, anonymous
+/// posting.
+type LabelTuple = (String, String, bool, bool, String, String, bool);
 
 /// A group row joined with its label's row.
 type GroupTuple = (
@@ -494,6 +495,7 @@ type GroupTuple = (
     bool,
     String,
     String,
+    bool,
 );
 
 /// A label's policy, as its audit entries record it.
@@ -504,6 +506,7 @@ fn label_detail(label: &Label) -> serde_json::Value {
         "agents_allowed": label.policy.agents_allowed,
         "join_policies": join_policies_text(&label.policy.join_policies),
         "sender_policy": label.policy.sender_policy.as_str(),
+        "anonymous_posting": label.policy.anonymous_posting,
     })
 }
 
@@ -516,7 +519,15 @@ fn join_policies_text(policies: &[JoinPolicy]) -> String {
 }
 
 fn label_from(t: LabelTuple) -> Result<Label, StoreError> {
-    let (name, description, guests_allowed, agents_allowed, join_policies, sender_policy) = t;
+    let (
+        name,
+        description,
+        guests_allowed,
+        agents_allowed,
+        join_policies,
+        sender_policy,
+        anonymous_posting,
+    ) = t;
     let policy = LabelPolicy {
         guests_allowed,
         agents_allowed,
@@ -526,6 +537,7 @@ fn label_from(t: LabelTuple) -> Result<Label, StoreError> {
             .collect::<Result<_, _>>()
             .map_err(corrupt)?,
         sender_policy: SenderPolicy::parse(&sender_policy).map_err(corrupt)?,
+        anonymous_posting,
     };
     Ok(Label {
         name: LabelName::parse(name).map_err(corrupt)?,
@@ -551,13 +563,14 @@ fn group_from(t: GroupTuple, owners: Vec<Subject>) -> Result<GroupRecord, StoreE
         la,
         lj,
         ls,
+        lanon,
     ) = t;
     Ok(GroupRecord {
         id: GroupId::from(id),
         name: GroupName::parse(name).map_err(corrupt)?,
         description: Description::parse(description).map_err(corrupt)?,
         contact_address: Email::parse(address).map_err(corrupt)?,
-        label: label_from((ln, ld, lg, la, lj, ls))?,
+        label: label_from((ln, ld, lg, la, lj, ls, lanon))?,
         join_policy: JoinPolicy::parse(&join_policy).map_err(corrupt)?,
         own_sender_policy: own_sender_policy
             .map(|p| SenderPolicy::parse(&p))

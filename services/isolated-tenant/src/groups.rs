@@ -51,7 +51,13 @@ async fn provision(
     if let Some(policy) = request.sender_policy {
         state
             .mail
-            .set_policy(context, request.group_id, policy, &request.owners)
+            .set_policy(
+                context,
+                request.group_id,
+                policy,
+                request.anonymous_posting,
+                &request.owners,
+            )
             .await?;
     }
     Ok(AppJson(provisioned.group))

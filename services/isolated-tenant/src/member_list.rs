@@ -202,6 +202,7 @@ mod tests {
                     address: email("erg@groups.example"),
                     display_name: GroupName::parse("ERG").unwrap(),
                     sender_policy: None,
+                    anonymous_posting: false,
                     owners: vec![],
                     label: None,
                 },

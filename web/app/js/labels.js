@@ -113,6 +113,7 @@ export function policyPoints(label, { who = false } = {}) {
     ...admits,
     t('labels.ways', { ways: ways || t('labels.ways_none') }),
     Object.hasOwn(LABEL_SENDERS, p.sender_policy) ? LABEL_SENDERS[p.sender_policy]() : '',
+    p.anonymous_posting ? t('labels.anonymous') : '',
   ].filter(Boolean);
 }
 

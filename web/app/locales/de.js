@@ -538,4 +538,14 @@ export default {
   'labeladmin.added': '{label} ist hinzugefügt. Besitzer können sie jetzt für neue Gruppen wählen.',
   'labeladmin.name': 'Name',
   'labeladmin.name_hint': 'Buchstaben, Ziffern, Leerzeichen, - und _, höchstens 64.',
+  // Anonymous posting
+  'labels.anonymous': 'Mitglieder können über die anonyme Adresse einer Gruppe anonym schreiben.',
+  'group.fact.anonymous': 'Anonyme Beiträge',
+  'group.anonymous_allowed': 'Von der Bezeichnung erlaubt: Mitglieder können schreiben, ohne dass ihr Name auf der Nachricht steht.',
+  'group.anonymous_not_allowed': 'Von der Bezeichnung nicht erlaubt.',
+  'group.anonymous_write': 'Um anonym zu schreiben, senden Sie an:',
+  'group.anonymous_hint': 'Alle Mitglieder erhalten die Nachricht von „Anonymous member of {group}“, und Antworten gehen an dieselbe Adresse zurück. Keine Kopfzeile der Kopien nennt Sie oder führt zu Ihnen. Text und Anhänge Ihrer Nachricht werden so versandt, wie Sie sie geschrieben haben: Lassen Sie Ihre Signatur und alles weg, was Sie erkennbar machen würde.',
+  'labeladmin.anonymous': 'Mitglieder dürfen anonym schreiben (über die anonyme Adresse jeder Gruppe)',
+  'labeladmin.anonymous_heading': 'Anonyme Beiträge',
+  'labeladmin.diff_anonymous': 'Anonyme Beiträge: {from} → {to}',
 };

@@ -538,4 +538,14 @@ export default {
   'labeladmin.added': '{label} is added. Owners can choose it for new groups now.',
   'labeladmin.name': 'Name',
   'labeladmin.name_hint': 'Letters, digits, spaces, - and _, at most 64.',
+  // Anonymous posting
+  'labels.anonymous': 'Members may post anonymously through a group’s anonymous address.',
+  'group.fact.anonymous': 'Anonymous posting',
+  'group.anonymous_allowed': 'Allowed by its label: members may post without their name on the message.',
+  'group.anonymous_not_allowed': 'Not allowed by its label.',
+  'group.anonymous_write': 'To post anonymously, write to:',
+  'group.anonymous_hint': 'Every member receives it from “Anonymous member of {group}”, and replies come back to the same address. No header of the copies names or traces you. Your message’s text and attachments are sent as you wrote them: leave out your signature and anything else that would identify you.',
+  'labeladmin.anonymous': 'Members may post anonymously (through each group’s anonymous address)',
+  'labeladmin.anonymous_heading': 'Anonymous posting',
+  'labeladmin.diff_anonymous': 'Anonymous posting: {from} → {to}',
 };

@@ -127,6 +127,7 @@ async fn run(
                 address: Email::parse("bench@groups.test.example")?,
                 display_name: GroupName::parse("Bench group")?,
                 sender_policy: None,
+                anonymous_posting: false,
                 owners: vec![],
                 label: None,
             },

@@ -124,6 +124,15 @@ async fn queued_deliveries(tenant_db: &str) -> i64 {
 mod sqlite {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs python3 with aiosmtpd and dkimpy"]
+    async fn an_anonymous_post_reaches_every_member_with_no_trace_of_its_sender() {
+        super::an_anonymous_post_reaches_every_member_with_no_trace_of_its_sender(
+            super::Backend::Sqlite,
+        )
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs python3 with aiosmtpd and dkimpy"]
     async fn a_groups_own_sender_policy_binds_its_mail_and_an_owner_changes_it() {
         super::a_groups_own_sender_policy_binds_its_mail_and_an_owner_changes_it(
             super::Backend::Sqlite,
@@ -142,6 +151,15 @@ mod sqlite {
 }
 
 mod postgres {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs HUSH_TEST_POSTGRES_URL and python3 with aiosmtpd and dkimpy"]
+    async fn an_anonymous_post_reaches_every_member_with_no_trace_of_its_sender() {
+        super::an_anonymous_post_reaches_every_member_with_no_trace_of_its_sender(
+            super::Backend::Postgres,
+        )
+        .await
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "needs HUSH_TEST_POSTGRES_URL and python3 with aiosmtpd and dkimpy"]
     async fn a_groups_own_sender_policy_binds_its_mail_and_an_owner_changes_it() {
@@ -344,6 +362,228 @@ async fn a_groups_own_sender_policy_binds_its_mail_and_an_owner_changes_it(kind:
     want3.push("alice@corp.example".into());
     want3.sort();
     assert_eq!(copies(&relay, 8).await, want3, "only her notice again");
+    cluster.stop().await;
+    if let Some(m) = made {
+        m.drop_all().await;
+    }
+}
+
+/// A post by Morgan Quill (member001) as the corporate relay hands it over: every header her
+/// client, her own server and the relay add names or traces her.
+fn morgans_post(to: &str) -> String {
+    [
+        "Return-Path: <member001@corp.example>",
+        "Received: from laptop-mq.corp.example (laptop-mq.corp.example [10.20.30.40])",
+        "\tby mx1.corp.example with ESMTPSA id 7QxYz for <{to}>;",
+        "\tSun, 6 Dec 2026 09:15:02 +0530",
+        "DKIM-Signature: v=1; a=rsa-sha256; d=corp.example; s=mq2026; i=member001@corp.example;",
+        "\th=from:to:subject; bh=mqbodyhash=; b=mqsignature=",
+        "Authentication-Results: mx1.corp.example; spf=pass smtp.mailfrom=member001@corp.example",
+        "From: \"Morgan Quill\" <member001@corp.example>",
+        "Sender: Morgan Quill <member001@corp.example>",
+        "Reply-To: morgan.quill@home.example",
+        "To: {to}",
+        "Cc: Morgan Quill <member001@corp.example>",
+        "Subject: The night shift log is wrong",
+        "Date: Sun, 6 Dec 2026 09:15:00 +0530",
+        "Message-ID: <mq-8812.1733456100@laptop-mq.corp.example>",
+        "X-Mailer: QuillMail 2.4 on laptop-mq",
+        "User-Agent: QuillMail/2.4",
+        "X-Originating-IP: [10.20.30.40]",
+        "Thread-Index: AdmqQuillMorgan==",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        "Entries for Tuesday were changed after the fact.",
+        "",
+    ]
+    .join("\r\n")
+    .replace("{to}", to)
+}
+
+/// Everything of Morgan's that a copy must not carry: her address, its local part and domain,
+/// her name, her private address, her laptop, its IP address, her message's and her server's
+/// ids, her time zone and her mail client.
+const MORGANS_TRACES: &[&str] = &[
+    "member001",
+    "corp.example",
+    "Morgan",
+    "Quill",
+    "home.example",
+    "laptop-mq",
+    "10.20.30.40",
+    "mq-8812",
+    "7QxYz",
+    "mq2026",
+    "+0530",
+    "QuillMail",
+];
+
+/// The value of header `name` in the copy `data`.
+fn header(data: &str, name: &str) -> Option<String> {
+    let head = data.split("\r\n\r\n").next().unwrap_or_default();
+    head.split("\r\n")
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+}
+
+/// Waits until the relay has received `n` messages; answers them all.
+async fn messages(relay: &PyRelay, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = relay.received();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} messages: {got:?}",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 19, item 4. A Highly Confidential group (its label allows anonymous posting) shows its
+/// alias; a member posts to it a message whose headers name and trace her everywhere, and every
+/// copy the relay receives comes from the alias, with replies going back to it, and carries none
+/// of her traces anywhere (headers, body, envelope sender). A reply to a copy's Reply-To reaches
+/// the group. A non-member's post to the alias reaches nobody (only a notice to him); so does a
+/// member's post to the alias of a General group, whose label does not allow anonymous posting.
+async fn an_anonymous_post_reaches_every_member_with_no_trace_of_its_sender(kind: Backend) {
+    service_kit::testing::require_mail_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let (dbs, made) = Databases::for_test(dir.path(), kind, service_kit::testing::postgres_url)
+        .await
+        .unwrap();
+    let tenant_db = dbs.tenant.clone();
+    let relay = PyRelay::start(dir.path());
+    let smtp = service_kit::testing::free_port();
+    let cluster = tenant_with_mail(dir.path(), dbs, smtp, relay.addr().port(), &[]).await;
+    let owner = GroupsClient::new(
+        &cluster.url("control-api"),
+        &cluster.token("owen", IdentityKind::Member, &[]),
+    )
+    .unwrap();
+    let (status, created) = owner
+        .create(&serde_json::json!({"name": "Witness Support", "label": "Highly Confidential", "join_policy": "invite"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 202, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let g = owner
+        .wait_provisioned(id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let address = Email::parse(g["contact_address"].as_str().unwrap()).unwrap();
+    let alias = domain::anonymous_alias(&address).unwrap();
+    assert_eq!(g["anonymous_address"], alias.as_str(), "{g}");
+    let members = add_members(&cluster, id, "Highly Confidential", 3).await;
+
+    let posted = isolated_tenant::testing::send(
+        ([127, 0, 0, 1], smtp).into(),
+        "member001@corp.example",
+        &[alias.as_str()],
+        &morgans_post(alias.as_str()),
+        &[],
+    )
+    .await;
+    assert_eq!(posted["ok"], true, "{posted}");
+    assert_eq!(copies(&relay, 3).await, members, "one copy for each member");
+    let shown = format!("\"Anonymous member of Witness Support\" <{alias}>");
+    for copy in relay.received() {
+        let data = copy["data"].as_str().unwrap();
+        for trace in MORGANS_TRACES {
+            assert!(!data.contains(trace), "{trace} in a copy:\n{data}");
+        }
+        let envelope = copy["from"].as_str().unwrap();
+        assert!(
+            envelope.starts_with("bounce+") && !envelope.contains("member001"),
+            "the copies' envelope sender is the tenant's: {envelope}"
+        );
+        assert_eq!(
+            header(data, "From").as_deref(),
+            Some(shown.as_str()),
+            "{data}"
+        );
+        assert_eq!(
+            header(data, "Reply-To").as_deref(),
+            Some(shown.as_str()),
+            "{data}"
+        );
+        assert_eq!(
+            header(data, "Subject").as_deref(),
+            Some("The night shift log is wrong")
+        );
+        assert!(data.ends_with("Entries for Tuesday were changed after the fact.\r\n"));
+    }
+
+    // A member replies to a copy's Reply-To: the reply reaches the group, anonymously too.
+    let reply_to = header(relay.received()[0]["data"].as_str().unwrap(), "Reply-To").unwrap();
+    let reply_address = reply_to.rsplit_once('<').unwrap().1.trim_end_matches('>');
+    assert_eq!(
+        domain::alias_group(&Email::parse(reply_address).unwrap()),
+        Some(address.clone())
+    );
+    let reply = send(smtp, "member002@corp.example", reply_address).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let mut want = members.clone();
+    want.extend(members.iter().cloned());
+    want.sort();
+    assert_eq!(
+        copies(&relay, 6).await,
+        want,
+        "the reply reaches every member"
+    );
+
+    // A non-member writing to the alias is answered as a member is; only his notice goes out.
+    let stranger = send(smtp, "sam@corp.example", alias.as_str()).await;
+    assert_eq!(stranger["ok"], true, "{stranger}");
+    let received = messages(&relay, 3).await;
+    let notice = received.last().unwrap();
+    assert_eq!(
+        notice["rcpts"],
+        serde_json::json!(["sam@corp.example"]),
+        "{notice}"
+    );
+    assert!(
+        notice["data"]
+            .as_str()
+            .unwrap()
+            .contains("only the group's members may write to it"),
+        "{notice}"
+    );
+
+    // General does not allow anonymous posting: its groups show no alias, and a member's post
+    // to one reaches nobody (only a notice to her saying why).
+    let (general_id, general_address) = group(&cluster, "owen", "General", "open").await;
+    let (_, general) = owner.get(&general_id).await.unwrap();
+    assert!(general.get("anonymous_address").is_none(), "{general}");
+    add_members(&cluster, &general_id, "General", 2).await;
+    let general_alias = domain::anonymous_alias(&Email::parse(&general_address).unwrap()).unwrap();
+    let refused = send(smtp, "member001@corp.example", general_alias.as_str()).await;
+    assert_eq!(refused["ok"], true, "{refused}");
+    let received = messages(&relay, 4).await;
+    let notice = received.last().unwrap();
+    assert_eq!(
+        notice["rcpts"],
+        serde_json::json!(["member001@corp.example"]),
+        "{notice}"
+    );
+    assert!(
+        notice["data"]
+            .as_str()
+            .unwrap()
+            .contains("does not take anonymous posts"),
+        "{notice}"
+    );
+    // Nothing else is on its way: once every delivery has ended, those four are all there is.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queued_deliveries(&tenant_db).await > 0 {
+        assert!(Instant::now() < deadline, "deliveries still queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(relay.received().len(), 4, "{:?}", relay.received());
+
     cluster.stop().await;
     if let Some(m) = made {
         m.drop_all().await;

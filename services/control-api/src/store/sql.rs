@@ -32,13 +32,13 @@ const DEFAULT_LABELS_SEED: &str = "default-labels";
 
 /// The columns of [`LabelTuple`].
 const LABEL_SELECT: &str = "SELECT name, description, guests_allowed, agents_allowed, \
-     join_policies, sender_policy FROM labels";
+     join_policies, sender_policy, anonymous_posting FROM labels";
 
 /// The columns of [`GroupTuple`]; every group read goes through it.
 const GROUP_SELECT: &str = "SELECT g.id, g.name, g.description, g.contact_address, \
      g.join_policy, g.sender_policy, g.state, g.created_at, g.updated_at, \
-     l.name, l.description, l.guests_allowed, l.agents_allowed, l.join_policies, l.sender_policy \
-     FROM groups g JOIN labels l ON l.name = g.label";
+     l.name, l.description, l.guests_allowed, l.agents_allowed, l.join_policies, l.sender_policy, \
+     l.anonymous_posting FROM groups g JOIN labels l ON l.name = g.label";
 
 /// A row of the catalog's audit.
 type AuditRow = (
@@ -86,8 +86,8 @@ where
     ) -> Result<DB::QueryResult, sqlx::Error> {
         let sql = format!(
             "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
-             join_policies, sender_policy, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $7){suffix}"
+             join_policies, sender_policy, anonymous_posting, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8){suffix}"
         );
         sqlx::query(&sql)
             .bind(label.name.as_str())
@@ -96,6 +96,7 @@ where
             .bind(label.policy.agents_allowed)
             .bind(join_policies_text(&label.policy.join_policies))
             .bind(label.policy.sender_policy.as_str())
+            .bind(label.policy.anonymous_posting)
             .bind(now)
             .execute(conn)
             .await
@@ -353,13 +354,15 @@ where
     async fn write(conn: &mut DB::Connection, label: &Label, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE labels SET description = $1, guests_allowed = $2, agents_allowed = $3, \
-             join_policies = $4, sender_policy = $5, updated_at = $6 WHERE name = $7",
+             join_policies = $4, sender_policy = $5, anonymous_posting = $6, updated_at = $7 \
+             WHERE name = $8",
         )
         .bind(label.description.as_str())
         .bind(label.policy.guests_allowed)
         .bind(label.policy.agents_allowed)
         .bind(join_policies_text(&label.policy.join_policies))
         .bind(label.policy.sender_policy.as_str())
+        .bind(label.policy.anonymous_posting)
         .bind(now)
         .bind(label.name.as_str())
         .execute(&mut *conn)

@@ -2,6 +2,7 @@
 //! checked before anything is written.
 
 use crate::helpers::*;
+use domain::IdentityKind;
 use http::Method;
 use serde_json::{json, Value};
 
@@ -281,10 +282,99 @@ async fn the_catalog_audit_records_who_changed_a_label_and_in_which_request(kind
     app.stop().await;
 }
 
+/// Anonymous posting is a label rule: off unless a label says so (a body without it included),
+/// allowing it on a label that groups use waits for a second label-admin, and its groups show
+/// their anonymous alias exactly while their label allows it.
+async fn anonymous_posting_is_off_unless_a_label_allows_it_and_allowing_it_is_a_loosening(
+    kind: Backend,
+) {
+    let app = TestApp::spawn_on(kind).await;
+    let admin = app.label_admin();
+    let second = app.token("lars", IdentityKind::Member, &["label-admin"]);
+    let created = app.post("/control/v1/labels", &admin, staff_only()).await;
+    assert_eq!(created.ok(201)["policy"]["anonymous_posting"], false);
+    let hc = app
+        .get("/control/v1/labels/Highly%20Confidential", &admin)
+        .await;
+    assert_eq!(
+        hc.ok(200)["policy"]["anonymous_posting"],
+        true,
+        "the default"
+    );
+    let alice = app.member("alice");
+    let id = app
+        .active(&alice, "Night Shift", "Staff Only", "open")
+        .await;
+    let group = app.get(&format!("/control/v1/groups/{id}"), &alice).await;
+    assert!(
+        group.ok(200).get("anonymous_address").is_none(),
+        "{}",
+        group.body
+    );
+
+    // A change's body: the label without its name (the path names it).
+    let change_to = |anonymous: bool| {
+        let mut body = staff_only();
+        body.as_object_mut().unwrap().remove("name");
+        body["policy"]["anonymous_posting"] = json!(anonymous);
+        body
+    };
+    let allow = change_to(true);
+    let proposed = app
+        .send(
+            Method::PUT,
+            "/control/v1/labels/Staff%20Only",
+            Some(&admin),
+            Some(allow.clone()),
+        )
+        .await;
+    let change = proposed.ok(202)["id"].as_str().unwrap().to_string();
+    let group = app.get(&format!("/control/v1/groups/{id}"), &alice).await;
+    assert!(
+        group.ok(200).get("anonymous_address").is_none(),
+        "not before it is approved"
+    );
+    app.post(
+        &format!("/control/v1/label-changes/{change}/approve"),
+        &second,
+        json!({}),
+    )
+    .await
+    .ok(200);
+    let group = app.get(&format!("/control/v1/groups/{id}"), &alice).await;
+    let address = group.ok(200)["contact_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (local, domain) = address.split_once('@').unwrap();
+    assert_eq!(
+        group.body["anonymous_address"],
+        format!("{local}+anon@{domain}")
+    );
+
+    // Ending it is a tightening: it applies at once.
+    app.send(
+        Method::PUT,
+        "/control/v1/labels/Staff%20Only",
+        Some(&admin),
+        Some(change_to(false)),
+    )
+    .await
+    .ok(200);
+    let group = app.get(&format!("/control/v1/groups/{id}"), &alice).await;
+    assert!(
+        group.ok(200).get("anonymous_address").is_none(),
+        "{}",
+        group.body
+    );
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
     the_default_labels_are_readable_by_anyone_signed_in,
     only_label_admins_write_labels_whatever_the_body,
     label_admins_create_change_and_delete_labels_with_valid_policies,
     a_label_in_use_cannot_be_deleted_nor_drop_a_join_policy_its_groups_use,
     the_catalog_audit_records_who_changed_a_label_and_in_which_request,
+    anonymous_posting_is_off_unless_a_label_allows_it_and_allowing_it_is_a_loosening,
 );

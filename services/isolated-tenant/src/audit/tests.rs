@@ -161,6 +161,7 @@ fn provision(n: u32) -> ProvisionGroup {
         address: Email::parse(format!("group-{n}@groups.example")).unwrap(),
         display_name: GroupName::parse(format!("Group {n}")).unwrap(),
         sender_policy: None,
+        anonymous_posting: false,
         owners: Vec::new(),
         label: None,
     }
@@ -320,7 +321,7 @@ on_both_backends! {
         s.store.provision_group(&Context::tenant(), &g).await.unwrap();
         let mail = crate::mail::store::connect(s.database.url(), s.keys.clone()).await.unwrap();
         let owner = domain::Subject::parse(SUBJECT).unwrap();
-        mail.set_policy(&Context::tenant(), g.group_id, domain::SenderPolicy::Owners, &[owner]).await.unwrap();
+        mail.set_policy(&Context::tenant(), g.group_id, domain::SenderPolicy::Owners, false, &[owner]).await.unwrap();
         let events = s.events().await;
         let last = events.last().unwrap();
         assert_eq!(last.action, action::MAIL_POLICY_SET);

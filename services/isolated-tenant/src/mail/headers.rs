@@ -153,7 +153,7 @@ pub fn list_id(address: &Email) -> String {
 }
 
 /// A display name as an RFC 5322 quoted string, or nothing when it is not plain ASCII.
-fn phrase(name: &str) -> Option<String> {
+pub(super) fn phrase(name: &str) -> Option<String> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
         return None;
     }

@@ -13,6 +13,7 @@
 //! DSN parameters (`NOTIFY`, `ORCPT`, `RET`, `ENVID`, RFC 3461) are read and dropped: the copies
 //! go out with the tenant's own envelope sender, and no notification can reach the sender.
 
+use super::anonymous;
 use super::bounce;
 use super::dmarc::FromRewrite;
 use super::headers;
@@ -470,6 +471,13 @@ async fn rcpt_to(ctx: &MailContext, line: &str, env: &mut Envelope) -> String {
         return refusal.into();
     }
     env.rcpts += 1;
+    // One message to a group's address and to its anonymous alias goes out once, through the
+    // alias (or not at all, when the alias refuses it): two copies of one body, one of them
+    // signed, would name the anonymous poster.
+    if group.anonymous {
+        env.groups
+            .retain(|g| g.group_id != group.group_id || g.anonymous);
+    }
     if !env.groups.iter().any(|g| g.group_id == group.group_id) {
         env.groups.push(group);
     }
@@ -640,10 +648,22 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8], trusted: boo
         }
         let mut stored = Vec::with_capacity(message.len() + 300);
         stored.push(flags);
-        let mut cleaned = headers::clean(message, &group.address, &group.display_name);
-        if rewrite_from(ctx, &fields).await {
-            cleaned = headers::rewrite_from(&cleaned, &group.address, &group.display_name);
-        }
+        let cleaned = if group.anonymous {
+            // Rebuilt from nothing but the subject and the body's encoding (see `anonymous`).
+            anonymous::copy(
+                message,
+                &group.address,
+                &group.addressed(),
+                &group.display_name,
+                &anonymous::Stamp::now(&group.address),
+            )
+        } else {
+            let mut cleaned = headers::clean(message, &group.address, &group.display_name);
+            if rewrite_from(ctx, &fields).await {
+                cleaned = headers::rewrite_from(&cleaned, &group.address, &group.display_name);
+            }
+            cleaned
+        };
         match &ctx.dkim {
             Some(signer) if signer.domain() == group.address.domain() => {
                 let now = std::time::SystemTime::now()
@@ -651,7 +671,9 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8], trusted: boo
                     .unwrap_or_default()
                     .as_secs();
                 let signed = signer.sign(&cleaned, now);
-                if ctx.args.arc {
+                // ARC vouches for how the sender authenticated: an anonymous post has no
+                // sender to vouch for, and its seal would carry the sender's results.
+                if ctx.args.arc && !group.anonymous {
                     stored.extend_from_slice(&signer.arc_seal(&signed, now, &ctx.args.hostname));
                 } else {
                     stored.extend_from_slice(&signed);

@@ -10,7 +10,12 @@
 //! auto-replies come back to the tenant ([`bounce`]) and stop there.
 //!
 //! Members are envelope recipients only: no header of any copy names one.
+//!
+//! Where a group's label allows it, a member may post anonymously through the group's alias
+//! (`<local>+anon@<domain>`): the alias takes mail from members only ([`policy`]), and every
+//! copy's headers are rebuilt so that none names or traces the sender ([`anonymous`]).
 
+pub mod anonymous;
 pub mod api;
 pub mod bounce;
 pub mod client;

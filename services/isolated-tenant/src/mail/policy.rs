@@ -23,6 +23,15 @@
 //! refuses is sent a notice, to that address alone; its own right to send is all it says.
 //! `anyone` groups refuse senders outside the corporate domains at `RCPT` (`550 5.7.1`), which
 //! depends on the sender's domain only.
+//!
+//! # The anonymous alias
+//!
+//! A group's anonymous alias (`<local>+anon@<domain>`, [`domain::anonymous_alias`]) takes
+//! posts from the group's members only (its owners only, for an `owners` group), whatever the
+//! group's own sender policy: [`GroupTarget::senders`]. So it answers `RCPT` and `DATA` as a
+//! `members` group does, for everyone, and decides after DATA on an authenticated sender. When
+//! the group's label does not allow anonymous posting, the alias delivers nothing: an
+//! authenticated sender is sent a notice saying so, and no membership is looked up.
 
 use super::store::{GroupTarget, MailGroups};
 use crate::identity::CorporateDomains;
@@ -40,7 +49,7 @@ pub fn refusal_at_rcpt(
     group: &GroupTarget,
     sender: Option<&Email>,
 ) -> Option<&'static str> {
-    match (group.policy, sender) {
+    match (group.senders(), sender) {
         (SenderPolicy::Anyone, Some(s)) if !corporate.is_corporate(s) => Some(REFUSAL),
         _ => None,
     }
@@ -59,7 +68,8 @@ pub enum Decision {
 
 /// Decides a message to `group` from `sender` (the envelope sender; `None` for `<>`), which
 /// came through a trusted relay when `authenticated`. Unauthenticated `members` and `owners`
-/// mail is dropped without any lookup, whoever it names.
+/// mail is dropped without any lookup, whoever it names; so is all mail to an anonymous alias
+/// the group's label does not allow (an authenticated sender is told).
 pub async fn decide(
     store: &dyn MailGroups,
     corporate: &CorporateDomains,
@@ -71,9 +81,12 @@ pub async fn decide(
         return Ok(Decision::Drop);
     };
     // Only `members` and `owners` groups look anyone up; for them a claim is never looked up.
-    let restricted = group.policy != SenderPolicy::Anyone;
+    let restricted = group.senders() != SenderPolicy::Anyone;
     if restricted && !authenticated {
         return Ok(Decision::Drop);
+    }
+    if group.anonymous && !group.anonymous_posting {
+        return Ok(Decision::Notify(sender.clone()));
     }
     Ok(if may_send(store, corporate, group, Some(sender)).await? {
         Decision::Deliver
@@ -90,9 +103,14 @@ pub fn notice(hostname: &str, group: &GroupTarget, to: &Email) -> Vec<u8> {
     let date = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc2822)
         .unwrap_or_default();
-    let who = match group.policy {
+    let who = match group.senders() {
         SenderPolicy::Owners => "owners",
         _ => "members",
+    };
+    let why = if group.anonymous && !group.anonymous_posting {
+        "the group does not take anonymous posts.".to_string()
+    } else {
+        format!("only the group's {who} may write to it.")
     };
     format!(
         "From: Mail Delivery System <mailer-daemon@{hostname}>\r\n\
@@ -105,10 +123,10 @@ pub fn notice(hostname: &str, group: &GroupTarget, to: &Email) -> Vec<u8> {
          Content-Type: text/plain; charset=utf-8\r\n\
          Content-Transfer-Encoding: 7bit\r\n\
          \r\n\
-         Your message to {address} was not delivered: only the group's {who} may write to it.\r\n\
+         Your message to {address} was not delivered: {why}\r\n\
          \r\n\
          This notice goes to you alone. Nobody else was told.\r\n",
-        address = group.address,
+        address = group.addressed(),
         id = uuid::Uuid::new_v4().simple(),
     )
     .into_bytes()
@@ -126,7 +144,7 @@ pub async fn may_send(
         // it), and never a member's right to send.
         return Ok(false);
     };
-    Ok(match group.policy {
+    Ok(match group.senders() {
         SenderPolicy::Anyone => corporate.is_corporate(sender),
         SenderPolicy::Owners => match store.subject_of_email(sender).await? {
             Some(subject) => group.owners.contains(&subject),

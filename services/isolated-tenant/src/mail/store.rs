@@ -46,6 +46,33 @@ pub struct GroupTarget {
     pub policy: SenderPolicy,
     /// Its owners' subjects (for the `owners` policy).
     pub owners: Vec<Subject>,
+    /// Whether its label lets members post anonymously through its alias.
+    pub anonymous_posting: bool,
+    /// Whether the mail is addressed to the group's anonymous alias
+    /// ([`domain::anonymous_alias`]) rather than to its address.
+    pub anonymous: bool,
+}
+
+impl GroupTarget {
+    /// Who may send to the address the mail came to: the group's sender policy, and for its
+    /// anonymous alias no wider than its members (an anonymous post comes from inside the
+    /// group, never from outside it).
+    pub fn senders(&self) -> SenderPolicy {
+        if self.anonymous {
+            self.policy.narrower(SenderPolicy::Members)
+        } else {
+            self.policy
+        }
+    }
+
+    /// The address the mail came to: the group's address, or its anonymous alias.
+    pub fn addressed(&self) -> Email {
+        if self.anonymous {
+            domain::anonymous_alias(&self.address).unwrap_or_else(|| self.address.clone())
+        } else {
+            self.address.clone()
+        }
+    }
 }
 
 /// A group as a notification names it: never a member.
@@ -138,8 +165,9 @@ pub enum Inbound {
 /// Which group an address is, and who may send to it.
 #[async_trait]
 pub trait MailGroups: Send + Sync + 'static {
-    /// The active group with this address, with its sender policy (`anyone` when control-api
-    /// never sent one) and owners.
+    /// The active group with this address, or whose anonymous alias this is, with its sender
+    /// policy (`anyone` when control-api never sent one), owners and whether it takes
+    /// anonymous posts.
     async fn find_group(&self, address: &Email) -> Result<Option<GroupTarget>, StoreError>;
 
     /// Whether the identity holding `email` is a member of `group`, for the `members` sender
@@ -155,13 +183,14 @@ pub trait MailGroups: Send + Sync + 'static {
     /// is disabled, is left out). `None` when no such group is provisioned. Reads no member.
     async fn notice_group(&self, group: GroupId) -> Result<Option<NoticeGroup>, StoreError>;
 
-    /// Sets who may send to `group` and its owners (sealed); the audit event records
-    /// `context`.
+    /// Sets who may send to `group`, whether its alias takes anonymous posts, and its owners
+    /// (sealed); the audit event records `context`.
     async fn set_policy(
         &self,
         context: &Context,
         group: GroupId,
         policy: SenderPolicy,
+        anonymous_posting: bool,
         owners: &[Subject],
     ) -> Result<(), StoreError>;
 }
@@ -361,16 +390,19 @@ pub struct SqlMailStore {
 
 /// A group by address, with its mail policy when it has one.
 const FIND_GROUP: &str = "SELECT g.group_id, g.display_name, p.sender_policy, p.sealed_owners, \
-                          p.key_id FROM distribution_groups g LEFT JOIN mail_group_policy p \
-                          ON p.group_id = g.group_id WHERE g.address = $1";
+                          p.key_id, p.anonymous_posting FROM distribution_groups g \
+                          LEFT JOIN mail_group_policy p ON p.group_id = g.group_id \
+                          WHERE g.address = $1";
 /// A group's name and its sealed owners, by id.
 const NOTICE_GROUP: &str = "SELECT g.display_name, p.sealed_owners, p.key_id \
                             FROM distribution_groups g LEFT JOIN mail_group_policy p \
                             ON p.group_id = g.group_id WHERE g.group_id = $1";
 const SET_POLICY: &str = "INSERT INTO mail_group_policy (group_id, sender_policy, sealed_owners, \
-                          key_id) VALUES ($1, $2, $3, $4) ON CONFLICT (group_id) DO UPDATE SET \
+                          key_id, anonymous_posting) VALUES ($1, $2, $3, $4, $5) \
+                          ON CONFLICT (group_id) DO UPDATE SET \
                           sender_policy = excluded.sender_policy, \
-                          sealed_owners = excluded.sealed_owners, key_id = excluded.key_id";
+                          sealed_owners = excluded.sealed_owners, key_id = excluded.key_id, \
+                          anonymous_posting = excluded.anonymous_posting";
 const INSERT_MESSAGE: &str =
     "INSERT INTO mail_messages (id, group_id, sealed_message, key_id) VALUES ($1, $2, $3, $4)";
 const INSERT_DELIVERIES: &str = "INSERT INTO mail_deliveries (id, message_id, sealed_recipients, \
@@ -585,13 +617,20 @@ impl MailGroups for SqlMailStore {
             Option<String>,
             Option<Vec<u8>>,
             Option<String>,
+            Option<bool>,
         );
+        // An alias is looked up by its group's address; a group's own address never holds `+`,
+        // so an address is either a group's or an alias, never both.
+        let (group_address, anonymous) = match domain::alias_group(address) {
+            Some(group) => (group, true),
+            None => (address.clone(), false),
+        };
         let mut conn = self.db.acquire().await?;
         let row: Option<Found> = Sql::new(FIND_GROUP)
-            .bind(address.as_str())
+            .bind(group_address.as_str())
             .fetch_optional(&mut conn)
             .await?;
-        let Some((id, display_name, policy, sealed, kid)) = row else {
+        let Some((id, display_name, policy, sealed, kid, anonymous_posting)) = row else {
             return Ok(None);
         };
         let owners = match (sealed, kid) {
@@ -607,10 +646,12 @@ impl MailGroups for SqlMailStore {
         };
         Ok(Some(GroupTarget {
             group_id: GroupId::from(id),
-            address: address.clone(),
+            address: group_address,
             display_name,
             policy: policy.as_deref().map_or(SenderPolicy::Anyone, policy_from),
             owners,
+            anonymous_posting: anonymous_posting.unwrap_or(false),
+            anonymous,
         }))
     }
 
@@ -687,6 +728,7 @@ impl MailGroups for SqlMailStore {
         context: &Context,
         group: GroupId,
         policy: SenderPolicy,
+        anonymous_posting: bool,
         owners: &[Subject],
     ) -> Result<(), StoreError> {
         let key = self.keys.active();
@@ -703,6 +745,7 @@ impl MailGroups for SqlMailStore {
                 .bind(policy.as_str())
                 .bind(sealed)
                 .bind(key_id)
+                .bind(anonymous_posting)
                 .execute(&mut tx)
                 .await?;
             // A mail policy change is a state change the audit chain records (issue 6): the

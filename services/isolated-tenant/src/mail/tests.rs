@@ -59,6 +59,7 @@ impl Fixture {
                     address: Email::parse(&address).unwrap(),
                     display_name: GroupName::parse("Employee Resource Group").unwrap(),
                     sender_policy: None,
+                    anonymous_posting: false,
                     owners: vec![],
                     label: None,
                 },
@@ -69,6 +70,7 @@ impl Fixture {
             &Context::tenant(),
             group,
             policy,
+            false,
             &[Subject::parse("owner-1").unwrap()],
         )
         .await
@@ -167,6 +169,21 @@ impl Fixture {
             assert_eq!(out.applied, chunk.len() as u64);
         }
         members.iter().map(|e| e.as_str().to_string()).collect()
+    }
+
+    /// Lets (or stops letting) members post anonymously through the group's alias, as a
+    /// label change pushed by control-api does.
+    async fn allow_anonymous(&self, allowed: bool) {
+        self.mail
+            .set_policy(
+                &Context::tenant(),
+                self.group,
+                SenderPolicy::Anyone,
+                allowed,
+                &[Subject::parse("owner-1").unwrap()],
+            )
+            .await
+            .unwrap();
     }
 
     async fn finish(self) {
@@ -383,6 +400,7 @@ on_both_backends! {
             address: Email::parse("other@groups.test.example").unwrap(),
             display_name: GroupName::parse("Other").unwrap(),
             sender_policy: None,
+            anonymous_posting: false,
             owners: vec![],
             label: None,
         }).await.unwrap();
@@ -499,6 +517,97 @@ on_both_backends! {
         fx.finish().await;
     }
 
+    async fn the_anonymous_alias_answers_alike_for_member_stranger_outsider_and_when_off(db) {
+        // An `anyone` group: its own address refuses an outsider at RCPT, its alias does not.
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        fx.allow_anonymous(true).await;
+        let members = fx.seed(3).await;
+        let member = members[0].clone();
+        let alias = domain::anonymous_alias(&Email::parse(&fx.address).unwrap()).unwrap();
+        let conversation = |from: &str| {
+            vec![
+                "EHLO relay.corp.example".to_string(),
+                format!("MAIL FROM:<{from}>"),
+                format!("RCPT TO:<{alias}>"),
+                "DATA".to_string(),
+                format!("From: Pat Quimby <{from}>\r\nX-Mailer: Quimby's mailer\r\nSubject: hello\r\n\r\nHello.\r\n."),
+                "QUIT".to_string(),
+            ]
+        };
+        let sink = fx.dir.path().join("mail");
+        let svc = fx.start(None).await;
+        let member_said = transcript(svc.addr, &conversation(&member)).await;
+        let stranger = "mallory@corp.example";
+        let outsider = "eve@elsewhere.example";
+        assert_eq!(member_said, transcript(svc.addr, &conversation(stranger)).await, "byte for byte");
+        assert_eq!(member_said, transcript(svc.addr, &conversation(outsider)).await, "byte for byte");
+        assert!(member_said.contains("250 2.0.0 OK: queued"), "{member_said}");
+        // The label stops allowing it: the alias answers the member the same bytes again.
+        fx.allow_anonymous(false).await;
+        assert_eq!(member_said, transcript(svc.addr, &conversation(&member)).await, "byte for byte");
+        drop(svc);
+        fx.drain(Relay::Maildir(sink.clone())).await;
+        let inbox = |who: &str| -> Vec<String> {
+            let mut got: Vec<String> = std::fs::read_dir(sink.join(who).join("new"))
+                .map(|d| d.map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap()).collect())
+                .unwrap_or_default();
+            got.sort_by_key(|m| m.contains("Mail Delivery System"));
+            got
+        };
+        let from = format!("From: \"Anonymous member of Employee Resource Group\" <{alias}>\r\n");
+        for m in &members {
+            let got = inbox(m);
+            assert!(got[0].contains(&from), "{m} gets the anonymous post: {}", got[0]);
+            for trace in ["Quimby", member.as_str(), "X-Mailer"] {
+                assert!(!got[0].contains(trace), "{trace} in {m}'s copy:\n{}", got[0]);
+            }
+            // Its poster also gets the notice that the alias no longer takes posts.
+            assert_eq!(got.len(), if *m == member { 2 } else { 1 }, "{m}: {got:?}");
+        }
+        assert!(inbox(&member)[1].contains("the group does not take anonymous posts"), "{:?}", inbox(&member));
+        for who in [stranger, outsider] {
+            let notice = inbox(who);
+            assert_eq!(notice.len(), 1, "{who} gets one notice");
+            assert!(notice[0].contains("only the group's members may write to it"), "{}", notice[0]);
+        }
+        let folders = std::fs::read_dir(&sink).unwrap().count();
+        assert_eq!(folders, members.len() + 2, "nobody else got anything");
+        fx.finish().await;
+    }
+
+    async fn a_message_to_a_group_and_its_alias_at_once_goes_out_once_anonymously(db) {
+        // Members only, so the members (outside the corporate domains) may write to both.
+        let fx = Fixture::new(db, SenderPolicy::Members).await;
+        let owners = [Subject::parse("owner-1").unwrap()];
+        fx.mail
+            .set_policy(&Context::tenant(), fx.group, SenderPolicy::Members, true, &owners)
+            .await
+            .unwrap();
+        let members = fx.seed(2).await;
+        let alias = domain::anonymous_alias(&Email::parse(&fx.address).unwrap()).unwrap();
+        let sink = fx.dir.path().join("mail");
+        let svc = fx.start(None).await;
+        // Both orders: the alias named first, and the group's address named first.
+        for rcpts in [[alias.as_str(), fx.address.as_str()], [fx.address.as_str(), alias.as_str()]] {
+            let r = send(svc.addr, &members[0], &rcpts, &message("both", 1), &[]).await;
+            assert_eq!(r["ok"], true, "{r}");
+        }
+        drop(svc);
+        fx.drain(Relay::Maildir(sink.clone())).await;
+        for m in &members {
+            let got: Vec<String> = std::fs::read_dir(sink.join(m).join("new"))
+                .unwrap()
+                .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+                .collect();
+            assert_eq!(got.len(), 2, "{m}: one copy a message, not two");
+            for copy in &got {
+                assert!(copy.contains("From: \"Anonymous member of Employee Resource Group\""), "{copy}");
+                assert!(!copy.contains("Alice"), "{copy}");
+            }
+        }
+        fx.finish().await;
+    }
+
     async fn the_maildir_sink_files_one_copy_per_recipient(db) {
         let fx = Fixture::new(db, SenderPolicy::Anyone).await;
         let members = fx.seed(3).await;
@@ -537,6 +646,7 @@ async fn inv5_the_mail_tables_hold_no_member_address_owner_or_message_text_in_cl
             &Context::tenant(),
             fx.group,
             SenderPolicy::Anyone,
+            false,
             &[Subject::parse("owner-secret-7").unwrap()],
         )
         .await

@@ -221,6 +221,7 @@ mod tests {
                 agents_allowed: false,
                 join_policies: vec![JoinPolicy::Open],
                 sender_policy: SenderPolicy::Anyone,
+                anonymous_posting: false,
             },
         }
     }

@@ -240,6 +240,7 @@ fn request(id: GroupId, local: &str) -> ProvisionGroup {
         address: Email::parse(format!("{local}@groups.test.example")).unwrap(),
         display_name: domain::GroupName::parse(format!("Group {local}")).unwrap(),
         sender_policy: None,
+        anonymous_posting: false,
         owners: Vec::new(),
         label: None,
     }

@@ -174,6 +174,7 @@ fn provision_request(local: &str) -> ProvisionGroup {
         address: Email::parse(format!("{local}@groups.test.example")).unwrap(),
         display_name: GroupName::parse(local).unwrap(),
         sender_policy: None,
+        anonymous_posting: false,
         owners: Vec::new(),
         label: None,
     }

@@ -108,6 +108,7 @@ export async function groupView(ctx) {
     actions.append(
       h('p', { class: 'status-line yes' }, t('group.is_member')),
       h('p', { class: 'hint' }, t('group.leave_hint')),
+      group.anonymous_address ? anonymousPosting(group) : null,
       h(
         'div',
         { class: 'actions' },
@@ -214,6 +215,8 @@ export async function groupView(ctx) {
     h('dd', null, senderExplain(group.sender_policy)),
     h('dt', null, t('group.fact.address')),
     h('dd', null, h('code', null, group.contact_address)),
+    h('dt', null, t('group.fact.anonymous')),
+    h('dd', null, group.anonymous_address ? t('group.anonymous_allowed') : t('group.anonymous_not_allowed')),
     h('dt', null, t('group.fact.owners', { count: group.owners.length })),
     h('dd', null, h('ul', { class: 'plain' }, ownerContacts(group).map((o) => h('li', null, o)))),
     h('dt', null, t('group.fact.state')),
@@ -236,6 +239,16 @@ export async function groupView(ctx) {
       facts,
     ),
   };
+}
+
+/** For a member, where the group's label allows it: how to post anonymously, and what it hides. */
+function anonymousPosting(group) {
+  return h(
+    'div',
+    { class: 'anonymous-posting' },
+    h('p', null, t('group.anonymous_write'), ' ', h('code', null, group.anonymous_address)),
+    h('p', { class: 'hint' }, t('group.anonymous_hint', { group: group.name })),
+  );
 }
 
 /** An owner named the caller as a co-owner: they accept (their kind must be one the label admits) or decline. */

@@ -25,6 +25,7 @@ function policyForm(base) {
   };
   const guests = box('guests_allowed', !!p.guests_allowed, t('labeladmin.guests'));
   const agents = box('agents_allowed', !!p.agents_allowed, t('labeladmin.agents'));
+  const anonymous = box('anonymous_posting', !!p.anonymous_posting, t('labeladmin.anonymous'));
   const ways = JOIN_POLICIES.map((j) => ({ j, ...box(`join-${j}`, (p.join_policies || []).includes(j), joinName(j)) }));
   const sender = h('select', { name: 'sender_policy' },
     SENDER_POLICIES.map((s) => h('option', { value: s, selected: s === p.sender_policy }, senderName(s))));
@@ -33,6 +34,7 @@ function policyForm(base) {
       h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, t('labeladmin.who')), guests.node, agents.node),
       h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, t('labeladmin.ways')), ways.map((w) => w.node)),
       field({ label: t('labeladmin.senders'), control: sender }),
+      h('fieldset', { class: 'field' }, h('legend', { class: 'field-title' }, t('labeladmin.anonymous_heading')), anonymous.node),
     ],
     value: () => ({
       ...p,
@@ -40,6 +42,7 @@ function policyForm(base) {
       agents_allowed: agents.input.checked,
       join_policies: ways.filter((w) => w.input.checked).map((w) => w.j),
       sender_policy: sender.value,
+      anonymous_posting: anonymous.input.checked,
     }),
   };
 }
@@ -125,6 +128,7 @@ function diff(before, after) {
   if (before.agents_allowed !== after.agents_allowed) lines.push(t('labeladmin.diff_agents', { from: yn(before.agents_allowed), to: yn(after.agents_allowed) }));
   const ways = (p) => (p.join_policies || []).map(joinName).join(', ') || t('labeladmin.none');
   if (ways(before) !== ways(after)) lines.push(t('labeladmin.diff_ways', { from: ways(before), to: ways(after) }));
+  if (!!before.anonymous_posting !== !!after.anonymous_posting) lines.push(t('labeladmin.diff_anonymous', { from: yn(before.anonymous_posting), to: yn(after.anonymous_posting) }));
   if (before.sender_policy !== after.sender_policy) lines.push(t('labeladmin.diff_senders', { from: senderName(before.sender_policy), to: senderName(after.sender_policy) }));
   return lines.length ? lines : [t('labeladmin.diff_description')];
 }
