@@ -8,7 +8,7 @@
 import { chromium } from 'playwright-core';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -115,6 +115,29 @@ async function createGroup(page, { name, description, label, join: policy }, scr
   await page.locator('.bucket-value').waitFor();
   const id = page.url().match(/groups\/([0-9a-f-]{36})\/manage/)[1];
   return id;
+}
+
+/**
+ * The messages `hush up`'s Maildir sink holds for `address` that `pick` accepts, once there is
+ * at least one (the tenant delivers from its queue a moment after the action).
+ */
+async function mailFor(address, pick = () => true) {
+  const dir = join(DATA_DIR, 'mail', address, 'new');
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    const found = existsSync(dir)
+      ? readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')).filter(pick)
+      : [];
+    if (found.length) return found;
+    assert(Date.now() < deadline, `no message for ${address} reached the mail sink`);
+    await new Promise((done) => setTimeout(done, 100));
+  }
+}
+
+/** The messages the sink holds for `address` now. */
+function mailNow(address) {
+  const dir = join(DATA_DIR, 'mail', address, 'new');
+  return existsSync(dir) ? readdirSync(dir).map((f) => readFileSync(join(dir, f), 'utf8')) : [];
 }
 
 async function text(page) {
@@ -396,8 +419,13 @@ test('owner add and remove answer with one identical acknowledgement whatever th
   await shot(alice, '10-manage-add-remove');
 });
 
-test('asking to join shows the warning, and the owner sees the warning before any requester', async (ctx) => {
+test('asking to join shows the warning, the owner sees the warning before any requester, and the mail says only how many wait', async (ctx) => {
   const alice = await as(ctx, 'alice');
+  // The tenant knows an owner's address once she has been in a group (docs/notifications.md):
+  // alice joins her own open group first.
+  await alice.goto(`${BASE}/#/groups/${state.open}`);
+  await alice.getByRole('button', { name: 'Join group' }).click();
+  await alice.getByText('You are a member of this group.').waitFor();
   state.approval = await createGroup(alice, {
     name: 'Witness Support',
     description: 'A safe place for witnesses in internal investigations.',
@@ -413,6 +441,10 @@ test('asking to join shows the warning, and the owner sees the warning before an
   await bob.getByText('Your request is sent.').waitFor();
   await bob.getByText('You asked to join on').waitFor();
   await shot(bob, '11-request-sent');
+  // The owner is told by mail that one request waits, and nothing about who asked.
+  const notice = (await mailFor('alice@corp.example', (m) => m.includes('Witness Support')))[0];
+  assert(/Subject: 1 request to join Witness Support is waiting/.test(notice), notice);
+  for (const trace of ['bob', 'Bob']) assert(!notice.includes(trace), `the owner's notice names ${trace}: ${notice}`);
   await nav(bob, 'My groups', 'My groups');
   const mine = bob.getByRole('region', { name: 'Your requests to join' });
   await mine.getByRole('link', { name: 'Witness Support' }).waitFor();
@@ -430,6 +462,10 @@ test('asking to join shows the warning, and the owner sees the warning before an
   await alice.getByText('Approved: they are in the group.').waitFor();
   await nav(bob, 'My groups', 'My groups');
   await bob.getByRole('link', { name: 'Witness Support' }).waitFor();
+  // bob alone hears the decision.
+  const decided = await mailFor('bob@corp.example', (m) => m.includes('Your request to join Witness Support'));
+  assert(decided[0].includes('was approved'), decided[0]);
+  assert(!mailNow('alice@corp.example').some((m) => m.includes('was approved')), 'the owner gets no copy of the decision');
 
   // A claim rule lets every employee in at once, with no request for an owner to see.
   await alice.bringToFront();
@@ -738,6 +774,13 @@ test('role screens: an auditor files break-glass requests, two officers approve 
   await audrey.locator('li.request', { hasText: 'The whole member list' }).waitFor();
   assert((await audrey.locator('li.request').count()) === 2, 'both requests are listed');
 
+  // The officers' mailbox hears that requests wait: no group, no auditor, no person.
+  const waiting = await mailFor('privacy-officers@corp.example');
+  for (const m of waiting) {
+    assert(m.includes('A break-glass request waits for your approval'), m);
+    for (const trace of ['Parents', 'audrey', 'wendy', 'Court order']) assert(!m.includes(trace), `the officers' mail names ${trace}`);
+  }
+
   const pat = await as(ctx, 'pat');
   await nav(pat, 'Break-glass requests', 'Break-glass requests');
   const check = pat.locator('li.request', { hasText: 'Is one person a member?' });
@@ -770,6 +813,12 @@ test('role screens: an auditor files break-glass requests, two officers approve 
   await declined.getByText('Declined by a privacy officer').waitFor();
   await declined.getByText('No court order is attached').waitFor();
   const approved = audrey.locator('li.request', { hasText: 'Is one person a member?' });
+  // audrey alone hears both decisions, by mail, naming neither group nor person nor reason.
+  const both = await mailFor('audrey@corp.example', () => mailNow('audrey@corp.example').length >= 2);
+  assert(both.some((m) => m.includes('was approved')) && both.some((m) => m.includes('was declined')), both.join('\n---\n'));
+  for (const m of both) {
+    for (const trace of ['Parents', 'wendy', 'No court order', 'quinn', 'pat@']) assert(!m.includes(trace), `the auditor's mail names ${trace}`);
+  }
   await approved.getByRole('button', { name: 'See the answer (once)' }).click();
   await approved.getByText('No: wendy@corp.example is not a member.').waitFor();
   await approved.getByText('This answer is shown once.').waitFor();

@@ -17,6 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// Where `hush up` sends "a break-glass request waits for your approval".
+pub const DEV_OFFICERS: &str = "privacy-officers@corp.example";
+
 /// One of the processes-in-a-process the stack runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Part {
@@ -471,7 +474,12 @@ impl Stack {
                     },
                     break_glass: isolated_tenant::breakglass::BreakGlassArgs::from_jwt(&self.jwt()),
                     mail: cfg.mail.clone(),
-                    notify: isolated_tenant::notify::NotifyArgs::default(),
+                    // The officers' mailbox of the dev people (`hush token --role
+                    // privacy-officer`): break-glass filings land in its Maildir folder.
+                    notify: isolated_tenant::notify::NotifyArgs {
+                        officers: DEV_OFFICERS.into(),
+                        ..isolated_tenant::notify::NotifyArgs::default()
+                    },
                 };
                 tokio::spawn(isolated_tenant::run(c, listener, shutdown))
             }
