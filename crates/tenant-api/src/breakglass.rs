@@ -76,6 +76,7 @@ impl ListView {
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `waiting` (privacy officers) or `mine` (auditors).
+    #[param(inline)]
     pub view: ListView,
 }
 

@@ -22,7 +22,6 @@ use tenant_api::breakglass::{
     PRIVACY_OFFICER,
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 /// The break-glass routes, documented.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -160,13 +159,13 @@ async fn list_requests(
     path = "/control/v1/break-glass/requests/{id}/decline",
     tag = "break-glass",
     request_body = Decline,
-    params(("id" = Uuid, Path, description = "The request.")),
+    params(("id" = String, Path, format = Uuid, description = "The request.")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Declined.", body = RequestView),
         (status = 409, description = "`break-glass-not-pending`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-request-expired`.", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role` or `break-glass-requester-cannot-approve`. `404` `break-glass-request-not-found`. `422` The reason is longer than 500 characters.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role` or `break-glass-requester-cannot-approve`. `404` `break-glass-request-not-found`. `422` The id is not a UUID, or the reason is longer than 500 characters.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -174,12 +173,13 @@ async fn decline(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    Path(raw): Path<String>,
     AppJson(body): AppJson<Decline>,
 ) -> Result<Response, ApiError> {
     if !caller.has_role(PRIVACY_OFFICER) {
         return Ok(wrong_role(PRIVACY_OFFICER));
     }
+    let id = crate::labels::change_id(&raw)?;
     let body = serde_json::to_value(&body).map_err(|_| ApiError::Invalid("body".into()))?;
     relay(
         &state,
@@ -196,13 +196,13 @@ async fn decline(
     post,
     path = "/control/v1/break-glass/requests/{id}/approve",
     tag = "break-glass",
-    params(("id" = Uuid, Path, description = "The request.")),
+    params(("id" = String, Path, format = Uuid, description = "The request.")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Approved (`approved` once two officers have).", body = RequestView),
         (status = 409, description = "`break-glass-same-officer` or `break-glass-not-pending`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-request-expired`.", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role` or `break-glass-requester-cannot-approve`. `404` `break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role` or `break-glass-requester-cannot-approve`. `404` `break-glass-request-not-found`. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -210,11 +210,12 @@ async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     if !caller.has_role(PRIVACY_OFFICER) {
         return Ok(wrong_role(PRIVACY_OFFICER));
     }
+    let id = crate::labels::change_id(&raw)?;
     relay(&state, &headers, Call::Post(&paths::approve(id), None)).await
 }
 
@@ -226,13 +227,13 @@ async fn approve(
     post,
     path = "/control/v1/break-glass/requests/{id}/redeem",
     tag = "break-glass",
-    params(("id" = Uuid, Path, description = "The request.")),
+    params(("id" = String, Path, format = Uuid, description = "The request.")),
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The answer, this once.", body = Answer),
         (status = 409, description = "`break-glass-not-approved`.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "`break-glass-grant-used` or `break-glass-grant-expired`.", body = Problem, content_type = "application/problem+json"),
-        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role` or `break-glass-not-requester`. `404` `break-glass-request-not-found`.", body = Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "`401` No valid bearer token. `403` `break-glass-wrong-role` or `break-glass-not-requester`. `404` `break-glass-request-not-found`. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The tenant is not answering.", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -240,10 +241,11 @@ async fn redeem(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    Path(id): Path<Uuid>,
+    Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     if !caller.has_role(AUDITOR) {
         return Ok(wrong_role(AUDITOR));
     }
+    let id = crate::labels::change_id(&raw)?;
     relay(&state, &headers, Call::Post(&paths::redeem(id), None)).await
 }

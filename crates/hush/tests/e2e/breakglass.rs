@@ -399,6 +399,17 @@ async fn officers_see_what_waits_and_one_declines_while_auditors_follow_only_the
         "break-glass-wrong-role",
     );
     app.get(&requests, &pat).await.assert_problem(422);
+    for (step, who) in [("approve", &pat), ("decline", &pat), ("redeem", &ada)] {
+        let r = app
+            .post(
+                &app.control(&format!("/break-glass/requests/not-a-uuid/{step}")),
+                who,
+                json!({}),
+            )
+            .await;
+        r.assert_problem(422);
+        assert_eq!(r.body["detail"], "id: must be a UUID", "{step}");
+    }
     app.get(&app.control("/break-glass/requests?view=everything"), &pat)
         .await
         .assert_problem(422);
