@@ -539,18 +539,10 @@ async fn an_anonymous_post_reaches_every_member_with_no_trace_of_its_sender(kind
     let stranger = send(smtp, "sam@corp.example", alias.as_str()).await;
     assert_eq!(stranger["ok"], true, "{stranger}");
     let received = messages(&relay, 3).await;
-    let notice = received.last().unwrap();
-    assert_eq!(
-        notice["rcpts"],
-        serde_json::json!(["sam@corp.example"]),
-        "{notice}"
-    );
-    assert!(
-        notice["data"]
-            .as_str()
-            .unwrap()
-            .contains("only the group's members may write to it"),
-        "{notice}"
+    notice_to(
+        received.last().unwrap(),
+        "sam@corp.example",
+        "only the group's members may write to it",
     );
 
     // General does not allow anonymous posting: its groups show no alias, and a member's post
@@ -563,18 +555,10 @@ async fn an_anonymous_post_reaches_every_member_with_no_trace_of_its_sender(kind
     let refused = send(smtp, "member001@corp.example", general_alias.as_str()).await;
     assert_eq!(refused["ok"], true, "{refused}");
     let received = messages(&relay, 4).await;
-    let notice = received.last().unwrap();
-    assert_eq!(
-        notice["rcpts"],
-        serde_json::json!(["member001@corp.example"]),
-        "{notice}"
-    );
-    assert!(
-        notice["data"]
-            .as_str()
-            .unwrap()
-            .contains("does not take anonymous posts"),
-        "{notice}"
+    notice_to(
+        received.last().unwrap(),
+        "member001@corp.example",
+        "does not take anonymous posts",
     );
     // Nothing else is on its way: once every delivery has ended, those four are all there is.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -844,4 +828,11 @@ async fn postfix_relays_to_the_tenant_and_delivers_the_expanded_copies_dkim_sign
     if let Some(m) = made {
         m.drop_all().await;
     }
+}
+
+/// `notice` went to `rcpt` alone and says `says`.
+#[track_caller]
+fn notice_to(notice: &Value, rcpt: &str, says: &str) {
+    assert_eq!(notice["rcpts"], serde_json::json!([rcpt]), "{notice}");
+    assert!(notice["data"].as_str().unwrap().contains(says), "{notice}");
 }

@@ -230,18 +230,7 @@ pub(super) fn decide_approval(
     is_officer: bool,
     now: i64,
 ) -> Result<Approval, BgError> {
-    if !is_officer {
-        return Err(BgError::WrongRole(tenant_api::breakglass::PRIVACY_OFFICER));
-    }
-    if row.state != "pending" {
-        return Err(BgError::NotPending);
-    }
-    if now > row.expires_ms {
-        return Err(BgError::RequestExpired);
-    }
-    if row.requester == officer {
-        return Err(BgError::RequesterCannotApprove);
-    }
+    may_judge(row, officer, is_officer, now)?;
     match &row.approver1 {
         None => Ok(Approval::First),
         Some(first) if first == officer => Err(BgError::SameOfficer),
@@ -257,6 +246,12 @@ pub(super) fn decide_decline(
     is_officer: bool,
     now: i64,
 ) -> Result<(), BgError> {
+    may_judge(row, officer, is_officer, now)
+}
+
+/// What approving and declining share: `officer` has the role, is not the requester, and the
+/// request still waits, in time.
+fn may_judge(row: &Row, officer: &str, is_officer: bool, now: i64) -> Result<(), BgError> {
     if !is_officer {
         return Err(BgError::WrongRole(tenant_api::breakglass::PRIVACY_OFFICER));
     }
