@@ -1002,6 +1002,32 @@ test('in German: a de-DE browser gets the app in German, at 360px, and the switc
     await page.getByText(/^100\s%\s·\s3 von 3 Vorgängen$/).waitFor();
     await fitsNarrow(page, 'bulk job');
     await shot(page, '28-de-bulk-job');
+
+    // The role screens, in German and at 360 px: the auditor's requests from the flow above,
+    // the officers' empty queue, the label-admin's labels.
+    const signInAs = async (user) => {
+      await page.getByRole('button', { name: 'Abmelden' }).click();
+      await page.getByRole('button', { name: `Als ${user} anmelden` }).click();
+      await page.getByRole('button', { name: 'Abmelden' }).waitFor();
+    };
+    await signInAs('audrey');
+    await nav(page, 'Notfallzugriff', 'Notfallzugriff', 'Hauptnavigation');
+    await page.getByText('Beantwortet (die Freigabe ist verbraucht)').waitFor();
+    await page.getByText('Von einem Datenschutzbeauftragten abgelehnt').waitFor();
+    await page.getByText('Antrag stellen', { exact: true }).first().waitFor();
+    await fitsNarrow(page, 'auditor');
+    await shot(page, '29-de-auditor');
+    await signInAs('pat');
+    await nav(page, 'Notfallzugriffe prüfen', 'Notfallzugriffe prüfen', 'Hauptnavigation');
+    await page.getByText('Kein Antrag wartet auf Ihre Genehmigung.').waitFor();
+    await fitsNarrow(page, 'officer');
+    await signInAs('lena');
+    await nav(page, 'Bezeichnungen', 'Vertraulichkeitsbezeichnungen', 'Hauptnavigation');
+    await page.getByText('Keine Änderung wartet.').waitFor();
+    await page.locator('li[data-label="General"]').getByRole('button', { name: 'Ändern' }).click();
+    await page.locator('li[data-label="General"]').getByText('Gäste dürfen beitreten', { exact: true }).waitFor();
+    await fitsNarrow(page, 'label-admin');
+    await shot(page, '29b-de-label-admin');
   } finally {
     await de.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true });

@@ -479,7 +479,7 @@ export default {
   'auditor.answer_here': 'Wird hier einmal angezeigt',
   'auditor.group_placeholder': 'Name der Gruppe',
   'auditor.group_pick_label': 'Die Gruppe',
-  'auditor.group_pick': 'Suchen Sie, dann wählen Sie eine Gruppe',
+  'auditor.group_pick': 'Erst suchen, dann wählen',
   'auditor.group_none': 'Keine Gruppe trägt diesen Namen',
   'auditor.find': 'Suchen',
   'auditor.email': 'E-Mail-Adresse der Person',
