@@ -850,6 +850,47 @@ test('role screens: a label-admin proposes loosening a label in use, cannot appr
   assert((await leo.locator('li[data-label="General"]').innerText()).includes('No AI agents.'), 'General is as it was');
 });
 
+test('role screens: an owner moves a group to a looser label and a label-admin approves it; an operator offboards a person', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  const falcon = await createGroup(alice, {
+    name: 'Falcon Project',
+    description: 'A confidential project team.',
+    label: 'Confidential',
+    join: 'invite',
+  });
+  await alice.locator('select[name=new-label]').selectOption('General');
+  await alice.getByRole('button', { name: 'Move the group' }).click();
+  await alice.getByText('The move to General lets more people in, so it waits').waitFor();
+  await shot(alice, '36-owner-moves-label');
+
+  const lena = await as(ctx, 'lena');
+  await lena.reload(); // still on Labels from the flow above
+  await lena.getByRole('heading', { level: 1, name: 'Sensitivity labels' }).waitFor();
+  const move = lena.locator('li[data-relabel]', { hasText: 'Falcon Project' });
+  await move.getByText('Guests may join.').waitFor();
+  await move.getByRole('button', { name: 'Approve' }).click();
+  await lena.getByText('Falcon Project is now under General.').waitFor();
+  await lena.getByText('No group is waiting to move.').waitFor();
+  await alice.bringToFront();
+  await alice.goto(`${BASE}/#/groups/${falcon}`);
+  await alice.getByRole('heading', { level: 1, name: 'Falcon Project' }).waitFor();
+  await alice.locator('.facts .badge', { hasText: 'General' }).waitFor();
+
+  const olivia = await as(ctx, 'olivia');
+  await nav(olivia, 'Offboard', 'Offboard a person');
+  await olivia.getByLabel('E-mail address or user id').fill('erin@corp.example');
+  await olivia.getByRole('button', { name: 'Offboard' }).click();
+  await olivia.getByText('Tick the box to confirm.').waitFor();
+  await olivia.getByLabel('I understand that this cannot be undone.').check();
+  await olivia.getByRole('button', { name: 'Offboard' }).click();
+  await olivia.getByText('Done for erin@corp.example.').waitFor();
+  await shot(olivia, '37-operator-offboards');
+  // bob has no such screen.
+  const bob = await as(ctx, 'bob');
+  await bob.goto(`${BASE}/#/offboard`);
+  await bob.getByText('This screen is for people with the operator role').waitFor();
+});
+
 // ------------------------------------------------------------------------------------------
 // The second language: a browser that prefers German (de-DE), on a 360 px wide phone screen.
 
@@ -1067,7 +1108,8 @@ test('INV-1: no response the app received holds a member list or names another m
     // behind the warning, the requester an owner chose to look at.
     const path = new URL(r.url).pathname;
     if (/\/requests$/.test(path) && r.user === 'alice') continue;
-    const scrubbed = JSON.stringify(json, (k, v) => (['owners', 'invited_owners', 'owner_contacts'].includes(k) ? undefined : v));
+    // A label move's proposer is an owner or a label-admin: public roles too.
+    const scrubbed = JSON.stringify(json, (k, v) => (['owners', 'invited_owners', 'owner_contacts', 'proposed_by'].includes(k) ? undefined : v));
     for (const [other, u] of Object.entries(USERS)) {
       if (other === r.user) continue;
       if (scrubbed.includes(`"${u.sub}"`) || scrubbed.toLowerCase().includes(u.email)) {

@@ -17,6 +17,7 @@ import { redeemView } from './views/redeem.js';
 import { jobsView, jobView } from './views/jobs.js';
 import { officerView, auditView } from './views/breakglass.js';
 import { labelAdminView } from './views/labeladmin.js';
+import { offboardView } from './views/offboard.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -36,6 +37,7 @@ const routes = [
   { re: /^\/breakglass$/, name: 'breakglass', view: officerView },
   { re: /^\/audit$/, name: 'audit', view: auditView },
   { re: /^\/labels$/, name: 'labels', view: labelAdminView },
+  { re: /^\/offboard$/, name: 'offboard', view: offboardView },
   { re: /^\/signin$/, name: 'signin', view: signInView, open: true },
 ];
 
@@ -74,6 +76,7 @@ function showChrome(session) {
   nav.querySelector('[data-route="breakglass"]').parentElement.hidden = !u.roles.includes('privacy-officer');
   nav.querySelector('[data-route="audit"]').parentElement.hidden = !u.roles.includes('auditor');
   nav.querySelector('[data-route="labels"]').parentElement.hidden = !u.roles.includes('label-admin');
+  nav.querySelector('[data-route="offboard"]').parentElement.hidden = !u.roles.includes('operator');
   // Employees are the usual case; guests, agents and roles are worth a mark.
   const marks = [...(u.kind === 'member' ? [] : [kindMark(u.kind)]), ...u.roles.filter(Boolean).map(roleMark)];
   who.append(

@@ -7,7 +7,7 @@
 import { h, field, note, actionButton, when, id as newId } from '../dom.js';
 import { get, post, put, del, seg, ApiError } from '../api.js';
 import { t } from '../i18n.js';
-import { badge, labelExplained, forgetLabels, JOIN_POLICIES, SENDER_POLICIES, joinName, senderName } from '../labels.js';
+import { badge, labelExplained, policyPoints, forgetLabels, JOIN_POLICIES, SENDER_POLICIES, joinName, senderName } from '../labels.js';
 import { notYourScreen } from './breakglass.js';
 
 export const LABEL_ADMIN = 'label-admin';
@@ -157,6 +157,33 @@ function changeCard(c, ctx) {
   );
 }
 
+/** A group's move to a looser label, waiting for a label-admin (never its proposer). */
+function relabelCard(m, ctx) {
+  const out = h('div');
+  const mine = m.proposed_by === ctx.user.sub;
+  const decide = (verb) => actionButton(verb === 'approve' ? t('labeladmin.approve') : t('labeladmin.reject'), async () => {
+    try {
+      await post(`/control/v1/relabels/${seg(m.id)}/${verb}`);
+      ctx.flash('ok', verb === 'approve'
+        ? t('labeladmin.relabel_applied', { group: m.group_name, label: m.to })
+        : t('labeladmin.relabel_dropped', { group: m.group_name }));
+      ctx.go('#/labels');
+    } catch (e) {
+      out.replaceChildren(note('error', e.message));
+    }
+  }, { class: verb === 'approve' ? 'primary' : 'danger', disabled: verb === 'approve' && mine });
+  return h(
+    'li',
+    { class: 'panel', 'data-relabel': m.id },
+    h('h3', null, h('a', { href: `#/groups/${seg(m.group)}` }, m.group_name)),
+    h('p', null, badge(m.from), ' → ', badge(m.to), ' ', t('labeladmin.proposed', { when: when(m.proposed_at) })),
+    h('ul', { class: 'rules' }, policyPoints({ name: m.to, policy: m.to_policy }).map((x) => h('li', null, x))),
+    mine ? note('info', t('labeladmin.yours')) : null,
+    h('div', { class: 'actions' }, decide('approve'), decide('reject')),
+    out,
+  );
+}
+
 function newLabelForm(ctx) {
   const out = h('div');
   const name = h('input', { name: 'name', required: true, maxlength: 64, autocomplete: 'off' });
@@ -203,11 +230,13 @@ export async function labelAdminView(ctx) {
   if (!ctx.user.roles.includes(LABEL_ADMIN)) return notYourScreen(title, LABEL_ADMIN);
   let labels = [];
   let changes = [];
+  let moves = [];
   let error = null;
   try {
-    [labels, changes] = await Promise.all([
+    [labels, changes, moves] = await Promise.all([
       get('/control/v1/labels').then((r) => r.data || []),
       get('/control/v1/label-changes').then((r) => r.data || []),
+      get('/control/v1/relabels').then((r) => r.data || []),
     ]);
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
@@ -225,6 +254,10 @@ export async function labelAdminView(ctx) {
       changes.length
         ? h('ul', { class: 'plain' }, changes.map((c) => changeCard(c, ctx)))
         : h('p', { class: 'empty' }, t('labeladmin.none_waiting')),
+      h('h2', null, t('labeladmin.moves')),
+      moves.length
+        ? h('ul', { class: 'plain' }, moves.map((m) => relabelCard(m, ctx)))
+        : h('p', { class: 'empty' }, t('labeladmin.no_moves')),
       h('h2', null, t('labeladmin.labels')),
       h('ul', { class: 'plain' }, labels.map((l) => labelCard(l, ctx))),
       newLabelForm(ctx),

@@ -440,6 +440,31 @@ function addRemovePanel(group) {
   );
 }
 
+/**
+ * Moving the group to another label. A stricter label applies at once and ends the memberships
+ * it bars (a count bucket only); a looser one waits for a label-admin.
+ */
+function labelPanel(ctx, group, all) {
+  return panel(t('relabel.heading'), h('p', { class: 'hint' }, t('relabel.intro')), () => {
+    const out = h('div');
+    const pick = h('select', { name: 'new-label', 'aria-label': t('relabel.pick') },
+      all.filter((l) => l.name !== group.label).map((l) => h('option', { value: l.name }, l.name)));
+    const move = actionButton(t('relabel.move'), async () => {
+      out.replaceChildren();
+      try {
+        const { status, data } = await put(`/control/v1/groups/${seg(group.id)}/label`, { label: pick.value });
+        ctx.flash('ok', status === 202
+          ? t('relabel.waits', { label: pick.value })
+          : t('relabel.moved', { label: data.label, ended: data.memberships_ended }));
+        ctx.go(`#/groups/${seg(group.id)}/manage`);
+      } catch (e) {
+        out.replaceChildren(note('error', e.message));
+      }
+    }, { class: 'primary' });
+    return [h('div', { class: 'inline-form' }, field({ label: t('relabel.pick'), control: pick }), move), out];
+  });
+}
+
 function archivePanel(ctx, group) {
   return panel(t('archive.heading'), null, () => {
     const confirmBox = h('div');
@@ -512,6 +537,7 @@ export async function manageView(ctx) {
         active && group.join_policy === 'approval' ? requestsPanel(group) : null,
         active && group.join_policy === 'approval' ? claimRulesPanel(group) : null,
         active ? addRemovePanel(group) : null,
+        active ? labelPanel(ctx, group, await labels()) : null,
         editable ? archivePanel(ctx, group) : null),
     ),
   };
