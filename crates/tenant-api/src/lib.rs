@@ -167,11 +167,13 @@ pub struct MailCounts {
     pub queued_deliveries: i64,
     /// Recipients in those.
     pub queued_recipients: i64,
-    /// Deliveries done.
+    /// Deliveries done, within their retention (`HUSH_MAIL_DELIVERED_RETENTION_DAYS`, 7 by
+    /// default): older ones are deleted.
     pub delivered_deliveries: i64,
     /// Recipients in those.
     pub delivered_recipients: i64,
-    /// Dead letters (attempts spent or refused for good).
+    /// Dead letters (attempts spent or refused for good), within their retention
+    /// (`HUSH_MAIL_DEAD_RETENTION_DAYS`, 30 by default).
     pub dead_deliveries: i64,
     /// Recipients in those.
     pub dead_recipients: i64,

@@ -31,14 +31,43 @@ const RELAY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Deliveries a worker leases at once.
 const CLAIM: usize = 2;
 
-/// Runs `delivery_workers` workers until aborted.
+/// How often the finished deliveries past their retention are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Runs `delivery_workers` workers, and the purge of finished deliveries, until aborted.
 pub async fn run(ctx: MailContext, relay: Relay) {
     let limiter = Arc::new(Limiter::default());
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..ctx.args.delivery_workers.max(1) {
         tasks.spawn(worker(ctx.clone(), relay.clone(), limiter.clone()));
     }
+    tasks.spawn(purger(ctx));
     while tasks.join_next().await.is_some() {}
+}
+
+/// The cut-offs of a purge at `now`: delivered and dead rows that ended before them go.
+pub fn purge_cutoffs(args: &crate::mail::MailArgs, now: i64) -> (i64, i64) {
+    let days = |d: u32| i64::from(d) * 24 * 3600 * 1000;
+    (
+        now - days(args.delivered_retention_days),
+        now - days(args.dead_retention_days),
+    )
+}
+
+/// Deletes finished deliveries past their retention, at start and every [`PURGE_EVERY`].
+async fn purger(ctx: MailContext) {
+    loop {
+        let (delivered, dead) = purge_cutoffs(&ctx.args, service_kit::db::now_ms());
+        match ctx.store.purge(delivered, dead).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                deliveries = n,
+                "finished deliveries past their retention deleted"
+            ),
+            Err(e) => tracing::warn!(error = %e, "purging finished deliveries failed"),
+        }
+        tokio::time::sleep(PURGE_EVERY).await;
+    }
 }
 
 async fn worker(ctx: MailContext, relay: Relay, limiter: Arc<Limiter>) {

@@ -218,6 +218,24 @@ pub struct MailArgs {
         default_value_t = 8
     )]
     pub max_attempts: u32,
+    /// Days a delivered copy's queue row is kept (its bounce token binds a late bounce to it);
+    /// then it is deleted. Message bodies are wiped as soon as their last delivery ends.
+    #[arg(
+        long = "mail-delivered-retention-days",
+        id = "mail_delivered_retention_days",
+        env = "HUSH_MAIL_DELIVERED_RETENTION_DAYS",
+        default_value_t = 7
+    )]
+    pub delivered_retention_days: u32,
+    /// Days a dead letter's queue row is kept, counted by the operators' mail counts; then it
+    /// is deleted.
+    #[arg(
+        long = "mail-dead-retention-days",
+        id = "mail_dead_retention_days",
+        env = "HUSH_MAIL_DEAD_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub dead_retention_days: u32,
     /// Seconds before the first retry; each further retry waits twice as long (at most an hour).
     #[arg(
         long = "mail-retry-base-secs",
@@ -349,6 +367,8 @@ impl Default for MailArgs {
             batch_recipients: 100,
             delivery_workers: 8,
             max_attempts: 8,
+            delivered_retention_days: 7,
+            dead_retention_days: 30,
             retry_base_secs: 60,
             rate_per_sec: 0,
             recipients_per_day: 0,

@@ -249,6 +249,13 @@ pub trait MailQueue: Send + Sync + 'static {
 
     /// The operators' counts.
     async fn counts(&self) -> Result<MailCounts, StoreError>;
+
+    /// Deletes the deliveries that ended long enough ago — delivered before
+    /// `delivered_before_ms`, dead before `dead_before_ms` — and the messages left with no
+    /// delivery (their bodies were wiped when their last delivery ended). Answers the deliveries
+    /// deleted. A bounce for a purged delivery is then unknown, and consumed like one.
+    async fn purge(&self, delivered_before_ms: i64, dead_before_ms: i64)
+        -> Result<u64, StoreError>;
 }
 
 /// Both roles: what the listener, the workers and the tenant's routes hold.
@@ -424,6 +431,11 @@ const MESSAGE: &str = "SELECT sealed_message, key_id FROM mail_messages WHERE id
 const WIPE_IF_DONE: &str = "UPDATE mail_messages SET sealed_message = $1 WHERE id = $2 \
                             AND NOT EXISTS (SELECT 1 FROM mail_deliveries WHERE message_id = $2 \
                             AND state = 'queued')";
+const PURGE_DELIVERIES: &str = "DELETE FROM mail_deliveries WHERE (state = 'delivered' \
+                                AND next_attempt_ms < $1) OR (state = 'dead' AND next_attempt_ms < $2)";
+const PURGE_MESSAGES: &str = "DELETE FROM mail_messages WHERE length(sealed_message) = 0 \
+                              AND NOT EXISTS (SELECT 1 FROM mail_deliveries d \
+                              WHERE d.message_id = mail_messages.id)";
 const BAD_TAGS: &str = "SELECT address_tag FROM mail_bad_addresses WHERE bad = $1";
 /// Counts a hard bounce for an address, unless one was counted less than `$5` ms before `$4`.
 const HARD_BOUNCE: &str = "INSERT INTO mail_bad_addresses (address_tag, hard_bounces, bad, \
@@ -968,6 +980,26 @@ impl MailQueue for SqlMailStore {
             }
             tx.commit().await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn purge(
+        &self,
+        delivered_before_ms: i64,
+        dead_before_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let this = self.clone();
+        db::run_to_end(async move {
+            let mut tx = this.db.begin_write().await?;
+            let deleted = Sql::new(PURGE_DELIVERIES)
+                .bind(delivered_before_ms)
+                .bind(dead_before_ms)
+                .execute(&mut tx)
+                .await?;
+            Sql::new(PURGE_MESSAGES).execute(&mut tx).await?;
+            tx.commit().await?;
+            Ok(deleted)
         })
         .await
     }

@@ -631,6 +631,37 @@ on_both_backends! {
         drop(svc);
         fx.finish().await;
     }
+
+    async fn finished_deliveries_are_deleted_after_their_retention_and_queued_ones_never(db) {
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        fx.seed(3).await;
+        let sink = fx.dir.path().join("mail");
+        let svc = fx.start(None).await;
+        let r = send(svc.addr, "alice@corp.example", &[&fx.address], &message("old", 1), &[]).await;
+        assert_eq!(r["ok"], true);
+        fx.drain(Relay::Maildir(sink)).await;
+        // A second message stays queued: no worker runs.
+        let r = send(svc.addr, "alice@corp.example", &[&fx.address], &message("waiting", 1), &[]).await;
+        assert_eq!(r["ok"], true);
+        drop(svc);
+        let before = fx.mail.counts().await.unwrap();
+        assert_eq!((before.delivered_recipients, before.queued_recipients), (3, 3), "{before:?}");
+        let now = service_kit::db::now_ms();
+        // Within the retention (the defaults, at this moment): nothing goes.
+        let (delivered, dead) = delivery::purge_cutoffs(&MailArgs::default(), now);
+        assert_eq!(fx.mail.purge(delivered, dead).await.unwrap(), 0);
+        assert_eq!(fx.mail.counts().await.unwrap().delivered_recipients, 3);
+        // Past it: the delivered row goes, the queued one stays, and a second purge finds nothing.
+        assert!(fx.mail.purge(now + 1_000, now + 1_000).await.unwrap() >= 1);
+        let after = fx.mail.counts().await.unwrap();
+        assert_eq!((after.delivered_recipients, after.queued_recipients), (0, 3), "{after:?}");
+        assert_eq!(fx.mail.purge(now + 1_000, now + 1_000).await.unwrap(), 0);
+        // The queued message is still whole: a worker delivers it.
+        let sink = fx.dir.path().join("mail-later");
+        assert_eq!(fx.drain(Relay::Maildir(sink.clone())).await, 1);
+        assert_eq!(std::fs::read_dir(&sink).unwrap().count(), 3);
+        fx.finish().await;
+    }
 }
 
 /// INV-5 for the mail tables: after a message is queued for a group, owners are stored and a
