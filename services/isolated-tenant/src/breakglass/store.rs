@@ -137,19 +137,13 @@ impl Row {
             _ => self.state.clone(),
         };
         let requester = match &self.sealed_requester {
-            Some(sealed) => Some(
-                serde_json::from_slice::<Target>(&open("requester", sealed)?)
-                    .map_err(anyhow::Error::from)?
-                    .named(),
-            ),
+            Some(sealed) => Some(self.open_person(keys, "requester", sealed)?.named()),
             None => None,
         };
         let person = match &self.sealed_target {
-            Some(sealed) if self.scope == Scope::MemberCheck => Some(
-                serde_json::from_slice::<Target>(&open("target", sealed)?)
-                    .map_err(anyhow::Error::from)?
-                    .named(),
-            ),
+            Some(sealed) if self.scope == Scope::MemberCheck => {
+                Some(self.open_person(keys, "target", sealed)?.named())
+            }
             _ => None,
         };
         let decline_reason = match &self.sealed_decline {
@@ -173,6 +167,15 @@ impl Row {
             encrypted: self.recipient.is_some(),
             decline_reason: decline_reason.filter(|r| !r.is_empty()),
         })
+    }
+
+    /// The person sealed in `field` (`target` or `requester`) of this row.
+    fn open_person(&self, keys: &SealKeys, field: &str, sealed: &[u8]) -> Result<Target, BgError> {
+        let key = keys.get(&self.key_id).map_err(anyhow::Error::from)?;
+        let plain = key
+            .open_break_glass(self.id, field, sealed)
+            .map_err(anyhow::Error::from)?;
+        Ok(serde_json::from_slice(&plain).map_err(anyhow::Error::from)?)
     }
 
     fn subject(&self) -> String {
@@ -566,12 +569,20 @@ impl Requests for SqlRequests {
         let mut out = Vec::new();
         for t in rows {
             let row = Row::from_tuple(t).map_err(BgError::Internal)?;
-            let key = self.keys.get(&row.key_id).map_err(anyhow::Error::from)?;
-            let me = audit::person(key, row.group, viewer);
             let listed = match view {
-                ListView::Waiting => row.view(&self.keys, Some(&me), now)?,
-                ListView::Mine if row.requester == me => row.view(&self.keys, None, now)?,
-                ListView::Mine => continue,
+                // The pseudonym `approve` records for this officer: under the active key.
+                ListView::Waiting => {
+                    let me = audit::person(self.keys.active(), row.group, viewer);
+                    row.view(&self.keys, Some(&me), now)?
+                }
+                // The pseudonym `file` recorded: under the key the row was sealed with.
+                ListView::Mine => {
+                    let key = self.keys.get(&row.key_id).map_err(anyhow::Error::from)?;
+                    if row.requester != audit::person(key, row.group, viewer) {
+                        continue;
+                    }
+                    row.view(&self.keys, None, now)?
+                }
             };
             out.push(listed);
             if out.len() == MAX_LISTED {
@@ -639,6 +650,7 @@ impl Requests for SqlRequests {
             let now = now_ms();
             let (mut tx, mut row) = this.begin_with(id).await?;
             let officer_p = audit::person(this.keys.active(), row.group, officer);
+            let acting = officer_p.clone();
             let step = match decide_approval(&row, &officer_p, is_officer, now) {
                 Ok(s) => s,
                 Err(e) => return refuse(tx, context, &row, &officer_p, e).await,
@@ -673,8 +685,7 @@ impl Requests for SqlRequests {
             }
             tx.append(context, &events).await?;
             tx.commit().await?;
-            let me = row.approver2.clone().or(row.approver1.clone());
-            row.view(&this.keys, me.as_deref(), now)
+            row.view(&this.keys, Some(&acting), now)
         })
         .await
     }
@@ -700,14 +711,11 @@ impl Requests for SqlRequests {
                 .await
                 .map_err(anyhow::Error::from)?;
             let target = match row.scope {
-                Scope::MemberCheck => {
-                    let key = this.keys.get(&row.key_id).map_err(anyhow::Error::from)?;
-                    let sealed = row.sealed_target.as_deref().unwrap_or_default();
-                    let plain = key
-                        .open_break_glass(id, "target", sealed)
-                        .map_err(anyhow::Error::from)?;
-                    Some(serde_json::from_slice::<Target>(&plain).map_err(anyhow::Error::from)?)
-                }
+                Scope::MemberCheck => Some(row.open_person(
+                    &this.keys,
+                    "target",
+                    row.sealed_target.as_deref().unwrap_or_default(),
+                )?),
                 Scope::FullList => None,
             };
             let mut answer = answer(id, row.scope, target.as_ref(), &members);
