@@ -179,7 +179,7 @@ async fn decline(
     if !caller.has_role(PRIVACY_OFFICER) {
         return Ok(wrong_role(PRIVACY_OFFICER));
     }
-    let id = crate::labels::change_id(&raw)?;
+    let id = crate::extract::id_in_path(&raw)?;
     let body = serde_json::to_value(&body).map_err(|_| ApiError::Invalid("body".into()))?;
     relay(
         &state,
@@ -215,7 +215,7 @@ async fn approve(
     if !caller.has_role(PRIVACY_OFFICER) {
         return Ok(wrong_role(PRIVACY_OFFICER));
     }
-    let id = crate::labels::change_id(&raw)?;
+    let id = crate::extract::id_in_path(&raw)?;
     relay(&state, &headers, Call::Post(&paths::approve(id), None)).await
 }
 
@@ -246,6 +246,6 @@ async fn redeem(
     if !caller.has_role(AUDITOR) {
         return Ok(wrong_role(AUDITOR));
     }
-    let id = crate::labels::change_id(&raw)?;
+    let id = crate::extract::id_in_path(&raw)?;
     relay(&state, &headers, Call::Post(&paths::redeem(id), None)).await
 }

@@ -27,6 +27,12 @@ impl<S: Send + Sync> FromRequestParts<S> for GroupPath {
     }
 }
 
+/// The `{id}` of a label change, a move to another label or a break-glass request, from its
+/// path segment: a UUID, or a 422 that says so.
+pub(crate) fn id_in_path(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::Invalid("id: must be a UUID".into()))
+}
+
 /// A label name from the path, parsed.
 #[derive(Debug, Clone)]
 pub struct LabelPath(pub LabelName);

@@ -349,11 +349,6 @@ fn join_policies_in_use(label: &LabelName, used: &[JoinPolicy]) -> ApiError {
     ))
 }
 
-/// The id in a `/control/v1/label-changes/{id}` or `/control/v1/relabels/{id}` path.
-pub(crate) fn change_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::Invalid("id: must be a UUID".into()))
-}
-
 /// Lists the label changes waiting for a second label-admin's approval (role `label-admin`).
 #[utoipa::path(
     get,
@@ -397,7 +392,7 @@ async fn approve_label_change(
     RequestId(request_id): RequestId,
     Path(id): Path<String>,
 ) -> Result<AppJson<LabelChanged>, ApiError> {
-    let id = change_id(&id)?;
+    let id = crate::extract::id_in_path(&id)?;
     let ctx = AuditContext::request(&admin.subject, request_id);
     match state
         .store
@@ -452,7 +447,7 @@ async fn reject_label_change(
     RequestId(request_id): RequestId,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = change_id(&id)?;
+    let id = crate::extract::id_in_path(&id)?;
     let ctx = AuditContext::request(&admin.subject, request_id);
     if state
         .store

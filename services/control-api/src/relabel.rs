@@ -10,8 +10,9 @@
 
 use crate::catalog_audit::{self, AuditContext};
 use crate::error::ApiError;
+use crate::extract::id_in_path;
 use crate::extract::{GroupPath, LabelAdmin, RequestId};
-use crate::labels::{change_id, LABEL_ADMIN};
+use crate::labels::LABEL_ADMIN;
 use crate::model::GroupRecord;
 use crate::store::{PendingRelabel, Relabel, RelabelApproval};
 use crate::AppState;
@@ -249,7 +250,7 @@ async fn approve_relabel(
     RequestId(request_id): RequestId,
     Path(id): Path<String>,
 ) -> Result<AppJson<GroupRelabeled>, ApiError> {
-    let id = change_id(&id)?;
+    let id = id_in_path(&id)?;
     let ctx = AuditContext::request(&admin.subject, request_id);
     match state
         .store
@@ -294,7 +295,7 @@ async fn reject_relabel(
     RequestId(request_id): RequestId,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = change_id(&id)?;
+    let id = id_in_path(&id)?;
     let ctx = AuditContext::request(&admin.subject, request_id);
     if state
         .store
