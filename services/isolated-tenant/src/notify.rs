@@ -9,13 +9,15 @@
 //! | `requests-waiting` | the group's owners (found here) | "N requests are waiting in G" |
 //! | `request-decided` | the one requester (their own address, from their own request) | "your request to join G was approved / denied" |
 //! | `breakglass-waiting` | the officers' mailboxes (`HUSH_NOTIFY_OFFICERS`) | "a break-glass request waits for your approval" |
+//! | `breakglass-decided` | the auditor who filed the request (their address, sealed in it) | "your break-glass request was approved / declined" |
 //!
 //! None names a person (no name, address or subject of anyone but the recipient, who is in
 //! `To:`), and none goes to anyone the event does not concern: a requester's decision goes to
 //! that requester alone, and nobody is told that someone else joined. The first two come from
 //! membership-api over `POST /tenant/v1/notifications` ([`router`]; membership-api only); the
-//! last is queued by the tenant itself when an auditor files a break-glass request
-//! ([`Notifier::breakglass_waiting`]), without the group, the auditor or the person asked about.
+//! last two are queued by the tenant itself when an auditor files a break-glass request
+//! ([`Notifier::breakglass_waiting`]) and when officers decide it
+//! ([`Notifier::breakglass_decided`]), without the group or the person asked about.
 //!
 //! Mail goes out through the group mail's queue and relay (sealed at rest like any copy, from
 //! `HUSH_NOTIFY_FROM`), stored under the nil group id so that a dump does not tie a decision
@@ -38,6 +40,7 @@
 
 use crate::access::{op, Permit};
 use crate::error::ApiError;
+use crate::mail::listener::written_for_queue;
 use crate::mail::store::MailStore;
 use crate::store::StoreError;
 use crate::AppState;
@@ -361,7 +364,7 @@ impl Notifier {
             tracing::info!("a notification was dropped: its recipient reached the hourly limit");
             return Ok(());
         }
-        let message = stored(&render(&self.inner.from, to, &self.inner.hostname, text));
+        let message = written_for_queue(&render(&self.inner.from, to, &self.inner.hostname, text));
         self.inner
             .mail
             .accept_notice(GroupId::from(uuid::Uuid::nil()), to, &message)
@@ -564,20 +567,6 @@ fn render(from: &Email, to: &Email, hostname: &str, text: &Text) -> Vec<u8> {
         body = text.body,
     )
     .into_bytes()
-}
-
-/// A message as the queue stores it: a flags byte (8BITMIME when a group's name put UTF-8 in
-/// the body), then the message.
-fn stored(message: &[u8]) -> Vec<u8> {
-    let flags = if message.is_ascii() {
-        0
-    } else {
-        crate::mail::listener::FLAG_8BITMIME
-    };
-    let mut out = Vec::with_capacity(message.len() + 1);
-    out.push(flags);
-    out.extend_from_slice(message);
-    out
 }
 
 fn read_secret(file: &std::path::Path) -> anyhow::Result<Zeroizing<Vec<u8>>> {

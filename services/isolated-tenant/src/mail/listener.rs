@@ -39,6 +39,17 @@ pub const FLAG_8BITMIME: u8 = 1;
 /// See [`FLAG_8BITMIME`].
 pub const FLAG_SMTPUTF8: u8 = 2;
 
+/// A message the tenant wrote itself (a refused sender's notice, a notification), as the queue
+/// stores it: the flags byte (8BITMIME when the text holds anything but ASCII, as a group's
+/// name may), then the message. Its headers are ASCII, so it never needs SMTPUTF8.
+pub fn written_for_queue(message: &[u8]) -> Vec<u8> {
+    let flags = if message.is_ascii() { 0 } else { FLAG_8BITMIME };
+    let mut out = Vec::with_capacity(message.len() + 1);
+    out.push(flags);
+    out.extend_from_slice(message);
+    out
+}
+
 /// Accepts connections until the task is aborted, each in its own task, at most
 /// `max_connections` at once and `max_connections_per_peer` from one address.
 pub async fn serve(ctx: MailContext, listener: TcpListener) {
@@ -549,10 +560,7 @@ async fn refused(
         })
         .await?;
     if let Some(to) = notify {
-        let notice = policy::notice(&ctx.args.hostname, group, to);
-        let mut stored = Vec::with_capacity(notice.len() + 1);
-        stored.push(0u8);
-        stored.extend_from_slice(&notice);
+        let stored = written_for_queue(&policy::notice(&ctx.args.hostname, group, to));
         STORE_RETRY
             .run(worth_retrying, || {
                 ctx.store.accept_notice(group.group_id, to, &stored)

@@ -40,10 +40,10 @@ fn the_texts_say_the_groups_name_a_count_or_an_outcome_and_nothing_else() {
     assert!(m.contains("Auto-Submitted: auto-generated\r\n"));
     // The queue's flags byte comes first: 8BITMIME for a UTF-8 body.
     assert_eq!(
-        stored(m.as_bytes())[0],
+        written_for_queue(m.as_bytes())[0],
         crate::mail::listener::FLAG_8BITMIME
     );
-    assert_eq!(stored(b"Subject: x\r\n\r\nx\r\n")[0], 0);
+    assert_eq!(written_for_queue(b"Subject: x\r\n\r\nx\r\n")[0], 0);
 }
 
 #[test]
