@@ -173,26 +173,29 @@ fn delimiter_of(header: &str) -> u8 {
     }
 }
 
-/// Splits a CSV header line into its names (RFC 4180 quoting; a header holds no line break).
-fn split_header(line: &str, delimiter: char) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', true) => quoted = false,
-            ('"', false) if cur.is_empty() => quoted = true,
-            (d, false) if d == delimiter => fields.push(std::mem::take(&mut cur)),
-            (c, _) => cur.push(c),
-        }
+/// Splits a CSV header line into its names, read by `csv-core` as the rows are (a header holds
+/// no line break).
+fn split_header(line: &str, delimiter: u8) -> Vec<String> {
+    let mut reader = csv_core::ReaderBuilder::new().delimiter(delimiter).build();
+    // Quotes removed, the names are no longer than the line, and no more than its bytes + 1.
+    let mut out = vec![0; line.len()];
+    let mut ends = vec![0; line.len() + 1];
+    let (mut n_out, mut n_end) = (0, 0);
+    // The whole line, then the end of input, which completes its one record.
+    for input in [line.as_bytes(), &[]] {
+        let (_, _, o, e) = reader.read_record(input, &mut out[n_out..], &mut ends[n_end..]);
+        n_out += o;
+        n_end += e;
     }
-    fields.push(cur);
-    fields
+    let mut start = 0;
+    ends[..n_end]
+        .iter()
+        .map(|&end| {
+            let name = String::from_utf8_lossy(&out[start..end]).into_owned();
+            start = end;
+            name
+        })
+        .collect()
 }
 
 /// The column positions a CSV header names, and its delimiter.
@@ -210,7 +213,7 @@ impl CsvColumns {
     /// Reads the header line.
     pub fn parse(header: &str) -> Result<Self, LineError> {
         let delimiter = delimiter_of(header);
-        let names: Vec<String> = split_header(header, char::from(delimiter))
+        let names: Vec<String> = split_header(header, delimiter)
             .into_iter()
             .map(|n| n.trim().to_ascii_lowercase())
             .collect();
@@ -620,6 +623,15 @@ mod tests {
                 (6, Ok(OpKind::Add)),
             ]
         );
+    }
+
+    #[test]
+    fn a_header_is_split_by_the_same_rules_as_its_rows() {
+        assert_eq!(
+            split_header("\"op\",\"group \"\"id\"\"\",sub;ject,", b','),
+            ["op", "group \"id\"", "sub;ject", ""]
+        );
+        assert_eq!(split_header("op;\"a;b\"", b';'), ["op", "a;b"]);
     }
 
     #[test]
