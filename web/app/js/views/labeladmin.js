@@ -133,26 +133,38 @@ function diff(before, after) {
   return lines.length ? lines : [t('labeladmin.diff_description')];
 }
 
-function changeCard(c, ctx) {
-  const out = h('div');
-  const mine = c.proposed_by === ctx.user.sub;
-  const decide = (verb) => actionButton(verb === 'approve' ? t('labeladmin.approve') : t('labeladmin.reject'), async () => {
+/**
+ * Approve and Reject for a change waiting at `path` (`…/{id}`); its proposer (`mine`) may only
+ * reject. `said` holds the flash for each.
+ */
+function decisions(ctx, path, mine, out, said) {
+  const button = (verb) => actionButton(verb === 'approve' ? t('labeladmin.approve') : t('labeladmin.reject'), async () => {
     try {
-      await post(`/control/v1/label-changes/${seg(c.id)}/${verb}`);
+      await post(`${path}/${verb}`);
       forgetLabels();
-      ctx.flash('ok', verb === 'approve' ? t('labeladmin.applied', { label: c.label }) : t('labeladmin.dropped', { label: c.label }));
+      ctx.flash('ok', said[verb]);
       ctx.go('#/labels');
     } catch (e) {
       out.replaceChildren(note('error', e.message));
     }
   }, { class: verb === 'approve' ? 'primary' : 'danger', disabled: verb === 'approve' && mine });
+  return h('div', { class: 'actions' }, button('approve'), button('reject'));
+}
+
+function changeCard(c, ctx) {
+  const out = h('div');
+  const mine = c.proposed_by === ctx.user.sub;
+  const decide = decisions(ctx, `/control/v1/label-changes/${seg(c.id)}`, mine, out, {
+    approve: t('labeladmin.applied', { label: c.label }),
+    reject: t('labeladmin.dropped', { label: c.label }),
+  });
   return h(
     'li',
     { class: 'panel', 'data-change': c.id },
     h('h3', null, badge(c.label), ' ', t('labeladmin.proposed', { when: when(c.proposed_at) })),
     h('ul', { class: 'rules' }, diff(c.before, c.policy).map((t) => h('li', null, t))),
     mine ? note('info', t('labeladmin.yours')) : null,
-    h('div', { class: 'actions' }, decide('approve'), decide('reject')),
+    decide,
     out,
   );
 }
@@ -161,17 +173,10 @@ function changeCard(c, ctx) {
 function relabelCard(m, ctx) {
   const out = h('div');
   const mine = m.proposed_by === ctx.user.sub;
-  const decide = (verb) => actionButton(verb === 'approve' ? t('labeladmin.approve') : t('labeladmin.reject'), async () => {
-    try {
-      await post(`/control/v1/relabels/${seg(m.id)}/${verb}`);
-      ctx.flash('ok', verb === 'approve'
-        ? t('labeladmin.relabel_applied', { group: m.group_name, label: m.to })
-        : t('labeladmin.relabel_dropped', { group: m.group_name }));
-      ctx.go('#/labels');
-    } catch (e) {
-      out.replaceChildren(note('error', e.message));
-    }
-  }, { class: verb === 'approve' ? 'primary' : 'danger', disabled: verb === 'approve' && mine });
+  const decide = decisions(ctx, `/control/v1/relabels/${seg(m.id)}`, mine, out, {
+    approve: t('labeladmin.relabel_applied', { group: m.group_name, label: m.to }),
+    reject: t('labeladmin.relabel_dropped', { group: m.group_name }),
+  });
   return h(
     'li',
     { class: 'panel', 'data-relabel': m.id },
@@ -179,7 +184,7 @@ function relabelCard(m, ctx) {
     h('p', null, badge(m.from), ' → ', badge(m.to), ' ', t('labeladmin.proposed', { when: when(m.proposed_at) })),
     h('ul', { class: 'rules' }, policyPoints({ name: m.to, policy: m.to_policy }).map((x) => h('li', null, x))),
     mine ? note('info', t('labeladmin.yours')) : null,
-    h('div', { class: 'actions' }, decide('approve'), decide('reject')),
+    decide,
     out,
   );
 }
