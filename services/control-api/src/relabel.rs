@@ -10,8 +10,7 @@
 
 use crate::catalog_audit::{self, AuditContext};
 use crate::error::ApiError;
-use crate::extract::id_in_path;
-use crate::extract::{GroupPath, LabelAdmin, RequestId};
+use crate::extract::{id_in_path, GroupPath, LabelAdmin, RequestId};
 use crate::labels::LABEL_ADMIN;
 use crate::model::GroupRecord;
 use crate::store::{PendingRelabel, Relabel, RelabelApproval};
