@@ -15,9 +15,13 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
+pub use uuid::Uuid;
 
 /// The internal lookup endpoint.
 pub const LOOKUP_PATH: &str = "/control/v1/internal/groups/lookup";
+/// The internal relying-party lookup: membership-api asks it who an app is (to check the
+/// credential the app presents) and which groups guard its resources.
+pub const RELYING_PARTY_PATH: &str = "/control/v1/internal/relying-parties/lookup";
 /// The catalog's version: changes whenever anything a [`GroupPolicyView`] says may have changed.
 pub const VERSION_PATH: &str = "/control/v1/internal/catalog-version";
 /// Most ids one lookup may carry; the client splits longer lists.
@@ -62,6 +66,50 @@ pub struct LookupResponse {
     /// Those of the asked-for groups that exist, in no particular order; unknown ids are left
     /// out.
     pub groups: Vec<GroupPolicyView>,
+}
+
+/// Which relying party to look up: by its id (token exchange, where the app names itself as
+/// the client) or by its audience (a person asking for an assertion meant for it). Exactly one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelyingPartyLookup {
+    /// The relying party's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    /// Its audience: the value it expects in the `aud` of what Hush signs for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+}
+
+/// An app registered with Hush, as membership-api needs it to decide: never a member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RelyingPartyView {
+    /// Its id (the `client_id` it authenticates with).
+    pub id: Uuid,
+    /// Its display name.
+    pub name: String,
+    /// The audience of every decision and assertion Hush signs for it.
+    pub audience: String,
+    /// SHA-256 of its current credential, lower-case hex. The credential itself is shown once,
+    /// when issued, and stored nowhere.
+    pub credential_sha256: String,
+    /// Whether it may get decisions at all; a disabled app gets none.
+    pub enabled: bool,
+    /// Its resources, each with the groups that guard it.
+    pub resources: Vec<ResourceView>,
+}
+
+/// A resource an app protects.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceView {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name, unique within its app (what the app checks, e.g. `payroll-report`).
+    pub name: String,
+    /// Its sensitivity label now.
+    pub label: Label,
+    /// The groups bound to it.
+    pub groups: Vec<domain::Guard>,
 }
 
 /// The catalog's version, opaque: equal versions mean no group or label a lookup could return
@@ -153,6 +201,24 @@ impl ControlClient {
             out.extend(found.map_err(|_| ControlError::Unexpected("a lookup task ended".into()))??);
         }
         Ok(out)
+    }
+
+    /// A relying party by id or audience; `None` when there is none.
+    pub async fn relying_party(
+        &self,
+        lookup: &RelyingPartyLookup,
+    ) -> Result<Option<RelyingPartyView>, ControlError> {
+        let res = self
+            .inner
+            .request(reqwest::Method::POST, RELYING_PARTY_PATH)
+            .json(lookup)
+            .send()
+            .await
+            .map_err(|e| transport(&e))?;
+        if res.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Self::answer(res).await.map(Some)
     }
 
     /// The catalog's current version.

@@ -121,7 +121,16 @@ pub struct LabelPolicy {
     /// stored policy written before it existed means off.
     #[serde(default)]
     pub anonymous_posting: bool,
+    /// How sensitive the label is, 0 to [`MAX_LABEL_RANK`]: a group may guard a resource only
+    /// when its label ranks at least as high as the resource's (like a label's priority).
+    /// Absent in a body or a stored policy written before ranks existed means 0.
+    #[serde(default)]
+    #[schema(maximum = 1000)]
+    pub rank: u16,
 }
+
+/// The highest rank a label may have.
+pub const MAX_LABEL_RANK: u16 = 1000;
 
 impl LabelPolicy {
     /// Checks the policy is usable: at least one join policy, no duplicates.
@@ -142,13 +151,17 @@ impl LabelPolicy {
             }
             seen.push(*p);
         }
+        if self.rank > MAX_LABEL_RANK {
+            return Err(DomainError::invalid("rank", "must be between 0 and 1000"));
+        }
         Ok(())
     }
 
     /// Whether this policy lets in or lets through anything `before` did not: guests or AI
     /// agents it barred, a join policy it did not allow, a wider circle of senders
-    /// (owners < members < anyone), or anonymous posting it did not allow (a post nobody can
-    /// be held to account for). Such a change to a label that groups use needs a second
+    /// (owners < members < anyone), anonymous posting it did not allow (a post nobody can
+    /// be held to account for), or a higher rank (its groups may then guard more sensitive
+    /// resources). Such a change to a label that groups use needs a second
     /// label-admin's approval; anything else (tightening, a new description) applies at once.
     pub fn loosens(&self, before: &LabelPolicy) -> bool {
         (self.guests_allowed && !before.guests_allowed)
@@ -159,6 +172,7 @@ impl LabelPolicy {
                 .any(|p| !before.join_policies.contains(p))
             || self.sender_policy.wider_than(before.sender_policy)
             || (self.anonymous_posting && !before.anonymous_posting)
+            || self.rank > before.rank
     }
 
     /// Whether a group under this label may use `policy`.
@@ -221,6 +235,7 @@ impl Label {
                     join_policies: vec![JoinPolicy::Open, JoinPolicy::Approval, JoinPolicy::Invite],
                     sender_policy: SenderPolicy::Anyone,
                     anonymous_posting: false,
+                    rank: 0,
                 },
             },
             Label {
@@ -232,6 +247,7 @@ impl Label {
                     join_policies: vec![JoinPolicy::Approval, JoinPolicy::Invite],
                     sender_policy: SenderPolicy::Anyone,
                     anonymous_posting: false,
+                    rank: 10,
                 },
             },
             Label {
@@ -243,6 +259,7 @@ impl Label {
                     join_policies: vec![JoinPolicy::Invite],
                     sender_policy: SenderPolicy::Members,
                     anonymous_posting: true,
+                    rank: 20,
                 },
             },
         ]
@@ -266,6 +283,30 @@ mod tests {
         // Anonymous posting only where membership is invite-only and mail is members-only.
         let anonymous: Vec<bool> = d.iter().map(|l| l.policy.anonymous_posting).collect();
         assert_eq!(anonymous, [false, false, true]);
+        let ranks: Vec<u16> = d.iter().map(|l| l.policy.rank).collect();
+        assert_eq!(
+            ranks,
+            [0, 10, 20],
+            "General < Confidential < Highly Confidential"
+        );
+    }
+
+    #[test]
+    fn ranks_read_as_zero_when_absent_are_bounded_and_raising_one_loosens() {
+        let old = r#"{"guests_allowed": false, "agents_allowed": false, "join_policies": ["invite"], "sender_policy": "members"}"#;
+        let p: LabelPolicy = serde_json::from_str(old).unwrap();
+        assert_eq!(p.rank, 0);
+        let mut raised = p.clone();
+        raised.rank = 5;
+        assert!(
+            raised.loosens(&p),
+            "a higher rank lets its groups guard more"
+        );
+        assert!(!p.loosens(&raised), "lowering a rank tightens");
+        raised.rank = MAX_LABEL_RANK + 1;
+        assert!(raised.validate().is_err());
+        raised.rank = MAX_LABEL_RANK;
+        assert!(raised.validate().is_ok());
     }
 
     #[test]

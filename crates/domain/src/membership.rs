@@ -286,6 +286,7 @@ mod tests {
             join_policies: vec![JoinPolicy::Open],
             sender_policy: SenderPolicy::Anyone,
             anonymous_posting: false,
+            rank: 0,
         }
     }
 

@@ -538,6 +538,8 @@ fn label_from(t: LabelTuple) -> Result<Label, StoreError> {
             .map_err(corrupt)?,
         sender_policy: SenderPolicy::parse(&sender_policy).map_err(corrupt)?,
         anonymous_posting,
+        // TODO(issue 18): the labels table gets its rank column with the relying parties.
+        rank: 0,
     };
     Ok(Label {
         name: LabelName::parse(name).map_err(corrupt)?,

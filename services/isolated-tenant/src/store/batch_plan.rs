@@ -222,6 +222,7 @@ mod tests {
                 join_policies: vec![JoinPolicy::Open],
                 sender_policy: SenderPolicy::Anyone,
                 anonymous_posting: false,
+                rank: 0,
             },
         }
     }
