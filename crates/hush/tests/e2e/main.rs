@@ -10,6 +10,7 @@ mod cancelled;
 mod catalog_audit;
 mod cli_docs;
 mod compose;
+mod decisions;
 mod dev_mode;
 mod helpers;
 mod jwt;
