@@ -614,6 +614,20 @@ fn like_pattern(text: &str) -> String {
     out
 }
 
+/// Whether moving a group from a label with policy `from` to one with policy `to` loosens it,
+/// so that the move waits for a label-admin: [`LabelPolicy::loosens`], leaving the rank aside.
+/// A higher rank loosens a *label edit* (every group under it may suddenly guard more), but a
+/// group moved to a higher-ranked label is held to that label's entry rule at once, and what
+/// it may guard is still checked, binding by binding, against its label then; a move to a
+/// lower-ranked label is refused while the group guards a resource ranked above it.
+pub(crate) fn relabel_loosens(to: &LabelPolicy, from: &LabelPolicy) -> bool {
+    let unranked = LabelPolicy {
+        rank: from.rank,
+        ..to.clone()
+    };
+    unranked.loosens(from)
+}
+
 /// The join policies among `used` (by groups that are not archived) that `policy` no longer
 /// allows, in the order of [`JoinPolicy::ALL`]: a label edit that drops one in use is refused.
 fn dropped_join_policies(policy: &LabelPolicy, used: &[JoinPolicy]) -> Vec<JoinPolicy> {

@@ -1357,7 +1357,7 @@ where
                 tx.rollback().await?;
                 return Ok(Relabel::GuardsResource(refusal));
             }
-            if new.policy.loosens(&from.policy) {
+            if super::relabel_loosens(&new.policy, &from.policy) {
                 if let Some(pending) = Relabels::<DB>::pending_id(&mut tx, id).await? {
                     tx.rollback().await?;
                     return Ok(Relabel::Pending(pending));
