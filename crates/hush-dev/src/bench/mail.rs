@@ -130,6 +130,7 @@ async fn run(
                 anonymous_posting: false,
                 owners: vec![],
                 label: None,
+                group_type: domain::GroupType::Mail,
             },
         )
         .await?;
