@@ -11,6 +11,7 @@ mod catalog_audit;
 mod cli_docs;
 mod compose;
 mod dev_mode;
+mod group_types;
 mod helpers;
 mod jwt;
 mod labels;
