@@ -35,6 +35,7 @@ impl From<GroupRecord> for GroupPolicyView {
             label: g.label,
             join_policy: g.join_policy,
             owners: g.owners.as_slice().to_vec(),
+            group_type: g.group_type,
             contact_address: g.contact_address,
         }
     }

@@ -28,8 +28,8 @@ use crate::model::{Description, GroupChanges, GroupRecord, NewGroup, Owners};
 use crate::seal::OwnerKey;
 use async_trait::async_trait;
 use domain::{
-    Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, LabelName, LabelPolicy,
-    SenderPolicy, Subject,
+    Email, GroupId, GroupName, GroupState, GroupType, IdentityKind, JoinPolicy, Label, LabelName,
+    LabelPolicy, SenderPolicy, Subject,
 };
 #[cfg(test)]
 use service_kit::db;
@@ -492,7 +492,7 @@ struct GroupTuple(
     Uuid,
     String,
     String,
-    String,
+    Option<String>,
     String,
     Option<String>,
     String,
@@ -586,7 +586,13 @@ fn group_from(t: GroupTuple, owners: Vec<Subject>) -> Result<GroupRecord, StoreE
         id: GroupId::from(id),
         name: GroupName::parse(name).map_err(corrupt)?,
         description: Description::parse(description).map_err(corrupt)?,
-        contact_address: Email::parse(address).map_err(corrupt)?,
+        // The group select reads a security group's address as NULL (see `GROUP_SELECT`).
+        group_type: if address.is_some() {
+            GroupType::Mail
+        } else {
+            GroupType::Security
+        },
+        contact_address: address.map(Email::parse).transpose().map_err(corrupt)?,
         label: label_from((ln, ld, lg, la, lj, ls, lanon, lrank))?,
         join_policy: JoinPolicy::parse(&join_policy).map_err(corrupt)?,
         own_sender_policy: own_sender_policy

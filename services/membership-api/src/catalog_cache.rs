@@ -288,7 +288,8 @@ mod tests {
                 label: Label::defaults().remove(0),
                 join_policy: JoinPolicy::Open,
                 owners: Vec::new(),
-                contact_address: Email::parse("cached@groups.example").unwrap(),
+                group_type: domain::GroupType::Mail,
+                contact_address: Some(Email::parse("cached@groups.example").unwrap()),
             }
         }
     }
@@ -476,7 +477,8 @@ mod tests {
             label: Label::defaults().remove(0),
             join_policy: JoinPolicy::Open,
             owners: Vec::new(),
-            contact_address: Email::parse("late@groups.example").unwrap(),
+            group_type: domain::GroupType::Mail,
+            contact_address: Some(Email::parse("late@groups.example").unwrap()),
         };
         cache.keep(generation, std::slice::from_ref(&view));
         assert!(cache.state().groups.is_empty());

@@ -131,6 +131,7 @@ async fn run(
                 anonymous_posting: false,
                 owners: vec![],
                 label: None,
+                group_type: domain::GroupType::Mail,
             },
         )
         .await?;

@@ -12,6 +12,7 @@ mod cli_docs;
 mod compose;
 mod decisions;
 mod dev_mode;
+mod group_types;
 mod helpers;
 mod jwt;
 mod labels;

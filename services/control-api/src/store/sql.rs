@@ -36,7 +36,12 @@ const LABEL_SELECT: &str = "SELECT name, description, guests_allowed, agents_all
      join_policies, sender_policy, anonymous_posting, rank FROM labels";
 
 /// The columns of [`GroupTuple`]; every group read goes through it.
-const GROUP_SELECT: &str = "SELECT g.id, g.name, g.description, g.contact_address, \
+///
+/// A security group's address is read as NULL: its stored one is a reserved placeholder (see
+/// migration 0012) that no read of the catalog returns, and the NULL is how [`group_from`]
+/// knows the group's type (a tuple read takes at most 16 columns, and this one has them all).
+const GROUP_SELECT: &str = "SELECT g.id, g.name, g.description, \
+     CASE WHEN g.group_type = 'mail' THEN g.contact_address END, \
      g.join_policy, g.sender_policy, g.state, g.created_at, g.updated_at, \
      l.name, l.description, l.guests_allowed, l.agents_allowed, l.join_policies, l.sender_policy, \
      l.anonymous_posting, l.rank FROM groups g JOIN labels l ON l.name = g.label";
@@ -896,18 +901,20 @@ where
             }
             let inserted = sqlx::query(
                 "INSERT INTO groups (id, name, description, contact_address, label, join_policy, \
-                 sender_policy, state, created_by, created_at, updated_at, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $9, $9)",
+                 sender_policy, state, created_by, created_at, updated_at, next_attempt_at, \
+                 group_type) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'provisioning', $8, $9, $9, $9, $10)",
             )
             .bind(*group.id.as_uuid())
             .bind(group.name.as_str())
             .bind(group.description.as_str())
-            .bind(group.contact_address.as_str())
+            .bind(group.stored_address().as_str())
             .bind(label.name.as_str())
             .bind(group.join_policy.as_str())
             .bind(group.sender_policy.map(|p| p.as_str()))
             .bind(this.key.creator(&group.creator))
             .bind(now)
+            .bind(group.group_type.as_str())
             .execute(&mut *tx)
             .await;
             match inserted {
@@ -934,7 +941,8 @@ where
                     "label": label.name.as_str(),
                     "join_policy": group.join_policy.as_str(),
                     "sender_policy": group.sender_policy.map(|p| p.as_str()),
-                    "contact_address": group.contact_address.as_str(),
+                    "type": group.group_type.as_str(),
+                    "contact_address": group.contact_address.as_ref().map(Email::as_str),
                     "owners": [group.creator.as_str()],
                 }),
             )

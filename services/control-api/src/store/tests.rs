@@ -5,7 +5,7 @@
 use super::*;
 use crate::catalog_audit::AuditContext;
 use crate::model::{Description, GroupChanges, NewGroup, Owners};
-use domain::LocalPart;
+use domain::{GroupType, LocalPart};
 use service_kit::db::Backend as Kind;
 use service_kit::testing::TestDatabase;
 use std::future::Future;
@@ -125,8 +125,10 @@ fn new_group(name: &str, label: &str, policy: JoinPolicy, owner: &str) -> NewGro
         id: GroupId::new(),
         name: GroupName::parse(name).unwrap(),
         description: Description::parse(format!("About {name}")).unwrap(),
-        contact_address: Email::parse(format!("{}@groups.test.example", local.as_str())).unwrap(),
-        local_part: local,
+        group_type: GroupType::Mail,
+        contact_address: Some(
+            Email::parse(format!("{}@groups.test.example", local.as_str())).unwrap(),
+        ),
         label: label_name(label),
         join_policy: policy,
         sender_policy: None,
@@ -685,8 +687,8 @@ async fn creating_a_group_checks_the_label_and_the_address(kind: Kind) {
         assert_eq!(g.state, GroupState::Provisioning, "{backend}");
         assert_eq!(g.owners.as_slice(), &[subject("alice")]);
         assert_eq!(
-            g.contact_address.as_str(),
-            "parents-at-work@groups.test.example"
+            g.contact_address.as_ref().map(Email::as_str),
+            Some("parents-at-work@groups.test.example")
         );
         assert_eq!(g.label.name.as_str(), "General");
         assert_eq!(store.get_group(g.id).await.unwrap().unwrap(), g);

@@ -195,10 +195,11 @@ async fn control_client_reads_what_the_catalog_holds(kind: Backend) {
         view.owners.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         ["alice"]
     );
+    assert_eq!(view.group_type, domain::GroupType::Mail);
     assert!(view
         .contact_address
-        .as_str()
-        .ends_with("@groups.test.example"));
+        .as_ref()
+        .is_some_and(|a| a.as_str().ends_with("@groups.test.example")));
     assert!(client.group(GroupId::new()).await.unwrap().is_none());
     let ids: Vec<GroupId> = (0..1200).map(|_| GroupId::new()).chain([a, b]).collect();
     let mut found: Vec<GroupId> = client

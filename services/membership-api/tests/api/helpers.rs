@@ -392,8 +392,10 @@ pub fn group_view(
         label,
         join_policy,
         owners: vec![Subject::parse(OWNER.sub).unwrap()],
-        contact_address: Email::parse(format!("g-{}@groups.test.example", id.as_uuid().simple()))
-            .unwrap(),
+        group_type: domain::GroupType::Mail,
+        contact_address: Some(
+            Email::parse(format!("g-{}@groups.test.example", id.as_uuid().simple())).unwrap(),
+        ),
     }
 }
 
