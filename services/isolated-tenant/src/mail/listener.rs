@@ -687,7 +687,11 @@ fn seal(
 async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8], peer: Peer) -> String {
     let trusted = peer.trusted;
     let (fields, _) = headers::split(message);
-    let parsed = mail_auth::AuthenticatedMessage::parse(message);
+    // Parsed for ARC only: verifying the chain needs mail-auth's view of the message.
+    let sealing = ctx.args.arc && ctx.dkim.as_ref().is_some_and(|s| s.can_seal());
+    let parsed = sealing
+        .then(|| mail_auth::AuthenticatedMessage::parse(message))
+        .flatten();
     let inbound = Arrival::of(ctx, &fields, parsed.as_ref(), peer).await;
     let null_sender = matches!(env.from, Some(None));
     let automatic = null_sender || headers::is_automatic(&fields);
