@@ -1,15 +1,33 @@
-//! DMARC-aware `From` rewriting. A copy of Alice's message reaches members signed by the
-//! group's domain, not Alice's; when Alice's domain publishes a DMARC policy of `quarantine` or
-//! `reject`, receivers would bin the copy. Rewriting `From` to `"Alice via <group>" <group
-//! address>` (with `Reply-To: Alice`) keeps it deliverable. Whether to rewrite is a setting:
-//! never, always, or when the sender's domain publishes such a policy.
+//! DMARC-aware `From` rewriting (RFC 7489), and the DNS the mail side uses.
 //!
-//! DNS goes through [`TxtResolver`], so tests answer it themselves. [`SystemResolver`] asks the
-//! first `nameserver` of `/etc/resolv.conf` over UDP. Only the sender's exact domain is
-//! looked up (`_dmarc.<domain>`), not its organizational domain.
+//! A copy of Alice's message reaches members signed by the group's domain, not Alice's; when
+//! Alice's domain publishes a DMARC policy of `quarantine` or `reject`, receivers would bin the
+//! copy. Rewriting `From` to `"Alice via <group>" <group address>` (with `Reply-To: Alice`)
+//! keeps it deliverable. Whether to rewrite is a setting: never, always, or when the sender's
+//! domain asks for it.
+//!
+//! - The policy is looked up at `_dmarc.<domain>`, and when there is no record there, at
+//!   `_dmarc.<organizational domain>` (the registrable domain by the Public Suffix List,
+//!   RFC 7489, 6.6.3), whose `sp=` (or else `p=`) applies to its subdomains.
+//! - When DNS does not answer (timeout, `SERVFAIL`, refused), the copy **is rewritten**: an
+//!   unknown policy is treated as a strict one, because a wrong rewrite costs a display name
+//!   while a wrong "no rewrite" loses the copy at every receiver that enforces the policy.
+//!   A name that does not exist (`NXDOMAIN`) or has no DMARC record is a policy of "none".
+//! - Senders in the aligned domains (`HUSH_MAIL_ALIGNED_DOMAINS`, and their subdomains) and
+//!   senders whose organizational domain is the signing domain's are never rewritten: their
+//!   copies pass DMARC through the DKIM signature (relaxed alignment) or internal routing.
+//!
+//! [`Dns`] is hickory's resolver (through `mail-auth`): every name server of
+//! `/etc/resolv.conf`, or the one `HUSH_MAIL_DNS_SERVER` names, over UDP with a retry over TCP
+//! when an answer is truncated or UDP fails; each lookup bounded by `HUSH_MAIL_DNS_TIMEOUT_SECS`.
 
-use async_trait::async_trait;
-use rand::Rng as _;
+use mail_auth::hickory_resolver::config::{
+    NameServerConfig, NameServerConfigGroup, ProtocolConfig, ResolverConfig, ResolverOpts,
+};
+use mail_auth::hickory_resolver::proto::op::ResponseCode;
+use mail_auth::hickory_resolver::proto::ProtoErrorKind;
+use mail_auth::hickory_resolver::Name;
+use mail_auth::MessageAuthenticator;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,188 +37,311 @@ pub enum FromRewrite {
     /// Never: copies keep the sender's `From`.
     #[default]
     Never,
-    /// Always.
+    /// Always (except senders in aligned domains).
     Always,
-    /// When the sender's domain publishes DMARC `p=quarantine` or `p=reject`.
+    /// When the sender's domain (or its organizational domain) publishes DMARC
+    /// `p=quarantine` or `p=reject`, or DNS does not say (except senders in aligned domains).
     Dmarc,
 }
 
-/// Answers DNS TXT questions.
-#[async_trait]
-pub trait TxtResolver: Send + Sync + 'static {
-    /// The TXT records of `name` (none when there are none or DNS fails).
-    async fn txt(&self, name: &str) -> Vec<String>;
+/// The DNS of the mail side: DMARC policies here, DKIM keys for ARC verification.
+#[derive(Clone)]
+pub struct Dns {
+    authenticator: MessageAuthenticator,
+    timeout: Duration,
 }
 
-/// Whether `domain`'s DMARC record asks receivers to quarantine or reject failing mail.
-pub async fn strict_policy(resolver: &dyn TxtResolver, domain: &str) -> bool {
-    resolver
-        .txt(&format!("_dmarc.{domain}"))
-        .await
-        .iter()
-        .filter(|r| r.trim_start().to_ascii_lowercase().starts_with("v=dmarc1"))
-        .any(|r| {
-            r.split(';').any(|tag| {
-                let tag = tag.trim().to_ascii_lowercase().replace(' ', "");
-                tag == "p=quarantine" || tag == "p=reject"
-            })
+impl std::fmt::Debug for Dns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dns")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a TXT lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The records, each with its strings joined.
+    Records(Vec<String>),
+    /// The name does not exist, or has no TXT records.
+    NotFound,
+    /// DNS did not answer: timeout, `SERVFAIL`, refused, no server reachable.
+    Failed,
+}
+
+impl Dns {
+    /// The system's name servers (`/etc/resolv.conf`), or only `server` when given; each
+    /// lookup gives up after `timeout`.
+    pub fn new(server: Option<SocketAddr>, timeout: Duration) -> anyhow::Result<Self> {
+        let (config, mut opts) = match server {
+            Some(addr) => {
+                let mut group = NameServerConfigGroup::with_capacity(2);
+                group.push(NameServerConfig::new(addr, ProtocolConfig::Udp));
+                group.push(NameServerConfig::new(addr, ProtocolConfig::Tcp));
+                (
+                    ResolverConfig::from_parts(None, vec![], group),
+                    ResolverOpts::default(),
+                )
+            }
+            None => mail_auth::hickory_resolver::system_conf::read_system_conf()
+                .map_err(|e| anyhow::anyhow!("reading /etc/resolv.conf: {e}"))?,
+        };
+        // A lookup gets the whole budget split over two tries; TCP when UDP fails or truncates.
+        opts.timeout = (timeout / 2).max(Duration::from_millis(100));
+        opts.attempts = 2;
+        opts.try_tcp_on_error = true;
+        opts.ndots = 0;
+        let authenticator = MessageAuthenticator::new(config, opts)
+            .map_err(|e| anyhow::anyhow!("setting up DNS: {e}"))?;
+        Ok(Self {
+            authenticator,
+            timeout,
         })
-}
+    }
 
-/// TXT lookups over UDP to the system's first name server.
-#[derive(Debug, Clone)]
-pub struct SystemResolver {
-    server: SocketAddr,
-}
+    /// The resolver, for `mail-auth`'s DKIM and ARC verification.
+    pub fn authenticator(&self) -> &MessageAuthenticator {
+        &self.authenticator
+    }
 
-impl SystemResolver {
-    /// The first `nameserver` of `/etc/resolv.conf` (127.0.0.1 when there is none).
-    pub fn from_system() -> Self {
-        let server = std::fs::read_to_string("/etc/resolv.conf")
-            .ok()
-            .and_then(|t| {
-                t.lines()
-                    .filter_map(|l| l.trim().strip_prefix("nameserver"))
-                    .find_map(|ip| ip.trim().parse::<std::net::IpAddr>().ok())
-            })
-            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-        Self {
-            server: SocketAddr::new(server, 53),
+    /// The most one lookup (or one verification) may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The TXT records of `name`.
+    pub async fn txt(&self, name: &str) -> Lookup {
+        let Ok(fqdn) = Name::from_str_relaxed(format!("{}.", name.trim_end_matches('.'))) else {
+            return Lookup::NotFound;
+        };
+        let resolver = self.authenticator.resolver();
+        match tokio::time::timeout(self.timeout, resolver.txt_lookup(fqdn)).await {
+            Err(_) => Lookup::Failed,
+            Ok(Ok(found)) => Lookup::Records(
+                found
+                    .as_lookup()
+                    .record_iter()
+                    .filter_map(|r| r.data().as_txt())
+                    .map(|txt| {
+                        txt.txt_data()
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s).into_owned())
+                            .collect::<String>()
+                    })
+                    .collect(),
+            ),
+            Ok(Err(e)) => match e.kind() {
+                ProtoErrorKind::NoRecordsFound(none)
+                    if matches!(
+                        none.response_code,
+                        ResponseCode::NXDomain | ResponseCode::NoError
+                    ) =>
+                {
+                    Lookup::NotFound
+                }
+                _ => Lookup::Failed,
+            },
         }
     }
 }
 
-#[async_trait]
-impl TxtResolver for SystemResolver {
-    async fn txt(&self, name: &str) -> Vec<String> {
-        match tokio::time::timeout(Duration::from_secs(3), query_txt(self.server, name)).await {
-            Ok(Ok(records)) => records,
-            _ => Vec::new(),
-        }
-    }
+/// A DMARC policy (`p=` or `sp=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// `none`: monitor only.
+    None,
+    /// `quarantine`.
+    Quarantine,
+    /// `reject`.
+    Reject,
 }
 
-async fn query_txt(server: SocketAddr, name: &str) -> std::io::Result<Vec<String>> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+/// What DNS says about a sender domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Neither the domain nor its organizational domain publishes a DMARC record.
+    NoRecord,
+    /// The policy that applies.
+    Policy(Policy),
+    /// DNS did not answer.
+    DnsFailed,
+}
+
+/// The policy of the one DMARC record among `records` (RFC 7489, 6.6.3: none when there are
+/// several or none): `sp=` when `subdomain` and it is there, else `p=`. A record with a
+/// missing or unknown `p=` is no record.
+pub fn policy(records: &[String], subdomain: bool) -> Option<Policy> {
+    let mut dmarc = records.iter().filter(|r| {
+        r.trim_start()
+            .get(..8)
+            .is_some_and(|v| v.eq_ignore_ascii_case("v=DMARC1"))
+    });
+    let record = dmarc.next()?;
+    if dmarc.next().is_some() {
+        return None;
+    }
+    let tag = |name: &str| {
+        record.split(';').find_map(|t| {
+            let (k, v) = t.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_ascii_lowercase())
+        })
     };
-    let socket = tokio::net::UdpSocket::bind(bind).await?;
-    let id: u16 = rand::thread_rng().gen();
-    let packet = encode_query(id, name)?;
-    socket.send_to(&packet, server).await?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let (n, from) = socket.recv_from(&mut buf).await?;
-        if from == server && n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == id {
-            return Ok(decode_txt(&buf[..n]).unwrap_or_default());
-        }
-    }
-}
-
-fn encode_query(id: u16, name: &str) -> std::io::Result<Vec<u8>> {
-    let mut p = Vec::with_capacity(64);
-    p.extend_from_slice(&id.to_be_bytes());
-    p.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]); // RD; one question
-    for label in name.trim_end_matches('.').split('.') {
-        let len = u8::try_from(label.len())
-            .ok()
-            .filter(|l| (1..64).contains(l))
-            .ok_or_else(|| std::io::Error::other("bad DNS label"))?;
-        p.push(len);
-        p.extend_from_slice(label.as_bytes());
-    }
-    p.push(0);
-    p.extend_from_slice(&[0, 16, 0, 1]); // TXT, IN
-    Ok(p)
-}
-
-/// Skips a (possibly compressed) name at `pos`; the position after it.
-fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
-    loop {
-        let len = *msg.get(pos)?;
-        if len & 0xc0 == 0xc0 {
-            return Some(pos + 2);
-        }
-        if len == 0 {
-            return Some(pos + 1);
-        }
-        pos += 1 + usize::from(len);
-    }
-}
-
-fn decode_txt(msg: &[u8]) -> Option<Vec<String>> {
-    let count = |i: usize| {
-        Some(usize::from(u16::from_be_bytes([
-            *msg.get(i)?,
-            *msg.get(i + 1)?,
-        ])))
+    let parse = |v: String| match v.as_str() {
+        "none" => Some(Policy::None),
+        "quarantine" => Some(Policy::Quarantine),
+        "reject" => Some(Policy::Reject),
+        _ => None,
     };
-    let (questions, answers) = (count(4)?, count(6)?);
-    let mut pos = 12;
-    for _ in 0..questions {
-        pos = skip_name(msg, pos)? + 4;
-    }
-    let mut out = Vec::new();
-    for _ in 0..answers {
-        pos = skip_name(msg, pos)?;
-        let rtype = count(pos)?;
-        let rdlen = count(pos + 8)?;
-        let rdata = msg.get(pos + 10..pos + 10 + rdlen)?;
-        pos += 10 + rdlen;
-        if rtype != 16 {
-            continue;
+    let p = parse(tag("p")?)?;
+    if subdomain {
+        if let Some(sp) = tag("sp").and_then(parse) {
+            return Some(sp);
         }
-        let mut text = Vec::new();
-        let mut i = 0;
-        while i < rdata.len() {
-            let l = usize::from(rdata[i]);
-            text.extend_from_slice(rdata.get(i + 1..i + 1 + l)?);
-            i += 1 + l;
-        }
-        out.push(String::from_utf8_lossy(&text).into_owned());
     }
-    Some(out)
+    Some(p)
+}
+
+/// The organizational domain (RFC 7489, 3.2): the registrable domain by the Public Suffix
+/// List, or the domain itself when the list knows no suffix for it.
+pub fn organizational_domain(domain: &str) -> String {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    psl::domain_str(&domain).unwrap_or(&domain).to_string()
+}
+
+/// Looks the DMARC policy for mail from `domain` up: its own record, else its organizational
+/// domain's.
+pub async fn lookup(dns: &Dns, domain: &str) -> Verdict {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    match dns.txt(&format!("_dmarc.{domain}")).await {
+        Lookup::Failed => return Verdict::DnsFailed,
+        Lookup::Records(r) => {
+            if let Some(p) = policy(&r, false) {
+                return Verdict::Policy(p);
+            }
+        }
+        Lookup::NotFound => {}
+    }
+    let org = organizational_domain(&domain);
+    if org == domain {
+        return Verdict::NoRecord;
+    }
+    match dns.txt(&format!("_dmarc.{org}")).await {
+        Lookup::Failed => Verdict::DnsFailed,
+        Lookup::Records(r) => policy(&r, true).map_or(Verdict::NoRecord, Verdict::Policy),
+        Lookup::NotFound => Verdict::NoRecord,
+    }
+}
+
+/// Whether mail from `domain` is internal: in one of the `aligned` domains (or below one), or
+/// in the organizational domain of the signing domain (its copies pass DMARC by DKIM).
+pub fn is_aligned(domain: &str, aligned: &[String], signing_domain: Option<&str>) -> bool {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let listed = aligned.iter().any(|a| {
+        let a = a.trim().trim_end_matches('.').to_ascii_lowercase();
+        !a.is_empty()
+            && (domain == a
+                || domain
+                    .strip_suffix(&a)
+                    .is_some_and(|rest| rest.ends_with('.')))
+    });
+    listed
+        || signing_domain
+            .is_some_and(|d| organizational_domain(d) == organizational_domain(&domain))
+}
+
+/// Whether a copy's `From` is rewritten, given the setting and (for `dmarc`) what DNS said.
+pub fn must_rewrite(mode: FromRewrite, aligned: bool, verdict: Option<Verdict>) -> bool {
+    if aligned {
+        return false;
+    }
+    match mode {
+        FromRewrite::Never => false,
+        FromRewrite::Always => true,
+        FromRewrite::Dmarc => match verdict {
+            Some(Verdict::Policy(Policy::Quarantine | Policy::Reject) | Verdict::DnsFailed) => true,
+            // No `From` domain to look up: nothing to align with, so nothing to protect.
+            Some(Verdict::Policy(Policy::None) | Verdict::NoRecord) | None => false,
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    struct Stub;
-
-    #[async_trait]
-    impl TxtResolver for Stub {
-        async fn txt(&self, name: &str) -> Vec<String> {
-            match name {
-                "_dmarc.strict.example" => {
-                    vec!["v=DMARC1; p=reject; rua=mailto:d@strict.example".into()]
-                }
-                "_dmarc.soft.example" => vec!["v=DMARC1; p=none".into()],
-                "_dmarc.quarantine.example" => {
-                    vec!["v=spf1 -all".into(), "v=DMARC1;p = quarantine".into()]
-                }
-                _ => vec![],
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn only_quarantine_and_reject_policies_are_strict() {
-        assert!(strict_policy(&Stub, "strict.example").await);
-        assert!(strict_policy(&Stub, "quarantine.example").await);
-        assert!(!strict_policy(&Stub, "soft.example").await);
-        assert!(!strict_policy(&Stub, "none.example").await);
+    #[test]
+    fn one_dmarc_record_gives_its_policy_and_subdomains_take_sp() {
+        let r = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            policy(&r(&["v=DMARC1; p=reject; rua=mailto:d@x.example"]), false),
+            Some(Policy::Reject)
+        );
+        assert_eq!(
+            policy(&r(&["v=spf1 -all", "v=DMARC1;p = quarantine"]), false),
+            Some(Policy::Quarantine)
+        );
+        assert_eq!(
+            policy(&r(&["v=DMARC1; p=reject; sp=none"]), true),
+            Some(Policy::None)
+        );
+        assert_eq!(
+            policy(&r(&["v=DMARC1; p=reject; sp=none"]), false),
+            Some(Policy::Reject)
+        );
+        assert_eq!(policy(&r(&["v=DMARC1; p=none"]), true), Some(Policy::None));
+        // Two records, or none, or no p=: no policy (RFC 7489, 6.6.3).
+        assert_eq!(
+            policy(&r(&["v=DMARC1; p=reject", "v=DMARC1; p=none"]), false),
+            None
+        );
+        assert_eq!(policy(&r(&["v=spf1 -all"]), false), None);
+        assert_eq!(policy(&r(&["v=DMARC1; rua=mailto:x@y"]), false), None);
     }
 
     #[test]
-    fn a_txt_answer_decodes() {
-        let mut q = encode_query(7, "_dmarc.x.example").unwrap();
-        q[2] = 0x81; // a response
-        q[7] = 1; // one answer
-        q.extend_from_slice(&[0xc0, 12, 0, 16, 0, 1, 0, 0, 0, 60, 0, 15]);
-        q.extend_from_slice(b"\x05v=DMA\x08RC1;p=no");
-        assert_eq!(decode_txt(&q).unwrap(), vec!["v=DMARC1;p=no".to_string()]);
+    fn the_organizational_domain_follows_the_public_suffix_list() {
+        assert_eq!(
+            organizational_domain("mail.corp.example.co.uk"),
+            "example.co.uk"
+        );
+        assert_eq!(
+            organizational_domain("a.b.strict.example"),
+            "strict.example"
+        );
+        assert_eq!(organizational_domain("Strict.Example."), "strict.example");
+    }
+
+    #[test]
+    fn aligned_domains_and_their_subdomains_are_internal() {
+        let aligned = vec!["corp.example".to_string()];
+        assert!(is_aligned("corp.example", &aligned, None));
+        assert!(is_aligned("eu.corp.example", &aligned, None));
+        assert!(!is_aligned("evilcorp.example", &aligned, None));
+        assert!(is_aligned("x.groups.example", &[], Some("groups.example")));
+        assert!(!is_aligned("other.example", &[], Some("groups.example")));
+    }
+
+    #[test]
+    fn dns_failure_rewrites_and_aligned_senders_never_are() {
+        use FromRewrite::*;
+        assert!(must_rewrite(Dmarc, false, Some(Verdict::DnsFailed)));
+        assert!(must_rewrite(
+            Dmarc,
+            false,
+            Some(Verdict::Policy(Policy::Reject))
+        ));
+        assert!(!must_rewrite(
+            Dmarc,
+            false,
+            Some(Verdict::Policy(Policy::None))
+        ));
+        assert!(!must_rewrite(Dmarc, false, Some(Verdict::NoRecord)));
+        assert!(!must_rewrite(Dmarc, true, Some(Verdict::DnsFailed)));
+        assert!(!must_rewrite(Always, true, None));
+        assert!(must_rewrite(Always, false, None));
+        assert!(!must_rewrite(Never, false, Some(Verdict::DnsFailed)));
     }
 }

@@ -188,46 +188,124 @@ pub fn clean(message: &[u8], address: &Email, display_name: &str) -> Vec<u8> {
     out
 }
 
-/// The address in a `From` value (`Name <a@b>` or `a@b`), and the name shown for it.
-pub fn from_parts(value: &str) -> (String, String) {
-    match (value.rfind('<'), value.rfind('>')) {
-        (Some(open), Some(close)) if open < close => {
-            let address = value[open + 1..close].trim().to_string();
-            let name = value[..open].trim().trim_matches('"').trim().to_string();
-            let name = if name.is_empty() {
-                address.split('@').next().unwrap_or_default().to_string()
-            } else {
-                name
-            };
-            (address, name)
-        }
-        _ => {
-            let address = value.trim().to_string();
-            let name = address.split('@').next().unwrap_or_default().to_string();
-            (address, name)
-        }
+/// The sender a `From` field names: its address, and the name shown for it (decoded from
+/// RFC 2047 encoded-words and quoted-strings; the address's local part when there is none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sender {
+    /// `local@domain`.
+    pub address: String,
+    /// The display name, as a reader sees it.
+    pub name: String,
+}
+
+impl Sender {
+    /// The domain of the address, lowercase.
+    pub fn domain(&self) -> Option<String> {
+        self.address
+            .rsplit_once('@')
+            .map(|(_, d)| d.trim_end_matches('>').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
     }
 }
 
-/// The copy with `From` rewritten to `"<sender> via <group>" <group address>`, and the
-/// sender's `From` moved to `Reply-To` (unless the sender set one), so replies still reach
-/// them. For senders whose domain's DMARC policy would bin a copy signed by the group's domain.
-pub fn rewrite_from(message: &[u8], address: &Email, display_name: &str) -> Vec<u8> {
+/// The sender of the message's (first) `From` field, read by `mail-parser`, which knows the
+/// grammar (comments, quoted-strings, encoded-words in any charset).
+pub fn sender(fields: &[Field<'_>]) -> Option<Sender> {
+    let from = fields
+        .iter()
+        .find(|f| f.name.eq_ignore_ascii_case("from"))?;
+    let mut raw = from.raw.to_vec();
+    raw.extend_from_slice(b"\r\n\r\n");
+    let parsed = mail_parser::MessageParser::new().parse_headers(&raw)?;
+    let addr = parsed.from()?.first()?;
+    let address = addr.address()?.trim().to_string();
+    let name = addr
+        .name()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map_or_else(
+            || address.split('@').next().unwrap_or_default().to_string(),
+            str::to_string,
+        );
+    Some(Sender { address, name })
+}
+
+/// The longest encoded-word is 75 characters (RFC 2047, 2): `=?UTF-8?B?` and `?=` leave 63
+/// for base64, 60 of which hold 45 bytes.
+const WORD_BYTES: usize = 45;
+
+/// A display name as an RFC 5322 phrase: a quoted-string when it is printable ASCII, else
+/// RFC 2047 encoded-words (`=?UTF-8?B?…?=`, each at most 75 characters, never splitting a
+/// character) as atoms separated by folding white space, never inside a quoted string
+/// (RFC 2047, 5 (3)). Control characters are dropped; an empty name stays empty.
+pub fn display_name(name: &str) -> String {
+    use base64::Engine as _;
+    let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    if name.is_empty() {
+        return String::new();
+    }
+    if name.is_ascii() {
+        return format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""));
+    }
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for c in name.chars() {
+        if chunk.len() + c.len_utf8() > WORD_BYTES {
+            // Break after a space when the word has one, so a decoder that wrongly puts a
+            // space between adjacent encoded-words (Python's `email.headerregistry` does)
+            // shows a double space, not a split word.
+            match chunk.rfind(' ').filter(|&i| i > 0) {
+                Some(i) => {
+                    let rest = chunk.split_off(i + 1);
+                    words.push(std::mem::replace(&mut chunk, rest));
+                }
+                None => words.push(std::mem::take(&mut chunk)),
+            }
+        }
+        chunk.push(c);
+    }
+    words.push(chunk);
+    words
+        .iter()
+        .map(|w| {
+            format!(
+                "=?UTF-8?B?{}?=",
+                base64::engine::general_purpose::STANDARD.encode(w)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n ")
+}
+
+/// The copy with `From` rewritten to `"<sender> via <group>" <group address>` (the name as
+/// [`display_name`] writes it, so non-ASCII names survive), and the sender's `From` moved to
+/// `Reply-To` (unless the sender set one), so replies still reach them. For senders whose
+/// domain's DMARC policy would bin a copy signed by the group's domain.
+pub fn rewrite_from(message: &[u8], sender: &Sender, address: &Email, group_name: &str) -> Vec<u8> {
     let (fields, body) = split(message);
-    let Some(from) = fields.iter().find(|f| f.name.eq_ignore_ascii_case("from")) else {
+    if !fields.iter().any(|f| f.name.eq_ignore_ascii_case("from")) {
         return message.to_vec();
-    };
-    let (_, sender_name) = from_parts(&from.value());
-    let shown = format!("{sender_name} via {display_name}");
+    }
+    let shown = display_name(&format!("{} via {group_name}", sender.name));
     let has_reply_to = fields
         .iter()
         .any(|f| f.name.eq_ignore_ascii_case("reply-to"));
     let mut out = Vec::with_capacity(message.len() + 128);
+    let mut done = false;
     for f in &fields {
         if f.name.eq_ignore_ascii_case("from") {
-            match phrase(&shown) {
-                Some(p) => out.extend_from_slice(format!("From: {p} <{address}>\r\n").as_bytes()),
-                None => out.extend_from_slice(format!("From: <{address}>\r\n").as_bytes()),
+            if std::mem::replace(&mut done, true) {
+                // A second From (invalid mail) goes: a copy has one author.
+                continue;
+            }
+            if shown.is_empty() {
+                out.extend_from_slice(format!("From: <{address}>\r\n").as_bytes());
+            } else {
+                let line = format!("From: {shown} <{address}>");
+                let last = line.rsplit("\r\n").next().unwrap_or_default();
+                // Keep lines within 78 characters (RFC 5322, 2.1.1): fold before the address.
+                let sep = if last.len() > 78 { "\r\n " } else { " " };
+                out.extend_from_slice(format!("From: {shown}{sep}<{address}>\r\n").as_bytes());
             }
             if !has_reply_to {
                 out.extend_from_slice(b"Reply-To:");
@@ -285,7 +363,10 @@ mod tests {
     #[test]
     fn from_is_rewritten_to_the_group_with_the_sender_as_reply_to() {
         let addr = Email::parse("erg@groups.example").unwrap();
-        let out = rewrite_from(MSG, &addr, "ERG");
+        let (fields, _) = split(MSG);
+        let alice = sender(&fields).unwrap();
+        assert_eq!(alice.domain().as_deref(), Some("corp.example"));
+        let out = rewrite_from(MSG, &alice, &addr, "ERG");
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.contains("From: \"Alice via ERG\" <erg@groups.example>\r\n"),
@@ -296,13 +377,22 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("From: Alice"));
+        let of = |raw: &[u8]| {
+            let (fields, _) = split(raw);
+            let s = sender(&fields).unwrap();
+            (s.address, s.name)
+        };
         assert_eq!(
-            from_parts("bob@x.example"),
+            of(b"From: bob@x.example\r\n\r\n"),
             ("bob@x.example".into(), "bob".into())
         );
         assert_eq!(
-            from_parts("\"B. Bob\" <bob@x.example>"),
+            of(b"From: \"B. Bob\" <bob@x.example>\r\n\r\n"),
             ("bob@x.example".into(), "B. Bob".into())
+        );
+        assert_eq!(
+            of(b"From: =?UTF-8?Q?J=C3=B6rg?= <j@x.example>\r\n\r\n"),
+            ("j@x.example".into(), "J\u{f6}rg".into())
         );
     }
 
@@ -325,5 +415,58 @@ mod tests {
         assert_eq!(body, 30);
         let (f, body) = split(b"Subject: x\r\n");
         assert_eq!((f.len(), body), (1, 12));
+    }
+
+    #[test]
+    fn non_ascii_names_are_encoded_words_outside_quotes_that_python_reads_back() {
+        let addr = Email::parse("erg@groups.example").unwrap();
+        let msg = b"From: =?ISO-8859-1?Q?J=F6rg_M=FCller?= <joerg@corp.example>\r\nSubject: x\r\n\r\nhi\r\n";
+        let (fields, _) = split(msg);
+        let joerg = sender(&fields).unwrap();
+        assert_eq!(joerg.name, "J\u{f6}rg M\u{fc}ller");
+        let group = "Gr\u{fc}ppe f\u{fc}r Mitarbeiterinnen und Mitarbeiter \u{65e5}\u{672c}\u{8a9e}\u{306e}\u{540d}\u{524d}";
+        let out = rewrite_from(msg, &joerg, &addr, group);
+        let text = String::from_utf8(out.clone()).unwrap();
+        let head = text.split("\r\n\r\n").next().unwrap();
+        for line in head.split("\r\n") {
+            assert!(line.len() <= 78, "{line}");
+            assert!(line.is_ascii(), "{line}");
+        }
+        let from = head.split("\r\nReply-To").next().unwrap();
+        assert!(from.contains("=?UTF-8?B?"), "{from}");
+        assert!(
+            !from.contains('"'),
+            "no quoted string around encoded-words: {from}"
+        );
+        let script = "import email, email.policy, sys\n\
+                      from email.header import decode_header, make_header\n\
+                      m = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)\n\
+                      a = m['From'].addresses[0]\n\
+                      raw = email.message_from_bytes(m.as_bytes(), policy=email.policy.compat32)['From']\n\
+                      print(a.display_name); print(a.addr_spec); print(str(make_header(decode_header(raw))))\n";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(&out).unwrap();
+        let said = child.wait_with_output().unwrap();
+        assert!(said.status.success());
+        let said = String::from_utf8(said.stdout).unwrap();
+        let lines: Vec<&str> = said.lines().collect();
+        let shown = format!("J\u{f6}rg M\u{fc}ller via {group}");
+        // RFC 2047, 6.2: white space between adjacent encoded-words is not shown;
+        // `decode_header` follows it exactly, `headerregistry` adds a space at each word
+        // boundary (a CPython quirk), which the breaks at spaces turn into a double space.
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>().join(" "),
+            shown
+        );
+        assert_eq!(lines[1], "erg@groups.example");
+        assert_eq!(lines[2], format!("{shown} <erg@groups.example>"));
+        // ASCII names stay quoted strings, escaped.
+        assert_eq!(display_name("A \"B\" \\ C"), "\"A \\\"B\\\" \\\\ C\"");
     }
 }

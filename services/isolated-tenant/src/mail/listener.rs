@@ -15,7 +15,7 @@
 
 use super::anonymous;
 use super::bounce;
-use super::dmarc::FromRewrite;
+use super::dmarc::{self, FromRewrite};
 use super::headers;
 use super::policy;
 use super::store::{GroupTarget, Inbound};
@@ -141,16 +141,28 @@ impl Drop for PeerSlot {
     }
 }
 
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    /// Its address (recorded in the ARC-Authentication-Results as `smtp.remote-ip`).
+    ip: std::net::IpAddr,
+    /// Whether it is a relay trusted to have authenticated the senders it hands over.
+    trusted: bool,
+}
+
 /// One connection: in clear, and after `STARTTLS` (when a certificate is configured) over TLS,
 /// with the SMTP state reset as RFC 3207 asks.
 async fn connection(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()> {
     let greeting = format!("220 {} ESMTP Hush", ctx.args.hostname);
     let tls = ctx.tls.clone();
-    // Whether this peer is a relay trusted to have authenticated the senders it hands over.
-    let trusted = stream
+    let ip = stream
         .peer_addr()
-        .is_ok_and(|a| ctx.args.is_trusted_relay(a.ip()));
-    let Some(plain) = session(ctx, stream, tls.is_some(), Some(&greeting), trusted).await? else {
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let peer = Peer {
+        ip,
+        trusted: ctx.args.is_trusted_relay(ip),
+    };
+    let Some(plain) = session(ctx, stream, tls.is_some(), Some(&greeting), peer).await? else {
         return Ok(());
     };
     let Some(acceptor) = tls else {
@@ -159,7 +171,7 @@ async fn connection(ctx: &MailContext, stream: TcpStream) -> std::io::Result<()>
     let secured = tokio::time::timeout(ctx.args.idle_timeout(), acceptor.accept(plain))
         .await
         .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
-    session(ctx, secured, false, None, trusted).await.map(drop)
+    session(ctx, secured, false, None, peer).await.map(drop)
 }
 
 /// How reading a line went.
@@ -241,7 +253,7 @@ async fn session<S>(
     stream: S,
     offer_tls: bool,
     greeting: Option<&str>,
-    trusted: bool,
+    peer: Peer,
 ) -> std::io::Result<Option<S>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
@@ -368,7 +380,7 @@ where
                     }
                     Ok(Ok(Some(Data::Message(m)))) => {
                         messages += 1;
-                        deliver(ctx, &env, &m, trusted).await
+                        deliver(ctx, &env, &m, peer).await
                     }
                 };
                 env = Envelope::default();
@@ -571,31 +583,116 @@ async fn refused(
     Ok(())
 }
 
-/// Whether this message's `From` is rewritten (see [`super::dmarc`]).
-async fn rewrite_from(ctx: &MailContext, fields: &[headers::Field<'_>]) -> bool {
-    match ctx.args.from_rewrite {
-        FromRewrite::Never => false,
-        FromRewrite::Always => true,
-        FromRewrite::Dmarc => {
-            let Some(from) = headers::get(fields, "from") else {
-                return false;
-            };
-            let (address, _) = headers::from_parts(&from);
-            match address.rsplit_once('@') {
-                Some((_, domain)) => {
-                    super::dmarc::strict_policy(&*ctx.resolver, &domain.to_ascii_lowercase()).await
-                }
-                None => false,
+/// What the tenant learns about a message once, before any group's policy is applied: its
+/// sender, whether its `From` is rewritten, and (with ARC) the inbound chain and results. All
+/// of it is the same for every group the message goes to, and is found whatever the policies
+/// will decide, so the time to the answer does not tell a sender how a policy went.
+struct Arrival<'m> {
+    sender: Option<headers::Sender>,
+    rewrite: bool,
+    arc: Option<ArcInbound<'m>>,
+}
+
+/// The ARC view of an inbound message.
+struct ArcInbound<'m> {
+    /// The chain it arrived with, verified; `None` when DNS could not say in time.
+    chain: Option<mail_auth::ArcOutput<'m>>,
+    /// The ARC-Authentication-Results of the next instance: the sender's DKIM signatures and
+    /// the chain, as this hop found them.
+    results: mail_auth::AuthenticationResults<'m>,
+}
+
+impl<'m> Arrival<'m> {
+    async fn of(
+        ctx: &'m MailContext,
+        fields: &[headers::Field<'_>],
+        parsed: Option<&'m mail_auth::AuthenticatedMessage<'m>>,
+        peer: Peer,
+    ) -> Arrival<'m> {
+        let sender = headers::sender(fields);
+        let domain = sender.as_ref().and_then(headers::Sender::domain);
+        let aligned = domain.as_deref().is_some_and(|d| {
+            dmarc::is_aligned(
+                d,
+                &ctx.args.aligned_domains,
+                ctx.dkim.as_deref().map(|s| s.domain()),
+            )
+        });
+        let verdict = match (ctx.args.from_rewrite, &domain) {
+            (FromRewrite::Dmarc, Some(d)) if !aligned => Some(dmarc::lookup(&ctx.dns, d).await),
+            _ => None,
+        };
+        let rewrite = dmarc::must_rewrite(ctx.args.from_rewrite, aligned, verdict);
+        let arc = match (parsed, &ctx.dkim) {
+            (Some(parsed), Some(signer)) if ctx.args.arc && signer.can_seal() => {
+                Some(ArcInbound::of(ctx, parsed, sender.as_ref(), peer).await)
             }
+            _ => None,
+        };
+        Arrival {
+            sender,
+            rewrite,
+            arc,
         }
     }
+}
+
+impl<'m> ArcInbound<'m> {
+    async fn of(
+        ctx: &'m MailContext,
+        parsed: &'m mail_auth::AuthenticatedMessage<'m>,
+        sender: Option<&headers::Sender>,
+        peer: Peer,
+    ) -> ArcInbound<'m> {
+        let auth = ctx.dns.authenticator();
+        let budget = ctx.dns.timeout();
+        let chain = tokio::time::timeout(budget, auth.verify_arc(parsed))
+            .await
+            .ok()
+            .filter(|c| !matches!(c.result(), mail_auth::DkimResult::TempError(_)));
+        let dkim = tokio::time::timeout(budget, auth.verify_dkim(parsed))
+            .await
+            .unwrap_or_default();
+        let from = sender.map_or("", |s| s.address.as_str());
+        let mut results = mail_auth::AuthenticationResults::new(&ctx.args.hostname)
+            .with_dkim_results(&dkim, from);
+        if let Some(chain) = &chain {
+            results = results.with_arc_result(chain, peer.ip);
+        }
+        ArcInbound { chain, results }
+    }
+}
+
+/// The copy DKIM-signed and, with `arc`, ARC-sealed over the signature (once per message:
+/// every copy carries these bytes).
+fn seal(
+    signer: &super::dkim::DkimSigner,
+    cleaned: &[u8],
+    arc: Option<&ArcInbound<'_>>,
+) -> anyhow::Result<Vec<u8>> {
+    let signed = signer.sign(cleaned)?;
+    let Some(ArcInbound {
+        chain: Some(chain),
+        results,
+    }) = arc
+    else {
+        return Ok(signed);
+    };
+    Ok(signer.arc_seal(&signed, results, chain)?.unwrap_or(signed))
 }
 
 /// Stores the message for each group (or consumes it) and answers for the whole transaction:
 /// the same answer whether the sender policy took or dropped it. `trusted`: the peer is a relay
 /// trusted to have authenticated the envelope sender.
-async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8], trusted: bool) -> String {
+async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8], peer: Peer) -> String {
+    let trusted = peer.trusted;
     let (fields, _) = headers::split(message);
+    // Parsed for ARC only: verifying the chain needs mail-auth's view of the message.
+    let sealing = ctx.args.arc && ctx.dkim.as_ref().is_some_and(|s| s.can_seal());
+    let parsed = sealing
+        .then(|| mail_auth::AuthenticatedMessage::parse(message))
+        .flatten();
+    let inbound = Arrival::of(ctx, &fields, parsed.as_ref(), peer).await;
     let null_sender = matches!(env.from, Some(None));
     let automatic = null_sender || headers::is_automatic(&fields);
     if !env.bounces.is_empty() {
@@ -667,24 +764,23 @@ async fn deliver(ctx: &MailContext, env: &Envelope, message: &[u8], trusted: boo
             )
         } else {
             let mut cleaned = headers::clean(message, &group.address, &group.display_name);
-            if rewrite_from(ctx, &fields).await {
-                cleaned = headers::rewrite_from(&cleaned, &group.address, &group.display_name);
+            if let (true, Some(sender)) = (inbound.rewrite, &inbound.sender) {
+                cleaned =
+                    headers::rewrite_from(&cleaned, sender, &group.address, &group.display_name);
             }
             cleaned
         };
         match &ctx.dkim {
             Some(signer) if signer.domain() == group.address.domain() => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs();
-                let signed = signer.sign(&cleaned, now);
                 // ARC vouches for how the sender authenticated: an anonymous post has no
                 // sender to vouch for, and its seal would carry the sender's results.
-                if ctx.args.arc && !group.anonymous {
-                    stored.extend_from_slice(&signer.arc_seal(&signed, now, &ctx.args.hostname));
-                } else {
-                    stored.extend_from_slice(&signed);
+                let arc = inbound.arc.as_ref().filter(|_| !group.anonymous);
+                match seal(signer, &cleaned, arc) {
+                    Ok(signed) => stored.extend_from_slice(&signed),
+                    Err(e) => {
+                        tracing::error!(error = %e, "signing a message failed");
+                        return "451 4.3.0 Temporary failure, try again later".into();
+                    }
                 }
             }
             _ => stored.extend_from_slice(&cleaned),

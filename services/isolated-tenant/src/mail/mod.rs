@@ -27,6 +27,8 @@ pub mod listener;
 pub mod policy;
 pub mod store;
 #[cfg(test)]
+mod testdns;
+#[cfg(test)]
 mod tests;
 
 use crate::identity::CorporateDomains;
@@ -329,6 +331,32 @@ pub struct MailArgs {
         default_value_t = false
     )]
     pub arc: bool,
+    /// Domains whose senders are internal and aligned (comma-separated; their subdomains
+    /// too): their `From` is never rewritten, whatever `--mail-from-rewrite` says.
+    #[arg(
+        long = "mail-aligned-domains",
+        id = "mail_aligned_domains",
+        env = "HUSH_MAIL_ALIGNED_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub aligned_domains: Vec<String>,
+    /// The one DNS server (`host:port`, an IP address) for DMARC and ARC lookups, in place of
+    /// the name servers of `/etc/resolv.conf`. For tests and split-horizon setups.
+    #[arg(
+        long = "mail-dns-server",
+        id = "mail_dns_server",
+        env = "HUSH_MAIL_DNS_SERVER"
+    )]
+    pub dns_server: Option<SocketAddr>,
+    /// Seconds one DNS lookup (UDP, then TCP) may take before it counts as failed; a DMARC
+    /// lookup that fails rewrites `From`.
+    #[arg(
+        long = "mail-dns-timeout-secs",
+        id = "mail_dns_timeout_secs",
+        env = "HUSH_MAIL_DNS_TIMEOUT_SECS",
+        default_value_t = 5
+    )]
+    pub dns_timeout_secs: u64,
     /// Hard bounces after which a delivery address is marked bad and skipped.
     #[arg(
         long = "mail-hard-bounce-limit",
@@ -380,6 +408,9 @@ impl Default for MailArgs {
             dkim_selector: "hush".into(),
             dkim_key_file: None,
             arc: false,
+            aligned_domains: Vec::new(),
+            dns_server: None,
+            dns_timeout_secs: 5,
             hard_bounce_limit: 3,
         }
     }
@@ -435,19 +466,32 @@ impl MailArgs {
         Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
     }
 
-    /// The DKIM signer the settings name, if any.
+    /// The DKIM signer the settings name, if any. A key that cannot serve (an RSA key under
+    /// 2048 bits; an Ed25519 key with `--mail-arc`) stops the start with the reason.
     pub fn load_dkim(&self) -> anyhow::Result<Option<dkim::DkimSigner>> {
         match (&self.dkim_domain, &self.dkim_key_file) {
             (None, None) => Ok(None),
-            (Some(domain), Some(path)) => Ok(Some(dkim::DkimSigner::load(
-                domain,
-                &self.dkim_selector,
-                path,
-            )?)),
+            (Some(domain), Some(path)) => {
+                let signer = dkim::DkimSigner::load(domain, &self.dkim_selector, path)?;
+                if self.arc && !signer.can_seal() {
+                    anyhow::bail!(
+                        "HUSH_MAIL_ARC needs an RSA DKIM key: ARC signs only with rsa-sha256"
+                    );
+                }
+                Ok(Some(signer))
+            }
             _ => anyhow::bail!(
                 "DKIM needs both HUSH_MAIL_DKIM_DOMAIN and HUSH_MAIL_DKIM_KEY_FILE, or neither"
             ),
         }
+    }
+
+    /// The DNS of the DMARC and ARC lookups.
+    pub fn load_dns(&self) -> anyhow::Result<dmarc::Dns> {
+        dmarc::Dns::new(
+            self.dns_server,
+            Duration::from_secs(self.dns_timeout_secs.max(1)),
+        )
     }
 }
 
@@ -464,8 +508,8 @@ pub struct MailContext {
     pub dkim: Option<Arc<dkim::DkimSigner>>,
     /// Offers STARTTLS with the configured certificate.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// DNS for the DMARC lookups of `From` rewriting.
-    pub resolver: Arc<dyn dmarc::TxtResolver>,
+    /// DNS for the DMARC lookups of `From` rewriting and the keys of ARC verification.
+    pub dns: dmarc::Dns,
     /// Wakes idle delivery workers when a message is accepted, so the first copy leaves at
     /// once instead of at the next poll.
     pub wake: Arc<tokio::sync::Notify>,
@@ -484,16 +528,14 @@ impl MailContext {
             corporate: Arc::new(corporate),
             dkim: None,
             tls: None,
-            resolver: Arc::new(dmarc::SystemResolver::from_system()),
+            dns: args.load_dns().unwrap_or_else(|e| {
+                // No usable resolver: every lookup fails, so DMARC rewrites (the safe side).
+                tracing::warn!(error = %e, "no DNS for mail authentication");
+                dmarc::Dns::new(Some(([127, 0, 0, 1], 0).into()), Duration::from_secs(1))
+                    .expect("a resolver with one name server builds")
+            }),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
-    }
-
-    /// Looks DMARC policies up with `resolver`.
-    #[must_use]
-    pub fn with_resolver(mut self, resolver: Arc<dyn dmarc::TxtResolver>) -> Self {
-        self.resolver = resolver;
-        self
     }
 
     /// Offers STARTTLS with `acceptor`.

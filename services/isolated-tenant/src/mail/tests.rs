@@ -194,6 +194,64 @@ impl Fixture {
     }
 }
 
+/// A 2048-bit RSA key made by openssl in `dir` (PKCS#1 PEM with `pkcs1`, else PKCS#8).
+fn rsa_key_file(dir: &std::path::Path, name: &str, pkcs1: bool) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let out = if pkcs1 {
+        Command::new("openssl")
+            .args(["genrsa", "-traditional", "-out"])
+            .arg(&path)
+            .arg("2048")
+            .output()
+    } else {
+        Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+            ])
+            .arg(&path)
+            .output()
+    }
+    .expect("openssl makes the test key");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// The group domain's signer, loaded as `HUSH_MAIL_DKIM_KEY_FILE` is.
+fn group_signer(dir: &std::path::Path, selector: &str) -> dkim::DkimSigner {
+    let key = rsa_key_file(dir, &format!("{selector}.pem"), false);
+    dkim::DkimSigner::load(GROUP_DOMAIN, selector, &key).unwrap()
+}
+
+/// Runs `dkim_verify.py` (dkimpy) on `text`: whether it verifies, and what it said.
+fn dkimpy(dir: &std::path::Path, text: &str, key: &str, extra: &[&str]) -> (bool, String) {
+    let path = dir.join(format!("{}.eml", uuid::Uuid::new_v4()));
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new("python3")
+        .arg(format!("{SCRIPTS}/dkim_verify.py"))
+        .arg(&path)
+        .arg(key)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 fn message(subject: &str, body_len: usize) -> String {
     format!(
         "From: Alice <alice@corp.example>\r\nTo: ERG <erg@{GROUP_DOMAIN}>\r\nCc: bob@corp.example\r\n\
@@ -427,28 +485,20 @@ on_both_backends! {
     async fn the_copies_carry_a_dkim_signature_that_dkimpy_verifies(db) {
         let fx = Fixture::new(db, SenderPolicy::Anyone).await;
         fx.seed(2).await;
-        let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-        let signer = dkim::DkimSigner::new(GROUP_DOMAIN, "hush2026", key);
-        let public = signer.public_key_record();
+        let signer = group_signer(fx.dir.path(), "hush2026");
+        let public = signer.dns_record().to_string();
         let relay = PyRelay::start(fx.dir.path());
         let svc = fx.start_signing(Some(Relay::Smtp(relay.addr())), Some(signer)).await;
         let r = send(svc.addr, "alice@corp.example", &[&fx.address], &message("signed", 100), &[]).await;
         assert_eq!(r["ok"], true);
         let received = relay.wait_for(2, Duration::from_secs(30)).await;
         let data = received[0]["data"].as_str().unwrap();
-        assert!(data.starts_with("DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=groups.test.example; s=hush2026;"), "{data}");
-        let verify = |text: &str| {
-            let path = fx.dir.path().join("signed.eml");
-            std::fs::write(&path, text).unwrap();
-            Command::new("python3")
-                .arg(format!("{SCRIPTS}/dkim_verify.py"))
-                .arg(&path)
-                .arg(&public)
-                .output()
-                .unwrap()
-                .status
-                .success()
-        };
+        assert!(data.starts_with("DKIM-Signature: "), "{data}");
+        let head = data.split("\r\n\r\n").next().unwrap();
+        for tag in ["a=rsa-sha256", "c=relaxed/relaxed", "d=groups.test.example", "s=hush2026"] {
+            assert!(head.contains(tag), "{tag} missing: {head}");
+        }
+        let verify = |text: &str| dkimpy(fx.dir.path(), text, &public, &[]).0;
         assert!(verify(data), "dkimpy does not verify the copy");
         // The check checks: a changed body fails.
         assert!(!verify(&data.replace("Hello everyone.", "Hello, everyone.")));
@@ -1139,79 +1189,117 @@ async fn a_forged_bounce_counts_only_for_an_address_its_delivery_went_to_on_post
         .await;
 }
 
-/// DNS as the test says: `strict.example` publishes `p=reject`, nobody else has DMARC.
-struct StubDns;
-
-#[async_trait::async_trait]
-impl dmarc::TxtResolver for StubDns {
-    async fn txt(&self, name: &str) -> Vec<String> {
-        if name == "_dmarc.strict.example" {
-            vec!["v=DMARC1; p=reject".into()]
-        } else {
-            vec![]
-        }
-    }
+/// A `p=reject` record longer than a 512-byte UDP answer: the resolver gets it over TCP.
+fn long_reject_record() -> String {
+    let rua: Vec<String> = (0..20)
+        .map(|i| format!("mailto:dmarc-reports-{i}@big.example"))
+        .collect();
+    format!("v=DMARC1; p=reject; rua={}", rua.join(","))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs python3 with aiosmtpd and dkimpy"]
-async fn from_is_rewritten_only_for_senders_whose_domain_publishes_a_strict_dmarc_policy() {
+async fn from_is_rewritten_by_the_dmarc_policy_dns_gives_and_when_dns_fails() {
+    use super::testdns::{Answer, TestDns};
     service_kit::testing::require_mail_tools();
     let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
     fx.seed(1).await;
+    let txt = |r: &str| Answer::Txt(vec![r.to_string()]);
+    let dns = TestDns::start(
+        [
+            ("_dmarc.strict.example", txt("v=DMARC1; p=reject")),
+            // Subdomains take the organizational domain's sp=.
+            (
+                "_dmarc.orgpolicy.example",
+                txt("v=DMARC1; p=none; sp=quarantine"),
+            ),
+            ("_dmarc.relaxed.example", txt("v=DMARC1; p=none")),
+            ("_dmarc.broken.example", Answer::ServFail),
+            ("_dmarc.silent.example", Answer::Silent),
+            (
+                "_dmarc.big.example",
+                Answer::Txt(vec![long_reject_record()]),
+            ),
+            // Internal: aligned, so never rewritten, whatever its policy says.
+            ("_dmarc.corp.example", txt("v=DMARC1; p=reject")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    )
+    .await;
     let relay = PyRelay::start(fx.dir.path());
     let args = MailArgs {
         from_rewrite: dmarc::FromRewrite::Dmarc,
+        aligned_domains: vec!["corp.example".into()],
+        dns_server: Some(dns.addr),
+        dns_timeout_secs: 1,
         ..fx.args(Some(Relay::Smtp(relay.addr())))
     };
     let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
         .await
         .unwrap();
+    let senders = [
+        ("alice@strict.example", true),
+        ("alice@mail.orgpolicy.example", true),
+        ("alice@relaxed.example", false),
+        ("alice@nodmarc.example", false),
+        ("alice@broken.example", true),
+        ("alice@silent.example", true),
+        ("alice@big.example", true),
+        ("alice@eu.corp.example", false),
+    ];
+    let corporate = senders
+        .iter()
+        .map(|(a, _)| a.split_once('@').unwrap().1)
+        .collect::<Vec<_>>()
+        .join(",");
     let svc = start_on(
-        MailContext::new(
-            &args,
-            fx.mail.clone(),
-            "corp.example,strict.example".parse().unwrap(),
-        )
-        .with_resolver(Arc::new(StubDns)),
+        MailContext::new(&args, fx.mail.clone(), corporate.parse().unwrap()),
         listener,
     );
-    for from in ["alice@strict.example", "alice@corp.example"] {
-        let text = message("dmarc", 1).replace("alice@corp.example>", &format!("{from}>"));
+    for (from, _) in senders {
+        let text = message(from, 1).replace("alice@corp.example>", &format!("{from}>"));
         let r = send(svc.addr, from, &[&fx.address], &text, &[]).await;
         assert_eq!(r["ok"], true, "{r}");
     }
-    let received = relay.wait_for(2, Duration::from_secs(30)).await;
-    let heads: Vec<String> = received
-        .iter()
-        .map(|m| {
-            m["data"]
-                .as_str()
-                .unwrap()
-                .split("\r\n\r\n")
-                .next()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    let strict = heads.iter().find(|h| h.contains("strict.example")).unwrap();
+    let received = relay.wait_for(senders.len(), Duration::from_secs(60)).await;
+    for (from, rewritten) in senders {
+        let head = received
+            .iter()
+            .map(|m| {
+                m["data"]
+                    .as_str()
+                    .unwrap()
+                    .split("\r\n\r\n")
+                    .next()
+                    .unwrap()
+            })
+            .find(|h| h.contains(&format!("Subject: {from}\r\n")))
+            .unwrap_or_else(|| panic!("no copy of {from}'s message"));
+        if rewritten {
+            assert!(
+                head.contains(
+                    "From: \"Alice via Employee Resource Group\" <erg@groups.test.example>"
+                ),
+                "{from}: {head}"
+            );
+            assert!(
+                head.contains(&format!("Reply-To: Alice <{from}>")),
+                "{from}: {head}"
+            );
+        } else {
+            assert!(
+                head.contains(&format!("From: Alice <{from}>")),
+                "{from}: {head}"
+            );
+            assert!(!head.contains("Reply-To"), "{from}: {head}");
+        }
+    }
     assert!(
-        strict.contains("From: \"Alice via Employee Resource Group\" <erg@groups.test.example>"),
-        "{strict}"
+        dns.tcp_queries() > 0,
+        "the truncated answer was asked again over TCP"
     );
-    assert!(
-        strict.contains("Reply-To: Alice <alice@strict.example>"),
-        "{strict}"
-    );
-    let relaxed = heads
-        .iter()
-        .find(|h| !h.contains("strict.example"))
-        .unwrap();
-    assert!(
-        relaxed.contains("From: Alice <alice@corp.example>"),
-        "{relaxed}"
-    );
-    assert!(!relaxed.contains("Reply-To"), "{relaxed}");
     drop(svc);
     fx.finish().await;
 }
@@ -1278,18 +1366,47 @@ async fn starttls_with_the_configured_certificate_carries_the_message() {
     fx.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs python3 with aiosmtpd and dkimpy"]
-async fn the_copies_carry_an_arc_set_that_dkimpy_verifies() {
-    service_kit::testing::require_mail_tools();
-    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
-    fx.seed(1).await;
-    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-    let signer = dkim::DkimSigner::new(GROUP_DOMAIN, "arc2026", key);
-    let public = signer.public_key_record();
-    let relay = PyRelay::start(fx.dir.path());
+/// The tags of the first header `name` in `head` (unfolded).
+fn tags(head: &str, name: &str) -> std::collections::HashMap<String, String> {
+    let unfolded = head.replace("\r\n\t", " ").replace("\r\n ", " ");
+    let line = unfolded
+        .split("\r\n")
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+        })
+        .unwrap_or_else(|| panic!("no {name} in {head}"));
+    line.split_once(':')
+        .unwrap()
+        .1
+        .split(';')
+        .filter_map(|t| t.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.trim().to_string(),
+                v.split_whitespace().collect::<String>(),
+            )
+        })
+        .collect()
+}
+
+/// Sends `text` through a tenant that signs and seals with a fresh group key, asking `dns` for
+/// the keys of the chain the message arrives with; the copy the relay got, and the group key's
+/// DNS record.
+async fn sealed_copy(fx: &Fixture, dns: &super::testdns::TestDns, text: &str) -> (String, String) {
+    let signer = group_signer(
+        fx.dir.path(),
+        &format!("arc{}", uuid::Uuid::new_v4().simple()),
+    );
+    let record = signer.dns_record().to_string();
+    // A relay of its own, recording into a file of its own.
+    let out = fx.dir.path().join(uuid::Uuid::new_v4().to_string());
+    std::fs::create_dir(&out).unwrap();
+    let relay = PyRelay::start(&out);
     let args = MailArgs {
         arc: true,
+        dns_server: Some(dns.addr),
+        dns_timeout_secs: 2,
         ..fx.args(Some(Relay::Smtp(relay.addr())))
     };
     let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
@@ -1300,52 +1417,145 @@ async fn the_copies_carry_an_arc_set_that_dkimpy_verifies() {
             .with_dkim(Some(signer)),
         listener,
     );
-    // The corporate MTA's verdict on the way in, which ARC carries forward.
-    let text = format!(
+    let r = send(svc.addr, "alice@corp.example", &[&fx.address], text, &[]).await;
+    assert_eq!(r["ok"], true, "{r}");
+    let received = relay.wait_for(1, Duration::from_secs(30)).await;
+    drop(svc);
+    (received[0]["data"].as_str().unwrap().to_string(), record)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 with aiosmtpd and dkimpy"]
+async fn arc_seals_the_next_instance_over_the_chain_the_message_arrived_with() {
+    use super::testdns::{Answer, TestDns};
+    service_kit::testing::require_mail_tools();
+    let fx = Fixture::new(TestDatabase::sqlite(), SenderPolicy::Anyone).await;
+    fx.seed(1).await;
+    // The corporate MTA (as Microsoft 365 or Google would) signs and seals instance 1 with
+    // its own key, published in the test's DNS.
+    let corp_key = rsa_key_file(fx.dir.path(), "corp.pem", true);
+    let corp_record = {
+        let out = Command::new("openssl")
+            .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+            .arg(&corp_key)
+            .output()
+            .unwrap();
+        use base64::Engine as _;
+        format!(
+            "v=DKIM1; k=rsa; p={}",
+            base64::engine::general_purpose::STANDARD.encode(out.stdout)
+        )
+    };
+    let dns = TestDns::start(
+        [(
+            "mx2026._domainkey.corp.example".to_string(),
+            Answer::Txt(vec![corp_record.clone()]),
+        )]
+        .into_iter()
+        .collect(),
+    )
+    .await;
+    let inbound = format!(
         "Authentication-Results: mx.corp.example; dkim=pass header.d=corp.example; spf=pass smtp.mailfrom=corp.example\r\n{}",
         message("arc", 10)
     );
-    let r = send(svc.addr, "alice@corp.example", &[&fx.address], &text, &[]).await;
-    assert_eq!(r["ok"], true, "{r}");
-    let received = relay.wait_for(1, Duration::from_secs(30)).await;
-    let data = received[0]["data"].as_str().unwrap();
+    let (src, dst) = (
+        fx.dir.path().join("in.eml"),
+        fx.dir.path().join("sealed.eml"),
+    );
+    std::fs::write(&src, &inbound).unwrap();
+    let made = Command::new("python3")
+        .arg(format!("{SCRIPTS}/arc_sign.py"))
+        .arg(&src)
+        .arg(&dst)
+        .arg(&corp_key)
+        .args(["corp.example", "mx2026", "mx.corp.example"])
+        .output()
+        .unwrap();
     assert!(
-        data.starts_with("ARC-Seal: i=1; a=rsa-sha256; cv=none;"),
-        "{data}"
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let sealed = String::from_utf8(std::fs::read(&dst).unwrap()).unwrap();
+    let corp = [
+        "--key",
+        "mx2026._domainkey.corp.example",
+        corp_record.as_str(),
+    ];
+    // The chain as it arrives verifies in dkimpy itself.
+    let (ok, said) = dkimpy(fx.dir.path(), &sealed, &corp_record, &["--arc"]);
+    assert!(ok, "the test's own ARC set: {said}");
+
+    // Arrives with a valid chain: instance 2, cv=pass, and dkimpy verifies the whole chain.
+    let (data, record) = sealed_copy(&fx, &dns, &sealed).await;
+    let head = data.split("\r\n\r\n").next().unwrap().to_string();
+    let seal = tags(&head, "ARC-Seal");
+    assert_eq!(
+        (seal["i"].as_str(), seal["cv"].as_str()),
+        ("2", "pass"),
+        "{head}"
+    );
+    let ams = tags(&head, "ARC-Message-Signature");
+    assert_eq!(ams["i"], "2");
+    assert!(
+        ams["h"]
+            .to_ascii_lowercase()
+            .split(':')
+            .any(|h| h == "dkim-signature"),
+        "the AMS covers the DKIM signature: {head}"
+    );
+    let aar = tags(&head, "ARC-Authentication-Results");
+    assert_eq!(aar["i"], "2", "{head}");
+    assert!(head.contains("arc=pass"), "{head}");
+    let mut extra = vec!["--arc"];
+    extra.extend_from_slice(&corp);
+    let (ok, said) = dkimpy(fx.dir.path(), &data, &record, &extra);
+    assert!(ok, "dkimpy does not verify the two-instance chain: {said}");
+    assert!(said.contains(" 2"), "two instances: {said}");
+    assert!(
+        dkimpy(fx.dir.path(), &data, &record, &corp).0,
+        "our DKIM signature verifies"
     );
     assert!(
-        data.contains("ARC-Authentication-Results: i=1; mx.corp.example; dkim=pass"),
-        "{data}"
-    );
-    let verify = |text: &str, arc: bool| {
-        let path = fx.dir.path().join("arc.eml");
-        std::fs::write(&path, text).unwrap();
-        let mut cmd = Command::new("python3");
-        cmd.arg(format!("{SCRIPTS}/dkim_verify.py"))
-            .arg(&path)
-            .arg(&public);
-        if arc {
-            cmd.arg("--arc");
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
-    let (ok, said) = verify(data, true);
-    assert!(ok, "dkimpy does not verify the ARC set: {said}");
-    assert!(
-        verify(data, false).0,
-        "the DKIM signature still verifies beside ARC"
-    );
-    assert!(
-        !verify(
-            &data.replace("dkim=pass header.d", "dkim=fail header.d"),
-            true
+        !dkimpy(
+            fx.dir.path(),
+            &data.replace("Hello everyone.", "Hello, everyone."),
+            &record,
+            &extra
         )
         .0
     );
-    drop(svc);
+
+    // Arrives with a chain that no longer verifies (the body changed after the seal):
+    // instance 2 says cv=fail, and dkimpy agrees the chain failed.
+    let tampered = sealed.replace("Hello everyone.", "Hello, everyone.");
+    let (data, record) = sealed_copy(&fx, &dns, &tampered).await;
+    let head = data.split("\r\n\r\n").next().unwrap().to_string();
+    let seal = tags(&head, "ARC-Seal");
+    assert_eq!(
+        (seal["i"].as_str(), seal["cv"].as_str()),
+        ("2", "fail"),
+        "{head}"
+    );
+    let (ok, said) = dkimpy(fx.dir.path(), &data, &record, &extra);
+    assert!(!ok && said.trim_end().ends_with("fail"), "{said}");
+
+    // Arrives with no chain: instance 1, cv=none, which dkimpy verifies.
+    let (data, record) = sealed_copy(&fx, &dns, &inbound).await;
+    let head = data.split("\r\n\r\n").next().unwrap().to_string();
+    let seal = tags(&head, "ARC-Seal");
+    assert_eq!(
+        (seal["i"].as_str(), seal["cv"].as_str()),
+        ("1", "none"),
+        "{head}"
+    );
+    assert!(head.contains("arc=none"), "{head}");
+    let (ok, said) = dkimpy(fx.dir.path(), &data, &record, &["--arc"]);
+    assert!(ok, "dkimpy does not verify instance 1: {said}");
+    assert!(
+        dkimpy(fx.dir.path(), &data, &record, &[]).0,
+        "the DKIM signature verifies beside ARC"
+    );
     fx.finish().await;
 }
