@@ -99,6 +99,8 @@ async fn run(
             tenant_env: vec![
                 ("HUSH_MAIL_LISTEN".into(), smtp.to_string()),
                 ("HUSH_MAIL_RELAY".into(), format!("smtp://{}", sink.addr)),
+                // The benchmark's sink listens on loopback without TLS.
+                ("HUSH_MAIL_RELAY_TLS".into(), "none".into()),
                 ("HUSH_MAIL_BATCH_RECIPIENTS".into(), args.batch.to_string()),
                 (
                     "HUSH_MAIL_DELIVERY_WORKERS".into(),

@@ -93,6 +93,8 @@ impl Fixture {
             max_message_bytes: 64 * 1024,
             bounce_domain: "bounces.test.example".into(),
             retry_base_secs: 1,
+            // aiosmtpd without TLS on loopback; the relay tests below set TLS up.
+            outbound: relay::RelayArgs::plaintext(),
             // The test's senders stand in for the corporate relay, which authenticated them.
             trusted_relays: vec!["127.0.0.0/8".parse().unwrap()],
             ..MailArgs::default()
@@ -193,6 +195,11 @@ impl Fixture {
     }
 }
 
+/// The relay on loopback at `addr`, by address (plaintext: see [`Fixture::args`]).
+fn smtp(addr: std::net::SocketAddr) -> Relay {
+    Relay::Smtp(addr.to_string().parse().unwrap())
+}
+
 fn message(subject: &str, body_len: usize) -> String {
     format!(
         "From: Alice <alice@corp.example>\r\nTo: ERG <erg@{GROUP_DOMAIN}>\r\nCc: bob@corp.example\r\n\
@@ -241,7 +248,7 @@ on_both_backends! {
         let fx = Fixture::new(db, SenderPolicy::Anyone).await;
         let members = fx.seed(10_000).await;
         let relay = PyRelay::start(fx.dir.path());
-        let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+        let svc = fx.start(Some(smtp(relay.addr()))).await;
 
         let verdict = send(svc.addr, "alice@corp.example", &[&fx.address], &message("hello", 10), &[]).await;
         assert_eq!(verdict["ok"], true, "{verdict}");
@@ -319,7 +326,7 @@ on_both_backends! {
         let fx = Fixture::new(db, SenderPolicy::Anyone).await;
         fx.seed(5).await;
         let relay = PyRelay::start(fx.dir.path());
-        let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+        let svc = fx.start(Some(smtp(relay.addr()))).await;
         let sent = send(svc.addr, "alice@corp.example", &[&fx.address], &message("hi", 1), &[]).await;
         assert_eq!(sent["ok"], true);
         let received = relay.wait_for(5, Duration::from_secs(30)).await;
@@ -356,7 +363,7 @@ on_both_backends! {
         drop(first);
         // The restarted tenant's worker, run until its queue is empty.
         let relay = PyRelay::start(fx.dir.path());
-        assert!(fx.drain(Relay::Smtp(relay.addr())).await > 0);
+        assert!(fx.drain(smtp(relay.addr())).await > 0);
         assert_eq!(relay.recipients().len(), members.len(), "each member exactly once");
         assert_eq!(fx.mail.counts().await.unwrap().queued_deliveries, 0);
         fx.finish().await;
@@ -370,7 +377,7 @@ on_both_backends! {
         // expansion skips it. (The same DSN three times counts once: see
         // `a_forged_bounce_counts_only_for_an_address_its_delivery_went_to`.)
         let relay = PyRelay::start(fx.dir.path());
-        let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+        let svc = fx.start(Some(smtp(relay.addr()))).await;
         send(svc.addr, "alice@corp.example", &[&fx.address], &message("a", 1), &[]).await;
         let received = relay.wait_for(2, Duration::from_secs(30)).await;
         let token = received[0]["from"].as_str().unwrap()
@@ -429,7 +436,7 @@ on_both_backends! {
         let signer = dkim::DkimSigner::new(GROUP_DOMAIN, "hush2026", key);
         let public = signer.public_key_record();
         let relay = PyRelay::start(fx.dir.path());
-        let svc = fx.start_signing(Some(Relay::Smtp(relay.addr())), Some(signer)).await;
+        let svc = fx.start_signing(Some(smtp(relay.addr())), Some(signer)).await;
         let r = send(svc.addr, "alice@corp.example", &[&fx.address], &message("signed", 100), &[]).await;
         assert_eq!(r["ok"], true);
         let received = relay.wait_for(2, Duration::from_secs(30)).await;
@@ -1086,7 +1093,7 @@ async fn from_is_rewritten_only_for_senders_whose_domain_publishes_a_strict_dmar
     let relay = PyRelay::start(fx.dir.path());
     let args = MailArgs {
         from_rewrite: dmarc::FromRewrite::Dmarc,
-        ..fx.args(Some(Relay::Smtp(relay.addr())))
+        ..fx.args(Some(smtp(relay.addr())))
     };
     let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
         .await
@@ -1214,7 +1221,7 @@ async fn the_copies_carry_an_arc_set_that_dkimpy_verifies() {
     let relay = PyRelay::start(fx.dir.path());
     let args = MailArgs {
         arc: true,
-        ..fx.args(Some(Relay::Smtp(relay.addr())))
+        ..fx.args(Some(smtp(relay.addr())))
     };
     let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
         .await
