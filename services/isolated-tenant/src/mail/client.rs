@@ -373,7 +373,8 @@ impl Connection {
             self.command(&mail);
             let m = self.read_reply().await?;
             if m.class() != 2 {
-                self.reset().await?;
+                // No transaction began, so there is nothing to reset (and a relay that wants
+                // STARTTLS first answers RSET with 530 too).
                 return Ok(whole(&m));
             }
             for r in tx.rcpts {
