@@ -1407,7 +1407,11 @@ async fn mail_counts_are_counts_only_and_for_control_api_only() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     let mut body = res.json();
     // The relay's health and counters: numbers, and a cause word only while failing.
-    let relay = body.as_object_mut().unwrap().remove("relay").expect("relay");
+    let relay = body
+        .as_object_mut()
+        .unwrap()
+        .remove("relay")
+        .expect("relay");
     let relay = relay.as_object().unwrap();
     assert!(relay.get("failing").is_none(), "{relay:?}");
     for (k, v) in relay {
@@ -1430,7 +1434,12 @@ async fn mail_counts_are_counts_only_and_for_control_api_only() {
         }
     }
     let res = app
-        .call(Method::GET, "/tenant/v1/mail/dead-letters", Some(&control), None)
+        .call(
+            Method::GET,
+            "/tenant/v1/mail/dead-letters",
+            Some(&control),
+            None,
+        )
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(res.json(), json!({"dead_letters": []}));

@@ -155,13 +155,18 @@ impl Connection {
         hostname: &str,
         timeout: Duration,
     ) -> Result<Self, ConnError> {
-        let tcp = tokio::time::timeout(timeout, TcpStream::connect((relay.host.as_str(), relay.port)))
-            .await
-            .map_err(|_| ConnError::new(Cause::Connect, "connect timed out"))?
-            .map_err(|e| ConnError::new(Cause::Connect, e.to_string()))?;
+        let tcp = tokio::time::timeout(
+            timeout,
+            TcpStream::connect((relay.host.as_str(), relay.port)),
+        )
+        .await
+        .map_err(|_| ConnError::new(Cause::Connect, "connect timed out"))?
+        .map_err(|e| ConnError::new(Cause::Connect, e.to_string()))?;
         tcp.set_nodelay(true)?;
         let stream: Box<dyn Io> = match security.mode {
-            TlsMode::Implicit => Box::new(handshake(relay, security, Box::new(tcp), timeout).await?),
+            TlsMode::Implicit => {
+                Box::new(handshake(relay, security, Box::new(tcp), timeout).await?)
+            }
             TlsMode::Starttls | TlsMode::None => Box::new(tcp),
         };
         let mut c = Self {
@@ -197,8 +202,11 @@ impl Connection {
                 // (CVE-2011-0411, "STARTTLS command injection").
                 return Err(ConnError::new(Cause::Tls, "the relay sent data before TLS"));
             }
-            let plain = std::mem::replace(&mut c.r, BufReader::new(Box::new(tokio::io::empty()) as Box<dyn Io>))
-                .into_inner();
+            let plain = std::mem::replace(
+                &mut c.r,
+                BufReader::new(Box::new(tokio::io::empty()) as Box<dyn Io>),
+            )
+            .into_inner();
             c.r = BufReader::new(Box::new(handshake(relay, security, plain, timeout).await?));
             // RFC 3207: everything learnt before TLS is forgotten; ask again.
             offered = c.hello(hostname, false).await?;
@@ -238,7 +246,8 @@ impl Connection {
         offered: &Offered,
         creds: &super::relay::Credentials,
     ) -> Result<(), ConnError> {
-        let b64 = |s: &[u8]| zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(s));
+        let b64 =
+            |s: &[u8]| zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(s));
         let done = if offered.auth_plain {
             let mut token = zeroize::Zeroizing::new(Vec::new());
             token.push(0);
@@ -251,12 +260,18 @@ impl Connection {
             self.command("AUTH LOGIN");
             let r = self.read_reply().await?;
             if r.code != 334 {
-                return Err(ConnError::new(Cause::Auth, format!("AUTH LOGIN refused: {}", r.code)));
+                return Err(ConnError::new(
+                    Cause::Auth,
+                    format!("AUTH LOGIN refused: {}", r.code),
+                ));
             }
             self.command_secret(&b64(creds.user.expose().as_bytes()));
             let r = self.read_reply().await?;
             if r.code != 334 {
-                return Err(ConnError::new(Cause::Auth, format!("AUTH LOGIN user refused: {}", r.code)));
+                return Err(ConnError::new(
+                    Cause::Auth,
+                    format!("AUTH LOGIN user refused: {}", r.code),
+                ));
             }
             self.command_secret(&b64(creds.password.expose().as_bytes()));
             self.read_reply().await?
@@ -267,7 +282,10 @@ impl Connection {
             ));
         };
         if done.code != 235 {
-            return Err(ConnError::new(Cause::Auth, format!("AUTH refused: {}", done.code)));
+            return Err(ConnError::new(
+                Cause::Auth,
+                format!("AUTH refused: {}", done.code),
+            ));
         }
         Ok(())
     }

@@ -13,8 +13,8 @@
 
 use super::bounce;
 use super::client::{Connection, Sent, Transaction};
-use super::relay::{Cause, Ended};
 use super::listener::{FLAG_8BITMIME, FLAG_SMTPUTF8};
+use super::relay::{Cause, Ended};
 use super::store::{backoff, Claimed, FinishLimits, Outcome};
 use super::{worth_retrying, MailContext, Relay, STORE_RETRY};
 use crate::store::StoreError;
@@ -254,7 +254,15 @@ async fn attempt(
     match limiter.admit(&ctx.args, &domain, d.recipients.len()) {
         Admit::Go => {}
         Admit::Wait(t) => tokio::time::sleep(t).await,
-        Admit::NextDay(t) => return (Outcome::TryLater { after: t, reply: None }, None),
+        Admit::NextDay(t) => {
+            return (
+                Outcome::TryLater {
+                    after: t,
+                    reply: None,
+                },
+                None,
+            )
+        }
     }
     let from = bounce::address(&d.bounce_token, &ctx.args.bounce_domain);
     match relay {

@@ -46,9 +46,11 @@ impl FromStr for RelayHost {
         let name_ok = !host.is_empty()
             && host.len() <= 253
             && (host.parse::<std::net::IpAddr>().is_ok()
-                || host
-                    .split('.')
-                    .all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')));
+                || host.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                }));
         if port == 0 || !name_ok {
             return Err(bad());
         }
@@ -163,11 +165,7 @@ impl RelayArgs {
                 let certs = CertificateDer::pem_file_iter(path)
                     .and_then(Iterator::collect::<Result<Vec<_>, _>>)
                     .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-                anyhow::ensure!(
-                    !certs.is_empty(),
-                    "{} holds no certificate",
-                    path.display()
-                );
+                anyhow::ensure!(!certs.is_empty(), "{} holds no certificate", path.display());
                 for cert in certs {
                     roots
                         .add(cert)
@@ -432,7 +430,10 @@ mod tests {
         assert_eq!((h.host.as_str(), h.port), ("relay.corp.example", 587));
         assert_eq!(h.to_string(), "relay.corp.example:587");
         let v6: RelayHost = "[2001:db8::5]:25".parse().unwrap();
-        assert_eq!((v6.host.as_str(), v6.to_string()), ("2001:db8::5", "[2001:db8::5]:25".into()));
+        assert_eq!(
+            (v6.host.as_str(), v6.to_string()),
+            ("2001:db8::5", "[2001:db8::5]:25".into())
+        );
         assert_eq!("10.0.0.5:25".parse::<RelayHost>().unwrap().host, "10.0.0.5");
         for bad in [
             "relay.corp.example",
@@ -465,7 +466,10 @@ mod tests {
         .load()
         .unwrap();
         let creds = loaded.auth.clone().unwrap();
-        assert_eq!((creds.user.expose(), creds.password.expose()), ("hush", "hunter2"));
+        assert_eq!(
+            (creds.user.expose(), creds.password.expose()),
+            ("hush", "hunter2")
+        );
         assert!(!format!("{loaded:?} {creds:?}").contains("hunter2"));
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "hush\n").unwrap();

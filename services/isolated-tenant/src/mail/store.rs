@@ -1039,13 +1039,15 @@ impl MailQueue for SqlMailStore {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, ended_ms, attempts, last_reply, recipients)| DeadLetter {
-                id,
-                ended_ms,
-                attempts: u32::try_from(attempts).unwrap_or(0),
-                last_reply,
-                recipients: domain::CountBucket::of(u64::try_from(recipients).unwrap_or(0)),
-            })
+            .map(
+                |(id, ended_ms, attempts, last_reply, recipients)| DeadLetter {
+                    id,
+                    ended_ms,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                    last_reply,
+                    recipients: domain::CountBucket::of(u64::try_from(recipients).unwrap_or(0)),
+                },
+            )
             .collect())
     }
 
@@ -1089,7 +1091,10 @@ mod tests {
             rejected: vec![],
         };
         assert_eq!(settle(&sent, 1, 3, 10).state, "delivered");
-        assert_eq!(settle(&Outcome::Failed { reply: None }, 1, 3, 10).state, "dead");
+        assert_eq!(
+            settle(&Outcome::Failed { reply: None }, 1, 3, 10).state,
+            "dead"
+        );
         assert_eq!(
             settle(&later, 2, 3, 10),
             Settled {

@@ -1321,7 +1321,13 @@ mod relay_tls {
             p("relay.pem"),
             p("ext.cnf"),
         );
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
         let subj = format!("/CN=Hush test CA {name}");
         let mut args = vec!["req", "-x509"];
         args.extend(ec);
@@ -1341,36 +1347,70 @@ mod relay_tls {
         .unwrap();
         let (cert_s, ext_s) = (s(&cert), s(&ext));
         openssl(&[
-            "x509", "-req", "-in", &csr_s, "-CA", &ca_s, "-CAkey", &ca_key_s,
-            "-CAcreateserial", "-days", "1", "-extfile", &ext_s, "-out", &cert_s,
+            "x509",
+            "-req",
+            "-in",
+            &csr_s,
+            "-CA",
+            &ca_s,
+            "-CAkey",
+            &ca_key_s,
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext_s,
+            "-out",
+            &cert_s,
         ]);
         Certs { ca, cert, key }
     }
 
     /// The relay by name (`localhost`, as its certificate says), never by address.
     fn by_name(relay: &PyRelay) -> Relay {
-        Relay::Smtp(format!("localhost:{}", relay.addr().port()).parse().unwrap())
+        Relay::Smtp(
+            format!("localhost:{}", relay.addr().port())
+                .parse()
+                .unwrap(),
+        )
     }
 
     fn tls_options<'a>(flag: &'a str, certs: &'a Certs) -> Vec<&'a str> {
-        vec![flag, certs.cert.to_str().unwrap(), certs.key.to_str().unwrap()]
+        vec![
+            flag,
+            certs.cert.to_str().unwrap(),
+            certs.key.to_str().unwrap(),
+        ]
     }
 
     /// A worker context over the fixture's database securing the relay as `outbound` says;
     /// retries are due at once, so a drain runs every attempt without waiting.
-    async fn context(fx: &Fixture, outbound: &RelayArgs, max_attempts: u32, stats: &Arc<RelayStats>) -> MailContext {
+    async fn context(
+        fx: &Fixture,
+        outbound: &RelayArgs,
+        max_attempts: u32,
+        stats: &Arc<RelayStats>,
+    ) -> MailContext {
         context_with(fx, outbound, max_attempts, 0, stats).await
     }
 
     /// [`context`], retrying after `retry_base_secs`.
-    async fn context_with(fx: &Fixture, outbound: &RelayArgs, max_attempts: u32, retry_base_secs: u64, stats: &Arc<RelayStats>) -> MailContext {
+    async fn context_with(
+        fx: &Fixture,
+        outbound: &RelayArgs,
+        max_attempts: u32,
+        retry_base_secs: u64,
+        stats: &Arc<RelayStats>,
+    ) -> MailContext {
         let args = MailArgs {
             outbound: outbound.clone(),
             max_attempts,
             retry_base_secs,
             ..fx.args(None)
         };
-        let mail = store::connect(fx.database.url(), fx.keys.clone()).await.unwrap();
+        let mail = store::connect(fx.database.url(), fx.keys.clone())
+            .await
+            .unwrap();
         MailContext::new(&args, mail, "corp.example".parse().unwrap())
             .with_relay_security(outbound.load().unwrap())
             .with_relay_stats(stats.clone())
@@ -1379,13 +1419,24 @@ mod relay_tls {
     /// Queues one message to the group (no workers run).
     async fn queue_one(fx: &Fixture) {
         let svc = fx.start(None).await;
-        let r = send(svc.addr, "alice@corp.example", &[&fx.address], &message("tls", 1), &[]).await;
+        let r = send(
+            svc.addr,
+            "alice@corp.example",
+            &[&fx.address],
+            &message("tls", 1),
+            &[],
+        )
+        .await;
         assert_eq!(r["ok"], true, "{r}");
         drop(svc);
     }
 
     fn ca_only(certs: &Certs, tls: TlsMode) -> RelayArgs {
-        RelayArgs { tls, ca_file: Some(certs.ca.clone()), auth_file: None }
+        RelayArgs {
+            tls,
+            ca_file: Some(certs.ca.clone()),
+            auth_file: None,
+        }
     }
 
     /// The messages of the relay-state log lines, captured on this thread.
@@ -1393,7 +1444,11 @@ mod relay_tls {
     struct StateLog(Arc<Mutex<Vec<String>>>);
 
     impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StateLog {
-        fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
             struct Message(String);
             impl tracing::field::Visit for Message {
                 fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
