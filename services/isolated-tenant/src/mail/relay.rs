@@ -450,6 +450,37 @@ mod tests {
     }
 
     #[test]
+    fn hush_mail_relay_takes_host_port_with_or_without_smtp_and_a_maildir() {
+        use crate::mail::Relay;
+        let host = |h: &str, p: u16| {
+            Relay::Smtp(RelayHost {
+                host: h.into(),
+                port: p,
+            })
+        };
+        assert_eq!(
+            "relay.corp.example:25".parse::<Relay>().unwrap(),
+            host("relay.corp.example", 25)
+        );
+        assert_eq!(
+            "smtp://10.0.0.5:2525/".parse::<Relay>().unwrap(),
+            host("10.0.0.5", 2525)
+        );
+        assert_eq!(
+            "maildir:/var/mail".parse::<Relay>().unwrap(),
+            Relay::Maildir("/var/mail".into())
+        );
+        for bad in [
+            "smtp://relay",
+            "maildir:",
+            "relay.corp.example",
+            "http://x:25",
+        ] {
+            assert!(bad.parse::<Relay>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn auth_needs_tls_and_a_ca_file_needs_tls() {
         let dir = tempfile::tempdir().unwrap();
         let auth = dir.path().join("auth");
