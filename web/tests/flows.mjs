@@ -250,6 +250,69 @@ test('a new group starts on the loosest label, and its owner narrows who may mai
   await shot(alice, '02c-group-page-senders');
 });
 
+test('a group is a mail group or a security group: chosen when it is made, and a security group shows no address anywhere', async (ctx) => {
+  const alice = await as(ctx, 'alice');
+  await nav(alice, 'New group', 'Create a group');
+  const preset = await alice.locator('input[name=type]:checked').getAttribute('value');
+  assert(preset === 'mail', `a mail group unless chosen otherwise: ${preset}`);
+  await alice.locator('input[name=type][value=security]').check();
+  // No mail settings for a group that takes no mail.
+  assert(!(await alice.locator('input[name=sender_policy]').first().isVisible()), 'no sender choice for a security group');
+  assert(!(await alice.getByText('Group address (optional)').isVisible()), 'no address for a security group');
+  await alice.getByLabel('Name', { exact: true }).fill('Report Readers');
+  await alice.getByLabel('What is it for? (optional)').fill('Access to the finance reports.');
+  await alice.locator('input[name=label][value="General"]').check();
+  await alice.locator('input[name=join_policy][value="open"]').check();
+  await shot(alice, '02d-create-security-group');
+  await alice.getByRole('button', { name: 'Create group' }).click();
+  await alice.getByRole('heading', { level: 1, name: 'Manage Report Readers' }).waitFor();
+  await alice.locator('.bucket-value').waitFor();
+  const id = alice.url().match(/groups\/([0-9a-f-]{36})\/manage/)[1];
+  const console_ = await text(alice);
+  assert(console_.includes('Security group'), `the owner console names the type: ${console_}`);
+  assert(!(await alice.locator('input[name=sender_policy]').first().isVisible()), 'the console offers no sender choice');
+  await shot(alice, '02e-manage-security-group');
+
+  // The group page: its type, and no address, sender rule or anonymous posting.
+  const bob = await as(ctx, 'bob');
+  await bob.goto(`${BASE}/#/groups/${id}`);
+  await bob.getByRole('heading', { level: 1, name: 'Report Readers' }).waitFor();
+  const about = await text(bob);
+  assert(about.includes('Security group') && about.includes('no address and no mail'), `type shown: ${about}`);
+  for (const absent of ['Group address', 'Who may send mail', 'Anonymous posting', '@']) {
+    assert(!about.includes(absent), `${absent} shown for a security group: ${about}`);
+  }
+  await shot(bob, '02f-group-page-security');
+  // A mail group's page still shows its address.
+  await bob.goto(`${BASE}/#/groups/${state.open}`);
+  await bob.getByRole('heading', { level: 1, name: 'Parents at Work' }).waitFor();
+  const mailAbout = await text(bob);
+  assert(mailAbout.includes('Mail group') && mailAbout.includes('Group address'), `mail group page: ${mailAbout}`);
+
+  // Discover tags each card with its type.
+  await nav(bob, 'Discover', 'Discover groups');
+  await bob.getByLabel('Search groups').fill('re');
+  await bob.getByRole('button', { name: 'Search' }).click();
+  const securityCard = bob.locator('.card', { has: bob.getByRole('link', { name: 'Report Readers' }) });
+  await securityCard.getByText('Security group').waitFor();
+  const mailCard = bob.locator('.card', { has: bob.getByRole('link', { name: 'Quiet Readers' }) });
+  await mailCard.getByText('Mail group').waitFor();
+  await shot(bob, '02g-discover-types');
+
+  // Joined, it lists in "my groups" as a security group, without an address.
+  await securityCard.getByRole('link', { name: 'Report Readers' }).click();
+  await bob.getByRole('button', { name: 'Join group' }).click();
+  await bob.getByText('You are a member of this group.').waitFor();
+  await nav(bob, 'My groups', 'My groups');
+  const mine = bob.locator('.card', { has: bob.getByRole('link', { name: 'Report Readers' }) });
+  await mine.getByText('Security group').waitFor();
+  const card = await mine.innerText();
+  assert(!card.includes('Group address') && !card.includes('@'), `no address in my groups: ${card}`);
+  await shot(bob, '02h-my-groups-security');
+  await bob.getByRole('button', { name: 'Leave Report Readers' }).click();
+  await bob.getByText('You left Report Readers.').waitFor();
+});
+
 test('an expired or refused sign-in returns to the sign-in page saying why', async (ctx) => {
   const page = await ctx.newPage();
   page.setDefaultTimeout(TIMEOUT);

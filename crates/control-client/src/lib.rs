@@ -10,7 +10,9 @@
 //! calling service's own key for the audience `control-api`.
 
 use auth::ServiceSigner;
-use domain::{Email, GroupId, GroupName, GroupState, JoinPolicy, Label, ServiceName, Subject};
+use domain::{
+    Email, GroupId, GroupName, GroupState, GroupType, JoinPolicy, Label, ServiceName, Subject,
+};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -47,8 +49,15 @@ pub struct GroupPolicyView {
     /// Who may approve requests and hand out invites.
     #[schema(value_type = Vec<String>)]
     pub owners: Vec<Subject>,
-    /// The address that mails its members; mail reaches them once the group is active.
-    pub contact_address: Email,
+    /// What the group is for: `mail` (the default, for catalogs that predate types) or
+    /// `security`.
+    #[serde(default, rename = "type")]
+    pub group_type: GroupType,
+    /// The address that mails its members (mail reaches them once the group is active);
+    /// absent for a security group, which has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Email)]
+    pub contact_address: Option<Email>,
 }
 
 /// A lookup of groups by id.

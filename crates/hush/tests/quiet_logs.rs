@@ -1,5 +1,5 @@
-//! INV-6, quiet logs: while people join, leave, request, get approved, redeem invites and are
-//! added and removed by owners, every log line and span of all four services is captured at
+//! INV-6, quiet logs: while people join, leave, request, get approved, redeem invites, are
+//! added and removed by owners and have apps ask for access decisions about them, every log line and span of all four services is captured at
 //! TRACE level, and none holds both a person's identity (subject or e-mail) and a group id, and
 //! none is a database statement log (whose `rows_affected` would tell whether a write changed
 //! anything).
@@ -181,6 +181,70 @@ async fn inv6_no_log_line_holds_an_identity_together_with_a_group_id(kind: Backe
         &app.membership(&format!("/groups/{open}/members/{}", people[1])),
         Some(&owner),
         None,
+    )
+    .await;
+    // Access decisions (issue 18): an app guarded by the approval group asks about carol (a
+    // member) and bob (not), and carol fetches an assertion for it.
+    let operator = app.operator();
+    let rp = app
+        .post(
+            &app.control("/relying-parties"),
+            &operator,
+            json!({"name": "Quiet app", "audience": "https://quiet.example"}),
+        )
+        .await;
+    let (rp_id, secret) = (
+        rp.body["id"].as_str().unwrap_or_default().to_string(),
+        rp.body["credential"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    );
+    let resource = app
+        .post(
+            &app.control(&format!("/relying-parties/{rp_id}/resources")),
+            &operator,
+            json!({"name": "quiet-report", "label": "Confidential"}),
+        )
+        .await;
+    let rid = resource.body["id"].as_str().unwrap_or_default().to_string();
+    app.call(
+        Method::PUT,
+        &app.control(&format!("/groups/{approval}/bindings/{rid}")),
+        Some(&owner),
+        None,
+    )
+    .await;
+    let mut decided = 0;
+    for token in [&carol, &bob] {
+        let res = app
+            .http
+            .post(app.membership("/decisions/token"))
+            .basic_auth(&rp_id, Some(&secret))
+            .form(&[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                (
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:access_token",
+                ),
+                ("subject_token", token.as_str()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        decided += usize::from(res.status().is_success());
+    }
+    assert_eq!(
+        decided, 2,
+        "both decisions were made (and so could be logged)"
+    );
+    app.post(
+        &app.membership("/me/assertions"),
+        &carol,
+        json!({"audience": "https://quiet.example"}),
     )
     .await;
     app.stop().await;

@@ -12,8 +12,8 @@ pub mod breakglass;
 pub mod directory;
 
 use domain::{
-    CountBucket, Email, EntryRule, GroupId, GroupName, IdentityKind, Label, SenderPolicy,
-    ServiceName, Subject,
+    CountBucket, Email, EntryRule, GroupId, GroupName, GroupType, IdentityKind, Label,
+    SenderPolicy, ServiceName, Subject,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -112,6 +112,12 @@ pub struct ProvisionGroup {
     /// is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<EntryRule>,
+    /// What the group is for: `mail` (the default, so callers that predate types still work)
+    /// or `security`. A security group's `address` is a reserved, never-routable one
+    /// (`<group id>@security.invalid`) the mail listener never matches: no message reaches its
+    /// members. Kept as the group was first provisioned.
+    #[serde(default, rename = "type")]
+    pub group_type: GroupType,
 }
 
 /// "Is this person's token still good?": asked by the public services before they accept a

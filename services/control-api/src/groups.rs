@@ -17,8 +17,8 @@ use axum::response::IntoResponse;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use domain::{
-    CountBucket, Email, GroupId, GroupName, GroupState, JoinPolicy, LabelName, LocalPart,
-    SenderPolicy, Subject,
+    CountBucket, Email, GroupId, GroupName, GroupState, GroupType, JoinPolicy, LabelName,
+    LocalPart, SenderPolicy, Subject,
 };
 use http::{header, StatusCode};
 use rand::Rng as _;
@@ -59,9 +59,15 @@ pub struct GroupView {
     pub name: GroupName,
     /// What the group is for.
     pub description: String,
-    /// The address that mails the group's members (once the group is active).
-    #[schema(value_type = String, format = Email, example = "parents-at-work-x7k2qd@groups.corp.example")]
-    pub contact_address: Email,
+    /// What the group is for: `mail` (a distribution group with a contact address) or
+    /// `security` (an access group: no address, no mail). Chosen at creation; never changes.
+    #[serde(rename = "type")]
+    pub group_type: GroupType,
+    /// The address that mails the group's members (once the group is active); absent for a
+    /// security group, which has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Email, example = "parents-at-work-x7k2qd@groups.corp.example")]
+    pub contact_address: Option<Email>,
     /// The group's anonymous alias (`<local>+anon@<domain>`), present when its label allows
     /// anonymous posting: what a member writes to it reaches every member from "Anonymous
     /// member of <group>", with no trace of the sender in any header. Only members may post
@@ -75,7 +81,8 @@ pub struct GroupView {
     /// How people get in.
     pub join_policy: JoinPolicy,
     /// Who may send mail to the group: the owners' choice where they made one, never wider
-    /// than the label's rule (which applies where they did not).
+    /// than the label's rule (which applies where they did not). A security group receives
+    /// no mail whatever this says.
     pub sender_policy: SenderPolicy,
     /// `provisioning` until the tenant confirmed the group, then `active`; `archiving`, then
     /// `archived`, once an owner archived it.
@@ -124,13 +131,9 @@ impl GroupView {
             id: g.id,
             name: g.name.clone(),
             description: g.description.to_string(),
+            group_type: g.group_type,
             contact_address: g.contact_address.clone(),
-            anonymous_address: g
-                .label
-                .policy
-                .anonymous_posting
-                .then(|| domain::anonymous_alias(&g.contact_address))
-                .flatten(),
+            anonymous_address: g.anonymous_address(),
             label: g.label.name.clone(),
             join_policy: g.join_policy,
             sender_policy: g.sender_policy(),
@@ -279,9 +282,14 @@ pub struct NewGroupRequest {
     #[serde(default)]
     pub sender_policy: Option<SenderPolicy>,
     /// The local part of the contact address (before `@`): lowercase letters, digits, `.`, `-`
-    /// and `_`. By default derived from the name with a short random suffix.
+    /// and `_`. By default derived from the name with a short random suffix. Refused for a
+    /// security group, which has no address.
     #[serde(default)]
     pub address: Option<LocalPart>,
+    /// What the group is for: `mail` (the default: a distribution group with a contact
+    /// address) or `security` (an access group: no address, no mail). Never changes.
+    #[serde(default, rename = "type")]
+    pub group_type: GroupType,
 }
 
 /// An owner's changes to a group; absent fields stay as they are.
@@ -305,6 +313,11 @@ pub struct GroupChangeRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(ignore)]
     pub label: bool,
+    /// Not changeable: a group's type is chosen at creation and never changes. Sending it is
+    /// refused (422), so the document leaves it out.
+    #[serde(default, rename = "type", deserialize_with = "present")]
+    #[schema(ignore)]
+    pub group_type: bool,
 }
 
 /// True whenever the field is there, whatever it holds (`null` included).
@@ -457,21 +470,41 @@ async fn create_group(
     AppJson(input): AppJson<NewGroupRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     let ctx = AuditContext::request(&caller.subject, request_id);
+    let mail = input.group_type.receives_mail();
+    if !mail && input.address.is_some() {
+        return Err(ApiError::Invalid(
+            "address: a security group has no address; leave it out or create a mail group".into(),
+        ));
+    }
+    if !mail && input.sender_policy.is_some() {
+        return Err(ApiError::Invalid(
+            "sender_policy: a security group receives no mail; leave it out or create a mail \
+             group"
+                .into(),
+        ));
+    }
     let chosen = input.address.is_some();
     let mut tries = 0;
     let record = loop {
         tries += 1;
-        let local_part = input
-            .address
-            .clone()
-            .unwrap_or_else(|| derived_local_part(&input.name));
-        let contact_address =
-            Email::parse(format!("{}@{}", local_part.as_str(), state.mail_domain))?;
+        let contact_address = if mail {
+            let local_part = input
+                .address
+                .clone()
+                .unwrap_or_else(|| derived_local_part(&input.name));
+            Some(Email::parse(format!(
+                "{}@{}",
+                local_part.as_str(),
+                state.mail_domain
+            ))?)
+        } else {
+            None
+        };
         let group = NewGroup {
             id: GroupId::new(),
             name: input.name.clone(),
             description: input.description.clone(),
-            local_part,
+            group_type: input.group_type,
             contact_address,
             label: input.label.clone(),
             join_policy: input.join_policy,
@@ -484,7 +517,7 @@ async fn create_group(
             GroupInsert::AddressTaken => {
                 return Err(ApiError::Conflict(format!(
                     "the address {} is taken; choose another",
-                    group.contact_address
+                    group.stored_address()
                 )))
             }
             GroupInsert::NoSuchLabel => {
@@ -516,7 +549,7 @@ async fn create_group(
 }
 
 /// Loads a group the caller may see; anything else is "no such group".
-async fn visible_group(
+pub(crate) async fn visible_group(
     state: &AppState,
     id: GroupId,
     caller: &Caller,
@@ -600,6 +633,13 @@ async fn update_group(
         return Err(ApiError::Invalid(
             "label: a group's label is not changed here; move the group with PUT \
              /control/v1/groups/{id}/label"
+                .into(),
+        ));
+    }
+    if input.group_type {
+        return Err(ApiError::Invalid(
+            "type: a group's type is chosen at creation and never changes; create a new group \
+             of the other type instead"
                 .into(),
         ));
     }

@@ -3,7 +3,7 @@
 
 use auth::Caller;
 use domain::{
-    DomainError, Email, GroupId, GroupName, GroupState, IdentityKind, JoinPolicy, Label, LocalPart,
+    DomainError, Email, GroupId, GroupName, GroupState, GroupType, IdentityKind, JoinPolicy, Label,
     SenderPolicy, Subject,
 };
 use serde::{Deserialize, Serialize};
@@ -175,8 +175,10 @@ pub struct GroupRecord {
     pub name: GroupName,
     /// What the group is for.
     pub description: Description,
-    /// Where mail to the group goes.
-    pub contact_address: Email,
+    /// What the group is for, chosen at creation and never changed.
+    pub group_type: GroupType,
+    /// Where mail to the group goes; `None` for a security group, which has no address.
+    pub contact_address: Option<Email>,
     /// The label, with its current policy.
     pub label: Label,
     /// How people get in.
@@ -214,16 +216,37 @@ impl GroupRecord {
     /// above and, for the `owners` rule, the owners), whether its label allows anonymous
     /// posting, and its label's entry rule. The saga,
     /// owners' edits, re-labelling and label changes all send this one request.
+    ///
+    /// A security group is provisioned under its reserved address ([`security_address`]), with
+    /// no mail policy: the tenant keeps it only for its members and never matches it to mail.
     pub fn provision_request(&self) -> tenant_api::ProvisionGroup {
+        let mail = self.group_type.receives_mail();
         tenant_api::ProvisionGroup {
             group_id: self.id,
-            address: self.contact_address.clone(),
+            address: self
+                .contact_address
+                .clone()
+                .unwrap_or_else(|| security_address(self.id)),
             display_name: self.name.clone(),
-            sender_policy: Some(self.sender_policy()),
-            anonymous_posting: self.label.policy.anonymous_posting,
-            owners: self.owners.as_slice().to_vec(),
+            sender_policy: mail.then(|| self.sender_policy()),
+            anonymous_posting: mail && self.label.policy.anonymous_posting,
+            owners: if mail {
+                self.owners.as_slice().to_vec()
+            } else {
+                Vec::new()
+            },
             label: Some(domain::EntryRule::of(&self.label.name, &self.label.policy)),
+            group_type: self.group_type,
         }
+    }
+
+    /// The group's anonymous alias, when it has an address and its label allows anonymous
+    /// posting.
+    pub fn anonymous_address(&self) -> Option<Email> {
+        self.contact_address
+            .as_ref()
+            .filter(|_| self.label.policy.anonymous_posting)
+            .and_then(domain::anonymous_alias)
     }
 
     /// Whether the group's label admits identities of `kind` (the same rule joining applies).
@@ -238,6 +261,21 @@ impl GroupRecord {
     }
 }
 
+/// The domain of the addresses security groups hold in place of one: `.invalid` is reserved
+/// and can never be routed (RFC 2606), and the tenant's listener serves only its mail domain.
+pub const SECURITY_ADDRESS_DOMAIN: &str = "security.invalid";
+
+/// What a security group holds where a mail group holds its address, so the catalog's and
+/// the tenant's address columns keep their NOT NULL and UNIQUE rules:
+/// `<group id>@security.invalid`. Never shown, never matched to mail.
+pub fn security_address(id: GroupId) -> Email {
+    Email::parse(format!(
+        "{}@{SECURITY_ADDRESS_DOMAIN}",
+        id.as_uuid().simple()
+    ))
+    .expect("a UUID and a reserved domain make an address")
+}
+
 /// A group about to be written for the first time.
 #[derive(Debug, Clone)]
 pub struct NewGroup {
@@ -247,10 +285,10 @@ pub struct NewGroup {
     pub name: GroupName,
     /// What it is for.
     pub description: Description,
-    /// Chosen or derived local part.
-    pub local_part: LocalPart,
-    /// `local_part@mail-domain`.
-    pub contact_address: Email,
+    /// What it is for.
+    pub group_type: GroupType,
+    /// `local_part@mail-domain`, chosen or derived; `None` for a security group.
+    pub contact_address: Option<Email>,
     /// The label (must exist).
     pub label: domain::LabelName,
     /// Allowed by the label.
@@ -259,6 +297,16 @@ pub struct NewGroup {
     pub sender_policy: Option<SenderPolicy>,
     /// The creator, its first owner.
     pub creator: Subject,
+}
+
+impl NewGroup {
+    /// What the catalog stores in its address column: the contact address, or for a
+    /// security group its reserved one.
+    pub fn stored_address(&self) -> Email {
+        self.contact_address
+            .clone()
+            .unwrap_or_else(|| security_address(self.id))
+    }
 }
 
 /// What an owner may change. `None` leaves a field as it is.

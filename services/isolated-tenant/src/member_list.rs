@@ -205,6 +205,7 @@ mod tests {
                     anonymous_posting: false,
                     owners: vec![],
                     label: None,
+                    group_type: domain::GroupType::Mail,
                 },
             )
             .await

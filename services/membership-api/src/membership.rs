@@ -12,7 +12,7 @@ use crate::AppState;
 use auth::Caller;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use domain::{Email, GroupId, GroupName, GroupState, JoinPolicy, LabelName};
+use domain::{Email, GroupId, GroupName, GroupState, GroupType, JoinPolicy, LabelName};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use service_kit::{AppJson, Problem};
@@ -54,8 +54,13 @@ pub struct MyGroup {
     pub name: GroupName,
     /// Its sensitivity label.
     pub label: LabelName,
-    /// The address that mails its members.
-    pub contact_address: Email,
+    /// What the group is for: `mail` or `security`.
+    #[serde(rename = "type")]
+    pub group_type: GroupType,
+    /// The address that mails its members; absent for a security group, which has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Email)]
+    pub contact_address: Option<Email>,
 }
 
 /// The caller's groups.
@@ -266,6 +271,7 @@ async fn my_groups(
                 id: g.id,
                 name: g.name,
                 label: g.label.name,
+                group_type: g.group_type,
                 contact_address: g.contact_address,
             })
             .collect()

@@ -66,6 +66,20 @@ const LABEL_SENDERS = {
 };
 
 /** Who may mail a group, from the widest circle to the narrowest. */
+/** The two group types, in the order the create form offers them. */
+export const GROUP_TYPES = ['mail', 'security'];
+
+/** A group type's name ("Mail group", "Security group"). */
+export const typeName = (g) => (g === 'security' ? t('group.type.security') : t('group.type.mail'));
+
+/** What a group type means, in a sentence. */
+export const typeExplain = (g) => (g === 'security' ? t('group.type.security_explain') : t('group.type.mail_explain'));
+
+/** A small tag naming a group's type, beside its name. */
+export function typeTag(g) {
+  return h('span', { class: 'pill pill-type', 'data-type': g === 'security' ? 'security' : 'mail' }, typeName(g));
+}
+
 export const SENDER_POLICIES = ['anyone', 'members', 'owners'];
 
 /** How wide a sender policy is (owners 0 < members 1 < anyone 2). */

@@ -95,6 +95,7 @@ async fn run(
             databases: dbs,
             bulk_replicas: 1,
             membership: false,
+            membership_env: Vec::new(),
             bulk_env: vec![],
             tenant_env: vec![
                 ("HUSH_MAIL_LISTEN".into(), smtp.to_string()),
@@ -132,6 +133,7 @@ async fn run(
                 anonymous_posting: false,
                 owners: vec![],
                 label: None,
+                group_type: domain::GroupType::Mail,
             },
         )
         .await?;

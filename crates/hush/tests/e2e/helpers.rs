@@ -218,11 +218,24 @@ impl App {
 
     /// Creates a group as `owner` and waits until the tenant has provisioned it.
     pub async fn active_group(&self, owner: &str, name: &str, label: &str, policy: &str) -> String {
+        self.active_group_of_type(owner, name, label, policy, "mail")
+            .await
+    }
+
+    /// [`Self::active_group`] of a type: `mail` or `security`.
+    pub async fn active_group_of_type(
+        &self,
+        owner: &str,
+        name: &str,
+        label: &str,
+        policy: &str,
+        group_type: &str,
+    ) -> String {
         let res = self
             .post(
                 &self.control("/groups"),
                 owner,
-                json!({"name": name, "description": format!("{name} group"), "label": label, "join_policy": policy}),
+                json!({"name": name, "description": format!("{name} group"), "label": label, "join_policy": policy, "type": group_type}),
             )
             .await;
         assert_eq!(res.status, StatusCode::ACCEPTED, "create: {}", res.text);

@@ -479,7 +479,94 @@ async fn inv4_an_owner_writing_around_a_bucket_edge_reads_the_same_bucket(kind: 
     app.stop().await;
 }
 
+/// INV-1 and INV-2 on the routes apps use (issue 18): an app learns, for the person presenting
+/// their own token, which of its resources they may use — nothing about anyone else; what the
+/// operator and owners read about apps, resources and bindings names no member; and the internal
+/// lookup is for membership-api alone.
+async fn inv1_inv2_an_app_learns_about_no_one_but_the_presenting_person(kind: Backend) {
+    use crate::decisions::AUDIENCE;
+    let app = App::spawn_on(kind).await;
+    let alice = app.member("alice");
+    let team = app
+        .active_group(&alice, "Witness Team", "Confidential", "approval")
+        .await;
+    let rp = app
+        .register_app(AUDIENCE, &[("case-files", "Confidential")])
+        .await;
+    let bound = app.bind(&alice, &team, &rp.resources[0].1).await;
+    assert_eq!(bound.status, StatusCode::CREATED, "{}", bound.text);
+    for email in ["bob@corp.example", "carol@corp.example"] {
+        let r = app
+            .post(
+                &app.membership(&format!("/groups/{team}/members")),
+                &alice,
+                json!({"email": email}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+    }
+    let bob = app.member("bob");
+    let decided = app.exchange(&rp, &rp.secret, Some(&bob)).await;
+    assert_eq!(decided.status, StatusCode::OK, "{}", decided.text);
+    let claims = app
+        .verify_decision(decided.body["access_token"].as_str().unwrap(), AUDIENCE)
+        .await
+        .unwrap();
+    let everything = format!("{} {claims}", decided.text);
+    assert!(!everything.contains("carol"), "{everything}");
+    assert!(
+        !everything.contains(&team),
+        "a decision names resources, never the groups behind them: {everything}"
+    );
+    let asserted = app
+        .post(
+            &app.membership("/me/assertions"),
+            &bob,
+            json!({"audience": AUDIENCE}),
+        )
+        .await;
+    assert!(!asserted.text.contains("carol"));
+
+    // What anyone may read about apps, resources and bindings names no member.
+    for (role, token) in &readers(&app, &alice) {
+        for url in [
+            app.control("/relying-parties"),
+            app.control(&format!("/relying-parties/{}", rp.id)),
+            app.control("/resources"),
+            app.control(&format!("/groups/{team}/bindings")),
+            app.membership("/decisions/jwks.json"),
+        ] {
+            let res = app.get(&url, token).await;
+            for secret in ["bob", "carol"] {
+                assert!(
+                    !res.text.contains(secret),
+                    "{role} learned '{secret}' from GET {url}: {}",
+                    res.text
+                );
+            }
+        }
+    }
+    // The internal lookup (which groups guard an app) is membership-api's alone.
+    for (role, token) in &readers(&app, &alice) {
+        let res = app
+            .post(
+                &app.control("/internal/relying-parties/lookup"),
+                token,
+                json!({"id": rp.id}),
+            )
+            .await;
+        assert!(
+            res.status == StatusCode::UNAUTHORIZED || res.status == StatusCode::FORBIDDEN,
+            "{role} reached the internal lookup: {} {}",
+            res.status,
+            res.text
+        );
+    }
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
+    inv1_inv2_an_app_learns_about_no_one_but_the_presenting_person,
     inv1_no_endpoint_or_document_lists_members,
     inv4_an_owner_writing_around_a_bucket_edge_reads_the_same_bucket,
     inv2_a_caller_learns_only_their_own_memberships,

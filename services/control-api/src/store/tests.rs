@@ -5,7 +5,7 @@
 use super::*;
 use crate::catalog_audit::AuditContext;
 use crate::model::{Description, GroupChanges, NewGroup, Owners};
-use domain::LocalPart;
+use domain::{GroupType, LocalPart};
 use service_kit::db::Backend as Kind;
 use service_kit::testing::TestDatabase;
 use std::future::Future;
@@ -125,8 +125,10 @@ fn new_group(name: &str, label: &str, policy: JoinPolicy, owner: &str) -> NewGro
         id: GroupId::new(),
         name: GroupName::parse(name).unwrap(),
         description: Description::parse(format!("About {name}")).unwrap(),
-        contact_address: Email::parse(format!("{}@groups.test.example", local.as_str())).unwrap(),
-        local_part: local,
+        group_type: GroupType::Mail,
+        contact_address: Some(
+            Email::parse(format!("{}@groups.test.example", local.as_str())).unwrap(),
+        ),
         label: label_name(label),
         join_policy: policy,
         sender_policy: None,
@@ -685,8 +687,8 @@ async fn creating_a_group_checks_the_label_and_the_address(kind: Kind) {
         assert_eq!(g.state, GroupState::Provisioning, "{backend}");
         assert_eq!(g.owners.as_slice(), &[subject("alice")]);
         assert_eq!(
-            g.contact_address.as_str(),
-            "parents-at-work@groups.test.example"
+            g.contact_address.as_ref().map(Email::as_str),
+            Some("parents-at-work@groups.test.example")
         );
         assert_eq!(g.label.name.as_str(), "General");
         assert_eq!(store.get_group(g.id).await.unwrap().unwrap(), g);
@@ -1255,12 +1257,27 @@ async fn the_schema_refuses_what_the_types_refuse(kind: Kind) {
     on_backend(kind, |store, backend, raw| async move {
         seeded(&store).await;
         for bad in [
-            "INSERT INTO labels VALUES ('L', 'd', true, true, '', 'anyone', 0, 0)",
-            "INSERT INTO labels VALUES ('L', 'd', true, true, 'open', 'nobody', 0, 0)",
+            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+             join_policies, sender_policy, created_at, updated_at) \
+             VALUES ('L', 'd', true, true, '', 'anyone', 0, 0)",
+            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+             join_policies, sender_policy, created_at, updated_at) \
+             VALUES ('L', 'd', true, true, 'open', 'nobody', 0, 0)",
+            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+             join_policies, sender_policy, rank, created_at, updated_at) \
+             VALUES ('L', 'd', true, true, 'open', 'anyone', 1001, 0, 0)",
             "INSERT INTO seeds VALUES ('default-labels', 0)",
         ] {
             assert!(raw.execute(bad).await.is_err(), "{backend} accepted: {bad}");
         }
+        // The same statement within every CHECK is taken: the ones above fail on their CHECKs.
+        raw.execute(
+            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+             join_policies, sender_policy, rank, created_at, updated_at) \
+             VALUES ('L', 'd', true, true, 'open', 'anyone', 1000, 0, 0)",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{backend} refused a valid label: {e}"));
         // No table of the catalog has anything to say about members (INV-1).
         let columns_sql = match raw {
             Raw::Sqlite(_) => "SELECT COUNT(*) FROM pragma_table_info('groups') WHERE name LIKE '%member%'",
@@ -1750,7 +1767,137 @@ async fn a_groups_sender_policy_stays_within_its_label(kind: Kind) {
     .await;
 }
 
+fn new_app(n: usize) -> apps::NewApp {
+    apps::NewApp {
+        id: Uuid::new_v4(),
+        name: format!("App {n}"),
+        audience: format!("app-{n}"),
+        credential_sha256: "0".repeat(64),
+    }
+}
+
+async fn the_apps_limits_hold_and_a_refused_binding_writes_nothing(kind: Kind) {
+    on_backend(kind, |store, backend, raw| async move {
+        seeded(&store).await;
+        use apps::{AppInsert, Bind, ResourceInsert, MAX_GROUPS_PER_RESOURCE, MAX_RELYING_PARTIES};
+        let app = new_app(0);
+        assert!(matches!(
+            store.insert_app(&app, &sys(), T0).await.unwrap(),
+            AppInsert::Created(_)
+        ));
+        let resource = Uuid::new_v4();
+        assert!(matches!(
+            store
+                .insert_resource(app.id, resource, "report", "Confidential", &sys(), T0)
+                .await
+                .unwrap(),
+            ResourceInsert::Created(_)
+        ));
+        // A General group ranks below: refused, and no row.
+        let low = created(
+            &store,
+            &new_group("Low", "General", JoinPolicy::Open, "ann"),
+        )
+        .await;
+        let refused = store
+            .bind(low.id, resource, &subject("ann"), &sys(), T0)
+            .await
+            .unwrap();
+        let Bind::Refused(refusal) = refused else {
+            panic!("{backend}: {refused:?}")
+        };
+        assert_eq!((refusal.group_rank, refusal.resource_rank), (0, 10));
+        let rows: i64 = match &raw {
+            Raw::Sqlite(s) => sqlx::query_scalar("SELECT COUNT(*) FROM resource_bindings")
+                .fetch_one(s.pool())
+                .await
+                .unwrap(),
+            Raw::Pg(s) => sqlx::query_scalar("SELECT COUNT(*) FROM resource_bindings")
+                .fetch_one(s.pool())
+                .await
+                .unwrap(),
+        };
+        assert_eq!(rows, 0, "{backend}");
+        // Someone who does not own the group binds nothing either.
+        assert_eq!(
+            store
+                .bind(low.id, resource, &subject("eve"), &sys(), T0)
+                .await
+                .unwrap(),
+            Bind::NotOwner
+        );
+
+        // At most MAX_GROUPS_PER_RESOURCE groups guard one resource.
+        for i in 0..MAX_GROUPS_PER_RESOURCE {
+            let g = created(
+                &store,
+                &new_group(
+                    &format!("Guard {i}"),
+                    "Confidential",
+                    JoinPolicy::Invite,
+                    "ann",
+                ),
+            )
+            .await;
+            let bound = store
+                .bind(g.id, resource, &subject("ann"), &sys(), T0)
+                .await
+                .unwrap();
+            assert!(
+                matches!(bound, Bind::Bound { new: true, .. }),
+                "{backend}: {bound:?}"
+            );
+        }
+        let extra = created(
+            &store,
+            &new_group(
+                "One Too Many",
+                "Highly Confidential",
+                JoinPolicy::Invite,
+                "ann",
+            ),
+        )
+        .await;
+        assert_eq!(
+            store
+                .bind(extra.id, resource, &subject("ann"), &sys(), T0)
+                .await
+                .unwrap(),
+            Bind::TooMany,
+            "{backend}"
+        );
+        let guards = store
+            .get_app(&apps::AppKey::Audience(app.audience.clone()))
+            .await
+            .unwrap()
+            .unwrap()
+            .resources[0]
+            .guards
+            .len();
+        assert_eq!(guards, MAX_GROUPS_PER_RESOURCE);
+
+        // At most MAX_RELYING_PARTIES apps.
+        for n in 1..MAX_RELYING_PARTIES {
+            assert!(matches!(
+                store.insert_app(&new_app(n), &sys(), T0).await.unwrap(),
+                AppInsert::Created(_)
+            ));
+        }
+        assert_eq!(
+            store
+                .insert_app(&new_app(MAX_RELYING_PARTIES), &sys(), T0)
+                .await
+                .unwrap(),
+            AppInsert::TooMany,
+            "{backend}"
+        );
+        assert_eq!(store.list_apps().await.unwrap().len(), MAX_RELYING_PARTIES);
+    })
+    .await;
+}
+
 service_kit::backend_tests!(
+    the_apps_limits_hold_and_a_refused_binding_writes_nothing,
     a_groups_sender_policy_stays_within_its_label,
     a_dump_of_the_catalog_names_no_owner_yet_the_store_reads_them_back,
     owner_rows_written_before_sealing_are_sealed_when_control_api_starts,
@@ -1770,3 +1917,17 @@ service_kit::backend_tests!(
     the_schema_refuses_what_the_types_refuse,
     the_catalog_audit_records_the_context_it_is_given,
 );
+
+#[test]
+fn a_move_to_a_higher_ranked_label_waits_for_nobody_but_raising_a_labels_rank_loosens_it() {
+    let general = Label::defaults()[0].policy.clone();
+    let mut ranked = general.clone();
+    ranked.rank = 500;
+    assert!(ranked.loosens(&general), "a label edit raising its rank");
+    assert!(!relabel_loosens(&ranked, &general), "a group moved up");
+    let mut looser = ranked.clone();
+    looser.sender_policy = SenderPolicy::Anyone;
+    looser.guests_allowed = true;
+    let strict = Label::defaults()[2].policy.clone();
+    assert!(relabel_loosens(&looser, &strict), "the rest still counts");
+}

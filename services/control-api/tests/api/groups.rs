@@ -501,6 +501,136 @@ async fn owners_archive_and_the_saga_deprovisions(kind: Backend) {
     app.stop().await;
 }
 
+async fn a_groups_type_is_chosen_at_creation_and_a_security_group_has_no_address(kind: Backend) {
+    let app = TestApp::spawn_on(kind).await;
+    let alice = app.member("alice");
+    let bob = app.member("bob");
+    let uri = "/control/v1/groups";
+
+    // Arrange / Act: one group of each type; no type means mail.
+    let mail = app
+        .post(uri, &alice, json!({"name": "Report readers mail", "label": "Confidential", "join_policy": "approval"}))
+        .await
+        .ok(202)
+        .clone();
+    assert_eq!(mail["type"], "mail");
+    assert!(mail["contact_address"]
+        .as_str()
+        .unwrap()
+        .ends_with("@groups.test.example"));
+    let security = app
+        .post(
+            uri,
+            &alice,
+            json!({"name": "Report readers", "label": "Confidential", "join_policy": "approval", "type": "security"}),
+        )
+        .await
+        .ok(202)
+        .clone();
+    assert_eq!(security["type"], "security");
+    assert_eq!(security["label"], "Confidential");
+    assert_eq!(security["join_policy"], "approval");
+    let security_id = security["id"].as_str().unwrap().to_string();
+
+    // The tenant is told the type; the security group goes under its reserved, never-routable
+    // address and with no mail policy.
+    app.settle().await;
+    let calls = app.tenant.provision_calls();
+    let call = calls
+        .iter()
+        .find(|c| c.group_id.to_string() == security_id)
+        .unwrap();
+    assert_eq!(call.group_type, domain::GroupType::Security);
+    assert!(
+        call.address.as_str().ends_with("@security.invalid"),
+        "{}",
+        call.address
+    );
+    assert!(call.sender_policy.is_none() && !call.anonymous_posting && call.owners.is_empty());
+    let mail_call = calls
+        .iter()
+        .find(|c| c.group_type == domain::GroupType::Mail)
+        .unwrap();
+    assert_eq!(
+        mail_call.address.as_str(),
+        mail["contact_address"].as_str().unwrap()
+    );
+
+    // No address anywhere in the API: the group page (owner and not), discovery, owned groups.
+    let page = app.get(&format!("{uri}/{security_id}"), &alice).await;
+    assert_eq!(page.ok(200)["state"], "active");
+    for answer in [
+        page,
+        app.get(&format!("{uri}/{security_id}"), &bob).await,
+        app.get(&format!("{uri}?q=report"), &bob).await,
+        app.get("/control/v1/owned-groups", &alice).await,
+    ] {
+        assert!(!answer.text.contains("security.invalid"), "{}", answer.text);
+        let groups = match answer.body.get("groups") {
+            Some(list) => list.as_array().unwrap().clone(),
+            None => vec![answer.body.clone()],
+        };
+        let shown = groups
+            .iter()
+            .find(|g| g["id"] == security_id.as_str())
+            .unwrap();
+        assert_eq!(shown["type"], "security", "{shown}");
+        assert!(shown.get("contact_address").is_none(), "{shown}");
+        assert!(shown.get("anonymous_address").is_none(), "{shown}");
+        assert!(groups.iter().any(|g| g["type"] == "mail") || groups.len() == 1);
+    }
+
+    // The type never changes: naming it in an update is refused, whatever it says, and changes
+    // nothing.
+    for (id, to) in [
+        (security_id.as_str(), "mail"),
+        (mail["id"].as_str().unwrap(), "security"),
+        (security_id.as_str(), "security"),
+    ] {
+        let detail = app
+            .patch(
+                &format!("{uri}/{id}"),
+                &alice,
+                json!({"type": to, "description": "changed"}),
+            )
+            .await
+            .problem(422);
+        assert!(
+            detail.contains("type") && detail.contains("never changes"),
+            "{detail}"
+        );
+    }
+    let after = app.get(&format!("{uri}/{security_id}"), &alice).await;
+    assert_eq!(after.body["type"], "security");
+    assert_eq!(after.body["description"], "");
+
+    // Bad types, and mail settings on a security group, are refused and create nothing.
+    for (body, needle) in [
+        (
+            json!({"name": "X", "label": "General", "join_policy": "open", "type": "distribution"}),
+            "type",
+        ),
+        (
+            json!({"name": "X", "label": "General", "join_policy": "open", "type": "security", "address": "x-team"}),
+            "address",
+        ),
+        (
+            json!({"name": "X", "label": "General", "join_policy": "open", "type": "security", "sender_policy": "members"}),
+            "sender_policy",
+        ),
+    ] {
+        let detail = app.post(uri, &alice, body.clone()).await.problem(422);
+        assert!(detail.contains(needle), "{body}: {detail}");
+    }
+    let owned = app.get("/control/v1/owned-groups", &alice).await;
+    assert_eq!(
+        owned.ok(200)["groups"].as_array().unwrap().len(),
+        2,
+        "nothing else was created"
+    );
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
     an_employee_creates_a_group_that_is_provisioning_until_the_tenant_confirms,
     guests_and_agents_may_not_create_groups,
@@ -511,4 +641,5 @@ service_kit::backend_tests!(
     inv4_only_owners_see_a_member_count_and_only_as_a_bucket,
     a_group_the_caller_may_not_see_is_answered_like_a_missing_one,
     owners_archive_and_the_saga_deprovisions,
+    a_groups_type_is_chosen_at_creation_and_a_security_group_has_no_address,
 );

@@ -195,10 +195,11 @@ async fn control_client_reads_what_the_catalog_holds(kind: Backend) {
         view.owners.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         ["alice"]
     );
+    assert_eq!(view.group_type, domain::GroupType::Mail);
     assert!(view
         .contact_address
-        .as_str()
-        .ends_with("@groups.test.example"));
+        .as_ref()
+        .is_some_and(|a| a.as_str().ends_with("@groups.test.example")));
     assert!(client.group(GroupId::new()).await.unwrap().is_none());
     let ids: Vec<GroupId> = (0..1200).map(|_| GroupId::new()).chain([a, b]).collect();
     let mut found: Vec<GroupId> = client
@@ -228,6 +229,38 @@ async fn control_client_reads_what_the_catalog_holds(kind: Backend) {
     app.create(&alice, "Gamma", "General", "open").await;
     let v2 = client.catalog_version().await.unwrap();
     assert_ne!(v2, v1, "a new group moves the version");
+
+    // Relying parties, over real HTTP as membership-api reaches them.
+    let operator = app.token("olga", domain::IdentityKind::Member, &["operator"]);
+    let registered = app
+        .post(
+            "/control/v1/relying-parties",
+            &operator,
+            json!({"name": "Reports", "audience": "reports"}),
+        )
+        .await;
+    let rp = registered.ok(201)["id"].as_str().unwrap().to_string();
+    let v3 = client.catalog_version().await.unwrap();
+    assert_ne!(v3, v2, "a new app moves the version");
+    let by_audience = control_client::RelyingPartyLookup {
+        id: None,
+        audience: Some("reports".into()),
+    };
+    let view = client
+        .relying_party(&by_audience)
+        .await
+        .unwrap()
+        .expect("found");
+    assert_eq!(view.id.to_string(), rp);
+    assert!(view.resources.is_empty());
+    let unknown = control_client::RelyingPartyLookup {
+        id: Some(uuid::Uuid::new_v4()),
+        audience: None,
+    };
+    assert!(client.relying_party(&unknown).await.unwrap().is_none());
+    let bulk = ControlClient::new(base.clone(), app.bulk.clone()).unwrap();
+    let err = bulk.relying_party(&by_audience).await.unwrap_err();
+    assert!(err.to_string().contains("403"), "{err}");
 
     // A service control-api does not trust is refused, and says so as a non-retryable error.
     let stranger = auth::ServiceSigner::generate(ServiceName::BulkApi).unwrap();
@@ -310,18 +343,25 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
     assert_eq!(
         ops,
         [
+            "delete /control/v1/groups/{id}/bindings/{resource_id}",
             "delete /control/v1/labels/{name}",
+            "delete /control/v1/relying-parties/{id}/resources/{resource_id}",
             "get /control/v1/audit",
             "get /control/v1/break-glass/requests",
             "get /control/v1/groups",
             "get /control/v1/groups/{id}",
+            "get /control/v1/groups/{id}/bindings",
             "get /control/v1/internal/catalog-version",
             "get /control/v1/label-changes",
             "get /control/v1/labels",
             "get /control/v1/labels/{name}",
             "get /control/v1/owned-groups",
             "get /control/v1/relabels",
+            "get /control/v1/relying-parties",
+            "get /control/v1/relying-parties/{id}",
+            "get /control/v1/resources",
             "patch /control/v1/groups/{id}",
+            "patch /control/v1/relying-parties/{id}",
             "post /control/v1/break-glass/requests",
             "post /control/v1/break-glass/requests/{id}/approve",
             "post /control/v1/break-glass/requests/{id}/decline",
@@ -332,11 +372,16 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
             "post /control/v1/groups/{id}/ownership/decline",
             "post /control/v1/identities/offboard",
             "post /control/v1/internal/groups/lookup",
+            "post /control/v1/internal/relying-parties/lookup",
             "post /control/v1/label-changes/{id}/approve",
             "post /control/v1/label-changes/{id}/reject",
             "post /control/v1/labels",
             "post /control/v1/relabels/{id}/approve",
             "post /control/v1/relabels/{id}/reject",
+            "post /control/v1/relying-parties",
+            "post /control/v1/relying-parties/{id}/credential",
+            "post /control/v1/relying-parties/{id}/resources",
+            "put /control/v1/groups/{id}/bindings/{resource_id}",
             "put /control/v1/groups/{id}/label",
             "put /control/v1/labels/{name}",
         ]

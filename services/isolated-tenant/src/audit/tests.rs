@@ -164,6 +164,7 @@ fn provision(n: u32) -> ProvisionGroup {
         anonymous_posting: false,
         owners: Vec::new(),
         label: None,
+        group_type: domain::GroupType::Mail,
     }
 }
 

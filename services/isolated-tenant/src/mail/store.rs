@@ -418,11 +418,13 @@ pub struct SqlMailStore {
     keys: Arc<SealKeys>,
 }
 
-/// A group by address, with its mail policy when it has one.
+/// A mail group by address, with its mail policy when it has one. A security group is never
+/// found, so its (reserved) address is answered like one no group has and no message is ever
+/// expanded to its members.
 const FIND_GROUP: &str = "SELECT g.group_id, g.display_name, p.sender_policy, p.sealed_owners, \
                           p.key_id, p.anonymous_posting FROM distribution_groups g \
                           LEFT JOIN mail_group_policy p ON p.group_id = g.group_id \
-                          WHERE g.address = $1";
+                          WHERE g.address = $1 AND g.group_type = 'mail'";
 /// A group's name and its sealed owners, by id.
 const NOTICE_GROUP: &str = "SELECT g.display_name, p.sealed_owners, p.key_id \
                             FROM distribution_groups g LEFT JOIN mail_group_policy p \

@@ -62,6 +62,7 @@ impl Fixture {
                     anonymous_posting: false,
                     owners: vec![],
                     label: None,
+                    group_type: domain::GroupType::Mail,
                 },
             )
             .await
@@ -410,6 +411,7 @@ on_both_backends! {
             anonymous_posting: false,
             owners: vec![],
             label: None,
+            group_type: domain::GroupType::Mail,
         }).await.unwrap();
         fx.store.add_member(&Context::tenant(), other, &AddMember {
             member: MemberRef {
@@ -579,6 +581,80 @@ on_both_backends! {
         }
         let folders = std::fs::read_dir(&sink).unwrap().count();
         assert_eq!(folders, members.len() + 2, "nobody else got anything");
+        fx.finish().await;
+    }
+
+    async fn a_security_groups_address_is_answered_like_an_unknown_one_and_takes_no_mail(db) {
+        // The mail group of the fixture, and a security group with the same members. Its
+        // address is even put on the mail domain here (the catalog gives a security group a
+        // reserved, never-routable one): the type alone keeps mail out.
+        let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+        let members = fx.seed(3).await;
+        let security = GroupId::new();
+        let security_address = format!("access-reports@{GROUP_DOMAIN}");
+        fx.store
+            .provision_group(
+                &Context::tenant(),
+                &ProvisionGroup {
+                    group_id: security,
+                    address: Email::parse(&security_address).unwrap(),
+                    display_name: GroupName::parse("Access to reports").unwrap(),
+                    sender_policy: None,
+                    anonymous_posting: false,
+                    owners: vec![],
+                    label: None,
+                    group_type: domain::GroupType::Security,
+                },
+            )
+            .await
+            .unwrap();
+        // Even a mail policy written for it (anyone, anonymous posting on) opens nothing.
+        fx.mail
+            .set_policy(&Context::tenant(), security, SenderPolicy::Anyone, true, &[])
+            .await
+            .unwrap();
+        let emails: Vec<Email> = members.iter().map(|m| Email::parse(m).unwrap()).collect();
+        let batch = tenant_api::ApplyBatch::add_all(security, general(), &emails);
+        assert_eq!(fx.store.apply_batch(&Context::tenant(), &batch).await.unwrap().applied, 3);
+        let alias = domain::anonymous_alias(&Email::parse(&security_address).unwrap()).unwrap();
+
+        let conversation = |to: &str| {
+            vec![
+                "EHLO relay.corp.example".to_string(),
+                "MAIL FROM:<alice@corp.example>".to_string(),
+                format!("RCPT TO:<{to}>"),
+                "DATA".to_string(),
+                "QUIT".to_string(),
+            ]
+        };
+        let sink = fx.dir.path().join("mail");
+        let svc = fx.start(None).await;
+        let unknown = transcript(svc.addr, &conversation(&format!("nobody@{GROUP_DOMAIN}"))).await;
+        assert!(unknown.contains("550 5.1.1"), "{unknown}");
+        for to in [security_address.as_str(), alias.as_str()] {
+            assert_eq!(transcript(svc.addr, &conversation(to)).await, unknown, "{to}: byte for byte");
+        }
+        // Named beside the mail group, the security group is refused and the message reaches
+        // the mail group's members once each, through the mail group only.
+        let both = transcript(svc.addr, &[
+            "EHLO relay.corp.example".to_string(),
+            "MAIL FROM:<alice@corp.example>".to_string(),
+            format!("RCPT TO:<{security_address}>"),
+            format!("RCPT TO:<{}>", fx.address),
+            "DATA".to_string(),
+            "From: <alice@corp.example>\r\nSubject: both\r\n\r\nHello.\r\n.".to_string(),
+            "QUIT".to_string(),
+        ]).await;
+        assert!(both.contains("550 5.1.1") && both.contains("250 2.0.0 OK: queued"), "{both}");
+        let counts = fx.mail.counts().await.unwrap();
+        assert_eq!(counts.queued_recipients, 3, "{counts:?}");
+        drop(svc);
+        fx.drain(Relay::Maildir(sink.clone())).await;
+        for m in &members {
+            let got = std::fs::read_dir(sink.join(m).join("new")).unwrap().count();
+            assert_eq!(got, 1, "{m}: one copy, from the mail group");
+        }
+        assert_eq!(std::fs::read_dir(&sink).unwrap().count(), members.len(), "nobody else got anything");
         fx.finish().await;
     }
 

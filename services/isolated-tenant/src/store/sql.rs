@@ -221,7 +221,7 @@ impl<DB: SqlBackend> Groups for Conn<'_, DB> {
     async fn create_group(&mut self, request: &ProvisionGroup) -> Result<bool, StoreError> {
         let mut q = Statement::new(
             "INSERT INTO distribution_groups (group_id, address, display_name, label_name, \
-             guests_allowed, agents_allowed) ",
+             guests_allowed, agents_allowed, group_type) ",
         );
         q.values([request], |b, r| {
             b.bind(*r.group_id.as_uuid());
@@ -231,6 +231,7 @@ impl<DB: SqlBackend> Groups for Conn<'_, DB> {
             b.bind(rule.map(|l| l.label.as_str().to_string()));
             b.bind(rule.map(|l| l.guests_allowed));
             b.bind(rule.map(|l| l.agents_allowed));
+            b.bind(r.group_type.as_str().to_string());
         });
         q.push(" ON CONFLICT (group_id) DO NOTHING RETURNING group_id");
         match self.column::<Uuid>(q).await {

@@ -243,6 +243,7 @@ fn request(id: GroupId, local: &str) -> ProvisionGroup {
         anonymous_posting: false,
         owners: Vec::new(),
         label: None,
+        group_type: domain::GroupType::Mail,
     }
 }
 

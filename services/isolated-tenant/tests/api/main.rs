@@ -177,6 +177,7 @@ fn provision_request(local: &str) -> ProvisionGroup {
         anonymous_posting: false,
         owners: Vec::new(),
         label: None,
+        group_type: domain::GroupType::Mail,
     }
 }
 

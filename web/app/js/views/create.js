@@ -3,7 +3,7 @@
 
 import { h, field, note, id as newId } from '../dom.js';
 import { post, seg } from '../api.js';
-import { labels, badge, policyPoints, JOIN_POLICIES, joinName, joinExplain, senderChoices } from '../labels.js';
+import { labels, badge, policyPoints, JOIN_POLICIES, joinName, joinExplain, senderChoices, GROUP_TYPES, typeName, typeExplain } from '../labels.js';
 import { t } from '../i18n.js';
 
 /** The "New group" page around `children`. */
@@ -27,6 +27,28 @@ export async function createView(ctx) {
     autocomplete: 'off',
     spellcheck: 'false',
   });
+
+  // Type picker: a mail group (with an address) or a security group (no address, no mail).
+  // Chosen once: a group's type never changes.
+  const typeSet = h(
+    'fieldset',
+    { class: 'choices' },
+    h('legend', null, t('create.type')),
+    h('p', { class: 'hint' }, t('create.type_hint')),
+    GROUP_TYPES.map((g, i) => {
+      const rid = newId('type');
+      return h(
+        'div',
+        { class: 'choice' },
+        h('input', { type: 'radio', name: 'type', id: rid, value: g, checked: i === 0, 'aria-describedby': `${rid}-desc` }),
+        h('label', { for: rid }, h('strong', null, typeName(g)), h('span', { class: 'choice-text', id: `${rid}-desc` }, typeExplain(g))),
+      );
+    }),
+  );
+  const chosenType = () => {
+    const c = typeSet.querySelector('input[name=type]:checked');
+    return c ? c.value : 'mail';
+  };
 
   // Label picker: one radio per label, each with what it allows.
   const labelSet = h(
@@ -93,6 +115,7 @@ export async function createView(ctx) {
     const label = all.find((l) => l.name === (chosen && chosen.value));
     const before = senderSet.querySelector('input[name=sender_policy]:checked');
     const next = senderChoices(label, before && before.value);
+    next.hidden = chosenType() === 'security';
     senderSet.replaceWith(next);
     senderSet = next;
   }
@@ -101,6 +124,23 @@ export async function createView(ctx) {
     syncSenders();
   });
   syncJoin();
+
+  // A security group has no address and takes no mail: its mail settings are not offered.
+  const addressPanel = h(
+    'details',
+    { class: 'panel' },
+    h('summary', null, t('create.address')),
+    field({
+      label: t('create.address_label'),
+      control: address,
+      hint: t('create.address_hint'),
+    }),
+  );
+  typeSet.addEventListener('change', () => {
+    const security = chosenType() === 'security';
+    senderSet.hidden = security;
+    addressPanel.hidden = security;
+  });
 
   const submit = h('button', { type: 'submit', class: 'primary' }, t('create.submit'));
   const form = h(
@@ -123,10 +163,13 @@ export async function createView(ctx) {
           description: description.value,
           label: label && label.value,
           join_policy: join && join.value,
+          type: chosenType(),
         };
-        const senders = senderSet.querySelector('input[name=sender_policy]:checked');
-        if (senders) body.sender_policy = senders.value;
-        if (address.value.trim()) body.address = address.value.trim();
+        if (body.type === 'mail') {
+          const senders = senderSet.querySelector('input[name=sender_policy]:checked');
+          if (senders) body.sender_policy = senders.value;
+          if (address.value.trim()) body.address = address.value.trim();
+        }
         submit.disabled = true;
         try {
           const { data } = await post('/control/v1/groups', body);
@@ -140,19 +183,11 @@ export async function createView(ctx) {
     },
     field({ label: t('create.name'), control: name, hint: t('create.name_hint', { max: 120 }) }),
     field({ label: t('create.description'), control: description, hint: t('create.description_hint') }),
+    typeSet,
     labelSet,
     joinSet,
     senderSet,
-    h(
-      'details',
-      { class: 'panel' },
-      h('summary', null, t('create.address')),
-      field({
-        label: t('create.address_label'),
-        control: address,
-        hint: t('create.address_hint'),
-      }),
-    ),
+    addressPanel,
     out,
     h('div', { class: 'actions' }, submit),
   );

@@ -3,7 +3,7 @@
 
 import { h, note } from '../dom.js';
 import { get, ApiError } from '../api.js';
-import { labels, badge, findLabel, joinName, policyPoints } from '../labels.js';
+import { labels, badge, findLabel, joinName, policyPoints, typeTag } from '../labels.js';
 import { t } from '../i18n.js';
 
 const PAGE = 20;
@@ -19,6 +19,7 @@ function card(g, all, mine) {
       h('h3', null, h('a', { href: `#/groups/${encodeURIComponent(g.id)}` }, g.name)),
       mine.has(g.id) ? h('span', { class: 'pill pill-member' }, t('discover.member')) : null,
       g.is_owner ? h('span', { class: 'pill' }, t('discover.owner')) : null,
+      typeTag(g.type),
     ),
     g.description ? h('p', { class: 'desc' }, g.description) : null,
     h(

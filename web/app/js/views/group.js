@@ -4,7 +4,7 @@
 
 import { h, note, field, actionButton, when } from '../dom.js';
 import { get, post, del, seg, ApiError } from '../api.js';
-import { labels, labelExplained, findLabel, joinName, joinExplain, senderExplain, requestShows } from '../labels.js';
+import { labels, labelExplained, findLabel, joinName, joinExplain, senderExplain, requestShows, typeName, typeExplain } from '../labels.js';
 import { t } from '../i18n.js';
 
 const STATE_TEXT = {
@@ -211,12 +211,19 @@ export async function groupView(ctx) {
     h('dd', null, labelExplained(label || { name: group.label, description: '', policy: {} }, { who: true })),
     h('dt', null, t('group.fact.join')),
     h('dd', null, h('strong', null, joinName(group.join_policy)), ' — ', joinExplain(group.join_policy)),
-    h('dt', null, t('group.fact.senders')),
-    h('dd', null, senderExplain(group.sender_policy)),
-    h('dt', null, t('group.fact.address')),
-    h('dd', null, h('code', null, group.contact_address)),
-    h('dt', null, t('group.fact.anonymous')),
-    h('dd', null, group.anonymous_address ? t('group.anonymous_allowed') : t('group.anonymous_not_allowed')),
+    h('dt', null, t('group.fact.type')),
+    h('dd', null, h('strong', null, typeName(group.type)), ' — ', typeExplain(group.type)),
+    // A security group has no address and takes no mail: no mail facts to show.
+    ...(group.type === 'security'
+      ? []
+      : [
+        h('dt', null, t('group.fact.senders')),
+        h('dd', null, senderExplain(group.sender_policy)),
+        h('dt', null, t('group.fact.address')),
+        h('dd', null, h('code', null, group.contact_address)),
+        h('dt', null, t('group.fact.anonymous')),
+        h('dd', null, group.anonymous_address ? t('group.anonymous_allowed') : t('group.anonymous_not_allowed')),
+      ]),
     h('dt', null, t('group.fact.owners', { count: group.owners.length })),
     h('dd', null, h('ul', { class: 'plain' }, ownerContacts(group).map((o) => h('li', null, o)))),
     h('dt', null, t('group.fact.state')),

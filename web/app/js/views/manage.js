@@ -4,7 +4,7 @@
 
 import { h, field, note, actionButton, when, id as newId } from '../dom.js';
 import { get, post, put, patch, del, seg, ApiError } from '../api.js';
-import { labels, labelExplained, findLabel, JOIN_POLICIES, joinName, joinExplain, senderChoices, requestShows } from '../labels.js';
+import { labels, labelExplained, findLabel, JOIN_POLICIES, joinName, joinExplain, senderChoices, requestShows, typeTag, typeExplain } from '../labels.js';
 import { t, formatNumber } from '../i18n.js';
 
 const INVITE_STATE = {
@@ -112,6 +112,8 @@ function editPanel(ctx, group, label) {
       }),
     );
     const senderSet = senderChoices(label, group.sender_policy);
+    // A security group takes no mail: who may send is not a question for it.
+    senderSet.hidden = group.type === 'security';
     const form = h(
       'form',
       {
@@ -527,6 +529,7 @@ export async function manageView(ctx) {
       { class: 'manage' },
       h('p', { class: 'crumbs' }, h('a', { href: '#/' }, t('nav.discover')), ' / ', back, ' / ', t('manage.crumb')),
       h('h1', null, t('manage.title', { name: group.name })),
+      h('p', { class: 'meta' }, typeTag(group.type), ' ', typeExplain(group.type)),
       group.state !== 'active'
         ? note('info', stateNote(group.state))
         : null,

@@ -4,7 +4,7 @@ import { h, note, actionButton, when, field } from '../dom.js';
 import { get, post, del, seg } from '../api.js';
 import { signOut } from '../auth.js';
 import { forgetLabels } from '../labels.js';
-import { badge } from '../labels.js';
+import { badge, typeTag, typeExplain } from '../labels.js';
 import { myRequests } from './group.js';
 import { t } from '../i18n.js';
 
@@ -25,8 +25,10 @@ export async function myGroupsView(ctx) {
         h(
           'li',
           { class: 'card' },
-          h('div', { class: 'card-head' }, h('h3', null, h('a', { href: `#/groups/${seg(g.id)}` }, g.name)), badge(g.label)),
-          h('p', { class: 'meta' }, h('span', { class: 'k' }, t('mine.address')), ' ', h('code', null, g.contact_address)),
+          h('div', { class: 'card-head' }, h('h3', null, h('a', { href: `#/groups/${seg(g.id)}` }, g.name)), badge(g.label), typeTag(g.type)),
+          g.contact_address
+            ? h('p', { class: 'meta' }, h('span', { class: 'k' }, t('mine.address')), ' ', h('code', null, g.contact_address))
+            : h('p', { class: 'meta' }, typeExplain(g.type)),
           h(
             'div',
             { class: 'actions' },
