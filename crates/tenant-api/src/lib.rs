@@ -18,6 +18,7 @@ use domain::{
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use utoipa::ToSchema;
+use uuid::Uuid;
 
 /// Where the tenant's API lives; every path below starts with it.
 pub const PREFIX: &str = "/tenant/v1";
@@ -59,6 +60,8 @@ pub mod paths {
     pub const TOKEN_CHECK: &str = "/tenant/v1/tokens/check";
     /// `GET` the mail queue's counts ([`super::MailCounts`]).
     pub const MAIL_COUNTS: &str = "/tenant/v1/mail/counts";
+    /// `GET` the newest dead letters, without group or address ([`super::DeadLetters`]).
+    pub const MAIL_DEAD_LETTERS: &str = "/tenant/v1/mail/dead-letters";
     /// `POST` queues a notification from the closed set of templates
     /// ([`super::Notification`]).
     pub const NOTIFICATIONS: &str = "/tenant/v1/notifications";
@@ -194,6 +197,76 @@ pub struct MailCounts {
     /// was sent a notice). Answered `250` all the same, so SMTP tells nobody who is a member.
     #[serde(default)]
     pub refused_messages: i64,
+    /// The relay's health and this replica's delivery counters since it started.
+    #[serde(default)]
+    pub relay: RelayStatus,
+}
+
+/// The corporate relay as one tenant replica's delivery workers see it, and their counters
+/// since the replica started. Counts only, over every group (INV-1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RelayStatus {
+    /// Why the relay is failing (`connect`, `tls`, `starttls-missing`, `auth`,
+    /// `auth-required`, `protocol`), or absent when its last attempt worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing: Option<String>,
+    /// Since when (Unix milliseconds) the relay is in this state.
+    pub since_ms: i64,
+    /// Relay transactions attempted.
+    pub attempts: u64,
+    /// Attempts that handed the copy over.
+    pub delivered: u64,
+    /// Attempts that will be tried again.
+    pub deferred: u64,
+    /// Attempts after which the delivery became a dead letter.
+    pub dead: u64,
+    /// Failed attempts by cause.
+    pub failures: RelayFailures,
+}
+
+/// Failed relay attempts by cause.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RelayFailures {
+    /// The relay's name did not resolve, or it did not answer in time.
+    pub connect: u64,
+    /// The TLS handshake failed (certificate not trusted, wrong name, expired).
+    pub tls: u64,
+    /// STARTTLS is required and the relay did not offer it.
+    pub starttls_missing: u64,
+    /// The relay refused our credentials, or offered no AUTH mechanism we speak.
+    pub auth: u64,
+    /// The relay answered `530` (it wants TLS or AUTH first).
+    pub auth_required: u64,
+    /// The SMTP conversation broke (malformed reply, connection closed).
+    pub protocol: u64,
+    /// The relay refused a message for now (4xx).
+    pub deferred: u64,
+    /// The relay refused a message for good (5xx).
+    pub refused: u64,
+}
+
+/// The newest dead letters, for operators: no group, no address, no subject (INV-1, INV-4).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetters {
+    /// Newest first, at most 200; `MailCounts::dead_deliveries` has the total.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// One delivery (relay transaction) given up on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeadLetter {
+    /// The delivery's id (random; says nothing about its group).
+    pub id: Uuid,
+    /// When it was given up on, Unix milliseconds.
+    pub ended_ms: i64,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The relay's last reply code (`550 5.7.1`, `451`), or what failed before any reply
+    /// (`connect`, `tls`, `starttls-missing`, `auth`, `protocol`); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reply: Option<String>,
+    /// Its recipients, as a bucket (INV-4).
+    pub recipients: CountBucket,
 }
 
 /// A distribution group as the tenant holds it. Carries no member and no count.

@@ -316,6 +316,12 @@ impl TenantClient {
             .await
     }
 
+    /// The newest dead letters, without group or address (control-api, for operators).
+    pub async fn mail_dead_letters(&self) -> Result<tenant_api::DeadLetters, TenantError> {
+        self.json(Method::GET, paths::MAIL_DEAD_LETTERS, None::<&()>)
+            .await
+    }
+
     /// Applies `batch` in one transaction in the tenant (bulk-api only): adds (each checked
     /// against its group's label with the person's resolved kind) and removes, answered with
     /// counts by outcome. Idempotent: the same batch again changes nothing. `Busy` (with the

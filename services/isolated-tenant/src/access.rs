@@ -44,6 +44,9 @@ pub enum Operation {
     /// The mail queue's counts (queued, delivered, dead letters, bad addresses), for
     /// operators.
     MailCounts,
+    /// The newest dead letters (id, time, attempts, last reply code, recipients as a bucket),
+    /// for operators.
+    MailDeadLetters,
     /// Apply a label's entry rule to the groups under it, ending the memberships it now bars.
     ApplyRule,
     /// Whether a caller's token was voided by an offboarding.
@@ -57,7 +60,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation, in a stable order.
-    pub const ALL: [Operation; 17] = [
+    pub const ALL: [Operation; 18] = [
         Self::Ping,
         Self::ProvisionGroup,
         Self::DeprovisionGroup,
@@ -71,6 +74,7 @@ impl Operation {
         Self::ApplyBatch,
         Self::BreakGlass,
         Self::MailCounts,
+        Self::MailDeadLetters,
         Self::ApplyRule,
         Self::CheckToken,
         Self::Directory,
@@ -93,6 +97,7 @@ impl Operation {
             Self::ApplyBatch => "apply-batch",
             Self::BreakGlass => "break-glass",
             Self::MailCounts => "mail-counts",
+            Self::MailDeadLetters => "mail-dead-letters",
             Self::ApplyRule => "apply-rule",
             Self::CheckToken => "check-token",
             Self::Directory => "directory",
@@ -143,6 +148,7 @@ pub fn may_call(service: ServiceName, op: Operation) -> bool {
                 | O::Offboard
                 | O::BreakGlass
                 | O::MailCounts
+                | O::MailDeadLetters
                 | O::ApplyRule
                 | O::CheckToken
                 | O::Directory
@@ -222,6 +228,8 @@ pub mod op {
         BreakGlass,
         /// See [`Operation::MailCounts`].
         MailCounts,
+        /// See [`Operation::MailDeadLetters`].
+        MailDeadLetters,
         /// See [`Operation::ApplyRule`].
         ApplyRule,
         /// See [`Operation::CheckToken`].
@@ -297,6 +305,7 @@ mod tests {
                     O::Offboard,
                     O::BreakGlass,
                     O::MailCounts,
+                    O::MailDeadLetters,
                     O::ApplyRule,
                     O::CheckToken,
                     O::Directory,

@@ -88,6 +88,9 @@ pub struct AppState {
     pub break_glass: breakglass::BreakGlass,
     /// The mail tables, where provisioning records a group's sender policy and owners.
     pub mail: Arc<dyn mail::store::MailStore>,
+    /// The relay's health and this replica's delivery counters, kept by the delivery workers
+    /// and shown with the mail counts.
+    pub relay_stats: Arc<mail::relay::RelayStats>,
     /// The users the IdP provisions over SCIM (through control-api).
     pub directory: directory::Directory,
     /// Notifications: owners' digests, a requester's decision, break-glass officers
@@ -132,6 +135,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         bulk,
         break_glass,
         mail,
+        relay_stats: Arc::default(),
         directory,
         notifier,
     })
@@ -156,7 +160,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         (name = "members", description = "One person's membership at a time."),
         (name = "meta", description = "Token checks and this document."),
         (name = "break-glass", description = "Lawful access to one group's membership (INV-8): control-api only, with the acting user's own token."),
-        (name = "mail", description = "The mail queue's counts, for operators."),
+        (name = "mail", description = "The mail queue's counts, the relay's health and the dead letters, for operators."),
         (name = "notifications", description = "Notifications from a closed set of templates that name nobody: membership-api only."),
     )
 )]
@@ -262,7 +266,9 @@ pub async fn run(
                 config.corporate_domains.clone(),
             )
             .with_dkim(config.mail.load_dkim()?)
-            .with_tls(config.mail.load_tls()?);
+            .with_tls(config.mail.load_tls()?)
+            .with_relay_security(config.mail.outbound.load()?)
+            .with_relay_stats(state.relay_stats.clone());
             Some(mail::start_on(ctx, smtp))
         }
         None => None,

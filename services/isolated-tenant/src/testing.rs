@@ -32,11 +32,18 @@ impl PyRelay {
     /// A relay recording into `out`, on `port` when given (a tenant already configured with
     /// that relay), else on a free one. Returns once it listens.
     pub fn start_on(out: &Path, port: Option<u16>) -> Self {
+        Self::start_with(out, port, &[])
+    }
+
+    /// [`Self::start_on`] with relay.py's options: `--starttls CERT KEY` (offered and
+    /// required), `--implicit CERT KEY`, `--auth USER:PASSWORD`.
+    pub fn start_with(out: &Path, port: Option<u16>, options: &[&str]) -> Self {
         let mut command = Command::new("python3");
         command.arg(format!("{SCRIPTS}/relay.py")).arg(out);
         if let Some(port) = port {
             command.arg(port.to_string());
         }
+        command.args(options);
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

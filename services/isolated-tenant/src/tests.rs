@@ -101,6 +101,7 @@ impl TestApp {
             batch_gate: batch_gate.clone(),
             break_glass,
             mail,
+            relay_stats: Arc::default(),
             directory,
             notifier,
         });
@@ -1229,6 +1230,7 @@ async fn the_openapi_document_needs_a_token_and_documents_every_route() {
         ("/tenant/v1/break-glass/requests/{id}/decline", "post"),
         ("/tenant/v1/break-glass/requests/{id}/redeem", "post"),
         (paths::MAIL_COUNTS, "get"),
+        (paths::MAIL_DEAD_LETTERS, "get"),
         (paths::APPLY_RULE, "post"),
         (paths::TOKEN_CHECK, "post"),
         (tenant_api::directory::paths::USERS, "post"),
@@ -1403,7 +1405,21 @@ async fn mail_counts_are_counts_only_and_for_control_api_only() {
         .call(Method::GET, "/tenant/v1/mail/counts", Some(&control), None)
         .await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
-    let body = res.json();
+    let mut body = res.json();
+    // The relay's health and counters: numbers, and a cause word only while failing.
+    let relay = body
+        .as_object_mut()
+        .unwrap()
+        .remove("relay")
+        .expect("relay");
+    let relay = relay.as_object().unwrap();
+    assert!(relay.get("failing").is_none(), "{relay:?}");
+    for (k, v) in relay {
+        match k.as_str() {
+            "failures" => assert!(v.as_object().unwrap().values().all(Value::is_u64)),
+            _ => assert!(v.is_i64(), "{k}"),
+        }
+    }
     let fields: Vec<&String> = body.as_object().unwrap().keys().collect();
     assert_eq!(fields.len(), 10, "{body}");
     assert!(
@@ -1412,11 +1428,21 @@ async fn mail_counts_are_counts_only_and_for_control_api_only() {
     );
     for s in [ServiceName::MembershipApi, ServiceName::BulkApi] {
         let token = app.token(s);
-        let res = app
-            .call(Method::GET, "/tenant/v1/mail/counts", Some(&token), None)
-            .await;
-        assert_eq!(res.status, StatusCode::FORBIDDEN, "{s}");
+        for path in ["/tenant/v1/mail/counts", "/tenant/v1/mail/dead-letters"] {
+            let res = app.call(Method::GET, path, Some(&token), None).await;
+            assert_eq!(res.status, StatusCode::FORBIDDEN, "{s} {path}");
+        }
     }
+    let res = app
+        .call(
+            Method::GET,
+            "/tenant/v1/mail/dead-letters",
+            Some(&control),
+            None,
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json(), json!({"dead_letters": []}));
 }
 
 /// Only membership-api asks for notifications; everyone else is refused before the body is

@@ -100,6 +100,8 @@ async fn run(
             tenant_env: vec![
                 ("HUSH_MAIL_LISTEN".into(), smtp.to_string()),
                 ("HUSH_MAIL_RELAY".into(), format!("smtp://{}", sink.addr)),
+                // The benchmark's sink listens on loopback without TLS.
+                ("HUSH_MAIL_RELAY_TLS".into(), "none".into()),
                 ("HUSH_MAIL_BATCH_RECIPIENTS".into(), args.batch.to_string()),
                 (
                     "HUSH_MAIL_DELIVERY_WORKERS".into(),
@@ -153,7 +155,19 @@ async fn run(
 
     let message = b"From: Alice <alice@corp.example>\r\nTo: bench@groups.test.example\r\nSubject: Benchmark\r\n\r\nHello, everyone.\r\n".to_vec();
     let start = Instant::now();
-    let mut conn = Connection::open(smtp, "bench.localhost", Duration::from_secs(60)).await?;
+    // The tenant's listener on loopback, plaintext.
+    let plain = isolated_tenant::mail::relay::RelayArgs::plaintext().load()?;
+    let listener: isolated_tenant::mail::relay::RelayHost = smtp
+        .to_string()
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))?;
+    let mut conn = Connection::open(
+        &listener,
+        &plain,
+        "bench.localhost",
+        Duration::from_secs(60),
+    )
+    .await?;
     let rcpts = vec!["bench@groups.test.example".to_string()];
     let sent = conn
         .send(&Transaction {

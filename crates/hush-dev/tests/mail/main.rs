@@ -42,6 +42,8 @@ async fn tenant_with_mail(
             "HUSH_MAIL_RELAY".to_string(),
             format!("smtp://127.0.0.1:{relay}"),
         ),
+        // The test relay (aiosmtpd, Postfix) listens on loopback without TLS.
+        ("HUSH_MAIL_RELAY_TLS".to_string(), "none".to_string()),
     ];
     tenant_env.extend(mail_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let opts = ClusterOptions {

@@ -152,6 +152,8 @@ async fn notifications_name_nobody_and_reach_only_whom_they_concern(kind: Backen
         ),
         ("HUSH_MAIL_LISTEN", format!("127.0.0.1:{smtp}")),
         ("HUSH_MAIL_RELAY", format!("smtp://{}", relay.addr())),
+        // aiosmtpd on loopback, without TLS.
+        ("HUSH_MAIL_RELAY_TLS", "none".into()),
         ("HUSH_NOTIFY_FROM", "notifications@hush.test.example".into()),
         ("HUSH_NOTIFY_OFFICERS", OFFICERS.into()),
         ("HUSH_NOTIFY_OWNER_INTERVAL_SECS", INTERVAL_SECS.into()),

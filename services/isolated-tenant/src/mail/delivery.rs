@@ -14,6 +14,7 @@
 use super::bounce;
 use super::client::{Connection, Sent, Transaction};
 use super::listener::{FLAG_8BITMIME, FLAG_SMTPUTF8};
+use super::relay::{Cause, Ended};
 use super::store::{backoff, Claimed, FinishLimits, Outcome};
 use super::{worth_retrying, MailContext, Relay, STORE_RETRY};
 use crate::store::StoreError;
@@ -165,8 +166,9 @@ impl Worker {
                 },
             };
             let (limits, owner) = (self.limits, self.owner);
-            let outcome = match message {
-                None => Outcome::Failed,
+            ctx.relay_stats.attempt();
+            let (outcome, cause) = match message {
+                None => (Outcome::Failed { reply: None }, None),
                 Some(m) => {
                     attempt(
                         ctx,
@@ -180,6 +182,13 @@ impl Worker {
                     .await
                 }
             };
+            let ended = match &outcome {
+                Outcome::Sent { .. } => Ended::Delivered,
+                Outcome::Failed { .. } => Ended::Dead,
+                Outcome::TryLater { .. } if d.attempts >= limits.max_attempts => Ended::Dead,
+                Outcome::TryLater { .. } => Ended::Deferred,
+            };
+            ctx.relay_stats.ended(ended, cause);
             let finished = STORE_RETRY
                 .run(worth_retrying, || {
                     ctx.store.finish(owner, &d, outcome.clone(), limits)
@@ -206,7 +215,7 @@ pub async fn drain_until_idle(ctx: MailContext, relay: Relay) -> Result<usize, S
     Ok(attempted)
 }
 
-/// One attempt of one delivery.
+/// One attempt of one delivery: how it ended, and why when it did not go through.
 async fn attempt(
     ctx: &MailContext,
     relay: &Relay,
@@ -215,18 +224,28 @@ async fn attempt(
     d: &Claimed,
     stored: &[u8],
     limits: FinishLimits,
-) -> Outcome {
-    let later = Outcome::TryLater {
-        after: backoff(limits.retry_base, d.attempts),
+) -> (Outcome, Option<Cause>) {
+    let after = backoff(limits.retry_base, d.attempts);
+    let later = |cause: Cause, reply: String| {
+        (
+            Outcome::TryLater {
+                after,
+                reply: Some(reply),
+            },
+            Some(cause),
+        )
     };
     let Some((&flags, data)) = stored.split_first() else {
-        return Outcome::Failed;
+        return (Outcome::Failed { reply: None }, None);
     };
     if d.recipients.is_empty() {
-        return Outcome::Sent {
-            retry: vec![],
-            rejected: vec![],
-        };
+        return (
+            Outcome::Sent {
+                retry: vec![],
+                rejected: vec![],
+            },
+            None,
+        );
     }
     let domain = d.recipients[0]
         .rsplit_once('@')
@@ -235,7 +254,15 @@ async fn attempt(
     match limiter.admit(&ctx.args, &domain, d.recipients.len()) {
         Admit::Go => {}
         Admit::Wait(t) => tokio::time::sleep(t).await,
-        Admit::NextDay(t) => return Outcome::TryLater { after: t },
+        Admit::NextDay(t) => {
+            return (
+                Outcome::TryLater {
+                    after: t,
+                    reply: None,
+                },
+                None,
+            )
+        }
     }
     let from = bounce::address(&d.bounce_token, &ctx.args.bounce_domain);
     match relay {
@@ -245,18 +272,21 @@ async fn attempt(
             let mut copy = format!("Return-Path: <{from}>\r\n").into_bytes();
             copy.extend_from_slice(data);
             match tokio::task::spawn_blocking(move || write_maildir(&dir, &rcpts, &copy)).await {
-                Ok(Ok(())) => Outcome::Sent {
-                    retry: vec![],
-                    rejected: vec![],
-                },
+                Ok(Ok(())) => (
+                    Outcome::Sent {
+                        retry: vec![],
+                        rejected: vec![],
+                    },
+                    None,
+                ),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "writing to the Maildir sink failed");
-                    later
+                    later(Cause::Protocol, "maildir".into())
                 }
-                Err(_) => later,
+                Err(_) => later(Cause::Protocol, "maildir".into()),
             }
         }
-        Relay::Smtp(addr) => {
+        Relay::Smtp(host) => {
             let tx = Transaction {
                 from: &from,
                 rcpts: &d.recipients,
@@ -264,40 +294,59 @@ async fn attempt(
                 eightbit: flags & FLAG_8BITMIME != 0,
                 smtputf8: flags & FLAG_SMTPUTF8 != 0,
             };
+            let stats = &ctx.relay_stats;
             // A reused connection may have been closed by the relay meanwhile: one fresh try.
             for fresh in [conn.is_none(), true] {
                 if fresh {
-                    *conn = match Connection::open(*addr, &ctx.args.hostname, RELAY_TIMEOUT).await {
+                    *conn = match Connection::open(
+                        host,
+                        &ctx.relay_security,
+                        &ctx.args.hostname,
+                        RELAY_TIMEOUT,
+                    )
+                    .await
+                    {
                         Ok(c) => Some(c),
                         Err(e) => {
-                            tracing::warn!(error = %e, "the relay is unreachable");
-                            return later;
+                            stats.relay_failing(host, e.cause, &e.detail);
+                            return later(e.cause, e.cause.as_str().into());
                         }
                     };
                 }
                 let Some(c) = conn.as_mut() else {
-                    return later;
+                    return later(Cause::Protocol, "protocol".into());
                 };
                 match c.send(&tx).await {
-                    Ok(Sent::Done { retry, rejected }) => return Outcome::Sent { retry, rejected },
+                    Ok(Sent::Done { retry, rejected }) => {
+                        stats.relay_ok(host);
+                        return (Outcome::Sent { retry, rejected }, None);
+                    }
                     Ok(Sent::TempFail(why)) => {
-                        tracing::warn!(reply = reply_code(&why), "the relay deferred a delivery");
-                        return later;
+                        let code = reply_code(&why);
+                        if code.starts_with("530") {
+                            // The relay wants TLS or AUTH first: every message will hear it.
+                            stats.relay_failing(host, Cause::AuthRequired, &code);
+                            return later(Cause::AuthRequired, code);
+                        }
+                        tracing::debug!(reply = code, "the relay deferred a delivery");
+                        return later(Cause::Deferred, code);
                     }
                     Ok(Sent::PermFail(why)) => {
-                        tracing::warn!(reply = reply_code(&why), "the relay refused a delivery");
-                        return Outcome::Failed;
+                        let code = reply_code(&why);
+                        tracing::debug!(reply = code, "the relay refused a delivery");
+                        return (Outcome::Failed { reply: Some(code) }, Some(Cause::Refused));
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "relay connection lost");
                         *conn = None;
                         if fresh {
-                            return later;
+                            stats.relay_failing(host, e.cause, &e.detail);
+                            return later(e.cause, e.cause.as_str().into());
                         }
                     }
                 }
             }
-            later
+            later(Cause::Protocol, "protocol".into())
         }
     }
 }
@@ -404,6 +453,9 @@ fn reply_code(reply: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+        .chars()
+        .take(32)
+        .collect()
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub mod dmarc;
 pub mod headers;
 pub mod listener;
 pub mod policy;
+pub mod relay;
 pub mod store;
 #[cfg(test)]
 mod testdns;
@@ -55,8 +56,9 @@ fn worth_retrying(e: &StoreError) -> bool {
 /// Where delivered copies go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relay {
-    /// An SMTP smarthost: the corporate mail system's inbound relay.
-    Smtp(SocketAddr),
+    /// An SMTP smarthost: the corporate mail system's relay, by name (resolved at each
+    /// connection) or address, secured as `HUSH_MAIL_RELAY_TLS` says.
+    Smtp(relay::RelayHost),
     /// A directory of Maildir folders, one per recipient (`<dir>/<address>/new/…`): a stand-in
     /// for the corporate mail system in `hush up` and the benchmarks. It lives outside the
     /// tenant's database and names recipients, as any mail system's mailboxes do; never use it
@@ -68,21 +70,16 @@ impl std::str::FromStr for Relay {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(addr) = s.strip_prefix("smtp://") {
-            let addr = addr.trim_end_matches('/');
-            addr.parse()
-                .map(Relay::Smtp)
-                .map_err(|_| format!("'{addr}' is not host-ip:port (e.g. smtp://10.0.0.5:25)"))
-        } else if let Some(dir) = s.strip_prefix("maildir:") {
+        if let Some(dir) = s.strip_prefix("maildir:") {
             if dir.is_empty() {
                 return Err("maildir: needs a directory".into());
             }
-            Ok(Relay::Maildir(PathBuf::from(dir)))
-        } else {
-            Err(format!(
-                "'{s}' is neither smtp://ip:port nor maildir:/directory"
-            ))
+            return Ok(Relay::Maildir(PathBuf::from(dir)));
         }
+        let host = s.strip_prefix("smtp://").unwrap_or(s).trim_end_matches('/');
+        host.parse().map(Relay::Smtp).map_err(|e| {
+            format!("{e}; HUSH_MAIL_RELAY is host:port (smtp:// optional) or maildir:/directory")
+        })
     }
 }
 
@@ -110,10 +107,16 @@ pub struct MailArgs {
         default_value = "bounces.hush.localhost"
     )]
     pub bounce_domain: String,
-    /// Where copies go: `smtp://ip:port` (the corporate relay) or `maildir:/dir` (a local sink
-    /// for development). Unset: messages are accepted and queued, and wait for a relay.
+    /// Where copies go: `host:port` of the corporate relay (`relay.corp.example:25`; a name
+    /// is resolved at each connection; `smtp://` in front is accepted) or `maildir:/dir` (a
+    /// local sink for development). Unset: messages are accepted and queued, and wait for a
+    /// relay.
     #[arg(long = "mail-relay", id = "mail_relay", env = "HUSH_MAIL_RELAY")]
     pub relay: Option<Relay>,
+    /// How the connection to the relay is secured, and its credentials
+    /// (`HUSH_MAIL_RELAY_TLS`, `HUSH_MAIL_RELAY_CA_FILE`, `HUSH_MAIL_RELAY_AUTH_FILE`).
+    #[command(flatten)]
+    pub outbound: relay::RelayArgs,
     /// Largest message accepted, in bytes (advertised as SIZE; larger → 552).
     #[arg(
         long = "mail-max-message-bytes",
@@ -383,6 +386,7 @@ impl Default for MailArgs {
             hostname: "hush-tenant.localhost".into(),
             bounce_domain: "bounces.hush.localhost".into(),
             relay: None,
+            outbound: relay::RelayArgs::default(),
             max_message_bytes: 25 * 1024 * 1024,
             max_connections: 64,
             max_connections_per_peer: 8,
@@ -513,6 +517,10 @@ pub struct MailContext {
     /// Wakes idle delivery workers when a message is accepted, so the first copy leaves at
     /// once instead of at the next poll.
     pub wake: Arc<tokio::sync::Notify>,
+    /// How the workers secure the relay connection, and their credentials.
+    pub relay_security: Arc<relay::RelaySecurity>,
+    /// The relay's health and the delivery counters (shown on the mail counts route).
+    pub relay_stats: Arc<relay::RelayStats>,
 }
 
 impl MailContext {
@@ -535,7 +543,32 @@ impl MailContext {
                     .expect("a resolver with one name server builds")
             }),
             wake: Arc::new(tokio::sync::Notify::new()),
+            // No files to read here: STARTTLS against the built-in roots, or plaintext when
+            // configured so. [`Self::with_relay_security`] brings a CA file and credentials.
+            relay_security: Arc::new(
+                relay::RelayArgs {
+                    tls: args.outbound.tls,
+                    ..relay::RelayArgs::default()
+                }
+                .load()
+                .expect("without files, the relay settings always load"),
+            ),
+            relay_stats: Arc::default(),
         }
+    }
+
+    /// Secures the relay connection as `security` says (loaded from the settings' files).
+    #[must_use]
+    pub fn with_relay_security(mut self, security: relay::RelaySecurity) -> Self {
+        self.relay_security = Arc::new(security);
+        self
+    }
+
+    /// Counts deliveries into `stats` (shared with the API's status route).
+    #[must_use]
+    pub fn with_relay_stats(mut self, stats: Arc<relay::RelayStats>) -> Self {
+        self.relay_stats = stats;
+        self
     }
 
     /// Offers STARTTLS with `acceptor`.
@@ -591,7 +624,8 @@ pub async fn start(
     let store = store::connect(database_url, keys).await?;
     let ctx = MailContext::new(args, store, corporate)
         .with_dkim(args.load_dkim()?)
-        .with_tls(args.load_tls()?);
+        .with_tls(args.load_tls()?)
+        .with_relay_security(args.outbound.load()?);
     Ok(Some(start_on(ctx, listener)))
 }
 

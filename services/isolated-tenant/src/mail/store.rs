@@ -126,9 +126,25 @@ pub enum Outcome {
     TryLater {
         /// How long to wait.
         after: Duration,
+        /// The relay's reply code, or what failed before a reply ([`Outcome::reply`]).
+        reply: Option<String>,
     },
     /// Nothing was delivered and never will be: a dead letter.
-    Failed,
+    Failed {
+        /// The relay's reply code, or what failed before a reply.
+        reply: Option<String>,
+    },
+}
+
+impl Outcome {
+    /// What the operators' dead-letter list shows of the attempt: the relay's reply code
+    /// (`550 5.7.1`), or the cause of a failure before any reply (`tls`); never a reply's text.
+    pub fn reply(&self) -> Option<&str> {
+        match self {
+            Self::Sent { .. } => None,
+            Self::TryLater { reply, .. } | Self::Failed { reply } => reply.as_deref(),
+        }
+    }
 }
 
 /// The limits [`MailQueue::finish`] applies.
@@ -256,7 +272,14 @@ pub trait MailQueue: Send + Sync + 'static {
     /// deleted. A bounce for a purged delivery is then unknown, and consumed like one.
     async fn purge(&self, delivered_before_ms: i64, dead_before_ms: i64)
         -> Result<u64, StoreError>;
+
+    /// The newest `limit` dead letters for operators: id, when, attempts, the last reply code
+    /// and the recipient count as a bucket. Never a group, an address or an exact count.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
 }
+
+/// One dead letter, as operators see it.
+pub use tenant_api::DeadLetter;
 
 /// Both roles: what the listener, the workers and the tenant's routes hold.
 pub trait MailStore: MailGroups + MailQueue {}
@@ -293,9 +316,9 @@ pub fn settle(outcome: &Outcome, attempts: u32, max_attempts: u32, now: i64) -> 
     };
     match outcome {
         Outcome::Sent { .. } => done("delivered"),
-        Outcome::Failed => done("dead"),
+        Outcome::Failed { .. } => done("dead"),
         Outcome::TryLater { .. } if attempts >= max_attempts => done("dead"),
-        Outcome::TryLater { after } => Settled {
+        Outcome::TryLater { after, .. } => Settled {
             state: "queued",
             next_attempt_ms: now + i64::try_from(after.as_millis()).unwrap_or(i64::MAX / 2),
             wipe: false,
@@ -461,6 +484,9 @@ const COUNT_CONSUMED: &str = "INSERT INTO mail_counters (name, total) VALUES ($1
 const KNOWN_TOKEN: &str = "SELECT COUNT(*) FROM mail_deliveries WHERE bounce_token = $1";
 const COUNT_BY_STATE: &str = "SELECT state, COUNT(*), COALESCE(SUM(recipients), 0) \
                               FROM mail_deliveries GROUP BY state";
+const DEAD_LETTERS: &str = "SELECT id, next_attempt_ms, attempts, last_reply, recipients \
+                            FROM mail_deliveries WHERE state = 'dead' \
+                            ORDER BY next_attempt_ms DESC, id LIMIT $1";
 const COUNT_BAD: &str = "SELECT COUNT(*) FROM mail_bad_addresses WHERE bad = $1";
 const COUNTERS: &str = "SELECT name, total FROM mail_counters";
 
@@ -912,7 +938,8 @@ impl MailQueue for SqlMailStore {
             .push_bind(settled.state)
             .push(", next_attempt_ms = ")
             .push_bind(settled.next_attempt_ms)
-            .push(", lease_owner = NULL, lease_until_ms = 0");
+            .push(", lease_owner = NULL, lease_until_ms = 0, last_reply = ")
+            .push_bind(outcome.reply().map(str::to_string));
         if settled.wipe {
             q = q.push(", sealed_recipients = ").push_bind(Vec::<u8>::new());
         }
@@ -1006,6 +1033,26 @@ impl MailQueue for SqlMailStore {
         .await
     }
 
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut conn = self.db.acquire().await?;
+        let rows: Vec<(Uuid, i64, i32, Option<String>, i32)> = Sql::new(DEAD_LETTERS)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&mut conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, ended_ms, attempts, last_reply, recipients)| DeadLetter {
+                    id,
+                    ended_ms,
+                    attempts: u32::try_from(attempts).unwrap_or(0),
+                    last_reply,
+                    recipients: domain::CountBucket::of(u64::try_from(recipients).unwrap_or(0)),
+                },
+            )
+            .collect())
+    }
+
     async fn counts(&self) -> Result<MailCounts, StoreError> {
         let mut conn = self.db.acquire().await?;
         let rows: Vec<(String, i64, i64)> = Sql::new(COUNT_BY_STATE).fetch_all(&mut conn).await?;
@@ -1039,13 +1086,17 @@ mod tests {
     fn a_delivery_ends_final_or_waits_until_its_attempts_are_spent() {
         let later = Outcome::TryLater {
             after: Duration::from_secs(2),
+            reply: Some("451".into()),
         };
         let sent = Outcome::Sent {
             retry: vec![],
             rejected: vec![],
         };
         assert_eq!(settle(&sent, 1, 3, 10).state, "delivered");
-        assert_eq!(settle(&Outcome::Failed, 1, 3, 10).state, "dead");
+        assert_eq!(
+            settle(&Outcome::Failed { reply: None }, 1, 3, 10).state,
+            "dead"
+        );
         assert_eq!(
             settle(&later, 2, 3, 10),
             Settled {

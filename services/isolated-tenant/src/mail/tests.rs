@@ -94,6 +94,8 @@ impl Fixture {
             max_message_bytes: 64 * 1024,
             bounce_domain: "bounces.test.example".into(),
             retry_base_secs: 1,
+            // aiosmtpd without TLS on loopback; the relay tests below set TLS up.
+            outbound: relay::RelayArgs::plaintext(),
             // The test's senders stand in for the corporate relay, which authenticated them.
             trusted_relays: vec!["127.0.0.0/8".parse().unwrap()],
             ..MailArgs::default()
@@ -252,6 +254,11 @@ fn dkimpy(dir: &std::path::Path, text: &str, key: &str, extra: &[&str]) -> (bool
     )
 }
 
+/// The relay on loopback at `addr`, by address (plaintext: see [`Fixture::args`]).
+fn smtp(addr: std::net::SocketAddr) -> Relay {
+    Relay::Smtp(addr.to_string().parse().unwrap())
+}
+
 fn message(subject: &str, body_len: usize) -> String {
     format!(
         "From: Alice <alice@corp.example>\r\nTo: ERG <erg@{GROUP_DOMAIN}>\r\nCc: bob@corp.example\r\n\
@@ -300,7 +307,7 @@ on_both_backends! {
         let fx = Fixture::new(db, SenderPolicy::Anyone).await;
         let members = fx.seed(10_000).await;
         let relay = PyRelay::start(fx.dir.path());
-        let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+        let svc = fx.start(Some(smtp(relay.addr()))).await;
 
         let verdict = send(svc.addr, "alice@corp.example", &[&fx.address], &message("hello", 10), &[]).await;
         assert_eq!(verdict["ok"], true, "{verdict}");
@@ -378,7 +385,7 @@ on_both_backends! {
         let fx = Fixture::new(db, SenderPolicy::Anyone).await;
         fx.seed(5).await;
         let relay = PyRelay::start(fx.dir.path());
-        let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+        let svc = fx.start(Some(smtp(relay.addr()))).await;
         let sent = send(svc.addr, "alice@corp.example", &[&fx.address], &message("hi", 1), &[]).await;
         assert_eq!(sent["ok"], true);
         let received = relay.wait_for(5, Duration::from_secs(30)).await;
@@ -415,7 +422,7 @@ on_both_backends! {
         drop(first);
         // The restarted tenant's worker, run until its queue is empty.
         let relay = PyRelay::start(fx.dir.path());
-        assert!(fx.drain(Relay::Smtp(relay.addr())).await > 0);
+        assert!(fx.drain(smtp(relay.addr())).await > 0);
         assert_eq!(relay.recipients().len(), members.len(), "each member exactly once");
         assert_eq!(fx.mail.counts().await.unwrap().queued_deliveries, 0);
         fx.finish().await;
@@ -429,7 +436,7 @@ on_both_backends! {
         // expansion skips it. (The same DSN three times counts once: see
         // `a_forged_bounce_counts_only_for_an_address_its_delivery_went_to`.)
         let relay = PyRelay::start(fx.dir.path());
-        let svc = fx.start(Some(Relay::Smtp(relay.addr()))).await;
+        let svc = fx.start(Some(smtp(relay.addr()))).await;
         send(svc.addr, "alice@corp.example", &[&fx.address], &message("a", 1), &[]).await;
         let received = relay.wait_for(2, Duration::from_secs(30)).await;
         let token = received[0]["from"].as_str().unwrap()
@@ -488,7 +495,7 @@ on_both_backends! {
         let signer = group_signer(fx.dir.path(), "hush2026");
         let public = signer.dns_record().to_string();
         let relay = PyRelay::start(fx.dir.path());
-        let svc = fx.start_signing(Some(Relay::Smtp(relay.addr())), Some(signer)).await;
+        let svc = fx.start_signing(Some(smtp(relay.addr())), Some(signer)).await;
         let r = send(svc.addr, "alice@corp.example", &[&fx.address], &message("signed", 100), &[]).await;
         assert_eq!(r["ok"], true);
         let received = relay.wait_for(2, Duration::from_secs(30)).await;
@@ -1234,7 +1241,7 @@ async fn from_is_rewritten_by_the_dmarc_policy_dns_gives_and_when_dns_fails() {
         aligned_domains: vec!["corp.example".into()],
         dns_server: Some(dns.addr),
         dns_timeout_secs: 1,
-        ..fx.args(Some(Relay::Smtp(relay.addr())))
+        ..fx.args(Some(smtp(relay.addr())))
     };
     let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
         .await
@@ -1407,7 +1414,7 @@ async fn sealed_copy(fx: &Fixture, dns: &super::testdns::TestDns, text: &str) ->
         arc: true,
         dns_server: Some(dns.addr),
         dns_timeout_secs: 2,
-        ..fx.args(Some(Relay::Smtp(relay.addr())))
+        ..fx.args(Some(smtp(relay.addr())))
     };
     let listener = tokio::net::TcpListener::bind(args.listen.unwrap())
         .await
@@ -1558,4 +1565,317 @@ async fn arc_seals_the_next_instance_over_the_chain_the_message_arrived_with() {
         "the DKIM signature verifies beside ARC"
     );
     fx.finish().await;
+}
+
+/// The relay over TLS (issue 20): a real aiosmtpd relay on loopback offering STARTTLS (and
+/// requiring it), or TLS from the first byte, with a certificate from a CA made by `openssl`
+/// for the test; the tenant's workers drain the queue against it.
+mod relay_tls {
+    use super::*;
+    use crate::mail::relay::{RelayArgs, RelayStats, TlsMode};
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    /// A test CA and a relay certificate it signed for `localhost`.
+    struct Certs {
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    }
+
+    fn openssl(args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn make_certs(dir: &Path, name: &str) -> Certs {
+        let p = |f: &str| dir.join(format!("{name}-{f}"));
+        let s = |p: &PathBuf| p.to_str().unwrap().to_string();
+        let (ca_key, ca, key, csr, cert, ext) = (
+            p("ca.key"),
+            p("ca.pem"),
+            p("relay.key"),
+            p("relay.csr"),
+            p("relay.pem"),
+            p("ext.cnf"),
+        );
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        let subj = format!("/CN=Hush test CA {name}");
+        let mut args = vec!["req", "-x509"];
+        args.extend(ec);
+        args.extend(["-days", "1", "-subj", &subj, "-keyout"]);
+        let (ca_key_s, ca_s) = (s(&ca_key), s(&ca));
+        args.extend([ca_key_s.as_str(), "-out", ca_s.as_str()]);
+        openssl(&args);
+        let (key_s, csr_s) = (s(&key), s(&csr));
+        let mut args = vec!["req"];
+        args.extend(ec);
+        args.extend(["-subj", "/CN=localhost", "-keyout", &key_s, "-out", &csr_s]);
+        openssl(&args);
+        std::fs::write(
+            &ext,
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let (cert_s, ext_s) = (s(&cert), s(&ext));
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr_s,
+            "-CA",
+            &ca_s,
+            "-CAkey",
+            &ca_key_s,
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &ext_s,
+            "-out",
+            &cert_s,
+        ]);
+        Certs { ca, cert, key }
+    }
+
+    /// The relay by name (`localhost`, as its certificate says), never by address.
+    fn by_name(relay: &PyRelay) -> Relay {
+        Relay::Smtp(
+            format!("localhost:{}", relay.addr().port())
+                .parse()
+                .unwrap(),
+        )
+    }
+
+    fn tls_options<'a>(flag: &'a str, certs: &'a Certs) -> Vec<&'a str> {
+        vec![
+            flag,
+            certs.cert.to_str().unwrap(),
+            certs.key.to_str().unwrap(),
+        ]
+    }
+
+    /// A worker context over the fixture's database securing the relay as `outbound` says;
+    /// retries are due at once, so a drain runs every attempt without waiting.
+    async fn context(
+        fx: &Fixture,
+        outbound: &RelayArgs,
+        max_attempts: u32,
+        stats: &Arc<RelayStats>,
+    ) -> MailContext {
+        context_with(fx, outbound, max_attempts, 0, stats).await
+    }
+
+    /// [`context`], retrying after `retry_base_secs`.
+    async fn context_with(
+        fx: &Fixture,
+        outbound: &RelayArgs,
+        max_attempts: u32,
+        retry_base_secs: u64,
+        stats: &Arc<RelayStats>,
+    ) -> MailContext {
+        let args = MailArgs {
+            outbound: outbound.clone(),
+            max_attempts,
+            retry_base_secs,
+            ..fx.args(None)
+        };
+        let mail = store::connect(fx.database.url(), fx.keys.clone())
+            .await
+            .unwrap();
+        MailContext::new(&args, mail, "corp.example".parse().unwrap())
+            .with_relay_security(outbound.load().unwrap())
+            .with_relay_stats(stats.clone())
+    }
+
+    /// Queues one message to the group (no workers run).
+    async fn queue_one(fx: &Fixture) {
+        let svc = fx.start(None).await;
+        let r = send(
+            svc.addr,
+            "alice@corp.example",
+            &[&fx.address],
+            &message("tls", 1),
+            &[],
+        )
+        .await;
+        assert_eq!(r["ok"], true, "{r}");
+        drop(svc);
+    }
+
+    fn ca_only(certs: &Certs, tls: TlsMode) -> RelayArgs {
+        RelayArgs {
+            tls,
+            ca_file: Some(certs.ca.clone()),
+            auth_file: None,
+        }
+    }
+
+    /// The messages of the relay-state log lines, captured on this thread.
+    #[derive(Clone, Default)]
+    struct StateLog(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for StateLog {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                    if f.name() == "message" {
+                        self.0 = format!("{v:?}");
+                    }
+                }
+            }
+            let mut m = Message(String::new());
+            event.record(&mut m);
+            if m.0.contains("mail relay") {
+                self.0.lock().unwrap().push(m.0);
+            }
+        }
+    }
+
+    on_both_backends! {
+        async fn starttls_and_auth_to_a_relay_by_name_carry_every_copy_encrypted(db) {
+            let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+            let members = fx.seed(3).await;
+            let certs = make_certs(fx.dir.path(), "good");
+            let mut options = tls_options("--starttls", &certs);
+            options.extend(["--auth", "hush-relay:s3cret pass"]);
+            let relay = PyRelay::start_with(&fx.dir.path().join("relay.jsonl"), None, &options);
+            let auth = fx.dir.path().join("relay-auth");
+            std::fs::write(&auth, "hush-relay\ns3cret pass\n").unwrap();
+            let outbound = RelayArgs { auth_file: Some(auth), ..ca_only(&certs, TlsMode::Starttls) };
+            let stats = Arc::new(RelayStats::default());
+            queue_one(&fx).await;
+
+            let ctx = context(&fx, &outbound, 8, &stats).await;
+            assert_eq!(delivery::drain_until_idle(ctx, by_name(&relay)).await.unwrap(), 1);
+
+            let mut got = relay.recipients();
+            got.sort();
+            assert_eq!(got, members);
+            for m in relay.received() {
+                assert_eq!((m["tls"].as_bool(), m["auth"].as_str()), (Some(true), Some("hush-relay")), "{m}");
+            }
+            let s = stats.status();
+            assert_eq!((s.attempts, s.delivered, s.failing), (1, 1, None));
+            assert_eq!(fx.mail.counts().await.unwrap().delivered_recipients, 3);
+            fx.finish().await;
+        }
+
+        async fn implicit_tls_delivers_from_the_first_byte(db) {
+            let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+            fx.seed(2).await;
+            let certs = make_certs(fx.dir.path(), "implicit");
+            let relay = PyRelay::start_with(&fx.dir.path().join("relay.jsonl"), None, &tls_options("--implicit", &certs));
+            queue_one(&fx).await;
+            let stats = Arc::new(RelayStats::default());
+            let ctx = context(&fx, &ca_only(&certs, TlsMode::Implicit), 8, &stats).await;
+            assert_eq!(delivery::drain_until_idle(ctx, by_name(&relay)).await.unwrap(), 1);
+            assert_eq!(relay.recipients().len(), 2);
+            assert!(relay.received().iter().all(|m| m["tls"] == true));
+            fx.finish().await;
+        }
+
+        async fn no_starttls_a_wrong_ca_or_wrong_credentials_send_nothing_and_the_delivery_waits(db) {
+            let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+            fx.seed(2).await;
+            let good = make_certs(fx.dir.path(), "good");
+            let other = make_certs(fx.dir.path(), "other");
+            let auth = fx.dir.path().join("relay-auth");
+            std::fs::write(&auth, "hush-relay\nwrong\n").unwrap();
+            let plain = PyRelay::start_with(&fx.dir.path().join("plain.jsonl"), None, &[]);
+            let tls = PyRelay::start_with(&fx.dir.path().join("tls.jsonl"), None, &tls_options("--starttls", &good));
+            let mut options = tls_options("--starttls", &good);
+            options.extend(["--auth", "hush-relay:right"]);
+            let authed = PyRelay::start_with(&fx.dir.path().join("authed.jsonl"), None, &options);
+            let cases = [
+                (&plain, ca_only(&good, TlsMode::Starttls), "starttls-missing"),
+                (&tls, ca_only(&other, TlsMode::Starttls), "tls"),
+                (&authed, RelayArgs { auth_file: Some(auth.clone()), ..ca_only(&good, TlsMode::Starttls) }, "auth"),
+            ];
+            for (i, (relay, outbound, cause)) in cases.into_iter().enumerate() {
+                queue_one(&fx).await;
+                let stats = Arc::new(RelayStats::default());
+                // One attempt per drain: the retry is due an hour later.
+                let ctx = context_with(&fx, &outbound, 8, 3600, &stats).await;
+                assert_eq!(delivery::drain_until_idle(ctx, by_name(relay)).await.unwrap(), 1, "{cause}");
+                assert!(relay.received().is_empty(), "{cause}: something was sent");
+                let s = stats.status();
+                assert_eq!((s.failing.as_deref(), s.deferred, s.dead), (Some(cause), 1, 0));
+                let counts = fx.mail.counts().await.unwrap();
+                assert_eq!((counts.queued_recipients, counts.dead_deliveries), (2 * (i as i64 + 1), 0), "{cause}: waits for a retry");
+            }
+            fx.finish().await;
+        }
+
+        async fn a_530_is_retried_then_dead_letters_are_listed_without_group_or_address_and_purged(db) {
+            let fx = Fixture::new(db, SenderPolicy::Anyone).await;
+            fx.seed(3).await;
+            let certs = make_certs(fx.dir.path(), "good");
+            // The issue's relay: it answers MAIL with "530 Must issue a STARTTLS command
+            // first"; the tenant is (mis)configured for plaintext.
+            let relay = PyRelay::start_with(&fx.dir.path().join("relay.jsonl"), None, &tls_options("--starttls", &certs));
+            let stats = Arc::new(RelayStats::default());
+            queue_one(&fx).await;
+            let log = StateLog::default();
+            let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(log.clone()));
+
+            let ctx = context(&fx, &RelayArgs::plaintext(), 3, &stats).await;
+            assert_eq!(delivery::drain_until_idle(ctx, by_name(&relay)).await.unwrap(), 3, "retried until the attempts were spent");
+            assert!(relay.received().is_empty());
+            let s = stats.status();
+            assert_eq!((s.attempts, s.deferred, s.dead, s.failures.auth_required), (3, 2, 1, 3));
+            assert_eq!(s.failing.as_deref(), Some("auth-required"));
+
+            // Fixed: the same relay over STARTTLS, a new message goes through.
+            queue_one(&fx).await;
+            let ctx = context(&fx, &ca_only(&certs, TlsMode::Starttls), 3, &stats).await;
+            assert_eq!(delivery::drain_until_idle(ctx, by_name(&relay)).await.unwrap(), 1);
+            assert_eq!(relay.recipients().len(), 3);
+            assert_eq!(stats.status().failing, None);
+            drop(guard);
+            let lines = log.0.lock().unwrap().clone();
+            assert_eq!(lines.len(), 2, "one line per relay state change, not per attempt: {lines:?}");
+            assert!(lines[0].contains("failing") && lines[1].contains("works again"), "{lines:?}");
+
+            let dead = fx.mail.dead_letters(200).await.unwrap();
+            assert_eq!(dead.len(), 1);
+            assert_eq!((dead[0].attempts, dead[0].last_reply.as_deref()), (3, Some("530")));
+            let shown = serde_json::to_string(&dead).unwrap();
+            for secret in [fx.group.to_string(), fx.address.clone(), MEMBER_DOMAIN.to_string()] {
+                assert!(!shown.contains(&secret), "{shown}");
+            }
+            assert!(shown.contains("\"recipients\":\"<10\""), "a bucket, not the count: {shown}");
+
+            // Dead letters stay for their retention, then go; delivered rows likewise.
+            let now = service_kit::db::now_ms();
+            let (delivered, dead_cut) = delivery::purge_cutoffs(&MailArgs::default(), now);
+            assert_eq!(fx.mail.purge(delivered, dead_cut).await.unwrap(), 0);
+            let short = MailArgs { delivered_retention_days: 0, dead_retention_days: 0, ..MailArgs::default() };
+            let (delivered, dead_cut) = delivery::purge_cutoffs(&short, now + 1);
+            assert_eq!(fx.mail.purge(delivered, dead_cut).await.unwrap(), 2);
+            assert!(fx.mail.dead_letters(200).await.unwrap().is_empty());
+            let c = fx.mail.counts().await.unwrap();
+            assert_eq!((c.dead_deliveries, c.delivered_deliveries), (0, 0));
+            fx.finish().await;
+        }
+    }
 }
