@@ -38,6 +38,16 @@ impl Service {
         }
     }
 
+    /// Tables a migration left for the service to empty, which db-setup drops once empty (the
+    /// service's role may not drop them). membership-api seals the join requests written in
+    /// clear before issue 16 from `join_requests_legacy`.
+    fn dropped_when_empty(self) -> &'static [&'static str] {
+        match self {
+            Self::Membership => &["join_requests_legacy"],
+            _ => &[],
+        }
+    }
+
     /// Tables the service's role may add to and read but never change or remove rows from.
     fn append_only(self) -> &'static [&'static str] {
         match self {
@@ -227,7 +237,34 @@ async fn setup(admin_url: &str, service: Service, t: &Target) -> anyhow::Result<
         ));
     }
     sqlx::raw_sql(&grants).execute(&mut db).await?;
+    for table in service.dropped_when_empty() {
+        drop_if_empty(&mut db, table).await?;
+    }
     db.close().await?;
+    Ok(())
+}
+
+/// Drops `table` if it exists and holds no row: a table a migration left for the service to
+/// empty (it holds the key the rows need), which only the owner may drop.
+async fn drop_if_empty(db: &mut PgConnection, table: &str) -> anyhow::Result<()> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_name = $1)",
+    )
+    .bind(table)
+    .fetch_one(&mut *db)
+    .await?;
+    if !exists {
+        return Ok(());
+    }
+    let empty: bool = sqlx::query_scalar(&format!("SELECT NOT EXISTS (SELECT 1 FROM {table})"))
+        .fetch_one(&mut *db)
+        .await?;
+    if empty {
+        sqlx::query(&format!("DROP TABLE {table}"))
+            .execute(&mut *db)
+            .await?;
+    }
     Ok(())
 }
 

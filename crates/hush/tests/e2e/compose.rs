@@ -29,7 +29,10 @@ fn repo() -> PathBuf {
 
 fn compose() -> Yaml {
     let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
-    serde_yaml::from_str(&text).expect("docker-compose.yml is YAML")
+    let mut c: Yaml = serde_yaml::from_str(&text).expect("docker-compose.yml is YAML");
+    // Compose reads `<<: *hush-service` as a merge; serde_yaml only when asked.
+    c.apply_merge().expect("merge keys resolve");
+    c
 }
 
 /// The env var names a service's Config reads, from its clap definition.
