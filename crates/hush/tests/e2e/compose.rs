@@ -241,6 +241,28 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
             0,
             "private keys are readable by their owner only"
         );
+        use std::os::unix::fs::MetadataExt as _;
+        let as_root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        if as_root {
+            // Compose mounts them unchanged: the image's user must own them.
+            for key in ["control-api.key.pem", "tenant-seal.keys", "idp-jwks.json"] {
+                let owner = std::fs::metadata(secrets.join(key)).unwrap().uid();
+                assert_eq!(
+                    owner,
+                    hush::deploy::IMAGE_UID,
+                    "{key} belongs to the image's user"
+                );
+            }
+            let env_owner = std::fs::metadata(secrets.join("control-api.env"))
+                .unwrap()
+                .uid();
+            assert_eq!(
+                env_owner, 0,
+                "the .env files, which Compose reads, stay the caller's"
+            );
+        }
     }
     let (dbs, pg) = match kind {
         Backend::Sqlite => (
