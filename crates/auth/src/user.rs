@@ -247,6 +247,17 @@ impl Verifier {
 
     /// Checks `token` (signature, `alg`, `iss`, `aud`, `exp`, `nbf`) and reads the caller from it.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
+        self.verify_for(token, None).await
+    }
+
+    /// As [`Self::verify`], also accepting `also_audience` as the token's `aud`: a token the
+    /// IdP issued to an app that Hush decides access for, which the app presents on its
+    /// user's behalf (membership-api's token exchange). Every other check is the same.
+    pub async fn verify_for(
+        &self,
+        token: &str,
+        also_audience: Option<&str>,
+    ) -> Result<Caller, AuthError> {
         let config = &self.inner.config;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| AuthError::invalid("the token is malformed"))?;
@@ -268,7 +279,10 @@ impl Verifier {
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         validation.set_issuer(&[&config.jwt_issuer]);
-        validation.set_audience(&[&config.jwt_audience]);
+        match also_audience {
+            Some(app) => validation.set_audience(&[config.jwt_audience.as_str(), app]),
+            None => validation.set_audience(&[&config.jwt_audience]),
+        }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &pinned.key, &validation)
             .map_err(|e| describe_jwt_error(&e))?;
         caller_from_claims(config, &data.claims)

@@ -13,10 +13,12 @@ use tenant_client::TenantClient;
 use tokio::task::JoinSet;
 
 mod bulk;
+mod decisions;
 mod mail;
 mod routine;
 mod storage;
 pub use bulk::{bulk, BulkArgs};
+pub use decisions::{decisions, DecisionsArgs};
 pub use mail::{mail, MailBenchArgs};
 pub use routine::{routine, RoutineArgs};
 pub use storage::{storage, StorageArgs};

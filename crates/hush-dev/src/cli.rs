@@ -35,6 +35,9 @@ enum BenchCommand {
     /// One message to a large group: time to the first copy, recipients/s, the tenant's peak
     /// memory.
     Mail(crate::bench::MailBenchArgs),
+    /// Access decisions for apps (RFC 8693 token exchange) with 2,000 groups and 100,000
+    /// identities at 1, 8 and 32 clients: rate and p50/p99 latency.
+    Decisions(crate::bench::DecisionsArgs),
     /// Joins and leaves by distinct people on one open group at 1, 8 and 32 clients: rate,
     /// p50/p99 latency, each service's memory afterwards.
     Routine(crate::bench::RoutineArgs),
@@ -83,6 +86,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Storage(args)) => {
             crate::bench::storage(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Decisions(args)) => {
+            crate::bench::decisions(args).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::MyGroups(args)) => {

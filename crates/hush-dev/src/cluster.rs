@@ -32,6 +32,8 @@ pub struct ClusterOptions {
     pub bulk_env: Vec<(String, String)>,
     /// Extra environment for the tenant.
     pub tenant_env: Vec<(String, String)>,
+    /// Extra environment for membership-api.
+    pub membership_env: Vec<(String, String)>,
     /// `RUST_LOG` for the services.
     pub log: String,
 }
@@ -47,6 +49,7 @@ impl ClusterOptions {
             membership: true,
             bulk_env: Vec::new(),
             tenant_env: Vec::new(),
+            membership_env: Vec::new(),
             log: log.to_string(),
         }
     }
@@ -218,7 +221,12 @@ impl Cluster {
                     "HUSH_SERVICE_KEY_FILE".into(),
                     self.key(ServiceName::MembershipApi),
                 ));
+                env.push((
+                    "HUSH_DECISION_KEY_FILE".into(),
+                    self.keys.join("decision.key.pem").display().to_string(),
+                ));
                 env.extend(jwt.iter().map(|(k, v)| (k.to_string(), v.clone())));
+                env.extend(self.opts.membership_env.iter().cloned());
             }
             _ => {
                 env.push(("HUSH_DATABASE_URL".into(), dbs.bulk.clone()));

@@ -39,6 +39,11 @@ pub fn generate_keys(dir: &Path) -> anyhow::Result<Vec<String>> {
     report.push(format!("seal key   {}/bulk-seal.key", dir.display()));
     membership_api::generate_seal_key_file(&dir.join("membership-seal.key"))?;
     report.push(format!("seal key   {}/membership-seal.key", dir.display()));
+    membership_api::generate_decision_key_file(&dir.join("decision.key.pem"))?;
+    report.push(format!(
+        "decision key {}/decision.key.pem (signs apps' access decisions)",
+        dir.display()
+    ));
     control_api::generate_seal_key_file(&dir.join("control-seal.key"))?;
     report.push(format!("seal key   {}/control-seal.key", dir.display()));
     Ok(report)

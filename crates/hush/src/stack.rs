@@ -511,6 +511,10 @@ impl Stack {
                     service_key: self.key(ServiceName::MembershipApi),
                     http: cfg.http.clone(),
                     limits: membership_api::AbuseLimits::default(),
+                    decisions: membership_api::DecisionArgs {
+                        decision_key_file: Some(self.keys.join("decision.key.pem")),
+                        ..membership_api::DecisionArgs::default()
+                    },
                     seal_key: None,
                     seal_key_file: Some(self.keys.join("membership-seal.key")),
                 };

@@ -63,6 +63,17 @@ impl CatalogEvent {
         }
     }
 
+    /// An event about a relying party or its resources (which it names in `detail`).
+    pub fn app(action: &'static str, detail: serde_json::Value) -> Self {
+        Self {
+            action,
+            actor: None,
+            group_id: None,
+            label: None,
+            detail,
+        }
+    }
+
     /// The same event, by `actor`.
     #[must_use]
     pub fn by(mut self, actor: &domain::Subject) -> Self {
@@ -157,8 +168,10 @@ pub struct AuditEntry {
     /// The acting user's subject (none for the system itself, e.g. seeding default labels).
     pub actor: Option<String>,
     /// What happened: `group.created`, `group.edited`, `group.owner-added`,
-    /// `group.owner-removed`, `group.archived`, `label.created`, `label.updated`,
-    /// `label.deleted`.
+    /// `group.owner-removed`, `group.archived`, `group.bound`, `group.unbound`,
+    /// `label.created`, `label.updated`, `label.deleted`, `relying-party.registered`,
+    /// `relying-party.enabled`, `relying-party.disabled`, `relying-party.credential-rotated`,
+    /// `resource.added`, `resource.removed`, among others.
     pub action: String,
     /// The group concerned.
     pub group_id: Option<String>,

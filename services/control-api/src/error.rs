@@ -93,6 +93,28 @@ pub enum ApiError {
     /// The tenant did not answer a call that must reach it; nothing was done.
     #[error("the tenant did not answer; nothing was done; retry")]
     TenantUnavailable,
+    /// No relying party has this id.
+    #[error("no app with this id")]
+    AppNotFound,
+    /// No resource has this id (under this app, when one is named).
+    #[error("no resource with this id")]
+    ResourceNotFound,
+    /// The group does not guard this resource.
+    #[error("the group does not guard this resource")]
+    BindingNotFound,
+    /// A group may guard a resource only when its label ranks at least as high.
+    #[error("{0}")]
+    BindingRefused(domain::BindingRefusal),
+    /// A group is not moved to a label ranked below a resource it guards.
+    #[error(
+        "the group guards a resource labelled '{}' (rank {}), and the label '{}' ranks below \
+         it (rank {}): unbind the group from such resources first",
+        .0.resource_label,
+        .0.resource_rank,
+        .0.group_label,
+        .0.group_rank
+    )]
+    GuardsResource(domain::BindingRefusal),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -139,7 +161,16 @@ impl ApiError {
                 "Sender policy wider than the label allows",
             )
             .with_detail(detail),
+            Self::BindingRefused(_) | Self::GuardsResource(_) => Problem::new(
+                StatusCode::CONFLICT,
+                "binding-refused",
+                "The group's label ranks below the resource's",
+            )
+            .with_detail(detail),
             Self::GroupNotFound
+            | Self::AppNotFound
+            | Self::ResourceNotFound
+            | Self::BindingNotFound
             | Self::LabelNotFound(_)
             | Self::ChangeNotFound
             | Self::RelabelNotFound

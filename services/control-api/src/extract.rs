@@ -99,9 +99,10 @@ impl FromRequestParts<AppState> for LabelAdmin {
     }
 }
 
-/// Proof that the caller is signed in with the role `operator` (who they are is not needed).
-#[derive(Debug, Clone, Copy)]
-pub struct Operator;
+/// A signed-in caller with the role `operator`: who runs Hush for the company (offboards
+/// identities, registers the apps that check access).
+#[derive(Debug, Clone)]
+pub struct Operator(pub Caller);
 
 impl FromRequestParts<AppState> for Operator {
     type Rejection = Response;
@@ -114,7 +115,7 @@ impl FromRequestParts<AppState> for Operator {
         if !caller.has_role(crate::identities::OPERATOR) {
             return Err(ApiError::MissingRole(crate::identities::OPERATOR).into_response());
         }
-        Ok(Self)
+        Ok(Self(caller))
     }
 }
 

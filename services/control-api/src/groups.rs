@@ -516,7 +516,7 @@ async fn create_group(
 }
 
 /// Loads a group the caller may see; anything else is "no such group".
-async fn visible_group(
+pub(crate) async fn visible_group(
     state: &AppState,
     id: GroupId,
     caller: &Caller,

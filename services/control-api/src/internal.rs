@@ -1,16 +1,20 @@
-//! The internal endpoint: membership-api and bulk-api look groups up by id to learn their label,
-//! join policy, state and owners before they add anyone. Service tokens only (audience
-//! `control-api`), and only from those two services.
+//! The internal endpoints: membership-api and bulk-api look groups up by id to learn their
+//! label, join policy, state and owners before they add anyone; membership-api alone looks
+//! relying parties up, to check an app's credential and which groups guard its resources.
+//! Service tokens only (audience `control-api`), and only from those services.
 
 use crate::config::INTERNAL_CALLERS;
 use crate::error::ApiError;
 use crate::model::GroupRecord;
+use crate::store::apps::{AppKey, RelyingParty};
 use crate::AppState;
 use auth::ServiceCaller;
 use axum::extract::State;
 use control_client::{
-    CatalogVersion, GroupPolicyView, LookupRequest, LookupResponse, MAX_LOOKUP_IDS,
+    CatalogVersion, GroupPolicyView, LookupRequest, LookupResponse, RelyingPartyLookup,
+    RelyingPartyView, ResourceView, MAX_LOOKUP_IDS,
 };
+use domain::ServiceName;
 use service_kit::{AppJson, Problem};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -19,6 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(lookup_groups))
         .routes(routes!(catalog_version))
+        .routes(routes!(lookup_relying_party))
 }
 
 impl From<GroupRecord> for GroupPolicyView {
@@ -96,4 +101,69 @@ async fn catalog_version(
     }
     let version = state.store.catalog_version().await?;
     Ok(AppJson(CatalogVersion { version }))
+}
+
+/// The only service that looks relying parties up: it checks apps' credentials and decides.
+const RELYING_PARTY_CALLER: ServiceName = ServiceName::MembershipApi;
+
+impl From<RelyingParty> for RelyingPartyView {
+    fn from(a: RelyingParty) -> Self {
+        Self {
+            id: a.id,
+            name: a.name,
+            audience: a.audience,
+            credential_sha256: a.credential_sha256,
+            enabled: a.enabled,
+            resources: a
+                .resources
+                .into_iter()
+                .map(|r| ResourceView {
+                    id: r.id,
+                    name: r.name,
+                    label: r.label,
+                    groups: r.guards,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Looks a relying party up by id or by audience (membership-api only): its credential's
+/// SHA-256, whether it is enabled, and each of its resources with its label now and the groups
+/// that guard it (each group's state and label now). Never a member.
+#[utoipa::path(
+    post,
+    path = "/control/v1/internal/relying-parties/lookup",
+    tag = "internal",
+    request_body = RelyingPartyLookup,
+    security(("service" = [])),
+    responses(
+        (status = 200, description = "The relying party.", body = RelyingPartyView),
+        (status = "4XX", description = "`400` The body is not JSON. `401` No valid service token addressed to control-api. `403` The calling service is not membership-api. `404` No relying party has this id or audience. `413` The body is too large. `415` The body is not sent as application/json. `422` Not exactly one of `id` and `audience`, or a field is unknown or invalid.", body = Problem, content_type = "application/problem+json"),
+        (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn lookup_relying_party(
+    State(state): State<AppState>,
+    service: ServiceCaller,
+    AppJson(request): AppJson<RelyingPartyLookup>,
+) -> Result<AppJson<RelyingPartyView>, ApiError> {
+    if service.service != RELYING_PARTY_CALLER {
+        return Err(ApiError::ServiceNotAllowed(service.service.to_string()));
+    }
+    let key = match (request.id, request.audience) {
+        (Some(id), None) => AppKey::Id(id),
+        (None, Some(audience)) => AppKey::Audience(audience),
+        _ => {
+            return Err(ApiError::Invalid(
+                "name the relying party by exactly one of id and audience".into(),
+            ))
+        }
+    };
+    let app = state
+        .store
+        .get_app(&key)
+        .await?
+        .ok_or(ApiError::AppNotFound)?;
+    Ok(AppJson(app.into()))
 }

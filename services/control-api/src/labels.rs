@@ -489,7 +489,8 @@ async fn delete_label(
         }
         LabelDelete::NotFound => Err(ApiError::LabelNotFound(name.to_string())),
         LabelDelete::InUse => Err(ApiError::Conflict(format!(
-            "the label '{name}' is used by groups (archived ones included) and cannot be deleted"
+            "the label '{name}' is used by groups (archived ones included) or by apps' \
+             resources and cannot be deleted"
         ))),
     }
 }

@@ -10,6 +10,7 @@
 //! part of the whole stack with `hush up`. Tests call [`router`] with a state they build, or
 //! [`run`] on a listener bound to port 0.
 
+mod apps;
 pub mod breakglass;
 pub mod catalog_audit;
 mod config;
@@ -27,6 +28,7 @@ pub mod seal;
 pub mod store;
 pub mod tenant;
 
+pub use apps::credential_sha256;
 pub use config::{check_mail_domain, Config, INTERNAL_CALLERS};
 pub use error::ApiError;
 pub use groups::{
@@ -149,6 +151,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     tags(
         (name = "groups", description = "The group catalog."),
         (name = "labels", description = "Sensitivity labels and their policy."),
+        (name = "apps", description = "Apps that check access with Hush (relying parties) and the resources they protect, each under a label; operators register them, owners bind groups to resources."),
         (name = "internal", description = "For membership-api and bulk-api, with service tokens."),
         (name = "audit", description = "The catalog's audit, for label-admins: catalog changes, never membership."),
         (name = "break-glass", description = "Lawful access to one group's membership (INV-8): auditors request, two privacy officers approve, the grant is redeemed once.")
@@ -181,6 +184,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(labels::router())
         .merge(groups::router())
         .merge(relabel::router())
+        .merge(apps::router())
         .merge(internal::router())
         .merge(identities::router())
         .merge(breakglass::router())

@@ -150,7 +150,7 @@ async fn applied(state: &AppState, group: GroupRecord) -> Result<GroupRelabeled,
     responses(
         (status = 200, description = "Applied: the group's label now, and how many memberships the move ended (a bucket).", body = GroupRelabeled),
         (status = 202, description = "The label is looser: filed for a label-admin's approval.", body = RelabelView),
-        (status = 409, description = "The group is not active, or a move of it to a looser label is already waiting for approval.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The group is not active, or a move of it to a looser label is already waiting for approval, or `urn:hush:problem:binding-refused`: the group guards a resource the label ranks below (unbind it first).", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", description = "`400` The body is not JSON. `401` No valid bearer token. `403` `not-owner`: the caller neither owns the group nor has the role `label-admin`. `404` No group with this id that the caller may see. `413` The body is too large. `415` The body is not sent as application/json. `422` A field is missing, unknown or invalid; no label has this name; or `urn:hush:problem:join-policy`: the label does not allow the group's join policy.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering, or the label is saved but the tenant has not applied it yet (send the same move again).", body = Problem, content_type = "application/problem+json"),
     )
@@ -203,6 +203,7 @@ async fn relabel_group(
             policy: group.join_policy,
             label: Box::new(label),
         }),
+        Relabel::GuardsResource(refusal) => Err(ApiError::GuardsResource(refusal)),
     }
 }
 
@@ -238,7 +239,7 @@ async fn list_relabels(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Applied: the group's label now.", body = GroupRelabeled),
-        (status = 409, description = "The group or the proposed label changed after the proposal (the move is dropped), or the label no longer allows the group's join policy.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The group or the proposed label changed after the proposal (the move is dropped), or the label no longer allows the group's join policy, or `urn:hush:problem:binding-refused`: the group now guards a resource the label ranks below.", body = Problem, content_type = "application/problem+json"),
         (status = "4XX", description = "`401` No valid bearer token. `403` The caller lacks the role `label-admin`, or proposed this move. `404` No move with this id is waiting. `422` The id is not a UUID.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs. `503` The identity provider is not answering, or the label is saved but the tenant has not applied it yet (move the group to its label again to apply it).", body = Problem, content_type = "application/problem+json"),
     )
@@ -267,6 +268,7 @@ async fn approve_relabel(
              dropped: propose it again"
                 .into(),
         )),
+        RelabelApproval::GuardsResource(refusal) => Err(ApiError::GuardsResource(refusal)),
         RelabelApproval::JoinPolicyRefused(label) => Err(ApiError::Conflict(format!(
             "the label '{}' no longer allows the group's join policy; change the group's join \
              policy first, or reject this move",

@@ -44,8 +44,11 @@ static MIGRATIONS: Migrations = Migrations {
     sqlite: sqlx::migrate!("../../migrations/control-api/sqlite"),
 };
 
+pub mod apps;
 mod relabels;
 mod sql;
+
+pub use apps::AppStore;
 
 /// Why a store operation failed. Every refusal a caller can cause is an outcome, not an error.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +146,8 @@ pub enum Relabel {
     NotEditable(GroupState),
     /// The new label does not allow the group's join policy; here is the label.
     JoinPolicyRefused(Label),
+    /// The group guards a resource the new label ranks below.
+    GuardsResource(domain::BindingRefusal),
 }
 
 /// A re-labelling of a group to a looser label, waiting for a label-admin's approval.
@@ -177,6 +182,8 @@ pub enum RelabelApproval {
     Overtaken,
     /// The proposed label no longer allows the group's join policy; here is the label.
     JoinPolicyRefused(Label),
+    /// The group guards a resource the proposed label ranks below.
+    GuardsResource(domain::BindingRefusal),
 }
 
 /// Outcome of deleting a label.
@@ -186,7 +193,7 @@ pub enum LabelDelete {
     Deleted,
     /// No label has this name.
     NotFound,
-    /// Some group (archived ones included: they keep their record) names it.
+    /// Some group (archived ones included: they keep their record) or resource names it.
     InUse,
 }
 
@@ -262,7 +269,7 @@ pub struct SagaStatus {
 
 /// What control-api keeps. Every method is one statement or one transaction.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AppStore + Send + Sync + 'static {
     /// Answers when the database does (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
     /// The catalog's version ([`control_client::CatalogVersion`]): the last catalog audit
@@ -475,11 +482,13 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// A label row: name, description, guests, agents, join policies, sender policy, anonymous
-/// posting.
-type LabelTuple = (String, String, bool, bool, String, String, bool);
+/// posting, rank.
+type LabelTuple = (String, String, bool, bool, String, String, bool, i32);
 
-/// A group row joined with its label's row.
-type GroupTuple = (
+/// A group row joined with its label's row: a tuple struct, read by position, because it has
+/// more columns than sqlx reads into a plain tuple.
+#[derive(sqlx::FromRow)]
+struct GroupTuple(
     Uuid,
     String,
     String,
@@ -496,6 +505,7 @@ type GroupTuple = (
     String,
     String,
     bool,
+    i32,
 );
 
 /// A label's policy, as its audit entries record it.
@@ -507,6 +517,7 @@ fn label_detail(label: &Label) -> serde_json::Value {
         "join_policies": join_policies_text(&label.policy.join_policies),
         "sender_policy": label.policy.sender_policy.as_str(),
         "anonymous_posting": label.policy.anonymous_posting,
+        "rank": label.policy.rank,
     })
 }
 
@@ -527,6 +538,7 @@ fn label_from(t: LabelTuple) -> Result<Label, StoreError> {
         join_policies,
         sender_policy,
         anonymous_posting,
+        rank,
     ) = t;
     let policy = LabelPolicy {
         guests_allowed,
@@ -538,8 +550,10 @@ fn label_from(t: LabelTuple) -> Result<Label, StoreError> {
             .map_err(corrupt)?,
         sender_policy: SenderPolicy::parse(&sender_policy).map_err(corrupt)?,
         anonymous_posting,
-        // TODO(issue 18): the labels table gets its rank column with the relying parties.
-        rank: 0,
+        rank: u16::try_from(rank)
+            .ok()
+            .filter(|r| *r <= domain::MAX_LABEL_RANK)
+            .ok_or_else(|| corrupt(format!("label rank {rank}")))?,
     };
     Ok(Label {
         name: LabelName::parse(name).map_err(corrupt)?,
@@ -549,7 +563,7 @@ fn label_from(t: LabelTuple) -> Result<Label, StoreError> {
 }
 
 fn group_from(t: GroupTuple, owners: Vec<Subject>) -> Result<GroupRecord, StoreError> {
-    let (
+    let GroupTuple(
         id,
         name,
         description,
@@ -566,13 +580,14 @@ fn group_from(t: GroupTuple, owners: Vec<Subject>) -> Result<GroupRecord, StoreE
         lj,
         ls,
         lanon,
+        lrank,
     ) = t;
     Ok(GroupRecord {
         id: GroupId::from(id),
         name: GroupName::parse(name).map_err(corrupt)?,
         description: Description::parse(description).map_err(corrupt)?,
         contact_address: Email::parse(address).map_err(corrupt)?,
-        label: label_from((ln, ld, lg, la, lj, ls, lanon))?,
+        label: label_from((ln, ld, lg, la, lj, ls, lanon, lrank))?,
         join_policy: JoinPolicy::parse(&join_policy).map_err(corrupt)?,
         own_sender_policy: own_sender_policy
             .map(|p| SenderPolicy::parse(&p))

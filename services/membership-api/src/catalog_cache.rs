@@ -17,13 +17,19 @@
 //! - a lookup that started before the cache was dropped never puts its answer back;
 //! - an entry is used for at most [`MAX_AGE`] whatever the version says, as a backstop.
 //!
+//! Relying parties (the apps that ask for access decisions) are kept the same way, by the id or
+//! audience they were asked by: a decision is on every sign-in to a protected app, and a
+//! disabled app, a rotated credential or a new binding governs within the same interval.
+//!
 //! Only what control-api shows any service is kept (the same view as the lookup); unknown
-//! groups are not kept. The tenant checks the label it is sent again before it writes.
+//! groups and unknown apps are not kept. The tenant checks the label it is sent again before it writes.
 
 use crate::error::UpstreamError;
 use crate::ports::Catalog;
 use async_trait::async_trait;
-use control_client::{ControlClient, ControlError, GroupPolicyView};
+use control_client::{
+    ControlClient, ControlError, GroupPolicyView, RelyingPartyLookup, RelyingPartyView,
+};
 use domain::GroupId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -62,12 +68,17 @@ struct State {
     /// The version the entries belong to, and when control-api last confirmed it.
     version: Option<(String, Instant)>,
     groups: HashMap<GroupId, (GroupPolicyView, Instant)>,
+    apps: HashMap<RelyingPartyLookup, (RelyingPartyView, Instant)>,
 }
+
+/// Most apps kept; past it the apps' part of the cache starts over.
+const MAX_APPS: usize = 10_000;
 
 impl State {
     fn drop_all(&mut self) {
         self.generation += 1;
         self.groups.clear();
+        self.apps.clear();
     }
 
     /// Whether the entries may be used: the version was confirmed within two intervals.
@@ -212,6 +223,39 @@ impl Catalog for CachedCatalog {
         }
         Ok(hit)
     }
+
+    async fn relying_party(
+        &self,
+        lookup: &RelyingPartyLookup,
+    ) -> Result<Option<RelyingPartyView>, UpstreamError> {
+        let generation = {
+            let now = Instant::now();
+            let state = self.state();
+            if !state.trusted(self.poll, now) {
+                None
+            } else if let Some((view, at)) = state.apps.get(lookup) {
+                if now.duration_since(*at) < MAX_AGE {
+                    return Ok(Some(view.clone()));
+                }
+                Some(state.generation)
+            } else {
+                Some(state.generation)
+            }
+        };
+        let found = self.inner.relying_party(lookup).await?;
+        if let (Some(view), Some(generation)) = (&found, generation) {
+            let mut state = self.state();
+            if state.generation == generation {
+                if state.apps.len() >= MAX_APPS {
+                    state.apps.clear();
+                }
+                state
+                    .apps
+                    .insert(lookup.clone(), (view.clone(), Instant::now()));
+            }
+        }
+        Ok(found)
+    }
 }
 
 #[cfg(test)]
@@ -262,6 +306,23 @@ mod tests {
                 .filter(|i| **i == self.id)
                 .map(|_| self.view())
                 .collect())
+        }
+        async fn relying_party(
+            &self,
+            lookup: &RelyingPartyLookup,
+        ) -> Result<Option<RelyingPartyView>, UpstreamError> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            let enabled = self.state.lock().unwrap().0 == GroupState::Active;
+            Ok(
+                (lookup.audience.as_deref() == Some("app")).then(|| RelyingPartyView {
+                    id: control_client::Uuid::nil(),
+                    name: "App".into(),
+                    audience: "app".into(),
+                    credential_sha256: String::new(),
+                    enabled,
+                    resources: Vec::new(),
+                }),
+            )
         }
     }
 
@@ -327,6 +388,47 @@ mod tests {
         // Unknown groups are not kept, and lists mix kept and fresh answers.
         assert!(cache.group(GroupId::new()).await.unwrap().is_none());
         assert_eq!(cache.groups(&[id, GroupId::new()]).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_kept_app_serves_until_control_api_changes_then_the_change_governs() {
+        let (control, cache) = setup();
+        served_from_the_cache(&control, &cache).await;
+        let by_audience = RelyingPartyLookup {
+            id: None,
+            audience: Some("app".into()),
+        };
+        assert!(
+            cache
+                .relying_party(&by_audience)
+                .await
+                .unwrap()
+                .unwrap()
+                .enabled
+        );
+        let before = control.lookups.load(Ordering::SeqCst);
+        assert!(cache.relying_party(&by_audience).await.unwrap().is_some());
+        assert_eq!(control.lookups.load(Ordering::SeqCst), before, "kept");
+        // The operator disables the app (any catalog change moves the version).
+        control.set(GroupState::Archived);
+        until(async || {
+            !cache
+                .relying_party(&by_audience)
+                .await
+                .unwrap()
+                .unwrap()
+                .enabled
+        })
+        .await;
+        // Unknown apps are not kept.
+        let unknown = RelyingPartyLookup {
+            id: None,
+            audience: Some("nobody".into()),
+        };
+        let before = control.lookups.load(Ordering::SeqCst);
+        assert!(cache.relying_party(&unknown).await.unwrap().is_none());
+        assert!(cache.relying_party(&unknown).await.unwrap().is_none());
+        assert_eq!(control.lookups.load(Ordering::SeqCst), before + 2);
     }
 
     #[tokio::test]

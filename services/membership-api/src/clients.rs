@@ -5,7 +5,9 @@
 use crate::error::UpstreamError;
 use crate::ports::{AddError, Catalog, Directory};
 use async_trait::async_trait;
-use control_client::{ControlClient, ControlError, GroupPolicyView};
+use control_client::{
+    ControlClient, ControlError, GroupPolicyView, RelyingPartyLookup, RelyingPartyView,
+};
 use domain::{Email, GroupId, IdentityKind, Subject};
 use tenant_api::{AddMember, IdentityRef, Notification};
 use tenant_client::{TenantClient, TenantError};
@@ -129,5 +131,15 @@ impl Catalog for ControlCatalog {
 
     async fn groups(&self, ids: &[GroupId]) -> Result<Vec<GroupPolicyView>, UpstreamError> {
         self.0.groups(ids).await.map_err(|e| control_error(&e))
+    }
+
+    async fn relying_party(
+        &self,
+        lookup: &RelyingPartyLookup,
+    ) -> Result<Option<RelyingPartyView>, UpstreamError> {
+        self.0
+            .relying_party(lookup)
+            .await
+            .map_err(|e| control_error(&e))
     }
 }

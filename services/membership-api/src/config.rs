@@ -43,6 +43,9 @@ pub struct Config {
     /// Per-caller limits on membership writes and invite redemption (abuse protection).
     #[command(flatten)]
     pub limits: AbuseLimits,
+    /// Access decisions for apps.
+    #[command(flatten)]
+    pub decisions: DecisionArgs,
     /// The key pending join requests are sealed with at rest (INV-5): 32 bytes, base64.
     /// Without it (and without `--seal-key-file`) a random key lives in memory only, so
     /// pending requests cannot be read after a restart: fine for tests, never for production.
@@ -83,6 +86,15 @@ pub struct AbuseLimits {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub redeem_failures_per_hour: u32,
+    /// Most access decisions (token exchanges) one app may ask for per second, in bursts of up
+    /// to a second's worth; past it the app gets 429 with `Retry-After`.
+    #[arg(
+        long,
+        env = "HUSH_DECISIONS_PER_SECOND_PER_APP",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u32).range(1..=1_000_000)
+    )]
+    pub decisions_per_second_per_app: u32,
 }
 
 impl Default for AbuseLimits {
@@ -90,6 +102,44 @@ impl Default for AbuseLimits {
         Self {
             rate_limit_per_minute: 60,
             redeem_failures_per_hour: 10,
+            decisions_per_second_per_app: 1000,
+        }
+    }
+}
+
+/// Access decisions for apps (docs/access-decisions.md): how they are signed and how long
+/// they live.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct DecisionArgs {
+    /// The Ed25519 key (PKCS#8 PEM; several blocks to rotate: the first signs, all are
+    /// published) decisions and assertions are signed with. Without it a random key lives in
+    /// memory only: apps must then refetch the JWKS after every restart — fine for tests,
+    /// never for production (`hush up` and `hush deploy-init` write one).
+    #[arg(long, env = "HUSH_DECISION_KEY_FILE")]
+    pub decision_key_file: Option<std::path::PathBuf>,
+    /// The issuer (`iss`) of every decision and assertion; apps check it.
+    #[arg(
+        long,
+        env = "HUSH_DECISION_ISSUER",
+        default_value = "urn:hush:decisions"
+    )]
+    pub decision_issuer: String,
+    /// How long a decision or assertion is valid, in seconds (1 to 3600).
+    #[arg(
+        long,
+        env = "HUSH_DECISION_TTL_SECS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub decision_ttl_secs: u64,
+}
+
+impl Default for DecisionArgs {
+    fn default() -> Self {
+        Self {
+            decision_key_file: None,
+            decision_issuer: "urn:hush:decisions".into(),
+            decision_ttl_secs: 300,
         }
     }
 }
@@ -123,7 +173,8 @@ mod tests {
             set.limits,
             AbuseLimits {
                 rate_limit_per_minute: 5,
-                redeem_failures_per_hour: 2
+                redeem_failures_per_hour: 2,
+                decisions_per_second_per_app: 1000,
             }
         );
         assert!(Only::try_parse_from(["x", "--rate-limit-per-minute", "0"]).is_err());
@@ -138,6 +189,10 @@ mod tests {
         for want in [
             "HUSH_RATE_LIMIT_PER_MINUTE",
             "HUSH_REDEEM_FAILURES_PER_HOUR",
+            "HUSH_DECISIONS_PER_SECOND_PER_APP",
+            "HUSH_DECISION_KEY_FILE",
+            "HUSH_DECISION_ISSUER",
+            "HUSH_DECISION_TTL_SECS",
         ] {
             assert!(
                 envs.iter().any(|e| e == want),

@@ -79,6 +79,26 @@ pub enum ApiError {
     /// The caller is over a rate limit.
     #[error("too many {}; retry in {} s", .0.action.describe(), .0.retry_after_secs)]
     RateLimited(Limited),
+    /// An app asking for a decision is unknown, presented the wrong credential, or is
+    /// disabled: one answer for the three, so a guesser learns nothing.
+    #[error("the app's credential is not valid")]
+    InvalidClient,
+    /// The person's token an app presented is not valid here (expired, another audience,
+    /// voided by an offboarding …); the text says why in general terms, never its content.
+    #[error("the person's token is not valid here: {0}")]
+    InvalidGrant(String),
+    /// No enabled app has the audience an assertion was asked for.
+    #[error("no app with this audience takes Hush decisions")]
+    UnknownApp,
+    /// A body larger than the route takes.
+    #[error("the body is larger than {0} bytes")]
+    TooLarge(usize),
+    /// A decision could not be signed.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// Token checking could not run (the IdP's keys could not be fetched).
+    #[error(transparent)]
+    Auth(auth::AuthError),
     /// The database failed. The text is the SQLSTATE or the kind of failure only.
     #[error("database failure: {}", describe_db_error(.0))]
     Store(#[from] sqlx::Error),
@@ -208,6 +228,24 @@ impl ApiError {
                 "Too many requests",
             )
             .with_detail(detail),
+            Self::InvalidClient => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid-client",
+                "App not authenticated",
+            )
+            .with_detail(detail),
+            Self::InvalidGrant(_) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-grant",
+                "The person's token is not valid",
+            )
+            .with_detail(detail),
+            Self::UnknownApp => not_found("unknown-app", "No such app").with_detail(detail),
+            Self::TooLarge(_) => {
+                Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).with_detail(detail)
+            }
+            Self::Auth(e) => e.to_problem(),
+            Self::Signing(_) => Problem::internal(),
             Self::Upstream(UpstreamError::Unavailable { service, .. }) => {
                 Problem::unavailable(format!("{service} is not answering; retry later"))
             }
@@ -225,6 +263,13 @@ impl IntoResponse for ApiError {
         if let Self::RateLimited(l) = &self {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(l.retry_after_secs));
+        }
+        if let Self::InvalidClient = &self {
+            // RFC 6749 §5.2: a client refused at the token endpoint is told the scheme.
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"hush-decisions\""),
+            );
         }
         service_kit::failure::with_cause(res, &self)
     }

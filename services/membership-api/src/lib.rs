@@ -17,6 +17,8 @@ pub mod catalog_cache;
 mod claims;
 mod clients;
 mod config;
+mod decision_key;
+mod decisions;
 mod error;
 mod extract;
 mod forget;
@@ -32,7 +34,12 @@ pub mod store;
 
 pub use claims::{ClaimRule, ClaimRules, Condition};
 pub use clients::{ControlCatalog, TenantDirectory};
-pub use config::{AbuseLimits, Config};
+pub use config::{AbuseLimits, Config, DecisionArgs};
+pub use decision_key::{generate_decision_key_file, DecisionKey};
+pub use decisions::{
+    granted, AssertionAnswer, AssertionRequest, DecisionClaims, DecisionSettings, ExchangeAnswer,
+    JWT_TOKEN_TYPE, TOKEN_EXCHANGE_GRANT,
+};
 pub use error::{ApiError, UpstreamError, BAD_INVITE_DETAIL, NOT_OWNER_DETAIL};
 pub use invites::{CreatedInvite, InviteRequest, InviteView, Invites, Redeem, CODE_PREFIX};
 pub use limits::{Action, Limited, RateLimiter};
@@ -85,6 +92,8 @@ pub struct AppState {
     pub limits: Arc<RateLimiter>,
     /// The time: invite expiry, request dates, rate-limit refills.
     pub clock: Arc<dyn Clock>,
+    /// How access decisions for apps are signed.
+    pub decisions: Arc<DecisionSettings>,
 }
 
 impl FromRef<AppState> for Verifier {
@@ -148,6 +157,26 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         http: config.http.clone(),
         limits: Arc::new(RateLimiter::new(&config.limits)),
         clock: Arc::new(SystemClock),
+        decisions: Arc::new(decision_settings(&config.decisions)?),
+    })
+}
+
+/// The decision key the configuration names, or a random one held in memory only.
+pub fn decision_settings(args: &DecisionArgs) -> anyhow::Result<DecisionSettings> {
+    let key = match &args.decision_key_file {
+        Some(path) => DecisionKey::load(path)?,
+        None => {
+            tracing::warn!(
+                "no decision key configured (HUSH_DECISION_KEY_FILE): using a random one; apps \
+                 must refetch the JWKS after every restart"
+            );
+            DecisionKey::generate()
+        }
+    };
+    Ok(DecisionSettings {
+        key,
+        issuer: args.decision_issuer.clone(),
+        ttl_secs: args.decision_ttl_secs,
     })
 }
 
@@ -168,6 +197,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     modifiers(&USER_TOKEN),
     tags(
         (name = "membership", description = "The caller's own memberships and requests."),
+        (name = "decisions", description = "Access decisions for apps, about the person presenting their own token only: token exchange (RFC 8693) by the app, or an assertion the person fetches for the app. Signed with the keys at `/membership/v1/decisions/jwks.json`."),
         (name = "owners", description = "A group's owners: pending requests, claim rules, invites, adding and removing people. \
                                           Every route answers a non-owner 403 `not-owner`, the same whether or not the group exists."),
     )
@@ -187,6 +217,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(claims::router())
         .merge(invites::router())
         .merge(members::router())
+        .merge(decisions::router())
 }
 
 /// The whole service: the API under `/membership/v1`, its OpenAPI document, `/healthz` and

@@ -31,6 +31,11 @@ pub enum Action {
     RedeemFailure,
     /// An owner's write: add, remove, approve, deny, claim rules, invites.
     OwnerWrite,
+    /// An access decision an app asks for (token exchange), budgeted per app per second; the
+    /// caller here is the app's id, not a person.
+    Decision,
+    /// A membership assertion a person asks for, for an app.
+    Assertion,
 }
 
 impl Action {
@@ -42,6 +47,8 @@ impl Action {
             Self::Redeem => "invite redemptions",
             Self::RedeemFailure => "failed invite redemptions",
             Self::OwnerWrite => "owner changes",
+            Self::Decision => "access decisions for this app",
+            Self::Assertion => "membership assertions",
         }
     }
 }
@@ -55,15 +62,18 @@ pub struct Limited {
     pub retry_after_secs: u64,
 }
 
-/// The per-caller budgets of one replica.
+/// The per-caller budgets of one replica. Times are kept in microseconds, so a budget of
+/// thousands per second (an app's decisions) refills as smoothly as one of a few per hour.
 pub struct RateLimiter {
     salt: [u8; 32],
-    /// Milliseconds between two requests at the steady rate, per action.
+    /// Microseconds between two requests at the steady rate, per action, and the burst.
     per_minute_interval: i64,
     per_minute_burst: i64,
     failure_interval: i64,
     failure_burst: i64,
-    /// Theoretical arrival time (ms) of each caller's next request, per action.
+    decision_interval: i64,
+    decision_burst: i64,
+    /// Theoretical arrival time (µs) of each caller's next request, per action.
     tat: Mutex<HashMap<(Action, [u8; 32]), i64>>,
 }
 
@@ -80,14 +90,18 @@ impl RateLimiter {
         rand::rngs::OsRng.fill_bytes(&mut salt);
         let per_minute = i64::from(limits.rate_limit_per_minute.max(1));
         let failures = i64::from(limits.redeem_failures_per_hour.max(1));
-        let minute = 60_000;
-        let hour = 3_600_000;
+        let decisions = i64::from(limits.decisions_per_second_per_app.max(1));
+        let second = 1_000_000;
+        let minute = 60 * second;
+        let hour = 60 * minute;
         Self {
             salt,
             per_minute_interval: minute / per_minute,
             per_minute_burst: minute - minute / per_minute,
             failure_interval: hour / failures,
             failure_burst: hour - hour / failures,
+            decision_interval: second / decisions,
+            decision_burst: second - second / decisions,
             tat: Mutex::new(HashMap::new()),
         }
     }
@@ -102,6 +116,7 @@ impl RateLimiter {
     fn params(&self, action: Action) -> (i64, i64) {
         match action {
             Action::RedeemFailure => (self.failure_interval, self.failure_burst),
+            Action::Decision => (self.decision_interval, self.decision_burst),
             _ => (self.per_minute_interval, self.per_minute_burst),
         }
     }
@@ -117,7 +132,14 @@ impl RateLimiter {
         self.check(action, subject, now_ms, false)
     }
 
-    fn check(&self, action: Action, subject: &str, now: i64, spend: bool) -> Result<(), Limited> {
+    fn check(
+        &self,
+        action: Action,
+        subject: &str,
+        now_ms: i64,
+        spend: bool,
+    ) -> Result<(), Limited> {
+        let now = now_ms.saturating_mul(1000);
         let (interval, burst) = self.params(action);
         let key = (action, self.key(subject));
         let mut tat = self
@@ -132,7 +154,9 @@ impl RateLimiter {
         if wait > 0 {
             return Err(Limited {
                 action,
-                retry_after_secs: u64::try_from((wait + 999) / 1000).unwrap_or(1).max(1),
+                retry_after_secs: u64::try_from((wait + 999_999) / 1_000_000)
+                    .unwrap_or(1)
+                    .max(1),
             });
         }
         if spend {
@@ -150,6 +174,7 @@ mod tests {
         RateLimiter::new(&AbuseLimits {
             rate_limit_per_minute: per_minute,
             redeem_failures_per_hour: failures_per_hour,
+            decisions_per_second_per_app: 1000,
         })
     }
 
@@ -176,6 +201,26 @@ mod tests {
         l.hit(Action::Join, "bob", t).unwrap();
         l.hit(Action::Leave, "alice", t).unwrap();
         l.hit(Action::OwnerWrite, "alice", t).unwrap();
+    }
+
+    #[test]
+    fn an_apps_decisions_have_a_per_second_budget_of_their_own() {
+        let l = RateLimiter::new(&AbuseLimits {
+            decisions_per_second_per_app: 1000,
+            ..AbuseLimits::default()
+        });
+        let t = 7_000;
+        for _ in 0..1000 {
+            l.hit(Action::Decision, "app-a", t).unwrap();
+        }
+        let refused = l.hit(Action::Decision, "app-a", t).unwrap_err();
+        assert_eq!(refused.retry_after_secs, 1);
+        l.hit(Action::Decision, "app-b", t).unwrap();
+        l.hit(Action::Decision, "app-a", t + 1).unwrap();
+        assert!(
+            l.hit(Action::Decision, "app-a", t + 1).is_err(),
+            "one per millisecond"
+        );
     }
 
     #[test]

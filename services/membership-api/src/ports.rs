@@ -8,7 +8,7 @@
 
 use crate::error::UpstreamError;
 use async_trait::async_trait;
-use control_client::GroupPolicyView;
+use control_client::{GroupPolicyView, RelyingPartyLookup, RelyingPartyView};
 use domain::{Email, GroupId, IdentityKind, Subject};
 use tenant_api::{AddMember, IdentityRef, Notification};
 
@@ -72,6 +72,12 @@ pub trait Catalog: Send + Sync + 'static {
     async fn group(&self, id: GroupId) -> Result<Option<GroupPolicyView>, UpstreamError>;
     /// The groups among `ids` that exist, in any order.
     async fn groups(&self, ids: &[GroupId]) -> Result<Vec<GroupPolicyView>, UpstreamError>;
+    /// An app registered to ask for access decisions, with its resources and the groups that
+    /// guard them (never a member); `None` when none matches.
+    async fn relying_party(
+        &self,
+        lookup: &RelyingPartyLookup,
+    ) -> Result<Option<RelyingPartyView>, UpstreamError>;
 }
 
 /// The time, in milliseconds since the Unix epoch (the unit the store keeps).

@@ -564,6 +564,7 @@ async fn run(
             databases: dbs,
             bulk_replicas: 1,
             membership: true,
+            membership_env: Vec::new(),
             bulk_env: bulk_env(args, 0),
             tenant_env: args
                 .batch_concurrency

@@ -95,6 +95,7 @@ async fn run(
             databases: dbs,
             bulk_replicas: 1,
             membership: false,
+            membership_env: Vec::new(),
             bulk_env: vec![],
             tenant_env: vec![
                 ("HUSH_MAIL_LISTEN".into(), smtp.to_string()),

@@ -42,6 +42,7 @@ impl Fixture {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             tenant_env: Vec::new(),
+            membership_env: Vec::new(),
             log: "error".into(),
         };
         let cluster = Cluster::start(std::path::Path::new(env!("CARGO_BIN_EXE_hush-dev")), opts)

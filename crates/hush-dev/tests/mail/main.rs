@@ -49,6 +49,7 @@ async fn tenant_with_mail(
         databases: dbs,
         bulk_replicas: 1,
         membership: false,
+        membership_env: Vec::new(),
         bulk_env: vec![],
         tenant_env,
         log: "error".into(),

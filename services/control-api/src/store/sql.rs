@@ -3,6 +3,7 @@
 //! row locks Postgres takes and SQLite, with one writer at a time, does not need) the statement
 //! takes its clause from [`Dialect`].
 
+use super::apps;
 use super::relabels::{self, RelabelRow, Relabels, RELABEL_SELECT};
 use super::{
     corrupt, dropped_join_policies, edit_events, group_from, join_policies_text, label_detail,
@@ -32,13 +33,13 @@ const DEFAULT_LABELS_SEED: &str = "default-labels";
 
 /// The columns of [`LabelTuple`].
 const LABEL_SELECT: &str = "SELECT name, description, guests_allowed, agents_allowed, \
-     join_policies, sender_policy, anonymous_posting FROM labels";
+     join_policies, sender_policy, anonymous_posting, rank FROM labels";
 
 /// The columns of [`GroupTuple`]; every group read goes through it.
 const GROUP_SELECT: &str = "SELECT g.id, g.name, g.description, g.contact_address, \
      g.join_policy, g.sender_policy, g.state, g.created_at, g.updated_at, \
      l.name, l.description, l.guests_allowed, l.agents_allowed, l.join_policies, l.sender_policy, \
-     l.anonymous_posting FROM groups g JOIN labels l ON l.name = g.label";
+     l.anonymous_posting, l.rank FROM groups g JOIN labels l ON l.name = g.label";
 
 /// A row of the catalog's audit.
 type AuditRow = (
@@ -70,6 +71,7 @@ struct Labels<DB>(PhantomData<DB>);
 impl<DB: Dialect> Labels<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -86,8 +88,8 @@ where
     ) -> Result<DB::QueryResult, sqlx::Error> {
         let sql = format!(
             "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
-             join_policies, sender_policy, anonymous_posting, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8){suffix}"
+             join_policies, sender_policy, anonymous_posting, rank, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9){suffix}"
         );
         sqlx::query(&sql)
             .bind(label.name.as_str())
@@ -97,13 +99,14 @@ where
             .bind(join_policies_text(&label.policy.join_policies))
             .bind(label.policy.sender_policy.as_str())
             .bind(label.policy.anonymous_posting)
+            .bind(i32::from(label.policy.rank))
             .bind(now)
             .execute(conn)
             .await
     }
 }
 
-struct Reads<DB>(PhantomData<DB>);
+pub(super) struct Reads<DB>(PhantomData<DB>);
 
 impl<DB: Dialect> Reads<DB>
 where
@@ -119,7 +122,7 @@ where
     for<'q> String: Encode<'q, DB> + Type<DB>,
 {
     /// The owners of each of `ids`, sorted.
-    async fn owners_of(
+    pub(super) async fn owners_of(
         key: &OwnerKey,
         conn: &mut DB::Connection,
         ids: &[Uuid],
@@ -149,7 +152,7 @@ where
     }
 
     /// Turns group rows into records, reading their owners in one statement.
-    async fn records(
+    pub(super) async fn records(
         key: &OwnerKey,
         conn: &mut DB::Connection,
         rows: Vec<GroupTuple>,
@@ -167,7 +170,7 @@ where
             .collect()
     }
 
-    async fn read_group(
+    pub(super) async fn read_group(
         key: &OwnerKey,
         conn: &mut DB::Connection,
         id: GroupId,
@@ -183,7 +186,7 @@ where
     }
 
     /// Locks a label row for reading (Postgres: `FOR SHARE`) and reads it.
-    async fn hold_label(
+    pub(super) async fn hold_label(
         conn: &mut DB::Connection,
         name: &str,
     ) -> Result<Option<Label>, StoreError> {
@@ -197,7 +200,7 @@ where
 
     /// Locks a group row (Postgres: `FOR UPDATE`) and checks `actor` owns it; gives the
     /// group's state and label name when so.
-    async fn hold_owned_group(
+    pub(super) async fn hold_owned_group(
         key: &OwnerKey,
         conn: &mut DB::Connection,
         id: GroupId,
@@ -264,6 +267,7 @@ struct LabelChanges<DB>(PhantomData<DB>);
 impl<DB: Dialect> LabelChanges<DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> bool: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -354,8 +358,8 @@ where
     async fn write(conn: &mut DB::Connection, label: &Label, now: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE labels SET description = $1, guests_allowed = $2, agents_allowed = $3, \
-             join_policies = $4, sender_policy = $5, anonymous_posting = $6, updated_at = $7 \
-             WHERE name = $8",
+             join_policies = $4, sender_policy = $5, anonymous_posting = $6, rank = $7, \
+             updated_at = $8 WHERE name = $9",
         )
         .bind(label.description.as_str())
         .bind(label.policy.guests_allowed)
@@ -363,6 +367,7 @@ where
         .bind(join_policies_text(&label.policy.join_policies))
         .bind(label.policy.sender_policy.as_str())
         .bind(label.policy.anonymous_posting)
+        .bind(i32::from(label.policy.rank))
         .bind(now)
         .bind(label.name.as_str())
         .execute(&mut *conn)
@@ -499,6 +504,8 @@ where
 #[async_trait]
 impl<DB: Dialect> Store for SealedStore<DB>
 where
+    SealedStore<DB>: super::AppStore,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
     for<'r> (i64, i64, i64): FromRow<'r, DB::Row>,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
@@ -839,11 +846,13 @@ where
                 tx.rollback().await?;
                 return Ok(LabelDelete::NotFound);
             }
-            let used: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM groups WHERE label = $1 LIMIT 1")
-                    .bind(name.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let used: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM groups WHERE label = $1 \
+                 UNION ALL SELECT 1 FROM resources WHERE label = $1 LIMIT 1",
+            )
+            .bind(name.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
             if used.is_some() {
                 tx.rollback().await?;
                 return Ok(LabelDelete::InUse);
@@ -1343,6 +1352,11 @@ where
                 tx.rollback().await?;
                 return Ok(Relabel::JoinPolicyRefused(new));
             }
+            let guarded = apps::guarded_labels::<DB>(&mut tx, id).await?;
+            if let Some(refusal) = apps::first_refusal(&new, &guarded) {
+                tx.rollback().await?;
+                return Ok(Relabel::GuardsResource(refusal));
+            }
             if new.policy.loosens(&from.policy) {
                 if let Some(pending) = Relabels::<DB>::pending_id(&mut tx, id).await? {
                     tx.rollback().await?;
@@ -1439,6 +1453,11 @@ where
             if !new.policy.allows_join_policy(group.join_policy) {
                 tx.rollback().await?;
                 return Ok(RelabelApproval::JoinPolicyRefused(new.clone()));
+            }
+            let guarded = apps::guarded_labels::<DB>(&mut tx, change.group).await?;
+            if let Some(refusal) = apps::first_refusal(new, &guarded) {
+                tx.rollback().await?;
+                return Ok(RelabelApproval::GuardsResource(refusal));
             }
             Relabels::<DB>::drop_change(&mut tx, id).await?;
             Relabels::<DB>::write(&mut tx, change.group, &new.name, now).await?;

@@ -1255,12 +1255,27 @@ async fn the_schema_refuses_what_the_types_refuse(kind: Kind) {
     on_backend(kind, |store, backend, raw| async move {
         seeded(&store).await;
         for bad in [
-            "INSERT INTO labels VALUES ('L', 'd', true, true, '', 'anyone', 0, 0)",
-            "INSERT INTO labels VALUES ('L', 'd', true, true, 'open', 'nobody', 0, 0)",
+            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+             join_policies, sender_policy, created_at, updated_at) \
+             VALUES ('L', 'd', true, true, '', 'anyone', 0, 0)",
+            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+             join_policies, sender_policy, created_at, updated_at) \
+             VALUES ('L', 'd', true, true, 'open', 'nobody', 0, 0)",
+            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+             join_policies, sender_policy, rank, created_at, updated_at) \
+             VALUES ('L', 'd', true, true, 'open', 'anyone', 1001, 0, 0)",
             "INSERT INTO seeds VALUES ('default-labels', 0)",
         ] {
             assert!(raw.execute(bad).await.is_err(), "{backend} accepted: {bad}");
         }
+        // The same statement within every CHECK is taken: the ones above fail on their CHECKs.
+        raw.execute(
+            "INSERT INTO labels (name, description, guests_allowed, agents_allowed, \
+             join_policies, sender_policy, rank, created_at, updated_at) \
+             VALUES ('L', 'd', true, true, 'open', 'anyone', 1000, 0, 0)",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{backend} refused a valid label: {e}"));
         // No table of the catalog has anything to say about members (INV-1).
         let columns_sql = match raw {
             Raw::Sqlite(_) => "SELECT COUNT(*) FROM pragma_table_info('groups') WHERE name LIKE '%member%'",

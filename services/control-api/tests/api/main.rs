@@ -3,6 +3,7 @@
 //! (`sqlite::…`) and on Postgres (`postgres::…`, ignored unless run with `--include-ignored` and
 //! `HUSH_TEST_POSTGRES_URL`).
 
+mod apps;
 mod discover;
 mod groups;
 mod helpers;

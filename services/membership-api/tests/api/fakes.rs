@@ -332,9 +332,17 @@ impl Directory for FakeDirectory {
 #[derive(Default)]
 pub struct FakeCatalog {
     groups: Mutex<HashMap<GroupId, GroupPolicyView>>,
+    apps: Mutex<Vec<control_client::RelyingPartyView>>,
 }
 
 impl FakeCatalog {
+    /// Registers an app (or replaces the one with the same id).
+    pub fn insert_app(&self, app: control_client::RelyingPartyView) {
+        let mut apps = self.apps.lock().unwrap();
+        apps.retain(|a| a.id != app.id);
+        apps.push(app);
+    }
+
     pub fn insert(&self, view: GroupPolicyView) {
         self.groups.lock().unwrap().insert(view.id, view);
     }
@@ -370,6 +378,21 @@ impl Catalog for FakeCatalog {
             .iter()
             .filter_map(|id| groups.get(id).cloned())
             .collect())
+    }
+
+    async fn relying_party(
+        &self,
+        lookup: &control_client::RelyingPartyLookup,
+    ) -> Result<Option<control_client::RelyingPartyView>, UpstreamError> {
+        Ok(self
+            .apps
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|a| {
+                Some(a.id) == lookup.id || Some(a.audience.as_str()) == lookup.audience.as_deref()
+            })
+            .cloned())
     }
 }
 

@@ -74,6 +74,14 @@ impl Raw {
     }
 }
 
+/// Where a test app's decision key is: written before the app starts, so a test can read
+/// the public half the app publishes.
+pub fn decision_key(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("decision.key.pem");
+    membership_api::generate_decision_key_file(&path).unwrap();
+    path
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(AbuseLimits::default()).await
 }
@@ -105,6 +113,13 @@ pub async fn spawn_app_with(limits: AbuseLimits) -> TestApp {
         http: HttpArgs::default(),
         limits: Arc::new(RateLimiter::new(&limits)),
         clock: clock.clone(),
+        decisions: Arc::new(
+            membership_api::decision_settings(&membership_api::DecisionArgs {
+                decision_key_file: Some(decision_key(&dir)),
+                ..membership_api::DecisionArgs::default()
+            })
+            .unwrap(),
+        ),
     };
     TestApp {
         router: membership_api::router(state),

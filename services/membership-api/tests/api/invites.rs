@@ -147,6 +147,7 @@ async fn every_bad_code_gets_the_same_404() {
     let app = spawn_app_with(AbuseLimits {
         rate_limit_per_minute: 1000,
         redeem_failures_per_hour: 1000,
+        ..AbuseLimits::default()
     })
     .await;
     let g = invite_group(&app);
@@ -204,6 +205,7 @@ async fn failed_redemptions_are_limited_per_caller_then_refill() {
     let app = spawn_app_with(AbuseLimits {
         rate_limit_per_minute: 1000,
         redeem_failures_per_hour: 3,
+        ..AbuseLimits::default()
     })
     .await;
     let g = invite_group(&app);

@@ -6,6 +6,7 @@
 //! (The real services together are tested end to end in `crates/hush/tests`.)
 
 mod claims;
+mod decisions;
 mod fakes;
 mod helpers;
 mod invites;

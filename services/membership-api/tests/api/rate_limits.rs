@@ -11,6 +11,7 @@ async fn app_with_two_per_minute() -> TestApp {
     spawn_app_with(AbuseLimits {
         rate_limit_per_minute: 2,
         redeem_failures_per_hour: 100,
+        ..AbuseLimits::default()
     })
     .await
 }
