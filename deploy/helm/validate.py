@@ -26,7 +26,7 @@ KEYS = {
         "control-api.key.pem", "control-api.pub.pem", "membership-api.key.pem",
         "membership-api.pub.pem", "bulk-api.key.pem", "bulk-api.pub.pem", "tenant-seal.keys",
         "audit-signing.key", "bulk-seal.key", "membership-seal.key", "control-seal.key",
-        "idp-jwks.json",
+        "idp-jwks.json", "decision.key.pem",
     ]
 }
 DATABASE = {
