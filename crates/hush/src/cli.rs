@@ -33,6 +33,10 @@ enum Command {
     Edge(crate::edge::EdgeConfig),
     /// Write the keys and secrets docker-compose needs under OUT/secrets (keeps existing ones).
     DeployInit(DeployInitArgs),
+    /// Create each service's Postgres database and login role, migrate as the admin, and leave
+    /// each role only reading and writing rows (the audit table: appending). Run before the
+    /// services start, after every upgrade; safe to re-run.
+    DbSetup(crate::dbsetup::DbSetupArgs),
     /// Operate the isolated tenant's data (run beside or instead of the tenant, same config).
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -208,6 +212,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::DeployInit(args) => {
             for line in deploy::init(&args.out)? {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DbSetup(args) => {
+            for line in crate::dbsetup::run(&args).await? {
                 println!("{line}");
             }
             Ok(ExitCode::SUCCESS)

@@ -59,8 +59,27 @@ pub fn trusted_keys(dir: &Path, services: &[ServiceName]) -> String {
         .join(",")
 }
 
+/// The uid the container image runs as (`useradd --uid 10001` in the Dockerfile): the key files
+/// Compose mounts must be readable by it.
+pub const IMAGE_UID: u32 = 10001;
+
+/// The services' databases and the login role each connects as (`hush db-setup` makes both).
+pub const DATABASES: [(&str, &str, &str); 4] = [
+    ("control-api", "hush_control", "HUSH_CONTROL_DATABASE_URL"),
+    (
+        "membership-api",
+        "hush_membership",
+        "HUSH_MEMBERSHIP_DATABASE_URL",
+    ),
+    ("bulk-api", "hush_bulk", "HUSH_BULK_DATABASE_URL"),
+    ("isolated-tenant", "hush_tenant", "HUSH_TENANT_DATABASE_URL"),
+];
+
 /// Writes OUT/secrets/: a signing key pair per public service, the tenant's seal keys, the
-/// Postgres password and each service's database URL. Returns one line per file written or kept.
+/// Postgres admin password, each service's own database role and URL, `db-setup.env` (the
+/// admin URL and the four service URLs `hush db-setup` reads) and an empty IdP key set for
+/// break-glass (`idp-jwks.json`, replaced by the operator). Returns one line per file written
+/// or kept, and a last line on who may read the keys.
 pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {
     let dir = out.join("secrets");
     let mut report = generate_keys(&dir)?;
@@ -78,22 +97,72 @@ pub fn init(out: &Path) -> anyhow::Result<Vec<String>> {
         }
     };
     report.push(format!("postgres   {}", pg_env.display()));
-    for (service, db) in [
-        ("control-api", "hush_control"),
-        ("membership-api", "hush_membership"),
-        ("bulk-api", "hush_bulk"),
-        ("isolated-tenant", "hush_tenant"),
-    ] {
+    let mut setup =
+        format!("HUSH_DB_ADMIN_URL=postgres://hush:{password}@postgres:5432/postgres\n");
+    for (service, db, var) in DATABASES {
         let path = dir.join(format!("{service}.env"));
-        if !path.exists() {
-            write_secret(
-                &path,
-                &format!("HUSH_DATABASE_URL=postgres://hush:{password}@postgres:5432/{db}\n"),
-            )?;
-        }
+        let url = match read_env(&path, "HUSH_DATABASE_URL") {
+            Some(url) => url,
+            None => {
+                // Each service its own role, named like its database: never the admin.
+                let url = format!("postgres://{db}:{}@postgres:5432/{db}", random_hex(24));
+                write_secret(&path, &format!("HUSH_DATABASE_URL={url}\n"))?;
+                url
+            }
+        };
+        setup.push_str(&format!("{var}={url}\n"));
         report.push(format!("database   {}", path.display()));
     }
+    let setup_env = dir.join("db-setup.env");
+    if !setup_env.exists() {
+        write_secret(&setup_env, &setup)?;
+    }
+    report.push(format!("db-setup   {}", setup_env.display()));
+    let jwks = dir.join("idp-jwks.json");
+    if !jwks.exists() {
+        // No key: break-glass accepts no token until the operator puts the IdP's JWKS here.
+        service_kit::files::write_new(
+            &jwks,
+            "{\"keys\": []}\n",
+            service_kit::files::Access::Private,
+        )?;
+    }
+    report.push(format!(
+        "idp jwks   {} (copy your IdP's JWKS here for break-glass)",
+        jwks.display()
+    ));
+    report.push(readable_by_image(&dir)?);
     Ok(report)
+}
+
+/// Hands the files the containers mount (every file but the `.env` files, which Compose itself
+/// reads on the host) to the image's user, keeping them private. Only root may give a file
+/// away: otherwise says what to run.
+fn readable_by_image(dir: &Path) -> anyhow::Result<String> {
+    let mounted: Vec<_> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_none_or(|e| e != "env"))
+        .collect();
+    for path in &mounted {
+        match std::os::unix::fs::chown(path, Some(IMAGE_UID), None) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Ok(format!(
+                    "owner      not changed (not root): the image runs as uid {IMAGE_UID}; run \
+                     `sudo chown {IMAGE_UID} {d}/*.pem {d}/*.key {d}/*.keys {d}/*.json` \
+                     (the .env files stay yours)",
+                    d = dir.display()
+                ));
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("chown {}", path.display()));
+            }
+        }
+    }
+    Ok(format!(
+        "owner      uid {IMAGE_UID} (the image's user) owns the mounted key files"
+    ))
 }
 
 fn read_env(path: &Path, key: &str) -> Option<String> {

@@ -160,7 +160,7 @@ where
             Backend::Postgres => &migrations.postgres,
             Backend::Sqlite => &migrations.sqlite,
         };
-        migrator.run(&pool).await?;
+        run_migrations(migrator, &pool).await?;
         Ok(Self {
             pool,
             schema: PhantomData,
@@ -197,6 +197,51 @@ where
             tracing::warn!(error = %e, "truncating the write-ahead log after a deletion failed");
         }
     }
+}
+
+/// Brings the database of `pool` up to date with `migrator`, doing nothing (and asking for no
+/// right beyond reading `_sqlx_migrations`) when every migration is applied already.
+///
+/// Why not `migrator.run` alone: sqlx begins by `CREATE TABLE IF NOT EXISTS _sqlx_migrations`,
+/// which Postgres refuses to a role without CREATE on the schema even when the table exists.
+/// In production each service connects as a role that may only read and write rows (`hush
+/// db-setup` runs the migrations as the owner beforehand, see docs/deploy.md), so an
+/// up-to-date schema must not need DDL. A schema that is behind (or whose applied migrations
+/// differ from ours) still goes through `migrator.run`, which migrates or names the mismatch.
+pub async fn run_migrations<DB: Dialect>(
+    migrator: &Migrator,
+    pool: &sqlx::Pool<DB>,
+) -> anyhow::Result<()>
+where
+    DB::Connection: Migrate,
+{
+    if up_to_date(migrator, pool).await {
+        return Ok(());
+    }
+    migrator.run(pool).await?;
+    Ok(())
+}
+
+/// Whether every up migration of `migrator` is applied with the same checksum. Any failure to
+/// tell (no migrations table yet, no connection) answers no, so `migrator.run` decides.
+async fn up_to_date<DB: Dialect>(migrator: &Migrator, pool: &sqlx::Pool<DB>) -> bool
+where
+    DB::Connection: Migrate,
+{
+    let Ok(mut conn) = pool.acquire().await else {
+        return false;
+    };
+    let Ok(applied) = conn.list_applied_migrations().await else {
+        return false;
+    };
+    let applied: std::collections::HashMap<i64, _> = applied
+        .into_iter()
+        .map(|m| (m.version, m.checksum))
+        .collect();
+    migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .all(|m| applied.get(&m.version) == Some(&m.checksum))
 }
 
 /// Opens the database `url` names (`postgres://…` or `sqlite:…`; the backend is chosen here,

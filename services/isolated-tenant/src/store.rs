@@ -96,6 +96,12 @@ use tenant_api::{
 
 mod batch_plan;
 mod postgres;
+
+/// The tenant's Postgres migrations, for `hush db-setup`, which runs them as the database's
+/// owner before the tenant starts under a role that may only read and write rows.
+pub fn postgres_migrations() -> &'static sqlx::migrate::Migrator {
+    &postgres::PG_MIGRATIONS
+}
 mod roles;
 mod rules;
 mod sql;

@@ -1,7 +1,9 @@
-//! docker-compose.yml, checked without a Docker engine: first its structure (the tenant on an
-//! internal network with no published port, a healthcheck and a `hush serve` command per
-//! service, every HUSH_* variable known to the service it configures); then the same topology
-//! as separate `hush serve` processes, with the environment the compose file gives them.
+//! docker-compose.yml, checked without a Docker engine: first its structure (the tenant's API
+//! on the internal network alone, only its SMTP port published, a healthcheck and a `hush
+//! serve` command per service, every HUSH_* variable known to the service it configures); then
+//! the same services as separate `hush serve` processes, with the environment the compose file
+//! gives them, on Postgres behind the roles `hush db-setup` makes. The network wiring itself is
+//! checked in `tests/deployment.rs`, with network namespaces.
 
 use crate::helpers::*;
 use clap::CommandFactory;
@@ -27,7 +29,10 @@ fn repo() -> PathBuf {
 
 fn compose() -> Yaml {
     let text = std::fs::read_to_string(repo().join("docker-compose.yml")).unwrap();
-    serde_yaml::from_str(&text).expect("docker-compose.yml is YAML")
+    let mut c: Yaml = serde_yaml::from_str(&text).expect("docker-compose.yml is YAML");
+    // Compose reads `<<: *hush-service` as a merge; serde_yaml only when asked.
+    c.apply_merge().expect("merge keys resolve");
+    c
 }
 
 /// The env var names a service's Config reads, from its clap definition.
@@ -91,15 +96,60 @@ fn the_compose_file_describes_the_documented_topology() {
     );
 
     let tenant = &services["isolated-tenant"];
-    assert!(
-        tenant.get("ports").is_none(),
-        "the tenant publishes no port (INV-9)"
-    );
+    let tenant_env = env_file(&repo().join("deploy/isolated-tenant.env"));
+    let smtp_port = tenant_env["HUSH_MAIL_LISTEN"].rsplit(':').next().unwrap();
     assert_eq!(
-        strs(&tenant["networks"]),
-        vec!["internal"],
-        "the tenant is only on the internal network"
+        strs(&tenant["ports"]),
+        vec![format!("{smtp_port}:{smtp_port}")],
+        "the tenant publishes its SMTP port alone, never its API (INV-9)"
     );
+    let nets: Vec<&str> = tenant["networks"]
+        .as_mapping()
+        .expect("the tenant's networks, with its fixed address")
+        .keys()
+        .filter_map(Yaml::as_str)
+        .collect();
+    assert_eq!(nets, vec!["internal", "mail"]);
+    let address = tenant["networks"]["internal"]["ipv4_address"]
+        .as_str()
+        .expect("the tenant has a fixed address on the internal network");
+    assert_eq!(
+        tenant_env["HUSH_LISTEN"],
+        format!("{address}:8083"),
+        "the tenant's API listens on its internal address only, not on the mail network"
+    );
+    assert_ne!(
+        c["networks"]["mail"]["internal"],
+        Yaml::Bool(true),
+        "the mail network reaches the relay"
+    );
+    assert!(
+        c["secrets"]["idp_jwks"]["file"].as_str().is_some(),
+        "break-glass's JWKS secret is declared"
+    );
+    let edge = &services["edge"];
+    assert_eq!(strs(&edge["command"]), vec!["edge"]);
+    assert_eq!(strs(&edge["networks"]), vec!["public"]);
+    let edge_env: BTreeSet<String> = hush::cli::Cli::command()
+        .find_subcommand("edge")
+        .unwrap()
+        .get_arguments()
+        .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        .collect();
+    for key in env_file(&repo().join("deploy/edge.env")).into_keys() {
+        assert!(
+            key == "HUSH_LOG_FORMAT" || edge_env.contains(&key),
+            "deploy/edge.env sets {key}, which the edge does not read"
+        );
+    }
+    assert_eq!(strs(&services["db-setup"]["command"]), vec!["db-setup"]);
+    for s in SERVICES {
+        assert_eq!(
+            services[s]["depends_on"]["db-setup"]["condition"].as_str(),
+            Some("service_completed_successfully"),
+            "{s} starts after db-setup"
+        );
+    }
     assert_eq!(strs(&services["postgres"]["networks"]), vec!["internal"]);
 
     for s in SERVICES {
@@ -191,10 +241,42 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
             0,
             "private keys are readable by their owner only"
         );
+        use std::os::unix::fs::MetadataExt as _;
+        let as_root = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
+        if as_root {
+            // Compose mounts them unchanged: the image's user must own them.
+            for key in ["control-api.key.pem", "tenant-seal.keys", "idp-jwks.json"] {
+                let owner = std::fs::metadata(secrets.join(key)).unwrap().uid();
+                assert_eq!(
+                    owner,
+                    hush::deploy::IMAGE_UID,
+                    "{key} belongs to the image's user"
+                );
+            }
+            let env_owner = std::fs::metadata(secrets.join("control-api.env"))
+                .unwrap()
+                .uid();
+            assert_eq!(
+                env_owner, 0,
+                "the .env files, which Compose reads, stay the caller's"
+            );
+        }
     }
-    let (dbs, pg) = Databases::for_test(tmp.path(), kind, service_kit::testing::postgres_url)
-        .await
-        .expect("fresh test databases");
+    let (dbs, pg) = match kind {
+        Backend::Sqlite => (
+            Databases::for_test(tmp.path(), kind, || unreachable!())
+                .await
+                .expect("fresh test databases")
+                .0,
+            None,
+        ),
+        Backend::Postgres => {
+            let roles = db_setup(&secrets).await;
+            (roles.databases(), Some(roles))
+        }
+    };
     let issuer = auth::DevIssuer::load_or_create(&tmp.path().join("issuer")).unwrap();
     let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let jwks = format!(
@@ -256,6 +338,10 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
             }
         }
         env.insert("HUSH_LISTEN".into(), format!("127.0.0.1:{}", ports[s]));
+        if env.contains_key("HUSH_MAIL_LISTEN") {
+            let smtp = service_kit::testing::free_port();
+            env.insert("HUSH_MAIL_LISTEN".into(), format!("127.0.0.1:{smtp}"));
+        }
         env.insert("HUSH_DATABASE_URL".into(), db_of(s));
         env.insert("HUSH_LOG_FORMAT".into(), "json".into());
         if env.contains_key("HUSH_JWKS_URL") {
@@ -343,8 +429,125 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
         assert!(status.success(), "{s} exited with {status} on SIGTERM");
     }
     let _ = stop_issuer.send(());
-    if let Some(pg) = pg {
-        pg.drop_all().await;
+    if let Some(roles) = pg {
+        roles.check_the_tenant_role_only_appends().await;
+        roles.drop_all().await;
+    }
+}
+
+/// The databases and roles `hush db-setup` made for one test: compose's names with a unique
+/// `hush_t_<tag>_` in front (so CI's cleanup finds them), on the test server.
+struct SetupRoles {
+    admin: String,
+    /// (role and database name, the service's URL), in `DATABASES` order.
+    made: Vec<(String, String)>,
+}
+
+/// Runs `hush db-setup` as compose does, from the db-setup.env deploy-init wrote: the same
+/// passwords, the test server for `postgres:5432` and unique names.
+async fn db_setup(secrets: &Path) -> SetupRoles {
+    let admin = service_kit::testing::postgres_url();
+    let written = env_file(&secrets.join("db-setup.env"));
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    let server = admin
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@').map(|(_, h)| h).or(Some(rest)))
+        .and_then(|h| h.split('/').next())
+        .unwrap()
+        .to_string();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hush"));
+    cmd.arg("db-setup")
+        .env_clear()
+        .env("HUSH_DB_ADMIN_URL", &admin);
+    let mut made = Vec::new();
+    for (service, db, var) in hush::deploy::DATABASES {
+        let url = &written[var];
+        assert!(
+            url.starts_with(&format!("postgres://{db}:"))
+                && url.ends_with(&format!("@postgres:5432/{db}")),
+            "{service} connects as its own role {db}, not the admin: {var}"
+        );
+        let password = url
+            .trim_start_matches(&format!("postgres://{db}:"))
+            .trim_end_matches(&format!("@postgres:5432/{db}"));
+        let name = format!("hush_t_{tag}_{}", db.trim_start_matches("hush_"));
+        let url = format!("postgres://{name}:{password}@{server}/{name}");
+        cmd.env(var, &url);
+        made.push((name, url));
+    }
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "db-setup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Again, as on every `docker compose up`: nothing to do, nothing fails.
+    let again = cmd.output().await.unwrap();
+    assert!(again.status.success(), "db-setup runs twice");
+    SetupRoles { admin, made }
+}
+
+impl SetupRoles {
+    fn databases(&self) -> Databases {
+        Databases {
+            control: self.made[0].1.clone(),
+            membership: self.made[1].1.clone(),
+            bulk: self.made[2].1.clone(),
+            tenant: self.made[3].1.clone(),
+        }
+    }
+
+    /// As the tenant's own role, after the flow: the audit chain has events, and the role can
+    /// neither change nor remove them, nor change the schema.
+    async fn check_the_tenant_role_only_appends(&self) {
+        use sqlx::Connection as _;
+        let mut tenant = sqlx::PgConnection::connect(&self.made[3].1).await.unwrap();
+        let superuser: bool =
+            sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+                .fetch_one(&mut tenant)
+                .await
+                .unwrap();
+        assert!(!superuser);
+        let events: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+            .fetch_one(&mut tenant)
+            .await
+            .unwrap();
+        assert!(events > 0, "the flow wrote audit events as this role");
+        for refused in [
+            "UPDATE audit_events SET at_ms = at_ms",
+            "DELETE FROM audit_events",
+            "TRUNCATE audit_events",
+            "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+            "CREATE TABLE sneaky (x int)",
+        ] {
+            let err = sqlx::query(refused)
+                .execute(&mut tenant)
+                .await
+                .expect_err(refused);
+            let code = err
+                .as_database_error()
+                .and_then(|e| e.code())
+                .map(|c| c.to_string());
+            assert!(
+                matches!(code.as_deref(), Some("42501")),
+                "{refused}: refused for want of the right (42501), got {err}"
+            );
+        }
+    }
+
+    async fn drop_all(self) {
+        use sqlx::Connection as _;
+        let mut admin = sqlx::PgConnection::connect(&self.admin).await.unwrap();
+        for (name, _) in &self.made {
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            sqlx::query(&format!("DROP ROLE IF EXISTS {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
     }
 }
 

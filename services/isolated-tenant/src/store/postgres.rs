@@ -24,7 +24,7 @@ impl SqlBackend for sqlx::Postgres {
         AND table_name NOT LIKE 'audit\\_%' ORDER BY table_name";
 
     async fn migrate(pool: &sqlx::PgPool) -> anyhow::Result<()> {
-        Ok(PG_MIGRATIONS.run(pool).await?)
+        service_kit::sql::run_migrations(&PG_MIGRATIONS, pool).await
     }
 
     /// Named, so an operator tells bulk batches from routine calls in `pg_stat_activity`.

@@ -27,7 +27,7 @@ impl SqlBackend for sqlx::Sqlite {
         ORDER BY name";
 
     async fn migrate(pool: &sqlx::SqlitePool) -> anyhow::Result<()> {
-        Ok(SQLITE_MIGRATIONS.run(pool).await?)
+        service_kit::sql::run_migrations(&SQLITE_MIGRATIONS, pool).await
     }
 
     /// Bulk batches' connections run SQLite on the bulk lane's threads. A batch of random

@@ -94,8 +94,9 @@ where
     for<'r> LegacyRow: FromRow<'r, DB::Row>,
 {
     /// Seals the requests a database written before requests were sealed still holds in clear
-    /// (`join_requests_legacy`, left by migration 0003) into `join_requests`, drops the legacy
-    /// table and truncates the log; in one transaction, so a crash leaves it to the next start.
+    /// (`join_requests_legacy`, left by migration 0003) into `join_requests` and deletes them, in
+    /// one transaction, so a crash leaves it to the next start; then drops the legacy table when
+    /// this role owns it (else `hush db-setup` does) and truncates the log.
     /// Nothing to do on a database that never had one.
     pub async fn seal_legacy_requests(&self) -> anyhow::Result<()> {
         let exists = match DB::BACKEND {
@@ -147,12 +148,23 @@ where
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("DROP TABLE join_requests_legacy")
+        sqlx::query("DELETE FROM join_requests_legacy")
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        // Dropping the emptied table needs its owner. In production the service's role only
+        // reads and writes rows (`hush db-setup`), and db-setup drops it, empty, as the owner:
+        // then it stays empty here until the next db-setup, which is harmless.
+        if let Err(e) = sqlx::query("DROP TABLE join_requests_legacy")
+            .execute(self.pool())
+            .await
+        {
+            tracing::info!(error = %e, "the emptied join_requests_legacy stays until `hush db-setup` drops it");
+        }
         self.sql.forget().await;
-        tracing::info!(sealed, "join requests written in clear are now sealed");
+        if sealed > 0 {
+            tracing::info!(sealed, "join requests written in clear are now sealed");
+        }
         Ok(())
     }
 }
