@@ -85,44 +85,6 @@ async fn inv1_no_endpoint_or_document_lists_members(kind: Backend) {
         }
     }
 
-    // The group guards an app's resource: what owners and operators read of that names no
-    // member either.
-    let otto = app.token("otto", IdentityKind::Member, &["operator"]);
-    let registered = app
-        .post(
-            &app.control("/relying-parties"),
-            &otto,
-            json!({"name": "Wiki", "audience": "wiki"}),
-        )
-        .await;
-    assert_eq!(
-        registered.status,
-        StatusCode::CREATED,
-        "{}",
-        registered.text
-    );
-    let rp = registered.body["id"].as_str().unwrap().to_string();
-    let resource = app
-        .post(
-            &app.control(&format!("/relying-parties/{rp}/resources")),
-            &otto,
-            json!({"name": "pages", "label": "General"}),
-        )
-        .await;
-    assert_eq!(resource.status, StatusCode::CREATED, "{}", resource.text);
-    let bound = app
-        .call(
-            Method::PUT,
-            &app.control(&format!(
-                "/groups/{id}/bindings/{}",
-                resource.body["id"].as_str().unwrap()
-            )),
-            Some(&alice),
-            None,
-        )
-        .await;
-    assert_eq!(bound.status, StatusCode::CREATED, "{}", bound.text);
-
     // Nothing an owner, another user or a label-admin can read names a member.
     let readers = readers(&app, &alice);
     for (role, token) in &readers {
@@ -131,9 +93,6 @@ async fn inv1_no_endpoint_or_document_lists_members(kind: Backend) {
             app.control("/groups?q=witness"),
             app.control("/groups"),
             app.control("/labels"),
-            app.control("/resources"),
-            app.control("/relying-parties"),
-            app.control(&format!("/groups/{id}/bindings")),
             app.membership("/me/groups"),
             app.membership(&format!("/groups/{id}/me")),
             format!("{}/bulk/v1/jobs", app.urls.bulk),
