@@ -1,5 +1,6 @@
 //! control-api: the group catalog and the label catalog — create, discover, edit and archive
-//! groups; sensitivity labels and their policy.
+//! groups; sensitivity labels and their policy; the apps that check access with Hush, their
+//! resources and the groups bound to guard them.
 //!
 //! It never holds membership (INV-1): the isolated tenant is the membership truth, and the only
 //! thing control-api asks it about a group's members is an owner's coarse count (INV-4). A new
