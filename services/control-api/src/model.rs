@@ -285,7 +285,7 @@ pub struct NewGroup {
     pub name: GroupName,
     /// What it is for.
     pub description: Description,
-    /// What it is for.
+    /// Mail or security; never changes.
     pub group_type: GroupType,
     /// `local_part@mail-domain`, chosen or derived; `None` for a security group.
     pub contact_address: Option<Email>,
