@@ -392,7 +392,16 @@ pub struct SubjectRef {
     /// transaction (with an audit event; nobody else is told).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<IdentityKind>,
+    /// Only these groups (1 to [`MAX_AMONG`]): "which of these am I in". The tenant then probes
+    /// these groups' membership tags only, not every group's — what an access decision for an
+    /// app needs (the groups guarding its resources). Absent: every group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>, max_items = 500)]
+    pub among: Option<Vec<GroupId>>,
 }
+
+/// Most groups one "which of these am I in" may name.
+pub const MAX_AMONG: usize = 500;
 
 /// INV-6: never shows the subject or the address.
 impl fmt::Debug for SubjectRef {
@@ -581,6 +590,7 @@ mod tests {
                 subject: subject.clone(),
                 email: m.email.clone(),
                 kind: Some(IdentityKind::Agent),
+                among: None,
             },
             IdentityRef::from(&m),
         );

@@ -231,10 +231,23 @@ impl TenantClient {
         email: Option<&Email>,
         kind: Option<IdentityKind>,
     ) -> Result<Vec<GroupId>, TenantError> {
+        self.groups_among(subject, email, kind, None).await
+    }
+
+    /// As [`Self::groups_of`], asking only about `among` (at most
+    /// [`tenant_api::MAX_AMONG`]; `None`: every group): which of these groups the person is in.
+    pub async fn groups_among(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: Option<IdentityKind>,
+        among: Option<&[GroupId]>,
+    ) -> Result<Vec<GroupId>, TenantError> {
         let body = SubjectRef {
             subject: subject.clone(),
             email: email.cloned(),
             kind,
+            among: among.map(<[GroupId]>::to_vec),
         };
         let answer: GroupsOf = self
             .json(Method::POST, paths::GROUPS_OF, Some(&body))

@@ -168,7 +168,7 @@ async fn check_member(
     tag = "members",
     request_body = SubjectRef,
     responses(
-        (status = 200, description = "The person's groups, sorted; empty for someone the tenant has not seen.", body = GroupsOf),
+        (status = 200, description = "The person's groups (among those named in `among`, when given), sorted; empty for someone the tenant has not seen.", body = GroupsOf),
         (status = "4XX", description = "`400` The body is not JSON. `401` No service token, or one that does not verify. `403` The calling service may not ask about membership. `413` The body is larger than the tenant accepts. `415` The body is not sent as application/json. `422` The subject or the email is invalid.", body = Problem, content_type = "application/problem+json"),
         (status = "5XX", description = "`500` Something failed on our side; the request id identifies it in our logs.", body = Problem, content_type = "application/problem+json"),
     )
@@ -184,10 +184,26 @@ async fn groups_of(
             .settle_kind(permit.context(), &who.subject, who.email.as_ref(), kind)
             .await?;
     }
-    let groups = state
-        .store
-        .groups_of(&who.subject, who.email.as_ref())
-        .await?;
+    let groups = match &who.among {
+        None => {
+            state
+                .store
+                .groups_of(&who.subject, who.email.as_ref())
+                .await?
+        }
+        Some(among) if among.is_empty() || among.len() > tenant_api::MAX_AMONG => {
+            return Err(ApiError::Invalid(format!(
+                "among: 1 to {} group ids",
+                tenant_api::MAX_AMONG
+            )));
+        }
+        Some(among) => {
+            state
+                .store
+                .groups_among(&who.subject, who.email.as_ref(), among)
+                .await?
+        }
+    };
     Ok(AppJson(GroupsOf { groups }))
 }
 

@@ -254,6 +254,15 @@ pub trait Store: Send + Sync + 'static {
         email: Option<&Email>,
     ) -> Result<Vec<GroupId>, StoreError>;
 
+    /// As [`Store::groups_of`], among `groups` only: one keyed hash per named group and
+    /// identity, not per group the tenant keeps.
+    async fn groups_among(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+        groups: &[GroupId],
+    ) -> Result<Vec<GroupId>, StoreError>;
+
     /// Stores `kind` as the kind of the person signed in as `subject` (with `email`): the word
     /// of their own token. When it differs from the kind stored for any of their identities,
     /// every membership the new kind's labels bar ends in the same transaction, with audit

@@ -796,6 +796,30 @@ async fn a_person_added_by_address_finds_the_membership_once_they_sign_in() {
         )
         .await;
     assert_eq!(res.json(), json!({ "groups": both }));
+    // Among named groups only (what an access decision asks): one of the two, and an unknown
+    // group that is simply not there; an empty or oversized list is refused.
+    let res = app
+        .as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/identities/groups",
+            Some(json!({"subject": "newcomer-sub", "among": [other.to_string(), GroupId::new().to_string()]})),
+        )
+        .await;
+    assert_eq!(res.json(), json!({ "groups": [other.to_string()] }));
+    let too_many: Vec<String> = (0..=tenant_api::MAX_AMONG)
+        .map(|_| GroupId::new().to_string())
+        .collect();
+    for among in [json!([]), json!(too_many)] {
+        app.as_service(
+            M,
+            Method::POST,
+            "/tenant/v1/identities/groups",
+            Some(json!({"subject": "newcomer-sub", "among": among})),
+        )
+        .await
+        .is_problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-input");
+    }
     let res = app
         .as_service(
             ServiceName::ControlApi,

@@ -99,6 +99,19 @@ impl Directory for TenantDirectory {
             .map_err(tenant_error)
     }
 
+    async fn member_of(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+        groups: &[GroupId],
+    ) -> Result<Vec<GroupId>, UpstreamError> {
+        self.0
+            .groups_among(subject, email, Some(kind), Some(groups))
+            .await
+            .map_err(tenant_error)
+    }
+
     async fn notify(&self, notification: &Notification) -> Result<(), UpstreamError> {
         self.0.notify(notification).await.map_err(tenant_error)
     }

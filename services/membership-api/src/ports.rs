@@ -54,6 +54,16 @@ pub trait Directory: Send + Sync + 'static {
         email: Option<&Email>,
         kind: IdentityKind,
     ) -> Result<Vec<GroupId>, UpstreamError>;
+    /// Which of `groups` the caller signed in as `subject`, with the address `email`, is a
+    /// member of (at most [`tenant_api::MAX_AMONG`] groups): an access decision asks about the
+    /// groups guarding an app's resources only.
+    async fn member_of(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+        groups: &[GroupId],
+    ) -> Result<Vec<GroupId>, UpstreamError>;
     /// Forgets a person at their own request: every membership of theirs, in every group, and
     /// their identity, as an operator's offboarding does. Answers the same whether or not the
     /// tenant knew them.

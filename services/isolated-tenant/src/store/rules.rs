@@ -135,8 +135,12 @@ impl Rules<'_> {
         &self,
         tx: &mut dyn Tx,
         id: Uuid,
+        among: Option<&[GroupId]>,
     ) -> Result<Vec<GroupId>, StoreError> {
-        let groups = tx.all_groups().await?;
+        let groups = match among {
+            Some(named) => tx.existing_groups(named).await?,
+            None => tx.all_groups().await?,
+        };
         let mut by_tag: HashMap<Vec<u8>, GroupId> =
             HashMap::with_capacity(groups.len() * self.keys.all().len());
         for g in groups {
@@ -321,7 +325,7 @@ impl Rules<'_> {
         // The same person, added by address before: their memberships move here.
         if let Some(b) = merge {
             let other = &found[b];
-            let moved = self.groups_of_identity(tx, other.id).await?;
+            let moved = self.groups_of_identity(tx, other.id, None).await?;
             let mut stale = Vec::new();
             for g in &moved {
                 stale.extend(member_tags(self.keys.all(), *g, other.id));
@@ -464,7 +468,7 @@ impl Rules<'_> {
         for i in targets {
             let o = &found[i];
             ids.push(o.id);
-            for g in self.groups_of_identity(tx, o.id).await? {
+            for g in self.groups_of_identity(tx, o.id, None).await? {
                 tags.extend(member_tags(self.keys.all(), g, o.id));
             }
         }
@@ -653,7 +657,7 @@ impl Rules<'_> {
         kind: IdentityKind,
         spared: Option<GroupId>,
     ) -> Result<Vec<NewEvent>, StoreError> {
-        let mut groups = self.groups_of_identity(tx, id).await?;
+        let mut groups = self.groups_of_identity(tx, id, None).await?;
         groups.retain(|g| Some(*g) != spared);
         let rules = tx.group_rules(&groups).await?;
         let barred: Vec<GroupId> = rules
@@ -916,11 +920,12 @@ impl Rules<'_> {
         tx: &mut dyn Tx,
         subject: &Subject,
         email: Option<&Email>,
+        among: Option<&[GroupId]>,
     ) -> Result<Vec<GroupId>, StoreError> {
         let own = self.own_identities(tx, subject, email).await?;
         let mut groups = Vec::new();
         for o in &own {
-            groups.extend(self.groups_of_identity(tx, o.id).await?);
+            groups.extend(self.groups_of_identity(tx, o.id, among).await?);
         }
         groups.sort_unstable();
         groups.dedup();

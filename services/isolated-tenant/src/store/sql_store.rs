@@ -564,7 +564,19 @@ impl<DB: SqlBackend> Store for SqlStore<DB> {
     ) -> Result<Vec<GroupId>, StoreError> {
         let mut conn = self.pool.acquire().await?;
         self.rules()
-            .groups_of(&mut Conn::<DB>(&mut conn), subject, email)
+            .groups_of(&mut Conn::<DB>(&mut conn), subject, email, None)
+            .await
+    }
+
+    async fn groups_among(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+        groups: &[GroupId],
+    ) -> Result<Vec<GroupId>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        self.rules()
+            .groups_of(&mut Conn::<DB>(&mut conn), subject, email, Some(groups))
             .await
     }
 

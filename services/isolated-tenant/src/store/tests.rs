@@ -324,6 +324,13 @@ on_both_backends! {
         assert_eq!(s.groups_of(&alice.subject(), None).await.unwrap(), both);
         assert!(s.groups_of(&bob, None).await.unwrap().is_empty());
         assert_eq!(s.member_count(g1).await.unwrap(), CountBucket::Under10);
+        // Among named groups only: an unknown group and one she is not in are left out.
+        let among = [g2, GroupId::new()];
+        assert_eq!(
+            s.groups_among(&alice.subject(), None, &among).await.unwrap(),
+            vec![g2]
+        );
+        assert!(s.groups_among(&bob, None, &both).await.unwrap().is_empty());
 
         s.remove_member(&Context::tenant(), g1, &alice.who()).await.unwrap();
         assert!(!s.is_member(g1, &alice.subject(), None).await.unwrap());

@@ -314,6 +314,21 @@ impl Directory for FakeDirectory {
         Ok(groups.into_iter().collect())
     }
 
+    async fn member_of(
+        &self,
+        subject: &Subject,
+        email: Option<&Email>,
+        kind: IdentityKind,
+        groups: &[GroupId],
+    ) -> Result<Vec<GroupId>, UpstreamError> {
+        Ok(self
+            .groups_of(subject, email, kind)
+            .await?
+            .into_iter()
+            .filter(|g| groups.contains(g))
+            .collect())
+    }
+
     async fn notify(&self, notification: &Notification) -> Result<(), UpstreamError> {
         self.check_up()?;
         self.notifications
