@@ -21,6 +21,7 @@ mod groups;
 mod identities;
 mod internal;
 mod labels;
+mod mail;
 pub mod model;
 mod relabel;
 pub mod saga;
@@ -154,6 +155,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         (name = "labels", description = "Sensitivity labels and their policy."),
         (name = "apps", description = "Apps that check access with Hush (relying parties) and the resources they protect, each under a label; operators register them, owners bind groups to resources."),
         (name = "internal", description = "For membership-api and bulk-api, with service tokens."),
+        (name = "mail", description = "The tenant's outbound mail for operators: the queue's counts, the relay's health, the dead letters. Counts, codes and buckets only: no group, no address."),
         (name = "audit", description = "The catalog's audit, for label-admins: catalog changes, never membership."),
         (name = "break-glass", description = "Lawful access to one group's membership (INV-8): auditors request, two privacy officers approve, the grant is redeemed once.")
     )
@@ -188,6 +190,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(apps::router())
         .merge(internal::router())
         .merge(identities::router())
+        .merge(mail::router())
         .merge(breakglass::router())
         .merge(catalog_audit::router())
 }

@@ -26,6 +26,16 @@ pub trait Tenant: Send + Sync + 'static {
     /// Applies a label's entry rule to the groups under it; the tenant ends the memberships it
     /// now bars and answers counts only.
     async fn apply_rule(&self, request: &ApplyRule) -> Result<RuleApplied, TenantError>;
+    /// The mail queue's counts and the relay's health, over every group (operators).
+    /// Stand-ins that do not support it refuse.
+    async fn mail_counts(&self) -> Result<tenant_api::MailCounts, TenantError> {
+        Err(TenantError::Unexpected("mail is not supported here".into()))
+    }
+    /// The newest dead letters, without group or address (operators). Stand-ins that do not
+    /// support it refuse.
+    async fn mail_dead_letters(&self) -> Result<tenant_api::DeadLetters, TenantError> {
+        Err(TenantError::Unexpected("mail is not supported here".into()))
+    }
     /// The directory (SCIM) routes; stand-ins that do not support them refuse.
     fn directory(&self) -> Option<&TenantClient> {
         None
@@ -57,6 +67,14 @@ pub trait Tenant: Send + Sync + 'static {
 
 #[async_trait]
 impl Tenant for TenantClient {
+    async fn mail_counts(&self) -> Result<tenant_api::MailCounts, TenantError> {
+        TenantClient::mail_counts(self).await
+    }
+
+    async fn mail_dead_letters(&self) -> Result<tenant_api::DeadLetters, TenantError> {
+        TenantClient::mail_dead_letters(self).await
+    }
+
     async fn provision_group(&self, request: &ProvisionGroup) -> Result<(), TenantError> {
         TenantClient::provision_group(self, request).await.map(drop)
     }

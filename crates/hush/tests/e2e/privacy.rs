@@ -565,7 +565,35 @@ async fn inv1_inv2_an_app_learns_about_no_one_but_the_presenting_person(kind: Ba
     app.stop().await;
 }
 
+/// Operators read the tenant's mail queue and dead letters through control-api: counts, codes
+/// and buckets only; nobody else reads them at all.
+async fn operators_read_the_mail_queue_as_counts_and_nobody_else_reads_it(kind: Backend) {
+    let app = App::spawn_on(kind).await;
+    let alice = app.member("alice");
+    let group = app
+        .active_group(&alice, "Quiet Mail", "General", "open")
+        .await;
+    let operator = app.operator();
+    let status = app.get(&app.control("/mail/status"), &operator).await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    assert!(status.body["queued_deliveries"].is_i64(), "{}", status.text);
+    assert!(status.body["relay"].is_object(), "{}", status.text);
+    let dead = app.get(&app.control("/mail/dead-letters"), &operator).await;
+    assert_eq!(dead.status, StatusCode::OK, "{}", dead.text);
+    assert_eq!(dead.body["dead_letters"], json!([]));
+    for res in [&status, &dead] {
+        assert!(!res.text.contains(&group) && !res.text.contains("alice"));
+    }
+    for path in ["/mail/status", "/mail/dead-letters"] {
+        app.get(&app.control(path), &alice)
+            .await
+            .assert_problem(403);
+    }
+    app.stop().await;
+}
+
 service_kit::backend_tests!(
+    operators_read_the_mail_queue_as_counts_and_nobody_else_reads_it,
     inv1_inv2_an_app_learns_about_no_one_but_the_presenting_person,
     inv1_no_endpoint_or_document_lists_members,
     inv4_an_owner_writing_around_a_bucket_edge_reads_the_same_bucket,

@@ -355,6 +355,8 @@ async fn the_openapi_document_covers_every_route_and_every_error_is_problem_json
             "get /control/v1/label-changes",
             "get /control/v1/labels",
             "get /control/v1/labels/{name}",
+            "get /control/v1/mail/dead-letters",
+            "get /control/v1/mail/status",
             "get /control/v1/owned-groups",
             "get /control/v1/relabels",
             "get /control/v1/relying-parties",
