@@ -120,9 +120,16 @@ fn text(m: &Value) -> String {
     m["data"].as_str().unwrap().to_string()
 }
 
-/// None of `names` appears in the message, in any case.
+/// None of `names` appears in the message, in any case. The Message-ID is left out: it is 32
+/// random hex digits, which hold a short name made of the letters a–f (`bea`) by chance about
+/// once in a hundred messages.
 fn names_none(m: &Value, names: &[&str]) {
-    let data = text(m).to_lowercase();
+    let data = text(m)
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("message-id:"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .to_lowercase();
     for n in names {
         assert!(
             !data.contains(&n.to_lowercase()),
