@@ -223,17 +223,13 @@ async fn decide(
 /// Whether `secret` is the credential whose SHA-256 is `expected_hex`, comparing in constant
 /// time.
 fn credential_matches(secret: &str, expected_hex: &str) -> bool {
-    let got = hex_lower(&Sha256::digest(secret.as_bytes()));
+    let got = hex::encode(Sha256::digest(secret.as_bytes()));
     got.len() == expected_hex.len()
         && got
             .bytes()
             .zip(expected_hex.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The app's id and secret from HTTP Basic (RFC 6749 §2.3.1) or, failing that, the form.
@@ -455,7 +451,7 @@ mod tests {
             id: Uuid::new_v4(),
             name: "Reports".into(),
             audience: "https://reports.example".into(),
-            credential_sha256: hex_lower(&Sha256::digest(b"s3cret")),
+            credential_sha256: hex::encode(Sha256::digest(b"s3cret")),
             enabled: true,
             resources,
         }
@@ -505,7 +501,7 @@ mod tests {
 
     #[test]
     fn credentials_are_compared_by_their_hash() {
-        let expected = hex_lower(&Sha256::digest(b"s3cret"));
+        let expected = hex::encode(Sha256::digest(b"s3cret"));
         assert!(credential_matches("s3cret", &expected));
         assert!(!credential_matches("s3cret ", &expected));
         assert!(!credential_matches("", &expected));
