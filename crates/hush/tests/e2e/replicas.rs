@@ -165,6 +165,7 @@ async fn limits_hold_across_two_replicas_of_each_public_service(kind: Backend) {
     }
     let refills = (started.elapsed().as_secs() / (60 / JOINS_PER_MINUTE as u64)) as usize;
     let admitted = statuses.iter().filter(|s| **s == 200).count();
+    eprintln!("joins through two replicas: {statuses:?}");
     assert!(
         admitted >= JOINS_PER_MINUTE && admitted <= JOINS_PER_MINUTE + refills,
         "two replicas allow one budget of {JOINS_PER_MINUTE} joins, not two: {statuses:?}"
@@ -193,6 +194,7 @@ async fn limits_hold_across_two_replicas_of_each_public_service(kind: Backend) {
         }
         statuses.push(status);
     }
+    eprintln!("bad invite codes through two replicas: {statuses:?}, Retry-After {retry_after}");
     let mut expected = vec![404; REDEEM_FAILURES_PER_HOUR];
     expected.extend(vec![429; REDEEM_FAILURES_PER_HOUR]);
     assert_eq!(
@@ -230,6 +232,7 @@ async fn limits_hold_across_two_replicas_of_each_public_service(kind: Backend) {
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
         .count();
     assert_eq!(admitted + refused, answers.len(), "{answers:?}");
+    eprintln!("SCIM: {admitted} admitted, {refused} refused in {elapsed:.2} s");
     let most = SCIM_PER_SECOND + (SCIM_PER_SECOND as f64 * elapsed).ceil() as usize;
     assert!(
         admitted >= SCIM_PER_SECOND && admitted <= most,
@@ -288,6 +291,7 @@ async fn limits_hold_across_two_replicas_of_each_public_service(kind: Backend) {
     let shortest = (ops - slack) as f64 / BULK_OPS_PER_SEC as f64;
     let fastest = ops as f64 / shortest;
     let rate = done["rate_per_sec"].as_f64().unwrap();
+    eprintln!("bulk: {ops} operations at {rate} ops/s (at most {fastest:.1})");
     assert!(
         rate > 0.0 && rate <= fastest,
         "two replicas together ran at {rate} ops/s; at {BULK_OPS_PER_SEC}/s they may reach \
