@@ -45,7 +45,8 @@ const THROTTLE_KEY: &[u8] = b"bulk/ops-per-sec";
 /// table ([`service_kit::limits`]), charged once per chunk (never per operation) in one
 /// atomic statement, paid in arrears. Taking more than is there leaves a debt the taker sleeps
 /// off, so the long-run rate of all replicas together never exceeds `rate`; the excess over any
-/// window is at most one second's worth (the burst) plus one chunk per worker still in flight.
+/// window is at most one second's worth (the burst) plus two chunks per worker (of every
+/// replica): one applied and not yet paid, one paid while others' payments moved the bucket on.
 ///
 /// When the table cannot be reached the replica falls back to its own bucket (the rate per
 /// replica, as before the bucket was shared): the workers cannot lease chunks without the
