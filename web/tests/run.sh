@@ -22,7 +22,10 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt-get update -q && apt-get install -y -q nodejs npm
 fi
 
-npm ci --no-audit --no-fund --loglevel=error
+# No install scripts: nothing here needs one (swagger-ui-dist pulls @scarf/scarf, an install-time analytics ping).
+npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+# The API reference page's Swagger UI must be exactly the pinned swagger-ui-dist's files.
+node vendor.mjs --check
 
 (cd "$ROOT" && cargo build -q -p hush --locked)
 HUSH="$CARGO_TARGET_DIR/debug/hush"

@@ -11,6 +11,11 @@
 //! whose endpoints it reads from `/config.json`. In dev mode only, `POST /dev/token` mints a
 //! token with the dev issuer so the sign-in screen can pick a dev user; outside dev mode that
 //! route does not exist.
+//!
+//! `/api` is the API reference: Swagger UI, vendored from the npm registry under
+//! `web/app/vendor/swagger-ui/` (no CDN), renders the three public services' OpenAPI documents,
+//! which it fetches through the same proxied prefixes. Its icons are files, so the CSP stays as
+//! strict as the app's.
 
 use anyhow::Context as _;
 use axum::body::Body;
@@ -325,6 +330,8 @@ pub fn router(edge: Edge) -> Router {
     let mut app = Router::new()
         .route("/", get(index))
         .route("/config.json", get(client_config))
+        .route("/api", get(api_reference))
+        .route("/api/", get(api_reference))
         .route("/control/{*rest}", any(proxy_control))
         .route("/membership/{*rest}", any(proxy_membership))
         .route("/bulk/{*rest}", any(proxy_bulk))
@@ -426,6 +433,12 @@ fn serve_asset(path: &str, headers: &HeaderMap) -> Response {
 
 async fn index(headers: HeaderMap) -> Response {
     serve_asset("index.html", &headers)
+}
+
+/// The API reference page: the vendored Swagger UI rendering the public services' OpenAPI
+/// documents (`web/app/api/`), under the same CSP as the app.
+async fn api_reference(headers: HeaderMap) -> Response {
+    serve_asset("api/index.html", &headers)
 }
 
 async fn asset(

@@ -11,6 +11,7 @@ export default {
   'chrome.language': 'Sprache',
   'chrome.loading': 'Hush wird geladen …',
   'chrome.footer': 'Hush zeigt nie, wer in einer Gruppe ist: weder Ihnen noch den Besitzern der Gruppe noch Administratoren. Sie sehen immer nur Ihre eigenen Mitgliedschaften.',
+  'chrome.apiReference': 'API-Referenz',
   'nav.discover': 'Entdecken',
   'nav.mine': 'Meine Gruppen',
   'nav.new': 'Neue Gruppe',

@@ -11,6 +11,7 @@ export default {
   'chrome.language': 'Language',
   'chrome.loading': 'Loading Hush…',
   'chrome.footer': 'Hush never shows who is in a group: not to you, not to its owners, not to administrators. You only ever see your own memberships.',
+  'chrome.apiReference': 'API reference',
   'nav.discover': 'Discover',
   'nav.mine': 'My groups',
   'nav.new': 'New group',

@@ -188,6 +188,55 @@ async fn the_app_is_served_with_strict_security_headers_and_etags() {
 }
 
 #[tokio::test]
+async fn the_api_reference_is_served_from_vendored_files_under_the_same_csp() {
+    let up = upstream().await;
+    let edge = serve(Edge::new(&oidc(config(&up.url)), None).unwrap()).await;
+    let app_csp = http().get(format!("{edge}/")).send().await.unwrap().headers()
+        [header::CONTENT_SECURITY_POLICY]
+        .clone();
+    for path in ["/api", "/api/"] {
+        let res = http().get(format!("{edge}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()[header::CONTENT_SECURITY_POLICY], app_csp);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("<script src=\"/vendor/swagger-ui/swagger-ui-bundle.js\">"));
+        assert!(!html.contains("<script>") && !html.contains("style="), "nothing inline");
+        assert!(!html.contains("https://"), "nothing from another origin");
+    }
+    for (path, kind) in [
+        ("/vendor/swagger-ui/swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+        ("/vendor/swagger-ui/swagger-ui.css", "text/css; charset=utf-8"),
+        ("/api/icons.css", "text/css; charset=utf-8"),
+        ("/api/reference.js", "text/javascript; charset=utf-8"),
+    ] {
+        let res = http().get(format!("{edge}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], kind, "{path}");
+    }
+    // Every icon the override stylesheet names is served, as an image from this origin.
+    let icons = http()
+        .get(format!("{edge}/api/icons.css"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let named: Vec<&str> = icons
+        .split("url(\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert!(!named.is_empty());
+    for icon in named {
+        assert!(icon.starts_with("/api/icons/"), "{icon}");
+        let res = http().get(format!("{edge}{icon}")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{icon}");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "image/svg+xml");
+    }
+}
+
+#[tokio::test]
 async fn config_tells_the_app_how_to_sign_in() {
     let up = upstream().await;
     let edge = serve(Edge::new(&oidc(config(&up.url)), None).unwrap()).await;
