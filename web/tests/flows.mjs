@@ -200,7 +200,7 @@ test('the API reference (/api) renders each public service\'s document from the 
       ['bulk', 'Hush bulk-api', '/bulk/v1/jobs'],
     ]) {
       await page.goto(`${BASE}/api?doc=${doc}`);
-      await page.getByRole('heading', { level: 2, name: new RegExp(title) }).waitFor();
+      await page.getByRole('heading', { level: 1, name: new RegExp(title) }).waitFor();
       const op = page.locator('.opblock-summary-path', { hasText: route }).first();
       await op.waitFor();
       // Open one operation: its parameters, answers, schemas and copy buttons (the parts
