@@ -191,8 +191,12 @@ async fn the_app_is_served_with_strict_security_headers_and_etags() {
 async fn the_api_reference_is_served_from_vendored_files_under_the_same_csp() {
     let up = upstream().await;
     let edge = serve(Edge::new(&oidc(config(&up.url)), None).unwrap()).await;
-    let app_csp = http().get(format!("{edge}/")).send().await.unwrap().headers()
-        [header::CONTENT_SECURITY_POLICY]
+    let app_csp = http()
+        .get(format!("{edge}/"))
+        .send()
+        .await
+        .unwrap()
+        .headers()[header::CONTENT_SECURITY_POLICY]
         .clone();
     for path in ["/api", "/api/"] {
         let res = http().get(format!("{edge}{path}")).send().await.unwrap();
@@ -200,12 +204,21 @@ async fn the_api_reference_is_served_from_vendored_files_under_the_same_csp() {
         assert_eq!(res.headers()[header::CONTENT_SECURITY_POLICY], app_csp);
         let html = res.text().await.unwrap();
         assert!(html.contains("<script src=\"/vendor/swagger-ui/swagger-ui-bundle.js\">"));
-        assert!(!html.contains("<script>") && !html.contains("style="), "nothing inline");
+        assert!(
+            !html.contains("<script>") && !html.contains("style="),
+            "nothing inline"
+        );
         assert!(!html.contains("https://"), "nothing from another origin");
     }
     for (path, kind) in [
-        ("/vendor/swagger-ui/swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
-        ("/vendor/swagger-ui/swagger-ui.css", "text/css; charset=utf-8"),
+        (
+            "/vendor/swagger-ui/swagger-ui-bundle.js",
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "/vendor/swagger-ui/swagger-ui.css",
+            "text/css; charset=utf-8",
+        ),
         ("/api/icons.css", "text/css; charset=utf-8"),
         ("/api/reference.js", "text/javascript; charset=utf-8"),
     ] {
