@@ -27,6 +27,7 @@ mod dev;
 mod error;
 mod jwks;
 mod keys;
+mod oidc;
 mod revocation;
 mod service;
 mod user;
@@ -34,6 +35,10 @@ mod user;
 pub use client::ServiceClient;
 pub use dev::{DevClaims, DevIssuer, DEV_ISSUER, DEV_KEY_FILE, JWKS_PATH};
 pub use error::AuthError;
+pub use oidc::{
+    discover, discovery_url, idp_http_client, parse_discovery, Discovery, DiscoveryError,
+    MAX_EXTRA_CA_CERTS,
+};
 pub use revocation::{Check, Revocations, VALID_FOR};
 pub use service::{
     generate_service_key, parse_trusted_keys, service_key_path, service_pub_path, ServiceCaller,
@@ -42,5 +47,5 @@ pub use service::{
 };
 pub use user::{
     claim, Caller, JwtArgs, Verifier, DEFAULT_EMAIL_CLAIM, DEFAULT_KIND_CLAIM, DEFAULT_ROLES_CLAIM,
-    LEEWAY_SECS, MIN_REFETCH_INTERVAL,
+    LEEWAY_SECS, MIN_REFETCH_INTERVAL, WARM_UP_MAX_BACKOFF,
 };

@@ -497,12 +497,8 @@ async fn the_dev_issuer_is_refused_outside_dev_mode() {
 
 #[tokio::test]
 async fn a_jwks_url_that_is_not_http_is_refused() {
-    for url in [
-        "file:///etc/passwd",
-        "ftp://idp.example/jwks",
-        "not a url",
-        "",
-    ] {
+    for url in ["file:///etc/passwd", "ftp://idp.example/jwks", "not a url"] {
+        // (An empty one is no URL at all: the key set is then found by discovery.)
         let err = Verifier::new(JwtArgs::new(ISSUER, AUDIENCE, url)).unwrap_err();
         assert!(matches!(err, AuthError::Config(_)), "{url}: {err:?}");
     }
