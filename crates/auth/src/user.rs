@@ -65,9 +65,16 @@ pub struct JwtArgs {
     /// Claim holding the caller's e-mail address. A dotted path (`a.b`) reaches into objects.
     #[arg(long, env = "HUSH_CLAIM_EMAIL", default_value = DEFAULT_EMAIL_CLAIM)]
     pub claim_email: String,
-    /// Claim holding the identity kind (member, guest or agent); absent means member.
+    /// Claim holding the identity kind (member, guest or agent); absent: see
+    /// HUSH_CLAIM_KIND_ABSENT.
     #[arg(long, env = "HUSH_CLAIM_KIND", default_value = DEFAULT_KIND_CLAIM)]
     pub claim_kind: String,
+    /// What a token without the kind claim means: `member` (the default: an IdP that marks
+    /// only guests and agents), `guest` (the least a person without the claim may do), or
+    /// `refuse` (every token must say). A kind the claim names but Hush does not know is
+    /// always refused.
+    #[arg(long, env = "HUSH_CLAIM_KIND_ABSENT", default_value = "member", value_parser = ["member", "guest", "refuse"])]
+    pub claim_kind_absent: String,
     /// Claim holding the caller's roles (an array, or one space-separated string); absent means
     /// none. A dotted path (`realm_access.roles`) reaches into objects.
     #[arg(long, env = "HUSH_CLAIM_ROLES", default_value = DEFAULT_ROLES_CLAIM)]
@@ -94,6 +101,7 @@ impl JwtArgs {
             jwks_min_refetch_secs: MIN_REFETCH_INTERVAL.as_secs(),
             claim_email: DEFAULT_EMAIL_CLAIM.into(),
             claim_kind: DEFAULT_KIND_CLAIM.into(),
+            claim_kind_absent: "member".into(),
             claim_roles: DEFAULT_ROLES_CLAIM.into(),
             dev_mode: false,
         }
@@ -144,6 +152,14 @@ impl JwtArgs {
                  and which mints tokens for anyone; it is accepted only in dev mode \
                  (--dev-mode / HUSH_DEV_MODE=true). Configure the company IdP instead"
             )));
+        }
+        if !matches!(
+            self.claim_kind_absent.as_str(),
+            "member" | "guest" | "refuse"
+        ) {
+            return Err(AuthError::Config(
+                "HUSH_CLAIM_KIND_ABSENT must be member, guest or refuse".into(),
+            ));
         }
         for (what, name) in [
             ("email", &self.claim_email),
@@ -434,7 +450,15 @@ fn caller_from_claims(config: &JwtArgs, claims: &Map<String, Value>) -> Result<C
         ),
     };
     let kind = match claim(claims, &config.claim_kind) {
-        None | Some(Value::Null) => IdentityKind::Member,
+        None | Some(Value::Null) => match config.claim_kind_absent.as_str() {
+            "guest" => IdentityKind::Guest,
+            "member" => IdentityKind::Member,
+            _ => {
+                return Err(AuthError::invalid(
+                    "the token does not say the caller's identity kind",
+                ))
+            }
+        },
         Some(v) => v
             .as_str()
             .and_then(|s| IdentityKind::parse(s).ok())
