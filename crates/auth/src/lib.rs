@@ -3,7 +3,9 @@
 //! Two kinds of caller reach Hush, and this crate is the one place that tells them apart:
 //!
 //! - **Users**, with a JWT from the company IdP (OIDC). [`Verifier`] checks it against the IdP's
-//!   JWKS (fetched over HTTP, cached, refetched on an unknown `kid` at a bounded rate), with
+//!   JWKS (found through the issuer's discovery document unless its URL is given, fetched over
+//!   HTTPS trusting the system roots plus an optional CA file, cached, refetched on an unknown
+//!   `kid` at a bounded rate, so a key the IdP withdrew stops verifying), with
 //!   `alg` pinned by the key's type (EC P-256 → ES256, RSA → RS256) so `none`, HS256-with-the-
 //!   public-key and other algorithm confusions cannot pass, and `iss`, `aud`, `exp` (all three
 //!   required) and `nbf` checked with 30 s of leeway. The claims become a [`Caller`], an axum
