@@ -63,6 +63,7 @@ export default {
   'auth.code_refused': 'Der Anmeldedienst hat den Code abgelehnt.',
   'auth.nonce_mismatch': 'Die Anmeldeantwort passt nicht zu dieser Anfrage. Bitte melden Sie sich erneut an.',
   'auth.no_token': 'Der Anmeldedienst hat kein {name} gesendet.',
+  'auth.signed_out_idp': 'Sie sind von Hush und von Ihrem Firmenkonto abgemeldet.',
   'signin.title': 'Anmelden',
   'signin.heading': 'Bei Hush anmelden',
   'signin.lead': 'Finden Sie Gruppen, deren Mitgliedschaft privat bleibt, und treten Sie ihnen bei: Niemand kann auflisten, wer darin ist.',

@@ -63,6 +63,7 @@ export default {
   'auth.code_refused': 'The sign-in service refused the code.',
   'auth.nonce_mismatch': 'The sign-in answer did not match this request. Please sign in again.',
   'auth.no_token': 'The sign-in service sent no {name}.',
+  'auth.signed_out_idp': 'You are signed out of Hush and of your company account.',
   'signin.title': 'Sign in',
   'signin.heading': 'Sign in to Hush',
   'signin.lead': 'Find and join groups whose membership stays private: nobody can list who is in them.',

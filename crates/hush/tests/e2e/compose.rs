@@ -344,10 +344,11 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
         }
         env.insert("HUSH_DATABASE_URL".into(), db_of(s));
         env.insert("HUSH_LOG_FORMAT".into(), "json".into());
-        if env.contains_key("HUSH_JWKS_URL") {
-            // The one deliberate change: our dev issuer instead of the company IdP.
+        if env.contains_key("HUSH_OIDC_ISSUER") && !env.contains_key("HUSH_BREAK_GLASS_JWKS_FILE") {
+            // The one deliberate change: our dev issuer instead of the company IdP (it has no
+            // discovery document: its key set's URL is given).
             env.insert("HUSH_JWKS_URL".into(), jwks.clone());
-            env.insert("HUSH_JWT_ISSUER".into(), auth::DEV_ISSUER.into());
+            env.insert("HUSH_OIDC_ISSUER".into(), auth::DEV_ISSUER.into());
             env.insert("HUSH_DEV_MODE".into(), "true".into());
         }
         let child = Command::new(env!("CARGO_BIN_EXE_hush"))
