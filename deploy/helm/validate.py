@@ -45,6 +45,12 @@ CASES = {
         **yaml.safe_load((CHART / "values-external-postgres.yaml").read_text()),
         "existingKeysSecret": "hush-keys",
     },
+    "an IdP on a company CA (idp.caKey)": {
+        "keys": {**KEYS, "idp-ca.pem": "stand-in"}, "database": DATABASE,
+        "postgres": {"adminPassword": "pw"},
+        "idp": {"issuer": "https://idp.corp.example", "audience": "hush", "clientId": "hush-web",
+                "scope": "openid email profile", "caKey": "idp-ca.pem"},
+    },
 }
 
 
@@ -63,7 +69,7 @@ def render(values):
     return docs
 
 
-def check(docs, external):
+def check(docs, external, ca_key=None):
     by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
     for d in docs:
         kubernetes_validate.validate(d, kubernetes_validate.utils.latest_version(), strict=True)
@@ -105,6 +111,23 @@ def check(docs, external):
     smtp_svc = by[("Service", "hush-tenant-smtp")]
     if [p["port"] for p in smtp_svc["spec"]["ports"]] != [2525]:
         fail("the SMTP Service carries SMTP alone")
+    # The IdP by its issuer everywhere a user token is checked; its CA file, when given,
+    # mounted and named in each of those and the edge.
+    for svc in PUBLIC + ["edge"]:
+        spec = by[("Deployment", f"hush-{svc}")]["spec"]["template"]["spec"]
+        env = {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+        if env.get("HUSH_OIDC_ISSUER") != "https://idp.corp.example":
+            fail(f"{svc}: HUSH_OIDC_ISSUER is not the IdP's issuer")
+        ca = env.get("HUSH_OIDC_CA_FILE")
+        if ca_key:
+            mounted = [
+                item["path"] for v in spec.get("volumes", []) if "secret" in v
+                for item in v["secret"].get("items", [])
+            ]
+            if ca != f"/run/secrets/hush/{ca_key}" or ca_key not in mounted:
+                fail(f"{svc}: the IdP's CA file is not mounted and named")
+        elif ca is not None:
+            fail(f"{svc}: a CA file without idp.caKey")
     jobs = [d for d in docs if d["kind"] == "Job"]
     if [j["spec"]["template"]["spec"]["containers"][0]["args"] for j in jobs] != [["db-setup"]]:
         fail("one db-setup Job")
@@ -115,7 +138,7 @@ def main():
     passed = failed = 0
     for name, values in CASES.items():
         try:
-            n, kinds = check(render(values), "external" in name)
+            n, kinds = check(render(values), "external" in name, values.get("idp", {}).get("caKey"))
             print(f"ok   {name}: {n} manifests valid ({', '.join(kinds)})")
             passed += 1
         except Exception as e:  # report every case, then fail

@@ -177,6 +177,53 @@ test('the sign-in screen offers dev users, and the app loads under a strict CSP'
   assert(token.session, 'the token is in sessionStorage');
 });
 
+test('the API reference (/api) renders each public service\'s document from the vendored Swagger UI, under the same strict CSP', async (ctx) => {
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  const violations = [];
+  const elsewhere = [];
+  page.on('console', (msg) => {
+    if (/Content Security Policy/i.test(msg.text())) violations.push(msg.text().slice(0, 300));
+  });
+  page.on('pageerror', (err) => violations.push(`page error: ${err.message}`));
+  page.on('request', (req) => {
+    if (new URL(req.url()).origin !== new URL(BASE).origin) elsewhere.push(req.url());
+  });
+  try {
+    const head = await page.request.get(`${BASE}/api`);
+    assert(head.status() === 200, `GET /api: ${head.status()}`);
+    const csp = head.headers()['content-security-policy'] || '';
+    assert(csp.includes("img-src 'self';") && csp.includes("style-src 'self';") && !csp.includes('unsafe'), `CSP: ${csp}`);
+    for (const [doc, title, route] of [
+      ['control', 'Hush control-api', '/control/v1/groups'],
+      ['membership', 'Hush membership-api', '/membership/v1/groups/{id}/join'],
+      ['bulk', 'Hush bulk-api', '/bulk/v1/jobs'],
+    ]) {
+      await page.goto(`${BASE}/api?doc=${doc}`);
+      await page.getByRole('heading', { level: 1, name: new RegExp(title) }).waitFor();
+      const op = page.locator('.opblock-summary-path', { hasText: route }).first();
+      await op.waitFor();
+      // Open one operation: its parameters, answers, schemas and copy buttons (the parts
+      // whose icons are files, not data: URLs) are drawn.
+      await op.click();
+      await page.locator('.opblock.is-open .responses-wrapper').first().waitFor();
+      const current = await page.locator('#docs a[aria-current="page"]').textContent();
+      assert(current === `${doc}-api`, `the current document is marked: ${current}`);
+      assert((await page.getByText('Try it out').count()) === 0, 'the reference sends no requests: no "Try it out"');
+      if (doc === 'membership') await shot(page, '05-api-reference');
+    }
+    // Settles any late style or image loads before judging.
+    await page.waitForLoadState('networkidle');
+    assert(violations.length === 0, `CSP violations or errors on /api:\n${violations.join('\n')}`);
+    assert(elsewhere.length === 0, `requests to another origin: ${elsewhere.join(', ')}`);
+    // The tenant's document is not reachable from the edge (INV-9).
+    const tenant = await page.request.get(`${BASE}/tenant/v1/openapi.json`);
+    assert(tenant.status() === 404, `the tenant's document through the edge: ${tenant.status()}`);
+  } finally {
+    await page.close();
+  }
+});
+
 test('a member discovers an open group, joins it, sees it in "my groups", and leaves', async (ctx) => {
   const alice = await as(ctx, 'alice');
   state.open = await createGroup(alice, {

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Browser tests of the Hush web app, by hand or in CI: installs what it needs (Debian's
-# Chromium, playwright-core from package-lock.json), builds hush, starts `hush up` on a scratch
-# data dir and free ports, runs the flows in flows.mjs with screenshots saved under
-# target/web-screenshots/, stops hush, and exits non-zero on any failure. The last line it
-# prints is `N passed, M failed`.
+# Chromium, playwright-core and oidc-provider from package-lock.json), builds hush, starts
+# `hush up` on a scratch data dir and free ports, runs the flows in flows.mjs with screenshots
+# saved under target/web-screenshots/, stops hush, then runs oidc.mjs (the services as separate
+# processes against a real OIDC provider over HTTPS), and exits non-zero on any failure. The
+# last line it prints is `N passed, M failed`, for both files together.
 set -euo pipefail
 cd "$(dirname "$0")"
 TESTS_DIR=$(pwd)
@@ -22,7 +23,10 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   apt-get update -q && apt-get install -y -q nodejs npm
 fi
 
-npm ci --no-audit --no-fund --loglevel=error
+# No install scripts: nothing here needs one (swagger-ui-dist pulls @scarf/scarf, an install-time analytics ping).
+npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+# The API reference page's Swagger UI must be exactly the pinned swagger-ui-dist's files.
+node vendor.mjs --check
 
 (cd "$ROOT" && cargo build -q -p hush --locked)
 HUSH="$CARGO_TARGET_DIR/debug/hush"
@@ -77,8 +81,23 @@ HUSH_WEB_URL="$WEB" HUSH_SCREENSHOTS="$SHOTS" HUSH_BIN="$HUSH" HUSH_DATA_DIR="$D
 if [ "$status" != 0 ]; then
   echo "--- the last lines of hush up's log"
   tail -n 40 "$LOG"
-  # The result line last, where CI looks for it.
-  result=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$DATA/flows.out" | tail -n1 || true)
-  echo "${result:-0 passed, 1 failed}"
 fi
+
+# The same app and services, as separate processes configured by issuer, against a real OIDC
+# provider (oidc-provider from package-lock.json) over HTTPS on a test CA: oidc.mjs.
+oidc_status=0
+HUSH_SCREENSHOTS="$SHOTS" HUSH_BIN="$HUSH" node "$TESTS_DIR/oidc.mjs" 2>"$DATA/oidc.err" | tee "$DATA/oidc.out" || oidc_status=$?
+if [ "$oidc_status" != 0 ]; then
+  echo "--- oidc.mjs's standard error"
+  tail -n 40 "$DATA/oidc.err"
+  status=$oidc_status
+fi
+
+# One result line for both files, last, where CI looks for it.
+count() { { grep -E '^[0-9]+ passed, [0-9]+ failed$' "$1" || true; } | tail -n1 | awk -v f="$2" '{ print (f == "p" ? $1 : $3) }'; }
+p1=$(count "$DATA/flows.out" p); f1=$(count "$DATA/flows.out" f)
+p2=$(count "$DATA/oidc.out" p); f2=$(count "$DATA/oidc.out" f)
+[ -n "$f1" ] || f1=1
+[ -n "$f2" ] || f2=1
+echo "$(( ${p1:-0} + ${p2:-0} )) passed, $(( f1 + f2 )) failed"
 exit "$status"

@@ -77,11 +77,48 @@ fn pin(jwk: &Jwk) -> Result<PinnedKey, &'static str> {
     Ok(PinnedKey { alg, key })
 }
 
+/// Where a remote key set is: a URL given outright, or the `jwks_uri` of the issuer's
+/// discovery document, looked up on the first fetch and kept for the life of the process.
+pub(crate) enum JwksAt {
+    /// `HUSH_JWKS_URL`.
+    Url(String),
+    /// `HUSH_OIDC_ISSUER` without `HUSH_JWKS_URL`.
+    Discover {
+        issuer: String,
+        found: tokio::sync::OnceCell<String>,
+    },
+}
+
+impl JwksAt {
+    pub(crate) fn discover(issuer: String) -> Self {
+        Self::Discover {
+            issuer,
+            found: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The key set's URL, discovering it if need be. Runs under the fetch lock and its rate
+    /// limit, so a failing discovery is retried no more often than a failing key fetch.
+    async fn url(&self, client: &reqwest::Client) -> anyhow::Result<String> {
+        match self {
+            Self::Url(u) => Ok(u.clone()),
+            Self::Discover { issuer, found } => found
+                .get_or_try_init(|| async {
+                    let d = crate::oidc::discover(client, issuer).await?;
+                    tracing::info!(%issuer, jwks_uri = %d.jwks_uri, "discovered the identity provider's key set");
+                    anyhow::Ok(d.jwks_uri)
+                })
+                .await
+                .cloned(),
+        }
+    }
+}
+
 /// Where keys come from.
 pub(crate) enum Source {
     /// Fetched over HTTP(S) and cached.
     Remote {
-        url: String,
+        at: Arc<JwksAt>,
         client: reqwest::Client,
         min_refetch: Duration,
     },
@@ -105,10 +142,10 @@ pub(crate) struct KeySet {
 }
 
 impl KeySet {
-    pub(crate) fn remote(url: String, client: reqwest::Client, min_refetch: Duration) -> Self {
+    pub(crate) fn remote(at: JwksAt, client: reqwest::Client, min_refetch: Duration) -> Self {
         Self::with(
             Source::Remote {
-                url,
+                at: Arc::new(at),
                 client,
                 min_refetch,
             },
@@ -133,12 +170,7 @@ impl KeySet {
 
     /// The key named `kid`, fetching the set if it is unknown or stale and the rate limit allows.
     pub(crate) async fn get(&self, kid: &str) -> Result<Option<PinnedKey>, AuthError> {
-        let Source::Remote {
-            url,
-            client,
-            min_refetch,
-        } = &self.source
-        else {
+        let Source::Remote { min_refetch, .. } = &self.source else {
             return Ok(self.cache.read().await.keys.get(kid).cloned());
         };
         let cached = self.cache.read().await.clone();
@@ -150,7 +182,7 @@ impl KeySet {
         }
 
         let stale_hit = cached.keys.get(kid).cloned();
-        let mut last = match (self.last_attempt.clone().try_lock_owned(), stale_hit) {
+        let last = match (self.last_attempt.clone().try_lock_owned(), stale_hit) {
             (Ok(guard), _) => guard,
             // Another request is refreshing a stale set that already knows this key: answer
             // from the stale set rather than queue behind a possibly slow IdP.
@@ -168,24 +200,7 @@ impl KeySet {
             // Rate-limited: answer from what we have, however old.
             return Ok(cached.keys.get(kid).cloned());
         }
-        *last = Some(Instant::now());
-        // The fetch runs to its end in a task of its own, holding the lock until the set is
-        // cached. Run by the request itself, a request dropped mid-fetch (its client went away)
-        // left the attempt recorded and nothing cached: every token was refused as signed by
-        // an unknown key until `min_refetch` had passed. Requests waiting for the lock find
-        // the set this fetch cached.
-        let (client, url, cache) = (client.clone(), url.clone(), self.cache.clone());
-        let fetched = tokio::spawn(async move {
-            let _last = last;
-            let fetched = Arc::new(Cache {
-                keys: fetch(&client, &url).await?,
-                fetched_at: Some(Instant::now()),
-            });
-            *cache.write().await = fetched.clone();
-            anyhow::Ok(fetched)
-        })
-        .await
-        .unwrap_or_else(|lost| Err(anyhow::anyhow!("the fetch did not finish: {lost}")));
+        let fetched = self.fetch_holding(last).await;
         match fetched {
             Ok(fetched) => Ok(fetched.keys.get(kid).cloned()),
             Err(e) => {
@@ -197,6 +212,50 @@ impl KeySet {
                 }
             }
         }
+    }
+}
+
+impl KeySet {
+    /// Fetches the key set now, whatever the rate limit says, waiting for a fetch under way:
+    /// the start-up warm-up, which paces its own retries. The number of usable keys.
+    pub(crate) async fn refresh(&self) -> anyhow::Result<usize> {
+        if !matches!(self.source, Source::Remote { .. }) {
+            return Ok(self.cache.read().await.keys.len());
+        }
+        let last = self.last_attempt.clone().lock_owned().await;
+        Ok(self.fetch_holding(last).await?.keys.len())
+    }
+
+    /// Fetches (discovering the URL first if need be) and caches the key set, holding `last`,
+    /// the fetch lock, until it is cached, and recording the attempt in it.
+    async fn fetch_holding(
+        &self,
+        mut last: tokio::sync::OwnedMutexGuard<Option<Instant>>,
+    ) -> anyhow::Result<Arc<Cache>> {
+        let Source::Remote { at, client, .. } = &self.source else {
+            anyhow::bail!("a fixed key set is not fetched");
+        };
+        *last = Some(Instant::now());
+        // The fetch runs to its end in a task of its own, holding the lock until the set is
+        // cached. Run by the request itself, a request dropped mid-fetch (its client went away)
+        // left the attempt recorded and nothing cached: every token was refused as signed by
+        // an unknown key until `min_refetch` had passed. Requests waiting for the lock find
+        // the set this fetch cached.
+        let (client, at, cache) = (client.clone(), at.clone(), self.cache.clone());
+        tokio::spawn(async move {
+            let _last = last;
+            let url = at.url(&client).await?;
+            // Replacing the whole set is what retires a key: one the IdP no longer publishes
+            // stops verifying as soon as a fetch has seen it gone.
+            let fetched = Arc::new(Cache {
+                keys: fetch(&client, &url).await?,
+                fetched_at: Some(Instant::now()),
+            });
+            *cache.write().await = fetched.clone();
+            anyhow::Ok(fetched)
+        })
+        .await
+        .unwrap_or_else(|lost| Err(anyhow::anyhow!("the fetch did not finish: {lost}")))
     }
 }
 

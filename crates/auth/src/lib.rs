@@ -3,7 +3,9 @@
 //! Two kinds of caller reach Hush, and this crate is the one place that tells them apart:
 //!
 //! - **Users**, with a JWT from the company IdP (OIDC). [`Verifier`] checks it against the IdP's
-//!   JWKS (fetched over HTTP, cached, refetched on an unknown `kid` at a bounded rate), with
+//!   JWKS (found through the issuer's discovery document unless its URL is given, fetched over
+//!   HTTPS trusting the system roots plus an optional CA file, cached, refetched on an unknown
+//!   `kid` at a bounded rate, so a key the IdP withdrew stops verifying), with
 //!   `alg` pinned by the key's type (EC P-256 → ES256, RSA → RS256) so `none`, HS256-with-the-
 //!   public-key and other algorithm confusions cannot pass, and `iss`, `aud`, `exp` (all three
 //!   required) and `nbf` checked with 30 s of leeway. The claims become a [`Caller`], an axum
@@ -27,6 +29,7 @@ mod dev;
 mod error;
 mod jwks;
 mod keys;
+mod oidc;
 mod revocation;
 mod service;
 mod user;
@@ -34,6 +37,10 @@ mod user;
 pub use client::ServiceClient;
 pub use dev::{DevClaims, DevIssuer, DEV_ISSUER, DEV_KEY_FILE, JWKS_PATH};
 pub use error::AuthError;
+pub use oidc::{
+    discover, discovery_url, idp_http_client, parse_discovery, Discovery, DiscoveryError,
+    MAX_EXTRA_CA_CERTS,
+};
 pub use revocation::{Check, Revocations, VALID_FOR};
 pub use service::{
     generate_service_key, parse_trusted_keys, service_key_path, service_pub_path, ServiceCaller,
@@ -42,5 +49,5 @@ pub use service::{
 };
 pub use user::{
     claim, Caller, JwtArgs, Verifier, DEFAULT_EMAIL_CLAIM, DEFAULT_KIND_CLAIM, DEFAULT_ROLES_CLAIM,
-    LEEWAY_SECS, MIN_REFETCH_INTERVAL,
+    LEEWAY_SECS, MIN_REFETCH_INTERVAL, WARM_UP_MAX_BACKOFF,
 };

@@ -1,7 +1,7 @@
 //! Users' tokens: the company IdP's JWTs, checked against its JWKS and turned into a [`Caller`].
 
 use crate::error::describe_jwt_error;
-use crate::jwks::{parse_jwks, KeySet};
+use crate::jwks::{parse_jwks, JwksAt, KeySet};
 use crate::{AuthError, DEV_ISSUER};
 use axum::extract::{FromRef, FromRequestParts, OptionalFromRequestParts};
 use domain::{Email, IdentityKind, Subject};
@@ -16,6 +16,9 @@ use std::time::Duration;
 /// fetch (the IdP may have rotated); this bounds how often made-up key ids can make us call it.
 pub const MIN_REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Longest wait between two start-up attempts to load the IdP's keys.
+pub const WARM_UP_MAX_BACKOFF: Duration = Duration::from_secs(60);
+
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 30;
 
@@ -27,23 +30,51 @@ pub const DEFAULT_KIND_CLAIM: &str = "hush_kind";
 pub const DEFAULT_ROLES_CLAIM: &str = "roles";
 
 /// How a service checks users' tokens. Flatten it into a service's `Config`.
+///
+/// Normally one setting names the IdP: `HUSH_OIDC_ISSUER`. Its discovery document
+/// (`<issuer>/.well-known/openid-configuration`) says where the signing keys are, and tokens'
+/// `iss` must equal it. `HUSH_JWKS_URL` skips discovery (an IdP without it, or a key set
+/// reached by another way); `HUSH_JWT_ISSUER`, the older name of the issuer setting, still
+/// works and must agree with `HUSH_OIDC_ISSUER` when both are set.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct JwtArgs {
-    /// The issuer (`iss`) users' tokens must carry: the company IdP's issuer identifier.
+    /// The company IdP's issuer identifier, exactly as its tokens' `iss` and its discovery
+    /// document's `issuer` say it (e.g. https://login.microsoftonline.com/<tenant>/v2.0).
+    #[arg(long, env = "HUSH_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The issuer (`iss`) users' tokens must carry: the older name of HUSH_OIDC_ISSUER, kept
+    /// working. When both are set they must be equal.
     #[arg(long, env = "HUSH_JWT_ISSUER")]
-    pub jwt_issuer: String,
+    pub jwt_issuer: Option<String>,
     /// The audience (`aud`) users' tokens must carry: this deployment's client id at the IdP.
     #[arg(long, env = "HUSH_JWT_AUDIENCE")]
     pub jwt_audience: String,
-    /// Where the IdP publishes its signing keys (JWKS); http or https.
+    /// Where the IdP publishes its signing keys (JWKS); http or https. Unset: found by
+    /// discovery from the issuer.
     #[arg(long, env = "HUSH_JWKS_URL")]
-    pub jwks_url: String,
+    pub jwks_url: Option<String>,
+    /// A PEM file of extra CA certificates to trust for the IdP (a company CA), on top of the
+    /// system's roots.
+    #[arg(long, env = "HUSH_OIDC_CA_FILE")]
+    pub oidc_ca_file: Option<std::path::PathBuf>,
+    /// Least seconds between two fetches of the IdP's key set (a token naming an unknown key
+    /// triggers one, in case the IdP rotated); at least 1, so made-up key ids cannot make
+    /// this service hammer the IdP.
+    #[arg(long, env = "HUSH_JWKS_MIN_REFETCH_SECS", default_value_t = MIN_REFETCH_INTERVAL.as_secs())]
+    pub jwks_min_refetch_secs: u64,
     /// Claim holding the caller's e-mail address. A dotted path (`a.b`) reaches into objects.
     #[arg(long, env = "HUSH_CLAIM_EMAIL", default_value = DEFAULT_EMAIL_CLAIM)]
     pub claim_email: String,
-    /// Claim holding the identity kind (member, guest or agent); absent means member.
+    /// Claim holding the identity kind (member, guest or agent); absent: see
+    /// HUSH_CLAIM_KIND_ABSENT.
     #[arg(long, env = "HUSH_CLAIM_KIND", default_value = DEFAULT_KIND_CLAIM)]
     pub claim_kind: String,
+    /// What a token without the kind claim means: `member` (the default: an IdP that marks
+    /// only guests and agents), `guest` (the least a person without the claim may do), or
+    /// `refuse` (every token must say). A kind the claim names but Hush does not know is
+    /// always refused.
+    #[arg(long, env = "HUSH_CLAIM_KIND_ABSENT", default_value = "member", value_parser = ["member", "guest", "refuse"])]
+    pub claim_kind_absent: String,
     /// Claim holding the caller's roles (an array, or one space-separated string); absent means
     /// none. A dotted path (`realm_access.roles`) reaches into objects.
     #[arg(long, env = "HUSH_CLAIM_ROLES", default_value = DEFAULT_ROLES_CLAIM)]
@@ -62,32 +93,73 @@ impl JwtArgs {
         jwks_url: impl Into<String>,
     ) -> Self {
         Self {
-            jwt_issuer: issuer.into(),
+            oidc_issuer: None,
+            jwt_issuer: Some(issuer.into()),
             jwt_audience: audience.into(),
-            jwks_url: jwks_url.into(),
+            jwks_url: Some(jwks_url.into()),
+            oidc_ca_file: None,
+            jwks_min_refetch_secs: MIN_REFETCH_INTERVAL.as_secs(),
             claim_email: DEFAULT_EMAIL_CLAIM.into(),
             claim_kind: DEFAULT_KIND_CLAIM.into(),
+            claim_kind_absent: "member".into(),
             claim_roles: DEFAULT_ROLES_CLAIM.into(),
             dev_mode: false,
         }
     }
 
+    /// Arguments naming the IdP by its issuer alone: the key set is found by discovery.
+    pub fn discovered(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        let mut args = Self::new("", audience, "");
+        args.jwt_issuer = None;
+        args.jwks_url = None;
+        args.oidc_issuer = Some(issuer.into());
+        args
+    }
+
+    /// The issuer tokens must carry: HUSH_OIDC_ISSUER, or HUSH_JWT_ISSUER (equal when both
+    /// are set).
+    pub fn issuer(&self) -> Result<&str, AuthError> {
+        fn set(v: &Option<String>) -> Option<&str> {
+            v.as_deref().filter(|s| !s.trim().is_empty())
+        }
+        match (set(&self.oidc_issuer), set(&self.jwt_issuer)) {
+            (Some(a), Some(b)) if a != b => Err(AuthError::Config(format!(
+                "HUSH_OIDC_ISSUER ({a}) and HUSH_JWT_ISSUER ({b}) disagree; set one of them"
+            ))),
+            (Some(i), _) | (None, Some(i)) => Ok(i),
+            (None, None) => Err(AuthError::Config(
+                "the IdP's issuer is required (HUSH_OIDC_ISSUER)".into(),
+            )),
+        }
+    }
+
     /// Checks what can be checked without the network.
     fn validate(&self) -> Result<(), AuthError> {
-        if self.jwt_issuer.trim().is_empty() {
-            return Err(AuthError::Config("the JWT issuer must not be empty".into()));
+        let issuer = self.issuer()?;
+        if self.jwks_min_refetch_secs == 0 {
+            return Err(AuthError::Config(
+                "HUSH_JWKS_MIN_REFETCH_SECS must be at least 1".into(),
+            ));
         }
         if self.jwt_audience.trim().is_empty() {
             return Err(AuthError::Config(
                 "the JWT audience must not be empty".into(),
             ));
         }
-        if self.jwt_issuer == DEV_ISSUER && !self.dev_mode {
+        if issuer == DEV_ISSUER && !self.dev_mode {
             return Err(AuthError::Config(format!(
                 "the issuer is the built-in dev issuer ({DEV_ISSUER}), whose key sits on local disk \
                  and which mints tokens for anyone; it is accepted only in dev mode \
                  (--dev-mode / HUSH_DEV_MODE=true). Configure the company IdP instead"
             )));
+        }
+        if !matches!(
+            self.claim_kind_absent.as_str(),
+            "member" | "guest" | "refuse"
+        ) {
+            return Err(AuthError::Config(
+                "HUSH_CLAIM_KIND_ABSENT must be member, guest or refuse".into(),
+            ));
         }
         for (what, name) in [
             ("email", &self.claim_email),
@@ -149,6 +221,8 @@ pub struct Verifier {
 
 struct Inner {
     config: JwtArgs,
+    /// The issuer tokens must carry, resolved from the configuration once.
+    issuer: String,
     keys: KeySet,
 }
 
@@ -166,7 +240,9 @@ impl Verifier {
     ///
     /// Refuses the dev issuer outside dev mode, and a JWKS URL that is not http(s).
     pub fn new(args: impl Into<JwtArgs>) -> Result<Self, AuthError> {
-        Self::with_refetch_interval(args, MIN_REFETCH_INTERVAL)
+        let args = args.into();
+        let interval = Duration::from_secs(args.jwks_min_refetch_secs);
+        Self::with_refetch_interval(args, interval)
     }
 
     /// As [`Self::new`], with `min_refetch` as the least time between two fetches of the JWKS
@@ -177,21 +253,37 @@ impl Verifier {
     ) -> Result<Self, AuthError> {
         let config = args.into();
         config.validate()?;
-        let url = reqwest::Url::parse(&config.jwks_url)
-            .map_err(|e| AuthError::Config(format!("the JWKS URL does not parse: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(AuthError::Config(
-                "the JWKS URL must be http:// or https://".into(),
-            ));
-        }
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| AuthError::Config(format!("cannot build the HTTP client: {e}")))?;
-        let keys = KeySet::remote(url.to_string(), client, min_refetch);
+        let issuer = config.issuer()?.to_string();
+        let at = match config.jwks_url.as_deref().filter(|u| !u.trim().is_empty()) {
+            Some(raw) => {
+                let url = reqwest::Url::parse(raw)
+                    .map_err(|e| AuthError::Config(format!("the JWKS URL does not parse: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(AuthError::Config(
+                        "the JWKS URL must be http:// or https://".into(),
+                    ));
+                }
+                JwksAt::Url(url.to_string())
+            }
+            None => {
+                let url = reqwest::Url::parse(&crate::oidc::discovery_url(&issuer))
+                    .map_err(|e| AuthError::Config(format!("the issuer is not a URL: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(AuthError::Config(
+                        "the issuer must be an http:// or https:// URL for discovery".into(),
+                    ));
+                }
+                JwksAt::discover(issuer.clone())
+            }
+        };
+        let client = crate::oidc::idp_http_client(config.oidc_ca_file.as_deref())?;
+        let keys = KeySet::remote(at, client, min_refetch);
         Ok(Self {
-            inner: Arc::new(Inner { config, keys }),
+            inner: Arc::new(Inner {
+                config,
+                issuer,
+                keys,
+            }),
             standing: None,
         })
     }
@@ -201,10 +293,12 @@ impl Verifier {
     pub fn with_jwks(args: impl Into<JwtArgs>, jwks: &Value) -> Result<Self, AuthError> {
         let config = args.into();
         config.validate()?;
+        let issuer = config.issuer()?.to_string();
         let keys = parse_jwks(jwks).map_err(|e| AuthError::Config(format!("invalid JWKS: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                issuer,
                 keys: KeySet::fixed(keys),
             }),
             standing: None,
@@ -245,6 +339,43 @@ impl Verifier {
         &self.inner.config
     }
 
+    /// The issuer tokens must carry.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// Fetches the IdP's keys (discovering where they are first, if need be) in the
+    /// background, retrying with backoff (1 s, doubling, at most [`WARM_UP_MAX_BACKOFF`]) until
+    /// it works, and saying so in the log each time: a service whose IdP is unreachable or
+    /// misconfigured at start runs (health, readiness, service-token routes), answers user
+    /// requests 503 until the keys come, and tells the operator why instead of crash-looping.
+    /// Call once at start; the task ends when the keys are in.
+    pub fn spawn_warm_up(&self) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                match this.inner.keys.refresh().await {
+                    Ok(n) => {
+                        tracing::info!(issuer = %this.inner.issuer, keys = n, "the identity provider's signing keys are loaded");
+                        return;
+                    }
+                    Err(e) => {
+                        let why = format!("{e:#}");
+                        tracing::error!(
+                            issuer = %this.inner.issuer,
+                            error = %why,
+                            retry_in_secs = delay.as_secs(),
+                            "cannot load the identity provider's signing keys; users' requests are answered 503 until this works"
+                        );
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(WARM_UP_MAX_BACKOFF);
+            }
+        })
+    }
+
     /// Checks `token` (signature, `alg`, `iss`, `aud`, `exp`, `nbf`) and reads the caller from it.
     pub async fn verify(&self, token: &str) -> Result<Caller, AuthError> {
         self.verify_for(token, None).await
@@ -278,7 +409,7 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        validation.set_issuer(&[&config.jwt_issuer]);
+        validation.set_issuer(&[&self.inner.issuer]);
         match also_audience {
             Some(app) => validation.set_audience(&[config.jwt_audience.as_str(), app]),
             None => validation.set_audience(&[&config.jwt_audience]),
@@ -319,7 +450,15 @@ fn caller_from_claims(config: &JwtArgs, claims: &Map<String, Value>) -> Result<C
         ),
     };
     let kind = match claim(claims, &config.claim_kind) {
-        None | Some(Value::Null) => IdentityKind::Member,
+        None | Some(Value::Null) => match config.claim_kind_absent.as_str() {
+            "guest" => IdentityKind::Guest,
+            "member" => IdentityKind::Member,
+            _ => {
+                return Err(AuthError::invalid(
+                    "the token does not say the caller's identity kind",
+                ))
+            }
+        },
         Some(v) => v
             .as_str()
             .and_then(|s| IdentityKind::parse(s).ok())

@@ -7,10 +7,16 @@
 //! on port base + 5 in dev mode and prints its URL first. Tests call [`router`] with an
 //! [`Edge`] they build, or [`run`] on a listener bound to port 0.
 //!
-//! The app signs in with OIDC (authorization code with PKCE) against the configured issuer,
-//! whose endpoints it reads from `/config.json`. In dev mode only, `POST /dev/token` mints a
+//! The app signs in with OIDC (authorization code with PKCE, refresh tokens, sign-out at the
+//! IdP) against the configured issuer, whose endpoints the edge finds by discovery at start and
+//! hands the app in `/config.json`. In dev mode only, `POST /dev/token` mints a
 //! token with the dev issuer so the sign-in screen can pick a dev user; outside dev mode that
 //! route does not exist.
+//!
+//! `/api` is the API reference: Swagger UI, vendored from the npm registry under
+//! `web/app/vendor/swagger-ui/` (no CDN), renders the three public services' OpenAPI documents,
+//! which it fetches through the same proxied prefixes. Its icons are files, so the CSP stays as
+//! strict as the app's.
 
 use anyhow::Context as _;
 use axum::body::Body;
@@ -50,25 +56,38 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 struct Assets;
 
 /// How the browser signs in when not in dev mode: OIDC authorization code with PKCE against
-/// the company IdP. The app is a public client (no secret); the redirect URI is the edge's own
-/// origin followed by `/`.
+/// the company IdP, with refresh tokens and sign-out at the IdP. The app is a public client (no
+/// secret); the redirect URI and the post-logout redirect URI are the edge's own origin
+/// followed by `/`.
+///
+/// Normally the issuer is enough: the endpoints come from its discovery document. An endpoint
+/// given here overrides the discovered one; with the authorization and token endpoints both
+/// given, no discovery happens at all.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct OidcArgs {
-    /// The IdP's issuer identifier, shown on the sign-in screen (the services check `iss`
-    /// themselves).
+    /// The IdP's issuer identifier; the edge reads `<issuer>/.well-known/openid-configuration`
+    /// at start for the endpoints below (its `issuer` must be exactly this).
     #[arg(long, env = "HUSH_OIDC_ISSUER")]
     pub oidc_issuer: Option<String>,
-    /// The IdP's authorization endpoint, where the browser is sent to sign in.
+    /// Extra CA certificates (PEM) to trust for the IdP, on top of the system's roots.
+    #[arg(long, env = "HUSH_OIDC_CA_FILE")]
+    pub oidc_ca_file: Option<PathBuf>,
+    /// The IdP's authorization endpoint, where the browser is sent to sign in. Unset: from
+    /// discovery.
     #[arg(long, env = "HUSH_OIDC_AUTHORIZATION_ENDPOINT")]
     pub oidc_authorization_endpoint: Option<String>,
-    /// The IdP's token endpoint, where the app exchanges the code (it must allow CORS from
-    /// the edge's origin).
+    /// The IdP's token endpoint, where the app exchanges the code and refreshes its token (it
+    /// must allow CORS from the edge's origin). Unset: from discovery.
     #[arg(long, env = "HUSH_OIDC_TOKEN_ENDPOINT")]
     pub oidc_token_endpoint: Option<String>,
+    /// The IdP's end-session endpoint, where signing out sends the browser (RP-initiated
+    /// logout). Unset: from discovery; none there: signing out forgets the tokens only.
+    #[arg(long, env = "HUSH_OIDC_END_SESSION_ENDPOINT")]
+    pub oidc_end_session_endpoint: Option<String>,
     /// The app's client id at the IdP (a public client with PKCE, no secret).
     #[arg(long, env = "HUSH_OIDC_CLIENT_ID")]
     pub oidc_client_id: Option<String>,
-    /// Scopes to ask for.
+    /// Scopes to ask for (add `offline_access` where the IdP needs it to issue refresh tokens).
     #[arg(long, env = "HUSH_OIDC_SCOPE", default_value = "openid email profile")]
     pub oidc_scope: String,
     /// An `audience` parameter for IdPs that need one to issue an access token for the API
@@ -79,6 +98,53 @@ pub struct OidcArgs {
     /// `id_token` (for IdPs whose access tokens are opaque).
     #[arg(long, env = "HUSH_OIDC_TOKEN", default_value = "access_token", value_parser = ["access_token", "id_token"])]
     pub oidc_token: String,
+}
+
+/// Longest wait between two start-up attempts at the IdP's discovery document.
+pub const DISCOVERY_MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+impl OidcArgs {
+    /// Whether the endpoints must come from discovery (one the app needs is not given).
+    fn needs_discovery(&self) -> bool {
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        !(given(&self.oidc_authorization_endpoint) && given(&self.oidc_token_endpoint))
+    }
+
+    /// The issuer's discovery document, fetched with retries: an IdP that does not answer (or
+    /// answers badly) is retried with backoff, 1 s doubling up to [`DISCOVERY_MAX_BACKOFF`],
+    /// each failure logged with its reason, so the edge waits for an IdP that is starting
+    /// too; a document that is refused (another issuer, no key set) ends start-up with that
+    /// error, since retrying cannot fix it.
+    pub async fn discover(&self) -> anyhow::Result<auth::Discovery> {
+        let issuer = self
+            .oidc_issuer
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .context(
+                "HUSH_OIDC_ISSUER is required outside dev mode (or both \
+                 HUSH_OIDC_AUTHORIZATION_ENDPOINT and HUSH_OIDC_TOKEN_ENDPOINT)",
+            )?;
+        let client = auth::idp_http_client(self.oidc_ca_file.as_deref())?;
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match auth::discover(&client, issuer).await {
+                Ok(d) => {
+                    tracing::info!(%issuer, "read the identity provider's discovery document");
+                    return Ok(d);
+                }
+                Err(e @ auth::DiscoveryError::Refused { .. }) => return Err(e.into()),
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        retry_in_secs = delay.as_secs(),
+                        "cannot read the identity provider's discovery document; the edge serves once it can"
+                    );
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(DISCOVERY_MAX_BACKOFF);
+        }
+    }
 }
 
 /// How to run the edge.
@@ -207,22 +273,39 @@ fn origin_of(field: &str, raw: &str) -> anyhow::Result<String> {
 
 impl Edge {
     /// Builds the edge from its configuration. In dev mode it loads (or creates) the dev
-    /// issuer's key under `data_dir/dev-issuer`; otherwise it needs the OIDC settings.
-    pub fn from_config(cfg: &EdgeConfig) -> anyhow::Result<Self> {
-        let dev = if cfg.dev_mode {
-            Some(
-                auth::DevIssuer::load_or_create(&cfg.data_dir.join("dev-issuer"))
-                    .context("loading the dev issuer")?,
-            )
+    /// issuer's key under `data_dir/dev-issuer`; otherwise it reads the IdP's discovery
+    /// document (unless every endpoint is given), retrying while the IdP does not answer.
+    pub async fn from_config(cfg: &EdgeConfig) -> anyhow::Result<Self> {
+        if cfg.dev_mode {
+            let dev = auth::DevIssuer::load_or_create(&cfg.data_dir.join("dev-issuer"))
+                .context("loading the dev issuer")?;
+            return Self::new(cfg, Some(dev));
+        }
+        let discovered = if cfg.oidc.needs_discovery() {
+            Some(cfg.oidc.discover().await?)
         } else {
             None
         };
-        Self::new(cfg, dev)
+        Self::build(cfg, None, discovered.as_ref())
     }
 
     /// Builds the edge, using `dev` as the dev issuer when in dev mode (`hush up` passes its
-    /// own).
+    /// own); outside dev mode, from the endpoints given in `cfg` alone (no discovery).
     pub fn new(cfg: &EdgeConfig, dev: Option<auth::DevIssuer>) -> anyhow::Result<Self> {
+        Self::build(cfg, dev, None)
+    }
+
+    /// Builds the edge outside dev mode with the endpoints `discovered` names, each
+    /// overridden by one given in `cfg`.
+    pub fn with_discovery(cfg: &EdgeConfig, discovered: &auth::Discovery) -> anyhow::Result<Self> {
+        Self::build(cfg, None, Some(discovered))
+    }
+
+    fn build(
+        cfg: &EdgeConfig,
+        dev: Option<auth::DevIssuer>,
+        discovered: Option<&auth::Discovery>,
+    ) -> anyhow::Result<Self> {
         let control = base_url("control-api", &cfg.control_url)?;
         let membership = base_url("membership-api", &cfg.membership_url)?;
         let bulk = base_url("bulk-api", &cfg.bulk_url)?;
@@ -239,26 +322,48 @@ impl Edge {
             )
         } else {
             let o = &cfg.oidc;
-            let need = |v: &Option<String>, var: &str| {
-                v.clone().filter(|s| !s.trim().is_empty()).with_context(|| {
-                    format!("{var} is required outside dev mode (the app signs in with it)")
-                })
+            let given = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+            let pick = |v: &Option<String>, found: Option<&Option<String>>, var: &str| {
+                given(v)
+                    .or_else(|| found.cloned().flatten())
+                    .with_context(|| {
+                        format!(
+                            "{var} is required outside dev mode (the app signs in with it): set \
+                             HUSH_OIDC_ISSUER for discovery, or {var} itself"
+                        )
+                    })
             };
-            let authorization = need(
+            let authorization = pick(
                 &o.oidc_authorization_endpoint,
+                discovered.map(|d| &d.authorization_endpoint),
                 "HUSH_OIDC_AUTHORIZATION_ENDPOINT",
             )?;
-            let token = need(&o.oidc_token_endpoint, "HUSH_OIDC_TOKEN_ENDPOINT")?;
-            let client_id = need(&o.oidc_client_id, "HUSH_OIDC_CLIENT_ID")?;
+            let token = pick(
+                &o.oidc_token_endpoint,
+                discovered.map(|d| &d.token_endpoint),
+                "HUSH_OIDC_TOKEN_ENDPOINT",
+            )?;
+            let end_session = given(&o.oidc_end_session_endpoint)
+                .or_else(|| discovered.and_then(|d| d.end_session_endpoint.clone()));
+            let client_id = given(&o.oidc_client_id).context(
+                "HUSH_OIDC_CLIENT_ID is required outside dev mode (the app signs in with it)",
+            )?;
             origin_of("HUSH_OIDC_AUTHORIZATION_ENDPOINT", &authorization)?;
+            if let Some(end) = &end_session {
+                origin_of("HUSH_OIDC_END_SESSION_ENDPOINT", end)?;
+            }
+            // The token endpoint is the one place besides the edge the app fetches from (code
+            // exchange, refresh); the authorization and end-session endpoints are navigations.
             let token_origin = origin_of("HUSH_OIDC_TOKEN_ENDPOINT", &token)?;
             connect_src.push(token_origin);
+            let issuer = given(&o.oidc_issuer).or_else(|| discovered.map(|d| d.issuer.clone()));
             (
                 json!({ "auth": {
                     "mode": "oidc",
-                    "issuer": o.oidc_issuer,
+                    "issuer": issuer,
                     "authorization_endpoint": authorization,
                     "token_endpoint": token,
+                    "end_session_endpoint": end_session,
                     "client_id": client_id,
                     "scope": o.oidc_scope,
                     "audience": o.oidc_audience,
@@ -325,6 +430,8 @@ pub fn router(edge: Edge) -> Router {
     let mut app = Router::new()
         .route("/", get(index))
         .route("/config.json", get(client_config))
+        .route("/api", get(api_reference))
+        .route("/api/", get(api_reference))
         .route("/control/{*rest}", any(proxy_control))
         .route("/membership/{*rest}", any(proxy_membership))
         .route("/bulk/{*rest}", any(proxy_bulk))
@@ -353,7 +460,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let edge = Edge::from_config(&cfg)?;
+    let edge = Edge::from_config(&cfg).await?;
     service_kit::serve(listener, router(edge), shutdown).await?;
     Ok(())
 }
@@ -426,6 +533,12 @@ fn serve_asset(path: &str, headers: &HeaderMap) -> Response {
 
 async fn index(headers: HeaderMap) -> Response {
     serve_asset("index.html", &headers)
+}
+
+/// The API reference page: the vendored Swagger UI rendering the public services' OpenAPI
+/// documents (`web/app/api/`), under the same CSP as the app.
+async fn api_reference(headers: HeaderMap) -> Response {
+    serve_asset("api/index.html", &headers)
 }
 
 async fn asset(

@@ -408,15 +408,13 @@ impl Stack {
     }
 
     fn jwt(&self) -> JwtArgs {
-        JwtArgs {
-            jwt_issuer: auth::DEV_ISSUER.to_string(),
-            jwt_audience: "hush".into(),
-            jwks_url: format!("http://{}/.well-known/jwks.json", self.addrs[&Part::Issuer]),
-            claim_email: "email".into(),
-            claim_kind: "hush_kind".into(),
-            claim_roles: "roles".into(),
-            dev_mode: true,
-        }
+        let mut args = JwtArgs::new(
+            auth::DEV_ISSUER,
+            "hush",
+            format!("http://{}/.well-known/jwks.json", self.addrs[&Part::Issuer]),
+        );
+        args.dev_mode = true;
+        args
     }
 
     fn key(&self, s: ServiceName) -> ServiceKeyArgs {

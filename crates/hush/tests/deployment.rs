@@ -502,10 +502,24 @@ async fn in_the_compose_topology_the_public_side_never_reaches_the_tenant_api_wh
         if let Some(db) = db {
             env.insert("HUSH_DATABASE_URL".into(), db.clone());
         }
-        if env.contains_key("HUSH_JWKS_URL") {
-            // The one deliberate change: our dev issuer instead of the company IdP.
+        if process == "edge" {
+            // Sign-in is not exercised here: endpoints given, so the edge needs no discovery
+            // from an IdP this test does not run.
+            env.insert(
+                "HUSH_OIDC_AUTHORIZATION_ENDPOINT".into(),
+                "https://idp.corp.example/authorize".into(),
+            );
+            env.insert(
+                "HUSH_OIDC_TOKEN_ENDPOINT".into(),
+                "https://idp.corp.example/token".into(),
+            );
+        } else if env.contains_key("HUSH_OIDC_ISSUER")
+            && !env.contains_key("HUSH_BREAK_GLASS_JWKS_FILE")
+        {
+            // The one deliberate change: our dev issuer instead of the company IdP (it has no
+            // discovery document: its key set's URL is given).
             env.insert("HUSH_JWKS_URL".into(), jwks.clone());
-            env.insert("HUSH_JWT_ISSUER".into(), auth::DEV_ISSUER.into());
+            env.insert("HUSH_OIDC_ISSUER".into(), auth::DEV_ISSUER.into());
             env.insert("HUSH_DEV_MODE".into(), "true".into());
         }
         if env.contains_key("HUSH_MAIL_RELAY") {

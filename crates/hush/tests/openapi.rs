@@ -77,7 +77,9 @@ fn reference() -> String {
          openapi`. Each route's parameters, bodies and every answer are in the service's \
          document (`services/<service>/openapi.json`, also served by the running service); \
          [api.md](api.md) explains the API as a whole. Every error is \
-         `application/problem+json`.\n",
+         `application/problem+json`. A running edge (`hush up`, `hush edge`) also renders these \
+         documents at `/api` (Swagger UI, vendored; see \
+         [web.md](web.md#the-api-reference-page)).\n",
     );
     for ((_, document), (name, served)) in documents().into_iter().zip(SERVED) {
         let doc = serde_json::to_value(&document).unwrap();

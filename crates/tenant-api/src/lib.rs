@@ -169,23 +169,22 @@ pub struct RuleApplied {
     pub ended: CountBucket,
 }
 
-/// The tenant's mail queue for operators: counts only, over every group (INV-1).
+/// The tenant's mail queue for operators: counts of messages, over every group (INV-1, INV-4).
+///
+/// Messages, never recipients or relay transactions: a message to a group of `n` members makes
+/// `n` recipients in `ceil(n / HUSH_MAIL_BATCH_RECIPIENTS)` transactions, so either figure,
+/// read before and after a post of one's own, would be a count of that group. A message is
+/// one whatever its group's size.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MailCounts {
-    /// Deliveries (relay transactions) waiting or in flight.
-    pub queued_deliveries: i64,
-    /// Recipients in those.
-    pub queued_recipients: i64,
-    /// Deliveries done, within their retention (`HUSH_MAIL_DELIVERED_RETENTION_DAYS`, 7 by
-    /// default): older ones are deleted.
-    pub delivered_deliveries: i64,
-    /// Recipients in those.
-    pub delivered_recipients: i64,
-    /// Dead letters (attempts spent or refused for good), within their retention
-    /// (`HUSH_MAIL_DEAD_RETENTION_DAYS`, 30 by default).
-    pub dead_deliveries: i64,
-    /// Recipients in those.
-    pub dead_recipients: i64,
+    /// Messages with a delivery waiting or in flight.
+    pub queued_messages: i64,
+    /// Messages with a delivery done, within the retention of delivered rows
+    /// (`HUSH_MAIL_DELIVERED_RETENTION_DAYS`, 7 by default).
+    pub delivered_messages: i64,
+    /// Messages with a dead letter (attempts spent or refused for good), within the retention
+    /// of dead rows (`HUSH_MAIL_DEAD_RETENTION_DAYS`, 30 by default).
+    pub dead_messages: i64,
     /// Delivery addresses marked bad after repeated hard bounces.
     pub bad_addresses: i64,
     /// Bounces (delivery status notifications) consumed at the bounce addresses.
@@ -197,13 +196,13 @@ pub struct MailCounts {
     /// was sent a notice). Answered `250` all the same, so SMTP tells nobody who is a member.
     #[serde(default)]
     pub refused_messages: i64,
-    /// The relay's health and this replica's delivery counters since it started.
+    /// The relay's health as the answering tenant replica's delivery workers see it.
     #[serde(default)]
     pub relay: RelayStatus,
 }
 
-/// The corporate relay as one tenant replica's delivery workers see it, and their counters
-/// since the replica started. Counts only, over every group (INV-1).
+/// The corporate relay's health as one tenant replica's delivery workers see it: its state
+/// and since when. No volume: the relay's transactions are batches of one group's members.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RelayStatus {
     /// Why the relay is failing (`connect`, `tls`, `starttls-missing`, `auth`,
@@ -212,61 +211,31 @@ pub struct RelayStatus {
     pub failing: Option<String>,
     /// Since when (Unix milliseconds) the relay is in this state.
     pub since_ms: i64,
-    /// Relay transactions attempted.
-    pub attempts: u64,
-    /// Attempts that handed the copy over.
-    pub delivered: u64,
-    /// Attempts that will be tried again.
-    pub deferred: u64,
-    /// Attempts after which the delivery became a dead letter.
-    pub dead: u64,
-    /// Failed attempts by cause.
-    pub failures: RelayFailures,
 }
 
-/// Failed relay attempts by cause.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RelayFailures {
-    /// The relay's name did not resolve, or it did not answer in time.
-    pub connect: u64,
-    /// The TLS handshake failed (certificate not trusted, wrong name, expired).
-    pub tls: u64,
-    /// STARTTLS is required and the relay did not offer it.
-    pub starttls_missing: u64,
-    /// The relay refused our credentials, or offered no AUTH mechanism we speak.
-    pub auth: u64,
-    /// The relay answered `530` (it wants TLS or AUTH first).
-    pub auth_required: u64,
-    /// The SMTP conversation broke (malformed reply, connection closed).
-    pub protocol: u64,
-    /// The relay refused a message for now (4xx).
-    pub deferred: u64,
-    /// The relay refused a message for good (5xx).
-    pub refused: u64,
-}
-
-/// The newest dead letters, for operators: no group, no address, no subject (INV-1, INV-4).
+/// The newest dead letters, for operators: no group, no address, no subject, no count
+/// (INV-1, INV-4).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetters {
-    /// Newest first, at most 200; `MailCounts::dead_deliveries` has the total.
+    /// Newest first, at most 200; `MailCounts::dead_messages` has the total.
     pub dead_letters: Vec<DeadLetter>,
 }
 
-/// One delivery (relay transaction) given up on.
+/// One message with a delivery given up on. One entry per message, however many relay
+/// transactions its group's size made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetter {
-    /// The delivery's id (random; says nothing about its group).
+    /// The message's id (random; says nothing about its group).
     pub id: Uuid,
-    /// When it was given up on, Unix milliseconds.
+    /// When its last delivery was given up on, Unix milliseconds.
     pub ended_ms: i64,
-    /// Attempts made.
+    /// Attempts made (the most any of its deliveries made).
     pub attempts: u32,
-    /// The relay's last reply code (`550 5.7.1`, `451`), or what failed before any reply
-    /// (`connect`, `tls`, `starttls-missing`, `auth`, `protocol`); absent when unknown.
+    /// A relay reply code (`550 5.7.1`, `451`), or what failed before any reply (`connect`,
+    /// `tls`, `starttls-missing`, `auth`, `protocol`), of its dead deliveries; absent when
+    /// unknown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reply: Option<String>,
-    /// Its recipients, as a bucket (INV-4).
-    pub recipients: CountBucket,
 }
 
 /// A distribution group as the tenant holds it. Carries no member and no count.

@@ -186,6 +186,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
+    // The IdP's keys, loaded now (and retried with backoff, logged) rather than by the first
+    // user's request: a misconfigured or unreachable IdP shows in the log at start.
+    state.verifier.spawn_warm_up();
     // Bulk work runs on threads of its own, with its own database pool and HTTP clients made
     // there, so jobs never take the API's threads or connections (and the API never waits for
     // a worker's thread to drive its sockets).

@@ -1,35 +1,34 @@
-//! The tenant's outbound mail, for operators (role `operator`): the queue's counts with the
-//! relay's health, and the deliveries given up on (dead letters). Counts, codes and buckets
-//! only — never a group, an address or a person (INV-1, INV-4): the tenant answers nothing
-//! more, and control-api passes its answer on as it is.
+//! The tenant's outbound mail, for operators (role `operator`): the queue's message counts with
+//! the relay's health, and the messages given up on (dead letters). Messages, codes and states
+//! only — never a group, an address, a person, or a count of recipients or relay transactions,
+//! which around a post of one's own would count that group (INV-1, INV-4): the tenant answers
+//! nothing more, and control-api passes its answer on as it is.
 
 use crate::error::ApiError;
 use crate::extract::Operator;
 use crate::AppState;
 use axum::extract::State;
-use domain::CountBucket;
 use serde::Serialize;
 use service_kit::{AppJson, Problem};
 use tenant_api::MailCounts;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// One delivery (relay transaction) the tenant gave up on.
+/// One message the tenant gave up delivering (one entry however many relay transactions it
+/// took).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeadLetterView {
-    /// The delivery's id (random; says nothing about its group).
+    /// The message's id (random; says nothing about its group).
     #[schema(value_type = String, format = Uuid)]
     pub id: uuid::Uuid,
-    /// When it was given up on, Unix milliseconds.
+    /// When its last delivery was given up on, Unix milliseconds.
     pub ended_ms: i64,
-    /// Attempts made.
+    /// Attempts made (the most any of its deliveries made).
     pub attempts: u32,
-    /// The relay's last reply code (`550 5.7.1`, `451`), or what failed before any reply
-    /// (`connect`, `tls`, `starttls-missing`, `auth`, `protocol`); absent when unknown.
+    /// A relay reply code (`550 5.7.1`, `451`), or what failed before any reply (`connect`,
+    /// `tls`, `starttls-missing`, `auth`, `protocol`); absent when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_reply: Option<String>,
-    /// How many recipients it had, as a bucket (INV-4).
-    pub recipient_bucket: CountBucket,
 }
 
 /// The newest dead letters.
@@ -46,9 +45,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters))
 }
 
-/// The mail queue and the relay's health (role `operator`): deliveries and recipients queued,
-/// delivered and dead, bounces consumed, and the relay's state with the answering tenant
-/// replica's delivery counters. Counts only, over every group.
+/// The mail queue and the relay's health (role `operator`): messages queued, delivered and
+/// dead, bounces consumed, and the relay's state as the answering tenant replica sees it.
+/// Message counts only, over every group: never recipients or relay transactions.
 #[utoipa::path(
     get,
     path = "/control/v1/mail/status",
@@ -70,9 +69,9 @@ async fn status(
     })
 }
 
-/// The newest dead letters, at most 200 (role `operator`): each delivery's id, when it was
-/// given up on, its attempts, the relay's last reply code, and its recipients as a bucket. No
-/// group and no address. Kept for `HUSH_MAIL_DEAD_RETENTION_DAYS`.
+/// The newest dead letters, at most 200 (role `operator`), one per message: its id, when it
+/// was given up on, its attempts and a relay reply code. No group, no address, no count. Kept
+/// for `HUSH_MAIL_DEAD_RETENTION_DAYS`.
 #[utoipa::path(
     get,
     path = "/control/v1/mail/dead-letters",
@@ -101,7 +100,6 @@ async fn dead_letters(
                 ended_ms: d.ended_ms,
                 attempts: d.attempts,
                 last_reply: d.last_reply,
-                recipient_bucket: d.recipients,
             })
             .collect(),
     }))

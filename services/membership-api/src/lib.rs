@@ -248,6 +248,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let state = build_state(&config).await?;
+    // The IdP's keys, loaded now (and retried with backoff, logged) rather than by the first
+    // user's request: a misconfigured or unreachable IdP shows in the log at start.
+    state.verifier.spawn_warm_up();
     tracing::info!(addr = %listener.local_addr()?, "membership-api listening");
     service_kit::serve(listener, router(state), shutdown).await?;
     Ok(())

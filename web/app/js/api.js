@@ -2,7 +2,7 @@
 // Every error the services send is problem+json (RFC 9457); it becomes an ApiError whose
 // `message` is a sentence a person can act on.
 
-import { current, signOut } from './auth.js';
+import { freshToken, refresh, dropSession } from './auth.js';
 import { t } from './i18n.js';
 
 /** An answer that is not 2xx. */
@@ -80,9 +80,19 @@ export function setUnauthorizedHandler(fn) {
  * sent as JSON, unless `raw` gives a body (a File, streamed by the browser) and its type.
  */
 export async function api(method, path, body, raw) {
+  const token = await freshToken();
+  const first = await send(method, path, body, raw, token);
+  // A refused token may have been revoked or signed with a key the IdP has since retired:
+  // refresh once (shared with any other request doing the same) and try again once.
+  if (first.status === 401 && token && (await refresh())) {
+    return settle(await send(method, path, body, raw, await freshToken()));
+  }
+  return settle(first);
+}
+
+async function send(method, path, body, raw, token) {
   const headers = { accept: 'application/json, application/problem+json' };
-  const session = current();
-  if (session) headers.authorization = `Bearer ${session.token}`; // i18n-ok: a header
+  if (token) headers.authorization = `Bearer ${token}`; // i18n-ok: a header
   const init = { method, headers, cache: 'no-store', credentials: 'omit', redirect: 'error' };
   if (raw) {
     headers['content-type'] = raw.type;
@@ -107,15 +117,19 @@ export async function api(method, path, body, raw) {
       data = null;
     }
   }
-  if (!res.ok) {
-    const err = new ApiError(res.status, data, res.headers.get('retry-after'));
-    if (res.status === 401) {
-      signOut();
+  return { status: res.status, ok: res.ok, data, retryAfter: res.headers.get('retry-after') };
+}
+
+function settle({ status, ok, data, retryAfter }) {
+  if (!ok) {
+    const err = new ApiError(status, data, retryAfter);
+    if (status === 401) {
+      dropSession();
       onUnauthorized();
     }
     throw err;
   }
-  return { status: res.status, data };
+  return { status, data };
 }
 
 export const get = (path) => api('GET', path);

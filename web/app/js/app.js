@@ -86,8 +86,9 @@ function showChrome(session) {
       type: 'button',
       class: 'link',
       onclick: () => {
-        auth.signOut();
         forgetLabels();
+        // On to the IdP's end-session page when it has one; it sends the browser back.
+        if (auth.signOut()) return;
         flash('ok', t('app.signed_out'));
         go('#/signin');
       },
@@ -210,8 +211,10 @@ async function boot() {
   });
   try {
     await auth.loadConfig();
+    if (auth.completeSignOut()) flash('ok', t('auth.signed_out_idp'));
     const next = await auth.completeOidc();
     if (next) location.replace(next);
+    auth.scheduleRefresh();
   } catch (e) {
     flash('error', e.message || String(e));
   }

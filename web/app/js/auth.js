@@ -1,15 +1,24 @@
 // Who is signed in, and how they sign in.
 //
-// The token lives in sessionStorage only (never localStorage, never a cookie): it is gone when
-// the tab closes, and no other tab or site can read it. In dev mode the edge mints a token
-// for a chosen dev user (POST /dev/token); otherwise the app runs the OIDC authorization code
-// flow with PKCE against the company IdP, as a public client with no secret.
+// The tokens live in sessionStorage only (never localStorage, never a cookie): they are gone
+// when the tab closes, and no other tab or site can read them. In dev mode the edge mints a
+// token for a chosen dev user (POST /dev/token); otherwise the app runs the OIDC authorization
+// code flow with PKCE against the company IdP, as a public client with no secret, at the
+// endpoints the edge discovered (/config.json). With a refresh token from the IdP the app
+// refreshes the token a minute before it expires, and once when a service refuses it (401);
+// one refresh at a time, shared by every request that needs it. Signing out forgets the
+// tokens and, when the IdP has an end-session endpoint, ends the session there too
+// (id_token_hint, post_logout_redirect_uri = this origin + '/').
 
 import { t } from './i18n.js';
 
 const SESSION_KEY = 'hush.session';
 const PKCE_KEY = 'hush.pkce';
 const ENDED_KEY = 'hush.ended';
+const LOGOUT_KEY = 'hush.logout';
+
+/** How long before its expiry a token is refreshed. */
+const REFRESH_MARGIN_MS = 60_000;
 
 /**
  * Why the last session ended without the person signing out ('expired'), once: the sign-in
@@ -73,31 +82,159 @@ function userOf(token) {
   };
 }
 
-/** The current session, or null when signed out or expired. */
-export function current() {
-  let s;
+function read() {
   try {
-    s = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null');
+    const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null');
+    return s && typeof s.token === 'string' ? s : null;
   } catch {
-    s = null;
+    return null;
   }
-  if (!s || typeof s.token !== 'string') return null;
+}
+
+/**
+ * The current session, or null when signed out or expired. A session whose token expired but
+ * that holds a refresh token is still current: the next call refreshes it first.
+ */
+export function current() {
+  const s = read();
+  if (!s) return null;
   const user = userOf(s.token);
-  if (user.exp && user.exp * 1000 < Date.now() + 10_000) {
-    signOut();
+  if (user.exp && user.exp * 1000 < Date.now() + 10_000 && !s.refresh_token) {
+    forget();
     sessionStorage.setItem(ENDED_KEY, 'expired');
     return null;
   }
   return { token: s.token, user };
 }
 
-function save(token) {
-  sessionStorage.setItem(SESSION_KEY, JSON.stringify({ token }));
+/** Keeps a token endpoint's (or the dev issuer's) answer. */
+function save(token, body = {}, previous = {}) {
+  sessionStorage.setItem(
+    SESSION_KEY,
+    JSON.stringify({
+      token,
+      id_token: typeof body.id_token === 'string' ? body.id_token : previous.id_token,
+      // Rotating IdPs send a new refresh token each time; others keep the first one valid.
+      refresh_token: typeof body.refresh_token === 'string' ? body.refresh_token : previous.refresh_token,
+    }),
+  );
+  scheduleRefresh();
 }
 
-/** Forgets the token. */
-export function signOut() {
+let timer = null;
+
+/** Refreshes a minute before the token expires (when there is a refresh token to do it with). */
+export function scheduleRefresh() {
+  clearTimeout(timer);
+  timer = null;
+  const s = read();
+  if (!s || !s.refresh_token) return;
+  const exp = userOf(s.token).exp;
+  if (!exp) return;
+  const wait = Math.max(0, exp * 1000 - REFRESH_MARGIN_MS - Date.now());
+  timer = setTimeout(() => {
+    refresh();
+  }, wait);
+}
+
+let inflight = null;
+
+/**
+ * Asks the IdP for a new token with the refresh token. One at a time: callers that come while
+ * a refresh is under way share its answer (a rotating IdP would refuse the same refresh token
+ * twice). Resolves to true when there is a new token; when the IdP refuses, the session ends.
+ */
+export function refresh() {
+  if (!inflight) {
+    inflight = refreshOnce().finally(() => {
+      inflight = null;
+    });
+  }
+  return inflight;
+}
+
+async function refreshOnce() {
+  const s = read();
+  if (!s || !s.refresh_token) return false;
+  const cfg = (await loadConfig()).auth;
+  if (cfg.mode !== 'oidc') return false;
+  let res;
+  try {
+    res = await fetch(cfg.token_endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      credentials: 'omit',
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: s.refresh_token, client_id: cfg.client_id }),
+    });
+  } catch {
+    // The IdP is unreachable: keep the session; a later call tries again.
+    return false;
+  }
+  const body = await res.json().catch(() => ({}));
+  const token = res.ok ? body[cfg.token || 'access_token'] : null;
+  // A new token must be for the same person.
+  if (typeof token !== 'string' || userOf(token).sub !== userOf(s.token).sub) {
+    forget();
+    sessionStorage.setItem(ENDED_KEY, 'expired');
+    return false;
+  }
+  save(token, body, s);
+  return true;
+}
+
+/** The token to send: refreshed first when it expires within a minute. */
+export async function freshToken() {
+  const s = read();
+  if (!s) return null;
+  const exp = userOf(s.token).exp;
+  if (s.refresh_token && exp && exp * 1000 < Date.now() + REFRESH_MARGIN_MS) await refresh();
+  const now = current();
+  return now ? now.token : null;
+}
+
+function forget() {
+  clearTimeout(timer);
+  timer = null;
   sessionStorage.removeItem(SESSION_KEY);
+}
+
+/**
+ * Signs out: forgets the tokens and, when the IdP has an end-session endpoint, sends the
+ * browser there to end the IdP's session too (it comes back to this origin). Returns true
+ * when the browser is on its way to the IdP.
+ */
+export function signOut() {
+  const s = read();
+  forget();
+  const cfg = config && config.auth;
+  if (!s || !cfg || cfg.mode !== 'oidc' || !cfg.end_session_endpoint) return false;
+  const state = randomString(24);
+  sessionStorage.setItem(LOGOUT_KEY, state);
+  const url = new URL(cfg.end_session_endpoint);
+  if (s.id_token) url.searchParams.set('id_token_hint', s.id_token);
+  url.searchParams.set('post_logout_redirect_uri', redirectUri());
+  url.searchParams.set('client_id', cfg.client_id);
+  url.searchParams.set('state', state);
+  location.assign(url.toString());
+  return true;
+}
+
+/** Forgets the tokens without leaving (a refused token, a new sign-in). */
+export function dropSession() {
+  forget();
+}
+
+/**
+ * When the IdP sent the browser back after signing out (our state in the address), clears
+ * the address and returns true, once.
+ */
+export function completeSignOut() {
+  const params = new URLSearchParams(location.search);
+  const expected = sessionStorage.getItem(LOGOUT_KEY);
+  if (!expected || params.has('code') || params.get('state') !== expected) return false;
+  sessionStorage.removeItem(LOGOUT_KEY);
+  history.replaceState(null, '', '/#/signin');
+  return true;
 }
 
 /** Dev mode: asks the edge for a token for this dev user. */
@@ -185,6 +322,6 @@ export async function completeOidc() {
   }
   const token = body[cfg.token || 'access_token'];
   if (typeof token !== 'string') throw new Error(t('auth.no_token', { name: cfg.token }));
-  save(token);
+  save(token, body);
   return saved.returnTo || '#/';
 }

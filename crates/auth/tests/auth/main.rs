@@ -4,6 +4,7 @@
 //! Run with `cargo test -p auth`.
 
 mod dev_issuer;
+mod discovery;
 mod extractors;
 mod helpers;
 mod service_tokens;

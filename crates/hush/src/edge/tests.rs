@@ -99,8 +99,10 @@ fn config(up: &str) -> EdgeConfig {
 fn oidc(mut cfg: EdgeConfig) -> EdgeConfig {
     cfg.oidc = OidcArgs {
         oidc_issuer: Some("https://idp.corp.example".into()),
+        oidc_ca_file: None,
         oidc_authorization_endpoint: Some("https://idp.corp.example/authorize".into()),
         oidc_token_endpoint: Some("https://login.corp.example:8443/token".into()),
+        oidc_end_session_endpoint: None,
         oidc_client_id: Some("hush-web".into()),
         oidc_scope: "openid email".into(),
         oidc_audience: None,
@@ -188,6 +190,68 @@ async fn the_app_is_served_with_strict_security_headers_and_etags() {
 }
 
 #[tokio::test]
+async fn the_api_reference_is_served_from_vendored_files_under_the_same_csp() {
+    let up = upstream().await;
+    let edge = serve(Edge::new(&oidc(config(&up.url)), None).unwrap()).await;
+    let app_csp = http()
+        .get(format!("{edge}/"))
+        .send()
+        .await
+        .unwrap()
+        .headers()[header::CONTENT_SECURITY_POLICY]
+        .clone();
+    for path in ["/api", "/api/"] {
+        let res = http().get(format!("{edge}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()[header::CONTENT_SECURITY_POLICY], app_csp);
+        let html = res.text().await.unwrap();
+        assert!(html.contains("<script src=\"/vendor/swagger-ui/swagger-ui-bundle.js\">"));
+        assert!(
+            !html.contains("<script>") && !html.contains("style="),
+            "nothing inline"
+        );
+        assert!(!html.contains("https://"), "nothing from another origin");
+    }
+    for (path, kind) in [
+        (
+            "/vendor/swagger-ui/swagger-ui-bundle.js",
+            "text/javascript; charset=utf-8",
+        ),
+        (
+            "/vendor/swagger-ui/swagger-ui.css",
+            "text/css; charset=utf-8",
+        ),
+        ("/api/icons.css", "text/css; charset=utf-8"),
+        ("/api/reference.js", "text/javascript; charset=utf-8"),
+    ] {
+        let res = http().get(format!("{edge}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], kind, "{path}");
+    }
+    // Every icon the override stylesheet names is served, as an image from this origin.
+    let icons = http()
+        .get(format!("{edge}/api/icons.css"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let named: Vec<&str> = icons
+        .split("url(\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap())
+        .collect();
+    assert!(!named.is_empty());
+    for icon in named {
+        assert!(icon.starts_with("/api/icons/"), "{icon}");
+        let res = http().get(format!("{edge}{icon}")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{icon}");
+        assert_eq!(res.headers()[header::CONTENT_TYPE], "image/svg+xml");
+    }
+}
+
+#[tokio::test]
 async fn config_tells_the_app_how_to_sign_in() {
     let up = upstream().await;
     let edge = serve(Edge::new(&oidc(config(&up.url)), None).unwrap()).await;
@@ -221,6 +285,109 @@ async fn config_tells_the_app_how_to_sign_in() {
         .await
         .unwrap();
     assert_eq!(cfg["auth"], json!({ "mode": "dev" }));
+}
+
+fn discovered() -> auth::Discovery {
+    auth::Discovery {
+        issuer: "https://idp.corp.example/tenant".into(),
+        jwks_uri: "https://idp.corp.example/keys".into(),
+        authorization_endpoint: Some("https://idp.corp.example/oauth2/authorize".into()),
+        token_endpoint: Some("https://tokens.corp.example:9443/oauth2/token".into()),
+        end_session_endpoint: Some("https://idp.corp.example/oauth2/logout".into()),
+    }
+}
+
+#[tokio::test]
+async fn discovered_endpoints_reach_the_app_and_the_csp_names_the_token_endpoint_alone() {
+    let up = upstream().await;
+    let mut cfg = config(&up.url);
+    cfg.oidc.oidc_issuer = Some("https://idp.corp.example/tenant".into());
+    cfg.oidc.oidc_client_id = Some("hush-web".into());
+    let edge = serve(Edge::with_discovery(&cfg, &discovered()).unwrap()).await;
+    let res = http().get(format!("{edge}/")).send().await.unwrap();
+    let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("connect-src 'self' https://tokens.corp.example:9443;"),
+        "{csp}"
+    );
+    let app: Value = http()
+        .get(format!("{edge}/config.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(app["auth"]["issuer"], "https://idp.corp.example/tenant");
+    assert_eq!(
+        app["auth"]["authorization_endpoint"],
+        "https://idp.corp.example/oauth2/authorize"
+    );
+    assert_eq!(
+        app["auth"]["token_endpoint"],
+        "https://tokens.corp.example:9443/oauth2/token"
+    );
+    assert_eq!(
+        app["auth"]["end_session_endpoint"],
+        "https://idp.corp.example/oauth2/logout"
+    );
+
+    // A setting overrides what discovery found; an IdP without end-session is fine.
+    cfg.oidc.oidc_token_endpoint = Some("https://idp.corp.example/token".into());
+    let mut without_logout = discovered();
+    without_logout.end_session_endpoint = None;
+    let edge = serve(Edge::with_discovery(&cfg, &without_logout).unwrap()).await;
+    let app: Value = http()
+        .get(format!("{edge}/config.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        app["auth"]["token_endpoint"],
+        "https://idp.corp.example/token"
+    );
+    assert_eq!(app["auth"]["end_session_endpoint"], Value::Null);
+}
+
+#[tokio::test]
+async fn the_edge_refuses_to_start_on_a_discovery_document_for_another_issuer() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let idp = format!("http://{}", listener.local_addr().unwrap());
+    let doc = json!({
+        "issuer": "https://someone-else.example",
+        "jwks_uri": format!("{idp}/keys"),
+        "authorization_endpoint": format!("{idp}/auth"),
+        "token_endpoint": format!("{idp}/token"),
+    });
+    let app = Router::new().route(
+        "/.well-known/openid-configuration",
+        get(move || async move { Json(doc) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut cfg = config("http://127.0.0.1:1");
+    cfg.oidc.oidc_issuer = Some(idp);
+    cfg.oidc.oidc_client_id = Some("hush-web".into());
+    let err = tokio::time::timeout(Duration::from_secs(10), Edge::from_config(&cfg))
+        .await
+        .expect("a refused document ends start-up at once, without retrying")
+        .err()
+        .expect("refused");
+    assert!(
+        format!("{err:#}").contains("not the configured issuer"),
+        "{err:#}"
+    );
+
+    // Neither an issuer nor the endpoints: told what to set.
+    let mut none = config("http://127.0.0.1:1");
+    none.oidc.oidc_client_id = Some("hush-web".into());
+    let err = Edge::from_config(&none).await.err().expect("refused");
+    assert!(err.to_string().contains("HUSH_OIDC_ISSUER"), "{err}");
 }
 
 #[test]

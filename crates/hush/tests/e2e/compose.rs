@@ -290,10 +290,11 @@ impl Launcher {
         }
         env.insert("HUSH_DATABASE_URL".into(), db);
         env.insert("HUSH_LOG_FORMAT".into(), "json".into());
-        if env.contains_key("HUSH_JWKS_URL") {
-            // The one deliberate change: our dev issuer instead of the company IdP.
+        if env.contains_key("HUSH_OIDC_ISSUER") && !env.contains_key("HUSH_BREAK_GLASS_JWKS_FILE") {
+            // The one deliberate change: our dev issuer instead of the company IdP (it has no
+            // discovery document: its key set's URL is given).
             env.insert("HUSH_JWKS_URL".into(), self.jwks.clone());
-            env.insert("HUSH_JWT_ISSUER".into(), auth::DEV_ISSUER.into());
+            env.insert("HUSH_OIDC_ISSUER".into(), auth::DEV_ISSUER.into());
             env.insert("HUSH_DEV_MODE".into(), "true".into());
         }
         env

@@ -59,11 +59,17 @@ startupProbe:
   failureThreshold: 60
 {{- end -}}
 
-{{/* The IdP settings the three public services share. */}}
+{{/* The IdP settings the three public services share: the issuer (discovery finds the keys),
+     optionally a JWKS URL that skips discovery, and a CA file from the keys Secret. */}}
 {{- define "hush.jwtEnv" -}}
-- {name: HUSH_JWT_ISSUER, value: {{ .Values.idp.issuer | quote }}}
+- {name: HUSH_OIDC_ISSUER, value: {{ .Values.idp.issuer | quote }}}
 - {name: HUSH_JWT_AUDIENCE, value: {{ .Values.idp.audience | quote }}}
-- {name: HUSH_JWKS_URL, value: {{ .Values.idp.jwksUrl | quote }}}
+{{- with .Values.idp.jwksUrl }}
+- {name: HUSH_JWKS_URL, value: {{ . | quote }}}
+{{- end }}
+{{- with .Values.idp.caKey }}
+- {name: HUSH_OIDC_CA_FILE, value: /run/secrets/hush/{{ . }}}
+{{- end }}
 - {name: HUSH_LOG_FORMAT, value: json}
 {{- end -}}
 

@@ -17,8 +17,9 @@
 //! user's token to approve with and cannot read a member list; membership-api and bulk-api
 //! cannot reach these routes at all. The user token is verified, never logged, never stored.
 //!
-//! With no IdP configured (`HUSH_JWT_ISSUER`, `HUSH_JWT_AUDIENCE`, `HUSH_JWKS_URL` unset) the
-//! routes answer 503 `break-glass-disabled`.
+//! With no IdP configured (no issuer — `HUSH_OIDC_ISSUER` or `HUSH_JWT_ISSUER` —, no
+//! `HUSH_JWT_AUDIENCE`, or neither a key set file nor a way to the keys) the routes answer 503
+//! `break-glass-disabled`.
 
 pub(crate) mod store;
 
@@ -47,8 +48,11 @@ use uuid::Uuid;
 /// public services'), and the time limits.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BreakGlassArgs {
-    /// The issuer (`iss`) of users' tokens, as the public services have it. Unset: break-glass
-    /// is off (503).
+    /// The IdP's issuer, as the public services have it. Unset (and HUSH_JWT_ISSUER unset):
+    /// break-glass is off (503).
+    #[arg(long = "oidc-issuer", env = "HUSH_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// The issuer (`iss`) of users' tokens: the older name of HUSH_OIDC_ISSUER.
     #[arg(long = "jwt-issuer", env = "HUSH_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
     /// The audience (`aud`) of users' tokens, as the public services have it.
@@ -58,6 +62,13 @@ pub struct BreakGlassArgs {
     /// network that cannot reach the IdP: then give `--break-glass-jwks-file` instead.
     #[arg(long = "jwks-url", env = "HUSH_JWKS_URL")]
     pub jwks_url: Option<String>,
+    /// Fetch the keys through discovery from the issuer (for a tenant that can reach the IdP),
+    /// when neither HUSH_JWKS_URL nor the key set file is given.
+    #[arg(long = "break-glass-discover", env = "HUSH_BREAK_GLASS_DISCOVER")]
+    pub discover: bool,
+    /// Extra CA certificates (PEM) to trust for the IdP, on top of the system's roots.
+    #[arg(long = "oidc-ca-file", env = "HUSH_OIDC_CA_FILE")]
+    pub oidc_ca_file: Option<std::path::PathBuf>,
     /// A file holding the IdP's JWKS (a copy of what `HUSH_JWKS_URL` serves), for a tenant that
     /// cannot reach the IdP; read at start (restart after the IdP rotates its keys). Takes the
     /// place of `HUSH_JWKS_URL`.
@@ -89,9 +100,12 @@ impl BreakGlassArgs {
     /// Break-glass off (no IdP), default time limits.
     pub fn disabled() -> Self {
         Self {
+            oidc_issuer: None,
             jwt_issuer: None,
             jwt_audience: None,
             jwks_url: None,
+            discover: false,
+            oidc_ca_file: None,
             jwks_file: None,
             claim_roles: auth::DEFAULT_ROLES_CLAIM.into(),
             dev_mode: false,
@@ -103,9 +117,12 @@ impl BreakGlassArgs {
     /// Break-glass on, trusting the same IdP settings as a public service.
     pub fn from_jwt(jwt: &JwtArgs) -> Self {
         Self {
-            jwt_issuer: Some(jwt.jwt_issuer.clone()),
+            oidc_issuer: jwt.oidc_issuer.clone(),
+            jwt_issuer: jwt.jwt_issuer.clone(),
             jwt_audience: Some(jwt.jwt_audience.clone()),
-            jwks_url: Some(jwt.jwks_url.clone()),
+            jwks_url: jwt.jwks_url.clone(),
+            discover: jwt.jwks_url.is_none(),
+            oidc_ca_file: jwt.oidc_ca_file.clone(),
             claim_roles: jwt.claim_roles.clone(),
             dev_mode: jwt.dev_mode,
             ..Self::disabled()
@@ -114,16 +131,20 @@ impl BreakGlassArgs {
 
     fn jwt(&self) -> Option<JwtArgs> {
         let jwks_url = match (&self.jwks_url, &self.jwks_file) {
-            (Some(url), _) => url.clone(),
+            (Some(url), _) => Some(url.clone()),
             // Not fetched: the key set comes from the file.
-            (None, Some(_)) => "https://jwks.from-file.invalid/".to_string(),
+            (None, Some(_)) => Some("https://jwks.from-file.invalid/".to_string()),
+            (None, None) if self.discover => None,
             (None, None) => return None,
         };
-        let mut args = JwtArgs::new(
-            self.jwt_issuer.clone()?,
-            self.jwt_audience.clone()?,
-            jwks_url,
-        );
+        if self.oidc_issuer.is_none() && self.jwt_issuer.is_none() {
+            return None;
+        }
+        let mut args = JwtArgs::new("", self.jwt_audience.clone()?, "");
+        args.oidc_issuer = self.oidc_issuer.clone();
+        args.jwt_issuer = self.jwt_issuer.clone();
+        args.jwks_url = jwks_url;
+        args.oidc_ca_file = self.oidc_ca_file.clone();
         args.claim_roles = self.claim_roles.clone();
         args.dev_mode = self.dev_mode;
         Some(args)
@@ -152,7 +173,7 @@ impl BreakGlass {
             }
             (Some(jwt), None) => Some(Verifier::new(jwt)?),
             (None, _) => {
-                tracing::info!("break-glass is off: no IdP configured (HUSH_JWT_ISSUER, HUSH_JWT_AUDIENCE, HUSH_JWKS_URL)");
+                tracing::info!("break-glass is off: no IdP configured (HUSH_OIDC_ISSUER, HUSH_JWT_AUDIENCE, and HUSH_BREAK_GLASS_JWKS_FILE, HUSH_JWKS_URL or HUSH_BREAK_GLASS_DISCOVER)");
                 None
             }
         };

@@ -20,9 +20,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(dead_letters))
 }
 
-/// The mail queue's counts: deliveries and recipients queued, delivered and dead, bad
-/// delivery addresses, the bounces and auto-replies consumed, and the relay's health with this
-/// replica's delivery counters.
+/// The mail queue's counts: messages queued, delivered and dead (never recipients or relay
+/// transactions, which would count a group around a post of one's own), bad delivery
+/// addresses, the bounces and auto-replies consumed, and the relay's health.
 ///
 /// Allowed to control-api.
 #[utoipa::path(
@@ -39,14 +39,13 @@ async fn counts(
     _: Permit<op::MailCounts>,
     State(state): State<AppState>,
 ) -> Result<AppJson<MailCounts>, ApiError> {
-    let mut counts = state.mail.counts().await?;
-    counts.relay = state.relay_stats.status();
-    Ok(AppJson(counts))
+    let counts = state.mail.counts().await?;
+    Ok(AppJson(counts.for_operators(state.relay_stats.status())))
 }
 
-/// The newest dead letters (at most 200): each delivery's id, when it was given up on, its
-/// attempts, the relay's last reply code, and its recipients as a bucket. No group and no
-/// address. Kept for `HUSH_MAIL_DEAD_RETENTION_DAYS`.
+/// The newest dead letters (at most 200), one per message: its id, when it was given up on,
+/// its attempts and a relay reply code. No group, no address, no count. Kept for
+/// `HUSH_MAIL_DEAD_RETENTION_DAYS`.
 ///
 /// Allowed to control-api.
 #[utoipa::path(

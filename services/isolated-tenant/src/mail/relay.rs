@@ -392,32 +392,48 @@ impl RelayStats {
         }
     }
 
-    /// A snapshot for the operators' status route.
+    /// The relay's state for the operators' status route: failing or not, and since when.
+    /// No volume (see [`tenant_api::RelayStatus`]).
     pub fn status(&self) -> tenant_api::RelayStatus {
         let (health, since_ms) = *self.health.lock().expect("relay health lock");
-        let n = |c: Cause| self.causes[Self::index(c)].load(Ordering::Relaxed);
         tenant_api::RelayStatus {
             failing: match health {
                 Health::Ok => None,
                 Health::Failing(c) => Some(c.as_str().to_string()),
             },
             since_ms,
+        }
+    }
+
+    /// This replica's counters: relay transactions attempted and how they ended, and failures
+    /// by cause. They stay in the tenant (tests read them): a transaction is a batch of one
+    /// group's members, so their movement around a post would count that group.
+    pub fn counters(&self) -> RelayCounters {
+        RelayCounters {
             attempts: self.attempts.load(Ordering::Relaxed),
             delivered: self.delivered.load(Ordering::Relaxed),
             deferred: self.deferred.load(Ordering::Relaxed),
             dead: self.dead.load(Ordering::Relaxed),
-            failures: tenant_api::RelayFailures {
-                connect: n(Cause::Connect),
-                tls: n(Cause::Tls),
-                starttls_missing: n(Cause::StarttlsMissing),
-                auth: n(Cause::Auth),
-                auth_required: n(Cause::AuthRequired),
-                protocol: n(Cause::Protocol),
-                deferred: n(Cause::Deferred),
-                refused: n(Cause::Refused),
-            },
         }
     }
+
+    /// This replica's failed attempts for `cause` (kept in the tenant, like [`Self::counters`]).
+    pub fn failures(&self, cause: Cause) -> u64 {
+        self.causes[Self::index(cause)].load(Ordering::Relaxed)
+    }
+}
+
+/// One replica's relay counters (see [`RelayStats::counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayCounters {
+    /// Relay transactions attempted.
+    pub attempts: u64,
+    /// Attempts that handed the copy over.
+    pub delivered: u64,
+    /// Attempts that will be tried again.
+    pub deferred: u64,
+    /// Attempts after which the delivery became a dead letter.
+    pub dead: u64,
 }
 
 #[cfg(test)]
@@ -528,9 +544,9 @@ mod tests {
         stats.relay_ok(&relay);
         stats.attempt();
         stats.ended(Ended::Delivered, None);
-        let s = stats.status();
-        assert_eq!(s.failing, None);
+        assert_eq!(stats.status().failing, None);
+        let s = stats.counters();
         assert_eq!((s.attempts, s.delivered, s.deferred, s.dead), (2, 1, 1, 0));
-        assert_eq!(s.failures.tls, 1);
+        assert_eq!(stats.failures(Cause::Tls), 1);
     }
 }

@@ -167,6 +167,56 @@ pub fn backoff(base: Duration, attempts: u32) -> Duration {
 /// Operators' view of the queue: counts only (INV-1).
 pub use tenant_api::MailCounts;
 
+/// The queue as the tenant itself sees it: deliveries and their recipients per state, beside
+/// the message counts operators get ([`QueueCounts::for_operators`]). Recipients and
+/// deliveries never leave the tenant: around a post of one's own, either would count that
+/// group's members (INV-4). Tests and the tenant's own checks read them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    /// Messages with a delivery waiting or in flight.
+    pub queued_messages: i64,
+    /// Deliveries (relay transactions) waiting or in flight.
+    pub queued_deliveries: i64,
+    /// Recipients in those.
+    pub queued_recipients: i64,
+    /// Messages with a delivery done, within retention.
+    pub delivered_messages: i64,
+    /// Deliveries done, within retention.
+    pub delivered_deliveries: i64,
+    /// Recipients in those.
+    pub delivered_recipients: i64,
+    /// Messages with a dead letter, within retention.
+    pub dead_messages: i64,
+    /// Dead deliveries, within retention.
+    pub dead_deliveries: i64,
+    /// Recipients in those.
+    pub dead_recipients: i64,
+    /// Delivery addresses marked bad.
+    pub bad_addresses: i64,
+    /// Bounces consumed.
+    pub bounces_consumed: i64,
+    /// Auto-replies consumed.
+    pub auto_replies_consumed: i64,
+    /// Messages to restricted groups dropped unread.
+    pub refused_messages: i64,
+}
+
+impl QueueCounts {
+    /// What operators may see: messages and totals, no recipient and no transaction count.
+    pub fn for_operators(&self, relay: tenant_api::RelayStatus) -> MailCounts {
+        MailCounts {
+            queued_messages: self.queued_messages,
+            delivered_messages: self.delivered_messages,
+            dead_messages: self.dead_messages,
+            bad_addresses: self.bad_addresses,
+            bounces_consumed: self.bounces_consumed,
+            auto_replies_consumed: self.auto_replies_consumed,
+            refused_messages: self.refused_messages,
+            relay,
+        }
+    }
+}
+
 /// What came back to a bounce address (or an automatic reply to a group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inbound {
@@ -263,8 +313,8 @@ pub trait MailQueue: Send + Sync + 'static {
         hard_bounce_limit: u32,
     ) -> Result<(), StoreError>;
 
-    /// The operators' counts.
-    async fn counts(&self) -> Result<MailCounts, StoreError>;
+    /// The queue's counts (operators get [`QueueCounts::for_operators`] of them).
+    async fn counts(&self) -> Result<QueueCounts, StoreError>;
 
     /// Deletes the deliveries that ended long enough ago — delivered before
     /// `delivered_before_ms`, dead before `dead_before_ms` — and the messages left with no
@@ -273,8 +323,8 @@ pub trait MailQueue: Send + Sync + 'static {
     async fn purge(&self, delivered_before_ms: i64, dead_before_ms: i64)
         -> Result<u64, StoreError>;
 
-    /// The newest `limit` dead letters for operators: id, when, attempts, the last reply code
-    /// and the recipient count as a bucket. Never a group, an address or an exact count.
+    /// The newest `limit` dead letters for operators, one per message: its id, when, attempts
+    /// and a reply code. Never a group, an address or a count.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
 }
 
@@ -436,7 +486,7 @@ const SET_POLICY: &str = "INSERT INTO mail_group_policy (group_id, sender_policy
                           sealed_owners = excluded.sealed_owners, key_id = excluded.key_id, \
                           anonymous_posting = excluded.anonymous_posting";
 const INSERT_MESSAGE: &str =
-    "INSERT INTO mail_messages (id, group_id, sealed_message, key_id) VALUES ($1, $2, $3, $4)";
+    "INSERT INTO mail_messages (id, sealed_message, key_id) VALUES ($1, $2, $3)";
 const INSERT_DELIVERIES: &str = "INSERT INTO mail_deliveries (id, message_id, sealed_recipients, \
                                  key_id, recipients, state, attempts, next_attempt_ms, bounce_token, \
                                  recipient_tags)";
@@ -482,11 +532,12 @@ const SET_DELIVERY_TAGS: &str =
 const COUNT_CONSUMED: &str = "INSERT INTO mail_counters (name, total) VALUES ($1, 1) \
                               ON CONFLICT (name) DO UPDATE SET total = mail_counters.total + 1";
 const KNOWN_TOKEN: &str = "SELECT COUNT(*) FROM mail_deliveries WHERE bounce_token = $1";
-const COUNT_BY_STATE: &str = "SELECT state, COUNT(*), COALESCE(SUM(recipients), 0) \
-                              FROM mail_deliveries GROUP BY state";
-const DEAD_LETTERS: &str = "SELECT id, next_attempt_ms, attempts, last_reply, recipients \
-                            FROM mail_deliveries WHERE state = 'dead' \
-                            ORDER BY next_attempt_ms DESC, id LIMIT $1";
+const COUNT_BY_STATE: &str = "SELECT state, COUNT(DISTINCT message_id), COUNT(*), \
+                              COALESCE(SUM(recipients), 0) FROM mail_deliveries GROUP BY state";
+/// One row per message with a dead delivery: its latest end, most attempts and highest code.
+const DEAD_LETTERS: &str = "SELECT message_id, MAX(next_attempt_ms), MAX(attempts), \
+                            MAX(last_reply) FROM mail_deliveries WHERE state = 'dead' \
+                            GROUP BY message_id ORDER BY 2 DESC, 1 LIMIT $1";
 const COUNT_BAD: &str = "SELECT COUNT(*) FROM mail_bad_addresses WHERE bad = $1";
 const COUNTERS: &str = "SELECT name, total FROM mail_counters";
 
@@ -622,14 +673,12 @@ impl SqlMailStore {
         &self,
         tx: &mut Tx,
         message_id: Uuid,
-        group: GroupId,
         sealed: Vec<u8>,
         key_id: String,
         batches: &[Vec<String>],
     ) -> Result<(), StoreError> {
         Sql::new(INSERT_MESSAGE)
             .bind(message_id)
-            .bind(group.as_uuid())
             .bind(sealed)
             .bind(key_id)
             .execute(&mut *tx)
@@ -831,7 +880,7 @@ impl MailQueue for SqlMailStore {
             } else {
                 sealed
             };
-            this.queue_message(&mut tx, message_id, group, sealed, key_id, &batches)
+            this.queue_message(&mut tx, message_id, sealed, key_id, &batches)
                 .await?;
             tx.commit().await?;
             Ok(Accepted {
@@ -845,7 +894,7 @@ impl MailQueue for SqlMailStore {
 
     async fn accept_notice(
         &self,
-        group: GroupId,
+        _group: GroupId,
         recipient: &Email,
         message: &[u8],
     ) -> Result<Accepted, StoreError> {
@@ -856,7 +905,7 @@ impl MailQueue for SqlMailStore {
         let batches = vec![vec![recipient.to_string()]];
         db::run_to_end(async move {
             let mut tx = this.db.begin_write().await?;
-            this.queue_message(&mut tx, message_id, group, sealed, key_id, &batches)
+            this.queue_message(&mut tx, message_id, sealed, key_id, &batches)
                 .await?;
             tx.commit().await?;
             Ok(Accepted {
@@ -1035,33 +1084,39 @@ impl MailQueue for SqlMailStore {
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
         let mut conn = self.db.acquire().await?;
-        let rows: Vec<(Uuid, i64, i32, Option<String>, i32)> = Sql::new(DEAD_LETTERS)
+        let rows: Vec<(Uuid, i64, i32, Option<String>)> = Sql::new(DEAD_LETTERS)
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&mut conn)
             .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(id, ended_ms, attempts, last_reply, recipients)| DeadLetter {
-                    id,
-                    ended_ms,
-                    attempts: u32::try_from(attempts).unwrap_or(0),
-                    last_reply,
-                    recipients: domain::CountBucket::of(u64::try_from(recipients).unwrap_or(0)),
-                },
-            )
+            .map(|(id, ended_ms, attempts, last_reply)| DeadLetter {
+                id,
+                ended_ms,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                last_reply,
+            })
             .collect())
     }
 
-    async fn counts(&self) -> Result<MailCounts, StoreError> {
+    async fn counts(&self) -> Result<QueueCounts, StoreError> {
         let mut conn = self.db.acquire().await?;
-        let rows: Vec<(String, i64, i64)> = Sql::new(COUNT_BY_STATE).fetch_all(&mut conn).await?;
-        let mut c = MailCounts::default();
-        for (state, n, r) in rows {
+        let rows: Vec<(String, i64, i64, i64)> =
+            Sql::new(COUNT_BY_STATE).fetch_all(&mut conn).await?;
+        let mut c = QueueCounts::default();
+        for (state, m, n, r) in rows {
             match state.as_str() {
-                "queued" => (c.queued_deliveries, c.queued_recipients) = (n, r),
-                "delivered" => (c.delivered_deliveries, c.delivered_recipients) = (n, r),
-                _ => (c.dead_deliveries, c.dead_recipients) = (n, r),
+                "queued" => {
+                    (c.queued_messages, c.queued_deliveries, c.queued_recipients) = (m, n, r);
+                }
+                "delivered" => {
+                    (
+                        c.delivered_messages,
+                        c.delivered_deliveries,
+                        c.delivered_recipients,
+                    ) = (m, n, r);
+                }
+                _ => (c.dead_messages, c.dead_deliveries, c.dead_recipients) = (m, n, r),
             }
         }
         (c.bad_addresses,) = Sql::new(COUNT_BAD).bind(true).fetch_one(&mut conn).await?;

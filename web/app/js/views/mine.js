@@ -2,7 +2,7 @@
 
 import { h, note, actionButton, when, field } from '../dom.js';
 import { get, post, del, seg } from '../api.js';
-import { signOut } from '../auth.js';
+import { dropSession } from '../auth.js';
 import { forgetLabels } from '../labels.js';
 import { badge, typeTag, typeExplain } from '../labels.js';
 import { myRequests } from './group.js';
@@ -145,7 +145,7 @@ function forgetPanel(ctx, owned) {
         button.disabled = true;
         try {
           await post('/membership/v1/me/forget', { confirm: CONFIRM });
-          signOut();
+          dropSession();
           forgetLabels();
           ctx.flash('ok', t('mine.forget.done'));
           ctx.go('#/signin');
