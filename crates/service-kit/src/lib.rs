@@ -10,6 +10,7 @@ pub mod files;
 pub mod health;
 pub mod http;
 pub mod json;
+pub mod limits;
 pub mod openapi;
 pub mod problem;
 pub mod redacted;

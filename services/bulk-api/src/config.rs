@@ -50,7 +50,8 @@ pub struct Config {
     /// checkpoint.
     #[arg(long, env = "HUSH_BULK_CHUNK_SIZE", default_value_t = 1000)]
     pub chunk_size: usize,
-    /// Most operations this replica applies per second (token bucket); 0 for no limit.
+    /// Most operations all replicas together apply per second (one token bucket in the
+    /// database; give every replica the same value); 0 for no limit.
     #[arg(long, env = "HUSH_BULK_OPS_PER_SEC", default_value_t = 5000)]
     pub ops_per_sec: u32,
     /// Job workers in this replica, each applying one chunk at a time.
@@ -74,7 +75,7 @@ pub struct Config {
 pub struct JobSettings {
     /// Operations per chunk.
     pub chunk_size: usize,
-    /// Operations per second per replica; 0 for no limit.
+    /// Operations per second, all replicas together; 0 for no limit.
     pub ops_per_sec: u32,
     /// Workers per replica.
     pub workers: usize,

@@ -198,18 +198,22 @@ pub async fn run(
         let (config, state) = (config.clone(), state.clone());
         lane.run(async move {
             let signer = config.service_key.signer(ServiceName::BulkApi)?;
+            let store = store::connect(
+                config.database_url.expose(),
+                state.settings.workers as u32 + 1,
+            )
+            .await
+            .context("opening the workers' database pool")?;
             anyhow::Ok(worker::Workers {
-                store: store::connect(
-                    config.database_url.expose(),
-                    state.settings.workers as u32 + 1,
-                )
-                .await
-                .context("opening the workers' database pool")?,
+                throttle: Arc::new(worker::Throttle::shared(
+                    state.settings.ops_per_sec,
+                    store.limit_table(),
+                )),
+                store,
                 tenant: TenantClient::new(config.tenant_url.clone(), signer.clone())?,
                 control: ControlClient::new(config.control_url.clone(), signer)?,
                 key: state.key.clone(),
                 settings: state.settings.clone(),
-                throttle: Arc::new(worker::Throttle::new(state.settings.ops_per_sec)),
                 backoff: Arc::default(),
                 work: state.work.clone(),
             })

@@ -84,6 +84,9 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does (readiness).
     async fn ping(&self) -> Result<(), sqlx::Error>;
 
+    /// The rate budgets this database keeps for every replica: the bulk throttle.
+    fn limit_table(&self) -> Arc<dyn service_kit::limits::LimitTable>;
+
     /// The newest `limit` jobs past intake, newest first; only `submitted_by`'s when given.
     async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, sqlx::Error>;
 

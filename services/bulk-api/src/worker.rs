@@ -4,8 +4,8 @@
 //! tenant's batch endpoint (one transaction), and checkpoints it. Operations are idempotent,
 //! so a chunk replayed after a crash changes nothing.
 //!
-//! Throttling: a token bucket (`--ops-per-sec`) paid after each chunk, so a worker never holds
-//! a lease while it waits. Backoff: when the tenant answers 429/503 with `Retry-After`, the chunk
+//! Throttling: a token bucket (`--ops-per-sec`) shared by every replica through the database,
+//! paid after each chunk, so a worker never holds a lease while it waits. Backoff: when the tenant answers 429/503 with `Retry-After`, the chunk
 //! is released for a try after that delay; when the tenant (or control-api) cannot be reached,
 //! every worker of the replica waits an exponential delay. Either way the chunk's operations
 //! count as "failed and retrying" until it is applied.
@@ -20,7 +20,9 @@ use crate::seal::JobKey;
 use crate::store::{Lease, Store};
 use control_client::ControlClient;
 use domain::{GroupId, GroupState, Label};
+use service_kit::limits::{us, LimitTable};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tenant_api::{ApplyBatch, BatchOp, GroupLabel};
@@ -36,17 +38,94 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Intakes older than this whose upload never finished are removed.
 const STALE_INTAKE: Duration = Duration::from_secs(3600);
 
-/// A token bucket, paid in arrears: taking more than is there leaves a debt the taker sleeps
-/// off, so the long-run rate never exceeds `rate` however many workers share it.
-#[derive(Debug)]
+/// The name of the shared bucket in the `rate_limits` table: it belongs to no one.
+const THROTTLE_KEY: &[u8] = b"bulk/ops-per-sec";
+
+/// The bulk rate, shared by every replica on one database: a GCRA row in the `rate_limits`
+/// table ([`service_kit::limits`]), charged once per chunk (never per operation) in one
+/// atomic statement, paid in arrears. Taking more than is there leaves a debt the taker sleeps
+/// off, so the long-run rate of all replicas together never exceeds `rate`; the excess over any
+/// window is at most one second's worth (the burst) plus two chunks per worker (of every
+/// replica): one applied and not yet paid, one paid while others' payments moved the bucket on.
+///
+/// When the table cannot be reached the replica falls back to its own bucket (the rate per
+/// replica, as before the bucket was shared): the workers cannot lease chunks without the
+/// database anyway, so this only covers the chunks in hand.
 pub struct Throttle {
+    rate: u32,
+    table: Option<Arc<dyn LimitTable>>,
+    local: LocalBucket,
+    failing: AtomicBool,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("rate", &self.rate)
+            .field("shared", &self.table.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Throttle {
+    /// `ops_per_sec` operations per second for all replicas on `table`'s database together,
+    /// bursting to one second's worth; 0 for no limit.
+    pub fn shared(ops_per_sec: u32, table: Arc<dyn LimitTable>) -> Self {
+        Self {
+            table: Some(table),
+            ..Self::local(ops_per_sec)
+        }
+    }
+
+    /// `ops_per_sec` for this replica alone (tests of the worker on its own).
+    pub fn local(ops_per_sec: u32) -> Self {
+        Self {
+            rate: ops_per_sec,
+            table: None,
+            local: LocalBucket::new(ops_per_sec),
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// How long whoever took `n` operations must wait before taking more.
+    pub async fn take(&self, n: u64) -> Duration {
+        if self.rate == 0 {
+            return Duration::ZERO;
+        }
+        let Some(table) = &self.table else {
+            return self.local.take(n);
+        };
+        let second = 1_000_000i64;
+        let cost = i64::try_from(n)
+            .unwrap_or(i64::MAX / second)
+            .saturating_mul(second)
+            / i64::from(self.rate);
+        match table.charge(THROTTLE_KEY, cost, second, us(now_ms())).await {
+            Ok(wait) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the shared bulk throttle answers again");
+                }
+                Duration::from_micros(u64::try_from(wait).unwrap_or(0))
+            }
+            Err(e) => {
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "the shared bulk throttle is failing; this replica throttles on its own until it answers");
+                }
+                self.local.take(n)
+            }
+        }
+    }
+}
+
+/// A token bucket in this replica's memory, paid in arrears.
+#[derive(Debug)]
+struct LocalBucket {
     rate: f64,
     state: Mutex<(f64, Instant)>,
 }
 
-impl Throttle {
-    /// `ops_per_sec` operations per second, bursting to one second's worth; 0 for no limit.
-    pub fn new(ops_per_sec: u32) -> Self {
+impl LocalBucket {
+    fn new(ops_per_sec: u32) -> Self {
         let rate = f64::from(ops_per_sec);
         Self {
             rate,
@@ -54,8 +133,7 @@ impl Throttle {
         }
     }
 
-    /// How long whoever took `n` operations must wait before taking more.
-    pub fn take(&self, n: u64) -> Duration {
+    fn take(&self, n: u64) -> Duration {
         if self.rate <= 0.0 {
             return Duration::ZERO;
         }
@@ -109,7 +187,7 @@ pub struct Workers {
     pub key: JobKey,
     /// Chunk size, rate, lease.
     pub settings: JobSettings,
-    /// The replica's rate limit.
+    /// The bulk rate, shared with the other replicas.
     pub throttle: Arc<Throttle>,
     /// The replica's pause after push-back.
     pub backoff: Arc<Backoff>,
@@ -213,7 +291,7 @@ impl Workers {
             if let Err(e) = outcome {
                 tracing::warn!(%job, seq, error = %e, "recording a chunk's outcome failed; its lease will expire");
             }
-            let debt = self.throttle.take(n);
+            let debt = self.throttle.take(n).await;
             if pause(debt, &mut stop).await {
                 return;
             }
@@ -315,15 +393,40 @@ impl Workers {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_bucket_bursts_one_second_then_charges_the_rate() {
-        let t = Throttle::new(1000);
-        assert_eq!(t.take(1000), Duration::ZERO);
-        let debt = t.take(500);
+    #[tokio::test]
+    async fn the_bucket_bursts_one_second_then_charges_the_rate() {
+        let t = Throttle::local(1000);
+        assert_eq!(t.take(1000).await, Duration::ZERO);
+        let debt = t.take(500).await;
         assert!(
             debt > Duration::from_millis(400) && debt <= Duration::from_millis(500),
             "{debt:?}"
         );
-        assert_eq!(Throttle::new(0).take(1_000_000), Duration::ZERO);
+        assert_eq!(Throttle::local(0).take(1_000_000).await, Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn two_replicas_on_one_database_share_one_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("bulk.db").display());
+        let a = crate::store::connect(&url, 2).await.unwrap();
+        let b = crate::store::connect(&url, 2).await.unwrap();
+        let (a, b) = (
+            Throttle::shared(1000, a.limit_table()),
+            Throttle::shared(1000, b.limit_table()),
+        );
+        // One second's worth between them, then a debt for whoever takes more.
+        assert_eq!(a.take(600).await, Duration::ZERO);
+        assert_eq!(b.take(400).await, Duration::ZERO);
+        let debt = b.take(500).await;
+        assert!(
+            debt > Duration::from_millis(400) && debt <= Duration::from_millis(500),
+            "{debt:?}"
+        );
+        let more = a.take(500).await;
+        assert!(
+            more > Duration::from_millis(900) && more <= Duration::from_millis(1000),
+            "a's take queues behind b's: {more:?}"
+        );
     }
 }

@@ -25,12 +25,11 @@ use axum::Router;
 use domain::{Email, IdentityKind, Subject};
 use http::{header, HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
+use service_kit::limits::{us, LimitTable, Rate};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use tenant_api::directory::{DirectoryFind, DirectoryUser, DirectoryWrite, MAX_PAGE};
 use tenant_client::{TenantClient, TenantError};
 use uuid::Uuid;
@@ -64,7 +63,8 @@ pub struct ScimArgs {
     /// provisioned user without the attribute is an employee).
     #[arg(long, env = "HUSH_SCIM_DEFAULT_KIND", default_value = "agent")]
     pub scim_default_kind: String,
-    /// Most SCIM requests a second, all clients together; more are answered 429.
+    /// Most SCIM requests a second, all clients and all replicas together (the budget is kept
+    /// in control-api's database); more are answered 429.
     #[arg(long, env = "HUSH_SCIM_RATE", default_value_t = 50)]
     pub scim_rate: u32,
 }
@@ -87,9 +87,11 @@ pub struct Scim {
     subject_from_external_id: bool,
     kind_attribute: String,
     default_kind: IdentityKind,
-    rate: u32,
-    window: Mutex<(Instant, u32)>,
+    rate: Rate,
 }
+
+/// The SCIM budget's name in the `rate_limits` table: it belongs to no one.
+const SCIM_BUDGET: &[u8] = b"control/scim";
 
 impl std::fmt::Debug for Scim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,13 +133,15 @@ impl Scim {
             subject_from_external_id,
             kind_attribute: args.scim_kind_attribute.clone(),
             default_kind,
-            rate: args.scim_rate.max(1),
-            window: Mutex::new((Instant::now(), 0)),
+            rate: Rate::per(args.scim_rate.max(1), 1_000_000),
         })
     }
 
-    /// Checks the bearer token and the rate limit.
-    fn admit(&self, headers: &HeaderMap) -> Result<(), ScimError> {
+    /// Checks the bearer token and the rate limit, a budget every replica spends from
+    /// (`table`). When the budget cannot be read the request is refused with 503: provisioning
+    /// retries, and a limit that silently vanished would let a misbehaving client flood the
+    /// tenant's directory.
+    async fn admit(&self, headers: &HeaderMap, table: &dyn LimitTable) -> Result<(), ScimError> {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -154,19 +158,24 @@ impl Scim {
                 "a valid SCIM bearer token is required",
             ));
         }
-        let mut w = self.window.lock().expect("never poisoned");
-        if w.0.elapsed() >= Duration::from_secs(1) {
-            *w = (Instant::now(), 0);
-        }
-        w.1 += 1;
-        if w.1 > self.rate {
-            return Err(ScimError::new(
+        let now = us(service_kit::db::now_ms());
+        match table.spend(SCIM_BUDGET, SCIM_BUDGET, self.rate, now).await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err(ScimError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 None,
                 "too many SCIM requests; retry in a second",
-            ));
+            )),
+            Err(e) => {
+                // The table holds a fixed name and a time: its errors quote nothing personal.
+                tracing::warn!(error = %e, "the SCIM rate budget cannot be read");
+                Err(ScimError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the rate limit cannot be checked; retry later",
+                ))
+            }
         }
-        Ok(())
     }
 
     /// What Hush reads from a SCIM user: who, where mail goes, what kind.
@@ -432,7 +441,7 @@ fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
 }
 
 /// The SCIM settings and the tenant's directory client, once the caller is admitted.
-fn admitted<'a>(
+async fn admitted<'a>(
     state: &'a AppState,
     headers: &HeaderMap,
 ) -> Result<(&'a Scim, &'a TenantClient), ScimError> {
@@ -440,7 +449,8 @@ fn admitted<'a>(
         .scim
         .as_deref()
         .ok_or_else(|| ScimError::new(StatusCode::NOT_FOUND, None, "SCIM is not configured"))?;
-    scim.admit(headers)?;
+    scim.admit(headers, state.store.limit_table().as_ref())
+        .await?;
     let tenant = state.tenant.directory().ok_or_else(|| {
         ScimError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -504,7 +514,7 @@ fn user_id(raw: &str) -> Result<Uuid, ScimError> {
 
 async fn create_user(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let run = async {
-        let (scim, tenant) = admitted(&state, &headers)?;
+        let (scim, tenant) = admitted(&state, &headers).await?;
         let write = scim.map(&body_json(&body)?)?;
         let user = tenant
             .directory_create(&write)
@@ -526,7 +536,7 @@ async fn get_user(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let run = async {
-        let (_, tenant) = admitted(&state, &headers)?;
+        let (_, tenant) = admitted(&state, &headers).await?;
         let user = tenant
             .directory_get(user_id(&id)?)
             .await
@@ -548,7 +558,7 @@ async fn replace_user(
     body: Bytes,
 ) -> Response {
     let run = async {
-        let (scim, tenant) = admitted(&state, &headers)?;
+        let (scim, tenant) = admitted(&state, &headers).await?;
         let write = scim.map(&body_json(&body)?)?;
         let user = tenant
             .directory_replace(user_id(&id)?, &write)
@@ -566,7 +576,7 @@ async fn patch_user(
     body: Bytes,
 ) -> Response {
     let run = async {
-        let (scim, tenant) = admitted(&state, &headers)?;
+        let (scim, tenant) = admitted(&state, &headers).await?;
         let id = user_id(&id)?;
         let patch = body_json(&body)?;
         let before = tenant
@@ -591,7 +601,7 @@ async fn delete_user(
     Path(id): Path<String>,
 ) -> Response {
     let run = async {
-        let (_, tenant) = admitted(&state, &headers)?;
+        let (_, tenant) = admitted(&state, &headers).await?;
         let id = user_id(&id)?;
         // RFC 7644 §3.6: a User that is not there is 404.
         tenant
@@ -662,7 +672,7 @@ struct ListQuery {
 }
 
 async fn list(state: &AppState, headers: &HeaderMap, q: ListQuery) -> Result<Response, ScimError> {
-    let (_, tenant) = admitted(state, headers)?;
+    let (_, tenant) = admitted(state, headers).await?;
     let number = |v: &Option<String>, k: &str, default: u64| -> Result<u64, ScimError> {
         v.as_deref()
             .map(|v| {
@@ -1020,7 +1030,7 @@ fn equalities(f: &scim_v2::filter::ValFilter) -> Vec<(String, Value)> {
 }
 
 async fn service_provider_config(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = admitted(&state, &headers) {
+    if let Err(e) = admitted(&state, &headers).await {
         return e.into_response();
     }
     scim_json(
@@ -1058,7 +1068,7 @@ fn user_resource_type() -> Value {
 }
 
 async fn resource_types(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = admitted(&state, &headers) {
+    if let Err(e) = admitted(&state, &headers).await {
         return e.into_response();
     }
     scim_json(
@@ -1072,7 +1082,7 @@ async fn resource_type(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = admitted(&state, &headers) {
+    if let Err(e) = admitted(&state, &headers).await {
         return e.into_response();
     }
     if id == "User" {
@@ -1126,7 +1136,7 @@ fn user_schema() -> Value {
 }
 
 async fn schemas(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = admitted(&state, &headers) {
+    if let Err(e) = admitted(&state, &headers).await {
         return e.into_response();
     }
     scim_json(
@@ -1140,7 +1150,7 @@ async fn schema(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(e) = admitted(&state, &headers) {
+    if let Err(e) = admitted(&state, &headers).await {
         return e.into_response();
     }
     if id == USER_SCHEMA {

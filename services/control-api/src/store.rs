@@ -272,6 +272,8 @@ pub struct SagaStatus {
 pub trait Store: AppStore + Send + Sync + 'static {
     /// Answers when the database does (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The rate budgets this database keeps for every replica: SCIM's.
+    fn limit_table(&self) -> Arc<dyn service_kit::limits::LimitTable>;
     /// The catalog's version ([`control_client::CatalogVersion`]): the last catalog audit
     /// event (every change to a group or label a lookup shows writes one, in its own
     /// transaction), the latest group update and the number of groups (the saga's state

@@ -243,7 +243,7 @@ async fn put_rules(
     GroupPath(id): GroupPath,
     AppJson(rules): AppJson<ClaimRules>,
 ) -> Result<AppJson<ClaimRules>, ApiError> {
-    state.limit(Action::OwnerWrite, &caller)?;
+    state.limit(Action::OwnerWrite, &caller).await?;
     state.owned_group(&caller, id).await?;
     rules.validate().map_err(ApiError::Invalid)?;
     let stored = if rules.rules.is_empty() {

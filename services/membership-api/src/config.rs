@@ -62,13 +62,15 @@ pub struct Config {
 }
 
 /// Per-caller limits against abuse: scripted joining and leaving, flooding owners with
-/// requests, guessing invite codes. Kept in memory per replica, keyed by a salted hash of the
-/// caller's subject (never logged: INV-6); a caller over a limit gets 429 with `Retry-After`.
+/// requests, guessing invite codes. Kept in membership-api's database, so every replica spends
+/// from one budget, keyed by a keyed hash of the day, the action and the caller's subject (never
+/// logged: INV-6); apps' decisions are budgeted per replica, in memory. A caller over a limit
+/// gets 429 with `Retry-After` ([`crate::limits`]).
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct AbuseLimits {
     /// Most requests one caller may make per minute to each of: join (and withdrawing a
     /// request), leave, invite redemption, and owner writes (add, remove, approve, deny, claim
-    /// rules, invites).
+    /// rules, invites). All replicas together.
     #[arg(
         long,
         env = "HUSH_RATE_LIMIT_PER_MINUTE",
@@ -78,7 +80,8 @@ pub struct AbuseLimits {
     pub rate_limit_per_minute: u32,
     /// Most failed invite redemptions (an unknown, expired, revoked or used-up code) one caller
     /// may make per hour; past it, every redemption is refused until the budget refills. With
-    /// 160-bit codes this makes guessing hopeless rather than merely slow.
+    /// 160-bit codes this makes guessing hopeless rather than merely slow. All replicas
+    /// together; while the database does not answer, redemptions are refused (503).
     #[arg(
         long,
         env = "HUSH_REDEEM_FAILURES_PER_HOUR",
@@ -87,7 +90,7 @@ pub struct AbuseLimits {
     )]
     pub redeem_failures_per_hour: u32,
     /// Most access decisions (token exchanges) one app may ask for per second, in bursts of up
-    /// to a second's worth; past it the app gets 429 with `Retry-After`.
+    /// to a second's worth; past it the app gets 429 with `Retry-After`. Per replica.
     #[arg(
         long,
         env = "HUSH_DECISIONS_PER_SECOND_PER_APP",

@@ -313,7 +313,8 @@ async fn exchange(
     let (app_id, secret) = client_credentials(&headers, &form).ok_or(ApiError::InvalidClient)?;
     state
         .limits
-        .hit(Action::Decision, &app_id.to_string(), state.clock.now_ms())?;
+        .hit(Action::Decision, &app_id.to_string(), state.clock.now_ms())
+        .await?;
     let app = state
         .routine_catalog
         .relying_party(&RelyingPartyLookup {
@@ -395,7 +396,7 @@ async fn assertion(
     caller: Caller,
     AppJson(req): AppJson<AssertionRequest>,
 ) -> Result<Response, ApiError> {
-    state.limit(Action::Assertion, &caller)?;
+    state.limit(Action::Assertion, &caller).await?;
     if req.audience.is_empty() || req.audience.len() > 512 {
         return Err(ApiError::Invalid(
             "audience must be 1 to 512 characters".into(),

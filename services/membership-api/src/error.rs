@@ -79,6 +79,10 @@ pub enum ApiError {
     /// The caller is over a rate limit.
     #[error("too many {}; retry in {} s", .0.action.describe(), .0.retry_after_secs)]
     RateLimited(Limited),
+    /// A budget that fails closed (invite redemptions) could not be read: the database that
+    /// keeps it is not answering.
+    #[error("rate limits cannot be checked right now; retry later")]
+    LimitsUnavailable,
     /// An app asking for a decision is unknown, presented the wrong credential, or is
     /// disabled: one answer for the three, so a guesser learns nothing.
     #[error("the app's credential is not valid")]
@@ -117,7 +121,7 @@ fn join_policy_detail(p: JoinPolicy) -> &'static str {
 
 /// What a database error may say in a log line: sqlx's messages can quote a row's values (a
 /// unique violation names the key), so only the SQLSTATE or the kind of failure.
-fn describe_db_error(e: &sqlx::Error) -> String {
+pub(crate) fn describe_db_error(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(d) => format!(
             "database error (SQLSTATE {})",
@@ -249,6 +253,7 @@ impl ApiError {
             Self::Upstream(UpstreamError::Unavailable { service, .. }) => {
                 Problem::unavailable(format!("{service} is not answering; retry later"))
             }
+            Self::LimitsUnavailable => Problem::unavailable(detail),
             Self::Store(sqlx::Error::PoolTimedOut) => {
                 Problem::unavailable("the database is busy; retry later")
             }

@@ -88,10 +88,10 @@ impl<S: Send + Sync> FromRequestParts<S> for SubjectPath {
 
 impl AppState {
     /// Spends one unit of the caller's `action` budget, or refuses with 429.
-    pub(crate) fn limit(&self, action: Action, caller: &Caller) -> Result<(), ApiError> {
+    pub(crate) async fn limit(&self, action: Action, caller: &Caller) -> Result<(), ApiError> {
         self.limits
             .hit(action, caller.subject.as_str(), self.clock.now_ms())
-            .map_err(ApiError::from)
+            .await
     }
 
     /// The group, if the caller is one of its owners. A non-owner gets the same 403 whether or

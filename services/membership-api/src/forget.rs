@@ -75,7 +75,7 @@ async fn forget_me(
             "confirm: to be forgotten, send exactly \"{CONFIRMATION}\"; nothing was done"
         )));
     }
-    state.limit(Action::Leave, &caller)?;
+    state.limit(Action::Leave, &caller).await?;
     let me = IdentityRef {
         subject: Some(caller.subject.clone()),
         email: caller.email.clone(),

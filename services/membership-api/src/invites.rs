@@ -210,7 +210,7 @@ async fn create(
     GroupPath(id): GroupPath,
     AppJson(body): AppJson<InviteRequest>,
 ) -> Result<Response, ApiError> {
-    state.limit(Action::OwnerWrite, &caller)?;
+    state.limit(Action::OwnerWrite, &caller).await?;
     let group = state.owned_group(&caller, id).await?;
     require_active(&group)?;
     if group.join_policy != JoinPolicy::Invite {
@@ -301,7 +301,7 @@ async fn revoke(
     GroupPath(id): GroupPath,
     InvitePath(iid): InvitePath,
 ) -> Result<StatusCode, ApiError> {
-    state.limit(Action::OwnerWrite, &caller)?;
+    state.limit(Action::OwnerWrite, &caller).await?;
     state.owned_group(&caller, id).await?;
     if state.store.revoke_invite(id, iid).await? {
         Ok(StatusCode::NO_CONTENT)
@@ -338,13 +338,19 @@ async fn redeem(
 ) -> Result<AppJson<Membership>, ApiError> {
     let now = state.clock.now_ms();
     let subject = caller.subject.as_str();
-    state.limits.peek(Action::RedeemFailure, subject, now)?;
-    state.limit(Action::Redeem, &caller)?;
-    let bad_code = || {
-        // Spent after the fact: only failures count against this budget. A refusal here would
-        // only say what the 404 says, so its result is not needed.
-        let _ = state.limits.hit(Action::RedeemFailure, subject, now);
-        ApiError::BadInviteCode
+    state
+        .limits
+        .peek(Action::RedeemFailure, subject, now)
+        .await?;
+    state.limit(Action::Redeem, &caller).await?;
+    // Spent after the fact: only failures count against this budget. A refusal here would
+    // only say what the 404 says, so its result is not needed; a budget that cannot be written
+    // fails closed like the peek above (503, not the 404 that would let guessing go on).
+    let bad_code = || async {
+        match state.limits.hit(Action::RedeemFailure, subject, now).await {
+            Err(ApiError::LimitsUnavailable) => ApiError::LimitsUnavailable,
+            _ => ApiError::BadInviteCode,
+        }
     };
     let found = if body.code.len() <= MAX_CODE_INPUT {
         state.store.live_invite(&hash(&body.code), now).await?
@@ -352,11 +358,11 @@ async fn redeem(
         None
     };
     let Some((invite, group_id)) = found else {
-        return Err(bad_code());
+        return Err(bad_code().await);
     };
     // An invite whose group is gone from the catalog is as dead as an unknown code.
     let Some(group) = state.catalog.group(group_id).await? else {
-        return Err(bad_code());
+        return Err(bad_code().await);
     };
     require_active(&group)?;
     if group.join_policy != JoinPolicy::Invite {
@@ -366,7 +372,7 @@ async fn redeem(
     let email = caller.email.clone().ok_or(ApiError::NoEmail)?;
     if !state.store.take_invite_use(invite, now).await? {
         // Someone else took the last use (or it was revoked) since the lookup.
-        return Err(bad_code());
+        return Err(bad_code().await);
     }
     if let Err(e) = state.add_member(&group, caller_ref(&caller, email)).await {
         // The caller did not get in: the use is not spent.

@@ -88,7 +88,8 @@ pub struct AppState {
     pub routine_catalog: Arc<dyn Catalog>,
     /// Body size and time limits the router enforces.
     pub http: HttpArgs,
-    /// Per-caller budgets for joins, leaves, redemptions and owner writes.
+    /// Per-caller budgets for joins, leaves, redemptions and owner writes (shared by the
+    /// replicas through the database), and apps' decisions (per replica).
     pub limits: Arc<RateLimiter>,
     /// The time: invite expiry, request dates, rate-limit refills.
     pub clock: Arc<dyn Clock>,
@@ -114,7 +115,7 @@ fn load_key(config: &Config) -> anyhow::Result<RequestKey> {
     }
     tracing::warn!(
         "no membership seal key configured: using a random one; pending join requests cannot \
-         be read after a restart"
+         be read after a restart, and rate limits are not shared with other replicas"
     );
     Ok(RequestKey::random())
 }
@@ -135,13 +136,15 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let verifier = verifier.with_revocations(Arc::new(tenant.clone()));
     let control = ControlClient::new(config.control_url.clone(), signer)
         .context("setting up control-api's client")?;
+    let key = load_key(config)?;
     let store = store::connect(
         config.database_url.expose(),
         MAX_DB_CONNECTIONS,
-        load_key(config)?,
+        key.clone(),
     )
     .await
     .context("opening the database")?;
+    let limits = RateLimiter::new(&config.limits, store.limit_table(), &key);
     Ok(AppState {
         verifier,
         store,
@@ -155,7 +158,7 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
             },
         ),
         http: config.http.clone(),
-        limits: Arc::new(RateLimiter::new(&config.limits)),
+        limits: Arc::new(limits),
         clock: Arc::new(SystemClock),
         decisions: Arc::new(decision_settings(&config.decisions)?),
     })

@@ -110,7 +110,7 @@ async fn add(
     GroupPath(id): GroupPath,
     AppJson(person): AppJson<Person>,
 ) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
-    state.limit(Action::OwnerWrite, &caller)?;
+    state.limit(Action::OwnerWrite, &caller).await?;
     let group = state.owned_group(&caller, id).await?;
     require_active(&group)?;
     person.check()?;
@@ -164,7 +164,7 @@ async fn remove_by_path(
     GroupPath(id): GroupPath,
     SubjectPath(subject): SubjectPath,
 ) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
-    state.limit(Action::OwnerWrite, &caller)?;
+    state.limit(Action::OwnerWrite, &caller).await?;
     state.owned_group(&caller, id).await?;
     remove_person(&state, id, IdentityRef::from(&subject)).await
 }
@@ -192,7 +192,7 @@ async fn remove(
     GroupPath(id): GroupPath,
     AppJson(person): AppJson<Person>,
 ) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
-    state.limit(Action::OwnerWrite, &caller)?;
+    state.limit(Action::OwnerWrite, &caller).await?;
     state.owned_group(&caller, id).await?;
     person.check()?;
     let who = IdentityRef {

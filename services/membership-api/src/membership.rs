@@ -143,7 +143,7 @@ async fn join(
     caller: Caller,
     GroupPath(id): GroupPath,
 ) -> Result<Response, ApiError> {
-    state.limit(Action::Join, &caller)?;
+    state.limit(Action::Join, &caller).await?;
     let mut group = state.active_group(id, false).await?;
     // An open group's join is the routine path: the kept lookup serves, and the tenant checks
     // the label it keeps again. Anything else (a request the owners will see, claim rules) is
@@ -221,7 +221,7 @@ async fn leave(
     caller: Caller,
     GroupPath(id): GroupPath,
 ) -> Result<AppJson<Membership>, ApiError> {
-    state.limit(Action::Leave, &caller)?;
+    state.limit(Action::Leave, &caller).await?;
     // The caller's subject and address: the tenant takes the membership from their own
     // identity and from one made from their address before they signed in (an owner's add by
     // address), never from one bound to another subject.

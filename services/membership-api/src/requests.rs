@@ -212,7 +212,7 @@ async fn withdraw(
     caller: Caller,
     RequestPath(rid): RequestPath,
 ) -> Result<StatusCode, ApiError> {
-    state.limit(Action::Join, &caller)?;
+    state.limit(Action::Join, &caller).await?;
     if state.store.delete_my_request(&caller.subject, rid).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -289,7 +289,7 @@ async fn approve(
     GroupPath(id): GroupPath,
     RequestPath(rid): RequestPath,
 ) -> Result<AppJson<Decision>, ApiError> {
-    state.limit(Action::OwnerWrite, &caller)?;
+    state.limit(Action::OwnerWrite, &caller).await?;
     let group = state.owned_group(&caller, id).await?;
     let req = state
         .store
@@ -339,7 +339,7 @@ async fn deny(
     GroupPath(id): GroupPath,
     RequestPath(rid): RequestPath,
 ) -> Result<AppJson<Decision>, ApiError> {
-    state.limit(Action::OwnerWrite, &caller)?;
+    state.limit(Action::OwnerWrite, &caller).await?;
     state.owned_group(&caller, id).await?;
     // The requester's address, for their notification: the denied record forgets it.
     let requester = state

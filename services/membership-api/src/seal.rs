@@ -22,6 +22,7 @@ const PADDED: usize = 640;
 pub struct RequestKey {
     aead: XChaCha20Poly1305,
     tag: Zeroizing<[u8; 32]>,
+    limits: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for RequestKey {
@@ -69,12 +70,19 @@ impl RequestKey {
                 bytes.as_ref(),
                 &[b"hush/membership/requests/tag"],
             )),
+            limits: Zeroizing::new(cipher::hmac(bytes.as_ref(), &[b"hush/membership/limits"])),
         })
     }
 
     /// A random key, for tests and for running without a configured key.
     pub fn random() -> Self {
         Self::parse(&cipher::generate_key_text()).expect("a fresh key parses")
+    }
+
+    /// The subkey rate-limit budgets are named under ([`crate::limits`]): every replica
+    /// configured with this seal key derives the same one, so they share each caller's budget.
+    pub fn limit_key(&self) -> Zeroizing<[u8; 32]> {
+        self.limits.clone()
     }
 
     /// The keyed hash a requester's rows are found by.

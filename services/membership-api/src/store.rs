@@ -162,6 +162,9 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does (readiness).
     async fn ping(&self) -> Result<(), sqlx::Error>;
 
+    /// The rate-limit budgets this database keeps for every replica ([`crate::limits`]).
+    fn limit_table(&self) -> Arc<dyn service_kit::limits::LimitTable>;
+
     /// Files `req` at `now`, or refreshes the address and kind of the requester's pending
     /// request for the group (asking twice is the same request). Their earlier denied requests
     /// for the group are dropped. Returns the pending request's id and filing time.

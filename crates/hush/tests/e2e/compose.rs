@@ -196,7 +196,7 @@ fn the_compose_file_describes_the_documented_topology() {
 }
 
 /// Runs `hush deploy-init`, returning the folder it wrote.
-async fn deploy_init(dir: &Path) -> PathBuf {
+pub(crate) async fn deploy_init(dir: &Path) -> PathBuf {
     let out = Command::new(env!("CARGO_BIN_EXE_hush"))
         .args(["deploy-init", "--out"])
         .arg(dir)
@@ -211,10 +211,10 @@ async fn deploy_init(dir: &Path) -> PathBuf {
     dir.join("secrets")
 }
 
-struct Proc(Child);
+pub(crate) struct Proc(Child);
 
 impl Proc {
-    async fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.0.id().expect("running").to_string();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -223,6 +223,108 @@ impl Proc {
             .await
             .expect("stops within 15 s of SIGTERM")
             .unwrap()
+    }
+}
+
+/// Starts compose's services as `hush serve` processes on loopback: each with the environment
+/// compose gives it (its env files, the secrets `hush deploy-init` wrote where compose mounts
+/// them), its own port, a database URL and the test's dev issuer instead of the company IdP.
+pub(crate) struct Launcher {
+    c: Yaml,
+    /// (where compose mounts it, the file deploy-init wrote), longest mount first.
+    mounts: Vec<(String, PathBuf)>,
+    jwks: String,
+}
+
+impl Launcher {
+    /// For the secrets deploy-init wrote to `secrets`, tokens checked against `jwks`.
+    pub(crate) fn new(secrets: &Path, jwks: String) -> Self {
+        let c = compose();
+        // Compose mounts secrets at /run/secrets/<name> and configs at /<name>; here they are
+        // the files deploy-init wrote.
+        let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+        for (kind, prefix) in [("secrets", "/run/secrets/"), ("configs", "/")] {
+            for (name, def) in c[kind].as_mapping().unwrap() {
+                let file = def["file"].as_str().unwrap();
+                let local = secrets.join(Path::new(file).file_name().unwrap());
+                assert!(local.exists(), "deploy-init wrote {file}");
+                mounts.push((format!("{prefix}{}", name.as_str().unwrap()), local));
+            }
+        }
+        mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
+        Self { c, mounts, jwks }
+    }
+
+    /// The environment of service `s` listening on `port`, reaching the tenant and control-api
+    /// on theirs, with database `db`.
+    pub(crate) fn env(
+        &self,
+        s: &str,
+        port: u16,
+        tenant: u16,
+        control: u16,
+        db: String,
+    ) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        for f in strs(&self.c["services"][s]["env_file"])
+            .iter()
+            .filter(|f| !f.starts_with("deploy/secrets/"))
+        {
+            env.extend(env_file(&repo().join(f)));
+        }
+        for v in env.values_mut() {
+            for (host, port) in [
+                ("isolated-tenant:8083", tenant),
+                ("control-api:8080", control),
+            ] {
+                *v = v.replace(host, &format!("127.0.0.1:{port}"));
+            }
+            for (mount, local) in &self.mounts {
+                *v = v.replace(mount.as_str(), &local.display().to_string());
+            }
+        }
+        env.insert("HUSH_LISTEN".into(), format!("127.0.0.1:{port}"));
+        if env.contains_key("HUSH_MAIL_LISTEN") {
+            let smtp = service_kit::testing::free_port();
+            env.insert("HUSH_MAIL_LISTEN".into(), format!("127.0.0.1:{smtp}"));
+        }
+        env.insert("HUSH_DATABASE_URL".into(), db);
+        env.insert("HUSH_LOG_FORMAT".into(), "json".into());
+        if env.contains_key("HUSH_OIDC_ISSUER") && !env.contains_key("HUSH_BREAK_GLASS_JWKS_FILE") {
+            // The one deliberate change: our dev issuer instead of the company IdP (it has no
+            // discovery document: its key set's URL is given).
+            env.insert("HUSH_JWKS_URL".into(), self.jwks.clone());
+            env.insert("HUSH_OIDC_ISSUER".into(), auth::DEV_ISSUER.into());
+            env.insert("HUSH_DEV_MODE".into(), "true".into());
+        }
+        env
+    }
+
+    /// Starts `hush serve s` with exactly `env` (and PATH).
+    pub(crate) fn spawn(&self, s: &str, env: &BTreeMap<String, String>) -> Proc {
+        let child = Command::new(env!("CARGO_BIN_EXE_hush"))
+            .args(["serve", s])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "warn")
+            .envs(env)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        Proc(child)
+    }
+}
+
+/// Waits until service `s` on `port` answers its readiness probe (60 s at most).
+pub(crate) async fn wait_ready(http: &reqwest::Client, s: &str, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    loop {
+        if matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{s} never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -292,23 +394,11 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
         },
     ));
 
-    let c = compose();
+    let launcher = Launcher::new(&secrets, jwks);
     let ports: BTreeMap<&str, u16> = SERVICES
         .iter()
         .map(|s| (*s, service_kit::testing::free_port()))
         .collect();
-    // Compose mounts secrets at /run/secrets/<name> and configs at /<name>; here they are the
-    // files deploy-init wrote.
-    let mut mounts: Vec<(String, PathBuf)> = Vec::new();
-    for (kind, prefix) in [("secrets", "/run/secrets/"), ("configs", "/")] {
-        for (name, def) in c[kind].as_mapping().unwrap() {
-            let file = def["file"].as_str().unwrap();
-            let local = secrets.join(Path::new(file).file_name().unwrap());
-            assert!(local.exists(), "deploy-init wrote {file}");
-            mounts.push((format!("{prefix}{}", name.as_str().unwrap()), local));
-        }
-    }
-    mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.len()));
     let db_of = |s: &str| match s {
         "control-api" => dbs.control.clone(),
         "membership-api" => dbs.membership.clone(),
@@ -318,65 +408,23 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
 
     let mut procs = Vec::new();
     for s in SERVICES {
-        let mut env = BTreeMap::new();
-        for f in strs(&c["services"][s]["env_file"])
-            .iter()
-            .filter(|f| !f.starts_with("deploy/secrets/"))
-        {
-            env.extend(env_file(&repo().join(f)));
-        }
         assert!(env_file(&secrets.join(format!("{s}.env"))).contains_key("HUSH_DATABASE_URL"));
-        for v in env.values_mut() {
-            for (host, svc) in [
-                ("isolated-tenant:8083", "isolated-tenant"),
-                ("control-api:8080", "control-api"),
-            ] {
-                *v = v.replace(host, &format!("127.0.0.1:{}", ports[svc]));
-            }
-            for (mount, local) in &mounts {
-                *v = v.replace(mount.as_str(), &local.display().to_string());
-            }
-        }
-        env.insert("HUSH_LISTEN".into(), format!("127.0.0.1:{}", ports[s]));
-        if env.contains_key("HUSH_MAIL_LISTEN") {
-            let smtp = service_kit::testing::free_port();
-            env.insert("HUSH_MAIL_LISTEN".into(), format!("127.0.0.1:{smtp}"));
-        }
-        env.insert("HUSH_DATABASE_URL".into(), db_of(s));
-        env.insert("HUSH_LOG_FORMAT".into(), "json".into());
-        if env.contains_key("HUSH_OIDC_ISSUER") && !env.contains_key("HUSH_BREAK_GLASS_JWKS_FILE") {
-            // The one deliberate change: our dev issuer instead of the company IdP (it has no
-            // discovery document: its key set's URL is given).
-            env.insert("HUSH_JWKS_URL".into(), jwks.clone());
-            env.insert("HUSH_OIDC_ISSUER".into(), auth::DEV_ISSUER.into());
-            env.insert("HUSH_DEV_MODE".into(), "true".into());
-        }
-        let child = Command::new(env!("CARGO_BIN_EXE_hush"))
-            .args(["serve", s])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
-            .envs(&env)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        procs.push((s, Proc(child)));
+        let env = launcher.env(
+            s,
+            ports[s],
+            ports["isolated-tenant"],
+            ports["control-api"],
+            db_of(s),
+        );
+        procs.push((s, launcher.spawn(s, &env)));
     }
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
     for s in SERVICES {
-        let url = format!("http://127.0.0.1:{}/readyz", ports[s]);
-        loop {
-            if matches!(http.get(&url).send().await, Ok(r) if r.status().is_success()) {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{s} never became ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_ready(&http, s, ports[s]).await;
     }
 
     // The slice across the processes.
@@ -438,7 +486,7 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
 
 /// The databases and roles `hush db-setup` made for one test: compose's names with a unique
 /// `hush_t_<tag>_` in front (so CI's cleanup finds them), on the test server.
-struct SetupRoles {
+pub(crate) struct SetupRoles {
     admin: String,
     /// (role and database name, the service's URL), in `DATABASES` order.
     made: Vec<(String, String)>,
@@ -446,7 +494,7 @@ struct SetupRoles {
 
 /// Runs `hush db-setup` as compose does, from the db-setup.env deploy-init wrote: the same
 /// passwords, the test server for `postgres:5432` and unique names.
-async fn db_setup(secrets: &Path) -> SetupRoles {
+pub(crate) async fn db_setup(secrets: &Path) -> SetupRoles {
     let admin = service_kit::testing::postgres_url();
     let written = env_file(&secrets.join("db-setup.env"));
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
@@ -489,7 +537,7 @@ async fn db_setup(secrets: &Path) -> SetupRoles {
 }
 
 impl SetupRoles {
-    fn databases(&self) -> Databases {
+    pub(crate) fn databases(&self) -> Databases {
         Databases {
             control: self.made[0].1.clone(),
             membership: self.made[1].1.clone(),
@@ -536,7 +584,7 @@ impl SetupRoles {
         }
     }
 
-    async fn drop_all(self) {
+    pub(crate) async fn drop_all(self) {
         use sqlx::Connection as _;
         let mut admin = sqlx::PgConnection::connect(&self.admin).await.unwrap();
         for (name, _) in &self.made {

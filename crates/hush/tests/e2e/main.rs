@@ -18,5 +18,6 @@ mod jwt;
 mod labels;
 mod membership;
 mod privacy;
+mod replicas;
 mod scim;
 mod slice;

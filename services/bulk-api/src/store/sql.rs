@@ -76,6 +76,7 @@ where
 #[async_trait]
 impl<DB: Dialect> Store for SqlStore<DB, Schema>
 where
+    SqlStore<DB, Schema>: service_kit::limits::LimitTable,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'c> &'c str: sqlx::ColumnIndex<DB::Row>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
@@ -101,6 +102,10 @@ where
     async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
+    }
+
+    fn limit_table(&self) -> std::sync::Arc<dyn service_kit::limits::LimitTable> {
+        std::sync::Arc::new(self.clone())
     }
 
     async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, sqlx::Error> {

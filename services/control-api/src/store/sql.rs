@@ -509,6 +509,7 @@ where
 #[async_trait]
 impl<DB: Dialect> Store for SealedStore<DB>
 where
+    service_kit::sql::SqlStore<DB, super::Schema>: service_kit::limits::LimitTable,
     SealedStore<DB>: super::AppStore,
     for<'q> i32: Encode<'q, DB> + Type<DB>,
     for<'r> (i64, i64, i64): FromRow<'r, DB::Row>,
@@ -541,6 +542,10 @@ where
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
+    }
+
+    fn limit_table(&self) -> std::sync::Arc<dyn service_kit::limits::LimitTable> {
+        std::sync::Arc::new(self.sql.clone())
     }
 
     async fn catalog_version(&self) -> Result<String, StoreError> {

@@ -172,6 +172,7 @@ where
 #[async_trait]
 impl<DB: Dialect> Store for SealedStore<DB>
 where
+    service_kit::sql::SqlStore<DB, super::Schema>: service_kit::limits::LimitTable,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
@@ -191,6 +192,10 @@ where
     async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
+    }
+
+    fn limit_table(&self) -> std::sync::Arc<dyn service_kit::limits::LimitTable> {
+        std::sync::Arc::new(self.sql.clone())
     }
 
     async fn file_request(&self, req: &NewRequest, now: i64) -> Result<(Uuid, i64), sqlx::Error> {

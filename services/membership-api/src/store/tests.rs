@@ -809,7 +809,104 @@ async fn requests_written_in_clear_are_sealed_when_the_store_opens(kind: Kind) {
     database.remove().await;
 }
 
+/// Two replicas (two pools on one database) spending one budget at once: exactly the budget is
+/// admitted, a new key starts from the previous one's row, a charge queues behind earlier ones,
+/// and only full budgets are swept. What `crate::limits` and the bulk and SCIM budgets rest on.
+async fn racing_replicas_share_one_budget(kind: Kind) {
+    use service_kit::limits::Rate;
+    let database = TestDatabase::new(kind).await;
+    let key = RequestKey::random();
+    let a = super::connect(database.url(), 4, key.clone())
+        .await
+        .unwrap();
+    let b = super::connect(database.url(), 4, key).await.unwrap();
+    let tables = [a.limit_table(), b.limit_table()];
+    let rate = Rate::per(10, 60_000_000);
+    let now = 1_000_000_000_000_000i64;
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let table = Arc::clone(&tables[i % 2]);
+        racers.spawn(async move {
+            table
+                .spend(b"k-today", b"k-yesterday", rate, now)
+                .await
+                .unwrap()
+        });
+    }
+    let answers = racers.join_all().await;
+    assert_eq!(
+        answers.iter().filter(|a| a.is_none()).count(),
+        10,
+        "{answers:?}"
+    );
+    for refused in answers.iter().flatten() {
+        assert_eq!(*refused, 6_000_000, "one unit back in 6 s");
+    }
+    assert_eq!(
+        tables[1]
+            .peek(b"k-today", b"k-yesterday", rate, now)
+            .await
+            .unwrap(),
+        Some(6_000_000)
+    );
+    assert_eq!(
+        tables[0]
+            .peek(b"k-today", b"k-yesterday", rate, now + 6_000_000)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A key that rotates: the new key's budget starts where the old one stood.
+    assert_eq!(
+        tables[0]
+            .spend(b"k-tomorrow", b"k-today", rate, now)
+            .await
+            .unwrap(),
+        Some(6_000_000)
+    );
+    assert_eq!(
+        tables[1]
+            .spend(b"k-tomorrow", b"k-today", rate, now + 6_000_000)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Paid in arrears: the second charge waits for the first.
+    assert_eq!(
+        tables[0]
+            .charge(b"bucket", 1_000_000, 1_000_000, now)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        tables[1]
+            .charge(b"bucket", 500_000, 1_000_000, now)
+            .await
+            .unwrap(),
+        500_000
+    );
+
+    // An hour on, every budget is full again: swept.
+    let later = now + 3_600_000_000;
+    assert_eq!(
+        tables[0].sweep(now).await.unwrap(),
+        0,
+        "nothing is full yet"
+    );
+    assert_eq!(tables[1].sweep(later).await.unwrap(), 3);
+    assert_eq!(
+        tables[0].peek(b"k-today", b"", rate, later).await.unwrap(),
+        None
+    );
+    drop((a, b, tables));
+    database.remove().await;
+}
+
 service_kit::backend_tests!(
+    racing_replicas_share_one_budget,
     requests_written_in_clear_are_sealed_when_the_store_opens,
     ping_answers_on_every_backend,
     invite_codes_are_unique_by_hash,

@@ -94,13 +94,15 @@ pub async fn spawn_app_with(limits: AbuseLimits) -> TestApp {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     let issuer = DevIssuer::load_or_create(&dir.join("issuer")).unwrap();
+    let key = membership_api::RequestKey::random();
     let store = membership_api::store::connect(
         &format!("sqlite://{}", dir.join("membership.db").display()),
         2,
-        membership_api::RequestKey::random(),
+        key.clone(),
     )
     .await
     .unwrap();
+    let limits = RateLimiter::new(&limits, store.limit_table(), &key);
     let directory = Arc::new(FakeDirectory::default());
     let catalog = Arc::new(FakeCatalog::default());
     let clock = Arc::new(FakeClock::new(T0));
@@ -111,7 +113,7 @@ pub async fn spawn_app_with(limits: AbuseLimits) -> TestApp {
         catalog: catalog.clone(),
         routine_catalog: catalog.clone(),
         http: HttpArgs::default(),
-        limits: Arc::new(RateLimiter::new(&limits)),
+        limits: Arc::new(limits),
         clock: clock.clone(),
         decisions: Arc::new(
             membership_api::decision_settings(&membership_api::DecisionArgs {
