@@ -293,6 +293,7 @@ impl Edge {
                 http: HttpArgs {
                     body_limit_bytes: cfg.body_limit_bytes,
                     request_timeout_secs: cfg.request_timeout_secs,
+                    ..HttpArgs::default()
                 },
             }),
         })

@@ -84,6 +84,10 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the database does (readiness).
     async fn ping(&self) -> Result<(), sqlx::Error>;
 
+    /// How many jobs are queued, running and paused (for the `hush_bulk_jobs` gauge): one
+    /// count per state, over every job.
+    async fn jobs_in_flight(&self) -> Result<Vec<(String, i64)>, sqlx::Error>;
+
     /// The newest `limit` jobs past intake, newest first; only `submitted_by`'s when given.
     async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, sqlx::Error>;
 

@@ -104,6 +104,8 @@ impl TestApp {
             relay_stats: Arc::default(),
             directory,
             notifier,
+            metrics: Default::default(),
+            mail_readiness: Default::default(),
         });
         Self {
             router,

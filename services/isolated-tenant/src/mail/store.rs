@@ -265,6 +265,8 @@ pub trait MailQueue: Send + Sync + 'static {
 
     /// The operators' counts.
     async fn counts(&self) -> Result<MailCounts, StoreError>;
+    /// When the oldest delivery still queued was first queued (Unix ms), if any is.
+    async fn oldest_queued_ms(&self) -> Result<Option<i64>, StoreError>;
 
     /// Deletes the deliveries that ended long enough ago — delivered before
     /// `delivered_before_ms`, dead before `dead_before_ms` — and the messages left with no
@@ -439,7 +441,11 @@ const INSERT_MESSAGE: &str =
     "INSERT INTO mail_messages (id, group_id, sealed_message, key_id) VALUES ($1, $2, $3, $4)";
 const INSERT_DELIVERIES: &str = "INSERT INTO mail_deliveries (id, message_id, sealed_recipients, \
                                  key_id, recipients, state, attempts, next_attempt_ms, bounce_token, \
-                                 recipient_tags)";
+                                 recipient_tags, queued_at_ms)";
+/// When the oldest delivery still waiting was first queued (rows from before migration 0016
+/// have no such time: their next attempt stands in).
+const OLDEST_QUEUED: &str = "SELECT MIN(COALESCE(queued_at_ms, next_attempt_ms)) \
+                             FROM mail_deliveries WHERE state = 'queued'";
 /// Whether anything is due: idle workers poll often, and on SQLite even an UPDATE that matches
 /// nothing takes the single write lock, making joins and leaves wait.
 const ANY_DUE: &str = "SELECT 1 FROM mail_deliveries WHERE state = 'queued' \
@@ -521,6 +527,7 @@ impl SqlMailStore {
         state: &'static str,
     ) -> Result<(), StoreError> {
         let key = self.keys.active();
+        let queued_at = db::now_ms();
         for chunk in batches.chunks(CHUNK / 8) {
             let rows = chunk.iter().map(|r| {
                 let id = Uuid::new_v4();
@@ -545,6 +552,7 @@ impl SqlMailStore {
                     due.into(),
                     token.into(),
                     tags.into(),
+                    queued_at.into(),
                 ]
             });
             Sql::new(INSERT_DELIVERIES)
@@ -1051,6 +1059,12 @@ impl MailQueue for SqlMailStore {
                 },
             )
             .collect())
+    }
+
+    async fn oldest_queued_ms(&self) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.db.acquire().await?;
+        let (oldest,): (Option<i64>,) = Sql::new(OLDEST_QUEUED).fetch_one(&mut conn).await?;
+        Ok(oldest)
     }
 
     async fn counts(&self) -> Result<MailCounts, StoreError> {
