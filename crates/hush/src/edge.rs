@@ -322,7 +322,7 @@ pub fn router(edge: Edge) -> Router {
             });
             (up.name, check)
         })
-        .collect();
+        .collect::<Vec<_>>();
     let mut app = Router::new()
         .route("/", get(index))
         .route("/config.json", get(client_config))

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// The label names any family may carry: none of them can hold a group, a person or a path.
-const ALLOWED_LABELS: [&str; 7] = [
-    "method", "route", "status", "state", "outcome", "cause", "work",
+/// (`le` is a histogram bucket's upper bound).
+const ALLOWED_LABELS: [&str; 8] = [
+    "method", "route", "status", "state", "outcome", "cause", "work", "le",
 ];
 
 /// Posts one message over SMTP, as the corporate mail system would, and checks each answer.
@@ -188,9 +189,12 @@ async fn every_metrics_endpoint_counts_the_flow_and_names_no_group_or_person(kin
         app.post(&left, &cara, json!({})).await.status,
         StatusCode::OK
     );
+    let invited = app
+        .active_group(&olga, "Night Shift", "Highly Confidential", "invite")
+        .await;
     let invite = app
         .post(
-            &app.membership(&format!("/groups/{group}/invites")),
+            &app.membership(&format!("/groups/{invited}/invites")),
             &olga,
             json!({"max_uses": 1, "expires_in_hours": 1}),
         )
@@ -350,6 +354,8 @@ async fn every_metrics_endpoint_counts_the_flow_and_names_no_group_or_person(kin
     // Nothing in any of them names a group, a person, an address or a code.
     let mut needles = vec![
         group.clone(),
+        invited.clone(),
+        "Night Shift".to_string(),
         contact.clone(),
         contact.split('@').next().unwrap().to_string(),
         code.clone(),
