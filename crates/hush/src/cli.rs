@@ -201,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Serve(cmd) => serve(cmd).await,
         Command::Edge(cfg) => {
-            service_kit::telemetry::init();
+            service_kit::telemetry::init()?;
             if cfg.dev_mode {
                 crate::edge::dev_sign_in_reach(cfg.listen.ip(), cfg.expose_dev_sign_in)?;
             }
@@ -280,7 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
-    service_kit::telemetry::init();
+    service_kit::telemetry::init()?;
     let mut cfg =
         StackConfig::for_up(&args.data_dir, args.host, args.port_base, &args.mail_domain)?;
     if args.no_smtp {
@@ -313,7 +313,7 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs one service until SIGTERM or Ctrl-C.
 pub async fn serve(cmd: ServeCommand) -> anyhow::Result<ExitCode> {
-    service_kit::telemetry::init();
+    service_kit::telemetry::init()?;
     let shutdown = service_kit::shutdown_signal();
     match cmd {
         ServeCommand::ControlApi(cfg) => {

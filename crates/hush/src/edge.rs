@@ -398,6 +398,7 @@ impl Edge {
                 http: HttpArgs {
                     body_limit_bytes: cfg.body_limit_bytes,
                     request_timeout_secs: cfg.request_timeout_secs,
+                    ..HttpArgs::default()
                 },
             }),
         })
@@ -426,7 +427,7 @@ pub fn router(edge: Edge) -> Router {
             });
             (up.name, check)
         })
-        .collect();
+        .collect::<Vec<_>>();
     let mut app = Router::new()
         .route("/", get(index))
         .route("/config.json", get(client_config))

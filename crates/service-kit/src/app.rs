@@ -1,28 +1,32 @@
 //! Putting a service's router together. Every service serves its API beside the same things —
-//! its OpenAPI document, `/healthz` and `/readyz`, the failure log — inside the same layers;
+//! its OpenAPI document, `/healthz` and `/readyz`, `/metrics`, the failure log — inside the
+//! same layers, its requests counted by route template ([`crate::metrics`]);
 //! assembling them here keeps that edge identical across services, so a service's `router`
 //! only says what is its own: its routes, its document's path and the dependencies it needs.
 
 use crate::failure::log_failures;
-use crate::health::{self, ReadyCheck};
+use crate::health::{self, Checks};
 use crate::http::with_common_layers_and_own_limits;
+use crate::metrics::{self, Metrics};
 use crate::{openapi, HttpArgs};
-use axum::middleware::map_response;
+use axum::middleware::{from_fn_with_state, map_response};
 use axum::Router;
 
 /// A whole service from its API (routes and state already joined): the API; its OpenAPI
 /// document, served to anyone at `openapi_path`; `/healthz`, and `/readyz` asking each of
-/// `checks` (see [`health::ping`]); the cause of every 5xx logged ([`log_failures`]); all in
-/// the common layers ([`with_common_layers`](crate::with_common_layers)).
+/// `checks` (see [`health::ping`]); `/metrics` from `metrics`, which counts every request; the
+/// cause of every 5xx logged ([`log_failures`]); all in the common layers
+/// ([`with_common_layers`](crate::with_common_layers)).
 pub fn assemble(
     api: Router,
     openapi: utoipa::openapi::OpenApi,
     openapi_path: &str,
-    checks: Vec<(&'static str, ReadyCheck)>,
+    checks: impl Into<Checks>,
     limits: &HttpArgs,
+    metrics: &Metrics,
 ) -> Router {
     let api = api.merge(openapi::route(openapi_path, openapi));
-    assemble_with_own_limits(api, Router::new(), checks, limits)
+    assemble_with_own_limits(api, Router::new(), checks, limits, metrics)
 }
 
 /// [`assemble`] for a service that serves its OpenAPI document itself (the tenant's needs a
@@ -33,14 +37,19 @@ pub fn assemble(
 pub fn assemble_with_own_limits(
     api: Router,
     own_limits: Router,
-    checks: Vec<(&'static str, ReadyCheck)>,
+    checks: impl Into<Checks>,
     limits: &HttpArgs,
+    metrics: &Metrics,
 ) -> Router {
     let api = api
         .merge(health::router(checks))
+        .merge(metrics.router())
         .layer(map_response(log_failures));
     let own_limits = own_limits.layer(map_response(log_failures));
+    // Outermost, so the status counted is the one the client saw; the route template is known
+    // here because `Router::layer` runs after routing (`MatchedPath`).
     with_common_layers_and_own_limits(api, own_limits, limits)
+        .layer(from_fn_with_state(metrics.clone(), metrics::record))
 }
 
 #[cfg(test)]
@@ -60,6 +69,7 @@ mod tests {
         HttpArgs {
             body_limit_bytes: 16,
             request_timeout_secs: 5,
+            ..HttpArgs::default()
         }
     }
 
@@ -93,7 +103,15 @@ mod tests {
                 )
             }),
         );
-        let app = assemble(api, doc(), "/x/v1/openapi.json", checks, &limits());
+        let metrics = Metrics::default();
+        let app = assemble(
+            api,
+            doc(),
+            "/x/v1/openapi.json",
+            checks,
+            &limits(),
+            &metrics,
+        );
 
         let res = app
             .clone()
@@ -118,6 +136,15 @@ mod tests {
             StatusCode::INTERNAL_SERVER_ERROR
         );
         assert_eq!(get_status(&app, "/nope").await, StatusCode::NOT_FOUND);
+        assert_eq!(get_status(&app, "/metrics").await, StatusCode::OK);
+        let text = metrics.render().await;
+        for counted in [
+            r#"route="/x/v1/fail",status="500""#,
+            r#"route="/readyz",status="503""#,
+            r#"route="unmatched",status="404""#,
+        ] {
+            assert!(text.contains(counted), "{counted} in {text}");
+        }
     }
 
     #[tokio::test]
@@ -125,7 +152,7 @@ mod tests {
         let echo = || post(|body: String| async move { body });
         let api = Router::new().route("/echo", echo());
         let own = crate::explicit_body_limit(Router::new().route("/upload", echo()), 64);
-        let app = assemble_with_own_limits(api, own, Vec::new(), &limits());
+        let app = assemble_with_own_limits(api, own, Vec::new(), &limits(), &Metrics::default());
         let send = |path: &str, n: usize| {
             let req = Request::post(path).body(Body::from("x".repeat(n))).unwrap();
             let app = app.clone();

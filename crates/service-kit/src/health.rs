@@ -43,11 +43,45 @@ where
     (name, ready)
 }
 
+/// What `/readyz` asks: `required` checks make the service unready when one fails (a replica
+/// that cannot do its job, which routing elsewhere or a restart fixes); `reported` checks are
+/// only listed in the answer's `degraded` object, naming the check and its short reason (a
+/// shared dependency, such as a mail relay, that every replica would fail alike: taking this
+/// one out of service would stop what still works and fix nothing).
+#[derive(Default)]
+pub struct Checks {
+    /// Failing one answers 503.
+    pub required: Vec<(&'static str, ReadyCheck)>,
+    /// Failing one is reported in a 200 answer.
+    pub reported: Vec<(&'static str, ReadyCheck)>,
+}
+
+impl Checks {
+    /// Only required checks.
+    pub fn required(required: Vec<(&'static str, ReadyCheck)>) -> Self {
+        Self {
+            required,
+            reported: Vec::new(),
+        }
+    }
+
+    /// The same, with `reported` checks besides.
+    #[must_use]
+    pub fn with_reported(mut self, reported: Vec<(&'static str, ReadyCheck)>) -> Self {
+        self.reported = reported;
+        self
+    }
+}
+
+impl From<Vec<(&'static str, ReadyCheck)>> for Checks {
+    fn from(required: Vec<(&'static str, ReadyCheck)>) -> Self {
+        Self::required(required)
+    }
+}
+
 /// The health routes; `checks` are named so the log says which dependency failed.
-pub fn router<S: Clone + Send + Sync + 'static>(
-    checks: Vec<(&'static str, ReadyCheck)>,
-) -> Router<S> {
-    let checks = Arc::new(checks);
+pub fn router<S: Clone + Send + Sync + 'static>(checks: impl Into<Checks>) -> Router<S> {
+    let checks = Arc::new(checks.into());
     Router::new()
         .route(
             "/healthz",
@@ -58,13 +92,24 @@ pub fn router<S: Clone + Send + Sync + 'static>(
             get(move || {
                 let checks = checks.clone();
                 async move {
-                    for (name, check) in checks.iter() {
+                    for (name, check) in &checks.required {
                         if let Err(reason) = check().await {
                             tracing::warn!(dependency = name, %reason, "not ready");
                             return Err(Problem::unavailable(format!("{name} is not answering")));
                         }
                     }
-                    Ok(Json(json!({ "status": "ready" })))
+                    let mut degraded = serde_json::Map::new();
+                    for (name, check) in &checks.reported {
+                        if let Err(reason) = check().await {
+                            tracing::debug!(dependency = name, %reason, "degraded");
+                            degraded.insert((*name).to_string(), reason.into());
+                        }
+                    }
+                    if degraded.is_empty() {
+                        Ok(Json(json!({ "status": "ready" })))
+                    } else {
+                        Ok(Json(json!({ "status": "ready", "degraded": degraded })))
+                    }
                 }
             }),
         )

@@ -4,10 +4,10 @@
 //! problem mapper sits inside the trace layer so the logged status is the one the client saw.
 
 use crate::Problem;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use http::{header, HeaderName, StatusCode};
+use http::{header, HeaderName, HeaderValue, StatusCode};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -19,6 +19,86 @@ use tower_http::trace::TraceLayer;
 /// The header that carries the request id in and out.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Longest request id taken from a caller; a longer one is replaced by a fresh one.
+pub const MAX_REQUEST_ID: usize = 128;
+
+/// The id of the request being handled (`x-request-id`): the caller's, when it is 1 to
+/// [`MAX_REQUEST_ID`] characters of letters, digits and `-_.:@+/=`, else a fresh UUID (the
+/// common layers replace any other before anything logs it). Handlers take it as an extractor
+/// and hand it to the clients of other services, which forward it, so one id follows a request
+/// from the public service into the tenant's audit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// `id` if it is a request id we keep (see the type's docs).
+    pub fn parse(id: &str) -> Option<Self> {
+        let ok = (1..=MAX_REQUEST_ID).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:@+/=".contains(&b));
+        if !ok {
+            return None;
+        }
+        HeaderValue::from_str(id).ok().map(Self)
+    }
+
+    /// A fresh id (a UUID).
+    pub fn fresh() -> Self {
+        Self(
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a header value"),
+        )
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().expect("checked to be ASCII")
+    }
+
+    /// The id as a header value, to forward.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    /// The request's id; a fresh one outside the common layers (unit tests of a router).
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .headers
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Self::parse)
+            .unwrap_or_else(Self::fresh))
+    }
+}
+
+/// Drops a caller's `x-request-id` that [`RequestId::parse`] refuses, so the next layer sets a
+/// fresh one: a hostile id (control characters, a megabyte, a JSON fragment) never reaches a
+/// log line, a trace or the tenant's audit chain.
+async fn drop_bad_request_id(mut req: Request) -> Request {
+    let bad = req
+        .headers()
+        .get(&REQUEST_ID)
+        .is_some_and(|v| v.to_str().ok().and_then(RequestId::parse).is_none());
+    if bad {
+        req.headers_mut().remove(&REQUEST_ID);
+    }
+    req
+}
+
 /// Limits every service applies to every request. Each is documented in the README.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpArgs {
@@ -28,6 +108,9 @@ pub struct HttpArgs {
     /// Longest a request may take, in seconds, before it is answered 408.
     #[arg(long, env = "HUSH_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Who may read `/metrics`.
+    #[command(flatten)]
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 impl Default for HttpArgs {
@@ -35,6 +118,7 @@ impl Default for HttpArgs {
         Self {
             body_limit_bytes: 64 * 1024,
             request_timeout_secs: 30,
+            metrics: crate::metrics::MetricsArgs::default(),
         }
     }
 }
@@ -83,6 +167,7 @@ pub fn with_common_layers_and_own_limits(
             tracing::info_span!("request", method = %req.method(), route, request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_bad_request_id))
 }
 
 /// A route's own body limit of `bytes`, for the routes given to
@@ -172,6 +257,7 @@ mod tests {
             &HttpArgs {
                 body_limit_bytes: 16,
                 request_timeout_secs: 5,
+                ..HttpArgs::default()
             },
         )
     }
@@ -224,6 +310,7 @@ mod tests {
             &HttpArgs {
                 body_limit_bytes: 16,
                 request_timeout_secs: 5,
+                ..HttpArgs::default()
             },
         );
         let post_to =
@@ -260,5 +347,28 @@ mod tests {
         )
         .await;
         assert_eq!(res.headers()[&REQUEST_ID], "abc");
+    }
+
+    #[tokio::test]
+    async fn a_hostile_request_id_is_replaced_by_a_fresh_one() {
+        let long = "a".repeat(MAX_REQUEST_ID + 1);
+        for hostile in ["a b", "x\"\"y", "{\"id\":1}", long.as_str(), "caf\u{e9}"] {
+            let value = HeaderValue::from_bytes(hostile.as_bytes()).unwrap();
+            let res = send(
+                Request::get("/nope")
+                    .header("x-request-id", value)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+            let id = res.headers()[&REQUEST_ID].to_str().unwrap();
+            assert!(uuid::Uuid::parse_str(id).is_ok(), "{hostile:?} became {id}");
+        }
+        assert_eq!(
+            RequestId::parse("req-1_a.b:c@d+e/f=").map(|r| r.to_string()),
+            Some("req-1_a.b:c@d+e/f=".into())
+        );
+        assert!(RequestId::parse("").is_none());
+        assert!(RequestId::parse(&"a".repeat(MAX_REQUEST_ID)).is_some());
     }
 }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod http;
 pub mod json;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod redacted;
@@ -24,7 +25,7 @@ pub mod testing;
 pub use app::{assemble, assemble_with_own_limits};
 pub use http::{
     explicit_body_limit, serve, shutdown_signal, with_common_layers,
-    with_common_layers_and_own_limits, HttpArgs,
+    with_common_layers_and_own_limits, HttpArgs, RequestId,
 };
 pub use json::AppJson;
 pub use problem::Problem;

@@ -17,7 +17,6 @@ impl TenantClient {
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, serde_json::Value), TenantError> {
         let mut req = self
-            .inner
             .request(Method::POST, path)
             .header(USER_TOKEN_HEADER, user_token);
         if let Some(body) = body {
@@ -34,7 +33,6 @@ impl TenantClient {
         user_token: &str,
     ) -> Result<(u16, serde_json::Value), TenantError> {
         let req = self
-            .inner
             .request(Method::GET, path_and_query)
             .header(USER_TOKEN_HEADER, user_token);
         passed_through(req).await

@@ -4,7 +4,13 @@
 //!
 //! Every request carries a fresh service token minted by the calling service's own
 //! [`ServiceSigner`] for the audience `isolated-tenant` (INV-9), and nothing else about who is
-//! calling: no user token, no forwarded headers. Subjects and addresses travel in bodies only.
+//! calling: no user token, no forwarded headers but the request id. Subjects and addresses
+//! travel in bodies only.
+//!
+//! A handler that calls the tenant for a request hands it the request's id
+//! ([`TenantClient::for_request`]): the tenant records it in the audit events the call causes,
+//! so an event can be matched to the public service's log line. Passed explicitly, never read
+//! from a task-local.
 //!
 //! Failures come back as a [`TenantError`] a caller can act on: `Unavailable` (could not
 //! connect, timed out, 5xx, 429: retry later), `NotFound`, `Conflict`, `LabelRefused` (the
@@ -19,6 +25,7 @@ use domain::{CountBucket, Email, GroupId, IdentityKind, ServiceName, Subject};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+pub use service_kit::RequestId;
 use std::time::Duration;
 use tenant_api::directory::{self, DirectoryFind, DirectoryPage, DirectoryUser, DirectoryWrite};
 use tenant_api::{
@@ -109,6 +116,9 @@ struct ProblemBody {
 #[derive(Clone, Debug)]
 pub struct TenantClient {
     inner: auth::ServiceClient,
+    /// The `x-request-id` every call carries (already checked by [`RequestId`]), when the
+    /// client was made for a request.
+    request_id: Option<reqwest::header::HeaderValue>,
 }
 
 impl TenantClient {
@@ -133,7 +143,29 @@ impl TenantClient {
             request,
         )
         .map_err(TenantError::Unexpected)?;
-        Ok(Self { inner })
+        Ok(Self {
+            inner,
+            request_id: None,
+        })
+    }
+
+    /// The same client (same connections, same key) for the request `id`: every call sends it
+    /// as `x-request-id`, and the tenant records it in the audit events the call causes.
+    #[must_use]
+    pub fn for_request(&self, id: &RequestId) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            request_id: Some(id.header_value().clone()),
+        }
+    }
+
+    /// A request with the service token and, when the client was made for a request, its id.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.inner.request(method, path);
+        match &self.request_id {
+            Some(id) => req.header(service_kit::http::REQUEST_ID, id.clone()),
+            None => req,
+        }
     }
 
     /// The base URL this client talks to.
@@ -341,7 +373,6 @@ impl TenantClient {
     /// tenant's `Retry-After`) when the tenant is running as many batches as it allows.
     pub async fn apply_batch(&self, batch: &ApplyBatch) -> Result<BatchOutcome, BatchError> {
         let res = self
-            .inner
             .request(Method::POST, paths::GROUPS_BATCH)
             .json(batch)
             .send()
@@ -373,7 +404,7 @@ impl TenantClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<reqwest::Response, TenantError> {
-        let mut req = self.inner.request(method, path);
+        let mut req = self.request(method, path);
         if let Some(body) = body {
             req = req.json(body);
         }

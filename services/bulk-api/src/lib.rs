@@ -35,6 +35,7 @@ use control_client::ControlClient;
 use domain::ServiceName;
 use service_kit::background::Background;
 use service_kit::health;
+use service_kit::metrics::{Metrics, MetricsBuilder};
 use service_kit::openapi::USER_TOKEN;
 use service_kit::HttpArgs;
 use std::future::Future;
@@ -69,6 +70,8 @@ pub struct AppState {
     /// Rung when a job becomes runnable (queued or resumed), so this replica's idle workers
     /// start on it at once instead of at their next poll.
     pub work: Arc<tokio::sync::Notify>,
+    /// `/metrics`: requests, and jobs in flight by state ([`job_metrics`]).
+    pub metrics: Metrics,
 }
 
 impl FromRef<AppState> for Verifier {
@@ -95,6 +98,11 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let store = store::connect(config.database_url.expose(), MAX_DB_CONNECTIONS)
         .await
         .context("opening the database")?;
+    let metrics = job_metrics(
+        MetricsBuilder::new().with_token(config.http.metrics.load_token()?),
+        store.clone(),
+    )
+    .build();
     Ok(AppState {
         verifier,
         store,
@@ -104,7 +112,39 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         settings: JobSettings::from_config(config),
         http: config.http.clone(),
         work: Arc::default(),
+        metrics,
     })
+}
+
+/// Adds `hush_bulk_jobs{state}`: the jobs queued, running and paused, over every job, read
+/// from the database at each scrape (so every replica shows the same). A job's size, its
+/// groups and who submitted it are never exported.
+pub fn job_metrics(mut metrics: MetricsBuilder, store: Arc<dyn Store>) -> MetricsBuilder {
+    use service_kit::metrics::{Family, Gauge};
+    let jobs = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+    metrics.register(
+        "bulk_jobs",
+        "Bulk jobs in flight (queued, running, paused), by state",
+        jobs.clone(),
+    );
+    metrics.on_scrape(move || {
+        let (jobs, store) = (jobs.clone(), store.clone());
+        async move {
+            match store.jobs_in_flight().await {
+                Ok(rows) => {
+                    for state in [JobState::Queued, JobState::Running, JobState::Paused] {
+                        let n = rows
+                            .iter()
+                            .find(|(s, _)| s == state.as_str())
+                            .map_or(0, |(_, n)| *n);
+                        jobs.get_or_create(&[("state", state.as_str())]).set(n);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "counting jobs for /metrics failed"),
+            }
+        }
+    });
+    metrics
 }
 
 /// The seal key the configuration names, or a random one held in memory only.
@@ -169,13 +209,14 @@ pub fn router(state: AppState) -> Router {
         ),
     ];
     let http = state.http.clone();
+    let metrics = state.metrics.clone();
     let api = api
         .merge(service_kit::openapi::route(
             "/bulk/v1/openapi.json",
             openapi,
         ))
         .with_state(state);
-    service_kit::assemble_with_own_limits(api, upload, checks, &http)
+    service_kit::assemble_with_own_limits(api, upload, checks, &http, &metrics)
 }
 
 /// Serves the service on `listener` until `shutdown` completes, then lets in-flight requests

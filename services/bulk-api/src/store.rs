@@ -86,6 +86,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The rate budgets this database keeps for every replica: the bulk throttle.
     fn limit_table(&self) -> Arc<dyn service_kit::limits::LimitTable>;
+    /// How many jobs are queued, running and paused (for the `hush_bulk_jobs` gauge): one
+    /// count per state, over every job.
+    async fn jobs_in_flight(&self) -> Result<Vec<(String, i64)>, sqlx::Error>;
 
     /// The newest `limit` jobs past intake, newest first; only `submitted_by`'s when given.
     async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, sqlx::Error>;

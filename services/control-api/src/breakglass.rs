@@ -103,10 +103,12 @@ async fn relay(
 )]
 async fn file_request(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     headers: HeaderMap,
     AppJson(request): AppJson<NewRequest>,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     if !caller.has_role(AUDITOR) {
         return Ok(wrong_role(AUDITOR));
     }
@@ -134,10 +136,12 @@ async fn file_request(
 )]
 async fn list_requests(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     let Query(ListQuery { view }) = query.map_err(|_| {
         ApiError::Invalid("view: `waiting` (privacy officers) or `mine` (auditors)".into())
     })?;
@@ -171,11 +175,13 @@ async fn list_requests(
 )]
 async fn decline(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     headers: HeaderMap,
     Path(raw): Path<String>,
     AppJson(body): AppJson<Decline>,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     if !caller.has_role(PRIVACY_OFFICER) {
         return Ok(wrong_role(PRIVACY_OFFICER));
     }
@@ -208,10 +214,12 @@ async fn decline(
 )]
 async fn approve(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     if !caller.has_role(PRIVACY_OFFICER) {
         return Ok(wrong_role(PRIVACY_OFFICER));
     }
@@ -239,10 +247,12 @@ async fn approve(
 )]
 async fn redeem(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     if !caller.has_role(AUDITOR) {
         return Ok(wrong_role(AUDITOR));
     }

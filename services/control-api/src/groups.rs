@@ -581,9 +581,11 @@ pub(crate) async fn visible_group(
 )]
 async fn get_group(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     GroupPath(id): GroupPath,
 ) -> Result<AppJson<GroupView>, ApiError> {
+    let state = state.for_request(&x_request_id);
     let group = visible_group(&state, id, &caller).await?;
     let invited = state.store.invited_owners(id).await?;
     let view = GroupView::for_caller(&group, &caller).with_invitations(invited, &caller);
@@ -623,11 +625,13 @@ async fn get_group(
 )]
 async fn update_group(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     RequestId(request_id): RequestId,
     GroupPath(id): GroupPath,
     AppJson(input): AppJson<GroupChangeRequest>,
 ) -> Result<AppJson<GroupView>, ApiError> {
+    let state = state.for_request(&x_request_id);
     // Refused before the group is looked at, so the answer says nothing about the group.
     if input.label {
         return Err(ApiError::Invalid(

@@ -61,9 +61,11 @@ pub struct Accepted {
 )]
 async fn offboard(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     _operator: Operator,
     AppJson(input): AppJson<OffboardRequest>,
 ) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
+    let state = state.for_request(&x_request_id);
     if input.subject.is_none() && input.email.is_none() {
         return Err(ApiError::Invalid(
             "name the person to offboard by subject, email or both".into(),

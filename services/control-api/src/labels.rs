@@ -306,11 +306,13 @@ async fn create_label(
 )]
 async fn update_label(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     LabelAdmin(admin): LabelAdmin,
     RequestId(request_id): RequestId,
     LabelPath(name): LabelPath,
     AppJson(input): AppJson<LabelChange>,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     let label = checked(name, input.description, input.policy)?;
     let ctx = AuditContext::request(&admin.subject, request_id);
     match state
@@ -388,10 +390,12 @@ async fn list_label_changes(
 )]
 async fn approve_label_change(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     LabelAdmin(admin): LabelAdmin,
     RequestId(request_id): RequestId,
     Path(id): Path<String>,
 ) -> Result<AppJson<LabelChanged>, ApiError> {
+    let state = state.for_request(&x_request_id);
     let id = crate::extract::id_in_path(&id)?;
     let ctx = AuditContext::request(&admin.subject, request_id);
     match state

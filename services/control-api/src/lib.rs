@@ -47,6 +47,7 @@ use auth::{ServiceVerifier, Verifier};
 use axum::extract::FromRef;
 use axum::Router;
 use domain::{Label, ServiceName};
+use service_kit::metrics::{Metrics, MetricsBuilder};
 use service_kit::openapi::BearerScheme;
 use service_kit::{health, HttpArgs};
 use std::future::Future;
@@ -86,6 +87,24 @@ pub struct AppState {
     pub http: HttpArgs,
     /// SCIM provisioning (`/scim/v2`), when configured.
     pub scim: Option<Arc<scim::Scim>>,
+    /// `/metrics`: requests, and the saga's steps ([`saga::SagaMetrics`]).
+    pub metrics: Metrics,
+    /// The saga's counters, registered in `metrics`; the saga started by [`run_with_state`]
+    /// counts in them.
+    pub saga_metrics: saga::SagaMetrics,
+}
+
+impl AppState {
+    /// The same state for the request `id`: its tenant calls forward the id, so the tenant's
+    /// audit events of this request carry it. Handlers that call the tenant start with this.
+    #[must_use]
+    pub fn for_request(&self, id: &service_kit::RequestId) -> Self {
+        let mut state = self.clone();
+        if let Some(tenant) = self.tenant.for_request(id) {
+            state.tenant = tenant;
+        }
+        state
+    }
 }
 
 impl FromRef<AppState> for Verifier {
@@ -127,7 +146,12 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     {
         tracing::info!("seeded the default labels");
     }
+    let saga_metrics = saga::SagaMetrics::default();
+    let mut metrics = MetricsBuilder::new().with_token(config.http.metrics.load_token()?);
+    saga_metrics.register(&mut metrics);
     Ok(AppState {
+        metrics: metrics.build(),
+        saga_metrics,
         verifier,
         services,
         store,
@@ -208,9 +232,17 @@ pub fn router(state: AppState) -> Router {
         }),
     ];
     let http = state.http.clone();
+    let metrics = state.metrics.clone();
     // SCIM speaks its own protocol (RFC 7644), outside the OpenAPI document.
     let api = api.merge(scim::router()).with_state(state);
-    service_kit::assemble(api, openapi, "/control/v1/openapi.json", checks, &http)
+    service_kit::assemble(
+        api,
+        openapi,
+        "/control/v1/openapi.json",
+        checks,
+        &http,
+        &metrics,
+    )
 }
 
 /// Serves the service on `listener` until `shutdown` completes, then lets in-flight requests
@@ -242,6 +274,7 @@ pub async fn run_with_state(
             state.saga_wake.clone(),
             saga,
         )
+        .with_metrics(state.saga_metrics.clone())
         .run(stopped),
     );
     tracing::info!(addr = %listener.local_addr()?, "control-api listening");

@@ -61,8 +61,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 )]
 async fn status(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     _operator: Operator,
 ) -> Result<AppJson<MailCounts>, ApiError> {
+    let state = state.for_request(&x_request_id);
     state.tenant.mail_counts().await.map(AppJson).map_err(|e| {
         tracing::warn!(error = %e, "the mail status did not come from the tenant");
         ApiError::TenantUnavailable
@@ -85,8 +87,10 @@ async fn status(
 )]
 async fn dead_letters(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     _operator: Operator,
 ) -> Result<AppJson<DeadLetterList>, ApiError> {
+    let state = state.for_request(&x_request_id);
     let listed = state.tenant.mail_dead_letters().await.map_err(|e| {
         tracing::warn!(error = %e, "the dead letters did not come from the tenant");
         ApiError::TenantUnavailable

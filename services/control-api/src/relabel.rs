@@ -157,11 +157,13 @@ async fn applied(state: &AppState, group: GroupRecord) -> Result<GroupRelabeled,
 )]
 async fn relabel_group(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     RequestId(request_id): RequestId,
     GroupPath(id): GroupPath,
     AppJson(input): AppJson<RelabelRequest>,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     let admin = caller.has_role(LABEL_ADMIN);
     let group = state
         .store
@@ -246,10 +248,12 @@ async fn list_relabels(
 )]
 async fn approve_relabel(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     LabelAdmin(admin): LabelAdmin,
     RequestId(request_id): RequestId,
     Path(id): Path<String>,
 ) -> Result<AppJson<GroupRelabeled>, ApiError> {
+    let state = state.for_request(&x_request_id);
     let id = id_in_path(&id)?;
     let ctx = AuditContext::request(&admin.subject, request_id);
     match state

@@ -17,6 +17,7 @@ use crate::store::{Claim, Store, StoreError};
 use crate::tenant::Tenant;
 use domain::GroupState;
 use service_kit::db::now_ms;
+use service_kit::metrics::{Counter, Family, MetricsBuilder};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -61,6 +62,37 @@ pub fn retry_delay(settings: &SagaSettings, failures: u32, rng: &mut impl rand::
         .mul_f64(rng.gen_range(0.0..=1.0))
 }
 
+/// The saga's counters (`hush_saga_steps_total{work, outcome}`): tenant calls made, by the
+/// work (`provision`, `archive`) and whether the tenant confirmed (`confirmed`) or the call
+/// failed and will be retried (`retry`). One step is one call about one group, whatever the
+/// group holds, so a count moves by one per call (INV-1). Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct SagaMetrics {
+    steps: Family<[(&'static str, &'static str); 2], Counter>,
+}
+
+impl SagaMetrics {
+    /// Registers the counters in `metrics`.
+    pub fn register(&self, metrics: &mut MetricsBuilder) {
+        metrics.register(
+            "saga_steps",
+            "Provisioning saga calls to the tenant, by work and outcome (retry: failed, tried again later)",
+            self.steps.clone(),
+        );
+    }
+
+    fn count(&self, state: GroupState, outcome: &'static str) {
+        let work = match state {
+            GroupState::Provisioning => "provision",
+            GroupState::Archiving => "archive",
+            _ => "other",
+        };
+        self.steps
+            .get_or_create(&[("work", work), ("outcome", outcome)])
+            .inc();
+    }
+}
+
 /// The worker. Cheap to clone.
 #[derive(Clone)]
 pub struct Saga {
@@ -68,6 +100,7 @@ pub struct Saga {
     tenant: Arc<dyn Tenant>,
     wake: Arc<Notify>,
     settings: SagaSettings,
+    metrics: SagaMetrics,
 }
 
 impl Saga {
@@ -83,7 +116,15 @@ impl Saga {
             tenant,
             wake,
             settings,
+            metrics: SagaMetrics::default(),
         }
+    }
+
+    /// The same worker, counting its steps in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: SagaMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Works until `stop` turns true (or its sender is dropped), finishing the group in hand
@@ -129,12 +170,14 @@ impl Saga {
         };
         match self.call_tenant(&claim).await {
             Ok(to) => {
+                self.metrics.count(claim.state, "confirmed");
                 let moved = self.store.complete(&claim, to, now_ms()).await?;
                 if moved {
                     tracing::info!(group_id = %claim.group, state = to.as_str(), "tenant confirmed");
                 }
             }
             Err(reason) => {
+                self.metrics.count(claim.state, "retry");
                 let failures = claim.attempts.saturating_add(1);
                 let delay = retry_delay(&self.settings, failures, &mut rand::thread_rng());
                 let now = now_ms();

@@ -512,7 +512,13 @@ fn user_id(raw: &str) -> Result<Uuid, ScimError> {
     Uuid::parse_str(raw).map_err(|_| ScimError::new(StatusCode::NOT_FOUND, None, "no such User"))
 }
 
-async fn create_user(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_user(
+    State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let state = state.for_request(&x_request_id);
     let run = async {
         let (scim, tenant) = admitted(&state, &headers).await?;
         let write = scim.map(&body_json(&body)?)?;
@@ -531,10 +537,12 @@ async fn create_user(State(state): State<AppState>, headers: HeaderMap, body: By
 
 async fn get_user(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let state = state.for_request(&x_request_id);
     let run = async {
         let (_, tenant) = admitted(&state, &headers).await?;
         let user = tenant
@@ -553,10 +561,12 @@ async fn get_user(
 
 async fn replace_user(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
+    let state = state.for_request(&x_request_id);
     let run = async {
         let (scim, tenant) = admitted(&state, &headers).await?;
         let write = scim.map(&body_json(&body)?)?;
@@ -571,10 +581,12 @@ async fn replace_user(
 
 async fn patch_user(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
+    let state = state.for_request(&x_request_id);
     let run = async {
         let (scim, tenant) = admitted(&state, &headers).await?;
         let id = user_id(&id)?;
@@ -597,9 +609,11 @@ async fn patch_user(
 
 async fn delete_user(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    let state = state.for_request(&x_request_id);
     let run = async {
         let (_, tenant) = admitted(&state, &headers).await?;
         let id = user_id(&id)?;
@@ -619,9 +633,11 @@ async fn delete_user(
 
 async fn list_users(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let state = state.for_request(&x_request_id);
     let number = |k: &str| param(&q, k).map(str::to_string);
     let query = ListQuery {
         filter: param(&q, "filter").map(str::to_string),
@@ -636,7 +652,13 @@ async fn list_users(
 }
 
 /// `POST /Users/.search` (RFC 7644 §3.4.3): the query in the body.
-async fn search_users(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn search_users(
+    State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let state = state.for_request(&x_request_id);
     let run = async {
         let b = body_json(&body)?;
         let text = |k: &str| {
@@ -1079,9 +1101,11 @@ async fn resource_types(State(state): State<AppState>, headers: HeaderMap) -> Re
 
 async fn resource_type(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    let state = state.for_request(&x_request_id);
     if let Err(e) = admitted(&state, &headers).await {
         return e.into_response();
     }
@@ -1147,9 +1171,11 @@ async fn schemas(State(state): State<AppState>, headers: HeaderMap) -> Response 
 
 async fn schema(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
+    let state = state.for_request(&x_request_id);
     if let Err(e) = admitted(&state, &headers).await {
         return e.into_response();
     }

@@ -7,6 +7,8 @@
 
 use async_trait::async_trait;
 use domain::{CountBucket, GroupId};
+use service_kit::RequestId;
+use std::sync::Arc;
 use tenant_api::{ApplyRule, IdentityRef, ProvisionGroup, RuleApplied};
 use tenant_client::{TenantClient, TenantError};
 
@@ -38,6 +40,12 @@ pub trait Tenant: Send + Sync + 'static {
     }
     /// The directory (SCIM) routes; stand-ins that do not support them refuse.
     fn directory(&self) -> Option<&TenantClient> {
+        None
+    }
+    /// The same tenant for the request `id`: its calls send the id, which the tenant records in
+    /// its audit events. `None` when there is nothing to forward it to (stand-ins); the caller
+    /// keeps using `self`.
+    fn for_request(&self, _id: &RequestId) -> Option<Arc<dyn Tenant>> {
         None
     }
     /// Relays a break-glass call with the acting user's own token; answers the tenant's status
@@ -101,6 +109,10 @@ impl Tenant for TenantClient {
 
     fn directory(&self) -> Option<&TenantClient> {
         Some(self)
+    }
+
+    fn for_request(&self, id: &RequestId) -> Option<Arc<dyn Tenant>> {
+        Some(Arc::new(TenantClient::for_request(self, id)))
     }
 
     async fn break_glass(

@@ -96,6 +96,22 @@ pub struct AppState {
     /// Notifications: owners' digests, a requester's decision, break-glass officers
     /// ([`notify`]).
     pub notifier: notify::Notifier,
+    /// `/metrics`: requests, the mail queue and the relay ([`mail::watch`]).
+    pub metrics: service_kit::metrics::Metrics,
+    /// What `/readyz` asks of the mail side besides the database ([`mail::watch`]).
+    pub mail_readiness: MailReadiness,
+}
+
+/// What `/readyz` asks of the mail side ([`mail::watch`] says why each is required or only
+/// reported).
+#[derive(Clone, Debug, Default)]
+pub struct MailReadiness {
+    /// The SMTP listener's address, once it is bound (`None`: mail is off, nothing to check).
+    pub listener: Option<std::net::SocketAddr>,
+    /// Whether a relay is configured (its failures are then reported).
+    pub relay: bool,
+    /// The queue age past which it is reported (`HUSH_MAIL_QUEUE_AGE_ALERT_SECS`; zero: never).
+    pub queue_age_alert: std::time::Duration,
 }
 
 impl FromRef<AppState> for ServiceVerifier {
@@ -127,6 +143,10 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let mail = mail::store::connect(config.database_url.expose(), keys.clone()).await?;
     let directory = directory::Directory::new(sql::Pool::from(store.audit_db()), keys);
     let notifier = notify::Notifier::new(&config.notify, &config.mail.hostname, mail.clone())?;
+    let relay_stats = Arc::new(mail::relay::RelayStats::default());
+    let mut metrics =
+        service_kit::metrics::MetricsBuilder::new().with_token(config.http.metrics.load_token()?);
+    mail::watch::register(&mut metrics, mail.clone(), &relay_stats);
     Ok(AppState {
         verifier,
         store,
@@ -135,9 +155,16 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         bulk,
         break_glass,
         mail,
-        relay_stats: Arc::default(),
+        relay_stats,
         directory,
         notifier,
+        metrics: metrics.build(),
+        mail_readiness: MailReadiness {
+            // Set by `run` once the listener is bound.
+            listener: None,
+            relay: config.mail.relay.is_some(),
+            queue_age_alert: std::time::Duration::from_secs(config.mail.queue_age_alert_secs),
+        },
     })
 }
 
@@ -200,21 +227,37 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole service: the API under `/tenant/v1` (service tokens only, its OpenAPI document
-/// too), `/healthz` and `/readyz` (the database answers), in the common layers.
+/// too), `/healthz`, `/readyz` (the database answers and, with mail on, the SMTP listener
+/// accepts; the relay's failures and an old queue are reported, see [`mail::watch`]) and
+/// `/metrics`, in the common layers.
 pub fn router(state: AppState) -> Router {
     let (api, batch, doc) = api();
-    let checks = vec![health::ping(
+    let mut required = vec![health::ping(
         "database",
         state.store.clone(),
         |store| async move { store.ping().await },
     )];
+    let ready = &state.mail_readiness;
+    let mut reported = Vec::new();
+    if let Some(addr) = ready.listener {
+        required.push(mail::watch::listener_check(addr));
+        reported.push(mail::watch::queue_age_check(
+            state.mail.clone(),
+            ready.queue_age_alert,
+        ));
+    }
+    if ready.relay {
+        reported.push(mail::watch::relay_check(state.relay_stats.clone()));
+    }
+    let checks = health::Checks::required(required).with_reported(reported);
     let http = state.http.clone();
+    let metrics = state.metrics.clone();
     // The document is one of the API's routes (`meta`), behind a service token like the rest.
     let api = api
         .layer(Extension::<meta::Doc>(Arc::new(doc)))
         .with_state(state.clone());
     let batch = batch.with_state(state);
-    service_kit::assemble_with_own_limits(api, batch, checks, &http)
+    service_kit::assemble_with_own_limits(api, batch, checks, &http, &metrics)
 }
 
 /// Re-seals the tenant's database for a key rotation: opens (and migrates) the database
@@ -253,7 +296,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let state = build_state(&config).await?;
+    let mut state = build_state(&config).await?;
     let checkpoints = config.audit.start(state.store.audit_db())?;
     tracing::info!(addr = %listener.local_addr()?, "isolated-tenant listening");
     // The SMTP listener and delivery workers, when configured; they stop with the API.
@@ -269,7 +312,9 @@ pub async fn run(
             .with_tls(config.mail.load_tls()?)
             .with_relay_security(config.mail.outbound.load()?)
             .with_relay_stats(state.relay_stats.clone());
-            Some(mail::start_on(ctx, smtp))
+            let service = mail::start_on(ctx, smtp);
+            state.mail_readiness.listener = Some(service.addr);
+            Some(service)
         }
         None => None,
     };

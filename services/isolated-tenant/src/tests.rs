@@ -104,6 +104,8 @@ impl TestApp {
             relay_stats: Arc::default(),
             directory,
             notifier,
+            metrics: Default::default(),
+            mail_readiness: Default::default(),
         });
         Self {
             router,
@@ -524,7 +526,7 @@ async fn call_with_request_id(
 async fn audit_events_record_the_calling_service_and_the_request_id() {
     let app = TestApp::new().await;
     let g = app.provision("audited").await;
-    let status = call_with_request_id(&app, M, &members_path(g), &alice(), "req 42").await;
+    let status = call_with_request_id(&app, M, &members_path(g), &alice(), "req-42").await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let batch = json!({
         "ops": [{ "op": "add", "group_id": g, "subject": "bob", "email": "bob@corp.example" }],
@@ -552,7 +554,7 @@ async fn audit_events_record_the_calling_service_and_the_request_id() {
     assert_eq!(
         recorded(audit::action::MEMBERSHIP_ADDED),
         [
-            ("membership-api", Some("req42")),
+            ("membership-api", Some("req-42")),
             ("bulk-api", Some("req-batch-7"))
         ]
     );

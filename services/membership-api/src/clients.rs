@@ -45,6 +45,10 @@ fn failed(service: &'static str, reason: impl Into<String>) -> UpstreamError {
 
 #[async_trait]
 impl Directory for TenantDirectory {
+    fn for_request(&self, id: &service_kit::RequestId) -> Option<std::sync::Arc<dyn Directory>> {
+        Some(std::sync::Arc::new(TenantDirectory(self.0.for_request(id))))
+    }
+
     async fn add_member(&self, group: GroupId, req: &AddMember) -> Result<(), AddError> {
         match self.0.add_member(group, req).await {
             Ok(()) => Ok(()),

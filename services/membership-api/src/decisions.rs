@@ -280,9 +280,11 @@ fn client_credentials(headers: &HeaderMap, form: &ExchangeForm) -> Option<(Uuid,
 )]
 async fn exchange(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     if body.len() > MAX_EXCHANGE_BYTES {
         return Err(ApiError::TooLarge(MAX_EXCHANGE_BYTES));
     }
@@ -393,9 +395,11 @@ fn no_store(mut res: Response) -> Response {
 )]
 async fn assertion(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     AppJson(req): AppJson<AssertionRequest>,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     state.limit(Action::Assertion, &caller).await?;
     if req.audience.is_empty() || req.audience.len() > 512 {
         return Err(ApiError::Invalid(

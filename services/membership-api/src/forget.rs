@@ -67,9 +67,11 @@ const FORGOTTEN: &str = "You are in no group now, Hush holds no identity for you
 )]
 async fn forget_me(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     AppJson(input): AppJson<ForgetMe>,
 ) -> Result<AppJson<Forgotten>, ApiError> {
+    let state = state.for_request(&x_request_id);
     if input.confirm != CONFIRMATION {
         return Err(ApiError::Invalid(format!(
             "confirm: to be forgotten, send exactly \"{CONFIRMATION}\"; nothing was done"

@@ -333,9 +333,11 @@ async fn revoke(
 )]
 async fn redeem(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     AppJson(body): AppJson<Redeem>,
 ) -> Result<AppJson<Membership>, ApiError> {
+    let state = state.for_request(&x_request_id);
     let now = state.clock.now_ms();
     let subject = caller.subject.as_str();
     state

@@ -95,6 +95,21 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// How access decisions for apps are signed.
     pub decisions: Arc<DecisionSettings>,
+    /// `/metrics`: requests by route template and status.
+    pub metrics: service_kit::metrics::Metrics,
+}
+
+impl AppState {
+    /// The same state for the request `id`: its tenant calls forward the id, so the tenant's
+    /// audit events of this request carry it. Handlers that call the tenant start with this.
+    #[must_use]
+    pub fn for_request(&self, id: &service_kit::RequestId) -> Self {
+        let mut state = self.clone();
+        if let Some(tenant) = self.tenant.for_request(id) {
+            state.tenant = tenant;
+        }
+        state
+    }
 }
 
 impl FromRef<AppState> for Verifier {
@@ -161,6 +176,9 @@ pub async fn build_state(config: &Config) -> anyhow::Result<AppState> {
         limits: Arc::new(limits),
         clock: Arc::new(SystemClock),
         decisions: Arc::new(decision_settings(&config.decisions)?),
+        metrics: service_kit::metrics::MetricsBuilder::new()
+            .with_token(config.http.metrics.load_token()?)
+            .build(),
     })
 }
 
@@ -236,8 +254,16 @@ pub fn router(state: AppState) -> Router {
         }),
     ];
     let http = state.http.clone();
+    let metrics = state.metrics.clone();
     let api = api.with_state(state);
-    service_kit::assemble(api, openapi, "/membership/v1/openapi.json", checks, &http)
+    service_kit::assemble(
+        api,
+        openapi,
+        "/membership/v1/openapi.json",
+        checks,
+        &http,
+        &metrics,
+    )
 }
 
 /// Serves the service on `listener` until `shutdown` completes, then lets in-flight requests

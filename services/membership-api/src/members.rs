@@ -106,10 +106,12 @@ fn accepted() -> (StatusCode, AppJson<Accepted>) {
 )]
 async fn add(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     GroupPath(id): GroupPath,
     AppJson(person): AppJson<Person>,
 ) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
+    let state = state.for_request(&x_request_id);
     state.limit(Action::OwnerWrite, &caller).await?;
     let group = state.owned_group(&caller, id).await?;
     require_active(&group)?;
@@ -160,10 +162,12 @@ async fn remove_person(
 )]
 async fn remove_by_path(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     GroupPath(id): GroupPath,
     SubjectPath(subject): SubjectPath,
 ) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
+    let state = state.for_request(&x_request_id);
     state.limit(Action::OwnerWrite, &caller).await?;
     state.owned_group(&caller, id).await?;
     remove_person(&state, id, IdentityRef::from(&subject)).await
@@ -188,10 +192,12 @@ async fn remove_by_path(
 )]
 async fn remove(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     GroupPath(id): GroupPath,
     AppJson(person): AppJson<Person>,
 ) -> Result<(StatusCode, AppJson<Accepted>), ApiError> {
+    let state = state.for_request(&x_request_id);
     state.limit(Action::OwnerWrite, &caller).await?;
     state.owned_group(&caller, id).await?;
     person.check()?;

@@ -140,9 +140,11 @@ pub(crate) fn caller_ref(caller: &Caller, email: Email) -> MemberRef {
 )]
 async fn join(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     GroupPath(id): GroupPath,
 ) -> Result<Response, ApiError> {
+    let state = state.for_request(&x_request_id);
     state.limit(Action::Join, &caller).await?;
     let mut group = state.active_group(id, false).await?;
     // An open group's join is the routine path: the kept lookup serves, and the tenant checks
@@ -218,9 +220,11 @@ async fn join(
 )]
 async fn leave(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     GroupPath(id): GroupPath,
 ) -> Result<AppJson<Membership>, ApiError> {
+    let state = state.for_request(&x_request_id);
     state.limit(Action::Leave, &caller).await?;
     // The caller's subject and address: the tenant takes the membership from their own
     // identity and from one made from their address before they signed in (an owner's add by
@@ -250,8 +254,10 @@ async fn leave(
 )]
 async fn my_groups(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
 ) -> Result<AppJson<MyGroups>, ApiError> {
+    let state = state.for_request(&x_request_id);
     let ids = state
         .tenant
         .groups_of(&caller.subject, caller.email.as_ref(), caller.kind)
@@ -296,9 +302,11 @@ async fn my_groups(
 )]
 async fn am_i_member(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     GroupPath(id): GroupPath,
 ) -> Result<AppJson<Membership>, ApiError> {
+    let state = state.for_request(&x_request_id);
     let member = state
         .tenant
         .is_member(id, &caller.subject, caller.email.as_ref(), caller.kind)

@@ -73,6 +73,12 @@ pub trait Directory: Send + Sync + 'static {
     async fn notify(&self, notification: &Notification) -> Result<(), UpstreamError>;
     /// Answers when the tenant does (readiness).
     async fn ping(&self) -> Result<(), UpstreamError>;
+    /// The same tenant for the request `id`: its calls send the id, which the tenant records
+    /// in its audit events. `None` when there is nothing to forward it to (stand-ins); the
+    /// caller keeps using `self`.
+    fn for_request(&self, _id: &service_kit::RequestId) -> Option<std::sync::Arc<dyn Directory>> {
+        None
+    }
 }
 
 /// What membership-api asks of control-api.

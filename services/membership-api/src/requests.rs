@@ -285,10 +285,12 @@ async fn pending(
 )]
 async fn approve(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     GroupPath(id): GroupPath,
     RequestPath(rid): RequestPath,
 ) -> Result<AppJson<Decision>, ApiError> {
+    let state = state.for_request(&x_request_id);
     state.limit(Action::OwnerWrite, &caller).await?;
     let group = state.owned_group(&caller, id).await?;
     let req = state
@@ -335,10 +337,12 @@ async fn approve(
 )]
 async fn deny(
     State(state): State<AppState>,
+    x_request_id: service_kit::RequestId,
     caller: Caller,
     GroupPath(id): GroupPath,
     RequestPath(rid): RequestPath,
 ) -> Result<AppJson<Decision>, ApiError> {
+    let state = state.for_request(&x_request_id);
     state.limit(Action::OwnerWrite, &caller).await?;
     state.owned_group(&caller, id).await?;
     // The requester's address, for their notification: the denied record forgets it.

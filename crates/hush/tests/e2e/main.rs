@@ -17,6 +17,7 @@ mod helpers;
 mod jwt;
 mod labels;
 mod membership;
+mod metrics;
 mod privacy;
 mod replicas;
 mod scim;

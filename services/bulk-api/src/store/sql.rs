@@ -84,6 +84,7 @@ where
     for<'r> (i64, i64): FromRow<'r, DB::Row>,
     for<'r> (i64, Option<Vec<u8>>, i64): FromRow<'r, DB::Row>,
     for<'r> (i64, String): FromRow<'r, DB::Row>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, i64): FromRow<'r, DB::Row>,
     for<'r> (Uuid, String): FromRow<'r, DB::Row>,
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
@@ -106,6 +107,15 @@ where
 
     fn limit_table(&self) -> std::sync::Arc<dyn service_kit::limits::LimitTable> {
         std::sync::Arc::new(self.clone())
+    }
+
+    async fn jobs_in_flight(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT state, COUNT(*) FROM jobs \
+             WHERE state IN ('queued', 'running', 'paused') GROUP BY state",
+        )
+        .fetch_all(self.pool())
+        .await
     }
 
     async fn list_jobs(&self, limit: u32) -> Result<Vec<Job>, sqlx::Error> {

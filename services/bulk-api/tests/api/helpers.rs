@@ -64,6 +64,7 @@ pub async fn spawn_app(tenant: Tenant) -> TestApp {
         settings: bulk_api::JobSettings::default(),
         http: HttpArgs::default(),
         work: Default::default(),
+        metrics: Default::default(),
     };
     TestApp {
         router: bulk_api::router(state),

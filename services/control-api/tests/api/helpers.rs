@@ -221,6 +221,8 @@ impl TestApp {
             saga_wake: Arc::new(Notify::new()),
             http: HttpArgs::default(),
             scim: None,
+            metrics: Default::default(),
+            saga_metrics: Default::default(),
         };
         Self {
             state,

@@ -31,6 +31,7 @@ pub mod store;
 mod testdns;
 #[cfg(test)]
 mod tests;
+pub mod watch;
 
 use crate::identity::CorporateDomains;
 use crate::seal::SealKeys;
@@ -241,6 +242,17 @@ pub struct MailArgs {
         default_value_t = 30
     )]
     pub dead_retention_days: u32,
+    /// Age in seconds past which the oldest queued delivery is reported by `/readyz` (in its
+    /// `degraded` object; the tenant stays ready: the queue is shared by every replica and
+    /// taking one out of service would not drain it). `hush_mail_queue_oldest_age_seconds`
+    /// shows the age itself. 0: never reported.
+    #[arg(
+        long = "mail-queue-age-alert-secs",
+        id = "mail_queue_age_alert_secs",
+        env = "HUSH_MAIL_QUEUE_AGE_ALERT_SECS",
+        default_value_t = 900
+    )]
+    pub queue_age_alert_secs: u64,
     /// Seconds before the first retry; each further retry waits twice as long (at most an hour).
     #[arg(
         long = "mail-retry-base-secs",
@@ -401,6 +413,7 @@ impl Default for MailArgs {
             max_attempts: 8,
             delivered_retention_days: 7,
             dead_retention_days: 30,
+            queue_age_alert_secs: 900,
             retry_base_secs: 60,
             rate_per_sec: 0,
             recipients_per_day: 0,

@@ -12,11 +12,11 @@
 //! night leaves three lines, not thousands. The counters ([`RelayStats`]) show the rest.
 
 use anyhow::Context as _;
+use service_kit::metrics::{Counter, Family, Gauge};
 use service_kit::Redacted;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_rustls::rustls;
 
@@ -311,25 +311,29 @@ enum Health {
 }
 
 /// The delivery counters of this process, and the relay's health. Counts only: no group, no
-/// address, nothing per group (INV-1).
+/// address, nothing per group (INV-1). They are `/metrics` counters too ([`Self::register`]):
+/// one source for the operators' status route and for the scrape.
 #[derive(Debug)]
 pub struct RelayStats {
-    attempts: AtomicU64,
-    delivered: AtomicU64,
-    deferred: AtomicU64,
-    dead: AtomicU64,
-    causes: [AtomicU64; Cause::ALL.len()],
+    attempts: Counter,
+    /// By how an attempt ended (`delivered`, `deferred`, `dead`).
+    ended: Family<[(&'static str, &'static str); 1], Counter>,
+    /// Failed attempts by cause.
+    causes: Family<[(&'static str, &'static str); 1], Counter>,
+    /// 1 while the relay works (or nothing was tried), 0 while it fails relay-wide.
+    up: Gauge,
     health: Mutex<(Health, i64)>,
 }
 
 impl Default for RelayStats {
     fn default() -> Self {
+        let up: Gauge = Gauge::default();
+        up.set(1);
         Self {
-            attempts: AtomicU64::new(0),
-            delivered: AtomicU64::new(0),
-            deferred: AtomicU64::new(0),
-            dead: AtomicU64::new(0),
-            causes: Default::default(),
+            attempts: Counter::default(),
+            ended: Family::default(),
+            causes: Family::default(),
+            up,
             health: Mutex::new((Health::Ok, service_kit::db::now_ms())),
         }
     }
@@ -346,30 +350,48 @@ pub enum Ended {
     Dead,
 }
 
+impl Ended {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Deferred => "deferred",
+            Self::Dead => "dead",
+        }
+    }
+}
+
 impl RelayStats {
+    /// Registers `hush_mail_relay_up` in `metrics`: the relay's state, nothing more. The
+    /// transaction counters stay in the tenant ([`Self::counters`]): a transaction is a batch of
+    /// one group's members, so their movement around a post of one's own would count that
+    /// group (INV-4); message outcomes are exported by the queue's gauges instead.
+    pub fn register(&self, metrics: &mut service_kit::metrics::MetricsBuilder) {
+        metrics.register(
+            "mail_relay_up",
+            "1 while the relay works (or was not tried yet), 0 while it fails for every message",
+            self.up.clone(),
+        );
+    }
+
     /// Counts an attempt.
     pub fn attempt(&self) {
-        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.attempts.inc();
     }
 
     /// Counts how an attempt ended and, when it failed, why.
     pub fn ended(&self, ended: Ended, cause: Option<Cause>) {
-        let counter = match ended {
-            Ended::Delivered => &self.delivered,
-            Ended::Deferred => &self.deferred,
-            Ended::Dead => &self.dead,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.ended
+            .get_or_create(&[("outcome", ended.as_str())])
+            .inc();
         if let Some(c) = cause {
-            self.causes[Self::index(c)].fetch_add(1, Ordering::Relaxed);
+            self.causes.get_or_create(&[("cause", c.as_str())]).inc();
         }
     }
 
-    fn index(cause: Cause) -> usize {
-        Cause::ALL
-            .iter()
-            .position(|c| *c == cause)
-            .expect("every cause is listed")
+    fn count(&self, cause: Cause) -> u64 {
+        self.causes
+            .get_or_create(&[("cause", cause.as_str())])
+            .get()
     }
 
     /// The relay worked: logs once if it was failing.
@@ -378,6 +400,7 @@ impl RelayStats {
         if let (Health::Failing(was), _) = *health {
             tracing::info!(%relay, was = %was, "the mail relay works again");
             *health = (Health::Ok, service_kit::db::now_ms());
+            self.up.set(1);
         }
     }
 
@@ -389,6 +412,15 @@ impl RelayStats {
         if health.0 != Health::Failing(cause) {
             tracing::warn!(%relay, cause = %cause, detail, "the mail relay is failing; deliveries wait and are retried");
             *health = (Health::Failing(cause), service_kit::db::now_ms());
+            self.up.set(0);
+        }
+    }
+
+    /// Why the relay is failing and since when (Unix ms), or `None` while it works.
+    pub fn failing(&self) -> Option<(Cause, i64)> {
+        match *self.health.lock().expect("relay health lock") {
+            (Health::Ok, _) => None,
+            (Health::Failing(c), since) => Some((c, since)),
         }
     }
 
@@ -405,21 +437,21 @@ impl RelayStats {
         }
     }
 
-    /// This replica's counters: relay transactions attempted and how they ended, and failures
-    /// by cause. They stay in the tenant (tests read them): a transaction is a batch of one
-    /// group's members, so their movement around a post would count that group.
+    /// This replica's counters: relay transactions attempted and how they ended. They stay in
+    /// the tenant (tests read them; see [`Self::register`]).
     pub fn counters(&self) -> RelayCounters {
+        let ended = |e: Ended| self.ended.get_or_create(&[("outcome", e.as_str())]).get();
         RelayCounters {
-            attempts: self.attempts.load(Ordering::Relaxed),
-            delivered: self.delivered.load(Ordering::Relaxed),
-            deferred: self.deferred.load(Ordering::Relaxed),
-            dead: self.dead.load(Ordering::Relaxed),
+            attempts: self.attempts.get(),
+            delivered: ended(Ended::Delivered),
+            deferred: ended(Ended::Deferred),
+            dead: ended(Ended::Dead),
         }
     }
 
     /// This replica's failed attempts for `cause` (kept in the tenant, like [`Self::counters`]).
     pub fn failures(&self, cause: Cause) -> u64 {
-        self.causes[Self::index(cause)].load(Ordering::Relaxed)
+        self.count(cause)
     }
 }
 

@@ -315,6 +315,8 @@ pub trait MailQueue: Send + Sync + 'static {
 
     /// The queue's counts (operators get [`QueueCounts::for_operators`] of them).
     async fn counts(&self) -> Result<QueueCounts, StoreError>;
+    /// When the oldest delivery still queued was first queued (Unix ms), if any is.
+    async fn oldest_queued_ms(&self) -> Result<Option<i64>, StoreError>;
 
     /// Deletes the deliveries that ended long enough ago — delivered before
     /// `delivered_before_ms`, dead before `dead_before_ms` — and the messages left with no
@@ -489,7 +491,11 @@ const INSERT_MESSAGE: &str =
     "INSERT INTO mail_messages (id, sealed_message, key_id) VALUES ($1, $2, $3)";
 const INSERT_DELIVERIES: &str = "INSERT INTO mail_deliveries (id, message_id, sealed_recipients, \
                                  key_id, recipients, state, attempts, next_attempt_ms, bounce_token, \
-                                 recipient_tags)";
+                                 recipient_tags, queued_at_ms)";
+/// When the oldest delivery still waiting was first queued (rows from before migration 0017
+/// have no such time: their next attempt stands in).
+const OLDEST_QUEUED: &str = "SELECT MIN(COALESCE(queued_at_ms, next_attempt_ms)) \
+                             FROM mail_deliveries WHERE state = 'queued'";
 /// Whether anything is due: idle workers poll often, and on SQLite even an UPDATE that matches
 /// nothing takes the single write lock, making joins and leaves wait.
 const ANY_DUE: &str = "SELECT 1 FROM mail_deliveries WHERE state = 'queued' \
@@ -572,6 +578,7 @@ impl SqlMailStore {
         state: &'static str,
     ) -> Result<(), StoreError> {
         let key = self.keys.active();
+        let queued_at = db::now_ms();
         for chunk in batches.chunks(CHUNK / 8) {
             let rows = chunk.iter().map(|r| {
                 let id = Uuid::new_v4();
@@ -596,6 +603,7 @@ impl SqlMailStore {
                     due.into(),
                     token.into(),
                     tags.into(),
+                    queued_at.into(),
                 ]
             });
             Sql::new(INSERT_DELIVERIES)
@@ -1097,6 +1105,12 @@ impl MailQueue for SqlMailStore {
                 last_reply,
             })
             .collect())
+    }
+
+    async fn oldest_queued_ms(&self) -> Result<Option<i64>, StoreError> {
+        let mut conn = self.db.acquire().await?;
+        let (oldest,): (Option<i64>,) = Sql::new(OLDEST_QUEUED).fetch_one(&mut conn).await?;
+        Ok(oldest)
     }
 
     async fn counts(&self) -> Result<QueueCounts, StoreError> {

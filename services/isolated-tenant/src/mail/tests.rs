@@ -1930,3 +1930,81 @@ mod relay_tls {
         }
     }
 }
+
+/// Readiness of the mail side ([`super::watch`]): the listener must greet, a stopped one makes
+/// the tenant unready; the queue's age and the relay's failures are reported with a reason.
+async fn readiness_sees_the_listener_the_queue_age_and_the_relay(database: TestDatabase) {
+    let fx = Fixture::new(database, SenderPolicy::Anyone).await;
+    fx.seed(3).await;
+    let svc = fx.start(None).await;
+    let (_, listening) = super::watch::listener_check(svc.addr);
+    assert_eq!(listening().await, Ok(()));
+
+    // Nothing queued: no age, nothing to report even with a 1 ms threshold.
+    assert_eq!(fx.mail.oldest_queued_ms().await.unwrap(), None);
+    let (_, young) = super::watch::queue_age_check(fx.mail.clone(), Duration::from_millis(1));
+    assert_eq!(young().await, Ok(()));
+    let before = service_kit::db::now_ms();
+    fx.mail
+        .accept(fx.group, b"Subject: x\r\n\r\nx\r\n", 100)
+        .await
+        .unwrap();
+    let queued_at = fx
+        .mail
+        .oldest_queued_ms()
+        .await
+        .unwrap()
+        .expect("a queued delivery");
+    assert!(queued_at >= before && queued_at <= service_kit::db::now_ms());
+    // Waits for the queued delivery to be older than the threshold (no relay: it stays).
+    let (_, old) = super::watch::queue_age_check(fx.mail.clone(), Duration::from_millis(1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let reason = loop {
+        match old().await {
+            Err(reason) => break reason,
+            Ok(()) => {
+                assert!(std::time::Instant::now() < deadline, "never reported");
+                tokio::task::yield_now().await;
+            }
+        }
+    };
+    assert!(reason.contains("oldest queued delivery"), "{reason}");
+    let (_, off) = super::watch::queue_age_check(fx.mail.clone(), Duration::ZERO);
+    assert_eq!(off().await, Ok(()), "a zero threshold never reports");
+
+    // The relay: reported while it fails relay-wide, with the cause, not before.
+    let stats = Arc::new(relay::RelayStats::default());
+    let (_, relay_ok) = super::watch::relay_check(stats.clone());
+    assert_eq!(relay_ok().await, Ok(()));
+    let host: relay::RelayHost = "relay.corp.example:25".parse().unwrap();
+    stats.relay_failing(&host, relay::Cause::StarttlsMissing, "no STARTTLS");
+    let reason = relay_ok().await.unwrap_err();
+    assert!(reason.contains("starttls-missing"), "{reason}");
+    stats.relay_ok(&host);
+    assert_eq!(relay_ok().await, Ok(()));
+
+    // A listener that stopped: not ready.
+    let addr = svc.addr;
+    drop(svc);
+    let (_, stopped) = super::watch::listener_check(addr);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while stopped().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a stopped listener still greets"
+        );
+        tokio::task::yield_now().await;
+    }
+    fx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_sees_the_listener_the_queue_age_and_the_relay_on_sqlite() {
+    readiness_sees_the_listener_the_queue_age_and_the_relay(TestDatabase::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs HUSH_TEST_POSTGRES_URL"]
+async fn readiness_sees_the_listener_the_queue_age_and_the_relay_on_postgres() {
+    readiness_sees_the_listener_the_queue_age_and_the_relay(TestDatabase::postgres().await).await;
+}

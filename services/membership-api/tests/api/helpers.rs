@@ -122,6 +122,7 @@ pub async fn spawn_app_with(limits: AbuseLimits) -> TestApp {
             })
             .unwrap(),
         ),
+        metrics: Default::default(),
     };
     TestApp {
         router: membership_api::router(state),
