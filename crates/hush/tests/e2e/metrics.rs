@@ -247,12 +247,8 @@ async fn every_metrics_endpoint_counts_the_flow_and_names_no_group_or_person(kin
     let deadline = Instant::now() + Duration::from_secs(30);
     let tenant_text = loop {
         let text = scrape(&app, &app.urls.tenant, &scrape_token).await;
-        if sample(
-            &text,
-            "hush_mail_queue_messages",
-            &["state=\"delivered\""],
-        )
-        .is_some_and(|n| n >= 1.0)
+        if sample(&text, "hush_mail_queue_messages", &["state=\"delivered\""])
+            .is_some_and(|n| n >= 1.0)
         {
             break text;
         }
@@ -267,8 +263,17 @@ async fn every_metrics_endpoint_counts_the_flow_and_names_no_group_or_person(kin
     assert!(sample(&tenant_text, "hush_mail_queue_oldest_age_seconds", &[]).is_some());
     // Nothing that moves by recipients or relay transactions (INV-4): a post to a group
     // makes one per batch of its members.
-    for volume in ["recipients", "deliveries", "hush_mail_relay_attempts", "hush_mail_relay_outcomes", "hush_mail_relay_failures"] {
-        assert!(!tenant_text.contains(volume), "{volume} exported:\n{tenant_text}");
+    for volume in [
+        "recipients",
+        "deliveries",
+        "hush_mail_relay_attempts",
+        "hush_mail_relay_outcomes",
+        "hush_mail_relay_failures",
+    ] {
+        assert!(
+            !tenant_text.contains(volume),
+            "{volume} exported:\n{tenant_text}"
+        );
     }
 
     // The join's request id reached the tenant's audit chain, on the event it caused.
