@@ -39,7 +39,7 @@ pub fn register(metrics: &mut MetricsBuilder, store: Arc<dyn MailStore>, relay: 
     let messages = Family::<[(&'static str, &'static str); 1], Gauge>::default();
     metrics.register(
         "mail_queue_messages",
-        "Messages (never recipients or relay transactions) with a delivery queued, delivered (within retention) or dead",
+        "Messages with a delivery queued, delivered (within retention) or dead: one per post, whatever its group holds",
         messages.clone(),
     );
     let oldest: Gauge = Gauge::default();
