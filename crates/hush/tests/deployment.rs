@@ -132,8 +132,10 @@ fn the_helm_chart_renders_to_valid_kubernetes_manifests() {
         "deploy/helm/validate.py:\n{said}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Both values files rendered and validated, and helm lint passed: nothing skipped.
-    assert!(said.contains("3 passed, 0 failed"), "{said}");
+    // Both values files and the IdP-on-a-company-CA case rendered and validated, and helm lint
+    // passed: nothing skipped.
+    assert!(said.contains("4 passed, 0 failed"), "{said}");
+    assert!(said.contains("ok   an IdP on a company CA"), "{said}");
     assert!(
         said.contains("ok   values-external-postgres.yaml"),
         "{said}"
