@@ -366,33 +366,13 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
             );
         }
     }
-    let (dbs, pg) = match kind {
-        Backend::Sqlite => (
-            Databases::for_test(tmp.path(), kind, || unreachable!())
-                .await
-                .expect("fresh test databases")
-                .0,
-            None,
-        ),
-        Backend::Postgres => {
-            let roles = db_setup(&secrets).await;
-            (roles.databases(), Some(roles))
-        }
-    };
-    let issuer = auth::DevIssuer::load_or_create(&tmp.path().join("issuer")).unwrap();
-    let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwks = format!(
-        "http://{}/.well-known/jwks.json",
-        issuer_listener.local_addr().unwrap()
-    );
-    let (stop_issuer, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(service_kit::serve(
-        issuer_listener,
-        issuer.router(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let Grounds {
+        dbs,
+        roles: pg,
+        issuer,
+        jwks,
+        stop_issuer,
+    } = Grounds::lay(tmp.path(), kind, &secrets).await;
 
     let launcher = Launcher::new(&secrets, jwks);
     let ports: BTreeMap<&str, u16> = SERVICES
@@ -481,6 +461,63 @@ async fn the_compose_topology_runs_as_separate_processes_with_its_environment(ki
     if let Some(roles) = pg {
         roles.check_the_tenant_role_only_appends().await;
         roles.drop_all().await;
+    }
+}
+
+/// What a test of the services as separate processes starts from: their databases (on
+/// Postgres, behind the roles `hush db-setup` makes) and a dev issuer serving its key set on
+/// loopback. The test stops the issuer (`stop_issuer`) and drops the roles when it is done.
+pub(crate) struct Grounds {
+    /// Each service's database.
+    pub dbs: Databases,
+    /// On Postgres, the roles and databases `hush db-setup` made.
+    pub roles: Option<SetupRoles>,
+    /// The dev issuer, which mints the test's tokens.
+    pub issuer: auth::DevIssuer,
+    /// Its key set URL.
+    pub jwks: String,
+    /// Stops the issuer.
+    pub stop_issuer: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Grounds {
+    /// Fresh databases under `dir` (SQLite) or through `hush db-setup` with `secrets`
+    /// (Postgres), and the issuer, its key under `dir`.
+    pub(crate) async fn lay(dir: &Path, kind: Backend, secrets: &Path) -> Self {
+        let (dbs, roles) = match kind {
+            Backend::Sqlite => (
+                Databases::for_test(dir, kind, || unreachable!())
+                    .await
+                    .expect("fresh test databases")
+                    .0,
+                None,
+            ),
+            Backend::Postgres => {
+                let roles = db_setup(secrets).await;
+                (roles.databases(), Some(roles))
+            }
+        };
+        let issuer = auth::DevIssuer::load_or_create(&dir.join("issuer")).unwrap();
+        let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let jwks = format!(
+            "http://{}/.well-known/jwks.json",
+            issuer_listener.local_addr().unwrap()
+        );
+        let (stop_issuer, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(service_kit::serve(
+            issuer_listener,
+            issuer.router(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            dbs,
+            roles,
+            issuer,
+            jwks,
+            stop_issuer,
+        }
     }
 }
 

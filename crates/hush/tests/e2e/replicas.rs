@@ -4,9 +4,8 @@
 //! rate and the bulk rate each allow what one replica is documented to allow, in total, not
 //! twice it.
 
-use crate::compose::{db_setup, deploy_init, wait_ready, Launcher, Proc};
+use crate::compose::{deploy_init, wait_ready, Grounds, Launcher, Proc};
 use crate::helpers::*;
-use hush::stack::Databases;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -33,33 +32,13 @@ impl Pair {
 async fn limits_hold_across_two_replicas_of_each_public_service(kind: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let secrets = deploy_init(&tmp.path().join("deploy")).await;
-    let (dbs, pg) = match kind {
-        Backend::Sqlite => (
-            Databases::for_test(tmp.path(), kind, || unreachable!())
-                .await
-                .expect("fresh test databases")
-                .0,
-            None,
-        ),
-        Backend::Postgres => {
-            let roles = db_setup(&secrets).await;
-            (roles.databases(), Some(roles))
-        }
-    };
-    let issuer = auth::DevIssuer::load_or_create(&tmp.path().join("issuer")).unwrap();
-    let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let jwks = format!(
-        "http://{}/.well-known/jwks.json",
-        issuer_listener.local_addr().unwrap()
-    );
-    let (stop_issuer, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(service_kit::serve(
-        issuer_listener,
-        issuer.router(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let Grounds {
+        dbs,
+        roles: pg,
+        issuer,
+        jwks,
+        stop_issuer,
+    } = Grounds::lay(tmp.path(), kind, &secrets).await;
     let scim_token = format!("scim-replicas-{}", uuid::Uuid::new_v4().simple());
     let scim_file = tmp.path().join("scim.token");
     std::fs::write(&scim_file, &scim_token).unwrap();
