@@ -130,6 +130,16 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The JSON body of a GET of `url`.
+async fn json_at(url: String) -> Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// The text body of a GET of `url`.
+async fn text_at(url: String) -> String {
+    http().get(url).send().await.unwrap().text().await.unwrap()
+}
+
 #[tokio::test]
 async fn the_app_is_served_with_strict_security_headers_and_etags() {
     let up = upstream().await;
@@ -229,14 +239,7 @@ async fn the_api_reference_is_served_from_vendored_files_under_the_same_csp() {
         assert_eq!(res.headers()[header::CONTENT_TYPE], kind, "{path}");
     }
     // Every icon the override stylesheet names is served, as an image from this origin.
-    let icons = http()
-        .get(format!("{edge}/api/icons.css"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let icons = text_at(format!("{edge}/api/icons.css")).await;
     let named: Vec<&str> = icons
         .split("url(\"")
         .skip(1)
@@ -255,14 +258,7 @@ async fn the_api_reference_is_served_from_vendored_files_under_the_same_csp() {
 async fn config_tells_the_app_how_to_sign_in() {
     let up = upstream().await;
     let edge = serve(Edge::new(&oidc(config(&up.url)), None).unwrap()).await;
-    let cfg: Value = http()
-        .get(format!("{edge}/config.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cfg: Value = json_at(format!("{edge}/config.json")).await;
     assert_eq!(cfg["auth"]["mode"], "oidc");
     assert_eq!(cfg["auth"]["client_id"], "hush-web");
     assert_eq!(
@@ -276,14 +272,7 @@ async fn config_tells_the_app_how_to_sign_in() {
     let mut dev = config(&up.url);
     dev.dev_mode = true;
     let edge = serve(Edge::new(&dev, Some(issuer)).unwrap()).await;
-    let cfg: Value = http()
-        .get(format!("{edge}/config.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cfg: Value = json_at(format!("{edge}/config.json")).await;
     assert_eq!(cfg["auth"], json!({ "mode": "dev" }));
 }
 
@@ -313,14 +302,7 @@ async fn discovered_endpoints_reach_the_app_and_the_csp_names_the_token_endpoint
         csp.contains("connect-src 'self' https://tokens.corp.example:9443;"),
         "{csp}"
     );
-    let app: Value = http()
-        .get(format!("{edge}/config.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let app: Value = json_at(format!("{edge}/config.json")).await;
     assert_eq!(app["auth"]["issuer"], "https://idp.corp.example/tenant");
     assert_eq!(
         app["auth"]["authorization_endpoint"],
@@ -340,14 +322,7 @@ async fn discovered_endpoints_reach_the_app_and_the_csp_names_the_token_endpoint
     let mut without_logout = discovered();
     without_logout.end_session_endpoint = None;
     let edge = serve(Edge::with_discovery(&cfg, &without_logout).unwrap()).await;
-    let app: Value = http()
-        .get(format!("{edge}/config.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let app: Value = json_at(format!("{edge}/config.json")).await;
     assert_eq!(
         app["auth"]["token_endpoint"],
         "https://idp.corp.example/token"
