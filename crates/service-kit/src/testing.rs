@@ -167,6 +167,105 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A test certificate authority and one server certificate it signed (see [`test_certs`]).
+pub struct TestCerts {
+    /// The CA's certificate (PEM): what a client under test is told to trust.
+    pub ca: PathBuf,
+    /// The server's certificate (PEM).
+    pub cert: PathBuf,
+    /// The server's private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Makes, with `openssl`, a private CA and a server certificate it signed for `san` (a
+/// subjectAltName such as `DNS:localhost` or `IP:127.0.0.1`), valid one day, as files
+/// `<name>-ca.pem`, `<name>-server.pem` and `<name>-server.key` under `dir`: for tests of TLS
+/// to a peer on a company CA (the mail relay, the IdP).
+pub fn test_certs(dir: &std::path::Path, name: &str, san: &str) -> TestCerts {
+    let file = |f: &str| dir.join(format!("{name}-{f}"));
+    let (ca_key, ca, key, csr, cert, ext) = (
+        file("ca.key"),
+        file("ca.pem"),
+        file("server.key"),
+        file("server.csr"),
+        file("server.pem"),
+        file("server.ext"),
+    );
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let path = |p: &PathBuf| p.to_str().expect("a UTF-8 temp path").to_string();
+    let (ca_key_s, ca_s, key_s, csr_s, cert_s, ext_s) = (
+        path(&ca_key),
+        path(&ca),
+        path(&key),
+        path(&csr),
+        path(&cert),
+        path(&ext),
+    );
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let ca_subject = format!("/CN=Hush test CA {name}");
+    let mut args = vec!["req", "-x509"];
+    args.extend(ec);
+    args.extend([
+        "-days",
+        "1",
+        "-subj",
+        &ca_subject,
+        "-keyout",
+        &ca_key_s,
+        "-out",
+        &ca_s,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&args);
+    let subject = format!("/CN={}", san.split_once(':').map_or(san, |(_, v)| v));
+    let mut args = vec!["req"];
+    args.extend(ec);
+    args.extend(["-subj", &subject, "-keyout", &key_s, "-out", &csr_s]);
+    openssl(&args);
+    std::fs::write(
+        &ext,
+        format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+    )
+    .expect("the extensions file");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr_s,
+        "-CA",
+        &ca_s,
+        "-CAkey",
+        &ca_key_s,
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &ext_s,
+        "-out",
+        &cert_s,
+    ]);
+    TestCerts { ca, cert, key }
+}
+
 /// The reason on tests that drive real mail peers written in Python:
 /// `#[ignore = "needs python3 with aiosmtpd and dkimpy"]`. CI installs them and runs these tests
 /// with `--include-ignored`.

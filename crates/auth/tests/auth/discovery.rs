@@ -7,7 +7,6 @@ use auth::{AuthError, JwtArgs, Verifier};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -166,21 +165,9 @@ fn the_dev_issuer_is_refused_by_its_new_name_too() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTPS on a private CA: openssl makes the CA and the certificate, and serves the IdP's two
-// documents (`s_server -WWW` serves files from its working directory).
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+// HTTPS on a private CA: openssl makes the CA and the certificate
+// (`service_kit::testing::test_certs`), and serves the IdP's two documents (`s_server -WWW`
+// serves files from its working directory).
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -194,66 +181,7 @@ impl Drop for Killed {
 async fn an_idp_on_a_private_ca_is_trusted_with_the_ca_file_and_not_without() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    let mut ca = vec!["req", "-x509"];
-    ca.extend(ec);
-    ca.extend([
-        "-days",
-        "1",
-        "-subj",
-        "/CN=Hush test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(d, &ca);
-    let mut csr = vec!["req"];
-    csr.extend(ec);
-    csr.extend([
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "idp.key",
-        "-out",
-        "idp.csr",
-    ]);
-    openssl(d, &csr);
-    std::fs::write(
-        d.join("idp.ext"),
-        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(
-        d,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "idp.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "idp.ext",
-            "-out",
-            "idp.pem",
-        ],
-    );
+    let certs = service_kit::testing::test_certs(d, "idp", "IP:127.0.0.1");
 
     // A free port for s_server (it cannot report one it chose).
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -276,9 +204,9 @@ async fn an_idp_on_a_private_ca_is_trusted_with_the_ca_file_and_not_without() {
             .args(["s_server", "-quiet", "-WWW", "-accept"])
             .arg(format!("127.0.0.1:{port}"))
             .arg("-cert")
-            .arg(d.join("idp.pem"))
+            .arg(&certs.cert)
             .arg("-key")
-            .arg(d.join("idp.key"))
+            .arg(&certs.key)
             .current_dir(&www)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -306,7 +234,7 @@ async fn an_idp_on_a_private_ca_is_trusted_with_the_ca_file_and_not_without() {
     assert!(chain.contains("discovery document"), "{chain}");
 
     let mut args = JwtArgs::discovered(&issuer, AUDIENCE);
-    args.oidc_ca_file = Some(d.join("ca.pem"));
+    args.oidc_ca_file = Some(certs.ca.clone());
     let trusting = Verifier::new(args).unwrap();
     trusting
         .verify(&token)

@@ -1617,83 +1617,15 @@ async fn arc_seals_the_next_instance_over_the_chain_the_message_arrived_with() {
 mod relay_tls {
     use super::*;
     use crate::mail::relay::{RelayArgs, RelayStats, TlsMode};
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::sync::Mutex;
     use tracing_subscriber::layer::SubscriberExt as _;
 
     /// A test CA and a relay certificate it signed for `localhost`.
-    struct Certs {
-        ca: PathBuf,
-        cert: PathBuf,
-        key: PathBuf,
-    }
-
-    fn openssl(args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl runs");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    type Certs = service_kit::testing::TestCerts;
 
     fn make_certs(dir: &Path, name: &str) -> Certs {
-        let p = |f: &str| dir.join(format!("{name}-{f}"));
-        let s = |p: &PathBuf| p.to_str().unwrap().to_string();
-        let (ca_key, ca, key, csr, cert, ext) = (
-            p("ca.key"),
-            p("ca.pem"),
-            p("relay.key"),
-            p("relay.csr"),
-            p("relay.pem"),
-            p("ext.cnf"),
-        );
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        let subj = format!("/CN=Hush test CA {name}");
-        let mut args = vec!["req", "-x509"];
-        args.extend(ec);
-        args.extend(["-days", "1", "-subj", &subj, "-keyout"]);
-        let (ca_key_s, ca_s) = (s(&ca_key), s(&ca));
-        args.extend([ca_key_s.as_str(), "-out", ca_s.as_str()]);
-        openssl(&args);
-        let (key_s, csr_s) = (s(&key), s(&csr));
-        let mut args = vec!["req"];
-        args.extend(ec);
-        args.extend(["-subj", "/CN=localhost", "-keyout", &key_s, "-out", &csr_s]);
-        openssl(&args);
-        std::fs::write(
-            &ext,
-            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        let (cert_s, ext_s) = (s(&cert), s(&ext));
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr_s,
-            "-CA",
-            &ca_s,
-            "-CAkey",
-            &ca_key_s,
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            &ext_s,
-            "-out",
-            &cert_s,
-        ]);
-        Certs { ca, cert, key }
+        service_kit::testing::test_certs(dir, name, "DNS:localhost")
     }
 
     /// The relay by name (`localhost`, as its certificate says), never by address.
